@@ -40,13 +40,13 @@ Stmt& Stmt::Bind(int i, int64_t v) {
 
 Stmt& Stmt::Bind(int i, std::string_view text) {
   if (needs_reset_) Reset();
-  sqlite3_bind_text(s_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(s_, i, text.data() ? text.data() : "", static_cast<int>(text.size()), SQLITE_TRANSIENT);
   return *this;
 }
 
 Stmt& Stmt::BindBlob(int i, std::string_view bytes) {
   if (needs_reset_) Reset();
-  sqlite3_bind_blob(s_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_blob(s_, i, bytes.data() ? bytes.data() : "", static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
   return *this;
 }
 

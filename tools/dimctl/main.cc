@@ -4,5 +4,10 @@
 
 int main(int argc, char** argv) {
   dimctl::Cli cli;
+  cli.Add(dimctl::ImageCommands());
+  cli.Add(dimctl::KeepoutCommands());
+  cli.Add(dimctl::StoreCommands());
+  cli.Add(dimctl::ClusterCommands());
+  cli.Add(dimctl::NodeCommands());
   return cli.Main(argc, argv);
 }

@@ -1,0 +1,140 @@
+// The resolved cluster: every node with its final name, addresses, image,
+// kernel arguments, keep-out list and image server, after inheritance
+// (site -> group -> node) and derivation. Generators and dimctl read only this.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dim/cluster/address.h"
+
+namespace dim::cluster {
+
+// Where an element (or attribute) starts in the source, 1-based.
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string ToString() const;  // "cluster.xml:12:5"
+};
+
+struct AddressRange {
+  Ipv4 first;
+  Ipv4 last;
+  bool Contains(Ipv4 ip) const { return first <= ip && ip <= last; }
+};
+
+struct Network {
+  std::string name;
+  Subnet subnet;
+  std::optional<Ipv4> gateway;
+  std::vector<Ipv4> dns;
+  std::string domain;       // empty: the site domain
+  int mtu = 0;              // 0: not announced
+  int vlan = 0;             // 0: untagged
+  std::string ipv6_prefix;  // informational, e.g. "fd00:10::/64"
+  std::optional<AddressRange> dynamic;  // discovery pool for unknown MACs
+  std::optional<Ipv4> node_base;        // address of taxonomy position 0
+  SourceLocation where;
+};
+
+struct Image {
+  std::string name;
+  std::string kernel = "vmlinuz";
+  std::string initrd = "initrd.img";
+  SourceLocation where;
+};
+
+enum class ServerRole { kTop, kSecondLevel };
+
+struct RackSpan {
+  int first = 0;
+  int last = 0;
+};
+
+struct Server {
+  std::string name;
+  ServerRole role = ServerRole::kSecondLevel;
+  std::string network;
+  Ipv4 address;
+  std::string boot_url;  // "http://10.1.0.11/dim" unless given
+  std::vector<RackSpan> racks;
+  SourceLocation where;
+};
+
+struct Group {
+  std::string name;
+  std::string parent;  // inherits="", empty for none
+  std::optional<std::string> image, server, kernel_args;
+  std::vector<std::string> keepout;
+  SourceLocation where;
+};
+
+// Position in the naming taxonomy; a level the pattern does not use stays unset.
+struct Position {
+  std::optional<int> rack, chassis, slot;
+  bool empty() const { return !rack && !chassis && !slot; }
+};
+
+struct Interface {
+  std::string network;
+  Mac mac;
+  Ipv4 ip;
+  bool ip_explicit = false;  // given in the XML rather than derived
+  std::string hostname;      // node name for the first interface, "<node>-<network>" else
+  SourceLocation where;
+};
+
+struct Node {
+  std::string name;
+  Position position;
+  std::string group;  // empty: none
+  std::string image;
+  std::string kernel_args;
+  std::vector<std::string> keepout;
+  std::string server;  // second-level (or top) server that serves its image
+  bool server_by_rack = false;  // chosen by the rack rule rather than named
+  std::vector<Interface> interfaces;  // [0] is the boot interface
+  SourceLocation where;
+
+  const Interface& boot() const { return interfaces.front(); }
+};
+
+struct Level {
+  int first = 1;
+  int count = 1;
+};
+
+struct Naming {
+  std::string pattern;  // "r{rack:02}c{chassis}n{slot:02}"
+  std::optional<Level> rack, chassis, slot;
+  // Number of positions the taxonomy spans (product of the level counts).
+  uint64_t Positions() const;
+  // Index of a position: ((rack - first) * chassis.count + chassis - first) * slot.count + ...
+  std::optional<uint64_t> Index(const Position& p) const;
+};
+
+struct Cluster {
+  std::string name;
+  std::string domain;
+  std::string tftp_root = "/srv/tftp";
+  std::string source;  // file it was loaded from, for messages
+  std::vector<Network> networks;
+  std::vector<Image> images;
+  std::vector<Server> servers;
+  Naming naming;
+  std::vector<Group> groups;
+  std::vector<Node> nodes;  // in document order
+
+  const Network* FindNetwork(const std::string& name) const;
+  const Server* FindServer(const std::string& name) const;
+  const Image* FindImage(const std::string& name) const;
+  const Group* FindGroup(const std::string& name) const;
+  const Node* FindNode(const std::string& name) const;
+  // Fully qualified name for an interface: hostname + network or site domain.
+  std::string Fqdn(const Interface& itf) const;
+};
+
+}  // namespace dim::cluster

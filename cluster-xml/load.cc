@@ -1,0 +1,58 @@
+#include "dim/cluster/load.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dim/fd.h"
+#include "spec.h"
+
+namespace dim::cluster {
+
+std::string Diagnostic::ToString() const {
+  std::string out = where.ToString() + ": error: <" + element + ">: " + problem;
+  if (!fix.empty()) out += (problem.ends_with('?') ? " " : "; ") + fix;
+  return out;
+}
+
+Status LoadResult::ToStatus() const {
+  if (ok()) return Status::Ok();
+  std::string msg;
+  for (const auto& d : diagnostics) msg += (msg.empty() ? "" : "\n") + d.ToString();
+  msg += "\n" + std::to_string(diagnostics.size()) + " error(s)";
+  return Status::InvalidArgument(msg);
+}
+
+LoadResult LoadClusterFromString(std::string_view text, const std::string& file) {
+  internal::Diagnostics diag;
+  internal::Spec spec;
+  LoadResult out;
+  if (internal::ParseSpec(text, file, spec, diag)) out.cluster = internal::Resolve(spec, diag);
+  out.diagnostics = diag.Take();
+  return out;
+}
+
+Result<LoadResult> LoadClusterFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return PosixError("open " + path);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("read " + path);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return LoadClusterFromString(text, path);
+}
+
+Result<Cluster> LoadValidCluster(const std::string& path) {
+  DIM_ASSIGN_OR_RETURN(LoadResult r, LoadClusterFile(path));
+  if (!r.ok()) return r.ToStatus();
+  return std::move(r.cluster);
+}
+
+}  // namespace dim::cluster

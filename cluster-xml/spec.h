@@ -1,0 +1,127 @@
+// Internal: the cluster description as written, before inheritance and
+// derivation, with the source location of every element and attribute so the
+// resolver can point at the exact spot. Produced by ParseSpec (loader.cc),
+// consumed by Resolve (resolve.cc).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dim/cluster/load.h"
+#include "dim/cluster/model.h"
+
+namespace dim::cluster::internal {
+
+// Collects diagnostics; every check reports here and carries on.
+class Diagnostics {
+ public:
+  void Error(const SourceLocation& where, std::string element, std::string problem,
+             std::string fix) {
+    list_.push_back({where, std::move(element), std::move(problem), std::move(fix)});
+  }
+  std::vector<Diagnostic> Take();  // sorted by line, then column
+  size_t size() const { return list_.size(); }
+
+ private:
+  std::vector<Diagnostic> list_;
+};
+
+// Locations of an element and of each attribute it has.
+struct Located {
+  std::string element;
+  SourceLocation where;
+  std::map<std::string, SourceLocation> attrs;
+  bool Has(const std::string& attr) const { return attrs.count(attr) > 0; }
+  // The attribute's location, or the element's when the attribute is absent.
+  const SourceLocation& At(const std::string& attr) const;
+};
+
+struct SiteSpec {
+  std::string name, domain, tftp_root;
+  std::optional<std::string> image, server, kernel_args;
+  std::vector<std::string> keepout;
+  Located loc;
+};
+
+struct NetworkSpec {
+  Network net;
+  bool subnet_ok = false;  // parsed; later checks skip what depends on a bad value
+  Located loc;
+  std::optional<Located> dynamic_loc;
+};
+
+struct ImageSpec {
+  Image image;
+  Located loc;
+};
+
+struct ServerSpec {
+  Server server;
+  bool address_ok = false;
+  Located loc;
+};
+
+struct LevelSpec {
+  std::string name;
+  Level level;
+  Located loc;
+};
+
+struct NamingSpec {
+  std::string pattern;
+  std::vector<LevelSpec> levels;
+  std::optional<Located> loc;  // absent when there is no <naming>
+};
+
+struct GroupSpec {
+  Group group;
+  Located loc;
+};
+
+struct InterfaceSpec {
+  std::string network;
+  std::optional<Mac> mac;  // nullopt: missing or invalid (already reported)
+  std::optional<Ipv4> ip;
+  bool ip_invalid = false;
+  Located loc;
+};
+
+struct NodeSpec {
+  std::optional<std::string> name, group, image, server, kernel_args;
+  Position pos;
+  bool pos_invalid = false;
+  std::vector<std::string> keepout;
+  std::vector<InterfaceSpec> interfaces;
+  Located loc;
+};
+
+struct Spec {
+  std::string file;
+  SiteSpec site;
+  std::vector<NetworkSpec> networks;
+  std::vector<ImageSpec> images;
+  std::vector<ServerSpec> servers;
+  NamingSpec naming;
+  std::vector<GroupSpec> groups;
+  std::vector<NodeSpec> nodes;
+};
+
+// XML -> Spec. Reports malformed XML, unknown elements and attributes, missing
+// required attributes and values that do not parse. Returns false when the
+// document could not be read at all (nothing to resolve).
+bool ParseSpec(std::string_view text, const std::string& file, Spec& spec, Diagnostics& diag);
+
+// Spec -> Cluster: inheritance, naming, addresses, servers, cross-checks.
+Cluster Resolve(const Spec& spec, Diagnostics& diag);
+
+// The known name closest to `name`, or "" when nothing is close enough to be
+// a plausible typo.
+std::string ClosestName(const std::string& name, const std::vector<std::string>& known);
+
+// "; did you mean 'x'?" or "".
+std::string DidYouMean(const std::string& name, const std::vector<std::string>& known);
+
+}  // namespace dim::cluster::internal

@@ -1,0 +1,334 @@
+#include "image/scan.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "dim/fd.h"
+
+namespace dim {
+
+StatKey StatKey::From(const struct stat& st) {
+  StatKey k;
+  k.mode = st.st_mode;
+  k.uid = st.st_uid;
+  k.gid = st.st_gid;
+  k.size = static_cast<uint64_t>(st.st_size);
+  k.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  k.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+  k.ino = st.st_ino;
+  k.nlink = st.st_nlink;
+  k.rdev = st.st_rdev;
+  k.blocks = static_cast<uint64_t>(st.st_blocks);
+  return k;
+}
+
+namespace {
+
+std::string Join(const std::string& root, const std::string& path) {
+  return path == "/" ? root : root + path;
+}
+
+// Shared state of the parallel walk. Work items are directories to list.
+class Walker {
+ public:
+  Walker(std::string root, dev_t dev) : root_(std::move(root)), dev_(dev) {}
+
+  void Push(std::string dir) {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(std::move(dir));
+    cv_.notify_one();
+  }
+
+  void Run(std::vector<ScanRecord>* out) {
+    for (;;) {
+      std::string dir;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return !queue_.empty() || active_ == 0 || !error_.ok(); });
+        if (queue_.empty() || !error_.ok()) {
+          cv_.notify_all();
+          return;
+        }
+        dir = std::move(queue_.front());
+        queue_.pop_front();
+        active_++;
+      }
+      Status s = ListDir(dir, out);
+      std::lock_guard<std::mutex> l(mu_);
+      if (!s.ok() && error_.ok()) error_ = s;
+      active_--;
+      cv_.notify_all();
+    }
+  }
+
+  void Start() { active_ = 0; }
+  Status error() {
+    std::lock_guard<std::mutex> l(mu_);
+    return error_;
+  }
+
+ private:
+  Status ListDir(const std::string& dir, std::vector<ScanRecord>* out) {
+    std::string full = Join(root_, dir);
+    Fd fd(::open(full.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return PosixError("cannot read directory " + full);
+    int dfd = fd.get();
+    DirPtr d(fdopendir(fd.Release()));
+    if (!d) return PosixError("cannot read directory " + full);
+    std::string prefix = dir == "/" ? "/" : dir + "/";
+    errno = 0;
+    while (struct dirent* e = readdir(d.get())) {
+      const char* n = e->d_name;
+      if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
+      struct stat st;
+      if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return PosixError("cannot stat " + full + "/" + n);
+      }
+      ScanRecord r{prefix + n, StatKey::From(st)};
+      // Other filesystems mounted inside the master (a chroot's /proc) are
+      // recorded as their mount point only.
+      if (S_ISDIR(st.st_mode) && st.st_dev == dev_) Push(r.path);
+      out->push_back(std::move(r));
+      errno = 0;
+    }
+    if (errno != 0) return PosixError("cannot read directory " + full);
+    return Status::Ok();
+  }
+
+  std::string root_;
+  dev_t dev_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;  // GUARDED_BY(mu_)
+  int active_ = 0;                 // GUARDED_BY(mu_)
+  Status error_;                   // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+Result<std::vector<ScanRecord>> ScanTree(const std::string& root, const ScanOptions& opts) {
+  struct stat st;
+  if (::lstat(root.c_str(), &st) != 0) return PosixError("cannot read master directory " + root);
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument(root + " is not a directory; give the root of the master tree");
+  }
+  if (::access(root.c_str(), R_OK | X_OK) != 0) {
+    return PosixError("cannot read master directory " + root);
+  }
+  Walker w(root, st.st_dev);
+  w.Push("/");
+  int n = std::max(1, opts.threads);
+  std::vector<std::vector<ScanRecord>> parts(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int i = 1; i < n; i++) threads.emplace_back([&, i] { w.Run(&parts[i]); });
+  w.Run(&parts[0]);
+  for (auto& t : threads) t.join();
+  DIM_RETURN_IF_ERROR(w.error());
+  std::vector<ScanRecord> all;
+  size_t total = 1;
+  for (auto& p : parts) total += p.size();
+  all.reserve(total);
+  all.push_back({"/", StatKey::From(st)});
+  for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(all));
+  std::sort(all.begin(), all.end(),
+            [](const ScanRecord& a, const ScanRecord& b) { return a.path < b.path; });
+  return all;
+}
+
+Result<std::vector<Xattr>> ReadXattrs(const std::string& full) {
+  std::vector<Xattr> out;
+  std::string names(1024, '\0');
+  ssize_t n;
+  for (;;) {
+    n = ::llistxattr(full.c_str(), names.data(), names.size());
+    if (n >= 0) break;
+    if (errno == ERANGE) {
+      ssize_t need = ::llistxattr(full.c_str(), nullptr, 0);
+      if (need < 0) return PosixError("list xattrs of " + full);
+      names.resize(static_cast<size_t>(need) + 1);
+      continue;
+    }
+    if (errno == ENOTSUP || errno == EOPNOTSUPP) return out;
+    return PosixError("list xattrs of " + full);
+  }
+  names.resize(static_cast<size_t>(n));
+  size_t pos = 0;
+  while (pos < names.size()) {
+    std::string name(names.c_str() + pos);
+    pos += name.size() + 1;
+    if (name.empty()) continue;
+    std::string value(256, '\0');
+    for (;;) {
+      ssize_t v = ::lgetxattr(full.c_str(), name.c_str(), value.data(), value.size());
+      if (v >= 0) {
+        value.resize(static_cast<size_t>(v));
+        break;
+      }
+      if (errno == ERANGE) {
+        ssize_t need = ::lgetxattr(full.c_str(), name.c_str(), nullptr, 0);
+        if (need < 0) return PosixError("read xattr " + name + " of " + full);
+        value.resize(static_cast<size_t>(need) + 1);
+        continue;
+      }
+      if (errno == ENODATA) {
+        value.clear();
+        name.clear();  // removed meanwhile
+        break;
+      }
+      return PosixError("read xattr " + name + " of " + full);
+    }
+    if (!name.empty()) out.push_back({std::move(name), std::move(value)});
+  }
+  std::sort(out.begin(), out.end(), [](const Xattr& a, const Xattr& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<Entry> ReadEntry(const std::string& root, const std::string& path,
+                        ObjectStore::Batch* batch, StatKey* observed) {
+  std::string full = Join(root, path);
+  Entry e;
+  e.path = path;
+  struct stat st;
+  Fd fd;
+  if (::lstat(full.c_str(), &st) != 0) return PosixError("cannot stat " + full);
+  if (S_ISREG(st.st_mode)) {
+    // O_NOATIME keeps the master's atimes as they were (root may use it).
+    fd.Reset(::open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME));
+    if (!fd.valid() && errno == EPERM) {
+      fd.Reset(::open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    }
+    if (!fd.valid()) return PosixError("cannot open " + full);
+    if (::fstat(fd.get(), &st) != 0) return PosixError("cannot stat " + full);
+  }
+  *observed = StatKey::From(st);
+  DIM_ASSIGN_OR_RETURN(e.type, EntryTypeFromMode(st.st_mode, full));
+  e.mode = st.st_mode & 07777;
+  e.uid = st.st_uid;
+  e.gid = st.st_gid;
+  e.mtime_ns = observed->mtime_ns;
+  switch (e.type) {
+    case EntryType::kFile: {
+      e.size = static_cast<uint64_t>(st.st_size);
+      bool maybe_sparse = static_cast<uint64_t>(st.st_blocks) * 512 < e.size;
+      DIM_ASSIGN_OR_RETURN(e.object, batch->PutFile(fd.get(), e.size, maybe_sparse, full));
+      break;
+    }
+    case EntryType::kSymlink: {
+      std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
+      ssize_t n = ::readlink(full.c_str(), target.data(), target.size());
+      if (n < 0) return PosixError("cannot read symlink " + full);
+      if (static_cast<size_t>(n) >= target.size()) {
+        return Status::IOError("symlink " + full + " changed while being read; retry");
+      }
+      target.resize(static_cast<size_t>(n));
+      e.target = std::move(target);
+      e.size = e.target.size();
+      break;
+    }
+    case EntryType::kChar:
+    case EntryType::kBlock:
+      e.rdev = st.st_rdev;
+      break;
+    default:
+      break;
+  }
+  DIM_ASSIGN_OR_RETURN(e.xattrs, ReadXattrs(full));
+  return e;
+}
+
+// ---- worktree index ----
+// Format: "DIMIDX1\n", u64 version, u32 root length, root, u64 count, then
+// records: u32 path length, path, mode u32, uid u32, gid u32, size u64,
+// mtime i64, ctime i64, ino u64 (little endian).
+
+namespace {
+constexpr char kIndexMagic[8] = {'D', 'I', 'M', 'I', 'D', 'X', '1', '\n'};
+
+template <typename T>
+void Put(std::string& s, T v) {
+  for (size_t i = 0; i < sizeof(T); i++) s.push_back(static_cast<char>(static_cast<uint64_t>(v) >> (8 * i)));
+}
+template <typename T>
+bool Get(std::string_view& in, T* v) {
+  if (in.size() < sizeof(T)) return false;
+  uint64_t x = 0;
+  for (size_t i = sizeof(T); i-- > 0;) x = (x << 8) | static_cast<uint8_t>(in[i]);
+  *v = static_cast<T>(x);
+  in.remove_prefix(sizeof(T));
+  return true;
+}
+}  // namespace
+
+Result<WorktreeIndex> LoadIndex(const std::string& path) {
+  auto raw = Env::Posix()->ReadFile(path);
+  if (!raw.ok()) return raw.status();
+  std::string_view in = *raw;
+  auto bad = [&] {
+    return Status::Corruption("worktree index " + path + " is damaged; it will be rebuilt");
+  };
+  if (in.size() < 8 || std::memcmp(in.data(), kIndexMagic, 8) != 0) return bad();
+  in.remove_prefix(8);
+  WorktreeIndex idx;
+  uint32_t rl;
+  uint64_t count;
+  if (!Get(in, &idx.version) || !Get(in, &rl) || in.size() < rl) return bad();
+  idx.root.assign(in.substr(0, rl));
+  in.remove_prefix(rl);
+  if (!Get(in, &count) || count > in.size()) return bad();
+  idx.records.resize(count);
+  for (auto& r : idx.records) {
+    uint32_t pl;
+    if (!Get(in, &pl) || in.size() < pl) return bad();
+    r.path.assign(in.substr(0, pl));
+    in.remove_prefix(pl);
+    if (!Get(in, &r.st.mode) || !Get(in, &r.st.uid) || !Get(in, &r.st.gid) ||
+        !Get(in, &r.st.size) || !Get(in, &r.st.mtime_ns) || !Get(in, &r.st.ctime_ns) ||
+        !Get(in, &r.st.ino)) {
+      return bad();
+    }
+  }
+  return idx;
+}
+
+Status SaveIndex(Env* env, const std::string& path, const WorktreeIndex& idx) {
+  std::string s(kIndexMagic, 8);
+  Put<int64_t>(s, idx.version);
+  Put<uint32_t>(s, static_cast<uint32_t>(idx.root.size()));
+  s += idx.root;
+  Put<uint64_t>(s, idx.records.size());
+  for (const auto& r : idx.records) {
+    Put<uint32_t>(s, static_cast<uint32_t>(r.path.size()));
+    s += r.path;
+    Put(s, r.st.mode);
+    Put(s, r.st.uid);
+    Put(s, r.st.gid);
+    Put(s, r.st.size);
+    Put(s, r.st.mtime_ns);
+    Put(s, r.st.ctime_ns);
+    Put(s, r.st.ino);
+  }
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  (void)env->Remove(tmp);
+  DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
+  Status st = f->Append(s);
+  if (st.ok()) st = f->Sync();
+  if (st.ok()) st = f->Close();
+  if (st.ok()) st = env->Rename(tmp, path);
+  if (!st.ok()) {
+    (void)env->Remove(tmp);
+    return st;
+  }
+  return Status::Ok();
+}
+
+}  // namespace dim

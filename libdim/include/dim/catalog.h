@@ -1,0 +1,130 @@
+// The catalogue: an SQLite database holding images, their immutable numbered
+// versions, every entry's metadata and the keep-out lists. Entries are stored
+// as validity ranges [v_from, v_to), so a version that changes one file adds
+// one row, and the difference between two versions is a range query.
+// docs/formats.md specifies the schema.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dim/entry.h"
+#include "dim/sqlite.h"
+#include "dim/status.h"
+
+namespace dim {
+
+// Rows live in [v_from, v_to); the newest rows have v_to = kLive.
+constexpr int64_t kLive = INT64_MAX;
+
+struct ImageInfo {
+  int64_t id = 0;
+  std::string name;
+  int64_t created_ns = 0;
+  std::string master_dir;  // the editable working tree committed from
+  int64_t head = 0;        // newest version number; 0 before the first
+};
+
+struct VersionInfo {
+  int64_t number = 0;
+  int64_t parent = 0;  // 0 for the first version
+  std::string message, author;
+  int64_t time_ns = 0;
+  uint64_t entries = 0, bytes = 0;
+  uint64_t added = 0, removed = 0, modified = 0;  // relative to the parent
+};
+
+struct DiffItem {
+  enum Kind { kAdded, kRemoved, kModified } kind;
+  std::string path;
+  std::optional<Entry> before, after;
+  unsigned changes = 0;  // Change bits for kModified
+};
+
+// A migration step: the SQL that brings schema version `to - 1` to `to`.
+struct Migration {
+  int to;
+  const char* sql;
+};
+const std::vector<Migration>& CatalogMigrations();
+
+// Not thread-safe: one Catalog per thread (SQLite connections are cheap).
+class Catalog {
+ public:
+  static int SchemaVersion();  // the newest version this build writes
+  // Opens and migrates to SchemaVersion(). A catalogue written by a newer dim
+  // is refused (Unsupported) and left untouched.
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
+  // For tests: applies migrations only up to `version`.
+  static Result<std::unique_ptr<Catalog>> OpenAtVersion(const std::string& path, int version);
+
+  sql::Db& db() { return *db_; }
+
+  // Images.
+  Result<ImageInfo> GetImage(const std::string& name);
+  Result<std::vector<ImageInfo>> ListImages();
+  Result<ImageInfo> CreateImage(const std::string& name, const std::string& master_dir);
+  Status SetMasterDir(int64_t image_id, const std::string& dir);
+  Status DeleteImage(int64_t image_id);
+
+  // Versions.
+  Result<VersionInfo> GetVersion(const ImageInfo& image, int64_t number);
+  Result<std::vector<VersionInfo>> ListVersions(int64_t image_id);
+  // Resolves "NAME" or "NAME@V" (V may be a number, or "head", or "head~N").
+  Result<std::pair<ImageInfo, int64_t>> Resolve(const std::string& spec);
+
+  // Entries of one version in path order (memcmp order of the path bytes).
+  Status ForEachEntry(int64_t image_id, int64_t version,
+                      const std::function<Status(const Entry&)>& fn);
+  Result<std::optional<Entry>> Lookup(int64_t image_id, int64_t version, const std::string& path);
+  // Entries strictly below dir ("/etc" -> "/etc/..."), in path order.
+  Status ForEachBelow(int64_t image_id, int64_t version, const std::string& dir,
+                      const std::function<Status(const Entry&)>& fn);
+  Result<std::vector<DiffItem>> Diff(int64_t image_id, int64_t a, int64_t b);
+
+  // Writing version head+1. Call inside a transaction; Put/Remove describe the
+  // changes against head; Finish records the version and moves head.
+  class VersionWriter {
+   public:
+    Status Put(const Entry& e);          // new or changed entry
+    Status Remove(const std::string& path);  // entry that no longer exists
+    Result<VersionInfo> Finish(const std::string& message, const std::string& author,
+                               int64_t time_ns);
+    int64_t number() const { return number_; }
+
+   private:
+    friend class Catalog;
+    VersionWriter(Catalog* c, ImageInfo image);
+    Catalog* c_;
+    ImageInfo image_;
+    int64_t number_;
+    uint64_t added_ = 0, removed_ = 0, modified_ = 0;
+    int64_t entries_delta_ = 0, bytes_delta_ = 0;
+    sql::Stmt end_, insert_, find_;
+  };
+  Result<std::unique_ptr<VersionWriter>> NewVersion(const ImageInfo& image);
+
+  // Drops versions older than the newest `keep` (their rows too). Returns how many.
+  Result<int64_t> Prune(const ImageInfo& image, int64_t keep);
+
+  // Keep-out patterns of an image, in order.
+  Result<std::vector<std::string>> KeepoutList(int64_t image_id);
+  Status KeepoutAdd(int64_t image_id, const std::string& pattern);
+  Result<bool> KeepoutRemove(int64_t image_id, const std::string& pattern);
+
+  // Every object id referenced by any stored version of any image.
+  Status ForEachReferencedObject(const std::function<Status(const Digest&)>& fn);
+
+ private:
+  explicit Catalog(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}
+  static Result<std::unique_ptr<Catalog>> OpenImpl(const std::string& path, int target);
+  Status Migrate(int target);
+  Result<Entry> RowToEntry(sql::Stmt& s, int first_col);
+  std::unique_ptr<sql::Db> db_;
+};
+
+}  // namespace dim

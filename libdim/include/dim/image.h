@@ -1,0 +1,74 @@
+// Image operations, each a short script over the Store: import a master tree
+// as version 1, commit its changes as a new version, check a version out,
+// collect garbage and check the store's integrity.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dim/catalog.h"
+#include "dim/object_store.h"
+#include "dim/store.h"
+
+namespace dim {
+
+struct CommitOptions {
+  std::string message;
+  std::string author;  // default DefaultAuthor()
+  // Empty: scan the whole master (only changed files are read). Otherwise
+  // only these paths (and everything below them) are examined: O(changes).
+  std::vector<std::string> only_paths;
+  bool rehash = false;  // ignore the worktree index and re-read every file
+  int threads = 2;
+  std::string from_dir;  // commit from this tree instead of the image's master
+};
+
+struct CommitResult {
+  bool committed = false;  // false: nothing changed
+  VersionInfo version;
+  PutStats put;
+  uint64_t scanned = 0;    // entries examined
+  uint64_t candidates = 0; // entries that had to be read
+};
+
+Result<CommitResult> ImportImage(Store& store, const std::string& name, const std::string& dir,
+                                 const CommitOptions& opts);
+Result<CommitResult> CommitImage(Store& store, const std::string& name,
+                                 const CommitOptions& opts);
+
+struct CheckoutOptions {
+  bool force = false;  // allow a non-empty destination (entries are replaced)
+};
+struct CheckoutStats {
+  uint64_t entries = 0, bytes = 0;
+};
+// Materializes image@version into dest exactly. dest must be empty or absent.
+Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest,
+                               const CheckoutOptions& opts);
+// Writes one entry at dest+entry.path, with all metadata except the mtime of
+// directories, which the caller sets after filling them. Shared with editing
+// sessions, which apply overlay changes to the master.
+Status MaterializeEntry(const ObjectStore& objects, const Entry& e, const std::string& dest,
+                        const std::string& link_target_full);
+Status SetTimes(const std::string& full, const Entry& e);
+
+struct GcStats {
+  uint64_t referenced = 0, present = 0, removed = 0, bytes_freed = 0;
+};
+Result<GcStats> CollectGarbage(Store& store, bool dry_run);
+
+struct FsckProblem {
+  std::string object, what;  // what names the image, version and path
+  std::string problem;
+};
+struct FsckReport {
+  uint64_t objects_checked = 0;
+  std::vector<FsckProblem> problems;
+};
+Result<FsckReport> CheckStore(Store& store);
+
+// Validates an image name: letters, digits, '.', '_', '-'; 1..64 characters.
+Status ValidateImageName(const std::string& name);
+
+}  // namespace dim

@@ -1,0 +1,150 @@
+// Content-addressed object store: every file content is stored once, named by
+// its SHA-256, zstd-compressed where that pays, and verified on every read.
+// Large files are split into content-defined chunks listed by a chunk-list
+// object, so any offset is readable without the whole file. docs/formats.md
+// specifies the on-disk layout.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "dim/env.h"
+#include "dim/hash.h"
+#include "dim/status.h"
+
+namespace dim {
+
+enum class ObjectKind : uint8_t { kBlob = 1, kChunkList = 2 };
+
+// One piece of a chunked file: data stored as a blob, or a hole (zeros, not stored).
+struct ChunkRef {
+  uint64_t length = 0;
+  bool hole = false;
+  Digest id;  // zero for holes
+};
+
+// The body of a chunk-list object. Offsets are the prefix sums of lengths.
+struct ChunkList {
+  uint64_t size = 0;
+  std::vector<ChunkRef> chunks;
+
+  std::string Serialize() const;
+  static Result<ChunkList> Parse(std::string_view body);
+  // Index of the chunk holding offset (offset < size).
+  size_t Find(uint64_t offset, uint64_t* chunk_start) const;
+  std::vector<uint64_t> offsets;  // filled by Parse / Finalize
+  void Finalize();
+};
+
+struct StoreOptions {
+  int zstd_level = 3;
+  // Files up to this size without holes are one blob; larger ones are chunked.
+  uint64_t chunk_threshold = 1 << 20;
+};
+
+struct PutStats {
+  uint64_t files = 0;
+  uint64_t bytes_read = 0;       // logical bytes hashed
+  uint64_t objects_new = 0;      // objects written by this batch
+  uint64_t bytes_stored = 0;     // bytes written to disk for new objects
+  uint64_t objects_dedup = 0;    // content that was already there
+};
+
+class ObjectStore {
+ public:
+  // dir is the store's objects directory ("<root>/objects"); staging goes to
+  // "<root>/staging", on the same filesystem so renames are atomic.
+  static Result<std::unique_ptr<ObjectStore>> Open(Env* env, const std::string& root,
+                                                   StoreOptions opts = {});
+  // Creates the layout (objects/00..ff, staging) if missing.
+  static Status Create(Env* env, const std::string& root);
+
+  // A set of objects written together and made visible together:
+  // stage -> Commit(): syncfs -> rename into place -> fsync directories.
+  // Thread-safe: several workers may Put concurrently. Destroying an
+  // uncommitted batch deletes its staged files.
+  class Batch {
+   public:
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+    Result<Digest> PutBlob(std::string_view data);
+    // Stores the content of an open regular file of the given size. Holes are
+    // preserved (found with SEEK_DATA/SEEK_HOLE when maybe_sparse). Returns
+    // the zero digest for an empty file. what names the file in errors.
+    Result<Digest> PutFile(int fd, uint64_t size, bool maybe_sparse, const std::string& what);
+    Status Commit();
+    PutStats stats() const;
+
+   private:
+    friend class ObjectStore;
+    Batch(ObjectStore* store, std::string staging_dir);
+    Result<Digest> PutChunkList(const ChunkList& list);
+    Status Stage(const Digest& id, ObjectKind kind, std::string_view body);
+
+    ObjectStore* store_;
+    std::string staging_dir_;
+    mutable std::mutex mu_;
+    std::unordered_set<Digest, DigestHash> staged_;  // GUARDED_BY(mu_)
+    PutStats stats_;                                  // GUARDED_BY(mu_)
+    bool committed_ = false;
+  };
+
+  Result<std::unique_ptr<Batch>> NewBatch();
+
+  bool Has(const Digest& id) const;
+  std::string PathOf(const Digest& id) const;
+
+  // Verified reads. what names the file the object belongs to, for errors.
+  Result<ObjectKind> KindOf(const Digest& id) const;
+  Result<std::string> ReadBlob(const Digest& id, const std::string& what = "") const;
+  Result<ChunkList> ReadChunkList(const Digest& id, const std::string& what = "") const;
+  // Streams a file object (blob or chunk list) as (offset, data) pieces, holes
+  // skipped: what checkout writes with pwrite.
+  Status ReadFile(const Digest& id, const std::string& what,
+                  const std::function<Status(uint64_t offset, std::string_view data)>& sink) const;
+  // Random access into a file object; returns the bytes read (short at EOF).
+  Result<size_t> ReadAt(const Digest& id, uint64_t offset, size_t n, char* buf,
+                        const std::string& what = "") const;
+  // The stored bytes of an object exactly as on disk (for replication).
+  Result<std::string> ReadRaw(const Digest& id) const;
+  // Every digest an object refers to (chunks of a chunk list), for GC.
+  Status Children(const Digest& id, std::vector<Digest>* out) const;
+
+  Status Verify(const Digest& id) const;
+  Status Remove(const Digest& id);
+  // Calls fn for every object file present, with its size on disk.
+  Status ForEach(const std::function<Status(const Digest&, uint64_t disk_bytes)>& fn) const;
+  // Removes staging directories left by crashed writers.
+  Status CleanStaging();
+
+  const std::string& root() const { return root_; }
+  Env* env() const { return env_; }
+
+ private:
+  ObjectStore(Env* env, std::string root, StoreOptions opts);
+  struct Decoded {
+    ObjectKind kind;
+    std::string body;
+  };
+  Result<Decoded> Load(const Digest& id, const std::string& what) const;
+  std::string EncodeObject(ObjectKind kind, std::string_view body) const;
+
+  Env* env_;
+  std::string root_;
+  StoreOptions opts_;
+};
+
+// Digest of a chunk list body (domain-separated from blobs).
+Digest ChunkListId(std::string_view body);
+
+}  // namespace dim

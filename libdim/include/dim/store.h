@@ -1,0 +1,61 @@
+// A dim store on disk: the catalogue, the object store, locks, worktree
+// indexes and editing sessions under one root directory (default /var/lib/dim).
+// The Store object is the context passed to image operations.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "dim/catalog.h"
+#include "dim/env.h"
+#include "dim/fd.h"
+#include "dim/object_store.h"
+#include "dim/status.h"
+
+namespace dim {
+
+// An flock(2) held until destruction.
+class FileLock {
+ public:
+  FileLock() = default;
+  explicit FileLock(Fd fd) : fd_(std::move(fd)) {}
+  bool held() const { return fd_.valid(); }
+
+ private:
+  Fd fd_;
+};
+
+class Store {
+ public:
+  // Creates the layout and an empty catalogue; succeeds on an existing store.
+  static Status Init(Env* env, const std::string& root);
+  // Opens an existing store, creating it first when create is true.
+  static Result<std::unique_ptr<Store>> Open(Env* env, const std::string& root,
+                                             bool create = false);
+
+  Catalog& catalog() { return *catalog_; }
+  ObjectStore& objects() { return *objects_; }
+  Env* env() const { return env_; }
+  const std::string& root() const { return root_; }
+  std::string IndexPath(int64_t image_id) const;
+  std::string SessionDir(const std::string& image) const;
+
+  // One writer per image: fails fast with Busy, naming the holder.
+  Result<FileLock> LockImage(const std::string& image, const std::string& purpose);
+  // Writers hold the store lock shared; garbage collection holds it exclusive,
+  // so it never deletes objects a running commit is about to reference.
+  Result<FileLock> LockStore(bool exclusive, bool wait);
+
+ private:
+  Store(Env* env, std::string root) : env_(env), root_(std::move(root)) {}
+  Env* env_;
+  std::string root_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<ObjectStore> objects_;
+};
+
+// "user@host" for version records: $SUDO_USER when run through sudo.
+std::string DefaultAuthor();
+int64_t WallClockNs();
+
+}  // namespace dim

@@ -1,0 +1,587 @@
+#include "dim/object_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <signal.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "dim/fd.h"
+#include "store/chunker.h"
+
+namespace dim {
+namespace {
+
+constexpr char kMagic[4] = {'D', 'I', 'M', 1};
+constexpr size_t kHeaderSize = 16;
+constexpr uint8_t kCodecRaw = 0;
+constexpr uint8_t kCodecZstd = 1;
+constexpr char kChunkListMagic[8] = {'D', 'I', 'M', 'C', 'L', '1', 0, 0};
+constexpr size_t kChunkRecord = 8 + 1 + 32;
+// Objects larger than this cannot be blobs: chunks are at most 2 MiB and
+// whole-file blobs at most the chunk threshold, so this bounds a hostile header.
+constexpr uint64_t kMaxBody = 64ull << 20;
+
+void PutU64(std::string& s, uint64_t v) {
+  for (int i = 0; i < 8; i++) s.push_back(static_cast<char>(v >> (8 * i)));
+}
+void PutU32(std::string& s, uint32_t v) {
+  for (int i = 0; i < 4; i++) s.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+std::string ForWhat(const std::string& what) { return what.empty() ? "" : " (for " + what + ")"; }
+
+// zstd contexts are expensive to create; keep one per thread.
+ZSTD_CCtx* ThreadCCtx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(),
+                                                                          ZSTD_freeCCtx);
+  return ctx.get();
+}
+ZSTD_DCtx* ThreadDCtx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(),
+                                                                          ZSTD_freeDCtx);
+  return ctx.get();
+}
+
+std::string RandomSuffix() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+// Reads exactly n bytes at offset, failing if the file shrank meanwhile.
+Status PreadFull(int fd, uint64_t offset, size_t n, char* buf, const std::string& what) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd, buf + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("read " + what);
+    }
+    if (r == 0) {
+      return Status::IOError("read " + what + ": file shrank while it was being read; " +
+                             "stop whatever is writing to the master and retry");
+    }
+    done += static_cast<size_t>(r);
+  }
+  return Status::Ok();
+}
+
+struct Extent {
+  uint64_t offset, length;
+};
+
+// Data extents of a file via SEEK_DATA/SEEK_HOLE.
+Result<std::vector<Extent>> DataExtents(int fd, uint64_t size, const std::string& what) {
+  std::vector<Extent> out;
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < size) {
+    off_t data = ::lseek(fd, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      if (errno == EINVAL || errno == EOPNOTSUPP) return std::vector<Extent>{{0, size}};
+      return PosixError("seek data in " + what);
+    }
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return PosixError("seek hole in " + what);
+    uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
+    if (end > static_cast<uint64_t>(data)) {
+      out.push_back({static_cast<uint64_t>(data), end - static_cast<uint64_t>(data)});
+    }
+    pos = hole;
+  }
+  return out;
+}
+
+}  // namespace
+
+Digest ChunkListId(std::string_view body) {
+  Sha256 h;
+  static const char kDomain[] = "dim-chunklist";
+  h.Update(kDomain, sizeof kDomain);  // includes the NUL: cannot be a prefix of a blob's text
+  h.Update(body);
+  return h.Finish();
+}
+
+// ---- ChunkList ----
+
+std::string ChunkList::Serialize() const {
+  std::string s(kChunkListMagic, sizeof kChunkListMagic);
+  PutU64(s, size);
+  PutU32(s, static_cast<uint32_t>(chunks.size()));
+  PutU32(s, 0);
+  for (const auto& c : chunks) {
+    PutU64(s, c.length);
+    s.push_back(c.hole ? 1 : 0);
+    s.append(c.id.Raw());
+  }
+  return s;
+}
+
+void ChunkList::Finalize() {
+  offsets.resize(chunks.size());
+  uint64_t off = 0;
+  for (size_t i = 0; i < chunks.size(); i++) {
+    offsets[i] = off;
+    off += chunks[i].length;
+  }
+}
+
+Result<ChunkList> ChunkList::Parse(std::string_view body) {
+  if (body.size() < 24 || std::memcmp(body.data(), kChunkListMagic, 8) != 0) {
+    return Status::Corruption("chunk list has a bad header");
+  }
+  ChunkList l;
+  l.size = GetU64(body.data() + 8);
+  uint32_t count = GetU32(body.data() + 16);
+  if (body.size() != 24 + static_cast<uint64_t>(count) * kChunkRecord) {
+    return Status::Corruption("chunk list length does not match its chunk count");
+  }
+  uint64_t total = 0;
+  l.chunks.resize(count);
+  for (uint32_t i = 0; i < count; i++) {
+    const char* p = body.data() + 24 + i * kChunkRecord;
+    auto& c = l.chunks[i];
+    c.length = GetU64(p);
+    uint8_t flags = static_cast<uint8_t>(p[8]);
+    if (flags > 1 || c.length == 0) return Status::Corruption("chunk list has a bad chunk record");
+    c.hole = flags == 1;
+    std::memcpy(c.id.bytes.data(), p + 9, 32);
+    if (c.hole != c.id.IsZero()) return Status::Corruption("chunk list hole record has an id");
+    if (!c.hole && c.length > kMaxBody) return Status::Corruption("chunk list chunk too large");
+    if (total + c.length < total) return Status::Corruption("chunk list sizes overflow");
+    total += c.length;
+  }
+  if (total != l.size) return Status::Corruption("chunk list sizes do not add up to the file size");
+  l.Finalize();
+  return l;
+}
+
+size_t ChunkList::Find(uint64_t offset, uint64_t* chunk_start) const {
+  auto it = std::upper_bound(offsets.begin(), offsets.end(), offset);
+  size_t i = static_cast<size_t>(it - offsets.begin()) - 1;
+  *chunk_start = offsets[i];
+  return i;
+}
+
+// ---- ObjectStore ----
+
+ObjectStore::ObjectStore(Env* env, std::string root, StoreOptions opts)
+    : env_(env), root_(std::move(root)), opts_(opts) {}
+
+Status ObjectStore::Create(Env* env, const std::string& root) {
+  DIM_RETURN_IF_ERROR(env->MkdirAll(root + "/staging", 0700));
+  for (int i = 0; i < 256; i++) {
+    char sub[8];
+    std::snprintf(sub, sizeof sub, "/%02x", i);
+    DIM_RETURN_IF_ERROR(env->MkdirAll(root + "/objects" + sub, 0755));
+  }
+  return env->SyncDir(root);
+}
+
+Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(Env* env, const std::string& root,
+                                                       StoreOptions opts) {
+  if (!env->Exists(root + "/objects/ff")) {
+    return Status::NotFound("no object store at " + root +
+                            " (create one with 'dimctl store init' or check --root)");
+  }
+  return std::unique_ptr<ObjectStore>(new ObjectStore(env, root, opts));
+}
+
+std::string ObjectStore::PathOf(const Digest& id) const {
+  std::string hex = id.Hex();
+  return root_ + "/objects/" + hex.substr(0, 2) + "/" + hex.substr(2);
+}
+
+bool ObjectStore::Has(const Digest& id) const { return env_->Exists(PathOf(id)); }
+
+std::string ObjectStore::EncodeObject(ObjectKind kind, std::string_view body) const {
+  std::string out(kMagic, 4);
+  out.push_back(static_cast<char>(kind));
+  uint8_t codec = kCodecRaw;
+  out.push_back(0);  // codec, patched below
+  out.append(2, '\0');
+  PutU64(out, body.size());
+  if (body.size() >= 64 && opts_.zstd_level > 0) {
+    size_t bound = ZSTD_compressBound(body.size());
+    out.resize(kHeaderSize + bound);
+    size_t n = ZSTD_compressCCtx(ThreadCCtx(), out.data() + kHeaderSize, bound, body.data(),
+                                 body.size(), opts_.zstd_level);
+    // Keep compression only where it pays: at least 1/16 smaller.
+    if (!ZSTD_isError(n) && n < body.size() - body.size() / 16) {
+      out.resize(kHeaderSize + n);
+      codec = kCodecZstd;
+    }
+  }
+  if (codec == kCodecRaw) {
+    out.resize(kHeaderSize);
+    out.append(body);
+  }
+  out[5] = static_cast<char>(codec);
+  return out;
+}
+
+Result<ObjectStore::Decoded> ObjectStore::Load(const Digest& id, const std::string& what) const {
+  std::string path = PathOf(id);
+  auto raw = env_->ReadFile(path);
+  if (!raw.ok()) {
+    if (raw.status().code() == Code::kNotFound) {
+      return Status::NotFound("object " + id.Hex() + ForWhat(what) + " is missing from " +
+                              root_ + "; run 'dimctl store fsck' and re-import or re-fetch it");
+    }
+    return raw.status().Annotate("object " + id.Hex() + ForWhat(what));
+  }
+  const std::string& r = *raw;
+  auto corrupt = [&](const std::string& why) {
+    return Status::Corruption("object " + id.Hex() + ForWhat(what) + " at " + path +
+                              " is corrupt: " + why +
+                              "; run 'dimctl store fsck' and restore it from a replica or "
+                              "re-import the master");
+  };
+  if (r.size() < kHeaderSize || std::memcmp(r.data(), kMagic, 4) != 0) {
+    return corrupt("bad header");
+  }
+  Decoded d;
+  uint8_t kind = static_cast<uint8_t>(r[4]);
+  uint8_t codec = static_cast<uint8_t>(r[5]);
+  uint64_t size = GetU64(r.data() + 8);
+  if (kind != 1 && kind != 2) return corrupt("unknown object kind " + std::to_string(kind));
+  if (size > kMaxBody) return corrupt("declared size " + std::to_string(size) + " is too large");
+  d.kind = static_cast<ObjectKind>(kind);
+  std::string_view payload(r.data() + kHeaderSize, r.size() - kHeaderSize);
+  if (codec == kCodecRaw) {
+    if (payload.size() != size) return corrupt("length does not match its header");
+    d.body.assign(payload);
+  } else if (codec == kCodecZstd) {
+    d.body.resize(size);
+    size_t n = ZSTD_decompressDCtx(ThreadDCtx(), d.body.data(), size, payload.data(),
+                                   payload.size());
+    if (ZSTD_isError(n)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(n));
+    if (n != size) return corrupt("decompressed length does not match its header");
+  } else {
+    return corrupt("unknown codec " + std::to_string(codec));
+  }
+  Digest actual = d.kind == ObjectKind::kBlob ? Sha256Of(d.body) : ChunkListId(d.body);
+  if (actual != id) return corrupt("its content hashes to " + actual.Hex());
+  return d;
+}
+
+Result<ObjectKind> ObjectStore::KindOf(const Digest& id) const {
+  DIM_ASSIGN_OR_RETURN(auto d, Load(id, ""));
+  return d.kind;
+}
+
+Result<std::string> ObjectStore::ReadBlob(const Digest& id, const std::string& what) const {
+  DIM_ASSIGN_OR_RETURN(auto d, Load(id, what));
+  if (d.kind != ObjectKind::kBlob) {
+    return Status::Corruption("object " + id.Hex() + ForWhat(what) + " is not a blob");
+  }
+  return std::move(d.body);
+}
+
+Result<ChunkList> ObjectStore::ReadChunkList(const Digest& id, const std::string& what) const {
+  DIM_ASSIGN_OR_RETURN(auto d, Load(id, what));
+  if (d.kind != ObjectKind::kChunkList) {
+    return Status::Corruption("object " + id.Hex() + ForWhat(what) + " is not a chunk list");
+  }
+  auto l = ChunkList::Parse(d.body);
+  if (!l.ok()) return l.status().Annotate("object " + id.Hex() + ForWhat(what));
+  return l;
+}
+
+Status ObjectStore::ReadFile(
+    const Digest& id, const std::string& what,
+    const std::function<Status(uint64_t offset, std::string_view data)>& sink) const {
+  DIM_ASSIGN_OR_RETURN(auto d, Load(id, what));
+  if (d.kind == ObjectKind::kBlob) return sink(0, d.body);
+  auto l = ChunkList::Parse(d.body);
+  if (!l.ok()) return l.status().Annotate("object " + id.Hex() + ForWhat(what));
+  for (size_t i = 0; i < l->chunks.size(); i++) {
+    const auto& c = l->chunks[i];
+    if (c.hole) continue;
+    DIM_ASSIGN_OR_RETURN(auto data, ReadBlob(c.id, what));
+    if (data.size() != c.length) {
+      return Status::Corruption("chunk " + c.id.Hex() + ForWhat(what) +
+                                " has a different length than its chunk list says");
+    }
+    DIM_RETURN_IF_ERROR(sink(l->offsets[i], data));
+  }
+  return Status::Ok();
+}
+
+Result<size_t> ObjectStore::ReadAt(const Digest& id, uint64_t offset, size_t n, char* buf,
+                                   const std::string& what) const {
+  DIM_ASSIGN_OR_RETURN(auto d, Load(id, what));
+  if (d.kind == ObjectKind::kBlob) {
+    if (offset >= d.body.size()) return size_t{0};
+    size_t take = std::min<uint64_t>(n, d.body.size() - offset);
+    std::memcpy(buf, d.body.data() + offset, take);
+    return take;
+  }
+  auto l = ChunkList::Parse(d.body);
+  if (!l.ok()) return l.status().Annotate("object " + id.Hex() + ForWhat(what));
+  if (offset >= l->size) return size_t{0};
+  size_t total = std::min<uint64_t>(n, l->size - offset);
+  size_t done = 0;
+  while (done < total) {
+    uint64_t start;
+    size_t i = l->Find(offset + done, &start);
+    const auto& c = l->chunks[i];
+    uint64_t in = offset + done - start;
+    size_t take = std::min<uint64_t>(total - done, c.length - in);
+    if (c.hole) {
+      std::memset(buf + done, 0, take);
+    } else {
+      DIM_ASSIGN_OR_RETURN(auto data, ReadBlob(c.id, what));
+      if (data.size() != c.length) return Status::Corruption("chunk " + c.id.Hex() + " length");
+      std::memcpy(buf + done, data.data() + in, take);
+    }
+    done += take;
+  }
+  return total;
+}
+
+Result<std::string> ObjectStore::ReadRaw(const Digest& id) const {
+  return env_->ReadFile(PathOf(id));
+}
+
+Status ObjectStore::Children(const Digest& id, std::vector<Digest>* out) const {
+  // The kind byte is in the header; avoid decompressing blobs just to learn it.
+  auto f = env_->NewRandomAccessFile(PathOf(id));
+  if (!f.ok()) return f.status();
+  char hdr[kHeaderSize];
+  DIM_ASSIGN_OR_RETURN(size_t n, (*f)->Read(0, kHeaderSize, hdr));
+  if (n != kHeaderSize) return Status::Corruption("object " + id.Hex() + " is truncated");
+  if (static_cast<uint8_t>(hdr[4]) != static_cast<uint8_t>(ObjectKind::kChunkList)) {
+    return Status::Ok();
+  }
+  DIM_ASSIGN_OR_RETURN(auto l, ReadChunkList(id));
+  for (const auto& c : l.chunks) {
+    if (!c.hole) out->push_back(c.id);
+  }
+  return Status::Ok();
+}
+
+Status ObjectStore::Verify(const Digest& id) const {
+  DIM_ASSIGN_OR_RETURN(auto d, Load(id, ""));
+  if (d.kind == ObjectKind::kChunkList) {
+    auto l = ChunkList::Parse(d.body);
+    if (!l.ok()) return l.status().Annotate("object " + id.Hex());
+  }
+  return Status::Ok();
+}
+
+Status ObjectStore::Remove(const Digest& id) { return env_->Remove(PathOf(id)); }
+
+Status ObjectStore::ForEach(
+    const std::function<Status(const Digest&, uint64_t disk_bytes)>& fn) const {
+  for (int i = 0; i < 256; i++) {
+    char sub[4];
+    std::snprintf(sub, sizeof sub, "%02x", i);
+    std::string dir = root_ + "/objects/" + sub;
+    DirPtr d(opendir(dir.c_str()));
+    if (!d) return PosixError("open directory " + dir);
+    while (struct dirent* e = readdir(d.get())) {
+      std::string name = e->d_name;
+      if (name.size() != 62) continue;  // ".", "..", stray files
+      auto id = Digest::FromHex(sub + name);
+      if (!id.ok()) continue;
+      struct stat st;
+      if (fstatat(dirfd(d.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      DIM_RETURN_IF_ERROR(fn(*id, static_cast<uint64_t>(st.st_size)));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ObjectStore::CleanStaging() {
+  std::string dir = root_ + "/staging";
+  DirPtr d(opendir(dir.c_str()));
+  if (!d) return PosixError("open directory " + dir);
+  while (struct dirent* e = readdir(d.get())) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    // A batch directory is named "<pid>-<random>"; skip ones whose writer lives.
+    pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
+    if (pid > 0 && ::kill(pid, 0) == 0 && pid != ::getpid()) continue;
+    std::string sub = dir + "/" + name;
+    DirPtr sd(opendir(sub.c_str()));
+    if (sd) {
+      while (struct dirent* f = readdir(sd.get())) {
+        if (std::strcmp(f->d_name, ".") && std::strcmp(f->d_name, "..")) {
+          unlinkat(dirfd(sd.get()), f->d_name, 0);
+        }
+      }
+    }
+    rmdir(sub.c_str());
+  }
+  return Status::Ok();
+}
+
+// ---- Batch ----
+
+Result<std::unique_ptr<ObjectStore::Batch>> ObjectStore::NewBatch() {
+  std::string dir = root_ + "/staging/" + std::to_string(::getpid()) + "-" + RandomSuffix();
+  if (::mkdir(dir.c_str(), 0700) != 0) return PosixError("create staging directory " + dir);
+  return std::unique_ptr<Batch>(new Batch(this, dir));
+}
+
+ObjectStore::Batch::Batch(ObjectStore* store, std::string staging_dir)
+    : store_(store), staging_dir_(std::move(staging_dir)) {}
+
+ObjectStore::Batch::~Batch() {
+  if (!committed_) {
+    for (const auto& id : staged_) (void)store_->env_->Remove(staging_dir_ + "/" + id.Hex());
+  }
+  ::rmdir(staging_dir_.c_str());
+}
+
+PutStats ObjectStore::Batch::stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+Status ObjectStore::Batch::Stage(const Digest& id, ObjectKind kind, std::string_view body) {
+  std::string encoded = store_->EncodeObject(kind, body);
+  std::string path = staging_dir_ + "/" + id.Hex();
+  auto f = store_->env_->NewWritableFile(path);
+  if (!f.ok()) return f.status();
+  Status s = (*f)->Append(encoded);
+  if (s.ok()) s = (*f)->Close();
+  if (!s.ok()) {
+    (void)store_->env_->Remove(path);
+    std::lock_guard<std::mutex> l(mu_);
+    staged_.erase(id);
+    return s;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.objects_new++;
+  stats_.bytes_stored += encoded.size();
+  return Status::Ok();
+}
+
+Result<Digest> ObjectStore::Batch::PutBlob(std::string_view data) {
+  Digest id = Sha256Of(data);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (staged_.count(id)) {
+      stats_.objects_dedup++;
+      return id;
+    }
+    staged_.insert(id);  // claim it, so a concurrent twin waits for nothing
+  }
+  if (store_->Has(id)) {
+    std::lock_guard<std::mutex> l(mu_);
+    staged_.erase(id);
+    stats_.objects_dedup++;
+    return id;
+  }
+  DIM_RETURN_IF_ERROR(Stage(id, ObjectKind::kBlob, data));
+  return id;
+}
+
+Result<Digest> ObjectStore::Batch::PutChunkList(const ChunkList& list) {
+  std::string body = list.Serialize();
+  Digest id = ChunkListId(body);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (staged_.count(id)) return id;
+    staged_.insert(id);
+  }
+  if (store_->Has(id)) {
+    std::lock_guard<std::mutex> l(mu_);
+    staged_.erase(id);
+    return id;
+  }
+  DIM_RETURN_IF_ERROR(Stage(id, ObjectKind::kChunkList, body));
+  return id;
+}
+
+Result<Digest> ObjectStore::Batch::PutFile(int fd, uint64_t size, bool maybe_sparse,
+                                           const std::string& what) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.files++;
+    stats_.bytes_read += size;
+  }
+  if (size == 0) return Digest{};
+  std::vector<Extent> extents{{0, size}};
+  if (maybe_sparse) {
+    DIM_ASSIGN_OR_RETURN(extents, DataExtents(fd, size, what));
+  }
+  bool dense = extents.size() == 1 && extents[0].offset == 0 && extents[0].length == size;
+  if (dense && size <= store_->opts_.chunk_threshold) {
+    std::string buf(size, '\0');
+    DIM_RETURN_IF_ERROR(PreadFull(fd, 0, size, buf.data(), what));
+    return PutBlob(buf);
+  }
+  // Chunked: walk data extents with a window at least max_size long, cutting
+  // content-defined chunks; gaps between extents become hole records.
+  ChunkerParams params;
+  ChunkList list;
+  list.size = size;
+  uint64_t pos = 0;
+  std::string window;
+  for (const auto& ext : extents) {
+    if (ext.offset > pos) list.chunks.push_back({ext.offset - pos, true, Digest{}});
+    uint64_t read_pos = ext.offset, end = ext.offset + ext.length;
+    size_t start = 0;
+    window.clear();
+    while (true) {
+      // Refill so the window holds max_size bytes past start, or the extent's end.
+      if (window.size() - start < params.max_size && read_pos < end) {
+        window.erase(0, start);
+        start = 0;
+        size_t want = std::min<uint64_t>(end - read_pos, 4 * params.max_size);
+        size_t old = window.size();
+        window.resize(old + want);
+        DIM_RETURN_IF_ERROR(PreadFull(fd, read_pos, want, window.data() + old, what));
+        read_pos += want;
+      }
+      size_t avail = window.size() - start;
+      if (avail == 0) break;
+      size_t len = NextChunkLength(reinterpret_cast<const uint8_t*>(window.data()) + start,
+                                   avail, params);
+      DIM_ASSIGN_OR_RETURN(Digest id, PutBlob(std::string_view(window).substr(start, len)));
+      list.chunks.push_back({len, false, id});
+      start += len;
+    }
+    pos = end;
+  }
+  if (pos < size) list.chunks.push_back({size - pos, true, Digest{}});
+  return PutChunkList(list);
+}
+
+Status ObjectStore::Batch::Commit() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (committed_) return Status::Ok();
+  if (!staged_.empty()) {
+    // Make every staged object durable with one syncfs, then publish them.
+    DIM_RETURN_IF_ERROR(store_->env_->SyncFs(staging_dir_));
+    for (const auto& id : staged_) {
+      DIM_RETURN_IF_ERROR(store_->env_->Rename(staging_dir_ + "/" + id.Hex(), store_->PathOf(id)));
+    }
+    DIM_RETURN_IF_ERROR(store_->env_->SyncFs(store_->root_));
+  }
+  committed_ = true;
+  return Status::Ok();
+}
+
+}  // namespace dim

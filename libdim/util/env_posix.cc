@@ -1,0 +1,198 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "dim/env.h"
+#include "dim/fd.h"
+
+namespace dim {
+namespace {
+
+class PosixWritableFile : public WritableFile {
+ public:
+  PosixWritableFile(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Status Append(std::string_view data) override {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_.get(), data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return PosixError("write " + path_);
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return Status::Ok();
+  }
+  Status Sync() override {
+    if (::fdatasync(fd_.get()) != 0) return PosixError("fdatasync " + path_);
+    return Status::Ok();
+  }
+  Status Close() override {
+    // close() can report a deferred write error (NFS, quota); do not drop it.
+    if (fd_.valid() && ::close(fd_.Release()) != 0) return PosixError("close " + path_);
+    return Status::Ok();
+  }
+
+ private:
+  Fd fd_;
+  std::string path_;
+};
+
+class PosixRandomAccessFile : public RandomAccessFile {
+ public:
+  PosixRandomAccessFile(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Result<size_t> Read(uint64_t offset, size_t n, char* buf) const override {
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::pread(fd_.get(), buf + done, n - done, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return PosixError("read " + path_);
+      }
+      if (r == 0) break;
+      done += static_cast<size_t>(r);
+    }
+    return done;
+  }
+  Result<uint64_t> Size() const override {
+    struct stat st;
+    if (::fstat(fd_.get(), &st) != 0) return PosixError("stat " + path_);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+ private:
+  Fd fd_;
+  std::string path_;
+};
+
+class PosixEnv : public Env {
+ public:
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid()) return PosixError("create " + path);
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(std::move(fd), path));
+  }
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return PosixError("open " + path);
+    return std::unique_ptr<RandomAccessFile>(new PosixRandomAccessFile(std::move(fd), path));
+  }
+  Result<std::string> ReadFile(const std::string& path) override {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return PosixError("open " + path);
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return PosixError("read " + path);
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) return PosixError("rename " + from + " to " + to);
+    return Status::Ok();
+  }
+  Status Remove(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return PosixError("remove " + path);
+    return Status::Ok();
+  }
+  Status MkdirAll(const std::string& path, mode_t mode) override {
+    if (path.empty()) return Status::Ok();
+    if (::mkdir(path.c_str(), mode) == 0) return Status::Ok();
+    if (errno == EEXIST) return Status::Ok();
+    if (errno != ENOENT) return PosixError("mkdir " + path);
+    auto slash = path.find_last_of('/');
+    if (slash == std::string::npos || slash == 0) return PosixError("mkdir " + path);
+    DIM_RETURN_IF_ERROR(MkdirAll(path.substr(0, slash), mode));
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return PosixError("mkdir " + path);
+    return Status::Ok();
+  }
+  Status SyncDir(const std::string& dir) override {
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return PosixError("open directory " + dir);
+    if (::fsync(fd.get()) != 0) return PosixError("fsync directory " + dir);
+    return Status::Ok();
+  }
+  Status SyncFs(const std::string& path) override {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return PosixError("open " + path);
+    if (::syncfs(fd.get()) != 0) return PosixError("syncfs " + path);
+    return Status::Ok();
+  }
+  bool Exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
+};
+
+class FaultWritableFile : public WritableFile {
+ public:
+  FaultWritableFile(FaultEnv* env, std::unique_ptr<WritableFile> base, std::string path)
+      : env_(env), base_(std::move(base)), path_(std::move(path)) {}
+  Status Append(std::string_view data) override {
+    DIM_RETURN_IF_ERROR(env_->MaybeFailAppend(path_));
+    return base_->Append(data);
+  }
+  Status Sync() override {
+    if (env_->crashed()) return ErrnoStatus(EIO, "fdatasync " + path_ + " (injected crash)");
+    return base_->Sync();
+  }
+  Status Close() override { return base_->Close(); }
+
+ private:
+  FaultEnv* env_;
+  std::unique_ptr<WritableFile> base_;
+  std::string path_;
+};
+
+}  // namespace
+
+Env* Env::Posix() {
+  static PosixEnv env;
+  return &env;
+}
+
+Status FaultEnv::MaybeFailAppend(const std::string& path) {
+  if (crashed_) return ErrnoStatus(EIO, "write " + path + " (injected crash)");
+  if (appends_left_.load() < 0) return Status::Ok();
+  if (appends_left_.fetch_sub(1) <= 1) {
+    appends_left_ = 0;
+    return ErrnoStatus(append_err_, "write " + path + " (injected)");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<WritableFile>> FaultEnv::NewWritableFile(const std::string& path) {
+  if (crashed_) return ErrnoStatus(EIO, "create " + path + " (injected crash)");
+  DIM_ASSIGN_OR_RETURN(auto f, base_->NewWritableFile(path));
+  return std::unique_ptr<WritableFile>(new FaultWritableFile(this, std::move(f), path));
+}
+
+Status FaultEnv::Rename(const std::string& from, const std::string& to) {
+  if (crashed_) return ErrnoStatus(EIO, "rename " + from + " (injected crash)");
+  if (renames_left_.load() >= 0 && renames_left_.fetch_sub(1) <= 1) {
+    crashed_ = true;
+    return ErrnoStatus(EIO, "rename " + from + " (injected crash)");
+  }
+  return base_->Rename(from, to);
+}
+
+Status FaultEnv::Remove(const std::string& p) {
+  if (crashed_) return ErrnoStatus(EIO, "remove " + p + " (injected crash)");
+  return base_->Remove(p);
+}
+
+Status FaultEnv::SyncDir(const std::string& d) {
+  if (crashed_) return ErrnoStatus(EIO, "fsync " + d + " (injected crash)");
+  return base_->SyncDir(d);
+}
+
+Status FaultEnv::SyncFs(const std::string& p) {
+  if (crashed_) return ErrnoStatus(EIO, "syncfs " + p + " (injected crash)");
+  return base_->SyncFs(p);
+}
+
+}  // namespace dim

@@ -1,0 +1,174 @@
+// `dimctl node …`: list, show and wake nodes chosen by a hostlist range
+// ("r01c[1-4]n[01-16],-r01c2n07", "@compute"), read from the cluster XML.
+#include <iostream>
+
+#include "cli.h"
+#include "dim/cluster/generate.h"
+#include "dim/cluster/hostlist.h"
+#include "dim/cluster/load.h"
+#include "dim/cluster/wol.h"
+
+namespace dimctl {
+namespace {
+
+using dim::Status;
+namespace dc = dim::cluster;
+
+constexpr const char* kDefaultCluster = "/etc/dim/cluster.xml";
+
+struct Selection {
+  dc::Cluster cluster;
+  std::vector<const dc::Node*> nodes;  // point into cluster
+};
+
+// Loads the cluster named by --cluster and resolves the range argument.
+Status Select(const Invocation& inv, Selection& sel) {
+  std::string file = inv.get_or("cluster", kDefaultCluster);
+  DIM_ASSIGN_OR_RETURN(sel.cluster, dc::LoadValidCluster(file));
+  DIM_ASSIGN_OR_RETURN(sel.nodes, dc::SelectNodes(sel.cluster, inv.args[0]));
+  if (sel.nodes.empty()) return Status::NotFound("range '" + inv.args[0] + "' selects no node");
+  return Status::Ok();
+}
+
+std::string NodeJson(const dc::Cluster& c, const dc::Node& n, bool full) {
+  std::string o = "{\"name\":" + JsonEscape(n.name);
+  if (!n.interfaces.empty()) {
+    o += ",\"ip\":" + JsonEscape(n.boot().ip.ToString()) + ",\"mac\":" +
+         JsonEscape(n.boot().mac.ToString());
+  }
+  o += ",\"server\":" + JsonEscape(n.server) + ",\"image\":" + JsonEscape(n.image) +
+       ",\"group\":" + JsonEscape(n.group);
+  if (!full) return o + "}";
+  auto pos = [](const std::optional<int>& v) { return v ? std::to_string(*v) : std::string("null"); };
+  o += ",\"position\":{\"rack\":" + pos(n.position.rack) + ",\"chassis\":" + pos(n.position.chassis) +
+       ",\"slot\":" + pos(n.position.slot) + "}";
+  o += ",\"server_by_rack\":" + std::string(n.server_by_rack ? "true" : "false");
+  o += ",\"kernel_args\":" + JsonEscape(n.kernel_args) + ",\"keepout\":[";
+  for (size_t i = 0; i < n.keepout.size(); ++i) o += (i ? "," : "") + JsonEscape(n.keepout[i]);
+  o += "],\"ipxe_url\":" + JsonEscape(dc::IpxeScriptUrl(c, n)) + ",\"interfaces\":[";
+  for (size_t i = 0; i < n.interfaces.size(); ++i) {
+    const auto& itf = n.interfaces[i];
+    o += (i ? "," : "") + std::string("{\"network\":") + JsonEscape(itf.network) +
+         ",\"mac\":" + JsonEscape(itf.mac.ToString()) + ",\"ip\":" + JsonEscape(itf.ip.ToString()) +
+         ",\"ip_explicit\":" + (itf.ip_explicit ? "true" : "false") +
+         ",\"hostname\":" + JsonEscape(itf.hostname) + ",\"fqdn\":" + JsonEscape(c.Fqdn(itf)) + "}";
+  }
+  return o + "]}";
+}
+
+Status List(Invocation& inv) {
+  Selection sel;
+  DIM_RETURN_IF_ERROR(Select(inv, sel));
+  if (inv.json()) {
+    std::cout << "[";
+    for (size_t i = 0; i < sel.nodes.size(); ++i) {
+      std::cout << (i ? ",\n " : "") << NodeJson(sel.cluster, *sel.nodes[i], false);
+    }
+    std::cout << "]\n";
+    return Status::Ok();
+  }
+  char line[256];
+  std::snprintf(line, sizeof line, "%-16s %-15s %-17s %-12s %-12s %s\n", "NAME", "IP", "MAC",
+                "SERVER", "GROUP", "IMAGE");
+  std::cout << line;
+  for (const dc::Node* n : sel.nodes) {
+    std::snprintf(line, sizeof line, "%-16s %-15s %-17s %-12s %-12s %s\n", n->name.c_str(),
+                  n->boot().ip.ToString().c_str(), n->boot().mac.ToString().c_str(),
+                  n->server.c_str(), n->group.empty() ? "-" : n->group.c_str(), n->image.c_str());
+    std::cout << line;
+  }
+  return Status::Ok();
+}
+
+Status Show(Invocation& inv) {
+  Selection sel;
+  DIM_RETURN_IF_ERROR(Select(inv, sel));
+  const dc::Cluster& c = sel.cluster;
+  if (inv.json()) {
+    std::cout << "[";
+    for (size_t i = 0; i < sel.nodes.size(); ++i) {
+      std::cout << (i ? ",\n " : "") << NodeJson(c, *sel.nodes[i], true);
+    }
+    std::cout << "]\n";
+    return Status::Ok();
+  }
+  for (size_t i = 0; i < sel.nodes.size(); ++i) {
+    const dc::Node& n = *sel.nodes[i];
+    if (i) std::cout << "\n";
+    std::cout << n.name << "\n";
+    std::string pos;
+    if (n.position.rack) pos += " rack " + std::to_string(*n.position.rack);
+    if (n.position.chassis) pos += " chassis " + std::to_string(*n.position.chassis);
+    if (n.position.slot) pos += " slot " + std::to_string(*n.position.slot);
+    if (!pos.empty()) std::cout << "  position:   " << pos.substr(1) << "\n";
+    std::cout << "  group:       " << (n.group.empty() ? "-" : n.group) << "\n"
+              << "  image:       " << n.image << "\n"
+              << "  server:      " << n.server << (n.server_by_rack ? " (by rack)" : "") << "\n"
+              << "  kernel args: " << n.kernel_args << "\n"
+              << "  boot script: " << dc::IpxeScriptUrl(c, n) << "\n";
+    if (!n.keepout.empty()) {
+      std::cout << "  keep-out:   ";
+      for (const auto& k : n.keepout) std::cout << " " << k;
+      std::cout << "\n";
+    }
+    for (const auto& itf : n.interfaces) {
+      std::cout << "  interface:   " << itf.network << "  " << itf.mac.ToString() << "  "
+                << itf.ip.ToString() << (itf.ip_explicit ? " (explicit)" : "") << "  "
+                << c.Fqdn(itf) << "\n";
+    }
+  }
+  return Status::Ok();
+}
+
+Status Wake(Invocation& inv) {
+  Selection sel;
+  DIM_RETURN_IF_ERROR(Select(inv, sel));
+  DIM_ASSIGN_OR_RETURN(auto sender, dc::UdpBroadcastSender::Open(inv.get_or("device", "")));
+  // Try every node and report failures together: one unreachable network
+  // should not keep the rest asleep.
+  std::string failures;
+  size_t failed = 0;
+  for (const dc::Node* n : sel.nodes) {
+    Status s = dc::WakeNode(sel.cluster, *n, *sender);
+    if (!s.ok()) {
+      failures += "\n  " + s.ToString();
+      ++failed;
+      continue;
+    }
+    if (inv.global.verbosity >= 0) {
+      const dc::Network* net = sel.cluster.FindNetwork(n->boot().network);
+      std::cout << "woke " << n->name << " (" << n->boot().mac.ToString() << ") via "
+                << net->subnet.Broadcast().ToString() << ":" << dc::kWakeOnLanPort << "\n";
+    }
+  }
+  if (failed) {
+    return Status::IOError(std::to_string(failed) + " of " + std::to_string(sel.nodes.size()) +
+                           " nodes could not be woken:" + failures);
+  }
+  return Status::Ok();
+}
+
+const Option kClusterOption{"cluster", 'c', "FILE", "cluster XML (default /etc/dim/cluster.xml)"};
+
+}  // namespace
+
+Noun NodeCommands() {
+  Noun n{"node", "List, show and wake nodes of the cluster", {}};
+  const std::string ranges =
+      "RANGE is a hostlist: node[001-064], r01c[1-4]n[01-16], comma lists,\n"
+      "@group (with its sub-groups), @all, and -ITEM to exclude, applied left to\n"
+      "right: 'r01c[1-4]n[01-16],-r01c2n07'.";
+  n.verbs.push_back(Verb{"list", "RANGE", "List nodes with address, MAC, server and image", ranges,
+                         {kClusterOption, {"json", 0, "", "machine-readable output"}}, 1, 1, List});
+  n.verbs.push_back(Verb{"show", "RANGE", "Show everything dim derived for each node", ranges,
+                         {kClusterOption, {"json", 0, "", "machine-readable output"}}, 1, 1, Show});
+  n.verbs.push_back(Verb{
+      "wake", "RANGE", "Send Wake-on-LAN magic packets to nodes",
+      ranges + "\n\nEach packet goes to UDP port 9 at the broadcast address of the\n"
+               "network of the node's boot interface.",
+      {kClusterOption, {"device", 0, "DEV", "send through this network device (SO_BINDTODEVICE)"}},
+      1, 1, Wake});
+  return n;
+}
+
+}  // namespace dimctl

@@ -1,0 +1,109 @@
+// dimctl store ...: init, info, gc, fsck.
+#include <cstdio>
+#include <iostream>
+
+#include "cli.h"
+#include "common.h"
+#include "dim/image.h"
+
+namespace dimctl {
+
+dim::Result<std::unique_ptr<dim::Store>> OpenStore(const Invocation& inv, bool create) {
+  return dim::Store::Open(dim::Env::Posix(), inv.global.root, create);
+}
+
+namespace {
+
+using dim::Status;
+
+Status Init(Invocation& inv) {
+  DIM_RETURN_IF_ERROR(dim::Store::Init(dim::Env::Posix(), inv.global.root));
+  if (inv.global.verbosity >= 0) std::printf("store ready at %s\n", inv.global.root.c_str());
+  return Status::Ok();
+}
+
+Status Info(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  uint64_t objects = 0, bytes = 0;
+  DIM_RETURN_IF_ERROR(store->objects().ForEach([&](const dim::Digest&, uint64_t b) {
+    objects++;
+    bytes += b;
+    return Status::Ok();
+  }));
+  DIM_ASSIGN_OR_RETURN(auto images, store->catalog().ListImages());
+  if (inv.json()) {
+    std::cout << "{\"root\":" << JsonEscape(store->root()) << ",\"schema\":"
+              << dim::Catalog::SchemaVersion() << ",\"images\":" << images.size()
+              << ",\"objects\":" << objects << ",\"object_bytes\":" << bytes << "}\n";
+  } else {
+    std::printf("root:     %s\nschema:   %d\nimages:   %zu\nobjects:  %llu (%s on disk)\n",
+                store->root().c_str(), dim::Catalog::SchemaVersion(), images.size(),
+                static_cast<unsigned long long>(objects), HumanBytes(bytes).c_str());
+  }
+  return Status::Ok();
+}
+
+Status Gc(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  bool dry = inv.flag("dry-run");
+  DIM_ASSIGN_OR_RETURN(auto st, dim::CollectGarbage(*store, dry));
+  if (inv.json()) {
+    std::cout << "{\"referenced\":" << st.referenced << ",\"present\":" << st.present
+              << ",\"removed\":" << st.removed << ",\"bytes_freed\":" << st.bytes_freed
+              << ",\"dry_run\":" << (dry ? "true" : "false") << "}\n";
+  } else if (inv.global.verbosity >= 0) {
+    std::printf("%s %llu of %llu objects (%s); %llu referenced\n",
+                dry ? "would remove" : "removed", static_cast<unsigned long long>(st.removed),
+                static_cast<unsigned long long>(st.present), HumanBytes(st.bytes_freed).c_str(),
+                static_cast<unsigned long long>(st.referenced));
+  }
+  return Status::Ok();
+}
+
+Status Fsck(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto report, dim::CheckStore(*store));
+  if (inv.json()) {
+    std::cout << "{\"objects_checked\":" << report.objects_checked << ",\"problems\":[";
+    for (size_t i = 0; i < report.problems.size(); i++) {
+      const auto& p = report.problems[i];
+      std::cout << (i ? "," : "") << "{\"object\":\"" << p.object << "\",\"used_by\":"
+                << JsonEscape(p.what) << ",\"problem\":" << JsonEscape(p.problem) << "}";
+    }
+    std::cout << "]}\n";
+  } else {
+    for (const auto& p : report.problems) {
+      std::printf("BAD %s used by %s\n    %s\n", p.object.c_str(), p.what.c_str(),
+                  p.problem.c_str());
+    }
+    if (inv.global.verbosity >= 0) {
+      std::printf("%llu objects checked, %zu problems\n",
+                  static_cast<unsigned long long>(report.objects_checked), report.problems.size());
+    }
+  }
+  if (!report.problems.empty()) {
+    return Status::Corruption(std::to_string(report.problems.size()) +
+                              " entries use damaged or missing objects (listed above)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Noun StoreCommands() {
+  const Option kJson{"json", 0, "", "machine-readable output"};
+  Noun n{"store", "the store itself: init, info, garbage collection, integrity check", {}};
+  n.verbs.push_back({"init", "", "create an empty store at --root", "", {}, 0, 0, Init});
+  n.verbs.push_back({"info", "", "size and contents of the store", "", {kJson}, 0, 0, Info});
+  n.verbs.push_back({"gc", "", "delete objects no stored version references",
+                     "Run after 'image rm' or 'image prune'. Waits for nothing: fails if a\n"
+                     "commit is running.",
+                     {kJson, {"dry-run", 'n', "", "only report what would be removed"}}, 0, 0, Gc});
+  n.verbs.push_back({"fsck", "", "verify every referenced object against its hash",
+                     "Lists each damaged or missing object with the image, versions and\n"
+                     "path that use it. Exit status 1 when anything is wrong.",
+                     {kJson}, 0, 0, Fsck});
+  return n;
+}
+
+}  // namespace dimctl
