@@ -153,7 +153,10 @@ Status PlanPaths(Store& store, const ImageInfo& image, const std::string& root,
                  bool* need_full) {
   std::map<std::string, ScanRecord> seen;
   std::vector<std::string> gone;
-  for (std::string p : opts.only_paths) {
+  std::vector<std::pair<std::string, bool>> named;  // path, examine its subtree
+  for (const auto& p : opts.only_paths) named.push_back({p, true});
+  for (const auto& p : opts.only_entries) named.push_back({p, false});
+  for (auto [p, subtree] : named) {
     p = Normalize(p);
     DIM_RETURN_IF_ERROR(ValidateEntryPath(p));
     for (std::string a(ParentPath(p)); !a.empty(); a = std::string(ParentPath(a))) {
@@ -170,7 +173,7 @@ Status PlanPaths(Store& store, const ImageInfo& image, const std::string& root,
       continue;
     }
     seen[p] = {p, StatKey::From(st)};
-    if (S_ISDIR(st.st_mode)) {
+    if (S_ISDIR(st.st_mode) && subtree) {
       DIM_ASSIGN_OR_RETURN(auto sub, ScanTree(full, ScanOptions{opts.threads}));
       for (auto& r : sub) {
         if (r.path == "/") continue;
@@ -256,7 +259,7 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   }
 
   Plan plan;
-  bool need_full = opts.only_paths.empty() || !index;  // paths mode trusts only a valid index
+  bool need_full = (opts.only_paths.empty() && opts.only_entries.empty()) || !index;  // paths mode trusts only a valid index
   if (!need_full) {
     DIM_RETURN_IF_ERROR(PlanPaths(store, image, root, index.get(), opts, &plan, &need_full));
   }
@@ -386,6 +389,7 @@ Result<CommitResult> ImportImage(Store& store, const std::string& name, const st
   image.name = name;
   CommitOptions o = opts;
   o.only_paths.clear();
+  o.only_entries.clear();
   return CommitTree(store, image, root, o, true);
 }
 

@@ -11,7 +11,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <set>
 
 #include "dim/fd.h"
 #include "image/scan.h"
@@ -196,12 +195,10 @@ Status RemoveTree(const std::string& path) {
   return Status::Ok();
 }
 
-Result<std::vector<std::string>> ApplyOverlayUpper(const std::string& upper,
-                                                   const std::string& lower) {
+Result<AppliedChanges> ApplyOverlayUpper(const std::string& upper, const std::string& lower) {
   DIM_ASSIGN_OR_RETURN(auto records, ScanTree(upper, ScanOptions{1}));
-  std::vector<std::string> changed;
+  AppliedChanges changes;
   std::vector<std::pair<std::string, struct stat>> dirs;  // times set after children
-  std::string replaced_prefix;  // below a whiteout-replaced path, everything is new
   for (const auto& r : records) {
     std::string src = r.path == "/" ? upper : upper + r.path;
     std::string dst = r.path == "/" ? lower : lower + r.path;
@@ -209,7 +206,7 @@ Result<std::vector<std::string>> ApplyOverlayUpper(const std::string& upper,
     if (::lstat(src.c_str(), &st) != 0) return PosixError("stat " + src);
     if (IsWhiteout(r.st)) {
       DIM_RETURN_IF_ERROR(RemoveTree(dst));
-      changed.push_back(r.path);
+      changes.subtrees.push_back(r.path);
       continue;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -217,18 +214,19 @@ Result<std::vector<std::string>> ApplyOverlayUpper(const std::string& upper,
       bool exists = ::lstat(dst.c_str(), &dt) == 0;
       if (exists && (!S_ISDIR(dt.st_mode) || (r.path != "/" && IsOpaque(src)))) {
         DIM_RETURN_IF_ERROR(RemoveTree(dst));  // replaced wholesale
+        changes.subtrees.push_back(r.path);
         exists = false;
       }
-      if (!exists) {
-        if (::mkdir(dst.c_str(), 0700) != 0) return PosixError("create directory " + dst);
-        changed.push_back(r.path);
+      if (!exists && ::mkdir(dst.c_str(), 0700) != 0) {
+        return PosixError("create directory " + dst);
       }
       DIM_RETURN_IF_ERROR(CopyMetadata(src, dst, st, false));
       dirs.push_back({dst, st});
+      changes.entries.push_back(r.path);
       continue;
     }
     DIM_RETURN_IF_ERROR(CopyNonDir(src, dst, st));
-    changed.push_back(r.path);
+    changes.entries.push_back(r.path);
   }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     struct timespec ts[2] = {it->second.st_atim, it->second.st_mtim};
@@ -236,21 +234,7 @@ Result<std::vector<std::string>> ApplyOverlayUpper(const std::string& upper,
       return PosixError("set times of " + it->first);
     }
   }
-  // Directories that only carried metadata still count: their mode or times
-  // may have changed. Commit examines each listed path's subtree, so keep
-  // only the topmost of nested paths.
-  for (const auto& [dst, st] : dirs) {
-    std::string rel = dst.substr(lower.size());
-    changed.push_back(rel.empty() ? "/" : rel);
-  }
-  std::set<std::string> sorted(changed.begin(), changed.end());
-  std::vector<std::string> top;
-  for (const auto& p : sorted) {
-    // Directories are listed for their own metadata; subtrees of a changed
-    // directory are examined by the commit anyway.
-    top.push_back(p);
-  }
-  return top;
+  return changes;
 }
 
 Result<SessionResult> RunEditSession(Store& store, const std::string& name,
@@ -276,6 +260,11 @@ Result<SessionResult> RunEditSession(Store& store, const std::string& name,
     for (const auto& d : {session, upper, work, merged}) {
       if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return PosixError("create " + d);
     }
+    // The merged root takes the upper root's attributes: start it as the
+    // master's root, so the session sees (and applies back) the real ones.
+    struct stat root_st;
+    if (::lstat(master.c_str(), &root_st) != 0) return PosixError("stat master " + master);
+    DIM_RETURN_IF_ERROR(CopyMetadata(master, upper, root_st, true));
     pid_t pid = ::fork();
     if (pid < 0) return PosixError("fork");
     if (pid == 0) ChildMain(master, upper, work, merged, name, opts.command);
@@ -289,14 +278,15 @@ Result<SessionResult> RunEditSession(Store& store, const std::string& name,
       return result;
     }
     DIM_ASSIGN_OR_RETURN(auto changed, ApplyOverlayUpper(upper, master));
-    result.changed_paths = changed.size();
+    result.changed_paths = changed.subtrees.size() + changed.entries.size();
     DIM_RETURN_IF_ERROR(RemoveTree(session));
     if (!opts.commit) return result;
     // The lock is released here and re-taken by the commit.
     CommitOptions co;
     co.message = opts.message.empty() ? "editing session" : opts.message;
     co.author = opts.author;
-    co.only_paths = std::move(changed);
+    co.only_paths = std::move(changed.subtrees);
+    co.only_entries = std::move(changed.entries);
     lock = FileLock();
     DIM_ASSIGN_OR_RETURN(result.commit, CommitImage(store, name, co));
   }

@@ -19,6 +19,9 @@ struct CommitOptions {
   // Empty: scan the whole master (only changed files are read). Otherwise
   // only these paths (and everything below them) are examined: O(changes).
   std::vector<std::string> only_paths;
+  // Entries examined by themselves, without their subtree (an editing
+  // session lists every changed entry, so directories need no walk).
+  std::vector<std::string> only_entries;
   bool rehash = false;  // ignore the worktree index and re-read every file
   int threads = 2;
   std::string from_dir;  // commit from this tree instead of the image's master

@@ -26,10 +26,15 @@ struct SessionResult {
 Result<SessionResult> RunEditSession(Store& store, const std::string& image,
                                      const SessionOptions& opts);
 
+// What an applied overlay changed, in the terms CommitOptions takes.
+struct AppliedChanges {
+  std::vector<std::string> subtrees;  // removed or replaced: examine with what is below
+  std::vector<std::string> entries;   // written or re-attributed: examine alone
+};
+
 // Applies an overlayfs upper directory onto lower (whiteouts delete, opaque
-// directories replace), returning the top-level paths that changed.
-Result<std::vector<std::string>> ApplyOverlayUpper(const std::string& upper,
-                                                   const std::string& lower);
+// directories replace, everything else is copied with its metadata).
+Result<AppliedChanges> ApplyOverlayUpper(const std::string& upper, const std::string& lower);
 
 // rm -rf, not following symlinks, staying on one filesystem.
 Status RemoveTree(const std::string& path);
