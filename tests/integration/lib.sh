@@ -126,38 +126,11 @@ copy_tree() {
 }
 
 # debian_master DIR: a Debian bookworm minbase tree in DIR (which must not
-# exist), copied from a pristine cache that is built once, under a lock.
+# exist), copied from a pristine cache that is built once, under a lock
+# (tools/debian-master.sh, shared with the demo and the benchmarks).
 debian_master() {
-  local dest=$1 cache="$DIM_TEST_CACHE/bookworm-minbase"
-  [[ ! -e $dest ]] || die "debian_master: $dest already exists"
-  if [[ ! -d $cache ]]; then
-    mkdir -p "$DIM_TEST_CACHE"
-    _build_debian_cache "$cache" 9>"$cache.lock"
-  fi
-  copy_tree "$cache" "$dest"
-}
-
-# Builds the cache under a temporary name and renames it only when whole.
-# Runs with the lock file open on fd 9; the second of two racing tests waits
-# and then finds the cache built.
-_build_debian_cache() {
-  local cache=$1 tmp
-  flock -w 3600 9 || die "timed out waiting for $cache.lock"
-  [[ -d $cache ]] && return 0
-  command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
-  # Left by a builder that was killed; we hold the lock, so nobody uses them.
-  rm -rf --one-file-system -- "$cache".build.*
-  tmp=$(mktemp -d "$cache.build.XXXXXX")
-  chmod 0755 "$tmp"  # mktemp makes it 0700; a root directory is 0755
-  log "building $cache with debootstrap (once; takes a few minutes)"
-  if ! debootstrap --variant=minbase bookworm "$tmp" "$DEBIAN_MIRROR" >"$tmp.log" 2>&1; then
-    tail -n 20 "$tmp.log" >&2
-    die "debootstrap failed; full log in $tmp.log"
-  fi
-  [[ -x $tmp/usr/bin/apt-get && -f $tmp/var/lib/dpkg/status ]] ||
-    die "debootstrap reported success but $tmp is incomplete"
-  mv -T -- "$tmp" "$cache"
-  rm -f -- "$tmp.log"
+  DIM_TEST_CACHE=$DIM_TEST_CACHE DEBIAN_MIRROR=$DEBIAN_MIRROR \
+    "$DIM_REPO_ROOT/tools/debian-master.sh" "$1" || die "debian_master $1 failed"
 }
 
 # Sets the mtime of PATH (never following a symlink) to SECONDS.NANOSECONDS.

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# README's first command ends in tools/demo.sh: it must keep working.
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+DIM_DEMO_DIR=$TEST_TMP/demo BUILD_DIR=$DIM_BUILD_DIR "$DIM_REPO_ROOT/tools/demo.sh" > "$TEST_TMP/out" 2>&1 ||
+  { cat "$TEST_TMP/out" >&2; die "tools/demo.sh failed"; }
+assert_file_contains "$TEST_TMP/out" "hello from dim"
+assert_file_contains "$TEST_TMP/out" "A  /usr/local/bin/hello"
+assert_file_contains "$TEST_TMP/out" "kept out"
+log "ok"
