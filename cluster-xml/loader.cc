@@ -555,22 +555,31 @@ void Parser::ParseNode(const tinyxml2::XMLElement* e) {
   spec_.nodes.push_back(std::move(n));
 }
 
-// tinyxml2 reports no column; point at the closing tag for a mismatch, else at
-// the start of the line's content.
-SourceLocation ParseErrorLocation(const SourceText& src, const tinyxml2::XMLDocument& doc) {
+// The element name tinyxml2 mentions in its error text ("... name=networks").
+std::string ErrorElement(const tinyxml2::XMLDocument& doc) {
+  std::string s = doc.ErrorStr();
+  size_t at = s.rfind("name=");
+  if (at == std::string::npos) return "";
+  std::string name = s.substr(at + 5);
+  size_t end = name.find_first_of(" \t\n");
+  return end == std::string::npos ? name : name.substr(0, end);
+}
+
+// tinyxml2 reports no column; point at the element it names on the error
+// line, else at the start of the line's content.
+SourceLocation ParseErrorLocation(SourceText& src, const tinyxml2::XMLDocument& doc) {
   int line = doc.ErrorLineNum() > 0 ? doc.ErrorLineNum() : 1;
-  std::string_view l = src.Line(line);
-  if (doc.ErrorID() == tinyxml2::XML_ERROR_MISMATCHED_ELEMENT) {
-    size_t close = l.find("</");
-    if (close != std::string_view::npos) return src.At(src.LineStart(line) + close);
-  }
+  std::string name = ErrorElement(doc);
+  if (!name.empty()) return src.At(src.TagOffset(line, name));
   return src.At(src.FirstNonBlank(line));
 }
 
 std::string ParseErrorText(const tinyxml2::XMLDocument& doc) {
+  std::string name = ErrorElement(doc);
   switch (doc.ErrorID()) {
     case tinyxml2::XML_ERROR_MISMATCHED_ELEMENT:
-      return "closing tag does not match the open element";
+      return name.empty() ? "an end tag does not match its element"
+                          : "<" + name + "> is not closed: its end tag is missing or misspelled";
     case tinyxml2::XML_ERROR_PARSING_ATTRIBUTE:
       return "malformed attribute (missing '=' or quotes?)";
     case tinyxml2::XML_ERROR_PARSING_ELEMENT:
@@ -581,10 +590,8 @@ std::string ParseErrorText(const tinyxml2::XMLDocument& doc) {
       return "malformed text (a bare '<' or '&'?)";
     case tinyxml2::XML_ERROR_PARSING_COMMENT:
       return "unterminated comment";
-    default: {
-      std::string s = doc.ErrorName();
-      return "malformed XML (" + s + ")";
-    }
+    default:
+      return std::string("malformed XML (") + doc.ErrorName() + ")";
   }
 }
 
@@ -632,16 +639,22 @@ bool ParseSpec(std::string_view text, const std::string& file, Spec& spec, Diagn
 }
 
 std::string ClosestName(const std::string& name, const std::vector<std::string>& known) {
-  // Levenshtein distance; names are short, so the quadratic table is fine.
+  // Optimal string alignment distance; names are short, so the quadratic table is fine.
   auto distance = [](const std::string& a, const std::string& b) {
-    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+    std::vector<size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
     for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
     for (size_t i = 1; i <= a.size(); ++i) {
       cur[0] = i;
       for (size_t j = 1; j <= b.size(); ++j) {
         size_t sub = prev[j - 1] + (std::tolower(a[i - 1]) == std::tolower(b[j - 1]) ? 0 : 1);
         cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+        // A swap of two neighbours ("tpo" for "top") is one typo, not two.
+        if (i > 1 && j > 1 && std::tolower(a[i - 1]) == std::tolower(b[j - 2]) &&
+            std::tolower(a[i - 2]) == std::tolower(b[j - 1])) {
+          cur[j] = std::min(cur[j], prev2[j - 2] + 1);
+        }
       }
+      prev2 = prev;
       std::swap(prev, cur);
     }
     return prev[b.size()];

@@ -272,10 +272,16 @@ bool Get(std::string_view& in, T* v) {
 Result<WorktreeIndex> LoadIndex(const std::string& path) {
   auto raw = Env::Posix()->ReadFile(path);
   if (!raw.ok()) return raw.status();
-  std::string_view in = *raw;
-  auto bad = [&] {
-    return Status::Corruption("worktree index " + path + " is damaged; it will be rebuilt");
-  };
+  auto idx = ParseIndex(*raw);
+  if (!idx.ok()) {
+    return Status::Corruption("worktree index " + path + " is damaged (" +
+                              idx.status().message() + "); it will be rebuilt");
+  }
+  return idx;
+}
+
+Result<WorktreeIndex> ParseIndex(std::string_view in) {
+  auto bad = [] { return Status::Corruption("truncated or malformed"); };
   if (in.size() < 8 || std::memcmp(in.data(), kIndexMagic, 8) != 0) return bad();
   in.remove_prefix(8);
   WorktreeIndex idx;
@@ -284,7 +290,7 @@ Result<WorktreeIndex> LoadIndex(const std::string& path) {
   if (!Get(in, &idx.version) || !Get(in, &rl) || in.size() < rl) return bad();
   idx.root.assign(in.substr(0, rl));
   in.remove_prefix(rl);
-  if (!Get(in, &count) || count > in.size()) return bad();
+  if (!Get(in, &count) || count > in.size() / 48) return bad();  // 48: smallest record
   idx.records.resize(count);
   for (auto& r : idx.records) {
     uint32_t pl;
@@ -297,6 +303,7 @@ Result<WorktreeIndex> LoadIndex(const std::string& path) {
       return bad();
     }
   }
+  if (!in.empty()) return bad();
   return idx;
 }
 

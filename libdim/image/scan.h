@@ -62,6 +62,7 @@ struct WorktreeIndex {
   std::vector<ScanRecord> records;
 };
 Result<WorktreeIndex> LoadIndex(const std::string& path);  // NotFound when absent
+Result<WorktreeIndex> ParseIndex(std::string_view bytes);
 Status SaveIndex(Env* env, const std::string& path, const WorktreeIndex& index);
 
 }  // namespace dim

@@ -238,7 +238,38 @@ std::string ObjectStore::EncodeObject(ObjectKind kind, std::string_view body) co
   return out;
 }
 
-Result<ObjectStore::Decoded> ObjectStore::Load(const Digest& id, const std::string& what) const {
+Result<DecodedObject> DecodeObject(const Digest& id, std::string_view r) {
+  if (r.size() < kHeaderSize || std::memcmp(r.data(), kMagic, 4) != 0) {
+    return Status::Corruption("bad header");
+  }
+  DecodedObject d;
+  uint8_t kind = static_cast<uint8_t>(r[4]);
+  uint8_t codec = static_cast<uint8_t>(r[5]);
+  uint64_t size = GetU64(r.data() + 8);
+  if (kind != 1 && kind != 2) return Status::Corruption("unknown object kind " + std::to_string(kind));
+  if (size > kMaxBody) {
+    return Status::Corruption("declared size " + std::to_string(size) + " is too large");
+  }
+  d.kind = static_cast<ObjectKind>(kind);
+  std::string_view payload = r.substr(kHeaderSize);
+  if (codec == kCodecRaw) {
+    if (payload.size() != size) return Status::Corruption("length does not match its header");
+    d.body.assign(payload);
+  } else if (codec == kCodecZstd) {
+    d.body.resize(size);
+    size_t n = ZSTD_decompressDCtx(ThreadDCtx(), d.body.data(), size, payload.data(),
+                                   payload.size());
+    if (ZSTD_isError(n)) return Status::Corruption(std::string("zstd: ") + ZSTD_getErrorName(n));
+    if (n != size) return Status::Corruption("decompressed length does not match its header");
+  } else {
+    return Status::Corruption("unknown codec " + std::to_string(codec));
+  }
+  Digest actual = d.kind == ObjectKind::kBlob ? Sha256Of(d.body) : ChunkListId(d.body);
+  if (actual != id) return Status::Corruption("its content hashes to " + actual.Hex());
+  return d;
+}
+
+Result<DecodedObject> ObjectStore::Load(const Digest& id, const std::string& what) const {
   std::string path = PathOf(id);
   auto raw = env_->ReadFile(path);
   if (!raw.ok()) {
@@ -248,38 +279,13 @@ Result<ObjectStore::Decoded> ObjectStore::Load(const Digest& id, const std::stri
     }
     return raw.status().Annotate("object " + id.Hex() + ForWhat(what));
   }
-  const std::string& r = *raw;
-  auto corrupt = [&](const std::string& why) {
+  auto d = DecodeObject(id, *raw);
+  if (!d.ok()) {
     return Status::Corruption("object " + id.Hex() + ForWhat(what) + " at " + path +
-                              " is corrupt: " + why +
+                              " is corrupt: " + d.status().message() +
                               "; run 'dimctl store fsck' and restore it from a replica or "
                               "re-import the master");
-  };
-  if (r.size() < kHeaderSize || std::memcmp(r.data(), kMagic, 4) != 0) {
-    return corrupt("bad header");
   }
-  Decoded d;
-  uint8_t kind = static_cast<uint8_t>(r[4]);
-  uint8_t codec = static_cast<uint8_t>(r[5]);
-  uint64_t size = GetU64(r.data() + 8);
-  if (kind != 1 && kind != 2) return corrupt("unknown object kind " + std::to_string(kind));
-  if (size > kMaxBody) return corrupt("declared size " + std::to_string(size) + " is too large");
-  d.kind = static_cast<ObjectKind>(kind);
-  std::string_view payload(r.data() + kHeaderSize, r.size() - kHeaderSize);
-  if (codec == kCodecRaw) {
-    if (payload.size() != size) return corrupt("length does not match its header");
-    d.body.assign(payload);
-  } else if (codec == kCodecZstd) {
-    d.body.resize(size);
-    size_t n = ZSTD_decompressDCtx(ThreadDCtx(), d.body.data(), size, payload.data(),
-                                   payload.size());
-    if (ZSTD_isError(n)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(n));
-    if (n != size) return corrupt("decompressed length does not match its header");
-  } else {
-    return corrupt("unknown codec " + std::to_string(codec));
-  }
-  Digest actual = d.kind == ObjectKind::kBlob ? Sha256Of(d.body) : ChunkListId(d.body);
-  if (actual != id) return corrupt("its content hashes to " + actual.Hex());
   return d;
 }
 

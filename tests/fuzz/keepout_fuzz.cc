@@ -240,10 +240,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Fail("compiled matcher and reference disagree on '" + std::string(path) + "'");
       }
     }
-    // A literal pattern for a path keeps out exactly that path.
-    bool dots = comps.empty();
-    for (const std::string& c : comps) dots |= c == "." || c == "..";
-    if (!dots) {
+    // A literal pattern for a valid path (no NUL, no "." or "..") keeps it out.
+    bool invalid = comps.empty() || path.find('\0') != std::string_view::npos;
+    for (const std::string& c : comps) invalid |= c == "." || c == "..";
+    if (!invalid) {
       const std::string literal = dim::keepout::LiteralPattern(path);
       if (!dim::keepout::ValidatePattern(literal).ok()) Fail("LiteralPattern invalid: " + literal);
       auto one = RuleSet::Compile({{literal, "fuzz", 1}});

@@ -42,7 +42,7 @@ for p in "${paths[@]}"; do
     mkdir -p "$repo/$p"
     rel+=("${p%/}")
   else
-    mkdir -p "$repo/${p%/*}"
+    [[ $p == */* ]] && mkdir -p "$repo/${p%/*}"
     : >"$repo/$p"
     rel+=("$p")
   fi

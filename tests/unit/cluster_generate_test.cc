@@ -130,6 +130,16 @@ TEST_CASE("generate: atomic writes replace the file and leave no temporary behin
   CHECK(missing.message().find("no/such/dir") != std::string::npos);
 }
 
+TEST_CASE("generate: batches of per-node files are written whole, without leftovers") {
+  TempDir dir;
+  std::vector<GeneratedFile> files = {{"a.ipxe", "#!ipxe\n"}, {"b.ipxe", "#!ipxe\nboot\n"}};
+  REQUIRE(WriteFilesAtomically(dir.path, files).ok());
+  CHECK(ReadFile(dir.path + "/b.ipxe") == "#!ipxe\nboot\n");
+  CHECK(dir.Entries() == 2);
+  CHECK_FALSE(WriteFilesAtomically(dir.path, {{"../escape", "x"}}).ok());
+  CHECK(dir.Entries() == 2);
+}
+
 TEST_CASE("wol: the magic packet is 6 x 0xFF then the MAC 16 times") {
   Mac mac = *Mac::Parse("52:54:00:ab:cd:ef");
   MagicPacket p = BuildMagicPacket(mac);

@@ -2,6 +2,7 @@
 // tests mutate, and diagnostic lookups.
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <vector>
 

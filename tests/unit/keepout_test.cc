@@ -136,6 +136,13 @@ TEST_CASE("keepout: '*' and '?' stay within one name") {
       {{"*a*a*a*b"}, "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", kFile, false},
       {{"*?*?"}, "/ab", kFile, true},
       {{"*?*?"}, "/a", kFile, false},
+      {{"*[x]"}, "/ax", kFile, true},  // the general matcher must retry at every byte
+      {{"*[x]y"}, "/axxy", kFile, true},
+      {{"[a]*b"}, "/ab", kFile, true},
+      {{"[a]*b"}, "/acbcb", kFile, true},
+      {{"[a]*b"}, "/acbc", kFile, false},
+      {{"*?x"}, "/ax", kFile, true},
+      {{"*?x"}, "/x", kFile, false},
   });
 }
 
@@ -166,6 +173,13 @@ TEST_CASE("keepout: bracket classes") {
       {{"/tmp/[[:upper:][:digit:]]"}, "/tmp/Q", kFile, true},
       {{"/tmp/[[:alpha:]]"}, "/tmp/\xc3", kFile, false},  // ASCII classes only
       {{"/tmp/[![:alnum:]]"}, "/tmp/_", kFile, true},
+      {{"/tmp/[[:space:]]"}, "/tmp/\t", kFile, true},
+      {{"/tmp/[[:space:]]"}, "/tmp/\r", kFile, true},
+      {{"/tmp/[[:space:]]"}, "/tmp/_", kFile, false},
+      {{"/tmp/[[:punct:]]"}, "/tmp/~", kFile, true},
+      {{"/tmp/[[:punct:]]"}, "/tmp/a", kFile, false},
+      {{"/tmp/[[:xdigit:]]"}, "/tmp/F", kFile, true},
+      {{"/tmp/[[:xdigit:]]"}, "/tmp/g", kFile, false},
       {{"/tmp/[[:x]"}, "/tmp/:", kFile, true},  // no ":]": '[' and ':' are members
       {{"/tmp/[\xff]"}, "/tmp/\xff", kFile, true},
       {{"/tmp/[\x80-\xff]*"}, "/tmp/\xc3\xa9t\xc3\xa9", kFile, true},
@@ -208,6 +222,9 @@ TEST_CASE("keepout: '**' spans directories") {
       {{"foo/**"}, "/foo", kDir, false},  // only what is inside
       {{"foo/**"}, "/foo", kFile, false},
       {{"foo/**"}, "/a/foo/x", kFile, false},  // anchored
+      {{"*/**"}, "/a", kDir, false},          // a trailing "**" needs one name at least
+      {{"*/**"}, "/a/b", kFile, true},
+      {{"[a]/**"}, "/a", kDir, false},
       {{"a/**/b"}, "/a/b", kFile, true},       // zero directories
       {{"a/**/b"}, "/a/x/b", kFile, true},
       {{"a/**/b"}, "/a/x/y/z/b", kFile, true},

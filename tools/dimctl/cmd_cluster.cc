@@ -61,9 +61,7 @@ Status Gen(Invocation& inv) {
   std::vector<dc::GeneratedFile> files = dc::Generate(cluster, format);
   if (outdir) {
     DIM_RETURN_IF_ERROR(MakeDir(*outdir));
-    for (const auto& f : files) {
-      DIM_RETURN_IF_ERROR(dc::WriteFileAtomically(*outdir + "/" + f.name, f.content));
-    }
+    DIM_RETURN_IF_ERROR(dc::WriteFilesAtomically(*outdir, files));
     if (inv.global.verbosity > 0) std::cerr << "wrote " << files.size() << " files to " << *outdir << "\n";
     return Status::Ok();
   }

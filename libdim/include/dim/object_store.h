@@ -132,11 +132,7 @@ class ObjectStore {
 
  private:
   ObjectStore(Env* env, std::string root, StoreOptions opts);
-  struct Decoded {
-    ObjectKind kind;
-    std::string body;
-  };
-  Result<Decoded> Load(const Digest& id, const std::string& what) const;
+  Result<struct DecodedObject> Load(const Digest& id, const std::string& what) const;
   std::string EncodeObject(ObjectKind kind, std::string_view body) const;
 
   Env* env_;
@@ -146,5 +142,14 @@ class ObjectStore {
 
 // Digest of a chunk list body (domain-separated from blobs).
 Digest ChunkListId(std::string_view body);
+
+// An object file decoded and verified against the id it is stored under.
+struct DecodedObject {
+  ObjectKind kind;
+  std::string body;
+};
+// Decodes the bytes of an object file (header, codec) and checks the id.
+// Errors are Corruption and say what is wrong; callers add where it was.
+Result<DecodedObject> DecodeObject(const Digest& id, std::string_view raw);
 
 }  // namespace dim

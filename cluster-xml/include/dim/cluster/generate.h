@@ -43,4 +43,8 @@ std::string IpxeScriptUrl(const Cluster& cluster, const Node& node);
 // never a mix: temp file in the same directory, fsync, rename, fsync dir.
 Status WriteFileAtomically(const std::string& path, const std::string& content);
 
+// The same for many files in one directory (per-node formats): each file is
+// replaced atomically, with one filesystem sync for the batch.
+Status WriteFilesAtomically(const std::string& dir, const std::vector<GeneratedFile>& files);
+
 }  // namespace dim::cluster

@@ -1,0 +1,499 @@
+#!/usr/bin/env bash
+# commit_bench.sh - how fast is a dim commit/import compared with rsync and cp?
+#
+# Measures, side by side in one run, on a synthetic tree and (if present) on a
+# Debian bookworm minbase tree:
+#   1a  rsync -a --dry-run SRC/ COPY/           (one file changed, warm cache)
+#   1b  dimctl image commit NAME                (full scan, warm, fresh index)
+#   1c  dimctl image commit NAME --only PATH    (the O(changes) path)
+#   1d  dimctl image shell NAME -- sh -c 'echo x >> /etc/motd'   (Debian only)
+#   2a  cp -a SRC DEST                          (fresh DEST, warm source)
+#   2b  dimctl image import NAME SRC            (fresh store, warm source)
+#   2c  cp -a SRC DEST && sync                  (for reference: import syncs)
+# and prints a Markdown table of medians and the ratios a/b, a/c, import/cp.
+# Timings are reported, never asserted.
+set -euo pipefail
+
+PROG=${0##*/}
+SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
+
+usage() {
+  cat <<EOF
+usage: $PROG [options]
+
+Benchmarks dim's commit and import against rsync and cp on a synthetic tree
+and on a Debian bookworm minbase tree, and prints a Markdown table of median
+times and ratios (no pass/fail: timings are only reported).
+
+Options:
+  --files N        synthetic tree: number of regular files (default 100000)
+  --size-mb M      synthetic tree: total size in MB (default 1000)
+  --dirs D         synthetic tree: number of directories (default: files/100)
+  --runs N         timed runs per measurement; the median is reported (default 3)
+  --warmup N       untimed warm-up runs before each measurement (default 1)
+  --quick          same as --files 10000 --size-mb 100
+  --seed S         PRNG seed of the synthetic tree (default 42)
+  --deb-src DIR    pristine Debian tree to copy (default
+                   /var/cache/dim-tests/bookworm-minbase); it is only read
+  --no-deb         skip the Debian tree
+  --no-synthetic   skip the synthetic tree
+  --dimctl PATH    dimctl binary (default: \$DIMCTL, else the build tree's
+                   tools/dimctl, else dimctl on PATH)
+  --no-hyperfine   time with date +%s.%N even if hyperfine is installed
+  --keep           keep the temporary directory (its path is printed)
+  -h, --help       this help
+
+Environment:
+  BENCH_DIR   where the temporary directory is made (default /var/tmp/dim-bench);
+              it should be on the filesystem you care about (same fs is used
+              for trees, copies and stores)
+  BENCH_OUT   where the Markdown report is written
+              (default \$BENCH_DIR/commit_bench.md)
+  DIMCTL      dimctl binary (see --dimctl)
+
+Needs: bash, python3, rsync, coreutils, tar; hyperfine is used if installed.
+The 'image shell' measurement needs root (mount namespace, overlayfs, chroot).
+
+Examples:
+  $PROG --quick
+  nice -n 5 $PROG --files 100000 --size-mb 1000 --runs 3
+EOF
+}
+
+die() { echo "$PROG: $*" >&2; exit 2; }
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+warn() { echo "[$(date +%H:%M:%S)] WARNING: $*" >&2; NOTES+=("WARNING: $*"); }
+
+# ---- options ----
+ARGS=("$@")
+FILES=100000
+SIZE_MB=1000
+DIRS=""
+RUNS=3
+WARMUP=1
+SEED=42
+DEB_SRC=/var/cache/dim-tests/bookworm-minbase
+DO_DEB=1
+DO_SYN=1
+USE_HYPERFINE=1
+KEEP=0
+DIMCTL=${DIMCTL:-}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --files) FILES=${2:?--files needs a value}; shift 2 ;;
+    --size-mb) SIZE_MB=${2:?--size-mb needs a value}; shift 2 ;;
+    --dirs) DIRS=${2:?--dirs needs a value}; shift 2 ;;
+    --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+    --warmup) WARMUP=${2:?--warmup needs a value}; shift 2 ;;
+    --quick) FILES=10000; SIZE_MB=100; shift ;;
+    --seed) SEED=${2:?--seed needs a value}; shift 2 ;;
+    --deb-src) DEB_SRC=${2:?--deb-src needs a value}; shift 2 ;;
+    --no-deb) DO_DEB=0; shift ;;
+    --no-synthetic) DO_SYN=0; shift ;;
+    --dimctl) DIMCTL=${2:?--dimctl needs a value}; shift 2 ;;
+    --no-hyperfine) USE_HYPERFINE=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option '$1'" ;;
+  esac
+done
+for v in FILES SIZE_MB RUNS WARMUP SEED; do
+  o=${v,,}; [[ ${!v} =~ ^[0-9]+$ ]] || die "--${o//_/-} must be a non-negative integer (got '${!v}')"
+done
+[[ $RUNS -ge 1 ]] || die "--runs must be at least 1"
+[[ -z $DIRS ]] && DIRS=$(( FILES / 100 > 1 ? FILES / 100 : 1 ))
+[[ $DIRS =~ ^[0-9]+$ && $DIRS -ge 1 ]] || die "--dirs must be a positive integer"
+
+if [[ -z $DIMCTL ]]; then
+  if [[ -x $SCRIPT_DIR/../../build/tools/dimctl ]]; then
+    DIMCTL=$SCRIPT_DIR/../../build/tools/dimctl
+  else
+    DIMCTL=$(command -v dimctl || true)
+  fi
+fi
+[[ -n $DIMCTL && -x $DIMCTL ]] || die "dimctl not found; build it or pass --dimctl PATH"
+DIMCTL=$(cd "$(dirname "$DIMCTL")" && pwd)/$(basename "$DIMCTL")
+
+for t in python3 rsync tar cp sync; do
+  command -v "$t" >/dev/null || die "'$t' is required"
+done
+HYPERFINE=""
+if [[ $USE_HYPERFINE == 1 ]] && command -v hyperfine >/dev/null; then
+  HYPERFINE=$(command -v hyperfine)
+fi
+if [[ $DO_DEB == 1 && ! -d $DEB_SRC ]]; then
+  echo "$PROG: $DEB_SRC not found; skipping the Debian tree" >&2
+  DO_DEB=0
+fi
+
+BENCH_DIR=${BENCH_DIR:-/var/tmp/dim-bench}
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/commit_bench.md}
+# hyperfine -N splits command lines on whitespace: keep paths simple.
+for p in "$BENCH_DIR" "$DIMCTL"; do
+  [[ $p != *[[:space:]\'\"\\]* ]] || die "path '$p' must not contain whitespace or quotes"
+done
+
+W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+cleanup() {
+  local rc=$?
+  # 'image shell' mounts in a private namespace, but be careful anyway:
+  # never let rm -rf walk into a mount below the work directory.
+  if [[ -r /proc/self/mountinfo ]]; then
+    awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  fi
+  if [[ $KEEP == 1 ]]; then
+    echo "$PROG: kept $W" >&2
+  else
+    rm -rf --one-file-system "$W"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NOTES=()
+declare -A RES   # key -> "median min max" in seconds, or "failed"
+
+# ---- timing ----
+# measure KEY PREPARE COMMAND: PREPARE (an executable script path, or "")
+# runs untimed before every run; COMMAND is a simple command line (no shell
+# operators). Stores "median min max" in RES[KEY].
+measure() {
+  local key=$1 prep=$2 cmd=$3
+  log "measuring $key: $cmd"
+  if [[ -n $HYPERFINE ]]; then
+    local json=$W/hf-$key.json
+    local args=(-N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json")
+    [[ -n $prep ]] && args+=(--prepare "$prep")
+    if ! "$HYPERFINE" "${args[@]}" "$cmd" >"$W/hf-$key.log" 2>&1; then
+      cat "$W/hf-$key.log" >&2
+      warn "$key failed: $cmd"
+      RES[$key]=failed
+      return 1
+    fi
+    sed 's/^/    /' "$W/hf-$key.log" | grep -E 'Time|Range' >&2 || true
+    RES[$key]=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print(r["median"], r["min"], r["max"])' "$json")
+  else
+    local i times=() t0 t1 out=$W/run-$key.log
+    for ((i = 0; i < WARMUP + RUNS; i++)); do
+      [[ -n $prep ]] && "$prep"
+      t0=$(date +%s.%N)
+      # shellcheck disable=SC2086  # cmd is a simple, unquoted command line
+      if ! eval "$cmd" >"$out" 2>&1; then
+        cat "$out" >&2
+        warn "$key failed: $cmd"
+        RES[$key]=failed
+        return 1
+      fi
+      t1=$(date +%s.%N)
+      ((i >= WARMUP)) && times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')")
+    done
+    RES[$key]=$(python3 -c '
+import statistics, sys
+t = [float(x) for x in sys.argv[1:]]
+print(statistics.median(t), min(t), max(t))' "${times[@]}")
+  fi
+  log "  $key median $(fmt_time "${RES[$key]%% *}")"
+}
+
+fmt_time() {  # seconds -> "12.3 ms" / "4.56 s"
+  python3 -c '
+import sys
+t = float(sys.argv[1])
+print(f"{t*1000:.1f} ms" if t < 1 else f"{t:.2f} s")' "$1"
+}
+
+cell() {  # KEY -> "median (min–max)"
+  local v=${RES[$1]:-}
+  if [[ -z $v ]]; then echo "–"; return; fi
+  if [[ $v == failed ]]; then echo "FAILED"; return; fi
+  read -r med mn mx <<<"$v"
+  echo "$(fmt_time "$med") ($(fmt_time "$mn") – $(fmt_time "$mx"))"
+}
+
+ratio() {  # NUM_KEY DEN_KEY -> "x.xx×"
+  local a=${RES[$1]:-} b=${RES[$2]:-}
+  if [[ -z $a || -z $b || $a == failed || $b == failed ]]; then echo "–"; return; fi
+  python3 -c '
+import sys
+a, b = float(sys.argv[1]), float(sys.argv[2])
+print(f"{a / b:.2f}×" if b > 0 else "inf")' "${a%% *}" "${b%% *}"
+}
+
+dim() { "$DIMCTL" "$@"; }
+
+# ---- the synthetic tree ----
+generate_tree() {  # DIR -> prints the path (relative, leading /) of a file to change
+  python3 - "$1" "$FILES" "$SIZE_MB" "$DIRS" "$SEED" <<'PY'
+import math, os, random, sys
+
+root, nfiles, size_mb, ndirs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rng = random.Random(seed)
+target = size_mb * 1000 * 1000
+
+# Directories: a random tree, at most 8 deep.
+dirs, depth = [""], [0]
+for i in range(1, ndirs):
+    while True:
+        p = rng.randrange(len(dirs))
+        if depth[p] < 8:
+            break
+    dirs.append(f"{dirs[p]}/d{i:04d}")
+    depth.append(depth[p] + 1)
+for d in dirs:
+    os.makedirs(root + d, exist_ok=True)
+
+# Sizes: many small files, some large (log-uniform within buckets by count),
+# then scaled so the total is exactly the target.
+buckets = [(0.010, 0, 0), (0.490, 16, 1 << 10), (0.300, 1 << 10, 8 << 10),
+           (0.150, 8 << 10, 64 << 10), (0.045, 64 << 10, 256 << 10),
+           (0.0045, 256 << 10, 2 << 20), (0.0005, 2 << 20, 16 << 20)]
+cum, acc = [], 0.0
+for w, lo, hi in buckets:
+    acc += w
+    cum.append(acc)
+sizes = []
+for _ in range(nfiles):
+    u = rng.random() * acc
+    lo, hi = next((b[1], b[2]) for b, c in zip(buckets, cum) if u <= c)
+    sizes.append(0 if hi == 0 else math.exp(rng.uniform(math.log(lo), math.log(hi))))
+scale = target / max(1.0, sum(sizes))
+sizes = [int(s * scale) for s in sizes]
+biggest = max(range(nfiles), key=lambda i: sizes[i])
+sizes[biggest] += target - sum(sizes)
+
+# Content: text-like (skewed small alphabet with spaces and newlines: unique
+# per file, compresses ~2x) or incompressible random bytes. Larger files are
+# more often binary.
+weights = {" ": 40, "\n": 7, "e": 22, "t": 17, "a": 15, "o": 14, "i": 13, "n": 13,
+           "s": 12, "h": 11, "r": 11, "d": 8, "l": 7, "u": 6, "c": 6, "m": 5,
+           "f": 5, "=": 4, "_": 4, "0": 4, "1": 4, "/": 4, ".": 4, "p": 4, "g": 4, "#": 4, "y": 4, "w": 4}
+table = bytes(ord(c) for c, n in weights.items() for _ in range(n))
+assert len(table) == 256, len(table)
+
+dir_weights = [rng.expovariate(1.0) for _ in dirs]
+names = rng.choices(range(len(dirs)), weights=dir_weights, k=nfiles)
+text_bytes = rand_bytes = 0
+change = None
+for i, (size, di) in enumerate(zip(sizes, names)):
+    binary = rng.random() < (0.6 if size >= 64 << 10 else 0.2)
+    data = rng.randbytes(size)
+    if binary:
+        rand_bytes += size
+        name = f"{dirs[di]}/f{i:06d}.bin"
+    else:
+        data = data.translate(table)
+        text_bytes += size
+        name = f"{dirs[di]}/f{i:06d}.txt"
+        if change is None and depth[di] >= 3 and 100 <= size <= 8192:
+            change = name
+    with open(root + name, "wb") as f:
+        f.write(data)
+    if rng.random() < 0.1:
+        os.chmod(root + name, 0o755)
+if change is None:
+    change = name
+sys.stderr.write(f"  {nfiles} files in {ndirs} dirs, {sum(sizes)/1e6:.0f} MB: "
+                 f"{text_bytes/1e6:.0f} MB text-like, {rand_bytes/1e6:.0f} MB random; "
+                 f"median file {sorted(sizes)[nfiles//2]} B, largest {max(sizes)/1e6:.1f} MB\n")
+print(change)
+PY
+}
+
+warm_read() {  # DIR: pull the whole tree into the page cache
+  # (not tar cf /dev/null: GNU tar skips reading file data when writing there)
+  tar -C "$1" -cf - . | cat >/dev/null
+}
+
+# sets TREE_DESC[KEY]
+declare -A TREE_DESC
+describe_tree() {  # KEY DIR
+  local nf nd bytes
+  nf=$(find "$2" -xdev -type f | wc -l)
+  nd=$(find "$2" -xdev -type d | wc -l)
+  bytes=$(du -sb --apparent-size "$2" | cut -f1)
+  TREE_DESC[$1]="$nf files, $nd dirs, $(( bytes / 1000000 )) MB"
+}
+
+# ---- one tree: all measurements ----
+# bench_tree KEY SRC CHANGE_PATH(relative, leading /) DO_SHELL
+bench_tree() {
+  local key=$1 src=$2 change=$3 do_shell=$4
+  local copy=$W/$key-copy store=$W/$key-store name=bench-$key out
+  log "[$key] copying the tree for rsync"
+  cp -a "$src" "$copy"
+  sleep 1.2   # nothing may be 'racy' (modified within 1 s) at import time
+  warm_read "$src"
+  warm_read "$copy"
+
+  # -- 1: one file changed --
+  log "[$key] import (untimed) and settle commit"
+  out=$(dim --root "$store" image import "$name" "$src" -m "bench import" 2>&1) ||
+    { echo "$out" >&2; warn "[$key] import failed"; return 1; }
+  log "  $out"
+  out=$(dim --root "$store" image commit "$name" -m settle 2>&1) ||
+    { echo "$out" >&2; warn "[$key] settle commit failed"; return 1; }
+  log "  settle: $out"
+  [[ $out == *"nothing to commit"* ]] ||
+    warn "[$key] settle commit right after the import recorded changes: $out"
+
+  local prep=$W/$key-append.sh
+  # shellcheck disable=SC2016  # $(date) is for the generated script
+  printf '#!/bin/sh\nexec echo "bench line $(date +%%s.%%N)" >> %s\n' "$src$change" >"$prep"
+  chmod +x "$prep"
+
+  # untimed check: one changed file gives exactly one modified entry
+  "$prep"
+  out=$(dim --root "$store" image commit "$name" -m check 2>&1) || true
+  log "  check (1 file appended, full scan): $out"
+  [[ $out == *"+0 -0 ~1 entries"* ]] ||
+    warn "[$key] full commit after appending to $change did not report exactly ~1: $out"
+  "$prep"
+  out=$(dim --root "$store" image commit "$name" -m check --only "$change" 2>&1) || true
+  log "  check (1 file appended, --only): $out"
+  [[ $out == *"+0 -0 ~1 entries"* ]] ||
+    warn "[$key] --only commit after appending to $change did not report exactly ~1: $out"
+
+  measure "$key-1a" "$prep" "rsync -a --dry-run $src/ $copy/" || true
+  measure "$key-1b" "$prep" "$DIMCTL --root $store image commit $name -m bench" || true
+  measure "$key-1c" "$prep" "$DIMCTL --root $store image commit $name -m bench --only $change" || true
+  if [[ $do_shell == 1 ]]; then
+    measure "$key-1d" "" "$DIMCTL --root $store image shell $name -m bench -- sh -c 'echo x >> /etc/motd'" || true
+  fi
+
+  # untimed check: nothing changed since the last commit (wait out the
+  # racy window first, so the second idle commit should read nothing)
+  sleep 1.2
+  out=$(dim --root "$store" image commit "$name" -m idle 2>&1) || true
+  log "  idle commit: $out"
+  [[ $out == *"nothing to commit"* ]] || warn "[$key] commit with nothing changed recorded: $out"
+  out=$(dim --root "$store" image commit "$name" -m idle 2>&1) || true
+  log "  idle commit again: $out"
+  [[ $out == *"nothing to commit"*", 0 read)"* ]] ||
+    warn "[$key] second idle commit still read files: $out"
+  STORE_SIZE[$key]=$(du -sb "$store" | cut -f1)
+  rm -rf "$store" "$copy"
+
+  # -- 2: import vs cp, fresh destination each run --
+  local dest=$W/$key-cpdest istore=$W/$key-istore
+  # Before every run: remove the destination, re-read the source (a host may
+  # reclaim cold page cache, e.g. DAMON pageout), and flush the previous run's
+  # writeback so it does not land in this run.
+  printf '#!/bin/sh\nrm -rf %s %s\ntar -C %s -cf - . | cat >/dev/null\nexec sync\n' \
+    "$dest" "$istore" "$src" >"$W/$key-fresh.sh"
+  chmod +x "$W/$key-fresh.sh"
+  printf '#!/bin/sh\ncp -a %s %s && exec sync\n' "$src" "$dest" >"$W/$key-cpsync.sh"
+  chmod +x "$W/$key-cpsync.sh"
+  warm_read "$src"
+  measure "$key-2a" "$W/$key-fresh.sh" "cp -a $src $dest" || true
+  measure "$key-2b" "$W/$key-fresh.sh" "$DIMCTL --root $istore image import $name $src -m bench" || true
+  measure "$key-2c" "$W/$key-fresh.sh" "$W/$key-cpsync.sh" || true
+  rm -rf "$dest" "$istore"
+}
+declare -A STORE_SIZE
+
+# ---- machine ----
+header() {
+  local mem fstype cpu
+  mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  fstype=$(df -T "$BENCH_DIR" | awk 'NR == 2 { print $2 " (" $1 ")" }')
+  cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+  echo "# dim commit/import benchmark"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- machine: $(nproc) CPUs (${cpu:-unknown}), RAM $mem, kernel $(uname -r)"
+  echo "- bench dir: $BENCH_DIR on $fstype"
+  echo "- load average at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  local k damon=""
+  for k in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
+    if [[ -r $k && $(cat "$k") == on ]]; then
+      damon="DAMON kdamond active (may reclaim cold page cache)"
+    fi
+  done
+  if [[ -n $damon ]]; then echo "- $damon"; fi
+  echo "- dimctl: $DIMCTL ($("$DIMCTL" --version 2>&1 | head -1))"
+  local timer="date +%s.%N"
+  [[ -n $HYPERFINE ]] && timer=$("$HYPERFINE" --version)
+  echo "- timer: $timer; median of $RUNS runs after $WARMUP warm-up run(s); warm page cache"
+  echo "- $(rsync --version | head -1)"
+  echo "- $(cp --version | head -1)"
+  echo "- command line: $PROG ${ARGS[*]:-}"
+}
+
+# ---- main ----
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+COLS=()
+if [[ $DO_SYN == 1 ]]; then
+  log "generating the synthetic tree: $FILES files, $SIZE_MB MB, $DIRS dirs (seed $SEED)"
+  mkdir -p "$W/syn"
+  SYN_CHANGE=$(generate_tree "$W/syn")
+  describe_tree syn "$W/syn"
+  bench_tree syn "$W/syn" "$SYN_CHANGE" 0 || true
+  COLS+=(syn)
+fi
+if [[ $DO_DEB == 1 ]]; then
+  log "copying $DEB_SRC"
+  cp -a "$DEB_SRC" "$W/deb"
+  describe_tree deb "$W/deb"
+  bench_tree deb "$W/deb" /etc/motd "$([[ $EUID == 0 ]] && echo 1 || echo 0)" || true
+  COLS+=(deb)
+fi
+[[ ${#COLS[@]} -gt 0 ]] || die "nothing to measure"
+
+declare -A TITLE=([syn]="synthetic" [deb]="Debian bookworm minbase")
+# shellcheck disable=SC2317  # the helpers below are called through row()
+report() {
+  header
+  echo
+  local c line
+  line="| measurement |"; for c in "${COLS[@]}"; do line+=" ${TITLE[$c]} |"; done; echo "$line"
+  line="|---|";         for c in "${COLS[@]}"; do line+="---|"; done; echo "$line"
+  row() {  # LABEL FUNC ARGS... (ARGS get the column key prefixed where they say @)
+    local label=$1 f=$2; shift 2
+    local l="| $label |" c a args
+    for c in "${COLS[@]}"; do
+      args=(); for a in "$@"; do args+=("${a//@/$c}"); done
+      l+=" $("$f" "${args[@]}") |"
+    done
+    echo "$l"
+  }
+  desc() { echo "${TREE_DESC[$1]:-–}"; }
+  sto() { local s=${STORE_SIZE[$1]:-}; [[ -n $s ]] && echo "$(( s / 1000000 )) MB" || echo "–"; }
+  chg() { [[ $1 == syn ]] && echo "\`${SYN_CHANGE:-?}\`" || echo "\`/etc/motd\`"; }
+  row "tree" desc @
+  row "store size after the part-1 commits" sto @
+  row "file changed (a line appended before each run)" chg @
+  row "1a \`rsync -a --dry-run SRC/ COPY/\`" cell @-1a
+  row "1b \`dimctl image commit\` (full scan)" cell @-1b
+  row "1c \`dimctl image commit --only FILE\`" cell @-1c
+  row "1d \`dimctl image shell -- sh -c 'echo x >> /etc/motd'\`" cell @-1d
+  row "**a/b** rsync ÷ full commit (goal ≥ 2×)" ratio @-1a @-1b
+  row "**a/c** rsync ÷ --only commit (goal ≥ 10×)" ratio @-1a @-1c
+  row "a/d rsync ÷ shell commit (info)" ratio @-1a @-1d
+  row "2a \`cp -a\` (fresh dest)" cell @-2a
+  row "2b \`dimctl image import\` (fresh store)" cell @-2b
+  row "2c \`cp -a && sync\` (info: import syncs its objects)" cell @-2c
+  row "**import/cp** 2b ÷ 2a (goal ≤ 1.5×)" ratio @-2b @-2a
+  row "import/(cp+sync) 2b ÷ 2c (info)" ratio @-2b @-2c
+  echo
+  echo "Times: median (min – max) of $RUNS runs. Part 1 runs with a warm cache and a fresh"
+  echo "worktree index; part 2 removes the destination and runs \`sync\` before every run."
+  if [[ ${#NOTES[@]} -gt 0 ]]; then
+    echo
+    echo "Notes:"
+    local n; for n in "${NOTES[@]}"; do echo "- $n"; done
+  fi
+}
+REPORT=$(report)
+echo
+echo "$REPORT"
+mkdir -p "$(dirname "$BENCH_OUT")"
+echo "$REPORT" >"$BENCH_OUT"
+log "report written to $BENCH_OUT"
