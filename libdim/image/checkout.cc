@@ -13,6 +13,7 @@
 
 #include "dim/fd.h"
 #include "dim/image.h"
+#include "dim/overlay_session.h"
 
 namespace dim {
 namespace {
@@ -115,42 +116,55 @@ Status MaterializeEntry(const ObjectStore& objects, const Entry& e, const std::s
   return SetTimes(full, e);
 }
 
-Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest,
-                               const CheckoutOptions& opts) {
+Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest_arg,
+                               const CheckoutOptions&) {
   DIM_ASSIGN_OR_RETURN(auto resolved, store.catalog().Resolve(spec));
   auto& [image, version] = resolved;
-  if (::mkdir(dest.c_str(), 0700) != 0) {
-    if (errno != EEXIST) return PosixError("create checkout directory " + dest);
-    Fd fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd.valid()) return PosixError("open checkout directory " + dest);
+  std::string dest = dest_arg;
+  while (dest.size() > 1 && dest.back() == '/') dest.pop_back();
+  bool dest_exists = false;
+  if (Fd fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)); fd.valid()) {
+    dest_exists = true;
     DirPtr d(fdopendir(fd.Release()));
-    int n = 0;
     while (struct dirent* de = d ? readdir(d.get()) : nullptr) {
-      if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) n++;
+      if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) {
+        return Status::AlreadyExists("checkout directory " + dest +
+                                     " is not empty; give an empty or new directory");
+      }
     }
-    if (n > 0 && !opts.force) {
-      return Status::AlreadyExists("checkout directory " + dest +
-                                   " is not empty; give an empty or new directory");
-    }
+  } else if (errno != ENOENT) {
+    return PosixError("checkout directory " + dest);
   }
+  // Build beside the destination and rename it into place when whole, so a
+  // failed checkout (a damaged object, a full disk) leaves nothing behind.
+  std::string tmp = dest + ".dim-checkout-" + std::to_string(::getpid());
+  DIM_RETURN_IF_ERROR(RemoveTree(tmp));
+  if (::mkdir(tmp.c_str(), 0700) != 0) return PosixError("create checkout directory " + tmp);
   CheckoutStats stats;
   std::vector<Entry> dirs;
   std::string what = image.name + "@" + std::to_string(version);
   Status st = store.catalog().ForEachEntry(image.id, version, [&](const Entry& e) -> Status {
     std::string link;
     if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) {
-      link = Full(dest, e.link_group);
+      link = Full(tmp, e.link_group);
     }
-    Status s = MaterializeEntry(store.objects(), e, dest, link);
+    Status s = MaterializeEntry(store.objects(), e, tmp, link);
     if (!s.ok()) return s.Annotate("checkout of " + what);
     stats.entries++;
     if (e.type == EntryType::kFile) stats.bytes += e.size;
     if (e.type == EntryType::kDir) dirs.push_back(e);
     return Status::Ok();
   });
-  DIM_RETURN_IF_ERROR(st);
-  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
-    DIM_RETURN_IF_ERROR(SetTimes(Full(dest, it->path), *it));
+  for (auto it = dirs.rbegin(); st.ok() && it != dirs.rend(); ++it) {
+    st = SetTimes(Full(tmp, it->path), *it);
+  }
+  if (st.ok() && dest_exists && ::rmdir(dest.c_str()) != 0) st = PosixError("replace " + dest);
+  if (st.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) {
+    st = PosixError("rename " + tmp + " to " + dest);
+  }
+  if (!st.ok()) {
+    (void)RemoveTree(tmp);
+    return st;
   }
   return stats;
 }

@@ -151,6 +151,7 @@ Result<ChunkList> ChunkList::Parse(std::string_view body) {
   ChunkList l;
   l.size = GetU64(body.data() + 8);
   uint32_t count = GetU32(body.data() + 16);
+  if (GetU32(body.data() + 20) != 0) return Status::Corruption("chunk list has reserved bits set");
   if (body.size() != 24 + static_cast<uint64_t>(count) * kChunkRecord) {
     return Status::Corruption("chunk list length does not match its chunk count");
   }

@@ -62,6 +62,8 @@ grep -q "BAD $obj used by img@1..head /usr/bin/tool" <<< "$LAST_STDOUT" || die "
 expect_fail "$DIMCTL" image checkout img "$TEST_TMP/co-bad"
 expect_stderr_contains "object $obj (for /usr/bin/tool)"
 expect_stderr_contains "is corrupt"
+[[ ! -e $TEST_TMP/co-bad ]] || die "a failed checkout left $TEST_TMP/co-bad behind"
+[[ -z $(compgen -G "$TEST_TMP/co-bad.dim-checkout-*") ]] || die "a failed checkout left its temporary tree"
 cp "$TEST_TMP/good-object" "$f"
 "$DIMCTL" store fsck > /dev/null
 

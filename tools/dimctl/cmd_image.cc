@@ -340,7 +340,6 @@ Status Show(Invocation& inv) {
 Status Checkout(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   dim::CheckoutOptions o;
-  o.force = inv.flag("force");
   auto t0 = std::chrono::steady_clock::now();
   DIM_ASSIGN_OR_RETURN(auto st, dim::Checkout(*store, inv.args[0], inv.args[1], o));
   if (inv.global.verbosity >= 0) {
@@ -463,8 +462,10 @@ Noun ImageCommands() {
   n.verbs.push_back({"list", "", "all images with their head version", "", {kJson}, 0, 0, List});
   n.verbs.push_back({"checkout", "NAME[@V] DIR",
                      "materialize a version into DIR exactly (contents and all metadata)",
-                     "DIR must be empty or absent. Example:\n  dimctl image checkout debian12@2 /tmp/v2",
-                     {{"force", 0, "", "allow a non-empty DIR"}}, 2, 2, Checkout});
+                     "DIR must be empty or absent. The tree is built beside DIR and renamed\n"
+                     "into place when complete, so a failed checkout leaves nothing.\n\n"
+                     "Example:\n  dimctl image checkout debian12@2 /tmp/v2",
+                     {}, 2, 2, Checkout});
   n.verbs.push_back({"rm", "NAME", "remove an image and all its versions", "",
                      {{"yes", 'y', "", "confirm"}}, 1, 1, Remove});
   n.verbs.push_back({"prune", "NAME --keep N", "drop all but the newest N versions", "",

@@ -40,13 +40,12 @@ Result<CommitResult> ImportImage(Store& store, const std::string& name, const st
 Result<CommitResult> CommitImage(Store& store, const std::string& name,
                                  const CommitOptions& opts);
 
-struct CheckoutOptions {
-  bool force = false;  // allow a non-empty destination (entries are replaced)
-};
+struct CheckoutOptions {};
 struct CheckoutStats {
   uint64_t entries = 0, bytes = 0;
 };
-// Materializes image@version into dest exactly. dest must be empty or absent.
+// Materializes image@version into dest exactly. dest must be empty or
+// absent; the tree is built beside it and renamed into place when complete.
 Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest,
                                const CheckoutOptions& opts);
 // Writes one entry at dest+entry.path, with all metadata except the mtime of
