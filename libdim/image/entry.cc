@@ -105,6 +105,8 @@ Result<std::vector<Xattr>> ParseXattrs(std::string_view in) {
   if (in.empty()) return out;
   uint32_t n;
   if (!GetU32(in, &n)) return Status::Corruption("xattr list is truncated");
+  // The empty list is stored as no blob at all: one encoding per list.
+  if (n == 0) return Status::Corruption("xattr list has a zero count");
   for (uint32_t i = 0; i < n; i++) {
     uint32_t len;
     Xattr x;

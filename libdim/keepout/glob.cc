@@ -45,7 +45,9 @@ void NameGlob::Finish() {
   }
 }
 
-std::string_view NameGlob::Head() const { return prefix_; }
+std::string_view NameGlob::Head() const {
+  return prefix_;
+}
 
 bool NameGlob::Matches(std::string_view name) const {
   switch (kind_) {
@@ -202,12 +204,14 @@ Status Parser::Lex(std::string_view body) {
     Lexeme l{};
     if (c == '\\') {
       if (i + 1 == body.size()) {
-        return Fail("ends in a backslash that escapes nothing; remove it, or write '\\\\' to "
-                    "match a backslash");
+        return Fail(
+            "ends in a backslash that escapes nothing; remove it, or write '\\\\' to "
+            "match a backslash");
       }
       if (body[i + 1] == '/') {
-        return Fail("escapes a '/'; a '/' always separates directories and cannot be escaped, "
-                    "write '/'");
+        return Fail(
+            "escapes a '/'; a '/' always separates directories and cannot be escaped, "
+            "write '/'");
       }
       l.kind = Lexeme::Kind::kByte;
       l.byte = static_cast<unsigned char>(body[i + 1]);
@@ -217,8 +221,9 @@ Status Parser::Lex(std::string_view body) {
       size_t run = body.find_first_not_of('*', i);
       if (run == std::string_view::npos) run = body.size();
       if (run - i >= 3) {
-        return Fail("has three or more '*' in a row; write '*' for any part of a name, or '**' "
-                    "as a whole component for any number of directories");
+        return Fail(
+            "has three or more '*' in a row; write '*' for any part of a name, or '**' "
+            "as a whole component for any number of directories");
       }
       l.kind = Lexeme::Kind::kStars;
       l.stars = static_cast<int>(run - i);
@@ -248,12 +253,14 @@ Status Parser::Lex(std::string_view body) {
 // member, '-' between two members is a range, "[:name:]" a named class.
 Status Parser::LexClass(std::string_view body, size_t* pos) {
   auto unterminated = [this] {
-    return Fail("has a '[' without a closing ']'; close the class (e.g. '[abc]'), or write '\\[' "
-                "to match a literal '['");
+    return Fail(
+        "has a '[' without a closing ']'; close the class (e.g. '[abc]'), or write '\\[' "
+        "to match a literal '['");
   };
   auto slash = [this] {
-    return Fail("has a '/' inside '[...]', which can never match: a class stands for one "
-                "character of a name; write the '/' outside the class");
+    return Fail(
+        "has a '/' inside '[...]', which can never match: a class stands for one "
+        "character of a name; write the '/' outside the class");
   };
   ByteSet& set = lex_.back().set;
   size_t j = *pos + 1;
@@ -292,8 +299,10 @@ Status Parser::LexClass(std::string_view body, size_t* pos) {
                                       std::string(1, static_cast<char>(hi)));
         std::string fixed = Printable(std::string(1, static_cast<char>(hi)) + "-" +
                                       std::string(1, static_cast<char>(prev)));
-        return Fail("has the reversed range '" + range + "' in '[...]', which matches nothing; "
-                    "write '" + fixed + "'");
+        return Fail("has the reversed range '" + range +
+                    "' in '[...]', which matches nothing; "
+                    "write '" +
+                    fixed + "'");
       }
       set.AddRange(static_cast<unsigned char>(prev), hi);
       prev = -1;
@@ -367,7 +376,8 @@ Result<Segment> Parser::MakeSegment(size_t begin, size_t end) {
     }
   }
   if (all_bytes && (literal == "." || literal == "..")) {
-    return Fail("has a '" + literal + "' component, but dim checks normalized paths, which never "
+    return Fail("has a '" + literal +
+                "' component, but dim checks normalized paths, which never "
                 "contain '.' or '..', so it can never match; write the path without it");
   }
   seg.name.Finish();
@@ -384,8 +394,10 @@ Result<Pattern> Parser::Parse() {
     return Fail("contains a NUL byte, which no path can contain; remove it");
   }
   if (text_.front() == '#') {
-    return Fail("starts with '#', which marks a comment, not a rule; to match a name that starts "
-                "with '#', write '\\" + Printable(text_) + "'");
+    return Fail(
+        "starts with '#', which marks a comment, not a rule; to match a name that starts "
+        "with '#', write '\\" +
+        Printable(text_) + "'");
   }
   if (text_.find_first_not_of(" \t") == std::string_view::npos) {
     return Fail("is blank; to match a name made of spaces, escape each space as '\\ '");
@@ -395,8 +407,9 @@ Result<Pattern> Parser::Parse() {
     p.negated = true;
     body.remove_prefix(1);
     if (body.empty()) {
-      return Fail("is a lone '!', which re-includes nothing; write '!' followed by a pattern, "
-                  "e.g. '!/etc/ssh/ssh_config'");
+      return Fail(
+          "is a lone '!', which re-includes nothing; write '!' followed by a pattern, "
+          "e.g. '!/etc/ssh/ssh_config'");
     }
   }
   DIM_RETURN_IF_ERROR(Lex(body));
@@ -404,16 +417,18 @@ Result<Pattern> Parser::Parse() {
   // gitignore drops trailing spaces silently; refusing them keeps both readings equal.
   const Lexeme& last = lex_.back();
   if (last.kind == Lexeme::Kind::kByte && last.byte == ' ' && !last.escaped) {
-    return Fail("ends in a space, which gitignore would drop silently; remove it, or write '\\ ' "
-                "if the name really ends in a space");
+    return Fail(
+        "ends in a space, which gitignore would drop silently; remove it, or write '\\ ' "
+        "if the name really ends in a space");
   }
   if (last.kind == Lexeme::Kind::kSlash) {
     p.dir_only = true;
     lex_.pop_back();
   }
   if (lex_.empty()) {
-    return Fail("would keep out the whole image; name what to keep out, e.g. '/etc/hostname' or "
-                "'/var/log/'");
+    return Fail(
+        "would keep out the whole image; name what to keep out, e.g. '/etc/hostname' or "
+        "'/var/log/'");
   }
   size_t begin = 0;
   if (lex_.front().kind == Lexeme::Kind::kSlash) {
@@ -472,6 +487,8 @@ Result<Pattern> Parser::Parse() {
 
 }  // namespace
 
-Result<Pattern> ParsePattern(std::string_view text) { return Parser(text).Parse(); }
+Result<Pattern> ParsePattern(std::string_view text) {
+  return Parser(text).Parse();
+}
 
 }  // namespace dim::keepout::internal

@@ -73,9 +73,9 @@ struct Segment {
 // "dir/**" needs at least one component below dir; every other "**" matches zero
 // or more.
 struct Pattern {
-  bool negated = false;   // leading '!'
-  bool dir_only = false;  // trailing '/'
-  bool anchored = false;  // a '/' before the end: matched from the image root
+  bool negated = false;           // leading '!'
+  bool dir_only = false;          // trailing '/'
+  bool anchored = false;          // a '/' before the end: matched from the image root
   std::vector<Segment> segments;  // unanchored patterns have exactly one
   bool is_literal = false;        // anchored and wildcard-free: compare literal_path
   std::string literal_path;       // "etc/hostname"

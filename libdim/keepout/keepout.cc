@@ -49,13 +49,16 @@ void ForEachLevel(std::string_view rel, bool is_dir, Visit visit) {
     size_t slash = rel.find('/', start);
     const bool last = slash == std::string_view::npos;
     if (last) slash = rel.size();
-    Level level{rel.substr(0, slash), rel.substr(start, slash - start), depth, last ? is_dir : true};
+    Level level{rel.substr(0, slash), rel.substr(start, slash - start), depth,
+                last ? is_dir : true};
     if (visit(level) || last) return;
     start = slash + 1;
   }
 }
 
-std::string Shown(std::string_view rel) { return "/" + Printable(rel); }
+std::string Shown(std::string_view rel) {
+  return "/" + Printable(rel);
+}
 
 std::string Describe(const Rule& rule) {
   std::string s = "rule " + std::to_string(rule.position) + " '" + Printable(rule.pattern) + "'";
@@ -215,9 +218,10 @@ Match RuleSet::Impl::Explain(std::string_view rel, bool is_dir) const {
   m.explanation += "; " + Describe(rules[negation]) + " cannot re-include " +
                    (negated_prefix.size() == rel.size() ? "it" : Shown(negated_prefix)) +
                    " because a path inside a kept-out directory stays kept out; to keep out the "
-                   "rest of " + Shown(decided.prefix) + ", write '" +
-                   Printable(LiteralPattern(dir)) + "/*' and then '!" +
-                   Printable(LiteralPattern(child)) + (child_is_dir ? "/" : "") + "'";
+                   "rest of " +
+                   Shown(decided.prefix) + ", write '" + Printable(LiteralPattern(dir)) +
+                   "/*' and then '!" + Printable(LiteralPattern(child)) +
+                   (child_is_dir ? "/" : "") + "'";
   return m;
 }
 

@@ -98,8 +98,8 @@ class RefGlob {
     if (pc == '*') {
       size_t run = pi;
       while (run < p_.size() && p_[run] == '*') ++run;
-      const bool whole = run - pi == 2 && (pi == 0 || p_[pi - 1] == '/') &&
-                         (run == p_.size() || p_[run] == '/');
+      const bool whole =
+          run - pi == 2 && (pi == 0 || p_[pi - 1] == '/') && (run == p_.size() || p_[run] == '/');
       if (whole) {
         if (run == p_.size()) return true;  // trailing "**": everything
         if (M(run + 1, ti)) return true;    // "**/" as zero directories
@@ -196,8 +196,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (; r < records.size() && !records[r].empty(); ++r) {
     const dim::Status st = dim::keepout::ValidatePattern(records[r]);
     if (!st.ok()) {
-      if (st.code() != dim::Code::kInvalidArgument || st.message().find("keep-out pattern") ==
-                                                          std::string::npos) {
+      if (st.code() != dim::Code::kInvalidArgument ||
+          st.message().find("keep-out pattern") == std::string::npos) {
         Fail("bad rejection message: " + st.message());
       }
       continue;

@@ -21,7 +21,8 @@ bool Run(const std::filesystem::path& file) {
     std::fprintf(stderr, "%s: cannot read\n", file.c_str());
     return false;
   }
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   LLVMFuzzerTestOneInput(bytes.data(), bytes.size());  // a failure aborts the process
   return true;
 }
