@@ -22,6 +22,21 @@ std::pair<std::string, std::string> BelowRange(const std::string& dir) {
   return {dir + "/", dir + "0"};
 }
 
+void BindEntry(sql::Stmt& s, const Entry& e, int first) {
+  s.BindBlob(first, e.path).BindBlob(first + 1, ParentPath(e.path));
+  s.Bind(first + 2, static_cast<int64_t>(e.type)).Bind(first + 3, e.mode);
+  s.Bind(first + 4, e.uid).Bind(first + 5, e.gid).Bind(first + 6, e.mtime_ns);
+  s.Bind(first + 7, static_cast<int64_t>(e.size)).Bind(first + 8, static_cast<int64_t>(e.rdev));
+  if (e.type == EntryType::kSymlink) s.BindBlob(first + 9, e.target); else s.BindNull(first + 9);
+  if (e.object.IsZero()) s.BindNull(first + 10); else s.BindBlob(first + 10, e.object.Raw());
+  if (e.link_group.empty()) s.BindNull(first + 11); else s.BindBlob(first + 11, e.link_group);
+  if (e.xattrs.empty()) s.BindNull(first + 12); else s.BindBlob(first + 12, SerializeXattrs(e.xattrs));
+}
+constexpr const char* kInsertRow =
+    "INSERT INTO entries(image_id, v_from, v_to, path, parent, type, mode, uid, gid, mtime_ns, "
+    "size, rdev, target, object, link_group, xattrs) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+
 }  // namespace
 
 int Catalog::SchemaVersion() { return CatalogMigrations().back().to; }
@@ -322,11 +337,7 @@ Result<std::unique_ptr<Catalog::VersionWriter>> Catalog::NewVersion(const ImageI
   DIM_ASSIGN_OR_RETURN(w->end_, db_->Prepare(
       "UPDATE entries SET v_to = ?3 WHERE image_id = ?1 AND path = ?2 AND v_to = " +
       std::to_string(kLive) + " RETURNING type, size"));
-  DIM_ASSIGN_OR_RETURN(w->insert_, db_->Prepare(
-      "INSERT INTO entries(image_id, path, v_from, v_to, parent, type, mode, uid, gid, "
-      "mtime_ns, size, rdev, target, object, link_group, xattrs) "
-      "VALUES(?1, ?2, ?3, " + std::to_string(kLive) +
-      ", ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"));
+  DIM_ASSIGN_OR_RETURN(w->insert_, db_->Prepare(kInsertRow));
   return w;
 }
 
@@ -342,16 +353,9 @@ Status Catalog::VersionWriter::Put(const Entry& e) {
   (existed ? modified_ : added_)++;
   entries_delta_++;
   if (e.type == EntryType::kFile) bytes_delta_ += static_cast<int64_t>(e.size);
-  auto& s = insert_;
-  s.Bind(1, image_.id).BindBlob(2, e.path).Bind(3, number_).BindBlob(4, ParentPath(e.path));
-  s.Bind(5, static_cast<int64_t>(e.type)).Bind(6, e.mode).Bind(7, e.uid).Bind(8, e.gid);
-  s.Bind(9, e.mtime_ns).Bind(10, static_cast<int64_t>(e.size));
-  s.Bind(11, static_cast<int64_t>(e.rdev));
-  if (e.type == EntryType::kSymlink) s.BindBlob(12, e.target); else s.BindNull(12);
-  if (e.object.IsZero()) s.BindNull(13); else s.BindBlob(13, e.object.Raw());
-  if (e.link_group.empty()) s.BindNull(14); else s.BindBlob(14, e.link_group);
-  if (e.xattrs.empty()) s.BindNull(15); else s.BindBlob(15, SerializeXattrs(e.xattrs));
-  return s.Run();
+  insert_.Bind(1, image_.id).Bind(2, number_).Bind(3, kLive);
+  BindEntry(insert_, e, 4);
+  return insert_.Run();
 }
 
 Status Catalog::VersionWriter::Remove(const std::string& path) {
@@ -381,29 +385,15 @@ Result<VersionInfo> Catalog::VersionWriter::Finish(const std::string& message,
   v.added = added_;
   v.removed = removed_;
   v.modified = modified_;
-  DIM_ASSIGN_OR_RETURN(auto s, c_->db_->Prepare(
-      "INSERT INTO versions(image_id, number, parent, message, author, time_ns, entries, bytes, "
-      "added, removed, modified) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-  s.Bind(1, image_.id).Bind(2, v.number);
-  if (v.parent) s.Bind(3, v.parent); else s.BindNull(3);
-  s.Bind(4, v.message).Bind(5, v.author).Bind(6, v.time_ns);
-  s.Bind(7, static_cast<int64_t>(v.entries)).Bind(8, static_cast<int64_t>(v.bytes));
-  s.Bind(9, static_cast<int64_t>(v.added)).Bind(10, static_cast<int64_t>(v.removed));
-  s.Bind(11, static_cast<int64_t>(v.modified));
-  Status st = s.Run();
+  Status st = c_->InsertVersion(image_.id, v);
   if (st.code() == Code::kAlreadyExists) {
     return Status::Conflict("version " + std::to_string(v.number) + " of image '" + image_.name +
                             "' was committed by someone else meanwhile; run the commit again");
   }
   DIM_RETURN_IF_ERROR(st);
   // Move head only if nobody else did: the optimistic check behind the lock.
-  DIM_ASSIGN_OR_RETURN(auto h, c_->db_->Prepare(
-      "UPDATE images SET head = ?1 WHERE id = ?2 AND head = ?3"));
-  h.Bind(1, v.number).Bind(2, image_.id).Bind(3, image_.head);
-  DIM_RETURN_IF_ERROR(h.Run());
-  if (c_->db_->Changes() != 1) {
-    return Status::Conflict("image '" + image_.name + "' moved on while committing; run again");
-  }
+  st = c_->SetHead(image_.id, image_.head, v.number);
+  if (!st.ok()) return st.Annotate("image '" + image_.name + "'");
   return v;
 }
 
@@ -449,6 +439,41 @@ Result<bool> Catalog::KeepoutRemove(int64_t image_id, const std::string& pattern
   s.Bind(1, image_id).BindBlob(2, pattern);
   DIM_RETURN_IF_ERROR(s.Run());
   return db_->Changes() > 0;
+}
+
+const char* Catalog::EntryColumns() { return kEntryCols; }
+
+
+Status Catalog::InsertRow(int64_t image_id, const Entry& e, int64_t v_from, int64_t v_to) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(kInsertRow));
+  s.Bind(1, image_id).Bind(2, v_from).Bind(3, v_to);
+  BindEntry(s, e, 4);
+  return s.Run();
+}
+
+Status Catalog::InsertVersion(int64_t image_id, const VersionInfo& v) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+      "INSERT INTO versions(image_id, number, parent, message, author, time_ns, entries, bytes, "
+      "added, removed, modified) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  s.Bind(1, image_id).Bind(2, v.number);
+  if (v.parent) s.Bind(3, v.parent); else s.BindNull(3);
+  s.Bind(4, v.message).Bind(5, v.author).Bind(6, v.time_ns);
+  s.Bind(7, static_cast<int64_t>(v.entries)).Bind(8, static_cast<int64_t>(v.bytes));
+  s.Bind(9, static_cast<int64_t>(v.added)).Bind(10, static_cast<int64_t>(v.removed));
+  s.Bind(11, static_cast<int64_t>(v.modified));
+  return s.Run();
+}
+
+Status Catalog::SetHead(int64_t image_id, int64_t expected, int64_t head) {
+  DIM_ASSIGN_OR_RETURN(auto h, db_->Prepare(
+      "UPDATE images SET head = ?1 WHERE id = ?2 AND head = ?3"));
+  h.Bind(1, head).Bind(2, image_id).Bind(3, expected);
+  DIM_RETURN_IF_ERROR(h.Run());
+  if (db_->Changes() != 1) {
+    return Status::Conflict("the image moved from version " + std::to_string(expected) +
+                            " meanwhile; retry");
+  }
+  return Status::Ok();
 }
 
 Status Catalog::ForEachReferencedObject(const std::function<Status(const Digest&)>& fn) {

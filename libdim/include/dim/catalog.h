@@ -119,11 +119,18 @@ class Catalog {
   // Every object id referenced by any stored version of any image.
   Status ForEachReferencedObject(const std::function<Status(const Digest&)>& fn);
 
+  // Row-level access for replication (delta.cc). EntryColumns() lists the
+  // columns RowToEntry reads, starting at first_col.
+  static const char* EntryColumns();
+  Result<Entry> RowToEntry(sql::Stmt& s, int first_col);
+  Status InsertRow(int64_t image_id, const Entry& e, int64_t v_from, int64_t v_to);
+  Status InsertVersion(int64_t image_id, const VersionInfo& v);
+  Status SetHead(int64_t image_id, int64_t expected, int64_t head);
+
  private:
   explicit Catalog(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}
   static Result<std::unique_ptr<Catalog>> OpenImpl(const std::string& path, int target);
   Status Migrate(int target);
-  Result<Entry> RowToEntry(sql::Stmt& s, int first_col);
   std::unique_ptr<sql::Db> db_;
 };
 
