@@ -109,6 +109,7 @@ struct Plan {
   std::vector<std::string> removed;        // paths gone since head
   std::unordered_map<uint64_t, std::string> groups;
   bool index_complete = false;             // records describe the whole tree
+  bool racy = false;                       // some records are too recent to trust later
 };
 
 // Full scan: every entry is stat()ed; only stat changes become candidates.
@@ -117,6 +118,10 @@ Status PlanFull(Store& store, const ImageInfo& image, const std::string& root,
   DIM_ASSIGN_OR_RETURN(plan->records, ScanTree(root, ScanOptions{opts.threads}));
   plan->groups = LinkGroups(plan->records);
   plan->index_complete = true;
+  int64_t now = WallClockNs();
+  for (const auto& r : plan->records) {
+    if (r.st.ctime_ns + 1000000000 > now || r.st.mtime_ns + 1000000000 > now) plan->racy = true;
+  }
   if (index) {
     const auto& old = index->records;
     size_t j = 0;
@@ -149,8 +154,7 @@ Status PlanFull(Store& store, const ImageInfo& image, const std::string& root,
 // Named paths only: each path, its subtree and its ancestors (whose mtimes a
 // change moves). Falls back to a full scan when hardlinks reach outside.
 Status PlanPaths(Store& store, const ImageInfo& image, const std::string& root,
-                 const WorktreeIndex* index, const CommitOptions& opts, Plan* plan,
-                 bool* need_full) {
+                 const CommitOptions& opts, Plan* plan, bool* need_full) {
   std::map<std::string, ScanRecord> seen;
   std::vector<std::string> gone;
   std::vector<std::pair<std::string, bool>> named;  // path, examine its subtree
@@ -196,15 +200,9 @@ Status PlanPaths(Store& store, const ImageInfo& image, const std::string& root,
       return Status::Ok();
     }
   }
-  for (const auto& r : plan->records) {
-    const ScanRecord* old = nullptr;
-    if (index) {
-      auto it = std::lower_bound(index->records.begin(), index->records.end(), r.path,
-                                 [](const ScanRecord& a, const std::string& b) { return a.path < b; });
-      if (it != index->records.end() && it->path == r.path) old = &*it;
-    }
-    if (!old || !old->st.SameAs(r.st)) plan->candidates.push_back(r.path);
-  }
+  // Every examined entry is read: they are few, and consulting the worktree
+  // index would cost O(files).
+  for (const auto& r : plan->records) plan->candidates.push_back(r.path);
   // Removals: head entries at or below the named paths that no longer exist.
   for (const auto& p : gone) {
     auto check = [&](const Entry& e) {
@@ -220,10 +218,9 @@ Status PlanPaths(Store& store, const ImageInfo& image, const std::string& root,
   return Status::Ok();
 }
 
-// The new index: the old one with the examined records replaced (paths mode),
-// or the scan itself (full mode), with observed stats for what was read.
-WorktreeIndex NextIndex(const WorktreeIndex* old, Plan& plan,
-                        const std::unordered_map<std::string, StatKey>& observed,
+// The index after a full scan: the scan itself, with the stats observed while
+// reading for what was read.
+WorktreeIndex NextIndex(Plan& plan, const std::unordered_map<std::string, StatKey>& observed,
                         int64_t version, const std::string& root, int64_t scan_start_ns) {
   WorktreeIndex idx;
   idx.version = version;
@@ -233,15 +230,7 @@ WorktreeIndex NextIndex(const WorktreeIndex* old, Plan& plan,
     if (it != observed.end()) r.st = it->second;
   }
   MarkRacy(plan.records, scan_start_ns);
-  if (plan.index_complete || !old) {
-    idx.records = std::move(plan.records);
-    return idx;
-  }
-  std::map<std::string, ScanRecord> merged;
-  for (const auto& r : old->records) merged[r.path] = r;
-  for (const auto& p : plan.removed) merged.erase(p);
-  for (auto& r : plan.records) merged[r.path] = r;
-  for (auto& [p, r] : merged) idx.records.push_back(std::move(r));
+  idx.records = std::move(plan.records);
   return idx;
 }
 
@@ -250,20 +239,20 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   DIM_ASSIGN_OR_RETURN(FileLock store_lock, store.LockStore(false, true));
   int64_t scan_start = WallClockNs();
 
-  std::unique_ptr<WorktreeIndex> index;
-  if (!is_import && !opts.rehash) {
-    auto loaded = LoadIndex(store.IndexPath(image.id));
-    if (loaded.ok() && loaded->version == image.head && loaded->root == root) {
-      index = std::make_unique<WorktreeIndex>(std::move(*loaded));
-    }
-  }
-
+  const std::string index_path = store.IndexPath(image.id);
   Plan plan;
-  bool need_full = (opts.only_paths.empty() && opts.only_entries.empty()) || !index;  // paths mode trusts only a valid index
+  bool need_full = is_import || (opts.only_paths.empty() && opts.only_entries.empty());
   if (!need_full) {
-    DIM_RETURN_IF_ERROR(PlanPaths(store, image, root, index.get(), opts, &plan, &need_full));
+    DIM_RETURN_IF_ERROR(PlanPaths(store, image, root, opts, &plan, &need_full));
   }
+  std::unique_ptr<WorktreeIndex> index;
   if (need_full) {
+    if (!is_import && !opts.rehash) {
+      auto loaded = LoadIndex(index_path);
+      if (loaded.ok() && loaded->version == image.head && loaded->root == root) {
+        index = std::make_unique<WorktreeIndex>(std::move(*loaded));
+      }
+    }
     plan = Plan{};
     DIM_RETURN_IF_ERROR(PlanFull(store, image, root, index.get(), opts, &plan));
   }
@@ -321,10 +310,11 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   result.put = batch->stats();
 
   if (changes == 0 && !is_import) {
-    // Nothing to record; remember the stats so the next commit is quick.
+    // Nothing to record; a full scan remembers its stats so the next is quick.
     txn.reset();
-    WorktreeIndex idx = NextIndex(index.get(), plan, observed, image.head, root, scan_start);
-    if (plan.index_complete || index) (void)SaveIndex(store.env(), store.IndexPath(image.id), idx);
+    if (plan.index_complete && !(index && reads.empty() && !plan.racy)) {
+      (void)SaveIndex(store.env(), index_path, NextIndex(plan, observed, image.head, root, scan_start));
+    }
     return result;
   }
   // Objects first (durable, then visible), then the catalogue that names them.
@@ -336,11 +326,14 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   DIM_RETURN_IF_ERROR(txn->Commit());
   result.committed = true;
 
-  WorktreeIndex idx = NextIndex(index.get(), plan, observed, result.version.number, root,
-                                scan_start);
-  if (plan.index_complete || index) {
-    // The index is a cache: failing to save it only costs a full re-read later.
-    (void)SaveIndex(store.env(), store.IndexPath(image.id), idx);
+  // The index is a cache: failing to update it only costs a full re-read later.
+  if (plan.index_complete) {
+    (void)SaveIndex(store.env(), index_path,
+                    NextIndex(plan, observed, result.version.number, root, scan_start));
+  } else {
+    // Paths mode: entries it changed have new stats, so the old records no
+    // longer match and will be re-read; the rest of the index stays true.
+    (void)AdvanceIndex(index_path, root, image.head, result.version.number);
   }
   return result;
 }

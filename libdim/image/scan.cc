@@ -247,12 +247,12 @@ Result<Entry> ReadEntry(const std::string& root, const std::string& path,
 }
 
 // ---- worktree index ----
-// Format: "DIMIDX1\n", u64 version, u32 root length, root, u64 count, then
-// records: u32 path length, path, mode u32, uid u32, gid u32, size u64,
-// mtime i64, ctime i64, ino u64 (little endian).
+// Format (docs/formats.md): "DIMIDX2\n", i64 version, then the body: u32 root
+// length, root, u64 count, records (u32 path length, path, mode u32, uid u32,
+// gid u32, size u64, mtime i64, ctime i64, ino u64), then SHA-256 of the body.
 
 namespace {
-constexpr char kIndexMagic[8] = {'D', 'I', 'M', 'I', 'D', 'X', '1', '\n'};
+constexpr char kIndexMagic[8] = {'D', 'I', 'M', 'I', 'D', 'X', '2', '\n'};
 
 template <typename T>
 void Put(std::string& s, T v) {
@@ -282,8 +282,13 @@ Result<WorktreeIndex> LoadIndex(const std::string& path) {
 
 Result<WorktreeIndex> ParseIndex(std::string_view in) {
   auto bad = [] { return Status::Corruption("truncated or malformed"); };
-  if (in.size() < 8 || std::memcmp(in.data(), kIndexMagic, 8) != 0) return bad();
+  if (in.size() < 16 + 32 || std::memcmp(in.data(), kIndexMagic, 8) != 0) return bad();
+  std::string_view body = in.substr(16, in.size() - 16 - 32);
+  if (Sha256Of(body).Raw() != in.substr(in.size() - 32)) {
+    return Status::Corruption("checksum mismatch");
+  }
   in.remove_prefix(8);
+  in.remove_suffix(32);
   WorktreeIndex idx;
   uint32_t rl;
   uint64_t count;
@@ -324,17 +329,38 @@ Status SaveIndex(Env* env, const std::string& path, const WorktreeIndex& idx) {
     Put(s, r.st.ctime_ns);
     Put(s, r.st.ino);
   }
+  s.append(Sha256Of(std::string_view(s).substr(16)).Raw());
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   (void)env->Remove(tmp);
   DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
   Status st = f->Append(s);
-  if (st.ok()) st = f->Sync();
   if (st.ok()) st = f->Close();
   if (st.ok()) st = env->Rename(tmp, path);
   if (!st.ok()) {
     (void)env->Remove(tmp);
     return st;
   }
+  return Status::Ok();
+}
+
+Status AdvanceIndex(const std::string& path, const std::string& root, int64_t from, int64_t to) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return PosixError("open " + path);
+  std::string head(20 + root.size(), '\0');
+  if (::pread(fd.get(), head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) {
+    return Status::Corruption(path + " is truncated");
+  }
+  std::string_view in(head);
+  int64_t version;
+  uint32_t rl;
+  if (std::memcmp(in.data(), kIndexMagic, 8) != 0) return Status::Corruption(path + ": bad magic");
+  in.remove_prefix(8);
+  if (!Get(in, &version) || !Get(in, &rl) || rl != root.size() || in != root || version != from) {
+    return Status::Ok();  // describes something else; the next full scan rebuilds it
+  }
+  std::string v;
+  Put<int64_t>(v, to);
+  if (::pwrite(fd.get(), v.data(), v.size(), 8) != 8) return PosixError("write " + path);
   return Status::Ok();
 }
 

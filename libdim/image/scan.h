@@ -63,6 +63,13 @@ struct WorktreeIndex {
 };
 Result<WorktreeIndex> LoadIndex(const std::string& path);  // NotFound when absent
 Result<WorktreeIndex> ParseIndex(std::string_view bytes);
+// Written to a temporary name and renamed, without fsync: it is a cache, and a
+// checksum makes a torn file after a crash read as absent.
 Status SaveIndex(Env* env, const std::string& path, const WorktreeIndex& index);
+// After a commit that examined only named paths: if the index describes
+// `root` at version `from`, it now describes version `to` (the entries that
+// commit changed have new stats and will be re-read). O(1): rewrites the
+// version field only.
+Status AdvanceIndex(const std::string& path, const std::string& root, int64_t from, int64_t to);
 
 }  // namespace dim

@@ -24,6 +24,8 @@ constexpr uint8_t kCodecRaw = 0;
 constexpr uint8_t kCodecZstd = 1;
 constexpr char kChunkListMagic[8] = {'D', 'I', 'M', 'C', 'L', '1', 0, 0};
 constexpr size_t kChunkRecord = 8 + 1 + 32;
+// Up to this many new objects, a batch fsyncs each instead of calling syncfs.
+constexpr size_t kFewObjects = 64;
 // Objects larger than this cannot be blobs: chunks are at most 2 MiB and
 // whole-file blobs at most the chunk threshold, so this bounds a hostile header.
 constexpr uint64_t kMaxBody = 64ull << 20;
@@ -580,12 +582,27 @@ Status ObjectStore::Batch::Commit() {
   std::lock_guard<std::mutex> l(mu_);
   if (committed_) return Status::Ok();
   if (!staged_.empty()) {
-    // Make every staged object durable with one syncfs, then publish them.
-    DIM_RETURN_IF_ERROR(store_->env_->SyncFs(staging_dir_));
-    for (const auto& id : staged_) {
-      DIM_RETURN_IF_ERROR(store_->env_->Rename(staging_dir_ + "/" + id.Hex(), store_->PathOf(id)));
+    // Make every staged object durable, then publish them. A few objects are
+    // synced one by one; many at once with one syncfs, which is cheaper than
+    // thousands of fsyncs but flushes everything else dirty on the filesystem.
+    Env* env = store_->env_;
+    const bool few = staged_.size() <= kFewObjects;
+    if (few) {
+      for (const auto& id : staged_) DIM_RETURN_IF_ERROR(env->SyncFile(staging_dir_ + "/" + id.Hex()));
+    } else {
+      DIM_RETURN_IF_ERROR(env->SyncFs(staging_dir_));
     }
-    DIM_RETURN_IF_ERROR(store_->env_->SyncFs(store_->root_));
+    std::unordered_set<std::string> dirs;
+    for (const auto& id : staged_) {
+      std::string to = store_->PathOf(id);
+      DIM_RETURN_IF_ERROR(env->Rename(staging_dir_ + "/" + id.Hex(), to));
+      if (few) dirs.insert(to.substr(0, to.rfind('/')));
+    }
+    if (few) {
+      for (const auto& d : dirs) DIM_RETURN_IF_ERROR(env->SyncDir(d));
+    } else {
+      DIM_RETURN_IF_ERROR(env->SyncFs(store_->root_));
+    }
   }
   committed_ = true;
   return Status::Ok();

@@ -119,6 +119,12 @@ class PosixEnv : public Env {
     if (::fsync(fd.get()) != 0) return PosixError("fsync directory " + dir);
     return Status::Ok();
   }
+  Status SyncFile(const std::string& path) override {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return PosixError("open " + path);
+    if (::fdatasync(fd.get()) != 0) return PosixError("fdatasync " + path);
+    return Status::Ok();
+  }
   Status SyncFs(const std::string& path) override {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return PosixError("open " + path);
@@ -188,6 +194,11 @@ Status FaultEnv::Remove(const std::string& p) {
 Status FaultEnv::SyncDir(const std::string& d) {
   if (crashed_) return ErrnoStatus(EIO, "fsync " + d + " (injected crash)");
   return base_->SyncDir(d);
+}
+
+Status FaultEnv::SyncFile(const std::string& p) {
+  if (crashed_) return ErrnoStatus(EIO, "fdatasync " + p + " (injected crash)");
+  return base_->SyncFile(p);
 }
 
 Status FaultEnv::SyncFs(const std::string& p) {

@@ -237,3 +237,38 @@ TEST_CASE("gc keeps referenced objects and drops the rest") {
   REQUIRE(dim::Checkout(*f.store, "img", out, {}).ok());
   CHECK(dimtest::ReadFile(out + "/b") == "smaller");
 }
+
+TEST_CASE("an --only commit keeps the worktree index usable for the next full scan") {
+  Fixture f;
+  for (int i = 0; i < 200; i++) WriteFile(f.master + "/f" + std::to_string(i), "v" + std::to_string(i));
+  f.Import();
+  Fixture::Settle();
+  f.Commit();  // index settled at version 1
+  WriteFile(f.master + "/f3", "changed");
+  auto only = f.Commit({"/f3"});
+  CHECK(only.committed);
+  CHECK(only.scanned == 2);  // /f3 and its parent
+  Fixture::Settle();
+  auto full = f.Commit();
+  CHECK_FALSE(full.committed);
+  CHECK(full.candidates <= 2);  // only what the --only commit changed is re-read
+}
+
+TEST_CASE("a damaged worktree index is ignored and rebuilt") {
+  Fixture f;
+  WriteFile(f.master + "/a", "1");
+  f.Import();
+  Fixture::Settle();
+  f.Commit();
+  std::string idx = f.store->IndexPath(1);
+  std::string bytes = dimtest::ReadFile(idx);
+  REQUIRE(bytes.size() > 60);
+  bytes[bytes.size() / 2] ^= 0x20;
+  WriteFile(idx, bytes);
+  WriteFile(f.master + "/a", "2");
+  auto r = f.Commit();
+  CHECK(r.committed);
+  CHECK(r.candidates == 2);  // everything re-read: / and /a
+  auto e = f.store->catalog().Lookup(1, r.version.number, "/a");
+  CHECK((*e)->object == dim::Sha256Of("2"));
+}

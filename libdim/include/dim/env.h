@@ -43,6 +43,8 @@ class Env {
   virtual Status Remove(const std::string& path) = 0;
   virtual Status MkdirAll(const std::string& path, mode_t mode) = 0;
   virtual Status SyncDir(const std::string& dir) = 0;
+  // fdatasync of an existing file (opened read-only for it).
+  virtual Status SyncFile(const std::string& path) = 0;
   // Flushes the whole filesystem holding path (syncfs): one call makes a batch
   // of staged objects durable, instead of one fsync per object.
   virtual Status SyncFs(const std::string& path) = 0;
@@ -74,6 +76,7 @@ class FaultEnv : public Env {
   Status Remove(const std::string& p) override;
   Status MkdirAll(const std::string& p, mode_t m) override { return base_->MkdirAll(p, m); }
   Status SyncDir(const std::string& d) override;
+  Status SyncFile(const std::string& p) override;
   Status SyncFs(const std::string& p) override;
   bool Exists(const std::string& p) override { return base_->Exists(p); }
 
