@@ -23,16 +23,17 @@ Status LoadResult::ToStatus() const {
   return Status::InvalidArgument(msg);
 }
 
-LoadResult LoadClusterFromString(std::string_view text, const std::string& file) {
+LoadResult LoadClusterFromString(std::string_view text, const std::string& file,
+                                 const PriorAddresses& prior) {
   internal::Diagnostics diag;
   internal::Spec spec;
   LoadResult out;
-  if (internal::ParseSpec(text, file, spec, diag)) out.cluster = internal::Resolve(spec, diag);
+  if (internal::ParseSpec(text, file, spec, diag)) out.cluster = internal::Resolve(spec, prior, diag);
   out.diagnostics = diag.Take();
   return out;
 }
 
-Result<LoadResult> LoadClusterFile(const std::string& path) {
+Result<LoadResult> LoadClusterFile(const std::string& path, const PriorAddresses& prior) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return PosixError("open " + path);
   std::string text;
@@ -46,13 +47,21 @@ Result<LoadResult> LoadClusterFile(const std::string& path) {
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
   }
-  return LoadClusterFromString(text, path);
+  return LoadClusterFromString(text, path, prior);
 }
 
-Result<Cluster> LoadValidCluster(const std::string& path) {
-  DIM_ASSIGN_OR_RETURN(LoadResult r, LoadClusterFile(path));
+Result<Cluster> LoadValidCluster(const std::string& path, const PriorAddresses& prior) {
+  DIM_ASSIGN_OR_RETURN(LoadResult r, LoadClusterFile(path, prior));
   if (!r.ok()) return r.ToStatus();
   return std::move(r.cluster);
+}
+
+PriorAddresses AddressesOf(const Cluster& cluster) {
+  PriorAddresses out;
+  for (const auto& n : cluster.nodes) {
+    for (const auto& itf : n.interfaces) out[itf.network][n.name] = itf.ip;
+  }
+  return out;
 }
 
 }  // namespace dim::cluster

@@ -27,7 +27,8 @@ const std::map<std::string, ElementRule>& Rules() {
         {"networks", "images", "servers", "naming", "groups", "nodes", "keepout"}}},
       {"networks", {{}, {}, {"network"}}},
       {"network",
-       {{"name", "subnet", "gateway", "dns", "domain", "mtu", "vlan", "ipv6-prefix", "node-base"},
+       {{"name", "subnet", "gateway", "dns", "domain", "mtu", "vlan", "ipv6-prefix", "node-base",
+         "allocation"},
         {"name", "subnet"},
         {"dynamic-range"}}},
       {"dynamic-range", {{"start", "end"}, {"start", "end"}, {}}},
@@ -407,6 +408,14 @@ void Parser::ParseNetwork(const tinyxml2::XMLElement* e) {
                 "write it like fd00:10::/64");
   }
   net.node_base = Ip(e, n.loc, "node-base");
+  if (auto a = Str(e, "allocation")) {
+    if (*a == "sequential") {
+      net.allocation = Allocation::kSequential;
+    } else if (*a != "position") {
+      diag_.Error(n.loc.At("allocation"), "network", "allocation " + Quote(*a) + " is not known",
+                  "write allocation=\"position\" (the default) or allocation=\"sequential\"");
+    }
+  }
   const tinyxml2::XMLElement* dyn = e->FirstChildElement("dynamic-range");
   if (dyn) {
     Located dl = Visit(dyn);

@@ -36,7 +36,8 @@ bool ValidHostname(const std::string& h) {
 
 class Resolver {
  public:
-  Resolver(const Spec& spec, Diagnostics& diag) : spec_(spec), diag_(diag) {}
+  Resolver(const Spec& spec, const PriorAddresses& prior, Diagnostics& diag)
+      : spec_(spec), prior_(prior), diag_(diag) {}
 
   Cluster Run() {
     c_.name = spec_.site.name;
@@ -51,6 +52,7 @@ class Resolver {
     SiteReferences();
     AddressSpace();
     Nodes();
+    Allocate();
     Duplicates();
     return std::move(c_);
   }
@@ -81,6 +83,7 @@ class Resolver {
   void SiteReferences();
   void AddressSpace();
   void Nodes();
+  void Allocate();
   void Duplicates();
 
   std::vector<const GroupSpec*> Chain(const std::string& group) const;
@@ -90,6 +93,7 @@ class Resolver {
   std::string Render(const Position& p) const;
 
   const Spec& spec_;
+  const PriorAddresses& prior_;
   Diagnostics& diag_;
   Cluster c_;
   std::map<std::string, const NetworkSpec*> networks_;
@@ -101,6 +105,9 @@ class Resolver {
   bool naming_ok_ = false;
   // For the duplicate checks: the spec of each resolved node, same order.
   std::vector<const NodeSpec*> node_specs_;
+  // Interfaces waiting for a sequential address: network -> (node, interface)
+  // indexes into c_.nodes, in document order.
+  std::map<std::string, std::vector<std::pair<size_t, size_t>>> pending_;
 };
 
 void Resolver::Networks() {
@@ -380,6 +387,8 @@ void Resolver::AddressSpace() {
   uint64_t positions = c_.naming.Positions();
   for (const auto& [name, n] : networks_) {
     if (!n->subnet_ok || !n->net.node_base || network_full_.count(name)) continue;
+    // A sequential pool skips the dynamic range and is checked as it is used.
+    if (n->net.allocation == Allocation::kSequential) continue;
     const Subnet& s = n->net.subnet;
     uint64_t base = n->net.node_base->value;
     uint64_t last = base + positions - 1;
@@ -599,6 +608,8 @@ void Resolver::Nodes() {
                         "use an address outside the dynamic range; DHCP may lease it to another machine");
           }
         }
+      } else if (!is.ip_invalid && net && net->net.allocation == Allocation::kSequential) {
+        pending_[is.network].emplace_back(c_.nodes.size(), node.interfaces.size());
       } else if (!is.ip_invalid && net) {
         if (!net->net.node_base) {
           diag_.Error(is.loc.where, "interface",
@@ -618,6 +629,70 @@ void Resolver::Nodes() {
     }
     c_.nodes.push_back(std::move(node));
     node_specs_.push_back(&ns);
+  }
+}
+
+// Sequential networks: a node keeps its prior address while that is still a
+// free pool address, so adding or removing others never renumbers it; the rest
+// get the lowest free addresses in document order. The pool runs from
+// node-base (else the first host) to the last host, skipping the dynamic
+// range, the gateway, servers and explicit ip= addresses.
+void Resolver::Allocate() {
+  for (const auto& [name, slots] : pending_) {
+    const NetworkSpec* n = networks_.at(name);
+    if (!n->subnet_ok || network_full_.count(name)) continue;
+    const Network& net = n->net;
+    uint64_t first = net.node_base ? net.node_base->value : net.subnet.FirstHost().value;
+    uint64_t last = net.subnet.LastHost().value;
+    std::set<uint64_t> taken;
+    if (net.gateway) taken.insert(net.gateway->value);
+    for (const auto& sv : c_.servers) taken.insert(sv.address.value);
+    for (const auto& node : c_.nodes) {
+      for (const auto& itf : node.interfaces) {
+        if (itf.network == name && itf.ip_explicit) taken.insert(itf.ip.value);
+      }
+    }
+    auto in_dynamic = [&](uint64_t ip) {
+      return net.dynamic && net.dynamic->first.value <= ip && ip <= net.dynamic->last.value;
+    };
+    auto usable = [&](uint64_t ip) {
+      return first <= ip && ip <= last && !in_dynamic(ip) && !taken.count(ip);
+    };
+    auto prior = prior_.find(name);
+    std::vector<std::pair<size_t, size_t>> fresh;
+    for (auto [ni, ii] : slots) {
+      Node& node = c_.nodes[ni];
+      std::optional<Ipv4> before;
+      if (prior != prior_.end() && !node.name.empty()) {
+        auto p = prior->second.find(node.name);
+        if (p != prior->second.end()) before = p->second;
+      }
+      if (before && usable(before->value)) {
+        node.interfaces[ii].ip = *before;
+        taken.insert(before->value);
+      } else {
+        fresh.emplace_back(ni, ii);
+      }
+    }
+    uint64_t cursor = first;
+    for (size_t k = 0; k < fresh.size(); ++k) {
+      while (cursor <= last && !usable(cursor)) {
+        cursor = in_dynamic(cursor) ? uint64_t{net.dynamic->last.value} + 1 : cursor + 1;
+      }
+      Node& node = c_.nodes[fresh[k].first];
+      if (cursor > last) {
+        diag_.Error(n->loc.At("node-base"), "network",
+                    "address space exhausted: network " + Q(name) + " allocates from " +
+                        Ipv4{static_cast<uint32_t>(first)}.ToString() + " to " +
+                        net.subnet.LastHost().ToString() + " and has no free address for " +
+                        std::to_string(fresh.size() - k) + " more interface(s), the first of node " +
+                        Q(node.name),
+                    "use a larger subnet, a lower node-base or a smaller dynamic range");
+        break;
+      }
+      node.interfaces[fresh[k].second].ip = Ipv4{static_cast<uint32_t>(cursor)};
+      taken.insert(cursor++);
+    }
   }
 }
 
@@ -688,6 +763,8 @@ void Resolver::Duplicates() {
 
 }  // namespace
 
-Cluster Resolve(const Spec& spec, Diagnostics& diag) { return Resolver(spec, diag).Run(); }
+Cluster Resolve(const Spec& spec, const PriorAddresses& prior, Diagnostics& diag) {
+  return Resolver(spec, prior, diag).Run();
+}
 
 }  // namespace dim::cluster::internal

@@ -115,7 +115,8 @@ struct Spec {
 bool ParseSpec(std::string_view text, const std::string& file, Spec& spec, Diagnostics& diag);
 
 // Spec -> Cluster: inheritance, naming, addresses, servers, cross-checks.
-Cluster Resolve(const Spec& spec, Diagnostics& diag);
+// Sequential networks reuse `prior` addresses where they are still free.
+Cluster Resolve(const Spec& spec, const PriorAddresses& prior, Diagnostics& diag);
 
 // The known name closest to `name`, or "" when nothing is close enough to be
 // a plausible typo.

@@ -61,6 +61,97 @@ CREATE TABLE keepout(
   PRIMARY KEY(image_id, position)
 );
 )sql"},
+      // 3: the node registry written by `dimctl cluster apply`: the resolved
+      // cluster (docs/cluster-xml.md), so node commands and imaged need no XML
+      // and sequentially allocated addresses persist. `ord` keeps document order.
+      {3, R"sql(
+CREATE TABLE cluster_site(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  name TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  tftp_root TEXT NOT NULL,
+  naming_pattern TEXT NOT NULL,
+  rack_first INTEGER, rack_count INTEGER,
+  chassis_first INTEGER, chassis_count INTEGER,
+  slot_first INTEGER, slot_count INTEGER,
+  source TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  applied_ns INTEGER NOT NULL
+);
+CREATE TABLE cluster_networks(
+  name TEXT PRIMARY KEY,
+  ord INTEGER NOT NULL,
+  subnet TEXT NOT NULL,
+  gateway TEXT,
+  dns TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  mtu INTEGER NOT NULL,
+  vlan INTEGER NOT NULL,
+  ipv6_prefix TEXT NOT NULL,
+  dynamic_start TEXT,
+  dynamic_end TEXT,
+  node_base TEXT,
+  allocation TEXT NOT NULL CHECK (allocation IN ('position', 'sequential'))
+);
+CREATE TABLE cluster_images(
+  name TEXT PRIMARY KEY,
+  ord INTEGER NOT NULL,
+  kernel TEXT NOT NULL,
+  initrd TEXT NOT NULL
+);
+CREATE TABLE cluster_servers(
+  name TEXT PRIMARY KEY,
+  ord INTEGER NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('top', 'second-level')),
+  network TEXT NOT NULL,
+  ipv4 TEXT NOT NULL,
+  ipv6 TEXT,
+  boot_url TEXT NOT NULL,
+  racks TEXT NOT NULL
+);
+CREATE TABLE cluster_groups(
+  name TEXT PRIMARY KEY,
+  ord INTEGER NOT NULL,
+  parent TEXT NOT NULL,
+  image TEXT,
+  server TEXT,
+  kernel_args TEXT
+);
+CREATE TABLE cluster_group_keepout(
+  group_name TEXT NOT NULL REFERENCES cluster_groups(name) ON DELETE CASCADE,
+  ord INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  PRIMARY KEY(group_name, ord)
+);
+CREATE TABLE cluster_nodes(
+  name TEXT PRIMARY KEY,
+  ord INTEGER NOT NULL,
+  rack INTEGER, chassis INTEGER, slot INTEGER,
+  group_name TEXT NOT NULL,
+  image TEXT NOT NULL,
+  kernel_args TEXT NOT NULL,
+  server TEXT NOT NULL,
+  server_by_rack INTEGER NOT NULL
+);
+CREATE TABLE cluster_node_keepout(
+  node TEXT NOT NULL REFERENCES cluster_nodes(name) ON DELETE CASCADE,
+  ord INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  PRIMARY KEY(node, ord)
+);
+CREATE TABLE cluster_interfaces(
+  node TEXT NOT NULL REFERENCES cluster_nodes(name) ON DELETE CASCADE,
+  ord INTEGER NOT NULL,
+  network TEXT NOT NULL,
+  mac TEXT NOT NULL UNIQUE,
+  ipv4 TEXT NOT NULL,
+  ipv6 TEXT,
+  origin TEXT NOT NULL CHECK (origin IN ('explicit', 'position', 'sequential')),
+  hostname TEXT NOT NULL,
+  PRIMARY KEY(node, ord)
+);
+CREATE UNIQUE INDEX cluster_interfaces_address ON cluster_interfaces(network, ipv4);
+)sql"},
   };
   return kMigrations;
 }

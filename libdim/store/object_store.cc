@@ -468,7 +468,29 @@ PutStats ObjectStore::Batch::stats() const {
 }
 
 Status ObjectStore::Batch::Stage(const Digest& id, ObjectKind kind, std::string_view body) {
-  std::string encoded = store_->EncodeObject(kind, body);
+  return StageEncoded(id, store_->EncodeObject(kind, body));
+}
+
+Result<ObjectKind> ObjectStore::Batch::PutRaw(const Digest& id, std::string_view raw) {
+  auto decoded = DecodeObject(id, raw);
+  if (!decoded.ok()) {
+    return Status::Corruption("received object " + id.Hex() + " is corrupt: " +
+                              decoded.status().message());
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!staged_.insert(id).second) return decoded->kind;
+  }
+  if (store_->Has(id)) {
+    std::lock_guard<std::mutex> l(mu_);
+    staged_.erase(id);
+    return decoded->kind;
+  }
+  DIM_RETURN_IF_ERROR(StageEncoded(id, raw));
+  return decoded->kind;
+}
+
+Status ObjectStore::Batch::StageEncoded(const Digest& id, std::string_view encoded) {
   std::string path = staging_dir_ + "/" + id.Hex();
   auto f = store_->env_->NewWritableFile(path);
   if (!f.ok()) return f.status();

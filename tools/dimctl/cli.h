@@ -89,5 +89,7 @@ Noun KeepoutCommands();
 Noun StoreCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
+Noun PushCommands();
+Noun StatusCommands();
 
 }  // namespace dimctl

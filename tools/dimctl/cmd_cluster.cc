@@ -1,14 +1,21 @@
 // `dimctl cluster …`: validate a cluster description, generate DHCP / hosts /
-// boot configurations from it, and show what it resolves to.
+// boot configurations from it, show what it resolves to, and apply it to the
+// node registry in the catalogue.
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <climits>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
 #include "cli.h"
+#include "common.h"
 #include "dim/cluster/generate.h"
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/load.h"
+#include "dim/cluster/registry.h"
 
 namespace dimctl {
 namespace {
@@ -38,6 +45,17 @@ Status MakeDir(const std::string& dir) {
   return Status::Ok();
 }
 
+// The registry of the store at --root, for the commands that only read it:
+// NotFound when there is no store (nothing is created).
+dim::Result<dc::RegistrySnapshot> ReadRegistry(const Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
+  return dc::Registry(store->catalog().db()).Load();
+}
+
+double Ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
+}
+
 Status Gen(Invocation& inv) {
   const std::string& file = inv.args[0];
   auto format_name = inv.get("format");
@@ -57,12 +75,27 @@ Status Gen(Invocation& inv) {
     return Status::InvalidArgument(std::string("--format=") + dc::FormatName(format) +
                                    " writes one file; use -o FILE (or stdout) instead of --outdir");
   }
-  DIM_ASSIGN_OR_RETURN(dc::Cluster cluster, dc::LoadValidCluster(file));
+  auto t0 = std::chrono::steady_clock::now();
+  std::string note;
+  DIM_ASSIGN_OR_RETURN(dc::Cluster cluster, dc::LoadValidClusterWithRegistry(
+                                                file, [&] { return ReadRegistry(inv); }, &note));
+  if (!note.empty() && inv.global.verbosity >= 0) std::cerr << "note: " << note << "\n";
+  auto t1 = std::chrono::steady_clock::now();
   std::vector<dc::GeneratedFile> files = dc::Generate(cluster, format);
   if (outdir) {
+    auto t2 = std::chrono::steady_clock::now();
     DIM_RETURN_IF_ERROR(MakeDir(*outdir));
-    DIM_RETURN_IF_ERROR(dc::WriteFilesAtomically(*outdir, files));
-    if (inv.global.verbosity > 0) std::cerr << "wrote " << files.size() << " files to " << *outdir << "\n";
+    DIM_ASSIGN_OR_RETURN(dc::WriteStats stats, dc::WriteFilesAtomically(*outdir, files));
+    DIM_ASSIGN_OR_RETURN(auto stale, dc::RemoveStaleFiles(*outdir, format, files));
+    if (inv.global.verbosity > 0) {
+      std::fprintf(stderr,
+                   "%s: %zu files: %zu written, %zu unchanged, %zu stale removed "
+                   "(load %.0f ms, generate %.0f ms, write %.0f ms)\n",
+                   outdir->c_str(), files.size(), stats.written, stats.unchanged, stale.size(),
+                   std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                   std::chrono::duration<double, std::milli>(t2 - t1).count(), Ms(t2));
+      for (const auto& name : stale) std::fprintf(stderr, "removed %s/%s\n", outdir->c_str(), name.c_str());
+    }
     return Status::Ok();
   }
   if (out && *out != "-") return dc::WriteFileAtomically(*out, files.front().content);
@@ -150,6 +183,122 @@ Status Show(Invocation& inv) {
   return Status::Ok();
 }
 
+const char* KindName(dc::RegistryChange::Kind k) {
+  return k == dc::RegistryChange::kAdded ? "added" : k == dc::RegistryChange::kRemoved ? "removed" : "changed";
+}
+
+// "nodes: 2 added, 1 changed; groups: 1 removed", kinds in diff order.
+std::string DiffSummary(const dc::RegistryDiff& diff) {
+  std::string out;
+  for (const char* what : {"site", "network", "image", "server", "group", "node"}) {
+    std::string part;
+    for (auto kind : {dc::RegistryChange::kAdded, dc::RegistryChange::kRemoved, dc::RegistryChange::kChanged}) {
+      if (size_t n = diff.Count(what, kind)) part += (part.empty() ? "" : ", ") + std::to_string(n) + " " + KindName(kind);
+    }
+    if (!part.empty()) out += (out.empty() ? "" : "; ") + std::string(what) + (std::string(what) == "site" ? "" : "s") + ": " + part;
+  }
+  return out.empty() ? "no changes" : out;
+}
+
+std::string DiffJson(const dc::RegistryDiff& diff) {
+  std::string o = "[";
+  for (size_t i = 0; i < diff.changes.size(); ++i) {
+    const auto& c = diff.changes[i];
+    o += (i ? ",\n " : "") + std::string("{\"kind\":") + JsonEscape(KindName(c.kind)) +
+         ",\"what\":" + JsonEscape(c.what) + ",\"name\":" + JsonEscape(c.name) + ",\"fields\":[";
+    for (size_t j = 0; j < c.fields.size(); ++j) {
+      const auto& f = c.fields[j];
+      o += (j ? "," : "") + std::string("{\"field\":") + JsonEscape(f.field) +
+           ",\"before\":" + JsonEscape(f.before) + ",\"after\":" + JsonEscape(f.after) + "}";
+    }
+    o += "]}";
+  }
+  return o + "]";
+}
+
+// Asks on the terminal; anything but y/yes declines.
+bool Confirm(const std::string& question) {
+  std::cerr << question << " [y/N] " << std::flush;
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return false;
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
+
+// `cluster apply`: validate against the registry's addresses, show the diff,
+// and write it in one transaction when asked.
+Status Apply(Invocation& inv) {
+  const std::string& file = inv.args[0];
+  const bool dry_run = inv.flag("dry-run");
+  if (dry_run && inv.flag("yes")) return Status::InvalidArgument("give --dry-run or --yes, not both");
+
+  // 1. Read the registry (a dry run of a store that does not exist yet sees an empty one).
+  std::unique_ptr<dim::Store> store;
+  dc::RegistrySnapshot before;
+  if (auto opened = OpenStore(inv, /*create=*/!dry_run); opened.ok()) {
+    store = std::move(*opened);
+    DIM_ASSIGN_OR_RETURN(before, dc::Registry(store->catalog().db()).Load());
+  } else if (!dry_run || opened.status().code() != dim::Code::kNotFound) {
+    return opened.status();
+  }
+
+  // 2. Load the file with the persisted addresses as priors; report every error.
+  DIM_ASSIGN_OR_RETURN(dc::LoadResult loaded, dc::LoadClusterFile(file, dc::AddressesOf(before.cluster)));
+  for (const auto& d : loaded.diagnostics) std::cerr << d.ToString() << "\n";
+  if (!loaded.ok()) {
+    return Status::InvalidArgument(file + ": " + std::to_string(loaded.diagnostics.size()) +
+                                   " error(s); nothing applied; fix them and run again");
+  }
+  dc::Cluster& after = loaded.cluster;
+  if (char abs[PATH_MAX]; ::realpath(file.c_str(), abs)) after.source = abs;
+
+  // 3. Diff and show it.
+  dc::RegistryDiff diff = dc::DiffClusters(before.cluster, after);
+  auto report = [&](bool applied) {
+    if (inv.json()) {
+      std::cout << "{\"registry\":" << JsonEscape(inv.global.root + "/catalog.db")
+                << ",\"dry_run\":" << (dry_run ? "true" : "false")
+                << ",\"applied\":" << (applied ? "true" : "false")
+                << ",\"generation\":" << before.generation + (applied ? 1 : 0)
+                << ",\"summary\":" << JsonEscape(DiffSummary(diff)) << ",\"changes\":" << DiffJson(diff)
+                << "}\n";
+    }
+  };
+  if (!inv.json()) {
+    std::cout << dc::FormatDiff(diff) << DiffSummary(diff) << "\n";
+  }
+  if (diff.empty()) {
+    report(false);
+    if (!inv.json()) std::cout << "the registry at " << inv.global.root << " is up to date\n";
+    return Status::Ok();
+  }
+
+  // 4. Apply only when asked.
+  if (dry_run) {
+    report(false);
+    if (!inv.json()) std::cout << "dry run: nothing applied\n";
+    return Status::Ok();
+  }
+  if (!inv.flag("yes")) {
+    if (!::isatty(STDIN_FILENO)) {
+      report(false);
+      return Status::InvalidArgument(
+          "not applied: stdin is not a terminal to confirm on; add --yes to apply, or --dry-run");
+    }
+    if (!Confirm("apply these changes to the registry at " + inv.global.root + "?")) {
+      report(false);
+      if (!inv.json()) std::cout << "not applied\n";
+      return Status::Ok();
+    }
+  }
+  DIM_RETURN_IF_ERROR(dc::Registry(store->catalog().db())
+                          .Apply(after, diff, before.generation, dim::WallClockNs()));
+  report(true);
+  if (!inv.json()) {
+    std::cout << "applied to " << inv.global.root << ": " << after.nodes.size() << " nodes registered\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Noun ClusterCommands() {
@@ -163,7 +312,10 @@ Noun ClusterCommands() {
       "gen", "FILE", "Generate a configuration file from a cluster XML file",
       "Formats: dnsmasq, isc (dhcpd.conf), kea (kea-dhcp4 JSON), hosts, ethers,\n"
       "ipxe (one script per node: HOST.ipxe) and pxelinux (one per node: 01-MAC).\n"
-      "Output is byte-identical for the same XML and replaced atomically.\n\n"
+      "Output is byte-identical for the same XML and replaced atomically; with\n"
+      "--outdir, unchanged files are not rewritten and files dim wrote for nodes\n"
+      "no longer in the cluster are removed. Networks with allocation=\"sequential\"\n"
+      "take their addresses from the registry at --root (see 'cluster apply').\n\n"
       "Examples:\n"
       "  dimctl cluster gen cluster.xml --format=dnsmasq -o /etc/dnsmasq.d/dim.conf\n"
       "  dimctl cluster gen cluster.xml --format=ipxe --outdir /srv/http/dim/ipxe",
@@ -171,6 +323,20 @@ Noun ClusterCommands() {
        {"output", 'o', "FILE", "write here (atomically) instead of stdout"},
        {"outdir", 0, "DIR", "directory for per-node formats (ipxe, pxelinux)"}},
       1, 1, Gen});
+  n.verbs.push_back(Verb{
+      "apply", "FILE", "Import a cluster XML file into the node registry",
+      "Validates FILE (every error is reported), shows what would change in the\n"
+      "registry of the store at --root (nodes, groups, networks, servers, images:\n"
+      "+ added, - removed, ~ changed with each field), and writes it in one\n"
+      "transaction with --yes or after a 'y' on the terminal. Sequentially\n"
+      "allocated addresses are persisted: existing nodes keep theirs.\n\n"
+      "Examples:\n"
+      "  dimctl cluster apply /etc/dim/cluster.xml --dry-run\n"
+      "  dimctl cluster apply /etc/dim/cluster.xml --yes",
+      {{"dry-run", 'n', "", "only show the diff"},
+       {"yes", 'y', "", "apply without asking"},
+       {"json", 0, "", "print the diff as JSON"}},
+      1, 1, Apply});
   n.verbs.push_back(Verb{"show", "FILE", "Summarise networks, servers and groups of a cluster",
                          "With --json, prints one JSON object.",
                          {{"json", 0, "", "machine-readable output"}}, 1, 1, Show});

@@ -1,11 +1,14 @@
 // `dimctl node …`: list, show and wake nodes chosen by a hostlist range
-// ("r01c[1-4]n[01-16],-r01c2n07", "@compute"), read from the cluster XML.
+// ("r01c[1-4]n[01-16],-r01c2n07", "@compute"), read from the node registry
+// (`dimctl cluster apply`), or from a cluster XML given with --cluster.
 #include <iostream>
 
 #include "cli.h"
+#include "common.h"
 #include "dim/cluster/generate.h"
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/load.h"
+#include "dim/cluster/registry.h"
 #include "dim/cluster/wol.h"
 
 namespace dimctl {
@@ -14,17 +17,38 @@ namespace {
 using dim::Status;
 namespace dc = dim::cluster;
 
-constexpr const char* kDefaultCluster = "/etc/dim/cluster.xml";
-
 struct Selection {
   dc::Cluster cluster;
   std::vector<const dc::Node*> nodes;  // point into cluster
 };
 
-// Loads the cluster named by --cluster and resolves the range argument.
+constexpr const char* kNothingRegistered = "no nodes registered: run 'dimctl cluster apply FILE' first";
+
+// The registry of the store at --root; NotFound when there is no store.
+dim::Result<dc::RegistrySnapshot> ReadRegistry(const Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
+  return dc::Registry(store->catalog().db()).Load();
+}
+
+// Reads the cluster (registry, or --cluster FILE) and resolves the range argument.
 Status Select(const Invocation& inv, Selection& sel) {
-  std::string file = inv.get_or("cluster", kDefaultCluster);
-  DIM_ASSIGN_OR_RETURN(sel.cluster, dc::LoadValidCluster(file));
+  if (auto file = inv.get("cluster")) {
+    std::string note;
+    DIM_ASSIGN_OR_RETURN(sel.cluster, dc::LoadValidClusterWithRegistry(
+                                          *file, [&] { return ReadRegistry(inv); }, &note));
+    if (!note.empty() && inv.global.verbosity >= 0) std::cerr << "note: " << note << "\n";
+  } else {
+    auto snap = ReadRegistry(inv);
+    if (!snap.ok() && snap.status().code() == dim::Code::kNotFound) {
+      return Status::NotFound(std::string(kNothingRegistered) + " (no dim store at " +
+                              inv.global.root + ")");
+    }
+    if (!snap.ok()) return snap.status();
+    if (snap->cluster.nodes.empty()) {
+      return Status::NotFound(std::string(kNothingRegistered) + " (registry: " + inv.global.root + ")");
+    }
+    sel.cluster = std::move(snap->cluster);
+  }
   DIM_ASSIGN_OR_RETURN(sel.nodes, dc::SelectNodes(sel.cluster, inv.args[0]));
   if (sel.nodes.empty()) return Status::NotFound("range '" + inv.args[0] + "' selects no node");
   return Status::Ok();
@@ -126,21 +150,30 @@ Status Wake(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto sender, dc::UdpBroadcastSender::Open(inv.get_or("device", "")));
   // Try every node and report failures together: one unreachable network
   // should not keep the rest asleep.
-  std::string failures;
+  std::string failures, json;
   size_t failed = 0;
   for (const dc::Node* n : sel.nodes) {
     Status s = dc::WakeNode(sel.cluster, *n, *sender);
+    const dc::Network* net = sel.cluster.FindNetwork(n->boot().network);
+    std::string broadcast = net ? net->subnet.Broadcast().ToString() : "";
+    if (inv.json()) {
+      json += (json.empty() ? "[" : ",\n ") + std::string("{\"name\":") + JsonEscape(n->name) +
+              ",\"mac\":" + JsonEscape(n->boot().mac.ToString()) + ",\"broadcast\":" +
+              JsonEscape(broadcast) + ",\"port\":" + std::to_string(dc::kWakeOnLanPort) +
+              ",\"ok\":" + (s.ok() ? "true" : "false") +
+              ",\"error\":" + (s.ok() ? "null" : JsonEscape(s.ToString())) + "}";
+    }
     if (!s.ok()) {
       failures += "\n  " + s.ToString();
       ++failed;
       continue;
     }
-    if (inv.global.verbosity >= 0) {
-      const dc::Network* net = sel.cluster.FindNetwork(n->boot().network);
-      std::cout << "woke " << n->name << " (" << n->boot().mac.ToString() << ") via "
-                << net->subnet.Broadcast().ToString() << ":" << dc::kWakeOnLanPort << "\n";
+    if (inv.global.verbosity >= 0 && !inv.json()) {
+      std::cout << "woke " << n->name << " (" << n->boot().mac.ToString() << ") via " << broadcast
+                << ":" << dc::kWakeOnLanPort << "\n";
     }
   }
+  if (inv.json()) std::cout << json << "]\n";
   if (failed) {
     return Status::IOError(std::to_string(failed) + " of " + std::to_string(sel.nodes.size()) +
                            " nodes could not be woken:" + failures);
@@ -148,7 +181,8 @@ Status Wake(Invocation& inv) {
   return Status::Ok();
 }
 
-const Option kClusterOption{"cluster", 'c', "FILE", "cluster XML (default /etc/dim/cluster.xml)"};
+const Option kClusterOption{"cluster", 'c', "FILE",
+                            "read this cluster XML instead of the registry at --root"};
 
 }  // namespace
 
@@ -157,7 +191,9 @@ Noun NodeCommands() {
   const std::string ranges =
       "RANGE is a hostlist: node[001-064], r01c[1-4]n[01-16], comma lists,\n"
       "@group (with its sub-groups), @all, and -ITEM to exclude, applied left to\n"
-      "right: 'r01c[1-4]n[01-16],-r01c2n07'.";
+      "right: 'r01c[1-4]n[01-16],-r01c2n07'.\n\n"
+      "Nodes come from the registry of the store at --root (written by\n"
+      "'dimctl cluster apply'), or from the XML file given with --cluster.";
   n.verbs.push_back(Verb{"list", "RANGE", "List nodes with address, MAC, server and image", ranges,
                          {kClusterOption, {"json", 0, "", "machine-readable output"}}, 1, 1, List});
   n.verbs.push_back(Verb{"show", "RANGE", "Show everything dim derived for each node", ranges,
@@ -166,7 +202,8 @@ Noun NodeCommands() {
       "wake", "RANGE", "Send Wake-on-LAN magic packets to nodes",
       ranges + "\n\nEach packet goes to UDP port 9 at the broadcast address of the\n"
                "network of the node's boot interface.",
-      {kClusterOption, {"device", 0, "DEV", "send through this network device (SO_BINDTODEVICE)"}},
+      {kClusterOption, {"device", 0, "DEV", "send through this network device (SO_BINDTODEVICE)"},
+       {"json", 0, "", "machine-readable output"}},
       1, 1, Wake});
   return n;
 }

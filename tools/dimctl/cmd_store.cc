@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "dim/auth.h"
 #include "dim/image.h"
 
 namespace dimctl {
@@ -19,6 +20,16 @@ using dim::Status;
 Status Init(Invocation& inv) {
   DIM_RETURN_IF_ERROR(dim::Store::Init(dim::Env::Posix(), inv.global.root));
   if (inv.global.verbosity >= 0) std::printf("store ready at %s\n", inv.global.root.c_str());
+  return Status::Ok();
+}
+
+Status Secret(Invocation& inv) {
+  std::string path = inv.args.empty() ? "/etc/dim/secret" : inv.args[0];
+  DIM_RETURN_IF_ERROR(dim::auth::CreateSecretFile(path));
+  if (inv.global.verbosity >= 0) {
+    std::printf("created %s (mode 0600); copy it to every image server and to the machines\n"
+                "that run dimctl push\n", path.c_str());
+  }
   return Status::Ok();
 }
 
@@ -95,6 +106,9 @@ Noun StoreCommands() {
   Noun n{"store", "the store itself: init, info, garbage collection, integrity check", {}};
   n.verbs.push_back({"init", "", "create an empty store at --root", "", {}, 0, 0, Init});
   n.verbs.push_back({"info", "", "size and contents of the store", "", {kJson}, 0, 0, Info});
+  n.verbs.push_back({"secret", "[FILE]", "create the shared secret servers authenticate with",
+                     "Writes 64 random bytes to FILE (default /etc/dim/secret), mode 0600;\n"
+                     "refuses to overwrite an existing file.", {}, 0, 1, Secret});
   n.verbs.push_back({"gc", "", "delete objects no stored version references",
                      "Run after 'image rm' or 'image prune'. Waits for nothing: fails if a\n"
                      "commit is running.",

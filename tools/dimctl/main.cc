@@ -7,6 +7,8 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::ImageCommands());
   cli.Add(dimctl::KeepoutCommands());
   cli.Add(dimctl::StoreCommands());
+  cli.Add(dimctl::PushCommands());
+  cli.Add(dimctl::StatusCommands());
   cli.Add(dimctl::ClusterCommands());
   cli.Add(dimctl::NodeCommands());
   return cli.Main(argc, argv);

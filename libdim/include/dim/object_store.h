@@ -82,6 +82,9 @@ class ObjectStore {
     // preserved (found with SEEK_DATA/SEEK_HOLE when maybe_sparse). Returns
     // the zero digest for an empty file. what names the file in errors.
     Result<Digest> PutFile(int fd, uint64_t size, bool maybe_sparse, const std::string& what);
+    // Stages an object received from another store, exactly as it was
+    // stored there, after verifying it against id. Returns its kind.
+    Result<ObjectKind> PutRaw(const Digest& id, std::string_view raw);
     Status Commit();
     PutStats stats() const;
 
@@ -90,6 +93,7 @@ class ObjectStore {
     Batch(ObjectStore* store, std::string staging_dir);
     Result<Digest> PutChunkList(const ChunkList& list);
     Status Stage(const Digest& id, ObjectKind kind, std::string_view body);
+    Status StageEncoded(const Digest& id, std::string_view encoded);
 
     ObjectStore* store_;
     std::string staging_dir_;

@@ -3,6 +3,7 @@
 // found is collected, so one run reports all of them with file:line:column.
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,13 +31,22 @@ struct LoadResult {
   Status ToStatus() const;
 };
 
+// Addresses interfaces had before, network -> node -> address, usually read
+// from the registry. Sequential networks hand them out again first, so nodes
+// keep their addresses; position-derived and explicit addresses ignore them.
+using PriorAddresses = std::map<std::string, std::map<std::string, Ipv4>>;
+
 // Parses text as if read from `file` (used only in messages).
-LoadResult LoadClusterFromString(std::string_view text, const std::string& file);
+LoadResult LoadClusterFromString(std::string_view text, const std::string& file,
+                                 const PriorAddresses& prior = {});
 
 // Reads and parses a file. An unreadable file gives an IOError/NotFound status.
-Result<LoadResult> LoadClusterFile(const std::string& path);
+Result<LoadResult> LoadClusterFile(const std::string& path, const PriorAddresses& prior = {});
 
 // Loads and fails with every diagnostic in one status when the file is invalid.
-Result<Cluster> LoadValidCluster(const std::string& path);
+Result<Cluster> LoadValidCluster(const std::string& path, const PriorAddresses& prior = {});
+
+// Every interface address of `cluster`, as the prior for the next load.
+PriorAddresses AddressesOf(const Cluster& cluster);
 
 }  // namespace dim::cluster

@@ -26,6 +26,11 @@ struct AddressRange {
   bool Contains(Ipv4 ip) const { return first <= ip && ip <= last; }
 };
 
+// How a network gives addresses to interfaces without ip=: from the taxonomy
+// position (node-base + index), or the lowest free address of a pool, kept
+// stable by the allocations persisted in the registry (docs/cluster-xml.md).
+enum class Allocation { kPosition, kSequential };
+
 struct Network {
   std::string name;
   Subnet subnet;
@@ -36,7 +41,8 @@ struct Network {
   int vlan = 0;             // 0: untagged
   std::string ipv6_prefix;  // informational, e.g. "fd00:10::/64"
   std::optional<AddressRange> dynamic;  // discovery pool for unknown MACs
-  std::optional<Ipv4> node_base;        // address of taxonomy position 0
+  std::optional<Ipv4> node_base;        // position 0, or the pool start (sequential)
+  Allocation allocation = Allocation::kPosition;
   SourceLocation where;
 };
 

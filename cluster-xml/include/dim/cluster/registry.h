@@ -1,0 +1,87 @@
+// The node registry: the resolved cluster as last applied, kept in the catalogue
+// (schema 3, docs/formats.md) so that node commands and imaged need no XML and
+// sequentially allocated addresses survive edits of the XML. `cluster apply`
+// is Load -> LoadClusterFile(prior = AddressesOf(snapshot)) -> Diff -> Apply.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dim/cluster/load.h"
+#include "dim/cluster/model.h"
+#include "dim/sqlite.h"
+#include "dim/status.h"
+
+namespace dim::cluster {
+
+struct FieldChange {
+  std::string field;   // "image", "ip boot", "keepout", ...
+  std::string before;  // "" when the field did not exist
+  std::string after;   // "" when it no longer exists
+};
+
+struct RegistryChange {
+  enum Kind { kAdded, kRemoved, kChanged };
+  Kind kind = kAdded;
+  std::string what;  // "site", "network", "image", "server", "group" or "node"
+  std::string name;
+  std::vector<FieldChange> fields;  // for kChanged: every field that differs
+};
+
+struct RegistryDiff {
+  // Site first, then networks, images, servers, groups, nodes; within each,
+  // removals (registry order) then additions and changes (document order).
+  std::vector<RegistryChange> changes;
+  bool empty() const { return changes.empty(); }
+  size_t Count(const std::string& what, RegistryChange::Kind kind) const;
+};
+
+// What applying `after` over `before` changes. A pure function, no database.
+RegistryDiff DiffClusters(const Cluster& before, const Cluster& after);
+
+// One line per change: "+ node r01c1n05", "- group old",
+// "~ node r01c1n01: image a -> b; ip boot 10.0.0.5 -> 10.0.0.9".
+std::string FormatDiff(const RegistryDiff& diff);
+
+struct RegistrySnapshot {
+  bool registered = false;  // an apply has happened
+  int64_t generation = 0;   // incremented by every apply
+  std::string source;       // the XML file last applied
+  int64_t applied_ns = 0;
+  Cluster cluster;          // empty when !registered
+};
+
+// Reads and writes the registry tables of one catalogue connection. Not
+// thread-safe, like the connection it borrows.
+class Registry {
+ public:
+  explicit Registry(sql::Db& db) : db_(db) {}
+
+  Result<RegistrySnapshot> Load();
+
+  // Turns the registry into `after` by applying `diff`, which must have been
+  // computed from a snapshot at `generation`, in one transaction. When
+  // another apply committed in between, nothing changes and the result is
+  // Conflict, so a diff the user confirmed is never applied to other data.
+  Status Apply(const Cluster& after, const RegistryDiff& diff, int64_t generation,
+               int64_t now_ns);
+
+ private:
+  sql::Db& db_;
+};
+
+bool UsesSequentialAllocation(const Cluster& cluster);
+
+// Loads a valid cluster file the way `cluster gen` and `node --cluster` need
+// it: when a network allocates sequentially, its addresses are the ones the
+// registry persisted (new nodes get what `cluster apply` would give them).
+// `read_registry` is called only then; NotFound from it means there is no
+// store, and the file order decides, with an explanation in *note. A registry
+// of another site (different name) is ignored the same way.
+Result<Cluster> LoadValidClusterWithRegistry(
+    const std::string& path, const std::function<Result<RegistrySnapshot>()>& read_registry,
+    std::string* note);
+
+}  // namespace dim::cluster

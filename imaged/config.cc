@@ -1,0 +1,153 @@
+#include "config.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <set>
+
+#include "dim/env.h"
+
+namespace imaged {
+namespace {
+
+std::string Trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string_view::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+bool ParseInt(const std::string& v, int64_t lo, int64_t hi, int64_t* out) {
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  *out = std::stoll(v);
+  return *out >= lo && *out <= hi;
+}
+
+bool ValidName(const std::string& v) {
+  if (v.empty() || v.size() > 64) return false;
+  for (char c : v) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+// "host:port", "[v6]:port" or ":port".
+bool ParseListen(const std::string& v, std::string* addr, uint16_t* port) {
+  size_t colon = v.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = v.substr(0, colon);
+  int64_t p;
+  if (!ParseInt(v.substr(colon + 1), 1, 65535, &p)) return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  if (host.find_first_of(" /") != std::string::npos) return false;
+  *addr = host;
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
+}  // namespace
+
+dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) {
+  Config c;
+  std::vector<std::string> errors;
+  std::set<std::string> seen;
+  bool role_set = false;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view raw = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    line_no++;
+    std::string line = Trim(raw.substr(0, raw.find('#')));
+    if (line.empty()) continue;
+    auto err = [&](const std::string& msg) {
+      errors.push_back(file + ":" + std::to_string(line_no) + ": " + msg);
+    };
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) {
+      err("expected 'key = value', got '" + line + "'");
+      continue;
+    }
+    std::string key = Trim(line.substr(0, eq)), value = Trim(line.substr(eq + 1));
+    if (!seen.insert(key).second) {
+      err("'" + key + "' is set twice; keep one");
+      continue;
+    }
+    int64_t n;
+    if (key == "role") {
+      role_set = true;
+      if (value == "top") c.role = Config::Role::kTop;
+      else if (value == "leaf") c.role = Config::Role::kLeaf;
+      else err("role must be 'top' or 'leaf', not '" + value + "'");
+    } else if (key == "name") {
+      if (!ValidName(value)) err("name '" + value + "' must be 1-64 letters, digits, '.', '_' or '-'");
+      c.name = value;
+    } else if (key == "listen") {
+      if (!ParseListen(value, &c.listen_address, &c.listen_port)) {
+        err("listen must be ADDRESS:PORT, e.g. 0.0.0.0:7480 or [::]:7480, not '" + value + "'");
+      }
+    } else if (key == "store") {
+      if (value.empty() || value[0] != '/') err("store must be an absolute directory");
+      c.store = value;
+    } else if (key == "secret") {
+      if (value.empty() || value[0] != '/') err("secret must be an absolute file path");
+      c.secret = value;
+    } else if (key == "parent") {
+      if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+        err("parent must be a URL such as http://10.0.0.1:7480, not '" + value + "'");
+      }
+      while (!value.empty() && value.back() == '/') value.pop_back();
+      c.parent = value;
+    } else if (key == "images") {
+      c.images.clear();
+      if (value != "*") {
+        size_t start = 0;
+        while (start <= value.size()) {
+          size_t comma = value.find(',', start);
+          if (comma == std::string::npos) comma = value.size();
+          std::string img = Trim(std::string_view(value).substr(start, comma - start));
+          if (!ValidName(img)) err("images: '" + img + "' is not an image name");
+          else c.images.push_back(img);
+          start = comma + 1;
+        }
+      }
+    } else if (key == "retention") {
+      if (!ParseInt(value, 1, 1000000, &n)) err("retention must be a number of versions >= 1");
+      else c.retention = n;
+    } else if (key == "poll_wait") {
+      if (!ParseInt(value, 1, 60, &n)) err("poll_wait must be seconds, 1 to 60");
+      else c.poll_wait_s = static_cast<int>(n);
+    } else if (key == "fetch_threads") {
+      if (!ParseInt(value, 1, 64, &n)) err("fetch_threads must be 1 to 64");
+      else c.fetch_threads = static_cast<int>(n);
+    } else {
+      err("unknown key '" + key +
+          "' (known: role, name, listen, store, secret, parent, images, retention, poll_wait, "
+          "fetch_threads)");
+    }
+  }
+  if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");
+  if (c.name.empty()) errors.push_back(file + ": 'name' is missing; give this server a name");
+  if (c.role == Config::Role::kLeaf && c.parent.empty()) {
+    errors.push_back(file + ": a leaf needs 'parent = http://HOST:PORT' of its parent server");
+  }
+  if (c.role == Config::Role::kTop && !c.parent.empty()) {
+    errors.push_back(file + ": a top server has no parent; remove 'parent' or set 'role = leaf'");
+  }
+  if (!errors.empty()) {
+    std::string msg = "invalid configuration:";
+    for (const auto& e : errors) msg += "\n  " + e;
+    return dim::Status::InvalidArgument(msg);
+  }
+  return c;
+}
+
+dim::Result<Config> LoadConfig(const std::string& path) {
+  auto text = dim::Env::Posix()->ReadFile(path);
+  if (!text.ok()) return text.status().Annotate("imaged configuration");
+  return ParseConfig(*text, path);
+}
+
+}  // namespace imaged

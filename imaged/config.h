@@ -1,0 +1,33 @@
+// imaged's configuration file: "key = value" lines, '#' comments. Every error
+// names the file, the line and the key, says what is wrong and what to write.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dim/status.h"
+
+namespace imaged {
+
+struct Config {
+  enum class Role { kTop, kLeaf } role = Role::kTop;
+  std::string name;                       // server identity: "server:<name>"
+  std::string listen_address = "0.0.0.0";
+  uint16_t listen_port = 7480;
+  std::string store = "/var/lib/dim";
+  std::string secret = "/etc/dim/secret";
+  std::string parent;                     // leaf: parent URL, "http://host:port"
+  std::vector<std::string> images;        // leaf: images to follow; empty = all
+  int64_t retention = 5;                  // leaf: versions kept per image
+  int poll_wait_s = 30;                   // leaf: long-poll length
+  int fetch_threads = 4;                  // leaf: parallel object fetches
+};
+
+// Parses the text of a configuration file; `file` names it in errors. All
+// problems are reported together, one per line of the message.
+dim::Result<Config> ParseConfig(std::string_view text, const std::string& file);
+dim::Result<Config> LoadConfig(const std::string& path);
+
+}  // namespace imaged

@@ -1,0 +1,132 @@
+// imaged: the image server daemon. Reads its configuration, serves the store
+// over HTTP (docs/protocol.md) and, as a second-level server, follows its
+// parent. Runs until SIGTERM or SIGINT.
+#include <signal.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "config.h"
+#include "dim/store.h"
+#include "replicator.h"
+#include "service.h"
+
+namespace {
+
+void Usage(FILE* out) {
+  std::fprintf(out,
+               "usage: imaged [--config FILE] [--foreground]\n\n"
+               "Serves a dim store to second-level servers and nodes, or follows a parent.\n\n"
+               "  --config FILE   configuration (default /etc/dim/imaged.conf); see imaged.conf(5)\n"
+               "                  in docs/imaged.md\n"
+               "  --foreground    stay attached and log to stderr (systemd and tests)\n"
+               "  --check         validate the configuration and exit\n");
+}
+
+// Logs to stderr in the foreground, to syslog (the journal) when detached.
+struct Logger {
+  bool foreground;
+  void operator()(int prio, const std::string& msg) const {
+    if (foreground) {
+      std::fprintf(stderr, "imaged: %s\n", msg.c_str());
+    } else {
+      syslog(prio, "%s", msg.c_str());
+    }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "/etc/dim/imaged.conf";
+  bool foreground = false, check = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a == "--foreground") {
+      foreground = true;
+    } else if (a == "--check") {
+      check = true;
+    } else if (a == "-h" || a == "--help") {
+      Usage(stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "imaged: unknown argument '%s'\n", a.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+  Logger log{foreground};
+
+  // Read and check everything before detaching, so mistakes reach the terminal.
+  auto config = imaged::LoadConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", config.status().ToString().c_str());
+    return 1;
+  }
+  auto secret = dim::auth::Secret::Load(config->secret);
+  if (!secret.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", secret.status().ToString().c_str());
+    return 1;
+  }
+  if (check) {
+    std::printf("%s: configuration is valid\n", config_path.c_str());
+    return 0;
+  }
+  auto store = dim::Store::Open(dim::Env::Posix(), config->store, /*create=*/true);
+  if (!store.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  (void)(*store)->objects().CleanStaging();  // left by a crash
+  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config->store);
+  if (!objects.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", objects.status().ToString().c_str());
+    return 1;
+  }
+  if (!foreground) {
+    if (daemon(0, 0) != 0) {
+      std::perror("imaged: daemon");
+      return 1;
+    }
+    openlog("imaged", LOG_PID, LOG_DAEMON);
+  }
+
+  // Threads started from here on inherit the blocked signals; main waits for them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  imaged::Service service(*config, *secret, std::move(*objects));
+  dim::http::ServerOptions sopts;
+  sopts.address = config->listen_address;
+  sopts.port = config->listen_port;
+  auto server = dim::http::Server::Start(
+      sopts, [&service](const dim::http::Request& r) { return service.Handle(r); });
+  if (!server.ok()) {
+    log(LOG_ERR, server.status().ToString());
+    return 1;
+  }
+  std::unique_ptr<imaged::Replicator> replicator;
+  if (config->role == imaged::Config::Role::kLeaf) {
+    replicator = std::make_unique<imaged::Replicator>(*config, secret->key, &service);
+    replicator->Start();
+  }
+  log(LOG_INFO, config->name + " (" +
+                    (config->role == imaged::Config::Role::kTop ? "top" : "leaf, parent " + config->parent) +
+                    ") serving " + config->store + " on " + config->listen_address + ":" +
+                    std::to_string((*server)->port()));
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  log(LOG_INFO, std::string("stopping on ") + strsignal(sig));
+  replicator.reset();
+  server->reset();
+  return 0;
+}

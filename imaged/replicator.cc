@@ -1,0 +1,292 @@
+#include "replicator.h"
+
+#include <zstd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <set>
+#include <unordered_set>
+
+#include "dim/delta.h"
+#include "dim/image.h"
+
+namespace imaged {
+
+using dim::Status;
+
+namespace {
+
+constexpr uint64_t kMaxDeltaBytes = 4ull << 30;
+
+dim::Result<std::string> Decompress(const std::string& in) {
+  unsigned long long size = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxDeltaBytes) {
+    return Status::Corruption("catalogue delta from the parent is not a valid zstd frame");
+  }
+  std::string out(size, '\0');
+  size_t n = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
+  if (ZSTD_isError(n) || n != size) {
+    return Status::Corruption("catalogue delta from the parent does not decompress");
+  }
+  return out;
+}
+
+// Fetches objects (and, for chunk lists, their missing chunks) in parallel
+// into batch, each verified against its id.
+class Fetcher {
+ public:
+  Fetcher(dim::ObjectStore& objects, dim::ObjectStore::Batch& batch) : objects_(objects), batch_(batch) {}
+
+  Status Run(const std::vector<dim::Digest>& roots, int threads, const std::string& base,
+             const std::string& key, const std::string& identity) {
+    for (const auto& id : roots) Add(id);
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; i++) {
+      pool.emplace_back([&] {
+        auto client = dim::ApiClient::Create(base, key, identity);
+        if (!client.ok()) return Fail(client.status());
+        Work(**client);
+      });
+    }
+    for (auto& t : pool) t.join();
+    return error_;
+  }
+  uint64_t objects() const { return objects_fetched_; }
+  uint64_t bytes() const { return bytes_fetched_; }
+
+ private:
+  void Add(const dim::Digest& id) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!seen_.insert(id).second || objects_.Has(id)) return;
+    queue_.push_back(id);
+    cv_.notify_one();
+  }
+  void Fail(const Status& s) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (error_.ok()) error_ = s;
+    cv_.notify_all();
+  }
+  void Work(dim::ApiClient& client) {
+    for (;;) {
+      dim::Digest id;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return !queue_.empty() || busy_ == 0 || !error_.ok(); });
+        if (!error_.ok() || queue_.empty()) {
+          cv_.notify_all();
+          return;
+        }
+        id = queue_.front();
+        queue_.pop_front();
+        busy_++;
+      }
+      Status s = FetchOne(client, id);
+      if (!s.ok()) Fail(s);
+      std::lock_guard<std::mutex> l(mu_);
+      busy_--;
+      cv_.notify_all();
+    }
+  }
+  Status FetchOne(dim::ApiClient& client, const dim::Digest& id) {
+    DIM_ASSIGN_OR_RETURN(std::string raw, client.GetObject(id.Hex()));
+    DIM_ASSIGN_OR_RETURN(dim::ObjectKind kind, batch_.PutRaw(id, raw));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      objects_fetched_++;
+      bytes_fetched_ += raw.size();
+    }
+    if (kind != dim::ObjectKind::kChunkList) return Status::Ok();
+    DIM_ASSIGN_OR_RETURN(auto decoded, dim::DecodeObject(id, raw));
+    DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(decoded.body));
+    for (const auto& c : list.chunks) {
+      if (!c.hole) Add(c.id);
+    }
+    return Status::Ok();
+  }
+
+  dim::ObjectStore& objects_;
+  dim::ObjectStore::Batch& batch_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<dim::Digest> queue_;                            // GUARDED_BY(mu_)
+  std::unordered_set<dim::Digest, dim::DigestHash> seen_;    // GUARDED_BY(mu_)
+  int busy_ = 0;                                             // GUARDED_BY(mu_)
+  Status error_;                                             // GUARDED_BY(mu_)
+  uint64_t objects_fetched_ = 0, bytes_fetched_ = 0;         // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
+                                  const std::string& parent_base, const std::string& key,
+                                  const std::string& identity, const std::string& image,
+                                  int64_t target, int fetch_threads) {
+  DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store.LockImage(image, "replication"));
+  DIM_ASSIGN_OR_RETURN(dim::FileLock store_lock, store.LockStore(false, true));
+  SyncResult result;
+  auto local = store.catalog().GetImage(image);
+  if (!local.ok() && local.status().code() != dim::Code::kNotFound) return local.status();
+  int64_t head = local.ok() ? local->head : 0;
+  result.from = result.to = head;
+  if (target == 0) {
+    DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/images/" + image + "/head"));
+    target = std::atoll(dim::JsonField(body, "published").c_str());
+  }
+  if (target <= head) return result;
+
+  // The parent may have pruned our version: then start over from nothing.
+  bool resync = false;
+  auto fetch = [&](int64_t from) {
+    return parent.Get("/v1/images/" + image + "/delta",
+                      {{"from", std::to_string(from)}, {"to", std::to_string(target)}});
+  };
+  auto compressed = fetch(head);
+  if (!compressed.ok() && head > 0 && compressed.status().code() == dim::Code::kNotFound) {
+    resync = true;
+    compressed = fetch(0);
+  }
+  if (!compressed.ok()) return compressed.status();
+  DIM_ASSIGN_OR_RETURN(std::string raw, Decompress(*compressed));
+  DIM_ASSIGN_OR_RETURN(dim::CatalogDelta delta, dim::CatalogDelta::Parse(raw));
+  if (delta.image != image || delta.to != target || delta.from != (resync ? 0 : head)) {
+    return Status::Corruption("the parent answered a delta for another image or range");
+  }
+
+  // Objects first, durable; then one transaction switches the version.
+  DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
+  Fetcher fetcher(store.objects(), *batch);
+  DIM_RETURN_IF_ERROR(fetcher.Run(delta.Objects(), fetch_threads, parent_base, key, identity));
+  DIM_RETURN_IF_ERROR(batch->Commit());
+  DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(store.catalog().db()));
+  if (resync && local.ok()) DIM_RETURN_IF_ERROR(store.catalog().DeleteImage(local->id));
+  DIM_RETURN_IF_ERROR(dim::ApplyDelta(store.catalog(), delta));
+  DIM_RETURN_IF_ERROR(txn->Commit());
+  result.to = target;
+  result.objects_fetched = fetcher.objects();
+  result.bytes_fetched = fetcher.bytes();
+  return result;
+}
+
+Replicator::Replicator(Config config, std::string key, Service* service)
+    : config_(std::move(config)), key_(std::move(key)), service_(service) {}
+
+Replicator::~Replicator() {
+  stop_ = true;
+  if (run_thread_.joinable()) run_thread_.join();  // no new followers after this
+  for (auto& t : followers_) t.join();
+}
+
+void Replicator::Start() { run_thread_ = std::thread([this] { Run(); }); }
+
+void Replicator::Run() {
+  // Follow the configured images, or every image the parent has (re-checked
+  // periodically, so a new image starts replicating without a restart).
+  std::set<std::string> following;
+  std::string identity = "server:" + config_.name;
+  while (!stop_) {
+    std::vector<std::string> images = config_.images;
+    if (images.empty()) {
+      auto client = dim::ApiClient::Create(config_.parent, key_, identity);
+      auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
+      if (info.ok()) {
+        const std::string& body = *info;
+        for (size_t p = body.find("{\"name\":\""); p != std::string::npos;
+             p = body.find("{\"name\":\"", p + 1)) {
+          size_t start = p + 9, end = body.find('"', start);
+          if (end != std::string::npos) images.push_back(body.substr(start, end - start));
+        }
+      }
+    }
+    for (const auto& img : images) {
+      if (following.insert(img).second && dim::ValidateImageName(img).ok()) {
+        std::lock_guard<std::mutex> l(mu_);
+        followers_.emplace_back([this, img] { FollowImage(img); });
+      }
+    }
+    for (int i = 0; i < 50 && !stop_; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void Replicator::FollowImage(const std::string& image) {
+  std::string identity = "server:" + config_.name;
+  auto store = dim::Store::Open(dim::Env::Posix(), config_.store, true);
+  dim::http::ClientOptions copts;
+  copts.timeout_ms = (config_.poll_wait_s + 15) * 1000L;
+  auto parent = dim::ApiClient::Create(config_.parent, key_, identity, copts);
+  if (!store.ok() || !parent.ok()) {
+    std::lock_guard<std::mutex> l(mu_);
+    state_[image] = "{\"head\":0,\"error\":\"cannot open the store or the parent client\"}";
+    return;
+  }
+  {
+    // Report at once, so a push sees this server before its first long-poll ends.
+    auto img = (*store)->catalog().GetImage(image);
+    std::lock_guard<std::mutex> l(mu_);
+    state_[image] = "{\"head\":" + std::to_string(img.ok() ? img->head : 0) + ",\"error\":\"\"}";
+  }
+  ReportState();
+  int backoff_ms = 200;
+  while (!stop_) {
+    auto img = (*store)->catalog().GetImage(image);
+    int64_t head = img.ok() ? img->head : 0;
+    auto answer = (*parent)->Get("/v1/images/" + image + "/head",
+                                 {{"after", std::to_string(head)},
+                                  {"wait", std::to_string(config_.poll_wait_s)}});
+    Status st = answer.status();
+    if (answer.ok()) {
+      int64_t published = std::atoll(dim::JsonField(*answer, "published").c_str());
+      if (published > head) {
+        auto r = SyncImage(**store, **parent, config_.parent, key_, identity, image, published,
+                           config_.fetch_threads);
+        st = r.status();
+        if (r.ok()) {
+          auto pruned = [&]() -> Status {
+            DIM_ASSIGN_OR_RETURN(auto now, (*store)->catalog().GetImage(image));
+            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->catalog().db()));
+            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->catalog().Prune(now, config_.retention));
+            DIM_RETURN_IF_ERROR(txn->Commit());
+            if (n > 0) (void)dim::CollectGarbage(**store, false);
+            return Status::Ok();
+          }();
+          if (!pruned.ok()) st = pruned;
+          head = r->to;
+          service_->Notify();
+        }
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      std::string err = st.ok() ? "" : st.ToString();
+      std::string esc;
+      for (char c : err) esc += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c == '\n' ? ' ' : c);
+      state_[image] = "{\"head\":" + std::to_string(head) + ",\"error\":\"" + esc + "\"}";
+    }
+    ReportState();
+    if (!st.ok()) {
+      for (int waited = 0; waited < backoff_ms && !stop_; waited += 100) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      backoff_ms = std::min(backoff_ms * 2, 10000);
+    } else {
+      backoff_ms = 200;
+    }
+  }
+}
+
+void Replicator::ReportState() {
+  std::string body = "{\"server\":\"" + config_.name + "\",\"images\":{";
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    bool first = true;
+    for (const auto& [img, st] : state_) {
+      body += std::string(first ? "" : ",") + "\"" + img + "\":" + st;
+      first = false;
+    }
+  }
+  body += "}}";
+  auto client = dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name);
+  if (client.ok()) (void)(*client)->Post("/v1/report", body);
+}
+
+}  // namespace imaged

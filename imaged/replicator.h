@@ -1,0 +1,56 @@
+// A second-level server follows its parent: for each image it long-polls
+// the parent's published version, fetches the catalogue delta and the
+// objects it lacks (verified, in parallel), and switches versions in one
+// SQLite transaction. Killed at any point, it restarts where the catalogue
+// says it is: staged objects are discarded, the old version stays whole.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "dim/api_client.h"
+#include "dim/store.h"
+#include "service.h"
+
+namespace imaged {
+
+struct SyncResult {
+  int64_t from = 0, to = 0;
+  uint64_t objects_fetched = 0, bytes_fetched = 0;
+};
+
+// One image's replication step, usable on its own (tests, `dimctl`): brings
+// the local store from its head to `target` (0: the parent's published one).
+dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
+                                  const std::string& parent_base, const std::string& key,
+                                  const std::string& identity, const std::string& image,
+                                  int64_t target, int fetch_threads);
+
+class Replicator {
+ public:
+  Replicator(Config config, std::string key, Service* service);
+  ~Replicator();  // stops and joins
+  void Start();
+
+ private:
+  void Run();
+  void FollowImage(const std::string& image);
+  void ReportState();
+
+  Config config_;
+  std::string key_;
+  Service* service_;
+  std::atomic<bool> stop_{false};
+  std::thread run_thread_;
+  std::mutex mu_;
+  std::vector<std::thread> followers_;        // GUARDED_BY(mu_)
+  std::map<std::string, std::string> state_;  // image -> JSON fragment, GUARDED_BY(mu_)
+};
+
+}  // namespace imaged

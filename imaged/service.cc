@@ -1,0 +1,280 @@
+#include "service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "dim/api_client.h"
+#include "dim/delta.h"
+#include "dim/env.h"
+#include "dim/image.h"
+
+namespace imaged {
+
+using dim::Status;
+using dim::http::Request;
+using dim::http::Response;
+
+CatalogPool::Lease::~Lease() {
+  if (!c_) return;
+  std::lock_guard<std::mutex> l(pool_->mu_);
+  pool_->idle_.push_back(std::move(c_));
+}
+
+dim::Result<CatalogPool::Lease> CatalogPool::Acquire() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(c));
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(auto c, dim::Catalog::Open(path_));
+  return Lease(this, std::move(c));
+}
+
+Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects)
+    : config_(std::move(config)),
+      secret_(std::move(secret)),
+      objects_(std::move(objects)),
+      catalogs_(config_.store + "/catalog.db") {}
+
+namespace {
+
+std::vector<std::string> Split(const std::string& path) {
+  std::vector<std::string> out;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+bool ParseVersion(const std::map<std::string, std::string>& q, const std::string& key,
+                  int64_t* out) {
+  auto it = q.find(key);
+  if (it == q.end()) return false;
+  const std::string& v = it->second;
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  *out = std::stoll(v);
+  return true;
+}
+
+Response BadRequest(const std::string& msg) { return Response::Error(Status::InvalidArgument(msg)); }
+
+}  // namespace
+
+Response Service::Handle(const Request& req) {
+  auto parts = Split(req.path);
+  if (parts.size() < 2 || parts[0] != "v1") {
+    return Response::Error(Status::NotFound("unknown path " + req.path + " (this server speaks /v1/)"));
+  }
+  // Objects are public by design (docs/protocol.md); everything else is signed.
+  if (req.method == "GET" && parts.size() == 3 && parts[1] == "objects") return Object(parts[2]);
+  auto header = req.headers.find("x-dim-auth");
+  auto who = dim::auth::Verify(secret_, header == req.headers.end() ? "" : header->second,
+                               req.method, dim::CanonicalTarget(req.path, req.query), req.body,
+                               std::time(nullptr));
+  if (!who.ok()) return Response::Error(who.status());
+  bool is_server = who->rfind("server:", 0) == 0;
+  if (req.method == "GET" && parts.size() == 2 && parts[1] == "info") return Info();
+  if (req.method == "GET" && parts.size() == 2 && parts[1] == "status") return StatusPage();
+  if (parts.size() == 4 && parts[1] == "images") {
+    const std::string& image = parts[2];
+    if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
+    if (req.method == "GET" && parts[3] == "head") return Head(image, req);
+    if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
+    if (req.method == "POST" && parts[3] == "publish") {
+      if (!is_server) return Response::Error(Status::PermissionDenied("only servers may publish"));
+      return Publish(image, req);
+    }
+  }
+  if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
+    if (!is_server) return Response::Error(Status::PermissionDenied("only servers report"));
+    return Report(req, *who);
+  }
+  return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
+}
+
+void Service::Notify() {
+  std::lock_guard<std::mutex> l(mu_);
+  generation_++;
+  changed_.notify_all();
+}
+
+dim::Result<int64_t> Service::Published(const std::string& image) {
+  if (config_.role == Config::Role::kLeaf) {
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+    DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
+    return img.head;
+  }
+  auto text = dim::Env::Posix()->ReadFile(config_.store + "/published/" + image);
+  if (!text.ok()) {
+    if (text.status().code() != dim::Code::kNotFound) return text.status();
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+    DIM_RETURN_IF_ERROR(cat->GetImage(image).status());  // unknown image: NotFound
+    return int64_t{0};
+  }
+  return static_cast<int64_t>(std::atoll(text->c_str()));
+}
+
+Status Service::SetPublished(const std::string& image, int64_t version) {
+  dim::Env* env = dim::Env::Posix();
+  std::string dir = config_.store + "/published";
+  DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0755));
+  std::string tmp = dir + "/." + image + ".tmp";
+  (void)env->Remove(tmp);
+  DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
+  DIM_RETURN_IF_ERROR(f->Append(std::to_string(version) + "\n"));
+  DIM_RETURN_IF_ERROR(f->Sync());
+  DIM_RETURN_IF_ERROR(f->Close());
+  DIM_RETURN_IF_ERROR(env->Rename(tmp, dir + "/" + image));
+  return env->SyncDir(dir);
+}
+
+Response Service::Info() {
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto images = (*cat)->ListImages();
+  if (!images.ok()) return Response::Error(images.status());
+  std::string out = "{\"api\":[1],\"name\":\"" + config_.name + "\",\"role\":\"" +
+                    (config_.role == Config::Role::kTop ? "top" : "leaf") + "\",\"images\":[";
+  bool first = true;
+  for (const auto& img : *images) {
+    auto pub = Published(img.name);
+    out += std::string(first ? "" : ",") + "{\"name\":\"" + img.name +
+           "\",\"head\":" + std::to_string(img.head) +
+           ",\"published\":" + std::to_string(pub.ok() ? *pub : 0) + "}";
+    first = false;
+  }
+  return Response::Json(200, out + "]}");
+}
+
+Response Service::Head(const std::string& image, const Request& req) {
+  int64_t after = 0, wait_s = 0;
+  if (req.query.count("after") && !ParseVersion(req.query, "after", &after)) {
+    return BadRequest("'after' must be a version number");
+  }
+  if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
+    return BadRequest("'wait' must be a number of seconds");
+  }
+  wait_s = std::min<int64_t>(wait_s, 60);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+  for (;;) {
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      gen = generation_;
+    }
+    auto pub = Published(image);
+    if (!pub.ok()) return Response::Error(pub.status());
+    if (*pub > after || std::chrono::steady_clock::now() >= deadline) {
+      return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" +
+                                     std::to_string(*pub) + "}");
+    }
+    // Woken by Notify, or every second to see a publish made by another process.
+    std::unique_lock<std::mutex> l(mu_);
+    changed_.wait_until(l, std::min(deadline, std::chrono::steady_clock::now() +
+                                                  std::chrono::seconds(1)),
+                        [&] { return generation_ != gen; });
+  }
+}
+
+Response Service::Delta(const std::string& image, const Request& req) {
+  int64_t from = 0, to = 0;
+  if (!ParseVersion(req.query, "from", &from) || !ParseVersion(req.query, "to", &to)) {
+    return BadRequest("delta needs from=VERSION and to=VERSION");
+  }
+  auto pub = Published(image);
+  if (!pub.ok()) return Response::Error(pub.status());
+  if (to > *pub) {
+    return Response::Error(Status::NotFound("version " + std::to_string(to) + " of '" + image +
+                                            "' is not published (published: " +
+                                            std::to_string(*pub) + ")"));
+  }
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto img = (*cat)->GetImage(image);
+  if (!img.ok()) return Response::Error(img.status());
+  auto delta = dim::ExportDelta(**cat, *img, from, to);
+  if (!delta.ok()) return Response::Error(delta.status());
+  std::string raw = delta->Serialize();
+  Response r;
+  r.content_type = "application/x-dim-delta+zstd";
+  r.body.resize(ZSTD_compressBound(raw.size()));
+  size_t n = ZSTD_compress(r.body.data(), r.body.size(), raw.data(), raw.size(), 3);
+  if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress delta"));
+  r.body.resize(n);
+  return r;
+}
+
+Response Service::Object(const std::string& hex) {
+  auto id = dim::Digest::FromHex(hex);
+  if (!id.ok()) return Response::Error(id.status());
+  std::string path = objects_->PathOf(*id);
+  dim::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return Response::Error(errno == ENOENT ? Status::NotFound("no object " + hex)
+                                           : dim::PosixError("open object " + hex));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Response::Error(dim::PosixError("stat object " + hex));
+  Response r;
+  r.content_type = "application/octet-stream";
+  r.file = std::move(fd);
+  r.file_size = static_cast<uint64_t>(st.st_size);
+  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
+  return r;
+}
+
+Response Service::Publish(const std::string& image, const Request& req) {
+  if (config_.role != Config::Role::kTop) {
+    return Response::Error(Status::Conflict("only the top server publishes; leaves follow it"));
+  }
+  std::string v = dim::JsonField(req.body, "version");
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 18) {
+    return BadRequest("body must be {\"version\": N}");
+  }
+  int64_t version = std::stoll(v);
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto img = (*cat)->GetImage(image);
+  if (!img.ok()) return Response::Error(img.status());
+  if (auto ver = (*cat)->GetVersion(*img, version); !ver.ok()) return Response::Error(ver.status());
+  if (Status s = SetPublished(image, version); !s.ok()) return Response::Error(s);
+  Notify();
+  return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + v + "}");
+}
+
+Response Service::Report(const Request& req, const std::string& who) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    reports_[who] = req.body;
+  }
+  return Response::Json(200, "{}");
+}
+
+Response Service::StatusPage() {
+  Response info = Info();
+  if (info.status != 200) return info;
+  std::string out = info.body.substr(0, info.body.size() - 1) + ",\"children\":[";
+  std::lock_guard<std::mutex> l(mu_);
+  bool first = true;
+  for (const auto& [who, report] : reports_) {
+    out += std::string(first ? "" : ",") + report;
+    first = false;
+  }
+  return Response::Json(200, out + "]}");
+}
+
+}  // namespace imaged

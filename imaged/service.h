@@ -1,0 +1,83 @@
+// The imaged API (docs/protocol.md) over a store: routes requests, checks
+// signatures, serves objects with sendfile, answers long-polls for new
+// versions, and remembers what children report. Thread-safe: the HTTP server
+// calls Handle from one thread per connection.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "dim/auth.h"
+#include "dim/catalog.h"
+#include "dim/http.h"
+#include "dim/object_store.h"
+
+namespace imaged {
+
+// A few SQLite connections shared by request threads (a connection must not
+// be used by two threads at once).
+class CatalogPool {
+ public:
+  explicit CatalogPool(std::string path) : path_(std::move(path)) {}
+  class Lease {
+   public:
+    Lease(CatalogPool* pool, std::unique_ptr<dim::Catalog> c) : pool_(pool), c_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    ~Lease();
+    dim::Catalog& operator*() { return *c_; }
+    dim::Catalog* operator->() { return c_.get(); }
+
+   private:
+    CatalogPool* pool_;
+    std::unique_ptr<dim::Catalog> c_;
+  };
+  dim::Result<Lease> Acquire();
+
+ private:
+  std::string path_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<dim::Catalog>> idle_;  // GUARDED_BY(mu_)
+};
+
+// Published versions: on a top server, what `dimctl push` made available to
+// children (a file per image under <store>/published, written atomically); on
+// a leaf, the version it applied last (its head).
+class Service {
+ public:
+  Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects);
+
+  dim::http::Response Handle(const dim::http::Request& req);
+  // Wakes long-polls (after a publish, or after a leaf applied a version).
+  void Notify();
+  dim::Result<int64_t> Published(const std::string& image);
+
+  CatalogPool& catalogs() { return catalogs_; }
+  const Config& config() const { return config_; }
+
+ private:
+  dim::http::Response Info();
+  dim::http::Response Head(const std::string& image, const dim::http::Request& req);
+  dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
+  dim::http::Response Object(const std::string& hex);
+  dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
+  dim::http::Response Report(const dim::http::Request& req, const std::string& who);
+  dim::http::Response StatusPage();
+  dim::Status SetPublished(const std::string& image, int64_t version);
+
+  Config config_;
+  dim::auth::Secret secret_;
+  std::unique_ptr<dim::ObjectStore> objects_;
+  CatalogPool catalogs_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  uint64_t generation_ = 0;                     // GUARDED_BY(mu_)
+  std::map<std::string, std::string> reports_;  // child -> its last report JSON, GUARDED_BY(mu_)
+};
+
+}  // namespace imaged

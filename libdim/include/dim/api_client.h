@@ -1,0 +1,50 @@
+// A client of the imaged API: builds URLs, signs requests with the shared
+// secret (dim/auth.h) and turns error answers into Status values. Used by
+// second-level servers to follow their parent and by dimctl.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "dim/auth.h"
+#include "dim/http.h"
+
+namespace dim {
+
+// The string both sides sign: the decoded path, then the query arguments
+// sorted by name, each name=value percent-encoded, joined by '&'.
+std::string CanonicalTarget(const std::string& path,
+                            const std::map<std::string, std::string>& query);
+
+class ApiClient {
+ public:
+  // base: "http://host:port"; identity: "server:<name>".
+  static Result<std::unique_ptr<ApiClient>> Create(std::string base, std::string key,
+                                                   std::string identity,
+                                                   http::ClientOptions opts = {});
+  // 2xx answers return the body; others become a Status carrying the
+  // server's error message and the URL.
+  Result<std::string> Get(const std::string& path, const std::map<std::string, std::string>& query = {},
+                          long timeout_ms = 0);
+  Result<std::string> Post(const std::string& path, const std::string& body,
+                           long timeout_ms = 0);
+  // Objects are fetched unsigned (any HTTP cache may serve them).
+  Result<std::string> GetObject(const std::string& hex);
+  const std::string& base() const { return base_; }
+
+ private:
+  ApiClient(std::string base, std::string key, std::string identity,
+            std::unique_ptr<http::Client> client)
+      : base_(std::move(base)), key_(std::move(key)), identity_(std::move(identity)),
+        client_(std::move(client)) {}
+  Result<std::string> Check(const std::string& url, Result<http::ClientResponse> r);
+  std::string base_, key_, identity_;
+  std::unique_ptr<http::Client> client_;
+};
+
+// A tiny JSON reader for the flat answers of the API: the value of "key" as a
+// string or number literal in a JSON object, or "" when absent.
+std::string JsonField(const std::string& json, const std::string& key);
+
+}  // namespace dim

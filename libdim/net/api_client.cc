@@ -1,0 +1,94 @@
+#include "dim/api_client.h"
+
+#include <ctime>
+
+namespace dim {
+
+std::string CanonicalTarget(const std::string& path,
+                            const std::map<std::string, std::string>& query) {
+  std::string out = path;
+  bool first = true;
+  for (const auto& [k, v] : query) {  // std::map: sorted by name
+    out += first ? "?" : "&";
+    out += http::UrlEncode(k) + "=" + http::UrlEncode(v);
+    first = false;
+  }
+  return out;
+}
+
+Result<std::unique_ptr<ApiClient>> ApiClient::Create(std::string base, std::string key,
+                                                     std::string identity,
+                                                     http::ClientOptions opts) {
+  DIM_ASSIGN_OR_RETURN(auto client, http::Client::Create(opts));
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return std::unique_ptr<ApiClient>(
+      new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(client)));
+}
+
+Result<std::string> ApiClient::Check(const std::string& url, Result<http::ClientResponse> r) {
+  if (!r.ok()) return r.status();
+  if (r->status >= 200 && r->status < 300) return std::move(r->body);
+  std::string msg = JsonField(r->body, "error");
+  if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
+  msg = url + ": " + msg;
+  switch (r->status) {
+    case 400: return Status::InvalidArgument(msg);
+    case 403: return Status::PermissionDenied(msg);
+    case 404: return Status::NotFound(msg);
+    case 409: return Status::Conflict(msg);
+    case 503: return Status::Busy(msg);
+    case 507: return Status::NoSpace(msg);
+    default: return Status::IOError(msg);
+  }
+}
+
+Result<std::string> ApiClient::Get(const std::string& path,
+                                   const std::map<std::string, std::string>& query,
+                                   long timeout_ms) {
+  std::string target = CanonicalTarget(path, query);
+  std::map<std::string, std::string> headers = {
+      {"X-Dim-Auth", auth::Header(key_, identity_, "GET", target, std::time(nullptr), "")}};
+  std::string url = base_ + target;
+  return Check(url, client_->Get(url, headers, timeout_ms));
+}
+
+Result<std::string> ApiClient::Post(const std::string& path, const std::string& body,
+                                    long timeout_ms) {
+  std::map<std::string, std::string> headers = {
+      {"X-Dim-Auth", auth::Header(key_, identity_, "POST", path, std::time(nullptr), body)},
+      {"Content-Type", "application/json"}};
+  std::string url = base_ + path;
+  return Check(url, client_->Post(url, body, headers, timeout_ms));
+}
+
+Result<std::string> ApiClient::GetObject(const std::string& hex) {
+  std::string url = base_ + "/v1/objects/" + hex;
+  return Check(url, client_->Get(url, {}, 0));
+}
+
+std::string JsonField(const std::string& json, const std::string& key) {
+  std::string needle = "\"" + key + "\":";
+  size_t p = json.find(needle);
+  if (p == std::string::npos) return "";
+  p += needle.size();
+  while (p < json.size() && json[p] == ' ') p++;
+  if (p >= json.size()) return "";
+  if (json[p] == '"') {
+    std::string out;
+    for (size_t i = p + 1; i < json.size(); i++) {
+      char c = json[i];
+      if (c == '"') return out;
+      if (c == '\\' && i + 1 < json.size()) {
+        char n = json[++i];
+        out += n == 'n' ? '\n' : n == 't' ? '\t' : n;
+        continue;
+      }
+      out += c;
+    }
+    return out;
+  }
+  size_t e = json.find_first_of(",}]", p);
+  return json.substr(p, e == std::string::npos ? std::string::npos : e - p);
+}
+
+}  // namespace dim

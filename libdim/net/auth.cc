@@ -1,0 +1,277 @@
+// Shared-secret request signing (see dim/auth.h): secret files, HMAC-SHA256
+// signatures and the strict parser for X-Dim-Auth headers.
+#include "dim/auth.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+#include <utility>
+
+#include "dim/fd.h"
+#include "dim/hash.h"
+
+namespace dim::auth {
+
+namespace {
+
+constexpr size_t kMinSecretBytes = 32;
+constexpr size_t kNewSecretBytes = 64;
+constexpr size_t kMaxSecretBytes = 64 << 10;  // anything bigger is the wrong file
+constexpr int64_t kMaxSkewSeconds = 300;
+constexpr size_t kMaxIdBytes = 256;
+
+std::string HexOf(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[p[i] >> 4];
+    out[2 * i + 1] = kHex[p[i] & 15];
+  }
+  return out;
+}
+
+// Raw 32-byte HMAC-SHA256.
+std::string Hmac(std::string_view key, std::string_view msg) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // An empty key is legal HMAC; OpenSSL just wants a non-null pointer for it.
+  static const unsigned char kEmpty = 0;
+  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
+  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len) == nullptr)
+    std::abort();  // only on allocation failure inside OpenSSL; no way to sign
+  std::string out(reinterpret_cast<const char*>(mac), len);
+  OPENSSL_cleanse(mac, sizeof mac);
+  return out;
+}
+
+bool IsIdChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+// Removes a file on destruction unless disarmed; for the staged secret.
+class UnlinkGuard {
+ public:
+  explicit UnlinkGuard(std::string path) : path_(std::move(path)) {}
+  ~UnlinkGuard() { ::unlink(path_.c_str()); }
+  UnlinkGuard(const UnlinkGuard&) = delete;
+  UnlinkGuard& operator=(const UnlinkGuard&) = delete;
+
+ private:
+  std::string path_;
+};
+
+Status FillRandom(unsigned char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t got = ::getrandom(p, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("getrandom");
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return Status::Ok();
+}
+
+std::string DirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+Result<Secret> Secret::Load(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return PosixError("open secret file " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return PosixError("stat secret file " + path);
+  if (!S_ISREG(st.st_mode))
+    return Status::InvalidArgument("secret file " + path + " is not a regular file");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::PermissionDenied("secret file " + path + " has mode " + mode +
+                                    ": group or others may read it; run `chmod 600 " + path +
+                                    "` (and consider the secret leaked if others could read it)");
+  }
+  Secret s;
+  s.key.resize(kMaxSecretBytes + 1);
+  size_t have = 0;
+  while (have < s.key.size()) {
+    const ssize_t n = ::read(fd.get(), s.key.data() + have, s.key.size() - have);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      OPENSSL_cleanse(s.key.data(), s.key.size());
+      return PosixError("read secret file " + path);
+    }
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  if (have < kMinSecretBytes || have > kMaxSecretBytes) {
+    OPENSSL_cleanse(s.key.data(), s.key.size());
+    return Status::InvalidArgument(
+        "secret file " + path + " holds " + (have > kMaxSecretBytes ? "more than " : "") +
+        std::to_string(have > kMaxSecretBytes ? kMaxSecretBytes : have) + " bytes; a secret is " +
+        std::to_string(kMinSecretBytes) + " to " + std::to_string(kMaxSecretBytes) +
+        " random bytes: create a new one and copy it to "
+        "every server and node");
+  }
+  s.key.resize(have);
+  return s;
+}
+
+Status CreateSecretFile(const std::string& path) {
+  unsigned char key[kNewSecretBytes];
+  DIM_RETURN_IF_ERROR(FillRandom(key, sizeof key));
+  // Stage beside the target and link() it into place: link never replaces an
+  // existing file, and the secret only appears once it is whole and synced.
+  std::string tmp = path + ".tmp-XXXXXX";
+  Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // mode 0600, O_EXCL
+  if (!fd.valid()) {
+    OPENSSL_cleanse(key, sizeof key);
+    return PosixError("create secret file in " + DirOf(path));
+  }
+  UnlinkGuard remove_tmp(tmp);
+  size_t done = 0;
+  while (done < sizeof key) {
+    const ssize_t n = ::write(fd.get(), key + done, sizeof key - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      OPENSSL_cleanse(key, sizeof key);
+      return PosixError("write secret file " + tmp);
+    }
+    done += static_cast<size_t>(n);
+  }
+  OPENSSL_cleanse(key, sizeof key);
+  if (::fsync(fd.get()) != 0) return PosixError("fsync secret file " + tmp);
+  if (::close(fd.Release()) != 0) return PosixError("close secret file " + tmp);
+  if (::link(tmp.c_str(), path.c_str()) != 0) {
+    if (errno == EEXIST)
+      return Status::AlreadyExists("secret file " + path +
+                                   " already exists; refusing to overwrite it (a new site secret "
+                                   "must reach every server and node: remove the old file first "
+                                   "if that is really what you want)");
+    return PosixError("create secret file " + path);
+  }
+  Fd dir(::open(DirOf(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid() || ::fsync(dir.get()) != 0) return PosixError("fsync directory of " + path);
+  return Status::Ok();
+}
+
+std::string NodeKey(const Secret& site, const std::string& node) {
+  return Hmac(site.key, "node:" + node);
+}
+
+std::string Sign(const std::string& key, const std::string& id, const std::string& method,
+                 const std::string& path_and_query, int64_t unix_time, const std::string& body) {
+  const std::string msg = id + "\n" + method + "\n" + path_and_query + "\n" +
+                          std::to_string(unix_time) + "\n" + Sha256Of(body).Hex();
+  const std::string mac = Hmac(key, msg);
+  return HexOf(reinterpret_cast<const unsigned char*>(mac.data()), mac.size());
+}
+
+std::string Header(const std::string& key, const std::string& id, const std::string& method,
+                   const std::string& path_and_query, int64_t unix_time, const std::string& body) {
+  return id + " " + std::to_string(unix_time) + " " +
+         Sign(key, id, method, path_and_query, unix_time, body);
+}
+
+Result<std::string> Verify(const Secret& site, const std::string& header, const std::string& method,
+                           const std::string& path_and_query, const std::string& body,
+                           int64_t now_unix) {
+  static const std::string kForm =
+      "; expected \"<server:NAME|node:NAME> <unix-time> <64 hex digits>\"";
+  if (header.empty()) return Status::PermissionDenied("missing X-Dim-Auth header");
+  if (site.key.size() < kMinSecretBytes)
+    return Status::PermissionDenied(
+        "this server's site secret is shorter than 32 bytes; "
+        "refusing to authenticate requests with it");
+
+  // Exactly three fields separated by single spaces.
+  const size_t s1 = header.find(' ');
+  const size_t s2 = s1 == std::string::npos ? s1 : header.find(' ', s1 + 1);
+  if (s2 == std::string::npos || header.find(' ', s2 + 1) != std::string::npos)
+    return Status::PermissionDenied("malformed X-Dim-Auth header: not three fields" + kForm);
+  const std::string_view h(header);
+  const std::string_view id = h.substr(0, s1);
+  const std::string_view time_str = h.substr(s1 + 1, s2 - s1 - 1);
+  const std::string_view mac = h.substr(s2 + 1);
+
+  std::string_view name;
+  bool is_node = false;
+  if (id.starts_with("server:")) {
+    name = id.substr(7);
+  } else if (id.starts_with("node:")) {
+    name = id.substr(5);
+    is_node = true;
+  } else {
+    return Status::PermissionDenied(
+        "malformed X-Dim-Auth header: identity must start with \"server:\" or \"node:\"" + kForm);
+  }
+  if (name.empty() || id.size() > kMaxIdBytes)
+    return Status::PermissionDenied(
+        "malformed X-Dim-Auth header: identity name is empty or "
+        "longer than " +
+        std::to_string(kMaxIdBytes) + " bytes");
+  for (char c : id)
+    if (!IsIdChar(c))
+      return Status::PermissionDenied(
+          "malformed X-Dim-Auth header: identity may only contain "
+          "letters, digits and . _ : -");
+
+  int64_t t = 0;
+  const auto [tend, tec] = std::from_chars(time_str.data(), time_str.data() + time_str.size(), t);
+  // Digits only, no sign and no leading zero: one spelling per signed time.
+  if (time_str.empty() || time_str.front() < '0' || time_str.front() > '9' ||
+      (time_str.size() > 1 && time_str.front() == '0') || tec != std::errc() ||
+      tend != time_str.data() + time_str.size())
+    return Status::PermissionDenied(
+        "malformed X-Dim-Auth header: time is not a decimal "
+        "Unix time" +
+        kForm);
+
+  if (mac.size() != 64)
+    return Status::PermissionDenied(
+        "malformed X-Dim-Auth header: signature is not 64 hex "
+        "digits" +
+        kForm);
+  for (char c : mac)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return Status::PermissionDenied(
+          "malformed X-Dim-Auth header: signature is not 64 "
+          "lower-case hex digits" +
+          kForm);
+
+  const std::string who(id);
+  const __int128 diff = static_cast<__int128>(now_unix) - t;  // cannot overflow
+  const __int128 skew = diff < 0 ? -diff : diff;
+  if (skew > kMaxSkewSeconds) {
+    const std::string amount = skew > INT64_MAX ? std::string("more than 2^63")
+                                                : std::to_string(static_cast<int64_t>(skew));
+    return Status::PermissionDenied("request from " + who + " is signed with a clock skew of " +
+                                    amount + " s (at most " + std::to_string(kMaxSkewSeconds) +
+                                    " s is accepted): check NTP on both hosts");
+  }
+
+  const std::string key = is_node ? NodeKey(site, std::string(name)) : site.key;
+  const std::string expected = Sign(key, who, method, path_and_query, t, body);
+  if (CRYPTO_memcmp(expected.data(), mac.data(), expected.size()) != 0)
+    return Status::PermissionDenied("bad signature from " + who +
+                                    ": wrong secret? (or the request was altered on the way)");
+  return who;
+}
+
+}  // namespace dim::auth

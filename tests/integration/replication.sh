@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Two-level replication on loopback: a top server and two second-level
+# servers follow pushes of a real Debian master; an offline server catches up
+# after three pushes (skipping versions); a server killed with SIGKILL at
+# random points of a replication never exposes a partial version and
+# converges after a restart; bad requests and wrong credentials change nothing.
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
+[[ -x $IMAGED ]] || die "imaged not built"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+secret=$TEST_TMP/secret
+"$DIMCTL" store secret "$secret" > /dev/null
+top_port=$(free_port)
+top_url=http://127.0.0.1:$top_port
+export DIM_ROOT=$TEST_TMP/top DIM_SERVER=$top_url DIM_SECRET=$secret
+
+# write_config NAME ROLE PORT [PARENT]
+write_config() {
+  {
+    echo "role = $2"
+    echo "name = $1"
+    echo "listen = 127.0.0.1:$3"
+    echo "store = $TEST_TMP/$1"
+    echo "secret = $secret"
+    echo "poll_wait = 2"
+    if [[ -n ${4:-} ]]; then echo "parent = $4"; fi
+    if [[ $2 == leaf ]]; then echo "retention = 2"; fi
+  } > "$TEST_TMP/$1.conf"
+}
+declare -A pids
+start() {  # start NAME
+  "$IMAGED" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
+  pids[$1]=$!
+  for _ in $(seq 100); do
+    grep -q "serving" "$TEST_TMP/$1.log" 2>/dev/null && return 0
+    kill -0 "${pids[$1]}" 2>/dev/null || { cat "$TEST_TMP/$1.log" >&2; die "imaged $1 exited"; }
+    sleep 0.05
+  done
+  die "imaged $1 did not start"
+}
+stop() { kill -"${2:-TERM}" "${pids[$1]}" 2>/dev/null || true; wait "${pids[$1]}" 2>/dev/null || true; }
+cleanup_servers() { for n in "${!pids[@]}"; do stop "$n" KILL; done; }
+on_cleanup cleanup_servers
+
+# head_of NAME IMAGE: the version the server's store has.
+head_of() { "$DIMCTL" --root "$TEST_TMP/$1" image list --json 2>/dev/null | sed -n "s/.*\"name\":\"$2\",\"head\":\([0-9]*\).*/\1/p"; }
+wait_head() {  # wait_head NAME IMAGE VERSION
+  for _ in $(seq 600); do [[ $(head_of "$1" "$2") == "$3" ]] && return 0; sleep 0.05; done
+  die "$1 did not reach $2@$3 (has $(head_of "$1" "$2")); log: $(tail -5 "$TEST_TMP/$1.log")"
+}
+same_tree() {  # same_tree SERVER IMAGE@V MASTER_COPY
+  rm -rf "$TEST_TMP/co"
+  "$DIMCTL" --root "$TEST_TMP/$1" image checkout "$2" "$TEST_TMP/co" > /dev/null
+  with_timeout 300 "$TREECMP" "$3" "$TEST_TMP/co" || die "$1's $2 differs from the master"
+}
+
+log "a top server and two second-level servers"
+master=$TEST_TMP/master
+debian_master "$master"
+"$DIMCTL" image import deb "$master" -m v1 > /dev/null
+cp -a "$master" "$TEST_TMP/master-v1"
+write_config top top "$top_port"
+write_config leafA leaf "$(free_port)" "$top_url"
+write_config leafB leaf "$(free_port)" "$top_url"
+start top; start leafA; start leafB
+
+log "push version 1: both servers get the whole image"
+"$DIMCTL" push deb --wait 120 | tee "$TEST_TMP/push1" >&2
+wait_head leafA deb 1; wait_head leafB deb 1
+same_tree leafA deb@1 "$TEST_TMP/master-v1"
+same_tree leafB deb@1 "$TEST_TMP/master-v1"
+
+log "commit a change (a user and a program), push: both serve identical new content"
+"$DIMCTL" image shell deb -m v2 -- sh -c 'useradd -m alice && printf "#!/bin/sh\necho hi\n" > /usr/bin/hi && chmod 755 /usr/bin/hi' > /dev/null
+"$DIMCTL" push deb --json > "$TEST_TMP/push2"
+grep -q '"version":2' "$TEST_TMP/push2" || die "push output: $(cat "$TEST_TMP/push2")"
+grep -q '"server":"leafA","version":2' "$TEST_TMP/push2" || die "leafA not at 2: $(cat "$TEST_TMP/push2")"
+same_tree leafA deb@2 "$master"
+same_tree leafB deb@2 "$master"
+"$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
+
+log "an offline server catches up after three pushes, skipping versions"
+stop leafB
+for v in 3 4 5; do
+  sleep 1.1
+  echo "change $v" >> "$master/etc/motd"
+  head -c $((v * 300000)) /dev/urandom > "$master/usr/bin/blob$v"
+  "$DIMCTL" image commit deb -m "v$v" > /dev/null
+  "$DIMCTL" push deb --wait 60 > /dev/null 2>&1 || true  # leafB is down: push reports it
+done
+wait_head leafA deb 5
+start leafB
+wait_head leafB deb 5
+same_tree leafB deb@5 "$master"
+"$DIMCTL" --root "$TEST_TMP/leafB" image log deb --json > "$TEST_TMP/blog"
+grep -q '"version":4' "$TEST_TMP/blog" && die "leafB replayed an intermediate version"
+"$DIMCTL" status > "$TEST_TMP/status"
+grep -q "leafB .* 5 *0" "$TEST_TMP/status" || die "status: $(cat "$TEST_TMP/status")"
+
+log "SIGKILL at random points of a replication: never a partial version; converges"
+cp -a "$master" "$TEST_TMP/master-v5"
+sleep 1.1
+for i in $(seq 20); do head -c 200000 /dev/urandom > "$master/usr/share/big$i"; done
+"$DIMCTL" image commit deb -m v6 > /dev/null
+cp -a "$master" "$TEST_TMP/master-v6"
+write_config leafK leaf "$(free_port)" "$top_url"
+"$DIMCTL" push deb --wait 60 > /dev/null 2>&1 || true
+for trial in $(seq 20); do
+  rm -rf "$TEST_TMP/leafK"
+  : > "$TEST_TMP/leafK.log"
+  start leafK
+  sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+  stop leafK KILL
+  h=$(head_of leafK deb)
+  case "$h" in
+    "") ;;  # killed before the first version was applied: nothing visible
+    6) same_tree leafK deb@6 "$TEST_TMP/master-v6" ;;
+    *) die "trial $trial: leafK shows version '$h', which it never had whole" ;;
+  esac
+  if [[ -n $h ]]; then "$DIMCTL" --root "$TEST_TMP/leafK" store fsck > /dev/null || die "trial $trial: fsck"; fi
+  start leafK
+  wait_head leafK deb 6
+  stop leafK KILL
+done
+same_tree leafK deb@6 "$TEST_TMP/master-v6"
+
+log "bad requests and wrong credentials are refused and change nothing"
+head -c 64 /dev/urandom > "$TEST_TMP/wrong"; chmod 600 "$TEST_TMP/wrong"
+expect_fail "$DIMCTL" status --secret "$TEST_TMP/wrong"
+expect_stderr_contains "signature"
+expect_fail "$DIMCTL" push nosuch
+expect_stderr_contains "no image named 'nosuch'"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$top_url/v1/images/deb/delta?from=0&to=1")
+assert_eq "$code" 403 "unsigned delta request"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$top_url/v1/objects/not-a-hash")
+assert_eq "$code" 400 "malformed object id"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$top_url/v1/objects/$(printf '0%.0s' $(seq 64))")
+assert_eq "$code" 404 "unknown object"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$top_url/v1/../../etc/passwd")
+[[ $code == 404 || $code == 400 ]] || die "path traversal answered $code"
+code=$(python3 - "$top_port" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"POST /v1/report HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n")
+try:
+    s.sendall(b"x" * 65536)
+    print(s.recv(100).split(b" ")[1].decode())
+except (ConnectionError, IndexError):
+    print("closed")
+PY
+)
+[[ $code == 413 || $code == closed ]] || die "oversized body answered $code"
+wait_head leafA deb 6
+same_tree leafA deb@6 "$TEST_TMP/master-v6"
+log "ok"

@@ -1,0 +1,200 @@
+// dimctl push and dimctl status: publish a version on the top server and
+// watch second-level servers converge; show every server's version and lag.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "cli.h"
+#include "common.h"
+#include "dim/api_client.h"
+#include "dim/catalog.h"
+
+namespace dimctl {
+namespace {
+
+using dim::Status;
+
+std::string ServerUrl(const Invocation& inv) {
+  if (auto s = inv.get("server")) return *s;
+  if (const char* e = std::getenv("DIM_SERVER"); e && *e) return e;
+  return "http://127.0.0.1:7480";
+}
+
+Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv) {
+  std::string path = inv.get_or("secret", "");
+  if (path.empty()) {
+    const char* e = std::getenv("DIM_SECRET");
+    path = e && *e ? e : "/etc/dim/secret";
+  }
+  DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
+  return dim::ApiClient::Create(ServerUrl(inv), secret.key, "server:dimctl");
+}
+
+// Children of the status answer: {"server":"a","images":{"deb":{"head":3,"error":""}}}.
+struct ChildState {
+  std::string server, error;
+  int64_t head = 0;
+};
+
+std::vector<ChildState> Children(const std::string& status, const std::string& image) {
+  std::vector<ChildState> out;
+  size_t p = status.find("\"children\":[");
+  if (p == std::string::npos) return out;
+  for (p = status.find("{\"server\":\"", p); p != std::string::npos;
+       p = status.find("{\"server\":\"", p + 1)) {
+    ChildState c;
+    size_t end = status.find('"', p + 11);
+    c.server = status.substr(p + 11, end - p - 11);
+    size_t next = status.find("{\"server\":\"", p + 1);
+    std::string chunk = status.substr(p, next == std::string::npos ? std::string::npos : next - p);
+    size_t ip = chunk.find("\"" + image + "\":{");
+    if (ip != std::string::npos) {
+      std::string sub = chunk.substr(ip + image.size() + 3);
+      c.head = std::atoll(dim::JsonField(sub, "head").c_str());
+      c.error = dim::JsonField(sub, "error");
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+Status Push(Invocation& inv) {
+  const std::string& image = inv.args[0];
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto img, store->catalog().GetImage(image));
+  int64_t version = img.head;
+  if (auto v = inv.get("version")) version = std::atoll(v->c_str());
+  DIM_RETURN_IF_ERROR(store->catalog().GetVersion(img, version).status());
+  DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
+  DIM_ASSIGN_OR_RETURN(std::string head, client->Get("/v1/images/" + image + "/head"));
+  int64_t published = std::atoll(dim::JsonField(head, "published").c_str());
+
+  if (inv.flag("dry-run")) {
+    std::printf("%s: published %lld -> %lld\n", image.c_str(), static_cast<long long>(published),
+                static_cast<long long>(version));
+    if (published > 0 && published != version) {
+      DIM_ASSIGN_OR_RETURN(auto items, store->catalog().Diff(img.id, published, version));
+      for (const auto& d : items) {
+        if (d.kind == dim::DiffItem::kModified && d.changes == dim::kChangeMtime) continue;
+        char tag = d.kind == dim::DiffItem::kAdded ? 'A' : d.kind == dim::DiffItem::kRemoved ? 'D' : 'M';
+        std::printf("%c  %s\n", tag, dim::QuotePath(d.path).c_str());
+      }
+    }
+    return Status::Ok();
+  }
+
+  auto t0 = std::chrono::steady_clock::now();
+  DIM_RETURN_IF_ERROR(client->Post("/v1/images/" + image + "/publish",
+                                   "{\"version\":" + std::to_string(version) + "}")
+                          .status());
+  // Wait until every second-level server that reports to this one has it.
+  double wait_s = std::atof(inv.get_or("wait", "60").c_str());
+  std::vector<ChildState> children;
+  for (;;) {
+    DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
+    children = Children(status, image);
+    bool done = true;
+    for (const auto& c : children) done &= c.head >= version;
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (done || elapsed > wait_s) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  bool all = true;
+  if (inv.json()) {
+    std::cout << "{\"image\":" << JsonEscape(image) << ",\"version\":" << version
+              << ",\"seconds\":" << secs << ",\"servers\":[";
+    for (size_t i = 0; i < children.size(); i++) {
+      const auto& c = children[i];
+      all &= c.head >= version;
+      std::cout << (i ? "," : "") << "{\"server\":" << JsonEscape(c.server) << ",\"version\":"
+                << c.head << ",\"error\":" << JsonEscape(c.error) << "}";
+    }
+    std::cout << "]}\n";
+  } else {
+    std::printf("%s@%lld published on %s\n", image.c_str(), static_cast<long long>(version),
+                client->base().c_str());
+    std::printf("%-20s %8s  %s\n", "SERVER", "VERSION", "STATE");
+    for (const auto& c : children) {
+      all &= c.head >= version;
+      std::printf("%-20s %8lld  %s\n", c.server.c_str(), static_cast<long long>(c.head),
+                  c.head >= version ? "up to date" : c.error.empty() ? "syncing" : c.error.c_str());
+    }
+    std::printf("%zu servers, %.2f s\n", children.size(), secs);
+  }
+  if (!all) {
+    return Status::IOError("not every server reached version " + std::to_string(version) +
+                           " within " + inv.get_or("wait", "60") +
+                           " s; they keep trying (see 'dimctl status')");
+  }
+  return Status::Ok();
+}
+
+Status StatusCmd(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
+  DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
+  if (inv.json()) {
+    std::cout << status << "\n";
+    return Status::Ok();
+  }
+  std::printf("server %s (%s) at %s\n", dim::JsonField(status, "name").c_str(),
+              dim::JsonField(status, "role").c_str(), client->base().c_str());
+  std::printf("%-20s %8s %10s\n", "IMAGE", "HEAD", "PUBLISHED");
+  size_t images_end = status.find("\"children\":[");
+  std::string images = status.substr(0, images_end);
+  std::vector<std::pair<std::string, int64_t>> published;
+  for (size_t p = images.find("{\"name\":\""); p != std::string::npos;
+       p = images.find("{\"name\":\"", p + 1)) {
+    std::string chunk = images.substr(p, images.find('}', p) - p + 1);
+    std::string name = dim::JsonField(chunk, "name");
+    int64_t pub = std::atoll(dim::JsonField(chunk, "published").c_str());
+    published.push_back({name, pub});
+    std::printf("%-20s %8s %10lld\n", name.c_str(), dim::JsonField(chunk, "head").c_str(),
+                static_cast<long long>(pub));
+  }
+  std::printf("\n%-20s %-20s %8s %6s  %s\n", "SERVER", "IMAGE", "VERSION", "LAG", "ERROR");
+  for (const auto& [name, pub] : published) {
+    for (const auto& c : Children(status, name)) {
+      std::printf("%-20s %-20s %8lld %6lld  %s\n", c.server.c_str(), name.c_str(),
+                  static_cast<long long>(c.head), static_cast<long long>(pub - c.head),
+                  c.error.c_str());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Noun PushCommands() {
+  const Option kServer{"server", 0, "URL", "the top server (default $DIM_SERVER or http://127.0.0.1:7480)"};
+  const Option kSecret{"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"};
+  Noun n{"push", "publish an image version to the second-level servers", {}};
+  n.verbs.push_back({"", "IMAGE",
+                     "publish IMAGE's head (or --version) and wait for the servers to have it",
+                     "Second-level servers fetch only what changed: the catalogue rows and the\n"
+                     "objects they lack. Prints each server's version when done.\n\n"
+                     "Examples:\n  dimctl push debian12\n  dimctl push debian12 --dry-run\n"
+                     "  dimctl push debian12 --version 3   # roll back to version 3",
+                     {kServer, kSecret, {"version", 0, "N", "the version to publish (default head)"},
+                      {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
+                      {"dry-run", 'n', "", "list what would change; publish nothing"},
+                      {"json", 0, "", "machine-readable output"}},
+                     1, 1, Push});
+  return n;
+}
+
+Noun StatusCommands() {
+  Noun n{"status", "every server's version of every image, and its lag", {}};
+  n.verbs.push_back({"", "", "show the top server's images and its servers' versions", "",
+                     {{"server", 0, "URL", "the server to ask (default $DIM_SERVER or http://127.0.0.1:7480)"},
+                      {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
+                      {"json", 0, "", "machine-readable output"}},
+                     0, 0, StatusCmd});
+  return n;
+}
+
+}  // namespace dimctl
