@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "dim/cluster/registry.h"
 #include "dim/keepout.h"
 
 namespace dimctl {
@@ -18,6 +19,73 @@ Result<dim::keepout::RuleSet> ImageRules(dim::Store& store, const dim::ImageInfo
   int pos = 1;
   for (auto& p : patterns) rules.push_back({p, "image " + image.name, pos++});
   return dim::keepout::RuleSet::Compile(std::move(rules));
+}
+
+// The rules that protect a node: its image's list, then the cluster
+// description's additions (site, group chain, node) as last applied.
+Result<std::vector<dim::keepout::Rule>> EffectiveRules(dim::Store& store, const std::string& node_name,
+                                                       std::string* image_name) {
+  dim::cluster::Registry registry(store.catalog().db());
+  DIM_ASSIGN_OR_RETURN(auto snap, registry.Load());
+  if (!snap.registered) {
+    return Status::NotFound("no nodes registered: run 'dimctl cluster apply FILE' first");
+  }
+  const dim::cluster::Node* node = snap.cluster.FindNode(node_name);
+  if (!node) {
+    return Status::NotFound("no node named '" + node_name + "' in the registry (see 'dimctl node list')");
+  }
+  *image_name = node->image;
+  std::vector<dim::keepout::Rule> rules;
+  auto image = store.catalog().GetImage(node->image);
+  if (image.ok()) {
+    DIM_ASSIGN_OR_RETURN(auto patterns, store.catalog().KeepoutList(image->id));
+    for (auto& p : patterns) {
+      rules.push_back({p, "image " + node->image, static_cast<int>(rules.size()) + 1});
+    }
+  } else if (image.status().code() != dim::Code::kNotFound) {
+    return image.status();
+  }
+  // Attribute each accumulated cluster rule to the nearest group that lists it.
+  std::vector<const dim::cluster::Group*> chain;
+  for (const auto* g = snap.cluster.FindGroup(node->group); g && chain.size() < 64;
+       g = g->parent.empty() ? nullptr : snap.cluster.FindGroup(g->parent)) {
+    chain.push_back(g);
+  }
+  for (const auto& p : node->keepout) {
+    std::string source = "cluster: site or node " + node->name;
+    for (const auto* g : chain) {
+      if (std::find(g->keepout.begin(), g->keepout.end(), p) != g->keepout.end()) {
+        source = "cluster: group " + g->name;
+        break;
+      }
+    }
+    rules.push_back({p, source, static_cast<int>(rules.size()) + 1});
+  }
+  return rules;
+}
+
+Status Effective(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  std::string image;
+  DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, inv.args[0], &image));
+  DIM_ASSIGN_OR_RETURN(auto compiled, dim::keepout::RuleSet::Compile(rules));
+  if (inv.json()) {
+    std::cout << "{\"node\":" << JsonEscape(inv.args[0]) << ",\"image\":" << JsonEscape(image)
+              << ",\"rules\":[";
+    for (size_t i = 0; i < rules.size(); i++) {
+      std::cout << (i ? "," : "") << "{\"position\":" << rules[i].position
+                << ",\"pattern\":" << JsonEscape(rules[i].pattern)
+                << ",\"source\":" << JsonEscape(rules[i].source) << "}";
+    }
+    std::cout << "]}\n";
+    return Status::Ok();
+  }
+  std::printf("node %s, image %s: %zu keep-out rules (later rules win)\n", inv.args[0].c_str(),
+              image.c_str(), rules.size());
+  for (const auto& r : rules) {
+    std::printf("%3d  %-40s %s\n", r.position, r.pattern.c_str(), r.source.c_str());
+  }
+  return Status::Ok();
 }
 
 Status Add(Invocation& inv) {
@@ -79,7 +147,18 @@ Status List(Invocation& inv) {
 Status Check(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   DIM_ASSIGN_OR_RETURN(auto image, store->catalog().GetImage(inv.args[0]));
-  DIM_ASSIGN_OR_RETURN(auto rules, ImageRules(*store, image));
+  dim::keepout::RuleSet rules;
+  if (auto node = inv.get("node")) {
+    std::string node_image;
+    DIM_ASSIGN_OR_RETURN(auto list, EffectiveRules(*store, *node, &node_image));
+    if (node_image != image.name) {
+      return Status::InvalidArgument("node " + *node + " runs image '" + node_image + "', not '" +
+                                     image.name + "'");
+    }
+    DIM_ASSIGN_OR_RETURN(rules, dim::keepout::RuleSet::Compile(std::move(list)));
+  } else {
+    DIM_ASSIGN_OR_RETURN(rules, ImageRules(*store, image));
+  }
   if (inv.json()) std::cout << "[";
   for (size_t i = 1; i < inv.args.size(); i++) {
     std::string path = inv.args[i];
@@ -127,7 +206,15 @@ Noun KeepoutCommands() {
   n.verbs.push_back({"check", "IMAGE PATH...", "say whether PATH is kept out, and by which rule",
                      "A PATH ending in '/' is taken as a directory; otherwise the image's\n"
                      "head version decides.\n\nExample:\n  dimctl keepout check debian12 /etc/ssh/ssh_host_rsa_key",
-                     {kJson}, 2, SIZE_MAX, Check});
+                     {kJson, {"node", 0, "NODE", "use NODE's effective rules (image + cluster)"}},
+                     2, SIZE_MAX, Check});
+  n.verbs.push_back({"effective", "NODE",
+                     "the rules that protect NODE: its image's, then the cluster's additions",
+                     "Image rules come first, then the keep-out additions of the cluster\n"
+                     "description (site, group chain, node) as last applied with\n"
+                     "'dimctl cluster apply'. Later rules win.\n\n"
+                     "Example:\n  dimctl keepout effective r01c1n01",
+                     {kJson}, 1, 1, Effective});
   return n;
 }
 
