@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # dim's main job, end to end, on the embedded default: a real Debian master
 # is imported, edited in an editing shell (a user added, a program
-# installed), committed, and its log and diff shown; then the new version is
-# checked out and compared with the master. Everything lives under
-# $DIM_DEMO_DIR (default /var/lib/dim-demo) and is recreated on each run.
-# As later issues land, this grows: top and second-level servers on
-# loopback, a push, and a node root mounted through rootfs-fuse.
+# installed), committed, and its log and diff shown; the new version is
+# checked out and compared with the master; then a top server and a
+# second-level server run on loopback, a change is committed and pushed, and
+# the second-level server serves it. Everything lives under $DIM_DEMO_DIR
+# (default /var/lib/dim-demo) and is recreated on each run. Still to come:
+# a node root mounted through rootfs-fuse (issue 5).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +18,11 @@ export DIM_ROOT=$demo/store
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-[[ -x $dimctl ]] || { echo "demo.sh: build first (tools/setup.sh)" >&2; exit 1; }
+imaged=$build/imaged/imaged
+[[ -x $dimctl && -x $imaged ]] || { echo "demo.sh: build first (tools/setup.sh)" >&2; exit 1; }
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rm -rf --one-file-system "$demo"
 mkdir -p "$demo"
 
@@ -51,5 +56,35 @@ run "$build/tools/dim-treecmp" "$demo/master" "$demo/checkout"
 echo "identical: contents, modes, owners, ns times, xattrs, hardlinks, devices"
 run chroot "$demo/checkout" /usr/local/bin/hello
 run "$dimctl" store info
+
+step "7. A top server and a second-level server on loopback"
+run "$dimctl" store secret "$demo/secret"
+top_port=$(free_port) leaf_port=$(free_port)
+printf 'role = top\nname = top\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' \
+  "$top_port" "$DIM_ROOT" "$demo/secret" > "$demo/top.conf"
+printf 'role = leaf\nname = ss01\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\nparent = http://127.0.0.1:%s\npoll_wait = 5\n' \
+  "$leaf_port" "$demo/ss01" "$demo/secret" "$top_port" > "$demo/ss01.conf"
+cat "$demo/ss01.conf"
+for s in top ss01; do
+  "$imaged" --config "$demo/$s.conf" --foreground > "$demo/$s.log" 2>&1 &
+  pids+=($!)
+done
+for s in top ss01; do
+  for _ in $(seq 100); do grep -q serving "$demo/$s.log" && break; sleep 0.05; done
+  cat "$demo/$s.log"
+done
+export DIM_SERVER=http://127.0.0.1:$top_port DIM_SECRET=$demo/secret
+run "$dimctl" push debian12
+
+step "8. Commit a change on the top server and push it"
+run "$dimctl" image shell debian12 -m "add user bob" -- useradd -m bob
+run "$dimctl" push debian12
+run "$dimctl" status
+echo "the second-level server's copy:"
+run "$dimctl" --root "$demo/ss01" image log debian12 -n 1
+run "$dimctl" --root "$demo/ss01" image checkout debian12 "$demo/ss01-view"
+run grep '^bob:' "$demo/ss01-view/etc/passwd"
+run "$build/tools/dim-treecmp" "$demo/master" "$demo/ss01-view"
+echo "the second-level server serves exactly the master"
 echo
 echo "demo.sh: done; the store is $DIM_ROOT (export DIM_ROOT=$DIM_ROOT to explore)"
