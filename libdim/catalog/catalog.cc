@@ -358,14 +358,17 @@ Status Catalog::VersionWriter::Put(const Entry& e) {
   return insert_.Run();
 }
 
-Status Catalog::VersionWriter::Remove(const std::string& path) {
+Result<bool> Catalog::VersionWriter::Remove(const std::string& path) {
   end_.Bind(1, image_.id).BindBlob(2, path).Bind(3, number_);
+  bool ended = false;
   while (end_.Step()) {
+    ended = true;
     removed_++;
     entries_delta_--;
     if (static_cast<EntryType>(end_.Int(0)) == EntryType::kFile) bytes_delta_ -= end_.Int(1);
   }
-  return end_.status();
+  DIM_RETURN_IF_ERROR(end_.status());
+  return ended;
 }
 
 Result<VersionInfo> Catalog::VersionWriter::Finish(const std::string& message,

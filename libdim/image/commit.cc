@@ -304,8 +304,9 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
     changes++;
   }
   for (const auto& p : plan.removed) {
-    DIM_RETURN_IF_ERROR(writer->Remove(p));
-    changes++;
+    // The index may remember paths an --only commit already removed.
+    DIM_ASSIGN_OR_RETURN(bool removed, writer->Remove(p));
+    if (removed) changes++;
   }
   result.put = batch->stats();
 

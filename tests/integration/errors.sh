@@ -55,7 +55,8 @@ obj=$("$DIMCTL" image show img /usr/bin/tool --json | sed 's/.*"object":"\([0-9a
 [[ ${#obj} == 64 ]] || die "no object id for /usr/bin/tool"
 f=$DIM_ROOT/objects/${obj:0:2}/${obj:2}
 cp "$f" "$TEST_TMP/good-object"
-printf '\x55' | dd of="$f" bs=1 seek=5000 conv=notrunc status=none
+# Flip every bit of one byte (writing a fixed value would be a no-op 1 time in 256).
+python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(5000); b=f.read(1); f.seek(5000); f.write(bytes([b[0]^0xff]))' "$f"
 expect_fail "$DIMCTL" store fsck
 assert_eq "$LAST_STATUS" 1 "fsck status"
 grep -q "BAD $obj used by img@1..head /usr/bin/tool" <<< "$LAST_STDOUT" || die "fsck output: $LAST_STDOUT"
@@ -91,14 +92,14 @@ if [[ $sa != 0 ]]; then grep -q "locked\|nothing to commit" "$TEST_TMP/a.err" "$
 if [[ $sb != 0 ]]; then grep -q "locked\|nothing to commit" "$TEST_TMP/b.err" "$TEST_TMP/b.out" || die "racer b: $(cat "$TEST_TMP/b.err")"; fi
 
 log "a catalogue from a newer dim is refused and left as it was"
-cp "$DIM_ROOT/catalog.db" "$TEST_TMP/catalog.bak"
+uv() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA user_version').fetchone()[0])" "$DIM_ROOT/catalog.db"; }
+current=$(uv)
 python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=99'); c.commit()" "$DIM_ROOT/catalog.db"
 expect_fail "$DIMCTL" image list
 expect_stderr_contains "has schema version 99"
 expect_stderr_contains "upgrade dim"
-python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('PRAGMA user_version').fetchone()[0])" "$DIM_ROOT/catalog.db" > "$TEST_TMP/uv"
-assert_eq "$(cat "$TEST_TMP/uv")" 99 "user_version untouched"
-python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=2'); c.commit()" "$DIM_ROOT/catalog.db"
+assert_eq "$(uv)" 99 "user_version untouched"
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=' + sys.argv[2]); c.commit()" "$DIM_ROOT/catalog.db" "$current"
 "$DIMCTL" image list > /dev/null
 
 log "disk full during a commit: the error says so, the previous version stays whole"

@@ -272,3 +272,19 @@ TEST_CASE("a damaged worktree index is ignored and rebuilt") {
   auto e = f.store->catalog().Lookup(1, r.version.number, "/a");
   CHECK((*e)->object == dim::Sha256Of("2"));
 }
+
+TEST_CASE("regression: a full scan after an --only removal records no empty version") {
+  Fixture f;
+  WriteFile(f.master + "/keep", "k");
+  WriteFile(f.master + "/gone", "g");
+  f.Import();
+  Fixture::Settle();
+  f.Commit();
+  ::unlink((f.master + "/gone").c_str());
+  auto only = f.Commit({"/gone"});
+  CHECK(only.version.removed == 1);
+  Fixture::Settle();
+  auto full = f.Commit();  // the advanced index still lists /gone
+  CHECK_FALSE(full.committed);
+  CHECK(f.store->catalog().GetImage("img")->head == only.version.number);
+}

@@ -89,6 +89,7 @@ Noun KeepoutCommands();
 Noun StoreCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
+void AddNodeOverlayVerbs(Noun& node);
 Noun PushCommands();
 Noun StatusCommands();
 

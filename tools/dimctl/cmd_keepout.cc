@@ -21,6 +21,8 @@ Result<dim::keepout::RuleSet> ImageRules(dim::Store& store, const dim::ImageInfo
   return dim::keepout::RuleSet::Compile(std::move(rules));
 }
 
+}  // namespace
+
 // The rules that protect a node: its image's list, then the cluster
 // description's additions (site, group chain, node) as last applied.
 Result<std::vector<dim::keepout::Rule>> EffectiveRules(dim::Store& store, const std::string& node_name,
@@ -63,6 +65,8 @@ Result<std::vector<dim::keepout::Rule>> EffectiveRules(dim::Store& store, const 
   }
   return rules;
 }
+
+namespace {
 
 Status Effective(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));

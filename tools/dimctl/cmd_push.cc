@@ -12,6 +12,7 @@
 #include "common.h"
 #include "dim/api_client.h"
 #include "dim/catalog.h"
+#include "dim/node_overlay.h"
 
 namespace dimctl {
 namespace {
@@ -76,12 +77,22 @@ Status Push(Invocation& inv) {
   if (inv.flag("dry-run")) {
     std::printf("%s: published %lld -> %lld\n", image.c_str(), static_cast<long long>(published),
                 static_cast<long long>(version));
+    std::vector<std::string> changed;
     if (published > 0 && published != version) {
       DIM_ASSIGN_OR_RETURN(auto items, store->catalog().Diff(img.id, published, version));
       for (const auto& d : items) {
         if (d.kind == dim::DiffItem::kModified && d.changes == dim::kChangeMtime) continue;
         char tag = d.kind == dim::DiffItem::kAdded ? 'A' : d.kind == dim::DiffItem::kRemoved ? 'D' : 'M';
         std::printf("%c  %s\n", tag, dim::QuotePath(d.path).c_str());
+        changed.push_back(d.path);
+      }
+    }
+    // Nodes served from this store whose own copy shadows a changed path keep it.
+    dim::NodeOverlays overlays(*store);
+    DIM_ASSIGN_OR_RETURN(auto nodes, overlays.List());
+    for (const auto& node : nodes) {
+      for (const auto& p : overlays.Shadowed(node, changed)) {
+        std::printf("node %s keeps its own %s\n", node.c_str(), dim::QuotePath(p).c_str());
       }
     }
     return Status::Ok();

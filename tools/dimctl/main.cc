@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());
   cli.Add(dimctl::ClusterCommands());
-  cli.Add(dimctl::NodeCommands());
+  dimctl::Noun node = dimctl::NodeCommands();
+  dimctl::AddNodeOverlayVerbs(node);
+  cli.Add(std::move(node));
   return cli.Main(argc, argv);
 }

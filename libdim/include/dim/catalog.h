@@ -91,7 +91,8 @@ class Catalog {
   class VersionWriter {
    public:
     Status Put(const Entry& e);          // new or changed entry
-    Status Remove(const std::string& path);  // entry that no longer exists
+    // An entry that no longer exists; false when head had no such entry.
+    Result<bool> Remove(const std::string& path);
     Result<VersionInfo> Finish(const std::string& message, const std::string& author,
                                int64_t time_ns);
     int64_t number() const { return number_; }

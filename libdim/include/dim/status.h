@@ -91,10 +91,11 @@ class [[nodiscard]] Result {
 #define DIM_CONCAT(a, b) DIM_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function when expr fails.
-#define DIM_RETURN_IF_ERROR(expr)                 \
-  do {                                            \
-    ::dim::Status dim_status_ = (expr);           \
-    if (!dim_status_.ok()) return dim_status_;    \
+#define DIM_RETURN_IF_ERROR(expr) DIM_RETURN_IF_ERROR_IMPL(DIM_CONCAT(dim_status_, __COUNTER__), expr)
+#define DIM_RETURN_IF_ERROR_IMPL(tmp, expr) \
+  do {                                      \
+    ::dim::Status tmp = (expr);             \
+    if (!tmp.ok()) return tmp;              \
   } while (0)
 
 // DIM_ASSIGN_OR_RETURN(auto x, Foo()); binds the value or returns the error.
