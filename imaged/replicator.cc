@@ -164,7 +164,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_RETURN_IF_ERROR(txn->Commit());
   result.to = target;
   result.objects_fetched = fetcher.objects();
-  result.bytes_fetched = fetcher.bytes();
+  result.bytes_fetched = fetcher.bytes() + compressed->size();
   return result;
 }
 
@@ -227,6 +227,8 @@ void Replicator::FollowImage(const std::string& image) {
   }
   ReportState();
   int backoff_ms = 200;
+  SyncResult last;          // the last replication, reported to the parent
+  double last_seconds = 0;
   while (!stop_) {
     auto img = (*store)->catalog().GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
@@ -237,10 +239,13 @@ void Replicator::FollowImage(const std::string& image) {
     if (answer.ok()) {
       int64_t published = std::atoll(dim::JsonField(*answer, "published").c_str());
       if (published > head) {
+        auto t0 = std::chrono::steady_clock::now();
         auto r = SyncImage(**store, **parent, config_.parent, key_, identity, image, published,
                            config_.fetch_threads);
         st = r.status();
         if (r.ok()) {
+          last = *r;
+          last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           auto pruned = [&]() -> Status {
             DIM_ASSIGN_OR_RETURN(auto now, (*store)->catalog().GetImage(image));
             DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->catalog().db()));
@@ -260,7 +265,11 @@ void Replicator::FollowImage(const std::string& image) {
       std::string err = st.ok() ? "" : st.ToString();
       std::string esc;
       for (char c : err) esc += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c == '\n' ? ' ' : c);
-      state_[image] = "{\"head\":" + std::to_string(head) + ",\"error\":\"" + esc + "\"}";
+      char sync[160];
+      std::snprintf(sync, sizeof sync, ",\"from\":%lld,\"bytes\":%llu,\"objects\":%llu,\"seconds\":%.3f",
+                    static_cast<long long>(last.from), static_cast<unsigned long long>(last.bytes_fetched),
+                    static_cast<unsigned long long>(last.objects_fetched), last_seconds);
+      state_[image] = "{\"head\":" + std::to_string(head) + ",\"error\":\"" + esc + "\"" + sync + "}";
     }
     ReportState();
     if (!st.ok()) {

@@ -70,6 +70,11 @@ assert_file_contains "$TEST_TMP/dry" "A  /usr/bin/newtool"
 assert_file_contains "$TEST_TMP/dry" "node r01c1n01 keeps its own /etc/fstab"
 assert_file_contains "$TEST_TMP/dry" "node r01c1n02 keeps its own /etc/hostname"
 grep -q "keeps its own /usr/bin/newtool" "$TEST_TMP/dry" && die "a non-shadowed path listed"
+"$DIMCTL" push rocky9-compute --nodes 'r01c1n[01-02]' > "$TEST_TMP/push"
+cat "$TEST_TMP/push" >&2
+# Nodes of server ss1, which is not running here: version 0 (not reporting).
+grep -q "^node r01c1n01 .* 0  via ss1; keeps its own: /etc/fstab" "$TEST_TMP/push" || die "push node line"
+assert_file_contains "$TEST_TMP/push" "0 servers, 2 nodes"
 
 log "re-provisioning refreshes identity and never overwrites the node's copies"
 echo "stale" > "$up/etc/hostname"

@@ -12,6 +12,8 @@
 #include "common.h"
 #include "dim/api_client.h"
 #include "dim/catalog.h"
+#include "dim/cluster/hostlist.h"
+#include "dim/cluster/registry.h"
 #include "dim/node_overlay.h"
 
 namespace dimctl {
@@ -39,6 +41,8 @@ Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv) {
 struct ChildState {
   std::string server, error;
   int64_t head = 0;
+  uint64_t bytes = 0;  // fetched by its last replication
+  double seconds = 0;
 };
 
 std::vector<ChildState> Children(const std::string& status, const std::string& image) {
@@ -57,8 +61,52 @@ std::vector<ChildState> Children(const std::string& status, const std::string& i
       std::string sub = chunk.substr(ip + image.size() + 3);
       c.head = std::atoll(dim::JsonField(sub, "head").c_str());
       c.error = dim::JsonField(sub, "error");
+      c.bytes = std::strtoull(dim::JsonField(sub, "bytes").c_str(), nullptr, 10);
+      c.seconds = std::atof(dim::JsonField(sub, "seconds").c_str());
     }
     out.push_back(c);
+  }
+  return out;
+}
+
+struct NodeState {
+  std::string name, server;
+  int64_t version = 0;
+  std::vector<std::string> conflicts;  // changed paths the node's own copy shadows
+};
+
+// Per node of the registry that runs the image (restricted to --nodes): the
+// version its server now serves (the top's own nodes get it at once), and
+// which changed paths its overlay on this store shadows.
+Result<std::vector<NodeState>> NodeStates(dim::Store& store, const dim::ImageInfo& img,
+                                          int64_t from, int64_t to,
+                                          const std::vector<ChildState>& children,
+                                          const std::string& top_name, const Invocation& inv) {
+  std::vector<NodeState> out;
+  DIM_ASSIGN_OR_RETURN(auto snap, dim::cluster::Registry(store.catalog().db()).Load());
+  if (!snap.registered) return out;
+  std::vector<const dim::cluster::Node*> nodes;
+  if (auto range = inv.get("nodes")) {
+    DIM_ASSIGN_OR_RETURN(nodes, dim::cluster::SelectNodes(snap.cluster, *range));
+  } else {
+    for (const auto& n : snap.cluster.nodes) nodes.push_back(&n);
+  }
+  std::vector<std::string> changed;
+  if (from > 0 && from != to) {
+    DIM_ASSIGN_OR_RETURN(auto items, store.catalog().Diff(img.id, from, to));
+    for (const auto& d : items) changed.push_back(d.path);
+  }
+  dim::NodeOverlays overlays(store);
+  for (const auto* n : nodes) {
+    if (n->image != img.name) continue;
+    // Served by the top server itself: it has the version now. Otherwise its
+    // server's report says; 0 when that server is not reporting.
+    NodeState s{n->name, n->server, n->server == top_name ? to : 0, {}};
+    for (const auto& c : children) {
+      if (c.server == n->server) s.version = c.head;
+    }
+    s.conflicts = overlays.Shadowed(n->name, changed);
+    out.push_back(std::move(s));
   }
   return out;
 }
@@ -105,8 +153,10 @@ Status Push(Invocation& inv) {
   // Wait until every second-level server that reports to this one has it.
   double wait_s = std::atof(inv.get_or("wait", "60").c_str());
   std::vector<ChildState> children;
+  std::string top_name;
   for (;;) {
     DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
+    top_name = dim::JsonField(status, "name");
     children = Children(status, image);
     bool done = true;
     for (const auto& c : children) done &= c.head >= version;
@@ -115,6 +165,7 @@ Status Push(Invocation& inv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  DIM_ASSIGN_OR_RETURN(auto nodes, NodeStates(*store, img, published, version, children, top_name, inv));
   bool all = true;
   if (inv.json()) {
     std::cout << "{\"image\":" << JsonEscape(image) << ",\"version\":" << version
@@ -123,19 +174,38 @@ Status Push(Invocation& inv) {
       const auto& c = children[i];
       all &= c.head >= version;
       std::cout << (i ? "," : "") << "{\"server\":" << JsonEscape(c.server) << ",\"version\":"
-                << c.head << ",\"error\":" << JsonEscape(c.error) << "}";
+                << c.head << ",\"bytes\":" << c.bytes << ",\"seconds\":" << c.seconds
+                << ",\"error\":" << JsonEscape(c.error) << "}";
+    }
+    std::cout << "],\"nodes\":[";
+    for (size_t i = 0; i < nodes.size(); i++) {
+      std::cout << (i ? "," : "") << "{\"node\":" << JsonEscape(nodes[i].name) << ",\"server\":"
+                << JsonEscape(nodes[i].server) << ",\"version\":" << nodes[i].version
+                << ",\"conflicts\":[";
+      for (size_t j = 0; j < nodes[i].conflicts.size(); j++) {
+        std::cout << (j ? "," : "") << JsonEscape(nodes[i].conflicts[j]);
+      }
+      std::cout << "]}";
     }
     std::cout << "]}\n";
   } else {
     std::printf("%s@%lld published on %s\n", image.c_str(), static_cast<long long>(version),
                 client->base().c_str());
-    std::printf("%-20s %8s  %s\n", "SERVER", "VERSION", "STATE");
+    std::printf("%-20s %8s %12s %8s  %s\n", "SERVER", "VERSION", "BYTES", "TIME", "STATE");
     for (const auto& c : children) {
       all &= c.head >= version;
-      std::printf("%-20s %8lld  %s\n", c.server.c_str(), static_cast<long long>(c.head),
+      std::printf("%-20s %8lld %12s %7.2fs  %s\n", c.server.c_str(), static_cast<long long>(c.head),
+                  HumanBytes(c.bytes).c_str(), c.seconds,
                   c.head >= version ? "up to date" : c.error.empty() ? "syncing" : c.error.c_str());
     }
-    std::printf("%zu servers, %.2f s\n", children.size(), secs);
+    for (const auto& n : nodes) {
+      std::printf("node %-15s %8lld  via %s%s", n.name.c_str(), static_cast<long long>(n.version),
+                  n.server.c_str(), n.conflicts.empty() ? "\n" : "; keeps its own:");
+      for (size_t j = 0; j < n.conflicts.size(); j++) {
+        std::printf(" %s%s", dim::QuotePath(n.conflicts[j]).c_str(), j + 1 == n.conflicts.size() ? "\n" : "");
+      }
+    }
+    std::printf("%zu servers, %zu nodes, %.2f s\n", children.size(), nodes.size(), secs);
   }
   if (!all) {
     return Status::IOError("not every server reached version " + std::to_string(version) +
@@ -192,6 +262,7 @@ Noun PushCommands() {
                      "  dimctl push debian12 --version 3   # roll back to version 3",
                      {kServer, kSecret, {"version", 0, "N", "the version to publish (default head)"},
                       {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
+                      {"nodes", 0, "RANGE", "report only these nodes (e.g. 'r01c[1-4]n[01-16]')"},
                       {"dry-run", 'n', "", "list what would change; publish nothing"},
                       {"json", 0, "", "machine-readable output"}},
                      1, 1, Push});
