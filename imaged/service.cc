@@ -99,6 +99,19 @@ Response Service::Handle(const Request& req) {
       return Publish(image, req);
     }
   }
+  if (parts.size() >= 5 && parts[1] == "nodes" && parts[3] == "overlay") {
+    // /v1/nodes/NODE/overlay/PATH...: every component checked, never joined raw.
+    std::string path;
+    for (size_t i = 4; i < parts.size(); i++) {
+      const std::string& c = parts[i];
+      if (c.empty() || c == "." || c == ".." || c.find('\0') != std::string::npos || c.size() > 255) {
+        return BadRequest("overlay path component '" + c + "' is not allowed");
+      }
+      path += "/" + c;
+    }
+    if (path.size() > 4096) return BadRequest("overlay path too long");
+    return OverlayFile(parts[2], path, req, *who);
+  }
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
     if (!is_server) return Response::Error(Status::PermissionDenied("only servers report"));
     return Report(req, *who);
@@ -262,6 +275,62 @@ Response Service::Report(const Request& req, const std::string& who) {
     reports_[who] = req.body;
   }
   return Response::Json(200, "{}");
+}
+
+Response Service::OverlayFile(const std::string& node, const std::string& path,
+                              const Request& req, const std::string& who) {
+  if (Status s = dim::ValidateImageName(node); !s.ok()) {
+    return BadRequest("'" + node + "' is not a node name");
+  }
+  if (who != "node:" + node && who.rfind("server:", 0) != 0) {
+    return Response::Error(Status::PermissionDenied(who + " may not use the overlay of node " + node));
+  }
+  std::string upper = config_.store + "/nodes/" + node + "/upper";
+  struct stat st;
+  if (::stat(upper.c_str(), &st) != 0) {
+    return Response::Error(Status::NotFound("node " + node + " has no overlay on this server"));
+  }
+  std::string full = upper + path;
+  // Refuse to follow symlinks in the overlay: a node's symlink must not lead
+  // the server outside the node's directory.
+  std::string cur = upper;
+  for (const auto& c : Split(path)) {
+    cur += "/" + c;
+    if (::lstat(cur.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      return Response::Error(Status::PermissionDenied("overlay path " + path + " crosses a symlink"));
+    }
+  }
+  if (req.method == "GET") {
+    dim::Fd fd(::open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Response::Error(Status::NotFound("node " + node + " has no file " + path + " of its own"));
+    }
+    Response r;
+    r.content_type = "application/octet-stream";
+    r.file_size = static_cast<uint64_t>(st.st_size);
+    r.file = std::move(fd);
+    return r;
+  }
+  if (req.method == "PUT") {
+    // Durable before the answer: write a temporary, fsync it, rename, fsync the directory.
+    std::string dir = full.substr(0, full.rfind('/'));
+    if (Status s = dim::Env::Posix()->MkdirAll(dir, 0755); !s.ok()) return Response::Error(s);
+    std::string tmp = full + ".dim-put";
+    (void)::unlink(tmp.c_str());
+    auto f = dim::Env::Posix()->NewWritableFile(tmp);
+    if (!f.ok()) return Response::Error(f.status());
+    Status s = (*f)->Append(req.body);
+    if (s.ok()) s = (*f)->Sync();
+    if (s.ok()) s = (*f)->Close();
+    if (s.ok() && ::rename(tmp.c_str(), full.c_str()) != 0) s = dim::PosixError("rename " + tmp);
+    if (s.ok()) s = dim::Env::Posix()->SyncDir(dir);
+    if (!s.ok()) {
+      (void)::unlink(tmp.c_str());
+      return Response::Error(s);
+    }
+    return Response::Json(200, "{\"written\":" + std::to_string(req.body.size()) + "}");
+  }
+  return Response::Error(Status::InvalidArgument("overlay files take GET or PUT"));
 }
 
 Response Service::StatusPage() {

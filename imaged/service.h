@@ -67,6 +67,9 @@ class Service {
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);
   dim::http::Response StatusPage();
+  // A node's own overlay files: only that node (or a server) may read or write.
+  dim::http::Response OverlayFile(const std::string& node, const std::string& path,
+                                  const dim::http::Request& req, const std::string& who);
   dim::Status SetPublished(const std::string& image, int64_t version);
 
   Config config_;
