@@ -119,6 +119,13 @@ Response Service::Handle(const Request& req) {
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
 }
 
+void Service::Shutdown() {
+  std::lock_guard<std::mutex> l(mu_);
+  stopping_ = true;
+  generation_++;
+  changed_.notify_all();
+}
+
 void Service::Notify() {
   std::lock_guard<std::mutex> l(mu_);
   generation_++;
@@ -185,13 +192,15 @@ Response Service::Head(const std::string& image, const Request& req) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
   for (;;) {
     uint64_t gen;
+    bool stopping;
     {
       std::lock_guard<std::mutex> l(mu_);
       gen = generation_;
+      stopping = stopping_;
     }
     auto pub = Published(image);
     if (!pub.ok()) return Response::Error(pub.status());
-    if (*pub > after || std::chrono::steady_clock::now() >= deadline) {
+    if (*pub > after || stopping || std::chrono::steady_clock::now() >= deadline) {
       return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" +
                                      std::to_string(*pub) + "}");
     }
@@ -272,7 +281,12 @@ Response Service::Publish(const std::string& image, const Request& req) {
 Response Service::Report(const Request& req, const std::string& who) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    reports_[who] = req.body;
+    std::string body = req.body;
+    while (!body.empty() && (body.back() == '\n' || body.back() == ' ')) body.pop_back();
+    if (body.size() < 2 || body.front() != '{' || body.back() != '}') {
+      return BadRequest("a report is a JSON object");
+    }
+    reports_[who] = {body, std::chrono::steady_clock::now()};
   }
   return Response::Json(200, "{}");
 }
@@ -339,8 +353,12 @@ Response Service::StatusPage() {
   std::string out = info.body.substr(0, info.body.size() - 1) + ",\"children\":[";
   std::lock_guard<std::mutex> l(mu_);
   bool first = true;
+  auto now = std::chrono::steady_clock::now();
   for (const auto& [who, report] : reports_) {
-    out += std::string(first ? "" : ",") + report;
+    // The child's own JSON, with how long ago it last reported.
+    long age = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count());
+    out += std::string(first ? "" : ",") + report.json.substr(0, report.json.size() - 1) +
+           ",\"age_s\":" + std::to_string(age) + "}";
     first = false;
   }
   return Response::Json(200, out + "]}");

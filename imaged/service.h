@@ -4,6 +4,7 @@
 // calls Handle from one thread per connection.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -54,6 +55,9 @@ class Service {
   dim::http::Response Handle(const dim::http::Request& req);
   // Wakes long-polls (after a publish, or after a leaf applied a version).
   void Notify();
+  // Ends every waiting long-poll now and makes new ones answer at once, so
+  // the HTTP server can stop without waiting out their deadlines.
+  void Shutdown();
   dim::Result<int64_t> Published(const std::string& image);
 
   CatalogPool& catalogs() { return catalogs_; }
@@ -80,7 +84,12 @@ class Service {
   std::mutex mu_;
   std::condition_variable changed_;
   uint64_t generation_ = 0;                     // GUARDED_BY(mu_)
-  std::map<std::string, std::string> reports_;  // child -> its last report JSON, GUARDED_BY(mu_)
+  bool stopping_ = false;                       // GUARDED_BY(mu_)
+  struct ChildReport {
+    std::string json;
+    std::chrono::steady_clock::time_point when;
+  };
+  std::map<std::string, ChildReport> reports_;  // child -> its last report, GUARDED_BY(mu_)
 };
 
 }  // namespace imaged

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "dim/image.h"
+#include "dim/overlay_session.h"
 #include "image/scan.h"
 
 namespace dim {
@@ -385,6 +386,69 @@ Result<CommitResult> ImportImage(Store& store, const std::string& name, const st
   o.only_paths.clear();
   o.only_entries.clear();
   return CommitTree(store, image, root, o, true);
+}
+
+Result<CommitResult> RevertTo(Store& store, const std::string& name, int64_t target,
+                              const std::string& message) {
+  DIM_ASSIGN_OR_RETURN(FileLock lock, store.LockImage(name, "rollback"));
+  DIM_ASSIGN_OR_RETURN(FileLock store_lock, store.LockStore(false, true));
+  DIM_ASSIGN_OR_RETURN(ImageInfo image, store.catalog().GetImage(name));
+  DIM_RETURN_IF_ERROR(store.catalog().GetVersion(image, target).status());
+  DIM_ASSIGN_OR_RETURN(auto items, store.catalog().Diff(image.id, image.head, target));
+  CommitResult result;
+  if (items.empty()) return result;
+  // Every object the target needs must still be here (not pruned and collected).
+  for (const auto& d : items) {
+    if (d.after && !d.after->object.IsZero() && !store.objects().Has(d.after->object)) {
+      return Status::NotFound("version " + std::to_string(target) + " of '" + name +
+                              "' needs object " + d.after->object.Hex() + " (" +
+                              QuotePath(d.path) + "), which is no longer in the store");
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(store.catalog().db()));
+  DIM_ASSIGN_OR_RETURN(auto writer, store.catalog().NewVersion(image));
+  for (const auto& d : items) {
+    if (d.after) {
+      DIM_RETURN_IF_ERROR(writer->Put(*d.after));
+    } else {
+      DIM_RETURN_IF_ERROR(writer->Remove(d.path).status());
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(result.version,
+                       writer->Finish(message.empty() ? "rollback to version " + std::to_string(target)
+                                                      : message,
+                                      DefaultAuthor(), WallClockNs()));
+  DIM_RETURN_IF_ERROR(txn->Commit());
+  result.committed = true;
+  result.candidates = items.size();
+
+  // The master follows: removed entries go (deepest first), the others are
+  // rewritten from the store, directory times last.
+  auto root = RealDir(image.master_dir);
+  if (!root.ok()) return root.status().Annotate("rolled back, but the master could not be updated");
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {
+    if (!it->after || !it->before || it->before->type != EntryType::kDir ||
+        it->after->type != EntryType::kDir) {
+      if (it->path != "/") DIM_RETURN_IF_ERROR(RemoveTree(*root + it->path));
+    }
+  }
+  std::vector<const Entry*> dirs;
+  for (const auto& d : items) {
+    if (!d.after) continue;
+    std::string link;
+    if (d.after->type == EntryType::kFile && !d.after->link_group.empty() &&
+        d.after->link_group != d.path) {
+      link = *root + d.after->link_group;
+    }
+    DIM_RETURN_IF_ERROR(MaterializeEntry(store.objects(), *d.after, *root, link));
+    if (d.after->type == EntryType::kDir) dirs.push_back(&*d.after);
+  }
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    DIM_RETURN_IF_ERROR(SetTimes((*it)->path == "/" ? *root : *root + (*it)->path, **it));
+  }
+  // Stats of rewritten entries changed: the next full scan re-reads them.
+  (void)AdvanceIndex(store.IndexPath(image.id), *root, image.head, result.version.number);
+  return result;
 }
 
 Result<CommitResult> CommitImage(Store& store, const std::string& name, const CommitOptions& opts) {

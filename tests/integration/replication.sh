@@ -155,4 +155,24 @@ PY
 [[ $code == 413 || $code == closed ]] || die "oversized body answered $code"
 wait_head leafA deb 6
 same_tree leafA deb@6 "$TEST_TMP/master-v6"
+
+log "a server that stopped reporting is shown offline, and push does not wait for it"
+for _ in $(seq 300); do
+  "$DIMCTL" status > "$TEST_TMP/status"
+  grep -q "^leafK .* offline" "$TEST_TMP/status" && break
+  sleep 0.1
+done
+grep -q "^leafK .* offline" "$TEST_TMP/status" || die "leafK not shown offline: $(cat "$TEST_TMP/status")"
+
+log "rollback records version 7 = version 5, restores the master, and pushes it"
+"$DIMCTL" image rollback deb 5 --wait 60 > "$TEST_TMP/rb"
+cat "$TEST_TMP/rb" >&2
+grep -q "^deb@7: the tree of version 5" "$TEST_TMP/rb" || die "rollback output"
+grep -q "^leafA  *7 " "$TEST_TMP/rb" || die "leafA did not get the rollback"
+grep -q "^leafK .*offline: no report for" "$TEST_TMP/rb" || die "push did not flag leafK offline"
+same_tree leafA deb@7 "$TEST_TMP/master-v5"
+with_timeout 300 "$TREECMP" "$TEST_TMP/master-v5" "$master" || die "the master was not rolled back"
+sleep 1.1
+out=$("$DIMCTL" image commit deb)
+[[ $out == "nothing to commit"* ]] || die "after a rollback the master differs from head: $out"
 log "ok"

@@ -37,9 +37,14 @@ Options:
                    /var/cache/dim-tests/bookworm-minbase); it is only read
   --no-deb         skip the Debian tree
   --no-synthetic   skip the synthetic tree
+  --no-import      skip part 2 (import vs cp), the slow part
   --dimctl PATH    dimctl binary (default: \$DIMCTL, else the build tree's
                    tools/dimctl, else dimctl on PATH)
-  --no-hyperfine   time with date +%s.%N even if hyperfine is installed
+  --interleave     use the script's own timer and interleave the runs of the
+                   compared commands (a1 b1 c1 a2 b2 c2 ...) instead of
+                   hyperfine's one-command-at-a-time: fairer ratios when the
+                   machine's load changes during the run
+  --no-hyperfine   same as --interleave (hyperfine is not used)
   --keep           keep the temporary directory (its path is printed)
   -h, --help       this help
 
@@ -53,6 +58,10 @@ Environment:
 
 Needs: bash, python3, rsync, coreutils, tar; hyperfine is used if installed.
 The 'image shell' measurement needs root (mount namespace, overlayfs, chroot).
+Nothing is deleted while measuring (see NO_DELETE_NOTE below), so the run
+needs about (3 + 3 x (warmup + runs)) x the tree size of free space in
+BENCH_DIR (about 15 GB for the default 1 GB tree with --runs 3), all removed
+at the end.
 
 Examples:
   $PROG --quick
@@ -75,7 +84,9 @@ SEED=42
 DEB_SRC=/var/cache/dim-tests/bookworm-minbase
 DO_DEB=1
 DO_SYN=1
+DO_IMPORT=1
 USE_HYPERFINE=1
+INTERLEAVE=0
 KEEP=0
 DIMCTL=${DIMCTL:-}
 
@@ -91,8 +102,9 @@ while [[ $# -gt 0 ]]; do
     --deb-src) DEB_SRC=${2:?--deb-src needs a value}; shift 2 ;;
     --no-deb) DO_DEB=0; shift ;;
     --no-synthetic) DO_SYN=0; shift ;;
+    --no-import) DO_IMPORT=0; shift ;;
     --dimctl) DIMCTL=${2:?--dimctl needs a value}; shift 2 ;;
-    --no-hyperfine) USE_HYPERFINE=0; shift ;;
+    --no-hyperfine|--interleave) USE_HYPERFINE=0; INTERLEAVE=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
@@ -148,6 +160,7 @@ cleanup() {
   if [[ $KEEP == 1 ]]; then
     echo "$PROG: kept $W" >&2
   else
+    echo "$PROG: removing $W (can take minutes with the 'discard' mount option)" >&2
     rm -rf --one-file-system "$W"
   fi
   exit $rc
@@ -155,52 +168,121 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Work on a private copy of dimctl, so a concurrent rebuild of the build tree
+# cannot remove or replace the binary halfway through the benchmark.
+DIMCTL_ORIG=$DIMCTL
+DIMCTL_INFO="$(stat -c '%y' "$DIMCTL" | cut -d. -f1), sha256 $(sha256sum "$DIMCTL" | cut -c1-12)"
+cp "$DIMCTL" "$W/dimctl"
+DIMCTL=$W/dimctl
+"$DIMCTL" --version >/dev/null || die "$DIMCTL_ORIG does not run"
+
+# NO_DELETE_NOTE: nothing is deleted while measuring. On ext4 without a
+# journal the inode allocator skips inodes deleted in the last 60 s (360 s
+# while their inode table block is dirty), so creating files right after
+# 'rm -rf' of a big tree is several times slower (seen: cp -a of 1 GB 25 s ->
+# 60-75 s). Destinations are renamed away instead and all removed at the end.
+NOJOURNAL=""
+bench_dev=$(basename "$(df --output=source "$BENCH_DIR" | tail -1)")
+if [[ $(df --output=fstype "$BENCH_DIR" | tail -1) == ext4 &&
+      $(cat "/sys/fs/ext4/$bench_dev/journal_task" 2>/dev/null) == "<none>" ]]; then
+  NOJOURNAL="ext4 without a journal: its inode allocator avoids recently deleted inodes, so nothing is deleted during the measurements (the cleanup of a run finished less than a few minutes ago can still slow file creation)"
+fi
+# Disk space: trees, copies and stores of every run are kept until the end.
+need_mb=0
+if [[ $DO_SYN == 1 ]]; then
+  per=$SIZE_MB
+  need_mb=$(( need_mb + per * 3 + (DO_IMPORT == 1 ? per * 3 * (WARMUP + RUNS) : 0) ))
+fi
+if [[ $DO_DEB == 1 ]]; then
+  per=$(( $(du -sm "$DEB_SRC" | cut -f1) + 1 ))
+  need_mb=$(( need_mb + per * 3 + (DO_IMPORT == 1 ? per * 3 * (WARMUP + RUNS) : 0) ))
+fi
+avail_mb=$(( $(df --output=avail -k "$BENCH_DIR" | tail -1) / 1024 ))
+if (( avail_mb < need_mb )); then
+  die "needs about $need_mb MB free in $BENCH_DIR, only $avail_mb MB available (try --no-import, --runs 1 or a smaller tree)"
+fi
+
 NOTES=()
 declare -A RES   # key -> "median min max" in seconds, or "failed"
 
 # ---- timing ----
-# measure KEY PREPARE COMMAND: PREPARE (an executable script path, or "")
-# runs untimed before every run; COMMAND is a simple command line (no shell
-# operators). Stores "median min max" in RES[KEY].
-measure() {
+# measure_group PREPARE KEY COMMAND [KEY COMMAND]...: PREPARE (an executable
+# script, or "") runs untimed before every run of every command; a COMMAND is
+# a simple command line (quotes allowed, no shell operators). Stores
+# "median min max" (seconds) in RES[KEY], or "failed".
+# With hyperfine (default) each command is measured in turn; with the own
+# timer (--interleave, or no hyperfine) the runs are interleaved round-robin
+# (a1 b1 c1 a2 b2 c2 ...), so a load change on a shared machine hits all
+# commands alike and the ratios stay fair.
+measure_group() {
+  local prep=$1; shift
+  if [[ -n $HYPERFINE && $INTERLEAVE == 0 ]]; then
+    while [[ $# -gt 0 ]]; do measure_hf "$1" "$prep" "$2" || true; shift 2; done
+  else
+    measure_own "$prep" "$@"
+  fi
+}
+
+measure_hf() {
   local key=$1 prep=$2 cmd=$3
   log "measuring $key: $cmd"
-  if [[ -n $HYPERFINE ]]; then
-    local json=$W/hf-$key.json
-    local args=(-N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json")
-    [[ -n $prep ]] && args+=(--prepare "$prep")
-    if ! "$HYPERFINE" "${args[@]}" "$cmd" >"$W/hf-$key.log" 2>&1; then
-      cat "$W/hf-$key.log" >&2
-      warn "$key failed: $cmd"
-      RES[$key]=failed
-      return 1
-    fi
-    sed 's/^/    /' "$W/hf-$key.log" | grep -E 'Time|Range' >&2 || true
-    RES[$key]=$(python3 -c '
+  local json=$W/hf-$key.json
+  local args=(-N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json")
+  if [[ -n $prep ]]; then args+=(--prepare "$prep"); fi
+  if ! "$HYPERFINE" "${args[@]}" "$cmd" >"$W/hf-$key.log" 2>&1; then
+    cat "$W/hf-$key.log" >&2
+    warn "$key failed: $cmd"
+    RES[$key]=failed
+    return 1
+  fi
+  sed 's/^/    /' "$W/hf-$key.log" | grep -E 'Time|Range' >&2 || true
+  RES[$key]=$(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["results"][0]
 print(r["median"], r["min"], r["max"])' "$json")
-  else
-    local i times=() t0 t1 out=$W/run-$key.log
-    for ((i = 0; i < WARMUP + RUNS; i++)); do
-      [[ -n $prep ]] && "$prep"
-      t0=$(date +%s.%N)
-      # shellcheck disable=SC2086  # cmd is a simple, unquoted command line
-      if ! eval "$cmd" >"$out" 2>&1; then
+  log "  $key median $(fmt_time "${RES[$key]%% *}")"
+}
+
+measure_own() {
+  local prep=$1; shift
+  local -a keys=() cmds=()
+  local -A times=()
+  while [[ $# -gt 0 ]]; do
+    keys+=("$1"); cmds+=("$2"); times[$1]=""
+    log "measuring $1: $2"
+    shift 2
+  done
+  local i j key t0 t1 out
+  for ((i = 0; i < WARMUP + RUNS; i++)); do
+    for j in "${!keys[@]}"; do
+      key=${keys[$j]}
+      [[ ${RES[$key]:-} == failed ]] && continue
+      if [[ -n $prep ]]; then "$prep"; fi
+      out=$W/run-$key.log
+      t0=${EPOCHREALTIME:-}
+      [[ -n $t0 ]] || t0=$(date +%s.%N)
+      if ! eval "${cmds[$j]}" >"$out" 2>&1; then
         cat "$out" >&2
-        warn "$key failed: $cmd"
+        warn "$key failed: ${cmds[$j]}"
         RES[$key]=failed
-        return 1
+        continue
       fi
-      t1=$(date +%s.%N)
-      ((i >= WARMUP)) && times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')")
+      t1=${EPOCHREALTIME:-}
+      [[ -n $t1 ]] || t1=$(date +%s.%N)
+      if ((i >= WARMUP)); then
+        times[$key]+=" $(awk -v a="${t0/,/.}" -v b="${t1/,/.}" 'BEGIN { printf "%.6f", b - a }')"
+      fi
     done
+  done
+  for key in "${keys[@]}"; do
+    [[ ${RES[$key]:-} == failed ]] && continue
+    # shellcheck disable=SC2086  # the times are a space-separated list
     RES[$key]=$(python3 -c '
 import statistics, sys
 t = [float(x) for x in sys.argv[1:]]
-print(statistics.median(t), min(t), max(t))' "${times[@]}")
-  fi
-  log "  $key median $(fmt_time "${RES[$key]%% *}")"
+print(statistics.median(t), min(t), max(t))' ${times[$key]})
+    log "  $key median $(fmt_time "${RES[$key]%% *}") (runs:${times[$key]})"
+  done
 }
 
 fmt_time() {  # seconds -> "12.3 ms" / "4.56 s"
@@ -231,80 +313,7 @@ dim() { "$DIMCTL" "$@"; }
 
 # ---- the synthetic tree ----
 generate_tree() {  # DIR -> prints the path (relative, leading /) of a file to change
-  python3 - "$1" "$FILES" "$SIZE_MB" "$DIRS" "$SEED" <<'PY'
-import math, os, random, sys
-
-root, nfiles, size_mb, ndirs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-rng = random.Random(seed)
-target = size_mb * 1000 * 1000
-
-# Directories: a random tree, at most 8 deep.
-dirs, depth = [""], [0]
-for i in range(1, ndirs):
-    while True:
-        p = rng.randrange(len(dirs))
-        if depth[p] < 8:
-            break
-    dirs.append(f"{dirs[p]}/d{i:04d}")
-    depth.append(depth[p] + 1)
-for d in dirs:
-    os.makedirs(root + d, exist_ok=True)
-
-# Sizes: many small files, some large (log-uniform within buckets by count),
-# then scaled so the total is exactly the target.
-buckets = [(0.010, 0, 0), (0.490, 16, 1 << 10), (0.300, 1 << 10, 8 << 10),
-           (0.150, 8 << 10, 64 << 10), (0.045, 64 << 10, 256 << 10),
-           (0.0045, 256 << 10, 2 << 20), (0.0005, 2 << 20, 16 << 20)]
-cum, acc = [], 0.0
-for w, lo, hi in buckets:
-    acc += w
-    cum.append(acc)
-sizes = []
-for _ in range(nfiles):
-    u = rng.random() * acc
-    lo, hi = next((b[1], b[2]) for b, c in zip(buckets, cum) if u <= c)
-    sizes.append(0 if hi == 0 else math.exp(rng.uniform(math.log(lo), math.log(hi))))
-scale = target / max(1.0, sum(sizes))
-sizes = [int(s * scale) for s in sizes]
-biggest = max(range(nfiles), key=lambda i: sizes[i])
-sizes[biggest] += target - sum(sizes)
-
-# Content: text-like (skewed small alphabet with spaces and newlines: unique
-# per file, compresses ~2x) or incompressible random bytes. Larger files are
-# more often binary.
-weights = {" ": 40, "\n": 7, "e": 22, "t": 17, "a": 15, "o": 14, "i": 13, "n": 13,
-           "s": 12, "h": 11, "r": 11, "d": 8, "l": 7, "u": 6, "c": 6, "m": 5,
-           "f": 5, "=": 4, "_": 4, "0": 4, "1": 4, "/": 4, ".": 4, "p": 4, "g": 4, "#": 4, "y": 4, "w": 4}
-table = bytes(ord(c) for c, n in weights.items() for _ in range(n))
-assert len(table) == 256, len(table)
-
-dir_weights = [rng.expovariate(1.0) for _ in dirs]
-names = rng.choices(range(len(dirs)), weights=dir_weights, k=nfiles)
-text_bytes = rand_bytes = 0
-change = None
-for i, (size, di) in enumerate(zip(sizes, names)):
-    binary = rng.random() < (0.6 if size >= 64 << 10 else 0.2)
-    data = rng.randbytes(size)
-    if binary:
-        rand_bytes += size
-        name = f"{dirs[di]}/f{i:06d}.bin"
-    else:
-        data = data.translate(table)
-        text_bytes += size
-        name = f"{dirs[di]}/f{i:06d}.txt"
-        if change is None and depth[di] >= 3 and 100 <= size <= 8192:
-            change = name
-    with open(root + name, "wb") as f:
-        f.write(data)
-    if rng.random() < 0.1:
-        os.chmod(root + name, 0o755)
-if change is None:
-    change = name
-sys.stderr.write(f"  {nfiles} files in {ndirs} dirs, {sum(sizes)/1e6:.0f} MB: "
-                 f"{text_bytes/1e6:.0f} MB text-like, {rand_bytes/1e6:.0f} MB random; "
-                 f"median file {sorted(sizes)[nfiles//2]} B, largest {max(sizes)/1e6:.1f} MB\n")
-print(change)
-PY
+  python3 "$(dirname "${BASH_SOURCE[0]}")/gen_tree.py" "$1" "$FILES" "$SIZE_MB" "$DIRS" "$SEED"
 }
 
 warm_read() {  # DIR: pull the whole tree into the page cache
@@ -361,11 +370,13 @@ bench_tree() {
   [[ $out == *"+0 -0 ~1 entries"* ]] ||
     warn "[$key] --only commit after appending to $change did not report exactly ~1: $out"
 
-  measure "$key-1a" "$prep" "rsync -a --dry-run $src/ $copy/" || true
-  measure "$key-1b" "$prep" "$DIMCTL --root $store image commit $name -m bench" || true
-  measure "$key-1c" "$prep" "$DIMCTL --root $store image commit $name -m bench --only $change" || true
+  measure_group "$prep" \
+    "$key-1a" "rsync -a --dry-run $src/ $copy/" \
+    "$key-1b" "$DIMCTL --root $store image commit $name -m bench" \
+    "$key-1c" "$DIMCTL --root $store image commit $name -m bench --only $change"
   if [[ $do_shell == 1 ]]; then
-    measure "$key-1d" "" "$DIMCTL --root $store image shell $name -m bench -- sh -c 'echo x >> /etc/motd'" || true
+    measure_group "" \
+      "$key-1d" "$DIMCTL --root $store image shell $name -m bench -- sh -c 'echo x >> /etc/motd'"
   fi
 
   # untimed check: nothing changed since the last commit (wait out the
@@ -379,23 +390,33 @@ bench_tree() {
   [[ $out == *"nothing to commit"*", 0 read)"* ]] ||
     warn "[$key] second idle commit still read files: $out"
   STORE_SIZE[$key]=$(du -sb "$store" | cut -f1)
-  rm -rf "$store" "$copy"
+  # Nothing is deleted before the end (see NO_DELETE_NOTE): store and copy stay.
 
   # -- 2: import vs cp, fresh destination each run --
-  local dest=$W/$key-cpdest istore=$W/$key-istore
-  # Before every run: remove the destination, re-read the source (a host may
+  [[ $DO_IMPORT == 1 ]] || return 0
+  local dest=$W/$key-cpdest istore=$W/$key-istore trash=$W/trash
+  mkdir -p "$trash"
+  # Before every run: move the previous destination out of the way (a rename,
+  # not a deletion, see NO_DELETE_NOTE), re-read the source (the host may
   # reclaim cold page cache, e.g. DAMON pageout), and flush the previous run's
   # writeback so it does not land in this run.
-  printf '#!/bin/sh\nrm -rf %s %s\ntar -C %s -cf - . | cat >/dev/null\nexec sync\n' \
-    "$dest" "$istore" "$src" >"$W/$key-fresh.sh"
+  cat >"$W/$key-fresh.sh" <<END_OF_SCRIPT
+#!/bin/sh
+set -e
+n=\$(date +%s%N)
+if [ -e $dest ]; then mv $dest $trash/cpdest.\$n; fi
+if [ -e $istore ]; then mv $istore $trash/istore.\$n; fi
+tar -C $src -cf - . | cat >/dev/null
+exec sync
+END_OF_SCRIPT
   chmod +x "$W/$key-fresh.sh"
   printf '#!/bin/sh\ncp -a %s %s && exec sync\n' "$src" "$dest" >"$W/$key-cpsync.sh"
   chmod +x "$W/$key-cpsync.sh"
   warm_read "$src"
-  measure "$key-2a" "$W/$key-fresh.sh" "cp -a $src $dest" || true
-  measure "$key-2b" "$W/$key-fresh.sh" "$DIMCTL --root $istore image import $name $src -m bench" || true
-  measure "$key-2c" "$W/$key-fresh.sh" "$W/$key-cpsync.sh" || true
-  rm -rf "$dest" "$istore"
+  measure_group "$W/$key-fresh.sh" \
+    "$key-2a" "cp -a $src $dest" \
+    "$key-2b" "$DIMCTL --root $istore image import $name $src -m bench" \
+    "$key-2c" "$W/$key-cpsync.sh"
 }
 declare -A STORE_SIZE
 
@@ -410,6 +431,7 @@ header() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- machine: $(nproc) CPUs (${cpu:-unknown}), RAM $mem, kernel $(uname -r)"
   echo "- bench dir: $BENCH_DIR on $fstype"
+  if [[ -n $NOJOURNAL ]]; then echo "- $NOJOURNAL"; fi
   echo "- load average at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   local k damon=""
   for k in /sys/kernel/mm/damon/admin/kdamonds/*/state; do
@@ -418,9 +440,9 @@ header() {
     fi
   done
   if [[ -n $damon ]]; then echo "- $damon"; fi
-  echo "- dimctl: $DIMCTL ($("$DIMCTL" --version 2>&1 | head -1))"
-  local timer="date +%s.%N"
-  [[ -n $HYPERFINE ]] && timer=$("$HYPERFINE" --version)
+  echo "- dimctl: $DIMCTL_ORIG ($("$DIMCTL" --version 2>&1 | head -1); built $DIMCTL_INFO)"
+  local timer="own timer (bash \$EPOCHREALTIME), runs of compared commands interleaved"
+  if [[ -n $HYPERFINE && $INTERLEAVE == 0 ]]; then timer=$("$HYPERFINE" --version); fi
   echo "- timer: $timer; median of $RUNS runs after $WARMUP warm-up run(s); warm page cache"
   echo "- $(rsync --version | head -1)"
   echo "- $(cp --version | head -1)"
@@ -484,7 +506,8 @@ report() {
   row "import/(cp+sync) 2b ÷ 2c (info)" ratio @-2b @-2c
   echo
   echo "Times: median (min – max) of $RUNS runs. Part 1 runs with a warm cache and a fresh"
-  echo "worktree index; part 2 removes the destination and runs \`sync\` before every run."
+  echo "worktree index. Part 2 gives every run a fresh destination (the previous one is renamed"
+  echo "away; nothing is deleted before the end), re-reads the source and runs \`sync\` first."
   if [[ ${#NOTES[@]} -gt 0 ]]; then
     echo
     echo "Notes:"

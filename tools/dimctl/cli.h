@@ -91,6 +91,7 @@ Noun ClusterCommands();
 Noun NodeCommands();
 void AddNodeOverlayVerbs(Noun& node);
 Noun PushCommands();
+void AddRollbackVerb(Noun& image);
 Noun StatusCommands();
 
 }  // namespace dimctl

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "dim/api_client.h"
 #include "dim/catalog.h"
+#include "dim/image.h"
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/registry.h"
 #include "dim/node_overlay.h"
@@ -43,6 +44,11 @@ struct ChildState {
   int64_t head = 0;
   uint64_t bytes = 0;  // fetched by its last replication
   double seconds = 0;
+  long age_s = 0;      // since its last report
+  long poll_wait_s = 30;
+  // A child reports after every long-poll; silence for two of them means it
+  // is down. It catches up by itself when it returns.
+  bool offline() const { return age_s > 2 * poll_wait_s + 10; }
 };
 
 std::vector<ChildState> Children(const std::string& status, const std::string& image) {
@@ -64,6 +70,8 @@ std::vector<ChildState> Children(const std::string& status, const std::string& i
       c.bytes = std::strtoull(dim::JsonField(sub, "bytes").c_str(), nullptr, 10);
       c.seconds = std::atof(dim::JsonField(sub, "seconds").c_str());
     }
+    c.age_s = std::atol(dim::JsonField(chunk, "age_s").c_str());
+    if (long w = std::atol(dim::JsonField(chunk, "poll_wait").c_str()); w > 0) c.poll_wait_s = w;
     out.push_back(c);
   }
   return out;
@@ -159,7 +167,7 @@ Status Push(Invocation& inv) {
     top_name = dim::JsonField(status, "name");
     children = Children(status, image);
     bool done = true;
-    for (const auto& c : children) done &= c.head >= version;
+    for (const auto& c : children) done &= c.head >= version || c.offline();
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (done || elapsed > wait_s) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -172,7 +180,7 @@ Status Push(Invocation& inv) {
               << ",\"seconds\":" << secs << ",\"servers\":[";
     for (size_t i = 0; i < children.size(); i++) {
       const auto& c = children[i];
-      all &= c.head >= version;
+      all &= c.head >= version || c.offline();
       std::cout << (i ? "," : "") << "{\"server\":" << JsonEscape(c.server) << ",\"version\":"
                 << c.head << ",\"bytes\":" << c.bytes << ",\"seconds\":" << c.seconds
                 << ",\"error\":" << JsonEscape(c.error) << "}";
@@ -193,10 +201,14 @@ Status Push(Invocation& inv) {
                 client->base().c_str());
     std::printf("%-20s %8s %12s %8s  %s\n", "SERVER", "VERSION", "BYTES", "TIME", "STATE");
     for (const auto& c : children) {
-      all &= c.head >= version;
+      all &= c.head >= version || c.offline();
+      std::string state = c.head >= version ? "up to date"
+                          : c.offline()     ? "offline: no report for " + std::to_string(c.age_s) +
+                                              " s; it catches up when it returns"
+                          : c.error.empty() ? "syncing"
+                                            : c.error;
       std::printf("%-20s %8lld %12s %7.2fs  %s\n", c.server.c_str(), static_cast<long long>(c.head),
-                  HumanBytes(c.bytes).c_str(), c.seconds,
-                  c.head >= version ? "up to date" : c.error.empty() ? "syncing" : c.error.c_str());
+                  HumanBytes(c.bytes).c_str(), c.seconds, state.c_str());
     }
     for (const auto& n : nodes) {
       std::printf("node %-15s %8lld  via %s%s", n.name.c_str(), static_cast<long long>(n.version),
@@ -237,12 +249,13 @@ Status StatusCmd(Invocation& inv) {
     std::printf("%-20s %8s %10lld\n", name.c_str(), dim::JsonField(chunk, "head").c_str(),
                 static_cast<long long>(pub));
   }
-  std::printf("\n%-20s %-20s %8s %6s  %s\n", "SERVER", "IMAGE", "VERSION", "LAG", "ERROR");
+  std::printf("\n%-20s %-20s %8s %6s %9s  %s\n", "SERVER", "IMAGE", "VERSION", "LAG", "REPORTED",
+              "ERROR");
   for (const auto& [name, pub] : published) {
     for (const auto& c : Children(status, name)) {
-      std::printf("%-20s %-20s %8lld %6lld  %s\n", c.server.c_str(), name.c_str(),
-                  static_cast<long long>(c.head), static_cast<long long>(pub - c.head),
-                  c.error.c_str());
+      std::printf("%-20s %-20s %8lld %6lld %7lds  %s\n", c.server.c_str(), name.c_str(),
+                  static_cast<long long>(c.head), static_cast<long long>(pub - c.head), c.age_s,
+                  c.offline() ? "offline" : c.error.c_str());
     }
   }
   return Status::Ok();
@@ -267,6 +280,38 @@ Noun PushCommands() {
                       {"json", 0, "", "machine-readable output"}},
                      1, 1, Push});
   return n;
+}
+
+void AddRollbackVerb(Noun& image) {
+  image.verbs.push_back(
+      {"rollback", "IMAGE V", "make version V current again and push it",
+       "Records a new version whose tree equals version V, brings the master\n"
+       "back to it, and pushes it like any other version (replicas only move\n"
+       "forward). The versions in between stay in the log.\n\n"
+       "Example:\n  dimctl image rollback debian12 3",
+       {{"server", 0, "URL", "the top server (default $DIM_SERVER or http://127.0.0.1:7480)"},
+        {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
+        {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
+        {"json", 0, "", "machine-readable output"}},
+       2, 2, [](Invocation& inv) -> Status {
+         const std::string& v = inv.args[1];
+         if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+           return Status::InvalidArgument("version '" + v + "' must be a number");
+         }
+         {
+           DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+           DIM_ASSIGN_OR_RETURN(auto r, dim::RevertTo(*store, inv.args[0], std::stoll(v), ""));
+           if (!r.committed) {
+             std::printf("%s is already the same as version %s\n", inv.args[0].c_str(), v.c_str());
+           } else if (!inv.json()) {
+             std::printf("%s@%lld: the tree of version %s (%llu entries changed; master updated)\n",
+                         inv.args[0].c_str(), static_cast<long long>(r.version.number), v.c_str(),
+                         static_cast<unsigned long long>(r.candidates));
+           }
+         }
+         inv.args.resize(1);
+         return Push(inv);
+       }});
 }
 
 Noun StatusCommands() {

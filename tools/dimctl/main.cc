@@ -4,7 +4,9 @@
 
 int main(int argc, char** argv) {
   dimctl::Cli cli;
-  cli.Add(dimctl::ImageCommands());
+  dimctl::Noun image = dimctl::ImageCommands();
+  dimctl::AddRollbackVerb(image);
+  cli.Add(std::move(image));
   cli.Add(dimctl::KeepoutCommands());
   cli.Add(dimctl::StoreCommands());
   cli.Add(dimctl::PushCommands());

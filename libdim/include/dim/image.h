@@ -40,6 +40,13 @@ Result<CommitResult> ImportImage(Store& store, const std::string& name, const st
 Result<CommitResult> CommitImage(Store& store, const std::string& name,
                                  const CommitOptions& opts);
 
+// Records a new version whose tree equals version `target` (versions only
+// move forward, so replicas follow a rollback like any other change), and
+// brings the image's master back to it, entry by entry, so the next commit
+// starts from there.
+Result<CommitResult> RevertTo(Store& store, const std::string& name, int64_t target,
+                              const std::string& message);
+
 struct CheckoutOptions {};
 struct CheckoutStats {
   uint64_t entries = 0, bytes = 0;
