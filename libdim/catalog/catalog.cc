@@ -342,14 +342,15 @@ Result<std::unique_ptr<Catalog::VersionWriter>> Catalog::NewVersion(const ImageI
 }
 
 Status Catalog::VersionWriter::Put(const Entry& e) {
-  end_.Bind(1, image_.id).BindBlob(2, e.path).Bind(3, number_);
   bool existed = false;
-  while (end_.Step()) {
+  // The first version has no rows to end: skip the lookup (import speed).
+  if (image_.head > 0) end_.Bind(1, image_.id).BindBlob(2, e.path).Bind(3, number_);
+  while (image_.head > 0 && end_.Step()) {
     existed = true;
     entries_delta_--;
     if (static_cast<EntryType>(end_.Int(0)) == EntryType::kFile) bytes_delta_ -= end_.Int(1);
   }
-  DIM_RETURN_IF_ERROR(end_.status());
+  if (image_.head > 0) DIM_RETURN_IF_ERROR(end_.status());
   (existed ? modified_ : added_)++;
   entries_delta_++;
   if (e.type == EntryType::kFile) bytes_delta_ += static_cast<int64_t>(e.size);
