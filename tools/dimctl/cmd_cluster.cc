@@ -302,7 +302,7 @@ Status Apply(Invocation& inv) {
 }  // namespace
 
 Noun ClusterCommands() {
-  Noun n{"cluster", "Validate a cluster description and generate DHCP and boot configs", {}};
+  Noun n{"cluster", "the cluster description: validate, generate DHCP and boot configs, apply", {}};
   n.verbs.push_back(Verb{
       "validate", "FILE", "Check a cluster XML file and report every error",
       "Reports every problem at once, each as FILE:LINE:COLUMN with the element,\n"

@@ -187,7 +187,7 @@ const Option kClusterOption{"cluster", 'c', "FILE",
 }  // namespace
 
 Noun NodeCommands() {
-  Noun n{"node", "List, show and wake nodes of the cluster", {}};
+  Noun n{"node", "nodes: list, show, wake; provision, diff and view their overlays", {}};
   const std::string ranges =
       "RANGE is a hostlist: node[001-064], r01c[1-4]n[01-16], comma lists,\n"
       "@group (with its sub-groups), @all, and -ITEM to exclude, applied left to\n"
