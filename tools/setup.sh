@@ -17,7 +17,7 @@ packages=(
   librsync-dev libfuse3-dev fuse3 libtinyxml2-dev libsqlite3-dev sqlite3 doctest-dev
   libzstd-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev
   # masters, trees and their metadata
-  debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod
+  debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod curl diffutils
   # cluster description: schema validation and the real daemons it configures
   libxml2-utils dnsmasq kea-dhcp4-server isc-dhcp-server busybox-static iproute2 tcpdump
   # benchmarks and their peers
