@@ -352,10 +352,11 @@ push_and_check() {  # STORE URL IMAGE N
     return 1
   fi
   PUSH_SECS=$(elapsed "$t0")
-  PUSH_INNER=$(sed -n 's/.*"seconds":\([0-9.e-]*\).*/\1/p' <<<"$out")
+  # {"image":..,"version":V,"seconds":S,"servers":[{"server":..,"version":V,...,"error":""},..],"nodes":[..]}
+  PUSH_INNER=$(sed -n 's/^{"image":"[^"]*","version":[0-9]*,"seconds":\([0-9.e-]*\).*/\1/p' <<<"$out")
   local v up
   v=$(sed -n 's/^{"image":"[^"]*","version":\([0-9]*\).*/\1/p' <<<"$out")
-  up=$(grep -o "\"version\":$v,\"error\":\"\"" <<<"$out" | wc -l)
+  up=$(grep -oE "\"server\":\"[^\"]*\",\"version\":$v,[^}]*\"error\":\"\"" <<<"$out" | wc -l)
   if [[ $up -ne $4 ]]; then
     warn "dimctl push $3: expected $4 servers at version $v, output: $out"
     return 1
