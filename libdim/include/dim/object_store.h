@@ -45,7 +45,7 @@ struct ChunkList {
 };
 
 struct StoreOptions {
-  int zstd_level = 1;
+  int zstd_level = 3;
   // Files up to this size without holes are one blob; larger ones are chunked.
   uint64_t chunk_threshold = 1 << 20;
 };
