@@ -1,10 +1,7 @@
 #include "dim/cluster/load.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "dim/env.h"
 
-#include "dim/fd.h"
 #include "spec.h"
 
 namespace dim::cluster {
@@ -34,20 +31,9 @@ LoadResult LoadClusterFromString(std::string_view text, const std::string& file,
 }
 
 Result<LoadResult> LoadClusterFile(const std::string& path, const PriorAddresses& prior) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return PosixError("open " + path);
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return PosixError("read " + path);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  return LoadClusterFromString(text, path, prior);
+  auto text = Env::Posix()->ReadFile(path);
+  if (!text.ok()) return text.status();
+  return LoadClusterFromString(*text, path, prior);
 }
 
 Result<Cluster> LoadValidCluster(const std::string& path, const PriorAddresses& prior) {
