@@ -22,6 +22,10 @@ struct Option {
   bool repeatable = false;  // may be given several times (values accumulate)
 };
 
+// `--json` is parsed as a global option anywhere on the line; verbs that
+// produce listings declare it too, so their --help says so.
+inline const Option kJsonOption{"json", 0, "", "machine-readable output"};
+
 // Global options every command accepts; parsed before the noun.
 struct GlobalOptions {
   std::string root;  // --root, or $DIM_ROOT, or /var/lib/dim

@@ -339,7 +339,7 @@ Noun ClusterCommands() {
       1, 1, Apply});
   n.verbs.push_back(Verb{"show", "FILE", "Summarise networks, servers and groups of a cluster",
                          "With --json, prints one JSON object.",
-                         {{"json", 0, "", "machine-readable output"}}, 1, 1, Show});
+                         {kJsonOption}, 1, 1, Show});
   return n;
 }
 

@@ -417,14 +417,13 @@ Status Shell(Invocation& inv) {
 Noun ImageCommands() {
   const Option kMessage{"message", 'm', "MSG", "the version's message"};
   const Option kAuthor{"author", 0, "WHO", "author recorded (default: user@host)"};
-  const Option kJson{"json", 0, "", "machine-readable output"};
   Noun n{"image", "versioned master images: import, commit, log, diff, checkout", {}};
   n.verbs.push_back({"import", "NAME DIR", "create an image whose version 1 is the tree DIR",
                      "DIR (e.g. a debootstrap chroot) becomes the image's master: later\n"
                      "'dimctl image commit NAME' records what changed in it.\n\n"
                      "Example:\n  debootstrap --variant=minbase bookworm /srv/master/debian12\n"
                      "  dimctl image import debian12 /srv/master/debian12",
-                     {kMessage, kAuthor, kJson}, 2, 2, Import});
+                     {kMessage, kAuthor, kJsonOption}, 2, 2, Import});
   n.verbs.push_back({"commit", "NAME",
                      "record the master's changes as a new immutable version",
                      "Scans the master and reads only entries whose stat data changed since\n"
@@ -432,7 +431,7 @@ Noun ImageCommands() {
                      "below them): the cost is proportional to the change, not to the tree.\n\n"
                      "Examples:\n  dimctl image commit debian12 -m 'add user alice'\n"
                      "  dimctl image commit debian12 --only /etc/passwd --only /etc/shadow",
-                     {kMessage, kAuthor, kJson,
+                     {kMessage, kAuthor, kJsonOption,
                       {"only", 0, "PATH", "examine only PATH (repeatable)", true},
                       {"rehash", 0, "", "ignore cached stat data; re-read every file"},
                       {"from", 0, "DIR", "commit from DIR instead of the registered master"}},
@@ -443,23 +442,23 @@ Noun ImageCommands() {
                      "with writes captured by an overlay. On success the changes are applied\n"
                      "to the master and committed, examining only the changed paths.\n\n"
                      "Example:\n  dimctl image shell debian12 -m 'install htop' -- apt-get install -y htop",
-                     {kMessage, kAuthor, kJson,
+                     {kMessage, kAuthor, kJsonOption,
                       {"no-commit", 0, "", "apply to the master but do not commit"}},
                      1, SIZE_MAX, Shell});
   n.verbs.push_back({"log", "NAME", "list an image's versions, newest first", "",
-                     {kJson, {"limit", 'n', "N", "show at most N versions"}}, 1, 1, Log});
+                     {kJsonOption, {"limit", 'n', "N", "show at most N versions"}}, 1, 1, Log});
   n.verbs.push_back({"diff", "NAME A [B]", "what changed between versions A and B (default head)",
                      "Lines start with A (added), D (removed) or M (modified, with what\n"
                      "changed: content, mode, owner, xattrs, type, hardlinks). Directory\n"
                      "mtime-only changes are hidden unless --mtime is given.\n\n"
                      "Example:\n  dimctl image diff debian12 1 2",
-                     {kJson, {"mtime", 0, "", "also list entries whose only change is mtime"}}, 2, 3,
+                     {kJsonOption, {"mtime", 0, "", "also list entries whose only change is mtime"}}, 2, 3,
                      Diff});
   n.verbs.push_back({"show", "NAME[@V] [PATH]", "a version's summary, or one entry's metadata",
                      "Example:\n  dimctl image show debian12@3 /etc/passwd",
-                     {kJson, {"list", 'l', "", "with a directory PATH, list its entries"}}, 1, 2,
+                     {kJsonOption, {"list", 'l', "", "with a directory PATH, list its entries"}}, 1, 2,
                      Show});
-  n.verbs.push_back({"list", "", "all images with their head version", "", {kJson}, 0, 0, List});
+  n.verbs.push_back({"list", "", "all images with their head version", "", {kJsonOption}, 0, 0, List});
   n.verbs.push_back({"checkout", "NAME[@V] DIR",
                      "materialize a version into DIR exactly (contents and all metadata)",
                      "DIR must be empty or absent. The tree is built beside DIR and renamed\n"

@@ -195,7 +195,6 @@ Status Check(Invocation& inv) {
 }  // namespace
 
 Noun KeepoutCommands() {
-  const Option kJson{"json", 0, "", "machine-readable output"};
   Noun n{"keepout", "paths a push never overwrites on nodes (gitignore-like patterns)", {}};
   n.verbs.push_back({"add", "IMAGE PATTERN...", "append patterns to an image's keep-out list",
                      "Patterns follow gitignore: '/etc/hostname' (anchored), 'ssh_host_*'\n"
@@ -205,12 +204,12 @@ Noun KeepoutCommands() {
                      {}, 2, SIZE_MAX, Add});
   n.verbs.push_back({"rm", "IMAGE PATTERN...", "remove patterns (exactly as listed)", "", {}, 2,
                      SIZE_MAX, Rm});
-  n.verbs.push_back({"list", "IMAGE", "an image's keep-out patterns in order", "", {kJson}, 1, 1,
+  n.verbs.push_back({"list", "IMAGE", "an image's keep-out patterns in order", "", {kJsonOption}, 1, 1,
                      List});
   n.verbs.push_back({"check", "IMAGE PATH...", "say whether PATH is kept out, and by which rule",
                      "A PATH ending in '/' is taken as a directory; otherwise the image's\n"
                      "head version decides.\n\nExample:\n  dimctl keepout check debian12 /etc/ssh/ssh_host_rsa_key",
-                     {kJson, {"node", 0, "NODE", "use NODE's effective rules (image + cluster)"}},
+                     {kJsonOption, {"node", 0, "NODE", "use NODE's effective rules (image + cluster)"}},
                      2, SIZE_MAX, Check});
   n.verbs.push_back({"effective", "NODE",
                      "the rules that protect NODE: its image's, then the cluster's additions",
@@ -218,7 +217,7 @@ Noun KeepoutCommands() {
                      "description (site, group chain, node) as last applied with\n"
                      "'dimctl cluster apply'. Later rules win.\n\n"
                      "Example:\n  dimctl keepout effective r01c1n01",
-                     {kJson}, 1, 1, Effective});
+                     {kJsonOption}, 1, 1, Effective});
   return n;
 }
 

@@ -195,15 +195,15 @@ Noun NodeCommands() {
       "Nodes come from the registry of the store at --root (written by\n"
       "'dimctl cluster apply'), or from the XML file given with --cluster.";
   n.verbs.push_back(Verb{"list", "RANGE", "List nodes with address, MAC, server and image", ranges,
-                         {kClusterOption, {"json", 0, "", "machine-readable output"}}, 1, 1, List});
+                         {kClusterOption, kJsonOption}, 1, 1, List});
   n.verbs.push_back(Verb{"show", "RANGE", "Show everything dim derived for each node", ranges,
-                         {kClusterOption, {"json", 0, "", "machine-readable output"}}, 1, 1, Show});
+                         {kClusterOption, kJsonOption}, 1, 1, Show});
   n.verbs.push_back(Verb{
       "wake", "RANGE", "Send Wake-on-LAN magic packets to nodes",
       ranges + "\n\nEach packet goes to UDP port 9 at the broadcast address of the\n"
                "network of the node's boot interface.",
       {kClusterOption, {"device", 0, "DEV", "send through this network device (SO_BINDTODEVICE)"},
-       {"json", 0, "", "machine-readable output"}},
+       kJsonOption},
       1, 1, Wake});
   return n;
 }

@@ -127,7 +127,7 @@ void AddNodeOverlayVerbs(Noun& noun) {
                         {kVersion}, 1, 1, Provision});
   noun.verbs.push_back({"diff", "NODE", "how a node's overlay differs from its image",
                         "A: only on the node; M: the node's copy shadows the image's; D: deleted on\n"
-                        "the node.", {kVersion, {"json", 0, "", "machine-readable output"}}, 1, 1, Diff});
+                        "the node.", {kVersion, kJsonOption}, 1, 1, Diff});
   noun.verbs.push_back({"view", "NODE DIR", "materialize a node's view (image + overlay) into DIR",
                         "", {kVersion}, 2, 2, View});
 }

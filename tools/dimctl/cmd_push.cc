@@ -277,7 +277,7 @@ Noun PushCommands() {
                       {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
                       {"nodes", 0, "RANGE", "report only these nodes (e.g. 'r01c[1-4]n[01-16]')"},
                       {"dry-run", 'n', "", "list what would change; publish nothing"},
-                      {"json", 0, "", "machine-readable output"}},
+                      kJsonOption},
                      1, 1, Push});
   return n;
 }
@@ -292,7 +292,7 @@ void AddRollbackVerb(Noun& image) {
        {{"server", 0, "URL", "the top server (default $DIM_SERVER or http://127.0.0.1:7480)"},
         {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
         {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
-        {"json", 0, "", "machine-readable output"}},
+        kJsonOption},
        2, 2, [](Invocation& inv) -> Status {
          const std::string& v = inv.args[1];
          if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
@@ -319,7 +319,7 @@ Noun StatusCommands() {
   n.verbs.push_back({"", "", "show the top server's images and its servers' versions", "",
                      {{"server", 0, "URL", "the server to ask (default $DIM_SERVER or http://127.0.0.1:7480)"},
                       {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
-                      {"json", 0, "", "machine-readable output"}},
+                      kJsonOption},
                      0, 0, StatusCmd});
   return n;
 }

@@ -102,21 +102,20 @@ Status Fsck(Invocation& inv) {
 }  // namespace
 
 Noun StoreCommands() {
-  const Option kJson{"json", 0, "", "machine-readable output"};
   Noun n{"store", "the store itself: init, info, garbage collection, integrity check", {}};
   n.verbs.push_back({"init", "", "create an empty store at --root", "", {}, 0, 0, Init});
-  n.verbs.push_back({"info", "", "size and contents of the store", "", {kJson}, 0, 0, Info});
+  n.verbs.push_back({"info", "", "size and contents of the store", "", {kJsonOption}, 0, 0, Info});
   n.verbs.push_back({"secret", "[FILE]", "create the shared secret servers authenticate with",
                      "Writes 64 random bytes to FILE (default /etc/dim/secret), mode 0600;\n"
                      "refuses to overwrite an existing file.", {}, 0, 1, Secret});
   n.verbs.push_back({"gc", "", "delete objects no stored version references",
                      "Run after 'image rm' or 'image prune'. Waits for nothing: fails if a\n"
                      "commit is running.",
-                     {kJson, {"dry-run", 'n', "", "only report what would be removed"}}, 0, 0, Gc});
+                     {kJsonOption, {"dry-run", 'n', "", "only report what would be removed"}}, 0, 0, Gc});
   n.verbs.push_back({"fsck", "", "verify every referenced object against its hash",
                      "Lists each damaged or missing object with the image, versions and\n"
                      "path that use it. Exit status 1 when anything is wrong.",
-                     {kJson}, 0, 0, Fsck});
+                     {kJsonOption}, 0, 0, Fsck});
   return n;
 }
 
