@@ -90,14 +90,13 @@ class Fetcher {
   }
   Status FetchOne(dim::ApiClient& client, const dim::Digest& id) {
     DIM_ASSIGN_OR_RETURN(std::string raw, client.GetObject(id.Hex()));
-    DIM_ASSIGN_OR_RETURN(dim::ObjectKind kind, batch_.PutRaw(id, raw));
+    DIM_ASSIGN_OR_RETURN(dim::DecodedObject decoded, batch_.PutRaw(id, raw));
     {
       std::lock_guard<std::mutex> l(mu_);
       objects_fetched_++;
       bytes_fetched_ += raw.size();
     }
-    if (kind != dim::ObjectKind::kChunkList) return Status::Ok();
-    DIM_ASSIGN_OR_RETURN(auto decoded, dim::DecodeObject(id, raw));
+    if (decoded.kind != dim::ObjectKind::kChunkList) return Status::Ok();
     DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(decoded.body));
     for (const auto& c : list.chunks) {
       if (!c.hole) Add(c.id);

@@ -471,7 +471,7 @@ Status ObjectStore::Batch::Stage(const Digest& id, ObjectKind kind, std::string_
   return StageEncoded(id, store_->EncodeObject(kind, body));
 }
 
-Result<ObjectKind> ObjectStore::Batch::PutRaw(const Digest& id, std::string_view raw) {
+Result<DecodedObject> ObjectStore::Batch::PutRaw(const Digest& id, std::string_view raw) {
   auto decoded = DecodeObject(id, raw);
   if (!decoded.ok()) {
     return Status::Corruption("received object " + id.Hex() + " is corrupt: " +
@@ -479,15 +479,15 @@ Result<ObjectKind> ObjectStore::Batch::PutRaw(const Digest& id, std::string_view
   }
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!staged_.insert(id).second) return decoded->kind;
+    if (!staged_.insert(id).second) return decoded;
   }
   if (store_->Has(id)) {
     std::lock_guard<std::mutex> l(mu_);
     staged_.erase(id);
-    return decoded->kind;
+    return decoded;
   }
   DIM_RETURN_IF_ERROR(StageEncoded(id, raw));
-  return decoded->kind;
+  return decoded;
 }
 
 Status ObjectStore::Batch::StageEncoded(const Digest& id, std::string_view encoded) {

@@ -83,8 +83,9 @@ class ObjectStore {
     // the zero digest for an empty file. what names the file in errors.
     Result<Digest> PutFile(int fd, uint64_t size, bool maybe_sparse, const std::string& what);
     // Stages an object received from another store, exactly as it was
-    // stored there, after verifying it against id. Returns its kind.
-    Result<ObjectKind> PutRaw(const Digest& id, std::string_view raw);
+    // stored there, after verifying it against id. Returns it decoded, so a
+    // chunk list need not be decoded again to find its chunks.
+    Result<struct DecodedObject> PutRaw(const Digest& id, std::string_view raw);
     Status Commit();
     PutStats stats() const;
 
