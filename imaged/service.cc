@@ -6,6 +6,7 @@
 #include <zstd.h>
 
 #include <chrono>
+#include <cstring>
 #include <ctime>
 
 #include "dim/api_client.h"
@@ -42,7 +43,8 @@ Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::O
     : config_(std::move(config)),
       secret_(std::move(secret)),
       objects_(std::move(objects)),
-      catalogs_(config_.store + "/catalog.db") {}
+      catalogs_(config_.store + "/catalog.db"),
+      nodes_(config_.store, objects_.get()) {}
 
 namespace {
 
@@ -81,6 +83,9 @@ Response Service::Handle(const Request& req) {
   }
   // Objects are public by design (docs/protocol.md); everything else is signed.
   if (req.method == "GET" && parts.size() == 3 && parts[1] == "objects") return Object(parts[2]);
+  if (req.method == "POST" && parts.size() == 3 && parts[1] == "objects" && parts[2] == "batch") {
+    return ObjectBatch(req);
+  }
   auto header = req.headers.find("x-dim-auth");
   auto who = dim::auth::Verify(secret_, header == req.headers.end() ? "" : header->second,
                                req.method, dim::CanonicalTarget(req.path, req.query), req.body,
@@ -99,19 +104,7 @@ Response Service::Handle(const Request& req) {
       return Publish(image, req);
     }
   }
-  if (parts.size() >= 5 && parts[1] == "nodes" && parts[3] == "overlay") {
-    // /v1/nodes/NODE/overlay/PATH...: every component checked, never joined raw.
-    std::string path;
-    for (size_t i = 4; i < parts.size(); i++) {
-      const std::string& c = parts[i];
-      if (c.empty() || c == "." || c == ".." || c.find('\0') != std::string::npos || c.size() > 255) {
-        return BadRequest("overlay path component '" + c + "' is not allowed");
-      }
-      path += "/" + c;
-    }
-    if (path.size() > 4096) return BadRequest("overlay path too long");
-    return OverlayFile(parts[2], path, req, *who);
-  }
+  if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, *who);
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
     if (!is_server) return Response::Error(Status::PermissionDenied("only servers report"));
     return Report(req, *who);
@@ -259,6 +252,29 @@ Response Service::Object(const std::string& hex) {
   return r;
 }
 
+Response Service::ObjectBatch(const Request& req) {
+  // Body: raw 32-byte ids. Answer: for each object present, its id, its
+  // length (8 bytes, little-endian) and its stored bytes, up to ~64 MiB; the
+  // client asks again for what is missing from the answer.
+  constexpr size_t kMaxAnswer = 64 << 20;
+  if (req.body.size() % 32 != 0 || req.body.size() > 32 * 65536) {
+    return BadRequest("a batch body is up to 65536 raw 32-byte object ids");
+  }
+  Response r;
+  r.content_type = "application/x-dim-objects";
+  for (size_t i = 0; i < req.body.size() && r.body.size() < kMaxAnswer; i += 32) {
+    dim::Digest id;
+    std::memcpy(id.bytes.data(), req.body.data() + i, 32);
+    auto raw = objects_->ReadRaw(id);
+    if (!raw.ok()) continue;
+    r.body.append(req.body, i, 32);
+    uint64_t n = raw->size();
+    for (int b = 0; b < 8; b++) r.body.push_back(static_cast<char>(n >> (8 * b)));
+    r.body += *raw;
+  }
+  return r;
+}
+
 Response Service::Publish(const std::string& image, const Request& req) {
   if (config_.role != Config::Role::kTop) {
     return Response::Error(Status::Conflict("only the top server publishes; leaves follow it"));
@@ -289,62 +305,6 @@ Response Service::Report(const Request& req, const std::string& who) {
     reports_[who] = {body, std::chrono::steady_clock::now()};
   }
   return Response::Json(200, "{}");
-}
-
-Response Service::OverlayFile(const std::string& node, const std::string& path,
-                              const Request& req, const std::string& who) {
-  if (Status s = dim::ValidateImageName(node); !s.ok()) {
-    return BadRequest("'" + node + "' is not a node name");
-  }
-  if (who != "node:" + node && who.rfind("server:", 0) != 0) {
-    return Response::Error(Status::PermissionDenied(who + " may not use the overlay of node " + node));
-  }
-  std::string upper = config_.store + "/nodes/" + node + "/upper";
-  struct stat st;
-  if (::stat(upper.c_str(), &st) != 0) {
-    return Response::Error(Status::NotFound("node " + node + " has no overlay on this server"));
-  }
-  std::string full = upper + path;
-  // Refuse to follow symlinks in the overlay: a node's symlink must not lead
-  // the server outside the node's directory.
-  std::string cur = upper;
-  for (const auto& c : Split(path)) {
-    cur += "/" + c;
-    if (::lstat(cur.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-      return Response::Error(Status::PermissionDenied("overlay path " + path + " crosses a symlink"));
-    }
-  }
-  if (req.method == "GET") {
-    dim::Fd fd(::open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      return Response::Error(Status::NotFound("node " + node + " has no file " + path + " of its own"));
-    }
-    Response r;
-    r.content_type = "application/octet-stream";
-    r.file_size = static_cast<uint64_t>(st.st_size);
-    r.file = std::move(fd);
-    return r;
-  }
-  if (req.method == "PUT") {
-    // Durable before the answer: write a temporary, fsync it, rename, fsync the directory.
-    std::string dir = full.substr(0, full.rfind('/'));
-    if (Status s = dim::Env::Posix()->MkdirAll(dir, 0755); !s.ok()) return Response::Error(s);
-    std::string tmp = full + ".dim-put";
-    (void)::unlink(tmp.c_str());
-    auto f = dim::Env::Posix()->NewWritableFile(tmp);
-    if (!f.ok()) return Response::Error(f.status());
-    Status s = (*f)->Append(req.body);
-    if (s.ok()) s = (*f)->Sync();
-    if (s.ok()) s = (*f)->Close();
-    if (s.ok() && ::rename(tmp.c_str(), full.c_str()) != 0) s = dim::PosixError("rename " + tmp);
-    if (s.ok()) s = dim::Env::Posix()->SyncDir(dir);
-    if (!s.ok()) {
-      (void)::unlink(tmp.c_str());
-      return Response::Error(s);
-    }
-    return Response::Json(200, "{\"written\":" + std::to_string(req.body.size()) + "}");
-  }
-  return Response::Error(Status::InvalidArgument("overlay files take GET or PUT"));
 }
 
 Response Service::StatusPage() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config.h"
+#include "node_api.h"
 #include "dim/auth.h"
 #include "dim/catalog.h"
 #include "dim/http.h"
@@ -71,15 +72,14 @@ class Service {
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);
   dim::http::Response StatusPage();
-  // A node's own overlay files: only that node (or a server) may read or write.
-  dim::http::Response OverlayFile(const std::string& node, const std::string& path,
-                                  const dim::http::Request& req, const std::string& who);
+  dim::http::Response ObjectBatch(const dim::http::Request& req);
   dim::Status SetPublished(const std::string& image, int64_t version);
 
   Config config_;
   dim::auth::Secret secret_;
   std::unique_ptr<dim::ObjectStore> objects_;
   CatalogPool catalogs_;
+  NodeApi nodes_;
 
   std::mutex mu_;
   std::condition_variable changed_;

@@ -286,6 +286,31 @@ Status Catalog::ForEachBelow(int64_t image_id, int64_t version, const std::strin
   return s.status();
 }
 
+Status Catalog::ForEachChild(int64_t image_id, int64_t version, const std::string& dir,
+                             const std::function<Status(const Entry&)>& fn) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(std::string("SELECT ") + kEntryCols +
+                                            " FROM entries WHERE image_id = ?1 AND parent = ?3 "
+                                            "AND v_to > ?2 AND v_from <= ?2 ORDER BY path"));
+  s.Bind(1, image_id).Bind(2, version).BindBlob(3, dir);
+  while (s.Step()) {
+    DIM_ASSIGN_OR_RETURN(Entry e, RowToEntry(s, 0));
+    DIM_RETURN_IF_ERROR(fn(e));
+  }
+  return s.status();
+}
+
+Result<std::vector<std::string>> Catalog::LinkGroup(int64_t image_id, int64_t version,
+                                                    const std::string& group) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT path FROM entries WHERE image_id = ?1 AND "
+                                            "link_group = ?3 AND v_from <= ?2 AND v_to > ?2 "
+                                            "ORDER BY path"));
+  s.Bind(1, image_id).Bind(2, version).BindBlob(3, group);
+  std::vector<std::string> out;
+  while (s.Step()) out.push_back(s.Text(0));
+  DIM_RETURN_IF_ERROR(s.status());
+  return out;
+}
+
 Result<std::vector<DiffItem>> Catalog::Diff(int64_t image_id, int64_t a, int64_t b) {
   bool reversed = a > b;
   int64_t lo = std::min(a, b), hi = std::max(a, b);

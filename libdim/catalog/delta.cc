@@ -3,124 +3,16 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "dim/wire.h"
+
 namespace dim {
 namespace {
 
 constexpr char kMagic[10] = {'D', 'I', 'M', 'D', 'E', 'L', 'T', 'A', '1', '\n'};
 
-class Writer {
- public:
-  void U8(uint8_t v) { s_.push_back(static_cast<char>(v)); }
-  void U32(uint32_t v) {
-    for (int i = 0; i < 4; i++) s_.push_back(static_cast<char>(v >> (8 * i)));
-  }
-  void I64(int64_t v) {
-    for (int i = 0; i < 8; i++) s_.push_back(static_cast<char>(static_cast<uint64_t>(v) >> (8 * i)));
-  }
-  void Str(std::string_view v) {
-    U32(static_cast<uint32_t>(v.size()));
-    s_.append(v);
-  }
-  std::string& out() { return s_; }
-
- private:
-  std::string s_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool U8(uint8_t* v) {
-    if (in_.empty()) return false;
-    *v = static_cast<uint8_t>(in_[0]);
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool U32(uint32_t* v) {
-    if (in_.size() < 4) return false;
-    *v = 0;
-    for (int i = 3; i >= 0; i--) *v = (*v << 8) | static_cast<uint8_t>(in_[i]);
-    in_.remove_prefix(4);
-    return true;
-  }
-  bool I64(int64_t* v) {
-    if (in_.size() < 8) return false;
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--) x = (x << 8) | static_cast<uint8_t>(in_[i]);
-    *v = static_cast<int64_t>(x);
-    in_.remove_prefix(8);
-    return true;
-  }
-  bool U64(uint64_t* v) {
-    int64_t x;
-    if (!I64(&x)) return false;
-    *v = static_cast<uint64_t>(x);
-    return true;
-  }
-  bool Str(std::string* v) {
-    uint32_t n;
-    if (!U32(&n) || in_.size() < n) return false;
-    v->assign(in_.substr(0, n));
-    in_.remove_prefix(n);
-    return true;
-  }
-  bool Raw(size_t n, std::string_view* v) {
-    if (in_.size() < n) return false;
-    *v = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  size_t left() const { return in_.size(); }
-
- private:
-  std::string_view in_;
-};
-
-void PutEntry(Writer& w, const Entry& e) {
-  w.Str(e.path);
-  w.U8(static_cast<uint8_t>(e.type));
-  w.U32(e.mode);
-  w.U32(e.uid);
-  w.U32(e.gid);
-  w.I64(e.mtime_ns);
-  w.I64(static_cast<int64_t>(e.size));
-  w.I64(static_cast<int64_t>(e.rdev));
-  w.Str(e.target);
-  w.U8(e.object.IsZero() ? 0 : 1);
-  if (!e.object.IsZero()) w.out().append(e.object.Raw());
-  w.Str(e.link_group);
-  w.Str(SerializeXattrs(e.xattrs));
-}
-
-bool GetEntry(Reader& r, Entry* e) {
-  uint8_t type, has_object;
-  int64_t size, rdev;
-  std::string xattrs;
-  if (!r.Str(&e->path) || !r.U8(&type) || !r.U32(&e->mode) || !r.U32(&e->uid) ||
-      !r.U32(&e->gid) || !r.I64(&e->mtime_ns) || !r.I64(&size) || !r.I64(&rdev) ||
-      !r.Str(&e->target) || !r.U8(&has_object)) {
-    return false;
-  }
-  if (std::strchr("fdlcbps", type) == nullptr || type == 0 || has_object > 1) return false;
-  e->type = static_cast<EntryType>(type);
-  e->size = static_cast<uint64_t>(size);
-  e->rdev = static_cast<uint64_t>(rdev);
-  if (has_object) {
-    std::string_view raw;
-    if (!r.Raw(32, &raw)) return false;
-    std::memcpy(e->object.bytes.data(), raw.data(), 32);
-    if (e->object.IsZero()) return false;  // one encoding for "no object"
-  }
-  if (!r.Str(&e->link_group) || !r.Str(&xattrs)) return false;
-  auto x = ParseXattrs(xattrs);
-  if (!x.ok()) return false;
-  e->xattrs = std::move(*x);
-  return true;
-}
-
-bool ValidPath(const std::string& p) {
-  return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos;
-}
+using wire::Reader;
+using wire::ValidPath;
+using wire::Writer;
 
 }  // namespace
 
@@ -148,7 +40,7 @@ std::string CatalogDelta::Serialize() const {
   w.U32(static_cast<uint32_t>(started.size()));
   for (const auto& s : started) {
     w.I64(s.v_from);
-    PutEntry(w, s.entry);
+    w.Entry(s.entry);
   }
   return std::move(w.out());
 }
@@ -182,7 +74,7 @@ Result<CatalogDelta> CatalogDelta::Parse(std::string_view bytes) {
   if (!r.U32(&n) || n > r.left() / 40) return bad("bad started-row count");
   d.started.resize(n);
   for (auto& s : d.started) {
-    if (!r.I64(&s.v_from) || !GetEntry(r, &s.entry)) return bad("truncated started row");
+    if (!r.I64(&s.v_from) || !r.Entry(&s.entry)) return bad("truncated started row");
     if (!ValidPath(s.entry.path) || s.v_from <= d.from || s.v_from > d.to) {
       return bad("started row outside the delta's range");
     }

@@ -152,6 +152,11 @@ CREATE TABLE cluster_interfaces(
 );
 CREATE UNIQUE INDEX cluster_interfaces_address ON cluster_interfaces(network, ipv4);
 )sql"},
+      // 4: hardlink groups looked up by group (node mounts report st_nlink
+      // and copy a whole group up together).
+      {4, R"sql(
+CREATE INDEX entries_link ON entries(image_id, link_group) WHERE link_group IS NOT NULL;
+)sql"},
   };
   return kMigrations;
 }

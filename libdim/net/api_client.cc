@@ -61,6 +61,29 @@ Result<std::string> ApiClient::Post(const std::string& path, const std::string& 
   return Check(url, client_->Post(url, body, headers, timeout_ms));
 }
 
+Result<std::string> ApiClient::Send(const std::string& method, const std::string& path,
+                                    const std::map<std::string, std::string>& query,
+                                    const std::string& body, long timeout_ms) {
+  std::string target = CanonicalTarget(path, query);
+  std::map<std::string, std::string> headers = {
+      {"X-Dim-Auth", auth::Header(key_, identity_, method, target, std::time(nullptr), body)}};
+  // Signed over the decoded path; sent percent-encoded (overlay paths hold any byte).
+  std::string url = base_;
+  for (unsigned char c : path) {
+    if (c == '/') {
+      url += '/';
+    } else {
+      std::string enc = http::UrlEncode(std::string(1, static_cast<char>(c)));
+      url += enc;
+    }
+  }
+  url += target.substr(path.size());
+  if (method == "GET") return Check(url, client_->Get(url, headers, timeout_ms));
+  if (method == "POST") return Check(url, client_->Post(url, body, headers, timeout_ms));
+  if (method == "PUT") return Check(url, client_->Put(url, body, headers, timeout_ms));
+  return Status::InvalidArgument("unsupported method " + method);
+}
+
 Result<std::string> ApiClient::GetObject(const std::string& hex) {
   std::string url = base_ + "/v1/objects/" + hex;
   return Check(url, client_->Get(url, {}, 0));

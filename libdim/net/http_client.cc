@@ -2,6 +2,8 @@
 // UrlEncode. curl's callbacks are C callbacks: they catch everything and
 // report failure to curl by returning a short count.
 #include <curl/curl.h>
+
+#include <cstring>
 #include <strings.h>
 
 #include <cctype>
@@ -96,6 +98,12 @@ class CurlClient final : public Client {
     return Perform("POST", url, &body, headers, timeout_ms);
   }
 
+  Result<ClientResponse> Put(const std::string& url, const std::string& body,
+                             const std::map<std::string, std::string>& headers,
+                             long timeout_ms) override {
+    return Perform("PUT", url, &body, headers, timeout_ms);
+  }
+
  private:
   Result<ClientResponse> Perform(const char* method, const std::string& url,
                                  const std::string* body,
@@ -147,6 +155,7 @@ class CurlClient final : public Client {
       set(curl_easy_setopt(c, CURLOPT_POST, 1L));
       set(curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data()));
       set(curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size())));
+      if (std::strcmp(method, "POST") != 0) set(curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method));
     } else {
       set(curl_easy_setopt(c, CURLOPT_HTTPGET, 1L));
     }

@@ -65,7 +65,7 @@ TEST_CASE("imaged: a node reads and writes only its own overlay") {
   CHECK(Body(own) == "n1\n");
   auto other = s.Call("GET", "/v1/nodes/n2/overlay/etc/hostname", "node:n1");
   CHECK(other.status == 403);
-  CHECK(other.body.find("node:n1 may not use the overlay of node n2") != std::string::npos);
+  CHECK(other.body.find("node:n1 may not use the resources of node n2") != std::string::npos);
   CHECK(s.Call("PUT", "/v1/nodes/n2/overlay/etc/x", "node:n1", "evil").status == 403);
   CHECK_FALSE(dim::Env::Posix()->Exists(s.dir / "store/nodes/n2/upper/etc/x"));
   // A server may, for provisioning and diagnosis.

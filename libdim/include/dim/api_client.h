@@ -29,6 +29,10 @@ class ApiClient {
                           long timeout_ms = 0);
   Result<std::string> Post(const std::string& path, const std::string& body,
                            long timeout_ms = 0);
+  // Any signed request; body may be empty for GET.
+  Result<std::string> Send(const std::string& method, const std::string& path,
+                           const std::map<std::string, std::string>& query,
+                           const std::string& body, long timeout_ms = 0);
   // Objects are fetched unsigned (any HTTP cache may serve them).
   Result<std::string> GetObject(const std::string& hex);
   const std::string& base() const { return base_; }

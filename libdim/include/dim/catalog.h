@@ -84,6 +84,12 @@ class Catalog {
   // Entries strictly below dir ("/etc" -> "/etc/..."), in path order.
   Status ForEachBelow(int64_t image_id, int64_t version, const std::string& dir,
                       const std::function<Status(const Entry&)>& fn);
+  // Direct children of dir, in path order.
+  Status ForEachChild(int64_t image_id, int64_t version, const std::string& dir,
+                      const std::function<Status(const Entry&)>& fn);
+  // Paths of the hardlink group `group` (its first path) in a version.
+  Result<std::vector<std::string>> LinkGroup(int64_t image_id, int64_t version,
+                                             const std::string& group);
   Result<std::vector<DiffItem>> Diff(int64_t image_id, int64_t a, int64_t b);
 
   // Writing version head+1. Call inside a transaction; Put/Remove describe the

@@ -82,6 +82,9 @@ class Client {
   virtual Result<ClientResponse> Post(const std::string& url, const std::string& body,
                                       const std::map<std::string, std::string>& headers,
                                       long timeout_ms = 0) = 0;
+  virtual Result<ClientResponse> Put(const std::string& url, const std::string& body,
+                                     const std::map<std::string, std::string>& headers,
+                                     long timeout_ms = 0) = 0;
 };
 
 // Percent-encoding for path segments and query values.

@@ -1,0 +1,61 @@
+// Overlayfs-style upper directories, as both sides of a node mount keep them:
+// the node's local upper (rootfs-fuse) and the node's overlay on its server
+// (imaged). Whiteouts are 0/0 character devices; an opaque directory carries
+// trusted.overlay.opaque=y. Every path is resolved below the upper's root fd
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a symlink a node
+// user planted can never lead a root daemon outside the upper.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dim/entry.h"
+#include "dim/fd.h"
+#include "dim/status.h"
+
+namespace dim::upper {
+
+constexpr const char* kOpaqueXattr = "trusted.overlay.opaque";
+
+bool IsWhiteout(const struct stat& st);
+
+// The directory that holds path ("/etc/hosts" -> fd of <root>/etc, name
+// "hosts"). path must not be "/". NotFound when a parent is missing.
+Result<Fd> OpenParent(int root_fd, const std::string& path, std::string* name);
+// Opens path itself below root (flags as for openat; O_NOFOLLOW implied).
+Result<Fd> Open(int root_fd, const std::string& path, int flags, mode_t mode = 0);
+
+// "/proc/self/fd/N/name": a path for the syscalls that have no *at form
+// (xattrs). Relative to the process's cwd when proc_relative ("self/fd/..."),
+// for daemons whose root moved away (rootfs-fuse after switch_root).
+std::string FdPath(int dirfd, const std::string& name, bool proc_relative);
+
+// How stored xattr names map to the names users see. The identity map for
+// servers; rootfs-fuse stores user.* and trusted.* under trusted.dim. because
+// tmpfs before Linux 6.6 has no user.* xattrs.
+struct XattrMap {
+  std::function<std::string(const std::string&)> to_stored;
+  std::function<std::string(const std::string&)> to_visible;  // "" hides a stored name
+};
+XattrMap IdentityXattrs();
+
+// Sets owner, xattrs (replacing the whole set; trusted.overlay.* kept), mode
+// and times of dirfd/name from e, in the order that keeps setuid bits and
+// capabilities (chown clears them).
+Status ApplyMetadata(int dirfd, const std::string& name, const Entry& e, const XattrMap& map,
+                     bool proc_relative);
+// The visible xattrs of dirfd/name, sorted by name.
+Result<std::vector<Xattr>> ReadXattrs(int dirfd, const std::string& name, const XattrMap& map,
+                                      bool proc_relative);
+
+// Removes dirfd/name and, for a directory, everything below it. Missing is fine.
+Status RemoveAt(int dirfd, const std::string& name);
+// Replaces whatever is at dirfd/name with a whiteout.
+Status WhiteoutAt(int dirfd, const std::string& name);
+// Creates the directories of path's parents that are missing (mode 0755).
+Status MakeParents(int root_fd, const std::string& path);
+
+}  // namespace dim::upper

@@ -1,0 +1,55 @@
+// The little-endian, length-prefixed encoding shared by dim's binary wire
+// formats (catalogue deltas, node overlay listings and operations):
+// docs/protocol.md specifies it. Readers never trust lengths: every read is
+// bounds-checked and reports failure instead of reading past the input.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "dim/entry.h"
+
+namespace dim::wire {
+
+class Writer {
+ public:
+  void U8(uint8_t v) { s_.push_back(static_cast<char>(v)); }
+  void U32(uint32_t v) {
+    for (int i = 0; i < 4; i++) s_.push_back(static_cast<char>(v >> (8 * i)));
+  }
+  void I64(int64_t v) {
+    for (int i = 0; i < 8; i++) s_.push_back(static_cast<char>(static_cast<uint64_t>(v) >> (8 * i)));
+  }
+  void Str(std::string_view v) {
+    U32(static_cast<uint32_t>(v.size()));
+    s_.append(v);
+  }
+  void Entry(const dim::Entry& e);
+  std::string& out() { return s_; }
+
+ private:
+  std::string s_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool U8(uint8_t* v);
+  bool U32(uint32_t* v);
+  bool I64(int64_t* v);
+  bool U64(uint64_t* v);
+  bool Str(std::string* v);
+  bool Raw(size_t n, std::string_view* v);
+  // An entry as Writer::Entry wrote it; false on truncation or invalid fields.
+  bool Entry(dim::Entry* e);
+  size_t left() const { return in_.size(); }
+
+ private:
+  std::string_view in_;
+};
+
+// An absolute entry path without NUL bytes.
+bool ValidPath(const std::string& p);
+
+}  // namespace dim::wire

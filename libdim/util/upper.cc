@@ -1,0 +1,185 @@
+#include "dim/upper.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+
+namespace dim::upper {
+namespace {
+
+int OpenAt2(int dirfd, const char* path, int flags, mode_t mode) {
+  struct open_how how = {};
+  how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC;
+  how.mode = mode;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  for (;;) {
+    long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0 || errno != EAGAIN) return static_cast<int>(fd);
+  }
+}
+
+}  // namespace
+
+bool IsWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
+
+Result<Fd> OpenParent(int root_fd, const std::string& path, std::string* name) {
+  size_t slash = path.rfind('/');
+  if (path.empty() || path[0] != '/' || slash == std::string::npos || slash + 1 >= path.size()) {
+    return Status::InvalidArgument("not an entry path: " + QuotePath(path));
+  }
+  *name = path.substr(slash + 1);
+  std::string dir = slash == 0 ? "." : path.substr(1, slash - 1);
+  Fd fd(OpenAt2(root_fd, dir.c_str(), O_PATH | O_DIRECTORY, 0));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return Status::NotFound("no directory " + QuotePath(path.substr(0, slash)));
+    if (errno == ELOOP || errno == EXDEV) {
+      return Status::PermissionDenied(QuotePath(path) + " crosses a symlink");
+    }
+    return PosixError("open directory of " + QuotePath(path));
+  }
+  return fd;
+}
+
+Result<Fd> Open(int root_fd, const std::string& path, int flags, mode_t mode) {
+  std::string rel = path == "/" ? "." : path.substr(1);
+  Fd fd(OpenAt2(root_fd, rel.c_str(), flags | O_NOFOLLOW, mode));
+  if (!fd.valid()) {
+    if (errno == ELOOP || errno == EXDEV) {
+      return Status::PermissionDenied(QuotePath(path) + " crosses a symlink");
+    }
+    return PosixError("open " + QuotePath(path));
+  }
+  return fd;
+}
+
+std::string FdPath(int dirfd, const std::string& name, bool proc_relative) {
+  return std::string(proc_relative ? "self/fd/" : "/proc/self/fd/") + std::to_string(dirfd) +
+         (name.empty() ? "" : "/" + name);
+}
+
+XattrMap IdentityXattrs() {
+  return {[](const std::string& n) { return n; },
+          [](const std::string& n) {
+            return n.rfind("trusted.overlay.", 0) == 0 ? std::string() : n;
+          }};
+}
+
+Result<std::vector<Xattr>> ReadXattrs(int dirfd, const std::string& name, const XattrMap& map,
+                                      bool proc_relative) {
+  std::string p = FdPath(dirfd, name, proc_relative);
+  std::vector<Xattr> out;
+  std::string names(1024, '\0');
+  ssize_t n;
+  for (;;) {
+    n = ::llistxattr(p.c_str(), names.data(), names.size());
+    if (n >= 0) break;
+    if (errno == ENOTSUP) return out;
+    if (errno != ERANGE) return PosixError("list xattrs of " + name);
+    names.resize(names.size() * 4);
+  }
+  for (size_t i = 0; i < static_cast<size_t>(n);) {
+    std::string stored(names.data() + i);
+    i += stored.size() + 1;
+    std::string visible = map.to_visible(stored);
+    if (visible.empty()) continue;
+    std::string value(256, '\0');
+    for (;;) {
+      ssize_t v = ::lgetxattr(p.c_str(), stored.c_str(), value.data(), value.size());
+      if (v >= 0) {
+        value.resize(static_cast<size_t>(v));
+        break;
+      }
+      if (errno == ENODATA) break;
+      if (errno != ERANGE) return PosixError("read xattr " + stored + " of " + name);
+      value.resize(value.size() * 4);
+    }
+    out.push_back({visible, value});
+  }
+  std::sort(out.begin(), out.end(), [](const Xattr& a, const Xattr& b) { return a.name < b.name; });
+  return out;
+}
+
+Status ApplyMetadata(int dirfd, const std::string& name, const Entry& e, const XattrMap& map,
+                     bool proc_relative) {
+  if (::fchownat(dirfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    return PosixError("chown " + QuotePath(e.path));
+  }
+  std::string p = FdPath(dirfd, name, proc_relative);
+  DIM_ASSIGN_OR_RETURN(auto have, ReadXattrs(dirfd, name, map, proc_relative));
+  std::set<std::string> want;
+  for (const auto& x : e.xattrs) want.insert(x.name);
+  for (const auto& x : have) {
+    if (!want.count(x.name) && ::lremovexattr(p.c_str(), map.to_stored(x.name).c_str()) != 0 &&
+        errno != ENODATA) {
+      return PosixError("remove xattr " + x.name + " of " + QuotePath(e.path));
+    }
+  }
+  for (const auto& x : e.xattrs) {
+    if (::lsetxattr(p.c_str(), map.to_stored(x.name).c_str(), x.value.data(), x.value.size(), 0) != 0) {
+      return PosixError("set xattr " + x.name + " of " + QuotePath(e.path));
+    }
+  }
+  if (e.type != EntryType::kSymlink && ::fchmodat(dirfd, name.c_str(), e.mode & 07777, 0) != 0) {
+    return PosixError("chmod " + QuotePath(e.path));
+  }
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = e.mtime_ns / 1000000000;
+  ts[0].tv_nsec = ts[1].tv_nsec = e.mtime_ns % 1000000000;
+  if (ts[0].tv_nsec < 0) {
+    ts[0].tv_nsec += 1000000000;
+    ts[1].tv_nsec += 1000000000;
+    ts[0].tv_sec--;
+    ts[1].tv_sec--;
+  }
+  if (::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    return PosixError("set times of " + QuotePath(e.path));
+  }
+  return Status::Ok();
+}
+
+Status RemoveAt(int dirfd, const std::string& name) {
+  if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
+  if (errno != EISDIR && errno != EPERM) return PosixError("remove " + name);
+  Fd dir(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir.valid()) return PosixError("open " + name);
+  DirPtr d(::fdopendir(::dup(dir.get())));
+  if (!d) return PosixError("list " + name);
+  std::vector<std::string> names;
+  while (struct dirent* de = ::readdir(d.get())) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  for (const auto& n : names) DIM_RETURN_IF_ERROR(RemoveAt(dir.get(), n));
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    return PosixError("remove directory " + name);
+  }
+  return Status::Ok();
+}
+
+Status WhiteoutAt(int dirfd, const std::string& name) {
+  DIM_RETURN_IF_ERROR(RemoveAt(dirfd, name));
+  if (::mknodat(dirfd, name.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) {
+    return PosixError("create whiteout " + name);
+  }
+  return Status::Ok();
+}
+
+Status MakeParents(int root_fd, const std::string& path) {
+  for (size_t p = path.find('/', 1); p != std::string::npos; p = path.find('/', p + 1)) {
+    std::string dir = path.substr(0, p), name;
+    DIM_ASSIGN_OR_RETURN(Fd parent, OpenParent(root_fd, dir, &name));
+    if (::mkdirat(parent.get(), name.c_str(), 0755) != 0 && errno != EEXIST) {
+      return PosixError("create directory " + QuotePath(dir));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace dim::upper
