@@ -1,0 +1,82 @@
+// File contents on the node: objects fetched by hash on first read, verified,
+// and kept decoded in a cache directory (tmpfs: RAM; a disk: survives
+// reboots) shared by every version, since objects are immutable. Concurrent
+// readers of one missing object wait for a single fetch; reading a chunked
+// file fetches the chunks ahead of the reader in the background.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dim/fd.h"
+#include "dim/hash.h"
+#include "dim/object_store.h"
+#include "remote.h"
+
+namespace rootfs {
+
+struct CacheStats {
+  uint64_t fetched_objects = 0, fetched_bytes = 0, hits = 0;
+};
+
+class ObjectCache {
+ public:
+  // dir_fd: the cache directory; max_bytes: evict least recently used objects beyond.
+  ObjectCache(int dir_fd, Remote* remote, uint64_t max_bytes, int fetch_threads);
+  ~ObjectCache();  // stops the fetchers
+
+  // Reads up to n bytes at offset of the file whose content object is id
+  // (zero digest: empty file); short only at the end of the file.
+  dim::Result<size_t> Read(const dim::Digest& id, uint64_t size, uint64_t offset, size_t n, char* buf);
+  // Next data/hole offset at or after offset for lseek(SEEK_DATA/SEEK_HOLE).
+  dim::Result<uint64_t> Seek(const dim::Digest& id, uint64_t size, uint64_t offset, bool data);
+  // Streams the whole content (copy-up): sink(offset, bytes), holes skipped.
+  dim::Status ReadAll(const dim::Digest& id, uint64_t size,
+                      const std::function<dim::Status(uint64_t, std::string_view)>& sink);
+  // Fetches these file objects (and their chunks) in the background, in
+  // batches: the boot prefetch list.
+  void Prefetch(std::vector<dim::Digest> ids);
+  CacheStats stats();
+
+ private:
+  struct Object {  // a decoded object on the cache disk
+    dim::ObjectKind kind;
+    dim::Fd fd;          // body at offset 1 (byte 0 is the kind)
+    uint64_t size = 0;   // body size
+    std::shared_ptr<const dim::ChunkList> chunks;  // chunk lists, parsed
+  };
+  using ObjectPtr = std::shared_ptr<const Object>;
+
+  dim::Result<ObjectPtr> Get(const dim::Digest& id);
+  dim::Result<ObjectPtr> Open(const dim::Digest& id);           // from disk, or NotFound
+  dim::Result<ObjectPtr> Store(const dim::Digest& id, const std::string& raw);
+  void Touch(const dim::Digest& id, uint64_t bytes);            // LRU + eviction
+  void Ahead(const ObjectPtr& list, size_t from);               // queue chunks to fetch
+  void FetchLoop();
+
+  int dir_fd_;
+  Remote* remote_;
+  uint64_t max_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<dim::Digest, std::shared_ptr<std::condition_variable>> inflight_;  // GUARDED_BY(mu_)
+  std::list<dim::Digest> lru_;                                                // GUARDED_BY(mu_)
+  std::unordered_map<dim::Digest, std::pair<std::list<dim::Digest>::iterator, uint64_t>,
+                     dim::DigestHash> resident_;                               // GUARDED_BY(mu_)
+  std::unordered_map<dim::Digest, ObjectPtr, dim::DigestHash> open_;          // small fd cache, GUARDED_BY(mu_)
+  uint64_t resident_bytes_ = 0;                                               // GUARDED_BY(mu_)
+  std::list<std::vector<dim::Digest>> queue_;                                 // GUARDED_BY(mu_)
+  bool stop_ = false;                                                         // GUARDED_BY(mu_)
+  CacheStats stats_;                                                          // GUARDED_BY(mu_)
+  std::vector<std::thread> fetchers_;
+};
+
+}  // namespace rootfs

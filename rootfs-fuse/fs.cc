@@ -1,0 +1,1699 @@
+#include "fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "dim/wire.h"
+
+namespace rootfs {
+
+using dim::Entry;
+using dim::EntryType;
+using dim::Status;
+
+namespace {
+
+constexpr char kOpsMagic[8] = {'D', 'I', 'M', 'O', 'P', 'S', '1', '\n'};
+constexpr char kListMagic[8] = {'D', 'I', 'M', 'O', 'V', 'L', '1', '\n'};
+constexpr uint64_t kUpperInoBit = 1ull << 62;
+constexpr size_t kPutChunk = 16 << 20;
+
+int Errno(const Status& s) {
+  switch (s.code()) {
+    case dim::Code::kOk: return 0;
+    case dim::Code::kNotFound: return ENOENT;
+    case dim::Code::kPermissionDenied: return EACCES;
+    case dim::Code::kAlreadyExists: return EEXIST;
+    case dim::Code::kNoSpace: return ENOSPC;
+    case dim::Code::kInvalidArgument: return EINVAL;
+    default: break;
+  }
+  // PosixError keeps errno's text; map the common ones back.
+  const std::string& m = s.message();
+  struct { const char* text; int err; } table[] = {
+      {"No such file or directory", ENOENT}, {"File exists", EEXIST},
+      {"Directory not empty", ENOTEMPTY},    {"Not a directory", ENOTDIR},
+      {"Is a directory", EISDIR},            {"Permission denied", EACCES},
+      {"Operation not permitted", EPERM},    {"No data available", ENODATA},
+      {"Numerical result out of range", ERANGE}, {"No space left on device", ENOSPC},
+      {"Operation not supported", EOPNOTSUPP}, {"File too large", EFBIG},
+      {"Invalid argument", EINVAL},          {"Argument list too long", E2BIG},
+      {"Too many links", EMLINK},            {"Invalid cross-device link", EXDEV},
+  };
+  for (const auto& t : table) {
+    if (m.size() >= std::strlen(t.text) && m.compare(m.size() - std::strlen(t.text), std::string::npos, t.text) == 0) {
+      return t.err;
+    }
+  }
+  return EIO;
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
+std::string NameOf(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+std::string ParentOf(const std::string& path) { return std::string(dim::ParentPath(path)); }
+
+uint64_t HashIno(const std::string& key) {
+  // FNV-1a, then kept below the upper-only range and away from 0/1.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  return (h & (kUpperInoBit - 1)) | 2;
+}
+
+int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void FillFromEntry(const Entry& e, struct stat* st) {
+  std::memset(st, 0, sizeof *st);
+  st->st_mode = dim::ModeTypeBits(e.type) | (e.mode & 07777);
+  st->st_uid = e.uid;
+  st->st_gid = e.gid;
+  st->st_size = static_cast<off_t>(e.type == EntryType::kFile || e.type == EntryType::kSymlink ? e.size : 0);
+  st->st_rdev = static_cast<dev_t>(e.rdev);
+  st->st_blksize = 4096;
+  st->st_blocks = static_cast<blkcnt_t>((e.size + 511) / 512);
+  st->st_nlink = 1;
+  st->st_mtim.tv_sec = e.mtime_ns / 1000000000;
+  st->st_mtim.tv_nsec = e.mtime_ns % 1000000000;
+  if (st->st_mtim.tv_nsec < 0) {
+    st->st_mtim.tv_nsec += 1000000000;
+    st->st_mtim.tv_sec--;
+  }
+  st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+// Stored xattr names in the local upper: user.* and trusted.* live under
+// trusted.dim. (tmpfs before 6.6 refuses user.*; trusted.overlay.* is ours).
+dim::upper::XattrMap LocalXattrs() {
+  return {[](const std::string& n) {
+            if (n.rfind("user.", 0) == 0 || n.rfind("trusted.", 0) == 0) return "trusted.dim." + n;
+            return n;
+          },
+          [](const std::string& n) {
+            if (n.rfind("trusted.dim.", 0) == 0) return n.substr(12);
+            if (n.rfind("trusted.", 0) == 0 || n.rfind("user.", 0) == 0) return std::string();
+            return n;
+          }};
+}
+
+class OpList {
+ public:
+  OpList() { w_.out().append(kOpsMagic, sizeof kOpsMagic); }
+  OpList& Make(const Entry& e) {
+    w_.U8('M');
+    w_.Entry(e);
+    n_++;
+    return *this;
+  }
+  OpList& Path(char op, const std::string& p) {
+    w_.U8(static_cast<uint8_t>(op));
+    w_.Str(p);
+    n_++;
+    return *this;
+  }
+  OpList& Two(char op, const std::string& a, const std::string& b) {
+    w_.U8(static_cast<uint8_t>(op));
+    w_.Str(a);
+    w_.Str(b);
+    n_++;
+    return *this;
+  }
+  bool empty() const { return n_ == 0; }
+  const std::string& bytes() { return w_.out(); }
+
+ private:
+  dim::wire::Writer w_;
+  int n_ = 0;
+};
+
+}  // namespace
+
+struct Filesystem::Inode {
+  fuse_ino_t id = 0;
+  std::string path;
+  std::string key;
+  uint64_t ino = 0;
+  uint64_t nlookup = 0;
+  bool upper = false;           // present in the local upper
+  bool dir = false;
+  bool lower_children = false;  // dir: the version's entries below it show through
+  std::optional<Entry> lower;   // the version's entry, as of the lookup
+};
+
+struct Filesystem::Handle {
+  Inode* inode = nullptr;
+  std::string path;
+  dim::Fd fd;             // upper file
+  dim::Digest object;     // lower file
+  uint64_t size = 0;
+  bool write = false;
+  std::mutex mu;
+  uint64_t dirty_lo = UINT64_MAX, dirty_hi = 0;  // GUARDED_BY(mu)
+  // Directory listings: a snapshot taken at opendir.
+  struct DirEnt {
+    std::string name;
+    uint64_t ino;
+    mode_t type;
+  };
+  std::vector<DirEnt> entries;
+};
+
+struct Filesystem::Found {
+  bool exists = false;
+  bool upper = false;  // the upper has it (not a whiteout)
+  bool whiteout = false;
+  bool opaque = false;
+  struct stat st {};
+  std::optional<Entry> lower;
+};
+
+Filesystem::Filesystem(FsOptions opts, Remote* remote, Meta* meta, int upper_fd, int work_fd)
+    : opts_(std::move(opts)), remote_(remote), meta_(meta), upper_fd_(upper_fd), work_fd_(work_fd),
+      xmap_(LocalXattrs()), started_(std::chrono::steady_clock::now()) {
+  version_ = meta_->version();
+  auto root = std::make_unique<Inode>();
+  root->id = FUSE_ROOT_ID;
+  root->path = "/";
+  root->key = "/";
+  root->ino = 1;
+  root->nlookup = 1;
+  root->dir = true;
+  root->upper = true;
+  root->lower_children = true;
+  auto e = meta_->Lookup(version_, "/");
+  if (e.ok()) root->lower = *e;
+  by_path_["/"] = root.get();
+  inodes_[FUSE_ROOT_ID] = std::move(root);
+}
+
+Filesystem::~Filesystem() = default;
+
+void Filesystem::Reply(fuse_req_t req, const Status& s) { fuse_reply_err(req, Errno(s)); }
+
+bool Filesystem::Persistent(const std::string& path, bool is_dir) const {
+  return !opts_.ephemeral.IsKeptOut(path, is_dir);
+}
+
+Filesystem::Inode* Filesystem::Get(fuse_ino_t ino) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second.get();
+}
+
+// ---------------------------------------------------------------- overlay load
+
+Status Filesystem::LoadOverlay() {
+  auto list = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay-list", {}, "", true);
+  if (!list.ok()) {
+    if (list.status().code() == dim::Code::kNotFound) {
+      return Status::NotFound("node " + opts_.node + " has no overlay on " + remote_->options().servers[0] +
+                              " (provision it there: dimctl node provision " + opts_.node + ")");
+    }
+    return list.status();
+  }
+  if (list->size() < sizeof kListMagic || list->compare(0, sizeof kListMagic, kListMagic, sizeof kListMagic) != 0) {
+    return Status::Corruption("overlay listing of node " + opts_.node + " has a bad header");
+  }
+  // Start from an empty upper: the server's copy is the truth at mount time.
+  {
+    dim::Fd d(::openat(upper_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    dim::DirPtr dir(::fdopendir(d.Release()));
+    if (!dir) return dim::PosixError("list the local upper");
+    std::vector<std::string> names;
+    while (struct dirent* de = ::readdir(dir.get())) {
+      if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) names.push_back(de->d_name);
+    }
+    for (const auto& n : names) DIM_RETURN_IF_ERROR(dim::upper::RemoveAt(upper_fd_, n));
+  }
+  dim::wire::Reader r(std::string_view(*list).substr(sizeof kListMagic));
+  uint32_t count;
+  if (!r.U32(&count)) return Status::Corruption("truncated overlay listing");
+  std::vector<Entry> dirs;
+  for (uint32_t i = 0; i < count; i++) {
+    uint8_t kind, opaque;
+    Entry e;
+    if (!r.U8(&kind) || !r.U8(&opaque) || !r.Entry(&e) || !dim::wire::ValidPath(e.path) || e.path == "/") {
+      return Status::Corruption("overlay listing of node " + opts_.node + " is malformed at entry " + std::to_string(i));
+    }
+    std::string name;
+    DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd_, e.path));
+    DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, e.path, &name));
+    if (kind == 'w') {
+      DIM_RETURN_IF_ERROR(dim::upper::WhiteoutAt(dir.get(), name));
+      continue;
+    }
+    switch (e.type) {
+      case EntryType::kDir:
+        if (::mkdirat(dir.get(), name.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("mkdir " + e.path);
+        if (opaque) {
+          std::string p = dim::upper::FdPath(dir.get(), name, opts_.proc_relative);
+          if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return dim::PosixError("mark opaque " + e.path);
+        }
+        dirs.push_back(e);
+        break;
+      case EntryType::kFile: {
+        if (!e.link_group.empty() && e.link_group != e.path) {
+          std::string first_name;
+          DIM_ASSIGN_OR_RETURN(dim::Fd fdir, dim::upper::OpenParent(upper_fd_, e.link_group, &first_name));
+          if (::linkat(fdir.get(), first_name.c_str(), dir.get(), name.c_str(), 0) != 0) {
+            return dim::PosixError("hardlink " + e.path);
+          }
+          continue;
+        }
+        dim::Fd f(::openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!f.valid()) return dim::PosixError("create " + e.path);
+        if (e.size > 0) {
+          DIM_ASSIGN_OR_RETURN(std::string data, remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay" + e.path, {}, "", true));
+          for (size_t done = 0; done < data.size();) {
+            ssize_t n = ::write(f.get(), data.data() + done, data.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return dim::PosixError("write " + e.path);
+            done += static_cast<size_t>(n);
+          }
+        }
+        if (::ftruncate(f.get(), static_cast<off_t>(e.size)) != 0) return dim::PosixError("size " + e.path);
+        break;
+      }
+      case EntryType::kSymlink:
+        if (::symlinkat(e.target.c_str(), dir.get(), name.c_str()) != 0) return dim::PosixError("symlink " + e.path);
+        break;
+      default:
+        if (::mknodat(dir.get(), name.c_str(), dim::ModeTypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev)) != 0) {
+          return dim::PosixError("mknod " + e.path);
+        }
+    }
+    if (e.type != EntryType::kDir) {
+      DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(dir.get(), name, e, xmap_, opts_.proc_relative));
+    }
+  }
+  // Directories last, deepest first, so creating children does not move their times.
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    std::string name;
+    DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, it->path, &name));
+    DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(dir.get(), name, *it, xmap_, opts_.proc_relative));
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- resolution
+
+dim::Result<Filesystem::Found> Filesystem::Resolve(Inode* parent, const std::string& name) {
+  std::string dir_path, path;
+  bool parent_upper, lower_children;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    dir_path = parent->path;
+    parent_upper = parent->upper;
+    lower_children = parent->lower_children;
+  }
+  path = Join(dir_path, name);
+  Found f;
+  if (parent_upper) {
+    std::string n;
+    auto dir = dim::upper::OpenParent(upper_fd_, path, &n);
+    if (dir.ok() && ::fstatat(dir->get(), n.c_str(), &f.st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (dim::upper::IsWhiteout(f.st)) {
+        f.whiteout = true;
+        return f;
+      }
+      f.exists = f.upper = true;
+      if (S_ISDIR(f.st.st_mode)) {
+        char v;
+        std::string p = dim::upper::FdPath(dir->get(), n, opts_.proc_relative);
+        f.opaque = ::lgetxattr(p.c_str(), dim::upper::kOpaqueXattr, &v, 1) == 1 && v == 'y';
+      }
+    }
+  }
+  if (lower_children) {
+    DIM_ASSIGN_OR_RETURN(f.lower, meta_->Lookup(version_, path));
+    if (f.lower) f.exists = true;
+  }
+  return f;
+}
+
+dim::Result<fuse_entry_param> Filesystem::Remember(const std::string& path, Found& f) {
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof e);
+  e.attr_timeout = e.entry_timeout = opts_.timeout_s;
+  std::string key;
+  if (f.upper) {
+    key = "u" + std::to_string(f.st.st_ino);
+  } else {
+    key = "l" + (f.lower->link_group.empty() ? path : f.lower->link_group);
+  }
+  bool is_dir = f.upper ? S_ISDIR(f.st.st_mode) : f.lower->type == EntryType::kDir;
+  std::lock_guard<std::mutex> l(mu_);
+  Inode* in;
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) {
+    in = it->second;
+    if (!in->dir) in->path = path;  // a hardlink: any of its names will do
+  } else {
+    auto fresh = std::make_unique<Inode>();
+    in = fresh.get();
+    in->id = next_id_++;
+    in->key = key;
+    in->path = path;
+    in->upper = f.upper;
+    in->dir = is_dir;
+    if (f.lower) {
+      in->ino = HashIno(f.lower->link_group.empty() ? path : f.lower->link_group);
+    } else {
+      in->ino = static_cast<uint64_t>(f.st.st_ino) | kUpperInoBit;
+    }
+    inodes_[in->id] = std::move(fresh);
+    by_key_[key] = in;
+  }
+  in->lower = f.lower;
+  in->lower_children = is_dir && f.lower && f.lower->type == EntryType::kDir && !f.opaque;
+  by_path_[path] = in;
+  in->nlookup++;
+  e.ino = in->id;
+  return e;
+}
+
+Status Filesystem::Stat(Inode* in, struct stat* st) {
+  std::string path;
+  bool upper, lower_children;
+  std::optional<Entry> lower;
+  uint64_t ino;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+    upper = in->upper;
+    lower_children = in->lower_children;
+    lower = in->lower;
+    ino = in->ino;
+  }
+  if (upper) {
+    int rc;
+    if (path == "/") {
+      rc = ::fstat(upper_fd_, st);
+    } else {
+      std::string n;
+      DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
+      rc = ::fstatat(dir.get(), n.c_str(), st, AT_SYMLINK_NOFOLLOW);
+    }
+    if (rc != 0) return dim::PosixError("stat " + path);
+    if (path == "/" && lower) {
+      // The root's metadata is the image's unless the node changed it.
+      struct stat up = *st;
+      FillFromEntry(*lower, st);
+      if (up.st_mtim.tv_sec > st->st_mtim.tv_sec) st->st_mtim = st->st_ctim = up.st_mtim;
+    }
+  } else if (lower) {
+    FillFromEntry(*lower, st);
+    if (!lower->link_group.empty()) {
+      auto members = meta_->LinkGroup(version_, lower->link_group);
+      if (members.ok() && !members->empty()) st->st_nlink = members->size();
+    }
+  } else {
+    return Status::NotFound("stale inode " + path);
+  }
+  st->st_ino = ino;
+  if (S_ISDIR(st->st_mode)) st->st_nlink = lower_children ? 1 : std::max<nlink_t>(st->st_nlink, 2);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- FUSE: names
+
+void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent_id, const char* name) {
+  Inode* parent = Get(parent_id);
+  if (parent == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  if (std::strlen(name) > 255) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  auto f = Resolve(parent, name);
+  if (!f.ok()) return Reply(req, f.status());
+  if (!f->exists) {
+    // Negative entries are cached too; a version that adds the name invalidates it.
+    fuse_entry_param e;
+    std::memset(&e, 0, sizeof e);
+    e.entry_timeout = opts_.timeout_s;
+    return (void)fuse_reply_entry(req, &e);
+  }
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = Join(parent->path, name);
+  }
+  auto e = Remember(path, *f);
+  if (!e.ok()) return Reply(req, e.status());
+  Status s = Stat(Get(e->ino), &e->attr);
+  if (!s.ok()) {
+    Forget(e->ino, 1);
+    return Reply(req, s);
+  }
+  fuse_reply_entry(req, &*e);
+}
+
+void Filesystem::Forget(fuse_ino_t ino, uint64_t n) {
+  if (ino == FUSE_ROOT_ID) return;
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  Inode* in = it->second.get();
+  in->nlookup = n >= in->nlookup ? 0 : in->nlookup - n;
+  if (in->nlookup > 0) return;
+  auto k = by_key_.find(in->key);
+  if (k != by_key_.end() && k->second == in) by_key_.erase(k);
+  auto p = by_path_.find(in->path);
+  if (p != by_path_.end() && p->second == in) by_path_.erase(p);
+  inodes_.erase(it);
+}
+
+void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  struct stat st;
+  Status s = Stat(in, &st);
+  if (!s.ok()) return Reply(req, s);
+  fuse_reply_attr(req, &st, opts_.timeout_s);
+}
+
+void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string path;
+  bool upper;
+  std::optional<Entry> lower;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+    upper = in->upper;
+    lower = in->lower;
+  }
+  if (!upper) {
+    if (!lower || lower->type != EntryType::kSymlink) return (void)fuse_reply_err(req, EINVAL);
+    return (void)fuse_reply_readlink(req, lower->target.c_str());
+  }
+  std::string n;
+  auto dir = dim::upper::OpenParent(upper_fd_, path, &n);
+  if (!dir.ok()) return Reply(req, dir.status());
+  char buf[PATH_MAX + 1];
+  ssize_t len = ::readlinkat(dir->get(), n.c_str(), buf, PATH_MAX);
+  if (len < 0) return (void)fuse_reply_err(req, errno);
+  buf[len] = '\0';
+  fuse_reply_readlink(req, buf);
+}
+
+// ---------------------------------------------------------------- copy-up
+
+Status Filesystem::CopyUpParents(const std::string& path) {
+  // Every ancestor of path that exists only in the version gets its upper directory.
+  std::vector<std::string> missing;
+  for (std::string p = ParentOf(path); !p.empty() && p != "/"; p = ParentOf(p)) {
+    std::string n;
+    auto dir = dim::upper::OpenParent(upper_fd_, p, &n);
+    struct stat st;
+    if (dir.ok() && ::fstatat(dir->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (!S_ISDIR(st.st_mode)) return Status::Conflict(p + " is not a directory in the upper");
+      break;
+    }
+    missing.push_back(p);
+  }
+  OpList ops;
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    DIM_ASSIGN_OR_RETURN(auto lower, meta_->Lookup(version_, *it));
+    Entry e;
+    if (lower) {
+      e = *lower;
+    } else {
+      e.path = *it;
+      e.type = EntryType::kDir;
+      e.mode = 0755;
+      e.mtime_ns = NowNs();
+    }
+    std::string n;
+    DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, *it, &n));
+    if (::mkdirat(dir.get(), n.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("copy up " + *it);
+    DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(dir.get(), n, e, xmap_, opts_.proc_relative));
+    if (Persistent(*it, true)) ops.Make(e);
+    std::lock_guard<std::mutex> l(mu_);
+    auto in = by_path_.find(*it);
+    if (in != by_path_.end() && in->second->dir) in->second->upper = true;
+  }
+  return ops.empty() ? Status::Ok() : Mirror(ops.bytes());
+}
+
+Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool with_group) {
+  DIM_RETURN_IF_ERROR(CopyUpParents(path));
+  std::string n;
+  DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
+  struct stat st;
+  if (::fstatat(dir.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !dim::upper::IsWhiteout(st)) {
+    return Status::Ok();  // already there
+  }
+  // Built in the work directory, renamed into place complete.
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = "cu." + std::to_string(counter.fetch_add(1));
+  (void)dim::upper::RemoveAt(work_fd_, tmp);
+  switch (lower.type) {
+    case EntryType::kDir:
+      if (::mkdirat(work_fd_, tmp.c_str(), 0700) != 0) return dim::PosixError("copy up " + path);
+      break;
+    case EntryType::kFile: {
+      dim::Fd f(::openat(work_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!f.valid()) return dim::PosixError("copy up " + path);
+      DIM_RETURN_IF_ERROR(cache_->ReadAll(lower.object, lower.size, [&](uint64_t off, std::string_view d) -> Status {
+        while (!d.empty()) {
+          ssize_t w = ::pwrite(f.get(), d.data(), d.size(), static_cast<off_t>(off));
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) return dim::PosixError("copy up " + path);
+          d.remove_prefix(static_cast<size_t>(w));
+          off += static_cast<uint64_t>(w);
+        }
+        return Status::Ok();
+      }));
+      if (::ftruncate(f.get(), static_cast<off_t>(lower.size)) != 0) return dim::PosixError("copy up " + path);
+      break;
+    }
+    case EntryType::kSymlink:
+      if (::symlinkat(lower.target.c_str(), work_fd_, tmp.c_str()) != 0) return dim::PosixError("copy up " + path);
+      break;
+    default:
+      if (::mknodat(work_fd_, tmp.c_str(), dim::ModeTypeBits(lower.type) | 0600, static_cast<dev_t>(lower.rdev)) != 0) {
+        return dim::PosixError("copy up " + path);
+      }
+  }
+  DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(work_fd_, tmp, lower, xmap_, opts_.proc_relative));
+  if (::renameat(work_fd_, tmp.c_str(), dir.get(), n.c_str()) != 0) return dim::PosixError("copy up " + path);
+  OpList ops;
+  if (Persistent(path, lower.type == EntryType::kDir)) {
+    Entry e = lower;
+    e.link_group.clear();
+    ops.Make(e);  // the server copies the content from its own store
+  }
+  if (with_group && !lower.link_group.empty()) {
+    // The other names of a hardlink group come up linked to this copy.
+    DIM_ASSIGN_OR_RETURN(auto members, meta_->LinkGroup(version_, lower.link_group));
+    for (const auto& m : members) {
+      if (m == path) continue;
+      std::string mn;
+      DIM_RETURN_IF_ERROR(CopyUpParents(m));
+      DIM_ASSIGN_OR_RETURN(dim::Fd mdir, dim::upper::OpenParent(upper_fd_, m, &mn));
+      if (::fstatat(mdir.get(), mn.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) continue;  // shadowed or deleted
+      if (::linkat(dir.get(), n.c_str(), mdir.get(), mn.c_str(), 0) != 0) return dim::PosixError("copy up link " + m);
+      if (Persistent(m, false) && Persistent(path, false)) ops.Two('L', path, m);
+    }
+  }
+  return ops.empty() ? Status::Ok() : Mirror(ops.bytes());
+}
+
+Status Filesystem::CopyUp(Inode* in) {
+  std::lock_guard<std::mutex> cl(copyup_mu_);
+  std::string path;
+  std::optional<Entry> lower;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (in->upper) return Status::Ok();
+    path = in->path;
+    lower = in->lower;
+  }
+  if (!lower) return Status::NotFound("nothing to copy up at " + path);
+  DIM_RETURN_IF_ERROR(CopyUpPath(path, *lower, true));
+  std::string n;
+  DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
+  struct stat st;
+  if (::fstatat(dir.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("stat copy of " + path);
+  std::lock_guard<std::mutex> l(mu_);
+  auto k = by_key_.find(in->key);
+  if (k != by_key_.end() && k->second == in) by_key_.erase(k);
+  in->key = "u" + std::to_string(st.st_ino);
+  by_key_[in->key] = in;
+  in->upper = true;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- mirroring
+
+Status Filesystem::Mirror(const std::string& ops) {
+  std::lock_guard<std::mutex> l(mirror_mu_);
+  auto r = remote_->Send("POST", "/v1/nodes/" + opts_.node + "/overlay-ops", {}, ops, true);
+  if (!r.ok()) {
+    std::fprintf(stderr, "rootfs-fuse: cannot save a change to the node's overlay: %s\n",
+                 r.status().ToString().c_str());
+    return Status::IOError("overlay change not saved: " + r.status().message());
+  }
+  return Status::Ok();
+}
+
+dim::Result<Entry> Filesystem::UpperEntry(const std::string& path) {
+  Entry e;
+  e.path = path;
+  std::string n;
+  DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
+  struct stat st;
+  if (::fstatat(dir.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("stat " + path);
+  DIM_ASSIGN_OR_RETURN(e.type, dim::EntryTypeFromMode(st.st_mode, path));
+  e.mode = st.st_mode & 07777;
+  e.uid = st.st_uid;
+  e.gid = st.st_gid;
+  e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  e.rdev = st.st_rdev;
+  e.size = S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+  if (S_ISLNK(st.st_mode)) {
+    char buf[PATH_MAX + 1];
+    ssize_t len = ::readlinkat(dir.get(), n.c_str(), buf, PATH_MAX);
+    if (len < 0) return dim::PosixError("readlink " + path);
+    e.target.assign(buf, static_cast<size_t>(len));
+  }
+  DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dir.get(), n, xmap_, opts_.proc_relative));
+  return e;
+}
+
+Status Filesystem::MirrorMeta(const std::string& path) {
+  if (!Persistent(path, false)) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(Entry e, UpperEntry(path));
+  OpList ops;
+  ops.Make(e);
+  return Mirror(ops.bytes());
+}
+
+Status Filesystem::UploadTree(const std::string& path) {
+  // A subtree that moved from an ephemeral place into a persistent one.
+  DIM_ASSIGN_OR_RETURN(Entry e, UpperEntry(path));
+  OpList ops;
+  ops.Make(e);
+  DIM_RETURN_IF_ERROR(Mirror(ops.bytes()));
+  if (e.type == EntryType::kFile && e.size > 0) {
+    DIM_ASSIGN_OR_RETURN(dim::Fd f, dim::upper::Open(upper_fd_, path, O_RDONLY));
+    std::string buf;
+    for (uint64_t off = 0; off < e.size;) {
+      buf.resize(static_cast<size_t>(std::min<uint64_t>(kPutChunk, e.size - off)));
+      ssize_t n = ::pread(f.get(), buf.data(), buf.size(), static_cast<off_t>(off));
+      if (n <= 0) return dim::PosixError("read " + path);
+      buf.resize(static_cast<size_t>(n));
+      DIM_RETURN_IF_ERROR(remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
+                                        {{"offset", std::to_string(off)}, {"size", std::to_string(e.size)}},
+                                        buf, true).status());
+      off += static_cast<uint64_t>(n);
+    }
+  }
+  if (e.type == EntryType::kDir) {
+    DIM_ASSIGN_OR_RETURN(dim::Fd d, dim::upper::Open(upper_fd_, path, O_RDONLY | O_DIRECTORY));
+    dim::DirPtr dir(::fdopendir(d.Release()));
+    std::vector<std::string> names;
+    while (struct dirent* de = ::readdir(dir.get())) {
+      if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) names.push_back(de->d_name);
+    }
+    for (const auto& n : names) DIM_RETURN_IF_ERROR(UploadTree(Join(path, n)));
+  }
+  return Status::Ok();
+}
+
+Status Filesystem::FlushDirty(Handle* h) {
+  uint64_t lo, hi;
+  {
+    std::lock_guard<std::mutex> l(h->mu);
+    if (h->dirty_lo == UINT64_MAX) return Status::Ok();
+    lo = h->dirty_lo;
+    hi = h->dirty_hi;
+    h->dirty_lo = UINT64_MAX;
+    h->dirty_hi = 0;
+  }
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = h->inode->path;
+  }
+  if (!Persistent(path, false)) return Status::Ok();
+  struct stat st;
+  if (::fstat(h->fd.get(), &st) != 0) return dim::PosixError("stat " + path);
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  hi = std::min(hi, size);
+  std::string buf;
+  uint64_t off = std::min(lo, size);
+  do {
+    buf.resize(static_cast<size_t>(std::min<uint64_t>(kPutChunk, hi - off)));
+    if (!buf.empty()) {
+      ssize_t n = ::pread(h->fd.get(), buf.data(), buf.size(), static_cast<off_t>(off));
+      if (n < 0) return dim::PosixError("read " + path);
+      buf.resize(static_cast<size_t>(n));
+    }
+    DIM_RETURN_IF_ERROR(remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
+                                      {{"offset", std::to_string(off)}, {"size", std::to_string(size)}},
+                                      buf, true).status());
+    off += buf.size();
+  } while (off < hi && !buf.empty());
+  // The content write moved the server's mtime: send the node's.
+  return MirrorMeta(path);
+}
+
+// ---------------------------------------------------------------- FUSE: changes
+
+void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  Status s = CopyUp(in);
+  if (!s.ok()) return Reply(req, s);
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+  }
+  std::string n;
+  dim::Fd dir;
+  int dfd = upper_fd_;
+  const char* name = ".";
+  if (path != "/") {
+    auto d = dim::upper::OpenParent(upper_fd_, path, &n);
+    if (!d.ok()) return Reply(req, d.status());
+    dir = std::move(*d);
+    dfd = dir.get();
+    name = n.c_str();
+  }
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    if (::fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW | (path == "/" ? AT_EMPTY_PATH : 0)) != 0) {
+      return (void)fuse_reply_err(req, errno);
+    }
+  }
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (::fchmodat(dfd, name, attr->st_mode & 07777, 0) != 0) return (void)fuse_reply_err(req, errno);
+  }
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    int rc;
+    Handle* h = fi ? reinterpret_cast<Handle*>(fi->fh) : nullptr;
+    if (h && h->fd.valid()) {
+      rc = ::ftruncate(h->fd.get(), attr->st_size);
+    } else {
+      auto f = dim::upper::Open(upper_fd_, path, O_WRONLY);
+      if (!f.ok()) return Reply(req, f.status());
+      rc = ::ftruncate(f->get(), attr->st_size);
+    }
+    if (rc != 0) return (void)fuse_reply_err(req, errno);
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec ts[2];
+    ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
+    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
+    if (::utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  }
+  s = MirrorMeta(path);
+  if (!s.ok()) return Reply(req, s);
+  struct stat st;
+  s = Stat(in, &st);
+  if (!s.ok()) return Reply(req, s);
+  fuse_reply_attr(req, &st, opts_.timeout_s);
+}
+
+void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent_id, const char* cname, mode_t mode, dev_t rdev,
+                          const char* link_target, fuse_file_info* fi) {
+  Inode* parent = Get(parent_id);
+  if (parent == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string name = cname;
+  if (name.size() > 255) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  auto f = Resolve(parent, name);
+  if (!f.ok()) return Reply(req, f.status());
+  if (f->exists) return (void)fuse_reply_err(req, EEXIST);
+  std::string dir_path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    dir_path = parent->path;
+  }
+  std::string path = Join(dir_path, name);
+  if (dir_path != "/") {
+    Status s = CopyUp(parent);
+    if (!s.ok()) return Reply(req, s);
+  }
+  std::string n;
+  auto dir = dim::upper::OpenParent(upper_fd_, path, &n);
+  if (!dir.ok()) return Reply(req, dir.status());
+  // Where the version had this name (now deleted), the new directory hides its old children.
+  bool opaque = f->whiteout && S_ISDIR(mode);
+  if (f->whiteout) (void)::unlinkat(dir->get(), n.c_str(), 0);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  struct stat pst;
+  uid_t uid = ctx->uid;
+  gid_t gid = ctx->gid;
+  if (::fstat(dir->get(), &pst) == 0 && (pst.st_mode & S_ISGID)) {
+    gid = pst.st_gid;  // BSD group semantics of setgid directories
+    if (S_ISDIR(mode)) mode |= S_ISGID;
+  }
+  int rc;
+  dim::Fd fd;
+  if (link_target != nullptr) {
+    rc = ::symlinkat(link_target, dir->get(), n.c_str());
+  } else if (S_ISDIR(mode)) {
+    rc = ::mkdirat(dir->get(), n.c_str(), mode & 07777);
+  } else if (S_ISREG(mode)) {
+    int flags = fi ? (fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)) : O_RDONLY;
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    fd.Reset(::openat(dir->get(), n.c_str(), flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777));
+    rc = fd.valid() ? 0 : -1;
+  } else {
+    rc = ::mknodat(dir->get(), n.c_str(), mode, rdev);
+  }
+  if (rc != 0) return (void)fuse_reply_err(req, errno);
+  if (::fchownat(dir->get(), n.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+      (!link_target && ::fchmodat(dir->get(), n.c_str(), mode & 07777, 0) != 0)) {
+    int err = errno;
+    (void)dim::upper::RemoveAt(dir->get(), n);
+    return (void)fuse_reply_err(req, err);
+  }
+  if (opaque) {
+    std::string p = dim::upper::FdPath(dir->get(), n, opts_.proc_relative);
+    if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return (void)fuse_reply_err(req, errno);
+  }
+  if (Persistent(path, S_ISDIR(mode))) {
+    auto e = UpperEntry(path);
+    if (!e.ok()) return Reply(req, e.status());
+    OpList ops;
+    ops.Make(*e);
+    if (opaque) ops.Path('O', path);
+    Status s = Mirror(ops.bytes());
+    if (!s.ok()) return Reply(req, s);
+  }
+  Found nf;
+  nf.exists = nf.upper = true;
+  nf.opaque = opaque;
+  if (::fstatat(dir->get(), n.c_str(), &nf.st, AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  auto e = Remember(path, nf);
+  if (!e.ok()) return Reply(req, e.status());
+  Inode* in = Get(e->ino);
+  Status s = Stat(in, &e->attr);
+  if (!s.ok()) return Reply(req, s);
+  if (fi != nullptr) {
+    auto h = std::make_unique<Handle>();
+    h->inode = in;
+    h->path = path;
+    h->fd = std::move(fd);
+    h->write = true;
+    {
+      std::lock_guard<std::mutex> l(h->mu);
+      h->dirty_lo = 0;  // the server has an empty file; flush sends the content
+    }
+    fi->fh = reinterpret_cast<uint64_t>(h.release());
+    fi->keep_cache = 1;
+    if (fuse_reply_create(req, &*e, fi) != 0) {
+      delete reinterpret_cast<Handle*>(fi->fh);
+    }
+    return;
+  }
+  fuse_reply_entry(req, &*e);
+}
+
+dim::Result<bool> Filesystem::MergedEmpty(Inode* dir) {
+  std::string path;
+  bool upper, lower_children;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = dir->path;
+    upper = dir->upper;
+    lower_children = dir->lower_children;
+  }
+  std::set<std::string> hidden;
+  if (upper) {
+    DIM_ASSIGN_OR_RETURN(dim::Fd d, dim::upper::Open(upper_fd_, path, O_RDONLY | O_DIRECTORY));
+    dim::DirPtr dp(::fdopendir(d.Release()));
+    while (struct dirent* de = ::readdir(dp.get())) {
+      std::string n = de->d_name;
+      if (n == "." || n == "..") continue;
+      struct stat st;
+      if (::fstatat(::dirfd(dp.get()), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && dim::upper::IsWhiteout(st)) {
+        hidden.insert(n);
+        continue;
+      }
+      return false;
+    }
+  }
+  if (!lower_children) return true;
+  bool empty = true;
+  DIM_RETURN_IF_ERROR(meta_->Children(version_, path, [&](const Entry& e) {
+    if (!hidden.count(NameOf(e.path))) empty = false;
+    return Status::Ok();
+  }));
+  return empty;
+}
+
+void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname, bool is_dir) {
+  Inode* parent = Get(parent_id);
+  if (parent == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string name = cname;
+  auto f = Resolve(parent, name);
+  if (!f.ok()) return Reply(req, f.status());
+  if (!f->exists) return (void)fuse_reply_err(req, ENOENT);
+  bool target_dir = f->upper ? S_ISDIR(f->st.st_mode) : f->lower->type == EntryType::kDir;
+  if (is_dir && !target_dir) return (void)fuse_reply_err(req, ENOTDIR);
+  if (!is_dir && target_dir) return (void)fuse_reply_err(req, EISDIR);
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = Join(parent->path, name);
+  }
+  if (is_dir) {
+    Inode* child = nullptr;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = by_path_.find(path);
+      if (it != by_path_.end()) child = it->second;
+    }
+    Inode tmp;
+    if (child == nullptr) {
+      tmp.path = path;
+      tmp.upper = f->upper;
+      tmp.dir = true;
+      tmp.lower_children = f->lower && f->lower->type == EntryType::kDir && !f->opaque;
+      child = &tmp;
+    }
+    auto empty = MergedEmpty(child);
+    if (!empty.ok()) return Reply(req, empty.status());
+    if (!*empty) return (void)fuse_reply_err(req, ENOTEMPTY);
+  }
+  bool in_lower = f->lower.has_value();
+  if (in_lower && path != "/") {
+    Status s = CopyUpParents(path);
+    if (!s.ok()) return Reply(req, s);
+  }
+  std::string n;
+  auto dir = dim::upper::OpenParent(upper_fd_, path, &n);
+  if (!dir.ok()) return Reply(req, dir.status());
+  Status s = in_lower ? dim::upper::WhiteoutAt(dir->get(), n) : dim::upper::RemoveAt(dir->get(), n);
+  if (!s.ok()) return Reply(req, s);
+  if (Persistent(path, target_dir)) {
+    OpList ops;
+    ops.Path(in_lower ? 'W' : 'R', path);
+    s = Mirror(ops.bytes());
+    if (!s.ok()) return Reply(req, s);
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = by_path_.find(path);
+    if (it != by_path_.end()) by_path_.erase(it);
+  }
+  fuse_reply_err(req, 0);
+}
+
+void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname, fuse_ino_t newparent_id,
+                        const char* cnewname, unsigned flags) {
+  if (flags & ~RENAME_NOREPLACE) return (void)fuse_reply_err(req, EINVAL);  // no RENAME_EXCHANGE/WHITEOUT
+  Inode* parent = Get(parent_id);
+  Inode* newparent = Get(newparent_id);
+  if (parent == nullptr || newparent == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string name = cname, newname = cnewname;
+  if (newname.size() > 255) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  auto src = Resolve(parent, name);
+  if (!src.ok()) return Reply(req, src.status());
+  if (!src->exists) return (void)fuse_reply_err(req, ENOENT);
+  auto dst = Resolve(newparent, newname);
+  if (!dst.ok()) return Reply(req, dst.status());
+  std::string from, to;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    from = Join(parent->path, name);
+    to = Join(newparent->path, newname);
+  }
+  if (from == to) return (void)fuse_reply_err(req, 0);
+  bool src_dir = src->upper ? S_ISDIR(src->st.st_mode) : src->lower->type == EntryType::kDir;
+  if (dst->exists) {
+    if (flags & RENAME_NOREPLACE) return (void)fuse_reply_err(req, EEXIST);
+    bool dst_dir = dst->upper ? S_ISDIR(dst->st.st_mode) : dst->lower->type == EntryType::kDir;
+    if (src_dir && !dst_dir) return (void)fuse_reply_err(req, ENOTDIR);
+    if (!src_dir && dst_dir) return (void)fuse_reply_err(req, EISDIR);
+    if (dst_dir) {
+      Inode tmp;
+      tmp.path = to;
+      tmp.upper = dst->upper;
+      tmp.lower_children = dst->lower && dst->lower->type == EntryType::kDir && !dst->opaque;
+      auto empty = MergedEmpty(&tmp);
+      if (!empty.ok()) return Reply(req, empty.status());
+      if (!*empty) return (void)fuse_reply_err(req, ENOTEMPTY);
+    }
+  }
+  // A directory with entries from the version would need them all copied:
+  // like overlayfs without redirect_dir, say EXDEV and let mv copy.
+  if (src_dir && src->lower && src->lower->type == EntryType::kDir && !src->opaque) {
+    Inode tmp;
+    tmp.path = from;
+    tmp.upper = false;
+    tmp.lower_children = true;
+    bool has_lower = false;
+    Status s = meta_->Children(version_, from, [&](const Entry&) {
+      has_lower = true;
+      return Status::Ok();
+    });
+    if (!s.ok()) return Reply(req, s);
+    if (has_lower) return (void)fuse_reply_err(req, EXDEV);
+  }
+  // The source must be in the upper; the target's parent too.
+  Inode* src_inode = nullptr;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = by_path_.find(from);
+    if (it != by_path_.end()) src_inode = it->second;
+  }
+  Status s;
+  if (!src->upper) {
+    std::lock_guard<std::mutex> cl(copyup_mu_);
+    s = CopyUpPath(from, *src->lower, true);
+    if (!s.ok()) return Reply(req, s);
+    if (src_inode) {
+      std::string n;
+      auto d = dim::upper::OpenParent(upper_fd_, from, &n);
+      struct stat st;
+      if (d.ok() && ::fstatat(d->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        std::lock_guard<std::mutex> l(mu_);
+        auto k = by_key_.find(src_inode->key);
+        if (k != by_key_.end() && k->second == src_inode) by_key_.erase(k);
+        src_inode->key = "u" + std::to_string(st.st_ino);
+        by_key_[src_inode->key] = src_inode;
+        src_inode->upper = true;
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> cl(copyup_mu_);
+    s = CopyUpParents(to);
+  }
+  if (!s.ok()) return Reply(req, s);
+  std::string fn, tn;
+  auto fdir = dim::upper::OpenParent(upper_fd_, from, &fn);
+  if (!fdir.ok()) return Reply(req, fdir.status());
+  auto tdir = dim::upper::OpenParent(upper_fd_, to, &tn);
+  if (!tdir.ok()) return Reply(req, tdir.status());
+  struct stat tst;
+  if (::fstatat(tdir->get(), tn.c_str(), &tst, AT_SYMLINK_NOFOLLOW) == 0 &&
+      (dim::upper::IsWhiteout(tst) || (S_ISDIR(tst.st_mode) && src_dir))) {
+    // A whiteout or an (effectively empty) directory holding whiteouts.
+    s = dim::upper::RemoveAt(tdir->get(), tn);
+    if (!s.ok()) return Reply(req, s);
+  }
+  if (::renameat(fdir->get(), fn.c_str(), tdir->get(), tn.c_str()) != 0) return (void)fuse_reply_err(req, errno);
+  bool leave_whiteout = src->lower.has_value();
+  if (leave_whiteout) {
+    s = dim::upper::WhiteoutAt(fdir->get(), fn);
+    if (!s.ok()) return Reply(req, s);
+  }
+  bool make_opaque = src_dir && dst->lower.has_value();
+  if (make_opaque) {
+    std::string p = dim::upper::FdPath(tdir->get(), tn, opts_.proc_relative);
+    if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return (void)fuse_reply_err(req, errno);
+  }
+  // Names below a moved directory move with it.
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<std::pair<std::string, Inode*>> moved;
+    for (auto it = by_path_.begin(); it != by_path_.end();) {
+      const std::string& p = it->first;
+      if (p == from || (p.size() > from.size() && p.compare(0, from.size(), from) == 0 && p[from.size()] == '/')) {
+        moved.emplace_back(to + p.substr(from.size()), it->second);
+        it = by_path_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    by_path_.erase(to);
+    for (auto& [p, in] : moved) {
+      if (in->path.size() >= from.size() && in->path.compare(0, from.size(), from) == 0) {
+        in->path = to + in->path.substr(from.size());
+      }
+      if (p == to) in->lower_children = in->lower_children && !make_opaque;
+      by_path_[p] = in;
+    }
+  }
+  bool pf = Persistent(from, src_dir), pt = Persistent(to, src_dir);
+  if (pf && pt) {
+    OpList ops;
+    ops.Two('N', from, to);
+    if (leave_whiteout) ops.Path('W', from);
+    if (make_opaque) ops.Path('O', to);
+    s = Mirror(ops.bytes());
+  } else if (pt) {
+    s = UploadTree(to);
+    if (s.ok() && make_opaque) s = Mirror(OpList().Path('O', to).bytes());
+  } else if (pf) {
+    s = Mirror(OpList().Path(leave_whiteout ? 'W' : 'R', from).bytes());
+  }
+  if (!s.ok()) return Reply(req, s);
+  fuse_reply_err(req, 0);
+}
+
+void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, const char* cnewname) {
+  Inode* in = Get(ino);
+  Inode* newparent = Get(newparent_id);
+  if (in == nullptr || newparent == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string newname = cnewname;
+  auto dst = Resolve(newparent, newname);
+  if (!dst.ok()) return Reply(req, dst.status());
+  if (dst->exists) return (void)fuse_reply_err(req, EEXIST);
+  Status s = CopyUp(in);
+  if (!s.ok()) return Reply(req, s);
+  std::string from, to;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    from = in->path;
+    to = Join(newparent->path, newname);
+  }
+  {
+    std::lock_guard<std::mutex> cl(copyup_mu_);
+    s = CopyUpParents(to);
+  }
+  if (!s.ok()) return Reply(req, s);
+  std::string fn, tn;
+  auto fdir = dim::upper::OpenParent(upper_fd_, from, &fn);
+  if (!fdir.ok()) return Reply(req, fdir.status());
+  auto tdir = dim::upper::OpenParent(upper_fd_, to, &tn);
+  if (!tdir.ok()) return Reply(req, tdir.status());
+  if (dst->whiteout) (void)::unlinkat(tdir->get(), tn.c_str(), 0);
+  if (::linkat(fdir->get(), fn.c_str(), tdir->get(), tn.c_str(), 0) != 0) return (void)fuse_reply_err(req, errno);
+  bool pf = Persistent(from, false), pt = Persistent(to, false);
+  if (pf && pt) s = Mirror(OpList().Two('L', from, to).bytes());
+  else if (pt) s = UploadTree(to);
+  if (!s.ok()) return Reply(req, s);
+  Found nf;
+  nf.exists = nf.upper = true;
+  if (::fstatat(tdir->get(), tn.c_str(), &nf.st, AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    nf.lower = in->lower;
+  }
+  auto e = Remember(to, nf);
+  if (!e.ok()) return Reply(req, e.status());
+  s = Stat(Get(e->ino), &e->attr);
+  if (!s.ok()) return Reply(req, s);
+  fuse_reply_entry(req, &*e);
+}
+
+// ---------------------------------------------------------------- FUSE: data
+
+void Filesystem::RecordRead(const std::string& path) {
+  if (std::chrono::steady_clock::now() - started_ > std::chrono::seconds(opts_.prefetch_window_s)) return;
+  std::lock_guard<std::mutex> l(prefetch_mu_);
+  if (read_seen_.insert(path).second) read_paths_.push_back(path);
+}
+
+void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+  if (write) {
+    Status s = CopyUp(in);
+    if (!s.ok()) return Reply(req, s);
+  }
+  auto h = std::make_unique<Handle>();
+  h->inode = in;
+  h->write = write;
+  bool upper;
+  std::optional<Entry> lower;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    h->path = in->path;
+    upper = in->upper;
+    lower = in->lower;
+  }
+  if (upper) {
+    int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+    // Reads through the kernel's page cache may need a write-only file read.
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    auto fd = dim::upper::Open(upper_fd_, h->path, flags);
+    if (!fd.ok()) return Reply(req, fd.status());
+    h->fd = std::move(*fd);
+    if (fi->flags & O_TRUNC) {
+      std::lock_guard<std::mutex> l(h->mu);
+      h->dirty_lo = 0;
+    }
+  } else {
+    if (!lower || lower->type != EntryType::kFile) return (void)fuse_reply_err(req, EIO);
+    h->object = lower->object;
+    h->size = lower->size;
+    RecordRead(h->path);
+  }
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<Handle*>(fi->fh);
+}
+
+void Filesystem::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  std::string buf(size, '\0');
+  if (h->fd.valid()) {
+    ssize_t n = ::pread(h->fd.get(), buf.data(), size, off);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+  }
+  auto n = cache_->Read(h->object, h->size, static_cast<uint64_t>(off), size, buf.data());
+  if (!n.ok()) {
+    std::fprintf(stderr, "rootfs-fuse: read %s: %s\n", h->path.c_str(), n.status().ToString().c_str());
+    return Reply(req, n.status());
+  }
+  fuse_reply_buf(req, buf.data(), *n);
+}
+
+void Filesystem::Write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  if (!h->fd.valid()) return (void)fuse_reply_err(req, EBADF);
+  ssize_t n = ::pwrite(h->fd.get(), buf, size, off);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  {
+    // O_APPEND writes land at the end whatever off says: take the file's size.
+    std::lock_guard<std::mutex> l(h->mu);
+    uint64_t lo = static_cast<uint64_t>(off);
+    if (fi->flags & O_APPEND) {
+      struct stat st;
+      if (::fstat(h->fd.get(), &st) == 0) lo = static_cast<uint64_t>(st.st_size) - static_cast<uint64_t>(n);
+    }
+    h->dirty_lo = std::min(h->dirty_lo, lo);
+    h->dirty_hi = std::max(h->dirty_hi, lo + static_cast<uint64_t>(n));
+  }
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void Filesystem::Flush(fuse_req_t req, fuse_file_info* fi, bool release) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  Status s;
+  if (h->fd.valid() && h->write) s = FlushDirty(h);
+  if (release) {
+    delete h;
+    return (void)fuse_reply_err(req, 0);
+  }
+  Reply(req, s);
+}
+
+void Filesystem::Fsync(fuse_req_t req, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  Status s;
+  if (h->fd.valid() && h->write) s = FlushDirty(h);  // durable on the server when it returns
+  Reply(req, s);
+}
+
+void Filesystem::Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  if (h->fd.valid()) {
+    off_t r = ::lseek(h->fd.get(), off, whence);
+    if (r < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_lseek(req, r);
+  }
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  auto r = cache_->Seek(h->object, h->size, static_cast<uint64_t>(off), whence == SEEK_DATA);
+  if (!r.ok()) return (void)fuse_reply_err(req, r.status().code() == dim::Code::kNotFound ? ENXIO : EIO);
+  fuse_reply_lseek(req, static_cast<off_t>(*r));
+}
+
+// ---------------------------------------------------------------- FUSE: directories
+
+void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  auto h = std::make_unique<Handle>();
+  h->inode = in;
+  bool upper, lower_children;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    h->path = in->path;
+    upper = in->upper;
+    lower_children = in->lower_children;
+  }
+  h->entries.push_back({".", in->ino, S_IFDIR});
+  h->entries.push_back({"..", 1, S_IFDIR});
+  std::set<std::string> seen;
+  if (upper) {
+    auto d = dim::upper::Open(upper_fd_, h->path, O_RDONLY | O_DIRECTORY);
+    if (!d.ok()) return Reply(req, d.status());
+    dim::DirPtr dp(::fdopendir(d->Release()));
+    while (struct dirent* de = ::readdir(dp.get())) {
+      std::string n = de->d_name;
+      if (n == "." || n == "..") continue;
+      seen.insert(n);
+      struct stat st;
+      if (::fstatat(::dirfd(dp.get()), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (dim::upper::IsWhiteout(st)) continue;
+      std::optional<Entry> lower;
+      uint64_t ino_num = static_cast<uint64_t>(st.st_ino) | kUpperInoBit;
+      if (lower_children) {
+        auto l = meta_->Lookup(version_, Join(h->path, n));
+        if (l.ok() && *l) ino_num = HashIno((*l)->link_group.empty() ? (*l)->path : (*l)->link_group);
+      }
+      h->entries.push_back({n, ino_num, st.st_mode & S_IFMT});
+    }
+  }
+  if (lower_children) {
+    Status s = meta_->Children(version_, h->path == "/" ? "/" : h->path, [&](const Entry& e) {
+      std::string n = NameOf(e.path);
+      if (!seen.count(n)) {
+        h->entries.push_back({n, HashIno(e.link_group.empty() ? e.path : e.link_group), dim::ModeTypeBits(e.type)});
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return Reply(req, s);
+  }
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<Handle*>(fi->fh);
+}
+
+void Filesystem::ReadDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  std::string buf(size, '\0');
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < h->entries.size(); i++) {
+    struct stat st;
+    std::memset(&st, 0, sizeof st);
+    st.st_ino = h->entries[i].ino;
+    st.st_mode = h->entries[i].type;
+    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, h->entries[i].name.c_str(), &st,
+                                 static_cast<off_t>(i + 1));
+    if (n > size - used) break;
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void Filesystem::ReleaseDir(fuse_req_t req, fuse_file_info* fi) {
+  delete reinterpret_cast<Handle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void Filesystem::StatFs(fuse_req_t req) {
+  struct statvfs sv;
+  if (::fstatvfs(upper_fd_, &sv) != 0) return (void)fuse_reply_err(req, errno);
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+// ---------------------------------------------------------------- FUSE: xattrs
+
+void Filesystem::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                          int flags) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  Status s = CopyUp(in);
+  if (!s.ok()) return Reply(req, s);
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+  }
+  std::string n, p;
+  dim::Fd dir;
+  if (path == "/") {
+    p = dim::upper::FdPath(upper_fd_, "", opts_.proc_relative);
+  } else {
+    auto d = dim::upper::OpenParent(upper_fd_, path, &n);
+    if (!d.ok()) return Reply(req, d.status());
+    dir = std::move(*d);
+    p = dim::upper::FdPath(dir.get(), n, opts_.proc_relative);
+  }
+  std::string stored = xmap_.to_stored(name);
+  if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, EPERM);
+  if (::lsetxattr(p.c_str(), stored.c_str(), value, size, flags) != 0) return (void)fuse_reply_err(req, errno);
+  Reply(req, MirrorMeta(path));
+}
+
+void Filesystem::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string path;
+  bool upper;
+  std::optional<Entry> lower;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+    upper = in->upper;
+    lower = in->lower;
+  }
+  std::string value;
+  if (upper) {
+    std::string n, p;
+    dim::Fd dir;
+    if (path == "/") {
+      p = dim::upper::FdPath(upper_fd_, "", opts_.proc_relative);
+    } else {
+      auto d = dim::upper::OpenParent(upper_fd_, path, &n);
+      if (!d.ok()) return Reply(req, d.status());
+      dir = std::move(*d);
+      p = dim::upper::FdPath(dir.get(), n, opts_.proc_relative);
+    }
+    std::string stored = xmap_.to_stored(name);
+    if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, ENODATA);
+    ssize_t len = ::lgetxattr(p.c_str(), stored.c_str(), nullptr, 0);
+    if (len < 0) return (void)fuse_reply_err(req, errno);
+    value.resize(static_cast<size_t>(len));
+    len = ::lgetxattr(p.c_str(), stored.c_str(), value.data(), value.size());
+    if (len < 0) return (void)fuse_reply_err(req, errno);
+    value.resize(static_cast<size_t>(len));
+  } else {
+    bool found = false;
+    if (lower) {
+      for (const auto& x : lower->xattrs) {
+        if (x.name == name) {
+          value = x.value;
+          found = true;
+        }
+      }
+    }
+    if (!found) return (void)fuse_reply_err(req, ENODATA);
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+  if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, value.data(), value.size());
+}
+
+void Filesystem::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  std::string path;
+  bool upper;
+  std::optional<Entry> lower;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+    upper = in->upper;
+    lower = in->lower;
+  }
+  std::vector<dim::Xattr> xs;
+  if (upper) {
+    dim::Result<std::vector<dim::Xattr>> r = std::vector<dim::Xattr>();
+    if (path == "/") {
+      r = dim::upper::ReadXattrs(upper_fd_, "", xmap_, opts_.proc_relative);
+    } else {
+      std::string n;
+      auto d = dim::upper::OpenParent(upper_fd_, path, &n);
+      if (!d.ok()) return Reply(req, d.status());
+      r = dim::upper::ReadXattrs(d->get(), n, xmap_, opts_.proc_relative);
+    }
+    if (!r.ok()) return Reply(req, r.status());
+    xs = std::move(*r);
+  } else if (lower) {
+    xs = lower->xattrs;
+  }
+  std::string names;
+  for (const auto& x : xs) names += x.name + '\0';
+  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
+  if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, names.data(), names.size());
+}
+
+void Filesystem::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Inode* in = Get(ino);
+  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  Status s = CopyUp(in);
+  if (!s.ok()) return Reply(req, s);
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = in->path;
+  }
+  std::string n, p;
+  dim::Fd dir;
+  if (path == "/") {
+    p = dim::upper::FdPath(upper_fd_, "", opts_.proc_relative);
+  } else {
+    auto d = dim::upper::OpenParent(upper_fd_, path, &n);
+    if (!d.ok()) return Reply(req, d.status());
+    dir = std::move(*d);
+    p = dim::upper::FdPath(dir.get(), n, opts_.proc_relative);
+  }
+  std::string stored = xmap_.to_stored(name);
+  if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, ENODATA);
+  if (::lremovexattr(p.c_str(), stored.c_str()) != 0) return (void)fuse_reply_err(req, errno);
+  Reply(req, MirrorMeta(path));
+}
+
+// ---------------------------------------------------------------- live update
+
+Status Filesystem::Update(int64_t target) {
+  std::vector<std::string> changed;
+  DIM_RETURN_IF_ERROR(meta_->SyncTo(*remote_, target, &changed));
+  int64_t v = meta_->version();
+  if (v == version_) return Status::Ok();
+  std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  struct Inval {
+    fuse_ino_t parent;
+    std::string name;
+    fuse_ino_t inode;
+  };
+  std::vector<Inval> invals;
+  std::vector<std::pair<Inode*, std::string>> refresh;  // directories whose own entry changed
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    version_ = v;  // new lookups see the new tree from here on
+    for (const auto& p : changed) {
+      if (p == "/") continue;
+      auto parent = by_path_.find(ParentOf(p));
+      fuse_ino_t parent_id = parent == by_path_.end() ? 0 : parent->second->id;
+      auto it = by_path_.find(p);
+      fuse_ino_t ino = 0;
+      if (it != by_path_.end() && !it->second->upper) {
+        Inode* in = it->second;
+        ino = in->id;
+        if (in->dir) {
+          refresh.emplace_back(in, p);
+        } else {
+          // Files get a new inode: open ones keep the old content and page cache.
+          auto k = by_key_.find(in->key);
+          if (k != by_key_.end() && k->second == in) by_key_.erase(k);
+          by_path_.erase(it);
+          in->key = "stale:" + in->key;
+        }
+      }
+      if (parent_id) invals.push_back({parent_id, NameOf(p), ino});
+    }
+  }
+  for (auto& [in, p] : refresh) {
+    auto e = meta_->Lookup(v, p);
+    std::lock_guard<std::mutex> l(mu_);
+    if (e.ok()) in->lower = *e;
+  }
+  if (se_ != nullptr) {
+    std::set<fuse_ino_t> dirs;
+    for (const auto& i : invals) {
+      fuse_lowlevel_notify_inval_entry(se_, i.parent, i.name.c_str(), i.name.size());
+      if (i.inode) fuse_lowlevel_notify_inval_inode(se_, i.inode, 0, 0);
+      dirs.insert(i.parent);
+    }
+    for (fuse_ino_t d : dirs) fuse_lowlevel_notify_inval_inode(se_, d, 0, 0);  // listings
+  }
+  return Status::Ok();
+}
+
+std::vector<dim::Digest> Filesystem::PrefetchObjects() {
+  std::vector<dim::Digest> out;
+  auto list = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/prefetch", {}, "", true);
+  if (!list.ok()) return out;
+  size_t start = 0;
+  while (start < list->size()) {
+    size_t end = list->find('\n', start);
+    if (end == std::string::npos) end = list->size();
+    std::string path = list->substr(start, end - start);
+    start = end + 1;
+    auto e = meta_->Lookup(version_, path);
+    if (e.ok() && *e && (*e)->type == EntryType::kFile && !(*e)->object.IsZero()) out.push_back((*e)->object);
+  }
+  return out;
+}
+
+Status Filesystem::SavePrefetch() {
+  std::string body;
+  {
+    std::lock_guard<std::mutex> l(prefetch_mu_);
+    for (const auto& p : read_paths_) {
+      if (p.find('\n') == std::string::npos) body += p + "\n";
+    }
+  }
+  if (body.empty()) return Status::Ok();
+  return remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/prefetch", {}, body, true).status();
+}
+
+// ---------------------------------------------------------------- trampolines
+
+namespace {
+
+Filesystem* Self(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  // Large requests, kernel caches for immutable content, ACLs checked by the kernel.
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  conn->want |= FUSE_CAP_EXPORT_SUPPORT & conn->capable;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& Filesystem::Ops() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof o);
+    o.init = OpInit;
+    o.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r)->Lookup(r, p, n); };
+    o.forget = [](fuse_req_t r, fuse_ino_t i, uint64_t n) {
+      Self(r)->Forget(i, n);
+      fuse_reply_none(r);
+    };
+    o.forget_multi = [](fuse_req_t r, size_t count, fuse_forget_data* f) {
+      for (size_t i = 0; i < count; i++) Self(r)->Forget(f[i].ino, f[i].nlookup);
+      fuse_reply_none(r);
+    };
+    o.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) { Self(r)->GetAttr(r, i); };
+    o.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info* fi) {
+      Self(r)->SetAttr(r, i, a, s, fi);
+    };
+    o.readlink = [](fuse_req_t r, fuse_ino_t i) { Self(r)->ReadLink(r, i); };
+    o.mknod = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, dev_t d) {
+      Self(r)->MakeNode(r, p, n, m, d, nullptr, nullptr);
+    };
+    o.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m) {
+      Self(r)->MakeNode(r, p, n, m | S_IFDIR, 0, nullptr, nullptr);
+    };
+    o.symlink = [](fuse_req_t r, const char* link, fuse_ino_t p, const char* n) {
+      Self(r)->MakeNode(r, p, n, S_IFLNK | 0777, 0, link, nullptr);
+    };
+    o.create = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, fuse_file_info* fi) {
+      Self(r)->MakeNode(r, p, n, m | S_IFREG, 0, nullptr, fi);
+    };
+    o.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r)->Unlink(r, p, n, false); };
+    o.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r)->Unlink(r, p, n, true); };
+    o.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned f) {
+      Self(r)->Rename(r, p, n, np, nn, f);
+    };
+    o.link = [](fuse_req_t r, fuse_ino_t i, fuse_ino_t np, const char* nn) { Self(r)->Link(r, i, np, nn); };
+    o.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r)->Open(r, i, fi); };
+    o.read = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o2, fuse_file_info* fi) { Self(r)->Read(r, s, o2, fi); };
+    o.write = [](fuse_req_t r, fuse_ino_t, const char* b, size_t s, off_t o2, fuse_file_info* fi) {
+      Self(r)->Write(r, b, s, o2, fi);
+    };
+    o.flush = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r)->Flush(r, fi, false); };
+    o.release = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r)->Flush(r, fi, true); };
+    o.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info* fi) { Self(r)->Fsync(r, fi); };
+    o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r)->OpenDir(r, i, fi); };
+    o.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o2, fuse_file_info* fi) {
+      Self(r)->ReadDir(r, s, o2, fi);
+    };
+    o.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r)->ReleaseDir(r, fi); };
+    o.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
+    o.statfs = [](fuse_req_t r, fuse_ino_t) { Self(r)->StatFs(r); };
+    o.setxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
+      Self(r)->SetXattr(r, i, n, v, s, f);
+    };
+    o.getxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, size_t s) { Self(r)->GetXattr(r, i, n, s); };
+    o.listxattr = [](fuse_req_t r, fuse_ino_t i, size_t s) { Self(r)->ListXattr(r, i, s); };
+    o.removexattr = [](fuse_req_t r, fuse_ino_t i, const char* n) { Self(r)->RemoveXattr(r, i, n); };
+    o.lseek = [](fuse_req_t r, fuse_ino_t, off_t o2, int w, fuse_file_info* fi) { Self(r)->Lseek(r, o2, w, fi); };
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace rootfs

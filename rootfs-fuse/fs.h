@@ -1,0 +1,131 @@
+// The node's root file system: the image version (read-only, from the local
+// catalogue and the object cache) merged with the node's overlay, kept in a
+// local upper directory laid out like an overlayfs upper (dim/upper.h).
+// Writes copy up. Changes to persistent paths are mirrored, in order and
+// durably, to the node's overlay on its home server; ephemeral paths stay in
+// the local upper (RAM when the cache is a tmpfs). docs/rootfs-fuse.md
+// describes the semantics, including what a live version switch does.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse3/fuse_lowlevel.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache.h"
+#include "dim/keepout.h"
+#include "dim/upper.h"
+#include "meta.h"
+#include "remote.h"
+
+namespace rootfs {
+
+struct FsOptions {
+  std::string node, image;
+  dim::keepout::RuleSet ephemeral;  // paths that stay in RAM (not mirrored)
+  double timeout_s = 86400;         // kernel entry/attribute cache lifetime
+  bool proc_relative = false;       // cwd is /proc (see main.cc)
+  int prefetch_window_s = 120;      // boot prefetch recording window
+};
+
+class Filesystem {
+ public:
+  Filesystem(FsOptions opts, Remote* remote, Meta* meta, int upper_fd, int work_fd);
+  ~Filesystem();
+
+  // Replaces the local upper with the node's overlay from its home server.
+  dim::Status LoadOverlay();
+  // Starts reading through a cache (after daemonizing: the cache has threads).
+  void Attach(ObjectCache* cache, fuse_session* se) {
+    cache_ = cache;
+    se_ = se;
+  }
+  // Switches to version `target` (0: the published one) without a remount.
+  dim::Status Update(int64_t target);
+  // Objects of the recorded boot prefetch list, resolved in the current version.
+  std::vector<dim::Digest> PrefetchObjects();
+  // Saves the paths read so far as the node's prefetch list.
+  dim::Status SavePrefetch();
+
+  static const fuse_lowlevel_ops& Ops();
+
+  // Request handlers (called by the trampolines in fs.cc).
+  struct Inode;
+  struct Handle;
+  void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void Forget(fuse_ino_t ino, uint64_t n);
+  void GetAttr(fuse_req_t req, fuse_ino_t ino);
+  void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void ReadLink(fuse_req_t req, fuse_ino_t ino);
+  void MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev,
+                const char* link_target, fuse_file_info* fi);
+  void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool dir);
+  void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned flags);
+  void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
+  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi);
+  void Write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi);
+  void Flush(fuse_req_t req, fuse_file_info* fi, bool release);
+  void Fsync(fuse_req_t req, fuse_file_info* fi);
+  void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void ReadDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi);
+  void ReleaseDir(fuse_req_t req, fuse_file_info* fi);
+  void StatFs(fuse_req_t req);
+  void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags);
+  void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+  void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+  void Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi);
+
+ private:
+  struct Found;  // a name resolved in the merged view
+  Inode* Get(fuse_ino_t ino);
+  dim::Result<Found> Resolve(Inode* parent, const std::string& name);
+  dim::Result<fuse_entry_param> Remember(const std::string& path, Found& f);
+  dim::Status Stat(Inode* in, struct stat* st);
+  dim::Status CopyUp(Inode* in);
+  dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group);
+  dim::Status CopyUpParents(const std::string& path);
+  dim::Result<dim::Entry> UpperEntry(const std::string& path);
+  dim::Status UploadTree(const std::string& path);
+  dim::Status FlushDirty(Handle* h);
+  dim::Status Mirror(const std::string& ops);
+  dim::Status MirrorMeta(const std::string& path);
+  bool Persistent(const std::string& path, bool is_dir) const;
+  dim::Result<bool> MergedEmpty(Inode* dir);
+  void Reply(fuse_req_t req, const dim::Status& s);
+  void RecordRead(const std::string& path);
+
+  FsOptions opts_;
+  Remote* remote_;
+  Meta* meta_;
+  ObjectCache* cache_ = nullptr;
+  fuse_session* se_ = nullptr;
+  int upper_fd_, work_fd_;
+  dim::upper::XattrMap xmap_;
+  std::atomic<int64_t> version_{0};
+
+  std::mutex mu_;
+  std::unordered_map<fuse_ino_t, std::unique_ptr<Inode>> inodes_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::string, Inode*> by_key_;                 // GUARDED_BY(mu_)
+  std::unordered_map<std::string, Inode*> by_path_;                // GUARDED_BY(mu_)
+  fuse_ino_t next_id_ = 2;                                         // GUARDED_BY(mu_)
+  std::mutex copyup_mu_;  // one copy-up at a time: parents are shared
+  std::mutex mirror_mu_;  // overlay operations reach the server in order
+
+  std::mutex prefetch_mu_;
+  std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)
+  std::set<std::string> read_seen_;      // GUARDED_BY(prefetch_mu_)
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace rootfs

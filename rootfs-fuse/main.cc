@@ -1,0 +1,264 @@
+// rootfs-fuse [options] SERVER IMAGE NODE MOUNTPOINT: mounts a node's root
+// file system (the image version merged with the node's overlay) from its
+// image server. See docs/rootfs-fuse.md.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache.h"
+#include "dim/auth.h"
+#include "dim/env.h"
+#include "fs.h"
+#include "meta.h"
+#include "remote.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: rootfs-fuse [options] SERVER IMAGE NODE MOUNTPOINT
+
+Mounts NODE's view of IMAGE, served by SERVER (http://host:port), at MOUNTPOINT:
+the image's published version, read-only and shared, with the node's overlay
+on top. Writes to persistent paths are saved in the node's overlay on SERVER;
+ephemeral paths stay in the local cache. The mount follows new versions live.
+
+options:
+  --key-file FILE     the node's key (hex, from `dimctl node key NODE`)
+  --secret FILE       the site secret instead (tests, servers): derives the key
+  --alt URL           an alternate server for the image (repeatable)
+  --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
+  --cache-size MIB    evict objects beyond this (default 4096)
+  --timeout S         retry a silent server this long before EIO (default 60)
+  --version N         pin this version instead of following the published one
+  --ephemeral PATTERN a path kept in the local cache only (repeatable; default
+                      /tmp/ /var/tmp/ /run/ /var/run/ /var/lock/ /var/cache/apt/archives/)
+  --fetch-threads N   parallel background fetches (default 4)
+  --prefetch-window S record the files read in the first S seconds (default 120)
+  --rootfs            this is the node's root: mark the daemon as root storage
+                      (argv[0] '@', systemd leaves it alone at shutdown)
+  -o OPT[,OPT]        extra FUSE mount options
+  -f                  stay in the foreground
+  -d                  debug: log every FUSE request
+)";
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::fprintf(stderr, "rootfs-fuse: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+struct Args {
+  std::string server, image, node, mountpoint;
+  std::string key_file, secret_file, cache;
+  std::vector<std::string> alts, ephemeral, fuse_opts;
+  uint64_t cache_mib = 4096;
+  int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
+  int64_t version = 0;
+  bool rootfs = false, foreground = false, debug = false;
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; i++) {
+    std::string o = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) Die(o + " needs a value (see --help)");
+      return argv[++i];
+    };
+    auto number = [&](long lo, long hi) {
+      std::string v = value();
+      char* end;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || n < lo || n > hi) {
+        Die(o + " wants a number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", not '" + v + "'");
+      }
+      return n;
+    };
+    if (o == "-h" || o == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (o == "--key-file") a.key_file = value();
+    else if (o == "--secret") a.secret_file = value();
+    else if (o == "--alt") a.alts.push_back(value());
+    else if (o == "--cache") a.cache = value();
+    else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
+    else if (o == "--timeout") a.timeout_s = static_cast<int>(number(1, 86400));
+    else if (o == "--version") a.version = number(1, 1L << 62);
+    else if (o == "--ephemeral") a.ephemeral.push_back(value());
+    else if (o == "--fetch-threads") a.fetch_threads = static_cast<int>(number(1, 64));
+    else if (o == "--prefetch-window") a.prefetch_window_s = static_cast<int>(number(0, 86400));
+    else if (o == "--rootfs") a.rootfs = true;
+    else if (o == "-o") a.fuse_opts.push_back(value());
+    else if (o == "-f") a.foreground = true;
+    else if (o == "-d") a.debug = a.foreground = true;
+    else if (!o.empty() && o[0] == '-') Die("unknown option " + o + " (see --help)");
+    else pos.push_back(o);
+  }
+  if (pos.size() != 4) Die("want SERVER IMAGE NODE MOUNTPOINT (see --help)");
+  a.server = pos[0];
+  a.image = pos[1];
+  a.node = pos[2];
+  a.mountpoint = pos[3];
+  if (a.server.rfind("http://", 0) != 0 && a.server.rfind("https://", 0) != 0) {
+    Die("SERVER must be a URL like http://10.0.0.1:7450, not '" + a.server + "'");
+  }
+  if (a.cache.empty()) a.cache = "/var/cache/rootfs-fuse/" + a.node;
+  if (a.ephemeral.empty()) {
+    a.ephemeral = {"/tmp/", "/var/tmp/", "/run/", "/var/run/", "/var/lock/", "/var/cache/apt/archives/"};
+  }
+  return a;
+}
+
+std::string LoadKey(const Args& a) {
+  dim::Env* env = dim::Env::Posix();
+  if (!a.key_file.empty()) {
+    auto text = env->ReadFile(a.key_file);
+    if (!text.ok()) Die("cannot read the node key: " + text.status().ToString());
+    std::string hex = *text;
+    while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
+    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      Die(a.key_file + " does not hold a node key (64 hex digits, from `dimctl node key " + a.node + "`)");
+    }
+    std::string key;
+    for (size_t i = 0; i < hex.size(); i += 2) key.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    return key;
+  }
+  if (!a.secret_file.empty()) {
+    auto secret = dim::auth::Secret::Load(a.secret_file);
+    if (!secret.ok()) Die(secret.status().ToString());
+    return dim::auth::NodeKey(*secret, a.node);
+  }
+  Die("give the node's key with --key-file FILE (or the site secret with --secret FILE)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = Parse(argc, argv);
+  // systemd spares processes whose argv[0] starts with '@' at shutdown: a
+  // root file system's daemon must outlive everything that uses it.
+  if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
+  std::string key = LoadKey(a);
+
+  dim::Env* env = dim::Env::Posix();
+  for (const char* sub : {"", "/objects", "/upper", "/work"}) {
+    if (dim::Status s = env->MkdirAll(a.cache + sub, 0700); !s.ok()) Die("cache: " + s.ToString());
+  }
+  dim::Fd cache_fd(::open(a.cache.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  dim::Fd objects_fd(::open((a.cache + "/objects").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  dim::Fd upper_fd(::open((a.cache + "/upper").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  dim::Fd work_fd(::open((a.cache + "/work").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!cache_fd.valid() || !objects_fd.valid() || !upper_fd.valid() || !work_fd.valid()) {
+    Die("cannot open the cache directory " + a.cache + ": " + std::strerror(errno));
+  }
+  // From here on every path goes through descriptors and /proc/self/fd,
+  // relative to a cwd of /proc: after switch_root moves /proc and the cache
+  // away from this process's root, they still resolve.
+  if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) Die("/proc is not mounted");
+  std::string cache_path = "self/fd/" + std::to_string(cache_fd.get());
+
+  std::vector<std::string> servers = {a.server};
+  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
+  rootfs::Remote remote({servers, key, a.node, a.timeout_s});
+
+  auto meta = rootfs::Meta::Open(cache_path + "/catalog.db", a.image);
+  if (!meta.ok()) Die("local catalogue: " + meta.status().ToString());
+  if (dim::Status s = (*meta)->SyncTo(remote, a.version, nullptr); !s.ok()) {
+    if (s.code() == dim::Code::kPermissionDenied) Die("node " + a.node + ": the server refuses its key: " + s.message());
+    if (s.code() != dim::Code::kIOError || !(*meta)->UseCached().ok()) {
+      Die("cannot get image " + a.image + " from " + a.server + ": " + s.message());
+    }
+    std::fprintf(stderr, "rootfs-fuse: %s unreachable; mounting the cached version %lld\n", a.server.c_str(),
+                 static_cast<long long>((*meta)->version()));
+  }
+
+  std::vector<dim::keepout::Rule> rules;
+  for (const auto& p : a.ephemeral) rules.push_back({p, "--ephemeral", 0});
+  auto ruleset = dim::keepout::RuleSet::Compile(rules);
+  if (!ruleset.ok()) Die("--ephemeral: " + ruleset.status().message());
+  rootfs::FsOptions fo;
+  fo.node = a.node;
+  fo.image = a.image;
+  fo.ephemeral = std::move(*ruleset);
+  fo.proc_relative = true;
+  fo.prefetch_window_s = a.prefetch_window_s;
+  rootfs::Filesystem fs(std::move(fo), &remote, meta->get(), upper_fd.get(), work_fd.get());
+  if (dim::Status s = fs.LoadOverlay(); !s.ok()) Die(s.message());
+
+  std::vector<std::string> fargs = {"rootfs-fuse", "-o",
+                                    "fsname=dim:" + a.image + ",subtype=dim,default_permissions"};
+  if (::geteuid() == 0) fargs.back() += ",allow_other,suid,dev";
+  for (const auto& o : a.fuse_opts) fargs.insert(fargs.end(), {"-o", o});
+  if (a.debug) fargs.push_back("-d");
+  std::vector<char*> cargs;
+  for (auto& s : fargs) cargs.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(cargs.size()), cargs.data());
+  fuse_session* se = fuse_session_new(&args, &rootfs::Filesystem::Ops(), sizeof(fuse_lowlevel_ops), &fs);
+  if (se == nullptr) Die("cannot create the FUSE session (bad -o option?)");
+  if (fuse_set_signal_handlers(se) != 0) Die("cannot install signal handlers");
+  // The mount point path is resolved from the original cwd.
+  std::string mp = a.mountpoint;
+  if (!mp.empty() && mp[0] != '/') Die("MOUNTPOINT must be an absolute path");
+  if (fuse_session_mount(se, mp.c_str()) != 0) Die("cannot mount on " + mp);
+  // Only now fork into the background: the mount is in place, so whoever
+  // started us can use it as soon as we return; threads start after the fork.
+  if (fuse_daemonize(a.foreground ? 1 : 0) != 0) Die("cannot daemonize");
+  if (::chdir("/proc") != 0) Die("/proc vanished");  // fuse_daemonize went to "/"
+
+  rootfs::ObjectCache cache(objects_fd.get(), &remote, a.cache_mib << 20, a.fetch_threads);
+  fs.Attach(&cache, se);
+  cache.Prefetch(fs.PrefetchObjects());
+
+  // Follow the published version (long-poll), unless pinned.
+  std::atomic<bool> stop{false};
+  std::thread follower([&] {
+    auto begun = std::chrono::steady_clock::now();
+    bool saved = false;
+    while (!stop) {
+      if (!saved && std::chrono::steady_clock::now() - begun > std::chrono::seconds(a.prefetch_window_s)) {
+        saved = fs.SavePrefetch().ok();
+      }
+      if (a.version != 0) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      auto head = remote.Send("GET", "/v1/images/" + a.image + "/head",
+                              {{"after", std::to_string((*meta)->version())}, {"wait", "20"}}, "", false, 30000);
+      if (stop) break;
+      if (!head.ok()) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      int64_t published = std::atoll(dim::JsonField(*head, "published").c_str());
+      if (published > 0 && published != (*meta)->version()) {
+        dim::Status s = fs.Update(published);
+        if (!s.ok()) std::fprintf(stderr, "rootfs-fuse: switching to version %lld: %s\n",
+                                  static_cast<long long>(published), s.ToString().c_str());
+      }
+    }
+  });
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_idle_threads(cfg, 8);
+  fuse_loop_cfg_set_max_threads(cfg, 32);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  // Never hang on the way out: stop retries, unmount, leave without joining
+  // a follower that may sit in a long-poll.
+  stop = true;
+  remote.Stop();
+  fuse_remove_signal_handlers(se);
+  fuse_session_unmount(se);
+  std::fflush(stderr);
+  ::_exit(rc == 0 ? 0 : 1);
+}

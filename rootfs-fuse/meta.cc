@@ -1,0 +1,132 @@
+#include "meta.h"
+
+#include <zstd.h>
+
+#include "dim/delta.h"
+#include "dim/sqlite.h"
+
+namespace rootfs {
+
+using dim::Status;
+
+dim::Result<std::unique_ptr<Meta>> Meta::Open(const std::string& db_path, const std::string& image) {
+  std::unique_ptr<Meta> m(new Meta(db_path, image));
+  DIM_ASSIGN_OR_RETURN(auto c, m->Acquire());  // creates and migrates
+  m->Release(std::move(c));
+  return m;
+}
+
+dim::Result<std::unique_ptr<dim::Catalog>> Meta::Acquire() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  return dim::Catalog::Open(path_);
+}
+
+void Meta::Release(std::unique_ptr<dim::Catalog> c) {
+  std::lock_guard<std::mutex> l(mu_);
+  idle_.push_back(std::move(c));
+}
+
+Status Meta::UseCached() {
+  DIM_ASSIGN_OR_RETURN(auto c, Acquire());
+  auto img = c->GetImage(image_);
+  Release(std::move(c));
+  if (!img.ok()) return img.status();
+  if (img->head == 0) return Status::NotFound("no version of " + image_ + " is cached");
+  image_id_ = img->id;
+  version_ = img->head;
+  return Status::Ok();
+}
+
+Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed) {
+  std::lock_guard<std::mutex> sync(sync_mu_);
+  DIM_ASSIGN_OR_RETURN(auto c, Acquire());
+  struct Return {
+    Meta* m;
+    std::unique_ptr<dim::Catalog>* c;
+    ~Return() { m->Release(std::move(*c)); }
+  } give_back{this, &c};
+  auto local = c->GetImage(image_);
+  if (!local.ok() && local.status().code() != dim::Code::kNotFound) return local.status();
+  int64_t head = local.ok() ? local->head : 0;
+  if (target == 0) {
+    DIM_ASSIGN_OR_RETURN(std::string body, remote.Get("/v1/images/" + image_ + "/head"));
+    target = std::atoll(dim::JsonField(body, "published").c_str());
+    if (target == 0) return Status::NotFound("image " + image_ + " has no published version yet");
+  }
+  if (target == head) {
+    image_id_ = local->id;
+    version_ = head;
+    return Status::Ok();
+  }
+  // Forward from our head; backwards (a pin to an older version) or a pruned
+  // head on the server start over from nothing.
+  int64_t from = target > head ? head : 0;
+  auto fetch = [&](int64_t f) {
+    return remote.Get("/v1/images/" + image_ + "/delta",
+                      {{"from", std::to_string(f)}, {"to", std::to_string(target)}});
+  };
+  auto compressed = fetch(from);
+  if (!compressed.ok() && from > 0 && compressed.status().code() == dim::Code::kNotFound) {
+    from = 0;
+    compressed = fetch(0);
+  }
+  if (!compressed.ok()) return compressed.status();
+  unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (4ull << 30)) {
+    return Status::Corruption("catalogue delta from " + remote.current_server() + " is not a zstd frame");
+  }
+  std::string raw(size, '\0');
+  size_t n = ZSTD_decompress(raw.data(), raw.size(), compressed->data(), compressed->size());
+  if (ZSTD_isError(n) || n != size) return Status::Corruption("catalogue delta does not decompress");
+  DIM_ASSIGN_OR_RETURN(dim::CatalogDelta delta, dim::CatalogDelta::Parse(raw));
+  if (delta.image != image_ || delta.to != target || delta.from != from) {
+    return Status::Corruption("the server answered a delta for another image or range");
+  }
+  if (changed != nullptr) {
+    for (const auto& e : delta.ended) changed->push_back(e.path);
+    for (const auto& s : delta.started) changed->push_back(s.entry.path);
+  }
+  {
+    DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(c->db()));
+    if (from == 0 && local.ok()) DIM_RETURN_IF_ERROR(c->DeleteImage(local->id));
+    DIM_RETURN_IF_ERROR(dim::ApplyDelta(*c, delta));
+    DIM_RETURN_IF_ERROR(txn->Commit());
+  }
+  DIM_ASSIGN_OR_RETURN(auto img, c->GetImage(image_));
+  image_id_ = img.id;
+  version_ = img.head;
+  // Keep the previous version's rows for lookups still in flight; older go.
+  (void)c->Prune(img, 2);
+  return Status::Ok();
+}
+
+dim::Result<std::optional<dim::Entry>> Meta::Lookup(int64_t version, const std::string& path) {
+  DIM_ASSIGN_OR_RETURN(auto c, Acquire());
+  auto r = c->Lookup(image_id_, version, path);
+  Release(std::move(c));
+  return r;
+}
+
+Status Meta::Children(int64_t version, const std::string& dir,
+                      const std::function<Status(const dim::Entry&)>& fn) {
+  DIM_ASSIGN_OR_RETURN(auto c, Acquire());
+  Status s = c->ForEachChild(image_id_, version, dir, fn);
+  Release(std::move(c));
+  return s;
+}
+
+dim::Result<std::vector<std::string>> Meta::LinkGroup(int64_t version, const std::string& group) {
+  DIM_ASSIGN_OR_RETURN(auto c, Acquire());
+  auto r = c->LinkGroup(image_id_, version, group);
+  Release(std::move(c));
+  return r;
+}
+
+}  // namespace rootfs

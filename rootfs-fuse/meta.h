@@ -1,0 +1,52 @@
+// The image's metadata on the node: a local SQLite catalogue (the same schema
+// as the servers'), brought from version to version with catalogue deltas, so
+// a new version costs the node only the changed entries. Lookups and listings
+// are local queries. Thread-safe: each thread leases its own connection.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dim/catalog.h"
+#include "remote.h"
+
+namespace rootfs {
+
+class Meta {
+ public:
+  static dim::Result<std::unique_ptr<Meta>> Open(const std::string& db_path, const std::string& image);
+
+  int64_t version() const { return version_.load(); }
+  int64_t image_id() const { return image_id_; }
+
+  // Brings the local catalogue to `target` of the image (0: what the server
+  // publishes), fetching one delta. changed receives every path whose entry
+  // differs between the old and the new version.
+  dim::Status SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed);
+  // Uses what is already cached (offline start); NotFound if nothing is.
+  dim::Status UseCached();
+
+  dim::Result<std::optional<dim::Entry>> Lookup(int64_t version, const std::string& path);
+  dim::Status Children(int64_t version, const std::string& dir,
+                       const std::function<dim::Status(const dim::Entry&)>& fn);
+  dim::Result<std::vector<std::string>> LinkGroup(int64_t version, const std::string& group);
+
+ private:
+  Meta(std::string path, std::string image) : path_(std::move(path)), image_(std::move(image)) {}
+  class Lease;
+  dim::Result<std::unique_ptr<dim::Catalog>> Acquire();
+  void Release(std::unique_ptr<dim::Catalog> c);
+
+  std::string path_, image_;
+  int64_t image_id_ = 0;
+  std::atomic<int64_t> version_{0};
+  std::mutex mu_;
+  std::vector<std::unique_ptr<dim::Catalog>> idle_;  // GUARDED_BY(mu_)
+  std::mutex sync_mu_;                               // one SyncTo at a time
+};
+
+}  // namespace rootfs

@@ -1,0 +1,105 @@
+#include "remote.h"
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace rootfs {
+
+using dim::Status;
+
+bool Transient(const Status& s) {
+  // IOError: connection refused/reset, timeouts, 5xx; Busy: 503.
+  return s.code() == dim::Code::kIOError || s.code() == dim::Code::kBusy;
+}
+
+Remote::Remote(RemoteOptions opts) : opts_(std::move(opts)), idle_(opts_.servers.size()) {}
+
+const std::string& Remote::current_server() const { return opts_.servers[preferred_.load()]; }
+
+std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!idle_[server].empty()) {
+      auto c = std::move(idle_[server].back());
+      idle_[server].pop_back();
+      return c;
+    }
+  }
+  dim::http::ClientOptions o;
+  o.connect_timeout_ms = 2000;
+  o.timeout_ms = 30000;
+  auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, o);
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (idle_[server].size() < 16) idle_[server].push_back(std::move(c));
+}
+
+template <typename Fn>
+auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
+    -> decltype(fn(std::declval<dim::ApiClient&>())) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(opts_.timeout_s);
+  auto backoff = std::chrono::milliseconds(50);
+  size_t server = home_only ? 0 : preferred_.load();
+  Status last;
+  for (;;) {
+    if (stopped_) return Status::IOError(what + ": the mount is shutting down");
+    auto client = Acquire(server);
+    if (client == nullptr) return Status::IOError(what + ": cannot create an HTTP client");
+    auto r = fn(*client);
+    Release(server, std::move(client));
+    if (r.ok() || !Transient(r.status())) {
+      if (r.ok() && !home_only) preferred_ = server;
+      return r;
+    }
+    last = r.status();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::IOError(what + ": no answer for " + std::to_string(opts_.timeout_s) +
+                             " s (last error: " + last.message() + ")");
+    }
+    // Fail over before backing off: an alternate may answer at once.
+    if (!home_only && opts_.servers.size() > 1) {
+      server = (server + 1) % opts_.servers.size();
+      if (server != 0) continue;
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+dim::Result<std::string> Remote::Send(const std::string& method, const std::string& path,
+                                      const std::map<std::string, std::string>& query,
+                                      const std::string& body, bool home_only, long timeout_ms) {
+  return Retry(home_only, method + " " + path, [&](dim::ApiClient& c) {
+    return c.Send(method, path, query, body, timeout_ms);
+  });
+}
+
+dim::Result<std::string> Remote::Object(const dim::Digest& id) {
+  return Retry(false, "object " + id.Hex(), [&](dim::ApiClient& c) { return c.GetObject(id.Hex()); });
+}
+
+dim::Result<std::map<dim::Digest, std::string>> Remote::Objects(const std::vector<dim::Digest>& ids) {
+  std::string body;
+  for (const auto& id : ids) body += id.Raw();
+  DIM_ASSIGN_OR_RETURN(std::string answer, Send("POST", "/v1/objects/batch", {}, body, false));
+  std::map<dim::Digest, std::string> out;
+  size_t p = 0;
+  while (p < answer.size()) {
+    if (answer.size() - p < 40) return Status::Corruption("truncated object batch");
+    dim::Digest id;
+    std::memcpy(id.bytes.data(), answer.data() + p, 32);
+    uint64_t n = 0;
+    for (int b = 7; b >= 0; b--) n = (n << 8) | static_cast<uint8_t>(answer[p + 32 + b]);
+    p += 40;
+    if (n > answer.size() - p) return Status::Corruption("truncated object batch");
+    out[id] = answer.substr(p, n);
+    p += n;
+  }
+  return out;
+}
+
+}  // namespace rootfs

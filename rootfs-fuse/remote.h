@@ -1,0 +1,66 @@
+// The node's connection to its image servers. Every request is signed as the
+// node, retried with backoff while the server restarts or the network blips,
+// and failed over to the alternate servers; only after `timeout` without an
+// answer does it give up (and the file system returns EIO). The node's overlay
+// lives on its home server (the first), so overlay requests never fail over.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dim/api_client.h"
+#include "dim/hash.h"
+
+namespace rootfs {
+
+struct RemoteOptions {
+  std::vector<std::string> servers;  // home first, then alternates
+  std::string key;                   // the node's key (dim/auth.h NodeKey)
+  std::string node;
+  int timeout_s = 60;                // give up (EIO) after this long without an answer
+};
+
+class Remote {
+ public:
+  explicit Remote(RemoteOptions opts);
+
+  // Signed requests. home_only: the node's overlay, which only its home server has.
+  dim::Result<std::string> Send(const std::string& method, const std::string& path,
+                                const std::map<std::string, std::string>& query,
+                                const std::string& body, bool home_only, long timeout_ms = 0);
+  dim::Result<std::string> Get(const std::string& path,
+                               const std::map<std::string, std::string>& query = {}) {
+    return Send("GET", path, query, "", false);
+  }
+  // An object's stored bytes (caller verifies them against id).
+  dim::Result<std::string> Object(const dim::Digest& id);
+  // Several objects at once: id -> stored bytes for those the server had.
+  dim::Result<std::map<dim::Digest, std::string>> Objects(const std::vector<dim::Digest>& ids);
+
+  // Makes every waiting and future request fail at once (unmount).
+  void Stop() { stopped_ = true; }
+  const std::string& current_server() const;
+  const RemoteOptions& options() const { return opts_; }
+
+ private:
+  struct Lease;
+  std::unique_ptr<dim::ApiClient> Acquire(size_t server);
+  void Release(size_t server, std::unique_ptr<dim::ApiClient> c);
+  template <typename Fn>
+  auto Retry(bool home_only, const std::string& what, Fn fn) -> decltype(fn(std::declval<dim::ApiClient&>()));
+
+  RemoteOptions opts_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<size_t> preferred_{0};  // the server that answered last
+  std::mutex mu_;
+  std::vector<std::vector<std::unique_ptr<dim::ApiClient>>> idle_;  // per server, GUARDED_BY(mu_)
+};
+
+// Whether an error is worth retrying: the network, or a server busy or restarting.
+bool Transient(const dim::Status& s);
+
+}  // namespace rootfs
