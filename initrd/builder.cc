@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <memory>
 #include <set>
@@ -65,6 +66,39 @@ Result<std::string> RunCapture(const std::vector<std::string>& argv) {
                            std::to_string(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1) + ")");
   }
   return out;
+}
+
+// A temporary file removed when the owner goes out of scope.
+class TempFile {
+ public:
+  TempFile() {
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir && *dir ? dir : "/tmp") + "/dim-initrd.XXXXXX";
+    Fd fd(::mkstemp(path_.data()));
+    if (!fd.valid()) path_.clear();
+  }
+  ~TempFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The executable without its debugging sections (strip --strip-debug keeps
+// symbols and is deterministic): a RelWithDebInfo rootfs-fuse is mostly DWARF.
+// Unchanged when strip is not installed.
+Result<std::string> WithoutDebugInfo(Env& env, const std::string& exe, std::string bytes,
+                                     const std::string& strip) {
+  if (strip.empty() || ::access(strip.c_str(), X_OK) != 0) return bytes;
+  TempFile tmp;
+  if (tmp.path().empty()) return PosixError("mkstemp in $TMPDIR");
+  DIM_RETURN_IF_ERROR(
+      RunCapture({strip, "--strip-debug", "-o", tmp.path(), exe}).status().Annotate("stripping " + exe));
+  return env.ReadFile(tmp.path());
 }
 
 uint32_t PermOf(const std::string& path) {
@@ -144,6 +178,10 @@ Status AddRootfsFuse(Context& c) {
                             ": build it (make -C build rootfs-fuse) or give --rootfs-fuse PATH");
   }
   DIM_ASSIGN_OR_RETURN(auto bytes, c.env.ReadFile(exe));
+  DIM_ASSIGN_OR_RETURN(auto elf, ParseElf(bytes, exe));
+  if (elf.is_elf) {
+    DIM_ASSIGN_OR_RETURN(bytes, WithoutDebugInfo(c.env, exe, std::move(bytes), c.opt.strip));
+  }
   LibraryResolver resolver(SystemLibraryDirs(c.opt.ld_so_conf));
   DIM_RETURN_IF_ERROR(resolver.Resolve(exe, c.libs));
   return c.cpio.AddFile("/sbin/rootfs-fuse", std::move(bytes), 0755);

@@ -38,6 +38,7 @@ flock 9
 if [[ ! -f $dir/.complete ]]; then
   tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
+  chmod 755 "$tmp"  # apt-get download runs as _apt
   (cd "$tmp" && apt-get download -q "linux-image-$ver-cloud-amd64" >&2) || {
     echo "kernel-fixture: 'apt-get download linux-image-$ver-cloud-amd64' failed (run apt-get update; is the version current?)" >&2
     exit 1

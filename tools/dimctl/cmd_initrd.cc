@@ -71,6 +71,7 @@ Status Build(Invocation& inv) {
   opt.modules = SplitList(inv.all("modules"));
   opt.busybox = inv.get_or("busybox", "/bin/busybox");
   opt.rootfs_fuse = inv.get_or("rootfs-fuse", "");
+  if (inv.flag("no-strip")) opt.strip.clear();
   if (opt.rootfs_fuse.empty()) {
     opt.rootfs_fuse = DefaultRootfsFuse();
     if (opt.rootfs_fuse.empty()) {
@@ -134,6 +135,7 @@ Noun InitrdCommands() {
        {{"kernel", 'k', "VERSION|DIR", "the kernel whose modules to pack (required)"},
         {"modules", 'm', "M1,M2", "more modules (with their dependencies)", true},
         {"rootfs-fuse", 0, "PATH", "the rootfs-fuse binary (default: beside dimctl, or installed)"},
+        {"no-strip", 0, "", "keep rootfs-fuse's debugging information (stripped by default)"},
         {"busybox", 0, "PATH", "a static busybox (default /bin/busybox, from busybox-static)"},
         {"compress", 0, "zstd|gzip|none", "compression (default zstd)"},
         {"level", 0, "N", "compression level (default: zstd 19, gzip 9)"},

@@ -25,6 +25,7 @@ struct BuildOptions {
   std::vector<std::string> modules;  // in addition to DefaultModules(); must exist
   std::string busybox = "/bin/busybox";
   std::string rootfs_fuse;           // an executable (ELF or script)
+  std::string strip = "/usr/bin/strip";  // drops rootfs-fuse's debug info; empty: keep it
   std::string ld_so_conf = "/etc/ld.so.conf";
   Compression compression = Compression::kZstd;
   int level = 0;                     // 0: the default of the compression (zstd 19, gzip 9)
