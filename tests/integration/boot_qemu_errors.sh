@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots Debian's cloud kernel with a dim initrd under qemu-system-x86_64
 # (TCG, user networking: the host is 10.0.2.2) and reads the serial console.
-#   boot_qemu_errors.sh          bad parameters, an unreachable server (and
+#   boot_qemu_errors.sh          bad parameters, a NIC without a driver, an unreachable server (and
 #                                alternates), a boot through an alternate with the
 #                                node named by DHCP, and a normal boot whose
 #                                timing marks are printed; rootfs-fuse is the
@@ -36,14 +36,14 @@ initrd=$TEST_TMP/initrd.img
 "$DIMCTL" initrd build --kernel "$kdir" --rootfs-fuse "$fuse_bin" -o "$initrd" > "$TEST_TMP/build.out"
 log "$(head -1 "$TEST_TMP/build.out")"
 
-# boot NAME "KERNEL ARGS" [QEMU NETDEV OPTIONS]: console in $TEST_TMP/NAME.console
+# boot NAME "KERNEL ARGS" [NETDEV OPTIONS] [NIC MODEL]: console in $TEST_TMP/NAME.console
 boot() {
-  local name=$1 args=$2 netopts=${3:-} rc=0
+  local name=$1 args=$2 netopts=${3:-} nic=${4:-virtio-net-pci} rc=0
   log "boot $name: $args"
   timeout --kill-after=5 120 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 quiet panic=-1 dim.panic $args" \
-    -netdev "user,id=n0$netopts" -device virtio-net-pci,netdev=n0,romfile= \
+    -netdev "user,id=n0$netopts" -device "$nic,netdev=n0,romfile=" \
     < /dev/null > "$TEST_TMP/$name.console" 2>&1 || rc=$?
   ((rc != 124 && rc != 137)) || die "boot $name: qemu still running after 120 s; console: $(tail -20 "$TEST_TMP/$name.console")"
   grep -a '^dim' "$TEST_TMP/$name.console" | sed "s/^/    [$name] /" >&2 || true
@@ -103,6 +103,11 @@ console_lacks params "dhcp"
 
 boot noserver "dim.image=deb"
 console_has noserver "dim: FATAL: missing dim.server= on the kernel command line"
+
+# The cloud kernel has no e1000 driver: the diagnosis names the device.
+boot nodriver "dim.server=http://10.0.2.2:$closed dim.image=deb dim.timeout=3" "" e1000
+console_has nodriver "dim: FATAL: no network interface after 3s (network devices without a driver: 0000:00:03.0 (vendor 0x8086 device 0x100e)"
+console_has nodriver "add their modules with 'dimctl initrd build --modules NAME'"
 
 boot unreachable "dim.server=http://10.0.2.2:$closed dim.image=deb dim.node=r01c1n01 dim.timeout=5"
 console_has unreachable "dim: FATAL: server http://10.0.2.2:$closed unreachable (connection refused) — check dim.server="
