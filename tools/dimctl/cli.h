@@ -97,5 +97,6 @@ void AddNodeOverlayVerbs(Noun& node);
 Noun PushCommands();
 void AddRollbackVerb(Noun& image);
 Noun StatusCommands();
+Noun InitrdCommands();
 
 }  // namespace dimctl

@@ -15,5 +15,6 @@ int main(int argc, char** argv) {
   dimctl::Noun node = dimctl::NodeCommands();
   dimctl::AddNodeOverlayVerbs(node);
   cli.Add(std::move(node));
+  cli.Add(dimctl::InitrdCommands());
   return cli.Main(argc, argv);
 }

@@ -1,0 +1,56 @@
+// Builds a node's initramfs: busybox and its applet links, rootfs-fuse with
+// its loader and shared libraries, the kernel modules for network, virtio and
+// FUSE closed over modules.dep, and linuxrc as /init. The same inputs give
+// the same bytes (see cpio.h); docs/boot.md describes the result.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dim/env.h"
+#include "dim/status.h"
+
+namespace dim::initrd {
+
+enum class Compression { kZstd, kGzip, kNone };
+Result<Compression> ParseCompression(const std::string& name);  // "zstd", "gzip", "none"
+
+// Modules every initrd tries to carry: virtio and common NIC drivers, FUSE,
+// packet sockets for DHCP. Those this kernel lacks (or has built in) are skipped.
+const std::vector<std::string>& DefaultModules();
+
+struct BuildOptions {
+  std::string kernel;                // a version (under sysroot) or a directory
+  std::string sysroot = "/";         // where a kernel version's lib/modules is
+  std::vector<std::string> modules;  // in addition to DefaultModules(); must exist
+  std::string busybox = "/bin/busybox";
+  std::string rootfs_fuse;           // an executable (ELF or script)
+  std::string strip = "/usr/bin/strip";  // drops rootfs-fuse's debug info; empty: keep it
+  std::string ld_so_conf = "/etc/ld.so.conf";
+  Compression compression = Compression::kZstd;
+  int level = 0;                     // 0: the default of the compression (zstd 19, gzip 9)
+  std::string output;
+};
+
+struct BuildReport {
+  std::string kernel_version;
+  std::string kernel_image;                  // vmlinuz beside the modules, if found
+  std::vector<std::string> modules;          // module names in the initrd, sorted
+  std::vector<std::string> skipped_modules;  // default modules this kernel lacks
+  std::vector<std::string> builtin_modules;  // default modules built into it
+  std::vector<std::string> libraries;        // loader and shared libraries copied
+  size_t entries = 0;
+  uint64_t cpio_bytes = 0;
+  uint64_t output_bytes = 0;
+};
+
+// Builds the initrd and writes it to options.output (staged, synced, renamed
+// into place). Errors name the missing input and the fix.
+Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options);
+
+// The linuxrc and DHCP hook packed into every initrd (initrd/linuxrc,
+// initrd/udhcpc.script, embedded at build time).
+extern const char kLinuxrc[];
+extern const char kUdhcpcScript[];
+
+}  // namespace dim::initrd

@@ -1,0 +1,148 @@
+// dimctl initrd build: the node initramfs (busybox, rootfs-fuse and its
+// libraries, network/virtio/FUSE modules, linuxrc as /init). See docs/boot.md.
+#include <limits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include "cli.h"
+#include "dim/initrd/builder.h"
+
+namespace dimctl {
+namespace {
+
+using dim::Status;
+
+// rootfs-fuse when --rootfs-fuse is not given: beside dimctl in the build
+// tree (build/tools/dimctl -> build/rootfs-fuse/rootfs-fuse), then installed.
+std::string DefaultRootfsFuse() {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::vector<std::string> candidates;
+  if (n > 0) {
+    std::string dir(self, n);
+    dir = dir.substr(0, dir.find_last_of('/'));
+    candidates.push_back(dir + "/../rootfs-fuse/rootfs-fuse");
+    candidates.push_back(dir + "/rootfs-fuse");
+  }
+  candidates.push_back("/usr/local/sbin/rootfs-fuse");
+  candidates.push_back("/usr/sbin/rootfs-fuse");
+  for (const auto& c : candidates) {
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return "";
+}
+
+std::vector<std::string> SplitList(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& v : values) {
+    std::stringstream ss(v);
+    for (std::string item; std::getline(ss, item, ',');) {
+      if (!item.empty()) out.push_back(item);
+    }
+  }
+  return out;
+}
+
+std::string JsonList(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); i++) out += (i ? "," : "") + JsonEscape(v[i]);
+  return out + "]";
+}
+
+std::string Words(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : " ") + s;
+  return out.empty() ? "-" : out;
+}
+
+Status Build(Invocation& inv) {
+  dim::initrd::BuildOptions opt;
+  opt.kernel = inv.get_or("kernel", "");
+  if (opt.kernel.empty()) {
+    return Status::InvalidArgument("no kernel given: --kernel VERSION (modules in /lib/modules) "
+                                   "or --kernel DIR (an unpacked kernel package)");
+  }
+  opt.output = inv.get_or("output", "");
+  if (opt.output.empty()) return Status::InvalidArgument("no output file given: -o FILE");
+  opt.modules = SplitList(inv.all("modules"));
+  opt.busybox = inv.get_or("busybox", "/bin/busybox");
+  opt.rootfs_fuse = inv.get_or("rootfs-fuse", "");
+  if (inv.flag("no-strip")) opt.strip.clear();
+  if (opt.rootfs_fuse.empty()) {
+    opt.rootfs_fuse = DefaultRootfsFuse();
+    if (opt.rootfs_fuse.empty()) {
+      return Status::NotFound("rootfs-fuse not found beside dimctl nor in /usr/local/sbin or "
+                              "/usr/sbin: build it (make -C build rootfs-fuse) or give "
+                              "--rootfs-fuse PATH");
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(opt.compression, dim::initrd::ParseCompression(inv.get_or("compress", "zstd")));
+  if (auto level = inv.get("level")) {
+    char* end = nullptr;
+    long l = std::strtol(level->c_str(), &end, 10);
+    if (level->empty() || *end || l < 1 || l > 22) {
+      return Status::InvalidArgument("--level " + *level + ": expected 1-22 (zstd) or 1-9 (gzip)");
+    }
+    opt.level = static_cast<int>(l);
+  }
+  DIM_ASSIGN_OR_RETURN(auto r, dim::initrd::BuildInitrd(*dim::Env::Posix(), opt));
+  if (inv.json()) {
+    std::cout << "{\"output\":" << JsonEscape(opt.output) << ",\"bytes\":" << r.output_bytes
+              << ",\"cpio_bytes\":" << r.cpio_bytes << ",\"entries\":" << r.entries
+              << ",\"kernel\":" << JsonEscape(r.kernel_version)
+              << ",\"kernel_image\":" << JsonEscape(r.kernel_image)
+              << ",\"rootfs_fuse\":" << JsonEscape(opt.rootfs_fuse)
+              << ",\"modules\":" << JsonList(r.modules)
+              << ",\"builtin\":" << JsonList(r.builtin_modules)
+              << ",\"skipped\":" << JsonList(r.skipped_modules)
+              << ",\"libraries\":" << JsonList(r.libraries) << "}\n";
+    return Status::Ok();
+  }
+  if (inv.global.verbosity < 0) return Status::Ok();
+  std::printf("%s: %s (%s uncompressed, %zu entries) for kernel %s\n", opt.output.c_str(),
+              HumanBytes(r.output_bytes).c_str(), HumanBytes(r.cpio_bytes).c_str(), r.entries,
+              r.kernel_version.c_str());
+  std::printf("modules:   %s\n", Words(r.modules).c_str());
+  if (inv.global.verbosity > 0) {
+    std::printf("built in:  %s\n", Words(r.builtin_modules).c_str());
+    std::printf("not in this kernel: %s\n", Words(r.skipped_modules).c_str());
+    std::printf("libraries: %s\n", Words(r.libraries).c_str());
+  }
+  std::printf("rootfs-fuse: %s\n", opt.rootfs_fuse.c_str());
+  if (!r.kernel_image.empty()) std::printf("kernel image: %s\n", r.kernel_image.c_str());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Noun InitrdCommands() {
+  Noun n{"initrd", "the node initramfs: linuxrc, busybox, rootfs-fuse, kernel modules", {}};
+  n.verbs.push_back(
+      {"build", "", "build a reproducible initramfs for network-booted nodes",
+       "Packs busybox (static), rootfs-fuse with its loader and shared libraries, the\n"
+       "kernel's network, virtio and FUSE modules with their dependencies from\n"
+       "modules.dep, and linuxrc as /init into a newc cpio, compressed. The same\n"
+       "inputs give the same bytes. docs/boot.md lists the boot parameters.\n\n"
+       "--kernel VERSION takes /lib/modules/VERSION of this machine; --kernel DIR an\n"
+       "unpacked kernel package (dpkg -x linux-image-….deb DIR; depmod -b DIR VERSION).\n\n"
+       "Example:\n"
+       "  dimctl initrd build --kernel $(uname -r) -o /srv/tftp/dim/initrd.img\n"
+       "  dimctl initrd build --kernel /tmp/k --modules mlx5_core,bnxt_en -o initrd.img",
+       {{"kernel", 'k', "VERSION|DIR", "the kernel whose modules to pack (required)"},
+        {"modules", 'm', "M1,M2", "more modules (with their dependencies)", true},
+        {"rootfs-fuse", 0, "PATH", "the rootfs-fuse binary (default: beside dimctl, or installed)"},
+        {"no-strip", 0, "", "keep rootfs-fuse's debugging information (stripped by default)"},
+        {"busybox", 0, "PATH", "a static busybox (default /bin/busybox, from busybox-static)"},
+        {"compress", 0, "zstd|gzip|none", "compression (default zstd)"},
+        {"level", 0, "N", "compression level (default: zstd 19, gzip 9)"},
+        {"output", 'o', "FILE", "where to write the initrd (required)"},
+        kJsonOption},
+       0, 0, Build});
+  return n;
+}
+
+}  // namespace dimctl
