@@ -52,14 +52,9 @@ bool CleanPath(const std::string& p) {
 
 // Applies one "make" operation: creates or updates the entry at e.path.
 Status MakeEntry(int upper_fd, const dim::Entry& e, const dim::ObjectStore& objects) {
-  for (const auto& x : e.xattrs) {
-    if (x.name.rfind("trusted.overlay.", 0) == 0) {
-      return Status::PermissionDenied("xattr " + x.name + " is reserved for overlay bookkeeping");
-    }
-  }
   std::string name;
   if (e.path == "/") {
-    return dim::upper::ApplyMetadata(upper_fd, ".", e, dim::upper::IdentityXattrs(), false);
+    return dim::upper::ApplyMetadata(upper_fd, ".", e, dim::upper::ServerXattrs(), false);
   }
   DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd, e.path));
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd, e.path, &name));
@@ -107,7 +102,7 @@ Status MakeEntry(int upper_fd, const dim::Entry& e, const dim::ObjectStore& obje
         return dim::PosixError("mknod " + e.path);
       }
   }
-  return dim::upper::ApplyMetadata(dir.get(), name, e, dim::upper::IdentityXattrs(), false);
+  return dim::upper::ApplyMetadata(dir.get(), name, e, dim::upper::ServerXattrs(), false);
 }
 
 Status ApplyOp(int upper_fd, dim::wire::Reader& r, const dim::ObjectStore& objects) {
@@ -222,7 +217,7 @@ Status Walk(int dirfd, const std::string& path, std::map<std::pair<dev_t, ino_t>
         e.link_group = it->second;
         (void)fresh;
       }
-      DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dfd, n, dim::upper::IdentityXattrs(), false));
+      DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dfd, n, dim::upper::ServerXattrs(), false));
       if (S_ISDIR(st.st_mode)) {
         char v;
         std::string fp = dim::upper::FdPath(dfd, n, false);
@@ -307,7 +302,8 @@ Response NodeApi::Ops(const std::string& node, int upper_fd, const Request& req)
     applied++;
   }
   // Durable before the answer: one syncfs covers every entry and directory touched.
-  if (::syncfs(upper_fd) != 0) return Response::Error(dim::PosixError("sync overlay of " + node));
+  dim::Fd sync_fd(::openat(upper_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!sync_fd.valid() || ::syncfs(sync_fd.get()) != 0) return Response::Error(dim::PosixError("sync overlay of " + node));
   return Response::Json(200, "{\"applied\":" + std::to_string(applied) + "}");
 }
 
@@ -351,7 +347,9 @@ Response NodeApi::File(const std::string& node, int upper_fd, const std::string&
       }
       done += static_cast<size_t>(n);
     }
-    if (::ftruncate(f.get(), static_cast<off_t>(size)) != 0 || ::fsync(f.get()) != 0) {
+    dim::Fd d(::openat(dir->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (::ftruncate(f.get(), static_cast<off_t>(size)) != 0 || ::fsync(f.get()) != 0 ||
+        !d.valid() || ::fsync(d.get()) != 0) {
       return Response::Error(dim::PosixError("sync " + path + " of node " + node));
     }
     return Response::Json(200, "{\"written\":" + std::to_string(req.body.size()) + "}");
@@ -371,7 +369,10 @@ Response NodeApi::File(const std::string& node, int upper_fd, const std::string&
   if (s.ok() && ::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str()) != 0) {
     s = dim::PosixError("rename " + path);
   }
-  if (s.ok() && ::fsync(dir->get()) != 0 && errno != EBADF) s = dim::PosixError("sync directory of " + path);
+  if (s.ok()) {
+    dim::Fd d(::openat(dir->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d.valid() || ::fsync(d.get()) != 0) s = dim::PosixError("sync directory of " + path);
+  }
   if (!s.ok()) {
     (void)::unlinkat(dir->get(), tmp.c_str(), 0);
     return Response::Error(s);

@@ -151,6 +151,7 @@ struct Filesystem::Inode {
   bool dir = false;
   bool lower_children = false;  // dir: the version's entries below it show through
   std::optional<Entry> lower;   // the version's entry, as of the lookup
+  std::vector<int> open_fds;    // upper descriptors of open handles (fstat after unlink)
 };
 
 struct Filesystem::Handle {
@@ -390,6 +391,7 @@ Status Filesystem::Stat(Inode* in, struct stat* st) {
   bool upper, lower_children;
   std::optional<Entry> lower;
   uint64_t ino;
+  int open_fd = -1;
   {
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
@@ -397,10 +399,14 @@ Status Filesystem::Stat(Inode* in, struct stat* st) {
     lower_children = in->lower_children;
     lower = in->lower;
     ino = in->ino;
+    if (!in->open_fds.empty()) open_fd = in->open_fds.front();
   }
   if (upper) {
     int rc;
-    if (path == "/") {
+    if (open_fd >= 0) {
+      // An open file is this inode for sure, even renamed over or unlinked.
+      rc = ::fstat(open_fd, st);
+    } else if (path == "/") {
       rc = ::fstat(upper_fd_, st);
     } else {
       std::string n;
@@ -473,10 +479,18 @@ void Filesystem::Forget(fuse_ino_t ino, uint64_t n) {
   inodes_.erase(it);
 }
 
-void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) {
+void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
   struct stat st;
+  Handle* h = fi ? reinterpret_cast<Handle*>(fi->fh) : nullptr;
+  if (h != nullptr && h->fd.valid()) {
+    // An open file answers for itself, even after its last name is gone.
+    if (::fstat(h->fd.get(), &st) != 0) return (void)fuse_reply_err(req, errno);
+    std::lock_guard<std::mutex> l(mu_);
+    st.st_ino = in->ino;
+    return (void)fuse_reply_attr(req, &st, opts_.timeout_s);
+  }
   Status s = Stat(in, &st);
   if (!s.ok()) return Reply(req, s);
   fuse_reply_attr(req, &st, opts_.timeout_s);
@@ -861,8 +875,19 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent_id, const char* cnam
     rc = ::mknodat(dir->get(), n.c_str(), mode, rdev);
   }
   if (rc != 0) return (void)fuse_reply_err(req, errno);
+  // The upper created it with the exact mode (our umask is 0), applying the
+  // parent's default ACL if it has one; without one, the caller's umask applies.
+  bool default_acl = false;
+  {
+    std::string pp = dim::upper::FdPath(dir->get(), "", opts_.proc_relative);
+    default_acl = ::getxattr(pp.c_str(), "system.posix_acl_default", nullptr, 0) > 0;
+  }
+  mode_t want = default_acl ? mode : (mode & ~(ctx->umask & 0777));
+  struct stat cst;
   if (::fchownat(dir->get(), n.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0 ||
-      (!link_target && ::fchmodat(dir->get(), n.c_str(), mode & 07777, 0) != 0)) {
+      ::fstatat(dir->get(), n.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0 ||
+      (!link_target && (cst.st_mode & 07777) != (default_acl ? ((cst.st_mode & 0777) | (mode & 07000)) : (want & 07777)) &&
+       ::fchmodat(dir->get(), n.c_str(), default_acl ? ((cst.st_mode & 0777) | (mode & 07000)) : (want & 07777), 0) != 0)) {
     int err = errno;
     (void)dim::upper::RemoveAt(dir->get(), n);
     return (void)fuse_reply_err(req, err);
@@ -899,11 +924,13 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent_id, const char* cnam
       std::lock_guard<std::mutex> l(h->mu);
       h->dirty_lo = 0;  // the server has an empty file; flush sends the content
     }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      in->open_fds.push_back(h->fd.get());
+    }
     fi->fh = reinterpret_cast<uint64_t>(h.release());
     fi->keep_cache = 1;
-    if (fuse_reply_create(req, &*e, fi) != 0) {
-      delete reinterpret_cast<Handle*>(fi->fh);
-    }
+    if (fuse_reply_create(req, &*e, fi) != 0) Drop(reinterpret_cast<Handle*>(fi->fh));
     return;
   }
   fuse_reply_entry(req, &*e);
@@ -1234,9 +1261,13 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     h->size = lower->size;
     RecordRead(h->path);
   }
+  if (h->fd.valid()) {
+    std::lock_guard<std::mutex> l(mu_);
+    in->open_fds.push_back(h->fd.get());
+  }
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<Handle*>(fi->fh);
+  if (fuse_reply_open(req, fi) != 0) Drop(reinterpret_cast<Handle*>(fi->fh));
 }
 
 void Filesystem::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
@@ -1274,13 +1305,33 @@ void Filesystem::Write(fuse_req_t req, const char* buf, size_t size, off_t off, 
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
+void Filesystem::Drop(Handle* h) {
+  if (h->fd.valid()) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& fds = h->inode->open_fds;
+    auto it = std::find(fds.begin(), fds.end(), h->fd.get());
+    if (it != fds.end()) fds.erase(it);
+  }
+  delete h;
+}
+
+void Filesystem::Fallocate(fuse_req_t req, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+  if (!h->fd.valid()) return (void)fuse_reply_err(req, EBADF);
+  if (::fallocate(h->fd.get(), mode, off, len) != 0) return (void)fuse_reply_err(req, errno);
+  std::lock_guard<std::mutex> l(h->mu);
+  h->dirty_lo = std::min(h->dirty_lo, static_cast<uint64_t>(off));
+  h->dirty_hi = std::max(h->dirty_hi, static_cast<uint64_t>(off + len));
+  fuse_reply_err(req, 0);
+}
+
 void Filesystem::Flush(fuse_req_t req, fuse_file_info* fi, bool release) {
   Handle* h = reinterpret_cast<Handle*>(fi->fh);
   Status s;
   if (h->fd.valid() && h->write) s = FlushDirty(h);
   if (release) {
-    delete h;
-    return (void)fuse_reply_err(req, 0);
+    Drop(h);
+    return (void)fuse_reply_err(req, s.ok() ? 0 : Errno(s));
   }
   Reply(req, s);
 }
@@ -1626,6 +1677,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->max_readahead = 1 << 20;
   if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  // Unmasked modes: with a default ACL on the parent the umask must not apply.
+  if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->want |= FUSE_CAP_EXPORT_SUPPORT & conn->capable;
 }
@@ -1646,7 +1700,10 @@ const fuse_lowlevel_ops& Filesystem::Ops() {
       for (size_t i = 0; i < count; i++) Self(r)->Forget(f[i].ino, f[i].nlookup);
       fuse_reply_none(r);
     };
-    o.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) { Self(r)->GetAttr(r, i); };
+    o.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r)->GetAttr(r, i, fi); };
+    o.fallocate = [](fuse_req_t r, fuse_ino_t, int mode, off_t o2, off_t len, fuse_file_info* fi) {
+      Self(r)->Fallocate(r, mode, o2, len, fi);
+    };
     o.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info* fi) {
       Self(r)->SetAttr(r, i, a, s, fi);
     };

@@ -61,7 +61,8 @@ class Filesystem {
   struct Handle;
   void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
   void Forget(fuse_ino_t ino, uint64_t n);
-  void GetAttr(fuse_req_t req, fuse_ino_t ino);
+  void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Fallocate(fuse_req_t req, int mode, off_t off, off_t len, fuse_file_info* fi);
   void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
   void ReadLink(fuse_req_t req, fuse_ino_t ino);
   void MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev,
@@ -103,6 +104,7 @@ class Filesystem {
   bool Persistent(const std::string& path, bool is_dir) const;
   dim::Result<bool> MergedEmpty(Inode* dir);
   void Reply(fuse_req_t req, const dim::Status& s);
+  void Drop(Handle* h);  // closes a file handle
   void RecordRead(const std::string& path);
 
   FsOptions opts_;

@@ -149,6 +149,8 @@ int main(int argc, char** argv) {
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
   std::string key = LoadKey(a);
+  // Entries are created in the upper with the exact modes the kernel asks for.
+  ::umask(0);
 
   dim::Env* env = dim::Env::Posix();
   for (const char* sub : {"", "/objects", "/upper", "/work"}) {

@@ -8,9 +8,10 @@ namespace rootfs {
 
 using dim::Status;
 
-bool Transient(const Status& s) {
-  // IOError: connection refused/reset, timeouts, 5xx; Busy: 503.
-  return s.code() == dim::Code::kIOError || s.code() == dim::Code::kBusy;
+bool Transient(const Status& s, int http_status) {
+  if (s.ok()) return false;
+  if (http_status == 0) return s.code() == dim::Code::kIOError;
+  return http_status == 502 || http_status == 503 || http_status == 504;
 }
 
 Remote::Remote(RemoteOptions opts) : opts_(std::move(opts)), idle_(opts_.servers.size()) {}
@@ -40,7 +41,7 @@ void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c) {
 
 template <typename Fn>
 auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
-    -> decltype(fn(std::declval<dim::ApiClient&>())) {
+    -> decltype(fn(std::declval<dim::ApiClient&>(), nullptr)) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(opts_.timeout_s);
   auto backoff = std::chrono::milliseconds(50);
   size_t server = home_only ? 0 : preferred_.load();
@@ -49,9 +50,10 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
     if (stopped_) return Status::IOError(what + ": the mount is shutting down");
     auto client = Acquire(server);
     if (client == nullptr) return Status::IOError(what + ": cannot create an HTTP client");
-    auto r = fn(*client);
+    int http_status = 0;
+    auto r = fn(*client, &http_status);
     Release(server, std::move(client));
-    if (r.ok() || !Transient(r.status())) {
+    if (r.ok() || !Transient(r.status(), http_status)) {
       if (r.ok() && !home_only) preferred_ = server;
       return r;
     }
@@ -73,13 +75,18 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
 dim::Result<std::string> Remote::Send(const std::string& method, const std::string& path,
                                       const std::map<std::string, std::string>& query,
                                       const std::string& body, bool home_only, long timeout_ms) {
-  return Retry(home_only, method + " " + path, [&](dim::ApiClient& c) {
-    return c.Send(method, path, query, body, timeout_ms);
+  return Retry(home_only, method + " " + path, [&](dim::ApiClient& c, int* st) {
+    return c.Send(method, path, query, body, timeout_ms, st);
   });
 }
 
 dim::Result<std::string> Remote::Object(const dim::Digest& id) {
-  return Retry(false, "object " + id.Hex(), [&](dim::ApiClient& c) { return c.GetObject(id.Hex()); });
+  return Retry(false, "object " + id.Hex(), [&](dim::ApiClient& c, int* st) {
+    auto r = c.GetObject(id.Hex());
+    // GetObject folds the status in; a missing object is final, anything else may pass.
+    *st = r.ok() ? 200 : r.status().code() == dim::Code::kNotFound ? 404 : 0;
+    return r;
+  });
 }
 
 dim::Result<std::map<dim::Digest, std::string>> Remote::Objects(const std::vector<dim::Digest>& ids) {

@@ -51,7 +51,8 @@ class Remote {
   std::unique_ptr<dim::ApiClient> Acquire(size_t server);
   void Release(size_t server, std::unique_ptr<dim::ApiClient> c);
   template <typename Fn>
-  auto Retry(bool home_only, const std::string& what, Fn fn) -> decltype(fn(std::declval<dim::ApiClient&>()));
+  auto Retry(bool home_only, const std::string& what, Fn fn)
+      -> decltype(fn(std::declval<dim::ApiClient&>(), nullptr));
 
   RemoteOptions opts_;
   std::atomic<bool> stopped_{false};
@@ -60,7 +61,8 @@ class Remote {
   std::vector<std::vector<std::unique_ptr<dim::ApiClient>>> idle_;  // per server, GUARDED_BY(mu_)
 };
 
-// Whether an error is worth retrying: the network, or a server busy or restarting.
-bool Transient(const dim::Status& s);
+// Whether an error is worth retrying: no answer at all (the network, a
+// server restarting), or a gateway/server saying it is unavailable.
+bool Transient(const dim::Status& s, int http_status);
 
 }  // namespace rootfs

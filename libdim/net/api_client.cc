@@ -63,7 +63,8 @@ Result<std::string> ApiClient::Post(const std::string& path, const std::string& 
 
 Result<std::string> ApiClient::Send(const std::string& method, const std::string& path,
                                     const std::map<std::string, std::string>& query,
-                                    const std::string& body, long timeout_ms) {
+                                    const std::string& body, long timeout_ms,
+                                    int* http_status) {
   std::string target = CanonicalTarget(path, query);
   std::map<std::string, std::string> headers = {
       {"X-Dim-Auth", auth::Header(key_, identity_, method, target, std::time(nullptr), body)}};
@@ -78,10 +79,12 @@ Result<std::string> ApiClient::Send(const std::string& method, const std::string
     }
   }
   url += target.substr(path.size());
-  if (method == "GET") return Check(url, client_->Get(url, headers, timeout_ms));
-  if (method == "POST") return Check(url, client_->Post(url, body, headers, timeout_ms));
-  if (method == "PUT") return Check(url, client_->Put(url, body, headers, timeout_ms));
-  return Status::InvalidArgument("unsupported method " + method);
+  Result<http::ClientResponse> r = Status::InvalidArgument("unsupported method " + method);
+  if (method == "GET") r = client_->Get(url, headers, timeout_ms);
+  if (method == "POST") r = client_->Post(url, body, headers, timeout_ms);
+  if (method == "PUT") r = client_->Put(url, body, headers, timeout_ms);
+  if (http_status != nullptr) *http_status = r.ok() ? r->status : 0;
+  return Check(url, std::move(r));
 }
 
 Result<std::string> ApiClient::GetObject(const std::string& hex) {

@@ -48,6 +48,10 @@ Result<Fd> OpenParent(int root_fd, const std::string& path, std::string* name) {
 }
 
 Result<Fd> Open(int root_fd, const std::string& path, int flags, mode_t mode) {
+  // openat2 rejects flags it does not know (FUSE passes the kernel's
+  // internal __FMODE_EXEC, for one): keep the ones that mean something here.
+  flags &= O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECTORY | O_SYNC | O_DSYNC | O_NOATIME |
+           O_PATH | O_CREAT | O_EXCL | O_TRUNC | O_LARGEFILE | O_NOCTTY | O_CLOEXEC;
   std::string rel = path == "/" ? "." : path.substr(1);
   Fd fd(OpenAt2(root_fd, rel.c_str(), flags | O_NOFOLLOW, mode));
   if (!fd.valid()) {
@@ -61,12 +65,23 @@ Result<Fd> Open(int root_fd, const std::string& path, int flags, mode_t mode) {
 
 std::string FdPath(int dirfd, const std::string& name, bool proc_relative) {
   return std::string(proc_relative ? "self/fd/" : "/proc/self/fd/") + std::to_string(dirfd) +
-         (name.empty() ? "" : "/" + name);
+         (name.empty() ? "/." : "/" + name);  // "/.": the directory, not the magic link
 }
 
 XattrMap IdentityXattrs() {
   return {[](const std::string& n) { return n; },
           [](const std::string& n) {
+            return n.rfind("trusted.overlay.", 0) == 0 ? std::string() : n;
+          }};
+}
+
+XattrMap ServerXattrs() {
+  return {[](const std::string& n) {
+            bool reserved = n.rfind("trusted.overlay.", 0) == 0 || n.rfind("trusted.dim.", 0) == 0;
+            return reserved ? "trusted.dim." + n : n;
+          },
+          [](const std::string& n) {
+            if (n.rfind("trusted.dim.", 0) == 0) return n.substr(12);
             return n.rfind("trusted.overlay.", 0) == 0 ? std::string() : n;
           }};
 }

@@ -32,7 +32,8 @@ class ApiClient {
   // Any signed request; body may be empty for GET.
   Result<std::string> Send(const std::string& method, const std::string& path,
                            const std::map<std::string, std::string>& query,
-                           const std::string& body, long timeout_ms = 0);
+                           const std::string& body, long timeout_ms = 0,
+                           int* http_status = nullptr);  // 0 when no answer came
   // Objects are fetched unsigned (any HTTP cache may serve them).
   Result<std::string> GetObject(const std::string& hex);
   const std::string& base() const { return base_; }

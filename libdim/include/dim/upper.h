@@ -41,6 +41,9 @@ struct XattrMap {
   std::function<std::string(const std::string&)> to_visible;  // "" hides a stored name
 };
 XattrMap IdentityXattrs();
+// Servers: names as they are, except that a node's own trusted.overlay.* and
+// trusted.dim.* live under trusted.dim. (the bare ones are bookkeeping).
+XattrMap ServerXattrs();
 
 // Sets owner, xattrs (replacing the whole set; trusted.overlay.* kept), mode
 // and times of dirfd/name from e, in the order that keeps setuid bits and
