@@ -185,7 +185,11 @@ Status Walk(int dirfd, const std::string& path, std::map<std::pair<dev_t, ino_t>
   std::vector<std::string> names;
   while (struct dirent* de = ::readdir(d.get())) {
     std::string n = de->d_name;
-    if (n != "." && n != ".." && n.find(".dim-") == std::string::npos) names.push_back(n);
+    // Staging files of a PUT or copy-up in progress are not the node's.
+    auto ends = [&](std::string_view suffix) {
+      return n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (n != "." && n != ".." && !ends(".dim-put") && !ends(".dim-copyup")) names.push_back(n);
   }
   std::sort(names.begin(), names.end());
   int dfd = ::dirfd(d.get());

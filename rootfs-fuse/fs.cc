@@ -220,8 +220,9 @@ Status Filesystem::LoadOverlay() {
   auto list = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay-list", {}, "", true);
   if (!list.ok()) {
     if (list.status().code() == dim::Code::kNotFound) {
-      return Status::NotFound("node " + opts_.node + " has no overlay on " + remote_->options().servers[0] +
-                              " (provision it there: dimctl node provision " + opts_.node + ")");
+      return Status::NotFound("node " + opts_.node + " unknown to " + remote_->options().servers[0] +
+                              ": it has no overlay there (provision it: dimctl node provision " +
+                              opts_.node + ")");
     }
     return list.status();
   }

@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
   if (!meta.ok()) Die("local catalogue: " + meta.status().ToString());
   if (dim::Status s = (*meta)->SyncTo(remote, a.version, nullptr); !s.ok()) {
     if (s.code() == dim::Code::kPermissionDenied) Die("node " + a.node + ": the server refuses its key: " + s.message());
+    if (s.code() == dim::Code::kNotFound) Die("image " + a.image + " unknown to " + a.server + ": " + s.message());
     if (s.code() != dim::Code::kIOError || !(*meta)->UseCached().ok()) {
       Die("cannot get image " + a.image + " from " + a.server + ": " + s.message());
     }
