@@ -12,7 +12,7 @@
 #include "dim/env.h"
 #include "dim/image.h"
 #include "dim/upper.h"
-#include "dim/wire.h"
+#include "dim/overlay_wire.h"
 
 namespace imaged {
 
@@ -21,9 +21,6 @@ using dim::http::Request;
 using dim::http::Response;
 
 namespace {
-
-constexpr char kListMagic[8] = {'D', 'I', 'M', 'O', 'V', 'L', '1', '\n'};
-constexpr char kOpsMagic[8] = {'D', 'I', 'M', 'O', 'P', 'S', '1', '\n'};
 
 Response BadRequest(const std::string& msg) { return Response::Error(Status::InvalidArgument(msg)); }
 
@@ -34,20 +31,6 @@ bool ParseNumber(const std::map<std::string, std::string>& q, const char* key, u
   if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) return false;
   *out = std::stoull(v);
   return true;
-}
-
-// Entry paths from the wire: absolute, no empty/"."/".." components.
-bool CleanPath(const std::string& p) {
-  if (!dim::wire::ValidPath(p) || p.size() > 4096) return false;
-  if (p == "/") return true;
-  size_t start = 1;
-  for (;;) {
-    size_t end = p.find('/', start);
-    std::string c = p.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (c.empty() || c == "." || c == ".." || c.size() > 255) return false;
-    if (end == std::string::npos) return true;
-    start = end + 1;
-  }
 }
 
 // Applies one "make" operation: creates or updates the entry at e.path.
@@ -105,54 +88,38 @@ Status MakeEntry(int upper_fd, const dim::Entry& e, const dim::ObjectStore& obje
   return dim::upper::ApplyMetadata(dir.get(), name, e, dim::upper::ServerXattrs(), false);
 }
 
-Status ApplyOp(int upper_fd, dim::wire::Reader& r, const dim::ObjectStore& objects) {
-  uint8_t op;
-  if (!r.U8(&op)) return Status::InvalidArgument("truncated operation");
-  auto path_arg = [&](std::string* p) -> Status {
-    if (!r.Str(p) || !CleanPath(*p) || *p == "/") {
-      return Status::InvalidArgument("operation '" + std::string(1, static_cast<char>(op)) +
-                                     "' has a bad path");
-    }
-    return Status::Ok();
-  };
-  std::string a, b, name, name2;
-  switch (op) {
-    case 'M': {  // make or update an entry
-      dim::Entry e;
-      if (!r.Entry(&e) || !CleanPath(e.path)) return Status::InvalidArgument("bad entry in 'M'");
-      return MakeEntry(upper_fd, e, objects);
-    }
-    case 'W':    // whiteout
-    case 'R': {  // remove
-      DIM_RETURN_IF_ERROR(path_arg(&a));
-      auto dir = dim::upper::OpenParent(upper_fd, a, &name);
+Status ApplyOp(int upper_fd, const dim::OverlayOp& op, const dim::ObjectStore& objects) {
+  std::string name, name2;
+  switch (op.code) {
+    case dim::OverlayOp::kMake:
+      return MakeEntry(upper_fd, op.entry, objects);
+    case dim::OverlayOp::kWhiteout:
+    case dim::OverlayOp::kRemove: {
+      auto dir = dim::upper::OpenParent(upper_fd, op.path, &name);
       if (!dir.ok()) {
-        if (dir.status().code() != dim::Code::kNotFound || op == 'R') {
-          return dir.status().code() == dim::Code::kNotFound ? Status::Ok() : dir.status();
-        }
-        DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd, a));
-        dir = dim::upper::OpenParent(upper_fd, a, &name);
+        if (dir.status().code() != dim::Code::kNotFound) return dir.status();
+        if (op.code == dim::OverlayOp::kRemove) return Status::Ok();  // already gone
+        DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd, op.path));
+        dir = dim::upper::OpenParent(upper_fd, op.path, &name);
         if (!dir.ok()) return dir.status();
       }
-      return op == 'W' ? dim::upper::WhiteoutAt(dir->get(), name) : dim::upper::RemoveAt(dir->get(), name);
+      return op.code == dim::OverlayOp::kWhiteout ? dim::upper::WhiteoutAt(dir->get(), name)
+                                                   : dim::upper::RemoveAt(dir->get(), name);
     }
-    case 'O': {  // mark a directory opaque
-      DIM_RETURN_IF_ERROR(path_arg(&a));
-      DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd, a, &name));
+    case dim::OverlayOp::kOpaque: {
+      DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd, op.path, &name));
       std::string p = dim::upper::FdPath(dir.get(), name, false);
       if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) {
-        return dim::PosixError("mark " + a + " opaque");
+        return dim::PosixError("mark " + op.path + " opaque");
       }
       return Status::Ok();
     }
-    case 'N':    // rename a -> b (b replaced)
-    case 'L': {  // hardlink b to a
-      DIM_RETURN_IF_ERROR(path_arg(&a));
-      DIM_RETURN_IF_ERROR(path_arg(&b));
-      DIM_ASSIGN_OR_RETURN(dim::Fd da, dim::upper::OpenParent(upper_fd, a, &name));
-      DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd, b));
-      DIM_ASSIGN_OR_RETURN(dim::Fd db, dim::upper::OpenParent(upper_fd, b, &name2));
-      if (op == 'N') {
+    case dim::OverlayOp::kRename:
+    case dim::OverlayOp::kLink: {
+      DIM_ASSIGN_OR_RETURN(dim::Fd da, dim::upper::OpenParent(upper_fd, op.path, &name));
+      DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd, op.to));
+      DIM_ASSIGN_OR_RETURN(dim::Fd db, dim::upper::OpenParent(upper_fd, op.to, &name2));
+      if (op.code == dim::OverlayOp::kRename) {
         struct stat sa, sb;
         if (::fstatat(da.get(), name.c_str(), &sa, AT_SYMLINK_NOFOLLOW) == 0 &&
             ::fstatat(db.get(), name2.c_str(), &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -160,24 +127,23 @@ Status ApplyOp(int upper_fd, dim::wire::Reader& r, const dim::ObjectStore& objec
           DIM_RETURN_IF_ERROR(dim::upper::RemoveAt(db.get(), name2));
         }
         if (::renameat(da.get(), name.c_str(), db.get(), name2.c_str()) != 0) {
-          return dim::PosixError("rename " + a + " to " + b);
+          return dim::PosixError("rename " + op.path + " to " + op.to);
         }
         return Status::Ok();
       }
       DIM_RETURN_IF_ERROR(dim::upper::RemoveAt(db.get(), name2));
       if (::linkat(da.get(), name.c_str(), db.get(), name2.c_str(), 0) != 0) {
-        return dim::PosixError("link " + b + " to " + a);
+        return dim::PosixError("link " + op.to + " to " + op.path);
       }
       return Status::Ok();
     }
-    default:
-      return Status::InvalidArgument("unknown operation code " + std::to_string(op));
   }
+  return Status::InvalidArgument("unknown overlay operation");
 }
 
 // Walks the upper depth-first, in name order, calling fn with each entry.
 Status Walk(int dirfd, const std::string& path, std::map<std::pair<dev_t, ino_t>, std::string>* links,
-            dim::wire::Writer& w, uint32_t* count) {
+            std::vector<dim::OverlayListItem>* items) {
   dim::Fd fd(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return dim::PosixError("open overlay directory " + path);
   dim::DirPtr d(::fdopendir(fd.Release()));
@@ -228,14 +194,11 @@ Status Walk(int dirfd, const std::string& path, std::map<std::pair<dev_t, ino_t>
         opaque = ::lgetxattr(fp.c_str(), dim::upper::kOpaqueXattr, &v, 1) == 1 && v == 'y';
       }
     }
-    w.U8(whiteout ? 'w' : 'e');
-    w.U8(opaque ? 1 : 0);
-    w.Entry(e);
-    (*count)++;
+    items->push_back({whiteout, opaque, e});
     if (!whiteout && S_ISDIR(st.st_mode)) {
       dim::Fd sub(::openat(dfd, n.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub.valid()) return dim::PosixError("open overlay directory " + p);
-      DIM_RETURN_IF_ERROR(Walk(sub.get(), p, links, w, count));
+      DIM_RETURN_IF_ERROR(Walk(sub.get(), p, links, items));
     }
   }
   return Status::Ok();
@@ -268,47 +231,40 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
   if (parts.size() >= 5 && parts[3] == "overlay") {
     std::string path;
     for (size_t i = 4; i < parts.size(); i++) path += "/" + parts[i];
-    if (!CleanPath(path)) return BadRequest("overlay path " + dim::QuotePath(path) + " is not allowed");
+    if (!dim::CleanEntryPath(path)) return BadRequest("overlay path " + dim::QuotePath(path) + " is not allowed");
     return File(node, upper_fd.get(), path, req);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
 }
 
 Response NodeApi::List(const std::string& node, int upper_fd) {
-  (void)node;
-  dim::wire::Writer w;
-  w.out().append(kListMagic, sizeof kListMagic);
   std::map<std::pair<dev_t, ino_t>, std::string> links;
-  uint32_t count = 0;
-  dim::wire::Writer entries;
-  if (Status s = Walk(upper_fd, "/", &links, entries, &count); !s.ok()) return Response::Error(s);
-  w.U32(count);
-  w.out() += entries.out();
+  std::vector<dim::OverlayListItem> items;
+  if (Status s = Walk(upper_fd, "/", &links, &items); !s.ok()) {
+    return Response::Error(s.Annotate("overlay of node " + node));
+  }
   Response r;
   r.content_type = "application/x-dim-overlay";
-  r.body = std::move(w.out());
+  r.body = dim::EncodeOverlayList(items);
   return r;
 }
 
 Response NodeApi::Ops(const std::string& node, int upper_fd, const Request& req) {
-  std::string_view body = req.body;
-  if (body.size() < sizeof kOpsMagic || body.compare(0, sizeof kOpsMagic, std::string_view(kOpsMagic, sizeof kOpsMagic)) != 0) {
-    return BadRequest("overlay operations must start with DIMOPS1");
-  }
-  dim::wire::Reader r(body.substr(sizeof kOpsMagic));
-  uint64_t applied = 0;
-  while (r.left() > 0) {
-    Status s = ApplyOp(upper_fd, r, *objects_);
+  // All parsed before any is applied: a malformed body changes nothing.
+  auto ops = dim::ParseOverlayOps(req.body);
+  if (!ops.ok()) return Response::Error(ops.status().Annotate("node " + node));
+  for (size_t i = 0; i < ops->size(); i++) {
+    Status s = ApplyOp(upper_fd, (*ops)[i], *objects_);
     if (!s.ok()) {
-      return Response::Error(Status(s.code(), "node " + node + ": operation " +
-                                                  std::to_string(applied + 1) + ": " + s.message()));
+      return Response::Error(s.Annotate("node " + node + ": operation " + std::to_string(i + 1)));
     }
-    applied++;
   }
   // Durable before the answer: one syncfs covers every entry and directory touched.
   dim::Fd sync_fd(::openat(upper_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!sync_fd.valid() || ::syncfs(sync_fd.get()) != 0) return Response::Error(dim::PosixError("sync overlay of " + node));
-  return Response::Json(200, "{\"applied\":" + std::to_string(applied) + "}");
+  if (!sync_fd.valid() || ::syncfs(sync_fd.get()) != 0) {
+    return Response::Error(dim::PosixError("sync overlay of " + node));
+  }
+  return Response::Json(200, "{\"applied\":" + std::to_string(ops->size()) + "}");
 }
 
 Response NodeApi::File(const std::string& node, int upper_fd, const std::string& path,

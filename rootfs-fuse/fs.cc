@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "dim/wire.h"
+#include "dim/overlay_wire.h"
 
 namespace rootfs {
 
@@ -21,8 +21,6 @@ using dim::Status;
 
 namespace {
 
-constexpr char kOpsMagic[8] = {'D', 'I', 'M', 'O', 'P', 'S', '1', '\n'};
-constexpr char kListMagic[8] = {'D', 'I', 'M', 'O', 'V', 'L', '1', '\n'};
 constexpr uint64_t kUpperInoBit = 1ull << 62;
 constexpr size_t kPutChunk = 16 << 20;
 
@@ -109,34 +107,26 @@ dim::upper::XattrMap LocalXattrs() {
           }};
 }
 
+// Overlay operations for the server, built in order.
 class OpList {
  public:
-  OpList() { w_.out().append(kOpsMagic, sizeof kOpsMagic); }
   OpList& Make(const Entry& e) {
-    w_.U8('M');
-    w_.Entry(e);
-    n_++;
+    ops_.push_back({dim::OverlayOp::kMake, e, {}, {}});
     return *this;
   }
   OpList& Path(char op, const std::string& p) {
-    w_.U8(static_cast<uint8_t>(op));
-    w_.Str(p);
-    n_++;
+    ops_.push_back({static_cast<dim::OverlayOp::Code>(op), {}, p, {}});
     return *this;
   }
   OpList& Two(char op, const std::string& a, const std::string& b) {
-    w_.U8(static_cast<uint8_t>(op));
-    w_.Str(a);
-    w_.Str(b);
-    n_++;
+    ops_.push_back({static_cast<dim::OverlayOp::Code>(op), {}, a, b});
     return *this;
   }
-  bool empty() const { return n_ == 0; }
-  const std::string& bytes() { return w_.out(); }
+  bool empty() const { return ops_.empty(); }
+  std::string bytes() const { return dim::EncodeOverlayOps(ops_); }
 
  private:
-  dim::wire::Writer w_;
-  int n_ = 0;
+  std::vector<dim::OverlayOp> ops_;
 };
 
 }  // namespace
@@ -226,9 +216,8 @@ Status Filesystem::LoadOverlay() {
     }
     return list.status();
   }
-  if (list->size() < sizeof kListMagic || list->compare(0, sizeof kListMagic, kListMagic, sizeof kListMagic) != 0) {
-    return Status::Corruption("overlay listing of node " + opts_.node + " has a bad header");
-  }
+  auto items = dim::ParseOverlayList(*list);
+  if (!items.ok()) return items.status().Annotate("overlay of node " + opts_.node);
   // Start from an empty upper: the server's copy is the truth at mount time.
   {
     dim::Fd d(::openat(upper_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -240,20 +229,14 @@ Status Filesystem::LoadOverlay() {
     }
     for (const auto& n : names) DIM_RETURN_IF_ERROR(dim::upper::RemoveAt(upper_fd_, n));
   }
-  dim::wire::Reader r(std::string_view(*list).substr(sizeof kListMagic));
-  uint32_t count;
-  if (!r.U32(&count)) return Status::Corruption("truncated overlay listing");
   std::vector<Entry> dirs;
-  for (uint32_t i = 0; i < count; i++) {
-    uint8_t kind, opaque;
-    Entry e;
-    if (!r.U8(&kind) || !r.U8(&opaque) || !r.Entry(&e) || !dim::wire::ValidPath(e.path) || e.path == "/") {
-      return Status::Corruption("overlay listing of node " + opts_.node + " is malformed at entry " + std::to_string(i));
-    }
+  for (const auto& item : *items) {
+    const Entry& e = item.entry;
+    bool opaque = item.opaque;
     std::string name;
     DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd_, e.path));
     DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, e.path, &name));
-    if (kind == 'w') {
+    if (item.whiteout) {
       DIM_RETURN_IF_ERROR(dim::upper::WhiteoutAt(dir.get(), name));
       continue;
     }
