@@ -4,9 +4,10 @@
 # installed), committed, and its log and diff shown; the new version is
 # checked out and compared with the master; then a top server and a
 # second-level server run on loopback, a change is committed and pushed, and
-# the second-level server serves it. Everything lives under $DIM_DEMO_DIR
-# (default /var/lib/dim-demo) and is recreated on each run. Still to come:
-# a node root mounted through rootfs-fuse (issue 5).
+# the second-level server serves it; finally a node mounts its root from the
+# second-level server with rootfs-fuse, runs dpkg in it, and sees the next
+# push arrive live. Everything lives under $DIM_DEMO_DIR (default
+# /var/lib/dim-demo) and is recreated on each run.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,8 +22,11 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 imaged=$build/imaged/imaged
 [[ -x $dimctl && -x $imaged ]] || { echo "demo.sh: build first (tools/setup.sh)" >&2; exit 1; }
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+node_root=$demo/node-root
+trap 'umount "$node_root" 2>/dev/null || umount -l "$node_root" 2>/dev/null || true
+      for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+umount -l "$node_root" 2>/dev/null || true
 rm -rf --one-file-system "$demo"
 mkdir -p "$demo"
 
@@ -86,5 +90,29 @@ run "$dimctl" --root "$demo/ss01" image checkout debian12 "$demo/ss01-view"
 run grep '^bob:' "$demo/ss01-view/etc/passwd"
 run "$build/tools/dim-treecmp" "$demo/master" "$demo/ss01-view"
 echo "the second-level server serves exactly the master"
+
+step "9. A diskless node mounts its root from the second-level server"
+# The node registry on the second-level server: the example cluster, running debian12.
+sed 's/rocky9-compute/debian12/g' "$repo/cluster-xml/examples/small.xml" > "$demo/cluster.xml"
+run "$dimctl" --root "$demo/ss01" cluster apply "$demo/cluster.xml" --yes
+run "$dimctl" --root "$demo/ss01" node provision r01c1n01
+mkdir -p "$node_root"
+run "$build/rootfs-fuse/rootfs-fuse" --secret "$demo/secret" --cache "$demo/node-cache" \
+  "http://127.0.0.1:$leaf_port" debian12 r01c1n01 "$node_root"
+run cat "$node_root/etc/hostname"
+run grep '^bob:' "$node_root/etc/passwd"
+run chroot "$node_root" sh -c 'dpkg -l | grep -c ^ii'
+run sh -c "echo 'written by the node' > $node_root/root/note"
+echo "kept in the node's overlay on the second-level server:"
+run cat "$demo/ss01/nodes/r01c1n01/upper/root/note"
+
+step "10. A new version reaches the running node without a remount"
+run "$dimctl" image shell debian12 -m "new motd" -- sh -c 'echo "Welcome to dim: pushed live" > /etc/motd'
+run "$dimctl" push debian12
+for _ in $(seq 100); do grep -q "pushed live" "$node_root/etc/motd" 2>/dev/null && break; sleep 0.1; done
+run cat "$node_root/etc/motd"
+grep -q "pushed live" "$node_root/etc/motd" || { echo "demo.sh: the node did not see the push" >&2; exit 1; }
+echo "the node sees the pushed change"
 echo
-echo "demo.sh: done; the store is $DIM_ROOT (export DIM_ROOT=$DIM_ROOT to explore)"
+echo "demo.sh: done; the store is $DIM_ROOT (export DIM_ROOT=$DIM_ROOT to explore);"
+echo "the node root at $node_root is unmounted when this script exits"
