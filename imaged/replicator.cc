@@ -10,6 +10,8 @@
 
 #include "dim/delta.h"
 #include "dim/image.h"
+#include "dim/keepout.h"
+#include "dim/wire.h"
 
 namespace imaged {
 
@@ -152,6 +154,25 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     return Status::Corruption("the parent answered a delta for another image or range");
   }
 
+  // The keep-out list travels with the version: nodes provisioned here get
+  // the same kept-out copies as on the top server.
+  DIM_ASSIGN_OR_RETURN(std::string keep_body, parent.Get("/v1/images/" + image + "/keepout"));
+  std::vector<std::string> keepout;
+  {
+    dim::wire::Reader r(keep_body);
+    uint32_t n = 0;
+    std::string_view magic;
+    if (!r.Raw(9, &magic) || magic != "DIMKEEP1\n" || !r.U32(&n) || n > r.left() / 4) {
+      return Status::Corruption("keep-out list of " + image + " from the parent is malformed");
+    }
+    keepout.resize(n);
+    for (auto& p : keepout) {
+      if (!r.Str(&p) || !dim::keepout::ValidatePattern(p).ok()) {
+        return Status::Corruption("keep-out list of " + image + " from the parent holds a bad pattern");
+      }
+    }
+  }
+
   // Objects first, durable; then one transaction switches the version.
   DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
   Fetcher fetcher(store.objects(), *batch);
@@ -160,6 +181,8 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(store.catalog().db()));
   if (resync && local.ok()) DIM_RETURN_IF_ERROR(store.catalog().DeleteImage(local->id));
   DIM_RETURN_IF_ERROR(dim::ApplyDelta(store.catalog(), delta));
+  DIM_ASSIGN_OR_RETURN(auto applied, store.catalog().GetImage(image));
+  DIM_RETURN_IF_ERROR(store.catalog().KeepoutReplace(applied.id, keepout));
   DIM_RETURN_IF_ERROR(txn->Commit());
   result.to = target;
   result.objects_fetched = fetcher.objects();

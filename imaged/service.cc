@@ -13,6 +13,7 @@
 #include "dim/delta.h"
 #include "dim/env.h"
 #include "dim/image.h"
+#include "dim/wire.h"
 
 namespace imaged {
 
@@ -99,6 +100,7 @@ Response Service::Handle(const Request& req) {
     if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
     if (req.method == "GET" && parts[3] == "head") return Head(image, req);
     if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
+    if (req.method == "GET" && parts[3] == "keepout") return Keepout(image);
     if (req.method == "POST" && parts[3] == "publish") {
       if (!is_server) return Response::Error(Status::PermissionDenied("only servers may publish"));
       return Publish(image, req);
@@ -230,6 +232,25 @@ Response Service::Delta(const std::string& image, const Request& req) {
   size_t n = ZSTD_compress(r.body.data(), r.body.size(), raw.data(), raw.size(), 3);
   if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress delta"));
   r.body.resize(n);
+  return r;
+}
+
+Response Service::Keepout(const std::string& image) {
+  // The image's keep-out list, so second-level servers provision their nodes
+  // with the same rules: "DIMKEEP1\n", a count, then each pattern (wire Str).
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto img = (*cat)->GetImage(image);
+  if (!img.ok()) return Response::Error(img.status());
+  auto list = (*cat)->KeepoutList(img->id);
+  if (!list.ok()) return Response::Error(list.status());
+  dim::wire::Writer w;
+  w.out() = "DIMKEEP1\n";
+  w.U32(static_cast<uint32_t>(list->size()));
+  for (const auto& p : *list) w.Str(p);
+  Response r;
+  r.content_type = "application/x-dim-keepout";
+  r.body = std::move(w.out());
   return r;
 }
 

@@ -69,6 +69,7 @@ class Service {
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
   dim::http::Response Object(const std::string& hex);
+  dim::http::Response Keepout(const std::string& image);
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);
   dim::http::Response StatusPage();

@@ -470,6 +470,14 @@ Result<bool> Catalog::KeepoutRemove(int64_t image_id, const std::string& pattern
   return db_->Changes() > 0;
 }
 
+Status Catalog::KeepoutReplace(int64_t image_id, const std::vector<std::string>& patterns) {
+  DIM_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM keepout WHERE image_id = ?"));
+  del.Bind(1, image_id);
+  DIM_RETURN_IF_ERROR(del.Run());
+  for (const auto& p : patterns) DIM_RETURN_IF_ERROR(KeepoutAdd(image_id, p));
+  return Status::Ok();
+}
+
 const char* Catalog::EntryColumns() { return kEntryCols; }
 
 

@@ -61,6 +61,7 @@ log "a top server and two second-level servers"
 master=$TEST_TMP/master
 debian_master "$master"
 "$DIMCTL" image import deb "$master" -m v1 > /dev/null
+"$DIMCTL" keepout add deb /etc/fstab '/etc/ssh/ssh_host_*' '!/etc/ssh/ssh_host_ed25519_key' > /dev/null
 cp -a "$master" "$TEST_TMP/master-v1"
 write_config top top "$top_port"
 write_config leafA leaf "$(free_port)" "$top_url"
@@ -72,6 +73,9 @@ log "push version 1: both servers get the whole image"
 wait_head leafA deb 1; wait_head leafB deb 1
 same_tree leafA deb@1 "$TEST_TMP/master-v1"
 same_tree leafB deb@1 "$TEST_TMP/master-v1"
+# The keep-out list travels with the version, in order (nodes provisioned on
+# a second-level server get the same kept-out copies).
+assert_eq "$("$DIMCTL" --root "$TEST_TMP/leafA" keepout list deb)" "$("$DIMCTL" keepout list deb)" "leafA keep-out list"
 
 log "commit a change (a user and a program), push: both serve identical new content"
 "$DIMCTL" image shell deb -m v2 -- sh -c 'useradd -m alice && printf "#!/bin/sh\necho hi\n" > /usr/bin/hi && chmod 755 /usr/bin/hi' > /dev/null

@@ -122,6 +122,8 @@ class Catalog {
   Result<std::vector<std::string>> KeepoutList(int64_t image_id);
   Status KeepoutAdd(int64_t image_id, const std::string& pattern);
   Result<bool> KeepoutRemove(int64_t image_id, const std::string& pattern);
+  // Makes the list exactly `patterns`, in order (replicas copy their parent's).
+  Status KeepoutReplace(int64_t image_id, const std::vector<std::string>& patterns);
 
   // Every object id referenced by any stored version of any image.
   Status ForEachReferencedObject(const std::function<Status(const Digest&)>& fn);
