@@ -19,6 +19,7 @@
 #include "cache.h"
 #include "dim/auth.h"
 #include "dim/env.h"
+#include "dim/upper.h"
 #include "fs.h"
 #include "meta.h"
 #include "remote.h"
@@ -163,6 +164,23 @@ int main(int argc, char** argv) {
   if (!cache_fd.valid() || !objects_fd.valid() || !upper_fd.valid() || !work_fd.valid()) {
     Die("cannot open the cache directory " + a.cache + ": " + std::strerror(errno));
   }
+  // Cached objects are written without fsync (they are only a cache). On a
+  // disk, a crash could leave torn files that would be trusted later, so a
+  // cache that was not closed cleanly starts empty. tmpfs does not survive.
+  struct statfs sfs;
+  bool on_tmpfs = ::fstatfs(objects_fd.get(), &sfs) == 0 && sfs.f_type == 0x01021994;  // TMPFS_MAGIC
+  if (!on_tmpfs && ::faccessat(objects_fd.get(), ".clean", F_OK, 0) != 0) {
+    dim::DirPtr d(::fdopendir(::dup(objects_fd.get())));
+    std::vector<std::string> subs;
+    while (struct dirent* de = d ? ::readdir(d.get()) : nullptr) {
+      if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) subs.push_back(de->d_name);
+    }
+    for (const auto& sub : subs) {
+      if (dim::Status s = dim::upper::RemoveAt(objects_fd.get(), sub); !s.ok()) Die("cache: " + s.ToString());
+    }
+  }
+  (void)::unlinkat(objects_fd.get(), ".clean", 0);
+
   // From here on every path goes through descriptors and /proc/self/fd,
   // relative to a cwd of /proc: after switch_root moves /proc and the cache
   // away from this process's root, they still resolve.
@@ -262,6 +280,9 @@ int main(int argc, char** argv) {
   remote.Stop();
   fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
+  if (::syncfs(objects_fd.get()) == 0) {
+    dim::Fd marker(::openat(objects_fd.get(), ".clean", O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  }
   std::fflush(stderr);
   ::_exit(rc == 0 ? 0 : 1);
 }
