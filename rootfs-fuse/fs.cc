@@ -953,6 +953,20 @@ dim::Result<bool> Filesystem::MergedEmpty(Inode* dir) {
   return empty;
 }
 
+void Filesystem::ForgetUpperName(int dirfd, const std::string& name) {
+  // The upper file system reuses the inode number of a file whose last name
+  // goes: the next file must not be taken for this one (a kernel inode of
+  // another type, or stale cached pages).
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) return;
+  std::lock_guard<std::mutex> l(mu_);
+  auto k = by_key_.find("u" + std::to_string(st.st_ino));
+  if (k == by_key_.end()) return;
+  k->second->key = "gone:" + k->second->key;
+  by_key_.erase(k);
+}
+
 void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname, bool is_dir) {
   Inode* parent = Get(parent_id);
   if (parent == nullptr) return (void)fuse_reply_err(req, ESTALE);
@@ -995,6 +1009,7 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
   std::string n;
   auto dir = dim::upper::OpenParent(upper_fd_, path, &n);
   if (!dir.ok()) return Reply(req, dir.status());
+  ForgetUpperName(dir->get(), n);
   Status s = in_lower ? dim::upper::WhiteoutAt(dir->get(), n) : dim::upper::RemoveAt(dir->get(), n);
   if (!s.ok()) return Reply(req, s);
   if (Persistent(path, target_dir)) {
@@ -1105,6 +1120,7 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     s = dim::upper::RemoveAt(tdir->get(), tn);
     if (!s.ok()) return Reply(req, s);
   }
+  ForgetUpperName(tdir->get(), tn);  // the replaced target, if any
   if (::renameat(fdir->get(), fn.c_str(), tdir->get(), tn.c_str()) != 0) return (void)fuse_reply_err(req, errno);
   bool leave_whiteout = src->lower.has_value();
   if (leave_whiteout) {

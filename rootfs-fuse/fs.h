@@ -105,6 +105,7 @@ class Filesystem {
   dim::Result<bool> MergedEmpty(Inode* dir);
   void Reply(fuse_req_t req, const dim::Status& s);
   void Drop(Handle* h);  // closes a file handle
+  void ForgetUpperName(int dirfd, const std::string& name);
   void RecordRead(const std::string& path);
 
   FsOptions opts_;
