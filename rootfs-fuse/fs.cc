@@ -1021,7 +1021,19 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = by_path_.find(path);
-    if (it != by_path_.end()) by_path_.erase(it);
+    if (it != by_path_.end()) {
+      Inode* gone = it->second;
+      by_path_.erase(it);
+      if (gone->path == path) {
+        // A hardlink lost the name it was reached by: any other known name will do.
+        for (const auto& [p, other] : by_path_) {
+          if (other == gone) {
+            gone->path = p;
+            break;
+          }
+        }
+      }
+    }
   }
   fuse_reply_err(req, 0);
 }
@@ -1147,7 +1159,8 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     }
     by_path_.erase(to);
     for (auto& [p, in] : moved) {
-      if (in->path.size() >= from.size() && in->path.compare(0, from.size(), from) == 0) {
+      if (in->path == from || (in->path.size() > from.size() && in->path.compare(0, from.size(), from) == 0 &&
+                               in->path[from.size()] == '/')) {
         in->path = to + in->path.substr(from.size());
       }
       if (p == to) in->lower_children = in->lower_children && !make_opaque;

@@ -45,6 +45,8 @@ options:
                       /tmp/ /var/tmp/ /run/ /var/run/ /var/lock/ /var/cache/apt/archives/)
   --fetch-threads N   parallel background fetches (default 4)
   --prefetch-window S record the files read in the first S seconds (default 120)
+  --upper-size MIB    RAM for the local upper (tmpfs; default half of RAM)
+  --upper-on-disk     keep the local upper in the cache directory, not in RAM
   --rootfs            this is the node's root: mark the daemon as root storage
                       (argv[0] '@', systemd leaves it alone at shutdown)
   -o OPT[,OPT]        extra FUSE mount options
@@ -64,7 +66,8 @@ struct Args {
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
   int64_t version = 0;
-  bool rootfs = false, foreground = false, debug = false;
+  uint64_t upper_mib = 0;  // 0: half of RAM, tmpfs's default
+  bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true;
 };
 
 Args Parse(int argc, char** argv) {
@@ -99,6 +102,8 @@ Args Parse(int argc, char** argv) {
     else if (o == "--fetch-threads") a.fetch_threads = static_cast<int>(number(1, 64));
     else if (o == "--prefetch-window") a.prefetch_window_s = static_cast<int>(number(0, 86400));
     else if (o == "--rootfs") a.rootfs = true;
+    else if (o == "--upper-size") a.upper_mib = static_cast<uint64_t>(number(16, 1 << 24));
+    else if (o == "--upper-on-disk") a.upper_tmpfs = false;
     else if (o == "-o") a.fuse_opts.push_back(value());
     else if (o == "-f") a.foreground = true;
     else if (o == "-d") a.debug = a.foreground = true;
@@ -159,7 +164,20 @@ int main(int argc, char** argv) {
   }
   dim::Fd cache_fd(::open(a.cache.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   dim::Fd objects_fd(::open((a.cache + "/objects").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  dim::Fd upper_fd(::open((a.cache + "/upper").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  // The local upper lives in RAM, whatever the cache is on: ephemeral paths
+  // never reach a disk, and persistent ones are reloaded from the server at
+  // every mount anyway. A leftover tmpfs of a crashed run is replaced.
+  std::string upper_dir = a.cache + "/upper";
+  if (a.upper_tmpfs) {
+    (void)::umount2(upper_dir.c_str(), MNT_DETACH);
+    std::string opts = "mode=0755";
+    if (a.upper_mib) opts += ",size=" + std::to_string(a.upper_mib) + "m";
+    if (::mount("dim-upper", upper_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) != 0) {
+      Die("cannot mount a tmpfs for the local upper on " + upper_dir + ": " + std::strerror(errno) +
+          " (run as root, or give --upper-on-disk)");
+    }
+  }
+  dim::Fd upper_fd(::open(upper_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   dim::Fd work_fd(::open((a.cache + "/work").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!cache_fd.valid() || !objects_fd.valid() || !upper_fd.valid() || !work_fd.valid()) {
     Die("cannot open the cache directory " + a.cache + ": " + std::strerror(errno));
@@ -280,6 +298,7 @@ int main(int argc, char** argv) {
   remote.Stop();
   fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
+  if (a.upper_tmpfs) (void)::umount2(upper_dir.c_str(), MNT_DETACH);
   if (::syncfs(objects_fd.get()) == 0) {
     dim::Fd marker(::openat(objects_fd.get(), ".clean", O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   }
