@@ -94,6 +94,11 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     } else if (key == "secret") {
       if (value.empty() || value[0] != '/') err("secret must be an absolute file path");
       c.secret = value;
+    } else if (key == "advertise") {
+      if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+        err("advertise must be a URL like http://10.0.0.11:7480, not '" + value + "'");
+      }
+      c.advertise = value;
     } else if (key == "parent") {
       if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
         err("parent must be a URL such as http://10.0.0.1:7480, not '" + value + "'");
@@ -124,8 +129,8 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       else c.fetch_threads = static_cast<int>(n);
     } else {
       err("unknown key '" + key +
-          "' (known: role, name, listen, store, secret, parent, images, retention, poll_wait, "
-          "fetch_threads)");
+          "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
+          "poll_wait, fetch_threads)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");
@@ -135,6 +140,12 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
   }
   if (c.role == Config::Role::kTop && !c.parent.empty()) {
     errors.push_back(file + ": a top server has no parent; remove 'parent' or set 'role = leaf'");
+  }
+  // Where a specific address is configured, that is where this server is reached.
+  if (c.advertise.empty() && c.listen_address != "0.0.0.0" && c.listen_address != "::") {
+    bool v6 = c.listen_address.find(':') != std::string::npos;
+    c.advertise = "http://" + (v6 ? "[" + c.listen_address + "]" : c.listen_address) + ":" +
+                  std::to_string(c.listen_port);
   }
   if (!errors.empty()) {
     std::string msg = "invalid configuration:";

@@ -19,6 +19,7 @@ struct Config {
   std::string store = "/var/lib/dim";
   std::string secret = "/etc/dim/secret";
   std::string parent;                     // leaf: parent URL, "http://host:port"
+  std::string advertise;                  // leaf: the URL its parent and dimctl reach it at
   std::vector<std::string> images;        // leaf: images to follow; empty = all
   int64_t retention = 5;                  // leaf: versions kept per image
   int poll_wait_s = 30;                   // leaf: long-poll length

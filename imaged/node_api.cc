@@ -11,6 +11,10 @@
 
 #include "dim/env.h"
 #include "dim/image.h"
+#include "dim/keepout.h"
+#include "dim/node_overlay.h"
+#include "dim/store.h"
+#include "dim/wire.h"
 #include "dim/upper.h"
 #include "dim/overlay_wire.h"
 
@@ -216,6 +220,12 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
     return Response::Error(Status::PermissionDenied(who + " may not use the resources of node " + node));
   }
   if (parts.size() == 4 && parts[3] == "prefetch") return Prefetch(node, req);
+  if (parts.size() == 4 && parts[3] == "provision" && req.method == "POST") {
+    if (who.rfind("server:", 0) != 0) {
+      return Response::Error(Status::PermissionDenied("only servers and dimctl provision nodes"));
+    }
+    return Provision(node, req);
+  }
   std::string upper = root_ + "/nodes/" + node + "/upper";
   dim::Fd upper_fd(::open(upper.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!upper_fd.valid()) {
@@ -338,6 +348,42 @@ Response NodeApi::File(const std::string& node, int upper_fd, const std::string&
     return Response::Error(s);
   }
   return Response::Json(200, "{\"written\":" + std::to_string(req.body.size()) + "}");
+}
+
+Response NodeApi::Provision(const std::string& node, const Request& req) {
+  // Body: "DIMPROV1\n", then image, hostname, fqdn, ip, domain (Str each),
+  // a U32 count and the node's effective keep-out rules (pattern, source).
+  dim::wire::Reader r(req.body);
+  std::string_view magic;
+  dim::NodeIdentity id;
+  id.name = node;
+  uint32_t n = 0;
+  if (!r.Raw(9, &magic) || magic != "DIMPROV1\n" || !r.Str(&id.image) || !r.Str(&id.hostname) ||
+      !r.Str(&id.fqdn) || !r.Str(&id.ip) || !r.Str(&id.domain) || !r.U32(&n) || n > r.left() / 8) {
+    return BadRequest("a provision request is DIMPROV1 with the node's identity and rules");
+  }
+  std::vector<dim::keepout::Rule> rules(n);
+  for (auto& rule : rules) {
+    if (!r.Str(&rule.pattern) || !r.Str(&rule.source)) return BadRequest("truncated keep-out rules");
+  }
+  if (Status s = dim::ValidateImageName(id.image); !s.ok()) return Response::Error(s);
+  auto compiled = dim::keepout::RuleSet::Compile(std::move(rules));
+  if (!compiled.ok()) return Response::Error(compiled.status());
+  auto store = dim::Store::Open(dim::Env::Posix(), root_);
+  if (!store.ok()) return Response::Error(store.status());
+  auto img = (*store)->catalog().GetImage(id.image);
+  if (!img.ok() || img->head == 0) {
+    return Response::Error(Status::NotFound("this server has no version of image " + id.image +
+                                            " yet (push it first: dimctl push " + id.image + ")"));
+  }
+  dim::NodeOverlays overlays(**store);
+  auto result = overlays.Provision(id, img->head, *compiled);
+  if (!result.ok()) return Response::Error(result.status().Annotate("node " + node));
+  return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + id.image +
+                                 "\",\"version\":" + std::to_string(img->head) +
+                                 ",\"copied\":" + std::to_string(result->kept_out_copied) +
+                                 ",\"present\":" + std::to_string(result->kept_out_present) +
+                                 ",\"identity_files\":" + std::to_string(result->identity_files.size()) + "}");
 }
 
 Response NodeApi::Prefetch(const std::string& node, const Request& req) {

@@ -28,6 +28,7 @@ class NodeApi {
   dim::http::Response Ops(const std::string& node, int upper_fd, const dim::http::Request& req);
   dim::http::Response File(const std::string& node, int upper_fd, const std::string& path,
                            const dim::http::Request& req);
+  dim::http::Response Provision(const std::string& node, const dim::http::Request& req);
   dim::http::Response Prefetch(const std::string& node, const dim::http::Request& req);
 
   std::string root_;

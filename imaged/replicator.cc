@@ -306,7 +306,7 @@ void Replicator::FollowImage(const std::string& image) {
 }
 
 void Replicator::ReportState() {
-  std::string body = "{\"server\":\"" + config_.name + "\",\"poll_wait\":" +
+  std::string body = "{\"server\":\"" + config_.name + "\",\"url\":\"" + config_.advertise + "\",\"poll_wait\":" +
                      std::to_string(config_.poll_wait_s) + ",\"images\":{";
   {
     std::lock_guard<std::mutex> l(mu_);

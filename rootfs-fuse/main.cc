@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
   ::umask(0);
 
   dim::Env* env = dim::Env::Posix();
-  for (const char* sub : {"", "/objects", "/upper", "/work"}) {
+  for (const char* sub : {"", "/objects", "/rw"}) {
     if (dim::Status s = env->MkdirAll(a.cache + sub, 0700); !s.ok()) Die("cache: " + s.ToString());
   }
   dim::Fd cache_fd(::open(a.cache.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -167,18 +167,23 @@ int main(int argc, char** argv) {
   // The local upper lives in RAM, whatever the cache is on: ephemeral paths
   // never reach a disk, and persistent ones are reloaded from the server at
   // every mount anyway. A leftover tmpfs of a crashed run is replaced.
-  std::string upper_dir = a.cache + "/upper";
+  // rw/ holds the upper and its work directory (copy-ups are renamed from
+  // one into the other, so they share a file system).
+  std::string rw_dir = a.cache + "/rw";
   if (a.upper_tmpfs) {
-    (void)::umount2(upper_dir.c_str(), MNT_DETACH);
+    (void)::umount2(rw_dir.c_str(), MNT_DETACH);
     std::string opts = "mode=0755";
     if (a.upper_mib) opts += ",size=" + std::to_string(a.upper_mib) + "m";
-    if (::mount("dim-upper", upper_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) != 0) {
-      Die("cannot mount a tmpfs for the local upper on " + upper_dir + ": " + std::strerror(errno) +
+    if (::mount("dim-upper", rw_dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, opts.c_str()) != 0) {
+      Die("cannot mount a tmpfs for the local upper on " + rw_dir + ": " + std::strerror(errno) +
           " (run as root, or give --upper-on-disk)");
     }
   }
-  dim::Fd upper_fd(::open(upper_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  dim::Fd work_fd(::open((a.cache + "/work").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  for (const char* sub : {"/upper", "/work"}) {
+    if (dim::Status s = env->MkdirAll(rw_dir + sub, 0755); !s.ok()) Die("cache: " + s.ToString());
+  }
+  dim::Fd upper_fd(::open((rw_dir + "/upper").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  dim::Fd work_fd(::open((rw_dir + "/work").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!cache_fd.valid() || !objects_fd.valid() || !upper_fd.valid() || !work_fd.valid()) {
     Die("cannot open the cache directory " + a.cache + ": " + std::strerror(errno));
   }
@@ -298,7 +303,7 @@ int main(int argc, char** argv) {
   remote.Stop();
   fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
-  if (a.upper_tmpfs) (void)::umount2(upper_dir.c_str(), MNT_DETACH);
+  if (a.upper_tmpfs) (void)::umount2(rw_dir.c_str(), MNT_DETACH);
   if (::syncfs(objects_fd.get()) == 0) {
     dim::Fd marker(::openat(objects_fd.get(), ".clean", O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   }

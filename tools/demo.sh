@@ -64,9 +64,9 @@ run "$dimctl" store info
 step "7. A top server and a second-level server on loopback"
 run "$dimctl" store secret "$demo/secret"
 top_port=$(free_port) leaf_port=$(free_port)
-printf 'role = top\nname = top\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' \
+printf 'role = top\nname = master\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' \
   "$top_port" "$DIM_ROOT" "$demo/secret" > "$demo/top.conf"
-printf 'role = leaf\nname = ss01\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\nparent = http://127.0.0.1:%s\npoll_wait = 5\n' \
+printf 'role = leaf\nname = ss1\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\nparent = http://127.0.0.1:%s\npoll_wait = 5\n' \
   "$leaf_port" "$demo/ss01" "$demo/secret" "$top_port" > "$demo/ss01.conf"
 cat "$demo/ss01.conf"
 for s in top ss01; do
@@ -92,10 +92,12 @@ run "$build/tools/dim-treecmp" "$demo/master" "$demo/ss01-view"
 echo "the second-level server serves exactly the master"
 
 step "9. A diskless node mounts its root from the second-level server"
-# The node registry on the second-level server: the example cluster, running debian12.
+# The example cluster, running debian12: servers 'master' (the top) and
+# 'ss1' (the second-level server, which serves rack 1). Provisioning goes
+# through ss1's API: its overlay for the node is built from its own replica.
 sed 's/rocky9-compute/debian12/g' "$repo/cluster-xml/examples/small.xml" > "$demo/cluster.xml"
-run "$dimctl" --root "$demo/ss01" cluster apply "$demo/cluster.xml" --yes
-run "$dimctl" --root "$demo/ss01" node provision r01c1n01
+run "$dimctl" cluster apply "$demo/cluster.xml" --yes
+run "$dimctl" node provision r01c1n01
 mkdir -p "$node_root"
 run "$build/rootfs-fuse/rootfs-fuse" --secret "$demo/secret" --cache "$demo/node-cache" \
   "http://127.0.0.1:$leaf_port" debian12 r01c1n01 "$node_root"

@@ -1,6 +1,8 @@
 // dimctl node provision | diff | view: node overlays on this server's store,
 // with identities and keep-out rules from the registry.
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli.h"
@@ -8,6 +10,8 @@
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/registry.h"
 #include "dim/node_overlay.h"
+#include "dim/wire.h"
+#include "servers.h"
 
 namespace dimctl {
 
@@ -47,18 +51,68 @@ Result<NodeAtVersion> FindNode(dim::Store& store, const Invocation& inv) {
   return NodeAtVersion{*n, version};
 }
 
+// Provisions a node on the second-level server that serves it, through its
+// API: the server copies the kept-out paths from its own replica.
+Status ProvisionRemote(Invocation& inv, const ChildState& server, const dim::NodeIdentity& id,
+                       const std::vector<dim::keepout::Rule>& rules) {
+  if (server.url.empty()) {
+    return Status::NotFound("server " + server.server + " does not say where it listens: set "
+                            "'advertise = http://ADDRESS:PORT' in its imaged.conf");
+  }
+  dim::wire::Writer w;
+  w.out() = "DIMPROV1\n";
+  for (const auto* f : {&id.image, &id.hostname, &id.fqdn, &id.ip, &id.domain}) w.Str(*f);
+  w.U32(static_cast<uint32_t>(rules.size()));
+  for (const auto& r : rules) {
+    w.Str(r.pattern);
+    w.Str(r.source);
+  }
+  DIM_ASSIGN_OR_RETURN(auto client, Connect(inv, server.url));
+  DIM_ASSIGN_OR_RETURN(std::string answer,
+                       client->Send("POST", "/v1/nodes/" + id.name + "/provision", {}, w.out()));
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s: %s@%s on %s, %s kept-out entries copied, %s already the node's, %s identity files\n",
+                id.name.c_str(), id.image.c_str(), dim::JsonField(answer, "version").c_str(),
+                server.server.c_str(), dim::JsonField(answer, "copied").c_str(),
+                dim::JsonField(answer, "present").c_str(), dim::JsonField(answer, "identity_files").c_str());
+  }
+  return Status::Ok();
+}
+
 Status Provision(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   DIM_ASSIGN_OR_RETURN(auto snap, Registered(*store));
   DIM_ASSIGN_OR_RETURN(auto nodes, dc::SelectNodes(snap.cluster, inv.args[0]));
+  // With a running top server (--server or $DIM_SERVER), nodes of its
+  // second-level servers are provisioned there; the top's own nodes here.
+  std::string top_name;
+  std::vector<ChildState> children;
+  bool routed = inv.get("server").has_value() || (std::getenv("DIM_SERVER") && *std::getenv("DIM_SERVER"));
+  if (routed) {
+    DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
+    DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
+    top_name = dim::JsonField(status, "name");
+    children = Children(status, "");
+  }
   dim::NodeOverlays overlays(*store);
   for (const auto* n : nodes) {
     std::string image;
     DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, n->name, &image));
-    DIM_ASSIGN_OR_RETURN(auto compiled, dim::keepout::RuleSet::Compile(std::move(rules)));
-    DIM_ASSIGN_OR_RETURN(int64_t version, VersionOf(*store, image, inv));
     dim::NodeIdentity id{n->name, image, n->boot().hostname, snap.cluster.Fqdn(n->boot()),
                          n->boot().ip.ToString(), snap.cluster.domain};
+    if (routed && n->server != top_name) {
+      auto child = std::find_if(children.begin(), children.end(),
+                                [&](const ChildState& c) { return c.server == n->server; });
+      if (child == children.end()) {
+        return Status::NotFound("node " + n->name + " is served by " + n->server +
+                                ", which has not reported to the top server " + top_name +
+                                " (is its imaged running with 'name = " + n->server + "'?)");
+      }
+      DIM_RETURN_IF_ERROR(ProvisionRemote(inv, *child, id, rules).Annotate("node " + n->name));
+      continue;
+    }
+    DIM_ASSIGN_OR_RETURN(auto compiled, dim::keepout::RuleSet::Compile(std::move(rules)));
+    DIM_ASSIGN_OR_RETURN(int64_t version, VersionOf(*store, image, inv));
     auto r = overlays.Provision(id, version, compiled);
     if (!r.ok()) return r.status().Annotate("node " + n->name);
     if (inv.global.verbosity >= 0) {
@@ -122,9 +176,15 @@ void AddNodeOverlayVerbs(Noun& noun) {
                         "Copies every kept-out path (see 'dimctl keepout effective NODE') the\n"
                         "node does not have yet from its image, and writes its identity files\n"
                         "(/etc/hostname, /etc/hosts, /etc/machine-id, /etc/dim/node.env, and\n"
-                        "<store>/templates/*). Existing node copies are never overwritten.\n\n"
-                        "Example:\n  dimctl node provision 'r01c[1-4]n[01-16]'",
-                        {kVersion}, 1, 1, Provision});
+                        "<store>/templates/*). Existing node copies are never overwritten.\n"
+                        "With --server URL (or $DIM_SERVER) naming the running top server, nodes\n"
+                        "of second-level servers are provisioned on those servers through their\n"
+                        "API (from their own replica of the image); the rest on this store.\n\n"
+                        "Example:\n  dimctl node provision 'r01c[1-4]n[01-16]'\n"
+                        "  DIM_SERVER=http://10.0.0.1:7480 dimctl node provision 'r0[1-9]c[1-4]n[01-16]'",
+                        {kVersion, {"server", 0, "URL", "the running top server (default $DIM_SERVER)"},
+                         {"secret", 0, "FILE", "site secret (default $DIM_SECRET or /etc/dim/secret)"}},
+                        1, 1, Provision});
   noun.verbs.push_back({"diff", "NODE", "how a node's overlay differs from its image",
                         "A: only on the node; M: the node's copy shadows the image's; D: deleted on\n"
                         "the node.", {kVersion, kJsonOption}, 1, 1, Diff});

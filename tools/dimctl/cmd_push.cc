@@ -16,11 +16,9 @@
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/registry.h"
 #include "dim/node_overlay.h"
+#include "servers.h"
 
 namespace dimctl {
-namespace {
-
-using dim::Status;
 
 std::string ServerUrl(const Invocation& inv) {
   if (auto s = inv.get("server")) return *s;
@@ -28,28 +26,15 @@ std::string ServerUrl(const Invocation& inv) {
   return "http://127.0.0.1:7480";
 }
 
-Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv) {
+Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url) {
   std::string path = inv.get_or("secret", "");
   if (path.empty()) {
     const char* e = std::getenv("DIM_SECRET");
     path = e && *e ? e : "/etc/dim/secret";
   }
   DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
-  return dim::ApiClient::Create(ServerUrl(inv), secret.key, "server:dimctl");
+  return dim::ApiClient::Create(url.empty() ? ServerUrl(inv) : url, secret.key, "server:dimctl");
 }
-
-// Children of the status answer: {"server":"a","images":{"deb":{"head":3,"error":""}}}.
-struct ChildState {
-  std::string server, error;
-  int64_t head = 0;
-  uint64_t bytes = 0;  // fetched by its last replication
-  double seconds = 0;
-  long age_s = 0;      // since its last report
-  long poll_wait_s = 30;
-  // A child reports after every long-poll; silence for two of them means it
-  // is down. It catches up by itself when it returns.
-  bool offline() const { return age_s > 2 * poll_wait_s + 10; }
-};
 
 std::vector<ChildState> Children(const std::string& status, const std::string& image) {
   std::vector<ChildState> out;
@@ -71,11 +56,16 @@ std::vector<ChildState> Children(const std::string& status, const std::string& i
       c.seconds = std::atof(dim::JsonField(sub, "seconds").c_str());
     }
     c.age_s = std::atol(dim::JsonField(chunk, "age_s").c_str());
+    c.url = dim::JsonField(chunk, "url");
     if (long w = std::atol(dim::JsonField(chunk, "poll_wait").c_str()); w > 0) c.poll_wait_s = w;
     out.push_back(c);
   }
   return out;
 }
+
+namespace {
+
+using dim::Status;
 
 struct NodeState {
   std::string name, server;

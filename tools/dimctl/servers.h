@@ -1,0 +1,35 @@
+// dimctl's view of the running servers: the top server's API (from --server,
+// $DIM_SERVER or http://127.0.0.1:7480, signed with --secret, $DIM_SECRET or
+// /etc/dim/secret) and the second-level servers it reports.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "dim/api_client.h"
+
+namespace dimctl {
+
+std::string ServerUrl(const Invocation& inv);
+// A signed client for the top server, or for url when given.
+Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url = "");
+
+// One child of the top's status answer:
+// {"server":"a","url":"http://…","images":{"deb":{"head":3,"error":""}},"age_s":2}.
+struct ChildState {
+  std::string server, error, url;
+  int64_t head = 0;
+  uint64_t bytes = 0;  // fetched by its last replication
+  double seconds = 0;
+  long age_s = 0;      // since its last report
+  long poll_wait_s = 30;
+  // A child reports after every long-poll; silence for two of them means it
+  // is down. It catches up by itself when it returns.
+  bool offline() const { return age_s > 2 * poll_wait_s + 10; }
+};
+// The children of a /v1/status answer, with their state for image (may be "").
+std::vector<ChildState> Children(const std::string& status, const std::string& image);
+
+}  // namespace dimctl
