@@ -1020,10 +1020,24 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     s = Mirror(ops.bytes());
     if (!s.ok()) return Reply(req, s);
   }
+  // A hardlinked file may be remembered by the name just removed: Stat and
+  // copy-up go by the inode's path, so it moves to a name that still exists.
+  bool linked = f->upper ? (!target_dir && f->st.st_nlink > 1) : (f->lower && !f->lower->link_group.empty());
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = by_path_.find(path);
-    if (it != by_path_.end()) by_path_.erase(it);
+    if (it != by_path_.end()) {
+      Inode* gone = it->second;
+      by_path_.erase(it);
+      if (linked && !gone->dir && gone->path == path) {
+        for (const auto& [p, other] : by_path_) {
+          if (other == gone) {
+            gone->path = p;
+            break;
+          }
+        }
+      }
+    }
   }
   fuse_reply_err(req, 0);
 }
