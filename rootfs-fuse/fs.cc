@@ -683,6 +683,10 @@ dim::Result<Entry> Filesystem::UpperEntry(const std::string& path) {
     ssize_t len = ::readlinkat(dir.get(), n.c_str(), buf, PATH_MAX);
     if (len < 0) return dim::PosixError("readlink " + path);
     e.target.assign(buf, static_cast<size_t>(len));
+    // On a relatime cache our own readlink moves the link's atime when it was
+    // just set at or below its mtime (utimensat then mirroring): put it back.
+    struct timespec ts[2] = {st.st_atim, {0, UTIME_OMIT}};
+    (void)::utimensat(dir.get(), n.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
   DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dir.get(), n, xmap_, opts_.proc_relative));
   return e;
