@@ -222,7 +222,9 @@ void ObjectCache::Ahead(const ObjectPtr& list, size_t from) {
   const auto& chunks = list->chunks->chunks;
   {
     std::lock_guard<std::mutex> l(mu_);
-    for (size_t i = from; i < chunks.size() && want.size() < 8; i++) {
+    // A window of the next 8 chunks: skipping resident and in-flight ones and
+    // taking 8 more would move the window on by 8 chunks with every read.
+    for (size_t i = from; i < chunks.size() && i < from + 8; i++) {
       if (!chunks[i].hole && !resident_.count(chunks[i].id) && !inflight_.count(chunks[i].id)) {
         want.push_back(chunks[i].id);
       }
