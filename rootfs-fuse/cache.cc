@@ -179,10 +179,14 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Get(const dim::Digest& id) {
           auto it = inflight_.find(id);
           return it == inflight_.end() || it->second != wait;
         });
+        // Kept for the other waiters; the next fetch of id clears it.
+        auto failed = failed_.find(id);
+        if (failed != failed_.end()) return failed->second;
         continue;
       }
       if (resident_.count(id) == 0) {
         inflight_[id] = std::make_shared<std::condition_variable>();
+        failed_.erase(id);
       }
     }
     auto finish = [&](dim::Result<ObjectPtr> r) {
@@ -190,6 +194,8 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Get(const dim::Digest& id) {
       if (r.ok()) {
         if (open_.size() > 512) open_.clear();
         open_[id] = *r;
+      } else if (r.status().code() == dim::Code::kIOError) {
+        failed_[id] = r.status();
       }
       auto f = inflight_.find(id);
       if (f != inflight_.end()) {
@@ -216,7 +222,9 @@ void ObjectCache::Ahead(const ObjectPtr& list, size_t from) {
   const auto& chunks = list->chunks->chunks;
   {
     std::lock_guard<std::mutex> l(mu_);
-    for (size_t i = from; i < chunks.size() && want.size() < 8; i++) {
+    // A window of the next 8 chunks: skipping resident and in-flight ones and
+    // taking 8 more would move the window on by 8 chunks with every read.
+    for (size_t i = from; i < chunks.size() && i < from + 8; i++) {
       if (!chunks[i].hole && !resident_.count(chunks[i].id) && !inflight_.count(chunks[i].id)) {
         want.push_back(chunks[i].id);
       }
@@ -249,6 +257,7 @@ void ObjectCache::FetchLoop() {
         if (!resident_.count(id) && !inflight_.count(id)) {
           batch.push_back(id);
           inflight_[id] = std::make_shared<std::condition_variable>();
+          failed_.erase(id);
         }
       }
       queue_.pop_front();
@@ -268,6 +277,7 @@ void ObjectCache::FetchLoop() {
         }
       }
       std::lock_guard<std::mutex> l(mu_);
+      if (!got.ok() && got.status().code() == dim::Code::kIOError) failed_[id] = got.status();
       auto f = inflight_.find(id);
       if (f != inflight_.end()) {
         f->second->notify_all();

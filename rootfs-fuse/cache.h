@@ -68,6 +68,9 @@ class ObjectCache {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<dim::Digest, std::shared_ptr<std::condition_variable>> inflight_;  // GUARDED_BY(mu_)
+  // Background fetches that found no server for the whole --timeout: a reader
+  // that waited for one fails with its error instead of waiting that long again.
+  std::map<dim::Digest, dim::Status> failed_;                                 // GUARDED_BY(mu_)
   std::list<dim::Digest> lru_;                                                // GUARDED_BY(mu_)
   std::unordered_map<dim::Digest, std::pair<std::list<dim::Digest>::iterator, uint64_t>,
                      dim::DigestHash> resident_;                               // GUARDED_BY(mu_)

@@ -666,6 +666,10 @@ dim::Result<Entry> Filesystem::UpperEntry(const std::string& path) {
     ssize_t len = ::readlinkat(dir.get(), n.c_str(), buf, PATH_MAX);
     if (len < 0) return dim::PosixError("readlink " + path);
     e.target.assign(buf, static_cast<size_t>(len));
+    // On a relatime cache our own readlink moves the link's atime when it was
+    // just set at or below its mtime (utimensat then mirroring): put it back.
+    struct timespec ts[2] = {st.st_atim, {0, UTIME_OMIT}};
+    (void)::utimensat(dir.get(), n.c_str(), ts, AT_SYMLINK_NOFOLLOW);
   }
   DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dir.get(), n, xmap_, opts_.proc_relative));
   return e;
@@ -1018,14 +1022,16 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     s = Mirror(ops.bytes());
     if (!s.ok()) return Reply(req, s);
   }
+  // A hardlinked file may be remembered by the name just removed: Stat and
+  // copy-up go by the inode's path, so it moves to a name that still exists.
+  bool linked = f->upper ? (!target_dir && f->st.st_nlink > 1) : (f->lower && !f->lower->link_group.empty());
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = by_path_.find(path);
     if (it != by_path_.end()) {
       Inode* gone = it->second;
       by_path_.erase(it);
-      if (gone->path == path) {
-        // A hardlink lost the name it was reached by: any other known name will do.
+      if (linked && !gone->dir && gone->path == path) {
         for (const auto& [p, other] : by_path_) {
           if (other == gone) {
             gone->path = p;
