@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <set>
 #include <unordered_set>
 
@@ -39,6 +40,9 @@ dim::Result<std::string> Decompress(const std::string& in) {
 class Fetcher {
  public:
   Fetcher(dim::ObjectStore& objects, dim::ObjectStore::Batch& batch) : objects_(objects), batch_(batch) {}
+  // Objects that replace one this store has at the same path: fetched as a
+  // delta against it (zstd with the old content as prefix).
+  void SetBases(std::map<dim::Digest, dim::Digest> bases) { bases_ = std::move(bases); }
 
   Status Run(const std::vector<dim::Digest>& roots, int threads, const std::string& base,
              const std::string& key, const std::string& identity) {
@@ -90,7 +94,37 @@ class Fetcher {
       cv_.notify_all();
     }
   }
+  // The delta path: false when it cannot be used (the object is then
+  // fetched whole); errors only for content that fails verification.
+  dim::Result<bool> FetchDelta(dim::ApiClient& client, const dim::Digest& id) {
+    auto base_id = bases_.find(id);
+    if (base_id == bases_.end()) return false;
+    auto base = objects_.ReadBlob(base_id->second);
+    if (!base.ok()) return false;
+    auto patch = client.Send("GET", "/v1/objects/" + id.Hex(), {{"base", base_id->second.Hex()}}, "");
+    if (!patch.ok()) return false;
+    unsigned long long size = ZSTD_getFrameContentSize(patch->data(), patch->size());
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (8u << 20)) return false;
+    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 27);
+    ZSTD_DCtx_refPrefix(dctx.get(), base->data(), base->size());
+    std::string body(size, '\0');
+    size_t n = ZSTD_decompressDCtx(dctx.get(), body.data(), body.size(), patch->data(), patch->size());
+    if (ZSTD_isError(n) || n != size || dim::Sha256Of(body) != id) {
+      return Status::Corruption("object " + id.Hex() + " rebuilt from a delta fails its hash check");
+    }
+    DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(body));
+    if (stored != id) return Status::Corruption("object " + id.Hex() + " stored under another id");
+    std::lock_guard<std::mutex> l(mu_);
+    objects_fetched_++;
+    bytes_fetched_ += patch->size();
+    deltas_++;
+    return true;
+  }
+
   Status FetchOne(dim::ApiClient& client, const dim::Digest& id) {
+    DIM_ASSIGN_OR_RETURN(bool by_delta, FetchDelta(client, id));
+    if (by_delta) return Status::Ok();
     DIM_ASSIGN_OR_RETURN(std::string raw, client.GetObject(id.Hex()));
     DIM_ASSIGN_OR_RETURN(dim::DecodedObject decoded, batch_.PutRaw(id, raw));
     {
@@ -108,6 +142,7 @@ class Fetcher {
 
   dim::ObjectStore& objects_;
   dim::ObjectStore::Batch& batch_;
+  std::map<dim::Digest, dim::Digest> bases_;  // read-only while fetching
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<dim::Digest> queue_;                            // GUARDED_BY(mu_)
@@ -115,6 +150,7 @@ class Fetcher {
   int busy_ = 0;                                             // GUARDED_BY(mu_)
   Status error_;                                             // GUARDED_BY(mu_)
   uint64_t objects_fetched_ = 0, bytes_fetched_ = 0;         // GUARDED_BY(mu_)
+  uint64_t deltas_ = 0;                                      // GUARDED_BY(mu_)
 };
 
 }  // namespace
@@ -176,6 +212,25 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // Objects first, durable; then one transaction switches the version.
   DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
   Fetcher fetcher(store.objects(), *batch);
+  if (!resync && local.ok() && head > 0) {
+    // Small files that changed in place travel as deltas against our copy.
+    std::map<dim::Digest, dim::Digest> bases;
+    for (const auto& row : delta.started) {
+      const dim::Entry& e = row.entry;
+      if (e.type != dim::EntryType::kFile || e.object.IsZero() || e.size > (1u << 20) ||
+          store.objects().Has(e.object)) {
+        continue;
+      }
+      auto old = store.catalog().Lookup(local->id, head, e.path);
+      if (!old.ok() || !*old || (*old)->type != dim::EntryType::kFile || (*old)->object.IsZero() ||
+          (*old)->size > (8u << 20) || (*old)->size < 4096) {
+        continue;  // below 4 KiB a delta saves little over the object itself
+      }
+      auto kind = store.objects().KindOf((*old)->object);
+      if (kind.ok() && *kind == dim::ObjectKind::kBlob) bases[e.object] = (*old)->object;
+    }
+    fetcher.SetBases(std::move(bases));
+  }
   DIM_RETURN_IF_ERROR(fetcher.Run(delta.Objects(), fetch_threads, parent_base, key, identity));
   DIM_RETURN_IF_ERROR(batch->Commit());
   DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(store.catalog().db()));

@@ -83,7 +83,11 @@ Response Service::Handle(const Request& req) {
     return Response::Error(Status::NotFound("unknown path " + req.path + " (this server speaks /v1/)"));
   }
   // Objects are public by design (docs/protocol.md); everything else is signed.
-  if (req.method == "GET" && parts.size() == 3 && parts[1] == "objects") return Object(parts[2]);
+  if (req.method == "GET" && parts.size() == 3 && parts[1] == "objects") {
+    auto base = req.query.find("base");
+    if (base != req.query.end()) return ObjectDelta(parts[2], base->second);
+    return Object(parts[2]);
+  }
   if (req.method == "POST" && parts.size() == 3 && parts[1] == "objects" && parts[2] == "batch") {
     return ObjectBatch(req);
   }
@@ -232,6 +236,36 @@ Response Service::Delta(const std::string& image, const Request& req) {
   size_t n = ZSTD_compress(r.body.data(), r.body.size(), raw.data(), raw.size(), 3);
   if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress delta"));
   r.body.resize(n);
+  return r;
+}
+
+Response Service::ObjectDelta(const std::string& hex, const std::string& base_hex) {
+  // A changed file against the version the child already has (both sides
+  // know the base exactly): the new content compressed with the old one as
+  // zstd's prefix, as `zstd --patch-from` does. Blobs only, up to the
+  // chunking threshold; the child verifies the result against hex.
+  auto id = dim::Digest::FromHex(hex);
+  auto base_id = dim::Digest::FromHex(base_hex);
+  if (!id.ok() || !base_id.ok()) return BadRequest("object and base must be 64 hex digits");
+  auto body = objects_->ReadBlob(*id);
+  if (!body.ok()) return Response::Error(body.status());
+  auto base = objects_->ReadBlob(*base_id);
+  if (!base.ok()) return Response::Error(base.status());
+  if (body->size() > (8u << 20) || base->size() > (8u << 20)) return BadRequest("delta objects are at most 8 MiB");
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  unsigned window = 10;
+  while ((size_t{1} << window) < base->size() + body->size() && window < 27) window++;
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 19);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, static_cast<int>(window));
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
+  ZSTD_CCtx_refPrefix(cctx.get(), base->data(), base->size());
+  Response r;
+  r.content_type = "application/x-dim-delta-object";
+  r.body.resize(ZSTD_compressBound(body->size()));
+  size_t n = ZSTD_compress2(cctx.get(), r.body.data(), r.body.size(), body->data(), body->size());
+  if (ZSTD_isError(n)) return Response::Error(Status::IOError(std::string("delta: ") + ZSTD_getErrorName(n)));
+  r.body.resize(n);
+  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
   return r;
 }
 

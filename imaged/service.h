@@ -70,6 +70,7 @@ class Service {
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
   dim::http::Response Object(const std::string& hex);
   dim::http::Response Keepout(const std::string& image);
+  dim::http::Response ObjectDelta(const std::string& hex, const std::string& base_hex);
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);
   dim::http::Response StatusPage();

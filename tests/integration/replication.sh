@@ -86,6 +86,7 @@ same_tree leafA deb@2 "$master"
 same_tree leafB deb@2 "$master"
 "$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
 
+
 log "an offline server catches up after three pushes, skipping versions"
 stop leafB
 for v in 3 4 5; do
@@ -179,4 +180,14 @@ with_timeout 300 "$TREECMP" "$TEST_TMP/master-v5" "$master" || die "the master w
 sleep 1.1
 out=$("$DIMCTL" image commit deb)
 [[ $out == "nothing to commit"* ]] || die "after a rollback the master differs from head: $out"
+log "a changed 20 KiB file travels as a delta against the copy the leaves have"
+printf '\nA line appended by the test.\n' >> "$master/usr/share/common-licenses/GFDL-1.2"
+"$DIMCTL" image commit deb -m delta > /dev/null
+"$DIMCTL" push deb --json --wait 60 > "$TEST_TMP/push_delta"
+same_tree leafA deb@8 "$master"
+bytes=$(sed -n 's/.*"server":"leafA","version":8,"bytes":\([0-9]*\).*/\1/p' "$TEST_TMP/push_delta")
+[[ -n $bytes ]] || die "no byte count for leafA: $(cat "$TEST_TMP/push_delta")"
+# The object alone is about 7 KB compressed; its delta and the catalogue delta are far less.
+(( bytes < 4000 )) || die "leafA fetched $bytes bytes for a one-line change of a 20 KiB file"
+"$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
 log "ok"
