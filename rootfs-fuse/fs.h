@@ -103,6 +103,7 @@ class Filesystem {
   dim::Status MirrorMeta(const std::string& path);
   bool Persistent(const std::string& path, bool is_dir) const;
   dim::Result<bool> MergedEmpty(Inode* dir);
+  dim::Status ListDir(Handle* h);  // fills h->entries: the merged listing
   void Reply(fuse_req_t req, const dim::Status& s);
   void Drop(Handle* h);  // closes a file handle
   void RecordRead(const std::string& path);
