@@ -1270,6 +1270,9 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   fi->keep_cache = 1;
+  // Flush does nothing for a handle that cannot write: spare the round trip
+  // on every close.
+  fi->noflush = !write;
   if (fuse_reply_open(req, fi) != 0) Drop(reinterpret_cast<Handle*>(fi->fh));
 }
 
