@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "dim/wire.h"
 
@@ -1228,6 +1229,33 @@ void Filesystem::RecordRead(const std::string& path) {
   if (read_seen_.insert(path).second) read_paths_.push_back(path);
 }
 
+// The first file read in a directory of the image: fetch the directory's
+// other small files in the background, a few batch requests in parallel,
+// since whoever walks a tree (tar, a package scan, a boot) reads them next.
+// Without it each file costs a round trip to the server when it is opened.
+void Filesystem::PrefetchSiblings(const std::string& path) {
+  constexpr uint64_t kMaxFile = 256 << 10, kMaxDir = 16 << 20;
+  constexpr size_t kBatch = 32;
+  int64_t version = version_;
+  std::string dir = ParentOf(path);
+  {
+    std::lock_guard<std::mutex> l(prefetch_mu_);
+    if (!siblings_done_.insert(std::to_string(version) + ":" + dir).second) return;
+  }
+  std::vector<dim::Digest> batch;
+  uint64_t bytes = 0;
+  Status s = meta_->Children(version, dir, [&](const Entry& e) {
+    if (e.type == EntryType::kFile && !e.object.IsZero() && e.size <= kMaxFile && e.path != path &&
+        bytes + e.size <= kMaxDir) {
+      bytes += e.size;
+      batch.push_back(e.object);
+      if (batch.size() == kBatch) cache_->Prefetch(std::exchange(batch, {}));
+    }
+    return Status::Ok();
+  });
+  if (s.ok() && !batch.empty()) cache_->Prefetch(std::move(batch));
+}
+
 void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
@@ -1263,6 +1291,7 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     h->object = lower->object;
     h->size = lower->size;
     RecordRead(h->path);
+    PrefetchSiblings(h->path);
   }
   if (h->fd.valid()) {
     std::lock_guard<std::mutex> l(mu_);

@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cache.h"
@@ -107,6 +108,7 @@ class Filesystem {
   void Reply(fuse_req_t req, const dim::Status& s);
   void Drop(Handle* h);  // closes a file handle
   void RecordRead(const std::string& path);
+  void PrefetchSiblings(const std::string& path);  // of a file opened for reading
 
   FsOptions opts_;
   Remote* remote_;
@@ -128,6 +130,7 @@ class Filesystem {
   std::mutex prefetch_mu_;
   std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)
   std::set<std::string> read_seen_;      // GUARDED_BY(prefetch_mu_)
+  std::unordered_set<std::string> siblings_done_;  // "version:dir", GUARDED_BY(prefetch_mu_)
   std::chrono::steady_clock::time_point started_;
 };
 
