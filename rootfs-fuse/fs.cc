@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "dim/overlay_wire.h"
 
@@ -153,13 +154,15 @@ struct Filesystem::Handle {
   bool write = false;
   std::mutex mu;
   uint64_t dirty_lo = UINT64_MAX, dirty_hi = 0;  // GUARDED_BY(mu)
-  // Directory listings: a snapshot taken at opendir.
+  // Directory listings: a snapshot taken at the first readdir (not at
+  // opendir: with the kernel's readdir cache most opendirs read nothing).
   struct DirEnt {
     std::string name;
     uint64_t ino;
     mode_t type;
   };
-  std::vector<DirEnt> entries;
+  bool listed = false;  // GUARDED_BY(mu)
+  std::vector<DirEnt> entries;  // GUARDED_BY(mu)
 };
 
 struct Filesystem::Found {
@@ -1244,6 +1247,33 @@ void Filesystem::RecordRead(const std::string& path) {
   if (read_seen_.insert(path).second) read_paths_.push_back(path);
 }
 
+// The first file read in a directory of the image: fetch the directory's
+// other small files in the background, a few batch requests in parallel,
+// since whoever walks a tree (tar, a package scan, a boot) reads them next.
+// Without it each file costs a round trip to the server when it is opened.
+void Filesystem::PrefetchSiblings(const std::string& path) {
+  constexpr uint64_t kMaxFile = 256 << 10, kMaxDir = 16 << 20;
+  constexpr size_t kBatch = 32;
+  int64_t version = version_;
+  std::string dir = ParentOf(path);
+  {
+    std::lock_guard<std::mutex> l(prefetch_mu_);
+    if (!siblings_done_.insert(std::to_string(version) + ":" + dir).second) return;
+  }
+  std::vector<dim::Digest> batch;
+  uint64_t bytes = 0;
+  Status s = meta_->Children(version, dir, [&](const Entry& e) {
+    if (e.type == EntryType::kFile && !e.object.IsZero() && e.size <= kMaxFile && e.path != path &&
+        bytes + e.size <= kMaxDir) {
+      bytes += e.size;
+      batch.push_back(e.object);
+      if (batch.size() == kBatch) cache_->Prefetch(std::exchange(batch, {}));
+    }
+    return Status::Ok();
+  });
+  if (s.ok() && !batch.empty()) cache_->Prefetch(std::move(batch));
+}
+
 void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
@@ -1279,6 +1309,7 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     h->object = lower->object;
     h->size = lower->size;
     RecordRead(h->path);
+    PrefetchSiblings(h->path);
   }
   if (h->fd.valid()) {
     std::lock_guard<std::mutex> l(mu_);
@@ -1286,6 +1317,9 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   fi->keep_cache = 1;
+  // Flush does nothing for a handle that cannot write: spare the round trip
+  // on every close.
+  fi->noflush = !write;
   if (fuse_reply_open(req, fi) != 0) Drop(reinterpret_cast<Handle*>(fi->fh));
 }
 
@@ -1383,6 +1417,21 @@ void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
   auto h = std::make_unique<Handle>();
   h->inode = in;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    h->path = in->path;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  // The kernel keeps the listing (cache_readdir) and the pages (keep_cache)
+  // until the directory changes: a warm walk sends no READDIR at all, so the
+  // listing is built only when one comes.
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<Handle*>(fi->fh);
+}
+
+Status Filesystem::ListDir(Handle* h) {
+  Inode* in = h->inode;
   bool upper, lower_children;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -1395,7 +1444,7 @@ void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::set<std::string> seen;
   if (upper) {
     auto d = dim::upper::Open(upper_fd_, h->path, O_RDONLY | O_DIRECTORY);
-    if (!d.ok()) return Reply(req, d.status());
+    if (!d.ok()) return d.status();
     dim::DirPtr dp(::fdopendir(d->Release()));
     while (struct dirent* de = ::readdir(dp.get())) {
       std::string n = de->d_name;
@@ -1421,28 +1470,35 @@ void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       }
       return Status::Ok();
     });
-    if (!s.ok()) return Reply(req, s);
+    if (!s.ok()) return s;
   }
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
-  fi->cache_readdir = 1;
-  fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<Handle*>(fi->fh);
+  h->listed = true;
+  return Status::Ok();
 }
 
 void Filesystem::ReadDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
   Handle* h = reinterpret_cast<Handle*>(fi->fh);
   std::string buf(size, '\0');
   size_t used = 0;
-  for (size_t i = static_cast<size_t>(off); i < h->entries.size(); i++) {
-    struct stat st;
-    std::memset(&st, 0, sizeof st);
-    st.st_ino = h->entries[i].ino;
-    st.st_mode = h->entries[i].type;
-    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, h->entries[i].name.c_str(), &st,
-                                 static_cast<off_t>(i + 1));
-    if (n > size - used) break;
-    used += n;
+  Status s;
+  {
+    // Unlocked before replying: once the kernel has the reply, the reader may
+    // close the directory and a RELEASEDIR free the handle.
+    std::lock_guard<std::mutex> hl(h->mu);
+    if (!h->listed) s = ListDir(h);
+    if (!s.ok()) h->entries.clear();
+    for (size_t i = static_cast<size_t>(off); s.ok() && i < h->entries.size(); i++) {
+      struct stat st;
+      std::memset(&st, 0, sizeof st);
+      st.st_ino = h->entries[i].ino;
+      st.st_mode = h->entries[i].type;
+      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, h->entries[i].name.c_str(), &st,
+                                   static_cast<off_t>(i + 1));
+      if (n > size - used) break;
+      used += n;
+    }
   }
+  if (!s.ok()) return Reply(req, s);
   fuse_reply_buf(req, buf.data(), used);
 }
 

@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cache.h"
@@ -103,10 +104,12 @@ class Filesystem {
   dim::Status MirrorMeta(const std::string& path);
   bool Persistent(const std::string& path, bool is_dir) const;
   dim::Result<bool> MergedEmpty(Inode* dir);
+  dim::Status ListDir(Handle* h);  // fills h->entries: the merged listing
   void Reply(fuse_req_t req, const dim::Status& s);
   void Drop(Handle* h);  // closes a file handle
   void ForgetUpperName(int dirfd, const std::string& name);
   void RecordRead(const std::string& path);
+  void PrefetchSiblings(const std::string& path);  // of a file opened for reading
 
   FsOptions opts_;
   Remote* remote_;
@@ -128,6 +131,7 @@ class Filesystem {
   std::mutex prefetch_mu_;
   std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)
   std::set<std::string> read_seen_;      // GUARDED_BY(prefetch_mu_)
+  std::unordered_set<std::string> siblings_done_;  // "version:dir", GUARDED_BY(prefetch_mu_)
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -79,10 +79,8 @@ Examples:
 EOF
 }
 
-die() { echo "$PROG: $*" >&2; exit 2; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-NOTES=()
-warn() { echo "[$(date +%H:%M:%S)] WARNING: $*" >&2; NOTES+=("WARNING: $*"); }
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"  # die, log, warn, time/byte formats, stop_pids, ...
 
 # ---- options ----
 ARGS=("$@")
@@ -155,24 +153,14 @@ BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/push_bench.md}
 W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 chmod 0755 "$W"
 
-# ---- processes we start; the cleanup kills exactly these ----
-declare -A PIDS=()
+# ---- processes we start (PIDS, lib.sh); the cleanup kills exactly these ----
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  local n
-  for n in "${!PIDS[@]}"; do kill -TERM "${PIDS[$n]}" 2>/dev/null || true; done
-  sleep 0.3
-  for n in "${!PIDS[@]}"; do
-    kill -KILL "${PIDS[$n]}" 2>/dev/null || true
-    wait "${PIDS[$n]}" 2>/dev/null || true
-  done
+  stop_pids
   # 'image shell' mounts in a private namespace, but never let rm -rf walk
   # into a mount below the work directory.
-  if [[ -r /proc/self/mountinfo ]]; then
-    awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-      while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  fi
+  [[ -r /proc/self/mountinfo ]] && umount_below "$W"
   if [[ $KEEP == 1 ]]; then
     echo "$PROG: kept $W" >&2
   else
@@ -191,24 +179,7 @@ cp "$IMAGED" "$W/bin/imaged"; IMAGED=$W/bin/imaged
 if [[ $VERIFY == 1 ]]; then cp "$TREECMP" "$W/bin/dim-treecmp"; TREECMP=$W/bin/dim-treecmp; fi
 "$DIMCTL" --version >/dev/null 2>&1 || die "$DIMCTL does not run"
 
-# ---- helpers ----
-now() { echo "${EPOCHREALTIME/,/.}"; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'; }
-fmt_time() {  # seconds -> "12.3 ms" / "4.56 s"
-  awk -v t="$1" 'BEGIN { if (t < 1) printf "%.1f ms", t * 1000; else printf "%.2f s", t }'
-}
-fmt_bytes() {  # bytes -> "1.23 MB (1234567 B)"
-  awk -v b="$1" 'BEGIN {
-    if (b >= 1e9) s = sprintf("%.2f GB", b / 1e9); else if (b >= 1e6) s = sprintf("%.2f MB", b / 1e6);
-    else if (b >= 1e3) s = sprintf("%.1f kB", b / 1e3); else s = sprintf("%.0f B", b);
-    printf "%s (%.0f B)", s, b }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "inf"; else if (a / b >= 100) printf "%.0f×", a / b; else printf "%.3f×", a / b }'; }
-median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-minmax() { python3 -c 'import sys; t = [float(x) for x in sys.argv[1:]]; print(min(t), max(t))' "$@"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-avail_bytes() { df -B1 --output=avail "$1" | tail -1 | tr -d ' '; }
-tree_bytes() { du -sb --apparent-size "$1" | cut -f1; }
+# ---- helpers (the general ones are in lib.sh) ----
 
 secret=$W/secret
 "$DIMCTL" store secret "$secret" >/dev/null
@@ -759,11 +730,6 @@ cell_t() {  # MEDIAN_KEY -> "x (min – max)"
       echo "| verify (dim-treecmp): leaf = master; rsync copy = master | ${R[verify2]:-skipped}; ${R[verify2r]:-skipped} | | |"
     fi
   fi
-  if [[ ${#NOTES[@]} -gt 0 ]]; then
-    echo
-    echo "Warnings during the run:"
-    echo
-    for n in "${NOTES[@]}"; do echo "- ${n//$'\n'/ }"; done
-  fi
+  print_notes
 } | tee "$BENCH_OUT"
 echo "$PROG: report written to $BENCH_OUT" >&2
