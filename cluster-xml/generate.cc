@@ -12,7 +12,8 @@ std::string Header(const Cluster& c, const char* comment) {
          "'. Do not edit: change the XML and run 'dimctl cluster gen'.\n";
 }
 
-// Kernel and initrd live under the image server's boot URL.
+// Kernel and initrd are files imaged serves under BOOT-URL/v1/boot/files/
+// (<store>/boot/ on the server); BOOT-URL is the node's image server.
 struct BootPaths {
   std::string kernel, initrd, initrd_name, args;
 };
@@ -21,12 +22,12 @@ BootPaths Boot(const Cluster& c, const Node& n) {
   BootPaths b;
   const Server* s = c.FindServer(n.server);
   const Image* im = c.FindImage(n.image);
-  std::string base = (s ? s->boot_url : std::string()) + "/images/" + n.image + "/";
+  std::string url = s ? s->boot_url : std::string();
+  std::string base = url + "/v1/boot/files/";
   b.kernel = base + (im ? im->kernel : "vmlinuz");
   b.initrd_name = im ? im->initrd : "initrd.img";
   b.initrd = base + b.initrd_name;
-  b.args = "dim.node=" + n.name + " dim.image=" + n.image +
-           " dim.server=" + (s ? s->boot_url : std::string()) + " ip=dhcp";
+  b.args = "dim.server=" + url + " dim.image=" + n.image + " dim.node=" + n.name;
   if (!n.kernel_args.empty()) b.args += " " + n.kernel_args;
   return b;
 }
@@ -100,7 +101,7 @@ bool IsPerNode(Format f) { return f == Format::kIpxe || f == Format::kPxelinux; 
 
 std::string IpxeScriptUrl(const Cluster& c, const Node& n) {
   const Server* s = c.FindServer(n.server);
-  return (s ? s->boot_url : std::string()) + "/ipxe/" + n.name + ".ipxe";
+  return (s ? s->boot_url : std::string()) + "/v1/boot/nodes/" + n.name + ".ipxe";
 }
 
 std::string GenerateDnsmasq(const Cluster& c) {
@@ -290,11 +291,13 @@ std::string GenerateEthers(const Cluster& c) {
   return o;
 }
 
-std::string GenerateIpxeScript(const Cluster& c, const Node& n) {
+std::string GenerateIpxeScript(const Cluster& c, const Node& n, const std::string& extra_args) {
   BootPaths b = Boot(c, n);
+  // BOOTIF names the interface iPXE booted from, for linuxrc.
   return "#!ipxe\n" + Header(c, "#") +
          "echo dim: booting " + n.name + " with image " + n.image + "\n"
-         "kernel " + b.kernel + " initrd=" + b.initrd_name + " " + b.args + "\n"
+         "kernel " + b.kernel + " initrd=" + b.initrd_name + " " + b.args +
+         (extra_args.empty() ? "" : " " + extra_args) + " BOOTIF=01-${netX/mac:hexhyp}\n"
          "initrd " + b.initrd + "\n"
          "boot\n";
 }
@@ -307,6 +310,7 @@ std::string GeneratePxelinux(const Cluster& c, const Node& n) {
          "PROMPT 0\n"
          "LABEL dim\n"
          "  KERNEL " + b.kernel + "\n"
+         "  IPAPPEND 2\n"
          "  APPEND initrd=" + b.initrd + " " + b.args + "\n";
 }
 
@@ -323,7 +327,7 @@ std::vector<GeneratedFile> Generate(const Cluster& c, Format f) {
       for (const auto& n : c.nodes) {
         if (n.interfaces.empty()) continue;
         if (f == Format::kIpxe) {
-          out.push_back({n.name + ".ipxe", GenerateIpxeScript(c, n)});
+          out.push_back({n.name + ".ipxe", GenerateIpxeScript(c, n, "")});
         } else {
           out.push_back({"01-" + n.boot().mac.ToString('-'), GeneratePxelinux(c, n)});
         }

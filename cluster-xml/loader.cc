@@ -455,11 +455,11 @@ void Parser::ParseServer(const tinyxml2::XMLElement* e) {
   }
   sv.boot_url = Str(e, "boot-url").value_or("");
   while (!sv.boot_url.empty() && sv.boot_url.back() == '/') sv.boot_url.pop_back();
-  if (s.address_ok && sv.boot_url.empty()) sv.boot_url = "http://" + sv.address.ToString() + "/dim";
+  if (s.address_ok && sv.boot_url.empty()) sv.boot_url = "http://" + sv.address.ToString() + ":7480";
   if (!sv.boot_url.empty() && sv.boot_url.rfind("http://", 0) != 0 &&
       sv.boot_url.rfind("https://", 0) != 0) {
     diag_.Error(s.loc.At("boot-url"), "server", "boot-url " + Quote(sv.boot_url) + " is not an HTTP URL",
-                "write it like http://10.1.0.11/dim (iPXE fetches kernels over HTTP)");
+                "write it like http://10.1.0.11:7480, the server's imaged (iPXE fetches kernels over HTTP)");
   }
   if (auto racks = Str(e, "racks")) {
     // "1-4,9": comma separated numbers and inclusive ranges.

@@ -655,6 +655,20 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
   return tx->Commit();
 }
 
+Status Registry::SetNodeImage(const std::vector<std::string>& nodes, const std::string& image,
+                              int64_t now_ns) {
+  DIM_ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db_));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt set, db_.Prepare("UPDATE cluster_nodes SET image = ?1 WHERE name = ?2"));
+  for (const auto& n : nodes) {
+    DIM_RETURN_IF_ERROR(set.Bind(1, image).Bind(2, n).Run());
+    if (db_.Changes() == 0) return Status::NotFound("node '" + n + "' is not registered");
+  }
+  DIM_ASSIGN_OR_RETURN(sql::Stmt gen, db_.Prepare(
+      "UPDATE cluster_site SET generation = generation + 1, applied_ns = ?1 WHERE id = 1"));
+  DIM_RETURN_IF_ERROR(gen.Bind(1, now_ns).Run());
+  return tx->Commit();
+}
+
 bool UsesSequentialAllocation(const Cluster& cluster) {
   for (const auto& n : cluster.networks) {
     if (n.allocation == Allocation::kSequential) return true;

@@ -127,10 +127,14 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     } else if (key == "fetch_threads") {
       if (!ParseInt(value, 1, 64, &n)) err("fetch_threads must be 1 to 64");
       else c.fetch_threads = static_cast<int>(n);
+    } else if (key == "boot_keys") {
+      if (value == "node-address") c.boot_keys = Config::BootKeys::kNodeAddress;
+      else if (value == "any") c.boot_keys = Config::BootKeys::kAny;
+      else err("boot_keys must be 'node-address' or 'any', not '" + value + "'");
     } else {
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
-          "poll_wait, fetch_threads)");
+          "poll_wait, fetch_threads, boot_keys)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");

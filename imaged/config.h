@@ -24,6 +24,9 @@ struct Config {
   int64_t retention = 5;                  // leaf: versions kept per image
   int poll_wait_s = 30;                   // leaf: long-poll length
   int fetch_threads = 4;                  // leaf: parallel object fetches
+  // Who gets a node's key in its iPXE script (/v1/boot): only a request from
+  // one of the node's registered addresses, or anyone (user-mode networks, NAT).
+  enum class BootKeys { kNodeAddress, kAny } boot_keys = BootKeys::kNodeAddress;
 };
 
 // Parses the text of a configuration file; `file` names it in errors. All

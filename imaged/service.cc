@@ -45,7 +45,8 @@ Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::O
       secret_(std::move(secret)),
       objects_(std::move(objects)),
       catalogs_(config_.store + "/catalog.db"),
-      nodes_(config_.store, objects_.get()) {}
+      nodes_(config_.store, objects_.get()),
+      boot_(config_, secret_, &catalogs_) {}
 
 namespace {
 
@@ -91,6 +92,7 @@ Response Service::Handle(const Request& req) {
   if (req.method == "POST" && parts.size() == 3 && parts[1] == "objects" && parts[2] == "batch") {
     return ObjectBatch(req);
   }
+  if (parts[1] == "boot") return boot_.Handle(parts, req);  // iPXE cannot sign
   auto header = req.headers.find("x-dim-auth");
   auto who = dim::auth::Verify(secret_, header == req.headers.end() ? "" : header->second,
                                req.method, dim::CanonicalTarget(req.path, req.query), req.body,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "boot_api.h"
 #include "config.h"
 #include "node_api.h"
 #include "dim/auth.h"
@@ -82,6 +83,7 @@ class Service {
   std::unique_ptr<dim::ObjectStore> objects_;
   CatalogPool catalogs_;
   NodeApi nodes_;
+  BootApi boot_;
 
   std::mutex mu_;
   std::condition_variable changed_;

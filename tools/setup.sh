@@ -21,7 +21,7 @@ packages=(
   # cluster description: schema validation and the real daemons it configures
   libxml2-utils dnsmasq kea-dhcp4-server isc-dhcp-server busybox-static iproute2 tcpdump
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip
-  qemu-system-x86 ipxe-qemu zstd binutils
+  qemu-system-x86 ipxe-qemu ipxe zstd binutils
   # benchmarks and their peers
   hyperfine sshfs openssh-server
 )

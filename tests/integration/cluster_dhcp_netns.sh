@@ -89,7 +89,7 @@ read -r want_ip mac < <(derive r01c2n02)
 lease=$(request "$mac" -x 0x4d:69505845)   # option 77 (user class) = "iPXE"
 expect "$lease" ip 10.10.0.150
 expect "$lease" hostname r01c2n02
-expect "$lease" boot_file http://10.10.0.11/dim/ipxe/r01c2n02.ipxe
+expect "$lease" boot_file http://10.10.0.11:7480/v1/boot/nodes/r01c2n02.ipxe
 
 # An unknown MAC gets an address from the dynamic range, not a node's.
 lease=$(request 52:54:00:99:99:99)

@@ -65,7 +65,7 @@ n = json.loads(sys.argv[1])[0]
 assert n["kernel_args"] == "console=ttyS0,115200 quiet debug", n
 assert n["keepout"] == ["/scratch"], n
 assert n["server_by_rack"] is True, n
-assert n["ipxe_url"] == "http://10.10.0.11/dim/ipxe/r01c2n02.ipxe", n
+assert n["ipxe_url"] == "http://10.10.0.11:7480/v1/boot/nodes/r01c2n02.ipxe", n
 assert n["interfaces"][0]["fqdn"] == "r01c2n02.lab.example", n
 EOF
 # The registry and the XML agree.

@@ -62,7 +62,7 @@ TEST_CASE("generate: per-node formats name files by host and by MAC") {
   REQUIRE(pxe.size() == 4);
   CHECK(pxe[3].name == "01-52-54-00-0a-02-02");
   // The iPXE script boots the node's image from its own server.
-  CHECK(ipxe[3].content.find("kernel http://10.10.0.11/dim/images/rocky9-debug/vmlinuz-debug ") !=
+  CHECK(ipxe[3].content.find("kernel http://10.10.0.11:7480/v1/boot/files/vmlinuz-debug ") !=
         std::string::npos);
   CHECK(IsPerNode(Format::kIpxe));
   CHECK_FALSE(IsPerNode(Format::kDnsmasq));

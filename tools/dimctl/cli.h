@@ -93,6 +93,7 @@ Noun KeepoutCommands();
 Noun StoreCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
+Noun BootCommands();
 void AddNodeOverlayVerbs(Noun& node);
 Noun PushCommands();
 void AddRollbackVerb(Noun& image);

@@ -1,6 +1,8 @@
 // `dimctl node …`: list, show and wake nodes chosen by a hostlist range
 // ("r01c[1-4]n[01-16],-r01c2n07", "@compute"), read from the node registry
 // (`dimctl cluster apply`), or from a cluster XML given with --cluster.
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli.h"
@@ -10,6 +12,7 @@
 #include "dim/cluster/load.h"
 #include "dim/cluster/registry.h"
 #include "dim/cluster/wol.h"
+#include "dim/auth.h"
 
 namespace dimctl {
 namespace {
@@ -181,6 +184,83 @@ Status Wake(Invocation& inv) {
   return Status::Ok();
 }
 
+// `node key NODE`: the key NODE signs its requests with (rootfs-fuse
+// --key-file, linuxrc's dim.key=), derived from the site secret.
+Status Key(Invocation& inv) {
+  std::string path = inv.get_or("secret", "");
+  if (path.empty()) {
+    const char* e = std::getenv("DIM_SECRET");
+    path = e && *e ? e : "/etc/dim/secret";
+  }
+  const std::string& node = inv.args[0];
+  if (node.empty() || node.size() > 64 ||
+      node.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos) {
+    return Status::InvalidArgument("bad node name '" + node + "' (letters, digits, '.', '_', '-')");
+  }
+  if (!inv.flag("any")) {
+    auto snap = ReadRegistry(inv);
+    if (snap.ok() && snap->registered && !snap->cluster.FindNode(node)) {
+      return Status::NotFound("node '" + node + "' is not registered in " + inv.global.root +
+                              " (dimctl node list @all); --any prints its key anyway");
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char b : dim::auth::NodeKey(secret, node)) {
+    hex += digits[b >> 4];
+    hex += digits[b & 15];
+  }
+  if (inv.json()) {
+    std::cout << "{\"node\":" << JsonEscape(node) << ",\"key\":\"" << hex << "\"}\n";
+  } else {
+    std::cout << hex << "\n";
+  }
+  return Status::Ok();
+}
+
+// `node set-image RANGE IMAGE`: what the nodes boot next time.
+Status SetImage(Invocation& inv) {
+  const std::string& image = inv.args[1];
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
+  if (auto img = store->catalog().GetImage(image); !img.ok()) {
+    return Status::NotFound("image '" + image + "' is not in the store at " + inv.global.root +
+                            " (dimctl image list)");
+  }
+  dc::Registry registry(store->catalog().db());
+  DIM_ASSIGN_OR_RETURN(auto snap, registry.Load());
+  if (snap.cluster.nodes.empty()) {
+    return Status::NotFound(std::string(kNothingRegistered) + " (registry: " + inv.global.root + ")");
+  }
+  DIM_ASSIGN_OR_RETURN(auto nodes, dc::SelectNodes(snap.cluster, inv.args[0]));
+  if (nodes.empty()) return Status::NotFound("range '" + inv.args[0] + "' selects no node");
+  std::vector<std::string> names;
+  for (const dc::Node* n : nodes) names.push_back(n->name);
+  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  DIM_RETURN_IF_ERROR(registry.SetNodeImage(names, image, now));
+  if (inv.json()) {
+    std::cout << "[";
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      std::cout << (i ? "," : "") << "{\"name\":" << JsonEscape(nodes[i]->name)
+                << ",\"before\":" << JsonEscape(nodes[i]->image) << ",\"image\":" << JsonEscape(image) << "}";
+    }
+    std::cout << "]\n";
+  } else if (inv.global.verbosity >= 0) {
+    for (const dc::Node* n : nodes) {
+      std::cout << n->name << ": " << n->image << " -> " << image
+                << (n->image == image ? " (unchanged)" : "") << "\n";
+    }
+    std::cout << nodes.size() << " node" << (nodes.size() == 1 ? "" : "s")
+              << " boot " << image << " from their next boot; their iPXE scripts say so now.\n"
+              << "Then: dimctl node provision '" << inv.args[0]
+              << "' (their overlays), and change the cluster XML too, or the next\n"
+              << "'dimctl cluster apply' puts back the image it names.\n";
+  }
+  return Status::Ok();
+}
+
 const Option kClusterOption{"cluster", 'c', "FILE",
                             "read this cluster XML instead of the registry at --root"};
 
@@ -205,6 +285,25 @@ Noun NodeCommands() {
       {kClusterOption, {"device", 0, "DEV", "send through this network device (SO_BINDTODEVICE)"},
        kJsonOption},
       1, 1, Wake});
+  n.verbs.push_back(Verb{
+      "key", "NODE", "Print a node's key (hex), derived from the site secret",
+      "The key the node signs its requests with: rootfs-fuse --key-file FILE reads it,\n"
+      "and imaged puts it in the node's iPXE script as dim.key= for linuxrc. It is\n"
+      "HMAC-SHA256(site secret, \"node:\" + NODE): only the node can use it, and only as\n"
+      "itself. The node must be registered, unless --any.\n\n"
+      "Example:\n  dimctl node key r01c1n01 > /run/dim/key",
+      {{"secret", 0, "FILE", "site secret (default $DIM_SECRET or /etc/dim/secret)"},
+       {"any", 0, "", "print the key of a node the registry does not know"},
+       kJsonOption},
+      1, 1, Key});
+  n.verbs.push_back(Verb{
+      "set-image", "RANGE IMAGE", "Choose the image nodes boot next time",
+      ranges + "\n\nChanges the nodes' image in the registry: their iPXE scripts\n"
+               "(GET /v1/boot/nodes/NODE.ipxe on imaged) name IMAGE from now on, and they\n"
+               "boot it at their next boot. IMAGE must be in the store. The cluster XML is\n"
+               "not changed: edit it too, or the next 'cluster apply' restores its image.\n\n"
+               "Example:\n  dimctl node set-image 'r01c1n[01-04]' debian12-test",
+      {kJsonOption}, 2, 2, SetImage});
   return n;
 }
 

@@ -16,5 +16,6 @@ int main(int argc, char** argv) {
   dimctl::AddNodeOverlayVerbs(node);
   cli.Add(std::move(node));
   cli.Add(dimctl::InitrdCommands());
+  cli.Add(dimctl::BootCommands());
   return cli.Main(argc, argv);
 }

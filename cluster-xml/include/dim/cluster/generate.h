@@ -32,11 +32,14 @@ std::string GenerateIscDhcpd(const Cluster& cluster);
 std::string GenerateKea(const Cluster& cluster);
 std::string GenerateHosts(const Cluster& cluster);
 std::string GenerateEthers(const Cluster& cluster);
-std::string GenerateIpxeScript(const Cluster& cluster, const Node& node);
+// extra_args go on the kernel line (imaged adds the node's dim.key=).
+std::string GenerateIpxeScript(const Cluster& cluster, const Node& node,
+                               const std::string& extra_args = "");
 std::string GeneratePxelinux(const Cluster& cluster, const Node& node);
 
-// URL of the per-node iPXE script on the node's image server; the DHCP
-// generators hand it to iPXE clients.
+// URL of the per-node iPXE script on the node's image server
+// (BOOT-URL/v1/boot/nodes/NODE.ipxe, answered by imaged from its registry);
+// the DHCP generators hand it to iPXE clients.
 std::string IpxeScriptUrl(const Cluster& cluster, const Node& node);
 
 // Writes content to path so that readers see the old file or the new one,

@@ -65,7 +65,7 @@ struct Server {
   ServerRole role = ServerRole::kSecondLevel;
   std::string network;
   Ipv4 address;
-  std::string boot_url;  // "http://10.1.0.11/dim" unless given
+  std::string boot_url;  // its imaged: "http://10.1.0.11:7480" unless given
   std::vector<RackSpan> racks;
   SourceLocation where;
 };

@@ -68,6 +68,13 @@ class Registry {
   Status Apply(const Cluster& after, const RegistryDiff& diff, int64_t generation,
                int64_t now_ns);
 
+  // Makes `nodes` boot `image` from now on (`dimctl node set-image`), in one
+  // transaction that counts as an apply (generation + 1). The cluster XML
+  // still names the old image: the next `cluster apply` shows the difference
+  // and restores the file's choice. NotFound names a node that is not registered.
+  Status SetNodeImage(const std::vector<std::string>& nodes, const std::string& image,
+                      int64_t now_ns);
+
  private:
   sql::Db& db_;
 };

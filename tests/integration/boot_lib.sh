@@ -1,0 +1,135 @@
+# shellcheck shell=bash
+# Shared by boot_qemu.sh and boot_pxe.sh (sourced after lib.sh): a tiny
+# master whose init proves the boot, a store with two such images, a cluster
+# with two nodes, the kernel and a real-rootfs-fuse initrd as boot files,
+# imaged, and console checks.
+
+BOOT_IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
+BOOT_FUSE=${DIM_ROOTFS_FUSE:-$DIM_BUILD_DIR/rootfs-fuse/rootfs-fuse}
+BOOT_NODE=r01c1n01
+BOOT_MAC=52:54:00:12:34:56  # qemu's default MAC for the first NIC
+export DIM_ROOT=$TEST_TMP/store DIM_SECRET=$TEST_TMP/secret
+
+# boot_requirements PROGRAM...: skip (77) unless they and dim's binaries exist.
+boot_requirements() {
+  local p
+  for p in qemu-system-x86_64 curl "$@"; do
+    command -v "$p" > /dev/null || { log "SKIP: $p is not installed (tools/setup.sh)"; exit 77; }
+  done
+  [[ -x $BOOT_FUSE ]] || { log "SKIP: rootfs-fuse is not built ($BOOT_FUSE)"; exit 77; }
+  [[ -x /bin/busybox ]] || { log "SKIP: /bin/busybox (busybox-static) is missing"; exit 77; }
+  [[ -x $BOOT_IMAGED ]] || die "imaged not built: $BOOT_IMAGED"
+  BOOT_KDIR=$("$DIM_REPO_ROOT/tools/kernel-fixture.sh") || die "kernel fixture failed"
+  BOOT_KVER=$(ls "$BOOT_KDIR/lib/modules")
+}
+
+# make_master DIR MARKER: a busybox root whose /sbin/init prints a marker,
+# writes /root/boot-proof and /var/lib/dim-test/last-boot (persistent paths,
+# mirrored to the node's overlay on the server), syncs and powers off.
+make_master() {
+  local d=$1
+  mkdir -p "$d"/{bin,sbin,etc,proc,sys,dev,run,tmp,root,var/lib}
+  cp /bin/busybox "$d/bin/busybox"
+  ln -s busybox "$d/bin/sh"
+  cat > "$d/sbin/init" <<INIT
+#!/bin/busybox sh
+export PATH=/bin
+busybox echo "dim-test: $2 init runs as pid \$\$ on node \$(busybox cat /etc/hostname)"
+busybox echo "booted $2 \$(busybox cat /proc/uptime)" >> /root/boot-proof
+busybox mkdir -p /var/lib/dim-test && busybox date > /var/lib/dim-test/last-boot
+busybox sync /root/boot-proof /var/lib/dim-test/last-boot
+busybox sync
+busybox echo "dim-test: wrote /root/boot-proof; powering off"
+busybox echo o > /proc/sysrq-trigger
+busybox sleep 30
+INIT
+  chmod 755 "$d/sbin/init"
+  echo "tiny master $2" > "$d/etc/motd"
+}
+
+# boot_store SUBNET NODE_BASE SERVER_ADDRESS BOOT_URL: images tiny and tiny2,
+# the cluster applied, BOOT_NODE provisioned, boot files in place.
+boot_store() {
+  make_master "$TEST_TMP/tiny" tiny
+  make_master "$TEST_TMP/tiny2" tiny2
+  "$DIMCTL" store init > /dev/null
+  "$DIMCTL" store secret "$DIM_SECRET" > /dev/null
+  "$DIMCTL" image import tiny "$TEST_TMP/tiny" -m "tiny master" > /dev/null
+  "$DIMCTL" image import tiny2 "$TEST_TMP/tiny2" -m "second image" > /dev/null
+  cat > "$TEST_TMP/cluster.xml" <<XML
+<?xml version="1.0" encoding="UTF-8"?>
+<site name="qemu" domain="qemu.test" image="tiny" server="host" tftp-root="$TEST_TMP/tftp"
+      kernel-args="console=ttyS0 quiet panic=-1 dim.panic dim.timeout=20">
+  <networks>
+    <network name="boot" subnet="$1" gateway="$3" node-base="$2"/>
+  </networks>
+  <images>
+    <image name="tiny" kernel="vmlinuz-cloud" initrd="initrd-dim.img"/>
+    <image name="tiny2" kernel="vmlinuz-cloud" initrd="initrd-dim.img"/>
+  </images>
+  <servers>
+    <server name="host" role="top" network="boot" address="$3" boot-url="$4"/>
+  </servers>
+  <naming pattern="r{rack:02}c{chassis}n{slot:02}">
+    <level name="rack" first="1" count="1"/>
+    <level name="chassis" first="1" count="1"/>
+    <level name="slot" first="1" count="2"/>
+  </naming>
+  <nodes>
+    <node rack="1" chassis="1" slot="1"><interface network="boot" mac="$BOOT_MAC"/></node>
+    <node rack="1" chassis="1" slot="2"><interface network="boot" mac="52:54:00:12:34:99"/></node>
+  </nodes>
+</site>
+XML
+  "$DIMCTL" cluster apply "$TEST_TMP/cluster.xml" --yes > /dev/null
+  "$DIMCTL" node provision "$BOOT_NODE" > /dev/null
+  "$DIMCTL" initrd build --kernel "$BOOT_KDIR" --rootfs-fuse "$BOOT_FUSE" -o "$TEST_TMP/initrd.img" > "$TEST_TMP/build.out"
+  log "$(head -1 "$TEST_TMP/build.out")"
+  "$DIMCTL" boot add "$BOOT_KDIR/boot/vmlinuz-$BOOT_KVER" vmlinuz-cloud > /dev/null
+  "$DIMCTL" boot add "$TEST_TMP/initrd.img" initrd-dim.img > /dev/null
+}
+
+# start_imaged LISTEN [EXTRA CONFIG LINE] [-- PREFIX...]: imaged on LISTEN
+# (ADDRESS:PORT), run under PREFIX (e.g. ip netns exec NS); stopped at exit.
+start_imaged() {
+  local listen=$1 extra=${2:-}
+  shift 2
+  [[ ${1:-} == -- ]] && shift
+  printf 'role = top\nname = host\nlisten = %s\nstore = %s\nsecret = %s\n%s\n' \
+    "$listen" "$DIM_ROOT" "$DIM_SECRET" "$extra" > "$TEST_TMP/imaged.conf"
+  "$@" "$BOOT_IMAGED" --config "$TEST_TMP/imaged.conf" --foreground >> "$TEST_TMP/imaged.log" 2>&1 &
+  BOOT_IMAGED_PID=$!
+  on_cleanup _stop_imaged
+  for _ in $(seq 100); do
+    grep -q serving "$TEST_TMP/imaged.log" 2> /dev/null && return 0
+    kill -0 "$BOOT_IMAGED_PID" 2> /dev/null || die "imaged exited: $(cat "$TEST_TMP/imaged.log")"
+    sleep 0.05
+  done
+  die "imaged did not start: $(cat "$TEST_TMP/imaged.log")"
+}
+_stop_imaged() { kill "$BOOT_IMAGED_PID" 2> /dev/null; wait "$BOOT_IMAGED_PID" 2> /dev/null || true; }
+
+console_has() {
+  grep -aqF -- "$2" "$TEST_TMP/$1.console" ||
+    die "boot $1: console lacks '$2'; it shows: $(grep -av '^\s*$' "$TEST_TMP/$1.console" | tail -25)"
+}
+print_console_dim() { grep -a '^dim' "$TEST_TMP/$1.console" | sed "s/^/    [$1] /" >&2 || true; }
+
+# check_boot NAME IMAGE: the image's init ran and its writes reached the
+# node's overlay on the server.
+check_boot() {
+  console_has "$1" "dim-test: $2 init runs as pid 1 on node $BOOT_NODE"
+  console_has "$1" "dim-test: wrote /root/boot-proof; powering off"
+  local upper=$DIM_ROOT/nodes/$BOOT_NODE/upper
+  [[ -f $upper/root/boot-proof ]] ||
+    die "the node's write is not in its overlay on the server ($upper/root/boot-proof); overlay: $(cd "$upper" && find . | head -30)"
+  grep -q "^booted $2 " "$upper/root/boot-proof" || die "$upper/root/boot-proof lacks 'booted $2': $(cat "$upper/root/boot-proof")"
+  [[ -f $upper/var/lib/dim-test/last-boot ]] || die "/var/lib/dim-test/last-boot is not in the node's overlay"
+}
+
+# print_marks NAME: linuxrc's timing marks from a console.
+print_marks() {
+  log "timing marks of boot $1 (guest seconds since the kernel started):"
+  grep -a 'dim: \[' "$TEST_TMP/$1.console" | sed 's/.*\(dim: \[\)/  \1/' >&2
+  grep -a 'linuxrc took' "$TEST_TMP/$1.console" | sed 's/^.*dim:/  dim:/' >&2
+}
