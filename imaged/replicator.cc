@@ -75,7 +75,7 @@ class Fetcher {
   }
   void Work(dim::ApiClient& client) {
     for (;;) {
-      dim::Digest id;
+      std::vector<dim::Digest> ids;
       {
         std::unique_lock<std::mutex> l(mu_);
         cv_.wait(l, [&] { return !queue_.empty() || busy_ == 0 || !error_.ok(); });
@@ -83,17 +83,75 @@ class Fetcher {
           cv_.notify_all();
           return;
         }
-        id = queue_.front();
-        queue_.pop_front();
+        // Several at once travel as one pack; deltas and lone objects alone.
+        while (!queue_.empty() && ids.size() < kPackObjects) {
+          if (!ids.empty() && bases_.count(queue_.front())) break;
+          ids.push_back(queue_.front());
+          queue_.pop_front();
+          if (bases_.count(ids.back())) break;
+        }
         busy_++;
       }
-      Status s = FetchOne(client, id);
+      Status s = ids.size() == 1 ? FetchOne(client, ids[0]) : FetchPack(client, ids);
       if (!s.ok()) Fail(s);
       std::lock_guard<std::mutex> l(mu_);
       busy_--;
       cv_.notify_all();
     }
   }
+
+  static constexpr size_t kPackObjects = 256;
+
+  // A pack of decoded objects in one zstd stream (POST /v1/objects/batch?packed).
+  // Whatever the pack lacks, or a pack that fails, is fetched one by one.
+  Status FetchPack(dim::ApiClient& client, const std::vector<dim::Digest>& ids) {
+    std::string body;
+    for (const auto& id : ids) body += id.Raw();
+    std::set<dim::Digest> got;
+    auto pack = client.Send("POST", "/v1/objects/batch", {{"packed", "1"}}, body);
+    if (pack.ok()) {
+      unsigned long long size = ZSTD_getFrameContentSize(pack->data(), pack->size());
+      if (size != ZSTD_CONTENTSIZE_ERROR && size != ZSTD_CONTENTSIZE_UNKNOWN && size <= (256ull << 20)) {
+        std::string raw(size, '\0');
+        size_t n = ZSTD_decompress(raw.data(), raw.size(), pack->data(), pack->size());
+        if (!ZSTD_isError(n) && n == size) {
+          DIM_RETURN_IF_ERROR(StorePack(raw, &got));
+          std::lock_guard<std::mutex> l(mu_);
+          bytes_fetched_ += pack->size();
+        }
+      }
+    }
+    for (const auto& id : ids) {
+      if (!got.count(id)) DIM_RETURN_IF_ERROR(FetchOne(client, id));
+    }
+    return Status::Ok();
+  }
+
+  Status StorePack(std::string_view raw, std::set<dim::Digest>* got) {
+    while (!raw.empty()) {
+      if (raw.size() < 41) return Status::Corruption("truncated object pack from the parent");
+      dim::Digest id;
+      std::memcpy(id.bytes.data(), raw.data(), 32);
+      auto kind = static_cast<dim::ObjectKind>(raw[32]);
+      uint64_t n = 0;
+      for (int b = 7; b >= 0; b--) n = (n << 8) | static_cast<uint8_t>(raw[33 + b]);
+      raw.remove_prefix(41);
+      if (n > raw.size()) return Status::Corruption("truncated object pack from the parent");
+      std::string_view body = raw.substr(0, n);
+      raw.remove_prefix(n);
+      if (kind != dim::ObjectKind::kBlob) continue;  // chunk lists come one by one
+      if (dim::Sha256Of(body) != id) {
+        return Status::Corruption("object " + id.Hex() + " from the parent's pack fails its hash check");
+      }
+      DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(body));
+      if (stored != id) return Status::Corruption("object " + id.Hex() + " stored under another id");
+      got->insert(id);
+      std::lock_guard<std::mutex> l(mu_);
+      objects_fetched_++;
+    }
+    return Status::Ok();
+  }
+
   // The delta path: false when it cannot be used (the object is then
   // fetched whole); errors only for content that fails verification.
   dim::Result<bool> FetchDelta(dim::ApiClient& client, const dim::Digest& id) {

@@ -76,6 +76,7 @@ class Service {
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);
   dim::http::Response StatusPage();
   dim::http::Response ObjectBatch(const dim::http::Request& req);
+  dim::http::Response ObjectPack(const dim::http::Request& req);
   dim::Status SetPublished(const std::string& image, int64_t version);
 
   Config config_;

@@ -7,7 +7,11 @@ DIM_DEMO_DIR=$TEST_TMP/demo BUILD_DIR=$DIM_BUILD_DIR "$DIM_REPO_ROOT/tools/demo.
 assert_file_contains "$TEST_TMP/out" "hello from dim"
 assert_file_contains "$TEST_TMP/out" "A  /usr/local/bin/hello"
 assert_file_contains "$TEST_TMP/out" "kept out"
-grep -Eq "^ss01 +4 .*up to date" "$TEST_TMP/out" || die "the push did not report ss01 at version 4"
+grep -Eq "^ss1 +4 .*up to date" "$TEST_TMP/out" || die "the push did not report ss1 at version 4"
 assert_file_contains "$TEST_TMP/out" "bob:x:"
 assert_file_contains "$TEST_TMP/out" "the second-level server serves exactly the master"
+# The node root mounted from the second-level server, provisioned through its API.
+assert_file_contains "$TEST_TMP/out" "r01c1n01: debian12@4 on ss1"
+assert_file_contains "$TEST_TMP/out" "written by the node"
+assert_file_contains "$TEST_TMP/out" "the node sees the pushed change"
 log "ok"

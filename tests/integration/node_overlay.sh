@@ -78,7 +78,8 @@ assert_file_contains "$TEST_TMP/push" "0 servers, 2 nodes"
 
 log "re-provisioning refreshes identity and never overwrites the node's copies"
 echo "stale" > "$up/etc/hostname"
-"$DIMCTL" node provision r01c1n01 > "$TEST_TMP/prov2"
+# This store is the only one running here: provision locally, not through ss1.
+env -u DIM_SERVER "$DIMCTL" node provision r01c1n01 > "$TEST_TMP/prov2"
 assert_eq "$(cat "$up/etc/hostname")" r01c1n01 "identity regenerated"
 assert_eq "$(cat "$up/etc/fstab")" "node's own fstab" "node's kept-out copy untouched"
 grep -q ", 0 kept-out entries copied" "$TEST_TMP/prov2" || die "$(cat "$TEST_TMP/prov2")"
