@@ -259,15 +259,16 @@ Status Catalog::ForEachEntry(int64_t image_id, int64_t version,
 
 Result<std::optional<Entry>> Catalog::Lookup(int64_t image_id, int64_t version,
                                              const std::string& path) {
-  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(std::string("SELECT ") + kEntryCols +
-                                            " FROM entries WHERE image_id = ?1 AND path = ?3 AND "
-                                            "v_from <= ?2 AND v_to > ?2"));
-  s.Bind(1, image_id).Bind(2, version).BindBlob(3, path);
-  if (s.Step()) {
-    DIM_ASSIGN_OR_RETURN(Entry e, RowToEntry(s, 0));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached(std::string("SELECT ") + kEntryCols +
+                                                 " FROM entries WHERE image_id = ?1 AND path = ?3 AND "
+                                                 "v_from <= ?2 AND v_to > ?2"));
+  s->Bind(1, image_id).Bind(2, version).BindBlob(3, path);
+  if (s->Step()) {
+    DIM_ASSIGN_OR_RETURN(Entry e, RowToEntry(*s, 0));
+    s->Reset();
     return std::optional<Entry>(std::move(e));
   }
-  DIM_RETURN_IF_ERROR(s.status());
+  DIM_RETURN_IF_ERROR(s->status());
   return std::optional<Entry>();
 }
 
@@ -288,26 +289,30 @@ Status Catalog::ForEachBelow(int64_t image_id, int64_t version, const std::strin
 
 Status Catalog::ForEachChild(int64_t image_id, int64_t version, const std::string& dir,
                              const std::function<Status(const Entry&)>& fn) {
-  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(std::string("SELECT ") + kEntryCols +
-                                            " FROM entries WHERE image_id = ?1 AND parent = ?3 "
-                                            "AND v_to > ?2 AND v_from <= ?2 ORDER BY path"));
-  s.Bind(1, image_id).Bind(2, version).BindBlob(3, dir);
-  while (s.Step()) {
-    DIM_ASSIGN_OR_RETURN(Entry e, RowToEntry(s, 0));
-    DIM_RETURN_IF_ERROR(fn(e));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached(std::string("SELECT ") + kEntryCols +
+                                                 " FROM entries WHERE image_id = ?1 AND parent = ?3 "
+                                                 "AND v_to > ?2 AND v_from <= ?2 ORDER BY path"));
+  s->Bind(1, image_id).Bind(2, version).BindBlob(3, dir);
+  while (s->Step()) {
+    DIM_ASSIGN_OR_RETURN(Entry e, RowToEntry(*s, 0));
+    Status st = fn(e);
+    if (!st.ok()) {
+      s->Reset();
+      return st;
+    }
   }
-  return s.status();
+  return s->status();
 }
 
 Result<std::vector<std::string>> Catalog::LinkGroup(int64_t image_id, int64_t version,
                                                     const std::string& group) {
-  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT path FROM entries WHERE image_id = ?1 AND "
-                                            "link_group = ?3 AND v_from <= ?2 AND v_to > ?2 "
-                                            "ORDER BY path"));
-  s.Bind(1, image_id).Bind(2, version).BindBlob(3, group);
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached("SELECT path FROM entries WHERE image_id = ?1 AND "
+                                                 "link_group = ?3 AND v_from <= ?2 AND v_to > ?2 "
+                                                 "ORDER BY path"));
+  s->Bind(1, image_id).Bind(2, version).BindBlob(3, group);
   std::vector<std::string> out;
-  while (s.Step()) out.push_back(s.Text(0));
-  DIM_RETURN_IF_ERROR(s.status());
+  while (s->Step()) out.push_back(s->Text(0));
+  DIM_RETURN_IF_ERROR(s->status());
   return out;
 }
 

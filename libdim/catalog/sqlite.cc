@@ -120,7 +120,18 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, Mode mode) {
 }
 
 Db::~Db() {
+  cached_.clear();  // statements before the connection
   if (db_) sqlite3_close_v2(db_);
+}
+
+Result<Stmt*> Db::Cached(const std::string& sql) {
+  auto it = cached_.find(sql);
+  if (it == cached_.end()) {
+    DIM_ASSIGN_OR_RETURN(Stmt s, Prepare(sql));
+    it = cached_.emplace(sql, std::make_unique<Stmt>(std::move(s))).first;
+  }
+  it->second->Reset();
+  return it->second.get();
 }
 
 Result<Stmt> Db::Prepare(std::string_view sql) {

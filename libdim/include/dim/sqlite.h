@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "dim/status.h"
@@ -66,6 +67,9 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   Result<Stmt> Prepare(std::string_view sql);
+  // A statement prepared once per connection and reused (hot lookups): reset
+  // and unbound on every call. Not for a query nested in its own iteration.
+  Result<Stmt*> Cached(const std::string& sql);
   Status Exec(std::string_view sql);  // one or more statements, no rows
   int64_t LastInsertId() const;
   int Changes() const;
@@ -79,6 +83,7 @@ class Db {
   Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_;
   std::string path_;
+  std::unordered_map<std::string, std::unique_ptr<Stmt>> cached_;
 };
 
 // BEGIN IMMEDIATE on construction (takes the write lock now, so a concurrent
