@@ -82,7 +82,10 @@ if [[ $mode == node ]]; then
   mkdir -p "$TEST_TMP/master/sbin"
   cp /bin/busybox "$TEST_TMP/master/sbin/init"
   "$DIMCTL" --root "$TEST_TMP/top" image import deb "$TEST_TMP/master" -m v1 > /dev/null
-  boot unknown-node "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=nosuchnode dim.timeout=10"
+  "$DIMCTL" --root "$TEST_TMP/top" push deb --server "http://127.0.0.1:$port" --secret "$TEST_TMP/secret" > /dev/null
+  # A valid key for a node the server has no overlay for: rootfs-fuse names it unknown.
+  key=$("$DIMCTL" --root "$TEST_TMP/top" node key nosuchnode --any --secret "$TEST_TMP/secret")
+  boot unknown-node "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=nosuchnode dim.key=$key dim.timeout=10"
   console_has unknown-node "dim: FATAL: node nosuchnode unknown to the server http://10.0.2.2:$port"
   console_has unknown-node "powering off (dim.panic)"
   console_lacks unknown-node "exec /sbin/init"

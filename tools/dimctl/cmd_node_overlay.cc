@@ -83,24 +83,27 @@ Status Provision(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   DIM_ASSIGN_OR_RETURN(auto snap, Registered(*store));
   DIM_ASSIGN_OR_RETURN(auto nodes, dc::SelectNodes(snap.cluster, inv.args[0]));
-  // With a running top server (--server or $DIM_SERVER), nodes of its
-  // second-level servers are provisioned there; the top's own nodes here.
+  // With a running top server (--server or $DIM_SERVER), nodes of
+  // second-level servers (by the registry) are provisioned there; the rest here.
   std::string top_name;
   std::vector<ChildState> children;
   bool routed = inv.get("server").has_value() || (std::getenv("DIM_SERVER") && *std::getenv("DIM_SERVER"));
-  if (routed) {
-    DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
-    DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
-    top_name = dim::JsonField(status, "name");
-    children = Children(status, "");
-  }
+  bool asked = false;
   dim::NodeOverlays overlays(*store);
   for (const auto* n : nodes) {
     std::string image;
     DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, n->name, &image));
     dim::NodeIdentity id{n->name, image, n->boot().hostname, snap.cluster.Fqdn(n->boot()),
                          n->boot().ip.ToString(), snap.cluster.domain};
-    if (routed && n->server != top_name) {
+    const dc::Server* srv = snap.cluster.FindServer(n->server);
+    if (routed && srv != nullptr && srv->role == dc::ServerRole::kSecondLevel) {
+      if (!asked) {
+        DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
+        DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
+        top_name = dim::JsonField(status, "name");
+        children = Children(status, "");
+        asked = true;
+      }
       auto child = std::find_if(children.begin(), children.end(),
                                 [&](const ChildState& c) { return c.server == n->server; });
       if (child == children.end()) {
