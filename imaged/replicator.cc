@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_set>
 
@@ -250,17 +251,20 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
 
   // The keep-out list travels with the version: nodes provisioned here get
   // the same kept-out copies as on the top server.
-  DIM_ASSIGN_OR_RETURN(std::string keep_body, parent.Get("/v1/images/" + image + "/keepout"));
-  std::vector<std::string> keepout;
-  {
-    dim::wire::Reader r(keep_body);
+  // A parent older than this endpoint answers 404: keep the list we have, so
+  // second-level servers can be upgraded before their parent.
+  auto keep_body = parent.Get("/v1/images/" + image + "/keepout");
+  if (!keep_body.ok() && keep_body.status().code() != dim::Code::kNotFound) return keep_body.status();
+  std::optional<std::vector<std::string>> keepout;
+  if (keep_body.ok()) {
+    dim::wire::Reader r(*keep_body);
     uint32_t n = 0;
     std::string_view magic;
     if (!r.Raw(9, &magic) || magic != "DIMKEEP1\n" || !r.U32(&n) || n > r.left() / 4) {
       return Status::Corruption("keep-out list of " + image + " from the parent is malformed");
     }
-    keepout.resize(n);
-    for (auto& p : keepout) {
+    keepout.emplace(n);
+    for (auto& p : *keepout) {
       if (!r.Str(&p) || !dim::keepout::ValidatePattern(p).ok()) {
         return Status::Corruption("keep-out list of " + image + " from the parent holds a bad pattern");
       }
@@ -295,7 +299,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   if (resync && local.ok()) DIM_RETURN_IF_ERROR(store.catalog().DeleteImage(local->id));
   DIM_RETURN_IF_ERROR(dim::ApplyDelta(store.catalog(), delta));
   DIM_ASSIGN_OR_RETURN(auto applied, store.catalog().GetImage(image));
-  DIM_RETURN_IF_ERROR(store.catalog().KeepoutReplace(applied.id, keepout));
+  if (keepout) DIM_RETURN_IF_ERROR(store.catalog().KeepoutReplace(applied.id, *keepout));
   DIM_RETURN_IF_ERROR(txn->Commit());
   result.to = target;
   result.objects_fetched = fetcher.objects();

@@ -152,16 +152,34 @@ Status Push(Invocation& inv) {
   double wait_s = std::atof(inv.get_or("wait", "60").c_str());
   std::vector<ChildState> children;
   std::string top_name;
+  bool progress = ::isatty(2) && !inv.json() && inv.global.verbosity >= 0;
+  size_t last_ready = SIZE_MAX;
+  double last_drawn = 0;
   for (;;) {
     DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
     top_name = dim::JsonField(status, "name");
     children = Children(status, image);
     bool done = true;
-    for (const auto& c : children) done &= c.head >= version || c.offline();
+    size_t ready = 0;
+    for (const auto& c : children) {
+      done &= c.head >= version || c.offline();
+      ready += c.head >= version ? 1 : 0;
+    }
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress && !children.empty() && (ready != last_ready || elapsed - last_drawn >= 0.5)) {
+      // A progress bar on a terminal: servers at the new version, of all.
+      last_ready = ready;
+      last_drawn = elapsed;
+      constexpr size_t kWidth = 30;
+      size_t filled = kWidth * ready / children.size();
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu servers at %lld  %.1f s", std::string(filled, '#').c_str(),
+                   std::string(kWidth - filled, '-').c_str(), ready, children.size(),
+                   static_cast<long long>(version), elapsed);
+    }
     if (done || elapsed > wait_s) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  if (progress && !children.empty()) std::fputs("\r\033[K", stderr);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   DIM_ASSIGN_OR_RETURN(auto nodes, NodeStates(*store, img, published, version, children, top_name, inv));
   bool all = true;
