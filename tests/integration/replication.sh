@@ -190,4 +190,60 @@ bytes=$(sed -n 's/.*"server":"leafA","version":8,"bytes":\([0-9]*\).*/\1/p' "$TE
 # The object alone is about 7 KB compressed; its delta and the catalogue delta are far less.
 (( bytes < 4000 )) || die "leafA fetched $bytes bytes for a one-line change of a 20 KiB file"
 "$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
+
+log "node views on both second-level servers: keep-out copies and node files survive a push"
+cat > "$TEST_TMP/two-leaves.xml" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<site name="t" domain="t.example" tftp-root="/srv/tftp" image="deb">
+  <networks>
+    <network name="boot" subnet="10.10.0.0/24" gateway="10.10.0.1" dns="10.10.0.2" mtu="1500"
+             node-base="10.10.0.100"/>
+  </networks>
+  <images><image name="deb"/></images>
+  <servers>
+    <server name="top" role="top" network="boot" address="10.10.0.10"/>
+    <server name="leafA" network="boot" address="10.10.0.11" racks="1"/>
+    <server name="leafB" network="boot" address="10.10.0.12" racks="2"/>
+  </servers>
+  <naming pattern="r{rack:02}c{chassis}n{slot:02}">
+    <level name="rack" first="1" count="2"/>
+    <level name="chassis" first="1" count="1"/>
+    <level name="slot" first="1" count="1"/>
+  </naming>
+  <groups><group name="compute"/></groups>
+  <nodes>
+    <node rack="1" chassis="1" slot="1" group="compute"><interface network="boot" mac="52:54:00:0a:01:01"/></node>
+    <node rack="2" chassis="1" slot="1" group="compute"><interface network="boot" mac="52:54:00:0a:02:01"/></node>
+  </nodes>
+</site>
+XML
+for store in "$DIM_ROOT" "$TEST_TMP/leafA" "$TEST_TMP/leafB"; do
+  "$DIMCTL" --root "$store" cluster apply "$TEST_TMP/two-leaves.xml" --yes > /dev/null
+done
+# Provisioned through each second-level server's API, from its own replica.
+"$DIMCTL" node provision 'r0[1-2]c1n01' | tee "$TEST_TMP/prov" >&2
+grep -q "^r01c1n01: deb@8 on leafA" "$TEST_TMP/prov" || die "r01c1n01 not provisioned on leafA"
+grep -q "^r02c1n01: deb@8 on leafB" "$TEST_TMP/prov" || die "r02c1n01 not provisioned on leafB"
+upA=$TEST_TMP/leafA/nodes/r01c1n01/upper upB=$TEST_TMP/leafB/nodes/r02c1n01/upper
+cmp "$upA/etc/fstab" "$master/etc/fstab" || die "kept-out /etc/fstab not copied on leafA"
+old_fstab=$(cat "$master/etc/fstab")
+echo "node A's own fstab" > "$upA/etc/fstab"
+mkdir -p "$upA/root" && echo "A's note" > "$upA/root/note"
+echo "# a master change to a kept-out file" >> "$master/etc/fstab"
+echo "carol:x:1234:1234::/home/carol:/bin/sh" >> "$master/etc/passwd"
+printf '#!/bin/sh\necho carol\n' > "$master/usr/bin/carol-tool" && chmod 755 "$master/usr/bin/carol-tool"
+"$DIMCTL" image commit deb -m "v9: carol" > /dev/null
+"$DIMCTL" push deb --wait 60 > /dev/null
+wait_head leafA deb 9; wait_head leafB deb 9
+"$DIMCTL" --root "$TEST_TMP/leafA" node view r01c1n01 "$TEST_TMP/viewA" > /dev/null
+"$DIMCTL" --root "$TEST_TMP/leafB" node view r02c1n01 "$TEST_TMP/viewB" > /dev/null
+for v in viewA viewB; do
+  grep -q '^carol:' "$TEST_TMP/$v/etc/passwd" || die "$v lacks the pushed user"
+  [[ -x $TEST_TMP/$v/usr/bin/carol-tool ]] || die "$v lacks the pushed program"
+done
+assert_eq "$(cat "$TEST_TMP/viewA/etc/fstab")" "node A's own fstab" "leafA node's fstab"
+assert_eq "$(cat "$TEST_TMP/viewB/etc/fstab")" "$old_fstab" "leafB node keeps its provisioned fstab"
+assert_eq "$(cat "$TEST_TMP/viewA/root/note")" "A's note" "leafA node's own file"
+assert_eq "$(cat "$TEST_TMP/viewA/etc/hostname")" r01c1n01 "identity on leafA"
+assert_eq "$(cat "$TEST_TMP/viewB/etc/hostname")" r02c1n01 "identity on leafB"
 log "ok"
