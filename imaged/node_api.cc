@@ -172,26 +172,10 @@ Status Walk(int dirfd, const std::string& path, std::map<std::pair<dev_t, ino_t>
     bool whiteout = dim::upper::IsWhiteout(st);
     bool opaque = false;
     if (!whiteout) {
-      DIM_ASSIGN_OR_RETURN(e.type, dim::EntryTypeFromMode(st.st_mode, p));
-      e.mode = st.st_mode & 07777;
-      e.uid = st.st_uid;
-      e.gid = st.st_gid;
-      e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-      e.rdev = st.st_rdev;
-      e.size = S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
-      if (S_ISLNK(st.st_mode)) {
-        std::string t(static_cast<size_t>(st.st_size) + 1, '\0');
-        ssize_t n2 = ::readlinkat(dfd, n.c_str(), t.data(), t.size());
-        if (n2 < 0) return dim::PosixError("read link " + p);
-        t.resize(static_cast<size_t>(n2));
-        e.target = t;
-      }
+      DIM_ASSIGN_OR_RETURN(e, dim::upper::EntryAt(dfd, n, p, st, dim::upper::ServerXattrs(), false));
       if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
-        auto [it, fresh] = links->emplace(std::make_pair(st.st_dev, st.st_ino), p);
-        e.link_group = it->second;
-        (void)fresh;
+        e.link_group = links->emplace(std::make_pair(st.st_dev, st.st_ino), p).first->second;
       }
-      DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dfd, n, dim::upper::ServerXattrs(), false));
       if (S_ISDIR(st.st_mode)) {
         char v;
         std::string fp = dim::upper::FdPath(dfd, n, false);

@@ -651,31 +651,11 @@ Status Filesystem::Mirror(const std::string& ops) {
 }
 
 dim::Result<Entry> Filesystem::UpperEntry(const std::string& path) {
-  Entry e;
-  e.path = path;
   std::string n;
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
   struct stat st;
   if (::fstatat(dir.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("stat " + path);
-  DIM_ASSIGN_OR_RETURN(e.type, dim::EntryTypeFromMode(st.st_mode, path));
-  e.mode = st.st_mode & 07777;
-  e.uid = st.st_uid;
-  e.gid = st.st_gid;
-  e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  e.rdev = st.st_rdev;
-  e.size = S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
-  if (S_ISLNK(st.st_mode)) {
-    char buf[PATH_MAX + 1];
-    ssize_t len = ::readlinkat(dir.get(), n.c_str(), buf, PATH_MAX);
-    if (len < 0) return dim::PosixError("readlink " + path);
-    e.target.assign(buf, static_cast<size_t>(len));
-    // On a relatime cache our own readlink moves the link's atime when it was
-    // just set at or below its mtime (utimensat then mirroring): put it back.
-    struct timespec ts[2] = {st.st_atim, {0, UTIME_OMIT}};
-    (void)::utimensat(dir.get(), n.c_str(), ts, AT_SYMLINK_NOFOLLOW);
-  }
-  DIM_ASSIGN_OR_RETURN(e.xattrs, dim::upper::ReadXattrs(dir.get(), n, xmap_, opts_.proc_relative));
-  return e;
+  return dim::upper::EntryAt(dir.get(), n, path, st, xmap_, opts_.proc_relative);
 }
 
 Status Filesystem::MirrorMeta(const std::string& path) {
@@ -758,6 +738,18 @@ Status Filesystem::FlushDirty(Handle* h) {
 
 // ---------------------------------------------------------------- FUSE: changes
 
+dim::Result<Filesystem::UpperAt> Filesystem::Locate(const std::string& path) {
+  UpperAt at;
+  if (path == "/") {
+    at.fd = upper_fd_;
+    at.name = ".";
+    return at;
+  }
+  DIM_ASSIGN_OR_RETURN(at.dir, dim::upper::OpenParent(upper_fd_, path, &at.name));
+  at.fd = at.dir.get();
+  return at;
+}
+
 void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
@@ -768,17 +760,10 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
   }
-  std::string n;
-  dim::Fd dir;
-  int dfd = upper_fd_;
-  const char* name = ".";
-  if (path != "/") {
-    auto d = dim::upper::OpenParent(upper_fd_, path, &n);
-    if (!d.ok()) return Reply(req, d.status());
-    dir = std::move(*d);
-    dfd = dir.get();
-    name = n.c_str();
-  }
+  auto at = Locate(path);
+  if (!at.ok()) return Reply(req, at.status());
+  int dfd = at->fd;
+  const char* name = at->name.c_str();
   if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
     uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
     gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
@@ -1527,16 +1512,9 @@ void Filesystem::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
   }
-  std::string n, p;
-  dim::Fd dir;
-  if (path == "/") {
-    p = dim::upper::FdPath(upper_fd_, "", opts_.proc_relative);
-  } else {
-    auto d = dim::upper::OpenParent(upper_fd_, path, &n);
-    if (!d.ok()) return Reply(req, d.status());
-    dir = std::move(*d);
-    p = dim::upper::FdPath(dir.get(), n, opts_.proc_relative);
-  }
+  auto at = Locate(path);
+  if (!at.ok()) return Reply(req, at.status());
+  std::string p = dim::upper::FdPath(at->fd, at->name, opts_.proc_relative);
   std::string stored = xmap_.to_stored(name);
   if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, EPERM);
   if (::lsetxattr(p.c_str(), stored.c_str(), value, size, flags) != 0) return (void)fuse_reply_err(req, errno);
@@ -1557,16 +1535,9 @@ void Filesystem::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size
   }
   std::string value;
   if (upper) {
-    std::string n, p;
-    dim::Fd dir;
-    if (path == "/") {
-      p = dim::upper::FdPath(upper_fd_, "", opts_.proc_relative);
-    } else {
-      auto d = dim::upper::OpenParent(upper_fd_, path, &n);
-      if (!d.ok()) return Reply(req, d.status());
-      dir = std::move(*d);
-      p = dim::upper::FdPath(dir.get(), n, opts_.proc_relative);
-    }
+    auto at = Locate(path);
+    if (!at.ok()) return Reply(req, at.status());
+    std::string p = dim::upper::FdPath(at->fd, at->name, opts_.proc_relative);
     std::string stored = xmap_.to_stored(name);
     if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, ENODATA);
     ssize_t len = ::lgetxattr(p.c_str(), stored.c_str(), nullptr, 0);
@@ -1606,15 +1577,9 @@ void Filesystem::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   }
   std::vector<dim::Xattr> xs;
   if (upper) {
-    dim::Result<std::vector<dim::Xattr>> r = std::vector<dim::Xattr>();
-    if (path == "/") {
-      r = dim::upper::ReadXattrs(upper_fd_, "", xmap_, opts_.proc_relative);
-    } else {
-      std::string n;
-      auto d = dim::upper::OpenParent(upper_fd_, path, &n);
-      if (!d.ok()) return Reply(req, d.status());
-      r = dim::upper::ReadXattrs(d->get(), n, xmap_, opts_.proc_relative);
-    }
+    auto at = Locate(path);
+    if (!at.ok()) return Reply(req, at.status());
+    auto r = dim::upper::ReadXattrs(at->fd, at->name, xmap_, opts_.proc_relative);
     if (!r.ok()) return Reply(req, r.status());
     xs = std::move(*r);
   } else if (lower) {
@@ -1637,16 +1602,9 @@ void Filesystem::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
   }
-  std::string n, p;
-  dim::Fd dir;
-  if (path == "/") {
-    p = dim::upper::FdPath(upper_fd_, "", opts_.proc_relative);
-  } else {
-    auto d = dim::upper::OpenParent(upper_fd_, path, &n);
-    if (!d.ok()) return Reply(req, d.status());
-    dir = std::move(*d);
-    p = dim::upper::FdPath(dir.get(), n, opts_.proc_relative);
-  }
+  auto at = Locate(path);
+  if (!at.ok()) return Reply(req, at.status());
+  std::string p = dim::upper::FdPath(at->fd, at->name, opts_.proc_relative);
   std::string stored = xmap_.to_stored(name);
   if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, ENODATA);
   if (::lremovexattr(p.c_str(), stored.c_str()) != 0) return (void)fuse_reply_err(req, errno);

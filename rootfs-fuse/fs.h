@@ -90,6 +90,14 @@ class Filesystem {
 
  private:
   struct Found;  // a name resolved in the merged view
+  // Where a path's upper entry is, for *at calls and FdPath: its directory
+  // and name; the root is the upper's own descriptor and ".".
+  struct UpperAt {
+    dim::Fd dir;
+    std::string name;
+    int fd = -1;
+  };
+  dim::Result<UpperAt> Locate(const std::string& path);
   Inode* Get(fuse_ino_t ino);
   dim::Result<Found> Resolve(Inode* parent, const std::string& name);
   dim::Result<fuse_entry_param> Remember(const std::string& path, Found& f);

@@ -159,6 +159,32 @@ Status ApplyMetadata(int dirfd, const std::string& name, const Entry& e, const X
   return Status::Ok();
 }
 
+Result<Entry> EntryAt(int dirfd, const std::string& name, const std::string& path,
+                      const struct stat& st, const XattrMap& map, bool proc_relative) {
+  Entry e;
+  e.path = path;
+  DIM_ASSIGN_OR_RETURN(e.type, EntryTypeFromMode(st.st_mode, path));
+  e.mode = st.st_mode & 07777;
+  e.uid = st.st_uid;
+  e.gid = st.st_gid;
+  e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  e.rdev = st.st_rdev;
+  e.size = S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+  if (S_ISLNK(st.st_mode)) {
+    std::string t(static_cast<size_t>(st.st_size) + 1, '\0');
+    ssize_t n = ::readlinkat(dirfd, name.c_str(), t.data(), t.size());
+    if (n < 0) return PosixError("read link " + QuotePath(path));
+    t.resize(static_cast<size_t>(n));
+    e.target = std::move(t);
+    // On a relatime file system reading the link moves its atime when it was
+    // just set at or below its mtime (utimensat, then mirroring): put it back.
+    struct timespec ts[2] = {st.st_atim, {0, UTIME_OMIT}};
+    (void)::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+  }
+  DIM_ASSIGN_OR_RETURN(e.xattrs, ReadXattrs(dirfd, name, map, proc_relative));
+  return e;
+}
+
 Status RemoveAt(int dirfd, const std::string& name) {
   if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
   if (errno != EISDIR && errno != EPERM) return PosixError("remove " + name);

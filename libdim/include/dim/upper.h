@@ -54,6 +54,12 @@ Status ApplyMetadata(int dirfd, const std::string& name, const Entry& e, const X
 Result<std::vector<Xattr>> ReadXattrs(int dirfd, const std::string& name, const XattrMap& map,
                                       bool proc_relative);
 
+// The Entry for dirfd/name as the upper holds it (st: its lstat): type,
+// mode, owner, mtime, size, device numbers, symlink target and visible
+// xattrs; path is the entry path to record. No object, no link group.
+Result<Entry> EntryAt(int dirfd, const std::string& name, const std::string& path,
+                      const struct stat& st, const XattrMap& map, bool proc_relative);
+
 // Removes dirfd/name and, for a directory, everything below it. Missing is fine.
 Status RemoveAt(int dirfd, const std::string& name);
 // Replaces whatever is at dirfd/name with a whiteout.
