@@ -200,7 +200,7 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
   if (Status s = dim::ValidateImageName(node); !s.ok()) {
     return BadRequest("'" + node + "' is not a node name");
   }
-  if (who != "node:" + node && who.rfind("server:", 0) != 0) {
+  if (!MayUse(who, node)) {
     return Response::Error(Status::PermissionDenied(who + " may not use the resources of node " + node));
   }
   if (parts.size() == 4 && parts[3] == "prefetch") return Prefetch(node, req);
@@ -243,10 +243,36 @@ Response NodeApi::List(const std::string& node, int upper_fd) {
   return r;
 }
 
+Status NodeApi::CheckWritable(const std::string& node, const std::vector<std::string>& paths) {
+  // The node's image is recorded at provisioning ("IMAGE\nVERSION\n").
+  auto text = dim::Env::Posix()->ReadFile(root_ + "/nodes/" + node + "/image");
+  if (!text.ok()) return Status::Ok();  // not provisioned here: no policy known
+  std::string image = text->substr(0, text->find('\n'));
+  DIM_ASSIGN_OR_RETURN(auto rules, rules_(image));
+  for (auto& r : rules) r.source = "image " + image;
+  DIM_ASSIGN_OR_RETURN(auto set, dim::policy::PolicySet::Compile(std::move(rules)));
+  for (const auto& p : paths) {
+    const dim::policy::Rule* rule = nullptr;
+    if (set.Decide(p, false, &rule) == dim::policy::Kind::kReadOnly) {
+      return Status::PermissionDenied(dim::QuotePath(p) + " is shared read-only in image " + image + " (rule '" +
+                                      rule->pattern + "'); a node cannot change it");
+    }
+  }
+  return Status::Ok();
+}
+
 Response NodeApi::Ops(const std::string& node, int upper_fd, const Request& req) {
-  // All parsed before any is applied: a malformed body changes nothing.
+  // All parsed and checked before any is applied: a bad body changes nothing.
   auto ops = dim::ParseOverlayOps(req.body);
   if (!ops.ok()) return Response::Error(ops.status().Annotate("node " + node));
+  std::vector<std::string> changed;
+  for (const auto& op : *ops) {
+    // Directories may be made under a read-only path: they carry writable paths below.
+    if (op.code == dim::OverlayOp::kMake && op.entry.type == dim::EntryType::kDir) continue;
+    changed.push_back(op.code == dim::OverlayOp::kMake ? op.entry.path : op.path);
+    if (op.code == dim::OverlayOp::kRename || op.code == dim::OverlayOp::kLink) changed.push_back(op.to);
+  }
+  if (Status s = CheckWritable(node, changed); !s.ok()) return Response::Error(s.Annotate("node " + node));
   for (size_t i = 0; i < ops->size(); i++) {
     Status s = ApplyOp(upper_fd, (*ops)[i], *objects_);
     if (!s.ok()) {
@@ -279,6 +305,7 @@ Response NodeApi::File(const std::string& node, int upper_fd, const std::string&
     return r;
   }
   if (req.method != "PUT") return BadRequest("overlay files take GET or PUT");
+  if (Status s = CheckWritable(node, {path}); !s.ok()) return Response::Error(s.Annotate("node " + node));
   std::string name;
   if (Status s = dim::upper::MakeParents(upper_fd, path); !s.ok()) return Response::Error(s);
   auto dir = dim::upper::OpenParent(upper_fd, path, &name);
@@ -389,17 +416,7 @@ Response NodeApi::Prefetch(const std::string& node, const Request& req) {
   if (req.method != "PUT") return BadRequest("the prefetch list takes GET or PUT");
   if (req.body.size() > (16 << 20)) return BadRequest("prefetch list larger than 16 MiB");
   Status s = env->MkdirAll(dir, 0755);
-  std::string tmp = file + ".tmp";
-  if (s.ok()) {
-    (void)env->Remove(tmp);
-    auto f = env->NewWritableFile(tmp);
-    s = f.status();
-    if (s.ok()) s = (*f)->Append(req.body);
-    if (s.ok()) s = (*f)->Sync();
-    if (s.ok()) s = (*f)->Close();
-  }
-  if (s.ok()) s = env->Rename(tmp, file);
-  if (s.ok()) s = env->SyncDir(dir);
+  if (s.ok()) s = dim::WriteFileAtomic(env, file, req.body);
   if (!s.ok()) return Response::Error(s);
   return Response::Json(200, "{}");
 }

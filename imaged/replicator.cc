@@ -13,6 +13,7 @@
 #include "dim/delta.h"
 #include "dim/image.h"
 #include "dim/keepout.h"
+#include "dim/policy.h"
 #include "dim/wire.h"
 
 namespace imaged {
@@ -253,10 +254,16 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // the same kept-out copies as on the top server.
   // A parent older than this endpoint answers 404: keep the list we have, so
   // second-level servers can be upgraded before their parent.
-  auto keep_body = parent.Get("/v1/images/" + image + "/keepout");
-  if (!keep_body.ok() && keep_body.status().code() != dim::Code::kNotFound) return keep_body.status();
+  // The same for path policies and node pins.
+  auto optional_get = [&](const std::string& what) -> dim::Result<std::optional<std::string>> {
+    auto body = parent.Get("/v1/images/" + image + "/" + what);
+    if (body.ok()) return std::optional<std::string>(std::move(*body));
+    if (body.status().code() == dim::Code::kNotFound) return std::optional<std::string>();
+    return body.status();
+  };
+  DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get("keepout"));
   std::optional<std::vector<std::string>> keepout;
-  if (keep_body.ok()) {
+  if (keep_body) {
     dim::wire::Reader r(*keep_body);
     uint32_t n = 0;
     std::string_view magic;
@@ -268,6 +275,26 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
       if (!r.Str(&p) || !dim::keepout::ValidatePattern(p).ok()) {
         return Status::Corruption("keep-out list of " + image + " from the parent holds a bad pattern");
       }
+    }
+  }
+
+  DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get("policy"));
+  std::optional<std::vector<dim::policy::Rule>> policy;
+  if (policy_body) {
+    auto rules = dim::policy::Decode(*policy_body);
+    if (!rules.ok()) return rules.status().Annotate("policy of " + image + " from the parent");
+    policy = std::move(*rules);
+  }
+  DIM_ASSIGN_OR_RETURN(auto pins_body, optional_get("pins"));
+  std::optional<std::map<std::string, int64_t>> pins;
+  if (pins_body) {
+    pins.emplace();
+    if (!dim::wire::DecodePins(*pins_body, &*pins)) {
+      return Status::Corruption("node pins of " + image + " from the parent are malformed");
+    }
+    // Pins to versions this server never had (it skipped them) cannot be served.
+    for (auto it = pins->begin(); it != pins->end();) {
+      it = it->second > target ? pins->erase(it) : std::next(it);
     }
   }
 
@@ -300,6 +327,8 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_RETURN_IF_ERROR(dim::ApplyDelta(store.catalog(), delta));
   DIM_ASSIGN_OR_RETURN(auto applied, store.catalog().GetImage(image));
   if (keepout) DIM_RETURN_IF_ERROR(store.catalog().KeepoutReplace(applied.id, *keepout));
+  if (policy) DIM_RETURN_IF_ERROR(store.catalog().PolicyReplace(applied.id, *policy));
+  if (pins) DIM_RETURN_IF_ERROR(store.catalog().PinsReplace(applied.id, *pins));
   DIM_RETURN_IF_ERROR(txn->Commit());
   result.to = target;
   result.objects_fetched = fetcher.objects();

@@ -13,6 +13,7 @@
 #include "dim/delta.h"
 #include "dim/env.h"
 #include "dim/image.h"
+#include "dim/policy.h"
 #include "dim/wire.h"
 
 namespace imaged {
@@ -45,7 +46,12 @@ Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::O
       secret_(std::move(secret)),
       objects_(std::move(objects)),
       catalogs_(config_.store + "/catalog.db"),
-      nodes_(config_.store, objects_.get()),
+      nodes_(config_.store, objects_.get(),
+             [this](const std::string& image) -> dim::Result<std::vector<dim::policy::Rule>> {
+               DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+               DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
+               return cat->PolicyList(img.id);
+             }),
       boot_(config_, secret_, &catalogs_) {}
 
 namespace {
@@ -107,10 +113,18 @@ Response Service::Handle(const Request& req) {
     if (req.method == "GET" && parts[3] == "head") return Head(image, req);
     if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
     if (req.method == "GET" && parts[3] == "keepout") return Keepout(image);
+    if (req.method == "GET" && parts[3] == "policy") return Policy(image);
+    if (parts[3] == "pins") return Pins(image, req, is_server);
     if (req.method == "POST" && parts[3] == "publish") {
       if (!is_server) return Response::Error(Status::PermissionDenied("only servers may publish"));
       return Publish(image, req);
     }
+  }
+  if (req.method == "GET" && parts.size() == 4 && parts[1] == "nodes" && parts[3] == "version") {
+    if (!NodeApi::MayUse(*who, parts[2])) {
+      return Response::Error(Status::PermissionDenied(*who + " may not ask for node " + parts[2] + "'s version"));
+    }
+    return NodeVersion(parts[2], req);
   }
   if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, *who);
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
@@ -153,14 +167,7 @@ Status Service::SetPublished(const std::string& image, int64_t version) {
   dim::Env* env = dim::Env::Posix();
   std::string dir = config_.store + "/published";
   DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0755));
-  std::string tmp = dir + "/." + image + ".tmp";
-  (void)env->Remove(tmp);
-  DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
-  DIM_RETURN_IF_ERROR(f->Append(std::to_string(version) + "\n"));
-  DIM_RETURN_IF_ERROR(f->Sync());
-  DIM_RETURN_IF_ERROR(f->Close());
-  DIM_RETURN_IF_ERROR(env->Rename(tmp, dir + "/" + image));
-  return env->SyncDir(dir);
+  return dim::WriteFileAtomic(env, dir + "/" + image, std::to_string(version) + "\n");
 }
 
 Response Service::Info() {
@@ -173,22 +180,21 @@ Response Service::Info() {
   bool first = true;
   for (const auto& img : *images) {
     auto pub = Published(img.name);
+    auto pins = (*cat)->Pins(img.id);
+    std::string held;
+    for (const auto& [node, v] : pins.ok() ? *pins : std::map<std::string, int64_t>{}) {
+      held += std::string(held.empty() ? "" : ",") + "\"" + node + "\":" + std::to_string(v);
+    }
     out += std::string(first ? "" : ",") + "{\"name\":\"" + img.name +
            "\",\"head\":" + std::to_string(img.head) +
-           ",\"published\":" + std::to_string(pub.ok() ? *pub : 0) + "}";
+           ",\"published\":" + std::to_string(pub.ok() ? *pub : 0) + ",\"pins\":{" + held + "}}";
     first = false;
   }
   return Response::Json(200, out + "]}");
 }
 
-Response Service::Head(const std::string& image, const Request& req) {
-  int64_t after = 0, wait_s = 0;
-  if (req.query.count("after") && !ParseVersion(req.query, "after", &after)) {
-    return BadRequest("'after' must be a version number");
-  }
-  if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
-    return BadRequest("'wait' must be a number of seconds");
-  }
+dim::Result<int64_t> Service::WaitFor(int64_t wait_s, const std::function<dim::Result<int64_t>()>& current,
+                                      const std::function<bool(int64_t)>& done) {
   wait_s = std::min<int64_t>(wait_s, 60);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
   for (;;) {
@@ -199,18 +205,60 @@ Response Service::Head(const std::string& image, const Request& req) {
       gen = generation_;
       stopping = stopping_;
     }
-    auto pub = Published(image);
-    if (!pub.ok()) return Response::Error(pub.status());
-    if (*pub > after || stopping || std::chrono::steady_clock::now() >= deadline) {
-      return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" +
-                                     std::to_string(*pub) + "}");
-    }
-    // Woken by Notify, or every second to see a publish made by another process.
+    DIM_ASSIGN_OR_RETURN(int64_t value, current());
+    if (done(value) || stopping || std::chrono::steady_clock::now() >= deadline) return value;
+    // Woken by Notify, or every second to see a change made by another process.
     std::unique_lock<std::mutex> l(mu_);
     changed_.wait_until(l, std::min(deadline, std::chrono::steady_clock::now() +
                                                   std::chrono::seconds(1)),
                         [&] { return generation_ != gen; });
   }
+}
+
+Response Service::Head(const std::string& image, const Request& req) {
+  int64_t after = 0, wait_s = 0;
+  if (req.query.count("after") && !ParseVersion(req.query, "after", &after)) {
+    return BadRequest("'after' must be a version number");
+  }
+  if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
+    return BadRequest("'wait' must be a number of seconds");
+  }
+  auto pub = WaitFor(wait_s, [&] { return Published(image); }, [&](int64_t v) { return v > after; });
+  if (!pub.ok()) return Response::Error(pub.status());
+  return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + std::to_string(*pub) + "}");
+}
+
+dim::Result<int64_t> Service::NodeTarget(const std::string& image, const std::string& node) {
+  {
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+    DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
+    DIM_ASSIGN_OR_RETURN(auto pins, cat->Pins(img.id));
+    auto it = pins.find(node);
+    if (it != pins.end()) return it->second;
+  }
+  return Published(image);
+}
+
+Response Service::NodeVersion(const std::string& node, const Request& req) {
+  // What a node's mount follows: its pin (dimctl push --nodes), or the
+  // published version. Answers as soon as that differs from `after`.
+  auto image = req.query.find("image");
+  if (image == req.query.end()) return BadRequest("version needs image=NAME");
+  if (Status s = dim::ValidateImageName(image->second); !s.ok()) return Response::Error(s);
+  int64_t after = 0, wait_s = 0;
+  if (req.query.count("after") && !ParseVersion(req.query, "after", &after)) {
+    return BadRequest("'after' must be a version number");
+  }
+  if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
+    return BadRequest("'wait' must be a number of seconds");
+  }
+  auto v = WaitFor(wait_s, [&] { return NodeTarget(image->second, node); },
+                   [&](int64_t now) { return now != after; });
+  if (!v.ok()) return Response::Error(v.status());
+  auto pub = Published(image->second);
+  bool pinned = pub.ok() && *pub != *v;
+  return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + image->second + "\",\"version\":" +
+                                 std::to_string(*v) + ",\"pinned\":" + (pinned ? "true" : "false") + "}");
 }
 
 Response Service::Delta(const std::string& image, const Request& req) {
@@ -288,6 +336,53 @@ Response Service::Keepout(const std::string& image) {
   r.content_type = "application/x-dim-keepout";
   r.body = std::move(w.out());
   return r;
+}
+
+Response Service::Policy(const std::string& image) {
+  // The image's own path policy rules (dim/policy.h): nodes mount with them,
+  // second-level servers replicate them with every version.
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto img = (*cat)->GetImage(image);
+  if (!img.ok()) return Response::Error(img.status());
+  auto rules = (*cat)->PolicyList(img->id);
+  if (!rules.ok()) return Response::Error(rules.status());
+  Response r;
+  r.content_type = "application/x-dim-policy";
+  r.body = dim::policy::Encode(*rules);
+  return r;
+}
+
+Response Service::Pins(const std::string& image, const Request& req, bool is_server) {
+  if (req.method != "GET" && req.method != "PUT") return BadRequest("pins take GET or PUT");
+  if (req.method == "PUT" && !is_server) {
+    return Response::Error(Status::PermissionDenied("only servers and dimctl pin nodes"));
+  }
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto img = (*cat)->GetImage(image);
+  if (!img.ok()) return Response::Error(img.status());
+  if (req.method == "GET") {
+    auto pins = (*cat)->Pins(img->id);
+    if (!pins.ok()) return Response::Error(pins.status());
+    Response r;
+    r.content_type = "application/x-dim-pins";
+    r.body = dim::wire::EncodePins(*pins);
+    return r;
+  }
+  std::map<std::string, int64_t> pins;
+  if (!dim::wire::DecodePins(req.body, &pins)) return BadRequest("a pin list is DIMPIN1 with node names and versions");
+  for (const auto& [node, v] : pins) {
+    if (!dim::ValidateImageName(node).ok()) return BadRequest("'" + node + "' is not a node name");
+    if (v > img->head) {
+      return Response::Error(Status::NotFound("node " + node + " pinned to version " + std::to_string(v) + " of " +
+                                              image + ", which this server does not have (head " +
+                                              std::to_string(img->head) + ")"));
+    }
+  }
+  if (Status s = (*cat)->PinsReplace(img->id, pins); !s.ok()) return Response::Error(s);
+  Notify();  // nodes long-polling their version see the change now
+  return Response::Json(200, "{\"pins\":" + std::to_string(pins.size()) + "}");
 }
 
 Response Service::Object(const std::string& hex) {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <map>
 #include <memory>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -71,6 +72,14 @@ class Service {
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
   dim::http::Response Object(const std::string& hex);
   dim::http::Response Keepout(const std::string& image);
+  dim::http::Response Policy(const std::string& image);
+  dim::http::Response Pins(const std::string& image, const dim::http::Request& req, bool is_server);
+  dim::http::Response NodeVersion(const std::string& node, const dim::http::Request& req);
+  // The version `node` runs of `image`: its pin, or the published version.
+  dim::Result<int64_t> NodeTarget(const std::string& image, const std::string& node);
+  // Long-poll: calls current() until done(value) or `wait_s` passed; woken by Notify.
+  dim::Result<int64_t> WaitFor(int64_t wait_s, const std::function<dim::Result<int64_t>()>& current,
+                               const std::function<bool(int64_t)>& done);
   dim::http::Response ObjectDelta(const std::string& hex, const std::string& base_hex);
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);

@@ -198,7 +198,18 @@ Filesystem::~Filesystem() = default;
 void Filesystem::Reply(fuse_req_t req, const Status& s) { fuse_reply_err(req, Errno(s)); }
 
 bool Filesystem::Persistent(const std::string& path, bool is_dir) const {
-  return !opts_.ephemeral.IsKeptOut(path, is_dir);
+  // Directories under a read-only path are mirrored too: they are the parents
+  // of persistent paths below (readonly /usr/, persistent /usr/local/).
+  return opts_.policy.Decide(path, is_dir) != dim::policy::Kind::kEphemeral;
+}
+
+bool Filesystem::ReadOnly(const std::string& path, bool is_dir) const {
+  return opts_.policy.Decide(path, is_dir) == dim::policy::Kind::kReadOnly;
+}
+
+bool Filesystem::ReadOnly(Inode* in) {
+  std::lock_guard<std::mutex> l(mu_);
+  return ReadOnly(in->path, in->dir);
 }
 
 Filesystem::Inode* Filesystem::Get(fuse_ino_t ino) {
@@ -235,7 +246,11 @@ Status Filesystem::LoadOverlay() {
   std::vector<Entry> dirs;
   for (const auto& item : *items) {
     const Entry& e = item.entry;
-    bool opaque = item.opaque;
+    bool is_dir = !item.whiteout && e.type == EntryType::kDir;
+    // A shared read-only path shows the image, whatever the overlay holds
+    // from before the policy (its directories stay: they may hold writable paths).
+    if (ReadOnly(e.path, is_dir) && !is_dir) continue;
+    bool opaque = item.opaque && !ReadOnly(e.path, true);
     std::string name;
     DIM_RETURN_IF_ERROR(dim::upper::MakeParents(upper_fd_, e.path));
     DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, e.path, &name));
@@ -753,6 +768,7 @@ dim::Result<Filesystem::UpperAt> Filesystem::Locate(const std::string& path) {
 void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  if (ReadOnly(in)) return (void)fuse_reply_err(req, EROFS);
   Status s = CopyUp(in);
   if (!s.ok()) return Reply(req, s);
   std::string path;
@@ -818,6 +834,7 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent_id, const char* cnam
     dir_path = parent->path;
   }
   std::string path = Join(dir_path, name);
+  if (ReadOnly(path, S_ISDIR(mode))) return (void)fuse_reply_err(req, EROFS);
   if (dir_path != "/") {
     Status s = CopyUp(parent);
     if (!s.ok()) return Reply(req, s);
@@ -974,6 +991,7 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     std::lock_guard<std::mutex> l(mu_);
     path = Join(parent->path, name);
   }
+  if (ReadOnly(path, target_dir)) return (void)fuse_reply_err(req, EROFS);
   if (is_dir) {
     Inode* child = nullptr;
     {
@@ -1053,6 +1071,7 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
   }
   if (from == to) return (void)fuse_reply_err(req, 0);
   bool src_dir = src->upper ? S_ISDIR(src->st.st_mode) : src->lower->type == EntryType::kDir;
+  if (ReadOnly(from, src_dir) || ReadOnly(to, src_dir)) return (void)fuse_reply_err(req, EROFS);
   if (dst->exists) {
     if (flags & RENAME_NOREPLACE) return (void)fuse_reply_err(req, EEXIST);
     bool dst_dir = dst->upper ? S_ISDIR(dst->st.st_mode) : dst->lower->type == EntryType::kDir;
@@ -1186,14 +1205,15 @@ void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, c
   auto dst = Resolve(newparent, newname);
   if (!dst.ok()) return Reply(req, dst.status());
   if (dst->exists) return (void)fuse_reply_err(req, EEXIST);
-  Status s = CopyUp(in);
-  if (!s.ok()) return Reply(req, s);
   std::string from, to;
   {
     std::lock_guard<std::mutex> l(mu_);
     from = in->path;
     to = Join(newparent->path, newname);
   }
+  if (ReadOnly(from, false) || ReadOnly(to, false)) return (void)fuse_reply_err(req, EROFS);
+  Status s = CopyUp(in);
+  if (!s.ok()) return Reply(req, s);
   {
     std::lock_guard<std::mutex> cl(copyup_mu_);
     s = CopyUpParents(to);
@@ -1264,6 +1284,7 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
   bool write = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
   if (write) {
+    if (ReadOnly(in)) return (void)fuse_reply_err(req, EROFS);
     Status s = CopyUp(in);
     if (!s.ok()) return Reply(req, s);
   }
@@ -1505,6 +1526,7 @@ void Filesystem::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
                           int flags) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  if (ReadOnly(in)) return (void)fuse_reply_err(req, EROFS);
   Status s = CopyUp(in);
   if (!s.ok()) return Reply(req, s);
   std::string path;
@@ -1595,6 +1617,7 @@ void Filesystem::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void Filesystem::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Inode* in = Get(ino);
   if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  if (ReadOnly(in)) return (void)fuse_reply_err(req, EROFS);
   Status s = CopyUp(in);
   if (!s.ok()) return Reply(req, s);
   std::string path;

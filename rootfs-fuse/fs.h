@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "cache.h"
-#include "dim/keepout.h"
+#include "dim/policy.h"
 #include "dim/upper.h"
 #include "meta.h"
 #include "remote.h"
@@ -30,7 +30,7 @@ namespace rootfs {
 
 struct FsOptions {
   std::string node, image;
-  dim::keepout::RuleSet ephemeral;  // paths that stay in RAM (not mirrored)
+  dim::policy::PolicySet policy;    // readonly / persistent (mirrored) / ephemeral (RAM)
   double timeout_s = 86400;         // kernel entry/attribute cache lifetime
   bool proc_relative = false;       // cwd is /proc (see main.cc)
   int prefetch_window_s = 120;      // boot prefetch recording window
@@ -111,6 +111,9 @@ class Filesystem {
   dim::Status Mirror(const std::string& ops);
   dim::Status MirrorMeta(const std::string& path);
   bool Persistent(const std::string& path, bool is_dir) const;
+  // Shared read-only by policy: every change is refused with EROFS.
+  bool ReadOnly(const std::string& path, bool is_dir) const;
+  bool ReadOnly(Inode* in);
   dim::Result<bool> MergedEmpty(Inode* dir);
   dim::Status ListDir(Handle* h);  // fills h->entries: the merged listing
   void Reply(fuse_req_t req, const dim::Status& s);

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,8 +42,11 @@ options:
   --cache-size MIB    evict objects beyond this (default 4096)
   --timeout S         retry a silent server this long before EIO (default 60)
   --version N         pin this version instead of following the published one
-  --ephemeral PATTERN a path kept in the local cache only (repeatable; default
-                      /tmp/ /var/tmp/ /run/ /var/run/ /var/lock/ /var/cache/apt/archives/)
+                      (or the one `dimctl push --nodes` holds this node at)
+  --policy KIND=PATTERN  a path policy after the built-in and the image's rules
+                      (repeatable): readonly, persistent or ephemeral; e.g.
+                      --policy readonly=/opt/ (see docs/keepout.md)
+  --ephemeral PATTERN same as --policy ephemeral=PATTERN
   --fetch-threads N   parallel background fetches (default 4)
   --prefetch-window S record the files read in the first S seconds (default 120)
   --upper-size MIB    RAM for the local upper (tmpfs; default half of RAM)
@@ -62,7 +66,8 @@ options:
 struct Args {
   std::string server, image, node, mountpoint;
   std::string key_file, secret_file, cache;
-  std::vector<std::string> alts, ephemeral, fuse_opts;
+  std::vector<std::string> alts, fuse_opts;
+  std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
   int64_t version = 0;
@@ -98,7 +103,16 @@ Args Parse(int argc, char** argv) {
     else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
     else if (o == "--timeout") a.timeout_s = static_cast<int>(number(1, 86400));
     else if (o == "--version") a.version = number(1, 1L << 62);
-    else if (o == "--ephemeral") a.ephemeral.push_back(value());
+    else if (o == "--ephemeral") a.policy.push_back({dim::policy::Kind::kEphemeral, value(), o});
+    else if (o == "--policy") {
+      std::string v = value();
+      size_t eq = v.find('=');
+      auto kind = dim::policy::ParseKind(v.substr(0, eq));
+      if (eq == std::string::npos || !kind.ok()) {
+        Die("--policy wants KIND=PATTERN with KIND readonly, persistent or ephemeral, not '" + v + "'");
+      }
+      a.policy.push_back({*kind, v.substr(eq + 1), "--policy " + v});
+    }
     else if (o == "--fetch-threads") a.fetch_threads = static_cast<int>(number(1, 64));
     else if (o == "--prefetch-window") a.prefetch_window_s = static_cast<int>(number(0, 86400));
     else if (o == "--rootfs") a.rootfs = true;
@@ -119,9 +133,6 @@ Args Parse(int argc, char** argv) {
     Die("SERVER must be a URL like http://10.0.0.1:7450, not '" + a.server + "'");
   }
   if (a.cache.empty()) a.cache = "/var/cache/rootfs-fuse/" + a.node;
-  if (a.ephemeral.empty()) {
-    a.ephemeral = {"/tmp/", "/var/tmp/", "/run/", "/var/run/", "/var/lock/", "/var/cache/apt/archives/"};
-  }
   return a;
 }
 
@@ -145,6 +156,21 @@ std::string LoadKey(const Args& a) {
     return dim::auth::NodeKey(*secret, a.node);
   }
   Die("give the node's key with --key-file FILE (or the site secret with --secret FILE)");
+}
+
+// The version this node runs: its pin (`dimctl push --nodes`) or the
+// published one, as soon as it differs from `after` (long-poll up to wait_s).
+// Servers older than the node endpoint answer 404: ask for the published head.
+dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t after, int wait_s) {
+  long timeout_ms = (wait_s + 10) * 1000L;
+  std::map<std::string, std::string> q = {{"after", std::to_string(after)}, {"wait", std::to_string(wait_s)}};
+  auto with_image = q;
+  with_image["image"] = a.image;
+  auto r = remote.Send("GET", "/v1/nodes/" + a.node + "/version", with_image, "", false, timeout_ms);
+  if (r.ok()) return static_cast<int64_t>(std::atoll(dim::JsonField(*r, "version").c_str()));
+  if (r.status().code() != dim::Code::kNotFound) return r.status();
+  DIM_ASSIGN_OR_RETURN(std::string head, remote.Send("GET", "/v1/images/" + a.image + "/head", q, "", false, timeout_ms));
+  return static_cast<int64_t>(std::atoll(dim::JsonField(head, "published").c_str()));
 }
 
 }  // namespace
@@ -216,7 +242,16 @@ int main(int argc, char** argv) {
 
   auto meta = rootfs::Meta::Open(cache_path + "/catalog.db", a.image);
   if (!meta.ok()) Die("local catalogue: " + meta.status().ToString());
-  if (dim::Status s = (*meta)->SyncTo(remote, a.version, nullptr); !s.ok()) {
+  dim::Status synced = dim::Status::Ok();
+  int64_t target = a.version;
+  if (target == 0) {
+    auto t = NodeTarget(remote, a, 0, 0);
+    if (t.ok()) target = *t;
+    else synced = t.status();
+  }
+  if (synced.ok()) synced = (*meta)->SyncTo(remote, target, nullptr);
+  if (!synced.ok()) {
+    const dim::Status& s = synced;
     if (s.code() == dim::Code::kPermissionDenied) Die("node " + a.node + ": the server refuses its key: " + s.message());
     if (s.code() == dim::Code::kNotFound) Die("image " + a.image + " unknown to " + a.server + ": " + s.message());
     if (s.code() != dim::Code::kIOError || !(*meta)->UseCached().ok()) {
@@ -226,14 +261,35 @@ int main(int argc, char** argv) {
                  static_cast<long long>((*meta)->version()));
   }
 
-  std::vector<dim::keepout::Rule> rules;
-  for (const auto& p : a.ephemeral) rules.push_back({p, "--ephemeral", 0});
-  auto ruleset = dim::keepout::RuleSet::Compile(rules);
-  if (!ruleset.ok()) Die("--ephemeral: " + ruleset.status().message());
+  // Path policies: built-in, then the image's, then the command line's; the
+  // last rule matching a path or an ancestor decides.
+  // The image's rules are kept in the cache for mounts without the server.
+  std::vector<dim::policy::Rule> rules = dim::policy::BuiltinRules();
+  std::string policy_file = cache_path + "/policy";
+  dim::Result<std::string> body = synced.ok() ? remote.Get("/v1/images/" + a.image + "/policy")
+                                              : dim::Result<std::string>(dim::Status::IOError("offline"));
+  if (body.ok()) {
+    (void)dim::WriteFileAtomic(env, policy_file, *body);
+  } else if (body.status().code() == dim::Code::kNotFound) {
+    body = dim::policy::Encode({});  // a server older than path policies
+  } else {
+    body = env->ReadFile(policy_file);
+  }
+  if (body.ok()) {
+    auto image_rules = dim::policy::Decode(*body);
+    if (!image_rules.ok()) Die("policy of image " + a.image + ": " + image_rules.status().message());
+    for (auto& r : *image_rules) r.source = "image " + a.image;
+    rules.insert(rules.end(), image_rules->begin(), image_rules->end());
+  } else {
+    std::fprintf(stderr, "rootfs-fuse: no path policy of %s known; using the built-in rules\n", a.image.c_str());
+  }
+  rules.insert(rules.end(), a.policy.begin(), a.policy.end());
+  auto policy = dim::policy::PolicySet::Compile(std::move(rules));
+  if (!policy.ok()) Die(policy.status().message());
   rootfs::FsOptions fo;
   fo.node = a.node;
   fo.image = a.image;
-  fo.ephemeral = std::move(*ruleset);
+  fo.policy = std::move(*policy);
   fo.proc_relative = true;
   fo.prefetch_window_s = a.prefetch_window_s;
   rootfs::Filesystem fs(std::move(fo), &remote, meta->get(), upper_fd.get(), work_fd.get());
@@ -263,7 +319,7 @@ int main(int argc, char** argv) {
   fs.Attach(&cache, se);
   cache.Prefetch(fs.PrefetchObjects());
 
-  // Follow the published version (long-poll), unless pinned.
+  // Follow the node's version (long-poll): published, or held by a pin.
   std::atomic<bool> stop{false};
   std::thread follower([&] {
     auto begun = std::chrono::steady_clock::now();
@@ -276,14 +332,13 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
         continue;
       }
-      auto head = remote.Send("GET", "/v1/images/" + a.image + "/head",
-                              {{"after", std::to_string((*meta)->version())}, {"wait", "20"}}, "", false, 30000);
+      auto next = NodeTarget(remote, a, (*meta)->version(), 20);
       if (stop) break;
-      if (!head.ok()) {
+      if (!next.ok()) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
         continue;
       }
-      int64_t published = std::atoll(dim::JsonField(*head, "published").c_str());
+      int64_t published = *next;
       if (published > 0 && published != (*meta)->version()) {
         dim::Status s = fs.Update(published);
         if (!s.ok()) std::fprintf(stderr, "rootfs-fuse: switching to version %lld: %s\n",

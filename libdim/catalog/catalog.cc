@@ -434,6 +434,9 @@ Result<VersionInfo> Catalog::VersionWriter::Finish(const std::string& message,
 Result<int64_t> Catalog::Prune(const ImageInfo& image, int64_t keep) {
   if (keep < 1) return Status::InvalidArgument("--keep must be at least 1");
   int64_t oldest = image.head - keep + 1;
+  // Versions nodes are pinned to stay.
+  DIM_ASSIGN_OR_RETURN(auto pins, Pins(image.id));
+  for (const auto& [node, v] : pins) oldest = std::min(oldest, v);
   if (oldest <= 1) return int64_t{0};
   // Rows that ended at or before the oldest kept version are unreachable now.
   DIM_ASSIGN_OR_RETURN(auto e, db_->Prepare(
@@ -480,6 +483,71 @@ Status Catalog::KeepoutReplace(int64_t image_id, const std::vector<std::string>&
   del.Bind(1, image_id);
   DIM_RETURN_IF_ERROR(del.Run());
   for (const auto& p : patterns) DIM_RETURN_IF_ERROR(KeepoutAdd(image_id, p));
+  return Status::Ok();
+}
+
+// ---- path policies ----
+
+Result<std::vector<policy::Rule>> Catalog::PolicyList(int64_t image_id) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+      "SELECT kind, pattern FROM policy WHERE image_id = ? ORDER BY position"));
+  s.Bind(1, image_id);
+  std::vector<policy::Rule> out;
+  while (s.Step()) {
+    out.push_back({static_cast<policy::Kind>(s.Int(0)), s.Text(1), ""});
+  }
+  DIM_RETURN_IF_ERROR(s.status());
+  return out;
+}
+
+Status Catalog::PolicySet(int64_t image_id, const policy::Rule& rule) {
+  DIM_ASSIGN_OR_RETURN(auto u, db_->Prepare(
+      "UPDATE policy SET kind = ? WHERE image_id = ? AND pattern = ?"));
+  u.Bind(1, static_cast<int64_t>(rule.kind)).Bind(2, image_id).BindBlob(3, rule.pattern);
+  DIM_RETURN_IF_ERROR(u.Run());
+  if (db_->Changes() > 0) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+      "INSERT INTO policy(image_id, position, kind, pattern) VALUES(?1, "
+      "(SELECT COALESCE(MAX(position), 0) + 1 FROM policy WHERE image_id = ?1), ?2, ?3)"));
+  s.Bind(1, image_id).Bind(2, static_cast<int64_t>(rule.kind)).BindBlob(3, rule.pattern);
+  return s.Run();
+}
+
+Result<bool> Catalog::PolicyRemove(int64_t image_id, const std::string& pattern) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("DELETE FROM policy WHERE image_id = ? AND pattern = ?"));
+  s.Bind(1, image_id).BindBlob(2, pattern);
+  DIM_RETURN_IF_ERROR(s.Run());
+  return db_->Changes() > 0;
+}
+
+Status Catalog::PolicyReplace(int64_t image_id, const std::vector<policy::Rule>& rules) {
+  DIM_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM policy WHERE image_id = ?"));
+  del.Bind(1, image_id);
+  DIM_RETURN_IF_ERROR(del.Run());
+  for (const auto& r : rules) DIM_RETURN_IF_ERROR(PolicySet(image_id, r));
+  return Status::Ok();
+}
+
+// ---- pins ----
+
+Result<std::map<std::string, int64_t>> Catalog::Pins(int64_t image_id) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT node, version FROM pins WHERE image_id = ?"));
+  s.Bind(1, image_id);
+  std::map<std::string, int64_t> out;
+  while (s.Step()) out[s.Text(0)] = s.Int(1);
+  DIM_RETURN_IF_ERROR(s.status());
+  return out;
+}
+
+Status Catalog::PinsReplace(int64_t image_id, const std::map<std::string, int64_t>& pins) {
+  DIM_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM pins WHERE image_id = ?"));
+  del.Bind(1, image_id);
+  DIM_RETURN_IF_ERROR(del.Run());
+  for (const auto& [node, v] : pins) {
+    DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("INSERT INTO pins(image_id, node, version) VALUES(?, ?, ?)"));
+    s.Bind(1, image_id).Bind(2, node).Bind(3, v);
+    DIM_RETURN_IF_ERROR(s.Run());
+  }
   return Status::Ok();
 }
 

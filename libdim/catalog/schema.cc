@@ -157,6 +157,24 @@ CREATE UNIQUE INDEX cluster_interfaces_address ON cluster_interfaces(network, ip
       {4, R"sql(
 CREATE INDEX entries_link ON entries(image_id, link_group) WHERE link_group IS NOT NULL;
 )sql"},
+      // 5: per-path policies of an image (dim/policy.h), and nodes held at a
+      // version by `dimctl push --nodes` (they do not follow the published one).
+      // Both travel to second-level servers with every version.
+      {5, R"sql(
+CREATE TABLE policy(
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  kind INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+  pattern BLOB NOT NULL,
+  PRIMARY KEY(image_id, position)
+);
+CREATE TABLE pins(
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  node TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY(image_id, node)
+) WITHOUT ROWID;
+)sql"},
   };
   return kMigrations;
 }

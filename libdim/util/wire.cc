@@ -96,4 +96,31 @@ bool ValidPath(const std::string& p) {
   return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos;
 }
 
+std::string EncodePins(const std::map<std::string, int64_t>& pins) {
+  Writer w;
+  w.out() = "DIMPIN1\n";
+  w.U32(static_cast<uint32_t>(pins.size()));
+  for (const auto& [node, v] : pins) {
+    w.Str(node);
+    w.I64(v);
+  }
+  return std::move(w.out());
+}
+
+bool DecodePins(std::string_view body, std::map<std::string, int64_t>* pins) {
+  Reader r(body);
+  std::string_view magic;
+  uint32_t n = 0;
+  if (!r.Raw(8, &magic) || magic != "DIMPIN1\n" || !r.U32(&n) || n > r.left() / 12) return false;
+  pins->clear();
+  for (uint32_t i = 0; i < n; i++) {
+    std::string node;
+    int64_t v = 0;
+    // Names strictly ascending: one encoding per pin set, as EncodePins writes it.
+    if (!r.Str(&node) || !r.I64(&v) || v < 1 || (!pins->empty() && node <= pins->rbegin()->first)) return false;
+    (*pins)[node] = v;
+  }
+  return r.left() == 0;
+}
+
 }  // namespace dim::wire

@@ -246,4 +246,30 @@ assert_eq "$(cat "$TEST_TMP/viewB/etc/fstab")" "$old_fstab" "leafB node keeps it
 assert_eq "$(cat "$TEST_TMP/viewA/root/note")" "A's note" "leafA node's own file"
 assert_eq "$(cat "$TEST_TMP/viewA/etc/hostname")" r01c1n01 "identity on leafA"
 assert_eq "$(cat "$TEST_TMP/viewB/etc/hostname")" r02c1n01 "identity on leafB"
+
+log "path policies and node pins reach the second-level servers; pinned versions are retained"
+"$DIMCTL" policy set deb readonly /usr/
+leafB_url=http://$(sed -n 's/^listen = //p' "$TEST_TMP/leafB.conf")
+# leafB is down during the canary push: it gets the pins with the version.
+stop leafB
+echo "v10" > "$master/etc/dim-v10"
+"$DIMCTL" image commit deb -m v10 > /dev/null
+"$DIMCTL" push deb --nodes r01c1n01 --wait 5 > /dev/null 2>&1 || true
+start leafB
+wait_head leafA deb 10; wait_head leafB deb 10
+for leaf in leafA leafB; do
+  "$DIMCTL" --root "$TEST_TMP/$leaf" policy list deb | grep -qE 'readonly +/usr/' || die "$leaf lacks the policy"
+done
+"$DIMCTL" status --server "$leafB_url" | grep -q 'pinned: r02c1n01@9' ||
+  die "leafB does not hold r02c1n01 at 9: $("$DIMCTL" status --server "$leafB_url")"
+# Two more canary pushes: with retention 2, leafB still keeps version 9 for its node.
+for v in 11 12; do
+  echo "v$v" > "$master/etc/dim-v$v"
+  "$DIMCTL" image commit deb -m "v$v" > /dev/null
+  "$DIMCTL" push deb --nodes r01c1n01 --wait 60 > /dev/null
+done
+wait_head leafB deb 12
+"$DIMCTL" --root "$TEST_TMP/leafB" image show deb@9 > /dev/null || die "leafB pruned the pinned version 9"
+"$DIMCTL" push deb --wait 60 > /dev/null
+"$DIMCTL" status --server "$leafB_url" | grep -q 'pinned:' && die "pins left on leafB after a full push"
 log "ok"

@@ -161,11 +161,7 @@ rm "$m/etc/issue"
 "$DIMCTL" image commit "$IMAGE" -m v2 > /dev/null
 t0=$SECONDS
 "$DIMCTL" push "$IMAGE" --wait 5 > /dev/null 2>&1 || true
-for _ in $(seq 200); do
-  [[ $(cat "$mnt/etc/motd") == "motd of version 2" ]] && break
-  sleep 0.1
-done
-assert_eq "$(cat "$mnt/etc/motd")" "motd of version 2" "new open after the push"
+rf_wait_content "$mnt/etc/motd" "motd of version 2" "new open after the push"
 log "new content visible $((SECONDS - t0)) s after the push"
 assert_eq "$(cat <&3)" "$old_motd" "the descriptor opened before the switch"
 exec 3<&-

@@ -81,6 +81,15 @@ rf_mount() {
     die "rootfs-fuse $node did not mount: $(tail -5 "$TEST_TMP/fuse-$node.log")"
   mountpoint -q "$mnt" || die "$mnt is not a mount point"
 }
+# rf_wait_content FILE TEXT WHAT: FILE comes to hold TEXT within 20 s (a push
+# reaching a mount), else the test fails naming WHAT.
+rf_wait_content() {
+  for _ in $(seq 200); do
+    [[ $(cat "$1" 2> /dev/null) == "$2" ]] && return 0
+    sleep 0.1
+  done
+  assert_eq "$(cat "$1")" "$2" "$3"
+}
 # rf_umount MOUNTPOINT: unmounts (never hangs) and waits for the daemon to leave.
 rf_umount() {
   local pid

@@ -145,6 +145,49 @@ TEST_CASE("prune drops old versions but keeps the rows newer ones use") {
   CHECK_FALSE((*c)->GetVersion(*img, 1).ok());
 }
 
+TEST_CASE("prune keeps the versions nodes are pinned to") {
+  TempDir dir;
+  auto c = Catalog::Open(dir / "catalog.db");
+  auto img = (*c)->CreateImage("deb", "/m");
+  Commit(**c, *img, {Dir("/"), File("/x", "1")}, {});
+  Commit(**c, *img, {File("/x", "2")}, {});
+  Commit(**c, *img, {File("/x", "3")}, {});
+  Commit(**c, *img, {File("/x", "4")}, {});
+  REQUIRE((*c)->PinsReplace(img->id, {{"n1", 2}, {"n2", 4}}).ok());
+  CHECK(*(*c)->Pins(img->id) == std::map<std::string, int64_t>{{"n1", 2}, {"n2", 4}});
+  REQUIRE((*c)->Prune(*img, 1).ok());
+  CHECK((*c)->ListVersions(img->id)->size() == 3);  // 2, 3, 4
+  CHECK((*c)->GetVersion(*img, 2).ok());
+  CHECK_FALSE((*c)->GetVersion(*img, 1).ok());
+  auto x = (*c)->Lookup(img->id, 2, "/x");
+  REQUIRE(x.ok());
+  REQUIRE(x->has_value());
+  CHECK((*x)->object == dim::Sha256Of("2"));
+  REQUIRE((*c)->PinsReplace(img->id, {}).ok());
+  REQUIRE((*c)->Prune(*img, 1).ok());
+  CHECK((*c)->ListVersions(img->id)->size() == 1);
+}
+
+TEST_CASE("policy rules keep their order; setting a known pattern changes it in place") {
+  TempDir dir;
+  auto c = Catalog::Open(dir / "catalog.db");
+  auto img = (*c)->CreateImage("deb", "/m");
+  using dim::policy::Kind;
+  REQUIRE((*c)->PolicySet(img->id, {Kind::kReadOnly, "/usr/", ""}).ok());
+  REQUIRE((*c)->PolicySet(img->id, {Kind::kPersistent, "/usr/local/", ""}).ok());
+  REQUIRE((*c)->PolicySet(img->id, {Kind::kEphemeral, "/usr/", ""}).ok());
+  auto rules = (*c)->PolicyList(img->id);
+  REQUIRE(rules->size() == 2);
+  CHECK((*rules)[0] == dim::policy::Rule{Kind::kEphemeral, "/usr/", ""});
+  CHECK((*rules)[1].pattern == "/usr/local/");
+  CHECK(*(*c)->PolicyRemove(img->id, "/usr/"));
+  CHECK_FALSE(*(*c)->PolicyRemove(img->id, "/usr/"));
+  REQUIRE((*c)->PolicyReplace(img->id, {{Kind::kReadOnly, "/a/", ""}, {Kind::kReadOnly, "/b/", ""}}).ok());
+  rules = (*c)->PolicyList(img->id);
+  REQUIRE(rules->size() == 2);
+  CHECK((*rules)[1].pattern == "/b/");
+}
+
 TEST_CASE("an older catalogue is migrated with its data intact") {
   TempDir dir;
   std::string path = dir / "catalog.db";

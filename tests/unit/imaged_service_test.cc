@@ -7,6 +7,9 @@
 #include <ctime>
 
 #include "dim/api_client.h"
+#include "dim/catalog.h"
+#include "dim/overlay_wire.h"
+#include "dim/wire.h"
 #include "dim/store.h"
 #include "service.h"
 #include "test_util.h"
@@ -37,13 +40,14 @@ struct Server {
   }
   // A request signed as `who` with the key that identity has.
   Response Call(const std::string& method, const std::string& path, const std::string& who,
-                const std::string& body = "") {
+                const std::string& body = "", const std::map<std::string, std::string>& query = {}) {
     Request r;
     r.method = method;
     r.path = path;
     r.body = body;
+    r.query = query;
     std::string key = who.rfind("node:", 0) == 0 ? dim::auth::NodeKey(secret, who.substr(5)) : secret.key;
-    r.headers["x-dim-auth"] = dim::auth::Header(key, who, method, dim::CanonicalTarget(path, {}),
+    r.headers["x-dim-auth"] = dim::auth::Header(key, who, method, dim::CanonicalTarget(path, query),
                                                 std::time(nullptr), body);
     return svc->Handle(r);
   }
@@ -115,4 +119,100 @@ TEST_CASE("imaged: requests must be signed, with the right key") {
   CHECK(s.Call("GET", "/v1/info", "server:x").status == 200);
   CHECK(s.Call("GET", "/v1/images/nosuch/head", "server:x").status == 404);
   CHECK(s.Call("GET", "/v2/info", "server:x").status == 404);
+}
+
+namespace {
+
+// Three versions of image "deb" (an empty root each), the given policy rules,
+// version 3 published, and node n1 provisioned for it.
+void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
+  auto c = dim::Catalog::Open(s.dir / "store/catalog.db");
+  REQUIRE(c.ok());
+  auto img = (*c)->CreateImage("deb", "/m");
+  REQUIRE(img.ok());
+  for (int v = 1; v <= 3; v++) {
+    auto txn = dim::sql::Transaction::Begin((*c)->db());
+    REQUIRE(txn.ok());
+    auto w = (*c)->NewVersion(*img);
+    REQUIRE(w.ok());
+    dim::Entry root;
+    root.path = "/";
+    root.type = dim::EntryType::kDir;
+    root.mode = 0755;
+    root.mtime_ns = v;
+    REQUIRE((*w)->Put(root).ok());
+    REQUIRE((*w)->Finish("v", "t", v).ok());
+    REQUIRE((*txn)->Commit().ok());
+    img = (*c)->GetImage("deb");
+  }
+  REQUIRE((*c)->PolicyReplace(img->id, rules).ok());
+  REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", "{\"version\":3}").status == 200);
+  dimtest::WriteFile(s.dir / "store/nodes/n1/image", "deb\n3\n");
+}
+
+}  // namespace
+
+TEST_CASE("imaged: a node follows its pin, else the published version; only servers pin") {
+  Server s;
+  AddImage(s, {});
+  auto version = [&](const std::string& node, const std::string& who) {
+    return s.Call("GET", "/v1/nodes/" + node + "/version", who, "", {{"image", "deb"}});
+  };
+  auto v = version("n1", "node:n1");
+  REQUIRE(v.status == 200);
+  CHECK(dim::JsonField(v.body, "version") == "3");
+  CHECK(v.body.find("\"pinned\":false") != std::string::npos);
+  CHECK(version("n1", "node:n2").status == 403);
+  CHECK(s.Call("PUT", "/v1/images/deb/pins", "node:n1", dim::wire::EncodePins({{"n1", 2}})).status == 403);
+  CHECK(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", "junk").status == 400);
+  auto beyond = s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 9}}));
+  CHECK(beyond.status == 404);
+  CHECK(beyond.body.find("does not have") != std::string::npos);
+  REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 2}})).status == 200);
+  v = version("n1", "node:n1");
+  CHECK(dim::JsonField(v.body, "version") == "2");
+  CHECK(v.body.find("\"pinned\":true") != std::string::npos);
+  CHECK(dim::JsonField(version("n2", "node:n2").body, "version") == "3");
+  auto pins = s.Call("GET", "/v1/images/deb/pins", "server:ss1");
+  std::map<std::string, int64_t> back;
+  REQUIRE(dim::wire::DecodePins(pins.body, &back));
+  CHECK(back == std::map<std::string, int64_t>{{"n1", 2}});
+  // A long-poll answers at once when the target differs from what the node runs.
+  auto now = s.Call("GET", "/v1/nodes/n1/version", "node:n1", "", {{"image", "deb"}, {"after", "3"}, {"wait", "30"}});
+  CHECK(dim::JsonField(now.body, "version") == "2");
+  CHECK(s.Call("GET", "/v1/nodes/n1/version", "node:n1").status == 400);  // no image
+  CHECK(s.Call("GET", "/v1/nodes/n1/version", "node:n1", "", {{"image", "nope"}}).status == 404);
+}
+
+TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing") {
+  Server s;
+  using dim::policy::Kind;
+  AddImage(s, {{Kind::kReadOnly, "/usr/", ""}, {Kind::kPersistent, "/usr/local/", ""}});
+  auto pol = s.Call("GET", "/v1/images/deb/policy", "node:n1");
+  REQUIRE(pol.status == 200);
+  auto rules = dim::policy::Decode(pol.body);
+  REQUIRE(rules.ok());
+  CHECK(rules->size() == 2);
+  auto put = s.Call("PUT", "/v1/nodes/n1/overlay/usr/bin/evil", "node:n1", "x");
+  CHECK(put.status == 403);
+  CHECK(put.body.find("/usr/bin/evil is shared read-only in image deb (rule '/usr/')") != std::string::npos);
+  CHECK_FALSE(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/usr/bin/evil"));
+  CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1", "x").status == 200);
+  // One refused operation refuses the batch: the directory before it is not made.
+  dim::OverlayOp mk{dim::OverlayOp::kMake, {}, "", ""};
+  mk.entry.path = "/opt";
+  mk.entry.type = dim::EntryType::kDir;
+  mk.entry.mode = 0755;
+  dim::OverlayOp wh{dim::OverlayOp::kWhiteout, {}, "/usr/bin/ls", ""};
+  auto ops = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mk, wh}));
+  CHECK(ops.status == 403);
+  CHECK_FALSE(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/opt"));
+  // Directories may be made there (parents of writable paths); renames out may not.
+  dim::OverlayOp usr{dim::OverlayOp::kMake, {}, "", ""};
+  usr.entry = mk.entry;
+  usr.entry.path = "/usr";
+  CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mk, usr})).status == 200);
+  dim::OverlayOp mv{dim::OverlayOp::kRename, {}, "/usr/local/bin/tool", "/usr/bin/tool"};
+  CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mv})).status == 403);
+  CHECK(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/usr/local/bin/tool"));
 }

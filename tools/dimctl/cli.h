@@ -90,6 +90,7 @@ std::string FormatTime(int64_t ns_since_epoch);  // "2026-11-21 05:08:24 UTC"
 // Each noun's registration function.
 Noun ImageCommands();
 Noun KeepoutCommands();
+Noun PolicyCommands();
 Noun StoreCommands();
 Noun ClusterCommands();
 Noun NodeCommands();

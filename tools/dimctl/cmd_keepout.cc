@@ -165,14 +165,8 @@ Status Check(Invocation& inv) {
   }
   if (inv.json()) std::cout << "[";
   for (size_t i = 1; i < inv.args.size(); i++) {
-    std::string path = inv.args[i];
-    bool is_dir = !path.empty() && path.back() == '/';
-    if (is_dir && path.size() > 1) path.pop_back();
-    // Ask the image whether the path is a directory when the user did not say.
-    if (!is_dir && image.head > 0) {
-      auto e = store->catalog().Lookup(image.id, image.head, path);
-      if (e.ok() && e->has_value() && (*e)->type == dim::EntryType::kDir) is_dir = true;
-    }
+    bool is_dir = false;
+    std::string path = PathArgument(*store, image, inv.args[i], &is_dir);
     auto m = rules.Check(path, is_dir);
     if (inv.json()) {
       std::cout << (i > 1 ? "," : "") << "{\"path\":" << JsonEscape(path)

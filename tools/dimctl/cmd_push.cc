@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "cli.h"
@@ -16,6 +18,7 @@
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/registry.h"
 #include "dim/node_overlay.h"
+#include "dim/wire.h"
 #include "servers.h"
 
 namespace dimctl {
@@ -109,6 +112,51 @@ Result<std::vector<NodeState>> NodeStates(dim::Store& store, const dim::ImageInf
   return out;
 }
 
+// With --nodes, the nodes of the registry that run the image and are not in
+// RANGE stay at the version they run now (their pin, or the published one);
+// without it every node follows the published version.
+Result<std::map<std::string, int64_t>> PlanPins(dim::Store& store, const dim::ImageInfo& img,
+                                                int64_t published, const Invocation& inv) {
+  std::map<std::string, int64_t> pins;
+  auto range = inv.get("nodes");
+  if (!range || published == 0) return pins;
+  DIM_ASSIGN_OR_RETURN(auto snap, dim::cluster::Registry(store.catalog().db()).Load());
+  if (!snap.registered) {
+    return Status::NotFound("--nodes needs the node registry: run 'dimctl cluster apply FILE' first");
+  }
+  DIM_ASSIGN_OR_RETURN(auto selected, dim::cluster::SelectNodes(snap.cluster, *range));
+  std::set<std::string> chosen;
+  for (const auto* n : selected) chosen.insert(n->name);
+  DIM_ASSIGN_OR_RETURN(auto current, store.catalog().Pins(img.id));
+  for (const auto& n : snap.cluster.nodes) {
+    if (n.image != img.name || chosen.count(n.name)) continue;
+    auto it = current.find(n.name);
+    pins[n.name] = it != current.end() ? it->second : published;
+  }
+  return pins;
+}
+
+// Gives the pins to the top server and to every second-level server now, so
+// nodes never see a version they are held back from; a server that misses
+// them gets them with its next replication.
+Status SendPins(const Invocation& inv, dim::ApiClient& top, const std::string& image,
+                const std::map<std::string, int64_t>& pins) {
+  std::string body = dim::wire::EncodePins(pins);
+  DIM_RETURN_IF_ERROR(top.Send("PUT", "/v1/images/" + image + "/pins", {}, body).status());
+  DIM_ASSIGN_OR_RETURN(std::string status, top.Get("/v1/status"));
+  for (const auto& c : Children(status, image)) {
+    if (c.url.empty() || c.offline()) continue;
+    auto client = Connect(inv, c.url);
+    Status s = client.ok() ? (*client)->Send("PUT", "/v1/images/" + image + "/pins", {}, body).status()
+                           : client.status();
+    if (!s.ok() && inv.global.verbosity >= 0) {
+      std::fprintf(stderr, "dimctl: server %s did not take the node pins now (%s); it gets them with the version\n",
+                   c.server.c_str(), s.message().c_str());
+    }
+  }
+  return Status::Ok();
+}
+
 Status Push(Invocation& inv) {
   const std::string& image = inv.args[0];
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
@@ -119,6 +167,7 @@ Status Push(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
   DIM_ASSIGN_OR_RETURN(std::string head, client->Get("/v1/images/" + image + "/head"));
   int64_t published = std::atoll(dim::JsonField(head, "published").c_str());
+  DIM_ASSIGN_OR_RETURN(auto pins, PlanPins(*store, img, published, inv));
 
   if (inv.flag("dry-run")) {
     std::printf("%s: published %lld -> %lld\n", image.c_str(), static_cast<long long>(published),
@@ -141,10 +190,16 @@ Status Push(Invocation& inv) {
         std::printf("node %s keeps its own %s\n", node.c_str(), dim::QuotePath(p).c_str());
       }
     }
+    for (const auto& [node, v] : pins) {
+      std::printf("node %s stays at version %lld (not in --nodes)\n", node.c_str(), static_cast<long long>(v));
+    }
     return Status::Ok();
   }
 
   auto t0 = std::chrono::steady_clock::now();
+  // Pins before the publication: held nodes must never see the new version.
+  DIM_ASSIGN_OR_RETURN(auto old_pins, store->catalog().Pins(img.id));
+  if (pins != old_pins) DIM_RETURN_IF_ERROR(SendPins(inv, *client, image, pins));
   DIM_RETURN_IF_ERROR(client->Post("/v1/images/" + image + "/publish",
                                    "{\"version\":" + std::to_string(version) + "}")
                           .status());
@@ -182,6 +237,7 @@ Status Push(Invocation& inv) {
   if (progress && !children.empty()) std::fputs("\r\033[K", stderr);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   DIM_ASSIGN_OR_RETURN(auto nodes, NodeStates(*store, img, published, version, children, top_name, inv));
+
   bool all = true;
   if (inv.json()) {
     std::cout << "{\"image\":" << JsonEscape(image) << ",\"version\":" << version
@@ -256,6 +312,18 @@ Status StatusCmd(Invocation& inv) {
     published.push_back({name, pub});
     std::printf("%-20s %8s %10lld\n", name.c_str(), dim::JsonField(chunk, "head").c_str(),
                 static_cast<long long>(pub));
+    // Nodes held back by `push --nodes`: "pins":{"node":version,...}
+    size_t pins = chunk.find("\"pins\":{");
+    std::string held = pins == std::string::npos ? "" : chunk.substr(pins + 8, chunk.find('}', pins) - pins - 8);
+    if (!held.empty()) {
+      std::printf("  pinned:");
+      for (size_t q = held.find('"'); q != std::string::npos; q = held.find('"', held.find(',', q))) {
+        size_t end = held.find('"', q + 1);
+        std::printf(" %s@%lld", held.substr(q + 1, end - q - 1).c_str(), std::atoll(held.c_str() + end + 2));
+        if (held.find(',', q) == std::string::npos) break;
+      }
+      std::printf("\n");
+    }
   }
   std::printf("\n%-20s %-20s %8s %6s %9s  %s\n", "SERVER", "IMAGE", "VERSION", "LAG", "REPORTED",
               "ERROR");
@@ -278,12 +346,17 @@ Noun PushCommands() {
   n.verbs.push_back({"", "IMAGE",
                      "publish IMAGE's head (or --version) and wait for the servers to have it",
                      "Second-level servers fetch only what changed: the catalogue rows and the\n"
-                     "objects they lack. Prints each server's version when done.\n\n"
+                     "objects they lack. Prints each server's version when done.\n"
+                     "With --nodes, only those nodes switch (a canary); the image's other nodes\n"
+                     "are pinned at the version they run. A later push without --nodes\n"
+                     "releases every pin.\n\n"
                      "Examples:\n  dimctl push debian12\n  dimctl push debian12 --dry-run\n"
+                     "  dimctl push debian12 --nodes 'r01c1n[01-04]'   # canary first\n"
                      "  dimctl push debian12 --version 3   # roll back to version 3",
                      {kServer, kSecret, {"version", 0, "N", "the version to publish (default head)"},
                       {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
-                      {"nodes", 0, "RANGE", "report only these nodes (e.g. 'r01c[1-4]n[01-16]')"},
+                      {"nodes", 0, "RANGE", "switch only these nodes (e.g. 'r01c[1-4]n[01-16]'); the image's "
+                                            "other nodes stay at the version they run"},
                       {"dry-run", 'n', "", "list what would change; publish nothing"},
                       kJsonOption},
                      1, 1, Push});

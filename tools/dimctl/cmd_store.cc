@@ -9,6 +9,16 @@
 
 namespace dimctl {
 
+std::string PathArgument(dim::Store& store, const dim::ImageInfo& image, std::string path, bool* is_dir) {
+  *is_dir = !path.empty() && path.back() == '/';
+  if (*is_dir && path.size() > 1) path.pop_back();
+  if (!*is_dir && image.head > 0) {
+    auto e = store.catalog().Lookup(image.id, image.head, path);
+    if (e.ok() && e->has_value() && (*e)->type == dim::EntryType::kDir) *is_dir = true;
+  }
+  return path;
+}
+
 dim::Result<std::unique_ptr<dim::Store>> OpenStore(const Invocation& inv, bool create) {
   return dim::Store::Open(dim::Env::Posix(), inv.global.root, create);
 }

@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   dimctl::AddRollbackVerb(image);
   cli.Add(std::move(image));
   cli.Add(dimctl::KeepoutCommands());
+  cli.Add(dimctl::PolicyCommands());
   cli.Add(dimctl::StoreCommands());
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());

@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "dim/entry.h"
+#include "dim/policy.h"
 #include "dim/sqlite.h"
 #include "dim/status.h"
 
@@ -124,6 +126,18 @@ class Catalog {
   Result<bool> KeepoutRemove(int64_t image_id, const std::string& pattern);
   // Makes the list exactly `patterns`, in order (replicas copy their parent's).
   Status KeepoutReplace(int64_t image_id, const std::vector<std::string>& patterns);
+
+  // Path policy rules of an image (dim/policy.h), in order. PolicySet changes
+  // the kind of an existing pattern in place, or appends a new rule.
+  Result<std::vector<policy::Rule>> PolicyList(int64_t image_id);
+  Status PolicySet(int64_t image_id, const policy::Rule& rule);
+  Result<bool> PolicyRemove(int64_t image_id, const std::string& pattern);
+  Status PolicyReplace(int64_t image_id, const std::vector<policy::Rule>& rules);
+
+  // Nodes held at a version of an image (node -> version); the others follow
+  // the published version. Prune keeps every pinned version.
+  Result<std::map<std::string, int64_t>> Pins(int64_t image_id);
+  Status PinsReplace(int64_t image_id, const std::map<std::string, int64_t>& pins);
 
   // Every object id referenced by any stored version of any image.
   Status ForEachReferencedObject(const std::function<Status(const Digest&)>& fn);

@@ -54,6 +54,10 @@ class Env {
   static Env* Posix();
 };
 
+// Replaces `path` with `data` so that a crash leaves the old or the new file:
+// staged beside it ("path.tmp"), synced, renamed over, directory synced.
+Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data);
+
 // Wraps an Env and fails on command. Thread-safe (counters are atomic).
 class FaultEnv : public Env {
  public:

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,12 @@ class Reader {
  private:
   std::string_view in_;
 };
+
+// Nodes pinned to versions of an image (GET/PUT /v1/images/NAME/pins):
+// "DIMPIN1\n", U32 count, then per node Str name and I64 version.
+std::string EncodePins(const std::map<std::string, int64_t>& pins);
+// False on a malformed body (names must ascend); names are checked by the caller.
+bool DecodePins(std::string_view body, std::map<std::string, int64_t>* pins);
 
 // An absolute entry path without NUL bytes.
 bool ValidPath(const std::string& p);
