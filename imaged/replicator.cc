@@ -462,7 +462,7 @@ void Replicator::ReportState() {
       first = false;
     }
   }
-  body += "}}";
+  body += "},\"nodes\":" + service_->NodesJson() + "}";
   auto client = dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name);
   if (client.ok()) (void)(*client)->Post("/v1/report", body);
 }

@@ -252,9 +252,16 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
   if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
     return BadRequest("'wait' must be a number of seconds");
   }
+  auto seen = [&] {
+    if (after == 0) return;  // a mount starting: it runs nothing yet
+    std::lock_guard<std::mutex> l(mu_);
+    seen_[node] = {image->second, after, std::chrono::steady_clock::now()};
+  };
+  seen();
   auto v = WaitFor(wait_s, [&] { return NodeTarget(image->second, node); },
                    [&](int64_t now) { return now != after; });
   if (!v.ok()) return Response::Error(v.status());
+  seen();  // still running `after` at the end of the wait
   auto pub = Published(image->second);
   bool pinned = pub.ok() && *pub != *v;
   return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + image->second + "\",\"version\":" +
@@ -494,10 +501,23 @@ Response Service::Report(const Request& req, const std::string& who) {
   return Response::Json(200, "{}");
 }
 
+std::string Service::NodesJson() {
+  std::lock_guard<std::mutex> l(mu_);
+  auto now = std::chrono::steady_clock::now();
+  std::string out = "[";
+  for (const auto& [node, s] : seen_) {
+    long age = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(now - s.when).count());
+    out += std::string(out.size() > 1 ? "," : "") + "{\"node\":\"" + node + "\",\"server\":\"" + config_.name +
+           "\",\"image\":\"" + s.image + "\",\"version\":" + std::to_string(s.version) +
+           ",\"seen_s\":" + std::to_string(age) + "}";
+  }
+  return out + "]";
+}
+
 Response Service::StatusPage() {
   Response info = Info();
   if (info.status != 200) return info;
-  std::string out = info.body.substr(0, info.body.size() - 1) + ",\"children\":[";
+  std::string out = info.body.substr(0, info.body.size() - 1) + ",\"nodes\":" + NodesJson() + ",\"children\":[";
   std::lock_guard<std::mutex> l(mu_);
   bool first = true;
   auto now = std::chrono::steady_clock::now();

@@ -62,6 +62,9 @@ class Service {
   // the HTTP server can stop without waiting out their deadlines.
   void Shutdown();
   dim::Result<int64_t> Published(const std::string& image);
+  // The nodes whose mounts asked this server for their version, as a JSON
+  // array: [{"node":…,"image":…,"version":V,"seen_s":S},…]. Reports carry it up.
+  std::string NodesJson();
 
   CatalogPool& catalogs() { return catalogs_; }
   const Config& config() const { return config_; }
@@ -104,6 +107,12 @@ class Service {
     std::chrono::steady_clock::time_point when;
   };
   std::map<std::string, ChildReport> reports_;  // child -> its last report, GUARDED_BY(mu_)
+  struct NodeSeen {
+    std::string image;
+    int64_t version = 0;  // what the node's mount runs, from its long-poll's `after`
+    std::chrono::steady_clock::time_point when;
+  };
+  std::map<std::string, NodeSeen> seen_;        // node -> its last version request, GUARDED_BY(mu_)
 };
 
 }  // namespace imaged

@@ -7,7 +7,8 @@
 #    what the overlay held under a read-only path before the policy is hidden;
 #  * `dimctl push --nodes`: only the named node switches to the new version,
 #    the other is pinned at the old one (dry run, status and the server's
-#    answer say so) until a push without --nodes releases it.
+#    answer say so) until a push without --nodes releases it; `dimctl status`
+#    shows the version each mount runs.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/rootfs_fuse_lib.sh
@@ -96,8 +97,18 @@ grep -qx 'node r01c1n02 stays at version 1 (not in --nodes)' "$TEST_TMP/dry.txt"
 grep -q 'r01c1n01 stays' "$TEST_TMP/dry.txt" && die "the named node would be held: $(cat "$TEST_TMP/dry.txt")"
 "$DIMCTL" push "$IMAGE" --nodes r01c1n01 --wait 5 > /dev/null 2>&1 || true
 rf_wait_content "$mnt/etc/motd" "motd of version 2" "the named node switched"
-"$DIMCTL" status > "$TEST_TMP/status.txt"
+# status: the pin, and what each mount runs as its server saw it.
+for _ in $(seq 100); do
+  "$DIMCTL" status > "$TEST_TMP/status.txt"
+  grep -qE '^r01c1n01 +top +rocky9-compute +2 +0 ' "$TEST_TMP/status.txt" && break
+  sleep 0.1
+done
 grep -q 'pinned:.* r01c1n02@1' "$TEST_TMP/status.txt" || die "status: $(cat "$TEST_TMP/status.txt")"
+grep -qE '^r01c1n01 +top +rocky9-compute +2 +0 +[0-9]+s ago$' "$TEST_TMP/status.txt" ||
+  die "status lacks node 1 at version 2: $(cat "$TEST_TMP/status.txt")"
+grep -qE '^r01c1n02 +top +rocky9-compute +1 +1 +[0-9]+s ago$' "$TEST_TMP/status.txt" ||
+  die "status lacks node 2 at version 1: $(cat "$TEST_TMP/status.txt")"
+grep -qE '^r01c2n01 .*never' "$TEST_TMP/status.txt" || die "status lacks the unmounted node: $(cat "$TEST_TMP/status.txt")"
 # The other node follows its pin; it had every chance to switch by now.
 sleep 3
 assert_eq "$(cat "$mnt2/etc/motd")" "motd of version 1" "the held node"

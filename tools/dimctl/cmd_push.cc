@@ -291,6 +291,27 @@ Status Push(Invocation& inv) {
   return Status::Ok();
 }
 
+// A node's mount as its server last saw it: {"node":…,"server":…,"image":…,"version":V,"seen_s":S}.
+struct SeenNode {
+  std::string node, server, image;
+  int64_t version = 0;
+  long seen_s = 0;
+};
+
+std::vector<SeenNode> SeenNodes(const std::string& status) {
+  std::vector<SeenNode> out;
+  for (size_t p = status.find("{\"node\":\""); p != std::string::npos; p = status.find("{\"node\":\"", p + 1)) {
+    std::string chunk = status.substr(p, status.find('}', p) - p + 1);
+    out.push_back({dim::JsonField(chunk, "node"), dim::JsonField(chunk, "server"), dim::JsonField(chunk, "image"),
+                   std::atoll(dim::JsonField(chunk, "version").c_str()), std::atol(dim::JsonField(chunk, "seen_s").c_str())});
+  }
+  return out;
+}
+
+// Nodes' mounts ask for their version at least every 20 s and servers report
+// every poll_wait (30 s by default): beyond this a node is probably down.
+constexpr long kNodeSilentS = 120;
+
 Status StatusCmd(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
   DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
@@ -333,6 +354,34 @@ Status StatusCmd(Invocation& inv) {
                   static_cast<long long>(c.head), static_cast<long long>(pub - c.head), c.age_s,
                   c.offline() ? "offline" : c.error.c_str());
     }
+  }
+  // Nodes: what each mount runs, as its server saw it; registered nodes of
+  // this store that no server has heard from are listed too.
+  std::map<std::string, SeenNode> nodes;
+  for (auto& n : SeenNodes(status)) {
+    auto it = nodes.find(n.node);
+    if (it == nodes.end() || n.seen_s < it->second.seen_s) nodes[n.node] = n;
+  }
+  if (auto store = OpenStore(inv, false); store.ok()) {
+    if (auto snap = dim::cluster::Registry((*store)->catalog().db()).Load(); snap.ok() && snap->registered) {
+      for (const auto& n : snap->cluster.nodes) {
+        if (!nodes.count(n.name)) nodes[n.name] = {n.name, n.server, n.image, 0, -1};
+      }
+    }
+  }
+  if (nodes.empty()) return Status::Ok();
+  std::printf("\n%-20s %-20s %-20s %8s %6s  %s\n", "NODE", "SERVER", "IMAGE", "VERSION", "LAG", "SEEN");
+  for (const auto& [name, n] : nodes) {
+    int64_t pub = 0;
+    for (const auto& [img, p] : published) pub = img == n.image ? p : pub;
+    if (n.seen_s < 0) {
+      std::printf("%-20s %-20s %-20s %8s %6s  never: no mount has asked for its version\n", name.c_str(),
+                  n.server.c_str(), n.image.c_str(), "-", "-");
+      continue;
+    }
+    std::printf("%-20s %-20s %-20s %8lld %6lld  %lds ago%s\n", name.c_str(), n.server.c_str(), n.image.c_str(),
+                static_cast<long long>(n.version), static_cast<long long>(pub - n.version), n.seen_s,
+                n.seen_s > kNodeSilentS ? " (silent: down?)" : "");
   }
   return Status::Ok();
 }
@@ -396,8 +445,11 @@ void AddRollbackVerb(Noun& image) {
 }
 
 Noun StatusCommands() {
-  Noun n{"status", "every server's version of every image, and its lag", {}};
-  n.verbs.push_back({"", "", "show the top server's images and its servers' versions", "",
+  Noun n{"status", "every server's and node's version of every image, and its lag", {}};
+  n.verbs.push_back({"", "", "show the top server's images, its servers' versions and its nodes' versions",
+                     "A node's version is what its mount runs, as its server last saw it (mounts\n"
+                     "ask for their version at least every 20 s); second-level servers report\n"
+                     "their nodes with every report.",
                      {{"server", 0, "URL", "the server to ask (default $DIM_SERVER or http://127.0.0.1:7480)"},
                       {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
                       kJsonOption},
