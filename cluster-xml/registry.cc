@@ -2,9 +2,12 @@
 // catalogue's cluster_* tables (schema 3, docs/formats.md).
 #include "dim/cluster/registry.h"
 
+#include "dim/wire.h"
+
 #include <map>
 #include <memory>
 #include <set>
+#include <string_view>
 
 namespace dim::cluster {
 namespace {
@@ -693,6 +696,133 @@ Result<Cluster> LoadValidClusterWithRegistry(
     return plain;
   }
   return LoadValidCluster(path, AddressesOf(snap->cluster));
+}
+
+namespace {
+
+// Parents before children: rows are deleted in reverse and inserted in order.
+constexpr const char* kRegistryTables[] = {
+    "cluster_site",   "cluster_networks",      "cluster_images",       "cluster_servers",   "cluster_groups",
+    "cluster_group_keepout", "cluster_nodes", "cluster_node_keepout", "cluster_interfaces"};
+
+enum : uint8_t { kNullValue = 0, kIntValue = 1, kTextValue = 2, kBlobValue = 3 };
+
+}  // namespace
+
+Result<int64_t> Registry::Generation() {
+  DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare("SELECT generation FROM cluster_site WHERE id = 1"));
+  if (s.Step()) return s.Int(0);
+  DIM_RETURN_IF_ERROR(s.status());
+  return int64_t{0};
+}
+
+Result<std::string> Registry::Export() {
+  wire::Writer w;
+  w.out() = "DIMREG1\n";
+  for (const char* table : kRegistryTables) {
+    DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare(std::string("SELECT * FROM ") + table + " ORDER BY rowid"));
+    std::vector<std::string> rows;
+    w.Str(table);
+    int cols = s.ColumnCount();
+    w.U32(static_cast<uint32_t>(cols));
+    for (int c = 0; c < cols; c++) w.Str(s.ColumnName(c));
+    wire::Writer body;
+    uint32_t n = 0;
+    while (s.Step()) {
+      n++;
+      for (int c = 0; c < cols; c++) {
+        switch (s.ColumnType(c)) {
+          case sql::Stmt::Type::kNull: body.U8(kNullValue); break;
+          case sql::Stmt::Type::kInteger: body.U8(kIntValue); body.I64(s.Int(c)); break;
+          case sql::Stmt::Type::kText: body.U8(kTextValue); body.Str(s.View(c)); break;
+          case sql::Stmt::Type::kBlob: body.U8(kBlobValue); body.Str(s.View(c)); break;
+        }
+      }
+    }
+    DIM_RETURN_IF_ERROR(s.status());
+    w.U32(n);
+    w.out() += body.out();
+  }
+  return std::move(w.out());
+}
+
+Status Registry::Import(std::string_view body) {
+  struct Value {
+    uint8_t kind = kNullValue;
+    int64_t i = 0;
+    std::string s;
+  };
+  struct Table {
+    std::vector<std::string> columns;
+    std::vector<std::vector<Value>> rows;
+  };
+  auto bad = [](const std::string& what) {
+    return Status::Corruption("registry from the parent server: " + what);
+  };
+  wire::Reader r(body);
+  std::string_view magic;
+  if (!r.Raw(8, &magic) || magic != "DIMREG1\n") return bad("it does not start with DIMREG1");
+  std::vector<Table> tables;
+  for (const char* name : kRegistryTables) {
+    Table t;
+    std::string got;
+    uint32_t cols = 0, rows = 0;
+    if (!r.Str(&got) || got != name) return bad(std::string("expected table ") + name);
+    if (!r.U32(&cols) || cols == 0 || cols > 64) return bad(std::string(name) + ": bad column count");
+    t.columns.resize(cols);
+    for (auto& c : t.columns) {
+      if (!r.Str(&c)) return bad(std::string(name) + ": truncated column names");
+    }
+    // Columns must be this build's exactly: they are named in the INSERT below.
+    DIM_ASSIGN_OR_RETURN(sql::Stmt local, db_.Prepare(std::string("SELECT * FROM ") + name + " LIMIT 0"));
+    std::vector<std::string> mine(static_cast<size_t>(local.ColumnCount()));
+    for (size_t c = 0; c < mine.size(); c++) mine[c] = local.ColumnName(static_cast<int>(c));
+    if (mine != t.columns) {
+      return Status::InvalidArgument(std::string("registry from the parent server: table ") + name +
+                                     " has other columns than here; run the same dim version on all servers");
+    }
+    if (!r.U32(&rows) || rows > r.left() / cols) return bad(std::string(name) + ": bad row count");
+    t.rows.resize(rows);
+    for (auto& row : t.rows) {
+      row.resize(cols);
+      for (auto& v : row) {
+        bool ok = r.U8(&v.kind);
+        if (ok && v.kind == kIntValue) ok = r.I64(&v.i);
+        else if (ok && (v.kind == kTextValue || v.kind == kBlobValue)) ok = r.Str(&v.s);
+        else if (ok && v.kind != kNullValue) ok = false;
+        if (!ok) return bad(std::string(name) + ": truncated or unknown value");
+      }
+    }
+    tables.push_back(std::move(t));
+  }
+  if (r.left() != 0) return bad("trailing bytes");
+  DIM_ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(db_));
+  for (size_t i = std::size(kRegistryTables); i-- > 0;) {
+    DIM_RETURN_IF_ERROR(db_.Exec(std::string("DELETE FROM ") + kRegistryTables[i]));
+  }
+  for (size_t i = 0; i < tables.size(); i++) {
+    const Table& t = tables[i];
+    std::string sql = std::string("INSERT INTO ") + kRegistryTables[i] + "(";
+    std::string marks;
+    for (size_t c = 0; c < t.columns.size(); c++) {
+      sql += (c ? "," : "") + t.columns[c];
+      marks += c ? ",?" : "?";
+    }
+    DIM_ASSIGN_OR_RETURN(sql::Stmt ins, db_.Prepare(sql + ") VALUES(" + marks + ")"));
+    for (const auto& row : t.rows) {
+      for (size_t c = 0; c < row.size(); c++) {
+        int col = static_cast<int>(c) + 1;
+        switch (row[c].kind) {
+          case kNullValue: ins.BindNull(col); break;
+          case kIntValue: ins.Bind(col, row[c].i); break;
+          case kTextValue: ins.Bind(col, std::string_view(row[c].s)); break;
+          default: ins.BindBlob(col, row[c].s); break;
+        }
+      }
+      DIM_RETURN_IF_ERROR(ins.Run());
+    }
+  }
+  return txn->Commit();
 }
 
 }  // namespace dim::cluster

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <cctype>
 
 #include "dim/cluster/address.h"
@@ -83,6 +86,7 @@ Response BootApi::Handle(const std::vector<std::string>& parts, const Request& r
                                             " (boot files and scripts are GET only)"));
   }
   if (parts.size() == 4 && parts[2] == "files") return File(parts[3]);
+  if (parts.size() == 3 && parts[2] == "files") return Files();
   if (parts.size() == 4 && parts[2] == "nodes" && parts[3].size() > 5 &&
       parts[3].ends_with(".ipxe")) {
     return Script(parts[3].substr(0, parts[3].size() - 5), "", req);
@@ -98,6 +102,29 @@ Response BootApi::Handle(const std::vector<std::string>& parts, const Request& r
   return Response::Error(Status::NotFound(
       "no endpoint GET " + req.path +
       " (boot: /v1/boot/files/NAME, /v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC)"));
+}
+
+Response BootApi::Files() {
+  // "NAME SIZE MTIME_NS" per line: second-level servers copy what differs.
+  std::string out;
+  std::string dir = config_.store + "/boot";
+  dim::DirPtr d(::opendir(dir.c_str()));
+  std::vector<std::string> names;
+  while (struct dirent* de = d ? ::readdir(d.get()) : nullptr) {
+    if (ValidFileName(de->d_name)) names.push_back(de->d_name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    struct stat st;
+    if (::stat((dir + "/" + n).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    out += n + " " + std::to_string(st.st_size) + " " +
+           std::to_string(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec) + "\n";
+  }
+  Response r;
+  r.content_type = "text/plain";
+  r.body = std::move(out);
+  r.headers["Cache-Control"] = "no-store";
+  return r;
 }
 
 Response BootApi::File(const std::string& name) {

@@ -31,6 +31,7 @@ class BootApi {
 
  private:
   dim::http::Response File(const std::string& name);
+  dim::http::Response Files();
   // node empty: find it by mac. Unknown nodes get a script that says so.
   dim::http::Response Script(const std::string& node, const std::string& mac,
                              const dim::http::Request& req);

@@ -1,8 +1,12 @@
 #include "replicator.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <zstd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -12,6 +16,7 @@
 
 #include "dim/delta.h"
 #include "dim/image.h"
+#include "dim/cluster/registry.h"
 #include "dim/keepout.h"
 #include "dim/policy.h"
 #include "dim/wire.h"
@@ -336,6 +341,60 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   return result;
 }
 
+Status Replicator::SyncSite(dim::ApiClient& parent, const std::string& info) {
+  // The node registry, when the parent's generation differs from ours: this
+  // server then answers its nodes' iPXE requests like the top does.
+  DIM_ASSIGN_OR_RETURN(auto store, dim::Store::Open(dim::Env::Posix(), config_.store, true));
+  int64_t theirs = std::atoll(dim::JsonField(info, "registry").c_str());
+  DIM_ASSIGN_OR_RETURN(int64_t ours, dim::cluster::Registry(store->catalog().db()).Generation());
+  if (theirs > 0 && theirs != ours) {
+    DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/registry"));
+    DIM_RETURN_IF_ERROR(dim::cluster::Registry(store->catalog().db()).Import(body));
+  }
+  // Boot files (kernels, initrds) that differ in size or time, staged and renamed.
+  DIM_ASSIGN_OR_RETURN(std::string list, parent.Get("/v1/boot/files"));
+  dim::Env* env = dim::Env::Posix();
+  std::string dir = config_.store + "/boot";
+  for (size_t start = 0; start < list.size();) {
+    size_t nl = list.find('\n', start);
+    if (nl == std::string::npos) nl = list.size();
+    std::string line = list.substr(start, nl - start);
+    start = nl + 1;
+    char name[256];
+    unsigned long long size = 0;
+    long long mtime_ns = 0;
+    if (std::sscanf(line.c_str(), "%255s %llu %lld", name, &size, &mtime_ns) != 3 || name[0] == '.' ||
+        std::strchr(name, '/') != nullptr) {
+      continue;
+    }
+    std::string path = dir + "/" + name;
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && static_cast<unsigned long long>(st.st_size) == size &&
+        static_cast<long long>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == mtime_ns) {
+      continue;
+    }
+    DIM_ASSIGN_OR_RETURN(std::string data, parent.Get(std::string("/v1/boot/files/") + name));
+    if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
+    DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0755));
+    std::string tmp = dir + "/." + name + ".tmp";
+    (void)env->Remove(tmp);
+    {
+      DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
+      DIM_RETURN_IF_ERROR(f->Append(data));
+      DIM_RETURN_IF_ERROR(f->Sync());
+      DIM_RETURN_IF_ERROR(f->Close());
+    }
+    // The parent's time, so the next round sees the copy as current.
+    struct timespec ts[2];
+    ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(mtime_ns / 1000000000);
+    ts[0].tv_nsec = ts[1].tv_nsec = static_cast<long>(mtime_ns % 1000000000);
+    if (::utimensat(AT_FDCWD, tmp.c_str(), ts, 0) != 0) return dim::PosixError("set the time of " + tmp);
+    DIM_RETURN_IF_ERROR(env->Rename(tmp, path));
+    DIM_RETURN_IF_ERROR(env->SyncDir(dir));
+  }
+  return Status::Ok();
+}
+
 Replicator::Replicator(Config config, std::string key, Service* service)
     : config_(std::move(config)), key_(std::move(key)), service_(service) {}
 
@@ -354,9 +413,15 @@ void Replicator::Run() {
   std::string identity = "server:" + config_.name;
   while (!stop_) {
     std::vector<std::string> images = config_.images;
+    auto client = dim::ApiClient::Create(config_.parent, key_, identity);
+    auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
+    if (info.ok()) {
+      if (Status s = SyncSite(**client, *info); !s.ok()) {
+        std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", config_.parent.c_str(),
+                     s.ToString().c_str());
+      }
+    }
     if (images.empty()) {
-      auto client = dim::ApiClient::Create(config_.parent, key_, identity);
-      auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
       if (info.ok()) {
         const std::string& body = *info;
         for (size_t p = body.find("{\"name\":\""); p != std::string::npos;

@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "dim/api_client.h"
+#include "dim/cluster/registry.h"
 #include "dim/delta.h"
 #include "dim/env.h"
 #include "dim/image.h"
@@ -107,6 +108,18 @@ Response Service::Handle(const Request& req) {
   bool is_server = who->rfind("server:", 0) == 0;
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "info") return Info();
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "status") return StatusPage();
+  if (req.method == "GET" && parts.size() == 2 && parts[1] == "registry") {
+    // Second-level servers copy the node registry to serve their nodes' boot scripts.
+    if (!is_server) return Response::Error(Status::PermissionDenied("only servers read the registry"));
+    auto cat = catalogs_.Acquire();
+    if (!cat.ok()) return Response::Error(cat.status());
+    auto body = dim::cluster::Registry((*cat)->db()).Export();
+    if (!body.ok()) return Response::Error(body.status());
+    Response r;
+    r.content_type = "application/x-dim-registry";
+    r.body = std::move(*body);
+    return r;
+  }
   if (parts.size() == 4 && parts[1] == "images") {
     const std::string& image = parts[2];
     if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
@@ -175,8 +188,10 @@ Response Service::Info() {
   if (!cat.ok()) return Response::Error(cat.status());
   auto images = (*cat)->ListImages();
   if (!images.ok()) return Response::Error(images.status());
+  auto registry = dim::cluster::Registry((*cat)->db()).Generation();
   std::string out = "{\"api\":[1],\"name\":\"" + config_.name + "\",\"role\":\"" +
-                    (config_.role == Config::Role::kTop ? "top" : "leaf") + "\",\"images\":[";
+                    (config_.role == Config::Role::kTop ? "top" : "leaf") + "\",\"registry\":" +
+                    std::to_string(registry.ok() ? *registry : 0) + ",\"images\":[";
   bool first = true;
   for (const auto& img : *images) {
     auto pub = Published(img.name);

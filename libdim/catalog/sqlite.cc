@@ -91,6 +91,22 @@ std::string_view Stmt::View(int col) const {
 
 bool Stmt::IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
 
+int Stmt::ColumnCount() const { return sqlite3_column_count(s_); }
+
+std::string Stmt::ColumnName(int col) const {
+  const char* n = sqlite3_column_name(s_, col);
+  return n ? n : "";
+}
+
+Stmt::Type Stmt::ColumnType(int col) const {
+  switch (sqlite3_column_type(s_, col)) {
+    case SQLITE_NULL: return Type::kNull;
+    case SQLITE_TEXT: return Type::kText;
+    case SQLITE_BLOB: return Type::kBlob;
+    default: return Type::kInteger;
+  }
+}
+
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path, Mode mode) {
   sqlite3* raw = nullptr;
   int flags = mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY

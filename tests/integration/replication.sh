@@ -3,7 +3,9 @@
 # servers follow pushes of a real Debian master; an offline server catches up
 # after three pushes (skipping versions); a server killed with SIGKILL at
 # random points of a replication never exposes a partial version and
-# converges after a restart; bad requests and wrong credentials change nothing.
+# converges after a restart; bad requests and wrong credentials change nothing;
+# second-level servers copy the node registry and boot files and serve their
+# nodes' boot scripts; policies and node pins travel to them.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -217,9 +219,30 @@ cat > "$TEST_TMP/two-leaves.xml" <<'XML'
   </nodes>
 </site>
 XML
-for store in "$DIM_ROOT" "$TEST_TMP/leafA" "$TEST_TMP/leafB"; do
-  "$DIMCTL" --root "$store" cluster apply "$TEST_TMP/two-leaves.xml" --yes > /dev/null
+"$DIMCTL" cluster apply "$TEST_TMP/two-leaves.xml" --yes > /dev/null
+# The second-level servers copy the registry and the boot files from the top,
+# and serve their nodes' boot scripts and files as the top does.
+head -c 300000 /dev/urandom > "$TEST_TMP/vmlinuz"
+"$DIMCTL" boot add "$TEST_TMP/vmlinuz" vmlinuz > /dev/null
+for leaf in leafA leafB; do
+  for _ in $(seq 300); do
+    "$DIMCTL" --root "$TEST_TMP/$leaf" node list @all 2> /dev/null | grep -q r02c1n01 &&
+      cmp -s "$TEST_TMP/vmlinuz" "$TEST_TMP/$leaf/boot/vmlinuz" && break
+    sleep 0.1
+  done
+  cmp "$TEST_TMP/vmlinuz" "$TEST_TMP/$leaf/boot/vmlinuz" || die "$leaf did not copy the boot file"
+  "$DIMCTL" --root "$TEST_TMP/$leaf" node list @all | grep -q r02c1n01 || die "$leaf did not copy the registry"
 done
+leafA_url=http://$(sed -n 's/^listen = //p' "$TEST_TMP/leafA.conf")
+curl -fsS "$leafA_url/v1/boot/nodes/r01c1n01.ipxe" > "$TEST_TMP/leafA.ipxe" || die "leafA serves no boot script"
+grep -q 'dim.node=r01c1n01' "$TEST_TMP/leafA.ipxe" || die "leafA's boot script: $(cat "$TEST_TMP/leafA.ipxe")"
+curl -fsS -o "$TEST_TMP/vmlinuz.leafA" "$leafA_url/v1/boot/files/vmlinuz" && cmp "$TEST_TMP/vmlinuz" "$TEST_TMP/vmlinuz.leafA" ||
+  die "leafA serves another vmlinuz"
+# A rebuilt kernel replaces the copies.
+head -c 200000 /dev/urandom > "$TEST_TMP/vmlinuz"
+"$DIMCTL" boot add "$TEST_TMP/vmlinuz" vmlinuz > /dev/null
+for _ in $(seq 300); do cmp -s "$TEST_TMP/vmlinuz" "$TEST_TMP/leafB/boot/vmlinuz" && break; sleep 0.1; done
+cmp "$TEST_TMP/vmlinuz" "$TEST_TMP/leafB/boot/vmlinuz" || die "leafB kept the old boot file"
 # Provisioned through each second-level server's API, from its own replica.
 "$DIMCTL" node provision 'r0[1-2]c1n01' | tee "$TEST_TMP/prov" >&2
 grep -q "^r01c1n01: deb@8 on leafA" "$TEST_TMP/prov" || die "r01c1n01 not provisioned on leafA"

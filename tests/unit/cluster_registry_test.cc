@@ -80,6 +80,31 @@ const RegistryChange* FindChange(const RegistryDiff& d, const std::string& what,
   return nullptr;
 }
 
+TEST_CASE("registry: an exported registry imports identical elsewhere; damage changes nothing") {
+  Fixture top, leaf;
+  std::string xml = SmallXml(NodeXml(1, 1, " group=\"g\"") + NodeXml(1, 2, "", " ip=\"10.0.0.50\"") +
+                                 NodeXml(2, 1, " kernel-args=\"debug\""),
+                             R"(<group name="g" image="other" kernel-args="quiet"><keepout path="/scratch"/></group>)");
+  top.Apply(xml);
+  top.Apply(xml + " ");  // generation 2
+  auto body = top.registry().Export();
+  REQUIRE(body.ok());
+  // A truncated or altered body is refused before anything changes.
+  leaf.Apply(SmallXml(NodeXml(1, 1, "")));
+  for (size_t cut : {size_t{0}, size_t{8}, body->size() / 2, body->size() - 1}) {
+    CHECK_FALSE(leaf.registry().Import(body->substr(0, cut)).ok());
+  }
+  CHECK(leaf.Load().cluster.nodes.size() == 1);
+  REQUIRE(leaf.registry().Import(*body).ok());
+  RegistrySnapshot a = top.Load(), b = leaf.Load();
+  CHECK(b.generation == a.generation);
+  CHECK(*leaf.registry().Generation() == 2);
+  CHECK(FormatDiff(DiffClusters(a.cluster, b.cluster)) == "");
+  CHECK(b.cluster.nodes.size() == 3);
+  CHECK(b.cluster.FindNode("r01c1n01")->keepout == std::vector<std::string>{"/scratch"});
+  CHECK(*Fixture().registry().Generation() == 0);
+}
+
 TEST_CASE("registry: an applied cluster reads back identical, and re-applying changes nothing") {
   Fixture f;
   RegistrySnapshot empty = f.Load();

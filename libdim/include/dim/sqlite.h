@@ -47,6 +47,12 @@ class Stmt {
   std::string Text(int col) const;  // TEXT or BLOB as bytes
   std::string_view View(int col) const;  // valid until the next Step
   bool IsNull(int col) const;
+  // The row's column count and a column's name and type (kInteger, kText,
+  // kBlob or kNull; REAL values are read as integers where dim stores none).
+  enum class Type { kInteger, kText, kBlob, kNull };
+  int ColumnCount() const;
+  std::string ColumnName(int col) const;
+  Type ColumnType(int col) const;
 
  private:
   friend class Db;

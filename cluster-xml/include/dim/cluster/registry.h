@@ -60,6 +60,8 @@ class Registry {
   explicit Registry(sql::Db& db) : db_(db) {}
 
   Result<RegistrySnapshot> Load();
+  // The generation alone (0 before any apply): cheap, for change checks.
+  Result<int64_t> Generation();
 
   // Turns the registry into `after` by applying `diff`, which must have been
   // computed from a snapshot at `generation`, in one transaction. When
@@ -74,6 +76,14 @@ class Registry {
   // and restores the file's choice. NotFound names a node that is not registered.
   Status SetNodeImage(const std::vector<std::string>& nodes, const std::string& image,
                       int64_t now_ns);
+
+  // The registry tables as one body, so second-level servers can serve boot
+  // scripts for their nodes: "DIMREG1\n", then per table its name, columns
+  // and rows (typed values). Import replaces this registry with such a body
+  // in one transaction, after checking all of it; the tables' columns must
+  // be exactly this build's (servers of one site run one schema).
+  Result<std::string> Export();
+  Status Import(std::string_view body);
 
  private:
   sql::Db& db_;
