@@ -3,7 +3,8 @@
 # servers follow pushes of a real Debian master; an offline server catches up
 # after three pushes (skipping versions); a server killed with SIGKILL at
 # random points of a replication never exposes a partial version and
-# converges after a restart; bad requests and wrong credentials change nothing.
+# converges after a restart; bad requests and wrong credentials change nothing;
+# changed files travel as deltas against the copy a second-level server has.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -246,4 +247,24 @@ assert_eq "$(cat "$TEST_TMP/viewB/etc/fstab")" "$old_fstab" "leafB node keeps it
 assert_eq "$(cat "$TEST_TMP/viewA/root/note")" "A's note" "leafA node's own file"
 assert_eq "$(cat "$TEST_TMP/viewA/etc/hostname")" r01c1n01 "identity on leafA"
 assert_eq "$(cat "$TEST_TMP/viewB/etc/hostname")" r02c1n01 "identity on leafB"
+
+log "a small insertion in a 30 MiB file travels as chunk deltas, not as its changed chunks"
+mkdir -p "$master/srv"
+head -c $((30 << 20)) /dev/urandom > "$master/srv/data.bin"
+"$DIMCTL" image commit deb -m "v10: a large file" > /dev/null
+"$DIMCTL" push deb --wait 60 > /dev/null
+big=$master/srv/data.bin
+{ head -c $((15 << 20)) "$big"; echo "a line inserted by the test"; tail -c +$(((15 << 20) + 1)) "$big"; } > "$big.new"
+mv "$big.new" "$big"
+"$DIMCTL" image commit deb -m "v11: an insertion" > /dev/null
+"$DIMCTL" push deb --json --wait 60 > "$TEST_TMP/push_big"
+same_tree leafA deb@11 "$master"
+same_tree leafB deb@11 "$master"
+bytes=$(sed -n 's/.*"server":"leafA","version":11,"bytes":\([0-9]*\).*/\1/p' "$TEST_TMP/push_big")
+[[ -n $bytes ]] || die "no byte count for leafA: $(cat "$TEST_TMP/push_big")"
+# Whole, the changed chunk(s) are at least 128 KiB of random bytes; the chunk
+# list (about 2.5 KB), the patch and the catalogue delta are far less.
+(( bytes < 16000 )) || die "leafA fetched $bytes bytes for a 28-byte insertion in a 30 MiB file"
+log "leafA fetched $bytes bytes for it"
+"$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
 log "ok"
