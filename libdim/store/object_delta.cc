@@ -66,7 +66,8 @@ ChunkList ChunkBytes(std::string_view data) {
   ChunkList list;
   list.size = data.size();
   for (size_t start = 0; start < data.size();) {
-    size_t len = NextChunkLength(reinterpret_cast<const uint8_t*>(data.data()) + start, data.size() - start);
+    size_t len =
+        NextChunkLength(reinterpret_cast<const uint8_t*>(data.data()) + start, data.size() - start);
     list.chunks.push_back({len, false, Sha256Of(data.substr(start, len))});
     start += len;
   }
@@ -74,9 +75,9 @@ ChunkList ChunkBytes(std::string_view data) {
   return list;
 }
 
-std::map<Digest, std::vector<Digest>> ChunkDeltaBases(const ChunkList& before, const ChunkList& now,
-                                                      const std::function<bool(const Digest&)>& lacks,
-                                                      uint64_t max_base) {
+std::map<Digest, std::vector<Digest>> ChunkDeltaBases(
+    const ChunkList& before, const ChunkList& now, const std::function<bool(const Digest&)>& lacks,
+    uint64_t max_base) {
   constexpr size_t kNone = static_cast<size_t>(-1);
   auto offsets = [](const ChunkList& l) {
     std::vector<uint64_t> off(l.chunks.size() + 1, 0);
@@ -101,7 +102,8 @@ std::map<Digest, std::vector<Digest>> ChunkDeltaBases(const ChunkList& before, c
     if (found != at.end()) anchor[i] = last = *found;
   }
   std::vector<size_t> next_anchor(now.chunks.size() + 1, now.chunks.size());
-  for (size_t i = now.chunks.size(); i-- > 0;) next_anchor[i] = anchor[i] != kNone ? i : next_anchor[i + 1];
+  for (size_t i = now.chunks.size(); i-- > 0;)
+    next_anchor[i] = anchor[i] != kNone ? i : next_anchor[i + 1];
 
   std::map<Digest, std::vector<Digest>> out;
   size_t prev = kNone;  // the last anchor before i, as a new index
@@ -126,10 +128,11 @@ std::map<Digest, std::vector<Digest>> ChunkDeltaBases(const ChunkList& before, c
     uint64_t new_lo = prev == kNone ? 0 : new_off[prev + 1], new_hi = new_off[next];
     // Where this chunk's middle falls, proportionally, in the old range; then
     // the old chunks around that point, the farther end dropped first.
-    double at = new_hi > new_lo
-                    ? (static_cast<double>(new_off[i] + c.length / 2) - static_cast<double>(new_lo)) /
-                          static_cast<double>(new_hi - new_lo)
-                    : 0.5;
+    double at =
+        new_hi > new_lo
+            ? (static_cast<double>(new_off[i] + c.length / 2) - static_cast<double>(new_lo)) /
+                  static_cast<double>(new_hi - new_lo)
+            : 0.5;
     uint64_t mid = old_lo + static_cast<uint64_t>(at * static_cast<double>(old_hi - old_lo));
     uint64_t lo = mid > old_lo + max_base / 2 ? mid - max_base / 2 : old_lo;
     uint64_t hi = std::min(old_hi, lo + max_base);
@@ -139,7 +142,8 @@ std::map<Digest, std::vector<Digest>> ChunkDeltaBases(const ChunkList& before, c
     while (end > first && old_off[end - 1] >= hi) end--;
     uint64_t bytes = old_off[end] - old_off[first];
     while ((bytes > max_base || end - first > kMaxPatchBases) && first < end) {
-      bool drop_first = mid - std::min(mid, old_off[first + 1]) > std::max(mid, old_off[end - 1]) - mid;
+      bool drop_first =
+          mid - std::min(mid, old_off[first + 1]) > std::max(mid, old_off[end - 1]) - mid;
       size_t j = drop_first ? first++ : --end;
       bytes -= before.chunks[j].length;
     }

@@ -31,7 +31,8 @@ uint64_t Bytes(const dim::ChunkList& l, const std::vector<dim::Digest>& ids) {
 }
 
 // The old bytes a base names, concatenated as both ends of a replication do.
-std::string BaseBytes(std::string_view data, const dim::ChunkList& l, const std::vector<dim::Digest>& ids) {
+std::string BaseBytes(std::string_view data, const dim::ChunkList& l,
+                      const std::vector<dim::Digest>& ids) {
   std::string out;
   for (const auto& id : ids) {
     for (size_t i = 0; i < l.chunks.size(); i++) {
@@ -121,8 +122,8 @@ TEST_CASE("chunk delta bases: a block inserted early maps later changes past it"
   dim::ChunkList old_list = dim::ChunkBytes(before), new_list = dim::ChunkBytes(now);
   std::set<dim::Digest> have;
   for (const auto& c : old_list.chunks) have.insert(c.id);
-  auto bases = dim::ChunkDeltaBases(old_list, new_list, [&](const dim::Digest& id) { return !have.count(id); },
-                                    4 << 20);
+  auto bases = dim::ChunkDeltaBases(
+      old_list, new_list, [&](const dim::Digest& id) { return !have.count(id); }, 4 << 20);
   uint64_t start = 0;
   size_t i = new_list.Find(edit, &start);
   const auto& c = new_list.chunks[i];
@@ -139,11 +140,15 @@ TEST_CASE("chunk delta bases: no old bytes, no base; holes are never bases") {
   std::string now = Random(3 << 20, 6);
   dim::ChunkList empty, new_list = dim::ChunkBytes(now);
   empty.Finalize();
-  CHECK(dim::ChunkDeltaBases(empty, new_list, [](const dim::Digest&) { return true; }, 4 << 20).empty());
+  CHECK(dim::ChunkDeltaBases(
+            empty, new_list, [](const dim::Digest&) { return true; }, 4 << 20)
+            .empty());
 
   dim::ChunkList holes;
   holes.size = 3 << 20;
   holes.chunks.push_back({3u << 20, true, dim::Digest{}});
   holes.Finalize();
-  CHECK(dim::ChunkDeltaBases(holes, new_list, [](const dim::Digest&) { return true; }, 4 << 20).empty());
+  CHECK(dim::ChunkDeltaBases(
+            holes, new_list, [](const dim::Digest&) { return true; }, 4 << 20)
+            .empty());
 }

@@ -21,10 +21,10 @@
 #include <time.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -88,7 +88,8 @@ std::string Compress(std::string_view in, int level, bool long_window) {
 
 std::string Decompress(std::string_view in) {
   unsigned long long size = ZSTD_getFrameContentSize(in.data(), in.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) Die("zstd: no content size");
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+    Die("zstd: no content size");
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 31);
   std::string out(size, '\0');
@@ -130,11 +131,15 @@ rs_result CopyFromBasis(void* opaque, rs_long_t pos, size_t* len, void** buf) {
 void Rsync(std::string_view old_data, std::string_view new_data, std::vector<Row>* rows) {
   Row plain{"rsync"}, z{"rsync+z3"};
   rs_magic_number magic = RS_RK_BLAKE2_SIG_MAGIC;
-  size_t block_len = 0, strong_len = static_cast<size_t>(-1);  // recommended block, smallest safe sum
-  if (rs_sig_args(static_cast<rs_long_t>(old_data.size()), &magic, &block_len, &strong_len) != RS_DONE) {
+  size_t block_len = 0,
+         strong_len = static_cast<size_t>(-1);  // recommended block, smallest safe sum
+  if (rs_sig_args(static_cast<rs_long_t>(old_data.size()), &magic, &block_len, &strong_len) !=
+      RS_DONE) {
     Die("librsync: rs_sig_args");
   }
-  std::string sig = Timed(&plain.recv_cpu, [&] { return RunJob(rs_sig_begin(block_len, strong_len, magic), old_data); });
+  std::string sig = Timed(&plain.recv_cpu, [&] {
+    return RunJob(rs_sig_begin(block_len, strong_len, magic), old_data);
+  });
   std::string delta = Timed(&plain.send_cpu, [&] {
     rs_signature_t* sums = nullptr;
     RunJob(rs_loadsig_begin(&sums), sig);
@@ -144,7 +149,8 @@ void Rsync(std::string_view old_data, std::string_view new_data, std::vector<Row
     return d;
   });
   std::string_view basis = old_data;
-  std::string rebuilt = Timed(&plain.recv_cpu, [&] { return RunJob(rs_patch_begin(CopyFromBasis, &basis), delta); });
+  std::string rebuilt =
+      Timed(&plain.recv_cpu, [&] { return RunJob(rs_patch_begin(CopyFromBasis, &basis), delta); });
   Check(rebuilt == new_data, "rsync");
   plain.wire = sig.size() + delta.size();
   char note[96];
@@ -171,10 +177,13 @@ void Whole(std::string_view new_data, int level, std::vector<Row>* rows) {
   rows->push_back(r);
 }
 
-void Patch(std::string_view old_data, std::string_view new_data, int level, std::vector<Row>* rows) {
+void Patch(std::string_view old_data, std::string_view new_data, int level,
+           std::vector<Row>* rows) {
   Row r{"patch-z" + std::to_string(level)};
-  std::string p = Timed(&r.send_cpu, [&] { return Must(dim::EncodePatch(old_data, new_data, level), r.method); });
-  std::string back = Timed(&r.recv_cpu, [&] { return Must(dim::DecodePatch(old_data, p, new_data.size()), r.method); });
+  std::string p = Timed(
+      &r.send_cpu, [&] { return Must(dim::EncodePatch(old_data, new_data, level), r.method); });
+  std::string back = Timed(
+      &r.recv_cpu, [&] { return Must(dim::DecodePatch(old_data, p, new_data.size()), r.method); });
   Check(back == new_data, r.method);
   r.wire = p.size();
   rows->push_back(r);
@@ -205,7 +214,8 @@ std::string_view ChunkOf(std::string_view data, const dim::ChunkList& l, size_t 
 
 // A pack as imaged sends it: id, kind, length and body per object, zstd 9 with
 // long-distance matching over the whole answer.
-uint64_t PackBytes(std::string_view data, const dim::ChunkList& l, const std::vector<size_t>& which, Row* r) {
+uint64_t PackBytes(std::string_view data, const dim::ChunkList& l, const std::vector<size_t>& which,
+                   Row* r) {
   if (which.empty()) return 0;
   std::string raw;
   for (size_t i : which) {
@@ -223,7 +233,8 @@ uint64_t PackBytes(std::string_view data, const dim::ChunkList& l, const std::ve
 void Chunks(std::string_view new_data, const Chunked& c, std::vector<Row>* rows) {
   Row r{"chunks"};
   r.wire = PackBytes(new_data, c.new_list, c.lacking, &r);
-  r.note = std::to_string(c.lacking.size()) + " of " + std::to_string(c.new_list.chunks.size()) + " chunks changed";
+  r.note = std::to_string(c.lacking.size()) + " of " + std::to_string(c.new_list.chunks.size()) +
+           " chunks changed";
   rows->push_back(r);
 }
 
@@ -231,10 +242,12 @@ void ChunkDeltas(std::string_view old_data, std::string_view new_data, const Chu
                  uint64_t max_base, std::vector<Row>* rows) {
   Row r{"chunk-delta-z" + std::to_string(level)};
   if (max_base != dim::kChunkDeltaBase) r.method += "-b" + std::to_string(max_base >> 20) + "M";
-  auto bases = dim::ChunkDeltaBases(c.old_list, c.new_list,
-                                    [&](const dim::Digest& id) { return !c.old_ids.count(id); }, max_base);
+  auto bases = dim::ChunkDeltaBases(
+      c.old_list, c.new_list, [&](const dim::Digest& id) { return !c.old_ids.count(id); },
+      max_base);
   std::map<dim::Digest, size_t> old_index;
-  for (size_t i = 0; i < c.old_list.chunks.size(); i++) old_index.emplace(c.old_list.chunks[i].id, i);
+  for (size_t i = 0; i < c.old_list.chunks.size(); i++)
+    old_index.emplace(c.old_list.chunks[i].id, i);
   std::vector<size_t> whole;
   uint64_t base_bytes = 0;
   for (size_t i : c.lacking) {
@@ -248,15 +261,18 @@ void ChunkDeltas(std::string_view old_data, std::string_view new_data, const Chu
     for (const auto& id : b->second) base += ChunkOf(old_data, c.old_list, old_index.at(id));
     base_bytes += base.size();
     std::string_view target = ChunkOf(new_data, c.new_list, i);
-    std::string p = Timed(&r.send_cpu, [&] { return Must(dim::EncodePatch(base, target, level), r.method); });
-    std::string back = Timed(&r.recv_cpu, [&] { return Must(dim::DecodePatch(base, p, target.size()), r.method); });
+    std::string p =
+        Timed(&r.send_cpu, [&] { return Must(dim::EncodePatch(base, target, level), r.method); });
+    std::string back = Timed(
+        &r.recv_cpu, [&] { return Must(dim::DecodePatch(base, p, target.size()), r.method); });
     Check(back == target, r.method);
     r.wire += p.size();
   }
   r.wire += PackBytes(new_data, c.new_list, whole, &r);
   char note[96];
-  std::snprintf(note, sizeof note, "%zu patches over %.1f MiB of bases, %zu whole", c.lacking.size() - whole.size(),
-                static_cast<double>(base_bytes) / (1 << 20), whole.size());
+  std::snprintf(note, sizeof note, "%zu patches over %.1f MiB of bases, %zu whole",
+                c.lacking.size() - whole.size(), static_cast<double>(base_bytes) / (1 << 20),
+                whole.size());
   r.note = note;
   rows->push_back(r);
 }
@@ -273,18 +289,20 @@ std::vector<int> ParseList(const char* s) {
 }
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: dim-delta-bench [--levels 3,9,19] [--chunk-levels 3,9,19] [--max-base-mib 2]\n"
-               "                       [--no-rsync] LABEL OLD NEW [LABEL OLD NEW ...]\n"
-               "Prints one tab-separated line per pair and method: label, old bytes, new bytes,\n"
-               "method, wire bytes, sender CPU s, receiver CPU s, note.\n");
+  std::fprintf(
+      stderr,
+      "usage: dim-delta-bench [--levels 3,9,19] [--chunk-levels 3,9,19] [--max-base-mib 2]\n"
+      "                       [--no-rsync] LABEL OLD NEW [LABEL OLD NEW ...]\n"
+      "Prints one tab-separated line per pair and method: label, old bytes, new bytes,\n"
+      "method, wire bytes, sender CPU s, receiver CPU s, note.\n");
   std::exit(2);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int> levels{3, 9, 19}, chunk_levels{3, 9, 19}, max_bases{static_cast<int>(dim::kChunkDeltaBase >> 20)};
+  std::vector<int> levels{3, 9, 19}, chunk_levels{3, 9, 19},
+      max_bases{static_cast<int>(dim::kChunkDeltaBase >> 20)};
   bool rsync = true;
   int i = 1;
   for (; i < argc && std::strncmp(argv[i], "--", 2) == 0; i++) {
@@ -294,10 +312,14 @@ int main(int argc, char** argv) {
       continue;
     }
     if (i + 1 >= argc) Usage();
-    if (opt == "--levels") levels = ParseList(argv[++i]);
-    else if (opt == "--chunk-levels") chunk_levels = ParseList(argv[++i]);
-    else if (opt == "--max-base-mib") max_bases = ParseList(argv[++i]);
-    else Usage();
+    if (opt == "--levels")
+      levels = ParseList(argv[++i]);
+    else if (opt == "--chunk-levels")
+      chunk_levels = ParseList(argv[++i]);
+    else if (opt == "--max-base-mib")
+      max_bases = ParseList(argv[++i]);
+    else
+      Usage();
   }
   if (i == argc || (argc - i) % 3 != 0) Usage();
   dim::Env* env = dim::Env::Posix();
@@ -312,11 +334,13 @@ int main(int argc, char** argv) {
     Chunked c = ChunkBoth(old_data, new_data);
     Chunks(new_data, c, &rows);
     for (int mb : max_bases) {
-      for (int l : chunk_levels) ChunkDeltas(old_data, new_data, c, l, static_cast<uint64_t>(mb) << 20, &rows);
+      for (int l : chunk_levels)
+        ChunkDeltas(old_data, new_data, c, l, static_cast<uint64_t>(mb) << 20, &rows);
     }
     for (const auto& r : rows) {
-      std::printf("%s\t%zu\t%zu\t%s\t%llu\t%.3f\t%.3f\t%s\n", label.c_str(), old_data.size(), new_data.size(),
-                  r.method.c_str(), static_cast<unsigned long long>(r.wire), r.send_cpu, r.recv_cpu, r.note.c_str());
+      std::printf("%s\t%zu\t%zu\t%s\t%llu\t%.3f\t%.3f\t%s\n", label.c_str(), old_data.size(),
+                  new_data.size(), r.method.c_str(), static_cast<unsigned long long>(r.wire),
+                  r.send_cpu, r.recv_cpu, r.note.c_str());
     }
     std::fflush(stdout);
   }

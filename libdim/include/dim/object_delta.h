@@ -49,8 +49,8 @@ ChunkList ChunkBytes(std::string_view data);
 // proportionally into the old bytes between the anchors around it, so an
 // insertion or a removal shifts nothing else. Chunks with no usable base (an
 // empty old file) are left out.
-std::map<Digest, std::vector<Digest>> ChunkDeltaBases(const ChunkList& before, const ChunkList& now,
-                                                      const std::function<bool(const Digest&)>& lacks,
-                                                      uint64_t max_base);
+std::map<Digest, std::vector<Digest>> ChunkDeltaBases(
+    const ChunkList& before, const ChunkList& now, const std::function<bool(const Digest&)>& lacks,
+    uint64_t max_base);
 
 }  // namespace dim
