@@ -4,7 +4,7 @@
 # real pairs of Debian package versions and on synthetic edits.
 #
 # Real pairs: files of packages that bookworm and bookworm-security /
-# bookworm-updates carry in two versions (apt-get download, dpkg -x), from a
+# bookworm-updates carry in two versions (apt-get download, dpkg -x), from an
 # 18 KiB Python module to Firefox's 175 MiB libxul.so. Synthetic pairs: 1 KiB
 # inserted in the middle of a 50 MiB binary, 256 KiB appended to a 20 MiB log,
 # 1% of the rows of a 40 MiB SQLite database updated, and the libreoffice-core
@@ -35,6 +35,7 @@ Options:
   --chunk-levels L    zstd levels for chunk deltas (default 3,9,19)
   --max-base-mib L    chunk delta bases to try, MiB (default 2, what replication uses)
   --build-dir DIR     where dim-delta-bench was built (default: the repository's build/)
+  --report TSV        only write the report again from a run's results.tsv (kept with --keep)
   --keep              keep the work directory (its path is printed)
   -h, --help          this help
 
@@ -53,7 +54,7 @@ Example:
 EOF
 }
 
-QUICK=0 LEVELS=3,9,19 CHUNK_LEVELS=3,9,19 MAX_BASE=2 KEEP=0
+QUICK=0 LEVELS=3,9,19 CHUNK_LEVELS=3,9,19 MAX_BASE=2 KEEP=0 REPORT_FROM=
 BUILD_DIR=$SCRIPT_DIR/../../build
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -62,6 +63,7 @@ while [[ $# -gt 0 ]]; do
     --chunk-levels) CHUNK_LEVELS=${2:?--chunk-levels needs a value}; shift 2 ;;
     --max-base-mib) MAX_BASE=${2:?--max-base-mib needs a value}; shift 2 ;;
     --build-dir) BUILD_DIR=${2:?--build-dir needs a value}; shift 2 ;;
+    --report) REPORT_FROM=${2:?--report needs a results.tsv}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
@@ -70,6 +72,62 @@ done
 for l in LEVELS CHUNK_LEVELS MAX_BASE; do
   [[ ${!l} =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--${l,,} must be a comma-separated list of numbers (got '${!l}')"
 done
+# ---- report ----
+# report RESULTS_TSV: the Markdown report on stdout.
+report() {
+  python3 - "$1" "$(nproc)" "$(uname -r)" "${NOTES[@]}" <<'PY'
+import collections, re, sys
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    label, old, new, method, wire, send, recv, note = line.rstrip("\n").split("\t")
+    rows.setdefault((label, int(old), int(new)), {})[method] = (int(wire), float(send), float(recv), note)
+def size(n):
+    return "%.1f MiB" % (n / 2**20) if n >= 2**20 else "%.0f KiB" % (n / 1024)
+def kb(n):
+    return "%.2f MB" % (n / 1e6) if n >= 1e6 else "%.1f kB" % (n / 1e3)
+def top(m, prefix):  # the highest level run of a method family
+    found = [(int(re.sub(r"\D", "", k[len(prefix):])), k) for k in m if re.fullmatch(prefix + r"\d+", k)]
+    return max(found)[1] if found else None
+def ratio(x):
+    return "%.2f×" % x if x >= 0.1 else "%.2g×" % x
+def cell(m, k):
+    return "%s, %.2f s" % (kb(m[k][0]), m[k][1]) if k in m else "—"
+first = next(iter(rows.values()))
+whole, patch = top(first, "whole-z"), top(first, "patch-z")
+chosen = "chunk-delta-z9" if "chunk-delta-z9" in first else top(first, "chunk-delta-z")
+print("# Delta bench\n")
+print("Bytes a receiver holding the old version gets (rsync: plus the signature it sends) and the")
+print("sender's CPU time. \"today\": what dim sent before chunk deltas (up to 1 MiB: patch z19; larger:")
+print("the changed chunks whole, packed at z9); \"%s\": each changed chunk patched against" % chosen)
+print("the old chunks at its place. Ratios against rsync+z3 (librsync, delta compressed by zstd 3).\n")
+print("| file | old → new | %s | rsync+z3 | %s (whole file) | today | %s | ÷ rsync | ÷ today |" % (whole, patch, chosen))
+print("|---|---|---|---|---|---|---|---|---|")
+for (label, old, new), m in rows.items():
+    today = "patch-z19" if new <= 2**20 and "patch-z19" in m else "chunks"
+    rs, now = m["rsync+z3"][0] if "rsync+z3" in m else 0, m[chosen][0]
+    print("| %s | %s → %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        label, size(old), size(new), cell(m, whole), cell(m, "rsync+z3"), cell(m, patch), cell(m, today),
+        cell(m, chosen), ratio(now / rs) if rs else "—", ratio(now / m[today][0])))
+print("\n## Every method\n")
+print("wire bytes; sender and receiver CPU seconds (one run each)\n")
+for (label, old, new), m in rows.items():
+    print("### %s (%s → %s)\n" % (label, size(old), size(new)))
+    print("| method | wire | sender CPU | receiver CPU | note |")
+    print("|---|---|---|---|---|")
+    for method, (wire, send, recv, note) in m.items():
+        print("| %s | %s (%d B) | %.3f s | %.3f s | %s |" % (method, kb(wire), wire, send, recv, note))
+    print()
+print("Machine: %s CPUs, Linux %s; CPU is thread CPU time, one run per method." % (sys.argv[2], sys.argv[3]))
+for n in sys.argv[4:]:
+    print("- " + n)
+PY
+}
+if [[ -n $REPORT_FROM ]]; then
+  [[ -f $REPORT_FROM ]] || die "no results file $REPORT_FROM"
+  report "$REPORT_FROM"
+  exit 0
+fi
+
 DELTA_BENCH=${DELTA_BENCH:-$BUILD_DIR/tools/dim-delta-bench}
 [[ -x $DELTA_BENCH ]] || die "dim-delta-bench not found at $DELTA_BENCH (build it, or --build-dir / DELTA_BENCH=)"
 for t in apt-get dpkg python3 tar; do command -v "$t" >/dev/null || die "'$t' is required"; done
@@ -196,50 +254,6 @@ log "dim-delta-bench over $((${#ARGS[@]} / 3)) pairs (levels $LEVELS, chunk leve
 "$DELTA_BENCH" --levels "$LEVELS" --chunk-levels "$CHUNK_LEVELS" --max-base-mib "$MAX_BASE" "${ARGS[@]}" |
   tee "$W/results.tsv" | while IFS=$'\t' read -r label _ _ method wire _ _ _; do log "  $label: $method $wire B"; done
 
-# ---- report ----
-python3 - "$W/results.tsv" "$(nproc)" "$(uname -r)" "${NOTES[@]}" >"$BENCH_OUT" <<'PY'
-import collections, re, sys
-rows = collections.OrderedDict()
-for line in open(sys.argv[1]):
-    label, old, new, method, wire, send, recv, note = line.rstrip("\n").split("\t")
-    rows.setdefault((label, int(old), int(new)), {})[method] = (int(wire), float(send), float(recv), note)
-def size(n):
-    return "%.1f MiB" % (n / 2**20) if n >= 2**20 else "%.0f KiB" % (n / 1024)
-def kb(n):
-    return "%.2f MB" % (n / 1e6) if n >= 1e6 else "%.1f kB" % (n / 1e3)
-def top(m, prefix):  # the highest level run of a method family
-    found = [(int(re.sub(r"\D", "", k[len(prefix):])), k) for k in m if re.fullmatch(prefix + r"\d+", k)]
-    return max(found)[1] if found else None
-def cell(m, k):
-    return "%s, %.2f s" % (kb(m[k][0]), m[k][1]) if k in m else "—"
-first = next(iter(rows.values()))
-whole, patch = top(first, "whole-z"), top(first, "patch-z")
-chosen = "chunk-delta-z9" if "chunk-delta-z9" in first else top(first, "chunk-delta-z")
-print("# Delta bench\n")
-print("Bytes a receiver holding the old version gets (rsync: plus the signature it sends) and the")
-print("sender's CPU time. \"today\": what dim sent before chunk deltas (up to 1 MiB: patch z19; larger:")
-print("the changed chunks whole, packed at z9); \"%s\": each changed chunk patched against" % chosen)
-print("the old chunks at its place. Ratios against rsync+z3 (librsync, delta compressed by zstd 3).\n")
-print("| file | old → new | %s | rsync+z3 | %s (whole file) | today | %s | ÷ rsync | ÷ today |" % (whole, patch, chosen))
-print("|---|---|---|---|---|---|---|---|---|")
-for (label, old, new), m in rows.items():
-    today = "patch-z19" if new <= 2**20 and "patch-z19" in m else "chunks"
-    rs, now = m["rsync+z3"][0] if "rsync+z3" in m else 0, m[chosen][0]
-    print("| %s | %s → %s | %s | %s | %s | %s | %s | %s | %.2f× |" % (
-        label, size(old), size(new), cell(m, whole), cell(m, "rsync+z3"), cell(m, patch), cell(m, today),
-        cell(m, chosen), "%.2f×" % (now / rs) if rs else "—", now / m[today][0]))
-print("\n## Every method\n")
-print("wire bytes; sender and receiver CPU seconds (one run each)\n")
-for (label, old, new), m in rows.items():
-    print("### %s (%s → %s)\n" % (label, size(old), size(new)))
-    print("| method | wire | sender CPU | receiver CPU | note |")
-    print("|---|---|---|---|---|")
-    for method, (wire, send, recv, note) in m.items():
-        print("| %s | %s (%d B) | %.3f s | %.3f s | %s |" % (method, kb(wire), wire, send, recv, note))
-    print()
-print("Machine: %s CPUs, Linux %s; CPU is thread CPU time, one run per method." % (sys.argv[2], sys.argv[3]))
-for n in sys.argv[4:]:
-    print("- " + n)
-PY
+report "$W/results.tsv" >"$BENCH_OUT"
 log "report: $BENCH_OUT"
 cat "$BENCH_OUT"
