@@ -24,10 +24,10 @@ constexpr uint64_t kMaxPatchTarget = 8u << 20;
 constexpr uint64_t kMaxPatchBase = 16u << 20;
 constexpr size_t kMaxPatchBases = 64;
 // How imaged encodes deltas, chosen with tools/bench/delta_bench.sh
-// (docs/design.md, replication): zstd level 9, which sent 0-20% more bytes
-// than level 19 for 1/10 to 1/50 of the CPU; and, for a changed chunk, a
-// base of the old bytes in a window this large around its place in the old
-// file (larger windows found fewer matches at level 9 and cost more CPU).
+// (docs/design.md, replication): zstd level 9, which sent up to 19% more
+// bytes than level 19 for 1/10 to 1/32 of the CPU; and, for a changed
+// chunk, a base of the old bytes in a window this large around its place in
+// the old file (wider windows found fewer matches at level 9 for more CPU).
 constexpr int kPatchLevel = 9;
 constexpr uint64_t kChunkDeltaBase = 2u << 20;
 
