@@ -18,6 +18,7 @@
 #include "dim/image.h"
 #include "dim/cluster/registry.h"
 #include "dim/keepout.h"
+#include "dim/object_delta.h"
 #include "dim/policy.h"
 #include "dim/wire.h"
 
@@ -42,14 +43,37 @@ dim::Result<std::string> Decompress(const std::string& in) {
   return out;
 }
 
+// A file of up to the chunking threshold as the list of its one chunk.
+dim::ChunkList OneChunk(const dim::Digest& id, uint64_t size) {
+  dim::ChunkList l;
+  l.size = size;
+  l.chunks.push_back({size, false, id});
+  l.Finalize();
+  return l;
+}
+
+// The chunks of a file this store has; a blob is read only when it is used.
+dim::Result<dim::ChunkList> OldChunks(const dim::ObjectStore& objects, const dim::Entry& e) {
+  if (!objects.Has(e.object)) return Status::NotFound("no object " + e.object.Hex());
+  if (e.size > dim::StoreOptions{}.chunk_threshold) return objects.ReadChunkList(e.object);
+  return OneChunk(e.object, e.size);
+}
+
 // Fetches objects (and, for chunk lists, their missing chunks) in parallel
 // into batch, each verified against its id.
 class Fetcher {
  public:
   Fetcher(dim::ObjectStore& objects, dim::ObjectStore::Batch& batch) : objects_(objects), batch_(batch) {}
-  // Objects that replace one this store has at the same path: fetched as a
-  // delta against it (zstd with the old content as prefix).
-  void SetBases(std::map<dim::Digest, dim::Digest> bases) { bases_ = std::move(bases); }
+  // Objects that replace one this store has at the same path travel as
+  // deltas (zstd with old content as prefix): blobs against the old blobs
+  // named here; chunk lists, once fetched, have their missing chunks
+  // fetched against the old file's chunks at the same place (old_files: new
+  // chunk list -> the old file's chunks). Set before Run.
+  void SetBases(std::map<dim::Digest, std::vector<dim::Digest>> blob_bases,
+                std::map<dim::Digest, dim::ChunkList> old_files) {
+    bases_ = std::move(blob_bases);
+    old_files_ = std::move(old_files);
+  }
 
   Status Run(const std::vector<dim::Digest>& roots, int threads, const std::string& base,
              const std::string& key, const std::string& identity) {
@@ -162,29 +186,60 @@ class Fetcher {
   // The delta path: false when it cannot be used (the object is then
   // fetched whole); errors only for content that fails verification.
   dim::Result<bool> FetchDelta(dim::ApiClient& client, const dim::Digest& id) {
-    auto base_id = bases_.find(id);
-    if (base_id == bases_.end()) return false;
-    auto base = objects_.ReadBlob(base_id->second);
-    if (!base.ok()) return false;
-    auto patch = client.Send("GET", "/v1/objects/" + id.Hex(), {{"base", base_id->second.Hex()}}, "");
-    if (!patch.ok()) return false;
-    unsigned long long size = ZSTD_getFrameContentSize(patch->data(), patch->size());
-    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (8u << 20)) return false;
-    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-    ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 27);
-    ZSTD_DCtx_refPrefix(dctx.get(), base->data(), base->size());
-    std::string body(size, '\0');
-    size_t n = ZSTD_decompressDCtx(dctx.get(), body.data(), body.size(), patch->data(), patch->size());
-    if (ZSTD_isError(n) || n != size || dim::Sha256Of(body) != id) {
+    std::vector<dim::Digest> base_ids;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = bases_.find(id);
+      if (it == bases_.end() || !parent_deltas_ || (it->second.size() > 1 && !multi_base_)) return false;
+      base_ids = it->second;
+    }
+    std::string base, query;
+    for (const auto& b : base_ids) {
+      auto part = objects_.ReadBlob(b);
+      if (!part.ok()) return false;
+      base += *part;
+      query += (query.empty() ? "" : ",") + b.Hex();
+    }
+    if (base.size() < kMinDeltaBase) return false;  // a delta would save little over the object
+    int http_status = 0;
+    auto patch = client.Send("GET", "/v1/objects/" + id.Hex(), {{"base", query}}, "", 0, &http_status);
+    if (!patch.ok()) {
+      // A parent from before bases of several chunks refuses them; it still
+      // serves whole objects and single-blob deltas.
+      if (base_ids.size() > 1 && http_status == 400) {
+        std::lock_guard<std::mutex> l(mu_);
+        multi_base_ = false;
+      }
+      return false;
+    }
+    // A parent from before deltas ignores `base` and sends the object itself.
+    if (ZSTD_getFrameContentSize(patch->data(), patch->size()) == ZSTD_CONTENTSIZE_ERROR) {
+      std::lock_guard<std::mutex> l(mu_);
+      parent_deltas_ = false;
+      return false;
+    }
+    auto body = dim::DecodePatch(base, *patch, dim::kMaxPatchTarget);
+    if (!body.ok() || dim::Sha256Of(*body) != id) {
       return Status::Corruption("object " + id.Hex() + " rebuilt from a delta fails its hash check");
     }
-    DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(body));
+    DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(*body));
     if (stored != id) return Status::Corruption("object " + id.Hex() + " stored under another id");
     std::lock_guard<std::mutex> l(mu_);
     objects_fetched_++;
     bytes_fetched_ += patch->size();
     deltas_++;
     return true;
+  }
+
+  // The chunks of a changed large file that this store lacks get, as their
+  // bases, the old file's chunks at the same place.
+  void PlanChunkDeltas(const dim::Digest& list_id, const dim::ChunkList& list) {
+    auto old_file = old_files_.find(list_id);
+    if (old_file == old_files_.end()) return;
+    auto planned = dim::ChunkDeltaBases(old_file->second, list,
+                                        [&](const dim::Digest& c) { return !objects_.Has(c); }, dim::kChunkDeltaBase);
+    std::lock_guard<std::mutex> l(mu_);
+    bases_.merge(planned);
   }
 
   Status FetchOne(dim::ApiClient& client, const dim::Digest& id) {
@@ -199,6 +254,7 @@ class Fetcher {
     }
     if (decoded.kind != dim::ObjectKind::kChunkList) return Status::Ok();
     DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(decoded.body));
+    PlanChunkDeltas(id, list);
     for (const auto& c : list.chunks) {
       if (!c.hole) Add(c.id);
     }
@@ -207,8 +263,11 @@ class Fetcher {
 
   dim::ObjectStore& objects_;
   dim::ObjectStore::Batch& batch_;
-  std::map<dim::Digest, dim::Digest> bases_;  // read-only while fetching
+  static constexpr uint64_t kMinDeltaBase = 4096;
+  std::map<dim::Digest, dim::ChunkList> old_files_;  // read-only while fetching
   std::mutex mu_;
+  std::map<dim::Digest, std::vector<dim::Digest>> bases_;    // GUARDED_BY(mu_)
+  bool parent_deltas_ = true, multi_base_ = true;            // what the parent serves, GUARDED_BY(mu_)
   std::condition_variable cv_;
   std::deque<dim::Digest> queue_;                            // GUARDED_BY(mu_)
   std::unordered_set<dim::Digest, dim::DigestHash> seen_;    // GUARDED_BY(mu_)
@@ -307,23 +366,27 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
   Fetcher fetcher(store.objects(), *batch);
   if (!resync && local.ok() && head > 0) {
-    // Small files that changed in place travel as deltas against our copy.
-    std::map<dim::Digest, dim::Digest> bases;
+    // Files that changed in place travel as deltas against our copy: small
+    // ones whole against the old content at the same place, large ones chunk
+    // by chunk once their chunk list is here.
+    std::map<dim::Digest, std::vector<dim::Digest>> blob_bases;
+    std::map<dim::Digest, dim::ChunkList> old_files;
     for (const auto& row : delta.started) {
       const dim::Entry& e = row.entry;
-      if (e.type != dim::EntryType::kFile || e.object.IsZero() || e.size > (1u << 20) ||
-          store.objects().Has(e.object)) {
+      if (e.type != dim::EntryType::kFile || e.object.IsZero() || store.objects().Has(e.object)) continue;
+      auto old = store.catalog().Lookup(local->id, head, e.path);
+      if (!old.ok() || !*old || (*old)->type != dim::EntryType::kFile || (*old)->object.IsZero()) continue;
+      auto was = OldChunks(store.objects(), **old);
+      if (!was.ok()) continue;
+      if (e.size > dim::StoreOptions{}.chunk_threshold) {
+        old_files.emplace(e.object, std::move(*was));
         continue;
       }
-      auto old = store.catalog().Lookup(local->id, head, e.path);
-      if (!old.ok() || !*old || (*old)->type != dim::EntryType::kFile || (*old)->object.IsZero() ||
-          (*old)->size > (8u << 20) || (*old)->size < 4096) {
-        continue;  // below 4 KiB a delta saves little over the object itself
-      }
-      auto kind = store.objects().KindOf((*old)->object);
-      if (kind.ok() && *kind == dim::ObjectKind::kBlob) bases[e.object] = (*old)->object;
+      dim::ChunkList now = OneChunk(e.object, e.size);
+      auto planned = dim::ChunkDeltaBases(*was, now, [](const dim::Digest&) { return true; }, dim::kChunkDeltaBase);
+      blob_bases.merge(planned);
     }
-    fetcher.SetBases(std::move(bases));
+    fetcher.SetBases(std::move(blob_bases), std::move(old_files));
   }
   DIM_RETURN_IF_ERROR(fetcher.Run(delta.Objects(), fetch_threads, parent_base, key, identity));
   DIM_RETURN_IF_ERROR(batch->Commit());

@@ -14,6 +14,7 @@
 #include "dim/delta.h"
 #include "dim/env.h"
 #include "dim/image.h"
+#include "dim/object_delta.h"
 #include "dim/policy.h"
 #include "dim/wire.h"
 
@@ -82,6 +83,16 @@ bool ParseVersion(const std::map<std::string, std::string>& q, const std::string
 }
 
 Response BadRequest(const std::string& msg) { return Response::Error(Status::InvalidArgument(msg)); }
+
+// A blob taking part in a delta; a chunk list there is the client's mistake.
+dim::Result<std::string> DeltaBlob(const dim::ObjectStore& objects, const dim::Digest& id) {
+  DIM_ASSIGN_OR_RETURN(std::string raw, objects.ReadRaw(id));
+  DIM_ASSIGN_OR_RETURN(dim::DecodedObject d, dim::DecodeObject(id, raw));
+  if (d.kind != dim::ObjectKind::kBlob) {
+    return Status::InvalidArgument("object " + id.Hex() + " is a chunk list; deltas are between blobs");
+  }
+  return std::move(d.body);
+}
 
 }  // namespace
 
@@ -311,32 +322,40 @@ Response Service::Delta(const std::string& image, const Request& req) {
   return r;
 }
 
-Response Service::ObjectDelta(const std::string& hex, const std::string& base_hex) {
-  // A changed file against the version the child already has (both sides
-  // know the base exactly): the new content compressed with the old one as
-  // zstd's prefix, as `zstd --patch-from` does. Blobs only, up to the
-  // chunking threshold; the child verifies the result against hex.
+Response Service::ObjectDelta(const std::string& hex, const std::string& base_list) {
+  // A changed object against content the child already has (both sides know
+  // the base exactly): the new content compressed with the old as zstd's
+  // prefix, as `zstd --patch-from` does. The base is one blob, or several,
+  // comma-separated and concatenated in that order: the old chunks of a large
+  // file around a changed chunk. The child verifies the result against hex.
   auto id = dim::Digest::FromHex(hex);
-  auto base_id = dim::Digest::FromHex(base_hex);
-  if (!id.ok() || !base_id.ok()) return BadRequest("object and base must be 64 hex digits");
-  auto body = objects_->ReadBlob(*id);
+  if (!id.ok()) return BadRequest("object must be 64 hex digits");
+  std::vector<dim::Digest> base_ids;
+  for (size_t start = 0; start <= base_list.size() && base_ids.size() <= dim::kMaxPatchBases;) {
+    size_t comma = std::min(base_list.find(',', start), base_list.size());
+    auto base_id = dim::Digest::FromHex(std::string_view(base_list).substr(start, comma - start));
+    if (!base_id.ok()) return BadRequest("base must be one or more object ids (64 hex digits), comma-separated");
+    base_ids.push_back(*base_id);
+    start = comma + 1;
+  }
+  if (base_ids.size() > dim::kMaxPatchBases) {
+    return BadRequest("a base is at most " + std::to_string(dim::kMaxPatchBases) + " objects");
+  }
+  auto body = DeltaBlob(*objects_, *id);
   if (!body.ok()) return Response::Error(body.status());
-  auto base = objects_->ReadBlob(*base_id);
-  if (!base.ok()) return Response::Error(base.status());
-  if (body->size() > (8u << 20) || base->size() > (8u << 20)) return BadRequest("delta objects are at most 8 MiB");
-  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-  unsigned window = 10;
-  while ((size_t{1} << window) < base->size() + body->size() && window < 27) window++;
-  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 19);
-  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, static_cast<int>(window));
-  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
-  ZSTD_CCtx_refPrefix(cctx.get(), base->data(), base->size());
+  if (body->size() > dim::kMaxPatchTarget) return BadRequest("delta objects are at most 8 MiB");
+  std::string base;
+  for (const auto& b : base_ids) {
+    auto part = DeltaBlob(*objects_, b);
+    if (!part.ok()) return Response::Error(part.status());
+    if (base.size() + part->size() > dim::kMaxPatchBase) return BadRequest("a delta base is at most 16 MiB");
+    base += *part;
+  }
+  auto patch = dim::EncodePatch(base, *body, dim::kPatchLevel);
+  if (!patch.ok()) return Response::Error(patch.status());
   Response r;
   r.content_type = "application/x-dim-delta-object";
-  r.body.resize(ZSTD_compressBound(body->size()));
-  size_t n = ZSTD_compress2(cctx.get(), r.body.data(), r.body.size(), body->data(), body->size());
-  if (ZSTD_isError(n)) return Response::Error(Status::IOError(std::string("delta: ") + ZSTD_getErrorName(n)));
-  r.body.resize(n);
+  r.body = std::move(*patch);
   r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
   return r;
 }

@@ -4,6 +4,7 @@
 # after three pushes (skipping versions); a server killed with SIGKILL at
 # random points of a replication never exposes a partial version and
 # converges after a restart; bad requests and wrong credentials change nothing;
+# changed files travel as deltas against the copy a second-level server has;
 # second-level servers copy the node registry and boot files and serve their
 # nodes' boot scripts; policies and node pins travel to them.
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -270,29 +271,49 @@ assert_eq "$(cat "$TEST_TMP/viewA/root/note")" "A's note" "leafA node's own file
 assert_eq "$(cat "$TEST_TMP/viewA/etc/hostname")" r01c1n01 "identity on leafA"
 assert_eq "$(cat "$TEST_TMP/viewB/etc/hostname")" r02c1n01 "identity on leafB"
 
+log "a small insertion in a 30 MiB file travels as chunk deltas, not as its changed chunks"
+mkdir -p "$master/srv"
+head -c $((30 << 20)) /dev/urandom > "$master/srv/data.bin"
+"$DIMCTL" image commit deb -m "v10: a large file" > /dev/null
+"$DIMCTL" push deb --wait 60 > /dev/null
+big=$master/srv/data.bin
+{ head -c $((15 << 20)) "$big"; echo "a line inserted by the test"; tail -c +$(((15 << 20) + 1)) "$big"; } > "$big.new"
+mv "$big.new" "$big"
+"$DIMCTL" image commit deb -m "v11: an insertion" > /dev/null
+"$DIMCTL" push deb --json --wait 60 > "$TEST_TMP/push_big"
+same_tree leafA deb@11 "$master"
+same_tree leafB deb@11 "$master"
+bytes=$(sed -n 's/.*"server":"leafA","version":11,"bytes":\([0-9]*\).*/\1/p' "$TEST_TMP/push_big")
+[[ -n $bytes ]] || die "no byte count for leafA: $(cat "$TEST_TMP/push_big")"
+# Whole, the changed chunk(s) are at least 128 KiB of random bytes; the chunk
+# list (about 2.5 KB), the patch and the catalogue delta are far less.
+(( bytes < 16000 )) || die "leafA fetched $bytes bytes for a 28-byte insertion in a 30 MiB file"
+log "leafA fetched $bytes bytes for it"
+"$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
+
 log "path policies and node pins reach the second-level servers; pinned versions are retained"
 "$DIMCTL" policy set deb readonly /usr/
 leafB_url=http://$(sed -n 's/^listen = //p' "$TEST_TMP/leafB.conf")
 # leafB is down during the canary push: it gets the pins with the version.
 stop leafB
-echo "v10" > "$master/etc/dim-v10"
-"$DIMCTL" image commit deb -m v10 > /dev/null
+echo "v12" > "$master/etc/dim-v12"
+"$DIMCTL" image commit deb -m v12 > /dev/null
 "$DIMCTL" push deb --nodes r01c1n01 --wait 5 > /dev/null 2>&1 || true
 start leafB
-wait_head leafA deb 10; wait_head leafB deb 10
+wait_head leafA deb 12; wait_head leafB deb 12
 for leaf in leafA leafB; do
   "$DIMCTL" --root "$TEST_TMP/$leaf" policy list deb | grep -qE 'readonly +/usr/' || die "$leaf lacks the policy"
 done
-"$DIMCTL" status --server "$leafB_url" | grep -q 'pinned: r02c1n01@9' ||
-  die "leafB does not hold r02c1n01 at 9: $("$DIMCTL" status --server "$leafB_url")"
-# Two more canary pushes: with retention 2, leafB still keeps version 9 for its node.
-for v in 11 12; do
+"$DIMCTL" status --server "$leafB_url" | grep -q 'pinned: r02c1n01@11' ||
+  die "leafB does not hold r02c1n01 at 11: $("$DIMCTL" status --server "$leafB_url")"
+# Two more canary pushes: with retention 2, leafB still keeps version 11 for its node.
+for v in 13 14; do
   echo "v$v" > "$master/etc/dim-v$v"
   "$DIMCTL" image commit deb -m "v$v" > /dev/null
   "$DIMCTL" push deb --nodes r01c1n01 --wait 60 > /dev/null
 done
-wait_head leafB deb 12
-"$DIMCTL" --root "$TEST_TMP/leafB" image show deb@9 > /dev/null || die "leafB pruned the pinned version 9"
+wait_head leafB deb 14
+"$DIMCTL" --root "$TEST_TMP/leafB" image show deb@11 > /dev/null || die "leafB pruned the pinned version 11"
 "$DIMCTL" push deb --wait 60 > /dev/null
 "$DIMCTL" status --server "$leafB_url" | grep -q 'pinned:' && die "pins left on leafB after a full push"
 log "ok"

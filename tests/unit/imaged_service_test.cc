@@ -1,6 +1,7 @@
 // imaged's request handling, driven directly (no sockets): signatures, the
-// node-overlay access rules, path checks, publishing.
+// node-overlay access rules, path checks, publishing, object deltas.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,7 +11,10 @@
 #include "dim/catalog.h"
 #include "dim/overlay_wire.h"
 #include "dim/wire.h"
+#include "dim/object_delta.h"
+#include "dim/image.h"
 #include "dim/store.h"
+#include "replicator.h"
 #include "service.h"
 #include "test_util.h"
 
@@ -152,6 +156,129 @@ void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
 
 }  // namespace
 
+TEST_CASE("imaged: an object as a delta against several blobs the client has") {
+  Server s;
+  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), s.dir / "store");
+  REQUIRE(objects.ok());
+  auto batch = (*objects)->NewBatch();
+  REQUIRE(batch.ok());
+  std::string a(300000, 'a'), b;
+  for (int i = 0; i < 30000; i++) b += std::to_string(i * 7919) + "\n";
+  std::string target = a.substr(0, 1000) + "changed" + b;
+  auto put = [&](const std::string& data) {
+    auto id = (*batch)->PutBlob(data);
+    REQUIRE(id.ok());
+    return *id;
+  };
+  dim::Digest ida = put(a), idb = put(b), idt = put(target);
+  dimtest::WriteFile(s.dir / "big", std::string(3 << 20, 'x') + b);
+  dim::Fd fd(::open((s.dir / "big").c_str(), O_RDONLY));
+  auto list = (*batch)->PutFile(fd.get(), (3 << 20) + b.size(), false, "big");
+  REQUIRE(list.ok());
+  REQUIRE((*batch)->Commit().ok());
+
+  auto get = [&](const std::string& base) {
+    Request r;
+    r.method = "GET";
+    r.path = "/v1/objects/" + idt.Hex();
+    r.query["base"] = base;
+    return s.svc->Handle(r);  // objects need no signature
+  };
+  auto two = get(ida.Hex() + "," + idb.Hex());
+  REQUIRE(two.status == 200);
+  CHECK(two.body.size() < 200);
+  auto back = dim::DecodePatch(a + b, two.body, dim::kMaxPatchTarget);
+  REQUIRE(back.ok());
+  CHECK(*back == target);
+  // The order of the ids is the order of the base.
+  auto swapped = dim::DecodePatch(b + a, two.body, dim::kMaxPatchTarget);
+  CHECK((!swapped.ok() || *swapped != target));
+
+  CHECK(get(ida.Hex() + ",").status == 400);
+  CHECK(get("xyz").status == 400);
+  std::string many = ida.Hex();
+  for (size_t i = 0; i < dim::kMaxPatchBases; i++) many += "," + idb.Hex();
+  CHECK(get(many).status == 400);
+  CHECK(get(list->Hex()).status == 400);  // a chunk list is no base
+  CHECK(get(std::string(64, '0')).status == 404);
+}
+
+namespace {
+
+// A top server with an image on loopback and a second-level store that
+// follows it with SyncImage. The top can act as an older server: one that
+// refuses bases of several objects (before chunk deltas), or one that
+// ignores `base` and sends whole objects (before deltas).
+struct Replication {
+  enum class Parent { kCurrent, kSingleBase, kNoDeltas };
+  Server top;
+  TempDir leaf_dir;
+  std::unique_ptr<dim::Store> top_store, leaf;
+  std::unique_ptr<dim::http::Server> http;
+  std::unique_ptr<dim::ApiClient> client;
+  std::string master = top.dir / "master";
+  Parent parent = Parent::kCurrent;
+
+  Replication() {
+    auto t = dim::Store::Open(dim::Env::Posix(), top.dir / "store", true);
+    auto l = dim::Store::Open(dim::Env::Posix(), leaf_dir / "store", true);
+    REQUIRE((t.ok() && l.ok()));
+    top_store = std::move(*t);
+    leaf = std::move(*l);
+    auto h = dim::http::Server::Start({}, [this](const Request& r) {
+      auto base = r.query.find("base");
+      if (base == r.query.end() || parent == Parent::kCurrent) return top.svc->Handle(r);
+      if (parent == Parent::kSingleBase && base->second.find(',') != std::string::npos) {
+        return Response::Error(dim::Status::InvalidArgument("object and base must be 64 hex digits"));
+      }
+      Request plain = r;
+      if (parent == Parent::kNoDeltas) plain.query.erase("base");
+      return top.svc->Handle(plain);
+    });
+    REQUIRE(h.ok());
+    http = std::move(*h);
+    auto c = dim::ApiClient::Create(Url(), top.secret.key, "server:leaf");
+    REQUIRE(c.ok());
+    client = std::move(*c);
+    REQUIRE(dim::Env::Posix()->MkdirAll(master, 0755).ok());
+  }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(http->port()); }
+  // Commits the master as the next version, publishes it and replicates it.
+  imaged::SyncResult Push() {
+    auto img = top_store->catalog().GetImage("img");
+    auto r = img.ok() ? dim::CommitImage(*top_store, "img", {}) : dim::ImportImage(*top_store, "img", master, {});
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    int64_t v = r->version.number;
+    REQUIRE(top.Call("POST", "/v1/images/img/publish", "server:top", "{\"version\":" + std::to_string(v) + "}")
+                .status == 200);
+    auto sync = imaged::SyncImage(*leaf, *client, Url(), top.secret.key, "server:leaf", "img", v, 2);
+    REQUIRE_MESSAGE(sync.ok(), sync.status().ToString());
+    return *sync;
+  }
+  // The content of path in the leaf's copy of the image's head.
+  std::string LeafFile(const std::string& path) {
+    auto img = leaf->catalog().GetImage("img");
+    REQUIRE(img.ok());
+    auto e = leaf->catalog().Lookup(img->id, img->head, path);
+    REQUIRE((e.ok() && *e));
+    std::string out((*e)->size, '\0');
+    auto n = leaf->objects().ReadAt((*e)->object, 0, out.size(), out.data());
+    REQUIRE((n.ok() && *n == out.size()));
+    return out;
+  }
+};
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::string s(n, '\0');
+  for (auto& c : s) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    c = static_cast<char>(seed >> 56);
+  }
+  return s;
+}
+
+}  // namespace
+
 TEST_CASE("imaged: a node follows its pin, else the published version; only servers pin") {
   Server s;
   AddImage(s, {});
@@ -215,4 +342,41 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   dim::OverlayOp mv{dim::OverlayOp::kRename, {}, "/usr/local/bin/tool", "/usr/bin/tool"};
   CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mv})).status == 403);
   CHECK(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/usr/local/bin/tool"));
+}
+
+TEST_CASE("replication: a changed large file travels as chunk deltas; older parents send whole chunks") {
+  Replication r;
+  std::string big = RandomBytes(6 << 20, 1);
+  dimtest::WriteFile(r.master + "/big.bin", big);
+  r.Push();
+
+  SUBCASE("a small insertion costs far less than its changed chunks") {
+    std::string edited = big.substr(0, 3 << 20) + "a small insertion" + big.substr(3 << 20);
+    dimtest::WriteFile(r.master + "/big.bin", edited);
+    auto sync = r.Push();
+    CHECK(r.LeafFile("/big.bin") == edited);
+    CHECK(sync.bytes_fetched < 8000);  // whole, a changed chunk is at least 128 KiB of random bytes
+  }
+  // A byte flipped every 64 KiB from 2 to 4 MiB changes several neighbouring
+  // chunks, whose bases then span several old chunks.
+  std::string edited = big;
+  for (size_t at = 2 << 20; at < (4u << 20); at += 64 << 10) edited[at] ^= 1;
+  dimtest::WriteFile(r.master + "/big.bin", edited);
+  SUBCASE("scattered edits") {
+    auto sync = r.Push();
+    CHECK(r.LeafFile("/big.bin") == edited);
+    CHECK(sync.bytes_fetched < 16000);
+  }
+  SUBCASE("a parent without bases of several objects") {
+    r.parent = Replication::Parent::kSingleBase;
+    auto sync = r.Push();
+    CHECK(r.LeafFile("/big.bin") == edited);
+    CHECK(sync.bytes_fetched > (256u << 10));
+  }
+  SUBCASE("a parent without deltas") {
+    r.parent = Replication::Parent::kNoDeltas;
+    auto sync = r.Push();
+    CHECK(r.LeafFile("/big.bin") == edited);
+    CHECK(sync.bytes_fetched > (256u << 10));
+  }
 }
