@@ -1280,31 +1280,81 @@ void Filesystem::RecordRead(const std::string& path) {
   if (read_seen_.insert(path).second) read_paths_.push_back(path);
 }
 
-// The first file read in a directory of the image: fetch the directory's
-// other small files in the background, a few batch requests in parallel,
-// since whoever walks a tree (tar, a package scan, a boot) reads them next.
-// Without it each file costs a round trip to the server when it is opened.
-void Filesystem::PrefetchSiblings(const std::string& path) {
-  constexpr uint64_t kMaxFile = 256 << 10, kMaxDir = 16 << 20;
-  constexpr size_t kBatch = 32;
+// A process that reads files of the version is remembered for a while: if
+// it lists a directory next, it is walking a tree to read it (tar, cp -r,
+// grep -r, a boot), and that directory's files are fetched as it lists it.
+void Filesystem::NoteReader(pid_t pid) {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> l(prefetch_mu_);
+  if (readers_.size() > 64) {
+    std::erase_if(readers_, [&](const auto& r) { return now - r.second > kReaderMemory; });
+  }
+  readers_[pid] = now;
+}
+
+bool Filesystem::IsReader(pid_t pid) {
+  std::lock_guard<std::mutex> l(prefetch_mu_);
+  auto it = readers_.find(pid);
+  return it != readers_.end() && std::chrono::steady_clock::now() - it->second < kReaderMemory;
+}
+
+// Fetches the small files of a directory of the version in the background,
+// once per directory and version, since whoever reads one file of a tree
+// (tar, a package scan, a boot) reads the others next: without it each file
+// costs a round trip to the server when it is opened. They come in the
+// order a reader lists them (NameOffset), from the name after `after` (a
+// file just opened, fetched by its reader), in batches that grow from 4 so
+// that the next files arrive soon.
+void Filesystem::PrefetchDir(const std::string& dir, const std::string& after, const Listing* listing) {
+  constexpr uint64_t kMaxFile = 1 << 20, kMaxDir = 16 << 20;  // blobs: larger files are chunked
+  constexpr size_t kMaxBatch = 32;
   int64_t version = version_;
-  std::string dir = ParentOf(path);
   {
     std::lock_guard<std::mutex> l(prefetch_mu_);
     if (!siblings_done_.insert(std::to_string(version) + ":" + dir).second) return;
   }
-  std::vector<dim::Digest> batch;
-  uint64_t bytes = 0;
-  Status s = meta_->Children(version, dir, [&](const Entry& e) {
-    if (e.type == EntryType::kFile && !e.object.IsZero() && e.size <= kMaxFile && e.path != path &&
-        bytes + e.size <= kMaxDir) {
-      bytes += e.size;
-      batch.push_back(e.object);
-      if (batch.size() == kBatch) cache_->Prefetch(std::exchange(batch, {}));
+  struct File {
+    uint64_t off;
+    dim::Digest id;
+    uint64_t size;
+  };
+  std::vector<File> files;
+  auto consider = [&](const std::string& name, const Entry& e) {
+    if (e.type == EntryType::kFile && !e.object.IsZero() && e.size <= kMaxFile && name != after) {
+      files.push_back({NameOffset(name), e.object, e.size});
     }
-    return Status::Ok();
-  });
-  if (s.ok() && !batch.empty()) cache_->Prefetch(std::move(batch));
+  };
+  if (listing != nullptr) {
+    for (const auto& item : listing->items) {
+      if (item.lower) consider(item.name, *item.lower);
+    }
+  } else {
+    Status s = meta_->Children(version, dir, [&](const Entry& e) {
+      consider(NameOf(e.path), e);
+      return Status::Ok();
+    });
+    if (!s.ok()) return;
+  }
+  std::sort(files.begin(), files.end(), [](const File& a, const File& b) { return a.off < b.off; });
+  if (!after.empty()) {
+    uint64_t from = NameOffset(after);
+    std::rotate(files.begin(), std::upper_bound(files.begin(), files.end(), from,
+                                                [](uint64_t o, const File& f) { return o < f.off; }),
+                files.end());
+  }
+  std::vector<dim::Digest> batch;
+  size_t batch_size = 4;
+  uint64_t bytes = 0;
+  for (const File& f : files) {
+    if (bytes + f.size > kMaxDir) break;
+    bytes += f.size;
+    batch.push_back(f.id);
+    if (batch.size() == batch_size) {
+      cache_->Prefetch(std::exchange(batch, {}));
+      batch_size = std::min(batch_size * 2, kMaxBatch);
+    }
+  }
+  if (!batch.empty()) cache_->Prefetch(std::move(batch));
 }
 
 void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -1342,7 +1392,8 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     h->object = lower->object;
     h->size = lower->size;
     RecordRead(h->path);
-    PrefetchSiblings(h->path);
+    NoteReader(fuse_req_ctx(req)->pid);
+    PrefetchDir(ParentOf(h->path), NameOf(h->path), nullptr);
   }
   if (h->fd.valid()) {
     std::lock_guard<std::mutex> l(mu_);
@@ -1553,6 +1604,9 @@ void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   {
     std::lock_guard<std::mutex> l(mu_);
     path = dir->path;
+  }
+  if (off == 0 && (*listing)->lower_children && IsReader(fuse_req_ctx(req)->pid)) {
+    PrefetchDir(path, "", listing->get());
   }
   // READDIRPLUS gives the kernel each name's inode and attributes, as a
   // LOOKUP would: the upper's entry if it has one, else the version's.

@@ -124,7 +124,9 @@ class Filesystem {
   void Drop(Handle* h);  // closes a file handle
   void ForgetUpperName(int dirfd, const std::string& name);
   void RecordRead(const std::string& path);
-  void PrefetchSiblings(const std::string& path);  // of a file opened for reading
+  void PrefetchDir(const std::string& dir, const std::string& after, const Listing* listing);
+  void NoteReader(pid_t pid);  // pid has opened a file of the version to read it
+  bool IsReader(pid_t pid);    // ... recently
 
   FsOptions opts_;
   Remote* remote_;
@@ -149,6 +151,8 @@ class Filesystem {
   std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)
   std::set<std::string> read_seen_;      // GUARDED_BY(prefetch_mu_)
   std::unordered_set<std::string> siblings_done_;  // "version:dir", GUARDED_BY(prefetch_mu_)
+  static constexpr std::chrono::seconds kReaderMemory{5};
+  std::unordered_map<pid_t, std::chrono::steady_clock::time_point> readers_;  // GUARDED_BY(prefetch_mu_)
   std::chrono::steady_clock::time_point started_;
 };
 
