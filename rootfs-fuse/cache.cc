@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,15 +87,23 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Open(const dim::Digest& id) {
   if (::fstat(fd.get(), &st) != 0 || st.st_size < 1 || ::pread(fd.get(), &kind, 1, 0) != 1) {
     return Status::Corruption("cached object " + id.Hex() + " is damaged");
   }
+  std::string list;
+  if (static_cast<dim::ObjectKind>(kind) == dim::ObjectKind::kChunkList) {
+    list.resize(static_cast<uint64_t>(st.st_size) - 1);
+    DIM_RETURN_IF_ERROR(PreadAll(fd.get(), list.data(), list.size(), 1, "chunk list " + id.Hex()));
+  }
+  return Adopt(id, std::move(fd), static_cast<dim::ObjectKind>(kind), static_cast<uint64_t>(st.st_size) - 1, list);
+}
+
+dim::Result<ObjectCache::ObjectPtr> ObjectCache::Adopt(const dim::Digest& id, dim::Fd fd, dim::ObjectKind kind,
+                                                       uint64_t size, std::string_view chunk_list) {
   auto obj = std::make_shared<Object>();
-  obj->kind = static_cast<dim::ObjectKind>(kind);
-  obj->size = static_cast<uint64_t>(st.st_size) - 1;
-  if (obj->kind == dim::ObjectKind::kChunkList) {
-    std::string body(obj->size, '\0');
-    DIM_RETURN_IF_ERROR(PreadAll(fd.get(), body.data(), body.size(), 1, "chunk list " + id.Hex()));
-    DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(body));
+  obj->kind = kind;
+  obj->size = size;
+  if (kind == dim::ObjectKind::kChunkList) {
+    DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(chunk_list));
     obj->chunks = std::make_shared<const dim::ChunkList>(std::move(list));
-  } else if (obj->kind != dim::ObjectKind::kBlob) {
+  } else if (kind != dim::ObjectKind::kBlob) {
     return Status::Corruption("cached object " + id.Hex() + " has an unknown kind");
   }
   obj->fd = std::move(fd);
@@ -107,21 +116,26 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
   std::string rel = RelPath(id);
   std::string tmp = rel.substr(0, 3) + "tmp." + std::to_string(::getpid()) + "." +
                     std::to_string(counter.fetch_add(1));
-  {
-    dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) return dim::PosixError("cache object " + id.Hex());
-    std::string out(1, static_cast<char>(d.kind));
-    out += d.body;
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = ::write(fd.get(), out.data() + done, out.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        Status s = dim::PosixError("cache object " + id.Hex());
-        ::unlinkat(dir_fd_, tmp.c_str(), 0);
-        return s;
-      }
-      done += static_cast<size_t>(n);
+  // Written and then read through the same descriptor: the reader that
+  // waits for this object needs no second open.
+  dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return dim::PosixError("cache object " + id.Hex());
+  char kind = static_cast<char>(d.kind);
+  struct iovec iov[2] = {{&kind, 1}, {d.body.data(), d.body.size()}};
+  for (size_t done = 0, total = 1 + d.body.size(); done < total;) {
+    ssize_t n = ::pwritev(fd.get(), iov, 2, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = dim::PosixError("cache object " + id.Hex());
+      ::unlinkat(dir_fd_, tmp.c_str(), 0);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+    for (auto& v : iov) {  // skip what is written
+      size_t skip = std::min(v.iov_len, static_cast<size_t>(n));
+      v.iov_base = static_cast<char*>(v.iov_base) + skip;
+      v.iov_len -= skip;
+      n -= static_cast<ssize_t>(skip);
     }
   }
   if (::renameat(dir_fd_, tmp.c_str(), dir_fd_, rel.c_str()) != 0) {
@@ -135,7 +149,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
     stats_.fetched_bytes += raw.size();
   }
   Touch(id, d.body.size() + 1);
-  return Open(id);
+  return Adopt(id, std::move(fd), d.kind, d.body.size(), d.body);
 }
 
 void ObjectCache::Touch(const dim::Digest& id, uint64_t bytes) {

@@ -57,6 +57,8 @@ class ObjectCache {
 
   dim::Result<ObjectPtr> Get(const dim::Digest& id);
   dim::Result<ObjectPtr> Open(const dim::Digest& id);           // from disk, or NotFound
+  static dim::Result<ObjectPtr> Adopt(const dim::Digest& id, dim::Fd fd, dim::ObjectKind kind, uint64_t size,
+                                      std::string_view chunk_list);  // an open object file
   dim::Result<ObjectPtr> Store(const dim::Digest& id, const std::string& raw);
   void Touch(const dim::Digest& id, uint64_t bytes);            // LRU + eviction
   void Ahead(const ObjectPtr& list, size_t from);               // queue chunks to fetch
