@@ -35,7 +35,7 @@ Status PreadAll(int fd, char* buf, size_t n, uint64_t off, const std::string& wh
 }  // namespace
 
 ObjectCache::ObjectCache(int dir_fd, Remote* remote, uint64_t max_bytes, int fetch_threads)
-    : dir_fd_(dir_fd), remote_(remote), max_bytes_(max_bytes) {
+    : dir_fd_(dir_fd), remote_(remote), max_bytes_(max_bytes), pid_(std::to_string(::getpid())) {
   // A cache on disk outlives the mount: account for what is already there.
   for (int i = 0; i < 256; i++) {
     char sub[3];
@@ -114,8 +114,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
   DIM_ASSIGN_OR_RETURN(dim::DecodedObject d, dim::DecodeObject(id, raw));  // verifies the hash
   static std::atomic<uint64_t> counter{0};
   std::string rel = RelPath(id);
-  std::string tmp = rel.substr(0, 3) + "tmp." + std::to_string(::getpid()) + "." +
-                    std::to_string(counter.fetch_add(1));
+  std::string tmp = rel.substr(0, 3) + "tmp." + pid_ + "." + std::to_string(counter.fetch_add(1));
   // Written and then read through the same descriptor: the reader that
   // waits for this object needs no second open.
   dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
@@ -150,6 +149,12 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
   }
   Touch(id, d.body.size() + 1);
   return Adopt(id, std::move(fd), d.kind, d.body.size(), d.body);
+}
+
+void ObjectCache::KeepOpen(const dim::Digest& id, const ObjectPtr& obj) {
+  if (!resident_.count(id)) return;  // evicted already: its space goes when its readers close it
+  if (open_.size() > 512) open_.clear();  // descriptors are bounded
+  open_[id] = obj;
 }
 
 void ObjectCache::Touch(const dim::Digest& id, uint64_t bytes) {
@@ -206,8 +211,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Get(const dim::Digest& id) {
     auto finish = [&](dim::Result<ObjectPtr> r) {
       std::lock_guard<std::mutex> l(mu_);
       if (r.ok()) {
-        if (open_.size() > 512) open_.clear();
-        open_[id] = *r;
+        KeepOpen(id, *r);
       } else if (r.status().code() == dim::Code::kIOError) {
         failed_[id] = r.status();
       }
@@ -244,9 +248,17 @@ void ObjectCache::Ahead(const ObjectPtr& list, size_t from) {
       }
     }
     if (want.empty()) return;
-    queue_.push_back(std::move(want));
+    queue_.push_front(std::move(want));  // the reader is there now
   }
   cv_.notify_one();
+}
+
+void ObjectCache::PrefetchFirst(std::vector<std::vector<dim::Digest>> batches) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.insert(queue_.begin(), std::make_move_iterator(batches.begin()), std::make_move_iterator(batches.end()));
+  }
+  cv_.notify_all();
 }
 
 void ObjectCache::Prefetch(std::vector<dim::Digest> ids) {
@@ -291,6 +303,7 @@ void ObjectCache::FetchLoop() {
         }
       }
       std::lock_guard<std::mutex> l(mu_);
+      if (r.ok()) KeepOpen(id, *r);  // the reader it was fetched for opens nothing
       if (!got.ok() && got.status().code() == dim::Code::kIOError) failed_[id] = got.status();
       auto f = inflight_.find(id);
       if (f != inflight_.end()) {

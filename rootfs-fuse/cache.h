@@ -42,8 +42,12 @@ class ObjectCache {
   dim::Status ReadAll(const dim::Digest& id, uint64_t size,
                       const std::function<dim::Status(uint64_t, std::string_view)>& sink);
   // Fetches these file objects (and their chunks) in the background, in
-  // batches: the boot prefetch list.
+  // batches, after what is queued: the boot prefetch list.
   void Prefetch(std::vector<dim::Digest> ids);
+  // Fetches these batches in the background, in order, before what is
+  // queued: what a reader walking a tree needs next (it goes depth first, so
+  // the directory it has just listed comes before the rest of its parent).
+  void PrefetchFirst(std::vector<std::vector<dim::Digest>> batches);
   CacheStats stats();
 
  private:
@@ -61,12 +65,14 @@ class ObjectCache {
                                       std::string_view chunk_list);  // an open object file
   dim::Result<ObjectPtr> Store(const dim::Digest& id, const std::string& raw);
   void Touch(const dim::Digest& id, uint64_t bytes);            // LRU + eviction
+  void KeepOpen(const dim::Digest& id, const ObjectPtr& obj);   // into open_; mu_ held
   void Ahead(const ObjectPtr& list, size_t from);               // queue chunks to fetch
   void FetchLoop();
 
   int dir_fd_;
   Remote* remote_;
   uint64_t max_bytes_;
+  std::string pid_;  // in temporary names: several mounts may share a cache directory
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<dim::Digest, std::shared_ptr<std::condition_variable>> inflight_;  // GUARDED_BY(mu_)

@@ -1342,19 +1342,16 @@ void Filesystem::PrefetchDir(const std::string& dir, const std::string& after, c
                                                 [](uint64_t o, const File& f) { return o < f.off; }),
                 files.end());
   }
-  std::vector<dim::Digest> batch;
-  size_t batch_size = 4;
+  std::vector<std::vector<dim::Digest>> batches(1);
   uint64_t bytes = 0;
   for (const File& f : files) {
     if (bytes + f.size > kMaxDir) break;
     bytes += f.size;
-    batch.push_back(f.id);
-    if (batch.size() == batch_size) {
-      cache_->Prefetch(std::exchange(batch, {}));
-      batch_size = std::min(batch_size * 2, kMaxBatch);
-    }
+    size_t full = batches.size() > 3 ? kMaxBatch : size_t{4} << (batches.size() - 1);  // 4, 8, 16, 32
+    if (batches.back().size() == full) batches.emplace_back();
+    batches.back().push_back(f.id);
   }
-  if (!batch.empty()) cache_->Prefetch(std::move(batch));
+  if (!batches.back().empty()) cache_->PrefetchFirst(std::move(batches));
 }
 
 void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
