@@ -315,23 +315,20 @@ void ObjectCache::FetchLoop() {
   }
 }
 
-dim::Result<size_t> ObjectCache::Read(const dim::Digest& id, uint64_t size, uint64_t offset,
-                                      size_t n, char* buf) {
-  if (offset >= size || id.IsZero()) {
-    if (offset < size) {  // no object: all zeros (cannot happen for valid entries)
-      size_t z = static_cast<size_t>(std::min<uint64_t>(n, size - offset));
-      std::memset(buf, 0, z);
-      return z;
-    }
-    return size_t{0};
-  }
+dim::Result<std::vector<ObjectCache::Piece>> ObjectCache::Pieces(const dim::Digest& id, uint64_t size,
+                                                                 uint64_t offset, size_t n) {
+  std::vector<Piece> out;
+  if (offset >= size) return out;
   n = static_cast<size_t>(std::min<uint64_t>(n, size - offset));
+  if (id.IsZero()) {  // no object: all zeros (cannot happen for valid entries)
+    out.push_back({-1, 0, n, nullptr});
+    return out;
+  }
   DIM_ASSIGN_OR_RETURN(ObjectPtr obj, Get(id));
   if (!obj->chunks) {
-    if (offset >= obj->size) return size_t{0};
-    n = static_cast<size_t>(std::min<uint64_t>(n, obj->size - offset));
-    DIM_RETURN_IF_ERROR(PreadAll(obj->fd.get(), buf, n, offset + 1, "object " + id.Hex()));
-    return n;
+    if (offset >= obj->size) return out;
+    out.push_back({obj->fd.get(), offset + 1, static_cast<size_t>(std::min<uint64_t>(n, obj->size - offset)), obj});
+    return out;
   }
   const dim::ChunkList& list = *obj->chunks;
   uint64_t start = 0;
@@ -343,17 +340,17 @@ dim::Result<size_t> ObjectCache::Read(const dim::Digest& id, uint64_t size, uint
     uint64_t in = offset + done - start;
     size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, c.length - in));
     if (c.hole) {
-      std::memset(buf + done, 0, take);
+      out.push_back({-1, 0, take, nullptr});
     } else {
       DIM_ASSIGN_OR_RETURN(ObjectPtr chunk, Get(c.id));
       if (in + take > chunk->size) return Status::Corruption("chunk " + c.id.Hex() + " is short");
-      DIM_RETURN_IF_ERROR(PreadAll(chunk->fd.get(), buf + done, take, in + 1, "chunk " + c.id.Hex()));
+      out.push_back({chunk->fd.get(), in + 1, take, chunk});
     }
     done += take;
     start += c.length;
     i++;
   }
-  return done;
+  return out;
 }
 
 dim::Result<uint64_t> ObjectCache::Seek(const dim::Digest& id, uint64_t size, uint64_t offset,

@@ -33,9 +33,17 @@ class ObjectCache {
   ObjectCache(int dir_fd, Remote* remote, uint64_t max_bytes, int fetch_threads);
   ~ObjectCache();  // stops the fetchers
 
-  // Reads up to n bytes at offset of the file whose content object is id
-  // (zero digest: empty file); short only at the end of the file.
-  dim::Result<size_t> Read(const dim::Digest& id, uint64_t size, uint64_t offset, size_t n, char* buf);
+  // Where the bytes [offset, offset + n) of the file whose content object is
+  // id are (zero digest: no content), in order, fetching what is missing:
+  // pieces of cached object files that a reply can splice from, without
+  // copying them here first. Short only at the end of the file.
+  struct Piece {
+    int fd;       // -1: zeros (a hole)
+    uint64_t pos;  // offset in fd
+    size_t len;
+    std::shared_ptr<const void> keep;  // holds fd open
+  };
+  dim::Result<std::vector<Piece>> Pieces(const dim::Digest& id, uint64_t size, uint64_t offset, size_t n);
   // Next data/hole offset at or after offset for lseek(SEEK_DATA/SEEK_HOLE).
   dim::Result<uint64_t> Seek(const dim::Digest& id, uint64_t size, uint64_t offset, bool data);
   // Streams the whole content (copy-up): sink(offset, bytes), holes skipped.

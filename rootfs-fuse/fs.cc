@@ -1406,18 +1406,39 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void Filesystem::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
   Handle* h = reinterpret_cast<Handle*>(fi->fh);
-  std::string buf(size, '\0');
   if (h->fd.valid()) {
+    thread_local std::vector<char> buf;  // up to max_read; not zeroed per request
+    if (buf.size() < size) buf.resize(size);
     ssize_t n = ::pread(h->fd.get(), buf.data(), size, off);
     if (n < 0) return (void)fuse_reply_err(req, errno);
     return (void)fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
   }
-  auto n = cache_->Read(h->object, h->size, static_cast<uint64_t>(off), size, buf.data());
-  if (!n.ok()) {
-    std::fprintf(stderr, "rootfs-fuse: read %s: %s\n", h->path.c_str(), n.status().ToString().c_str());
-    return Reply(req, n.status());
+  // The version's content is spliced from the cached objects' files into
+  // the reply (libfuse copies replies under two pages instead).
+  auto pieces = cache_->Pieces(h->object, h->size, static_cast<uint64_t>(off), size);
+  if (!pieces.ok()) {
+    std::fprintf(stderr, "rootfs-fuse: read %s: %s\n", h->path.c_str(), pieces.status().ToString().c_str());
+    return Reply(req, pieces.status());
   }
-  fuse_reply_buf(req, buf.data(), *n);
+  std::vector<char> vec(sizeof(fuse_bufvec) + pieces->size() * sizeof(fuse_buf));
+  auto* bv = new (vec.data()) fuse_bufvec{};
+  std::vector<char> zeros;
+  for (const auto& p : *pieces) {
+    fuse_buf& b = bv->buf[bv->count++];
+    b = fuse_buf{};
+    b.size = p.len;
+    if (p.fd >= 0) {
+      b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      b.fd = p.fd;
+      b.pos = static_cast<off_t>(p.pos);
+    } else {
+      if (zeros.size() < p.len) zeros.resize(p.len);
+      b.mem = zeros.data();
+    }
+  }
+  // Not FUSE_BUF_SPLICE_MOVE: the kernel could take the pages out of the
+  // cache files (it copies them from the pipe instead).
+  fuse_reply_data(req, bv, static_cast<fuse_buf_copy_flags>(0));
 }
 
 void Filesystem::Write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
