@@ -488,6 +488,15 @@ Response Service::ObjectBatch(const Request& req) {
   if (req.body.size() % 32 != 0 || req.body.size() > 32 * 65536) {
     return BadRequest("a batch body is up to 65536 raw 32-byte object ids");
   }
+  // The objects are read one after another below: first ask the kernel for
+  // all of them, so that a cold disk reads them in parallel rather than one
+  // seek at a time (a node's cold walk waits for these batches).
+  for (size_t i = 0; i < req.body.size(); i += 32) {
+    dim::Digest id;
+    std::memcpy(id.bytes.data(), req.body.data() + i, 32);
+    dim::Fd fd(::open(objects_->PathOf(id).c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.valid()) (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_WILLNEED);
+  }
   Response r;
   r.content_type = "application/x-dim-objects";
   for (size_t i = 0; i < req.body.size() && r.body.size() < kMaxAnswer; i += 32) {

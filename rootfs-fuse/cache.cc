@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,7 +35,7 @@ Status PreadAll(int fd, char* buf, size_t n, uint64_t off, const std::string& wh
 }  // namespace
 
 ObjectCache::ObjectCache(int dir_fd, Remote* remote, uint64_t max_bytes, int fetch_threads)
-    : dir_fd_(dir_fd), remote_(remote), max_bytes_(max_bytes) {
+    : dir_fd_(dir_fd), remote_(remote), max_bytes_(max_bytes), pid_(std::to_string(::getpid())) {
   // A cache on disk outlives the mount: account for what is already there.
   for (int i = 0; i < 256; i++) {
     char sub[3];
@@ -86,15 +87,23 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Open(const dim::Digest& id) {
   if (::fstat(fd.get(), &st) != 0 || st.st_size < 1 || ::pread(fd.get(), &kind, 1, 0) != 1) {
     return Status::Corruption("cached object " + id.Hex() + " is damaged");
   }
+  std::string list;
+  if (static_cast<dim::ObjectKind>(kind) == dim::ObjectKind::kChunkList) {
+    list.resize(static_cast<uint64_t>(st.st_size) - 1);
+    DIM_RETURN_IF_ERROR(PreadAll(fd.get(), list.data(), list.size(), 1, "chunk list " + id.Hex()));
+  }
+  return Adopt(id, std::move(fd), static_cast<dim::ObjectKind>(kind), static_cast<uint64_t>(st.st_size) - 1, list);
+}
+
+dim::Result<ObjectCache::ObjectPtr> ObjectCache::Adopt(const dim::Digest& id, dim::Fd fd, dim::ObjectKind kind,
+                                                       uint64_t size, std::string_view chunk_list) {
   auto obj = std::make_shared<Object>();
-  obj->kind = static_cast<dim::ObjectKind>(kind);
-  obj->size = static_cast<uint64_t>(st.st_size) - 1;
-  if (obj->kind == dim::ObjectKind::kChunkList) {
-    std::string body(obj->size, '\0');
-    DIM_RETURN_IF_ERROR(PreadAll(fd.get(), body.data(), body.size(), 1, "chunk list " + id.Hex()));
-    DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(body));
+  obj->kind = kind;
+  obj->size = size;
+  if (kind == dim::ObjectKind::kChunkList) {
+    DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(chunk_list));
     obj->chunks = std::make_shared<const dim::ChunkList>(std::move(list));
-  } else if (obj->kind != dim::ObjectKind::kBlob) {
+  } else if (kind != dim::ObjectKind::kBlob) {
     return Status::Corruption("cached object " + id.Hex() + " has an unknown kind");
   }
   obj->fd = std::move(fd);
@@ -105,23 +114,27 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
   DIM_ASSIGN_OR_RETURN(dim::DecodedObject d, dim::DecodeObject(id, raw));  // verifies the hash
   static std::atomic<uint64_t> counter{0};
   std::string rel = RelPath(id);
-  std::string tmp = rel.substr(0, 3) + "tmp." + std::to_string(::getpid()) + "." +
-                    std::to_string(counter.fetch_add(1));
-  {
-    dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) return dim::PosixError("cache object " + id.Hex());
-    std::string out(1, static_cast<char>(d.kind));
-    out += d.body;
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = ::write(fd.get(), out.data() + done, out.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        Status s = dim::PosixError("cache object " + id.Hex());
-        ::unlinkat(dir_fd_, tmp.c_str(), 0);
-        return s;
-      }
-      done += static_cast<size_t>(n);
+  std::string tmp = rel.substr(0, 3) + "tmp." + pid_ + "." + std::to_string(counter.fetch_add(1));
+  // Written and then read through the same descriptor: the reader that
+  // waits for this object needs no second open.
+  dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) return dim::PosixError("cache object " + id.Hex());
+  char kind = static_cast<char>(d.kind);
+  struct iovec iov[2] = {{&kind, 1}, {d.body.data(), d.body.size()}};
+  for (size_t done = 0, total = 1 + d.body.size(); done < total;) {
+    ssize_t n = ::pwritev(fd.get(), iov, 2, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status s = dim::PosixError("cache object " + id.Hex());
+      ::unlinkat(dir_fd_, tmp.c_str(), 0);
+      return s;
+    }
+    done += static_cast<size_t>(n);
+    for (auto& v : iov) {  // skip what is written
+      size_t skip = std::min(v.iov_len, static_cast<size_t>(n));
+      v.iov_base = static_cast<char*>(v.iov_base) + skip;
+      v.iov_len -= skip;
+      n -= static_cast<ssize_t>(skip);
     }
   }
   if (::renameat(dir_fd_, tmp.c_str(), dir_fd_, rel.c_str()) != 0) {
@@ -135,7 +148,13 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
     stats_.fetched_bytes += raw.size();
   }
   Touch(id, d.body.size() + 1);
-  return Open(id);
+  return Adopt(id, std::move(fd), d.kind, d.body.size(), d.body);
+}
+
+void ObjectCache::KeepOpen(const dim::Digest& id, const ObjectPtr& obj) {
+  if (!resident_.count(id)) return;  // evicted already: its space goes when its readers close it
+  if (open_.size() > 512) open_.clear();  // descriptors are bounded
+  open_[id] = obj;
 }
 
 void ObjectCache::Touch(const dim::Digest& id, uint64_t bytes) {
@@ -192,8 +211,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Get(const dim::Digest& id) {
     auto finish = [&](dim::Result<ObjectPtr> r) {
       std::lock_guard<std::mutex> l(mu_);
       if (r.ok()) {
-        if (open_.size() > 512) open_.clear();
-        open_[id] = *r;
+        KeepOpen(id, *r);
       } else if (r.status().code() == dim::Code::kIOError) {
         failed_[id] = r.status();
       }
@@ -230,9 +248,17 @@ void ObjectCache::Ahead(const ObjectPtr& list, size_t from) {
       }
     }
     if (want.empty()) return;
-    queue_.push_back(std::move(want));
+    queue_.push_front(std::move(want));  // the reader is there now
   }
   cv_.notify_one();
+}
+
+void ObjectCache::PrefetchFirst(std::vector<std::vector<dim::Digest>> batches) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.insert(queue_.begin(), std::make_move_iterator(batches.begin()), std::make_move_iterator(batches.end()));
+  }
+  cv_.notify_all();
 }
 
 void ObjectCache::Prefetch(std::vector<dim::Digest> ids) {
@@ -277,6 +303,7 @@ void ObjectCache::FetchLoop() {
         }
       }
       std::lock_guard<std::mutex> l(mu_);
+      if (r.ok()) KeepOpen(id, *r);  // the reader it was fetched for opens nothing
       if (!got.ok() && got.status().code() == dim::Code::kIOError) failed_[id] = got.status();
       auto f = inflight_.find(id);
       if (f != inflight_.end()) {
@@ -288,23 +315,20 @@ void ObjectCache::FetchLoop() {
   }
 }
 
-dim::Result<size_t> ObjectCache::Read(const dim::Digest& id, uint64_t size, uint64_t offset,
-                                      size_t n, char* buf) {
-  if (offset >= size || id.IsZero()) {
-    if (offset < size) {  // no object: all zeros (cannot happen for valid entries)
-      size_t z = static_cast<size_t>(std::min<uint64_t>(n, size - offset));
-      std::memset(buf, 0, z);
-      return z;
-    }
-    return size_t{0};
-  }
+dim::Result<std::vector<ObjectCache::Piece>> ObjectCache::Pieces(const dim::Digest& id, uint64_t size,
+                                                                 uint64_t offset, size_t n) {
+  std::vector<Piece> out;
+  if (offset >= size) return out;
   n = static_cast<size_t>(std::min<uint64_t>(n, size - offset));
+  if (id.IsZero()) {  // no object: all zeros (cannot happen for valid entries)
+    out.push_back({-1, 0, n, nullptr});
+    return out;
+  }
   DIM_ASSIGN_OR_RETURN(ObjectPtr obj, Get(id));
   if (!obj->chunks) {
-    if (offset >= obj->size) return size_t{0};
-    n = static_cast<size_t>(std::min<uint64_t>(n, obj->size - offset));
-    DIM_RETURN_IF_ERROR(PreadAll(obj->fd.get(), buf, n, offset + 1, "object " + id.Hex()));
-    return n;
+    if (offset >= obj->size) return out;
+    out.push_back({obj->fd.get(), offset + 1, static_cast<size_t>(std::min<uint64_t>(n, obj->size - offset)), obj});
+    return out;
   }
   const dim::ChunkList& list = *obj->chunks;
   uint64_t start = 0;
@@ -316,17 +340,17 @@ dim::Result<size_t> ObjectCache::Read(const dim::Digest& id, uint64_t size, uint
     uint64_t in = offset + done - start;
     size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, c.length - in));
     if (c.hole) {
-      std::memset(buf + done, 0, take);
+      out.push_back({-1, 0, take, nullptr});
     } else {
       DIM_ASSIGN_OR_RETURN(ObjectPtr chunk, Get(c.id));
       if (in + take > chunk->size) return Status::Corruption("chunk " + c.id.Hex() + " is short");
-      DIM_RETURN_IF_ERROR(PreadAll(chunk->fd.get(), buf + done, take, in + 1, "chunk " + c.id.Hex()));
+      out.push_back({chunk->fd.get(), in + 1, take, chunk});
     }
     done += take;
     start += c.length;
     i++;
   }
-  return done;
+  return out;
 }
 
 dim::Result<uint64_t> ObjectCache::Seek(const dim::Digest& id, uint64_t size, uint64_t offset,

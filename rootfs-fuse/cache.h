@@ -33,17 +33,29 @@ class ObjectCache {
   ObjectCache(int dir_fd, Remote* remote, uint64_t max_bytes, int fetch_threads);
   ~ObjectCache();  // stops the fetchers
 
-  // Reads up to n bytes at offset of the file whose content object is id
-  // (zero digest: empty file); short only at the end of the file.
-  dim::Result<size_t> Read(const dim::Digest& id, uint64_t size, uint64_t offset, size_t n, char* buf);
+  // Where the bytes [offset, offset + n) of the file whose content object is
+  // id are (zero digest: no content), in order, fetching what is missing:
+  // pieces of cached object files that a reply can splice from, without
+  // copying them here first. Short only at the end of the file.
+  struct Piece {
+    int fd;       // -1: zeros (a hole)
+    uint64_t pos;  // offset in fd
+    size_t len;
+    std::shared_ptr<const void> keep;  // holds fd open
+  };
+  dim::Result<std::vector<Piece>> Pieces(const dim::Digest& id, uint64_t size, uint64_t offset, size_t n);
   // Next data/hole offset at or after offset for lseek(SEEK_DATA/SEEK_HOLE).
   dim::Result<uint64_t> Seek(const dim::Digest& id, uint64_t size, uint64_t offset, bool data);
   // Streams the whole content (copy-up): sink(offset, bytes), holes skipped.
   dim::Status ReadAll(const dim::Digest& id, uint64_t size,
                       const std::function<dim::Status(uint64_t, std::string_view)>& sink);
   // Fetches these file objects (and their chunks) in the background, in
-  // batches: the boot prefetch list.
+  // batches, after what is queued: the boot prefetch list.
   void Prefetch(std::vector<dim::Digest> ids);
+  // Fetches these batches in the background, in order, before what is
+  // queued: what a reader walking a tree needs next (it goes depth first, so
+  // the directory it has just listed comes before the rest of its parent).
+  void PrefetchFirst(std::vector<std::vector<dim::Digest>> batches);
   CacheStats stats();
 
  private:
@@ -57,14 +69,18 @@ class ObjectCache {
 
   dim::Result<ObjectPtr> Get(const dim::Digest& id);
   dim::Result<ObjectPtr> Open(const dim::Digest& id);           // from disk, or NotFound
+  static dim::Result<ObjectPtr> Adopt(const dim::Digest& id, dim::Fd fd, dim::ObjectKind kind, uint64_t size,
+                                      std::string_view chunk_list);  // an open object file
   dim::Result<ObjectPtr> Store(const dim::Digest& id, const std::string& raw);
   void Touch(const dim::Digest& id, uint64_t bytes);            // LRU + eviction
+  void KeepOpen(const dim::Digest& id, const ObjectPtr& obj);   // into open_; mu_ held
   void Ahead(const ObjectPtr& list, size_t from);               // queue chunks to fetch
   void FetchLoop();
 
   int dir_fd_;
   Remote* remote_;
   uint64_t max_bytes_;
+  std::string pid_;  // in temporary names: several mounts may share a cache directory
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<dim::Digest, std::shared_ptr<std::condition_variable>> inflight_;  // GUARDED_BY(mu_)

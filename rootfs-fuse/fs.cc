@@ -69,6 +69,20 @@ uint64_t HashIno(const std::string& key) {
   return (h & (kUpperInoBit - 1)) | 2;
 }
 
+// READDIR offsets are a hash of the name, not a position: an offset stays
+// valid while names before it come and go, so a reader of a changing
+// directory neither skips nor repeats the names that stay, and no per-open
+// snapshot is needed. The low 8 bits order names of equal hash; 1 and 2 are
+// "." and "..".
+uint64_t NameOffset(const std::string& name) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  h ^= h >> 33;  // spread FNV's low-bit weakness over the bits kept
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return std::max<uint64_t>((h >> 1) & ~0xffull, 0x100);
+}
+
 int64_t NowNs() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -92,6 +106,23 @@ void FillFromEntry(const Entry& e, struct stat* st) {
     st->st_mtim.tv_sec--;
   }
   st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+// A version's entry as the kernel sees it: a hardlink counts its group's names.
+void FillLower(Meta* meta, int64_t version, const Entry& e, struct stat* st) {
+  FillFromEntry(e, st);
+  if (!e.link_group.empty()) {
+    auto members = meta->LinkGroup(version, e.link_group);
+    if (members.ok() && !members->empty()) st->st_nlink = members->size();
+  }
+}
+
+// What every inode's attributes end with: its number, and a directory's
+// link count (1, "unknown", when the version's entries show through: find
+// must not count subdirectories from it).
+void FinishAttr(uint64_t ino, bool lower_children, struct stat* st) {
+  st->st_ino = ino;
+  if (S_ISDIR(st->st_mode)) st->st_nlink = lower_children ? 1 : std::max<nlink_t>(st->st_nlink, 2);
 }
 
 // Stored xattr names in the local upper: user.* and trusted.* live under
@@ -143,6 +174,24 @@ struct Filesystem::Inode {
   bool lower_children = false;  // dir: the version's entries below it show through
   std::optional<Entry> lower;   // the version's entry, as of the lookup
   std::vector<int> open_fds;    // upper descriptors of open handles (fstat after unlink)
+  // Directories: bumped before a name in it changes; with the version, it
+  // says whether `listing` is still the merged listing.
+  uint64_t names_gen = 0;
+  std::shared_ptr<const Listing> listing;
+};
+
+struct Filesystem::Listing {
+  int64_t version = 0;
+  uint64_t names_gen = 0;
+  bool upper = false, lower_children = false;  // the directory's state it was built from
+  struct Item {
+    uint64_t off;  // NameOffset(name), tie-broken; sorted by it
+    std::string name;
+    uint64_t ino;
+    mode_t type;
+    std::optional<Entry> lower;  // the version's entry (READDIRPLUS attributes)
+  };
+  std::vector<Item> items;
 };
 
 struct Filesystem::Handle {
@@ -154,15 +203,6 @@ struct Filesystem::Handle {
   bool write = false;
   std::mutex mu;
   uint64_t dirty_lo = UINT64_MAX, dirty_hi = 0;  // GUARDED_BY(mu)
-  // Directory listings: a snapshot taken at the first readdir (not at
-  // opendir: with the kernel's readdir cache most opendirs read nothing).
-  struct DirEnt {
-    std::string name;
-    uint64_t ino;
-    mode_t type;
-  };
-  bool listed = false;  // GUARDED_BY(mu)
-  std::vector<DirEnt> entries;  // GUARDED_BY(mu)
 };
 
 struct Filesystem::Found {
@@ -423,17 +463,29 @@ Status Filesystem::Stat(Inode* in, struct stat* st) {
       if (up.st_mtim.tv_sec > st->st_mtim.tv_sec) st->st_mtim = st->st_ctim = up.st_mtim;
     }
   } else if (lower) {
-    FillFromEntry(*lower, st);
-    if (!lower->link_group.empty()) {
-      auto members = meta_->LinkGroup(version_, lower->link_group);
-      if (members.ok() && !members->empty()) st->st_nlink = members->size();
-    }
+    FillLower(meta_, version_, *lower, st);
   } else {
     return Status::NotFound("stale inode " + path);
   }
-  st->st_ino = ino;
-  if (S_ISDIR(st->st_mode)) st->st_nlink = lower_children ? 1 : std::max<nlink_t>(st->st_nlink, 2);
+  FinishAttr(ino, lower_children, st);
   return Status::Ok();
+}
+
+void Filesystem::FoundAttr(const Found& f, fuse_ino_t id, struct stat* st) {
+  uint64_t ino;
+  bool lower_children;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    Inode* in = inodes_.at(id).get();
+    ino = in->ino;
+    lower_children = in->lower_children;
+  }
+  if (f.upper) {
+    *st = f.st;
+  } else {
+    FillLower(meta_, version_, *f.lower, st);
+  }
+  FinishAttr(ino, lower_children, st);
 }
 
 // ---------------------------------------------------------------- FUSE: names
@@ -458,11 +510,7 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent_id, const char* name) 
   }
   auto e = Remember(path, *f);
   if (!e.ok()) return Reply(req, e.status());
-  Status s = Stat(Get(e->ino), &e->attr);
-  if (!s.ok()) {
-    Forget(e->ino, 1);
-    return Reply(req, s);
-  }
+  FoundAttr(*f, e->ino, &e->attr);  // Resolve has just read them
   fuse_reply_entry(req, &*e);
 }
 
@@ -1252,31 +1300,78 @@ void Filesystem::RecordRead(const std::string& path) {
   if (read_seen_.insert(path).second) read_paths_.push_back(path);
 }
 
-// The first file read in a directory of the image: fetch the directory's
-// other small files in the background, a few batch requests in parallel,
-// since whoever walks a tree (tar, a package scan, a boot) reads them next.
-// Without it each file costs a round trip to the server when it is opened.
-void Filesystem::PrefetchSiblings(const std::string& path) {
-  constexpr uint64_t kMaxFile = 256 << 10, kMaxDir = 16 << 20;
-  constexpr size_t kBatch = 32;
+// A process that reads files of the version is remembered for a while: if
+// it lists a directory next, it is walking a tree to read it (tar, cp -r,
+// grep -r, a boot), and that directory's files are fetched as it lists it.
+void Filesystem::NoteReader(pid_t pid) {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> l(prefetch_mu_);
+  if (readers_.size() > 64) {
+    std::erase_if(readers_, [&](const auto& r) { return now - r.second > kReaderMemory; });
+  }
+  readers_[pid] = now;
+}
+
+bool Filesystem::IsReader(pid_t pid) {
+  std::lock_guard<std::mutex> l(prefetch_mu_);
+  auto it = readers_.find(pid);
+  return it != readers_.end() && std::chrono::steady_clock::now() - it->second < kReaderMemory;
+}
+
+// Fetches the small files of a directory of the version in the background,
+// once per directory and version, since whoever reads one file of a tree
+// (tar, a package scan, a boot) reads the others next: without it each file
+// costs a round trip to the server when it is opened. They come in the
+// order a reader lists them (NameOffset), from the name after `after` (a
+// file just opened, fetched by its reader), in batches that grow from 4 so
+// that the next files arrive soon.
+void Filesystem::PrefetchDir(const std::string& dir, const std::string& after, const Listing* listing) {
+  constexpr uint64_t kMaxFile = 1 << 20, kMaxDir = 16 << 20;  // blobs: larger files are chunked
+  constexpr size_t kMaxBatch = 32;
   int64_t version = version_;
-  std::string dir = ParentOf(path);
   {
     std::lock_guard<std::mutex> l(prefetch_mu_);
     if (!siblings_done_.insert(std::to_string(version) + ":" + dir).second) return;
   }
-  std::vector<dim::Digest> batch;
-  uint64_t bytes = 0;
-  Status s = meta_->Children(version, dir, [&](const Entry& e) {
-    if (e.type == EntryType::kFile && !e.object.IsZero() && e.size <= kMaxFile && e.path != path &&
-        bytes + e.size <= kMaxDir) {
-      bytes += e.size;
-      batch.push_back(e.object);
-      if (batch.size() == kBatch) cache_->Prefetch(std::exchange(batch, {}));
+  struct File {
+    uint64_t off;
+    dim::Digest id;
+    uint64_t size;
+  };
+  std::vector<File> files;
+  auto consider = [&](const std::string& name, const Entry& e) {
+    if (e.type == EntryType::kFile && !e.object.IsZero() && e.size <= kMaxFile && name != after) {
+      files.push_back({NameOffset(name), e.object, e.size});
     }
-    return Status::Ok();
-  });
-  if (s.ok() && !batch.empty()) cache_->Prefetch(std::move(batch));
+  };
+  if (listing != nullptr) {
+    for (const auto& item : listing->items) {
+      if (item.lower) consider(item.name, *item.lower);
+    }
+  } else {
+    Status s = meta_->Children(version, dir, [&](const Entry& e) {
+      consider(NameOf(e.path), e);
+      return Status::Ok();
+    });
+    if (!s.ok()) return;
+  }
+  std::sort(files.begin(), files.end(), [](const File& a, const File& b) { return a.off < b.off; });
+  if (!after.empty()) {
+    uint64_t from = NameOffset(after);
+    std::rotate(files.begin(), std::upper_bound(files.begin(), files.end(), from,
+                                                [](uint64_t o, const File& f) { return o < f.off; }),
+                files.end());
+  }
+  std::vector<std::vector<dim::Digest>> batches(1);
+  uint64_t bytes = 0;
+  for (const File& f : files) {
+    if (bytes + f.size > kMaxDir) break;
+    bytes += f.size;
+    size_t full = batches.size() > 3 ? kMaxBatch : size_t{4} << (batches.size() - 1);  // 4, 8, 16, 32
+    if (batches.back().size() == full) batches.emplace_back();
+    batches.back().push_back(f.id);
+  }
+  if (!batches.back().empty()) cache_->PrefetchFirst(std::move(batches));
 }
 
 void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -1315,7 +1410,8 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     h->object = lower->object;
     h->size = lower->size;
     RecordRead(h->path);
-    PrefetchSiblings(h->path);
+    NoteReader(fuse_req_ctx(req)->pid);
+    PrefetchDir(ParentOf(h->path), NameOf(h->path), nullptr);
   }
   if (h->fd.valid()) {
     std::lock_guard<std::mutex> l(mu_);
@@ -1331,18 +1427,39 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void Filesystem::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
   Handle* h = reinterpret_cast<Handle*>(fi->fh);
-  std::string buf(size, '\0');
   if (h->fd.valid()) {
+    thread_local std::vector<char> buf;  // up to max_read; not zeroed per request
+    if (buf.size() < size) buf.resize(size);
     ssize_t n = ::pread(h->fd.get(), buf.data(), size, off);
     if (n < 0) return (void)fuse_reply_err(req, errno);
     return (void)fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
   }
-  auto n = cache_->Read(h->object, h->size, static_cast<uint64_t>(off), size, buf.data());
-  if (!n.ok()) {
-    std::fprintf(stderr, "rootfs-fuse: read %s: %s\n", h->path.c_str(), n.status().ToString().c_str());
-    return Reply(req, n.status());
+  // The version's content is spliced from the cached objects' files into
+  // the reply (libfuse copies replies under two pages instead).
+  auto pieces = cache_->Pieces(h->object, h->size, static_cast<uint64_t>(off), size);
+  if (!pieces.ok()) {
+    std::fprintf(stderr, "rootfs-fuse: read %s: %s\n", h->path.c_str(), pieces.status().ToString().c_str());
+    return Reply(req, pieces.status());
   }
-  fuse_reply_buf(req, buf.data(), *n);
+  std::vector<char> vec(sizeof(fuse_bufvec) + pieces->size() * sizeof(fuse_buf));
+  auto* bv = new (vec.data()) fuse_bufvec{};
+  std::vector<char> zeros;
+  for (const auto& p : *pieces) {
+    fuse_buf& b = bv->buf[bv->count++];
+    b = fuse_buf{};
+    b.size = p.len;
+    if (p.fd >= 0) {
+      b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      b.fd = p.fd;
+      b.pos = static_cast<off_t>(p.pos);
+    } else {
+      if (zeros.size() < p.len) zeros.resize(p.len);
+      b.mem = zeros.data();
+    }
+  }
+  // Not FUSE_BUF_SPLICE_MOVE: the kernel could take the pages out of the
+  // cache files (it copies them from the pipe instead).
+  fuse_reply_data(req, bv, static_cast<fuse_buf_copy_flags>(0));
 }
 
 void Filesystem::Write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
@@ -1419,98 +1536,167 @@ void Filesystem::Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi
 // ---------------------------------------------------------------- FUSE: directories
 
 void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Inode* in = Get(ino);
-  if (in == nullptr) return (void)fuse_reply_err(req, ESTALE);
-  auto h = std::make_unique<Handle>();
-  h->inode = in;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    h->path = in->path;
-  }
-  fi->fh = reinterpret_cast<uint64_t>(h.release());
-  // The kernel keeps the listing (cache_readdir) and the pages (keep_cache)
-  // until the directory changes: a warm walk sends no READDIR at all, so the
-  // listing is built only when one comes.
+  // Listings need no per-open state: where the kernel can open directories
+  // by itself, ENOSYS tells it to, and no OPENDIR or RELEASEDIR comes again.
+  if (no_opendir_) return (void)fuse_reply_err(req, ENOSYS);
+  if (Get(ino) == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  fi->fh = 0;
+  // The kernel keeps the listing (cache_readdir) and its pages (keep_cache)
+  // until the directory changes through it or a version switch invalidates it.
   fi->cache_readdir = 1;
   fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<Handle*>(fi->fh);
+  fuse_reply_open(req, fi);
 }
 
-Status Filesystem::ListDir(Handle* h) {
-  Inode* in = h->inode;
-  bool upper, lower_children;
+void Filesystem::NamesChanged(fuse_ino_t ino) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  it->second->names_gen++;
+  it->second->listing.reset();
+}
+
+dim::Result<std::shared_ptr<const Filesystem::Listing>> Filesystem::ListingOf(Inode* dir) {
+  auto l = std::make_shared<Listing>();
+  std::string path;
+  uint64_t ino;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    h->path = in->path;
-    upper = in->upper;
-    lower_children = in->lower_children;
+    std::lock_guard<std::mutex> g(mu_);
+    l->version = version_;
+    const auto& cached = dir->listing;
+    if (cached && cached->version == l->version && cached->names_gen == dir->names_gen &&
+        cached->upper == dir->upper && cached->lower_children == dir->lower_children) {
+      return cached;
+    }
+    l->names_gen = dir->names_gen;
+    l->upper = dir->upper;
+    l->lower_children = dir->lower_children;
+    path = dir->path;
+    ino = dir->ino;
   }
-  h->entries.push_back({".", in->ino, S_IFDIR});
-  h->entries.push_back({"..", 1, S_IFDIR});
-  std::set<std::string> seen;
-  if (upper) {
-    auto d = dim::upper::Open(upper_fd_, h->path, O_RDONLY | O_DIRECTORY);
-    if (!d.ok()) return d.status();
-    dim::DirPtr dp(::fdopendir(d->Release()));
+  // The version's entries by name, then the upper's on top: its whiteouts
+  // hide names, its entries replace them.
+  std::unordered_map<std::string, Entry> lower;
+  if (l->lower_children) {
+    DIM_RETURN_IF_ERROR(meta_->Children(l->version, path, [&](const Entry& e) {
+      lower.emplace(NameOf(e.path), e);
+      return Status::Ok();
+    }));
+  }
+  auto lower_ino = [](const Entry& e) { return HashIno(e.link_group.empty() ? e.path : e.link_group); };
+  std::vector<Listing::Item> items;
+  if (l->upper) {
+    DIM_ASSIGN_OR_RETURN(dim::Fd d, dim::upper::Open(upper_fd_, path, O_RDONLY | O_DIRECTORY));
+    dim::DirPtr dp(::fdopendir(d.Release()));
+    if (!dp) return dim::PosixError("list " + path);
     while (struct dirent* de = ::readdir(dp.get())) {
       std::string n = de->d_name;
       if (n == "." || n == "..") continue;
-      seen.insert(n);
       struct stat st;
       if (::fstatat(::dirfd(dp.get()), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-      if (dim::upper::IsWhiteout(st)) continue;
-      std::optional<Entry> lower;
-      uint64_t ino_num = static_cast<uint64_t>(st.st_ino) | kUpperInoBit;
-      if (lower_children) {
-        auto l = meta_->Lookup(version_, Join(h->path, n));
-        if (l.ok() && *l) ino_num = HashIno((*l)->link_group.empty() ? (*l)->path : (*l)->link_group);
+      auto shadowed = lower.find(n);
+      std::optional<Entry> below;
+      if (shadowed != lower.end()) {
+        below = std::move(shadowed->second);
+        lower.erase(shadowed);
       }
-      h->entries.push_back({n, ino_num, st.st_mode & S_IFMT});
+      if (dim::upper::IsWhiteout(st)) continue;
+      uint64_t i = below ? lower_ino(*below) : (static_cast<uint64_t>(st.st_ino) | kUpperInoBit);
+      items.push_back({NameOffset(n), std::move(n), i, st.st_mode & S_IFMT, std::move(below)});
     }
   }
-  if (lower_children) {
-    Status s = meta_->Children(version_, h->path == "/" ? "/" : h->path, [&](const Entry& e) {
-      std::string n = NameOf(e.path);
-      if (!seen.count(n)) {
-        h->entries.push_back({n, HashIno(e.link_group.empty() ? e.path : e.link_group), dim::ModeTypeBits(e.type)});
-      }
-      return Status::Ok();
-    });
-    if (!s.ok()) return s;
+  for (auto& [n, e] : lower) {
+    items.push_back({NameOffset(n), n, lower_ino(e), dim::ModeTypeBits(e.type), std::move(e)});
   }
-  h->listed = true;
-  return Status::Ok();
+  std::sort(items.begin(), items.end(), [](const Listing::Item& a, const Listing::Item& b) {
+    return a.off != b.off ? a.off < b.off : a.name < b.name;
+  });
+  for (size_t i = 1, rank = 0; i < items.size(); i++) {  // names of equal hash: 0x..00, 0x..01, ...
+    rank = (items[i].off & ~0xffull) == (items[i - 1].off & ~0xffull) ? rank + 1 : 0;
+    if (rank > 0xff) return Status::Corruption("more than 256 names in " + path + " share a hash");
+    items[i].off |= rank;
+  }
+  l->items.reserve(items.size() + 2);
+  l->items.push_back({1, ".", ino, S_IFDIR, std::nullopt});
+  l->items.push_back({2, "..", 1, S_IFDIR, std::nullopt});
+  std::move(items.begin(), items.end(), std::back_inserter(l->items));
+  std::lock_guard<std::mutex> g(mu_);
+  dir->listing = l;  // a change meanwhile moved the stamp: rebuilt next time
+  return std::shared_ptr<const Listing>(l);
 }
 
-void Filesystem::ReadDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
-  Handle* h = reinterpret_cast<Handle*>(fi->fh);
+void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  Inode* dir = Get(ino);
+  if (dir == nullptr) return (void)fuse_reply_err(req, ESTALE);
+  auto listing = ListingOf(dir);
+  if (!listing.ok()) return Reply(req, listing.status());
+  const auto& items = (*listing)->items;
+  auto it = std::upper_bound(items.begin(), items.end(), static_cast<uint64_t>(off),
+                             [](uint64_t o, const Listing::Item& i) { return o < i.off; });
+  if (it == items.end()) {
+    // The end: the kernel has it all (and caches it); the memory can go.
+    std::lock_guard<std::mutex> l(mu_);
+    if (dir->listing == *listing) dir->listing.reset();
+    return (void)fuse_reply_buf(req, nullptr, 0);
+  }
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    path = dir->path;
+  }
+  if (off == 0 && (*listing)->lower_children && IsReader(fuse_req_ctx(req)->pid)) {
+    PrefetchDir(path, "", listing->get());
+  }
+  // READDIRPLUS gives the kernel each name's inode and attributes, as a
+  // LOOKUP would: the upper's entry if it has one, else the version's.
+  dim::Fd updir;
+  if (plus && (*listing)->upper) {
+    auto d = dim::upper::Open(upper_fd_, path, O_PATH | O_DIRECTORY);
+    if (!d.ok()) return Reply(req, d.status());
+    updir = std::move(*d);
+  }
   std::string buf(size, '\0');
   size_t used = 0;
-  Status s;
-  {
-    // Unlocked before replying: once the kernel has the reply, the reader may
-    // close the directory and a RELEASEDIR free the handle.
-    std::lock_guard<std::mutex> hl(h->mu);
-    if (!h->listed) s = ListDir(h);
-    if (!s.ok()) h->entries.clear();
-    for (size_t i = static_cast<size_t>(off); s.ok() && i < h->entries.size(); i++) {
-      struct stat st;
-      std::memset(&st, 0, sizeof st);
-      st.st_ino = h->entries[i].ino;
-      st.st_mode = h->entries[i].type;
-      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, h->entries[i].name.c_str(), &st,
-                                   static_cast<off_t>(i + 1));
+  for (; it != items.end(); ++it) {
+    const char* name = it->name.c_str();
+    if (!plus) {
+      struct stat st {};
+      st.st_ino = it->ino;
+      st.st_mode = it->type;
+      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, static_cast<off_t>(it->off));
       if (n > size - used) break;
       used += n;
+      continue;
     }
+    if (fuse_add_direntry_plus(req, nullptr, 0, name, nullptr, 0) > size - used) break;
+    fuse_entry_param e {};
+    if (it->off <= 2) {  // "." and "..": the kernel links neither
+      e.attr.st_ino = it->ino;
+      e.attr.st_mode = it->type;
+    } else {
+      Found f;
+      if (updir.valid() && ::fstatat(updir.get(), name, &f.st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (dim::upper::IsWhiteout(f.st)) continue;
+        f.exists = f.upper = true;
+        if (S_ISDIR(f.st.st_mode) && it->lower) {
+          char v;
+          std::string p = dim::upper::FdPath(updir.get(), it->name, opts_.proc_relative);
+          f.opaque = ::lgetxattr(p.c_str(), dim::upper::kOpaqueXattr, &v, 1) == 1 && v == 'y';
+        }
+      }
+      if (it->lower) {
+        f.lower = it->lower;
+        f.exists = true;
+      }
+      if (!f.exists) continue;
+      auto r = Remember(Join(path, it->name), f);
+      if (!r.ok()) return Reply(req, r.status());
+      e = *r;
+      FoundAttr(f, e.ino, &e.attr);
+    }
+    used += fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, static_cast<off_t>(it->off));
   }
-  if (!s.ok()) return Reply(req, s);
   fuse_reply_buf(req, buf.data(), used);
-}
-
-void Filesystem::ReleaseDir(fuse_req_t req, fuse_file_info* fi) {
-  delete reinterpret_cast<Handle*>(fi->fh);
-  fuse_reply_err(req, 0);
 }
 
 void Filesystem::StatFs(fuse_req_t req) {
@@ -1726,8 +1912,9 @@ namespace {
 
 Filesystem* Self(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
-void OpInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+}  // namespace
+
+void Filesystem::Init(fuse_conn_info* conn) {
   // Large requests, kernel caches for immutable content, ACLs checked by the kernel.
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
@@ -1738,15 +1925,17 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->want |= FUSE_CAP_EXPORT_SUPPORT & conn->capable;
+  // Every READDIR is a READDIRPLUS: the listing has the attributes at hand,
+  // and a walk then needs no LOOKUP per name.
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  no_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 }
-
-}  // namespace
 
 const fuse_lowlevel_ops& Filesystem::Ops() {
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o;
     std::memset(&o, 0, sizeof o);
-    o.init = OpInit;
+    o.init = [](void* fs, fuse_conn_info* conn) { static_cast<Filesystem*>(fs)->Init(conn); };
     o.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r)->Lookup(r, p, n); };
     o.forget = [](fuse_req_t r, fuse_ino_t i, uint64_t n) {
       Self(r)->Forget(i, n);
@@ -1764,24 +1953,42 @@ const fuse_lowlevel_ops& Filesystem::Ops() {
       Self(r)->SetAttr(r, i, a, s, fi);
     };
     o.readlink = [](fuse_req_t r, fuse_ino_t i) { Self(r)->ReadLink(r, i); };
+    // Operations that change names mark the directories' listings stale
+    // first: the kernel holds the directory locked until the reply, so no
+    // READDIR of it can come between the mark and the change.
     o.mknod = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, dev_t d) {
+      Self(r)->NamesChanged(p);
       Self(r)->MakeNode(r, p, n, m, d, nullptr, nullptr);
     };
     o.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m) {
+      Self(r)->NamesChanged(p);
       Self(r)->MakeNode(r, p, n, m | S_IFDIR, 0, nullptr, nullptr);
     };
     o.symlink = [](fuse_req_t r, const char* link, fuse_ino_t p, const char* n) {
+      Self(r)->NamesChanged(p);
       Self(r)->MakeNode(r, p, n, S_IFLNK | 0777, 0, link, nullptr);
     };
     o.create = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, fuse_file_info* fi) {
+      Self(r)->NamesChanged(p);
       Self(r)->MakeNode(r, p, n, m | S_IFREG, 0, nullptr, fi);
     };
-    o.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r)->Unlink(r, p, n, false); };
-    o.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r)->Unlink(r, p, n, true); };
+    o.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) {
+      Self(r)->NamesChanged(p);
+      Self(r)->Unlink(r, p, n, false);
+    };
+    o.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) {
+      Self(r)->NamesChanged(p);
+      Self(r)->Unlink(r, p, n, true);
+    };
     o.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned f) {
+      Self(r)->NamesChanged(p);
+      Self(r)->NamesChanged(np);
       Self(r)->Rename(r, p, n, np, nn, f);
     };
-    o.link = [](fuse_req_t r, fuse_ino_t i, fuse_ino_t np, const char* nn) { Self(r)->Link(r, i, np, nn); };
+    o.link = [](fuse_req_t r, fuse_ino_t i, fuse_ino_t np, const char* nn) {
+      Self(r)->NamesChanged(np);
+      Self(r)->Link(r, i, np, nn);
+    };
     o.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r)->Open(r, i, fi); };
     o.read = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o2, fuse_file_info* fi) { Self(r)->Read(r, s, o2, fi); };
     o.write = [](fuse_req_t r, fuse_ino_t, const char* b, size_t s, off_t o2, fuse_file_info* fi) {
@@ -1791,10 +1998,13 @@ const fuse_lowlevel_ops& Filesystem::Ops() {
     o.release = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r)->Flush(r, fi, true); };
     o.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info* fi) { Self(r)->Fsync(r, fi); };
     o.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r)->OpenDir(r, i, fi); };
-    o.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o2, fuse_file_info* fi) {
-      Self(r)->ReadDir(r, s, o2, fi);
+    o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info*) {
+      Self(r)->ReadDir(r, i, s, o2, false);
     };
-    o.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r)->ReleaseDir(r, fi); };
+    o.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o2, fuse_file_info*) {
+      Self(r)->ReadDir(r, i, s, o2, true);
+    };
+    o.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { fuse_reply_err(r, 0); };
     o.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
     o.statfs = [](fuse_req_t r, fuse_ino_t) { Self(r)->StatFs(r); };
     o.setxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {

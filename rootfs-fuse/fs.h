@@ -77,9 +77,14 @@ class Filesystem {
   void Write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi);
   void Flush(fuse_req_t req, fuse_file_info* fi, bool release);
   void Fsync(fuse_req_t req, fuse_file_info* fi);
+  void Init(fuse_conn_info* conn);
   void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void ReadDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi);
-  void ReleaseDir(fuse_req_t req, fuse_file_info* fi);
+  // READDIR and READDIRPLUS: answered from the directory's listing at any
+  // offset, with no per-open state (so OPENDIR need not reach the daemon).
+  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
+  // A name in directory ino is about to be created, removed or renamed:
+  // its cached listing is rebuilt at the next READDIR.
+  void NamesChanged(fuse_ino_t ino);
   void StatFs(fuse_req_t req);
   void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags);
@@ -89,7 +94,8 @@ class Filesystem {
   void Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi);
 
  private:
-  struct Found;  // a name resolved in the merged view
+  struct Found;    // a name resolved in the merged view
+  struct Listing;  // a directory's merged listing, kept in its inode
   // Where a path's upper entry is, for *at calls and FdPath: its directory
   // and name; the root is the upper's own descriptor and ".".
   struct UpperAt {
@@ -102,6 +108,7 @@ class Filesystem {
   dim::Result<Found> Resolve(Inode* parent, const std::string& name);
   dim::Result<fuse_entry_param> Remember(const std::string& path, Found& f);
   dim::Status Stat(Inode* in, struct stat* st);
+  void FoundAttr(const Found& f, fuse_ino_t id, struct stat* st);  // of a name just remembered
   dim::Status CopyUp(Inode* in);
   dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group);
   dim::Status CopyUpParents(const std::string& path);
@@ -115,12 +122,14 @@ class Filesystem {
   bool ReadOnly(const std::string& path, bool is_dir) const;
   bool ReadOnly(Inode* in);
   dim::Result<bool> MergedEmpty(Inode* dir);
-  dim::Status ListDir(Handle* h);  // fills h->entries: the merged listing
+  dim::Result<std::shared_ptr<const Listing>> ListingOf(Inode* dir);
   void Reply(fuse_req_t req, const dim::Status& s);
   void Drop(Handle* h);  // closes a file handle
   void ForgetUpperName(int dirfd, const std::string& name);
   void RecordRead(const std::string& path);
-  void PrefetchSiblings(const std::string& path);  // of a file opened for reading
+  void PrefetchDir(const std::string& dir, const std::string& after, const Listing* listing);
+  void NoteReader(pid_t pid);  // pid has opened a file of the version to read it
+  bool IsReader(pid_t pid);    // ... recently
 
   FsOptions opts_;
   Remote* remote_;
@@ -130,6 +139,8 @@ class Filesystem {
   int upper_fd_, work_fd_;
   dim::upper::XattrMap xmap_;
   std::atomic<int64_t> version_{0};
+  // The kernel opens directories without asking (FUSE_NO_OPENDIR_SUPPORT).
+  std::atomic<bool> no_opendir_{false};
 
   std::mutex mu_;
   std::unordered_map<fuse_ino_t, std::unique_ptr<Inode>> inodes_;  // GUARDED_BY(mu_)
@@ -143,6 +154,8 @@ class Filesystem {
   std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)
   std::set<std::string> read_seen_;      // GUARDED_BY(prefetch_mu_)
   std::unordered_set<std::string> siblings_done_;  // "version:dir", GUARDED_BY(prefetch_mu_)
+  static constexpr std::chrono::seconds kReaderMemory{5};
+  std::unordered_map<pid_t, std::chrono::steady_clock::time_point> readers_;  // GUARDED_BY(prefetch_mu_)
   std::chrono::steady_clock::time_point started_;
 };
 

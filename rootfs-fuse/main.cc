@@ -205,13 +205,18 @@ int main(int argc, char** argv) {
           " (run as root, or give --upper-on-disk)");
     }
   }
+  // From here on a failure also takes the upper's tmpfs away: nothing else would.
+  auto fail = [&](const std::string& msg) {
+    if (a.upper_tmpfs) (void)::umount2(rw_dir.c_str(), MNT_DETACH);
+    Die(msg);
+  };
   for (const char* sub : {"/upper", "/work"}) {
-    if (dim::Status s = env->MkdirAll(rw_dir + sub, 0755); !s.ok()) Die("cache: " + s.ToString());
+    if (dim::Status s = env->MkdirAll(rw_dir + sub, 0755); !s.ok()) fail("cache: " + s.ToString());
   }
   dim::Fd upper_fd(::open((rw_dir + "/upper").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   dim::Fd work_fd(::open((rw_dir + "/work").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!cache_fd.valid() || !objects_fd.valid() || !upper_fd.valid() || !work_fd.valid()) {
-    Die("cannot open the cache directory " + a.cache + ": " + std::strerror(errno));
+    fail("cannot open the cache directory " + a.cache + ": " + std::strerror(errno));
   }
   // Cached objects are written without fsync (they are only a cache). On a
   // disk, a crash could leave torn files that would be trusted later, so a
@@ -225,7 +230,7 @@ int main(int argc, char** argv) {
       if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) subs.push_back(de->d_name);
     }
     for (const auto& sub : subs) {
-      if (dim::Status s = dim::upper::RemoveAt(objects_fd.get(), sub); !s.ok()) Die("cache: " + s.ToString());
+      if (dim::Status s = dim::upper::RemoveAt(objects_fd.get(), sub); !s.ok()) fail("cache: " + s.ToString());
     }
   }
   (void)::unlinkat(objects_fd.get(), ".clean", 0);
@@ -233,7 +238,7 @@ int main(int argc, char** argv) {
   // From here on every path goes through descriptors and /proc/self/fd,
   // relative to a cwd of /proc: after switch_root moves /proc and the cache
   // away from this process's root, they still resolve.
-  if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) Die("/proc is not mounted");
+  if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) fail("/proc is not mounted");
   std::string cache_path = "self/fd/" + std::to_string(cache_fd.get());
 
   std::vector<std::string> servers = {a.server};
@@ -241,7 +246,7 @@ int main(int argc, char** argv) {
   rootfs::Remote remote({servers, key, a.node, a.timeout_s});
 
   auto meta = rootfs::Meta::Open(cache_path + "/catalog.db", a.image);
-  if (!meta.ok()) Die("local catalogue: " + meta.status().ToString());
+  if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
   dim::Status synced = dim::Status::Ok();
   int64_t target = a.version;
   if (target == 0) {
@@ -252,10 +257,10 @@ int main(int argc, char** argv) {
   if (synced.ok()) synced = (*meta)->SyncTo(remote, target, nullptr);
   if (!synced.ok()) {
     const dim::Status& s = synced;
-    if (s.code() == dim::Code::kPermissionDenied) Die("node " + a.node + ": the server refuses its key: " + s.message());
-    if (s.code() == dim::Code::kNotFound) Die("image " + a.image + " unknown to " + a.server + ": " + s.message());
+    if (s.code() == dim::Code::kPermissionDenied) fail("node " + a.node + ": the server refuses its key: " + s.message());
+    if (s.code() == dim::Code::kNotFound) fail("image " + a.image + " unknown to " + a.server + ": " + s.message());
     if (s.code() != dim::Code::kIOError || !(*meta)->UseCached().ok()) {
-      Die("cannot get image " + a.image + " from " + a.server + ": " + s.message());
+      fail("cannot get image " + a.image + " from " + a.server + ": " + s.message());
     }
     std::fprintf(stderr, "rootfs-fuse: %s unreachable; mounting the cached version %lld\n", a.server.c_str(),
                  static_cast<long long>((*meta)->version()));
@@ -277,7 +282,7 @@ int main(int argc, char** argv) {
   }
   if (body.ok()) {
     auto image_rules = dim::policy::Decode(*body);
-    if (!image_rules.ok()) Die("policy of image " + a.image + ": " + image_rules.status().message());
+    if (!image_rules.ok()) fail("policy of image " + a.image + ": " + image_rules.status().message());
     for (auto& r : *image_rules) r.source = "image " + a.image;
     rules.insert(rules.end(), image_rules->begin(), image_rules->end());
   } else {
@@ -285,7 +290,7 @@ int main(int argc, char** argv) {
   }
   rules.insert(rules.end(), a.policy.begin(), a.policy.end());
   auto policy = dim::policy::PolicySet::Compile(std::move(rules));
-  if (!policy.ok()) Die(policy.status().message());
+  if (!policy.ok()) fail(policy.status().message());
   rootfs::FsOptions fo;
   fo.node = a.node;
   fo.image = a.image;
@@ -293,7 +298,7 @@ int main(int argc, char** argv) {
   fo.proc_relative = true;
   fo.prefetch_window_s = a.prefetch_window_s;
   rootfs::Filesystem fs(std::move(fo), &remote, meta->get(), upper_fd.get(), work_fd.get());
-  if (dim::Status s = fs.LoadOverlay(); !s.ok()) Die(s.message());
+  if (dim::Status s = fs.LoadOverlay(); !s.ok()) fail(s.message());
 
   std::vector<std::string> fargs = {"rootfs-fuse", "-o",
                                     "fsname=dim:" + a.image + ",subtype=dim,default_permissions"};
@@ -304,15 +309,15 @@ int main(int argc, char** argv) {
   for (auto& s : fargs) cargs.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(cargs.size()), cargs.data());
   fuse_session* se = fuse_session_new(&args, &rootfs::Filesystem::Ops(), sizeof(fuse_lowlevel_ops), &fs);
-  if (se == nullptr) Die("cannot create the FUSE session (bad -o option?)");
-  if (fuse_set_signal_handlers(se) != 0) Die("cannot install signal handlers");
+  if (se == nullptr) fail("cannot create the FUSE session (bad -o option?)");
+  if (fuse_set_signal_handlers(se) != 0) fail("cannot install signal handlers");
   // The mount point path is resolved from the original cwd.
   std::string mp = a.mountpoint;
-  if (!mp.empty() && mp[0] != '/') Die("MOUNTPOINT must be an absolute path");
-  if (fuse_session_mount(se, mp.c_str()) != 0) Die("cannot mount on " + mp);
+  if (!mp.empty() && mp[0] != '/') fail("MOUNTPOINT must be an absolute path");
+  if (fuse_session_mount(se, mp.c_str()) != 0) fail("cannot mount on " + mp);
   // Only now fork into the background: the mount is in place, so whoever
   // started us can use it as soon as we return; threads start after the fork.
-  if (fuse_daemonize(a.foreground ? 1 : 0) != 0) Die("cannot daemonize");
+  if (fuse_daemonize(a.foreground ? 1 : 0) != 0) fail("cannot daemonize");
   if (::chdir("/proc") != 0) Die("/proc vanished");  // fuse_daemonize went to "/"
 
   rootfs::ObjectCache cache(objects_fd.get(), &remote, a.cache_mib << 20, a.fetch_threads);

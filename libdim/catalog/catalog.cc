@@ -289,9 +289,13 @@ Status Catalog::ForEachBelow(int64_t image_id, int64_t version, const std::strin
 
 Status Catalog::ForEachChild(int64_t image_id, int64_t version, const std::string& dir,
                              const std::function<Status(const Entry&)>& fn) {
+  // INDEXED BY: without statistics SQLite walks the primary key in path
+  // order to save the sort, which reads every entry of the image (0.9 ms
+  // for 7,000 entries, per directory) instead of the directory's.
   DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached(std::string("SELECT ") + kEntryCols +
-                                                 " FROM entries WHERE image_id = ?1 AND parent = ?3 "
-                                                 "AND v_to > ?2 AND v_from <= ?2 ORDER BY path"));
+                                                 " FROM entries INDEXED BY entries_parent WHERE "
+                                                 "image_id = ?1 AND parent = ?3 AND v_to > ?2 AND "
+                                                 "v_from <= ?2 ORDER BY path"));
   s->Bind(1, image_id).Bind(2, version).BindBlob(3, dir);
   while (s->Step()) {
     DIM_ASSIGN_OR_RETURN(Entry e, RowToEntry(*s, 0));
@@ -306,9 +310,10 @@ Status Catalog::ForEachChild(int64_t image_id, int64_t version, const std::strin
 
 Result<std::vector<std::string>> Catalog::LinkGroup(int64_t image_id, int64_t version,
                                                     const std::string& group) {
-  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached("SELECT path FROM entries WHERE image_id = ?1 AND "
-                                                 "link_group = ?3 AND v_from <= ?2 AND v_to > ?2 "
-                                                 "ORDER BY path"));
+  // INDEXED BY: as in ForEachChild, SQLite would otherwise read every entry.
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached("SELECT path FROM entries INDEXED BY entries_link WHERE "
+                                                 "image_id = ?1 AND link_group = ?3 AND v_from <= ?2 AND "
+                                                 "v_to > ?2 ORDER BY path"));
   s->Bind(1, image_id).Bind(2, version).BindBlob(3, group);
   std::vector<std::string> out;
   while (s->Step()) out.push_back(s->Text(0));
