@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -235,9 +236,17 @@ int main(int argc, char** argv) {
   }
   (void)::unlinkat(objects_fd.get(), ".clean", 0);
 
-  // From here on every path goes through descriptors and /proc/self/fd,
-  // relative to a cwd of /proc: after switch_root moves /proc and the cache
-  // away from this process's root, they still resolve.
+  // The catalogue is the exception to the descriptors below: SQLite turns a
+  // database's name into an absolute path, following symlinks (/proc/self/fd
+  // included), whenever it opens a connection, and Meta opens connections as
+  // threads need them, long after switch_root. So it gets the cache's absolute
+  // path, which must stay reachable from this process's root: linuxrc keeps
+  // the cache on a tmpfs of its own in the initramfs (docs/boot.md).
+  std::unique_ptr<char, decltype(&std::free)> cache_abs(::realpath(a.cache.c_str(), nullptr), &std::free);
+  if (!cache_abs) fail("cannot resolve the cache directory " + a.cache + ": " + std::strerror(errno));
+  // From here on every other path goes through descriptors and /proc/self/fd,
+  // relative to a cwd of /proc: after switch_root moves /proc and the new
+  // root away from this process's root, they still resolve.
   if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) fail("/proc is not mounted");
   std::string cache_path = "self/fd/" + std::to_string(cache_fd.get());
 
@@ -245,7 +254,7 @@ int main(int argc, char** argv) {
   servers.insert(servers.end(), a.alts.begin(), a.alts.end());
   rootfs::Remote remote({servers, key, a.node, a.timeout_s});
 
-  auto meta = rootfs::Meta::Open(cache_path + "/catalog.db", a.image);
+  auto meta = rootfs::Meta::Open(std::string(cache_abs.get()) + "/catalog.db", a.image);
   if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
   dim::Status synced = dim::Status::Ok();
   int64_t target = a.version;
