@@ -3,7 +3,9 @@
 // image server. See docs/rootfs-fuse.md.
 #include <fcntl.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +57,7 @@ options:
   --upper-on-disk     keep the local upper in the cache directory, not in RAM
   --rootfs            this is the node's root: mark the daemon as root storage
                       (argv[0] '@', systemd leaves it alone at shutdown)
+  --marks             print each startup step with the seconds since boot
   -o OPT[,OPT]        extra FUSE mount options
   -f                  stay in the foreground
   -d                  debug: log every FUSE request
@@ -73,7 +77,7 @@ struct Args {
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
   int64_t version = 0;
   uint64_t upper_mib = 0;  // 0: half of RAM, tmpfs's default
-  bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true;
+  bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true, marks = false;
 };
 
 Args Parse(int argc, char** argv) {
@@ -119,6 +123,7 @@ Args Parse(int argc, char** argv) {
     else if (o == "--rootfs") a.rootfs = true;
     else if (o == "--upper-size") a.upper_mib = static_cast<uint64_t>(number(16, 1 << 24));
     else if (o == "--upper-on-disk") a.upper_tmpfs = false;
+    else if (o == "--marks") a.marks = true;
     else if (o == "-o") a.fuse_opts.push_back(value());
     else if (o == "-f") a.foreground = true;
     else if (o == "-d") a.debug = a.foreground = true;
@@ -135,6 +140,66 @@ Args Parse(int argc, char** argv) {
   }
   if (a.cache.empty()) a.cache = "/var/cache/rootfs-fuse/" + a.node;
   return a;
+}
+
+// --marks: "rootfs-fuse: [  UPTIME] step" on stderr for each startup step,
+// in seconds since boot like linuxrc's marks (CLOCK_BOOTTIME is the clock of
+// /proc/uptime), so a boot's console shows where the mount's time goes.
+class Marks {
+ public:
+  explicit Marks(bool on) : on_(on) {
+    if (on_) Print(StartTime(), "exec");
+  }
+  void operator()(const std::string& step) const {
+    if (!on_) return;
+    timespec ts;
+    ::clock_gettime(CLOCK_BOOTTIME, &ts);
+    Print(static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9, step);
+  }
+
+ private:
+  static void Print(double t, const std::string& step) {
+    std::fprintf(stderr, "rootfs-fuse: [%8.2f] %s\n", t, step.c_str());
+  }
+  // When the kernel started this process (field 22 of /proc/self/stat, in
+  // clock ticks since boot): the dynamic loader's work comes before main().
+  static double StartTime() {
+    auto stat = dim::Env::Posix()->ReadFile("/proc/self/stat");
+    if (!stat.ok()) return 0;
+    size_t p = stat->rfind(')');
+    std::string rest = p == std::string::npos ? "" : stat->substr(p + 2);
+    unsigned long long ticks = 0;
+    int field = 3;
+    for (size_t i = 0; i < rest.size() && field < 22; i++) {
+      if (rest[i] == ' ' && ++field == 22) ticks = std::strtoull(rest.c_str() + i + 1, nullptr, 10);
+    }
+    return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+  bool on_;
+};
+
+// SQLite seeds its generator from /dev/urandom at the first write (WAL
+// salts, journal nonces: nothing secret). Early in a boot, before the
+// kernel's pool is initialised, that read first runs the kernel's jitter
+// entropy collection: over a second under emulation, all of it before the
+// root is mounted. The default VFS gets a source that never waits.
+void SqliteRandomnessWithoutWaiting() {
+  static sqlite3_vfs vfs = *sqlite3_vfs_find(nullptr);
+  vfs.zName = "unix-nowait";
+  vfs.xRandomness = [](sqlite3_vfs*, int n, char* out) -> int {
+    size_t want = n > 0 ? static_cast<size_t>(n) : 0, got = 0;
+    for (unsigned flags : {GRND_INSECURE, GRND_NONBLOCK}) {  // GRND_INSECURE: Linux 5.6
+      ssize_t r;
+      while (got < want && (r = ::getrandom(out + got, want - got, flags)) > 0) got += static_cast<size_t>(r);
+    }
+    // Neither answered (old kernel, pool not ready): what SQLite itself falls back to.
+    for (uint64_t x = static_cast<uint64_t>(::time(nullptr)) ^ (static_cast<uint64_t>(::getpid()) << 32); got < want;
+         x = x * 6364136223846793005ULL + 1442695040888963407ULL) {
+      out[got++] = static_cast<char>(x >> 56);
+    }
+    return n;
+  };
+  sqlite3_vfs_register(&vfs, 1);
 }
 
 std::string LoadKey(const Args& a) {
@@ -178,6 +243,8 @@ dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t a
 
 int main(int argc, char** argv) {
   Args a = Parse(argc, argv);
+  Marks mark(a.marks);
+  mark("main");
   // systemd spares processes whose argv[0] starts with '@' at shutdown: a
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
@@ -236,6 +303,8 @@ int main(int argc, char** argv) {
   }
   (void)::unlinkat(objects_fd.get(), ".clean", 0);
 
+  mark("cache ready");
+
   // The catalogue is the exception to the descriptors below: SQLite turns a
   // database's name into an absolute path, following symlinks (/proc/self/fd
   // included), whenever it opens a connection, and Meta opens connections as
@@ -254,8 +323,10 @@ int main(int argc, char** argv) {
   servers.insert(servers.end(), a.alts.begin(), a.alts.end());
   rootfs::Remote remote({servers, key, a.node, a.timeout_s});
 
+  SqliteRandomnessWithoutWaiting();
   auto meta = rootfs::Meta::Open(std::string(cache_abs.get()) + "/catalog.db", a.image);
   if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
+  mark("catalogue open");
   dim::Status synced = dim::Status::Ok();
   int64_t target = a.version;
   if (target == 0) {
@@ -274,6 +345,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rootfs-fuse: %s unreachable; mounting the cached version %lld\n", a.server.c_str(),
                  static_cast<long long>((*meta)->version()));
   }
+
+  mark("catalogue at version " + std::to_string((*meta)->version()));
 
   // Path policies: built-in, then the image's, then the command line's; the
   // last rule matching a path or an ancestor decides.
@@ -300,6 +373,7 @@ int main(int argc, char** argv) {
   rules.insert(rules.end(), a.policy.begin(), a.policy.end());
   auto policy = dim::policy::PolicySet::Compile(std::move(rules));
   if (!policy.ok()) fail(policy.status().message());
+  mark("path policy");
   rootfs::FsOptions fo;
   fo.node = a.node;
   fo.image = a.image;
@@ -308,6 +382,7 @@ int main(int argc, char** argv) {
   fo.prefetch_window_s = a.prefetch_window_s;
   rootfs::Filesystem fs(std::move(fo), &remote, meta->get(), upper_fd.get(), work_fd.get());
   if (dim::Status s = fs.LoadOverlay(); !s.ok()) fail(s.message());
+  mark("overlay loaded");
 
   std::vector<std::string> fargs = {"rootfs-fuse", "-o",
                                     "fsname=dim:" + a.image + ",subtype=dim,default_permissions"};
@@ -324,6 +399,7 @@ int main(int argc, char** argv) {
   std::string mp = a.mountpoint;
   if (!mp.empty() && mp[0] != '/') fail("MOUNTPOINT must be an absolute path");
   if (fuse_session_mount(se, mp.c_str()) != 0) fail("cannot mount on " + mp);
+  mark("mounted");
   // Only now fork into the background: the mount is in place, so whoever
   // started us can use it as soon as we return; threads start after the fork.
   if (fuse_daemonize(a.foreground ? 1 : 0) != 0) fail("cannot daemonize");

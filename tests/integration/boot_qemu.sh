@@ -76,6 +76,9 @@ boot() {
 
 boot first
 check_boot first tiny
+# rootfs-fuse's own steps (--marks), shown by linuxrc under its "mounted" mark
+console_has first "]   rootfs-fuse: catalogue at version"
+console_has first "]   rootfs-fuse: overlay loaded"
 print_marks first
 
 log "dimctl node set-image: the next boot runs tiny2"

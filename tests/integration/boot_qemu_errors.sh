@@ -134,6 +134,7 @@ if [[ $fuse_bin == "$DIM_REPO_ROOT"/tests/* ]]; then
   boot timing "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=r01c1n01"
   console_has timing "dim-test: the image's /sbin/init runs as pid 1"
   console_has timing "] exec /sbin/init"
+  console_has timing "]   rootfs-fuse: mounted"  # rootfs-fuse's --marks, shown by linuxrc
   log "timing marks (guest seconds since the kernel started):"
   grep -a 'dim: \[' "$TEST_TMP/timing.console" | sed 's/.*\(dim: \[\)/  \1/' >&2
   grep -a 'linuxrc took' "$TEST_TMP/timing.console" | sed 's/^/  /' >&2

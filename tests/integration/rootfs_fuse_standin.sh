@@ -5,10 +5,12 @@
 # (a symlink chain, as on usr-merged masters) reports that it was reached and
 # powers off. It lets the boot tests follow linuxrc to switch_root before the
 # real rootfs-fuse exists; it knows nothing of images or nodes.
+marks=""
 while [ $# -gt 4 ]; do
 	case "$1" in
 		--key-file|--alt|--cache|--timeout) shift 2 ;;
 		--rootfs|-f) shift ;;
+		--marks) marks=1; shift ;;
 		*) echo "rootfs-fuse stand-in: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -27,4 +29,8 @@ cat > "$mnt/usr/lib/dim-test/init" <<INIT
 /bin/busybox poweroff -f
 INIT
 chmod 755 "$mnt/usr/lib/dim-test/init"
+if [ -n "$marks" ]; then
+	read -r up _ < /proc/uptime
+	printf 'rootfs-fuse: [%8s] mounted\n' "$up" >&2
+fi
 exit 0
