@@ -721,7 +721,6 @@ Result<std::string> Registry::Export() {
   w.out() = "DIMREG1\n";
   for (const char* table : kRegistryTables) {
     DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare(std::string("SELECT * FROM ") + table + " ORDER BY rowid"));
-    std::vector<std::string> rows;
     w.Str(table);
     int cols = s.ColumnCount();
     w.U32(static_cast<uint32_t>(cols));

@@ -404,15 +404,15 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   return result;
 }
 
-Status Replicator::SyncSite(dim::ApiClient& parent, const std::string& info) {
+Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std::string& info) {
   // The node registry, when the parent's generation differs from ours: this
   // server then answers its nodes' iPXE requests like the top does.
-  DIM_ASSIGN_OR_RETURN(auto store, dim::Store::Open(dim::Env::Posix(), config_.store, true));
   int64_t theirs = std::atoll(dim::JsonField(info, "registry").c_str());
-  DIM_ASSIGN_OR_RETURN(int64_t ours, dim::cluster::Registry(store->catalog().db()).Generation());
+  dim::cluster::Registry registry(store.catalog().db());
+  DIM_ASSIGN_OR_RETURN(int64_t ours, registry.Generation());
   if (theirs > 0 && theirs != ours) {
     DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/registry"));
-    DIM_RETURN_IF_ERROR(dim::cluster::Registry(store->catalog().db()).Import(body));
+    DIM_RETURN_IF_ERROR(registry.Import(body));
   }
   // Boot files (kernels, initrds) that differ in size or time, staged and renamed.
   DIM_ASSIGN_OR_RETURN(std::string list, parent.Get("/v1/boot/files"));
@@ -439,21 +439,13 @@ Status Replicator::SyncSite(dim::ApiClient& parent, const std::string& info) {
     DIM_ASSIGN_OR_RETURN(std::string data, parent.Get(std::string("/v1/boot/files/") + name));
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0755));
-    std::string tmp = dir + "/." + name + ".tmp";
-    (void)env->Remove(tmp);
-    {
-      DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
-      DIM_RETURN_IF_ERROR(f->Append(data));
-      DIM_RETURN_IF_ERROR(f->Sync());
-      DIM_RETURN_IF_ERROR(f->Close());
-    }
-    // The parent's time, so the next round sees the copy as current.
+    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, path, data));
+    // The parent's time, so the next round sees the copy as current (a crash
+    // before this only costs one more copy).
     struct timespec ts[2];
     ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(mtime_ns / 1000000000);
     ts[0].tv_nsec = ts[1].tv_nsec = static_cast<long>(mtime_ns % 1000000000);
-    if (::utimensat(AT_FDCWD, tmp.c_str(), ts, 0) != 0) return dim::PosixError("set the time of " + tmp);
-    DIM_RETURN_IF_ERROR(env->Rename(tmp, path));
-    DIM_RETURN_IF_ERROR(env->SyncDir(dir));
+    if (::utimensat(AT_FDCWD, path.c_str(), ts, 0) != 0) return dim::PosixError("set the time of " + path);
   }
   return Status::Ok();
 }
@@ -474,12 +466,20 @@ void Replicator::Run() {
   // periodically, so a new image starts replicating without a restart).
   std::set<std::string> following;
   std::string identity = "server:" + config_.name;
+  std::unique_ptr<dim::Store> store;  // opened once, for the registry and boot files
   while (!stop_) {
     std::vector<std::string> images = config_.images;
     auto client = dim::ApiClient::Create(config_.parent, key_, identity);
     auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
     if (info.ok()) {
-      if (Status s = SyncSite(**client, *info); !s.ok()) {
+      Status s = Status::Ok();
+      if (!store) {
+        auto opened = dim::Store::Open(dim::Env::Posix(), config_.store, true);
+        if (opened.ok()) store = std::move(*opened);
+        else s = opened.status();
+      }
+      if (s.ok()) s = SyncSite(*store, **client, *info);
+      if (!s.ok()) {
         std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", config_.parent.c_str(),
                      s.ToString().c_str());
       }

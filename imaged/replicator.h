@@ -43,7 +43,7 @@ class Replicator {
   void FollowImage(const std::string& image);
   void ReportState();
   // Copies the parent's node registry and boot files when they differ.
-  dim::Status SyncSite(dim::ApiClient& parent, const std::string& info);
+  dim::Status SyncSite(dim::Store& store, dim::ApiClient& parent, const std::string& info);
 
   Config config_;
   std::string key_;

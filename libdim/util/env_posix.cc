@@ -157,15 +157,17 @@ class FaultWritableFile : public WritableFile {
 }  // namespace
 
 Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data) {
-  std::string tmp = path + ".tmp";
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  std::string tmp = (slash == std::string::npos ? "" : path.substr(0, slash + 1)) + "." +
+                    path.substr(slash == std::string::npos ? 0 : slash + 1) + ".tmp";
   (void)env->Remove(tmp);
   DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
   DIM_RETURN_IF_ERROR(f->Append(data));
   DIM_RETURN_IF_ERROR(f->Sync());
   DIM_RETURN_IF_ERROR(f->Close());
   DIM_RETURN_IF_ERROR(env->Rename(tmp, path));
-  size_t slash = path.rfind('/');
-  return env->SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
+  return env->SyncDir(dir);
 }
 
 Env* Env::Posix() {

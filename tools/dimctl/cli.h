@@ -25,6 +25,9 @@ struct Option {
 // `--json` is parsed as a global option anywhere on the line; verbs that
 // produce listings declare it too, so their --help says so.
 inline const Option kJsonOption{"json", 0, "", "machine-readable output"};
+// The site secret and the top server, for commands that talk to imaged.
+inline const Option kSecretOption{"secret", 0, "FILE", "site secret (default $DIM_SECRET or /etc/dim/secret)"};
+inline const Option kServerOption{"server", 0, "URL", "the top server (default $DIM_SERVER or http://127.0.0.1:7480)"};
 
 // Global options every command accepts; parsed before the noun.
 struct GlobalOptions {

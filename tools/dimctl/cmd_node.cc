@@ -292,7 +292,7 @@ Noun NodeCommands() {
       "HMAC-SHA256(site secret, \"node:\" + NODE): only the node can use it, and only as\n"
       "itself. The node must be registered, unless --any.\n\n"
       "Example:\n  dimctl node key r01c1n01 > /run/dim/key",
-      {{"secret", 0, "FILE", "site secret (default $DIM_SECRET or /etc/dim/secret)"},
+      {kSecretOption,
        {"any", 0, "", "print the key of a node the registry does not know"},
        kJsonOption},
       1, 1, Key});

@@ -186,7 +186,7 @@ void AddNodeOverlayVerbs(Noun& noun) {
                         "Example:\n  dimctl node provision 'r01c[1-4]n[01-16]'\n"
                         "  DIM_SERVER=http://10.0.0.1:7480 dimctl node provision 'r0[1-9]c[1-4]n[01-16]'",
                         {kVersion, {"server", 0, "URL", "the running top server (default $DIM_SERVER)"},
-                         {"secret", 0, "FILE", "site secret (default $DIM_SECRET or /etc/dim/secret)"}},
+                         kSecretOption},
                         1, 1, Provision});
   noun.verbs.push_back({"diff", "NODE", "how a node's overlay differs from its image",
                         "A: only on the node; M: the node's copy shadows the image's; D: deleted on\n"

@@ -2,6 +2,7 @@
 // watch second-level servers converge; show every server's version and lag.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -338,10 +339,14 @@ Status StatusCmd(Invocation& inv) {
     std::string held = pins == std::string::npos ? "" : chunk.substr(pins + 8, chunk.find('}', pins) - pins - 8);
     if (!held.empty()) {
       std::printf("  pinned:");
-      for (size_t q = held.find('"'); q != std::string::npos; q = held.find('"', held.find(',', q))) {
-        size_t end = held.find('"', q + 1);
-        std::printf(" %s@%lld", held.substr(q + 1, end - q - 1).c_str(), std::atoll(held.c_str() + end + 2));
-        if (held.find(',', q) == std::string::npos) break;
+      for (size_t start = 0; start < held.size();) {  // "NODE":V, node names need no escapes
+        size_t comma = std::min(held.find(',', start), held.size());
+        std::string pair = held.substr(start, comma - start);
+        size_t colon = pair.find("\":");
+        if (colon != std::string::npos) {
+          std::printf(" %s@%lld", pair.substr(1, colon - 1).c_str(), std::atoll(pair.c_str() + colon + 2));
+        }
+        start = comma + 1;
       }
       std::printf("\n");
     }
@@ -389,8 +394,6 @@ Status StatusCmd(Invocation& inv) {
 }  // namespace
 
 Noun PushCommands() {
-  const Option kServer{"server", 0, "URL", "the top server (default $DIM_SERVER or http://127.0.0.1:7480)"};
-  const Option kSecret{"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"};
   Noun n{"push", "publish an image version to the second-level servers", {}};
   n.verbs.push_back({"", "IMAGE",
                      "publish IMAGE's head (or --version) and wait for the servers to have it",
@@ -402,7 +405,7 @@ Noun PushCommands() {
                      "Examples:\n  dimctl push debian12\n  dimctl push debian12 --dry-run\n"
                      "  dimctl push debian12 --nodes 'r01c1n[01-04]'   # canary first\n"
                      "  dimctl push debian12 --version 3   # roll back to version 3",
-                     {kServer, kSecret, {"version", 0, "N", "the version to publish (default head)"},
+                     {kServerOption, kSecretOption, {"version", 0, "N", "the version to publish (default head)"},
                       {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
                       {"nodes", 0, "RANGE", "switch only these nodes (e.g. 'r01c[1-4]n[01-16]'); the image's "
                                             "other nodes stay at the version they run"},
@@ -419,8 +422,7 @@ void AddRollbackVerb(Noun& image) {
        "back to it, and pushes it like any other version (replicas only move\n"
        "forward). The versions in between stay in the log.\n\n"
        "Example:\n  dimctl image rollback debian12 3",
-       {{"server", 0, "URL", "the top server (default $DIM_SERVER or http://127.0.0.1:7480)"},
-        {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
+       {kServerOption, kSecretOption,
         {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
         kJsonOption},
        2, 2, [](Invocation& inv) -> Status {
@@ -451,8 +453,7 @@ Noun StatusCommands() {
                      "ask for their version at least every 20 s); second-level servers report\n"
                      "their nodes with every report.",
                      {{"server", 0, "URL", "the server to ask (default $DIM_SERVER or http://127.0.0.1:7480)"},
-                      {"secret", 0, "FILE", "shared secret (default $DIM_SECRET or /etc/dim/secret)"},
-                      kJsonOption},
+                      kSecretOption, kJsonOption},
                      0, 0, StatusCmd});
   return n;
 }

@@ -55,7 +55,8 @@ class Env {
 };
 
 // Replaces `path` with `data` so that a crash leaves the old or the new file:
-// staged beside it ("path.tmp"), synced, renamed over, directory synced.
+// staged beside it under a hidden name (".NAME.tmp", which listings of the
+// directory skip), synced, renamed over, directory synced.
 Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data);
 
 // Wraps an Env and fails on command. Thread-safe (counters are atomic).
