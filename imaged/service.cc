@@ -136,6 +136,7 @@ Response Service::Handle(const Request& req) {
     if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
     if (req.method == "GET" && parts[3] == "head") return Head(image, req);
     if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
+    if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req);
     if (req.method == "GET" && parts[3] == "keepout") return Keepout(image);
     if (req.method == "GET" && parts[3] == "policy") return Policy(image);
     if (parts[3] == "pins") return Pins(image, req, is_server);
@@ -319,6 +320,61 @@ Response Service::Delta(const std::string& image, const Request& req) {
   size_t n = ZSTD_compress(r.body.data(), r.body.size(), raw.data(), raw.size(), 3);
   if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress delta"));
   r.body.resize(n);
+  return r;
+}
+
+Response Service::Snapshot(const std::string& image, const Request& req) {
+  int64_t version = 0, schema = 0;
+  if (!ParseVersion(req.query, "version", &version) || !ParseVersion(req.query, "schema", &schema)) {
+    return BadRequest("snapshot needs version=VERSION and schema=N (the newest catalogue schema the node reads)");
+  }
+  // A node older than this server's schema cannot open its database: it
+  // falls back to the delta, whose format does not depend on the schema.
+  if (schema < dim::Catalog::SchemaVersion()) {
+    return Response::Error(Status::Conflict("this server writes catalogue schema " +
+                                            std::to_string(dim::Catalog::SchemaVersion()) + ", the node reads up to " +
+                                            std::to_string(schema) + ": use the delta"));
+  }
+  auto pub = Published(image);
+  if (!pub.ok()) return Response::Error(pub.status());
+  if (version > *pub) {
+    return Response::Error(Status::NotFound("version " + std::to_string(version) + " of '" + image +
+                                            "' is not published (published: " + std::to_string(*pub) + ")"));
+  }
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto img = (*cat)->GetImage(image);
+  if (!img.ok()) return Response::Error(img.status());
+  auto info = (*cat)->GetVersion(*img, version);
+  if (!info.ok()) return Response::Error(info.status());
+  // The commit time tells a version from one of the same number in an image
+  // that was removed and made again.
+  const SnapshotKey key{image, version, info->time_ns};
+  std::shared_ptr<const std::string> body;
+  {
+    std::lock_guard<std::mutex> l(snapshot_mu_);
+    if (auto it = snapshots_.find(key); it != snapshots_.end()) {
+      body = it->second;
+    } else {
+      auto db = dim::SnapshotCatalog(**cat, *img, version);
+      if (!db.ok()) return Response::Error(db.status());
+      std::string z(ZSTD_compressBound(db->size()), '\0');
+      size_t n = ZSTD_compress(z.data(), z.size(), db->data(), db->size(), 9);
+      if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress catalogue snapshot"));
+      z.resize(n);
+      body = std::make_shared<const std::string>(std::move(z));
+      snapshots_[key] = body;
+      snapshot_order_.push_back(key);
+      constexpr size_t kKept = 8;  // a few images, the current and the previous version
+      while (snapshot_order_.size() > kKept) {
+        snapshots_.erase(snapshot_order_.front());
+        snapshot_order_.erase(snapshot_order_.begin());
+      }
+    }
+  }
+  Response r;
+  r.content_type = "application/x-dim-catalog+zstd";
+  r.body = *body;
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <tuple>
 #include <memory>
 #include <functional>
 #include <mutex>
@@ -73,6 +74,7 @@ class Service {
   dim::http::Response Info();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
+  dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req);
   dim::http::Response Object(const std::string& hex);
   dim::http::Response Keepout(const std::string& image);
   dim::http::Response Policy(const std::string& image);
@@ -113,6 +115,13 @@ class Service {
     std::chrono::steady_clock::time_point when;
   };
   std::map<std::string, NodeSeen> seen_;        // node -> its last version request, GUARDED_BY(mu_)
+
+  // Ready catalogues of recent versions, zstd-compressed: a rack booting at
+  // once asks for the same one. Built one at a time under snapshot_mu_.
+  std::mutex snapshot_mu_;
+  using SnapshotKey = std::tuple<std::string, int64_t, int64_t>;  // image, version, its commit time
+  std::map<SnapshotKey, std::shared_ptr<const std::string>> snapshots_;  // GUARDED_BY(snapshot_mu_)
+  std::vector<SnapshotKey> snapshot_order_;                              // oldest first, GUARDED_BY(snapshot_mu_)
 };
 
 }  // namespace imaged

@@ -324,9 +324,6 @@ int main(int argc, char** argv) {
   rootfs::Remote remote({servers, key, a.node, a.timeout_s});
 
   SqliteRandomnessWithoutWaiting();
-  auto meta = rootfs::Meta::Open(std::string(cache_abs.get()) + "/catalog.db", a.image);
-  if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
-  mark("catalogue open");
   dim::Status synced = dim::Status::Ok();
   int64_t target = a.version;
   if (target == 0) {
@@ -334,6 +331,28 @@ int main(int argc, char** argv) {
     if (t.ok()) target = *t;
     else synced = t.status();
   }
+  const std::string db_path = std::string(cache_abs.get()) + "/catalog.db";
+  const bool had_catalogue = env->Exists(db_path);
+  dim::Status seeded = dim::Status::NotFound("not tried");
+  if (synced.ok() && target > 0 && !had_catalogue) {
+    seeded = rootfs::Meta::Seed(remote, db_path, a.image, target);
+    if (!seeded.ok() && seeded.code() != dim::Code::kNotFound && seeded.code() != dim::Code::kConflict) {
+      std::fprintf(stderr, "rootfs-fuse: no ready catalogue (%s); fetching it as a delta\n", seeded.ToString().c_str());
+    }
+    mark("catalogue seeded");
+  }
+  auto meta = rootfs::Meta::Open(db_path, a.image);
+  if (meta.ok() && seeded.ok() && (!(*meta)->UseCached().ok() || (*meta)->version() != target)) {
+    meta = dim::Status::Corruption("the catalogue snapshot holds version " + std::to_string((*meta)->version()));
+  }
+  if (!meta.ok() && env->Exists(db_path)) {
+    // A cache (or snapshot) this dim cannot read: start it over from the delta.
+    std::fprintf(stderr, "rootfs-fuse: local catalogue unusable (%s); starting it over\n", meta.status().ToString().c_str());
+    for (const char* suffix : {"", "-wal", "-shm"}) (void)::unlink((db_path + suffix).c_str());
+    meta = rootfs::Meta::Open(db_path, a.image);
+  }
+  if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
+  mark("catalogue open");
   if (synced.ok()) synced = (*meta)->SyncTo(remote, target, nullptr);
   if (!synced.ok()) {
     const dim::Status& s = synced;

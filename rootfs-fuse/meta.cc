@@ -1,8 +1,10 @@
 #include "meta.h"
 
+#include <unistd.h>
 #include <zstd.h>
 
 #include "dim/delta.h"
+#include "dim/env.h"
 #include "dim/sqlite.h"
 
 namespace rootfs {
@@ -14,6 +16,42 @@ dim::Result<std::unique_ptr<Meta>> Meta::Open(const std::string& db_path, const 
   DIM_ASSIGN_OR_RETURN(auto c, m->Acquire());  // creates and migrates
   m->Release(std::move(c));
   return m;
+}
+
+namespace {
+
+// A zstd frame from the server, decompressed; what it claims is checked.
+dim::Result<std::string> Unzstd(const std::string& z, const std::string& what) {
+  unsigned long long size = ZSTD_getFrameContentSize(z.data(), z.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (4ull << 30)) {
+    return Status::Corruption(what + " is not a zstd frame");
+  }
+  std::string raw(size, '\0');
+  size_t n = ZSTD_decompress(raw.data(), raw.size(), z.data(), z.size());
+  if (ZSTD_isError(n) || n != size) return Status::Corruption(what + " does not decompress");
+  return raw;
+}
+
+}  // namespace
+
+Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string& image, int64_t version) {
+  dim::Env* env = dim::Env::Posix();
+  if (env->Exists(db_path)) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(std::string z, remote.Get("/v1/images/" + image + "/snapshot",
+                                                 {{"version", std::to_string(version)},
+                                                  {"schema", std::to_string(dim::Catalog::SchemaVersion())}}));
+  DIM_ASSIGN_OR_RETURN(std::string db, Unzstd(z, "catalogue snapshot from " + remote.current_server()));
+  // Staged and renamed, so a cut download never becomes the cache. Not
+  // synced: the cache is rebuilt from the server whenever it is lost. What
+  // it holds is checked when Open reads it (main starts over without it).
+  const std::string staged = db_path + ".seed";
+  (void)::unlink(staged.c_str());
+  {
+    DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(staged));
+    DIM_RETURN_IF_ERROR(f->Append(db));
+    DIM_RETURN_IF_ERROR(f->Close());
+  }
+  return env->Rename(staged, db_path);
 }
 
 dim::Result<std::unique_ptr<dim::Catalog>> Meta::Acquire() {
@@ -78,13 +116,7 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
     compressed = fetch(0);
   }
   if (!compressed.ok()) return compressed.status();
-  unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (4ull << 30)) {
-    return Status::Corruption("catalogue delta from " + remote.current_server() + " is not a zstd frame");
-  }
-  std::string raw(size, '\0');
-  size_t n = ZSTD_decompress(raw.data(), raw.size(), compressed->data(), compressed->size());
-  if (ZSTD_isError(n) || n != size) return Status::Corruption("catalogue delta does not decompress");
+  DIM_ASSIGN_OR_RETURN(std::string raw, Unzstd(*compressed, "catalogue delta from " + remote.current_server()));
   DIM_ASSIGN_OR_RETURN(dim::CatalogDelta delta, dim::CatalogDelta::Parse(raw));
   if (delta.image != image_ || delta.to != target || delta.from != from) {
     return Status::Corruption("the server answered a delta for another image or range");

@@ -15,7 +15,7 @@ packages=(
   build-essential cmake pkg-config git clang
   # required libraries
   librsync-dev libfuse3-dev fuse3 libtinyxml2-dev libsqlite3-dev sqlite3 doctest-dev
-  libzstd-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev
+  libzstd-dev libssl-dev libmicrohttpd-dev
   # masters, trees and their metadata
   debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod curl diffutils
   # cluster description: schema validation and the real daemons it configures

@@ -1,5 +1,7 @@
 #include "dim/delta.h"
 
+#include <sqlite3.h>
+
 #include <cstring>
 #include <unordered_set>
 
@@ -162,6 +164,27 @@ Status ApplyDelta(Catalog& catalog, const CatalogDelta& d) {
   }
   DIM_RETURN_IF_ERROR(catalog.InsertVersion(image.id, d.version));
   return catalog.SetHead(image.id, d.from, d.to);
+}
+
+Result<std::string> SnapshotCatalog(Catalog& catalog, const ImageInfo& image, int64_t version) {
+  DIM_ASSIGN_OR_RETURN(CatalogDelta delta, ExportDelta(catalog, image, 0, version));
+  // Built in memory and serialised: no temporary file to name or clean up.
+  DIM_ASSIGN_OR_RETURN(auto snap, Catalog::Open(":memory:"));
+  {
+    DIM_ASSIGN_OR_RETURN(auto txn, sql::Transaction::Begin(snap->db()));
+    DIM_RETURN_IF_ERROR(ApplyDelta(*snap, delta));
+    DIM_RETURN_IF_ERROR(txn->Commit());
+  }
+  sqlite3_int64 size = 0;
+  unsigned char* bytes = sqlite3_serialize(snap->db().raw(), "main", &size, 0);
+  if (bytes == nullptr) return Status::IOError("cannot serialise the catalogue of " + image.name + " (out of memory?)");
+  std::string out(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
+  sqlite3_free(bytes);
+  // Header bytes 18-19 say "WAL" (2), as `PRAGMA journal_mode=WAL` would write
+  // them: the node opens the file in WAL mode without rewriting it first.
+  if (out.size() < 100) return Status::Corruption("serialised catalogue of " + image.name + " has no header");
+  out[18] = out[19] = 2;
+  return out;
 }
 
 }  // namespace dim

@@ -1,194 +1,307 @@
-// dim::http::Client on one reused libcurl easy handle (keep-alive), and
-// UrlEncode. curl's callbacks are C callbacks: they catch everything and
-// report failure to curl by returning a short count.
-#include <curl/curl.h>
-
-#include <cstring>
+// dim::http::Client over a plain TCP socket, kept alive between requests,
+// and UrlEncode. dim's servers speak HTTP/1.1 without TLS (requests are
+// signed with HMAC keys, docs/protocol.md), so the client needs no more than
+// this; it is what a diskless node runs before its root exists, where
+// libcurl's thirty-odd shared libraries cost a noticeable part of the boot.
+//
+// Non-blocking sockets and poll() give every request one deadline covering
+// connect, send and receive. A reused connection the server has closed
+// meanwhile is detected when it answers nothing, and the request is sent
+// once more on a fresh one, as browsers and libcurl do.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
-#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "dim/http.h"
+#include "http_response.h"
 
 namespace dim::http {
 
 namespace {
 
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+using Clock = std::chrono::steady_clock;
+
+struct Url {
+  std::string host;       // without brackets
+  std::string port;       // decimal
+  std::string authority;  // host[:port] as written, for the Host header
+  std::string target;     // "/path?query"
 };
-using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
 
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
-
-// curl_slist_append returns the (possibly new) head, or nullptr leaving the
-// list as it was.
-bool Append(SlistPtr& list, const char* line) {
-  curl_slist* head = curl_slist_append(list.get(), line);
-  if (head == nullptr) return false;
-  (void)list.release();  // head is the same list, or a new one when it was empty
-  list.reset(head);
-  return true;
-}
-
-// curl_global_init is not thread-safe and must run once before any handle;
-// a function-local static gives exactly that, and lives for the process.
-CURLcode GlobalInitOnce() {
-  static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-  return rc;
-}
-
-size_t OnBody(char* data, size_t size, size_t nmemb, void* userdata) {
-  try {
-    static_cast<std::string*>(userdata)->append(data, size * nmemb);
-    return size * nmemb;
-  } catch (...) {
-    return 0;  // curl aborts the transfer with CURLE_WRITE_ERROR
+Result<Url> ParseUrl(const std::string& url) {
+  if (url.rfind("https://", 0) == 0) {
+    return Status::InvalidArgument(url + ": https is not supported; dim servers speak plain HTTP "
+                                         "(requests are signed, see docs/protocol.md): use http://");
   }
+  if (url.rfind("http://", 0) != 0) return Status::InvalidArgument(url + ": not an http:// URL");
+  std::string rest = url.substr(7);
+  size_t slash = rest.find_first_of("/?");
+  Url u;
+  u.authority = rest.substr(0, slash);
+  u.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  if (u.target[0] == '?') u.target.insert(0, "/");
+  std::string hp = u.authority;
+  if (hp.empty() || hp.find('@') != std::string::npos) {
+    return Status::InvalidArgument(url + ": expected http://HOST[:PORT]/...");
+  }
+  if (hp[0] == '[') {  // [IPv6]:port
+    size_t close = hp.find(']');
+    if (close == std::string::npos) return Status::InvalidArgument(url + ": unterminated [IPv6] address");
+    u.host = hp.substr(1, close - 1);
+    std::string after = hp.substr(close + 1);
+    if (!after.empty() && after[0] != ':') return Status::InvalidArgument(url + ": bad port");
+    u.port = after.empty() ? "" : after.substr(1);
+  } else {
+    size_t colon = hp.rfind(':');
+    u.host = hp.substr(0, colon);
+    u.port = colon == std::string::npos ? "" : hp.substr(colon + 1);
+  }
+  if (u.port.empty()) u.port = "80";
+  if (u.host.empty() || u.port.size() > 5 || u.port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(u.port) == 0 || std::stoul(u.port) > 65535) {
+    return Status::InvalidArgument(url + ": expected http://HOST[:PORT]/... with a port of 1-65535");
+  }
+  for (unsigned char c : u.target) {
+    if (c <= 32 || c >= 127) return Status::InvalidArgument(url + ": the path must be percent-encoded");
+  }
+  return u;
 }
 
-size_t OnHeader(char* data, size_t size, size_t nmemb, void* userdata) {
-  const size_t n = size * nmemb;
-  try {
-    auto* headers = static_cast<std::map<std::string, std::string>*>(userdata);
-    std::string_view line(data, n);
-    // Interim responses (100 Continue) and redirects each start with a status
-    // line; only the final response's fields count.
-    if (line.starts_with("HTTP/")) {
-      headers->clear();
-      return n;
+// Milliseconds left until the deadline, at least 0.
+int Left(Clock::time_point deadline) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return ms <= 0 ? 0 : ms > 1 << 30 ? 1 << 30 : static_cast<int>(ms);
+}
+
+// Waits for `events` on fd; false on timeout. EINTR restarts with the time left.
+bool WaitFor(int fd, short events, Clock::time_point deadline, short* revents) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, Left(deadline));
+    if (n > 0) {
+      *revents = p.revents;
+      return true;
     }
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return n;  // blank line, folding
-    std::string name(line.substr(0, colon));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ' ||
-                              value.back() == '\t'))
-      value.remove_suffix(1);
-    auto [it, inserted] = headers->try_emplace(std::move(name), value);
-    if (!inserted) (it->second += ", ") += value;
-    return n;
-  } catch (...) {
-    return 0;
+    if (n == 0) return false;
+    if (errno != EINTR) {
+      *revents = POLLERR;
+      return true;
+    }
   }
 }
 
-class CurlClient final : public Client {
+class SocketClient final : public Client {
  public:
-  CurlClient(CurlPtr curl, ClientOptions opts) : curl_(std::move(curl)), opts_(opts) {}
+  explicit SocketClient(ClientOptions opts) : opts_(opts) {}
 
-  Result<ClientResponse> Get(const std::string& url,
-                             const std::map<std::string, std::string>& headers,
+  Result<ClientResponse> Get(const std::string& url, const std::map<std::string, std::string>& headers,
                              long timeout_ms) override {
     return Perform("GET", url, nullptr, headers, timeout_ms);
   }
-
   Result<ClientResponse> Post(const std::string& url, const std::string& body,
-                              const std::map<std::string, std::string>& headers,
-                              long timeout_ms) override {
+                              const std::map<std::string, std::string>& headers, long timeout_ms) override {
     return Perform("POST", url, &body, headers, timeout_ms);
   }
-
   Result<ClientResponse> Put(const std::string& url, const std::string& body,
-                             const std::map<std::string, std::string>& headers,
-                             long timeout_ms) override {
+                             const std::map<std::string, std::string>& headers, long timeout_ms) override {
     return Perform("PUT", url, &body, headers, timeout_ms);
   }
 
  private:
-  Result<ClientResponse> Perform(const char* method, const std::string& url,
-                                 const std::string* body,
-                                 const std::map<std::string, std::string>& headers,
-                                 long timeout_ms) {
+  Result<ClientResponse> Perform(const char* method, const std::string& url, const std::string* body,
+                                 const std::map<std::string, std::string>& headers, long timeout_ms) {
     const std::string what = std::string(method) + " " + url;
-    SlistPtr list;
+    auto u = ParseUrl(url);
+    if (!u.ok()) return u.status();
+    std::string head = std::string(method) + " " + u->target + " HTTP/1.1\r\nHost: " + u->authority + "\r\n";
     bool have_content_type = false;
     for (const auto& [name, value] : headers) {
       if (name.empty() || name.find_first_of(":\r\n") != std::string::npos ||
-          value.find_first_of("\r\n") != std::string::npos ||
-          name.find('\0') != std::string::npos || value.find('\0') != std::string::npos)
+          value.find_first_of("\r\n") != std::string::npos || name.find('\0') != std::string::npos ||
+          value.find('\0') != std::string::npos)
         return Status::InvalidArgument(what + ": invalid request header \"" + name + "\"");
       if (strcasecmp(name.c_str(), "content-type") == 0) have_content_type = true;
-      // "Name;" is curl's spelling of a header with an empty value.
-      const std::string line = value.empty() ? name + ";" : name + ": " + value;
-      if (!Append(list, line.c_str())) return Status::IOError(what + ": out of memory");
+      head += name + ": " + value + "\r\n";
     }
-    if (body != nullptr && !have_content_type) {
-      // Not curl's form-urlencoded default: dim posts JSON or raw bytes.
-      if (!Append(list, "Content-Type: application/octet-stream"))
-        return Status::IOError(what + ": out of memory");
-    }
-
-    ClientResponse resp;
-    CURL* c = curl_.get();
-    // Reset clears the previous request's options but keeps open connections.
-    curl_easy_reset(c);
-    char errbuf[CURL_ERROR_SIZE] = "";
-    bool set_ok = true;
-    auto set = [&set_ok](CURLcode rc) { set_ok = set_ok && rc == CURLE_OK; };
-    set(curl_easy_setopt(c, CURLOPT_URL, url.c_str()));
-    set(curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L));  // no SIGALRM for timeouts: threads
-#if LIBCURL_VERSION_NUM >= 0x075500
-    set(curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https"));
-#else
-    set(curl_easy_setopt(c, CURLOPT_PROTOCOLS, long{CURLPROTO_HTTP | CURLPROTO_HTTPS}));
-#endif
-    set(curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf));
-    set(curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, opts_.connect_timeout_ms));
-    set(curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : opts_.timeout_ms));
-    set(curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L));  // long-polls sit idle
-    set(curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnBody));
-    set(curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp.body));
-    set(curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader));
-    set(curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp.headers));
-    set(curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get()));
     if (body != nullptr) {
-      set(curl_easy_setopt(c, CURLOPT_POST, 1L));
-      set(curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data()));
-      set(curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size())));
-      if (std::strcmp(method, "POST") != 0) set(curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method));
-    } else {
-      set(curl_easy_setopt(c, CURLOPT_HTTPGET, 1L));
+      if (!have_content_type) head += "Content-Type: application/octet-stream\r\n";
+      head += "Content-Length: " + std::to_string(body->size()) + "\r\n";
     }
-    if (!set_ok) return Status::IOError(what + ": cannot configure libcurl");
+    head += "\r\n";
 
-    const CURLcode rc = curl_easy_perform(c);
-    // Drop curl's pointers to this frame's buffers before they go away.
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
-    if (rc != CURLE_OK) {
-      const std::string msg = what + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc));
-      if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
-        return Status::InvalidArgument(msg);
-      return Status::IOError(msg);
+    const long limit_ms = timeout_ms > 0 ? timeout_ms : opts_.timeout_ms;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(limit_ms);
+    const std::string key = u->host + " " + u->port;
+    if (key != conn_key_) conn_.Reset();
+    // A kept-alive connection may have been closed by the server since; if it
+    // answers nothing, the request goes once more on a new connection.
+    for (int attempt = 0;; attempt++) {
+      const bool reused = conn_.valid();
+      if (!reused) {
+        Status s = Connect(*u, deadline);
+        if (!s.ok()) return Status(s.code(), what + ": " + s.message());
+        conn_key_ = key;
+      }
+      ResponseReader reader(false);
+      Status s = Exchange(head, body, deadline, limit_ms, &reader);
+      if (s.ok()) {
+        if (!reader.keep_alive()) conn_.Reset();
+        return std::move(reader.response());
+      }
+      conn_.Reset();
+      if (reused && attempt == 0 && !reader.started() && s.code() == Code::kIOError && Left(deadline) > 0) continue;
+      return Status(s.code(), what + ": " + s.message());
     }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    resp.status = static_cast<int>(status);
-    return resp;
   }
 
-  CurlPtr curl_;
+  Status Connect(const Url& u, Clock::time_point deadline) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    // Literal addresses (what boot parameters hold) never consult NSS.
+    in6_addr probe;
+    if (::inet_pton(AF_INET, u.host.c_str(), &probe) == 1 || ::inet_pton(AF_INET6, u.host.c_str(), &probe) == 1) {
+      hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+    }
+    addrinfo* res = nullptr;
+    int rc = ::getaddrinfo(u.host.c_str(), u.port.c_str(), &hints, &res);
+    if (rc != 0) {
+      return Status::IOError("cannot resolve " + u.host + ": " + ::gai_strerror(rc));
+    }
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(res, &::freeaddrinfo);
+    const auto connect_deadline =
+        std::min(deadline, Clock::now() + std::chrono::milliseconds(opts_.connect_timeout_ms));
+    std::string last = "no address";
+    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+      Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
+      if (!fd.valid()) {
+        last = std::strerror(errno);
+        continue;
+      }
+      int one = 1;
+      // Requests are small and answered at once: no Nagle delay. Long-polls
+      // sit idle for minutes: let TCP notice a dead peer.
+      (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      (void)::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+      if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+          last = std::strerror(errno);
+          continue;
+        }
+        short rev = 0;
+        if (!WaitFor(fd.get(), POLLOUT, connect_deadline, &rev)) {
+          last = "connect timed out after " + std::to_string(opts_.connect_timeout_ms) + " ms";
+          continue;
+        }
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        if (err != 0) {
+          last = std::strerror(err);
+          continue;
+        }
+      }
+      conn_ = std::move(fd);
+      return Status::Ok();
+    }
+    return Status::IOError("cannot connect to " + u.authority + ": " + last);
+  }
+
+  // Sends the request and reads the answer. A server may answer (413, say)
+  // before it has read the whole body: sending stops and the answer counts.
+  Status Exchange(const std::string& head, const std::string* body, Clock::time_point deadline,
+                  long limit_ms, ResponseReader* reader) {
+    const int fd = conn_.get();
+    size_t sent = 0;
+    const size_t total = head.size() + (body ? body->size() : 0);
+    bool answered_early = false;
+    while (sent < total) {
+      iovec iov[2];
+      int n_iov = 0;
+      if (sent < head.size()) iov[n_iov++] = {const_cast<char*>(head.data() + sent), head.size() - sent};
+      size_t body_off = sent > head.size() ? sent - head.size() : 0;
+      if (body && body_off < body->size()) {
+        iov[n_iov++] = {const_cast<char*>(body->data() + body_off), body->size() - body_off};
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(n_iov);
+      ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (sent > 0 && (errno == EPIPE || errno == ECONNRESET)) {
+          answered_early = true;  // it may have said why before closing
+          break;
+        }
+        return Status::IOError(std::string("send: ") + std::strerror(errno));
+      }
+      short rev = 0;
+      if (!WaitFor(fd, POLLOUT | POLLIN, deadline, &rev)) return Status::IOError("timed out sending the request");
+      if (rev & POLLIN) {
+        answered_early = true;
+        break;
+      }
+    }
+    static thread_local std::unique_ptr<char[]> buf(new char[256 << 10]);
+    for (;;) {
+      ssize_t n = ::recv(fd, buf.get(), 256 << 10, 0);
+      if (n > 0) {
+        std::string_view data(buf.get(), static_cast<size_t>(n));
+        while (!data.empty()) {
+          auto used = reader->Feed(data);
+          if (!used.ok()) return used.status();
+          if (reader->done()) {
+            // Bytes after the response, or an answer before the whole request
+            // was sent: this connection's framing is lost.
+            if (*used < data.size() || answered_early) conn_.Reset();
+            return Status::Ok();
+          }
+          data.remove_prefix(*used);
+        }
+        continue;
+      }
+      if (n == 0) return reader->Finish();
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (errno == ECONNRESET && reader->started()) {
+          return Status::IOError("the connection was reset in the middle of the answer");
+        }
+        return Status::IOError(std::string("receive: ") + std::strerror(errno));
+      }
+      short rev = 0;
+      if (!WaitFor(fd, POLLIN, deadline, &rev)) {
+        return Status::IOError("no complete answer within the time limit (" + std::to_string(limit_ms) + " ms)");
+      }
+    }
+  }
+
   const ClientOptions opts_;
+  Fd conn_;
+  std::string conn_key_;  // "host port" of conn_
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Client>> Client::Create(ClientOptions opts) {
-  if (const CURLcode rc = GlobalInitOnce(); rc != CURLE_OK)
-    return Status::IOError(std::string("libcurl initialisation failed: ") + curl_easy_strerror(rc));
-  CurlPtr curl(curl_easy_init());
-  if (!curl) return Status::IOError("libcurl: cannot create a handle (out of memory?)");
-  return std::unique_ptr<Client>(std::make_unique<CurlClient>(std::move(curl), opts));
+  return std::unique_ptr<Client>(std::make_unique<SocketClient>(opts));
 }
 
 std::string UrlEncode(const std::string& s) {

@@ -98,6 +98,26 @@ TEST_CASE("a fresh replica can start from any version") {
   CHECK(Tree(*p.dst, "deb", 4) == Tree(*p.src, "deb", 4));
 }
 
+TEST_CASE("a catalogue snapshot is a ready database of one version, which deltas then carry on") {
+  Pair p;
+  auto bytes = dim::SnapshotCatalog(*p.src, p.img, 3);
+  REQUIRE_MESSAGE(bytes.ok(), bytes.status().ToString());
+  CHECK(bytes->compare(0, 16, std::string("SQLite format 3\0", 16)) == 0);
+  CHECK((*bytes)[18] == 2);  // already in WAL mode
+  dimtest::WriteFile(p.dir / "snap.db", *bytes);
+  auto snap = Catalog::Open(p.dir / "snap.db");
+  REQUIRE_MESSAGE(snap.ok(), snap.status().ToString());
+  CHECK(Tree(**snap, "deb", 3) == Tree(*p.src, "deb", 3));
+  auto img = (*snap)->GetImage("deb");
+  CHECK(img->head == 3);
+  CHECK((*snap)->GetVersion(*img, 3)->entries == p.src->GetVersion(p.img, 3)->entries);
+  CHECK((*snap)->GetVersion(*img, 2).status().code() == dim::Code::kNotFound);
+  // Exactly what a delta from nothing leaves, so the next delta applies.
+  REQUIRE(Ship(*p.src, **snap, 3, 4).ok());
+  CHECK(Tree(**snap, "deb", 4) == Tree(*p.src, "deb", 4));
+  CHECK(dim::SnapshotCatalog(*p.src, p.img, 5).status().code() == dim::Code::kInvalidArgument);
+}
+
 TEST_CASE("a delta that does not start at the replica's head is refused, changing nothing") {
   Pair p;
   REQUIRE(Ship(*p.src, *p.dst, 0, 1).ok());

@@ -46,4 +46,10 @@ Result<CatalogDelta> ExportDelta(Catalog& catalog, const ImageInfo& image, int64
 // already be in the replica's store: the catalogue never names missing data.
 Status ApplyDelta(Catalog& catalog, const CatalogDelta& delta);
 
+// `version` of an image as a ready catalogue: the bytes of a SQLite database
+// in this dim's schema holding what ApplyDelta from nothing would leave. A
+// node starting with an empty cache takes it whole instead of inserting every
+// row itself, which under emulation or on a slow CPU is most of its boot.
+Result<std::string> SnapshotCatalog(Catalog& catalog, const ImageInfo& image, int64_t version);
+
 }  // namespace dim

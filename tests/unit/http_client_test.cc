@@ -1,0 +1,268 @@
+// dim::http's own client: the response reader fed byte by byte, and the
+// socket client against scripted servers that do what a real network does
+// (close idle connections, stop mid-answer, never answer, refuse).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "dim/http.h"
+#include "net/http_response.h"
+
+namespace {
+
+using dim::Code;
+using dim::http::Client;
+using dim::http::ResponseReader;
+
+// Feeds `bytes` in pieces of `step` and returns the reader.
+ResponseReader FeedAll(const std::string& bytes, size_t step, dim::Status* status, bool close = false) {
+  ResponseReader r;
+  *status = dim::Status::Ok();
+  for (size_t p = 0; p < bytes.size() && !r.done();) {
+    std::string_view piece = std::string_view(bytes).substr(p, step);
+    size_t off = 0;
+    while (off < piece.size() && !r.done()) {
+      auto used = r.Feed(piece.substr(off));
+      if (!used.ok()) {
+        *status = used.status();
+        return r;
+      }
+      off += *used;
+    }
+    p += off;
+    if (off < piece.size()) break;
+  }
+  if (close) *status = r.Finish();
+  return r;
+}
+
+TEST_CASE("http reader: chunked body with extensions and trailers, in every split") {
+  const std::string wire =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n"
+      "X-Folded: a\r\n b\r\n\r\n"
+      "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: t\r\n\r\n";
+  for (size_t step : {1, 2, 3, 7, 64, 4096}) {
+    dim::Status s;
+    ResponseReader r = FeedAll(wire, step, &s);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(r.done());
+    CHECK(r.keep_alive());
+    CHECK(r.response().status == 200);
+    CHECK(r.response().body == "hello world");
+    CHECK(r.response().headers["x-a"] == "1, 2");
+    CHECK(r.response().headers["x-folded"] == "a b");
+  }
+}
+
+TEST_CASE("http reader: framing by length, by close, interim answers, HTTP/1.0") {
+  dim::Status s;
+  ResponseReader interim = FeedAll(
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc", 5, &s);
+  REQUIRE(s.ok());
+  CHECK(interim.response().status == 201);
+  CHECK(interim.response().body == "abc");
+
+  ResponseReader to_close = FeedAll("HTTP/1.1 200 OK\n\nrest of it", 4, &s, true);  // bare LFs
+  REQUIRE(s.ok());
+  CHECK(to_close.response().body == "rest of it");
+  CHECK_FALSE(to_close.keep_alive());
+
+  ResponseReader old = FeedAll("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 3, &s);
+  REQUIRE(s.ok());
+  CHECK(old.done());
+  CHECK_FALSE(old.keep_alive());
+  ResponseReader closing = FeedAll("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", 100, &s);
+  CHECK(closing.done());
+  CHECK_FALSE(closing.keep_alive());
+
+  ResponseReader same = FeedAll("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", 9, &s);
+  REQUIRE(s.ok());
+  CHECK(same.response().body == "ok");
+}
+
+TEST_CASE("http reader: what is not HTTP is refused, what stops short is an I/O error") {
+  for (const char* bad : {"HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "SSH-2.0-OpenSSH\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n"}) {
+    dim::Status s;
+    FeedAll(bad, 5, &s);
+    CHECK_MESSAGE(s.code() == Code::kCorruption, bad);
+  }
+  dim::Status s;
+  FeedAll("HTTP/1.1 200 OK\r\n" + std::string(70000, 'x'), 1000, &s);
+  CHECK(s.code() == Code::kCorruption);
+
+  ResponseReader cut = FeedAll("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 4, &s, true);
+  CHECK(s.code() == Code::kIOError);
+  CHECK(cut.started());
+  ResponseReader nothing;
+  CHECK(nothing.Finish().code() == Code::kIOError);
+  CHECK_FALSE(nothing.started());
+}
+
+// A TCP server on 127.0.0.1 that runs `serve` for each connection, one after
+// the other, on its own thread.
+class Scripted {
+ public:
+  explicit Scripted(std::function<void(int fd, int n)> serve) : serve_(std::move(serve)) {
+    listen_.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(listen_.valid());
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(::listen(listen_.get(), 8) == 0);
+    socklen_t len = sizeof sa;
+    ::getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] {
+      for (int n = 0;; n++) {
+        dim::Fd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!c.valid() || stop_) return;
+        connections_++;
+        serve_(c.get(), n);
+      }
+    });
+  }
+  ~Scripted() {
+    stop_ = true;
+    ::shutdown(listen_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  int connections() const { return connections_; }
+
+  // Reads one request head (and a Content-Length body); false on EOF.
+  static bool ReadRequest(int fd, std::string* head) {
+    head->clear();
+    char c;
+    while (head->find("\r\n\r\n") == std::string::npos) {
+      if (::recv(fd, &c, 1, 0) != 1) return false;
+      *head += c;
+    }
+    size_t cl = head->find("Content-Length: ");
+    size_t n = cl == std::string::npos ? 0 : std::stoul(head->substr(cl + 16));
+    while (n > 0 && ::recv(fd, &c, 1, 0) == 1) n--;
+    return true;
+  }
+  static void Send(int fd, const std::string& s) { (void)::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+
+ private:
+  std::function<void(int, int)> serve_;
+  dim::Fd listen_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+TEST_CASE("http client: keeps the connection, and resends once when the server closed it") {
+  // Connection 0 answers one request and closes (as a server's idle timeout
+  // would); connection 1 answers two.
+  Scripted server([](int fd, int n) {
+    std::string head;
+    for (int i = 0; i < (n == 0 ? 1 : 2) && Scripted::ReadRequest(fd, &head); i++) {
+      Scripted::Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + std::to_string(n) + std::to_string(i));
+    }
+  });
+  auto c = Client::Create();
+  REQUIRE(c.ok());
+  auto a = (*c)->Get(server.url("/a"), {});
+  REQUIRE_MESSAGE(a.ok(), a.status().ToString());
+  CHECK(a->body == "00");
+  auto b = (*c)->Post(server.url("/b"), "payload", {});
+  REQUIRE_MESSAGE(b.ok(), b.status().ToString());
+  CHECK(b->body == "10");
+  auto d = (*c)->Get(server.url("/c"), {});
+  REQUIRE(d.ok());
+  CHECK(d->body == "11");
+  CHECK(server.connections() == 2);
+}
+
+TEST_CASE("http client: an answer cut short, no answer, a refused connection") {
+  Scripted server([](int fd, int n) {
+    std::string head;
+    if (!Scripted::ReadRequest(fd, &head)) return;
+    if (n == 0) Scripted::Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
+    if (n == 1) std::this_thread::sleep_for(std::chrono::milliseconds(700));  // says nothing
+  });
+  auto c = Client::Create();
+  REQUIRE(c.ok());
+  auto cut = (*c)->Get(server.url("/x"), {});
+  REQUIRE_FALSE(cut.ok());
+  CHECK(cut.status().code() == Code::kIOError);
+  CHECK(cut.status().message().find("GET " + server.url("/x")) == 0);
+  CHECK(cut.status().message().find("middle of its answer") != std::string::npos);
+
+  auto slow = (*c)->Get(server.url("/y"), {}, 200);
+  REQUIRE_FALSE(slow.ok());
+  CHECK(slow.status().code() == Code::kIOError);
+  CHECK(slow.status().message().find("200 ms") != std::string::npos);
+
+  // A port nobody listens on: bind one, close it.
+  uint16_t port;
+  {
+    dim::Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    socklen_t len = sizeof sa;
+    ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+    port = ntohs(sa.sin_port);
+  }
+  auto refused = (*c)->Get("http://127.0.0.1:" + std::to_string(port) + "/", {});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == Code::kIOError);
+  CHECK(refused.status().message().find("cannot connect to 127.0.0.1:" + std::to_string(port)) !=
+        std::string::npos);
+}
+
+TEST_CASE("http client: URLs it refuses, and IPv6 literals") {
+  auto c = Client::Create();
+  REQUIRE(c.ok());
+  for (const char* bad : {"https://server/", "ftp://x/", "http://", "http://host:0/", "http://host:99999/",
+                          "http://[::1/", "http://user@host/", "http://host/a b"}) {
+    auto r = (*c)->Get(bad, {});
+    REQUIRE_FALSE(r.ok());
+    CHECK_MESSAGE(r.status().code() == Code::kInvalidArgument, bad);
+  }
+  auto tls = (*c)->Get("https://server/", {});
+  CHECK(tls.status().message().find("use http://") != std::string::npos);
+
+  dim::Fd s6(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_addr = in6addr_loopback;
+  if (!s6.valid() || ::bind(s6.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return;  // no IPv6
+  REQUIRE(::listen(s6.get(), 1) == 0);
+  socklen_t len = sizeof sa;
+  ::getsockname(s6.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  std::thread t([&] {
+    dim::Fd conn(::accept4(s6.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    std::string head;
+    if (Scripted::ReadRequest(conn.get(), &head)) {
+      bool host_ok = head.find("\r\nHost: [::1]:" + std::to_string(ntohs(sa.sin6_port)) + "\r\n") != std::string::npos;
+      Scripted::Send(conn.get(), std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n") + (host_ok ? "ok" : "no"));
+    }
+  });
+  auto r = (*c)->Get("http://[::1]:" + std::to_string(ntohs(sa.sin6_port)) + "/v6?x=1", {});
+  t.join();
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(r->body == "ok");
+}
+
+}  // namespace
