@@ -136,7 +136,7 @@ Response Service::Handle(const Request& req) {
     if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
     if (req.method == "GET" && parts[3] == "head") return Head(image, req);
     if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
-    if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req);
+    if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req, *who);
     if (req.method == "GET" && parts[3] == "keepout") return Keepout(image);
     if (req.method == "GET" && parts[3] == "policy") return Policy(image);
     if (parts[3] == "pins") return Pins(image, req, is_server);
@@ -323,10 +323,15 @@ Response Service::Delta(const std::string& image, const Request& req) {
   return r;
 }
 
-Response Service::Snapshot(const std::string& image, const Request& req) {
+Response Service::Snapshot(const std::string& image, const Request& req, const std::string& who) {
+  // version=V, or node=NODE for the version that node runs (its pin or the
+  // published one): a starting node learns its version from the snapshot.
   int64_t version = 0, schema = 0;
-  if (!ParseVersion(req.query, "version", &version) || !ParseVersion(req.query, "schema", &schema)) {
-    return BadRequest("snapshot needs version=VERSION and schema=N (the newest catalogue schema the node reads)");
+  auto node = req.query.find("node");
+  const bool by_node = node != req.query.end() && !req.query.count("version");
+  if ((!by_node && !ParseVersion(req.query, "version", &version)) || !ParseVersion(req.query, "schema", &schema)) {
+    return BadRequest("snapshot needs version=VERSION or node=NODE, and schema=N (the newest catalogue schema "
+                      "the node reads)");
   }
   // A node older than this server's schema cannot open its database: it
   // falls back to the delta, whose format does not depend on the schema.
@@ -334,6 +339,15 @@ Response Service::Snapshot(const std::string& image, const Request& req) {
     return Response::Error(Status::Conflict("this server writes catalogue schema " +
                                             std::to_string(dim::Catalog::SchemaVersion()) + ", the node reads up to " +
                                             std::to_string(schema) + ": use the delta"));
+  }
+  if (by_node) {
+    if (!NodeApi::MayUse(who, node->second)) {
+      return Response::Error(Status::PermissionDenied(who + " may not ask for node " + node->second + "'s version"));
+    }
+    auto v = NodeTarget(image, node->second);
+    if (!v.ok()) return Response::Error(v.status());
+    if (*v == 0) return Response::Error(Status::NotFound("image '" + image + "' has no published version yet"));
+    version = *v;
   }
   auto pub = Published(image);
   if (!pub.ok()) return Response::Error(pub.status());

@@ -74,7 +74,7 @@ class Service {
   dim::http::Response Info();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
-  dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req);
+  dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req, const std::string& who);
   dim::http::Response Object(const std::string& hex);
   dim::http::Response Keepout(const std::string& image);
   dim::http::Response Policy(const std::string& image);

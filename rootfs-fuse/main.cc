@@ -324,35 +324,42 @@ int main(int argc, char** argv) {
   rootfs::Remote remote({servers, key, a.node, a.timeout_s});
 
   SqliteRandomnessWithoutWaiting();
-  dim::Status synced = dim::Status::Ok();
-  int64_t target = a.version;
-  if (target == 0) {
-    auto t = NodeTarget(remote, a, 0, 0);
-    if (t.ok()) target = *t;
-    else synced = t.status();
-  }
+  // An empty cache starts from the server's ready catalogue of the version
+  // this node runs (which also tells it that version); otherwise, or when the
+  // server offers none, the node asks for its version and fetches a delta.
   const std::string db_path = std::string(cache_abs.get()) + "/catalog.db";
-  const bool had_catalogue = env->Exists(db_path);
-  dim::Status seeded = dim::Status::NotFound("not tried");
-  if (synced.ok() && target > 0 && !had_catalogue) {
-    seeded = rootfs::Meta::Seed(remote, db_path, a.image, target);
-    if (!seeded.ok() && seeded.code() != dim::Code::kNotFound && seeded.code() != dim::Code::kConflict) {
+  dim::Status seeded = dim::Status::NotFound("the cache has a catalogue");
+  if (!env->Exists(db_path)) {
+    seeded = rootfs::Meta::Seed(remote, db_path, a.image, a.node, a.version);
+    if (seeded.code() == dim::Code::kCorruption || seeded.code() == dim::Code::kInvalidArgument) {
       std::fprintf(stderr, "rootfs-fuse: no ready catalogue (%s); fetching it as a delta\n", seeded.ToString().c_str());
     }
     mark("catalogue seeded");
   }
   auto meta = rootfs::Meta::Open(db_path, a.image);
-  if (meta.ok() && seeded.ok() && (!(*meta)->UseCached().ok() || (*meta)->version() != target)) {
-    meta = dim::Status::Corruption("the catalogue snapshot holds version " + std::to_string((*meta)->version()));
+  if (meta.ok() && seeded.ok() &&
+      (!(*meta)->UseCached().ok() || (a.version != 0 && (*meta)->version() != a.version))) {
+    meta = dim::Status::Corruption("the catalogue snapshot does not hold the version asked for");
   }
   if (!meta.ok() && env->Exists(db_path)) {
     // A cache (or snapshot) this dim cannot read: start it over from the delta.
     std::fprintf(stderr, "rootfs-fuse: local catalogue unusable (%s); starting it over\n", meta.status().ToString().c_str());
     for (const char* suffix : {"", "-wal", "-shm"}) (void)::unlink((db_path + suffix).c_str());
+    seeded = dim::Status::NotFound("discarded");
     meta = rootfs::Meta::Open(db_path, a.image);
   }
   if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
   mark("catalogue open");
+  // No answer, or a refused key: asking again would only wait as long again.
+  dim::Status synced = seeded.code() == dim::Code::kIOError || seeded.code() == dim::Code::kPermissionDenied
+                           ? seeded
+                           : dim::Status::Ok();
+  int64_t target = seeded.ok() ? (*meta)->version() : a.version;
+  if (synced.ok() && target == 0) {
+    auto t = NodeTarget(remote, a, 0, 0);
+    if (t.ok()) target = *t;
+    else synced = t.status();
+  }
   if (synced.ok()) synced = (*meta)->SyncTo(remote, target, nullptr);
   if (!synced.ok()) {
     const dim::Status& s = synced;

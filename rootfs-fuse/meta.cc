@@ -34,12 +34,14 @@ dim::Result<std::string> Unzstd(const std::string& z, const std::string& what) {
 
 }  // namespace
 
-Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string& image, int64_t version) {
+Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string& image, const std::string& node,
+                  int64_t version) {
   dim::Env* env = dim::Env::Posix();
   if (env->Exists(db_path)) return Status::Ok();
-  DIM_ASSIGN_OR_RETURN(std::string z, remote.Get("/v1/images/" + image + "/snapshot",
-                                                 {{"version", std::to_string(version)},
-                                                  {"schema", std::to_string(dim::Catalog::SchemaVersion())}}));
+  std::map<std::string, std::string> query = {{"schema", std::to_string(dim::Catalog::SchemaVersion())}};
+  if (version > 0) query["version"] = std::to_string(version);
+  else query["node"] = node;
+  DIM_ASSIGN_OR_RETURN(std::string z, remote.Get("/v1/images/" + image + "/snapshot", query));
   DIM_ASSIGN_OR_RETURN(std::string db, Unzstd(z, "catalogue snapshot from " + remote.current_server()));
   // Staged and renamed, so a cut download never becomes the cache. Not
   // synced: the cache is rebuilt from the server whenever it is lost. What

@@ -19,12 +19,14 @@ namespace rootfs {
 class Meta {
  public:
   static dim::Result<std::unique_ptr<Meta>> Open(const std::string& db_path, const std::string& image);
-  // Starts a cache that has no catalogue yet from the server's ready one of
-  // `version` (GET /v1/images/NAME/snapshot): one download instead of a row
-  // by row delta from nothing. Ok and nothing done when db_path exists.
+  // Starts a cache that has no catalogue yet from the server's ready one
+  // (GET /v1/images/NAME/snapshot): one download instead of a row-by-row
+  // delta from nothing. `version` 0 asks for the one `node` runs (its pin or
+  // the published version); the catalogue's head then says which it is.
   // NotFound or Conflict when the server offers none (an older server, a
   // newer schema): Open and SyncTo then take the delta path.
-  static dim::Status Seed(Remote& remote, const std::string& db_path, const std::string& image, int64_t version);
+  static dim::Status Seed(Remote& remote, const std::string& db_path, const std::string& image,
+                          const std::string& node, int64_t version);
 
   int64_t version() const { return version_.load(); }
   int64_t image_id() const { return image_id_; }

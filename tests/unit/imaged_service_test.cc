@@ -345,6 +345,27 @@ TEST_CASE("imaged: catalogue snapshots for starting nodes, only for schemas they
   CHECK(s.svc->Handle(anon).status == 403);
   // Served again from the server's memory: the same bytes.
   CHECK(snap("2", schema).body == r.body);
+  // By node: the version it runs (published 3; then its pin, 2).
+  auto by_node = [&](const std::string& node, const std::string& who) {
+    return s.Call("GET", "/v1/images/deb/snapshot", who, "", {{"node", node}, {"schema", std::to_string(schema)}});
+  };
+  auto head_of = [&](const Response& resp) {
+    std::string raw(ZSTD_getFrameContentSize(resp.body.data(), resp.body.size()), '\0');
+    REQUIRE(ZSTD_decompress(raw.data(), raw.size(), resp.body.data(), resp.body.size()) == raw.size());
+    dimtest::WriteFile(s.dir / "by-node.db", raw);
+    auto cat = dim::Catalog::Open(s.dir / "by-node.db");
+    REQUIRE(cat.ok());
+    int64_t head = (*cat)->GetImage("deb")->head;
+    cat->reset();
+    ::unlink((s.dir / "by-node.db").c_str());
+    return head;
+  };
+  auto mine = by_node("n1", "node:n1");
+  REQUIRE(mine.status == 200);
+  CHECK(head_of(mine) == 3);
+  CHECK(by_node("n1", "node:n2").status == 403);
+  REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 2}})).status == 200);
+  CHECK(head_of(by_node("n1", "node:n1")) == 2);
 }
 
 TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing") {
