@@ -24,6 +24,31 @@ namespace {
 
 constexpr uint64_t kUpperInoBit = 1ull << 62;
 constexpr size_t kPutChunk = 16 << 20;
+// Files of the version up to this size (one blob object) are stored into the
+// kernel's page cache when first opened (see Filesystem::Push).
+constexpr uint64_t kPushMax = 1 << 20;
+
+// A reply or a page-cache store of these pieces of cached objects: spliced
+// from the object files, holes from `zeros`. `storage` keeps the vector.
+fuse_bufvec* PiecesBufvec(const std::vector<ObjectCache::Piece>& pieces, std::vector<char>* storage,
+                          std::vector<char>* zeros) {
+  storage->assign(sizeof(fuse_bufvec) + pieces.size() * sizeof(fuse_buf), 0);
+  auto* bv = new (storage->data()) fuse_bufvec{};
+  for (const auto& p : pieces) {
+    fuse_buf& b = bv->buf[bv->count++];
+    b = fuse_buf{};
+    b.size = p.len;
+    if (p.fd >= 0) {
+      b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      b.fd = p.fd;
+      b.pos = static_cast<off_t>(p.pos);
+    } else {
+      if (zeros->size() < p.len) zeros->resize(p.len);
+      b.mem = zeros->data();
+    }
+  }
+  return bv;
+}
 
 int Errno(const Status& s) {
   switch (s.code()) {
@@ -171,6 +196,7 @@ struct Filesystem::Inode {
   uint64_t nlookup = 0;
   bool upper = false;           // present in the local upper
   bool dir = false;
+  bool pushed = false;          // the version's content went into the kernel's page cache
   bool lower_children = false;  // dir: the version's entries below it show through
   std::optional<Entry> lower;   // the version's entry, as of the lookup
   std::vector<int> open_fds;    // upper descriptors of open handles (fstat after unlink)
@@ -691,13 +717,23 @@ Status Filesystem::CopyUp(Inode* in) {
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
   struct stat st;
   if (::fstatat(dir.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("stat copy of " + path);
-  std::lock_guard<std::mutex> l(mu_);
-  auto k = by_key_.find(in->key);
-  if (k != by_key_.end() && k->second == in) by_key_.erase(k);
-  in->key = "u" + std::to_string(st.st_ino);
-  by_key_[in->key] = in;
-  in->upper = true;
+  MarkUpper(in, st.st_ino);
   return Status::Ok();
+}
+
+void Filesystem::MarkUpper(Inode* in, ino_t upper_ino) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto k = by_key_.find(in->key);
+    if (k != by_key_.end() && k->second == in) by_key_.erase(k);
+    in->key = "u" + std::to_string(upper_ino);
+    by_key_[in->key] = in;
+    in->upper = true;
+  }
+  // A store of the version's content into the kernel's page cache (Push)
+  // still in progress ends before the caller lets anything write; later
+  // ones see `upper`.
+  std::unique_lock<std::shared_mutex> barrier(push_mu_);
 }
 
 // ---------------------------------------------------------------- mirroring
@@ -1166,14 +1202,7 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
       std::string n;
       auto d = dim::upper::OpenParent(upper_fd_, from, &n);
       struct stat st;
-      if (d.ok() && ::fstatat(d->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        std::lock_guard<std::mutex> l(mu_);
-        auto k = by_key_.find(src_inode->key);
-        if (k != by_key_.end() && k->second == src_inode) by_key_.erase(k);
-        src_inode->key = "u" + std::to_string(st.st_ino);
-        by_key_[src_inode->key] = src_inode;
-        src_inode->upper = true;
-      }
+      if (d.ok() && ::fstatat(d->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) MarkUpper(src_inode, st.st_ino);
     }
   }
   {
@@ -1412,6 +1441,12 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     RecordRead(h->path);
     NoteReader(fuse_req_ctx(req)->pid);
     PrefetchDir(ParentOf(h->path), NameOf(h->path), nullptr);
+    bool pushed;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      pushed = in->pushed;
+    }
+    if (!pushed && h->size > 0 && h->size <= kPushMax) Push(in, ino, h->object, h->size);
   }
   if (h->fd.valid()) {
     std::lock_guard<std::mutex> l(mu_);
@@ -1441,25 +1476,29 @@ void Filesystem::Read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi
     std::fprintf(stderr, "rootfs-fuse: read %s: %s\n", h->path.c_str(), pieces.status().ToString().c_str());
     return Reply(req, pieces.status());
   }
-  std::vector<char> vec(sizeof(fuse_bufvec) + pieces->size() * sizeof(fuse_buf));
-  auto* bv = new (vec.data()) fuse_bufvec{};
-  std::vector<char> zeros;
-  for (const auto& p : *pieces) {
-    fuse_buf& b = bv->buf[bv->count++];
-    b = fuse_buf{};
-    b.size = p.len;
-    if (p.fd >= 0) {
-      b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-      b.fd = p.fd;
-      b.pos = static_cast<off_t>(p.pos);
-    } else {
-      if (zeros.size() < p.len) zeros.resize(p.len);
-      b.mem = zeros.data();
-    }
-  }
+  std::vector<char> vec, zeros;
   // Not FUSE_BUF_SPLICE_MOVE: the kernel could take the pages out of the
   // cache files (it copies them from the pipe instead).
-  fuse_reply_data(req, bv, static_cast<fuse_buf_copy_flags>(0));
+  fuse_reply_data(req, PiecesBufvec(*pieces, &vec, &zeros), static_cast<fuse_buf_copy_flags>(0));
+}
+
+void Filesystem::Push(Inode* in, fuse_ino_t ino, const dim::Digest& object, uint64_t size) {
+  // The whole file goes into the kernel's page cache before the OPEN reply:
+  // the reader's read() then finds it there and sends no READ (nor the
+  // GETATTR that follows one, since the kernel marks the atime stale after a
+  // READ). Failures are left to the READs that will come instead.
+  auto pieces = cache_->Pieces(object, size, 0, static_cast<size_t>(size));
+  if (!pieces.ok()) return;
+  // Shared with other stores; CopyUp waits for the stores in progress, so no
+  // store of the version's content lands after a write to the copy.
+  std::shared_lock<std::shared_mutex> pl(push_mu_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (in->upper || in->pushed) return;
+    in->pushed = true;
+  }
+  std::vector<char> vec, zeros;
+  fuse_lowlevel_notify_store(se_, ino, 0, PiecesBufvec(*pieces, &vec, &zeros), static_cast<fuse_buf_copy_flags>(0));
 }
 
 void Filesystem::Write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {

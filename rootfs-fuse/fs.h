@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -110,6 +111,8 @@ class Filesystem {
   dim::Status Stat(Inode* in, struct stat* st);
   void FoundAttr(const Found& f, fuse_ino_t id, struct stat* st);  // of a name just remembered
   dim::Status CopyUp(Inode* in);
+  // in now lives in the upper (as inode upper_ino there).
+  void MarkUpper(Inode* in, ino_t upper_ino);
   dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group);
   dim::Status CopyUpParents(const std::string& path);
   dim::Result<dim::Entry> UpperEntry(const std::string& path);
@@ -125,6 +128,9 @@ class Filesystem {
   dim::Result<std::shared_ptr<const Listing>> ListingOf(Inode* dir);
   void Reply(fuse_req_t req, const dim::Status& s);
   void Drop(Handle* h);  // closes a file handle
+  // Stores a file of the version (object, size) into the kernel's page cache
+  // of inode `in` (ino), once per inode.
+  void Push(Inode* in, fuse_ino_t ino, const dim::Digest& object, uint64_t size);
   void ForgetUpperName(int dirfd, const std::string& name);
   void RecordRead(const std::string& path);
   void PrefetchDir(const std::string& dir, const std::string& after, const Listing* listing);
@@ -148,6 +154,7 @@ class Filesystem {
   std::unordered_map<std::string, Inode*> by_path_;                // GUARDED_BY(mu_)
   fuse_ino_t next_id_ = 2;                                         // GUARDED_BY(mu_)
   std::mutex copyup_mu_;  // one copy-up at a time: parents are shared
+  std::shared_mutex push_mu_;  // Push holds it shared; CopyUp waits for the holders
   std::mutex mirror_mu_;  // overlay operations reach the server in order
 
   std::mutex prefetch_mu_;

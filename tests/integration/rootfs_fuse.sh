@@ -101,6 +101,16 @@ chmod 0600 "$mnt/etc/debian_version"
 mv "$mnt/etc/host.conf" "$mnt/etc/host.conf.moved"
 echo "scratch" > "$mnt/tmp/ephemeral"
 mkdir "$mnt/tmp/ephemeral-dir"
+# Opening a small file of the version stores all of it in the kernel's page
+# cache at once (no READ); an in-place write through its copy-up shows over
+# that, to a reader that had it open before too.
+assert_eq "$(cat "$mnt/etc/shells")" "$(cat "$m/etc/shells")" "/etc/shells"
+exec {held}<"$mnt/etc/shells"
+printf '#DIM' | dd of="$mnt/etc/shells" conv=notrunc status=none
+assert_eq "$(head -c 4 "$mnt/etc/shells")" "#DIM" "in-place write over a cached file"
+assert_eq "$(head -c 4 <&"$held")" "#DIM" "the write, to a reader that opened the file before"
+exec {held}<&-
+assert_eq "$(tail -c +5 "$mnt/etc/shells")" "$(tail -c +5 "$m/etc/shells")" "the rest of /etc/shells"
 chroot_umounts
 want_version=$(cat "$m/etc/debian_version")
 
@@ -111,6 +121,7 @@ assert_eq "$(cat "$up1/var/lib/dim-hello/stamp")" "configured configure" "server
 grep -q '^Package: dim-hello' "$up1/var/lib/dpkg/status" || die "server dpkg status lacks dim-hello"
 assert_eq "$(stat -c '%F %t:%T' "$up1/etc/issue.net")" "character special file 0:0" "whiteout on the server"
 assert_eq "$(stat -c %a "$up1/etc/debian_version")" 600 "server mode of /etc/debian_version"
+assert_eq "$(head -c 4 "$up1/etc/shells")" "#DIM" "server copy of /etc/shells"
 assert_eq "$(cat "$up1/etc/host.conf.moved")" "$(cat "$m/etc/host.conf")" "server copy of the renamed file"
 assert_eq "$(stat -c '%F %t:%T' "$up1/etc/host.conf")" "character special file 0:0" "whiteout at the old name"
 [[ ! -e $up1/tmp/ephemeral && ! -e $up1/tmp/ephemeral-dir ]] || die "an ephemeral path reached the server"
@@ -131,6 +142,7 @@ assert_eq "$(cat "$mnt/etc/dim-test.conf")" "node-local setting" "/etc file afte
 listed "$mnt/etc" issue.net && die "deleted /etc/issue.net listed"
 assert_eq "$(stat -c %a "$mnt/etc/debian_version")" 600 "mode after remount"
 assert_eq "$(cat "$mnt/etc/debian_version")" "$want_version" "content of the chmod'ed file"
+assert_eq "$(head -c 4 "$mnt/etc/shells")" "#DIM" "/etc/shells after remount"
 [[ ! -e $mnt/etc/host.conf ]] || die "renamed file still at its old name"
 cmp "$mnt/etc/host.conf.moved" "$m/etc/host.conf" || die "renamed file's content"
 [[ ! -e $mnt/tmp/ephemeral && ! -e $mnt/tmp/ephemeral-dir ]] || die "ephemeral /tmp entries persisted"
