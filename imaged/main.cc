@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
     log(LOG_ERR, server.status().ToString());
     return 1;
   }
+  service.StartSnapshotBuilder();
   std::unique_ptr<imaged::Replicator> replicator;
   if (config->role == imaged::Config::Role::kLeaf) {
     replicator = std::make_unique<imaged::Replicator>(*config, secret->key, &service);

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <atomic>
 #include <map>
+#include <thread>
 #include <tuple>
 #include <memory>
 #include <functional>
@@ -55,6 +57,13 @@ class CatalogPool {
 class Service {
  public:
   Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects);
+  ~Service();
+  // Builds the catalogue snapshot of each image's published version on a
+  // thread of its own as soon as it is published (or applied here), so the
+  // first node that boots does not wait for it. Stopped by Shutdown.
+  void StartSnapshotBuilder();
+  // How many snapshots were built (not served from memory): for tests.
+  uint64_t snapshots_built() const { return snapshots_built_.load(); }
 
   dim::http::Response Handle(const dim::http::Request& req);
   // Wakes long-polls (after a publish, or after a leaf applied a version).
@@ -75,6 +84,8 @@ class Service {
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
   dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req, const std::string& who);
+  // The zstd-compressed snapshot of `version`, from memory or built now.
+  dim::Result<std::shared_ptr<const std::string>> CachedSnapshot(const std::string& image, int64_t version);
   dim::http::Response Object(const std::string& hex);
   dim::http::Response Keepout(const std::string& image);
   dim::http::Response Policy(const std::string& image);
@@ -122,6 +133,8 @@ class Service {
   using SnapshotKey = std::tuple<std::string, int64_t, int64_t>;  // image, version, its commit time
   std::map<SnapshotKey, std::shared_ptr<const std::string>> snapshots_;  // GUARDED_BY(snapshot_mu_)
   std::vector<SnapshotKey> snapshot_order_;                              // oldest first, GUARDED_BY(snapshot_mu_)
+  std::thread snapshot_builder_;
+  std::atomic<uint64_t> snapshots_built_{0};
 };
 
 }  // namespace imaged

@@ -29,7 +29,7 @@ namespace {
 
 // Applets linuxrc relies on; a busybox without them cannot boot a node.
 const char* const kRequiredApplets[] = {"sh",       "mount", "modprobe", "udhcpc", "ip",
-                                        "switch_root", "wget", "timeout", "setsid", "poweroff", "sed"};
+                                        "switch_root", "wget", "timeout", "setsid", "poweroff"};
 
 // Runs argv with stdout captured; stderr passes through. Always reaps the child.
 Result<std::string> RunCapture(const std::vector<std::string>& argv) {

@@ -57,7 +57,8 @@ options:
   --upper-on-disk     keep the local upper in the cache directory, not in RAM
   --rootfs            this is the node's root: mark the daemon as root storage
                       (argv[0] '@', systemd leaves it alone at shutdown)
-  --marks             print each startup step with the seconds since boot
+  --marks[=FILE]      print each startup step with the seconds since boot, on
+                      stderr or appended to FILE (linuxrc: /dev/console)
   -o OPT[,OPT]        extra FUSE mount options
   -f                  stay in the foreground
   -d                  debug: log every FUSE request
@@ -78,6 +79,7 @@ struct Args {
   int64_t version = 0;
   uint64_t upper_mib = 0;  // 0: half of RAM, tmpfs's default
   bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true, marks = false;
+  std::string marks_file;  // empty: stderr
 };
 
 Args Parse(int argc, char** argv) {
@@ -124,6 +126,7 @@ Args Parse(int argc, char** argv) {
     else if (o == "--upper-size") a.upper_mib = static_cast<uint64_t>(number(16, 1 << 24));
     else if (o == "--upper-on-disk") a.upper_tmpfs = false;
     else if (o == "--marks") a.marks = true;
+    else if (o.rfind("--marks=", 0) == 0) a.marks = true, a.marks_file = o.substr(8);
     else if (o == "-o") a.fuse_opts.push_back(value());
     else if (o == "-f") a.foreground = true;
     else if (o == "-d") a.debug = a.foreground = true;
@@ -142,12 +145,15 @@ Args Parse(int argc, char** argv) {
   return a;
 }
 
-// --marks: "rootfs-fuse: [  UPTIME] step" on stderr for each startup step,
-// in seconds since boot like linuxrc's marks (CLOCK_BOOTTIME is the clock of
+// --marks: "rootfs-fuse: [  UPTIME] step" for each startup step, in seconds
+// since boot like linuxrc's marks (CLOCK_BOOTTIME is the clock of
 // /proc/uptime), so a boot's console shows where the mount's time goes.
+// linuxrc sends them straight to the console: in time order among its own,
+// and with no copying afterwards.
 class Marks {
  public:
-  explicit Marks(bool on) : on_(on) {
+  Marks(bool on, const std::string& file) : on_(on) {
+    if (on_ && !file.empty()) out_.reset(std::fopen(file.c_str(), "ae"));
     if (on_) Print(StartTime(), "exec");
   }
   void operator()(const std::string& step) const {
@@ -158,8 +164,10 @@ class Marks {
   }
 
  private:
-  static void Print(double t, const std::string& step) {
-    std::fprintf(stderr, "rootfs-fuse: [%8.2f] %s\n", t, step.c_str());
+  void Print(double t, const std::string& step) const {
+    FILE* f = out_ ? out_.get() : stderr;
+    std::fprintf(f, "rootfs-fuse: [%8.2f] %s\n", t, step.c_str());
+    std::fflush(f);
   }
   // When the kernel started this process (field 22 of /proc/self/stat, in
   // clock ticks since boot): the dynamic loader's work comes before main().
@@ -176,6 +184,7 @@ class Marks {
     return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
   }
   bool on_;
+  std::unique_ptr<FILE, decltype(&std::fclose)> out_{nullptr, &std::fclose};
 };
 
 // SQLite seeds its generator from /dev/urandom at the first write (WAL
@@ -243,7 +252,7 @@ dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t a
 
 int main(int argc, char** argv) {
   Args a = Parse(argc, argv);
-  Marks mark(a.marks);
+  Marks mark(a.marks, a.marks_file);
   mark("main");
   // systemd spares processes whose argv[0] starts with '@' at shutdown: a
   // root file system's daemon must outlive everything that uses it.

@@ -113,7 +113,7 @@ console_has() {
   grep -aqF -- "$2" "$TEST_TMP/$1.console" ||
     die "boot $1: console lacks '$2'; it shows: $(grep -av '^\s*$' "$TEST_TMP/$1.console" | tail -25)"
 }
-print_console_dim() { grep -a '^dim' "$TEST_TMP/$1.console" | sed "s/^/    [$1] /" >&2 || true; }
+print_console_dim() { grep -a '^dim\|^rootfs-fuse: \[' "$TEST_TMP/$1.console" | sed "s/^/    [$1] /" >&2 || true; }
 
 # check_boot NAME IMAGE: the image's init ran and its writes reached the
 # node's overlay on the server.
@@ -130,6 +130,6 @@ check_boot() {
 # print_marks NAME: linuxrc's timing marks from a console.
 print_marks() {
   log "timing marks of boot $1 (guest seconds since the kernel started):"
-  grep -a 'dim: \[' "$TEST_TMP/$1.console" | sed 's/.*\(dim: \[\)/  \1/' >&2
+  grep -a 'dim: \[\|rootfs-fuse: \[' "$TEST_TMP/$1.console" | sed 's/.*\(dim: \[\|rootfs-fuse: \[\)/  \1/' >&2
   grep -a 'linuxrc took' "$TEST_TMP/$1.console" | sed 's/^.*dim:/  dim:/' >&2
 }

@@ -77,8 +77,8 @@ boot() {
 boot first
 check_boot first tiny
 # rootfs-fuse's own steps (--marks), shown by linuxrc under its "mounted" mark
-console_has first "]   rootfs-fuse: catalogue at version"
-console_has first "]   rootfs-fuse: overlay loaded"
+console_has first "rootfs-fuse: [" && console_has first "] catalogue at version"
+console_has first "] overlay loaded"
 print_marks first
 
 log "dimctl node set-image: the next boot runs tiny2"

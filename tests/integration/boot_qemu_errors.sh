@@ -46,7 +46,7 @@ boot() {
     -netdev "user,id=n0$netopts" -device "$nic,netdev=n0,romfile=" \
     < /dev/null > "$TEST_TMP/$name.console" 2>&1 || rc=$?
   ((rc != 124 && rc != 137)) || die "boot $name: qemu still running after 120 s; console: $(tail -20 "$TEST_TMP/$name.console")"
-  grep -a '^dim' "$TEST_TMP/$name.console" | sed "s/^/    [$name] /" >&2 || true
+  grep -a '^dim\|^rootfs-fuse: \[' "$TEST_TMP/$name.console" | sed "s/^/    [$name] /" >&2 || true
 }
 # console_has NAME TEXT: the console of boot NAME shows TEXT.
 console_has() {
@@ -134,9 +134,9 @@ if [[ $fuse_bin == "$DIM_REPO_ROOT"/tests/* ]]; then
   boot timing "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=r01c1n01"
   console_has timing "dim-test: the image's /sbin/init runs as pid 1"
   console_has timing "] exec /sbin/init"
-  console_has timing "]   rootfs-fuse: mounted"  # rootfs-fuse's --marks, shown by linuxrc
+  console_has timing "rootfs-fuse: [" && console_has timing "] mounted"  # rootfs-fuse's --marks on the console
   log "timing marks (guest seconds since the kernel started):"
-  grep -a 'dim: \[' "$TEST_TMP/timing.console" | sed 's/.*\(dim: \[\)/  \1/' >&2
+  grep -a 'dim: \[\|rootfs-fuse: \[' "$TEST_TMP/timing.console" | sed 's/.*\(dim: \[\|rootfs-fuse: \[\)/  \1/' >&2
   grep -a 'linuxrc took' "$TEST_TMP/timing.console" | sed 's/^/  /' >&2
 fi
 true

@@ -10,7 +10,8 @@ while [ $# -gt 4 ]; do
 	case "$1" in
 		--key-file|--alt|--cache|--timeout) shift 2 ;;
 		--rootfs|-f) shift ;;
-		--marks) marks=1; shift ;;
+		--marks) marks=/dev/stderr; shift ;;
+		--marks=*) marks=${1#--marks=}; shift ;;
 		*) echo "rootfs-fuse stand-in: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -31,6 +32,6 @@ INIT
 chmod 755 "$mnt/usr/lib/dim-test/init"
 if [ -n "$marks" ]; then
 	read -r up _ < /proc/uptime
-	printf 'rootfs-fuse: [%8s] mounted\n' "$up" >&2
+	printf 'rootfs-fuse: [%8s] mounted\n' "$up" >> "$marks"
 fi
 exit 0

@@ -7,6 +7,8 @@
 #include <zstd.h>
 
 #include <ctime>
+#include <chrono>
+#include <thread>
 
 #include "dim/api_client.h"
 #include "dim/catalog.h"
@@ -366,6 +368,20 @@ TEST_CASE("imaged: catalogue snapshots for starting nodes, only for schemas they
   CHECK(by_node("n1", "node:n2").status == 403);
   REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 2}})).status == 200);
   CHECK(head_of(by_node("n1", "node:n1")) == 2);
+}
+
+TEST_CASE("imaged: the snapshot of a published version is built before any node asks") {
+  Server s;
+  s.svc->StartSnapshotBuilder();
+  AddImage(s, {});  // publishes version 3, which wakes the builder
+  for (int i = 0; i < 500 && s.svc->snapshots_built() == 0; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(s.svc->snapshots_built() == 1);
+  auto r = s.Call("GET", "/v1/images/deb/snapshot", "node:n1", "",
+                  {{"node", "n1"}, {"schema", std::to_string(dim::Catalog::SchemaVersion())}});
+  CHECK(r.status == 200);
+  CHECK(s.svc->snapshots_built() == 1);  // served from memory
 }
 
 TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing") {

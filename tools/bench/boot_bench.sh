@@ -84,9 +84,11 @@ boot_once() {
 import re, sys
 marks = []
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"dim: \[\s*([\d.]+)\]\s+(.*?)\s*$", line)
+    # linuxrc's "dim: [  T] step" and rootfs-fuse's "rootfs-fuse: [  T] step"
+    m = re.search(r"(dim|rootfs-fuse): \[\s*([\d.]+)\]\s+(.*?)\s*$", line)
     if m:
-        marks.append((m.group(2), float(m.group(1))))
+        label = m.group(3) if m.group(1) == "dim" else "rootfs-fuse: " + m.group(3)
+        marks.append((label, float(m.group(2))))
 def t(prefix):
     return next(v for n, v in marks if n.startswith(prefix))
 print(f"{t('exec /sbin/init') - t('linuxrc start'):.3f} {t('mounted') - t('server'):.3f} "
@@ -130,7 +132,7 @@ stat() {  # "median (min-max)" of the numbers in $1
       echo
       echo "$m, rootfs-fuse #$i:"
       echo '```'
-      grep -a 'dim: \[' "$TEST_TMP/$m-$i-$runs.console" | sed 's/.*\(dim: \[\)/\1/'
+      grep -a 'dim: \[\|rootfs-fuse: \[' "$TEST_TMP/$m-$i-$runs.console" | sed 's/.*\(dim: \[\|rootfs-fuse: \[\)/\1/'
       echo '```'
     done
   done
