@@ -1,5 +1,5 @@
 // HTTP/1.1 as dim's servers speak it: a small request/response model shared by
-// imaged's server (libmicrohttpd) and the client (libcurl) that second-level
+// imaged's server (libmicrohttpd) and dim's own client that second-level
 // servers, dimctl and rootfs-fuse use. docs/protocol.md specifies the API.
 #pragma once
 
@@ -69,7 +69,8 @@ struct ClientOptions {
   long timeout_ms = 60000;  // whole request; long-polls pass a longer one
 };
 
-// One libcurl easy handle, reused for keep-alive. Not thread-safe: one per thread.
+// One kept-alive connection (to the last host asked), plain http:// only.
+// Not thread-safe: one per thread.
 class Client {
  public:
   static Result<std::unique_ptr<Client>> Create(ClientOptions opts = {});
