@@ -240,7 +240,8 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   DIM_ASSIGN_OR_RETURN(FileLock store_lock, store.LockStore(false, true));
   int64_t scan_start = WallClockNs();
 
-  const std::string index_path = store.IndexPath(image.id);
+  // An import learns its image id only when it creates the image, below.
+  std::string index_path = store.IndexPath(image.id);
   Plan plan;
   bool need_full = is_import || (opts.only_paths.empty() && opts.only_entries.empty());
   if (!need_full) {
@@ -269,6 +270,7 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   Catalog& cat = store.catalog();
   if (is_import) {
     DIM_ASSIGN_OR_RETURN(image, cat.CreateImage(image.name, root));
+    index_path = store.IndexPath(image.id);
   }
   DIM_ASSIGN_OR_RETURN(auto writer, cat.NewVersion(image));
 
