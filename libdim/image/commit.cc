@@ -10,6 +10,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <thread>
 #include <unordered_map>
@@ -114,9 +115,22 @@ struct Plan {
 };
 
 // Full scan: every entry is stat()ed; only stat changes become candidates.
+// The worktree index (`load`, when there may be one) is read and checked on
+// another thread while the tree is walked; *index receives it if it describes
+// this tree at head.
 Status PlanFull(Store& store, const ImageInfo& image, const std::string& root,
-                const WorktreeIndex* index, const CommitOptions& opts, Plan* plan) {
-  DIM_ASSIGN_OR_RETURN(plan->records, ScanTree(root, ScanOptions{opts.threads}));
+                std::future<Result<WorktreeIndex>> load, const CommitOptions& opts, Plan* plan,
+                std::unique_ptr<WorktreeIndex>* index_out) {
+  auto scanned = ScanTree(root, ScanOptions{opts.threads});
+  if (load.valid()) {
+    auto loaded = load.get();
+    if (loaded.ok() && loaded->version == image.head && loaded->root == root) {
+      *index_out = std::make_unique<WorktreeIndex>(std::move(*loaded));
+    }
+  }
+  const WorktreeIndex* index = index_out->get();
+  DIM_RETURN_IF_ERROR(scanned.status());
+  plan->records = std::move(*scanned);
   plan->groups = LinkGroups(plan->records);
   plan->index_complete = true;
   int64_t now = WallClockNs();
@@ -240,7 +254,8 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   DIM_ASSIGN_OR_RETURN(FileLock store_lock, store.LockStore(false, true));
   int64_t scan_start = WallClockNs();
 
-  const std::string index_path = store.IndexPath(image.id);
+  // An import learns its image id only when it creates the image, below.
+  std::string index_path = store.IndexPath(image.id);
   Plan plan;
   bool need_full = is_import || (opts.only_paths.empty() && opts.only_entries.empty());
   if (!need_full) {
@@ -248,14 +263,10 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   }
   std::unique_ptr<WorktreeIndex> index;
   if (need_full) {
-    if (!is_import && !opts.rehash) {
-      auto loaded = LoadIndex(index_path);
-      if (loaded.ok() && loaded->version == image.head && loaded->root == root) {
-        index = std::make_unique<WorktreeIndex>(std::move(*loaded));
-      }
-    }
+    std::future<Result<WorktreeIndex>> load;
+    if (!is_import && !opts.rehash) load = std::async(std::launch::async, LoadIndex, index_path);
     plan = Plan{};
-    DIM_RETURN_IF_ERROR(PlanFull(store, image, root, index.get(), opts, &plan));
+    DIM_RETURN_IF_ERROR(PlanFull(store, image, root, std::move(load), opts, &plan, &index));
   }
 
   DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
@@ -269,6 +280,7 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
   Catalog& cat = store.catalog();
   if (is_import) {
     DIM_ASSIGN_OR_RETURN(image, cat.CreateImage(image.name, root));
+    index_path = store.IndexPath(image.id);
   }
   DIM_ASSIGN_OR_RETURN(auto writer, cat.NewVersion(image));
 

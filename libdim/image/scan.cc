@@ -1,6 +1,7 @@
 #include "image/scan.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <fcntl.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -12,6 +13,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include "dim/fd.h"
 
@@ -129,19 +131,27 @@ Result<std::vector<ScanRecord>> ScanTree(const std::string& root, const ScanOpti
   w.Push("/");
   int n = std::max(1, opts.threads);
   std::vector<std::vector<ScanRecord>> parts(static_cast<size_t>(n));
+  parts[0].push_back({"/", StatKey::From(st)});
+  auto by_path = [](const ScanRecord& a, const ScanRecord& b) { return a.path < b.path; };
+  // Each thread walks, then sorts what it found; the sorted parts are merged.
+  auto walk = [&](size_t i) {
+    w.Run(&parts[i]);
+    std::sort(parts[i].begin(), parts[i].end(), by_path);
+  };
   std::vector<std::thread> threads;
-  for (int i = 1; i < n; i++) threads.emplace_back([&, i] { w.Run(&parts[i]); });
-  w.Run(&parts[0]);
+  for (int i = 1; i < n; i++) threads.emplace_back(walk, static_cast<size_t>(i));
+  walk(0);
   for (auto& t : threads) t.join();
   DIM_RETURN_IF_ERROR(w.error());
-  std::vector<ScanRecord> all;
-  size_t total = 1;
-  for (auto& p : parts) total += p.size();
-  all.reserve(total);
-  all.push_back({"/", StatKey::From(st)});
-  for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(all));
-  std::sort(all.begin(), all.end(),
-            [](const ScanRecord& a, const ScanRecord& b) { return a.path < b.path; });
+  std::vector<ScanRecord> all = std::move(parts[0]);
+  for (size_t i = 1; i < parts.size(); i++) {
+    std::vector<ScanRecord> merged;
+    merged.reserve(all.size() + parts[i].size());
+    std::merge(std::make_move_iterator(all.begin()), std::make_move_iterator(all.end()),
+               std::make_move_iterator(parts[i].begin()), std::make_move_iterator(parts[i].end()),
+               std::back_inserter(merged), by_path);
+    all = std::move(merged);
+  }
   return all;
 }
 
@@ -253,18 +263,30 @@ Result<Entry> ReadEntry(const std::string& root, const std::string& path,
 
 namespace {
 constexpr char kIndexMagic[8] = {'D', 'I', 'M', 'I', 'D', 'X', '2', '\n'};
+// Per record after the path length and path: mode, uid, gid, size, mtime, ctime, ino.
+constexpr size_t kRecordFields = 4 + 4 + 4 + 8 + 8 + 8 + 8;
 
+// Little-endian fields at a cursor. An index holds millions of them, so
+// these are plain memcpy loads and stores.
 template <typename T>
-void Put(std::string& s, T v) {
-  for (size_t i = 0; i < sizeof(T); i++) s.push_back(static_cast<char>(static_cast<uint64_t>(v) >> (8 * i)));
+char* Put(char* p, T v) {
+  using U = std::make_unsigned_t<T>;
+  U x = static_cast<U>(v);
+  if constexpr (sizeof(U) == 4) x = htole32(x);
+  if constexpr (sizeof(U) == 8) x = htole64(x);
+  std::memcpy(p, &x, sizeof x);
+  return p + sizeof x;
 }
 template <typename T>
 bool Get(std::string_view& in, T* v) {
-  if (in.size() < sizeof(T)) return false;
-  uint64_t x = 0;
-  for (size_t i = sizeof(T); i-- > 0;) x = (x << 8) | static_cast<uint8_t>(in[i]);
+  using U = std::make_unsigned_t<T>;
+  if (in.size() < sizeof(U)) return false;
+  U x;
+  std::memcpy(&x, in.data(), sizeof x);
+  if constexpr (sizeof(U) == 4) x = le32toh(x);
+  if constexpr (sizeof(U) == 8) x = le64toh(x);
   *v = static_cast<T>(x);
-  in.remove_prefix(sizeof(T));
+  in.remove_prefix(sizeof x);
   return true;
 }
 }  // namespace
@@ -295,41 +317,48 @@ Result<WorktreeIndex> ParseIndex(std::string_view in) {
   if (!Get(in, &idx.version) || !Get(in, &rl) || in.size() < rl) return bad();
   idx.root.assign(in.substr(0, rl));
   in.remove_prefix(rl);
-  if (!Get(in, &count) || count > in.size() / 48) return bad();  // 48: smallest record
+  if (!Get(in, &count) || count > in.size() / (4 + kRecordFields)) return bad();
   idx.records.resize(count);
   for (auto& r : idx.records) {
     uint32_t pl;
-    if (!Get(in, &pl) || in.size() < pl) return bad();
+    if (!Get(in, &pl) || in.size() < pl + kRecordFields) return bad();
     r.path.assign(in.substr(0, pl));
     in.remove_prefix(pl);
-    if (!Get(in, &r.st.mode) || !Get(in, &r.st.uid) || !Get(in, &r.st.gid) ||
-        !Get(in, &r.st.size) || !Get(in, &r.st.mtime_ns) || !Get(in, &r.st.ctime_ns) ||
-        !Get(in, &r.st.ino)) {
-      return bad();
-    }
+    Get(in, &r.st.mode);
+    Get(in, &r.st.uid);
+    Get(in, &r.st.gid);
+    Get(in, &r.st.size);
+    Get(in, &r.st.mtime_ns);
+    Get(in, &r.st.ctime_ns);
+    Get(in, &r.st.ino);
   }
   if (!in.empty()) return bad();
   return idx;
 }
 
 Status SaveIndex(Env* env, const std::string& path, const WorktreeIndex& idx) {
-  std::string s(kIndexMagic, 8);
-  Put<int64_t>(s, idx.version);
-  Put<uint32_t>(s, static_cast<uint32_t>(idx.root.size()));
-  s += idx.root;
-  Put<uint64_t>(s, idx.records.size());
+  size_t size = 8 + 8 + 4 + idx.root.size() + 8 + 32;
+  for (const auto& r : idx.records) size += 4 + r.path.size() + kRecordFields;
+  std::string s(size, '\0');
+  char* p = s.data();
+  std::memcpy(p, kIndexMagic, 8);
+  p = Put<int64_t>(p + 8, idx.version);
+  p = Put<uint32_t>(p, static_cast<uint32_t>(idx.root.size()));
+  p = static_cast<char*>(std::memcpy(p, idx.root.data(), idx.root.size())) + idx.root.size();
+  p = Put<uint64_t>(p, idx.records.size());
   for (const auto& r : idx.records) {
-    Put<uint32_t>(s, static_cast<uint32_t>(r.path.size()));
-    s += r.path;
-    Put(s, r.st.mode);
-    Put(s, r.st.uid);
-    Put(s, r.st.gid);
-    Put(s, r.st.size);
-    Put(s, r.st.mtime_ns);
-    Put(s, r.st.ctime_ns);
-    Put(s, r.st.ino);
+    p = Put<uint32_t>(p, static_cast<uint32_t>(r.path.size()));
+    p = static_cast<char*>(std::memcpy(p, r.path.data(), r.path.size())) + r.path.size();
+    p = Put(p, r.st.mode);
+    p = Put(p, r.st.uid);
+    p = Put(p, r.st.gid);
+    p = Put(p, r.st.size);
+    p = Put(p, r.st.mtime_ns);
+    p = Put(p, r.st.ctime_ns);
+    p = Put(p, r.st.ino);
   }
-  s.append(Sha256Of(std::string_view(s).substr(16)).Raw());
+  Digest sum = Sha256Of(std::string_view(s.data() + 16, static_cast<size_t>(p - s.data()) - 16));
+  std::memcpy(p, sum.bytes.data(), sum.bytes.size());
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   (void)env->Remove(tmp);
   DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
@@ -358,9 +387,9 @@ Status AdvanceIndex(const std::string& path, const std::string& root, int64_t fr
   if (!Get(in, &version) || !Get(in, &rl) || rl != root.size() || in != root || version != from) {
     return Status::Ok();  // describes something else; the next full scan rebuilds it
   }
-  std::string v;
+  char v[8];
   Put<int64_t>(v, to);
-  if (::pwrite(fd.get(), v.data(), v.size(), 8) != 8) return PosixError("write " + path);
+  if (::pwrite(fd.get(), v, sizeof v, 8) != 8) return PosixError("write " + path);
   return Status::Ok();
 }
 

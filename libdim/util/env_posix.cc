@@ -81,17 +81,23 @@ class PosixEnv : public Env {
   Result<std::string> ReadFile(const std::string& path) override {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return PosixError("open " + path);
-    std::string out;
-    char buf[65536];
+    // One read into a buffer of the file's size; the loop also copes with a
+    // file that grows meanwhile or reports no size (procfs).
+    struct stat st;
+    size_t cap = ::fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
+    std::string out(cap + 1, '\0');
+    size_t len = 0;
     for (;;) {
-      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (len == out.size()) out.resize(out.size() * 2);
+      ssize_t n = ::read(fd.get(), out.data() + len, out.size() - len);
       if (n < 0) {
         if (errno == EINTR) continue;
         return PosixError("read " + path);
       }
       if (n == 0) break;
-      out.append(buf, static_cast<size_t>(n));
+      len += static_cast<size_t>(n);
     }
+    out.resize(len);
     return out;
   }
   Status Rename(const std::string& from, const std::string& to) override {

@@ -96,6 +96,19 @@ TEST_CASE("unchanged files are not re-read, a same-size same-mtime edit is still
   CHECK(r.version.modified == 1);
 }
 
+TEST_CASE("regression: the first commit after an import reads nothing unchanged") {
+  // The import saved its worktree index under image id 0 (not yet created),
+  // so the first full commit re-read every file.
+  Fixture f;
+  for (int i = 0; i < 20; i++) WriteFile(f.master + "/f" + std::to_string(i), "content " + std::to_string(i));
+  Fixture::Settle();  // nothing racy at import time
+  f.Import();
+  auto r = f.Commit();
+  CHECK_FALSE(r.committed);
+  CHECK(r.candidates == 0);
+  CHECK_FALSE(dim::Env::Posix()->Exists(f.store->IndexPath(0)));
+}
+
 TEST_CASE("commit --only examines just the named paths") {
   Fixture f;
   ::mkdir((f.master + "/a").c_str(), 0755);
