@@ -343,7 +343,7 @@ int main(int argc, char** argv) {
     if (seeded.code() == dim::Code::kCorruption || seeded.code() == dim::Code::kInvalidArgument) {
       std::fprintf(stderr, "rootfs-fuse: no ready catalogue (%s); fetching it as a delta\n", seeded.ToString().c_str());
     }
-    mark("catalogue seeded");
+    mark(seeded.ok() ? "catalogue seeded" : "no ready catalogue");
   }
   auto meta = rootfs::Meta::Open(db_path, a.image);
   if (meta.ok() && seeded.ok() &&

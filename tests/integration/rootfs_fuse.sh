@@ -252,6 +252,24 @@ assert_eq "$(cat "$DIM_ROOT/nodes/r01c1n02/upper/etc/n02-only")" "node 2 only" "
 [[ ! -e $DIM_ROOT/nodes/r01c1n02/upper/etc/n01-only ]] || die "node 1's write in node 2's overlay"
 rf_umount "$mnt2"
 
+log "a fresh cache pinned to version 1 starts from its snapshot; the cache then moves by delta"
+mnt4=$TEST_TMP/mnt4
+: > "$TEST_TMP/fuse-r01c1n02.log"
+rf_mount r01c1n02 "$mnt4" "$cache_root/n02v1" --version 1 --marks
+assert_eq "$(cat "$mnt4/etc/motd")" "$old_motd" "motd with --version 1"
+[[ -e $mnt4/etc/issue && ! -e $mnt4/usr/share/dim-added ]] || die "--version 1 does not show version 1"
+grep -q '] catalogue seeded$' "$TEST_TMP/fuse-r01c1n02.log" ||
+  die "no snapshot used for an empty cache: $(cat "$TEST_TMP/fuse-r01c1n02.log")"
+grep -q '] catalogue at version 1$' "$TEST_TMP/fuse-r01c1n02.log" || die "not at version 1"
+rf_umount "$mnt4"
+: > "$TEST_TMP/fuse-r01c1n02.log"
+rf_mount r01c1n02 "$mnt4" "$cache_root/n02v1" --marks
+assert_eq "$(cat "$mnt4/etc/motd")" "motd of version 2" "motd after remounting that cache unpinned"
+grep -q 'catalogue seeded\|no ready catalogue' "$TEST_TMP/fuse-r01c1n02.log" &&
+  die "a cache with a catalogue asked for a snapshot: $(cat "$TEST_TMP/fuse-r01c1n02.log")"
+grep -q '] catalogue at version 2$' "$TEST_TMP/fuse-r01c1n02.log" || die "the cache did not move to version 2"
+rf_umount "$mnt4"
+
 log "node 1's key is refused for node 2"
 python3 -c 'import hashlib, hmac, sys
 print(hmac.new(open(sys.argv[1], "rb").read(), b"node:r01c1n01", hashlib.sha256).hexdigest())' \
