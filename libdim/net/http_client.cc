@@ -171,7 +171,9 @@ class SocketClient final : public Client {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    // No AI_ADDRCONFIG: glibc ignores loopback for it, so "localhost" would
+    // not resolve in a network namespace that has only lo.
+    hints.ai_flags = AI_NUMERICSERV;
     // Literal addresses (what boot parameters hold) never consult NSS.
     in6_addr probe;
     if (::inet_pton(AF_INET, u.host.c_str(), &probe) == 1 || ::inet_pton(AF_INET6, u.host.c_str(), &probe) == 1) {
@@ -195,8 +197,13 @@ class SocketClient final : public Client {
       int one = 1;
       // Requests are small and answered at once: no Nagle delay. Long-polls
       // sit idle for minutes: let TCP notice a dead peer.
+      // Probes after 30 s idle, as libcurl did: the kernel's default waits two hours.
+      int idle = 30, interval = 10, count = 3;
       (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       (void)::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+      (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+      (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+      (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
       if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS) {
           last = std::strerror(errno);
