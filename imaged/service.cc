@@ -217,6 +217,13 @@ dim::Result<int64_t> Service::Published(const std::string& image) {
   return static_cast<int64_t>(std::atoll(text->c_str()));
 }
 
+Status Service::CheckPublished(const std::string& image, int64_t version) {
+  DIM_ASSIGN_OR_RETURN(int64_t pub, Published(image));
+  if (version <= pub) return Status::Ok();
+  return Status::NotFound("version " + std::to_string(version) + " of '" + image +
+                          "' is not published (published: " + std::to_string(pub) + ")");
+}
+
 Status Service::SetPublished(const std::string& image, int64_t version) {
   dim::Env* env = dim::Env::Posix();
   std::string dir = config_.store + "/published";
@@ -329,13 +336,7 @@ Response Service::Delta(const std::string& image, const Request& req) {
   if (!ParseVersion(req.query, "from", &from) || !ParseVersion(req.query, "to", &to)) {
     return BadRequest("delta needs from=VERSION and to=VERSION");
   }
-  auto pub = Published(image);
-  if (!pub.ok()) return Response::Error(pub.status());
-  if (to > *pub) {
-    return Response::Error(Status::NotFound("version " + std::to_string(to) + " of '" + image +
-                                            "' is not published (published: " +
-                                            std::to_string(*pub) + ")"));
-  }
+  if (Status s = CheckPublished(image, to); !s.ok()) return Response::Error(s);
   auto cat = catalogs_.Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   auto img = (*cat)->GetImage(image);
@@ -378,11 +379,9 @@ Response Service::Snapshot(const std::string& image, const Request& req, const s
     if (*v == 0) return Response::Error(Status::NotFound("image '" + image + "' has no published version yet"));
     version = *v;
   }
-  auto pub = Published(image);
-  if (!pub.ok()) return Response::Error(pub.status());
-  if (version > *pub) {
-    return Response::Error(Status::NotFound("version " + std::to_string(version) + " of '" + image +
-                                            "' is not published (published: " + std::to_string(*pub) + ")"));
+  // A node's own version (its pin or the published one) needs no check.
+  if (!by_node) {
+    if (Status s = CheckPublished(image, version); !s.ok()) return Response::Error(s);
   }
   auto body = CachedSnapshot(image, version);
   if (!body.ok()) return Response::Error(body.status());

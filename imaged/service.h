@@ -103,6 +103,8 @@ class Service {
   dim::http::Response ObjectBatch(const dim::http::Request& req);
   dim::http::Response ObjectPack(const dim::http::Request& req);
   dim::Status SetPublished(const std::string& image, int64_t version);
+  // NotFound when `version` is beyond what this server publishes.
+  dim::Status CheckPublished(const std::string& image, int64_t version);
 
   Config config_;
   dim::auth::Secret secret_;

@@ -1,6 +1,5 @@
 #include "meta.h"
 
-#include <unistd.h>
 #include <zstd.h>
 
 #include "dim/delta.h"
@@ -36,24 +35,14 @@ dim::Result<std::string> Unzstd(const std::string& z, const std::string& what) {
 
 Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string& image, const std::string& node,
                   int64_t version) {
-  dim::Env* env = dim::Env::Posix();
-  if (env->Exists(db_path)) return Status::Ok();
   std::map<std::string, std::string> query = {{"schema", std::to_string(dim::Catalog::SchemaVersion())}};
   if (version > 0) query["version"] = std::to_string(version);
   else query["node"] = node;
   DIM_ASSIGN_OR_RETURN(std::string z, remote.Get("/v1/images/" + image + "/snapshot", query));
   DIM_ASSIGN_OR_RETURN(std::string db, Unzstd(z, "catalogue snapshot from " + remote.current_server()));
-  // Staged and renamed, so a cut download never becomes the cache. Not
-  // synced: the cache is rebuilt from the server whenever it is lost. What
-  // it holds is checked when Open reads it (main starts over without it).
-  const std::string staged = db_path + ".seed";
-  (void)::unlink(staged.c_str());
-  {
-    DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(staged));
-    DIM_RETURN_IF_ERROR(f->Append(db));
-    DIM_RETURN_IF_ERROR(f->Close());
-  }
-  return env->Rename(staged, db_path);
+  // Staged and renamed, so a cut download never becomes the cache. What it
+  // holds is checked when Open reads it (main starts over without it).
+  return dim::WriteFileAtomic(dim::Env::Posix(), db_path, db);
 }
 
 dim::Result<std::unique_ptr<dim::Catalog>> Meta::Acquire() {

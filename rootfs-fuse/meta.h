@@ -19,9 +19,9 @@ namespace rootfs {
 class Meta {
  public:
   static dim::Result<std::unique_ptr<Meta>> Open(const std::string& db_path, const std::string& image);
-  // Starts a cache that has no catalogue yet from the server's ready one
-  // (GET /v1/images/NAME/snapshot): one download instead of a row-by-row
-  // delta from nothing. `version` 0 asks for the one `node` runs (its pin or
+  // Starts a cache that has no catalogue (db_path does not exist) from the
+  // server's ready one (GET /v1/images/NAME/snapshot): one download instead
+  // of a row-by-row delta from nothing. `version` 0 asks for the one `node` runs (its pin or
   // the published version); the catalogue's head then says which it is.
   // NotFound or Conflict when the server offers none (an older server, a
   // newer schema): Open and SyncTo then take the delta path.

@@ -122,7 +122,7 @@ Status ResponseReader::ParseHead(std::string_view head) {
     state_ = State::kHead;
     return Status::Ok();
   }
-  if (head_request_ || code == 204 || code == 304) {
+  if (code == 204 || code == 304) {
     state_ = State::kDone;
     return Status::Ok();
   }

@@ -16,9 +16,6 @@ namespace dim::http {
 
 class ResponseReader {
  public:
-  // A response to HEAD has no body whatever its headers say.
-  explicit ResponseReader(bool head_request = false) : head_request_(head_request) {}
-
   // Consumes a prefix of `data` and returns how much; call again with the
   // rest while !done(). Corruption for anything that is not HTTP/1.x.
   Result<size_t> Feed(std::string_view data);
@@ -46,7 +43,6 @@ class ResponseReader {
   Result<bool> TakeLine(std::string_view data, size_t* used);
   Status Append(std::string_view bytes);
 
-  bool head_request_;
   State state_ = State::kHead;
   bool started_ = false;
   bool keep_alive_ = true;
