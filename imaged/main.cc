@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "compactor.h"
 #include "config.h"
 #include "dim/store.h"
 #include "replicator.h"
@@ -115,6 +116,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   service.StartSnapshotBuilder();
+  // Compresses what imports and commits into this store left uncompressed.
+  imaged::Compactor compactor(config->store, log);
+  compactor.Start();
   std::unique_ptr<imaged::Replicator> replicator;
   if (config->role == imaged::Config::Role::kLeaf) {
     replicator = std::make_unique<imaged::Replicator>(*config, secret->key, &service);

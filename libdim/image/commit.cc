@@ -269,7 +269,7 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
     DIM_RETURN_IF_ERROR(PlanFull(store, image, root, std::move(load), opts, &plan, &index));
   }
 
-  DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
+  DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch(opts.compress_later));
   DIM_ASSIGN_OR_RETURN(auto reads, ReadCandidates(root, plan.candidates, batch.get(), opts.threads));
 
   CommitResult result;

@@ -1,5 +1,6 @@
-// Store maintenance: garbage collection of unreferenced objects, and fsck,
-// which verifies every referenced object and names the paths that use it.
+// Store maintenance: garbage collection of unreferenced objects, compaction
+// of objects stored uncompressed, and fsck, which verifies every referenced
+// object and names the paths that use it.
 #include <unordered_map>
 #include <unordered_set>
 
@@ -33,6 +34,11 @@ Result<GcStats> CollectGarbage(Store& store, bool dry_run) {
   }));
   if (!dry_run) DIM_RETURN_IF_ERROR(store.objects().CleanStaging());
   return stats;
+}
+
+Result<CompactStats> CompactStore(Store& store, const CompactOptions& opts, bool wait) {
+  DIM_ASSIGN_OR_RETURN(FileLock lock, store.LockStore(false, wait));
+  return store.objects().Compact(opts);
 }
 
 Result<FsckReport> CheckStore(Store& store) {

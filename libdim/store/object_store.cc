@@ -8,9 +8,11 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "dim/fd.h"
 #include "store/chunker.h"
@@ -29,6 +31,11 @@ constexpr size_t kFewObjects = 64;
 // Objects larger than this cannot be blobs: chunks are at most 2 MiB and
 // whole-file blobs at most the chunk threshold, so this bounds a hostile header.
 constexpr uint64_t kMaxBody = 64ull << 20;
+// Smaller bodies are never compressed (the frame overhead eats the gain).
+constexpr size_t kMinCompress = 64;
+// Compaction replaces this many objects per batch, checking opts.stop between.
+constexpr size_t kCompactGroup = 8192;
+constexpr char kQueueName[] = "queue";
 
 void PutU64(std::string& s, uint64_t v) {
   for (int i = 0; i < 8; i++) s.push_back(static_cast<char>(v >> (8 * i)));
@@ -191,6 +198,7 @@ ObjectStore::ObjectStore(Env* env, std::string root, StoreOptions opts)
 
 Status ObjectStore::Create(Env* env, const std::string& root) {
   DIM_RETURN_IF_ERROR(env->MkdirAll(root + "/staging", 0700));
+  DIM_RETURN_IF_ERROR(env->MkdirAll(root + "/compact", 0700));
   for (int i = 0; i < 256; i++) {
     char sub[8];
     std::snprintf(sub, sizeof sub, "/%02x", i);
@@ -215,14 +223,14 @@ std::string ObjectStore::PathOf(const Digest& id) const {
 
 bool ObjectStore::Has(const Digest& id) const { return env_->Exists(PathOf(id)); }
 
-std::string ObjectStore::EncodeObject(ObjectKind kind, std::string_view body) const {
+std::string ObjectStore::EncodeObject(ObjectKind kind, std::string_view body, bool compress) const {
   std::string out(kMagic, 4);
   out.push_back(static_cast<char>(kind));
   uint8_t codec = kCodecRaw;
   out.push_back(0);  // codec, patched below
   out.append(2, '\0');
   PutU64(out, body.size());
-  if (body.size() >= 64 && opts_.zstd_level > 0) {
+  if (compress && body.size() >= kMinCompress && opts_.zstd_level > 0) {
     size_t bound = ZSTD_compressBound(body.size());
     out.resize(kHeaderSize + bound);
     size_t n = ZSTD_compressCCtx(ThreadCCtx(), out.data() + kHeaderSize, bound, body.data(),
@@ -444,20 +452,122 @@ Status ObjectStore::CleanStaging() {
   return Status::Ok();
 }
 
-// ---- Batch ----
-
-Result<std::unique_ptr<ObjectStore::Batch>> ObjectStore::NewBatch() {
-  std::string dir = root_ + "/staging/" + std::to_string(::getpid()) + "-" + RandomSuffix();
-  if (::mkdir(dir.c_str(), 0700) != 0) return PosixError("create staging directory " + dir);
-  return std::unique_ptr<Batch>(new Batch(this, dir));
+Result<std::vector<std::string>> ObjectStore::QueueFiles() const {
+  std::vector<std::string> names;
+  std::string dir = root_ + "/compact";
+  DirPtr d(opendir(dir.c_str()));
+  if (!d) {
+    if (errno == ENOENT) return names;  // a store from before compact/ existed
+    return PosixError("open directory " + dir);
+  }
+  while (struct dirent* e = readdir(d.get())) {
+    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
-ObjectStore::Batch::Batch(ObjectStore* store, std::string staging_dir)
-    : store_(store), staging_dir_(std::move(staging_dir)) {}
+Result<uint64_t> ObjectStore::QueuedForCompression() const {
+  DIM_ASSIGN_OR_RETURN(auto names, QueueFiles());
+  uint64_t n = 0;
+  for (const auto& name : names) {
+    struct stat st;
+    if (::stat((root_ + "/compact/" + name).c_str(), &st) == 0) n += st.st_size / 32;
+  }
+  return n;
+}
+
+Result<CompactStats> ObjectStore::Compact(const CompactOptions& opts) {
+  CompactStats stats;
+  // The work list: queued ids (first seen first), or every object.
+  std::vector<Digest> ids;
+  DIM_ASSIGN_OR_RETURN(auto queues, QueueFiles());
+  if (opts.all) {
+    DIM_RETURN_IF_ERROR(ForEach([&](const Digest& d, uint64_t) {
+      ids.push_back(d);
+      return Status::Ok();
+    }));
+  } else {
+    std::unordered_set<Digest, DigestHash> seen;
+    for (const auto& name : queues) {
+      std::string path = root_ + "/compact/" + name;
+      auto body = env_->ReadFile(path);
+      if (!body.ok()) {
+        if (body.status().code() == Code::kNotFound) continue;  // another compactor took it
+        return body.status();
+      }
+      // A torn or foreign file names no object reliably; whole ids only.
+      for (size_t i = 0; i + 32 <= body->size(); i += 32) {
+        Digest d;
+        std::memcpy(d.bytes.data(), body->data() + i, 32);
+        if (seen.insert(d).second) ids.push_back(d);
+      }
+    }
+  }
+  for (size_t start = 0; start < ids.size(); start += kCompactGroup) {
+    if (opts.stop && opts.stop()) {
+      stats.finished = false;
+      return stats;
+    }
+    size_t end = std::min(ids.size(), start + kCompactGroup);
+    DIM_ASSIGN_OR_RETURN(auto batch, NewBatch());
+    std::atomic<size_t> next{start};
+    std::mutex mu;
+    Status first_error;
+    auto work = [&] {
+      for (;;) {
+        size_t i = next.fetch_add(1);
+        if (i >= end) return;
+        auto r = batch->Recompress(ids[i]);
+        std::lock_guard<std::mutex> l(mu);
+        stats.examined++;
+        if (!r.ok()) {
+          if (r.status().code() == Code::kCorruption) {
+            stats.damaged++;  // fsck names it with the paths that use it
+            continue;
+          }
+          if (first_error.ok()) first_error = r.status();
+          next = end;
+          return;
+        }
+        if (r->replaced) {
+          stats.compressed++;
+          stats.bytes_before += r->before;
+          stats.bytes_after += r->after;
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < std::max(1, opts.threads); t++) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    DIM_RETURN_IF_ERROR(first_error);
+    DIM_RETURN_IF_ERROR(batch->Commit());
+  }
+  // Every queued object is compressed (or never will be): the queues go.
+  // Batch::Commit made the replacements durable before this.
+  if (!queues.empty()) {
+    for (const auto& name : queues) (void)env_->Remove(root_ + "/compact/" + name);
+    DIM_RETURN_IF_ERROR(env_->SyncDir(root_ + "/compact"));
+  }
+  return stats;
+}
+
+// ---- Batch ----
+
+Result<std::unique_ptr<ObjectStore::Batch>> ObjectStore::NewBatch(bool compress_later) {
+  std::string dir = root_ + "/staging/" + std::to_string(::getpid()) + "-" + RandomSuffix();
+  if (::mkdir(dir.c_str(), 0700) != 0) return PosixError("create staging directory " + dir);
+  return std::unique_ptr<Batch>(new Batch(this, dir, compress_later));
+}
+
+ObjectStore::Batch::Batch(ObjectStore* store, std::string staging_dir, bool compress_later)
+    : store_(store), staging_dir_(std::move(staging_dir)), compress_later_(compress_later) {}
 
 ObjectStore::Batch::~Batch() {
   if (!committed_) {
     for (const auto& id : staged_) (void)store_->env_->Remove(staging_dir_ + "/" + id.Hex());
+    (void)store_->env_->Remove(staging_dir_ + "/" + kQueueName);
   }
   ::rmdir(staging_dir_.c_str());
 }
@@ -468,7 +578,13 @@ PutStats ObjectStore::Batch::stats() const {
 }
 
 Status ObjectStore::Batch::Stage(const Digest& id, ObjectKind kind, std::string_view body) {
-  return StageEncoded(id, store_->EncodeObject(kind, body));
+  DIM_RETURN_IF_ERROR(StageEncoded(id, store_->EncodeObject(kind, body, !compress_later_)));
+  if (compress_later_ && body.size() >= kMinCompress && store_->opts_.zstd_level > 0) {
+    std::lock_guard<std::mutex> l(mu_);
+    queued_.push_back(id);
+    stats_.objects_queued++;
+  }
+  return Status::Ok();
 }
 
 Result<DecodedObject> ObjectStore::Batch::PutRaw(const Digest& id, std::string_view raw) {
@@ -486,8 +602,49 @@ Result<DecodedObject> ObjectStore::Batch::PutRaw(const Digest& id, std::string_v
     staged_.erase(id);
     return decoded;
   }
-  DIM_RETURN_IF_ERROR(StageEncoded(id, raw));
+  // A sender that compresses later may send what it has not compressed yet;
+  // this store compresses it by its own rule.
+  if (static_cast<uint8_t>(raw[5]) == kCodecRaw && decoded->body.size() >= kMinCompress) {
+    DIM_RETURN_IF_ERROR(Stage(id, decoded->kind, decoded->body));
+  } else {
+    DIM_RETURN_IF_ERROR(StageEncoded(id, raw));
+  }
   return decoded;
+}
+
+Result<ObjectStore::Batch::Recompressed> ObjectStore::Batch::Recompress(const Digest& id) {
+  Recompressed r;
+  auto f = store_->env_->NewRandomAccessFile(store_->PathOf(id));
+  if (!f.ok()) {
+    if (f.status().code() == Code::kNotFound) return r;  // collected meanwhile
+    return f.status().Annotate("object " + id.Hex());
+  }
+  // The header says whether there is anything to do; most often there is not
+  // on a second run, so the body is read only when it is stored uncompressed.
+  DIM_ASSIGN_OR_RETURN(uint64_t size, (*f)->Size());
+  if (size < kHeaderSize + kMinCompress || size > kHeaderSize + kMaxBody) return r;
+  std::string raw(kHeaderSize, '\0');
+  DIM_ASSIGN_OR_RETURN(size_t got, (*f)->Read(0, kHeaderSize, raw.data()));
+  if (got != kHeaderSize || static_cast<uint8_t>(raw[5]) != kCodecRaw) return r;
+  raw.resize(size);
+  DIM_ASSIGN_OR_RETURN(got, (*f)->Read(kHeaderSize, size - kHeaderSize, raw.data() + kHeaderSize));
+  raw.resize(kHeaderSize + got);  // a short file fails the decode below
+  auto decoded = DecodeObject(id, raw);
+  if (!decoded.ok()) {
+    return Status::Corruption("object " + id.Hex() + " at " + store_->PathOf(id) +
+                              " is corrupt: " + decoded.status().message());
+  }
+  std::string encoded = store_->EncodeObject(decoded->kind, decoded->body, true);
+  if (static_cast<uint8_t>(encoded[5]) == kCodecRaw) return r;  // does not pay
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!staged_.insert(id).second) return r;
+  }
+  DIM_RETURN_IF_ERROR(StageEncoded(id, encoded));
+  r.replaced = true;
+  r.before = raw.size();
+  r.after = encoded.size();
+  return r;
 }
 
 Status ObjectStore::Batch::StageEncoded(const Digest& id, std::string_view encoded) {
@@ -609,6 +766,22 @@ Status ObjectStore::Batch::Commit() {
     // thousands of fsyncs but flushes everything else dirty on the filesystem.
     Env* env = store_->env_;
     const bool few = staged_.size() <= kFewObjects;
+    // What this batch left uncompressed is listed in a queue file, made
+    // durable with the objects and published after them: a crash between
+    // the two leaves objects uncompressed (still valid), never a queue
+    // naming objects that do not exist.
+    std::string queue = staging_dir_ + "/" + kQueueName;
+    if (!queued_.empty()) {
+      std::string ids;
+      ids.reserve(queued_.size() * 32);
+      for (const auto& id : queued_) ids += id.Raw();
+      auto f = env->NewWritableFile(queue);
+      if (!f.ok()) return f.status();
+      Status s = (*f)->Append(ids);
+      if (s.ok()) s = (*f)->Close();
+      if (!s.ok()) return s;
+      if (few) DIM_RETURN_IF_ERROR(env->SyncFile(queue));
+    }
     if (few) {
       for (const auto& id : staged_) DIM_RETURN_IF_ERROR(env->SyncFile(staging_dir_ + "/" + id.Hex()));
     } else {
@@ -619,6 +792,13 @@ Status ObjectStore::Batch::Commit() {
       std::string to = store_->PathOf(id);
       DIM_RETURN_IF_ERROR(env->Rename(staging_dir_ + "/" + id.Hex(), to));
       if (few) dirs.insert(to.substr(0, to.rfind('/')));
+    }
+    if (!queued_.empty()) {
+      std::string dir = store_->root_ + "/compact";
+      DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));  // stores made before compact/ existed
+      std::string name = staging_dir_.substr(staging_dir_.rfind('/') + 1);
+      DIM_RETURN_IF_ERROR(env->Rename(queue, dir + "/" + name));
+      if (few) dirs.insert(dir);
     }
     if (few) {
       for (const auto& d : dirs) DIM_RETURN_IF_ERROR(env->SyncDir(d));

@@ -80,6 +80,14 @@ same_tree leafB deb@1 "$TEST_TMP/master-v1"
 # a second-level server get the same kept-out copies).
 assert_eq "$("$DIMCTL" --root "$TEST_TMP/leafA" keepout list deb)" "$("$DIMCTL" keepout list deb)" "leafA keep-out list"
 
+log "the top compresses in the background what the import stored uncompressed"
+queued_of() { "$DIMCTL" --root "$TEST_TMP/$1" store info --json | sed -n 's/.*"queued_for_compression":\([0-9]*\).*/\1/p'; }
+for _ in $(seq 600); do [[ $(queued_of top) == 0 ]] && break; sleep 0.1; done
+assert_eq "$(queued_of top)" 0 "objects queued for compression on the top"
+grep -q "compressed [0-9]* objects" "$TEST_TMP/top.log" || die "the top logged no compression: $(tail -5 "$TEST_TMP/top.log")"
+assert_eq "$(queued_of leafA)" 0 "objects queued on leafA (leaves compress what they receive)"
+"$DIMCTL" store fsck > /dev/null
+
 log "commit a change (a user and a program), push: both serve identical new content"
 "$DIMCTL" image shell deb -m v2 -- sh -c 'useradd -m alice && printf "#!/bin/sh\necho hi\n" > /usr/bin/hi && chmod 755 /usr/bin/hi' > /dev/null
 "$DIMCTL" push deb --json > "$TEST_TMP/push2"

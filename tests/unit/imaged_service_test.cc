@@ -8,6 +8,7 @@
 
 #include <ctime>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "dim/api_client.h"
@@ -17,6 +18,7 @@
 #include "dim/object_delta.h"
 #include "dim/image.h"
 #include "dim/store.h"
+#include "compactor.h"
 #include "replicator.h"
 #include "service.h"
 #include "test_util.h"
@@ -452,4 +454,46 @@ TEST_CASE("replication: a changed large file travels as chunk deltas; older pare
     CHECK(r.LeafFile("/big.bin") == edited);
     CHECK(sync.bytes_fetched > (256u << 10));
   }
+}
+
+TEST_CASE("imaged: the compactor compresses what a compress-later import stored, in the background") {
+  TempDir dir;
+  std::string root = dir / "store";
+  auto store = dim::Store::Open(dim::Env::Posix(), root, true);
+  REQUIRE(store.ok());
+  std::vector<std::pair<dim::Digest, std::string>> objects;
+  {
+    auto batch = (*store)->objects().NewBatch(/*compress_later=*/true);
+    REQUIRE(batch.ok());
+    for (int i = 0; i < 20; i++) {
+      std::string body(20000, static_cast<char>('a' + i));
+      objects.emplace_back(*(*batch)->PutBlob(body), body);
+    }
+    REQUIRE((*batch)->Commit().ok());
+  }
+  REQUIRE(*(*store)->objects().QueuedForCompression() == 20);
+  std::vector<std::string> logged;
+  std::mutex mu;
+  {
+    imaged::Compactor compactor(root, [&](int, const std::string& m) {
+      std::lock_guard<std::mutex> l(mu);
+      logged.push_back(m);
+    });
+    compactor.Start();
+    compactor.Kick();
+    for (int i = 0; i < 600 && compactor.compressed() < 20; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(compactor.compressed() == 20);
+  }  // stops and joins
+  CHECK(*(*store)->objects().QueuedForCompression() == 0);
+  for (const auto& [id, body] : objects) {
+    struct stat st;
+    REQUIRE(::stat((*store)->objects().PathOf(id).c_str(), &st) == 0);
+    CHECK(static_cast<size_t>(st.st_size) < body.size() / 10);
+    CHECK(*(*store)->objects().ReadBlob(id) == body);
+  }
+  std::lock_guard<std::mutex> l(mu);
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find("compressed 20 objects") == 0);
 }

@@ -10,6 +10,9 @@
 #   2a  cp -a SRC DEST                          (fresh DEST, warm source)
 #   2b  dimctl image import NAME SRC            (fresh store, warm source)
 #   2c  cp -a SRC DEST && sync                  (for reference: import syncs)
+#   2d  dimctl image import --compress-now      (for reference: compresses inline)
+#   2e  dimctl store compact                    (what imaged does in the background
+#                                                after 2b; measured on its own)
 # and prints a Markdown table of medians and the ratios a/b, a/c, import/cp.
 # Timings are reported, never asserted.
 set -euo pipefail
@@ -38,6 +41,11 @@ Options:
   --no-deb         skip the Debian tree
   --no-synthetic   skip the synthetic tree
   --no-import      skip part 2 (import vs cp), the slow part
+  --fresh-fs       run everything on a new ext4 filesystem (default mkfs.ext4
+                   options, so with a journal) made in a sparse file in
+                   BENCH_DIR and mounted through a loop device with direct
+                   I/O: every run starts from the same filesystem state, and
+                   the cleanup is an unmount (needs root)
   --dimctl PATH    dimctl binary (default: \$DIMCTL, else the build tree's
                    tools/dimctl, else dimctl on PATH)
   --interleave     use the script's own timer and interleave the runs of the
@@ -88,6 +96,7 @@ DO_IMPORT=1
 USE_HYPERFINE=1
 INTERLEAVE=0
 KEEP=0
+FRESH_FS=0
 DIMCTL=${DIMCTL:-}
 
 while [[ $# -gt 0 ]]; do
@@ -106,6 +115,7 @@ while [[ $# -gt 0 ]]; do
     --dimctl) DIMCTL=${2:?--dimctl needs a value}; shift 2 ;;
     --no-hyperfine|--interleave) USE_HYPERFINE=0; INTERLEAVE=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --fresh-fs) FRESH_FS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
   esac
@@ -149,8 +159,24 @@ for p in "$BENCH_DIR" "$DIMCTL"; do
 done
 
 W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+LOOPDEV=""
+FS_IMG=""
 cleanup() {
   local rc=$?
+  if [[ -n $LOOPDEV ]]; then
+    # The whole run lives on the loop filesystem: dropping it is the cleanup.
+    awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    if [[ $KEEP == 1 ]]; then
+      echo "$PROG: kept $W, mounted from $LOOPDEV ($FS_IMG)" >&2
+      exit $rc
+    fi
+    umount "$W" 2>/dev/null || umount -l "$W" || true
+    losetup -d "$LOOPDEV" 2>/dev/null || true
+    rm -f "$FS_IMG"
+    rmdir "$W" 2>/dev/null || true
+    exit $rc
+  fi
   # 'image shell' mounts in a private namespace, but be careful anyway:
   # never let rm -rf walk into a mount below the work directory.
   if [[ -r /proc/self/mountinfo ]]; then
@@ -168,13 +194,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Work on a private copy of dimctl, so a concurrent rebuild of the build tree
-# cannot remove or replace the binary halfway through the benchmark.
-DIMCTL_ORIG=$DIMCTL
-DIMCTL_INFO="$(stat -c '%y' "$DIMCTL" | cut -d. -f1), sha256 $(sha256sum "$DIMCTL" | cut -c1-12)"
-cp "$DIMCTL" "$W/dimctl"
-DIMCTL=$W/dimctl
-"$DIMCTL" --version >/dev/null || die "$DIMCTL_ORIG does not run"
 
 # NO_DELETE_NOTE: nothing is deleted while measuring. On ext4 without a
 # journal the inode allocator skips inodes deleted in the last 60 s (360 s
@@ -191,16 +210,37 @@ fi
 need_mb=0
 if [[ $DO_SYN == 1 ]]; then
   per=$SIZE_MB
-  need_mb=$(( need_mb + per * 3 + (DO_IMPORT == 1 ? per * 3 * (WARMUP + RUNS) : 0) ))
+  need_mb=$(( need_mb + per * 3 + (DO_IMPORT == 1 ? per * 5 * (WARMUP + RUNS) : 0) ))
 fi
 if [[ $DO_DEB == 1 ]]; then
   per=$(( $(du -sm "$DEB_SRC" | cut -f1) + 1 ))
-  need_mb=$(( need_mb + per * 3 + (DO_IMPORT == 1 ? per * 3 * (WARMUP + RUNS) : 0) ))
+  need_mb=$(( need_mb + per * 3 + (DO_IMPORT == 1 ? per * 5 * (WARMUP + RUNS) : 0) ))
+fi
+if [[ $FRESH_FS == 1 ]]; then
+  [[ $EUID == 0 ]] || die "--fresh-fs needs root (losetup, mount)"
+  for t in mkfs.ext4 losetup; do command -v "$t" >/dev/null || die "--fresh-fs needs '$t'"; done
+  NOJOURNAL=""
+  need_mb=$(( need_mb * 12 / 10 + 1024 ))  # ext4's own metadata
 fi
 avail_mb=$(( $(df --output=avail -k "$BENCH_DIR" | tail -1) / 1024 ))
 if (( avail_mb < need_mb )); then
   die "needs about $need_mb MB free in $BENCH_DIR, only $avail_mb MB available (try --no-import, --runs 1 or a smaller tree)"
 fi
+if [[ $FRESH_FS == 1 ]]; then
+  FS_IMG=$W.ext4
+  truncate -s "${need_mb}M" "$FS_IMG"
+  mkfs.ext4 -q -F "$FS_IMG" || die "mkfs.ext4 $FS_IMG failed"
+  LOOPDEV=$(losetup --direct-io=on -f --show "$FS_IMG") || die "losetup $FS_IMG failed"
+  mount "$LOOPDEV" "$W" || die "mount $LOOPDEV $W failed"
+fi
+
+# Work on a private copy of dimctl, so a concurrent rebuild of the build tree
+# cannot remove or replace the binary halfway through the benchmark.
+DIMCTL_ORIG=$DIMCTL
+DIMCTL_INFO="$(stat -c '%y' "$DIMCTL" | cut -d. -f1), sha256 $(sha256sum "$DIMCTL" | cut -c1-12)"
+cp "$DIMCTL" "$W/dimctl"
+DIMCTL=$W/dimctl
+"$DIMCTL" --version >/dev/null || die "$DIMCTL_ORIG does not run"
 
 NOTES=()
 declare -A RES   # key -> "median min max" in seconds, or "failed"
@@ -350,6 +390,9 @@ bench_tree() {
   out=$(dim --root "$store" image commit "$name" -m settle 2>&1) ||
     { echo "$out" >&2; warn "[$key] settle commit failed"; return 1; }
   log "  settle: $out"
+  out=$(dim --root "$store" store compact 2>&1) ||
+    { echo "$out" >&2; warn "[$key] store compact failed"; return 1; }
+  log "  compact: $out"
   [[ $out == *"nothing to commit"* ]] ||
     warn "[$key] settle commit right after the import recorded changes: $out"
 
@@ -416,7 +459,18 @@ END_OF_SCRIPT
   measure_group "$W/$key-fresh.sh" \
     "$key-2a" "cp -a $src $dest" \
     "$key-2b" "$DIMCTL --root $istore image import $name $src -m bench" \
-    "$key-2c" "$W/$key-cpsync.sh"
+    "$key-2c" "$W/$key-cpsync.sh" \
+    "$key-2d" "$DIMCTL --root $istore image import $name $src -m bench --compress-now"
+  # 2e: the compression a 2b import leaves to imaged, on a store just imported.
+  cat >"$W/$key-compact-prep.sh" <<END_OF_SCRIPT
+#!/bin/sh
+set -e
+$W/$key-fresh.sh
+$DIMCTL --root $istore image import $name $src -m bench >/dev/null
+exec sync
+END_OF_SCRIPT
+  chmod +x "$W/$key-compact-prep.sh"
+  measure_group "$W/$key-compact-prep.sh" "$key-2e" "$DIMCTL --root $istore store compact"
 }
 declare -A STORE_SIZE
 
@@ -430,7 +484,11 @@ header() {
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- machine: $(nproc) CPUs (${cpu:-unknown}), RAM $mem, kernel $(uname -r)"
-  echo "- bench dir: $BENCH_DIR on $fstype"
+  if [[ -n $LOOPDEV ]]; then
+    echo "- bench dir: a new ext4 (default mkfs.ext4 options) in $FS_IMG on $fstype, mounted from $LOOPDEV with direct I/O (--fresh-fs)"
+  else
+    echo "- bench dir: $BENCH_DIR on $fstype"
+  fi
   if [[ -n $NOJOURNAL ]]; then echo "- $NOJOURNAL"; fi
   echo "- load average at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   local k damon=""
@@ -500,10 +558,13 @@ report() {
   row "**a/c** rsync ÷ --only commit (goal ≥ 10×)" ratio @-1a @-1c
   row "a/d rsync ÷ shell commit (info)" ratio @-1a @-1d
   row "2a \`cp -a\` (fresh dest)" cell @-2a
-  row "2b \`dimctl image import\` (fresh store)" cell @-2b
+  row "2b \`dimctl image import\` (fresh store; compresses later)" cell @-2b
   row "2c \`cp -a && sync\` (info: import syncs its objects)" cell @-2c
+  row "2d \`dimctl image import --compress-now\` (info)" cell @-2d
+  row "2e \`dimctl store compact\` after 2b (info: imaged's background work)" cell @-2e
   row "**import/cp** 2b ÷ 2a (goal ≤ 1.5×)" ratio @-2b @-2a
   row "import/(cp+sync) 2b ÷ 2c (info)" ratio @-2b @-2c
+  row "import --compress-now/cp 2d ÷ 2a (info)" ratio @-2d @-2a
   echo
   echo "Times: median (min – max) of $RUNS runs. Part 1 runs with a warm cache and a fresh"
   echo "worktree index. Part 2 gives every run a fresh destination (the previous one is renamed"

@@ -31,7 +31,8 @@ void PrintCommit(const Invocation& inv, const std::string& image, const dim::Com
     std::cout << ",\"scanned\":" << r.scanned << ",\"read\":" << r.candidates
               << ",\"added\":" << r.version.added << ",\"removed\":" << r.version.removed
               << ",\"modified\":" << r.version.modified << ",\"new_objects\":" << r.put.objects_new
-              << ",\"stored_bytes\":" << r.put.bytes_stored << ",\"seconds\":" << secs << "}\n";
+              << ",\"stored_bytes\":" << r.put.bytes_stored
+              << ",\"queued_objects\":" << r.put.objects_queued << ",\"seconds\":" << secs << "}\n";
     return;
   }
   if (inv.global.verbosity < 0) return;
@@ -43,7 +44,7 @@ void PrintCommit(const Invocation& inv, const std::string& image, const dim::Com
   char line[512];
   std::snprintf(line, sizeof line,
                 "%s@%lld: +%llu -%llu ~%llu entries; %llu read of %llu examined; "
-                "%llu new objects, %s stored; %.2f s\n",
+                "%llu new objects, %s stored%s; %.2f s\n",
                 image.c_str(), static_cast<long long>(r.version.number),
                 static_cast<unsigned long long>(r.version.added),
                 static_cast<unsigned long long>(r.version.removed),
@@ -51,7 +52,8 @@ void PrintCommit(const Invocation& inv, const std::string& image, const dim::Com
                 static_cast<unsigned long long>(r.candidates),
                 static_cast<unsigned long long>(r.scanned),
                 static_cast<unsigned long long>(r.put.objects_new),
-                HumanBytes(r.put.bytes_stored).c_str(), secs);
+                HumanBytes(r.put.bytes_stored).c_str(),
+                r.put.objects_queued ? " (compressed later)" : "", secs);
   std::cout << line;
 }
 
@@ -64,6 +66,7 @@ Status Import(Invocation& inv) {
   dim::CommitOptions o;
   o.message = inv.get_or("message", "");
   o.author = inv.get_or("author", "");
+  o.compress_later = !inv.flag("compress-now");
   auto t0 = std::chrono::steady_clock::now();
   DIM_ASSIGN_OR_RETURN(auto r, dim::ImportImage(*store, inv.args[0], inv.args[1], o));
   PrintCommit(inv, inv.args[0], r, Since(t0));
@@ -75,6 +78,7 @@ Status Commit(Invocation& inv) {
   dim::CommitOptions o;
   o.message = inv.get_or("message", "");
   o.author = inv.get_or("author", "");
+  o.compress_later = !inv.flag("compress-now");
   o.only_paths = inv.all("only");
   o.rehash = inv.flag("rehash");
   o.from_dir = inv.get_or("from", "");
@@ -417,13 +421,15 @@ Status Shell(Invocation& inv) {
 Noun ImageCommands() {
   const Option kMessage{"message", 'm', "MSG", "the version's message"};
   const Option kAuthor{"author", 0, "WHO", "author recorded (default: user@host)"};
+  const Option kCompressNow{"compress-now", 0, "",
+                            "compress new objects now (default: later, by imaged or 'store compact')"};
   Noun n{"image", "versioned master images: import, commit, log, diff, checkout", {}};
   n.verbs.push_back({"import", "NAME DIR", "create an image whose version 1 is the tree DIR",
                      "DIR (e.g. a debootstrap chroot) becomes the image's master: later\n"
                      "'dimctl image commit NAME' records what changed in it.\n\n"
                      "Example:\n  debootstrap --variant=minbase bookworm /srv/master/debian12\n"
                      "  dimctl image import debian12 /srv/master/debian12",
-                     {kMessage, kAuthor, kJsonOption}, 2, 2, Import});
+                     {kMessage, kAuthor, kJsonOption, kCompressNow}, 2, 2, Import});
   n.verbs.push_back({"commit", "NAME",
                      "record the master's changes as a new immutable version",
                      "Scans the master and reads only entries whose stat data changed since\n"
@@ -431,7 +437,7 @@ Noun ImageCommands() {
                      "below them): the cost is proportional to the change, not to the tree.\n\n"
                      "Examples:\n  dimctl image commit debian12 -m 'add user alice'\n"
                      "  dimctl image commit debian12 --only /etc/passwd --only /etc/shadow",
-                     {kMessage, kAuthor, kJsonOption,
+                     {kMessage, kAuthor, kJsonOption, kCompressNow,
                       {"only", 0, "PATH", "examine only PATH (repeatable)", true},
                       {"rehash", 0, "", "ignore cached stat data; re-read every file"},
                       {"from", 0, "DIR", "commit from DIR instead of the registered master"}},

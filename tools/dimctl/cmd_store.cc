@@ -1,4 +1,4 @@
-// dimctl store ...: init, info, gc, fsck.
+// dimctl store ...: init, info, gc, compact, fsck.
 #include <cstdio>
 #include <iostream>
 
@@ -52,14 +52,21 @@ Status Info(Invocation& inv) {
     return Status::Ok();
   }));
   DIM_ASSIGN_OR_RETURN(auto images, store->catalog().ListImages());
+  DIM_ASSIGN_OR_RETURN(uint64_t queued, store->objects().QueuedForCompression());
   if (inv.json()) {
     std::cout << "{\"root\":" << JsonEscape(store->root()) << ",\"schema\":"
               << dim::Catalog::SchemaVersion() << ",\"images\":" << images.size()
-              << ",\"objects\":" << objects << ",\"object_bytes\":" << bytes << "}\n";
+              << ",\"objects\":" << objects << ",\"object_bytes\":" << bytes
+              << ",\"queued_for_compression\":" << queued << "}\n";
   } else {
     std::printf("root:     %s\nschema:   %d\nimages:   %zu\nobjects:  %llu (%s on disk)\n",
                 store->root().c_str(), dim::Catalog::SchemaVersion(), images.size(),
                 static_cast<unsigned long long>(objects), HumanBytes(bytes).c_str());
+    if (queued) {
+      std::printf("queued:   %llu objects to compress (imaged does it in the background, or run\n"
+                  "          'dimctl store compact')\n",
+                  static_cast<unsigned long long>(queued));
+    }
   }
   return Status::Ok();
 }
@@ -77,6 +84,29 @@ Status Gc(Invocation& inv) {
                 dry ? "would remove" : "removed", static_cast<unsigned long long>(st.removed),
                 static_cast<unsigned long long>(st.present), HumanBytes(st.bytes_freed).c_str(),
                 static_cast<unsigned long long>(st.referenced));
+  }
+  return Status::Ok();
+}
+
+Status Compact(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  dim::CompactOptions o;
+  o.all = inv.flag("all");
+  DIM_ASSIGN_OR_RETURN(auto st, dim::CompactStore(*store, o, /*wait=*/true));
+  if (inv.json()) {
+    std::cout << "{\"examined\":" << st.examined << ",\"compressed\":" << st.compressed
+              << ",\"bytes_before\":" << st.bytes_before << ",\"bytes_after\":" << st.bytes_after
+              << ",\"damaged\":" << st.damaged << "}\n";
+  } else if (inv.global.verbosity >= 0) {
+    std::printf("compressed %llu of %llu objects examined: %s -> %s\n",
+                static_cast<unsigned long long>(st.compressed),
+                static_cast<unsigned long long>(st.examined), HumanBytes(st.bytes_before).c_str(),
+                HumanBytes(st.bytes_after).c_str());
+  }
+  if (st.damaged) {
+    return Status::Corruption(std::to_string(st.damaged) +
+                              " objects failed their hash check and were left alone; run "
+                              "'dimctl store fsck' to see which paths use them");
   }
   return Status::Ok();
 }
@@ -112,7 +142,7 @@ Status Fsck(Invocation& inv) {
 }  // namespace
 
 Noun StoreCommands() {
-  Noun n{"store", "the store itself: init, info, garbage collection, integrity check", {}};
+  Noun n{"store", "the store itself: init, info, garbage collection, compaction, integrity check", {}};
   n.verbs.push_back({"init", "", "create an empty store at --root", "", {}, 0, 0, Init});
   n.verbs.push_back({"info", "", "size and contents of the store", "", {kJsonOption}, 0, 0, Info});
   n.verbs.push_back({"secret", "[FILE]", "create the shared secret servers authenticate with",
@@ -122,6 +152,13 @@ Noun StoreCommands() {
                      "Run after 'image rm' or 'image prune'. Waits for nothing: fails if a\n"
                      "commit is running.",
                      {kJsonOption, {"dry-run", 'n', "", "only report what would be removed"}}, 0, 0, Gc});
+  n.verbs.push_back({"compact", "", "compress objects that commits stored uncompressed",
+                     "Imports and commits store new objects uncompressed and queue them, so\n"
+                     "they cost about a copy; imaged compresses the queue in the background.\n"
+                     "This does it now, e.g. on a store no imaged serves. Each object is\n"
+                     "replaced atomically; commits may run meanwhile.",
+                     {kJsonOption, {"all", 0, "", "examine every object, not only the queued ones"}},
+                     0, 0, Compact});
   n.verbs.push_back({"fsck", "", "verify every referenced object against its hash",
                      "Lists each damaged or missing object with the image, versions and\n"
                      "path that use it. Exit status 1 when anything is wrong.",

@@ -25,6 +25,9 @@ struct CommitOptions {
   bool rehash = false;  // ignore the worktree index and re-read every file
   int threads = 2;
   std::string from_dir;  // commit from this tree instead of the image's master
+  // Store new objects uncompressed and queue them for CompactStore (imaged
+  // compresses them in the background): the commit costs about a copy.
+  bool compress_later = true;
 };
 
 struct CommitResult {
@@ -66,6 +69,11 @@ struct GcStats {
   uint64_t referenced = 0, present = 0, removed = 0, bytes_freed = 0;
 };
 Result<GcStats> CollectGarbage(Store& store, bool dry_run);
+
+// Compresses the objects compress-later commits left uncompressed (all
+// objects with opts.all), holding the store lock shared: commits go on,
+// garbage collection waits. wait: block while a collection runs, else Busy.
+Result<CompactStats> CompactStore(Store& store, const CompactOptions& opts, bool wait);
 
 struct FsckProblem {
   std::string object, what;  // what names the image, version and path

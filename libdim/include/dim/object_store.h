@@ -50,12 +50,28 @@ struct StoreOptions {
   uint64_t chunk_threshold = 1 << 20;
 };
 
+// What ObjectStore::Compact does and did.
+struct CompactOptions {
+  bool all = false;  // examine every object, not only those queued by compress-later batches
+  int threads = 2;
+  std::function<bool()> stop;  // asked between groups; true ends the run early
+};
+struct CompactStats {
+  uint64_t examined = 0;      // objects looked at
+  uint64_t compressed = 0;    // rewritten compressed
+  uint64_t bytes_before = 0;  // their size on disk before
+  uint64_t bytes_after = 0;   // and after
+  uint64_t damaged = 0;       // failed their hash check: left alone for fsck to name
+  bool finished = true;       // false: stopped early; the rest stays queued
+};
+
 struct PutStats {
   uint64_t files = 0;
   uint64_t bytes_read = 0;       // logical bytes hashed
   uint64_t objects_new = 0;      // objects written by this batch
   uint64_t bytes_stored = 0;     // bytes written to disk for new objects
   uint64_t objects_dedup = 0;    // content that was already there
+  uint64_t objects_queued = 0;   // stored uncompressed, queued for Compact()
 };
 
 class ObjectStore {
@@ -64,7 +80,7 @@ class ObjectStore {
   // "<root>/staging", on the same filesystem so renames are atomic.
   static Result<std::unique_ptr<ObjectStore>> Open(Env* env, const std::string& root,
                                                    StoreOptions opts = {});
-  // Creates the layout (objects/00..ff, staging) if missing.
+  // Creates the layout (objects/00..ff, staging, compact) if missing.
   static Status Create(Env* env, const std::string& root);
 
   // A set of objects written together and made visible together:
@@ -86,25 +102,46 @@ class ObjectStore {
     // stored there, after verifying it against id. Returns it decoded, so a
     // chunk list need not be decoded again to find its chunks.
     Result<struct DecodedObject> PutRaw(const Digest& id, std::string_view raw);
+    // Stages the compressed encoding of a stored object that was kept
+    // uncompressed, to replace it at Commit(). False when there is nothing
+    // to do: the object is gone, already compressed, or does not compress.
+    struct Recompressed {
+      bool replaced = false;
+      uint64_t before = 0, after = 0;
+    };
+    Result<Recompressed> Recompress(const Digest& id);
     Status Commit();
     PutStats stats() const;
 
    private:
     friend class ObjectStore;
-    Batch(ObjectStore* store, std::string staging_dir);
+    Batch(ObjectStore* store, std::string staging_dir, bool compress_later);
     Result<Digest> PutChunkList(const ChunkList& list);
     Status Stage(const Digest& id, ObjectKind kind, std::string_view body);
     Status StageEncoded(const Digest& id, std::string_view encoded);
 
     ObjectStore* store_;
     std::string staging_dir_;
+    const bool compress_later_;
     mutable std::mutex mu_;
     std::unordered_set<Digest, DigestHash> staged_;  // GUARDED_BY(mu_)
+    std::vector<Digest> queued_;                      // GUARDED_BY(mu_): to compress later
     PutStats stats_;                                  // GUARDED_BY(mu_)
     bool committed_ = false;
   };
 
-  Result<std::unique_ptr<Batch>> NewBatch();
+  // compress_later: store new objects uncompressed and queue them for
+  // Compact() (imaged runs it in the background): an import then costs
+  // little more than a copy. Otherwise objects are compressed as they come.
+  Result<std::unique_ptr<Batch>> NewBatch(bool compress_later = false);
+
+  // Compresses what compress-later batches queued (or, with opts.all, every
+  // object stored uncompressed), replacing each object atomically: readers
+  // see the old or the new encoding of the same content. Callers hold the
+  // store lock shared, so garbage collection cannot run meanwhile.
+  Result<CompactStats> Compact(const CompactOptions& opts);
+  // Objects queued for compression (may count some already done).
+  Result<uint64_t> QueuedForCompression() const;
 
   bool Has(const Digest& id) const;
   std::string PathOf(const Digest& id) const;
@@ -138,7 +175,9 @@ class ObjectStore {
  private:
   ObjectStore(Env* env, std::string root, StoreOptions opts);
   Result<struct DecodedObject> Load(const Digest& id, const std::string& what) const;
-  std::string EncodeObject(ObjectKind kind, std::string_view body) const;
+  std::string EncodeObject(ObjectKind kind, std::string_view body, bool compress = true) const;
+  // The queue files in compact/, oldest name first.
+  Result<std::vector<std::string>> QueueFiles() const;
 
   Env* env_;
   std::string root_;
