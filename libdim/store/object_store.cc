@@ -432,13 +432,37 @@ Status ObjectStore::CleanStaging() {
   std::string dir = root_ + "/staging";
   DirPtr d(opendir(dir.c_str()));
   if (!d) return PosixError("open directory " + dir);
+  std::vector<std::string> dead;  // tags of batches whose writer is gone
   while (struct dirent* e = readdir(d.get())) {
     std::string name = e->d_name;
     if (name == "." || name == "..") continue;
     // A batch directory is named "<pid>-<random>"; skip ones whose writer lives.
     pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
     if (pid > 0 && ::kill(pid, 0) == 0 && pid != ::getpid()) continue;
-    std::string sub = dir + "/" + name;
+    dead.push_back(name);
+  }
+  if (dead.empty()) return Status::Ok();
+  // Their staged objects first (objects/XX/.<tag>.<rest>), then the
+  // directories that mark them: a crash in between is cleaned next time.
+  for (int i = 0; i < 256; i++) {
+    char sub[4];
+    std::snprintf(sub, sizeof sub, "%02x", i);
+    std::string odir = root_ + "/objects/" + sub;
+    DirPtr od(opendir(odir.c_str()));
+    if (!od) continue;
+    while (struct dirent* f = readdir(od.get())) {
+      if (f->d_name[0] != '.') continue;
+      std::string_view n(f->d_name + 1);
+      for (const auto& tag : dead) {
+        if (n.size() > tag.size() && n.compare(0, tag.size(), tag) == 0 && n[tag.size()] == '.') {
+          unlinkat(dirfd(od.get()), f->d_name, 0);
+          break;
+        }
+      }
+    }
+  }
+  for (const auto& tag : dead) {
+    std::string sub = dir + "/" + tag;
     DirPtr sd(opendir(sub.c_str()));
     if (sd) {
       while (struct dirent* f = readdir(sd.get())) {
@@ -562,11 +586,19 @@ Result<std::unique_ptr<ObjectStore::Batch>> ObjectStore::NewBatch(bool compress_
 }
 
 ObjectStore::Batch::Batch(ObjectStore* store, std::string staging_dir, bool compress_later)
-    : store_(store), staging_dir_(std::move(staging_dir)), compress_later_(compress_later) {}
+    : store_(store),
+      staging_dir_(std::move(staging_dir)),
+      tag_(staging_dir_.substr(staging_dir_.rfind('/') + 1)),
+      compress_later_(compress_later) {}
+
+std::string ObjectStore::Batch::StagePath(const Digest& id) const {
+  std::string hex = id.Hex();
+  return store_->root_ + "/objects/" + hex.substr(0, 2) + "/." + tag_ + "." + hex.substr(2);
+}
 
 ObjectStore::Batch::~Batch() {
   if (!committed_) {
-    for (const auto& id : staged_) (void)store_->env_->Remove(staging_dir_ + "/" + id.Hex());
+    for (const auto& id : staged_) (void)store_->env_->Remove(StagePath(id));
     (void)store_->env_->Remove(staging_dir_ + "/" + kQueueName);
   }
   ::rmdir(staging_dir_.c_str());
@@ -648,7 +680,7 @@ Result<ObjectStore::Batch::Recompressed> ObjectStore::Batch::Recompress(const Di
 }
 
 Status ObjectStore::Batch::StageEncoded(const Digest& id, std::string_view encoded) {
-  std::string path = staging_dir_ + "/" + id.Hex();
+  std::string path = StagePath(id);
   auto f = store_->env_->NewWritableFile(path);
   if (!f.ok()) return f.status();
   Status s = (*f)->Append(encoded);
@@ -757,6 +789,33 @@ Result<Digest> ObjectStore::Batch::PutFile(int fd, uint64_t size, bool maybe_spa
   return PutChunkList(list);
 }
 
+Status ObjectStore::Batch::PublishInParallel() {
+  // Renames within one directory need only that directory's lock: a few
+  // threads keep the disk's metadata path busy instead of one syscall at a time.
+  std::vector<const Digest*> ids;
+  ids.reserve(staged_.size());
+  for (const auto& id : staged_) ids.push_back(&id);
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  Status first_error;
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < ids.size();) {
+      Status s = store_->env_->Rename(StagePath(*ids[i]), store_->PathOf(*ids[i]));
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> l(mu);
+        if (first_error.ok()) first_error = s;
+        return;
+      }
+    }
+  };
+  unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < n; t++) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return first_error;
+}
+
 Status ObjectStore::Batch::Commit() {
   std::lock_guard<std::mutex> l(mu_);
   if (committed_) return Status::Ok();
@@ -783,15 +842,19 @@ Status ObjectStore::Batch::Commit() {
       if (few) DIM_RETURN_IF_ERROR(env->SyncFile(queue));
     }
     if (few) {
-      for (const auto& id : staged_) DIM_RETURN_IF_ERROR(env->SyncFile(staging_dir_ + "/" + id.Hex()));
+      for (const auto& id : staged_) DIM_RETURN_IF_ERROR(env->SyncFile(StagePath(id)));
     } else {
       DIM_RETURN_IF_ERROR(env->SyncFs(staging_dir_));
     }
     std::unordered_set<std::string> dirs;
-    for (const auto& id : staged_) {
-      std::string to = store_->PathOf(id);
-      DIM_RETURN_IF_ERROR(env->Rename(staging_dir_ + "/" + id.Hex(), to));
-      if (few) dirs.insert(to.substr(0, to.rfind('/')));
+    if (few) {
+      for (const auto& id : staged_) {
+        std::string to = store_->PathOf(id);
+        DIM_RETURN_IF_ERROR(env->Rename(StagePath(id), to));
+        dirs.insert(to.substr(0, to.rfind('/')));
+      }
+    } else {
+      DIM_RETURN_IF_ERROR(PublishInParallel());
     }
     if (!queued_.empty()) {
       std::string dir = store_->root_ + "/compact";

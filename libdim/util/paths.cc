@@ -96,7 +96,7 @@ Result<FileLock> Store::LockImage(const std::string& image, const std::string& p
 
 Result<FileLock> Store::LockStore(bool exclusive, bool wait) {
   return Flock(root_ + "/locks/store.lock", exclusive, wait,
-               exclusive ? "the store is in use by a commit or import"
+               exclusive ? "the store is in use by a commit, an import or a compaction"
                          : "the store is being garbage-collected",
                "");
 }

@@ -115,6 +115,9 @@ TEST_CASE("an uncommitted batch leaves nothing behind") {
     return dim::Status::Ok();
   }).ok());
   CHECK(entries == 0);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path())) {
+    CHECK_MESSAGE(!e.is_regular_file(), "left behind: " << e.path());
+  }
 }
 
 TEST_CASE("large files are chunked and readable at any offset") {
@@ -400,6 +403,27 @@ TEST_CASE("an object received uncompressed is compressed by the receiving store"
   REQUIRE((*batch)->Commit().ok());
   CHECK(DiskSize(*dst, b.text) < 1000);
   CHECK(*dst->ReadBlob(b.text) == b.text_body);
+}
+
+TEST_CASE("CleanStaging removes what a dead writer staged, and nothing of a live one") {
+  TempDir dir;
+  auto store = MakeStore(dir);
+  std::string rest(62, 'a');
+  auto stage = [&](const std::string& tag) {
+    REQUIRE(::mkdir((dir.path() + "/staging/" + tag).c_str(), 0700) == 0);
+    dimtest::WriteFile(dir.path() + "/staging/" + tag + "/queue", std::string(32, 'q'));
+    std::string staged = dir.path() + "/objects/ab/." + tag + "." + rest;
+    dimtest::WriteFile(staged, "staged");
+    return staged;
+  };
+  // No process has pid 2^22 + 1 (the kernel's pid_max is at most 2^22).
+  std::string dead = stage("4194305-00112233deadbeef");
+  std::string live = stage(std::to_string(::getppid()) + "-0011223344556677");
+  REQUIRE(store->CleanStaging().ok());
+  CHECK_FALSE(std::filesystem::exists(dead));
+  CHECK_FALSE(std::filesystem::exists(dir.path() + "/staging/4194305-00112233deadbeef"));
+  CHECK(std::filesystem::exists(live));
+  CHECK(std::filesystem::exists(dir.path() + "/staging/" + std::to_string(::getppid()) + "-0011223344556677"));
 }
 
 TEST_CASE("chunk list parser rejects damaged input") {

@@ -76,15 +76,15 @@ struct PutStats {
 
 class ObjectStore {
  public:
-  // dir is the store's objects directory ("<root>/objects"); staging goes to
-  // "<root>/staging", on the same filesystem so renames are atomic.
+  // root holds objects/ and staging/. Objects are staged beside their final
+  // place (objects/XX/.<batch>.<rest of id>) and renamed when published.
   static Result<std::unique_ptr<ObjectStore>> Open(Env* env, const std::string& root,
                                                    StoreOptions opts = {});
   // Creates the layout (objects/00..ff, staging, compact) if missing.
   static Status Create(Env* env, const std::string& root);
 
   // A set of objects written together and made visible together:
-  // stage -> Commit(): syncfs -> rename into place -> fsync directories.
+  // stage -> Commit(): syncfs -> rename into place (in parallel) -> syncfs.
   // Thread-safe: several workers may Put concurrently. Destroying an
   // uncommitted batch deletes its staged files.
   class Batch {
@@ -119,9 +119,16 @@ class ObjectStore {
     Result<Digest> PutChunkList(const ChunkList& list);
     Status Stage(const Digest& id, ObjectKind kind, std::string_view body);
     Status StageEncoded(const Digest& id, std::string_view encoded);
+    Status PublishInParallel();  // renames every staged object into place
 
     ObjectStore* store_;
-    std::string staging_dir_;
+    // Where an object is staged: beside its final place, under a hidden name
+    // carrying the batch's tag, so publishing is a rename within one
+    // directory (no filesystem-wide rename lock, so renames run in parallel).
+    std::string StagePath(const Digest& id) const;
+
+    std::string staging_dir_;  // staging/<tag>: marks the batch as live; holds its queue
+    std::string tag_;          // "<pid>-<random>"
     const bool compress_later_;
     mutable std::mutex mu_;
     std::unordered_set<Digest, DigestHash> staged_;  // GUARDED_BY(mu_)
@@ -166,7 +173,8 @@ class ObjectStore {
   Status Remove(const Digest& id);
   // Calls fn for every object file present, with its size on disk.
   Status ForEach(const std::function<Status(const Digest&, uint64_t disk_bytes)>& fn) const;
-  // Removes staging directories left by crashed writers.
+  // Removes what crashed writers left: their staging/<batch> directories and
+  // the objects they had staged (this walks objects/ only when there are any).
   Status CleanStaging();
 
   const std::string& root() const { return root_; }
