@@ -1,7 +1,7 @@
 // Import and commit. A commit is: lock the image; find candidate entries
 // (stat differs from the worktree index, or named by --only); read only those
-// into a staging batch; write the changed rows; make the objects durable; commit
-// the catalogue transaction; save the new index. A crash at any point leaves
+// into a staging batch; make the objects durable and visible while the changed
+// rows are written; commit the catalogue transaction; save the new index. A crash at any point leaves
 // the previous version intact and nothing half-visible.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -271,6 +271,14 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
 
   DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch(opts.compress_later));
   DIM_ASSIGN_OR_RETURN(auto reads, ReadCandidates(root, plan.candidates, batch.get(), opts.threads));
+  // Publishing the objects (syncfs, renames) waits mostly on the disk, so the
+  // catalogue rows are written meanwhile; the transaction commits after it.
+  // Only new content is staged, and new content is a change, so a batch that
+  // staged anything is a batch that commits.
+  std::future<Status> published;
+  if (batch->stats().objects_new > 0) {
+    published = std::async(std::launch::async, [b = batch.get()] { return b->Commit(); });
+  }
 
   CommitResult result;
   result.scanned = plan.records.size();
@@ -325,6 +333,7 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
 
   if (changes == 0 && !is_import) {
     // Nothing to record; a full scan remembers its stats so the next is quick.
+    if (published.valid()) (void)published.get();  // unreferenced: store gc takes them
     txn.reset();
     if (plan.index_complete && !(index && reads.empty() && !plan.racy)) {
       (void)SaveIndex(store.env(), index_path, NextIndex(plan, observed, image.head, root, scan_start));
@@ -332,7 +341,7 @@ Result<CommitResult> CommitTree(Store& store, ImageInfo image, const std::string
     return result;
   }
   // Objects first (durable, then visible), then the catalogue that names them.
-  DIM_RETURN_IF_ERROR(batch->Commit());
+  DIM_RETURN_IF_ERROR(published.valid() ? published.get() : batch->Commit());
   std::string message = opts.message;
   if (message.empty()) message = is_import ? "import of " + root : "commit";
   std::string author = opts.author.empty() ? DefaultAuthor() : opts.author;

@@ -36,6 +36,8 @@ constexpr size_t kMinCompress = 64;
 // Compaction replaces this many objects per batch, checking opts.stop between.
 constexpr size_t kCompactGroup = 8192;
 constexpr char kQueueName[] = "queue";
+// A batch that has staged this much since the last flush starts another.
+constexpr uint64_t kEarlySyncBytes = 128ull << 20;
 
 void PutU64(std::string& s, uint64_t v) {
   for (int i = 0; i < 8; i++) s.push_back(static_cast<char>(v >> (8 * i)));
@@ -597,6 +599,7 @@ std::string ObjectStore::Batch::StagePath(const Digest& id) const {
 }
 
 ObjectStore::Batch::~Batch() {
+  if (flusher_.joinable()) flusher_.join();
   if (!committed_) {
     for (const auto& id : staged_) (void)store_->env_->Remove(StagePath(id));
     (void)store_->env_->Remove(staging_dir_ + "/" + kQueueName);
@@ -694,6 +697,15 @@ Status ObjectStore::Batch::StageEncoded(const Digest& id, std::string_view encod
   std::lock_guard<std::mutex> l(mu_);
   stats_.objects_new++;
   stats_.bytes_stored += encoded.size();
+  unsynced_bytes_ += encoded.size();
+  if (unsynced_bytes_ >= kEarlySyncBytes && !flushing_.exchange(true)) {
+    unsynced_bytes_ = 0;
+    if (flusher_.joinable()) flusher_.join();  // finished: flushing_ was false
+    flusher_ = std::thread([this] {
+      (void)store_->env_->SyncFs(staging_dir_);  // a hint: Commit syncs again
+      flushing_ = false;
+    });
+  }
   return Status::Ok();
 }
 
@@ -819,6 +831,7 @@ Status ObjectStore::Batch::PublishInParallel() {
 Status ObjectStore::Batch::Commit() {
   std::lock_guard<std::mutex> l(mu_);
   if (committed_) return Status::Ok();
+  if (flusher_.joinable()) flusher_.join();
   if (!staged_.empty()) {
     // Make every staged object durable, then publish them. A few objects are
     // synced one by one; many at once with one syncfs, which is cheaper than

@@ -426,6 +426,20 @@ TEST_CASE("CleanStaging removes what a dead writer staged, and nothing of a live
   CHECK(std::filesystem::exists(dir.path() + "/staging/" + std::to_string(::getppid()) + "-0011223344556677"));
 }
 
+TEST_CASE("a batch larger than the early-flush threshold flushes while staging and commits whole") {
+  TempDir dir;
+  auto store = MakeStore(dir);
+  auto batch = store->NewBatch(/*compress_later=*/true);
+  std::vector<std::pair<Digest, std::string>> blobs;
+  for (int i = 0; i < 3; i++) {  // 3 x 48 MiB: past 128 MiB, so a background syncfs runs
+    std::string body = dimtest::RandomBytes(48 << 20, 100 + i);
+    blobs.emplace_back(*(*batch)->PutBlob(body), std::move(body));
+  }
+  CHECK_FALSE(store->Has(blobs[0].first));  // flushed is not published
+  REQUIRE((*batch)->Commit().ok());
+  for (const auto& [id, body] : blobs) CHECK(*store->ReadBlob(id) == body);
+}
+
 TEST_CASE("chunk list parser rejects damaged input") {
   dim::ChunkList l;
   l.size = 10;

@@ -67,9 +67,10 @@ Environment:
 Needs: bash, python3, rsync, coreutils, tar; hyperfine is used if installed.
 The 'image shell' measurement needs root (mount namespace, overlayfs, chroot).
 Nothing is deleted while measuring (see NO_DELETE_NOTE below), so the run
-needs about (3 + 3 x (warmup + runs)) x the tree size of free space in
-BENCH_DIR (about 15 GB for the default 1 GB tree with --runs 3), all removed
-at the end.
+needs about (3 + 5 x (warmup + runs)) x the tree size of free space in
+BENCH_DIR (about 25 GB for the default 1 GB tree with --runs 3), all removed
+at the end. With --fresh-fs earlier copies are deleted (a journalled ext4
+reuses inodes at once) and about 7 x the tree size is enough.
 
 Examples:
   $PROG --quick
@@ -220,6 +221,11 @@ if [[ $FRESH_FS == 1 ]]; then
   [[ $EUID == 0 ]] || die "--fresh-fs needs root (losetup, mount)"
   for t in mkfs.ext4 losetup; do command -v "$t" >/dev/null || die "--fresh-fs needs '$t'"; done
   NOJOURNAL=""
+  # Earlier runs' copies are deleted there (see the fresh script below), so
+  # at most two live besides the trees; small files take a 4 KiB block each.
+  need_mb=0
+  [[ $DO_SYN == 1 ]] && need_mb=$(( need_mb + (SIZE_MB + FILES * 4 / 1024) * 7 ))
+  [[ $DO_DEB == 1 ]] && need_mb=$(( need_mb + ($(du -sm "$DEB_SRC" | cut -f1) + 1) * 7 ))
   need_mb=$(( need_mb * 12 / 10 + 1024 ))  # ext4's own metadata
 fi
 avail_mb=$(( $(df --output=avail -k "$BENCH_DIR" | tail -1) / 1024 ))
@@ -449,8 +455,13 @@ bench_tree() {
 #!/bin/sh
 set -e
 n=\$(date +%s%N)
-if [ -e $dest ]; then mv $dest $trash/cpdest.\$n; fi
-if [ -e $istore ]; then mv $istore $trash/istore.\$n; fi
+if [ $FRESH_FS = 1 ]; then
+  # A journalled ext4 reuses freed inodes at once: delete (untimed).
+  rm -rf $dest $istore
+else
+  if [ -e $dest ]; then mv $dest $trash/cpdest.\$n; fi
+  if [ -e $istore ]; then mv $istore $trash/istore.\$n; fi
+fi
 tar -C $src -cf - . | cat >/dev/null
 exec sync
 END_OF_SCRIPT
@@ -569,8 +580,13 @@ report() {
   row "import --compress-now/cp 2d ÷ 2a (info)" ratio @-2d @-2a
   echo
   echo "Times: median (min – max) of $RUNS runs. Part 1 runs with a warm cache and a fresh"
-  echo "worktree index. Part 2 gives every run a fresh destination (the previous one is renamed"
-  echo "away; nothing is deleted before the end), re-reads the source and runs \`sync\` first."
+  if [[ $FRESH_FS == 1 ]]; then
+    echo "worktree index. Part 2 gives every run a fresh destination (the previous one is deleted"
+    echo "first, untimed), re-reads the source and runs \`sync\` first."
+  else
+    echo "worktree index. Part 2 gives every run a fresh destination (the previous one is renamed"
+    echo "away; nothing is deleted before the end), re-reads the source and runs \`sync\` first."
+  fi
   if [[ ${#NOTES[@]} -gt 0 ]]; then
     echo
     echo "Notes:"

@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -135,6 +137,12 @@ class ObjectStore {
     std::vector<Digest> queued_;                      // GUARDED_BY(mu_): to compress later
     PutStats stats_;                                  // GUARDED_BY(mu_)
     bool committed_ = false;
+    // Background syncfs calls while staging goes on: the disk writes what is
+    // staged while the workers hash and read, so Commit's syncfs has little
+    // left to wait for. Joined by Commit and the destructor.
+    uint64_t unsynced_bytes_ = 0;  // GUARDED_BY(mu_)
+    std::thread flusher_;          // GUARDED_BY(mu_)
+    std::atomic<bool> flushing_{false};
   };
 
   // compress_later: store new objects uncompressed and queue them for
