@@ -478,6 +478,14 @@ Status ObjectStore::CleanStaging() {
   return Status::Ok();
 }
 
+void ParseCompactQueue(std::string_view body, std::vector<Digest>* out) {
+  for (size_t i = 0; i + 32 <= body.size(); i += 32) {
+    Digest d;
+    std::memcpy(d.bytes.data(), body.data() + i, 32);
+    out->push_back(d);
+  }
+}
+
 Result<std::vector<std::string>> ObjectStore::QueueFiles() const {
   std::vector<std::string> names;
   std::string dir = root_ + "/compact";
@@ -522,10 +530,9 @@ Result<CompactStats> ObjectStore::Compact(const CompactOptions& opts) {
         if (body.status().code() == Code::kNotFound) continue;  // another compactor took it
         return body.status();
       }
-      // A torn or foreign file names no object reliably; whole ids only.
-      for (size_t i = 0; i + 32 <= body->size(); i += 32) {
-        Digest d;
-        std::memcpy(d.bytes.data(), body->data() + i, 32);
+      std::vector<Digest> listed;
+      ParseCompactQueue(*body, &listed);
+      for (const auto& d : listed) {
         if (seen.insert(d).second) ids.push_back(d);
       }
     }

@@ -208,6 +208,10 @@ struct DecodedObject {
   ObjectKind kind;
   std::string body;
 };
+// The ids a compression queue file lists (whole 32-byte records; a torn
+// tail from a crash names nothing and is ignored), appended to out.
+void ParseCompactQueue(std::string_view body, std::vector<Digest>* out);
+
 // Decodes the bytes of an object file (header, codec) and checks the id.
 // Errors are Corruption and say what is wrong; callers add where it was.
 Result<DecodedObject> DecodeObject(const Digest& id, std::string_view raw);
