@@ -39,6 +39,11 @@ assert_file_contains "$TEST_TMP/diff" "D  /etc/motd"
 assert_file_contains "$TEST_TMP/diff" "M  /etc/passwd  (content"
 assert_file_contains "$TEST_TMP/diff" "M  /etc/hostname  (xattrs)"
 assert_eq "$(wc -l < "$TEST_TMP/diff")" 4 "diff lines"
+
+log "compress what the import and the commit stored raw; both versions still check out exactly"
+"$DIMCTL" store info --json | grep -q '"queued_for_compression":0' && die "nothing was queued for compression"
+"$DIMCTL" store compact
+"$DIMCTL" store info --json | grep -q '"queued_for_compression":0' || die "objects still queued after store compact"
 "$DIMCTL" image checkout debian@2 "$TEST_TMP/co2"
 with_timeout 300 "$TREECMP" "$master" "$TEST_TMP/co2" || die "version 2 differs from the master"
 "$DIMCTL" image checkout debian@1 "$TEST_TMP/co1b"
