@@ -54,7 +54,9 @@ std::string Expand(std::string text, const NodeIdentity& n) {
   return text;
 }
 
-// Writes a file atomically (temporary name, fsync, rename).
+// Writes a file atomically (temporary name, fsync, rename, directory fsync).
+// Not dim::WriteFileAtomic: a node's files get exactly `mode`, whatever the
+// umask of the process that provisions them.
 Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
   std::string tmp = path + ".dim-tmp";
   (void)::unlink(tmp.c_str());
@@ -66,7 +68,8 @@ Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t 
   if (::fchmod(fd.get(), mode) != 0 || ::fdatasync(fd.get()) != 0) return PosixError("sync " + tmp);
   fd.Reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return PosixError("rename " + tmp);
-  return Status::Ok();
+  size_t slash = path.rfind('/');
+  return Env::Posix()->SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
 }
 
 bool Exists(const std::string& p) {
