@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "dim/image.h"
+#include "dim/object_store.h"
 #include "dim/store.h"
 
 namespace imaged {
@@ -53,13 +54,16 @@ void Compactor::Run() {
       if (stopping_) return;
       kicked_ = false;
     }
-    // Opened per round: cheap next to compressing, and nothing stays open
-    // (or locked) between rounds.
+    // An idle server only lists compact/; the store (catalogue included) is
+    // opened when there is work, and nothing stays open or locked between rounds.
+    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), root_);
+    if (objects.ok()) {
+      auto queued = (*objects)->QueuedForCompression();
+      if (queued.ok() && *queued == 0) continue;
+    }
     auto store = dim::Store::Open(dim::Env::Posix(), root_);
     dim::Status s = store.status();
     if (s.ok()) {
-      auto queued = (*store)->objects().QueuedForCompression();
-      if (queued.ok() && *queued == 0) continue;
       dim::CompactOptions opts;
       opts.threads = 1;
       opts.stop = [this] {

@@ -1,22 +1,21 @@
 // Import and commit. A commit is: lock the image; find candidate entries
 // (stat differs from the worktree index, or named by --only); read only those
 // into a staging batch; make the objects durable and visible while the changed
-// rows are written; commit the catalogue transaction; save the new index. A crash at any point leaves
-// the previous version intact and nothing half-visible.
+// rows are written; commit the catalogue transaction; save the new index. A
+// crash at any point leaves the previous version intact and nothing half-visible.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <future>
 #include <map>
-#include <thread>
 #include <unordered_map>
 
 #include "dim/image.h"
 #include "dim/overlay_session.h"
+#include "dim/parallel.h"
 #include "image/scan.h"
 
 namespace dim {
@@ -32,29 +31,11 @@ Result<std::vector<ReadResult>> ReadCandidates(const std::string& root,
                                                const std::vector<std::string>& paths,
                                                ObjectStore::Batch* batch, int threads) {
   std::vector<ReadResult> out(paths.size());
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex mu;
-  Status first_error;
-  auto work = [&] {
-    for (;;) {
-      size_t i = next.fetch_add(1);
-      if (i >= paths.size() || failed.load()) return;
-      auto r = ReadEntry(root, paths[i], batch, &out[i].observed);
-      if (!r.ok()) {
-        std::lock_guard<std::mutex> l(mu);
-        if (!failed.exchange(true)) first_error = r.status();
-        return;
-      }
-      out[i].entry = std::move(*r);
-    }
-  };
-  int n = std::max(1, std::min<int>(threads, static_cast<int>(paths.size() / 64) + 1));
-  std::vector<std::thread> pool;
-  for (int i = 1; i < n; i++) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (failed) return first_error;
+  int n = std::min<int>(threads, static_cast<int>(paths.size() / 64) + 1);
+  DIM_RETURN_IF_ERROR(ParallelFor(paths.size(), n, [&](size_t i) -> Status {
+    DIM_ASSIGN_OR_RETURN(out[i].entry, ReadEntry(root, paths[i], batch, &out[i].observed));
+    return Status::Ok();
+  }));
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "dim/fd.h"
+#include "dim/parallel.h"
 #include "store/chunker.h"
 
 namespace dim {
@@ -544,37 +545,21 @@ Result<CompactStats> ObjectStore::Compact(const CompactOptions& opts) {
     }
     size_t end = std::min(ids.size(), start + kCompactGroup);
     DIM_ASSIGN_OR_RETURN(auto batch, NewBatch());
-    std::atomic<size_t> next{start};
     std::mutex mu;
-    Status first_error;
-    auto work = [&] {
-      for (;;) {
-        size_t i = next.fetch_add(1);
-        if (i >= end) return;
-        auto r = batch->Recompress(ids[i]);
-        std::lock_guard<std::mutex> l(mu);
-        stats.examined++;
-        if (!r.ok()) {
-          if (r.status().code() == Code::kCorruption) {
-            stats.damaged++;  // fsck names it with the paths that use it
-            continue;
-          }
-          if (first_error.ok()) first_error = r.status();
-          next = end;
-          return;
-        }
-        if (r->replaced) {
-          stats.compressed++;
-          stats.bytes_before += r->before;
-          stats.bytes_after += r->after;
-        }
+    DIM_RETURN_IF_ERROR(ParallelFor(end - start, opts.threads, [&](size_t i) -> Status {
+      auto r = batch->Recompress(ids[start + i]);
+      std::lock_guard<std::mutex> l(mu);
+      stats.examined++;
+      if (!r.ok()) {
+        if (r.status().code() != Code::kCorruption) return r.status();
+        stats.damaged++;  // fsck names it with the paths that use it
+      } else if (r->replaced) {
+        stats.compressed++;
+        stats.bytes_before += r->before;
+        stats.bytes_after += r->after;
       }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < std::max(1, opts.threads); t++) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    DIM_RETURN_IF_ERROR(first_error);
+      return Status::Ok();
+    }));
     DIM_RETURN_IF_ERROR(batch->Commit());
   }
   // Every queued object is compressed (or never will be): the queues go.
@@ -814,25 +799,10 @@ Status ObjectStore::Batch::PublishInParallel() {
   std::vector<const Digest*> ids;
   ids.reserve(staged_.size());
   for (const auto& id : staged_) ids.push_back(&id);
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  Status first_error;
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < ids.size();) {
-      Status s = store_->env_->Rename(StagePath(*ids[i]), store_->PathOf(*ids[i]));
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> l(mu);
-        if (first_error.ok()) first_error = s;
-        return;
-      }
-    }
-  };
-  unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; t++) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  return first_error;
+  int n = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  return ParallelFor(ids.size(), n, [&](size_t i) {
+    return store_->env_->Rename(StagePath(*ids[i]), store_->PathOf(*ids[i]));
+  });
 }
 
 Status ObjectStore::Batch::Commit() {
@@ -879,8 +849,7 @@ Status ObjectStore::Batch::Commit() {
     if (!queued_.empty()) {
       std::string dir = store_->root_ + "/compact";
       DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));  // stores made before compact/ existed
-      std::string name = staging_dir_.substr(staging_dir_.rfind('/') + 1);
-      DIM_RETURN_IF_ERROR(env->Rename(queue, dir + "/" + name));
+      DIM_RETURN_IF_ERROR(env->Rename(queue, dir + "/" + tag_));
       if (few) dirs.insert(dir);
     }
     if (few) {

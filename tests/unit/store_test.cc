@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "dim/object_store.h"
+#include "dim/parallel.h"
 #include "store/chunker.h"
 #include "test_util.h"
 
@@ -438,6 +440,25 @@ TEST_CASE("a batch larger than the early-flush threshold flushes while staging a
   CHECK_FALSE(store->Has(blobs[0].first));  // flushed is not published
   REQUIRE((*batch)->Commit().ok());
   for (const auto& [id, body] : blobs) CHECK(*store->ReadBlob(id) == body);
+}
+
+TEST_CASE("ParallelFor visits every index once, and stops handing out work at the first error") {
+  std::vector<std::atomic<int>> seen(1000);
+  REQUIRE(dim::ParallelFor(seen.size(), 3, [&](size_t i) {
+    seen[i]++;
+    return dim::Status::Ok();
+  }).ok());
+  for (const auto& v : seen) CHECK(v.load() == 1);
+
+  std::atomic<size_t> calls{0};
+  auto s = dim::ParallelFor(100000, 2, [&](size_t i) {
+    calls++;
+    return i == 10 ? dim::Status::IOError("item 10") : dim::Status::Ok();
+  });
+  CHECK(s.code() == dim::Code::kIOError);
+  CHECK(s.message().find("item 10") != std::string::npos);
+  CHECK(calls.load() < 100000);
+  CHECK(dim::ParallelFor(0, 4, [](size_t) { return dim::Status::IOError("never"); }).ok());
 }
 
 TEST_CASE("chunk list parser rejects damaged input") {
