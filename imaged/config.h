@@ -33,7 +33,7 @@ struct Config {
   // then needs some 8,000 in total (each is a thread).
   unsigned max_connections = 16384;
   unsigned per_address_connections = 64;  // 0: no limit (every node behind one NAT)
-  unsigned idle_timeout_s = 90;           // longer than the longest long-poll (60 s)
+  unsigned idle_timeout_s = 90;           // silence before a connection is closed
   unsigned header_timeout_s = 20;
 };
 

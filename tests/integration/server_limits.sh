@@ -45,6 +45,8 @@ for _ in $(seq 200); do grep -q serving "$TEST_TMP/imaged.log" && break; sleep 0
 grep -q serving "$TEST_TMP/imaged.log" || die "imaged did not start: $(cat "$TEST_TMP/imaged.log")"
 "$DIMCTL" push deb --server "$url" > /dev/null || die "push failed"
 "$DIMCTL" store compact > /dev/null
+head -c 100000 /dev/urandom > "$TEST_TMP/vmlinuz"
+"$DIMCTL" boot add "$TEST_TMP/vmlinuz" > /dev/null
 loose=$(find "$DIM_ROOT" -perm /077)
 [[ -z $loose ]] || die "group or other may use these store files: $loose"
 [[ $(stat -c %a "$DIM_ROOT") == 700 ]] || die "store root is $(stat -c %a "$DIM_ROOT"), not 700"

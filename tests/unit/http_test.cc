@@ -517,3 +517,22 @@ TEST_CASE("http: connections beyond the per-address limit are closed, others ser
   }
   CHECK(served);
 }
+
+TEST_CASE("http: a handler longer than the idle timeout (a long-poll) still answers") {
+  ServerOptions opts;
+  opts.idle_timeout_s = 1;
+  opts.header_timeout_s = 1;
+  auto server = StartServer(
+      [](const Request&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+        return Text(200, "late");
+      },
+      opts);
+  auto client = NewClient();
+  for (int i = 0; i < 2; i++) {  // the second on the kept-alive connection
+    auto r = client->Get(Base(*server) + "/poll", {});
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->status == 200);
+    CHECK(r->body == "late");
+  }
+}
