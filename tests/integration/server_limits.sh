@@ -77,6 +77,37 @@ a = ask(f"GET /v1/objects/{hex} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n
 assert a.startswith("HTTP/1.1 200"), a[:200]  # plain objects stay public
 PY
 
+log "signed clients still get batches, packs and deltas: a second-level server follows"
+leaf_port=$(free_port)
+cat > "$TEST_TMP/leaf.conf" <<CONF
+role = leaf
+name = leaf
+listen = 127.0.0.1:$leaf_port
+parent = $url
+store = $TEST_TMP/leaf
+secret = $secret
+poll_wait = 2
+CONF
+"$IMAGED" --config "$TEST_TMP/leaf.conf" --foreground > "$TEST_TMP/leaf.log" 2>&1 &
+leaf_pid=$!
+on_cleanup stop_pid -KILL "$leaf_pid"
+leaf_head() { "$DIMCTL" --root "$TEST_TMP/leaf" image list --json 2>/dev/null | sed -n 's/.*"name":"deb","head":\([0-9]*\).*/\1/p'; }
+for _ in $(seq 600); do [[ $(leaf_head) == 2 ]] && break; sleep 0.1; done
+[[ $(leaf_head) == 2 ]] || die "the leaf did not replicate deb@2: $(tail -5 "$TEST_TMP/leaf.log")"
+"$DIMCTL" --root "$TEST_TMP/leaf" image checkout deb@2 "$TEST_TMP/leaf-co" > /dev/null
+diff -r "$TEST_TMP/master" "$TEST_TMP/leaf-co" || die "the leaf's copy differs"
+# A changed file travels as a delta against the leaf's copy.
+echo again >> "$TEST_TMP/master/etc/motd"
+head -c 1000 /dev/urandom >> "$TEST_TMP/master/usr/bin/tool2"
+"$DIMCTL" image commit deb -m v3 > /dev/null
+"$DIMCTL" push deb --server "$url" --wait 60 > /dev/null || die "push of v3 failed"
+for _ in $(seq 600); do [[ $(leaf_head) == 3 ]] && break; sleep 0.1; done
+[[ $(leaf_head) == 3 ]] || die "the leaf did not replicate deb@3: $(tail -5 "$TEST_TMP/leaf.log")"
+grep -qi "403\|denied" "$TEST_TMP/leaf.log" && die "the leaf was refused: $(grep -i '403\|denied' "$TEST_TMP/leaf.log")"
+loose=$(find "$TEST_TMP/leaf" -perm /077)
+[[ -z $loose ]] || die "the leaf's store is readable by group or others: $loose"
+stop_pid "$leaf_pid"
+
 log "2,000 idle connections from 127.0.0.2; a signed request from 127.0.0.1 is served"
 python3 - "$port" "$TEST_TMP/flood" <<'PY' &
 import resource, socket, sys, time, os
@@ -152,6 +183,6 @@ chmod -R go+rX "$DIM_ROOT"
 grep -q "readable by other users" "$TEST_TMP/note" || die "no note: $(cat "$TEST_TMP/note")"
 loose=$(find "$DIM_ROOT" -perm /077)
 [[ -z $loose ]] || die "still readable by group or others after open: $loose"
-"$DIMCTL" image checkout deb@2 "$TEST_TMP/co" > /dev/null
+"$DIMCTL" image checkout deb@3 "$TEST_TMP/co" > /dev/null
 diff -r "$TEST_TMP/master" "$TEST_TMP/co" || die "the tightened store reads back differently"
 log "ok"
