@@ -123,6 +123,19 @@ dim::Result<std::string> DeltaBlob(const dim::ObjectStore& objects, const dim::D
   return std::move(d.body);
 }
 
+// Node key generations from this server's copy of the node registry.
+class RegistryKeyGenerations final : public dim::auth::KeyGenerations {
+ public:
+  explicit RegistryKeyGenerations(CatalogPool* catalogs) : catalogs_(catalogs) {}
+  dim::Result<int64_t> Of(const std::string& node) const override {
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
+    return dim::cluster::Registry(cat->db()).KeyGeneration(node);
+  }
+
+ private:
+  CatalogPool* catalogs_;
+};
+
 }  // namespace
 
 Response Service::Handle(const Request& req) {
@@ -141,7 +154,8 @@ Response Service::Handle(const Request& req) {
   }
   if (parts[1] == "boot") return boot_.Handle(parts, req);  // iPXE cannot sign
   auto header = req.headers.find("x-dim-auth");
-  auto who = dim::auth::Verify(secret_, header == req.headers.end() ? "" : header->second,
+  auto who = dim::auth::Verify(secret_, RegistryKeyGenerations(&catalogs_),
+                               header == req.headers.end() ? "" : header->second,
                                req.method, dim::CanonicalTarget(req.path, req.query), req.body,
                                std::time(nullptr));
   if (!who.ok()) return Response::Error(who.status());

@@ -2,12 +2,14 @@
 // each request carries "X-Dim-Auth: <id> <unix-time> <hex HMAC-SHA256>" over
 // "<id>\n<method>\n<path-and-query>\n<unix-time>\n<SHA-256 of body>". The
 // secret never travels; a signature is valid for +-300 s, and a node's key is
-// derived from the site secret so it can only sign as itself. See
-// docs/protocol.md and the threat model in docs/security.md.
+// derived from the site secret and the node's key generation, so it can only
+// sign as itself and a rekey retires it. See docs/protocol.md and
+// docs/security.md.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "dim/status.h"
 
@@ -23,8 +25,30 @@ struct Secret {
 // Creates a new random secret file (mode 0600), failing if it exists.
 Status CreateSecretFile(const std::string& path);
 
-// The key a node signs with: HMAC(site secret, "node:" + name).
-std::string NodeKey(const Secret& site, const std::string& node);
+// The key a node signs with: HMAC(site secret, "node:" + name) at generation
+// 0 (what every node had before keys could be rotated), and
+// HMAC(site secret, "node:" + name + "\n" + generation) after each
+// `dimctl node rekey` (a newline never occurs in a node name).
+std::string NodeKey(const Secret& site, const std::string& node, int64_t generation = 0);
+
+// A key as text: 64 lower-case hex digits (`dimctl node key`, the key
+// endpoint, --key-file). Parse accepts one trailing newline and nothing else.
+std::string KeyToHex(const std::string& raw_key);
+Result<std::string> KeyFromHex(std::string_view text);
+
+// Where a verifier learns the key generation a node signs with now: the node
+// registry on a server. Called once per node-signed request.
+class KeyGenerations {
+ public:
+  virtual ~KeyGenerations() = default;
+  // 0 for a node never rekeyed (or not registered).
+  virtual Result<int64_t> Of(const std::string& node) const = 0;
+};
+// For places without a registry (tests, tools): every node at generation 0.
+class NoRekeys final : public KeyGenerations {
+ public:
+  Result<int64_t> Of(const std::string&) const override { return int64_t{0}; }
+};
 
 std::string Sign(const std::string& key, const std::string& id, const std::string& method,
                  const std::string& path_and_query, int64_t unix_time, const std::string& body);
@@ -32,9 +56,11 @@ std::string Sign(const std::string& key, const std::string& id, const std::strin
 std::string Header(const std::string& key, const std::string& id, const std::string& method,
                    const std::string& path_and_query, int64_t unix_time, const std::string& body);
 
-// Verifies a request's header with the site secret. Returns the identity on
-// success; PermissionDenied (saying why, without revealing secrets) otherwise.
-Result<std::string> Verify(const Secret& site, const std::string& header,
+// Verifies a request's header with the site secret; a node's signature must
+// use the key of its current generation. Returns the identity on success;
+// PermissionDenied (saying why, without revealing secrets) otherwise.
+Result<std::string> Verify(const Secret& site, const KeyGenerations& generations,
+                           const std::string& header,
                            const std::string& method, const std::string& path_and_query,
                            const std::string& body, int64_t now_unix);
 
