@@ -6,7 +6,8 @@
 #                                node named by DHCP, and a normal boot whose
 #                                timing marks are printed; rootfs-fuse is the
 #                                stand-in unless DIM_ROOTFS_FUSE names the real one
-#   boot_qemu_errors.sh node     an unknown node against a real imaged: needs the
+#   boot_qemu_errors.sh node     an unknown node, and a registered one whose key
+#                                imaged refuses behind NAT, against a real imaged: needs the
 #                                real rootfs-fuse (DIM_ROOTFS_FUSE or
 #                                build/rootfs-fuse/rootfs-fuse), else skipped (77)
 # Every qemu run has a hard timeout; the console text is matched, and
@@ -89,6 +90,22 @@ if [[ $mode == node ]]; then
   console_has unknown-node "node nosuchnode is not registered on http://10.0.2.2:$port"
   console_has unknown-node "powering off (dim.panic)"
   console_lacks unknown-node "exec /sbin/init"
+  # A registered node behind qemu's NAT: imaged (boot_keys = node-address)
+  # sees 127.0.0.1 and an unprivileged port, refuses the key and logs it.
+  cat > "$TEST_TMP/cluster.xml" <<XML
+<site name="q" domain="q.test" image="deb" server="top">
+  <networks><network name="boot" subnet="10.0.2.0/24" gateway="10.0.2.2" node-base="10.0.2.15"/></networks>
+  <images><image name="deb" kernel="vmlinuz" initrd="initrd.img"/></images>
+  <servers><server name="top" role="top" network="boot" address="10.0.2.2" boot-url="http://10.0.2.2:$port"/></servers>
+  <nodes><node name="n1"><interface network="boot" mac="52:54:00:12:34:56" ip="10.0.2.15"/></node></nodes>
+</site>
+XML
+  "$DIMCTL" --root "$TEST_TMP/top" cluster apply "$TEST_TMP/cluster.xml" --yes > /dev/null
+  boot refused "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=n1 dim.timeout=10"
+  console_has refused "dim: FATAL: the server http://10.0.2.2:$port refuses node n1 its key"
+  console_has refused "not one of the node's registered addresses"
+  console_lacks refused "exec /sbin/init"
+  grep -q "imaged: refusing node n1's key to 127.0.0.1:" "$TEST_TMP/top.log" || die "imaged did not log the refusal: $(cat "$TEST_TMP/top.log")"
   exit 0
 fi
 
