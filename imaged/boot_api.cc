@@ -229,6 +229,10 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
                            node->name + "` on the top server to let it enrol once more");
     }
   }
+  // Every handout is logged, so an administrator can tell a node's boot from
+  // anyone else's request.
+  std::fprintf(stderr, "imaged: handed node %s's key (generation %lld) to %s\n", node->name.c_str(),
+               static_cast<long long>(*generation), req.peer.c_str());
   Response r;
   r.content_type = "text/plain";
   r.body = dim::auth::KeyToHex(dim::auth::NodeKey(secret_, node->name, *generation)) + "\n";

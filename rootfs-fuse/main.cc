@@ -301,6 +301,7 @@ int main(int argc, char** argv) {
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
   std::string key = LoadKey(a);
+  mark(a.key_file.empty() && a.secret_file.empty() ? "key fetched" : "key read");
   // Entries are created in the upper with the exact modes the kernel asks for.
   ::umask(0);
 

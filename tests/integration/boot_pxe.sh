@@ -193,6 +193,11 @@ console_has pxe "dim-test: alice reads /home/bob/secret: denied"
 for api in "overlay/home/bob/secret" "overlay/home/bob" "overlay-list" "prefetch" "version"; do
   console_has pxe "dim-test: alice GET /v1/nodes/$BOOT_NODE/$api: refused (403)"
 done
+# imaged handed the key out twice, both times to the node's address from a
+# port below 1024: rootfs-fuse in the initrd, then root in the image.
+ports=$(sed -n "s/^imaged: handed node $BOOT_NODE's key (generation 0) to 10\.20\.0\.100:\([0-9]*\)$/\1/p" "$TEST_TMP/imaged.log")
+[[ $(wc -w <<< "$ports") == 2 ]] || die "imaged should have handed the key out twice: $(grep -a 'handed\|refusing' "$TEST_TMP/imaged.log")"
+for p in $ports; do ((p < 1024)) || die "the key went to port $p"; done
 # imaged logged her attempt: the node's address, an unprivileged port.
 grep -q "refusing node $BOOT_NODE's key to 10.20.0.100:[0-9]*: source port [0-9]* is not below 1024" "$TEST_TMP/imaged.log" ||
   die "imaged did not log the refusal from the node's unprivileged port: $(grep refusing "$TEST_TMP/imaged.log")"

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <map>
 
 #include "cluster_test_util.h"
 #include "config.h"
@@ -80,15 +81,22 @@ struct BootServer {
     REQUIRE(cat.ok());
     REQUIRE(dc::Registry((*cat)->db()).Rekey({kNode}, 5).ok());
   }
-  // A node-signed request with the key of `generation`.
-  int SignedInfo(int64_t generation) {
+  // A node-signed request with the key of `generation`: /v1/info, or the
+  // node API's version endpoint.
+  int Signed(int64_t generation, const std::string& path = "/v1/info",
+             const std::map<std::string, std::string>& query = {}) {
     Request r;
     r.method = "GET";
-    r.path = "/v1/info";
+    r.path = path;
+    r.query = query;
     r.headers["x-dim-auth"] = dim::auth::Header(dim::auth::NodeKey(secret, kNode, generation),
-                                                std::string("node:") + kNode, "GET", "/v1/info",
-                                                std::time(nullptr), "");
+                                                std::string("node:") + kNode, "GET",
+                                                dim::CanonicalTarget(path, query), std::time(nullptr), "");
     return svc->Handle(r).status;
+  }
+  int SignedNodeApi(int64_t generation) {
+    return Signed(generation, std::string("/v1/nodes/") + kNode + "/version",
+                  {{"image", "img"}, {"after", "0"}, {"wait", "0"}});
   }
 };
 
@@ -185,16 +193,19 @@ TEST_CASE("boot keys: enrol hands a key out once per generation, across restarts
 
 TEST_CASE("boot keys: after a rekey the new key signs and the old one is refused") {
   BootServer s(imaged::Config::BootKeys::kNodeAddress);
-  CHECK(s.SignedInfo(0) == 200);
+  CHECK(s.Signed(0) == 200);
+  CHECK(s.SignedNodeApi(0) == 200);
   s.Rekey();
-  CHECK(s.SignedInfo(0) == 403);
-  CHECK(s.SignedInfo(1) == 200);
+  CHECK(s.Signed(0) == 403);
+  CHECK(s.SignedNodeApi(0) == 403);
+  CHECK(s.Signed(1) == 200);
+  CHECK(s.SignedNodeApi(1) == 200);
   auto fetched = s.AskKey(s.node_ip, 600);
   REQUIRE(fetched.status == 200);
   CHECK(fetched.body == dim::auth::KeyToHex(dim::auth::NodeKey(s.secret, kNode, 1)) + "\n");
   s.Rekey();
-  CHECK(s.SignedInfo(1) == 403);
-  CHECK(s.SignedInfo(2) == 200);
+  CHECK(s.SignedNodeApi(1) == 403);
+  CHECK(s.SignedNodeApi(2) == 200);
 }
 
 TEST_CASE("boot keys: boot_keys = any gives the key to any address and port") {
