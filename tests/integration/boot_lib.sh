@@ -25,7 +25,7 @@ boot_requirements() {
 
 # make_master DIR MARKER: a busybox root whose /sbin/init prints a marker,
 # runs the shell fragment in file $BOOT_INIT_EXTRA if set (as root, with the
-# programs named in $BOOT_MASTER_BIN copied to /bin), writes
+# program $BOOT_MASTER_BIN, if set, copied to /bin), writes
 # /root/boot-proof and /var/lib/dim-test/last-boot (persistent paths,
 # mirrored to the node's overlay on the server), syncs and powers off. Users
 # alice (1000) and bob (1001) exist for fragments that drop privileges.
@@ -35,7 +35,7 @@ make_master() {
   chmod 700 "$d/root"
   cp /bin/busybox "$d/bin/busybox"
   ln -s busybox "$d/bin/sh"
-  [[ -z ${BOOT_MASTER_BIN:-} ]] || cp $BOOT_MASTER_BIN "$d/bin/"
+  [[ -z ${BOOT_MASTER_BIN:-} ]] || cp "$BOOT_MASTER_BIN" "$d/bin/"
   printf 'root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:alice:/home/alice:/bin/sh\nbob:x:1001:1001:bob:/home/bob:/bin/sh\n' > "$d/etc/passwd"
   printf 'root:x:0:\nalice:x:1000:\nbob:x:1001:\n' > "$d/etc/group"
   cat > "$d/sbin/init" <<INIT
