@@ -177,7 +177,7 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
   }
   // The script never carries the key: every user on the node could read it
   // from /proc/cmdline. rootfs-fuse fetches it itself (Key below).
-  return IpxeText(dc::GenerateIpxeScript(c, *node, ""));
+  return IpxeText(dc::GenerateIpxeScript(c, *node));
 }
 
 namespace {
