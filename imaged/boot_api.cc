@@ -207,15 +207,17 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
   }
   if (config_.boot_keys != Config::BootKeys::kAny) {
     bool registered_address = false;
-    for (const auto& itf : node->interfaces) registered_address |= itf.ip.ToString() == req.peer_host;
+    for (const auto& itf : node->interfaces)
+      registered_address |= itf.ip.ToString() == req.peer_host;
     if (!registered_address) {
       return RefuseKey(node->name, req, "not one of the node's registered addresses",
                        "only the node itself gets its key; behind NAT or on a user-mode network "
                        "set boot_keys = any in imaged.conf (insecure)");
     }
     if (req.peer_port == 0 || req.peer_port >= 1024) {
-      return RefuseKey(node->name, req, "source port " + std::to_string(req.peer_port) +
-                                            " is not below 1024, so not root on the node",
+      return RefuseKey(node->name, req,
+                       "source port " + std::to_string(req.peer_port) +
+                           " is not below 1024, so not root on the node",
                        "rootfs-fuse fetches the key as root; unprivileged users may not");
     }
   }
@@ -225,8 +227,8 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
     if (Status s = Enrol((*cat)->db(), node->name, *generation, req); !s.ok()) {
       if (s.code() != dim::Code::kAlreadyExists) return Response::Error(s);
       return RefuseKey(node->name, req, s.message(),
-                       "if the node is really booting again, run `dimctl node rekey " +
-                           node->name + "` on the top server to let it enrol once more");
+                       "if the node is really booting again, run `dimctl node rekey " + node->name +
+                           "` on the top server to let it enrol once more");
     }
   }
   // Every handout is logged, so an administrator can tell a node's boot from
@@ -247,13 +249,18 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
 Status BootApi::Enrol(dim::sql::Db& db, const std::string& node, int64_t generation,
                       const Request& req) {
   const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
-  DIM_ASSIGN_OR_RETURN(dim::sql::Stmt add, db.Prepare(
-      "INSERT OR IGNORE INTO boot_enrolments(node, generation, peer, enrolled_ns) VALUES(?1, ?2, ?3, ?4)"));
-  DIM_RETURN_IF_ERROR(add.Bind(1, node).Bind(2, generation).Bind(3, req.peer).Bind(4, now_ns).Run());
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  DIM_ASSIGN_OR_RETURN(dim::sql::Stmt add,
+                       db.Prepare("INSERT OR IGNORE INTO boot_enrolments(node, generation, peer, "
+                                  "enrolled_ns) VALUES(?1, ?2, ?3, ?4)"));
+  DIM_RETURN_IF_ERROR(
+      add.Bind(1, node).Bind(2, generation).Bind(3, req.peer).Bind(4, now_ns).Run());
   if (db.Changes() == 1) return Status::Ok();
-  DIM_ASSIGN_OR_RETURN(dim::sql::Stmt who, db.Prepare(
-      "SELECT peer, enrolled_ns FROM boot_enrolments WHERE node = ?1 AND generation = ?2"));
+  DIM_ASSIGN_OR_RETURN(
+      dim::sql::Stmt who,
+      db.Prepare(
+          "SELECT peer, enrolled_ns FROM boot_enrolments WHERE node = ?1 AND generation = ?2"));
   who.Bind(1, node).Bind(2, generation);
   std::string peer = "?";
   int64_t when_ns = 0;

@@ -42,7 +42,8 @@ struct BootServer {
     REQUIRE(cat.ok());
     REQUIRE((*cat)->CreateImage("img", "/m").ok());
     auto loaded = dc::LoadClusterFromString(
-        dc::testing::SmallXml(dc::testing::NodeXml(1, 1) + dc::testing::NodeXml(1, 2)), "c.xml", {});
+        dc::testing::SmallXml(dc::testing::NodeXml(1, 1) + dc::testing::NodeXml(1, 2)), "c.xml",
+        {});
     REQUIRE_MESSAGE(loaded.ok(), loaded.ToStatus().ToString());
     dc::Registry reg((*cat)->db());
     REQUIRE(reg.Apply(loaded.cluster, dc::DiffClusters({}, loaded.cluster), 0, 1).ok());
@@ -75,7 +76,9 @@ struct BootServer {
     REQUIRE(cat.ok());
     return *dc::Registry((*cat)->db()).KeyGeneration(kNode);
   }
-  std::string KeyHex() { return dim::auth::KeyToHex(dim::auth::NodeKey(secret, kNode, Generation())) + "\n"; }
+  std::string KeyHex() {
+    return dim::auth::KeyToHex(dim::auth::NodeKey(secret, kNode, Generation())) + "\n";
+  }
   void Rekey() {
     auto cat = dim::Catalog::Open(config.store + "/catalog.db");
     REQUIRE(cat.ok());
@@ -89,9 +92,9 @@ struct BootServer {
     r.method = "GET";
     r.path = path;
     r.query = query;
-    r.headers["x-dim-auth"] = dim::auth::Header(dim::auth::NodeKey(secret, kNode, generation),
-                                                std::string("node:") + kNode, "GET",
-                                                dim::CanonicalTarget(path, query), std::time(nullptr), "");
+    r.headers["x-dim-auth"] = dim::auth::Header(
+        dim::auth::NodeKey(secret, kNode, generation), std::string("node:") + kNode, "GET",
+        dim::CanonicalTarget(path, query), std::time(nullptr), "");
     return svc->Handle(r).status;
   }
   int SignedNodeApi(int64_t generation) {
@@ -159,7 +162,8 @@ TEST_CASE("boot keys: only root on the node's registered address gets its key") 
   CHECK(s.AskKey(s.node_ip, 700, "nosuch").status == 404);
 }
 
-TEST_CASE("boot keys: enrol hands a key out once per generation, across restarts; refusals are logged") {
+TEST_CASE(
+    "boot keys: enrol hands a key out once per generation, across restarts; refusals are logged") {
   BootServer s(imaged::Config::BootKeys::kEnrol);
   // The address and port checks come first and do not use up the enrolment.
   CHECK(s.AskKey("10.0.0.222", 700).status == 403);
@@ -221,8 +225,8 @@ TEST_CASE("boot keys: no iPXE script carries the key, in any mode") {
                     imaged::Config::BootKeys::kAny}) {
     BootServer s(mode);
     const std::string key = s.KeyHex().substr(0, 64);
-    for (const std::string& path : {std::string("/v1/boot/nodes/r01c1n01.ipxe"),
-                                    std::string("/v1/boot/ipxe")}) {
+    for (const std::string& path :
+         {std::string("/v1/boot/nodes/r01c1n01.ipxe"), std::string("/v1/boot/ipxe")}) {
       Request r;
       r.method = "GET";
       r.path = path;
@@ -244,7 +248,8 @@ TEST_CASE("boot keys: imaged.conf boot_keys values, and a clear error for others
   auto enrol = imaged::ParseConfig(base + "boot_keys = enrol\n", "imaged.conf");
   REQUIRE(enrol.ok());
   CHECK(enrol->boot_keys == imaged::Config::BootKeys::kEnrol);
-  CHECK(imaged::ParseConfig(base, "imaged.conf")->boot_keys == imaged::Config::BootKeys::kNodeAddress);
+  CHECK(imaged::ParseConfig(base, "imaged.conf")->boot_keys ==
+        imaged::Config::BootKeys::kNodeAddress);
   CHECK(imaged::ParseConfig(base + "boot_keys = any\n", "imaged.conf")->boot_keys ==
         imaged::Config::BootKeys::kAny);
   auto bad = imaged::ParseConfig(base + "boot_keys = enroll\n", "imaged.conf");
