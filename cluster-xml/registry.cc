@@ -658,6 +658,18 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
   return tx->Commit();
 }
 
+namespace {
+
+// A change made outside `cluster apply` still moves the registry's generation
+// (second-level servers copy the registry when it differs).
+Status CountAsApply(sql::Db& db, int64_t now_ns) {
+  DIM_ASSIGN_OR_RETURN(sql::Stmt gen, db.Prepare("UPDATE cluster_site SET generation = generation + 1,"
+                                                 " applied_ns = ?1 WHERE id = 1"));
+  return gen.Bind(1, now_ns).Run();
+}
+
+}  // namespace
+
 Status Registry::SetNodeImage(const std::vector<std::string>& nodes, const std::string& image,
                               int64_t now_ns) {
   DIM_ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db_));
@@ -666,10 +678,42 @@ Status Registry::SetNodeImage(const std::vector<std::string>& nodes, const std::
     DIM_RETURN_IF_ERROR(set.Bind(1, image).Bind(2, n).Run());
     if (db_.Changes() == 0) return Status::NotFound("node '" + n + "' is not registered");
   }
-  DIM_ASSIGN_OR_RETURN(sql::Stmt gen, db_.Prepare(
-      "UPDATE cluster_site SET generation = generation + 1, applied_ns = ?1 WHERE id = 1"));
-  DIM_RETURN_IF_ERROR(gen.Bind(1, now_ns).Run());
+  DIM_RETURN_IF_ERROR(CountAsApply(db_, now_ns));
   return tx->Commit();
+}
+
+Result<int64_t> Registry::KeyGeneration(const std::string& node) {
+  DIM_ASSIGN_OR_RETURN(sql::Stmt s,
+                       db_.Prepare("SELECT generation FROM cluster_node_keys WHERE node = ?1"));
+  s.Bind(1, node);
+  if (s.Step()) return s.Int(0);
+  DIM_RETURN_IF_ERROR(s.status());
+  return int64_t{0};
+}
+
+Result<std::vector<int64_t>> Registry::Rekey(const std::vector<std::string>& nodes,
+                                             int64_t now_ns) {
+  DIM_ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db_));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt known, db_.Prepare("SELECT 1 FROM cluster_nodes WHERE name = ?1"));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt bump,
+                       db_.Prepare("INSERT INTO cluster_node_keys(node, generation) VALUES(?1, 1)"
+                                   " ON CONFLICT(node) DO UPDATE SET generation = generation + 1"));
+  std::vector<int64_t> out;
+  for (const auto& n : nodes) {
+    known.Bind(1, n);
+    bool registered = known.Step();
+    DIM_RETURN_IF_ERROR(known.status());
+    known.Reset();
+    if (!registered) {
+      return Status::NotFound("node '" + n + "' is not registered (dimctl node list @all)");
+    }
+    DIM_RETURN_IF_ERROR(bump.Bind(1, n).Run());
+    DIM_ASSIGN_OR_RETURN(int64_t now, KeyGeneration(n));
+    out.push_back(now);
+  }
+  DIM_RETURN_IF_ERROR(CountAsApply(db_, now_ns));
+  DIM_RETURN_IF_ERROR(tx->Commit());
+  return out;
 }
 
 bool UsesSequentialAllocation(const Cluster& cluster) {
@@ -703,7 +747,8 @@ namespace {
 // Parents before children: rows are deleted in reverse and inserted in order.
 constexpr const char* kRegistryTables[] = {
     "cluster_site",   "cluster_networks",      "cluster_images",       "cluster_servers",   "cluster_groups",
-    "cluster_group_keepout", "cluster_nodes", "cluster_node_keepout", "cluster_interfaces"};
+    "cluster_group_keepout", "cluster_nodes", "cluster_node_keepout", "cluster_interfaces",
+    "cluster_node_keys"};
 
 enum : uint8_t { kNullValue = 0, kIntValue = 1, kTextValue = 2, kBlobValue = 3 };
 

@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
 
 #include "dim/cluster/address.h"
 #include "dim/cluster/generate.h"
@@ -29,28 +32,6 @@ bool ValidFileName(const std::string& n) {
     if (!std::isalnum(ch) && ch != '.' && ch != '_' && ch != '-' && ch != '+') return false;
   }
   return true;
-}
-
-std::string Hex(const std::string& raw) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : raw) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
-// "10.0.0.5:4711", "[::ffff:10.0.0.5]:4711" -> "10.0.0.5"
-std::string PeerHost(const std::string& peer) {
-  std::string h = peer;
-  if (!h.empty() && h[0] == '[') {
-    h = h.substr(1, h.find(']') - 1);
-  } else if (size_t colon = h.rfind(':'); colon != std::string::npos) {
-    h = h.substr(0, colon);
-  }
-  if (h.rfind("::ffff:", 0) == 0) h = h.substr(7);
-  return h;
 }
 
 Response IpxeText(std::string script) {
@@ -87,9 +68,10 @@ Response BootApi::Handle(const std::vector<std::string>& parts, const Request& r
   }
   if (parts.size() == 4 && parts[2] == "files") return File(parts[3]);
   if (parts.size() == 3 && parts[2] == "files") return Files();
+  if (parts.size() == 5 && parts[2] == "nodes" && parts[4] == "key") return Key(parts[3], req);
   if (parts.size() == 4 && parts[2] == "nodes" && parts[3].size() > 5 &&
       parts[3].ends_with(".ipxe")) {
-    return Script(parts[3].substr(0, parts[3].size() - 5), "", req);
+    return Script(parts[3].substr(0, parts[3].size() - 5), "");
   }
   if (parts.size() == 3 && parts[2] == "ipxe") {
     auto mac = req.query.find("mac");
@@ -97,11 +79,12 @@ Response BootApi::Handle(const std::vector<std::string>& parts, const Request& r
       return Response::Error(Status::InvalidArgument(
           "/v1/boot/ipxe needs ?mac=aa:bb:cc:dd:ee:ff (in iPXE: ?mac=${net0/mac})"));
     }
-    return Script("", mac->second, req);
+    return Script("", mac->second);
   }
   return Response::Error(Status::NotFound(
       "no endpoint GET " + req.path +
-      " (boot: /v1/boot/files/NAME, /v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC)"));
+      " (boot: /v1/boot/files/NAME, /v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC, "
+      "/v1/boot/nodes/NODE/key)"));
 }
 
 Response BootApi::Files() {
@@ -152,8 +135,7 @@ Response BootApi::File(const std::string& name) {
   return r;
 }
 
-Response BootApi::Script(const std::string& node_name, const std::string& mac_text,
-                         const Request& req) {
+Response BootApi::Script(const std::string& node_name, const std::string& mac_text) {
   auto cat = catalogs_->Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   auto snap = dc::Registry((*cat)->db()).Load();
@@ -193,15 +175,106 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
                                 "import or push it, or choose another: dimctl node set-image " +
                                     node->name + " IMAGE"));
   }
-  // The key goes only to the node's own addresses, unless configured otherwise.
-  bool give_key = config_.boot_keys == Config::BootKeys::kAny;
-  std::string peer = PeerHost(req.peer);
-  for (const auto& itf : node->interfaces) {
-    if (itf.ip.ToString() == peer) give_key = true;
+  // The script never carries the key: every user on the node could read it
+  // from /proc/cmdline. rootfs-fuse fetches it itself (Key below).
+  return IpxeText(dc::GenerateIpxeScript(c, *node));
+}
+
+namespace {
+
+// A refused key request: the message goes to the client and to imaged's log,
+// with the peer, so an administrator sees who asked.
+Response RefuseKey(const std::string& node, const Request& req, const std::string& why,
+                   const std::string& what_to_do) {
+  const std::string msg = "refusing node " + node + "'s key to " + req.peer + ": " + why;
+  std::fprintf(stderr, "imaged: %s; %s\n", msg.c_str(), what_to_do.c_str());
+  return Response::Error(Status::PermissionDenied(msg + " (" + what_to_do + ")"));
+}
+
+}  // namespace
+
+Response BootApi::Key(const std::string& node_name, const Request& req) {
+  auto cat = catalogs_->Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  dc::Registry registry((*cat)->db());
+  auto snap = registry.Load();
+  if (!snap.ok()) return Response::Error(snap.status());
+  const dc::Node* node = snap->cluster.FindNode(node_name);
+  if (!node) {
+    return Response::Error(Status::NotFound(
+        "node " + node_name + " is not registered on image server " + config_.name +
+        " (add it to the cluster description, then dimctl cluster apply FILE)"));
   }
-  std::string extra;
-  if (give_key) extra = "dim.key=" + Hex(dim::auth::NodeKey(secret_, node->name));
-  return IpxeText(dc::GenerateIpxeScript(c, *node, extra));
+  if (config_.boot_keys != Config::BootKeys::kAny) {
+    bool registered_address = false;
+    for (const auto& itf : node->interfaces)
+      registered_address |= itf.ip.ToString() == req.peer_host;
+    if (!registered_address) {
+      return RefuseKey(node->name, req, "not one of the node's registered addresses",
+                       "only the node itself gets its key; behind NAT or on a user-mode network "
+                       "set boot_keys = any in imaged.conf (insecure)");
+    }
+    if (req.peer_port == 0 || req.peer_port >= 1024) {
+      return RefuseKey(node->name, req,
+                       "source port " + std::to_string(req.peer_port) +
+                           " is not below 1024, so not root on the node",
+                       "rootfs-fuse fetches the key as root; unprivileged users may not");
+    }
+  }
+  auto generation = registry.KeyGeneration(node->name);
+  if (!generation.ok()) return Response::Error(generation.status());
+  if (config_.boot_keys == Config::BootKeys::kEnrol) {
+    if (Status s = Enrol((*cat)->db(), node->name, *generation, req); !s.ok()) {
+      if (s.code() != dim::Code::kAlreadyExists) return Response::Error(s);
+      return RefuseKey(node->name, req, s.message(),
+                       "if the node is really booting again, run `dimctl node rekey " + node->name +
+                           "` on the top server to let it enrol once more");
+    }
+  }
+  // Every handout is logged, so an administrator can tell a node's boot from
+  // anyone else's request.
+  std::fprintf(stderr, "imaged: handed node %s's key (generation %lld) to %s\n", node->name.c_str(),
+               static_cast<long long>(*generation), req.peer.c_str());
+  Response r;
+  r.content_type = "text/plain";
+  r.body = dim::auth::KeyToHex(dim::auth::NodeKey(secret_, node->name, *generation)) + "\n";
+  r.headers["Cache-Control"] = "no-store";
+  return r;
+}
+
+// Records that this server handed out `generation` of the node's key, unless
+// it already did: AlreadyExists then, saying to whom and when. The row is
+// committed (synchronous=FULL) before the key leaves, so a restart of imaged
+// never hands out the same generation again.
+Status BootApi::Enrol(dim::sql::Db& db, const std::string& node, int64_t generation,
+                      const Request& req) {
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  DIM_ASSIGN_OR_RETURN(dim::sql::Stmt add,
+                       db.Prepare("INSERT OR IGNORE INTO boot_enrolments(node, generation, peer, "
+                                  "enrolled_ns) VALUES(?1, ?2, ?3, ?4)"));
+  DIM_RETURN_IF_ERROR(
+      add.Bind(1, node).Bind(2, generation).Bind(3, req.peer).Bind(4, now_ns).Run());
+  if (db.Changes() == 1) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(
+      dim::sql::Stmt who,
+      db.Prepare(
+          "SELECT peer, enrolled_ns FROM boot_enrolments WHERE node = ?1 AND generation = ?2"));
+  who.Bind(1, node).Bind(2, generation);
+  std::string peer = "?";
+  int64_t when_ns = 0;
+  if (who.Step()) {
+    peer = who.Text(0);
+    when_ns = who.Int(1);
+  }
+  DIM_RETURN_IF_ERROR(who.status());
+  const std::time_t when = static_cast<std::time_t>(when_ns / 1000000000);
+  char stamp[32] = "?";
+  struct tm tm;
+  if (::gmtime_r(&when, &tm)) std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return Status::AlreadyExists("key generation " + std::to_string(generation) +
+                               " was already handed out (enrolment) to " + peer + " at " + stamp);
 }
 
 }  // namespace imaged

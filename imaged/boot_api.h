@@ -1,10 +1,12 @@
 // Network boot over HTTP (docs/boot.md): the kernels and initrds in
-// <store>/boot/, and each node's iPXE script generated from the node registry
+// <store>/boot/, each node's iPXE script generated from the node registry
 // (image, kernel, initrd, kernel arguments with dim.server=, dim.image=,
-// dim.node= and the node's key dim.key=). Unsigned, since iPXE cannot sign:
-// files are public like objects; a script carries its node's key only when
-// the request comes from one of the node's registered addresses (or the
-// server is configured with boot_keys = any).
+// dim.node=; never the node's key), and the node's key for rootfs-fuse.
+// Unsigned, since iPXE and a node without its key cannot sign: files and
+// scripts are public like objects; the key goes only to a connection from the
+// node's registered address and a port below 1024, which only root on the node
+// can bind (boot_keys = node-address), once per key generation (enrol), or to
+// anyone (any: NAT and user-mode test networks; insecure).
 #pragma once
 
 #include <string>
@@ -13,6 +15,7 @@
 #include "config.h"
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "dim/sqlite.h"
 
 namespace imaged {
 
@@ -27,14 +30,17 @@ class BootApi {
   //   GET /v1/boot/files/NAME           a kernel or initrd (sendfile)
   //   GET /v1/boot/nodes/NODE.ipxe      the node's iPXE script
   //   GET /v1/boot/ipxe?mac=MAC         the script of the node with that MAC
+  //   GET /v1/boot/nodes/NODE/key       the node's key (64 hex digits), see above
   dim::http::Response Handle(const std::vector<std::string>& parts, const dim::http::Request& req);
 
  private:
   dim::http::Response File(const std::string& name);
   dim::http::Response Files();
   // node empty: find it by mac. Unknown nodes get a script that says so.
-  dim::http::Response Script(const std::string& node, const std::string& mac,
-                             const dim::http::Request& req);
+  dim::http::Response Script(const std::string& node, const std::string& mac);
+  dim::http::Response Key(const std::string& node, const dim::http::Request& req);
+  dim::Status Enrol(dim::sql::Db& db, const std::string& node, int64_t generation,
+                    const dim::http::Request& req);
 
   const Config& config_;
   const dim::auth::Secret& secret_;

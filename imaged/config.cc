@@ -154,8 +154,11 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       else c.fetch_threads = static_cast<int>(n);
     } else if (key == "boot_keys") {
       if (value == "node-address") c.boot_keys = Config::BootKeys::kNodeAddress;
+      else if (value == "enrol") c.boot_keys = Config::BootKeys::kEnrol;
       else if (value == "any") c.boot_keys = Config::BootKeys::kAny;
-      else err("boot_keys must be 'node-address' or 'any', not '" + value + "'");
+      else err("boot_keys must be 'node-address' (the default: a node's key goes to its registered "
+               "address, from a port below 1024), 'enrol' (the same, once per key generation) or "
+               "'any' (to anyone: insecure, for NAT and test networks), not '" + value + "'");
     } else if (ParseLimit(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +

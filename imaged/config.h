@@ -24,9 +24,11 @@ struct Config {
   int64_t retention = 5;                  // leaf: versions kept per image
   int poll_wait_s = 30;                   // leaf: long-poll length
   int fetch_threads = 4;                  // leaf: parallel object fetches
-  // Who gets a node's key in its iPXE script (/v1/boot): only a request from
-  // one of the node's registered addresses, or anyone (user-mode networks, NAT).
-  enum class BootKeys { kNodeAddress, kAny } boot_keys = BootKeys::kNodeAddress;
+  // Who gets a node's key from GET /v1/boot/nodes/NODE/key (docs/boot.md):
+  // a connection from one of the node's registered addresses and a port below
+  // 1024 (root there); the same but once per key generation (enrol); or
+  // anyone (insecure: NAT and user-mode test networks rewrite both).
+  enum class BootKeys { kNodeAddress, kEnrol, kAny } boot_keys = BootKeys::kNodeAddress;
 
   // Connection limits (docs/imaged.md, "Limits"): what one client may hold.
   // A node keeps a long-poll and a few pooled connections; a 2,000-node leaf

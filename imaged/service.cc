@@ -132,6 +132,19 @@ bool IsObjectGet(const Request& req, const std::vector<std::string>& parts) {
   return req.method == "GET" && parts.size() == 3 && parts[1] == "objects";
 }
 
+// Node key generations from this server's copy of the node registry.
+class RegistryKeyGenerations final : public dim::auth::KeyGenerations {
+ public:
+  explicit RegistryKeyGenerations(CatalogPool* catalogs) : catalogs_(catalogs) {}
+  dim::Result<int64_t> Of(const std::string& node) const override {
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
+    return dim::cluster::Registry(cat->db()).KeyGeneration(node);
+  }
+
+ private:
+  CatalogPool* catalogs_;
+};
+
 }  // namespace
 
 std::optional<Response> Service::Admit(Request& req, dim::http::BodyLimit* limit) {
@@ -145,7 +158,8 @@ std::optional<Response> Service::Admit(Request& req, dim::http::BodyLimit* limit
   if (IsObjectGet(req, parts) && req.query.count("base") == 0) return std::nullopt;
   if (parts[1] == "boot") return std::nullopt;  // iPXE cannot sign
   auto header = req.headers.find("x-dim-auth");
-  auto claim = dim::auth::VerifyHeader(secret_, header == req.headers.end() ? "" : header->second,
+  auto claim = dim::auth::VerifyHeader(secret_, RegistryKeyGenerations(&catalogs_),
+                                       header == req.headers.end() ? "" : header->second,
                                        req.method, dim::CanonicalTarget(req.path, req.query),
                                        std::time(nullptr));
   if (!claim.ok()) return Response::Error(claim.status());

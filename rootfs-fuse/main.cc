@@ -3,6 +3,7 @@
 // image server. See docs/rootfs-fuse.md.
 #include <fcntl.h>
 #include <signal.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/random.h>
@@ -24,6 +25,7 @@
 #include "cache.h"
 #include "dim/auth.h"
 #include "dim/env.h"
+#include "dim/http.h"
 #include "dim/upper.h"
 #include "fs.h"
 #include "meta.h"
@@ -39,8 +41,12 @@ on top. Writes to persistent paths are saved in the node's overlay on SERVER;
 ephemeral paths stay in the local cache. The mount follows new versions live.
 
 options:
-  --key-file FILE     the node's key (hex, from `dimctl node key NODE`)
+  --key-file FILE     the node's key (hex, from `dimctl node key NODE`); without
+                      it (and --secret), rootfs-fuse fetches the key from
+                      SERVER (then the alternates) from a source port below
+                      1024, which needs root (docs/boot.md)
   --secret FILE       the site secret instead (tests, servers): derives the key
+                      of a node never rekeyed
   --alt URL           an alternate server for the image (repeatable)
   --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
   --cache-size MIB    evict objects beyond this (default 4096)
@@ -211,26 +217,63 @@ void SqliteRandomnessWithoutWaiting() {
   sqlite3_vfs_register(&vfs, 1);
 }
 
+// The node's key from SERVER's key endpoint (or an alternate's), asked from
+// a privileged source port: imaged hands it only to root on the node's own
+// address (docs/boot.md). It stays in this process's memory only.
+std::string FetchKey(const Args& a) {
+  dim::http::ClientOptions opts;
+  opts.timeout_ms = 1000L * a.timeout_s;
+  opts.privileged_source_port = true;
+  auto client = dim::http::Client::Create(opts);
+  if (!client.ok()) Die(client.status().ToString());
+  std::vector<std::string> servers = {a.server};
+  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
+  std::string last;
+  for (const auto& server : servers) {
+    const std::string url = server + "/v1/boot/nodes/" + dim::http::UrlEncode(a.node) + "/key";
+    auto r = (*client)->Get(url, {});
+    if (!r.ok()) {
+      if (r.status().code() == dim::Code::kPermissionDenied) {
+        Die("cannot fetch node " + a.node + "'s key: " + r.status().message() +
+            " (run rootfs-fuse as root, or give --key-file FILE)");
+      }
+      last = server + " unreachable: " + r.status().message();
+      continue;
+    }
+    std::string why = dim::JsonField(r->body, "error");
+    if (r->status == 404) Die("node " + a.node + " is not registered on " + server + ": " + why);
+    if (r->status == 403) Die("node " + a.node + ": " + server + " refuses to hand out its key: " + why);
+    if (r->status != 200) {
+      last = server + " answered HTTP " + std::to_string(r->status) + " to the key request: " + why;
+      continue;
+    }
+    auto key = dim::auth::KeyFromHex(r->body);
+    OPENSSL_cleanse(r->body.data(), r->body.size());
+    if (!key.ok()) Die("node " + a.node + ": " + server + " sent no key: " + key.status().message());
+    return std::move(*key);
+  }
+  Die("cannot fetch node " + a.node + "'s key: " + last);
+}
+
 std::string LoadKey(const Args& a) {
-  dim::Env* env = dim::Env::Posix();
   if (!a.key_file.empty()) {
-    auto text = env->ReadFile(a.key_file);
+    auto text = dim::Env::Posix()->ReadFile(a.key_file);
     if (!text.ok()) Die("cannot read the node key: " + text.status().ToString());
-    std::string hex = *text;
+    std::string hex = std::move(*text);
     while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
-    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    auto key = dim::auth::KeyFromHex(hex);
+    OPENSSL_cleanse(hex.data(), hex.size());
+    if (!key.ok()) {
       Die(a.key_file + " does not hold a node key (64 hex digits, from `dimctl node key " + a.node + "`)");
     }
-    std::string key;
-    for (size_t i = 0; i < hex.size(); i += 2) key.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-    return key;
+    return std::move(*key);
   }
   if (!a.secret_file.empty()) {
     auto secret = dim::auth::Secret::Load(a.secret_file);
     if (!secret.ok()) Die(secret.status().ToString());
     return dim::auth::NodeKey(*secret, a.node);
   }
-  Die("give the node's key with --key-file FILE (or the site secret with --secret FILE)");
+  return FetchKey(a);
 }
 
 // The version this node runs: its pin (`dimctl push --nodes`) or the
@@ -258,6 +301,7 @@ int main(int argc, char** argv) {
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
   std::string key = LoadKey(a);
+  mark(a.key_file.empty() && a.secret_file.empty() ? "key fetched" : "key read");
   // Entries are created in the upper with the exact modes the kernel asks for.
   ::umask(0);
 

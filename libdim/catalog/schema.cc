@@ -175,6 +175,25 @@ CREATE TABLE pins(
   PRIMARY KEY(image_id, node)
 ) WITHOUT ROWID;
 )sql"},
+      // 6: node keys. cluster_node_keys is part of the node registry (copied to
+      // second-level servers): the key generation of every node `dimctl node
+      // rekey` moved on (absent: 0). Its rows outlive the node's removal, so a
+      // node registered again never gets a retired key back. boot_enrolments
+      // is this server's own: which key generation it handed out once to whom
+      // (imaged's boot_keys = enrol).
+      {6, R"sql(
+CREATE TABLE cluster_node_keys(
+  node TEXT PRIMARY KEY,
+  generation INTEGER NOT NULL CHECK (generation > 0)
+);
+CREATE TABLE boot_enrolments(
+  node TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  peer TEXT NOT NULL,
+  enrolled_ns INTEGER NOT NULL,
+  PRIMARY KEY(node, generation)
+);
+)sql"},
   };
   return kMigrations;
 }

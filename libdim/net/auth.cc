@@ -171,8 +171,35 @@ Status CreateSecretFile(const std::string& path) {
   return Status::Ok();
 }
 
-std::string NodeKey(const Secret& site, const std::string& node) {
-  return Hmac(site.key, "node:" + node);
+std::string NodeKey(const Secret& site, const std::string& node, int64_t generation) {
+  if (generation == 0) return Hmac(site.key, "node:" + node);
+  return Hmac(site.key, "node:" + node + "\n" + std::to_string(generation));
+}
+
+std::string KeyToHex(const std::string& raw_key) {
+  return HexOf(reinterpret_cast<const unsigned char*>(raw_key.data()), raw_key.size());
+}
+
+Result<std::string> KeyFromHex(std::string_view text) {
+  if (text.ends_with('\n')) text.remove_suffix(1);
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (text.size() != 64)
+    return Status::InvalidArgument("a node key is 64 lower-case hex digits, not " +
+                                   std::to_string(text.size()) + " characters");
+  std::string key(32, '\0');
+  for (size_t i = 0; i < 32; ++i) {
+    const int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      OPENSSL_cleanse(key.data(), key.size());
+      return Status::InvalidArgument("a node key is 64 lower-case hex digits; found another character");
+    }
+    key[i] = static_cast<char>(hi << 4 | lo);
+  }
+  return key;
 }
 
 namespace {
@@ -213,8 +240,9 @@ Status BodyMismatch(const std::string& identity) {
                                   "(altered on the way, or a client bug)");
 }
 
-Result<Claim> VerifyHeader(const Secret& site, const std::string& header,
-                           const std::string& method, const std::string& path_and_query,
+Result<Claim> VerifyHeader(const Secret& site, const KeyGenerations& generations,
+                           const std::string& header, const std::string& method,
+                           const std::string& path_and_query,
                            int64_t now_unix) {
   static const std::string kForm =
       "; expected \"<server:NAME|node:NAME> <unix-time> <64 hex digits: body SHA-256> "
@@ -311,18 +339,28 @@ Result<Claim> VerifyHeader(const Secret& site, const std::string& header,
                                     " s is accepted): check NTP on both hosts");
   }
 
-  const std::string key = is_node ? NodeKey(site, std::string(name)) : site.key;
+  std::string key = site.key;
+  if (is_node) {
+    const std::string node(name);
+    DIM_ASSIGN_OR_RETURN(int64_t generation, generations.Of(node));
+    key = NodeKey(site, node, generation);
+  }
   const std::string expected = SignDigest(key, who, method, path_and_query, t, declared.Hex());
   if (CRYPTO_memcmp(expected.data(), mac.data(), expected.size()) != 0)
-    return Status::PermissionDenied("bad signature from " + who +
-                                    ": wrong secret? (or the request was altered on the way)");
+    return Status::PermissionDenied(
+        "bad signature from " + who +
+        (is_node ? ": wrong key? (a key retired by `dimctl node rekey` is refused: reboot the "
+                   "node to fetch its new one; or the request was altered on the way)"
+                 : ": wrong secret? (or the request was altered on the way)"));
   return Claim{who, declared};
 }
 
-Result<std::string> Verify(const Secret& site, const std::string& header, const std::string& method,
+Result<std::string> Verify(const Secret& site, const KeyGenerations& generations,
+                           const std::string& header, const std::string& method,
                            const std::string& path_and_query, const std::string& body,
                            int64_t now_unix) {
-  DIM_ASSIGN_OR_RETURN(Claim claim, VerifyHeader(site, header, method, path_and_query, now_unix));
+  DIM_ASSIGN_OR_RETURN(Claim claim,
+                       VerifyHeader(site, generations, header, method, path_and_query, now_unix));
   if (Sha256Of(body) != claim.body_sha256) return BodyMismatch(claim.identity);
   return std::move(claim.identity);
 }

@@ -103,6 +103,40 @@ bool WaitFor(int fd, short events, Clock::time_point deadline, short* revents) {
   }
 }
 
+// Binds a local port below 1024 (privileged_source_port): only root, or a
+// holder of CAP_NET_BIND_SERVICE, can, which is what imaged's key endpoint
+// relies on. Tries up to 64 ports from a varying start in 600-1023, as
+// bindresvport does; a port still held (TIME_WAIT of a previous fetch) is busy.
+Status BindPrivilegedPort(int fd, int family) {
+  constexpr unsigned kFirst = 600, kCount = 1024 - kFirst;
+  unsigned start = static_cast<unsigned>(Clock::now().time_since_epoch().count() / 1000);
+  for (unsigned i = 0; i < 64; i++) {
+    const uint16_t port = static_cast<uint16_t>(kFirst + (start + i * 37) % kCount);
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (family == AF_INET6) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      in6->sin6_family = AF_INET6;
+      in6->sin6_addr = in6addr_any;
+      in6->sin6_port = htons(port);
+      len = sizeof *in6;
+    } else {
+      auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+      in->sin_family = AF_INET;
+      in->sin_addr.s_addr = htonl(INADDR_ANY);
+      in->sin_port = htons(port);
+      len = sizeof *in;
+    }
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0) return Status::Ok();
+    if (errno == EACCES || errno == EPERM) {
+      return Status::PermissionDenied("binding a source port below 1024 needs root (or "
+                                      "CAP_NET_BIND_SERVICE)");
+    }
+    if (errno != EADDRINUSE) return PosixError("bind a source port below 1024");
+  }
+  return Status::Busy("no free source port below 1024 after 64 tries; try again in a minute");
+}
+
 class SocketClient final : public Client {
  public:
   explicit SocketClient(ClientOptions opts) : opts_(opts) {}
@@ -204,6 +238,10 @@ class SocketClient final : public Client {
       (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
       (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
       (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+      if (opts_.privileged_source_port) {
+        Status bound = BindPrivilegedPort(fd.get(), ai->ai_family);
+        if (!bound.ok()) return bound.Annotate("connect to " + u.authority);
+      }
       if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS) {
           last = std::strerror(errno);

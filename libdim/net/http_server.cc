@@ -141,19 +141,23 @@ bool ValidHeader(const std::string& name, const std::string& value) {
   return true;
 }
 
-std::string FormatPeer(const sockaddr* sa) {
+// Fills req->peer, peer_host and peer_port from the connection's address.
+void SetPeer(const sockaddr* sa, Request* req) {
   char host[INET6_ADDRSTRLEN] = "";
   if (sa->sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof host)) return "";
-    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
-  }
-  if (sa->sa_family == AF_INET6) {
+    if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof host)) return;
+    req->peer_host = host;
+    req->peer_port = ntohs(in->sin_port);
+    req->peer = req->peer_host + ":" + std::to_string(req->peer_port);
+  } else if (sa->sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host)) return "";
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host)) return;
+    req->peer_port = ntohs(in6->sin6_port);
+    req->peer = "[" + std::string(host) + "]:" + std::to_string(req->peer_port);
+    std::string h = host;
+    req->peer_host = h.starts_with("::ffff:") && h.find('.') != std::string::npos ? h.substr(7) : h;
   }
-  return "";
 }
 
 struct MhdResponseDeleter {
@@ -319,7 +323,7 @@ bool FillRequest(MHD_Connection* conn, const char* url, const char* method, Requ
     if (!inserted) it->second += ", " + v;  // repeated fields combine (RFC 9110 5.3)
   }
   const MHD_ConnectionInfo* ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci != nullptr && ci->client_addr != nullptr) req->peer = FormatPeer(ci->client_addr);
+  if (ci != nullptr && ci->client_addr != nullptr) SetPeer(ci->client_addr, req);
   return true;
 }
 

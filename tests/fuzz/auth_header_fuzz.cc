@@ -4,7 +4,9 @@
 // accepts once they are signed with the right key.
 //
 // Input: the whole input is tried as a header; then, when it has no space,
-// as an identity signed with the key that identity should use.
+// as an identity signed with the key that identity should use. It is also
+// decoded as a node key in hex (the key endpoint's body, --key-file), which
+// must round-trip exactly when accepted.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -51,26 +53,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
 
   // Nobody but the key holder can produce a valid signature, so no input may pass.
-  auto r = dim::auth::Verify(site, input, "GET", "/v1/x", "", kNow);
+  auto r = dim::auth::Verify(site, dim::auth::NoRekeys(), input, "GET", "/v1/x", "", kNow);
   if (r.ok()) Fail("accepted an unsigned header: " + input);
   if (r.status().code() != dim::Code::kPermissionDenied) Fail("non-PermissionDenied rejection");
-  if (dim::auth::VerifyHeader(site, input, "POST", "/v1/x", kNow).ok())
+  if (dim::auth::VerifyHeader(site, dim::auth::NoRekeys(), input, "POST", "/v1/x", kNow).ok())
     Fail("VerifyHeader accepted an unsigned header: " + input);
+
+  if (auto key = dim::auth::KeyFromHex(input); key.ok()) {
+    std::string text = input;
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (key->size() != 32 || dim::auth::KeyToHex(*key) != text) Fail("key hex does not round-trip: " + input);
+  }
 
   if (input.find(' ') != std::string::npos) return 0;
   const bool node = input.compare(0, 5, "node:") == 0;
   const std::string key = node ? dim::auth::NodeKey(site, input.substr(5)) : site.key;
   const int64_t when = kNow - 299 + static_cast<int64_t>(size % 599);
   const std::string header = dim::auth::Header(key, input, "POST", "/v1/y?z", when, input);
-  auto v = dim::auth::Verify(site, header, "POST", "/v1/y?z", input, kNow);
+  auto v = dim::auth::Verify(site, dim::auth::NoRekeys(), header, "POST", "/v1/y?z", input, kNow);
   if (v.ok() != ReferenceValidId(input))
     Fail("identity \"" + input + "\": Verify says " + (v.ok() ? "ok" : v.status().message()));
   if (v.ok() && *v != input) Fail("Verify returned another identity");
-  auto claim = dim::auth::VerifyHeader(site, header, "POST", "/v1/y?z", kNow);
+  auto claim = dim::auth::VerifyHeader(site, dim::auth::NoRekeys(), header, "POST", "/v1/y?z", kNow);
   if (claim.ok() != v.ok()) Fail("VerifyHeader and Verify disagree on \"" + input + "\"");
   if (claim.ok() && claim->body_sha256 != dim::Sha256Of(input)) Fail("declared hash is not the body's");
   // The same header must not verify for another body.
-  if (dim::auth::Verify(site, header, "POST", "/v1/y?z", input + "x", kNow).ok())
+  if (dim::auth::Verify(site, dim::auth::NoRekeys(), header, "POST", "/v1/y?z", input + "x", kNow).ok())
     Fail("signature ignores the body");
   return 0;
 }

@@ -24,17 +24,25 @@ boot_requirements() {
 }
 
 # make_master DIR MARKER: a busybox root whose /sbin/init prints a marker,
-# writes /root/boot-proof and /var/lib/dim-test/last-boot (persistent paths,
-# mirrored to the node's overlay on the server), syncs and powers off.
+# runs the shell fragment in file $BOOT_INIT_EXTRA if set (as root, with the
+# program $BOOT_MASTER_BIN, if set, copied to /bin), writes
+# /root/boot-proof and /var/lib/dim-test/last-boot (persistent paths,
+# mirrored to the node's overlay on the server), syncs and powers off. Users
+# alice (1000) and bob (1001) exist for fragments that drop privileges.
 make_master() {
   local d=$1
-  mkdir -p "$d"/{bin,sbin,etc,proc,sys,dev,run,tmp,root,var/lib}
+  mkdir -p "$d"/{bin,sbin,etc,proc,sys,dev,run,tmp,root,var/lib,home}
+  chmod 700 "$d/root"
   cp /bin/busybox "$d/bin/busybox"
   ln -s busybox "$d/bin/sh"
+  [[ -z ${BOOT_MASTER_BIN:-} ]] || cp "$BOOT_MASTER_BIN" "$d/bin/"
+  printf 'root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:alice:/home/alice:/bin/sh\nbob:x:1001:1001:bob:/home/bob:/bin/sh\n' > "$d/etc/passwd"
+  printf 'root:x:0:\nalice:x:1000:\nbob:x:1001:\n' > "$d/etc/group"
   cat > "$d/sbin/init" <<INIT
 #!/bin/busybox sh
 export PATH=/bin
 busybox echo "dim-test: $2 init runs as pid \$\$ on node \$(busybox cat /etc/hostname)"
+$(cat "${BOOT_INIT_EXTRA:-/dev/null}")
 busybox echo "booted $2 \$(busybox cat /proc/uptime)" >> /root/boot-proof
 busybox mkdir -p /var/lib/dim-test && busybox date > /var/lib/dim-test/last-boot
 busybox sync /root/boot-proof /var/lib/dim-test/last-boot

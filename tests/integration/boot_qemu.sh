@@ -4,14 +4,18 @@
 # 10.0.2.2), its root served by imaged from a master imported with dimctl.
 #   * imaged serves the kernel and initrd (GET /v1/boot/files/NAME) and the
 #     node's iPXE script (/v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC),
-#     generated from the registry with the node's key; an unknown MAC gets a
-#     script that says so;
+#     generated from the registry, without the node's key; an unknown MAC
+#     gets a script that says so;
+#   * rootfs-fuse fetches the node's key from /v1/boot/nodes/NODE/key (qemu's
+#     user network rewrites addresses and ports, so imaged runs with
+#     boot_keys = any here; boot_pxe.sh proves the real checks);
 #   * qemu boots the kernel and initrd fetched from imaged with the kernel
 #     line of that script; the master's /sbin/init (a busybox script) prints a
 #     marker, writes /root/boot-proof, syncs and powers off; the file is in the
 #     node's overlay on the server ($DIM_ROOT/nodes/NODE/upper/root/);
 #   * `dimctl node set-image` switches the node to another image: its script
-#     names it, and the next boot runs that image's init;
+#     names it, and the next boot runs that image's init; before it, `dimctl
+#     node rekey` retires the node's key: the second boot mounts with the new one;
 #   * linuxrc's timing marks (start -> exec /sbin/init) are printed.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,8 +31,8 @@ node=$BOOT_NODE mac=$BOOT_MAC
 log "store, images, registry, boot files"
 boot_store 10.0.2.0/24 10.0.2.15 10.0.2.2 "http://10.0.2.2:$port"
 "$DIMCTL" boot list | grep -q '^initrd-dim.img' || die "boot list lacks initrd-dim.img: $("$DIMCTL" boot list)"
-# The guest reaches 127.0.0.1 as 10.0.2.2, but imaged sees 127.0.0.1: hand
-# the key to any address.
+# The guest reaches 127.0.0.1 as 10.0.2.2, but imaged sees 127.0.0.1 and a
+# port qemu chose: hand the key to any address and port.
 start_imaged "127.0.0.1:$port" "boot_keys = any"
 "$DIMCTL" push tiny > /dev/null
 "$DIMCTL" push tiny2 > /dev/null
@@ -48,7 +52,9 @@ key=$("$DIMCTL" node key "$node")
 [[ $key =~ ^[0-9a-f]{64}$ ]] || die "dimctl node key printed '$key'"
 assert_file_contains "$TEST_TMP/node.ipxe" "#!ipxe"
 assert_file_contains "$TEST_TMP/node.ipxe" "kernel http://10.0.2.2:$port/v1/boot/files/vmlinuz-cloud initrd=initrd-dim.img dim.server=http://10.0.2.2:$port dim.image=tiny dim.node=$node "
-assert_file_contains "$TEST_TMP/node.ipxe" " dim.key=$key "
+grep -q 'dim.key' "$TEST_TMP/node.ipxe" && die "the iPXE script carries dim.key="
+grep -qF "$key" "$TEST_TMP/node.ipxe" && die "the iPXE script carries the node's key"
+[[ $(curl -fsS "$url/v1/boot/nodes/$node/key") == "$key" ]] || die "the key endpoint does not give dimctl node key's key"
 assert_file_contains "$TEST_TMP/node.ipxe" "initrd http://10.0.2.2:$port/v1/boot/files/initrd-dim.img"
 curl -fsS "$url/v1/boot/ipxe?mac=52:54:00:00:00:01" > "$TEST_TMP/unknown.ipxe" || die "GET unknown MAC failed"
 assert_file_contains "$TEST_TMP/unknown.ipxe" "echo dim: cannot boot this machine: no node with MAC 52:54:00:00:00:01 is registered on image server host"
@@ -88,6 +94,17 @@ assert_file_contains "$TEST_TMP/set.out" "$node: tiny -> tiny2"
 expect_fail "$DIMCTL" node set-image "$node" nosuchimage
 expect_stderr_contains "image 'nosuchimage' is not in the store"
 "$DIMCTL" node provision "$node" > /dev/null
+"$DIMCTL" node rekey "$node" > "$TEST_TMP/rekey.out"
+assert_file_contains "$TEST_TMP/rekey.out" "$node: key generation 0 -> 1"
+new_key=$("$DIMCTL" node key "$node")
+[[ $new_key =~ ^[0-9a-f]{64}$ && $new_key != "$key" ]] || die "dimctl node key after rekey printed '$new_key' (before: $key)"
+[[ $(curl -fsS "$url/v1/boot/nodes/$node/key") == "$new_key" ]] || die "the key endpoint does not give the new key"
+# The old key no longer signs: a manual mount with it is refused.
+printf '%s\n' "$key" > "$TEST_TMP/old.key"
+mkdir -p "$TEST_TMP/oldkey-mnt"
+expect_fail timeout 30 "$BOOT_FUSE" --key-file "$TEST_TMP/old.key" --upper-on-disk --cache "$TEST_TMP/oldkey-cache" \
+  "$url" tiny2 "$node" "$TEST_TMP/oldkey-mnt"
+expect_stderr_contains "refuses its key"
 boot second
 assert_file_contains "$TEST_TMP/second.ipxe" "dim.image=tiny2 dim.node=$node"
 check_boot second tiny2

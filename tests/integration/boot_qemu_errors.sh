@@ -6,7 +6,8 @@
 #                                node named by DHCP, and a normal boot whose
 #                                timing marks are printed; rootfs-fuse is the
 #                                stand-in unless DIM_ROOTFS_FUSE names the real one
-#   boot_qemu_errors.sh node     an unknown node against a real imaged: needs the
+#   boot_qemu_errors.sh node     an unknown node, and a registered one whose key
+#                                imaged refuses behind NAT, against a real imaged: needs the
 #                                real rootfs-fuse (DIM_ROOTFS_FUSE or
 #                                build/rootfs-fuse/rootfs-fuse), else skipped (77)
 # Every qemu run has a hard timeout; the console text is matched, and
@@ -83,22 +84,40 @@ if [[ $mode == node ]]; then
   cp /bin/busybox "$TEST_TMP/master/sbin/init"
   "$DIMCTL" --root "$TEST_TMP/top" image import deb "$TEST_TMP/master" -m v1 > /dev/null
   "$DIMCTL" --root "$TEST_TMP/top" push deb --server "http://127.0.0.1:$port" --secret "$TEST_TMP/secret" > /dev/null
-  # A valid key for a node the server has no overlay for: rootfs-fuse names it unknown.
-  key=$("$DIMCTL" --root "$TEST_TMP/top" node key nosuchnode --any --secret "$TEST_TMP/secret")
-  boot unknown-node "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=nosuchnode dim.key=$key dim.timeout=10"
+  # rootfs-fuse asks for the key of a node the server does not know: it names it unknown.
+  boot unknown-node "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=nosuchnode dim.timeout=10"
   console_has unknown-node "dim: FATAL: node nosuchnode unknown to the server http://10.0.2.2:$port"
+  console_has unknown-node "node nosuchnode is not registered on http://10.0.2.2:$port"
   console_has unknown-node "powering off (dim.panic)"
   console_lacks unknown-node "exec /sbin/init"
+  # A registered node behind qemu's NAT: imaged (boot_keys = node-address)
+  # sees 127.0.0.1 and an unprivileged port, refuses the key and logs it.
+  cat > "$TEST_TMP/cluster.xml" <<XML
+<site name="q" domain="q.test" image="deb" server="top">
+  <networks><network name="boot" subnet="10.0.2.0/24" gateway="10.0.2.2" node-base="10.0.2.15"/></networks>
+  <images><image name="deb" kernel="vmlinuz" initrd="initrd.img"/></images>
+  <servers><server name="top" role="top" network="boot" address="10.0.2.2" boot-url="http://10.0.2.2:$port"/></servers>
+  <nodes><node name="n1"><interface network="boot" mac="52:54:00:12:34:56" ip="10.0.2.15"/></node></nodes>
+</site>
+XML
+  "$DIMCTL" --root "$TEST_TMP/top" cluster apply "$TEST_TMP/cluster.xml" --yes > /dev/null
+  boot refused "dim.server=http://10.0.2.2:$port dim.image=deb dim.node=n1 dim.timeout=10"
+  console_has refused "dim: FATAL: the server http://10.0.2.2:$port refuses node n1 its key"
+  console_has refused "not one of the node's registered addresses"
+  console_lacks refused "exec /sbin/init"
+  grep -q "imaged: refusing node n1's key to 127.0.0.1:" "$TEST_TMP/top.log" || die "imaged did not log the refusal: $(cat "$TEST_TMP/top.log")"
   exit 0
 fi
 
 closed=$(free_port)  # nothing listens there: the guest's connection is refused
 closed2=$(free_port)
 
+# dim.key= is no longer read (the key is fetched from the server): a warning.
 boot params "dim.server=ftp://somewhere dim.node=r01c1n01 dim.key=xyz dim.timeout=soon"
 console_has params "dim: FATAL: missing dim.image= on the kernel command line"
 console_has params "dim: FATAL: bad dim.server=ftp://somewhere (expected http://HOST[:PORT])"
-console_has params "dim: FATAL: bad dim.key= (hexadecimal digits expected)"
+console_has params "dim: warning: dim.key= is ignored: rootfs-fuse fetches the node's key from the image server now"
+console_lacks params "bad dim.key="
 console_has params "dim: FATAL: bad dim.timeout=soon"
 console_has params "dim: FATAL: bad boot parameters (see above)"
 console_has params "powering off (dim.panic)"

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <sys/stat.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@ namespace {
 using dim::Code;
 using dim::auth::Header;
 using dim::auth::NodeKey;
+using dim::auth::NoRekeys;
 using dim::auth::Secret;
 using dim::auth::Sign;
 using dim::auth::Verify;
@@ -84,7 +86,7 @@ TEST_CASE("auth: the header alone proves the signer and declares the body's hash
   const Secret site = TestSecret();
   const std::string body(5000, 'b');
   const std::string h = Header(site.key, "server:a", "POST", "/v1/objects/batch", kNow, body);
-  auto claim = dim::auth::VerifyHeader(site, h, "POST", "/v1/objects/batch", kNow);
+  auto claim = dim::auth::VerifyHeader(site, NoRekeys(), h, "POST", "/v1/objects/batch", kNow);
   REQUIRE_MESSAGE(claim.ok(), claim.status().ToString());
   CHECK(claim->identity == "server:a");
   CHECK(claim->body_sha256 == dim::Sha256Of(body));
@@ -92,42 +94,42 @@ TEST_CASE("auth: the header alone proves the signer and declares the body's hash
   std::string forged = h;
   const size_t at = forged.find(' ', forged.find(' ') + 1) + 1;
   forged[at] = forged[at] == '0' ? '1' : '0';
-  CheckDenied(dim::auth::VerifyHeader(site, forged, "POST", "/v1/objects/batch", kNow),
+  CheckDenied(dim::auth::VerifyHeader(site, NoRekeys(), forged, "POST", "/v1/objects/batch", kNow),
               "bad signature");
   // A body other than the declared one is refused, naming the signer.
-  CheckDenied(Verify(site, h, "POST", "/v1/objects/batch", body + "x", kNow),
+  CheckDenied(Verify(site, NoRekeys(), h, "POST", "/v1/objects/batch", body + "x", kNow),
               "body of this request from server:a does not have the SHA-256");
   // Older clients' three fields claim an empty body.
   const std::string sig = Sign(site.key, "server:a", "GET", "/p", kNow, "");
   const std::string old = "server:a " + std::to_string(kNow) + " " + sig;
-  auto old_claim = dim::auth::VerifyHeader(site, old, "GET", "/p", kNow);
+  auto old_claim = dim::auth::VerifyHeader(site, NoRekeys(), old, "GET", "/p", kNow);
   REQUIRE(old_claim.ok());
   CHECK(old_claim->body_sha256 == dim::Sha256Of(""));
-  CheckDenied(Verify(site, old, "GET", "/p", "x", kNow), "does not have the SHA-256");
+  CheckDenied(Verify(site, NoRekeys(), old, "GET", "/p", "x", kNow), "does not have the SHA-256");
   // The declared hash has the same strict spelling as the MAC.
   std::string upper = h;
   for (size_t i = at; i < at + 64; i++)
     upper[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(upper[i])));
-  if (upper != h) CheckDenied(dim::auth::VerifyHeader(site, upper, "POST", "/v1/objects/batch", kNow), "body hash");
-  CheckDenied(dim::auth::VerifyHeader(site, h + " x", "POST", "/v1/objects/batch", kNow),
+  if (upper != h) CheckDenied(dim::auth::VerifyHeader(site, NoRekeys(), upper, "POST", "/v1/objects/batch", kNow), "body hash");
+  CheckDenied(dim::auth::VerifyHeader(site, NoRekeys(), h + " x", "POST", "/v1/objects/batch", kNow),
               "more than four fields");
 }
 
 TEST_CASE("auth: sign/verify round trip for servers and nodes") {
   const Secret site = TestSecret();
   const std::string h = Header(site.key, "server:img-1.site", "GET", "/v1/images", kNow, "");
-  auto r = Verify(site, h, "GET", "/v1/images", "", kNow);
+  auto r = Verify(site, NoRekeys(), h, "GET", "/v1/images", "", kNow);
   REQUIRE_MESSAGE(r.ok(), r.status().ToString());
   CHECK(*r == "server:img-1.site");
 
   const std::string nk = NodeKey(site, "rack1:n_07");
   const std::string body(1000, '\0');
-  auto n = Verify(site, Header(nk, "node:rack1:n_07", "POST", "/v1/report?a=b", kNow - 300, body),
+  auto n = Verify(site, NoRekeys(), Header(nk, "node:rack1:n_07", "POST", "/v1/report?a=b", kNow - 300, body),
                   "POST", "/v1/report?a=b", body, kNow);
   REQUIRE_MESSAGE(n.ok(), n.status().ToString());
   CHECK(*n == "node:rack1:n_07");
   // +-300 s is the edge that is still accepted.
-  CHECK(Verify(site, Header(site.key, "server:a", "GET", "/", kNow + 300, ""), "GET", "/", "", kNow)
+  CHECK(Verify(site, NoRekeys(), Header(site.key, "server:a", "GET", "/", kNow + 300, ""), "GET", "/", "", kNow)
             .ok());
 }
 
@@ -135,7 +137,7 @@ TEST_CASE("auth: Verify rejects each kind of bad header and says why") {
   const Secret site = TestSecret();
   const std::string sig = Sign(site.key, "server:a", "GET", "/p", kNow, "");
   const std::string t = std::to_string(kNow);
-  auto verify = [&](const std::string& h) { return Verify(site, h, "GET", "/p", "", kNow); };
+  auto verify = [&](const std::string& h) { return Verify(site, NoRekeys(), h, "GET", "/p", "", kNow); };
 
   CheckDenied(verify(""), "missing X-Dim-Auth header");
   CheckDenied(verify("server:a " + t), "malformed");
@@ -163,34 +165,34 @@ TEST_CASE("auth: Verify rejects each kind of bad header and says why") {
   if (upper != sig) CheckDenied(verify("server:a " + t + " " + upper), "hex");
 
   // Clock skew either way, with the amount in the message.
-  auto late = Verify(site, Header(site.key, "server:a", "GET", "/p", kNow - 301, ""), "GET", "/p",
+  auto late = Verify(site, NoRekeys(), Header(site.key, "server:a", "GET", "/p", kNow - 301, ""), "GET", "/p",
                      "", kNow);
   CheckDenied(late, "clock skew of 301 s");
   CheckDenied(late, "check NTP");
-  CheckDenied(Verify(site, Header(site.key, "server:a", "GET", "/p", kNow + 5000, ""), "GET", "/p",
+  CheckDenied(Verify(site, NoRekeys(), Header(site.key, "server:a", "GET", "/p", kNow + 5000, ""), "GET", "/p",
                      "", kNow),
               "clock skew of 5000 s");
-  CheckDenied(Verify(site, "server:a 9223372036854775807 " + sig, "GET", "/p", "", INT64_MIN),
+  CheckDenied(Verify(site, NoRekeys(), "server:a 9223372036854775807 " + sig, "GET", "/p", "", INT64_MIN),
               "clock skew");
 
   // Anything signed differently from what arrived.
   const std::string h = Header(site.key, "server:a", "GET", "/p", kNow, "body");
-  CHECK(Verify(site, h, "GET", "/p", "body", kNow).ok());
-  CheckDenied(Verify(site, h, "POST", "/p", "body", kNow), "bad signature");
-  CheckDenied(Verify(site, h, "GET", "/p?x=1", "body", kNow), "bad signature");
-  CheckDenied(Verify(site, h, "GET", "/p", "bodY", kNow), "does not have the SHA-256");
-  CheckDenied(Verify(site, "server:b" + h.substr(8), "GET", "/p", "body", kNow), "bad signature");
-  CheckDenied(Verify(site, "server:a " + std::to_string(kNow + 1) + h.substr(8 + 1 + t.size()),
+  CHECK(Verify(site, NoRekeys(), h, "GET", "/p", "body", kNow).ok());
+  CheckDenied(Verify(site, NoRekeys(), h, "POST", "/p", "body", kNow), "bad signature");
+  CheckDenied(Verify(site, NoRekeys(), h, "GET", "/p?x=1", "body", kNow), "bad signature");
+  CheckDenied(Verify(site, NoRekeys(), h, "GET", "/p", "bodY", kNow), "does not have the SHA-256");
+  CheckDenied(Verify(site, NoRekeys(), "server:b" + h.substr(8), "GET", "/p", "body", kNow), "bad signature");
+  CheckDenied(Verify(site, NoRekeys(), "server:a " + std::to_string(kNow + 1) + h.substr(8 + 1 + t.size()),
                      "GET", "/p", "body", kNow),
               "wrong secret?");
   Secret other = site;
   other.key[0] ^= 1;
-  CheckDenied(Verify(other, h, "GET", "/p", "body", kNow), "bad signature");
+  CheckDenied(Verify(other, NoRekeys(), h, "GET", "/p", "body", kNow), "bad signature");
 
   // No message repeats the secret or the presented signature.
   for (const auto& r :
        std::vector<dim::Result<std::string>>{verify(""), verify("server:a " + t + " " + sig + "x"),
-                                             Verify(other, h, "GET", "/p", "body", kNow)}) {
+                                             Verify(other, NoRekeys(), h, "GET", "/p", "body", kNow)}) {
     CHECK(r.status().message().find(sig) == std::string::npos);
     CHECK(r.status().message().find(h.substr(h.rfind(' ') + 1)) == std::string::npos);
     CHECK(r.status().message().find(Hex(site.key)) == std::string::npos);
@@ -201,7 +203,7 @@ TEST_CASE("auth: Verify rejects each kind of bad header and says why") {
   Secret weak;
   weak.key = "short";
   CheckDenied(
-      Verify(weak, Header(weak.key, "server:a", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
+      Verify(weak, NoRekeys(), Header(weak.key, "server:a", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
       "shorter than 32 bytes");
 }
 
@@ -211,17 +213,64 @@ TEST_CASE("auth: a node key signs only as that node") {
   CHECK(n1.size() == 32);
   CHECK(n1 != NodeKey(site, "n2"));
   CHECK(n1 != site.key);
-  CHECK(Verify(site, Header(n1, "node:n1", "GET", "/p", kNow, ""), "GET", "/p", "", kNow).ok());
-  CheckDenied(Verify(site, Header(n1, "node:n2", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
+  CHECK(Verify(site, NoRekeys(), Header(n1, "node:n1", "GET", "/p", kNow, ""), "GET", "/p", "", kNow).ok());
+  CheckDenied(Verify(site, NoRekeys(), Header(n1, "node:n2", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
               "bad signature from node:n2");
-  CheckDenied(Verify(site, Header(n1, "server:n1", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
+  CheckDenied(Verify(site, NoRekeys(), Header(n1, "server:n1", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
               "bad signature from server:n1");
-  CheckDenied(Verify(site, Header(n1, "server:img", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
+  CheckDenied(Verify(site, NoRekeys(), Header(n1, "server:img", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
               "bad signature");
   // The site key is not a node key either: nodes verify with their derived key.
   CheckDenied(
-      Verify(site, Header(site.key, "node:n1", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
+      Verify(site, NoRekeys(), Header(site.key, "node:n1", "GET", "/p", kNow, ""), "GET", "/p", "", kNow),
       "bad signature");
+}
+
+namespace {
+
+// A registry stand-in for Verify: a node's generation from a map.
+class MapGenerations final : public dim::auth::KeyGenerations {
+ public:
+  std::map<std::string, int64_t> gen;
+  dim::Result<int64_t> Of(const std::string& node) const override {
+    auto it = gen.find(node);
+    return it == gen.end() ? int64_t{0} : it->second;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("auth: a rekeyed node signs with its new key; the old one is refused") {
+  const Secret site = TestSecret();
+  // Generation 0 keeps the original derivation, so existing setups go on working.
+  CHECK(NodeKey(site, "n1", 0) == RawHmac(site.key, "node:n1"));
+  CHECK(NodeKey(site, "n1", 2) == RawHmac(site.key, std::string("node:n1\n2")));
+  CHECK(NodeKey(site, "n1", 1) != NodeKey(site, "n1", 2));
+  MapGenerations gens;
+  gens.gen["n1"] = 2;
+  auto sign = [&](int64_t g) { return Header(NodeKey(site, "n1", g), "node:n1", "GET", "/p", kNow, ""); };
+  CHECK(Verify(site, gens, sign(2), "GET", "/p", "", kNow).ok());
+  for (int64_t old : {0, 1}) {
+    auto r = Verify(site, gens, sign(old), "GET", "/p", "", kNow);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kPermissionDenied);
+    CHECK(r.status().message().find("dimctl node rekey") != std::string::npos);
+  }
+  // Other nodes are unaffected; servers never consult generations.
+  CHECK(Verify(site, gens, Header(NodeKey(site, "n2"), "node:n2", "GET", "/p", kNow, ""), "GET", "/p", "", kNow).ok());
+  CHECK(Verify(site, gens, Header(site.key, "server:a", "GET", "/p", kNow, ""), "GET", "/p", "", kNow).ok());
+}
+
+TEST_CASE("auth: keys as hex: exactly 64 lower-case digits, one newline at most") {
+  const std::string raw = NodeKey(TestSecret(), "n1");
+  const std::string hex = dim::auth::KeyToHex(raw);
+  CHECK(hex.size() == 64);
+  CHECK(*dim::auth::KeyFromHex(hex) == raw);
+  CHECK(*dim::auth::KeyFromHex(hex + "\n") == raw);
+  for (const std::string& bad : {hex + "\n\n", hex.substr(1), hex + "0", std::string(63, 'a') + "G",
+                                 std::string(63, 'a') + "A", std::string(64, ' '), std::string()}) {
+    CHECK_FALSE(dim::auth::KeyFromHex(bad).ok());
+  }
 }
 
 TEST_CASE("auth: secret files: mode, length, creation without overwrite") {

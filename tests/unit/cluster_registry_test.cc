@@ -105,6 +105,38 @@ TEST_CASE("registry: an exported registry imports identical elsewhere; damage ch
   CHECK(*Fixture().registry().Generation() == 0);
 }
 
+TEST_CASE("registry: rekey moves key generations on, travels to leaves, outlives removal") {
+  Fixture top, leaf;
+  top.Apply(SmallXml(NodeXml(1, 1) + NodeXml(1, 2)));
+  CHECK(*top.registry().KeyGeneration("r01c1n01") == 0);
+  CHECK(*top.registry().KeyGeneration("never-registered") == 0);
+  auto g = top.registry().Rekey({"r01c1n01", "r01c1n02"}, 7);
+  REQUIRE_MESSAGE(g.ok(), g.status().ToString());
+  CHECK(*g == std::vector<int64_t>{1, 1});
+  g = top.registry().Rekey({"r01c1n01"}, 8);
+  REQUIRE(g.ok());
+  CHECK(*g == std::vector<int64_t>{2});
+  // A rekey counts as an apply, so second-level servers copy the registry.
+  CHECK(*top.registry().Generation() == 3);
+  // An unregistered node changes nothing, not even the nodes before it.
+  auto bad = top.registry().Rekey({"r01c1n02", "nosuch"}, 9);
+  CHECK(bad.status().code() == Code::kNotFound);
+  CHECK(bad.status().message().find("nosuch") != std::string::npos);
+  CHECK(*top.registry().KeyGeneration("r01c1n02") == 1);
+  CHECK(*top.registry().Generation() == 3);
+
+  auto body = top.registry().Export();
+  REQUIRE(body.ok());
+  REQUIRE(leaf.registry().Import(*body).ok());
+  CHECK(*leaf.registry().KeyGeneration("r01c1n01") == 2);
+  CHECK(*leaf.registry().KeyGeneration("r01c1n02") == 1);
+
+  // Removing a node and registering it again never brings a retired key back.
+  top.Apply(SmallXml(NodeXml(1, 2)));
+  top.Apply(SmallXml(NodeXml(1, 1) + NodeXml(1, 2)));
+  CHECK(*top.registry().KeyGeneration("r01c1n01") == 2);
+}
+
 TEST_CASE("registry: an applied cluster reads back identical, and re-applying changes nothing") {
   Fixture f;
   RegistrySnapshot empty = f.Load();

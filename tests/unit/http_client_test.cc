@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -283,3 +285,46 @@ TEST_CASE("http client: URLs it refuses, and IPv6 literals") {
 }
 
 }  // namespace
+
+TEST_CASE("http client and server: a privileged source port reaches the handler as the peer's port") {
+  std::atomic<int> last_port{0};
+  std::string last_host;
+  std::mutex mu;
+  auto server = dim::http::Server::Start({}, [&](const dim::http::Request& req) {
+    last_port = req.peer_port;
+    std::lock_guard<std::mutex> l(mu);
+    last_host = req.peer_host;
+    return dim::http::Response::Json(200, "{}");
+  });
+  REQUIRE(server.ok());
+  const std::string url = "http://127.0.0.1:" + std::to_string((*server)->port()) + "/x";
+  auto plain = Client::Create();
+  REQUIRE(plain.ok());
+  REQUIRE((*plain)->Get(url, {}).ok());
+  CHECK(last_port >= 1024);  // an ephemeral port
+  {
+    std::lock_guard<std::mutex> l(mu);
+    CHECK(last_host == "127.0.0.1");
+  }
+  dim::http::ClientOptions opts;
+  opts.privileged_source_port = true;
+  auto root = Client::Create(opts);
+  REQUIRE(root.ok());
+  auto r = (*root)->Get(url, {});
+  if (::geteuid() != 0) {
+    // Without root the client says why instead of connecting from another port.
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message().find("needs root") != std::string::npos);
+    return;
+  }
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(last_port >= 600);
+  CHECK(last_port < 1024);
+  // Several fetches in a row each find a free port (earlier ones linger in TIME_WAIT).
+  for (int i = 0; i < 5; i++) {
+    auto again = Client::Create(opts);
+    REQUIRE(again.ok());
+    REQUIRE((*again)->Get(url, {}).ok());
+    CHECK(last_port < 1024);
+  }
+}

@@ -336,7 +336,7 @@ TEST_CASE("imaged: catalogue snapshots for starting nodes, only for schemas they
   CHECK(snap("4", schema).status == 404);  // not published
   CHECK(snap("x", schema).status == 400);
   CHECK(s.Call("GET", "/v1/images/deb/snapshot", "node:n1", "", {{"version", "2"}}).status == 400);
-  CHECK(s.Call("GET", "/v1/images/nope/snapshot", "node:n1", "", {{"version", "1"}, {"schema", "5"}}).status == 404);
+  CHECK(s.Call("GET", "/v1/images/nope/snapshot", "node:n1", "", {{"version", "1"}, {"schema", std::to_string(schema)}}).status == 404);
   // Unsigned requests are refused like every catalogue request.
   Request anon;
   anon.method = "GET";

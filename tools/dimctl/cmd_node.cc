@@ -184,8 +184,32 @@ Status Wake(Invocation& inv) {
   return Status::Ok();
 }
 
-// `node key NODE`: the key NODE signs its requests with (rootfs-fuse
-// --key-file, linuxrc's dim.key=), derived from the site secret.
+// The registered nodes that RANGE (the first argument) selects, for the
+// commands that change the registry. nodes point into snap.
+struct RegistrySelection {
+  dc::RegistrySnapshot snap;
+  std::vector<const dc::Node*> nodes;
+  std::vector<std::string> names;
+};
+
+Status SelectRegistered(const Invocation& inv, dc::Registry& registry, RegistrySelection& sel) {
+  DIM_ASSIGN_OR_RETURN(sel.snap, registry.Load());
+  if (sel.snap.cluster.nodes.empty()) {
+    return Status::NotFound(std::string(kNothingRegistered) + " (registry: " + inv.global.root + ")");
+  }
+  DIM_ASSIGN_OR_RETURN(sel.nodes, dc::SelectNodes(sel.snap.cluster, inv.args[0]));
+  if (sel.nodes.empty()) return Status::NotFound("range '" + inv.args[0] + "' selects no node");
+  for (const dc::Node* n : sel.nodes) sel.names.push_back(n->name);
+  return Status::Ok();
+}
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// `node key NODE`: the key NODE signs its requests with now (rootfs-fuse
+// --key-file), derived from the site secret and its key generation.
 Status Key(Invocation& inv) {
   std::string path = inv.get_or("secret", "");
   if (path.empty()) {
@@ -198,24 +222,52 @@ Status Key(Invocation& inv) {
           std::string::npos) {
     return Status::InvalidArgument("bad node name '" + node + "' (letters, digits, '.', '_', '-')");
   }
-  if (!inv.flag("any")) {
-    auto snap = ReadRegistry(inv);
-    if (snap.ok() && snap->registered && !snap->cluster.FindNode(node)) {
+  int64_t generation = 0;
+  if (auto store = OpenStore(inv, /*create=*/false); store.ok()) {
+    dc::Registry registry((*store)->catalog().db());
+    DIM_ASSIGN_OR_RETURN(auto snap, registry.Load());
+    if (!inv.flag("any") && snap.registered && !snap.cluster.FindNode(node)) {
       return Status::NotFound("node '" + node + "' is not registered in " + inv.global.root +
                               " (dimctl node list @all); --any prints its key anyway");
     }
+    DIM_ASSIGN_OR_RETURN(generation, registry.KeyGeneration(node));
+  } else if (store.status().code() != dim::Code::kNotFound) {
+    return store.status();
   }
   DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
-  static const char* digits = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char b : dim::auth::NodeKey(secret, node)) {
-    hex += digits[b >> 4];
-    hex += digits[b & 15];
-  }
+  const std::string hex = dim::auth::KeyToHex(dim::auth::NodeKey(secret, node, generation));
   if (inv.json()) {
-    std::cout << "{\"node\":" << JsonEscape(node) << ",\"key\":\"" << hex << "\"}\n";
+    std::cout << "{\"node\":" << JsonEscape(node) << ",\"generation\":" << generation
+              << ",\"key\":\"" << hex << "\"}\n";
   } else {
     std::cout << hex << "\n";
+  }
+  return Status::Ok();
+}
+
+// `node rekey RANGE`: retires the nodes' keys (their key generation + 1).
+Status Rekey(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
+  dc::Registry registry(store->catalog().db());
+  RegistrySelection sel;
+  DIM_RETURN_IF_ERROR(SelectRegistered(inv, registry, sel));
+  const auto& names = sel.names;
+  DIM_ASSIGN_OR_RETURN(auto generations, registry.Rekey(names, NowNs()));
+  if (inv.json()) {
+    std::cout << "[";
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::cout << (i ? "," : "") << "{\"name\":" << JsonEscape(names[i])
+                << ",\"generation\":" << generations[i] << "}";
+    }
+    std::cout << "]\n";
+  } else if (inv.global.verbosity >= 0) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::cout << names[i] << ": key generation " << generations[i] - 1 << " -> " << generations[i] << "\n";
+    }
+    std::cout << names.size() << " node key" << (names.size() == 1 ? "" : "s")
+              << " retired: this server refuses them now, second-level servers once they\n"
+              << "copied the registry (within their poll interval). Running nodes must boot again\n"
+              << "to fetch their new key (with boot_keys = enrol, each may enrol once more).\n";
   }
   return Status::Ok();
 }
@@ -229,17 +281,10 @@ Status SetImage(Invocation& inv) {
                             " (dimctl image list)");
   }
   dc::Registry registry(store->catalog().db());
-  DIM_ASSIGN_OR_RETURN(auto snap, registry.Load());
-  if (snap.cluster.nodes.empty()) {
-    return Status::NotFound(std::string(kNothingRegistered) + " (registry: " + inv.global.root + ")");
-  }
-  DIM_ASSIGN_OR_RETURN(auto nodes, dc::SelectNodes(snap.cluster, inv.args[0]));
-  if (nodes.empty()) return Status::NotFound("range '" + inv.args[0] + "' selects no node");
-  std::vector<std::string> names;
-  for (const dc::Node* n : nodes) names.push_back(n->name);
-  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
-  DIM_RETURN_IF_ERROR(registry.SetNodeImage(names, image, now));
+  RegistrySelection sel;
+  DIM_RETURN_IF_ERROR(SelectRegistered(inv, registry, sel));
+  const auto& nodes = sel.nodes;
+  DIM_RETURN_IF_ERROR(registry.SetNodeImage(sel.names, image, NowNs()));
   if (inv.json()) {
     std::cout << "[";
     for (size_t i = 0; i < nodes.size(); ++i) {
@@ -286,16 +331,27 @@ Noun NodeCommands() {
        kJsonOption},
       1, 1, Wake});
   n.verbs.push_back(Verb{
-      "key", "NODE", "Print a node's key (hex), derived from the site secret",
-      "The key the node signs its requests with: rootfs-fuse --key-file FILE reads it,\n"
-      "and imaged puts it in the node's iPXE script as dim.key= for linuxrc. It is\n"
-      "HMAC-SHA256(site secret, \"node:\" + NODE): only the node can use it, and only as\n"
-      "itself. The node must be registered, unless --any.\n\n"
-      "Example:\n  dimctl node key r01c1n01 > /run/dim/key",
+      "key", "NODE", "Print a node's current key (hex), derived from the site secret",
+      "The key the node signs its requests with: rootfs-fuse --key-file FILE reads it\n"
+      "(for manual mounts and tests; at boot rootfs-fuse fetches it from imaged). It\n"
+      "is HMAC-SHA256(site secret, \"node:\" + NODE), and after each 'node rekey'\n"
+      "HMAC-SHA256(site secret, \"node:\" + NODE + \"\\n\" + GENERATION): only the node\n"
+      "can use it, only as itself, until it is rekeyed. The node must be registered,\n"
+      "unless --any.\n\n"
+      "Example:\n  (umask 077; dimctl node key r01c1n01 > /root/r01c1n01.key)",
       {kSecretOption,
        {"any", 0, "", "print the key of a node the registry does not know"},
        kJsonOption},
       1, 1, Key});
+  n.verbs.push_back(Verb{
+      "rekey", "RANGE", "Retire nodes' keys: each gets a new one, the site secret stays",
+      ranges + "\n\nMoves each node's key generation on by one in the registry. Servers\n"
+               "refuse the old key as soon as they have the registry (this one at once,\n"
+               "second-level servers after they copied it); the node fetches its new key\n"
+               "at its next boot. With imaged's boot_keys = enrol, this is also what lets a\n"
+               "node enrol (fetch its key) once more.\n\n"
+               "Example:\n  dimctl node rekey 'r01c1n[01-04]'",
+      {kJsonOption}, 1, 1, Rekey});
   n.verbs.push_back(Verb{
       "set-image", "RANGE IMAGE", "Choose the image nodes boot next time",
       ranges + "\n\nChanges the nodes' image in the registry: their iPXE scripts\n"

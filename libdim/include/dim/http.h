@@ -22,8 +22,10 @@ struct Request {
   std::map<std::string, std::string> query;    // decoded query arguments
   std::map<std::string, std::string> headers;  // names in lower case
   std::string body;
-  std::string peer;      // "127.0.0.1:41234"
-  std::string identity;  // who signed it, set by the Admit hook; empty: nobody
+  std::string peer;       // "127.0.0.1:41234", for messages
+  std::string peer_host;  // "127.0.0.1" (an IPv4-mapped IPv6 peer as IPv4)
+  uint16_t peer_port = 0; // below 1024: only root on the peer could bind it
+  std::string identity;   // who signed it, set by the Admit hook; empty: nobody
 };
 
 struct Response {
@@ -99,6 +101,9 @@ struct ClientResponse {
 struct ClientOptions {
   long connect_timeout_ms = 3000;
   long timeout_ms = 60000;  // whole request; long-polls pass a longer one
+  // Connect from a local port below 1024 (root only): imaged hands a node its
+  // key only to such a connection from the node's address (docs/boot.md).
+  bool privileged_source_port = false;
 };
 
 // One kept-alive connection (to the last host asked), plain http:// only.

@@ -32,7 +32,7 @@ std::string GenerateIscDhcpd(const Cluster& cluster);
 std::string GenerateKea(const Cluster& cluster);
 std::string GenerateHosts(const Cluster& cluster);
 std::string GenerateEthers(const Cluster& cluster);
-// extra_args go on the kernel line (imaged adds the node's dim.key=).
+// extra_args go on the kernel line (imaged adds none: the node's key never goes there).
 std::string GenerateIpxeScript(const Cluster& cluster, const Node& node,
                                const std::string& extra_args = "");
 std::string GeneratePxelinux(const Cluster& cluster, const Node& node);

@@ -77,6 +77,15 @@ class Registry {
   Status SetNodeImage(const std::vector<std::string>& nodes, const std::string& image,
                       int64_t now_ns);
 
+  // The key generation `node` signs with now (dim/auth.h): 0 until its
+  // first rekey, registered or not.
+  Result<int64_t> KeyGeneration(const std::string& node);
+  // Moves each node's key generation on by one (`dimctl node rekey`), in one
+  // transaction that counts as an apply (generation + 1, so second-level
+  // servers copy it), and returns the new generations in order. NotFound
+  // names a node that is not registered.
+  Result<std::vector<int64_t>> Rekey(const std::vector<std::string>& nodes, int64_t now_ns);
+
   // The registry tables as one body, so second-level servers can serve boot
   // scripts for their nodes: "DIMREG1\n", then per table its name, columns
   // and rows (typed values). Import replaces this registry with such a body
