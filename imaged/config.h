@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dim/node_overlay.h"
 #include "dim/status.h"
 
 namespace imaged {
@@ -27,6 +28,8 @@ struct Config {
   // Who gets a node's key in its iPXE script (/v1/boot): only a request from
   // one of the node's registered addresses, or anyone (user-mode networks, NAT).
   enum class BootKeys { kNodeAddress, kAny } boot_keys = BootKeys::kNodeAddress;
+  // Per-node limits of its overlay on this server (0: unlimited).
+  dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };
 
 // Parses the text of a configuration file; `file` names it in errors. All
