@@ -49,9 +49,10 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
     }
     return Provision(node, req);
   }
-  auto overlay = dim::NodeOverlay::Open(root_, node);
+  auto slot = Slot(node);
+  std::lock_guard<std::mutex> l(slot->mu);
+  auto overlay = Use(*slot, node, false);
   if (!overlay.ok()) return Response::Error(overlay.status());
-  (*overlay)->set_quota(quota_);
   if (parts.size() == 4 && parts[3] == "overlay-list" && req.method == "GET") {
     return List(**overlay);
   }
@@ -65,6 +66,40 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
     return File(**overlay, path, req);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
+}
+
+std::shared_ptr<NodeApi::OpenOverlay> NodeApi::Slot(const std::string& node) {
+  std::shared_ptr<OpenOverlay> closed;  // destroyed after the lock is released
+  std::lock_guard<std::mutex> l(mu_);
+  auto& slot = open_[node];
+  if (!slot) slot = std::make_shared<OpenOverlay>();
+  slot->last_use = ++uses_;
+  std::shared_ptr<OpenOverlay> out = slot;
+  if (open_.size() > kOpenOverlays) {
+    auto victim = open_.end();
+    for (auto it = open_.begin(); it != open_.end(); ++it) {
+      // Only a slot no request holds (the map's reference is the only one).
+      if (it->second.use_count() == 1 && (victim == open_.end() || it->second->last_use < victim->second->last_use)) {
+        victim = it;
+      }
+    }
+    if (victim != open_.end()) {
+      closed = std::move(victim->second);
+      open_.erase(victim);
+    }
+  }
+  return out;
+}
+
+dim::Result<dim::NodeOverlay*> NodeApi::Use(OpenOverlay& slot, const std::string& node, bool create) {
+  if (!slot.overlay) {
+    DIM_ASSIGN_OR_RETURN(slot.overlay, create ? dim::NodeOverlay::Create(root_, node) : dim::NodeOverlay::Open(root_, node));
+  }
+  // Set per request: a previous request's policy is gone.
+  slot.overlay->set_quota(quota_);
+  slot.overlay->set_policy(nullptr);
+  slot.overlay->set_image_lookup(nullptr);
+  return slot.overlay.get();
 }
 
 Response NodeApi::List(dim::NodeOverlay& overlay) {
@@ -158,7 +193,9 @@ Response NodeApi::Provision(const std::string& node, const Request& req) {
     return Response::Error(Status::NotFound("this server has no version of image " + id.image +
                                             " yet (push it first: dimctl push " + id.image + ")"));
   }
-  auto overlay = dim::NodeOverlay::Create(root_, node);
+  auto slot = Slot(node);
+  std::lock_guard<std::mutex> l(slot->mu);
+  auto overlay = Use(*slot, node, true);
   if (!overlay.ok()) return Response::Error(overlay.status());
   auto result = (*overlay)->Provision(**store, id, img->head, *compiled);
   if (!result.ok()) return Response::Error(result.status().Annotate("node " + node));
@@ -188,8 +225,12 @@ Response NodeApi::Prefetch(const std::string& node, const Request& req) {
   if (req.method != "PUT") return BadRequest("the prefetch list takes GET or PUT");
   if (req.body.size() > (16 << 20)) return BadRequest("prefetch list larger than 16 MiB");
   // The node's directory is created by its overlay (mode 0700).
-  auto overlay = dim::NodeOverlay::Create(root_, node);
-  if (!overlay.ok()) return Response::Error(overlay.status());
+  {
+    auto slot = Slot(node);
+    std::lock_guard<std::mutex> l(slot->mu);
+    auto overlay = Use(*slot, node, true);
+    if (!overlay.ok()) return Response::Error(overlay.status());
+  }
   Status s = dim::WriteFileAtomic(env, file, req.body);
   if (!s.ok()) return Response::Error(s);
   return Response::Json(200, "{}");

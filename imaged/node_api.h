@@ -6,6 +6,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -54,11 +57,28 @@ class NodeApi {
   // Also tells the overlay the image's types, for paths only the image has.
   dim::Result<std::unique_ptr<dim::policy::PolicySet>> Policy(dim::NodeOverlay& overlay);
 
+  // A node's open overlay, used by one request at a time.
+  struct OpenOverlay {
+    std::mutex mu;
+    std::unique_ptr<dim::NodeOverlay> overlay;  // GUARDED_BY(mu); null until opened
+    uint64_t last_use = 0;                      // GUARDED_BY(NodeApi::mu_)
+  };
+  // The node's slot, locked. Overlays stay open across requests (closing an
+  // SQLite connection checkpoints its WAL, two more fsyncs per request); at
+  // most kOpenOverlays, the least recently used closed first.
+  static constexpr size_t kOpenOverlays = 256;
+  std::shared_ptr<OpenOverlay> Slot(const std::string& node);
+  // The node's overlay, opened (or created) in its locked slot.
+  dim::Result<dim::NodeOverlay*> Use(OpenOverlay& slot, const std::string& node, bool create);
+
   std::string root_;
   dim::ObjectStore* objects_;
   PolicyRules rules_;
   ImageType image_type_;
   dim::OverlayQuota quota_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<OpenOverlay>> open_;  // GUARDED_BY(mu_)
+  uint64_t uses_ = 0;                                         // GUARDED_BY(mu_)
 };
 
 }  // namespace imaged

@@ -546,10 +546,9 @@ Status NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& 
           break;
         }
         if (e.type == EntryType::kFile && same_type && e.object.IsZero()) {
-          // The same file (and its hardlinks): metadata, then size.
-          Entry meta = e;
-          meta.size = row->e.size;
-          s = t.SetInode(row->inode, meta);
+          // The same file (and its hardlinks): the row with its new size
+          // first, so the quota sees it before any byte changes.
+          s = t.SetInode(row->inode, e);
           if (s.ok()) s = CheckQuotaStep(t, e.path);
           if (s.ok()) s = t.Resize(*row, e.size);
           break;
@@ -824,10 +823,11 @@ Result<ProvisionResult> NodeOverlay::Provision(Store& store, const NodeIdentity&
     // The node's own entries above decide: below a node's symlink or file
     // the image's copy has no place (and nothing is ever followed).
     Status s = t.MakeParents(e.path, dir_meta);
-    if (!s.ok()) {
+    if (s.code() == Code::kInvalidArgument) {
       skip_below = e.path + "/";
       return Status::Ok();
     }
+    DIM_RETURN_IF_ERROR(s);
     if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) {
       DIM_ASSIGN_OR_RETURN(auto first, t.Get(e.link_group));
       if (first && !first->whiteout && first->e.type == EntryType::kFile) {

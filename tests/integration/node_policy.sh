@@ -21,7 +21,8 @@ printf '#!/bin/sh\necho tool v1\n' > "$m/usr/bin/tool"
 chmod 755 "$m/usr/bin/tool"
 echo "app" > "$m/opt/app/conf"
 rf_setup_store "$m"
-up1=$DIM_ROOT/nodes/r01c1n01/upper
+# A file the node wrote under /usr before the policy existed.
+echo "from before the policy" | node_put "$TOP_URL" r01c1n01 /usr/bin/old-own
 
 log "dimctl policy: set, list, check"
 "$DIMCTL" policy set "$IMAGE" readonly /usr/ /opt/
@@ -49,9 +50,9 @@ expect_stderr_contains "add a later rule"
 expect_fail "$DIMCTL" policy rm "$IMAGE" /nope/
 expect_stderr_contains "has no policy rule"
 
-# A file the node wrote under /usr before the policy existed.
-mkdir -p "$up1/usr/bin"
-echo "from before the policy" > "$up1/usr/bin/old-own"
+# Now the server refuses it too, and any change reaching a read-only path.
+expect_fail node_put "$TOP_URL" r01c1n01 /usr/bin/old-own < /dev/null
+expect_stderr_contains "HTTP Error 403"
 
 log "mount: read-only paths refuse changes"
 mnt=$TEST_TMP/mnt
@@ -77,14 +78,16 @@ echo tool v1" "the read-only file after the refused writes"
 echo "mine" > "$mnt/usr/local/bin/mine"
 echo "node motd" > "$mnt/etc/motd"
 echo "log line" > "$mnt/var/log/app.log"
-assert_eq "$(cat "$up1/usr/local/bin/mine")" mine "persistent path below a read-only one, on the server"
-assert_eq "$(cat "$up1/etc/motd")" "node motd" "persistent /etc on the server"
-[[ ! -e $up1/var/log/app.log ]] || die "an ephemeral path reached the server"
-[[ ! -e $up1/usr/bin/new ]] || die "a refused write reached the server"
+assert_eq "$("$DIMCTL" node cat r01c1n01 /usr/local/bin/mine)" mine "persistent path below a read-only one, on the server"
+assert_eq "$("$DIMCTL" node cat r01c1n01 /etc/motd)" "node motd" "persistent /etc on the server"
+assert_eq "$(node_field r01c1n01 /var/log/app.log type)" absent "an ephemeral path reached the server"
+assert_eq "$(node_field r01c1n01 /usr/bin/new type)" absent "a refused write reached the server"
+assert_eq "$("$DIMCTL" node cat r01c1n01 /usr/bin/old-own)" "from before the policy" "the old file, kept on the server"
 rf_umount "$mnt"
 
 log "push --nodes: only the named node switches"
-rm "$up1/etc/motd"  # both nodes show the image's motd again
+"$DIMCTL" node revert r01c1n01 /etc/motd  # both nodes show the image's motd again
+assert_eq "$(node_field r01c1n01 /etc/motd type)" absent "node revert"
 mnt2=$TEST_TMP/mnt2
 rf_mount r01c1n01 "$mnt" "$TEST_TMP/cache1"
 rf_mount r01c1n02 "$mnt2" "$TEST_TMP/cache2"

@@ -41,6 +41,8 @@ struct Server {
   explicit Server(std::optional<dim::OverlayQuota> quota = std::nullopt) {
     auto store = dim::Store::Open(dim::Env::Posix(), dir / "store", true);
     REQUIRE(store.ok());
+    // Overlays as the previous release kept them (an upper/ tree): the
+    // first request of each node converts it.
     for (const char* n : {"n1", "n2"}) {
       REQUIRE(dim::Env::Posix()->MkdirAll(dir / "store/nodes/" + n + "/upper/etc", 0755).ok());
       dimtest::WriteFile(dir / "store/nodes/" + n + "/upper/etc/hostname", std::string(n) + "\n");

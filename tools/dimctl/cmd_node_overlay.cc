@@ -265,6 +265,24 @@ Status Cat(Invocation& inv) {
   return Status::Ok();
 }
 
+Status Revert(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), inv.args[0]));
+  std::vector<dim::OverlayOp> ops;
+  for (size_t i = 1; i < inv.args.size(); i++) {
+    if (!dim::CleanEntryPath(inv.args[i]) || inv.args[i] == "/") {
+      return Status::InvalidArgument("'" + inv.args[i] + "' is not an absolute path below /");
+    }
+    ops.push_back({dim::OverlayOp::kRemove, {}, inv.args[i], ""});
+  }
+  DIM_RETURN_IF_ERROR(overlay->Apply(ops, store->objects()));
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s: %zu paths show the image again (after the node remounts)\n", inv.args[0].c_str(),
+                ops.size());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddNodeOverlayVerbs(Noun& noun) {
@@ -297,6 +315,9 @@ void AddNodeOverlayVerbs(Noun& noun) {
                         {kJsonOption}, 1, 2, Ls});
   noun.verbs.push_back({"cat", "NODE PATH", "print a file of a node's overlay on this store",
                         "", {}, 2, 2, Cat});
+  noun.verbs.push_back({"revert", "NODE PATH...", "drop a node's own copies of paths (and below) on this store",
+                        "The image's version of each PATH shows on the node again (at its next\n"
+                        "mount); a deletion the node made is undone too.", {}, 2, SIZE_MAX, Revert});
 }
 
 }  // namespace dimctl
