@@ -122,6 +122,7 @@ struct NodeOverlay::Txn {
     DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("SELECT value FROM meta WHERE key = 'next_data'"));
     next_data = st->Step() ? st->Int(0) : 1;
     DIM_RETURN_IF_ERROR(st->status());
+    st->Reset();  // a statement left stepping would pin this connection to an old snapshot
     // Files a crashed transaction made are numbered from next_data on.
     for (int64_t id = next_data; ::unlinkat(o.data_dir_.get(), std::to_string(id).c_str(), 0) == 0; id++) {
     }
@@ -334,11 +335,11 @@ struct NodeOverlay::Txn {
     for (int64_t inode : trim) {
       DIM_ASSIGN_OR_RETURN(auto q, o.db_->Cached("SELECT data, size FROM inodes WHERE id = ?"));
       q->Bind(1, inode);
-      if (q->Step() && !q->IsNull(0)) {
-        int64_t data = q->Int(0), size = q->Int(1);
-        q->Reset();
-        if (auto fd = OpenData(data); fd.ok()) (void)::ftruncate(fd->get(), static_cast<off_t>(size));
-      }
+      bool found = q->Step() && !q->IsNull(0);
+      int64_t data = found ? q->Int(0) : 0, size = found ? q->Int(1) : 0;
+      q->Reset();
+      if (!found) continue;
+      if (auto fd = OpenData(data); fd.ok()) (void)::ftruncate(fd->get(), static_cast<off_t>(size));
     }
     return o.CollectGarbage();
   }

@@ -239,12 +239,14 @@ Result<std::optional<Row>> GetRow(sql::Db& db, const std::string& path) {
   DIM_ASSIGN_OR_RETURN(auto st, db.Cached(std::string("SELECT ") + kRowColumns + " WHERE e.path = ?"));
   st->BindBlob(1, path);
   std::optional<Row> out;
+  Status s;
   if (st->Step()) {
-    DIM_ASSIGN_OR_RETURN(Row r, ReadRow(*st));
-    out = std::move(r);
+    auto r = ReadRow(*st);
+    if (r.ok()) out = std::move(*r); else s = r.status();
   }
-  DIM_RETURN_IF_ERROR(st->status());
-  st->Reset();
+  if (s.ok()) s = st->status();
+  st->Reset();  // never left stepping: that would pin the connection to an old snapshot
+  if (!s.ok()) return s;
   return out;
 }
 

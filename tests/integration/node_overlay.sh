@@ -22,7 +22,8 @@ n1 /etc/hosts > "$TEST_TMP/hosts"
 grep -q "^10.10.0.100	r01c1n01" "$TEST_TMP/hosts" || die "hosts: $(cat "$TEST_TMP/hosts")"
 [[ $(n1 /etc/machine-id) =~ ^[0-9a-f]{32}$ ]] || die "machine-id"
 [[ $(n1 /etc/machine-id) != $("$DIMCTL" node cat r01c1n02 /etc/machine-id) ]] || die "machine-ids equal"
-cmp <(n1 /etc/fstab) "$m/etc/fstab" || die "kept-out /etc/fstab not copied"
+n1 /etc/fstab > "$TEST_TMP/fstab"
+cmp "$TEST_TMP/fstab" "$m/etc/fstab" || die "kept-out /etc/fstab not copied"
 assert_eq "$(node_field r01c1n01 /var/log/apt type)" directory "kept-out /var/log copied"
 assert_eq "$(node_field r01c1n01 /var/log opaque)" True "kept-out directory opaque"
 assert_eq "$(node_field r01c1n01 /usr/bin type)" absent "a path that is not kept out was copied"
@@ -33,7 +34,46 @@ assert_eq "$(stat -c %a "$DIM_ROOT/nodes/r01c1n01")" 700 "mode of the node's dir
 no_privilege_on_server "$DIM_ROOT/nodes"
 
 log "imaged serves the node's overlay"
-export DIM_SERVER=http://127.0.0.1:$port DIM_SECRET=$TEST_TMP/secret
+"$DIMCTL" store secret "$TEST_TMP/secret" > /dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'role = top\nname = top\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' "$port" "$DIM_ROOT" "$TEST_TMP/secret" > "$TEST_TMP/top.conf"
+"$DIM_BUILD_DIR/imaged/imaged" --config "$TEST_TMP/top.conf" --foreground 2> "$TEST_TMP/top.log" &
+pid=$!
+on_cleanup kill "$pid"
+for _ in $(seq 100); do grep -q serving "$TEST_TMP/top.log" && break; sleep 0.05; done
+export DIM_SECRET=$TEST_TMP/secret
+url=http://127.0.0.1:$port
+
+log "the node writes; the master changes; the node's view has both"
+echo "node's own fstab" | node_put "$url" r01c1n01 /etc/fstab
+echo "node log" | node_put "$url" r01c1n01 /var/log/node.log
+sleep 1.1
+echo "# master fstab change" >> "$m/etc/fstab"
+echo "master-name" > "$m/etc/hostname"
+printf '#!/bin/sh\necho new\n' > "$m/usr/bin/newtool"
+echo "master log" > "$m/var/log/master.log"
+"$DIMCTL" image commit rocky9-compute -m v2 > /dev/null
+"$DIMCTL" node view r01c1n01 "$TEST_TMP/view"
+assert_eq "$(cat "$TEST_TMP/view/etc/fstab")" "node's own fstab" "node's fstab kept"
+assert_eq "$(cat "$TEST_TMP/view/etc/hostname")" r01c1n01 "node's hostname kept"
+assert_eq "$(cat "$TEST_TMP/view/var/log/node.log")" "node log" "node's write kept"
+[[ -f $TEST_TMP/view/usr/bin/newtool ]] || die "master change missing from the view"
+# /var/log is kept out as a directory: the master's new file does not appear.
+[[ ! -e $TEST_TMP/view/var/log/master.log ]] || die "master.log leaked into a kept-out directory"
+"$DIMCTL" node view r01c1n02 "$TEST_TMP/view2"
+assert_eq "$(cat "$TEST_TMP/view2/etc/hostname")" r01c1n02 "second node's hostname"
+
+log "node diff"
+"$DIMCTL" node diff r01c1n01 > "$TEST_TMP/ndiff"
+cat "$TEST_TMP/ndiff" >&2
+assert_file_contains "$TEST_TMP/ndiff" "M  /etc/fstab  (node's copy differs)"
+assert_file_contains "$TEST_TMP/ndiff" "M  /etc/hostname  (node's copy differs)"
+assert_file_contains "$TEST_TMP/ndiff" "A  /var/log/node.log"
+assert_file_contains "$TEST_TMP/ndiff" "A  /etc/dim/node.env"
+"$DIMCTL" node diff r01c1n01 --json | grep -q '"path":"/etc/fstab","kind":"shadows"' || die "json diff"
+
+log "push --dry-run names the nodes whose copy shadows a change"
+export DIM_SERVER=$url
 "$DIMCTL" push rocky9-compute --version 1 > /dev/null
 "$DIMCTL" push rocky9-compute --dry-run > "$TEST_TMP/dry"
 cat "$TEST_TMP/dry" >&2

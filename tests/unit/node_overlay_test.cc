@@ -181,3 +181,25 @@ TEST_CASE("node overlay: a failed batch changes nothing, a good one renames whol
   REQUIRE(shadowed.ok());
   CHECK(*shadowed == std::vector<std::string>{"/z/b/c"});
 }
+
+TEST_CASE("node overlay: an overlay kept open sees changes another process made") {
+  // imaged keeps overlays open across requests while dimctl changes them.
+  dimtest::TempDir dir;
+  REQUIRE(dim::ObjectStore::Create(dim::Env::Posix(), dir.path()).ok());
+  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), dir.path());
+  REQUIRE(objects.ok());
+  auto kept = dim::NodeOverlay::Create(dir.path(), "n1");
+  REQUIRE(kept.ok());
+  REQUIRE((*kept)->WriteFile("/etc/motd", "node motd").ok());
+  REQUIRE((*kept)->WriteFile("/etc/other", "x").ok());
+  CHECK(Read(**kept, "/etc/motd") == "node motd");
+  auto other = dim::NodeOverlay::Open(dir.path(), "n1");
+  REQUIRE(other.ok());
+  REQUIRE((*other)->Apply({dim::OverlayOp{dim::OverlayOp::kRemove, {}, "/etc/motd", ""}}, **objects).ok());
+  CHECK((*kept)->ReadFile("/etc/motd").status().code() == dim::Code::kNotFound);
+  auto list = (*kept)->List();
+  REQUIRE(list.ok());
+  for (const auto& i : *list) CHECK(i.entry.path != "/etc/motd");
+  REQUIRE((*kept)->WriteFile("/etc/motd", "again").ok());
+  CHECK(Read(**other, "/etc/motd") == "again");
+}
