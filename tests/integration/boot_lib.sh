@@ -123,7 +123,7 @@ check_boot() {
   local proof
   proof=$("$DIMCTL" node cat "$BOOT_NODE" /root/boot-proof 2> "$TEST_TMP/$1.proof.err") ||
     die "the node's write is not in its overlay on the server (/root/boot-proof: $(cat "$TEST_TMP/$1.proof.err")); overlay: $("$DIMCTL" node ls "$BOOT_NODE" | head -30)"
-  [[ $proof == "booted $2 "* ]] || die "/root/boot-proof lacks 'booted $2': $proof"
+  grep -q "^booted $2 " <<< "$proof" || die "/root/boot-proof lacks 'booted $2': $proof"
   [[ $(node_field "$BOOT_NODE" /var/lib/dim-test/last-boot type) == file ]] ||
     die "/var/lib/dim-test/last-boot is not in the node's overlay"
   no_privilege_on_server "$DIM_ROOT/nodes"
