@@ -185,6 +185,7 @@ void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
   }
   REQUIRE((*c)->PolicyReplace(img->id, rules).ok());
   REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", "{\"version\":3}").status == 200);
+  // Read when n1's old-format overlay is converted, on its first request.
   dimtest::WriteFile(s.dir / "store/nodes/n1/image", "deb\n3\n");
 }
 
