@@ -759,3 +759,21 @@ TEST_CASE("overlay quota: a batch or write past a node's quota is refused whole 
                dim::EncodeOverlayOps({PathOp(dim::OverlayOp::kRemove, "/var/a")})).status == 200);
   CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/var/b", "node:n1", data).status == 200);
 }
+
+TEST_CASE("imaged config: overlay quotas") {
+  auto c = imaged::ParseConfig("role = top\nname = t\noverlay_quota_bytes = 2G\noverlay_quota_entries = 1000\n", "x.conf");
+  REQUIRE(c.ok());
+  CHECK(c->overlay_quota.bytes == uint64_t{2} << 30);
+  CHECK(c->overlay_quota.entries == 1000);
+  auto d = imaged::ParseConfig("role = top\nname = t\n", "x.conf");
+  REQUIRE(d.ok());
+  CHECK(d->overlay_quota.bytes == uint64_t{8} << 30);
+  CHECK(d->overlay_quota.entries == 500000);
+  auto off = imaged::ParseConfig("role = top\nname = t\noverlay_quota_bytes = 0\noverlay_quota_entries = 0\n", "x.conf");
+  REQUIRE(off.ok());
+  CHECK(off->overlay_quota.bytes == 0);
+  auto bad = imaged::ParseConfig("role = top\nname = t\noverlay_quota_bytes = 2X\noverlay_quota_entries = -1\n", "x.conf");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("overlay_quota_bytes must be a size") != std::string::npos);
+  CHECK(bad.status().message().find("overlay_quota_entries must be a number") != std::string::npos);
+}
