@@ -373,10 +373,10 @@ Result<std::unique_ptr<NodeOverlay>> NodeOverlay::OpenImpl(const std::string& st
     DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(root.get(), "nodes"));
   }
   auto nodes = upper::Open(root.get(), "/nodes", O_PATH | O_DIRECTORY);
-  if (!nodes.ok()) return nodes.status().code() == Code::kNotFound || errno == ENOENT ? no_overlay() : nodes.status();
+  if (!nodes.ok()) return nodes.status().code() == Code::kNotFound ? no_overlay() : nodes.status();
   if (create) DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(nodes->get(), node));
   auto dir = upper::Open(nodes->get(), "/" + node, O_PATH | O_DIRECTORY);
-  if (!dir.ok()) return errno == ENOENT ? no_overlay() : dir.status();
+  if (!dir.ok()) return dir.status().code() == Code::kNotFound ? no_overlay() : dir.status();
   // Not for other local users (older releases made these 0755).
   DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(root.get(), "nodes"));
   DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(nodes->get(), node));
