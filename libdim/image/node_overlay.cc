@@ -491,7 +491,7 @@ Status NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& 
   auto is_dir_now = [&](const std::string& path) -> Result<std::optional<bool>> {
     DIM_ASSIGN_OR_RETURN(auto row, t.Get(path));
     if (row && !row->whiteout) return std::optional<bool>(row->e.type == EntryType::kDir);
-    if (row || !image_lookup_) return std::optional<bool>();
+    if (!image_lookup_) return std::optional<bool>();  // (a whiteout hides the image's entry: its type counts)
     DIM_ASSIGN_OR_RETURN(auto type, image_lookup_(path));
     if (!type) return std::optional<bool>();
     return std::optional<bool>(*type == EntryType::kDir);
