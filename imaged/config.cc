@@ -24,6 +24,25 @@ bool ParseInt(const std::string& v, int64_t lo, int64_t hi, int64_t* out) {
   return *out >= lo && *out <= hi;
 }
 
+// "0" (unlimited), a number of bytes, or one with a K, M, G or T suffix (binary).
+bool ParseSize(std::string v, uint64_t* out) {
+  uint64_t unit = 1;
+  if (!v.empty()) {
+    switch (v.back()) {
+      case 'K': case 'k': unit = uint64_t{1} << 10; break;
+      case 'M': case 'm': unit = uint64_t{1} << 20; break;
+      case 'G': case 'g': unit = uint64_t{1} << 30; break;
+      case 'T': case 't': unit = uint64_t{1} << 40; break;
+      default: break;
+    }
+    if (unit != 1) v.pop_back();
+  }
+  int64_t n;
+  if (!ParseInt(v, 0, int64_t{1} << 50, &n) || static_cast<uint64_t>(n) > (uint64_t{1} << 50) / unit) return false;
+  *out = static_cast<uint64_t>(n) * unit;
+  return true;
+}
+
 bool ValidName(const std::string& v) {
   if (v.empty() || v.size() > 64) return false;
   for (char c : v) {
@@ -149,6 +168,13 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     } else if (key == "poll_wait") {
       if (!ParseInt(value, 1, 60, &n)) err("poll_wait must be seconds, 1 to 60");
       else c.poll_wait_s = static_cast<int>(n);
+    } else if (key == "overlay_quota_bytes") {
+      if (!ParseSize(value, &c.overlay_quota.bytes)) {
+        err("overlay_quota_bytes must be a size like 8G, 500M or 0 (unlimited)");
+      }
+    } else if (key == "overlay_quota_entries") {
+      if (!ParseInt(value, 0, int64_t{1} << 40, &n)) err("overlay_quota_entries must be a number, 0 for unlimited");
+      else c.overlay_quota.entries = static_cast<uint64_t>(n);
     } else if (key == "fetch_threads") {
       if (!ParseInt(value, 1, 64, &n)) err("fetch_threads must be 1 to 64");
       else c.fetch_threads = static_cast<int>(n);
@@ -164,7 +190,7 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, max_connections, per_address_connections, "
-          "idle_timeout, header_timeout)");
+          "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");

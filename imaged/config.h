@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dim/node_overlay.h"
 #include "dim/status.h"
 
 namespace imaged {
@@ -37,6 +38,8 @@ struct Config {
   unsigned per_address_connections = 64;  // 0: no limit (every node behind one NAT)
   unsigned idle_timeout_s = 90;           // silence before a connection is closed
   unsigned header_timeout_s = 20;
+  // Per-node limits of its overlay on this server (0: unlimited).
+  dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };
 
 // Parses the text of a configuration file; `file` names it in errors. All

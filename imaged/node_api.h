@@ -1,16 +1,20 @@
 // The node-facing part of the API: a node's overlay on this server, which
 // rootfs-fuse mirrors its persistent writes into, and its boot prefetch list.
-// Only the node itself (or a server) may use a node's resources. Every path is
-// resolved below the node's upper directory without following symlinks
-// (dim/upper.h). docs/protocol.md specifies the formats.
+// Only the node itself (or a server) may use a node's resources. The overlay
+// is dim::NodeOverlay's (stored as data, with quotas and the image's
+// read-only paths enforced there). docs/protocol.md specifies the formats.
 #pragma once
 
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "dim/node_overlay.h"
 #include "dim/object_store.h"
 #include "dim/policy.h"
 
@@ -21,8 +25,17 @@ class NodeApi {
   // The path policy rules of an image in this server's catalogue.
   using PolicyRules = std::function<dim::Result<std::vector<dim::policy::Rule>>(const std::string& image)>;
 
-  NodeApi(std::string store_root, dim::ObjectStore* objects, PolicyRules rules)
-      : root_(std::move(store_root)), objects_(objects), rules_(std::move(rules)) {}
+  // The type of a path in an image's head version on this server (nullopt: absent).
+  using ImageType = std::function<dim::Result<std::optional<dim::EntryType>>(const std::string& image,
+                                                                             const std::string& path)>;
+
+  NodeApi(std::string store_root, dim::ObjectStore* objects, PolicyRules rules, ImageType image_type,
+          dim::OverlayQuota quota)
+      : root_(std::move(store_root)),
+        objects_(objects),
+        rules_(std::move(rules)),
+        image_type_(std::move(image_type)),
+        quota_(quota) {}
 
   // Only the node itself, or a server, may use a node's resources.
   static bool MayUse(const std::string& who, const std::string& node) {
@@ -34,18 +47,38 @@ class NodeApi {
                              const std::string& who);
 
  private:
-  dim::http::Response List(const std::string& node, int upper_fd);
-  dim::http::Response Ops(const std::string& node, int upper_fd, const dim::http::Request& req);
-  dim::http::Response File(const std::string& node, int upper_fd, const std::string& path,
-                           const dim::http::Request& req);
+  dim::http::Response List(dim::NodeOverlay& overlay);
+  dim::http::Response Ops(dim::NodeOverlay& overlay, const dim::http::Request& req);
+  dim::http::Response File(dim::NodeOverlay& overlay, const std::string& path, const dim::http::Request& req);
   dim::http::Response Provision(const std::string& node, const dim::http::Request& req);
   dim::http::Response Prefetch(const std::string& node, const dim::http::Request& req);
-  // Refuses changes to paths the node's image declares shared read-only.
-  dim::Status CheckWritable(const std::string& node, const std::vector<std::string>& paths);
+  // The path policy of the node's image (null when it was never provisioned
+  // here): the overlay refuses every change that reaches a read-only path.
+  // Also tells the overlay the image's types, for paths only the image has.
+  dim::Result<std::unique_ptr<dim::policy::PolicySet>> Policy(dim::NodeOverlay& overlay);
+
+  // A node's open overlay, used by one request at a time.
+  struct OpenOverlay {
+    std::mutex mu;
+    std::unique_ptr<dim::NodeOverlay> overlay;  // GUARDED_BY(mu); null until opened
+    uint64_t last_use = 0;                      // GUARDED_BY(NodeApi::mu_)
+  };
+  // The node's slot, locked. Overlays stay open across requests (closing an
+  // SQLite connection checkpoints its WAL, two more fsyncs per request); at
+  // most kOpenOverlays, the least recently used closed first.
+  static constexpr size_t kOpenOverlays = 256;
+  std::shared_ptr<OpenOverlay> Slot(const std::string& node);
+  // The node's overlay, opened (or created) in its locked slot.
+  dim::Result<dim::NodeOverlay*> Use(OpenOverlay& slot, const std::string& node, bool create);
 
   std::string root_;
   dim::ObjectStore* objects_;
   PolicyRules rules_;
+  ImageType image_type_;
+  dim::OverlayQuota quota_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<OpenOverlay>> open_;  // GUARDED_BY(mu_)
+  uint64_t uses_ = 0;                                         // GUARDED_BY(mu_)
 };
 
 }  // namespace imaged

@@ -53,7 +53,16 @@ Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::O
                DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
                DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
                return cat->PolicyList(img.id);
-             }),
+             },
+             [this](const std::string& image, const std::string& path)
+                 -> dim::Result<std::optional<dim::EntryType>> {
+               DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+               DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
+               DIM_ASSIGN_OR_RETURN(auto e, cat->Lookup(img.id, img.head, path));
+               if (!e) return std::optional<dim::EntryType>();
+               return std::optional<dim::EntryType>(e->type);
+             },
+             config_.overlay_quota),
       boot_(config_, secret_, &catalogs_) {}
 
 Service::~Service() {

@@ -744,7 +744,9 @@ Status Filesystem::Mirror(const std::string& ops) {
   if (!r.ok()) {
     std::fprintf(stderr, "rootfs-fuse: cannot save a change to the node's overlay: %s\n",
                  r.status().ToString().c_str());
-    return Status::IOError("overlay change not saved: " + r.status().message());
+    // A full overlay quota is the node's ENOSPC; anything else is EIO.
+    return Status(r.status().code() == dim::Code::kNoSpace ? dim::Code::kNoSpace : dim::Code::kIOError,
+                  "overlay change not saved: " + r.status().message());
   }
   return Status::Ok();
 }

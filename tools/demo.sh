@@ -106,7 +106,7 @@ run grep '^bob:' "$node_root/etc/passwd"
 run chroot "$node_root" sh -c 'dpkg -l | grep -c ^ii'
 run sh -c "echo 'written by the node' > $node_root/root/note"
 echo "kept in the node's overlay on the second-level server:"
-run cat "$demo/ss01/nodes/r01c1n01/upper/root/note"
+run "$dimctl" --root "$demo/ss01" node cat r01c1n01 /root/note
 
 step "10. A new version reaches the running node without a remount"
 run "$dimctl" image shell debian12 -m "new motd" -- sh -c 'echo "Welcome to dim: pushed live" > /etc/motd'

@@ -1,23 +1,28 @@
 #include "dim/node_overlay.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <map>
+#include <optional>
+#include <set>
 
 #include "dim/image.h"
-#include "dim/overlay_session.h"
+#include "dim/sqlite.h"
+#include "dim/upper.h"
+#include "image/node_overlay_internal.h"
 #include "image/scan.h"
 
 namespace dim {
-namespace {
 
-constexpr const char* kOpaque = "trusted.overlay.opaque";
+using overlay_internal::Row;
+
+namespace {
 
 struct Template {
   std::string path, text;
@@ -54,27 +59,34 @@ std::string Expand(std::string text, const NodeIdentity& n) {
   return text;
 }
 
-// Writes a file atomically (temporary name, fsync, rename, directory fsync).
-// Not dim::WriteFileAtomic: a node's files get exactly `mode`, whatever the
-// umask of the process that provisions them.
-Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".dim-tmp";
-  (void)::unlink(tmp.c_str());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (!fd.valid()) return PosixError("create " + tmp);
-  if (::write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
-    return PosixError("write " + tmp);
-  }
-  if (::fchmod(fd.get(), mode) != 0 || ::fdatasync(fd.get()) != 0) return PosixError("sync " + tmp);
-  fd.Reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return PosixError("rename " + tmp);
-  size_t slash = path.rfind('/');
-  return Env::Posix()->SyncDir(slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash));
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool Exists(const std::string& p) {
-  struct stat st;
-  return ::lstat(p.c_str(), &st) == 0;
+Entry DefaultDir(const std::string& path) {
+  Entry e;
+  e.path = path;
+  e.type = EntryType::kDir;
+  e.mode = 0755;
+  e.mtime_ns = NowNs();
+  return e;
+}
+
+// Listing order: depth first, names in byte order ('/' sorts before any byte).
+bool TreeLess(const std::string& a, const std::string& b) {
+  size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = a[i] == '/' ? 0 : static_cast<unsigned char>(a[i]);
+    unsigned char y = b[i] == '/' ? 0 : static_cast<unsigned char>(b[i]);
+    if (x != y) return x < y;
+  }
+  return a.size() < b.size();
+}
+
+bool Below(const std::string& path, const std::string& dir) {
+  if (dir == "/") return path != "/";
+  return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
 }
 
 }  // namespace
@@ -83,152 +95,684 @@ std::string MachineId(const std::string& node) {
   return Sha256Of("dim-machine-id\n" + node).Hex().substr(0, 32);
 }
 
-std::string NodeOverlays::Upper(const std::string& node) const {
-  return store_.root() + "/nodes/" + node + "/upper";
-}
+// ------------------------------------------------------------ the transaction
 
-Result<ProvisionResult> NodeOverlays::Provision(const NodeIdentity& node, int64_t version,
-                                                const keepout::RuleSet& rules) {
-  DIM_RETURN_IF_ERROR(ValidateImageName(node.name).Annotate("node name"));
-  DIM_ASSIGN_OR_RETURN(ImageInfo image, store_.catalog().GetImage(node.image));
-  DIM_RETURN_IF_ERROR(store_.catalog().GetVersion(image, version).status());
-  std::string upper = Upper(node.name);
-  // Directories this run creates as parents: they take the image's attributes.
-  std::vector<std::string> created;
-  if (!Exists(upper)) created.push_back("/");
-  DIM_RETURN_IF_ERROR(store_.env()->MkdirAll(upper, 0755));
-  ProvisionResult result;
-  // Directories seen so far, to give a kept-out entry's parents the image's
-  // metadata (they sort before their contents).
-  std::map<std::string, Entry> dirs;
-  auto ensure_parents = [&](const std::string& path) -> Status {
+// One write transaction: rows change in SQLite, new contents go to new data
+// files (fsynced before the commit); a failed transaction removes its new
+// files, so it changes nothing.
+struct NodeOverlay::Txn {
+  NodeOverlay& o;
+  std::unique_ptr<sql::Transaction> tx;
+  OverlayUsage start;
+  int64_t next_data = 0;
+  std::vector<int64_t> created;   // data files made by this transaction
+  std::set<int64_t> synced;       // data files changed in place (fsync before commit)
+  std::set<int64_t> trim;         // inodes whose data file may be cut to size after commit
+  bool committed = false;
+
+  explicit Txn(NodeOverlay& ov) : o(ov) {}
+  ~Txn() {
+    if (committed) return;
+    for (int64_t id : created) (void)::unlinkat(o.data_dir_.get(), std::to_string(id).c_str(), 0);
+  }
+
+  Status Begin() {
+    DIM_ASSIGN_OR_RETURN(tx, sql::Transaction::Begin(*o.db_));
+    DIM_ASSIGN_OR_RETURN(start, o.Usage());
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("SELECT value FROM meta WHERE key = 'next_data'"));
+    next_data = st->Step() ? st->Int(0) : 1;
+    DIM_RETURN_IF_ERROR(st->status());
+    st->Reset();  // a statement left stepping would pin this connection to an old snapshot
+    // Files a crashed transaction made are numbered from next_data on.
+    for (int64_t id = next_data; ::unlinkat(o.data_dir_.get(), std::to_string(id).c_str(), 0) == 0; id++) {
+    }
+    return Status::Ok();
+  }
+
+  Result<std::optional<Row>> Get(const std::string& path) { return overlay_internal::GetRow(*o.db_, path); }
+
+  // A new, empty data file; its number is this transaction's.
+  Result<Fd> NewData(int64_t* id) {
+    *id = next_data++;
+    std::string name = std::to_string(*id);
+    (void)::unlinkat(o.data_dir_.get(), name.c_str(), 0);
+    DIM_ASSIGN_OR_RETURN(Fd fd, upper::Open(o.data_dir_.get(), "/" + name, O_RDWR | O_CREAT | O_EXCL, 0600));
+    created.push_back(*id);
+    return fd;
+  }
+
+  Result<Fd> OpenData(int64_t id) { return overlay_internal::OpenData(o.data_dir_.get(), id, O_RDWR); }
+
+  Result<int64_t> NewInode(const Entry& e, int64_t data) {
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached(
+        "INSERT INTO inodes(type, mode, uid, gid, mtime_ns, size, rdev, target, xattrs, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    BindMeta(*st, e);
+    if (data > 0) st->Bind(10, data); else st->BindNull(10);
+    DIM_RETURN_IF_ERROR(st->Run());
+    return o.db_->LastInsertId();
+  }
+
+  // Metadata and size of an inode; data stays.
+  Status SetInode(int64_t id, const Entry& e) {
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached(
+        "UPDATE inodes SET type = ?, mode = ?, uid = ?, gid = ?, mtime_ns = ?, size = ?, rdev = ?, "
+        "target = ?, xattrs = ? WHERE id = ?"));
+    BindMeta(*st, e);
+    st->Bind(10, id);
+    return st->Run();
+  }
+
+  Status SetData(int64_t inode, int64_t data, uint64_t size) {
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("UPDATE inodes SET data = ?, size = ? WHERE id = ?"));
+    if (data > 0) st->Bind(1, data); else st->BindNull(1);
+    st->Bind(2, static_cast<int64_t>(size)).Bind(3, inode);
+    return st->Run();
+  }
+
+  static void BindMeta(sql::Stmt& st, const Entry& e) {
+    st.Bind(1, static_cast<int64_t>(static_cast<char>(e.type)))
+        .Bind(2, static_cast<int64_t>(e.mode & 07777))
+        .Bind(3, static_cast<int64_t>(e.uid))
+        .Bind(4, static_cast<int64_t>(e.gid))
+        .Bind(5, e.mtime_ns)
+        .Bind(6, static_cast<int64_t>(e.type == EntryType::kSymlink ? e.target.size()
+                                      : e.type == EntryType::kFile ? e.size : 0))
+        .Bind(7, static_cast<int64_t>(e.type == EntryType::kChar || e.type == EntryType::kBlock ? e.rdev : 0))
+        .BindBlob(8, e.type == EntryType::kSymlink ? e.target : std::string())
+        .BindBlob(9, SerializeXattrs(e.xattrs));
+  }
+
+  Status PutEntry(const std::string& path, bool whiteout, bool opaque, int64_t inode) {
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached(
+        "INSERT INTO entries(path, whiteout, opaque, inode) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(path) DO UPDATE SET whiteout = excluded.whiteout, opaque = excluded.opaque, "
+        "inode = excluded.inode"));
+    st->BindBlob(1, path).Bind(2, whiteout ? 1 : 0).Bind(3, opaque ? 1 : 0);
+    if (inode > 0) st->Bind(4, inode); else st->BindNull(4);
+    return st->Run();
+  }
+
+  Status SetOpaque(const std::string& path) {
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("UPDATE entries SET opaque = 1 WHERE path = ?"));
+    st->BindBlob(1, path);
+    return st->Run();
+  }
+
+  // Removes path and everything below it (inodes no path names go with them).
+  Status RemoveTree(const std::string& path) {
+    if (path == "/") return Status::InvalidArgument("the overlay's root cannot be removed");
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached(
+        "DELETE FROM entries WHERE path = ?1 OR (path >= ?2 AND path < ?3)"));
+    st->BindBlob(1, path).BindBlob(2, path + "/").BindBlob(3, path + "0");
+    return st->Run();
+  }
+
+  Result<std::vector<std::string>> Subtree(const std::string& path) {
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Prepare(
+        "SELECT path FROM entries WHERE path = ?1 OR (path >= ?2 AND path < ?3)"));
+    st.BindBlob(1, path).BindBlob(2, path + "/").BindBlob(3, path + "0");
+    std::vector<std::string> out;
+    while (st.Step()) out.push_back(st.Text(0));
+    DIM_RETURN_IF_ERROR(st.status());
+    return out;
+  }
+
+  Status MoveTree(const std::string& from, const std::string& to) {
+    DIM_ASSIGN_OR_RETURN(auto paths, Subtree(from));
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("UPDATE entries SET path = ? WHERE path = ?"));
+    for (const auto& p : paths) {
+      st->BindBlob(1, to + p.substr(from.size())).BindBlob(2, p);
+      DIM_RETURN_IF_ERROR(st->Run());
+    }
+    return Status::Ok();
+  }
+
+  // Creates the missing directories above path; `meta` gives a directory's
+  // attributes (the image's, when provisioning), else 0755 root:root.
+  Status MakeParents(const std::string& path, const std::function<Entry(const std::string&)>& meta = nullptr) {
     std::vector<std::string> missing;
-    for (std::string p(ParentPath(path)); p.size() > 1; p = std::string(ParentPath(p))) {
-      if (Exists(upper + p)) break;
+    for (std::string p(ParentPath(path)); !p.empty() && p != "/"; p = std::string(ParentPath(p))) {
+      DIM_ASSIGN_OR_RETURN(auto row, Get(p));
+      if (row) {
+        if (row->whiteout || row->e.type != EntryType::kDir) {
+          return Status::InvalidArgument(QuotePath(p) + " is not a directory in the overlay of node " +
+                                         o.node_ + ", so " + QuotePath(path) + " cannot be below it");
+        }
+        break;
+      }
       missing.push_back(p);
     }
     for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
-      created.push_back(*it);
-      auto d = dirs.find(*it);
-      if (d != dirs.end()) {
-        DIM_RETURN_IF_ERROR(MaterializeEntry(store_.objects(), d->second, upper, ""));
-        DIM_RETURN_IF_ERROR(SetTimes(upper + *it, d->second));
-      } else if (::mkdir((upper + *it).c_str(), 0755) != 0 && errno != EEXIST) {
-        return PosixError("create " + upper + *it);
-      }
+      Entry e = meta ? meta(*it) : DefaultDir(*it);
+      DIM_ASSIGN_OR_RETURN(int64_t inode, NewInode(e, 0));
+      DIM_RETURN_IF_ERROR(PutEntry(*it, false, false, inode));
     }
     return Status::Ok();
-  };
-  std::string skip_below;  // a kept-out directory the node already has: leave its contents alone
-  DIM_RETURN_IF_ERROR(store_.catalog().ForEachEntry(image.id, version, [&](const Entry& e) -> Status {
-    if (e.type == EntryType::kDir) dirs[e.path] = e;
-    if (e.path == "/") return Status::Ok();
-    if (!skip_below.empty() && e.path.compare(0, skip_below.size(), skip_below) == 0) {
-      return Status::Ok();
-    }
-    if (!rules.IsKeptOut(e.path, e.type == EntryType::kDir)) return Status::Ok();
-    if (Exists(upper + e.path)) {
-      result.kept_out_present++;
-      if (e.type == EntryType::kDir) skip_below = e.path + "/";
-      return Status::Ok();
-    }
-    DIM_RETURN_IF_ERROR(ensure_parents(e.path));
-    std::string link;
-    if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path &&
-        Exists(upper + e.link_group)) {
-      link = upper + e.link_group;
-    }
-    DIM_RETURN_IF_ERROR(MaterializeEntry(store_.objects(), e, upper, link));
-    if (e.type == EntryType::kDir) {
-      // The node owns the whole directory: opaque, so nothing the image later
-      // adds below it shows through (overlayfs' own marker).
-      if (::lsetxattr((upper + e.path).c_str(), kOpaque, "y", 1, 0) != 0) {
-        return PosixError("mark " + upper + e.path + " opaque");
-      }
-    }
-    result.kept_out_copied++;
-    return Status::Ok();
-  }));
+  }
 
-  // Identity files: built-ins, overridden or extended by <store>/templates/.
-  std::map<std::string, std::string> files;
-  for (const auto& t : BuiltinTemplates()) files[t.path] = t.text;
-  std::string tdir = store_.root() + "/templates";
-  if (Exists(tdir)) {
-    DIM_ASSIGN_OR_RETURN(auto recs, ScanTree(tdir, ScanOptions{1}));
-    for (const auto& r : recs) {
-      if (!S_ISREG(r.st.mode)) continue;
-      DIM_ASSIGN_OR_RETURN(files[r.path], store_.env()->ReadFile(tdir + r.path));
+  // Writes the content of object `id` (size bytes) into a new data file.
+  Result<int64_t> DataFromObject(const ObjectStore& objects, const Entry& e) {
+    if (e.size == 0 && e.object.IsZero()) return int64_t{0};
+    int64_t id;
+    DIM_ASSIGN_OR_RETURN(Fd fd, NewData(&id));
+    if (!e.object.IsZero()) {
+      DIM_RETURN_IF_ERROR(objects.ReadFile(e.object, e.path, [&](uint64_t off, std::string_view d) -> Status {
+        return overlay_internal::PWriteAll(fd.get(), d, off, e.path);
+      }));
     }
+    if (::ftruncate(fd.get(), static_cast<off_t>(e.size)) != 0 || ::fsync(fd.get()) != 0) {
+      return PosixError("write content of " + QuotePath(e.path) + " for node " + o.node_);
+    }
+    return id;
   }
-  for (const auto& [path, text] : files) {
-    DIM_RETURN_IF_ERROR(ensure_parents(path));
-    DIM_RETURN_IF_ERROR(WriteFileAtomic(upper + path, Expand(text, node), 0644));
-    result.identity_files.push_back(path);
+
+  // Sets a file inode's size; the bytes beyond the old size read as zeros.
+  Status Resize(const Row& row, uint64_t size) {
+    if (size <= row.e.size || row.data <= 0) {
+      if (row.data <= 0 && size > 0) {
+        int64_t id;
+        DIM_ASSIGN_OR_RETURN(Fd fd, NewData(&id));
+        if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0 || ::fsync(fd.get()) != 0) {
+          return PosixError("size " + QuotePath(row.path));
+        }
+        return SetData(row.inode, id, size);
+      }
+      if (size < row.e.size) trim.insert(row.inode);
+      return SetData(row.inode, row.data, size);
+    }
+    DIM_ASSIGN_OR_RETURN(Fd fd, OpenData(row.data));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return PosixError("stat content of " + QuotePath(row.path));
+    if (static_cast<uint64_t>(st.st_size) > row.e.size) {
+      // Bytes beyond the size (left by a shrink in this transaction) must not
+      // come back: copy the visible part to a new file.
+      int64_t id;
+      DIM_ASSIGN_OR_RETURN(Fd copy, NewData(&id));
+      DIM_RETURN_IF_ERROR(overlay_internal::CopyData(fd.get(), copy.get(), row.e.size, row.path));
+      if (::ftruncate(copy.get(), static_cast<off_t>(size)) != 0 || ::fsync(copy.get()) != 0) {
+        return PosixError("size " + QuotePath(row.path));
+      }
+      return SetData(row.inode, id, size);
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return PosixError("size " + QuotePath(row.path));
+    synced.insert(row.data);
+    return SetData(row.inode, row.data, size);
   }
-  // Directories carried only as parents keep the image's attributes and times
-  // (set last: creating their contents moved their mtimes).
-  std::sort(created.begin(), created.end());
-  for (const auto& path : created) {
-    auto d = dirs.find(path);
-    if (d != dirs.end()) DIM_RETURN_IF_ERROR(MaterializeEntry(store_.objects(), d->second, upper, ""));
+
+  Status CheckQuota(const std::string& what) {
+    DIM_ASSIGN_OR_RETURN(OverlayUsage now, o.Usage());
+    auto over = [](uint64_t limit, uint64_t after, uint64_t before) {
+      return limit != 0 && after > limit && after > before;
+    };
+    if (over(o.quota_.bytes, now.bytes, start.bytes)) {
+      return Status::NoSpace("node " + o.node_ + ": " + what + " would use " + std::to_string(now.bytes) +
+                             " bytes, more than its overlay quota of " + std::to_string(o.quota_.bytes) +
+                             " (overlay_quota_bytes in imaged.conf); remove files on the node");
+    }
+    if (over(o.quota_.entries, now.entries, start.entries)) {
+      return Status::NoSpace("node " + o.node_ + ": " + what + " would make " + std::to_string(now.entries) +
+                             " entries, more than its overlay quota of " + std::to_string(o.quota_.entries) +
+                             " (overlay_quota_entries in imaged.conf); remove files on the node");
+    }
+    return Status::Ok();
   }
-  for (auto it = created.rbegin(); it != created.rend(); ++it) {
-    auto d = dirs.find(*it);
-    if (d != dirs.end()) DIM_RETURN_IF_ERROR(SetTimes(*it == "/" ? upper : upper + *it, d->second));
+
+  Status Commit() {
+    for (int64_t id : synced) {
+      DIM_ASSIGN_OR_RETURN(Fd fd, OpenData(id));
+      if (::fsync(fd.get()) != 0) return PosixError("sync overlay content of node " + o.node_);
+    }
+    if (!created.empty() && ::fsync(o.data_dir_.get()) != 0) {
+      return PosixError("sync overlay data directory of node " + o.node_);
+    }
+    DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('next_data', ?)"));
+    st->Bind(1, next_data);
+    DIM_RETURN_IF_ERROR(st->Run());
+    DIM_RETURN_IF_ERROR(tx->Commit());
+    committed = true;
+    // Space of shrunk files: the bytes beyond a size are never read.
+    for (int64_t inode : trim) {
+      DIM_ASSIGN_OR_RETURN(auto q, o.db_->Cached("SELECT data, size FROM inodes WHERE id = ?"));
+      q->Bind(1, inode);
+      bool found = q->Step() && !q->IsNull(0);
+      int64_t data = found ? q->Int(0) : 0, size = found ? q->Int(1) : 0;
+      q->Reset();
+      if (!found) continue;
+      if (auto fd = OpenData(data); fd.ok()) (void)::ftruncate(fd->get(), static_cast<off_t>(size));
+    }
+    return o.CollectGarbage();
   }
-  DIM_RETURN_IF_ERROR(WriteFileAtomic(store_.root() + "/nodes/" + node.name + "/image",
-                                      node.image + "\n" + std::to_string(version) + "\n", 0644));
-  return result;
+};
+
+// ------------------------------------------------------------ open, create
+
+NodeOverlay::~NodeOverlay() = default;
+
+Result<std::unique_ptr<NodeOverlay>> NodeOverlay::Open(const std::string& store_root, const std::string& node) {
+  return OpenImpl(store_root, node, false);
 }
 
-Result<std::vector<OverlayItem>> NodeOverlays::Diff(const std::string& node, const std::string& image_name,
-                                                    int64_t version) {
-  std::string upper = Upper(node);
-  if (!Exists(upper)) {
-    return Status::NotFound("node " + node + " has no overlay on this server (provision it with "
-                            "'dimctl node provision " + node + "')");
+Result<std::unique_ptr<NodeOverlay>> NodeOverlay::Create(const std::string& store_root, const std::string& node) {
+  return OpenImpl(store_root, node, true);
+}
+
+Result<std::unique_ptr<NodeOverlay>> NodeOverlay::OpenImpl(const std::string& store_root,
+                                                           const std::string& node, bool create) {
+  DIM_RETURN_IF_ERROR(ValidateImageName(node).Annotate("node name"));
+  std::unique_ptr<NodeOverlay> o(new NodeOverlay());
+  o->node_ = node;
+  o->dir_path_ = store_root + "/nodes/" + node;
+  auto no_overlay = [&] {
+    return Status::NotFound("node " + node + " has no overlay on this server (provision it: "
+                            "dimctl node provision " + node + ")");
+  };
+  Fd root(::open(store_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return PosixError("open store " + store_root);
+  if (create) {
+    DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(root.get(), "nodes"));
   }
-  DIM_ASSIGN_OR_RETURN(ImageInfo image, store_.catalog().GetImage(image_name));
-  DIM_ASSIGN_OR_RETURN(auto recs, ScanTree(upper, ScanOptions{1}));
-  DIM_ASSIGN_OR_RETURN(auto batch, store_.objects().NewBatch());  // hashes only; never committed
-  std::vector<OverlayItem> out;
-  std::string deleted_below;
-  for (const auto& r : recs) {
+  auto nodes = upper::Open(root.get(), "/nodes", O_PATH | O_DIRECTORY);
+  if (!nodes.ok()) return nodes.status().code() == Code::kNotFound ? no_overlay() : nodes.status();
+  if (create) DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(nodes->get(), node));
+  auto dir = upper::Open(nodes->get(), "/" + node, O_PATH | O_DIRECTORY);
+  if (!dir.ok()) return dir.status().code() == Code::kNotFound ? no_overlay() : dir.status();
+  // Not for other local users (older releases made these 0755).
+  DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(root.get(), "nodes"));
+  DIM_RETURN_IF_ERROR(overlay_internal::MakeDir(nodes->get(), node));
+  o->node_dir_ = std::move(*dir);
+  {
+    // The storage of older releases is converted under the exclusive lock.
+    DIM_ASSIGN_OR_RETURN(Fd lock, o->Lock(true));
+    DIM_ASSIGN_OR_RETURN(bool present, overlay_internal::Prepare(o->node_dir_.get(), o->dir_path_, node, create));
+    if (!present) return no_overlay();
+  }
+  DIM_ASSIGN_OR_RETURN(o->data_dir_, upper::Open(o->node_dir_.get(), "/overlay/data", O_RDONLY | O_DIRECTORY));
+  DIM_ASSIGN_OR_RETURN(o->db_, overlay_internal::OpenDb(o->dir_path_ + "/overlay/overlay.db"));
+  return o;
+}
+
+Result<Fd> NodeOverlay::Lock(bool exclusive) {
+  DIM_ASSIGN_OR_RETURN(Fd fd, upper::Open(node_dir_.get(), "/lock", O_RDWR | O_CREAT, 0600));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Status::Corruption(dir_path_ + "/lock is not a regular file");
+  }
+  while (::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
+    if (errno != EINTR) return PosixError("lock " + dir_path_ + "/lock");
+  }
+  return fd;
+}
+
+Result<std::vector<std::string>> NodeOverlay::ListNodes(const std::string& store_root) {
+  std::vector<std::string> out;
+  std::string dir = store_root + "/nodes";
+  DirPtr d(opendir(dir.c_str()));
+  if (!d) return errno == ENOENT ? Result<std::vector<std::string>>(out) : PosixError("open " + dir);
+  while (struct dirent* e = readdir(d.get())) {
+    std::string n = e->d_name;
+    if (n == "." || n == ".." || !ValidateImageName(n).ok()) continue;
+    struct stat st;
+    if (::fstatat(::dirfd(d.get()), (n + "/overlay").c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+        ::fstatat(::dirfd(d.get()), (n + "/upper").c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      out.push_back(n);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<OverlayUsage> NodeOverlay::Usage() {
+  DIM_ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT bytes, entries FROM usage WHERE id = 1"));
+  OverlayUsage u;
+  if (st->Step()) {
+    u.bytes = static_cast<uint64_t>(st->Int(0));
+    u.entries = static_cast<uint64_t>(st->Int(1));
+  }
+  DIM_RETURN_IF_ERROR(st->status());
+  st->Reset();
+  return u;
+}
+
+Result<NodeOverlay::Provisioned> NodeOverlay::provisioned() {
+  DIM_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT key, value FROM meta WHERE key IN ('image', 'version')"));
+  Provisioned p;
+  while (st.Step()) {
+    if (st.Text(0) == "image") p.image = st.Text(1); else p.version = st.Int(1);
+  }
+  DIM_RETURN_IF_ERROR(st.status());
+  return p;
+}
+
+Status NodeOverlay::CollectGarbage() {
+  DIM_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT data FROM garbage"));
+  std::vector<int64_t> ids;
+  while (st.Step()) ids.push_back(st.Int(0));
+  DIM_RETURN_IF_ERROR(st.status());
+  if (ids.empty()) return Status::Ok();
+  for (int64_t id : ids) {
+    if (::unlinkat(data_dir_.get(), std::to_string(id).c_str(), 0) != 0 && errno != ENOENT) {
+      return PosixError("remove old content " + std::to_string(id) + " of node " + node_);
+    }
+  }
+  return db_->Exec("DELETE FROM garbage");
+}
+
+// ------------------------------------------------------------ operations
+
+namespace {
+
+bool IsReadOnly(const policy::PolicySet& p, const std::string& path, bool is_dir) {
+  return p.Decide(path, is_dir) == policy::Kind::kReadOnly;
+}
+
+}  // namespace
+
+Status NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects) {
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(true));
+  Txn t(*this);
+  DIM_RETURN_IF_ERROR(t.Begin());
+  std::string image;
+  if (policy_ != nullptr) {
+    DIM_ASSIGN_OR_RETURN(auto prov, provisioned());
+    image = prov.image;
+  }
+  // A path some read-only path is at or below: removing, replacing or hiding
+  // it would change what the image shows there.
+  auto refuse = [&](const std::string& path, const std::string& why) {
+    const policy::Rule* rule = nullptr;
+    policy_->Decide(path, true, &rule);
+    return Status::PermissionDenied(QuotePath(path) + " " + why + " in image " + image +
+                                    (rule ? " (rule '" + rule->pattern + "')" : std::string()) +
+                                    "; a node cannot change it");
+  };
+  // Whether path is a directory now: in the overlay, else in the image;
+  // nullopt when neither has it.
+  auto is_dir_now = [&](const std::string& path) -> Result<std::optional<bool>> {
+    DIM_ASSIGN_OR_RETURN(auto row, t.Get(path));
+    if (row && !row->whiteout) return std::optional<bool>(row->e.type == EntryType::kDir);
+    if (!image_lookup_) return std::optional<bool>();  // (a whiteout hides the image's entry: its type counts)
+    DIM_ASSIGN_OR_RETURN(auto type, image_lookup_(path));
+    if (!type) return std::optional<bool>();
+    return std::optional<bool>(*type == EntryType::kDir);
+  };
+  // A change to path and everything below it (is_dir: what path is, or
+  // nullopt for unknown: both are checked).
+  auto check_tree = [&](const std::string& path, std::optional<bool> is_dir) -> Status {
+    if (policy_ == nullptr) return Status::Ok();
+    if ((is_dir.value_or(true) && IsReadOnly(*policy_, path, true)) ||
+        (!is_dir.value_or(false) && IsReadOnly(*policy_, path, false))) {
+      return refuse(path, "is shared read-only");
+    }
+    if (is_dir.value_or(true) && policy_->MayBeBelow(path, true)) return refuse(path, "holds shared read-only paths");
+    return Status::Ok();
+  };
+  auto check_existing = [&](const std::string& path) -> Status {
+    if (policy_ == nullptr) return Status::Ok();
+    DIM_ASSIGN_OR_RETURN(auto d, is_dir_now(path));
+    return check_tree(path, d);
+  };
+  for (size_t i = 0; i < ops.size(); i++) {
+    const OverlayOp& op = ops[i];
+    std::string n = "operation " + std::to_string(i + 1);
+    Status s;
+    switch (op.code) {
+      case OverlayOp::kMake: {
+        const Entry& e = op.entry;
+        DIM_ASSIGN_OR_RETURN(auto row, t.Get(e.path));
+        bool is_dir = e.type == EntryType::kDir;
+        if (policy_ != nullptr) {
+          if (!is_dir) {
+            // Replaces whatever is there, and hides what was below it.
+            s = check_existing(e.path);
+            if (s.ok()) s = check_tree(e.path, false);
+          } else if (IsReadOnly(*policy_, e.path, true)) {
+            // Directories may be made on a read-only path only to carry
+            // writable paths below, never in place of something else.
+            bool replaces = row && (row->whiteout || row->e.type != EntryType::kDir);
+            if (replaces || !policy_->MayBeBelow(e.path, false)) s = refuse(e.path, "is shared read-only");
+          }
+          if (!s.ok()) return s.Annotate(n);
+        }
+        if (e.path == "/") {
+          if (!is_dir) return Status::InvalidArgument(n + ": the overlay's root is a directory");
+          s = t.SetInode(row->inode, e);
+          break;
+        }
+        s = t.MakeParents(e.path);
+        if (!s.ok()) break;
+        bool same_type = row && !row->whiteout && row->e.type == e.type;
+        if (is_dir && same_type) {
+          s = t.SetInode(row->inode, e);
+          break;
+        }
+        if (e.type == EntryType::kFile && same_type && e.object.IsZero()) {
+          // The same file (and its hardlinks): the row with its new size
+          // first, so the quota sees it before any byte changes.
+          s = t.SetInode(row->inode, e);
+          if (s.ok()) s = CheckQuotaStep(t, e.path);
+          if (s.ok()) s = t.Resize(*row, e.size);
+          break;
+        }
+        if (row) s = t.RemoveTree(e.path);
+        if (!s.ok()) break;
+        // The row first, so the quota sees the size before any byte is written.
+        auto inode = t.NewInode(e, 0);
+        if (!inode.ok()) return inode.status().Annotate(n);
+        s = t.PutEntry(e.path, false, false, *inode);
+        if (s.ok()) s = CheckQuotaStep(t, e.path);
+        if (s.ok() && e.type == EntryType::kFile) {
+          auto data = t.DataFromObject(objects, e);
+          if (!data.ok()) return data.status().Annotate(n);
+          s = t.SetData(*inode, *data, e.size);
+        }
+        break;
+      }
+      case OverlayOp::kWhiteout:
+      case OverlayOp::kRemove: {
+        if (Status c = check_existing(op.path); !c.ok()) return c.Annotate(n);
+        DIM_ASSIGN_OR_RETURN(auto row, t.Get(op.path));
+        if (row) s = t.RemoveTree(op.path);
+        if (s.ok() && op.code == OverlayOp::kWhiteout) {
+          s = t.MakeParents(op.path);
+          if (s.ok()) s = t.PutEntry(op.path, true, false, 0);
+        }
+        break;
+      }
+      case OverlayOp::kOpaque: {
+        if (Status c = check_existing(op.path); !c.ok()) return c.Annotate(n);
+        DIM_ASSIGN_OR_RETURN(auto row, t.Get(op.path));
+        if (!row || row->whiteout) {
+          s = Status::NotFound("no entry " + QuotePath(op.path) + " to mark opaque");
+          break;
+        }
+        s = t.SetOpaque(op.path);
+        break;
+      }
+      case OverlayOp::kRename:
+      case OverlayOp::kLink: {
+        bool rename = op.code == OverlayOp::kRename;
+        if (policy_ != nullptr) {
+          // The source moves (or gains a name), the target is replaced.
+          DIM_ASSIGN_OR_RETURN(auto d, is_dir_now(op.path));
+          if (Status c = check_tree(op.path, d); !c.ok()) return c.Annotate(n);
+          if (Status c = check_existing(op.to); !c.ok()) return c.Annotate(n);
+          if (Status c = check_tree(op.to, d); !c.ok()) return c.Annotate(n);
+        }
+        if (op.path == op.to) break;
+        if (Below(op.to, op.path)) {
+          s = Status::InvalidArgument("cannot move " + QuotePath(op.path) + " below itself");
+          break;
+        }
+        DIM_ASSIGN_OR_RETURN(auto from, t.Get(op.path));
+        if (!from) {
+          s = Status::NotFound("no entry " + QuotePath(op.path) + " in the overlay");
+          break;
+        }
+        if (!rename && (from->whiteout || from->e.type == EntryType::kDir)) {
+          s = Status::InvalidArgument("cannot hardlink " + QuotePath(op.path) + ": not a file");
+          break;
+        }
+        s = t.MakeParents(op.to);
+        if (s.ok()) s = t.RemoveTree(op.to);
+        if (!s.ok()) break;
+        if (rename) {
+          s = t.MoveTree(op.path, op.to);
+        } else {
+          s = t.PutEntry(op.to, false, false, from->inode);
+        }
+        if (s.ok()) s = CheckQuotaStep(t, op.to);
+        break;
+      }
+    }
+    if (!s.ok()) return s.Annotate(n);
+    if (Status q = CheckQuotaStep(t, "the batch"); !q.ok()) return q.Annotate(n);
+  }
+  return t.Commit();
+}
+
+Status NodeOverlay::CheckQuotaStep(Txn& t, const std::string& what) { return t.CheckQuota(what); }
+
+Result<std::optional<OverlayListItem>> NodeOverlay::Lookup(const std::string& path) {
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(false));
+  DIM_ASSIGN_OR_RETURN(auto row, overlay_internal::GetRow(*db_, path));
+  if (!row) return std::optional<OverlayListItem>();
+  OverlayListItem item;
+  item.whiteout = row->whiteout;
+  item.opaque = row->opaque && row->e.type == EntryType::kDir;
+  item.entry = row->whiteout ? Entry{} : row->e;
+  item.entry.path = path;
+  return std::optional<OverlayListItem>(std::move(item));
+}
+
+Result<std::vector<OverlayListItem>> NodeOverlay::List() {
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(false));
+  DIM_ASSIGN_OR_RETURN(auto rows, overlay_internal::AllRows(*db_));
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return TreeLess(a.path, b.path); });
+  std::map<int64_t, std::pair<int, std::string>> links;  // inode -> names, first in order
+  for (const auto& r : rows) {
+    if (r.whiteout || r.e.type != EntryType::kFile) continue;
+    auto& l = links[r.inode];
+    if (l.first++ == 0) l.second = r.path;
+  }
+  std::vector<OverlayListItem> out;
+  for (auto& r : rows) {
     if (r.path == "/") continue;
-    if (!deleted_below.empty() && r.path.compare(0, deleted_below.size(), deleted_below) == 0) continue;
-    DIM_ASSIGN_OR_RETURN(auto img, store_.catalog().Lookup(image.id, version, r.path));
-    if (S_ISCHR(r.st.mode) && r.st.rdev == makedev(0, 0)) {
-      if (img) out.push_back({OverlayItem::kDeleted, r.path, false});
-      deleted_below = r.path + "/";
-      continue;
+    OverlayListItem item;
+    item.whiteout = r.whiteout;
+    if (!r.whiteout) {
+      item.entry = std::move(r.e);
+      item.opaque = r.opaque && item.entry.type == EntryType::kDir;
+      if (item.entry.type == EntryType::kFile) {
+        const auto& l = links[r.inode];
+        if (l.first > 1) item.entry.link_group = l.second;
+      }
     }
-    if (!img) {
-      out.push_back({OverlayItem::kNodeOnly, r.path, false});
-      continue;
-    }
-    StatKey observed;
-    DIM_ASSIGN_OR_RETURN(Entry mine, ReadEntry(upper, r.path, batch.get(), &observed));
-    mine.link_group = img->link_group;  // grouping is not an overlay's business
-    std::erase_if(mine.xattrs, [](const Xattr& x) { return x.name.rfind("trusted.overlay.", 0) == 0; });
-    unsigned changes = mine.Compare(*img) & ~static_cast<unsigned>(kChangeMtime);
-    if (img->type == EntryType::kDir && changes == 0) continue;  // a parent, carried for its contents
-    out.push_back({OverlayItem::kShadows, r.path, changes == 0});
+    item.entry.path = r.path;
+    out.push_back(std::move(item));
   }
   return out;
 }
 
-std::vector<std::string> NodeOverlays::Shadowed(const std::string& node,
-                                                const std::vector<std::string>& paths) const {
-  std::string upper = Upper(node);
+Result<NodeOverlay::FileData> NodeOverlay::ReadFile(const std::string& path) {
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(false));
+  DIM_ASSIGN_OR_RETURN(auto row, overlay_internal::GetRow(*db_, path));
+  if (!row || row->whiteout || row->e.type != EntryType::kFile) {
+    return Status::NotFound("node " + node_ + " has no file " + QuotePath(path) + " of its own");
+  }
+  FileData f;
+  f.size = row->e.size;
+  if (row->data > 0) {
+    DIM_ASSIGN_OR_RETURN(f.fd, overlay_internal::OpenData(data_dir_.get(), row->data, O_RDONLY));
+  } else if (f.size > 0) {
+    return Status::Corruption("node " + node_ + ": " + QuotePath(path) + " has a size but no content");
+  }
+  return f;
+}
+
+Status NodeOverlay::WriteFile(const std::string& path, std::string_view data) {
+  return WriteRangeImpl(path, 0, data, data.size(), true);
+}
+
+Status NodeOverlay::WriteRange(const std::string& path, uint64_t offset, std::string_view data, uint64_t size) {
+  return WriteRangeImpl(path, offset, data, size, false);
+}
+
+Status NodeOverlay::WriteRangeImpl(const std::string& path, uint64_t offset, std::string_view data,
+                                   uint64_t size, bool whole) {
+  if (path == "/") return Status::InvalidArgument("the overlay's root is a directory");
+  if (offset > (uint64_t{1} << 50) || size > (uint64_t{1} << 50)) {
+    return Status::InvalidArgument("offset or size beyond 1 PiB for " + QuotePath(path));
+  }
+  if (policy_ != nullptr && IsReadOnly(*policy_, path, false)) {
+    DIM_ASSIGN_OR_RETURN(auto prov, provisioned());
+    const policy::Rule* rule = nullptr;
+    policy_->Decide(path, false, &rule);
+    return Status::PermissionDenied(QuotePath(path) + " is shared read-only in image " + prov.image +
+                                    (rule ? " (rule '" + rule->pattern + "')" : std::string()) +
+                                    "; a node cannot change it");
+  }
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(true));
+  Txn t(*this);
+  DIM_RETURN_IF_ERROR(t.Begin());
+  DIM_ASSIGN_OR_RETURN(auto row, t.Get(path));
+  if (row && !row->whiteout && row->e.type != EntryType::kFile) {
+    // Only regular files have contents; a node's device or fifo is metadata.
+    return Status::InvalidArgument(QuotePath(path) + " is a " + EntryTypeName(row->e.type) +
+                                   " in the overlay of node " + node_ + ", not a regular file");
+  }
+  if (!row || row->whiteout) {
+    // A new file, as the node's first flush or a whole PUT creates it.
+    DIM_RETURN_IF_ERROR(t.MakeParents(path));
+    if (row) DIM_RETURN_IF_ERROR(t.RemoveTree(path));
+    Entry e;
+    e.path = path;
+    e.type = EntryType::kFile;
+    e.mode = whole ? 0644 : 0600;
+    e.mtime_ns = NowNs();
+    DIM_ASSIGN_OR_RETURN(int64_t inode, t.NewInode(e, 0));
+    DIM_RETURN_IF_ERROR(t.PutEntry(path, false, false, inode));
+    DIM_ASSIGN_OR_RETURN(row, t.Get(path));
+  }
+  // The size first: a write beyond the quota is refused before any byte.
+  uint64_t end = std::max<uint64_t>(size, offset + data.size());
+  DIM_RETURN_IF_ERROR(t.SetData(row->inode, row->data, size));
+  DIM_RETURN_IF_ERROR(t.CheckQuota("writing " + QuotePath(path)));
+  if (whole || row->data <= 0) {
+    // New content in a new file: hardlinks see it once the row commits.
+    int64_t id;
+    DIM_ASSIGN_OR_RETURN(Fd fd, t.NewData(&id));
+    DIM_RETURN_IF_ERROR(overlay_internal::PWriteAll(fd.get(), data, offset, path));
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0 || ::fsync(fd.get()) != 0) {
+      return PosixError("write " + QuotePath(path) + " of node " + node_);
+    }
+    DIM_RETURN_IF_ERROR(t.SetData(row->inode, id, size));
+    return t.Commit();
+  }
+  // In place, like write(2): the node sends the ranges it changed. Bytes
+  // beyond the committed size are invisible and cut first, so growing shows zeros.
+  DIM_ASSIGN_OR_RETURN(Fd fd, t.OpenData(row->data));
+  if (::ftruncate(fd.get(), static_cast<off_t>(row->e.size)) != 0) {
+    return PosixError("write " + QuotePath(path) + " of node " + node_);
+  }
+  DIM_RETURN_IF_ERROR(overlay_internal::PWriteAll(fd.get(), data, offset, path));
+  // Never below the committed size before the commit; cut after it.
+  if (::ftruncate(fd.get(), static_cast<off_t>(std::max(end, row->e.size))) != 0 || ::fsync(fd.get()) != 0) {
+    return PosixError("write " + QuotePath(path) + " of node " + node_);
+  }
+  if (size < std::max(end, row->e.size)) t.trim.insert(row->inode);
+  return t.Commit();
+}
+
+Result<std::vector<std::string>> NodeOverlay::Shadowed(const std::vector<std::string>& paths) {
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(false));
   std::vector<std::string> out;
   for (const auto& p : paths) {
     // The path itself, or a deleted or replaced ancestor, hides the image's version.
     for (std::string a = p; a.size() > 1; a = std::string(ParentPath(a))) {
-      struct stat st;
-      if (::lstat((upper + a).c_str(), &st) != 0) continue;
-      bool whiteout = S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
-      if (a == p || whiteout || !S_ISDIR(st.st_mode)) {
+      DIM_ASSIGN_OR_RETURN(auto row, overlay_internal::GetRow(*db_, a));
+      if (!row) continue;
+      if (a == p || row->whiteout || row->e.type != EntryType::kDir) {
         out.push_back(p);
         break;
       }
@@ -237,27 +781,220 @@ std::vector<std::string> NodeOverlays::Shadowed(const std::string& node,
   return out;
 }
 
-Status NodeOverlays::View(const std::string& node, const std::string& image, int64_t version,
-                          const std::string& dest) {
-  std::string upper = Upper(node);
-  if (!Exists(upper)) {
-    return Status::NotFound("node " + node + " has no overlay on this server");
+// ------------------------------------------------------------ provisioning
+
+Result<ProvisionResult> NodeOverlay::Provision(Store& store, const NodeIdentity& node, int64_t version,
+                                               const keepout::RuleSet& rules) {
+  DIM_ASSIGN_OR_RETURN(ImageInfo image, store.catalog().GetImage(node.image));
+  DIM_RETURN_IF_ERROR(store.catalog().GetVersion(image, version).status());
+  DIM_ASSIGN_OR_RETURN(Fd lock, Lock(true));
+  Txn t(*this);
+  DIM_RETURN_IF_ERROR(t.Begin());
+  DIM_ASSIGN_OR_RETURN(auto prov, provisioned());
+  ProvisionResult result;
+  // Directories of the image seen so far: a kept-out entry's parents take
+  // their attributes (they sort before their contents).
+  std::map<std::string, Entry> dirs;
+  auto dir_meta = [&](const std::string& p) {
+    auto d = dirs.find(p);
+    if (d == dirs.end()) return DefaultDir(p);
+    Entry e = d->second;
+    e.link_group.clear();
+    return e;
+  };
+  std::string skip_below;  // a kept-out directory the node already has: its contents stay the node's
+  DIM_RETURN_IF_ERROR(store.catalog().ForEachEntry(image.id, version, [&](const Entry& e) -> Status {
+    if (e.type == EntryType::kDir) dirs[e.path] = e;
+    if (e.path == "/") {
+      // A new overlay's root takes the image's attributes.
+      if (prov.image.empty()) {
+        DIM_ASSIGN_OR_RETURN(auto root, t.Get("/"));
+        if (root) DIM_RETURN_IF_ERROR(t.SetInode(root->inode, e));
+      }
+      return Status::Ok();
+    }
+    if (!skip_below.empty() && e.path.compare(0, skip_below.size(), skip_below) == 0) return Status::Ok();
+    if (!rules.IsKeptOut(e.path, e.type == EntryType::kDir)) return Status::Ok();
+    DIM_ASSIGN_OR_RETURN(auto have, t.Get(e.path));
+    if (have) {
+      result.kept_out_present++;
+      if (e.type == EntryType::kDir) skip_below = e.path + "/";
+      return Status::Ok();
+    }
+    // The node's own entries above decide: below a node's symlink or file
+    // the image's copy has no place (and nothing is ever followed).
+    Status s = t.MakeParents(e.path, dir_meta);
+    if (s.code() == Code::kInvalidArgument) {
+      skip_below = e.path + "/";
+      return Status::Ok();
+    }
+    DIM_RETURN_IF_ERROR(s);
+    if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) {
+      DIM_ASSIGN_OR_RETURN(auto first, t.Get(e.link_group));
+      if (first && !first->whiteout && first->e.type == EntryType::kFile) {
+        DIM_RETURN_IF_ERROR(t.PutEntry(e.path, false, false, first->inode));
+        result.kept_out_copied++;
+        return Status::Ok();
+      }
+    }
+    Entry copy = e;
+    copy.link_group.clear();
+    DIM_ASSIGN_OR_RETURN(int64_t inode, t.NewInode(copy, 0));
+    // The node owns a kept-out directory whole: opaque, so nothing the image
+    // later adds below it shows through.
+    DIM_RETURN_IF_ERROR(t.PutEntry(e.path, false, e.type == EntryType::kDir, inode));
+    if (e.type == EntryType::kFile) {
+      DIM_ASSIGN_OR_RETURN(int64_t data, t.DataFromObject(store.objects(), copy));
+      DIM_RETURN_IF_ERROR(t.SetData(inode, data, e.size));
+    }
+    result.kept_out_copied++;
+    return Status::Ok();
+  }));
+
+  // Identity files: built-ins, overridden or extended by <store>/templates/
+  // (the administrator's files).
+  std::map<std::string, std::string> files;
+  for (const auto& tp : BuiltinTemplates()) files[tp.path] = tp.text;
+  std::string tdir = store.root() + "/templates";
+  struct stat tst;
+  if (::lstat(tdir.c_str(), &tst) == 0 && S_ISDIR(tst.st_mode)) {
+    DIM_ASSIGN_OR_RETURN(auto recs, ScanTree(tdir, ScanOptions{1}));
+    for (const auto& r : recs) {
+      if (!S_ISREG(r.st.mode)) continue;
+      DIM_ASSIGN_OR_RETURN(files[r.path], store.env()->ReadFile(tdir + r.path));
+    }
   }
-  DIM_RETURN_IF_ERROR(Checkout(store_, image + "@" + std::to_string(version), dest, {}).status());
-  return ApplyOverlayUpper(upper, dest).status();
+  for (const auto& [path, text] : files) {
+    DIM_RETURN_IF_ERROR(t.MakeParents(path, dir_meta).Annotate("identity file " + path + " of node " + node_));
+    DIM_ASSIGN_OR_RETURN(auto row, t.Get(path));
+    if (row) DIM_RETURN_IF_ERROR(t.RemoveTree(path));
+    std::string content = Expand(text, node);
+    Entry e;
+    e.path = path;
+    e.type = EntryType::kFile;
+    e.mode = 0644;
+    e.size = content.size();
+    e.mtime_ns = NowNs();
+    int64_t id;
+    DIM_ASSIGN_OR_RETURN(Fd fd, t.NewData(&id));
+    DIM_RETURN_IF_ERROR(overlay_internal::PWriteAll(fd.get(), content, 0, path));
+    if (::fsync(fd.get()) != 0) return PosixError("write " + path + " of node " + node_);
+    DIM_ASSIGN_OR_RETURN(int64_t inode, t.NewInode(e, id));
+    DIM_RETURN_IF_ERROR(t.PutEntry(path, false, false, inode));
+    result.identity_files.push_back(path);
+  }
+  DIM_ASSIGN_OR_RETURN(auto st, db_->Cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"));
+  st->Bind(1, std::string_view("image")).Bind(2, std::string_view(node.image));
+  DIM_RETURN_IF_ERROR(st->Run());
+  st->Bind(1, std::string_view("version")).Bind(2, version);
+  DIM_RETURN_IF_ERROR(st->Run());
+  DIM_RETURN_IF_ERROR(t.Commit());
+  return result;
 }
 
-Result<std::vector<std::string>> NodeOverlays::List() const {
-  std::vector<std::string> out;
-  std::string dir = store_.root() + "/nodes";
-  DirPtr d(opendir(dir.c_str()));
-  if (!d) return errno == ENOENT ? Result<std::vector<std::string>>(out) : PosixError("open " + dir);
-  while (struct dirent* e = readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n != "." && n != ".." && Exists(dir + "/" + n + "/upper")) out.push_back(n);
+// ------------------------------------------------------------ diff, view
+
+Result<std::vector<OverlayItem>> NodeOverlay::Diff(Store& store, const std::string& image_name, int64_t version) {
+  DIM_ASSIGN_OR_RETURN(ImageInfo image, store.catalog().GetImage(image_name));
+  DIM_ASSIGN_OR_RETURN(auto items, List());
+  DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());  // hashes only; never committed
+  std::vector<OverlayItem> out;
+  std::string deleted_below;
+  for (auto& item : items) {
+    const std::string& path = item.entry.path;
+    if (!deleted_below.empty() && path.compare(0, deleted_below.size(), deleted_below) == 0) continue;
+    DIM_ASSIGN_OR_RETURN(auto img, store.catalog().Lookup(image.id, version, path));
+    if (item.whiteout) {
+      if (img) out.push_back({OverlayItem::kDeleted, path, false});
+      deleted_below = path + "/";
+      continue;
+    }
+    if (!img) {
+      out.push_back({OverlayItem::kNodeOnly, path, false});
+      continue;
+    }
+    Entry mine = item.entry;
+    if (mine.type == EntryType::kFile && mine.size > 0) {
+      DIM_ASSIGN_OR_RETURN(FileData f, ReadFile(path));
+      DIM_ASSIGN_OR_RETURN(mine.object, batch->PutFile(f.fd.get(), f.size, true, path));
+    }
+    mine.link_group = img->link_group;  // grouping is not an overlay's business
+    std::erase_if(mine.xattrs, [](const Xattr& x) { return x.name.rfind("trusted.overlay.", 0) == 0; });
+    unsigned changes = mine.Compare(*img) & ~static_cast<unsigned>(kChangeMtime);
+    if (img->type == EntryType::kDir && changes == 0) continue;  // a parent, carried for its contents
+    out.push_back({OverlayItem::kShadows, path, changes == 0});
   }
-  std::sort(out.begin(), out.end());
   return out;
+}
+
+Status NodeOverlay::View(Store& store, const std::string& image, int64_t version, const std::string& dest) {
+  DIM_ASSIGN_OR_RETURN(auto items, List());
+  DIM_RETURN_IF_ERROR(Checkout(store, image + "@" + std::to_string(version), dest, {}).status());
+  Fd dest_fd(::open(dest.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dest_fd.valid()) return PosixError("open " + dest);
+  std::vector<const Entry*> dirs;
+  for (const auto& item : items) {
+    const Entry& e = item.entry;
+    std::string name;
+    DIM_ASSIGN_OR_RETURN(Fd dir, upper::OpenParent(dest_fd.get(), e.path, &name));
+    struct stat st;
+    bool exists = ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (item.whiteout || (exists && !(S_ISDIR(st.st_mode) && e.type == EntryType::kDir))) {
+      DIM_RETURN_IF_ERROR(upper::RemoveAt(dir.get(), name));
+      exists = false;
+    }
+    if (item.whiteout) continue;
+    switch (e.type) {
+      case EntryType::kDir:
+        if (!exists && ::mkdirat(dir.get(), name.c_str(), 0700) != 0) return PosixError("create " + e.path);
+        if (exists && item.opaque) {
+          // The image's entries below an opaque directory are not the node's.
+          DIM_ASSIGN_OR_RETURN(Fd sub, upper::Open(dest_fd.get(), e.path, O_RDONLY | O_DIRECTORY));
+          DirPtr d(::fdopendir(::dup(sub.get())));
+          if (!d) return PosixError("list " + e.path);
+          std::vector<std::string> names;
+          while (struct dirent* de = ::readdir(d.get())) {
+            std::string dn = de->d_name;
+            if (dn != "." && dn != "..") names.push_back(dn);
+          }
+          for (const auto& dn : names) DIM_RETURN_IF_ERROR(upper::RemoveAt(sub.get(), dn));
+        }
+        dirs.push_back(&e);
+        continue;
+      case EntryType::kFile: {
+        if (!e.link_group.empty() && e.link_group != e.path) {
+          std::string first;
+          DIM_ASSIGN_OR_RETURN(Fd fdir, upper::OpenParent(dest_fd.get(), e.link_group, &first));
+          if (::linkat(fdir.get(), first.c_str(), dir.get(), name.c_str(), 0) != 0) {
+            return PosixError("hardlink " + e.path);
+          }
+          continue;
+        }
+        Fd out(::openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!out.valid()) return PosixError("create " + e.path);
+        DIM_ASSIGN_OR_RETURN(FileData f, ReadFile(e.path));
+        if (f.fd.valid()) DIM_RETURN_IF_ERROR(overlay_internal::CopyData(f.fd.get(), out.get(), f.size, e.path));
+        if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0) return PosixError("size " + e.path);
+        break;
+      }
+      case EntryType::kSymlink:
+        if (::symlinkat(e.target.c_str(), dir.get(), name.c_str()) != 0) return PosixError("symlink " + e.path);
+        break;
+      default:
+        // The administrator's own tree: devices are what the node's view holds.
+        if (::mknodat(dir.get(), name.c_str(), ModeTypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev)) != 0) {
+          return PosixError("mknod " + e.path);
+        }
+    }
+    DIM_RETURN_IF_ERROR(upper::ApplyMetadata(dir.get(), name, e, upper::IdentityXattrs(), false));
+  }
+  // Directories last, deepest first, so creating their contents does not move their times.
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    std::string name;
+    DIM_ASSIGN_OR_RETURN(Fd dir, upper::OpenParent(dest_fd.get(), (*it)->path, &name));
+    DIM_RETURN_IF_ERROR(upper::ApplyMetadata(dir.get(), name, **it, upper::IdentityXattrs(), false));
+  }
+  return Status::Ok();
 }
 
 }  // namespace dim

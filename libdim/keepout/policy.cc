@@ -3,6 +3,8 @@
 // notion, and the last such rule decides.
 #include "dim/policy.h"
 
+#include "glob.h"
+
 #include "dim/wire.h"
 
 namespace dim::policy {
@@ -44,7 +46,24 @@ Status ValidatePattern(std::string_view pattern) {
 struct PolicySet::Impl {
   std::vector<Rule> rules;
   std::vector<keepout::RuleSet> sets;  // sets[i] holds rules[i] alone
+  std::vector<keepout::internal::Pattern> patterns;  // patterns[i] parses rules[i]
 };
+
+namespace {
+
+// Whether the anchored segments from `si` on can match a path whose first
+// components are comps[ci..] followed by at least one more component.
+bool PrefixMatches(const std::vector<keepout::internal::Segment>& segs, size_t si,
+                   const std::vector<std::string_view>& comps, size_t ci) {
+  if (si == segs.size()) return false;  // the pattern ends at or above dir
+  if (ci == comps.size()) return true;  // segments left for a path below dir
+  if (segs[si].any_depth) {
+    return PrefixMatches(segs, si + 1, comps, ci) || PrefixMatches(segs, si, comps, ci + 1);
+  }
+  return segs[si].name.Matches(comps[ci]) && PrefixMatches(segs, si + 1, comps, ci + 1);
+}
+
+}  // namespace
 
 PolicySet::PolicySet() : impl_(std::make_unique<Impl>()) {}
 PolicySet::PolicySet(PolicySet&&) noexcept = default;
@@ -60,6 +79,8 @@ Result<PolicySet> PolicySet::Compile(std::vector<Rule> rules) {
     }
     DIM_ASSIGN_OR_RETURN(auto set, keepout::RuleSet::Compile({{rules[i].pattern, rules[i].source, 0}}));
     p.impl_->sets.push_back(std::move(set));
+    DIM_ASSIGN_OR_RETURN(auto parsed, keepout::internal::ParsePattern(rules[i].pattern));
+    p.impl_->patterns.push_back(std::move(parsed));
   }
   p.impl_->rules = std::move(rules);
   return p;
@@ -74,6 +95,38 @@ Kind PolicySet::Decide(std::string_view path, bool is_dir, const Rule** rule) co
   }
   if (rule) *rule = nullptr;
   return Kind::kPersistent;
+}
+
+bool PolicySet::MayBeBelow(std::string_view dir, bool read_only) const {
+  // A rule matching dir (or an ancestor) matches everything below it, so the
+  // last such rule decides below unless a later rule matches deeper.
+  size_t first_later = 0;
+  bool below_kind_ro = false;  // the root and unmatched paths are persistent
+  for (size_t i = impl_->sets.size(); i-- > 0;) {
+    if (impl_->sets[i].IsKeptOut(dir, true)) {
+      first_later = i + 1;
+      below_kind_ro = impl_->rules[i].kind == Kind::kReadOnly;
+      break;
+    }
+  }
+  if (below_kind_ro == read_only) return true;
+  std::vector<std::string_view> comps;
+  std::string_view rest = dir;
+  while (!rest.empty()) {
+    if (rest[0] == '/') {
+      rest.remove_prefix(1);
+      continue;
+    }
+    size_t slash = rest.find('/');
+    comps.push_back(rest.substr(0, slash));
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  }
+  for (size_t j = first_later; j < impl_->rules.size(); j++) {
+    if ((impl_->rules[j].kind == Kind::kReadOnly) != read_only) continue;
+    const auto& pat = impl_->patterns[j];
+    if (!pat.anchored || PrefixMatches(pat.segments, 0, comps, 0)) return true;
+  }
+  return false;
 }
 
 const std::vector<Rule>& PolicySet::rules() const { return impl_->rules; }

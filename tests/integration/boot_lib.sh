@@ -128,11 +128,13 @@ print_console_dim() { grep -a '^dim\|^rootfs-fuse: \[' "$TEST_TMP/$1.console" | 
 check_boot() {
   console_has "$1" "dim-test: $2 init runs as pid 1 on node $BOOT_NODE"
   console_has "$1" "dim-test: wrote /root/boot-proof; powering off"
-  local upper=$DIM_ROOT/nodes/$BOOT_NODE/upper
-  [[ -f $upper/root/boot-proof ]] ||
-    die "the node's write is not in its overlay on the server ($upper/root/boot-proof); overlay: $(cd "$upper" && find . | head -30)"
-  grep -q "^booted $2 " "$upper/root/boot-proof" || die "$upper/root/boot-proof lacks 'booted $2': $(cat "$upper/root/boot-proof")"
-  [[ -f $upper/var/lib/dim-test/last-boot ]] || die "/var/lib/dim-test/last-boot is not in the node's overlay"
+  local proof
+  proof=$("$DIMCTL" node cat "$BOOT_NODE" /root/boot-proof 2> "$TEST_TMP/$1.proof.err") ||
+    die "the node's write is not in its overlay on the server (/root/boot-proof: $(cat "$TEST_TMP/$1.proof.err")); overlay: $("$DIMCTL" node ls "$BOOT_NODE" | head -30)"
+  grep -q "^booted $2 " <<< "$proof" || die "/root/boot-proof lacks 'booted $2': $proof"
+  [[ $(node_field "$BOOT_NODE" /var/lib/dim-test/last-boot type) == file ]] ||
+    die "/var/lib/dim-test/last-boot is not in the node's overlay"
+  no_privilege_on_server "$DIM_ROOT/nodes"
 }
 
 # print_marks NAME: linuxrc's timing marks from a console.

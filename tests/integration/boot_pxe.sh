@@ -202,5 +202,5 @@ for p in $ports; do ((p < 1024)) || die "the key went to port $p"; done
 grep -q "refusing node $BOOT_NODE's key to 10.20.0.100:[0-9]*: source port [0-9]* is not below 1024" "$TEST_TMP/imaged.log" ||
   die "imaged did not log the refusal from the node's unprivileged port: $(grep refusing "$TEST_TMP/imaged.log")"
 # bob's file did reach the server (so it was there to be asked for).
-upper=$DIM_ROOT/nodes/$BOOT_NODE/upper
-[[ -f $upper/home/bob/secret ]] || die "bob's file is not in the node's overlay: $(cd "$upper" && find . | head -30)"
+[[ $(node_field "$BOOT_NODE" /home/bob/secret type) == file ]] ||
+  die "bob's file is not in the node's overlay: $("$DIMCTL" node ls "$BOOT_NODE" /home)"

@@ -12,7 +12,7 @@
 #   * qemu boots the kernel and initrd fetched from imaged with the kernel
 #     line of that script; the master's /sbin/init (a busybox script) prints a
 #     marker, writes /root/boot-proof, syncs and powers off; the file is in the
-#     node's overlay on the server ($DIM_ROOT/nodes/NODE/upper/root/);
+#     node's overlay on the server (dimctl node cat NODE /root/boot-proof);
 #   * `dimctl node set-image` switches the node to another image: its script
 #     names it, and the next boot runs that image's init; before it, `dimctl
 #     node rekey` retires the node's key: the second boot mounts with the new one;

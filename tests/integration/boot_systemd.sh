@@ -110,7 +110,7 @@ if grep -aq "Kernel panic\|FAILED\|Failed to connect to bus\|Failed to unmount\|
     "$TEST_TMP/systemd.console"; then
   die "the boot or the shutdown had failures (above)"
 fi
-[[ -f $DIM_ROOT/nodes/$BOOT_NODE/upper/var/lib/dim-test/reached ]] || die "/var/lib/dim-test/reached is not in the node's overlay"
+[[ $(node_field "$BOOT_NODE" /var/lib/dim-test/reached type) == file ]] || die "/var/lib/dim-test/reached is not in the node's overlay"
 print_marks systemd
 log "systemd lines:"
 grep -a "Reached target\|Stopped\|Unmount\|Power" "$TEST_TMP/systemd.console" | tail -15 | sed 's/^/    /' >&2

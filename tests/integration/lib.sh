@@ -115,6 +115,56 @@ with_timeout() {
   return "$rc"
 }
 
+# --- node overlays on a server (dimctl node ls / cat, never the files) -----
+
+# node_field NODE PATH FIELD: a field of PATH in NODE's overlay on $DIM_ROOT,
+# from `dimctl node ls --json`: type (file, directory, symlink, character
+# device, ..., whiteout), mode (octal), uid, gid, size, rdev, target, xattrs;
+# "absent" when the overlay has no PATH.
+node_field() {
+  "$DIMCTL" node ls "$1" "$2" --json | python3 -c '
+import json, sys
+path, field = sys.argv[1:3]
+for e in json.load(sys.stdin):
+    if e["path"] == path:
+        v = e.get(field, "")
+        print(format(v, "o") if field == "mode" else " ".join(v) if field == "xattrs" else v)
+        break
+else:
+    print("absent")' "$2" "$3"
+}
+
+# node_put URL NODE PATH < DATA: writes DATA as NODE's file PATH through the
+# node API, signed with the node's key (generation 0) derived from $DIM_SECRET
+# as imaged derives it, the body's SHA-256 declared in the header (what a node's mount sends for a whole file).
+node_put() {
+  python3 -c '
+import hashlib, hmac, os, sys, time, urllib.request
+url, node, path = sys.argv[1:4]
+body = sys.stdin.buffer.read()
+secret = open(os.environ["DIM_SECRET"], "rb").read()
+key = hmac.new(secret, b"node:" + node.encode(), hashlib.sha256).digest()
+target = "/v1/nodes/" + node + "/overlay" + path
+now = str(int(time.time()))
+digest = hashlib.sha256(body).hexdigest()
+msg = "\n".join(["node:" + node, "PUT", target, now, digest]).encode()
+mac = hmac.new(key, msg, hashlib.sha256).hexdigest()
+req = urllib.request.Request(url + target, data=body, method="PUT",
+                             headers={"X-Dim-Auth": "node:%s %s %s %s" % (node, now, digest, mac)})
+urllib.request.urlopen(req, timeout=30).read()' "$@"
+}
+
+# no_privilege_on_server DIR: nothing under DIR (a store's nodes/) is a
+# device, fifo, socket or setuid/setgid file, or carries a security.* or
+# trusted.* xattr, whatever the nodes made in their roots.
+no_privilege_on_server() {
+  local found
+  found=$(find "$1" \( -type b -o -type c -o -type p -o -type s -o -perm /6000 \) -print)
+  [[ -z $found ]] || die "privileged objects in $1: $found"
+  found=$(getfattr -R -h -d -m '^(security|trusted)\.' "$1" 2>/dev/null)
+  [[ -z $found ]] || die "privileged xattrs in $1: $found"
+}
+
 # --- fixtures --------------------------------------------------------------
 
 # copy_tree SRC DST: a faithful copy (owner, mode, ns times, xattrs incl.

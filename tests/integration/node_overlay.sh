@@ -16,18 +16,37 @@ debian_master "$m"
 log "provision two nodes"
 "$DIMCTL" node provision 'r01c1n[01-02]' | tee "$TEST_TMP/prov" >&2
 grep -q "^r01c1n01: rocky9-compute@1, [1-9][0-9]* kept-out entries copied" "$TEST_TMP/prov" || die "provision output"
-up=$DIM_ROOT/nodes/r01c1n01/upper
-assert_eq "$(cat "$up/etc/hostname")" r01c1n01 "hostname"
-grep -q "^10.10.0.100	r01c1n01" "$up/etc/hosts" || die "hosts: $(cat "$up/etc/hosts")"
-[[ $(cat "$up/etc/machine-id") =~ ^[0-9a-f]{32}$ ]] || die "machine-id"
-[[ $(cat "$up/etc/machine-id") != $(cat "$DIM_ROOT/nodes/r01c1n02/upper/etc/machine-id") ]] || die "machine-ids equal"
-cmp "$up/etc/fstab" "$m/etc/fstab" || die "kept-out /etc/fstab not copied"
-[[ -d $up/var/log/apt ]] || die "kept-out /var/log not copied"
-[[ ! -e $up/usr/bin ]] || die "a path that is not kept out was copied"
+n1() { "$DIMCTL" node cat r01c1n01 "$1"; }
+assert_eq "$(n1 /etc/hostname)" r01c1n01 "hostname"
+n1 /etc/hosts > "$TEST_TMP/hosts"
+grep -q "^10.10.0.100	r01c1n01" "$TEST_TMP/hosts" || die "hosts: $(cat "$TEST_TMP/hosts")"
+[[ $(n1 /etc/machine-id) =~ ^[0-9a-f]{32}$ ]] || die "machine-id"
+[[ $(n1 /etc/machine-id) != $("$DIMCTL" node cat r01c1n02 /etc/machine-id) ]] || die "machine-ids equal"
+n1 /etc/fstab > "$TEST_TMP/fstab"
+cmp "$TEST_TMP/fstab" "$m/etc/fstab" || die "kept-out /etc/fstab not copied"
+assert_eq "$(node_field r01c1n01 /var/log/apt type)" directory "kept-out /var/log copied"
+assert_eq "$(node_field r01c1n01 /var/log opaque)" True "kept-out directory opaque"
+assert_eq "$(node_field r01c1n01 /usr/bin type)" absent "a path that is not kept out was copied"
+"$DIMCTL" node ls r01c1n01 /etc > "$TEST_TMP/ls"
+grep -q "^-rw-r--r--     0     0 .* /etc/hostname$" "$TEST_TMP/ls" || die "node ls: $(cat "$TEST_TMP/ls")"
+# The store keeps overlays as data, readable by root only.
+assert_eq "$(stat -c %a "$DIM_ROOT/nodes/r01c1n01")" 700 "mode of the node's directory"
+no_privilege_on_server "$DIM_ROOT/nodes"
+
+log "imaged serves the node's overlay"
+"$DIMCTL" store secret "$TEST_TMP/secret" > /dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'role = top\nname = top\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' "$port" "$DIM_ROOT" "$TEST_TMP/secret" > "$TEST_TMP/top.conf"
+"$DIM_BUILD_DIR/imaged/imaged" --config "$TEST_TMP/top.conf" --foreground 2> "$TEST_TMP/top.log" &
+pid=$!
+on_cleanup kill "$pid"
+for _ in $(seq 100); do grep -q serving "$TEST_TMP/top.log" && break; sleep 0.05; done
+export DIM_SECRET=$TEST_TMP/secret
+url=http://127.0.0.1:$port
 
 log "the node writes; the master changes; the node's view has both"
-echo "node's own fstab" > "$up/etc/fstab"
-echo "node log" > "$up/var/log/node.log"
+echo "node's own fstab" | node_put "$url" r01c1n01 /etc/fstab
+echo "node log" | node_put "$url" r01c1n01 /var/log/node.log
 sleep 1.1
 echo "# master fstab change" >> "$m/etc/fstab"
 echo "master-name" > "$m/etc/hostname"
@@ -54,14 +73,7 @@ assert_file_contains "$TEST_TMP/ndiff" "A  /etc/dim/node.env"
 "$DIMCTL" node diff r01c1n01 --json | grep -q '"path":"/etc/fstab","kind":"shadows"' || die "json diff"
 
 log "push --dry-run names the nodes whose copy shadows a change"
-"$DIMCTL" store secret "$TEST_TMP/secret" > /dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'role = top\nname = top\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' "$port" "$DIM_ROOT" "$TEST_TMP/secret" > "$TEST_TMP/top.conf"
-"$DIM_BUILD_DIR/imaged/imaged" --config "$TEST_TMP/top.conf" --foreground 2> "$TEST_TMP/top.log" &
-pid=$!
-on_cleanup kill "$pid"
-for _ in $(seq 100); do grep -q serving "$TEST_TMP/top.log" && break; sleep 0.05; done
-export DIM_SERVER=http://127.0.0.1:$port DIM_SECRET=$TEST_TMP/secret
+export DIM_SERVER=$url
 "$DIMCTL" push rocky9-compute --version 1 > /dev/null
 "$DIMCTL" push rocky9-compute --dry-run > "$TEST_TMP/dry"
 cat "$TEST_TMP/dry" >&2
@@ -77,11 +89,11 @@ grep -q "^node r01c1n01 .* 0  via ss1; keeps its own: /etc/fstab" "$TEST_TMP/pus
 assert_file_contains "$TEST_TMP/push" "0 servers, 2 nodes"
 
 log "re-provisioning refreshes identity and never overwrites the node's copies"
-echo "stale" > "$up/etc/hostname"
+echo "stale" | node_put "$url" r01c1n01 /etc/hostname
 # This store is the only one running here: provision locally, not through ss1.
 env -u DIM_SERVER "$DIMCTL" node provision r01c1n01 > "$TEST_TMP/prov2"
-assert_eq "$(cat "$up/etc/hostname")" r01c1n01 "identity regenerated"
-assert_eq "$(cat "$up/etc/fstab")" "node's own fstab" "node's kept-out copy untouched"
+assert_eq "$(n1 /etc/hostname)" r01c1n01 "identity regenerated"
+assert_eq "$(n1 /etc/fstab)" "node's own fstab" "node's kept-out copy untouched"
 grep -q ", 0 kept-out entries copied" "$TEST_TMP/prov2" || die "$(cat "$TEST_TMP/prov2")"
 expect_fail "$DIMCTL" node diff r01c2n01
 expect_stderr_contains "has no overlay"

@@ -8,7 +8,8 @@
 #  * `dimctl push --nodes`: only the named node switches to the new version,
 #    the other is pinned at the old one (dry run, status and the server's
 #    answer say so) until a push without --nodes releases it; `dimctl status`
-#    shows the version each mount runs.
+#    shows the version each mount runs;
+#  * a write past the node's overlay quota fails with ENOSPC on the node.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/rootfs_fuse_lib.sh
@@ -21,7 +22,8 @@ printf '#!/bin/sh\necho tool v1\n' > "$m/usr/bin/tool"
 chmod 755 "$m/usr/bin/tool"
 echo "app" > "$m/opt/app/conf"
 rf_setup_store "$m"
-up1=$DIM_ROOT/nodes/r01c1n01/upper
+# A file the node wrote under /usr before the policy existed.
+echo "from before the policy" | node_put "$TOP_URL" r01c1n01 /usr/bin/old-own
 
 log "dimctl policy: set, list, check"
 "$DIMCTL" policy set "$IMAGE" readonly /usr/ /opt/
@@ -49,9 +51,9 @@ expect_stderr_contains "add a later rule"
 expect_fail "$DIMCTL" policy rm "$IMAGE" /nope/
 expect_stderr_contains "has no policy rule"
 
-# A file the node wrote under /usr before the policy existed.
-mkdir -p "$up1/usr/bin"
-echo "from before the policy" > "$up1/usr/bin/old-own"
+# Now the server refuses it too, and any change reaching a read-only path.
+expect_fail node_put "$TOP_URL" r01c1n01 /usr/bin/old-own < /dev/null
+expect_stderr_contains "HTTP Error 403"
 
 log "mount: read-only paths refuse changes"
 mnt=$TEST_TMP/mnt
@@ -77,14 +79,16 @@ echo tool v1" "the read-only file after the refused writes"
 echo "mine" > "$mnt/usr/local/bin/mine"
 echo "node motd" > "$mnt/etc/motd"
 echo "log line" > "$mnt/var/log/app.log"
-assert_eq "$(cat "$up1/usr/local/bin/mine")" mine "persistent path below a read-only one, on the server"
-assert_eq "$(cat "$up1/etc/motd")" "node motd" "persistent /etc on the server"
-[[ ! -e $up1/var/log/app.log ]] || die "an ephemeral path reached the server"
-[[ ! -e $up1/usr/bin/new ]] || die "a refused write reached the server"
+assert_eq "$("$DIMCTL" node cat r01c1n01 /usr/local/bin/mine)" mine "persistent path below a read-only one, on the server"
+assert_eq "$("$DIMCTL" node cat r01c1n01 /etc/motd)" "node motd" "persistent /etc on the server"
+assert_eq "$(node_field r01c1n01 /var/log/app.log type)" absent "an ephemeral path reached the server"
+assert_eq "$(node_field r01c1n01 /usr/bin/new type)" absent "a refused write reached the server"
+assert_eq "$("$DIMCTL" node cat r01c1n01 /usr/bin/old-own)" "from before the policy" "the old file, kept on the server"
 rf_umount "$mnt"
 
 log "push --nodes: only the named node switches"
-rm "$up1/etc/motd"  # both nodes show the image's motd again
+"$DIMCTL" node revert r01c1n01 /etc/motd  # both nodes show the image's motd again
+assert_eq "$(node_field r01c1n01 /etc/motd type)" absent "node revert"
 mnt2=$TEST_TMP/mnt2
 rf_mount r01c1n01 "$mnt" "$TEST_TMP/cache1"
 rf_mount r01c1n02 "$mnt2" "$TEST_TMP/cache2"
@@ -124,5 +128,18 @@ rf_wait_content "$mnt2/etc/motd" "motd of version 2" "node 2 after the full push
 "$DIMCTL" status > "$TEST_TMP/status.txt"
 grep -q 'pinned:' "$TEST_TMP/status.txt" && die "a pin left after the full push: $(cat "$TEST_TMP/status.txt")"
 rf_umount "$mnt2"
+rf_umount "$mnt"
+
+log "a full overlay quota is ENOSPC on the node; freeing space works"
+rf_stop top
+echo "overlay_quota_bytes = 2M" >> "$TEST_TMP/top.conf"
+rf_start top
+rf_mount r01c1n01 "$mnt" "$TEST_TMP/cache1"
+expect_fail dd if=/dev/zero of="$mnt/usr/local/big" bs=1M count=3 conv=fsync status=none
+expect_stderr_contains "No space left on device"
+assert_eq "$(node_field r01c1n01 /usr/local/big size)" 0 "the refused content on the server"
+rm "$mnt/usr/local/big"
+dd if=/dev/zero of="$mnt/usr/local/fits" bs=1M count=1 conv=fsync status=none
+assert_eq "$(node_field r01c1n01 /usr/local/fits size)" $((1 << 20)) "a write within the quota"
 rf_umount "$mnt"
 log "ok"

@@ -267,11 +267,12 @@ cmp "$TEST_TMP/vmlinuz" "$TEST_TMP/leafB/boot/vmlinuz" || die "leafB kept the ol
 "$DIMCTL" node provision 'r0[1-2]c1n01' | tee "$TEST_TMP/prov" >&2
 grep -q "^r01c1n01: deb@8 on leafA" "$TEST_TMP/prov" || die "r01c1n01 not provisioned on leafA"
 grep -q "^r02c1n01: deb@8 on leafB" "$TEST_TMP/prov" || die "r02c1n01 not provisioned on leafB"
-upA=$TEST_TMP/leafA/nodes/r01c1n01/upper upB=$TEST_TMP/leafB/nodes/r02c1n01/upper
-cmp "$upA/etc/fstab" "$master/etc/fstab" || die "kept-out /etc/fstab not copied on leafA"
+"$DIMCTL" --root "$TEST_TMP/leafA" node cat r01c1n01 /etc/fstab > "$TEST_TMP/fstabA"
+cmp "$TEST_TMP/fstabA" "$master/etc/fstab" || die "kept-out /etc/fstab not copied on leafA"
 old_fstab=$(cat "$master/etc/fstab")
-echo "node A's own fstab" > "$upA/etc/fstab"
-mkdir -p "$upA/root" && echo "A's note" > "$upA/root/note"
+# The node writes through its server's API, as its mount would.
+echo "node A's own fstab" | node_put "$leafA_url" r01c1n01 /etc/fstab
+echo "A's note" | node_put "$leafA_url" r01c1n01 /root/note
 echo "# a master change to a kept-out file" >> "$master/etc/fstab"
 echo "carol:x:1234:1234::/home/carol:/bin/sh" >> "$master/etc/passwd"
 printf '#!/bin/sh\necho carol\n' > "$master/usr/bin/carol-tool" && chmod 755 "$master/usr/bin/carol-tool"

@@ -3,8 +3,10 @@
 #  * real work in a chroot on the mount: dpkg -l, scripts, apt-get install of
 #    a local .deb (a program and a postinst);
 #  * the node's writes persist across an unmount and a remount with an empty
-#    cache (package, /etc file, whiteout, chmod, rename) and are in the node's
-#    overlay on the server; the ephemeral /tmp does not persist;
+#    cache (package, /etc file, whiteout, chmod, rename, a device node, a
+#    setuid file, a file capability, security.*/trusted.* xattrs) and are in
+#    the node's overlay on the server, as data: nothing privileged exists
+#    there; the ephemeral /tmp does not persist;
 #  * the POSIX suite passes on a persistent directory of the mount, except the
 #    groups rootfs-fuse documents as unsupported;
 #  * a live version switch: new content for new opens, the old content for an
@@ -22,7 +24,6 @@ POSIX_SUITE=${POSIX_SUITE:-$DIM_BUILD_DIR/tests/dim-posix-suite}
 m=$TEST_TMP/master
 debian_master "$m"
 rf_setup_store "$m"
-up1=$DIM_ROOT/nodes/r01c1n01/upper
 mnt=$TEST_TMP/mnt
 # The caches on the disk (relatime here), which the POSIX suite's utimes
 # group once tripped over: rootfs-fuse's own reads must not move atimes.
@@ -101,6 +102,16 @@ chmod 0600 "$mnt/etc/debian_version"
 mv "$mnt/etc/host.conf" "$mnt/etc/host.conf.moved"
 echo "scratch" > "$mnt/tmp/ephemeral"
 mkdir "$mnt/tmp/ephemeral-dir"
+# Privileged objects in the node's own root: the node keeps them, the server
+# stores them as data.
+mknod "$mnt/etc/dim-null" c 1 3
+mknod -m 0660 "$mnt/etc/dim-disk" b 8 0
+cp "$m/bin/true" "$mnt/usr/local/bin/dim-suid"
+chmod 4755 "$mnt/usr/local/bin/dim-suid"
+cp "$m/bin/true" "$mnt/usr/local/bin/dim-cap"
+setcap cap_net_raw+ep "$mnt/usr/local/bin/dim-cap"
+setfattr -n trusted.dim-test -v node "$mnt/etc/dim-test.conf"
+setfattr -n security.dim-test -v node "$mnt/etc/dim-test.conf" 2> /dev/null || true
 # Opening a small file of the version stores all of it in the kernel's page
 # cache at once (no READ); an in-place write through its copy-up shows over
 # that, to a reader that had it open before too.
@@ -114,17 +125,27 @@ assert_eq "$(tail -c +5 "$mnt/etc/shells")" "$(tail -c +5 "$m/etc/shells")" "the
 chroot_umounts
 want_version=$(cat "$m/etc/debian_version")
 
-log "the server's overlay holds the changes"
-assert_eq "$(cat "$up1/etc/dim-test.conf")" "node-local setting" "server copy of /etc/dim-test.conf"
-[[ -x $up1/usr/bin/dim-hello ]] || die "server overlay lacks /usr/bin/dim-hello"
-assert_eq "$(cat "$up1/var/lib/dim-hello/stamp")" "configured configure" "server copy of the stamp"
-grep -q '^Package: dim-hello' "$up1/var/lib/dpkg/status" || die "server dpkg status lacks dim-hello"
-assert_eq "$(stat -c '%F %t:%T' "$up1/etc/issue.net")" "character special file 0:0" "whiteout on the server"
-assert_eq "$(stat -c %a "$up1/etc/debian_version")" 600 "server mode of /etc/debian_version"
-assert_eq "$(head -c 4 "$up1/etc/shells")" "#DIM" "server copy of /etc/shells"
-assert_eq "$(cat "$up1/etc/host.conf.moved")" "$(cat "$m/etc/host.conf")" "server copy of the renamed file"
-assert_eq "$(stat -c '%F %t:%T' "$up1/etc/host.conf")" "character special file 0:0" "whiteout at the old name"
-[[ ! -e $up1/tmp/ephemeral && ! -e $up1/tmp/ephemeral-dir ]] || die "an ephemeral path reached the server"
+log "the server's overlay holds the changes (dimctl node ls/cat), as data"
+n1() { "$DIMCTL" node cat r01c1n01 "$1"; }
+assert_eq "$(n1 /etc/dim-test.conf)" "node-local setting" "server copy of /etc/dim-test.conf"
+assert_eq "$(node_field r01c1n01 /usr/bin/dim-hello mode)" 755 "server overlay's /usr/bin/dim-hello"
+assert_eq "$(n1 /var/lib/dim-hello/stamp)" "configured configure" "server copy of the stamp"
+n1 /var/lib/dpkg/status > "$TEST_TMP/server-status"
+grep -q '^Package: dim-hello' "$TEST_TMP/server-status" || die "server dpkg status lacks dim-hello"
+assert_eq "$(node_field r01c1n01 /etc/issue.net type)" whiteout "whiteout on the server"
+assert_eq "$(node_field r01c1n01 /etc/debian_version mode)" 600 "server mode of /etc/debian_version"
+n1 /etc/shells > "$TEST_TMP/server-shells"
+assert_eq "$(head -c 4 "$TEST_TMP/server-shells")" "#DIM" "server copy of /etc/shells"
+assert_eq "$(n1 /etc/host.conf.moved)" "$(cat "$m/etc/host.conf")" "server copy of the renamed file"
+assert_eq "$(node_field r01c1n01 /etc/host.conf type)" whiteout "whiteout at the old name"
+assert_eq "$(node_field r01c1n01 /tmp/ephemeral type)$(node_field r01c1n01 /tmp/ephemeral-dir type)" \
+  absentabsent "an ephemeral path reached the server"
+assert_eq "$(node_field r01c1n01 /etc/dim-null type) $(node_field r01c1n01 /etc/dim-null rdev)" \
+  "char device $((1 << 8 | 3))" "the node's device node, recorded"
+assert_eq "$(node_field r01c1n01 /usr/local/bin/dim-suid mode)" 4755 "the node's setuid file, recorded"
+[[ $(node_field r01c1n01 /usr/local/bin/dim-cap xattrs) == *security.capability* ]] || die "capability not recorded"
+[[ $(node_field r01c1n01 /etc/dim-test.conf xattrs) == *trusted.dim-test* ]] || die "trusted.* xattr not recorded"
+no_privilege_on_server "$DIM_ROOT/nodes"
 
 log "unmount, delete the cache, mount again"
 rf_umount "$mnt"
@@ -147,6 +168,11 @@ assert_eq "$(head -c 4 "$mnt/etc/shells")" "#DIM" "/etc/shells after remount"
 cmp "$mnt/etc/host.conf.moved" "$m/etc/host.conf" || die "renamed file's content"
 [[ ! -e $mnt/tmp/ephemeral && ! -e $mnt/tmp/ephemeral-dir ]] || die "ephemeral /tmp entries persisted"
 [[ -d $mnt/tmp ]] || die "/tmp itself is gone"
+assert_eq "$(stat -c '%F %t:%T' "$mnt/etc/dim-null")" "character special file 1:3" "device node after remount"
+assert_eq "$(stat -c '%F %t:%T %a' "$mnt/etc/dim-disk")" "block special file 8:0 660" "block device after remount"
+assert_eq "$(stat -c %a "$mnt/usr/local/bin/dim-suid")" 4755 "setuid bit after remount"
+getcap "$mnt/usr/local/bin/dim-cap" | grep -q 'cap_net_raw[=+]ep' || die "capability lost: $(getcap "$mnt/usr/local/bin/dim-cap")"
+assert_eq "$(getfattr --only-values -n trusted.dim-test "$mnt/etc/dim-test.conf")" node "trusted.* xattr after remount"
 
 log "POSIX suite in a persistent directory"
 mkdir -m 0755 "$mnt/srv/posix"
@@ -248,8 +274,8 @@ assert_eq "$(stat -c %a "$mnt2/etc/debian_version")" 644 "node 1's chmod applies
 echo "node 2 only" > "$mnt2/etc/n02-only"
 echo "node 1 only" > "$mnt/etc/n01-only"
 [[ ! -e $mnt/etc/n02-only && ! -e $mnt2/etc/n01-only ]] || die "a write crossed nodes"
-assert_eq "$(cat "$DIM_ROOT/nodes/r01c1n02/upper/etc/n02-only")" "node 2 only" "node 2's overlay"
-[[ ! -e $DIM_ROOT/nodes/r01c1n02/upper/etc/n01-only ]] || die "node 1's write in node 2's overlay"
+assert_eq "$("$DIMCTL" node cat r01c1n02 /etc/n02-only)" "node 2 only" "node 2's overlay"
+assert_eq "$(node_field r01c1n02 /etc/n01-only type)" absent "node 1's write in node 2's overlay"
 rf_umount "$mnt2"
 
 log "a fresh cache pinned to version 1 starts from its snapshot; the cache then moves by delta"

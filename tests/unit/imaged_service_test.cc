@@ -3,12 +3,17 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "dim/api_client.h"
@@ -33,9 +38,11 @@ struct Server {
   TempDir dir;
   dim::auth::Secret secret{std::string(64, 's')};
   std::unique_ptr<imaged::Service> svc;
-  Server() {
+  explicit Server(std::optional<dim::OverlayQuota> quota = std::nullopt) {
     auto store = dim::Store::Open(dim::Env::Posix(), dir / "store", true);
     REQUIRE(store.ok());
+    // Overlays as the previous release kept them (an upper/ tree): the
+    // first request of each node converts it.
     for (const char* n : {"n1", "n2"}) {
       REQUIRE(dim::Env::Posix()->MkdirAll(dir / "store/nodes/" + n + "/upper/etc", 0755).ok());
       dimtest::WriteFile(dir / "store/nodes/" + n + "/upper/etc/hostname", std::string(n) + "\n");
@@ -43,6 +50,7 @@ struct Server {
     imaged::Config c;
     c.name = "top";
     c.store = dir / "store";
+    if (quota) c.overlay_quota = *quota;
     auto objects = dim::ObjectStore::Open(dim::Env::Posix(), c.store);
     REQUIRE(objects.ok());
     svc = std::make_unique<imaged::Service>(c, secret, std::move(*objects));
@@ -69,6 +77,17 @@ std::string Body(Response& r) {
   return out;
 }
 
+// The node's overlay as its mount sees it, by path.
+std::map<std::string, dim::OverlayListItem> ListOverlay(Server& s, const std::string& node) {
+  auto r = s.Call("GET", "/v1/nodes/" + node + "/overlay-list", "node:" + node);
+  REQUIRE(r.status == 200);
+  auto items = dim::ParseOverlayList(r.body);
+  REQUIRE(items.ok());
+  std::map<std::string, dim::OverlayListItem> out;
+  for (auto& i : *items) out[i.entry.path] = i;
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("imaged: a node reads and writes only its own overlay") {
@@ -80,7 +99,7 @@ TEST_CASE("imaged: a node reads and writes only its own overlay") {
   CHECK(other.status == 403);
   CHECK(other.body.find("node:n1 may not use the resources of node n2") != std::string::npos);
   CHECK(s.Call("PUT", "/v1/nodes/n2/overlay/etc/x", "node:n1", "evil").status == 403);
-  CHECK_FALSE(dim::Env::Posix()->Exists(s.dir / "store/nodes/n2/upper/etc/x"));
+  CHECK(s.Call("GET", "/v1/nodes/n2/overlay/etc/x", "server:ss01").status == 404);
   // A server may, for provisioning and diagnosis.
   CHECK(s.Call("GET", "/v1/nodes/n2/overlay/etc/hostname", "server:ss01").status == 200);
 }
@@ -89,8 +108,7 @@ TEST_CASE("imaged: overlay writes are durable files, read back exactly") {
   Server s;
   std::string data("bytes\0with\nanything", 19);
   auto put = s.Call("PUT", "/v1/nodes/n1/overlay/var/lib/app/state", "node:n1", data);
-  CHECK(put.status == 200);
-  CHECK(dimtest::ReadFile(s.dir / "store/nodes/n1/upper/var/lib/app/state") == data);
+  CHECK_MESSAGE(put.status == 200, put.body);
   auto get = s.Call("GET", "/v1/nodes/n1/overlay/var/lib/app/state", "node:n1");
   CHECK(get.status == 200);
   CHECK(Body(get) == data);
@@ -102,10 +120,21 @@ TEST_CASE("imaged: traversal, symlinks and bad names are refused") {
   CHECK(s.Call("GET", "/v1/nodes/n1/overlay/../n2/upper/etc/hostname", "node:n1").status == 400);
   CHECK(s.Call("GET", "/v1/nodes/n1/overlay/etc/./hostname", "node:n1").status == 400);
   CHECK(s.Call("GET", "/v1/nodes/n1/overlay/etc//hostname", "node:n1").status == 400);
-  REQUIRE(::symlink("/etc", (s.dir / "store/nodes/n1/upper/host-etc").c_str()) == 0);
+  // A node's symlink is data: nothing is ever resolved through it.
+  dim::OverlayOp ln{dim::OverlayOp::kMake, {}, "", ""};
+  ln.entry.path = "/host-etc";
+  ln.entry.type = dim::EntryType::kSymlink;
+  ln.entry.target = "/etc";
+  ln.entry.mode = 0777;
+  REQUIRE(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({ln})).status == 200);
   auto link = s.Call("GET", "/v1/nodes/n1/overlay/host-etc/passwd", "node:n1");
-  CHECK(link.status == 403);
-  CHECK(link.body.find("crosses a symlink") != std::string::npos);
+  CHECK(link.status == 404);
+  CHECK(link.body.find("root:") == std::string::npos);
+  CHECK(s.Call("GET", "/v1/nodes/n1/overlay/host-etc", "node:n1").status == 404);
+  auto put = s.Call("PUT", "/v1/nodes/n1/overlay/host-etc/dim-test-evil", "node:n1", "x");
+  CHECK(put.status == 400);
+  CHECK(put.body.find("is not a directory in the overlay of node n1") != std::string::npos);
+  CHECK_FALSE(dim::Env::Posix()->Exists("/etc/dim-test-evil"));
   CHECK(s.Call("GET", "/v1/nodes/..%2f/overlay/x", "server:a").status == 400);
   CHECK(s.Call("GET", "/v1/nodes/n9/overlay/etc/hostname", "node:n9").status == 404);
 }
@@ -156,6 +185,7 @@ void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
   }
   REQUIRE((*c)->PolicyReplace(img->id, rules).ok());
   REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", "{\"version\":3}").status == 200);
+  // Read when n1's old-format overlay is converted, on its first request.
   dimtest::WriteFile(s.dir / "store/nodes/n1/image", "deb\n3\n");
 }
 
@@ -394,7 +424,7 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   auto put = s.Call("PUT", "/v1/nodes/n1/overlay/usr/bin/evil", "node:n1", "x");
   CHECK(put.status == 403);
   CHECK(put.body.find("/usr/bin/evil is shared read-only in image deb (rule '/usr/')") != std::string::npos);
-  CHECK_FALSE(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/usr/bin/evil"));
+  CHECK(s.Call("GET", "/v1/nodes/n1/overlay/usr/bin/evil", "node:n1").status == 404);
   CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1", "x").status == 200);
   // One refused operation refuses the batch: the directory before it is not made.
   dim::OverlayOp mk{dim::OverlayOp::kMake, {}, "", ""};
@@ -404,7 +434,7 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   dim::OverlayOp wh{dim::OverlayOp::kWhiteout, {}, "/usr/bin/ls", ""};
   auto ops = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mk, wh}));
   CHECK(ops.status == 403);
-  CHECK_FALSE(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/opt"));
+  CHECK(ListOverlay(s, "n1").count("/opt") == 0);
   // Directories may be made there (parents of writable paths); renames out may not.
   dim::OverlayOp usr{dim::OverlayOp::kMake, {}, "", ""};
   usr.entry = mk.entry;
@@ -412,7 +442,8 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mk, usr})).status == 200);
   dim::OverlayOp mv{dim::OverlayOp::kRename, {}, "/usr/local/bin/tool", "/usr/bin/tool"};
   CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mv})).status == 403);
-  CHECK(dim::Env::Posix()->Exists(s.dir / "store/nodes/n1/upper/usr/local/bin/tool"));
+  auto tool = s.Call("GET", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1");
+  CHECK(Body(tool) == "x");
 }
 
 TEST_CASE("replication: a changed large file travels as chunk deltas; older parents send whole chunks") {
@@ -548,4 +579,253 @@ TEST_CASE("imaged: deltas, batches and packs need a signature; plain objects do 
   // A public request has no body to send; a batch no more than 65536 ids.
   CHECK(unsigned_("GET", "/v1/objects/" + a->Hex(), "x", {}).status == 413);
   CHECK(s.Call("POST", "/v1/objects/batch", "node:n1", std::string(32 * 65537, 'i')).status == 413);
+}
+
+// ------------------------------------------------------------ node overlay attacks
+// Each performs an attack as the holder of a node's key against the real
+// request handling, and checks that it has no privileged effect on the server.
+
+namespace {
+
+dim::OverlayOp Make(const std::string& path, dim::EntryType type, uint32_t mode, uint64_t rdev = 0,
+                    std::vector<dim::Xattr> xattrs = {}) {
+  dim::OverlayOp op{dim::OverlayOp::kMake, {}, "", ""};
+  op.entry.path = path;
+  op.entry.type = type;
+  op.entry.mode = mode;
+  op.entry.rdev = rdev;
+  op.entry.xattrs = std::move(xattrs);
+  op.entry.mtime_ns = 1700000000000000000;
+  return op;
+}
+
+dim::OverlayOp PathOp(dim::OverlayOp::Code code, const std::string& path, const std::string& to = "") {
+  return dim::OverlayOp{code, {}, path, to};
+}
+
+// Everything below dir: no device, fifo, socket, setuid or setgid file, and
+// no security.* or trusted.* xattr, whatever the nodes sent.
+void CheckNothingPrivileged(const std::string& dir) {
+  std::vector<std::string> todo{dir};
+  size_t seen = 0;
+  while (!todo.empty()) {
+    std::string d = todo.back();
+    todo.pop_back();
+    dim::DirPtr dp(::opendir(d.c_str()));
+    REQUIRE(dp);
+    while (struct dirent* e = ::readdir(dp.get())) {
+      std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      std::string p = d + "/" + n;
+      struct stat st;
+      REQUIRE(::lstat(p.c_str(), &st) == 0);
+      seen++;
+      CHECK_MESSAGE((S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)), p);
+      CHECK_MESSAGE((st.st_mode & (S_ISUID | S_ISGID)) == 0, p);
+      CHECK_MESSAGE((st.st_mode & 077) == 0, p);  // 0700 / 0600: not for other users
+      char names[4096];
+      ssize_t len = ::llistxattr(p.c_str(), names, sizeof names);
+      for (ssize_t i = 0; i < len; i += static_cast<ssize_t>(std::strlen(names + i)) + 1) {
+        std::string x(names + i);
+        CHECK_MESSAGE((x.rfind("security.", 0) != 0 && x.rfind("trusted.", 0) != 0), (p + " has " + x));
+      }
+      if (S_ISDIR(st.st_mode)) todo.push_back(p);
+    }
+  }
+  CHECK(seen > 0);
+}
+
+}  // namespace
+
+TEST_CASE("overlay attack: device nodes, setuid files and privileged xattrs stay data on the server") {
+  Server s;
+  std::string cap("\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+  auto rootsh = Make("/bin/rootsh", dim::EntryType::kFile, 04755);
+  rootsh.entry.size = 4;
+  auto ops = std::vector<dim::OverlayOp>{
+      Make("/bin", dim::EntryType::kDir, 0755),
+      Make("/dev", dim::EntryType::kDir, 0755),
+      Make("/dev/sda", dim::EntryType::kBlock, 0666, makedev(8, 0)),
+      Make("/dev/mem", dim::EntryType::kChar, 0666, makedev(1, 1)),
+      rootsh,
+      Make("/bin/ping", dim::EntryType::kFile, 0755, 0, {{"security.capability", cap}}),
+      Make("/etc/x", dim::EntryType::kFile, 02644, 0,
+           {{"security.selinux", "system_u:object_r:shadow_t:s0"}, {"trusted.evil", "1"},
+            {"trusted.overlay.opaque", "y"}, {"user.note", "n"}}),
+      Make("/run", dim::EntryType::kDir, 01777),
+      Make("/run/fifo", dim::EntryType::kFifo, 0666),
+      Make("/run/sock", dim::EntryType::kSocket, 0666),
+  };
+  auto r = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps(ops));
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  REQUIRE(s.Call("PUT", "/v1/nodes/n1/overlay/bin/rootsh", "node:n1", "#!sh", {{"offset", "0"}, {"size", "4"}})
+              .status == 200);
+  // The node sees exactly what it made (and would after a remount).
+  auto list = ListOverlay(s, "n1");
+  CHECK(list["/dev/sda"].entry.type == dim::EntryType::kBlock);
+  CHECK(list["/dev/sda"].entry.rdev == makedev(8, 0));
+  CHECK(list["/dev/mem"].entry.type == dim::EntryType::kChar);
+  CHECK(list["/bin/rootsh"].entry.mode == 04755);
+  CHECK(list["/bin/rootsh"].entry.size == 4);
+  REQUIRE(list["/bin/ping"].entry.xattrs.size() == 1);
+  CHECK(list["/bin/ping"].entry.xattrs[0].value == cap);
+  CHECK(list["/etc/x"].entry.mode == 02644);
+  CHECK(list["/etc/x"].entry.xattrs.size() == 4);
+  CHECK(list["/run"].entry.mode == 01777);
+  CHECK(list["/run/fifo"].entry.type == dim::EntryType::kFifo);
+  CHECK(list["/run/sock"].entry.type == dim::EntryType::kSocket);
+  auto sh = s.Call("GET", "/v1/nodes/n1/overlay/bin/rootsh", "node:n1");
+  CHECK(Body(sh) == "#!sh");
+  // On the server: plain files and directories only.
+  CheckNothingPrivileged(s.dir / "store/nodes/n1");
+}
+
+TEST_CASE("overlay attack: a write to a node's device node reaches no device") {
+  Server s;
+  // A real block device whose writes are observable: a loop device over a file.
+  std::string backing = s.dir / "disk.img";
+  dimtest::WriteFile(backing, std::string(1 << 20, '\0'));
+  std::string cmd = "losetup -f --show " + backing + " > " + (s.dir / "loopdev") + " 2>/dev/null";
+  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "this test needs a loop device (losetup)");
+  std::string loop = dimtest::ReadFile(s.dir / "loopdev");
+  loop.erase(loop.find_last_not_of('\n') + 1);
+  struct stat st;
+  REQUIRE(::stat(loop.c_str(), &st) == 0);
+  auto r = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1",
+                  dim::EncodeOverlayOps({Make("/disk", dim::EntryType::kBlock, 0600, st.st_rdev)}));
+  CHECK(r.status == 200);
+  auto ranged = s.Call("PUT", "/v1/nodes/n1/overlay/disk", "node:n1", "EVIL!", {{"offset", "0"}, {"size", "5"}});
+  auto whole = s.Call("PUT", "/v1/nodes/n1/overlay/disk", "node:n1", "EVIL!");
+  auto read = s.Call("GET", "/v1/nodes/n1/overlay/disk", "node:n1");
+  (void)std::system(("losetup -d " + loop).c_str());
+  CHECK(ranged.status == 400);
+  CHECK(whole.status == 400);
+  CHECK(read.status == 404);
+  CHECK(dimtest::ReadFile(backing) == std::string(1 << 20, '\0'));
+  CHECK(ListOverlay(s, "n1")["/disk"].entry.type == dim::EntryType::kBlock);
+  CheckNothingPrivileged(s.dir / "store/nodes/n1");
+}
+
+TEST_CASE("overlay attack: reading a node's fifo neither blocks nor opens it") {
+  Server s;
+  REQUIRE(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1",
+                 dim::EncodeOverlayOps({Make("/fifo", dim::EntryType::kFifo, 0666)})).status == 200);
+  // The old server opened the fifo and blocked this thread forever.
+  auto r = s.Call("GET", "/v1/nodes/n1/overlay/fifo", "node:n1");
+  CHECK(r.status == 404);
+  CHECK_FALSE(r.file.valid());
+}
+
+TEST_CASE("overlay attack: provisioning never follows a symlink the node planted") {
+  Server s;
+  AddImage(s, {});
+  std::string outside = s.dir / "outside";
+  REQUIRE(::mkdir(outside.c_str(), 0755) == 0);
+  auto etc = Make("/etc", dim::EntryType::kSymlink, 0777);
+  etc.entry.target = outside;
+  auto var = Make("/var", dim::EntryType::kSymlink, 0777);
+  var.entry.target = outside;
+  REQUIRE(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({etc, var})).status == 200);
+  dim::wire::Writer w;
+  w.out() = "DIMPROV1\n";
+  for (const char* f : {"deb", "n1", "n1.example", "10.0.0.1", "example"}) w.Str(f);
+  w.U32(1);
+  w.Str("/var/lib/");
+  w.Str("test");
+  auto r = s.Call("POST", "/v1/nodes/n1/provision", "server:dimctl", w.out());
+  CHECK(r.status == 400);
+  CHECK(r.body.find("/etc is not a directory in the overlay of node n1") != std::string::npos);
+  dim::DirPtr d(::opendir(outside.c_str()));
+  REQUIRE(d);
+  int names = 0;
+  while (struct dirent* e = ::readdir(d.get())) names += e->d_name[0] != '.';
+  CHECK(names == 0);
+  CHECK(ListOverlay(s, "n1")["/etc"].entry.type == dim::EntryType::kSymlink);
+}
+
+TEST_CASE("overlay attack: a read-only path cannot be reached through an ancestor, a rename or a link") {
+  Server s;
+  using dim::policy::Kind;
+  using dim::OverlayOp;
+  AddImage(s, {{Kind::kReadOnly, "/usr/", ""}, {Kind::kPersistent, "/usr/local/", ""}});
+  auto ops = [&](std::vector<OverlayOp> v) {
+    return s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps(v));
+  };
+  // Directories that carry writable paths may be made; files below them written.
+  REQUIRE(ops({Make("/usr", dim::EntryType::kDir, 0755), Make("/usr/local", dim::EntryType::kDir, 0755),
+               Make("/usr/local/bin", dim::EntryType::kDir, 0755)}).status == 200);
+  REQUIRE(s.Call("PUT", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1", "x").status == 200);
+  auto before = s.Call("GET", "/v1/nodes/n1/overlay-list", "node:n1").body;
+  struct Attack {
+    const char* what;
+    std::vector<OverlayOp> ops;
+  } attacks[] = {
+      {"rename an ancestor", {PathOp(OverlayOp::kRename, "/usr", "/usr2")}},
+      {"whiteout an ancestor", {PathOp(OverlayOp::kWhiteout, "/usr")}},
+      {"remove an ancestor", {PathOp(OverlayOp::kRemove, "/usr")}},
+      {"opaque ancestor", {PathOp(OverlayOp::kOpaque, "/usr")}},
+      {"ancestor replaced by a symlink", {Make("/usr", dim::EntryType::kSymlink, 0777)}},
+      {"rename into", {PathOp(OverlayOp::kRename, "/usr/local/bin", "/usr/bin")}},
+      {"rename out of", {PathOp(OverlayOp::kRename, "/usr/bin/ls", "/usr/local/ls")}},
+      {"rename over an ancestor", {PathOp(OverlayOp::kRename, "/usr/local/bin", "/usr")}},
+      {"link out of", {PathOp(OverlayOp::kLink, "/usr/bin/ls", "/usr/local/ls")}},
+      {"link into", {PathOp(OverlayOp::kLink, "/usr/local/bin/tool", "/usr/bin/tool")}},
+      {"a directory with nothing writable below", {Make("/usr/share", dim::EntryType::kDir, 0755)}},
+      {"a file", {Make("/usr/bin/evil", dim::EntryType::kFile, 04755)}},
+      // One refused operation refuses the whole batch.
+      {"in a batch", {Make("/opt", dim::EntryType::kDir, 0755), PathOp(OverlayOp::kWhiteout, "/usr/bin")}},
+  };
+  for (const auto& a : attacks) {
+    auto r = ops(a.ops);
+    CHECK_MESSAGE(r.status == 403, a.what);
+    CHECK_MESSAGE(r.body.find("read-only") != std::string::npos, a.what);
+  }
+  CHECK(s.Call("GET", "/v1/nodes/n1/overlay-list", "node:n1").body == before);
+  // Changes that reach no read-only path still work.
+  CHECK(ops({PathOp(OverlayOp::kRename, "/usr/local/bin", "/usr/local/sbin")}).status == 200);
+  CHECK(ops({PathOp(OverlayOp::kWhiteout, "/usr/local")}).status == 200);
+}
+
+TEST_CASE("overlay quota: a batch or write past a node's quota is refused whole (507)") {
+  Server s(dim::OverlayQuota{1000, 12});
+  std::string data(600, 'd');
+  REQUIRE(s.Call("PUT", "/v1/nodes/n1/overlay/var/a", "node:n1", data).status == 200);
+  auto before = s.Call("GET", "/v1/nodes/n1/overlay-list", "node:n1").body;
+  auto full = s.Call("PUT", "/v1/nodes/n1/overlay/var/b", "node:n1", data);
+  CHECK(full.status == 507);
+  CHECK(full.body.find("overlay quota of 1000") != std::string::npos);
+  // A ranged write that grows a file, and a sparse file, count their size.
+  CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/var/a", "node:n1", "x", {{"offset", "999"}, {"size", "1000"}}).status == 507);
+  auto sparse = Make("/var/sparse", dim::EntryType::kFile, 0644);
+  sparse.entry.size = uint64_t{1} << 40;
+  CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({sparse})).status == 507);
+  // Entries: the batch is refused whole, none of its directories made.
+  std::vector<dim::OverlayOp> many;
+  for (int i = 0; i < 20; i++) many.push_back(Make("/d" + std::to_string(i), dim::EntryType::kDir, 0755));
+  CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps(many)).status == 507);
+  CHECK(s.Call("GET", "/v1/nodes/n1/overlay-list", "node:n1").body == before);
+  auto a = s.Call("GET", "/v1/nodes/n1/overlay/var/a", "node:n1");
+  CHECK(Body(a) == data);
+  // Freeing space works, and makes room again.
+  CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1",
+               dim::EncodeOverlayOps({PathOp(dim::OverlayOp::kRemove, "/var/a")})).status == 200);
+  CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/var/b", "node:n1", data).status == 200);
+}
+
+TEST_CASE("imaged config: overlay quotas") {
+  auto c = imaged::ParseConfig("role = top\nname = t\noverlay_quota_bytes = 2G\noverlay_quota_entries = 1000\n", "x.conf");
+  REQUIRE(c.ok());
+  CHECK(c->overlay_quota.bytes == uint64_t{2} << 30);
+  CHECK(c->overlay_quota.entries == 1000);
+  auto d = imaged::ParseConfig("role = top\nname = t\n", "x.conf");
+  REQUIRE(d.ok());
+  CHECK(d->overlay_quota.bytes == uint64_t{8} << 30);
+  CHECK(d->overlay_quota.entries == 500000);
+  auto off = imaged::ParseConfig("role = top\nname = t\noverlay_quota_bytes = 0\noverlay_quota_entries = 0\n", "x.conf");
+  REQUIRE(off.ok());
+  CHECK(off->overlay_quota.bytes == 0);
+  auto bad = imaged::ParseConfig("role = top\nname = t\noverlay_quota_bytes = 2X\noverlay_quota_entries = -1\n", "x.conf");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("overlay_quota_bytes must be a size") != std::string::npos);
+  CHECK(bad.status().message().find("overlay_quota_entries must be a number") != std::string::npos);
 }

@@ -106,3 +106,30 @@ TEST_CASE("pins: the wire form round-trips and refuses damage") {
   REQUIRE(dim::wire::DecodePins(dim::wire::EncodePins({}), &back));
   CHECK(back.empty());
 }
+
+TEST_CASE("policy: what may be read-only or writable below a directory") {
+  using dim::policy::Kind;
+  auto set = dim::policy::PolicySet::Compile({{Kind::kReadOnly, "/usr/", ""},
+                                              {Kind::kPersistent, "/usr/local/", ""},
+                                              {Kind::kReadOnly, "/opt/*/bin/", ""},
+                                              {Kind::kReadOnly, "/srv/**/keys", ""}});
+  REQUIRE(set.ok());
+  // Ancestors of read-only paths hold them.
+  CHECK(set->MayBeBelow("/", true));
+  CHECK(set->MayBeBelow("/usr", true));
+  CHECK(set->MayBeBelow("/opt", true));
+  CHECK(set->MayBeBelow("/opt/app", true));
+  CHECK(set->MayBeBelow("/srv/a/b", true));
+  // A writable subtree with no later read-only rule below it does not.
+  CHECK_FALSE(set->MayBeBelow("/usr/local", true));
+  CHECK_FALSE(set->MayBeBelow("/opt/app/lib", true));
+  CHECK_FALSE(set->MayBeBelow("/etc", true));
+  // Writable paths below: /usr has /usr/local, /usr/bin has none.
+  CHECK(set->MayBeBelow("/usr", false));
+  CHECK_FALSE(set->MayBeBelow("/usr/bin", false));
+  CHECK(set->MayBeBelow("/etc", false));
+  // Unanchored patterns match at any depth.
+  auto any = dim::policy::PolicySet::Compile({{Kind::kReadOnly, "*.pem", ""}});
+  REQUIRE(any.ok());
+  CHECK(any->MayBeBelow("/home/user", true));
+}

@@ -1,6 +1,10 @@
 // dimctl node provision | diff | view: node overlays on this server's store,
 // with identities and keep-out rules from the registry.
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -89,7 +93,6 @@ Status Provision(Invocation& inv) {
   std::vector<ChildState> children;
   bool routed = inv.get("server").has_value() || (std::getenv("DIM_SERVER") && *std::getenv("DIM_SERVER"));
   bool asked = false;
-  dim::NodeOverlays overlays(*store);
   for (const auto* n : nodes) {
     std::string image;
     DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, n->name, &image));
@@ -116,7 +119,9 @@ Status Provision(Invocation& inv) {
     }
     DIM_ASSIGN_OR_RETURN(auto compiled, dim::keepout::RuleSet::Compile(std::move(rules)));
     DIM_ASSIGN_OR_RETURN(int64_t version, VersionOf(*store, image, inv));
-    auto r = overlays.Provision(id, version, compiled);
+    auto overlay = dim::NodeOverlay::Create(store->root(), n->name);
+    if (!overlay.ok()) return overlay.status();
+    auto r = (*overlay)->Provision(*store, id, version, compiled);
     if (!r.ok()) return r.status().Annotate("node " + n->name);
     if (inv.global.verbosity >= 0) {
       std::printf("%s: %s@%lld, %llu kept-out entries copied, %llu already the node's, %zu identity files\n",
@@ -133,8 +138,8 @@ Status Diff(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(NodeAtVersion nv, FindNode(*store, inv));
   const dc::Node* n = &nv.node;
   int64_t version = nv.version;
-  dim::NodeOverlays overlays(*store);
-  DIM_ASSIGN_OR_RETURN(auto items, overlays.Diff(n->name, n->image, version));
+  DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), n->name));
+  DIM_ASSIGN_OR_RETURN(auto items, overlay->Diff(*store, n->image, version));
   if (inv.json()) std::cout << "[";
   bool first = true;
   for (const auto& i : items) {
@@ -161,11 +166,119 @@ Status View(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(NodeAtVersion nv, FindNode(*store, inv));
   const dc::Node* n = &nv.node;
   int64_t version = nv.version;
-  dim::NodeOverlays overlays(*store);
-  DIM_RETURN_IF_ERROR(overlays.View(n->name, n->image, version, inv.args[1]));
+  DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), n->name));
+  DIM_RETURN_IF_ERROR(overlay->View(*store, n->image, version, inv.args[1]));
   if (inv.global.verbosity >= 0) {
     std::printf("%s's view of %s@%lld in %s\n", n->name.c_str(), n->image.c_str(),
                 static_cast<long long>(version), inv.args[1].c_str());
+  }
+  return Status::Ok();
+}
+
+// One line per entry, like ls -l: type and mode, owner, size or device
+// numbers or target, mtime, path; whiteouts as "deleted", opaque marked.
+std::string LsLine(const dim::OverlayListItem& item) {
+  const dim::Entry& e = item.entry;
+  if (item.whiteout) return "deleted                                " + dim::QuotePath(e.path);
+  char type = e.type == dim::EntryType::kFile ? '-' : static_cast<char>(e.type);
+  std::string perms = "rwxrwxrwx";
+  for (int i = 0; i < 9; i++) {
+    if (!(e.mode & (0400 >> i))) perms[i] = '-';
+  }
+  if (e.mode & 04000) perms[2] = (e.mode & 0100) ? 's' : 'S';
+  if (e.mode & 02000) perms[5] = (e.mode & 0010) ? 's' : 'S';
+  if (e.mode & 01000) perms[8] = (e.mode & 0001) ? 't' : 'T';
+  char buf[160];
+  std::string what;
+  if (e.type == dim::EntryType::kChar || e.type == dim::EntryType::kBlock) {
+    what = std::to_string(major(e.rdev)) + "," + std::to_string(minor(e.rdev));
+  } else {
+    what = std::to_string(e.size);
+  }
+  std::snprintf(buf, sizeof buf, "%c%s %5u %5u %10s ", type, perms.c_str(), e.uid, e.gid, what.c_str());
+  std::string line = buf + dim::QuotePath(e.path);
+  if (e.type == dim::EntryType::kSymlink) line += " -> " + dim::QuotePath(e.target);
+  if (item.opaque) line += "  (opaque)";
+  if (!e.link_group.empty() && e.link_group != e.path) line += "  (hardlink of " + dim::QuotePath(e.link_group) + ")";
+  for (const auto& x : e.xattrs) line += "  " + x.name;
+  return line;
+}
+
+Status Ls(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), inv.args[0]));
+  std::string under = inv.args.size() > 1 ? inv.args[1] : "/";
+  if (!dim::CleanEntryPath(under)) return Status::InvalidArgument("'" + under + "' is not an absolute path");
+  DIM_ASSIGN_OR_RETURN(auto items, overlay->List());
+  if (inv.json()) std::cout << "[";
+  bool first = true;
+  for (const auto& item : items) {
+    const std::string& p = item.entry.path;
+    if (under != "/" && p != under && p.compare(0, under.size() + 1, under + "/") != 0) continue;
+    if (inv.json()) {
+      const dim::Entry& e = item.entry;
+      std::cout << (first ? "" : ",") << "{\"path\":" << JsonEscape(p);
+      if (item.whiteout) {
+        std::cout << ",\"type\":\"whiteout\"}";
+      } else {
+        std::cout << ",\"type\":\"" << dim::EntryTypeName(e.type) << "\",\"mode\":" << e.mode
+                  << ",\"uid\":" << e.uid << ",\"gid\":" << e.gid << ",\"size\":" << e.size
+                  << ",\"rdev\":" << e.rdev << ",\"mtime_ns\":" << e.mtime_ns
+                  << ",\"opaque\":" << (item.opaque ? "true" : "false");
+        if (e.type == dim::EntryType::kSymlink) std::cout << ",\"target\":" << JsonEscape(e.target);
+        if (!e.link_group.empty()) std::cout << ",\"link_group\":" << JsonEscape(e.link_group);
+        std::cout << ",\"xattrs\":[";
+        for (size_t i = 0; i < e.xattrs.size(); i++) std::cout << (i ? "," : "") << JsonEscape(e.xattrs[i].name);
+        std::cout << "]}";
+      }
+    } else {
+      std::printf("%s\n", LsLine(item).c_str());
+    }
+    first = false;
+  }
+  if (inv.json()) std::cout << "]\n";
+  return Status::Ok();
+}
+
+Status Cat(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), inv.args[0]));
+  if (!dim::CleanEntryPath(inv.args[1])) {
+    return Status::InvalidArgument("'" + inv.args[1] + "' is not an absolute path");
+  }
+  DIM_ASSIGN_OR_RETURN(auto f, overlay->ReadFile(inv.args[1]));
+  std::string buf(1 << 16, '\0');
+  for (uint64_t off = 0; off < f.size;) {
+    ssize_t n = ::pread(f.fd.get(), buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size - off)),
+                        static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return dim::PosixError("read " + inv.args[1] + " of node " + inv.args[0]);
+    if (n == 0) {  // a sparse tail
+      std::fill(buf.begin(), buf.end(), '\0');
+      n = static_cast<ssize_t>(std::min<uint64_t>(buf.size(), f.size - off));
+    }
+    if (std::fwrite(buf.data(), 1, static_cast<size_t>(n), stdout) != static_cast<size_t>(n)) {
+      return dim::PosixError("write to standard output");
+    }
+    off += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status Revert(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), inv.args[0]));
+  std::vector<dim::OverlayOp> ops;
+  for (size_t i = 1; i < inv.args.size(); i++) {
+    if (!dim::CleanEntryPath(inv.args[i]) || inv.args[i] == "/") {
+      return Status::InvalidArgument("'" + inv.args[i] + "' is not an absolute path below /");
+    }
+    ops.push_back({dim::OverlayOp::kRemove, {}, inv.args[i], ""});
+  }
+  DIM_RETURN_IF_ERROR(overlay->Apply(ops, store->objects()));
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s: %zu paths show the image again (after the node remounts)\n", inv.args[0].c_str(),
+                ops.size());
   }
   return Status::Ok();
 }
@@ -193,6 +306,18 @@ void AddNodeOverlayVerbs(Noun& noun) {
                         "the node.", {kVersion, kJsonOption}, 1, 1, Diff});
   noun.verbs.push_back({"view", "NODE DIR", "materialize a node's view (image + overlay) into DIR",
                         "", {kVersion}, 2, 2, View});
+  noun.verbs.push_back({"ls", "NODE [PATH]", "list a node's overlay on this store (the node's metadata)",
+                        "One line per entry at or below PATH (default /): type and mode (setuid\n"
+                        "bits as s), owner, size or device numbers, path, symlink target, and\n"
+                        "the names of its xattrs; 'deleted' for whiteouts. The overlay is\n"
+                        "stored as data: what is listed is what the node sees, never a\n"
+                        "device or setuid file on this server.",
+                        {kJsonOption}, 1, 2, Ls});
+  noun.verbs.push_back({"cat", "NODE PATH", "print a file of a node's overlay on this store",
+                        "", {}, 2, 2, Cat});
+  noun.verbs.push_back({"revert", "NODE PATH...", "drop a node's own copies of paths (and below) on this store",
+                        "The image's version of each PATH shows on the node again (at its next\n"
+                        "mount); a deletion the node made is undone too.", {}, 2, SIZE_MAX, Revert});
 }
 
 }  // namespace dimctl

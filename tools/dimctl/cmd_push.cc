@@ -71,6 +71,19 @@ namespace {
 
 using dim::Status;
 
+// Of the changed paths, those the node's overlay on this store shadows (none
+// when the node has no overlay here).
+Result<std::vector<std::string>> ShadowedBy(dim::Store& store, const std::string& node,
+                                            const std::vector<std::string>& changed) {
+  if (changed.empty()) return std::vector<std::string>();
+  auto overlay = dim::NodeOverlay::Open(store.root(), node);
+  if (!overlay.ok()) {
+    if (overlay.status().code() == dim::Code::kNotFound) return std::vector<std::string>();
+    return overlay.status();
+  }
+  return (*overlay)->Shadowed(changed);
+}
+
 struct NodeState {
   std::string name, server;
   int64_t version = 0;
@@ -98,7 +111,6 @@ Result<std::vector<NodeState>> NodeStates(dim::Store& store, const dim::ImageInf
     DIM_ASSIGN_OR_RETURN(auto items, store.catalog().Diff(img.id, from, to));
     for (const auto& d : items) changed.push_back(d.path);
   }
-  dim::NodeOverlays overlays(store);
   for (const auto* n : nodes) {
     if (n->image != img.name) continue;
     // Served by the top server itself: it has the version now. Otherwise its
@@ -107,7 +119,7 @@ Result<std::vector<NodeState>> NodeStates(dim::Store& store, const dim::ImageInf
     for (const auto& c : children) {
       if (c.server == n->server) s.version = c.head;
     }
-    s.conflicts = overlays.Shadowed(n->name, changed);
+    DIM_ASSIGN_OR_RETURN(s.conflicts, ShadowedBy(store, n->name, changed));
     out.push_back(std::move(s));
   }
   return out;
@@ -184,10 +196,10 @@ Status Push(Invocation& inv) {
       }
     }
     // Nodes served from this store whose own copy shadows a changed path keep it.
-    dim::NodeOverlays overlays(*store);
-    DIM_ASSIGN_OR_RETURN(auto nodes, overlays.List());
+    DIM_ASSIGN_OR_RETURN(auto nodes, dim::NodeOverlay::ListNodes(store->root()));
     for (const auto& node : nodes) {
-      for (const auto& p : overlays.Shadowed(node, changed)) {
+      DIM_ASSIGN_OR_RETURN(auto shadowed, ShadowedBy(*store, node, changed));
+      for (const auto& p : shadowed) {
         std::printf("node %s keeps its own %s\n", node.c_str(), dim::QuotePath(p).c_str());
       }
     }

@@ -1,18 +1,33 @@
-// Node overlays: each node's read/write layer on the server that serves it,
-// laid out like an overlayfs upper directory (whiteouts are 0/0 character
-// devices). It holds identity files generated from the registry, the node's
-// copies of kept-out paths (materialized from the image when the node is
-// provisioned, so later pushes never overwrite them) and the node's own
-// writes. A node's view is the image version with its overlay on top.
+// A node's overlay on the server that serves it: identity files generated from
+// the registry, the node's copies of kept-out paths and the node's own writes.
+// It is stored as DATA (docs/formats.md, "Node overlays"): one SQLite table of
+// entries with the metadata the node set (type, mode with setuid bits, owner,
+// device numbers, xattrs, capabilities) and plain 0600 files holding file
+// contents, so nothing a node sends ever becomes a device, a setuid file or a
+// privileged xattr on the server. NodeOverlay is the only code that touches
+// <store>/nodes/<node>/; it opens files only below directories it made, with
+// openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS).
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "dim/fd.h"
 #include "dim/keepout.h"
+#include "dim/overlay_wire.h"
+#include "dim/policy.h"
 #include "dim/store.h"
 
 namespace dim {
+
+namespace sql {
+class Db;
+}
 
 // What identity files are generated from: one node of the registry.
 struct NodeIdentity {
@@ -36,41 +51,120 @@ struct OverlayItem {
   bool same_as_image = false;  // kShadows: content and metadata equal the image's
 };
 
-class NodeOverlays {
- public:
-  explicit NodeOverlays(Store& store) : store_(store) {}
-
-  std::string Upper(const std::string& node) const;
-
-  // Creates or refreshes a node's overlay for image@version: copies every
-  // kept-out entry the node does not have yet from the image, and writes the
-  // identity files (built-in templates, or <store>/templates/<path> with
-  // {hostname} {fqdn} {ip} {domain} {node} {image} {machine_id}).
-  Result<ProvisionResult> Provision(const NodeIdentity& node, int64_t version,
-                                    const keepout::RuleSet& rules);
-
-  // How the node's overlay differs from image@version.
-  Result<std::vector<OverlayItem>> Diff(const std::string& node, const std::string& image,
-                                        int64_t version);
-
-  // Of the given image paths, those the node's overlay shadows (its own copy
-  // or a deletion wins over any new version of them).
-  std::vector<std::string> Shadowed(const std::string& node,
-                                    const std::vector<std::string>& paths) const;
-
-  // Materializes the node's view (image@version + overlay) into an empty dir.
-  Status View(const std::string& node, const std::string& image, int64_t version,
-              const std::string& dest);
-
-  // Nodes that have an overlay on this store.
-  Result<std::vector<std::string>> List() const;
-
- private:
-  Store& store_;
+// Per-node limits; 0 means unlimited. bytes counts file sizes (apparent, once
+// per hardlinked file), symlink targets and xattr values; entries counts paths,
+// whiteouts included. A change that would pass a limit is refused whole with
+// Code::kNoSpace (HTTP 507, ENOSPC on the node); changes that shrink usage are
+// always allowed, even above a limit lowered later.
+struct OverlayQuota {
+  uint64_t bytes = 0;
+  uint64_t entries = 0;
+};
+struct OverlayUsage {
+  uint64_t bytes = 0;
+  uint64_t entries = 0;
 };
 
-// The node's stable machine-id: 32 hex digits derived from the node name and
-// the image, the same on every provisioning.
+// One node's overlay. Thread-compatible: one object per thread (or request);
+// objects of several threads and processes may work on one node at once:
+// writers take an exclusive flock on <store>/nodes/<node>/lock, readers a
+// shared one, and SQLite isolates their transactions.
+class NodeOverlay {
+ public:
+  // Opens the node's overlay; NotFound when the node has none. An overlay made
+  // by a release before the data format (an overlayfs-style upper/ tree) is
+  // converted on this first open (crash-safe: the new storage appears whole).
+  static Result<std::unique_ptr<NodeOverlay>> Open(const std::string& store_root, const std::string& node);
+  // Opens the node's overlay, creating an empty one when there is none.
+  static Result<std::unique_ptr<NodeOverlay>> Create(const std::string& store_root, const std::string& node);
+  // Nodes that have an overlay on this store, sorted.
+  static Result<std::vector<std::string>> ListNodes(const std::string& store_root);
+
+  ~NodeOverlay();
+  NodeOverlay(const NodeOverlay&) = delete;
+  NodeOverlay& operator=(const NodeOverlay&) = delete;
+
+  const std::string& node() const { return node_; }
+  void set_quota(const OverlayQuota& q) { quota_ = q; }
+  // Read-only paths of the node's image: every change at, above (rename,
+  // removal, opaque marker) or below such a path is refused with
+  // kPermissionDenied. nullptr (the default): no policy.
+  void set_policy(const policy::PolicySet* p) { policy_ = p; }
+  // The type of a path in the node's image (nullopt: absent), so the policy
+  // sees whether a path the overlay lacks is a directory. Without it both
+  // are assumed.
+  using ImageLookup = std::function<Result<std::optional<EntryType>>(const std::string& path)>;
+  void set_image_lookup(ImageLookup f) { image_lookup_ = std::move(f); }
+
+  // The image (and version) the overlay was last provisioned for; empty
+  // image when it never was.
+  struct Provisioned {
+    std::string image;
+    int64_t version = 0;
+  };
+  Result<Provisioned> provisioned();
+  Result<OverlayUsage> Usage();
+
+  // Applies a batch of operations as one transaction: all or nothing. File
+  // contents a kMake names by object id are copied from `objects`.
+  Status Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects);
+  // The node's view of its overlay, parents before children (the wire
+  // listing, docs/protocol.md). The root is not listed.
+  Result<std::vector<OverlayListItem>> List();
+  // The entry at path, if any (whiteouts: whiteout set, entry.path only).
+  Result<std::optional<OverlayListItem>> Lookup(const std::string& path);
+  // A regular file's content: an fd to read from offset 0 and its size. The
+  // fd is invalid for an empty file. NotFound for anything but a regular file.
+  struct FileData {
+    Fd fd;
+    uint64_t size = 0;
+  };
+  Result<FileData> ReadFile(const std::string& path);
+  // Replaces a file's content (creating the file, 0644 root:root, and its
+  // parents when missing); hardlinks see the new content.
+  Status WriteFile(const std::string& path, std::string_view data);
+  // Writes data at offset in place and sets the file's size (a node flushing
+  // the ranges it changed); creates an empty 0600 file when missing.
+  Status WriteRange(const std::string& path, uint64_t offset, std::string_view data, uint64_t size);
+
+  // Copies every kept-out entry of image@version the node does not have yet
+  // (kept-out directories become opaque, so later image changes below them
+  // never show through) and writes the identity files (built-in templates, or
+  // <store>/templates/<path> with {hostname} {fqdn} {ip} {domain} {node}
+  // {image} {machine_id}). Records image and version.
+  Result<ProvisionResult> Provision(Store& store, const NodeIdentity& node, int64_t version,
+                                    const keepout::RuleSet& rules);
+  // How the overlay differs from image@version.
+  Result<std::vector<OverlayItem>> Diff(Store& store, const std::string& image, int64_t version);
+  // Of the given image paths, those the overlay shadows (its own copy or a
+  // deletion wins over any new version of them).
+  Result<std::vector<std::string>> Shadowed(const std::vector<std::string>& paths);
+  // Materializes the node's view (image@version + overlay) into dest, which
+  // must be empty or absent.
+  Status View(Store& store, const std::string& image, int64_t version, const std::string& dest);
+
+ private:
+  struct Txn;
+  NodeOverlay() = default;
+  static Result<std::unique_ptr<NodeOverlay>> OpenImpl(const std::string& store_root,
+                                                       const std::string& node, bool create);
+  Result<Fd> Lock(bool exclusive);
+  Status CollectGarbage();
+  Status CheckQuotaStep(Txn& t, const std::string& what);
+  Status WriteRangeImpl(const std::string& path, uint64_t offset, std::string_view data, uint64_t size,
+                        bool whole);
+
+  std::string node_;
+  std::string dir_path_;  // <store>/nodes/<node>, for messages
+  Fd node_dir_;           // <store>/nodes/<node>
+  Fd data_dir_;           // <store>/nodes/<node>/overlay/data
+  std::unique_ptr<sql::Db> db_;
+  OverlayQuota quota_;
+  const policy::PolicySet* policy_ = nullptr;
+  ImageLookup image_lookup_;
+};
+
+// The node's stable machine-id: 32 hex digits derived from the node name.
 std::string MachineId(const std::string& node);
 
 }  // namespace dim

@@ -53,6 +53,12 @@ class PolicySet {
   // The policy of an absolute path (is_dir: the entry is a directory); the
   // root is persistent. `rule`, when given, receives the deciding rule or nullptr.
   Kind Decide(std::string_view path, bool is_dir, const Rule** rule = nullptr) const;
+  // Whether some path strictly below the directory `dir` may be read-only
+  // (read_only) or not read-only (!read_only). Conservative: true when a rule
+  // that could decide such a path exists (an unanchored pattern can match at
+  // any depth). For changes that affect a whole subtree (removal, rename,
+  // opaque marker) and for directories made on a read-only path.
+  bool MayBeBelow(std::string_view dir, bool read_only) const;
   const std::vector<Rule>& rules() const;
 
  private:
