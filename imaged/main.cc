@@ -1,12 +1,14 @@
 // imaged: the image server daemon. Reads its configuration, serves the store
 // over HTTP (docs/protocol.md) and, as a second-level server, follows its
 // parent. Runs until SIGTERM or SIGINT.
+#include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -58,6 +60,34 @@ void RaiseFileLimit(unsigned max_connections, const Logger& log) {
   }
 }
 
+// imaged runs as the store's owner. Root serving a store that belongs to
+// another user (the `dim` of the systemd unit) would be a network daemon with
+// privileges nobody meant it to have, and an unprivileged imaged cannot read
+// a store of root's: both are refused, with what to do.
+dim::Status CheckStoreOwner(const std::string& store) {
+  struct stat st;
+  if (::stat(store.c_str(), &st) != 0) {
+    if (errno == ENOENT) return dim::Status::Ok();  // created below, ours
+    return dim::PosixError("stat store " + store);
+  }
+  uid_t me = ::geteuid();
+  if (st.st_uid == me) return dim::Status::Ok();
+  auto name = [](uid_t uid) {
+    struct passwd* pw = ::getpwuid(uid);
+    return pw ? std::string(pw->pw_name) : "uid " + std::to_string(uid);
+  };
+  if (me == 0) {
+    return dim::Status::PermissionDenied(
+        "the store " + store + " belongs to " + name(st.st_uid) + ", but imaged runs as root: run it as " +
+        name(st.st_uid) + " (User= in imaged.service, or 'runuser -u " + name(st.st_uid) +
+        " -- imaged ...'), or give the store to root with 'dimctl store chown root'");
+  }
+  return dim::Status::PermissionDenied("the store " + store + " belongs to " + name(st.st_uid) +
+                                       ", but imaged runs as " + name(me) +
+                                       ": give it to this user with 'dimctl store chown " + name(me) +
+                                       "' (as root, with imaged stopped)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +129,10 @@ int main(int argc, char** argv) {
   }
   // Everything imaged writes is the store's, private to its owner.
   ::umask(077);
+  if (dim::Status owner = CheckStoreOwner(config->store); !owner.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", owner.ToString().c_str());
+    return 1;
+  }
   auto store = dim::Store::Open(dim::Env::Posix(), config->store, /*create=*/true);
   if (!store.ok()) {
     std::fprintf(stderr, "imaged: %s\n", store.status().ToString().c_str());

@@ -1,4 +1,5 @@
 #include "dim/node_overlay.h"
+#include "dim/owner.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -137,6 +138,7 @@ struct NodeOverlay::Txn {
     std::string name = std::to_string(*id);
     (void)::unlinkat(o.data_dir_.get(), name.c_str(), 0);
     DIM_ASSIGN_OR_RETURN(Fd fd, upper::Open(o.data_dir_.get(), "/" + name, O_RDWR | O_CREAT | O_EXCL, 0600));
+    DIM_RETURN_IF_ERROR(HandToDirOwner(o.data_dir_.get(), fd.get(), o.dir_path_ + "/overlay/data/" + name));
     created.push_back(*id);
     return fd;
   }
@@ -394,6 +396,7 @@ Result<std::unique_ptr<NodeOverlay>> NodeOverlay::OpenImpl(const std::string& st
 
 Result<Fd> NodeOverlay::Lock(bool exclusive) {
   DIM_ASSIGN_OR_RETURN(Fd fd, upper::Open(node_dir_.get(), "/lock", O_RDWR | O_CREAT, 0600));
+  DIM_RETURN_IF_ERROR(HandToDirOwner(node_dir_.get(), fd.get(), dir_path_ + "/lock"));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return Status::Corruption(dir_path_ + "/lock is not a regular file");

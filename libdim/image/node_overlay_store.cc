@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <map>
 
+#include "dim/owner.h"
 #include "dim/upper.h"
 #include "image/node_overlay_internal.h"
 
@@ -183,6 +184,7 @@ Status Import(int upper_fd, sql::Db& db, int data_dir, const std::string& what) 
         std::string name = std::to_string(data);
         (void)::unlinkat(data_dir, name.c_str(), 0);
         DIM_ASSIGN_OR_RETURN(Fd out, upper::Open(data_dir, "/" + name, O_RDWR | O_CREAT | O_EXCL, 0600));
+        DIM_RETURN_IF_ERROR(HandToDirOwner(data_dir, out.get(), what + QuotePath(e.path)));
         DIM_RETURN_IF_ERROR(CopyData(in.get(), out.get(), e.size, e.path));
         if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0 || ::fsync(out.get()) != 0) {
           return PosixError("write converted content of " + QuotePath(e.path));
@@ -296,7 +298,11 @@ Status CopyData(int from, int to, uint64_t n, const std::string& what) {
 }
 
 Status MakeDir(int parent, const std::string& name) {
-  if (::mkdirat(parent, name.c_str(), 0700) != 0 && errno != EEXIST) return PosixError("create " + name);
+  if (::mkdirat(parent, name.c_str(), 0700) == 0) {
+    DIM_RETURN_IF_ERROR(HandToDirOwnerAt(parent, name));
+  } else if (errno != EEXIST) {
+    return PosixError("create " + name);
+  }
   struct stat st;
   if (::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
     return Status::Corruption(name + " is not a directory");
@@ -343,6 +349,8 @@ Result<bool> Prepare(int node_dir, const std::string& node_dir_path, const std::
     {
       // Made 0600 first: SQLite gives its journal files the database's mode.
       DIM_ASSIGN_OR_RETURN(Fd f, upper::Open(staging.get(), "/overlay.db", O_RDWR | O_CREAT | O_EXCL, 0600));
+      // And the store owner's, so SQLite (as root) gives the journals that owner too.
+      DIM_RETURN_IF_ERROR(HandToDirOwner(staging.get(), f.get(), db_path));
     }
     DIM_ASSIGN_OR_RETURN(auto db, sql::Db::Open(db_path));
     DIM_RETURN_IF_ERROR(db->Exec(kSchema));

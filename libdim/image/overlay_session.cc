@@ -1,4 +1,5 @@
 #include "dim/overlay_session.h"
+#include "dim/owner.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -259,6 +260,9 @@ Result<SessionResult> RunEditSession(Store& store, const std::string& name,
     }
     for (const auto& d : {session, upper, work, merged}) {
       if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return PosixError("create " + d);
+      // The session's directory is the store owner's; what is below it is
+      // image content with its own owners, removed when the session ends.
+      if (d == session) DIM_RETURN_IF_ERROR(HandToParentOwner(d));
     }
     // The merged root takes the upper root's attributes: start it as the
     // master's root, so the session sees (and applies back) the real ones.

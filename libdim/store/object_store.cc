@@ -1,4 +1,5 @@
 #include "dim/object_store.h"
+#include "dim/owner.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -576,6 +577,7 @@ Result<CompactStats> ObjectStore::Compact(const CompactOptions& opts) {
 Result<std::unique_ptr<ObjectStore::Batch>> ObjectStore::NewBatch(bool compress_later) {
   std::string dir = root_ + "/staging/" + std::to_string(::getpid()) + "-" + RandomSuffix();
   if (::mkdir(dir.c_str(), 0700) != 0) return PosixError("create staging directory " + dir);
+  DIM_RETURN_IF_ERROR(HandToParentOwner(dir));
   return std::unique_ptr<Batch>(new Batch(this, dir, compress_later));
 }
 

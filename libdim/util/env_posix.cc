@@ -6,6 +6,7 @@
 
 #include "dim/env.h"
 #include "dim/fd.h"
+#include "dim/owner.h"
 
 namespace dim {
 namespace {
@@ -73,6 +74,12 @@ class PosixEnv : public Env {
     // file (an initrd, a generated config) sets its mode explicitly.
     Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid()) return PosixError("create " + path);
+    // Before anyone renames it into place: root writing a store that belongs
+    // to another user (imaged running as dim) hands the file to that user.
+    if (Status s = HandToParentOwner(path, fd.get()); !s.ok()) {
+      (void)::unlink(path.c_str());
+      return s;
+    }
     return std::unique_ptr<WritableFile>(new PosixWritableFile(std::move(fd), path));
   }
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
@@ -112,13 +119,14 @@ class PosixEnv : public Env {
   }
   Status MkdirAll(const std::string& path, mode_t mode) override {
     if (path.empty()) return Status::Ok();
-    if (::mkdir(path.c_str(), mode) == 0) return Status::Ok();
+    if (::mkdir(path.c_str(), mode) == 0) return HandToParentOwner(path);
     if (errno == EEXIST) return Status::Ok();
     if (errno != ENOENT) return PosixError("mkdir " + path);
     auto slash = path.find_last_of('/');
     if (slash == std::string::npos || slash == 0) return PosixError("mkdir " + path);
     DIM_RETURN_IF_ERROR(MkdirAll(path.substr(0, slash), mode));
-    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return PosixError("mkdir " + path);
+    if (::mkdir(path.c_str(), mode) == 0) return HandToParentOwner(path);
+    if (errno != EEXIST) return PosixError("mkdir " + path);
     return Status::Ok();
   }
   Status SyncDir(const std::string& dir) override {

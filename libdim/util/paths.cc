@@ -12,6 +12,8 @@
 
 #include "dim/store.h"
 
+#include "dim/owner.h"
+
 namespace dim {
 
 int64_t WallClockNs() {
@@ -46,6 +48,9 @@ Status ChmodCatalog(const std::string& root) {
     }
     if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0600) != 0)
       return PosixError("chmod 0600 " + path);
+    // SQLite, run as root, gives -wal and -shm the database's owner; the
+    // database itself is the store's owner's.
+    if (S_ISREG(st.st_mode)) DIM_RETURN_IF_ERROR(HandToParentOwner(path));
   }
   return Status::Ok();
 }
@@ -129,6 +134,7 @@ Result<FileLock> Flock(const std::string& path, bool exclusive, bool wait,
                        const std::string& busy_msg, const std::string& note) {
   Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return PosixError("open lock file " + path);
+  DIM_RETURN_IF_ERROR(HandToParentOwner(path, fd.get()));
   int op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
   while (::flock(fd.get(), op) != 0) {
     if (errno == EINTR) continue;

@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "common.h"
 #include "dim/fd.h"
+#include "dim/owner.h"
 
 namespace dimctl {
 namespace {
@@ -43,7 +44,11 @@ Status Add(Invocation& inv) {
   (void)store;
   std::string dir = BootDir(inv);
   // Private like the rest of the store: imaged serves them, nobody else reads them here.
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("mkdir " + dir);
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    DIM_RETURN_IF_ERROR(dim::HandToParentOwner(dir));
+  } else if (errno != EEXIST) {
+    return dim::PosixError("mkdir " + dir);
+  }
   dim::Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return dim::PosixError("open " + src);
   struct stat st;
@@ -54,6 +59,10 @@ Status Add(Invocation& inv) {
   (void)::unlink(tmp.c_str());
   dim::Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out.valid()) return dim::PosixError("create " + tmp);
+  if (Status s = dim::HandToParentOwner(tmp, out.get()); !s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
   std::vector<char> buf(1 << 20);
   for (;;) {
     ssize_t n = ::read(in.get(), buf.data(), buf.size());

@@ -1,11 +1,19 @@
 // dimctl store ...: init, info, gc, compact, fsck.
+#include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli.h"
 #include "common.h"
 #include "dim/auth.h"
 #include "dim/image.h"
+#include "dim/owner.h"
 
 namespace dimctl {
 
@@ -34,9 +42,87 @@ namespace {
 
 using dim::Status;
 
+// "USER" or "USER:GROUP" (names or numbers); USER alone takes USER's group.
+dim::Result<std::pair<uid_t, gid_t>> ParseOwner(const std::string& spec) {
+  size_t colon = spec.find(':');
+  std::string user = spec.substr(0, colon);
+  std::string group = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  auto number = [](const std::string& s, long* out) {
+    char* end = nullptr;
+    errno = 0;
+    *out = std::strtol(s.c_str(), &end, 10);
+    return !s.empty() && errno == 0 && *end == 0 && *out >= 0;
+  };
+  uid_t uid;
+  gid_t gid;
+  long n;
+  if (struct passwd* pw = ::getpwnam(user.c_str())) {
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  } else if (number(user, &n)) {
+    uid = static_cast<uid_t>(n);
+    gid = static_cast<gid_t>(n);
+  } else {
+    return Status::InvalidArgument("no user '" + user +
+                                   "' (create it first, e.g. with systemd-sysusers for dim's sysusers.d file)");
+  }
+  if (!group.empty()) {
+    if (struct group* gr = ::getgrnam(group.c_str())) {
+      gid = gr->gr_gid;
+    } else if (number(group, &n)) {
+      gid = static_cast<gid_t>(n);
+    } else {
+      return Status::InvalidArgument("no group '" + group + "'");
+    }
+  }
+  return std::make_pair(uid, gid);
+}
+
+// Hands the whole store to USER[:GROUP]. What is below an editing session's
+// directory and an unconverted node overlay keeps its owners as image data,
+// so both must be gone first.
+Status ChownStore(const std::string& root, const std::string& spec) {
+  DIM_ASSIGN_OR_RETURN(auto owner, ParseOwner(spec));
+  for (const char* sub : {"/sessions", "/nodes"}) {
+    dim::DirPtr d(::opendir((root + sub).c_str()));
+    if (!d) continue;
+    while (struct dirent* e = ::readdir(d.get())) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      struct stat st;
+      if (std::string(sub) == "/sessions") {
+        return Status::Busy("an editing session of '" + name + "' is in " + root + "/sessions/" + name +
+                            "; finish or discard it, then run 'dimctl store chown' again");
+      }
+      if (::lstat((root + sub + "/" + name + "/upper").c_str(), &st) == 0) {
+        return Status::Unsupported("the overlay of node " + name +
+                                          " is in the old format, whose files carry the node's owners; "
+                                          "convert it first ('dimctl node ls " + name + "'), then run "
+                                          "'dimctl store chown' again");
+      }
+    }
+  }
+  return dim::ChownTree(root, owner.first, owner.second);
+}
+
 Status Init(Invocation& inv) {
   DIM_RETURN_IF_ERROR(dim::Store::Init(dim::Env::Posix(), inv.global.root));
+  if (std::string owner = inv.get_or("owner", ""); !owner.empty()) {
+    DIM_RETURN_IF_ERROR(ChownStore(inv.global.root, owner));
+  }
   if (inv.global.verbosity >= 0) std::printf("store ready at %s\n", inv.global.root.c_str());
+  return Status::Ok();
+}
+
+Status Chown(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  // No commit, import or collection may create root's files meanwhile.
+  DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store->LockStore(/*exclusive=*/true, /*wait=*/false));
+  DIM_RETURN_IF_ERROR(ChownStore(inv.global.root, inv.args[0]));
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s now belongs to %s; what dimctl creates there as root is handed to it\n",
+                inv.global.root.c_str(), inv.args[0].c_str());
+  }
   return Status::Ok();
 }
 
@@ -150,7 +236,17 @@ Status Fsck(Invocation& inv) {
 
 Noun StoreCommands() {
   Noun n{"store", "the store itself: init, info, garbage collection, compaction, integrity check", {}};
-  n.verbs.push_back({"init", "", "create an empty store at --root", "", {}, 0, 0, Init});
+  n.verbs.push_back({"init", "", "create an empty store at --root",
+                     "With --owner dim the store belongs to the user imaged runs as (the\n"
+                     "unit's User=dim); dimctl run as root then hands everything it creates\n"
+                     "in the store to that user.",
+                     {{"owner", 0, "USER[:GROUP]", "give the new store to USER (e.g. dim)"}}, 0, 0, Init});
+  n.verbs.push_back({"chown", "USER[:GROUP]", "hand an existing store to USER (e.g. dim)",
+                     "Gives every file and directory of the store to USER and USER's group\n"
+                     "(or GROUP), for an imaged running as that user. Stop imaged first.\n"
+                     "Refused while an editing session is open. 'dimctl store chown root'\n"
+                     "gives the store back to root.",
+                     {}, 1, 1, Chown});
   n.verbs.push_back({"info", "", "size and contents of the store", "", {kJsonOption}, 0, 0, Info});
   n.verbs.push_back({"secret", "[FILE]", "create the shared secret servers authenticate with",
                      "Writes 64 random bytes to FILE (default /etc/dim/secret), mode 0600;\n"
