@@ -27,33 +27,6 @@ std::string ParentOf(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-Status ChownFdTree(int dirfd, const std::string& path, uid_t uid, gid_t gid) {
-  DirPtr d(::fdopendir(::dup(dirfd)));
-  if (!d) return PosixError("list " + path);
-  std::vector<std::string> names;
-  while (struct dirent* de = ::readdir(d.get())) {
-    std::string n = de->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  for (const auto& n : names) {
-    struct stat st;
-    if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) continue;  // removed meanwhile
-      return PosixError("stat " + path + "/" + n);
-    }
-    if (S_ISDIR(st.st_mode)) {
-      Fd sub(::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!sub.valid()) return PosixError("open " + path + "/" + n);
-      DIM_RETURN_IF_ERROR(ChownFdTree(sub.get(), path + "/" + n, uid, gid));
-    }
-    if ((st.st_uid != uid || st.st_gid != gid) &&
-        ::fchownat(dirfd, n.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
-      return PosixError("chown " + path + "/" + n);
-    }
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 Result<DirOwner> OwnerOfDir(int dirfd) {
@@ -96,10 +69,45 @@ Status HandToParentOwner(const std::string& path) {
   return Status::Ok();
 }
 
+Status WalkBeneath(int dirfd, const std::string& path, const TreeVisitor& visit,
+                   const std::function<bool(const std::string&)>& skip) {
+  DirPtr d(::fdopendir(::dup(dirfd)));
+  if (!d) return PosixError("list " + path);
+  std::vector<std::string> names;
+  while (struct dirent* de = ::readdir(d.get())) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  for (const auto& n : names) {
+    const std::string sub = path + "/" + n;
+    if (skip && skip(sub)) continue;
+    // O_NONBLOCK: a fifo put here must not hang the walk.
+    Fd fd(::openat(dirfd, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    struct stat st;
+    if (fd.valid() ? ::fstat(fd.get(), &st) != 0 : ::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;  // removed meanwhile
+      return PosixError("stat " + sub);
+    }
+    if (!fd.valid() && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+      if (errno == ENOENT) continue;
+      return PosixError("open " + sub);
+    }
+    DIM_RETURN_IF_ERROR(visit(dirfd, n, fd.get(), st, sub));
+    if (S_ISDIR(st.st_mode)) DIM_RETURN_IF_ERROR(WalkBeneath(fd.get(), sub, visit, skip));
+  }
+  return Status::Ok();
+}
+
 Status ChownTree(const std::string& root, uid_t uid, gid_t gid) {
   Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return PosixError("open " + root);
-  DIM_RETURN_IF_ERROR(ChownFdTree(fd.get(), root, uid, gid));
+  DIM_RETURN_IF_ERROR(WalkBeneath(fd.get(), root, [&](int parent, const std::string& name, int efd,
+                                                        const struct stat& st, const std::string& path) {
+    if (st.st_uid == uid && st.st_gid == gid) return Status::Ok();
+    int r = efd >= 0 ? ::fchown(efd, uid, gid) : ::fchownat(parent, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW);
+    if (r != 0 && errno != ENOENT) return PosixError("chown " + path);
+    return Status::Ok();
+  }));
   if (::fchown(fd.get(), uid, gid) != 0) return PosixError("chown " + root);
   return Status::Ok();
 }

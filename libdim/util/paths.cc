@@ -72,37 +72,28 @@ Status Store::Init(Env* env, const std::string& root) {
 }
 
 Result<bool> Store::TightenPermissions(const std::string& root) {
+  Fd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return PosixError("open store " + root);
   struct stat st {};
-  if (::stat(root.c_str(), &st) != 0) return PosixError("stat store " + root);
+  if (::fstat(root_fd.get(), &st) != 0) return PosixError("stat store " + root);
   if ((st.st_mode & 077) == 0) return false;
   // A store made before dim kept it private: take group and other bits off
   // everything once, then off the root last, so a crash midway repeats the
   // walk. nodes/ is left to the node overlay code (its files' modes are the
-  // nodes'); the closed root keeps everyone else out of it.
+  // nodes'); the closed root keeps everyone else out of it. Through fds, never
+  // following a symlink: the store may belong to another user (imaged running
+  // as dim), who must not steer root's chmod elsewhere.
   const std::string nodes = root + "/nodes";
-  Status failed;
-  std::function<void(const std::string&)> walk = [&](const std::string& dir) {
-    DirPtr d(::opendir(dir.c_str()));
-    if (!d) {
-      failed = PosixError("open directory " + dir);
-      return;
-    }
-    while (dirent* e = ::readdir(d.get())) {
-      const std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      const std::string path = dir + "/" + name;
-      if (path == nodes) continue;
-      struct stat s {};
-      if (::lstat(path.c_str(), &s) != 0) continue;  // removed meanwhile
-      if (S_ISLNK(s.st_mode)) continue;
-      if ((s.st_mode & 077) != 0 && ::chmod(path.c_str(), s.st_mode & 07700) != 0 && failed.ok())
-        failed = PosixError("chmod " + path);
-      if (S_ISDIR(s.st_mode)) walk(path);
-    }
-  };
-  walk(root);
-  DIM_RETURN_IF_ERROR(failed);
-  if (::chmod(root.c_str(), 0700) != 0) return PosixError("chmod 0700 " + root);
+  DIM_RETURN_IF_ERROR(WalkBeneath(
+      root_fd.get(), root,
+      [](int, const std::string&, int fd, const struct stat& s, const std::string& path) {
+        if (fd >= 0 && (s.st_mode & 077) != 0 && ::fchmod(fd, s.st_mode & 07700) != 0) {
+          return PosixError("chmod " + path);
+        }
+        return Status::Ok();
+      },
+      [&](const std::string& path) { return path == nodes; }));
+  if (::fchmod(root_fd.get(), 0700) != 0) return PosixError("chmod 0700 " + root);
   return true;
 }
 

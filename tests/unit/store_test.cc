@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "dim/object_store.h"
+#include "dim/owner.h"
 #include "dim/parallel.h"
+#include "dim/store.h"
 #include "store/chunker.h"
 #include "test_util.h"
 
@@ -474,4 +476,71 @@ TEST_CASE("chunk list parser rejects damaged input") {
   std::string zero_len = body;
   std::memset(zero_len.data() + 24, 0, 8);
   CHECK_FALSE(dim::ChunkList::Parse(zero_len).ok());
+}
+
+namespace {
+uid_t OwnerOf(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  return st.st_uid;
+}
+}  // namespace
+
+TEST_CASE("root hands what it creates in a store of another user's to that user") {
+  if (::geteuid() != 0) return;  // only root can create another user's files
+  TempDir dir;
+  const std::string store = dir / "store";
+  REQUIRE(::mkdir(store.c_str(), 0700) == 0);
+  REQUIRE(::chown(store.c_str(), 65534, 65534) == 0);
+  REQUIRE(dim::Store::Init(dim::Env::Posix(), store).ok());
+  auto opened = dim::Store::Open(dim::Env::Posix(), store);
+  REQUIRE(opened.ok());
+  auto& s = **opened;
+  auto lock = s.LockStore(false, false);
+  REQUIRE(lock.ok());
+  auto batch = s.objects().NewBatch();
+  REQUIRE(batch.ok());
+  auto id = (*batch)->PutBlob("owned by the store's owner");
+  REQUIRE(id.ok());
+  REQUIRE((*batch)->Commit().ok());
+  for (const std::string& p : {store + "/catalog.db", store + "/objects", store + "/staging",
+                              store + "/locks/store.lock", s.objects().PathOf(*id)}) {
+    CHECK_MESSAGE(OwnerOf(p) == 65534, p);
+  }
+  REQUIRE(dim::WriteFileAtomic(dim::Env::Posix(), store + "/published", "1\n").ok());
+  CHECK(OwnerOf(store + "/published") == 65534);
+  REQUIRE(s.env()->MkdirAll(store + "/a/b", 0700).ok());
+  CHECK(OwnerOf(store + "/a") == 65534);
+  CHECK(OwnerOf(store + "/a/b") == 65534);
+  // A store of root's stays root's.
+  REQUIRE(dim::WriteFileAtomic(dim::Env::Posix(), dir / "root-file", "x").ok());
+  CHECK(OwnerOf(dir / "root-file") == 0);
+}
+
+TEST_CASE("tightening and handing over a store never follow a symlink its owner planted") {
+  if (::geteuid() != 0) return;
+  TempDir dir;
+  const std::string store = dir / "store", outside = dir / "outside";
+  REQUIRE(::mkdir(store.c_str(), 0700) == 0);
+  REQUIRE(::mkdir(outside.c_str(), 0755) == 0);
+  dimtest::WriteFile(outside + "/system-file", "x", 0644);
+  REQUIRE(dim::Store::Init(dim::Env::Posix(), store).ok());
+  // The owner (another user, say a compromised imaged) opens the store up
+  // and points names in it at files of root's.
+  REQUIRE(::chmod(store.c_str(), 0755) == 0);
+  REQUIRE(::symlink(outside.c_str(), (store + "/dir-link").c_str()) == 0);
+  REQUIRE(::symlink((outside + "/system-file").c_str(), (store + "/file-link").c_str()) == 0);
+  auto tightened = dim::Store::TightenPermissions(store);
+  REQUIRE(tightened.ok());
+  CHECK(*tightened);
+  struct stat st {};
+  REQUIRE(::stat((outside + "/system-file").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0644);
+  REQUIRE(::stat(outside.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0755);
+  REQUIRE(dim::ChownTree(store, 65534, 65534).ok());
+  CHECK(OwnerOf(store + "/file-link") == 65534);
+  CHECK(OwnerOf(outside + "/system-file") == 0);
+  CHECK(OwnerOf(outside) == 0);
+  CHECK(OwnerOf(store + "/catalog.db") == 65534);
 }

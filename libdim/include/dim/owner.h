@@ -4,7 +4,10 @@
 // a store whose root directory belongs to `dim` stays wholly `dim`'s.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
+
+#include <functional>
 
 #include <string>
 
@@ -34,6 +37,16 @@ Status HandToParentOwner(const std::string& path, int fd);
 Status HandToDirOwnerAt(int dirfd, const std::string& name);
 // The same for path (a directory or file just made), by its parent's owner.
 Status HandToParentOwner(const std::string& path);
+
+// Calls visit for every entry below the directory dirfd (named path in
+// messages), a directory before what it holds, never following a symlink:
+// each entry is opened O_NOFOLLOW from its parent's fd (fd -1 for symlinks,
+// sockets and the like), so whoever else writes the tree cannot redirect the
+// walk by swapping a name for a symlink. skip(path) leaves a subtree out.
+using TreeVisitor = std::function<Status(int parent, const std::string& name, int fd,
+                                         const struct stat& st, const std::string& path)>;
+Status WalkBeneath(int dirfd, const std::string& path, const TreeVisitor& visit,
+                   const std::function<bool(const std::string&)>& skip = {});
 
 // Gives every file and directory under root (root last) to uid:gid, without
 // following symlinks: `dimctl store chown`.
