@@ -7,7 +7,8 @@
 # nothing). imaged as that user serves objects, deltas, a snapshot, the node's
 # overlay (reads and writes with the node's key) and boot files, and a
 # second-level server running as the user replicates it. imaged refuses to
-# run as root on the user's store, and as the user on root's store.
+# run as root on the user's store, and as the user on root's store. The
+# user's symlinks in the store do not redirect root's boot add or tightening.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -167,4 +168,18 @@ curl -fsS -o "$TEST_TMP/got-boot2" "http://127.0.0.1:$leaf_port/v1/boot/files/vm
 cmp "$TEST_TMP/got-boot2" "$TEST_TMP/vmlinuz-test" || die "the leaf's boot file differs"
 assert_owned "$TEST_TMP/leaf" "the leaf's store, also after root's dimctl read it"
 assert_owned "$top" "the top store at the end"
+
+log "the store's owner cannot steer root's dimctl out of the store with a symlink"
+victim=$TEST_TMP/victim
+mkdir -m 0755 "$victim"
+"${as_user[@]}" mv "$top/boot" "$top/boot.real"
+"${as_user[@]}" ln -s "$victim" "$top/boot"
+expect_fail "$DIMCTL" boot add "$TEST_TMP/vmlinuz-test" planted
+expect_stderr_contains "a directory, not a symlink"
+[[ -z $(ls -A "$victim") ]] || die "root's dimctl wrote through the owner's symlink: $(ls -la "$victim")"
+"${as_user[@]}" chmod 0755 "$top"
+"${as_user[@]}" ln -s "$victim" "$top/planted-dir"
+"$DIMCTL" image list > /dev/null   # tightens the store again: not through the symlink
+assert_eq "$(stat -c %a "$victim")" 755 "mode of a directory the owner's symlink points at"
+assert_eq "$(stat -c %a "$top")" 700 "the store's mode after tightening"
 log "ok"

@@ -43,48 +43,50 @@ Status Add(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
   (void)store;
   std::string dir = BootDir(inv);
+  // Through fds, never following a symlink: the store may belong to the
+  // user imaged runs as, who must not steer root's writes out of it.
+  dim::Fd root(::open(inv.global.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return dim::PosixError("open store " + inv.global.root);
   // Private like the rest of the store: imaged serves them, nobody else reads them here.
-  if (::mkdir(dir.c_str(), 0700) == 0) {
-    DIM_RETURN_IF_ERROR(dim::HandToParentOwner(dir));
+  if (::mkdirat(root.get(), "boot", 0700) == 0) {
+    DIM_RETURN_IF_ERROR(dim::HandToDirOwnerAt(root.get(), "boot"));
   } else if (errno != EEXIST) {
     return dim::PosixError("mkdir " + dir);
   }
+  dim::Fd d(::openat(root.get(), "boot", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.valid()) return dim::PosixError("open " + dir + " (a directory, not a symlink)");
   dim::Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return dim::PosixError("open " + src);
   struct stat st;
   if (::fstat(in.get(), &st) != 0) return dim::PosixError("stat " + src);
   if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(src + " is not a regular file");
   // Written beside, synced, renamed over: a booting node sees the old file or the new one.
-  std::string tmp = dir + "/." + name + ".tmp";
-  (void)::unlink(tmp.c_str());
-  dim::Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  const std::string tmp_name = "." + name + ".tmp", tmp = dir + "/" + tmp_name;
+  (void)::unlinkat(d.get(), tmp_name.c_str(), 0);
+  dim::Fd out(::openat(d.get(), tmp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return dim::PosixError("create " + tmp);
-  if (Status s = dim::HandToParentOwner(tmp, out.get()); !s.ok()) {
-    ::unlink(tmp.c_str());
+  auto fail = [&](Status s) {
+    (void)::unlinkat(d.get(), tmp_name.c_str(), 0);
     return s;
-  }
+  };
+  if (Status s = dim::HandToDirOwner(d.get(), out.get(), tmp); !s.ok()) return fail(s);
   std::vector<char> buf(1 << 20);
   for (;;) {
     ssize_t n = ::read(in.get(), buf.data(), buf.size());
-    if (n < 0) {
-      ::unlink(tmp.c_str());
-      return dim::PosixError("read " + src);
-    }
+    if (n < 0) return fail(dim::PosixError("read " + src));
     if (n == 0) break;
     for (ssize_t off = 0; off < n;) {
       ssize_t w = ::write(out.get(), buf.data() + off, static_cast<size_t>(n - off));
-      if (w < 0) {
-        ::unlink(tmp.c_str());
-        return dim::PosixError("write " + tmp);
-      }
+      if (w < 0) return fail(dim::PosixError("write " + tmp));
       off += w;
     }
   }
-  if (::fsync(out.get()) != 0) return dim::PosixError("fsync " + tmp);
+  if (::fsync(out.get()) != 0) return fail(dim::PosixError("fsync " + tmp));
   std::string dst = dir + "/" + name;
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) return dim::PosixError("rename to " + dst);
-  dim::Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.valid()) (void)::fsync(d.get());
+  if (::renameat(d.get(), tmp_name.c_str(), d.get(), name.c_str()) != 0) {
+    return fail(dim::PosixError("rename to " + dst));
+  }
+  (void)::fsync(d.get());
   if (inv.global.verbosity >= 0) {
     std::printf("%s: %s (%s), served as /v1/boot/files/%s\n", dst.c_str(), src.c_str(),
                 HumanBytes(static_cast<uint64_t>(st.st_size)).c_str(), name.c_str());
