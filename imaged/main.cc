@@ -78,14 +78,15 @@ dim::Status CheckStoreOwner(const std::string& store) {
   };
   if (me == 0) {
     return dim::Status::PermissionDenied(
-        "the store " + store + " belongs to " + name(st.st_uid) + ", but imaged runs as root: run it as " +
-        name(st.st_uid) + " (User= in imaged.service, or 'runuser -u " + name(st.st_uid) +
+        "the store " + store + " belongs to " + name(st.st_uid) +
+        ", but imaged runs as root: run it as " + name(st.st_uid) +
+        " (User= in imaged.service, or 'runuser -u " + name(st.st_uid) +
         " -- imaged ...'), or give the store to root with 'dimctl store chown root'");
   }
   return dim::Status::PermissionDenied("the store " + store + " belongs to " + name(st.st_uid) +
                                        ", but imaged runs as " + name(me) +
-                                       ": give it to this user with 'dimctl store chown " + name(me) +
-                                       "' (as root, with imaged stopped)");
+                                       ": give it to this user with 'dimctl store chown " +
+                                       name(me) + "' (as root, with imaged stopped)");
 }
 
 }  // namespace

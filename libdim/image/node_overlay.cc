@@ -138,7 +138,8 @@ struct NodeOverlay::Txn {
     std::string name = std::to_string(*id);
     (void)::unlinkat(o.data_dir_.get(), name.c_str(), 0);
     DIM_ASSIGN_OR_RETURN(Fd fd, upper::Open(o.data_dir_.get(), "/" + name, O_RDWR | O_CREAT | O_EXCL, 0600));
-    DIM_RETURN_IF_ERROR(HandToDirOwner(o.data_dir_.get(), fd.get(), o.dir_path_ + "/overlay/data/" + name));
+    DIM_RETURN_IF_ERROR(
+        HandToDirOwner(o.data_dir_.get(), fd.get(), o.dir_path_ + "/overlay/data/" + name));
     created.push_back(*id);
     return fd;
   }

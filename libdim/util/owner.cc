@@ -84,7 +84,8 @@ Status WalkBeneath(int dirfd, const std::string& path, const TreeVisitor& visit,
     // O_NONBLOCK: a fifo put here must not hang the walk.
     Fd fd(::openat(dirfd, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     struct stat st;
-    if (fd.valid() ? ::fstat(fd.get(), &st) != 0 : ::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (fd.valid() ? ::fstat(fd.get(), &st) != 0
+                   : ::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;  // removed meanwhile
       return PosixError("stat " + sub);
     }
@@ -101,13 +102,15 @@ Status WalkBeneath(int dirfd, const std::string& path, const TreeVisitor& visit,
 Status ChownTree(const std::string& root, uid_t uid, gid_t gid) {
   Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.valid()) return PosixError("open " + root);
-  DIM_RETURN_IF_ERROR(WalkBeneath(fd.get(), root, [&](int parent, const std::string& name, int efd,
-                                                        const struct stat& st, const std::string& path) {
+  auto chown = [&](int parent, const std::string& name, int efd, const struct stat& st,
+                   const std::string& path) {
     if (st.st_uid == uid && st.st_gid == gid) return Status::Ok();
-    int r = efd >= 0 ? ::fchown(efd, uid, gid) : ::fchownat(parent, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW);
+    int r = efd >= 0 ? ::fchown(efd, uid, gid)
+                     : ::fchownat(parent, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW);
     if (r != 0 && errno != ENOENT) return PosixError("chown " + path);
     return Status::Ok();
-  }));
+  };
+  DIM_RETURN_IF_ERROR(WalkBeneath(fd.get(), root, chown));
   if (::fchown(fd.get(), uid, gid) != 0) return PosixError("chown " + root);
   return Status::Ok();
 }

@@ -504,7 +504,7 @@ TEST_CASE("root hands what it creates in a store of another user's to that user"
   REQUIRE(id.ok());
   REQUIRE((*batch)->Commit().ok());
   for (const std::string& p : {store + "/catalog.db", store + "/objects", store + "/staging",
-                              store + "/locks/store.lock", s.objects().PathOf(*id)}) {
+                               store + "/locks/store.lock", s.objects().PathOf(*id)}) {
     CHECK_MESSAGE(OwnerOf(p) == 65534, p);
   }
   REQUIRE(dim::WriteFileAtomic(dim::Env::Posix(), store + "/published", "1\n").ok());

@@ -63,7 +63,8 @@ Status Add(Invocation& inv) {
   // Written beside, synced, renamed over: a booting node sees the old file or the new one.
   const std::string tmp_name = "." + name + ".tmp", tmp = dir + "/" + tmp_name;
   (void)::unlinkat(d.get(), tmp_name.c_str(), 0);
-  dim::Fd out(::openat(d.get(), tmp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  dim::Fd out(::openat(d.get(), tmp_name.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return dim::PosixError("create " + tmp);
   auto fail = [&](Status s) {
     (void)::unlinkat(d.get(), tmp_name.c_str(), 0);

@@ -63,8 +63,9 @@ dim::Result<std::pair<uid_t, gid_t>> ParseOwner(const std::string& spec) {
     uid = static_cast<uid_t>(n);
     gid = static_cast<gid_t>(n);
   } else {
-    return Status::InvalidArgument("no user '" + user +
-                                   "' (create it first, e.g. with systemd-sysusers for dim's sysusers.d file)");
+    return Status::InvalidArgument(
+        "no user '" + user +
+        "' (create it first, e.g. with systemd-sysusers for dim's sysusers.d file)");
   }
   if (!group.empty()) {
     if (struct group* gr = ::getgrnam(group.c_str())) {
@@ -91,14 +92,16 @@ Status ChownStore(const std::string& root, const std::string& spec) {
       if (name == "." || name == "..") continue;
       struct stat st;
       if (std::string(sub) == "/sessions") {
-        return Status::Busy("an editing session of '" + name + "' is in " + root + "/sessions/" + name +
-                            "; finish or discard it, then run 'dimctl store chown' again");
+        return Status::Busy("an editing session of '" + name + "' is in " + root + "/sessions/" +
+                            name + "; finish or discard it, then run 'dimctl store chown' again");
       }
       if (::lstat((root + sub + "/" + name + "/upper").c_str(), &st) == 0) {
         return Status::Unsupported("the overlay of node " + name +
-                                          " is in the old format, whose files carry the node's owners; "
-                                          "convert it first ('dimctl node ls " + name + "'), then run "
-                                          "'dimctl store chown' again");
+                                   " is in the old format, whose files carry the node's owners; "
+                                   "convert it first ('dimctl node ls " +
+                                   name +
+                                   "'), then run "
+                                   "'dimctl store chown' again");
       }
     }
   }
@@ -236,17 +239,27 @@ Status Fsck(Invocation& inv) {
 
 Noun StoreCommands() {
   Noun n{"store", "the store itself: init, info, garbage collection, compaction, integrity check", {}};
-  n.verbs.push_back({"init", "", "create an empty store at --root",
+  n.verbs.push_back({"init",
+                     "",
+                     "create an empty store at --root",
                      "With --owner dim the store belongs to the user imaged runs as (the\n"
                      "unit's User=dim); dimctl run as root then hands everything it creates\n"
                      "in the store to that user.",
-                     {{"owner", 0, "USER[:GROUP]", "give the new store to USER (e.g. dim)"}}, 0, 0, Init});
-  n.verbs.push_back({"chown", "USER[:GROUP]", "hand an existing store to USER (e.g. dim)",
+                     {{"owner", 0, "USER[:GROUP]", "give the new store to USER (e.g. dim)"}},
+                     0,
+                     0,
+                     Init});
+  n.verbs.push_back({"chown",
+                     "USER[:GROUP]",
+                     "hand an existing store to USER (e.g. dim)",
                      "Gives every file and directory of the store to USER and USER's group\n"
                      "(or GROUP), for an imaged running as that user. Stop imaged first.\n"
                      "Refused while an editing session is open. 'dimctl store chown root'\n"
                      "gives the store back to root.",
-                     {}, 1, 1, Chown});
+                     {},
+                     1,
+                     1,
+                     Chown});
   n.verbs.push_back({"info", "", "size and contents of the store", "", {kJsonOption}, 0, 0, Info});
   n.verbs.push_back({"secret", "[FILE]", "create the shared secret servers authenticate with",
                      "Writes 64 random bytes to FILE (default /etc/dim/secret), mode 0600;\n"
