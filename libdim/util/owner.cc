@@ -2,7 +2,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -67,6 +70,34 @@ Status HandToParentOwner(const std::string& path) {
   DIM_ASSIGN_OR_RETURN(DirOwner o, OwnerOfDirPath(ParentOf(path)));
   if (o.hand_over && ::lchown(path.c_str(), o.uid, o.gid) != 0) return PosixError("chown " + path);
   return Status::Ok();
+}
+
+Result<bool> ActAsDirOwner(const std::string& dir) {
+  if (::geteuid() != 0) return false;
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;  // made below, root's
+    return PosixError("stat " + dir);
+  }
+  if (st.st_uid == 0) return false;
+  ::setfsgid(st.st_gid);
+  ::setfsuid(st.st_uid);
+  // setfsuid reports the previous value only: ask again to see it took.
+  if (static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) != st.st_uid ||
+      static_cast<gid_t>(::setfsgid(static_cast<gid_t>(-1))) != st.st_gid) {
+    return Status::PermissionDenied("cannot act as the owner (uid " + std::to_string(st.st_uid) +
+                                    ") of " + dir);
+  }
+  // Leaving fsuid 0 took the file capabilities out of the effective set;
+  // reading masters (root's, 0600) needs this one back.
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return PosixError("capget");
+  data[CAP_TO_INDEX(CAP_DAC_READ_SEARCH)].effective |= CAP_TO_MASK(CAP_DAC_READ_SEARCH);
+  if (::syscall(SYS_capset, &header, data) != 0) {
+    return PosixError("raise CAP_DAC_READ_SEARCH (to read masters as " + dir + "'s owner)");
+  }
+  return true;
 }
 
 Status WalkBeneath(int dirfd, const std::string& path, const TreeVisitor& visit,

@@ -8,7 +8,8 @@
 # overlay (reads and writes with the node's key) and boot files, and a
 # second-level server running as the user replicates it. imaged refuses to
 # run as root on the user's store, and as the user on root's store. The
-# user's symlinks in the store do not redirect root's boot add or tightening.
+# user's symlinks in the store do not redirect root's boot add, commit or
+# tightening (dimctl writes the store with the owner's file-system identity).
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -177,6 +178,19 @@ mkdir -m 0755 "$victim"
 expect_fail "$DIMCTL" boot add "$TEST_TMP/vmlinuz-test" planted
 expect_stderr_contains "a directory, not a symlink"
 [[ -z $(ls -A "$victim") ]] || die "root's dimctl wrote through the owner's symlink: $(ls -la "$victim")"
+# Root's dimctl writes the user's store with the user's file-system identity:
+# a staging directory the owner pointed at a directory of root's stays empty.
+"${as_user[@]}" mv "$top/staging" "$top/staging.real"
+"${as_user[@]}" ln -s "$victim" "$top/staging"
+printf 'v3\n' > "$m/etc/motd"
+expect_fail "$DIMCTL" image commit rocky9-compute -m v3
+[[ -z $(ls -A "$victim") ]] || die "root's commit wrote through the owner's symlink: $(ls -la "$victim")"
+"${as_user[@]}" rm "$top/staging"
+"${as_user[@]}" mv "$top/staging.real" "$top/staging"
+"$DIMCTL" image commit rocky9-compute -m v3 > /dev/null
+"${as_user[@]}" rm "$top/boot"
+"${as_user[@]}" mv "$top/boot.real" "$top/boot"
+assert_owned "$top" "after the planted symlinks were removed"
 "${as_user[@]}" chmod 0755 "$top"
 "${as_user[@]}" ln -s "$victim" "$top/planted-dir"
 "$DIMCTL" image list > /dev/null   # tightens the store again: not through the symlink

@@ -45,10 +45,10 @@ Status MakeDir(const std::string& dir) {
   return Status::Ok();
 }
 
-// The registry of the store at --root, for the commands that only read it:
+// The registry of the store at --root, for gen (which writes outside the store):
 // NotFound when there is no store (nothing is created).
 dim::Result<dc::RegistrySnapshot> ReadRegistry(const Invocation& inv) {
-  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, /*create=*/false));
   return dc::Registry(store->catalog().db()).Load();
 }
 

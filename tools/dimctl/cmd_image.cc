@@ -342,7 +342,7 @@ Status Show(Invocation& inv) {
 }
 
 Status Checkout(Invocation& inv) {
-  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, false));
   dim::CheckoutOptions o;
   auto t0 = std::chrono::steady_clock::now();
   DIM_ASSIGN_OR_RETURN(auto st, dim::Checkout(*store, inv.args[0], inv.args[1], o));
@@ -394,7 +394,7 @@ Status Prune(Invocation& inv) {
 }
 
 Status Shell(Invocation& inv) {
-  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, false));
   dim::SessionOptions o;
   o.message = inv.get_or("message", "");
   o.author = inv.get_or("author", "");

@@ -162,7 +162,7 @@ Status Diff(Invocation& inv) {
 }
 
 Status View(Invocation& inv) {
-  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, false));
   DIM_ASSIGN_OR_RETURN(NodeAtVersion nv, FindNode(*store, inv));
   const dc::Node* n = &nv.node;
   int64_t version = nv.version;

@@ -28,6 +28,11 @@ std::string PathArgument(dim::Store& store, const dim::ImageInfo& image, std::st
 }
 
 dim::Result<std::unique_ptr<dim::Store>> OpenStore(const Invocation& inv, bool create) {
+  DIM_RETURN_IF_ERROR(dim::ActAsDirOwner(inv.global.root).status());
+  return OpenStoreAsRoot(inv, create);
+}
+
+dim::Result<std::unique_ptr<dim::Store>> OpenStoreAsRoot(const Invocation& inv, bool create) {
   DIM_ASSIGN_OR_RETURN(auto store, dim::Store::Open(dim::Env::Posix(), inv.global.root, create));
   if (store->tightened()) {
     std::fprintf(stderr,
@@ -118,7 +123,7 @@ Status Init(Invocation& inv) {
 }
 
 Status Chown(Invocation& inv) {
-  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, false));
   // No commit, import or collection may create root's files meanwhile.
   DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store->LockStore(/*exclusive=*/true, /*wait=*/false));
   DIM_RETURN_IF_ERROR(ChownStore(inv.global.root, inv.args[0]));

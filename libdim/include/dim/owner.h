@@ -38,6 +38,14 @@ Status HandToDirOwnerAt(int dirfd, const std::string& name);
 // The same for path (a directory or file just made), by its parent's owner.
 Status HandToParentOwner(const std::string& path);
 
+// When this process runs as root and dir belongs to another user, takes that
+// user's file-system identity (setfsuid/setfsgid) for this thread and the
+// threads it starts, keeping only the capability to read and search any file
+// (CAP_DAC_READ_SEARCH, for masters): what root then writes through a name
+// the store's owner controls (a planted symlink) lands only where the owner
+// could write itself. Call it before starting threads. True when it did.
+Result<bool> ActAsDirOwner(const std::string& dir);
+
 // Calls visit for every entry below the directory dirfd (named path in
 // messages), a directory before what it holds, never following a symlink:
 // each entry is opened O_NOFOLLOW from its parent's fd (fd -1 for symlinks,
