@@ -5,12 +5,13 @@
 #include <map>
 #include <set>
 
+#include "dim/cluster/values.h"
 #include "spec.h"
 
 namespace dim::cluster::internal {
 namespace {
 
-std::string Q(const std::string& s) { return "'" + s + "'"; }
+std::string Q(const std::string& s) { return "'" + PrintableValue(s) + "'"; }
 
 struct PatternPart {
   std::string literal;  // used when level is empty
@@ -24,14 +25,6 @@ std::optional<int> LevelValue(const Position& p, const std::string& level) {
   if (level == "rack") return p.rack;
   if (level == "chassis") return p.chassis;
   return p.slot;
-}
-
-bool ValidHostname(const std::string& h) {
-  if (h.empty() || h.size() > 63 || h.front() == '-' || h.back() == '-') return false;
-  for (char c : h) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  }
-  return true;
 }
 
 class Resolver {
@@ -91,6 +84,9 @@ class Resolver {
                       const char* attr, const std::vector<std::string>& known,
                       const std::string& what, const std::string& where_defined);
   std::string Render(const Position& p) const;
+  void CheckGeneratedNames();
+  void CheckHostName(const std::string& host, const Network& net, const Located& loc,
+                     const char* attr, const std::string& what);
 
   const Spec& spec_;
   const PriorAddresses& prior_;
@@ -103,6 +99,7 @@ class Resolver {
   std::vector<PatternPart> pattern_;
   std::set<std::string> pattern_levels_;
   bool naming_ok_ = false;
+  bool generated_names_bad_ = false;  // reported once at the pattern
   // For the duplicate checks: the spec of each resolved node, same order.
   std::vector<const NodeSpec*> node_specs_;
   // Interfaces waiting for a sequential address: network -> (node, interface)
@@ -177,6 +174,9 @@ void Resolver::Servers() {
       }
     }
     auto net = networks_.find(s.server.network);
+    if (net != networks_.end() && !CheckValue(ValueKind::kHostName, s.server.name)) {
+      CheckHostName(s.server.name, net->second->net, s.loc, "name", "server name " + Q(s.server.name));
+    }
     if (!s.server.network.empty() && net == networks_.end()) {
       diag_.Error(s.loc.At("network"), "server",
                   "unknown network " + Q(s.server.network) +
@@ -260,7 +260,7 @@ void Resolver::Naming() {
       char ch = p[i];
       if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
         diag_.Error(n.loc->At("pattern"), "naming",
-                    std::string("character '") + ch + "' in pattern " + Q(p) +
+                    "character " + Q(std::string(1, ch)) + " in pattern " + Q(p) +
                         " is not allowed in a host name",
                     "use lower-case letters, digits and '-'");
         ok = false;
@@ -311,6 +311,35 @@ void Resolver::Naming() {
     }
   }
   naming_ok_ = ok;
+  if (ok) CheckGeneratedNames();
+}
+
+// Every name the pattern can generate must be a host name; its characters
+// are checked above, so what is left are the ends and the length. Checked
+// once here rather than at each of thousands of nodes.
+void Resolver::CheckGeneratedNames() {
+  const NamingSpec& n = spec_.naming;
+  std::string longest;  // the longest name, built from the largest level values
+  for (const auto& part : pattern_) {
+    if (part.level.empty()) {
+      longest += part.literal;
+      continue;
+    }
+    const std::optional<Level>& l = part.level == "rack"      ? c_.naming.rack
+                                    : part.level == "chassis" ? c_.naming.chassis
+                                                              : c_.naming.slot;
+    std::string v = std::to_string(l->first + l->count - 1);
+    if (static_cast<int>(v.size()) < part.width) v.insert(0, part.width - v.size(), '0');
+    longest += v;
+  }
+  if (auto bad = CheckValue(ValueKind::kHostName, longest)) {
+    diag_.Error(n.loc->At("pattern"), "naming",
+                "pattern " + Q(n.pattern) + " generates names like " + Q(longest) + ", which " +
+                    bad->problem,
+                "change the pattern so that every name has 1-63 characters and neither starts "
+                "nor ends with '-'");
+    generated_names_bad_ = true;
+  }
 }
 
 std::vector<const GroupSpec*> Resolver::Chain(const std::string& group) const {
@@ -416,6 +445,25 @@ void Resolver::AddressSpace() {
   }
 }
 
+// A host name built from valid parts can still be too long, alone or with
+// the domain that hosts files append (network's, else the site's).
+void Resolver::CheckHostName(const std::string& host, const Network& net, const Located& loc,
+                             const char* attr, const std::string& what) {
+  if (auto bad = CheckValue(ValueKind::kHostName, host)) {
+    diag_.Error(loc.At(attr), loc.element, what + " " + bad->problem,
+                "use a shorter network or node name");
+    return;
+  }
+  const std::string& domain = net.domain.empty() ? c_.domain : net.domain;
+  if (!domain.empty() && host.size() + 1 + domain.size() > 253) {
+    diag_.Error(loc.At(attr), loc.element,
+                what + " with domain " + Q(domain) + " is " +
+                    std::to_string(host.size() + 1 + domain.size()) +
+                    " characters long; a fully qualified name has at most 253",
+                "use a shorter domain");
+  }
+}
+
 std::string Resolver::Render(const Position& p) const {
   std::string out;
   for (const auto& part : pattern_) {
@@ -479,11 +527,7 @@ void Resolver::Nodes() {
       }
     }
     if (ns.name) {
-      node.name = *ns.name;
-      if (!ValidHostname(node.name)) {
-        diag_.Error(loc.At("name"), "node", "name " + Q(node.name) + " is not a valid host name",
-                    "use 1-63 lower-case letters, digits and '-', not starting or ending with '-'");
-      }
+      node.name = *ns.name;  // checked as a host name where it was read
     } else if (complete) {
       node.name = Render(ns.pos);
     } else if (pattern_levels_.empty() || !naming_ok_) {
@@ -524,6 +568,13 @@ void Resolver::Nodes() {
     for (const auto& a : args) {
       if (a.empty()) continue;
       node.kernel_args += (node.kernel_args.empty() ? "" : " ") + a;
+    }
+    if (node.kernel_args.size() > kMaxKernelArgs) {
+      diag_.Error(loc.where, "node",
+                  who + " has " + std::to_string(node.kernel_args.size()) +
+                      " characters of kernel-args after inheritance (site, groups, node); at most " +
+                      std::to_string(kMaxKernelArgs) + " fit on the kernel command line next to dim's own",
+                  "shorten kernel-args on the node, its groups or the <site>");
     }
     auto add_keepout = [&](const std::vector<std::string>& paths) {
       for (const auto& k : paths) {
@@ -583,6 +634,10 @@ void Resolver::Nodes() {
         diag_.Error(is.loc.At("network"), "interface",
                     who + " has two interfaces on network " + Q(is.network),
                     "give each interface of a node a different network");
+      }
+      if (net && !node.name.empty() && !CheckValue(ValueKind::kHostName, node.name)) {
+        CheckHostName(itf.hostname, net->net, is.loc, "network", "the host name " + Q(itf.hostname) +
+                          " of this interface (node name, '-', network name)");
       }
       if (is.ip) {
         itf.ip = *is.ip;

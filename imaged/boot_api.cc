@@ -62,10 +62,14 @@ Response IpxeText(std::string script) {
 }
 
 // iPXE prints its script's echo lines; keep them free of characters iPXE
-// would expand (${...}) or treat as syntax.
+// would expand (${...}) or treat as syntax (comments, "||", "&&", ";", a
+// trailing '\' continuing the line, line breaks).
 std::string Sanitize(std::string s) {
   for (char& ch : s) {
-    if (ch == '$' || ch == '\n' || ch == '\r' || ch == '#' || ch == '|' || ch == '&') ch = ' ';
+    if (ch == '$' || ch == '#' || ch == '|' || ch == '&' || ch == ';' || ch == '\\' ||
+        static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+      ch = ' ';
+    }
   }
   return s;
 }
@@ -201,7 +205,16 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
   }
   std::string extra;
   if (give_key) extra = "dim.key=" + Hex(dim::auth::NodeKey(secret_, node->name));
-  return IpxeText(dc::GenerateIpxeScript(c, *node, extra));
+  // The registry may be a parent's copy: a value that could add a command to
+  // the script is refused, and the node is told why.
+  auto script = dc::GenerateIpxeScript(c, *node, extra);
+  if (!script.ok()) {
+    return IpxeText(IpxeRefusal("the registry entry of node " + node->name + " on image server " +
+                                    config_.name + " is invalid: " + script.status().message(),
+                                "fix the cluster description and run dimctl cluster apply FILE "
+                                "on the top server"));
+  }
+  return IpxeText(*script);
 }
 
 }  // namespace imaged

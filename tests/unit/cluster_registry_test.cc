@@ -135,8 +135,8 @@ TEST_CASE("registry: an applied cluster reads back identical, and re-applying ch
   CHECK(n->server_by_rack);
   CHECK(snap.cluster.FindNode("r01c1n02")->boot().ip_explicit);
   CHECK(snap.cluster.FindGroup("g")->keepout == std::vector<std::string>{"/scratch"});
-  CHECK(GenerateDnsmasq(snap.cluster) == GenerateDnsmasq(file));
-  CHECK(GenerateHosts(snap.cluster) == GenerateHosts(file));
+  CHECK(GenerateDnsmasq(snap.cluster).value() == GenerateDnsmasq(file).value());
+  CHECK(GenerateHosts(snap.cluster).value() == GenerateHosts(file).value());
 
   CHECK(f.Apply(xml).empty());
 }
@@ -329,7 +329,7 @@ TEST_CASE("sequential: an unknown allocation is an error naming both choices") {
 TEST_CASE("generate: per-node files are rewritten only when changed; stale ones of dim are removed") {
   TempDir dir;
   Cluster c = MustLoad(SmallXml(NodeXml(1, 1) + NodeXml(1, 2) + NodeXml(1, 3)));
-  auto files = Generate(c, Format::kIpxe);
+  auto files = Generate(c, Format::kIpxe).value();
   auto first = WriteFilesAtomically(dir.path(), files);
   REQUIRE(first.ok());
   CHECK(first->written == 3);
@@ -342,7 +342,7 @@ TEST_CASE("generate: per-node files are rewritten only when changed; stale ones 
   dimtest::WriteFile(dir / "r01c1n03.ipxe", "edited by hand\n");
 
   Cluster smaller = MustLoad(SmallXml(NodeXml(1, 1) + NodeXml(1, 3, " image=\"other\"")));
-  auto now = Generate(smaller, Format::kIpxe);
+  auto now = Generate(smaller, Format::kIpxe).value();
   auto third = WriteFilesAtomically(dir.path(), now);
   REQUIRE(third.ok());
   CHECK(third->written == 1);  // r01c1n03 changed
@@ -354,9 +354,9 @@ TEST_CASE("generate: per-node files are rewritten only when changed; stale ones 
   CHECK(dimtest::ReadFile(dir / "r01c1n03.ipxe") == now[1].content);
 
   // pxelinux names are recognised too, and other formats' files are left alone.
-  auto px = Generate(c, Format::kPxelinux);
+  auto px = Generate(c, Format::kPxelinux).value();
   REQUIRE(WriteFilesAtomically(dir.path(), px).ok());
-  auto px_removed = RemoveStaleFiles(dir.path(), Format::kPxelinux, Generate(smaller, Format::kPxelinux));
+  auto px_removed = RemoveStaleFiles(dir.path(), Format::kPxelinux, Generate(smaller, Format::kPxelinux).value());
   REQUIRE(px_removed.ok());
   CHECK(*px_removed == std::vector<std::string>{"01-52-54-00-00-01-02"});
   CHECK(dimtest::ReadFile(dir / "r01c1n01.ipxe") == now[0].content);
