@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "dim/cluster/generate.h"
 #include "dim/cluster/values.h"
 #include "spec.h"
 
@@ -609,6 +610,15 @@ void Resolver::Nodes() {
       diag_.Error(loc.where, "node", who + " has no image server",
                   "set server= on the node, its group or the <site>, or give it a rack= that a "
                   "server's racks= covers");
+    }
+
+    if (!node.server.empty() && !CheckValue(ValueKind::kHostName, node.name)) {
+      if (std::string url = IpxeScriptUrl(c_, node); url.size() > kMaxBootFileUrl) {
+        diag_.Error(loc.where, "node",
+                    who + " gets its iPXE script from " + Q(url) + ", " + std::to_string(url.size()) +
+                        " characters; DHCP's boot file field holds " + std::to_string(kMaxBootFileUrl),
+                    "shorten the boot-url of server " + Q(node.server) + " or the node's name");
+      }
     }
 
     // Interfaces and addresses.

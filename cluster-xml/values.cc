@@ -10,6 +10,8 @@
 
 #include <cstdio>
 
+#include "dim/cluster/generate.h"
+
 #include "dim/image.h"
 
 namespace dim::cluster {
@@ -119,7 +121,7 @@ std::string DomainReason(std::string_view v) {
     std::string_view label = v.substr(start, dot == std::string_view::npos ? dot : dot - start);
     if (label.empty()) return "it has an empty label (a leading, trailing or doubled '.')";
     if (std::string r = LabelReason(label, false); !r.empty()) {
-      return r + (label.size() == v.size() ? "" : " (in label '" + std::string(label) + "')");
+      return r + (label.size() == v.size() ? "" : " (in label '" + PrintableValue(label) + "')");
     }
     if (dot == std::string_view::npos) return "";
     start = dot + 1;
@@ -358,6 +360,11 @@ class ClusterChecker {
     Check(ValueKind::kKernelArgs, n.kernel_args, who, "kernel-args");
     Image(n.image);
     Server(n.server);
+    if (!first_.ok()) return;
+    if (std::string url = IpxeScriptUrl(c_, n); url.size() > kMaxBootFileUrl) {
+      Fail(who + ": its iPXE script URL '" + url + "' is " + std::to_string(url.size()) +
+           " characters long; DHCP's boot file field holds " + std::to_string(kMaxBootFileUrl));
+    }
   }
 
   void Everything() {

@@ -36,6 +36,11 @@ enum class ValueKind {
 // x86's COMMAND_LINE_SIZE.
 inline constexpr size_t kMaxKernelArgs = 1024;
 
+// The longest iPXE script URL (BOOT-URL/v1/boot/nodes/NODE.ipxe) DHCP can
+// hand out: the BOOTP file field has 128 bytes with the terminating NUL, and
+// Kea refuses a longer boot-file-name.
+inline constexpr size_t kMaxBootFileUrl = 127;
+
 struct ValueError {
   std::string problem;  // "is not a valid host name: it contains ';'", to follow "ATTR 'VALUE' "
   std::string fix;      // what to write instead
