@@ -7,49 +7,23 @@
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
-[[ -x $IMAGED ]] || die "imaged not built"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+[[ -x ${IMAGED:-$DIM_BUILD_DIR/imaged/imaged} ]] || die "imaged not built"
 
-secret=$TEST_TMP/secret
-"$DIMCTL" store secret "$secret" > /dev/null
+export DIM_SECRET=$TEST_TMP/secret
+"$DIMCTL" store secret "$DIM_SECRET" > /dev/null
 top_port=$(free_port)
 top_url=http://127.0.0.1:$top_port
-export DIM_ROOT=$TEST_TMP/top DIM_SERVER=$top_url DIM_SECRET=$secret
-
-write_config() {  # write_config NAME ROLE PORT [PARENT]
-  {
-    echo "role = $2"
-    echo "name = $1"
-    echo "listen = 127.0.0.1:$3"
-    echo "store = $TEST_TMP/$1"
-    echo "secret = $secret"
-    echo "poll_wait = 1"
-    if [[ -n ${4:-} ]]; then echo "parent = $4"; fi
-  } > "$TEST_TMP/$1.conf"
-}
-declare -A pids
-start() {  # start NAME
-  "$IMAGED" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
-  pids[$1]=$!
-  for _ in $(seq 100); do
-    grep -q "serving" "$TEST_TMP/$1.log" 2>/dev/null && return 0
-    kill -0 "${pids[$1]}" 2>/dev/null || { cat "$TEST_TMP/$1.log" >&2; die "imaged $1 exited"; }
-    sleep 0.05
-  done
-  die "imaged $1 did not start"
-}
-stop_all() { for n in "${!pids[@]}"; do kill -KILL "${pids[$n]}" 2>/dev/null || true; wait "${pids[$n]}" 2>/dev/null || true; done; }
-on_cleanup stop_all
+export DIM_ROOT=$TEST_TMP/top DIM_SERVER=$top_url
 
 log "a top server with the 4-node example registered and its image, and a second-level server"
 mkdir -p "$TEST_TMP/tree/etc"
 echo hello > "$TEST_TMP/tree/etc/motd"
 "$DIMCTL" image import rocky9-compute "$TEST_TMP/tree" -m v1 > /dev/null
 "$DIMCTL" cluster apply "$DIM_REPO_ROOT/cluster-xml/examples/small.xml" --yes > /dev/null
-write_config top top "$top_port"
-write_config leaf leaf "$(free_port)" "$top_url"
-start top; start leaf
+imaged_config top top "$top_port"
+imaged_config leaf leaf "$(free_port)" "$top_url"
+imaged_start top
+imaged_start leaf
 script=$(curl -fsS "$top_url/v1/boot/nodes/r01c1n01.ipxe")
 [[ $script == *$'\nkernel '*' dim.node=r01c1n01 console=ttyS0,115200 quiet '* ]] || die "top's boot script: $script"
 for _ in $(seq 300); do
