@@ -256,7 +256,7 @@ class Parser {
       auto it = el->second.find(attr);
       if (it != el->second.end()) return it->second;
     }
-    // Not found in the source text (never expected): normalize what tinyxml2 read.
+    // Nothing to normalize, or (never expected) not found in the source text.
     std::string out = v;
     for (char& c : out) {
       if (c == '\n' || c == '\r' || c == '\t') c = ' ';
@@ -284,7 +284,8 @@ class Parser {
   SourceText src_;
   Spec& spec_;
   Diagnostics& diag_;
-  // Normalized attribute values of each visited element.
+  // Normalized attribute values of visited elements, where they differ from
+  // what tinyxml2 read.
   std::map<const tinyxml2::XMLElement*, std::map<std::string, std::string>> values_;
 };
 
@@ -295,10 +296,12 @@ Located Parser::Visit(const tinyxml2::XMLElement* e) {
   loc.element = e->Name();
   size_t tag = src_.TagOffset(e->GetLineNum(), loc.element);
   loc.where = src_.At(tag);
-  std::map<std::string, std::string>& values = values_[e];
   for (const auto& [name, raw] : src_.Attrs(tag)) {
     loc.attrs[name] = src_.At(raw.name);
-    if (raw.value) values[name] = NormalizeAttribute(*raw.value);
+    // Without these, tinyxml2's value is already the normalized one.
+    if (raw.value && raw.value->find_first_of("&\t\n\r") != std::string_view::npos) {
+      values_[e][name] = NormalizeAttribute(*raw.value);
+    }
   }
 
   auto rule = Rules().find(loc.element);

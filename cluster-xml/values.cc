@@ -320,12 +320,17 @@ class ClusterChecker {
  public:
   explicit ClusterChecker(const Cluster& c) : c_(c) {}
 
-  // `who` is "node 'x'", `field` the attribute the value came from.
-  void Check(ValueKind kind, std::string_view value, const std::string& who, const char* field) {
+  // The value of `field` of entity `what` 'name' ("node 'x'"); the message is
+  // built only for a value that fails.
+  void Check(ValueKind kind, std::string_view value, const char* what, const std::string& name,
+             const char* field) {
     if (!first_.ok()) return;
     auto e = CheckValue(kind, value);
     if (!e) return;
-    Fail(who + ": " + field + " '" + PrintableValue(value) + "' " + e->problem + "; " + e->fix);
+    Fail(Who(what, name) + ": " + field + " '" + PrintableValue(value) + "' " + e->problem + "; " + e->fix);
+  }
+  static std::string Who(const char* what, const std::string& name) {
+    return *what ? std::string(what) + " '" + PrintableValue(name) + "'" : std::string("site");
   }
   void Fail(const std::string& what) {
     if (!first_.ok()) return;
@@ -335,68 +340,62 @@ class ClusterChecker {
         "there and apply it again on the top server)");
   }
 
-  void Site() { Check(ValueKind::kSiteName, c_.name, "site", "name"); }
+  void Site() { Check(ValueKind::kSiteName, c_.name, "", "", "name"); }
 
   void Server(const std::string& name) {
     const cluster::Server* s = c_.FindServer(name);
-    if (!s) return Fail("server '" + PrintableValue(name) + "' is not in the cluster");
-    std::string who = "server '" + PrintableValue(s->name) + "'";
-    Check(ValueKind::kHostName, s->name, who, "name");
-    Check(ValueKind::kBootUrl, s->boot_url, who, "boot-url");
+    if (!s) return Fail(Who("server", name) + " is not in the cluster");
+    Check(ValueKind::kHostName, s->name, "server", s->name, "name");
+    Check(ValueKind::kBootUrl, s->boot_url, "server", s->name, "boot-url");
   }
 
   void Image(const std::string& name) {
-    Check(ValueKind::kImageName, name, "image '" + PrintableValue(name) + "'", "name");
+    Check(ValueKind::kImageName, name, "image", name, "name");
     if (const cluster::Image* im = c_.FindImage(name)) {
-      std::string who = "image '" + PrintableValue(name) + "'";
-      Check(ValueKind::kBootFileName, im->kernel, who, "kernel");
-      Check(ValueKind::kBootFileName, im->initrd, who, "initrd");
+      Check(ValueKind::kBootFileName, im->kernel, "image", name, "kernel");
+      Check(ValueKind::kBootFileName, im->initrd, "image", name, "initrd");
     }
   }
 
   void NodeBoot(const Node& n) {
-    std::string who = "node '" + PrintableValue(n.name) + "'";
-    Check(ValueKind::kHostName, n.name, who, "name");
-    Check(ValueKind::kKernelArgs, n.kernel_args, who, "kernel-args");
+    Check(ValueKind::kHostName, n.name, "node", n.name, "name");
+    Check(ValueKind::kKernelArgs, n.kernel_args, "node", n.name, "kernel-args");
     Image(n.image);
     Server(n.server);
     if (!first_.ok()) return;
     if (std::string url = IpxeScriptUrl(c_, n); url.size() > kMaxBootFileUrl) {
-      Fail(who + ": its iPXE script URL '" + url + "' is " + std::to_string(url.size()) +
+      Fail(Who("node", n.name) + ": its iPXE script URL '" + url + "' is " + std::to_string(url.size()) +
            " characters long; DHCP's boot file field holds " + std::to_string(kMaxBootFileUrl));
     }
   }
 
   void Everything() {
     Site();
-    if (!c_.domain.empty()) Check(ValueKind::kDomain, c_.domain, "site", "domain");
-    Check(ValueKind::kTftpRoot, c_.tftp_root, "site", "tftp-root");
+    if (!c_.domain.empty()) Check(ValueKind::kDomain, c_.domain, "", "", "domain");
+    Check(ValueKind::kTftpRoot, c_.tftp_root, "", "", "tftp-root");
     for (const auto& n : c_.networks) {
-      std::string who = "network '" + PrintableValue(n.name) + "'";
-      Check(ValueKind::kHostName, n.name, who, "name");
-      if (!n.domain.empty()) Check(ValueKind::kDomain, n.domain, who, "domain");
-      if (!n.ipv6_prefix.empty()) Check(ValueKind::kIpv6Prefix, n.ipv6_prefix, who, "ipv6-prefix");
+      Check(ValueKind::kHostName, n.name, "network", n.name, "name");
+      if (!n.domain.empty()) Check(ValueKind::kDomain, n.domain, "network", n.name, "domain");
+      if (!n.ipv6_prefix.empty()) Check(ValueKind::kIpv6Prefix, n.ipv6_prefix, "network", n.name, "ipv6-prefix");
     }
     for (const auto& i : c_.images) Image(i.name);
     for (const auto& s : c_.servers) {
       Server(s.name);
-      Fqdn(s.name, s.network, "server '" + PrintableValue(s.name) + "'");
+      Fqdn(s.name, s.network, "server", s.name);
     }
     for (const auto& g : c_.groups) {
-      std::string who = "group '" + PrintableValue(g.name) + "'";
-      Check(ValueKind::kHostName, g.name, who, "name");
-      if (g.kernel_args) Check(ValueKind::kKernelArgs, *g.kernel_args, who, "kernel-args");
-      for (const auto& k : g.keepout) Check(ValueKind::kKeepoutPath, k, who, "keepout");
+      Check(ValueKind::kHostName, g.name, "group", g.name, "name");
+      if (g.kernel_args) Check(ValueKind::kKernelArgs, *g.kernel_args, "group", g.name, "kernel-args");
+      for (const auto& k : g.keepout) Check(ValueKind::kKeepoutPath, k, "group", g.name, "keepout");
     }
     for (const auto& n : c_.nodes) {
       NodeBoot(n);
-      std::string who = "node '" + PrintableValue(n.name) + "'";
-      if (!n.group.empty()) Check(ValueKind::kHostName, n.group, who, "group");
-      for (const auto& k : n.keepout) Check(ValueKind::kKeepoutPath, k, who, "keepout");
+      if (!n.group.empty()) Check(ValueKind::kHostName, n.group, "node", n.name, "group");
+      for (const auto& k : n.keepout) Check(ValueKind::kKeepoutPath, k, "node", n.name, "keepout");
       for (const auto& itf : n.interfaces) {
-        Check(ValueKind::kHostName, itf.network, who, "interface network");
-        Check(ValueKind::kHostName, itf.hostname, who, "interface host name");
-        Fqdn(itf.hostname, itf.network, who);
+        Check(ValueKind::kHostName, itf.network, "node", n.name, "interface network");
+        Check(ValueKind::kHostName, itf.hostname, "node", n.name, "interface host name");
+        Fqdn(itf.hostname, itf.network, "node", n.name);
       }
     }
   }
@@ -405,11 +404,12 @@ class ClusterChecker {
 
  private:
   // hosts files write HOST.DOMAIN, the network's domain or else the site's.
-  void Fqdn(const std::string& host, const std::string& network, const std::string& who) {
+  void Fqdn(const std::string& host, const std::string& network, const char* what,
+            const std::string& name) {
     const Network* net = c_.FindNetwork(network);
     const std::string& d = net && !net->domain.empty() ? net->domain : c_.domain;
     if (!d.empty() && host.size() + 1 + d.size() > 253) {
-      Fail(who + ": the name '" + PrintableValue(host) + "." + PrintableValue(d) + "' is longer than 253 characters");
+      Fail(Who(what, name) + ": the name '" + PrintableValue(host) + "." + PrintableValue(d) + "' is longer than 253 characters");
     }
   }
 

@@ -54,6 +54,16 @@ inline size_t Interfaces(const Cluster& c) {
   return n;
 }
 
+// Kea lists reservations under their network's subnet; an interface on a
+// network the cluster lacks (only in a description that did not load) has none.
+inline size_t InterfacesOnKnownNetworks(const Cluster& c) {
+  size_t n = 0;
+  for (const auto& node : c.nodes) {
+    for (const auto& itf : node.interfaces) n += c.FindNetwork(itf.network) != nullptr;
+  }
+  return n;
+}
+
 inline size_t BootableNodes(const Cluster& c) {
   size_t n = 0;
   for (const auto& node : c.nodes) n += !node.interfaces.empty();
@@ -247,7 +257,7 @@ class JsonChecker {
 inline std::string CheckKea(const Cluster& c, std::string_view text) {
   JsonChecker j(text);
   if (!j.Parse()) return "kea: not well-formed JSON";
-  if (j.Key("hw-address") != Interfaces(c)) return "kea: wrong number of reservations";
+  if (j.Key("hw-address") != InterfacesOnKnownNetworks(c)) return "kea: wrong number of reservations";
   if (j.Key("boot-file-name") != 2 + BootableNodes(c)) return "kea: wrong number of client classes";
   if (j.Key("subnet") != c.networks.size()) return "kea: wrong number of subnets";
   return "";
