@@ -240,7 +240,7 @@ void Resolver::Naming() {
                       std::all_of(w.begin(), w.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
         if (!digits) {
           diag_.Error(n.loc->At("pattern"), "naming",
-                      "width " + Q(w) + " in {" + body + "} is not a number",
+                      "width " + Q(w) + " in {" + PrintableValue(body) + "} is not a number",
                       "write the zero-padded width as digits, like {slot:02}");
           ok = false;
         } else {
@@ -249,7 +249,7 @@ void Resolver::Naming() {
       }
       if (std::find(kLevels.begin(), kLevels.end(), part.level) == kLevels.end()) {
         diag_.Error(n.loc->At("pattern"), "naming",
-                    "unknown placeholder {" + body + "} in pattern" + DidYouMean(part.level, kLevels),
+                    "unknown placeholder {" + PrintableValue(body) + "} in pattern" + DidYouMean(part.level, kLevels),
                     "placeholders are {rack}, {chassis} and {slot}");
         ok = false;
       } else {
