@@ -327,6 +327,26 @@ TEST_CASE("values: a line break typed in an attribute is a space, as XML require
   CHECK(amp.cluster.nodes[0].kernel_args == "a=A<b");
 }
 
+TEST_CASE("values: a control character in any attribute is refused, in a one-line message") {
+  const std::string base = SmallXml(NodeXml(1, 1, " group=\"g\" kernel-args=\"quiet\"", " ip=\"10.0.0.5\""),
+                                    R"(<group name="g"><keepout path="/scratch"/></group>)");
+  REQUIRE(LoadClusterFromString(base, "c.xml").ok());
+  size_t attrs = 0;
+  for (size_t at = base.find("=\""); at != std::string::npos; at = base.find("=\"", at + 1)) {
+    for (const std::string& bad : {std::string("&#10;x"), std::string("&#9;"), std::string("\x1f")}) {
+      std::string xml = base;
+      size_t close = xml.find('"', at + 2);
+      xml.insert(close, bad);
+      INFO(xml.substr(xml.rfind('\n', at) + 1, close - xml.rfind('\n', at) + bad.size()));
+      LoadResult r = LoadClusterFromString(xml, "c.xml");
+      CHECK_FALSE(r.ok());
+      for (const auto& d : r.diagnostics) CHECK(d.ToString().find_first_of("\n\t\x1f") == std::string::npos);
+    }
+    ++attrs;
+  }
+  CHECK(attrs == 39);  // every attribute of the document was tried
+}
+
 // The same values put straight into a resolved cluster, as a registry copied
 // from a parent could hold them: every generator that would copy the value
 // refuses, the others do not copy it, and no output carries the directive.
