@@ -241,6 +241,7 @@ class Parser {
       : src_(text, file), spec_(spec), diag_(diag) {}
 
   bool Run(std::string_view text);
+  bool CheckAfterRoot(std::string_view text);
 
  private:
   // Locates an element and checks its attributes and children against Rules().
@@ -726,13 +727,107 @@ std::string ParseErrorText(const tinyxml2::XMLDocument& doc) {
   }
 }
 
+// Where the first element of `text` (the root) ends, just after its '>'; or
+// nullopt when the markup does not say. tinyxml2 stops quietly at an end tag
+// with no open element and keeps further top-level elements out of
+// RootElement(), so what follows the root is found here, in the source.
+std::optional<size_t> EndOfRoot(std::string_view text) {
+  int depth = 0;
+  for (size_t i = text.find('<'); i != std::string_view::npos; i = text.find('<', i)) {
+    std::string_view rest = text.substr(i);
+    auto skip = [&](std::string_view close) {
+      size_t j = text.find(close, i + 2);
+      return j == std::string_view::npos ? j : j + close.size();
+    };
+    if (rest.starts_with("<!--")) {
+      i = skip("-->");
+    } else if (rest.starts_with("<![CDATA[")) {
+      i = skip("]]>");
+    } else if (rest.starts_with("<?")) {
+      i = skip("?>");
+    } else if (rest.starts_with("<!")) {
+      i = skip(">");
+    } else if (rest.starts_with("</")) {
+      i = skip(">");
+      if (--depth == 0 && i != std::string_view::npos) return i;
+    } else {
+      char quote = 0;
+      size_t j = i + 1;
+      for (; j < text.size(); ++j) {
+        char c = text[j];
+        if (quote) {
+          if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '>') {
+          break;
+        }
+      }
+      if (j >= text.size()) return std::nullopt;
+      if (text[j - 1] != '/') {
+        ++depth;
+      } else if (depth == 0) {
+        return j + 1;
+      }
+      i = j + 1;
+    }
+    if (i == std::string_view::npos || depth < 0) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// The first thing after offset `from` that is neither blank nor a comment, in
+// words; "" when there is none.
+std::string TrailingContent(std::string_view text, size_t& from) {
+  while (from < text.size()) {
+    char c = text[from];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      ++from;
+    } else if (text.substr(from).starts_with("<!--")) {
+      size_t end = text.find("-->", from + 4);
+      if (end == std::string_view::npos) return "an unterminated comment";
+      from = end + 3;
+    } else {
+      break;
+    }
+  }
+  if (from >= text.size()) return "";
+  std::string_view rest = text.substr(from);
+  if (rest.starts_with("</")) return "an end tag with no element open";
+  if (rest.starts_with("<!")) return "a declaration (such as <!DOCTYPE>)";
+  if (rest.starts_with("<?")) return "a processing instruction";
+  if (rest.starts_with("<")) {
+    size_t end = rest.find_first_of(" \t\r\n/>", 1);
+    return "a second element <" + PrintableValue(rest.substr(1, end == std::string_view::npos ? 20 : end - 1)) + ">";
+  }
+  return "text '" + PrintableValue(rest.substr(0, std::min<size_t>(rest.find('\n'), 20))) + "'";
+}
+
+// Only blank space and comments may follow the root element: anything else
+// (a second <site>, a stray end tag) would be dropped without a word.
+bool Parser::CheckAfterRoot(std::string_view text) {
+  std::optional<size_t> end = EndOfRoot(text);
+  if (!end) return true;
+  size_t at = *end;
+  std::string what = TrailingContent(text, at);
+  if (what.empty()) return true;
+  std::string ends = at == *end ? "" : " (which ends at " + src_.At(*end).ToString() + ")";
+  diag_.Error(src_.At(at), "xml", "the document goes on after its root element" + ends + ": " + what,
+              "a cluster description is one <site> element: move this inside it or remove it; "
+              "only comments and blank space may follow");
+  return false;
+}
+
 bool Parser::Run(std::string_view text) {
   tinyxml2::XMLDocument doc(true, tinyxml2::PRESERVE_WHITESPACE);
   if (doc.Parse(text.data(), text.size()) != tinyxml2::XML_SUCCESS) {
+    // Text after the root is one way to fail; say that rather than tinyxml2's code.
+    if (!CheckAfterRoot(text)) return false;
     diag_.Error(ParseErrorLocation(src_, doc), "xml", ParseErrorText(doc),
                 "fix the XML syntax here; 'xmllint --noout FILE' shows the context");
     return false;
   }
+  CheckAfterRoot(text);
   const tinyxml2::XMLElement* root = doc.RootElement();
   if (!root) {
     diag_.Error({src_.file(), 1, 1}, "xml", "no root element", "start the file with <site name=\"...\">");

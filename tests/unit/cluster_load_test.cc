@@ -134,6 +134,38 @@ TEST_CASE("cluster: malformed XML is reported at the element left open") {
   CHECK(empty.diagnostics[0].problem.find("empty") != std::string::npos);
 }
 
+TEST_CASE("cluster: only comments and blank space may follow the root element") {
+  // tinyxml2 keeps a second top-level element out of the root and stops
+  // reading at a stray end tag: either would drop nodes without a word.
+  struct Case {
+    std::string after, what;
+    int col;
+  };
+  const std::string root = "<site name=\"t\"/>";
+  for (const Case& c : std::vector<Case>{
+           {"<site name=\"u\"><nodes/></site>", "a second element <site>", 17},
+           {"\n<!-- ok -->\n  <nodes/>", "a second element <nodes>", 3},
+           {"</site><site name=\"u\"/>", "an end tag with no element open", 17},
+           {"junk", "text 'junk'", 17},
+           {"<!DOCTYPE site>", "a declaration (such as <!DOCTYPE>)", 17},
+           {"<?x y?>", "a processing instruction", 17},
+       }) {
+    INFO(c.after);
+    LoadResult r = LoadClusterFromString(root + c.after, "c.xml");
+    REQUIRE(r.diagnostics.size() == 1);
+    const Diagnostic& d = r.diagnostics[0];
+    CHECK(d.problem.find("the document goes on after its root element") == 0);
+    CHECK(d.problem.ends_with(": " + c.what));
+    CHECK(d.where.column == c.col);
+    CHECK(d.fix.find("only comments and blank space may follow") != std::string::npos);
+  }
+  CHECK(LoadClusterFromString(
+            "<?xml version=\"1.0\"?>\n<!-- a -->\n<site name=\"t\"><!-- </site> -->"
+            "<keepout path=\"/a\"/></site>\n<!-- b -->\n\n",
+            "c.xml")
+            .ok());
+}
+
 TEST_CASE("cluster: every validation error in one run, each at file:line:column") {
   // Line numbers matter in this test: keep the layout.
   const std::string xml =
