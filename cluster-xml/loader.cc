@@ -722,8 +722,20 @@ std::string ParseErrorText(const tinyxml2::XMLDocument& doc) {
       return "malformed text (a bare '<' or '&'?)";
     case tinyxml2::XML_ERROR_PARSING_COMMENT:
       return "unterminated comment";
+    case tinyxml2::XML_ERROR_PARSING_CDATA:
+      return "unterminated CDATA section (<![CDATA[ without ]]>)";
+    case tinyxml2::XML_ERROR_PARSING_DECLARATION:
+      return "malformed <?...?> declaration or processing instruction (<?xml ...?> may only "
+             "start the file)";
+    case tinyxml2::XML_ERROR_PARSING_UNKNOWN:
+      return "malformed <!...> markup (a <!DOCTYPE> or declaration without its '>')";
+    case tinyxml2::XML_ERROR_PARSING:
+      return "malformed markup (a '<' that starts no element, comment or declaration?)";
+    case tinyxml2::XML_ELEMENT_DEPTH_EXCEEDED:
+      return "elements nested too deeply (a cluster description needs five levels)";
     default:
-      return std::string("malformed XML (") + doc.ErrorName() + ")";
+      // Whatever a later tinyxml2 adds: still in words.
+      return std::string("the XML cannot be read here (tinyxml2: ") + doc.ErrorName() + ")";
   }
 }
 

@@ -134,6 +134,30 @@ TEST_CASE("cluster: malformed XML is reported at the element left open") {
   CHECK(empty.diagnostics[0].problem.find("empty") != std::string::npos);
 }
 
+TEST_CASE("cluster: every kind of malformed document is told in words") {
+  const std::pair<std::string, std::string> cases[] = {
+      {"<site name=\"t\"><![CDATA[ x", "unterminated CDATA section"},
+      {"<site name=\"t\"><?x", "malformed <?...?> declaration"},
+      {"<site name=\"t\"><!DOCTYPE x", "malformed <!...> markup"},
+      {"<site name=\"t\"><!-- x", "unterminated comment"},
+      {"<site name=\"t\" a>", "malformed attribute"},
+      {"", "the document is empty"},
+      {std::string(2000, '<').replace(0, 1, "<site name=\"t\">"), "malformed markup"},
+  };
+  for (const auto& [xml, words] : cases) {
+    INFO(xml.substr(0, 40));
+    LoadResult r = LoadClusterFromString(xml, "c.xml");
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].problem.find(words) == 0);
+    CHECK(r.diagnostics[0].problem.find("XML_") == std::string::npos);
+  }
+  std::string deep = "<site name=\"t\">";
+  for (int i = 0; i < 200; ++i) deep += "<a>";
+  LoadResult r = LoadClusterFromString(deep, "c.xml");
+  REQUIRE(r.diagnostics.size() == 1);
+  CHECK(r.diagnostics[0].problem.find("XML_") == std::string::npos);
+}
+
 TEST_CASE("cluster: only comments and blank space may follow the root element") {
   // tinyxml2 keeps a second top-level element out of the root and stops
   // reading at a stray end tag: either would drop nodes without a word.
