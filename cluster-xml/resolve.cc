@@ -149,6 +149,32 @@ void Resolver::Networks() {
       network_full_.insert(n.net.name);
     }
   }
+  // Overlapping subnets: an address would belong to two networks, and DHCP
+  // would serve it from both. Sorted by first address, each subnet only
+  // needs comparing with the widest one before it (linear after the sort).
+  std::vector<const NetworkSpec*> by_start;
+  for (const auto& [name, n] : networks_) {
+    if (n->subnet_ok) by_start.push_back(n);
+  }
+  std::sort(by_start.begin(), by_start.end(), [](const NetworkSpec* a, const NetworkSpec* b) {
+    return std::pair(a->net.subnet.network.value, a->loc.where.line) <
+           std::pair(b->net.subnet.network.value, b->loc.where.line);
+  });
+  const NetworkSpec* widest = nullptr;  // the earlier subnet reaching furthest
+  for (const NetworkSpec* n : by_start) {
+    if (widest && n->net.subnet.network.value <= widest->net.subnet.Broadcast().value) {
+      // Report at whichever comes later in the file.
+      const NetworkSpec* later = widest->loc.where.line > n->loc.where.line ? widest : n;
+      const NetworkSpec* other = later == n ? widest : n;
+      diag_.Error(later->loc.At("subnet"), "network",
+                  "subnet " + later->net.subnet.ToString() + " of network " + Q(later->net.name) +
+                      (later->net.subnet == other->net.subnet ? " is the same as" : " overlaps") +
+                      " subnet " + other->net.subnet.ToString() + " of network " + Q(other->net.name) +
+                      " at " + other->loc.where.ToString(),
+                  "give each network its own address range");
+    }
+    if (!widest || n->net.subnet.Broadcast().value > widest->net.subnet.Broadcast().value) widest = n;
+  }
 }
 
 void Resolver::Images() {
@@ -190,12 +216,22 @@ void Resolver::Servers() {
                     "address " + s.server.address.ToString() + " is outside subnet " +
                         n.subnet.ToString() + " of network " + Q(n.name),
                     "use an address inside the subnet, or the right network");
+      } else if (s.server.address < n.subnet.FirstHost() || s.server.address > n.subnet.LastHost()) {
+        diag_.Error(s.loc.At("address"), "server",
+                    "address " + s.server.address.ToString() + " is the network or broadcast address of " +
+                        n.subnet.ToString(),
+                    "use a host address between " + n.subnet.FirstHost().ToString() + " and " +
+                        n.subnet.LastHost().ToString());
       } else if (n.dynamic && n.dynamic->Contains(s.server.address)) {
         diag_.Error(s.loc.At("address"), "server",
                     "address " + s.server.address.ToString() + " is inside the dynamic range of " +
                         Q(n.name),
                     "give the server an address outside " + n.dynamic->first.ToString() + "-" +
                         n.dynamic->last.ToString());
+      } else if (n.gateway && *n.gateway == s.server.address) {
+        diag_.Error(s.loc.At("address"), "server",
+                    "address " + s.server.address.ToString() + " is the gateway of network " + Q(n.name),
+                    "give the server its own address");
       }
     }
     for (const auto& span : s.server.racks) {
@@ -773,7 +809,16 @@ void Resolver::Duplicates() {
     if (n.net.gateway) ips.emplace(n.net.gateway->value, Owner{"the gateway of network " + Q(n.net.name), n.loc.where});
   }
   for (const auto& s : spec_.servers) {
-    if (s.address_ok) ips.emplace(s.server.address.value, Owner{"server " + Q(s.server.name), s.loc.where});
+    if (s.address_ok) {
+      // A gateway already reported by Servers(); another server is reported here.
+      auto [it, fresh] = ips.emplace(s.server.address.value, Owner{"server " + Q(s.server.name), s.loc.where});
+      if (!fresh && it->second.what.starts_with("server ")) {
+        diag_.Error(s.loc.At("address"), "server",
+                    "address " + s.server.address.ToString() + " is already used by " + it->second.what +
+                        " at " + it->second.where.ToString(),
+                    "give each server its own address");
+      }
+    }
     if (!s.server.name.empty()) hostnames.emplace(s.server.name, Owner{"server " + Q(s.server.name), s.loc.where});
   }
   for (size_t i = 0; i < c_.nodes.size(); ++i) {

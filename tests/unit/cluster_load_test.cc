@@ -295,6 +295,41 @@ TEST_CASE("cluster: node position, name and interface mistakes") {
   CHECK(r.diagnostics.size() == 6);
 }
 
+TEST_CASE("cluster: servers are checked like nodes, and subnets may not overlap") {
+  auto with = [](const std::string& from, const std::string& to) {
+    std::string xml = SmallXml(NodeXml(1, 1));
+    xml.replace(xml.find(from), from.size(), to);
+    return LoadClusterFromString(xml, "c.xml");
+  };
+  auto one = [](const LoadResult& r, const std::string& problem) {
+    INFO(r.ToStatus().ToString());
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].problem == problem);
+  };
+  one(with("address=\"10.0.0.11\"", "address=\"10.0.0.0\""),
+      "address 10.0.0.0 is the network or broadcast address of 10.0.0.0/24");
+  one(with("address=\"10.0.0.11\"", "address=\"10.0.0.255\""),
+      "address 10.0.0.255 is the network or broadcast address of 10.0.0.0/24");
+  one(with("address=\"10.0.0.11\"", "address=\"10.0.0.1\""), "address 10.0.0.1 is the gateway of network 'boot'");
+  LoadResult twice = with("address=\"10.0.0.11\"", "address=\"10.0.0.10\"");
+  one(twice, "address 10.0.0.10 is already used by server 'top' at c.xml:9:5");
+  CHECK(twice.diagnostics[0].where.line == 10);
+  const std::string net = "  </networks>";
+  one(with(net, "    <network name=\"b2\" subnet=\"10.0.0.128/25\"/>\n" + net),
+      "subnet 10.0.0.128/25 of network 'b2' overlaps subnet 10.0.0.0/24 of network 'boot' at c.xml:3:5");
+  one(with(net, "    <network name=\"b2\" subnet=\"10.0.0.0/24\"/>\n" + net),
+      "subnet 10.0.0.0/24 of network 'b2' is the same as subnet 10.0.0.0/24 of network 'boot' at c.xml:3:5");
+  // Each overlap is reported once, at the network declared later.
+  LoadResult wide = with(net, "    <network name=\"b2\" subnet=\"10.0.0.0/8\"/>\n"
+                              "    <network name=\"b3\" subnet=\"10.1.0.0/16\"/>\n" + net);
+  REQUIRE(wide.diagnostics.size() == 2);
+  CHECK(wide.diagnostics[0].problem ==
+        "subnet 10.0.0.0/8 of network 'b2' overlaps subnet 10.0.0.0/24 of network 'boot' at c.xml:3:5");
+  CHECK(wide.diagnostics[1].problem ==
+        "subnet 10.1.0.0/16 of network 'b3' overlaps subnet 10.0.0.0/8 of network 'b2' at c.xml:6:5");
+  CHECK(with(net, "    <network name=\"b2\" subnet=\"10.0.1.0/24\"/>\n" + net).ok());
+}
+
 TEST_CASE("cluster: a rack no server covers is an error naming the rack") {
   std::string xml = SmallXml(NodeXml(1, 1));
   xml.replace(xml.find("racks=\"1\""), 9, "racks=\"2-3\"");
