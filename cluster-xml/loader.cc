@@ -66,7 +66,7 @@ const std::map<std::string, ElementRule>& Rules() {
        {{"name", "rack", "chassis", "slot", "group", "image", "kernel-args", "server"},
         {},
         {"interface", "keepout"},
-        {{"name", K::kHostName}, {"kernel-args", K::kKernelArgs}}}},
+        {{"name", K::kNodeName}, {"kernel-args", K::kKernelArgs}}}},
       {"interface", {{"network", "mac", "ip"}, {"network", "mac"}, {}, {}}},
   };
   return kRules;

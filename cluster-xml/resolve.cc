@@ -228,10 +228,6 @@ void Resolver::Servers() {
                         Q(n.name),
                     "give the server an address outside " + n.dynamic->first.ToString() + "-" +
                         n.dynamic->last.ToString());
-      } else if (n.gateway && *n.gateway == s.server.address) {
-        diag_.Error(s.loc.At("address"), "server",
-                    "address " + s.server.address.ToString() + " is the gateway of network " + Q(n.name),
-                    "give the server its own address");
       }
     }
     for (const auto& span : s.server.racks) {
@@ -369,7 +365,7 @@ void Resolver::CheckGeneratedNames() {
     if (static_cast<int>(v.size()) < part.width) v.insert(0, part.width - v.size(), '0');
     longest += v;
   }
-  if (auto bad = CheckValue(ValueKind::kHostName, longest)) {
+  if (auto bad = CheckValue(ValueKind::kNodeName, longest)) {
     diag_.Error(n.loc->At("pattern"), "naming",
                 "pattern " + Q(n.pattern) + " generates names like " + Q(longest) + ", which " +
                     bad->problem,
@@ -648,7 +644,7 @@ void Resolver::Nodes() {
                   "server's racks= covers");
     }
 
-    if (!node.server.empty() && !CheckValue(ValueKind::kHostName, node.name)) {
+    if (!node.server.empty() && !CheckValue(ValueKind::kNodeName, node.name)) {
       if (std::string url = IpxeScriptUrl(c_, node); url.size() > kMaxBootFileUrl) {
         diag_.Error(loc.where, "node",
                     who + " gets its iPXE script from " + Q(url) + ", " + std::to_string(url.size()) +
@@ -681,7 +677,7 @@ void Resolver::Nodes() {
                     who + " has two interfaces on network " + Q(is.network),
                     "give each interface of a node a different network");
       }
-      if (net && !node.name.empty() && !CheckValue(ValueKind::kHostName, node.name)) {
+      if (net && !node.name.empty() && !CheckValue(ValueKind::kNodeName, node.name)) {
         CheckHostName(itf.hostname, net->net, is.loc, "network", "the host name " + Q(itf.hostname) +
                           " of this interface (node name, '-', network name)");
       }
@@ -810,7 +806,8 @@ void Resolver::Duplicates() {
   }
   for (const auto& s : spec_.servers) {
     if (s.address_ok) {
-      // A gateway already reported by Servers(); another server is reported here.
+      // A server may be its network's gateway (a head node that routes, as
+      // in the qemu tests); another server's address is an error.
       auto [it, fresh] = ips.emplace(s.server.address.value, Owner{"server " + Q(s.server.name), s.loc.where});
       if (!fresh && it->second.what.starts_with("server ")) {
         diag_.Error(s.loc.At("address"), "server",

@@ -49,7 +49,8 @@ std::string Len(size_t n) { return std::to_string(n) + " characters long"; }
 const char* KindName(ValueKind kind) {
   switch (kind) {
     case ValueKind::kSiteName: return "site name";
-    case ValueKind::kHostName: return "host name";
+    case ValueKind::kHostName:
+    case ValueKind::kNodeName: return "host name";
     case ValueKind::kDomain: return "domain";
     case ValueKind::kImageName: return "image name";
     case ValueKind::kBootFileName: return "boot file name";
@@ -68,6 +69,9 @@ const char* Fix(ValueKind kind) {
     case ValueKind::kSiteName:
       return "use 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit";
     case ValueKind::kHostName:
+      return "use 1-63 letters, digits and '-', not starting or ending with '-' "
+             "(an RFC 1123 label)";
+    case ValueKind::kNodeName:
       return "use 1-63 lower-case letters, digits and '-', not starting or ending with '-' "
              "(an RFC 1123 label)";
     case ValueKind::kDomain:
@@ -291,7 +295,8 @@ std::string KeepoutReason(std::string_view v) {
 std::string Reason(ValueKind kind, std::string_view v) {
   switch (kind) {
     case ValueKind::kSiteName: return SiteNameReason(v);
-    case ValueKind::kHostName: return LabelReason(v, true);
+    case ValueKind::kHostName: return LabelReason(v, false);
+    case ValueKind::kNodeName: return LabelReason(v, true);
     case ValueKind::kDomain: return DomainReason(v);
     case ValueKind::kImageName: {
       for (char c : v) {
@@ -358,7 +363,7 @@ class ClusterChecker {
   }
 
   void NodeBoot(const Node& n) {
-    Check(ValueKind::kHostName, n.name, "node", n.name, "name");
+    Check(ValueKind::kNodeName, n.name, "node", n.name, "name");
     Check(ValueKind::kKernelArgs, n.kernel_args, "node", n.name, "kernel-args");
     Image(n.image);
     Server(n.server);

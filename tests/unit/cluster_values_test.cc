@@ -146,8 +146,7 @@ std::vector<Injection> Injections() {
   v.push_back(Make("group name, ';'", "group", "name", "g;x", "contains ';'", "g;x", [](const std::string& a) {
                      return SmallXml(NodeXml(1, 1), "<group " + a + "/>");
                    }));
-  v.push_back(Make("group name, upper case", "group", "name", "Compute", "upper-case", "Compute",
-                   [](const std::string& a) { return SmallXml(NodeXml(1, 1), "<group " + a + "/>"); }));
+  v.push_back(Make("node name, upper case", "node", "name", "N1", "upper-case", "N1", OnNode));
   // Boot URLs (iPXE kernel/initrd, dhcp-boot, filename "...", dim.server=).
   const auto on_server = Replacing("address=\"10.0.0.11\"", "address=\"10.0.0.11\" ");
   v.push_back(Make("boot-url, comma", "server", "boot-url", "http://10.0.0.11:7480/x,evil", "contains ','",
@@ -458,6 +457,8 @@ TEST_CASE("values: the rules, value by value") {
   CHECK_FALSE(ok(ValueKind::kHostName, ""));
   CHECK_FALSE(ok(ValueKind::kHostName, "a-"));
   CHECK_FALSE(ok(ValueKind::kHostName, "a.b"));
+  CHECK(ok(ValueKind::kHostName, "leafA"));  // servers, networks, groups: either case
+  CHECK_FALSE(ok(ValueKind::kNodeName, "leafA"));  // node names are keys: lower case
   CHECK(ok(ValueKind::kDomain, "Lab.Example.org"));
   CHECK_FALSE(ok(ValueKind::kDomain, "lab.example."));
   CHECK_FALSE(ok(ValueKind::kDomain, "-lab.example"));
