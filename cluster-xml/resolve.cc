@@ -100,7 +100,6 @@ class Resolver {
   std::vector<PatternPart> pattern_;
   std::set<std::string> pattern_levels_;
   bool naming_ok_ = false;
-  bool generated_names_bad_ = false;  // reported once at the pattern
   // For the duplicate checks: the spec of each resolved node, same order.
   std::vector<const NodeSpec*> node_specs_;
   // Interfaces waiting for a sequential address: network -> (node, interface)
@@ -371,7 +370,6 @@ void Resolver::CheckGeneratedNames() {
                     bad->problem,
                 "change the pattern so that every name has 1-63 characters and neither starts "
                 "nor ends with '-'");
-    generated_names_bad_ = true;
   }
 }
 
