@@ -1,6 +1,10 @@
 // The generators. Each walks networks, servers and nodes in document order and
 // prints with fixed formatting, so output depends on nothing but the cluster.
+// Each first checks the values it copies (values.h): a cluster read from a
+// registry, perhaps copied from a hostile parent, never went through the loader.
 #include "dim/cluster/generate.h"
+
+#include "dim/cluster/values.h"
 
 #include <cstdio>
 
@@ -104,7 +108,8 @@ std::string IpxeScriptUrl(const Cluster& c, const Node& n) {
   return (s ? s->boot_url : std::string()) + "/v1/boot/nodes/" + n.name + ".ipxe";
 }
 
-std::string GenerateDnsmasq(const Cluster& c) {
+Result<std::string> GenerateDnsmasq(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
   std::string o = Header(c, "#");
   o += "# PXE ROMs load iPXE over TFTP; iPXE (option 175 or user class \"iPXE\") then\n"
        "# fetches its node's script over HTTP from the node's image server.\n";
@@ -148,7 +153,8 @@ std::string GenerateDnsmasq(const Cluster& c) {
   return o;
 }
 
-std::string GenerateIscDhcpd(const Cluster& c) {
+Result<std::string> GenerateIscDhcpd(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
   std::string o = Header(c, "#");
   o += "# PXE ROMs load iPXE over TFTP from next-server; iPXE (user class \"iPXE\")\n"
        "# then fetches its node's script over HTTP from the node's image server.\n"
@@ -193,7 +199,8 @@ std::string GenerateIscDhcpd(const Cluster& c) {
   return o;
 }
 
-std::string GenerateKea(const Cluster& c) {
+Result<std::string> GenerateKea(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
   // Kea picks boot-file-name from classes, so each node's iPXE URL is a class
   // matching iPXE's user class and the node's MAC.
   const std::string not_ipxe = "not (substring(option[77].hex,0,4) == 'iPXE')";
@@ -261,7 +268,8 @@ std::string GenerateKea(const Cluster& c) {
   return o;
 }
 
-std::string GenerateHosts(const Cluster& c) {
+Result<std::string> GenerateHosts(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
   std::string o = Header(c, "#");
   auto line = [&](Ipv4 ip, const std::string& fqdn, const std::string& host) {
     char buf[20];
@@ -283,7 +291,8 @@ std::string GenerateHosts(const Cluster& c) {
   return o;
 }
 
-std::string GenerateEthers(const Cluster& c) {
+Result<std::string> GenerateEthers(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
   std::string o = Header(c, "#");
   for (const auto& node : c.nodes) {
     for (const auto& itf : node.interfaces) o += itf.mac.ToString() + " " + itf.hostname + "\n";
@@ -291,7 +300,13 @@ std::string GenerateEthers(const Cluster& c) {
   return o;
 }
 
-std::string GenerateIpxeScript(const Cluster& c, const Node& n, const std::string& extra_args) {
+Result<std::string> GenerateIpxeScript(const Cluster& c, const Node& n,
+                                       const std::string& extra_args) {
+  DIM_RETURN_IF_ERROR(CheckNodeBootValues(c, n));
+  if (auto bad = CheckValue(ValueKind::kDimKernelArgs, extra_args)) {
+    return Status::InvalidArgument("extra kernel arguments '" + PrintableValue(extra_args) + "' " +
+                                   bad->problem);
+  }
   BootPaths b = Boot(c, n);
   // BOOTIF names the interface iPXE booted from, for linuxrc.
   return "#!ipxe\n" + Header(c, "#") +
@@ -302,7 +317,8 @@ std::string GenerateIpxeScript(const Cluster& c, const Node& n, const std::strin
          "boot\n";
 }
 
-std::string GeneratePxelinux(const Cluster& c, const Node& n) {
+Result<std::string> GeneratePxelinux(const Cluster& c, const Node& n) {
+  DIM_RETURN_IF_ERROR(CheckNodeBootValues(c, n));
   BootPaths b = Boot(c, n);
   // HTTP paths need lpxelinux.0; see docs/cluster-xml.md.
   return Header(c, "#") +
@@ -314,28 +330,35 @@ std::string GeneratePxelinux(const Cluster& c, const Node& n) {
          "  APPEND initrd=" + b.initrd + " " + b.args + "\n";
 }
 
-std::vector<GeneratedFile> Generate(const Cluster& c, Format f) {
+Result<std::vector<GeneratedFile>> Generate(const Cluster& c, Format f) {
+  auto one = [](Result<std::string> content) -> Result<std::vector<GeneratedFile>> {
+    if (!content.ok()) return content.status();
+    return std::vector<GeneratedFile>{{"", std::move(content).value()}};
+  };
   switch (f) {
-    case Format::kDnsmasq: return {{"", GenerateDnsmasq(c)}};
-    case Format::kIsc: return {{"", GenerateIscDhcpd(c)}};
-    case Format::kKea: return {{"", GenerateKea(c)}};
-    case Format::kHosts: return {{"", GenerateHosts(c)}};
-    case Format::kEthers: return {{"", GenerateEthers(c)}};
+    case Format::kDnsmasq: return one(GenerateDnsmasq(c));
+    case Format::kIsc: return one(GenerateIscDhcpd(c));
+    case Format::kKea: return one(GenerateKea(c));
+    case Format::kHosts: return one(GenerateHosts(c));
+    case Format::kEthers: return one(GenerateEthers(c));
     case Format::kIpxe:
     case Format::kPxelinux: {
+      // File names come from node names, checked as host names: no '/', no "..".
       std::vector<GeneratedFile> out;
       for (const auto& n : c.nodes) {
         if (n.interfaces.empty()) continue;
         if (f == Format::kIpxe) {
-          out.push_back({n.name + ".ipxe", GenerateIpxeScript(c, n, "")});
+          DIM_ASSIGN_OR_RETURN(std::string script, GenerateIpxeScript(c, n, ""));
+          out.push_back({n.name + ".ipxe", std::move(script)});
         } else {
-          out.push_back({"01-" + n.boot().mac.ToString('-'), GeneratePxelinux(c, n)});
+          DIM_ASSIGN_OR_RETURN(std::string cfg, GeneratePxelinux(c, n));
+          out.push_back({"01-" + n.boot().mac.ToString('-'), std::move(cfg)});
         }
       }
       return out;
     }
   }
-  return {};
+  return std::vector<GeneratedFile>{};
 }
 
 }  // namespace dim::cluster

@@ -1,5 +1,6 @@
 #include "dim/cluster/load.h"
 
+#include "dim/cluster/values.h"
 #include "dim/env.h"
 
 #include "spec.h"
@@ -26,6 +27,14 @@ LoadResult LoadClusterFromString(std::string_view text, const std::string& file,
   internal::Spec spec;
   LoadResult out;
   if (internal::ParseSpec(text, file, spec, diag)) out.cluster = internal::Resolve(spec, prior, diag);
+  // The generators check every value again; whatever the loader accepts must
+  // pass there, or `validate` would pass a file `gen` refuses.
+  if (diag.size() == 0) {
+    if (Status s = CheckClusterValues(out.cluster); !s.ok()) {
+      diag.Error(spec.site.loc.where, "site", s.message(),
+                 "this is a bug in dim's loader, which should have named the value; please report it");
+    }
+  }
   out.diagnostics = diag.Take();
   return out;
 }

@@ -7,51 +7,132 @@
 #include <cstring>
 #include <set>
 
+#include "dim/cluster/values.h"
 #include "spec.h"
 
 namespace dim::cluster::internal {
 namespace {
 
-// What the format allows: attributes and child elements of each element.
+// What the format allows: attributes and child elements of each element, and
+// the kind of the attributes whose values are copied into generated files
+// (checked against dim/cluster/values.h where they are read).
 struct ElementRule {
   std::vector<std::string> attrs;
   std::vector<std::string> required;
   std::vector<std::string> children;
+  std::map<std::string, ValueKind> kinds;
 };
 
 const std::map<std::string, ElementRule>& Rules() {
+  using K = ValueKind;
   static const std::map<std::string, ElementRule> kRules = {
       {"site",
        {{"name", "domain", "tftp-root", "image", "kernel-args", "server"},
         {"name"},
-        {"networks", "images", "servers", "naming", "groups", "nodes", "keepout"}}},
-      {"networks", {{}, {}, {"network"}}},
+        {"networks", "images", "servers", "naming", "groups", "nodes", "keepout"},
+        {{"name", K::kSiteName}, {"domain", K::kDomain}, {"tftp-root", K::kTftpRoot},
+         {"kernel-args", K::kKernelArgs}}}},
+      {"networks", {{}, {}, {"network"}, {}}},
       {"network",
        {{"name", "subnet", "gateway", "dns", "domain", "mtu", "vlan", "ipv6-prefix", "node-base",
          "allocation"},
         {"name", "subnet"},
-        {"dynamic-range"}}},
-      {"dynamic-range", {{"start", "end"}, {"start", "end"}, {}}},
-      {"images", {{}, {}, {"image"}}},
-      {"image", {{"name", "kernel", "initrd"}, {"name"}, {}}},
-      {"servers", {{}, {}, {"server"}}},
+        {"dynamic-range"},
+        {{"name", K::kHostName}, {"domain", K::kDomain}, {"ipv6-prefix", K::kIpv6Prefix}}}},
+      {"dynamic-range", {{"start", "end"}, {"start", "end"}, {}, {}}},
+      {"images", {{}, {}, {"image"}, {}}},
+      {"image",
+       {{"name", "kernel", "initrd"},
+        {"name"},
+        {},
+        {{"name", K::kImageName}, {"kernel", K::kBootFileName}, {"initrd", K::kBootFileName}}}},
+      {"servers", {{}, {}, {"server"}, {}}},
       {"server",
        {{"name", "role", "network", "address", "boot-url", "racks"},
         {"name", "network", "address"},
-        {}}},
-      {"naming", {{"pattern"}, {"pattern"}, {"level"}}},
-      {"level", {{"name", "first", "count"}, {"name", "count"}, {}}},
-      {"groups", {{}, {}, {"group"}}},
-      {"group", {{"name", "inherits", "image", "kernel-args", "server"}, {"name"}, {"keepout"}}},
-      {"keepout", {{"path"}, {"path"}, {}}},
-      {"nodes", {{}, {}, {"node"}}},
+        {},
+        {{"name", K::kHostName}, {"boot-url", K::kBootUrl}}}},
+      {"naming", {{"pattern"}, {"pattern"}, {"level"}, {}}},
+      {"level", {{"name", "first", "count"}, {"name", "count"}, {}, {}}},
+      {"groups", {{}, {}, {"group"}, {}}},
+      {"group",
+       {{"name", "inherits", "image", "kernel-args", "server"},
+        {"name"},
+        {"keepout"},
+        {{"name", K::kHostName}, {"kernel-args", K::kKernelArgs}}}},
+      {"keepout", {{"path"}, {"path"}, {}, {{"path", K::kKeepoutPath}}}},
+      {"nodes", {{}, {}, {"node"}, {}}},
       {"node",
        {{"name", "rack", "chassis", "slot", "group", "image", "kernel-args", "server"},
         {},
-        {"interface", "keepout"}}},
-      {"interface", {{"network", "mac", "ip"}, {"network", "mac"}, {}}},
+        {"interface", "keepout"},
+        {{"name", K::kNodeName}, {"kernel-args", K::kKernelArgs}}}},
+      {"interface", {{"network", "mac", "ip"}, {"network", "mac"}, {}, {}}},
   };
   return kRules;
+}
+
+// XML attribute-value normalization (XML 1.0 section 3.3.3), which tinyxml2
+// leaves out: a literal line break or tab becomes a space, so a value written
+// over several lines is one line; a character reference (&#10;) stays what it
+// names, and the checks refuse it.
+std::string NormalizeAttribute(std::string_view raw) {
+  std::string out;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '\r' || c == '\n' || c == '\t') {
+      if (c == '\r' && i + 1 < raw.size() && raw[i + 1] == '\n') ++i;
+      out += ' ';
+      continue;
+    }
+    size_t semi = c == '&' ? raw.find(';', i) : std::string_view::npos;
+    if (semi == std::string_view::npos || semi - i > 12) {
+      out += c;
+      continue;
+    }
+    std::string_view ref = raw.substr(i + 1, semi - i - 1);
+    static const std::pair<std::string_view, char> kNamed[] = {
+        {"lt", '<'}, {"gt", '>'}, {"amp", '&'}, {"quot", '"'}, {"apos", '\''}};
+    bool done = false;
+    for (const auto& [name, ch] : kNamed) {
+      if (ref == name) {
+        out += ch;
+        done = true;
+      }
+    }
+    if (!done && ref.size() > 1 && ref[0] == '#') {
+      bool hex = ref[1] == 'x';
+      std::string_view digits = ref.substr(hex ? 2 : 1);
+      uint32_t cp = 0;
+      auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), cp, hex ? 16 : 10);
+      if (!digits.empty() && ec == std::errc() && p == digits.data() + digits.size() &&
+          cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF)) {
+        // UTF-8, as tinyxml2 stores the rest of the document.
+        if (cp < 0x80) {
+          out += static_cast<char>(cp);
+        } else if (cp < 0x800) {
+          out += static_cast<char>(0xC0 | (cp >> 6));
+          out += static_cast<char>(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+          out += static_cast<char>(0xE0 | (cp >> 12));
+          out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+          out += static_cast<char>(0x80 | (cp & 0x3F));
+        } else {
+          out += static_cast<char>(0xF0 | (cp >> 18));
+          out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+          out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+          out += static_cast<char>(0x80 | (cp & 0x3F));
+        }
+        done = true;
+      }
+    }
+    if (!done) {
+      out += c;
+      continue;
+    }
+    i = semi;
+  }
+  return out;
 }
 
 // Line starts and tag positions of the source, for columns.
@@ -113,9 +194,14 @@ class SourceText {
     return LineStart(line) + (i == std::string_view::npos ? 0 : i);
   }
 
-  // Offsets of the attribute names inside the tag that starts at `tag`.
-  std::map<std::string, size_t> AttrOffsets(size_t tag) const {
-    std::map<std::string, size_t> out;
+  // Where each attribute's name and raw value (between the quotes) are,
+  // inside the tag that starts at `tag`.
+  struct RawAttr {
+    size_t name = 0;
+    std::optional<std::string_view> value;
+  };
+  std::map<std::string, RawAttr> Attrs(size_t tag) const {
+    std::map<std::string, RawAttr> out;
     size_t i = tag + 1;
     auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
     while (i < text_.size() && !is_space(text_[i]) && text_[i] != '>' && text_[i] != '/') ++i;
@@ -124,7 +210,8 @@ class SourceText {
       if (i >= text_.size() || text_[i] == '>' || text_[i] == '/') break;
       size_t name_start = i;
       while (i < text_.size() && !is_space(text_[i]) && text_[i] != '=' && text_[i] != '>') ++i;
-      out.emplace(std::string(text_.substr(name_start, i - name_start)), name_start);
+      RawAttr& a = out[std::string(text_.substr(name_start, i - name_start))];
+      a.name = name_start;
       while (i < text_.size() && is_space(text_[i])) ++i;
       if (i >= text_.size() || text_[i] != '=') break;
       ++i;
@@ -133,6 +220,7 @@ class SourceText {
       char quote = text_[i];
       size_t close = text_.find(quote, i + 1);
       if (close == std::string_view::npos) break;
+      a.value = text_.substr(i + 1, close - i - 1);
       i = close + 1;
     }
     return out;
@@ -153,17 +241,32 @@ class Parser {
       : src_(text, file), spec_(spec), diag_(diag) {}
 
   bool Run(std::string_view text);
+  bool CheckAfterRoot(std::string_view text);
 
  private:
   // Locates an element and checks its attributes and children against Rules().
   Located Visit(const tinyxml2::XMLElement* e);
   void CheckChildren(const tinyxml2::XMLElement* e, const Located& loc);
 
+  // An attribute's value after XML normalization (see NormalizeAttribute).
   std::optional<std::string> Str(const tinyxml2::XMLElement* e, const char* attr) {
     const char* v = e->Attribute(attr);
     if (!v) return std::nullopt;
-    return std::string(v);
+    auto el = values_.find(e);
+    if (el != values_.end()) {
+      auto it = el->second.find(attr);
+      if (it != el->second.end()) return it->second;
+    }
+    // Nothing to normalize, or (never expected) not found in the source text.
+    std::string out = v;
+    for (char& c : out) {
+      if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    }
+    return out;
   }
+  // Every attribute must be one line of text; those copied into generated
+  // files must also be of their kind (values.h).
+  void CheckValues(const tinyxml2::XMLElement* e, const Located& loc, const ElementRule& rule);
   std::optional<Ipv4> Ip(const tinyxml2::XMLElement* e, const Located& loc, const char* attr,
                          bool* invalid = nullptr);
   std::optional<int> Int(const tinyxml2::XMLElement* e, const Located& loc, const char* attr,
@@ -182,19 +285,29 @@ class Parser {
   SourceText src_;
   Spec& spec_;
   Diagnostics& diag_;
+  // Normalized attribute values of visited elements, where they differ from
+  // what tinyxml2 read.
+  std::map<const tinyxml2::XMLElement*, std::map<std::string, std::string>> values_;
 };
 
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
+std::string Quote(const std::string& s) { return "'" + PrintableValue(s) + "'"; }
 
 Located Parser::Visit(const tinyxml2::XMLElement* e) {
   Located loc;
   loc.element = e->Name();
   size_t tag = src_.TagOffset(e->GetLineNum(), loc.element);
   loc.where = src_.At(tag);
-  for (const auto& [name, off] : src_.AttrOffsets(tag)) loc.attrs[name] = src_.At(off);
+  for (const auto& [name, raw] : src_.Attrs(tag)) {
+    loc.attrs[name] = src_.At(raw.name);
+    // Without these, tinyxml2's value is already the normalized one.
+    if (raw.value && raw.value->find_first_of("&\t\n\r") != std::string_view::npos) {
+      values_[e][name] = NormalizeAttribute(*raw.value);
+    }
+  }
 
   auto rule = Rules().find(loc.element);
   if (rule == Rules().end()) return loc;  // reported by the parent's CheckChildren
+  CheckValues(e, loc, rule->second);
   for (const auto* a = e->FirstAttribute(); a; a = a->Next()) {
     std::string name = a->Name();
     if (std::find(rule->second.attrs.begin(), rule->second.attrs.end(), name) !=
@@ -216,6 +329,31 @@ Located Parser::Visit(const tinyxml2::XMLElement* e) {
   }
   CheckChildren(e, loc);
   return loc;
+}
+
+void Parser::CheckValues(const tinyxml2::XMLElement* e, const Located& loc,
+                         const ElementRule& rule) {
+  for (const auto* a = e->FirstAttribute(); a; a = a->Next()) {
+    std::string name = a->Name();
+    std::optional<std::string> v = Str(e, name.c_str());
+    auto kind = rule.kinds.find(name);
+    if (kind != rule.kinds.end()) {
+      if (auto bad = CheckValue(kind->second, *v)) {
+        diag_.Error(loc.At(name), loc.element, name + " " + Quote(*v) + " " + bad->problem, bad->fix);
+      }
+      continue;
+    }
+    auto ctl = std::find_if(v->begin(), v->end(), [](char c) {
+      return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+    });
+    if (ctl != v->end()) {
+      diag_.Error(loc.At(name), loc.element,
+                  name + " " + Quote(*v) + " contains the control character " +
+                      Quote(std::string(1, *ctl)),
+                  "remove it: a value is one line (a line break or tab typed in an attribute "
+                  "reads as a space, but a character reference like &#10; does not)");
+    }
+  }
 }
 
 void Parser::CheckChildren(const tinyxml2::XMLElement* e, const Located& loc) {
@@ -267,12 +405,12 @@ void Parser::CheckChildren(const tinyxml2::XMLElement* e, const Located& loc) {
 
 std::optional<Ipv4> Parser::Ip(const tinyxml2::XMLElement* e, const Located& loc,
                                const char* attr, bool* invalid) {
-  const char* v = e->Attribute(attr);
+  std::optional<std::string> v = Str(e, attr);
   if (!v) return std::nullopt;
-  auto ip = Ipv4::Parse(v);
+  auto ip = Ipv4::Parse(*v);
   if (!ip) {
     diag_.Error(loc.At(attr), loc.element,
-                std::string(attr) + " " + Quote(v) + " is not an IPv4 address",
+                std::string(attr) + " " + Quote(*v) + " is not an IPv4 address",
                 "write four decimal octets without leading zeros, like 10.1.0.1");
     if (invalid) *invalid = true;
   }
@@ -281,14 +419,14 @@ std::optional<Ipv4> Parser::Ip(const tinyxml2::XMLElement* e, const Located& loc
 
 std::optional<int> Parser::Int(const tinyxml2::XMLElement* e, const Located& loc,
                                const char* attr, int min, int max) {
-  const char* v = e->Attribute(attr);
+  std::optional<std::string> v = Str(e, attr);
   if (!v) return std::nullopt;
   int value = 0;
-  const char* end = v + std::strlen(v);
-  auto [p, ec] = std::from_chars(v, end, value);
-  if (ec != std::errc() || p != end || *v == '\0' || value < min || value > max) {
+  const char* end = v->data() + v->size();
+  auto [p, ec] = std::from_chars(v->data(), end, value);
+  if (ec != std::errc() || p != end || v->empty() || value < min || value > max) {
     diag_.Error(loc.At(attr), loc.element,
-                std::string(attr) + " " + Quote(v) + " is not a whole number in " +
+                std::string(attr) + " " + Quote(*v) + " is not a whole number in " +
                     std::to_string(min) + ".." + std::to_string(max),
                 "write a decimal number in that range");
     return std::nullopt;
@@ -299,11 +437,7 @@ std::optional<int> Parser::Int(const tinyxml2::XMLElement* e, const Located& loc
 std::optional<std::string> Parser::Keepout(const tinyxml2::XMLElement* k) {
   Located loc = Visit(k);
   auto p = Str(k, "path");
-  if (p && (p->empty() || (*p)[0] != '/')) {
-    diag_.Error(loc.At("path"), "keepout", "path " + Quote(*p) + " is not absolute",
-                "write the path as it appears on the node, starting with '/'");
-    return std::nullopt;
-  }
+  if (p && CheckValue(ValueKind::kKeepoutPath, *p)) return std::nullopt;  // reported by Visit
   return p;
 }
 
@@ -401,12 +535,6 @@ void Parser::ParseNetwork(const tinyxml2::XMLElement* e) {
   net.mtu = Int(e, n.loc, "mtu", 576, 65535).value_or(0);
   net.vlan = Int(e, n.loc, "vlan", 1, 4094).value_or(0);
   net.ipv6_prefix = Str(e, "ipv6-prefix").value_or("");
-  if (!net.ipv6_prefix.empty() && (net.ipv6_prefix.find(':') == std::string::npos ||
-                                   net.ipv6_prefix.find('/') == std::string::npos)) {
-    diag_.Error(n.loc.At("ipv6-prefix"), "network",
-                "ipv6-prefix " + Quote(net.ipv6_prefix) + " is not an IPv6 prefix",
-                "write it like fd00:10::/64");
-  }
   net.node_base = Ip(e, n.loc, "node-base");
   if (auto a = Str(e, "allocation")) {
     if (*a == "sequential") {
@@ -456,11 +584,6 @@ void Parser::ParseServer(const tinyxml2::XMLElement* e) {
   sv.boot_url = Str(e, "boot-url").value_or("");
   while (!sv.boot_url.empty() && sv.boot_url.back() == '/') sv.boot_url.pop_back();
   if (s.address_ok && sv.boot_url.empty()) sv.boot_url = "http://" + sv.address.ToString() + ":7480";
-  if (!sv.boot_url.empty() && sv.boot_url.rfind("http://", 0) != 0 &&
-      sv.boot_url.rfind("https://", 0) != 0) {
-    diag_.Error(s.loc.At("boot-url"), "server", "boot-url " + Quote(sv.boot_url) + " is not an HTTP URL",
-                "write it like http://10.1.0.11:7480, the server's imaged (iPXE fetches kernels over HTTP)");
-  }
   if (auto racks = Str(e, "racks")) {
     // "1-4,9": comma separated numbers and inclusive ranges.
     std::string list = *racks + ",";
@@ -599,18 +722,124 @@ std::string ParseErrorText(const tinyxml2::XMLDocument& doc) {
       return "malformed text (a bare '<' or '&'?)";
     case tinyxml2::XML_ERROR_PARSING_COMMENT:
       return "unterminated comment";
+    case tinyxml2::XML_ERROR_PARSING_CDATA:
+      return "unterminated CDATA section (<![CDATA[ without ]]>)";
+    case tinyxml2::XML_ERROR_PARSING_DECLARATION:
+      return "malformed <?...?> declaration or processing instruction (<?xml ...?> may only "
+             "start the file)";
+    case tinyxml2::XML_ERROR_PARSING_UNKNOWN:
+      return "malformed <!...> markup (a <!DOCTYPE> or declaration without its '>')";
+    case tinyxml2::XML_ERROR_PARSING:
+      return "malformed markup (a '<' that starts no element, comment or declaration?)";
+    case tinyxml2::XML_ELEMENT_DEPTH_EXCEEDED:
+      return "elements nested too deeply (a cluster description needs five levels)";
     default:
-      return std::string("malformed XML (") + doc.ErrorName() + ")";
+      // Whatever a later tinyxml2 adds: still in words.
+      return std::string("the XML cannot be read here (tinyxml2: ") + doc.ErrorName() + ")";
   }
+}
+
+// Where the first element of `text` (the root) ends, just after its '>'; or
+// nullopt when the markup does not say. tinyxml2 stops quietly at an end tag
+// with no open element and keeps further top-level elements out of
+// RootElement(), so what follows the root is found here, in the source.
+std::optional<size_t> EndOfRoot(std::string_view text) {
+  int depth = 0;
+  for (size_t i = text.find('<'); i != std::string_view::npos; i = text.find('<', i)) {
+    std::string_view rest = text.substr(i);
+    auto skip = [&](std::string_view close) {
+      size_t j = text.find(close, i + 2);
+      return j == std::string_view::npos ? j : j + close.size();
+    };
+    if (rest.starts_with("<!--")) {
+      i = skip("-->");
+    } else if (rest.starts_with("<![CDATA[")) {
+      i = skip("]]>");
+    } else if (rest.starts_with("<?")) {
+      i = skip("?>");
+    } else if (rest.starts_with("<!")) {
+      i = skip(">");
+    } else if (rest.starts_with("</")) {
+      i = skip(">");
+      if (--depth == 0 && i != std::string_view::npos) return i;
+    } else {
+      char quote = 0;
+      size_t j = i + 1;
+      for (; j < text.size(); ++j) {
+        char c = text[j];
+        if (quote) {
+          if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '>') {
+          break;
+        }
+      }
+      if (j >= text.size()) return std::nullopt;
+      if (text[j - 1] != '/') {
+        ++depth;
+      } else if (depth == 0) {
+        return j + 1;
+      }
+      i = j + 1;
+    }
+    if (i == std::string_view::npos || depth < 0) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// The first thing after offset `from` that is neither blank nor a comment, in
+// words; "" when there is none.
+std::string TrailingContent(std::string_view text, size_t& from) {
+  while (from < text.size()) {
+    char c = text[from];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      ++from;
+    } else if (text.substr(from).starts_with("<!--")) {
+      size_t end = text.find("-->", from + 4);
+      if (end == std::string_view::npos) return "an unterminated comment";
+      from = end + 3;
+    } else {
+      break;
+    }
+  }
+  if (from >= text.size()) return "";
+  std::string_view rest = text.substr(from);
+  if (rest.starts_with("</")) return "an end tag with no element open";
+  if (rest.starts_with("<!")) return "a declaration (such as <!DOCTYPE>)";
+  if (rest.starts_with("<?")) return "a processing instruction";
+  if (rest.starts_with("<")) {
+    size_t end = rest.find_first_of(" \t\r\n/>", 1);
+    return "a second element <" + PrintableValue(rest.substr(1, end == std::string_view::npos ? 20 : end - 1)) + ">";
+  }
+  return "text '" + PrintableValue(rest.substr(0, std::min<size_t>(rest.find('\n'), 20))) + "'";
+}
+
+// Only blank space and comments may follow the root element: anything else
+// (a second <site>, a stray end tag) would be dropped without a word.
+bool Parser::CheckAfterRoot(std::string_view text) {
+  std::optional<size_t> end = EndOfRoot(text);
+  if (!end) return true;
+  size_t at = *end;
+  std::string what = TrailingContent(text, at);
+  if (what.empty()) return true;
+  std::string ends = at == *end ? "" : " (which ends at " + src_.At(*end).ToString() + ")";
+  diag_.Error(src_.At(at), "xml", "the document goes on after its root element" + ends + ": " + what,
+              "a cluster description is one <site> element: move this inside it or remove it; "
+              "only comments and blank space may follow");
+  return false;
 }
 
 bool Parser::Run(std::string_view text) {
   tinyxml2::XMLDocument doc(true, tinyxml2::PRESERVE_WHITESPACE);
   if (doc.Parse(text.data(), text.size()) != tinyxml2::XML_SUCCESS) {
+    // Text after the root is one way to fail; say that rather than tinyxml2's code.
+    if (!CheckAfterRoot(text)) return false;
     diag_.Error(ParseErrorLocation(src_, doc), "xml", ParseErrorText(doc),
                 "fix the XML syntax here; 'xmllint --noout FILE' shows the context");
     return false;
   }
+  CheckAfterRoot(text);
   const tinyxml2::XMLElement* root = doc.RootElement();
   if (!root) {
     diag_.Error({src_.file(), 1, 1}, "xml", "no root element", "start the file with <site name=\"...\">");

@@ -2,6 +2,7 @@
 // catalogue's cluster_* tables (schema 3, docs/formats.md).
 #include "dim/cluster/registry.h"
 
+#include "dim/cluster/values.h"
 #include "dim/wire.h"
 
 #include <map>
@@ -865,6 +866,12 @@ Status Registry::Import(std::string_view body) {
       }
       DIM_RETURN_IF_ERROR(ins.Run());
     }
+  }
+  // Boot scripts are built from these rows, which never went through the
+  // loader: refuse what it would have refused (the transaction rolls back).
+  DIM_ASSIGN_OR_RETURN(RegistrySnapshot copy, Load());
+  if (copy.registered) {
+    if (Status s = CheckClusterValues(copy.cluster); !s.ok()) return bad(s.message());
   }
   return txn->Commit();
 }

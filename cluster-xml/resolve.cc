@@ -5,12 +5,14 @@
 #include <map>
 #include <set>
 
+#include "dim/cluster/generate.h"
+#include "dim/cluster/values.h"
 #include "spec.h"
 
 namespace dim::cluster::internal {
 namespace {
 
-std::string Q(const std::string& s) { return "'" + s + "'"; }
+std::string Q(const std::string& s) { return "'" + PrintableValue(s) + "'"; }
 
 struct PatternPart {
   std::string literal;  // used when level is empty
@@ -24,14 +26,6 @@ std::optional<int> LevelValue(const Position& p, const std::string& level) {
   if (level == "rack") return p.rack;
   if (level == "chassis") return p.chassis;
   return p.slot;
-}
-
-bool ValidHostname(const std::string& h) {
-  if (h.empty() || h.size() > 63 || h.front() == '-' || h.back() == '-') return false;
-  for (char c : h) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  }
-  return true;
 }
 
 class Resolver {
@@ -91,6 +85,9 @@ class Resolver {
                       const char* attr, const std::vector<std::string>& known,
                       const std::string& what, const std::string& where_defined);
   std::string Render(const Position& p) const;
+  void CheckGeneratedNames();
+  void CheckHostName(const std::string& host, const Network& net, const Located& loc,
+                     const char* attr, const std::string& what);
 
   const Spec& spec_;
   const PriorAddresses& prior_;
@@ -151,6 +148,32 @@ void Resolver::Networks() {
       network_full_.insert(n.net.name);
     }
   }
+  // Overlapping subnets: an address would belong to two networks, and DHCP
+  // would serve it from both. Sorted by first address, each subnet only
+  // needs comparing with the widest one before it (linear after the sort).
+  std::vector<const NetworkSpec*> by_start;
+  for (const auto& [name, n] : networks_) {
+    if (n->subnet_ok) by_start.push_back(n);
+  }
+  std::sort(by_start.begin(), by_start.end(), [](const NetworkSpec* a, const NetworkSpec* b) {
+    return std::pair(a->net.subnet.network.value, a->loc.where.line) <
+           std::pair(b->net.subnet.network.value, b->loc.where.line);
+  });
+  const NetworkSpec* widest = nullptr;  // the earlier subnet reaching furthest
+  for (const NetworkSpec* n : by_start) {
+    if (widest && n->net.subnet.network.value <= widest->net.subnet.Broadcast().value) {
+      // Report at whichever comes later in the file.
+      const NetworkSpec* later = widest->loc.where.line > n->loc.where.line ? widest : n;
+      const NetworkSpec* other = later == n ? widest : n;
+      diag_.Error(later->loc.At("subnet"), "network",
+                  "subnet " + later->net.subnet.ToString() + " of network " + Q(later->net.name) +
+                      (later->net.subnet == other->net.subnet ? " is the same as" : " overlaps") +
+                      " subnet " + other->net.subnet.ToString() + " of network " + Q(other->net.name) +
+                      " at " + other->loc.where.ToString(),
+                  "give each network its own address range");
+    }
+    if (!widest || n->net.subnet.Broadcast().value > widest->net.subnet.Broadcast().value) widest = n;
+  }
 }
 
 void Resolver::Images() {
@@ -177,6 +200,9 @@ void Resolver::Servers() {
       }
     }
     auto net = networks_.find(s.server.network);
+    if (net != networks_.end() && !CheckValue(ValueKind::kHostName, s.server.name)) {
+      CheckHostName(s.server.name, net->second->net, s.loc, "name", "server name " + Q(s.server.name));
+    }
     if (!s.server.network.empty() && net == networks_.end()) {
       diag_.Error(s.loc.At("network"), "server",
                   "unknown network " + Q(s.server.network) +
@@ -189,6 +215,12 @@ void Resolver::Servers() {
                     "address " + s.server.address.ToString() + " is outside subnet " +
                         n.subnet.ToString() + " of network " + Q(n.name),
                     "use an address inside the subnet, or the right network");
+      } else if (s.server.address < n.subnet.FirstHost() || s.server.address > n.subnet.LastHost()) {
+        diag_.Error(s.loc.At("address"), "server",
+                    "address " + s.server.address.ToString() + " is the network or broadcast address of " +
+                        n.subnet.ToString(),
+                    "use a host address between " + n.subnet.FirstHost().ToString() + " and " +
+                        n.subnet.LastHost().ToString());
       } else if (n.dynamic && n.dynamic->Contains(s.server.address)) {
         diag_.Error(s.loc.At("address"), "server",
                     "address " + s.server.address.ToString() + " is inside the dynamic range of " +
@@ -239,7 +271,7 @@ void Resolver::Naming() {
                       std::all_of(w.begin(), w.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
         if (!digits) {
           diag_.Error(n.loc->At("pattern"), "naming",
-                      "width " + Q(w) + " in {" + body + "} is not a number",
+                      "width " + Q(w) + " in {" + PrintableValue(body) + "} is not a number",
                       "write the zero-padded width as digits, like {slot:02}");
           ok = false;
         } else {
@@ -248,7 +280,7 @@ void Resolver::Naming() {
       }
       if (std::find(kLevels.begin(), kLevels.end(), part.level) == kLevels.end()) {
         diag_.Error(n.loc->At("pattern"), "naming",
-                    "unknown placeholder {" + body + "} in pattern" + DidYouMean(part.level, kLevels),
+                    "unknown placeholder {" + PrintableValue(body) + "} in pattern" + DidYouMean(part.level, kLevels),
                     "placeholders are {rack}, {chassis} and {slot}");
         ok = false;
       } else {
@@ -260,7 +292,7 @@ void Resolver::Naming() {
       char ch = p[i];
       if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
         diag_.Error(n.loc->At("pattern"), "naming",
-                    std::string("character '") + ch + "' in pattern " + Q(p) +
+                    "character " + Q(std::string(1, ch)) + " in pattern " + Q(p) +
                         " is not allowed in a host name",
                     "use lower-case letters, digits and '-'");
         ok = false;
@@ -311,6 +343,34 @@ void Resolver::Naming() {
     }
   }
   naming_ok_ = ok;
+  if (ok) CheckGeneratedNames();
+}
+
+// Every name the pattern can generate must be a host name; its characters
+// are checked above, so what is left are the ends and the length. Checked
+// once here rather than at each of thousands of nodes.
+void Resolver::CheckGeneratedNames() {
+  const NamingSpec& n = spec_.naming;
+  std::string longest;  // the longest name, built from the largest level values
+  for (const auto& part : pattern_) {
+    if (part.level.empty()) {
+      longest += part.literal;
+      continue;
+    }
+    const std::optional<Level>& l = part.level == "rack"      ? c_.naming.rack
+                                    : part.level == "chassis" ? c_.naming.chassis
+                                                              : c_.naming.slot;
+    std::string v = std::to_string(l->first + l->count - 1);
+    if (static_cast<int>(v.size()) < part.width) v.insert(0, part.width - v.size(), '0');
+    longest += v;
+  }
+  if (auto bad = CheckValue(ValueKind::kNodeName, longest)) {
+    diag_.Error(n.loc->At("pattern"), "naming",
+                "pattern " + Q(n.pattern) + " generates names like " + Q(longest) + ", which " +
+                    bad->problem,
+                "change the pattern so that every name has 1-63 characters and neither starts "
+                "nor ends with '-'");
+  }
 }
 
 std::vector<const GroupSpec*> Resolver::Chain(const std::string& group) const {
@@ -416,6 +476,25 @@ void Resolver::AddressSpace() {
   }
 }
 
+// A host name built from valid parts can still be too long, alone or with
+// the domain that hosts files append (network's, else the site's).
+void Resolver::CheckHostName(const std::string& host, const Network& net, const Located& loc,
+                             const char* attr, const std::string& what) {
+  if (auto bad = CheckValue(ValueKind::kHostName, host)) {
+    diag_.Error(loc.At(attr), loc.element, what + " " + bad->problem,
+                "use a shorter network or node name");
+    return;
+  }
+  const std::string& domain = net.domain.empty() ? c_.domain : net.domain;
+  if (!domain.empty() && host.size() + 1 + domain.size() > 253) {
+    diag_.Error(loc.At(attr), loc.element,
+                what + " with domain " + Q(domain) + " is " +
+                    std::to_string(host.size() + 1 + domain.size()) +
+                    " characters long; a fully qualified name has at most 253",
+                "use a shorter domain");
+  }
+}
+
 std::string Resolver::Render(const Position& p) const {
   std::string out;
   for (const auto& part : pattern_) {
@@ -479,11 +558,7 @@ void Resolver::Nodes() {
       }
     }
     if (ns.name) {
-      node.name = *ns.name;
-      if (!ValidHostname(node.name)) {
-        diag_.Error(loc.At("name"), "node", "name " + Q(node.name) + " is not a valid host name",
-                    "use 1-63 lower-case letters, digits and '-', not starting or ending with '-'");
-      }
+      node.name = *ns.name;  // checked as a host name where it was read
     } else if (complete) {
       node.name = Render(ns.pos);
     } else if (pattern_levels_.empty() || !naming_ok_) {
@@ -525,6 +600,13 @@ void Resolver::Nodes() {
       if (a.empty()) continue;
       node.kernel_args += (node.kernel_args.empty() ? "" : " ") + a;
     }
+    if (node.kernel_args.size() > kMaxKernelArgs) {
+      diag_.Error(loc.where, "node",
+                  who + " has " + std::to_string(node.kernel_args.size()) +
+                      " characters of kernel-args after inheritance (site, groups, node); at most " +
+                      std::to_string(kMaxKernelArgs) + " fit on the kernel command line next to dim's own",
+                  "shorten kernel-args on the node, its groups or the <site>");
+    }
     auto add_keepout = [&](const std::vector<std::string>& paths) {
       for (const auto& k : paths) {
         if (std::find(node.keepout.begin(), node.keepout.end(), k) == node.keepout.end()) {
@@ -560,6 +642,15 @@ void Resolver::Nodes() {
                   "server's racks= covers");
     }
 
+    if (!node.server.empty() && !CheckValue(ValueKind::kNodeName, node.name)) {
+      if (std::string url = IpxeScriptUrl(c_, node); url.size() > kMaxBootFileUrl) {
+        diag_.Error(loc.where, "node",
+                    who + " gets its iPXE script from " + Q(url) + ", " + std::to_string(url.size()) +
+                        " characters; DHCP's boot file field holds " + std::to_string(kMaxBootFileUrl),
+                    "shorten the boot-url of server " + Q(node.server) + " or the node's name");
+      }
+    }
+
     // Interfaces and addresses.
     if (ns.interfaces.empty()) {
       diag_.Error(loc.where, "node", who + " has no <interface>",
@@ -583,6 +674,10 @@ void Resolver::Nodes() {
         diag_.Error(is.loc.At("network"), "interface",
                     who + " has two interfaces on network " + Q(is.network),
                     "give each interface of a node a different network");
+      }
+      if (net && !node.name.empty() && !CheckValue(ValueKind::kNodeName, node.name)) {
+        CheckHostName(itf.hostname, net->net, is.loc, "network", "the host name " + Q(itf.hostname) +
+                          " of this interface (node name, '-', network name)");
       }
       if (is.ip) {
         itf.ip = *is.ip;
@@ -708,7 +803,17 @@ void Resolver::Duplicates() {
     if (n.net.gateway) ips.emplace(n.net.gateway->value, Owner{"the gateway of network " + Q(n.net.name), n.loc.where});
   }
   for (const auto& s : spec_.servers) {
-    if (s.address_ok) ips.emplace(s.server.address.value, Owner{"server " + Q(s.server.name), s.loc.where});
+    if (s.address_ok) {
+      // A server may be its network's gateway (a head node that routes, as
+      // in the qemu tests); another server's address is an error.
+      auto [it, fresh] = ips.emplace(s.server.address.value, Owner{"server " + Q(s.server.name), s.loc.where});
+      if (!fresh && it->second.what.starts_with("server ")) {
+        diag_.Error(s.loc.At("address"), "server",
+                    "address " + s.server.address.ToString() + " is already used by " + it->second.what +
+                        " at " + it->second.where.ToString(),
+                    "give each server its own address");
+      }
+    }
     if (!s.server.name.empty()) hostnames.emplace(s.server.name, Owner{"server " + Q(s.server.name), s.loc.where});
   }
   for (size_t i = 0; i < c_.nodes.size(); ++i) {

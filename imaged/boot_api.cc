@@ -43,10 +43,14 @@ Response IpxeText(std::string script) {
 }
 
 // iPXE prints its script's echo lines; keep them free of characters iPXE
-// would expand (${...}) or treat as syntax.
+// would expand (${...}) or treat as syntax (comments, "||", "&&", ";", a
+// trailing '\' continuing the line, line breaks).
 std::string Sanitize(std::string s) {
   for (char& ch : s) {
-    if (ch == '$' || ch == '\n' || ch == '\r' || ch == '#' || ch == '|' || ch == '&') ch = ' ';
+    if (ch == '$' || ch == '#' || ch == '|' || ch == '&' || ch == ';' || ch == '\\' ||
+        static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+      ch = ' ';
+    }
   }
   return s;
 }
@@ -176,8 +180,17 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
                                     node->name + " IMAGE"));
   }
   // The script never carries the key: every user on the node could read it
-  // from /proc/cmdline. rootfs-fuse fetches it itself (Key below).
-  return IpxeText(dc::GenerateIpxeScript(c, *node));
+  // from /proc/cmdline. rootfs-fuse fetches it itself (Key below). The
+  // registry may be a parent's copy: a value that could add a command to the
+  // script is refused, and the node is told why.
+  auto script = dc::GenerateIpxeScript(c, *node);
+  if (!script.ok()) {
+    return IpxeText(IpxeRefusal("the registry entry of node " + node->name + " on image server " +
+                                    config_.name + " is invalid: " + script.status().message(),
+                                "fix the cluster description and run dimctl cluster apply FILE "
+                                "on the top server"));
+  }
+  return IpxeText(*script);
 }
 
 namespace {

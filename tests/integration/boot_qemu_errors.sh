@@ -29,7 +29,6 @@ fi
 kdir=$("$DIM_REPO_ROOT/tools/kernel-fixture.sh") || die "kernel fixture failed"
 kver=$(ls "$kdir/lib/modules")
 vmlinuz=$kdir/boot/vmlinuz-$kver
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 fuse_bin=$DIM_REPO_ROOT/tests/integration/rootfs_fuse_standin.sh
 [[ $mode == node || -n ${DIM_ROOTFS_FUSE:-} ]] && fuse_bin=$real_fuse

@@ -44,6 +44,68 @@ for x in "$SRC"/cluster-xml/examples/*.xml; do
   done
 done
 
+# Values at the edge of every rule (a digits-only and a 63-character host name,
+# a 63-character interface host name, mixed-case domains, https and [IPv6]
+# boot URLs with a port and a path, the punctuation kernel-args may hold, '+'
+# in boot file names) still give files the daemons accept.
+cat > "$T/edge.xml" <<XML
+<site name="Edge_site.1" domain="Lab-1.Example.ORG" image="img" tftp-root="$T/tftp"
+      kernel-args="console=ttyS0,115200n8 root=UUID=ab-cd ip=10.0.0.1::10.0.0.254:255.255.255.0:h:eth0:off
+                   panic=-1 a.b=c/d%e+f~g@h{i}[j]&lt;k&gt;">
+  <networks>
+    <network name="boot" subnet="10.0.0.0/24" gateway="10.0.0.1" dns="10.0.0.2,10.0.0.3"
+             node-base="10.0.0.100" domain="a0-9.b-c.example" ipv6-prefix="fd00:10::/64">
+      <dynamic-range start="10.0.0.200" end="10.0.0.250"/>
+    </network>
+    <network name="m23456789012345678901234567890" subnet="10.9.0.0/24"/>
+  </networks>
+  <images><image name="img" kernel="vmlinuz-6.1.0+dim_x" initrd="initrd-6.1.0+dim.img"/></images>
+  <servers>
+    <server name="top" role="top" network="boot" address="10.0.0.10"
+            boot-url="https://boot.lab-1.example.org:8443/dim/%7Eroot/"/>
+    <server name="ss1" network="boot" address="10.0.0.11" racks="1" boot-url="http://[fd00:10::11]:7480"/>
+  </servers>
+  <naming pattern="{rack}{slot:02}"><level name="rack" count="1"/><level name="slot" count="4"/></naming>
+  <groups><group name="0-g" kernel-args="quiet"/></groups>
+  <nodes>
+    <node rack="1" slot="1" group="0-g"><interface network="boot" mac="52:54:00:00:00:01"/></node>
+    <node rack="1" slot="2" server="top"><interface network="boot" mac="52:54:00:00:00:05"/></node>
+    <node name="a23456789012345678901234567890123456789012345678901234567890123" server="ss1">
+      <interface network="boot" mac="52:54:00:00:00:02" ip="10.0.0.50"/></node>
+    <node name="a2345678901234567890123456789012" server="ss1">
+      <interface network="boot" mac="52:54:00:00:00:03" ip="10.0.0.51"/>
+      <interface network="m23456789012345678901234567890" mac="52:54:00:00:00:04" ip="10.9.0.51"/></node>
+  </nodes>
+</site>
+XML
+to "$DIMCTL" cluster validate "$T/edge.xml" || fail "dimctl rejects the edge-of-the-rules description"
+to "$DIMCTL" cluster gen "$T/edge.xml" --format=dnsmasq -o "$T/edge.dnsmasq.conf"
+to dnsmasq --test --conf-file="$T/edge.dnsmasq.conf" || fail "dnsmasq rejects the edge description"
+to "$DIMCTL" cluster gen "$T/edge.xml" --format=kea -o "$T/edge.kea.json"
+to kea-dhcp4 -t "$T/edge.kea.json" > "$T/kea.log" 2>&1 || { cat "$T/kea.log"; fail "kea-dhcp4 rejects the edge description"; }
+to "$DIMCTL" cluster gen "$T/edge.xml" --format=isc -o "$T/edge.dhcpd.conf"
+to dhcpd -t -cf "$T/edge.dhcpd.conf" > "$T/dhcpd.log" 2>&1 || { cat "$T/dhcpd.log"; fail "dhcpd rejects the edge description"; }
+# The kernel-args written over two lines are one kernel line.
+to "$DIMCTL" cluster gen "$T/edge.xml" --format=ipxe --outdir "$T/edge.ipxe"
+[ "$(grep -c '' "$T/edge.ipxe/101.ipxe")" = 6 ] || { cat "$T/edge.ipxe/101.ipxe"; fail "the iPXE script of 101 has other than 6 lines"; }
+grep -q ':off  *panic=-1 a.b=c/d%e+f~g@h{i}\[j\]<k> quiet BOOTIF=' "$T/edge.ipxe/101.ipxe" || { cat "$T/edge.ipxe/101.ipxe"; fail "kernel-args not on one line"; }
+
+# A value that would add a directive is refused at its attribute, and gen
+# writes nothing.
+sed 's|<node rack="1" slot="1" group="0-g">|<node rack="1" slot="1" group="0-g" kernel-args="quiet \|\| shell">|;
+     s|name="ss1"|name="ss1\&#10;dhcp-range=evil"|' "$T/edge.xml" > "$T/inject.xml"
+set +e
+to "$DIMCTL" cluster validate "$T/inject.xml" 2> "$T/err"
+rc=$?
+set -e
+[ $rc = 1 ] || fail "validate of an injected file exited $rc, want 1"
+grep -qF "$T/inject.xml:15:13: error: <server>: name 'ss1\ndhcp-range=evil' is not a valid host name: it contains a line break" "$T/err" ||
+  { cat "$T/err"; fail "injected server name not reported"; }
+grep -qF "$T/inject.xml:20:41: error: <node>: kernel-args 'quiet || shell' is not a valid kernel argument list" "$T/err" ||
+  { cat "$T/err"; fail "injected kernel-args not reported"; }
+! to "$DIMCTL" cluster gen "$T/inject.xml" --format=dnsmasq -o "$T/inject.conf" 2>/dev/null || fail "gen accepted an injected file"
+[ ! -e "$T/inject.conf" ] || fail "gen wrote output for an injected file"
+
 # The daemons' own checks can fail: a broken config is rejected.
 echo 'dhcp-range=bogus' >> "$T/small.dnsmasq.conf"
 ! dnsmasq --test --conf-file="$T/small.dnsmasq.conf" 2>/dev/null || fail "dnsmasq accepted a broken config"

@@ -115,6 +115,40 @@ with_timeout() {
   return "$rc"
 }
 
+# --- imaged servers on loopback ---------------------------------------------
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# imaged_config NAME ROLE PORT [PARENT]: $TEST_TMP/NAME.conf for a server
+# with its store in $TEST_TMP/NAME and the secret $DIM_SECRET.
+imaged_config() {
+  {
+    echo "role = $2"
+    echo "name = $1"
+    echo "listen = 127.0.0.1:$3"
+    echo "store = $TEST_TMP/$1"
+    echo "secret = $DIM_SECRET"
+    echo "poll_wait = 1"
+    if [[ -n ${4:-} ]]; then echo "parent = $4"; fi
+  } > "$TEST_TMP/$1.conf"
+}
+
+# imaged_start NAME: starts imaged with $TEST_TMP/NAME.conf, logging to
+# $TEST_TMP/NAME.log, and waits until it serves; it is killed at cleanup.
+imaged_start() {
+  "${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
+  local pid=$!
+  on_cleanup _imaged_stop "$pid"
+  for _ in $(seq 100); do
+    grep -q "serving" "$TEST_TMP/$1.log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || die "imaged $1 exited: $(cat "$TEST_TMP/$1.log")"
+    sleep 0.05
+  done
+  die "imaged $1 did not start"
+}
+_imaged_stop() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
 # --- node overlays on a server (dimctl node ls / cat, never the files) -----
 
 # node_field NODE PATH FIELD: a field of PATH in NODE's overlay on $DIM_ROOT,

@@ -13,7 +13,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
 [[ -x $IMAGED ]] || die "imaged not built"
 [[ $(id -u) == 0 ]] || { log "SKIP: needs root (source ports below 1024)"; exit 77; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 secret=$TEST_TMP/secret
 "$DIMCTL" store secret "$secret" > /dev/null

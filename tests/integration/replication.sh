@@ -12,7 +12,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
 [[ -x $IMAGED ]] || die "imaged not built"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 secret=$TEST_TMP/secret
 "$DIMCTL" store secret "$secret" > /dev/null

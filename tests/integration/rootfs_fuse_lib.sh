@@ -16,7 +16,6 @@ IMAGE=rocky9-compute
 # Other users (the POSIX suite's) must reach the mounts.
 chmod 0755 "$TEST_TMP"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # rf_setup_store MASTER: imports MASTER, applies the example cluster,
 # provisions both nodes, writes the secret and starts the top server.

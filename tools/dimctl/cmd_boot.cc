@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -15,6 +14,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "dim/cluster/values.h"
 #include "dim/fd.h"
 #include "dim/owner.h"
 
@@ -23,12 +23,9 @@ namespace {
 
 using dim::Status;
 
+// The names the cluster description may give an image's kernel and initrd.
 bool ValidName(const std::string& n) {
-  if (n.empty() || n.size() > 255 || n[0] == '.') return false;
-  for (unsigned char ch : n) {
-    if (!std::isalnum(ch) && ch != '.' && ch != '_' && ch != '-' && ch != '+') return false;
-  }
-  return true;
+  return !dim::cluster::CheckValue(dim::cluster::ValueKind::kBootFileName, n).has_value();
 }
 
 std::string BootDir(const Invocation& inv) { return inv.global.root + "/boot"; }

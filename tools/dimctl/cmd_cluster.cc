@@ -81,7 +81,7 @@ Status Gen(Invocation& inv) {
                                                 file, [&] { return ReadRegistry(inv); }, &note));
   if (!note.empty() && inv.global.verbosity >= 0) std::cerr << "note: " << note << "\n";
   auto t1 = std::chrono::steady_clock::now();
-  std::vector<dc::GeneratedFile> files = dc::Generate(cluster, format);
+  DIM_ASSIGN_OR_RETURN(std::vector<dc::GeneratedFile> files, dc::Generate(cluster, format));
   if (outdir) {
     auto t2 = std::chrono::steady_clock::now();
     DIM_RETURN_IF_ERROR(MakeDir(*outdir));

@@ -25,17 +25,22 @@ struct GeneratedFile {
 
 // Whole-cluster formats give one file with an empty name; per-node formats
 // give one file per node: "<host>.ipxe" or "01-<mac-with-dashes>".
-std::vector<GeneratedFile> Generate(const Cluster& cluster, Format format);
+//
+// Every generator refuses (InvalidArgument naming the entity and field) a
+// cluster with a value that could add a line, a directive or a command to
+// its output (dim/cluster/values.h): the loader never produces one, but a
+// registry copied from a parent server did not come from the loader.
+Result<std::vector<GeneratedFile>> Generate(const Cluster& cluster, Format format);
 
-std::string GenerateDnsmasq(const Cluster& cluster);
-std::string GenerateIscDhcpd(const Cluster& cluster);
-std::string GenerateKea(const Cluster& cluster);
-std::string GenerateHosts(const Cluster& cluster);
-std::string GenerateEthers(const Cluster& cluster);
+Result<std::string> GenerateDnsmasq(const Cluster& cluster);
+Result<std::string> GenerateIscDhcpd(const Cluster& cluster);
+Result<std::string> GenerateKea(const Cluster& cluster);
+Result<std::string> GenerateHosts(const Cluster& cluster);
+Result<std::string> GenerateEthers(const Cluster& cluster);
 // extra_args go on the kernel line (imaged adds none: the node's key never goes there).
-std::string GenerateIpxeScript(const Cluster& cluster, const Node& node,
-                               const std::string& extra_args = "");
-std::string GeneratePxelinux(const Cluster& cluster, const Node& node);
+Result<std::string> GenerateIpxeScript(const Cluster& cluster, const Node& node,
+                                       const std::string& extra_args = "");
+Result<std::string> GeneratePxelinux(const Cluster& cluster, const Node& node);
 
 // URL of the per-node iPXE script on the node's image server
 // (BOOT-URL/v1/boot/nodes/NODE.ipxe, answered by imaged from its registry);
