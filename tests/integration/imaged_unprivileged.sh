@@ -17,7 +17,6 @@ IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
 [[ -x $IMAGED ]] || die "imaged not built"
 [[ $(id -u) == 0 ]] || { log "needs root (useradd, setpriv): skipped"; exit 77; }
 command -v setpriv > /dev/null && command -v useradd > /dev/null || { log "no setpriv/useradd: skipped"; exit 77; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 log "a throwaway system user, like the unit's dim"
 user=dimt$$
