@@ -9,7 +9,8 @@
 # second-level server running as the user replicates it. imaged refuses to
 # run as root on the user's store, and as the user on root's store. The
 # user's symlinks in the store do not redirect root's boot add, commit or
-# tightening (dimctl writes the store with the owner's file-system identity).
+# tightening (dimctl writes the store with the owner's file-system identity),
+# nor does a master directory the user re-points in the catalogue.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -190,6 +191,23 @@ expect_fail "$DIMCTL" image commit rocky9-compute -m v3
 "${as_user[@]}" rm "$top/boot"
 "${as_user[@]}" mv "$top/boot.real" "$top/boot"
 assert_owned "$top" "after the planted symlinks were removed"
+# The catalogue is the owner's too: a master directory it re-points at a tree
+# of its own is refused before root's commit reads it or root's shell runs in it.
+set_master() {  # set_master DIR, as the store's owner
+  "${as_user[@]}" /usr/bin/python3 -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE images SET master_dir = ? WHERE name = ?", (sys.argv[2].encode(), "rocky9-compute"))
+db.commit()' "$top/catalog.db" "$1"
+}
+"${as_user[@]}" mkdir -p "$top/evil/bin"
+set_master "$top/evil"
+expect_fail "$DIMCTL" image commit rocky9-compute -m evil
+expect_stderr_contains "belongs to uid $uid; the store belongs to another user"
+expect_fail "$DIMCTL" image shell rocky9-compute true
+expect_stderr_contains "belongs to uid $uid"
+set_master "$m"
+"$DIMCTL" image commit rocky9-compute -m v4 > /dev/null
+"${as_user[@]}" rm -r "$top/evil"
 "${as_user[@]}" chmod 0755 "$top"
 "${as_user[@]}" ln -s "$victim" "$top/planted-dir"
 "$DIMCTL" image list > /dev/null   # tightens the store again: not through the symlink

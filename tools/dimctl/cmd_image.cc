@@ -1,8 +1,10 @@
 // dimctl image ...: import, commit, log, diff, show, list, checkout, rm, prune, shell.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -61,6 +63,45 @@ double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// On a store that belongs to another user (imaged's `dim`), the catalogue is
+// that user's to change, the master directory it records for an image
+// included. Before root reads or edits a master the catalogue names, it must
+// be a place only root could have made: every directory on its path (as
+// recorded and as resolved) root's and writable by nobody else, sticky ones
+// like /tmp excepted on the way, and every symlink on it root's. The store
+// itself is its owner's, so no master inside it passes.
+Status CheckRecordedMaster(const Invocation& inv, dim::Store& store, const std::string& image) {
+  struct stat st;
+  if (::geteuid() != 0 || ::stat(inv.global.root.c_str(), &st) != 0 || st.st_uid == 0) {
+    return Status::Ok();
+  }
+  DIM_ASSIGN_OR_RETURN(dim::ImageInfo info, store.catalog().GetImage(image));
+  const std::string& master = info.master_dir;
+  auto refuse = [&](const std::string& path, const std::string& why) {
+    return Status::PermissionDenied(
+        "the master of '" + image + "' recorded in " + inv.global.root + " is " + master +
+        ", but " + path + " " + why +
+        "; the store belongs to another user, who may have changed the record: "
+        "check it, and commit with --from DIR naming the master yourself");
+  };
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(master.c_str(), nullptr), &std::free);
+  if (master.empty() || master[0] != '/') return refuse(master, "is not an absolute path");
+  for (const std::string& path : {master, std::string(real ? real.get() : master.c_str())}) {
+    for (size_t end = 1; end != std::string::npos;) {
+      end = path.find('/', end + 1);
+      std::string prefix = path.substr(0, end);
+      if (::lstat(prefix.c_str(), &st) != 0) break;  // the commit names what is missing
+      if (st.st_uid != 0) return refuse(prefix, "belongs to uid " + std::to_string(st.st_uid));
+      if (S_ISLNK(st.st_mode)) continue;
+      bool last = end == std::string::npos;
+      if ((st.st_mode & 022) != 0 && !(S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) && !last)) {
+        return refuse(prefix, "is writable by group or others");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 Status Import(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/true));
   dim::CommitOptions o;
@@ -82,6 +123,7 @@ Status Commit(Invocation& inv) {
   o.only_paths = inv.all("only");
   o.rehash = inv.flag("rehash");
   o.from_dir = inv.get_or("from", "");
+  if (o.from_dir.empty()) DIM_RETURN_IF_ERROR(CheckRecordedMaster(inv, *store, inv.args[0]));
   auto t0 = std::chrono::steady_clock::now();
   DIM_ASSIGN_OR_RETURN(auto r, dim::CommitImage(*store, inv.args[0], o));
   PrintCommit(inv, inv.args[0], r, Since(t0));
@@ -395,6 +437,7 @@ Status Prune(Invocation& inv) {
 
 Status Shell(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, false));
+  DIM_RETURN_IF_ERROR(CheckRecordedMaster(inv, *store, inv.args[0]));
   dim::SessionOptions o;
   o.message = inv.get_or("message", "");
   o.author = inv.get_or("author", "");
