@@ -92,6 +92,11 @@ assert_owned "$top" "after store chown"
 expect_fail "$IMAGED" --config "$TEST_TMP/refuse.conf" --foreground
 expect_stderr_contains "belongs to $user, but imaged runs as root"
 
+"$DIMCTL" --root "$TEST_TMP/fresh" store init --owner "$user" > /dev/null
+assert_owned "$TEST_TMP/fresh" "store init --owner"
+"$DIMCTL" --root "$TEST_TMP/fresh" store chown root > /dev/null
+[[ -z $(find "$TEST_TMP/fresh" ! -user root) ]] || die "store chown root left files of others"
+
 log "dimctl as root writes the user's store"
 printf 'fstab v2\n' > "$m/etc/fstab"
 printf 'changed\n' >> "$m/usr/bin/tool"   # changed in place: a delta for the leaf
