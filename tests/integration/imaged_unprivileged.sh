@@ -17,7 +17,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
 [[ -x $IMAGED ]] || die "imaged not built"
 [[ $(id -u) == 0 ]] || { log "needs root (useradd, setpriv): skipped"; exit 77; }
-command -v setpriv > /dev/null && command -v useradd > /dev/null || { log "no setpriv/useradd: skipped"; exit 77; }
+for tool in setpriv useradd; do
+  command -v "$tool" > /dev/null || { log "no $tool: skipped"; exit 77; }
+done
 
 log "a throwaway system user, like the unit's dim"
 user=dimt$$
@@ -67,7 +69,9 @@ on_cleanup cleanup_servers
 log "a master with root-only, setuid and other users' files"
 m=$TEST_TMP/master
 mkdir -p "$m/etc/ssl/private" "$m/usr/bin" "$m/var/log" "$m/root"
-printf 'root:$y$hash:19000:0:99999:7:::\n' > "$m/etc/shadow"; chmod 0600 "$m/etc/shadow"
+# shellcheck disable=SC2016  # a literal hash
+echo 'root:$y$hash:19000:0:99999:7:::' > "$m/etc/shadow"
+chmod 0600 "$m/etc/shadow"
 printf 'private key\n' > "$m/etc/ssl/private/key.pem"; chmod 0600 "$m/etc/ssl/private/key.pem"
 chmod 0700 "$m/etc/ssl/private" "$m/root"
 printf 'root notes\n' > "$m/root/notes"; chmod 0400 "$m/root/notes"
