@@ -92,6 +92,22 @@ bool Reader::Entry(dim::Entry* e) {
   return true;
 }
 
+bool DecodeObjectRecords(std::string_view body, bool packed, std::vector<ObjectRecord>* out) {
+  Reader r(body);
+  out->clear();
+  while (r.left() > 0) {
+    ObjectRecord rec;
+    std::string_view id;
+    uint64_t n = 0;
+    if (!r.Raw(32, &id) || (packed && !r.U8(&rec.kind)) || !r.U64(&n) || n > r.left() || !r.Raw(n, &rec.body)) {
+      return false;
+    }
+    std::memcpy(rec.id.bytes.data(), id.data(), 32);
+    out->push_back(rec);
+  }
+  return true;
+}
+
 bool ValidPath(const std::string& p) {
   return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos;
 }

@@ -67,6 +67,11 @@ struct ClientResponse {
 struct ClientOptions {
   long connect_timeout_ms = 3000;
   long timeout_ms = 60000;  // whole request; long-polls pass a longer one
+  // Largest answer body accepted (Corruption beyond): a broken or hostile
+  // server cannot make a node or a leaf buffer gigabytes. Enough for every
+  // API answer (objects, batches and packs are at most 64 MiB, catalogue
+  // deltas and snapshots far less); boot file copies raise it.
+  uint64_t max_body = 256ull << 20;
 };
 
 // One kept-alive connection (to the last host asked), plain http:// only.
