@@ -362,21 +362,11 @@ Response NodeApi::File(const std::string& node, int upper_fd, const std::string&
 }
 
 Response NodeApi::Provision(const std::string& node, const Request& req) {
-  // Body: "DIMPROV1\n", then image, hostname, fqdn, ip, domain (Str each),
-  // a U32 count and the node's effective keep-out rules (pattern, source).
-  dim::wire::Reader r(req.body);
-  std::string_view magic;
-  dim::NodeIdentity id;
+  auto decoded = dim::DecodeProvision(req.body);
+  if (!decoded.ok()) return BadRequest(decoded.status().message());
+  dim::NodeIdentity id = std::move(decoded->node);
   id.name = node;
-  uint32_t n = 0;
-  if (!r.Raw(9, &magic) || magic != "DIMPROV1\n" || !r.Str(&id.image) || !r.Str(&id.hostname) ||
-      !r.Str(&id.fqdn) || !r.Str(&id.ip) || !r.Str(&id.domain) || !r.U32(&n) || n > r.left() / 8) {
-    return BadRequest("a provision request is DIMPROV1 with the node's identity and rules");
-  }
-  std::vector<dim::keepout::Rule> rules(n);
-  for (auto& rule : rules) {
-    if (!r.Str(&rule.pattern) || !r.Str(&rule.source)) return BadRequest("truncated keep-out rules");
-  }
+  std::vector<dim::keepout::Rule> rules = std::move(decoded->rules);
   if (Status s = dim::ValidateImageName(id.image); !s.ok()) return Response::Error(s);
   auto compiled = dim::keepout::RuleSet::Compile(std::move(rules));
   if (!compiled.ok()) return Response::Error(compiled.status());

@@ -1,5 +1,7 @@
 #include "dim/wire.h"
 
+#include "dim/node_overlay.h"
+
 #include <cstring>
 
 namespace dim::wire {
@@ -140,3 +142,38 @@ bool DecodePins(std::string_view body, std::map<std::string, int64_t>* pins) {
 }
 
 }  // namespace dim::wire
+
+namespace dim {
+
+std::string EncodeProvision(const ProvisionRequest& req) {
+  wire::Writer w;
+  w.out() = "DIMPROV1\n";
+  const NodeIdentity& id = req.node;
+  for (const auto* f : {&id.image, &id.hostname, &id.fqdn, &id.ip, &id.domain}) w.Str(*f);
+  w.U32(static_cast<uint32_t>(req.rules.size()));
+  for (const auto& r : req.rules) {
+    w.Str(r.pattern);
+    w.Str(r.source);
+  }
+  return std::move(w.out());
+}
+
+Result<ProvisionRequest> DecodeProvision(std::string_view body) {
+  wire::Reader r(body);
+  std::string_view magic;
+  ProvisionRequest req;
+  NodeIdentity& id = req.node;
+  uint32_t n = 0;
+  if (!r.Raw(9, &magic) || magic != "DIMPROV1\n" || !r.Str(&id.image) || !r.Str(&id.hostname) ||
+      !r.Str(&id.fqdn) || !r.Str(&id.ip) || !r.Str(&id.domain) || !r.U32(&n) || n > r.left() / 8) {
+    return Status::Corruption("a provision request is DIMPROV1 with the node's identity and rules");
+  }
+  req.rules.resize(n);
+  for (auto& rule : req.rules) {
+    if (!r.Str(&rule.pattern) || !r.Str(&rule.source)) return Status::Corruption("truncated keep-out rules");
+  }
+  if (r.left() != 0) return Status::Corruption("a provision request with trailing bytes");
+  return req;
+}
+
+}  // namespace dim
