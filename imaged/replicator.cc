@@ -346,6 +346,12 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     if (!dim::wire::DecodePins(*pins_body, &*pins)) {
       return Status::Corruption("node pins of " + image + " from the parent are malformed");
     }
+    for (const auto& [node, v] : *pins) {
+      if (!dim::ValidateImageName(node).ok()) {
+        return Status::Corruption("node pins of " + image + " from the parent name " + dim::QuotePath(node) +
+                                  ", which is not a node name");
+      }
+    }
     // Pins to versions this server never had (it skipped them) cannot be served.
     for (auto it = pins->begin(); it != pins->end();) {
       it = it->second > target ? pins->erase(it) : std::next(it);
@@ -420,8 +426,10 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
     char name[256];
     unsigned long long size = 0;
     long long mtime_ns = 0;
+    // One component of [A-Za-z0-9._+-], as the parent serves them (docs/protocol.md).
     if (std::sscanf(line.c_str(), "%255s %llu %lld", name, &size, &mtime_ns) != 3 || name[0] == '.' ||
-        std::strchr(name, '/') != nullptr) {
+        std::strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-") != std::strlen(name) ||
+        size > kMaxBootFile) {
       continue;
     }
     std::string path = dir + "/" + name;
