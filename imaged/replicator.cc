@@ -318,18 +318,9 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get("keepout"));
   std::optional<std::vector<std::string>> keepout;
   if (keep_body) {
-    dim::wire::Reader r(*keep_body);
-    uint32_t n = 0;
-    std::string_view magic;
-    if (!r.Raw(9, &magic) || magic != "DIMKEEP1\n" || !r.U32(&n) || n > r.left() / 4) {
-      return Status::Corruption("keep-out list of " + image + " from the parent is malformed");
-    }
-    keepout.emplace(n);
-    for (auto& p : *keepout) {
-      if (!r.Str(&p) || !dim::keepout::ValidatePattern(p).ok()) {
-        return Status::Corruption("keep-out list of " + image + " from the parent holds a bad pattern");
-      }
-    }
+    auto patterns = dim::keepout::DecodeList(*keep_body);
+    if (!patterns.ok()) return patterns.status().Annotate("keep-out list of " + image + " from the parent");
+    keepout = std::move(*patterns);
   }
 
   DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get("policy"));
