@@ -181,10 +181,14 @@ Status CheckDelta(Catalog& catalog, const CatalogDelta& d) {
                                ", not a directory");
       }
     }
+    // A group whose first path is gone is stale, not hostile (an --only
+    // commit that removed it leaves the other members' rows alone): such a
+    // member is written on its own. A group naming anything but a file is refused.
     if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) {
       DIM_ASSIGN_OR_RETURN(auto leader, at_to(e.link_group));
-      if (!leader || leader->type != EntryType::kFile || leader->link_group != e.link_group) {
-        return bad(e.path, "hardlink group " + QuotePath(e.link_group) + " is not a file leading its group");
+      if (leader && leader->type != EntryType::kFile) {
+        return bad(e.path, "hardlink group " + QuotePath(e.link_group) + " is a " + EntryTypeName(leader->type) +
+                               ", not a file");
       }
     }
   }

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unordered_set>
 
 #include "dim/fd.h"
 #include "dim/image.h"
@@ -181,10 +182,16 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
   if (!root.valid()) return PosixError("open checkout directory " + tmp);
   CheckoutStats stats;
   std::vector<Entry> dirs;
+  // Files written as the first path of their hardlink group; a member whose
+  // group has none in this version (a stale group) is written on its own.
+  std::unordered_set<std::string> leaders;
   std::string what = image.name + "@" + std::to_string(version);
   Status st = store.catalog().ForEachEntry(image.id, version, [&](const Entry& e) -> Status {
     std::string link;
-    if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) link = e.link_group;
+    if (e.type == EntryType::kFile && !e.link_group.empty()) {
+      if (e.link_group == e.path) leaders.insert(e.path);
+      else if (leaders.count(e.link_group)) link = e.link_group;
+    }
     Status s = MaterializeAt(store.objects(), root.get(), e, link);
     if (!s.ok()) return s.Annotate("checkout of " + what);
     stats.entries++;

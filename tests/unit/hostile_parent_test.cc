@@ -4,6 +4,7 @@
 // are refused whole and change nothing; a checkout of a hostile catalogue
 // writes nothing outside its destination.
 #include <dirent.h>
+#include <fcntl.h>
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -134,12 +135,12 @@ TEST_CASE("hostile parent: deltas leading outside the tree are refused whole") {
     RefusedUnchanged(r, d, "is not in the version");
   }
   {
-    Replica r;  // a hardlink to a path the version does not have
+    Replica r;  // a hardlink to a directory
     CatalogDelta d = r.Next();
     Entry h = File("/etc/zz", "evil");
-    h.link_group = "/etc/passwd";
+    h.link_group = "/etc";
     d.started.push_back({2, h});
-    RefusedUnchanged(r, d, "hardlink group");
+    RefusedUnchanged(r, d, "hardlink group /etc is a directory, not a file");
   }
   {
     Replica r;  // a directory ends while its entries stay
@@ -161,6 +162,14 @@ TEST_CASE("hostile parent: deltas leading outside the tree are refused whole") {
     e.type = EntryType::kChar;
     d.started.push_back({2, e});
     RefusedUnchanged(r, d, "with content");
+  }
+  {
+    Replica r;  // a stale group (its first path gone) is not an attack: applied
+    CatalogDelta d = r.Next();
+    Entry h = File("/etc/zz", "ok");
+    h.link_group = "/etc/gone";
+    d.started.push_back({2, h});
+    CHECK(r.Apply(d).ok());
   }
   Replica r;  // and the honest delta still applies
   REQUIRE(r.Apply(r.Next()).ok());
@@ -295,10 +304,20 @@ TEST_CASE("hostile catalogue: a checkout never writes outside its directory") {
     dimtest::WriteFile(s.outside + "/target", "secret");
     Entry h = File("/h", "evil");
     h.link_group = "/../outside/target";
-    s.Version({Dir("/"), h});
+    s.Version({Dir("/"), Symlink("/s", s.outside + "/target"), h});
+    // Not a group leader written before it: /h is written on its own.
     auto r = dim::Checkout(*s.store, "deb", s.tmp / "co", {});
-    CHECK(r.status().code() == dim::Code::kInvalidArgument);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(dimtest::ReadFile(s.tmp / "co/h") == "evil");
     struct stat st;
+    REQUIRE(::stat((s.outside + "/target").c_str(), &st) == 0);
+    CHECK(st.st_nlink == 1);
+    // Asked directly, the API refuses a link source outside or not a file.
+    dim::Fd root(::open((s.tmp / "co").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    Entry again = File("/h2", "evil");
+    for (const char* source : {"/../outside/target", "/s"}) {
+      CHECK(dim::MaterializeAt(s.store->objects(), root.get(), again, source).code() == dim::Code::kInvalidArgument);
+    }
     REQUIRE(::stat((s.outside + "/target").c_str(), &st) == 0);
     CHECK(st.st_nlink == 1);
   }
