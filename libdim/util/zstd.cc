@@ -19,8 +19,10 @@ Result<std::string> DecompressFrame(std::string_view frame, uint64_t max, const 
   if (!dctx) return Status::IOError("zstd: out of memory for a decompression context");
   // The window (the decoder's own buffer) stays at zstd's default bound of 128 MiB.
   ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 27);
+  // Memory follows what the frame really produces, not what it declares:
+  // the buffer starts small and doubles.
   std::string out;
-  if (declared != ZSTD_CONTENTSIZE_UNKNOWN) out.resize(std::max<uint64_t>(declared, 1));
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN) out.resize(std::clamp<uint64_t>(declared, 1, 1 << 20));
   ZSTD_inBuffer in{frame.data(), frame.size(), 0};
   size_t pos = 0, ret = 1;
   while (ret != 0) {

@@ -66,7 +66,7 @@ Status ApplyDelta(Catalog& catalog, const CatalogDelta& delta);
 Result<std::string> SnapshotCatalog(Catalog& catalog, const ImageInfo& image, int64_t version);
 
 // Largest catalogue delta or snapshot a receiver decompresses (bytes).
-constexpr uint64_t kMaxCatalogBytes = 512ull << 20;
+constexpr uint64_t kMaxCatalogBytes = 256ull << 20;  // ~700,000 entries
 
 // Checks a snapshot (the bytes of a SQLite database another server sent)
 // before it is opened as a catalogue: it is read from memory with SQLite's
