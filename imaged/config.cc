@@ -47,6 +47,31 @@ bool ParseListen(const std::string& v, std::string* addr, uint16_t* port) {
   return true;
 }
 
+// The connection limits; false when `key` is not one of them.
+template <typename Err>
+bool ParseLimit(const std::string& key, const std::string& value, Config* c, const Err& err) {
+  int64_t n;
+  if (key == "max_connections") {
+    if (!ParseInt(value, 16, 1000000, &n)) err("max_connections must be 16 to 1000000 (default 16384)");
+    else c->max_connections = static_cast<unsigned>(n);
+  } else if (key == "per_address_connections") {
+    if (!ParseInt(value, 0, 1000000, &n)) {
+      err("per_address_connections must be 0 (no limit) to 1000000 (default 64)");
+    } else {
+      c->per_address_connections = static_cast<unsigned>(n);
+    }
+  } else if (key == "idle_timeout") {
+    if (!ParseInt(value, 1, 86400, &n)) err("idle_timeout must be seconds, 1 to 86400 (default 90)");
+    else c->idle_timeout_s = static_cast<unsigned>(n);
+  } else if (key == "header_timeout") {
+    if (!ParseInt(value, 1, 3600, &n)) err("header_timeout must be seconds, 1 to 3600 (default 20)");
+    else c->header_timeout_s = static_cast<unsigned>(n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) {
@@ -131,10 +156,12 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       if (value == "node-address") c.boot_keys = Config::BootKeys::kNodeAddress;
       else if (value == "any") c.boot_keys = Config::BootKeys::kAny;
       else err("boot_keys must be 'node-address' or 'any', not '" + value + "'");
+    } else if (ParseLimit(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
-          "poll_wait, fetch_threads, boot_keys)");
+          "poll_wait, fetch_threads, boot_keys, max_connections, per_address_connections, "
+          "idle_timeout, header_timeout)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");
@@ -150,6 +177,11 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     bool v6 = c.listen_address.find(':') != std::string::npos;
     c.advertise = "http://" + (v6 ? "[" + c.listen_address + "]" : c.listen_address) + ":" +
                   std::to_string(c.listen_port);
+  }
+  if (c.per_address_connections > c.max_connections) {
+    errors.push_back(file + ": per_address_connections (" + std::to_string(c.per_address_connections) +
+                     ") is more than max_connections (" + std::to_string(c.max_connections) +
+                     "); lower it or raise max_connections");
   }
   if (!errors.empty()) {
     std::string msg = "invalid configuration:";

@@ -27,6 +27,14 @@ struct Config {
   // Who gets a node's key in its iPXE script (/v1/boot): only a request from
   // one of the node's registered addresses, or anyone (user-mode networks, NAT).
   enum class BootKeys { kNodeAddress, kAny } boot_keys = BootKeys::kNodeAddress;
+
+  // Connection limits (docs/imaged.md, "Limits"): what one client may hold.
+  // A node keeps a long-poll and a few pooled connections; a 2,000-node leaf
+  // then needs some 8,000 in total (each is a thread).
+  unsigned max_connections = 16384;
+  unsigned per_address_connections = 64;  // 0: no limit (every node behind one NAT)
+  unsigned idle_timeout_s = 90;           // silence before a connection is closed
+  unsigned header_timeout_s = 20;
 };
 
 // Parses the text of a configuration file; `file` names it in errors. All

@@ -2,6 +2,8 @@
 // over HTTP (docs/protocol.md) and, as a second-level server, follows its
 // parent. Runs until SIGTERM or SIGINT.
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -38,6 +40,23 @@ struct Logger {
     }
   }
 };
+
+// Each connection holds a descriptor (and a thread): lift the soft limit to
+// the hard one, and say so when even that is too low for max_connections.
+void RaiseFileLimit(unsigned max_connections, const Logger& log) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  constexpr rlim_t kSpare = 256;  // store, catalogue and replication descriptors
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_connections + kSpare) {
+    log(LOG_WARNING, "the open-file limit (" + std::to_string(rl.rlim_cur) +
+                         ") is below max_connections + " + std::to_string(kSpare) +
+                         ": raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections");
+  }
+}
 
 }  // namespace
 
@@ -78,10 +97,17 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration is valid\n", config_path.c_str());
     return 0;
   }
+  // Everything imaged writes is the store's, private to its owner.
+  ::umask(077);
   auto store = dim::Store::Open(dim::Env::Posix(), config->store, /*create=*/true);
   if (!store.ok()) {
     std::fprintf(stderr, "imaged: %s\n", store.status().ToString().c_str());
     return 1;
+  }
+  if ((*store)->tightened()) {
+    std::fprintf(stderr, "imaged: note: the store %s was readable by other users; it is now "
+                         "private to its owner (directories 0700, files 0600)\n",
+                 config->store.c_str());
   }
   (void)(*store)->objects().CleanStaging();  // left by a crash
   auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config->store);
@@ -109,8 +135,15 @@ int main(int argc, char** argv) {
   dim::http::ServerOptions sopts;
   sopts.address = config->listen_address;
   sopts.port = config->listen_port;
+  sopts.max_connections = config->max_connections;
+  sopts.per_address_connections = config->per_address_connections;
+  sopts.idle_timeout_s = config->idle_timeout_s;
+  sopts.header_timeout_s = config->header_timeout_s;
+  RaiseFileLimit(config->max_connections, log);
   auto server = dim::http::Server::Start(
-      sopts, [&service](const dim::http::Request& r) { return service.Handle(r); });
+      sopts,
+      [&service](dim::http::Request& r, dim::http::BodyLimit* l) { return service.Admit(r, l); },
+      [&service](const dim::http::Request& r) { return service.Route(r); });
   if (!server.ok()) {
     log(LOG_ERR, server.status().ToString());
     return 1;

@@ -431,7 +431,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
     }
     DIM_ASSIGN_OR_RETURN(std::string data, boot_client->Get(std::string("/v1/boot/files/") + name));
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
-    DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0755));
+    DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
     DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, path, data));
     // The parent's time, so the next round sees the copy as current (a crash
     // before this only costs one more copy).

@@ -123,15 +123,49 @@ dim::Result<std::string> DeltaBlob(const dim::ObjectStore& objects, const dim::D
   return std::move(d.body);
 }
 
+// A batch body: up to 65536 raw 32-byte object ids.
+constexpr size_t kMaxBatchIds = 65536;
+// Other signed bodies: overlay files, publish and report documents.
+constexpr size_t kMaxSignedBody = 64 << 20;
+
+bool IsObjectGet(const Request& req, const std::vector<std::string>& parts) {
+  return req.method == "GET" && parts.size() == 3 && parts[1] == "objects";
+}
+
 }  // namespace
 
-Response Service::Handle(const Request& req) {
-  auto parts = Split(req.path);
+std::optional<Response> Service::Admit(Request& req, dim::http::BodyLimit* limit) {
+  const auto parts = Split(req.path);
+  limit->max_bytes = 0;  // public requests have no body to read
   if (parts.size() < 2 || parts[0] != "v1") {
     return Response::Error(Status::NotFound("unknown path " + req.path + " (this server speaks /v1/)"));
   }
-  // Objects are public by design (docs/protocol.md); everything else is signed.
-  if (req.method == "GET" && parts.size() == 3 && parts[1] == "objects") {
+  // Objects are public by design (docs/protocol.md), so any HTTP cache can
+  // serve them; deltas and batches cost the server work and are signed.
+  if (IsObjectGet(req, parts) && req.query.count("base") == 0) return std::nullopt;
+  if (parts[1] == "boot") return std::nullopt;  // iPXE cannot sign
+  auto header = req.headers.find("x-dim-auth");
+  auto claim = dim::auth::VerifyHeader(secret_, header == req.headers.end() ? "" : header->second,
+                                       req.method, dim::CanonicalTarget(req.path, req.query),
+                                       std::time(nullptr));
+  if (!claim.ok()) return Response::Error(claim.status());
+  req.identity = claim->identity;
+  limit->signer = claim->identity;
+  limit->sha256 = claim->body_sha256;
+  const bool batch = req.method == "POST" && parts.size() == 3 && parts[1] == "objects" &&
+                     parts[2] == "batch";
+  limit->max_bytes = batch ? 32 * kMaxBatchIds : kMaxSignedBody;
+  return std::nullopt;
+}
+
+Response Service::Handle(Request req) {
+  return dim::http::Serve([this](Request& r, dim::http::BodyLimit* l) { return Admit(r, l); },
+                          [this](const Request& r) { return Route(r); }, std::move(req));
+}
+
+Response Service::Route(const Request& req) {
+  auto parts = Split(req.path);
+  if (IsObjectGet(req, parts)) {
     auto base = req.query.find("base");
     if (base != req.query.end()) return ObjectDelta(parts[2], base->second);
     return Object(parts[2]);
@@ -139,13 +173,11 @@ Response Service::Handle(const Request& req) {
   if (req.method == "POST" && parts.size() == 3 && parts[1] == "objects" && parts[2] == "batch") {
     return req.query.count("packed") ? ObjectPack(req) : ObjectBatch(req);
   }
-  if (parts[1] == "boot") return boot_.Handle(parts, req);  // iPXE cannot sign
-  auto header = req.headers.find("x-dim-auth");
-  auto who = dim::auth::Verify(secret_, header == req.headers.end() ? "" : header->second,
-                               req.method, dim::CanonicalTarget(req.path, req.query), req.body,
-                               std::time(nullptr));
-  if (!who.ok()) return Response::Error(who.status());
-  bool is_server = who->rfind("server:", 0) == 0;
+  if (parts[1] == "boot") return boot_.Handle(parts, req);
+  // Admit let nothing else through unsigned.
+  if (req.identity.empty()) return Response::Error(Status::PermissionDenied("missing X-Dim-Auth header"));
+  const std::string& who = req.identity;
+  bool is_server = who.rfind("server:", 0) == 0;
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "info") return Info();
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "status") return StatusPage();
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "registry") {
@@ -165,7 +197,7 @@ Response Service::Handle(const Request& req) {
     if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
     if (req.method == "GET" && parts[3] == "head") return Head(image, req);
     if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
-    if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req, *who);
+    if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req, who);
     if (req.method == "GET" && parts[3] == "keepout") return Keepout(image);
     if (req.method == "GET" && parts[3] == "policy") return Policy(image);
     if (parts[3] == "pins") return Pins(image, req, is_server);
@@ -175,15 +207,15 @@ Response Service::Handle(const Request& req) {
     }
   }
   if (req.method == "GET" && parts.size() == 4 && parts[1] == "nodes" && parts[3] == "version") {
-    if (!NodeApi::MayUse(*who, parts[2])) {
-      return Response::Error(Status::PermissionDenied(*who + " may not ask for node " + parts[2] + "'s version"));
+    if (!NodeApi::MayUse(who, parts[2])) {
+      return Response::Error(Status::PermissionDenied(who + " may not ask for node " + parts[2] + "'s version"));
     }
     return NodeVersion(parts[2], req);
   }
-  if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, *who);
+  if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, who);
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
     if (!is_server) return Response::Error(Status::PermissionDenied("only servers report"));
-    return Report(req, *who);
+    return Report(req, who);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
 }
@@ -227,7 +259,7 @@ Status Service::CheckPublished(const std::string& image, int64_t version) {
 Status Service::SetPublished(const std::string& image, int64_t version) {
   dim::Env* env = dim::Env::Posix();
   std::string dir = config_.store + "/published";
-  DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0755));
+  DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
   return dim::WriteFileAtomic(env, dir + "/" + image, std::to_string(version) + "\n");
 }
 
@@ -544,7 +576,7 @@ Response Service::ObjectPack(const Request& req) {
   // from its single zlib stream). Each record: id, kind (1 byte), length
   // (8 bytes, little-endian), body. The client verifies every body's hash.
   constexpr size_t kMaxAnswer = 32 << 20;
-  if (req.body.size() % 32 != 0 || req.body.size() > 32 * 65536) {
+  if (req.body.size() % 32 != 0 || req.body.size() > 32 * kMaxBatchIds) {
     return BadRequest("a batch body is up to 65536 raw 32-byte object ids");
   }
   std::string raw;
@@ -578,7 +610,7 @@ Response Service::ObjectBatch(const Request& req) {
   // length (8 bytes, little-endian) and its stored bytes, up to ~64 MiB; the
   // client asks again for what is missing from the answer.
   constexpr size_t kMaxAnswer = 64 << 20;
-  if (req.body.size() % 32 != 0 || req.body.size() > 32 * 65536) {
+  if (req.body.size() % 32 != 0 || req.body.size() > 32 * kMaxBatchIds) {
     return BadRequest("a batch body is up to 65536 raw 32-byte object ids");
   }
   // The objects are read one after another below: first ask the kernel for

@@ -13,6 +13,7 @@
 #include <memory>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,15 @@ class Service {
   // How many snapshots were built (not served from memory): for tests.
   uint64_t snapshots_built() const { return snapshots_built_.load(); }
 
-  dim::http::Response Handle(const dim::http::Request& req);
+  // Decides from a request's headers, before its body is read, whether it
+  // goes on (dim::http::Admit): everything but plain object GETs and boot
+  // files must carry a valid signature; sets req.identity and the body's cap
+  // and declared hash.
+  std::optional<dim::http::Response> Admit(dim::http::Request& req, dim::http::BodyLimit* limit);
+  // An admitted request whose body passed the checks of `limit`.
+  dim::http::Response Route(const dim::http::Request& req);
+  // Admit, the body checks, then Route: a whole request at once (tests).
+  dim::http::Response Handle(dim::http::Request req);
   // Wakes long-polls (after a publish, or after a leaf applied a version).
   void Notify();
   // Ends every waiting long-poll now and makes new ones answer at once, so

@@ -175,40 +175,77 @@ std::string NodeKey(const Secret& site, const std::string& node) {
   return Hmac(site.key, "node:" + node);
 }
 
-std::string Sign(const std::string& key, const std::string& id, const std::string& method,
-                 const std::string& path_and_query, int64_t unix_time, const std::string& body) {
-  const std::string msg = id + "\n" + method + "\n" + path_and_query + "\n" +
-                          std::to_string(unix_time) + "\n" + Sha256Of(body).Hex();
+namespace {
+
+std::string SignDigest(const std::string& key, std::string_view id, const std::string& method,
+                       const std::string& path_and_query, int64_t unix_time,
+                       const std::string& body_hex) {
+  const std::string msg = std::string(id) + "\n" + method + "\n" + path_and_query + "\n" +
+                          std::to_string(unix_time) + "\n" + body_hex;
   const std::string mac = Hmac(key, msg);
   return HexOf(reinterpret_cast<const unsigned char*>(mac.data()), mac.size());
 }
 
-std::string Header(const std::string& key, const std::string& id, const std::string& method,
-                   const std::string& path_and_query, int64_t unix_time, const std::string& body) {
-  return id + " " + std::to_string(unix_time) + " " +
-         Sign(key, id, method, path_and_query, unix_time, body);
+bool IsLowerHex(std::string_view s, size_t n) {
+  if (s.size() != n) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
 }
 
-Result<std::string> Verify(const Secret& site, const std::string& header, const std::string& method,
-                           const std::string& path_and_query, const std::string& body,
+}  // namespace
+
+std::string Sign(const std::string& key, const std::string& id, const std::string& method,
+                 const std::string& path_and_query, int64_t unix_time, const std::string& body) {
+  return SignDigest(key, id, method, path_and_query, unix_time, Sha256Of(body).Hex());
+}
+
+std::string Header(const std::string& key, const std::string& id, const std::string& method,
+                   const std::string& path_and_query, int64_t unix_time, const std::string& body) {
+  const std::string body_hex = Sha256Of(body).Hex();
+  return id + " " + std::to_string(unix_time) + " " + body_hex + " " +
+         SignDigest(key, id, method, path_and_query, unix_time, body_hex);
+}
+
+Status BodyMismatch(const std::string& identity) {
+  return Status::PermissionDenied("the body of this request from " + identity +
+                                  " does not have the SHA-256 its signature declares "
+                                  "(altered on the way, or a client bug)");
+}
+
+Result<Claim> VerifyHeader(const Secret& site, const std::string& header,
+                           const std::string& method, const std::string& path_and_query,
                            int64_t now_unix) {
   static const std::string kForm =
-      "; expected \"<server:NAME|node:NAME> <unix-time> <64 hex digits>\"";
+      "; expected \"<server:NAME|node:NAME> <unix-time> <64 hex digits: body SHA-256> "
+      "<64 hex digits: MAC>\"";
   if (header.empty()) return Status::PermissionDenied("missing X-Dim-Auth header");
   if (site.key.size() < kMinSecretBytes)
     return Status::PermissionDenied(
         "this server's site secret is shorter than 32 bytes; "
         "refusing to authenticate requests with it");
 
-  // Exactly three fields separated by single spaces.
-  const size_t s1 = header.find(' ');
-  const size_t s2 = s1 == std::string::npos ? s1 : header.find(' ', s1 + 1);
-  if (s2 == std::string::npos || header.find(' ', s2 + 1) != std::string::npos)
-    return Status::PermissionDenied("malformed X-Dim-Auth header: not three fields" + kForm);
-  const std::string_view h(header);
-  const std::string_view id = h.substr(0, s1);
-  const std::string_view time_str = h.substr(s1 + 1, s2 - s1 - 1);
-  const std::string_view mac = h.substr(s2 + 1);
+  // Four fields separated by single spaces (three from older clients, which
+  // sign bodiless requests only and declare no hash: the empty body's).
+  std::string_view fields[4];
+  size_t count = 0;
+  {
+    const std::string_view h(header);
+    size_t start = 0;
+    for (;;) {
+      const size_t sp = h.find(' ', start);
+      if (count == 4) return Status::PermissionDenied("malformed X-Dim-Auth header: more than four fields" + kForm);
+      fields[count++] = h.substr(start, sp == std::string_view::npos ? std::string_view::npos : sp - start);
+      if (sp == std::string_view::npos) break;
+      start = sp + 1;
+    }
+  }
+  if (count < 3)
+    return Status::PermissionDenied("malformed X-Dim-Auth header: fewer than three fields" + kForm);
+  const std::string_view id = fields[0];
+  const std::string_view time_str = fields[1];
+  const std::string_view body_hex = count == 4 ? fields[2] : std::string_view();
+  const std::string_view mac = fields[count - 1];
 
   std::string_view name;
   bool is_node = false;
@@ -243,17 +280,25 @@ Result<std::string> Verify(const Secret& site, const std::string& header, const 
         "Unix time" +
         kForm);
 
+  Digest declared = Sha256Of("");
+  if (count == 4) {
+    if (!IsLowerHex(body_hex, 64))
+      return Status::PermissionDenied(
+          "malformed X-Dim-Auth header: body hash is not 64 lower-case hex digits" + kForm);
+    auto d = Digest::FromHex(body_hex);
+    if (!d.ok()) return Status::PermissionDenied("malformed X-Dim-Auth header: body hash" + kForm);
+    declared = *d;
+  }
   if (mac.size() != 64)
     return Status::PermissionDenied(
         "malformed X-Dim-Auth header: signature is not 64 hex "
         "digits" +
         kForm);
-  for (char c : mac)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-      return Status::PermissionDenied(
-          "malformed X-Dim-Auth header: signature is not 64 "
-          "lower-case hex digits" +
-          kForm);
+  if (!IsLowerHex(mac, 64))
+    return Status::PermissionDenied(
+        "malformed X-Dim-Auth header: signature is not 64 "
+        "lower-case hex digits" +
+        kForm);
 
   const std::string who(id);
   const __int128 diff = static_cast<__int128>(now_unix) - t;  // cannot overflow
@@ -267,11 +312,19 @@ Result<std::string> Verify(const Secret& site, const std::string& header, const 
   }
 
   const std::string key = is_node ? NodeKey(site, std::string(name)) : site.key;
-  const std::string expected = Sign(key, who, method, path_and_query, t, body);
+  const std::string expected = SignDigest(key, who, method, path_and_query, t, declared.Hex());
   if (CRYPTO_memcmp(expected.data(), mac.data(), expected.size()) != 0)
     return Status::PermissionDenied("bad signature from " + who +
                                     ": wrong secret? (or the request was altered on the way)");
-  return who;
+  return Claim{who, declared};
+}
+
+Result<std::string> Verify(const Secret& site, const std::string& header, const std::string& method,
+                           const std::string& path_and_query, const std::string& body,
+                           int64_t now_unix) {
+  DIM_ASSIGN_OR_RETURN(Claim claim, VerifyHeader(site, header, method, path_and_query, now_unix));
+  if (Sha256Of(body) != claim.body_sha256) return BodyMismatch(claim.identity);
+  return std::move(claim.identity);
 }
 
 }  // namespace dim::auth

@@ -1,7 +1,10 @@
 // dim::http::Server on libmicrohttpd (one thread per connection, so handlers
 // may block), and the Response helpers. Everything MHD calls is noexcept in
 // effect: exceptions are caught at each callback and turned into 500 or a
-// closed connection.
+// closed connection. A request is admitted (or refused) from its headers
+// before any body byte is read; the body is then capped and hashed as it
+// arrives. Connections are limited per address and in total, and a watchdog
+// closes those that do not finish their headers in time.
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -12,13 +15,19 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "dim/auth.h"
 #include "dim/http.h"
 
 namespace dim::http {
@@ -211,6 +220,72 @@ MHD_Result Queue(MHD_Connection* conn, Response resp) {
 struct RequestState {
   Request req;
   bool responded = false;
+  BodyLimit limit;
+  size_t received = 0;
+  std::unique_ptr<Sha256> hasher;  // when limit.sha256 is set
+};
+
+// Closes connections that have not sent a request's headers by their
+// deadline: MHD's own timeout only measures silence, which a client that
+// trickles one header byte at a time never keeps.
+// Thread-safety: all members GUARDED_BY(mu_); MHD calls the hooks from the
+// accept thread and the connection threads, Run() is the watchdog's thread.
+class HeaderWatchdog {
+ public:
+  using Clock = std::chrono::steady_clock;
+  HeaderWatchdog(std::chrono::seconds header, std::chrono::seconds between)
+      : header_(header), between_(between) {}
+
+  // A connection opened: its first request's headers are due.
+  void Opened(const void* conn, int fd) {
+    std::lock_guard<std::mutex> l(mu_);
+    conns_[conn] = {fd, Clock::now() + header_};
+  }
+  // MHD notifies this before it closes the socket, so Run() never shuts a
+  // socket down after its number went to another connection.
+  void Closed(const void* conn) {
+    std::lock_guard<std::mutex> l(mu_);
+    conns_.erase(conn);
+  }
+  // A request's headers are in: no deadline while it is served.
+  void HeadersIn(const void* conn) { SetDeadline(conn, Clock::time_point::max()); }
+  // A request ended: the next one's headers are due within the idle time.
+  void RequestDone(const void* conn) { SetDeadline(conn, Clock::now() + between_); }
+
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      const auto now = Clock::now();
+      for (auto& [conn, c] : conns_) {
+        if (c.deadline > now) continue;
+        // Wakes the connection's thread, which then sees the end of the stream.
+        ::shutdown(c.fd, SHUT_RDWR);
+        c.deadline = Clock::time_point::max();
+      }
+      wake_.wait_for(l, std::chrono::milliseconds(500));
+    }
+  }
+  void Stop() {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+    wake_.notify_all();
+  }
+
+ private:
+  void SetDeadline(const void* conn, Clock::time_point when) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = conns_.find(conn);
+    if (it != conns_.end()) it->second.deadline = when;
+  }
+  struct Conn {
+    int fd;
+    Clock::time_point deadline;
+  };
+  const std::chrono::seconds header_, between_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::map<const void*, Conn> conns_;
+  bool stop_ = false;
 };
 
 // Collects MHD key/value pairs; a C callback, so it must not throw.
@@ -277,8 +352,17 @@ size_t UnescapeKeepingNul(void*, MHD_Connection*, char* s) {
 // everything else is immutable once Start() returns.
 class MhdServer final : public Server {
  public:
-  MhdServer(const ServerOptions& opts, Handler handler)
-      : opts_(opts), handler_(std::move(handler)) {}
+  MhdServer(const ServerOptions& opts, Admit admit, Handler handler)
+      : opts_(opts),
+        admit_(std::move(admit)),
+        handler_(std::move(handler)),
+        watchdog_(std::chrono::seconds(opts.header_timeout_s),
+                  std::chrono::seconds(opts.idle_timeout_s)) {}
+  ~MhdServer() override {
+    daemon_.reset();  // joins the connection threads first
+    watchdog_.Stop();
+    if (watchdog_thread_.joinable()) watchdog_thread_.join();
+  }
 
   Status Start() {
     addrinfo hints{};
@@ -291,7 +375,11 @@ class MhdServer final : public Server {
                                      "\" is not an IPv4 or IPv6 literal");
     std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> ai(raw, freeaddrinfo);
 
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+    // poll(), not select(): select cannot watch a descriptor above FD_SETSIZE
+    // (1024), which a busy leaf passes. MHD has no epoll with a thread per
+    // connection.
+    unsigned flags =
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
       // "::" serves IPv4 too, as "0.0.0.0" users would expect.
@@ -301,9 +389,11 @@ class MhdServer final : public Server {
     daemon_.reset(MHD_start_daemon(
         flags, opts_.port, nullptr, nullptr, &MhdServer::OnRequest, this, MHD_OPTION_SOCK_ADDR,
         ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(opts_.max_connections),
-        MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(opts_.connection_timeout_s),
-        MHD_OPTION_NOTIFY_COMPLETED, &MhdServer::OnCompleted, this, MHD_OPTION_UNESCAPE_CALLBACK,
-        &UnescapeKeepingNul, nullptr, MHD_OPTION_END));
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned>(opts_.per_address_connections),
+        MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(opts_.idle_timeout_s),
+        MHD_OPTION_NOTIFY_COMPLETED, &MhdServer::OnCompleted, this, MHD_OPTION_NOTIFY_CONNECTION,
+        &MhdServer::OnConnection, this, MHD_OPTION_UNESCAPE_CALLBACK, &UnescapeKeepingNul,
+        nullptr, MHD_OPTION_END));
     if (!daemon_) {
       const int err = errno;
       return Status::IOError("cannot listen for HTTP on " + opts_.address + " port " + port_str +
@@ -312,6 +402,7 @@ class MhdServer final : public Server {
     }
     const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_.get(), MHD_DAEMON_INFO_BIND_PORT);
     port_ = info ? info->port : opts_.port;
+    if (opts_.header_timeout_s > 0) watchdog_thread_ = std::thread([this] { watchdog_.Run(); });
     return Status::Ok();
   }
 
@@ -329,9 +420,27 @@ class MhdServer final : public Server {
     }
   }
 
-  static void OnCompleted(void*, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
+  static void OnCompleted(void* cls, MHD_Connection* conn, void** con_cls,
+                          MHD_RequestTerminationCode) {
     delete static_cast<RequestState*>(*con_cls);
     *con_cls = nullptr;
+    static_cast<MhdServer*>(cls)->watchdog_.RequestDone(conn);
+  }
+
+  static void OnConnection(void* cls, MHD_Connection* conn, void**,
+                           MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<MhdServer*>(cls);
+    try {
+      if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        self->watchdog_.Closed(conn);
+        return;
+      }
+      const MHD_ConnectionInfo* ci =
+          MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+      if (ci != nullptr) self->watchdog_.Opened(conn, ci->connect_fd);
+    } catch (...) {
+      // Out of memory: this connection goes without a header deadline.
+    }
   }
 
   MHD_Result Reply(MHD_Connection* conn, RequestState* st, Response resp) {
@@ -339,12 +448,11 @@ class MhdServer final : public Server {
     return Queue(conn, std::move(resp));
   }
 
-  MHD_Result TooLarge(MHD_Connection* conn, RequestState* st) {
-    Response r = Response::Json(413, "{\"error\": \"request body larger than " +
-                                         std::to_string(opts_.max_body) +
-                                         " bytes\", \"code\": \"too large\"}");
-    r.headers["Connection"] = "close";  // the rest of the body is never read
-    return Reply(conn, st, std::move(r));
+  // An answer before the body was read: the connection closes after it (MHD
+  // reads no more of this request, and another cannot follow it).
+  MHD_Result Refuse(MHD_Connection* conn, RequestState* st, Response resp) {
+    resp.headers["Connection"] = "close";
+    return Reply(conn, st, std::move(resp));
   }
 
   MHD_Result Handle(MHD_Connection* conn, const char* url, const char* method,
@@ -352,14 +460,27 @@ class MhdServer final : public Server {
     auto* st = static_cast<RequestState*>(*con_cls);
     if (st == nullptr) {
       // First call: headers are in, the body (if any) is not.
+      watchdog_.HeadersIn(conn);
       auto owned = std::make_unique<RequestState>();
       st = owned.get();
       *con_cls = owned.release();  // OnCompleted deletes it
       if (url == nullptr || url[0] != '/')
-        return Reply(conn, st,
-                     Response::Error(Status::InvalidArgument(
-                         "request target must be a path starting with '/'")));
+        return Refuse(conn, st,
+                      Response::Error(Status::InvalidArgument(
+                          "request target must be a path starting with '/'")));
       if (!FillRequest(conn, url, method, &st->req)) return MHD_NO;
+      st->limit.max_bytes = opts_.max_body;
+      if (admit_) {
+        std::optional<Response> refusal;
+        try {
+          refusal = admit_(st->req, &st->limit);
+        } catch (...) {
+          refusal = Response::Error(Status::Corruption("internal error: admission check threw for " +
+                                                       st->req.method + " " + st->req.path));
+        }
+        if (refusal) return Refuse(conn, st, std::move(*refusal));
+      }
+      if (st->limit.sha256) st->hasher = std::make_unique<Sha256>();
       // Refuse early, before the client sends (and we read) the body.
       auto cl = st->req.headers.find("content-length");
       if (cl != st->req.headers.end()) {
@@ -368,8 +489,8 @@ class MhdServer final : public Server {
         const char* e = b + cl->second.size();
         auto [p, ec] = std::from_chars(b, e, n);
         if (ec == std::errc::result_out_of_range ||
-            (ec == std::errc() && p == e && n > opts_.max_body))
-          return TooLarge(conn, st);
+            (ec == std::errc() && p == e && n > st->limit.max_bytes))
+          return Refuse(conn, st, BodyTooLarge(st->limit.max_bytes));
       }
       return MHD_YES;
     }
@@ -377,15 +498,19 @@ class MhdServer final : public Server {
       const size_t n = *upload_data_size;
       *upload_data_size = 0;
       if (st->responded) return MHD_YES;
-      if (n > opts_.max_body - st->req.body.size()) {
+      if (n > st->limit.max_bytes - st->received) {
         // A chunked body grew too large: answer now if MHD allows it at this
         // stage, otherwise close the connection; never buffer the rest.
-        return TooLarge(conn, st) == MHD_YES ? MHD_YES : MHD_NO;
+        return Refuse(conn, st, BodyTooLarge(st->limit.max_bytes)) == MHD_YES ? MHD_YES : MHD_NO;
       }
+      st->received += n;
+      if (st->hasher) st->hasher->Update(upload_data, n);
       st->req.body.append(upload_data, n);
       return MHD_YES;
     }
     if (st->responded) return MHD_YES;
+    if (st->hasher && st->hasher->Finish() != *st->limit.sha256)
+      return Reply(conn, st, BodyMismatch(st->limit));
 
     Response resp;
     try {
@@ -398,9 +523,12 @@ class MhdServer final : public Server {
   }
 
   const ServerOptions opts_;
+  const Admit admit_;
   const Handler handler_;
   uint16_t port_ = 0;
-  MhdDaemonPtr daemon_;  // last: stopped (threads joined) before the rest goes
+  HeaderWatchdog watchdog_;
+  std::thread watchdog_thread_;
+  MhdDaemonPtr daemon_;  // stopped (threads joined) first, by the destructor
 };
 
 }  // namespace
@@ -422,9 +550,37 @@ Response Response::Error(const Status& s) {
   return Json(HttpStatusFor(s.code()), std::move(body));
 }
 
+Response BodyTooLarge(size_t max_bytes) {
+  return Response::Json(413, "{\"error\": \"request body larger than " + std::to_string(max_bytes) +
+                                 " bytes\", \"code\": \"too large\"}");
+}
+
+Response BodyMismatch(const BodyLimit& limit) {
+  return Response::Error(auth::BodyMismatch(limit.signer.empty() ? "a client" : limit.signer));
+}
+
+Response Serve(const Admit& admit, const Handler& handler, Request req) {
+  BodyLimit limit;
+  limit.max_bytes = ServerOptions{}.max_body;
+  std::string body = std::move(req.body);
+  req.body.clear();
+  if (admit) {
+    if (std::optional<Response> refusal = admit(req, &limit)) return std::move(*refusal);
+  }
+  if (body.size() > limit.max_bytes) return BodyTooLarge(limit.max_bytes);
+  if (limit.sha256 && Sha256Of(body) != *limit.sha256) return BodyMismatch(limit);
+  req.body = std::move(body);
+  return handler(req);
+}
+
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& opts, Handler handler) {
+  return Start(opts, nullptr, std::move(handler));
+}
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& opts, Admit admit,
+                                              Handler handler) {
   if (!handler) return Status::InvalidArgument("HTTP server started without a handler");
-  auto server = std::make_unique<MhdServer>(opts, std::move(handler));
+  auto server = std::make_unique<MhdServer>(opts, std::move(admit), std::move(handler));
   DIM_RETURN_IF_ERROR(server->Start());
   return std::unique_ptr<Server>(std::move(server));
 }

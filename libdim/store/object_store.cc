@@ -205,7 +205,7 @@ Status ObjectStore::Create(Env* env, const std::string& root) {
   for (int i = 0; i < 256; i++) {
     char sub[8];
     std::snprintf(sub, sizeof sub, "/%02x", i);
-    DIM_RETURN_IF_ERROR(env->MkdirAll(root + "/objects" + sub, 0755));
+    DIM_RETURN_IF_ERROR(env->MkdirAll(root + "/objects" + sub, 0700));
   }
   return env->SyncDir(root);
 }

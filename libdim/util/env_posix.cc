@@ -69,7 +69,9 @@ class PosixRandomAccessFile : public RandomAccessFile {
 class PosixEnv : public Env {
  public:
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
-    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    // 0600: store files are nobody else's business; a caller that publishes a
+    // file (an initrd, a generated config) sets its mode explicitly.
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid()) return PosixError("create " + path);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(std::move(fd), path));
   }

@@ -1,11 +1,14 @@
+#include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
+#include <functional>
 
 #include "dim/store.h"
 
@@ -29,14 +32,73 @@ std::string DefaultAuthor() {
   return user + "@" + host;
 }
 
+namespace {
+
+// The catalogue and the files SQLite keeps beside it; -wal and -shm take the
+// catalogue's mode when SQLite creates them.
+Status ChmodCatalog(const std::string& root) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string path = root + "/catalog.db" + suffix;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return PosixError("stat " + path);
+    }
+    if (S_ISREG(st.st_mode) && (st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0600) != 0)
+      return PosixError("chmod 0600 " + path);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status Store::Init(Env* env, const std::string& root) {
-  DIM_RETURN_IF_ERROR(env->MkdirAll(root, 0755));
+  DIM_RETURN_IF_ERROR(env->MkdirAll(root, 0700));
   for (const char* sub : {"/locks", "/index", "/sessions"}) {
     DIM_RETURN_IF_ERROR(env->MkdirAll(root + sub, 0700));
   }
   DIM_RETURN_IF_ERROR(ObjectStore::Create(env, root));
   DIM_ASSIGN_OR_RETURN(auto cat, Catalog::Open(root + "/catalog.db"));
+  DIM_RETURN_IF_ERROR(ChmodCatalog(root));
+  // Whatever the umask, or a root directory made beforehand: the store
+  // holds every node's files.
+  DIM_RETURN_IF_ERROR(TightenPermissions(root).status());
   return env->SyncDir(root);
+}
+
+Result<bool> Store::TightenPermissions(const std::string& root) {
+  struct stat st {};
+  if (::stat(root.c_str(), &st) != 0) return PosixError("stat store " + root);
+  if ((st.st_mode & 077) == 0) return false;
+  // A store made before dim kept it private: take group and other bits off
+  // everything once, then off the root last, so a crash midway repeats the
+  // walk. nodes/ is left to the node overlay code (its files' modes are the
+  // nodes'); the closed root keeps everyone else out of it.
+  const std::string nodes = root + "/nodes";
+  Status failed;
+  std::function<void(const std::string&)> walk = [&](const std::string& dir) {
+    DirPtr d(::opendir(dir.c_str()));
+    if (!d) {
+      failed = PosixError("open directory " + dir);
+      return;
+    }
+    while (dirent* e = ::readdir(d.get())) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      const std::string path = dir + "/" + name;
+      if (path == nodes) continue;
+      struct stat s {};
+      if (::lstat(path.c_str(), &s) != 0) continue;  // removed meanwhile
+      if (S_ISLNK(s.st_mode)) continue;
+      if ((s.st_mode & 077) != 0 && ::chmod(path.c_str(), s.st_mode & 07700) != 0 && failed.ok())
+        failed = PosixError("chmod " + path);
+      if (S_ISDIR(s.st_mode)) walk(path);
+    }
+  };
+  walk(root);
+  DIM_RETURN_IF_ERROR(failed);
+  if (::chmod(root.c_str(), 0700) != 0) return PosixError("chmod 0700 " + root);
+  return true;
 }
 
 Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& root, bool create) {
@@ -47,6 +109,8 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& root, bo
                             "DIM_ROOT to the right directory)");
   }
   std::unique_ptr<Store> s(new Store(env, root));
+  DIM_ASSIGN_OR_RETURN(s->tightened_, TightenPermissions(root));
+  DIM_RETURN_IF_ERROR(ChmodCatalog(root));
   DIM_ASSIGN_OR_RETURN(s->objects_, ObjectStore::Open(env, root));
   DIM_ASSIGN_OR_RETURN(s->catalog_, Catalog::Open(root + "/catalog.db"));
   return s;

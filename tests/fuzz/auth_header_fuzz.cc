@@ -54,6 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto r = dim::auth::Verify(site, input, "GET", "/v1/x", "", kNow);
   if (r.ok()) Fail("accepted an unsigned header: " + input);
   if (r.status().code() != dim::Code::kPermissionDenied) Fail("non-PermissionDenied rejection");
+  if (dim::auth::VerifyHeader(site, input, "POST", "/v1/x", kNow).ok())
+    Fail("VerifyHeader accepted an unsigned header: " + input);
 
   if (input.find(' ') != std::string::npos) return 0;
   const bool node = input.compare(0, 5, "node:") == 0;
@@ -64,6 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (v.ok() != ReferenceValidId(input))
     Fail("identity \"" + input + "\": Verify says " + (v.ok() ? "ok" : v.status().message()));
   if (v.ok() && *v != input) Fail("Verify returned another identity");
+  auto claim = dim::auth::VerifyHeader(site, header, "POST", "/v1/y?z", kNow);
+  if (claim.ok() != v.ok()) Fail("VerifyHeader and Verify disagree on \"" + input + "\"");
+  if (claim.ok() && claim->body_sha256 != dim::Sha256Of(input)) Fail("declared hash is not the body's");
   // The same header must not verify for another body.
   if (dim::auth::Verify(site, header, "POST", "/v1/y?z", input + "x", kNow).ok())
     Fail("signature ignores the body");

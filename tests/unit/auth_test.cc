@@ -50,7 +50,8 @@ std::string Hex(const std::string& raw) {
 }
 
 // Expects a PermissionDenied whose message contains `why`.
-void CheckDenied(const dim::Result<std::string>& r, const std::string& why) {
+template <typename T>
+void CheckDenied(const dim::Result<T>& r, const std::string& why) {
   REQUIRE(!r.ok());
   CHECK(r.status().code() == Code::kPermissionDenied);
   CHECK_MESSAGE(r.status().message().find(why) != std::string::npos, r.status().message());
@@ -75,7 +76,41 @@ TEST_CASE("auth: signature is HMAC-SHA256 over the documented string") {
         Hex(RawHmac(site.key, msg)));
   CHECK(NodeKey(site, "n001") == RawHmac(site.key, "node:n001"));
   CHECK(Header(site.key, "server:img1", "POST", "/v1/x?y=1", kNow, body) ==
-        "server:img1 " + std::to_string(kNow) + " " + Hex(RawHmac(site.key, msg)));
+        "server:img1 " + std::to_string(kNow) + " " + dim::Sha256Of(body).Hex() + " " +
+            Hex(RawHmac(site.key, msg)));
+}
+
+TEST_CASE("auth: the header alone proves the signer and declares the body's hash") {
+  const Secret site = TestSecret();
+  const std::string body(5000, 'b');
+  const std::string h = Header(site.key, "server:a", "POST", "/v1/objects/batch", kNow, body);
+  auto claim = dim::auth::VerifyHeader(site, h, "POST", "/v1/objects/batch", kNow);
+  REQUIRE_MESSAGE(claim.ok(), claim.status().ToString());
+  CHECK(claim->identity == "server:a");
+  CHECK(claim->body_sha256 == dim::Sha256Of(body));
+  // Another declared hash with the same MAC is a forgery, refused before any body.
+  std::string forged = h;
+  const size_t at = forged.find(' ', forged.find(' ') + 1) + 1;
+  forged[at] = forged[at] == '0' ? '1' : '0';
+  CheckDenied(dim::auth::VerifyHeader(site, forged, "POST", "/v1/objects/batch", kNow),
+              "bad signature");
+  // A body other than the declared one is refused, naming the signer.
+  CheckDenied(Verify(site, h, "POST", "/v1/objects/batch", body + "x", kNow),
+              "body of this request from server:a does not have the SHA-256");
+  // Older clients' three fields claim an empty body.
+  const std::string sig = Sign(site.key, "server:a", "GET", "/p", kNow, "");
+  const std::string old = "server:a " + std::to_string(kNow) + " " + sig;
+  auto old_claim = dim::auth::VerifyHeader(site, old, "GET", "/p", kNow);
+  REQUIRE(old_claim.ok());
+  CHECK(old_claim->body_sha256 == dim::Sha256Of(""));
+  CheckDenied(Verify(site, old, "GET", "/p", "x", kNow), "does not have the SHA-256");
+  // The declared hash has the same strict spelling as the MAC.
+  std::string upper = h;
+  for (size_t i = at; i < at + 64; i++)
+    upper[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(upper[i])));
+  if (upper != h) CheckDenied(dim::auth::VerifyHeader(site, upper, "POST", "/v1/objects/batch", kNow), "body hash");
+  CheckDenied(dim::auth::VerifyHeader(site, h + " x", "POST", "/v1/objects/batch", kNow),
+              "more than four fields");
 }
 
 TEST_CASE("auth: sign/verify round trip for servers and nodes") {
@@ -143,7 +178,7 @@ TEST_CASE("auth: Verify rejects each kind of bad header and says why") {
   CHECK(Verify(site, h, "GET", "/p", "body", kNow).ok());
   CheckDenied(Verify(site, h, "POST", "/p", "body", kNow), "bad signature");
   CheckDenied(Verify(site, h, "GET", "/p?x=1", "body", kNow), "bad signature");
-  CheckDenied(Verify(site, h, "GET", "/p", "bodY", kNow), "bad signature");
+  CheckDenied(Verify(site, h, "GET", "/p", "bodY", kNow), "does not have the SHA-256");
   CheckDenied(Verify(site, "server:b" + h.substr(8), "GET", "/p", "body", kNow), "bad signature");
   CheckDenied(Verify(site, "server:a " + std::to_string(kNow + 1) + h.substr(8 + 1 + t.size()),
                      "GET", "/p", "body", kNow),

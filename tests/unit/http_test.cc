@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -46,25 +48,23 @@ std::string Base(const Server& s) {
   return "http://127.0.0.1:" + std::to_string(s.port());
 }
 
-// Sends raw bytes and returns everything the server answers until it closes
-// the connection (or 5 s pass).
-std::string RawExchange(uint16_t port, const std::string& data) {
+// Connects to 127.0.0.1:port; receives time out after `timeout_s`.
+dim::Fd Connect(uint16_t port, int timeout_s) {
   dim::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   REQUIRE(fd.valid());
-  timeval tv{5, 0};
+  timeval tv{timeout_s, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  size_t sent = 0;
-  while (sent < data.size()) {
-    const ssize_t n = ::send(fd.get(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may answer and close before reading everything
-    sent += static_cast<size_t>(n);
-  }
-  ::shutdown(fd.get(), SHUT_WR);
+  return fd;
+}
+
+// Everything the server sends until it closes the connection or a receive
+// times out; the connection stays open for writing all along.
+std::string ReadAll(const dim::Fd& fd) {
   std::string out;
   char buf[4096];
   for (;;) {
@@ -73,6 +73,20 @@ std::string RawExchange(uint16_t port, const std::string& data) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+// Sends raw bytes and returns everything the server answers until it closes
+// the connection (or 5 s pass).
+std::string RawExchange(uint16_t port, const std::string& data) {
+  dim::Fd fd = Connect(port, 5);
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = ::send(fd.get(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may answer and close before reading everything
+    sent += static_cast<size_t>(n);
+  }
+  ::shutdown(fd.get(), SHUT_WR);
+  return ReadAll(fd);
 }
 
 Response Text(int status, std::string body) {
@@ -399,4 +413,126 @@ TEST_CASE("http: UrlEncode keeps RFC 3986 unreserved characters only") {
   CHECK(dim::http::UrlEncode("a b/c?d=e&f+g%") == "a%20b%2Fc%3Fd%3De%26f%2Bg%25");
   CHECK(dim::http::UrlEncode(std::string("\0\xff\xc3\xa9", 4)) == "%00%FF%C3%A9");
   CHECK(dim::http::UrlEncode("") == "");
+}
+
+TEST_CASE("http: Admit refuses from the headers, before any body byte is read") {
+  std::atomic<int> handled{0}, admitted{0};
+  auto s = Server::Start(
+      ServerOptions{},
+      [&](Request& req, dim::http::BodyLimit* limit) -> std::optional<Response> {
+        admitted++;
+        CHECK(req.body.empty());
+        if (req.headers.count("x-key") == 0) return Text(403, "no key");
+        req.identity = "node:" + req.headers.at("x-key");
+        limit->max_bytes = 1000;
+        limit->signer = req.identity;
+        limit->sha256 = dim::Sha256Of("declared");
+        return std::nullopt;
+      },
+      [&](const Request& req) {
+        handled++;
+        return Text(200, req.identity + ":" + req.body);
+      });
+  REQUIRE_MESSAGE(s.ok(), s.status().ToString());
+  auto& server = *s;
+
+  // A stranger announces a big body and sends none: the answer comes anyway,
+  // so the server neither waited for nor read the body.
+  dim::Fd fd = Connect(server->port(), 30);
+  const std::string head = "POST /batch HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n";
+  REQUIRE(::send(fd.get(), head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+  const std::string answer = ReadAll(fd);
+  CHECK(answer.rfind("HTTP/1.1 403", 0) == 0);
+  CHECK(answer.find("no key") != std::string::npos);
+  CHECK(handled == 0);
+
+  auto client = NewClient();
+  // The declared body passes and the handler sees who signed.
+  auto ok = client->Post(Base(*server) + "/batch", "declared", {{"X-Key", "n1"}});
+  REQUIRE(ok.ok());
+  CHECK(ok->status == 200);
+  CHECK(ok->body == "node:n1:declared");
+  // Another body of the same length does not reach the handler.
+  auto bad = client->Post(Base(*server) + "/batch", "DECLARED", {{"X-Key", "n1"}});
+  REQUIRE(bad.ok());
+  CHECK(bad->status == 403);
+  CHECK(bad->body.find("from node:n1 does not have the SHA-256 its signature declares") !=
+        std::string::npos);
+  // The admitted request's own cap, not the server's 64 MiB.
+  auto big = client->Post(Base(*server) + "/batch", std::string(1001, 'x'), {{"X-Key", "n1"}});
+  REQUIRE(big.ok());
+  CHECK(big->status == 413);
+  CHECK(handled == 1);
+}
+
+TEST_CASE("http: a client trickling its headers is dropped at the header timeout") {
+  ServerOptions opts;
+  opts.header_timeout_s = 1;
+  opts.idle_timeout_s = 60;  // the trickle keeps MHD's own (idle) timeout from firing
+  auto server = StartServer([](const Request&) { return Text(200, "ok"); }, opts);
+  dim::Fd fd = Connect(server->port(), 1);
+  const std::string head = "GET /x HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  REQUIRE(::send(fd.get(), head.data(), head.size(), MSG_NOSIGNAL) > 0);
+  // One byte every 100 ms; the server must close the connection long before
+  // 600 bytes (60 s, its idle timeout) went by.
+  bool closed = false;
+  for (int i = 0; i < 600 && !closed; i++) {
+    if (::send(fd.get(), "a", 1, MSG_NOSIGNAL) != 1) {
+      closed = true;
+      break;
+    }
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      char c;
+      closed = ::recv(fd.get(), &c, 1, MSG_DONTWAIT) <= 0;
+    }
+  }
+  CHECK(closed);
+  // A prompt client is still served.
+  auto r = NewClient()->Get(Base(*server) + "/x", {});
+  REQUIRE(r.ok());
+  CHECK(r->status == 200);
+}
+
+TEST_CASE("http: connections beyond the per-address limit are closed, others served") {
+  ServerOptions opts;
+  opts.per_address_connections = 4;
+  auto server = StartServer([](const Request&) { return Text(200, "ok"); }, opts);
+  std::vector<dim::Fd> held;
+  for (int i = 0; i < 4; i++) held.push_back(Connect(server->port(), 30));
+  // The fifth from the same address is accepted and closed at once.
+  dim::Fd fifth = Connect(server->port(), 30);
+  char c;
+  errno = 0;
+  const ssize_t n = ::recv(fifth.get(), &c, 1, 0);
+  CHECK_MESSAGE((n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)),
+                "the fifth connection stayed open");
+  held.clear();
+  // Once they are gone, the address is served again (the server counts them down).
+  bool served = false;
+  for (int i = 0; i < 300 && !served; i++) {
+    auto r = NewClient()->Get(Base(*server) + "/x", {});
+    served = r.ok() && r->status == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(served);
+}
+
+TEST_CASE("http: a handler longer than the idle timeout (a long-poll) still answers") {
+  ServerOptions opts;
+  opts.idle_timeout_s = 1;
+  opts.header_timeout_s = 1;
+  auto server = StartServer(
+      [](const Request&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+        return Text(200, "late");
+      },
+      opts);
+  auto client = NewClient();
+  for (int i = 0; i < 2; i++) {  // the second on the kept-alive connection
+    auto r = client->Get(Base(*server) + "/poll", {});
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->status == 200);
+    CHECK(r->body == "late");
+  }
 }

@@ -183,11 +183,7 @@ TEST_CASE("imaged: an object as a delta against several blobs the client has") {
   REQUIRE((*batch)->Commit().ok());
 
   auto get = [&](const std::string& base) {
-    Request r;
-    r.method = "GET";
-    r.path = "/v1/objects/" + idt.Hex();
-    r.query["base"] = base;
-    return s.svc->Handle(r);  // objects need no signature
+    return s.Call("GET", "/v1/objects/" + idt.Hex(), "node:n1", "", {{"base", base}});
   };
   auto two = get(ida.Hex() + "," + idb.Hex());
   REQUIRE(two.status == 200);
@@ -496,4 +492,60 @@ TEST_CASE("imaged: the compactor compresses what a compress-later import stored,
   std::lock_guard<std::mutex> l(mu);
   REQUIRE(logged.size() == 1);
   CHECK(logged[0].find("compressed 20 objects") == 0);
+}
+
+TEST_CASE("imaged: deltas, batches and packs need a signature; plain objects do not") {
+  Server s;
+  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), s.dir / "store");
+  REQUIRE(objects.ok());
+  auto batch = (*objects)->NewBatch();
+  REQUIRE(batch.ok());
+  auto a = (*batch)->PutBlob(std::string(100000, 'a'));
+  auto b = (*batch)->PutBlob(std::string(99999, 'a') + "b");
+  REQUIRE((a.ok() && b.ok()));
+  REQUIRE((*batch)->Commit().ok());
+  const std::string ids = std::string(a->Raw()) + std::string(b->Raw());
+
+  auto unsigned_ = [&](const std::string& method, const std::string& path, const std::string& body,
+                       const std::map<std::string, std::string>& query) {
+    Request r;
+    r.method = method;
+    r.path = path;
+    r.body = body;
+    r.query = query;
+    return s.svc->Handle(r);
+  };
+  // An outsider gets 403 whether or not the objects exist: nothing was read.
+  for (const std::string& base : {a->Hex(), std::string(64, '0')}) {
+    auto delta = unsigned_("GET", "/v1/objects/" + b->Hex(), "", {{"base", base}});
+    CHECK(delta.status == 403);
+    CHECK(delta.body.find("missing X-Dim-Auth header") != std::string::npos);
+  }
+  CHECK(unsigned_("POST", "/v1/objects/batch", ids, {}).status == 403);
+  CHECK(unsigned_("POST", "/v1/objects/batch", ids, {{"packed", "1"}}).status == 403);
+  // A forged signature is no better than none.
+  Request forged;
+  forged.method = "POST";
+  forged.path = "/v1/objects/batch";
+  forged.body = ids;
+  forged.headers["x-dim-auth"] = dim::auth::Header(std::string(64, 'x'), "server:x", "POST",
+                                                   forged.path, std::time(nullptr), ids);
+  CHECK(s.svc->Handle(forged).status == 403);
+  // A signed request whose body is not the one it signed is refused.
+  Request swapped = forged;
+  swapped.headers["x-dim-auth"] =
+      dim::auth::Header(s.secret.key, "server:x", "POST", forged.path, std::time(nullptr), ids);
+  swapped.body = std::string(b->Raw()) + std::string(a->Raw());
+  auto mismatch = s.svc->Handle(swapped);
+  CHECK(mismatch.status == 403);
+  CHECK(mismatch.body.find("does not have the SHA-256") != std::string::npos);
+
+  // Nodes and servers may; single objects stay public.
+  CHECK(s.Call("GET", "/v1/objects/" + b->Hex(), "node:n1", "", {{"base", a->Hex()}}).status == 200);
+  CHECK(s.Call("POST", "/v1/objects/batch", "node:n1", ids).status == 200);
+  CHECK(s.Call("POST", "/v1/objects/batch", "server:leaf", ids, {{"packed", "1"}}).status == 200);
+  CHECK(unsigned_("GET", "/v1/objects/" + a->Hex(), "", {}).status == 200);
+  // A public request has no body to send; a batch no more than 65536 ids.
+  CHECK(unsigned_("GET", "/v1/objects/" + a->Hex(), "x", {}).status == 413);
+  CHECK(s.Call("POST", "/v1/objects/batch", "node:n1", std::string(32 * 65537, 'i')).status == 413);
 }

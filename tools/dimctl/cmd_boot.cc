@@ -42,7 +42,8 @@ Status Add(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
   (void)store;
   std::string dir = BootDir(inv);
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return dim::PosixError("mkdir " + dir);
+  // Private like the rest of the store: imaged serves them, nobody else reads them here.
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("mkdir " + dir);
   dim::Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in.valid()) return dim::PosixError("open " + src);
   struct stat st;
@@ -51,7 +52,7 @@ Status Add(Invocation& inv) {
   // Written beside, synced, renamed over: a booting node sees the old file or the new one.
   std::string tmp = dir + "/." + name + ".tmp";
   (void)::unlink(tmp.c_str());
-  dim::Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  dim::Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out.valid()) return dim::PosixError("create " + tmp);
   std::vector<char> buf(1 << 20);
   for (;;) {

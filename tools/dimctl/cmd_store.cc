@@ -20,7 +20,14 @@ std::string PathArgument(dim::Store& store, const dim::ImageInfo& image, std::st
 }
 
 dim::Result<std::unique_ptr<dim::Store>> OpenStore(const Invocation& inv, bool create) {
-  return dim::Store::Open(dim::Env::Posix(), inv.global.root, create);
+  DIM_ASSIGN_OR_RETURN(auto store, dim::Store::Open(dim::Env::Posix(), inv.global.root, create));
+  if (store->tightened()) {
+    std::fprintf(stderr,
+                 "dimctl: note: %s was readable by other users; it is now private to its owner "
+                 "(directories 0700, files 0600; node overlays under nodes/ unchanged)\n",
+                 inv.global.root.c_str());
+  }
+  return store;
 }
 
 namespace {

@@ -7,9 +7,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "dim/fd.h"
+#include "dim/hash.h"
 #include "dim/status.h"
 
 namespace dim::http {
@@ -20,7 +22,8 @@ struct Request {
   std::map<std::string, std::string> query;    // decoded query arguments
   std::map<std::string, std::string> headers;  // names in lower case
   std::string body;
-  std::string peer;  // "127.0.0.1:41234"
+  std::string peer;      // "127.0.0.1:41234"
+  std::string identity;  // who signed it, set by the Admit hook; empty: nobody
 };
 
 struct Response {
@@ -42,18 +45,47 @@ struct Response {
 // may block, e.g. for a long-poll). Must not throw.
 using Handler = std::function<Response(const Request&)>;
 
+// What the server reads of a request's body: at most max_bytes (413 beyond),
+// and when sha256 is set the body must hash to it (403 otherwise; the
+// handler never sees it).
+struct BodyLimit {
+  size_t max_bytes = 0;
+  std::optional<Digest> sha256;
+  std::string signer;  // named in the mismatch error
+};
+// Decides from the request line and headers alone (req.body is empty), before
+// any byte of the body is read, whether the request may go on: a Response
+// refuses it (the body is never read and the connection closes), nullopt
+// admits it within `limit`. May set req.identity. Must not throw.
+using Admit = std::function<std::optional<Response>(Request& req, BodyLimit* limit)>;
+
+// The 413 and 403 answers for a body outside its BodyLimit.
+Response BodyTooLarge(size_t max_bytes);
+Response BodyMismatch(const BodyLimit& limit);
+// The whole of what the server does for a request it holds in full: Admit,
+// the body checks, then the handler. For callers without a socket (tests).
+Response Serve(const Admit& admit, const Handler& handler, Request req);
+
 struct ServerOptions {
   std::string address = "127.0.0.1";  // IPv4 or IPv6 literal; "0.0.0.0" for all
   uint16_t port = 0;                   // 0: pick a free port (tests)
-  size_t max_body = 64 << 20;          // larger request bodies get 413
-  unsigned max_connections = 1024;
-  unsigned connection_timeout_s = 300;
+  size_t max_body = 64 << 20;          // without an Admit hook: larger bodies get 413
+  unsigned max_connections = 1024;     // in total; more are accepted and closed at once
+  unsigned per_address_connections = 64;  // from one client address; 0: no limit
+  unsigned idle_timeout_s = 90;        // a connection silent this long is closed
+  // A connection must have sent a request's headers completely this long after
+  // it opened (after the previous request: idle_timeout_s), however slowly
+  // they trickle in; then it is closed.
+  unsigned header_timeout_s = 20;
 };
 
 // A running server; stops (and joins its threads) on destruction.
 class Server {
  public:
   static Result<std::unique_ptr<Server>> Start(const ServerOptions& opts, Handler handler);
+  // With an Admit hook deciding each request before its body is read.
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& opts, Admit admit,
+                                               Handler handler);
   virtual ~Server() = default;
   virtual uint16_t port() const = 0;
 };

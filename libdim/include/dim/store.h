@@ -29,9 +29,16 @@ class Store {
  public:
   // Creates the layout and an empty catalogue; succeeds on an existing store.
   static Status Init(Env* env, const std::string& root);
-  // Opens an existing store, creating it first when create is true.
+  // Opens an existing store, creating it first when create is true. The
+  // store is private to its owner (root 0700, files 0600); an older store
+  // readable by others is tightened on open (see tightened()).
   static Result<std::unique_ptr<Store>> Open(Env* env, const std::string& root,
                                              bool create = false);
+  // Takes group and other permissions off a store whose root still has them
+  // (stores made before 0700 roots; nodes/ is left as it is). True when it did.
+  static Result<bool> TightenPermissions(const std::string& root);
+  // Whether Open had to tighten an older store's permissions (for a note).
+  bool tightened() const { return tightened_; }
 
   Catalog& catalog() { return *catalog_; }
   ObjectStore& objects() { return *objects_; }
@@ -52,6 +59,7 @@ class Store {
   std::string root_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<ObjectStore> objects_;
+  bool tightened_ = false;
 };
 
 // "user@host" for version records: $SUDO_USER when run through sudo.
