@@ -29,6 +29,7 @@ mkdir -p "$mnt"
 RF_MOUNTS+=("$mnt")
 "$ROOTFS_FUSE" -f --secret "$SECRET" --cache "$TEST_TMP/cache" "$TOP_URL" "$IMAGE" r01c1n01 "$mnt" \
   2>> "$TEST_TMP/fuse.log" &
+disown  # rf_cleanup ends it
 for _ in $(seq 400); do mountpoint -q "$mnt" && break; sleep 0.05; done
 mountpoint -q "$mnt" || die "rootfs-fuse did not mount: $(tail -5 "$TEST_TMP/fuse.log")"
 assert_eq "$(cat "$mnt/etc/issue")" "dim v1" "the node's version 1"
