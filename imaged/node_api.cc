@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <map>
 
+#include "dim/cluster/address.h"
+#include "dim/cluster/values.h"
 #include "dim/env.h"
 #include "dim/image.h"
 #include "dim/keepout.h"
@@ -29,6 +31,32 @@ bool ParseNumber(const std::map<std::string, std::string>& q, const char* key, u
   if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) return false;
   *out = std::stoull(v);
   return true;
+}
+
+// The identity values become lines of the node's /etc/hosts, /etc/hostname and
+// /etc/dim/node.env: each must pass the cluster description's rule for its
+// kind, so that none can add a line or a variable there.
+Status CheckIdentity(const dim::NodeIdentity& id) {
+  namespace dc = dim::cluster;
+  const struct {
+    const char* field;
+    dc::ValueKind kind;
+    const std::string& value;
+  } fields[] = {{"hostname", dc::ValueKind::kHostName, id.hostname},
+                {"fqdn", dc::ValueKind::kDomain, id.fqdn},
+                {"domain", dc::ValueKind::kDomain, id.domain}};
+  for (const auto& f : fields) {
+    if (f.value.empty() && std::string_view(f.field) == "domain") continue;  // no domain: none
+    if (auto e = dc::CheckValue(f.kind, f.value)) {
+      return Status::InvalidArgument("provision request: " + std::string(f.field) + " '" +
+                                     dc::PrintableValue(f.value) + "' " + e->problem + "; " + e->fix);
+    }
+  }
+  if (!dc::Ipv4::Parse(id.ip)) {
+    return Status::InvalidArgument("provision request: ip '" + dc::PrintableValue(id.ip) +
+                                   "' is not an IPv4 address like 10.1.2.3");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -168,22 +196,13 @@ Response NodeApi::File(dim::NodeOverlay& overlay, const std::string& path, const
 }
 
 Response NodeApi::Provision(const std::string& node, const Request& req) {
-  // Body: "DIMPROV1\n", then image, hostname, fqdn, ip, domain (Str each),
-  // a U32 count and the node's effective keep-out rules (pattern, source).
-  dim::wire::Reader r(req.body);
-  std::string_view magic;
-  dim::NodeIdentity id;
+  auto decoded = dim::DecodeProvision(req.body);
+  if (!decoded.ok()) return BadRequest(decoded.status().message());
+  dim::NodeIdentity id = std::move(decoded->node);
   id.name = node;
-  uint32_t n = 0;
-  if (!r.Raw(9, &magic) || magic != "DIMPROV1\n" || !r.Str(&id.image) || !r.Str(&id.hostname) ||
-      !r.Str(&id.fqdn) || !r.Str(&id.ip) || !r.Str(&id.domain) || !r.U32(&n) || n > r.left() / 8) {
-    return BadRequest("a provision request is DIMPROV1 with the node's identity and rules");
-  }
-  std::vector<dim::keepout::Rule> rules(n);
-  for (auto& rule : rules) {
-    if (!r.Str(&rule.pattern) || !r.Str(&rule.source)) return BadRequest("truncated keep-out rules");
-  }
+  std::vector<dim::keepout::Rule> rules = std::move(decoded->rules);
   if (Status s = dim::ValidateImageName(id.image); !s.ok()) return Response::Error(s);
+  if (Status s = CheckIdentity(id); !s.ok()) return Response::Error(s.Annotate("node " + node));
   auto compiled = dim::keepout::RuleSet::Compile(std::move(rules));
   if (!compiled.ok()) return Response::Error(compiled.status());
   auto store = dim::Store::Open(dim::Env::Posix(), root_);

@@ -21,6 +21,7 @@
 #include "dim/object_delta.h"
 #include "dim/policy.h"
 #include "dim/wire.h"
+#include "dim/zstd.h"
 
 namespace imaged {
 
@@ -28,20 +29,10 @@ using dim::Status;
 
 namespace {
 
-constexpr uint64_t kMaxDeltaBytes = 4ull << 30;
-
-dim::Result<std::string> Decompress(const std::string& in) {
-  unsigned long long size = ZSTD_getFrameContentSize(in.data(), in.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxDeltaBytes) {
-    return Status::Corruption("catalogue delta from the parent is not a valid zstd frame");
-  }
-  std::string out(size, '\0');
-  size_t n = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
-  if (ZSTD_isError(n) || n != size) {
-    return Status::Corruption("catalogue delta from the parent does not decompress");
-  }
-  return out;
-}
+// Decoded object packs: the parent sends about 32 MiB per pack.
+constexpr uint64_t kMaxPackBytes = 64ull << 20;
+// Kernels and initrds copied from the parent.
+constexpr uint64_t kMaxBootFile = 1ull << 30;
 
 // A file of up to the chunking threshold as the list of its one chunk.
 dim::ChunkList OneChunk(const dim::Digest& id, uint64_t size) {
@@ -141,15 +132,12 @@ class Fetcher {
     std::set<dim::Digest> got;
     auto pack = client.Send("POST", "/v1/objects/batch", {{"packed", "1"}}, body);
     if (pack.ok()) {
-      unsigned long long size = ZSTD_getFrameContentSize(pack->data(), pack->size());
-      if (size != ZSTD_CONTENTSIZE_ERROR && size != ZSTD_CONTENTSIZE_UNKNOWN && size <= (256ull << 20)) {
-        std::string raw(size, '\0');
-        size_t n = ZSTD_decompress(raw.data(), raw.size(), pack->data(), pack->size());
-        if (!ZSTD_isError(n) && n == size) {
-          DIM_RETURN_IF_ERROR(StorePack(raw, &got));
-          std::lock_guard<std::mutex> l(mu_);
-          bytes_fetched_ += pack->size();
-        }
+      // A pack that cannot be decoded is fetched object by object instead.
+      auto raw = dim::DecompressFrame(*pack, kMaxPackBytes, "object pack from the parent");
+      if (raw.ok()) {
+        DIM_RETURN_IF_ERROR(StorePack(*raw, &got));
+        std::lock_guard<std::mutex> l(mu_);
+        bytes_fetched_ += pack->size();
       }
     }
     for (const auto& id : ids) {
@@ -159,22 +147,17 @@ class Fetcher {
   }
 
   Status StorePack(std::string_view raw, std::set<dim::Digest>* got) {
-    while (!raw.empty()) {
-      if (raw.size() < 41) return Status::Corruption("truncated object pack from the parent");
-      dim::Digest id;
-      std::memcpy(id.bytes.data(), raw.data(), 32);
-      auto kind = static_cast<dim::ObjectKind>(raw[32]);
-      uint64_t n = 0;
-      for (int b = 7; b >= 0; b--) n = (n << 8) | static_cast<uint8_t>(raw[33 + b]);
-      raw.remove_prefix(41);
-      if (n > raw.size()) return Status::Corruption("truncated object pack from the parent");
-      std::string_view body = raw.substr(0, n);
-      raw.remove_prefix(n);
-      if (kind != dim::ObjectKind::kBlob) continue;  // chunk lists come one by one
-      if (dim::Sha256Of(body) != id) {
+    std::vector<dim::wire::ObjectRecord> records;
+    if (!dim::wire::DecodeObjectRecords(raw, true, &records)) {
+      return Status::Corruption("truncated object pack from the parent");
+    }
+    for (const auto& rec : records) {
+      const dim::Digest& id = rec.id;
+      if (static_cast<dim::ObjectKind>(rec.kind) != dim::ObjectKind::kBlob) continue;  // chunk lists come one by one
+      if (dim::Sha256Of(rec.body) != id) {
         return Status::Corruption("object " + id.Hex() + " from the parent's pack fails its hash check");
       }
-      DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(body));
+      DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(rec.body));
       if (stored != id) return Status::Corruption("object " + id.Hex() + " stored under another id");
       got->insert(id);
       std::lock_guard<std::mutex> l(mu_);
@@ -308,11 +291,18 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     compressed = fetch(0);
   }
   if (!compressed.ok()) return compressed.status();
-  DIM_ASSIGN_OR_RETURN(std::string raw, Decompress(*compressed));
-  DIM_ASSIGN_OR_RETURN(dim::CatalogDelta delta, dim::CatalogDelta::Parse(raw));
+  const std::string delta_what = "catalogue delta of " + image + " to version " + std::to_string(target) + " from " +
+                           parent_base;
+  DIM_ASSIGN_OR_RETURN(std::string raw, dim::DecompressFrame(*compressed, dim::kMaxCatalogBytes, delta_what));
+  auto parsed = dim::CatalogDelta::Parse(raw);
+  if (!parsed.ok()) return parsed.status().Annotate(delta_what);
+  dim::CatalogDelta delta = std::move(*parsed);
   if (delta.image != image || delta.to != target || delta.from != (resync ? 0 : head)) {
     return Status::Corruption("the parent answered a delta for another image or range");
   }
+  // Checked before any object is fetched for it (ApplyDelta checks again);
+  // a delta from 0 (a resync) is checked against nothing.
+  DIM_RETURN_IF_ERROR(dim::CheckDelta(store.catalog(), delta).Annotate("from " + parent_base));
 
   // The keep-out list travels with the version: nodes provisioned here get
   // the same kept-out copies as on the top server.
@@ -328,18 +318,9 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get("keepout"));
   std::optional<std::vector<std::string>> keepout;
   if (keep_body) {
-    dim::wire::Reader r(*keep_body);
-    uint32_t n = 0;
-    std::string_view magic;
-    if (!r.Raw(9, &magic) || magic != "DIMKEEP1\n" || !r.U32(&n) || n > r.left() / 4) {
-      return Status::Corruption("keep-out list of " + image + " from the parent is malformed");
-    }
-    keepout.emplace(n);
-    for (auto& p : *keepout) {
-      if (!r.Str(&p) || !dim::keepout::ValidatePattern(p).ok()) {
-        return Status::Corruption("keep-out list of " + image + " from the parent holds a bad pattern");
-      }
-    }
+    auto patterns = dim::keepout::DecodeList(*keep_body);
+    if (!patterns.ok()) return patterns.status().Annotate("keep-out list of " + image + " from the parent");
+    keepout = std::move(*patterns);
   }
 
   DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get("policy"));
@@ -355,6 +336,12 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     pins.emplace();
     if (!dim::wire::DecodePins(*pins_body, &*pins)) {
       return Status::Corruption("node pins of " + image + " from the parent are malformed");
+    }
+    for (const auto& [node, v] : *pins) {
+      if (!dim::ValidateImageName(node).ok()) {
+        return Status::Corruption("node pins of " + image + " from the parent name " + dim::QuotePath(node) +
+                                  ", which is not a node name");
+      }
     }
     // Pins to versions this server never had (it skipped them) cannot be served.
     for (auto it = pins->begin(); it != pins->end();) {
@@ -414,8 +401,12 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
     DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/registry"));
     DIM_RETURN_IF_ERROR(registry.Import(body));
   }
-  // Boot files (kernels, initrds) that differ in size or time, staged and renamed.
+  // Boot files (kernels, initrds) that differ in size or time, staged and
+  // renamed; they may be larger than API answers.
   DIM_ASSIGN_OR_RETURN(std::string list, parent.Get("/v1/boot/files"));
+  dim::http::ClientOptions boot_opts;
+  boot_opts.max_body = kMaxBootFile;
+  DIM_ASSIGN_OR_RETURN(auto boot_client, dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, boot_opts));
   dim::Env* env = dim::Env::Posix();
   std::string dir = config_.store + "/boot";
   for (size_t start = 0; start < list.size();) {
@@ -426,8 +417,10 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
     char name[256];
     unsigned long long size = 0;
     long long mtime_ns = 0;
+    // One component of [A-Za-z0-9._+-], as the parent serves them (docs/protocol.md).
     if (std::sscanf(line.c_str(), "%255s %llu %lld", name, &size, &mtime_ns) != 3 || name[0] == '.' ||
-        std::strchr(name, '/') != nullptr) {
+        std::strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-") != std::strlen(name) ||
+        size > kMaxBootFile) {
       continue;
     }
     std::string path = dir + "/" + name;
@@ -436,7 +429,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
         static_cast<long long>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == mtime_ns) {
       continue;
     }
-    DIM_ASSIGN_OR_RETURN(std::string data, parent.Get(std::string("/v1/boot/files/") + name));
+    DIM_ASSIGN_OR_RETURN(std::string data, boot_client->Get(std::string("/v1/boot/files/") + name));
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
     DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, path, data));

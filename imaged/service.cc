@@ -521,13 +521,9 @@ Response Service::Keepout(const std::string& image) {
   if (!img.ok()) return Response::Error(img.status());
   auto list = (*cat)->KeepoutList(img->id);
   if (!list.ok()) return Response::Error(list.status());
-  dim::wire::Writer w;
-  w.out() = "DIMKEEP1\n";
-  w.U32(static_cast<uint32_t>(list->size()));
-  for (const auto& p : *list) w.Str(p);
   Response r;
   r.content_type = "application/x-dim-keepout";
-  r.body = std::move(w.out());
+  r.body = dim::keepout::EncodeList(*list);
   return r;
 }
 

@@ -510,8 +510,12 @@ int main(int argc, char** argv) {
       int64_t published = *next;
       if (published > 0 && published != (*meta)->version()) {
         dim::Status s = fs.Update(published);
-        if (!s.ok()) std::fprintf(stderr, "rootfs-fuse: switching to version %lld: %s\n",
-                                  static_cast<long long>(published), s.ToString().c_str());
+        if (!s.ok()) {
+          std::fprintf(stderr, "rootfs-fuse: switching to version %lld: %s\n",
+                       static_cast<long long>(published), s.ToString().c_str());
+          // The version stays; a refused delta is asked for again later, not in a tight loop.
+          for (int i = 0; i < 50 && !stop; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
       }
     }
   });

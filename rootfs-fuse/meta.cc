@@ -1,10 +1,9 @@
 #include "meta.h"
 
-#include <zstd.h>
-
 #include "dim/delta.h"
 #include "dim/env.h"
 #include "dim/sqlite.h"
+#include "dim/zstd.h"
 
 namespace rootfs {
 
@@ -17,31 +16,19 @@ dim::Result<std::unique_ptr<Meta>> Meta::Open(const std::string& db_path, const 
   return m;
 }
 
-namespace {
-
-// A zstd frame from the server, decompressed; what it claims is checked.
-dim::Result<std::string> Unzstd(const std::string& z, const std::string& what) {
-  unsigned long long size = ZSTD_getFrameContentSize(z.data(), z.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (4ull << 30)) {
-    return Status::Corruption(what + " is not a zstd frame");
-  }
-  std::string raw(size, '\0');
-  size_t n = ZSTD_decompress(raw.data(), raw.size(), z.data(), z.size());
-  if (ZSTD_isError(n) || n != size) return Status::Corruption(what + " does not decompress");
-  return raw;
-}
-
-}  // namespace
-
 Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string& image, const std::string& node,
                   int64_t version) {
   std::map<std::string, std::string> query = {{"schema", std::to_string(dim::Catalog::SchemaVersion())}};
   if (version > 0) query["version"] = std::to_string(version);
   else query["node"] = node;
   DIM_ASSIGN_OR_RETURN(std::string z, remote.Get("/v1/images/" + image + "/snapshot", query));
-  DIM_ASSIGN_OR_RETURN(std::string db, Unzstd(z, "catalogue snapshot from " + remote.current_server()));
-  // Staged and renamed, so a cut download never becomes the cache. What it
-  // holds is checked when Open reads it (main starts over without it).
+  const std::string what = "catalogue snapshot of " + image + " from " + remote.current_server();
+  DIM_ASSIGN_OR_RETURN(std::string db, dim::DecompressFrame(z, dim::kMaxCatalogBytes, what));
+  // A hostile file is never opened as the cache: checked from memory first
+  // (schema, integrity, the tree). On Corruption main takes the delta.
+  auto held = dim::CheckSnapshot(db, image);
+  if (!held.ok()) return held.status().Annotate("from " + remote.current_server());
+  // Staged and renamed, so a cut download never becomes the cache.
   return dim::WriteFileAtomic(dim::Env::Posix(), db_path, db);
 }
 
@@ -107,8 +94,12 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
     compressed = fetch(0);
   }
   if (!compressed.ok()) return compressed.status();
-  DIM_ASSIGN_OR_RETURN(std::string raw, Unzstd(*compressed, "catalogue delta from " + remote.current_server()));
-  DIM_ASSIGN_OR_RETURN(dim::CatalogDelta delta, dim::CatalogDelta::Parse(raw));
+  const std::string what = "catalogue delta of " + image_ + " to version " + std::to_string(target) + " from " +
+                           remote.current_server();
+  DIM_ASSIGN_OR_RETURN(std::string raw, dim::DecompressFrame(*compressed, dim::kMaxCatalogBytes, what));
+  auto parsed = dim::CatalogDelta::Parse(raw);
+  if (!parsed.ok()) return parsed.status().Annotate(what);
+  dim::CatalogDelta delta = std::move(*parsed);
   if (delta.image != image_ || delta.to != target || delta.from != from) {
     return Status::Corruption("the server answered a delta for another image or range");
   }

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <thread>
 
+#include "dim/wire.h"
+
 namespace rootfs {
 
 using dim::Status;
@@ -93,19 +95,10 @@ dim::Result<std::map<dim::Digest, std::string>> Remote::Objects(const std::vecto
   std::string body;
   for (const auto& id : ids) body += id.Raw();
   DIM_ASSIGN_OR_RETURN(std::string answer, Send("POST", "/v1/objects/batch", {}, body, false));
+  std::vector<dim::wire::ObjectRecord> records;
+  if (!dim::wire::DecodeObjectRecords(answer, false, &records)) return Status::Corruption("truncated object batch");
   std::map<dim::Digest, std::string> out;
-  size_t p = 0;
-  while (p < answer.size()) {
-    if (answer.size() - p < 40) return Status::Corruption("truncated object batch");
-    dim::Digest id;
-    std::memcpy(id.bytes.data(), answer.data() + p, 32);
-    uint64_t n = 0;
-    for (int b = 7; b >= 0; b--) n = (n << 8) | static_cast<uint8_t>(answer[p + 32 + b]);
-    p += 40;
-    if (n > answer.size() - p) return Status::Corruption("truncated object batch");
-    out[id] = answer.substr(p, n);
-    p += n;
-  }
+  for (const auto& rec : records) out[rec.id] = std::string(rec.body);
   return out;
 }
 

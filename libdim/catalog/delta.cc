@@ -3,8 +3,11 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "dim/image.h"
+#include "dim/overlay_wire.h"
 #include "dim/wire.h"
 
 namespace dim {
@@ -48,14 +51,18 @@ std::string CatalogDelta::Serialize() const {
 }
 
 Result<CatalogDelta> CatalogDelta::Parse(std::string_view bytes) {
-  auto bad = [](const char* what) {
-    return Status::Corruption(std::string("catalogue delta is malformed: ") + what);
+  CatalogDelta d;
+  auto bad = [&d](const std::string& what) {
+    return Status::Corruption("catalogue delta" +
+                              (d.image.empty() ? std::string()
+                                               : " of image '" + d.image + "' from version " + std::to_string(d.from) +
+                                                     " to " + std::to_string(d.to)) +
+                              " is malformed: " + what + "; nothing of it was applied");
   };
   if (bytes.size() < sizeof kMagic || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
     return bad("bad magic");
   }
   Reader r(bytes.substr(sizeof kMagic));
-  CatalogDelta d;
   VersionInfo& v = d.version;
   if (!r.Str(&d.image) || !r.I64(&d.from) || !r.I64(&d.to) || !r.I64(&v.number) ||
       !r.I64(&v.parent) || !r.Str(&v.message) || !r.Str(&v.author) || !r.I64(&v.time_ns) ||
@@ -69,17 +76,17 @@ Result<CatalogDelta> CatalogDelta::Parse(std::string_view bytes) {
   d.ended.resize(n);
   for (auto& e : d.ended) {
     if (!r.Str(&e.path) || !r.I64(&e.v_from) || !r.I64(&e.v_to)) return bad("truncated ended row");
-    if (!ValidPath(e.path) || e.v_from > d.from || e.v_to <= d.from || e.v_to > d.to) {
-      return bad("ended row outside the delta's range");
+    if (!ValidPath(e.path)) return bad(QuotePath(e.path) + ": ended row without an absolute path");
+    if (e.v_from > d.from || e.v_to <= d.from || e.v_to > d.to) {
+      return bad(QuotePath(e.path) + ": ended row outside the delta's range");
     }
   }
   if (!r.U32(&n) || n > r.left() / 40) return bad("bad started-row count");
   d.started.resize(n);
   for (auto& s : d.started) {
     if (!r.I64(&s.v_from) || !r.Entry(&s.entry)) return bad("truncated started row");
-    if (!ValidPath(s.entry.path) || s.v_from <= d.from || s.v_from > d.to) {
-      return bad("started row outside the delta's range");
-    }
+    if (!ValidPath(s.entry.path)) return bad(QuotePath(s.entry.path) + ": started row without an absolute path");
+    if (s.v_from <= d.from || s.v_from > d.to) return bad(QuotePath(s.entry.path) + ": started row outside the delta's range");
   }
   if (r.left() != 0) return bad("trailing bytes");
   return d;
@@ -94,6 +101,114 @@ std::vector<Digest> CatalogDelta::Objects() const {
     }
   }
   return out;
+}
+
+Status CheckEntry(const Entry& e) {
+  auto bad = [](const std::string& what) { return Status::Corruption(what); };
+  const bool file = e.type == EntryType::kFile, symlink = e.type == EntryType::kSymlink;
+  if (!CleanEntryPath(e.path)) {
+    return bad("not a clean absolute path (empty, '.' or '..' components, a component over 255 bytes "
+               "or over 4096 bytes in all)");
+  }
+  if (e.path == "/" && e.type != EntryType::kDir) return bad("the root is a " + std::string(EntryTypeName(e.type)));
+  if ((e.mode & ~07777u) != 0) return bad("mode " + std::to_string(e.mode) + " has bits beyond 07777");
+  if (!file && (!e.object.IsZero() || !e.link_group.empty())) {
+    return bad(std::string("a ") + EntryTypeName(e.type) + " with content or a hardlink group");
+  }
+  if (file && (e.size == 0) != e.object.IsZero()) {
+    return bad("a file of " + std::to_string(e.size) + " bytes " + (e.size ? "without" : "with") + " content");
+  }
+  if (file && e.size > (1ull << 50)) return bad("a file of " + std::to_string(e.size) + " bytes");
+  if (file && !e.link_group.empty() && (!CleanEntryPath(e.link_group) || e.link_group > e.path)) {
+    return bad("hardlink group " + QuotePath(e.link_group) + " is not a clean path up to the entry's own");
+  }
+  if (symlink && (e.target.empty() || e.target.find('\0') != std::string::npos || e.size != e.target.size())) {
+    return bad("a symlink whose target is empty, holds a NUL byte or does not match its size");
+  }
+  if (!symlink && !e.target.empty()) return bad("a symlink target on a " + std::string(EntryTypeName(e.type)));
+  if (!file && !symlink && e.size != 0) return bad(std::string("a ") + EntryTypeName(e.type) + " with a size");
+  return Status::Ok();
+}
+
+Status CheckDelta(Catalog& catalog, const CatalogDelta& d) {
+  auto bad = [&](const std::string& path, const std::string& what) {
+    return Status::Corruption("catalogue delta of image '" + d.image + "' from version " + std::to_string(d.from) +
+                              " to " + std::to_string(d.to) + ": " + (path.empty() ? "" : QuotePath(path) + ": ") +
+                              what + "; nothing of it was applied");
+  };
+  if (Status s = ValidateImageName(d.image); !s.ok()) return bad("", s.message());
+  if (d.from < 0 || d.to <= d.from || d.version.number != d.to) return bad("", "inconsistent version numbers");
+  // The base: rows live at `from` of the replica's image (none from 0).
+  int64_t image_id = 0;
+  if (d.from > 0) {
+    DIM_ASSIGN_OR_RETURN(ImageInfo img, catalog.GetImage(d.image));
+    image_id = img.id;
+  }
+  auto base = [&](const std::string& path) -> Result<std::optional<Entry>> {
+    if (d.from == 0) return std::optional<Entry>();
+    return catalog.Lookup(image_id, d.from, path);
+  };
+  std::unordered_set<std::string> ended;
+  for (const auto& e : d.ended) {
+    if (!CleanEntryPath(e.path)) return bad(e.path, "ended row with an unclean path");
+    if (!ended.insert(e.path).second) return bad(e.path, "ended twice");
+  }
+  std::unordered_map<std::string, const Entry*> started;
+  for (const auto& s : d.started) {
+    if (Status st = CheckEntry(s.entry); !st.ok()) return bad(s.entry.path, st.message());
+    if (!started.emplace(s.entry.path, &s.entry).second) return bad(s.entry.path, "started twice");
+  }
+  // The entry at `path` in version `to`: a started row, else a base row
+  // that did not end.
+  auto at_to = [&](const std::string& path) -> Result<std::optional<Entry>> {
+    if (auto it = started.find(path); it != started.end()) return std::optional<Entry>(*it->second);
+    if (ended.count(path)) return std::optional<Entry>();
+    return base(path);
+  };
+  for (const auto& s : d.started) {
+    const Entry& e = s.entry;
+    // One live row per path: a started path the base has must end there.
+    if (!ended.count(e.path)) {
+      DIM_ASSIGN_OR_RETURN(auto was, base(e.path));
+      if (was) return bad(e.path, "started while the base version's row stays");
+    }
+    if (e.path != "/") {
+      std::string parent(ParentPath(e.path));
+      DIM_ASSIGN_OR_RETURN(auto p, at_to(parent));
+      if (!p) return bad(e.path, "its parent " + QuotePath(parent) + " is not in the version");
+      if (p->type != EntryType::kDir) {
+        return bad(e.path, "its parent " + QuotePath(parent) + " is a " + EntryTypeName(p->type) +
+                               ", not a directory");
+      }
+    }
+    // A group whose first path is gone is stale, not hostile (an --only
+    // commit that removed it leaves the other members' rows alone): such a
+    // member is written on its own. A group naming anything but a file is refused.
+    if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) {
+      DIM_ASSIGN_OR_RETURN(auto leader, at_to(e.link_group));
+      if (leader && leader->type != EntryType::kFile) {
+        return bad(e.path, "hardlink group " + QuotePath(e.link_group) + " is a " + EntryTypeName(leader->type) +
+                               ", not a file");
+      }
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(auto root, at_to("/"));
+  if (!root) return bad("/", "the version has no root directory");
+  // A directory that ends (or becomes something else) takes its contents along.
+  if (d.from > 0) {
+    for (const auto& e : d.ended) {
+      DIM_ASSIGN_OR_RETURN(auto now, at_to(e.path));
+      if (now && now->type == EntryType::kDir) continue;
+      Status st = catalog.ForEachChild(image_id, d.from, e.path, [&](const Entry& child) -> Status {
+        if (!ended.count(child.path)) {
+          return bad(child.path, "stays while its directory " + QuotePath(e.path) + " goes");
+        }
+        return Status::Ok();
+      });
+      DIM_RETURN_IF_ERROR(st);
+    }
+  }
+  return Status::Ok();
 }
 
 Result<CatalogDelta> ExportDelta(Catalog& catalog, const ImageInfo& image, int64_t from,
@@ -133,19 +248,21 @@ Result<CatalogDelta> ExportDelta(Catalog& catalog, const ImageInfo& image, int64
 }
 
 Status ApplyDelta(Catalog& catalog, const CatalogDelta& d) {
-  ImageInfo image;
   auto existing = catalog.GetImage(d.image);
-  if (existing.ok()) {
-    image = *existing;
-  } else if (existing.status().code() == Code::kNotFound && d.from == 0) {
-    DIM_ASSIGN_OR_RETURN(image, catalog.CreateImage(d.image, ""));
-  } else {
+  if (!existing.ok() && !(existing.status().code() == Code::kNotFound && d.from == 0)) {
     return existing.status();
   }
-  if (image.head != d.from) {
-    return Status::Conflict("replica of image '" + d.image + "' is at version " +
-                            std::to_string(image.head) + ", but the delta starts at " +
-                            std::to_string(d.from));
+  const int64_t head = existing.ok() ? existing->head : 0;
+  if (head != d.from) {
+    return Status::Conflict("replica of image '" + d.image + "' is at version " + std::to_string(head) +
+                            ", but the delta starts at " + std::to_string(d.from));
+  }
+  DIM_RETURN_IF_ERROR(CheckDelta(catalog, d));
+  ImageInfo image;
+  if (existing.ok()) {
+    image = *existing;
+  } else {
+    DIM_ASSIGN_OR_RETURN(image, catalog.CreateImage(d.image, ""));
   }
   DIM_ASSIGN_OR_RETURN(auto end, catalog.db().Prepare(
       "UPDATE entries SET v_to = ?4 WHERE image_id = ?1 AND path = ?2 AND v_from = ?3 AND "
@@ -185,6 +302,115 @@ Result<std::string> SnapshotCatalog(Catalog& catalog, const ImageInfo& image, in
   if (out.size() < 100) return Status::Corruption("serialised catalogue of " + image.name + " has no header");
   out[18] = out[19] = 2;
   return out;
+}
+
+}  // namespace dim
+
+namespace dim {
+namespace {
+
+// The schema as SQLite records it: one "type name tbl_name sql" line per object.
+Result<std::vector<std::string>> SchemaRows(sql::Db& db) {
+  DIM_ASSIGN_OR_RETURN(auto s, db.Prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"));
+  std::vector<std::string> out;
+  while (s.Step()) out.push_back(s.Text(0) + " " + s.Text(1) + " " + s.Text(2) + " " + s.Text(3));
+  DIM_RETURN_IF_ERROR(s.status());
+  return out;
+}
+
+// Runs a query expected to answer one integer.
+Result<int64_t> One(sql::Db& db, const std::string& sql) {
+  DIM_ASSIGN_OR_RETURN(auto s, db.Prepare(sql));
+  if (!s.Step()) {
+    DIM_RETURN_IF_ERROR(s.status());
+    return Status::Corruption("no answer to " + sql);
+  }
+  return s.Int(0);
+}
+
+}  // namespace
+
+Result<int64_t> CheckSnapshot(std::string_view bytes, const std::string& image) {
+  auto bad = [&](const std::string& what) {
+    return Status::Corruption("catalogue snapshot of image '" + image + "': " + what);
+  };
+  if (bytes.size() < 512 || bytes.size() > kMaxCatalogBytes || bytes.substr(0, 16) != std::string_view("SQLite format 3\0", 16)) {
+    return bad("not a SQLite database of at most " + std::to_string(kMaxCatalogBytes >> 20) + " MiB");
+  }
+  DIM_ASSIGN_OR_RETURN(auto fresh, Catalog::Open(":memory:"));
+  DIM_ASSIGN_OR_RETURN(std::vector<std::string> want, SchemaRows(fresh->db()));
+  DIM_ASSIGN_OR_RETURN(auto snap, Catalog::Open(":memory:"));
+  sqlite3* raw = snap->db().raw();
+  // A hostile file must not run anything: no schema-defined functions or
+  // triggers, no views, no extensions, no writes to the schema.
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_ENABLE_VIEW, 0, nullptr);
+  sqlite3_limit(raw, SQLITE_LIMIT_LENGTH, 16 << 20);
+  // Read from memory, never from a file: a WAL header would make SQLite look
+  // for a -wal file, so the copy says rollback journal.
+  auto* copy = static_cast<unsigned char*>(sqlite3_malloc64(bytes.size()));
+  if (copy == nullptr) return Status::IOError("out of memory for the catalogue snapshot of " + image);
+  std::memcpy(copy, bytes.data(), bytes.size());
+  copy[18] = copy[19] = 1;
+  if (sqlite3_deserialize(raw, "main", copy, static_cast<sqlite3_int64>(bytes.size()),
+                          static_cast<sqlite3_int64>(bytes.size()),
+                          SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY) != SQLITE_OK) {
+    return bad("SQLite cannot read it");
+  }
+  auto version = One(snap->db(), "PRAGMA user_version");
+  if (!version.ok()) return bad(version.status().message());
+  if (*version != Catalog::SchemaVersion()) {
+    return bad("schema version " + std::to_string(*version) + ", this dim reads snapshots of schema " +
+               std::to_string(Catalog::SchemaVersion()) + " only");
+  }
+  auto have = SchemaRows(snap->db());
+  if (!have.ok() || *have != want) return bad("its tables and indexes are not exactly this dim's catalogue schema");
+  {
+    auto q = snap->db().Prepare("PRAGMA quick_check");
+    if (!q.ok()) return bad(q.status().message());
+    if (!q->Step() || q->Text(0) != "ok" || q->Step()) return bad("SQLite's quick_check finds it damaged");
+  }
+  // Only what a delta from nothing leaves: one image, its one version, that
+  // version's live rows; every other table empty.
+  for (const auto& row : want) {
+    std::string name = row.substr(6, row.find(' ', 6) - 6);
+    if (row.rfind("table ", 0) != 0 || name == "images" || name == "versions" || name == "entries") continue;
+    auto n = One(snap->db(), "SELECT count(*) FROM \"" + name + "\"");
+    if (!n.ok() || *n != 0) return bad("table " + name + " is not empty");
+  }
+  auto images = snap->ListImages();
+  if (!images.ok() || images->size() != 1 || (*images)[0].name != image || (*images)[0].head < 1) {
+    return bad("it does not hold exactly the image " + image + " with a version");
+  }
+  const ImageInfo& img = (*images)[0];
+  const std::string id = std::to_string(img.id), head = std::to_string(img.head);
+  auto versions = One(snap->db(), "SELECT count(*) FROM versions");
+  auto stray = One(snap->db(), "SELECT count(*) FROM entries WHERE image_id != " + id + " OR v_to != " +
+                                   std::to_string(kLive) + " OR v_from < 1 OR v_from > " + head +
+                                   " OR typeof(path) != 'blob' OR typeof(parent) != 'blob'");
+  if (!versions.ok() || *versions != 1 || !snap->GetVersion(img, img.head).ok()) {
+    return bad("it does not hold exactly its head version's record");
+  }
+  if (!stray.ok() || *stray != 0) return bad("it holds rows of other versions or images, or paths that are not blobs");
+  // Listings find children by the parent column: it must agree with the path.
+  {
+    auto s = snap->db().Prepare("SELECT path, parent FROM entries");
+    if (!s.ok()) return bad(s.status().message());
+    while (s->Step()) {
+      if (s->View(1) != ParentPath(s->View(0))) return bad(QuotePath(s->View(0)) + ": its parent column disagrees with its path");
+    }
+    if (!s->status().ok()) return bad(s->status().message());
+  }
+  auto delta = ExportDelta(*snap, img, 0, img.head);
+  if (!delta.ok()) return bad(delta.status().message());
+  auto rows = One(snap->db(), "SELECT count(*) FROM entries");
+  if (!rows.ok() || static_cast<size_t>(*rows) != delta->started.size()) return bad("it holds rows outside its version");
+  DIM_ASSIGN_OR_RETURN(auto empty, Catalog::Open(":memory:"));
+  if (Status s = CheckDelta(*empty, *delta); !s.ok()) return bad(s.message());
+  return img.head;
 }
 
 }  // namespace dim

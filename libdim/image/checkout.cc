@@ -10,40 +10,18 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unordered_set>
 
 #include "dim/fd.h"
 #include "dim/image.h"
 #include "dim/overlay_session.h"
+#include "dim/overlay_wire.h"
+#include "dim/upper.h"
 
 namespace dim {
 namespace {
 
-std::string Full(const std::string& dest, const std::string& path) {
-  return path == "/" ? dest : dest + path;
-}
-
-Status SetXattrs(const std::string& full, const Entry& e) {
-  for (const auto& x : e.xattrs) {
-    if (::lsetxattr(full.c_str(), x.name.c_str(), x.value.data(), x.value.size(), 0) != 0) {
-      return PosixError("set xattr " + x.name + " on " + full);
-    }
-  }
-  return Status::Ok();
-}
-
-Status SetOwnerModeXattrs(const std::string& full, const Entry& e) {
-  if (::lchown(full.c_str(), e.uid, e.gid) != 0) return PosixError("chown " + full);
-  DIM_RETURN_IF_ERROR(SetXattrs(full, e));
-  if (e.type != EntryType::kSymlink && ::chmod(full.c_str(), e.mode) != 0) {
-    return PosixError("chmod " + full);
-  }
-  return Status::Ok();
-}
-
-}  // namespace
-
-Status SetTimes(const std::string& full, const Entry& e) {
-  struct timespec ts[2];
+void ToTimespec(const Entry& e, struct timespec ts[2]) {
   ts[0].tv_sec = ts[1].tv_sec = e.mtime_ns / 1000000000;
   ts[0].tv_nsec = ts[1].tv_nsec = e.mtime_ns % 1000000000;
   if (ts[0].tv_nsec < 0) {  // times before 1970
@@ -52,68 +30,128 @@ Status SetTimes(const std::string& full, const Entry& e) {
     ts[0].tv_sec--;
     ts[1].tv_sec--;
   }
+}
+
+// The directory holding e.path below root_fd (the root itself for "/", whose
+// name is then "."), never through a symlink or "..".
+Result<Fd> ParentOf(int root_fd, const std::string& path, std::string* name) {
+  if (!CleanEntryPath(path)) {
+    return Status::InvalidArgument("refusing to write " + QuotePath(path) +
+                                   ": not a clean absolute path (empty, '.' or '..' components)");
+  }
+  if (path == "/") {
+    *name = ".";
+    Fd fd(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
+    if (!fd.valid()) return PosixError("duplicate a directory descriptor");
+    return fd;
+  }
+  return upper::OpenParent(root_fd, path, name);
+}
+
+Status WriteContent(const ObjectStore& objects, int fd, const Entry& e) {
+  if (!e.object.IsZero()) {
+    DIM_RETURN_IF_ERROR(objects.ReadFile(e.object, QuotePath(e.path), [&](uint64_t off, std::string_view data) -> Status {
+      while (!data.empty()) {
+        ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return PosixError("write " + QuotePath(e.path));
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+        off += static_cast<uint64_t>(n);
+      }
+      return Status::Ok();
+    }));
+  }
+  // Trailing holes: extend without writing.
+  if (::ftruncate(fd, static_cast<off_t>(e.size)) != 0) return PosixError("set size of " + QuotePath(e.path));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SetTimes(const std::string& full, const Entry& e) {
+  struct timespec ts[2];
+  ToTimespec(e, ts);
   if (::utimensat(AT_FDCWD, full.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
     return PosixError("set times of " + full);
   }
   return Status::Ok();
 }
 
-Status MaterializeEntry(const ObjectStore& objects, const Entry& e, const std::string& dest,
-                        const std::string& link_target_full) {
-  std::string full = Full(dest, e.path);
+Status SetTimesAt(int root_fd, const Entry& e) {
+  std::string name;
+  DIM_ASSIGN_OR_RETURN(Fd dir, ParentOf(root_fd, e.path, &name));
+  struct timespec ts[2];
+  ToTimespec(e, ts);
+  if (::utimensat(dir.get(), name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    return PosixError("set times of " + QuotePath(e.path));
+  }
+  return Status::Ok();
+}
+
+Status MaterializeAt(const ObjectStore& objects, int root_fd, const Entry& e, const std::string& link_to) {
+  std::string name;
+  DIM_ASSIGN_OR_RETURN(Fd dir, ParentOf(root_fd, e.path, &name));
+  const int dfd = dir.get();
   switch (e.type) {
     case EntryType::kDir:
-      if (::mkdir(full.c_str(), 0700) != 0) {
+      if (name != "." && ::mkdirat(dfd, name.c_str(), 0700) != 0) {
         struct stat st;
-        if (errno != EEXIST || ::lstat(full.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-          return PosixError("create directory " + full);
+        if (errno != EEXIST || ::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
+          return PosixError("create directory " + QuotePath(e.path));
         }
       }
-      return SetOwnerModeXattrs(full, e);
+      break;
     case EntryType::kFile: {
-      if (!link_target_full.empty()) {
-        if (::link(link_target_full.c_str(), full.c_str()) != 0) {
-          return PosixError("hardlink " + full + " to " + link_target_full);
+      if (!link_to.empty()) {
+        std::string src_name;
+        DIM_ASSIGN_OR_RETURN(Fd src_dir, ParentOf(root_fd, link_to, &src_name));
+        struct stat st;
+        if (link_to == "/" || ::fstatat(src_dir.get(), src_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode)) {
+          return Status::InvalidArgument("cannot hardlink " + QuotePath(e.path) + " to " + QuotePath(link_to) +
+                                         ": that is not a file written before it");
         }
-        return Status::Ok();
+        if (::linkat(src_dir.get(), src_name.c_str(), dfd, name.c_str(), 0) != 0) {
+          return PosixError("hardlink " + QuotePath(e.path) + " to " + QuotePath(link_to));
+        }
+        return Status::Ok();  // a second name shares the first one's metadata
       }
-      Fd fd(::open(full.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!fd.valid()) return PosixError("create " + full);
-      if (!e.object.IsZero()) {
-        DIM_RETURN_IF_ERROR(objects.ReadFile(
-            e.object, QuotePath(e.path), [&](uint64_t off, std::string_view data) -> Status {
-              while (!data.empty()) {
-                ssize_t n = ::pwrite(fd.get(), data.data(), data.size(), static_cast<off_t>(off));
-                if (n < 0) {
-                  if (errno == EINTR) continue;
-                  return PosixError("write " + full);
-                }
-                data.remove_prefix(static_cast<size_t>(n));
-                off += static_cast<uint64_t>(n);
-              }
-              return Status::Ok();
-            }));
-      }
-      // Trailing holes: extend without writing.
-      if (::ftruncate(fd.get(), static_cast<off_t>(e.size)) != 0) {
-        return PosixError("set size of " + full);
-      }
+      Fd fd(::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!fd.valid()) return PosixError("create " + QuotePath(e.path));
+      DIM_RETURN_IF_ERROR(WriteContent(objects, fd.get(), e));
       break;
     }
     case EntryType::kSymlink:
-      if (::symlink(e.target.c_str(), full.c_str()) != 0) return PosixError("symlink " + full);
+      if (::symlinkat(e.target.c_str(), dfd, name.c_str()) != 0) return PosixError("symlink " + QuotePath(e.path));
       break;
     case EntryType::kChar:
     case EntryType::kBlock:
     case EntryType::kFifo:
     case EntryType::kSocket:
-      if (::mknod(full.c_str(), ModeTypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev)) != 0) {
-        return PosixError("create " + std::string(EntryTypeName(e.type)) + " " + full);
+      if (::mknodat(dfd, name.c_str(), ModeTypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev)) != 0) {
+        return PosixError("create " + std::string(EntryTypeName(e.type)) + " " + QuotePath(e.path));
       }
       break;
   }
-  DIM_RETURN_IF_ERROR(SetOwnerModeXattrs(full, e));
-  return SetTimes(full, e);
+  // Owner, xattrs, mode and times, in that order (a directory's time is set
+  // again by the caller once its contents are written).
+  return upper::ApplyMetadata(dfd, name, e, upper::IdentityXattrs(), false);
+}
+
+Status MaterializeEntry(const ObjectStore& objects, const Entry& e, const std::string& dest,
+                        const std::string& link_target_full) {
+  Fd root(::open(dest.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return PosixError("open " + dest);
+  std::string link_to;
+  if (!link_target_full.empty()) {
+    if (link_target_full.compare(0, dest.size() + 1, dest + "/") != 0) {
+      return Status::InvalidArgument("hardlink target " + QuotePath(link_target_full) + " is not below " + dest);
+    }
+    link_to = link_target_full.substr(dest.size());
+  }
+  return MaterializeAt(objects, root.get(), e, link_to);
 }
 
 Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest_arg,
@@ -140,15 +178,21 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
   std::string tmp = dest + ".dim-checkout-" + std::to_string(::getpid());
   DIM_RETURN_IF_ERROR(RemoveTree(tmp));
   if (::mkdir(tmp.c_str(), 0700) != 0) return PosixError("create checkout directory " + tmp);
+  Fd root(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root.valid()) return PosixError("open checkout directory " + tmp);
   CheckoutStats stats;
   std::vector<Entry> dirs;
+  // Files written as the first path of their hardlink group; a member whose
+  // group has none in this version (a stale group) is written on its own.
+  std::unordered_set<std::string> leaders;
   std::string what = image.name + "@" + std::to_string(version);
   Status st = store.catalog().ForEachEntry(image.id, version, [&](const Entry& e) -> Status {
     std::string link;
-    if (e.type == EntryType::kFile && !e.link_group.empty() && e.link_group != e.path) {
-      link = Full(tmp, e.link_group);
+    if (e.type == EntryType::kFile && !e.link_group.empty()) {
+      if (e.link_group == e.path) leaders.insert(e.path);
+      else if (leaders.count(e.link_group)) link = e.link_group;
     }
-    Status s = MaterializeEntry(store.objects(), e, tmp, link);
+    Status s = MaterializeAt(store.objects(), root.get(), e, link);
     if (!s.ok()) return s.Annotate("checkout of " + what);
     stats.entries++;
     if (e.type == EntryType::kFile) stats.bytes += e.size;
@@ -156,7 +200,7 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
     return Status::Ok();
   });
   for (auto it = dirs.rbegin(); st.ok() && it != dirs.rend(); ++it) {
-    st = SetTimes(Full(tmp, it->path), *it);
+    st = SetTimesAt(root.get(), *it);
   }
   if (st.ok() && dest_exists && ::rmdir(dest.c_str()) != 0) st = PosixError("replace " + dest);
   if (st.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) {

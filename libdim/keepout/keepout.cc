@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "dim/wire.h"
 #include "keepout/glob.h"
 
 namespace dim::keepout {
@@ -223,6 +224,30 @@ Match RuleSet::Impl::Explain(std::string_view rel, bool is_dir) const {
                    "/*' and then '!" + Printable(LiteralPattern(child)) +
                    (child_is_dir ? "/" : "") + "'";
   return m;
+}
+
+std::string EncodeList(const std::vector<std::string>& patterns) {
+  wire::Writer w;
+  w.out() = "DIMKEEP1\n";
+  w.U32(static_cast<uint32_t>(patterns.size()));
+  for (const auto& p : patterns) w.Str(p);
+  return std::move(w.out());
+}
+
+Result<std::vector<std::string>> DecodeList(std::string_view body) {
+  wire::Reader r(body);
+  uint32_t n = 0;
+  std::string_view magic;
+  if (!r.Raw(9, &magic) || magic != "DIMKEEP1\n" || !r.U32(&n) || n > r.left() / 4) {
+    return Status::Corruption("keep-out list is malformed (expected DIMKEEP1, a count and the patterns)");
+  }
+  std::vector<std::string> patterns(n);
+  for (auto& p : patterns) {
+    if (!r.Str(&p)) return Status::Corruption("keep-out list is cut short");
+    if (Status s = ValidatePattern(p); !s.ok()) return Status::Corruption("keep-out list: " + s.message());
+  }
+  if (r.left() != 0) return Status::Corruption("keep-out list has trailing bytes");
+  return patterns;
 }
 
 }  // namespace dim::keepout

@@ -189,7 +189,7 @@ class SocketClient final : public Client {
         if (!s.ok()) return Status(s.code(), what + ": " + s.message());
         conn_key_ = key;
       }
-      ResponseReader reader;
+      ResponseReader reader(opts_.max_body);
       Status s = Exchange(head, body, deadline, limit_ms, &reader);
       if (s.ok()) {
         if (!reader.keep_alive()) conn_.Reset();

@@ -55,8 +55,14 @@ Status Malformed(const std::string& what) {
 
 }  // namespace
 
+Status ResponseReader::TooLarge(uint64_t size) const {
+  return Status::Corruption("the answer's body" + (size ? " of " + std::to_string(size) + " bytes" : std::string()) +
+                            " is larger than this request accepts (" + std::to_string(max_body_) +
+                            " bytes); a broken or hostile server");
+}
+
 Status ResponseReader::Append(std::string_view bytes) {
-  if (resp_.body.size() + bytes.size() > kMaxBody) return Malformed("body over 16 GiB");
+  if (resp_.body.size() + bytes.size() > max_body_) return TooLarge(0);
   resp_.body.append(bytes);
   return Status::Ok();
 }
@@ -134,9 +140,10 @@ Status ResponseReader::ParseHead(std::string_view head) {
     return Status::Ok();
   }
   if (auto cl = resp_.headers.find("content-length"); cl != resp_.headers.end()) {
-    if (!ParseLength(cl->second, &remaining_) || remaining_ > kMaxBody) {
+    if (!ParseLength(cl->second, &remaining_)) {
       return Malformed("content-length \"" + cl->second.substr(0, 40) + "\"");
     }
+    if (remaining_ > max_body_) return TooLarge(remaining_);
     resp_.body.reserve(std::min<uint64_t>(remaining_, 256 << 20));
     state_ = remaining_ == 0 ? State::kDone : State::kBody;
     return Status::Ok();
@@ -206,7 +213,7 @@ Result<size_t> ResponseReader::Feed(std::string_view data) {
           n = n * 16 + static_cast<uint64_t>(d);
         }
         line_.clear();
-        if (n > kMaxBody) return Malformed("chunk over 16 GiB");
+        if (n > max_body_) return TooLarge(n);
         remaining_ = n;
         state_ = n == 0 ? State::kTrailers : State::kChunkData;
         break;

@@ -16,6 +16,9 @@ namespace dim::http {
 
 class ResponseReader {
  public:
+  // Bodies over max_body (announced or received) are refused: a hostile
+  // server cannot make the client buffer more.
+  explicit ResponseReader(uint64_t max_body = kDefaultMaxBody) : max_body_(max_body) {}
   // Consumes a prefix of `data` and returns how much; call again with the
   // rest while !done(). Corruption for anything that is not HTTP/1.x.
   Result<size_t> Feed(std::string_view data);
@@ -34,7 +37,7 @@ class ResponseReader {
   ClientResponse& response() { return resp_; }
 
   static constexpr size_t kMaxHead = 64 << 10;          // status line + headers
-  static constexpr uint64_t kMaxBody = 16ull << 30;     // larger is a broken peer
+  static constexpr uint64_t kDefaultMaxBody = ClientOptions{}.max_body;
 
  private:
   enum class State { kHead, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kToClose, kDone };
@@ -42,7 +45,9 @@ class ResponseReader {
   // Collects one line (CRLF or LF) into line_; true when it is complete.
   Result<bool> TakeLine(std::string_view data, size_t* used);
   Status Append(std::string_view bytes);
+  Status TooLarge(uint64_t size) const;
 
+  uint64_t max_body_;
   State state_ = State::kHead;
   bool started_ = false;
   bool keep_alive_ = true;

@@ -1,5 +1,7 @@
 #include "dim/wire.h"
 
+#include "dim/node_overlay.h"
+
 #include <cstring>
 
 namespace dim::wire {
@@ -92,6 +94,22 @@ bool Reader::Entry(dim::Entry* e) {
   return true;
 }
 
+bool DecodeObjectRecords(std::string_view body, bool packed, std::vector<ObjectRecord>* out) {
+  Reader r(body);
+  out->clear();
+  while (r.left() > 0) {
+    ObjectRecord rec;
+    std::string_view id;
+    uint64_t n = 0;
+    if (!r.Raw(32, &id) || (packed && !r.U8(&rec.kind)) || !r.U64(&n) || n > r.left() || !r.Raw(n, &rec.body)) {
+      return false;
+    }
+    std::memcpy(rec.id.bytes.data(), id.data(), 32);
+    out->push_back(rec);
+  }
+  return true;
+}
+
 bool ValidPath(const std::string& p) {
   return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos;
 }
@@ -124,3 +142,38 @@ bool DecodePins(std::string_view body, std::map<std::string, int64_t>* pins) {
 }
 
 }  // namespace dim::wire
+
+namespace dim {
+
+std::string EncodeProvision(const ProvisionRequest& req) {
+  wire::Writer w;
+  w.out() = "DIMPROV1\n";
+  const NodeIdentity& id = req.node;
+  for (const auto* f : {&id.image, &id.hostname, &id.fqdn, &id.ip, &id.domain}) w.Str(*f);
+  w.U32(static_cast<uint32_t>(req.rules.size()));
+  for (const auto& r : req.rules) {
+    w.Str(r.pattern);
+    w.Str(r.source);
+  }
+  return std::move(w.out());
+}
+
+Result<ProvisionRequest> DecodeProvision(std::string_view body) {
+  wire::Reader r(body);
+  std::string_view magic;
+  ProvisionRequest req;
+  NodeIdentity& id = req.node;
+  uint32_t n = 0;
+  if (!r.Raw(9, &magic) || magic != "DIMPROV1\n" || !r.Str(&id.image) || !r.Str(&id.hostname) ||
+      !r.Str(&id.fqdn) || !r.Str(&id.ip) || !r.Str(&id.domain) || !r.U32(&n) || n > r.left() / 8) {
+    return Status::Corruption("a provision request is DIMPROV1 with the node's identity and rules");
+  }
+  req.rules.resize(n);
+  for (auto& rule : req.rules) {
+    if (!r.Str(&rule.pattern) || !r.Str(&rule.source)) return Status::Corruption("truncated keep-out rules");
+  }
+  if (r.left() != 0) return Status::Corruption("a provision request with trailing bytes");
+  return req;
+}
+
+}  // namespace dim

@@ -94,6 +94,15 @@ TEST_CASE("registry: an exported registry imports identical elsewhere; damage ch
   for (size_t cut : {size_t{0}, size_t{8}, body->size() / 2, body->size() - 1}) {
     CHECK_FALSE(leaf.registry().Import(body->substr(0, cut)).ok());
   }
+  // A hostile parent adding a line to a node's kernel arguments (boot scripts
+  // are line based) is refused whole too.
+  std::string injected = *body;
+  size_t at = injected.find("debug");
+  REQUIRE(at != std::string::npos);
+  injected.replace(at, 5, "x\nkrn");
+  auto refused = leaf.registry().Import(injected);
+  CHECK(refused.code() == dim::Code::kCorruption);
+  CHECK(refused.message().find("control character") != std::string::npos);
   CHECK(leaf.Load().cluster.nodes.size() == 1);
   REQUIRE(leaf.registry().Import(*body).ok());
   RegistrySnapshot a = top.Load(), b = leaf.Load();

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <chrono>
@@ -16,8 +17,13 @@
 
 #include <doctest/doctest.h>
 
+#include "dim/api_client.h"
+#include "dim/delta.h"
 #include "dim/http.h"
+#include "dim/zstd.h"
 #include "net/http_response.h"
+#include "replicator.h"
+#include "test_util.h"
 
 namespace {
 
@@ -284,6 +290,148 @@ TEST_CASE("http client: URLs it refuses, and IPv6 literals") {
   CHECK(r->body == "ok");
 }
 
+
+TEST_CASE("hostile server: answers larger than the client accepts are refused, however framed") {
+  // Connection 0 announces 100 GiB; 1 and 2 stream 1 MiB pieces (chunked,
+  // then to the close) until the client hangs up.
+  Scripted server([](int fd, int n) {
+    std::string head;
+    if (!Scripted::ReadRequest(fd, &head)) return;
+    if (n == 0) {
+      Scripted::Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 107374182400\r\n\r\n" + std::string(1 << 16, 'x'));
+      return;
+    }
+    Scripted::Send(fd, n == 1 ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              : "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    std::string piece = n == 1 ? "100000\r\n" + std::string(1 << 20, 'x') + "\r\n" : std::string(1 << 20, 'x');
+    for (int i = 0; i < 64; i++) {
+      if (::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL) < 0) break;
+    }
+  });
+  CHECK(dim::http::ClientOptions{}.max_body == 256u << 20);
+  auto plain = Client::Create();
+  REQUIRE(plain.ok());
+  auto announced = (*plain)->Get(server.url("/big"), {});
+  REQUIRE_FALSE(announced.ok());
+  CHECK(announced.status().code() == Code::kCorruption);
+  CHECK_MESSAGE(announced.status().message().find("of 107374182400 bytes is larger than this request accepts (268435456") !=
+                    std::string::npos,
+                announced.status().message());
+  dim::http::ClientOptions small;
+  small.max_body = 4 << 20;
+  auto c = Client::Create(small);
+  REQUIRE(c.ok());
+  for (const char* path : {"/chunked", "/to-close"}) {
+    auto r = (*c)->Get(server.url(path), {});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kCorruption);
+    CHECK_MESSAGE(r.status().message().find("larger than this request accepts (4194304 bytes)") != std::string::npos,
+                  r.status().message());
+  }
+}
+
+namespace {
+
+// A zstd frame header that declares `size` bytes, then one RLE block of one byte.
+std::string DeclaringFrame(uint64_t size) {
+  std::string f("\x28\xb5\x2f\xfd\xe0", 5);
+  for (int i = 0; i < 8; i++) f += static_cast<char>(size >> (8 * i));
+  return f + std::string("\x0b\x00\x00x", 4);
+}
+
+// `mib` MiB of zeros as one frame that does not declare its size.
+std::string StreamedZeros(int mib) {
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  std::string zeros(1 << 20, '\0'), out, buf(ZSTD_CStreamOutSize(), '\0');
+  for (int i = 0; i < mib; i++) {
+    ZSTD_inBuffer in{zeros.data(), zeros.size(), 0};
+    ZSTD_EndDirective mode = i + 1 == mib ? ZSTD_e_end : ZSTD_e_continue;
+    size_t left;
+    do {
+      ZSTD_outBuffer ob{buf.data(), buf.size(), 0};
+      left = ZSTD_compressStream2(cctx.get(), &ob, &in, mode);
+      REQUIRE_FALSE(ZSTD_isError(left));
+      out.append(buf.data(), ob.pos);
+    } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("hostile server: zstd frames decompress to at most their bound") {
+  std::string text(100000, 'a');
+  std::string z(ZSTD_compressBound(text.size()), '\0');
+  z.resize(ZSTD_compress(z.data(), z.size(), text.data(), text.size(), 3));
+  auto ok = dim::DecompressFrame(z, 1 << 20, "test frame");
+  REQUIRE_MESSAGE(ok.ok(), ok.status().ToString());
+  CHECK(*ok == text);
+  CHECK(dim::DecompressFrame(z, 99999, "test frame").status().code() == Code::kCorruption);
+  auto declared = dim::DecompressFrame(DeclaringFrame(100ull << 30), 1 << 20, "test frame");
+  CHECK(declared.status().code() == Code::kCorruption);
+  CHECK(declared.status().message().find("decompresses to 107374182400 bytes") != std::string::npos);
+  // A bomb: 64 MiB of zeros in a few kB, no size declared; refused at the bound.
+  std::string bomb = StreamedZeros(64);
+  CHECK(bomb.size() < (64 << 10));
+  auto exploded = dim::DecompressFrame(bomb, 8 << 20, "test frame");
+  CHECK(exploded.status().code() == Code::kCorruption);
+  CHECK(exploded.status().message().find("over 8388608") != std::string::npos);
+  CHECK(dim::DecompressFrame(bomb, 64 << 20, "test frame")->size() == (64u << 20));
+  CHECK_FALSE(dim::DecompressFrame(z + "x", 1 << 20, "test frame").ok());
+  CHECK_FALSE(dim::DecompressFrame(z.substr(0, z.size() - 3), 1 << 20, "test frame").ok());
+  CHECK_FALSE(dim::DecompressFrame("not zstd", 1 << 20, "test frame").ok());
+}
+
+TEST_CASE("hostile parent: a leaf refuses a delta bomb and a delta below a symlink, keeping its version") {
+  dimtest::TempDir tmp;
+  auto store = dim::Store::Open(dim::Env::Posix(), tmp / "store", true);
+  REQUIRE(store.ok());
+  auto entry = [](const std::string& path, dim::EntryType type, const std::string& target = "") {
+    dim::Entry e;
+    e.path = path;
+    e.type = type;
+    e.mode = 0755;
+    e.target = target;
+    e.size = target.size();
+    return e;
+  };
+  dim::CatalogDelta d;
+  d.image = "deb";
+  d.to = d.version.number = 1;
+  d.started = {{1, entry("/", dim::EntryType::kDir)}, {1, entry("/etc", dim::EntryType::kDir)}};
+  {
+    auto txn = dim::sql::Transaction::Begin((*store)->catalog().db());
+    REQUIRE(dim::ApplyDelta((*store)->catalog(), d).ok());
+    REQUIRE((*txn)->Commit().ok());
+  }
+  // Version 2 as a hostile parent sends it: /l -> /etc, then /l/shadow.
+  dim::CatalogDelta hostile;
+  hostile.image = "deb";
+  hostile.from = 1;
+  hostile.to = hostile.version.number = 2;
+  dim::Entry shadow = entry("/l/shadow", dim::EntryType::kFile);
+  shadow.mode = 0644;
+  hostile.started = {{2, entry("/l", dim::EntryType::kSymlink, "/etc")}, {2, shadow}};
+  std::string raw = hostile.Serialize();
+  std::string z(ZSTD_compressBound(raw.size()), '\0');
+  z.resize(ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), 3));
+  Scripted server([&](int fd, int n) {
+    std::string head;
+    while (Scripted::ReadRequest(fd, &head)) {
+      std::string body = n == 0 ? DeclaringFrame(100ull << 30) : z;
+      Scripted::Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    }
+  });
+  for (const char* needle : {"decompresses to 107374182400 bytes", "its parent /l is a symlink"}) {
+    auto parent = dim::ApiClient::Create(server.url(""), "key", "server:test");
+    REQUIRE(parent.ok());
+    auto r = imaged::SyncImage(**store, **parent, server.url(""), "key", "server:test", "deb", 2, 1);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kCorruption);
+    CHECK_MESSAGE(r.status().message().find(needle) != std::string::npos, r.status().message());
+    CHECK((*store)->catalog().GetImage("deb")->head == 1);
+  }
+}
 }  // namespace
 
 TEST_CASE("http client and server: a privileged source port reaches the handler as the peer's port") {

@@ -743,6 +743,41 @@ TEST_CASE("overlay attack: provisioning never follows a symlink the node planted
   CHECK(ListOverlay(s, "n1")["/etc"].entry.type == dim::EntryType::kSymlink);
 }
 
+TEST_CASE("provision attack: identity values cannot add lines to the node's identity files") {
+  Server s;
+  AddImage(s, {});
+  auto provision = [&](const std::string& hostname, const std::string& fqdn, const std::string& ip,
+                       const std::string& domain) {
+    dim::ProvisionRequest p;
+    p.node.image = "deb";
+    p.node.hostname = hostname;
+    p.node.fqdn = fqdn;
+    p.node.ip = ip;
+    p.node.domain = domain;
+    return s.Call("POST", "/v1/nodes/n1/provision", "server:dimctl", dim::EncodeProvision(p));
+  };
+  struct Attack {
+    const char *hostname, *fqdn, *ip, *domain, *field;
+  } attacks[] = {
+      {"n1\n10.6.6.6 mirror.debian.org", "n1.example", "10.0.0.1", "example", "hostname"},
+      {"n1", "n1.example\n10.6.6.6 evil", "10.0.0.1", "example", "fqdn"},
+      {"n1", "n1.example", "10.0.0.1\nDIM_SERVER=http://evil", "example", "ip"},
+      {"n1", "n1.example", "10.0.0.1", "example\nLD_PRELOAD=/tmp/x.so", "domain"},
+      {"n1 evil", "n1.example", "10.0.0.1", "example", "hostname"},
+  };
+  for (const auto& a : attacks) {
+    auto r = provision(a.hostname, a.fqdn, a.ip, a.domain);
+    CHECK_MESSAGE(r.status == 400, a.field);
+    CHECK_MESSAGE(r.body.find(std::string("provision request: ") + a.field) != std::string::npos, r.body);
+  }
+  // Nothing was written for the node; a clean request provisions it.
+  CHECK(s.Call("GET", "/v1/nodes/n1/overlay/etc/hosts", "node:n1").status == 404);
+  auto ok = provision("n1", "n1.example", "10.0.0.1", "example");
+  CHECK_MESSAGE(ok.status == 200, ok.body);
+  auto hosts = s.Call("GET", "/v1/nodes/n1/overlay/etc/hosts", "node:n1");
+  CHECK(Body(hosts).find("10.0.0.1\tn1.example n1\n") != std::string::npos);
+}
+
 TEST_CASE("overlay attack: a read-only path cannot be reached through an ancestor, a rename or a link") {
   Server s;
   using dim::policy::Kind;

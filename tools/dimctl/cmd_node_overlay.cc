@@ -63,17 +63,10 @@ Status ProvisionRemote(Invocation& inv, const ChildState& server, const dim::Nod
     return Status::NotFound("server " + server.server + " does not say where it listens: set "
                             "'advertise = http://ADDRESS:PORT' in its imaged.conf");
   }
-  dim::wire::Writer w;
-  w.out() = "DIMPROV1\n";
-  for (const auto* f : {&id.image, &id.hostname, &id.fqdn, &id.ip, &id.domain}) w.Str(*f);
-  w.U32(static_cast<uint32_t>(rules.size()));
-  for (const auto& r : rules) {
-    w.Str(r.pattern);
-    w.Str(r.source);
-  }
+  std::string body = dim::EncodeProvision({id, rules});
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv, server.url));
   DIM_ASSIGN_OR_RETURN(std::string answer,
-                       client->Send("POST", "/v1/nodes/" + id.name + "/provision", {}, w.out()));
+                       client->Send("POST", "/v1/nodes/" + id.name + "/provision", {}, body));
   if (inv.global.verbosity >= 0) {
     std::printf("%s: %s@%s on %s, %s kept-out entries copied, %s already the node's, %s identity files\n",
                 id.name.c_str(), id.image.c_str(), dim::JsonField(answer, "version").c_str(),

@@ -41,9 +41,22 @@ struct CatalogDelta {
 Result<CatalogDelta> ExportDelta(Catalog& catalog, const ImageInfo& image, int64_t from,
                                  int64_t to);
 
-// Applies a delta inside the caller's transaction. The replica's head must be
-// delta.from (Conflict otherwise); from == 0 creates the image. Objects must
-// already be in the replica's store: the catalogue never names missing data.
+// What a receiver checks before it uses a delta from another server (a
+// parent may be compromised): every path clean and absolute, each entry's
+// fields consistent with its type, no path started or ended twice, and, in
+// the version the delta leads to, every entry's parent a directory (so no
+// entry lies below a symlink or a file), no directory ended while entries
+// stay below it, every hardlink naming a file of that version that leads its
+// group. The base is the catalogue's rows at delta.from (nothing when from is
+// 0). Corruption naming the image, the version and the path; reads only.
+Status CheckDelta(Catalog& catalog, const CatalogDelta& delta);
+// The checks of one entry that need no other row (CheckDelta's first part).
+Status CheckEntry(const Entry& e);
+
+// Applies a delta inside the caller's transaction, after CheckDelta. The
+// replica's head must be delta.from (Conflict otherwise); from == 0 creates
+// the image. Objects must already be in the replica's store: the catalogue
+// never names missing data. On an error nothing is written.
 Status ApplyDelta(Catalog& catalog, const CatalogDelta& delta);
 
 // `version` of an image as a ready catalogue: the bytes of a SQLite database
@@ -51,5 +64,17 @@ Status ApplyDelta(Catalog& catalog, const CatalogDelta& delta);
 // node starting with an empty cache takes it whole instead of inserting every
 // row itself, which under emulation or on a slow CPU is most of its boot.
 Result<std::string> SnapshotCatalog(Catalog& catalog, const ImageInfo& image, int64_t version);
+
+// Largest catalogue delta or snapshot a receiver decompresses (bytes).
+constexpr uint64_t kMaxCatalogBytes = 256ull << 20;  // ~700,000 entries
+
+// Checks a snapshot (the bytes of a SQLite database another server sent)
+// before it is opened as a catalogue: it is read from memory with SQLite's
+// defensive settings (no trusted schema, no extensions, no triggers or
+// views), its schema must be exactly this dim's, quick_check must pass, it
+// must hold exactly one image named `image` with one version, its head, and
+// only that version's live rows, and those rows must pass CheckDelta as a
+// delta from nothing. Returns the version it holds; Corruption otherwise.
+Result<int64_t> CheckSnapshot(std::string_view db, const std::string& image);
 
 }  // namespace dim

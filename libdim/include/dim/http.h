@@ -104,6 +104,11 @@ struct ClientOptions {
   // Connect from a local port below 1024 (root only): imaged hands a node its
   // key only to such a connection from the node's address (docs/boot.md).
   bool privileged_source_port = false;
+  // Largest answer body accepted (Corruption beyond): a broken or hostile
+  // server cannot make a node or a leaf buffer gigabytes. Enough for every
+  // API answer (objects, batches and packs are at most 64 MiB, catalogue
+  // deltas and snapshots far less); boot file copies raise it.
+  uint64_t max_body = 256ull << 20;
 };
 
 // One kept-alive connection (to the last host asked), plain http:// only.

@@ -58,11 +58,25 @@ struct CheckoutStats {
 // absent; the tree is built beside it and renamed into place when complete.
 Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest,
                                const CheckoutOptions& opts);
-// Writes one entry at dest+entry.path, with all metadata except the mtime of
-// directories, which the caller sets after filling them. Shared with editing
-// sessions, which apply overlay changes to the master.
+// Writing entries that a catalogue describes below a directory: each entry
+// is created with *at calls relative to its parent's fd, which is opened from
+// root_fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a hostile
+// catalogue (a symlink followed by entries "below" it, ".." components, a
+// hardlink naming something outside) cannot write outside the root: such an
+// entry fails with PermissionDenied or InvalidArgument and nothing is written
+// for it. Metadata comes last (content, owner, xattrs, mode, times: chown
+// clears setuid bits and capabilities); a directory's mtime is the caller's
+// to set with SetTimesAt after its contents. link_to is the entry path of the
+// hardlink group's first member, linked instead of written ("" for none; it
+// must be a regular file already below the root).
+Status MaterializeAt(const ObjectStore& objects, int root_fd, const Entry& e, const std::string& link_to);
+Status SetTimesAt(int root_fd, const Entry& e);
+// The same below the directory `dest` (opened once per call; its own path is
+// trusted); link_target_full, when set, must be dest + an entry path.
+// Shared with editing sessions, which apply overlay changes to the master.
 Status MaterializeEntry(const ObjectStore& objects, const Entry& e, const std::string& dest,
                         const std::string& link_target_full);
+// Sets the times of a path the caller resolved (the last component is not followed).
 Status SetTimes(const std::string& full, const Entry& e);
 
 struct GcStats {

@@ -30,6 +30,12 @@ struct Match {
 // what to write instead.
 Status ValidatePattern(std::string_view pattern);
 
+// An image's keep-out list as servers copy it (GET /v1/images/NAME/keepout):
+// "DIMKEEP1\n", a U32 count, each pattern as a wire Str. Decode refuses a
+// malformed body or an invalid pattern (Corruption naming it).
+std::string EncodeList(const std::vector<std::string>& patterns);
+Result<std::vector<std::string>> DecodeList(std::string_view body);
+
 // A pattern that matches exactly this normalized path: anchored, with the
 // special characters of its names escaped ("/srv/a[1]" -> "/srv/a\[1]").
 std::string LiteralPattern(std::string_view path);

@@ -39,6 +39,18 @@ struct NodeIdentity {
   std::string domain;
 };
 
+// The body of POST /v1/nodes/NODE/provision: "DIMPROV1\n", then image,
+// hostname, fqdn, ip, domain (Str each), a U32 count and the node's effective
+// keep-out rules (pattern, source: Str each). The node's name comes from the
+// URL. Corruption on a malformed body; the image name and the patterns are
+// the caller's to validate.
+struct ProvisionRequest {
+  NodeIdentity node;
+  std::vector<keepout::Rule> rules;
+};
+std::string EncodeProvision(const ProvisionRequest& req);
+Result<ProvisionRequest> DecodeProvision(std::string_view body);
+
 struct ProvisionResult {
   uint64_t kept_out_copied = 0;  // kept-out entries materialized from the image
   uint64_t kept_out_present = 0; // kept-out entries the node already had (untouched)

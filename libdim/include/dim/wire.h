@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dim/entry.h"
 
@@ -55,6 +56,18 @@ class Reader {
 std::string EncodePins(const std::map<std::string, int64_t>& pins);
 // False on a malformed body (names must ascend); names are checked by the caller.
 bool DecodePins(std::string_view body, std::map<std::string, int64_t>* pins);
+
+// Object batches (POST /v1/objects/batch): per object its 32-byte id, a
+// little-endian U64 length and the object file's stored bytes; packs
+// (?packed=1, after zstd): id, a U8 kind, U64 length and the decoded body.
+struct ObjectRecord {
+  Digest id;
+  uint8_t kind = 0;       // packs only
+  std::string_view body;  // points into the decoded input
+};
+// False on a truncated record; nothing is verified here (ids are checked
+// against content by the caller).
+bool DecodeObjectRecords(std::string_view body, bool packed, std::vector<ObjectRecord>* out);
 
 // An absolute entry path without NUL bytes.
 bool ValidPath(const std::string& p);
