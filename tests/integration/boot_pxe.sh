@@ -171,8 +171,11 @@ grep -q "tags: .*ipxe" "$TEST_TMP/dnsmasq.log" || die "dnsmasq never saw an iPXE
 grep -q "option: 67 bootfile-name  $url/v1/boot/nodes/$BOOT_NODE.ipxe" "$TEST_TMP/dnsmasq.log" ||
   die "dnsmasq did not send iPXE the script URL: $(grep -a bootfile "$TEST_TMP/dnsmasq.log")"
 # iPXE's own console lines: what it fetched, and the script's echo.
+# A slow download shows its progress (percentages and backspaces) between
+# the "..." and the "ok", so those may stand between them on the line.
 for u in "nodes/$BOOT_NODE.ipxe" files/vmlinuz-cloud files/initrd-dim.img; do
-  console_has pxe "$url/v1/boot/$u... ok"
+  grep -aqE -- "${url//./\\.}/v1/boot/${u//./\\.}\.\.\..*ok" "$TEST_TMP/pxe.console" ||
+    die "boot pxe: iPXE did not show fetching $url/v1/boot/$u; its lines: $(grep -a "$u" "$TEST_TMP/pxe.console" | cat -A | head -5)"
 done
 console_has pxe "dim: booting $BOOT_NODE with image tiny"
 check_boot pxe tiny

@@ -10,10 +10,9 @@ namespace dimctl {
 
 using dim::Result;
 
-// Opens the store at --root; with create, initializes it when missing.
-// Opens the store at --root. Run as root on a store that belongs to another
-// user (imaged's `dim`), dimctl takes that user's file-system identity first
-// (dim::ActAsDirOwner): the commands that write only the store then cannot
+// Opens the store at --root; with create, initializes it when missing. Run
+// as root on a store that belongs to another user (imaged's `dim`), dimctl
+// takes that user's file-system identity first (dim::ActAsDirOwner): the commands that write only the store then cannot
 // be steered outside it by the owner's symlinks.
 dim::Result<std::unique_ptr<dim::Store>> OpenStore(const Invocation& inv, bool create);
 // The same with root's identity kept, for the commands that also write
