@@ -18,6 +18,8 @@ packages=(
   libzstd-dev libssl-dev libmicrohttpd-dev
   # masters, trees and their metadata
   debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod curl diffutils
+  # the imaged unit's checks (systemd-analyze) and the unprivileged-server test (useradd)
+  systemd passwd
   # cluster description: schema validation and the real daemons it configures
   libxml2-utils dnsmasq kea-dhcp4-server isc-dhcp-server busybox-static iproute2 tcpdump
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip
