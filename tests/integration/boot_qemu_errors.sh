@@ -57,24 +57,14 @@ console_lacks() {
   ! grep -aqF -- "$2" "$TEST_TMP/$1.console" || die "boot $1: console shows '$2'"
 }
 
-declare -A pids
 start_imaged() {  # start_imaged NAME PORT: a top server on 127.0.0.1:PORT (10.0.2.2 for the guest)
   [[ -x $IMAGED ]] || die "imaged not built"
   [[ -f $TEST_TMP/secret ]] || "$DIMCTL" store secret "$TEST_TMP/secret" > /dev/null
   printf 'role = top\nname = %s\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' \
     "$1" "$2" "$TEST_TMP/$1" "$TEST_TMP/secret" > "$TEST_TMP/$1.conf"
   "$DIMCTL" --root "$TEST_TMP/$1" store init > /dev/null
-  "$IMAGED" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
-  pids[$1]=$!
-  for _ in $(seq 100); do
-    grep -q "serving" "$TEST_TMP/$1.log" 2> /dev/null && return 0
-    kill -0 "${pids[$1]}" 2> /dev/null || die "imaged $1 exited: $(cat "$TEST_TMP/$1.log")"
-    sleep 0.05
-  done
-  die "imaged $1 did not start"
+  imaged_start "$1"
 }
-stop_servers() { for n in "${!pids[@]}"; do kill "${pids[$n]}" 2> /dev/null; wait "${pids[$n]}" 2> /dev/null; done; }
-on_cleanup stop_servers
 
 if [[ $mode == node ]]; then
   port=$(free_port)

@@ -50,21 +50,6 @@ export DIM_ROOT=$top DIM_SECRET=$secret
 printf 'role = top\nname = top\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' \
   "$top_port" "$top" "$secret" > "$TEST_TMP/top.conf"
 chmod 0644 "$TEST_TMP/top.conf"
-declare -A pids
-start() {  # start NAME: imaged as the user
-  "${as_user[@]}" "$IMAGED" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
-  pids[$1]=$!
-  for _ in $(seq 200); do
-    grep -q "serving" "$TEST_TMP/$1.log" 2>/dev/null && return 0
-    kill -0 "${pids[$1]}" 2>/dev/null || die "imaged $1 exited: $(cat "$TEST_TMP/$1.log")"
-    sleep 0.05
-  done
-  die "imaged $1 did not start"
-}
-cleanup_servers() {
-  for n in "${!pids[@]}"; do kill -KILL "${pids[$n]}" 2>/dev/null || true; wait "${pids[$n]}" 2>/dev/null || true; done
-}
-on_cleanup cleanup_servers
 
 log "a master with root-only, setuid and other users' files"
 m=$TEST_TMP/master
@@ -118,7 +103,7 @@ assert_owned "$top" "after import, commit, cluster apply, provision, boot add, g
 [[ -n $(find "$top/nodes/r01c1n01/overlay/data" -type f | head -1) ]] || die "provision wrote no overlay data"
 
 log "imaged as the user serves the store"
-start top
+imaged_start top "${as_user[@]}"
 export DIM_SERVER=$top_url
 "$DIMCTL" push rocky9-compute --version 1 > /dev/null
 curl -fsS -o "$TEST_TMP/got-boot" "$top_url/v1/boot/files/vmlinuz-test" || die "boot file not served"
@@ -161,7 +146,7 @@ install -d -o "$user" -g "$user" -m 0700 "$TEST_TMP/leaf"
 printf 'role = leaf\nname = ss1\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\nparent = %s\npoll_wait = 2\n' \
   "$leaf_port" "$TEST_TMP/leaf" "$secret" "$top_url" > "$TEST_TMP/leaf.conf"
 chmod 0644 "$TEST_TMP/leaf.conf"
-start leaf
+imaged_start leaf "${as_user[@]}"
 head_of() { "$DIMCTL" --root "$TEST_TMP/$1" image list --json 2>/dev/null | sed -n "s/.*\"name\":\"$2\",\"head\":\([0-9]*\).*/\1/p"; }
 wait_head() {
   for _ in $(seq 600); do [[ $(head_of "$1" "$2") == "$3" ]] && return 0; sleep 0.05; done

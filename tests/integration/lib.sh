@@ -134,18 +134,23 @@ imaged_config() {
   } > "$TEST_TMP/$1.conf"
 }
 
-# imaged_start NAME: starts imaged with $TEST_TMP/NAME.conf, logging to
-# $TEST_TMP/NAME.log, and waits until it serves; it is killed at cleanup.
+# imaged_start NAME [PREFIX...]: starts imaged with $TEST_TMP/NAME.conf,
+# logging to $TEST_TMP/NAME.log, under the command PREFIX if given (e.g.
+# setpriv to run it as another user), and waits until it serves; it is
+# killed at cleanup.
 imaged_start() {
-  "${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
+  local name=$1
+  shift
+  "$@" "${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}" --config "$TEST_TMP/$name.conf" --foreground \
+    >> "$TEST_TMP/$name.log" 2>&1 &
   local pid=$!
   on_cleanup _imaged_stop "$pid"
-  for _ in $(seq 100); do
-    grep -q "serving" "$TEST_TMP/$1.log" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || die "imaged $1 exited: $(cat "$TEST_TMP/$1.log")"
+  for _ in $(seq 200); do
+    grep -q "serving" "$TEST_TMP/$name.log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || die "imaged $name exited: $(cat "$TEST_TMP/$name.log")"
     sleep 0.05
   done
-  die "imaged $1 did not start"
+  die "imaged $name did not start"
 }
 _imaged_stop() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
