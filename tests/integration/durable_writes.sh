@@ -8,7 +8,7 @@
 # virtual disk's host), so the order of the calls is the evidence.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-command -v strace > /dev/null || { log "SKIP: strace is not installed"; exit 0; }
+command -v strace > /dev/null || die "strace is not installed (tools/setup.sh installs it)"
 export DIM_ROOT=$TEST_TMP/store
 m=$TEST_TMP/master
 mkdir -p "$m/etc/ssh" "$m/usr/bin" "$m/var/log"

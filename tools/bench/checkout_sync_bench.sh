@@ -40,7 +40,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-size=$(( $(tree_bytes "$TREE") * 8 + (1 << 30) ))
+size=$(( ($(tree_bytes "$TREE") * 8 + (1 << 30)) / 4096 * 4096 ))
 truncate -s "$size" "$W/fs.img"
 mkfs.ext4 -q -F "$W/fs.img"
 LOOPDEV=$(losetup --direct-io=on -f --show "$W/fs.img")
