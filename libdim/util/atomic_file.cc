@@ -69,7 +69,7 @@ Result<size_t> RemoveStaleTemps(int dirfd, const std::string& what, int64_t min_
   size_t removed = 0;
   for (const auto& n : names) {
     Fd fd(::openat(dirfd, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    struct stat st;
+    struct stat st {};
     if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if (now - st.st_mtime < min_age_s) continue;  // a writer may not have locked it yet
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // its writer is alive
