@@ -140,6 +140,8 @@ cat > "$TEST_TMP/cluster.xml" <<'XML'
   </nodes>
 </site>
 XML
+xmllint --noout --schema "$DIM_REPO_ROOT/cluster-xml/cluster.xsd" "$TEST_TMP/cluster.xml" 2> /dev/null ||
+  die "cluster.xml does not match cluster.xsd"
 CREDS="$TEST_TMP/bmc.conf"
 printf '# test BMCs\n[lab]\npassword = s3cret\n\n[wrong]\npassword = not-the-password\n' > "$CREDS"
 chmod 600 "$CREDS"

@@ -43,7 +43,7 @@ class Credentials {
   static Result<Credentials> Load(const std::string& path);
 
   const Credential* Find(const std::string& name) const;
-  size_t size() const { return entries_.size(); }
+  const std::map<std::string, Credential>& entries() const { return entries_; }
 
  private:
   std::map<std::string, Credential> entries_;
