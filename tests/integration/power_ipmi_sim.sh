@@ -245,5 +245,17 @@ assert_file_contains "$TEST_TMP/serial.log" hello-from-dimctl
 out=$(in_ns "$DIMCTL" node console n1 --linger 1 --cluster "$TEST_TMP/cluster.xml" \
   --credentials "$CREDS" < /dev/null)
 [[ $out == *"SOL Session operational"* ]] || die "second session did not start: $out"
+# A session left open elsewhere: refused with what to do; --force ends it.
+printf 's3cret\n' > "$TEST_TMP/pw"
+sleep 30 < /dev/null 2> /dev/null | ip netns exec "$NS" ipmitool -I lanplus -C 3 -H 10.2.1.1 -U admin -f "$TEST_TMP/pw" \
+  sol activate > /dev/null 2>&1 &
+HOLDER=$!
+on_cleanup kill "$HOLDER"
+sleep 2
+expect_fail in_ns "$DIMCTL" node console n1 --cluster "$TEST_TMP/cluster.xml" --credentials "$CREDS" < /dev/null
+expect_stderr_contains "has a console session open already; --force ends it first"
+out=$(in_ns "$DIMCTL" node console n1 --force --linger 1 --cluster "$TEST_TMP/cluster.xml" \
+  --credentials "$CREDS" < /dev/null)
+[[ $out == *"SOL Session operational"* ]] || die "--force did not take the console over: $out"
 expect_fail in_ns "$DIMCTL" node console n3 --cluster "$TEST_TMP/cluster.xml" --credentials "$CREDS" < /dev/null
 expect_stderr_contains "refused the password"
