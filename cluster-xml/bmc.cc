@@ -66,6 +66,9 @@ Status CheckBmcValues(const Cluster& cluster) {
       return bad("cipher-suite", std::to_string(b.cipher_suite), "use 0-17");
     }
     if (b.address.value == 0) return bad("address", b.address.ToString(), "give a BMC address");
+    if (b.origin != "explicit" && b.origin != "interface" && b.origin != "position") {
+      return bad("origin", b.origin, "one of explicit, interface, position");
+    }
   }
   return Status::Ok();
 }

@@ -183,7 +183,15 @@ TEST_CASE("bmc: the registry keeps each node's BMC, diffs it and refuses an unsa
   CHECK_FALSE(s.ok());
   CHECK(s.message().find("node 'n1': BMC user '-P' is not allowed") != std::string::npos);
   CHECK(reg.Load()->cluster.nodes[0].bmc->user == "ops");
+  // So is one that would forge a line in `node show`.
+  REQUIRE((*cat)->db().Exec("UPDATE cluster_bmcs SET origin = 'x' || char(10) || 'bmc: forged' WHERE node = 'n2'").ok());
+  auto forged = reg.Export();
+  REQUIRE(forged.ok());
+  s = reg.Import(*forged);
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("node 'n2': BMC origin 'x\\nbmc: forged' is not allowed") != std::string::npos);
   CHECK(reg.Import(*body).ok());
+  CHECK(reg.Load()->cluster.nodes[1].bmc->origin == "explicit");
 }
 
 TEST_CASE("bmc credentials: the file's format, with line numbers and never a password in a message") {
@@ -249,6 +257,7 @@ TEST_CASE("bmc: ipmitool gets the password on fd 3, never as an argument, and ch
   t.node = "n1";
   t.bmc.address = *Ipv4::Parse("10.2.0.11");
   t.bmc.credentials = "lab";
+  t.bmc.origin = "explicit";
   t.user = "admin";
   t.password = "s3cret";
   t.bmc.cipher_suite = 3;
