@@ -183,6 +183,11 @@ std::pair<Failure, std::string> ClassifyFailure(const Target& t, std::string_vie
             at + ": " + user + " lacks the privilege for this (chassis control needs operator "
                                "or administrator)"};
   }
+  if (has("not supported in present state")) {
+    return {Failure::kUnsupported,
+            at + " refuses this in the chassis' present state (" + LastWords(err) +
+                "); a power cycle needs a node that is on: use 'power on'"};
+  }
   if (has("invalid authentication algorithm") || has("cipher suite") ||
       has("no matching cipher")) {
     return {Failure::kUnsupported,
