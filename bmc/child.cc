@@ -64,6 +64,7 @@ Result<Child> Child::Start(const ChildSpec& spec) {
   if (spec.fd3) {
     // A pipe holds 64 KiB; a password is at most 20 bytes, so this write
     // completes before the child exists, and the child reads it once.
+    if (spec.fd3->size() > 4096) return Status::InvalidArgument("a secret for a helper over 4 KiB");
     DIM_RETURN_IF_ERROR(Pipe(secret_r, secret_w));
     DIM_RETURN_IF_ERROR(AboveStdio(secret_r));
     size_t done = 0;
