@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "dim/cluster/bmc.h"
+#include "dim/cluster/values.h"
 #include "dim/fd.h"
 
 namespace dim::bmc {
@@ -70,7 +71,7 @@ Result<Credentials> Credentials::Parse(std::string_view text, const std::string&
       if (t.back() != ']') return err("a section header is [NAME]");
       section = Trim(std::string_view(t).substr(1, t.size() - 2));
       if (!cluster::IsBmcCredentialsName(section)) {
-        return err("section [" + section + "] is not a credentials name: " +
+        return err("section [" + cluster::PrintableValue(section) + "] is not a credentials name: " +
                    cluster::kBmcCredentialsRule);
       }
       if (out.entries_.count(section)) return err("section [" + section + "] is defined twice");
@@ -84,12 +85,12 @@ Result<Credentials> Credentials::Parse(std::string_view text, const std::string&
     }
     std::string key = Trim(std::string_view(t).substr(0, eq));
     std::string value = Trim(std::string_view(t).substr(eq + 1));
-    if (section.empty()) return err("'" + key + "' before any [NAME] section");
+    if (section.empty()) return err("'" + cluster::PrintableValue(key) + "' before any [NAME] section");
     Credential& c = out.entries_[section];
     if (key == "user") {
       if (!c.user.empty()) return err("a second user in [" + section + "]");
       if (!cluster::IsBmcUser(value)) {
-        return err("user '" + value + "' is not allowed: " + cluster::kBmcUserRule);
+        return err("user '" + cluster::PrintableValue(value) + "' is not allowed: " + cluster::kBmcUserRule);
       }
       c.user = value;
     } else if (key == "password") {
@@ -108,7 +109,7 @@ Result<Credentials> Credentials::Parse(std::string_view text, const std::string&
       has_password[section] = true;
       Wipe(t);
     } else {
-      return err("unknown key '" + key + "'; use user = or password =");
+      return err("unknown key '" + cluster::PrintableValue(key) + "'; use user = or password =");
     }
   }
   for (const auto& [name, c] : out.entries_) {
