@@ -177,9 +177,19 @@ assert_eq "$(state 2)" 1 "n2 on again after the cycle"
 
 log "one unreachable BMC and one wrong password fail; the others are still done"
 power off n2 > /dev/null
-# Meanwhile, ipmitool's command line and environment must not show the password.
-ip netns exec "$NS" "$DIMCTL" node power on 'n[1-4]' --timeout 4 --json --cluster "$TEST_TMP/cluster.xml" \
-  --credentials "$CREDS" > "$TEST_TMP/on.json" 2> "$TEST_TMP/on.err" &
+# Meanwhile, ipmitool's command line and environment must not show the
+# password: checked live in /proc, and exactly by a wrapper in front of the
+# real ipmitool that records what dimctl handed it. (ipmitool overwrites a
+# -P password in its argv once it runs, so /proc alone could miss one.)
+mkdir "$TEST_TMP/bin"
+cat > "$TEST_TMP/bin/ipmitool" <<SH
+#!/bin/sh
+{ echo "argv: \$*"; env | sed 's/^/env: /'; } >> "$TEST_TMP/ipmitool.calls"
+exec $(command -v ipmitool) "\$@"
+SH
+chmod 755 "$TEST_TMP/bin/ipmitool"
+PATH="$TEST_TMP/bin:$PATH" ip netns exec "$NS" "$DIMCTL" node power on 'n[1-4]' --timeout 4 --json \
+  --cluster "$TEST_TMP/cluster.xml" --credentials "$CREDS" > "$TEST_TMP/on.json" 2> "$TEST_TMP/on.err" &
 DIMCTL_PID=$!
 seen=0
 for _ in $(seq 60); do
@@ -197,6 +207,9 @@ rc=0
 wait "$DIMCTL_PID" || rc=$?
 assert_eq "$rc" 1 "exit status with failed nodes"
 ((seen)) || die "never saw ipmitool running"
+assert_eq "$(grep -c '^argv: .*-f /proc/self/fd/3 ' "$TEST_TMP/ipmitool.calls")" 4 "ipmitool runs with the password pipe"
+! grep -q 's3cret\|not-the-password' "$TEST_TMP/ipmitool.calls" ||
+  die "a password reached ipmitool's argv or environment: $(grep 's3cret\|not-the-password' "$TEST_TMP/ipmitool.calls")"
 assert_eq "$(state 1)$(state 2)" 11 "the reachable BMCs were switched on"
 "$PY" - "$TEST_TMP/on.json" <<'PY' || die "JSON: $(cat "$TEST_TMP/on.json")"
 import json, sys
