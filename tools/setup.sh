@@ -24,6 +24,8 @@ packages=(
   strace
   # cluster description: schema validation and the real daemons it configures
   libxml2-utils dnsmasq kea-dhcp4-server isc-dhcp-server busybox-static iproute2 tcpdump
+  # node power and consoles (ipmitool) and the BMC simulator their test runs (openipmi: ipmi_sim)
+  ipmitool openipmi
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
   # benchmarks and their peers
