@@ -7,6 +7,8 @@
 #    trace: not on the server, not in the node's view (live), not after a
 #    remount; once the cause is gone the same change works at once (no
 #    cached "no such file");
+#  * dim-posix-suite's refusals group (every kind of change, exact errno, no
+#    trace) under both refusals, and its long_paths group on both path kinds;
 #  * paths near PATH_MAX (255-byte names) work on persistent and ephemeral
 #    paths, survive a remount on persistent ones, and deeper trees (made with
 #    relative names) work on ephemeral paths;
@@ -22,8 +24,18 @@ NODE=r01c1n01
 m=$TEST_TMP/master
 mkdir -p "$m/srv/ro" "$m/srv/data" "$m/etc" "$m/root" "$m/tmp"
 echo "image file" > "$m/srv/ro/existing"
+echo "as it was" > "$m/srv/ro/file"  # the file dim-posix-suite --refusing expects
 echo "motd" > "$m/etc/motd"
 rf_setup_store "$m"
+POSIX_SUITE=${POSIX_SUITE:-$DIM_BUILD_DIR/tests/dim-posix-suite}
+[[ -x $POSIX_SUITE ]] || die "dim-posix-suite not built"
+# suite NAME ARG...: dim-posix-suite must pass, its output in $TEST_TMP/NAME.log.
+suite() {
+  local name=$1
+  shift
+  with_timeout 300 "$POSIX_SUITE" "$@" > "$TEST_TMP/$name.log" 2>&1 ||
+    die "dim-posix-suite $name: $(grep -E '^(FAIL|skip)' "$TEST_TMP/$name.log")"
+}
 mnt=$TEST_TMP/mnt
 cache=$TEST_TMP/cache
 
@@ -69,6 +81,9 @@ assert_eq "$(view "$mnt/srv/ro")" "$live_before" "the node's view after the refu
 [[ ! -e $mnt/srv/ro/new ]] || die "a refused create is visible"
 assert_eq "$(cat "$mnt/srv/data/mine")" mine "the source of a refused rename"
 assert_eq "$(server_view /srv/ro)" "" "the server after the refusals"
+suite refusals-erofs "$mnt/tmp" --only refusals --refusing "erofs=$mnt/srv/ro"
+grep -q '^ok   refusals/EROFS:chown$' "$TEST_TMP/refusals-erofs.log" || die "the suite's EROFS checks did not run"
+assert_eq "$(server_view /srv/ro)" "" "the server after the suite's refusals"
 "$DIMCTL" policy rm "$IMAGE" /srv/ro/
 # The refused names were never cached as missing: they work at once now.
 touch "$mnt/srv/ro/new"
@@ -83,16 +98,17 @@ rf_mount "$NODE" "$mnt" "$cache"
 assert_eq "$(view "$mnt/srv")" "$live_before" "/srv after a remount"
 
 log "a full overlay quota: EDQUOT, and no trace"
+mkdir "$mnt/srv/data/q"
+echo "as it was" > "$mnt/srv/data/q/file"
 rf_umount "$mnt"
 rf_stop top
 entries=$("$DIMCTL" node ls "$NODE" / --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
 {
-  echo "overlay_quota_entries = $((entries + 2))"  # the root is counted too
+  echo "overlay_quota_entries = $((entries + 1))"  # the root is counted too
   echo "overlay_quota_bytes = 32K"
 } >> "$TEST_TMP/top.conf"
 rf_start top
 rf_mount "$NODE" "$mnt" "$cache"
-mkdir "$mnt/srv/data/q"
 refused "Disk quota exceeded" touch "$mnt/srv/data/q/f"
 refused "Disk quota exceeded" mkdir "$mnt/srv/data/q/d"
 refused "Disk quota exceeded" ln -s x "$mnt/srv/data/q/l"
@@ -101,15 +117,18 @@ refused "Disk quota exceeded" ln "$mnt/srv/data/mine" "$mnt/srv/data/q/h"
 refused "Disk quota exceeded" cp "$mnt/etc/motd" "$mnt/srv/data/q/c"
 refused "Disk quota exceeded" setfattr -n user.big -v "0x$(head -c 40000 /dev/zero | xxd -p | tr -d '\n')" "$mnt/srv/data/mine"
 refused "Disk quota exceeded" dd if=/dev/zero of="$mnt/srv/data/mine" bs=1M count=2 conv=notrunc,fsync status=none
-assert_eq "$(ls -A "$mnt/srv/data/q")" "" "the node's view after the refusals"
+assert_eq "$(ls -A "$mnt/srv/data/q")" "file" "the node's view after the refusals"
 assert_eq "$(cat "$mnt/srv/data/mine")" mine "a file whose refused write was taken back"
 assert_eq "$(getfattr --only-values -n user.big "$mnt/srv/data/mine" 2> /dev/null)" "" "a refused xattr"
-assert_eq "$(server_view /srv/data/q)" "/srv/data/q directory 0" "the server after the refusals"
+suite refusals-edquot "$mnt/tmp" --only refusals --refusing "edquot=$mnt/srv/data/q"
+grep -q '^ok   refusals/EDQUOT:grow_errno$' "$TEST_TMP/refusals-edquot.log" || die "the suite's EDQUOT checks did not run"
+assert_eq "$(server_view /srv/data/q)" "/srv/data/q directory 0
+/srv/data/q/file file 10" "the server after the refusals"
 live_before=$(view "$mnt/srv/data")
 rf_umount "$mnt"
 rf_mount "$NODE" "$mnt" "$cache"
 assert_eq "$(view "$mnt/srv/data")" "$live_before" "/srv/data after a remount"
-rmdir "$mnt/srv/data/q"
+rm -r "$mnt/srv/data/q"
 touch "$mnt/srv/data/fits"  # freed an entry: a create works again
 rm "$mnt/srv/data/fits"
 rf_umount "$mnt"
@@ -119,6 +138,12 @@ rf_start top
 rf_mount "$NODE" "$mnt" "$cache"
 
 log "long paths: 255-byte names near PATH_MAX on persistent and ephemeral paths"
+suite long-persistent "$mnt/root" --only long_paths
+grep -q '^ok   long_paths/mkdir_beyond_max_errno$' "$TEST_TMP/long-persistent.log" ||
+  die "a persistent path deeper than the server takes was not refused"
+suite long-ephemeral "$mnt/tmp" --only long_paths
+grep -q '^ok   long_paths/create_beyond_max$' "$TEST_TMP/long-ephemeral.log" ||
+  die "an ephemeral path deeper than PATH_MAX did not work"
 # long_tree DIR: names of 255 bytes down to a file whose whole path (the
 # mount point's included) is just below PATH_MAX; prints the bottom directory.
 long_tree() {

@@ -32,6 +32,8 @@ def read_message(f):
 
 def first_op(body):
     """The code of a batch's first operation (DIMOPS2: after the batch id)."""
+    if body.startswith(b"DIMOPS1\n"):
+        return body[8:9]
     if not body.startswith(b"DIMOPS2\n") or len(body) < 12:
         return b""
     n = int.from_bytes(body[8:12], "little")
