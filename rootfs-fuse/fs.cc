@@ -877,9 +877,15 @@ Status Filesystem::FlushDirty(Handle* h) {
     if (!r.ok()) {
       Status refused = Refused(r.status(), "the node's overlay refused or lost the data of " + path);
       // A server that answered (quota, read-only rule) keeps its content:
-      // so does the node, as after a remount. With no answer the data stays
-      // local only and this fsync or close reports EIO.
-      if (r.status().code() != dim::Code::kIOError) (void)Reload(h, path);
+      // so does the node, as after a remount. With no answer this fsync or
+      // close reports EIO and the range stays dirty: the next one sends it.
+      if (r.status().code() != dim::Code::kIOError) {
+        (void)Reload(h, path);
+      } else {
+        std::lock_guard<std::mutex> l(h->mu);
+        h->dirty_lo = std::min(h->dirty_lo, lo);
+        h->dirty_hi = std::max(h->dirty_hi, hi);
+      }
       return refused;
     }
     off += buf.size();
@@ -1395,6 +1401,7 @@ void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, c
   Inode* newparent = Get(newparent_id);
   if (in == nullptr || newparent == nullptr) return (void)fuse_reply_err(req, ESTALE);
   std::string newname = cnewname;
+  if (newname.size() > 255) return (void)fuse_reply_err(req, ENAMETOOLONG);
   auto dst = Resolve(newparent, newname);
   if (!dst.ok()) return Reply(req, dst.status());
   if (dst->exists) return (void)fuse_reply_err(req, EEXIST);
