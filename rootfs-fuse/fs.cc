@@ -638,7 +638,9 @@ Status Filesystem::CopyUpParents(const std::string& path) {
   return Status::Ok();
 }
 
-Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool with_group) {
+Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool with_group,
+                              const std::vector<dim::OverlayOp>* then, bool* sent_then) {
+  if (sent_then != nullptr) *sent_then = false;
   DIM_RETURN_IF_ERROR(CopyUpParents(path));
   std::string n;
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
@@ -693,8 +695,13 @@ Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool 
       if (Persistent(m, false) && Persistent(path, false)) ops.Two('L', path, m);
     }
   }
-  if (!ops.empty()) {
-    Status s = Mirror(ops.ops());
+  std::vector<dim::OverlayOp> batch = ops.ops();
+  if (then != nullptr && !batch.empty()) {
+    batch.insert(batch.end(), then->begin(), then->end());
+    if (sent_then != nullptr) *sent_then = true;
+  }
+  if (!batch.empty()) {
+    Status s = Mirror(batch);
     if (!s.ok()) {
       (void)dim::upper::RemoveAt(work_fd_, tmp);
       return s;
@@ -709,7 +716,8 @@ Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool 
   return Status::Ok();
 }
 
-Status Filesystem::CopyUp(Inode* in) {
+Status Filesystem::CopyUp(Inode* in, const std::vector<dim::OverlayOp>* then, bool* sent_then) {
+  if (sent_then != nullptr) *sent_then = false;
   std::lock_guard<std::mutex> cl(copyup_mu_);
   std::string path;
   std::optional<Entry> lower;
@@ -720,7 +728,7 @@ Status Filesystem::CopyUp(Inode* in) {
     lower = in->lower;
   }
   if (!lower) return Status::NotFound("nothing to copy up at " + path);
-  DIM_RETURN_IF_ERROR(CopyUpPath(path, *lower, true));
+  DIM_RETURN_IF_ERROR(CopyUpPath(path, *lower, true, then, sent_then));
   std::string n;
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
   struct stat st;
@@ -1311,10 +1319,27 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     auto it = by_path_.find(from);
     if (it != by_path_.end()) src_inode = it->second;
   }
+  bool leave_whiteout = src->lower.has_value();
+  bool make_opaque = src_dir && dst->lower.has_value();
+  bool pf = Persistent(from, src_dir), pt = Persistent(to, src_dir);
+  OpList rename_ops;  // where both paths are persistent: one batch, the server's first
+  if (pf && pt) {
+    rename_ops.Two('N', from, to);
+    if (leave_whiteout) rename_ops.Path('W', from);
+    if (make_opaque) rename_ops.Path('O', to);
+  }
   Status s;
-  if (!src->upper) {
+  {
     std::lock_guard<std::mutex> cl(copyup_mu_);
-    s = CopyUpPath(from, *src->lower, true);
+    s = CopyUpParents(to);
+  }
+  if (!s.ok()) return Reply(req, s);
+  bool sent = false;
+  if (!src->upper) {
+    // The source's copy-up and the rename travel in one batch: a refused
+    // rename leaves no copy of the image's file on the server either.
+    std::lock_guard<std::mutex> cl(copyup_mu_);
+    s = CopyUpPath(from, *src->lower, true, rename_ops.empty() ? nullptr : &rename_ops.ops(), &sent);
     if (!s.ok()) return Reply(req, s);
     if (src_inode) {
       std::string n;
@@ -1323,22 +1348,11 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
       if (d.ok() && ::fstatat(d->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) MarkUpper(src_inode, st.st_ino);
     }
   }
-  {
-    std::lock_guard<std::mutex> cl(copyup_mu_);
-    s = CopyUpParents(to);
-  }
-  if (!s.ok()) return Reply(req, s);
-  bool leave_whiteout = src->lower.has_value();
-  bool make_opaque = src_dir && dst->lower.has_value();
-  // The server's first, in one batch where both paths are persistent: a
-  // refusal leaves both names as they are.
-  bool pf = Persistent(from, src_dir), pt = Persistent(to, src_dir);
-  if (pf && pt) {
-    OpList ops;
-    ops.Two('N', from, to);
-    if (leave_whiteout) ops.Path('W', from);
-    if (make_opaque) ops.Path('O', to);
-    s = Mirror(ops.ops());
+  // A refusal leaves both names as they are.
+  if (sent) {
+    // The rename went with the copy-up.
+  } else if (pf && pt) {
+    s = Mirror(rename_ops.ops());
   } else if (pt) {
     // From an ephemeral path: the subtree is uploaded under its new name.
     s = UploadTree(from, to);
@@ -1412,23 +1426,28 @@ void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, c
     to = Join(newparent->path, newname);
   }
   if (ReadOnly(from, false) || ReadOnly(to, false)) return (void)fuse_reply_err(req, EROFS);
-  Status s = CopyUp(in);
-  if (!s.ok()) return Reply(req, s);
+  bool pf = Persistent(from, false), pt = Persistent(to, false);
+  OpList link_ops;
+  if (pf && pt) link_ops.Two('L', from, to);
+  Status s;
   {
     std::lock_guard<std::mutex> cl(copyup_mu_);
     s = CopyUpParents(to);
   }
+  if (!s.ok()) return Reply(req, s);
+  // The server's first, the copy-up of an image file in the same batch: a
+  // refusal leaves no new name, and no copy.
+  bool sent = false;
+  s = CopyUp(in, link_ops.empty() ? nullptr : &link_ops.ops(), &sent);
+  if (!s.ok()) return Reply(req, s);
+  if (!sent && pf && pt) s = Mirror(link_ops.ops());
+  else if (!sent && pt) s = UploadTree(from, to);
   if (!s.ok()) return Reply(req, s);
   std::string fn, tn;
   auto fdir = dim::upper::OpenParent(upper_fd_, from, &fn);
   if (!fdir.ok()) return Reply(req, fdir.status());
   auto tdir = dim::upper::OpenParent(upper_fd_, to, &tn);
   if (!tdir.ok()) return Reply(req, tdir.status());
-  // The server's first: a refusal leaves no new name.
-  bool pf = Persistent(from, false), pt = Persistent(to, false);
-  if (pf && pt) s = Mirror(OpList().Two('L', from, to).ops());
-  else if (pt) s = UploadTree(from, to);
-  if (!s.ok()) return Reply(req, s);
   if (dst->whiteout) (void)::unlinkat(tdir->get(), tn.c_str(), 0);
   if (::linkat(fdir->get(), fn.c_str(), tdir->get(), tn.c_str(), 0) != 0) return (void)fuse_reply_err(req, errno);
   Found nf;

@@ -112,10 +112,15 @@ class Filesystem {
   dim::Result<fuse_entry_param> Remember(const std::string& path, Found& f);
   dim::Status Stat(Inode* in, struct stat* st);
   void FoundAttr(const Found& f, fuse_ino_t id, struct stat* st);  // of a name just remembered
-  dim::Status CopyUp(Inode* in);
+  // Copies the inode up (then, sent_then: as for CopyUpPath).
+  dim::Status CopyUp(Inode* in, const std::vector<dim::OverlayOp>* then = nullptr, bool* sent_then = nullptr);
   // in now lives in the upper (as inode upper_ino there).
   void MarkUpper(Inode* in, ino_t upper_ino);
-  dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group);
+  // Copies path up from the version (with its hardlink group). `then`: more
+  // operations for the same batch as the copy (*sent_then says whether they
+  // went; not when nothing needed copying).
+  dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group,
+                         const std::vector<dim::OverlayOp>* then = nullptr, bool* sent_then = nullptr);
   dim::Status CopyUpParents(const std::string& path);
   dim::Result<dim::Entry> UpperEntry(const std::string& path);
   // Sends the subtree at `local` in the upper as the persistent path `path`.

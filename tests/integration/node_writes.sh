@@ -84,6 +84,14 @@ assert_eq "$(server_view /srv/ro)" "" "the server after the refusals"
 suite refusals-erofs "$mnt/tmp" --only refusals --refusing "erofs=$mnt/srv/ro"
 grep -q '^ok   refusals/EROFS:chown$' "$TEST_TMP/refusals-erofs.log" || die "the suite's EROFS checks did not run"
 assert_eq "$(server_view /srv/ro)" "" "the server after the suite's refusals"
+# A rename of an image file: its copy-up goes in the rename's batch, so a
+# refused rename leaves no copy on the server (it would stop following the image).
+"$DIMCTL" policy set "$IMAGE" readonly /srv/data/locked
+refused "Read-only file system" mv "$mnt/etc/motd" "$mnt/srv/data/locked"
+assert_eq "$(node_field "$NODE" /etc/motd type)" absent "the image file of a refused rename, on the server"
+assert_eq "$(cat "$mnt/etc/motd")" motd "the image file of a refused rename, on the node"
+[[ ! -e $mnt/srv/data/locked ]] || die "the target of a refused rename is visible"
+"$DIMCTL" policy rm "$IMAGE" /srv/data/locked
 "$DIMCTL" policy rm "$IMAGE" /srv/ro/
 # The refused names were never cached as missing: they work at once now.
 touch "$mnt/srv/ro/new"
