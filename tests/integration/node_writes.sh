@@ -64,7 +64,6 @@ rf_mount "$NODE" "$mnt" "$cache"
 log "a read-only rule only the server knows: EROFS, and no trace"
 "$DIMCTL" policy set "$IMAGE" readonly /srv/ro/
 live_before=$(view "$mnt/srv/ro")
-server_before=$(server_view /srv)
 refused "Read-only file system" touch "$mnt/srv/ro/new"
 refused "Read-only file system" mkdir "$mnt/srv/ro/newdir"
 refused "Read-only file system" ln -s target "$mnt/srv/ro/newlink"

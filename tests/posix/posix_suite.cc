@@ -2507,7 +2507,6 @@ void GroupCwd(Checks& t) {
 // ---------------------------------------------------------------------------
 // The suite
 
-
 // Paths near and beyond PATH_MAX. Names of 255 bytes nest down to a file
 // whose absolute path is just below PATH_MAX, and everything works there;
 // the kernel refuses a longer path in one call. Below it, a tree deeper than
@@ -2521,7 +2520,8 @@ void GroupLongPaths(Checks& t) {
   while (d.size() + 2 * 256 < PATH_MAX - 8) {
     d += "/" + std::string(1, static_cast<char>('a' + depth % 26)) + std::string(254, 'd');
     if (::mkdir(d.c_str(), 0755) < 0) {
-      t.That("mkdir_nested", false, "mkdir at depth " + std::to_string(depth) + ": " + ErrName(errno));
+      t.That("mkdir_nested", false,
+             "mkdir at depth " + std::to_string(depth) + ": " + ErrName(errno));
       return;
     }
     depth++;
@@ -2563,7 +2563,8 @@ void GroupLongPaths(Checks& t) {
     if (::mkdirat(at.get(), name.c_str(), 0755) < 0) {
       int err = errno;
       t.Eq("mkdir_beyond_max_errno", ErrName(ENAMETOOLONG), ErrName(err));
-      t.Fails("refused_dir_absent", R(::fstatat(at.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW)), ENOENT);
+      t.Fails("refused_dir_absent", R(::fstatat(at.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW)),
+              ENOENT);
       Fd listing(::openat(at.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       std::vector<std::string> names;
       if (DIR* dp = ::fdopendir(::dup(listing.get()))) {
@@ -2580,7 +2581,8 @@ void GroupLongPaths(Checks& t) {
     at = std::move(next);
   }
   if (limited) {
-    t.Note("the filesystem limits whole paths: refused at " + std::to_string(deeper + 1) + " levels below");
+    t.Note("the filesystem limits whole paths: refused at " + std::to_string(deeper + 1) +
+           " levels below");
     return;
   }
   t.That("mkdir_beyond_max", true, "");
@@ -2608,12 +2610,14 @@ void GroupRefusals(Checks& t) {
     const std::string file = dir + "/file";
     struct stat before = Lst(file);
     std::string content = Get(file);
-    if (!t.That(kind + "setup", S_ISREG(before.st_mode), dir + " has no regular file named file")) continue;
+    if (!t.That(kind + "setup", S_ISREG(before.st_mode), dir + " has no regular file named file"))
+      continue;
     struct stat st {};
     auto absent = [&](const std::string& what, const std::string& name) {
       t.Fails(kind + what + "_leaves_nothing", R(::lstat((dir + "/" + name).c_str(), &st)), ENOENT);
       auto names = Names(dir);
-      t.That(kind + what + "_not_listed", std::find(names.begin(), names.end(), name) == names.end(),
+      t.That(kind + what + "_not_listed",
+             std::find(names.begin(), names.end(), name) == names.end(),
              name + " is listed in " + dir);
     };
     t.Fails(kind + "create", Open(dir + "/new", O_WRONLY | O_CREAT | O_EXCL).res(), err);
@@ -2641,7 +2645,8 @@ void GroupRefusals(Checks& t) {
       // The data may be refused at the write (what write(2) acknowledged
       // before stays, as POSIX allows), or at fsync or close where it is
       // sent later: then none of it stays.
-      int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // closed by hand: close can fail
+      int fd =
+          ::open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // closed by hand: close can fail
       int got = 0;
       bool at_write = true;
       size_t acked = 0;
@@ -2652,8 +2657,10 @@ void GroupRefusals(Checks& t) {
         for (int i = 0; i < 4 && got == 0; i++) {
           for (size_t done = 0; done < mib.size() && got == 0;) {
             ssize_t n = ::write(fd, mib.data() + done, mib.size() - done);
-            if (n < 0) got = errno;
-            else done += static_cast<size_t>(n), acked += static_cast<size_t>(n);
+            if (n < 0)
+              got = errno;
+            else
+              done += static_cast<size_t>(n), acked += static_cast<size_t>(n);
           }
         }
         if (got == 0) at_write = false;
@@ -2685,7 +2692,8 @@ constexpr Group kGroups[] = {
      GroupLookup, false},
     {"long_paths", "255-byte names to PATH_MAX, ENAMETOOLONG beyond, deeper trees through *at",
      GroupLongPaths, false},
-    {"refusals", "--refusing KIND=PATH: exact EROFS/ENOSPC/EDQUOT and no trace", GroupRefusals, false},
+    {"refusals", "--refusing KIND=PATH: exact EROFS/ENOSPC/EDQUOT and no trace", GroupRefusals,
+     false},
     {"readdir", "names incl. . and .., after create/unlink/rename, d_type, d_ino", GroupReaddir,
      false},
     {"readdir_large", "2000 entries: telldir/seekdir, rewinddir, small getdents64, churn",
@@ -2894,9 +2902,13 @@ int main(int argc, char** argv) {
       for (const auto& kv : SplitComma(argv[++i])) {
         size_t eq = kv.find('=');
         std::string kind = kv.substr(0, eq);
-        int err = kind == "erofs" ? EROFS : kind == "enospc" ? ENOSPC : kind == "edquot" ? EDQUOT : 0;
+        int err = kind == "erofs"    ? EROFS
+                  : kind == "enospc" ? ENOSPC
+                  : kind == "edquot" ? EDQUOT
+                                     : 0;
         if (eq == std::string::npos || err == 0) {
-          std::fprintf(stderr, "dim-posix-suite: --refusing takes erofs=PATH, enospc=PATH or edquot=PATH\n");
+          std::fprintf(
+              stderr, "dim-posix-suite: --refusing takes erofs=PATH, enospc=PATH or edquot=PATH\n");
           return 2;
         }
         refusing.emplace_back(err, kv.substr(eq + 1));
