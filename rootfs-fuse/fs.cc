@@ -767,9 +767,23 @@ Status Filesystem::Mirror(const std::vector<dim::OverlayOp>& ops) {
   std::lock_guard<std::mutex> l(mirror_mu_);
   // Each batch has its own id, which the retries of Remote::Send keep: a
   // batch whose answer was lost is answered again, not applied twice.
-  std::string batch = mount_id_ + ":" + std::to_string(++batch_seq_);
-  auto r = remote_->Send("POST", "/v1/nodes/" + opts_.node + "/overlay-ops", {}, dim::EncodeOverlayOps(ops, batch),
-                         true);
+  std::string batch = batch_ids_ ? mount_id_ + ":" + std::to_string(++batch_seq_) : "";
+  const std::string where = "/v1/nodes/" + opts_.node + "/overlay-ops";
+  auto r = remote_->Send("POST", where, {}, dim::EncodeOverlayOps(ops, batch), true);
+  if (!r.ok() && !batch.empty() && r.status().code() == dim::Code::kInvalidArgument &&
+      r.status().posix_errno() == 0) {
+    // A server of an older release reads no batch ids: it refuses the body
+    // (400, no errno) and applied nothing. It gets this batch and the rest
+    // of the mount's without one; a batch a newer server finds malformed is
+    // refused again and stays refused.
+    auto plain = remote_->Send("POST", where, {}, dim::EncodeOverlayOps(ops), true);
+    if (plain.ok()) {
+      batch_ids_ = false;
+      std::fprintf(stderr, "rootfs-fuse: %s takes no batch ids (an older release): a retried change may apply twice\n",
+                   remote_->options().servers[0].c_str());
+    }
+    r = std::move(plain);
+  }
   if (!r.ok()) return Refused(r.status(), "the node's overlay refused or lost a change");
   return Status::Ok();
 }

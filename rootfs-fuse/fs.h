@@ -179,6 +179,7 @@ class Filesystem {
   std::mutex mirror_mu_;  // overlay operations reach the server in order
   std::string mount_id_;  // random per mount: batch ids are mount_id_:N
   uint64_t batch_seq_ = 0;  // GUARDED_BY(mirror_mu_)
+  bool batch_ids_ = true;   // false once the server showed it reads none; GUARDED_BY(mirror_mu_)
 
   std::mutex prefetch_mu_;
   std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)

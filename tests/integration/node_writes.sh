@@ -12,7 +12,8 @@
 #  * paths near PATH_MAX (255-byte names) work on persistent and ephemeral
 #    paths, survive a remount on persistent ones, and deeper trees (made with
 #    relative names) work on ephemeral paths;
-#  * a rename whose answer the network lost is retried and applied once;
+#  * a rename whose answer the network lost is retried and applied once; a
+#    server of an older release (no batch ids) still gets every change;
 #  * imaged killed (-9) and restarted under a rename workload: no operation
 #    fails, and after a remount the node sees what it saw before.
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -226,6 +227,21 @@ assert_eq "$(cat "$mnt/srv/data/b")" "moved once" "the renamed file on the node"
 [[ ! -e $mnt/srv/data/a ]] || die "the source is back"
 assert_eq "$("$DIMCTL" node cat "$NODE" /srv/data/b)" "moved once" "the renamed file on the server"
 assert_eq "$(node_field "$NODE" /srv/data/a type)" absent "the source on the server"
+rf_umount "$mnt"
+stop_proxy
+
+log "a server of an older release reads no batch ids: the node sends them without"
+proxy_port=$(free_port)
+: > "$TEST_TMP/old.log"
+python3 "$(dirname "${BASH_SOURCE[0]}")/overlay_proxy.py" "$proxy_port" "$TOP_PORT" 0 "$TEST_TMP/old.log" old &
+proxy_pid=$!
+for _ in $(seq 100); do grep -q listening "$TEST_TMP/old.log" 2> /dev/null && break; sleep 0.05; done
+TOP_URL=http://127.0.0.1:$proxy_port rf_mount "$NODE" "$mnt" "$cache"
+mkdir "$mnt/srv/data/old"
+echo "old server" > "$mnt/srv/data/old/x"
+mv "$mnt/srv/data/old/x" "$mnt/srv/data/old/y"
+assert_eq "$(grep -c 'refused a batch id' "$TEST_TMP/old.log")" 1 "batches with an id sent to the older server"
+assert_eq "$("$DIMCTL" node cat "$NODE" /srv/data/old/y)" "old server" "a rename through the older server"
 rf_umount "$mnt"
 stop_proxy
 

@@ -4,12 +4,17 @@ it forwards every HTTP/1.1 request, and for the first N overlay-ops requests
 (POST .../overlay-ops) whose body names a rename, it reads the server's answer
 and closes the node's connection instead of passing it on, as a network that
 fails after the server applied the batch. The node must retry, and the batch
-must still be applied once. Usage: overlay_proxy.py LISTEN_PORT SERVER_PORT N LOG"""
+must still be applied once. With a fifth argument `old`, it answers every
+batch that carries an id (DIMOPS2) as a server of an older release did (400,
+"must start with DIMOPS1", no errno) and passes the rest on.
+Usage: overlay_proxy.py LISTEN_PORT SERVER_PORT N LOG [old]"""
 import socket
 import sys
 import threading
 
 listen_port, server_port, drops, log_path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+old_server = len(sys.argv) > 5 and sys.argv[5] == "old"
+OLD_ANSWER = b'{"error": "overlay operations must start with DIMOPS1", "code": "invalid argument"}'
 lock = threading.Lock()
 
 
@@ -49,6 +54,12 @@ def serve(client):
             req = read_message(cf)
             if req is None:
                 return
+            if old_server and b"/overlay-ops" in req[0].split(b"\r\n")[0] and req[1].startswith(b"DIMOPS2\n"):
+                with open(log_path, "a") as log:
+                    log.write("refused a batch id\n")
+                client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\n\r\n" % len(OLD_ANSWER) + OLD_ANSWER)
+                continue
             server.sendall(req[0] + req[1])
             resp = read_message(sf)
             if resp is None:
