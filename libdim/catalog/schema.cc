@@ -194,6 +194,13 @@ CREATE TABLE boot_enrolments(
   PRIMARY KEY(node, generation)
 );
 )sql"},
+      // 7: each version's root hash (a SHA-256 over its entries, dim/root.h)
+      // and the top server's signature of it: receivers check the catalogue
+      // state they reach against them before using it.
+      {7, R"sql(
+ALTER TABLE versions ADD COLUMN root BLOB;
+ALTER TABLE versions ADD COLUMN signature BLOB;
+)sql"},
   };
   return kMigrations;
 }

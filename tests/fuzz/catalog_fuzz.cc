@@ -52,12 +52,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string in(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (data[0] % 2 == 1) {
-    (void)dim::CheckSnapshot(in, "deb");
+    (void)dim::CheckSnapshot(in, "deb", nullptr);
     return 0;
   }
   auto d = dim::CatalogDelta::Parse(in);
   if (!d.ok()) return 0;
-  if (d->Serialize() != in) Fail("a delta does not serialize back to its input");
+  if (d->Serialize(in[8] == '2' ? 2 : 1) != in) Fail("a delta does not serialize back to its input");
   dim::Catalog& c = Replica();
   if (!dim::CheckDelta(c, *d).ok()) return 0;
   auto txn = dim::sql::Transaction::Begin(c.db());
