@@ -229,25 +229,34 @@ Result<std::pair<ImageInfo, int64_t>> Catalog::Resolve(const std::string& spec) 
 
 Result<Entry> Catalog::RowToEntry(sql::Stmt& s, int c) {
   Entry e;
-  e.path = s.Text(c + 0);
-  e.type = static_cast<EntryType>(s.Int(c + 1));
-  e.mode = static_cast<uint32_t>(s.Int(c + 2));
-  e.uid = static_cast<uint32_t>(s.Int(c + 3));
-  e.gid = static_cast<uint32_t>(s.Int(c + 4));
-  e.mtime_ns = s.Int(c + 5);
-  e.size = static_cast<uint64_t>(s.Int(c + 6));
-  e.rdev = static_cast<uint64_t>(s.Int(c + 7));
-  e.target = s.Text(c + 8);
+  DIM_RETURN_IF_ERROR(RowToEntry(s, c, &e));
+  return e;
+}
+
+Status Catalog::RowToEntry(sql::Stmt& s, int c, Entry* e) {
+  e->path.assign(s.View(c + 0));
+  e->type = static_cast<EntryType>(s.Int(c + 1));
+  e->mode = static_cast<uint32_t>(s.Int(c + 2));
+  e->uid = static_cast<uint32_t>(s.Int(c + 3));
+  e->gid = static_cast<uint32_t>(s.Int(c + 4));
+  e->mtime_ns = s.Int(c + 5);
+  e->size = static_cast<uint64_t>(s.Int(c + 6));
+  e->rdev = static_cast<uint64_t>(s.Int(c + 7));
+  e->target.assign(s.View(c + 8));
+  e->object = Digest();
   if (!s.IsNull(c + 9)) {
     auto d = Digest::FromRaw(s.View(c + 9));
-    if (!d.ok()) return d.status().Annotate("catalogue entry " + QuotePath(e.path));
-    e.object = *d;
+    if (!d.ok()) return d.status().Annotate("catalogue entry " + QuotePath(e->path));
+    e->object = *d;
   }
-  e.link_group = s.Text(c + 10);
-  auto x = ParseXattrs(s.View(c + 11));
-  if (!x.ok()) return x.status().Annotate("catalogue entry " + QuotePath(e.path));
-  e.xattrs = std::move(*x);
-  return e;
+  e->link_group.assign(s.View(c + 10));
+  e->xattrs.clear();
+  if (!s.IsNull(c + 11)) {
+    auto x = ParseXattrs(s.View(c + 11));
+    if (!x.ok()) return x.status().Annotate("catalogue entry " + QuotePath(e->path));
+    e->xattrs = std::move(*x);
+  }
+  return Status::Ok();
 }
 
 Status Catalog::ForEachEntry(int64_t image_id, int64_t version,

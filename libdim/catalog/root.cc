@@ -49,6 +49,12 @@ uint64_t PolyHash(uint64_t r, std::string_view a, std::string_view b, int64_t n)
 
 uint64_t Factor(uint64_t z, uint64_t h) { return z >= h ? z - h : z + kP - h; }
 
+// Lets sets of paths be asked with a string_view (no copy per row).
+struct ViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view v) const { return std::hash<std::string_view>()(v); }
+};
+
 }  // namespace
 
 IndexFingerprints::IndexFingerprints() : r(RandomElement()), z(RandomElement()) {}
@@ -68,49 +74,79 @@ Result<Digest> ScanVersion(Catalog& catalog, int64_t image_id, int64_t version, 
     return Status::Corruption("version " + std::to_string(version) + ", " + QuotePath(path) + ": " + what);
   };
   DIM_ASSIGN_OR_RETURN(auto s, catalog.db().Prepare(std::string("SELECT ") + Catalog::EntryColumns() +
-                                                    ", parent, v_from FROM entries WHERE image_id = ?1 AND "
-                                                    "v_from <= ?2 AND v_to > ?2 ORDER BY path"));
+                                                    ", parent, v_from, v_to, image_id FROM entries NOT INDEXED WHERE "
+                                                    "image_id = ?1 AND v_from <= ?2 AND v_to > ?2 ORDER BY path"));
   s.Bind(1, image_id).Bind(2, version);
   Sha256 root;
-  root.Update("DIMROOT1\n");
+  // Rows are encoded into one buffer hashed every 64 KiB: one SHA-256 call
+  // per row would cost more than the hashing itself.
   wire::Writer w;
+  w.out() = "DIMROOT1\n";
   // Rows come in memcmp order of the path, so a parent (a prefix) always
   // came before its entries: the directories and non-files seen so far are
   // all the tree checks need.
-  std::unordered_set<std::string> dirs, others;
+  std::unordered_set<std::string, ViewHash, std::equal_to<>> dirs, others;
   std::string prev;
   bool first = true;
+  Entry e;
   while (s.Step()) {
-    DIM_ASSIGN_OR_RETURN(Entry e, catalog.RowToEntry(s, 0));
+    DIM_RETURN_IF_ERROR(Catalog::RowToEntry(s, 0, &e));
+    // The table's own b-tree in key order (NOT INDEXED, no sort): with every
+    // key's image and paths strictly ascending, its interior keys (rows of
+    // the in-order walk) are in place too, so every lookup finds its row.
+    if (s.Int(15) != image_id) return bad(e.path, "a row of another image among this image's");
     if (Status st = CheckEntry(e); !st.ok()) return bad(e.path, st.message());
     if (first ? e.path != "/" : e.path <= prev) {
       return bad(e.path, first ? "the version has no root directory" : "the path appears twice");
     }
-    if (s.View(12) != ParentPath(e.path)) return bad(e.path, "its parent column disagrees with its path");
-    if (!first) {
-      std::string parent(ParentPath(e.path));
-      if (!dirs.count(parent)) {
-        return bad(e.path, "its parent " + QuotePath(parent) + (others.count(parent) ? " is not a directory" : " is missing"));
-      }
+    const std::string_view parent = ParentPath(e.path);
+    if (s.View(12) != parent) return bad(e.path, "its parent column disagrees with its path");
+    if (!first && dirs.find(parent) == dirs.end()) {
+      return bad(e.path, "its parent " + QuotePath(parent) +
+                             (others.find(parent) != others.end() ? " is not a directory" : " is missing"));
     }
-    if (!e.link_group.empty() && e.link_group != e.path && (dirs.count(e.link_group) || others.count(e.link_group))) {
+    if (!e.link_group.empty() && e.link_group != e.path &&
+        (dirs.find(e.link_group) != dirs.end() || others.find(e.link_group) != others.end())) {
       return bad(e.path, "hardlink group " + QuotePath(e.link_group) + " is not a file");
     }
     if (e.type == EntryType::kDir) dirs.insert(e.path);
     else if (e.type != EntryType::kFile) others.insert(e.path);
     if (fp != nullptr) {
       const int64_t v_from = s.Int(13);
+      // A snapshot holds live rows only, their paths as blobs (a text path
+      // sorts apart from blobs: lookups would never find it).
+      if (s.Int(14) != kLive || v_from < 1 || s.ColumnType(0) != sql::Stmt::Type::kBlob ||
+          s.ColumnType(12) != sql::Stmt::Type::kBlob) {
+        return bad(e.path, "a row that is not live, or a path that is not a blob");
+      }
       fp->AddParent(e.path, v_from);
       if (!e.link_group.empty()) fp->AddLink(e.link_group, e.path, v_from);
     }
-    w.out().clear();
     w.Entry(e);
-    root.Update(w.out());
-    prev = std::move(e.path);
+    if (w.out().size() >= (64 << 10)) {
+      root.Update(w.out());
+      w.out().clear();
+    }
+    prev.swap(e.path);
     first = false;
   }
   DIM_RETURN_IF_ERROR(s.status());
   if (first) return bad("/", "the version has no root directory");
+  // Then the version's record: who made it, when, why, and its counters.
+  DIM_ASSIGN_OR_RETURN(auto v, catalog.db().Prepare(
+      "SELECT parent, message, author, time_ns, entries, bytes, added, removed, modified FROM versions "
+      "WHERE image_id = ?1 AND number = ?2"));
+  v.Bind(1, image_id).Bind(2, version);
+  if (!v.Step()) {
+    DIM_RETURN_IF_ERROR(v.status());
+    return Status::Corruption("version " + std::to_string(version) + " has no record");
+  }
+  w.I64(version);
+  w.I64(v.IsNull(0) ? 0 : v.Int(0));
+  w.Str(v.View(1));
+  w.Str(v.View(2));
+  for (int c = 3; c <= 8; c++) w.I64(v.Int(c));
+  root.Update(w.out());
   return root.Finish();
 }
 
@@ -127,7 +163,7 @@ Status CheckIndexes(Catalog& catalog, int64_t image_id, const IndexFingerprints&
   // down the wrong branch shows here (quick_check does not look at keys).
   {
     DIM_ASSIGN_OR_RETURN(auto s, catalog.db().Prepare(
-        "SELECT parent, v_to, path, v_from FROM entries INDEXED BY entries_parent WHERE image_id = ?1"));
+        "SELECT parent, v_to, path, v_from, image_id FROM entries INDEXED BY entries_parent WHERE image_id = ?1"));
     s.Bind(1, image_id);
     std::string prev_parent, prev_path;
     bool first = true;
@@ -135,6 +171,13 @@ Status CheckIndexes(Catalog& catalog, int64_t image_id, const IndexFingerprints&
       std::string_view parent = s.View(0), path = s.View(2);
       if (parent != ParentPath(path)) return bad("entries_parent", "files " + QuotePath(path) + " under another directory");
       if (s.Int(1) != kLive) return bad("entries_parent", "ends " + QuotePath(path) + " early");
+      if (s.Int(4) != image_id) return bad("entries_parent", "files " + QuotePath(path) + " under another image");
+      // Lookups compare keys by type first (a text parent never equals the
+      // blob a listing asks for), so the bytes alone are not enough.
+      if (s.ColumnType(0) != sql::Stmt::Type::kBlob || s.ColumnType(2) != sql::Stmt::Type::kBlob ||
+          s.ColumnType(1) != sql::Stmt::Type::kInteger || s.ColumnType(3) != sql::Stmt::Type::kInteger) {
+        return bad("entries_parent", "holds " + QuotePath(path) + " with a column of the wrong type");
+      }
       if (!first && (parent < prev_parent || (parent == prev_parent && path <= prev_path))) {
         return bad("entries_parent", "holds " + QuotePath(path) + " out of order");
       }
@@ -147,13 +190,18 @@ Status CheckIndexes(Catalog& catalog, int64_t image_id, const IndexFingerprints&
   }
   {
     DIM_ASSIGN_OR_RETURN(auto s, catalog.db().Prepare(
-        "SELECT link_group, path, v_from FROM entries INDEXED BY entries_link WHERE image_id = ?1 AND "
+        "SELECT link_group, path, v_from, image_id FROM entries INDEXED BY entries_link WHERE image_id = ?1 AND "
         "link_group IS NOT NULL"));
     s.Bind(1, image_id);
     std::string prev_group, prev_path;
     bool first = true;
     while (s.Step()) {
       std::string_view group = s.View(0), path = s.View(1);
+      if (s.Int(3) != image_id) return bad("entries_link", "files " + QuotePath(path) + " under another image");
+      if (s.ColumnType(0) != sql::Stmt::Type::kBlob || s.ColumnType(1) != sql::Stmt::Type::kBlob ||
+          s.ColumnType(2) != sql::Stmt::Type::kInteger) {
+        return bad("entries_link", "holds " + QuotePath(path) + " with a column of the wrong type");
+      }
       if (!first && (group < prev_group || (group == prev_group && path <= prev_path))) {
         return bad("entries_link", "holds " + QuotePath(path) + " out of order");
       }

@@ -152,6 +152,8 @@ class Catalog {
   // columns RowToEntry reads, starting at first_col.
   static const char* EntryColumns();
   Result<Entry> RowToEntry(sql::Stmt& s, int first_col);
+  // The same into an existing Entry, reusing its buffers (long scans).
+  static Status RowToEntry(sql::Stmt& s, int first_col, Entry* e);
   Status InsertRow(int64_t image_id, const Entry& e, int64_t v_from, int64_t v_to);
   Status InsertVersion(int64_t image_id, const VersionInfo& v);
   Status SetHead(int64_t image_id, int64_t expected, int64_t head);

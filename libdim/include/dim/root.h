@@ -31,8 +31,11 @@ struct IndexFingerprints {
 // One pass over `version` of an image in path order: checks every row
 // (CheckEntry, the parent column, every parent a directory seen before, no
 // path twice, hardlink groups naming no directory, symlink or device) and
-// returns the version's root hash. Corruption naming the path otherwise.
-// With `fp`, also fingerprints the rows for CheckIndexes.
+// returns the version's root hash (over those rows and the version's record:
+// parent, message, author, time and counters). Corruption naming the path
+// otherwise.
+// With `fp` (a snapshot: one version, all rows live), also checks that each
+// row is live with blob paths, and fingerprints the rows for CheckIndexes.
 Result<Digest> ScanVersion(Catalog& catalog, int64_t image_id, int64_t version,
                            IndexFingerprints* fp = nullptr);
 
