@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dim/delta.h"
+#include "dim/root.h"
 
 namespace {
 
@@ -71,6 +72,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (applied.ok()) {
     auto img = c.GetImage(d->image);
     if (!img.ok()) Fail("the applied image is missing");
+    // The root hash pass re-checks what CheckDelta admitted: it must agree.
+    auto root = dim::ScanVersion(c, img->id, d->to);
+    if (!root.ok()) Fail("a checked and applied delta fails the root hash pass: " + root.status().ToString());
     dim::Status walk = c.ForEachEntry(img->id, d->to, [&](const dim::Entry& e) -> dim::Status {
       if (e.path == "/") return dim::Status::Ok();
       auto parent = c.Lookup(img->id, d->to, std::string(dim::ParentPath(e.path)));
