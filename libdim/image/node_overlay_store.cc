@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <map>
 
+#include "dim/atomic_file.h"
 #include "dim/owner.h"
 #include "dim/upper.h"
 #include "image/node_overlay_internal.h"
@@ -300,6 +301,8 @@ Status CopyData(int from, int to, uint64_t n, const std::string& what) {
 Status MakeDir(int parent, const std::string& name) {
   if (::mkdirat(parent, name.c_str(), 0700) == 0) {
     DIM_RETURN_IF_ERROR(HandToDirOwnerAt(parent, name));
+    // A node provisioned is there after a crash: its directory's name too.
+    DIM_RETURN_IF_ERROR(SyncDirAt(parent, "the directory holding " + name));
   } else if (errno != EEXIST) {
     return PosixError("create " + name);
   }

@@ -8,7 +8,9 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <ctime>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <thread>
 
 #include "dim/api_client.h"
+#include "dim/atomic_file.h"
 #include "dim/catalog.h"
 #include "dim/overlay_wire.h"
 #include "dim/wire.h"
@@ -863,4 +866,32 @@ TEST_CASE("imaged config: overlay quotas") {
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("overlay_quota_bytes must be a size") != std::string::npos);
   CHECK(bad.status().message().find("overlay_quota_entries must be a number") != std::string::npos);
+}
+
+TEST_CASE("imaged: concurrent PUTs of a node's prefetch list each land whole, none fails") {
+  // They shared one staging name (".prefetch.tmp"): one writer removed or
+  // renamed another's half-written file, and PUTs failed with ENOENT.
+  Server s;
+  constexpr int kThreads = 8, kPuts = 25;
+  std::vector<std::thread> ts;
+  std::atomic<int> failed{0};
+  auto body = [](int t, int i) { return "/t" + std::to_string(t) + "/" + std::to_string(i) + "\n" + std::string(5000 + 37 * t, 'p'); };
+  for (int t = 0; t < kThreads; t++) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kPuts; i++) {
+        if (s.Call("PUT", "/v1/nodes/n1/prefetch", "node:n1", body(t, i)).status != 200) failed++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(failed == 0);
+  auto got = s.Call("GET", "/v1/nodes/n1/prefetch", "node:n1");
+  REQUIRE(got.status == 200);
+  int t = -1, i = -1;
+  REQUIRE(std::sscanf(got.body.c_str(), "/t%d/%d\n", &t, &i) == 2);
+  CHECK(got.body == body(t, i));
+  // Nothing but the list itself was left in the node's directory.
+  for (const auto& e : std::filesystem::directory_iterator(s.dir / "store/nodes/n1")) {
+    CHECK_MESSAGE(!dim::IsAtomicTemp(e.path().filename().string()), e.path());
+  }
 }
