@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "dim/sign.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <set>
@@ -185,11 +187,17 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       else err("boot_keys must be 'node-address' (the default: a node's key goes to its registered "
                "address, from a port below 1024), 'enrol' (the same, once per key generation) or "
                "'any' (to anyone: insecure, for NAT and test networks), not '" + value + "'");
+    } else if (key == "publish_key") {
+      if (!dim::sign::PublicKey::FromHex(value).ok()) {
+        err("publish_key must be the top server's public key, 64 hex digits ('dimctl key show' on the top)");
+      } else {
+        c.publish_key = value;
+      }
     } else if (ParseLimit(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
-          "poll_wait, fetch_threads, boot_keys, max_connections, per_address_connections, "
+          "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
           "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries)");
     }
   }

@@ -25,6 +25,9 @@ struct Config {
   int64_t retention = 5;                  // leaf: versions kept per image
   int poll_wait_s = 30;                   // leaf: long-poll length
   int fetch_threads = 4;                  // leaf: parallel object fetches
+  // leaf: the top server's Ed25519 public key (hex, `dimctl key show`): every
+  // version replicated must carry its signature. Empty: root hashes only.
+  std::string publish_key;
   // Who gets a node's key from GET /v1/boot/nodes/NODE/key (docs/boot.md):
   // a connection from one of the node's registered addresses and a port below
   // 1024 (root there); the same but once per key generation (enrol); or

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "dim/delta.h"
+#include "dim/root.h"
 #include "dim/image.h"
 #include "dim/cluster/registry.h"
 #include "dim/keepout.h"
@@ -265,7 +266,8 @@ class Fetcher {
 dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
                                   const std::string& parent_base, const std::string& key,
                                   const std::string& identity, const std::string& image,
-                                  int64_t target, int fetch_threads) {
+                                  int64_t target, int fetch_threads,
+                                  const dim::sign::PublicKey* publish_key, bool heal) {
   DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store.LockImage(image, "replication"));
   DIM_ASSIGN_OR_RETURN(dim::FileLock store_lock, store.LockStore(false, true));
   SyncResult result;
@@ -277,15 +279,16 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/images/" + image + "/head"));
     target = std::atoll(dim::JsonField(body, "published").c_str());
   }
-  if (target <= head) return result;
+  if (heal) target = std::max(target, head);
+  if (target <= head && !heal) return result;
 
   // The parent may have pruned our version: then start over from nothing.
-  bool resync = false;
+  bool resync = heal;
   auto fetch = [&](int64_t from) {
     return parent.Get("/v1/images/" + image + "/delta",
-                      {{"from", std::to_string(from)}, {"to", std::to_string(target)}});
+                      {{"from", std::to_string(from)}, {"to", std::to_string(target)}, {"form", "2"}});
   };
-  auto compressed = fetch(head);
+  auto compressed = fetch(heal ? 0 : head);
   if (!compressed.ok() && head > 0 && compressed.status().code() == dim::Code::kNotFound) {
     resync = true;
     compressed = fetch(0);
@@ -302,6 +305,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   }
   // Checked before any object is fetched for it (ApplyDelta checks again);
   // a delta from 0 (a resync) is checked against nothing.
+  DIM_RETURN_IF_ERROR(dim::CheckSeal(publish_key, image, delta.version).Annotate("from " + parent_base));
   DIM_RETURN_IF_ERROR(dim::CheckDelta(store.catalog(), delta).Annotate("from " + parent_base));
 
   // The keep-out list travels with the version: nodes provisioned here get
@@ -379,7 +383,10 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_RETURN_IF_ERROR(batch->Commit());
   DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(store.catalog().db()));
   if (resync && local.ok()) DIM_RETURN_IF_ERROR(store.catalog().DeleteImage(local->id));
-  DIM_RETURN_IF_ERROR(dim::ApplyDelta(store.catalog(), delta));
+  // The state reached is checked before anyone sees it: a delta damaged on
+  // the way (or forged) leads to entries other than the version's root hash
+  // says, and the transaction rolls back; the next poll fetches it again.
+  DIM_RETURN_IF_ERROR(dim::ApplyDeltaChecked(store.catalog(), delta).Annotate("from " + parent_base));
   DIM_ASSIGN_OR_RETURN(auto applied, store.catalog().GetImage(image));
   if (keepout) DIM_RETURN_IF_ERROR(store.catalog().KeepoutReplace(applied.id, *keepout));
   if (policy) DIM_RETURN_IF_ERROR(store.catalog().PolicyReplace(applied.id, *policy));
@@ -441,7 +448,12 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
 }
 
 Replicator::Replicator(Config config, std::string key, Service* service)
-    : config_(std::move(config)), key_(std::move(key)), service_(service) {}
+    : config_(std::move(config)), key_(std::move(key)), service_(service) {
+  // LoadConfig checked the key's form.
+  if (!config_.publish_key.empty()) {
+    if (auto k = dim::sign::PublicKey::FromHex(config_.publish_key); k.ok()) publish_key_ = std::move(*k);
+  }
+}
 
 Replicator::~Replicator() {
   stop_ = true;
@@ -512,6 +524,13 @@ void Replicator::FollowImage(const std::string& image) {
     state_[image] = "{\"head\":" + std::to_string(img.ok() ? img->head : 0) + ",\"error\":\"\"}";
   }
   ReportState();
+  // A stored version that no longer hashes to its root (a damaged disk, an
+  // edit by hand) is fetched again from the parent, whole.
+  bool heal = false;
+  if (Status s = CheckStoredHead((*store)->catalog(), image); !s.ok()) {
+    std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), config_.parent.c_str());
+    heal = true;
+  }
   int backoff_ms = 200;
   SyncResult last;          // the last replication, reported to the parent
   double last_seconds = 0;
@@ -524,12 +543,13 @@ void Replicator::FollowImage(const std::string& image) {
     Status st = answer.status();
     if (answer.ok()) {
       int64_t published = std::atoll(dim::JsonField(*answer, "published").c_str());
-      if (published > head) {
+      if (published > head || heal) {
         auto t0 = std::chrono::steady_clock::now();
         auto r = SyncImage(**store, **parent, config_.parent, key_, identity, image, published,
-                           config_.fetch_threads);
+                           config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
         st = r.status();
         if (r.ok()) {
+          heal = false;
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           auto pruned = [&]() -> Status {
@@ -567,6 +587,21 @@ void Replicator::FollowImage(const std::string& image) {
       backoff_ms = 200;
     }
   }
+}
+
+Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {
+  auto img = catalog.GetImage(image);
+  if (!img.ok()) return img.status().code() == dim::Code::kNotFound ? Status::Ok() : img.status();
+  if (img->head == 0) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(auto v, catalog.GetVersion(*img, img->head));
+  if (v.root.IsZero()) return Status::Ok();  // replicated before roots were recorded
+  auto now = dim::ScanVersion(catalog, img->id, img->head);
+  if (!now.ok()) return now.status().Annotate("stored version of " + image);
+  if (*now != v.root) {
+    return Status::Corruption("stored version " + std::to_string(img->head) + " of " + image + " hashes to " +
+                              now->ShortHex() + ", not to its root hash " + v.root.ShortHex());
+  }
+  return Status::Ok();
 }
 
 void Replicator::ReportState() {

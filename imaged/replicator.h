@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -15,6 +16,7 @@
 
 #include "config.h"
 #include "dim/api_client.h"
+#include "dim/sign.h"
 #include "dim/store.h"
 #include "service.h"
 
@@ -27,10 +29,19 @@ struct SyncResult {
 
 // One image's replication step, usable on its own (tests, `dimctl`): brings
 // the local store from its head to `target` (0: the parent's published one).
+// The version reached must hash to the root the parent sent, signed with
+// `publish_key` when there is one, or nothing is applied (Corruption).
+// `heal` fetches the version again from nothing even when the head is there
+// (a stored version that fails its root hash).
 dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
                                   const std::string& parent_base, const std::string& key,
                                   const std::string& identity, const std::string& image,
-                                  int64_t target, int fetch_threads);
+                                  int64_t target, int fetch_threads,
+                                  const dim::sign::PublicKey* publish_key = nullptr, bool heal = false);
+
+// Whether the stored head of an image still hashes to its recorded root
+// (Corruption naming what differs otherwise; Ok for an image without versions).
+dim::Status CheckStoredHead(dim::Catalog& catalog, const std::string& image);
 
 class Replicator {
  public:
@@ -47,6 +58,7 @@ class Replicator {
 
   Config config_;
   std::string key_;
+  std::optional<dim::sign::PublicKey> publish_key_;  // the top's, from publish_key
   Service* service_;
   std::atomic<bool> stop_{false};
   std::thread run_thread_;

@@ -16,6 +16,8 @@
 #include "dim/image.h"
 #include "dim/object_delta.h"
 #include "dim/policy.h"
+#include "dim/root.h"
+#include "dim/sign.h"
 #include "dim/wire.h"
 
 namespace imaged {
@@ -398,7 +400,10 @@ Response Service::Delta(const std::string& image, const Request& req) {
   if (!img.ok()) return Response::Error(img.status());
   auto delta = dim::ExportDelta(**cat, *img, from, to);
   if (!delta.ok()) return Response::Error(delta.status());
-  std::string raw = delta->Serialize();
+  // form=2: the version's root hash and signature travel with it. Clients
+  // before root hashes ask without and read form 1.
+  auto form = req.query.find("form");
+  std::string raw = delta->Serialize(form != req.query.end() && form->second == "2" ? 2 : 1);
   Response r;
   r.content_type = "application/x-dim-delta+zstd";
   r.body.resize(ZSTD_compressBound(raw.size()));
@@ -452,7 +457,7 @@ dim::Result<std::shared_ptr<const std::string>> Service::CachedSnapshot(const st
   DIM_ASSIGN_OR_RETURN(auto info, cat->GetVersion(img, version));
   // The commit time tells a version from one of the same number in an image
   // that was removed and made again.
-  const SnapshotKey key{image, version, info.time_ns};
+  const SnapshotKey key{image, version, info.time_ns, info.signature};
   std::lock_guard<std::mutex> l(snapshot_mu_);
   if (auto it = snapshots_.find(key); it != snapshots_.end()) return it->second;
   DIM_ASSIGN_OR_RETURN(std::string db, dim::SnapshotCatalog(*cat, img, version));
@@ -673,10 +678,32 @@ Response Service::Publish(const std::string& image, const Request& req) {
   if (!cat.ok()) return Response::Error(cat.status());
   auto img = (*cat)->GetImage(image);
   if (!img.ok()) return Response::Error(img.status());
-  if (auto ver = (*cat)->GetVersion(*img, version); !ver.ok()) return Response::Error(ver.status());
+  auto ver = (*cat)->GetVersion(*img, version);
+  if (!ver.ok()) return Response::Error(ver.status());
+  if (Status s = Seal(**cat, *img, *ver); !s.ok()) return Response::Error(s);
   if (Status s = SetPublished(image, version); !s.ok()) return Response::Error(s);
   Notify();
   return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + v + "}");
+}
+
+Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v) {
+  // The root over the version's entries, checked as a receiver checks it,
+  // recorded once; signed with the store's key when it has one.
+  DIM_ASSIGN_OR_RETURN(dim::Digest root, dim::RecordedOrComputedRoot(cat, img, v));
+  std::string signature = v.signature;
+  auto hex = dim::Env::Posix()->ReadFile(dim::sign::PrivateKeyPath(config_.store));
+  if (!hex.ok() && hex.status().code() != dim::Code::kNotFound) return hex.status();
+  if (hex.ok()) {
+    DIM_ASSIGN_OR_RETURN(auto key, dim::sign::PrivateKey::FromHex(*hex));
+    const std::string message = dim::SealMessage(img.name, v.number, root);
+    if (!key.Public().Verify(message, signature)) {
+      DIM_ASSIGN_OR_RETURN(signature, key.Sign(message));
+    }
+  }
+  if (root == v.root && signature == v.signature) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(cat.db()));
+  DIM_RETURN_IF_ERROR(cat.SetVersionSeal(img.id, v.number, root, signature));
+  return txn->Commit();
 }
 
 Response Service::Report(const Request& req, const std::string& who) {

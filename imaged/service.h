@@ -115,6 +115,9 @@ class Service {
   // NotFound when `version` is beyond what this server publishes.
   dim::Status CheckPublished(const std::string& image, int64_t version);
 
+  // Records a version's root hash and, with <store>/keys/publish.key, its
+  // signature (publishing on the top server).
+  dim::Status Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v);
   Config config_;
   dim::auth::Secret secret_;
   std::unique_ptr<dim::ObjectStore> objects_;
@@ -141,7 +144,8 @@ class Service {
   // Ready catalogues of recent versions, zstd-compressed: a rack booting at
   // once asks for the same one. Built one at a time under snapshot_mu_.
   std::mutex snapshot_mu_;
-  using SnapshotKey = std::tuple<std::string, int64_t, int64_t>;  // image, version, its commit time
+  // image, version, its commit time, its signature (a version signed later is built again)
+  using SnapshotKey = std::tuple<std::string, int64_t, int64_t, std::string>;
   std::map<SnapshotKey, std::shared_ptr<const std::string>> snapshots_;  // GUARDED_BY(snapshot_mu_)
   std::vector<SnapshotKey> snapshot_order_;                              // oldest first, GUARDED_BY(snapshot_mu_)
   std::thread snapshot_builder_;

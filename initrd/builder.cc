@@ -305,6 +305,9 @@ Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options) {
   DIM_RETURN_IF_ERROR(AddBusybox(c));             // busybox and applet links
   DIM_RETURN_IF_ERROR(AddRootfsFuse(c));          // rootfs-fuse
   DIM_RETURN_IF_ERROR(AddLibraries(c));           // the loader and shared libraries
+  if (!options.publish_key.empty()) {             // the top server's public key
+    DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/publish.pub", options.publish_key + "\n", 0644));
+  }
   std::string cpio = c.cpio.Serialize(0);         // fixed mtime: same inputs, same bytes
   DIM_ASSIGN_OR_RETURN(auto out, Compress(cpio, options.compression, options.level));
   DIM_RETURN_IF_ERROR(WriteOutput(env, options.output, out));

@@ -25,6 +25,7 @@
 #include "cache.h"
 #include "dim/auth.h"
 #include "dim/env.h"
+#include "dim/sign.h"
 #include "dim/http.h"
 #include "dim/upper.h"
 #include "fs.h"
@@ -47,6 +48,9 @@ options:
                       1024, which needs root (docs/boot.md)
   --secret FILE       the site secret instead (tests, servers): derives the key
                       of a node never rekeyed
+  --publish-key FILE  the top server's public key (hex, `dimctl key show`):
+                      every version must carry its signature (default:
+                      /etc/dim/publish.pub when it exists, as the initrd has it)
   --alt URL           an alternate server for the image (repeatable)
   --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
   --cache-size MIB    evict objects beyond this (default 4096)
@@ -77,7 +81,7 @@ options:
 
 struct Args {
   std::string server, image, node, mountpoint;
-  std::string key_file, secret_file, cache;
+  std::string key_file, secret_file, cache, publish_key_file;
   std::vector<std::string> alts, fuse_opts;
   std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
@@ -111,6 +115,7 @@ Args Parse(int argc, char** argv) {
       std::exit(0);
     } else if (o == "--key-file") a.key_file = value();
     else if (o == "--secret") a.secret_file = value();
+    else if (o == "--publish-key") a.publish_key_file = value();
     else if (o == "--alt") a.alts.push_back(value());
     else if (o == "--cache") a.cache = value();
     else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
@@ -255,6 +260,19 @@ std::string FetchKey(const Args& a) {
   Die("cannot fetch node " + a.node + "'s key: " + last);
 }
 
+// The top server's public key: named, or the initrd's /etc/dim/publish.pub.
+std::optional<dim::sign::PublicKey> LoadPublishKey(const Args& a) {
+  const std::string file = a.publish_key_file.empty() ? "/etc/dim/publish.pub" : a.publish_key_file;
+  auto text = dim::Env::Posix()->ReadFile(file);
+  if (!text.ok()) {
+    if (a.publish_key_file.empty() && text.status().code() == dim::Code::kNotFound) return std::nullopt;
+    Die("cannot read the publishing key " + file + ": " + text.status().message());
+  }
+  auto k = dim::sign::PublicKey::FromHex(*text);
+  if (!k.ok()) Die(file + ": " + k.status().message() + " (write the output of `dimctl key show` there)");
+  return std::move(*k);
+}
+
 std::string LoadKey(const Args& a) {
   if (!a.key_file.empty()) {
     auto text = dim::Env::Posix()->ReadFile(a.key_file);
@@ -302,6 +320,7 @@ int main(int argc, char** argv) {
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
   std::string key = LoadKey(a);
   mark(a.key_file.empty() && a.secret_file.empty() ? "key fetched" : "key read");
+  std::optional<dim::sign::PublicKey> publish = LoadPublishKey(a);
   // Entries are created in the upper with the exact modes the kernel asks for.
   ::umask(0);
 
@@ -381,15 +400,26 @@ int main(int argc, char** argv) {
   // this node runs (which also tells it that version); otherwise, or when the
   // server offers none, the node asks for its version and fetches a delta.
   const std::string db_path = std::string(cache_abs.get()) + "/catalog.db";
+  const dim::sign::PublicKey* publish_key = publish.has_value() ? &*publish : nullptr;
   dim::Status seeded = dim::Status::NotFound("the cache has a catalogue");
+  // A cached catalogue that is damaged (quick_check, or its head no longer
+  // hashing to its root hash) is started over from the server.
+  if (env->Exists(db_path)) {
+    auto cached = rootfs::Meta::Open(db_path, a.image, publish);
+    dim::Status whole = cached.ok() ? (*cached)->CheckCached() : cached.status();
+    if (whole.code() == dim::Code::kCorruption) {
+      std::fprintf(stderr, "rootfs-fuse: %s; fetching it again\n", whole.ToString().c_str());
+      for (const char* suffix : {"", "-wal", "-shm"}) (void)::unlink((db_path + suffix).c_str());
+    }
+  }
   if (!env->Exists(db_path)) {
-    seeded = rootfs::Meta::Seed(remote, db_path, a.image, a.node, a.version);
+    seeded = rootfs::Meta::Seed(remote, db_path, a.image, a.node, a.version, publish_key);
     if (seeded.code() == dim::Code::kCorruption || seeded.code() == dim::Code::kInvalidArgument) {
       std::fprintf(stderr, "rootfs-fuse: no ready catalogue (%s); fetching it as a delta\n", seeded.ToString().c_str());
     }
     mark(seeded.ok() ? "catalogue seeded" : "no ready catalogue");
   }
-  auto meta = rootfs::Meta::Open(db_path, a.image);
+  auto meta = rootfs::Meta::Open(db_path, a.image, publish);
   if (meta.ok() && seeded.ok() &&
       (!(*meta)->UseCached().ok() || (a.version != 0 && (*meta)->version() != a.version))) {
     meta = dim::Status::Corruption("the catalogue snapshot does not hold the version asked for");
@@ -399,7 +429,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rootfs-fuse: local catalogue unusable (%s); starting it over\n", meta.status().ToString().c_str());
     for (const char* suffix : {"", "-wal", "-shm"}) (void)::unlink((db_path + suffix).c_str());
     seeded = dim::Status::NotFound("discarded");
-    meta = rootfs::Meta::Open(db_path, a.image);
+    meta = rootfs::Meta::Open(db_path, a.image, publish);
   }
   if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
   mark("catalogue open");

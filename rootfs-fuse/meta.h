@@ -12,21 +12,28 @@
 #include <vector>
 
 #include "dim/catalog.h"
+#include "dim/delta.h"
+#include "dim/sign.h"
 #include "remote.h"
 
 namespace rootfs {
 
 class Meta {
  public:
-  static dim::Result<std::unique_ptr<Meta>> Open(const std::string& db_path, const std::string& image);
+  // `publish_key`: the top server's public key (from the initrd); when given,
+  // every version must carry its signature. Without it, root hashes alone.
+  static dim::Result<std::unique_ptr<Meta>> Open(const std::string& db_path, const std::string& image,
+                                                 std::optional<dim::sign::PublicKey> publish_key = std::nullopt);
   // Starts a cache that has no catalogue (db_path does not exist) from the
   // server's ready one (GET /v1/images/NAME/snapshot): one download instead
   // of a row-by-row delta from nothing. `version` 0 asks for the one `node` runs (its pin or
   // the published version); the catalogue's head then says which it is.
   // NotFound or Conflict when the server offers none (an older server, a
   // newer schema): Open and SyncTo then take the delta path.
+  // The snapshot must hash to its version's root hash (signed with
+  // publish_key when there is one): Corruption otherwise, and nothing written.
   static dim::Status Seed(Remote& remote, const std::string& db_path, const std::string& image,
-                          const std::string& node, int64_t version);
+                          const std::string& node, int64_t version, const dim::sign::PublicKey* publish_key);
 
   int64_t version() const { return version_.load(); }
   int64_t image_id() const { return image_id_; }
@@ -37,6 +44,10 @@ class Meta {
   dim::Status SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed);
   // Uses what is already cached (offline start); NotFound if nothing is.
   dim::Status UseCached();
+  // Whether the cached catalogue is whole: SQLite's quick_check, and its head
+  // version hashes to the root hash it came with. Corruption otherwise (the
+  // caller starts the cache over from the server).
+  dim::Status CheckCached();
 
   dim::Result<std::optional<dim::Entry>> Lookup(int64_t version, const std::string& path);
   dim::Status Children(int64_t version, const std::string& dir,
@@ -45,11 +56,15 @@ class Meta {
 
  private:
   Meta(std::string path, std::string image) : path_(std::move(path)), image_(std::move(image)) {}
+  // Applies a delta in one transaction, committed only when the version
+  // reached hashes to the root hash the delta carries.
+  dim::Status Apply(dim::Catalog& c, const dim::CatalogDelta& delta, bool from_nothing);
   class Lease;
   dim::Result<std::unique_ptr<dim::Catalog>> Acquire();
   void Release(std::unique_ptr<dim::Catalog> c);
 
   std::string path_, image_;
+  std::optional<dim::sign::PublicKey> publish_key_;
   int64_t image_id_ = 0;
   std::atomic<int64_t> version_{0};
   std::mutex mu_;

@@ -45,6 +45,10 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   return OpenImpl(path, SchemaVersion());
 }
 
+Result<std::unique_ptr<Catalog>> Catalog::Adopt(std::unique_ptr<sql::Db> db) {
+  return std::unique_ptr<Catalog>(new Catalog(std::move(db)));
+}
+
 Result<std::unique_ptr<Catalog>> Catalog::OpenAtVersion(const std::string& path, int version) {
   return OpenImpl(path, version);
 }
@@ -144,7 +148,7 @@ Status Catalog::DeleteImage(int64_t image_id) {
 
 namespace {
 constexpr const char* kVersionCols =
-    "number, parent, message, author, time_ns, entries, bytes, added, removed, modified";
+    "number, parent, message, author, time_ns, entries, bytes, added, removed, modified, root, signature";
 VersionInfo RowToVersion(sql::Stmt& s) {
   VersionInfo v;
   v.number = s.Int(0);
@@ -157,6 +161,8 @@ VersionInfo RowToVersion(sql::Stmt& s) {
   v.added = static_cast<uint64_t>(s.Int(7));
   v.removed = static_cast<uint64_t>(s.Int(8));
   v.modified = static_cast<uint64_t>(s.Int(9));
+  if (auto root = Digest::FromRaw(s.View(10)); root.ok()) v.root = *root;
+  v.signature = s.Text(11);
   return v;
 }
 }  // namespace
@@ -223,25 +229,34 @@ Result<std::pair<ImageInfo, int64_t>> Catalog::Resolve(const std::string& spec) 
 
 Result<Entry> Catalog::RowToEntry(sql::Stmt& s, int c) {
   Entry e;
-  e.path = s.Text(c + 0);
-  e.type = static_cast<EntryType>(s.Int(c + 1));
-  e.mode = static_cast<uint32_t>(s.Int(c + 2));
-  e.uid = static_cast<uint32_t>(s.Int(c + 3));
-  e.gid = static_cast<uint32_t>(s.Int(c + 4));
-  e.mtime_ns = s.Int(c + 5);
-  e.size = static_cast<uint64_t>(s.Int(c + 6));
-  e.rdev = static_cast<uint64_t>(s.Int(c + 7));
-  e.target = s.Text(c + 8);
+  DIM_RETURN_IF_ERROR(RowToEntry(s, c, &e));
+  return e;
+}
+
+Status Catalog::RowToEntry(sql::Stmt& s, int c, Entry* e) {
+  e->path.assign(s.View(c + 0));
+  e->type = static_cast<EntryType>(s.Int(c + 1));
+  e->mode = static_cast<uint32_t>(s.Int(c + 2));
+  e->uid = static_cast<uint32_t>(s.Int(c + 3));
+  e->gid = static_cast<uint32_t>(s.Int(c + 4));
+  e->mtime_ns = s.Int(c + 5);
+  e->size = static_cast<uint64_t>(s.Int(c + 6));
+  e->rdev = static_cast<uint64_t>(s.Int(c + 7));
+  e->target.assign(s.View(c + 8));
+  e->object = Digest();
   if (!s.IsNull(c + 9)) {
     auto d = Digest::FromRaw(s.View(c + 9));
-    if (!d.ok()) return d.status().Annotate("catalogue entry " + QuotePath(e.path));
-    e.object = *d;
+    if (!d.ok()) return d.status().Annotate("catalogue entry " + QuotePath(e->path));
+    e->object = *d;
   }
-  e.link_group = s.Text(c + 10);
-  auto x = ParseXattrs(s.View(c + 11));
-  if (!x.ok()) return x.status().Annotate("catalogue entry " + QuotePath(e.path));
-  e.xattrs = std::move(*x);
-  return e;
+  e->link_group.assign(s.View(c + 10));
+  e->xattrs.clear();
+  if (!s.IsNull(c + 11)) {
+    auto x = ParseXattrs(s.View(c + 11));
+    if (!x.ok()) return x.status().Annotate("catalogue entry " + QuotePath(e->path));
+    e->xattrs = std::move(*x);
+  }
+  return Status::Ok();
 }
 
 Status Catalog::ForEachEntry(int64_t image_id, int64_t version,
@@ -569,14 +584,25 @@ Status Catalog::InsertRow(int64_t image_id, const Entry& e, int64_t v_from, int6
 Status Catalog::InsertVersion(int64_t image_id, const VersionInfo& v) {
   DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(
       "INSERT INTO versions(image_id, number, parent, message, author, time_ns, entries, bytes, "
-      "added, removed, modified) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+      "added, removed, modified, root, signature) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   s.Bind(1, image_id).Bind(2, v.number);
   if (v.parent) s.Bind(3, v.parent); else s.BindNull(3);
   s.Bind(4, v.message).Bind(5, v.author).Bind(6, v.time_ns);
   s.Bind(7, static_cast<int64_t>(v.entries)).Bind(8, static_cast<int64_t>(v.bytes));
   s.Bind(9, static_cast<int64_t>(v.added)).Bind(10, static_cast<int64_t>(v.removed));
   s.Bind(11, static_cast<int64_t>(v.modified));
+  if (v.root.IsZero()) s.BindNull(12); else s.BindBlob(12, v.root.Raw());
+  if (v.signature.empty()) s.BindNull(13); else s.BindBlob(13, v.signature);
   return s.Run();
+}
+
+Status Catalog::SetVersionSeal(int64_t image_id, int64_t number, const Digest& root, const std::string& signature) {
+  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("UPDATE versions SET root = ?3, signature = ?4 WHERE image_id = ?1 AND number = ?2"));
+  s.Bind(1, image_id).Bind(2, number).BindBlob(3, root.Raw());
+  if (signature.empty()) s.BindNull(4); else s.BindBlob(4, signature);
+  DIM_RETURN_IF_ERROR(s.Run());
+  if (db_->Changes() != 1) return Status::NotFound("no version " + std::to_string(number) + " to seal");
+  return Status::Ok();
 }
 
 Status Catalog::SetHead(int64_t image_id, int64_t expected, int64_t head) {

@@ -210,6 +210,13 @@ CREATE TABLE cluster_bmcs(
   cipher_suite INTEGER NOT NULL
 );
 )sql"},
+      // 8: each version's root hash (a SHA-256 over its entries, dim/root.h)
+      // and the top server's signature of it: receivers check the catalogue
+      // state they reach against them before using it.
+      {8, R"sql(
+ALTER TABLE versions ADD COLUMN root BLOB;
+ALTER TABLE versions ADD COLUMN signature BLOB;
+)sql"},
   };
   return kMigrations;
 }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "dim/delta.h"
+#include "dim/root.h"
 
 namespace {
 
@@ -52,12 +53,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string in(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (data[0] % 2 == 1) {
-    (void)dim::CheckSnapshot(in, "deb");
+    (void)dim::CheckSnapshot(in, "deb", nullptr);
     return 0;
   }
   auto d = dim::CatalogDelta::Parse(in);
   if (!d.ok()) return 0;
-  if (d->Serialize() != in) Fail("a delta does not serialize back to its input");
+  if (d->Serialize(in[8] == '2' ? 2 : 1) != in) Fail("a delta does not serialize back to its input");
   dim::Catalog& c = Replica();
   if (!dim::CheckDelta(c, *d).ok()) return 0;
   auto txn = dim::sql::Transaction::Begin(c.db());
@@ -71,6 +72,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (applied.ok()) {
     auto img = c.GetImage(d->image);
     if (!img.ok()) Fail("the applied image is missing");
+    // The root hash pass re-checks what CheckDelta admitted: it must agree.
+    auto root = dim::ScanVersion(c, img->id, d->to);
+    if (!root.ok()) Fail("a checked and applied delta fails the root hash pass: " + root.status().ToString());
     dim::Status walk = c.ForEachEntry(img->id, d->to, [&](const dim::Entry& e) -> dim::Status {
       if (e.path == "/") return dim::Status::Ok();
       auto parent = c.Lookup(img->id, d->to, std::string(dim::ParentPath(e.path)));

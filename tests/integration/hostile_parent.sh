@@ -37,8 +37,11 @@ assert_eq "$(cat "$mnt/etc/issue")" "dim v1" "the node's version 1"
 log "the top's catalogue is altered: version 2 adds /l -> $outside and /l/passwd"
 live=9223372036854775807
 sqlite3 "$TEST_TMP/top/catalog.db" <<SQL
-INSERT INTO versions(image_id, number, parent, message, author, time_ns, entries, bytes, added, removed, modified)
-  VALUES (1, 2, 1, 'hostile', 'x', 0, 5, 0, 2, 0, 0);
+-- With a root hash of its own making: publishing would otherwise compute
+-- one and refuse the hostile tree on the top already.
+INSERT INTO versions(image_id, number, parent, message, author, time_ns, entries, bytes, added, removed, modified,
+                     root)
+  VALUES (1, 2, 1, 'hostile', 'x', 0, 5, 0, 2, 0, 0, randomblob(32));
 -- (image 1 is $IMAGE, the store's only image)
 INSERT INTO entries(image_id, path, v_from, v_to, parent, type, mode, uid, gid, mtime_ns, size, rdev, target,
                     object, link_group, xattrs)

@@ -95,6 +95,7 @@ Noun ImageCommands();
 Noun KeepoutCommands();
 Noun PolicyCommands();
 Noun StoreCommands();
+Noun KeyCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();

@@ -9,7 +9,9 @@
 #include <sstream>
 
 #include "cli.h"
+#include "dim/env.h"
 #include "dim/initrd/builder.h"
+#include "dim/sign.h"
 
 namespace dimctl {
 namespace {
@@ -59,6 +61,22 @@ std::string Words(const std::vector<std::string>& v) {
   return out.empty() ? "-" : out;
 }
 
+// The public key nodes check versions with: --publish-key FILE, else the
+// store's own (dimctl key init on the top server), else none.
+dim::Result<std::string> PublishKey(const Invocation& inv) {
+  std::string file = inv.get_or("publish-key", "");
+  const bool named = !file.empty();
+  if (!named) file = dim::sign::PublicKeyPath(inv.global.root);
+  auto text = dim::Env::Posix()->ReadFile(file);
+  if (!text.ok()) {
+    if (!named && text.status().code() == dim::Code::kNotFound) return std::string();
+    return text.status();
+  }
+  auto key = dim::sign::PublicKey::FromHex(*text);
+  if (!key.ok()) return key.status().Annotate(file);
+  return key->Hex();
+}
+
 Status Build(Invocation& inv) {
   dim::initrd::BuildOptions opt;
   opt.kernel = inv.get_or("kernel", "");
@@ -80,6 +98,7 @@ Status Build(Invocation& inv) {
                               "--rootfs-fuse PATH");
     }
   }
+  DIM_ASSIGN_OR_RETURN(opt.publish_key, PublishKey(inv));
   DIM_ASSIGN_OR_RETURN(opt.compression, dim::initrd::ParseCompression(inv.get_or("compress", "zstd")));
   if (auto level = inv.get("level")) {
     char* end = nullptr;
@@ -136,6 +155,8 @@ Noun InitrdCommands() {
         {"modules", 'm', "M1,M2", "more modules (with their dependencies)", true},
         {"rootfs-fuse", 0, "PATH", "the rootfs-fuse binary (default: beside dimctl, or installed)"},
         {"no-strip", 0, "", "keep rootfs-fuse's debugging information (stripped by default)"},
+        {"publish-key", 0, "FILE", "the top server's public key for nodes to check versions with (default: "
+                                   "the store's, from 'dimctl key init', when it has one)"},
         {"busybox", 0, "PATH", "a static busybox (default /bin/busybox, from busybox-static)"},
         {"compress", 0, "zstd|gzip|none", "compression (default zstd)"},
         {"level", 0, "N", "compression level (default: zstd 19, gzip 9)"},

@@ -14,6 +14,7 @@
 #include "dim/auth.h"
 #include "dim/image.h"
 #include "dim/owner.h"
+#include "dim/sign.h"
 
 namespace dimctl {
 
@@ -220,7 +221,8 @@ Status Fsck(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   DIM_ASSIGN_OR_RETURN(auto report, dim::CheckStore(*store));
   if (inv.json()) {
-    std::cout << "{\"objects_checked\":" << report.objects_checked << ",\"problems\":[";
+    std::cout << "{\"versions_checked\":" << report.versions_checked << ",\"objects_checked\":"
+              << report.objects_checked << ",\"problems\":[";
     for (size_t i = 0; i < report.problems.size(); i++) {
       const auto& p = report.problems[i];
       std::cout << (i ? "," : "") << "{\"object\":\"" << p.object << "\",\"used_by\":"
@@ -229,22 +231,73 @@ Status Fsck(Invocation& inv) {
     std::cout << "]}\n";
   } else {
     for (const auto& p : report.problems) {
-      std::printf("BAD %s used by %s\n    %s\n", p.object.c_str(), p.what.c_str(),
-                  p.problem.c_str());
+      if (p.object.empty()) {
+        std::printf("BAD version %s\n    %s\n", p.what.c_str(), p.problem.c_str());
+      } else {
+        std::printf("BAD %s used by %s\n    %s\n", p.object.c_str(), p.what.c_str(), p.problem.c_str());
+      }
     }
     if (inv.global.verbosity >= 0) {
-      std::printf("%llu objects checked, %zu problems\n",
+      std::printf("%llu versions and %llu objects checked, %zu problems\n",
+                  static_cast<unsigned long long>(report.versions_checked),
                   static_cast<unsigned long long>(report.objects_checked), report.problems.size());
     }
   }
   if (!report.problems.empty()) {
     return Status::Corruption(std::to_string(report.problems.size()) +
-                              " entries use damaged or missing objects (listed above)");
+                              " problems: damaged versions, or entries using damaged or missing objects (listed above)");
   }
   return Status::Ok();
 }
 
+// The top server's version-signing key pair, in the store (imaged signs
+// each version it publishes with it).
+Status KeyInit(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  dim::Env* env = dim::Env::Posix();
+  const std::string priv = dim::sign::PrivateKeyPath(store->root()), pub = dim::sign::PublicKeyPath(store->root());
+  if (env->Exists(priv)) {
+    return Status::AlreadyExists(priv + " exists; 'dimctl key show' prints its public key (a new key would "
+                                 "make every leaf and node refuse versions until they get it)");
+  }
+  DIM_RETURN_IF_ERROR(env->MkdirAll(store->root() + "/keys", 0700));
+  DIM_ASSIGN_OR_RETURN(auto key, dim::sign::PrivateKey::Generate());
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, pub, key.Public().Hex() + "\n"));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, priv, key.Hex() + "\n"));
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s\ncreated %s; imaged signs every version it publishes from now on (push again to sign the\n"
+                "published one). Give the public key above to the leaves (imaged.conf: publish_key = ...)\n"
+                "and to the nodes (dimctl initrd build puts %s into the initrd)\n",
+                key.Public().Hex().c_str(), priv.c_str(), pub.c_str());
+  }
+  return Status::Ok();
+}
+
+Status KeyShow(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  auto text = dim::Env::Posix()->ReadFile(dim::sign::PublicKeyPath(store->root()));
+  if (!text.ok() && text.status().code() == dim::Code::kNotFound) {
+    return Status::NotFound("this store has no signing key; create it with 'dimctl key init' on the top server");
+  }
+  if (!text.ok()) return text.status();
+  DIM_ASSIGN_OR_RETURN(auto key, dim::sign::PublicKey::FromHex(*text));
+  std::printf("%s\n", key.Hex().c_str());
+  return Status::Ok();
+}
+
 }  // namespace
+
+Noun KeyCommands() {
+  Noun n{"key", "the top server's key that signs published versions", {}};
+  n.verbs.push_back({"init", "", "create the store's Ed25519 version-signing key",
+                     "Writes <store>/keys/publish.key (private, 0600) and publish.pub. imaged on\n"
+                     "the top server then signs the root hash of every version it publishes;\n"
+                     "leaves with publish_key and nodes whose initrd holds the public key refuse\n"
+                     "versions without a valid signature.",
+                     {}, 0, 0, KeyInit});
+  n.verbs.push_back({"show", "", "print the public key (for imaged.conf's publish_key)", "", {}, 0, 0, KeyShow});
+  return n;
+}
 
 Noun StoreCommands() {
   Noun n{"store", "the store itself: init, info, garbage collection, compaction, integrity check", {}};
@@ -284,9 +337,11 @@ Noun StoreCommands() {
                      "replaced atomically; commits may run meanwhile.",
                      {kJsonOption, {"all", 0, "", "examine every object, not only the queued ones"}},
                      0, 0, Compact});
-  n.verbs.push_back({"fsck", "", "verify every referenced object against its hash",
-                     "Lists each damaged or missing object with the image, versions and\n"
-                     "path that use it. Exit status 1 when anything is wrong.",
+  n.verbs.push_back({"fsck", "", "verify every kept version and referenced object",
+                     "Checks each kept version's entries against its root hash, and every\n"
+                     "object against its hash. Lists each damaged version, and each damaged\n"
+                     "or missing object with the image, versions and path that use it.\n"
+                     "Exit status 1 when anything is wrong.",
                      {kJsonOption}, 0, 0, Fsck});
   return n;
 }

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::KeepoutCommands());
   cli.Add(dimctl::PolicyCommands());
   cli.Add(dimctl::StoreCommands());
+  cli.Add(dimctl::KeyCommands());
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());
   cli.Add(dimctl::ClusterCommands());

@@ -38,6 +38,10 @@ struct VersionInfo {
   int64_t time_ns = 0;
   uint64_t entries = 0, bytes = 0;
   uint64_t added = 0, removed = 0, modified = 0;  // relative to the parent
+  // The version's root hash (dim/root.h; zero when not recorded yet) and the
+  // top server's Ed25519 signature of it (dim/sign.h; empty when unsigned).
+  Digest root;
+  std::string signature;
 };
 
 struct DiffItem {
@@ -61,6 +65,8 @@ class Catalog {
   // Opens and migrates to SchemaVersion(). A catalogue written by a newer dim
   // is refused (Unsupported) and left untouched.
   static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
+  // A database already known to be of this build's schema (a checked snapshot).
+  static Result<std::unique_ptr<Catalog>> Adopt(std::unique_ptr<sql::Db> db);
   // For tests: applies migrations only up to `version`.
   static Result<std::unique_ptr<Catalog>> OpenAtVersion(const std::string& path, int version);
 
@@ -146,9 +152,13 @@ class Catalog {
   // columns RowToEntry reads, starting at first_col.
   static const char* EntryColumns();
   Result<Entry> RowToEntry(sql::Stmt& s, int first_col);
+  // The same into an existing Entry, reusing its buffers (long scans).
+  static Status RowToEntry(sql::Stmt& s, int first_col, Entry* e);
   Status InsertRow(int64_t image_id, const Entry& e, int64_t v_from, int64_t v_to);
   Status InsertVersion(int64_t image_id, const VersionInfo& v);
   Status SetHead(int64_t image_id, int64_t expected, int64_t head);
+  // Records a version's root hash and signature (publishing on the top server).
+  Status SetVersionSeal(int64_t image_id, int64_t number, const Digest& root, const std::string& signature);
 
  private:
   explicit Catalog(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}

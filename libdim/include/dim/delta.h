@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dim/catalog.h"
+#include "dim/sign.h"
 
 namespace dim {
 
@@ -31,7 +32,9 @@ struct CatalogDelta {
   std::vector<RowEnd> ended;    // rows live at `from` that end in (from, to]
   std::vector<RowStart> started;  // rows live at `to` that began in (from, to]
 
-  std::string Serialize() const;  // uncompressed wire form
+  // Uncompressed wire form: 2 carries the version's root hash and signature
+  // ("DIMDELTA2"), 1 is what clients before root hashes read.
+  std::string Serialize(int form = 2) const;
   static Result<CatalogDelta> Parse(std::string_view bytes);
   // Object ids named by started rows (file contents), without duplicates.
   std::vector<Digest> Objects() const;
@@ -68,13 +71,21 @@ Result<std::string> SnapshotCatalog(Catalog& catalog, const ImageInfo& image, in
 // Largest catalogue delta or snapshot a receiver decompresses (bytes).
 constexpr uint64_t kMaxCatalogBytes = 256ull << 20;  // ~700,000 entries
 
+// SHA-256 of a catalogue's schema as SQLite records it, and that of this
+// build's catalogue schema (a constant; a unit test keeps it in step).
+Result<Digest> SchemaDigest(sql::Db& db);
+std::string_view SnapshotSchemaDigest();
+
 // Checks a snapshot (the bytes of a SQLite database another server sent)
 // before it is opened as a catalogue: it is read from memory with SQLite's
 // defensive settings (no trusted schema, no extensions, no triggers or
 // views), its schema must be exactly this dim's, quick_check must pass, it
 // must hold exactly one image named `image` with one version, its head, and
-// only that version's live rows, and those rows must pass CheckDelta as a
-// delta from nothing. Returns the version it holds; Corruption otherwise.
-Result<int64_t> CheckSnapshot(std::string_view db, const std::string& image);
+// only that version's live rows; those rows must pass the checks of a delta
+// from nothing and hash to the version's root hash, whose signature must
+// verify with `key` when there is one (dim/root.h), and the indexes a node
+// lists through must hold exactly those rows. Returns the version it holds;
+// Corruption otherwise.
+Result<int64_t> CheckSnapshot(std::string_view db, const std::string& image, const sign::PublicKey* key);
 
 }  // namespace dim

@@ -91,10 +91,11 @@ Result<GcStats> CollectGarbage(Store& store, bool dry_run);
 Result<CompactStats> CompactStore(Store& store, const CompactOptions& opts, bool wait);
 
 struct FsckProblem {
-  std::string object, what;  // what names the image, version and path
+  std::string object, what;  // what names the image, version and path; object "" for a damaged version
   std::string problem;
 };
 struct FsckReport {
+  uint64_t versions_checked = 0;  // those with a recorded root hash
   uint64_t objects_checked = 0;
   std::vector<FsckProblem> problems;
 };

@@ -17,11 +17,17 @@ namespace dim::wire {
 class Writer {
  public:
   void U8(uint8_t v) { s_.push_back(static_cast<char>(v)); }
+  // Whole fields appended at once: byte-wise push_back made encoding cost
+  // more than hashing in a version's root hash pass.
   void U32(uint32_t v) {
-    for (int i = 0; i < 4; i++) s_.push_back(static_cast<char>(v >> (8 * i)));
+    char b[4];
+    for (int i = 0; i < 4; i++) b[i] = static_cast<char>(v >> (8 * i));
+    s_.append(b, 4);
   }
   void I64(int64_t v) {
-    for (int i = 0; i < 8; i++) s_.push_back(static_cast<char>(static_cast<uint64_t>(v) >> (8 * i)));
+    char b[8];
+    for (int i = 0; i < 8; i++) b[i] = static_cast<char>(static_cast<uint64_t>(v) >> (8 * i));
+    s_.append(b, 8);
   }
   void Str(std::string_view v) {
     U32(static_cast<uint32_t>(v.size()));

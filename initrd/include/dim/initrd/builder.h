@@ -30,6 +30,10 @@ struct BuildOptions {
   Compression compression = Compression::kZstd;
   int level = 0;                     // 0: the default of the compression (zstd 19, gzip 9)
   std::string output;
+  // The top server's version-signing public key (hex; empty: none), put in
+  // /etc/dim/publish.pub, where rootfs-fuse looks for it: the node then
+  // refuses versions the top did not sign.
+  std::string publish_key;
 };
 
 struct BuildReport {
