@@ -98,6 +98,7 @@ Noun StoreCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();
+Noun CloneCommands();
 void AddNodeOverlayVerbs(Noun& node);
 Noun PushCommands();
 void AddRollbackVerb(Noun& image);
