@@ -75,12 +75,14 @@ class Receiver {
       const bool over = state_ == State::kDone || state_ == State::kFailed;
       if (!over) continue;
       if (over_at == Clock::time_point::max()) over_at = now;
-      if (!fw_->Finished() && state_ == State::kDone) continue;
+      if (state_ == State::kDone && fw_ && !fw_->Finished()) continue;
       if (final_seen_ || now - over_at > std::chrono::seconds(opts_.linger_s)) break;
     }
     listener.Reset();
-    fw_->Abort();
-    fw_->Wait();
+    if (fw_) {
+      fw_->Abort();
+      fw_->Wait();
+    }
     {
       std::lock_guard<std::mutex> l(mu_);
       stopping_ = true;
@@ -293,8 +295,8 @@ class Receiver {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
           int err = errno;
-          Fail(ErrnoStatus(err, Me() + ": write chunk " + std::to_string(h.seq) + " to " + staging_path_)
-                   .Annotate(err == ENOSPC ? "free space there or choose another target; nothing was kept" : "nothing was kept"));
+          Status s = ErrnoStatus(err, Me() + ": write chunk " + std::to_string(h.seq) + " to " + staging_path_);
+          Fail(Status(s.code(), s.message() + "; nothing was kept"));
           return;
         }
         done += static_cast<size_t>(n);

@@ -116,6 +116,7 @@ Result<SendResult> Send(SendOptions opts) {
   // The status poller: every receiver asked directly, twice a second.
   std::vector<Report> reports(plan.receivers.size());
   std::vector<std::string> unreachable(plan.receivers.size());
+  std::vector<bool> seen(plan.receivers.size());
   for (size_t i = 0; i < reports.size(); i++) reports[i].name = plan.receivers[i].name;
   std::mutex mu;
   std::atomic<bool> stop{false};
@@ -125,6 +126,7 @@ Result<SendResult> Send(SendOptions opts) {
         auto r = Ask(plan, plan.receivers[i], false);
         std::lock_guard<std::mutex> l(mu);
         if (r.ok()) {
+          seen[i] = true;
           reports[i] = *r;
           reports[i].name = plan.receivers[i].name;
           unreachable[i].clear();
@@ -179,8 +181,11 @@ Result<SendResult> Send(SendOptions opts) {
         if (unreachable[i].empty()) {
           silent_since[i] = now;
         } else if (now - silent_since[i] > std::chrono::milliseconds(plan.timeout_ms)) {
+          // Seen before: it died or hung mid-stream (its upstream skipped it).
+          reports[i].message = std::string(seen[i] ? "stopped answering during the stream (killed, crashed or hung?): "
+                                                   : "unreachable: ") +
+                               unreachable[i];
           reports[i].state = State::kFailed;
-          reports[i].message = "unreachable: " + unreachable[i];
           continue;
         }
         all = false;
@@ -199,10 +204,8 @@ Result<SendResult> Send(SendOptions opts) {
     if (r.state != State::kFailed) continue;
     r.message += (r.message.empty() ? "" : "; ") + std::string("dropped from the chain: ") + l.why;
   }
-  for (size_t i = 0; i < reports.size(); i++) {
-    if (reports[i].state == State::kDone) (void)Ask(plan, plan.receivers[i], true);
-    else (void)Ask(plan, plan.receivers[i], true);
-  }
+  // Each receiver may exit now.
+  for (const auto& t : plan.receivers) (void)Ask(plan, t, true);
   if (opts.progress) opts.progress(reports, size);
   result.receivers = std::move(reports);
   return result;
