@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <chrono>
 
@@ -99,9 +100,10 @@ void Forwarder::SetAcked(int slot, uint64_t v) {
 }
 
 void Forwarder::Run(int slot, std::vector<uint32_t> group) {
+  uint64_t sent = 0;  // chunks sent on this slot so far: what a short-cut may resend
   while (!group.empty()) {
     const uint32_t child = group[0];
-    Status s = Serve(slot, child);
+    Status s = Serve(slot, child, &sent);
     if (s.ok()) break;
     std::vector<std::vector<uint32_t>> next;
     {
@@ -109,6 +111,8 @@ void Forwarder::Run(int slot, std::vector<uint32_t> group) {
       if (aborted_) break;
       lost_.push_back({child, s.message()});
     }
+    std::fprintf(stderr, "%s: lost %s (%s): %s; connecting to the receivers after it\n", self_.c_str(),
+                 plan_.receivers[child].name.c_str(), plan_.receivers[child].address.c_str(), s.message().c_str());
     // Dolly's short-cut: the lost child's children become ours; each
     // tells us what it has and we resend from there.
     next = ChildGroups(group, plan_.arity);
@@ -126,7 +130,7 @@ void Forwarder::Run(int slot, std::vector<uint32_t> group) {
   if (on_ack_) on_ack_();
 }
 
-Status Forwarder::Serve(int slot, uint32_t child) {
+Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
   const Target& t = plan_.receivers[child];
   const std::string peer = "receiver " + t.name + " (" + t.address + ")";
   const int timeout = static_cast<int>(plan_.timeout_ms);
@@ -151,6 +155,11 @@ Status Forwarder::Serve(int slot, uint32_t child) {
   if (ready.type == FrameType::kError) return Status::IOError(peer + " refused: " + ready.message);
   if (ready.type != FrameType::kReady) return Status::Corruption(peer + " answered the hello with another frame");
   uint64_t next = ready.count;
+  if (*sent > next) {
+    // A short-cut: only what the lost receiver had not passed on travels again.
+    std::fprintf(stderr, "%s: short-cut to %s: it has %llu chunks; resending %llu\n", self_.c_str(), t.name.c_str(),
+                 static_cast<unsigned long long>(next), static_cast<unsigned long long>(*sent - next));
+  }
   std::string buf(plan_.chunk_size, '\0');
   // Acknowledgements arrive while we send; a partial frame waits for the rest.
   std::string inbox;
@@ -211,6 +220,7 @@ Status Forwarder::Serve(int slot, uint32_t child) {
       }
       DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeChunkHead(h), std::string_view(buf.data(), h.length), peer));
       next++;
+      *sent = std::max(*sent, next);
       DIM_RETURN_IF_ERROR(drain(false));
       continue;
     }

@@ -101,7 +101,7 @@ with_timeout 120 ip netns exec "clone-h0-$ID" "$DIMCTL" clone img --timeout 2 --
 wait_receivers
 for n in 1 2 3 4; do
   read -r st _ < <(state_of "$T/chain.json" "10.77.0.1$n")
-  assert_eq "$st" done "receiver $n"
+  assert_eq "$st" "done" "receiver $n"
   "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs from the checkout"
   [[ -z $(find "$T/h$n" -maxdepth 1 -name '.*dim-clone*') ]] || die "receiver $n left staging files"
 done
@@ -130,7 +130,7 @@ read -r st msg < <(state_of "$T/kill.json" 10.77.0.12)
 assert_eq "$st" failed "killed receiver's state"
 for n in 1 3 4; do
   read -r st _ < <(state_of "$T/kill.json" "10.77.0.1$n")
-  assert_eq "$st" done "receiver $n after the kill"
+  assert_eq "$st" "done" "receiver $n after the kill"
   "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs after the short-cut"
 done
 [[ ! -e $T/h2/tree ]] || die "the killed receiver shows a tree"

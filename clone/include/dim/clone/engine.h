@@ -63,7 +63,7 @@ class Forwarder {
 
  private:
   void Run(int slot, std::vector<uint32_t> group);
-  Status Serve(int slot, uint32_t child);
+  Status Serve(int slot, uint32_t child, uint64_t* sent);
   void Spawn(std::vector<uint32_t> group);
   void SetAcked(int slot, uint64_t v);
 
