@@ -138,7 +138,11 @@ payload() {
   [[ -f $WORK/secret ]] || DIM_ROOT=$WORK/store "$DIMCTL" store secret "$WORK/secret" > /dev/null
 }
 
-clean_receivers() { for n in $(seq 1 "$MAXN"); do rm -rf "$WORK/h$n"; mkdir -p "$WORK/h$n"; done; sync; }
+clean_receivers() {
+  local n
+  for n in $(seq 1 "$MAXN"); do rm -rf "$WORK/h$n"; mkdir -p "$WORK/h$n"; done
+  sync
+}
 
 # The payload whole on every receiver? (size check; cmp on the last one)
 check_out() {  # check_out N FILE-NAME
@@ -241,15 +245,18 @@ run_aria2() {  # run_aria2 N
   local tracker n t0 s
   tracker="http://$(ip_of 0):6969/announce"
   [[ -f $WORK/payload.torrent ]] || mktorrent -l 22 -a "$tracker" -o "$WORK/payload.torrent" "$WORK/srv/payload.tar" > /dev/null
-  in_ns 0 opentracker -i "$(ip_of 0)" -p 6969 > "$WORK/tracker.log" 2>&1 &
+  # Debian's opentracker serves only whitelisted torrents.
+  aria2c -S "$WORK/payload.torrent" | sed -n 's/^Info Hash: //p' > "$WORK/whitelist"
+  chmod 644 "$WORK/whitelist"
+  in_ns 0 opentracker -i "$(ip_of 0)" -p 6969 -d "$WORK" -w whitelist > "$WORK/tracker.log" 2>&1 &
   PIDS["tracker"]=$!
   local common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=true
     --seed-ratio=0.0 --file-allocation=none --console-log-level=warn --summary-interval=0
-    --bt-max-peers=0 --allow-overwrite=true --check-integrity=false --bt-hash-check-seed=false
-    --bt-tracker-interval=2 --bt-request-peer-speed-limit=1G)
-  in_ns 0 aria2c "${common[@]}" --bt-seed-unverified=true -d "$WORK/srv" "$WORK/payload.torrent" > "$WORK/seed.log" 2>&1 &
+    --bt-max-peers=0 --allow-overwrite=true --check-integrity=false
+    --bt-tracker-interval=2 --bt-request-peer-speed-limit=1000M)
+  in_ns 0 aria2c "${common[@]}" --check-integrity=true -d "$WORK/srv" "$WORK/payload.torrent" > "$WORK/seed.log" 2>&1 &
   PIDS["seed"]=$!
-  sleep 2
+  sleep 5  # the seeder checks the payload first
   cat > "$WORK/done.sh" <<'EOF'
 #!/bin/sh
 touch "$3.done"
@@ -264,14 +271,19 @@ EOF
   local all deadline=$((SECONDS + 1800))
   while ((SECONDS < deadline)); do
     all=1
-    for n in $(seq 1 "$1"); do [[ -e $WORK/h$n/payload.tar.done ]] || { all=0; break; }; done
+    for n in $(seq 1 "$1"); do
+      [[ -e $WORK/h$n/payload.tar.done ]] && continue
+      all=0
+      kill -0 "${PIDS["leech$n"]}" 2>/dev/null || { warn "aria2 N=$1: leecher $n exited: $(tail -n 2 "$WORK/leech$n.log")"; all=2; }
+      break
+    done
     ((all)) && break
     sleep 0.1
   done
   s=$(elapsed "$t0")
   for n in $(seq 1 "$1"); do kill "${PIDS[leech$n]}" 2>/dev/null || true; wait "${PIDS[leech$n]}" 2>/dev/null || true; unset "PIDS[leech$n]"; done
   for p in seed tracker; do kill "${PIDS[$p]}" 2>/dev/null || true; wait "${PIDS[$p]}" 2>/dev/null || true; unset "PIDS[$p]"; done
-  ((all)) || warn "aria2 N=$1: not all peers finished"
+  ((all == 1)) || warn "aria2 N=$1: not all peers finished"
   check_out "$1" payload.tar || warn "aria2 N=$1: a receiver lacks the payload"
   record aria2 "$1" "$s"
 }
@@ -306,15 +318,15 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 payload
 testbed
 log "payload $(fmt_bytes "$PAYLOAD_BYTES"), links ${RATE} Mbit/s, N in $NS_LIST"
-for n in $NS_LIST; do
+for count in $NS_LIST; do
   for m in $METHODS; do
     case $m in
-      chain) run_dim chain "$n" 1 ;;
-      tree) for k in $ARITIES; do ((n > k)) && run_dim "tree$k" "$n" "$k"; done ;;
-      star) run_star "$n" ;;
-      udpcast) run_udpcast "$n" ;;
-      aria2) run_aria2 "$n" ;;
-      image) ((n == MAXN)) && run_image "$n" ;;
+      chain) run_dim chain "$count" 1 ;;
+      tree) for k in $ARITIES; do if ((count > k)); then run_dim "tree$k" "$count" "$k"; fi; done ;;
+      star) run_star "$count" ;;
+      udpcast) run_udpcast "$count" ;;
+      aria2) run_aria2 "$count" ;;
+      image) if ((count == MAXN)); then run_image "$count"; fi ;;
     esac
   done
 done
