@@ -165,11 +165,12 @@ Status RecvExact(int fd, char* buf, size_t n, const std::string& peer, bool idle
 
 }  // namespace
 
-Result<Frame> ReadFrame(int fd, std::string* body, const std::string& peer) {
+Result<Frame> ReadFrame(int fd, std::string* body, const std::string& peer, uint32_t max) {
   char head[kFrameHeader];
   DIM_RETURN_IF_ERROR(RecvExact(fd, head, sizeof head, peer, true));
   FrameType type;
   DIM_ASSIGN_OR_RETURN(uint32_t n, FrameLength(std::string_view(head, sizeof head), &type));
+  if (n > max) return Status::Corruption(peer + " sent a frame of " + std::to_string(n) + " bytes where at most " + std::to_string(max) + " fit");
   body->resize(n);
   DIM_RETURN_IF_ERROR(RecvExact(fd, body->data(), n, peer, false));
   auto f = DecodeFrame(type, *body);

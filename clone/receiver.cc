@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <atomic>
 #include <deque>
+#include <list>
 #include <memory>
 
 #include "dim/auth.h"
@@ -54,7 +56,23 @@ class Receiver {
       pollfd p{listener.get(), POLLIN, 0};
       if (poll(&p, 1, 200) == 1) {
         Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (conn.valid()) conns_.emplace_back([this, c = std::move(conn)]() mutable { Handle(std::move(c)); });
+        if (conn.valid() && conns_.size() < kMaxConnections) {
+          auto done = std::make_shared<std::atomic<bool>>(false);
+          conns_.push_back({std::thread([this, done, c = std::move(conn)]() mutable {
+                              Handle(std::move(c));
+                              *done = true;
+                            }),
+                            done});
+        }
+      }
+      // Finished connections (status requests, replaced upstreams) are joined as they end.
+      for (auto it = conns_.begin(); it != conns_.end();) {
+        if (!*it->done) {
+          ++it;
+          continue;
+        }
+        it->thread.join();
+        it = conns_.erase(it);
       }
       auto now = Clock::now();
       std::unique_lock<std::mutex> l(mu_);
@@ -93,7 +111,7 @@ class Receiver {
       if (upstream_fd_ >= 0) shutdown(upstream_fd_, SHUT_RDWR);
     }
     if (writer_.joinable()) writer_.join();
-    for (auto& t : conns_) t.join();
+    for (auto& c : conns_) c.thread.join();
     std::lock_guard<std::mutex> l(mu_);
     if (state_ == State::kDone) return Status::Ok();
     return Status::IOError(message_);
@@ -105,7 +123,8 @@ class Receiver {
   void Handle(Fd fd) {
     SetTimeouts(fd.get(), 10000, 10000);
     std::string body;
-    auto f = ReadFrame(fd.get(), &body, "a peer");
+    // Before any MAC is checked, a peer gets no more than a plan's worth of memory.
+    auto f = ReadFrame(fd.get(), &body, "a peer", kMaxPlanBytes + 64 + kMaxReceivers * kMacBytes);
     if (!f.ok()) return;
     if (f->type == FrameType::kStatusRequest) {
       Report r;
@@ -416,7 +435,13 @@ class Receiver {
   bool block_device_ = false;
   std::unique_ptr<Forwarder> fw_;
   std::thread writer_;
-  std::vector<std::thread> conns_;  // the listening loop's only
+  struct Conn {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  // Connections at once: the upstream, a few being replaced, status requests.
+  static constexpr size_t kMaxConnections = 64;
+  std::list<Conn> conns_;  // the listening loop's only
   std::mutex send_mu_;              // serializes writes to the upstream socket
   int upstream_fd_ = -1;            // GUARDED_BY(send_mu_)
   uint64_t upstream_gen_ = 0;       // GUARDED_BY(send_mu_)

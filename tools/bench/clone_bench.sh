@@ -22,7 +22,7 @@
 #            network a tracker is how peers find each other, as in ESIR);
 #            every peer keeps seeding until all have the payload
 #   fail     the chain at the largest N with the middle receiver SIGKILLed at
-#            a random point between 20% and 80% of the chain's time
+#            a random point between 20% and 70% of the chain's time
 #
 # Times are from the sender's start to the last receiver holding the whole
 # payload (for dim: reported done). Timings are reported, never asserted;
@@ -40,6 +40,8 @@ RATE=300
 NS_LIST="1 2 4 8 16"
 METHODS="chain tree star udpcast aria2 image fail"
 ARITIES="2 4"
+CHUNK=4M
+REPLOT=""
 WORK=${TMPDIR:-/tmp}/clone-bench
 PLOT=$REPO/docs/clone_bench.svg
 BUILD=${DIM_BUILD_DIR:-$REPO/build}
@@ -47,12 +49,15 @@ BUILD=${DIM_BUILD_DIR:-$REPO/build}
 usage() {
   cat <<EOF
 usage: $PROG [--size MIB] [--rate MBIT] [--n "1 2 4 8 16"] [--methods "$METHODS"]
-             [--arities "2 4"] [--work DIR] [--plot FILE.svg]
+             [--arities "2 4"] [--chunk 4M] [--work DIR] [--plot FILE.svg]
+             [--replot RESULTS]
 
 Copies one payload of --size MiB (default $SIZE_MB) to N hosts in network
 namespaces whose links are limited to --rate Mbit/s (default $RATE), with
 dim's chain and trees, a star of HTTP fetches, udpcast and aria2, and prints
 a Markdown table of the times; draws them against N into --plot (gnuplot).
+--replot prints the table and draws the plot from a results file of an
+earlier run (lines "METHOD N SECONDS", as WORK/results.txt) without running.
 Needs root, tc, udpcast, aria2, opentracker, mktorrent, gnuplot.
 EOF
 }
@@ -64,6 +69,8 @@ while (($#)); do
     --n) NS_LIST=$2; shift 2 ;;
     --methods) METHODS=$2; shift 2 ;;
     --arities) ARITIES=$2; shift 2 ;;
+    --chunk) CHUNK=$2; shift 2 ;;
+    --replot) REPLOT=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
     --plot) PLOT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -159,7 +166,7 @@ record() { RESULTS+=("$1 $2 $3"); log "$1 N=$2: $3 s"; }
 start_receivers() {  # start_receivers N
   local n
   for n in $(seq 1 "$1"); do
-    in_ns "$n" "$RECEIVE" --name "$(ip_of "$n")" --listen "$(ip_of "$n"):7475" --secret "$WORK/secret" \
+    ip netns exec "$(h "$n")" "$RECEIVE" --name "$(ip_of "$n")" --listen "$(ip_of "$n"):7475" --secret "$WORK/secret" \
       --under "$WORK/h$n" --linger 10 > "$WORK/recv$n.log" 2>&1 &
     PIDS["recv$n"]=$!
   done
@@ -182,7 +189,7 @@ run_dim() {  # run_dim LABEL N ARITY
   start_receivers "$2"
   local t0 s
   t0=$(now)
-  in_ns 0 "$DIMCTL" clone --secret "$WORK/secret" --file "$WORK/payload.tar" --arity "$3" \
+  in_ns 0 "$DIMCTL" clone --secret "$WORK/secret" --file "$WORK/payload.tar" --arity "$3" --chunk-size "$CHUNK" \
     --to "$(targets "$2" out)" --json > "$WORK/$1-$2.json" || warn "$1 N=$2: dimctl clone failed"
   s=$(elapsed "$t0")
   wait_receivers "$2"
@@ -212,7 +219,7 @@ run_star() {  # run_star N
   local t0 s n pids=()
   t0=$(now)
   for n in $(seq 1 "$1"); do
-    in_ns "$n" curl -sf -o "$WORK/h$n/out" "http://$(ip_of 0):8000/payload.tar" &
+    ip netns exec "$(h "$n")" curl -sf -o "$WORK/h$n/out" "http://$(ip_of 0):8000/payload.tar" &
     pids+=($!)
   done
   for n in "${pids[@]}"; do wait "$n" || warn "star: a fetch failed"; done
@@ -226,7 +233,7 @@ run_udpcast() {  # run_udpcast N
   clean_receivers
   local n pids=() t0 s
   for n in $(seq 1 "$1"); do
-    in_ns "$n" udp-receiver --interface "cb$n" --nokbd --file "$WORK/h$n/out" > "$WORK/udpr$n.log" 2>&1 &
+    ip netns exec "$(h "$n")" udp-receiver --interface "cb$n" --nokbd --file "$WORK/h$n/out" > "$WORK/udpr$n.log" 2>&1 &
     pids+=($!)
   done
   sleep 0.5
@@ -248,13 +255,13 @@ run_aria2() {  # run_aria2 N
   # Debian's opentracker serves only whitelisted torrents.
   aria2c -S "$WORK/payload.torrent" | sed -n 's/^Info Hash: //p' > "$WORK/whitelist"
   chmod 644 "$WORK/whitelist"
-  in_ns 0 opentracker -i "$(ip_of 0)" -p 6969 -d "$WORK" -w whitelist > "$WORK/tracker.log" 2>&1 &
+  ip netns exec "$(h 0)" opentracker -i "$(ip_of 0)" -p 6969 -d "$WORK" -w whitelist > "$WORK/tracker.log" 2>&1 &
   PIDS["tracker"]=$!
   local common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=true
     --seed-ratio=0.0 --file-allocation=none --console-log-level=warn --summary-interval=0
     --bt-max-peers=0 --allow-overwrite=true --check-integrity=false
     --bt-tracker-interval=2 --bt-request-peer-speed-limit=1000M)
-  in_ns 0 aria2c "${common[@]}" --check-integrity=true -d "$WORK/srv" "$WORK/payload.torrent" > "$WORK/seed.log" 2>&1 &
+  ip netns exec "$(h 0)" aria2c "${common[@]}" --check-integrity=true -d "$WORK/srv" "$WORK/payload.torrent" > "$WORK/seed.log" 2>&1 &
   PIDS["seed"]=$!
   sleep 5  # the seeder checks the payload first
   cat > "$WORK/done.sh" <<'EOF'
@@ -264,7 +271,7 @@ EOF
   chmod +x "$WORK/done.sh"
   t0=$(now)
   for n in $(seq 1 "$1"); do
-    in_ns "$n" aria2c "${common[@]}" --on-bt-download-complete="$WORK/done.sh" -d "$WORK/h$n" \
+    ip netns exec "$(h "$n")" aria2c "${common[@]}" --on-bt-download-complete="$WORK/done.sh" -d "$WORK/h$n" \
       "$WORK/payload.torrent" > "$WORK/leech$n.log" 2>&1 &
     PIDS["leech$n"]=$!
   done
@@ -293,9 +300,9 @@ run_fail() {  # run_fail N: the middle receiver killed at a random point
   clean_receivers
   start_receivers "$n"
   local delay t0 s
-  delay=$(awk -v b="$base" -v r="$RANDOM" 'BEGIN { printf "%.2f", b * (0.2 + 0.6 * r / 32767) }')
+  delay=$(awk -v b="$base" -v r="$RANDOM" 'BEGIN { printf "%.2f", b * (0.2 + 0.5 * r / 32767) }')
   t0=$(now)
-  in_ns 0 "$DIMCTL" clone --secret "$WORK/secret" --file "$WORK/payload.tar" \
+  ip netns exec "$(h 0)" "$DIMCTL" clone --secret "$WORK/secret" --file "$WORK/payload.tar" --chunk-size "$CHUNK" \
     --to "$(targets "$n" out)" --json > "$WORK/fail.json" 2> "$WORK/fail.err" &
   local sender=$!
   sleep "$delay"
@@ -308,13 +315,23 @@ run_fail() {  # run_fail N: the middle receiver killed at a random point
     ((i == victim)) && continue
     [[ $(stat -c %s "$WORK/h$i/out" 2>/dev/null || echo 0) == "$PAYLOAD_BYTES" ]] && ok=$((ok + 1))
   done
-  FAIL_LINE="receiver $victim of $n killed after $delay s: the other $ok of $((n - 1)) finished in $(printf %.1f "$s") s ($(ratio "$s" "$base") the time without failure); $(grep -h "short-cut" "$WORK"/recv*.log | sed 's/^receiver //' | head -1)"
+  FAIL_LINE="receiver $victim of $n killed after $delay s: the other $ok of $((n - 1)) finished in $(printf %.1f "$s") s ($(ratio "$s" "$base") the time without failure); $(grep -h "short-cut" "$WORK"/recv*.log | sed 's/^receiver //' | head -1 || true)"
   log "$FAIL_LINE"
   record fail "$n" "$s"
 }
 
 # --- the run ----------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+FAIL_LINE=""
+if [[ -n $REPLOT ]]; then
+  mapfile -t RESULTS < "$REPLOT"
+  PAYLOAD_BYTES=$(stat -c %s "$WORK/payload.tar")
+  NS_LIST=""
+  METHODS=""
+  FAIL_LINE=$(cat "$REPLOT.fail" 2>/dev/null || true)
+  LOAD_BEFORE=$(cat "$REPLOT.load" 2>/dev/null || echo "?")
+  NS_LIST=$(printf '%s\n' "${RESULTS[@]}" | awk '{ print $2 }' | sort -n -u | tr '\n' ' ')
+else
 payload
 testbed
 log "payload $(fmt_bytes "$PAYLOAD_BYTES"), links ${RATE} Mbit/s, N in $NS_LIST"
@@ -330,12 +347,14 @@ for count in $NS_LIST; do
     esac
   done
 done
-FAIL_LINE=""
+fi
 if [[ " $METHODS " == *" fail "* ]]; then
   base=$(printf '%s\n' "${RESULTS[@]}" | awk -v n="$MAXN" '$1 == "chain" && $2 == n { print $3 }')
   [[ -n $base ]] && run_fail "$MAXN" "$base"
 fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+printf '%s\n' "$FAIL_LINE" > "$WORK/results.txt.fail"
+printf '%s\n' "$LOAD_BEFORE" > "$WORK/results.txt.load"
 IDEAL=$(awk -v b="$PAYLOAD_BYTES" -v r="$RATE" 'BEGIN { printf "%.1f", b * 8 / (r * 1e6) }')
 
 # --- the report and the plot ------------------------------------------------
@@ -343,7 +362,7 @@ printf '%s\n' "${RESULTS[@]}" > "$WORK/results.txt"
 methods=$(printf '%s\n' "${RESULTS[@]}" | awk '$1 != "fail" && $1 != "image" { print $1 }' | awk '!seen[$0]++')
 echo
 echo "Payload $(fmt_bytes "$PAYLOAD_BYTES") (Debian minbase + random files, one tar), links ${RATE} Mbit/s each way;"
-echo "one copy at link speed takes $IDEAL s. $(nproc) cores; load average before $LOAD_BEFORE, after $LOAD_AFTER."
+echo "dim's chunks: $CHUNK. One copy at link speed takes $IDEAL s. $(nproc) cores; load average before $LOAD_BEFORE, after $LOAD_AFTER."
 echo
 printf '| method |'; for n in $NS_LIST; do printf ' N=%s |' "$n"; done; echo
 printf '|---|'; for _ in $NS_LIST; do printf -- '---:|'; done; echo

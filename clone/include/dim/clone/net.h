@@ -23,6 +23,7 @@ void SetTimeouts(int fd, int send_ms, int recv_ms);
 Status SendAll(int fd, std::string_view a, std::string_view b, const std::string& peer);
 // Reads one frame into body and decodes it. Busy when nothing arrived
 // within the receive timeout; a timeout inside a frame and EOF are IOError.
-Result<Frame> ReadFrame(int fd, std::string* body, const std::string& peer);
+// A frame longer than max is refused before its body is read.
+Result<Frame> ReadFrame(int fd, std::string* body, const std::string& peer, uint32_t max = kMaxFrameBody);
 
 }  // namespace dim::clone
