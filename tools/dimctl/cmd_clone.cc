@@ -287,7 +287,7 @@ Noun CloneCommands() {
         {"cluster", 0, "FILE", "the cluster description (for --servers and --order rack)"},
         {"order", 0, "given|rack", "chain order: as given, or by rack position (default: rack for --servers)"},
         {"arity", 0, "K", "a tree of arity K instead of a chain (default 1)"},
-        {"chunk-size", 0, "BYTES", "chunk size, e.g. 4M (default 4M)"},
+        {"chunk-size", 0, "BYTES", "chunk size, e.g. 4M (default 1M)"},
         {"timeout", 0, "SECONDS", "a host silent this long is skipped (default 10)"},
         {"port", 0, "PORT", "dim-receive's port on --servers (default 7475)"},
         {"spool", 0, "DIR", "where the sender spools the image stream (default the store's staging/)"},

@@ -17,7 +17,7 @@ namespace dim::clone {
 enum class Mode : uint8_t { kFile = 1, kTree = 2, kStore = 3 };
 const char* ModeName(Mode m);
 
-constexpr uint32_t kDefaultChunk = 4u << 20;  // Dolly's chunk
+constexpr uint32_t kDefaultChunk = 1u << 20;  // Dolly used 4 MiB; 1 MiB cuts each hop's delay (README)
 constexpr uint32_t kMinChunk = 4096;
 constexpr uint32_t kMaxChunk = 16u << 20;
 constexpr uint32_t kMaxReceivers = 1024;
