@@ -48,6 +48,7 @@ class Resolver {
     Nodes();
     Allocate();
     Duplicates();
+    ResolveBmcs(spec_, node_specs_, c_, diag_);
     return std::move(c_);
   }
 

@@ -100,6 +100,7 @@ Noun NodeCommands();
 Noun BootCommands();
 Noun CloneCommands();
 void AddNodeOverlayVerbs(Noun& node);
+void AddNodePowerVerbs(Noun& node);
 Noun PushCommands();
 void AddRollbackVerb(Noun& image);
 Noun StatusCommands();
