@@ -30,6 +30,8 @@ packages=(
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
   # benchmarks and their peers
   hyperfine sshfs openssh-server
+  # the clone benchmark's peers (udpcast, BitTorrent with a local tracker) and its plot
+  udpcast aria2 opentracker mktorrent gnuplot-nox
 )
 
 if [[ $(id -u) != 0 ]]; then

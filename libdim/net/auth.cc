@@ -41,21 +41,6 @@ std::string HexOf(const unsigned char* p, size_t n) {
   return out;
 }
 
-// Raw 32-byte HMAC-SHA256.
-std::string Hmac(std::string_view key, std::string_view msg) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // An empty key is legal HMAC; OpenSSL just wants a non-null pointer for it.
-  static const unsigned char kEmpty = 0;
-  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
-  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len) == nullptr)
-    std::abort();  // only on allocation failure inside OpenSSL; no way to sign
-  std::string out(reinterpret_cast<const char*>(mac), len);
-  OPENSSL_cleanse(mac, sizeof mac);
-  return out;
-}
-
 bool IsIdChar(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == ':' || c == '-';
@@ -75,6 +60,25 @@ Status FillRandom(unsigned char* p, size_t n) {
 }
 
 }  // namespace
+
+bool MacEqual(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string Hmac(std::string_view key, std::string_view msg) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // An empty key is legal HMAC; OpenSSL just wants a non-null pointer for it.
+  static const unsigned char kEmpty = 0;
+  const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
+  if (HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len) == nullptr)
+    std::abort();  // only on allocation failure inside OpenSSL; no way to sign
+  std::string out(reinterpret_cast<const char*>(mac), len);
+  OPENSSL_cleanse(mac, sizeof mac);
+  return out;
+}
+
 
 Result<Secret> Secret::Load(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

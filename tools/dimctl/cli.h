@@ -99,6 +99,7 @@ Noun KeyCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();
+Noun CloneCommands();
 void AddNodeOverlayVerbs(Noun& node);
 void AddNodePowerVerbs(Noun& node);
 Noun PushCommands();

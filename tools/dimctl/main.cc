@@ -20,5 +20,6 @@ int main(int argc, char** argv) {
   cli.Add(std::move(node));
   cli.Add(dimctl::InitrdCommands());
   cli.Add(dimctl::BootCommands());
+  cli.Add(dimctl::CloneCommands());
   return cli.Main(argc, argv);
 }

@@ -51,6 +51,11 @@ class NoRekeys final : public KeyGenerations {
   Result<int64_t> Of(const std::string&) const override { return int64_t{0}; }
 };
 
+// Raw 32-byte HMAC-SHA256 (request signatures, clone stream MACs).
+std::string Hmac(std::string_view key, std::string_view msg);
+// Constant-time equality of two MACs.
+bool MacEqual(std::string_view a, std::string_view b);
+
 std::string Sign(const std::string& key, const std::string& id, const std::string& method,
                  const std::string& path_and_query, int64_t unix_time, const std::string& body);
 // The header value for a request: it declares the body's SHA-256.

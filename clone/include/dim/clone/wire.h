@@ -1,0 +1,126 @@
+// The bulk-cloning stream on the wire (docs/protocol.md#bulk-cloning): the
+// plan a sender signs once for every receiver, chunk frames carrying one MAC
+// per receiver, and the small control messages. DecodeFrame is the one
+// decoder of bytes another host sent; it is fuzzed (tests/fuzz/clone_frame_fuzz.cc).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dim/hash.h"
+#include "dim/status.h"
+
+namespace dim::clone {
+
+enum class Mode : uint8_t { kFile = 1, kTree = 2, kStore = 3 };
+const char* ModeName(Mode m);
+
+constexpr uint32_t kDefaultChunk = 1u << 20;  // Dolly used 4 MiB; 1 MiB cuts each hop's delay (README)
+constexpr uint32_t kMinChunk = 4096;
+constexpr uint32_t kMaxChunk = 16u << 20;
+constexpr uint32_t kMaxReceivers = 1024;
+constexpr uint32_t kMaxArity = 64;
+constexpr size_t kStreamIdBytes = 16;
+constexpr size_t kMacBytes = 32;
+constexpr uint32_t kMaxPlanBytes = 1u << 20;
+// A frame's body: a full chunk with its MAC table, or a plan.
+constexpr uint32_t kMaxFrameBody = kMaxChunk + 64 + kMaxReceivers * kMacBytes;
+
+// One receiver as the sender addresses it. Its MAC key is the node key of
+// `name` (dim::auth::NodeKey), so a server derives it from the site secret
+// and a node in the initrd holds only its own.
+struct Target {
+  std::string name;     // key identity; also how messages name it
+  std::string address;  // host:port
+  std::string path;     // file, tree directory or store root there
+};
+
+struct Plan {
+  std::string stream_id;  // kStreamIdBytes random bytes
+  int64_t unix_time = 0;
+  Mode mode = Mode::kFile;
+  uint32_t chunk_size = kDefaultChunk;
+  uint32_t arity = 1;  // 1: a chain
+  int64_t timeout_ms = 10000;
+  std::string what;  // "deb@3" or the source file, for messages
+  std::vector<Target> receivers;
+  std::vector<std::string> macs;  // one per receiver, over Body()
+
+  std::string Body() const;
+  std::string Encode() const;
+  // Fills macs: keys[i] is receiver i's key.
+  void Sign(const std::vector<std::string>& keys);
+  // Receiver `index` checks its MAC with its key, and, for a stream it has
+  // not joined yet, that the plan is fresh (+-300 s).
+  Status Verify(size_t index, const std::string& key, int64_t now, bool joined) const;
+};
+
+// The receivers of a subtree (indices into plan.receivers, the first is its
+// root) grouped into the root's children: the rest cut into at most `arity`
+// contiguous groups, so a chain is arity 1 and neighbours in the given
+// (rack) order stay neighbours.
+std::vector<std::vector<uint32_t>> ChildGroups(const std::vector<uint32_t>& subtree, uint32_t arity);
+
+struct ChunkHeader {
+  uint64_t seq = 0;
+  bool last = false;
+  uint32_t length = 0;
+  Digest sha256;                  // of the chunk's bytes
+  std::vector<std::string> macs;  // one per receiver
+};
+// What receiver i's MAC covers: the stream, the position and the content.
+std::string ChunkMacInput(std::string_view stream_id, const ChunkHeader& h);
+
+enum class State : uint8_t { kWaiting = 0, kReceiving = 1, kApplying = 2, kDone = 3, kFailed = 4 };
+const char* StateName(State s);
+
+struct Report {
+  std::string name;
+  State state = State::kWaiting;
+  uint64_t bytes = 0;   // written to its disk
+  uint64_t chunks = 0;  // received
+  std::string message;  // why it failed, or what it applied
+};
+
+enum class FrameType : uint8_t {
+  kHello = 1,          // upstream -> receiver: plan, your index
+  kReady = 2,          // receiver -> upstream: chunks I have (resend from there)
+  kChunk = 3,          // upstream -> receiver: header and bytes
+  kAck = 4,            // receiver -> upstream: my subtree has every chunk below count
+  kError = 5,          // receiver -> upstream: why it refuses the connection
+  kStatusRequest = 6,  // sender -> receiver, on a connection of its own
+  kStatus = 7,         // receiver -> sender
+};
+
+struct Frame {
+  FrameType type = FrameType::kError;
+  Plan plan;            // hello
+  uint32_t index = 0;   // hello
+  uint64_t count = 0;   // ready, ack
+  ChunkHeader chunk;    // chunk
+  std::string_view data;  // chunk bytes, pointing into the decoded body
+  std::string message;  // error
+  std::string stream_id;  // status request
+  bool final = false;     // status request: the sender is done, the receiver may exit
+  Report report;          // status
+};
+
+// A frame is U8 type, U32 body length (little-endian), body.
+constexpr size_t kFrameHeader = 5;
+// The body length a frame header declares; Corruption past kMaxFrameBody.
+Result<uint32_t> FrameLength(std::string_view header5, FrameType* type);
+// Decodes a body (bounded, never trusting lengths). For chunks, data points
+// into body; the caller checks hash and MAC.
+Result<Frame> DecodeFrame(FrameType type, std::string_view body);
+
+std::string EncodeHello(const Plan& plan, uint32_t index);
+std::string EncodeCount(FrameType type, uint64_t count);  // ready, ack
+// The frame header and chunk header; the chunk's bytes follow on the wire.
+std::string EncodeChunkHead(const ChunkHeader& h);
+std::string EncodeError(const std::string& message);
+std::string EncodeStatusRequest(std::string_view stream_id, bool final);
+std::string EncodeStatus(const Report& r);
+
+}  // namespace dim::clone

@@ -1,0 +1,455 @@
+// The receiving end of a clone: one thread takes chunks from the upstream
+// connection and verifies them, one writes them to the staging file, the
+// forwarder sends them on; when the last chunk is written the payload is
+// put in place (renamed, checked out or applied to the store) at once.
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <atomic>
+#include <deque>
+#include <list>
+#include <memory>
+
+#include "dim/auth.h"
+#include "dim/clone/bundle.h"
+#include "dim/clone/engine.h"
+#include "dim/clone/net.h"
+#include "dim/env.h"
+#include "dim/hash.h"
+#include "dim/store.h"
+
+namespace dim::clone {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool CleanAbsolute(const std::string& p) {
+  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
+  size_t start = 1;
+  while (start <= p.size()) {
+    size_t end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    std::string_view c(p.data() + start, end - start);
+    if (c.empty() || c == "." || c == ".." || c.find('\0') != std::string_view::npos) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+class Receiver {
+ public:
+  explicit Receiver(const ReceiverOptions& opts) : opts_(opts) {}
+
+  Status Run() {
+    DIM_ASSIGN_OR_RETURN(Fd listener, Listen(opts_.listen));
+    auto over_at = Clock::time_point::max();
+    auto last_keepalive = Clock::now();
+    for (;;) {
+      pollfd p{listener.get(), POLLIN, 0};
+      if (poll(&p, 1, 200) == 1) {
+        Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (conn.valid() && conns_.size() < kMaxConnections) {
+          auto done = std::make_shared<std::atomic<bool>>(false);
+          conns_.push_back({std::thread([this, done, c = std::move(conn)]() mutable {
+                              Handle(std::move(c));
+                              *done = true;
+                            }),
+                            done});
+        }
+      }
+      // Finished connections (status requests, replaced upstreams) are joined as they end.
+      for (auto it = conns_.begin(); it != conns_.end();) {
+        if (!*it->done) {
+          ++it;
+          continue;
+        }
+        it->thread.join();
+        it = conns_.erase(it);
+      }
+      auto now = Clock::now();
+      std::unique_lock<std::mutex> l(mu_);
+      if (!joined_) continue;
+      const auto timeout = std::chrono::milliseconds(plan_.timeout_ms);
+      if (state_ == State::kReceiving && now - last_data_ > 3 * timeout) {
+        l.unlock();
+        Fail(Status::IOError("no data from upstream for " + std::to_string(3 * plan_.timeout_ms / 1000) +
+                             " s: the sender or the hosts before this one are gone; nothing was kept"));
+        continue;
+      }
+      if (now - last_keepalive > timeout / 3) {
+        last_keepalive = now;
+        l.unlock();
+        SendAck(true);
+        l.lock();
+      }
+      const bool over = state_ == State::kDone || state_ == State::kFailed;
+      if (!over) continue;
+      if (over_at == Clock::time_point::max()) over_at = now;
+      if (state_ == State::kDone && fw_ && !fw_->Finished()) continue;
+      if (final_seen_ || now - over_at > std::chrono::seconds(opts_.linger_s)) break;
+    }
+    listener.Reset();
+    if (fw_) {
+      fw_->Abort();
+      fw_->Wait();
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+      q_cv_.notify_all();
+    }
+    {
+      std::lock_guard<std::mutex> l(send_mu_);
+      if (upstream_fd_ >= 0) shutdown(upstream_fd_, SHUT_RDWR);
+    }
+    if (writer_.joinable()) writer_.join();
+    for (auto& c : conns_) c.thread.join();
+    std::lock_guard<std::mutex> l(mu_);
+    if (state_ == State::kDone) return Status::Ok();
+    return Status::IOError(message_);
+  }
+
+ private:
+  std::string Me() const { return "receiver " + opts_.name; }
+
+  void Handle(Fd fd) {
+    SetTimeouts(fd.get(), 10000, 10000);
+    std::string body;
+    // Before any MAC is checked, a peer gets no more than a plan's worth of memory.
+    auto f = ReadFrame(fd.get(), &body, "a peer", kMaxPlanBytes + 64 + kMaxReceivers * kMacBytes);
+    if (!f.ok()) return;
+    if (f->type == FrameType::kStatusRequest) {
+      Report r;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        r.name = opts_.name;
+        r.state = state_;
+        r.bytes = bytes_;
+        r.chunks = received_;
+        r.message = message_;
+        if (f->final && joined_ && f->stream_id == plan_.stream_id) final_seen_ = true;
+      }
+      (void)SendAll(fd.get(), EncodeStatus(r), {}, "the sender");
+      return;
+    }
+    if (f->type == FrameType::kHello) Upstream(std::move(fd), std::move(*f));
+  }
+
+  void Refuse(int fd, const std::string& why) { (void)SendAll(fd, EncodeError(why), {}, "upstream"); }
+
+  void Upstream(Fd fd, Frame hello) {
+    const Plan& offered = hello.plan;
+    const uint32_t index = hello.index;
+    uint64_t ready = 0, gen = 0;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      const bool same = joined_ && offered.stream_id == plan_.stream_id;
+      if (joined_ && !same) return Refuse(fd.get(), Me() + " is busy with another stream");
+      if (offered.receivers[index].name != opts_.name) {
+        return Refuse(fd.get(), "this host is " + Me() + ", not " + offered.receivers[index].name);
+      }
+      Status ok = offered.Verify(index, opts_.key, std::time(nullptr), same);
+      if (ok.ok() && same && offered.Body() != plan_.Body()) ok = Status::PermissionDenied("the plan changed mid-stream");
+      if (!ok.ok()) return Refuse(fd.get(), Me() + ": " + ok.message());
+      if (!joined_) {
+        Status s = Setup(offered, index);
+        if (!s.ok()) {
+          state_ = State::kFailed;
+          message_ = s.message();
+          joined_ = true;  // the failure is what status requests now report
+          plan_ = offered;
+          return Refuse(fd.get(), message_);
+        }
+      }
+      if (state_ == State::kFailed) return Refuse(fd.get(), Me() + " failed: " + message_);
+      last_data_ = Clock::now();
+      ready = received_;
+    }
+    {
+      std::lock_guard<std::mutex> s(send_mu_);
+      if (upstream_fd_ >= 0) shutdown(upstream_fd_, SHUT_RDWR);  // replaced: a short-cut
+      upstream_fd_ = fd.get();
+      gen = ++upstream_gen_;
+      last_ack_ = 0;
+      if (!SendAll(fd.get(), EncodeCount(FrameType::kReady, ready), {}, "upstream").ok()) {
+        upstream_fd_ = -1;
+        return;
+      }
+    }
+    SetTimeouts(fd.get(), static_cast<int>(plan_.timeout_ms), 1000);
+    std::string peer = "upstream";
+    {
+      sockaddr_storage sa{};
+      socklen_t len = sizeof sa;
+      char host[NI_MAXHOST];
+      if (getpeername(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len) == 0 &&
+          getnameinfo(reinterpret_cast<sockaddr*>(&sa), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) == 0) {
+        peer = std::string("upstream ") + host;
+      }
+    }
+    std::string body;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> s(send_mu_);
+        if (upstream_gen_ != gen) break;
+      }
+      auto f = ReadFrame(fd.get(), &body, peer);
+      if (!f.ok()) {
+        if (f.status().code() == Code::kBusy) continue;
+        break;
+      }
+      if (f->type != FrameType::kChunk) continue;
+      Status s = Accept(*f, peer);
+      if (s.code() == Code::kBusy) continue;  // a duplicate
+      if (!s.ok()) {
+        Refuse(fd.get(), s.message());
+        Fail(s);
+        break;
+      }
+    }
+    std::lock_guard<std::mutex> s(send_mu_);
+    if (upstream_fd_ == fd.get()) upstream_fd_ = -1;
+  }
+
+  // Verifies a chunk and queues it for the writer (waiting while the queue is full).
+  Status Accept(const Frame& f, const std::string& peer) {
+    const ChunkHeader& h = f.chunk;
+    std::unique_lock<std::mutex> l(mu_);
+    if (state_ != State::kReceiving) return Status::Busy("not receiving");
+    if (h.seq < received_) return Status::Busy("duplicate");
+    const std::string what = Me() + " refused chunk " + std::to_string(h.seq) + " from " + peer + ": ";
+    if (h.seq > received_) return Status::Corruption(what + "expected chunk " + std::to_string(received_));
+    if (h.length > plan_.chunk_size || (!h.last && h.length != plan_.chunk_size)) {
+      return Status::Corruption(what + "wrong length");
+    }
+    if (h.macs.size() != plan_.receivers.size()) return Status::Corruption(what + "its MAC table does not match the plan");
+    if (Sha256Of(f.data) != h.sha256) {
+      return Status::Corruption(what + "its bytes do not match its hash (changed by a host before this one); nothing was kept");
+    }
+    if (!auth::MacEqual(h.macs[index_], auth::Hmac(opts_.key, ChunkMacInput(plan_.stream_id, h)))) {
+      return Status::PermissionDenied(what + "its MAC is not the sender's (forged by a host before this one); nothing was kept");
+    }
+    last_data_ = Clock::now();
+    q_cv_.wait(l, [&] { return queue_.size() < opts_.queue_chunks || state_ != State::kReceiving || stopping_; });
+    if (state_ != State::kReceiving) return Status::Busy("not receiving");
+    queue_.emplace_back(h, std::string(f.data));
+    received_++;
+    last_data_ = Clock::now();
+    q_cv_.notify_all();
+    return Status::Ok();
+  }
+
+  // Under mu_: opens the staging file and starts the writer and forwarders.
+  Status Setup(const Plan& plan, uint32_t index) {
+    plan_ = plan;
+    index_ = index;
+    const std::string target = plan.receivers[index].path;
+    std::string dir, name;
+    if (plan.mode == Mode::kStore) {
+      if (opts_.store.empty()) return Status::PermissionDenied(Me() + " was not started with --store; it takes no store seeds");
+      dir = opts_.store + "/staging";
+      std::string hex;
+      for (unsigned char c : plan.stream_id) hex += "0123456789abcdef"[c >> 4], hex += "0123456789abcdef"[c & 15];
+      name = "clone-" + hex + ".spool";
+    } else {
+      if (!CleanAbsolute(target)) return Status::InvalidArgument(Me() + ": target " + target + " is not a clean absolute path");
+      if (!opts_.under.empty() && target != opts_.under && target.rfind(opts_.under + "/", 0) != 0) {
+        return Status::PermissionDenied(Me() + ": target " + target + " is not below " + opts_.under + " (--under)");
+      }
+      size_t slash = target.rfind('/');
+      dir = slash == 0 ? "/" : target.substr(0, slash);
+      base_ = target.substr(slash + 1);
+      name = "." + base_ + (plan.mode == Mode::kTree ? ".dim-clone-spool" : ".dim-clone");
+      struct stat st {};
+      if (plan.mode == Mode::kFile && stat(target.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+        // A block device is written in place: it cannot be staged.
+        staging_ = Fd(open(target.c_str(), O_RDWR | O_CLOEXEC));
+        if (!staging_.valid()) return ErrnoStatus(errno, Me() + ": open " + target);
+        block_device_ = true;
+      }
+    }
+    dir_ = Fd(open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+    if (!dir_.valid()) return ErrnoStatus(errno, Me() + ": open the directory " + dir);
+    if (!block_device_) {
+      staging_name_ = name;
+      unlinkat(dir_.get(), name.c_str(), 0);
+      staging_ = Fd(openat(dir_.get(), name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!staging_.valid()) return ErrnoStatus(errno, Me() + ": create " + dir + "/" + name);
+    }
+    staging_path_ = dir + "/" + name;
+    joined_ = true;
+    state_ = State::kReceiving;
+    fw_ = std::make_unique<Forwarder>(plan_, staging_.get(), Me());
+    fw_->OnAck([this] { SendAck(false); });
+    fw_->Start(Subtree(plan_, index));
+    writer_ = std::thread([this] { Write(); });
+    return Status::Ok();
+  }
+
+  void Write() {
+    for (;;) {
+      std::pair<ChunkHeader, std::string> item;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        q_cv_.wait(l, [&] { return !queue_.empty() || state_ != State::kReceiving || stopping_; });
+        if (queue_.empty() || state_ != State::kReceiving) return;
+        item = std::move(queue_.front());
+        queue_.pop_front();
+        q_cv_.notify_all();
+      }
+      const ChunkHeader& h = item.first;
+      const std::string& data = item.second;
+      size_t done = 0;
+      while (done < data.size()) {
+        ssize_t n = pwrite(staging_.get(), data.data() + done, data.size() - done,
+                           static_cast<off_t>(h.seq * plan_.chunk_size + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          int err = errno;
+          Status s = ErrnoStatus(err, Me() + ": write chunk " + std::to_string(h.seq) + " to " + staging_path_);
+          Fail(Status(s.code(), s.message() + "; nothing was kept"));
+          return;
+        }
+        done += static_cast<size_t>(n);
+      }
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        written_++;
+        bytes_ += data.size();
+      }
+      const bool last = h.last;
+      fw_->Add(h);
+      SendAck(false);
+      if (last) return Finish();
+    }
+  }
+
+  void Finish() {
+    if (fsync(staging_.get()) != 0) return Fail(ErrnoStatus(errno, Me() + ": fsync " + staging_path_));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      state_ = State::kApplying;
+    }
+    Result<std::string> applied = Apply();
+    std::lock_guard<std::mutex> l(mu_);
+    if (applied.ok()) {
+      state_ = State::kDone;
+      message_ = *applied;
+    } else {
+      state_ = State::kFailed;
+      message_ = Me() + ": " + applied.status().message();
+      Cleanup();
+    }
+  }
+
+  Result<std::string> Apply() {
+    const std::string target = plan_.receivers[index_].path;
+    switch (plan_.mode) {
+      case Mode::kFile:
+        if (block_device_) return "written to " + target;
+        if (renameat(dir_.get(), staging_name_.c_str(), dir_.get(), base_.c_str()) != 0) {
+          return ErrnoStatus(errno, "rename " + staging_path_ + " to " + target);
+        }
+        if (fsync(dir_.get()) != 0) return ErrnoStatus(errno, "fsync the directory of " + target);
+        return "written to " + target;
+      case Mode::kTree: {
+        auto what = ApplyBundleAsTree(staging_.get(), target);
+        unlinkat(dir_.get(), staging_name_.c_str(), 0);
+        if (!what.ok()) return what.status();
+        return *what + " checked out at " + target;
+      }
+      case Mode::kStore: {
+        auto store = Store::Open(Env::Posix(), opts_.store);
+        if (!store.ok()) {
+          unlinkat(dir_.get(), staging_name_.c_str(), 0);
+          return store.status();
+        }
+        auto what = ApplyBundle(**store, staging_.get());
+        unlinkat(dir_.get(), staging_name_.c_str(), 0);
+        if (!what.ok()) return what.status();
+        return *what + " in the store " + opts_.store;
+      }
+    }
+    return Status::InvalidArgument("unknown mode");
+  }
+
+  // Under mu_: nothing partial stays visible.
+  void Cleanup() {
+    if (dir_.valid() && !staging_name_.empty() && !block_device_) unlinkat(dir_.get(), staging_name_.c_str(), 0);
+  }
+
+  void Fail(const Status& why) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (state_ == State::kDone || state_ == State::kFailed) return;
+      state_ = State::kFailed;
+      message_ = why.message();
+      Cleanup();
+      queue_.clear();
+      q_cv_.notify_all();
+    }
+    std::fprintf(stderr, "dim-receive: %s\n", why.message().c_str());
+    if (fw_) fw_->Abort();
+    std::lock_guard<std::mutex> s(send_mu_);
+    if (upstream_fd_ >= 0) shutdown(upstream_fd_, SHUT_RDWR);
+  }
+
+  // Tells upstream how far this subtree has everything (keepalive when forced).
+  void SendAck(bool force) {
+    uint64_t v;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!fw_ || state_ == State::kFailed) return;
+      v = written_;
+    }
+    v = std::min(v, fw_->Acked());
+    std::lock_guard<std::mutex> s(send_mu_);
+    if (upstream_fd_ < 0 || (!force && v <= last_ack_)) return;
+    last_ack_ = std::max(last_ack_, v);
+    (void)SendAll(upstream_fd_, EncodeCount(FrameType::kAck, last_ack_), {}, "upstream");
+  }
+
+  const ReceiverOptions& opts_;
+  std::mutex mu_;
+  std::condition_variable q_cv_;
+  Plan plan_;                // GUARDED_BY(mu_), fixed once joined_
+  uint32_t index_ = 0;
+  bool joined_ = false;      // GUARDED_BY(mu_)
+  bool stopping_ = false;    // GUARDED_BY(mu_)
+  bool final_seen_ = false;  // GUARDED_BY(mu_)
+  State state_ = State::kWaiting;  // GUARDED_BY(mu_)
+  std::string message_;            // GUARDED_BY(mu_)
+  uint64_t received_ = 0, written_ = 0, bytes_ = 0;  // GUARDED_BY(mu_)
+  Clock::time_point last_data_;                      // GUARDED_BY(mu_)
+  std::deque<std::pair<ChunkHeader, std::string>> queue_;  // GUARDED_BY(mu_)
+  Fd dir_, staging_;
+  std::string staging_name_, staging_path_, base_;
+  bool block_device_ = false;
+  std::unique_ptr<Forwarder> fw_;
+  std::thread writer_;
+  struct Conn {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  // Connections at once: the upstream, a few being replaced, status requests.
+  static constexpr size_t kMaxConnections = 64;
+  std::list<Conn> conns_;  // the listening loop's only
+  std::mutex send_mu_;              // serializes writes to the upstream socket
+  int upstream_fd_ = -1;            // GUARDED_BY(send_mu_)
+  uint64_t upstream_gen_ = 0;       // GUARDED_BY(send_mu_)
+  uint64_t last_ack_ = 0;           // GUARDED_BY(send_mu_)
+};
+
+}  // namespace
+
+Status Receive(const ReceiverOptions& opts) { return Receiver(opts).Run(); }
+
+}  // namespace dim::clone

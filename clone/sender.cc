@@ -1,0 +1,214 @@
+// The sending end of a clone: chunks of the source hashed and signed for
+// every receiver, forwarded to the first receivers, and the receivers'
+// states polled directly (not through the chain, which a failed host cuts).
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "dim/auth.h"
+#include "dim/clone/engine.h"
+#include "dim/clone/net.h"
+#include "dim/hash.h"
+
+namespace dim::clone {
+
+namespace {
+
+// Cuts the payload growing at fd into signed chunks for the forwarder. A
+// chunk is cut only when bytes past it exist or the payload is complete, so
+// the last one carries the flag.
+class Chunker {
+ public:
+  Chunker(const Plan& plan, const std::vector<std::string>& keys, int fd, Forwarder& fw)
+      : plan_(plan), keys_(keys), fd_(fd), fw_(fw), buf_(plan.chunk_size, '\0') {}
+
+  Status Grew(uint64_t total, bool complete) {
+    const uint64_t cs = plan_.chunk_size;
+    while ((next_ + 1) * cs < total || (complete && (next_ * cs < total || next_ == 0) && !ended_)) {
+      uint64_t off = next_ * cs;
+      uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(cs, total - off));
+      size_t got = 0;
+      while (got < len) {
+        ssize_t r = pread(fd_, buf_.data() + got, len - got, static_cast<off_t>(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return ErrnoStatus(r < 0 ? errno : EIO, "read the clone source " + plan_.what);
+        got += static_cast<size_t>(r);
+      }
+      ChunkHeader h;
+      h.seq = next_;
+      h.length = len;
+      h.last = complete && off + len >= total;
+      h.sha256 = Sha256Of(std::string_view(buf_.data(), len));
+      const std::string input = ChunkMacInput(plan_.stream_id, h);
+      for (const auto& k : keys_) h.macs.push_back(auth::Hmac(k, input));
+      ended_ = h.last;
+      fw_.Add(std::move(h));
+      next_++;
+      if (ended_) break;
+    }
+    return Status::Ok();
+  }
+  uint64_t chunks() const { return next_; }
+
+ private:
+  const Plan& plan_;
+  const std::vector<std::string>& keys_;
+  int fd_;
+  Forwarder& fw_;
+  std::string buf_;
+  uint64_t next_ = 0;
+  bool ended_ = false;
+};
+
+// One receiver's state, asked directly. final tells it the stream is over.
+Result<Report> Ask(const Plan& plan, const Target& t, bool final) {
+  const std::string peer = "receiver " + t.name + " (" + t.address + ")";
+  DIM_ASSIGN_OR_RETURN(Fd fd, Dial(t.address, 2000));
+  SetTimeouts(fd.get(), 2000, 2000);
+  DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeStatusRequest(plan.stream_id, final), {}, peer));
+  std::string body;
+  DIM_ASSIGN_OR_RETURN(Frame f, ReadFrame(fd.get(), &body, peer));
+  if (f.type != FrameType::kStatus) return Status::Corruption(peer + " answered a status request with another frame");
+  return f.report;
+}
+
+bool Over(State s) { return s == State::kDone || s == State::kFailed; }
+
+}  // namespace
+
+Result<SendResult> Send(SendOptions opts) {
+  Plan& plan = opts.plan;
+  plan.stream_id.resize(kStreamIdBytes);
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(plan.stream_id.data()), kStreamIdBytes) != 1) {
+    return Status::IOError("no random bytes for the stream id");
+  }
+  plan.unix_time = static_cast<int64_t>(std::time(nullptr));
+  plan.Sign(opts.keys);
+
+  Fd fd;
+  uint64_t size = 0;
+  if (opts.produce) {
+    fd = Fd(open(opts.spool_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    if (!fd.valid()) return ErrnoStatus(errno, "create a spool file in " + opts.spool_dir);
+  } else {
+    fd = Fd(open(opts.source_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus(errno, "open " + opts.source_path);
+    struct stat st {};
+    if (fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat " + opts.source_path);
+    size = static_cast<uint64_t>(st.st_size);
+    if (S_ISBLK(st.st_mode)) {
+      off_t end = lseek(fd.get(), 0, SEEK_END);
+      if (end < 0) return ErrnoStatus(errno, "size of " + opts.source_path);
+      size = static_cast<uint64_t>(end);
+    } else if (!S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument(opts.source_path + " is neither a regular file nor a block device");
+    }
+  }
+
+  Forwarder fw(plan, fd.get(), "the sender");
+  Chunker chunker(plan, opts.keys, fd.get(), fw);
+  fw.Start(Subtree(plan, kSender));
+
+  // The status poller: every receiver asked directly, twice a second.
+  std::vector<Report> reports(plan.receivers.size());
+  std::vector<std::string> unreachable(plan.receivers.size());
+  std::vector<bool> seen(plan.receivers.size());
+  for (size_t i = 0; i < reports.size(); i++) reports[i].name = plan.receivers[i].name;
+  std::mutex mu;
+  std::atomic<bool> stop{false};
+  std::thread poller([&] {
+    while (!stop.load()) {
+      for (size_t i = 0; i < plan.receivers.size(); i++) {
+        auto r = Ask(plan, plan.receivers[i], false);
+        std::lock_guard<std::mutex> l(mu);
+        if (r.ok()) {
+          seen[i] = true;
+          reports[i] = *r;
+          reports[i].name = plan.receivers[i].name;
+          unreachable[i].clear();
+        } else if (!Over(reports[i].state)) {
+          unreachable[i] = r.status().message();
+        }
+      }
+      if (opts.progress) {
+        std::lock_guard<std::mutex> l(mu);
+        opts.progress(reports, 0);
+      }
+      for (int k = 0; k < 5 && !stop.load(); k++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  struct StopPoller {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~StopPoller() {
+      stop = true;
+      if (t.joinable()) t.join();
+    }
+  } stop_poller{stop, poller};
+
+  Status produced = Status::Ok();
+  if (opts.produce) {
+    Status inner = Status::Ok();
+    produced = opts.produce(fd.get(), [&](uint64_t total) {
+      if (inner.ok()) inner = chunker.Grew(total, false);
+      size = total;
+    });
+    if (produced.ok()) produced = inner;
+  }
+  if (produced.ok()) produced = chunker.Grew(size, true);
+  if (!produced.ok()) {
+    fw.Abort();
+    fw.Wait();
+    return produced;
+  }
+  fw.Wait();
+
+  // Forwarding is over; receivers may still be applying. Wait for each to
+  // end, or to stay unreachable for the timeout.
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::chrono::steady_clock::time_point> silent_since(reports.size(), start);
+  for (;;) {
+    bool all = true;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto now = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < reports.size(); i++) {
+        if (Over(reports[i].state)) continue;
+        if (unreachable[i].empty()) {
+          silent_since[i] = now;
+        } else if (now - silent_since[i] > std::chrono::milliseconds(plan.timeout_ms)) {
+          // Seen before: it died or hung mid-stream (its upstream skipped it).
+          reports[i].message = std::string(seen[i] ? "stopped answering during the stream (killed, crashed or hung?): "
+                                                   : "unreachable: ") +
+                               unreachable[i];
+          reports[i].state = State::kFailed;
+          continue;
+        }
+        all = false;
+      }
+    }
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  stop = true;
+  poller.join();
+  SendResult result;
+  result.bytes = size;
+  result.chunks = chunker.chunks();
+  for (const auto& l : fw.lost()) {
+    Report& r = reports[l.index];
+    if (r.state != State::kFailed) continue;
+    r.message += (r.message.empty() ? "" : "; ") + std::string("dropped from the chain: ") + l.why;
+  }
+  // Each receiver may exit now.
+  for (const auto& t : plan.receivers) (void)Ask(plan, t, true);
+  if (opts.progress) opts.progress(reports, size);
+  result.receivers = std::move(reports);
+  return result;
+}
+
+}  // namespace dim::clone

@@ -1,0 +1,202 @@
+#!/bin/bash
+# Bulk cloning through real dim-receive processes, each in its own network
+# namespace on one bridge (links rate-limited with tc so a stream lasts long
+# enough to be cut): a chain of 4 produces trees identical to a checkout (and
+# a tree of arity 2 copies a raw file); a killed middle receiver is skipped
+# and reported while the others finish; a killed sender leaves nothing
+# visible; a chunk forged by a host in the chain is refused by the receiver
+# after it; a receiver with a full disk fails with a message naming it.
+# Needs root (namespaces, tc, tmpfs).
+source "$(dirname "$0")/lib.sh"
+[[ $(id -u) == 0 ]] || { log "SKIP: needs root"; exit 77; }
+RECEIVE=${RECEIVE:-$DIM_BUILD_DIR/clone/dim-receive}
+T=$TEST_TMP
+export DIM_SECRET=$T/secret
+head -c 48 /dev/urandom > "$DIM_SECRET"
+chmod 600 "$DIM_SECRET"
+
+# --- the testbed: clone-sw-PID holds the bridge; each host a namespace ------
+ID=$$
+SW=clone-sw-$ID
+NS=()
+ip netns add "$SW"
+on_cleanup ip netns del "$SW"
+ip -n "$SW" link add br0 type bridge
+ip -n "$SW" link set br0 up
+RATE=${CLONE_TEST_RATE:-24mbit}
+# host N (0 the sender, 1-5 receivers) at 10.77.0.1N
+for n in 0 1 2 3 4 5; do
+  ns=clone-h$n-$ID
+  NS+=("$ns")
+  ip netns add "$ns"
+  on_cleanup ip netns del "$ns"
+  ip link add "c$n-$ID" netns "$ns" type veth peer name "p$n" netns "$SW"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "10.77.0.1$n/24" dev "c$n-$ID"
+  ip -n "$ns" link set "c$n-$ID" up
+  ip -n "$SW" link set "p$n" master br0 up
+  # Both directions limited: the host's egress and the switch port's.
+  ip netns exec "$ns" tc qdisc add dev "c$n-$ID" root tbf rate "$RATE" burst 32kb latency 50ms
+  ip netns exec "$SW" tc qdisc add dev "p$n" root tbf rate "$RATE" burst 32kb latency 50ms
+done
+
+# --- the image: every kind of entry, plus 6 MiB of random data ------------
+make_exotic_tree "$T/master"
+head -c $((6 << 20)) /dev/urandom > "$T/master/files/random6m"
+export DIM_ROOT=$T/store
+"$DIMCTL" image import img "$T/master" > /dev/null
+"$DIMCTL" image checkout img "$T/checkout"
+"$TREECMP" "$T/master" "$T/checkout" > /dev/null || die "checkout differs from the master"
+
+quiet_kill() { kill -KILL "$1" 2>/dev/null || true; }
+RPIDS=()
+# start_receivers N...: dim-receive on those hosts, listening on 7475.
+start_receivers() {
+  RPIDS=()
+  local n
+  for n in "$@"; do
+    mkdir -p "$T/h$n"
+    ip netns exec "clone-h$n-$ID" "$RECEIVE" --name "10.77.0.1$n" --listen "10.77.0.1$n:${PORT:-7475}" \
+      --secret "$DIM_SECRET" --linger 5 > "$T/h$n.log" 2>&1 &
+    RPIDS[n]=$!
+    on_cleanup quiet_kill "${RPIDS[n]}"
+  done
+  for n in "$@"; do
+    for _ in $(seq 100); do
+      ip netns exec "clone-h$n-$ID" ss -ltn | grep -q "10.77.0.1$n:${PORT:-7475}" && break
+      sleep 0.05
+    done
+  done
+}
+# wait_receivers: each exits by itself once the sender is done with it.
+wait_receivers() {
+  local n
+  for n in "${!RPIDS[@]}"; do wait "${RPIDS[n]}" || true; done
+}
+# clone ARGS...: dimctl clone from the sender's namespace (timeout 2 s).
+clone() { timeout --kill-after=10 120 ip netns exec "clone-h0-$ID" "$DIMCTL" clone --timeout 2 --chunk-size 256K "$@"; }
+to() {  # to SUFFIX N...: PATH@HOST list
+  local suffix=$1 n out=""
+  shift
+  for n in "$@"; do out+="${out:+,}$T/h$n/$suffix@10.77.0.1$n"; done
+  echo "$out"
+}
+state_of() {  # state_of JSON NAME
+  python3 -c 'import json,sys; r=[x for x in json.load(open(sys.argv[1]))["receivers"] if x["name"]==sys.argv[2]]; print(r[0]["state"], r[0]["message"])' "$1" "$2"
+}
+# wait_bytes FILE BYTES: until FILE holds at least BYTES (a stream in progress).
+wait_bytes() {
+  for _ in $(seq 400); do
+    [[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && return 0
+    sleep 0.025
+  done
+  die "$1 never reached $2 bytes"
+}
+
+# --- 1. a chain of 4: trees identical to a checkout ------------------------
+log "chain of 4"
+start_receivers 1 2 3 4
+with_timeout 120 ip netns exec "clone-h0-$ID" "$DIMCTL" clone img --timeout 2 --chunk-size 256K \
+  --to "$(to tree 1 2 3 4)" --json > "$T/chain.json"
+wait_receivers
+for n in 1 2 3 4; do
+  read -r st _ < <(state_of "$T/chain.json" "10.77.0.1$n")
+  assert_eq "$st" "done" "receiver $n"
+  "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs from the checkout"
+  [[ -z $(find "$T/h$n" -maxdepth 1 -name '.*dim-clone*') ]] || die "receiver $n left staging files"
+done
+
+# --- 1b. a raw file through a tree of arity 2 ------------------------------
+log "raw file, tree of arity 2"
+start_receivers 1 2 3 4 5
+clone --file "$T/master/files/random6m" --arity 2 --to "$(to raw 1 2 3 4 5)" > /dev/null
+wait_receivers
+for n in 1 2 3 4 5; do cmp "$T/master/files/random6m" "$T/h$n/raw" || die "receiver $n's file differs"; done
+rm -rf "$T"/h?/tree "$T"/h?/raw
+
+# --- 2. the middle receiver killed mid-stream ------------------------------
+log "killed middle receiver"
+start_receivers 1 2 3 4
+clone img --to "$(to tree 1 2 3 4)" --json > "$T/kill.json" 2> "$T/kill.err" &
+sender=$!
+wait_bytes "$T/h2/.tree.dim-clone-spool" $((1 << 20))
+kill -KILL "${RPIDS[2]}"
+rc=0
+wait "$sender" || rc=$?
+[[ $rc != 0 ]] || die "clone reported success with a receiver killed"
+grep -q "10.77.0.12" "$T/kill.err" || die "the error does not name the killed receiver: $(cat "$T/kill.err")"
+wait_receivers
+read -r st msg < <(state_of "$T/kill.json" 10.77.0.12)
+assert_eq "$st" failed "killed receiver's state"
+for n in 1 3 4; do
+  read -r st _ < <(state_of "$T/kill.json" "10.77.0.1$n")
+  assert_eq "$st" "done" "receiver $n after the kill"
+  "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs after the short-cut"
+done
+[[ ! -e $T/h2/tree ]] || die "the killed receiver shows a tree"
+rm -rf "$T"/h?/tree "$T"/h?/.tree*
+
+# --- 3. the sender killed mid-stream: nothing partial visible --------------
+log "killed sender"
+start_receivers 1 2 3 4
+# Without clone's timeout wrapper: $! is dimctl itself (ip netns exec execs it).
+ip netns exec "clone-h0-$ID" "$DIMCTL" clone img --timeout 2 --chunk-size 256K --to "$(to tree 1 2 3 4)" \
+  > /dev/null 2>&1 &
+sender=$!
+wait_bytes "$T/h4/.tree.dim-clone-spool" $((512 << 10))
+kill -KILL "$sender"
+wait "$sender" 2>/dev/null || true
+for n in 1 2 3 4; do
+  rc=0
+  with_timeout 60 tail --pid="${RPIDS[n]}" -f /dev/null || true
+  wait "${RPIDS[n]}" || rc=$?
+  assert_eq "$rc" 1 "receiver $n's exit status after the sender died"
+  grep -q "no data from upstream" "$T/h$n.log" || die "receiver $n does not say why: $(cat "$T/h$n.log")"
+  [[ ! -e $T/h$n/tree && -z $(find "$T/h$n" -maxdepth 1 -name '.*dim-clone*') ]] ||
+    die "receiver $n shows something partial: $(ls -a "$T/h$n")"
+done
+
+# --- 4. a chunk forged by a host in the chain ------------------------------
+# The host before receiver 3 relays through a proxy that replaces chunk 2's
+# bytes and fixes up its hash; it cannot make receiver 3's MAC.
+log "forged chunk"
+PORT=7476 start_receivers 3
+ip netns exec "clone-h3-$ID" python3 "$(dirname "$0")/clone_tamper.py" 10.77.0.13:7475 10.77.0.13:7476 2 \
+  > "$T/tamper.log" 2>&1 &
+tamper=$!
+on_cleanup quiet_kill "$tamper"
+declare -A keep=([3]=${RPIDS[3]})
+start_receivers 1 2 4
+RPIDS[3]=${keep[3]}
+for _ in $(seq 100); do grep -q listening "$T/tamper.log" && break; sleep 0.05; done
+rc=0
+clone img --to "$(to tree 1 2 3 4)" --json > "$T/forge.json" 2> "$T/forge.err" || rc=$?
+[[ $rc != 0 ]] || die "clone reported success though a chunk was forged"
+grep -q "forged chunk 2" "$T/tamper.log" || die "the proxy forged nothing"
+wait_receivers
+read -r st msg < <(state_of "$T/forge.json" 10.77.0.13)
+assert_eq "$st" failed "the receiver after the forger"
+[[ $msg == *"refused chunk 2"*"MAC is not the sender's"* ]] || die "receiver 3 says: $msg"
+[[ ! -e $T/h3/tree ]] || die "receiver 3 shows a tree built from a forged chunk"
+for n in 1 2 4; do
+  "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs"
+done
+quiet_kill "$tamper"
+rm -rf "$T"/h?/tree
+
+# --- 5. a receiver with a full disk ----------------------------------------
+log "full disk"
+mkdir -p "$T/h2"
+mount -t tmpfs -o size=2m clone-full "$T/h2"
+on_cleanup umount -l "$T/h2"
+start_receivers 1 2 3
+rc=0
+clone img --to "$(to tree 1 2 3)" --json > "$T/full.json" 2> "$T/full.err" || rc=$?
+[[ $rc != 0 ]] || die "clone reported success on a full disk"
+wait_receivers
+read -r st msg < <(state_of "$T/full.json" 10.77.0.12)
+assert_eq "$st" failed "the receiver with a full disk"
+[[ $msg == *"receiver 10.77.0.12"*"No space left on device"* ]] || die "receiver 2 says: $msg"
+grep -q "10.77.0.12" "$T/full.err" || die "dimctl's error does not name the receiver"
+[[ -z $(ls -A "$T/h2") ]] || die "the full disk keeps partial files: $(ls -A "$T/h2")"
+for n in 1 3; do "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs"; done

@@ -1,0 +1,236 @@
+// Bulk cloning: the frame decoder (round trips, every truncation refused,
+// plans bound to each receiver's key), the tree layout, the bundle header,
+// and the pipeline itself with real dim-receive engines on loopback.
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <thread>
+
+#include "dim/auth.h"
+#include "dim/clone/bundle.h"
+#include "dim/clone/engine.h"
+#include "dim/clone/wire.h"
+#include "test_util.h"
+
+namespace dc = dim::clone;
+
+namespace {
+
+dc::Plan TestPlan(size_t n) {
+  dc::Plan p;
+  p.stream_id = std::string(dc::kStreamIdBytes, 'S');
+  p.unix_time = 1'700'000'000;
+  p.mode = dc::Mode::kTree;
+  p.chunk_size = 65536;
+  p.what = "deb@3";
+  for (size_t i = 0; i < n; i++) {
+    p.receivers.push_back({"n" + std::to_string(i), "127.0.0.1:" + std::to_string(7000 + i), "/srv/t" + std::to_string(i)});
+  }
+  return p;
+}
+
+std::vector<std::string> Keys(const dc::Plan& p) {
+  dim::auth::Secret site{std::string(32, 'k')};
+  std::vector<std::string> keys;
+  for (const auto& t : p.receivers) keys.push_back(dim::auth::NodeKey(site, t.name));
+  return keys;
+}
+
+dim::Result<dc::Frame> Decode(const std::string& wire, std::string* body) {
+  dc::FrameType type;
+  auto n = dc::FrameLength(std::string_view(wire).substr(0, dc::kFrameHeader), &type);
+  if (!n.ok()) return n.status();
+  *body = wire.substr(dc::kFrameHeader);
+  if (body->size() != *n) return dim::Status::Corruption("length");
+  return dc::DecodeFrame(type, *body);
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("clone wire: every frame round-trips, and every truncation is refused") {
+  dc::Plan plan = TestPlan(3);
+  plan.Sign(Keys(plan));
+  dc::ChunkHeader h;
+  h.seq = 7;
+  h.last = true;
+  std::string data = "chunk bytes";
+  h.length = static_cast<uint32_t>(data.size());
+  h.sha256 = dim::Sha256Of(data);
+  for (const auto& k : Keys(plan)) h.macs.push_back(dim::auth::Hmac(k, dc::ChunkMacInput(plan.stream_id, h)));
+  dc::Report rep{"n1", dc::State::kFailed, 123, 4, "disk full"};
+  const std::vector<std::string> frames = {
+      dc::EncodeHello(plan, 2), dc::EncodeCount(dc::FrameType::kReady, 5),
+      dc::EncodeCount(dc::FrameType::kAck, 9), dc::EncodeChunkHead(h) + data, dc::EncodeError("no"),
+      dc::EncodeStatusRequest(plan.stream_id, true), dc::EncodeStatus(rep)};
+  for (const auto& wire : frames) {
+    std::string body;
+    auto f = Decode(wire, &body);
+    REQUIRE_MESSAGE(f.ok(), f.status().message());
+    switch (f->type) {
+      case dc::FrameType::kHello:
+        CHECK(f->index == 2);
+        CHECK(f->plan.Encode() == plan.Encode());
+        break;
+      case dc::FrameType::kReady: CHECK(f->count == 5); break;
+      case dc::FrameType::kAck: CHECK(f->count == 9); break;
+      case dc::FrameType::kChunk:
+        CHECK(f->chunk.seq == 7);
+        CHECK(f->chunk.last);
+        CHECK(f->data == data);
+        CHECK(f->chunk.macs == h.macs);
+        break;
+      case dc::FrameType::kError: CHECK(f->message == "no"); break;
+      case dc::FrameType::kStatusRequest: CHECK(f->final); break;
+      case dc::FrameType::kStatus:
+        CHECK(f->report.name == "n1");
+        CHECK(f->report.state == dc::State::kFailed);
+        CHECK(f->report.bytes == 123);
+        CHECK(f->report.message == "disk full");
+        break;
+    }
+    // Every cut of the body, and a byte too many, is refused.
+    dc::FrameType type = f->type;
+    for (size_t cut = 0; cut < body.size(); cut++) {
+      CHECK_FALSE(dc::DecodeFrame(type, std::string_view(body).substr(0, cut)).ok());
+    }
+    CHECK_FALSE(dc::DecodeFrame(type, body + "x").ok());
+  }
+  dc::FrameType t;
+  CHECK_FALSE(dc::FrameLength(std::string("\x09\x00\x00\x00\x00", 5), &t).ok());  // unknown type
+  CHECK_FALSE(dc::FrameLength(std::string("\x03\xff\xff\xff\x7f", 5), &t).ok());  // 2 GiB body
+}
+
+TEST_CASE("clone plan: bound to each receiver's key, its targets and its time") {
+  dc::Plan plan = TestPlan(3);
+  auto keys = Keys(plan);
+  plan.Sign(keys);
+  const int64_t now = plan.unix_time + 10;
+  CHECK(plan.Verify(1, keys[1], now, false).ok());
+  // Another receiver's key, or a key of another site, does not verify.
+  CHECK_FALSE(plan.Verify(1, keys[0], now, false).ok());
+  CHECK_FALSE(plan.Verify(1, dim::auth::NodeKey({std::string(32, 'x')}, "n1"), now, false).ok());
+  // A host in the chain that changes a target (or anything) breaks every MAC.
+  dc::Plan moved = plan;
+  moved.receivers[2].path = "/etc";
+  for (size_t i = 0; i < 3; i++) CHECK_FALSE(moved.Verify(i, keys[i], now, false).ok());
+  // An old plan is a replay, unless it is the stream this receiver is in.
+  CHECK_FALSE(plan.Verify(1, keys[1], plan.unix_time + 301, false).ok());
+  CHECK(plan.Verify(1, keys[1], plan.unix_time + 301, true).ok());
+}
+
+TEST_CASE("clone tree: a chain, trees of arity k, and every receiver placed once") {
+  dc::Plan plan = TestPlan(10);
+  auto chain = dc::ChildGroups(dc::Subtree(plan, dc::kSender), 1);
+  REQUIRE(chain.size() == 1);
+  CHECK(chain[0].size() == 10);
+  CHECK(dc::Subtree(plan, 3) == std::vector<uint32_t>{3, 4, 5, 6, 7, 8, 9});
+  for (uint32_t k : {2u, 3u, 4u, 16u}) {
+    plan.arity = k;
+    std::vector<int> rooted(10);
+    for (uint32_t i = 0; i < 10; i++) {
+      auto sub = dc::Subtree(plan, i);
+      REQUIRE(!sub.empty());
+      CHECK(sub[0] == i);
+      CHECK(dc::ChildGroups(sub, k).size() <= k);
+      for (auto& g : dc::ChildGroups(sub, k)) rooted[g[0]]++;
+    }
+    for (auto& g : dc::ChildGroups(dc::Subtree(plan, dc::kSender), k)) rooted[g[0]]++;
+    for (int r : rooted) CHECK(r == 1);
+  }
+}
+
+TEST_CASE("clone bundle: the header round-trips; malformed headers are refused") {
+  dc::BundleHeader h;
+  h.image = "deb";
+  h.version = 4;
+  h.delta = "zzz";
+  h.objects = 12;
+  std::string wire = dc::EncodeBundleHeader(h).substr(8);
+  auto back = dc::DecodeBundleHeader(wire);
+  REQUIRE(back.ok());
+  CHECK(back->image == "deb");
+  CHECK(back->objects == 12);
+  for (size_t cut = 0; cut < wire.size(); cut++) CHECK_FALSE(dc::DecodeBundleHeader(wire.substr(0, cut)).ok());
+  h.image = "../x";
+  CHECK_FALSE(dc::DecodeBundleHeader(dc::EncodeBundleHeader(h).substr(8)).ok());
+}
+
+TEST_CASE("clone pipeline: a file through a chain of real receivers, one of them never there") {
+  dimtest::TempDir dir;
+  std::string payload;
+  for (int i = 0; i < 300000; i++) payload += static_cast<char>(i * 7 + i / 13);
+  dimtest::WriteFile(dir / "src", payload);
+  dc::SendOptions opts;
+  opts.plan.mode = dc::Mode::kFile;
+  opts.plan.chunk_size = 16384;
+  opts.plan.timeout_ms = 2000;
+  opts.plan.what = "src";
+  opts.source_path = dir / "src";
+  dim::auth::Secret site{std::string(32, 'k')};
+  std::vector<dc::ReceiverOptions> ropts(4);
+  for (size_t i = 0; i < 4; i++) {
+    std::string name = "r" + std::to_string(i);
+    std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+    opts.plan.receivers.push_back({name, addr, dir / ("out" + std::to_string(i))});
+    opts.keys.push_back(dim::auth::NodeKey(site, name));
+    ropts[i] = {name, opts.keys.back(), addr, "", dir.path(), 5, 4};
+  }
+  // Receiver 1 never starts: its upstream skips to receiver 2.
+  std::vector<std::thread> threads;
+  std::vector<dim::Status> ended(4);
+  for (size_t i : {0, 2, 3}) threads.emplace_back([&, i] { ended[i] = dc::Receive(ropts[i]); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // until they listen; a miss only fails them
+  auto result = dc::Send(opts);
+  for (auto& t : threads) t.join();
+  REQUIRE(result.ok());
+  CHECK(result->bytes == payload.size());
+  CHECK(result->chunks == (payload.size() + 16383) / 16384);
+  for (size_t i : {0, 2, 3}) {
+    CHECK_MESSAGE(ended[i].ok(), ended[i].message());
+    CHECK(result->receivers[i].state == dc::State::kDone);
+    std::ifstream in(dir / ("out" + std::to_string(i)), std::ios::binary);
+    std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(got == payload);
+  }
+  CHECK(result->receivers[1].state == dc::State::kFailed);
+  CHECK(result->receivers[1].message.find("unreachable") != std::string::npos);
+}
+
+TEST_CASE("clone receiver: a target outside --under is refused, nothing written") {
+  dimtest::TempDir dir;
+  dimtest::WriteFile(dir / "src", std::string(5000, 'x'));
+  dc::SendOptions opts;
+  opts.plan.mode = dc::Mode::kFile;
+  opts.plan.chunk_size = 4096;
+  opts.plan.timeout_ms = 1000;
+  opts.source_path = dir / "src";
+  dim::auth::Secret site{std::string(32, 'k')};
+  std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  opts.plan.receivers.push_back({"r0", addr, dir / "elsewhere"});
+  opts.keys.push_back(dim::auth::NodeKey(site, "r0"));
+  dc::ReceiverOptions r{"r0", opts.keys[0], addr, "", dir / "allowed", 5, 4};
+  dim::Status ended;
+  std::thread t([&] { ended = dc::Receive(r); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto result = dc::Send(opts);
+  t.join();
+  REQUIRE(result.ok());
+  CHECK(result->receivers[0].state == dc::State::kFailed);
+  CHECK(result->receivers[0].message.find("--under") != std::string::npos);
+  CHECK_FALSE(ended.ok());
+  CHECK(access((dir / "elsewhere").c_str(), F_OK) != 0);
+}
