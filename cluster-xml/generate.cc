@@ -148,8 +148,11 @@ Result<std::string> GenerateDnsmasq(const Cluster& c) {
        "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n"
        "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n";
   if (HasIpv6(c)) {
-    // Router advertisements with the managed flag, so nodes ask DHCPv6.
-    o += "enable-ra\n";
+    // Router advertisements with the managed flag, so nodes ask DHCPv6; a
+    // router lifetime of 0, since the DHCP server is not the network's router
+    // (which announces the default route itself).
+    o += "enable-ra\n"
+         "ra-param=*,600,0\n";
   }
   for (const auto& n : c.networks) {
     std::string tag = NetTag(n);

@@ -122,7 +122,7 @@ inline std::string CheckBytes(std::string_view text) {
 inline std::string CheckDnsmasq(const Cluster& c, std::string_view text) {
   static const std::vector<std::string_view> kKeys = {
       "domain",    "dhcp-authoritative", "enable-tftp", "tftp-root", "dhcp-match",
-      "dhcp-userclass", "dhcp-boot", "dhcp-range", "dhcp-option", "dhcp-host", "enable-ra"};
+      "dhcp-userclass", "dhcp-boot", "dhcp-range", "dhcp-option", "dhcp-host", "enable-ra", "ra-param"};
   size_t hosts = 0, ranges = 0, boots = 0, headers = 0;
   for (std::string_view line : SplitLines(text)) {
     if (line.empty()) continue;
@@ -136,7 +136,7 @@ inline std::string CheckDnsmasq(const Cluster& c, std::string_view text) {
       return "dnsmasq: unknown directive in line '" + std::string(line) + "'";
     }
     std::string_view value = eq == std::string_view::npos ? "" : line.substr(eq + 1);
-    if (!AllOf(value, ",.:/-_!~+%[]")) return "dnsmasq: unexpected character in line '" + std::string(line) + "'";
+    if (!AllOf(value, key == "ra-param" ? ",*0123456789" : ",.:/-_!~+%[]")) return "dnsmasq: unexpected character in line '" + std::string(line) + "'";
     hosts += key == "dhcp-host";
     ranges += key == "dhcp-range";
     boots += key == "dhcp-boot";
