@@ -163,17 +163,20 @@ class SourceText {
     size_t line = static_cast<size_t>(it - line_starts_.begin());  // 1-based
     size_t start = line_starts_[line - 1];
     int col = 1;
-    // Offsets mostly grow; going on from the last one keeps a document
-    // written on one long line linear rather than quadratic.
-    if (line == col_cache_.line && offset >= col_cache_.offset) {
-      start = col_cache_.offset;
-      col = col_cache_.column;
+    // Count on from the nearest position already computed on this line (an
+    // element's tag for its attributes), so a document written on one long
+    // line stays linear rather than quadratic.
+    auto known = columns_.upper_bound(offset);
+    if (known != columns_.begin() && std::prev(known)->first >= start) {
+      --known;
+      start = known->first;
+      col = known->second;
     }
     for (size_t i = start; i < offset && i < text_.size(); ++i) {
       // Count code points, not bytes, as editors do.
       if ((static_cast<unsigned char>(text_[i]) & 0xC0) != 0x80) ++col;
     }
-    col_cache_ = {line, offset, col};
+    columns_.emplace_hint(known, offset, col);
     return {file_, static_cast<int>(line), col};
   }
 
@@ -256,11 +259,7 @@ class SourceText {
   std::string file_;
   std::vector<size_t> line_starts_;
   std::map<std::pair<int, std::string>, size_t> seen_;
-  struct ColumnCache {
-    size_t line = 0, offset = 0;
-    int column = 1;
-  };
-  mutable ColumnCache col_cache_;
+  mutable std::map<size_t, int> columns_;  // offset -> column, of positions computed
 };
 
 class Parser {
