@@ -24,13 +24,13 @@ IF_CLI="d6c$$"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  [ -f "$T/dhclient.pid" ] && kill "$(cat "$T/dhclient.pid")" 2>/dev/null || true
+  if [ -f "$T/dhclient.pid" ]; then kill "$(cat "$T/dhclient.pid")" 2>/dev/null || true; fi
   ip netns del "$NS_SRV" 2>/dev/null || true
   ip netns del "$NS_CLI" 2>/dev/null || true
   rm -rf "$T"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; [ -f "$T/dnsmasq.log" ] && tail -${DIM_LOG_LINES:-30} "$T/dnsmasq.log" >&2; exit 1; }
+fail() { echo "FAIL: $*" >&2; [ -f "$T/dnsmasq.log" ] && tail -30 "$T/dnsmasq.log" >&2; exit 1; }
 
 sed "s|tftp-root=\"[^\"]*\"|tftp-root=\"$T\"|" "$SRC/cluster-xml/examples/dualstack.xml" > "$T/cluster.xml"
 timeout 30 "$DIMCTL" cluster gen "$T/cluster.xml" --format=dnsmasq -o "$T/dnsmasq.conf"
@@ -95,7 +95,7 @@ request() {
   rm -f "$T/lease" "$T/dhclient.leases"
   timeout "${2:-20}" ip netns exec "$NS_CLI" dhclient -6 -1 -v -cf "$T/dhclient.conf" -lf "$T/dhclient.leases" \
     -pf "$T/dhclient.pid" -sf "$T/dhclient.sh" "$IF_CLI" > "$T/dhclient.log" 2>&1 || return 1
-  [ -f "$T/dhclient.pid" ] && kill "$(cat "$T/dhclient.pid")" 2>/dev/null || true
+  if [ -f "$T/dhclient.pid" ]; then kill "$(cat "$T/dhclient.pid")" 2>/dev/null || true; fi
   rm -f "$T/dhclient.pid"
   cat "$T/lease"
 }
