@@ -126,6 +126,14 @@ grep -qF "$T/inject.xml:21:41: error: <node>: kernel-args 'quiet || shell' is no
 ! to "$DIMCTL" cluster gen "$T/inject.xml" --format=dnsmasq -o "$T/inject.conf" 2>/dev/null || fail "gen accepted an injected file"
 [ ! -e "$T/inject.conf" ] || fail "gen wrote output for an injected file"
 
+# A legal but suspicious description validates, with a warning at its position.
+sed 's|gateway="10.10.0.1"|gateway="10.10.0.210"|' "$T/small.xml" > "$T/warn.xml"
+to "$DIMCTL" cluster validate "$T/warn.xml" 2> "$T/err" || { cat "$T/err"; fail "a warning failed validation"; }
+grep -qF "$T/warn.xml:7:48: warning: <network>: gateway 10.10.0.210 is inside the dynamic range" "$T/err" ||
+  { cat "$T/err"; fail "gateway inside the dynamic range: no warning"; }
+to "$DIMCTL" -q cluster validate "$T/warn.xml" 2> "$T/err"
+[ ! -s "$T/err" ] || { cat "$T/err"; fail "-q still printed warnings"; }
+
 # The daemons' own checks can fail: a broken config is rejected.
 echo 'dhcp-range=bogus' >> "$T/small.dnsmasq.conf"
 ! dnsmasq --test --conf-file="$T/small.dnsmasq.conf" 2>/dev/null || fail "dnsmasq accepted a broken config"
