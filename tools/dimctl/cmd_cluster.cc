@@ -139,7 +139,8 @@ Status Show(Invocation& inv) {
            ",\"dynamic\":" +
            (n.dynamic ? JsonEscape(n.dynamic->first.ToString() + "-" + n.dynamic->last.ToString())
                       : "null") +
-           ",\"vlan\":" + std::to_string(n.vlan) + ",\"mtu\":" + std::to_string(n.mtu) + "}";
+           ",\"vlan\":" + std::to_string(n.vlan) + ",\"mtu\":" + std::to_string(n.mtu) +
+           ",\"ipv6_prefix\":" + (n.ipv6_prefix ? JsonEscape(n.ipv6_prefix->ToString()) : "null") + "}";
     }
     o += "],\"servers\":[";
     for (size_t i = 0; i < c.servers.size(); ++i) {
@@ -148,7 +149,8 @@ Status Show(Invocation& inv) {
       std::string nodes = ServerNodes(c, s.name, &count);
       o += (i ? "," : "") + std::string("{\"name\":") + JsonEscape(s.name) + ",\"role\":" +
            JsonEscape(s.role == dc::ServerRole::kTop ? "top" : "second-level") +
-           ",\"address\":" + JsonEscape(s.address.ToString()) + ",\"boot_url\":" +
+           ",\"address\":" + JsonEscape(s.address.ToString()) +
+           ",\"address6\":" + (s.address6 ? JsonEscape(s.address6->ToString()) : "null") + ",\"boot_url\":" +
            JsonEscape(s.boot_url) + ",\"node_count\":" + std::to_string(count) +
            ",\"nodes\":" + JsonEscape(nodes) + "}";
     }
@@ -167,6 +169,7 @@ Status Show(Invocation& inv) {
   std::cout << "\nnetworks:\n";
   for (const auto& n : c.networks) {
     std::cout << "  " << n.name << "  " << n.subnet.ToString();
+    if (n.ipv6_prefix) std::cout << "  " << n.ipv6_prefix->ToString();
     if (n.gateway) std::cout << "  gateway " << n.gateway->ToString();
     if (n.node_base) std::cout << "  node-base " << n.node_base->ToString();
     if (n.dynamic) std::cout << "  dynamic " << n.dynamic->first.ToString() << "-" << n.dynamic->last.ToString();
@@ -179,7 +182,8 @@ Status Show(Invocation& inv) {
     size_t count = 0;
     std::string nodes = ServerNodes(c, s.name, &count);
     std::cout << "  " << s.name << "  " << (s.role == dc::ServerRole::kTop ? "top" : "second-level")
-              << "  " << s.address.ToString() << "  " << count << " nodes";
+              << "  " << s.address.ToString()
+              << (s.address6 ? "  " + s.address6->ToString() : std::string()) << "  " << count << " nodes";
     if (count) std::cout << ": " << nodes;
     std::cout << "\n";
   }
