@@ -98,7 +98,10 @@ std::string NormalizeAttribute(std::string_view raw) {
       out += ' ';
       continue;
     }
-    size_t semi = c == '&' ? raw.find(';', i) : std::string_view::npos;
+    // A reference is at most "&#x10FFFF;": look no further, so many '&'
+    // without ';' stay linear.
+    size_t semi = c == '&' ? raw.substr(i, 13).find(';') : std::string_view::npos;
+    if (semi != std::string_view::npos) semi += i;
     if (semi == std::string_view::npos || semi - i > 12) {
       out += c;
       continue;
@@ -994,6 +997,10 @@ bool ParseSpec(std::string_view text, const std::string& file, Spec& spec, Diagn
 }
 
 std::string ClosestName(const std::string& name, const std::vector<std::string>& known) {
+  // The distance is quadratic in the lengths: names longer than any valid
+  // one are not typos worth a suggestion.
+  constexpr size_t kLongest = 64;
+  if (name.size() > kLongest) return "";
   // Optimal string alignment distance; names are short, so the quadratic table is fine.
   auto distance = [](const std::string& a, const std::string& b) {
     std::vector<size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
@@ -1017,6 +1024,7 @@ std::string ClosestName(const std::string& name, const std::vector<std::string>&
   std::string best;
   size_t best_d = SIZE_MAX;
   for (const auto& k : known) {
+    if (k.size() > kLongest) continue;
     size_t d = distance(name, k);
     if (d < best_d) {
       best_d = d;

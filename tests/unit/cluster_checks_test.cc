@@ -345,6 +345,22 @@ TEST_CASE("caps: every list has a size cap with a clear message") {
     CHECK_FALSE(d->fix.empty());
     CHECK(d->where.line >= 1);
   }
+  // A node's keep-out list after inheritance is capped too: it is copied
+  // into every node.
+  std::string site_keepouts;
+  for (int i = 0; i < 129; ++i) site_keepouts += "<keepout path=\"/k" + std::to_string(i) + "\"/>";
+  LoadResult ko = Load(Replace(SmallXml(NodeXml(1, 1)), "<groups>", site_keepouts + "<groups>"));
+  CHECK(Error(ko, "129 keep-out paths of"));
+  // 1 MB of '&' (no ';') in an attribute, and a 1 MB unknown group name that
+  // "did you mean" would compare with every group: each is one error.
+  LoadResult amps = Load(SmallXml(NodeXml(1, 1, " kernel-args=\"" + std::string(1 << 20, '&') + "\"")));
+  CHECK(Error(amps, "is not a valid kernel argument list"));
+  std::string long_refs;
+  for (int i = 0; i < 8; ++i) long_refs += NodeXml(1 + i / 4, 1 + i % 4, " group=\"" + std::string(1 << 20, 'g') + "\"");
+  LoadResult refs = Load(SmallXml(long_refs, "<group name=\"" + std::string(63, 'g') + "\"/>"));
+  CHECK(refs.diagnostics.size() == 8);
+  CHECK(refs.diagnostics[0].problem.find("did you mean") == std::string::npos);
+
   // Errors beyond 1000 are counted, not listed.
   std::string bad_nodes;
   for (int i = 0; i < 3000; ++i) {
@@ -387,6 +403,13 @@ TEST_CASE("linear: a 100,000-node description and hostile shapes validate") {
   LoadResult bad = Load(last);
   REQUIRE(bad.diagnostics.size() == 1);
   CHECK(bad.diagnostics[0].where.column == static_cast<int>(last.substr(last.rfind('\n', last.find("N99999")) + 1).find("N99999")) - 5);
+
+  // Inheritance must not multiply a value by the nodes: a 1 MB site image
+  // name (unknown, reported once) is not copied into 100,000 nodes (100 GB).
+  std::string huge(1 << 20, 'x');
+  LoadResult amplified = Load(Replace(xml, "image=\"img\">", "image=\"" + huge + "\">"));
+  CHECK(amplified.diagnostics.size() == 1);
+  CHECK(Error(amplified, "unknown image"));
 
   // 10,000 servers, each with racks spanning 100,000 numbers: overlaps are
   // found by sorting the spans, not by walking the numbers.
