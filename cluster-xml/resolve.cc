@@ -285,7 +285,7 @@ void Resolver::Servers() {
     }
     // A boot-url given by hand that names another machine than the server
     // is legal (a proxy, a name) but often a copy-paste slip.
-    if (s.loc.Has("boot-url") && s.address_ok) {
+    if (s.loc.Has("boot-url") && s.address_ok && !CheckValue(ValueKind::kBootUrl, s.server.boot_url)) {
       const std::string& url = s.server.boot_url;
       size_t start = url.find("://");
       if (start != std::string::npos) {
