@@ -116,17 +116,28 @@ Status Gen(Invocation& inv) {
   return std::cout ? Status::Ok() : Status::IOError("write to stdout failed");
 }
 
-std::string ServerNodes(const dc::Cluster& c, const std::string& server, size_t* count) {
-  std::vector<std::string> names;
-  for (const auto& n : c.nodes) {
-    if (n.server == server) names.push_back(n.name);
+// Each server's nodes and each group's node count, in one pass over the
+// nodes (a per-server pass would cost servers x nodes).
+struct Membership {
+  std::map<std::string, std::vector<std::string>> server_nodes;
+  std::map<std::string, size_t> group_count;
+  explicit Membership(const dc::Cluster& c) {
+    for (const auto& n : c.nodes) {
+      server_nodes[n.server].push_back(n.name);
+      ++group_count[n.group];
+    }
   }
-  *count = names.size();
-  return dc::CompressHostlist(names);
-}
+  // The nodes `server` serves, as a hostlist, and how many.
+  std::string ServerNodes(const std::string& server, size_t* count) const {
+    auto it = server_nodes.find(server);
+    *count = it == server_nodes.end() ? 0 : it->second.size();
+    return *count ? dc::CompressHostlist(it->second) : "";
+  }
+};
 
 Status Show(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(dc::Cluster c, dc::LoadValidCluster(inv.args[0]));
+  const Membership members(c);
   if (inv.json()) {
     std::string o = "{\"name\":" + JsonEscape(c.name) + ",\"domain\":" + JsonEscape(c.domain) +
                     ",\"nodes\":" + std::to_string(c.nodes.size()) + ",\"networks\":[";
@@ -146,7 +157,7 @@ Status Show(Invocation& inv) {
     for (size_t i = 0; i < c.servers.size(); ++i) {
       const auto& s = c.servers[i];
       size_t count = 0;
-      std::string nodes = ServerNodes(c, s.name, &count);
+      std::string nodes = members.ServerNodes(s.name, &count);
       o += (i ? "," : "") + std::string("{\"name\":") + JsonEscape(s.name) + ",\"role\":" +
            JsonEscape(s.role == dc::ServerRole::kTop ? "top" : "second-level") +
            ",\"address\":" + JsonEscape(s.address.ToString()) +
@@ -180,7 +191,7 @@ Status Show(Invocation& inv) {
   std::cout << "\nservers:\n";
   for (const auto& s : c.servers) {
     size_t count = 0;
-    std::string nodes = ServerNodes(c, s.name, &count);
+    std::string nodes = members.ServerNodes(s.name, &count);
     std::cout << "  " << s.name << "  " << (s.role == dc::ServerRole::kTop ? "top" : "second-level")
               << "  " << s.address.ToString()
               << (s.address6 ? "  " + s.address6->ToString() : std::string()) << "  " << count << " nodes";
@@ -190,8 +201,8 @@ Status Show(Invocation& inv) {
   if (!c.groups.empty()) {
     std::cout << "\ngroups:\n";
     for (const auto& g : c.groups) {
-      size_t count = 0;
-      for (const auto& n : c.nodes) count += n.group == g.name;
+      auto it = members.group_count.find(g.name);
+      size_t count = it == members.group_count.end() ? 0 : it->second;
       std::cout << "  " << g.name << (g.parent.empty() ? "" : " (inherits " + g.parent + ")") << "  "
                 << count << " nodes\n";
     }
