@@ -7,6 +7,7 @@
 #include <cstring>
 #include <set>
 
+#include "dim/cluster/bmc.h"
 #include "dim/cluster/values.h"
 #include "spec.h"
 
@@ -29,7 +30,7 @@ const std::map<std::string, ElementRule>& Rules() {
       {"site",
        {{"name", "domain", "tftp-root", "image", "kernel-args", "server"},
         {"name"},
-        {"networks", "images", "servers", "naming", "groups", "nodes", "keepout"},
+        {"networks", "images", "servers", "naming", "groups", "nodes", "keepout", "bmc"},
         {{"name", K::kSiteName}, {"domain", K::kDomain}, {"tftp-root", K::kTftpRoot},
          {"kernel-args", K::kKernelArgs}}}},
       {"networks", {{}, {}, {"network"}, {}}},
@@ -59,16 +60,19 @@ const std::map<std::string, ElementRule>& Rules() {
       {"group",
        {{"name", "inherits", "image", "kernel-args", "server"},
         {"name"},
-        {"keepout"},
+        {"keepout", "bmc"},
         {{"name", K::kHostName}, {"kernel-args", K::kKernelArgs}}}},
       {"keepout", {{"path"}, {"path"}, {}, {{"path", K::kKeepoutPath}}}},
       {"nodes", {{}, {}, {"node"}, {}}},
       {"node",
        {{"name", "rack", "chassis", "slot", "group", "image", "kernel-args", "server"},
         {},
-        {"interface", "keepout"},
+        {"interface", "keepout", "bmc"},
         {{"name", K::kNodeName}, {"kernel-args", K::kKernelArgs}}}},
       {"interface", {{"network", "mac", "ip", "ip6"}, {"network", "mac"}, {}, {}}},
+      // Values become ipmitool arguments: ParseBmc checks them (dim/cluster/bmc.h).
+      {"bmc",
+       {{"network", "address", "type", "port", "user", "credentials", "cipher-suite"}, {}, {}, {}}},
   };
   return kRules;
 }
@@ -314,6 +318,8 @@ class Parser {
   void ParseNode(const tinyxml2::XMLElement* e);
   InterfaceSpec ParseInterface(const tinyxml2::XMLElement* e);
   std::optional<std::string> Keepout(const tinyxml2::XMLElement* k);
+  // The one <bmc> child of e, if any; on_node: address= is allowed.
+  std::optional<BmcSpec> Bmc(const tinyxml2::XMLElement* e, bool on_node);
   std::vector<std::string> Keepouts(const tinyxml2::XMLElement* e);
 
   SourceText src_;
@@ -513,9 +519,76 @@ std::vector<std::string> Parser::Keepouts(const tinyxml2::XMLElement* e) {
   return out;
 }
 
+std::optional<BmcSpec> Parser::Bmc(const tinyxml2::XMLElement* e, bool on_node) {
+  const tinyxml2::XMLElement* b = e->FirstChildElement("bmc");
+  if (!b) return std::nullopt;
+  BmcSpec spec;
+  spec.loc = Visit(b);
+  const Located& loc = spec.loc;
+  if (const auto* again = b->NextSiblingElement("bmc")) {
+    Located l2 = Visit(again);
+    diag_.Error(l2.where, "bmc", "a second <bmc> in one <" + std::string(e->Name()) + ">",
+                "merge its attributes into the <bmc> at " + loc.where.ToString());
+  }
+  auto text = [&](const char* attr, bool (*ok)(std::string_view), const std::string& rule,
+                  std::optional<std::string>& out) {
+    std::optional<std::string> v = Str(b, attr);
+    if (!v) return;
+    if (std::any_of(v->begin(), v->end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+      spec.invalid = true;  // reported by Visit
+      return;
+    }
+    if (!ok(*v)) {
+      diag_.Error(loc.At(attr), "bmc", std::string(attr) + " " + Quote(*v) + " is not allowed",
+                  rule);
+      spec.invalid = true;
+      return;
+    }
+    out = v;
+  };
+  text("network", [](std::string_view v) { return !CheckValue(ValueKind::kHostName, v); },
+       "name a <network> of <networks>", spec.network);
+  text("user", IsBmcUser, kBmcUserRule, spec.user);
+  text("credentials", IsBmcCredentialsName, kBmcCredentialsRule, spec.credentials);
+  bool bad_ip = false;
+  spec.address = Ip(b, loc, "address", &bad_ip);
+  spec.invalid |= bad_ip;
+  if (spec.address && !on_node) {
+    diag_.Error(loc.At("address"), "bmc",
+                "address= on the <bmc> of a <" + std::string(e->Name()) +
+                    "> would give all its nodes one BMC",
+                "set address= on each node's own <bmc>, or give network= here and let the "
+                "address derive from each node");
+    spec.address.reset();
+    spec.invalid = true;
+  }
+  if (auto t = Str(b, "type")) {
+    if (*t == "lanplus") {
+      spec.type = BmcType::kLanplus;
+    } else if (*t == "lan") {
+      spec.type = BmcType::kLan;
+    } else {
+      diag_.Error(loc.At("type"), "bmc", "type " + Quote(*t) + " is not a BMC interface type" +
+                      DidYouMean(*t, {"lanplus", "lan"}),
+                  "write type=\"lanplus\" (IPMI 2.0, the default) or type=\"lan\" (IPMI 1.5)");
+      spec.invalid = true;
+    }
+  }
+  if (b->Attribute("port")) {
+    spec.port = Int(b, loc, "port", 1, 65535);
+    spec.invalid |= !spec.port;
+  }
+  if (b->Attribute("cipher-suite")) {
+    spec.cipher_suite = Int(b, loc, "cipher-suite", 0, 17);
+    spec.invalid |= !spec.cipher_suite;
+  }
+  return spec;
+}
+
 void Parser::ParseSite(const tinyxml2::XMLElement* e) {
   SiteSpec& s = spec_.site;
   s.loc = Visit(e);
+  s.bmc = Bmc(e, /*on_node=*/false);
   s.name = Str(e, "name").value_or("");
   s.domain = Str(e, "domain").value_or("");
   s.tftp_root = Str(e, "tftp-root").value_or("/srv/tftp");
@@ -739,6 +812,7 @@ void Parser::ParseGroup(const tinyxml2::XMLElement* e) {
   g.group.server = Str(e, "server");
   g.group.kernel_args = Str(e, "kernel-args");
   g.group.keepout = Keepouts(e);
+  g.bmc = Bmc(e, /*on_node=*/false);
   spec_.groups.push_back(std::move(g));
 }
 
@@ -788,6 +862,7 @@ void Parser::ParseNode(const tinyxml2::XMLElement* e) {
     n.interfaces.push_back(ParseInterface(i));
   }
   n.keepout = Keepouts(e);
+  n.bmc = Bmc(e, /*on_node=*/true);
   spec_.nodes.push_back(std::move(n));
 }
 

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <set>
@@ -15,55 +14,11 @@
 #include <vector>
 
 #include "dim/cluster/generate.h"
+#include "dim/atomic_file.h"
 #include "dim/fd.h"
 
 namespace dim::cluster {
 namespace {
-
-// Removes the staging file unless it was renamed into place.
-class StagedFile {
- public:
-  explicit StagedFile(std::string path) : path_(std::move(path)) {}
-  StagedFile(const StagedFile&) = delete;
-  StagedFile& operator=(const StagedFile&) = delete;
-  ~StagedFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  void Committed() { path_.clear(); }
-
- private:
-  std::string path_;
-};
-
-// The same for a name relative to a directory fd that outlives it.
-class StagedAt {
- public:
-  StagedAt(int dirfd, std::string name) : dirfd_(dirfd), name_(std::move(name)) {}
-  StagedAt(const StagedAt&) = delete;
-  StagedAt& operator=(const StagedAt&) = delete;
-  ~StagedAt() {
-    if (!name_.empty()) ::unlinkat(dirfd_, name_.c_str(), 0);
-  }
-  const std::string& name() const { return name_; }
-  void Committed() { name_.clear(); }
-
- private:
-  int dirfd_;
-  std::string name_;
-};
-
-Status WriteAll(int fd, const std::string& content, const std::string& path) {
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return PosixError("write " + path);
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
 
 // Reads at most `limit` bytes of name (relative to dirfd); nullopt when it is
 // not a readable regular file.
@@ -135,42 +90,26 @@ Result<WriteStats> WriteFilesAtomically(const std::string& dir,
   if (!dfd.valid()) return PosixError("open directory " + dir);
   DIM_ASSIGN_OR_RETURN(std::set<std::string> existing, ListDir(dfd.get(), dir));
   WriteStats stats;
-  // The pid keeps two concurrent runs from sharing a staging name.
-  const std::string suffix = ".dim-tmp-" + std::to_string(::getpid());
-  std::vector<std::pair<const GeneratedFile*, std::unique_ptr<StagedAt>>> staged;
-  std::optional<bool> umask_narrows;  // learnt from the first file created
+  // Unique staging names (dim/atomic_file.h): concurrent runs never share one.
+  AtomicFileOptions opts;
+  opts.mode = 0644;  // generated configs are world-readable like the ones they replace
+  opts.hand_to_dir_owner = false;  // the service's files stay the writer's (root's)
+  opts.sync = false;  // one syncfs below, one directory fsync at the end
+  std::vector<std::pair<const GeneratedFile*, AtomicFile>> staged;
   for (const auto& f : files) {
     if (existing.count(f.name) && AlreadyWritten(dfd.get(), f)) {
       ++stats.unchanged;
       continue;
     }
-    auto tmp = std::make_unique<StagedAt>(dfd.get(), "." + f.name + suffix);
-    std::string path = dir + "/" + tmp->name();
-    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    Fd fd(::openat(dfd.get(), tmp->name().c_str(), flags, 0644));
-    if (!fd.valid() && errno == EEXIST) {  // left by a crashed run that had our pid
-      ::unlinkat(dfd.get(), tmp->name().c_str(), 0);
-      fd = Fd(::openat(dfd.get(), tmp->name().c_str(), flags, 0644));
-    }
-    if (!fd.valid()) return PosixError("create " + path);
-    DIM_RETURN_IF_ERROR(WriteAll(fd.get(), f.content, path));
-    // The umask may have narrowed 0644; generated configs are world-readable.
-    if (!umask_narrows) {
-      struct stat st {};
-      if (::fstat(fd.get(), &st) != 0) return PosixError("stat " + path);
-      umask_narrows = (st.st_mode & 07777) != 0644;
-    }
-    if (*umask_narrows && ::fchmod(fd.get(), 0644) != 0) return PosixError("chmod " + path);
-    if (::close(fd.Release()) != 0) return PosixError("close " + path);
+    DIM_ASSIGN_OR_RETURN(AtomicFile tmp, AtomicFile::CreateAt(dfd.get(), f.name, dir + "/" + f.name, opts));
+    DIM_RETURN_IF_ERROR(tmp.Append(f.content));
+    DIM_RETURN_IF_ERROR(tmp.Finish());  // closed: 10,000 open files would exhaust descriptors
     staged.emplace_back(&f, std::move(tmp));
   }
   if (staged.empty()) return stats;
   if (::syncfs(dfd.get()) != 0) return PosixError("syncfs " + dir);
   for (auto& [f, tmp] : staged) {
-    if (::renameat(dfd.get(), tmp->name().c_str(), dfd.get(), f->name.c_str()) != 0) {
-      return PosixError("rename " + dir + "/" + tmp->name() + " to " + f->name);
-    }
-    tmp->Committed();
+    DIM_RETURN_IF_ERROR(tmp.Publish());
     ++stats.written;
   }
   if (::fsync(dfd.get()) != 0) return PosixError("fsync directory " + dir);
@@ -207,25 +146,13 @@ Result<std::vector<std::string>> RemoveStaleFiles(const std::string& dir, Format
 
 Status WriteFileAtomically(const std::string& path, const std::string& content) {
   size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  if (base.empty()) return Status::InvalidArgument("output path '" + path + "' names a directory");
-  std::string tmpl = (dir == "/" ? "" : dir) + "/." + base + ".XXXXXX";
-  Fd fd(::mkostemp(tmpl.data(), O_CLOEXEC));
-  if (!fd.valid()) return PosixError("create a temporary file in " + dir);
-  StagedFile staged(tmpl);
-  DIM_RETURN_IF_ERROR(WriteAll(fd.get(), content, tmpl));
-  // mkstemp creates 0600; generated configs are world-readable like the ones they replace.
-  if (::fchmod(fd.get(), 0644) != 0) return PosixError("chmod " + tmpl);
-  if (::fsync(fd.get()) != 0) return PosixError("fsync " + tmpl);
-  if (::close(fd.Release()) != 0) return PosixError("close " + tmpl);
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) return PosixError("rename " + tmpl + " to " + path);
-  staged.Committed();
-  // The rename is durable only once the directory is.
-  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dfd.valid()) return PosixError("open directory " + dir);
-  if (::fsync(dfd.get()) != 0) return PosixError("fsync directory " + dir);
-  return Status::Ok();
+  if (path.empty() || slash + 1 == path.size()) {
+    return Status::InvalidArgument("output path '" + path + "' names a directory");
+  }
+  AtomicFileOptions opts;
+  opts.mode = 0644;  // generated configs are world-readable like the ones they replace
+  opts.hand_to_dir_owner = false;
+  return WriteFileAtomic(path, content, opts);
 }
 
 }  // namespace dim::cluster

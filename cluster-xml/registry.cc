@@ -2,6 +2,7 @@
 // catalogue's cluster_* tables (schema 3, docs/formats.md).
 #include "dim/cluster/registry.h"
 
+#include "dim/cluster/bmc.h"
 #include "dim/cluster/values.h"
 #include "dim/wire.h"
 
@@ -116,6 +117,7 @@ Fields NodeFields(const Node& n) {
       f.push_back({"ip6 " + itf.network, itf.ip6->ToString() + (itf.ip6_explicit ? " (explicit)" : "")});
     }
   }
+  f.push_back({"bmc", n.bmc ? BmcText(*n.bmc) : ""});
   return f;
 }
 
@@ -452,6 +454,27 @@ Result<RegistrySnapshot> Registry::Load() {
       n->interfaces.push_back(std::move(itf));
     }
     DIM_RETURN_IF_ERROR(i.status());
+    DIM_ASSIGN_OR_RETURN(sql::Stmt b, db_.Prepare(
+        "SELECT node, network, ipv4, origin, type, port, user, credentials, cipher_suite"
+        " FROM cluster_bmcs"));
+    while (b.Step()) {
+      Node* n = node(b.Text(0));
+      if (!n) return Corrupt(db_, "BMC of unknown node '" + b.Text(0) + "'");
+      Bmc bmc;
+      bmc.network = b.Text(1);
+      DIM_RETURN_IF_ERROR(ReadIp(db_, b.Text(2), "the BMC of node '" + n->name + "'", &bmc.address));
+      bmc.origin = b.Text(3);
+      if (b.Text(4) != "lanplus" && b.Text(4) != "lan") {
+        return Corrupt(db_, "the BMC of node '" + n->name + "' has unknown type '" + b.Text(4) + "'");
+      }
+      bmc.type = b.Text(4) == "lan" ? BmcType::kLan : BmcType::kLanplus;
+      bmc.port = static_cast<int>(b.Int(5));
+      bmc.user = b.Text(6);
+      bmc.credentials = b.Text(7);
+      bmc.cipher_suite = static_cast<int>(b.Int(8));
+      n->bmc = std::move(bmc);
+    }
+    DIM_RETURN_IF_ERROR(b.status());
   }
   return snap;
 }
@@ -623,12 +646,14 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
                        db_.Prepare("DELETE FROM cluster_node_keepout WHERE node = ?1"));
   DIM_ASSIGN_OR_RETURN(sql::Stmt clear_interfaces,
                        db_.Prepare("DELETE FROM cluster_interfaces WHERE node = ?1"));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt clear_bmc, db_.Prepare("DELETE FROM cluster_bmcs WHERE node = ?1"));
   for (const Group* g : group_plan.changed) {
     DIM_RETURN_IF_ERROR(clear_group_keepout.Bind(1, g->name).Run());
   }
   for (const Node* n : node_plan.changed) {
     DIM_RETURN_IF_ERROR(clear_node_keepout.Bind(1, n->name).Run());
     DIM_RETURN_IF_ERROR(clear_interfaces.Bind(1, n->name).Run());
+    DIM_RETURN_IF_ERROR(clear_bmc.Bind(1, n->name).Run());
   }
 
   DIM_RETURN_IF_ERROR(ApplyKind(networks, network_plan, after.networks, after));
@@ -652,6 +677,9 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
   DIM_ASSIGN_OR_RETURN(sql::Stmt add_interface, db_.Prepare(
       "INSERT INTO cluster_interfaces(node, ord, network, mac, ipv4, ipv6, origin, hostname)"
       " VALUES(?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7)"));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt add_bmc, db_.Prepare(
+      "INSERT INTO cluster_bmcs(node, network, ipv4, origin, type, port, user, credentials,"
+      " cipher_suite) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
   for (const auto* list : {&node_plan.changed, &node_plan.added}) {
     for (const Node* n : *list) {
       for (size_t i = 0; i < n->keepout.size(); ++i) {
@@ -673,6 +701,18 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
             .Bind(7, itf.hostname);
         BindOpt(add_interface, 8, itf.ip6 ? std::optional(itf.ip6->ToString()) : std::nullopt);
         DIM_RETURN_IF_ERROR(add_interface.Run());
+      }
+      if (const auto& b = n->bmc) {
+        DIM_RETURN_IF_ERROR(add_bmc.Bind(1, n->name)
+                                .Bind(2, b->network)
+                                .Bind(3, b->address.ToString())
+                                .Bind(4, b->origin)
+                                .Bind(5, BmcTypeName(b->type))
+                                .Bind(6, int64_t{b->port})
+                                .Bind(7, b->user)
+                                .Bind(8, b->credentials)
+                                .Bind(9, int64_t{b->cipher_suite})
+                                .Run());
       }
     }
   }
@@ -785,7 +825,7 @@ namespace {
 constexpr const char* kRegistryTables[] = {
     "cluster_site",   "cluster_networks",      "cluster_images",       "cluster_servers",   "cluster_groups",
     "cluster_group_keepout", "cluster_nodes", "cluster_node_keepout", "cluster_interfaces",
-    "cluster_node_keys"};
+    "cluster_node_keys", "cluster_bmcs"};
 
 enum : uint8_t { kNullValue = 0, kIntValue = 1, kTextValue = 2, kBlobValue = 3 };
 constexpr size_t kMaxRegistryValue = 4096;
@@ -913,6 +953,7 @@ Status Registry::Import(std::string_view body) {
   DIM_ASSIGN_OR_RETURN(RegistrySnapshot copy, Load());
   if (copy.registered) {
     if (Status s = CheckClusterValues(copy.cluster); !s.ok()) return bad(s.message());
+    if (Status s = CheckBmcValues(copy.cluster); !s.ok()) return bad(s.message());
   }
   return txn->Commit();
 }

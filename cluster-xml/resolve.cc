@@ -50,6 +50,7 @@ class Resolver {
     DeriveIpv6();
     Duplicates();
     ServerWarnings();
+    ResolveBmcs(spec_, node_specs_, c_, diag_);
     return std::move(c_);
   }
 

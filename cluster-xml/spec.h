@@ -59,10 +59,22 @@ struct Located {
   const SourceLocation& At(const std::string& attr) const;
 };
 
+// A <bmc> of the site, a group or a node. Attributes inherit one by one
+// (node, groups leaf to root, site); address= only on a node.
+struct BmcSpec {
+  std::optional<std::string> network, user, credentials;
+  std::optional<Ipv4> address;
+  std::optional<BmcType> type;
+  std::optional<int> port, cipher_suite;
+  bool invalid = false;  // a value did not parse (already reported)
+  Located loc;
+};
+
 struct SiteSpec {
   std::string name, domain, tftp_root;
   std::optional<std::string> image, server, kernel_args;
   std::vector<std::string> keepout;
+  std::optional<BmcSpec> bmc;
   Located loc;
 };
 
@@ -99,6 +111,7 @@ struct NamingSpec {
 
 struct GroupSpec {
   Group group;
+  std::optional<BmcSpec> bmc;
   Located loc;
 };
 
@@ -118,6 +131,7 @@ struct NodeSpec {
   bool pos_invalid = false;
   std::vector<std::string> keepout;
   std::vector<InterfaceSpec> interfaces;
+  std::optional<BmcSpec> bmc;
   Located loc;
 };
 
@@ -136,6 +150,12 @@ struct Spec {
 // required attributes and values that do not parse. Returns false when the
 // document could not be read at all (nothing to resolve).
 bool ParseSpec(std::string_view text, const std::string& file, Spec& spec, Diagnostics& diag);
+
+// Resolves each node's BMC (bmc.cc): inherited attributes, its address from
+// address=, the node's interface on its network or the node's position.
+// Runs after every interface has its address.
+void ResolveBmcs(const Spec& spec, const std::vector<const NodeSpec*>& node_specs,
+                 Cluster& cluster, Diagnostics& diag);
 
 // Spec -> Cluster: inheritance, naming, addresses, servers, cross-checks.
 // Sequential networks reuse `prior` addresses where they are still free.

@@ -90,7 +90,7 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
   if (parts.size() >= 5 && parts[3] == "overlay") {
     std::string path;
     for (size_t i = 4; i < parts.size(); i++) path += "/" + parts[i];
-    if (!dim::CleanEntryPath(path)) return BadRequest("overlay path " + dim::QuotePath(path) + " is not allowed");
+    if (Status s = dim::CheckEntryPath(path, "overlay path"); !s.ok()) return Response::Error(s);
     return File(**overlay, path, req);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
@@ -153,15 +153,16 @@ dim::Result<std::unique_ptr<dim::policy::PolicySet>> NodeApi::Policy(dim::NodeOv
 Response NodeApi::Ops(dim::NodeOverlay& overlay, const Request& req) {
   // All parsed before any is applied, and applied as one transaction: a bad
   // body, a refused operation or a full quota changes nothing.
-  auto ops = dim::ParseOverlayOps(req.body);
+  std::string batch;
+  auto ops = dim::ParseOverlayOps(req.body, &batch);
   if (!ops.ok()) return Response::Error(ops.status().Annotate("node " + overlay.node()));
   auto policy = Policy(overlay);
   if (!policy.ok()) return Response::Error(policy.status().Annotate("node " + overlay.node()));
   overlay.set_policy(policy->get());
-  if (Status s = overlay.Apply(*ops, *objects_); !s.ok()) {
-    return Response::Error(s.Annotate("node " + overlay.node()));
-  }
-  return Response::Json(200, "{\"applied\":" + std::to_string(ops->size()) + "}");
+  // A batch id the overlay has applied is a retry: answered, not applied again.
+  auto applied = overlay.Apply(*ops, *objects_, batch);
+  if (!applied.ok()) return Response::Error(applied.status().Annotate("node " + overlay.node()));
+  return Response::Json(200, "{\"applied\":" + std::to_string(*applied) + "}");
 }
 
 Response NodeApi::File(dim::NodeOverlay& overlay, const std::string& path, const Request& req) {

@@ -432,13 +432,10 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
     DIM_ASSIGN_OR_RETURN(std::string data, boot_client->Get(std::string("/v1/boot/files/") + name));
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
-    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, path, data));
-    // The parent's time, so the next round sees the copy as current (a crash
-    // before this only costs one more copy).
-    struct timespec ts[2];
-    ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(mtime_ns / 1000000000);
-    ts[0].tv_nsec = ts[1].tv_nsec = static_cast<long>(mtime_ns % 1000000000);
-    if (::utimensat(AT_FDCWD, path.c_str(), ts, 0) != 0) return dim::PosixError("set the time of " + path);
+    // With the parent's time, so the next round sees the copy as current.
+    dim::AtomicFileOptions opts;
+    opts.mtime_ns = static_cast<int64_t>(mtime_ns);
+    DIM_RETURN_IF_ERROR(env->WriteFileAtomic(path, data, opts));
   }
   return Status::Ok();
 }

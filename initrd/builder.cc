@@ -270,19 +270,9 @@ Result<std::string> Compress(const std::string& data, Compression comp, int leve
 
 // Stage beside the output, sync, rename: a reader never sees half an initrd.
 Status WriteOutput(Env& env, const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  env.Remove(tmp).ok();  // a leftover of a crashed run with our pid
-  DIM_ASSIGN_OR_RETURN(auto f, env.NewWritableFile(tmp));
-  Status s = f->Append(bytes);
-  if (s.ok()) s = f->Sync();
-  if (s.ok()) s = f->Close();
-  if (s.ok()) s = env.Rename(tmp, path);
-  if (!s.ok()) {
-    env.Remove(tmp).ok();
-    return s.Annotate("writing the initrd " + path);
-  }
-  ::chmod(path.c_str(), 0644);
-  return Status::Ok();
+  AtomicFileOptions opts;
+  opts.mode = 0644;  // served by TFTP/HTTP servers that run as other users
+  return env.WriteFileAtomic(path, bytes, opts).Annotate("writing the initrd " + path);
 }
 
 }  // namespace

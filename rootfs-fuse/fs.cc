@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/random.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "dim/overlay_wire.h"
@@ -50,34 +52,20 @@ fuse_bufvec* PiecesBufvec(const std::vector<ObjectCache::Piece>& pieces, std::ve
   return bv;
 }
 
-int Errno(const Status& s) {
-  switch (s.code()) {
-    case dim::Code::kOk: return 0;
-    case dim::Code::kNotFound: return ENOENT;
-    case dim::Code::kPermissionDenied: return EACCES;
-    case dim::Code::kAlreadyExists: return EEXIST;
-    case dim::Code::kNoSpace: return ENOSPC;
-    case dim::Code::kInvalidArgument: return EINVAL;
-    default: break;
+// The errno a failed call answers: the one its Status carries (a syscall's,
+// or the one a server named for its refusal), never one guessed from text.
+int Errno(const Status& s) { return dim::ToErrno(s); }
+
+// Writes all of data at off.
+Status PWriteAll(int fd, std::string_view data, uint64_t off, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t w = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return dim::PosixError("write " + what);
+    data.remove_prefix(static_cast<size_t>(w));
+    off += static_cast<uint64_t>(w);
   }
-  // PosixError keeps errno's text; map the common ones back.
-  const std::string& m = s.message();
-  struct { const char* text; int err; } table[] = {
-      {"No such file or directory", ENOENT}, {"File exists", EEXIST},
-      {"Directory not empty", ENOTEMPTY},    {"Not a directory", ENOTDIR},
-      {"Is a directory", EISDIR},            {"Permission denied", EACCES},
-      {"Operation not permitted", EPERM},    {"No data available", ENODATA},
-      {"Numerical result out of range", ERANGE}, {"No space left on device", ENOSPC},
-      {"Operation not supported", EOPNOTSUPP}, {"File too large", EFBIG},
-      {"Invalid argument", EINVAL},          {"Argument list too long", E2BIG},
-      {"Too many links", EMLINK},            {"Invalid cross-device link", EXDEV},
-  };
-  for (const auto& t : table) {
-    if (m.size() >= std::strlen(t.text) && m.compare(m.size() - std::strlen(t.text), std::string::npos, t.text) == 0) {
-      return t.err;
-    }
-  }
-  return EIO;
+  return Status::Ok();
 }
 
 std::string Join(const std::string& dir, const std::string& name) {
@@ -180,7 +168,7 @@ class OpList {
     return *this;
   }
   bool empty() const { return ops_.empty(); }
-  std::string bytes() const { return dim::EncodeOverlayOps(ops_); }
+  const std::vector<dim::OverlayOp>& ops() const { return ops_; }
 
  private:
   std::vector<dim::OverlayOp> ops_;
@@ -244,6 +232,17 @@ Filesystem::Filesystem(FsOptions opts, Remote* remote, Meta* meta, int upper_fd,
     : opts_(std::move(opts)), remote_(remote), meta_(meta), upper_fd_(upper_fd), work_fd_(work_fd),
       xmap_(LocalXattrs()), started_(std::chrono::steady_clock::now()) {
   version_ = meta_->version();
+  unsigned char rnd[8] = {};
+  if (::getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+    // Unique enough where getrandom fails: ids need only differ between mounts.
+    uint64_t t = static_cast<uint64_t>(NowNs()) ^ (static_cast<uint64_t>(::getpid()) << 40);
+    std::memcpy(rnd, &t, sizeof rnd);
+  }
+  static const char* kHex = "0123456789abcdef";
+  for (unsigned char c : rnd) {
+    mount_id_ += kHex[c >> 4];
+    mount_id_ += kHex[c & 15];
+  }
   auto root = std::make_unique<Inode>();
   root->id = FUSE_ROOT_ID;
   root->path = "/";
@@ -346,12 +345,7 @@ Status Filesystem::LoadOverlay() {
         if (!f.valid()) return dim::PosixError("create " + e.path);
         if (e.size > 0) {
           DIM_ASSIGN_OR_RETURN(std::string data, remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay" + e.path, {}, "", true));
-          for (size_t done = 0; done < data.size();) {
-            ssize_t n = ::write(f.get(), data.data() + done, data.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return dim::PosixError("write " + e.path);
-            done += static_cast<size_t>(n);
-          }
+          DIM_RETURN_IF_ERROR(PWriteAll(f.get(), data, 0, e.path));
         }
         if (::ftruncate(f.get(), static_cast<off_t>(e.size)) != 0) return dim::PosixError("size " + e.path);
         break;
@@ -613,7 +607,10 @@ Status Filesystem::CopyUpParents(const std::string& path) {
     }
     missing.push_back(p);
   }
+  // The server's copies first: an upper directory the server lacks would
+  // never be sent again, and the server would make it 0755 root:root.
   OpList ops;
+  std::vector<Entry> entries;
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
     DIM_ASSIGN_OR_RETURN(auto lower, meta_->Lookup(version_, *it));
     Entry e;
@@ -625,19 +622,25 @@ Status Filesystem::CopyUpParents(const std::string& path) {
       e.mode = 0755;
       e.mtime_ns = NowNs();
     }
-    std::string n;
-    DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, *it, &n));
-    if (::mkdirat(dir.get(), n.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("copy up " + *it);
-    DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(dir.get(), n, e, xmap_, opts_.proc_relative));
     if (Persistent(*it, true)) ops.Make(e);
+    entries.push_back(std::move(e));
+  }
+  if (!ops.empty()) DIM_RETURN_IF_ERROR(Mirror(ops.ops()));
+  for (const Entry& e : entries) {
+    std::string n;
+    DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, e.path, &n));
+    if (::mkdirat(dir.get(), n.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("copy up " + e.path);
+    DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(dir.get(), n, e, xmap_, opts_.proc_relative));
     std::lock_guard<std::mutex> l(mu_);
-    auto in = by_path_.find(*it);
+    auto in = by_path_.find(e.path);
     if (in != by_path_.end() && in->second->dir) in->second->upper = true;
   }
-  return ops.empty() ? Status::Ok() : Mirror(ops.bytes());
+  return Status::Ok();
 }
 
-Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool with_group) {
+Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool with_group,
+                              const std::vector<dim::OverlayOp>* then, bool* sent_then) {
+  if (sent_then != nullptr) *sent_then = false;
   DIM_RETURN_IF_ERROR(CopyUpParents(path));
   std::string n;
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
@@ -656,15 +659,8 @@ Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool 
     case EntryType::kFile: {
       dim::Fd f(::openat(work_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
       if (!f.valid()) return dim::PosixError("copy up " + path);
-      DIM_RETURN_IF_ERROR(cache_->ReadAll(lower.object, lower.size, [&](uint64_t off, std::string_view d) -> Status {
-        while (!d.empty()) {
-          ssize_t w = ::pwrite(f.get(), d.data(), d.size(), static_cast<off_t>(off));
-          if (w < 0 && errno == EINTR) continue;
-          if (w < 0) return dim::PosixError("copy up " + path);
-          d.remove_prefix(static_cast<size_t>(w));
-          off += static_cast<uint64_t>(w);
-        }
-        return Status::Ok();
+      DIM_RETURN_IF_ERROR(cache_->ReadAll(lower.object, lower.size, [&](uint64_t off, std::string_view d) {
+        return PWriteAll(f.get(), d, off, "copy of " + path);
       }));
       if (::ftruncate(f.get(), static_cast<off_t>(lower.size)) != 0) return dim::PosixError("copy up " + path);
       break;
@@ -678,15 +674,16 @@ Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool 
       }
   }
   DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(work_fd_, tmp, lower, xmap_, opts_.proc_relative));
-  if (::renameat(work_fd_, tmp.c_str(), dir.get(), n.c_str()) != 0) return dim::PosixError("copy up " + path);
+  // The server's copy first (it copies the content from its own store), then
+  // the local one goes into place, complete.
   OpList ops;
   if (Persistent(path, lower.type == EntryType::kDir)) {
     Entry e = lower;
     e.link_group.clear();
-    ops.Make(e);  // the server copies the content from its own store
+    ops.Make(e);
   }
+  std::vector<std::string> links;  // the other names of a hardlink group come up linked to this copy
   if (with_group && !lower.link_group.empty()) {
-    // The other names of a hardlink group come up linked to this copy.
     DIM_ASSIGN_OR_RETURN(auto members, meta_->LinkGroup(version_, lower.link_group));
     for (const auto& m : members) {
       if (m == path) continue;
@@ -694,14 +691,33 @@ Status Filesystem::CopyUpPath(const std::string& path, const Entry& lower, bool 
       DIM_RETURN_IF_ERROR(CopyUpParents(m));
       DIM_ASSIGN_OR_RETURN(dim::Fd mdir, dim::upper::OpenParent(upper_fd_, m, &mn));
       if (::fstatat(mdir.get(), mn.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) continue;  // shadowed or deleted
-      if (::linkat(dir.get(), n.c_str(), mdir.get(), mn.c_str(), 0) != 0) return dim::PosixError("copy up link " + m);
+      links.push_back(m);
       if (Persistent(m, false) && Persistent(path, false)) ops.Two('L', path, m);
     }
   }
-  return ops.empty() ? Status::Ok() : Mirror(ops.bytes());
+  std::vector<dim::OverlayOp> batch = ops.ops();
+  if (then != nullptr && !batch.empty()) {
+    batch.insert(batch.end(), then->begin(), then->end());
+    if (sent_then != nullptr) *sent_then = true;
+  }
+  if (!batch.empty()) {
+    Status s = Mirror(batch);
+    if (!s.ok()) {
+      (void)dim::upper::RemoveAt(work_fd_, tmp);
+      return s;
+    }
+  }
+  if (::renameat(work_fd_, tmp.c_str(), dir.get(), n.c_str()) != 0) return dim::PosixError("copy up " + path);
+  for (const auto& m : links) {
+    std::string mn;
+    DIM_ASSIGN_OR_RETURN(dim::Fd mdir, dim::upper::OpenParent(upper_fd_, m, &mn));
+    if (::linkat(dir.get(), n.c_str(), mdir.get(), mn.c_str(), 0) != 0) return dim::PosixError("copy up link " + m);
+  }
+  return Status::Ok();
 }
 
-Status Filesystem::CopyUp(Inode* in) {
+Status Filesystem::CopyUp(Inode* in, const std::vector<dim::OverlayOp>* then, bool* sent_then) {
+  if (sent_then != nullptr) *sent_then = false;
   std::lock_guard<std::mutex> cl(copyup_mu_);
   std::string path;
   std::optional<Entry> lower;
@@ -712,7 +728,7 @@ Status Filesystem::CopyUp(Inode* in) {
     lower = in->lower;
   }
   if (!lower) return Status::NotFound("nothing to copy up at " + path);
-  DIM_RETURN_IF_ERROR(CopyUpPath(path, *lower, true));
+  DIM_RETURN_IF_ERROR(CopyUpPath(path, *lower, true, then, sent_then));
   std::string n;
   DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
   struct stat st;
@@ -738,25 +754,73 @@ void Filesystem::MarkUpper(Inode* in, ino_t upper_ino) {
 
 // ---------------------------------------------------------------- mirroring
 
-Status Filesystem::Mirror(const std::string& ops) {
+Status Filesystem::Refused(const Status& s, const std::string& what) {
+  std::fprintf(stderr, "rootfs-fuse: %s: %s\n", what.c_str(), s.ToString().c_str());
+  if (s.posix_errno() != 0) return s;  // the server named the exact error
+  // A server of an older release names none: its quota is ENOSPC, its
+  // refusal EACCES; no answer, or a failure of the server, is EIO.
+  int err = s.code() == dim::Code::kNoSpace ? ENOSPC : s.code() == dim::Code::kPermissionDenied ? EACCES : EIO;
+  return s.WithErrno(err);
+}
+
+Status Filesystem::Mirror(const std::vector<dim::OverlayOp>& ops) {
   std::lock_guard<std::mutex> l(mirror_mu_);
-  auto r = remote_->Send("POST", "/v1/nodes/" + opts_.node + "/overlay-ops", {}, ops, true);
-  if (!r.ok()) {
-    std::fprintf(stderr, "rootfs-fuse: cannot save a change to the node's overlay: %s\n",
-                 r.status().ToString().c_str());
-    // A full overlay quota is the node's ENOSPC; anything else is EIO.
-    return Status(r.status().code() == dim::Code::kNoSpace ? dim::Code::kNoSpace : dim::Code::kIOError,
-                  "overlay change not saved: " + r.status().message());
+  // Each batch has its own id, which the retries of Remote::Send keep: a
+  // batch whose answer was lost is answered again, not applied twice.
+  std::string batch = batch_ids_ ? mount_id_ + ":" + std::to_string(++batch_seq_) : "";
+  const std::string where = "/v1/nodes/" + opts_.node + "/overlay-ops";
+  auto r = remote_->Send("POST", where, {}, dim::EncodeOverlayOps(ops, batch), true);
+  if (!r.ok() && !batch.empty() && r.status().code() == dim::Code::kInvalidArgument &&
+      r.status().posix_errno() == 0) {
+    // A server of an older release reads no batch ids: it refuses the body
+    // (400, no errno) and applied nothing. It gets this batch and the rest
+    // of the mount's without one; a batch a newer server finds malformed is
+    // refused again and stays refused.
+    auto plain = remote_->Send("POST", where, {}, dim::EncodeOverlayOps(ops), true);
+    if (plain.ok()) {
+      batch_ids_ = false;
+      std::fprintf(stderr, "rootfs-fuse: %s takes no batch ids (an older release): a retried change may apply twice\n",
+                   remote_->options().servers[0].c_str());
+    }
+    r = std::move(plain);
   }
+  if (!r.ok()) return Refused(r.status(), "the node's overlay refused or lost a change");
   return Status::Ok();
 }
 
 dim::Result<Entry> Filesystem::UpperEntry(const std::string& path) {
-  std::string n;
-  DIM_ASSIGN_OR_RETURN(dim::Fd dir, dim::upper::OpenParent(upper_fd_, path, &n));
+  DIM_ASSIGN_OR_RETURN(UpperAt at, Locate(path));
   struct stat st;
-  if (::fstatat(dir.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("stat " + path);
-  return dim::upper::EntryAt(dir.get(), n, path, st, xmap_, opts_.proc_relative);
+  if (::fstatat(at.fd, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("stat " + path);
+  return dim::upper::EntryAt(at.fd, at.name, path, st, xmap_, opts_.proc_relative);
+}
+
+Status Filesystem::ChangeMeta(const std::string& path, bool is_dir, const Entry* server,
+                              const std::function<Status(int dirfd, const char* name)>& local) {
+  DIM_ASSIGN_OR_RETURN(UpperAt at, Locate(path));
+  bool persistent = Persistent(path, is_dir);
+  std::optional<Entry> before;
+  if (persistent && server != nullptr) before = *server;
+  if (persistent && server == nullptr) {
+    DIM_ASSIGN_OR_RETURN(Entry e, UpperEntry(path));
+    before = std::move(e);
+  }
+  auto undo = [&] {
+    if (before) (void)dim::upper::ApplyMetadata(at.fd, at.name, *before, xmap_, opts_.proc_relative);
+  };
+  if (Status s = local(at.fd, at.name.c_str()); !s.ok()) {
+    undo();
+    return s;
+  }
+  if (!persistent) return Status::Ok();
+  DIM_ASSIGN_OR_RETURN(Entry now, UpperEntry(path));
+  if (now.mode == before->mode && now.uid == before->uid && now.gid == before->gid &&
+      now.mtime_ns == before->mtime_ns && now.size == before->size && now.xattrs == before->xattrs) {
+    return Status::Ok();
+  }
+  Status s = Mirror(OpList().Make(now).ops());
+  if (!s.ok()) undo();
+  return s;
 }
 
 Status Filesystem::MirrorMeta(const std::string& path) {
@@ -764,37 +828,39 @@ Status Filesystem::MirrorMeta(const std::string& path) {
   DIM_ASSIGN_OR_RETURN(Entry e, UpperEntry(path));
   OpList ops;
   ops.Make(e);
-  return Mirror(ops.bytes());
+  return Mirror(ops.ops());
 }
 
-Status Filesystem::UploadTree(const std::string& path) {
-  // A subtree that moved from an ephemeral place into a persistent one.
-  DIM_ASSIGN_OR_RETURN(Entry e, UpperEntry(path));
+Status Filesystem::UploadTree(const std::string& local, const std::string& path) {
+  // A subtree moving from an ephemeral place (local, in the upper) to the
+  // persistent path; sent before the local rename.
+  DIM_ASSIGN_OR_RETURN(Entry e, UpperEntry(local));
+  e.path = path;
   OpList ops;
   ops.Make(e);
-  DIM_RETURN_IF_ERROR(Mirror(ops.bytes()));
+  DIM_RETURN_IF_ERROR(Mirror(ops.ops()));
   if (e.type == EntryType::kFile && e.size > 0) {
-    DIM_ASSIGN_OR_RETURN(dim::Fd f, dim::upper::Open(upper_fd_, path, O_RDONLY));
+    DIM_ASSIGN_OR_RETURN(dim::Fd f, dim::upper::Open(upper_fd_, local, O_RDONLY));
     std::string buf;
     for (uint64_t off = 0; off < e.size;) {
       buf.resize(static_cast<size_t>(std::min<uint64_t>(kPutChunk, e.size - off)));
       ssize_t n = ::pread(f.get(), buf.data(), buf.size(), static_cast<off_t>(off));
-      if (n <= 0) return dim::PosixError("read " + path);
+      if (n <= 0) return dim::PosixError("read " + local);
       buf.resize(static_cast<size_t>(n));
-      DIM_RETURN_IF_ERROR(remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
-                                        {{"offset", std::to_string(off)}, {"size", std::to_string(e.size)}},
-                                        buf, true).status());
+      auto r = remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
+                             {{"offset", std::to_string(off)}, {"size", std::to_string(e.size)}}, buf, true);
+      if (!r.ok()) return Refused(r.status(), "the node's overlay refused or lost " + path);
       off += static_cast<uint64_t>(n);
     }
   }
   if (e.type == EntryType::kDir) {
-    DIM_ASSIGN_OR_RETURN(dim::Fd d, dim::upper::Open(upper_fd_, path, O_RDONLY | O_DIRECTORY));
+    DIM_ASSIGN_OR_RETURN(dim::Fd d, dim::upper::Open(upper_fd_, local, O_RDONLY | O_DIRECTORY));
     dim::DirPtr dir(::fdopendir(d.Release()));
     std::vector<std::string> names;
     while (struct dirent* de = ::readdir(dir.get())) {
       if (std::strcmp(de->d_name, ".") && std::strcmp(de->d_name, "..")) names.push_back(de->d_name);
     }
-    for (const auto& n : names) DIM_RETURN_IF_ERROR(UploadTree(Join(path, n)));
+    for (const auto& n : names) DIM_RETURN_IF_ERROR(UploadTree(Join(local, n), Join(path, n)));
   }
   return Status::Ok();
 }
@@ -828,13 +894,43 @@ Status Filesystem::FlushDirty(Handle* h) {
       if (n < 0) return dim::PosixError("read " + path);
       buf.resize(static_cast<size_t>(n));
     }
-    DIM_RETURN_IF_ERROR(remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
-                                      {{"offset", std::to_string(off)}, {"size", std::to_string(size)}},
-                                      buf, true).status());
+    auto r = remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
+                           {{"offset", std::to_string(off)}, {"size", std::to_string(size)}}, buf, true);
+    if (!r.ok()) {
+      Status refused = Refused(r.status(), "the node's overlay refused or lost the data of " + path);
+      // A server that answered (quota, read-only rule) keeps its content:
+      // so does the node, as after a remount. With no answer this fsync or
+      // close reports EIO and the range stays dirty: the next one sends it.
+      if (r.status().code() != dim::Code::kIOError) {
+        (void)Reload(h, path);
+      } else {
+        std::lock_guard<std::mutex> l(h->mu);
+        h->dirty_lo = std::min(h->dirty_lo, lo);
+        h->dirty_hi = std::max(h->dirty_hi, hi);
+      }
+      return refused;
+    }
     off += buf.size();
   } while (off < hi && !buf.empty());
   // The content write moved the server's mtime: send the node's.
   return MirrorMeta(path);
+}
+
+Status Filesystem::Reload(Handle* h, const std::string& path) {
+  auto data = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay" + path, {}, "", true);
+  if (!data.ok() && data.status().code() != dim::Code::kNotFound) return data.status();
+  std::string content = data.ok() ? std::move(*data) : std::string();
+  if (::ftruncate(h->fd.get(), 0) != 0) return dim::PosixError("reload " + path);
+  DIM_RETURN_IF_ERROR(PWriteAll(h->fd.get(), content, 0, path));
+  fuse_ino_t ino;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ino = h->inode->id;
+  }
+  // The kernel's pages and size of the file are the refused ones. It must not
+  // be told from this request's thread (the kernel may hold the inode for it).
+  if (se_ != nullptr) std::thread([se = se_, ino] { fuse_lowlevel_notify_inval_inode(se, ino, 0, 0); }).detach();
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------- FUSE: changes
@@ -858,25 +954,37 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
   Status s = CopyUp(in);
   if (!s.ok()) return Reply(req, s);
   std::string path;
+  bool is_dir;
   {
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
+    is_dir = in->dir;
   }
-  auto at = Locate(path);
-  if (!at.ok()) return Reply(req, at.status());
-  int dfd = at->fd;
-  const char* name = at->name.c_str();
-  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
-    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-    if (::fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW | (path == "/" ? AT_EMPTY_PATH : 0)) != 0) {
-      return (void)fuse_reply_err(req, errno);
-    }
+  bool persistent = Persistent(path, is_dir);
+  // The mtime is set by value, never UTIME_NOW: the server gets the same one.
+  struct timespec mtime = {0, UTIME_OMIT};
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    ::clock_gettime(CLOCK_REALTIME, &mtime);
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    mtime = attr->st_mtim;
   }
-  if (to_set & FUSE_SET_ATTR_MODE) {
-    if (::fchmodat(dfd, name, attr->st_mode & 07777, 0) != 0) return (void)fuse_reply_err(req, errno);
+  std::optional<Entry> server;  // what the server has: the upper's entry
+  if (persistent) {
+    auto e = UpperEntry(path);
+    if (!e.ok()) return Reply(req, e.status());
+    server = std::move(*e);
   }
   if (to_set & FUSE_SET_ATTR_SIZE) {
+    // A size change cannot be undone locally (a cut loses data): the server's first.
+    if (mtime.tv_nsec == UTIME_OMIT) ::clock_gettime(CLOCK_REALTIME, &mtime);  // truncate moves the mtime
+    if (persistent) {
+      Entry e = *server;
+      e.size = static_cast<uint64_t>(attr->st_size);
+      e.mtime_ns = static_cast<int64_t>(mtime.tv_sec) * 1000000000 + mtime.tv_nsec;
+      s = Mirror(OpList().Make(e).ops());
+      if (!s.ok()) return Reply(req, s);
+      server = std::move(e);
+    }
     int rc;
     Handle* h = fi ? reinterpret_cast<Handle*>(fi->fh) : nullptr;
     if (h && h->fd.valid()) {
@@ -888,16 +996,27 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int 
     }
     if (rc != 0) return (void)fuse_reply_err(req, errno);
   }
-  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
-    struct timespec ts[2];
-    ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
-    else if (to_set & FUSE_SET_ATTR_MTIME) ts[1] = attr->st_mtim;
-    if (::utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
-  }
-  s = MirrorMeta(path);
+  s = ChangeMeta(path, is_dir, server ? &*server : nullptr, [&](int dfd, const char* name) -> Status {
+    if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+      uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+      gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+      if (::fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW | (path == "/" ? AT_EMPTY_PATH : 0)) != 0) {
+        return dim::PosixError("chown " + path);
+      }
+    }
+    if (to_set & FUSE_SET_ATTR_MODE) {
+      if (::fchmodat(dfd, name, attr->st_mode & 07777, 0) != 0) return dim::PosixError("chmod " + path);
+    }
+    if ((to_set & FUSE_SET_ATTR_ATIME) || mtime.tv_nsec != UTIME_OMIT) {
+      struct timespec ts[2];
+      ts[0].tv_nsec = UTIME_OMIT;
+      if (to_set & FUSE_SET_ATTR_ATIME_NOW) ts[0].tv_nsec = UTIME_NOW;
+      else if (to_set & FUSE_SET_ATTR_ATIME) ts[0] = attr->st_atim;
+      ts[1] = mtime;
+      if (::utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) != 0) return dim::PosixError("set times of " + path);
+    }
+    return Status::Ok();
+  });
   if (!s.ok()) return Reply(req, s);
   struct stat st;
   s = Stat(in, &st);
@@ -953,7 +1072,18 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent_id, const char* cnam
   } else {
     rc = ::mknodat(dir->get(), n.c_str(), mode, rdev);
   }
-  if (rc != 0) return (void)fuse_reply_err(req, errno);
+  // The entry is made in the upper first, where the kernel gives it its exact
+  // mode and inherited ACLs, and leaves again if the server refuses it. The
+  // kernel holds the directory locked until the reply, so no one sees it before.
+  auto undo = [&, dirfd = dir->get()] {
+    (void)dim::upper::RemoveAt(dirfd, n);
+    if (f->whiteout) (void)dim::upper::WhiteoutAt(dirfd, n);
+  };
+  if (rc != 0) {
+    int err = errno;
+    if (f->whiteout) (void)dim::upper::WhiteoutAt(dir->get(), n);
+    return (void)fuse_reply_err(req, err);
+  }
   // The upper created it with the exact mode (our umask is 0), applying the
   // parent's default ACL if it has one; without one, the caller's umask applies.
   bool default_acl = false;
@@ -968,21 +1098,30 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent_id, const char* cnam
       (!link_target && (cst.st_mode & 07777) != (default_acl ? ((cst.st_mode & 0777) | (mode & 07000)) : (want & 07777)) &&
        ::fchmodat(dir->get(), n.c_str(), default_acl ? ((cst.st_mode & 0777) | (mode & 07000)) : (want & 07777), 0) != 0)) {
     int err = errno;
-    (void)dim::upper::RemoveAt(dir->get(), n);
+    undo();
     return (void)fuse_reply_err(req, err);
   }
   if (opaque) {
     std::string p = dim::upper::FdPath(dir->get(), n, opts_.proc_relative);
-    if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return (void)fuse_reply_err(req, errno);
+    if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) {
+      int err = errno;
+      undo();
+      return (void)fuse_reply_err(req, err);
+    }
   }
   if (Persistent(path, S_ISDIR(mode))) {
     auto e = UpperEntry(path);
-    if (!e.ok()) return Reply(req, e.status());
-    OpList ops;
-    ops.Make(*e);
-    if (opaque) ops.Path('O', path);
-    Status s = Mirror(ops.bytes());
-    if (!s.ok()) return Reply(req, s);
+    Status s = e.status();
+    if (s.ok()) {
+      OpList ops;
+      ops.Make(*e);
+      if (opaque) ops.Path('O', path);
+      s = Mirror(ops.ops());
+    }
+    if (!s.ok()) {
+      undo();
+      return Reply(req, s);
+    }
   }
   Found nf;
   nf.exists = nf.upper = true;
@@ -1102,18 +1241,17 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     Status s = CopyUpParents(path);
     if (!s.ok()) return Reply(req, s);
   }
+  if (Persistent(path, target_dir)) {
+    // The server's first: a refusal leaves the name where it is.
+    Status s = Mirror(OpList().Path(in_lower ? 'W' : 'R', path).ops());
+    if (!s.ok()) return Reply(req, s);
+  }
   std::string n;
   auto dir = dim::upper::OpenParent(upper_fd_, path, &n);
   if (!dir.ok()) return Reply(req, dir.status());
   ForgetUpperName(dir->get(), n);
   Status s = in_lower ? dim::upper::WhiteoutAt(dir->get(), n) : dim::upper::RemoveAt(dir->get(), n);
   if (!s.ok()) return Reply(req, s);
-  if (Persistent(path, target_dir)) {
-    OpList ops;
-    ops.Path(in_lower ? 'W' : 'R', path);
-    s = Mirror(ops.bytes());
-    if (!s.ok()) return Reply(req, s);
-  }
   // A hardlinked file may be remembered by the name just removed: Stat and
   // copy-up go by the inode's path, so it moves to a name that still exists.
   bool linked = f->upper ? (!target_dir && f->st.st_nlink > 1) : (f->lower && !f->lower->link_group.empty());
@@ -1195,10 +1333,27 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
     auto it = by_path_.find(from);
     if (it != by_path_.end()) src_inode = it->second;
   }
+  bool leave_whiteout = src->lower.has_value();
+  bool make_opaque = src_dir && dst->lower.has_value();
+  bool pf = Persistent(from, src_dir), pt = Persistent(to, src_dir);
+  OpList rename_ops;  // where both paths are persistent: one batch, the server's first
+  if (pf && pt) {
+    rename_ops.Two('N', from, to);
+    if (leave_whiteout) rename_ops.Path('W', from);
+    if (make_opaque) rename_ops.Path('O', to);
+  }
   Status s;
-  if (!src->upper) {
+  {
     std::lock_guard<std::mutex> cl(copyup_mu_);
-    s = CopyUpPath(from, *src->lower, true);
+    s = CopyUpParents(to);
+  }
+  if (!s.ok()) return Reply(req, s);
+  bool sent = false;
+  if (!src->upper) {
+    // The source's copy-up and the rename travel in one batch: a refused
+    // rename leaves no copy of the image's file on the server either.
+    std::lock_guard<std::mutex> cl(copyup_mu_);
+    s = CopyUpPath(from, *src->lower, true, rename_ops.empty() ? nullptr : &rename_ops.ops(), &sent);
     if (!s.ok()) return Reply(req, s);
     if (src_inode) {
       std::string n;
@@ -1207,9 +1362,18 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
       if (d.ok() && ::fstatat(d->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) MarkUpper(src_inode, st.st_ino);
     }
   }
-  {
-    std::lock_guard<std::mutex> cl(copyup_mu_);
-    s = CopyUpParents(to);
+  // A refusal leaves both names as they are.
+  if (sent) {
+    // The rename went with the copy-up.
+  } else if (pf && pt) {
+    s = Mirror(rename_ops.ops());
+  } else if (pt) {
+    // From an ephemeral path: the subtree is uploaded under its new name.
+    s = UploadTree(from, to);
+    if (s.ok() && make_opaque) s = Mirror(OpList().Path('O', to).ops());
+    if (!s.ok() && !dst->exists) (void)Mirror(OpList().Path('R', to).ops());  // no half upload stays
+  } else if (pf) {
+    s = Mirror(OpList().Path(leave_whiteout ? 'W' : 'R', from).ops());
   }
   if (!s.ok()) return Reply(req, s);
   std::string fn, tn;
@@ -1226,12 +1390,10 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
   }
   ForgetUpperName(tdir->get(), tn);  // the replaced target, if any
   if (::renameat(fdir->get(), fn.c_str(), tdir->get(), tn.c_str()) != 0) return (void)fuse_reply_err(req, errno);
-  bool leave_whiteout = src->lower.has_value();
   if (leave_whiteout) {
     s = dim::upper::WhiteoutAt(fdir->get(), fn);
     if (!s.ok()) return Reply(req, s);
   }
-  bool make_opaque = src_dir && dst->lower.has_value();
   if (make_opaque) {
     std::string p = dim::upper::FdPath(tdir->get(), tn, opts_.proc_relative);
     if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return (void)fuse_reply_err(req, errno);
@@ -1259,20 +1421,6 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent_id, const char* cname,
       by_path_[p] = in;
     }
   }
-  bool pf = Persistent(from, src_dir), pt = Persistent(to, src_dir);
-  if (pf && pt) {
-    OpList ops;
-    ops.Two('N', from, to);
-    if (leave_whiteout) ops.Path('W', from);
-    if (make_opaque) ops.Path('O', to);
-    s = Mirror(ops.bytes());
-  } else if (pt) {
-    s = UploadTree(to);
-    if (s.ok() && make_opaque) s = Mirror(OpList().Path('O', to).bytes());
-  } else if (pf) {
-    s = Mirror(OpList().Path(leave_whiteout ? 'W' : 'R', from).bytes());
-  }
-  if (!s.ok()) return Reply(req, s);
   fuse_reply_err(req, 0);
 }
 
@@ -1281,6 +1429,7 @@ void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, c
   Inode* newparent = Get(newparent_id);
   if (in == nullptr || newparent == nullptr) return (void)fuse_reply_err(req, ESTALE);
   std::string newname = cnewname;
+  if (newname.size() > 255) return (void)fuse_reply_err(req, ENAMETOOLONG);
   auto dst = Resolve(newparent, newname);
   if (!dst.ok()) return Reply(req, dst.status());
   if (dst->exists) return (void)fuse_reply_err(req, EEXIST);
@@ -1291,12 +1440,22 @@ void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, c
     to = Join(newparent->path, newname);
   }
   if (ReadOnly(from, false) || ReadOnly(to, false)) return (void)fuse_reply_err(req, EROFS);
-  Status s = CopyUp(in);
-  if (!s.ok()) return Reply(req, s);
+  bool pf = Persistent(from, false), pt = Persistent(to, false);
+  OpList link_ops;
+  if (pf && pt) link_ops.Two('L', from, to);
+  Status s;
   {
     std::lock_guard<std::mutex> cl(copyup_mu_);
     s = CopyUpParents(to);
   }
+  if (!s.ok()) return Reply(req, s);
+  // The server's first, the copy-up of an image file in the same batch: a
+  // refusal leaves no new name, and no copy.
+  bool sent = false;
+  s = CopyUp(in, link_ops.empty() ? nullptr : &link_ops.ops(), &sent);
+  if (!s.ok()) return Reply(req, s);
+  if (!sent && pf && pt) s = Mirror(link_ops.ops());
+  else if (!sent && pt) s = UploadTree(from, to);
   if (!s.ok()) return Reply(req, s);
   std::string fn, tn;
   auto fdir = dim::upper::OpenParent(upper_fd_, from, &fn);
@@ -1305,10 +1464,6 @@ void Filesystem::Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent_id, c
   if (!tdir.ok()) return Reply(req, tdir.status());
   if (dst->whiteout) (void)::unlinkat(tdir->get(), tn.c_str(), 0);
   if (::linkat(fdir->get(), fn.c_str(), tdir->get(), tn.c_str(), 0) != 0) return (void)fuse_reply_err(req, errno);
-  bool pf = Persistent(from, false), pt = Persistent(to, false);
-  if (pf && pt) s = Mirror(OpList().Two('L', from, to).bytes());
-  else if (pt) s = UploadTree(to);
-  if (!s.ok()) return Reply(req, s);
   Found nf;
   nf.exists = nf.upper = true;
   if (::fstatat(tdir->get(), tn.c_str(), &nf.st, AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
@@ -1757,17 +1912,19 @@ void Filesystem::SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, cons
   Status s = CopyUp(in);
   if (!s.ok()) return Reply(req, s);
   std::string path;
+  bool dir;
   {
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
+    dir = in->dir;
   }
-  auto at = Locate(path);
-  if (!at.ok()) return Reply(req, at.status());
-  std::string p = dim::upper::FdPath(at->fd, at->name, opts_.proc_relative);
   std::string stored = xmap_.to_stored(name);
   if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, EPERM);
-  if (::lsetxattr(p.c_str(), stored.c_str(), value, size, flags) != 0) return (void)fuse_reply_err(req, errno);
-  Reply(req, MirrorMeta(path));
+  Reply(req, ChangeMeta(path, dir, nullptr, [&](int dfd, const char* n) -> Status {
+          std::string p = dim::upper::FdPath(dfd, n, opts_.proc_relative);
+          if (::lsetxattr(p.c_str(), stored.c_str(), value, size, flags) != 0) return dim::PosixError("set xattr of " + path);
+          return Status::Ok();
+        }));
 }
 
 void Filesystem::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -1848,17 +2005,19 @@ void Filesystem::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Status s = CopyUp(in);
   if (!s.ok()) return Reply(req, s);
   std::string path;
+  bool dir;
   {
     std::lock_guard<std::mutex> l(mu_);
     path = in->path;
+    dir = in->dir;
   }
-  auto at = Locate(path);
-  if (!at.ok()) return Reply(req, at.status());
-  std::string p = dim::upper::FdPath(at->fd, at->name, opts_.proc_relative);
   std::string stored = xmap_.to_stored(name);
   if (xmap_.to_visible(stored) != name) return (void)fuse_reply_err(req, ENODATA);
-  if (::lremovexattr(p.c_str(), stored.c_str()) != 0) return (void)fuse_reply_err(req, errno);
-  Reply(req, MirrorMeta(path));
+  Reply(req, ChangeMeta(path, dir, nullptr, [&](int dfd, const char* n) -> Status {
+          std::string p = dim::upper::FdPath(dfd, n, opts_.proc_relative);
+          if (::lremovexattr(p.c_str(), stored.c_str()) != 0) return dim::PosixError("remove xattr of " + path);
+          return Status::Ok();
+        }));
 }
 
 // ---------------------------------------------------------------- live update

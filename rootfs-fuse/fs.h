@@ -11,6 +11,7 @@
 #include <fuse3/fuse_lowlevel.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "cache.h"
+#include "dim/overlay_wire.h"
 #include "dim/policy.h"
 #include "dim/upper.h"
 #include "meta.h"
@@ -110,16 +112,35 @@ class Filesystem {
   dim::Result<fuse_entry_param> Remember(const std::string& path, Found& f);
   dim::Status Stat(Inode* in, struct stat* st);
   void FoundAttr(const Found& f, fuse_ino_t id, struct stat* st);  // of a name just remembered
-  dim::Status CopyUp(Inode* in);
+  // Copies the inode up (then, sent_then: as for CopyUpPath).
+  dim::Status CopyUp(Inode* in, const std::vector<dim::OverlayOp>* then = nullptr, bool* sent_then = nullptr);
   // in now lives in the upper (as inode upper_ino there).
   void MarkUpper(Inode* in, ino_t upper_ino);
-  dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group);
+  // Copies path up from the version (with its hardlink group). `then`: more
+  // operations for the same batch as the copy (*sent_then says whether they
+  // went; not when nothing needed copying).
+  dim::Status CopyUpPath(const std::string& path, const dim::Entry& lower, bool with_group,
+                         const std::vector<dim::OverlayOp>* then = nullptr, bool* sent_then = nullptr);
   dim::Status CopyUpParents(const std::string& path);
   dim::Result<dim::Entry> UpperEntry(const std::string& path);
-  dim::Status UploadTree(const std::string& path);
+  // Sends the subtree at `local` in the upper as the persistent path `path`.
+  dim::Status UploadTree(const std::string& local, const std::string& path);
+  // After a refused flush: the file takes the server's content again, and
+  // the kernel's copy of it is dropped.
+  dim::Status Reload(Handle* h, const std::string& path);
   dim::Status FlushDirty(Handle* h);
-  dim::Status Mirror(const std::string& ops);
+  // Sends a batch of overlay operations; ok once the server made them durable.
+  dim::Status Mirror(const std::vector<dim::OverlayOp>& ops);
+  // A failed overlay request as the caller answers it: the errno the server
+  // named, else ENOSPC/EACCES/EIO by its code.
+  dim::Status Refused(const dim::Status& s, const std::string& what);
   dim::Status MirrorMeta(const std::string& path);
+  // A metadata change (owner, mode, times, xattrs) of path: `local` makes it
+  // in the upper, where the kernel and the ACL rules give its exact result;
+  // then it goes to the server, and a refusal undoes it in the upper before
+  // the kernel hears of it. server: what the server has (nullptr: the upper's).
+  dim::Status ChangeMeta(const std::string& path, bool is_dir, const dim::Entry* server,
+                         const std::function<dim::Status(int dirfd, const char* name)>& local);
   bool Persistent(const std::string& path, bool is_dir) const;
   // Shared read-only by policy: every change is refused with EROFS.
   bool ReadOnly(const std::string& path, bool is_dir) const;
@@ -156,6 +177,9 @@ class Filesystem {
   std::mutex copyup_mu_;  // one copy-up at a time: parents are shared
   std::shared_mutex push_mu_;  // Push holds it shared; CopyUp waits for the holders
   std::mutex mirror_mu_;  // overlay operations reach the server in order
+  std::string mount_id_;  // random per mount: batch ids are mount_id_:N
+  uint64_t batch_seq_ = 0;  // GUARDED_BY(mirror_mu_)
+  bool batch_ids_ = true;   // false once the server showed it reads none; GUARDED_BY(mirror_mu_)
 
   std::mutex prefetch_mu_;
   std::vector<std::string> read_paths_;  // GUARDED_BY(prefetch_mu_)

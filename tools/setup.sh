@@ -20,10 +20,14 @@ packages=(
   debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod curl diffutils
   # the imaged unit's checks (systemd-analyze) and the unprivileged-server test (useradd)
   systemd passwd
+  # durable_writes.sh reads the order of fsync and rename calls
+  strace
   # cluster description: schema validation and the real daemons it configures
   libxml2-utils dnsmasq kea-dhcp4-server isc-dhcp-server busybox-static iproute2 tcpdump
   # IPv6: kea-dhcp6 -t, radvd --configtest, and dhclient -6 for the DHCPv6 exchange
   kea-dhcp6-server radvd isc-dhcp-client
+  # node power and consoles (ipmitool) and the BMC simulator their test runs (openipmi: ipmi_sim)
+  ipmitool openipmi
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
   # benchmarks and their peers

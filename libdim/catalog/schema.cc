@@ -194,6 +194,22 @@ CREATE TABLE boot_enrolments(
   PRIMARY KEY(node, generation)
 );
 )sql"},
+      // 7: each node's BMC (docs/cluster-xml.md), part of the node registry:
+      // `dimctl node power|console` read it. No password: those stay in the
+      // BMC credentials file on the machine that runs dimctl.
+      {7, R"sql(
+CREATE TABLE cluster_bmcs(
+  node TEXT PRIMARY KEY REFERENCES cluster_nodes(name) ON DELETE CASCADE,
+  network TEXT NOT NULL,
+  ipv4 TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  type TEXT NOT NULL,
+  port INTEGER NOT NULL,
+  user TEXT NOT NULL,
+  credentials TEXT NOT NULL,
+  cipher_suite INTEGER NOT NULL
+);
+)sql"},
   };
   return kMigrations;
 }

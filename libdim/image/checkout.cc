@@ -12,6 +12,7 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "dim/atomic_file.h"
 #include "dim/fd.h"
 #include "dim/image.h"
 #include "dim/overlay_session.h"
@@ -175,9 +176,9 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
   }
   // Build beside the destination and rename it into place when whole, so a
   // failed checkout (a damaged object, a full disk) leaves nothing behind.
-  std::string tmp = dest + ".dim-checkout-" + std::to_string(::getpid());
-  DIM_RETURN_IF_ERROR(RemoveTree(tmp));
-  if (::mkdir(tmp.c_str(), 0700) != 0) return PosixError("create checkout directory " + tmp);
+  // mkdtemp: a name no other checkout (thread or process) uses.
+  std::string tmp = dest + ".dim-checkout-XXXXXX";
+  if (::mkdtemp(tmp.data()) == nullptr) return PosixError("create checkout directory beside " + dest);
   Fd root(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return PosixError("open checkout directory " + tmp);
   CheckoutStats stats;
@@ -202,6 +203,9 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
   for (auto it = dirs.rbegin(); st.ok() && it != dirs.rend(); ++it) {
     st = SetTimesAt(root.get(), *it);
   }
+  // Durable before it gets its name: one syncfs writes every file, directory
+  // and time of the tree (an fsync per file cost more, README "Checkout").
+  if (st.ok() && ::syncfs(root.get()) != 0) st = PosixError("syncfs " + tmp);
   if (st.ok() && dest_exists && ::rmdir(dest.c_str()) != 0) st = PosixError("replace " + dest);
   if (st.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) {
     st = PosixError("rename " + tmp + " to " + dest);
@@ -210,6 +214,11 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
     (void)RemoveTree(tmp);
     return st;
   }
+  // And the new name durable too.
+  std::string parent = DirectoryOf(dest);
+  Fd pfd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!pfd.valid()) return PosixError("open " + parent);
+  DIM_RETURN_IF_ERROR(SyncDirAt(pfd.get(), parent));
   return stats;
 }
 

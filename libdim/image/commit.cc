@@ -448,6 +448,9 @@ Result<CommitResult> RevertTo(Store& store, const std::string& name, int64_t tar
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
     DIM_RETURN_IF_ERROR(SetTimes((*it)->path == "/" ? *root : *root + (*it)->path, **it));
   }
+  // The restored master is on disk when the command returns (one syncfs, as
+  // for a checkout).
+  DIM_RETURN_IF_ERROR(store.env()->SyncFs(*root));
   // Stats of rewritten entries changed: the next full scan re-reads them.
   (void)AdvanceIndex(store.IndexPath(image.id), *root, image.head, result.version.number);
   return result;

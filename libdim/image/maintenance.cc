@@ -1,12 +1,50 @@
 // Store maintenance: garbage collection of unreferenced objects, compaction
 // of objects stored uncompressed, and fsck, which verifies every referenced
 // object and names the paths that use it.
+#include <fcntl.h>
+
 #include <unordered_map>
 #include <unordered_set>
 
+#include "dim/atomic_file.h"
+#include "dim/fd.h"
 #include "dim/image.h"
 
 namespace dim {
+namespace {
+
+// Staging files of atomic writes (dim/atomic_file.h) that crashed writers
+// left where the store replaces files: published/, boot/, index/ and each
+// node's directory. Through fds, never following a symlink: the store may
+// be another user's.
+Result<uint64_t> RemoveStoreTemps(const std::string& root) {
+  uint64_t removed = 0;
+  auto clean = [&](int parent, const std::string& name, const std::string& what) -> Status {
+    Fd d(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!d.valid()) return Status::Ok();  // absent (or not a directory): nothing to clean
+    DIM_ASSIGN_OR_RETURN(size_t n, RemoveStaleTemps(d.get(), what));
+    removed += n;
+    return Status::Ok();
+  };
+  Fd r(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!r.valid()) return PosixError("open store " + root);
+  for (const char* sub : {"published", "boot", "index"}) {
+    DIM_RETURN_IF_ERROR(clean(r.get(), sub, root + "/" + sub));
+  }
+  Fd nodes(::openat(r.get(), "nodes", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (nodes.valid()) {
+    DirPtr d(::fdopendir(::dup(nodes.get())));
+    if (!d) return PosixError("list " + root + "/nodes");
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d.get())) {
+      if (e->d_name[0] != '.') names.push_back(e->d_name);
+    }
+    for (const auto& n : names) DIM_RETURN_IF_ERROR(clean(nodes.get(), n, root + "/nodes/" + n));
+  }
+  return removed;
+}
+
+}  // namespace
 
 Result<GcStats> CollectGarbage(Store& store, bool dry_run) {
   // Exclusive: no commit may be between "objects published" and "catalogue
@@ -32,7 +70,10 @@ Result<GcStats> CollectGarbage(Store& store, bool dry_run) {
     stats.bytes_freed += bytes;
     return dry_run ? Status::Ok() : store.objects().Remove(d);
   }));
-  if (!dry_run) DIM_RETURN_IF_ERROR(store.objects().CleanStaging());
+  if (!dry_run) {
+    DIM_RETURN_IF_ERROR(store.objects().CleanStaging());
+    DIM_ASSIGN_OR_RETURN(stats.temps_removed, RemoveStoreTemps(store.root()));
+  }
   return stats;
 }
 

@@ -240,7 +240,8 @@ struct NodeOverlay::Txn {
       if (row) {
         if (row->whiteout || row->e.type != EntryType::kDir) {
           return Status::InvalidArgument(QuotePath(p) + " is not a directory in the overlay of node " +
-                                         o.node_ + ", so " + QuotePath(path) + " cannot be below it");
+                                         o.node_ + ", so " + QuotePath(path) + " cannot be below it")
+              .WithErrno(ENOTDIR);
         }
         break;
       }
@@ -311,12 +312,14 @@ struct NodeOverlay::Txn {
     if (over(o.quota_.bytes, now.bytes, start.bytes)) {
       return Status::NoSpace("node " + o.node_ + ": " + what + " would use " + std::to_string(now.bytes) +
                              " bytes, more than its overlay quota of " + std::to_string(o.quota_.bytes) +
-                             " (overlay_quota_bytes in imaged.conf); remove files on the node");
+                             " (overlay_quota_bytes in imaged.conf); remove files on the node")
+          .WithErrno(EDQUOT);
     }
     if (over(o.quota_.entries, now.entries, start.entries)) {
       return Status::NoSpace("node " + o.node_ + ": " + what + " would make " + std::to_string(now.entries) +
                              " entries, more than its overlay quota of " + std::to_string(o.quota_.entries) +
-                             " (overlay_quota_entries in imaged.conf); remove files on the node");
+                             " (overlay_quota_entries in imaged.conf); remove files on the node")
+          .WithErrno(EDQUOT);
     }
     return Status::Ok();
   }
@@ -472,10 +475,21 @@ bool IsReadOnly(const policy::PolicySet& p, const std::string& path, bool is_dir
 
 }  // namespace
 
-Status NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects) {
+Result<size_t> NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects,
+                                  const std::string& batch) {
   DIM_ASSIGN_OR_RETURN(Fd lock, Lock(true));
   Txn t(*this);
   DIM_RETURN_IF_ERROR(t.Begin());
+  if (!batch.empty()) {
+    // A retry of a batch that committed (its answer was lost): answer as then.
+    DIM_ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT applied FROM batches WHERE id = ?"));
+    st->BindBlob(1, batch);
+    bool seen = st->Step();
+    int64_t applied = seen ? st->Int(0) : 0;
+    DIM_RETURN_IF_ERROR(st->status());
+    st->Reset();
+    if (seen) return static_cast<size_t>(applied);
+  }
   std::string image;
   if (policy_ != nullptr) {
     DIM_ASSIGN_OR_RETURN(auto prov, provisioned());
@@ -488,7 +502,8 @@ Status NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& 
     policy_->Decide(path, true, &rule);
     return Status::PermissionDenied(QuotePath(path) + " " + why + " in image " + image +
                                     (rule ? " (rule '" + rule->pattern + "')" : std::string()) +
-                                    "; a node cannot change it");
+                                    "; a node cannot change it")
+        .WithErrno(EROFS);
   };
   // Whether path is a directory now: in the overlay, else in the image;
   // nullopt when neither has it.
@@ -631,8 +646,18 @@ Status NodeOverlay::Apply(const std::vector<OverlayOp>& ops, const ObjectStore& 
     }
     if (!s.ok()) return s.Annotate(n);
     if (Status q = CheckQuotaStep(t, "the batch"); !q.ok()) return q.Annotate(n);
+    if (after_op_) after_op_(i);
   }
-  return t.Commit();
+  if (!batch.empty()) {
+    DIM_ASSIGN_OR_RETURN(auto st, db_->Cached("INSERT INTO batches(id, applied) VALUES (?, ?)"));
+    st->BindBlob(1, batch).Bind(2, static_cast<int64_t>(ops.size()));
+    DIM_RETURN_IF_ERROR(st->Run());
+    DIM_ASSIGN_OR_RETURN(auto prune, db_->Cached("DELETE FROM batches WHERE n <= (SELECT max(n) FROM batches) - ?"));
+    prune->Bind(1, kRememberedBatches);
+    DIM_RETURN_IF_ERROR(prune->Run());
+  }
+  DIM_RETURN_IF_ERROR(t.Commit());
+  return ops.size();
 }
 
 Status NodeOverlay::CheckQuotaStep(Txn& t, const std::string& what) { return t.CheckQuota(what); }
@@ -714,7 +739,8 @@ Status NodeOverlay::WriteRangeImpl(const std::string& path, uint64_t offset, std
     policy_->Decide(path, false, &rule);
     return Status::PermissionDenied(QuotePath(path) + " is shared read-only in image " + prov.image +
                                     (rule ? " (rule '" + rule->pattern + "')" : std::string()) +
-                                    "; a node cannot change it");
+                                    "; a node cannot change it")
+        .WithErrno(EROFS);
   }
   DIM_ASSIGN_OR_RETURN(Fd lock, Lock(true));
   Txn t(*this);

@@ -17,7 +17,8 @@
 
 namespace dim::overlay_internal {
 
-constexpr int64_t kSchemaVersion = 1;
+// 2: the batches table (ids of applied batches, for idempotent retries).
+constexpr int64_t kSchemaVersion = 2;
 
 // One path of an overlay with its inode's metadata.
 struct Row {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <map>
 
+#include "dim/atomic_file.h"
 #include "dim/owner.h"
 #include "dim/upper.h"
 #include "image/node_overlay_internal.h"
@@ -44,6 +45,7 @@ CREATE INDEX entries_by_inode ON entries(inode);
 CREATE TABLE usage(id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL, entries INTEGER NOT NULL);
 INSERT INTO usage VALUES (1, 0, 0);
 CREATE TABLE garbage(data INTEGER PRIMARY KEY);
+CREATE TABLE batches(n INTEGER PRIMARY KEY, id BLOB UNIQUE NOT NULL, applied INTEGER NOT NULL);
 CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
   UPDATE usage SET entries = entries + 1;
 END;
@@ -300,6 +302,8 @@ Status CopyData(int from, int to, uint64_t n, const std::string& what) {
 Status MakeDir(int parent, const std::string& name) {
   if (::mkdirat(parent, name.c_str(), 0700) == 0) {
     DIM_RETURN_IF_ERROR(HandToDirOwnerAt(parent, name));
+    // A node provisioned is there after a crash: its directory's name too.
+    DIM_RETURN_IF_ERROR(SyncDirAt(parent, "the directory holding " + name));
   } else if (errno != EEXIST) {
     return PosixError("create " + name);
   }
@@ -318,6 +322,15 @@ Result<std::unique_ptr<sql::Db>> OpenDb(const std::string& path) {
   DIM_ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT value FROM meta WHERE key = 'schema'"));
   int64_t v = st.Step() ? st.Int(0) : 0;
   DIM_RETURN_IF_ERROR(st.status());
+  st.Reset();
+  if (v == 1) {
+    // Schema 1 lacks the ids of applied batches; the table starts empty.
+    DIM_RETURN_IF_ERROR(db->Exec(
+        "BEGIN IMMEDIATE; "
+        "CREATE TABLE IF NOT EXISTS batches(n INTEGER PRIMARY KEY, id BLOB UNIQUE NOT NULL, applied INTEGER NOT NULL); "
+        "UPDATE meta SET value = 2 WHERE key = 'schema'; COMMIT"));
+    v = 2;
+  }
   if (v != kSchemaVersion) {
     return Status::Unsupported(path + " has overlay schema " + std::to_string(v) + ", this dim reads " +
                                std::to_string(kSchemaVersion) + " (was it written by a newer dim?)");

@@ -31,15 +31,18 @@ Result<std::string> ApiClient::Check(const std::string& url, Result<http::Client
   std::string msg = JsonField(r->body, "error");
   if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
   msg = url + ": " + msg;
+  Status s;
   switch (r->status) {
-    case 400: return Status::InvalidArgument(msg);
-    case 403: return Status::PermissionDenied(msg);
-    case 404: return Status::NotFound(msg);
-    case 409: return Status::Conflict(msg);
-    case 503: return Status::Busy(msg);
-    case 507: return Status::NoSpace(msg);
-    default: return Status::IOError(msg);
+    case 400: s = Status::InvalidArgument(msg); break;
+    case 403: s = Status::PermissionDenied(msg); break;
+    case 404: s = Status::NotFound(msg); break;
+    case 409: s = Status::Conflict(msg); break;
+    case 503: s = Status::Busy(msg); break;
+    case 507: s = Status::NoSpace(msg); break;
+    default: s = Status::IOError(msg); break;
   }
+  // A refusal that names its POSIX error keeps it (older servers name none).
+  return s.WithErrno(ErrnoFromName(JsonField(r->body, "errno")));
 }
 
 Result<std::string> ApiClient::Get(const std::string& path,

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <utility>
 
+#include "dim/atomic_file.h"
 #include "dim/fd.h"
 #include "dim/hash.h"
 
@@ -60,18 +61,6 @@ bool IsIdChar(char c) {
          c == '_' || c == ':' || c == '-';
 }
 
-// Removes a file on destruction unless disarmed; for the staged secret.
-class UnlinkGuard {
- public:
-  explicit UnlinkGuard(std::string path) : path_(std::move(path)) {}
-  ~UnlinkGuard() { ::unlink(path_.c_str()); }
-  UnlinkGuard(const UnlinkGuard&) = delete;
-  UnlinkGuard& operator=(const UnlinkGuard&) = delete;
-
- private:
-  std::string path_;
-};
-
 Status FillRandom(unsigned char* p, size_t n) {
   while (n > 0) {
     const ssize_t got = ::getrandom(p, n, 0);
@@ -83,12 +72,6 @@ Status FillRandom(unsigned char* p, size_t n) {
     n -= static_cast<size_t>(got);
   }
   return Status::Ok();
-}
-
-std::string DirOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 }  // namespace
@@ -136,39 +119,24 @@ Result<Secret> Secret::Load(const std::string& path) {
 Status CreateSecretFile(const std::string& path) {
   unsigned char key[kNewSecretBytes];
   DIM_RETURN_IF_ERROR(FillRandom(key, sizeof key));
-  // Stage beside the target and link() it into place: link never replaces an
-  // existing file, and the secret only appears once it is whole and synced.
-  std::string tmp = path + ".tmp-XXXXXX";
-  Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // mode 0600, O_EXCL
-  if (!fd.valid()) {
-    OPENSSL_cleanse(key, sizeof key);
-    return PosixError("create secret file in " + DirOf(path));
-  }
-  UnlinkGuard remove_tmp(tmp);
-  size_t done = 0;
-  while (done < sizeof key) {
-    const ssize_t n = ::write(fd.get(), key + done, sizeof key - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      OPENSSL_cleanse(key, sizeof key);
-      return PosixError("write secret file " + tmp);
-    }
-    done += static_cast<size_t>(n);
-  }
+  // Staged beside the target and renamed into place without replacing
+  // anything: the secret only appears once it is whole and synced.
+  AtomicFileOptions opts;
+  opts.mode = 0600;
+  opts.hand_to_dir_owner = false;  // root's unless installed otherwise
+  opts.replace = false;
+  auto f = AtomicFile::Create(path, opts);
+  Status s = f.ok() ? f->Append(std::string_view(reinterpret_cast<const char*>(key), sizeof key))
+                    : f.status();
   OPENSSL_cleanse(key, sizeof key);
-  if (::fsync(fd.get()) != 0) return PosixError("fsync secret file " + tmp);
-  if (::close(fd.Release()) != 0) return PosixError("close secret file " + tmp);
-  if (::link(tmp.c_str(), path.c_str()) != 0) {
-    if (errno == EEXIST)
-      return Status::AlreadyExists("secret file " + path +
-                                   " already exists; refusing to overwrite it (a new site secret "
-                                   "must reach every server and node: remove the old file first "
-                                   "if that is really what you want)");
-    return PosixError("create secret file " + path);
+  if (s.ok()) s = f->Commit();
+  if (s.code() == Code::kAlreadyExists) {
+    return Status::AlreadyExists("secret file " + path +
+                                 " already exists; refusing to overwrite it (a new site secret "
+                                 "must reach every server and node: remove the old file first "
+                                 "if that is really what you want)");
   }
-  Fd dir(::open(DirOf(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid() || ::fsync(dir.get()) != 0) return PosixError("fsync directory of " + path);
-  return Status::Ok();
+  return s.ok() ? s : s.Annotate("creating the secret file");
 }
 
 std::string NodeKey(const Secret& site, const std::string& node, int64_t generation) {

@@ -550,7 +550,15 @@ Response Response::Error(const Status& s) {
   AppendJsonString(body, s.ok() ? "internal error: error response for an ok status" : s.message());
   body += "\", \"code\": \"";
   AppendJsonString(body, CodeName(s.ok() ? Code::kCorruption : s.code()));
-  body += "\"}";
+  body += "\"";
+  // The exact POSIX error of a refusal, by name: a node answers it to the
+  // program whose change was refused (EDQUOT, EROFS, ENAMETOOLONG, ...).
+  if (const char* name = ErrnoName(s.posix_errno()); *name != '\0') {
+    body += ", \"errno\": \"";
+    body += name;
+    body += "\"";
+  }
+  body += "}";
   return Json(HttpStatusFor(s.code()), std::move(body));
 }
 

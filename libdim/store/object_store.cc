@@ -578,12 +578,17 @@ Result<std::unique_ptr<ObjectStore::Batch>> ObjectStore::NewBatch(bool compress_
   std::string dir = root_ + "/staging/" + std::to_string(::getpid()) + "-" + RandomSuffix();
   if (::mkdir(dir.c_str(), 0700) != 0) return PosixError("create staging directory " + dir);
   DIM_RETURN_IF_ERROR(HandToParentOwner(dir));
-  return std::unique_ptr<Batch>(new Batch(this, dir, compress_later));
+  // Staged objects go to objects/XX/, all the store owner's like staging/: one
+  // stat here instead of one per object.
+  DIM_ASSIGN_OR_RETURN(DirOwner owner, OwnerOfDirPath(root_ + "/staging"));
+  return std::unique_ptr<Batch>(new Batch(this, dir, owner, compress_later));
 }
 
-ObjectStore::Batch::Batch(ObjectStore* store, std::string staging_dir, bool compress_later)
+ObjectStore::Batch::Batch(ObjectStore* store, std::string staging_dir, DirOwner owner,
+                          bool compress_later)
     : store_(store),
       staging_dir_(std::move(staging_dir)),
+      owner_(owner),
       tag_(staging_dir_.substr(staging_dir_.rfind('/') + 1)),
       compress_later_(compress_later) {}
 
@@ -678,7 +683,7 @@ Result<ObjectStore::Batch::Recompressed> ObjectStore::Batch::Recompress(const Di
 
 Status ObjectStore::Batch::StageEncoded(const Digest& id, std::string_view encoded) {
   std::string path = StagePath(id);
-  auto f = store_->env_->NewWritableFile(path);
+  auto f = store_->env_->NewWritableFileFor(path, owner_);
   if (!f.ok()) return f.status();
   Status s = (*f)->Append(encoded);
   if (s.ok()) s = (*f)->Close();
@@ -826,7 +831,7 @@ Status ObjectStore::Batch::Commit() {
       std::string ids;
       ids.reserve(queued_.size() * 32);
       for (const auto& id : queued_) ids += id.Raw();
-      auto f = env->NewWritableFile(queue);
+      auto f = env->NewWritableFileFor(queue, owner_);
       if (!f.ok()) return f.status();
       Status s = (*f)->Append(ids);
       if (s.ok()) s = (*f)->Close();

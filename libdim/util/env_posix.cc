@@ -70,13 +70,19 @@ class PosixRandomAccessFile : public RandomAccessFile {
 class PosixEnv : public Env {
  public:
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    DIM_ASSIGN_OR_RETURN(DirOwner owner, OwnerOfDirPath(DirectoryOf(path)));
+    return NewWritableFileFor(path, owner);
+  }
+  Result<std::unique_ptr<WritableFile>> NewWritableFileFor(const std::string& path,
+                                                           const DirOwner& owner) override {
     // 0600: store files are nobody else's business; a caller that publishes a
     // file (an initrd, a generated config) sets its mode explicitly.
     Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid()) return PosixError("create " + path);
     // Before anyone renames it into place: root writing a store that belongs
     // to another user (imaged running as dim) hands the file to that user.
-    if (Status s = HandToParentOwner(path, fd.get()); !s.ok()) {
+    if (owner.hand_over && ::fchown(fd.get(), owner.uid, owner.gid) != 0) {
+      Status s = PosixError("chown " + path);
       (void)::unlink(path.c_str());
       return s;
     }
@@ -148,6 +154,10 @@ class PosixEnv : public Env {
     return Status::Ok();
   }
   bool Exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
+  Status WriteFileAtomic(const std::string& path, std::string_view data,
+                         const AtomicFileOptions& opts) override {
+    return dim::WriteFileAtomic(path, data, opts);
+  }
 };
 
 class FaultWritableFile : public WritableFile {
@@ -173,17 +183,7 @@ class FaultWritableFile : public WritableFile {
 }  // namespace
 
 Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data) {
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  std::string tmp = (slash == std::string::npos ? "" : path.substr(0, slash + 1)) + "." +
-                    path.substr(slash == std::string::npos ? 0 : slash + 1) + ".tmp";
-  (void)env->Remove(tmp);
-  DIM_ASSIGN_OR_RETURN(auto f, env->NewWritableFile(tmp));
-  DIM_RETURN_IF_ERROR(f->Append(data));
-  DIM_RETURN_IF_ERROR(f->Sync());
-  DIM_RETURN_IF_ERROR(f->Close());
-  DIM_RETURN_IF_ERROR(env->Rename(tmp, path));
-  return env->SyncDir(dir);
+  return env->WriteFileAtomic(path, data, AtomicFileOptions{});
 }
 
 Env* Env::Posix() {
@@ -205,6 +205,20 @@ Result<std::unique_ptr<WritableFile>> FaultEnv::NewWritableFile(const std::strin
   if (crashed_) return ErrnoStatus(EIO, "create " + path + " (injected crash)");
   DIM_ASSIGN_OR_RETURN(auto f, base_->NewWritableFile(path));
   return std::unique_ptr<WritableFile>(new FaultWritableFile(this, std::move(f), path));
+}
+
+Result<std::unique_ptr<WritableFile>> FaultEnv::NewWritableFileFor(const std::string& path,
+                                                                  const DirOwner& owner) {
+  if (crashed_) return ErrnoStatus(EIO, "create " + path + " (injected crash)");
+  DIM_ASSIGN_OR_RETURN(auto f, base_->NewWritableFileFor(path, owner));
+  return std::unique_ptr<WritableFile>(new FaultWritableFile(this, std::move(f), path));
+}
+
+Status FaultEnv::WriteFileAtomic(const std::string& p, std::string_view data,
+                                 const AtomicFileOptions& opts) {
+  if (crashed_) return ErrnoStatus(EIO, "write " + p + " (injected crash)");
+  DIM_RETURN_IF_ERROR(MaybeFailAppend(p));
+  return base_->WriteFileAtomic(p, data, opts);
 }
 
 Status FaultEnv::Rename(const std::string& from, const std::string& to) {

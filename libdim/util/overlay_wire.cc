@@ -1,5 +1,8 @@
 #include "dim/overlay_wire.h"
 
+#include <algorithm>
+#include <cerrno>
+
 #include "dim/wire.h"
 
 namespace dim {
@@ -7,20 +10,57 @@ namespace {
 
 constexpr std::string_view kListMagic("DIMOVL1\n", 8);
 constexpr std::string_view kOpsMagic("DIMOPS1\n", 8);
+constexpr std::string_view kBatchMagic("DIMOPS2\n", 8);
+constexpr size_t kMaxPath = 4096, kMaxName = 255;
 
-}  // namespace
-
-bool CleanEntryPath(const std::string& p) {
-  if (!wire::ValidPath(p) || p.size() > 4096) return false;
+// Whether p is clean but for its lengths.
+bool CleanShape(const std::string& p) {
+  if (!wire::ValidPath(p)) return false;
   if (p == "/") return true;
   size_t start = 1;
   for (;;) {
     size_t end = p.find('/', start);
     std::string_view c = std::string_view(p).substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (c.empty() || c == "." || c == ".." || c.size() > 255) return false;
+    if (c.empty() || c == "." || c == "..") return false;
     if (end == std::string::npos) return true;
     start = end + 1;
   }
+}
+
+bool LengthsFit(const std::string& p) {
+  if (p.size() > kMaxPath) return false;
+  size_t start = 0;
+  for (;;) {
+    size_t end = p.find('/', start);
+    if ((end == std::string::npos ? p.size() : end) - start > kMaxName) return false;
+    if (end == std::string::npos) return true;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+bool CleanEntryPath(const std::string& p) { return CleanShape(p) && LengthsFit(p); }
+
+Status CheckEntryPath(const std::string& p, const std::string& what) {
+  if (CleanEntryPath(p)) return Status::Ok();
+  if (CleanShape(p)) {
+    return Status::InvalidArgument(what + " " + QuotePath(p.substr(0, 64)) + "... is longer than a path may be (" +
+                                   std::to_string(kMaxName) + " bytes per name, " + std::to_string(kMaxPath) +
+                                   " in all)")
+        .WithErrno(ENAMETOOLONG);
+  }
+  return Status::InvalidArgument(what + " " + QuotePath(p) + " is not an absolute path without empty, . or .. names");
+}
+
+bool ValidBatchId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' ||
+              c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
 }
 
 std::string EncodeOverlayList(const std::vector<OverlayListItem>& items) {
@@ -56,9 +96,14 @@ Result<std::vector<OverlayListItem>> ParseOverlayList(std::string_view body) {
   return out;
 }
 
-std::string EncodeOverlayOps(const std::vector<OverlayOp>& ops) {
+std::string EncodeOverlayOps(const std::vector<OverlayOp>& ops, const std::string& batch) {
   wire::Writer w;
-  w.out().append(kOpsMagic);
+  if (batch.empty()) {
+    w.out().append(kOpsMagic);
+  } else {
+    w.out().append(kBatchMagic);
+    w.Str(batch);
+  }
   for (const auto& op : ops) {
     w.U8(static_cast<uint8_t>(op.code));
     if (op.code == OverlayOp::kMake) {
@@ -71,11 +116,17 @@ std::string EncodeOverlayOps(const std::vector<OverlayOp>& ops) {
   return std::move(w.out());
 }
 
-Result<std::vector<OverlayOp>> ParseOverlayOps(std::string_view body) {
-  if (body.substr(0, kOpsMagic.size()) != kOpsMagic) {
-    return Status::InvalidArgument("overlay operations must start with DIMOPS1");
+Result<std::vector<OverlayOp>> ParseOverlayOps(std::string_view body, std::string* batch) {
+  std::string id;
+  wire::Reader r(body.substr(std::min(body.size(), kOpsMagic.size())));
+  if (body.substr(0, kBatchMagic.size()) == kBatchMagic) {
+    if (!r.Str(&id) || !ValidBatchId(id)) {
+      return Status::InvalidArgument("overlay operations: the batch id is not 1 to 64 bytes of [0-9A-Za-z._:-]");
+    }
+  } else if (body.substr(0, kOpsMagic.size()) != kOpsMagic) {
+    return Status::InvalidArgument("overlay operations must start with DIMOPS1 or DIMOPS2");
   }
-  wire::Reader r(body.substr(kOpsMagic.size()));
+  if (batch != nullptr) *batch = id;
   std::vector<OverlayOp> out;
   while (r.left() > 0) {
     std::string n = std::to_string(out.size() + 1);
@@ -85,9 +136,8 @@ Result<std::vector<OverlayOp>> ParseOverlayOps(std::string_view body) {
     op.code = static_cast<OverlayOp::Code>(code);
     switch (code) {
       case OverlayOp::kMake:
-        if (!r.Entry(&op.entry) || !CleanEntryPath(op.entry.path)) {
-          return Status::InvalidArgument("operation " + n + " (make) has a bad entry");
-        }
+        if (!r.Entry(&op.entry)) return Status::InvalidArgument("operation " + n + " (make) has a bad entry");
+        DIM_RETURN_IF_ERROR(CheckEntryPath(op.entry.path, "operation " + n + " (make):"));
         break;
       case OverlayOp::kWhiteout:
       case OverlayOp::kRemove:
@@ -95,11 +145,11 @@ Result<std::vector<OverlayOp>> ParseOverlayOps(std::string_view body) {
       case OverlayOp::kRename:
       case OverlayOp::kLink: {
         bool two = code == OverlayOp::kRename || code == OverlayOp::kLink;
-        if (!r.Str(&op.path) || !CleanEntryPath(op.path) || op.path == "/" ||
-            (two && (!r.Str(&op.to) || !CleanEntryPath(op.to) || op.to == "/"))) {
-          return Status::InvalidArgument("operation " + n + " ('" + std::string(1, static_cast<char>(code)) +
-                                         "') has a bad path");
-        }
+        std::string what = "operation " + n + " ('" + std::string(1, static_cast<char>(code)) + "')";
+        if (!r.Str(&op.path) || (two && !r.Str(&op.to))) return Status::InvalidArgument(what + " is truncated");
+        DIM_RETURN_IF_ERROR(CheckEntryPath(op.path, what + ":"));
+        if (two) DIM_RETURN_IF_ERROR(CheckEntryPath(op.to, what + ":"));
+        if (op.path == "/" || (two && op.to == "/")) return Status::InvalidArgument(what + " names /");
         break;
       }
       default:

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "dim/atomic_file.h"
 #include "dim/fd.h"
 
 namespace dim {
@@ -22,12 +23,6 @@ DirOwner FromStat(const struct stat& st) {
   o.uid = st.st_uid;
   o.gid = st.st_gid;
   return o;
-}
-
-std::string ParentOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 }  // namespace
@@ -53,7 +48,7 @@ Status HandToDirOwner(int dirfd, int fd, const std::string& what) {
 }
 
 Status HandToParentOwner(const std::string& path, int fd) {
-  DIM_ASSIGN_OR_RETURN(DirOwner o, OwnerOfDirPath(ParentOf(path)));
+  DIM_ASSIGN_OR_RETURN(DirOwner o, OwnerOfDirPath(DirectoryOf(path)));
   if (o.hand_over && ::fchown(fd, o.uid, o.gid) != 0) return PosixError("chown " + path);
   return Status::Ok();
 }
@@ -67,7 +62,7 @@ Status HandToDirOwnerAt(int dirfd, const std::string& name) {
 }
 
 Status HandToParentOwner(const std::string& path) {
-  DIM_ASSIGN_OR_RETURN(DirOwner o, OwnerOfDirPath(ParentOf(path)));
+  DIM_ASSIGN_OR_RETURN(DirOwner o, OwnerOfDirPath(DirectoryOf(path)));
   if (o.hand_over && ::lchown(path.c_str(), o.uid, o.gid) != 0) return PosixError("chown " + path);
   return Status::Ok();
 }

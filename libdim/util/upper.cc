@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <set>
 
 namespace dim::upper {
@@ -25,6 +26,32 @@ int OpenAt2(int dirfd, const char* path, int flags, mode_t mode) {
   }
 }
 
+// openat2 of a path below dirfd of any length: a path the kernel would
+// refuse as longer than PATH_MAX (a tree made deep through relative names)
+// is walked in pieces that fit, each below the directory the previous one
+// opened, so every piece is resolved beneath as the whole would be.
+int OpenBeneath(int dirfd, const std::string& path, int flags, mode_t mode) {
+  constexpr size_t kPiece = PATH_MAX - 256;  // leaves room for one more name
+  if (path.size() < kPiece) return OpenAt2(dirfd, path.c_str(), flags, mode);
+  Fd dir;
+  int at = dirfd;
+  size_t start = 0;
+  while (path.size() - start >= kPiece) {
+    size_t cut = path.rfind('/', start + kPiece);
+    if (cut == std::string::npos || cut <= start) {
+      errno = ENAMETOOLONG;  // a single name longer than a piece: no file system has one
+      return -1;
+    }
+    std::string piece = path.substr(start, cut - start);
+    Fd next(OpenAt2(at, piece.c_str(), O_PATH | O_DIRECTORY, 0));
+    if (!next.valid()) return -1;
+    dir = std::move(next);
+    at = dir.get();
+    start = cut + 1;
+  }
+  return OpenAt2(at, path.c_str() + start, flags, mode);
+}
+
 }  // namespace
 
 bool IsWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
@@ -36,7 +63,7 @@ Result<Fd> OpenParent(int root_fd, const std::string& path, std::string* name) {
   }
   *name = path.substr(slash + 1);
   std::string dir = slash == 0 ? "." : path.substr(1, slash - 1);
-  Fd fd(OpenAt2(root_fd, dir.c_str(), O_PATH | O_DIRECTORY, 0));
+  Fd fd(OpenBeneath(root_fd, dir, O_PATH | O_DIRECTORY, 0));
   if (!fd.valid()) {
     if (errno == ENOENT) return Status::NotFound("no directory " + QuotePath(path.substr(0, slash)));
     if (errno == ELOOP || errno == EXDEV) {
@@ -53,7 +80,7 @@ Result<Fd> Open(int root_fd, const std::string& path, int flags, mode_t mode) {
   flags &= O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECTORY | O_SYNC | O_DSYNC | O_NOATIME |
            O_PATH | O_CREAT | O_EXCL | O_TRUNC | O_LARGEFILE | O_NOCTTY | O_CLOEXEC;
   std::string rel = path == "/" ? "." : path.substr(1);
-  Fd fd(OpenAt2(root_fd, rel.c_str(), flags | O_NOFOLLOW, mode));
+  Fd fd(OpenBeneath(root_fd, rel, flags | O_NOFOLLOW, mode));
   if (!fd.valid()) {
     if (errno == ELOOP || errno == EXDEV) {
       return Status::PermissionDenied(QuotePath(path) + " crosses a symlink");

@@ -3,6 +3,7 @@
 // overlay that lives across runs (in $TMPDIR, best on tmpfs), under a path
 // policy with read-only paths and a small quota. Whatever a node sends:
 //   * nothing crashes, and a refused batch leaves the listing unchanged;
+//   * a batch with an id, applied again (a node's retry), changes nothing;
 //   * the listing stays well-formed (parents before children, each parent a
 //     directory, paths clean) and encodes and parses back;
 //   * the usage the quota checks equals what the listing holds;
@@ -96,16 +97,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::string in(reinterpret_cast<const char*>(data), size);
   bool with_policy = !in.empty() && (in[0] & 1);
-  auto ops = dim::ParseOverlayOps(in.empty() ? in : in.substr(1));
+  std::string batch;
+  auto ops = dim::ParseOverlayOps(in.empty() ? in : in.substr(1), &batch);
   if (!ops.ok()) return 0;
   auto before = s.overlay->List();
   if (!before.ok()) Fail("list: " + before.status().ToString());
   s.overlay->set_policy(with_policy ? &s.policy : nullptr);
-  dim::Status applied = s.overlay->Apply(*ops, *s.objects);
+  auto first = s.overlay->Apply(*ops, *s.objects, batch);
+  dim::Status applied = first.status();
   auto after = s.overlay->List();
   if (!after.ok()) Fail("list after: " + after.status().ToString());
   if (!applied.ok() && dim::EncodeOverlayList(*before) != dim::EncodeOverlayList(*after)) {
     Fail("a refused batch changed the overlay: " + applied.ToString());
+  }
+  if (applied.ok() && !batch.empty()) {
+    // (The first answer may itself be a retry's: inputs reuse ids.)
+    auto again = s.overlay->Apply(*ops, *s.objects, batch);
+    if (!again.ok() || *again != *first) Fail("a retried batch was not answered as the first time");
+    auto after_retry = s.overlay->List();
+    if (!after_retry.ok() || dim::EncodeOverlayList(*after_retry) != dim::EncodeOverlayList(*after)) {
+      Fail("a retried batch was applied twice");
+    }
   }
   // Well-formed: parents first and directories; encodes and parses back.
   std::map<std::string, dim::EntryType> seen;

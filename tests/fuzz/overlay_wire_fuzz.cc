@@ -1,7 +1,9 @@
 // libFuzzer target for the node overlay bodies (dim/overlay_wire.h): the
 // listing a mount starts from and the operations a node sends. Parsing must
-// never crash, every accepted path must be clean, and whatever parses must
-// encode back to exactly the input (one encoding per meaning).
+// never crash, every accepted path must be clean, every accepted batch id
+// valid, and whatever parses must encode back to exactly the input (one
+// encoding per meaning).
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -33,13 +35,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool ops = !in.empty() && (in[0] & 1);
   std::string body = in.empty() ? in : in.substr(1);
   if (ops) {
-    auto r = dim::ParseOverlayOps(body);
-    if (!r.ok()) return 0;
+    std::string batch;
+    auto r = dim::ParseOverlayOps(body, &batch);
+    if (!r.ok()) {
+      // A path refused only for its length says so (the node answers ENAMETOOLONG).
+      if (r.status().posix_errno() != 0 && r.status().posix_errno() != ENAMETOOLONG) Fail("a refusal with a stray errno");
+      return 0;
+    }
+    if (!batch.empty() && !dim::ValidBatchId(batch)) Fail("a bad batch id was accepted");
     for (const auto& op : *r) {
       const std::string& p = op.code == dim::OverlayOp::kMake ? op.entry.path : op.path;
       if (!Clean(p)) Fail("an operation with an unclean path was accepted");
     }
-    if (dim::EncodeOverlayOps(*r) != body) Fail("operations do not encode back to their input");
+    if (dim::EncodeOverlayOps(*r, batch) != body) Fail("operations do not encode back to their input");
   } else {
     auto r = dim::ParseOverlayList(body);
     if (!r.ok()) return 0;

@@ -138,5 +138,5 @@ expect_stderr_contains "unknown compression 'xz': use zstd, gzip or none"
 expect_fail build
 expect_stderr_contains "-o FILE"
 [[ ! -e $TEST_TMP/e.img ]] || die "a failed build left $TEST_TMP/e.img"
-ls "$TEST_TMP"/*.tmp.* 2> /dev/null && die "a build left a staging file"
+ls -A "$TEST_TMP" | grep -F '.dim-tmp-' && die "a build left a staging file"
 true

@@ -9,7 +9,8 @@
 #    the other is pinned at the old one (dry run, status and the server's
 #    answer say so) until a push without --nodes releases it; `dimctl status`
 #    shows the version each mount runs;
-#  * a write past the node's overlay quota fails with ENOSPC on the node.
+#  * a write past the node's overlay quota fails with EDQUOT on the node, and
+#    the node's file keeps what the server has.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/rootfs_fuse_lib.sh
@@ -130,14 +131,15 @@ grep -q 'pinned:' "$TEST_TMP/status.txt" && die "a pin left after the full push:
 rf_umount "$mnt2"
 rf_umount "$mnt"
 
-log "a full overlay quota is ENOSPC on the node; freeing space works"
+log "a full overlay quota is EDQUOT on the node; freeing space works"
 rf_stop top
 echo "overlay_quota_bytes = 2M" >> "$TEST_TMP/top.conf"
 rf_start top
 rf_mount r01c1n01 "$mnt" "$TEST_TMP/cache1"
 expect_fail dd if=/dev/zero of="$mnt/usr/local/big" bs=1M count=3 conv=fsync status=none
-expect_stderr_contains "No space left on device"
+expect_stderr_contains "Disk quota exceeded"
 assert_eq "$(node_field r01c1n01 /usr/local/big size)" 0 "the refused content on the server"
+assert_eq "$(stat -c %s "$mnt/usr/local/big")" 0 "the refused content on the node"
 rm "$mnt/usr/local/big"
 dd if=/dev/zero of="$mnt/usr/local/fits" bs=1M count=1 conv=fsync status=none
 assert_eq "$(node_field r01c1n01 /usr/local/fits size)" $((1 << 20)) "a write within the quota"

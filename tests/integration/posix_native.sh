@@ -37,6 +37,26 @@ case $FS in
     with_timeout 120 unshare --mount --propagation private -- sh -c \
       'mount -t tmpfs -o size=512m,mode=0755 dim-posix-suite "$1" && exec "$2" "$1"' \
       _ "$dir" "$SUITE" || die "dim-posix-suite failed on tmpfs"
+    # The refusals group: a read-only bind mount (EROFS) and a tmpfs with no
+    # room for a block or an inode (ENOSPC), outside the scratch directory.
+    ref=$TEST_TMP/refusing
+    mkdir -p "$ref/ro" "$ref/full"
+    echo "as it was" > "$ref/ro/file"
+    # shellcheck disable=SC2016  # $1..$3 are the inner shell's
+    with_timeout 60 unshare --mount --propagation private -- sh -c '
+      set -e
+      mount --bind "$3/ro" "$3/ro"
+      mount -o remount,bind,ro "$3/ro"
+      mount -t tmpfs -o size=64k,nr_inodes=4,mode=0755 full "$3/full"
+      echo "as it was" > "$3/full/file"
+      dd if=/dev/zero of="$3/full/fill" bs=4k 2> /dev/null || true
+      n=0
+      while touch "$3/full/x$((n = n + 1))" 2> /dev/null; do :; done
+      exec "$2" "$1" --only refusals --refusing "erofs=$3/ro,enospc=$3/full"' \
+      _ "$dir" "$SUITE" "$ref" > "$TEST_TMP/refusals.log" 2>&1 ||
+      die "dim-posix-suite refusals failed on tmpfs: $(grep -E '^(FAIL|skip)' "$TEST_TMP/refusals.log")"
+    grep -q '^ok   refusals/EROFS:rename$' "$TEST_TMP/refusals.log" || die "the refusals group did not run"
+    grep -q '^ok   refusals/ENOSPC:grow_errno$' "$TEST_TMP/refusals.log" || die "the ENOSPC refusals did not run"
     ;;
   *) die "unknown filesystem kind $FS (native or tmpfs)" ;;
 esac

@@ -163,6 +163,9 @@ class Checks {
       : group_(std::move(group)), dir_(std::move(dir)), tally_(tally) {}
 
   const std::string& dir() const { return dir_; }
+  // --refusing KIND=PATH: directories where every change is refused with
+  // KIND's errno (erofs, enospc, edquot), for the refusals group.
+  std::vector<std::pair<int, std::string>> refusing;
   // A path inside the group's scratch directory.
   std::string P(std::string_view rel) const { return dir_ + "/" + std::string(rel); }
 
@@ -2504,6 +2507,179 @@ void GroupCwd(Checks& t) {
 // ---------------------------------------------------------------------------
 // The suite
 
+// Paths near and beyond PATH_MAX. Names of 255 bytes nest down to a file
+// whose absolute path is just below PATH_MAX, and everything works there;
+// the kernel refuses a longer path in one call. Below it, a tree deeper than
+// PATH_MAX is made through names relative to directory descriptors: it
+// works, or, where the filesystem limits whole paths (a network filesystem
+// whose server takes at most PATH_MAX), fails with ENAMETOOLONG and leaves
+// nothing behind.
+void GroupLongPaths(Checks& t) {
+  std::string d = t.dir();
+  int depth = 0;
+  while (d.size() + 2 * 256 < PATH_MAX - 8) {
+    d += "/" + std::string(1, static_cast<char>('a' + depth % 26)) + std::string(254, 'd');
+    if (::mkdir(d.c_str(), 0755) < 0) {
+      t.That("mkdir_nested", false,
+             "mkdir at depth " + std::to_string(depth) + ": " + ErrName(errno));
+      return;
+    }
+    depth++;
+  }
+  t.Note("depth " + std::to_string(depth) + ", " + std::to_string(d.size()) + " bytes");
+  const std::string f = d + "/" + std::string(255, 'f');
+  t.That("path_near_max", f.size() < PATH_MAX && f.size() > PATH_MAX - 300,
+         "the test path is " + std::to_string(f.size()) + " bytes");
+  t.Ok("create", Put(f, "deep data"));
+  t.Eq("read", "deep data", Get(f));
+  t.Eq("stat_size", 9, Lst(f).st_size);
+  const std::string g = d + "/" + std::string(255, 'g');
+  t.Ok("rename", R(::rename(f.c_str(), g.c_str())));
+  t.Fails("rename_source_gone", R(::access(f.c_str(), F_OK)), ENOENT);
+  const std::string h = d + "/" + std::string(255, 'h');
+  t.Ok("hardlink", R(::link(g.c_str(), h.c_str())));
+  t.Eq("hardlink_nlink", 2, Lst(g).st_nlink);
+  const std::string l = d + "/" + std::string(255, 'l');
+  t.Ok("symlink", R(::symlink(std::string(255, 'g').c_str(), l.c_str())));
+  t.Eq("symlink_follow", "deep data", Get(l));
+  t.Ok("chmod", R(::chmod(g.c_str(), 0600)));
+  t.Eq("chmod_mode", Oct{0600}, Perms(Lst(g)));
+  t.Ok("setxattr", SetXattr(g, "user.deep", "v"));
+  t.Eq("getxattr", "v", XattrValue(g, "user.deep"));
+  t.Ok("unlink", R(::unlink(h.c_str())));
+  t.Eq("unlink_nlink", 1, Lst(g).st_nlink);
+  struct stat st {};
+  std::string too_long = d + "/" + std::string(255, 'x') + "/" + std::string(255, 'y');
+  t.Fails("path_over_max", R(::stat(too_long.c_str(), &st)), ENAMETOOLONG);
+  t.Fails("create_path_over_max", Open(too_long, O_WRONLY | O_CREAT).res(), ENAMETOOLONG);
+
+  // Deeper than PATH_MAX, one directory descriptor at a time.
+  Fd at = Open(d, O_RDONLY | O_DIRECTORY);
+  if (!t.Ok("open_bottom", at.res())) return;
+  bool limited = false;
+  int deeper = 0;
+  for (; deeper < 4; deeper++) {
+    std::string name = "deep" + std::to_string(deeper) + std::string(250, 'z');
+    if (::mkdirat(at.get(), name.c_str(), 0755) < 0) {
+      int err = errno;
+      t.Eq("mkdir_beyond_max_errno", ErrName(ENAMETOOLONG), ErrName(err));
+      t.Fails("refused_dir_absent", R(::fstatat(at.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW)),
+              ENOENT);
+      Fd listing(::openat(at.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      std::vector<std::string> names;
+      if (DIR* dp = ::fdopendir(::dup(listing.get()))) {
+        while (struct dirent* e = ::readdir(dp)) names.push_back(e->d_name);
+        ::closedir(dp);
+      }
+      t.That("refused_dir_not_listed", std::find(names.begin(), names.end(), name) == names.end(),
+             "the refused directory is listed");
+      limited = true;
+      break;
+    }
+    Fd next(::openat(at.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!t.Ok("open_beyond_max", next.res())) return;
+    at = std::move(next);
+  }
+  if (limited) {
+    t.Note("the filesystem limits whole paths: refused at " + std::to_string(deeper + 1) +
+           " levels below");
+    return;
+  }
+  t.That("mkdir_beyond_max", true, "");
+  Fd file(::openat(at.get(), "file", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!t.Ok("create_beyond_max", file.res())) return;
+  t.Ok("write_beyond_max", WriteAll(file.get(), "deepest"));
+  t.Eq("read_beyond_max", "deepest", PreadStr(file.get(), 100, 0));
+  t.Ok("rename_beyond_max", R(::renameat(at.get(), "file", at.get(), "moved")));
+  t.Ok("unlink_beyond_max", R(::unlinkat(at.get(), "moved", 0)));
+}
+
+// Changes refused by the filesystem (--refusing KIND=PATH, PATH holding a
+// regular file named "file"): each fails with exactly KIND's errno and
+// leaves no trace. erofs: every change; enospc and edquot (no room, no
+// quota left): whatever adds an entry, and a write that grows "file"
+// (at the write, or at fsync or close where the data is sent later),
+// after which "file" is as it was. Skipped unless --refusing names one.
+void GroupRefusals(Checks& t) {
+  if (t.refusing.empty()) {
+    t.Skip("all", "no --refusing KIND=PATH given");
+    return;
+  }
+  for (const auto& [err, dir] : t.refusing) {
+    const std::string kind = ErrName(err) + ":";
+    const std::string file = dir + "/file";
+    struct stat before = Lst(file);
+    std::string content = Get(file);
+    if (!t.That(kind + "setup", S_ISREG(before.st_mode), dir + " has no regular file named file"))
+      continue;
+    struct stat st {};
+    auto absent = [&](const std::string& what, const std::string& name) {
+      t.Fails(kind + what + "_leaves_nothing", R(::lstat((dir + "/" + name).c_str(), &st)), ENOENT);
+      auto names = Names(dir);
+      t.That(kind + what + "_not_listed",
+             std::find(names.begin(), names.end(), name) == names.end(),
+             name + " is listed in " + dir);
+    };
+    t.Fails(kind + "create", Open(dir + "/new", O_WRONLY | O_CREAT | O_EXCL).res(), err);
+    absent("create", "new");
+    t.Fails(kind + "mkdir", R(::mkdir((dir + "/newdir").c_str(), 0755)), err);
+    absent("mkdir", "newdir");
+    t.Fails(kind + "symlink", R(::symlink("target", (dir + "/newlink").c_str())), err);
+    absent("symlink", "newlink");
+    t.Fails(kind + "mkfifo", R(::mkfifo((dir + "/newfifo").c_str(), 0644)), err);
+    absent("mkfifo", "newfifo");
+    t.Fails(kind + "link", R(::link(file.c_str(), (dir + "/newhard").c_str())), err);
+    absent("link", "newhard");
+    t.Eq(kind + "link_nlink", before.st_nlink, Lst(file).st_nlink);
+    if (err == EROFS) {
+      t.Fails(kind + "rename", R(::rename(file.c_str(), (dir + "/moved").c_str())), err);
+      absent("rename", "moved");
+      t.Fails(kind + "unlink", R(::unlink(file.c_str())), err);
+      t.Fails(kind + "chmod", R(::chmod(file.c_str(), 0600)), err);
+      t.Fails(kind + "chown", R(::chown(file.c_str(), 1234, 1234)), err);
+      t.Fails(kind + "utimes", R(::utimensat(AT_FDCWD, file.c_str(), nullptr, 0)), err);
+      t.Fails(kind + "truncate", R(::truncate(file.c_str(), 0)), err);
+      t.Fails(kind + "open_write", Open(file, O_WRONLY).res(), err);
+      t.Fails(kind + "setxattr", SetXattr(file, "user.x", "1"), err);
+    } else {
+      // The data may be refused at the write (what write(2) acknowledged
+      // before stays, as POSIX allows), or at fsync or close where it is
+      // sent later: then none of it stays.
+      int fd =
+          ::open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // closed by hand: close can fail
+      int got = 0;
+      bool at_write = true;
+      size_t acked = 0;
+      if (fd < 0) {
+        got = errno;
+      } else {
+        std::string mib(1 << 20, 'w');
+        for (int i = 0; i < 4 && got == 0; i++) {
+          for (size_t done = 0; done < mib.size() && got == 0;) {
+            ssize_t n = ::write(fd, mib.data() + done, mib.size() - done);
+            if (n < 0)
+              got = errno;
+            else
+              done += static_cast<size_t>(n), acked += static_cast<size_t>(n);
+          }
+        }
+        if (got == 0) at_write = false;
+        if (got == 0 && ::fsync(fd) < 0) got = errno;
+        if (::close(fd) < 0 && got == 0) got = errno;
+      }
+      t.Eq(kind + "grow_errno", ErrName(err), got == 0 ? "success" : ErrName(got));
+      std::string want = content + (at_write ? std::string(acked, 'w') : std::string());
+      t.Eq(kind + "file_holds_what_was_acknowledged", want, Get(file));
+      continue;
+    }
+    struct stat after = Lst(file);  // erofs: nothing at all changed
+    t.Eq(kind + "file_size_unchanged", before.st_size, after.st_size);
+    t.Eq(kind + "file_mode_unchanged", Oct{before.st_mode & 07777}, Oct{after.st_mode & 07777});
+    t.Eq(kind + "file_owner_unchanged", before.st_uid, after.st_uid);
+    t.Eq(kind + "file_content_unchanged", content, Get(file));
+  }
+}
+
 struct Group {
   const char* name;
   const char* about;
@@ -2514,6 +2690,10 @@ struct Group {
 constexpr Group kGroups[] = {
     {"lookup", "stat/lstat/fstatat/statx, ENOENT, ENOTDIR, ENAMETOOLONG, . and .., dir nlink",
      GroupLookup, false},
+    {"long_paths", "255-byte names to PATH_MAX, ENAMETOOLONG beyond, deeper trees through *at",
+     GroupLongPaths, false},
+    {"refusals", "--refusing KIND=PATH: exact EROFS/ENOSPC/EDQUOT and no trace", GroupRefusals,
+     false},
     {"readdir", "names incl. . and .., after create/unlink/rename, d_type, d_ino", GroupReaddir,
      false},
     {"readdir_large", "2000 entries: telldir/seekdir, rewinddir, small getdents64, churn",
@@ -2626,9 +2806,11 @@ void OnSignal(int sig) {
 
 // Runs one group in a child process; a crash, a timeout or an exit without
 // finishing fails the group.
-void RunGroup(const Group& g, const std::string& scratch, Tally* tally) {
+void RunGroup(const Group& g, const std::string& scratch, Tally* tally,
+              const std::vector<std::pair<int, std::string>>& refusing) {
   const std::string dir = scratch + "/" + g.name;
   Checks t(g.name, dir, tally);
+  t.refusing = refusing;
   if (::mkdir(dir.c_str(), 0755) < 0 || ::chmod(dir.c_str(), 0755) < 0) {
     t.That("setup", false, "cannot create " + dir + ": " + ErrName(errno));
     return;
@@ -2671,8 +2853,11 @@ void RunGroup(const Group& g, const std::string& scratch, Tally* tally) {
 void Usage(FILE* out) {
   std::fputs(
       "usage: dim-posix-suite DIR [--skip GROUP,...] [--only GROUP,...] [--list] [-v]\n"
+      "                       [--refusing KIND=PATH,...]\n"
       "Checks POSIX/Linux filesystem semantics in a scratch directory inside DIR\n"
-      "(removed afterwards). Run as root. --list shows the groups.\n",
+      "(removed afterwards). Run as root. --list shows the groups. --refusing\n"
+      "names directories where changes are refused (KIND erofs, enospc or edquot;\n"
+      "PATH holds a regular file named file), for the refusals group.\n",
       out);
 }
 
@@ -2701,6 +2886,7 @@ int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--print-ids") == 0) return PrintIds();
   std::string dir;
   std::set<std::string> skip, only;
+  std::vector<std::pair<int, std::string>> refusing;
   bool list = false, verbose = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -2711,6 +2897,21 @@ int main(int argc, char** argv) {
           return 2;
         }
         (a == "--skip" ? skip : only).insert(name);
+      }
+    } else if (a == "--refusing" && i + 1 < argc) {
+      for (const auto& kv : SplitComma(argv[++i])) {
+        size_t eq = kv.find('=');
+        std::string kind = kv.substr(0, eq);
+        int err = kind == "erofs"    ? EROFS
+                  : kind == "enospc" ? ENOSPC
+                  : kind == "edquot" ? EDQUOT
+                                     : 0;
+        if (eq == std::string::npos || err == 0) {
+          std::fprintf(
+              stderr, "dim-posix-suite: --refusing takes erofs=PATH, enospc=PATH or edquot=PATH\n");
+          return 2;
+        }
+        refusing.emplace_back(err, kv.substr(eq + 1));
       }
     } else if (a == "--list") {
       list = true;
@@ -2781,7 +2982,7 @@ int main(int argc, char** argv) {
   size_t ran = 0;
   for (const Group* g : run) {
     if (g_signal != 0) break;
-    RunGroup(*g, scratch, tally);
+    RunGroup(*g, scratch, tally, refusing);
     ran++;
   }
   Checks cleanup("cleanup", scratch, tally);

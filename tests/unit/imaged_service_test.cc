@@ -8,7 +8,9 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <ctime>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <thread>
 
 #include "dim/api_client.h"
+#include "dim/atomic_file.h"
 #include "dim/catalog.h"
 #include "dim/overlay_wire.h"
 #include "dim/wire.h"
@@ -424,6 +427,8 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   auto put = s.Call("PUT", "/v1/nodes/n1/overlay/usr/bin/evil", "node:n1", "x");
   CHECK(put.status == 403);
   CHECK(put.body.find("/usr/bin/evil is shared read-only in image deb (rule '/usr/')") != std::string::npos);
+  // The node answers the exact error: EROFS, not the EACCES of a 403 alone.
+  CHECK(put.body.find("\"errno\": \"EROFS\"") != std::string::npos);
   CHECK(s.Call("GET", "/v1/nodes/n1/overlay/usr/bin/evil", "node:n1").status == 404);
   CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1", "x").status == 200);
   // One refused operation refuses the batch: the directory before it is not made.
@@ -434,6 +439,7 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   dim::OverlayOp wh{dim::OverlayOp::kWhiteout, {}, "/usr/bin/ls", ""};
   auto ops = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mk, wh}));
   CHECK(ops.status == 403);
+  CHECK(ops.body.find("\"errno\": \"EROFS\"") != std::string::npos);
   CHECK(ListOverlay(s, "n1").count("/opt") == 0);
   // Directories may be made there (parents of writable paths); renames out may not.
   dim::OverlayOp usr{dim::OverlayOp::kMake, {}, "", ""};
@@ -829,6 +835,7 @@ TEST_CASE("overlay quota: a batch or write past a node's quota is refused whole 
   auto full = s.Call("PUT", "/v1/nodes/n1/overlay/var/b", "node:n1", data);
   CHECK(full.status == 507);
   CHECK(full.body.find("overlay quota of 1000") != std::string::npos);
+  CHECK(full.body.find("\"errno\": \"EDQUOT\"") != std::string::npos);
   // A ranged write that grows a file, and a sparse file, count their size.
   CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/var/a", "node:n1", "x", {{"offset", "999"}, {"size", "1000"}}).status == 507);
   auto sparse = Make("/var/sparse", dim::EntryType::kFile, 0644);
@@ -863,4 +870,55 @@ TEST_CASE("imaged config: overlay quotas") {
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("overlay_quota_bytes must be a size") != std::string::npos);
   CHECK(bad.status().message().find("overlay_quota_entries must be a number") != std::string::npos);
+}
+
+TEST_CASE("imaged: concurrent PUTs of a node's prefetch list each land whole, none fails") {
+  // They shared one staging name (".prefetch.tmp"): one writer removed or
+  // renamed another's half-written file, and PUTs failed with ENOENT.
+  Server s;
+  constexpr int kThreads = 8, kPuts = 25;
+  std::vector<std::thread> ts;
+  std::atomic<int> failed{0};
+  auto body = [](int t, int i) { return "/t" + std::to_string(t) + "/" + std::to_string(i) + "\n" + std::string(5000 + 37 * t, 'p'); };
+  for (int t = 0; t < kThreads; t++) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kPuts; i++) {
+        if (s.Call("PUT", "/v1/nodes/n1/prefetch", "node:n1", body(t, i)).status != 200) failed++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(failed == 0);
+  auto got = s.Call("GET", "/v1/nodes/n1/prefetch", "node:n1");
+  REQUIRE(got.status == 200);
+  int t = -1, i = -1;
+  REQUIRE(std::sscanf(got.body.c_str(), "/t%d/%d\n", &t, &i) == 2);
+  CHECK(got.body == body(t, i));
+  // Nothing but the list itself was left in the node's directory.
+  for (const auto& e : std::filesystem::directory_iterator(s.dir / "store/nodes/n1")) {
+    CHECK_MESSAGE(!dim::IsAtomicTemp(e.path().filename().string()), e.path());
+  }
+}
+
+TEST_CASE("node API: a path too long is refused with ENAMETOOLONG, a retried batch answered once") {
+  Server s;
+  std::string deep;
+  while (deep.size() <= 4096) deep += "/" + std::string(250, 'd');
+  auto put = s.Call("PUT", "/v1/nodes/n1/overlay" + deep, "node:n1", "x");
+  CHECK(put.status == 400);
+  CHECK(put.body.find("\"errno\": \"ENAMETOOLONG\"") != std::string::npos);
+  auto ops = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1",
+                    dim::EncodeOverlayOps({Make(deep, dim::EntryType::kDir, 0755)}, "m:1"));
+  CHECK(ops.status == 400);
+  CHECK(ops.body.find("\"errno\": \"ENAMETOOLONG\"") != std::string::npos);
+  // The same batch twice: the second answer is the first, the rename ran once.
+  REQUIRE(s.Call("PUT", "/v1/nodes/n1/overlay/srv/a", "node:n1", "a").status == 200);
+  std::string body = dim::EncodeOverlayOps({dim::OverlayOp{dim::OverlayOp::kRename, {}, "/srv/a", "/srv/b"}}, "m:2");
+  auto first = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", body);
+  CHECK(first.status == 200);
+  auto again = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", body);
+  CHECK(again.status == 200);
+  CHECK(again.body == first.body);
+  auto b = s.Call("GET", "/v1/nodes/n1/overlay/srv/b", "node:n1");
+  CHECK(Body(b) == "a");
 }

@@ -6,8 +6,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include "dim/node_overlay.h"
 #include "image/node_overlay_internal.h"
@@ -163,7 +166,7 @@ TEST_CASE("node overlay: a failed batch changes nothing, a good one renames whol
   grow.entry.size = 100;
   dim::OverlayOp bad{dim::OverlayOp::kRename, {}, "/missing", "/x"};
   auto s = (*o)->Apply({grow, dim::OverlayOp{dim::OverlayOp::kWhiteout, {}, "/a/b", ""}, bad}, **objects);
-  CHECK(s.code() == dim::Code::kNotFound);
+  CHECK(s.status().code() == dim::Code::kNotFound);
   auto after = (*o)->List();
   REQUIRE(after.ok());
   CheckSameListing(*before, *after);
@@ -202,4 +205,136 @@ TEST_CASE("node overlay: an overlay kept open sees changes another process made"
   for (const auto& i : *list) CHECK(i.entry.path != "/etc/motd");
   REQUIRE((*kept)->WriteFile("/etc/motd", "again").ok());
   CHECK(Read(**other, "/etc/motd") == "again");
+}
+
+namespace {
+
+struct OverlayFixture {
+  dimtest::TempDir dir;
+  std::unique_ptr<dim::ObjectStore> objects;
+  std::unique_ptr<dim::NodeOverlay> overlay;
+  OverlayFixture() {
+    REQUIRE(dim::ObjectStore::Create(dim::Env::Posix(), dir.path()).ok());
+    auto o = dim::ObjectStore::Open(dim::Env::Posix(), dir.path());
+    REQUIRE(o.ok());
+    objects = std::move(*o);
+    auto n = dim::NodeOverlay::Create(dir.path(), "n1");
+    REQUIRE(n.ok());
+    overlay = std::move(*n);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("node overlay: a retried batch (same id) is answered, not applied twice") {
+  OverlayFixture f;
+  REQUIRE(f.overlay->WriteFile("/srv/a", "first").ok());
+  REQUIRE(f.overlay->WriteFile("/srv/b", "second").ok());
+  // A rename over b and a hardlink: applied twice, the rename would fail
+  // (no /srv/a any more) or, with a new /srv/a, move that one over b.
+  std::vector<dim::OverlayOp> ops = {{dim::OverlayOp::kRename, {}, "/srv/a", "/srv/b"},
+                                     {dim::OverlayOp::kLink, {}, "/srv/b", "/srv/c"}};
+  auto first = f.overlay->Apply(ops, *f.objects, "m1:7");
+  REQUIRE_MESSAGE(first.ok(), first.status().ToString());
+  CHECK(*first == 2);
+  REQUIRE(f.overlay->WriteFile("/srv/a", "a new a").ok());
+  auto before = f.overlay->List();
+  REQUIRE(before.ok());
+  auto retry = f.overlay->Apply(ops, *f.objects, "m1:7");
+  REQUIRE_MESSAGE(retry.ok(), retry.status().ToString());
+  CHECK(*retry == 2);
+  auto after = f.overlay->List();
+  REQUIRE(after.ok());
+  CheckSameListing(*before, *after);
+  CHECK(Read(*f.overlay, "/srv/a") == "a new a");
+  CHECK(Read(*f.overlay, "/srv/b") == "first");
+  // Without an id (an older node), the same batch is applied again: here the
+  // new /srv/a moves over /srv/b.
+  REQUIRE(f.overlay->Apply(ops, *f.objects).ok());
+  CHECK(Read(*f.overlay, "/srv/b") == "a new a");
+  // A refused batch records no id: once its cause is gone, a retry applies it.
+  std::vector<dim::OverlayOp> later = {{dim::OverlayOp::kRename, {}, "/srv/x", "/srv/y"}};
+  CHECK(f.overlay->Apply(later, *f.objects, "m1:8").status().code() == dim::Code::kNotFound);
+  REQUIRE(f.overlay->WriteFile("/srv/x", "x").ok());
+  REQUIRE(f.overlay->Apply(later, *f.objects, "m1:8").ok());
+  CHECK(Read(*f.overlay, "/srv/y") == "x");
+}
+
+TEST_CASE("node overlay: the remembered batch ids are bounded") {
+  OverlayFixture f;
+  std::vector<dim::OverlayOp> noop = {{dim::OverlayOp::kRemove, {}, "/nothing", ""}};
+  for (int64_t i = 0; i < dim::NodeOverlay::kRememberedBatches + 10; i++) {
+    REQUIRE(f.overlay->Apply(noop, *f.objects, "b:" + std::to_string(i)).ok());
+  }
+  auto db = dim::overlay_internal::OpenDb(f.dir.path() + "/nodes/n1/overlay/overlay.db");
+  REQUIRE(db.ok());
+  auto st = (*db)->Prepare("SELECT count(*), min(id) FROM batches");
+  REQUIRE(st.ok());
+  REQUIRE(st->Step());
+  CHECK(st->Int(0) == dim::NodeOverlay::kRememberedBatches);
+}
+
+TEST_CASE("node overlay: a server killed between the operations of a batch applied none of them") {
+  OverlayFixture f;
+  REQUIRE(f.overlay->WriteFile("/srv/a", "content").ok());
+  auto before = f.overlay->List();
+  REQUIRE(before.ok());
+  std::vector<dim::OverlayOp> ops = {{dim::OverlayOp::kRename, {}, "/srv/a", "/srv/b"},
+                                     {dim::OverlayOp::kWhiteout, {}, "/srv/a", ""},
+                                     {dim::OverlayOp::kLink, {}, "/srv/b", "/srv/c"}};
+  for (size_t kill_after = 0; kill_after < ops.size(); kill_after++) {
+    INFO("killed after operation " << kill_after + 1);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // The child is the server: it opens the overlay as imaged does and dies
+      // by SIGKILL in the middle of the batch.
+      auto o = dim::NodeOverlay::Open(f.dir.path(), "n1");
+      if (!o.ok()) ::_exit(3);
+      (*o)->set_after_op([&](size_t i) {
+        if (i == kill_after) ::kill(::getpid(), SIGKILL);
+      });
+      (void)(*o)->Apply(ops, *f.objects, "killed:1");
+      ::_exit(4);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+    auto o = dim::NodeOverlay::Open(f.dir.path(), "n1");
+    REQUIRE(o.ok());
+    auto after = (*o)->List();
+    REQUIRE(after.ok());
+    CheckSameListing(*before, *after);
+  }
+  // The node's retry of the same batch then applies it whole, once.
+  auto o = dim::NodeOverlay::Open(f.dir.path(), "n1");
+  REQUIRE(o.ok());
+  REQUIRE((*o)->Apply(ops, *f.objects, "killed:1").ok());
+  REQUIRE((*o)->Apply(ops, *f.objects, "killed:1").ok());
+  CHECK(Read(**o, "/srv/b") == "content");
+  CHECK(Read(**o, "/srv/c") == "content");
+  auto a = (*o)->Lookup("/srv/a");
+  REQUIRE(a.ok());
+  REQUIRE(a->has_value());
+  CHECK((*a)->whiteout);
+}
+
+TEST_CASE("node overlay: an overlay of schema 1 gains the batch table on open") {
+  OverlayFixture f;
+  REQUIRE(f.overlay->WriteFile("/etc/motd", "kept").ok());
+  f.overlay.reset();
+  std::string db_path = f.dir.path() + "/nodes/n1/overlay/overlay.db";
+  {
+    auto db = dim::sql::Db::Open(db_path);
+    REQUIRE(db.ok());
+    REQUIRE((*db)->Exec("DROP TABLE batches; UPDATE meta SET value = 1 WHERE key = 'schema'").ok());
+  }
+  auto o = dim::NodeOverlay::Open(f.dir.path(), "n1");
+  REQUIRE_MESSAGE(o.ok(), o.status().ToString());
+  CHECK(Read(**o, "/etc/motd") == "kept");
+  std::vector<dim::OverlayOp> ops = {{dim::OverlayOp::kRename, {}, "/etc/motd", "/etc/motd2"}};
+  REQUIRE((*o)->Apply(ops, *f.objects, "old:1").ok());
+  REQUIRE((*o)->Apply(ops, *f.objects, "old:1").ok());
+  CHECK(Read(**o, "/etc/motd2") == "kept");
 }

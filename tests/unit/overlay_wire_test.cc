@@ -3,6 +3,8 @@
 #include <fstream>
 #include <iterator>
 
+#include <cerrno>
+
 #include "dim/overlay_wire.h"
 
 namespace {
@@ -52,8 +54,49 @@ TEST_CASE("overlay wire: unclean paths and bad bodies are refused") {
   for (size_t n = 9; n < ops.size(); n++) CHECK(!dim::ParseOverlayOps(ops.substr(0, n)).ok());
 }
 
+TEST_CASE("overlay wire: a batch id travels with its operations and is checked") {
+  std::vector<dim::OverlayOp> ops = {{dim::OverlayOp::kRename, {}, "/srv/a", "/srv/b"}};
+  std::string body = dim::EncodeOverlayOps(ops, "0123abcd:42");
+  CHECK(body.rfind("DIMOPS2\n", 0) == 0);
+  std::string batch;
+  auto parsed = dim::ParseOverlayOps(body, &batch);
+  REQUIRE(parsed.ok());
+  CHECK(batch == "0123abcd:42");
+  CHECK(dim::EncodeOverlayOps(*parsed, batch) == body);
+  // Without an id: the form of older nodes, still accepted.
+  REQUIRE(dim::ParseOverlayOps(dim::EncodeOverlayOps(ops), &batch).ok());
+  CHECK(batch.empty());
+  for (const std::string& bad : {std::string(), std::string(65, 'a'), std::string("a b"), std::string("a\n"),
+                                 std::string("a/b")}) {
+    CHECK_FALSE(dim::ValidBatchId(bad));
+    std::string len(4, '\0');
+    len[0] = static_cast<char>(bad.size());
+    CHECK_MESSAGE(!dim::ParseOverlayOps("DIMOPS2\n" + len + bad).ok(), bad);
+  }
+}
+
+TEST_CASE("overlay wire: a path too long is ENAMETOOLONG, not a plain bad request") {
+  std::string long_name = "/" + std::string(256, 'n');
+  std::string long_path;
+  while (long_path.size() <= 4096) long_path += "/" + std::string(200, 'p');
+  for (const std::string& p : {long_name, long_path}) {
+    auto r = dim::ParseOverlayOps(dim::EncodeOverlayOps({{dim::OverlayOp::kWhiteout, {}, p, ""}}));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().posix_errno() == ENAMETOOLONG);
+    CHECK(dim::ToErrno(r.status()) == ENAMETOOLONG);
+  }
+  // Names of 255 bytes and 4096 bytes in all are fine.
+  std::string fits;
+  while (fits.size() + 256 <= 4096) fits += "/" + std::string(255, 'f');
+  CHECK(dim::ParseOverlayOps(dim::EncodeOverlayOps({{dim::OverlayOp::kWhiteout, {}, fits, ""}})).ok());
+  // An unclean path stays a bad request without an errno to answer.
+  auto unclean = dim::ParseOverlayOps(dim::EncodeOverlayOps({{dim::OverlayOp::kWhiteout, {}, "/a/../b", ""}}));
+  REQUIRE_FALSE(unclean.ok());
+  CHECK(unclean.status().posix_errno() == 0);
+}
+
 TEST_CASE("overlay wire: the fuzz seeds are valid bodies") {
-  for (const char* name : {"list", "ops"}) {
+  for (const char* name : {"list", "ops", "batch"}) {
     std::ifstream in(std::string(DIM_FUZZ_CORPUS) + "/overlay_wire/" + name, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     REQUIRE(bytes.size() > 1);

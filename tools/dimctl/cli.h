@@ -99,6 +99,7 @@ Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();
 void AddNodeOverlayVerbs(Noun& node);
+void AddNodePowerVerbs(Noun& node);
 Noun PushCommands();
 void AddRollbackVerb(Noun& image);
 Noun StatusCommands();

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "common.h"
 #include "dim/cluster/values.h"
+#include "dim/atomic_file.h"
 #include "dim/fd.h"
 #include "dim/owner.h"
 
@@ -58,33 +59,19 @@ Status Add(Invocation& inv) {
   if (::fstat(in.get(), &st) != 0) return dim::PosixError("stat " + src);
   if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(src + " is not a regular file");
   // Written beside, synced, renamed over: a booting node sees the old file or the new one.
-  const std::string tmp_name = "." + name + ".tmp", tmp = dir + "/" + tmp_name;
-  (void)::unlinkat(d.get(), tmp_name.c_str(), 0);
-  dim::Fd out(::openat(d.get(), tmp_name.c_str(),
-                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!out.valid()) return dim::PosixError("create " + tmp);
-  auto fail = [&](Status s) {
-    (void)::unlinkat(d.get(), tmp_name.c_str(), 0);
-    return s;
-  };
-  if (Status s = dim::HandToDirOwner(d.get(), out.get(), tmp); !s.ok()) return fail(s);
+  std::string dst = dir + "/" + name;
+  DIM_ASSIGN_OR_RETURN(dim::AtomicFile out, dim::AtomicFile::CreateAt(d.get(), name, dst));
   std::vector<char> buf(1 << 20);
   for (;;) {
     ssize_t n = ::read(in.get(), buf.data(), buf.size());
-    if (n < 0) return fail(dim::PosixError("read " + src));
-    if (n == 0) break;
-    for (ssize_t off = 0; off < n;) {
-      ssize_t w = ::write(out.get(), buf.data() + off, static_cast<size_t>(n - off));
-      if (w < 0) return fail(dim::PosixError("write " + tmp));
-      off += w;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return dim::PosixError("read " + src);
     }
+    if (n == 0) break;
+    DIM_RETURN_IF_ERROR(out.Append(std::string_view(buf.data(), static_cast<size_t>(n))));
   }
-  if (::fsync(out.get()) != 0) return fail(dim::PosixError("fsync " + tmp));
-  std::string dst = dir + "/" + name;
-  if (::renameat(d.get(), tmp_name.c_str(), d.get(), name.c_str()) != 0) {
-    return fail(dim::PosixError("rename to " + dst));
-  }
-  (void)::fsync(d.get());
+  DIM_RETURN_IF_ERROR(out.Commit());
   if (inv.global.verbosity >= 0) {
     std::printf("%s: %s (%s), served as /v1/boot/files/%s\n", dst.c_str(), src.c_str(),
                 HumanBytes(static_cast<uint64_t>(st.st_size)).c_str(), name.c_str());

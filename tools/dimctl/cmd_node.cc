@@ -7,6 +7,8 @@
 
 #include "cli.h"
 #include "common.h"
+#include "node_select.h"
+#include "dim/cluster/bmc.h"
 #include "dim/cluster/generate.h"
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/load.h"
@@ -20,11 +22,6 @@ namespace {
 using dim::Status;
 namespace dc = dim::cluster;
 
-struct Selection {
-  dc::Cluster cluster;
-  std::vector<const dc::Node*> nodes;  // point into cluster
-};
-
 constexpr const char* kNothingRegistered = "no nodes registered: run 'dimctl cluster apply FILE' first";
 
 // The registry of the store at --root; NotFound when there is no store.
@@ -33,8 +30,9 @@ dim::Result<dc::RegistrySnapshot> ReadRegistry(const Invocation& inv) {
   return dc::Registry(store->catalog().db()).Load();
 }
 
-// Reads the cluster (registry, or --cluster FILE) and resolves the range argument.
-Status Select(const Invocation& inv, Selection& sel) {
+}  // namespace
+
+Status SelectNodes(const Invocation& inv, const std::string& range, Selection& sel) {
   if (auto file = inv.get("cluster")) {
     std::string note;
     DIM_ASSIGN_OR_RETURN(sel.cluster, dc::LoadValidClusterWithRegistry(
@@ -52,10 +50,15 @@ Status Select(const Invocation& inv, Selection& sel) {
     }
     sel.cluster = std::move(snap->cluster);
   }
-  DIM_ASSIGN_OR_RETURN(sel.nodes, dc::SelectNodes(sel.cluster, inv.args[0]));
-  if (sel.nodes.empty()) return Status::NotFound("range '" + inv.args[0] + "' selects no node");
+  DIM_ASSIGN_OR_RETURN(sel.nodes, dc::SelectNodes(sel.cluster, range));
+  if (sel.nodes.empty()) return Status::NotFound("range '" + range + "' selects no node");
   return Status::Ok();
 }
+
+namespace {
+
+// The range argument is the first one.
+Status Select(const Invocation& inv, Selection& sel) { return SelectNodes(inv, inv.args[0], sel); }
 
 std::string NodeJson(const dc::Cluster& c, const dc::Node& n, bool full) {
   std::string o = "{\"name\":" + JsonEscape(n.name);
@@ -81,7 +84,14 @@ std::string NodeJson(const dc::Cluster& c, const dc::Node& n, bool full) {
          ",\"ip6\":" + (itf.ip6 ? JsonEscape(itf.ip6->ToString()) : "null") +
          ",\"hostname\":" + JsonEscape(itf.hostname) + ",\"fqdn\":" + JsonEscape(c.Fqdn(itf)) + "}";
   }
-  return o + "]}";
+  o += "],\"bmc\":";
+  if (!n.bmc) return o + "null}";
+  const dc::Bmc& b = *n.bmc;
+  return o + "{\"network\":" + JsonEscape(b.network) + ",\"address\":" +
+         JsonEscape(b.address.ToString()) + ",\"origin\":" + JsonEscape(b.origin) +
+         ",\"type\":" + JsonEscape(dc::BmcTypeName(b.type)) + ",\"port\":" + std::to_string(b.port) +
+         ",\"user\":" + JsonEscape(b.user) + ",\"credentials\":" + JsonEscape(b.credentials) +
+         ",\"cipher_suite\":" + (b.cipher_suite < 0 ? "null" : std::to_string(b.cipher_suite)) + "}}";
 }
 
 Status List(Invocation& inv) {
@@ -145,6 +155,7 @@ Status Show(Invocation& inv) {
                 << (itf.ip6 ? itf.ip6->ToString() + (itf.ip6_explicit ? " (explicit)" : "") + "  " : "")
                 << c.Fqdn(itf) << "\n";
     }
+    if (n.bmc) std::cout << "  bmc:         " << dc::BmcText(*n.bmc) << "\n";
   }
   return Status::Ok();
 }
@@ -314,7 +325,7 @@ const Option kClusterOption{"cluster", 'c', "FILE",
 }  // namespace
 
 Noun NodeCommands() {
-  Noun n{"node", "nodes: list, show, wake; provision, diff and view their overlays", {}};
+  Noun n{"node", "nodes: list, show, wake, power, console; provision, diff and view their overlays", {}};
   const std::string ranges =
       "RANGE is a hostlist: node[001-064], r01c[1-4]n[01-16], comma lists,\n"
       "@group (with its sub-groups), @all, and -ITEM to exclude, applied left to\n"

@@ -268,7 +268,7 @@ Status Revert(Invocation& inv) {
     }
     ops.push_back({dim::OverlayOp::kRemove, {}, inv.args[i], ""});
   }
-  DIM_RETURN_IF_ERROR(overlay->Apply(ops, store->objects()));
+  DIM_RETURN_IF_ERROR(overlay->Apply(ops, store->objects()).status());
   if (inv.global.verbosity >= 0) {
     std::printf("%s: %zu paths show the image again (after the node remounts)\n", inv.args[0].c_str(),
                 ops.size());

@@ -179,12 +179,16 @@ Status Gc(Invocation& inv) {
   if (inv.json()) {
     std::cout << "{\"referenced\":" << st.referenced << ",\"present\":" << st.present
               << ",\"removed\":" << st.removed << ",\"bytes_freed\":" << st.bytes_freed
-              << ",\"dry_run\":" << (dry ? "true" : "false") << "}\n";
+              << ",\"temps_removed\":" << st.temps_removed << ",\"dry_run\":" << (dry ? "true" : "false") << "}\n";
   } else if (inv.global.verbosity >= 0) {
     std::printf("%s %llu of %llu objects (%s); %llu referenced\n",
                 dry ? "would remove" : "removed", static_cast<unsigned long long>(st.removed),
                 static_cast<unsigned long long>(st.present), HumanBytes(st.bytes_freed).c_str(),
                 static_cast<unsigned long long>(st.referenced));
+    if (st.temps_removed > 0) {
+      std::printf("removed %llu staging files that interrupted writes left\n",
+                  static_cast<unsigned long long>(st.temps_removed));
+    }
   }
   return Status::Ok();
 }

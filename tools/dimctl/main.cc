@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::ClusterCommands());
   dimctl::Noun node = dimctl::NodeCommands();
   dimctl::AddNodeOverlayVerbs(node);
+  dimctl::AddNodePowerVerbs(node);
   cli.Add(std::move(node));
   cli.Add(dimctl::InitrdCommands());
   cli.Add(dimctl::BootCommands());

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "dim/atomic_file.h"
+#include "dim/owner.h"
 #include "dim/status.h"
 
 namespace dim {
@@ -34,8 +36,13 @@ class RandomAccessFile {
 class Env {
  public:
   virtual ~Env() = default;
-  // Creates a new file exclusively (O_EXCL): staging names are unique.
+  // Creates a new file exclusively (O_EXCL, mode 0600): staging names are
+  // unique. Root hands it to the owner of its directory (dim/owner.h).
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
+  // The same when the caller already knows that owner (OwnerOfDirPath once
+  // for a batch of files in one store), saving a stat per file.
+  virtual Result<std::unique_ptr<WritableFile>> NewWritableFileFor(const std::string& path,
+                                                                   const DirOwner& owner) = 0;
   virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
       const std::string& path) = 0;
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
@@ -49,14 +56,17 @@ class Env {
   // of staged objects durable, instead of one fsync per object.
   virtual Status SyncFs(const std::string& path) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  // Replaces path durably and atomically (dim/atomic_file.h).
+  virtual Status WriteFileAtomic(const std::string& path, std::string_view data,
+                                 const AtomicFileOptions& opts) = 0;
 
   // The process-wide POSIX environment. Stateless, so sharing it is safe.
   static Env* Posix();
 };
 
-// Replaces `path` with `data` so that a crash leaves the old or the new file:
-// staged beside it under a hidden name (".NAME.tmp", which listings of the
-// directory skip), synced, renamed over, directory synced.
+// Replaces `path` with `data` (mode 0600) so that a crash leaves the old or
+// the new file and a return leaves the new one on disk: staged beside it under
+// a unique hidden name, synced, renamed over, directory synced.
 Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data);
 
 // Wraps an Env and fails on command. Thread-safe (counters are atomic).
@@ -73,6 +83,8 @@ class FaultEnv : public Env {
   void CrashAfterRenames(int64_t n) { renames_left_ = n; }
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override;
+  Result<std::unique_ptr<WritableFile>> NewWritableFileFor(const std::string& path,
+                                                           const DirOwner& owner) override;
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& p) override {
     return base_->NewRandomAccessFile(p);
   }
@@ -84,6 +96,8 @@ class FaultEnv : public Env {
   Status SyncFile(const std::string& p) override;
   Status SyncFs(const std::string& p) override;
   bool Exists(const std::string& p) override { return base_->Exists(p); }
+  Status WriteFileAtomic(const std::string& p, std::string_view data,
+                         const AtomicFileOptions& opts) override;
 
   bool crashed() const { return crashed_; }
   // Used by the wrapped WritableFile.

@@ -81,6 +81,7 @@ Status SetTimes(const std::string& full, const Entry& e);
 
 struct GcStats {
   uint64_t referenced = 0, present = 0, removed = 0, bytes_freed = 0;
+  uint64_t temps_removed = 0;  // staging files of atomic writes a crash left
 };
 Result<GcStats> CollectGarbage(Store& store, bool dry_run);
 

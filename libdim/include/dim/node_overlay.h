@@ -118,8 +118,17 @@ class NodeOverlay {
   Result<OverlayUsage> Usage();
 
   // Applies a batch of operations as one transaction: all or nothing. File
-  // contents a kMake names by object id are copied from `objects`.
-  Status Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects);
+  // contents a kMake names by object id are copied from `objects`. A batch
+  // with an id (dim/overlay_wire.h) is recorded in the same transaction; a
+  // batch whose id is recorded is not applied again (a node retrying after a
+  // lost answer) and returns the count of operations it applied first. The
+  // newest kRememberedBatches ids are kept.
+  static constexpr int64_t kRememberedBatches = 4096;
+  Result<size_t> Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects,
+                       const std::string& batch = "");
+  // Tests: called after each operation of a batch is applied, before the
+  // commit (a test kills the process there to show the batch is all or nothing).
+  void set_after_op(std::function<void(size_t)> f) { after_op_ = std::move(f); }
   // The node's view of its overlay, parents before children (the wire
   // listing, docs/protocol.md). The root is not listed.
   Result<std::vector<OverlayListItem>> List();
@@ -174,6 +183,7 @@ class NodeOverlay {
   OverlayQuota quota_;
   const policy::PolicySet* policy_ = nullptr;
   ImageLookup image_lookup_;
+  std::function<void(size_t)> after_op_;
 };
 
 // The node's stable machine-id: 32 hex digits derived from the node name.

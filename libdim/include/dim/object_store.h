@@ -117,7 +117,7 @@ class ObjectStore {
 
    private:
     friend class ObjectStore;
-    Batch(ObjectStore* store, std::string staging_dir, bool compress_later);
+    Batch(ObjectStore* store, std::string staging_dir, DirOwner owner, bool compress_later);
     Result<Digest> PutChunkList(const ChunkList& list);
     Status Stage(const Digest& id, ObjectKind kind, std::string_view body);
     Status StageEncoded(const Digest& id, std::string_view encoded);
@@ -130,6 +130,7 @@ class ObjectStore {
     std::string StagePath(const Digest& id) const;
 
     std::string staging_dir_;  // staging/<tag>: marks the batch as live; holds its queue
+    DirOwner owner_;           // who staged files belong to, asked once per batch
     std::string tag_;          // "<pid>-<random>"
     const bool compress_later_;
     mutable std::mutex mu_;

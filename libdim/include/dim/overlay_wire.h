@@ -37,12 +37,22 @@ struct OverlayOp {
 std::string EncodeOverlayList(const std::vector<OverlayListItem>& items);
 Result<std::vector<OverlayListItem>> ParseOverlayList(std::string_view body);
 
-std::string EncodeOverlayOps(const std::vector<OverlayOp>& ops);
+// batch: the batch's id ("DIMOPS2"), which makes a retry idempotent: the
+// server answers a batch id it has applied with the first answer instead of
+// applying it again. Empty: no id ("DIMOPS1", nodes of older releases).
+std::string EncodeOverlayOps(const std::vector<OverlayOp>& ops, const std::string& batch = "");
 // Every path is absolute and clean (no empty, "." or ".." components, at
-// most 4096 bytes); only kMake may name "/".
-Result<std::vector<OverlayOp>> ParseOverlayOps(std::string_view body);
+// most 255 bytes per component and 4096 in all; a longer one is refused with
+// errno ENAMETOOLONG); only kMake may name "/". *batch gets the batch id
+// ("" for DIMOPS1).
+Result<std::vector<OverlayOp>> ParseOverlayOps(std::string_view body, std::string* batch = nullptr);
+// A batch id: 1 to 64 bytes of [0-9A-Za-z._:-].
+bool ValidBatchId(std::string_view id);
 
-// An absolute path without empty, "." or ".." components.
+// An absolute path without empty, "." or ".." components, within the lengths above.
 bool CleanEntryPath(const std::string& p);
+// Ok for a clean path; else InvalidArgument naming `what`, with errno
+// ENAMETOOLONG when only a length is wrong (a node answers that, not EINVAL).
+Status CheckEntryPath(const std::string& p, const std::string& what);
 
 }  // namespace dim

@@ -43,6 +43,15 @@ class [[nodiscard]] Status {
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
+  // The POSIX errno this error stands for, when it came from one (a syscall,
+  // or a server's refusal that names one); 0 when only the code is known.
+  // rootfs-fuse answers it exactly instead of guessing from the code.
+  int posix_errno() const { return errno_; }
+  Status WithErrno(int err) const {
+    Status s = *this;
+    s.errno_ = err;
+    return s;
+  }
   const std::string& message() const { return msg_; }
   // "corruption: object ab12… (for /usr/bin/ls) fails its hash check"
   std::string ToString() const;
@@ -51,10 +60,19 @@ class [[nodiscard]] Status {
 
  private:
   Code code_ = Code::kOk;
+  int errno_ = 0;
   std::string msg_;
 };
 
 const char* CodeName(Code code);
+
+// The symbolic name of a POSIX errno ("ENOSPC"), and back (0 for a name this
+// table lacks). Servers name the errno of a refusal in their JSON errors by
+// name, which does not depend on the architecture.
+const char* ErrnoName(int err);
+int ErrnoFromName(const std::string& name);
+// The errno a status stands for: its own, else the nearest for its code.
+int ToErrno(const Status& s);
 
 // Turns errno from a failed syscall into a Status naming the operation and the file.
 // "open /srv/master/etc/shadow: Permission denied"

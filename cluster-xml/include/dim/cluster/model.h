@@ -104,6 +104,25 @@ struct Interface {
   SourceLocation where;
 };
 
+// How dimctl reaches a node's baseboard management controller over IPMI
+// (power, Serial-over-LAN console; docs/cluster-xml.md). Values are checked
+// where they are read (CheckBmcValues): they become ipmitool arguments.
+enum class BmcType { kLanplus, kLan };  // IPMI 2.0 RMCP+ (-I lanplus), IPMI 1.5 (-I lan)
+
+struct Bmc {
+  std::string network;             // "" when only address= places it
+  Ipv4 address;
+  // "explicit" (address=), "interface" (the node's interface on network),
+  // "position" (network node-base + the node's position).
+  std::string origin;
+  BmcType type = BmcType::kLanplus;
+  int port = 623;
+  std::string user;                // "": the credentials entry's user, else anonymous
+  std::string credentials = "default";  // entry of the BMC credentials file
+  int cipher_suite = -1;           // ipmitool -C; -1: ipmitool chooses
+  SourceLocation where;
+};
+
 struct Node {
   std::string name;
   Position position;
@@ -114,6 +133,7 @@ struct Node {
   std::string server;  // second-level (or top) server that serves its image
   bool server_by_rack = false;  // chosen by the rack rule rather than named
   std::vector<Interface> interfaces;  // [0] is the boot interface
+  std::optional<Bmc> bmc;             // absent: no <bmc> applies to the node
   SourceLocation where;
 
   const Interface& boot() const { return interfaces.front(); }
