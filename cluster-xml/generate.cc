@@ -6,6 +6,7 @@
 
 #include "dim/cluster/values.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace dim::cluster {
@@ -42,6 +43,13 @@ std::string Dotted(const std::vector<Ipv4>& ips, const char* sep) {
   return out;
 }
 
+bool HasIpv6(const Cluster& c) {
+  for (const auto& n : c.networks) {
+    if (n.ipv6_prefix) return true;
+  }
+  return false;
+}
+
 const Server* TopServer(const Cluster& c) {
   for (const auto& s : c.servers) {
     if (s.role == ServerRole::kTop) return &s;
@@ -73,6 +81,18 @@ std::string Hex(const Mac& m) {
   return buf;
 }
 
+// Kea's "comment" and a subnet's "option-data" list, shared by Dhcp4 and Dhcp6.
+std::string KeaComment(const Cluster& c) {
+  std::string h = Header(c, "");
+  return "    \"comment\": " + JsonString(h.substr(1, h.size() - 2)) + ",\n";
+}
+
+std::string KeaOptionData(const std::vector<std::string>& opts) {
+  std::string o = "        \"option-data\": [";
+  for (size_t i = 0; i < opts.size(); ++i) o += (i ? ",\n          " : "\n          ") + opts[i];
+  return o + (opts.empty() ? "],\n" : "\n        ],\n");
+}
+
 // The DHCP tag/class naming a network or a node; names are [a-z0-9-] already.
 std::string NetTag(const Network& n) { return "net-" + n.name; }
 std::string NodeTag(const Node& n) { return "node-" + n.name; }
@@ -81,11 +101,12 @@ std::string NodeTag(const Node& n) { return "node-" + n.name; }
 
 Result<Format> ParseFormat(const std::string& name) {
   for (Format f : {Format::kDnsmasq, Format::kIsc, Format::kKea, Format::kHosts, Format::kEthers,
-                   Format::kIpxe, Format::kPxelinux}) {
+                   Format::kIpxe, Format::kPxelinux, Format::kIsc6, Format::kKea6, Format::kRadvd}) {
     if (name == FormatName(f)) return f;
   }
   return Status::InvalidArgument("unknown format '" + name +
-                                 "'; use dnsmasq, isc, kea, hosts, ethers, ipxe or pxelinux");
+                                 "'; use dnsmasq, isc, isc6, kea, kea6, radvd, hosts, ethers, "
+                                 "ipxe or pxelinux");
 }
 
 const char* FormatName(Format f) {
@@ -97,6 +118,9 @@ const char* FormatName(Format f) {
     case Format::kEthers: return "ethers";
     case Format::kIpxe: return "ipxe";
     case Format::kPxelinux: return "pxelinux";
+    case Format::kIsc6: return "isc6";
+    case Format::kKea6: return "kea6";
+    case Format::kRadvd: return "radvd";
   }
   return "?";
 }
@@ -123,6 +147,13 @@ Result<std::string> GenerateDnsmasq(const Cluster& c) {
        "dhcp-match=set:efi64,option:client-arch,9\n"
        "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n"
        "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n";
+  if (HasIpv6(c)) {
+    // Router advertisements with the managed flag, so nodes ask DHCPv6; a
+    // router lifetime of 0, since the DHCP server is not the network's router
+    // (which announces the default route itself).
+    o += "enable-ra\n"
+         "ra-param=*,600,0\n";
+  }
   for (const auto& n : c.networks) {
     std::string tag = NetTag(n);
     std::string mask = n.subnet.Netmask().ToString();
@@ -138,16 +169,32 @@ Result<std::string> GenerateDnsmasq(const Cluster& c) {
     std::string domain = n.domain.empty() ? c.domain : n.domain;
     if (!domain.empty()) o += "dhcp-option=tag:" + tag + ",option:domain-name," + domain + "\n";
     if (n.mtu) o += "dhcp-option=tag:" + tag + ",option:mtu," + std::to_string(n.mtu) + "\n";
+    if (n.ipv6_prefix) {
+      o += "dhcp-range=set:" + tag + "," + n.ipv6_prefix->network.ToString() + ",static," +
+           std::to_string(n.ipv6_prefix->prefix) + ",12h\n";
+      if (!n.dns6.empty()) {
+        std::string list;
+        for (const auto& d : n.dns6) list += ",[" + d.ToString() + "]";
+        o += "dhcp-option=tag:" + tag + ",option6:dns-server" + list + "\n";
+      }
+      if (!domain.empty()) o += "dhcp-option=tag:" + tag + ",option6:domain-search," + domain + "\n";
+    }
   }
   o += "\n# nodes: static leases; the boot interface gets its iPXE script\n";
   for (const auto& node : c.nodes) {
     for (size_t i = 0; i < node.interfaces.size(); ++i) {
       const Interface& itf = node.interfaces[i];
       o += "dhcp-host=" + itf.mac.ToString() + (i == 0 ? ",set:" + NodeTag(node) : "") + "," +
-           itf.ip.ToString() + "," + itf.hostname + "\n";
+           itf.ip.ToString() + (itf.ip6 ? ",[" + itf.ip6->ToString() + "]" : "") + "," +
+           itf.hostname + "\n";
     }
     if (!node.interfaces.empty()) {
       o += "dhcp-boot=tag:ipxe,tag:" + NodeTag(node) + "," + IpxeScriptUrl(c, node) + "\n";
+      // DHCPv6 has no file field: iPXE reads its script URL from option 59.
+      if (node.boot().ip6) {
+        o += "dhcp-option=tag:ipxe,tag:" + NodeTag(node) + ",option6:bootfile-url," +
+             IpxeScriptUrl(c, node) + "\n";
+      }
     }
   }
   return o;
@@ -207,7 +254,7 @@ Result<std::string> GenerateKea(const Cluster& c) {
   const std::string efi = "(option[93].hex == 0x0007 or option[93].hex == 0x0009)";
   std::string o = "{\n";
   o += "  \"Dhcp4\": {\n";
-  o += "    \"comment\": " + JsonString(Header(c, "").substr(1, Header(c, "").size() - 2)) + ",\n";
+  o += KeaComment(c);
   o += "    \"interfaces-config\": { \"interfaces\": [ \"*\" ] },\n";
   o += "    \"lease-database\": { \"type\": \"memfile\", \"lfc-interval\": 3600 },\n";
   o += "    \"valid-lifetime\": 43200,\n";
@@ -246,9 +293,7 @@ Result<std::string> GenerateKea(const Cluster& c) {
     if (!n.dns.empty()) opts.push_back("{ \"name\": \"domain-name-servers\", \"data\": \"" + Dotted(n.dns, ", ") + "\" }");
     if (!n.domain.empty()) opts.push_back("{ \"name\": \"domain-name\", \"data\": " + JsonString(n.domain) + " }");
     if (n.mtu) opts.push_back("{ \"name\": \"interface-mtu\", \"data\": \"" + std::to_string(n.mtu) + "\" }");
-    o += "        \"option-data\": [";
-    for (size_t i = 0; i < opts.size(); ++i) o += (i ? ",\n          " : "\n          ") + opts[i];
-    o += opts.empty() ? "],\n" : "\n        ],\n";
+    o += KeaOptionData(opts);
     o += "        \"reservations\": [";
     bool first = true;
     for (const auto& node : c.nodes) {
@@ -268,13 +313,155 @@ Result<std::string> GenerateKea(const Cluster& c) {
   return o;
 }
 
+Result<std::string> GenerateIscDhcpd6(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
+  std::string o = Header(c, "#");
+  o += "# DHCPv6 for 'dhcpd -6'; router advertisements with the managed flag come from\n"
+       "# radvd ('dimctl cluster gen --format=radvd'). iPXE gets its node's script URL\n"
+       "# in option 59 (bootfile-url).\n"
+       "authoritative;\n"
+       "default-lease-time 43200;\n"
+       "preferred-lifetime 21600;\n";
+  if (!c.domain.empty()) o += "option dhcp6.domain-search \"" + c.domain + "\";\n";
+  for (const auto& n : c.networks) {
+    if (!n.ipv6_prefix) continue;
+    o += "\n# network " + n.name + "\n";
+    o += "subnet6 " + n.ipv6_prefix->ToString() + " {\n";
+    if (!n.dns6.empty()) {
+      std::string list;
+      for (const auto& d : n.dns6) list += (list.empty() ? "" : ", ") + d.ToString();
+      o += "  option dhcp6.name-servers " + list + ";\n";
+    }
+    if (!n.domain.empty()) o += "  option dhcp6.domain-search \"" + n.domain + "\";\n";
+    o += "}\n";
+  }
+  o += "\n# nodes\n";
+  for (const auto& node : c.nodes) {
+    for (size_t i = 0; i < node.interfaces.size(); ++i) {
+      const Interface& itf = node.interfaces[i];
+      if (!itf.ip6) continue;
+      o += "host " + itf.hostname + " {\n";
+      o += "  hardware ethernet " + itf.mac.ToString() + ";\n";
+      o += "  fixed-address6 " + itf.ip6->ToString() + ";\n";
+      if (i == 0) o += "  option dhcp6.bootfile-url \"" + IpxeScriptUrl(c, node) + "\";\n";
+      o += "}\n";
+    }
+  }
+  return o;
+}
+
+Result<std::string> GenerateKea6(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
+  // DHCPv6 clients are known by DUID; Kea matches reservations by the MAC
+  // it finds in the DUID, the link layer or a relay ("mac-sources": any).
+  std::string o = "{\n";
+  o += "  \"Dhcp6\": {\n";
+  o += KeaComment(c);
+  std::vector<std::string> ifaces;
+  for (const auto& n : c.networks) {
+    if (n.ipv6_prefix && !n.dhcp_interface.empty() &&
+        std::find(ifaces.begin(), ifaces.end(), n.dhcp_interface) == ifaces.end()) {
+      ifaces.push_back(n.dhcp_interface);
+    }
+  }
+  std::string iface_list;
+  for (const auto& i : ifaces) iface_list += (iface_list.empty() ? "" : ", ") + JsonString(i);
+  o += "    \"interfaces-config\": { \"interfaces\": [ " + (ifaces.empty() ? "\"*\"" : iface_list) + " ] },\n";
+  o += "    \"lease-database\": { \"type\": \"memfile\", \"lfc-interval\": 3600 },\n";
+  o += "    \"host-reservation-identifiers\": [ \"hw-address\", \"duid\" ],\n";
+  o += "    \"mac-sources\": [ \"any\" ],\n";
+  o += "    \"preferred-lifetime\": 21600,\n";
+  o += "    \"valid-lifetime\": 43200,\n";
+  if (!c.domain.empty()) {
+    o += "    \"option-data\": [ { \"name\": \"domain-search\", \"data\": " + JsonString(c.domain) + " } ],\n";
+  }
+  o += "    \"subnet6\": [";
+  bool first_net = true;
+  for (size_t k = 0; k < c.networks.size(); ++k) {
+    const Network& n = c.networks[k];
+    if (!n.ipv6_prefix) continue;
+    o += first_net ? "\n" : ",\n";
+    first_net = false;
+    o += "      {\n";
+    o += "        \"id\": " + std::to_string(k + 1) + ",\n";
+    o += "        \"subnet\": \"" + n.ipv6_prefix->ToString() + "\",\n";
+    // Directly attached clients are matched to a subnet by the interface.
+    if (!n.dhcp_interface.empty()) o += "        \"interface\": " + JsonString(n.dhcp_interface) + ",\n";
+    std::vector<std::string> opts;
+    if (!n.dns6.empty()) {
+      std::string list;
+      for (const auto& d : n.dns6) list += (list.empty() ? "" : ", ") + d.ToString();
+      opts.push_back("{ \"name\": \"dns-servers\", \"data\": \"" + list + "\" }");
+    }
+    if (!n.domain.empty()) opts.push_back("{ \"name\": \"domain-search\", \"data\": " + JsonString(n.domain) + " }");
+    o += KeaOptionData(opts);
+    o += "        \"reservations\": [";
+    bool first = true;
+    for (const auto& node : c.nodes) {
+      for (size_t i = 0; i < node.interfaces.size(); ++i) {
+        const Interface& itf = node.interfaces[i];
+        if (itf.network != n.name || !itf.ip6) continue;
+        o += first ? "\n" : ",\n";
+        first = false;
+        o += "          { \"hw-address\": \"" + itf.mac.ToString() + "\", \"ip-addresses\": [ \"" +
+             itf.ip6->ToString() + "\" ], \"hostname\": " + JsonString(itf.hostname);
+        if (i == 0) {
+          o += ", \"option-data\": [ { \"name\": \"bootfile-url\", \"data\": " +
+               JsonString(IpxeScriptUrl(c, node)) + " } ]";
+        }
+        o += " }";
+      }
+    }
+    o += first ? "]\n" : "\n        ]\n";
+    o += "      }";
+  }
+  o += "\n    ]\n";
+  o += "  }\n}\n";
+  return o;
+}
+
+Result<std::string> GenerateRadvd(const Cluster& c) {
+  DIM_RETURN_IF_ERROR(CheckClusterValues(c));
+  std::string o = Header(c, "#");
+  o += "# Router advertisements that send nodes to DHCPv6 (managed flag) for their\n"
+       "# addresses; no SLAAC, and no default route: the DHCP server is not the\n"
+       "# router, whose own advertisements announce the route.\n";
+  for (const auto& n : c.networks) {
+    if (!n.ipv6_prefix) continue;
+    o += "\n# network " + n.name + "\n";
+    if (n.dhcp_interface.empty()) {
+      o += "# not advertised: the network has no dhcp-interface\n";
+      continue;
+    }
+    o += "interface " + n.dhcp_interface + " {\n";
+    o += "  AdvSendAdvert on;\n";
+    o += "  AdvManagedFlag on;\n";
+    o += "  AdvOtherConfigFlag on;\n";
+    o += "  AdvDefaultLifetime 0;\n";
+    if (n.mtu) o += "  AdvLinkMTU " + std::to_string(n.mtu) + ";\n";
+    o += "  prefix " + n.ipv6_prefix->ToString() + " {\n";
+    o += "    AdvOnLink on;\n";
+    o += "    AdvAutonomous off;\n";
+    o += "  };\n";
+    if (!n.dns6.empty()) {
+      std::string list;
+      for (const auto& d : n.dns6) list += " " + d.ToString();
+      o += "  RDNSS" + list + " {\n  };\n";
+    }
+    std::string domain = n.domain.empty() ? c.domain : n.domain;
+    if (!domain.empty()) o += "  DNSSL " + domain + " {\n  };\n";
+    o += "};\n";
+  }
+  return o;
+}
+
 Result<std::string> GenerateHosts(const Cluster& c) {
   DIM_RETURN_IF_ERROR(CheckClusterValues(c));
   std::string o = Header(c, "#");
-  auto line = [&](Ipv4 ip, const std::string& fqdn, const std::string& host) {
-    char buf[20];
-    std::snprintf(buf, sizeof buf, "%-15s ", ip.ToString().c_str());
-    o += buf + (fqdn == host ? host : fqdn + " " + host) + "\n";
+  auto line = [&](const std::string& ip, const std::string& fqdn, const std::string& host) {
+    std::string padded = ip;
+    if (padded.size() < 15) padded.resize(15, ' ');
+    o += padded + " " + (fqdn == host ? host : fqdn + " " + host) + "\n";
   };
   o += "127.0.0.1       localhost\n"
        "::1             localhost ip6-localhost ip6-loopback\n"
@@ -282,11 +469,16 @@ Result<std::string> GenerateHosts(const Cluster& c) {
   for (const auto& s : c.servers) {
     const Network* n = c.FindNetwork(s.network);
     std::string d = n && !n->domain.empty() ? n->domain : c.domain;
-    line(s.address, d.empty() ? s.name : s.name + "." + d, s.name);
+    std::string fqdn = d.empty() ? s.name : s.name + "." + d;
+    line(s.address.ToString(), fqdn, s.name);
+    if (s.address6) line(s.address6->ToString(), fqdn, s.name);
   }
   o += "\n# nodes\n";
   for (const auto& node : c.nodes) {
-    for (const auto& itf : node.interfaces) line(itf.ip, c.Fqdn(itf), itf.hostname);
+    for (const auto& itf : node.interfaces) {
+      line(itf.ip.ToString(), c.Fqdn(itf), itf.hostname);
+      if (itf.ip6) line(itf.ip6->ToString(), c.Fqdn(itf), itf.hostname);
+    }
   }
   return o;
 }
@@ -341,6 +533,9 @@ Result<std::vector<GeneratedFile>> Generate(const Cluster& c, Format f) {
     case Format::kKea: return one(GenerateKea(c));
     case Format::kHosts: return one(GenerateHosts(c));
     case Format::kEthers: return one(GenerateEthers(c));
+    case Format::kIsc6: return one(GenerateIscDhcpd6(c));
+    case Format::kKea6: return one(GenerateKea6(c));
+    case Format::kRadvd: return one(GenerateRadvd(c));
     case Format::kIpxe:
     case Format::kPxelinux: {
       // File names come from node names, checked as host names: no '/', no "..".

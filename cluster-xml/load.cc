@@ -1,5 +1,7 @@
 #include "dim/cluster/load.h"
 
+#include <sys/stat.h>
+
 #include "dim/cluster/values.h"
 #include "dim/env.h"
 
@@ -8,7 +10,7 @@
 namespace dim::cluster {
 
 std::string Diagnostic::ToString() const {
-  std::string out = where.ToString() + ": error: <" + element + ">: " + problem;
+  std::string out = where.ToString() + (warning ? ": warning: <" : ": error: <") + element + ">: " + problem;
   if (!fix.empty()) out += (problem.ends_with('?') ? " " : "; ") + fix;
   return out;
 }
@@ -26,6 +28,13 @@ LoadResult LoadClusterFromString(std::string_view text, const std::string& file,
   internal::Diagnostics diag;
   internal::Spec spec;
   LoadResult out;
+  if (text.size() > static_cast<size_t>(kMaxDescriptionBytes)) {
+    out.diagnostics.push_back({{file, 1, 1}, "xml",
+                               "the document is " + std::to_string(text.size()) + " bytes; at most " +
+                                   std::to_string(kMaxDescriptionBytes) + " are read",
+                               "is it the right file? split the cluster otherwise"});
+    return out;
+  }
   if (internal::ParseSpec(text, file, spec, diag)) out.cluster = internal::Resolve(spec, prior, diag);
   // The generators check every value again; whatever the loader accepts must
   // pass there, or `validate` would pass a file `gen` refuses.
@@ -36,10 +45,19 @@ LoadResult LoadClusterFromString(std::string_view text, const std::string& file,
     }
   }
   out.diagnostics = diag.Take();
+  out.warnings = diag.TakeWarnings();
   return out;
 }
 
 Result<LoadResult> LoadClusterFile(const std::string& path, const PriorAddresses& prior) {
+  // A description of the largest cluster the loader's list caps allow is far
+  // smaller; this bounds what a wrong path (a disk image, /dev/zero) costs.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > kMaxDescriptionBytes) {
+    return Status::InvalidArgument(path + " is " + std::to_string(st.st_size) +
+                                   " bytes; a cluster description has at most " +
+                                   std::to_string(kMaxDescriptionBytes) + ": is it the right file?");
+  }
   auto text = Env::Posix()->ReadFile(path);
   if (!text.ok()) return text.status();
   return LoadClusterFromString(*text, path, prior);

@@ -49,6 +49,11 @@ const Image* Cluster::FindImage(const std::string& n) const { return FindByName(
 const Group* Cluster::FindGroup(const std::string& n) const { return FindByName(groups, n); }
 const Node* Cluster::FindNode(const std::string& n) const { return FindByName(nodes, n); }
 
+std::optional<Ipv6> Network::Ipv6For(Ipv4 ip) const {
+  if (!ipv6_prefix || !subnet.Contains(ip)) return std::nullopt;
+  return ipv6_prefix->network.Plus(ip.value - subnet.network.value);
+}
+
 std::string Cluster::Fqdn(const Interface& itf) const {
   const Network* net = FindNetwork(itf.network);
   const std::string& d = net && !net->domain.empty() ? net->domain : domain;

@@ -57,16 +57,24 @@ Fields SiteFields(const Cluster& c) {
           {"naming", NamingText(c.naming)}};
 }
 
-Fields NetworkFields(const Network& n) {
+// dns= as written: IPv4 servers, then IPv6 ones.
+std::string DnsText(const Network& n) {
   std::vector<std::string> dns;
   for (const auto& d : n.dns) dns.push_back(d.ToString());
+  for (const auto& d : n.dns6) dns.push_back(d.ToString());
+  return Join(dns, " ");
+}
+
+std::string Ip6Text(const std::optional<Ipv6>& ip) { return ip ? ip->ToString() : ""; }
+
+Fields NetworkFields(const Network& n) {
   return {{"subnet", n.subnet.ToString()},
           {"gateway", n.gateway ? n.gateway->ToString() : ""},
-          {"dns", Join(dns, " ")},
+          {"dns", DnsText(n)},
           {"domain", n.domain},
           {"mtu", n.mtu ? std::to_string(n.mtu) : ""},
           {"vlan", n.vlan ? std::to_string(n.vlan) : ""},
-          {"ipv6-prefix", n.ipv6_prefix},
+          {"ipv6-prefix", n.ipv6_prefix ? n.ipv6_prefix->ToString() : ""},
           {"dynamic-range",
            n.dynamic ? n.dynamic->first.ToString() + "-" + n.dynamic->last.ToString() : ""},
           {"node-base", n.node_base ? n.node_base->ToString() : ""},
@@ -77,7 +85,8 @@ Fields ImageFields(const Image& i) { return {{"kernel", i.kernel}, {"initrd", i.
 
 Fields ServerFields(const Server& s) {
   return {{"role", RoleName(s.role)},       {"network", s.network},
-          {"address", s.address.ToString()}, {"boot-url", s.boot_url},
+          {"address", s.address.ToString()}, {"address6", Ip6Text(s.address6)},
+          {"boot-url", s.boot_url},
           {"racks", RacksText(s.racks)}};
 }
 
@@ -104,6 +113,9 @@ Fields NodeFields(const Node& n) {
   for (const auto& itf : n.interfaces) {
     f.push_back({"mac " + itf.network, itf.mac.ToString()});
     f.push_back({"ip " + itf.network, itf.ip.ToString() + (itf.ip_explicit ? " (explicit)" : "")});
+    if (itf.ip6) {
+      f.push_back({"ip6 " + itf.network, itf.ip6->ToString() + (itf.ip6_explicit ? " (explicit)" : "")});
+    }
   }
   f.push_back({"bmc", n.bmc ? BmcText(*n.bmc) : ""});
   return f;
@@ -189,6 +201,14 @@ std::optional<std::string> IpText(const std::optional<Ipv4>& ip) {
 }
 
 // Reads an address column; Corruption when it does not parse.
+Status ReadIp6(const sql::Db& db, const std::string& text, const std::string& what,
+               std::optional<Ipv6>* out) {
+  if (text.empty()) return Status::Ok();
+  *out = Ipv6::Parse(text);
+  if (!*out) return Corrupt(db, what + " has invalid IPv6 address '" + text + "'");
+  return Status::Ok();
+}
+
 Status ReadIp(const sql::Db& db, const std::string& text, const std::string& what, Ipv4* out) {
   auto ip = Ipv4::Parse(text);
   if (!ip) return Corrupt(db, what + " has invalid address '" + text + "'");
@@ -305,13 +325,23 @@ Result<RegistrySnapshot> Registry::Load() {
       for (size_t start = 0; start < dns.size();) {
         size_t sp = dns.find(' ', start);
         if (sp == std::string::npos) sp = dns.size();
-        DIM_RETURN_IF_ERROR(ReadIp(db_, dns.substr(start, sp - start), what, &n.dns.emplace_back()));
+        std::string one = dns.substr(start, sp - start);
+        if (one.find(':') != std::string::npos) {
+          std::optional<Ipv6> ip6;
+          DIM_RETURN_IF_ERROR(ReadIp6(db_, one, what, &ip6));
+          n.dns6.push_back(*ip6);
+        } else {
+          DIM_RETURN_IF_ERROR(ReadIp(db_, one, what, &n.dns.emplace_back()));
+        }
         start = sp + 1;
       }
       n.domain = s.Text(4);
       n.mtu = static_cast<int>(s.Int(5));
       n.vlan = static_cast<int>(s.Int(6));
-      n.ipv6_prefix = s.Text(7);
+      if (std::string p = s.Text(7); !p.empty()) {
+        n.ipv6_prefix = Subnet6::Parse(p);
+        if (!n.ipv6_prefix) return Corrupt(db_, what + " has invalid ipv6-prefix '" + p + "'");
+      }
       if (!s.IsNull(8) && !s.IsNull(9)) {
         AddressRange r;
         DIM_RETURN_IF_ERROR(ReadIp(db_, s.Text(8), what, &r.first));
@@ -332,7 +362,7 @@ Result<RegistrySnapshot> Registry::Load() {
   }
   {
     DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare(
-        "SELECT name, role, network, ipv4, boot_url, racks FROM cluster_servers ORDER BY ord"));
+        "SELECT name, role, network, ipv4, boot_url, racks, ipv6 FROM cluster_servers ORDER BY ord"));
     while (s.Step()) {
       Server sv;
       sv.name = s.Text(0);
@@ -341,6 +371,7 @@ Result<RegistrySnapshot> Registry::Load() {
       DIM_RETURN_IF_ERROR(ReadIp(db_, s.Text(3), "server '" + sv.name + "'", &sv.address));
       sv.boot_url = s.Text(4);
       sv.racks = ParseRacks(s.Text(5));
+      DIM_RETURN_IF_ERROR(ReadIp6(db_, OptText(s, 6).value_or(""), "server '" + sv.name + "'", &sv.address6));
       c.servers.push_back(std::move(sv));
     }
     DIM_RETURN_IF_ERROR(s.status());
@@ -402,7 +433,7 @@ Result<RegistrySnapshot> Registry::Load() {
     }
     DIM_RETURN_IF_ERROR(k.status());
     DIM_ASSIGN_OR_RETURN(sql::Stmt i, db_.Prepare(
-        "SELECT node, network, mac, ipv4, origin, hostname FROM cluster_interfaces"
+        "SELECT node, network, mac, ipv4, origin, hostname, ipv6 FROM cluster_interfaces"
         " ORDER BY node, ord"));
     while (i.Step()) {
       Node* n = node(i.Text(0));
@@ -415,6 +446,11 @@ Result<RegistrySnapshot> Registry::Load() {
       DIM_RETURN_IF_ERROR(ReadIp(db_, i.Text(3), "node '" + n->name + "'", &itf.ip));
       itf.ip_explicit = i.Text(4) == "explicit";
       itf.hostname = i.Text(5);
+      DIM_RETURN_IF_ERROR(ReadIp6(db_, OptText(i, 6).value_or(""), "node '" + n->name + "'", &itf.ip6));
+      // Explicit is what the prefix rule would not give (the row keeps one origin).
+      if (const Network* net = c.FindNetwork(itf.network); itf.ip6 && net) {
+        itf.ip6_explicit = net->Ipv6For(itf.ip) != itf.ip6;
+      }
       n->interfaces.push_back(std::move(itf));
     }
     DIM_RETURN_IF_ERROR(i.status());
@@ -556,12 +592,10 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
       {"subnet", "gateway", "dns", "domain", "mtu", "vlan", "ipv6_prefix", "dynamic_start",
        "dynamic_end", "node_base", "allocation"},
       [](sql::Stmt& s, const Network& n, int64_t, const Cluster&) {
-        std::vector<std::string> dns;
-        for (const auto& d : n.dns) dns.push_back(d.ToString());
         s.Bind(3, n.subnet.ToString());
         BindOpt(s, 4, IpText(n.gateway));
-        s.Bind(5, Join(dns, " ")).Bind(6, n.domain).Bind(7, int64_t{n.mtu}).Bind(8, int64_t{n.vlan});
-        s.Bind(9, n.ipv6_prefix);
+        s.Bind(5, DnsText(n)).Bind(6, n.domain).Bind(7, int64_t{n.mtu}).Bind(8, int64_t{n.vlan});
+        s.Bind(9, n.ipv6_prefix ? n.ipv6_prefix->ToString() : "");
         BindOpt(s, 10, n.dynamic ? std::optional(n.dynamic->first.ToString()) : std::nullopt);
         BindOpt(s, 11, n.dynamic ? std::optional(n.dynamic->last.ToString()) : std::nullopt);
         BindOpt(s, 12, IpText(n.node_base));
@@ -575,7 +609,8 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
   DIM_ASSIGN_OR_RETURN(auto servers, TableWriter<Server>::Make(
       db_, "cluster_servers", {"role", "network", "ipv4", "ipv6", "boot_url", "racks"},
       [](sql::Stmt& s, const Server& v, int64_t, const Cluster&) {
-        s.Bind(3, RoleName(v.role)).Bind(4, v.network).Bind(5, v.address.ToString()).BindNull(6);
+        s.Bind(3, RoleName(v.role)).Bind(4, v.network).Bind(5, v.address.ToString());
+        BindOpt(s, 6, v.address6 ? std::optional(v.address6->ToString()) : std::nullopt);
         s.Bind(7, v.boot_url).Bind(8, RacksText(v.racks));
       }));
   DIM_ASSIGN_OR_RETURN(auto groups, TableWriter<Group>::Make(
@@ -641,7 +676,7 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
       "INSERT INTO cluster_node_keepout(node, ord, path) VALUES(?1, ?2, ?3)"));
   DIM_ASSIGN_OR_RETURN(sql::Stmt add_interface, db_.Prepare(
       "INSERT INTO cluster_interfaces(node, ord, network, mac, ipv4, ipv6, origin, hostname)"
-      " VALUES(?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)"));
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7)"));
   DIM_ASSIGN_OR_RETURN(sql::Stmt add_bmc, db_.Prepare(
       "INSERT INTO cluster_bmcs(node, network, ipv4, origin, type, port, user, credentials,"
       " cipher_suite) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
@@ -657,14 +692,15 @@ Status Registry::Apply(const Cluster& after, const RegistryDiff& diff, int64_t g
         const char* origin = itf.ip_explicit ? "explicit"
                              : net && net->allocation == Allocation::kSequential ? "sequential"
                                                                                  : "position";
-        DIM_RETURN_IF_ERROR(add_interface.Bind(1, n->name)
-                                .Bind(2, int64_t(i))
-                                .Bind(3, itf.network)
-                                .Bind(4, itf.mac.ToString())
-                                .Bind(5, itf.ip.ToString())
-                                .Bind(6, origin)
-                                .Bind(7, itf.hostname)
-                                .Run());
+        add_interface.Bind(1, n->name)
+            .Bind(2, int64_t(i))
+            .Bind(3, itf.network)
+            .Bind(4, itf.mac.ToString())
+            .Bind(5, itf.ip.ToString())
+            .Bind(6, origin)
+            .Bind(7, itf.hostname);
+        BindOpt(add_interface, 8, itf.ip6 ? std::optional(itf.ip6->ToString()) : std::nullopt);
+        DIM_RETURN_IF_ERROR(add_interface.Run());
       }
       if (const auto& b = n->bmc) {
         DIM_RETURN_IF_ERROR(add_bmc.Bind(1, n->name)

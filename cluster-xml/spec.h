@@ -15,18 +15,38 @@
 
 namespace dim::cluster::internal {
 
-// Collects diagnostics; every check reports here and carries on.
+// Collects diagnostics; every check reports here and carries on. Past
+// kMaxDiagnostics errors only the count goes on (a broken generated file of a
+// million nodes must not print a million lines), and Full() tells checks to
+// skip what only makes messages better (suggestions).
 class Diagnostics {
  public:
+  static constexpr size_t kMaxDiagnostics = 1000;
+
   void Error(const SourceLocation& where, std::string element, std::string problem,
              std::string fix) {
+    if (++errors_ > kMaxDiagnostics) {
+      last_dropped_ = where;
+      return;
+    }
     list_.push_back({where, std::move(element), std::move(problem), std::move(fix)});
   }
-  std::vector<Diagnostic> Take();  // sorted by line, then column
-  size_t size() const { return list_.size(); }
+  // Legal but suspicious: reported, but the description still loads.
+  void Warn(const SourceLocation& where, std::string element, std::string problem,
+            std::string fix) {
+    if (warnings_.size() >= kMaxDiagnostics) return;
+    warnings_.push_back({where, std::move(element), std::move(problem), std::move(fix), true});
+  }
+  std::vector<Diagnostic> Take();          // sorted by line, then column
+  std::vector<Diagnostic> TakeWarnings();  // the same
+  size_t size() const { return errors_; }
+  bool Full() const { return errors_ >= kMaxDiagnostics; }
 
  private:
   std::vector<Diagnostic> list_;
+  std::vector<Diagnostic> warnings_;
+  size_t errors_ = 0;
+  SourceLocation last_dropped_;
 };
 
 // Locations of an element and of each attribute it has.
@@ -73,6 +93,7 @@ struct ImageSpec {
 struct ServerSpec {
   Server server;
   bool address_ok = false;
+  bool address6_given = false;  // else derived from the network's prefix
   Located loc;
 };
 
@@ -99,6 +120,8 @@ struct InterfaceSpec {
   std::optional<Mac> mac;  // nullopt: missing or invalid (already reported)
   std::optional<Ipv4> ip;
   bool ip_invalid = false;
+  std::optional<Ipv6> ip6;
+  bool ip6_invalid = false;
   Located loc;
 };
 

@@ -9,6 +9,7 @@
 #include "dim/cluster/values.h"
 
 #include <cstdio>
+#include <unordered_map>
 
 #include "dim/cluster/generate.h"
 
@@ -59,6 +60,7 @@ const char* KindName(ValueKind kind) {
     case ValueKind::kDimKernelArgs: return "kernel argument list";
     case ValueKind::kTftpRoot: return "TFTP root";
     case ValueKind::kIpv6Prefix: return "IPv6 prefix";
+    case ValueKind::kIfName: return "network interface name";
     case ValueKind::kKeepoutPath: return "keep-out path";
   }
   return "value";
@@ -96,6 +98,9 @@ const char* Fix(ValueKind kind) {
       return "write an absolute directory path of letters, digits, '.', '_', '+', '-', '~' and '/'";
     case ValueKind::kIpv6Prefix:
       return "write it like fd00:10::/64";
+    case ValueKind::kIfName:
+      return "write the server's interface name as 'ip link' shows it: 1-15 letters, digits, "
+             "'.', '_' and '-', not starting with '.' or '-'";
     case ValueKind::kKeepoutPath:
       return "write the path as it appears on the node, starting with '/', on one line";
   }
@@ -283,6 +288,16 @@ std::string Ipv6PrefixReason(std::string_view v) {
   return "";
 }
 
+std::string IfNameReason(std::string_view v) {
+  if (v.empty()) return "it is empty";
+  if (v.size() > 15) return "it is " + Len(v.size()) + "; Linux interface names have at most 15";
+  for (char c : v) {
+    if (!IsAlnum(c) && c != '.' && c != '_' && c != '-') return "it contains " + CharName(c);
+  }
+  if (v.front() == '.' || v.front() == '-') return std::string("it starts with '") + v.front() + "'";
+  return "";
+}
+
 std::string KeepoutReason(std::string_view v) {
   if (v.empty() || v.front() != '/') return "it is not absolute";
   if (v.size() > 4096) return "it is " + Len(v.size()) + "; at most 4096";
@@ -315,6 +330,7 @@ std::string Reason(ValueKind kind, std::string_view v) {
     case ValueKind::kDimKernelArgs: return KernelArgsReason(v, true);
     case ValueKind::kTftpRoot: return TftpRootReason(v);
     case ValueKind::kIpv6Prefix: return Ipv6PrefixReason(v);
+    case ValueKind::kIfName: return IfNameReason(v);
     case ValueKind::kKeepoutPath: return KeepoutReason(v);
   }
   return "";
@@ -324,6 +340,14 @@ std::string Reason(ValueKind kind, std::string_view v) {
 class ClusterChecker {
  public:
   explicit ClusterChecker(const Cluster& c) : c_(c) {}
+
+  // Name indexes, so checking every node costs O(nodes), not O(nodes * servers).
+  void Index() {
+    for (const auto& s : c_.servers) servers_.emplace(s.name, &s);
+    for (const auto& i : c_.images) images_.emplace(i.name, &i);
+    for (const auto& n : c_.networks) networks_.emplace(n.name, &n);
+    indexed_ = true;
+  }
 
   // The value of `field` of entity `what` 'name' ("node 'x'"); the message is
   // built only for a value that fails.
@@ -347,8 +371,21 @@ class ClusterChecker {
 
   void Site() { Check(ValueKind::kSiteName, c_.name, "", "", "name"); }
 
+  template <typename T>
+  const T* Find(const std::unordered_map<std::string, const T*>& index, const std::vector<T>& items,
+                const std::string& name) const {
+    if (indexed_) {
+      auto it = index.find(name);
+      return it == index.end() ? nullptr : it->second;
+    }
+    for (const auto& i : items) {
+      if (i.name == name) return &i;
+    }
+    return nullptr;
+  }
+
   void Server(const std::string& name) {
-    const cluster::Server* s = c_.FindServer(name);
+    const cluster::Server* s = Find(servers_, c_.servers, name);
     if (!s) return Fail(Who("server", name) + " is not in the cluster");
     Check(ValueKind::kHostName, s->name, "server", s->name, "name");
     Check(ValueKind::kBootUrl, s->boot_url, "server", s->name, "boot-url");
@@ -356,7 +393,7 @@ class ClusterChecker {
 
   void Image(const std::string& name) {
     Check(ValueKind::kImageName, name, "image", name, "name");
-    if (const cluster::Image* im = c_.FindImage(name)) {
+    if (const cluster::Image* im = Find(images_, c_.images, name)) {
       Check(ValueKind::kBootFileName, im->kernel, "image", name, "kernel");
       Check(ValueKind::kBootFileName, im->initrd, "image", name, "initrd");
     }
@@ -368,20 +405,25 @@ class ClusterChecker {
     Image(n.image);
     Server(n.server);
     if (!first_.ok()) return;
-    if (std::string url = IpxeScriptUrl(c_, n); url.size() > kMaxBootFileUrl) {
+    const cluster::Server* s = Find(servers_, c_.servers, n.server);
+    std::string url = (s ? s->boot_url : "") + "/v1/boot/nodes/" + n.name + ".ipxe";  // IpxeScriptUrl
+    if (url.size() > kMaxBootFileUrl) {
       Fail(Who("node", n.name) + ": its iPXE script URL '" + url + "' is " + std::to_string(url.size()) +
            " characters long; DHCP's boot file field holds " + std::to_string(kMaxBootFileUrl));
     }
   }
 
   void Everything() {
+    Index();
     Site();
     if (!c_.domain.empty()) Check(ValueKind::kDomain, c_.domain, "", "", "domain");
     Check(ValueKind::kTftpRoot, c_.tftp_root, "", "", "tftp-root");
     for (const auto& n : c_.networks) {
       Check(ValueKind::kHostName, n.name, "network", n.name, "name");
       if (!n.domain.empty()) Check(ValueKind::kDomain, n.domain, "network", n.name, "domain");
-      if (!n.ipv6_prefix.empty()) Check(ValueKind::kIpv6Prefix, n.ipv6_prefix, "network", n.name, "ipv6-prefix");
+      if (!n.dhcp_interface.empty()) {
+        Check(ValueKind::kIfName, n.dhcp_interface, "network", n.name, "dhcp-interface");
+      }
     }
     for (const auto& i : c_.images) Image(i.name);
     for (const auto& s : c_.servers) {
@@ -411,7 +453,7 @@ class ClusterChecker {
   // hosts files write HOST.DOMAIN, the network's domain or else the site's.
   void Fqdn(const std::string& host, const std::string& network, const char* what,
             const std::string& name) {
-    const Network* net = c_.FindNetwork(network);
+    const Network* net = Find(networks_, c_.networks, network);
     const std::string& d = net && !net->domain.empty() ? net->domain : c_.domain;
     if (!d.empty() && host.size() + 1 + d.size() > 253) {
       Fail(Who(what, name) + ": the name '" + PrintableValue(host) + "." + PrintableValue(d) + "' is longer than 253 characters");
@@ -420,6 +462,10 @@ class ClusterChecker {
 
   const Cluster& c_;
   Status first_ = Status::Ok();
+  bool indexed_ = false;
+  std::unordered_map<std::string, const cluster::Server*> servers_;
+  std::unordered_map<std::string, const cluster::Image*> images_;
+  std::unordered_map<std::string, const Network*> networks_;
 };
 
 }  // namespace

@@ -219,9 +219,12 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
         " (add it to the cluster description, then dimctl cluster apply FILE)"));
   }
   if (config_.boot_keys != Config::BootKeys::kAny) {
+    // IPv4 or, on a dual-stack network, IPv6 (compared parsed: text forms vary).
     bool registered_address = false;
-    for (const auto& itf : node->interfaces)
-      registered_address |= itf.ip.ToString() == req.peer_host;
+    const auto peer6 = dc::Ipv6::Parse(req.peer_host);
+    for (const auto& itf : node->interfaces) {
+      registered_address |= itf.ip.ToString() == req.peer_host || (peer6 && itf.ip6 == peer6);
+    }
     if (!registered_address) {
       return RefuseKey(node->name, req, "not one of the node's registered addresses",
                        "only the node itself gets its key; behind NAT or on a user-mode network "

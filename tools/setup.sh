@@ -24,6 +24,8 @@ packages=(
   strace
   # cluster description: schema validation and the real daemons it configures
   libxml2-utils dnsmasq kea-dhcp4-server isc-dhcp-server busybox-static iproute2 tcpdump
+  # IPv6: kea-dhcp6 -t, radvd --configtest, and dhclient -6 for the DHCPv6 exchange
+  kea-dhcp6-server radvd isc-dhcp-client
   # node power and consoles (ipmitool) and the BMC simulator their test runs (openipmi: ipmi_sim)
   ipmitool openipmi
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip

@@ -64,6 +64,33 @@ inline size_t InterfacesOnKnownNetworks(const Cluster& c) {
   return n;
 }
 
+inline size_t Ipv6Interfaces(const Cluster& c) {
+  size_t n = 0;
+  for (const auto& node : c.nodes) {
+    for (const auto& itf : node.interfaces) n += itf.ip6.has_value();
+  }
+  return n;
+}
+
+// Kea6 lists reservations under their network's subnet6, which exists only
+// when the network has a prefix.
+inline size_t Ipv6InterfacesOnPrefixedNetworks(const Cluster& c) {
+  size_t n = 0;
+  for (const auto& node : c.nodes) {
+    for (const auto& itf : node.interfaces) {
+      const Network* net = c.FindNetwork(itf.network);
+      n += itf.ip6 && net && net->ipv6_prefix;
+    }
+  }
+  return n;
+}
+
+inline size_t Ipv6Networks(const Cluster& c) {
+  size_t n = 0;
+  for (const auto& net : c.networks) n += net.ipv6_prefix.has_value();
+  return n;
+}
+
 inline size_t BootableNodes(const Cluster& c) {
   size_t n = 0;
   for (const auto& node : c.nodes) n += !node.interfaces.empty();
@@ -95,7 +122,7 @@ inline std::string CheckBytes(std::string_view text) {
 inline std::string CheckDnsmasq(const Cluster& c, std::string_view text) {
   static const std::vector<std::string_view> kKeys = {
       "domain",    "dhcp-authoritative", "enable-tftp", "tftp-root", "dhcp-match",
-      "dhcp-userclass", "dhcp-boot", "dhcp-range", "dhcp-option", "dhcp-host"};
+      "dhcp-userclass", "dhcp-boot", "dhcp-range", "dhcp-option", "dhcp-host", "enable-ra", "ra-param"};
   size_t hosts = 0, ranges = 0, boots = 0, headers = 0;
   for (std::string_view line : SplitLines(text)) {
     if (line.empty()) continue;
@@ -109,21 +136,21 @@ inline std::string CheckDnsmasq(const Cluster& c, std::string_view text) {
       return "dnsmasq: unknown directive in line '" + std::string(line) + "'";
     }
     std::string_view value = eq == std::string_view::npos ? "" : line.substr(eq + 1);
-    if (!AllOf(value, ",.:/-_!~+%[]")) return "dnsmasq: unexpected character in line '" + std::string(line) + "'";
+    if (!AllOf(value, key == "ra-param" ? ",*0123456789" : ",.:/-_!~+%[]")) return "dnsmasq: unexpected character in line '" + std::string(line) + "'";
     hosts += key == "dhcp-host";
     ranges += key == "dhcp-range";
     boots += key == "dhcp-boot";
   }
   if (headers != 1) return "dnsmasq: " + std::to_string(headers) + " header lines";
   if (hosts != Interfaces(c)) return "dnsmasq: " + std::to_string(hosts) + " dhcp-host lines";
-  if (ranges != c.networks.size()) return "dnsmasq: " + std::to_string(ranges) + " dhcp-range lines";
+  if (ranges != c.networks.size() + Ipv6Networks(c)) return "dnsmasq: " + std::to_string(ranges) + " dhcp-range lines";
   if (boots != 2 + BootableNodes(c)) return "dnsmasq: " + std::to_string(boots) + " dhcp-boot lines";
   return "";
 }
 
 // ISC dhcpd: outside strings only the characters of dim's statements, at most
 // one ';' a line, braces balanced; strings hold no quote or backslash.
-inline std::string CheckIsc(const Cluster& c, std::string_view text) {
+inline std::string CheckIsc(const Cluster& c, std::string_view text, bool v6 = false) {
   size_t hosts = 0, headers = 0;
   long depth = 0;
   for (std::string_view line : SplitLines(text)) {
@@ -145,7 +172,7 @@ inline std::string CheckIsc(const Cluster& c, std::string_view text) {
         if (ch == '\\') return "isc: a backslash in a string in line '" + std::string(line) + "'";
         continue;
       }
-      if (!AllOf(std::string_view(&ch, 1), " .:,;{}=-_")) {
+      if (!AllOf(std::string_view(&ch, 1), v6 ? " .:,;{}=-_/" : " .:,;{}=-_")) {
         return "isc: unexpected character in line '" + std::string(line) + "'";
       }
       semis += ch == ';';
@@ -159,7 +186,7 @@ inline std::string CheckIsc(const Cluster& c, std::string_view text) {
   }
   if (depth != 0) return "isc: unbalanced braces";
   if (headers != 1) return "isc: " + std::to_string(headers) + " header lines";
-  if (hosts != Interfaces(c)) return "isc: " + std::to_string(hosts) + " host declarations";
+  if (hosts != (v6 ? Ipv6Interfaces(c) : Interfaces(c))) return "isc: " + std::to_string(hosts) + " host declarations";
   return "";
 }
 
@@ -263,6 +290,42 @@ inline std::string CheckKea(const Cluster& c, std::string_view text) {
   return "";
 }
 
+inline std::string CheckKea6(const Cluster& c, std::string_view text) {
+  JsonChecker j(text);
+  if (!j.Parse()) return "kea6: not well-formed JSON";
+  if (j.Key("ip-addresses") != Ipv6InterfacesOnPrefixedNetworks(c)) return "kea6: wrong number of reservations";
+  if (j.Key("subnet") != Ipv6Networks(c)) return "kea6: wrong number of subnets";
+  return "";
+}
+
+// radvd: comments, or one statement of dim's characters ending in '{', ';'
+// or "};"; one interface block per network with a prefix and an interface.
+inline std::string CheckRadvd(const Cluster& c, std::string_view text) {
+  size_t blocks = 0, headers = 0;
+  long depth = 0;
+  for (std::string_view line : SplitLines(text)) {
+    size_t lead = line.find_first_not_of(' ');
+    std::string_view l = lead == std::string_view::npos ? "" : line.substr(lead);
+    if (l.empty()) continue;
+    if (l.starts_with("#")) {
+      headers += HeaderLine(l, "#");
+      continue;
+    }
+    if (!AllOf(l, " .:;{}-_/")) return "radvd: unexpected character in line '" + std::string(line) + "'";
+    if (!(l.ends_with("{") || l.ends_with(";"))) return "radvd: unterminated line '" + std::string(line) + "'";
+    if (std::count(l.begin(), l.end(), ';') > 1) return "radvd: two statements in line '" + std::string(line) + "'";
+    depth += std::count(l.begin(), l.end(), '{') - std::count(l.begin(), l.end(), '}');
+    if (depth < 0) return "radvd: unbalanced '}'";
+    blocks += l.starts_with("interface ");
+  }
+  size_t want = 0;
+  for (const auto& n : c.networks) want += n.ipv6_prefix && !n.dhcp_interface.empty();
+  if (depth != 0) return "radvd: unbalanced braces";
+  if (headers != 1) return "radvd: " + std::to_string(headers) + " header lines";
+  if (blocks != want) return "radvd: " + std::to_string(blocks) + " interface blocks";
+  return "";
+}
+
 // hosts: "IP NAME [NAME]" lines, one per server and interface, after localhost.
 inline std::string CheckHosts(const Cluster& c, std::string_view text) {
   size_t entries = 0, headers = 0;
@@ -280,7 +343,9 @@ inline std::string CheckHosts(const Cluster& c, std::string_view text) {
     ++entries;
   }
   if (headers != 1) return "hosts: " + std::to_string(headers) + " header lines";
-  if (entries != 2 + c.servers.size() + Interfaces(c)) return "hosts: " + std::to_string(entries) + " entries";
+  size_t servers6 = 0;
+  for (const auto& s : c.servers) servers6 += s.address6.has_value();
+  if (entries != 2 + c.servers.size() + servers6 + Interfaces(c) + Ipv6Interfaces(c)) return "hosts: " + std::to_string(entries) + " entries";
   return "";
 }
 
@@ -384,6 +449,9 @@ inline std::string CheckGenerated(const Cluster& c, Format format, const std::ve
       case Format::kEthers: e = CheckEthers(c, f.content); break;
       case Format::kIpxe: e = CheckIpxe(f.content); break;
       case Format::kPxelinux: e = CheckPxelinux(f.content); break;
+      case Format::kIsc6: e = CheckIsc(c, f.content, true); break;
+      case Format::kKea6: e = CheckKea6(c, f.content); break;
+      case Format::kRadvd: e = CheckRadvd(c, f.content); break;
     }
     if (!e.empty()) return e;
   }
@@ -392,6 +460,7 @@ inline std::string CheckGenerated(const Cluster& c, Format format, const std::ve
 
 inline constexpr Format kAllFormats[] = {Format::kDnsmasq, Format::kIsc,   Format::kKea,
                                          Format::kHosts,   Format::kEthers, Format::kIpxe,
-                                         Format::kPxelinux};
+                                         Format::kPxelinux, Format::kIsc6, Format::kKea6,
+                                         Format::kRadvd};
 
 }  // namespace dim::cluster::oracle

@@ -1,7 +1,7 @@
 // libFuzzer target for the cluster XML loader: any bytes must give either a
 // cluster or diagnostics, never a crash, hang or sanitizer report. Diagnostics
-// must always carry a position inside the input and be one line each. And
-// the oracle: a description that loads generates every format, and every
+// (errors and warnings) must always carry a position inside the input and be
+// one line each. And the oracle: a description that loads generates every format, and every
 // generated file is well-formed line by line (cluster_output_oracle.h), so no
 // value added a line, a directive or a command; a description that does not
 // load generates either nothing or well-formed files too, which tries the
@@ -30,6 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace dc = dim::cluster;
   std::string_view text(reinterpret_cast<const char*>(data), size);
   dc::LoadResult r = dc::LoadClusterFromString(text, "fuzz.xml");
+  for (const auto& d : r.warnings) {
+    if (d.where.line < 1 || d.where.column < 1 || !d.warning) Fail("warning without a position");
+    if (d.ToString().find('\n') != std::string::npos) Fail("warning of several lines: " + d.ToString());
+  }
   for (const auto& d : r.diagnostics) {
     if (d.where.line < 1 || d.where.column < 1) Fail("diagnostic without a position");
     if (d.ToString().find('\n') != std::string::npos) Fail("diagnostic of several lines: " + d.ToString());

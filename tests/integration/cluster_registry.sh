@@ -141,3 +141,30 @@ DIM_ROOT="$TEST_TMP/no-store" "$DIMCTL" cluster gen "$X" --format=hosts -o "$TES
 assert_file_contains "$TEST_TMP/nostore.err" "follow the file order"
 assert_file_contains "$TEST_TMP/hosts.nostore" "10.10.0.100     login1.lab.example login1"
 [[ ! -e $TEST_TMP/no-store ]] || die "gen created a store"
+
+log "an apply that drops most nodes is refused before anything changes"
+registered=$("$DIMCTL" node list @all | tail -n +2)
+# The description with its whole <nodes> section gone (a truncated or wrong file).
+python3 - "$X" "$TEST_TMP/no-nodes.xml" << 'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+open(sys.argv[2], "w").write(re.sub(r"<nodes>.*</nodes>", "<nodes/>", text, flags=re.S))
+PY
+grep -q '<nodes/>' "$TEST_TMP/no-nodes.xml" || die "could not drop the nodes"
+expect_fail "$DIMCTL" cluster apply "$TEST_TMP/no-nodes.xml" --yes
+assert_eq "$LAST_STATUS" 1 "exit status of a refused apply"
+expect_stderr_contains "removes 5 of the 5 registered nodes, more than 10% (1); nothing applied"
+expect_stderr_contains "--allow-removals"
+assert_eq "$("$DIMCTL" node list @all | tail -n +2)" "$registered" "registry after a refused apply"
+# A dry run says so too, and --max-removals moves the line.
+out=$("$DIMCTL" cluster apply "$TEST_TMP/no-nodes.xml" --dry-run 2> "$TEST_TMP/dry.err")
+assert_file_contains "$TEST_TMP/dry.err" "note: without --dry-run: "
+[[ $out == *"nodes: 5 removed"* ]] || die "dry run of the removal: $out"
+expect_fail "$DIMCTL" cluster apply "$TEST_TMP/no-nodes.xml" --yes --max-removals 60
+expect_stderr_contains "more than 60% (3)"
+expect_fail "$DIMCTL" cluster apply "$TEST_TMP/no-nodes.xml" --yes --max-removals 101
+expect_stderr_contains "is not a percentage"
+assert_eq "$("$DIMCTL" node list @all | tail -n +2)" "$registered" "registry after refused applies"
+# Told so, it goes through.
+out=$("$DIMCTL" cluster apply "$TEST_TMP/no-nodes.xml" --yes --allow-removals)
+[[ $out == *"applied to $DIM_ROOT: 0 nodes registered"* ]] || die "apply --allow-removals: $out"

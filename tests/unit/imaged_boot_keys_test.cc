@@ -36,18 +36,23 @@ struct BootServer {
   std::unique_ptr<imaged::Service> svc;
   std::string node_ip;
 
-  explicit BootServer(imaged::Config::BootKeys mode) {
+  std::string node_ip6;  // with dual_stack: the node's IPv6 address
+
+  explicit BootServer(imaged::Config::BootKeys mode, bool dual_stack = false) {
     REQUIRE(dim::Store::Open(dim::Env::Posix(), dir / "store", true).ok());
     auto cat = dim::Catalog::Open(dir / "store/catalog.db");
     REQUIRE(cat.ok());
     REQUIRE((*cat)->CreateImage("img", "/m").ok());
-    auto loaded = dc::LoadClusterFromString(
-        dc::testing::SmallXml(dc::testing::NodeXml(1, 1) + dc::testing::NodeXml(1, 2)), "c.xml",
-        {});
+    std::string xml = dc::testing::SmallXml(dc::testing::NodeXml(1, 1) + dc::testing::NodeXml(1, 2));
+    if (dual_stack) {
+      xml.replace(xml.find("node-base="), 0, "ipv6-prefix=\"fd00:10::/64\" ");
+    }
+    auto loaded = dc::LoadClusterFromString(xml, "c.xml", {});
     REQUIRE_MESSAGE(loaded.ok(), loaded.ToStatus().ToString());
     dc::Registry reg((*cat)->db());
     REQUIRE(reg.Apply(loaded.cluster, dc::DiffClusters({}, loaded.cluster), 0, 1).ok());
     node_ip = loaded.cluster.FindNode(kNode)->boot().ip.ToString();
+    if (dual_stack) node_ip6 = loaded.cluster.FindNode(kNode)->boot().ip6->ToString();
     config.name = "top";
     config.store = dir / "store";
     config.boot_keys = mode;
@@ -160,6 +165,24 @@ TEST_CASE("boot keys: only root on the node's registered address gets its key") 
   CHECK(root.headers["Cache-Control"] == "no-store");
   // An unknown node is simply not found.
   CHECK(s.AskKey(s.node_ip, 700, "nosuch").status == 404);
+}
+
+TEST_CASE("boot keys: on a dual-stack network the node's IPv6 address counts as registered") {
+  BootServer s(imaged::Config::BootKeys::kNodeAddress, /*dual_stack=*/true);
+  REQUIRE(s.node_ip6 == "fd00:10::64");
+  // The same address written another way is the same address.
+  for (const char* host : {"fd00:10::64", "fd00:10:0:0:0:0:0:64", "FD00:10::64"}) {
+    auto root = s.AskKey(host, 700);
+    INFO(host);
+    CHECK(root.status == 200);
+    CHECK(root.body == s.KeyHex());
+  }
+  // Another address of the prefix, or a user's port, is refused.
+  CHECK(s.AskKey("fd00:10::65", 700).status == 403);
+  CHECK(s.AskKey("fd00:10::64", 4000).status == 403);
+  // A network without a prefix gives no IPv6 address a key.
+  BootServer v4(imaged::Config::BootKeys::kNodeAddress);
+  CHECK(v4.AskKey("fd00:10::64", 700).status == 403);
 }
 
 TEST_CASE(

@@ -8,6 +8,8 @@
 #include <climits>
 #include <cstdlib>
 #include <iostream>
+#include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "cli.h"
@@ -23,11 +25,19 @@ namespace {
 using dim::Status;
 namespace dc = dim::cluster;
 
+// Warnings (legal but suspicious) go to stderr with their position; they
+// never change the exit status.
+void PrintWarnings(const Invocation& inv, const std::vector<dc::Diagnostic>& warnings) {
+  if (inv.global.verbosity < 0) return;
+  for (const auto& w : warnings) std::cerr << w.ToString() << "\n";
+}
+
 // Prints every diagnostic, then fails with a count so the exit code is 1.
 Status Validate(Invocation& inv) {
   const std::string& file = inv.args[0];
   DIM_ASSIGN_OR_RETURN(dc::LoadResult r, dc::LoadClusterFile(file));
   for (const auto& d : r.diagnostics) std::cerr << d.ToString() << "\n";
+  PrintWarnings(inv, r.warnings);
   if (!r.ok()) {
     return Status::InvalidArgument(file + ": " + std::to_string(r.diagnostics.size()) +
                                    " error(s); fix them and run 'dimctl cluster validate' again");
@@ -35,7 +45,9 @@ Status Validate(Invocation& inv) {
   if (inv.global.verbosity >= 0) {
     std::cout << file << ": ok: " << r.cluster.nodes.size() << " nodes, "
               << r.cluster.networks.size() << " networks, " << r.cluster.servers.size()
-              << " servers, " << r.cluster.groups.size() << " groups\n";
+              << " servers, " << r.cluster.groups.size() << " groups"
+              << (r.warnings.empty() ? "" : ", " + std::to_string(r.warnings.size()) + " warning(s)")
+              << "\n";
   }
   return Status::Ok();
 }
@@ -61,7 +73,7 @@ Status Gen(Invocation& inv) {
   auto format_name = inv.get("format");
   if (!format_name) {
     return Status::InvalidArgument(
-        "--format is required: dnsmasq, isc, kea, hosts, ethers, ipxe or pxelinux");
+        "--format is required: dnsmasq, isc, isc6, kea, kea6, radvd, hosts, ethers, ipxe or pxelinux");
   }
   DIM_ASSIGN_OR_RETURN(dc::Format format, dc::ParseFormat(*format_name));
   auto out = inv.get("output");
@@ -104,17 +116,28 @@ Status Gen(Invocation& inv) {
   return std::cout ? Status::Ok() : Status::IOError("write to stdout failed");
 }
 
-std::string ServerNodes(const dc::Cluster& c, const std::string& server, size_t* count) {
-  std::vector<std::string> names;
-  for (const auto& n : c.nodes) {
-    if (n.server == server) names.push_back(n.name);
+// Each server's nodes and each group's node count, in one pass over the
+// nodes (a per-server pass would cost servers x nodes).
+struct Membership {
+  std::map<std::string, std::vector<std::string>> server_nodes;
+  std::map<std::string, size_t> group_count;
+  explicit Membership(const dc::Cluster& c) {
+    for (const auto& n : c.nodes) {
+      server_nodes[n.server].push_back(n.name);
+      ++group_count[n.group];
+    }
   }
-  *count = names.size();
-  return dc::CompressHostlist(names);
-}
+  // The nodes `server` serves, as a hostlist, and how many.
+  std::string ServerNodes(const std::string& server, size_t* count) const {
+    auto it = server_nodes.find(server);
+    *count = it == server_nodes.end() ? 0 : it->second.size();
+    return *count ? dc::CompressHostlist(it->second) : "";
+  }
+};
 
 Status Show(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(dc::Cluster c, dc::LoadValidCluster(inv.args[0]));
+  const Membership members(c);
   if (inv.json()) {
     std::string o = "{\"name\":" + JsonEscape(c.name) + ",\"domain\":" + JsonEscape(c.domain) +
                     ",\"nodes\":" + std::to_string(c.nodes.size()) + ",\"networks\":[";
@@ -127,16 +150,18 @@ Status Show(Invocation& inv) {
            ",\"dynamic\":" +
            (n.dynamic ? JsonEscape(n.dynamic->first.ToString() + "-" + n.dynamic->last.ToString())
                       : "null") +
-           ",\"vlan\":" + std::to_string(n.vlan) + ",\"mtu\":" + std::to_string(n.mtu) + "}";
+           ",\"vlan\":" + std::to_string(n.vlan) + ",\"mtu\":" + std::to_string(n.mtu) +
+           ",\"ipv6_prefix\":" + (n.ipv6_prefix ? JsonEscape(n.ipv6_prefix->ToString()) : "null") + "}";
     }
     o += "],\"servers\":[";
     for (size_t i = 0; i < c.servers.size(); ++i) {
       const auto& s = c.servers[i];
       size_t count = 0;
-      std::string nodes = ServerNodes(c, s.name, &count);
+      std::string nodes = members.ServerNodes(s.name, &count);
       o += (i ? "," : "") + std::string("{\"name\":") + JsonEscape(s.name) + ",\"role\":" +
            JsonEscape(s.role == dc::ServerRole::kTop ? "top" : "second-level") +
-           ",\"address\":" + JsonEscape(s.address.ToString()) + ",\"boot_url\":" +
+           ",\"address\":" + JsonEscape(s.address.ToString()) +
+           ",\"address6\":" + (s.address6 ? JsonEscape(s.address6->ToString()) : "null") + ",\"boot_url\":" +
            JsonEscape(s.boot_url) + ",\"node_count\":" + std::to_string(count) +
            ",\"nodes\":" + JsonEscape(nodes) + "}";
     }
@@ -155,6 +180,7 @@ Status Show(Invocation& inv) {
   std::cout << "\nnetworks:\n";
   for (const auto& n : c.networks) {
     std::cout << "  " << n.name << "  " << n.subnet.ToString();
+    if (n.ipv6_prefix) std::cout << "  " << n.ipv6_prefix->ToString();
     if (n.gateway) std::cout << "  gateway " << n.gateway->ToString();
     if (n.node_base) std::cout << "  node-base " << n.node_base->ToString();
     if (n.dynamic) std::cout << "  dynamic " << n.dynamic->first.ToString() << "-" << n.dynamic->last.ToString();
@@ -165,17 +191,18 @@ Status Show(Invocation& inv) {
   std::cout << "\nservers:\n";
   for (const auto& s : c.servers) {
     size_t count = 0;
-    std::string nodes = ServerNodes(c, s.name, &count);
+    std::string nodes = members.ServerNodes(s.name, &count);
     std::cout << "  " << s.name << "  " << (s.role == dc::ServerRole::kTop ? "top" : "second-level")
-              << "  " << s.address.ToString() << "  " << count << " nodes";
+              << "  " << s.address.ToString()
+              << (s.address6 ? "  " + s.address6->ToString() : std::string()) << "  " << count << " nodes";
     if (count) std::cout << ": " << nodes;
     std::cout << "\n";
   }
   if (!c.groups.empty()) {
     std::cout << "\ngroups:\n";
     for (const auto& g : c.groups) {
-      size_t count = 0;
-      for (const auto& n : c.nodes) count += n.group == g.name;
+      auto it = members.group_count.find(g.name);
+      size_t count = it == members.group_count.end() ? 0 : it->second;
       std::cout << "  " << g.name << (g.parent.empty() ? "" : " (inherits " + g.parent + ")") << "  "
                 << count << " nodes\n";
     }
@@ -216,6 +243,20 @@ std::string DiffJson(const dc::RegistryDiff& diff) {
   return o + "]";
 }
 
+// --max-removals: the share of registered nodes one apply may deregister
+// without --allow-removals, as a percentage (default 10).
+dim::Result<double> MaxRemovalShare(const Invocation& inv) {
+  std::string text = inv.get_or("max-removals", "10");
+  if (!text.empty() && text.back() == '%') text.pop_back();
+  char* end = nullptr;
+  double pct = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(pct >= 0 && pct <= 100)) {
+    return Status::InvalidArgument("--max-removals '" + inv.get_or("max-removals", "") +
+                                   "' is not a percentage from 0 to 100, like 10 or 25%");
+  }
+  return pct / 100;
+}
+
 // Asks on the terminal; anything but y/yes declines.
 bool Confirm(const std::string& question) {
   std::cerr << question << " [y/N] " << std::flush;
@@ -244,6 +285,7 @@ Status Apply(Invocation& inv) {
   // 2. Load the file with the persisted addresses as priors; report every error.
   DIM_ASSIGN_OR_RETURN(dc::LoadResult loaded, dc::LoadClusterFile(file, dc::AddressesOf(before.cluster)));
   for (const auto& d : loaded.diagnostics) std::cerr << d.ToString() << "\n";
+  PrintWarnings(inv, loaded.warnings);
   if (!loaded.ok()) {
     return Status::InvalidArgument(file + ": " + std::to_string(loaded.diagnostics.size()) +
                                    " error(s); nothing applied; fix them and run again");
@@ -272,11 +314,31 @@ Status Apply(Invocation& inv) {
     return Status::Ok();
   }
 
-  // 4. Apply only when asked.
+  // 4. The removal guard, before anything changes (and in a dry run, as a note).
+  DIM_ASSIGN_OR_RETURN(double max_share, MaxRemovalShare(inv));
+  size_t removed = diff.Count("node", dc::RegistryChange::kRemoved);
+  size_t registered = before.cluster.nodes.size();
+  size_t allowed = std::max<size_t>(1, static_cast<size_t>(max_share * static_cast<double>(registered)));
+  std::string guard;
+  if (removed > allowed && !inv.flag("allow-removals")) {
+    char share[32];
+    std::snprintf(share, sizeof share, "%g%%", max_share * 100);
+    guard = file + " removes " + std::to_string(removed) + " of the " + std::to_string(registered) +
+            " registered nodes, more than " + share + " (" + std::to_string(allowed) +
+            "); nothing applied. If the description lost nodes by mistake (a truncated or "
+            "wrong file), fix it; if they really leave the cluster, run again with "
+            "--allow-removals (or raise --max-removals)";
+  }
+  // 5. Apply only when asked.
   if (dry_run) {
     report(false);
+    if (!guard.empty()) std::cerr << "note: without --dry-run: " << guard << "\n";
     if (!inv.json()) std::cout << "dry run: nothing applied\n";
     return Status::Ok();
+  }
+  if (!guard.empty()) {
+    report(false);
+    return Status::InvalidArgument(guard);
   }
   if (!inv.flag("yes")) {
     if (!::isatty(STDIN_FILENO)) {
@@ -306,12 +368,17 @@ Noun ClusterCommands() {
   n.verbs.push_back(Verb{
       "validate", "FILE", "Check a cluster XML file and report every error",
       "Reports every problem at once, each as FILE:LINE:COLUMN with the element,\n"
-      "what is wrong and what to do. Exit status 1 when there are errors.",
+      "what is wrong and what to do. Exit status 1 when there are errors.\n"
+      "Warnings (legal but suspicious: a gateway inside the dynamic range, a\n"
+      "server not on its nodes' boot network, a boot-url naming another host)\n"
+      "are printed the same way and do not change the exit status.",
       {}, 1, 1, Validate});
   n.verbs.push_back(Verb{
       "gen", "FILE", "Generate a configuration file from a cluster XML file",
-      "Formats: dnsmasq, isc (dhcpd.conf), kea (kea-dhcp4 JSON), hosts, ethers,\n"
-      "ipxe (one script per node: HOST.ipxe) and pxelinux (one per node: 01-MAC).\n"
+      "Formats: dnsmasq (DHCPv4, DHCPv6 and router advertisements), isc (dhcpd.conf),\n"
+      "isc6 (dhcpd -6), kea (kea-dhcp4 JSON), kea6 (kea-dhcp6 JSON), radvd (router\n"
+      "advertisements for isc6/kea6), hosts, ethers, ipxe (one script per node:\n"
+      "HOST.ipxe) and pxelinux (one per node: 01-MAC).\n"
       "Output is byte-identical for the same XML and replaced atomically; with\n"
       "--outdir, unchanged files are not rewritten and files dim wrote for nodes\n"
       "no longer in the cluster are removed. Networks with allocation=\"sequential\"\n"
@@ -319,7 +386,7 @@ Noun ClusterCommands() {
       "Examples:\n"
       "  dimctl cluster gen cluster.xml --format=dnsmasq -o /etc/dnsmasq.d/dim.conf\n"
       "  dimctl cluster gen cluster.xml --format=ipxe --outdir /srv/http/dim/ipxe",
-      {{"format", 'f', "FORMAT", "dnsmasq|isc|kea|hosts|ethers|ipxe|pxelinux"},
+      {{"format", 'f', "FORMAT", "dnsmasq|isc|isc6|kea|kea6|radvd|hosts|ethers|ipxe|pxelinux"},
        {"output", 'o', "FILE", "write here (atomically) instead of stdout"},
        {"outdir", 0, "DIR", "directory for per-node formats (ipxe, pxelinux)"}},
       1, 1, Gen});
@@ -329,12 +396,18 @@ Noun ClusterCommands() {
       "registry of the store at --root (nodes, groups, networks, servers, images:\n"
       "+ added, - removed, ~ changed with each field), and writes it in one\n"
       "transaction with --yes or after a 'y' on the terminal. Sequentially\n"
-      "allocated addresses are persisted: existing nodes keep theirs.\n\n"
+      "allocated addresses are persisted: existing nodes keep theirs.\n"
+      "An apply that would deregister more than --max-removals percent of the\n"
+      "registered nodes (default 10; at least one node may always go) is refused\n"
+      "before anything changes, unless --allow-removals is given: a truncated or\n"
+      "wrong file must not silently deregister the cluster.\n\n"
       "Examples:\n"
       "  dimctl cluster apply /etc/dim/cluster.xml --dry-run\n"
       "  dimctl cluster apply /etc/dim/cluster.xml --yes",
       {{"dry-run", 'n', "", "only show the diff"},
        {"yes", 'y', "", "apply without asking"},
+       {"allow-removals", 0, "", "deregister nodes beyond --max-removals"},
+       {"max-removals", 0, "PERCENT", "share of registered nodes one apply may remove (default 10)"},
        {"json", 0, "", "print the diff as JSON"}},
       1, 1, Apply});
   n.verbs.push_back(Verb{"show", "FILE", "Summarise networks, servers and groups of a cluster",

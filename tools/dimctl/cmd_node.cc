@@ -81,6 +81,7 @@ std::string NodeJson(const dc::Cluster& c, const dc::Node& n, bool full) {
     o += (i ? "," : "") + std::string("{\"network\":") + JsonEscape(itf.network) +
          ",\"mac\":" + JsonEscape(itf.mac.ToString()) + ",\"ip\":" + JsonEscape(itf.ip.ToString()) +
          ",\"ip_explicit\":" + (itf.ip_explicit ? "true" : "false") +
+         ",\"ip6\":" + (itf.ip6 ? JsonEscape(itf.ip6->ToString()) : "null") +
          ",\"hostname\":" + JsonEscape(itf.hostname) + ",\"fqdn\":" + JsonEscape(c.Fqdn(itf)) + "}";
   }
   o += "],\"bmc\":";
@@ -151,6 +152,7 @@ Status Show(Invocation& inv) {
     for (const auto& itf : n.interfaces) {
       std::cout << "  interface:   " << itf.network << "  " << itf.mac.ToString() << "  "
                 << itf.ip.ToString() << (itf.ip_explicit ? " (explicit)" : "") << "  "
+                << (itf.ip6 ? itf.ip6->ToString() + (itf.ip6_explicit ? " (explicit)" : "") + "  " : "")
                 << c.Fqdn(itf) << "\n";
     }
     if (n.bmc) std::cout << "  bmc:         " << dc::BmcText(*n.bmc) << "\n";

@@ -1,5 +1,5 @@
-// Value types for the addresses a cluster description talks about: IPv4
-// addresses and subnets, and Ethernet MACs. Parsing is strict (no leading zeros
+// Value types for the addresses a cluster description talks about: IPv4 and
+// IPv6 addresses and subnets, and Ethernet MACs. Parsing is strict (no leading zeros
 // that could mean octal, no missing octets) because a typo here boots the wrong node.
 #pragma once
 
@@ -34,6 +34,30 @@ struct Subnet {
   Ipv4 FirstHost() const;
   Ipv4 LastHost() const;
   auto operator<=>(const Subnet&) const = default;
+};
+
+struct Ipv6 {
+  std::array<uint8_t, 16> bytes{};  // network byte order
+
+  // RFC 4291 text: eight groups of 1-4 hex digits, one "::"; no zone, no
+  // embedded IPv4 (a cluster description never needs them).
+  static std::optional<Ipv6> Parse(std::string_view text);
+  std::string ToString() const;  // RFC 5952: lower case, longest zero run as "::"
+  // This address plus `offset` (carries across bytes; wraps at 2^128).
+  Ipv6 Plus(uint64_t offset) const;
+  auto operator<=>(const Ipv6&) const = default;
+};
+
+struct Subnet6 {
+  Ipv6 network;
+  int prefix = 0;  // 0..128
+
+  // "fd00:10::/64"; rejects host bits set, like Subnet.
+  static std::optional<Subnet6> Parse(std::string_view text);
+  std::string ToString() const;
+  Ipv6 Last() const;  // the highest address of the prefix
+  bool Contains(const Ipv6& ip) const;
+  auto operator<=>(const Subnet6&) const = default;
 };
 
 struct Mac {

@@ -11,7 +11,10 @@
 
 namespace dim::cluster {
 
-enum class Format { kDnsmasq, kIsc, kKea, kHosts, kEthers, kIpxe, kPxelinux };
+// dnsmasq serves DHCPv4, DHCPv6 and router advertisements from one file;
+// ISC dhcpd and Kea need one configuration per family (isc6, kea6), and
+// router advertisements for them come from radvd.
+enum class Format { kDnsmasq, kIsc, kKea, kHosts, kEthers, kIpxe, kPxelinux, kIsc6, kKea6, kRadvd };
 
 Result<Format> ParseFormat(const std::string& name);  // "dnsmasq", "isc", ...
 const char* FormatName(Format f);
@@ -35,6 +38,10 @@ Result<std::vector<GeneratedFile>> Generate(const Cluster& cluster, Format forma
 Result<std::string> GenerateDnsmasq(const Cluster& cluster);
 Result<std::string> GenerateIscDhcpd(const Cluster& cluster);
 Result<std::string> GenerateKea(const Cluster& cluster);
+// DHCPv6 for the networks with an ipv6-prefix: dhcpd -6, kea-dhcp6, radvd.
+Result<std::string> GenerateIscDhcpd6(const Cluster& cluster);
+Result<std::string> GenerateKea6(const Cluster& cluster);
+Result<std::string> GenerateRadvd(const Cluster& cluster);
 Result<std::string> GenerateHosts(const Cluster& cluster);
 Result<std::string> GenerateEthers(const Cluster& cluster);
 // extra_args go on the kernel line (imaged adds none: the node's key never goes there).

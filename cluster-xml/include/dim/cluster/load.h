@@ -18,13 +18,15 @@ struct Diagnostic {
   std::string element;  // "interface", without brackets
   std::string problem;  // what is wrong
   std::string fix;      // what to do about it
+  bool warning = false; // legal but suspicious; the description still loads
   // "cluster.xml:12:5: error: <interface>: MAC 'zz' is invalid; write six ..."
   std::string ToString() const;
 };
 
 struct LoadResult {
   Cluster cluster;                      // meaningful only when ok()
-  std::vector<Diagnostic> diagnostics;  // in source order
+  std::vector<Diagnostic> diagnostics;  // errors, in source order
+  std::vector<Diagnostic> warnings;     // legal but suspicious, in source order
   bool ok() const { return diagnostics.empty(); }
   // All diagnostics as one InvalidArgument status (or Ok), for callers that
   // only propagate.
@@ -35,6 +37,10 @@ struct LoadResult {
 // from the registry. Sequential networks hand them out again first, so nodes
 // keep their addresses; position-derived and explicit addresses ignore them.
 using PriorAddresses = std::map<std::string, std::map<std::string, Ipv4>>;
+
+// The largest description read: 1,000,000 nodes (the node cap) with an
+// interface each take about 120 MB.
+inline constexpr long long kMaxDescriptionBytes = 256LL << 20;
 
 // Parses text as if read from `file` (used only in messages).
 LoadResult LoadClusterFromString(std::string_view text, const std::string& file,

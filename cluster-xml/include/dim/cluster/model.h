@@ -39,11 +39,19 @@ struct Network {
   std::string domain;       // empty: the site domain
   int mtu = 0;              // 0: not announced
   int vlan = 0;             // 0: untagged
-  std::string ipv6_prefix;  // informational, e.g. "fd00:10::/64"
+  // IPv6 (dual stack): the network's prefix; an interface or server address
+  // without ip6= is the prefix plus its IPv4 address's offset in `subnet`.
+  std::optional<Subnet6> ipv6_prefix;
+  std::vector<Ipv6> dns6;      // IPv6 entries of dns=
+  std::string dhcp_interface;  // the DHCP server's interface here (Kea DHCPv6, radvd)
   std::optional<AddressRange> dynamic;  // discovery pool for unknown MACs
   std::optional<Ipv4> node_base;        // position 0, or the pool start (sequential)
   Allocation allocation = Allocation::kPosition;
   SourceLocation where;
+
+  // The IPv6 address paired with IPv4 address `ip` of this network; nullopt
+  // without an IPv6 prefix.
+  std::optional<Ipv6> Ipv6For(Ipv4 ip) const;
 };
 
 struct Image {
@@ -65,6 +73,7 @@ struct Server {
   ServerRole role = ServerRole::kSecondLevel;
   std::string network;
   Ipv4 address;
+  std::optional<Ipv6> address6;  // on a network with an IPv6 prefix
   std::string boot_url;  // its imaged: "http://10.1.0.11:7480" unless given
   std::vector<RackSpan> racks;
   SourceLocation where;
@@ -89,6 +98,8 @@ struct Interface {
   Mac mac;
   Ipv4 ip;
   bool ip_explicit = false;  // given in the XML rather than derived
+  std::optional<Ipv6> ip6;   // on a network with an IPv6 prefix
+  bool ip6_explicit = false;
   std::string hostname;      // node name for the first interface, "<node>-<network>" else
   SourceLocation where;
 };

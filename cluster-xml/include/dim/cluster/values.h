@@ -29,7 +29,8 @@ enum class ValueKind {
   kKernelArgs,     // kernel-args: the iPXE kernel line, pxelinux APPEND, /proc/cmdline
   kDimKernelArgs,  // arguments dim itself adds to the kernel line (dim.key=...)
   kTftpRoot,       // dnsmasq tftp-root=
-  kIpv6Prefix,     // ipv6-prefix (kept in the registry)
+  kIpv6Prefix,     // ipv6-prefix: parsed, then only its text is written
+  kIfName,         // dhcp-interface: Kea's subnet6 "interface", radvd's interface block
   kKeepoutPath,    // keep-out paths sent to nodes
 };
 
