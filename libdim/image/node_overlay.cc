@@ -1024,6 +1024,10 @@ Status NodeOverlay::View(Store& store, const std::string& image, int64_t version
     DIM_ASSIGN_OR_RETURN(Fd dir, upper::OpenParent(dest_fd.get(), (*it)->path, &name));
     DIM_RETURN_IF_ERROR(upper::ApplyMetadata(dir.get(), name, **it, upper::IdentityXattrs(), false));
   }
+  // The checkout was durable when it got its name; the overlay written into
+  // it since is made so the same way, with one syncfs, before we return.
+  Fd sync_fd(::openat(dest_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!sync_fd.valid() || ::syncfs(sync_fd.get()) != 0) return PosixError("syncfs " + dest);
   return Status::Ok();
 }
 

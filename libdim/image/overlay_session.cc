@@ -235,6 +235,10 @@ Result<AppliedChanges> ApplyOverlayUpper(const std::string& upper, const std::st
       return PosixError("set times of " + it->first);
     }
   }
+  // The version committed from these changes is durable; make the master
+  // that holds them so too before the session reports success.
+  Fd sync_fd(::open(lower.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!sync_fd.valid() || ::syncfs(sync_fd.get()) != 0) return PosixError("syncfs " + lower);
   return changes;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Durability of what commands write, seen in their system calls: under strace,
 # `boot add` (one atomic file), `image checkout` (a tree), `node provision`
-# (kept-out copies and identity files in a new node's overlay) and `cluster
+# (kept-out copies and identity files in a new node's overlay), `node view`
+# (a checkout with the node's overlay written into it) and `cluster
 # gen` (one file, and a directory of them) must make their data durable before it gets its final name,
 # and the name durable before they return: file fsync -> rename -> directory
 # fsync. Dropping the page cache proves nothing (the data is still on the
@@ -79,6 +80,13 @@ f = first(lambda c: c[1] == "fsync" and "/overlay/data/" in c[2] and c[3] == 0)
 dd = first(lambda c: c[1] == "fsync" and c[2].endswith("/overlay/data>") and c[3] == 0, f[0])
 first(lambda c: c[1] in ("fsync", "fdatasync") and "overlay.db-wal" in c[2] and c[3] == 0, dd[0])'
 assert_eq "$("$DIMCTL" node cat r01c1n01 /etc/hostname)" r01c1n01 "provisioned hostname"
+
+log "node view: the checkout and the node's overlay written into it synced before it returns"
+traced view "$DIMCTL" node view r01c1n01 "$TEST_TMP/view"
+check_order "$TEST_TMP/view.strace" '
+r = first(lambda c: c[1].startswith("rename") and ".dim-checkout-" in c[2] and c[3] == 0)
+first(lambda c: c[1] == "syncfs" and c[2].endswith("/view>") and c[3] == 0, r[0])'
+assert_eq "$(cat "$TEST_TMP/view/etc/hostname")" r01c1n01 "node view shows the provisioned hostname"
 
 log "cluster gen -o: one generated file, fsynced, renamed, directory fsynced"
 mkdir "$TEST_TMP/out"

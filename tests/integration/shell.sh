@@ -47,4 +47,12 @@ expect_stderr_contains "exited with status 3"
 [[ ! -e $master/etc/junk ]] || die "a failed session changed the master"
 assert_eq "$("$DIMCTL" image log debian --json | grep -o "\"version\":" | wc -l)" 2 "no new version"
 [[ -z $(ls "$DIM_ROOT/sessions") ]] || die "session directory left behind"
+
+log "the master holds a session's changes durably (syncfs) before the session returns"
+command -v strace > /dev/null || die "strace is not installed (tools/setup.sh installs it)"
+strace -f -y -qq -o "$TEST_TMP/shell.strace" -e trace=syncfs \
+  "$DIMCTL" image shell debian -m "motd again" -- sh -c 'echo again > /etc/motd' > /dev/null
+grep -q "^[0-9]* *syncfs([0-9]*<$master>) = 0" "$TEST_TMP/shell.strace" ||
+  die "no syncfs of the master: $(cat "$TEST_TMP/shell.strace")"
+assert_eq "$(cat "$master/etc/motd")" again "session change in the master"
 log "ok"
