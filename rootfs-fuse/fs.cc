@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "dim/overlay_wire.h"
+#include "dim/random.h"
 
 namespace rootfs {
 
@@ -232,12 +233,9 @@ Filesystem::Filesystem(FsOptions opts, Remote* remote, Meta* meta, int upper_fd,
     : opts_(std::move(opts)), remote_(remote), meta_(meta), upper_fd_(upper_fd), work_fd_(work_fd),
       xmap_(LocalXattrs()), started_(std::chrono::steady_clock::now()) {
   version_ = meta_->version();
+  // Ids need only differ between mounts; the pool may not be ready at boot.
   unsigned char rnd[8] = {};
-  if (::getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
-    // Unique enough where getrandom fails: ids need only differ between mounts.
-    uint64_t t = static_cast<uint64_t>(NowNs()) ^ (static_cast<uint64_t>(::getpid()) << 40);
-    std::memcpy(rnd, &t, sizeof rnd);
-  }
+  dim::RandomBytesNoWait(rnd, sizeof rnd);
   static const char* kHex = "0123456789abcdef";
   for (unsigned char c : rnd) {
     mount_id_ += kHex[c >> 4];

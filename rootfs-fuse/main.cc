@@ -27,6 +27,7 @@
 #include "dim/env.h"
 #include "dim/sign.h"
 #include "dim/http.h"
+#include "dim/random.h"
 #include "dim/upper.h"
 #include "fs.h"
 #include "meta.h"
@@ -207,16 +208,7 @@ void SqliteRandomnessWithoutWaiting() {
   static sqlite3_vfs vfs = *sqlite3_vfs_find(nullptr);
   vfs.zName = "unix-nowait";
   vfs.xRandomness = [](sqlite3_vfs*, int n, char* out) -> int {
-    size_t want = n > 0 ? static_cast<size_t>(n) : 0, got = 0;
-    for (unsigned flags : {GRND_INSECURE, GRND_NONBLOCK}) {  // GRND_INSECURE: Linux 5.6
-      ssize_t r;
-      while (got < want && (r = ::getrandom(out + got, want - got, flags)) > 0) got += static_cast<size_t>(r);
-    }
-    // Neither answered (old kernel, pool not ready): what SQLite itself falls back to.
-    for (uint64_t x = static_cast<uint64_t>(::time(nullptr)) ^ (static_cast<uint64_t>(::getpid()) << 32); got < want;
-         x = x * 6364136223846793005ULL + 1442695040888963407ULL) {
-      out[got++] = static_cast<char>(x >> 56);
-    }
+    dim::RandomBytesNoWait(out, n > 0 ? static_cast<size_t>(n) : 0);
     return n;
   };
   sqlite3_vfs_register(&vfs, 1);

@@ -1,6 +1,5 @@
 #include "dim/root.h"
 
-#include <sys/random.h>
 
 #include <chrono>
 #include <cstring>
@@ -8,6 +7,7 @@
 
 #include "dim/delta.h"
 #include "dim/overlay_wire.h"
+#include "dim/random.h"
 #include "dim/wire.h"
 
 namespace dim {
@@ -26,13 +26,7 @@ uint64_t MulMod(uint64_t a, uint64_t b) {
 // initialised: an insecure draw is still unknown to whoever wrote the rows.
 uint64_t RandomElement() {
   uint64_t v = 0;
-#ifdef GRND_INSECURE
-  if (getrandom(&v, sizeof v, GRND_INSECURE) != sizeof v)
-#endif
-    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v) {
-      v = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) *
-          0x9e3779b97f4a7c15ull;
-    }
+  RandomBytesNoWait(&v, sizeof v);
   return (v % (kP - 2)) + 2;
 }
 

@@ -12,11 +12,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <random>
 #include <thread>
 
 #include "dim/fd.h"
 #include "dim/parallel.h"
+#include "dim/random.h"
 #include "store/chunker.h"
 
 namespace dim {
@@ -73,9 +73,10 @@ ZSTD_DCtx* ThreadDCtx() {
 }
 
 std::string RandomSuffix() {
-  std::random_device rd;
+  uint32_t r[2];
+  RandomBytesNoWait(r, sizeof r);
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  std::snprintf(buf, sizeof buf, "%08x%08x", r[0], r[1]);
   return buf;
 }
 

@@ -13,6 +13,7 @@
 
 #include "dim/fd.h"
 #include "dim/owner.h"
+#include "dim/random.h"
 
 namespace dim {
 namespace {
@@ -22,17 +23,11 @@ constexpr size_t kRandomHex = 16;
 // Room for the mark and the random part within NAME_MAX (255).
 constexpr size_t kMaxNamePart = 200;
 
+// Unpredictable to other writers of the directory, never waiting for the
+// entropy pool (a node stages its catalogue early in its boot).
 Result<std::string> RandomHex() {
   unsigned char b[kRandomHex / 2];
-  size_t got = 0;
-  while (got < sizeof b) {
-    ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return PosixError("getrandom (for a temporary file name)");
-    }
-    got += static_cast<size_t>(n);
-  }
+  RandomBytesNoWait(b, sizeof b);
   std::string hex(kRandomHex, '0');
   for (size_t i = 0; i < sizeof b; i++) std::snprintf(&hex[2 * i], 3, "%02x", b[i]);
   hex.resize(kRandomHex);

@@ -23,6 +23,9 @@ lkrn=/usr/lib/ipxe/ipxe.lkrn
 ns=dim6pxe-$$
 mac=52:54:00:20:00:01
 netns() { ip netns exec "$ns" "$@"; }
+# Background processes are started with `ip netns exec` itself, not through
+# netns(): `netns CMD &` backgrounds a subshell whose pid is not CMD's, and
+# killing it left CMD running after the test.
 remove_ns() { ip netns del "$ns" 2> /dev/null || true; }
 ip netns add "$ns"
 on_cleanup remove_ns
@@ -65,7 +68,7 @@ url='http://[fd00:20::1]:7480/v1/boot/nodes/n01.ipxe'
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-host=$mac,set:node-n01,10.20.0.100,[fd00:20::64],n01"
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-option=tag:ipxe,tag:node-n01,option6:bootfile-url,$url"
 
-netns dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
+ip netns exec "$ns" dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
   --bind-interfaces --user=root --pid-file="$TEST_TMP/dnsmasq.pid" \
   --dhcp-leasefile="$TEST_TMP/leases" --log-dhcp --log-facility="$TEST_TMP/dnsmasq.log" \
   > "$TEST_TMP/dnsmasq.out" 2>&1 &
@@ -86,7 +89,7 @@ assert_file_contains "$TEST_TMP/script.ipxe" "kernel http://[fd00:20::1]:7480/v1
 
 log "qemu starts iPXE: RA -> DHCPv6 -> script, kernel and initrd over HTTP/IPv6"
 qemu_log=$TEST_TMP/ipxe6.console
-netns qemu-system-x86_64 -accel tcg -m 256 -nographic -no-reboot -kernel "$lkrn" \
+ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 256 -nographic -no-reboot -kernel "$lkrn" \
   -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
   -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=" < /dev/null > "$qemu_log" 2>&1 &
 qemu_pid=$!

@@ -40,6 +40,9 @@ lkrn=/usr/lib/ipxe/ipxe.lkrn
 ns=dimpxe-$$
 srv=10.20.0.1 url=http://10.20.0.1:7480
 netns() { ip netns exec "$ns" "$@"; }
+# Background processes are started with `ip netns exec` itself, not through
+# netns(): `netns CMD &` backgrounds a subshell whose pid is not CMD's, and
+# killing it left CMD running after the test.
 remove_ns() { ip netns del "$ns" 2> /dev/null || true; }
 ip netns add "$ns"
 on_cleanup remove_ns
@@ -122,7 +125,7 @@ assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-boot=tag:!ipxe,tag:!efi64,un
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-boot=tag:ipxe,tag:node-$BOOT_NODE,$url/v1/boot/nodes/$BOOT_NODE.ipxe"
 sed 's/^/    /' "$TEST_TMP/dnsmasq.conf" >&2
 
-netns dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
+ip netns exec "$ns" dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
   --bind-interfaces --user=root --pid-file="$TEST_TMP/dnsmasq.pid" \
   --dhcp-leasefile="$TEST_TMP/leases" --log-dhcp --log-facility="$TEST_TMP/dnsmasq.log" \
   > "$TEST_TMP/dnsmasq.out" 2>&1 &
