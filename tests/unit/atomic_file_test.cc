@@ -18,6 +18,7 @@
 #include "dim/atomic_file.h"
 #include "dim/env.h"
 #include "dim/fd.h"
+#include "dim/random.h"
 #include "test_util.h"
 
 namespace {
@@ -280,4 +281,18 @@ TEST_CASE("atomic file: store gc's cleaner removes only what crashed writers lef
   REQUIRE(live->Append("whole").ok());
   REQUIRE(live->Commit().ok());
   CHECK(dimtest::ReadFile(dir / "published") == "whole");
+}
+
+TEST_CASE("random bytes without waiting: every length filled, draws differ") {
+  // Staging names rely on draws differing between calls and processes.
+  std::set<std::string> seen;
+  for (size_t n : {1u, 7u, 8u, 33u, 300u}) {
+    std::string a(n, '\0'), b(n, '\0');
+    dim::RandomBytesNoWait(a.data(), n);
+    dim::RandomBytesNoWait(b.data(), n);
+    if (n >= 8) CHECK(a != b);
+    if (n >= 8) CHECK(a != std::string(n, '\0'));
+    seen.insert(a);
+  }
+  CHECK(seen.size() == 5);
 }
