@@ -23,9 +23,8 @@ lkrn=/usr/lib/ipxe/ipxe.lkrn
 ns=dim6pxe-$$
 mac=52:54:00:20:00:01
 netns() { ip netns exec "$ns" "$@"; }
-# Background processes are started with `ip netns exec` itself, not through
-# netns(): `netns CMD &` backgrounds a subshell whose pid is not CMD's, and
-# killing it left CMD running after the test.
+# Background processes start with `ip netns exec` itself (start_dnsmasq in
+# lib.sh says why), never through netns().
 remove_ns() { ip netns del "$ns" 2> /dev/null || true; }
 ip netns add "$ns"
 on_cleanup remove_ns
@@ -68,18 +67,7 @@ url='http://[fd00:20::1]:7480/v1/boot/nodes/n01.ipxe'
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-host=$mac,set:node-n01,10.20.0.100,[fd00:20::64],n01"
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-option=tag:ipxe,tag:node-n01,option6:bootfile-url,$url"
 
-ip netns exec "$ns" dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
-  --bind-interfaces --user=root --pid-file="$TEST_TMP/dnsmasq.pid" \
-  --dhcp-leasefile="$TEST_TMP/leases" --log-dhcp --log-facility="$TEST_TMP/dnsmasq.log" \
-  > "$TEST_TMP/dnsmasq.out" 2>&1 &
-dnsmasq_pid=$!
-stop_dnsmasq() { kill "$dnsmasq_pid" 2> /dev/null; wait "$dnsmasq_pid" 2> /dev/null || true; }
-on_cleanup stop_dnsmasq
-for _ in $(seq 50); do
-  grep -q "router advertisement enabled" "$TEST_TMP/dnsmasq.log" 2> /dev/null && break
-  kill -0 "$dnsmasq_pid" 2> /dev/null || die "dnsmasq exited: $(cat "$TEST_TMP/dnsmasq.out" "$TEST_TMP/dnsmasq.log" 2> /dev/null)"
-  sleep 0.1
-done
+start_dnsmasq "$ns" "router advertisement enabled"
 
 printf 'role = top\nname = host\nlisten = [fd00:20::1]:7480\nstore = %s\nsecret = %s\n' \
   "$DIM_ROOT" "$DIM_SECRET" > "$TEST_TMP/imaged.conf"

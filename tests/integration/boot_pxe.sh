@@ -40,9 +40,8 @@ lkrn=/usr/lib/ipxe/ipxe.lkrn
 ns=dimpxe-$$
 srv=10.20.0.1 url=http://10.20.0.1:7480
 netns() { ip netns exec "$ns" "$@"; }
-# Background processes are started with `ip netns exec` itself, not through
-# netns(): `netns CMD &` backgrounds a subshell whose pid is not CMD's, and
-# killing it left CMD running after the test.
+# Background processes start with `ip netns exec` itself (start_dnsmasq in
+# lib.sh says why), never through netns().
 remove_ns() { ip netns del "$ns" 2> /dev/null || true; }
 ip netns add "$ns"
 on_cleanup remove_ns
@@ -125,18 +124,7 @@ assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-boot=tag:!ipxe,tag:!efi64,un
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-boot=tag:ipxe,tag:node-$BOOT_NODE,$url/v1/boot/nodes/$BOOT_NODE.ipxe"
 sed 's/^/    /' "$TEST_TMP/dnsmasq.conf" >&2
 
-ip netns exec "$ns" dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
-  --bind-interfaces --user=root --pid-file="$TEST_TMP/dnsmasq.pid" \
-  --dhcp-leasefile="$TEST_TMP/leases" --log-dhcp --log-facility="$TEST_TMP/dnsmasq.log" \
-  > "$TEST_TMP/dnsmasq.out" 2>&1 &
-dnsmasq_pid=$!
-stop_dnsmasq() { kill "$dnsmasq_pid" 2> /dev/null; wait "$dnsmasq_pid" 2> /dev/null || true; }
-on_cleanup stop_dnsmasq
-for _ in $(seq 50); do
-  grep -q "TFTP root" "$TEST_TMP/dnsmasq.log" 2> /dev/null && break
-  kill -0 "$dnsmasq_pid" 2> /dev/null || die "dnsmasq exited: $(cat "$TEST_TMP/dnsmasq.out" "$TEST_TMP/dnsmasq.log" 2>/dev/null)"
-  sleep 0.1
-done
+start_dnsmasq "$ns" "TFTP root"
 if [[ -n $undionly ]]; then
   netns curl -fsS -o "$TEST_TMP/undionly.got" "tftp://$srv/undionly.kpxe" || die "TFTP of undionly.kpxe from dnsmasq failed"
   cmp -s "$TEST_TMP/undionly.got" "$undionly" || die "dnsmasq's TFTP served another undionly.kpxe"

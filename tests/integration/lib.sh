@@ -118,6 +118,25 @@ with_timeout() {
 # --- imaged servers on loopback ---------------------------------------------
 
 # free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+# start_dnsmasq NS READY: dnsmasq in network namespace NS with
+# $TEST_TMP/dnsmasq.conf (log, leases and pid file in $TEST_TMP), stopped at
+# cleanup; returns once its log shows READY. Started with `ip netns exec`
+# itself: through a shell function in the background, $! would be a subshell
+# and cleanup would leave dnsmasq running.
+start_dnsmasq() {
+  ip netns exec "$1" dnsmasq --no-daemon --conf-file="$TEST_TMP/dnsmasq.conf" --port=0 --interface=br0 \
+    --bind-interfaces --user=root --pid-file="$TEST_TMP/dnsmasq.pid" \
+    --dhcp-leasefile="$TEST_TMP/leases" --log-dhcp --log-facility="$TEST_TMP/dnsmasq.log" \
+    > "$TEST_TMP/dnsmasq.out" 2>&1 &
+  local pid=$!
+  on_cleanup _stop_pid "$pid"
+  for _ in $(seq 50); do
+    grep -q "$2" "$TEST_TMP/dnsmasq.log" 2> /dev/null && return 0
+    kill -0 "$pid" 2> /dev/null || die "dnsmasq exited: $(cat "$TEST_TMP/dnsmasq.out" "$TEST_TMP/dnsmasq.log" 2> /dev/null)"
+    sleep 0.1
+  done
+}
+_stop_pid() { kill "$1" 2> /dev/null; wait "$1" 2> /dev/null || true; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # imaged_config NAME ROLE PORT [PARENT]: $TEST_TMP/NAME.conf for a server
