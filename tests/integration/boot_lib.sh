@@ -115,7 +115,7 @@ start_imaged() {
   done
   die "imaged did not start: $(cat "$TEST_TMP/imaged.log")"
 }
-_stop_imaged() { kill "$BOOT_IMAGED_PID" 2> /dev/null; wait "$BOOT_IMAGED_PID" 2> /dev/null || true; }
+_stop_imaged() { kill "$BOOT_IMAGED_PID" 2> /dev/null || true; wait "$BOOT_IMAGED_PID" 2> /dev/null || true; }
 
 console_has() {
   grep -aqF -- "$2" "$TEST_TMP/$1.console" ||

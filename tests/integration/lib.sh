@@ -136,7 +136,7 @@ start_dnsmasq() {
     sleep 0.1
   done
 }
-_stop_pid() { kill "$1" 2> /dev/null; wait "$1" 2> /dev/null || true; }
+_stop_pid() { kill "$1" 2> /dev/null || true; wait "$1" 2> /dev/null || true; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # imaged_config NAME ROLE PORT [PARENT]: $TEST_TMP/NAME.conf for a server
