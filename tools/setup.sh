@@ -16,6 +16,8 @@ packages=(
   # required libraries
   librsync-dev libfuse3-dev fuse3 libtinyxml2-dev libsqlite3-dev sqlite3 doctest-dev
   libzstd-dev libssl-dev libmicrohttpd-dev
+  # the typed protocol's one JSON library (header-only) and the TLS library libmicrohttpd uses
+  nlohmann-json3-dev libgnutls28-dev
   # masters, trees and their metadata
   debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod curl diffutils
   # the imaged unit's checks (systemd-analyze) and the unprivileged-server test (useradd)
@@ -32,6 +34,8 @@ packages=(
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
   # benchmarks and their peers
   hyperfine sshfs openssh-server
+  # the HTTP cache tier's tests and the boot-storm benchmark's peer
+  nginx-light
   # the clone benchmark's peers (udpcast, BitTorrent with a local tracker) and its plot
   udpcast aria2 opentracker mktorrent gnuplot-nox
 )
