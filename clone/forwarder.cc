@@ -28,8 +28,8 @@ std::vector<uint32_t> Subtree(const Plan& plan, uint32_t index) {
   }
 }
 
-Forwarder::Forwarder(const Plan& plan, int data_fd, std::string self)
-    : plan_(plan), data_fd_(data_fd), self_(std::move(self)) {}
+Forwarder::Forwarder(const Plan& plan, int data_fd, std::string self, const std::vector<std::string>* keys)
+    : plan_(plan), data_fd_(data_fd), self_(std::move(self)), keys_(keys) {}
 
 Forwarder::~Forwarder() {
   Abort();
@@ -38,6 +38,15 @@ Forwarder::~Forwarder() {
 
 void Forwarder::Start(const std::vector<uint32_t>& subtree) {
   for (auto& g : ChildGroups(subtree, plan_.arity)) Spawn(std::move(g));
+}
+
+void Forwarder::Adopt(uint32_t index, Rejoin rejoin) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (aborted_) return;
+    rejoin_[index] = std::move(rejoin);
+  }
+  Spawn({index});
 }
 
 void Forwarder::Spawn(std::vector<uint32_t> group) {
@@ -149,9 +158,25 @@ Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
     }
   } forget{this, slot};
   SetTimeouts(fd.get(), timeout, timeout);
-  DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeHello(plan_, child), {}, peer));
+  const std::string nonce = RandomNonce();
+  Rejoin rejoin;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = rejoin_.find(child); it != rejoin_.end()) rejoin = it->second;
+  }
+  DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeHello(plan_, child, nonce, rejoin), {}, peer));
+  // The sender holds every key, so what its children say is checked: a host
+  // on the path cannot forge a receiver's acknowledgement or error. A
+  // receiver holds only its own key and takes its children's word.
+  auto authentic = [&](const Frame& f) -> Status {
+    if (!keys_ || MacOk(f, Signer{(*keys_)[child], plan_.stream_id, nonce})) return Status::Ok();
+    std::string what = f.type == FrameType::kError ? "an ERROR (\"" + f.message + "\")" : "a frame";
+    return Status::PermissionDenied(peer + " sent " + what +
+                                    " not MAC'd with its key (forged by a host on the path, or another host at its address)");
+  };
   std::string body;
   DIM_ASSIGN_OR_RETURN(Frame ready, ReadFrame(fd.get(), &body, peer));
+  DIM_RETURN_IF_ERROR(authentic(ready));
   if (ready.type == FrameType::kError) return Status::IOError(peer + " refused: " + ready.message);
   if (ready.type != FrameType::kReady) return Status::Corruption(peer + " answered the hello with another frame");
   uint64_t next = ready.count;
@@ -181,6 +206,7 @@ Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
         DIM_ASSIGN_OR_RETURN(uint32_t len, FrameLength(std::string_view(inbox).substr(0, kFrameHeader), &type));
         if (inbox.size() < kFrameHeader + len) break;
         DIM_ASSIGN_OR_RETURN(Frame f, DecodeFrame(type, std::string_view(inbox).substr(kFrameHeader, len)));
+        DIM_RETURN_IF_ERROR(authentic(f));
         inbox.erase(0, kFrameHeader + len);
         if (f.type == FrameType::kError) return Status::IOError(peer + " refused: " + f.message);
         if (f.type == FrameType::kAck && f.count > acked) {
