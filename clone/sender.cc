@@ -148,7 +148,7 @@ Result<SendResult> Send(SendOptions opts) {
   std::vector<std::string> rejoined;
   for (size_t i = 0; i < reports.size(); i++) reports[i].name = plan.receivers[i].name;
   std::mutex mu;
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, forwarded{false};
   // A receiver seen in the stream that answers "waiting" again was
   // restarted: it rejoins as a leaf after the last live receiver (the tail
   // of a chain), or of the sender when none is left.
@@ -204,7 +204,12 @@ Result<SendResult> Send(SendOptions opts) {
         std::lock_guard<std::mutex> l(mu);
         opts.progress(reports, 0);
       }
-      for (int k = 0; k < 5 && !stop.load(); k++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      // Twice a second while chunks flow; then every 50 ms, so the end
+      // (every receiver done) is seen at once.
+      for (int k = 0; k < 10 && !stop.load() && !forwarded.load(); k++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (forwarded.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
   struct StopPoller {
@@ -232,6 +237,7 @@ Result<SendResult> Send(SendOptions opts) {
     return produced;
   }
   fw.Wait();
+  forwarded = true;
 
   // Forwarding is over; receivers may still be applying. Wait for each to
   // end, or to stay unreachable for the timeout; then, with rejoin_wait_s,
@@ -265,7 +271,7 @@ Result<SendResult> Send(SendOptions opts) {
     if (all && (!any_failed || std::chrono::steady_clock::now() - all_over_since >= std::chrono::seconds(opts.rejoin_wait_s))) {
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   stop = true;
   poller.join();
