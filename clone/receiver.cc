@@ -80,7 +80,9 @@ class Receiver {
       std::unique_lock<std::mutex> l(mu_);
       if (!joined_) continue;
       const auto timeout = std::chrono::milliseconds(plan_.timeout_ms);
-      if (state_ == State::kReceiving && now - last_data_ > 3 * timeout) {
+      // Starved by upstream, not held up here: a full queue (this host's disk
+      // is slow) is not the upstream's silence.
+      if (state_ == State::kReceiving && queue_.empty() && !accept_waiting_ && now - last_data_ > 3 * timeout) {
         l.unlock();
         Fail(Status::IOError("no data from upstream for " + std::to_string(3 * plan_.timeout_ms / 1000) +
                              " s: the sender or the hosts before this one are gone; nothing was kept"));
@@ -285,7 +287,9 @@ class Receiver {
     if (h.seq < received_) return Status::Busy("duplicate");
     DIM_RETURN_IF_ERROR(CheckChunk(h, f.data, received_, peer));
     last_data_ = Clock::now();
+    accept_waiting_ = true;
     q_cv_.wait(l, [&] { return queue_.size() < opts_.queue_chunks || state_ != State::kReceiving || stopping_; });
+    accept_waiting_ = false;
     if (state_ != State::kReceiving) return Status::Busy("not receiving");
     queue_.emplace_back(h, std::string(f.data));
     received_++;
@@ -402,20 +406,15 @@ class Receiver {
     return true;
   }
 
-  // Starts writing chunk seq to the disk now and waits for the one 128 MiB
-  // before it: the page cache would otherwise hold the whole payload dirty
-  // until the final fsync, which then writes it all at disk speed after the
-  // network is done (seconds per GB). The window absorbs a disk's hiccups;
-  // a disk slower than the link still slows this host's queue, and so the
-  // stream, as any full queue does.
+  // Starts writing chunk seq to the disk now: the page cache would
+  // otherwise hold the whole payload dirty until the final fsync, which then
+  // writes it all at disk speed after the network is done (seconds per GB).
+  // It does not wait for that write: waiting (a bounded write-behind window)
+  // stalled receivers for tens of seconds behind other writers of a shared
+  // disk, and the kernel's dirty limits bound the memory anyway.
   void WriteBack(uint64_t seq) {
     const uint64_t cs = plan_.chunk_size;
-    const uint64_t kWriteBehind = std::max<uint64_t>(16, (uint64_t{128} << 20) / cs);
     sync_file_range(staging_.get(), static_cast<off_t>(seq * cs), static_cast<off_t>(cs), SYNC_FILE_RANGE_WRITE);
-    if (seq >= kWriteBehind) {
-      sync_file_range(staging_.get(), static_cast<off_t>((seq - kWriteBehind) * cs), static_cast<off_t>(cs),
-                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-    }
   }
 
   static bool ReadAt(int fd, char* buf, size_t n, uint64_t off) {
@@ -461,6 +460,7 @@ class Receiver {
         if (queue_.empty() || state_ != State::kReceiving) return;
         item = std::move(queue_.front());
         queue_.pop_front();
+        last_data_ = Clock::now();  // the upstream's silence counts from when this host could take more
         q_cv_.notify_all();
       }
       const ChunkHeader& h = item.first;
@@ -593,6 +593,7 @@ class Receiver {
   std::string message_;            // GUARDED_BY(mu_)
   uint64_t received_ = 0, written_ = 0, bytes_ = 0;  // GUARDED_BY(mu_)
   Clock::time_point last_data_;                      // GUARDED_BY(mu_)
+  bool accept_waiting_ = false;                      // GUARDED_BY(mu_): a chunk waits for queue space
   std::deque<std::pair<ChunkHeader, std::string>> queue_;  // GUARDED_BY(mu_)
   Fd dir_, staging_, journal_;
   std::string staging_name_, staging_path_, journal_name_, base_;
