@@ -241,6 +241,36 @@ TEST_CASE("checkout removes partial checkouts an interrupted run left, and nothi
   ::close(busy_fd);
 }
 
+TEST_CASE("revert rewrites the master to the old tree, removing only beneath it") {
+  Fixture f;
+  WriteFile(f.master + "/a", "a1");
+  REQUIRE(::mkdir((f.master + "/d").c_str(), 0755) == 0);
+  WriteFile(f.master + "/d/x", "x");
+  f.Import();
+  Fixture::Settle();
+  WriteFile(f.master + "/a", "a2");
+  WriteFile(f.master + "/b", "new");
+  REQUIRE(::mkdir((f.master + "/e").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((f.master + "/e/f").c_str(), 0755) == 0);
+  WriteFile(f.master + "/e/f/g", "deep");
+  REQUIRE(dim::RemoveTree(f.master + "/d").ok());
+  WriteFile(f.master + "/d", "now a file");
+  f.Commit();
+  auto r = dim::RevertTo(*f.store, "img", 1, "");
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(r->committed);
+  struct stat st;
+  CHECK(::lstat((f.master + "/b").c_str(), &st) != 0);
+  CHECK(::lstat((f.master + "/e").c_str(), &st) != 0);
+  REQUIRE(::lstat((f.master + "/d").c_str(), &st) == 0);
+  CHECK(S_ISDIR(st.st_mode));
+  CHECK(::lstat((f.master + "/d/x").c_str(), &st) == 0);
+  std::string out = f.tmp / "v3";
+  REQUIRE(dim::Checkout(*f.store, "img", out, {}).ok());
+  CHECK(::lstat((out + "/b").c_str(), &st) != 0);
+  CHECK(::lstat((out + "/d/x").c_str(), &st) == 0);
+}
+
 TEST_CASE("RemoveTree stays on one file system and never follows a symlink") {
   TempDir tmp;
   std::string tree = tmp / "tree";
