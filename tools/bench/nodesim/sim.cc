@@ -290,6 +290,10 @@ void Sim::Issue(Node& n, int i) {
 
 void Sim::TraceDone(Node& n, int i) {
   const auto& rq = trace_->requests;
+  if (rq[static_cast<size_t>(i)].last_on_conn) {
+    Conn& c = ConnOf(n, static_cast<size_t>(rq[static_cast<size_t>(i)].conn));
+    if (!c.cur && c.queue.empty()) Close(c);
+  }
   if (i == trace_->mounted) {
     n.mounted = Now();
     if (o_.live && !o_.static_mode) Poll(n);
@@ -300,8 +304,9 @@ void Sim::TraceDone(Node& n, int i) {
   }
   if (--n.trace_left == 0) {
     n.booted = Now();
-    // The boot's connections go as the server's idle timeout would close
-    // them; a mounted node keeps its long-poll and one for fetches.
+    // A mount-only replay leaves the rest of the boot's connections: gone
+    // as the server's idle timeout would close them. A mounted node keeps
+    // its long-poll and one connection for fetches.
     for (size_t c = 0; c < trace_conns_ && c < n.conns.size(); c++) {
       if (n.conns[c] && !n.conns[c]->cur && n.conns[c]->queue.empty()) Close(*n.conns[c]);
     }

@@ -129,6 +129,12 @@ dim::Result<Trace> Trace::Parse(std::string_view text) {
   t.connections = static_cast<int>(conns.size());
   auto& rq = t.requests;
   std::stable_sort(rq.begin(), rq.end(), [](const auto& a, const auto& b) { return a.start_ms < b.start_ms; });
+  // A connection ends after its last request (short-lived clients: linuxrc's
+  // probe, the key's; a pool's idle connections the server's idle timeout
+  // closes, which a replay of minutes does not wait for).
+  std::vector<int> last(static_cast<size_t>(t.connections), -1);
+  for (size_t i = 0; i < rq.size(); i++) last[static_cast<size_t>(rq[i].conn)] = static_cast<int>(i);
+  for (int i : last) rq[static_cast<size_t>(i)].last_on_conn = true;
   // The root is mounted once the overlay listing came (what rootfs-fuse reads
   // last before it mounts); without one, after the last catalogue request.
   for (size_t i = 0; i < rq.size() && t.mounted < 0; i++) {

@@ -32,6 +32,7 @@ struct TraceRequest {
   int after = -1;                   // the request whose end it followed; -1: the boot's start
   double gap_ms = 0;                // how long after that end (or the start) it began
   std::vector<int> next;            // the requests that follow this one's end
+  bool last_on_conn = false;        // the client closed the connection after it
 };
 
 struct Trace {
