@@ -35,30 +35,37 @@ PROG=${0##*/}
 usage() {
   cat <<EOF
 usage: $PROG [options]
-  --nodes "N..."     boot-storm sizes (default "1000 5000")
+  --nodes "N[:mount][:nofiles]..."  boot storms (default "1000 5000:mount:nofiles"):
+                     N nodes; ":mount" replays the boot only up to the mounted
+                     root, ":nofiles" leaves out the boot script, kernel and
+                     initrd (a boot of this master moves 70 MB: 5,000 whole
+                     boots are 350 GB, more than a shared 2-core machine
+                     moves in a bench run)
+  --tput "N..."      node counts of the throughput runs (default 1000)
   --spread S         nodes start within S seconds (default 10)
-  --full-max N       storms and throughput runs above N nodes replay the boot
-                     only up to the mounted root (boot files included), as
-                     the working set of 5,000 nodes is 250 GB (default 1000)
+  --rss-limit MB     kill the leaf beyond this resident memory (default 11000;
+                     the machine is shared), restart it and go on
   --time-scale F     the recorded boot's pauses times F in the storm (default 1)
   --push-nodes N     nodes of the push (default 10000)
   --leaves L         second-level servers of the push (default 10)
   --idle "N..."      idle-node counts (default "1000 5000")
   --procs P          simulator processes (default: cores)
   --no-storm | --no-throughput | --no-push | --no-idle   skip a part
-  --quick            --nodes 50 --push-nodes 200 --leaves 2 --idle 100
+  --quick            --nodes "50 100:mount:nofiles" --tput 50 --push-nodes 200
+                     --leaves 2 --idle 100
 Environment: DIM_BUILD_DIR (default ./build), BENCH_OUT (Markdown report,
 default /var/tmp/dim-bench/storm_bench.md), TMPDIR.
 EOF
 }
 
-sizes="1000 5000" full_max=1000 spread=10 scale=1 push_nodes=10000 leaves=10 idle="1000 5000" procs=$(nproc)
+sizes="1000 5000:mount:nofiles" tput="1000" rss_limit=11000 spread=10 scale=1 push_nodes=10000 leaves=10 idle="1000 5000" procs=$(nproc)
 do_storm=1 do_tput=1 do_push=1 do_idle=1
 while (($#)); do
   case $1 in
     --nodes) sizes=$2; shift 2 ;;
     --spread) spread=$2; shift 2 ;;
-    --full-max) full_max=$2; shift 2 ;;
+    --tput) tput=$2; shift 2 ;;
+    --rss-limit) rss_limit=$2; shift 2 ;;
     --time-scale) scale=$2; shift 2 ;;
     --push-nodes) push_nodes=$2; shift 2 ;;
     --leaves) leaves=$2; shift 2 ;;
@@ -68,7 +75,7 @@ while (($#)); do
     --no-throughput) do_tput=0; shift ;;
     --no-push) do_push=0; shift ;;
     --no-idle) do_idle=0; shift ;;
-    --quick) sizes=50 push_nodes=200 leaves=2 idle=100; shift ;;
+    --quick) sizes="50 100:mount:nofiles" tput=50 push_nodes=200 leaves=2 idle=100; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -138,10 +145,17 @@ wait_version() {  # NAME URL IMAGE VERSION
   done
   die "$1 never reached $3 version $4"
 }
-# sample PID FILE: peak VmRSS (kB), threads and descriptors of PID, every 0.5 s, into FILE
+# sample PID FILE: peak VmRSS (kB), threads and descriptors of PID, every 0.5 s, into FILE;
+# kills PID beyond --rss-limit (the machine is shared: today's imaged grows a
+# thread and its memory per connection).
 sample() {
   local pid=$1 file=$2 rss=0 thr=0 fds=0 r t f
   while kill -0 "$pid" 2> /dev/null; do
+    if ((rss > rss_limit * 1024)); then
+      echo "killed: $((rss / 1024)) MB resident" > "$file.killed"
+      kill -KILL "$pid"
+      break
+    fi
     r=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2> /dev/null || echo 0)
     t=$(awk '/^Threads/ {print $2}' "/proc/$pid/status" 2> /dev/null || echo 0)
     f=$(ls "/proc/$pid/fd" 2> /dev/null | wc -l)
@@ -200,7 +214,9 @@ make_master "$T/tiny" tiny
 "$DIMCTL" initrd build --kernel "$BOOT_KDIR" --rootfs-fuse "$BOOT_FUSE" -o "$T/initrd.img" > /dev/null
 "$DIMCTL" boot add "$BOOT_KDIR/boot/vmlinuz-$BOOT_KVER" vmlinuz-cloud > /dev/null
 "$DIMCTL" boot add "$T/initrd.img" initrd-dim.img > /dev/null
-storm_max=$(maxn $sizes $idle 1)
+storm_counts=()
+for spec in $sizes; do storm_counts+=("${spec%%:*}"); done
+storm_max=$(maxn "${storm_counts[@]}" $tput $idle 1)
 log "registering $storm_max nodes"
 python3 - "$storm_max" "$T/tftp" > "$T/cluster.xml" <<'PY'
 import sys
@@ -248,6 +264,11 @@ wait_bytes=$(zstdcat "$TRACE" | awk -F'\t' '!/^#/ && $5 ~ /^\/v1\/objects/ {b +=
 storm_row() {  # NAME N: a report row from $T/NAME.json and $T/NAME.peak
   local j=$T/$1.json rss thr fds
   read -r rss thr fds < "$T/$1.peak"
+  if [[ -f $T/$1.peak.killed ]]; then
+    warn "$1: the leaf was $(cat "$T/$1.peak.killed") (over --rss-limit); restarted"
+    server_stop leaf
+    server_start leaf
+  fi
   report "| $2 | $(field "$j" failures) | $(secs "$(field "$j" phases.mounted.p50)") | $(secs "$(field "$j" phases.mounted.p99)") | $(secs "$(field "$j" phases.boot.p50)") | $(secs "$(field "$j" phases.boot.p99)") | $(mbps "$(field "$j" bytes_in)" "$(field "$j" span_s)") | $((rss / 1024)) MB, $thr threads, $fds fds | $(field "$j" load) |"
 }
 if ((do_storm)); then
@@ -255,17 +276,18 @@ if ((do_storm)); then
   report ""
   report "| nodes | failures | mounted p50 | mounted p99 | booted p50 | booted p99 | bytes/s in | leaf peak | load (1/5/15 min) |"
   report "|---|---|---|---|---|---|---|---|---|"
-  for n in $sizes; do
-    log "boot storm: $n nodes within $spread s (load $(loadavg))"
+  for spec in $sizes; do
+    n=${spec%%:*} mode=full files=()
+    [[ $spec != *:mount* ]] || mode=mount
+    [[ $spec != *:nofiles* ]] || files=(--no-boot-files)
+    log "boot storm: $spec within $spread s (load $(loadavg))"
     sample "${SPID[leaf]}" "$T/storm$n.peak" &
     sampler=$!
-    mode=full
-    ((n <= full_max)) || mode=mount
     sim "storm$n" "$n" 1 --server "$LEAF" --image debsd --names 'sim%05d' --trace "$TRACE" \
-      --spread "$spread" --time-scale "$scale" --live 5 --boot "$mode"
+      --spread "$spread" --time-scale "$scale" --live 5 --boot "$mode" "${files[@]}"
     kill "$sampler" 2> /dev/null || true
     wait "$sampler" 2> /dev/null || true
-    storm_row "storm$n" "$n ($mode)"
+    storm_row "storm$n" "$n ($mode$([[ ${#files[@]} == 0 ]] || echo ", no boot files"))"
     log "${REPORT[-1]}"
   done
   report ""
@@ -311,8 +333,7 @@ EOF
   report ""
   report "| nodes | server | failures | bytes in | span | bytes/s | ratio to nginx | load (1/5/15 min) |"
   report "|---|---|---|---|---|---|---|---|"
-  for n in $sizes; do
-    ((n <= full_max)) || continue
+  for n in $tput; do
     for s in imaged nginx; do
       log "throughput: $n nodes, $s (load $(loadavg))"
       if [[ $s == imaged ]]; then

@@ -72,6 +72,7 @@ struct Conn {
   Node* node = nullptr;
   uint32_t id = 0;   // in Sim::conns_; with gen, what epoll reports
   uint32_t gen = 0;  // bumped at every close: events of an old socket are stale
+  uint64_t sent = 0; // requests started on it: tells a timer whether its request is still out
   int fd = -1;
   bool connected = false, paused = false;
   std::deque<std::unique_ptr<Req>> queue;
@@ -534,6 +535,13 @@ void Sim::Kick(Conn& c) {
   c.out_off = 0;
   c.reader = std::make_unique<dim::http::ResponseReader>(1ull << 31);
   if (!c.cur->keep_body) c.reader->DiscardBody();
+  // rootfs-fuse's client gives an answer 30 s (a long-poll its wait + 10 s),
+  // then drops the connection and asks again.
+  constexpr double kLimit = 30;
+  uint64_t sent = ++c.sent;
+  At(Now() + kLimit, [this, &c, sent] {
+    if (c.sent == sent && c.cur) Broken(c, "no complete answer within the time limit");
+  });
   Watch(c, EPOLLOUT);
   if (c.connected) Write(c);
 }
