@@ -216,7 +216,10 @@ make_master "$T/tiny" tiny
 "$DIMCTL" boot add "$T/initrd.img" initrd-dim.img > /dev/null
 storm_counts=()
 for spec in $sizes; do storm_counts+=("${spec%%:*}"); done
-storm_max=$(maxn "${storm_counts[@]}" $tput $idle 1)
+# Nodes that boot need a registry entry and an overlay; idle and push nodes only sign.
+((do_storm)) || storm_counts=()
+((do_tput)) || tput=""
+storm_max=$(maxn "${storm_counts[@]}" $tput 1)
 log "registering $storm_max nodes"
 python3 - "$storm_max" "$T/tftp" > "$T/cluster.xml" <<'PY'
 import sys

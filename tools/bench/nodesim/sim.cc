@@ -131,7 +131,6 @@ class Sim {
   void Schedule(Node& n, int i, double delay_s);
   void Issue(Node& n, int i);
   void TraceDone(Node& n, int i);
-  void Booted(Node& n);
   void Poll(Node& n);
   void Delta(Node& n, int64_t to);
   void UpdateDone(Node& n);
@@ -236,7 +235,6 @@ void Sim::StartNode(Node& n) {
 void Sim::StartTrace(Node& n) {
   if (o_.boot == BootMode::kNone || trace_ == nullptr) {
     n.mounted = n.booted = Now();
-    Booted(n);
     if (o_.live) Poll(n);
     return;
   }
@@ -311,15 +309,7 @@ void Sim::TraceDone(Node& n, int i) {
     for (size_t c = 0; c < trace_conns_ && c < n.conns.size(); c++) {
       if (n.conns[c] && !n.conns[c]->cur && n.conns[c]->queue.empty()) Close(*n.conns[c]);
     }
-    Booted(n);
   }
-}
-
-void Sim::Booted(Node&) {
-  for (const auto& n : nodes_) {
-    if (n.booted < 0 && !n.failed) return;
-  }
-  if (all_booted_ < 0) all_booted_ = Now();
 }
 
 void Sim::Poll(Node& n) {
@@ -668,7 +658,13 @@ bool Sim::Finished() {
       std::fprintf(stderr, "dim-nodesim: %d nodes mounted and following\n", o_.nodes);
     }
   }
-  if (all_booted_ < 0) return false;
+  if (all_booted_ < 0) {
+    // Every node booted or failed (a failed node stops where it failed).
+    for (const auto& n : nodes_) {
+      if (!n.failed && n.booted < 0) return false;
+    }
+    all_booted_ = now;
+  }
   if (o_.until_version > 0) {
     for (const auto& n : nodes_) {
       if (!n.failed && n.version < o_.until_version) return false;
