@@ -358,7 +358,7 @@ EOF
     log "${REPORT[-1]}"
   done
   report ""
-  report "Working set of one boot: $((wait_bytes / 1000000)) MB of objects (plus the kernel and initrd)."
+  report "Working set of one boot: $((wait_bytes / 1000000)) MB of objects as the recording's top server stored them (a leaf stores them compressed), plus the kernel and initrd."
   report ""
 fi
 
