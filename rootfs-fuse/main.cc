@@ -52,6 +52,10 @@ options:
   --publish-key FILE  the top server's public key (hex, `dimctl key show`):
                       every version must carry its signature (default:
                       /etc/dim/publish.pub when it exists, as the initrd has it)
+  --tls-ca FILE       the site CA's certificate (PEM) that https:// servers'
+                      certificates must lead to (default: /etc/dim/tls-ca.pem,
+                      where the initrd has it); http:// servers speak plain HTTP
+  --tls-crl FILE      a CRL of that CA (default: /etc/dim/tls-crl.pem if it exists)
   --alt URL           an alternate server for the image (repeatable)
   --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
   --cache-size MIB    evict objects beyond this (default 4096)
@@ -82,8 +86,9 @@ options:
 
 struct Args {
   std::string server, image, node, mountpoint;
-  std::string key_file, secret_file, cache, publish_key_file;
+  std::string key_file, secret_file, cache, publish_key_file, tls_ca, tls_crl;
   std::vector<std::string> alts, fuse_opts;
+  std::shared_ptr<const dim::tls::Context> tls;  // loaded when a server is https://
   std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
@@ -92,6 +97,23 @@ struct Args {
   bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true, marks = false;
   std::string marks_file;  // empty: stderr
 };
+
+// The site CA (and CRL) for https:// servers: named, or the initrd's
+// /etc/dim/tls-ca.pem and /etc/dim/tls-crl.pem. Null when every server is
+// http:// (a node network the site trusts, docs/boot.md).
+std::shared_ptr<const dim::tls::Context> LoadTls(const Args& a) {
+  bool https = a.server.rfind("https://", 0) == 0;
+  for (const auto& alt : a.alts) https = https || alt.rfind("https://", 0) == 0;
+  if (!https) return nullptr;
+  dim::tls::Files files{a.tls_ca.empty() ? "/etc/dim/tls-ca.pem" : a.tls_ca, a.tls_crl, "", ""};
+  if (files.crl.empty() && ::access("/etc/dim/tls-crl.pem", F_OK) == 0) files.crl = "/etc/dim/tls-crl.pem";
+  auto ctx = dim::tls::Context::Load(files);
+  if (!ctx.ok()) {
+    Die(ctx.status().message() + " (the initrd holds the site CA when built with 'dimctl initrd build "
+        "--tls-ca FILE'; give --tls-ca FILE, or use http:// where the site trusts the network)");
+  }
+  return std::move(*ctx);
+}
 
 Args Parse(int argc, char** argv) {
   Args a;
@@ -117,6 +139,8 @@ Args Parse(int argc, char** argv) {
     } else if (o == "--key-file") a.key_file = value();
     else if (o == "--secret") a.secret_file = value();
     else if (o == "--publish-key") a.publish_key_file = value();
+    else if (o == "--tls-ca") a.tls_ca = value();
+    else if (o == "--tls-crl") a.tls_crl = value();
     else if (o == "--alt") a.alts.push_back(value());
     else if (o == "--cache") a.cache = value();
     else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
@@ -154,6 +178,7 @@ Args Parse(int argc, char** argv) {
     Die("SERVER must be a URL like http://10.0.0.1:7450, not '" + a.server + "'");
   }
   if (a.cache.empty()) a.cache = "/var/cache/rootfs-fuse/" + a.node;
+  a.tls = LoadTls(a);
   return a;
 }
 
@@ -221,6 +246,7 @@ std::string FetchKey(const Args& a) {
   dim::http::ClientOptions opts;
   opts.timeout_ms = 1000L * a.timeout_s;
   opts.privileged_source_port = true;
+  opts.tls = a.tls;
   auto client = dim::http::Client::Create(opts);
   if (!client.ok()) Die(client.status().ToString());
   std::vector<std::string> servers = {a.server};
@@ -385,7 +411,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> servers = {a.server};
   servers.insert(servers.end(), a.alts.begin(), a.alts.end());
-  rootfs::Remote remote({servers, key, a.node, a.timeout_s});
+  rootfs::Remote remote({servers, key, a.node, a.timeout_s, a.tls});
 
   SqliteRandomnessWithoutWaiting();
   // An empty cache starts from the server's ready catalogue of the version

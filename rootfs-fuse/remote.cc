@@ -32,6 +32,7 @@ std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
   dim::http::ClientOptions o;
   o.connect_timeout_ms = 2000;
   o.timeout_ms = 30000;
+  o.tls = opts_.tls;
   auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, o);
   return c.ok() ? std::move(*c) : nullptr;
 }

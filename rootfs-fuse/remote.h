@@ -14,6 +14,7 @@
 
 #include "dim/api_client.h"
 #include "dim/hash.h"
+#include "dim/tls.h"
 
 namespace rootfs {
 
@@ -22,6 +23,7 @@ struct RemoteOptions {
   std::string key;                   // the node's key (dim/auth.h NodeKey)
   std::string node;
   int timeout_s = 60;                // give up (EIO) after this long without an answer
+  std::shared_ptr<const dim::tls::Context> tls;  // for https:// servers: the site CA (and CRL)
 };
 
 class Remote {

@@ -37,7 +37,7 @@ class ResponseReader {
   ClientResponse& response() { return resp_; }
 
   static constexpr size_t kMaxHead = 64 << 10;          // status line + headers
-  static constexpr uint64_t kDefaultMaxBody = ClientOptions{}.max_body;
+  static constexpr uint64_t kDefaultMaxBody = ClientOptions::kDefaultMaxBody;
 
  private:
   enum class State { kHead, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kToClose, kDone };
