@@ -10,11 +10,11 @@ using dim::Status;
 using dim::http::Response;
 
 bool IsBootFileRequest(const dim::http::Request& req) {
-  // The iPXE script and the boot files; not a node's key, which travels
+  // The iPXE scripts and the boot files; not a node's key, which travels
   // only where node requests may.
   if (req.method != "GET" && req.method != "HEAD") return false;
   if (!req.path.starts_with("/v1/boot/")) return false;
-  return !req.path.starts_with("/v1/boot/nodes/");
+  return !(req.path.starts_with("/v1/boot/nodes/") && req.path.ends_with("/key"));
 }
 
 }  // namespace
@@ -51,6 +51,25 @@ std::optional<Response> AdmitOn(const Config& config, Service& service, bool pla
               "issued for its own name (dimctl ca issue " + name + ")"));
   }
   return std::nullopt;
+}
+
+std::string NodeScript(const Config& config, std::string script) {
+  if (!config.tls() || config.plain_serves != Config::PlainServes::kBoot) return script;
+  static constexpr std::string_view kArg = "dim.server=http://";
+  const size_t at = script.find(kArg);
+  if (at == std::string::npos) return script;
+  const size_t host = at + kArg.size();
+  const size_t end = script.find_first_of(" \n", host);
+  const std::string authority = script.substr(host, end == std::string::npos ? std::string::npos : end - host);
+  // HOST, [V6], HOST:PORT or [V6]:PORT: the port goes, the host stays.
+  const size_t close = authority.rfind(']');
+  const size_t colon = authority.rfind(':');
+  const std::string host_only =
+      colon != std::string::npos && (close == std::string::npos || colon > close) ? authority.substr(0, colon)
+                                                                                   : authority;
+  script.replace(at, kArg.size() + authority.size(),
+                 "dim.server=https://" + host_only + ":" + std::to_string(config.listen_port));
+  return script;
 }
 
 dim::Result<std::shared_ptr<const dim::tls::Context>> ClientTls(const Config& config) {

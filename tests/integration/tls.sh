@@ -110,6 +110,8 @@ DIM_SERVER=https://127.0.0.1:$PLAIN_PORT expect_dimctl_refusal "does not speak T
 DIM_SERVER=http://127.0.0.1:$PLAIN_PORT expect_dimctl_refusal "serves only iPXE's boot scripts and files"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PLAIN_PORT/v1/boot/files")
 assert_eq "$code" 200 "iPXE's boot file list over plain HTTP"
+script=$(curl -fsS "http://127.0.0.1:$PLAIN_PORT/v1/boot/nodes/r01c1n01.ipxe") || die "no iPXE script over plain HTTP"
+[[ $script == *"dim.server=https://"*":$TOP_PORT dim.image="* ]] || die "the script does not send the node to the TLS port: $script"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PLAIN_PORT/v1/boot/nodes/r01c1n01/key")
 assert_eq "$code" 403 "a node's key over plain HTTP"
 
