@@ -19,25 +19,29 @@ set -euo pipefail
 PROG=${0##*/}
 usage() {
   cat <<EOF
-usage: $PROG [--runs N] [--fuse PATH]... [--no-debian] [--tls]
+usage: $PROG [--runs N] [--fuse PATH]... [--no-debian] [--tls] [--cpu MODEL]
 
   --runs N      boots per master and binary (default 5); medians and ranges
   --fuse PATH   a rootfs-fuse binary to compare (repeatable; default: the
                 build tree's rootfs-fuse/rootfs-fuse)
   --no-debian   only the busybox master
   --tls         boot each over plain HTTP and over TLS (a site CA, dimctl ca)
+  --cpu MODEL   qemu's -cpu (e.g. max: with RDRAND, which seeds the guest
+                kernel's random pool at once, as on real hardware; qemu's
+                default CPU has none, and getrandom() then waits at boot)
 Environment: DIM_BUILD_DIR (default ./build), BENCH_OUT (Markdown report,
 default /var/tmp/dim-bench/boot_bench.md).
 EOF
 }
 
-runs=5 debian=1 fuses=() tls=0
+runs=5 debian=1 fuses=() tls=0 cpu=()
 while (($#)); do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --fuse) fuses+=("$(realpath "$2")"); shift 2 ;;
     --no-debian) debian=0; shift ;;
     --tls) tls=1; shift ;;
+    --cpu) cpu=(-cpu "$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -106,7 +110,7 @@ boot_once() {
   local m=$1 i=$2 r=$3 mode=$4 args console=$TEST_TMP/$1-$2-$3-$4.console
   args=$(curl -fsS "$boot_script_url/v1/boot/nodes/$BOOT_NODE.ipxe" | sed -n 's/^kernel [^ ]* initrd=[^ ]* //p' | sed 's/ BOOTIF=.*//')
   args=$(sed "s|dim.server=[^ ]*|dim.server=${url[$mode]}|" <<< "$args")
-  timeout --kill-after=5 240 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
+  timeout --kill-after=5 240 qemu-system-x86_64 -accel tcg "${cpu[@]}" -m 512 -nographic -no-reboot \
     -kernel "$kernel" -initrd "$TEST_TMP/initrd-$i.img" -append "$args" \
     -netdev user,id=n0 -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC,romfile=" \
     < /dev/null > "$console" 2>&1 || true
@@ -148,7 +152,7 @@ stat() {  # "median (min-max)" of the numbers in $1
 {
   echo "# boot_bench: linuxrc start -> exec /sbin/init ($runs boots each, guest seconds under TCG)"
   echo
-  echo "Host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end; kernel $BOOT_KVER."
+  echo "Host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end; kernel $BOOT_KVER; qemu ${cpu[*]:-default CPU}."
   for i in "${!fuses[@]}"; do echo "- rootfs-fuse #$i: ${fuses[i]}"; done
   echo
   echo "| master | rootfs-fuse | node path | linuxrc start → exec init | server found → root mounted | exec → main() |"
