@@ -25,30 +25,39 @@ std::optional<Response> AdmitOn(const Config& config, Service& service, bool pla
   if (plain_listener && !IsBootFileRequest(req) && !nodes_plain) {
     return Response::Error(Status::PermissionDenied(
         "this plain-HTTP port serves only iPXE's boot scripts and files (plain_serves = boot); use "
-        "https:// and port " + std::to_string(config.listen_port) + " for " + req.method + " " + req.path));
+        "https:// and port " +
+        std::to_string(config.listen_port) + " for " + req.method + " " + req.path));
   }
   // A certificate that fails its check is refused whoever signed the request.
-  if (!req.tls_client_error.empty()) return Response::Error(Status::PermissionDenied(req.tls_client_error));
+  if (!req.tls_client_error.empty())
+    return Response::Error(Status::PermissionDenied(req.tls_client_error));
   if (auto refusal = service.Admit(req, limit)) return refusal;
   const std::string& who = req.identity;
   if (!who.starts_with("server:")) return std::nullopt;  // nodes, public requests
   if (plain_listener) {
     return Response::Error(Status::PermissionDenied(
-        who + " signed a request on the plain-HTTP port; servers and dimctl reach this server only "
-              "over TLS: use https:// and port " + std::to_string(config.listen_port)));
+        who +
+        " signed a request on the plain-HTTP port; servers and dimctl reach this server only "
+        "over TLS: use https:// and port " +
+        std::to_string(config.listen_port)));
   }
   if (!config.tls() || !config.tls_client_cert_required) return std::nullopt;
   const std::string name = who.substr(7);
   if (req.tls_client.empty()) {
     return Response::Error(Status::PermissionDenied(
-        who + " presented no client certificate; servers prove themselves with one from the site CA "
-              "(dimctl ca issue " + name + "; on a leaf tls_cert/tls_key, for dimctl $DIM_TLS_CERT/$DIM_TLS_KEY "
-              "or /etc/dim/tls/dimctl.crt and .key)"));
+        who +
+        " presented no client certificate; servers prove themselves with one from the site CA "
+        "(dimctl ca issue " +
+        name +
+        "; on a leaf tls_cert/tls_key, for dimctl $DIM_TLS_CERT/$DIM_TLS_KEY "
+        "or /etc/dim/tls/dimctl.crt and .key)"));
   }
   if (req.tls_client != name) {
-    return Response::Error(Status::PermissionDenied(
-        who + " presented the certificate of \"" + req.tls_client + "\"; a server's certificate must be "
-              "issued for its own name (dimctl ca issue " + name + ")"));
+    return Response::Error(Status::PermissionDenied(who + " presented the certificate of \"" +
+                                                    req.tls_client +
+                                                    "\"; a server's certificate must be "
+                                                    "issued for its own name (dimctl ca issue " +
+                                                    name + ")"));
   }
   return std::nullopt;
 }
@@ -60,13 +69,15 @@ std::string NodeScript(const Config& config, std::string script) {
   if (at == std::string::npos) return script;
   const size_t host = at + kArg.size();
   const size_t end = script.find_first_of(" \n", host);
-  const std::string authority = script.substr(host, end == std::string::npos ? std::string::npos : end - host);
+  const std::string authority =
+      script.substr(host, end == std::string::npos ? std::string::npos : end - host);
   // HOST, [V6], HOST:PORT or [V6]:PORT: the port goes, the host stays.
   const size_t close = authority.rfind(']');
   const size_t colon = authority.rfind(':');
   const std::string host_only =
-      colon != std::string::npos && (close == std::string::npos || colon > close) ? authority.substr(0, colon)
-                                                                                   : authority;
+      colon != std::string::npos && (close == std::string::npos || colon > close)
+          ? authority.substr(0, colon)
+          : authority;
   script.replace(at, kArg.size() + authority.size(),
                  "dim.server=https://" + host_only + ":" + std::to_string(config.listen_port));
   return script;

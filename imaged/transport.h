@@ -14,8 +14,9 @@
 namespace imaged {
 
 // The Admit hook of one listener: the transport's rules around Service::Admit.
-std::optional<dim::http::Response> AdmitOn(const Config& config, Service& service, bool plain_listener,
-                                           dim::http::Request& req, dim::http::BodyLimit* limit);
+std::optional<dim::http::Response> AdmitOn(const Config& config, Service& service,
+                                           bool plain_listener, dim::http::Request& req,
+                                           dim::http::BodyLimit* limit);
 
 // An iPXE script as a node gets it from this server: with TLS and
 // plain_serves = boot, dim.server= names the boot URL (the plain port iPXE

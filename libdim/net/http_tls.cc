@@ -33,7 +33,8 @@ void FillTlsPeer(MHD_Connection* conn, const tls::ServerCredentials& creds, Requ
   const gnutls_datum_t* certs = gnutls_certificate_get_peers(session, &n);
   if (certs == nullptr || n == 0) return;  // no certificate: a node, or dimctl without one
   std::vector<std::string> chain;
-  for (unsigned i = 0; i < n; i++) chain.emplace_back(reinterpret_cast<const char*>(certs[i].data), certs[i].size);
+  for (unsigned i = 0; i < n; i++)
+    chain.emplace_back(reinterpret_cast<const char*>(certs[i].data), certs[i].size);
   auto cn = creds.verify->VerifyClientChain(chain, req->peer.empty() ? "a client" : req->peer);
   if (cn.ok()) {
     req->tls_client = *cn;
