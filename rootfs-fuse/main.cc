@@ -242,19 +242,18 @@ void SqliteRandomnessWithoutWaiting() {
 // The node's key from SERVER's key endpoint (or an alternate's), asked from
 // a privileged source port: imaged hands it only to root on the node's own
 // address (docs/boot.md). It stays in this process's memory only.
-std::string FetchKey(const Args& a) {
-  dim::http::ClientOptions opts;
-  opts.timeout_ms = 1000L * a.timeout_s;
+// The connection is kept for the mount's requests (*kept, to servers[*kept_server]).
+std::string FetchKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
+                     std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
+  dim::http::ClientOptions opts = rootfs::NodeClientOptions(remote);
   opts.privileged_source_port = true;
-  opts.tls = a.tls;
   auto client = dim::http::Client::Create(opts);
   if (!client.ok()) Die(client.status().ToString());
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
   std::string last;
-  for (const auto& server : servers) {
+  for (size_t i = 0; i < servers.size(); i++) {
+    const std::string& server = servers[i];
     const std::string url = server + "/v1/boot/nodes/" + dim::http::UrlEncode(a.node) + "/key";
-    auto r = (*client)->Get(url, {});
+    auto r = (*client)->Get(url, {}, 1000L * a.timeout_s);
     if (!r.ok()) {
       if (r.status().code() == dim::Code::kPermissionDenied) {
         Die("cannot fetch node " + a.node + "'s key: " + r.status().message() +
@@ -273,6 +272,8 @@ std::string FetchKey(const Args& a) {
     auto key = dim::auth::KeyFromHex(r->body);
     OPENSSL_cleanse(r->body.data(), r->body.size());
     if (!key.ok()) Die("node " + a.node + ": " + server + " sent no key: " + key.status().message());
+    *kept = std::move(*client);
+    *kept_server = i;
     return std::move(*key);
   }
   Die("cannot fetch node " + a.node + "'s key: " + last);
@@ -291,7 +292,8 @@ std::optional<dim::sign::PublicKey> LoadPublishKey(const Args& a) {
   return std::move(*k);
 }
 
-std::string LoadKey(const Args& a) {
+std::string LoadKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
+                    std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
   if (!a.key_file.empty()) {
     auto text = dim::Env::Posix()->ReadFile(a.key_file);
     if (!text.ok()) Die("cannot read the node key: " + text.status().ToString());
@@ -309,7 +311,7 @@ std::string LoadKey(const Args& a) {
     if (!secret.ok()) Die(secret.status().ToString());
     return dim::auth::NodeKey(*secret, a.node);
   }
-  return FetchKey(a);
+  return FetchKey(a, servers, remote, kept, kept_server);
 }
 
 // The version this node runs: its pin (`dimctl push --nodes`) or the
@@ -336,7 +338,12 @@ int main(int argc, char** argv) {
   // systemd spares processes whose argv[0] starts with '@' at shutdown: a
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
-  std::string key = LoadKey(a);
+  std::vector<std::string> servers = {a.server};
+  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
+  rootfs::RemoteOptions remote_opts{servers, "", a.node, a.timeout_s, a.tls};
+  std::unique_ptr<dim::http::Client> key_connection;
+  size_t key_server = 0;
+  std::string key = LoadKey(a, servers, remote_opts, &key_connection, &key_server);
   mark(a.key_file.empty() && a.secret_file.empty() ? "key fetched" : "key read");
   std::optional<dim::sign::PublicKey> publish = LoadPublishKey(a);
   // Entries are created in the upper with the exact modes the kernel asks for.
@@ -409,9 +416,9 @@ int main(int argc, char** argv) {
   if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) fail("/proc is not mounted");
   std::string cache_path = "self/fd/" + std::to_string(cache_fd.get());
 
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
-  rootfs::Remote remote({servers, key, a.node, a.timeout_s, a.tls});
+  remote_opts.key = key;
+  rootfs::Remote remote(std::move(remote_opts));
+  remote.Adopt(key_server, std::move(key_connection));
 
   SqliteRandomnessWithoutWaiting();
   // An empty cache starts from the server's ready catalogue of the version

@@ -25,6 +25,13 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(std::string base, std::stri
       new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(opts), std::move(client)));
 }
 
+std::unique_ptr<ApiClient> ApiClient::Adopt(std::string base, std::string key, std::string identity,
+                                            http::ClientOptions opts, std::unique_ptr<http::Client> client) {
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return std::unique_ptr<ApiClient>(
+      new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(opts), std::move(client)));
+}
+
 Result<std::string> ApiClient::Check(const std::string& url, Result<http::ClientResponse> r) {
   if (!r.ok()) return r.status();
   if (r->status >= 200 && r->status < 300) return std::move(r->body);

@@ -23,6 +23,10 @@ class ApiClient {
   static Result<std::unique_ptr<ApiClient>> Create(std::string base, std::string key,
                                                    std::string identity,
                                                    http::ClientOptions opts = {});
+  // The same over a connection already made with opts (a node's key fetch
+  // hands its TLS connection on instead of a second handshake).
+  static std::unique_ptr<ApiClient> Adopt(std::string base, std::string key, std::string identity,
+                                          http::ClientOptions opts, std::unique_ptr<http::Client> client);
   // 2xx answers return the body; others become a Status carrying the
   // server's error message and the URL.
   Result<std::string> Get(const std::string& path, const std::map<std::string, std::string>& query = {},
