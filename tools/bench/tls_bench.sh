@@ -19,21 +19,23 @@ set -euo pipefail
 PROG=${0##*/}
 usage() {
   cat <<EOF
-usage: $PROG [--runs N] [--packages "P..."] [--no-apt]
+usage: $PROG [--runs N] [--packages "P..."] [--no-apt] [--parts "push fresh tar"]
 
   --runs N          runs of each measurement and mode (default 5): medians, ranges
   --packages "P…"   packages of the apt-get install case (default "curl less")
   --no-apt          skip the apt-get install case (needs the Debian mirror)
+  --parts "…"       which measurements (default "push fresh tar"; push includes apt)
 Environment: DIM_BUILD_DIR (default ./build), BENCH_OUT (Markdown report,
 default /var/tmp/dim-bench/tls_bench.md).
 EOF
 }
-runs=5 packages="curl less" apt=1
+runs=5 packages="curl less" apt=1 parts="push fresh tar"
 while (($#)); do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --packages) packages=$2; shift 2 ;;
     --no-apt) apt=0; shift ;;
+    --parts) parts=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -48,6 +50,7 @@ out=${BENCH_OUT:-/var/tmp/dim-bench/tls_bench.md}
 mkdir -p "$(dirname "$out")"
 [[ -d $DIM_TEST_CACHE/bookworm-minbase ]] || die "no Debian master in $DIM_TEST_CACHE (run tests that build it first)"
 modes=(plain tls)
+img=rocky9-compute  # the image of cluster-xml/examples/small.xml, whose node r01c1n01 mounts it
 now() { echo "${EPOCHREALTIME/,/.}"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 
@@ -59,7 +62,7 @@ secret=$W/secret
 export DIM_SECRET=$secret
 "$DIMCTL" --root "$W/top-plain" store init > /dev/null
 "$DIMCTL" store secret "$secret" > /dev/null
-"$DIMCTL" --root "$W/top-plain" image import deb "$master" -m v1 > /dev/null
+"$DIMCTL" --root "$W/top-plain" image import "$img" "$master" -m v1 > /dev/null
 "$DIMCTL" --root "$W/top-plain" cluster apply "$DIM_REPO_ROOT/cluster-xml/examples/small.xml" --yes > /dev/null
 "$DIMCTL" --root "$W/top-plain" node provision r01c1n01 > /dev/null
 cp -a "$W/top-plain" "$W/top-tls"
@@ -101,12 +104,12 @@ server() {
   done
   die "imaged $name did not start: $(tail -3 "$W/$name.log")"
 }
-head_of() { "$DIMCTL" --root "$W/$1" image list --json 2> /dev/null | sed -n 's/.*"name":"deb","head":\([0-9]*\).*/\1/p'; }
-# push MODE: `dimctl push deb` on MODE's top, waiting for both leaves; prints seconds.
+head_of() { "$DIMCTL" --root "$W/$1" image list --json 2> /dev/null | sed -n "s/.*\"name\":\"$img\",\"head\":\([0-9]*\).*/\1/p"; }
+# push MODE: `dimctl push IMAGE` on MODE's top, waiting for both leaves; prints seconds.
 push() {
   local t0
   t0=$(now)
-  "$DIMCTL" --root "$W/top-$1" push deb --server "${url[top-$1]}" --wait 600 > "$W/push.out" 2>&1 ||
+  "$DIMCTL" --root "$W/top-$1" push "$img" --server "${url[top-$1]}" --wait 600 > "$W/push.out" 2>&1 ||
     die "push ($1) failed: $(cat "$W/push.out")"
   elapsed "$t0"
 }
@@ -123,11 +126,14 @@ for m in "${modes[@]}"; do
   push "$m" > /dev/null
 done
 
-log "push of a one-file change, $runs runs"
-for ((r = 1; r <= runs; r++)); do
+part() { [[ " $parts " == *" $1 "* ]]; }
+part push || apt=0
+n=0
+part push && n=$runs && log "push of a one-file change, $runs runs"
+for ((r = 1; r <= n; r++)); do
   echo "change $r $(date +%s.%N)" > "$master/etc/dim-bench"
   for m in "${modes[@]}"; do
-    "$DIMCTL" --root "$W/top-$m" image commit deb "$master" --only /etc/dim-bench -m "run $r" > /dev/null
+    "$DIMCTL" --root "$W/top-$m" image commit "$img" --only /etc/dim-bench -m "run $r" > /dev/null
     t=$(push "$m")
     T[push,$m]+="$t "
     log "  $m run $r: $t s; load $(cut -d' ' -f1 /proc/loadavg)"
@@ -138,10 +144,10 @@ apt_note=""
 if ((apt)); then
   log "push of an apt-get install ($packages)"
   cmd="apt-get update && apt-get install -y --no-install-recommends $packages && apt-get clean"
-  if "$DIMCTL" --root "$W/top-plain" image shell deb -m pkgs -- sh -c "$cmd" > "$W/apt.log" 2>&1; then
+  if "$DIMCTL" --root "$W/top-plain" image shell "$img" -m pkgs -- sh -c "$cmd" > "$W/apt.log" 2>&1; then
     # The same new tree in the other store: checked out and committed there.
-    "$DIMCTL" --root "$W/top-plain" image checkout deb "$W/deb2" > /dev/null
-    "$DIMCTL" --root "$W/top-tls" image commit deb "$W/deb2" -m pkgs > /dev/null
+    "$DIMCTL" --root "$W/top-plain" image checkout "$img" "$W/deb2" > /dev/null
+    "$DIMCTL" --root "$W/top-tls" image commit "$img" --from "$W/deb2" -m pkgs > /dev/null
     for m in "${modes[@]}"; do
       t=$(push "$m")
       T[apt,$m]=$t
@@ -153,15 +159,16 @@ if ((apt)); then
   fi
 fi
 
-log "object batches: a fresh leaf replicating the whole image, $runs runs"
-for ((r = 1; r <= runs; r++)); do
+n=0
+part fresh && n=$runs && log "object batches: a fresh leaf replicating the whole image, $runs runs"
+for ((r = 1; r <= n; r++)); do
   for m in "${modes[@]}"; do
     rm -rf "$W/fresh-$m"
     t0=$(now)
     server "fresh-$m" leaf "${url[top-$m]}"
     want=$(head_of "top-$m")
     for _ in $(seq 6000); do [[ $(head_of "fresh-$m") == "$want" ]] && break; sleep 0.05; done
-    [[ $(head_of "fresh-$m") == "$want" ]] || die "fresh-$m did not reach deb@$want: $(tail -3 "$W/fresh-$m.log")"
+    [[ $(head_of "fresh-$m") == "$want" ]] || die "fresh-$m did not reach $img@$want: $(tail -3 "$W/fresh-$m.log")"
     t=$(elapsed "$t0")
     kill "${pids[fresh-$m]}"
     wait "${pids[fresh-$m]}" 2> /dev/null || true
@@ -169,23 +176,28 @@ for ((r = 1; r <= runs; r++)); do
     log "  $m run $r: $t s; load $(cut -d' ' -f1 /proc/loadavg)"
   done
 done
-fresh_bytes=$(du -sb "$W/fresh-plain/objects" | cut -f1)
+fresh_bytes=0
+part fresh && fresh_bytes=$(du -sb "$W/fresh-plain/objects" | cut -f1)
 
-log "rootfs-fuse cold tar, $runs runs"
+n=0
+part tar && n=$runs && log "rootfs-fuse cold tar, $runs runs"
 mnt=$W/mnt
 mkdir -p "$mnt"
-on_cleanup umount -l "$mnt"
-for ((r = 1; r <= runs; r++)); do
+# Each mount's cache (its upper is a tmpfs below it) goes at the end.
+unmount_all() { awk -v w="$W/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r umount -l; }
+on_cleanup unmount_all
+for ((r = 1; r <= n; r++)); do
   for m in "${modes[@]}"; do
-    rm -rf "$W/cache"
+    cache=$W/cache-$m-$r  # empty: a cold start
     extra=()
     [[ $m == tls ]] && extra=(--tls-ca "$ca/ca.crt")
-    "$ROOTFS_FUSE" --secret "$secret" --cache "$W/cache" "${extra[@]}" "${url[top-$m]}" deb r01c1n01 "$mnt" \
+    "$ROOTFS_FUSE" --secret "$secret" --cache "$cache" "${extra[@]}" "${url[top-$m]}" "$img" r01c1n01 "$mnt" \
       2>> "$W/fuse.log" || die "rootfs-fuse ($m) did not mount: $(tail -3 "$W/fuse.log")"
     t0=$(now)
     bytes=$(tar -C "$mnt" -cf - . | wc -c)
     t=$(elapsed "$t0")
     umount "$mnt"
+    for _ in $(seq 100); do pgrep -f -- "--cache $cache " > /dev/null || break; sleep 0.1; done
     T[tar,$m]+="$t "
     log "  $m run $r: $t s ($bytes bytes of tar); load $(cut -d' ' -f1 /proc/loadavg)"
   done
@@ -205,12 +217,12 @@ mbs() { python3 -c 'import statistics, sys; print(f"{float(sys.argv[1])/1e6/stat
   echo
   echo "| measurement | plain HTTP | TLS | TLS cost |"
   echo "|---|---|---|---|"
-  echo "| push of a one-file change to 2 leaves | $(stat "${T[push,plain]}") | $(stat "${T[push,tls]}") | $(cost push) |"
+  part push && echo "| push of a one-file change to 2 leaves | $(stat "${T[push,plain]}") | $(stat "${T[push,tls]}") | $(cost push) |"
   if [[ -n ${T[apt,plain]:-} ]]; then
     echo "| push of an apt-get install ($packages) to 2 leaves | ${T[apt,plain]} s | ${T[apt,tls]} s | $(cost apt) |"
   fi
-  echo "| a fresh leaf replicating the image (object batches, $fresh_bytes B) | $(stat "${T[fresh,plain]}"), $(mbs "$fresh_bytes" "${T[fresh,plain]}") | $(stat "${T[fresh,tls]}"), $(mbs "$fresh_bytes" "${T[fresh,tls]}") | $(cost fresh) |"
-  echo "| rootfs-fuse cold tar of the whole view | $(stat "${T[tar,plain]}") | $(stat "${T[tar,tls]}") | $(cost tar) |"
+  part fresh && echo "| a fresh leaf replicating the image (object batches, $fresh_bytes B) | $(stat "${T[fresh,plain]}"), $(mbs "$fresh_bytes" "${T[fresh,plain]}") | $(stat "${T[fresh,tls]}"), $(mbs "$fresh_bytes" "${T[fresh,tls]}") | $(cost fresh) |"
+  part tar && echo "| rootfs-fuse cold tar of the whole view | $(stat "${T[tar,plain]}") | $(stat "${T[tar,tls]}") | $(cost tar) |"
   [[ -z $apt_note ]] || { echo; echo "$apt_note"; }
 } | tee "$out"
 log "report: $out"
