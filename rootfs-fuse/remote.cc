@@ -29,11 +29,22 @@ std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
       return c;
     }
   }
+  auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, NodeClientOptions(opts_));
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts) {
   dim::http::ClientOptions o;
   o.connect_timeout_ms = 2000;
   o.timeout_ms = 30000;
-  auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, o);
-  return c.ok() ? std::move(*c) : nullptr;
+  o.tls = opts.tls;
+  return o;
+}
+
+void Remote::Adopt(size_t server, std::unique_ptr<dim::http::Client> connection) {
+  if (server >= opts_.servers.size() || !connection) return;
+  Release(server, dim::ApiClient::Adopt(opts_.servers[server], opts_.key, "node:" + opts_.node,
+                                        NodeClientOptions(opts_), std::move(connection)));
 }
 
 void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c) {

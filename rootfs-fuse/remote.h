@@ -14,6 +14,7 @@
 
 #include "dim/api_client.h"
 #include "dim/hash.h"
+#include "dim/tls.h"
 
 namespace rootfs {
 
@@ -22,11 +23,19 @@ struct RemoteOptions {
   std::string key;                   // the node's key (dim/auth.h NodeKey)
   std::string node;
   int timeout_s = 60;                // give up (EIO) after this long without an answer
+  std::shared_ptr<const dim::tls::Context> tls;  // for https:// servers: the site CA (and CRL)
 };
+
+// How a node connects to its servers: short connect and request limits, so
+// a silent server is left for an alternate (retries go on up to timeout_s).
+dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts);
 
 class Remote {
  public:
   explicit Remote(RemoteOptions opts);
+  // Takes a connection to servers[server] made with NodeClientOptions (the
+  // key fetch's) as the first idle one: no second TCP and TLS handshake.
+  void Adopt(size_t server, std::unique_ptr<dim::http::Client> connection);
 
   // Signed requests. home_only: the node's overlay, which only its home server has.
   dim::Result<std::string> Send(const std::string& method, const std::string& path,

@@ -41,7 +41,7 @@ class ResponseReader {
   uint64_t body_bytes() const { return body_bytes_; }
 
   static constexpr size_t kMaxHead = 64 << 10;          // status line + headers
-  static constexpr uint64_t kDefaultMaxBody = ClientOptions{}.max_body;
+  static constexpr uint64_t kDefaultMaxBody = ClientOptions::kDefaultMaxBody;
 
  private:
   enum class State { kHead, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kToClose, kDone };

@@ -29,6 +29,7 @@
 
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "http_tls.h"
 
 namespace dim::http {
 
@@ -384,6 +385,8 @@ class MhdServer final : public Server {
     // connection.
     unsigned flags =
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    if (opts_.tls) flags |= MHD_USE_TLS;
+    const std::vector<MHD_OptionItem> tls_options = TlsDaemonOptions(opts_.tls ? &*opts_.tls : nullptr);
     if (ai->ai_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
       // "::" serves IPv4 too, as "0.0.0.0" users would expect.
@@ -397,7 +400,7 @@ class MhdServer final : public Server {
         MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(opts_.idle_timeout_s),
         MHD_OPTION_NOTIFY_COMPLETED, &MhdServer::OnCompleted, this, MHD_OPTION_NOTIFY_CONNECTION,
         &MhdServer::OnConnection, this, MHD_OPTION_UNESCAPE_CALLBACK, &UnescapeKeepingNul,
-        nullptr, MHD_OPTION_END));
+        nullptr, MHD_OPTION_ARRAY, tls_options.data(), MHD_OPTION_END));
     if (!daemon_) {
       const int err = errno;
       return Status::IOError("cannot listen for HTTP on " + opts_.address + " port " + port_str +
@@ -473,6 +476,7 @@ class MhdServer final : public Server {
                       Response::Error(Status::InvalidArgument(
                           "request target must be a path starting with '/'")));
       if (!FillRequest(conn, url, method, &st->req)) return MHD_NO;
+      if (opts_.tls) FillTlsPeer(conn, *opts_.tls, &st->req);
       st->limit.max_bytes = opts_.max_body;
       if (admit_) {
         std::optional<Response> refusal;
