@@ -25,6 +25,11 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(std::string base, std::stri
       new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(client)));
 }
 
+std::string ApiClient::Sign(const std::string& method, const std::string& target, const std::string& body) const {
+  return auth::HeaderTo(key_, identity_, method, target, auth::AuthorityOf(base_), std::time(nullptr),
+                        auth::NewNonce(), body);
+}
+
 Result<std::string> ApiClient::Check(const std::string& url, Result<http::ClientResponse> r) {
   if (!r.ok()) return r.status();
   if (r->status >= 200 && r->status < 300) return std::move(r->body);
@@ -47,18 +52,26 @@ Result<std::string> ApiClient::Check(const std::string& url, Result<http::Client
 
 Result<std::string> ApiClient::Get(const std::string& path,
                                    const std::map<std::string, std::string>& query,
-                                   long timeout_ms) {
+                                   long timeout_ms, std::string* signature) {
   std::string target = CanonicalTarget(path, query);
   std::map<std::string, std::string> headers = {
-      {"X-Dim-Auth", auth::Header(key_, identity_, "GET", target, std::time(nullptr), "")}};
+      {"X-Dim-Auth", Sign("GET", target, "")}};
   std::string url = base_ + target;
-  return Check(url, client_->Get(url, headers, timeout_ms));
+  auto r = client_->Get(url, headers, timeout_ms);
+  if (signature != nullptr) {
+    signature->clear();
+    if (r.ok()) {
+      auto it = r->headers.find("x-dim-signature");
+      if (it != r->headers.end()) *signature = it->second;
+    }
+  }
+  return Check(url, std::move(r));
 }
 
 Result<std::string> ApiClient::Post(const std::string& path, const std::string& body,
                                     long timeout_ms) {
   std::map<std::string, std::string> headers = {
-      {"X-Dim-Auth", auth::Header(key_, identity_, "POST", path, std::time(nullptr), body)},
+      {"X-Dim-Auth", Sign("POST", path, body)},
       {"Content-Type", "application/json"}};
   std::string url = base_ + path;
   return Check(url, client_->Post(url, body, headers, timeout_ms));
@@ -70,7 +83,7 @@ Result<std::string> ApiClient::Send(const std::string& method, const std::string
                                     int* http_status) {
   std::string target = CanonicalTarget(path, query);
   std::map<std::string, std::string> headers = {
-      {"X-Dim-Auth", auth::Header(key_, identity_, method, target, std::time(nullptr), body)}};
+      {"X-Dim-Auth", Sign(method, target, body)}};
   // Signed over the decoded path; sent percent-encoded (overlay paths hold any byte).
   std::string url = base_;
   for (unsigned char c : path) {

@@ -67,8 +67,8 @@ struct Server {
     r.body = body;
     r.query = query;
     std::string key = who.rfind("node:", 0) == 0 ? dim::auth::NodeKey(secret, who.substr(5)) : secret.key;
-    r.headers["x-dim-auth"] = dim::auth::Header(key, who, method, dim::CanonicalTarget(path, query),
-                                                std::time(nullptr), body);
+    r.headers["x-dim-auth"] = dim::auth::HeaderTo(key, who, method, dim::CanonicalTarget(path, query), "top",
+                                                  std::time(nullptr), dim::auth::NewNonce(), body);
     return svc->Handle(r);
   }
 };

@@ -96,6 +96,7 @@ Noun KeepoutCommands();
 Noun PolicyCommands();
 Noun StoreCommands();
 Noun KeyCommands();
+Noun ServerCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();

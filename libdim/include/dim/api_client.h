@@ -25,8 +25,9 @@ class ApiClient {
                                                    http::ClientOptions opts = {});
   // 2xx answers return the body; others become a Status carrying the
   // server's error message and the URL.
+  // signature: where to put the answer's X-Dim-Signature ("" when none).
   Result<std::string> Get(const std::string& path, const std::map<std::string, std::string>& query = {},
-                          long timeout_ms = 0);
+                          long timeout_ms = 0, std::string* signature = nullptr);
   Result<std::string> Post(const std::string& path, const std::string& body,
                            long timeout_ms = 0);
   // Any signed request; body may be empty for GET.
@@ -44,6 +45,8 @@ class ApiClient {
       : base_(std::move(base)), key_(std::move(key)), identity_(std::move(identity)),
         client_(std::move(client)) {}
   Result<std::string> Check(const std::string& url, Result<http::ClientResponse> r);
+  // The X-Dim-Auth header: form 2, bound to this client's server and good once.
+  std::string Sign(const std::string& method, const std::string& target, const std::string& body) const;
   std::string base_, key_, identity_;
   std::unique_ptr<http::Client> client_;
 };
