@@ -271,6 +271,16 @@ struct Replication {
     });
     REQUIRE(h.ok());
     http = std::move(*h);
+    {
+      // Signed requests name the host:port they are for: this server's port.
+      imaged::Config tc;
+      tc.name = "top";
+      tc.store = top.dir / "store";
+      tc.addresses = {"127.0.0.1:" + std::to_string(http->port())};
+      auto objects = dim::ObjectStore::Open(dim::Env::Posix(), tc.store);
+      REQUIRE(objects.ok());
+      top.svc = std::make_unique<imaged::Service>(tc, top.secret, std::move(*objects));
+    }
     auto c = dim::ApiClient::Create(Url(), top.secret.key, "server:leaf");
     REQUIRE(c.ok());
     client = std::move(*c);

@@ -45,6 +45,10 @@ class ApiClient {
       : base_(std::move(base)), key_(std::move(key)), identity_(std::move(identity)),
         client_(std::move(client)) {}
   Result<std::string> Check(const std::string& url, Result<http::ClientResponse> r);
+  // Signs (form 2) and sends; signs anew once if the server saw the nonce.
+  Result<http::ClientResponse> Exchange(const std::string& method, const std::string& url,
+                                        const std::string& target, const std::string& body,
+                                        std::map<std::string, std::string> headers, long timeout_ms);
   // The X-Dim-Auth header: form 2, bound to this client's server and good once.
   std::string Sign(const std::string& method, const std::string& target, const std::string& body) const;
   std::string base_, key_, identity_;
