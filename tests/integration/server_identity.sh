@@ -114,6 +114,17 @@ assert_file_contains "$TEST_TMP/answer" "holds no key of node nb"
 grep -q "$key_nb" "$TEST_TMP/leafA/keys/node-keys" && die "leafA's store holds nb's key in clear"
 grep -q "$key_na" "$TEST_TMP/leafA/keys/node-keys" && die "leafA's store holds na's key in clear"
 
+log "a rekey reaches the enrolled leaf with the registry: the old key is refused there"
+"$DIMCTL" node rekey na > /dev/null
+key_na1=$("$DIMCTL" node key na)
+for _ in $(seq 100); do
+  [[ $(signed "$leafA" GET /v1/info node:na "$key_na1") == 200 ]] && break
+  sleep 0.1
+done
+[[ $(signed "$leafA" GET /v1/info node:na "$key_na1") == 200 ]] || die "leafA does not take na's new key"
+[[ $(signed "$leafA" GET /v1/info node:na "$key_na") == 403 ]] || die "leafA still takes na's retired key"
+key_na=$key_na1
+
 log "dimctl provisions a node on an enrolled leaf with that leaf's key"
 "$DIMCTL" node provision na > "$TEST_TMP/prov.out" 2>&1 || die "provision on leafA: $(cat "$TEST_TMP/prov.out")"
 
