@@ -24,6 +24,11 @@ export DIM_ROOT=$TEST_TMP/top DIM_SERVER=$top DIM_SECRET=$secret
 # form-2 signed request (the attacker's client; TO defaults to URL's host:port),
 # and saves the header and body in $TEST_TMP/last.{header,body} for a replay.
 signed() {
+  sign_header "$@"
+  send_again "$1" "$2" "$3"
+}
+# sign_header: as signed, but only writes $TEST_TMP/last.{header,body}.
+sign_header() {
   local url=$1 method=$2 path=$3 id=$4 key=$5 body=${6:-} to=${7:-${1#http://}}
   python3 - "$method" "$path" "$id" "$key" "$to" "$body" > "$TEST_TMP/last.header" << 'PY'
 import hashlib, hmac, os, sys, time
@@ -34,7 +39,6 @@ msg = "\n".join(["dim-auth-2", who, method, path, now, nonce, to, bh])
 print(who, now, nonce, to, bh, hmac.new(bytes.fromhex(key), msg.encode(), hashlib.sha256).hexdigest())
 PY
   printf '%s' "$body" > "$TEST_TMP/last.body"
-  send_again "$url" "$method" "$path"
 }
 # send_again URL METHOD PATH: the last signed request again, byte for byte.
 send_again() {
@@ -124,6 +128,19 @@ done
 [[ $(signed "$leafA" GET /v1/info node:na "$key_na1") == 200 ]] || die "leafA does not take na's new key"
 [[ $(signed "$leafA" GET /v1/info node:na "$key_na") == 403 ]] || die "leafA still takes na's retired key"
 key_na=$key_na1
+
+log "leafA passes the top's signature of the policy on to its nodes, over the same bytes"
+curl -s -D "$TEST_TMP/policy.headers" -o "$TEST_TMP/policy.body" \
+  -H "X-Dim-Auth: $(sign_header "$leafA" GET /v1/images/deb/policy node:na "$key_na"; cat "$TEST_TMP/last.header")" \
+  "$leafA/v1/images/deb/policy"
+sig=$(sed -n 's/^[Xx]-[Dd]im-[Ss]ignature: \([0-9a-f]*\).*/\1/p' "$TEST_TMP/policy.headers")
+[[ ${#sig} == 128 ]] || die "leafA serves the policy without the top's signature: $(cat "$TEST_TMP/policy.headers")"
+{ printf 'dim copy\npolicy\ndeb\n%s\n' "$(sha256sum < "$TEST_TMP/policy.body" | cut -d' ' -f1)"; } > "$TEST_TMP/policy.msg"
+printf '%s' "$sig" | xxd -r -p > "$TEST_TMP/policy.sig"
+{ printf '302a300506032b6570032100'; printf '%s' "$pub"; } | xxd -r -p | base64 -w0 |
+  { echo "-----BEGIN PUBLIC KEY-----"; cat; echo; echo "-----END PUBLIC KEY-----"; } > "$TEST_TMP/pub.pem"
+openssl pkeyutl -verify -pubin -inkey "$TEST_TMP/pub.pem" -rawin -in "$TEST_TMP/policy.msg" \
+  -sigfile "$TEST_TMP/policy.sig" > /dev/null || die "the policy leafA serves does not verify with the top's key"
 
 log "dimctl provisions a node on an enrolled leaf with that leaf's key"
 "$DIMCTL" node provision na > "$TEST_TMP/prov.out" 2>&1 || die "provision on leafA: $(cat "$TEST_TMP/prov.out")"
