@@ -39,25 +39,9 @@ struct Site {
 
   explicit Site(const std::string& name = "top") {
     REQUIRE(dim::Store::Open(dim::Env::Posix(), dir / "store", true).ok());
+    dimtest::AddEmptyVersions(dir / "store/catalog.db", "deb", 3);
     auto c = dim::Catalog::Open(dir / "store/catalog.db");
     REQUIRE(c.ok());
-    auto img = (*c)->CreateImage("deb", "/m");
-    REQUIRE(img.ok());
-    for (int v = 1; v <= 3; v++) {
-      auto txn = dim::sql::Transaction::Begin((*c)->db());
-      REQUIRE(txn.ok());
-      auto w = (*c)->NewVersion(*img);
-      REQUIRE(w.ok());
-      dim::Entry root;
-      root.path = "/";
-      root.type = dim::EntryType::kDir;
-      root.mode = 0755;
-      root.mtime_ns = v;
-      REQUIRE((*w)->Put(root).ok());
-      REQUIRE((*w)->Finish("v", "t", v).ok());
-      REQUIRE((*txn)->Commit().ok());
-      img = (*c)->GetImage("deb");
-    }
     auto loaded = dc::LoadClusterFromString(
         dc::testing::SmallXml(dc::testing::NodeXml(1, 1) + dc::testing::NodeXml(1, 2)), "c.xml", {});
     REQUIRE_MESSAGE(loaded.ok(), loaded.ToStatus().ToString());

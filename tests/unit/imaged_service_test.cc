@@ -167,25 +167,11 @@ namespace {
 // Three versions of image "deb" (an empty root each), the given policy rules,
 // version 3 published, and node n1 provisioned for it.
 void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
+  dimtest::AddEmptyVersions(s.dir / "store/catalog.db", "deb", 3);
   auto c = dim::Catalog::Open(s.dir / "store/catalog.db");
   REQUIRE(c.ok());
-  auto img = (*c)->CreateImage("deb", "/m");
+  auto img = (*c)->GetImage("deb");
   REQUIRE(img.ok());
-  for (int v = 1; v <= 3; v++) {
-    auto txn = dim::sql::Transaction::Begin((*c)->db());
-    REQUIRE(txn.ok());
-    auto w = (*c)->NewVersion(*img);
-    REQUIRE(w.ok());
-    dim::Entry root;
-    root.path = "/";
-    root.type = dim::EntryType::kDir;
-    root.mode = 0755;
-    root.mtime_ns = v;
-    REQUIRE((*w)->Put(root).ok());
-    REQUIRE((*w)->Finish("v", "t", v).ok());
-    REQUIRE((*txn)->Commit().ok());
-    img = (*c)->GetImage("deb");
-  }
   REQUIRE((*c)->PolicyReplace(img->id, rules).ok());
   REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", "{\"version\":3}").status == 200);
   // Read when n1's old-format overlay is converted, on its first request.
