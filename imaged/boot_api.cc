@@ -1,5 +1,7 @@
 #include "boot_api.h"
 
+#include "dim/identity.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -115,6 +117,33 @@ Response BootApi::Files() {
   return r;
 }
 
+dim::Result<std::string> BootApi::FileSignature(const std::string& name, int fd, const struct stat& st) {
+  if (config_.role != Config::Role::kTop) return std::string();  // leaves pass files on as copied
+  const int64_t size = st.st_size, mtime = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = signatures_.find(name);
+    if (it != signatures_.end() && std::get<0>(it->second) == size && std::get<1>(it->second) == mtime)
+      return std::get<2>(it->second);
+  }
+  DIM_ASSIGN_OR_RETURN(auto key, dim::identity::LoadPublishKey(config_.store));
+  if (!key) return std::string();
+  dim::Sha256 h;
+  std::string buf(1 << 20, '\0');
+  for (off_t at = 0;;) {
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return dim::PosixError("read boot file " + name);
+    if (n == 0) break;
+    h.Update(buf.data(), static_cast<size_t>(n));
+    at += n;
+  }
+  DIM_ASSIGN_OR_RETURN(std::string sig, dim::identity::SignCopy(*key, "boot-file", name, h.Finish()));
+  std::lock_guard<std::mutex> l(mu_);
+  signatures_[name] = {size, mtime, sig};
+  return sig;
+}
+
 Response BootApi::File(const std::string& name) {
   if (!ValidFileName(name)) {
     return Response::Error(Status::InvalidArgument(
@@ -131,7 +160,10 @@ Response BootApi::File(const std::string& name) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Response::Error(dim::PosixError("stat boot file " + name));
   if (!S_ISREG(st.st_mode)) return Response::Error(Status::NotFound("boot file '" + name + "' is not a file"));
+  auto signature = FileSignature(name, fd.get(), st);
+  if (!signature.ok()) return Response::Error(signature.status());
   Response r;
+  if (!signature->empty()) r.headers["X-Dim-Signature"] = *signature;
   r.content_type = "application/octet-stream";
   r.file = std::move(fd);
   r.file_size = static_cast<uint64_t>(st.st_size);
@@ -240,6 +272,9 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
   }
   auto generation = registry.KeyGeneration(node->name);
   if (!generation.ok()) return Response::Error(generation.status());
+  // The key first: a server that lacks it must not use up the node's enrolment.
+  auto key = identity_.NodeKeyOf(node->name, *generation);
+  if (!key.ok()) return Response::Error(key.status());
   if (config_.boot_keys == Config::BootKeys::kEnrol) {
     if (Status s = Enrol((*cat)->db(), node->name, *generation, req); !s.ok()) {
       if (s.code() != dim::Code::kAlreadyExists) return Response::Error(s);
@@ -254,7 +289,7 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
                static_cast<long long>(*generation), req.peer.c_str());
   Response r;
   r.content_type = "text/plain";
-  r.body = dim::auth::KeyToHex(dim::auth::NodeKey(secret_, node->name, *generation)) + "\n";
+  r.body = dim::auth::KeyToHex(*key) + "\n";
   r.headers["Cache-Control"] = "no-store";
   return r;
 }

@@ -9,10 +9,16 @@
 // anyone (any: NAT and user-mode test networks; insecure).
 #pragma once
 
+#include <sys/stat.h>
+
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config.h"
+#include "identity.h"
 #include "dim/auth.h"
 #include "dim/http.h"
 #include "dim/sqlite.h"
@@ -23,8 +29,8 @@ class CatalogPool;
 
 class BootApi {
  public:
-  BootApi(const Config& config, const dim::auth::Secret& secret, CatalogPool* catalogs)
-      : config_(config), secret_(secret), catalogs_(catalogs) {}
+  BootApi(const Config& config, const Identity& identity, CatalogPool* catalogs)
+      : config_(config), identity_(identity), catalogs_(catalogs) {}
 
   // parts: the request path split at '/', starting with "v1", "boot".
   //   GET /v1/boot/files/NAME           a kernel or initrd (sendfile)
@@ -42,9 +48,15 @@ class BootApi {
   dim::Status Enrol(dim::sql::Db& db, const std::string& node, int64_t generation,
                     const dim::http::Request& req);
 
+  // The top's signature of a boot file (X-Dim-Signature), computed once per
+  // name, size and time; "" without a publish key.
+  dim::Result<std::string> FileSignature(const std::string& name, int fd, const struct stat& st);
+
   const Config& config_;
-  const dim::auth::Secret& secret_;
+  const Identity& identity_;
   CatalogPool* catalogs_;
+  std::mutex mu_;
+  std::map<std::string, std::tuple<int64_t, int64_t, std::string>> signatures_;  // name -> size, mtime, sig; GUARDED_BY(mu_)
 };
 
 // The iPXE script for a machine dim cannot boot: it prints why on the

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "dim/auth.h"
+
 #include "dim/sign.h"
 
 #include <cerrno>
@@ -140,6 +142,26 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     } else if (key == "secret") {
       if (value.empty() || value[0] != '/') err("secret must be an absolute file path");
       c.secret = value;
+    } else if (key == "credentials") {
+      if (value.empty() || value[0] != '/') err("credentials must be an absolute file path (from `dimctl server enrol`)");
+      c.credentials = value;
+    } else if (key == "addresses") {
+      // Further host:port names clients reach this server by (DNS names, a proxy in front).
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string::npos) comma = value.size();
+        std::string a = Trim(std::string_view(value).substr(start, comma - start));
+        if (a.empty() || a.find_first_of(" /@") != std::string::npos) err("addresses: '" + a + "' is not HOST:PORT");
+        else c.addresses.push_back(dim::auth::AuthorityOf(a));
+        start = comma + 1;
+      }
+    } else if (key == "legacy_auth") {
+      if (value == "no") c.legacy_auth = Config::LegacyAuth::kNo;
+      else if (value == "reads") c.legacy_auth = Config::LegacyAuth::kReads;
+      else if (value == "yes") c.legacy_auth = Config::LegacyAuth::kYes;
+      else err("legacy_auth must be 'reads' (the default: requests signed the old way, without nonce and server, "
+               "may only read), 'yes' (also change things: while old clients remain) or 'no', not '" + value + "'");
     } else if (key == "advertise") {
       if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
         err("advertise must be a URL like http://10.0.0.11:7480, not '" + value + "'");
@@ -213,7 +235,7 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     } else if (ParseLimit(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +
-          "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
+          "' (known: role, name, listen, store, secret, credentials, addresses, legacy_auth, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
           "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries, tls_cert, tls_key, "
           "tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves)");
@@ -223,6 +245,9 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
   if (c.name.empty()) errors.push_back(file + ": 'name' is missing; give this server a name");
   if (c.role == Config::Role::kLeaf && c.parent.empty()) {
     errors.push_back(file + ": a leaf needs 'parent = http://HOST:PORT' of its parent server");
+  }
+  if (c.role == Config::Role::kTop && !c.credentials.empty()) {
+    errors.push_back(file + ": a top server signs with the site secret; remove 'credentials'");
   }
   if (c.role == Config::Role::kTop && !c.parent.empty()) {
     errors.push_back(file + ": a top server has no parent; remove 'parent' or set 'role = leaf'");

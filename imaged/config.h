@@ -19,6 +19,16 @@ struct Config {
   uint16_t listen_port = 7480;
   std::string store = "/var/lib/dim";
   std::string secret = "/etc/dim/secret";
+  // leaf: its own credentials (`dimctl server enrol NAME` on the top): when
+  // set, the site secret is neither needed nor read (docs/imaged.md).
+  std::string credentials;
+  // host:port names, besides its own addresses, that clients address this
+  // server by (a DNS name, a proxy in front): a signed request names the
+  // server it is for, and others are refused.
+  std::vector<std::string> addresses;
+  // Requests signed without nonce and server (form 1, older clients): may
+  // only read (reads), may do anything (yes: while migrating), or refused (no).
+  enum class LegacyAuth { kNo, kReads, kYes } legacy_auth = LegacyAuth::kReads;
   std::string parent;                     // leaf: parent URL, "http://host:port"
   std::string advertise;                  // leaf: the URL its parent and dimctl reach it at
   std::vector<std::string> images;        // leaf: images to follow; empty = all

@@ -121,10 +121,28 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "imaged: %s\n", config.status().ToString().c_str());
     return 1;
   }
-  auto secret = dim::auth::Secret::Load(config->secret);
-  if (!secret.ok()) {
-    std::fprintf(stderr, "imaged: %s\n", secret.status().ToString().c_str());
-    return 1;
+  // An enrolled second-level server holds its own credentials, never the site secret.
+  std::optional<dim::auth::Secret> secret;
+  std::optional<dim::auth::ServerCredentials> credentials;
+  if (!config->credentials.empty()) {
+    auto c = dim::auth::ServerCredentials::Load(config->credentials);
+    if (!c.ok()) {
+      std::fprintf(stderr, "imaged: %s\n", c.status().ToString().c_str());
+      return 1;
+    }
+    if (c->name != config->name) {
+      std::fprintf(stderr, "imaged: credentials file %s is for server '%s', this server is '%s'; enrol it as '%s'\n",
+                   config->credentials.c_str(), c->name.c_str(), config->name.c_str(), config->name.c_str());
+      return 1;
+    }
+    credentials = std::move(*c);
+  } else {
+    auto s = dim::auth::Secret::Load(config->secret);
+    if (!s.ok()) {
+      std::fprintf(stderr, "imaged: %s\n", s.status().ToString().c_str());
+      return 1;
+    }
+    secret = std::move(*s);
   }
   // TLS files are read now, so a wrong path, an expired certificate or a key
   // that does not match stops the start with a message.
@@ -185,7 +203,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  imaged::Service service(*config, *secret, std::move(*objects));
+  imaged::Service service(*config, std::move(secret), std::move(credentials), std::move(*objects));
   dim::http::ServerOptions sopts;
   sopts.address = config->listen_address;
   sopts.port = config->listen_port;
@@ -227,7 +245,8 @@ int main(int argc, char** argv) {
   compactor.Start();
   std::unique_ptr<imaged::Replicator> replicator;
   if (config->role == imaged::Config::Role::kLeaf) {
-    replicator = std::make_unique<imaged::Replicator>(*config, secret->key, &service, *client_tls);
+    replicator = std::make_unique<imaged::Replicator>(*config, service.identity().parent_key(), &service,
+                                                      *client_tls);
     replicator->Start();
   }
   log(LOG_INFO, config->name + " (" +

@@ -16,6 +16,7 @@
 
 #include "dim/delta.h"
 #include "dim/root.h"
+#include "dim/identity.h"
 #include "dim/image.h"
 #include "dim/cluster/registry.h"
 #include "dim/keepout.h"
@@ -312,9 +313,18 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // A parent older than this endpoint answers 404: keep the list we have, so
   // second-level servers can be upgraded before their parent.
   // The same for path policies and node pins.
+  // Each is signed by the top server (dim/identity.h): with publish_key a
+  // copy that does not verify is refused and nothing of this version applied.
+  std::map<std::string, std::string> signatures;  // kind -> the top's signature, passed on to nodes
   auto optional_get = [&](const std::string& what) -> dim::Result<std::optional<std::string>> {
-    auto body = parent.Get("/v1/images/" + image + "/" + what);
-    if (body.ok()) return std::optional<std::string>(std::move(*body));
+    std::string signature;
+    auto body = parent.Get("/v1/images/" + image + "/" + what, {}, 0, &signature);
+    if (body.ok()) {
+      DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, what, image, dim::Sha256Of(*body), signature,
+                                                   parent_base));
+      if (!signature.empty()) signatures[what] = signature;
+      return std::optional<std::string>(std::move(*body));
+    }
     if (body.status().code() == dim::Code::kNotFound) return std::optional<std::string>();
     return body.status();
   };
@@ -391,6 +401,13 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   if (policy) DIM_RETURN_IF_ERROR(store.catalog().PolicyReplace(applied.id, *policy));
   if (pins) DIM_RETURN_IF_ERROR(store.catalog().PinsReplace(applied.id, *pins));
   DIM_RETURN_IF_ERROR(txn->Commit());
+  // The signatures checked, kept so this server's nodes can check the copies too.
+  for (const auto& [kind, signature] : signatures) {
+    dim::Env* env = dim::Env::Posix();
+    const std::string dir = store.root() + "/signed/" + kind;
+    DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
+    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, dir + "/" + image, signature));
+  }
   result.to = target;
   result.objects_fetched = fetcher.objects();
   result.bytes_fetched = fetcher.bytes() + compressed->size();
@@ -404,8 +421,20 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
   dim::cluster::Registry registry(store.catalog().db());
   DIM_ASSIGN_OR_RETURN(int64_t ours, registry.Generation());
   if (theirs > 0 && theirs != ours) {
-    DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/registry"));
+    std::string signature;
+    DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/registry", {}, 0, &signature));
+    DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "registry", "-",
+                                                 dim::Sha256Of(body), signature, config_.parent));
     DIM_RETURN_IF_ERROR(registry.Import(body));
+    DIM_ASSIGN_OR_RETURN(ours, registry.Generation());
+  }
+  // An enrolled server holds the keys of its nodes, not the secret they
+  // derive from: taken again whenever the registry changed (a rekey, a node
+  // moved to another server).
+  if (service_->identity().enrolled() && node_keys_for_ != ours) {
+    DIM_ASSIGN_OR_RETURN(std::string keys, parent.Get("/v1/servers/" + config_.name + "/node-keys"));
+    DIM_RETURN_IF_ERROR(service_->identity().InstallNodeKeys(keys));
+    node_keys_for_ = ours;
   }
   // Boot files (kernels, initrds) that differ in size or time, staged and
   // renamed; they may be larger than API answers.
@@ -435,8 +464,11 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
         static_cast<long long>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == mtime_ns) {
       continue;
     }
-    DIM_ASSIGN_OR_RETURN(std::string data, boot_client->Get(std::string("/v1/boot/files/") + name));
+    std::string signature;
+    DIM_ASSIGN_OR_RETURN(std::string data, boot_client->Get(std::string("/v1/boot/files/") + name, {}, 0, &signature));
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
+    DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "boot-file", name,
+                                                 dim::Sha256Of(data), signature, config_.parent));
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
     // With the parent's time, so the next round sees the copy as current.
     dim::AtomicFileOptions opts;

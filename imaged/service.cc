@@ -13,6 +13,7 @@
 #include "dim/cluster/registry.h"
 #include "dim/delta.h"
 #include "dim/env.h"
+#include "dim/identity.h"
 #include "dim/image.h"
 #include "dim/object_delta.h"
 #include "dim/policy.h"
@@ -46,10 +47,15 @@ dim::Result<CatalogPool::Lease> CatalogPool::Acquire() {
 }
 
 Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects)
+    : Service(std::move(config), std::optional<dim::auth::Secret>(std::move(secret)), std::nullopt,
+              std::move(objects)) {}
+
+Service::Service(Config config, std::optional<dim::auth::Secret> secret,
+                 std::optional<dim::auth::ServerCredentials> credentials, std::unique_ptr<dim::ObjectStore> objects)
     : config_(std::move(config)),
-      secret_(std::move(secret)),
       objects_(std::move(objects)),
       catalogs_(config_.store + "/catalog.db"),
+      identity_(config_, std::move(secret), std::move(credentials), &catalogs_),
       nodes_(config_.store, objects_.get(),
              [this](const std::string& image) -> dim::Result<std::vector<dim::policy::Rule>> {
                DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
@@ -65,7 +71,7 @@ Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::O
                return std::optional<dim::EntryType>(e->type);
              },
              config_.overlay_quota),
-      boot_(config_, secret_, &catalogs_) {}
+      boot_(config_, identity_, &catalogs_) {}
 
 Service::~Service() {
   Shutdown();
@@ -143,19 +149,6 @@ bool IsObjectGet(const Request& req, const std::vector<std::string>& parts) {
   return req.method == "GET" && parts.size() == 3 && parts[1] == "objects";
 }
 
-// Node key generations from this server's copy of the node registry.
-class RegistryKeyGenerations final : public dim::auth::KeyGenerations {
- public:
-  explicit RegistryKeyGenerations(CatalogPool* catalogs) : catalogs_(catalogs) {}
-  dim::Result<int64_t> Of(const std::string& node) const override {
-    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
-    return dim::cluster::Registry(cat->db()).KeyGeneration(node);
-  }
-
- private:
-  CatalogPool* catalogs_;
-};
-
 }  // namespace
 
 std::optional<Response> Service::Admit(Request& req, dim::http::BodyLimit* limit) {
@@ -168,11 +161,7 @@ std::optional<Response> Service::Admit(Request& req, dim::http::BodyLimit* limit
   // serve them; deltas and batches cost the server work and are signed.
   if (IsObjectGet(req, parts) && req.query.count("base") == 0) return std::nullopt;
   if (parts[1] == "boot") return std::nullopt;  // iPXE cannot sign
-  auto header = req.headers.find("x-dim-auth");
-  auto claim = dim::auth::VerifyHeader(secret_, RegistryKeyGenerations(&catalogs_),
-                                       header == req.headers.end() ? "" : header->second,
-                                       req.method, dim::CanonicalTarget(req.path, req.query),
-                                       std::time(nullptr));
+  auto claim = identity_.Check(req, dim::CanonicalTarget(req.path, req.query));
   if (!claim.ok()) return Response::Error(claim.status());
   req.identity = claim->identity;
   limit->signer = claim->identity;
@@ -202,12 +191,28 @@ Response Service::Route(const Request& req) {
   // Admit let nothing else through unsigned.
   if (req.identity.empty()) return Response::Error(Status::PermissionDenied("missing X-Dim-Auth header"));
   const std::string& who = req.identity;
+  // "server:": the site secret (dimctl, a leaf not yet enrolled) or, on an
+  // enrolled leaf, its own key; "leaf:": an enrolled second-level server at
+  // its parent, which may only replicate (docs/protocol.md).
   bool is_server = who.rfind("server:", 0) == 0;
+  bool is_leaf = who.rfind("leaf:", 0) == 0;
+  if (req.method == "GET" && parts.size() == 4 && parts[1] == "servers" && parts[3] == "node-keys") {
+    if (who != "leaf:" + parts[2] && !is_server) {
+      return Response::Error(Status::PermissionDenied(who + " may not read the node keys of server " + parts[2]));
+    }
+    auto body = identity_.NodeKeysFor(parts[2]);
+    if (!body.ok()) return Response::Error(body.status());
+    Response r;
+    r.content_type = "application/x-dim-node-keys";
+    r.body = std::move(*body);
+    r.headers["Cache-Control"] = "no-store";
+    return r;
+  }
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "info") return Info();
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "status") return StatusPage();
   if (req.method == "GET" && parts.size() == 2 && parts[1] == "registry") {
     // Second-level servers copy the node registry to serve their nodes' boot scripts.
-    if (!is_server) return Response::Error(Status::PermissionDenied("only servers read the registry"));
+    if (!is_server && !is_leaf) return Response::Error(Status::PermissionDenied("only servers read the registry"));
     auto cat = catalogs_.Acquire();
     if (!cat.ok()) return Response::Error(cat.status());
     auto body = dim::cluster::Registry((*cat)->db()).Export();
@@ -215,7 +220,7 @@ Response Service::Route(const Request& req) {
     Response r;
     r.content_type = "application/x-dim-registry";
     r.body = std::move(*body);
-    return r;
+    return Signed(std::move(r), "registry", "-");
   }
   if (parts.size() == 4 && parts[1] == "images") {
     const std::string& image = parts[2];
@@ -223,9 +228,13 @@ Response Service::Route(const Request& req) {
     if (req.method == "GET" && parts[3] == "head") return Head(image, req);
     if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
     if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req, who);
-    if (req.method == "GET" && parts[3] == "keepout") return Keepout(image);
-    if (req.method == "GET" && parts[3] == "policy") return Policy(image);
-    if (parts[3] == "pins") return Pins(image, req, is_server);
+    if (req.method == "GET" && parts[3] == "keepout") return Signed(Keepout(image), "keepout", image);
+    if (req.method == "GET" && parts[3] == "policy") return Signed(Policy(image), "policy", image);
+    if (parts[3] == "pins") {
+      Response r = Pins(image, req, is_server);
+      if (req.method == "GET") return Signed(std::move(r), "pins", image);
+      return r;
+    }
     if (req.method == "POST" && parts[3] == "publish") {
       if (!is_server) return Response::Error(Status::PermissionDenied("only servers may publish"));
       return Publish(image, req);
@@ -239,7 +248,7 @@ Response Service::Route(const Request& req) {
   }
   if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, who);
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
-    if (!is_server) return Response::Error(Status::PermissionDenied("only servers report"));
+    if (!is_server && !is_leaf) return Response::Error(Status::PermissionDenied("only servers report"));
     return Report(req, who);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
@@ -674,6 +683,15 @@ Response Service::Publish(const std::string& image, const Request& req) {
     return BadRequest("body must be {\"version\": N}");
   }
   int64_t version = std::stoll(v);
+  // Publishing goes forward; going back must be asked for (dimctl push
+  // --rollback), so a replayed or stale publish cannot turn nodes back.
+  auto published = Published(image);
+  if (!published.ok()) return Response::Error(published.status());
+  if (version < *published && dim::JsonField(req.body, "rollback") != "true") {
+    return Response::Error(Status::Conflict("version " + v + " of " + image + " is older than the published " +
+                                            std::to_string(*published) +
+                                            ": publishing goes forward; to go back, push with --rollback"));
+  }
   auto cat = catalogs_.Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   auto img = (*cat)->GetImage(image);
@@ -684,6 +702,23 @@ Response Service::Publish(const std::string& image, const Request& req) {
   if (Status s = SetPublished(image, version); !s.ok()) return Response::Error(s);
   Notify();
   return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + v + "}");
+}
+
+Response Service::Signed(Response r, const std::string& kind, const std::string& subject) {
+  if (r.status != 200) return r;
+  if (config_.role == Config::Role::kLeaf) {
+    // The top's signature, checked when this copy was taken.
+    auto sig = dim::Env::Posix()->ReadFile(config_.store + "/signed/" + kind + "/" + subject);
+    if (sig.ok()) r.headers["X-Dim-Signature"] = *sig;
+    return r;
+  }
+  auto key = dim::identity::LoadPublishKey(config_.store);
+  if (!key.ok()) return Response::Error(key.status());
+  if (!*key) return r;
+  auto sig = dim::identity::SignCopy(**key, kind, subject, dim::Sha256Of(r.body));
+  if (!sig.ok()) return Response::Error(sig.status());
+  r.headers["X-Dim-Signature"] = *sig;
+  return r;
 }
 
 Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v) {

@@ -19,6 +19,7 @@
 
 #include "boot_api.h"
 #include "config.h"
+#include "identity.h"
 #include "node_api.h"
 #include "dim/auth.h"
 #include "dim/catalog.h"
@@ -58,6 +59,9 @@ class CatalogPool {
 class Service {
  public:
   Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects);
+  // An enrolled second-level server: its credentials instead of the site secret.
+  Service(Config config, std::optional<dim::auth::Secret> secret,
+          std::optional<dim::auth::ServerCredentials> credentials, std::unique_ptr<dim::ObjectStore> objects);
   ~Service();
   // Builds the catalogue snapshot of each image's published version on a
   // thread of its own as soon as it is published (or applied here), so the
@@ -86,6 +90,7 @@ class Service {
   std::string NodesJson();
 
   CatalogPool& catalogs() { return catalogs_; }
+  Identity& identity() { return identity_; }
   const Config& config() const { return config_; }
 
  private:
@@ -112,6 +117,10 @@ class Service {
   dim::http::Response ObjectBatch(const dim::http::Request& req);
   dim::http::Response ObjectPack(const dim::http::Request& req);
   dim::Status SetPublished(const std::string& image, int64_t version);
+  // The top signs the copies leaves take (registry, pins, policy, keep-out
+  // list) with its publish key: X-Dim-Signature. A leaf passes on the
+  // signature it checked (<store>/signed/KIND/SUBJECT).
+  dim::http::Response Signed(dim::http::Response r, const std::string& kind, const std::string& subject);
   // NotFound when `version` is beyond what this server publishes.
   dim::Status CheckPublished(const std::string& image, int64_t version);
 
@@ -119,9 +128,9 @@ class Service {
   // signature (publishing on the top server).
   dim::Status Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v);
   Config config_;
-  dim::auth::Secret secret_;
   std::unique_ptr<dim::ObjectStore> objects_;
   CatalogPool catalogs_;
+  Identity identity_;
   NodeApi nodes_;
   BootApi boot_;
 

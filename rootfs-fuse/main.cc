@@ -25,6 +25,7 @@
 #include "cache.h"
 #include "dim/auth.h"
 #include "dim/env.h"
+#include "dim/identity.h"
 #include "dim/sign.h"
 #include "dim/http.h"
 #include "dim/random.h"
@@ -487,9 +488,18 @@ int main(int argc, char** argv) {
   // The image's rules are kept in the cache for mounts without the server.
   std::vector<dim::policy::Rule> rules = dim::policy::BuiltinRules();
   std::string policy_file = cache_path + "/policy";
-  dim::Result<std::string> body = synced.ok() ? remote.Get("/v1/images/" + a.image + "/policy")
+  std::string signature;
+  dim::Result<std::string> body = synced.ok() ? remote.GetSigned("/v1/images/" + a.image + "/policy", &signature)
                                               : dim::Result<std::string>(dim::Status::IOError("offline"));
   if (body.ok()) {
+    // Signed by the top server, passed on by a leaf: a policy changed on the
+    // way (or by a leaf) could make read-only paths writable.
+    if (dim::Status s = dim::identity::CheckCopy(publish_key, "policy", a.image, dim::Sha256Of(*body), signature,
+                                                 remote.current_server());
+        !s.ok()) {
+      fail(s.message() + " (a second-level server upgraded since its last version passes the signature on "
+                         "after the next `dimctl push`)");
+    }
     (void)dim::WriteFileAtomic(env, policy_file, *body);
   } else if (body.status().code() == dim::Code::kNotFound) {
     body = dim::policy::Encode({});  // a server older than path policies

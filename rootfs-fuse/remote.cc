@@ -93,6 +93,14 @@ dim::Result<std::string> Remote::Send(const std::string& method, const std::stri
   });
 }
 
+dim::Result<std::string> Remote::GetSigned(const std::string& path, std::string* signature) {
+  return Retry(false, "GET " + path, [&](dim::ApiClient& c, int* st) {
+    auto r = c.Get(path, {}, 0, signature);
+    *st = r.ok() ? 200 : r.status().code() == dim::Code::kNotFound ? 404 : 0;
+    return r;
+  });
+}
+
 dim::Result<std::string> Remote::Object(const dim::Digest& id) {
   return Retry(false, "object " + id.Hex(), [&](dim::ApiClient& c, int* st) {
     auto r = c.GetObject(id.Hex());

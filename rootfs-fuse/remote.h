@@ -45,6 +45,8 @@ class Remote {
                                const std::map<std::string, std::string>& query = {}) {
     return Send("GET", path, query, "", false);
   }
+  // A GET whose answer the top server signs (X-Dim-Signature, dim/identity.h).
+  dim::Result<std::string> GetSigned(const std::string& path, std::string* signature);
   // An object's stored bytes (caller verifies them against id).
   dim::Result<std::string> Object(const dim::Digest& id);
   // Several objects at once: id -> stored bytes for those the server had.

@@ -32,6 +32,11 @@ std::unique_ptr<ApiClient> ApiClient::Adopt(std::string base, std::string key, s
       new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(opts), std::move(client)));
 }
 
+std::string ApiClient::Sign(const std::string& method, const std::string& target, const std::string& body) const {
+  return auth::HeaderTo(key_, identity_, method, target, auth::AuthorityOf(base_), std::time(nullptr),
+                        auth::NewNonce(), body);
+}
+
 Result<std::string> ApiClient::Check(const std::string& url, Result<http::ClientResponse> r) {
   if (!r.ok()) return r.status();
   if (r->status >= 200 && r->status < 300) return std::move(r->body);
@@ -52,23 +57,44 @@ Result<std::string> ApiClient::Check(const std::string& url, Result<http::Client
   return s.WithErrno(ErrnoFromName(JsonField(r->body, "errno")));
 }
 
+Result<http::ClientResponse> ApiClient::Exchange(const std::string& method, const std::string& url,
+                                                 const std::string& target, const std::string& body,
+                                                 std::map<std::string, std::string> headers, long timeout_ms) {
+  Result<http::ClientResponse> r = Status::InvalidArgument("unsupported method " + method);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    headers["X-Dim-Auth"] = Sign(method, target, body);
+    if (method == "GET") r = client_->Get(url, headers, timeout_ms);
+    if (method == "POST") r = client_->Post(url, body, headers, timeout_ms);
+    if (method == "PUT") r = client_->Put(url, body, headers, timeout_ms);
+    // The HTTP client resends a request once, same headers, when a reused
+    // connection dies before the answer; if the server had taken it, it now
+    // refuses the nonce as a replay. Only the signer can sign again: once,
+    // as any retry would (writes that must not repeat carry their own ids).
+    if (!r.ok() || r->status != 403 || r->body.find("was already served") == std::string::npos) break;
+  }
+  return r;
+}
+
 Result<std::string> ApiClient::Get(const std::string& path,
                                    const std::map<std::string, std::string>& query,
-                                   long timeout_ms) {
+                                   long timeout_ms, std::string* signature) {
   std::string target = CanonicalTarget(path, query);
-  std::map<std::string, std::string> headers = {
-      {"X-Dim-Auth", auth::Header(key_, identity_, "GET", target, std::time(nullptr), "")}};
   std::string url = base_ + target;
-  return Check(url, client_->Get(url, headers, timeout_ms));
+  auto r = Exchange("GET", url, target, "", {}, timeout_ms);
+  if (signature != nullptr) {
+    signature->clear();
+    if (r.ok()) {
+      auto it = r->headers.find("x-dim-signature");
+      if (it != r->headers.end()) *signature = it->second;
+    }
+  }
+  return Check(url, std::move(r));
 }
 
 Result<std::string> ApiClient::Post(const std::string& path, const std::string& body,
                                     long timeout_ms) {
-  std::map<std::string, std::string> headers = {
-      {"X-Dim-Auth", auth::Header(key_, identity_, "POST", path, std::time(nullptr), body)},
-      {"Content-Type", "application/json"}};
   std::string url = base_ + path;
-  return Check(url, client_->Post(url, body, headers, timeout_ms));
+  return Check(url, Exchange("POST", url, path, body, {{"Content-Type", "application/json"}}, timeout_ms));
 }
 
 Result<std::string> ApiClient::Send(const std::string& method, const std::string& path,
@@ -76,8 +102,6 @@ Result<std::string> ApiClient::Send(const std::string& method, const std::string
                                     const std::string& body, long timeout_ms,
                                     int* http_status) {
   std::string target = CanonicalTarget(path, query);
-  std::map<std::string, std::string> headers = {
-      {"X-Dim-Auth", auth::Header(key_, identity_, method, target, std::time(nullptr), body)}};
   // Signed over the decoded path; sent percent-encoded (overlay paths hold any byte).
   std::string url = base_;
   for (unsigned char c : path) {
@@ -89,10 +113,7 @@ Result<std::string> ApiClient::Send(const std::string& method, const std::string
     }
   }
   url += target.substr(path.size());
-  Result<http::ClientResponse> r = Status::InvalidArgument("unsupported method " + method);
-  if (method == "GET") r = client_->Get(url, headers, timeout_ms);
-  if (method == "POST") r = client_->Post(url, body, headers, timeout_ms);
-  if (method == "PUT") r = client_->Put(url, body, headers, timeout_ms);
+  auto r = Exchange(method, url, target, body, {}, timeout_ms);
   if (http_status != nullptr) *http_status = r.ok() ? r->status : 0;
   return Check(url, std::move(r));
 }

@@ -20,6 +20,7 @@
 #include "dim/atomic_file.h"
 #include "dim/fd.h"
 #include "dim/hash.h"
+#include "dim/random.h"
 
 namespace dim::auth {
 
@@ -28,7 +29,6 @@ namespace {
 constexpr size_t kMinSecretBytes = 32;
 constexpr size_t kNewSecretBytes = 64;
 constexpr size_t kMaxSecretBytes = 64 << 10;  // anything bigger is the wrong file
-constexpr int64_t kMaxSkewSeconds = 300;
 constexpr size_t kMaxIdBytes = 256;
 
 std::string HexOf(const unsigned char* p, size_t n) {
@@ -59,6 +59,40 @@ Status FillRandom(unsigned char* p, size_t n) {
   return Status::Ok();
 }
 
+// Reads a file only its owner may read (a secret, credentials): regular,
+// mode 0600 or stricter; reads at most max + 1 bytes (more than max: the
+// caller says what the file should hold).
+// `leaked` says what to do if others could read it.
+Result<std::string> ReadPrivateFile(const std::string& path, const std::string& what, size_t max,
+                                    const std::string& leaked) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return PosixError("open " + what + " " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return PosixError("stat " + what + " " + path);
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(what + " " + path + " is not a regular file");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::PermissionDenied(what + " " + path + " has mode " + mode +
+                                    ": group or others may read it; run `chmod 600 " + path + "` (and " + leaked +
+                                    " if others could read it)");
+  }
+  std::string data(max + 1, '\0');
+  size_t have = 0;
+  while (have < data.size()) {
+    const ssize_t n = ::read(fd.get(), data.data() + have, data.size() - have);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      OPENSSL_cleanse(data.data(), data.size());
+      return PosixError("read " + what + " " + path);
+    }
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  data.resize(have);
+  return data;
+}
+
 }  // namespace
 
 bool MacEqual(std::string_view a, std::string_view b) {
@@ -81,34 +115,11 @@ std::string Hmac(std::string_view key, std::string_view msg) {
 
 
 Result<Secret> Secret::Load(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return PosixError("open secret file " + path);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return PosixError("stat secret file " + path);
-  if (!S_ISREG(st.st_mode))
-    return Status::InvalidArgument("secret file " + path + " is not a regular file");
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Status::PermissionDenied("secret file " + path + " has mode " + mode +
-                                    ": group or others may read it; run `chmod 600 " + path +
-                                    "` (and consider the secret leaked if others could read it)");
-  }
-  Secret s;
-  s.key.resize(kMaxSecretBytes + 1);
-  size_t have = 0;
-  while (have < s.key.size()) {
-    const ssize_t n = ::read(fd.get(), s.key.data() + have, s.key.size() - have);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      OPENSSL_cleanse(s.key.data(), s.key.size());
-      return PosixError("read secret file " + path);
-    }
-    if (n == 0) break;
-    have += static_cast<size_t>(n);
-  }
+  DIM_ASSIGN_OR_RETURN(std::string data,
+                       ReadPrivateFile(path, "secret file", kMaxSecretBytes, "consider the secret leaked"));
+  const size_t have = data.size();
   if (have < kMinSecretBytes || have > kMaxSecretBytes) {
-    OPENSSL_cleanse(s.key.data(), s.key.size());
+    OPENSSL_cleanse(data.data(), data.size());
     return Status::InvalidArgument(
         "secret file " + path + " holds " + (have > kMaxSecretBytes ? "more than " : "") +
         std::to_string(have > kMaxSecretBytes ? kMaxSecretBytes : have) + " bytes; a secret is " +
@@ -116,7 +127,8 @@ Result<Secret> Secret::Load(const std::string& path) {
         " random bytes: create a new one and copy it to "
         "every server and node");
   }
-  s.key.resize(have);
+  Secret s;
+  s.key = std::move(data);
   return s;
 }
 
@@ -146,6 +158,70 @@ Status CreateSecretFile(const std::string& path) {
 std::string NodeKey(const Secret& site, const std::string& node, int64_t generation) {
   if (generation == 0) return Hmac(site.key, "node:" + node);
   return Hmac(site.key, "node:" + node + "\n" + std::to_string(generation));
+}
+
+std::string ServerKey(const Secret& site, const std::string& server, int64_t generation) {
+  return Hmac(site.key, "server-key:" + server + "\n" + std::to_string(generation));
+}
+
+std::string ServerCredentials::Encode() const {
+  return "dim-server-credentials 1\nname " + name + "\ngeneration " + std::to_string(generation) + "\nkey " +
+         KeyToHex(key) + "\n";
+}
+
+Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const std::string& file) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("credentials file " + file + ": " + why +
+                                   "; write a new one on the top server with `dimctl server enrol NAME`");
+  };
+  ServerCredentials c;
+  bool have_name = false, have_gen = false, have_key = false;
+  size_t line_no = 0;
+  for (size_t start = 0; start < text.size();) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) nl = text.size();
+    const std::string_view line = text.substr(start, nl - start);
+    start = nl + 1;
+    ++line_no;
+    const std::string where = "line " + std::to_string(line_no);
+    if (line_no == 1) {
+      if (line != "dim-server-credentials 1") return bad(where + " is not \"dim-server-credentials 1\"");
+      continue;
+    }
+    const size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) return bad(where + " is not \"FIELD VALUE\"");
+    const std::string_view field = line.substr(0, sp), value = line.substr(sp + 1);
+    if (field == "name" && !have_name) {
+      if (value.empty() || value.size() > 200) return bad(where + ": name is empty or too long");
+      for (char ch : value)
+        if (!IsIdChar(ch) || ch == ':') return bad(where + ": name may only hold letters, digits and . _ -");
+      c.name = std::string(value);
+      have_name = true;
+    } else if (field == "generation" && !have_gen) {
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), c.generation);
+      if (ec != std::errc() || end != value.data() + value.size() || c.generation < 1)
+        return bad(where + ": generation is not a number from 1");
+      have_gen = true;
+    } else if (field == "key" && !have_key) {
+      auto key = KeyFromHex(value);
+      if (!key.ok()) return bad(where + ": " + key.status().message());
+      c.key = std::move(*key);
+      have_key = true;
+    } else {
+      return bad(where + ": unknown or repeated field '" + std::string(field.substr(0, 40)) + "'");
+    }
+  }
+  if (!have_name || !have_gen || !have_key) return bad("name, generation and key are all needed");
+  return c;
+}
+
+Result<ServerCredentials> ServerCredentials::Load(const std::string& path) {
+  DIM_ASSIGN_OR_RETURN(std::string text,
+                       ReadPrivateFile(path, "credentials file", 4096, "enrol the server again"));
+  if (text.size() > 4096) return Status::InvalidArgument("credentials file " + path + " is too large");
+  auto c = Parse(text, path);
+  OPENSSL_cleanse(text.data(), text.size());
+  return c;
 }
 
 std::string KeyToHex(const std::string& raw_key) {
@@ -212,43 +288,105 @@ Status BodyMismatch(const std::string& identity) {
                                   "(altered on the way, or a client bug)");
 }
 
-Result<Claim> VerifyHeader(const Secret& site, const KeyGenerations& generations,
-                           const std::string& header, const std::string& method,
-                           const std::string& path_and_query,
-                           int64_t now_unix) {
-  static const std::string kForm =
-      "; expected \"<server:NAME|node:NAME> <unix-time> <64 hex digits: body SHA-256> "
-      "<64 hex digits: MAC>\"";
-  if (header.empty()) return Status::PermissionDenied("missing X-Dim-Auth header");
-  if (site.key.size() < kMinSecretBytes)
+Result<std::vector<SigningKey>> SiteKeys::KeysOf(const std::string& identity) const {
+  if (site_.key.size() < kMinSecretBytes)
     return Status::PermissionDenied(
         "this server's site secret is shorter than 32 bytes; "
         "refusing to authenticate requests with it");
+  if (identity.starts_with("node:")) {
+    const std::string node = identity.substr(5);
+    DIM_ASSIGN_OR_RETURN(int64_t generation, generations_.Of(node));
+    return std::vector<SigningKey>{{NodeKey(site_, node, generation), identity}};
+  }
+  return std::vector<SigningKey>{{site_.key, identity}};
+}
 
-  // Four fields separated by single spaces (three from older clients, which
-  // sign bodiless requests only and declare no hash: the empty body's).
-  std::string_view fields[4];
+namespace {
+
+bool IsToChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' ||
+         c == '[' || c == ']' || c == '_';
+}
+
+std::string SignForm2(const std::string& key, std::string_view id, const std::string& method,
+                      const std::string& path_and_query, std::string_view to, int64_t unix_time,
+                      std::string_view nonce, std::string_view body_hex) {
+  std::string msg = "dim-auth-2\n";
+  msg.append(id).append("\n").append(method).append("\n").append(path_and_query).append("\n");
+  msg.append(std::to_string(unix_time)).append("\n").append(nonce).append("\n").append(to);
+  msg.append("\n").append(body_hex);
+  const std::string mac = Hmac(key, msg);
+  return HexOf(reinterpret_cast<const unsigned char*>(mac.data()), mac.size());
+}
+
+}  // namespace
+
+std::string HeaderTo(const std::string& key, const std::string& id, const std::string& method,
+                     const std::string& path_and_query, const std::string& to, int64_t unix_time,
+                     const std::string& nonce, const std::string& body) {
+  const std::string body_hex = Sha256Of(body).Hex();
+  return id + " " + std::to_string(unix_time) + " " + nonce + " " + to + " " + body_hex + " " +
+         SignForm2(key, id, method, path_and_query, to, unix_time, nonce, body_hex);
+}
+
+std::string NewNonce() {
+  unsigned char n[16];
+  RandomBytesNoWait(n, sizeof n);
+  return HexOf(n, sizeof n);
+}
+
+std::string AuthorityOf(std::string_view url) {
+  std::string_view port = "80";
+  if (url.starts_with("https://")) {
+    url.remove_prefix(8);
+    port = "443";
+  } else if (url.starts_with("http://")) {
+    url.remove_prefix(7);
+  }
+  url = url.substr(0, url.find('/'));
+  std::string out;
+  for (char c : url) out += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  const size_t close = out.rfind(']');
+  const size_t colon = out.rfind(':');
+  if (colon == std::string::npos || (close != std::string::npos && colon < close)) out += ":" + std::string(port);
+  return out;
+}
+
+Result<Claim> VerifyHeader(const KeySource& keys, const std::string& header, const std::string& method,
+                           const std::string& path_and_query, int64_t now_unix) {
+  static const std::string kForm =
+      "; expected \"<server:NAME|node:NAME> <unix-time> <32 hex digits: nonce> <host:port> "
+      "<64 hex digits: body SHA-256> <64 hex digits: MAC>\"";
+  if (header.empty()) return Status::PermissionDenied("missing X-Dim-Auth header");
+
+  // Fields separated by single spaces: six (form 2), four (form 1) or three
+  // (older clients, which sign bodiless requests only and declare no hash).
+  std::string_view fields[6];
   size_t count = 0;
   {
     const std::string_view h(header);
     size_t start = 0;
     for (;;) {
       const size_t sp = h.find(' ', start);
-      if (count == 4) return Status::PermissionDenied("malformed X-Dim-Auth header: more than four fields" + kForm);
+      if (count == 6) return Status::PermissionDenied("malformed X-Dim-Auth header: more than six fields" + kForm);
       fields[count++] = h.substr(start, sp == std::string_view::npos ? std::string_view::npos : sp - start);
       if (sp == std::string_view::npos) break;
       start = sp + 1;
     }
   }
-  if (count < 3)
-    return Status::PermissionDenied("malformed X-Dim-Auth header: fewer than three fields" + kForm);
+  if (count < 3 || count == 5)
+    return Status::PermissionDenied("malformed X-Dim-Auth header: " + std::to_string(count) + " fields" + kForm);
+  Claim claim;
+  claim.form = count == 6 ? 2 : 1;
   const std::string_view id = fields[0];
   const std::string_view time_str = fields[1];
-  const std::string_view body_hex = count == 4 ? fields[2] : std::string_view();
+  const std::string_view nonce = count == 6 ? fields[2] : std::string_view();
+  const std::string_view to = count == 6 ? fields[3] : std::string_view();
+  const std::string_view body_hex = count >= 4 ? fields[count - 2] : std::string_view();
   const std::string_view mac = fields[count - 1];
 
-  std::string_view name;
   bool is_node = false;
+  std::string_view name;
   if (id.starts_with("server:")) {
     name = id.substr(7);
   } else if (id.starts_with("node:")) {
@@ -279,9 +417,20 @@ Result<Claim> VerifyHeader(const Secret& site, const KeyGenerations& generations
         "malformed X-Dim-Auth header: time is not a decimal "
         "Unix time" +
         kForm);
+  if (claim.form == 2) {
+    if (!IsLowerHex(nonce, 32))
+      return Status::PermissionDenied("malformed X-Dim-Auth header: nonce is not 32 lower-case hex digits" + kForm);
+    if (to.empty() || to.size() > 255)
+      return Status::PermissionDenied("malformed X-Dim-Auth header: the server addressed is empty or too long" + kForm);
+    for (char c : to)
+      if (!IsToChar(c))
+        return Status::PermissionDenied(
+            "malformed X-Dim-Auth header: the server addressed may only contain lower-case letters, digits and "
+            ". - : [ ] _" + kForm);
+  }
 
   Digest declared = Sha256Of("");
-  if (count == 4) {
+  if (count >= 4) {
     if (!IsLowerHex(body_hex, 64))
       return Status::PermissionDenied(
           "malformed X-Dim-Auth header: body hash is not 64 lower-case hex digits" + kForm);
@@ -311,20 +460,33 @@ Result<Claim> VerifyHeader(const Secret& site, const KeyGenerations& generations
                                     " s is accepted): check NTP on both hosts");
   }
 
-  std::string key = site.key;
-  if (is_node) {
-    const std::string node(name);
-    DIM_ASSIGN_OR_RETURN(int64_t generation, generations.Of(node));
-    key = NodeKey(site, node, generation);
+  DIM_ASSIGN_OR_RETURN(std::vector<SigningKey> candidates, keys.KeysOf(who));
+  for (const SigningKey& k : candidates) {
+    const std::string expected =
+        claim.form == 2 ? SignForm2(k.key, who, method, path_and_query, to, t, nonce, declared.Hex())
+                        : SignDigest(k.key, who, method, path_and_query, t, declared.Hex());
+    if (CRYPTO_memcmp(expected.data(), mac.data(), expected.size()) == 0) {
+      claim.identity = k.grants;
+      claim.body_sha256 = declared;
+      claim.nonce = std::string(nonce);
+      claim.to = std::string(to);
+      claim.time = t;
+      return claim;
+    }
   }
-  const std::string expected = SignDigest(key, who, method, path_and_query, t, declared.Hex());
-  if (CRYPTO_memcmp(expected.data(), mac.data(), expected.size()) != 0)
-    return Status::PermissionDenied(
-        "bad signature from " + who +
-        (is_node ? ": wrong key? (a key retired by `dimctl node rekey` is refused: reboot the "
-                   "node to fetch its new one; or the request was altered on the way)"
-                 : ": wrong secret? (or the request was altered on the way)"));
-  return Claim{who, declared};
+  return Status::PermissionDenied(
+      "bad signature from " + who +
+      (is_node ? ": wrong key? (a key retired by `dimctl node rekey` is refused: reboot the "
+                 "node to fetch its new one; or the request was altered on the way)"
+               : candidates.empty() ? ": this server knows no key of " + who
+                                    : ": wrong secret or credentials? (a server's credentials retired by a new "
+                                      "`dimctl server enrol` are refused; or the request was altered on the way)"));
+}
+
+Result<Claim> VerifyHeader(const Secret& site, const KeyGenerations& generations,
+                           const std::string& header, const std::string& method,
+                           const std::string& path_and_query, int64_t now_unix) {
+  return VerifyHeader(SiteKeys(site, generations), header, method, path_and_query, now_unix);
 }
 
 Result<std::string> Verify(const Secret& site, const KeyGenerations& generations,

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "dim/auth.h"
+#include "dim/hash.h"
 
 namespace {
 
@@ -80,5 +81,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The same header must not verify for another body.
   if (dim::auth::Verify(site, dim::auth::NoRekeys(), header, "POST", "/v1/y?z", input + "x", kNow).ok())
     Fail("signature ignores the body");
+
+  // Form 2: the same identities verify, and the nonce and addressed server
+  // are bound: another server written into the header fails.
+  const std::string nonce = dim::Sha256Of(input).Hex().substr(0, 32);
+  const std::string h2 = dim::auth::HeaderTo(key, input, "POST", "/v1/y?z", "top:7480", when, nonce, input);
+  auto c2 = dim::auth::VerifyHeader(site, dim::auth::NoRekeys(), h2, "POST", "/v1/y?z", kNow);
+  if (c2.ok() != ReferenceValidId(input)) Fail("form 2 disagrees on identity \"" + input + "\"");
+  if (c2.ok() && (c2->form != 2 || c2->to != "top:7480" || c2->nonce != nonce || c2->time != when))
+    Fail("form 2 claim does not carry what was signed");
+  std::string moved = h2;
+  const size_t at = moved.find(" top:7480 ");
+  if (at != std::string::npos) moved.replace(at, 10, " leaf:7480 ");
+  if (dim::auth::VerifyHeader(site, dim::auth::NoRekeys(), moved, "POST", "/v1/y?z", kNow).ok())
+    Fail("form 2 signature ignores the addressed server");
   return 0;
 }

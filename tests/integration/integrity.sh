@@ -44,8 +44,9 @@ head -c 300000 /dev/urandom > "$m/bin/tool"
 for c in a b c d e f g h; do echo "doc $c" > "$m/usr/share/doc/$c"; done
 ln -s ../../bin/tool "$m/usr/share/tool-link"
 ln "$m/bin/tool" "$m/bin/tool-hardlink"
-rf_setup_store "$m"
 PROXY_PORT=$(free_port)
+export RF_ADDRESSES=127.0.0.1:$PROXY_PORT
+rf_setup_store "$m"
 PROXY_URL=http://127.0.0.1:$PROXY_PORT
 ctl=$TEST_TMP/proxy.ctl
 python3 "$DIM_REPO_ROOT/tests/integration/flip_proxy.py" "$PROXY_PORT" "$TOP_URL" "$ctl" "$TEST_TMP/flips.log" \

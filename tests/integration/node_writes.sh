@@ -27,6 +27,9 @@ mkdir -p "$m/srv/ro" "$m/srv/data" "$m/etc" "$m/root" "$m/tmp"
 echo "image file" > "$m/srv/ro/existing"
 echo "as it was" > "$m/srv/ro/file"  # the file dim-posix-suite --refusing expects
 echo "motd" > "$m/etc/motd"
+# The overlay proxies below: the server must know their host:port (signed requests name it).
+lost_port=$(free_port) old_port=$(free_port)
+export RF_ADDRESSES=127.0.0.1:$lost_port,127.0.0.1:$old_port
 rf_setup_store "$m"
 POSIX_SUITE=${POSIX_SUITE:-$DIM_BUILD_DIR/tests/dim-posix-suite}
 [[ -x $POSIX_SUITE ]] || die "dim-posix-suite not built"
@@ -212,7 +215,7 @@ assert_eq "$(ls -A "$mnt/tmp")" "" "ephemeral paths after a remount"
 rf_umount "$mnt"
 
 log "a rename whose answer is lost is retried and applied once"
-proxy_port=$(free_port)
+proxy_port=$lost_port
 python3 "$(dirname "${BASH_SOURCE[0]}")/overlay_proxy.py" "$proxy_port" "$TOP_PORT" 1 "$TEST_TMP/proxy.log" &
 proxy_pid=$!
 stop_proxy() { kill "$proxy_pid" 2> /dev/null || true; }
@@ -231,7 +234,7 @@ rf_umount "$mnt"
 stop_proxy
 
 log "a server of an older release reads no batch ids: the node sends them without"
-proxy_port=$(free_port)
+proxy_port=$old_port
 : > "$TEST_TMP/old.log"
 python3 "$(dirname "${BASH_SOURCE[0]}")/overlay_proxy.py" "$proxy_port" "$TOP_PORT" 0 "$TEST_TMP/old.log" old &
 proxy_pid=$!

@@ -22,10 +22,12 @@ for i in $(seq 30); do head -c $((i * 1000)) /dev/urandom > "$master/usr/lib/x/l
 head -c 3000000 /dev/urandom > "$master/usr/bin/big"
 echo "version 1" > "$master/etc/motd"
 echo "app" > "$master/var/lib/app/state"
+# The recording proxy: the server must know its host:port (signed requests name it).
+proxy_port=$(free_port)
+export RF_ADDRESSES=127.0.0.1:$proxy_port
 rf_setup_store "$master"
 
 log "record a real mount through the proxy"
-proxy_port=$(free_port)
 python3 "$BENCH/trace_proxy.py" "$proxy_port" "$TOP_PORT" "$TEST_TMP/raw.trace" 2> "$TEST_TMP/proxy.log" &
 on_cleanup _stop_pid $!
 for _ in $(seq 100); do (exec 3<> "/dev/tcp/127.0.0.1/$proxy_port") 2> /dev/null && break; sleep 0.05; done

@@ -35,7 +35,8 @@ rf_setup_store() {
   "$DIMCTL" push "$IMAGE" --wait 5 > /dev/null 2>&1 || true
 }
 
-# rf_write_config NAME ROLE PORT [PARENT]
+# rf_write_config NAME ROLE PORT [PARENT]; $RF_ADDRESSES: host:port names
+# (comma-separated) of proxies clients reach the server through
 rf_write_config() {
   {
     echo "role = $2"
@@ -45,6 +46,8 @@ rf_write_config() {
     echo "secret = $SECRET"
     echo "poll_wait = 2"
     if [[ -n ${4:-} ]]; then echo "parent = $4"; fi
+    # Proxies in front of the server: signed requests name the proxy's host:port.
+    if [[ -n ${RF_ADDRESSES:-} ]]; then echo "addresses = $RF_ADDRESSES"; fi
   } > "$TEST_TMP/$1.conf"
 }
 

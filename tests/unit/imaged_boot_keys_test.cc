@@ -97,9 +97,9 @@ struct BootServer {
     r.method = "GET";
     r.path = path;
     r.query = query;
-    r.headers["x-dim-auth"] = dim::auth::Header(
+    r.headers["x-dim-auth"] = dim::auth::HeaderTo(
         dim::auth::NodeKey(secret, kNode, generation), std::string("node:") + kNode, "GET",
-        dim::CanonicalTarget(path, query), std::time(nullptr), "");
+        dim::CanonicalTarget(path, query), "top", std::time(nullptr), dim::auth::NewNonce(), "");
     return svc->Handle(r).status;
   }
   int SignedNodeApi(int64_t generation) {

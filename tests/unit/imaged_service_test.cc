@@ -67,8 +67,8 @@ struct Server {
     r.body = body;
     r.query = query;
     std::string key = who.rfind("node:", 0) == 0 ? dim::auth::NodeKey(secret, who.substr(5)) : secret.key;
-    r.headers["x-dim-auth"] = dim::auth::Header(key, who, method, dim::CanonicalTarget(path, query),
-                                                std::time(nullptr), body);
+    r.headers["x-dim-auth"] = dim::auth::HeaderTo(key, who, method, dim::CanonicalTarget(path, query), "top",
+                                                  std::time(nullptr), dim::auth::NewNonce(), body);
     return svc->Handle(r);
   }
 };
@@ -167,25 +167,11 @@ namespace {
 // Three versions of image "deb" (an empty root each), the given policy rules,
 // version 3 published, and node n1 provisioned for it.
 void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
+  dimtest::AddEmptyVersions(s.dir / "store/catalog.db", "deb", 3);
   auto c = dim::Catalog::Open(s.dir / "store/catalog.db");
   REQUIRE(c.ok());
-  auto img = (*c)->CreateImage("deb", "/m");
+  auto img = (*c)->GetImage("deb");
   REQUIRE(img.ok());
-  for (int v = 1; v <= 3; v++) {
-    auto txn = dim::sql::Transaction::Begin((*c)->db());
-    REQUIRE(txn.ok());
-    auto w = (*c)->NewVersion(*img);
-    REQUIRE(w.ok());
-    dim::Entry root;
-    root.path = "/";
-    root.type = dim::EntryType::kDir;
-    root.mode = 0755;
-    root.mtime_ns = v;
-    REQUIRE((*w)->Put(root).ok());
-    REQUIRE((*w)->Finish("v", "t", v).ok());
-    REQUIRE((*txn)->Commit().ok());
-    img = (*c)->GetImage("deb");
-  }
   REQUIRE((*c)->PolicyReplace(img->id, rules).ok());
   REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", "{\"version\":3}").status == 200);
   // Read when n1's old-format overlay is converted, on its first request.
@@ -271,6 +257,16 @@ struct Replication {
     });
     REQUIRE(h.ok());
     http = std::move(*h);
+    {
+      // Signed requests name the host:port they are for: this server's port.
+      imaged::Config tc;
+      tc.name = "top";
+      tc.store = top.dir / "store";
+      tc.addresses = {"127.0.0.1:" + std::to_string(http->port())};
+      auto objects = dim::ObjectStore::Open(dim::Env::Posix(), tc.store);
+      REQUIRE(objects.ok());
+      top.svc = std::make_unique<imaged::Service>(tc, top.secret, std::move(*objects));
+    }
     auto c = dim::ApiClient::Create(Url(), top.secret.key, "server:leaf");
     REQUIRE(c.ok());
     client = std::move(*c);

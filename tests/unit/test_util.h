@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <string>
 
+#include <doctest/doctest.h>
+
+#include "dim/catalog.h"
 #include "dim/overlay_session.h"
 
 namespace dimtest {
@@ -54,6 +57,30 @@ inline std::string RandomBytes(size_t n, uint64_t seed) {
     s[i] = static_cast<char>(x);
   }
   return s;
+}
+
+// Creates image `name` in the catalogue at `catalog_path` with versions 1..n,
+// each only an empty root directory (mtime = the version number).
+inline void AddEmptyVersions(const std::string& catalog_path, const std::string& name, int n) {
+  auto c = dim::Catalog::Open(catalog_path);
+  REQUIRE(c.ok());
+  auto img = (*c)->CreateImage(name, "/m");
+  REQUIRE(img.ok());
+  for (int v = 1; v <= n; v++) {
+    auto txn = dim::sql::Transaction::Begin((*c)->db());
+    REQUIRE(txn.ok());
+    auto w = (*c)->NewVersion(*img);
+    REQUIRE(w.ok());
+    dim::Entry root;
+    root.path = "/";
+    root.type = dim::EntryType::kDir;
+    root.mode = 0755;
+    root.mtime_ns = v;
+    REQUIRE((*w)->Put(root).ok());
+    REQUIRE((*w)->Finish("v", "t", v).ok());
+    REQUIRE((*txn)->Commit().ok());
+    img = (*c)->GetImage(name);
+  }
 }
 
 }  // namespace dimtest

@@ -97,6 +97,7 @@ Noun PolicyCommands();
 Noun StoreCommands();
 Noun KeyCommands();
 Noun CaCommands();
+Noun ServerCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();

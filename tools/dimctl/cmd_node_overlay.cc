@@ -64,7 +64,7 @@ Status ProvisionRemote(Invocation& inv, const ChildState& server, const dim::Nod
                             "'advertise = http://ADDRESS:PORT' in its imaged.conf");
   }
   std::string body = dim::EncodeProvision({id, rules});
-  DIM_ASSIGN_OR_RETURN(auto client, Connect(inv, server.url));
+  DIM_ASSIGN_OR_RETURN(auto client, Connect(inv, server.url, server.server));
   DIM_ASSIGN_OR_RETURN(std::string answer,
                        client->Send("POST", "/v1/nodes/" + id.name + "/provision", {}, body));
   if (inv.global.verbosity >= 0) {

@@ -15,6 +15,7 @@
 #include "common.h"
 #include "dim/api_client.h"
 #include "dim/catalog.h"
+#include "dim/identity.h"
 #include "dim/image.h"
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/registry.h"
@@ -30,19 +31,27 @@ std::string ServerUrl(const Invocation& inv) {
   return "http://127.0.0.1:7480";
 }
 
-Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url) {
+Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url,
+                                                const std::string& server) {
   std::string path = inv.get_or("secret", "");
   if (path.empty()) {
     const char* e = std::getenv("DIM_SECRET");
     path = e && *e ? e : "/etc/dim/secret";
   }
   DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
+  // An enrolled second-level server holds its own key, not the secret: sign
+  // with that key, derived here (the top's store records its generation).
+  std::string key = secret.key;
+  if (!server.empty()) {
+    DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(inv.global.root, server));
+    if (generation > 0) key = dim::auth::ServerKey(secret, server, generation);
+  }
   const std::string target = url.empty() ? ServerUrl(inv) : url;
   dim::http::ClientOptions opts;
   if (target.rfind("https://", 0) == 0) {
     DIM_ASSIGN_OR_RETURN(opts.tls, ClientTls());
   }
-  return dim::ApiClient::Create(target, secret.key, "server:dimctl", opts);
+  return dim::ApiClient::Create(target, key, "server:dimctl", opts);
 }
 
 // $DIM_TLS_CA, $DIM_TLS_CRL, $DIM_TLS_CERT and $DIM_TLS_KEY, each defaulting
@@ -177,7 +186,7 @@ Status SendPins(const Invocation& inv, dim::ApiClient& top, const std::string& i
   DIM_ASSIGN_OR_RETURN(std::string status, top.Get("/v1/status"));
   for (const auto& c : Children(status, image)) {
     if (c.url.empty() || c.offline()) continue;
-    auto client = Connect(inv, c.url);
+    auto client = Connect(inv, c.url, c.server);
     Status s = client.ok() ? (*client)->Send("PUT", "/v1/images/" + image + "/pins", {}, body).status()
                            : client.status();
     if (!s.ok() && inv.global.verbosity >= 0) {
@@ -199,6 +208,10 @@ Status Push(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(std::string head, client->Get("/v1/images/" + image + "/head"));
   int64_t published = std::atoll(dim::JsonField(head, "published").c_str());
   DIM_ASSIGN_OR_RETURN(auto pins, PlanPins(*store, img, published, inv));
+  if (version < published && !inv.flag("rollback")) {
+    return Status::Conflict("version " + std::to_string(version) + " of " + image + " is older than the published " +
+                            std::to_string(published) + ": add --rollback to publish it again (nodes go back to it)");
+  }
 
   if (inv.flag("dry-run")) {
     std::printf("%s: published %lld -> %lld\n", image.c_str(), static_cast<long long>(published),
@@ -232,7 +245,8 @@ Status Push(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto old_pins, store->catalog().Pins(img.id));
   if (pins != old_pins) DIM_RETURN_IF_ERROR(SendPins(inv, *client, image, pins));
   DIM_RETURN_IF_ERROR(client->Post("/v1/images/" + image + "/publish",
-                                   "{\"version\":" + std::to_string(version) + "}")
+                                   "{\"version\":" + std::to_string(version) +
+                                       (version < published ? ",\"rollback\":true}" : "}"))
                           .status());
   // Wait until every second-level server that reports to this one has it.
   double wait_s = std::atof(inv.get_or("wait", "60").c_str());
@@ -434,12 +448,13 @@ Noun PushCommands() {
                      "releases every pin.\n\n"
                      "Examples:\n  dimctl push debian12\n  dimctl push debian12 --dry-run\n"
                      "  dimctl push debian12 --nodes 'r01c1n[01-04]'   # canary first\n"
-                     "  dimctl push debian12 --version 3   # roll back to version 3",
+                     "  dimctl push debian12 --version 3 --rollback   # back to version 3",
                      {kServerOption, kSecretOption, {"version", 0, "N", "the version to publish (default head)"},
                       {"wait", 0, "SECONDS", "how long to wait for servers (default 60)"},
                       {"nodes", 0, "RANGE", "switch only these nodes (e.g. 'r01c[1-4]n[01-16]'); the image's "
                                             "other nodes stay at the version they run"},
                       {"dry-run", 'n', "", "list what would change; publish nothing"},
+                      {"rollback", 0, "", "allow publishing a version older than the published one"},
                       kJsonOption},
                      1, 1, Push});
   return n;

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::StoreCommands());
   cli.Add(dimctl::KeyCommands());
   cli.Add(dimctl::CaCommands());
+  cli.Add(dimctl::ServerCommands());
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());
   cli.Add(dimctl::ClusterCommands());

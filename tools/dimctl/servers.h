@@ -16,8 +16,10 @@ std::string ServerUrl(const Invocation& inv);
 // dimctl's TLS for https:// servers (docs/imaged.md, "TLS"): the CA and CRL
 // that check them and the client certificate it presents.
 Result<std::shared_ptr<const dim::tls::Context>> ClientTls();
-// A signed client for the top server, or for url when given.
-Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url = "");
+// A signed client for the top server, or for url when given: the second-level
+// server `server`, signed with its enrolled key when it has one.
+Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url = "",
+                                                const std::string& server = "");
 
 // One child of the top's status answer:
 // {"server":"a","url":"http://…","images":{"deb":{"head":3,"error":""}},"age_s":2}.

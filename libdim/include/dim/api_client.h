@@ -29,8 +29,9 @@ class ApiClient {
                                           http::ClientOptions opts, std::unique_ptr<http::Client> client);
   // 2xx answers return the body; others become a Status carrying the
   // server's error message and the URL.
+  // signature: where to put the answer's X-Dim-Signature ("" when none).
   Result<std::string> Get(const std::string& path, const std::map<std::string, std::string>& query = {},
-                          long timeout_ms = 0);
+                          long timeout_ms = 0, std::string* signature = nullptr);
   Result<std::string> Post(const std::string& path, const std::string& body,
                            long timeout_ms = 0);
   // Any signed request; body may be empty for GET.
@@ -51,6 +52,12 @@ class ApiClient {
       : base_(std::move(base)), key_(std::move(key)), identity_(std::move(identity)),
         opts_(std::move(opts)), client_(std::move(client)) {}
   Result<std::string> Check(const std::string& url, Result<http::ClientResponse> r);
+  // Signs (form 2) and sends; signs anew once if the server saw the nonce.
+  Result<http::ClientResponse> Exchange(const std::string& method, const std::string& url,
+                                        const std::string& target, const std::string& body,
+                                        std::map<std::string, std::string> headers, long timeout_ms);
+  // The X-Dim-Auth header: form 2, bound to this client's server and good once.
+  std::string Sign(const std::string& method, const std::string& target, const std::string& body) const;
   std::string base_, key_, identity_;
   http::ClientOptions opts_;
   std::unique_ptr<http::Client> client_;

@@ -1,20 +1,26 @@
-// Authentication between dim's servers and clients with a shared secret:
-// each request carries "X-Dim-Auth: <id> <unix-time> <body SHA-256> <MAC>",
-// an HMAC-SHA256 over "<id>\n<method>\n<path-and-query>\n<unix-time>\n<body
-// SHA-256>". The header alone proves who asks, so a server refuses strangers
-// before it reads a body byte. The secret never travels; a signature is valid
-// for +-300 s, and a node's key is derived from the site secret so it can
-// only sign as itself. See docs/protocol.md and docs/security.md.
+// Authentication between dim's servers and clients with keys derived from the
+// site secret: each request carries "X-Dim-Auth: <id> <unix-time> <nonce>
+// <to> <body SHA-256> <MAC>" (form 2; form 1 lacks nonce and to), an
+// HMAC-SHA256 over the request and those fields. The header alone proves who
+// asks, so a server refuses strangers before it reads a body byte; the nonce
+// and the addressed server (`to`) make a signature good once and at one
+// server. Nodes and enrolled second-level servers sign with keys derived for
+// them alone. See docs/protocol.md and docs/security.md.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dim/hash.h"
 #include "dim/status.h"
 
 namespace dim::auth {
+
+// How far a signed time may be from the verifier's clock; also how long a
+// verifier must remember a nonce.
+constexpr int64_t kMaxSkewSeconds = 300;
 
 // Identities: "server:<name>" for image servers and dimctl, "node:<name>" for nodes.
 struct Secret {
@@ -31,6 +37,25 @@ Status CreateSecretFile(const std::string& path);
 // HMAC(site secret, "node:" + name + "\n" + generation) after each
 // `dimctl node rekey` (a newline never occurs in a node name).
 std::string NodeKey(const Secret& site, const std::string& node, int64_t generation = 0);
+
+// The key of an enrolled second-level server (`dimctl server enrol`):
+// HMAC(site secret, "server-key:" + name + "\n" + generation). It signs the
+// server's requests to its parent and verifies dimctl's requests to it; every
+// enrolment moves the generation on, so a stolen key dies with the next one.
+std::string ServerKey(const Secret& site, const std::string& server, int64_t generation);
+
+// What an enrolled server holds instead of the site secret (a text file,
+// mode 0600): "dim-server-credentials 1", then "name NAME", "generation G"
+// and "key HEX" lines. Written by the top's administrator, loaded by imaged.
+struct ServerCredentials {
+  std::string name;
+  int64_t generation = 0;
+  std::string key;  // raw 32 bytes
+  std::string Encode() const;
+  static Result<ServerCredentials> Parse(std::string_view text, const std::string& file);
+  // Parse, after the same mode checks as Secret::Load.
+  static Result<ServerCredentials> Load(const std::string& path);
+};
 
 // A key as text: 64 lower-case hex digits (`dimctl node key`, the key
 // endpoint, --key-file). Parse accepts one trailing newline and nothing else.
@@ -62,12 +87,55 @@ std::string Sign(const std::string& key, const std::string& id, const std::strin
 std::string Header(const std::string& key, const std::string& id, const std::string& method,
                    const std::string& path_and_query, int64_t unix_time, const std::string& body);
 
+// Form 2: bound to one server (`to`: the host:port the client addresses, as
+// in its URL, lower case) and good once (`nonce`: 32 hex digits, NewNonce).
+std::string HeaderTo(const std::string& key, const std::string& id, const std::string& method,
+                     const std::string& path_and_query, const std::string& to, int64_t unix_time,
+                     const std::string& nonce, const std::string& body);
+std::string NewNonce();
+// The `to` of a base URL "http://Host:port/...": "host:port" in lower case,
+// with the scheme's default port when none is given.
+std::string AuthorityOf(std::string_view base_url);
+
+// A key an identity may sign with and who it proves the signer to be (a
+// server may grant an enrolled server less than the site secret: "leaf:NAME").
+struct SigningKey {
+  std::string key;
+  std::string grants;
+};
+// Where a verifier finds the keys of an identity, tried in order.
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  // Empty: nobody here signs as `identity` (refused).
+  virtual Result<std::vector<SigningKey>> KeysOf(const std::string& identity) const = 0;
+};
+// The site secret's view: "server:X" signs with the secret, "node:N" with
+// its key of the generation `generations` names.
+class SiteKeys final : public KeySource {
+ public:
+  SiteKeys(const Secret& site, const KeyGenerations& generations) : site_(site), generations_(generations) {}
+  Result<std::vector<SigningKey>> KeysOf(const std::string& identity) const override;
+
+ private:
+  const Secret& site_;
+  const KeyGenerations& generations_;
+};
+
 // What a header proves once its MAC checked out: who signed, and the SHA-256
 // the signer declared for the body. The body must still be checked against it.
 struct Claim {
-  std::string identity;
+  std::string identity;  // what the key that verified grants (SigningKey::grants)
   Digest body_sha256;
+  int form = 1;          // 1: no nonce and no `to` (older clients)
+  std::string nonce, to; // form 2
+  int64_t time = 0;      // the signed Unix time
 };
+
+// Verifies a request's header (either form), without its body, with the keys
+// `keys` gives for the identity it names. The one decoder of X-Dim-Auth.
+Result<Claim> VerifyHeader(const KeySource& keys, const std::string& header, const std::string& method,
+                           const std::string& path_and_query, int64_t now_unix);
 
 // Verifies a request's header, without its body, with the site secret; a
 // node's signature must use the key of its current generation. The one

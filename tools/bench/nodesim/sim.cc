@@ -477,7 +477,12 @@ void Sim::Enqueue(Node& n, size_t conn, std::unique_ptr<Req> r, bool front) {
 std::string Sim::Wire(const Node& n, const Req& r) const {
   std::string w = r.method + " " + r.target + " HTTP/1.1\r\nHost: " + hosts_[static_cast<size_t>(n.server)] + "\r\n";
   if (r.sign) {
-    w += "X-Dim-Auth: " + dim::auth::Header(n.key, n.identity, r.method, r.target, std::time(nullptr), r.body) + "\r\n";
+    // Form 2, as rootfs-fuse signs: for this server, a fresh nonce each time.
+    w += "X-Dim-Auth: " +
+         dim::auth::HeaderTo(n.key, n.identity, r.method, r.target,
+                             dim::auth::AuthorityOf(o_.servers[static_cast<size_t>(n.server)]), std::time(nullptr),
+                             dim::auth::NewNonce(), r.body) +
+         "\r\n";
   }
   if (!r.body.empty() || r.method == "POST" || r.method == "PUT") {
     w += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";

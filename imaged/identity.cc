@@ -1,0 +1,177 @@
+#include "identity.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <ctime>
+
+#include "dim/cluster/registry.h"
+#include "dim/env.h"
+#include "service.h"
+
+namespace imaged {
+
+using dim::Status;
+
+namespace {
+
+std::string NodeKeysPath(const Config& c) { return c.store + "/keys/node-keys"; }
+
+std::string Lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+// Every address of this host's interfaces, as host:port with `port`.
+std::vector<std::string> HostAuthorities(uint16_t port) {
+  std::vector<std::string> out = {"localhost:" + std::to_string(port)};
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (a->ifa_addr->sa_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ifa_addr);
+      if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host)) out.push_back(std::string(host) + ":" + std::to_string(port));
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
+      if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host))
+        out.push_back("[" + std::string(host) + "]:" + std::to_string(port));
+    }
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+// Requests that change nothing on the server: a form-1 signature may still
+// ask them under legacy_auth = reads.
+bool IsRead(const dim::http::Request& req) {
+  return req.method == "GET" || (req.method == "POST" && req.path == "/v1/objects/batch");
+}
+
+}  // namespace
+
+Identity::Identity(const Config& config, std::optional<dim::auth::Secret> secret,
+                   std::optional<dim::auth::ServerCredentials> credentials, CatalogPool* catalogs)
+    : config_(config), secret_(std::move(secret)), credentials_(std::move(credentials)), catalogs_(catalogs) {
+  if (credentials_) {
+    // The list kept from the last run, until the parent sends a newer one.
+    if (auto body = dim::Env::Posix()->ReadFile(NodeKeysPath(config_)); body.ok()) {
+      if (auto keys = dim::identity::DecodeNodeKeys(*credentials_, *body); keys.ok()) node_keys_ = std::move(*keys);
+    }
+  }
+}
+
+const std::string& Identity::parent_key() const { return credentials_ ? credentials_->key : secret_->key; }
+
+dim::Result<std::vector<dim::auth::SigningKey>> Identity::KeysOf(const std::string& identity) const {
+  using dim::auth::SigningKey;
+  if (identity.starts_with("node:")) {
+    const std::string node = identity.substr(5);
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
+    DIM_ASSIGN_OR_RETURN(int64_t generation, dim::cluster::Registry(cat->db()).KeyGeneration(node));
+    DIM_ASSIGN_OR_RETURN(std::string key, NodeKeyOf(node, generation));
+    return std::vector<SigningKey>{{std::move(key), identity}};
+  }
+  const std::string server = identity.substr(7);  // VerifyHeader let only server: and node: through
+  if (credentials_) return std::vector<SigningKey>{{credentials_->key, identity}};
+  std::vector<SigningKey> keys;
+  DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(config_.store, server));
+  if (generation > 0) keys.push_back({dim::auth::ServerKey(*secret_, server, generation), "leaf:" + server});
+  keys.push_back({secret_->key, identity});
+  return keys;
+}
+
+dim::Result<std::string> Identity::NodeKeyOf(const std::string& node, int64_t generation) const {
+  if (secret_) return dim::auth::NodeKey(*secret_, node, generation);
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = node_keys_.find(node);
+  if (it == node_keys_.end()) {
+    return Status::PermissionDenied("server " + config_.name + " holds no key of node " + node +
+                                    ": the registry does not assign the node to it (its <node server=…>), or the "
+                                    "parent's node key list has not reached it yet");
+  }
+  if (it->second.generation != generation) {
+    return Status::PermissionDenied("server " + config_.name + " holds key generation " +
+                                    std::to_string(it->second.generation) + " of node " + node + ", the registry names " +
+                                    std::to_string(generation) + "; the parent's new key list has not reached it yet");
+  }
+  return it->second.key;
+}
+
+dim::Result<std::string> Identity::NodeKeysFor(const std::string& server) const {
+  if (!secret_) return Status::PermissionDenied("only a server with the site secret hands out node keys");
+  DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(config_.store, server));
+  if (generation == 0) return Status::NotFound("server " + server + " is not enrolled here (`dimctl server enrol`)");
+  DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
+  dim::cluster::Registry registry(cat->db());
+  DIM_ASSIGN_OR_RETURN(auto snap, registry.Load());
+  dim::identity::NodeKeys keys;
+  for (const auto& n : snap.cluster.nodes) {
+    if (n.server != server) continue;
+    DIM_ASSIGN_OR_RETURN(int64_t g, registry.KeyGeneration(n.name));
+    keys[n.name] = {g, dim::auth::NodeKey(*secret_, n.name, g)};
+  }
+  dim::auth::ServerCredentials to{server, generation, dim::auth::ServerKey(*secret_, server, generation)};
+  return dim::identity::EncodeNodeKeys(to, keys);
+}
+
+Status Identity::InstallNodeKeys(std::string_view body) {
+  if (!credentials_) return Status::Ok();  // holds the secret: derives keys itself
+  DIM_ASSIGN_OR_RETURN(auto keys, dim::identity::DecodeNodeKeys(*credentials_, body));
+  dim::Env* env = dim::Env::Posix();
+  DIM_RETURN_IF_ERROR(env->MkdirAll(config_.store + "/keys", 0700));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, NodeKeysPath(config_), body));
+  std::lock_guard<std::mutex> l(mu_);
+  node_keys_ = std::move(keys);
+  return Status::Ok();
+}
+
+bool Identity::Addressed(const std::string& to) {
+  if (to == Lower(config_.name)) return true;
+  if (!config_.advertise.empty() && to == dim::auth::AuthorityOf(config_.advertise)) return true;
+  for (const auto& a : config_.addresses)
+    if (to == a) return true;
+  std::lock_guard<std::mutex> l(mu_);
+  const int64_t now = std::time(nullptr);
+  // Interfaces change (a netns set up after start, DHCP): listed again at most every 5 s.
+  if (own_.empty() || now - own_checked_ >= 5) {
+    own_ = HostAuthorities(config_.listen_port);
+    own_checked_ = now;
+  }
+  for (const auto& a : own_)
+    if (to == a) return true;
+  return false;
+}
+
+dim::Result<dim::auth::Claim> Identity::Check(const dim::http::Request& req, const std::string& target) {
+  auto header = req.headers.find("x-dim-auth");
+  const int64_t now = std::time(nullptr);
+  DIM_ASSIGN_OR_RETURN(dim::auth::Claim claim,
+                       dim::auth::VerifyHeader(*this, header == req.headers.end() ? "" : header->second, req.method,
+                                               target, now));
+  if (claim.form == 1) {
+    const bool allowed = config_.legacy_auth == Config::LegacyAuth::kYes ||
+                         (config_.legacy_auth == Config::LegacyAuth::kReads && IsRead(req));
+    if (!allowed) {
+      return Status::PermissionDenied(
+          "request from " + claim.identity + " is signed the old way (no nonce, no server): it could be replayed, so "
+          "this server refuses it for " + req.method + " " + req.path + "; upgrade the client (rebuild the node's "
+          "initrd), or set legacy_auth = yes in imaged.conf while migrating");
+    }
+    return claim;
+  }
+  if (!Addressed(claim.to)) {
+    return Status::PermissionDenied("request from " + claim.identity + " is signed for server " + claim.to +
+                                    ", not for this one (" + config_.name +
+                                    "): a request replayed from elsewhere? If clients reach this server by that "
+                                    "name (a DNS name, a proxy), add it to 'addresses' in imaged.conf");
+  }
+  DIM_RETURN_IF_ERROR(replay_.Admit(claim.identity, claim.nonce, claim.time, now));
+  return claim;
+}
+
+}  // namespace imaged

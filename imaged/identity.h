@@ -1,0 +1,69 @@
+// Who may sign what at this server (docs/protocol.md, "Server identities"):
+// the keys behind each identity, the nonces already used, the names this
+// server is addressed by, and, on an enrolled second-level server, the keys
+// of the nodes it serves (which it holds instead of the site secret).
+// Thread-safe.
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "dim/auth.h"
+#include "dim/http.h"
+#include "dim/identity.h"
+#include "dim/replay.h"
+
+namespace imaged {
+
+class CatalogPool;
+
+class Identity final : public dim::auth::KeySource {
+ public:
+  // `secret` on the top and on leaves not yet enrolled; `credentials` on
+  // enrolled leaves (exactly one of the two).
+  Identity(const Config& config, std::optional<dim::auth::Secret> secret,
+           std::optional<dim::auth::ServerCredentials> credentials, CatalogPool* catalogs);
+
+  // dim::auth::KeySource. On a server with the site secret, "server:X" signs
+  // with X's enrolled key (granting "leaf:X": replication only) or the
+  // secret (granting "server:X"); on an enrolled leaf "server:X" signs with
+  // the leaf's own key (dimctl derives it). "node:N" signs with N's key of
+  // its current registry generation.
+  dim::Result<std::vector<dim::auth::SigningKey>> KeysOf(const std::string& identity) const override;
+
+  // Verifies a request's X-Dim-Auth header: the signature, the server it
+  // names, its nonce (once), and what form-1 headers may do. Returns what
+  // the key grants (Claim::identity).
+  dim::Result<dim::auth::Claim> Check(const dim::http::Request& req, const std::string& target);
+
+  // The key `node` signs with at `generation` (the boot key endpoint).
+  dim::Result<std::string> NodeKeyOf(const std::string& node, int64_t generation) const;
+  // Top: the node key list for enrolled server `server` (the nodes the
+  // registry assigns to it), for GET /v1/servers/NAME/node-keys.
+  dim::Result<std::string> NodeKeysFor(const std::string& server) const;
+  // Enrolled leaf: a node key list from the parent, checked, then kept in
+  // <store>/keys/node-keys and used from now on.
+  dim::Status InstallNodeKeys(std::string_view body);
+
+  // The key and identity this server signs its requests to its parent with.
+  const std::string& parent_key() const;
+  bool enrolled() const { return credentials_.has_value(); }
+
+ private:
+  bool Addressed(const std::string& to);
+
+  const Config& config_;
+  std::optional<dim::auth::Secret> secret_;
+  std::optional<dim::auth::ServerCredentials> credentials_;
+  CatalogPool* catalogs_;
+  dim::ReplayCache replay_;
+  mutable std::mutex mu_;
+  dim::identity::NodeKeys node_keys_;  // enrolled leaf, GUARDED_BY(mu_)
+  std::vector<std::string> own_;       // authorities of this host, GUARDED_BY(mu_)
+  int64_t own_checked_ = 0;            // when own_ was listed, GUARDED_BY(mu_)
+};
+
+}  // namespace imaged

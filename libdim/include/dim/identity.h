@@ -1,0 +1,66 @@
+// What a second-level server receives from the top instead of the site
+// secret: the keys of the nodes it serves (a list only its credentials
+// open), and copies signed with the top's publish key (registry, pins, path
+// policies, keep-out lists, boot files) that it checks before using them.
+// docs/protocol.md ("Server identities", "Signed copies") has the formats.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dim/auth.h"
+#include "dim/hash.h"
+#include "dim/sign.h"
+#include "dim/status.h"
+
+namespace dim::identity {
+
+struct NodeKey {
+  int64_t generation = 0;
+  std::string key;  // raw 32 bytes
+};
+using NodeKeys = std::map<std::string, NodeKey>;
+
+// "DIMNODEKEYS1 SERVER COUNT\n", COUNT lines "NODE GENERATION WRAPPED-HEX\n"
+// in name order, then the MAC line (64 hex digits). Each key is XORed with
+// HMAC(HMAC(K, "node-key-wrap"), NODE "\n" GENERATION) and the whole list
+// MACed with HMAC(K, "node-key-list"), K the server's key: only that server
+// reads the keys, and nobody on the way changes the list unnoticed.
+std::string EncodeNodeKeys(const auth::ServerCredentials& to, const NodeKeys& keys);
+// The one decoder of a node key list (from the parent): Corruption when its
+// MAC, its server name or any line is wrong.
+Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string_view body);
+
+// What the top signs for a copy: "dim copy\n" KIND "\n" SUBJECT "\n"
+// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file, SUBJECT the
+// image or file name ("-" for the registry).
+std::string CopyMessage(std::string_view kind, std::string_view subject, const Digest& body_sha256);
+// The X-Dim-Signature value: the Ed25519 signature as 128 hex digits.
+Result<std::string> SignCopy(const sign::PrivateKey& key, std::string_view kind, std::string_view subject,
+                             const Digest& body_sha256);
+// The store's publish key (the top's), or nullopt when it has none.
+Result<std::optional<sign::PrivateKey>> LoadPublishKey(const std::string& store);
+
+// Checks a copy against the top's key (nothing to check without one):
+// PermissionDenied naming the copy and where it came from when the
+// signature is missing, malformed or does not verify.
+Status CheckCopy(const sign::PublicKey* key, std::string_view kind, std::string_view subject,
+                 const Digest& body_sha256, std::string_view signature, const std::string& from);
+
+}  // namespace dim::identity
+
+namespace dim::identity {
+
+// The top's record of enrolled second-level servers: <store>/servers/NAME
+// holds the generation of NAME's current credentials. 0: never enrolled.
+Result<int64_t> EnrolledGeneration(const std::string& store, const std::string& server);
+// Moves NAME to its next generation (the old credentials are refused from
+// then on) and returns the new credentials.
+Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server);
+// Whether `name` can be a server or node name (letters, digits, . _ -).
+bool IsName(std::string_view name);
+
+}  // namespace dim::identity

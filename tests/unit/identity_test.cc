@@ -1,0 +1,302 @@
+// Per-server identities, replay protection and signed copies (issue 20):
+// each test performs the attack and asserts it fails.
+#include <doctest/doctest.h>
+
+#include <ctime>
+#include <map>
+#include <string>
+
+#include "cluster_test_util.h"
+#include "dim/api_client.h"
+#include "dim/auth.h"
+#include "dim/catalog.h"
+#include "dim/wire.h"
+#include "dim/cluster/registry.h"
+#include "dim/identity.h"
+#include "dim/replay.h"
+#include "dim/sign.h"
+#include "dim/store.h"
+#include "service.h"
+#include "test_util.h"
+
+namespace {
+
+namespace dc = dim::cluster;
+using dim::http::Request;
+using dim::http::Response;
+using dimtest::TempDir;
+
+constexpr const char* kNode = "r01c1n01";  // served by ss1 in SmallXml
+
+// A store with image "deb" (versions 1-3, 3 published by the test), the
+// registry of SmallXml's two nodes, and a Service named `name` over it:
+// with the site secret (top) or with credentials (an enrolled leaf).
+struct Site {
+  TempDir dir;
+  dim::auth::Secret secret{std::string(64, 's')};
+  imaged::Config config;
+  std::unique_ptr<imaged::Service> svc;
+
+  explicit Site(const std::string& name = "top") {
+    REQUIRE(dim::Store::Open(dim::Env::Posix(), dir / "store", true).ok());
+    dimtest::AddEmptyVersions(dir / "store/catalog.db", "deb", 3);
+    auto c = dim::Catalog::Open(dir / "store/catalog.db");
+    REQUIRE(c.ok());
+    auto loaded = dc::LoadClusterFromString(
+        dc::testing::SmallXml(dc::testing::NodeXml(1, 1) + dc::testing::NodeXml(1, 2)), "c.xml", {});
+    REQUIRE_MESSAGE(loaded.ok(), loaded.ToStatus().ToString());
+    dc::Registry reg((*c)->db());
+    REQUIRE(reg.Apply(loaded.cluster, dc::DiffClusters({}, loaded.cluster), 0, 1).ok());
+    config.name = name;
+    config.store = dir / "store";
+  }
+  void Start(std::optional<dim::auth::ServerCredentials> creds = std::nullopt) {
+    svc.reset();
+    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config.store);
+    REQUIRE(objects.ok());
+    if (creds) {
+      config.role = imaged::Config::Role::kLeaf;
+      config.parent = "http://127.0.0.1:1";
+      svc = std::make_unique<imaged::Service>(config, std::nullopt, creds, std::move(*objects));
+    } else {
+      svc = std::make_unique<imaged::Service>(config, secret, std::move(*objects));
+    }
+  }
+  Request Signed(const std::string& method, const std::string& path, const std::string& who,
+                 const std::string& key, const std::string& body = "", const std::string& to = "top",
+                 const std::map<std::string, std::string>& query = {}) {
+    Request r;
+    r.method = method;
+    r.path = path;
+    r.body = body;
+    r.query = query;
+    r.headers["x-dim-auth"] = dim::auth::HeaderTo(key, who, method, dim::CanonicalTarget(path, query), to,
+                                                  std::time(nullptr), dim::auth::NewNonce(), body);
+    return r;
+  }
+  Response Call(const std::string& method, const std::string& path, const std::string& who, const std::string& key,
+                const std::string& body = "") {
+    return svc->Handle(Signed(method, path, who, key, body, config.name));
+  }
+};
+
+bool Says(const Response& r, const std::string& what) {
+  return r.body.find(what) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("replay: form 2 binds the server and the nonce into the MAC") {
+  dim::auth::Secret site{std::string(64, 'k')};
+  dim::auth::NoRekeys gens;
+  const int64_t now = 1700000000;
+  const std::string h = dim::auth::HeaderTo(site.key, "server:a", "POST", "/v1/x", "top:7480", now,
+                                            std::string(32, 'a'), "body");
+  auto ok = dim::auth::VerifyHeader(site, gens, h, "POST", "/v1/x", now);
+  REQUIRE(ok.ok());
+  CHECK(ok->form == 2);
+  CHECK(ok->to == "top:7480");
+  CHECK(ok->nonce == std::string(32, 'a'));
+  // Another server or another nonce written into a captured header: the MAC fails.
+  for (auto [from, to] : {std::pair<std::string, std::string>{"top:7480", "leaf:7480"},
+                          {std::string(32, 'a'), std::string(32, 'b')}}) {
+    std::string forged = h;
+    forged.replace(forged.find(from), from.size(), to);
+    auto r = dim::auth::VerifyHeader(site, gens, forged, "POST", "/v1/x", now);
+    CHECK(!r.ok());
+  }
+  CHECK(dim::auth::AuthorityOf("http://Top.Example/") == "top.example:80");
+  CHECK(dim::auth::AuthorityOf("http://10.0.0.1:7480") == "10.0.0.1:7480");
+  CHECK(dim::auth::AuthorityOf("https://[fd00::1]") == "[fd00::1]:443");
+}
+
+TEST_CASE("replay: a nonce is good once, and forgotten only when its time no longer passes") {
+  dim::ReplayCache cache(4);
+  CHECK(cache.Admit("node:a", "n1", 1000, 1000).ok());
+  auto again = cache.Admit("node:a", "n1", 1000, 1100);
+  CHECK(again.code() == dim::Code::kPermissionDenied);
+  CHECK(cache.Admit("node:b", "n1", 1000, 1000).ok());  // another signer's nonce
+  CHECK(cache.Admit("node:a", "n2", 1001, 1001).ok());
+  CHECK(cache.Admit("node:a", "n3", 1001, 1001).ok());
+  CHECK(cache.Admit("node:a", "n4", 1001, 1001).code() == dim::Code::kBusy);  // full: refused, not forgotten
+  // Past the window the signature's time is refused anyway, so it is dropped.
+  CHECK(cache.Admit("node:a", "n5", 1400, 1400).ok());
+  CHECK(cache.size() == 1);
+}
+
+TEST_CASE("replay: imaged refuses a replayed write, a request for another server, and old-form writes") {
+  Site s;
+  s.Start();
+  // The same signed publish twice: the second is a replay.
+  Request publish = s.Signed("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":2}");
+  CHECK(s.svc->Handle(publish).status == 200);
+  Response replay = s.svc->Handle(publish);
+  CHECK(replay.status == 403);
+  CHECK_MESSAGE(Says(replay, "already served"), replay.body);
+  // Signed for another server: refused, with the fix for proxies and DNS names.
+  Response elsewhere = s.svc->Handle(
+      s.Signed("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":3}", "leaf2:7480"));
+  CHECK(elsewhere.status == 403);
+  CHECK_MESSAGE(Says(elsewhere, "addresses"), elsewhere.body);
+  // Form 1 (no nonce, no server): reads only, unless legacy_auth = yes.
+  auto old_form = [&](const std::string& method, const std::string& path, const std::string& body) {
+    Request r;
+    r.method = method;
+    r.path = path;
+    r.body = body;
+    r.headers["x-dim-auth"] = dim::auth::Header(s.secret.key, "server:dimctl", method, path, std::time(nullptr), body);
+    return s.svc->Handle(r);
+  };
+  CHECK(old_form("GET", "/v1/info", "").status == 200);
+  Response old_write = old_form("POST", "/v1/images/deb/publish", "{\"version\":3}");
+  CHECK(old_write.status == 403);
+  CHECK_MESSAGE(Says(old_write, "legacy_auth"), old_write.body);
+  s.config.legacy_auth = imaged::Config::LegacyAuth::kYes;
+  s.Start();
+  CHECK(old_form("POST", "/v1/images/deb/publish", "{\"version\":3}").status == 200);
+  s.config.legacy_auth = imaged::Config::LegacyAuth::kNo;
+  s.Start();
+  CHECK(old_form("GET", "/v1/info", "").status == 403);
+}
+
+TEST_CASE("publish: never backwards except as an explicit rollback") {
+  Site s;
+  s.Start();
+  REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":3}").status == 200);
+  Response back = s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":1}");
+  CHECK(back.status == 409);
+  CHECK_MESSAGE(Says(back, "--rollback"), back.body);
+  CHECK(s.svc->Published("deb").value() == 3);
+  CHECK(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key,
+               "{\"version\":1,\"rollback\":true}").status == 200);
+  CHECK(s.svc->Published("deb").value() == 1);
+}
+
+TEST_CASE("identity: an enrolled server's stolen key replicates and nothing more") {
+  Site s;
+  s.Start();
+  REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":3}").status == 200);
+  auto creds = dim::identity::Enrol(s.config.store, s.secret, "ss1");
+  REQUIRE(creds.ok());
+  const std::string& k = creds->key;
+  // What a second-level server needs.
+  CHECK(s.Call("GET", "/v1/info", "server:ss1", k).status == 200);
+  CHECK(s.Call("GET", "/v1/images/deb/delta", "server:ss1", k).status == 400);  // signed in; asks wrongly
+  CHECK(s.Call("GET", "/v1/registry", "server:ss1", k).status == 200);
+  CHECK(s.Call("GET", "/v1/images/deb/pins", "server:ss1", k).status == 200);
+  CHECK(s.Call("POST", "/v1/report", "server:ss1", k, "{\"server\":\"ss1\"}").status == 200);
+  Response keys = s.Call("GET", "/v1/servers/ss1/node-keys", "server:ss1", k);
+  REQUIRE(keys.status == 200);
+  auto decoded = dim::identity::DecodeNodeKeys(*creds, keys.body);
+  REQUIRE(decoded.ok());
+  CHECK(decoded->size() == 2);  // both nodes are in rack 1, ss1's
+  CHECK(decoded->at(kNode).key == dim::auth::NodeKey(s.secret, kNode, 0));
+  // What it may not do at the top: each refused.
+  for (auto [method, path, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"POST", "/v1/images/deb/publish", "{\"version\":1,\"rollback\":true}"},
+           {"PUT", "/v1/images/deb/pins", dim::wire::EncodePins({{kNode, 1}})},
+           {"POST", std::string("/v1/nodes/") + kNode + "/provision", "x"},
+           {"GET", std::string("/v1/nodes/") + kNode + "/overlay-list", ""},
+           {"GET", std::string("/v1/nodes/") + kNode + "/prefetch", ""},
+           {"GET", "/v1/servers/other/node-keys", ""}}) {
+    Response r = s.Call(method, path, "server:ss1", k, body);
+    CHECK_MESSAGE(r.status == 403, method << " " << path << ": " << r.status << " " << r.body);
+  }
+  CHECK(s.svc->Published("deb").value() == 3);
+  // Signing as another server or as dimctl with ss1's key: no such key.
+  CHECK(s.Call("GET", "/v1/info", "server:dimctl", k).status == 403);
+  CHECK(s.Call("GET", "/v1/info", "server:ss2", k).status == 403);
+  // Enrolled again: the stolen generation is refused everywhere.
+  auto next = dim::identity::Enrol(s.config.store, s.secret, "ss1");
+  REQUIRE(next.ok());
+  CHECK(s.Call("GET", "/v1/info", "server:ss1", k).status == 403);
+  CHECK(s.Call("GET", "/v1/info", "server:ss1", next->key).status == 200);
+}
+
+TEST_CASE("identity: an enrolled leaf works with its node keys and no site secret") {
+  Site top;
+  auto creds = dim::identity::Enrol(top.config.store, top.secret, "ss1");
+  REQUIRE(creds.ok());
+  top.Start();
+  Response list = top.Call("GET", "/v1/servers/ss1/node-keys", "server:ss1", creds->key);
+  REQUIRE(list.status == 200);
+
+  Site leaf("ss1");
+  leaf.Start(*creds);
+  const std::string node_key = dim::auth::NodeKey(top.secret, kNode, 0);
+  // Before the list arrived it knows no node key.
+  Response early = leaf.Call("GET", "/v1/info", std::string("node:") + kNode, node_key);
+  CHECK(early.status == 403);
+  CHECK_MESSAGE(Says(early, "holds no key"), early.body);
+  // A list damaged or made for another server is refused whole.
+  std::string damaged = list.body;
+  damaged[damaged.find(' ', 20) + 3] ^= 1;
+  CHECK(leaf.svc->identity().InstallNodeKeys(damaged).code() == dim::Code::kCorruption);
+  auto other = dim::identity::Enrol(top.config.store, top.secret, "ss2");
+  REQUIRE(other.ok());
+  CHECK(!dim::identity::DecodeNodeKeys(*other, list.body).ok());
+  REQUIRE(leaf.svc->identity().InstallNodeKeys(list.body).ok());
+  CHECK(leaf.Call("GET", "/v1/info", std::string("node:") + kNode, node_key).status == 200);
+  // dimctl reaches the leaf with the leaf's key; the site secret means nothing there.
+  CHECK(leaf.Call("GET", "/v1/info", "server:dimctl", creds->key).status == 200);
+  CHECK(leaf.Call("GET", "/v1/info", "server:dimctl", top.secret.key).status == 403);
+  // The boot key endpoint hands out the key it holds, never a derived one.
+  leaf.config.boot_keys = imaged::Config::BootKeys::kAny;
+  leaf.Start(*creds);
+  Request ask;
+  ask.method = "GET";
+  ask.path = std::string("/v1/boot/nodes/") + kNode + "/key";
+  ask.peer_host = "127.0.0.1";
+  ask.peer_port = 999;
+  Response key = leaf.svc->Handle(ask);
+  REQUIRE(key.status == 200);
+  CHECK(key.body == dim::auth::KeyToHex(node_key) + "\n");
+  // Survives a restart: the list is kept in the store.
+  CHECK(leaf.Call("GET", "/v1/info", std::string("node:") + kNode, node_key).status == 200);
+}
+
+TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out lists; a changed copy is refused") {
+  Site s;
+  auto key = dim::sign::PrivateKey::Generate();
+  REQUIRE(key.ok());
+  REQUIRE(dim::Env::Posix()->MkdirAll(s.config.store + "/keys", 0700).ok());
+  dimtest::WriteFile(dim::sign::PrivateKeyPath(s.config.store), key->Hex());
+  s.Start();
+  const dim::sign::PublicKey pub = key->Public();
+  for (auto [path, kind, subject] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"/v1/registry", "registry", "-"},
+           {"/v1/images/deb/pins", "pins", "deb"},
+           {"/v1/images/deb/policy", "policy", "deb"},
+           {"/v1/images/deb/keepout", "keepout", "deb"}}) {
+    Response r = s.Call("GET", path, "server:dimctl", s.secret.key);
+    REQUIRE(r.status == 200);
+    const std::string sig = r.headers["X-Dim-Signature"];
+    CHECK(dim::identity::CheckCopy(&pub, kind, subject, dim::Sha256Of(r.body), sig, "t").ok());
+    // One byte changed, the copy passed off as another kind or image, or no signature.
+    std::string changed = r.body + "x";
+    auto refused = dim::identity::CheckCopy(&pub, kind, subject, dim::Sha256Of(changed), sig, "http://parent");
+    CHECK(refused.code() == dim::Code::kPermissionDenied);
+    CHECK_MESSAGE(refused.message().find("http://parent") != std::string::npos, refused.message());
+    CHECK(!dim::identity::CheckCopy(&pub, kind, "other", dim::Sha256Of(r.body), sig, "t").ok());
+    CHECK(!dim::identity::CheckCopy(&pub, kind, subject, dim::Sha256Of(r.body), "", "t").ok());
+  }
+  // Without a configured key nothing is checked (a site before signed copies).
+  CHECK(dim::identity::CheckCopy(nullptr, "pins", "deb", dim::Sha256Of("x"), "", "t").ok());
+}
+
+TEST_CASE("identity: credentials files are parsed strictly") {
+  dim::auth::ServerCredentials c{"ss1", 2, std::string(32, 'k')};
+  auto back = dim::auth::ServerCredentials::Parse(c.Encode(), "f");
+  REQUIRE(back.ok());
+  CHECK(back->name == "ss1");
+  CHECK(back->generation == 2);
+  CHECK(back->key == c.key);
+  for (std::string bad : {std::string(""), std::string("dim-server-credentials 1\nname ss1\n"),
+                          c.Encode() + "name x\n", std::string("dim-server-credentials 2\n"),
+                          "dim-server-credentials 1\nname s:1\ngeneration 1\nkey " + std::string(64, 'a') + "\n",
+                          "dim-server-credentials 1\nname s\ngeneration 0\nkey " + std::string(64, 'a') + "\n"}) {
+    auto r = dim::auth::ServerCredentials::Parse(bad, "f");
+    CHECK(!r.ok());
+    if (!r.ok()) CHECK(r.status().message().find("dimctl server enrol") != std::string::npos);
+  }
+}

@@ -1,0 +1,82 @@
+// dimctl server enrol: gives a second-level server credentials of its own,
+// so it no longer needs the site secret (docs/imaged.md, "Enrolled servers").
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli.h"
+#include "common.h"
+#include "dim/atomic_file.h"
+#include "dim/auth.h"
+#include "dim/identity.h"
+#include "dim/store.h"
+
+namespace dimctl {
+
+namespace {
+
+using dim::Status;
+
+Status Enrol(Invocation& inv) {
+  const std::string& name = inv.args[0];
+  // The store decides the generation; opened as dimctl opens it elsewhere
+  // (as its owner when run as root on a `dim` store).
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  std::string secret_path = inv.get_or("secret", "");
+  if (secret_path.empty()) {
+    const char* e = std::getenv("DIM_SECRET");
+    secret_path = e && *e ? e : "/etc/dim/secret";
+  }
+  DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(secret_path));
+  const std::string out = inv.get_or("out", name + ".cred");
+  // The file first (refusing to replace one), then the new generation: a
+  // failed write leaves the server's old credentials valid.
+  dim::AtomicFileOptions opts;
+  opts.mode = 0600;
+  opts.hand_to_dir_owner = false;
+  opts.replace = inv.flag("force");
+  DIM_ASSIGN_OR_RETURN(int64_t was, dim::identity::EnrolledGeneration(store->root(), name));
+  dim::auth::ServerCredentials next{name, was + 1, dim::auth::ServerKey(secret, name, was + 1)};
+  auto f = dim::AtomicFile::Create(out, opts);
+  if (!f.ok()) {
+    if (f.status().code() == dim::Code::kAlreadyExists)
+      return Status::AlreadyExists(out + " exists; move it away or pass --force");
+    return f.status();
+  }
+  DIM_RETURN_IF_ERROR(f->Append(next.Encode()));
+  DIM_RETURN_IF_ERROR(f->Commit());
+  DIM_ASSIGN_OR_RETURN(auto made, dim::identity::Enrol(store->root(), secret, name));
+  if (made.generation != next.generation) {
+    return Status::Conflict("another enrolment of " + name + " ran at the same time; enrol it again");
+  }
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s: credentials generation %lld written to %s%s\n"
+                "Install it on %s as /etc/dim/server.cred (mode 0600, owned by the user imaged runs as),\n"
+                "set 'credentials = /etc/dim/server.cred' in its imaged.conf, remove the site secret\n"
+                "from it and restart imaged.\n",
+                name.c_str(), static_cast<long long>(made.generation), out.c_str(),
+                was > 0 ? " (the previous credentials are refused from now on)" : "", name.c_str());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Noun ServerCommands() {
+  Noun n{"server", "second-level servers' own credentials", {}};
+  n.verbs.push_back(
+      {"enrol", "NAME", "write credentials for second-level server NAME (run on the top server)",
+       "Writes NAME's key (derived from the site secret and a generation the top's\n"
+       "store records) to FILE, mode 0600. NAME signs its requests to the top with\n"
+       "it and verifies dimctl's requests with it; the top then lets NAME only\n"
+       "replicate (no publishing, pinning, provisioning or node overlays) and\n"
+       "hands it the keys of the nodes the registry assigns to it. Enrolling NAME\n"
+       "again retires its previous credentials (a stolen copy is refused).\n\n"
+       "Example:\n  dimctl server enrol rack1 --out /root/rack1.cred",
+       {kSecretOption,
+        {"out", 'o', "FILE", "where to write the credentials (default NAME.cred)"},
+        {"force", 'f', "", "replace FILE if it exists"}},
+       1, 1, Enrol});
+  return n;
+}
+
+}  // namespace dimctl
