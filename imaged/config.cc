@@ -93,6 +93,29 @@ bool ParseLimit(const std::string& key, const std::string& value, Config* c, con
   return true;
 }
 
+// Buddy replication of node overlays; false when `key` is not about it.
+template <typename Err>
+bool ParseBuddy(const std::string& key, std::string value, Config* c, const Err& err) {
+  int64_t n;
+  if (key == "buddy") {
+    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+      err("buddy must be the URL of the server that keeps copies of this server's node overlays, "
+          "such as http://10.0.0.12:7480, not '" + value + "'");
+    }
+    while (!value.empty() && value.back() == '/') value.pop_back();
+    c->buddy = value;
+  } else if (key == "buddy_interval") {
+    if (!ParseInt(value, 1, 3600, &n)) err("buddy_interval must be seconds, 1 to 3600 (default 5)");
+    else c->buddy_interval_s = static_cast<int>(n);
+  } else if (key == "buddy_wait") {
+    if (!ParseInt(value, 0, 86400, &n)) err("buddy_wait must be seconds, 0 to 86400 (default 60)");
+    else c->buddy_wait_s = static_cast<int>(n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) {
@@ -194,11 +217,13 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
         c.publish_key = value;
       }
     } else if (ParseLimit(key, value, &c, err)) {
+    } else if (ParseBuddy(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
-          "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries)");
+          "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries, buddy, buddy_interval, "
+          "buddy_wait)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");

@@ -41,6 +41,14 @@ struct Config {
   unsigned per_address_connections = 64;  // 0: no limit (every node behind one NAT)
   unsigned idle_timeout_s = 90;           // silence before a connection is closed
   unsigned header_timeout_s = 20;
+  // Buddy replication (docs/imaged.md, "Buddy servers"): every write to a
+  // node overlay here is applied on the buddy too before it is answered, and
+  // the two reconcile every buddy_interval_s. After a start, nodes' overlays
+  // are served once the buddy's newer copies are taken, or after buddy_wait_s
+  // without an answer from it.
+  std::string buddy;
+  int buddy_interval_s = 5;
+  int buddy_wait_s = 60;
   // Per-node limits of its overlay on this server (0: unlimited).
   dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };

@@ -65,7 +65,17 @@ Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::O
                return std::optional<dim::EntryType>(e->type);
              },
              config_.overlay_quota),
-      boot_(config_, secret_, &catalogs_) {}
+      boot_(config_, secret_, &catalogs_) {
+  if (!config_.buddy.empty()) {
+    buddy_ = std::make_unique<Buddy>(config_.buddy, secret_.key, "server:" + config_.name, config_.buddy_interval_s,
+                                     config_.buddy_wait_s);
+    nodes_.set_buddy(buddy_.get());
+  }
+}
+
+void Service::StartBuddy(Buddy::Log log) {
+  if (buddy_) buddy_->Start(&nodes_, std::move(log));
+}
 
 Service::~Service() {
   Shutdown();
@@ -238,6 +248,14 @@ Response Service::Route(const Request& req) {
     return NodeVersion(parts[2], req);
   }
   if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, who);
+  if (parts.size() >= 3 && parts[1] == "buddy") {
+    // A buddy server reconciling node overlays (imaged/buddy.h).
+    if (!is_server) return Response::Error(Status::PermissionDenied("only servers read overlay replicas"));
+    if (req.method == "GET" && parts.size() == 3 && parts[2] == "state") return nodes_.BuddyState();
+    if (req.method == "GET" && parts.size() == 5 && parts[2] == "nodes" && parts[4] == "snapshot") {
+      return nodes_.BuddySnapshot(parts[3]);
+    }
+  }
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
     if (!is_server) return Response::Error(Status::PermissionDenied("only servers report"));
     return Report(req, who);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "boot_api.h"
+#include "buddy.h"
 #include "config.h"
 #include "node_api.h"
 #include "dim/auth.h"
@@ -63,6 +64,9 @@ class Service {
   // thread of its own as soon as it is published (or applied here), so the
   // first node that boots does not wait for it. Stopped by Shutdown.
   void StartSnapshotBuilder();
+  // Starts reconciling node overlays with the buddy server (imaged.conf
+  // `buddy`); until its first round, nodes' overlay requests wait.
+  void StartBuddy(Buddy::Log log);
   // How many snapshots were built (not served from memory): for tests.
   uint64_t snapshots_built() const { return snapshots_built_.load(); }
 
@@ -123,6 +127,7 @@ class Service {
   std::unique_ptr<dim::ObjectStore> objects_;
   CatalogPool catalogs_;
   NodeApi nodes_;
+  std::unique_ptr<Buddy> buddy_;  // null without a buddy
   BootApi boot_;
 
   std::mutex mu_;

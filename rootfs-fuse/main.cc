@@ -53,6 +53,9 @@ options:
                       every version must carry its signature (default:
                       /etc/dim/publish.pub when it exists, as the initrd has it)
   --alt URL           an alternate server for the image (repeatable)
+  --buddy URL         SERVER's buddy, which keeps a copy of the node's overlay
+                      (imaged.conf `buddy`): overlay reads and writes fail over
+                      to it when SERVER does not answer; also an alternate
   --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
   --cache-size MIB    evict objects beyond this (default 4096)
   --timeout S         retry a silent server this long before EIO (default 60)
@@ -84,6 +87,7 @@ struct Args {
   std::string server, image, node, mountpoint;
   std::string key_file, secret_file, cache, publish_key_file;
   std::vector<std::string> alts, fuse_opts;
+  std::string buddy;
   std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
@@ -118,6 +122,7 @@ Args Parse(int argc, char** argv) {
     else if (o == "--secret") a.secret_file = value();
     else if (o == "--publish-key") a.publish_key_file = value();
     else if (o == "--alt") a.alts.push_back(value());
+    else if (o == "--buddy") a.buddy = value();
     else if (o == "--cache") a.cache = value();
     else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
     else if (o == "--timeout") a.timeout_s = static_cast<int>(number(1, 86400));
@@ -217,14 +222,23 @@ void SqliteRandomnessWithoutWaiting() {
 // The node's key from SERVER's key endpoint (or an alternate's), asked from
 // a privileged source port: imaged hands it only to root on the node's own
 // address (docs/boot.md). It stays in this process's memory only.
+// SERVER, its buddy (the overlay's second server), then the alternates.
+std::vector<std::string> Servers(const Args& a) {
+  std::vector<std::string> servers = {a.server};
+  if (!a.buddy.empty()) servers.push_back(a.buddy);
+  for (const auto& alt : a.alts) {
+    if (alt != a.server && alt != a.buddy) servers.push_back(alt);
+  }
+  return servers;
+}
+
 std::string FetchKey(const Args& a) {
   dim::http::ClientOptions opts;
   opts.timeout_ms = 1000L * a.timeout_s;
   opts.privileged_source_port = true;
   auto client = dim::http::Client::Create(opts);
   if (!client.ok()) Die(client.status().ToString());
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
+  std::vector<std::string> servers = Servers(a);
   std::string last;
   for (const auto& server : servers) {
     const std::string url = server + "/v1/boot/nodes/" + dim::http::UrlEncode(a.node) + "/key";
@@ -383,9 +397,7 @@ int main(int argc, char** argv) {
   if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) fail("/proc is not mounted");
   std::string cache_path = "self/fd/" + std::to_string(cache_fd.get());
 
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
-  rootfs::Remote remote({servers, key, a.node, a.timeout_s});
+  rootfs::Remote remote({Servers(a), !a.buddy.empty(), key, a.node, a.timeout_s});
 
   SqliteRandomnessWithoutWaiting();
   // An empty cache starts from the server's ready catalogue of the version
