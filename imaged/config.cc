@@ -104,6 +104,12 @@ bool ParseBuddy(const std::string& key, std::string value, Config* c, const Err&
     }
     while (!value.empty() && value.back() == '/') value.pop_back();
     c->buddy = value;
+  } else if (key == "standby" || key == "parent_standby") {
+    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+      err(key + " must be the URL of the top's standby server, such as http://10.0.0.2:7480, not '" + value + "'");
+    }
+    while (!value.empty() && value.back() == '/') value.pop_back();
+    (key == "standby" ? c->standby_url : c->parent_standby) = value;
   } else if (key == "buddy_interval") {
     if (!ParseInt(value, 1, 3600, &n)) err("buddy_interval must be seconds, 1 to 3600 (default 5)");
     else c->buddy_interval_s = static_cast<int>(n);
@@ -149,7 +155,8 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       role_set = true;
       if (value == "top") c.role = Config::Role::kTop;
       else if (value == "leaf") c.role = Config::Role::kLeaf;
-      else err("role must be 'top' or 'leaf', not '" + value + "'");
+      else if (value == "standby") c.role = Config::Role::kLeaf, c.standby = true;
+      else err("role must be 'top', 'leaf' or 'standby', not '" + value + "'");
     } else if (key == "name") {
       if (!ValidName(value)) err("name '" + value + "' must be 1-64 letters, digits, '.', '_' or '-'");
       c.name = value;
@@ -223,13 +230,18 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
           "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries, buddy, buddy_interval, "
-          "buddy_wait)");
+          "buddy_wait, standby, parent_standby)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");
   if (c.name.empty()) errors.push_back(file + ": 'name' is missing; give this server a name");
   if (c.role == Config::Role::kLeaf && c.parent.empty()) {
     errors.push_back(file + ": a leaf needs 'parent = http://HOST:PORT' of its parent server");
+  }
+  // A standby keeps every version it follows: a promotion loses none.
+  if (c.standby && !seen.count("retention")) c.retention = int64_t{1} << 40;
+  if (c.role == Config::Role::kTop && !c.parent_standby.empty()) {
+    errors.push_back(file + ": 'parent_standby' is for leaves; a top names its standby with 'standby = URL'");
   }
   if (c.role == Config::Role::kTop && !c.parent.empty()) {
     errors.push_back(file + ": a top server has no parent; remove 'parent' or set 'role = leaf'");

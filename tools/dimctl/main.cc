@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::KeyCommands());
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());
+  cli.Add(dimctl::ServerCommands());
   cli.Add(dimctl::ClusterCommands());
   dimctl::Noun node = dimctl::NodeCommands();
   dimctl::AddNodeOverlayVerbs(node);
