@@ -403,6 +403,10 @@ Status Checkout(Invocation& inv) {
     master_of = image;
   }
   DIM_ASSIGN_OR_RETURN(auto st, dim::Checkout(*store, inv.args[0], inv.args[1], o));
+  if (st.stale_removed > 0) {
+    std::fprintf(stderr, "dimctl: removed %llu partial checkout(s) of %s that an interrupted run left\n",
+                 static_cast<unsigned long long>(st.stale_removed), inv.args[1].c_str());
+  }
   if (master_of) {
     char abs[PATH_MAX];
     if (::realpath(inv.args[1].c_str(), abs) == nullptr) return dim::PosixError("resolve " + inv.args[1]);
