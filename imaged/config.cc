@@ -95,6 +95,35 @@ bool ParseLimit(const std::string& key, const std::string& value, Config* c, con
   return true;
 }
 
+// Buddy replication of node overlays; false when `key` is not about it.
+template <typename Err>
+bool ParseBuddy(const std::string& key, std::string value, Config* c, const Err& err) {
+  int64_t n;
+  if (key == "buddy") {
+    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+      err("buddy must be the URL of the server that keeps copies of this server's node overlays, "
+          "such as http://10.0.0.12:7480, not '" + value + "'");
+    }
+    while (!value.empty() && value.back() == '/') value.pop_back();
+    c->buddy = value;
+  } else if (key == "standby" || key == "parent_standby") {
+    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+      err(key + " must be the URL of the top's standby server, such as http://10.0.0.2:7480, not '" + value + "'");
+    }
+    while (!value.empty() && value.back() == '/') value.pop_back();
+    (key == "standby" ? c->standby_url : c->parent_standby) = value;
+  } else if (key == "buddy_interval") {
+    if (!ParseInt(value, 1, 3600, &n)) err("buddy_interval must be seconds, 1 to 3600 (default 5)");
+    else c->buddy_interval_s = static_cast<int>(n);
+  } else if (key == "buddy_wait") {
+    if (!ParseInt(value, 0, 86400, &n)) err("buddy_wait must be seconds, 0 to 86400 (default 60)");
+    else c->buddy_wait_s = static_cast<int>(n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) {
@@ -128,7 +157,8 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       role_set = true;
       if (value == "top") c.role = Config::Role::kTop;
       else if (value == "leaf") c.role = Config::Role::kLeaf;
-      else err("role must be 'top' or 'leaf', not '" + value + "'");
+      else if (value == "standby") c.role = Config::Role::kLeaf, c.standby = true;
+      else err("role must be 'top', 'leaf' or 'standby', not '" + value + "'");
     } else if (key == "name") {
       if (!ValidName(value)) err("name '" + value + "' must be 1-64 letters, digits, '.', '_' or '-'");
       c.name = value;
@@ -233,12 +263,14 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       else err("plain_serves must be 'boot' (iPXE's scripts and boot files only) or 'nodes' (also every "
                "node request: for a node network the site trusts), not '" + value + "'");
     } else if (ParseLimit(key, value, &c, err)) {
+    } else if (ParseBuddy(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, credentials, addresses, legacy_auth, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
           "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries, tls_cert, tls_key, "
-          "tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves)");
+          "tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves, buddy, buddy_interval, "
+          "buddy_wait, standby, parent_standby)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");
@@ -248,6 +280,11 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
   }
   if (c.role == Config::Role::kTop && !c.credentials.empty()) {
     errors.push_back(file + ": a top server signs with the site secret; remove 'credentials'");
+  }
+  // A standby keeps every version it follows: a promotion loses none.
+  if (c.standby && !seen.count("retention")) c.retention = int64_t{1} << 40;
+  if (c.role == Config::Role::kTop && !c.parent_standby.empty()) {
+    errors.push_back(file + ": 'parent_standby' is for leaves; a top names its standby with 'standby = URL'");
   }
   if (c.role == Config::Role::kTop && !c.parent.empty()) {
     errors.push_back(file + ": a top server has no parent; remove 'parent' or set 'role = leaf'");

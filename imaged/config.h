@@ -67,6 +67,23 @@ struct Config {
   enum class PlainServes { kBoot, kNodes } plain_serves = PlainServes::kBoot;
   bool tls() const { return !tls_cert.empty(); }
 
+  // Buddy replication (docs/imaged.md, "Buddy servers"): every write to a
+  // node overlay here is applied on the buddy too before it is answered, and
+  // the two reconcile every buddy_interval_s. After a start, nodes' overlays
+  // are served once the buddy's newer copies are taken, or after buddy_wait_s
+  // without an answer from it.
+  std::string buddy;
+  int buddy_interval_s = 5;
+  int buddy_wait_s = 60;
+  // A standby top (role = standby): a leaf of the top that keeps every
+  // version and can be promoted (dimctl server promote).
+  bool standby = false;
+  // top: its standby, asked before each publish whether it was promoted (then
+  // this top is fenced and publishes no more).
+  std::string standby_url;
+  // leaf: its parent's standby; the leaf follows whichever of the two is the
+  // top of the highest epoch.
+  std::string parent_standby;
   // Per-node limits of its overlay on this server (0: unlimited).
   dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };

@@ -240,6 +240,7 @@ int main(int argc, char** argv) {
     }
   }
   service.StartSnapshotBuilder();
+  service.StartBuddy([&log](int priority, const std::string& message) { log(priority, message); });
   // Compresses what imports and commits into this store left uncompressed.
   imaged::Compactor compactor(config->store, log);
   compactor.Start();

@@ -2,6 +2,7 @@
 
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 
 #include "dim/cluster/address.h"
@@ -13,6 +14,9 @@
 #include "dim/store.h"
 #include "dim/wire.h"
 #include "dim/overlay_wire.h"
+#include "dim/api_client.h"
+#include "dim/hash.h"
+#include "buddy.h"
 
 namespace imaged {
 
@@ -59,6 +63,18 @@ Status CheckIdentity(const dim::NodeIdentity& id) {
   return Status::Ok();
 }
 
+// A copy of a write from the buddy server carries the state it applies to.
+bool IsReplica(const Request& req) { return req.query.count("buddy_seq") && req.query.count("buddy_chain"); }
+
+// What a write is, the same on both servers: method, path, the query without
+// the replica's own arguments, and the body's hash.
+std::string WriteTag(const Request& req) {
+  auto query = req.query;
+  query.erase("buddy_seq");
+  query.erase("buddy_chain");
+  return req.method + "\n" + dim::CanonicalTarget(req.path, query) + "\n" + dim::Sha256Of(req.body).Hex();
+}
+
 }  // namespace
 
 Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& req,
@@ -70,30 +86,90 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
   if (!MayUse(who, node)) {
     return Response::Error(Status::PermissionDenied(who + " may not use the resources of node " + node));
   }
+  bool replica = IsReplica(req);
+  if (replica && who.rfind("server:", 0) != 0) {
+    return Response::Error(Status::PermissionDenied("only a buddy server sends copies of overlay writes"));
+  }
+  // After a start, and while its copies differ, the buddy may hold a newer
+  // copy of the node's overlay: the node waits (or fails over to the buddy).
+  if (buddy_ != nullptr && who.rfind("node:", 0) == 0 && !buddy_->Serving(node)) {
+    return Response::Error(Status::Busy("this server is reconciling node " + node +
+                                        "'s overlay with its buddy server; try again shortly"));
+  }
   if (parts.size() == 4 && parts[3] == "prefetch") return Prefetch(node, req);
   if (parts.size() == 4 && parts[3] == "provision" && req.method == "POST") {
     if (who.rfind("server:", 0) != 0) {
       return Response::Error(Status::PermissionDenied("only servers and dimctl provision nodes"));
     }
-    return Provision(node, req);
+    return Provision(node, req, who);
+  }
+  if (parts.size() == 4 && parts[3] == "overlay-ops" && req.method == "POST") {
+    return Write(node, req, who, false, [&](dim::NodeOverlay& o) { return Ops(o, req); });
+  }
+  std::string path;
+  if (parts.size() >= 5 && parts[3] == "overlay") {
+    for (size_t i = 4; i < parts.size(); i++) path += "/" + parts[i];
+    if (Status s = dim::CheckEntryPath(path, "overlay path"); !s.ok()) return Response::Error(s);
+    if (req.method == "PUT") {
+      return Write(node, req, who, false, [&](dim::NodeOverlay& o) { return File(o, path, req); });
+    }
   }
   auto slot = Slot(node);
-  std::lock_guard<std::mutex> l(slot->mu);
+  std::lock_guard<std::timed_mutex> l(slot->mu);
   auto overlay = Use(*slot, node, false);
   if (!overlay.ok()) return Response::Error(overlay.status());
   if (parts.size() == 4 && parts[3] == "overlay-list" && req.method == "GET") {
     return List(**overlay);
   }
-  if (parts.size() == 4 && parts[3] == "overlay-ops" && req.method == "POST") {
-    return Ops(**overlay, req);
-  }
-  if (parts.size() >= 5 && parts[3] == "overlay") {
-    std::string path;
-    for (size_t i = 4; i < parts.size(); i++) path += "/" + parts[i];
-    if (Status s = dim::CheckEntryPath(path, "overlay path"); !s.ok()) return Response::Error(s);
-    return File(**overlay, path, req);
-  }
+  if (!path.empty()) return File(**overlay, path, req);
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
+}
+
+Response NodeApi::Write(const std::string& node, const Request& req, const std::string& who, bool create,
+                        const std::function<Response(dim::NodeOverlay&)>& apply) {
+  bool replica = IsReplica(req);
+  auto slot = Slot(node);
+  std::unique_lock<std::timed_mutex> l(slot->mu, std::defer_lock);
+  if (!replica) {
+    l.lock();
+  } else if (!l.try_lock_for(std::chrono::seconds(2))) {
+    return Response::Error(Status::Conflict("node " + node + "'s overlay is busy here (a write of the node "
+                                            "arrived at both servers at once); reconciling"));
+  }
+  // A copy may create the overlay: the check below refuses it unless the
+  // buddy's was new too.
+  auto overlay = Use(*slot, node, create || replica);
+  if (!overlay.ok()) return Response::Error(overlay.status());
+  dim::NodeOverlay& o = **overlay;
+  if (replica) o.set_quota({});
+  auto before = o.State();
+  if (!before.ok()) return Response::Error(before.status().Annotate("node " + node));
+  if (replica) {
+    std::string chain = req.query.at("buddy_chain");
+    if (chain == "-") chain.clear();
+    if (req.query.at("buddy_seq") != std::to_string(before->seq) || chain != before->chain) {
+      return Response::Error(Status::Conflict(
+          "node " + node + "'s overlay here has " + std::to_string(before->seq) + " writes, not the " +
+          req.query.at("buddy_seq") + " of the buddy's copy (or other ones): out of step, reconciling"));
+    }
+  }
+  o.set_commit_tag(WriteTag(req));
+  Response r = apply(o);
+  o.set_commit_tag("");
+  if (replica || buddy_ == nullptr || r.status != 200) return r;
+  auto after = o.State();
+  // Nothing committed (a retried batch answered as before): nothing to copy.
+  if (!after.ok() || after->seq == before->seq) return r;
+  if (buddy_->Forward(node, *before, req) == Buddy::Forwarded::kOutOfStep) {
+    buddy_->MarkOutOfStep(node);
+    // The node retries; it is answered once the two copies agree, so a write
+    // it was told is durable is on both (or on the one left).
+    if (who.rfind("node:", 0) == 0) {
+      return Response::Error(Status::Busy("node " + node + "'s overlay differs from its buddy server's copy; "
+                                          "reconciling, try again shortly"));
+    }
+  }
+  return r;
 }
 
 std::shared_ptr<NodeApi::OpenOverlay> NodeApi::Slot(const std::string& node) {
@@ -156,7 +232,9 @@ Response NodeApi::Ops(dim::NodeOverlay& overlay, const Request& req) {
   std::string batch;
   auto ops = dim::ParseOverlayOps(req.body, &batch);
   if (!ops.ok()) return Response::Error(ops.status().Annotate("node " + overlay.node()));
-  auto policy = Policy(overlay);
+  // A copy from the buddy is applied as the buddy applied it: its checks
+  // passed there, and the two copies must not differ by a policy or quota.
+  auto policy = IsReplica(req) ? dim::Result<std::unique_ptr<dim::policy::PolicySet>>(nullptr) : Policy(overlay);
   if (!policy.ok()) return Response::Error(policy.status().Annotate("node " + overlay.node()));
   overlay.set_policy(policy->get());
   // A batch id the overlay has applied is a retry: answered, not applied again.
@@ -178,7 +256,9 @@ Response NodeApi::File(dim::NodeOverlay& overlay, const std::string& path, const
     return r;
   }
   if (req.method != "PUT") return BadRequest("overlay files take GET or PUT");
-  auto policy = Policy(overlay);
+  // A copy from the buddy is applied as the buddy applied it: its checks
+  // passed there, and the two copies must not differ by a policy or quota.
+  auto policy = IsReplica(req) ? dim::Result<std::unique_ptr<dim::policy::PolicySet>>(nullptr) : Policy(overlay);
   if (!policy.ok()) return Response::Error(policy.status().Annotate("node " + overlay.node()));
   overlay.set_policy(policy->get());
   Status s;
@@ -196,7 +276,7 @@ Response NodeApi::File(dim::NodeOverlay& overlay, const std::string& path, const
   return Response::Json(200, "{\"written\":" + std::to_string(req.body.size()) + "}");
 }
 
-Response NodeApi::Provision(const std::string& node, const Request& req) {
+Response NodeApi::Provision(const std::string& node, const Request& req, const std::string& who) {
   auto decoded = dim::DecodeProvision(req.body);
   if (!decoded.ok()) return BadRequest(decoded.status().message());
   dim::NodeIdentity id = std::move(decoded->node);
@@ -213,17 +293,15 @@ Response NodeApi::Provision(const std::string& node, const Request& req) {
     return Response::Error(Status::NotFound("this server has no version of image " + id.image +
                                             " yet (push it first: dimctl push " + id.image + ")"));
   }
-  auto slot = Slot(node);
-  std::lock_guard<std::mutex> l(slot->mu);
-  auto overlay = Use(*slot, node, true);
-  if (!overlay.ok()) return Response::Error(overlay.status());
-  auto result = (*overlay)->Provision(**store, id, img->head, *compiled);
-  if (!result.ok()) return Response::Error(result.status().Annotate("node " + node));
-  return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + id.image +
+  return Write(node, req, who, true, [&](dim::NodeOverlay& overlay) {
+    auto result = overlay.Provision(**store, id, img->head, *compiled);
+    if (!result.ok()) return Response::Error(result.status().Annotate("node " + node));
+    return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + id.image +
                                  "\",\"version\":" + std::to_string(img->head) +
                                  ",\"copied\":" + std::to_string(result->kept_out_copied) +
                                  ",\"present\":" + std::to_string(result->kept_out_present) +
-                                 ",\"identity_files\":" + std::to_string(result->identity_files.size()) + "}");
+                                   ",\"identity_files\":" + std::to_string(result->identity_files.size()) + "}");
+  });
 }
 
 Response NodeApi::Prefetch(const std::string& node, const Request& req) {
@@ -247,12 +325,15 @@ Response NodeApi::Prefetch(const std::string& node, const Request& req) {
   // The node's directory is created by its overlay (mode 0700).
   {
     auto slot = Slot(node);
-    std::lock_guard<std::mutex> l(slot->mu);
+    std::lock_guard<std::timed_mutex> l(slot->mu);
     auto overlay = Use(*slot, node, true);
     if (!overlay.ok()) return Response::Error(overlay.status());
   }
   Status s = dim::WriteFileAtomic(env, file, req.body);
   if (!s.ok()) return Response::Error(s);
+  // A list that is not the overlay: copied to the buddy as it is, on a best
+  // effort (a node without one boots without prefetching).
+  if (buddy_ != nullptr && !IsReplica(req)) (void)buddy_->Forward(node, {}, req);
   return Response::Json(200, "{}");
 }
 

@@ -12,13 +12,18 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
 #include "dim/auth.h"
 #include "dim/http.h"
 #include "dim/node_overlay.h"
 #include "dim/object_store.h"
+#include "dim/overlay_snapshot.h"
 #include "dim/policy.h"
 
 namespace imaged {
+
+class Buddy;
 
 class NodeApi {
  public:
@@ -46,11 +51,30 @@ class NodeApi {
   dim::http::Response Handle(const std::vector<std::string>& parts, const dim::http::Request& req,
                              const std::string& who);
 
+  // Buddy replication (imaged/buddy.h). With a buddy, every committed write
+  // is applied there too before it is answered. A request from a server that
+  // carries buddy_seq and buddy_chain is such a copy: applied only when this
+  // copy's state is the one named (else 409), and not forwarded again.
+  void set_buddy(Buddy* b) { buddy_ = b; }
+  // GET /v1/buddy/state and GET /v1/buddy/nodes/NODE/snapshot (servers only).
+  dim::http::Response BuddyState();
+  dim::http::Response BuddySnapshot(const std::string& node);
+  // The replica state of every node overlay here.
+  dim::Result<std::map<std::string, dim::NodeOverlay::ReplicaState>> States();
+  // Replaces node's overlay with snap when its state is still `expected`
+  // (nullopt: no overlay); false when it moved on meanwhile.
+  dim::Result<bool> TakeSnapshot(const std::string& node, const std::optional<dim::NodeOverlay::ReplicaState>& expected,
+                                 const dim::OverlaySnapshot& snap);
+
  private:
   dim::http::Response List(dim::NodeOverlay& overlay);
   dim::http::Response Ops(dim::NodeOverlay& overlay, const dim::http::Request& req);
   dim::http::Response File(dim::NodeOverlay& overlay, const std::string& path, const dim::http::Request& req);
-  dim::http::Response Provision(const std::string& node, const dim::http::Request& req);
+  dim::http::Response Provision(const std::string& node, const dim::http::Request& req, const std::string& who);
+  // Runs a write on node's overlay under its slot: the replica check before
+  // (a copy from the buddy), the forward to the buddy after (a write here).
+  dim::http::Response Write(const std::string& node, const dim::http::Request& req, const std::string& who,
+                            bool create, const std::function<dim::http::Response(dim::NodeOverlay&)>& apply);
   dim::http::Response Prefetch(const std::string& node, const dim::http::Request& req);
   // The path policy of the node's image (null when it was never provisioned
   // here): the overlay refuses every change that reaches a read-only path.
@@ -59,7 +83,9 @@ class NodeApi {
 
   // A node's open overlay, used by one request at a time.
   struct OpenOverlay {
-    std::mutex mu;
+    // Timed: a copy from the buddy waits a bounded time (two servers each
+    // forwarding a write of the same node to the other must not deadlock).
+    std::timed_mutex mu;
     std::unique_ptr<dim::NodeOverlay> overlay;  // GUARDED_BY(mu); null until opened
     uint64_t last_use = 0;                      // GUARDED_BY(NodeApi::mu_)
   };
@@ -76,6 +102,7 @@ class NodeApi {
   PolicyRules rules_;
   ImageType image_type_;
   dim::OverlayQuota quota_;
+  Buddy* buddy_ = nullptr;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<OpenOverlay>> open_;  // GUARDED_BY(mu_)
   uint64_t uses_ = 0;                                         // GUARDED_BY(mu_)

@@ -1,4 +1,5 @@
 #include "replicator.h"
+#include "standby.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -502,17 +503,22 @@ void Replicator::Run() {
   std::string identity = "server:" + config_.name;
   std::unique_ptr<dim::Store> store;  // opened once, for the registry and boot files
   std::string last_problem;
-  while (!stop_) {
+  while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
-    auto client = dim::ApiClient::Create(config_.parent, key_, identity, ClientOptions());
+    std::string info_body;
+    std::string parent = ChooseParent(&info_body);
+    auto client = dim::ApiClient::Create(parent, key_, identity, ClientOptions());
     auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
     // A parent that refuses this server (its TLS certificate, its key) is
     // said once per change, not every round.
     const std::string problem = info.ok() ? "" : info.status().ToString();
     if (!problem.empty() && problem != last_problem) {
-      std::fprintf(stderr, "imaged: cannot reach the parent %s: %s\n", config_.parent.c_str(), problem.c_str());
+      std::fprintf(stderr, "imaged: cannot reach the parent %s: %s\n", parent.c_str(), problem.c_str());
     }
     last_problem = problem;
+    if (info.ok()) {
+      if (Status e = CheckEpoch(parent, EpochOf(*info)); !e.ok()) info = e;
+    }
     if (info.ok()) {
       Status s = Status::Ok();
       if (!store) {
@@ -522,7 +528,7 @@ void Replicator::Run() {
       }
       if (s.ok()) s = SyncSite(*store, **client, *info);
       if (!s.ok()) {
-        std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", config_.parent.c_str(),
+        std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", parent.c_str(),
                      s.ToString().c_str());
       }
     }
@@ -551,7 +557,8 @@ void Replicator::FollowImage(const std::string& image) {
   auto store = dim::Store::Open(dim::Env::Posix(), config_.store, true);
   dim::http::ClientOptions copts = ClientOptions();
   copts.timeout_ms = (config_.poll_wait_s + 15) * 1000L;
-  auto parent = dim::ApiClient::Create(config_.parent, key_, identity, copts);
+  std::string parent_url = Parent();
+  auto parent = dim::ApiClient::Create(parent_url, key_, identity, copts);
   if (!store.ok() || !parent.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     state_[image] = "{\"head\":0,\"error\":\"cannot open the store or the parent client\"}";
@@ -568,24 +575,36 @@ void Replicator::FollowImage(const std::string& image) {
   // edit by hand) is fetched again from the parent, whole.
   bool heal = false;
   if (Status s = CheckStoredHead((*store)->catalog(), image); !s.ok()) {
-    std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), config_.parent.c_str());
+    std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), parent_url.c_str());
     heal = true;
   }
   int backoff_ms = 200;
   SyncResult last;          // the last replication, reported to the parent
   double last_seconds = 0;
-  while (!stop_) {
+  while (!stop_ && !service_->IsTop()) {
+    if (std::string now = Parent(); now != parent_url) {
+      // The leaf moved to its parent's promoted standby.
+      auto moved = dim::ApiClient::Create(now, key_, identity, copts);
+      if (moved.ok()) {
+        parent = std::move(moved);
+        parent_url = now;
+      }
+    }
     auto img = (*store)->catalog().GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
     auto answer = (*parent)->Get("/v1/images/" + image + "/head",
                                  {{"after", std::to_string(head)},
                                   {"wait", std::to_string(config_.poll_wait_s)}});
     Status st = answer.status();
-    if (answer.ok()) {
+    if (answer.ok()) st = CheckEpoch(parent_url, EpochOf(*answer));
+    // Applied under the follow lock, never once this server was promoted.
+    auto follow = service_->FollowLock();
+    if (service_->IsTop()) break;
+    if (answer.ok() && st.ok()) {
       int64_t published = std::atoll(dim::JsonField(*answer, "published").c_str());
       if (published > head || heal) {
         auto t0 = std::chrono::steady_clock::now();
-        auto r = SyncImage(**store, **parent, config_.parent, key_, identity, image, published,
+        auto r = SyncImage(**store, **parent, parent_url, key_, identity, image, published,
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
         st = r.status();
         if (r.ok()) {
@@ -617,6 +636,7 @@ void Replicator::FollowImage(const std::string& image) {
                     static_cast<unsigned long long>(last.objects_fetched), last_seconds);
       state_[image] = "{\"head\":" + std::to_string(head) + ",\"error\":\"" + esc + "\"" + sync + "}";
     }
+    follow.unlock();
     ReportState();
     if (!st.ok()) {
       for (int waited = 0; waited < backoff_ms && !stop_; waited += 100) {
@@ -656,8 +676,55 @@ void Replicator::ReportState() {
     }
   }
   body += "},\"nodes\":" + service_->NodesJson() + "}";
-  auto client = dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, ClientOptions());
+  auto client = dim::ApiClient::Create(Parent(), key_, "server:" + config_.name, ClientOptions());
   if (client.ok()) (void)(*client)->Post("/v1/report", body);
+}
+
+std::string Replicator::Parent() {
+  std::lock_guard<std::mutex> l(mu_);
+  return parent_.empty() ? config_.parent : parent_;
+}
+
+std::string Replicator::ChooseParent(std::string* info) {
+  if (config_.parent_standby.empty()) return config_.parent;
+  // The top of the highest epoch; the configured parent on a tie.
+  std::string best = Parent();
+  int64_t best_epoch = -1;
+  for (const std::string& url : {config_.parent, config_.parent_standby}) {
+    dim::http::ClientOptions o = ClientOptions();
+    o.connect_timeout_ms = 1000;
+    o.timeout_ms = 5000;
+    auto client = dim::ApiClient::Create(url, key_, "server:" + config_.name, o);
+    if (!client.ok()) continue;
+    auto answer = (*client)->Get("/v1/info");
+    if (!answer.ok() || dim::JsonField(*answer, "role") != "top") continue;
+    int64_t e = EpochOf(*answer);
+    if (e > best_epoch) {
+      best = url;
+      best_epoch = e;
+      *info = *answer;
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (best != parent_ && !parent_.empty()) {
+    std::fprintf(stderr, "imaged: following %s now (the top of epoch %lld)\n", best.c_str(),
+                 static_cast<long long>(best_epoch));
+  }
+  parent_ = best;
+  return best;
+}
+
+Status Replicator::CheckEpoch(const std::string& parent, int64_t epoch) {
+  int64_t mine = service_->fence().epoch();
+  if (epoch < mine) {
+    Status s = Status::Conflict("parent " + parent + " is a top of epoch " + std::to_string(epoch) +
+                                ", but this server follows epoch " + std::to_string(mine) +
+                                ": a promoted standby replaced it (dimctl server promote); not following it");
+    std::lock_guard<std::mutex> l(mu_);
+    if (fenced_logged_.insert(parent).second) std::fprintf(stderr, "imaged: %s\n", s.message().c_str());
+    return s;
+  }
+  return service_->fence().Raise(epoch);
 }
 
 }  // namespace imaged

@@ -1,5 +1,7 @@
 #include "service.h"
 
+#include <fstream>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -71,7 +73,21 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
                return std::optional<dim::EntryType>(e->type);
              },
              config_.overlay_quota),
-      boot_(config_, identity_, &catalogs_) {}
+      boot_(config_, identity_, &catalogs_),
+      fence_(config_.store),
+      top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()) {
+  if (!config_.buddy.empty()) {
+    // The buddy checks this server's signature as it checks its parent's:
+    // with the key this server signs with (the site secret's, or its own).
+    buddy_ = std::make_unique<Buddy>(config_.buddy, identity_.parent_key(), "server:" + config_.name,
+                                     config_.buddy_interval_s, config_.buddy_wait_s);
+    nodes_.set_buddy(buddy_.get());
+  }
+}
+
+void Service::StartBuddy(Buddy::Log log) {
+  if (buddy_) buddy_->Start(&nodes_, std::move(log));
+}
 
 Service::~Service() {
   Shutdown();
@@ -247,6 +263,18 @@ Response Service::Route(const Request& req) {
     return NodeVersion(parts[2], req);
   }
   if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, who);
+  if (req.method == "POST" && parts.size() == 3 && parts[1] == "server" && parts[2] == "promote") {
+    if (!is_server) return Response::Error(Status::PermissionDenied("only servers and dimctl promote a standby"));
+    return Promote();
+  }
+  if (parts.size() >= 3 && parts[1] == "buddy") {
+    // A buddy server reconciling node overlays (imaged/buddy.h).
+    if (!is_server) return Response::Error(Status::PermissionDenied("only servers read overlay replicas"));
+    if (req.method == "GET" && parts.size() == 3 && parts[2] == "state") return nodes_.BuddyState();
+    if (req.method == "GET" && parts.size() == 5 && parts[2] == "nodes" && parts[4] == "snapshot") {
+      return nodes_.BuddySnapshot(parts[3]);
+    }
+  }
   if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
     if (!is_server && !is_leaf) return Response::Error(Status::PermissionDenied("only servers report"));
     return Report(req, who);
@@ -268,7 +296,7 @@ void Service::Notify() {
 }
 
 dim::Result<int64_t> Service::Published(const std::string& image) {
-  if (config_.role == Config::Role::kLeaf) {
+  if (!IsTop()) {
     DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
     DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
     return img.head;
@@ -297,14 +325,69 @@ Status Service::SetPublished(const std::string& image, int64_t version) {
   return dim::WriteFileAtomic(env, dir + "/" + image, std::to_string(version) + "\n");
 }
 
+Status Service::CheckNotReplaced() {
+  auto fenced = [this] {
+    return Status::Conflict("this server was replaced as the top by " + fence_.replaced_by() +
+                            " (dimctl server promote); it publishes no more: publish there, and make this "
+                            "server a standby of it");
+  };
+  if (!fence_.replaced_by().empty()) return fenced();
+  if (config_.standby_url.empty()) return Status::Ok();
+  // Asked before each publish: a standby promoted while this top was cut off
+  // fences it as soon as it can tell. Unreachable, it cannot have been told
+  // either: leaves follow only the highest epoch, so they fence it too.
+  dim::http::ClientOptions o;
+  o.connect_timeout_ms = 1000;
+  o.timeout_ms = 3000;
+  auto client = dim::ApiClient::Create(config_.standby_url, identity_.parent_key(), "server:" + config_.name, o);
+  if (!client.ok()) return Status::Ok();
+  auto info = (*client)->Get("/v1/info");
+  if (!info.ok()) return Status::Ok();
+  int64_t theirs = EpochOf(*info);
+  if (dim::JsonField(*info, "role") == "top" && theirs > fence_.epoch()) {
+    DIM_RETURN_IF_ERROR(fence_.SetReplacedBy("server " + dim::JsonField(*info, "name") + " (" + config_.standby_url +
+                                             ") at epoch " + std::to_string(theirs)));
+    return fenced();
+  }
+  return Status::Ok();
+}
+
+Response Service::Promote() {
+  if (!config_.standby) {
+    return Response::Error(Status::Conflict("server " + config_.name + " is no standby (role = standby in imaged.conf)"));
+  }
+  // No version of the old top is applied from here on: followers hold the
+  // lock while they apply one and stop once this server is the top.
+  std::unique_lock<std::shared_mutex> l(follow_mu_);
+  if (!IsTop()) {
+    if (Status s = fence_.Raise(fence_.epoch() + 1); !s.ok()) return Response::Error(s);
+    // What it followed is what it publishes: every version it holds stays.
+    auto cat = catalogs_.Acquire();
+    if (!cat.ok()) return Response::Error(cat.status());
+    auto images = (*cat)->ListImages();
+    if (!images.ok()) return Response::Error(images.status());
+    for (const auto& img : *images) {
+      if (img.head == 0) continue;
+      if (Status s = SetPublished(img.name, img.head); !s.ok()) return Response::Error(s);
+    }
+    if (Status s = dim::WriteFileAtomic(dim::Env::Posix(), config_.store + "/promoted", "promoted\n"); !s.ok()) {
+      return Response::Error(s);
+    }
+    top_ = true;
+  }
+  Notify();
+  return Response::Json(200, "{\"server\":\"" + config_.name + "\",\"epoch\":" + std::to_string(fence_.epoch()) + "}");
+}
+
 Response Service::Info() {
   auto cat = catalogs_.Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   auto images = (*cat)->ListImages();
   if (!images.ok()) return Response::Error(images.status());
   auto registry = dim::cluster::Registry((*cat)->db()).Generation();
-  std::string out = "{\"api\":[1],\"name\":\"" + config_.name + "\",\"role\":\"" +
-                    (config_.role == Config::Role::kTop ? "top" : "leaf") + "\",\"registry\":" +
+  std::string role = IsTop() ? (fence_.replaced_by().empty() ? "top" : "replaced") : config_.standby ? "standby" : "leaf";
+  std::string out = "{\"api\":[1],\"name\":\"" + config_.name + "\",\"role\":\"" + role +
+                    "\",\"epoch\":" + std::to_string(fence_.epoch()) + ",\"registry\":" +
                     std::to_string(registry.ok() ? *registry : 0) + ",\"images\":[";
   bool first = true;
   for (const auto& img : *images) {
@@ -354,7 +437,8 @@ Response Service::Head(const std::string& image, const Request& req) {
   }
   auto pub = WaitFor(wait_s, [&] { return Published(image); }, [&](int64_t v) { return v > after; });
   if (!pub.ok()) return Response::Error(pub.status());
-  return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + std::to_string(*pub) + "}");
+  return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + std::to_string(*pub) +
+                                 ",\"epoch\":" + std::to_string(fence_.epoch()) + "}");
 }
 
 dim::Result<int64_t> Service::NodeTarget(const std::string& image, const std::string& node) {
@@ -675,9 +759,10 @@ Response Service::ObjectBatch(const Request& req) {
 }
 
 Response Service::Publish(const std::string& image, const Request& req) {
-  if (config_.role != Config::Role::kTop) {
+  if (!IsTop()) {
     return Response::Error(Status::Conflict("only the top server publishes; leaves follow it"));
   }
+  if (Status s = CheckNotReplaced(); !s.ok()) return Response::Error(s);
   std::string v = dim::JsonField(req.body, "version");
   if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 18) {
     return BadRequest("body must be {\"version\": N}");

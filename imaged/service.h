@@ -13,11 +13,14 @@
 #include <memory>
 #include <functional>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "boot_api.h"
+#include "buddy.h"
+#include "standby.h"
 #include "config.h"
 #include "identity.h"
 #include "node_api.h"
@@ -67,6 +70,15 @@ class Service {
   // thread of its own as soon as it is published (or applied here), so the
   // first node that boots does not wait for it. Stopped by Shutdown.
   void StartSnapshotBuilder();
+  // Starts reconciling node overlays with the buddy server (imaged.conf
+  // `buddy`); until its first round, nodes' overlay requests wait.
+  void StartBuddy(Buddy::Log log);
+  // Whether this server publishes (a top, or a standby since its promotion).
+  bool IsTop() const { return top_.load(); }
+  Fence& fence() { return fence_; }
+  // Held (shared) while a version from the parent is applied: a promotion
+  // waits for it, and no version of the old top lands after one.
+  std::shared_lock<std::shared_mutex> FollowLock() { return std::shared_lock<std::shared_mutex>(follow_mu_); }
   // How many snapshots were built (not served from memory): for tests.
   uint64_t snapshots_built() const { return snapshots_built_.load(); }
 
@@ -112,6 +124,11 @@ class Service {
                                const std::function<bool(int64_t)>& done);
   dim::http::Response ObjectDelta(const std::string& hex, const std::string& base_hex);
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
+  // POST /v1/server/promote on a standby (imaged/standby.h).
+  dim::http::Response Promote();
+  // A top with a standby: NotFound-free Ok unless the standby was promoted
+  // (then this top is fenced, and says by whom).
+  dim::Status CheckNotReplaced();
   dim::http::Response Report(const dim::http::Request& req, const std::string& who);
   dim::http::Response StatusPage();
   dim::http::Response ObjectBatch(const dim::http::Request& req);
@@ -132,7 +149,11 @@ class Service {
   CatalogPool catalogs_;
   Identity identity_;
   NodeApi nodes_;
+  std::unique_ptr<Buddy> buddy_;  // null without a buddy
   BootApi boot_;
+  Fence fence_;
+  std::atomic<bool> top_;
+  std::shared_mutex follow_mu_;
 
   std::mutex mu_;
   std::condition_variable changed_;

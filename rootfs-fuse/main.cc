@@ -58,6 +58,9 @@ options:
                       where the initrd has it); http:// servers speak plain HTTP
   --tls-crl FILE      a CRL of that CA (default: /etc/dim/tls-crl.pem if it exists)
   --alt URL           an alternate server for the image (repeatable)
+  --buddy URL         SERVER's buddy, which keeps a copy of the node's overlay
+                      (imaged.conf `buddy`): overlay reads and writes fail over
+                      to it when SERVER does not answer; also an alternate
   --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
   --cache-size MIB    evict objects beyond this (default 4096)
   --timeout S         retry a silent server this long before EIO (default 60)
@@ -90,6 +93,7 @@ struct Args {
   std::string key_file, secret_file, cache, publish_key_file, tls_ca, tls_crl;
   std::vector<std::string> alts, fuse_opts;
   std::shared_ptr<const dim::tls::Context> tls;  // loaded when a server is https://
+  std::string buddy;
   std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
@@ -143,6 +147,7 @@ Args Parse(int argc, char** argv) {
     else if (o == "--tls-ca") a.tls_ca = value();
     else if (o == "--tls-crl") a.tls_crl = value();
     else if (o == "--alt") a.alts.push_back(value());
+    else if (o == "--buddy") a.buddy = value();
     else if (o == "--cache") a.cache = value();
     else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
     else if (o == "--timeout") a.timeout_s = static_cast<int>(number(1, 86400));
@@ -243,6 +248,16 @@ void SqliteRandomnessWithoutWaiting() {
 // The node's key from SERVER's key endpoint (or an alternate's), asked from
 // a privileged source port: imaged hands it only to root on the node's own
 // address (docs/boot.md). It stays in this process's memory only.
+// SERVER, its buddy (the overlay's second server), then the alternates.
+std::vector<std::string> Servers(const Args& a) {
+  std::vector<std::string> servers = {a.server};
+  if (!a.buddy.empty()) servers.push_back(a.buddy);
+  for (const auto& alt : a.alts) {
+    if (alt != a.server && alt != a.buddy) servers.push_back(alt);
+  }
+  return servers;
+}
+
 // The connection is kept for the mount's requests (*kept, to servers[*kept_server]).
 std::string FetchKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
                      std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
@@ -339,9 +354,8 @@ int main(int argc, char** argv) {
   // systemd spares processes whose argv[0] starts with '@' at shutdown: a
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
-  rootfs::RemoteOptions remote_opts{servers, "", a.node, a.timeout_s, a.tls};
+  std::vector<std::string> servers = Servers(a);
+  rootfs::RemoteOptions remote_opts{servers, !a.buddy.empty(), "", a.node, a.timeout_s, a.tls};
   std::unique_ptr<dim::http::Client> key_connection;
   size_t key_server = 0;
   std::string key = LoadKey(a, servers, remote_opts, &key_connection, &key_server);

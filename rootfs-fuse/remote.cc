@@ -57,7 +57,9 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
     -> decltype(fn(std::declval<dim::ApiClient&>(), nullptr)) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(opts_.timeout_s);
   auto backoff = std::chrono::milliseconds(50);
-  size_t server = home_only ? 0 : preferred_.load();
+  const bool overlay_failover = home_only && opts_.buddy && opts_.servers.size() > 1;
+  size_t server = home_only ? overlay_.load() : preferred_.load();
+  const size_t first = server;
   Status last;
   for (;;) {
     if (stopped_) return Status::IOError(what + ": the mount is shutting down");
@@ -68,6 +70,9 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
     Release(server, std::move(client));
     if (r.ok() || !Transient(r.status(), http_status)) {
       if (r.ok() && !home_only) preferred_ = server;
+      // Stay with the overlay's server that answered: a node writes to one
+      // copy at a time, which its server replicates to the other.
+      if (r.ok() && overlay_failover) overlay_ = server;
       return r;
     }
     last = r.status();
@@ -79,6 +84,9 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
     if (!home_only && opts_.servers.size() > 1) {
       server = (server + 1) % opts_.servers.size();
       if (server != 0) continue;
+    } else if (overlay_failover) {
+      server = 1 - server;  // the home and its buddy
+      if (server != first) continue;
     }
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));

@@ -2,7 +2,9 @@
 // node, retried with backoff while the server restarts or the network blips,
 // and failed over to the alternate servers; only after `timeout` without an
 // answer does it give up (and the file system returns EIO). The node's overlay
-// lives on its home server (the first), so overlay requests never fail over.
+// lives on its home server (the first) and, with buddy replication, on the
+// home's buddy (the second, --buddy): overlay requests fail over only
+// between those two, and stay with the one that answered last.
 #pragma once
 
 #include <atomic>
@@ -20,6 +22,7 @@ namespace rootfs {
 
 struct RemoteOptions {
   std::vector<std::string> servers;  // home first, then alternates
+  bool buddy = false;                // servers[1] holds a copy of the node's overlay
   std::string key;                   // the node's key (dim/auth.h NodeKey)
   std::string node;
   int timeout_s = 60;                // give up (EIO) after this long without an answer
@@ -37,7 +40,8 @@ class Remote {
   // key fetch's) as the first idle one: no second TCP and TLS handshake.
   void Adopt(size_t server, std::unique_ptr<dim::http::Client> connection);
 
-  // Signed requests. home_only: the node's overlay, which only its home server has.
+  // Signed requests. home_only: the node's overlay, which only its home
+  // server (and its buddy) has.
   dim::Result<std::string> Send(const std::string& method, const std::string& path,
                                 const std::map<std::string, std::string>& query,
                                 const std::string& body, bool home_only, long timeout_ms = 0);
@@ -55,6 +59,8 @@ class Remote {
   // Makes every waiting and future request fail at once (unmount).
   void Stop() { stopped_ = true; }
   const std::string& current_server() const;
+  // Where the node's overlay requests go now (its home, or the buddy).
+  const std::string& overlay_server() const { return opts_.servers[overlay_.load()]; }
   const RemoteOptions& options() const { return opts_; }
 
  private:
@@ -68,6 +74,7 @@ class Remote {
   RemoteOptions opts_;
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> preferred_{0};  // the server that answered last
+  std::atomic<size_t> overlay_{0};    // the overlay's server that answered last (0 or 1)
   std::mutex mu_;
   std::vector<std::vector<std::unique_ptr<dim::ApiClient>>> idle_;  // per server, GUARDED_BY(mu_)
 };

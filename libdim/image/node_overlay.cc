@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 
+#include "dim/hash.h"
 #include "dim/image.h"
 #include "dim/sqlite.h"
 #include "dim/upper.h"
@@ -335,6 +336,16 @@ struct NodeOverlay::Txn {
     DIM_ASSIGN_OR_RETURN(auto st, o.db_->Cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('next_data', ?)"));
     st->Bind(1, next_data);
     DIM_RETURN_IF_ERROR(st->Run());
+    // Every commit moves the replica state on (dim/overlay_snapshot.h): the
+    // buddy that applied the same tagged writes in the same order agrees.
+    DIM_ASSIGN_OR_RETURN(auto state, o.StateLocked());
+    std::string chain = Sha256Of(state.chain + o.commit_tag_).Hex();
+    o.commit_tag_.clear();
+    DIM_ASSIGN_OR_RETURN(auto put, o.db_->Cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"));
+    put->Bind(1, std::string_view("seq")).Bind(2, state.seq + 1);
+    DIM_RETURN_IF_ERROR(put->Run());
+    put->Bind(1, std::string_view("chain")).Bind(2, std::string_view(chain));
+    DIM_RETURN_IF_ERROR(put->Run());
     DIM_RETURN_IF_ERROR(tx->Commit());
     committed = true;
     // Space of shrunk files: the bytes beyond a size are never read.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,16 @@ Status MakeDir(int parent, const std::string& name);
 // release, or creates an empty overlay when `create`. Returns whether the
 // node has an overlay. The caller holds the node's exclusive lock.
 Result<bool> Prepare(int node_dir, const std::string& node_dir_path, const std::string& node, bool create);
+// Builds a new overlay beside the node's (overlay.new: the schema, then
+// fill's rows and data files), makes it durable and puts it in place: renamed
+// when the node has none, exchanged atomically with the old one when replace.
+Status BuildOverlay(int node_dir, const std::string& node_dir_path,
+                    const std::function<Status(sql::Db& db, int data_dir)>& fill, bool replace);
+// Inserts items (the root first, parents before children, link groups led
+// by their first path) into a new database in one transaction; content
+// writes a file's bytes into its new data file.
+Status InsertRows(sql::Db& db, int data_dir, const std::vector<OverlayListItem>& items,
+                  const std::function<Status(const Entry& e, int out_fd)>& content, const std::string& what);
 // Opens overlay.db and checks its schema version.
 Result<std::unique_ptr<sql::Db>> OpenDb(const std::string& path);
 

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
+#include <functional>
 #include <map>
 
 #include "dim/atomic_file.h"
@@ -155,12 +157,10 @@ Status WalkUpper(int dirfd, const std::string& path, std::map<std::pair<dev_t, i
   return Status::Ok();
 }
 
-// Inserts rows and data files for an old upper tree into a new database.
-Status Import(int upper_fd, sql::Db& db, int data_dir, const std::string& what) {
-  DIM_ASSIGN_OR_RETURN(auto items, ListUpperTree(upper_fd));
-  struct stat rst;
-  if (::fstat(upper_fd, &rst) != 0) return PosixError("stat " + what);
-  DIM_ASSIGN_OR_RETURN(Entry root, upper::EntryAt(upper_fd, ".", "/", rst, upper::ServerXattrs(), false));
+}  // namespace
+
+Status InsertRows(sql::Db& db, int data_dir, const std::vector<OverlayListItem>& items,
+                  const std::function<Status(const Entry& e, int out_fd)>& content, const std::string& what) {
   DIM_ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db));
   DIM_ASSIGN_OR_RETURN(auto ins_inode, db.Prepare(
       "INSERT INTO inodes(type, mode, uid, gid, mtime_ns, size, rdev, target, xattrs, data) "
@@ -169,27 +169,26 @@ Status Import(int upper_fd, sql::Db& db, int data_dir, const std::string& what) 
       "INSERT INTO entries(path, whiteout, opaque, inode) VALUES (?, ?, ?, ?)"));
   int64_t next_data = 1;
   std::map<std::string, int64_t> group_inode;  // link group's first path -> inode
-  auto add = [&](const Entry& e, bool whiteout, bool opaque) -> Status {
+  for (const auto& item : items) {
+    const Entry& e = item.entry;
     int64_t inode = 0;
-    if (!whiteout && !e.link_group.empty() && e.link_group != e.path) {
-      inode = group_inode.at(e.link_group);
-    } else if (!whiteout) {
+    if (!item.whiteout && !e.link_group.empty() && e.link_group != e.path) {
+      auto g = group_inode.find(e.link_group);
+      if (g == group_inode.end()) {
+        return Status::Corruption(what + QuotePath(e.path) + " names a link group no earlier file leads");
+      }
+      inode = g->second;
+    } else if (!item.whiteout) {
       int64_t data = 0;
       if (e.type == EntryType::kFile && e.size > 0) {
-        // Only what fstatat saw as a regular file is opened, without blocking.
-        DIM_ASSIGN_OR_RETURN(Fd in, upper::Open(upper_fd, e.path, O_RDONLY | O_NONBLOCK | O_NOCTTY));
-        struct stat st;
-        if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-          return Status::Corruption(what + QuotePath(e.path) + " changed while it was converted");
-        }
         data = next_data++;
         std::string name = std::to_string(data);
         (void)::unlinkat(data_dir, name.c_str(), 0);
         DIM_ASSIGN_OR_RETURN(Fd out, upper::Open(data_dir, "/" + name, O_RDWR | O_CREAT | O_EXCL, 0600));
         DIM_RETURN_IF_ERROR(HandToDirOwner(data_dir, out.get(), what + QuotePath(e.path)));
-        DIM_RETURN_IF_ERROR(CopyData(in.get(), out.get(), e.size, e.path));
+        DIM_RETURN_IF_ERROR(content(e, out.get()));
         if (::ftruncate(out.get(), static_cast<off_t>(e.size)) != 0 || ::fsync(out.get()) != 0) {
-          return PosixError("write converted content of " + QuotePath(e.path));
+          return PosixError("write content of " + QuotePath(e.path) + " into " + what);
         }
       }
       ins_inode.Bind(1, static_cast<int64_t>(static_cast<char>(e.type)))
@@ -206,16 +205,35 @@ Status Import(int upper_fd, sql::Db& db, int data_dir, const std::string& what) 
       inode = db.LastInsertId();
       if (e.link_group == e.path) group_inode[e.path] = inode;
     }
-    ins_entry.BindBlob(1, e.path).Bind(2, whiteout ? 1 : 0).Bind(3, opaque ? 1 : 0);
+    ins_entry.BindBlob(1, e.path).Bind(2, item.whiteout ? 1 : 0).Bind(3, item.opaque ? 1 : 0);
     if (inode > 0) ins_entry.Bind(4, inode); else ins_entry.BindNull(4);
-    return ins_entry.Run();
-  };
-  DIM_RETURN_IF_ERROR(add(root, false, false));
-  for (const auto& item : items) DIM_RETURN_IF_ERROR(add(item.entry, item.whiteout, item.opaque));
+    DIM_RETURN_IF_ERROR(ins_entry.Run());
+  }
   DIM_ASSIGN_OR_RETURN(auto meta, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('next_data', ?)"));
   meta.Bind(1, next_data);
   DIM_RETURN_IF_ERROR(meta.Run());
   return tx->Commit();
+}
+
+namespace {
+
+// Inserts rows and data files for an old upper tree into a new database.
+Status Import(int upper_fd, sql::Db& db, int data_dir, const std::string& what) {
+  DIM_ASSIGN_OR_RETURN(auto items, ListUpperTree(upper_fd));
+  struct stat rst;
+  if (::fstat(upper_fd, &rst) != 0) return PosixError("stat " + what);
+  OverlayListItem root;
+  DIM_ASSIGN_OR_RETURN(root.entry, upper::EntryAt(upper_fd, ".", "/", rst, upper::ServerXattrs(), false));
+  items.insert(items.begin(), std::move(root));
+  return InsertRows(db, data_dir, items, [&](const Entry& e, int out) -> Status {
+    // Only what fstatat saw as a regular file is opened, without blocking.
+    DIM_ASSIGN_OR_RETURN(Fd in, upper::Open(upper_fd, e.path, O_RDONLY | O_NONBLOCK | O_NOCTTY));
+    struct stat st;
+    if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Status::Corruption(what + QuotePath(e.path) + " changed while it was converted");
+    }
+    return CopyData(in.get(), out, e.size, e.path);
+  }, what);
 }
 
 // The image and version the old release kept in <node>/image ("IMAGE\nV\n").
@@ -351,7 +369,32 @@ Result<bool> Prepare(int node_dir, const std::string& node_dir_path, const std::
     return true;
   }
   if (!have_old && !create) return false;
-  // Built whole in overlay.new, then renamed: a crash leaves the old tree (or nothing).
+  DIM_RETURN_IF_ERROR(BuildOverlay(node_dir, node_dir_path, [&](sql::Db& db, int data) -> Status {
+    if (have_old) {
+      DIM_ASSIGN_OR_RETURN(Fd up, upper::Open(node_dir, "/upper", O_RDONLY | O_DIRECTORY));
+      DIM_RETURN_IF_ERROR(Import(up.get(), db, data, node_dir_path + "/upper")
+                              .Annotate("converting the overlay of node " + node));
+      return ImportImageFile(node_dir, db);
+    }
+    struct timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+    return db.Exec(
+        "INSERT INTO inodes(id, type, mode, uid, gid, mtime_ns, size, rdev, target, xattrs) "
+        "VALUES (1, 100, 493, 0, 0, " + std::to_string(ns) + ", 0, 0, x'', x'');"
+        "INSERT INTO entries(path, whiteout, opaque, inode) VALUES (CAST('/' AS BLOB), 0, 0, 1);");
+  }, false));
+  if (have_old) {
+    DIM_RETURN_IF_ERROR(upper::RemoveAt(node_dir, "upper"));
+    (void)::unlinkat(node_dir, "image", 0);
+  }
+  return true;
+}
+
+Status BuildOverlay(int node_dir, const std::string& node_dir_path,
+                    const std::function<Status(sql::Db& db, int data_dir)>& fill, bool replace) {
+  // Built whole in overlay.new, then renamed (or exchanged): a crash leaves
+  // the old storage (or nothing), never a part.
   DIM_RETURN_IF_ERROR(upper::RemoveAt(node_dir, "overlay.new"));
   DIM_RETURN_IF_ERROR(MakeDir(node_dir, "overlay.new"));
   DIM_ASSIGN_OR_RETURN(Fd staging, upper::Open(node_dir, "/overlay.new", O_RDONLY | O_DIRECTORY));
@@ -369,33 +412,21 @@ Result<bool> Prepare(int node_dir, const std::string& node_dir_path, const std::
     DIM_RETURN_IF_ERROR(db->Exec(kSchema));
     DIM_RETURN_IF_ERROR(db->Exec("INSERT INTO meta(key, value) VALUES ('schema', " +
                                  std::to_string(kSchemaVersion) + "), ('format', 'dim node overlay')"));
-    if (have_old) {
-      DIM_ASSIGN_OR_RETURN(Fd up, upper::Open(node_dir, "/upper", O_RDONLY | O_DIRECTORY));
-      DIM_RETURN_IF_ERROR(Import(up.get(), *db, data.get(), node_dir_path + "/upper")
-                              .Annotate("converting the overlay of node " + node));
-      DIM_RETURN_IF_ERROR(ImportImageFile(node_dir, *db));
-    } else {
-      struct timespec now;
-      ::clock_gettime(CLOCK_REALTIME, &now);
-      int64_t ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
-      DIM_RETURN_IF_ERROR(db->Exec(
-          "INSERT INTO inodes(id, type, mode, uid, gid, mtime_ns, size, rdev, target, xattrs) "
-          "VALUES (1, 100, 493, 0, 0, " + std::to_string(ns) + ", 0, 0, x'', x'');"
-          "INSERT INTO entries(path, whiteout, opaque, inode) VALUES (CAST('/' AS BLOB), 0, 0, 1);"));
-    }
+    DIM_RETURN_IF_ERROR(fill(*db, data.get()));
     DIM_RETURN_IF_ERROR(db->Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
   if (::fsync(data.get()) != 0) return PosixError("sync " + node_dir_path + "/overlay.new/data");
   DIM_RETURN_IF_ERROR(SyncDirFd(staging.get(), node_dir_path + "/overlay.new"));
-  if (::renameat(node_dir, "overlay.new", node_dir, "overlay") != 0) {
+  if (replace) {
+    if (::renameat2(node_dir, "overlay.new", node_dir, "overlay", RENAME_EXCHANGE) != 0) {
+      return PosixError("exchange " + node_dir_path + "/overlay.new with overlay");
+    }
+  } else if (::renameat(node_dir, "overlay.new", node_dir, "overlay") != 0) {
     return PosixError("rename " + node_dir_path + "/overlay.new");
   }
   DIM_RETURN_IF_ERROR(SyncDirFd(node_dir, node_dir_path));
-  if (have_old) {
-    DIM_RETURN_IF_ERROR(upper::RemoveAt(node_dir, "upper"));
-    (void)::unlinkat(node_dir, "image", 0);
-  }
-  return true;
+  // The old storage, after an exchange.
+  return replace ? upper::RemoveAt(node_dir, "overlay.new") : Status::Ok();
 }
 
 Result<std::vector<OverlayListItem>> ListUpperTree(int upper_fd) {

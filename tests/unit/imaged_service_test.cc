@@ -21,6 +21,7 @@
 #include "dim/api_client.h"
 #include "dim/atomic_file.h"
 #include "dim/catalog.h"
+#include "dim/overlay_snapshot.h"
 #include "dim/overlay_wire.h"
 #include "dim/wire.h"
 #include "dim/object_delta.h"
@@ -917,4 +918,77 @@ TEST_CASE("node API: a path too long is refused with ENAMETOOLONG, a retried bat
   CHECK(again.body == first.body);
   auto b = s.Call("GET", "/v1/nodes/n1/overlay/srv/b", "node:n1");
   CHECK(Body(b) == "a");
+}
+
+// Buddy replication (imaged/buddy.h): what a buddy server sends is applied
+// only on the state it was made on, and only servers may send it or read the
+// replica endpoints.
+TEST_CASE("imaged: a write copied from the buddy applies only on the state it was made on") {
+  Server s;
+  REQUIRE(s.Call("PUT", "/v1/nodes/n1/overlay/etc/a", "node:n1", "one").status == 200);
+  auto state = [&] {
+    auto r = s.Call("GET", "/v1/buddy/state", "server:ss02");
+    REQUIRE(r.status == 200);
+    auto states = dim::ParseReplicaStates(r.body);
+    REQUIRE(states.ok());
+    for (const auto& e : *states) {
+      if (e.node == "n1") return e;
+    }
+    FAIL("no state of n1");
+    return dim::ReplicaStateEntry{};
+  };
+  auto before = state();
+  CHECK(before.seq == 1);
+  std::string chain = before.chain.empty() ? "-" : before.chain;
+  // Out of step (the buddy's copy had another count of writes): refused, nothing applied.
+  auto stale = s.Call("PUT", "/v1/nodes/n1/overlay/etc/a", "server:ss02", "stale",
+                      {{"buddy_seq", "0"}, {"buddy_chain", "-"}});
+  CHECK(stale.status == 409);
+  auto unchanged = s.Call("GET", "/v1/nodes/n1/overlay/etc/a", "node:n1");
+  CHECK(Body(unchanged) == "one");
+  // Same count, another chain: refused too.
+  auto other = s.Call("PUT", "/v1/nodes/n1/overlay/etc/a", "server:ss02", "other",
+                      {{"buddy_seq", "1"}, {"buddy_chain", std::string(64, '0')}});
+  CHECK(other.status == 409);
+  // A node cannot pass its writes off as a buddy's (no policy or quota check there).
+  CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/etc/a", "node:n1", "x", {{"buddy_seq", "1"}, {"buddy_chain", chain}})
+            .status == 403);
+  // In step: applied, and the state moves on as on the buddy.
+  auto good = s.Call("PUT", "/v1/nodes/n1/overlay/etc/a", "server:ss02", "two",
+                     {{"buddy_seq", "1"}, {"buddy_chain", chain}});
+  CHECK_MESSAGE(good.status == 200, good.body);
+  auto get = s.Call("GET", "/v1/nodes/n1/overlay/etc/a", "node:n1");
+  CHECK(Body(get) == "two");
+  CHECK(state().seq == 2);
+  // Replica endpoints are for servers only.
+  CHECK(s.Call("GET", "/v1/buddy/state", "node:n1").status == 403);
+  CHECK(s.Call("GET", "/v1/buddy/nodes/n1/snapshot", "node:n1").status == 403);
+  auto snap = s.Call("GET", "/v1/buddy/nodes/n1/snapshot", "server:ss02");
+  REQUIRE(snap.status == 200);
+  auto parsed = dim::ParseOverlaySnapshot(snap.body);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->seq == 2);
+  CHECK(parsed->contents.at("/etc/a") == "two");
+}
+
+TEST_CASE("imaged: buddy and standby configuration") {
+  auto c = imaged::ParseConfig("role = leaf\nname = a\nparent = http://t:1\nbuddy = http://b:2/\nbuddy_interval = 2\n"
+                               "buddy_wait = 0\nparent_standby = http://s:3\n", "x.conf");
+  REQUIRE(c.ok());
+  CHECK(c->buddy == "http://b:2");
+  CHECK(c->buddy_interval_s == 2);
+  CHECK(c->buddy_wait_s == 0);
+  CHECK(c->parent_standby == "http://s:3");
+  CHECK(c->retention == 5);
+  auto s = imaged::ParseConfig("role = standby\nname = s\nparent = http://t:1\n", "x.conf");
+  REQUIRE(s.ok());
+  CHECK(s->standby);
+  CHECK(s->role == imaged::Config::Role::kLeaf);
+  CHECK(s->retention > 1000000);  // a standby keeps every version
+  auto bad = imaged::ParseConfig("role = top\nname = t\nbuddy = b:2\nbuddy_interval = 0\nparent_standby = http://s:3\n",
+                                 "x.conf");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("buddy must be the URL") != std::string::npos);
+  CHECK(bad.status().message().find("buddy_interval must be seconds") != std::string::npos);
+  CHECK(bad.status().message().find("'parent_standby' is for leaves") != std::string::npos);
 }

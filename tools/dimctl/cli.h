@@ -94,6 +94,7 @@ std::string FormatTime(int64_t ns_since_epoch);  // "2026-11-21 05:08:24 UTC"
 Noun ImageCommands();
 Noun KeepoutCommands();
 Noun PolicyCommands();
+Noun ServerCommands();
 Noun StoreCommands();
 Noun KeyCommands();
 Noun CaCommands();

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdio>
+#include <optional>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -387,14 +389,32 @@ Status Checkout(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStoreAsRoot(inv, false));
   dim::CheckoutOptions o;
   auto t0 = std::chrono::steady_clock::now();
+  // --master: the image's head becomes its master tree here (a promoted
+  // standby's store, which has none): later commits scan DIR.
+  std::optional<dim::ImageInfo> master_of;
+  if (inv.flag("master")) {
+    const std::string& spec = inv.args[0];
+    size_t at = spec.find('@');
+    DIM_ASSIGN_OR_RETURN(auto image, store->catalog().GetImage(spec.substr(0, at)));
+    if (at != std::string::npos && spec.substr(at + 1) != std::to_string(image.head)) {
+      return Status::InvalidArgument("--master takes the head version (" + std::to_string(image.head) +
+                                     "): the master is what the next commit compares with it");
+    }
+    master_of = image;
+  }
   DIM_ASSIGN_OR_RETURN(auto st, dim::Checkout(*store, inv.args[0], inv.args[1], o));
   if (st.stale_removed > 0) {
     std::fprintf(stderr, "dimctl: removed %llu partial checkout(s) of %s that an interrupted run left\n",
                  static_cast<unsigned long long>(st.stale_removed), inv.args[1].c_str());
   }
+  if (master_of) {
+    char abs[PATH_MAX];
+    if (::realpath(inv.args[1].c_str(), abs) == nullptr) return dim::PosixError("resolve " + inv.args[1]);
+    DIM_RETURN_IF_ERROR(store->catalog().SetMasterDir(master_of->id, abs));
+  }
   if (inv.global.verbosity >= 0) {
-    std::printf("checked out %s into %s: %llu entries, %s in %.2f s\n", inv.args[0].c_str(),
-                inv.args[1].c_str(), static_cast<unsigned long long>(st.entries),
+    std::printf("checked out %s into %s%s: %llu entries, %s in %.2f s\n", inv.args[0].c_str(),
+                inv.args[1].c_str(), master_of ? " (its master now)" : "", static_cast<unsigned long long>(st.entries),
                 HumanBytes(st.bytes).c_str(), Since(t0));
   }
   return Status::Ok();
@@ -516,8 +536,11 @@ Noun ImageCommands() {
                      "materialize a version into DIR exactly (contents and all metadata)",
                      "DIR must be empty or absent. The tree is built beside DIR and renamed\n"
                      "into place when complete, so a failed checkout leaves nothing.\n\n"
-                     "Example:\n  dimctl image checkout debian12@2 /tmp/v2",
-                     {}, 2, 2, Checkout});
+                     "With --master, DIR becomes the image's master tree (on a promoted standby,\n"
+                     "whose store holds versions but no master): later commits scan it.\n\n"
+                     "Example:\n  dimctl image checkout debian12@2 /tmp/v2\n"
+                     "  dimctl image checkout --master debian12 /srv/master/debian12",
+                     {{"master", 0, "", "make DIR the image's master tree (the head version only)"}}, 2, 2, Checkout});
   n.verbs.push_back({"rm", "NAME", "remove an image and all its versions", "",
                      {{"yes", 'y', "", "confirm"}}, 1, 1, Remove});
   n.verbs.push_back({"prune", "NAME --keep N", "drop all but the newest N versions", "",

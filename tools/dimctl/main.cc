@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::ServerCommands());
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());
+  cli.Add(dimctl::ServerCommands());
   cli.Add(dimctl::ClusterCommands());
   dimctl::Noun node = dimctl::NodeCommands();
   dimctl::AddNodeOverlayVerbs(node);

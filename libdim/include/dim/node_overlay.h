@@ -19,6 +19,7 @@
 
 #include "dim/fd.h"
 #include "dim/keepout.h"
+#include "dim/overlay_snapshot.h"
 #include "dim/overlay_wire.h"
 #include "dim/policy.h"
 #include "dim/store.h"
@@ -126,6 +127,24 @@ class NodeOverlay {
   static constexpr int64_t kRememberedBatches = 4096;
   Result<size_t> Apply(const std::vector<OverlayOp>& ops, const ObjectStore& objects,
                        const std::string& batch = "");
+  // Buddy replication (docs/design.md, "No single point of failure"): every
+  // committed write moves the overlay's state on, seq by one and chain to
+  // SHA-256(chain || tag) of the write's tag (set before the write; the buddy
+  // applies the same write with the same tag), so two copies that took the
+  // same writes in the same order have equal states.
+  struct ReplicaState {
+    int64_t seq = 0;
+    std::string chain;  // hex; "" before the first write
+    bool operator==(const ReplicaState&) const = default;
+  };
+  Result<ReplicaState> State();
+  void set_commit_tag(std::string tag) { commit_tag_ = std::move(tag); }
+  // The whole overlay, consistent under the shared lock.
+  Result<OverlaySnapshot> Snapshot();
+  // Replaces the node's overlay (creating it when missing) with a snapshot,
+  // atomically: readers see the old copy or the new one. Open NodeOverlay
+  // objects of the node keep reading the old one: reopen them.
+  static Status Restore(const std::string& store_root, const std::string& node, const OverlaySnapshot& snap);
   // Tests: called after each operation of a batch is applied, before the
   // commit (a test kills the process there to show the batch is all or nothing).
   void set_after_op(std::function<void(size_t)> f) { after_op_ = std::move(f); }
@@ -184,6 +203,8 @@ class NodeOverlay {
   const policy::PolicySet* policy_ = nullptr;
   ImageLookup image_lookup_;
   std::function<void(size_t)> after_op_;
+  std::string commit_tag_;
+  Result<ReplicaState> StateLocked();
 };
 
 // The node's stable machine-id: 32 hex digits derived from the node name.
