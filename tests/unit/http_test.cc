@@ -277,7 +277,7 @@ TEST_CASE("http: file responses send the file's bytes exactly") {
   CHECK(too_long->status == 500);
 }
 
-TEST_CASE("http: a blocked handler does not stop other requests (thread per connection)") {
+TEST_CASE("http: a blocked handler does not stop other requests (a pool of workers)") {
   std::promise<void> fast_served;
   std::shared_future<void> fast_done = fast_served.get_future().share();
   std::atomic<bool> entered{false};
@@ -535,4 +535,105 @@ TEST_CASE("http: a handler longer than the idle timeout (a long-poll) still answ
     CHECK(r->status == 200);
     CHECK(r->body == "late");
   }
+}
+
+TEST_CASE("http: a long-poll (Response::Later) holds no worker and is answered when completed") {
+  ServerOptions opts;
+  opts.workers = 1;  // the only worker must stay free for other requests
+  std::mutex mu;
+  std::vector<dim::http::Completion> parked;
+  auto server = StartServer(
+      [&](const Request& req) {
+        if (req.path != "/poll") return Text(200, "fast");
+        return Response::Later([&](dim::http::Completion done) {
+          std::lock_guard<std::mutex> l(mu);
+          parked.push_back(std::move(done));
+        });
+      },
+      opts);
+  std::vector<std::future<dim::Result<ClientResponse>>> polls;
+  for (int i = 0; i < 3; i++) {
+    polls.push_back(std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/poll", {}); }));
+  }
+  for (int i = 0; i < 1000; i++) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (parked.size() == 3) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto fast = NewClient()->Get(Base(*server) + "/fast", {});
+  REQUIRE(fast.ok());
+  CHECK(fast->body == "fast");
+  {
+    std::lock_guard<std::mutex> l(mu);
+    REQUIRE(parked.size() == 3);
+    for (auto& done : parked) {
+      done(Text(200, "version 2"));
+      done(Text(200, "a second answer is ignored"));
+    }
+  }
+  for (auto& p : polls) {
+    auto r = p.get();
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->body == "version 2");
+  }
+}
+
+TEST_CASE("http: requests beyond max_queued get 503 with Retry-After, the rest are served") {
+  ServerOptions opts;
+  opts.workers = 1;
+  opts.max_queued = 1;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> entered{0};
+  auto server = StartServer(
+      [&](const Request& req) {
+        if (req.path == "/block") {
+          entered++;
+          released.wait_for(std::chrono::seconds(20));
+        }
+        return Text(200, "done " + req.path);
+      },
+      opts);
+  // One on the worker, one in the queue, the third refused.
+  auto first = std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/block", {}); });
+  while (entered == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto second = std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/queued", {}); });
+  dim::Result<ClientResponse> third = Status::IOError("not asked");
+  for (int i = 0; i < 500; i++) {
+    third = NewClient()->Get(Base(*server) + "/third", {});
+    if (third.ok() && third->status == 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // /queued not queued yet
+  }
+  REQUIRE(third.ok());
+  CHECK(third->status == 503);
+  CHECK(third->headers["retry-after"] == "1");
+  release.set_value();
+  auto a = first.get();
+  auto b = second.get();
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->body == "done /block");
+  CHECK(b->body == "done /queued");
+}
+
+TEST_CASE("http: a server stopping with parked long-polls answers them and does not hang") {
+  std::atomic<int> parked{0};
+  dim::http::Completion kept;
+  std::mutex mu;
+  auto server = StartServer([&](const Request&) {
+    return Response::Later([&](dim::http::Completion done) {
+      std::lock_guard<std::mutex> l(mu);
+      kept = std::move(done);  // never completed before the stop
+      parked++;
+    });
+  });
+  auto poll = std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/poll", {}); });
+  while (parked == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  server.reset();
+  auto r = poll.get();
+  if (r.ok()) CHECK(r->status == 503);  // or the connection closed: either way no hang
+  std::lock_guard<std::mutex> l(mu);
+  kept(Text(200, "too late"));  // after the stop: does nothing
 }
