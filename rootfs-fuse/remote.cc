@@ -107,10 +107,13 @@ auto Remote::Retry(bool home_only, long poll_ms, const std::string& what, Fn fn)
     attempts++;
     Release(server, std::move(client), http_status != 0);
     {
+      // An answer, even a refusal, shows the server is there; a gateway's
+      // 502 or 504 (an HTTP cache in front) says it is not.
+      const bool answered = http_status != 0 && http_status != 502 && http_status != 504;
       std::lock_guard<std::mutex> l(mu_);
-      if (http_status != 0) {
-        silent_since_ = {};  // an answer, even a refusal: the server is there
-      } else if (poll_ms == 0 && silent_since_ == Clock::time_point{} && Transient(r.status(), 0)) {
+      if (answered) {
+        silent_since_ = {};
+      } else if (poll_ms == 0 && silent_since_ == Clock::time_point{} && Transient(r.status(), http_status)) {
         silent_since_ = started;
       }
     }

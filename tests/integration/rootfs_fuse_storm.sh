@@ -35,18 +35,22 @@ want=$(set_sum "$m")
 log "working set: $(du -sh "$m/usr/lib" | cut -f1)"
 
 # A cluster of $nodes nodes, r01c01n01 on.
-chassis=$(((nodes + 19) / 20))
 python3 - "$TEST_TMP/storm.xml" "$nodes" <<'PY'
 import sys
 out, n = sys.argv[1], int(sys.argv[2])
-nodes = "".join('    <node rack="1" chassis="%d" slot="%d" group="compute"/>\n' % (i // 20 + 1, i % 20 + 1) for i in range(n))
+nodes = "".join('    <node rack="1" chassis="%d" slot="%d" group="compute">'
+                '<interface network="boot" mac="52:54:00:14:%02x:%02x"/></node>\n'
+                % (i // 20 + 1, i % 20 + 1, i // 256, i % 256) for i in range(n))
 open(out, "w").write("""<?xml version="1.0" encoding="UTF-8"?>
 <site name="storm" domain="storm.example" tftp-root="/srv/tftp" image="rocky9-compute">
   <networks>
     <network name="boot" subnet="10.20.0.0/16" gateway="10.20.0.1" node-base="10.20.1.1"/>
   </networks>
   <images><image name="rocky9-compute"/></images>
-  <servers><server name="master" role="top" network="boot" address="10.20.0.10"/></servers>
+  <servers>
+    <server name="master" role="top" network="boot" address="10.20.0.10"/>
+    <server name="ss1" network="boot" address="10.20.0.11" racks="1"/>
+  </servers>
   <naming pattern="r{rack:02}c{chassis:02}n{slot:02}">
     <level name="rack" first="1" count="1"/>
     <level name="chassis" first="1" count="%d"/>
@@ -62,7 +66,9 @@ export DIM_ROOT=$TEST_TMP/top
 SECRET=$TEST_TMP/secret
 "$DIMCTL" image import "$IMAGE" "$m" -m v1 > /dev/null
 "$DIMCTL" cluster apply "$TEST_TMP/storm.xml" --yes > /dev/null
-"$DIMCTL" node provision "r01c[01-$(printf %02d "$chassis")]n[01-20]" > /dev/null
+names=()
+for ((i = 0; i < nodes; i++)); do names+=("$(printf 'r01c%02dn%02d' $((i / 20 + 1)) $((i % 20 + 1)))"); done
+"$DIMCTL" node provision "$(IFS=,; echo "${names[*]}")" > /dev/null
 "$DIMCTL" store secret "$SECRET" > /dev/null
 TOP_PORT=$(free_port)
 TOP_URL=http://127.0.0.1:$TOP_PORT
@@ -75,8 +81,6 @@ rf_start top
 "$DIMCTL" push "$IMAGE" --wait 5 > /dev/null 2>&1 || true
 "$DIMCTL" store compact > /dev/null
 
-names=()
-for ((i = 0; i < nodes; i++)); do names+=("$(printf 'r01c%02dn%02d' $((i / 20 + 1)) $((i % 20 + 1)))"); done
 log "mounting $nodes nodes"
 t0=$SECONDS
 for n in "${names[@]}"; do
@@ -85,6 +89,7 @@ for n in "${names[@]}"; do
   # In the foreground (in the background here): its messages reach the log.
   "$ROOTFS_FUSE" -f --secret "$SECRET" --cache "$TEST_TMP/cache/$n" --cache-size 256 \
     "$TOP_URL" "$IMAGE" "$n" "$TEST_TMP/mnt/$n" >> "$TEST_TMP/fuse-$n.log" 2>&1 &
+  fuse_pids+=($!)
 done
 for n in "${names[@]}"; do
   for _ in $(seq 1200); do mountpoint -q "$TEST_TMP/mnt/$n" && break; sleep 0.1; done
@@ -121,4 +126,7 @@ log "storm: $nodes nodes x $(du -sh "$m/usr/lib" | cut -f1) in $took s; $bad wro
 ((bad == 0)) || die "$bad of $nodes nodes read wrong data or failed"
 ((errors == 0)) || die "read errors: $(cat "$TEST_TMP"/fuse-*.log | grep "rootfs-fuse: read" | head -5)"
 ((threads <= 40)) || die "imaged ran $threads threads during the storm"
+# Unmounted here, so each daemon removes its upper's tmpfs before cleanup.
+for n in "${names[@]}"; do umount "$TEST_TMP/mnt/$n" || die "umount of $n failed"; done
+wait "${fuse_pids[@]}" || true
 log "ok"
