@@ -1,3 +1,4 @@
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,8 +29,8 @@ std::vector<uint32_t> Subtree(const Plan& plan, uint32_t index) {
   }
 }
 
-Forwarder::Forwarder(const Plan& plan, int data_fd, std::string self)
-    : plan_(plan), data_fd_(data_fd), self_(std::move(self)) {}
+Forwarder::Forwarder(const Plan& plan, int data_fd, std::string self, const std::vector<std::string>* keys)
+    : plan_(plan), data_fd_(data_fd), self_(std::move(self)), keys_(keys) {}
 
 Forwarder::~Forwarder() {
   Abort();
@@ -38,6 +39,15 @@ Forwarder::~Forwarder() {
 
 void Forwarder::Start(const std::vector<uint32_t>& subtree) {
   for (auto& g : ChildGroups(subtree, plan_.arity)) Spawn(std::move(g));
+}
+
+void Forwarder::Adopt(uint32_t index, Rejoin rejoin) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (aborted_) return;
+    rejoin_[index] = std::move(rejoin);
+  }
+  Spawn({index});
 }
 
 void Forwarder::Spawn(std::vector<uint32_t> group) {
@@ -100,6 +110,11 @@ void Forwarder::SetAcked(int slot, uint64_t v) {
 }
 
 void Forwarder::Run(int slot, std::vector<uint32_t> group) {
+  // sendfile raises SIGPIPE on a closed connection: here it is an EPIPE.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   uint64_t sent = 0;  // chunks sent on this slot so far: what a short-cut may resend
   while (!group.empty()) {
     const uint32_t child = group[0];
@@ -149,9 +164,25 @@ Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
     }
   } forget{this, slot};
   SetTimeouts(fd.get(), timeout, timeout);
-  DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeHello(plan_, child), {}, peer));
+  const std::string nonce = RandomNonce();
+  Rejoin rejoin;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = rejoin_.find(child); it != rejoin_.end()) rejoin = it->second;
+  }
+  DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeHello(plan_, child, nonce, rejoin), {}, peer));
+  // The sender holds every key, so what its children say is checked: a host
+  // on the path cannot forge a receiver's acknowledgement or error. A
+  // receiver holds only its own key and takes its children's word.
+  auto authentic = [&](const Frame& f) -> Status {
+    if (!keys_ || MacOk(f, Signer{(*keys_)[child], plan_.stream_id, nonce})) return Status::Ok();
+    std::string what = f.type == FrameType::kError ? "an ERROR (\"" + f.message + "\")" : "a frame";
+    return Status::PermissionDenied(peer + " sent " + what +
+                                    " not MAC'd with its key (forged by a host on the path, or another host at its address)");
+  };
   std::string body;
   DIM_ASSIGN_OR_RETURN(Frame ready, ReadFrame(fd.get(), &body, peer));
+  DIM_RETURN_IF_ERROR(authentic(ready));
   if (ready.type == FrameType::kError) return Status::IOError(peer + " refused: " + ready.message);
   if (ready.type != FrameType::kReady) return Status::Corruption(peer + " answered the hello with another frame");
   uint64_t next = ready.count;
@@ -160,7 +191,6 @@ Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
     std::fprintf(stderr, "%s: short-cut to %s: it has %llu chunks; resending %llu\n", self_.c_str(), t.name.c_str(),
                  static_cast<unsigned long long>(next), static_cast<unsigned long long>(*sent - next));
   }
-  std::string buf(plan_.chunk_size, '\0');
   // Acknowledgements arrive while we send; a partial frame waits for the rest.
   std::string inbox;
   uint64_t acked = 0;
@@ -181,6 +211,7 @@ Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
         DIM_ASSIGN_OR_RETURN(uint32_t len, FrameLength(std::string_view(inbox).substr(0, kFrameHeader), &type));
         if (inbox.size() < kFrameHeader + len) break;
         DIM_ASSIGN_OR_RETURN(Frame f, DecodeFrame(type, std::string_view(inbox).substr(kFrameHeader, len)));
+        DIM_RETURN_IF_ERROR(authentic(f));
         inbox.erase(0, kFrameHeader + len);
         if (f.type == FrameType::kError) return Status::IOError(peer + " refused: " + f.message);
         if (f.type == FrameType::kAck && f.count > acked) {
@@ -207,18 +238,16 @@ Status Forwarder::Serve(int slot, uint32_t child, uint64_t* sent) {
       }
     }
     if (have) {
-      size_t got = 0;
-      while (got < h.length) {
-        ssize_t r = pread(data_fd_, buf.data() + got, h.length - got,
-                          static_cast<off_t>(h.seq * plan_.chunk_size + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-          Abort();
-          return Status::IOError(self_ + ": cannot read back chunk " + std::to_string(h.seq) + " to forward it");
-        }
-        got += static_cast<size_t>(r);
+      // The bytes go from the page cache to the socket (sendfile), not
+      // through a buffer: one copy less per byte and hop.
+      DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeChunkHead(h), {}, peer, /*more=*/true));
+      Status copied = SendFileRange(fd.get(), data_fd_, h.seq * plan_.chunk_size, h.length, peer);
+      if (copied.code() == Code::kCorruption) {
+        Abort();
+        return Status::IOError(self_ + ": cannot read back chunk " + std::to_string(h.seq) + " to forward it: " +
+                               copied.message());
       }
-      DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeChunkHead(h), std::string_view(buf.data(), h.length), peer));
+      DIM_RETURN_IF_ERROR(copied);
       next++;
       *sent = std::max(*sent, next);
       DIM_RETURN_IF_ERROR(drain(false));

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -113,7 +114,7 @@ Result<Fd> Listen(const std::string& address) {
   return last;
 }
 
-Status SendAll(int fd, std::string_view a, std::string_view b, const std::string& peer) {
+Status SendAll(int fd, std::string_view a, std::string_view b, const std::string& peer, bool more) {
   iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
   int first = 0;
   while (first < 2) {
@@ -124,7 +125,7 @@ Status SendAll(int fd, std::string_view a, std::string_view b, const std::string
     msghdr m{};
     m.msg_iov = iov + first;
     m.msg_iovlen = 2 - first;
-    ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::IOError(peer + " stalled: it took nothing for the timeout");
@@ -140,6 +141,19 @@ Status SendAll(int fd, std::string_view a, std::string_view b, const std::string
       iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
       iov[first].iov_len -= left;
     }
+  }
+  return Status::Ok();
+}
+
+Status SendFileRange(int fd, int file, uint64_t off, size_t len, const std::string& peer) {
+  off_t pos = static_cast<off_t>(off);
+  while (len > 0) {
+    ssize_t n = sendfile(fd, file, &pos, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Status::IOError(peer + " stalled: it took nothing for the timeout");
+    if (n < 0) return Status::IOError("sending to " + peer + ": " + std::strerror(errno));
+    if (n == 0) return Status::Corruption("the data to send to " + peer + " ends early (truncated?)");
+    len -= static_cast<size_t>(n);
   }
   return Status::Ok();
 }

@@ -19,6 +19,8 @@ constexpr const char* kUsage =
     "usage: dim-receive [--name NAME] [--listen HOST:PORT] (--secret FILE | --key-file FILE)\n"
     "                   [--store DIR] [--under DIR] [--linger SECONDS]\n"
     "Receives one stream of `dimctl clone` and forwards it to the next hosts.\n"
+    "Started again after it was killed mid-stream, it rejoins at the tail of the\n"
+    "chain and resumes after the chunks its journal (beside the staging file) verifies.\n"
     "  --name      this host's name in the sender's plan (default: the host name)\n"
     "  --listen    address to listen on (default :7475, every address)\n"
     "  --secret    the site secret (servers): the key is derived for NAME\n"

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -24,6 +25,7 @@
 #include "dim/env.h"
 #include "dim/hash.h"
 #include "dim/store.h"
+#include "dim/wire.h"
 
 namespace dim::clone {
 
@@ -78,7 +80,9 @@ class Receiver {
       std::unique_lock<std::mutex> l(mu_);
       if (!joined_) continue;
       const auto timeout = std::chrono::milliseconds(plan_.timeout_ms);
-      if (state_ == State::kReceiving && now - last_data_ > 3 * timeout) {
+      // Starved by upstream, not held up here: a full queue (this host's disk
+      // is slow) is not the upstream's silence.
+      if (state_ == State::kReceiving && queue_.empty() && !accept_waiting_ && now - last_data_ > 3 * timeout) {
         l.unlock();
         Fail(Status::IOError("no data from upstream for " + std::to_string(3 * plan_.timeout_ms / 1000) +
                              " s: the sender or the hosts before this one are gone; nothing was kept"));
@@ -92,7 +96,9 @@ class Receiver {
       }
       const bool over = state_ == State::kDone || state_ == State::kFailed;
       if (!over) continue;
-      if (over_at == Clock::time_point::max()) over_at = now;
+      // Lingering counts from when this host last forwarded anything: a
+      // receiver that comes back may still be adopted by a finished tail.
+      if (over_at == Clock::time_point::max() || (state_ == State::kDone && fw_ && !fw_->Finished())) over_at = now;
       if (state_ == State::kDone && fw_ && !fw_->Finished()) continue;
       if (final_seen_ || now - over_at > std::chrono::seconds(opts_.linger_s)) break;
     }
@@ -126,50 +132,85 @@ class Receiver {
     // Before any MAC is checked, a peer gets no more than a plan's worth of memory.
     auto f = ReadFrame(fd.get(), &body, "a peer", kMaxPlanBytes + 64 + kMaxReceivers * kMacBytes);
     if (!f.ok()) return;
-    if (f->type == FrameType::kStatusRequest) {
-      Report r;
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        r.name = opts_.name;
-        r.state = state_;
-        r.bytes = bytes_;
-        r.chunks = received_;
-        r.message = message_;
-        if (f->final && joined_ && f->stream_id == plan_.stream_id) final_seen_ = true;
+    if (f->type == FrameType::kStatusRequest || f->type == FrameType::kAdopt) {
+      // Only the sender holds this host's key: anything else gets no answer.
+      const Signer signer{opts_.key, f->stream_id, f->nonce};
+      if (!MacOk(*f, signer)) {
+        std::fprintf(stderr, "dim-receive: %s: ignored a %s not MAC'd with this host's key\n", Me().c_str(),
+                     f->type == FrameType::kAdopt ? "request to adopt a receiver" : "status request");
+        return;
       }
-      (void)SendAll(fd.get(), EncodeStatus(r), {}, "the sender");
+      if (f->type == FrameType::kAdopt) {
+        Status s = AdoptRequested(*f);
+        if (!s.ok()) return (void)SendAll(fd.get(), EncodeError(s.message(), signer), {}, "the sender");
+      }
+      (void)SendAll(fd.get(), EncodeStatus(Snapshot(f->final, f->stream_id), signer), {}, "the sender");
       return;
     }
     if (f->type == FrameType::kHello) Upstream(std::move(fd), std::move(*f));
   }
 
-  void Refuse(int fd, const std::string& why) { (void)SendAll(fd, EncodeError(why), {}, "upstream"); }
+  Report Snapshot(bool final, const std::string& stream_id) {
+    std::lock_guard<std::mutex> l(mu_);
+    Report r;
+    r.name = opts_.name;
+    r.state = state_;
+    r.bytes = bytes_;
+    r.chunks = received_;
+    r.message = message_;
+    if (final && joined_ && stream_id == plan_.stream_id) final_seen_ = true;
+    return r;
+  }
+
+  // The sender asks this host (the tail) to serve a receiver that came back.
+  Status AdoptRequested(const Frame& f) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!joined_ || f.stream_id != plan_.stream_id) return Status::NotFound(Me() + " is not in this stream");
+    if (state_ == State::kFailed || !fw_) return Status::IOError(Me() + " failed: " + message_);
+    if (f.index >= plan_.receivers.size() || f.index == index_) return Status::InvalidArgument("no such receiver to adopt");
+    std::fprintf(stderr, "dim-receive: %s: adopting %s, which came back, at the tail\n", Me().c_str(),
+                 plan_.receivers[f.index].name.c_str());
+    fw_->Adopt(f.index, f.rejoin);
+    return Status::Ok();
+  }
+
+  void Refuse(int fd, const std::string& why, const Signer& s) { (void)SendAll(fd, EncodeError(why, s), {}, "upstream"); }
 
   void Upstream(Fd fd, Frame hello) {
     const Plan& offered = hello.plan;
     const uint32_t index = hello.index;
+    const Signer signer{opts_.key, offered.stream_id, hello.nonce};
     uint64_t ready = 0, gen = 0;
     {
       std::unique_lock<std::mutex> l(mu_);
+      const int64_t now = std::time(nullptr);
       const bool same = joined_ && offered.stream_id == plan_.stream_id;
-      if (joined_ && !same) return Refuse(fd.get(), Me() + " is busy with another stream");
+      if (joined_ && !same) return Refuse(fd.get(), Me() + " is busy with another stream", signer);
       if (offered.receivers[index].name != opts_.name) {
-        return Refuse(fd.get(), "this host is " + Me() + ", not " + offered.receivers[index].name);
+        return Refuse(fd.get(), "this host is " + Me() + ", not " + offered.receivers[index].name, signer);
       }
-      Status ok = offered.Verify(index, opts_.key, std::time(nullptr), same);
+      // A rejoin: the sender vouches (with this host's key) that it may take
+      // the stream as a leaf at the tail, though the plan may be old.
+      bool rejoin = false;
+      if (!hello.rejoin.tag.empty()) {
+        rejoin = auth::MacEqual(hello.rejoin.tag, RejoinTag(opts_.key, offered.stream_id, index, hello.rejoin.unix_time)) &&
+                 std::llabs(now - hello.rejoin.unix_time) <= 300;
+        if (!rejoin) return Refuse(fd.get(), Me() + ": the rejoin tag is not the sender's, or is stale", signer);
+      }
+      Status ok = offered.Verify(index, opts_.key, now, same || rejoin);
       if (ok.ok() && same && offered.Body() != plan_.Body()) ok = Status::PermissionDenied("the plan changed mid-stream");
-      if (!ok.ok()) return Refuse(fd.get(), Me() + ": " + ok.message());
+      if (!ok.ok()) return Refuse(fd.get(), Me() + ": " + ok.message(), signer);
       if (!joined_) {
-        Status s = Setup(offered, index);
+        Status s = Setup(offered, index, rejoin);
         if (!s.ok()) {
           state_ = State::kFailed;
           message_ = s.message();
           joined_ = true;  // the failure is what status requests now report
           plan_ = offered;
-          return Refuse(fd.get(), message_);
+          return Refuse(fd.get(), message_, signer);
         }
       }
-      if (state_ == State::kFailed) return Refuse(fd.get(), Me() + " failed: " + message_);
+      if (state_ == State::kFailed) return Refuse(fd.get(), Me() + " failed: " + message_, signer);
       last_data_ = Clock::now();
       ready = received_;
     }
@@ -177,9 +218,10 @@ class Receiver {
       std::lock_guard<std::mutex> s(send_mu_);
       if (upstream_fd_ >= 0) shutdown(upstream_fd_, SHUT_RDWR);  // replaced: a short-cut
       upstream_fd_ = fd.get();
+      upstream_nonce_ = hello.nonce;
       gen = ++upstream_gen_;
       last_ack_ = 0;
-      if (!SendAll(fd.get(), EncodeCount(FrameType::kReady, ready), {}, "upstream").ok()) {
+      if (!SendAll(fd.get(), EncodeCount(FrameType::kReady, ready, Upsigner()), {}, "upstream").ok()) {
         upstream_fd_ = -1;
         return;
       }
@@ -210,7 +252,7 @@ class Receiver {
       Status s = Accept(*f, peer);
       if (s.code() == Code::kBusy) continue;  // a duplicate
       if (!s.ok()) {
-        Refuse(fd.get(), s.message());
+        Refuse(fd.get(), s.message(), signer);
         Fail(s);
         break;
       }
@@ -219,26 +261,35 @@ class Receiver {
     if (upstream_fd_ == fd.get()) upstream_fd_ = -1;
   }
 
+  // Under mu_: chunk h with bytes data is the next one (seq `expected`),
+  // whole, and the sender's.
+  Status CheckChunk(const ChunkHeader& h, std::string_view data, uint64_t expected, const std::string& from) {
+    const std::string what = Me() + " refused chunk " + std::to_string(h.seq) + " from " + from + ": ";
+    if (h.seq != expected) return Status::Corruption(what + "expected chunk " + std::to_string(expected));
+    if (h.length > plan_.chunk_size || (!h.last && h.length != plan_.chunk_size)) {
+      return Status::Corruption(what + "wrong length");
+    }
+    if (h.macs.size() != plan_.receivers.size()) return Status::Corruption(what + "its MAC table does not match the plan");
+    if (Sha256Of(data) != h.sha256) {
+      return Status::Corruption(what + "its bytes do not match its hash (changed by a host before this one); nothing was kept");
+    }
+    if (!auth::MacEqual(h.macs[index_], auth::Hmac(opts_.key, ChunkMacInput(plan_.stream_id, h)))) {
+      return Status::PermissionDenied(what + "its MAC is not the sender's (forged by a host before this one); nothing was kept");
+    }
+    return Status::Ok();
+  }
+
   // Verifies a chunk and queues it for the writer (waiting while the queue is full).
   Status Accept(const Frame& f, const std::string& peer) {
     const ChunkHeader& h = f.chunk;
     std::unique_lock<std::mutex> l(mu_);
     if (state_ != State::kReceiving) return Status::Busy("not receiving");
     if (h.seq < received_) return Status::Busy("duplicate");
-    const std::string what = Me() + " refused chunk " + std::to_string(h.seq) + " from " + peer + ": ";
-    if (h.seq > received_) return Status::Corruption(what + "expected chunk " + std::to_string(received_));
-    if (h.length > plan_.chunk_size || (!h.last && h.length != plan_.chunk_size)) {
-      return Status::Corruption(what + "wrong length");
-    }
-    if (h.macs.size() != plan_.receivers.size()) return Status::Corruption(what + "its MAC table does not match the plan");
-    if (Sha256Of(f.data) != h.sha256) {
-      return Status::Corruption(what + "its bytes do not match its hash (changed by a host before this one); nothing was kept");
-    }
-    if (!auth::MacEqual(h.macs[index_], auth::Hmac(opts_.key, ChunkMacInput(plan_.stream_id, h)))) {
-      return Status::PermissionDenied(what + "its MAC is not the sender's (forged by a host before this one); nothing was kept");
-    }
+    DIM_RETURN_IF_ERROR(CheckChunk(h, f.data, received_, peer));
     last_data_ = Clock::now();
+    accept_waiting_ = true;
     q_cv_.wait(l, [&] { return queue_.size() < opts_.queue_chunks || state_ != State::kReceiving || stopping_; });
+    accept_waiting_ = false;
     if (state_ != State::kReceiving) return Status::Busy("not receiving");
     queue_.emplace_back(h, std::string(f.data));
     received_++;
@@ -247,8 +298,9 @@ class Receiver {
     return Status::Ok();
   }
 
-  // Under mu_: opens the staging file and starts the writer and forwarders.
-  Status Setup(const Plan& plan, uint32_t index) {
+  // Under mu_: opens the staging file and starts the writer and forwarders
+  // (none for a leaf: a receiver rejoining at the tail).
+  Status Setup(const Plan& plan, uint32_t index, bool leaf) {
     plan_ = plan;
     index_ = index;
     const std::string target = plan.receivers[index].path;
@@ -278,23 +330,128 @@ class Receiver {
     }
     dir_ = Fd(open(dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
     if (!dir_.valid()) return ErrnoStatus(errno, Me() + ": open the directory " + dir);
+    staging_path_ = dir + "/" + name;
+    std::vector<ChunkHeader> resumed;
     if (!block_device_) {
       staging_name_ = name;
-      unlinkat(dir_.get(), name.c_str(), 0);
-      staging_ = Fd(openat(dir_.get(), name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!staging_.valid()) return ErrnoStatus(errno, Me() + ": create " + dir + "/" + name);
+      journal_name_ = name + ".journal";
+      if (Resume(&resumed)) {
+        std::fprintf(stderr, "dim-receive: %s: resuming the stream after chunk %zu: %zu chunks from before the restart verified\n",
+                     Me().c_str(), resumed.size(), resumed.size());
+      } else {
+        resumed.clear();
+        unlinkat(dir_.get(), name.c_str(), 0);
+        unlinkat(dir_.get(), journal_name_.c_str(), 0);
+        const int flags = O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC;
+        staging_ = Fd(openat(dir_.get(), name.c_str(), flags, 0600));
+        if (!staging_.valid()) return ErrnoStatus(errno, Me() + ": create " + staging_path_);
+        journal_ = Fd(openat(dir_.get(), journal_name_.c_str(), flags, 0600));
+        if (!journal_.valid()) return ErrnoStatus(errno, Me() + ": create " + staging_path_ + ".journal");
+        wire::Writer w;
+        w.Str(plan.Body());
+        DIM_RETURN_IF_ERROR(AppendJournal(w.out()));
+      }
     }
-    staging_path_ = dir + "/" + name;
     joined_ = true;
     state_ = State::kReceiving;
     fw_ = std::make_unique<Forwarder>(plan_, staging_.get(), Me());
     fw_->OnAck([this] { SendAck(false); });
-    fw_->Start(Subtree(plan_, index));
+    for (auto& h : resumed) {
+      bytes_ += h.length;
+      resumed_last_ = h.last;
+      fw_->Add(std::move(h));
+    }
+    received_ = written_ = resumed.size();
+    if (!leaf) fw_->Start(Subtree(plan_, index));
     writer_ = std::thread([this] { Write(); });
     return Status::Ok();
   }
 
+  // Under mu_: a journal of this very plan (this host was killed or crashed
+  // mid-stream and came back) keeps every chunk that still verifies against
+  // its header and this host's key; the stream resumes after them.
+  bool Resume(std::vector<ChunkHeader>* resumed) {
+    Fd journal(openat(dir_.get(), journal_name_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+    Fd staging(openat(dir_.get(), staging_name_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st {};
+    if (!journal.valid() || !staging.valid() || fstat(journal.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > (int64_t{256} << 20)) {
+      return false;
+    }
+    std::string text(static_cast<size_t>(st.st_size), '\0');
+    if (!ReadAt(journal.get(), text.data(), text.size(), 0)) return false;
+    wire::Reader r(text);
+    std::string body, rec;
+    if (!r.Str(&body) || body != plan_.Body()) return false;
+    uint64_t good = text.size() - r.left();
+    for (uint64_t seq = 0; r.Str(&rec); seq++) {
+      wire::Reader head(rec);
+      uint64_t s = 0;
+      uint8_t last = 0;
+      uint32_t len = 0;
+      if (!head.U64(&s) || !head.U8(&last) || !head.U32(&len) || len > plan_.chunk_size) break;
+      std::string frame = rec;
+      frame.resize(rec.size() + len);
+      if (!ReadAt(staging.get(), frame.data() + rec.size(), len, seq * plan_.chunk_size)) break;
+      auto f = DecodeFrame(FrameType::kChunk, frame);
+      if (!f.ok() || !CheckChunk(f->chunk, f->data, seq, "the journal").ok()) break;
+      resumed->push_back(f->chunk);
+      good = text.size() - r.left();
+      if (f->chunk.last) break;
+    }
+    if (ftruncate(journal.get(), static_cast<off_t>(good)) != 0) return false;
+    journal_off_ = good;
+    journal_ = std::move(journal);
+    staging_ = std::move(staging);
+    return true;
+  }
+
+  // Starts writing chunk seq to the disk now: the page cache would
+  // otherwise hold the whole payload dirty until the final fsync, which then
+  // writes it all at disk speed after the network is done (seconds per GB).
+  // It does not wait for that write: waiting (a bounded write-behind window)
+  // stalled receivers for tens of seconds behind other writers of a shared
+  // disk, and the kernel's dirty limits bound the memory anyway.
+  void WriteBack(uint64_t seq) {
+    const uint64_t cs = plan_.chunk_size;
+    sync_file_range(staging_.get(), static_cast<off_t>(seq * cs), static_cast<off_t>(cs), SYNC_FILE_RANGE_WRITE);
+  }
+
+  static bool ReadAt(int fd, char* buf, size_t n, uint64_t off) {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = pread(fd, buf + got, n - got, static_cast<off_t>(off + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+
+  static int WriteAt(int fd, std::string_view data, uint64_t off) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(off + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno;
+      done += static_cast<size_t>(n);
+    }
+    return 0;
+  }
+
+  // Appends a record to the journal (the writer's, or Setup's under mu_).
+  Status AppendJournal(std::string_view rec) {
+    if (!journal_.valid()) return Status::Ok();
+    if (int err = WriteAt(journal_.get(), rec, journal_off_); err != 0) {
+      return ErrnoStatus(err, Me() + ": write " + staging_path_ + ".journal");
+    }
+    journal_off_ += rec.size();
+    return Status::Ok();
+  }
+
   void Write() {
+    // Set by Setup before this thread started: every chunk survived a restart.
+    if (resumed_last_) return Finish();
     for (;;) {
       std::pair<ChunkHeader, std::string> item;
       {
@@ -303,31 +460,30 @@ class Receiver {
         if (queue_.empty() || state_ != State::kReceiving) return;
         item = std::move(queue_.front());
         queue_.pop_front();
+        last_data_ = Clock::now();  // the upstream's silence counts from when this host could take more
         q_cv_.notify_all();
       }
       const ChunkHeader& h = item.first;
       const std::string& data = item.second;
-      size_t done = 0;
-      while (done < data.size()) {
-        ssize_t n = pwrite(staging_.get(), data.data() + done, data.size() - done,
-                           static_cast<off_t>(h.seq * plan_.chunk_size + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          int err = errno;
-          Status s = ErrnoStatus(err, Me() + ": write chunk " + std::to_string(h.seq) + " to " + staging_path_);
-          Fail(Status(s.code(), s.message() + "; nothing was kept"));
-          return;
-        }
-        done += static_cast<size_t>(n);
+      if (int err = WriteAt(staging_.get(), data, h.seq * plan_.chunk_size); err != 0) {
+        Status s = ErrnoStatus(err, Me() + ": write chunk " + std::to_string(h.seq) + " to " + staging_path_);
+        return Fail(Status(s.code(), s.message() + "; nothing was kept"));
       }
+      // The journal names the chunk only once its bytes are written: a
+      // restart resumes after the chunks it names that still verify.
+      wire::Writer rec;
+      rec.Str(EncodeChunkHeadBody(h));
+      if (Status s = AppendJournal(rec.out()); !s.ok()) return Fail(Status(s.code(), s.message() + "; nothing was kept"));
       {
         std::lock_guard<std::mutex> l(mu_);
         written_++;
         bytes_ += data.size();
       }
       const bool last = h.last;
+      const uint64_t seq = h.seq;
       fw_->Add(h);
       SendAck(false);
+      WriteBack(seq);  // after forwarding: the disk's pace delays only this host's queue
       if (last) return Finish();
     }
   }
@@ -343,6 +499,7 @@ class Receiver {
     if (applied.ok()) {
       state_ = State::kDone;
       message_ = *applied;
+      unlinkat(dir_.get(), journal_name_.c_str(), 0);
     } else {
       state_ = State::kFailed;
       message_ = Me() + ": " + applied.status().message();
@@ -383,7 +540,10 @@ class Receiver {
 
   // Under mu_: nothing partial stays visible.
   void Cleanup() {
-    if (dir_.valid() && !staging_name_.empty() && !block_device_) unlinkat(dir_.get(), staging_name_.c_str(), 0);
+    if (dir_.valid() && !staging_name_.empty() && !block_device_) {
+      unlinkat(dir_.get(), staging_name_.c_str(), 0);
+      unlinkat(dir_.get(), journal_name_.c_str(), 0);
+    }
   }
 
   void Fail(const Status& why) {
@@ -414,8 +574,12 @@ class Receiver {
     std::lock_guard<std::mutex> s(send_mu_);
     if (upstream_fd_ < 0 || (!force && v <= last_ack_)) return;
     last_ack_ = std::max(last_ack_, v);
-    (void)SendAll(upstream_fd_, EncodeCount(FrameType::kAck, last_ack_), {}, "upstream");
+    (void)SendAll(upstream_fd_, EncodeCount(FrameType::kAck, last_ack_, Upsigner()), {}, "upstream");
   }
+
+  // Under send_mu_: what this host sends upstream is MAC'd with its key for
+  // the upstream's nonce, so the sender can tell it from a forgery.
+  Signer Upsigner() const { return Signer{opts_.key, plan_.stream_id, upstream_nonce_}; }
 
   const ReceiverOptions& opts_;
   std::mutex mu_;
@@ -429,10 +593,13 @@ class Receiver {
   std::string message_;            // GUARDED_BY(mu_)
   uint64_t received_ = 0, written_ = 0, bytes_ = 0;  // GUARDED_BY(mu_)
   Clock::time_point last_data_;                      // GUARDED_BY(mu_)
+  bool accept_waiting_ = false;                      // GUARDED_BY(mu_): a chunk waits for queue space
   std::deque<std::pair<ChunkHeader, std::string>> queue_;  // GUARDED_BY(mu_)
-  Fd dir_, staging_;
-  std::string staging_name_, staging_path_, base_;
+  Fd dir_, staging_, journal_;
+  std::string staging_name_, staging_path_, journal_name_, base_;
+  uint64_t journal_off_ = 0;  // the writer's (Setup's before it starts)
   bool block_device_ = false;
+  bool resumed_last_ = false;  // set by Setup before the writer starts
   std::unique_ptr<Forwarder> fw_;
   std::thread writer_;
   struct Conn {
@@ -446,6 +613,7 @@ class Receiver {
   int upstream_fd_ = -1;            // GUARDED_BY(send_mu_)
   uint64_t upstream_gen_ = 0;       // GUARDED_BY(send_mu_)
   uint64_t last_ack_ = 0;           // GUARDED_BY(send_mu_)
+  std::string upstream_nonce_;      // GUARDED_BY(send_mu_): the upstream's hello nonce
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <functional>
 
 #include "dim/auth.h"
 #include "dim/clone/engine.h"
@@ -64,16 +65,42 @@ class Chunker {
   bool ended_ = false;
 };
 
-// One receiver's state, asked directly. final tells it the stream is over.
-Result<Report> Ask(const Plan& plan, const Target& t, bool final) {
+// Sends one request MAC'd with receiver i's key on a connection of its own
+// and returns its answer, a status MAC'd with the same key for the same
+// nonce: a host at another address, or on the path, cannot answer for it.
+Result<Report> Exchange(const Plan& plan, const std::string& key, uint32_t i,
+                        const std::function<std::string(const Signer&)>& request) {
+  const Target& t = plan.receivers[i];
   const std::string peer = "receiver " + t.name + " (" + t.address + ")";
+  const std::string nonce = RandomNonce();
+  const Signer signer{key, plan.stream_id, nonce};
   DIM_ASSIGN_OR_RETURN(Fd fd, Dial(t.address, 2000));
   SetTimeouts(fd.get(), 2000, 2000);
-  DIM_RETURN_IF_ERROR(SendAll(fd.get(), EncodeStatusRequest(plan.stream_id, final), {}, peer));
+  DIM_RETURN_IF_ERROR(SendAll(fd.get(), request(signer), {}, peer));
   std::string body;
   DIM_ASSIGN_OR_RETURN(Frame f, ReadFrame(fd.get(), &body, peer));
-  if (f.type != FrameType::kStatus) return Status::Corruption(peer + " answered a status request with another frame");
+  if (f.type != FrameType::kStatus && f.type != FrameType::kError) {
+    return Status::Corruption(peer + " answered with an unexpected frame");
+  }
+  if (!MacOk(f, signer)) {
+    return Status::PermissionDenied(peer + " answered with a " + (f.type == FrameType::kError ? "refusal" : "status") +
+                                    " not MAC'd with its key (a forgery, or another host at its address)");
+  }
+  if (f.type == FrameType::kError) return Status::IOError(peer + " refused: " + f.message);
   return f.report;
+}
+
+// One receiver's state, asked directly. final tells it the stream is over.
+Result<Report> Ask(const Plan& plan, const std::vector<std::string>& keys, uint32_t i, bool final) {
+  return Exchange(plan, keys[i], i, [&](const Signer& s) { return EncodeStatusRequest(final, s); });
+}
+
+// Asks receiver `adopter` to serve receiver `i`, which came back, as a leaf.
+Status AskToAdopt(const Plan& plan, const std::vector<std::string>& keys, uint32_t adopter, uint32_t i) {
+  Rejoin rejoin;
+  rejoin.unix_time = static_cast<int64_t>(std::time(nullptr));
+  rejoin.tag = RejoinTag(keys[i], plan.stream_id, i, rejoin.unix_time);
+  return Exchange(plan, keys[adopter], adopter, [&](const Signer& s) { return EncodeAdopt(i, rejoin, s); }).status();
 }
 
 bool Over(State s) { return s == State::kDone || s == State::kFailed; }
@@ -109,36 +136,80 @@ Result<SendResult> Send(SendOptions opts) {
     }
   }
 
-  Forwarder fw(plan, fd.get(), "the sender");
+  Forwarder fw(plan, fd.get(), "the sender", &opts.keys);
   Chunker chunker(plan, opts.keys, fd.get(), fw);
   fw.Start(Subtree(plan, kSender));
 
   // The status poller: every receiver asked directly, twice a second.
   std::vector<Report> reports(plan.receivers.size());
   std::vector<std::string> unreachable(plan.receivers.size());
-  std::vector<bool> seen(plan.receivers.size());
+  std::vector<bool> seen(plan.receivers.size()), active(plan.receivers.size());
+  std::vector<std::chrono::steady_clock::time_point> adopted_at(plan.receivers.size());
+  std::vector<std::string> rejoined;
   for (size_t i = 0; i < reports.size(); i++) reports[i].name = plan.receivers[i].name;
   std::mutex mu;
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, forwarded{false};
+  // A receiver seen in the stream that answers "waiting" again was
+  // restarted: it rejoins as a leaf after the last live receiver (the tail
+  // of a chain), or of the sender when none is left.
+  auto rejoin = [&](uint32_t i) {
+    uint32_t adopter = kSender;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      for (uint32_t j = 0; j < reports.size(); j++) {
+        const State s = reports[j].state;
+        if (j != i && unreachable[j].empty() && (s == State::kReceiving || s == State::kApplying || s == State::kDone)) {
+          adopter = j;
+        }
+      }
+    }
+    Status s = Status::Ok();
+    if (adopter == kSender) {
+      Rejoin r;
+      r.unix_time = static_cast<int64_t>(std::time(nullptr));
+      r.tag = RejoinTag(opts.keys[i], plan.stream_id, i, r.unix_time);
+      fw.Adopt(i, std::move(r));
+    } else {
+      s = AskToAdopt(plan, opts.keys, adopter, i);
+    }
+    const std::string by = adopter == kSender ? "the sender" : plan.receivers[adopter].name;
+    std::fprintf(stderr, "dimctl clone: receiver %s came back; %s\n", plan.receivers[i].name.c_str(),
+                 s.ok() ? ("it rejoins after " + by).c_str() : ("rejoining failed: " + s.message()).c_str());
+    std::lock_guard<std::mutex> l(mu);
+    if (s.ok()) rejoined.push_back(plan.receivers[i].name);
+  };
   std::thread poller([&] {
     while (!stop.load()) {
-      for (size_t i = 0; i < plan.receivers.size(); i++) {
-        auto r = Ask(plan, plan.receivers[i], false);
-        std::lock_guard<std::mutex> l(mu);
-        if (r.ok()) {
-          seen[i] = true;
-          reports[i] = *r;
-          reports[i].name = plan.receivers[i].name;
-          unreachable[i].clear();
-        } else if (!Over(reports[i].state)) {
-          unreachable[i] = r.status().message();
+      for (uint32_t i = 0; i < plan.receivers.size(); i++) {
+        auto r = Ask(plan, opts.keys, i, false);
+        bool returned = false;
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (r.ok()) {
+            seen[i] = true;
+            const auto now = std::chrono::steady_clock::now();
+            returned = r->state == State::kWaiting && active[i] && now - adopted_at[i] > std::chrono::seconds(5);
+            if (returned) adopted_at[i] = now;
+            if (r->state != State::kWaiting) active[i] = true;
+            reports[i] = *r;
+            reports[i].name = plan.receivers[i].name;
+            unreachable[i].clear();
+          } else if (!Over(reports[i].state)) {
+            unreachable[i] = r.status().message();
+          }
         }
+        if (returned) rejoin(i);
       }
       if (opts.progress) {
         std::lock_guard<std::mutex> l(mu);
         opts.progress(reports, 0);
       }
-      for (int k = 0; k < 5 && !stop.load(); k++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      // Twice a second while chunks flow; then every 50 ms, so the end
+      // (every receiver done) is seen at once.
+      for (int k = 0; k < 10 && !stop.load() && !forwarded.load(); k++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (forwarded.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
   struct StopPoller {
@@ -166,13 +237,16 @@ Result<SendResult> Send(SendOptions opts) {
     return produced;
   }
   fw.Wait();
+  forwarded = true;
 
   // Forwarding is over; receivers may still be applying. Wait for each to
-  // end, or to stay unreachable for the timeout.
+  // end, or to stay unreachable for the timeout; then, with rejoin_wait_s,
+  // a while longer for failed ones to come back.
   const auto start = std::chrono::steady_clock::now();
+  auto all_over_since = std::chrono::steady_clock::time_point::max();
   std::vector<std::chrono::steady_clock::time_point> silent_since(reports.size(), start);
   for (;;) {
-    bool all = true;
+    bool all = true, any_failed = false;
     {
       std::lock_guard<std::mutex> l(mu);
       auto now = std::chrono::steady_clock::now();
@@ -190,12 +264,18 @@ Result<SendResult> Send(SendOptions opts) {
         }
         all = false;
       }
+      for (const auto& r : reports) any_failed |= r.state == State::kFailed;
+      if (!all) all_over_since = std::chrono::steady_clock::time_point::max();
+      else if (all_over_since == std::chrono::steady_clock::time_point::max()) all_over_since = now;
     }
-    if (all) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (all && (!any_failed || std::chrono::steady_clock::now() - all_over_since >= std::chrono::seconds(opts.rejoin_wait_s))) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   stop = true;
   poller.join();
+  fw.Wait();  // a receiver the sender adopted is over too
   SendResult result;
   result.bytes = size;
   result.chunks = chunker.chunks();
@@ -205,7 +285,8 @@ Result<SendResult> Send(SendOptions opts) {
     r.message += (r.message.empty() ? "" : "; ") + std::string("dropped from the chain: ") + l.why;
   }
   // Each receiver may exit now.
-  for (const auto& t : plan.receivers) (void)Ask(plan, t, true);
+  for (uint32_t i = 0; i < plan.receivers.size(); i++) (void)Ask(plan, opts.keys, i, true);
+  result.rejoined = std::move(rejoined);
   if (opts.progress) opts.progress(reports, size);
   result.receivers = std::move(reports);
   return result;

@@ -1,5 +1,7 @@
 #include "dim/clone/wire.h"
 
+#include <openssl/rand.h>
+
 #include <cstdlib>
 
 #include "dim/auth.h"
@@ -24,6 +26,22 @@ std::string Framed(FrameType t, std::string_view body) {
 }
 
 Status Bad(const std::string& what) { return Status::Corruption("clone stream: " + what); }
+
+std::string MacInput(FrameType t, const Signer& s, std::string_view signed_part) {
+  wire::Writer w;
+  w.out().append("dim-clone-frame\n");
+  w.U8(static_cast<uint8_t>(t));
+  w.Str(s.stream_id);
+  w.Str(s.nonce);
+  w.out().append(signed_part);
+  return std::move(w.out());
+}
+
+// A signed frame: the body, then its MAC.
+std::string Signed(FrameType t, std::string body, const Signer& s) {
+  body += auth::Hmac(s.key, MacInput(t, s, body));
+  return Framed(t, body);
+}
 
 bool StrMax(wire::Reader& r, std::string* s, size_t max) { return r.Str(s) && s->size() <= max; }
 
@@ -128,7 +146,7 @@ Result<uint32_t> FrameLength(std::string_view header5, FrameType* type) {
   uint32_t n = 0;
   r.U8(&t);
   r.U32(&n);
-  if (t < 1 || t > 7) return Bad("unknown frame type " + std::to_string(t));
+  if (t < 1 || t > kMaxFrameType) return Bad("unknown frame type " + std::to_string(t));
   if (n > kMaxFrameBody) return Bad("frame of " + std::to_string(n) + " bytes is over the limit");
   *type = static_cast<FrameType>(t);
   return n;
@@ -180,11 +198,22 @@ Result<Frame> DecodeFrame(FrameType type, std::string_view body) {
   Frame f;
   f.type = type;
   wire::Reader r(body);
+  std::string_view raw;
+  auto rejoin = [&](bool* ok) {
+    std::string_view tag;
+    *ok = r.I64(&f.rejoin.unix_time) && r.Raw(kMacBytes, &tag);
+    f.rejoin.tag = std::string(tag);
+  };
   switch (type) {
     case FrameType::kHello: {
       DIM_ASSIGN_OR_RETURN(f.plan, DecodePlan(r));
-      if (!r.U32(&f.index)) return Bad("truncated hello");
+      uint8_t has = 0;
+      if (!r.U32(&f.index) || !r.Raw(kNonceBytes, &raw) || !r.U8(&has) || has > 1) return Bad("truncated hello");
+      f.nonce = std::string(raw);
       if (f.index >= f.plan.receivers.size()) return Bad("hello names a receiver the plan lacks");
+      bool ok = true;
+      if (has) rejoin(&ok);
+      if (!ok) return Bad("truncated rejoin in a hello");
       break;
     }
     case FrameType::kReady:
@@ -215,9 +244,11 @@ Result<Frame> DecodeFrame(FrameType type, std::string_view body) {
       break;
     case FrameType::kStatusRequest: {
       uint8_t fin = 0;
-      if (!r.Str(&f.stream_id) || f.stream_id.size() != kStreamIdBytes || !r.U8(&fin) || fin > 1) {
+      if (!r.Str(&f.stream_id) || f.stream_id.size() != kStreamIdBytes || !r.U8(&fin) || fin > 1 ||
+          !r.Raw(kNonceBytes, &raw)) {
         return Bad("malformed status request");
       }
+      f.nonce = std::string(raw);
       f.final = fin == 1;
       break;
     }
@@ -231,25 +262,63 @@ Result<Frame> DecodeFrame(FrameType type, std::string_view body) {
       rep.state = static_cast<State>(st);
       break;
     }
+    case FrameType::kAdopt: {
+      bool ok = false;
+      if (r.Str(&f.stream_id) && f.stream_id.size() == kStreamIdBytes && r.U32(&f.index)) rejoin(&ok);
+      if (!ok || f.index >= kMaxReceivers || !r.Raw(kNonceBytes, &raw)) return Bad("malformed adopt");
+      f.nonce = std::string(raw);
+      break;
+    }
+  }
+  if (type != FrameType::kHello && type != FrameType::kChunk) {
+    f.signed_part = body.substr(0, body.size() - r.left());
+    if (!r.Raw(kMacBytes, &raw)) return Bad("a frame without its MAC");
+    f.mac = std::string(raw);
   }
   if (r.left() != 0) return Bad("trailing bytes in a frame");
   return f;
 }
 
-std::string EncodeHello(const Plan& plan, uint32_t index) {
+bool MacOk(const Frame& f, const Signer& s) {
+  if (f.mac.size() != kMacBytes) return false;
+  return auth::MacEqual(f.mac, auth::Hmac(s.key, MacInput(f.type, s, f.signed_part)));
+}
+
+std::string RejoinTag(std::string_view key, std::string_view stream_id, uint32_t index, int64_t unix_time) {
+  wire::Writer w;
+  w.out().append("dim-clone-rejoin\n");
+  w.Str(stream_id);
+  w.U32(index);
+  w.I64(unix_time);
+  return auth::Hmac(key, w.out());
+}
+
+std::string RandomNonce() {
+  std::string n(kNonceBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(n.data()), static_cast<int>(n.size())) != 1) std::abort();
+  return n;
+}
+
+std::string EncodeHello(const Plan& plan, uint32_t index, std::string_view nonce, const Rejoin& rejoin) {
   wire::Writer w;
   w.out() = plan.Encode();
   w.U32(index);
+  w.out().append(nonce);
+  w.U8(rejoin.tag.empty() ? 0 : 1);
+  if (!rejoin.tag.empty()) {
+    w.I64(rejoin.unix_time);
+    w.out().append(rejoin.tag);
+  }
   return Framed(FrameType::kHello, w.out());
 }
 
-std::string EncodeCount(FrameType type, uint64_t count) {
+std::string EncodeCount(FrameType type, uint64_t count, const Signer& s) {
   wire::Writer w;
   U64(w, count);
-  return Framed(type, w.out());
+  return Signed(type, std::move(w.out()), s);
 }
 
-std::string EncodeChunkHead(const ChunkHeader& h) {
+std::string EncodeChunkHeadBody(const ChunkHeader& h) {
   wire::Writer w;
   U64(w, h.seq);
   w.U8(h.last ? 1 : 0);
@@ -257,34 +326,50 @@ std::string EncodeChunkHead(const ChunkHeader& h) {
   w.out().append(h.sha256.Raw());
   w.U32(static_cast<uint32_t>(h.macs.size()));
   for (const auto& m : h.macs) w.out().append(m);
+  return std::move(w.out());
+}
+
+std::string EncodeChunkHead(const ChunkHeader& h) {
+  std::string body = EncodeChunkHeadBody(h);
   wire::Writer f;
   f.U8(static_cast<uint8_t>(FrameType::kChunk));
-  f.U32(static_cast<uint32_t>(w.out().size() + h.length));
-  f.out().append(w.out());
+  f.U32(static_cast<uint32_t>(body.size() + h.length));
+  f.out().append(body);
   return std::move(f.out());
 }
 
-std::string EncodeError(const std::string& message) {
+std::string EncodeError(const std::string& message, const Signer& s) {
   wire::Writer w;
   w.Str(message.substr(0, 4096));
-  return Framed(FrameType::kError, w.out());
+  return Signed(FrameType::kError, std::move(w.out()), s);
 }
 
-std::string EncodeStatusRequest(std::string_view stream_id, bool final) {
+std::string EncodeStatusRequest(bool final, const Signer& s) {
   wire::Writer w;
-  w.Str(stream_id);
+  w.Str(s.stream_id);
   w.U8(final ? 1 : 0);
-  return Framed(FrameType::kStatusRequest, w.out());
+  w.out().append(s.nonce);
+  return Signed(FrameType::kStatusRequest, std::move(w.out()), s);
 }
 
-std::string EncodeStatus(const Report& rep) {
+std::string EncodeStatus(const Report& rep, const Signer& s) {
   wire::Writer w;
   w.Str(rep.name);
   w.U8(static_cast<uint8_t>(rep.state));
   U64(w, rep.bytes);
   U64(w, rep.chunks);
   w.Str(rep.message.substr(0, 4096));
-  return Framed(FrameType::kStatus, w.out());
+  return Signed(FrameType::kStatus, std::move(w.out()), s);
+}
+
+std::string EncodeAdopt(uint32_t index, const Rejoin& rejoin, const Signer& s) {
+  wire::Writer w;
+  w.Str(s.stream_id);
+  w.U32(index);
+  w.I64(rejoin.unix_time);
+  w.out().append(rejoin.tag);
+  w.out().append(s.nonce);
+  return Signed(FrameType::kAdopt, std::move(w.out()), s);
 }
 
 }  // namespace dim::clone

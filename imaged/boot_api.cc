@@ -15,6 +15,7 @@
 #include "dim/cluster/generate.h"
 #include "dim/cluster/registry.h"
 #include "service.h"
+#include "transport.h"
 
 namespace imaged {
 
@@ -190,7 +191,7 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
                                 "fix the cluster description and run dimctl cluster apply FILE "
                                 "on the top server"));
   }
-  return IpxeText(*script);
+  return IpxeText(NodeScript(config_, std::move(*script)));  // dim.server= over TLS
 }
 
 namespace {

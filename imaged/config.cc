@@ -202,12 +202,30 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       } else {
         c.publish_key = value;
       }
+    } else if (key == "tls_cert" || key == "tls_key" || key == "tls_ca" || key == "tls_crl") {
+      if (value.empty() || value[0] != '/') err(key + " must be an absolute file path (a PEM file)");
+      (key == "tls_cert" ? c.tls_cert : key == "tls_key" ? c.tls_key : key == "tls_ca" ? c.tls_ca : c.tls_crl) = value;
+    } else if (key == "tls_client_cert") {
+      if (value == "required") c.tls_client_cert_required = true;
+      else if (value == "optional") c.tls_client_cert_required = false;
+      else err("tls_client_cert must be 'required' (servers prove themselves with a certificate from tls_ca) "
+               "or 'optional', not '" + value + "'");
+    } else if (key == "plain_listen") {
+      if (!ParseListen(value, &c.plain_address, &c.plain_port)) {
+        err("plain_listen must be ADDRESS:PORT, e.g. 0.0.0.0:7481, not '" + value + "'");
+      }
+    } else if (key == "plain_serves") {
+      if (value == "boot") c.plain_serves = Config::PlainServes::kBoot;
+      else if (value == "nodes") c.plain_serves = Config::PlainServes::kNodes;
+      else err("plain_serves must be 'boot' (iPXE's scripts and boot files only) or 'nodes' (also every "
+               "node request: for a node network the site trusts), not '" + value + "'");
     } else if (ParseLimit(key, value, &c, err)) {
     } else {
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
-          "idle_timeout, header_timeout, event_threads, workers, max_queued, overlay_quota_bytes, overlay_quota_entries)");
+          "idle_timeout, header_timeout, event_threads, workers, max_queued, overlay_quota_bytes, overlay_quota_entries, tls_cert, tls_key, "
+          "tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");
@@ -218,10 +236,25 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
   if (c.role == Config::Role::kTop && !c.parent.empty()) {
     errors.push_back(file + ": a top server has no parent; remove 'parent' or set 'role = leaf'");
   }
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    errors.push_back(file + ": tls_cert and tls_key go together ('dimctl ca issue NAME' writes both)");
+  }
+  if (c.tls() && c.tls_ca.empty()) {
+    errors.push_back(file + ": TLS needs tls_ca, the site CA's certificate, to check the parent and the "
+                            "servers that connect (ca.crt of 'dimctl ca init')");
+  }
+  if (!c.tls_crl.empty() && c.tls_ca.empty()) errors.push_back(file + ": tls_crl needs tls_ca");
+  if (!c.tls() && c.plain_port != 0) {
+    errors.push_back(file + ": plain_listen is a second listener beside a TLS one; without tls_cert, "
+                            "listen is plain HTTP already");
+  }
+  if (!c.tls_ca.empty() && c.parent.rfind("http://", 0) == 0) {
+    errors.push_back(file + ": with tls_ca the parent is reached over TLS; write parent = https://...");
+  }
   // Where a specific address is configured, that is where this server is reached.
   if (c.advertise.empty() && c.listen_address != "0.0.0.0" && c.listen_address != "::") {
     bool v6 = c.listen_address.find(':') != std::string::npos;
-    c.advertise = "http://" + (v6 ? "[" + c.listen_address + "]" : c.listen_address) + ":" +
+    c.advertise = std::string(c.tls() ? "https://" : "http://") + (v6 ? "[" + c.listen_address + "]" : c.listen_address) + ":" +
                   std::to_string(c.listen_port);
   }
   if (c.per_address_connections > c.max_connections) {

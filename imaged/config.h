@@ -48,6 +48,22 @@ struct Config {
   unsigned event_threads = 2;
   unsigned workers = 16;
   unsigned max_queued = 4096;
+  // TLS (docs/imaged.md, "TLS"): with tls_cert and tls_key `listen` speaks
+  // only TLS; tls_ca (and tls_crl) check the parent's certificate and those
+  // clients present. The same certificate is this server's client
+  // certificate towards its parent.
+  std::string tls_cert, tls_key, tls_ca, tls_crl;
+  // required: a request signed as server:NAME must come with a valid client
+  // certificate for NAME (mutual TLS between servers); optional: not checked.
+  bool tls_client_cert_required = true;
+  // A second, plain-HTTP listener (empty: none) for what cannot speak TLS:
+  // iPXE's boot files and scripts (boot), or also every node request on a
+  // network the site trusts (nodes). Server identities are refused there.
+  std::string plain_address;
+  uint16_t plain_port = 0;
+  enum class PlainServes { kBoot, kNodes } plain_serves = PlainServes::kBoot;
+  bool tls() const { return !tls_cert.empty(); }
+
   // Per-node limits of its overlay on this server (0: unlimited).
   dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "compactor.h"
@@ -18,6 +19,7 @@
 #include "dim/store.h"
 #include "replicator.h"
 #include "service.h"
+#include "transport.h"
 
 namespace {
 
@@ -124,6 +126,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "imaged: %s\n", secret.status().ToString().c_str());
     return 1;
   }
+  // TLS files are read now, so a wrong path, an expired certificate or a key
+  // that does not match stops the start with a message.
+  std::optional<dim::tls::ServerCredentials> tls_server;
+  if (config->tls()) {
+    auto creds = dim::tls::LoadServerCredentials(
+        {config->tls_ca, config->tls_crl, config->tls_cert, config->tls_key});
+    if (!creds.ok()) {
+      std::fprintf(stderr, "imaged: %s\n", creds.status().ToString().c_str());
+      return 1;
+    }
+    tls_server = std::move(*creds);
+  }
+  auto client_tls = imaged::ClientTls(*config);
+  if (!client_tls.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", client_tls.status().ToString().c_str());
+    return 1;
+  }
   if (check) {
     std::printf("%s: configuration is valid\n", config_path.c_str());
     return 0;
@@ -177,14 +196,33 @@ int main(int argc, char** argv) {
   sopts.event_threads = config->event_threads;
   sopts.workers = config->workers;
   sopts.max_queued = config->max_queued;
+  sopts.tls = tls_server;
   RaiseFileLimit(config->max_connections, log);
-  auto server = dim::http::Server::Start(
-      sopts,
-      [&service](dim::http::Request& r, dim::http::BodyLimit* l) { return service.Admit(r, l); },
-      [&service](const dim::http::Request& r) { return service.Route(r); });
-  if (!server.ok()) {
-    log(LOG_ERR, server.status().ToString());
-    return 1;
+  const imaged::Config& conf = *config;
+  // One listener: the main one, or the plain-HTTP one beside a TLS one
+  // (plain_listen: iPXE's files), each with its transport rules.
+  auto listen = [&conf, &service](const dim::http::ServerOptions& opts, bool plain) {
+    return dim::http::Server::Start(
+        opts,
+        [&conf, &service, plain](dim::http::Request& r, dim::http::BodyLimit* l) {
+          return imaged::AdmitOn(conf, service, plain, r, l);
+        },
+        [&service](const dim::http::Request& r) { return service.Route(r); });
+  };
+  auto server = listen(sopts, /*plain=*/false);
+  dim::Result<std::unique_ptr<dim::http::Server>> plain_server = std::unique_ptr<dim::http::Server>();
+  if (server.ok() && config->plain_port != 0) {
+    dim::http::ServerOptions popts = sopts;
+    popts.tls.reset();
+    popts.address = config->plain_address;
+    popts.port = config->plain_port;
+    plain_server = listen(popts, /*plain=*/true);
+  }
+  for (const auto* started : {&server, &plain_server}) {
+    if (!started->ok()) {
+      log(LOG_ERR, started->status().ToString());
+      return 1;
+    }
   }
   service.StartSnapshotBuilder();
   // Compresses what imports and commits into this store left uncompressed.
@@ -192,13 +230,16 @@ int main(int argc, char** argv) {
   compactor.Start();
   std::unique_ptr<imaged::Replicator> replicator;
   if (config->role == imaged::Config::Role::kLeaf) {
-    replicator = std::make_unique<imaged::Replicator>(*config, secret->key, &service);
+    replicator = std::make_unique<imaged::Replicator>(*config, secret->key, &service, *client_tls);
     replicator->Start();
   }
   log(LOG_INFO, config->name + " (" +
                     (config->role == imaged::Config::Role::kTop ? "top" : "leaf, parent " + config->parent) +
                     ") serving " + config->store + " on " + config->listen_address + ":" +
-                    std::to_string((*server)->port()));
+                    std::to_string((*server)->port()) + (config->tls() ? " (TLS)" : "") +
+                    (config->plain_port != 0 ? ", plain HTTP on " + config->plain_address + ":" +
+                                                   std::to_string((*plain_server)->port())
+                                             : std::string()));
   int sig = 0;
   sigwait(&sigs, &sig);
   log(LOG_INFO, std::string("stopping on ") + strsignal(sig));
@@ -208,6 +249,7 @@ int main(int argc, char** argv) {
   // start, a version switch is one SQLite transaction), so exiting now is as
   // safe as SIGKILL and much faster than waiting out a poll.
   service.Shutdown();
+  plain_server->reset();
   server->reset();
   std::fflush(nullptr);
   _exit(0);

@@ -67,13 +67,12 @@ class Fetcher {
     old_files_ = std::move(old_files);
   }
 
-  Status Run(const std::vector<dim::Digest>& roots, int threads, const std::string& base,
-             const std::string& key, const std::string& identity) {
+  Status Run(const std::vector<dim::Digest>& roots, int threads, const dim::ApiClient& parent) {
     for (const auto& id : roots) Add(id);
     std::vector<std::thread> pool;
     for (int i = 0; i < threads; i++) {
       pool.emplace_back([&] {
-        auto client = dim::ApiClient::Create(base, key, identity);
+        auto client = parent.Clone();
         if (!client.ok()) return Fail(client.status());
         Work(**client);
       });
@@ -264,8 +263,8 @@ class Fetcher {
 }  // namespace
 
 dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
-                                  const std::string& parent_base, const std::string& key,
-                                  const std::string& identity, const std::string& image,
+                                  const std::string& parent_base, const std::string& /*key: parent's*/,
+                                  const std::string& /*identity: parent's*/, const std::string& image,
                                   int64_t target, int fetch_threads,
                                   const dim::sign::PublicKey* publish_key, bool heal) {
   DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store.LockImage(image, "replication"));
@@ -379,7 +378,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     }
     fetcher.SetBases(std::move(blob_bases), std::move(old_files));
   }
-  DIM_RETURN_IF_ERROR(fetcher.Run(delta.Objects(), fetch_threads, parent_base, key, identity));
+  DIM_RETURN_IF_ERROR(fetcher.Run(delta.Objects(), fetch_threads, parent));
   DIM_RETURN_IF_ERROR(batch->Commit());
   DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(store.catalog().db()));
   if (resync && local.ok()) DIM_RETURN_IF_ERROR(store.catalog().DeleteImage(local->id));
@@ -411,7 +410,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
   // Boot files (kernels, initrds) that differ in size or time, staged and
   // renamed; they may be larger than API answers.
   DIM_ASSIGN_OR_RETURN(std::string list, parent.Get("/v1/boot/files"));
-  dim::http::ClientOptions boot_opts;
+  dim::http::ClientOptions boot_opts = ClientOptions();
   boot_opts.max_body = kMaxBootFile;
   DIM_ASSIGN_OR_RETURN(auto boot_client, dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, boot_opts));
   dim::Env* env = dim::Env::Posix();
@@ -447,8 +446,9 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
   return Status::Ok();
 }
 
-Replicator::Replicator(Config config, std::string key, Service* service)
-    : config_(std::move(config)), key_(std::move(key)), service_(service) {
+Replicator::Replicator(Config config, std::string key, Service* service,
+                       std::shared_ptr<const dim::tls::Context> tls)
+    : config_(std::move(config)), key_(std::move(key)), tls_(std::move(tls)), service_(service) {
   // LoadConfig checked the key's form.
   if (!config_.publish_key.empty()) {
     if (auto k = dim::sign::PublicKey::FromHex(config_.publish_key); k.ok()) publish_key_ = std::move(*k);
@@ -469,10 +469,18 @@ void Replicator::Run() {
   std::set<std::string> following;
   std::string identity = "server:" + config_.name;
   std::unique_ptr<dim::Store> store;  // opened once, for the registry and boot files
+  std::string last_problem;
   while (!stop_) {
     std::vector<std::string> images = config_.images;
-    auto client = dim::ApiClient::Create(config_.parent, key_, identity);
+    auto client = dim::ApiClient::Create(config_.parent, key_, identity, ClientOptions());
     auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
+    // A parent that refuses this server (its TLS certificate, its key) is
+    // said once per change, not every round.
+    const std::string problem = info.ok() ? "" : info.status().ToString();
+    if (!problem.empty() && problem != last_problem) {
+      std::fprintf(stderr, "imaged: cannot reach the parent %s: %s\n", config_.parent.c_str(), problem.c_str());
+    }
+    last_problem = problem;
     if (info.ok()) {
       Status s = Status::Ok();
       if (!store) {
@@ -509,7 +517,7 @@ void Replicator::Run() {
 void Replicator::FollowImage(const std::string& image) {
   std::string identity = "server:" + config_.name;
   auto store = dim::Store::Open(dim::Env::Posix(), config_.store, true);
-  dim::http::ClientOptions copts;
+  dim::http::ClientOptions copts = ClientOptions();
   copts.timeout_ms = (config_.poll_wait_s + 15) * 1000L;
   auto parent = dim::ApiClient::Create(config_.parent, key_, identity, copts);
   if (!store.ok() || !parent.ok()) {
@@ -616,7 +624,7 @@ void Replicator::ReportState() {
     }
   }
   body += "},\"nodes\":" + service_->NodesJson() + "}";
-  auto client = dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name);
+  auto client = dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, ClientOptions());
   if (client.ok()) (void)(*client)->Post("/v1/report", body);
 }
 

@@ -45,7 +45,10 @@ dim::Status CheckStoredHead(dim::Catalog& catalog, const std::string& image);
 
 class Replicator {
  public:
-  Replicator(Config config, std::string key, Service* service);
+  // tls: checks the parent's certificate and presents this server's (mutual
+  // TLS); null for a plain http:// parent.
+  Replicator(Config config, std::string key, Service* service,
+             std::shared_ptr<const dim::tls::Context> tls = nullptr);
   ~Replicator();  // stops and joins
   void Start();
 
@@ -56,8 +59,15 @@ class Replicator {
   // Copies the parent's node registry and boot files when they differ.
   dim::Status SyncSite(dim::Store& store, dim::ApiClient& parent, const std::string& info);
 
+  dim::http::ClientOptions ClientOptions() const {
+    dim::http::ClientOptions o;
+    o.tls = tls_;
+    return o;
+  }
+
   Config config_;
   std::string key_;
+  std::shared_ptr<const dim::tls::Context> tls_;
   std::optional<dim::sign::PublicKey> publish_key_;  // the top's, from publish_key
   Service* service_;
   std::atomic<bool> stop_{false};

@@ -308,6 +308,12 @@ Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options) {
   if (!options.publish_key.empty()) {             // the top server's public key
     DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/publish.pub", options.publish_key + "\n", 0644));
   }
+  if (!options.tls_ca_pem.empty()) {              // the site CA for https:// servers
+    DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/tls-ca.pem", options.tls_ca_pem, 0644));
+  }
+  if (!options.tls_crl_pem.empty()) {
+    DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/tls-crl.pem", options.tls_crl_pem, 0644));
+  }
   std::string cpio = c.cpio.Serialize(0);         // fixed mtime: same inputs, same bytes
   DIM_ASSIGN_OR_RETURN(auto out, Compress(cpio, options.compression, options.level));
   DIM_RETURN_IF_ERROR(WriteOutput(env, options.output, out));

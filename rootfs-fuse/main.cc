@@ -52,6 +52,10 @@ options:
   --publish-key FILE  the top server's public key (hex, `dimctl key show`):
                       every version must carry its signature (default:
                       /etc/dim/publish.pub when it exists, as the initrd has it)
+  --tls-ca FILE       the site CA's certificate (PEM) that https:// servers'
+                      certificates must lead to (default: /etc/dim/tls-ca.pem,
+                      where the initrd has it); http:// servers speak plain HTTP
+  --tls-crl FILE      a CRL of that CA (default: /etc/dim/tls-crl.pem if it exists)
   --alt URL           an alternate server for the image (repeatable)
   --cache DIR         catalogue, objects and local upper (default /var/cache/rootfs-fuse/NODE)
   --cache-size MIB    evict objects beyond this (default 4096)
@@ -82,8 +86,9 @@ options:
 
 struct Args {
   std::string server, image, node, mountpoint;
-  std::string key_file, secret_file, cache, publish_key_file;
+  std::string key_file, secret_file, cache, publish_key_file, tls_ca, tls_crl;
   std::vector<std::string> alts, fuse_opts;
+  std::shared_ptr<const dim::tls::Context> tls;  // loaded when a server is https://
   std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
@@ -92,6 +97,23 @@ struct Args {
   bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true, marks = false;
   std::string marks_file;  // empty: stderr
 };
+
+// The site CA (and CRL) for https:// servers: named, or the initrd's
+// /etc/dim/tls-ca.pem and /etc/dim/tls-crl.pem. Null when every server is
+// http:// (a node network the site trusts, docs/boot.md).
+std::shared_ptr<const dim::tls::Context> LoadTls(const Args& a) {
+  bool https = a.server.rfind("https://", 0) == 0;
+  for (const auto& alt : a.alts) https = https || alt.rfind("https://", 0) == 0;
+  if (!https) return nullptr;
+  dim::tls::Files files{a.tls_ca.empty() ? "/etc/dim/tls-ca.pem" : a.tls_ca, a.tls_crl, "", ""};
+  if (files.crl.empty() && ::access("/etc/dim/tls-crl.pem", F_OK) == 0) files.crl = "/etc/dim/tls-crl.pem";
+  auto ctx = dim::tls::Context::Load(files);
+  if (!ctx.ok()) {
+    Die(ctx.status().message() + " (the initrd holds the site CA when built with 'dimctl initrd build "
+        "--tls-ca FILE'; give --tls-ca FILE, or use http:// where the site trusts the network)");
+  }
+  return std::move(*ctx);
+}
 
 Args Parse(int argc, char** argv) {
   Args a;
@@ -117,6 +139,8 @@ Args Parse(int argc, char** argv) {
     } else if (o == "--key-file") a.key_file = value();
     else if (o == "--secret") a.secret_file = value();
     else if (o == "--publish-key") a.publish_key_file = value();
+    else if (o == "--tls-ca") a.tls_ca = value();
+    else if (o == "--tls-crl") a.tls_crl = value();
     else if (o == "--alt") a.alts.push_back(value());
     else if (o == "--cache") a.cache = value();
     else if (o == "--cache-size") a.cache_mib = static_cast<uint64_t>(number(16, 1 << 24));
@@ -154,6 +178,7 @@ Args Parse(int argc, char** argv) {
     Die("SERVER must be a URL like http://10.0.0.1:7450, not '" + a.server + "'");
   }
   if (a.cache.empty()) a.cache = "/var/cache/rootfs-fuse/" + a.node;
+  a.tls = LoadTls(a);
   return a;
 }
 
@@ -217,18 +242,18 @@ void SqliteRandomnessWithoutWaiting() {
 // The node's key from SERVER's key endpoint (or an alternate's), asked from
 // a privileged source port: imaged hands it only to root on the node's own
 // address (docs/boot.md). It stays in this process's memory only.
-std::string FetchKey(const Args& a) {
-  dim::http::ClientOptions opts;
-  opts.timeout_ms = 1000L * a.timeout_s;
+// The connection is kept for the mount's requests (*kept, to servers[*kept_server]).
+std::string FetchKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
+                     std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
+  dim::http::ClientOptions opts = rootfs::NodeClientOptions(remote);
   opts.privileged_source_port = true;
   auto client = dim::http::Client::Create(opts);
   if (!client.ok()) Die(client.status().ToString());
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
   std::string last;
-  for (const auto& server : servers) {
+  for (size_t i = 0; i < servers.size(); i++) {
+    const std::string& server = servers[i];
     const std::string url = server + "/v1/boot/nodes/" + dim::http::UrlEncode(a.node) + "/key";
-    auto r = (*client)->Get(url, {});
+    auto r = (*client)->Get(url, {}, 1000L * a.timeout_s);
     if (!r.ok()) {
       if (r.status().code() == dim::Code::kPermissionDenied) {
         Die("cannot fetch node " + a.node + "'s key: " + r.status().message() +
@@ -247,6 +272,8 @@ std::string FetchKey(const Args& a) {
     auto key = dim::auth::KeyFromHex(r->body);
     OPENSSL_cleanse(r->body.data(), r->body.size());
     if (!key.ok()) Die("node " + a.node + ": " + server + " sent no key: " + key.status().message());
+    *kept = std::move(*client);
+    *kept_server = i;
     return std::move(*key);
   }
   Die("cannot fetch node " + a.node + "'s key: " + last);
@@ -265,7 +292,8 @@ std::optional<dim::sign::PublicKey> LoadPublishKey(const Args& a) {
   return std::move(*k);
 }
 
-std::string LoadKey(const Args& a) {
+std::string LoadKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
+                    std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
   if (!a.key_file.empty()) {
     auto text = dim::Env::Posix()->ReadFile(a.key_file);
     if (!text.ok()) Die("cannot read the node key: " + text.status().ToString());
@@ -283,7 +311,7 @@ std::string LoadKey(const Args& a) {
     if (!secret.ok()) Die(secret.status().ToString());
     return dim::auth::NodeKey(*secret, a.node);
   }
-  return FetchKey(a);
+  return FetchKey(a, servers, remote, kept, kept_server);
 }
 
 // The version this node runs: its pin (`dimctl push --nodes`) or the
@@ -310,7 +338,12 @@ int main(int argc, char** argv) {
   // systemd spares processes whose argv[0] starts with '@' at shutdown: a
   // root file system's daemon must outlive everything that uses it.
   if (a.rootfs && argv[0][0] != '\0') argv[0][0] = '@';
-  std::string key = LoadKey(a);
+  std::vector<std::string> servers = {a.server};
+  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
+  rootfs::RemoteOptions remote_opts{servers, "", a.node, a.timeout_s, a.tls};
+  std::unique_ptr<dim::http::Client> key_connection;
+  size_t key_server = 0;
+  std::string key = LoadKey(a, servers, remote_opts, &key_connection, &key_server);
   mark(a.key_file.empty() && a.secret_file.empty() ? "key fetched" : "key read");
   std::optional<dim::sign::PublicKey> publish = LoadPublishKey(a);
   // Entries are created in the upper with the exact modes the kernel asks for.
@@ -383,9 +416,9 @@ int main(int argc, char** argv) {
   if (::chdir("/proc") != 0 || ::access("self/fd", F_OK) != 0) fail("/proc is not mounted");
   std::string cache_path = "self/fd/" + std::to_string(cache_fd.get());
 
-  std::vector<std::string> servers = {a.server};
-  servers.insert(servers.end(), a.alts.begin(), a.alts.end());
-  rootfs::Remote remote({servers, key, a.node, a.timeout_s});
+  remote_opts.key = key;
+  rootfs::Remote remote(std::move(remote_opts));
+  remote.Adopt(key_server, std::move(key_connection));
 
   SqliteRandomnessWithoutWaiting();
   // An empty cache starts from the server's ready catalogue of the version

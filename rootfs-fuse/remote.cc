@@ -56,15 +56,28 @@ std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
       return c;
     }
   }
-  dim::http::ClientOptions o;
-  o.connect_timeout_ms = 2000;
-  o.timeout_ms = 30000;
-  auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, o);
+  auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, NodeClientOptions(opts_));
   if (c.ok()) return std::move(*c);
   std::lock_guard<std::mutex> l(mu_);
   busy_[server]--;
   slot_.notify_one();
   return nullptr;
+}
+
+dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts) {
+  dim::http::ClientOptions o;
+  o.connect_timeout_ms = 2000;
+  o.timeout_ms = 30000;
+  o.tls = opts.tls;
+  return o;
+}
+
+void Remote::Adopt(size_t server, std::unique_ptr<dim::http::Client> connection) {
+  if (server >= opts_.servers.size() || !connection) return;
+  auto c = dim::ApiClient::Adopt(opts_.servers[server], opts_.key, "node:" + opts_.node, NodeClientOptions(opts_),
+                                 std::move(connection));
+  std::lock_guard<std::mutex> l(mu_);
+  if (idle_[server].empty()) idle_[server].push_back(std::move(c));  // the one kept alive
 }
 
 void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c, bool keep) {

@@ -19,6 +19,7 @@
 
 #include "dim/api_client.h"
 #include "dim/hash.h"
+#include "dim/tls.h"
 
 namespace rootfs {
 
@@ -27,15 +28,23 @@ struct RemoteOptions {
   std::string key;                   // the node's key (dim/auth.h NodeKey)
   std::string node;
   int timeout_s = 60;                // give up (EIO) after this long without an answer
+  std::shared_ptr<const dim::tls::Context> tls;  // for https:// servers: the site CA (and CRL)
   // Connections to one server at once; one is kept alive between requests,
   // so an idle node holds two: its long-poll and that one.
   int max_connections = 8;
 };
 
+// How a node connects to its servers: short connect and request limits, so
+// a silent server is left for an alternate (retries go on up to timeout_s).
+dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts);
+
 class Remote {
  public:
   using Clock = std::chrono::steady_clock;
   explicit Remote(RemoteOptions opts);
+  // Takes a connection to servers[server] made with NodeClientOptions (the
+  // key fetch's) as the first idle one: no second TCP and TLS handshake.
+  void Adopt(size_t server, std::unique_ptr<dim::http::Client> connection);
 
   // Signed requests. home_only: the node's overlay, which only its home server
   // has. poll_ms > 0: a long-poll that may rightly stay silent that long; its

@@ -3,6 +3,7 @@
 // then times; directories get their times last, after their children.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <unordered_set>
+#include <vector>
 
 #include "dim/atomic_file.h"
 #include "dim/fd.h"
@@ -155,6 +157,46 @@ Status MaterializeEntry(const ObjectStore& objects, const Entry& e, const std::s
   return MaterializeAt(objects, root.get(), e, link_to);
 }
 
+namespace {
+
+constexpr const char* kCheckoutInfix = ".dim-checkout-";
+
+// Partial checkouts beside dest that an interrupted run (a crash, a kill -9,
+// a power cut) left: named dest + infix + 6 characters, a directory, and not
+// locked by a checkout still running. Removed through directory fds, never
+// following a symlink someone put there under such a name.
+Result<uint64_t> RemoveStaleCheckouts(const std::string& dest) {
+  std::string parent = DirectoryOf(dest);
+  std::string prefix = dest.substr(dest.rfind('/') == std::string::npos ? 0 : dest.rfind('/') + 1) +
+                       kCheckoutInfix;
+  Fd pfd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!pfd.valid()) {
+    if (errno == ENOENT) return uint64_t{0};
+    return PosixError("open " + parent);
+  }
+  std::vector<std::string> names;
+  {
+    DirPtr d(::fdopendir(::dup(pfd.get())));
+    if (!d) return PosixError("list " + parent);
+    while (struct dirent* de = ::readdir(d.get())) {
+      std::string n = de->d_name;
+      if (n.size() == prefix.size() + 6 && n.compare(0, prefix.size(), prefix) == 0) names.push_back(n);
+    }
+  }
+  uint64_t removed = 0;
+  for (const auto& n : names) {
+    Fd dir(::openat(pfd.get(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir.valid()) continue;  // not a directory of ours, or gone meanwhile
+    if (::flock(dir.get(), LOCK_EX | LOCK_NB) != 0) continue;  // a checkout at work
+    DIM_RETURN_IF_ERROR(upper::RemoveAt(pfd.get(), n).Annotate(
+        "remove the partial checkout " + parent + "/" + n + " an interrupted run left"));
+    removed++;
+  }
+  return removed;
+}
+
+}  // namespace
+
 Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest_arg,
                                const CheckoutOptions&) {
   DIM_ASSIGN_OR_RETURN(auto resolved, store.catalog().Resolve(spec));
@@ -174,14 +216,17 @@ Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std:
   } else if (errno != ENOENT) {
     return PosixError("checkout directory " + dest);
   }
+  CheckoutStats stats;
+  DIM_ASSIGN_OR_RETURN(stats.stale_removed, RemoveStaleCheckouts(dest));
   // Build beside the destination and rename it into place when whole, so a
   // failed checkout (a damaged object, a full disk) leaves nothing behind.
-  // mkdtemp: a name no other checkout (thread or process) uses.
-  std::string tmp = dest + ".dim-checkout-XXXXXX";
+  // mkdtemp: a name no other checkout (thread or process) uses. The flock
+  // on it, held until the rename, tells a later sweep it is not stale.
+  std::string tmp = dest + kCheckoutInfix + "XXXXXX";
   if (::mkdtemp(tmp.data()) == nullptr) return PosixError("create checkout directory beside " + dest);
   Fd root(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) return PosixError("open checkout directory " + tmp);
-  CheckoutStats stats;
+  if (::flock(root.get(), LOCK_EX | LOCK_NB) != 0) return PosixError("lock checkout directory " + tmp);
   std::vector<Entry> dirs;
   // Files written as the first path of their hardlink group; a member whose
   // group has none in this version (a stale group) is written on its own.

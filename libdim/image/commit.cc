@@ -3,6 +3,7 @@
 // into a staging batch; make the objects durable and visible while the changed
 // rows are written; commit the catalogue transaction; save the new index. A
 // crash at any point leaves the previous version intact and nothing half-visible.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "dim/image.h"
 #include "dim/overlay_session.h"
 #include "dim/parallel.h"
+#include "dim/upper.h"
 #include "image/scan.h"
 
 namespace dim {
@@ -428,10 +430,18 @@ Result<CommitResult> RevertTo(Store& store, const std::string& name, int64_t tar
   // rewritten from the store, directory times last.
   auto root = RealDir(image.master_dir);
   if (!root.ok()) return root.status().Annotate("rolled back, but the master could not be updated");
+  Fd root_fd(::open(root->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return PosixError("open master " + *root);
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
+    if (it->path == "/") continue;
     if (!it->after || !it->before || it->before->type != EntryType::kDir ||
         it->after->type != EntryType::kDir) {
-      if (it->path != "/") DIM_RETURN_IF_ERROR(RemoveTree(*root + it->path));
+      // Beneath the master's root: a symlink in the master never leads out.
+      std::string leaf;
+      auto parent = upper::OpenParent(root_fd.get(), it->path, &leaf);
+      if (!parent.ok() && parent.status().code() == Code::kNotFound) continue;
+      if (!parent.ok()) return parent.status().Annotate("roll back the master");
+      DIM_RETURN_IF_ERROR(upper::RemoveAt(parent->get(), leaf));
     }
   }
   std::vector<const Entry*> dirs;

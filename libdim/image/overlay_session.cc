@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "dim/fd.h"
+#include "dim/upper.h"
 #include "image/scan.h"
 
 namespace dim {
@@ -175,25 +176,22 @@ Status MountOrFail(const char* src, const std::string& target, const char* type,
 }  // namespace
 
 Status RemoveTree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  size_t slash = p.rfind('/');
+  std::string name = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    return Status::InvalidArgument("will not remove " + QuotePath(path));
+  }
+  std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+  // The caller names the tree; below it, directory fds only (upper::RemoveAt),
+  // so a directory swapped for a symlink meanwhile leads nowhere.
+  Fd dir(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) {
     if (errno == ENOENT) return Status::Ok();
-    return PosixError("stat " + path);
+    return PosixError("open " + parent);
   }
-  if (S_ISDIR(st.st_mode)) {
-    DirPtr d(opendir(path.c_str()));
-    if (!d) return PosixError("open directory " + path);
-    std::vector<std::string> names;
-    while (struct dirent* e = readdir(d.get())) {
-      if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) names.push_back(e->d_name);
-    }
-    d.reset();
-    for (const auto& n : names) DIM_RETURN_IF_ERROR(RemoveTree(path + "/" + n));
-    if (::rmdir(path.c_str()) != 0) return PosixError("remove directory " + path);
-    return Status::Ok();
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return PosixError("remove " + path);
-  return Status::Ok();
+  return upper::RemoveAt(dir.get(), name);
 }
 
 Result<AppliedChanges> ApplyOverlayUpper(const std::string& upper, const std::string& lower) {

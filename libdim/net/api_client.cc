@@ -23,7 +23,14 @@ Result<std::unique_ptr<ApiClient>> ApiClient::Create(std::string base, std::stri
   DIM_ASSIGN_OR_RETURN(auto client, http::Client::Create(opts));
   while (!base.empty() && base.back() == '/') base.pop_back();
   return std::unique_ptr<ApiClient>(
-      new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(client)));
+      new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(opts), std::move(client)));
+}
+
+std::unique_ptr<ApiClient> ApiClient::Adopt(std::string base, std::string key, std::string identity,
+                                            http::ClientOptions opts, std::unique_ptr<http::Client> client) {
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return std::unique_ptr<ApiClient>(
+      new ApiClient(std::move(base), std::move(key), std::move(identity), std::move(opts), std::move(client)));
 }
 
 Result<std::string> ApiClient::Check(const std::string& url, Result<http::ClientResponse> r) {

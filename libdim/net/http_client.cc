@@ -1,13 +1,12 @@
-// dim::http::Client over a plain TCP socket, kept alive between requests,
-// and UrlEncode. dim's servers speak HTTP/1.1 without TLS (requests are
-// signed with HMAC keys, docs/protocol.md), so the client needs no more than
-// this; it is what a diskless node runs before its root exists, where
-// libcurl's thirty-odd shared libraries cost a noticeable part of the boot.
+// dim::http::Client over a TCP socket, with TLS (OpenSSL) for https:// URLs,
+// kept alive between requests, and UrlEncode. It is what a diskless node runs
+// before its root exists, where libcurl's thirty-odd shared libraries cost a
+// noticeable part of the boot.
 //
 // Non-blocking sockets and poll() give every request one deadline covering
-// connect, send and receive. A reused connection the server has closed
-// meanwhile is detected when it answers nothing, and the request is sent
-// once more on a fresh one, as browsers and libcurl do.
+// connect, TLS handshake, send and receive. A reused connection the server
+// has closed meanwhile is detected when it answers nothing, and the request
+// is sent once more on a fresh one, as browsers and libcurl do.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -18,6 +17,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -35,6 +39,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Url {
+  bool tls = false;       // https://
   std::string host;       // without brackets
   std::string port;       // decimal
   std::string authority;  // host[:port] as written, for the Host header
@@ -42,20 +47,24 @@ struct Url {
 };
 
 Result<Url> ParseUrl(const std::string& url) {
-  if (url.rfind("https://", 0) == 0) {
-    return Status::InvalidArgument(url + ": https is not supported; dim servers speak plain HTTP "
-                                         "(requests are signed, see docs/protocol.md): use http://");
-  }
-  if (url.rfind("http://", 0) != 0) return Status::InvalidArgument(url + ": not an http:// URL");
-  std::string rest = url.substr(7);
-  size_t slash = rest.find_first_of("/?");
   Url u;
+  size_t scheme = 0;
+  if (url.rfind("https://", 0) == 0) {
+    u.tls = true;
+    scheme = 8;
+  } else if (url.rfind("http://", 0) == 0) {
+    scheme = 7;
+  } else {
+    return Status::InvalidArgument(url + ": not an http:// or https:// URL");
+  }
+  std::string rest = url.substr(scheme);
+  size_t slash = rest.find_first_of("/?");
   u.authority = rest.substr(0, slash);
   u.target = slash == std::string::npos ? "/" : rest.substr(slash);
   if (u.target[0] == '?') u.target.insert(0, "/");
   std::string hp = u.authority;
   if (hp.empty() || hp.find('@') != std::string::npos) {
-    return Status::InvalidArgument(url + ": expected http://HOST[:PORT]/...");
+    return Status::InvalidArgument(url + ": expected http[s]://HOST[:PORT]/...");
   }
   if (hp[0] == '[') {  // [IPv6]:port
     size_t close = hp.find(']');
@@ -69,10 +78,10 @@ Result<Url> ParseUrl(const std::string& url) {
     u.host = hp.substr(0, colon);
     u.port = colon == std::string::npos ? "" : hp.substr(colon + 1);
   }
-  if (u.port.empty()) u.port = "80";
+  if (u.port.empty()) u.port = u.tls ? "443" : "80";
   if (u.host.empty() || u.port.size() > 5 || u.port.find_first_not_of("0123456789") != std::string::npos ||
       std::stoul(u.port) == 0 || std::stoul(u.port) > 65535) {
-    return Status::InvalidArgument(url + ": expected http://HOST[:PORT]/... with a port of 1-65535");
+    return Status::InvalidArgument(url + ": expected http[s]://HOST[:PORT]/... with a port of 1-65535");
   }
   for (unsigned char c : u.target) {
     if (c <= 32 || c >= 127) return Status::InvalidArgument(url + ": the path must be percent-encoded");
@@ -137,6 +146,51 @@ Status BindPrivilegedPort(int fd, int family) {
   return Status::Busy("no free source port below 1024 after 64 tries; try again in a minute");
 }
 
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+
+// The first bytes of a TLS record (handshake or alert, any 3.x version): a
+// TLS server's answer to a plain-HTTP request.
+bool LooksLikeTls(std::string_view data) {
+  return data.size() >= 2 && (data[0] == 0x15 || data[0] == 0x16) && data[1] == 0x03;
+}
+
+// The DNS names and addresses a certificate holds, for messages.
+std::string CertNames(X509* cert) {
+  std::string out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); i++) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    std::string one;
+    if (n->type == GEN_DNS) {
+      one = std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.dNSName)),
+                        static_cast<size_t>(ASN1_STRING_length(n->d.dNSName)));
+    } else if (n->type == GEN_IPADD) {
+      char text[INET6_ADDRSTRLEN] = "";
+      const int len = ASN1_STRING_length(n->d.iPAddress);
+      if (len == 4 || len == 16)
+        inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(n->d.iPAddress), text, sizeof text);
+      one = text;
+    }
+    if (!one.empty()) out += (out.empty() ? "" : ", ") + one;
+  }
+  GENERAL_NAMES_free(names);
+  return out.empty() ? "no names" : out;
+}
+
+// Notes the names of a server certificate that fails its check (OpenSSL
+// keeps no peer certificate after a failed TLS 1.3 handshake), for the message.
+int NoteRefusedCert(int ok, X509_STORE_CTX* x) {
+  if (ok) return ok;
+  auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* names = ssl ? static_cast<std::string*>(SSL_get_app_data(ssl)) : nullptr;
+  if (names != nullptr && names->empty() && X509_STORE_CTX_get0_cert(x) != nullptr)
+    *names = CertNames(X509_STORE_CTX_get0_cert(x));
+  return ok;
+}
+
 class SocketClient final : public Client {
  public:
   explicit SocketClient(ClientOptions opts) : opts_(opts) {}
@@ -160,6 +214,11 @@ class SocketClient final : public Client {
     const std::string what = std::string(method) + " " + url;
     auto u = ParseUrl(url);
     if (!u.ok()) return u.status();
+    if (u->tls && !opts_.tls) {
+      return Status::InvalidArgument(what + ": an https:// URL needs the site CA to check the server with "
+                                            "(tls_ca in imaged.conf, --tls-ca or $DIM_TLS_CA for dimctl, "
+                                            "/etc/dim/tls-ca.pem in a node's initrd)");
+    }
     std::string head = std::string(method) + " " + u->target + " HTTP/1.1\r\nHost: " + u->authority + "\r\n";
     bool have_content_type = false;
     for (const auto& [name, value] : headers) {
@@ -178,27 +237,35 @@ class SocketClient final : public Client {
 
     const long limit_ms = timeout_ms > 0 ? timeout_ms : opts_.timeout_ms;
     const auto deadline = Clock::now() + std::chrono::milliseconds(limit_ms);
-    const std::string key = u->host + " " + u->port;
-    if (key != conn_key_) conn_.Reset();
+    const std::string key = std::string(u->tls ? "s " : "p ") + u->host + " " + u->port;
+    if (key != conn_key_) Close();
     // A kept-alive connection may have been closed by the server since; if it
     // answers nothing, the request goes once more on a new connection.
     for (int attempt = 0;; attempt++) {
       const bool reused = conn_.valid();
       if (!reused) {
         Status s = Connect(*u, deadline);
-        if (!s.ok()) return Status(s.code(), what + ": " + s.message());
+        if (!s.ok()) {
+          Close();
+          return Status(s.code(), what + ": " + s.message());
+        }
         conn_key_ = key;
       }
       ResponseReader reader(opts_.max_body);
       Status s = Exchange(head, body, deadline, limit_ms, &reader);
       if (s.ok()) {
-        if (!reader.keep_alive()) conn_.Reset();
+        if (!reader.keep_alive()) Close();
         return std::move(reader.response());
       }
-      conn_.Reset();
+      Close();
       if (reused && attempt == 0 && !reader.started() && s.code() == Code::kIOError && Left(deadline) > 0) continue;
       return Status(s.code(), what + ": " + s.message());
     }
+  }
+
+  void Close() {
+    ssl_.reset();
+    conn_.Reset();
   }
 
   Status Connect(const Url& u, Clock::time_point deadline) {
@@ -210,9 +277,9 @@ class SocketClient final : public Client {
     hints.ai_flags = AI_NUMERICSERV;
     // Literal addresses (what boot parameters hold) never consult NSS.
     in6_addr probe;
-    if (::inet_pton(AF_INET, u.host.c_str(), &probe) == 1 || ::inet_pton(AF_INET6, u.host.c_str(), &probe) == 1) {
-      hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
-    }
+    const bool literal =
+        ::inet_pton(AF_INET, u.host.c_str(), &probe) == 1 || ::inet_pton(AF_INET6, u.host.c_str(), &probe) == 1;
+    if (literal) hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
     addrinfo* res = nullptr;
     int rc = ::getaddrinfo(u.host.c_str(), u.port.c_str(), &hints, &res);
     if (rc != 0) {
@@ -261,20 +328,117 @@ class SocketClient final : public Client {
         }
       }
       conn_ = std::move(fd);
+      if (u.tls) return Handshake(u, literal, deadline);
       return Status::Ok();
     }
     return Status::IOError("cannot connect to " + u.authority + ": " + last);
   }
 
-  // Sends the request and reads the answer. A server may answer (413, say)
-  // before it has read the whole body: sending stops and the answer counts.
-  Status Exchange(const std::string& head, const std::string* body, Clock::time_point deadline,
-                  long limit_ms, ResponseReader* reader) {
+  // Waits for what OpenSSL asked for after a call returned `ret`; an error
+  // Status for anything but WANT_READ/WANT_WRITE. *eof is set on a clean or
+  // abrupt end of the stream.
+  Status WaitSsl(int ret, Clock::time_point deadline, const char* doing, bool* eof = nullptr) {
+    const int err = SSL_get_error(ssl_.get(), ret);
+    short want = 0;
+    if (err == SSL_ERROR_WANT_READ) want = POLLIN;
+    if (err == SSL_ERROR_WANT_WRITE) want = POLLOUT;
+    if (want == 0) {
+      if (eof != nullptr && (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))) {
+        ERR_clear_error();
+        *eof = true;
+        return Status::Ok();
+      }
+      std::string detail = err == SSL_ERROR_SYSCALL && errno != 0 ? std::strerror(errno) : "";
+      while (unsigned long e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        detail += (detail.empty() ? "" : "; ") + std::string(buf);
+      }
+      return Status::IOError(std::string("TLS ") + doing + ": " + (detail.empty() ? "connection closed" : detail));
+    }
+    short rev = 0;
+    if (!WaitFor(conn_.get(), want, deadline, &rev)) return Status::IOError(std::string("timed out in TLS ") + doing);
+    return Status::Ok();
+  }
+
+  // TLS over the connected socket: the server's chain must lead to the site
+  // CA, pass the CRL and name the host (DNS name or address) of the URL.
+  Status Handshake(const Url& u, bool literal, Clock::time_point deadline) {
+    ssl_.reset(SSL_new(opts_.tls->ssl_ctx()));
+    if (!ssl_ || SSL_set_fd(ssl_.get(), conn_.get()) != 1) return Status::IOError("TLS: cannot set up a session");
+    std::string refused_names;  // filled by NoteRefusedCert
+    SSL_set_app_data(ssl_.get(), &refused_names);
+    struct Unset {  // refused_names ends with this call
+      SSL* ssl;
+      ~Unset() { SSL_set_app_data(ssl, nullptr); }
+    } unset{ssl_.get()};
+    SSL_set_verify(ssl_.get(), SSL_VERIFY_PEER, NoteRefusedCert);
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_.get());
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (literal) {
+      if (X509_VERIFY_PARAM_set1_ip_asc(param, u.host.c_str()) != 1) return Status::IOError("TLS: bad address");
+    } else {
+      if (SSL_set1_host(ssl_.get(), u.host.c_str()) != 1 ||
+          SSL_set_tlsext_host_name(ssl_.get(), u.host.c_str()) != 1)
+        return Status::IOError("TLS: bad host name " + u.host);
+    }
+    for (;;) {
+      ERR_clear_error();
+      const int ret = SSL_connect(ssl_.get());
+      if (ret == 1) return Status::Ok();
+      const long verify = SSL_get_verify_result(ssl_.get());
+      if (verify != X509_V_OK) {
+        ERR_clear_error();
+        std::string subject = "the certificate of the server " + u.authority;
+        if (!refused_names.empty()) subject += " (for " + refused_names + ")";
+        return Status::PermissionDenied(tls::ExplainVerifyError(verify, subject, opts_.tls->files()));
+      }
+      const unsigned long first = ERR_peek_error();
+      if (ERR_GET_REASON(first) == SSL_R_WRONG_VERSION_NUMBER || ERR_GET_REASON(first) == SSL_R_PACKET_LENGTH_TOO_LONG ||
+          ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
+        return Status::IOError("the server " + u.authority +
+                               " does not speak TLS (it answered in plain HTTP, or closed): use an http:// "
+                               "URL for it, or give it tls_cert and tls_key (docs/imaged.md, \"TLS\")");
+      }
+      Status s = WaitSsl(ret, deadline, "handshake");
+      if (!s.ok()) return Status::IOError("with " + u.authority + ": " + s.message());
+    }
+  }
+
+  // Writes all of head and body; *answered_early when the server closed or
+  // started answering before it had them all.
+  Status Send(const std::string& head, const std::string* body, Clock::time_point deadline, bool* answered_early) {
     const int fd = conn_.get();
     size_t sent = 0;
     const size_t total = head.size() + (body ? body->size() : 0);
-    bool answered_early = false;
     while (sent < total) {
+      const char* p;
+      size_t n_left;
+      if (sent < head.size()) {
+        p = head.data() + sent;
+        n_left = head.size() - sent;
+      } else {
+        p = body->data() + (sent - head.size());
+        n_left = total - sent;
+      }
+      if (ssl_) {
+        // One TLS record at a time (OpenSSL splits larger writes anyway).
+        size_t written = 0;
+        ERR_clear_error();
+        const int ret = SSL_write_ex(ssl_.get(), p, std::min<size_t>(n_left, 1 << 20), &written);
+        if (ret == 1) {
+          sent += written;
+          continue;
+        }
+        if (sent > 0 && SSL_get_error(ssl_.get(), ret) == SSL_ERROR_SYSCALL &&
+            (errno == EPIPE || errno == ECONNRESET)) {
+          *answered_early = true;
+          return Status::Ok();
+        }
+        DIM_RETURN_IF_ERROR(WaitSsl(ret, deadline, "send"));
+        continue;
+      }
       iovec iov[2];
       int n_iov = 0;
       if (sent < head.size()) iov[n_iov++] = {const_cast<char*>(head.data() + sent), head.size() - sent};
@@ -293,40 +457,46 @@ class SocketClient final : public Client {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
         if (sent > 0 && (errno == EPIPE || errno == ECONNRESET)) {
-          answered_early = true;  // it may have said why before closing
-          break;
+          *answered_early = true;  // it may have said why before closing
+          return Status::Ok();
         }
         return Status::IOError(std::string("send: ") + std::strerror(errno));
       }
       short rev = 0;
       if (!WaitFor(fd, POLLOUT | POLLIN, deadline, &rev)) return Status::IOError("timed out sending the request");
       if (rev & POLLIN) {
-        answered_early = true;
-        break;
+        *answered_early = true;
+        return Status::Ok();
       }
     }
-    static thread_local std::unique_ptr<char[]> buf(new char[256 << 10]);
+    return Status::Ok();
+  }
+
+  // Reads what has arrived, waiting until something has: bytes, or 0 at the
+  // end of the stream.
+  Result<size_t> Receive(char* buf, size_t size, Clock::time_point deadline, long limit_ms, bool started) {
+    const int fd = conn_.get();
     for (;;) {
-      ssize_t n = ::recv(fd, buf.get(), 256 << 10, 0);
-      if (n > 0) {
-        std::string_view data(buf.get(), static_cast<size_t>(n));
-        while (!data.empty()) {
-          auto used = reader->Feed(data);
-          if (!used.ok()) return used.status();
-          if (reader->done()) {
-            // Bytes after the response, or an answer before the whole request
-            // was sent: this connection's framing is lost.
-            if (*used < data.size() || answered_early) conn_.Reset();
-            return Status::Ok();
-          }
-          data.remove_prefix(*used);
+      if (ssl_) {
+        size_t got = 0;
+        ERR_clear_error();
+        const int ret = SSL_read_ex(ssl_.get(), buf, size, &got);
+        if (ret == 1) return got;
+        bool eof = false;
+        Status s = WaitSsl(ret, deadline, "receive", &eof);
+        if (eof) return size_t{0};
+        if (!s.ok()) {
+          if (s.message().starts_with("timed out"))
+            return Status::IOError("no complete answer within the time limit (" + std::to_string(limit_ms) + " ms)");
+          return s;
         }
         continue;
       }
-      if (n == 0) return reader->Finish();
+      ssize_t n = ::recv(fd, buf, size, 0);
+      if (n >= 0) return static_cast<size_t>(n);
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        if (errno == ECONNRESET && reader->started()) {
+        if (errno == ECONNRESET && started) {
           return Status::IOError("the connection was reset in the middle of the answer");
         }
         return Status::IOError(std::string("receive: ") + std::strerror(errno));
@@ -338,9 +508,48 @@ class SocketClient final : public Client {
     }
   }
 
+  // Sends the request and reads the answer. A server may answer (413, say)
+  // before it has read the whole body: sending stops and the answer counts.
+  Status Exchange(const std::string& head, const std::string* body, Clock::time_point deadline,
+                  long limit_ms, ResponseReader* reader) {
+    bool answered_early = false;
+    DIM_RETURN_IF_ERROR(Send(head, body, deadline, &answered_early));
+    static thread_local std::unique_ptr<char[]> buf(new char[256 << 10]);
+    bool first = true;
+    for (;;) {
+      DIM_ASSIGN_OR_RETURN(size_t n, Receive(buf.get(), 256 << 10, deadline, limit_ms, reader->started()));
+      if (n == 0) {
+        Status end = reader->Finish();
+        if (!end.ok() && !reader->started() && !ssl_) {
+          // A TLS server drops a plain request without a word.
+          return Status(end.code(), end.message() + " (if it speaks TLS, use an https:// URL for it)");
+        }
+        return end;
+      }
+      std::string_view data(buf.get(), n);
+      if (first && !ssl_ && LooksLikeTls(data)) {
+        return Status::IOError("the server answered in TLS: use an https:// URL for it (and the site CA: "
+                               "tls_ca, --tls-ca or $DIM_TLS_CA)");
+      }
+      first = false;
+      while (!data.empty()) {
+        auto used = reader->Feed(data);
+        if (!used.ok()) return used.status();
+        if (reader->done()) {
+          // Bytes after the response, or an answer before the whole request
+          // was sent: this connection's framing is lost.
+          if (*used < data.size() || answered_early) Close();
+          return Status::Ok();
+        }
+        data.remove_prefix(*used);
+      }
+    }
+  }
+
   const ClientOptions opts_;
   Fd conn_;
-  std::string conn_key_;  // "host port" of conn_
+  SslPtr ssl_;            // over conn_ for https://
+  std::string conn_key_;  // "s|p host port" of conn_
 };
 
 }  // namespace

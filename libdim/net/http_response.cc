@@ -62,8 +62,9 @@ Status ResponseReader::TooLarge(uint64_t size) const {
 }
 
 Status ResponseReader::Append(std::string_view bytes) {
-  if (resp_.body.size() + bytes.size() > max_body_) return TooLarge(0);
-  resp_.body.append(bytes);
+  if (body_bytes_ + bytes.size() > max_body_) return TooLarge(0);
+  body_bytes_ += bytes.size();
+  if (!discard_) resp_.body.append(bytes);
   return Status::Ok();
 }
 
@@ -81,6 +82,7 @@ Result<bool> ResponseReader::TakeLine(std::string_view data, size_t* used) {
 
 Status ResponseReader::ParseHead(std::string_view head) {
   resp_ = ClientResponse();
+  body_bytes_ = 0;
   size_t eol = head.find('\n');
   std::string_view status_line = Trim(head.substr(0, eol));
   head = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 1);
@@ -144,7 +146,7 @@ Status ResponseReader::ParseHead(std::string_view head) {
       return Malformed("content-length \"" + cl->second.substr(0, 40) + "\"");
     }
     if (remaining_ > max_body_) return TooLarge(remaining_);
-    resp_.body.reserve(std::min<uint64_t>(remaining_, 256 << 20));
+    if (!discard_) resp_.body.reserve(std::min<uint64_t>(remaining_, 256 << 20));
     state_ = remaining_ == 0 ? State::kDone : State::kBody;
     return Status::Ok();
   }

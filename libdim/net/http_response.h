@@ -35,9 +35,13 @@ class ResponseReader {
   bool keep_alive() const { return keep_alive_; }
 
   ClientResponse& response() { return resp_; }
+  // Count the body's bytes without keeping them (a load generator reading
+  // kernels and objects it never looks at); limits apply as before.
+  void DiscardBody() { discard_ = true; }
+  uint64_t body_bytes() const { return body_bytes_; }
 
   static constexpr size_t kMaxHead = 64 << 10;          // status line + headers
-  static constexpr uint64_t kDefaultMaxBody = ClientOptions{}.max_body;
+  static constexpr uint64_t kDefaultMaxBody = ClientOptions::kDefaultMaxBody;
 
  private:
   enum class State { kHead, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kToClose, kDone };
@@ -51,6 +55,8 @@ class ResponseReader {
   State state_ = State::kHead;
   bool started_ = false;
   bool keep_alive_ = true;
+  bool discard_ = false;
+  uint64_t body_bytes_ = 0;  // of this response's body, kept or not
   std::string head_;        // the head as it arrives
   std::string line_;        // a chunk-size or trailer line as it arrives
   uint64_t remaining_ = 0;  // of the body or the current chunk

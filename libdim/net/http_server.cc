@@ -35,6 +35,7 @@
 
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "http_tls.h"
 
 namespace dim::http {
 
@@ -431,8 +432,11 @@ class MhdServer final : public Server {
     std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> ai(raw, freeaddrinfo);
 
     // epoll: no descriptor limit (select stops at FD_SETSIZE) and no cost per
-    // idle connection; a few event threads share the connections.
+    // idle connection; a few event threads share the connections (TLS works
+    // in this mode too).
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    if (opts_.tls) flags |= MHD_USE_TLS;
+    const std::vector<MHD_OptionItem> tls_options = TlsDaemonOptions(opts_.tls ? &*opts_.tls : nullptr);
     if (ai->ai_family == AF_INET6) {
       const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
       // "::" serves IPv4 too, as "0.0.0.0" users would expect.
@@ -450,7 +454,7 @@ class MhdServer final : public Server {
         MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(opts_.idle_timeout_s),
         MHD_OPTION_NOTIFY_COMPLETED, &MhdServer::OnCompleted, this, MHD_OPTION_NOTIFY_CONNECTION,
         &MhdServer::OnConnection, this, MHD_OPTION_UNESCAPE_CALLBACK, &UnescapeKeepingNul,
-        nullptr, MHD_OPTION_END));
+        nullptr, MHD_OPTION_ARRAY, tls_options.data(), MHD_OPTION_END));
     if (!daemon_) {
       const int err = errno;
       return Status::IOError("cannot listen for HTTP on " + opts_.address + " port " + port_str +
@@ -598,6 +602,7 @@ class MhdServer final : public Server {
                       Response::Error(Status::InvalidArgument(
                           "request target must be a path starting with '/'")));
       if (!FillRequest(conn, url, method, &st->req)) return MHD_NO;
+      if (opts_.tls) FillTlsPeer(conn, *opts_.tls, &st->req);
       st->limit.max_bytes = opts_.max_body;
       if (admit_) {
         std::optional<Response> refusal;

@@ -217,6 +217,14 @@ Status RemoveAt(int dirfd, const std::string& name) {
   if (errno != EISDIR && errno != EPERM) return PosixError("remove " + name);
   Fd dir(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir.valid()) return PosixError("open " + name);
+  // One file system, as rm --one-file-system: a mount below (a bind mount a
+  // failed step left, a user's) is never emptied through.
+  struct stat above, below;
+  if (::fstat(dirfd, &above) != 0 || ::fstat(dir.get(), &below) != 0) return PosixError("stat " + name);
+  if (above.st_dev != below.st_dev) {
+    return Status::Busy(QuotePath(name) +
+                                      " is a mount point (another file system); unmount it, then retry");
+  }
   DirPtr d(::fdopendir(::dup(dir.get())));
   if (!d) return PosixError("list " + name);
   std::vector<std::string> names;

@@ -32,11 +32,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto n = dim::clone::FrameLength(in.substr(0, dim::clone::kFrameHeader), &t);
     if (n.ok() && *n > dim::clone::kMaxFrameBody) Fail("frame length past the limit accepted");
   }
-  auto type = static_cast<dim::clone::FrameType>(data[0] % 7 + 1);
+  auto type = static_cast<dim::clone::FrameType>(data[0] % dim::clone::kMaxFrameType + 1);
   auto f = dim::clone::DecodeFrame(type, in);
   if (!f.ok()) return 0;
   if (type == dim::clone::FrameType::kHello) {
-    auto again = dim::clone::DecodeFrame(type, dim::clone::EncodeHello(f->plan, f->index).substr(5));
+    auto again = dim::clone::DecodeFrame(type, dim::clone::EncodeHello(f->plan, f->index, f->nonce, f->rejoin).substr(5));
     if (!again.ok() || again->plan.Encode() != f->plan.Encode()) Fail("a hello does not round-trip");
   }
   if (type == dim::clone::FrameType::kChunk && f->data.size() != f->chunk.length) Fail("chunk data length");

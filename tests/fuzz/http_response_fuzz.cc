@@ -1,7 +1,8 @@
 // libFuzzer target for the HTTP client's response reader
 // (libdim/net/http_response.h): whatever a server or the network sends, the
 // reader must not crash, must consume only what it is given, and must read
-// the same response however the bytes are split.
+// the same response however the bytes are split, and whether it keeps the
+// body or only counts it.
 //
 // Input: byte 0 picks the split size (1-256), the rest is the wire.
 #include <cstdint>
@@ -22,11 +23,14 @@ struct Outcome {
   bool ok = true, done = false, keep_alive = false;
   int status = 0;
   std::string body;
+  uint64_t body_bytes = 0;
   size_t consumed = 0;
 };
 
-Outcome Read(std::string_view wire, size_t step) {
+// discard: count the body without keeping it (dim-nodesim's reader).
+Outcome Read(std::string_view wire, size_t step, bool discard = false) {
   dim::http::ResponseReader r;
+  if (discard) r.DiscardBody();
   Outcome o;
   size_t p = 0;
   while (p < wire.size() && !r.done()) {
@@ -46,6 +50,9 @@ Outcome Read(std::string_view wire, size_t step) {
   o.keep_alive = r.keep_alive();
   o.status = r.response().status;
   o.body = r.response().body;
+  o.body_bytes = r.body_bytes();
+  if (discard && !o.body.empty()) Fail("a discarded body was kept");
+  if (!discard && o.body_bytes != o.body.size()) Fail("body_bytes differs from the body kept");
   if (o.done && o.body.size() > wire.size()) Fail("body larger than the input");
   return o;
 }
@@ -61,6 +68,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (whole.ok != split.ok || whole.done != split.done || whole.status != split.status ||
       whole.body != split.body || whole.keep_alive != split.keep_alive || whole.consumed != split.consumed) {
     Fail("the result depends on how the bytes were split");
+  }
+  // Counting a body instead of keeping it reads the same response.
+  Outcome counted = Read(wire, step, true);
+  if (counted.ok != split.ok || counted.done != split.done || counted.status != split.status ||
+      counted.body_bytes != split.body.size() || counted.consumed != split.consumed) {
+    Fail("discarding the body changes what is read");
   }
   return 0;
 }

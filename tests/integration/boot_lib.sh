@@ -23,6 +23,22 @@ boot_requirements() {
   BOOT_KVER=$(ls "$BOOT_KDIR/lib/modules")
 }
 
+# systemd_cache: $DIM_TEST_CACHE/bookworm-systemd, debootstrap minbase with
+# systemd-sysv, built once (needs the Debian mirror); prints its path, or
+# logs why not and returns 1.
+systemd_cache() {
+  local cached=$DIM_TEST_CACHE/bookworm-systemd
+  if [[ ! -x $cached/lib/systemd/systemd ]]; then
+    command -v debootstrap > /dev/null || { log "SKIP: debootstrap is not installed"; return 1; }
+    log "building $cached (debootstrap --include=systemd-sysv; once)"
+    rm -rf "$cached.tmp"
+    debootstrap --variant=minbase --include=systemd-sysv bookworm "$cached.tmp" "$DEBIAN_MIRROR" \
+      > "$TEST_TMP/debootstrap.log" 2>&1 || { log "SKIP: debootstrap failed: $(tail -3 "$TEST_TMP/debootstrap.log")"; return 1; }
+    mv "$cached.tmp" "$cached"
+  fi
+  echo "$cached"
+}
+
 # make_master DIR MARKER: a busybox root whose /sbin/init prints a marker,
 # runs the shell fragment in file $BOOT_INIT_EXTRA if set (as root, with the
 # program $BOOT_MASTER_BIN, if set, copied to /bin), writes

@@ -21,15 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/boot_lib.sh"
 
 boot_requirements
-cached=$DIM_TEST_CACHE/bookworm-systemd
-if [[ ! -x $cached/lib/systemd/systemd ]]; then
-  command -v debootstrap > /dev/null || { log "SKIP: debootstrap is not installed"; exit 77; }
-  log "building $cached (debootstrap --include=systemd-sysv; once)"
-  rm -rf "$cached.tmp"
-  debootstrap --variant=minbase --include=systemd-sysv bookworm "$cached.tmp" "$DEBIAN_MIRROR" \
-    > "$TEST_TMP/debootstrap.log" 2>&1 || { log "SKIP: debootstrap failed: $(tail -3 "$TEST_TMP/debootstrap.log")"; exit 77; }
-  mv "$cached.tmp" "$cached"
-fi
+cached=$(systemd_cache) || exit 77
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url=http://127.0.0.1:$port

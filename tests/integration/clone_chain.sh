@@ -3,9 +3,13 @@
 # namespace on one bridge (links rate-limited with tc so a stream lasts long
 # enough to be cut): a chain of 4 produces trees identical to a checkout (and
 # a tree of arity 2 copies a raw file); a killed middle receiver is skipped
-# and reported while the others finish; a killed sender leaves nothing
-# visible; a chunk forged by a host in the chain is refused by the receiver
-# after it; a receiver with a full disk fails with a message naming it.
+# and reported while the others finish; a killed middle receiver started
+# again rejoins at the tail, resumes after the chunks it had verified and
+# ends with the same tree; a killed sender leaves nothing visible; a chunk
+# forged by a host in the chain is refused by the receiver after it; a host
+# impersonating a receiver without its key (forged acknowledgement and
+# status) is refused by the sender; a receiver with a full disk fails with a
+# message naming it.
 # Needs root (namespaces, tc, tmpfs).
 source "$(dirname "$0")/lib.sh"
 [[ $(id -u) == 0 ]] || { log "SKIP: needs root"; exit 77; }
@@ -136,11 +140,42 @@ done
 [[ ! -e $T/h2/tree ]] || die "the killed receiver shows a tree"
 rm -rf "$T"/h?/tree "$T"/h?/.tree*
 
+# --- 2b. the middle receiver killed, started again: it rejoins at the tail -
+log "killed middle receiver comes back"
+start_receivers 1 2 3 4
+clone img --rejoin-wait 30 --to "$(to tree 1 2 3 4)" --json > "$T/rejoin.json" 2> "$T/rejoin.err" &
+sender=$!
+# Past 2 MiB, and once more past the sender's poll (it saw the receiver in the stream).
+wait_bytes "$T/h2/.tree.dim-clone-spool" $((2 << 20))
+sleep 0.6
+kill -KILL "${RPIDS[2]}"
+wait "${RPIDS[2]}" 2>/dev/null || true
+[[ -e $T/h2/.tree.dim-clone-spool.journal ]] || die "the killed receiver left no journal to resume from"
+declare -A keep=([1]=${RPIDS[1]} [3]=${RPIDS[3]} [4]=${RPIDS[4]})
+start_receivers 2
+RPIDS[1]=${keep[1]} RPIDS[3]=${keep[3]} RPIDS[4]=${keep[4]}
+rc=0
+wait "$sender" || rc=$?
+[[ $rc == 0 ]] || die "clone failed though the killed receiver came back: $(cat "$T/rejoin.err" "$T/rejoin.json")"
+wait_receivers
+read -r st _ < <(state_of "$T/rejoin.json" 10.77.0.12)
+assert_eq "$st" done "the receiver that came back"
+python3 -c 'import json,sys; r=[x for x in json.load(open(sys.argv[1]))["receivers"] if x["name"]=="10.77.0.12"]; sys.exit(0 if r[0]["rejoined"] else 1)' \
+  "$T/rejoin.json" || die "the result does not say 10.77.0.12 rejoined"
+grep -q "resuming the stream after chunk [1-9]" "$T/h2.log" || die "it did not resume after the chunks it had: $(cat "$T/h2.log")"
+grep -q "adopting 10.77.0.12" "$T/h4.log" || die "the tail (receiver 4) did not adopt it: $(cat "$T/h4.log")"
+for n in 1 2 3 4; do
+  "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs after the rejoin"
+  [[ -z $(find "$T/h$n" -maxdepth 1 -name '.*dim-clone*') ]] || die "receiver $n left staging files or a journal"
+done
+rm -rf "$T"/h?/tree
+
 # --- 3. the sender killed mid-stream: nothing partial visible --------------
 log "killed sender"
 start_receivers 1 2 3 4
 # Without clone's timeout wrapper: $! is dimctl itself (ip netns exec execs it).
-ip netns exec "clone-h0-$ID" "$DIMCTL" clone img --timeout 2 --chunk-size 256K --to "$(to tree 1 2 3 4)" \
+# (--timeout 1: the receivers give up after three timeouts without data.)
+ip netns exec "clone-h0-$ID" "$DIMCTL" clone img --timeout 1 --chunk-size 256K --to "$(to tree 1 2 3 4)" \
   > /dev/null 2>&1 &
 sender=$!
 wait_bytes "$T/h4/.tree.dim-clone-spool" $((512 << 10))
@@ -156,32 +191,48 @@ for n in 1 2 3 4; do
     die "receiver $n shows something partial: $(ls -a "$T/h$n")"
 done
 
-# --- 4. a chunk forged by a host in the chain ------------------------------
-# The host before receiver 3 relays through a proxy that replaces chunk 2's
-# bytes and fixes up its hash; it cannot make receiver 3's MAC.
-log "forged chunk"
+# --- 4. forgeries: a chunk changed by a host in the chain, a receiver -----
+# impersonated. The host before receiver 3 relays through a proxy that
+# replaces chunk 2's bytes and fixes up its hash; it cannot make receiver
+# 3's MAC. At receiver 1's address a host without its key answers READY, an
+# ACK for everything and a "done" status, all with made-up MACs: the sender
+# refuses them, skips it and reports it failed. Receivers 2 and 4 finish.
+log "forged chunk, impersonated receiver"
 PORT=7476 start_receivers 3
 ip netns exec "clone-h3-$ID" python3 "$(dirname "$0")/clone_tamper.py" 10.77.0.13:7475 10.77.0.13:7476 2 \
   > "$T/tamper.log" 2>&1 &
 tamper=$!
 on_cleanup quiet_kill "$tamper"
+ip netns exec "clone-h1-$ID" python3 "$(dirname "$0")/clone_tamper.py" impersonate 10.77.0.11:7475 10.77.0.11 \
+  > "$T/forge1.log" 2>&1 &
+forger=$!
+on_cleanup quiet_kill "$forger"
 declare -A keep=([3]=${RPIDS[3]})
-start_receivers 1 2 4
+start_receivers 2 4
 RPIDS[3]=${keep[3]}
-for _ in $(seq 100); do grep -q listening "$T/tamper.log" && break; sleep 0.05; done
+for f in tamper forge1; do
+  for _ in $(seq 100); do grep -q listening "$T/$f.log" && break; sleep 0.05; done
+done
 rc=0
 clone img --to "$(to tree 1 2 3 4)" --json > "$T/forge.json" 2> "$T/forge.err" || rc=$?
 [[ $rc != 0 ]] || die "clone reported success though a chunk was forged"
 grep -q "forged chunk 2" "$T/tamper.log" || die "the proxy forged nothing"
+grep -q "forged ready and ack" "$T/forge1.log" || die "the impersonator was never sent a hello: $(cat "$T/forge1.log")"
+grep -q "forged status" "$T/forge1.log" || die "the impersonator answered no status request"
+grep -q "not MAC'd with its key" "$T/forge.err" || die "the sender does not say the frames are forged: $(cat "$T/forge.err")"
 wait_receivers
 read -r st msg < <(state_of "$T/forge.json" 10.77.0.13)
 assert_eq "$st" failed "the receiver after the forger"
 [[ $msg == *"refused chunk 2"*"MAC is not the sender's"* ]] || die "receiver 3 says: $msg"
 [[ ! -e $T/h3/tree ]] || die "receiver 3 shows a tree built from a forged chunk"
-for n in 1 2 4; do
+read -r st msg < <(state_of "$T/forge.json" 10.77.0.11)
+assert_eq "$st" failed "the impersonated receiver"
+[[ $msg == *"not MAC'd with its key"* ]] || die "receiver 1's report: $msg"
+for n in 2 4; do
   "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs"
 done
 quiet_kill "$tamper"
+quiet_kill "$forger"
 rm -rf "$T"/h?/tree
 
 # --- 5. a receiver with a full disk ----------------------------------------

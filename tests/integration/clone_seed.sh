@@ -4,7 +4,9 @@
 # cluster description, and then hold it exactly as if replicated (versions,
 # rows, objects, keep-out list, policies); a second-level imaged started on a
 # seeded store follows the next push with a delta from the seeded version
-# (it fetches only what changed). Loopback addresses, no namespaces.
+# (it fetches only what changed). A node whose key was rotated (`dimctl
+# node rekey`) receives a file with its new key: the sender signs with the
+# generation the registry holds. Loopback addresses, no namespaces.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ $(id -u) == 0 ]] || { log "SKIP: needs root"; exit 77; }
@@ -43,7 +45,7 @@ cat > "$T/cluster.xml" <<XML
     <level name="rack" first="1" count="2"/>
     <level name="slot" first="1" count="2"/>
   </naming>
-  <nodes/>
+  <nodes><node rack="1" slot="1"><interface network="boot" mac="52:54:00:00:00:01"/></node></nodes>
 </site>
 XML
 port=$(free_port)
@@ -90,3 +92,20 @@ bytes=$(sed -n 's/.*"server":"ss1","version":2,"bytes":\([0-9]*\).*/\1/p' "$T/pu
 "$DIMCTL" --root "$T/ss1" image checkout img@2 "$T/ss1-v2" > /dev/null
 "$TREECMP" "$T/master" "$T/ss1-v2" > /dev/null || die "ss1's version 2 differs from the master"
 log "ss1 fetched $bytes bytes for version 2"
+
+# A rekeyed node (key generation 1) takes a file with its current key; the
+# sender finds the node's address in the cluster description.
+"$DIMCTL" cluster apply "$T/cluster.xml" --yes > /dev/null
+"$DIMCTL" node rekey r01n01 > /dev/null
+"$DIMCTL" node key r01n01 > "$T/r01n01.key"
+nport=$(free_port)
+"$RECEIVE" --name r01n01 --listen ":$nport" --key-file "$T/r01n01.key" --under "$T" --linger 5 \
+  > "$T/node.recv.log" 2>&1 &
+npid=$!
+on_cleanup quiet_kill "$npid"
+sleep 0.3
+with_timeout 60 "$DIMCTL" clone --file "$T/master/files/random4m" --to "$T/node-copy@r01n01:$nport" \
+  --cluster "$T/cluster.xml" --chunk-size 64K > "$T/node.out" 2>&1 ||
+  die "clone to the rekeyed node failed: $(cat "$T/node.out" "$T/node.recv.log")"
+wait "$npid" || die "the rekeyed node's receiver failed: $(cat "$T/node.recv.log")"
+cmp "$T/master/files/random4m" "$T/node-copy" || die "the rekeyed node's copy differs"

@@ -72,18 +72,31 @@ TEST_CASE("clone wire: every frame round-trips, and every truncation is refused"
   h.sha256 = dim::Sha256Of(data);
   for (const auto& k : Keys(plan)) h.macs.push_back(dim::auth::Hmac(k, dc::ChunkMacInput(plan.stream_id, h)));
   dc::Report rep{"n1", dc::State::kFailed, 123, 4, "disk full"};
+  const std::string nonce(dc::kNonceBytes, 'N');
+  const std::string key = Keys(plan)[1];
+  const dc::Signer signer{key, plan.stream_id, nonce};
+  dc::Rejoin rejoin{plan.unix_time, dc::RejoinTag(key, plan.stream_id, 1, plan.unix_time)};
   const std::vector<std::string> frames = {
-      dc::EncodeHello(plan, 2), dc::EncodeCount(dc::FrameType::kReady, 5),
-      dc::EncodeCount(dc::FrameType::kAck, 9), dc::EncodeChunkHead(h) + data, dc::EncodeError("no"),
-      dc::EncodeStatusRequest(plan.stream_id, true), dc::EncodeStatus(rep)};
+      dc::EncodeHello(plan, 2, nonce), dc::EncodeHello(plan, 1, nonce, rejoin),
+      dc::EncodeCount(dc::FrameType::kReady, 5, signer), dc::EncodeCount(dc::FrameType::kAck, 9, signer),
+      dc::EncodeChunkHead(h) + data, dc::EncodeError("no", signer), dc::EncodeStatusRequest(true, signer),
+      dc::EncodeStatus(rep, signer), dc::EncodeAdopt(2, rejoin, signer)};
   for (const auto& wire : frames) {
     std::string body;
     auto f = Decode(wire, &body);
     REQUIRE_MESSAGE(f.ok(), f.status().message());
     switch (f->type) {
       case dc::FrameType::kHello:
-        CHECK(f->index == 2);
         CHECK(f->plan.Encode() == plan.Encode());
+        CHECK(f->nonce == nonce);
+        if (f->index == 1) CHECK(f->rejoin.tag == rejoin.tag);
+        else CHECK(f->rejoin.tag.empty());
+        break;
+      case dc::FrameType::kAdopt:
+        CHECK(f->index == 2);
+        CHECK(f->rejoin.unix_time == rejoin.unix_time);
+        CHECK(f->rejoin.tag == rejoin.tag);
+        CHECK(f->stream_id == plan.stream_id);
         break;
       case dc::FrameType::kReady: CHECK(f->count == 5); break;
       case dc::FrameType::kAck: CHECK(f->count == 9); break;
@@ -94,13 +107,23 @@ TEST_CASE("clone wire: every frame round-trips, and every truncation is refused"
         CHECK(f->chunk.macs == h.macs);
         break;
       case dc::FrameType::kError: CHECK(f->message == "no"); break;
-      case dc::FrameType::kStatusRequest: CHECK(f->final); break;
+      case dc::FrameType::kStatusRequest:
+        CHECK(f->final);
+        CHECK(f->nonce == nonce);
+        break;
       case dc::FrameType::kStatus:
         CHECK(f->report.name == "n1");
         CHECK(f->report.state == dc::State::kFailed);
         CHECK(f->report.bytes == 123);
         CHECK(f->report.message == "disk full");
         break;
+    }
+    // Every frame but hello and chunk is MAC'd for this key, stream and nonce.
+    if (f->type != dc::FrameType::kHello && f->type != dc::FrameType::kChunk) {
+      CHECK(dc::MacOk(*f, signer));
+      CHECK_FALSE(dc::MacOk(*f, dc::Signer{Keys(plan)[0], plan.stream_id, nonce}));
+      CHECK_FALSE(dc::MacOk(*f, dc::Signer{key, std::string(dc::kStreamIdBytes, 'T'), nonce}));
+      CHECK_FALSE(dc::MacOk(*f, dc::Signer{key, plan.stream_id, std::string(dc::kNonceBytes, 'M')}));
     }
     // Every cut of the body, and a byte too many, is refused.
     dc::FrameType type = f->type;
@@ -112,6 +135,35 @@ TEST_CASE("clone wire: every frame round-trips, and every truncation is refused"
   dc::FrameType t;
   CHECK_FALSE(dc::FrameLength(std::string("\x09\x00\x00\x00\x00", 5), &t).ok());  // unknown type
   CHECK_FALSE(dc::FrameLength(std::string("\x03\xff\xff\xff\x7f", 5), &t).ok());  // 2 GiB body
+}
+
+TEST_CASE("clone wire: a host that changes a signed frame, or forges one, is caught") {
+  dc::Plan plan = TestPlan(2);
+  const auto keys = Keys(plan);
+  const std::string nonce(dc::kNonceBytes, 'N');
+  const dc::Signer signer{keys[1], plan.stream_id, nonce};
+  // An acknowledgement raised in transit: the count is under the MAC.
+  std::string ack = dc::EncodeCount(dc::FrameType::kAck, 3, signer);
+  ack[dc::kFrameHeader] = 99;
+  std::string body;
+  auto f = Decode(ack, &body);
+  REQUIRE(f.ok());
+  CHECK(f->count == 99);
+  CHECK_FALSE(dc::MacOk(*f, signer));
+  // An error or a "done" status made by a host without the receiver's key.
+  const dc::Signer forger{keys[0], plan.stream_id, nonce};
+  auto err = Decode(dc::EncodeError("disk full", forger), &body);
+  REQUIRE(err.ok());
+  CHECK_FALSE(dc::MacOk(*err, signer));
+  std::string body2;
+  auto st = Decode(dc::EncodeStatus({"n1", dc::State::kDone, 1, 1, ""}, forger), &body2);
+  REQUIRE(st.ok());
+  CHECK_FALSE(dc::MacOk(*st, signer));
+  // A rejoin tag is bound to the receiver, the stream and the time.
+  const std::string tag = dc::RejoinTag(keys[1], plan.stream_id, 1, 100);
+  CHECK(tag != dc::RejoinTag(keys[1], plan.stream_id, 0, 100));
+  CHECK(tag != dc::RejoinTag(keys[1], plan.stream_id, 1, 101));
+  CHECK(tag != dc::RejoinTag(keys[0], plan.stream_id, 1, 100));
 }
 
 TEST_CASE("clone plan: bound to each receiver's key, its targets and its time") {

@@ -1,6 +1,9 @@
 // Image operations on real temporary trees: import, change detection, commit
 // modes, checkout fidelity, locking and error messages.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -8,6 +11,7 @@
 #include <thread>
 
 #include "dim/image.h"
+#include "dim/overlay_session.h"
 #include "test_util.h"
 
 using dimtest::TempDir;
@@ -195,6 +199,102 @@ TEST_CASE("checkout reproduces metadata, hardlinks and odd names") {
   // A non-empty destination is refused.
   auto again = dim::Checkout(*f.store, "img", out, {});
   CHECK(again.status().code() == dim::Code::kAlreadyExists);
+}
+
+TEST_CASE("checkout removes partial checkouts an interrupted run left, and nothing else") {
+  Fixture f;
+  WriteFile(f.master + "/a", "a");
+  f.Import();
+  std::string out = f.tmp / "out";
+  // What a checkout killed half-way leaves: an unlocked directory beside out.
+  std::string stale = out + ".dim-checkout-Ab12Cd";
+  REQUIRE(::mkdir(stale.c_str(), 0700) == 0);
+  REQUIRE(::mkdir((stale + "/etc").c_str(), 0755) == 0);
+  WriteFile(stale + "/etc/half", "half");
+  // A checkout still at work holds its lock: kept.
+  std::string busy = out + ".dim-checkout-Busy01";
+  REQUIRE(::mkdir(busy.c_str(), 0700) == 0);
+  int busy_fd = ::open(busy.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(busy_fd >= 0);
+  REQUIRE(::flock(busy_fd, LOCK_EX) == 0);
+  // A symlink under such a name (planted by whoever can write beside out)
+  // is never followed: what it points at stays whole.
+  std::string victim = f.tmp / "victim";
+  REQUIRE(::mkdir(victim.c_str(), 0755) == 0);
+  WriteFile(victim + "/precious", "keep");
+  std::string planted = out + ".dim-checkout-Evil99";
+  REQUIRE(::symlink(victim.c_str(), planted.c_str()) == 0);
+  // Another name, and another destination's leftovers: not ours to judge.
+  std::string other = f.tmp / "outer.dim-checkout-Zz9Zz9";
+  REQUIRE(::mkdir(other.c_str(), 0700) == 0);
+
+  auto co = dim::Checkout(*f.store, "img", out, {});
+  REQUIRE_MESSAGE(co.ok(), co.status().ToString());
+  CHECK(co->stale_removed == 1);
+  struct stat st;
+  CHECK(::lstat(stale.c_str(), &st) != 0);
+  CHECK(::lstat(busy.c_str(), &st) == 0);
+  CHECK(::lstat(planted.c_str(), &st) == 0);
+  CHECK(::lstat((victim + "/precious").c_str(), &st) == 0);
+  CHECK(::lstat(other.c_str(), &st) == 0);
+  CHECK(::lstat((out + "/a").c_str(), &st) == 0);
+  ::close(busy_fd);
+}
+
+TEST_CASE("revert rewrites the master to the old tree, removing only beneath it") {
+  Fixture f;
+  WriteFile(f.master + "/a", "a1");
+  REQUIRE(::mkdir((f.master + "/d").c_str(), 0755) == 0);
+  WriteFile(f.master + "/d/x", "x");
+  f.Import();
+  Fixture::Settle();
+  WriteFile(f.master + "/a", "a2");
+  WriteFile(f.master + "/b", "new");
+  REQUIRE(::mkdir((f.master + "/e").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((f.master + "/e/f").c_str(), 0755) == 0);
+  WriteFile(f.master + "/e/f/g", "deep");
+  REQUIRE(dim::RemoveTree(f.master + "/d").ok());
+  WriteFile(f.master + "/d", "now a file");
+  f.Commit();
+  auto r = dim::RevertTo(*f.store, "img", 1, "");
+  REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+  CHECK(r->committed);
+  struct stat st;
+  CHECK(::lstat((f.master + "/b").c_str(), &st) != 0);
+  CHECK(::lstat((f.master + "/e").c_str(), &st) != 0);
+  REQUIRE(::lstat((f.master + "/d").c_str(), &st) == 0);
+  CHECK(S_ISDIR(st.st_mode));
+  CHECK(::lstat((f.master + "/d/x").c_str(), &st) == 0);
+  std::string out = f.tmp / "v3";
+  REQUIRE(dim::Checkout(*f.store, "img", out, {}).ok());
+  CHECK(::lstat((out + "/b").c_str(), &st) != 0);
+  CHECK(::lstat((out + "/d/x").c_str(), &st) == 0);
+}
+
+TEST_CASE("RemoveTree stays on one file system and never follows a symlink") {
+  TempDir tmp;
+  std::string tree = tmp / "tree";
+  REQUIRE(::mkdir(tree.c_str(), 0755) == 0);
+  std::string outside = tmp / "outside";
+  REQUIRE(::mkdir(outside.c_str(), 0755) == 0);
+  WriteFile(outside + "/keep", "keep");
+  REQUIRE(::symlink(outside.c_str(), (tree + "/link").c_str()) == 0);
+  REQUIRE(dim::RemoveTree(tree).ok());
+  struct stat st;
+  CHECK(::lstat(tree.c_str(), &st) != 0);
+  CHECK(::lstat((outside + "/keep").c_str(), &st) == 0);
+  if (::geteuid() != 0) return;  // the mount half needs root
+  REQUIRE(::mkdir(tree.c_str(), 0755) == 0);
+  std::string mnt = tree + "/mnt";
+  REQUIRE(::mkdir(mnt.c_str(), 0755) == 0);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) return;  // no mounts here
+  WriteFile(mnt + "/inside", "inside");
+  auto s = dim::RemoveTree(tree);
+  CHECK(s.code() == dim::Code::kBusy);
+  CHECK(s.ToString().find("mount point") != std::string::npos);
+  CHECK(::lstat((mnt + "/inside").c_str(), &st) == 0);
+  REQUIRE(::umount(mnt.c_str()) == 0);
+  CHECK(dim::RemoveTree(tree).ok());
 }
 
 TEST_CASE("a second writer on the same image gets a clear busy error") {

@@ -39,7 +39,7 @@ SIZE_MB=1024
 RATE=300
 NS_LIST="1 2 4 8 16"
 METHODS="chain tree star udpcast aria2 image fail"
-ARITIES="2 4"
+ARITIES="2"
 CHUNK=1M
 REPLOT=""
 WORK=${TMPDIR:-/tmp}/clone-bench
@@ -49,7 +49,7 @@ BUILD=${DIM_BUILD_DIR:-$REPO/build}
 usage() {
   cat <<EOF
 usage: $PROG [--size MIB] [--rate MBIT] [--n "1 2 4 8 16"] [--methods "$METHODS"]
-             [--arities "2 4"] [--chunk 1M] [--work DIR] [--plot FILE.svg]
+             [--arities "2"] [--chunk 1M] [--work DIR] [--plot FILE.svg]
              [--replot RESULTS]
 
 Copies one payload of --size MiB (default $SIZE_MB) to N hosts in network

@@ -96,6 +96,7 @@ Noun KeepoutCommands();
 Noun PolicyCommands();
 Noun StoreCommands();
 Noun KeyCommands();
+Noun CaCommands();
 Noun ClusterCommands();
 Noun NodeCommands();
 Noun BootCommands();

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "cli.h"
@@ -18,6 +19,7 @@
 #include "dim/clone/net.h"
 #include "dim/cluster/hostlist.h"
 #include "dim/cluster/load.h"
+#include "dim/cluster/registry.h"
 #include "dim/image.h"
 
 namespace dimctl {
@@ -57,8 +59,14 @@ Result<uint32_t> NumberOption(const Invocation& inv, const std::string& name, ui
   return static_cast<uint32_t>(n);
 }
 
-// DIR@HOST[:PORT],... -> targets named by HOST.
+// DIR@HOST[:PORT],... -> targets named by HOST. With --cluster, a HOST that
+// names a node there is reached at its boot address.
 Result<std::vector<clone::Target>> ParseTo(const Invocation& inv) {
+  std::optional<dim::cluster::Cluster> cluster;
+  if (auto file = inv.get("cluster")) {
+    DIM_ASSIGN_OR_RETURN(auto c, dim::cluster::LoadValidCluster(*file));
+    cluster = std::move(c);
+  }
   std::vector<clone::Target> out;
   for (const auto& arg : inv.all("to")) {
     std::stringstream ss(arg);
@@ -73,6 +81,8 @@ Result<std::vector<clone::Target>> ParseTo(const Invocation& inv) {
       std::string hostport = item.substr(at + 1), host, port;
       DIM_RETURN_IF_ERROR(clone::SplitAddress(hostport, &host, &port));
       t.name = host;
+      const auto* node = cluster ? cluster->FindNode(host) : nullptr;
+      if (node) host = node->boot().ip.ToString();
       t.address = host.find(':') != std::string::npos ? "[" + host + "]:" + port : host + ":" + port;
       if (t.path.empty() || t.path[0] != '/') return Status::InvalidArgument("--to '" + item + "': PATH must be absolute");
       out.push_back(std::move(t));
@@ -119,6 +129,32 @@ Status RackOrder(const Invocation& inv, std::vector<clone::Target>* targets) {
   };
   std::stable_sort(targets->begin(), targets->end(), [&](auto& a, auto& b) { return index(a) < index(b); });
   return Status::Ok();
+}
+
+// Each receiver's key at the generation the registry of the store at --root
+// says it signs with now (`dimctl node rekey`; 0 without a store or a rekey).
+Result<std::vector<std::string>> ReceiverKeys(const Invocation& inv, dim::Store* store, const dim::auth::Secret& secret,
+                                              const std::vector<clone::Target>& targets) {
+  std::unique_ptr<dim::Store> opened;
+  if (!store) {
+    auto s = OpenStore(inv, /*create=*/false);
+    if (s.ok()) {
+      opened = std::move(*s);
+      store = opened.get();
+    } else if (s.status().code() != dim::Code::kNotFound) {
+      return s.status();
+    }
+  }
+  std::vector<std::string> keys;
+  for (const auto& t : targets) {
+    int64_t generation = 0;
+    if (store) {
+      dim::cluster::Registry registry(store->catalog().db());
+      DIM_ASSIGN_OR_RETURN(generation, registry.KeyGeneration(t.name));
+    }
+    keys.push_back(dim::auth::NodeKey(secret, t.name, generation));
+  }
+  return keys;
 }
 
 std::string Human(double bytes) {
@@ -195,7 +231,12 @@ Status Clone(Invocation& inv) {
     secret_path = e && *e ? e : "/etc/dim/secret";
   }
   DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(secret_path));
-  for (const auto& t : plan.receivers) opts.keys.push_back(dim::auth::NodeKey(secret, t.name));
+  DIM_ASSIGN_OR_RETURN(opts.keys, ReceiverKeys(inv, store.get(), secret, plan.receivers));
+  uint32_t rejoin_wait = 0;
+  if (auto v = inv.get("rejoin-wait"); v && *v != "0") {
+    DIM_ASSIGN_OR_RETURN(rejoin_wait, NumberOption(inv, "rejoin-wait", 0, 3600));
+  }
+  opts.rejoin_wait_s = static_cast<int>(rejoin_wait);
 
   // Progress on a terminal: one line per receiver, rewritten in place.
   const bool tty = !inv.json() && isatty(STDERR_FILENO);
@@ -243,8 +284,9 @@ Status Clone(Invocation& inv) {
       const auto& r = result.receivers[i];
       out += std::string(i ? "," : "") + "{\"name\":\"" + JsonEscape(targets[i].name) + "\",\"address\":\"" +
              JsonEscape(targets[i].address) + "\",\"target\":\"" + JsonEscape(targets[i].path) + "\",\"state\":\"" +
-             clone::StateName(r.state) + "\",\"bytes\":" + std::to_string(r.bytes) + ",\"message\":\"" +
-             JsonEscape(r.message) + "\"}";
+             clone::StateName(r.state) + "\",\"bytes\":" + std::to_string(r.bytes) + ",\"rejoined\":" +
+             (std::count(result.rejoined.begin(), result.rejoined.end(), targets[i].name) ? "true" : "false") +
+             ",\"message\":\"" + JsonEscape(r.message) + "\"}";
     }
     std::cout << out << "]}\n";
   } else {
@@ -271,6 +313,8 @@ Noun CloneCommands() {
        "streams the payload in chunks to the first host, which writes it and forwards it\n"
        "at once, so the whole chain takes about the time of one copy. A host that dies\n"
        "or stalls is skipped (its upstream reconnects to the next one) and reported; a\n"
+       "host whose dim-receive is started again while the stream runs (or within\n"
+       "--rejoin-wait) rejoins at the tail and resumes after the chunks it kept; a\n"
        "host shows the result only when it is whole and verified.\n"
        "  --servers RANGE seeds second-level servers' stores (dim-receive --store):\n"
        "                  afterwards each holds the version exactly as if replicated.\n"
@@ -284,11 +328,12 @@ Noun CloneCommands() {
         {"file", 0, "PATH", "send this file or block device instead of an image"},
         {"to", 0, "PATH@HOST[:PORT],...", "targets, in chain order", true},
         {"servers", 0, "RANGE", "second-level servers of --cluster to seed"},
-        {"cluster", 0, "FILE", "the cluster description (for --servers and --order rack)"},
+        {"cluster", 0, "FILE", "the cluster description (for --servers, --order rack, and node names in --to)"},
         {"order", 0, "given|rack", "chain order: as given, or by rack position (default: rack for --servers)"},
         {"arity", 0, "K", "a tree of arity K instead of a chain (default 1)"},
         {"chunk-size", 0, "BYTES", "chunk size, e.g. 4M (default 1M)"},
         {"timeout", 0, "SECONDS", "a host silent this long is skipped (default 10)"},
+        {"rejoin-wait", 0, "SECONDS", "once the others are done, wait this long for failed hosts to come back (default 0)"},
         {"port", 0, "PORT", "dim-receive's port on --servers (default 7475)"},
         {"spool", 0, "DIR", "where the sender spools the image stream (default the store's staging/)"},
         kJsonOption},

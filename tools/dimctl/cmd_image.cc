@@ -388,6 +388,10 @@ Status Checkout(Invocation& inv) {
   dim::CheckoutOptions o;
   auto t0 = std::chrono::steady_clock::now();
   DIM_ASSIGN_OR_RETURN(auto st, dim::Checkout(*store, inv.args[0], inv.args[1], o));
+  if (st.stale_removed > 0) {
+    std::fprintf(stderr, "dimctl: removed %llu partial checkout(s) of %s that an interrupted run left\n",
+                 static_cast<unsigned long long>(st.stale_removed), inv.args[1].c_str());
+  }
   if (inv.global.verbosity >= 0) {
     std::printf("checked out %s into %s: %llu entries, %s in %.2f s\n", inv.args[0].c_str(),
                 inv.args[1].c_str(), static_cast<unsigned long long>(st.entries),

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "dim/env.h"
 #include "dim/initrd/builder.h"
+#include "dim/tls.h"
 #include "dim/sign.h"
 
 namespace dimctl {
@@ -99,6 +100,18 @@ Status Build(Invocation& inv) {
     }
   }
   DIM_ASSIGN_OR_RETURN(opt.publish_key, PublishKey(inv));
+  // The CA (and CRL) are checked as the node will load them, so a wrong file
+  // fails here and not at boot.
+  if (auto ca = inv.get("tls-ca")) {
+    const std::string crl = inv.get_or("tls-crl", "");
+    DIM_RETURN_IF_ERROR(dim::tls::Context::Load({*ca, crl, "", ""}).status());
+    DIM_ASSIGN_OR_RETURN(opt.tls_ca_pem, dim::Env::Posix()->ReadFile(*ca));
+    if (!crl.empty()) {
+      DIM_ASSIGN_OR_RETURN(opt.tls_crl_pem, dim::Env::Posix()->ReadFile(crl));
+    }
+  } else if (inv.get("tls-crl")) {
+    return Status::InvalidArgument("--tls-crl needs --tls-ca");
+  }
   DIM_ASSIGN_OR_RETURN(opt.compression, dim::initrd::ParseCompression(inv.get_or("compress", "zstd")));
   if (auto level = inv.get("level")) {
     char* end = nullptr;
@@ -157,6 +170,9 @@ Noun InitrdCommands() {
         {"no-strip", 0, "", "keep rootfs-fuse's debugging information (stripped by default)"},
         {"publish-key", 0, "FILE", "the top server's public key for nodes to check versions with (default: "
                                    "the store's, from 'dimctl key init', when it has one)"},
+        {"tls-ca", 0, "FILE", "the site CA's certificate: the node checks https:// servers with it "
+                              "(/etc/dim/tls-ca.pem; 'dimctl ca init' writes ca.crt)"},
+        {"tls-crl", 0, "FILE", "the CA's CRL for the node (/etc/dim/tls-crl.pem)"},
         {"busybox", 0, "PATH", "a static busybox (default /bin/busybox, from busybox-static)"},
         {"compress", 0, "zstd|gzip|none", "compression (default zstd)"},
         {"level", 0, "N", "compression level (default: zstd 19, gzip 9)"},

@@ -37,7 +37,25 @@ Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std
     path = e && *e ? e : "/etc/dim/secret";
   }
   DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
-  return dim::ApiClient::Create(url.empty() ? ServerUrl(inv) : url, secret.key, "server:dimctl");
+  const std::string target = url.empty() ? ServerUrl(inv) : url;
+  dim::http::ClientOptions opts;
+  if (target.rfind("https://", 0) == 0) {
+    DIM_ASSIGN_OR_RETURN(opts.tls, ClientTls());
+  }
+  return dim::ApiClient::Create(target, secret.key, "server:dimctl", opts);
+}
+
+// $DIM_TLS_CA, $DIM_TLS_CRL, $DIM_TLS_CERT and $DIM_TLS_KEY, each defaulting
+// to its file in /etc/dim/tls/ when that exists (ca.crt, ca.crl, dimctl.crt,
+// dimctl.key: the certificate a TLS server asks of server:dimctl).
+Result<std::shared_ptr<const dim::tls::Context>> ClientTls() {
+  auto pick = [](const char* env, const char* file) -> std::string {
+    if (const char* e = std::getenv(env); e && *e) return e;
+    const std::string path = std::string("/etc/dim/tls/") + file;
+    return ::access(path.c_str(), F_OK) == 0 ? path : std::string();
+  };
+  return dim::tls::Context::Load({pick("DIM_TLS_CA", "ca.crt"), pick("DIM_TLS_CRL", "ca.crl"),
+                                  pick("DIM_TLS_CERT", "dimctl.crt"), pick("DIM_TLS_KEY", "dimctl.key")});
 }
 
 std::vector<ChildState> Children(const std::string& status, const std::string& image) {

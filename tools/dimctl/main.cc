@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   cli.Add(dimctl::PolicyCommands());
   cli.Add(dimctl::StoreCommands());
   cli.Add(dimctl::KeyCommands());
+  cli.Add(dimctl::CaCommands());
   cli.Add(dimctl::PushCommands());
   cli.Add(dimctl::StatusCommands());
   cli.Add(dimctl::ClusterCommands());

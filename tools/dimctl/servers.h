@@ -13,6 +13,9 @@
 namespace dimctl {
 
 std::string ServerUrl(const Invocation& inv);
+// dimctl's TLS for https:// servers (docs/imaged.md, "TLS"): the CA and CRL
+// that check them and the client certificate it presents.
+Result<std::shared_ptr<const dim::tls::Context>> ClientTls();
 // A signed client for the top server, or for url when given.
 Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url = "");
 

@@ -19,10 +19,14 @@ std::string CanonicalTarget(const std::string& path,
 
 class ApiClient {
  public:
-  // base: "http://host:port"; identity: "server:<name>".
+  // base: "http://host:port" or "https://host:port" (opts.tls then); identity: "server:<name>".
   static Result<std::unique_ptr<ApiClient>> Create(std::string base, std::string key,
                                                    std::string identity,
                                                    http::ClientOptions opts = {});
+  // The same over a connection already made with opts (a node's key fetch
+  // hands its TLS connection on instead of a second handshake).
+  static std::unique_ptr<ApiClient> Adopt(std::string base, std::string key, std::string identity,
+                                          http::ClientOptions opts, std::unique_ptr<http::Client> client);
   // 2xx answers return the body; others become a Status carrying the
   // server's error message and the URL.
   Result<std::string> Get(const std::string& path, const std::map<std::string, std::string>& query = {},
@@ -40,14 +44,18 @@ class ApiClient {
   // Seconds the last answer asked to wait before asking again (a busy
   // server's 503 Retry-After); 0 when it named none.
   int retry_after_s() const { return retry_after_s_; }
+  // Another client of the same server, identity and options (TLS included),
+  // with its own connection: for parallel fetches.
+  Result<std::unique_ptr<ApiClient>> Clone() const { return Create(base_, key_, identity_, opts_); }
 
  private:
-  ApiClient(std::string base, std::string key, std::string identity,
+  ApiClient(std::string base, std::string key, std::string identity, http::ClientOptions opts,
             std::unique_ptr<http::Client> client)
       : base_(std::move(base)), key_(std::move(key)), identity_(std::move(identity)),
-        client_(std::move(client)) {}
+        opts_(std::move(opts)), client_(std::move(client)) {}
   Result<std::string> Check(const std::string& url, Result<http::ClientResponse> r);
   std::string base_, key_, identity_;
+  http::ClientOptions opts_;
   std::unique_ptr<http::Client> client_;
   int retry_after_s_ = 0;
 };

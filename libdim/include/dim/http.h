@@ -13,6 +13,7 @@
 #include "dim/fd.h"
 #include "dim/hash.h"
 #include "dim/status.h"
+#include "dim/tls.h"
 
 namespace dim::http {
 
@@ -26,6 +27,11 @@ struct Request {
   std::string peer_host;  // "127.0.0.1" (an IPv4-mapped IPv6 peer as IPv4)
   uint16_t peer_port = 0; // below 1024: only root on the peer could bind it
   std::string identity;   // who signed it, set by the Admit hook; empty: nobody
+  bool tls = false;       // came over TLS
+  // The common name of the client certificate the peer presented, checked
+  // against the server's tls_ca and tls_crl; empty: none. A refused
+  // certificate is in tls_client_error instead.
+  std::string tls_client, tls_client_error;
 };
 
 struct Response;
@@ -98,6 +104,9 @@ struct ServerOptions {
   unsigned event_threads = 2;
   unsigned workers = 16;
   unsigned max_queued = 4096;
+  // Speak TLS with these credentials (docs/imaged.md, "TLS"); clients that
+  // present a certificate have it checked against tls->verify.
+  std::optional<tls::ServerCredentials> tls;
 };
 
 // A running server; stops (and joins its threads) on destruction.
@@ -127,10 +136,15 @@ struct ClientOptions {
   // server cannot make a node or a leaf buffer gigabytes. Enough for every
   // API answer (objects, batches and packs are at most 64 MiB, catalogue
   // deltas and snapshots far less); boot file copies raise it.
-  uint64_t max_body = 256ull << 20;
+  static constexpr uint64_t kDefaultMaxBody = 256ull << 20;
+  uint64_t max_body = kDefaultMaxBody;
+  // For https:// URLs: the CAs (and CRL) the server's certificate must pass,
+  // and the certificate this client presents when it has one. An https://
+  // URL without it is refused; an http:// URL never uses it.
+  std::shared_ptr<const tls::Context> tls;
 };
 
-// One kept-alive connection (to the last host asked), plain http:// only.
+// One kept-alive connection (to the last host asked), http:// or https://.
 // Not thread-safe: one per thread.
 class Client {
  public:

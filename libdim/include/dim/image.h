@@ -53,9 +53,11 @@ Result<CommitResult> RevertTo(Store& store, const std::string& name, int64_t tar
 struct CheckoutOptions {};
 struct CheckoutStats {
   uint64_t entries = 0, bytes = 0;
+  uint64_t stale_removed = 0;  // partial checkouts of dest that interrupted runs left
 };
 // Materializes image@version into dest exactly. dest must be empty or
 // absent; the tree is built beside it and renamed into place when complete.
+// Partial trees beside dest that interrupted checkouts left are removed first.
 Result<CheckoutStats> Checkout(Store& store, const std::string& spec, const std::string& dest,
                                const CheckoutOptions& opts);
 // Writing entries that a catalogue describes below a directory: each entry

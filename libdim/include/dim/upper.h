@@ -60,7 +60,8 @@ Result<std::vector<Xattr>> ReadXattrs(int dirfd, const std::string& name, const 
 Result<Entry> EntryAt(int dirfd, const std::string& name, const std::string& path,
                       const struct stat& st, const XattrMap& map, bool proc_relative);
 
-// Removes dirfd/name and, for a directory, everything below it. Missing is fine.
+// Removes dirfd/name and, for a directory, everything below it, never
+// following a symlink nor entering another file system. Missing is fine.
 Status RemoveAt(int dirfd, const std::string& name);
 // Replaces whatever is at dirfd/name with a whiteout.
 Status WhiteoutAt(int dirfd, const std::string& name);

@@ -39,14 +39,19 @@ struct Lost {
 class Forwarder {
  public:
   // data_fd stays the caller's and must outlive Wait(); chunk seq is at
-  // offset seq * plan.chunk_size in it.
-  Forwarder(const Plan& plan, int data_fd, std::string self);
+  // offset seq * plan.chunk_size in it. keys: every receiver's key (the
+  // sender), so children's frames are checked; nullptr on a receiver,
+  // which holds only its own key.
+  Forwarder(const Plan& plan, int data_fd, std::string self, const std::vector<std::string>* keys = nullptr);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
 
   // Starts one forwarding thread per child group of subtree.
   void Start(const std::vector<uint32_t>& subtree);
+  // Serves receiver `index` too, as a leaf (a receiver that came back,
+  // appended at the tail): its hello carries the sender's rejoin tag.
+  void Adopt(uint32_t index, Rejoin rejoin);
   // Chunk h.seq (the next one) is now readable at data_fd.
   void Add(ChunkHeader h);
   // Stops every forwarder (this node failed).
@@ -70,6 +75,7 @@ class Forwarder {
   const Plan& plan_;
   const int data_fd_;
   const std::string self_;
+  const std::vector<std::string>* keys_;
   std::function<void()> on_ack_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -82,6 +88,7 @@ class Forwarder {
   std::vector<std::thread> threads_;  // GUARDED_BY(mu_)
   std::vector<Lost> lost_;            // GUARDED_BY(mu_)
   std::map<int, int> fds_;            // GUARDED_BY(mu_): slot -> socket, for Abort
+  std::map<uint32_t, Rejoin> rejoin_;  // GUARDED_BY(mu_): adopted receivers
 };
 
 // The sending end: what to stream and to whom.
@@ -95,11 +102,15 @@ struct SendOptions {
   std::string spool_dir;  // where the produced payload is spooled (unlinked)
   // Called about twice a second with every receiver's latest report.
   std::function<void(const std::vector<Report>&, uint64_t sent)> progress;
+  // How long, once every other receiver is over, to keep waiting for a
+  // failed one to come back and rejoin at the tail.
+  int rejoin_wait_s = 0;
 };
 
 struct SendResult {
   uint64_t bytes = 0, chunks = 0;
   std::vector<Report> receivers;  // final state of each, in plan order
+  std::vector<std::string> rejoined;  // receivers that came back and were adopted
 };
 
 // Streams the payload, waits until every receiver is done or failed, and

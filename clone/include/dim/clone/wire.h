@@ -1,6 +1,7 @@
 // The bulk-cloning stream on the wire (docs/protocol.md#bulk-cloning): the
 // plan a sender signs once for every receiver, chunk frames carrying one MAC
-// per receiver, and the small control messages. DecodeFrame is the one
+// per receiver, and the small control messages, each MAC'd with the key of
+// the receiver that sends or is meant to take it. DecodeFrame is the one
 // decoder of bytes another host sent; it is fuzzed (tests/fuzz/clone_frame_fuzz.cc).
 #pragma once
 
@@ -24,6 +25,7 @@ constexpr uint32_t kMaxReceivers = 1024;
 constexpr uint32_t kMaxArity = 64;
 constexpr size_t kStreamIdBytes = 16;
 constexpr size_t kMacBytes = 32;
+constexpr size_t kNonceBytes = 16;
 constexpr uint32_t kMaxPlanBytes = 1u << 20;
 // A frame's body: a full chunk with its MAC table, or a plan.
 constexpr uint32_t kMaxFrameBody = kMaxChunk + 64 + kMaxReceivers * kMacBytes;
@@ -85,27 +87,53 @@ struct Report {
 };
 
 enum class FrameType : uint8_t {
-  kHello = 1,          // upstream -> receiver: plan, your index
+  kHello = 1,          // upstream -> receiver: plan, your index, a connection nonce
   kReady = 2,          // receiver -> upstream: chunks I have (resend from there)
   kChunk = 3,          // upstream -> receiver: header and bytes
   kAck = 4,            // receiver -> upstream: my subtree has every chunk below count
-  kError = 5,          // receiver -> upstream: why it refuses the connection
+  kError = 5,          // receiver -> upstream or sender: why it refuses
   kStatusRequest = 6,  // sender -> receiver, on a connection of its own
   kStatus = 7,         // receiver -> sender
+  kAdopt = 8,          // sender -> tail: serve this returned receiver too
 };
+constexpr uint8_t kMaxFrameType = 8;
+
+// A receiver that came back joins at the tail: the sender vouches for it
+// with a tag made with the returning receiver's key, fresh like a plan.
+struct Rejoin {
+  int64_t unix_time = 0;
+  std::string tag;  // empty: an ordinary hello
+};
+std::string RejoinTag(std::string_view key, std::string_view stream_id, uint32_t index, int64_t unix_time);
 
 struct Frame {
   FrameType type = FrameType::kError;
   Plan plan;            // hello
-  uint32_t index = 0;   // hello
+  uint32_t index = 0;   // hello: whom the plan addresses; adopt: the returning receiver
+  std::string nonce;    // hello, status request, adopt: chosen by the upstream or sender
+  Rejoin rejoin;        // hello, adopt
   uint64_t count = 0;   // ready, ack
   ChunkHeader chunk;    // chunk
   std::string_view data;  // chunk bytes, pointing into the decoded body
   std::string message;  // error
-  std::string stream_id;  // status request
+  std::string stream_id;  // status request, adopt
   bool final = false;     // status request: the sender is done, the receiver may exit
   Report report;          // status
+  // Every frame but hello and chunk ends with a MAC over what precedes it
+  // (signed, pointing into the decoded body); check it with MacOk.
+  std::string mac;
+  std::string_view signed_part;
 };
+
+// Who MACs a frame and for which exchange: the key of the receiver that
+// sends it (ready, ack, error, status) or that takes it (status request,
+// adopt), the stream, and the nonce of the hello or request it answers.
+struct Signer {
+  std::string_view key;
+  std::string_view stream_id;
+  std::string_view nonce;
+};
+bool MacOk(const Frame& f, const Signer& s);
 
 // A frame is U8 type, U32 body length (little-endian), body.
 constexpr size_t kFrameHeader = 5;
@@ -115,12 +143,17 @@ Result<uint32_t> FrameLength(std::string_view header5, FrameType* type);
 // into body; the caller checks hash and MAC.
 Result<Frame> DecodeFrame(FrameType type, std::string_view body);
 
-std::string EncodeHello(const Plan& plan, uint32_t index);
-std::string EncodeCount(FrameType type, uint64_t count);  // ready, ack
+std::string EncodeHello(const Plan& plan, uint32_t index, std::string_view nonce, const Rejoin& rejoin = {});
+std::string EncodeCount(FrameType type, uint64_t count, const Signer& s);  // ready, ack
 // The frame header and chunk header; the chunk's bytes follow on the wire.
 std::string EncodeChunkHead(const ChunkHeader& h);
-std::string EncodeError(const std::string& message);
-std::string EncodeStatusRequest(std::string_view stream_id, bool final);
-std::string EncodeStatus(const Report& r);
+// The chunk header's body without the frame header and the bytes (a
+// receiver's journal keeps it to resume after a crash).
+std::string EncodeChunkHeadBody(const ChunkHeader& h);
+std::string EncodeError(const std::string& message, const Signer& s);
+std::string EncodeStatusRequest(bool final, const Signer& s);
+std::string EncodeStatus(const Report& r, const Signer& s);
+std::string EncodeAdopt(uint32_t index, const Rejoin& rejoin, const Signer& s);
+std::string RandomNonce();
 
 }  // namespace dim::clone

@@ -34,6 +34,10 @@ struct BuildOptions {
   // /etc/dim/publish.pub, where rootfs-fuse looks for it: the node then
   // refuses versions the top did not sign.
   std::string publish_key;
+  // The site CA's certificate and CRL (PEM text; empty: none), put in
+  // /etc/dim/tls-ca.pem and tls-crl.pem, where rootfs-fuse looks for them:
+  // the node then checks https:// servers against them (docs/boot.md).
+  std::string tls_ca_pem, tls_crl_pem;
 };
 
 struct BuildReport {
