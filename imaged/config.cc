@@ -75,7 +75,7 @@ template <typename Err>
 bool ParseLimit(const std::string& key, const std::string& value, Config* c, const Err& err) {
   int64_t n;
   if (key == "max_connections") {
-    if (!ParseInt(value, 16, 1000000, &n)) err("max_connections must be 16 to 1000000 (default 16384)");
+    if (!ParseInt(value, 16, 1000000, &n)) err("max_connections must be 16 to 1000000 (default 32768)");
     else c->max_connections = static_cast<unsigned>(n);
   } else if (key == "per_address_connections") {
     if (!ParseInt(value, 0, 1000000, &n)) {
@@ -89,6 +89,15 @@ bool ParseLimit(const std::string& key, const std::string& value, Config* c, con
   } else if (key == "header_timeout") {
     if (!ParseInt(value, 1, 3600, &n)) err("header_timeout must be seconds, 1 to 3600 (default 20)");
     else c->header_timeout_s = static_cast<unsigned>(n);
+  } else if (key == "event_threads") {
+    if (!ParseInt(value, 1, 64, &n)) err("event_threads must be 1 to 64 (default 2)");
+    else c->event_threads = static_cast<unsigned>(n);
+  } else if (key == "workers") {
+    if (!ParseInt(value, 1, 1024, &n)) err("workers must be 1 to 1024 (default 16)");
+    else c->workers = static_cast<unsigned>(n);
+  } else if (key == "max_queued") {
+    if (!ParseInt(value, 1, 1000000, &n)) err("max_queued must be 1 to 1000000 (default 4096)");
+    else c->max_queued = static_cast<unsigned>(n);
   } else {
     return false;
   }
@@ -268,9 +277,9 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       err("unknown key '" + key +
           "' (known: role, name, listen, store, secret, credentials, addresses, legacy_auth, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
-          "idle_timeout, header_timeout, overlay_quota_bytes, overlay_quota_entries, tls_cert, tls_key, "
-          "tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves, buddy, buddy_interval, "
-          "buddy_wait, standby, parent_standby)");
+          "idle_timeout, header_timeout, event_threads, workers, max_queued, overlay_quota_bytes, "
+          "overlay_quota_entries, tls_cert, tls_key, tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves, "
+          "buddy, buddy_interval, buddy_wait, standby, parent_standby)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");

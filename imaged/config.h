@@ -45,12 +45,19 @@ struct Config {
   enum class BootKeys { kNodeAddress, kEnrol, kAny } boot_keys = BootKeys::kNodeAddress;
 
   // Connection limits (docs/imaged.md, "Limits"): what one client may hold.
-  // A node keeps a long-poll and a few pooled connections; a 2,000-node leaf
-  // then needs some 8,000 in total (each is a thread).
-  unsigned max_connections = 16384;
+  // An idle node holds at most two (its long-poll and one kept alive), so a
+  // 10,000-node leaf needs some 20,000; a connection costs a descriptor and a
+  // few KiB, not a thread.
+  unsigned max_connections = 32768;
   unsigned per_address_connections = 64;  // 0: no limit (every node behind one NAT)
   unsigned idle_timeout_s = 90;           // silence before a connection is closed
   unsigned header_timeout_s = 20;
+  // Serving threads (docs/design.md "Serving"): event threads multiplex the
+  // connections, workers run handlers; requests waiting for a worker beyond
+  // max_queued are answered 503 with Retry-After, which nodes wait out.
+  unsigned event_threads = 2;
+  unsigned workers = 16;
+  unsigned max_queued = 4096;
   // TLS (docs/imaged.md, "TLS"): with tls_cert and tls_key `listen` speaks
   // only TLS; tls_ca (and tls_crl) check the parent's certificate and those
   // clients present. The same certificate is this server's client

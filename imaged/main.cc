@@ -45,7 +45,7 @@ struct Logger {
   }
 };
 
-// Each connection holds a descriptor (and a thread): lift the soft limit to
+// Each connection holds a descriptor: lift the soft limit to
 // the hard one, and say so when even that is too low for max_connections.
 void RaiseFileLimit(unsigned max_connections, const Logger& log) {
   rlimit rl{};
@@ -211,6 +211,9 @@ int main(int argc, char** argv) {
   sopts.per_address_connections = config->per_address_connections;
   sopts.idle_timeout_s = config->idle_timeout_s;
   sopts.header_timeout_s = config->header_timeout_s;
+  sopts.event_threads = config->event_threads;
+  sopts.workers = config->workers;
+  sopts.max_queued = config->max_queued;
   sopts.tls = tls_server;
   RaiseFileLimit(config->max_connections, log);
   const imaged::Config& conf = *config;

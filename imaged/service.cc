@@ -75,7 +75,8 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
              config_.overlay_quota),
       boot_(config_, identity_, &catalogs_),
       fence_(config_.store),
-      top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()) {
+      top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()),
+      polls_([this](const std::string& image) { return PollState(image); }) {
   if (!config_.buddy.empty()) {
     // The buddy checks this server's signature as it checks its parent's:
     // with the key this server signs with (the site secret's, or its own).
@@ -287,12 +288,16 @@ void Service::Shutdown() {
   stopping_ = true;
   generation_++;
   changed_.notify_all();
+  polls_.Stop();
 }
 
 void Service::Notify() {
-  std::lock_guard<std::mutex> l(mu_);
-  generation_++;
-  changed_.notify_all();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    generation_++;
+    changed_.notify_all();
+  }
+  polls_.Notify();
 }
 
 dim::Result<int64_t> Service::Published(const std::string& image) {
@@ -405,26 +410,26 @@ Response Service::Info() {
   return Response::Json(200, out + "]}");
 }
 
-dim::Result<int64_t> Service::WaitFor(int64_t wait_s, const std::function<dim::Result<int64_t>()>& current,
-                                      const std::function<bool(int64_t)>& done) {
-  wait_s = std::min<int64_t>(wait_s, 60);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
-  for (;;) {
-    uint64_t gen;
-    bool stopping;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      gen = generation_;
-      stopping = stopping_;
-    }
-    DIM_ASSIGN_OR_RETURN(int64_t value, current());
-    if (done(value) || stopping || std::chrono::steady_clock::now() >= deadline) return value;
-    // Woken by Notify, or every second to see a change made by another process.
-    std::unique_lock<std::mutex> l(mu_);
-    changed_.wait_until(l, std::min(deadline, std::chrono::steady_clock::now() +
-                                                  std::chrono::seconds(1)),
-                        [&] { return generation_ != gen; });
-  }
+dim::Result<LongPolls::ImageState> Service::PollState(const std::string& image) {
+  LongPolls::ImageState state;
+  DIM_ASSIGN_OR_RETURN(state.published, Published(image));
+  DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+  DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
+  DIM_ASSIGN_OR_RETURN(state.pins, cat->Pins(img.id));
+  return state;
+}
+
+Response Service::WaitFor(const std::string& image, int64_t wait_s,
+                          std::function<bool(const LongPolls::ImageState&)> ready,
+                          std::function<Response(const dim::Result<LongPolls::ImageState>&)> answer) {
+  const uint64_t generation = polls_.generation();
+  auto state = PollState(image);
+  if (!state.ok() || wait_s <= 0 || ready(*state)) return answer(state);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::min<int64_t>(wait_s, 60));
+  return Response::Later([this, image, deadline, generation, ready = std::move(ready),
+                          answer = std::move(answer)](dim::http::Completion done) mutable {
+    polls_.Add({image, deadline, generation, std::move(ready), std::move(answer), std::move(done)});
+  });
 }
 
 Response Service::Head(const std::string& image, const Request& req) {
@@ -435,10 +440,13 @@ Response Service::Head(const std::string& image, const Request& req) {
   if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
     return BadRequest("'wait' must be a number of seconds");
   }
-  auto pub = WaitFor(wait_s, [&] { return Published(image); }, [&](int64_t v) { return v > after; });
-  if (!pub.ok()) return Response::Error(pub.status());
-  return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + std::to_string(*pub) +
-                                 ",\"epoch\":" + std::to_string(fence_.epoch()) + "}");
+  return WaitFor(
+      image, wait_s, [after](const LongPolls::ImageState& s) { return s.published > after; },
+      [this, image](const dim::Result<LongPolls::ImageState>& s) {
+        if (!s.ok()) return Response::Error(s.status());
+        return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + std::to_string(s->published) +
+                                       ",\"epoch\":" + std::to_string(fence_.epoch()) + "}");
+      });
 }
 
 dim::Result<int64_t> Service::NodeTarget(const std::string& image, const std::string& node) {
@@ -465,20 +473,27 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
   if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
     return BadRequest("'wait' must be a number of seconds");
   }
-  auto seen = [&] {
+  // The node is still running `after` when it asks and when it is answered.
+  auto seen = [this, node, image = image->second, after] {
     if (after == 0) return;  // a mount starting: it runs nothing yet
     std::lock_guard<std::mutex> l(mu_);
-    seen_[node] = {image->second, after, std::chrono::steady_clock::now()};
+    seen_[node] = {image, after, std::chrono::steady_clock::now()};
   };
   seen();
-  auto v = WaitFor(wait_s, [&] { return NodeTarget(image->second, node); },
-                   [&](int64_t now) { return now != after; });
-  if (!v.ok()) return Response::Error(v.status());
-  seen();  // still running `after` at the end of the wait
-  auto pub = Published(image->second);
-  bool pinned = pub.ok() && *pub != *v;
-  return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + image->second + "\",\"version\":" +
-                                 std::to_string(*v) + ",\"pinned\":" + (pinned ? "true" : "false") + "}");
+  auto target = [node](const LongPolls::ImageState& s) {
+    auto pin = s.pins.find(node);
+    return pin != s.pins.end() ? pin->second : s.published;
+  };
+  return WaitFor(
+      image->second, wait_s, [target, after](const LongPolls::ImageState& s) { return target(s) != after; },
+      [seen, target, node, image = image->second](const dim::Result<LongPolls::ImageState>& s) {
+        if (!s.ok()) return Response::Error(s.status());
+        seen();
+        const int64_t v = target(*s);
+        return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + image + "\",\"version\":" +
+                                       std::to_string(v) + ",\"pinned\":" + (v != s->published ? "true" : "false") +
+                                       "}");
+      });
 }
 
 Response Service::Delta(const std::string& image, const Request& req) {

@@ -1,7 +1,8 @@
 // The imaged API (docs/protocol.md) over a store: routes requests, checks
 // signatures, serves objects with sendfile, answers long-polls for new
 // versions, and remembers what children report. Thread-safe: the HTTP server
-// calls Handle from one thread per connection.
+// calls Route from its worker threads; long-polls are answered later
+// (LongPolls) without holding one.
 #pragma once
 
 #include <chrono>
@@ -23,6 +24,7 @@
 #include "standby.h"
 #include "config.h"
 #include "identity.h"
+#include "long_poll.h"
 #include "node_api.h"
 #include "dim/auth.h"
 #include "dim/catalog.h"
@@ -119,9 +121,13 @@ class Service {
   dim::http::Response NodeVersion(const std::string& node, const dim::http::Request& req);
   // The version `node` runs of `image`: its pin, or the published version.
   dim::Result<int64_t> NodeTarget(const std::string& image, const std::string& node);
-  // Long-poll: calls current() until done(value) or `wait_s` passed; woken by Notify.
-  dim::Result<int64_t> WaitFor(int64_t wait_s, const std::function<dim::Result<int64_t>()>& current,
-                               const std::function<bool(int64_t)>& done);
+  // What long-polls wait on: the image's published version and pins.
+  dim::Result<LongPolls::ImageState> PollState(const std::string& image);
+  // Answers from `state` now when ready(state) or wait_s is 0, else parks the
+  // request in polls_ until it is (or wait_s, at most 60 s, passed).
+  dim::http::Response WaitFor(const std::string& image, int64_t wait_s,
+                              std::function<bool(const LongPolls::ImageState&)> ready,
+                              std::function<dim::http::Response(const dim::Result<LongPolls::ImageState>&)> answer);
   dim::http::Response ObjectDelta(const std::string& hex, const std::string& base_hex);
   dim::http::Response Publish(const std::string& image, const dim::http::Request& req);
   // POST /v1/server/promote on a standby (imaged/standby.h).
@@ -180,6 +186,7 @@ class Service {
   std::vector<SnapshotKey> snapshot_order_;                              // oldest first, GUARDED_BY(snapshot_mu_)
   std::thread snapshot_builder_;
   std::atomic<uint64_t> snapshots_built_{0};
+  LongPolls polls_;  // last: stopped (its waiters answered) before the rest goes
 };
 
 }  // namespace imaged

@@ -1,7 +1,9 @@
 #include "remote.h"
 
-#include <chrono>
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <random>
 #include <thread>
 
 #include "dim/wire.h"
@@ -10,19 +12,44 @@ namespace rootfs {
 
 using dim::Status;
 
+namespace {
+
+// An attempt's own limit: long enough for a large batch from a busy server,
+// short enough that a server that went silent mid-request is noticed; never
+// beyond what is left of the timeout, but at least a connect's worth, so a
+// server that came back is found by the next request.
+constexpr auto kMaxAttempt = std::chrono::seconds(30);
+constexpr auto kMinAttempt = std::chrono::seconds(2);
+
+// A busy server's 503: it is there, so wait as it asks (spread a little, so
+// a rack does not come back at the same instant), however often.
+bool Busy(int http_status) { return http_status == 503 || http_status == 429; }
+
+}  // namespace
+
 bool Transient(const Status& s, int http_status) {
   if (s.ok()) return false;
   if (http_status == 0) return s.code() == dim::Code::kIOError;
   return http_status == 502 || http_status == 503 || http_status == 504;
 }
 
-Remote::Remote(RemoteOptions opts) : opts_(std::move(opts)), idle_(opts_.servers.size()) {}
+Remote::Remote(RemoteOptions opts)
+    : opts_(std::move(opts)), idle_(opts_.servers.size()), busy_(opts_.servers.size(), 0) {}
 
 const std::string& Remote::current_server() const { return opts_.servers[preferred_.load()]; }
 
+void Remote::Stop() {
+  stopped_ = true;
+  std::lock_guard<std::mutex> l(mu_);
+  slot_.notify_all();
+}
+
 std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
+    slot_.wait(l, [&] { return stopped_ || busy_[server] < std::max(1, opts_.max_connections); });
+    if (stopped_) return nullptr;
+    busy_[server]++;
     if (!idle_[server].empty()) {
       auto c = std::move(idle_[server].back());
       idle_[server].pop_back();
@@ -30,7 +57,11 @@ std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
     }
   }
   auto c = dim::ApiClient::Create(opts_.servers[server], opts_.key, "node:" + opts_.node, NodeClientOptions(opts_));
-  return c.ok() ? std::move(*c) : nullptr;
+  if (c.ok()) return std::move(*c);
+  std::lock_guard<std::mutex> l(mu_);
+  busy_[server]--;
+  slot_.notify_one();
+  return nullptr;
 }
 
 dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts) {
@@ -43,31 +74,64 @@ dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts) {
 
 void Remote::Adopt(size_t server, std::unique_ptr<dim::http::Client> connection) {
   if (server >= opts_.servers.size() || !connection) return;
-  Release(server, dim::ApiClient::Adopt(opts_.servers[server], opts_.key, "node:" + opts_.node,
-                                        NodeClientOptions(opts_), std::move(connection)));
+  auto c = dim::ApiClient::Adopt(opts_.servers[server], opts_.key, "node:" + opts_.node, NodeClientOptions(opts_),
+                                 std::move(connection));
+  std::lock_guard<std::mutex> l(mu_);
+  if (idle_[server].empty()) idle_[server].push_back(std::move(c));  // the one kept alive
 }
 
-void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c) {
+void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c, bool keep) {
   std::lock_guard<std::mutex> l(mu_);
-  if (idle_[server].size() < 16) idle_[server].push_back(std::move(c));
+  busy_[server]--;
+  // One kept alive: more would sit idle on the server between bursts.
+  if (keep && idle_[server].empty()) idle_[server].push_back(std::move(c));
+  slot_.notify_one();
+}
+
+Remote::Clock::duration Remote::Budget() {
+  std::lock_guard<std::mutex> l(mu_);
+  const auto timeout = std::chrono::seconds(opts_.timeout_s);
+  if (silent_since_ == Clock::time_point{}) return timeout;
+  return timeout - (Clock::now() - silent_since_);
 }
 
 template <typename Fn>
-auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
-    -> decltype(fn(std::declval<dim::ApiClient&>(), nullptr)) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(opts_.timeout_s);
+auto Remote::Retry(bool home_only, long poll_ms, const std::string& what, Fn fn)
+    -> decltype(fn(std::declval<dim::ApiClient&>(), 0L, nullptr)) {
   auto backoff = std::chrono::milliseconds(50);
   const bool overlay_failover = home_only && opts_.buddy && opts_.servers.size() > 1;
   size_t server = home_only ? overlay_.load() : preferred_.load();
   const size_t first = server;
+  thread_local std::minstd_rand jitter(std::random_device{}());
   Status last;
+  int attempts = 0;
   for (;;) {
     if (stopped_) return Status::IOError(what + ": the mount is shutting down");
+    const auto budget = std::clamp<Clock::duration>(Budget(), kMinAttempt, kMaxAttempt);
+    const long attempt_ms =
+        poll_ms > 0 ? poll_ms : static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(budget).count());
     auto client = Acquire(server);
-    if (client == nullptr) return Status::IOError(what + ": cannot create an HTTP client");
+    if (client == nullptr) {
+      if (stopped_) return Status::IOError(what + ": the mount is shutting down");
+      return Status::IOError(what + ": cannot create an HTTP client");
+    }
+    const auto started = Clock::now();
     int http_status = 0;
-    auto r = fn(*client, &http_status);
-    Release(server, std::move(client));
+    auto r = fn(*client, attempt_ms, &http_status);
+    const int retry_after = client->retry_after_s();
+    attempts++;
+    Release(server, std::move(client), http_status != 0);
+    {
+      // An answer, even a refusal, shows the server is there; a gateway's
+      // 502 or 504 (an HTTP cache in front) says it is not.
+      const bool answered = http_status != 0 && http_status != 502 && http_status != 504;
+      std::lock_guard<std::mutex> l(mu_);
+      if (answered) {
+        silent_since_ = {};
+      } else if (poll_ms == 0 && silent_since_ == Clock::time_point{} && Transient(r.status(), http_status)) {
+        silent_since_ = started;
+      }
+    }
     if (r.ok() || !Transient(r.status(), http_status)) {
       if (r.ok() && !home_only) preferred_ = server;
       // Stay with the overlay's server that answered: a node writes to one
@@ -76,9 +140,17 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
       return r;
     }
     last = r.status();
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::IOError(what + ": no answer for " + std::to_string(opts_.timeout_s) +
-                             " s (last error: " + last.message() + ")");
+    if (poll_ms > 0) return r;  // the follower asks again
+    if (Busy(http_status)) {
+      // Waited out however long it lasts: a full server is not a lost one.
+      const int base_ms = std::max(retry_after * 1000, 250);
+      std::this_thread::sleep_for(std::chrono::milliseconds(base_ms + static_cast<int>(jitter() % (base_ms / 2 + 1))));
+      continue;
+    }
+    if (Budget() <= Clock::duration::zero()) {
+      return Status::IOError(what + ": no answer from " + opts_.servers[server] + " (nor any alternate) for " +
+                             std::to_string(opts_.timeout_s) + " s; gave up after " + std::to_string(attempts) +
+                             (attempts == 1 ? " attempt" : " attempts") + " (last error: " + last.message() + ")");
     }
     // Fail over before backing off: an alternate may answer at once.
     if (!home_only && opts_.servers.size() > 1) {
@@ -88,33 +160,30 @@ auto Remote::Retry(bool home_only, const std::string& what, Fn fn)
       server = 1 - server;  // the home and its buddy
       if (server != first) continue;
     }
-    std::this_thread::sleep_for(backoff);
+    std::this_thread::sleep_for(std::min<Clock::duration>(backoff, std::max<Clock::duration>(Budget(), std::chrono::milliseconds(1))));
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
 }
 
 dim::Result<std::string> Remote::Send(const std::string& method, const std::string& path,
                                       const std::map<std::string, std::string>& query,
-                                      const std::string& body, bool home_only, long timeout_ms) {
-  return Retry(home_only, method + " " + path, [&](dim::ApiClient& c, int* st) {
+                                      const std::string& body, bool home_only, long poll_ms) {
+  return Retry(home_only, poll_ms, method + " " + path, [&](dim::ApiClient& c, long timeout_ms, int* st) {
     return c.Send(method, path, query, body, timeout_ms, st);
   });
 }
 
 dim::Result<std::string> Remote::GetSigned(const std::string& path, std::string* signature) {
-  return Retry(false, "GET " + path, [&](dim::ApiClient& c, int* st) {
-    auto r = c.Get(path, {}, 0, signature);
+  return Retry(false, 0, "GET " + path, [&](dim::ApiClient& c, long timeout_ms, int* st) {
+    auto r = c.Get(path, {}, timeout_ms, signature);
     *st = r.ok() ? 200 : r.status().code() == dim::Code::kNotFound ? 404 : 0;
     return r;
   });
 }
 
 dim::Result<std::string> Remote::Object(const dim::Digest& id) {
-  return Retry(false, "object " + id.Hex(), [&](dim::ApiClient& c, int* st) {
-    auto r = c.GetObject(id.Hex());
-    // GetObject folds the status in; a missing object is final, anything else may pass.
-    *st = r.ok() ? 200 : r.status().code() == dim::Code::kNotFound ? 404 : 0;
-    return r;
+  return Retry(false, 0, "object " + id.Hex(), [&](dim::ApiClient& c, long timeout_ms, int* st) {
+    return c.GetObject(id.Hex(), timeout_ms, st);
   });
 }
 

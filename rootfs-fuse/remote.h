@@ -1,13 +1,18 @@
 // The node's connection to its image servers. Every request is signed as the
 // node, retried with backoff while the server restarts or the network blips,
-// and failed over to the alternate servers; only after `timeout` without an
-// answer does it give up (and the file system returns EIO). The node's overlay
-// lives on its home server (the first) and, with buddy replication, on the
-// home's buddy (the second, --buddy): overlay requests fail over only
-// between those two, and stay with the one that answered last.
+// and failed over to the alternate servers. A busy server's 503 is waited out
+// (its Retry-After honoured) however long it lasts: the server is there. Only
+// when no server has answered for `timeout` does a request fail (and the file
+// system return EIO), and from then on each request fails after one short
+// attempt, until a server answers again. The node's overlay lives on its home
+// server (the first) and, with buddy replication, on the home's buddy (the
+// second, --buddy): overlay requests fail over only between those two, and
+// stay with the one that answered last.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +32,9 @@ struct RemoteOptions {
   std::string node;
   int timeout_s = 60;                // give up (EIO) after this long without an answer
   std::shared_ptr<const dim::tls::Context> tls;  // for https:// servers: the site CA (and CRL)
+  // Connections to one server at once; one is kept alive between requests,
+  // so an idle node holds two: its long-poll and that one.
+  int max_connections = 8;
 };
 
 // How a node connects to its servers: short connect and request limits, so
@@ -35,16 +43,19 @@ dim::http::ClientOptions NodeClientOptions(const RemoteOptions& opts);
 
 class Remote {
  public:
+  using Clock = std::chrono::steady_clock;
   explicit Remote(RemoteOptions opts);
   // Takes a connection to servers[server] made with NodeClientOptions (the
   // key fetch's) as the first idle one: no second TCP and TLS handshake.
   void Adopt(size_t server, std::unique_ptr<dim::http::Client> connection);
 
   // Signed requests. home_only: the node's overlay, which only its home
-  // server (and its buddy) has.
+  // server (and its buddy) has. poll_ms > 0: a long-poll that may rightly
+  // stay silent that long; its silence does not count as the server's, and
+  // it is tried once.
   dim::Result<std::string> Send(const std::string& method, const std::string& path,
                                 const std::map<std::string, std::string>& query,
-                                const std::string& body, bool home_only, long timeout_ms = 0);
+                                const std::string& body, bool home_only, long poll_ms = 0);
   dim::Result<std::string> Get(const std::string& path,
                                const std::map<std::string, std::string>& query = {}) {
     return Send("GET", path, query, "", false);
@@ -57,26 +68,32 @@ class Remote {
   dim::Result<std::map<dim::Digest, std::string>> Objects(const std::vector<dim::Digest>& ids);
 
   // Makes every waiting and future request fail at once (unmount).
-  void Stop() { stopped_ = true; }
+  void Stop();
   const std::string& current_server() const;
   // Where the node's overlay requests go now (its home, or the buddy).
   const std::string& overlay_server() const { return opts_.servers[overlay_.load()]; }
   const RemoteOptions& options() const { return opts_; }
 
  private:
-  struct Lease;
   std::unique_ptr<dim::ApiClient> Acquire(size_t server);
-  void Release(size_t server, std::unique_ptr<dim::ApiClient> c);
+  void Release(size_t server, std::unique_ptr<dim::ApiClient> c, bool keep);
+  // Time left before the servers have been silent for the whole timeout.
+  Clock::duration Budget();
   template <typename Fn>
-  auto Retry(bool home_only, const std::string& what, Fn fn)
-      -> decltype(fn(std::declval<dim::ApiClient&>(), nullptr));
+  auto Retry(bool home_only, long poll_ms, const std::string& what, Fn fn)
+      -> decltype(fn(std::declval<dim::ApiClient&>(), 0L, nullptr));
 
   RemoteOptions opts_;
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> preferred_{0};  // the server that answered last
   std::atomic<size_t> overlay_{0};    // the overlay's server that answered last (0 or 1)
   std::mutex mu_;
+  std::condition_variable slot_;
   std::vector<std::vector<std::unique_ptr<dim::ApiClient>>> idle_;  // per server, GUARDED_BY(mu_)
+  std::vector<int> busy_;                                           // per server, GUARDED_BY(mu_)
+  // When the servers stopped answering: the start of the first attempt that
+  // got no answer since the last one that did; {} while they answer.
+  Clock::time_point silent_since_{};  // GUARDED_BY(mu_)
 };
 
 // Whether an error is worth retrying: no answer at all (the network, a

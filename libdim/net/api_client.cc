@@ -1,5 +1,6 @@
 #include "dim/api_client.h"
 
+#include <algorithm>
 #include <ctime>
 
 namespace dim {
@@ -38,7 +39,14 @@ std::string ApiClient::Sign(const std::string& method, const std::string& target
 }
 
 Result<std::string> ApiClient::Check(const std::string& url, Result<http::ClientResponse> r) {
+  retry_after_s_ = 0;
   if (!r.ok()) return r.status();
+  if (auto ra = r->headers.find("retry-after"); ra != r->headers.end()) {
+    // Seconds only (an HTTP date is not worth parsing here); capped at a minute.
+    const std::string& v = ra->second;
+    if (!v.empty() && v.size() <= 6 && v.find_first_not_of("0123456789") == std::string::npos)
+      retry_after_s_ = std::min(std::stoi(v), 60);
+  }
   if (r->status >= 200 && r->status < 300) return std::move(r->body);
   std::string msg = JsonField(r->body, "error");
   if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
@@ -118,9 +126,11 @@ Result<std::string> ApiClient::Send(const std::string& method, const std::string
   return Check(url, std::move(r));
 }
 
-Result<std::string> ApiClient::GetObject(const std::string& hex) {
+Result<std::string> ApiClient::GetObject(const std::string& hex, long timeout_ms, int* http_status) {
   std::string url = base_ + "/v1/objects/" + hex;
-  return Check(url, client_->Get(url, {}, 0));
+  auto r = client_->Get(url, {}, timeout_ms);
+  if (http_status != nullptr) *http_status = r.ok() ? r->status : 0;
+  return Check(url, std::move(r));
 }
 
 std::string JsonField(const std::string& json, const std::string& key) {

@@ -1,10 +1,13 @@
-// dim::http::Server on libmicrohttpd (one thread per connection, so handlers
-// may block), and the Response helpers. Everything MHD calls is noexcept in
-// effect: exceptions are caught at each callback and turned into 500 or a
+// dim::http::Server on libmicrohttpd: event threads multiplex every
+// connection with epoll; handlers run on a bounded pool of workers while their
+// connection is suspended, and a long-poll (Response::Later) stays suspended,
+// holding no thread, until it is completed. Everything MHD calls is noexcept
+// in effect: exceptions are caught at each callback and turned into 500 or a
 // closed connection. A request is admitted (or refused) from its headers
 // before any body byte is read; the body is then capped and hashed as it
-// arrives. Connections are limited per address and in total, and a watchdog
-// closes those that do not finish their headers in time.
+// arrives. Connections are limited per address and in total, requests waiting
+// for a worker are capped (503 + Retry-After beyond), and a watchdog closes
+// connections that do not finish their headers in time.
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -18,9 +21,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <algorithm>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -220,6 +226,25 @@ MHD_Result Queue(MHD_Connection* conn, Response resp) {
   return MHD_queue_response(conn, status, r.get());  // MHD holds its own reference
 }
 
+// A request handed to a worker or parked as a long-poll: its connection is
+// suspended until Complete stores the answer and resumes it. Shared by the
+// connection, the worker and whoever completes a long-poll, which may outlive
+// the connection: once answered (or abandoned at shutdown) conn is null and
+// further completions do nothing.
+struct Pending {
+  std::mutex mu;
+  MHD_Connection* conn = nullptr;  // GUARDED_BY(mu)
+  std::optional<Response> answer;  // GUARDED_BY(mu); set before the resume
+
+  void Complete(Response r) {
+    std::lock_guard<std::mutex> l(mu);
+    if (conn == nullptr) return;
+    answer = std::move(r);
+    MHD_resume_connection(conn);
+    conn = nullptr;
+  }
+};
+
 // Per-request state, owned by MHD between the first call of the access
 // handler and the completion notification.
 struct RequestState {
@@ -228,7 +253,14 @@ struct RequestState {
   BodyLimit limit;
   size_t received = 0;
   std::unique_ptr<Sha256> hasher;  // when limit.sha256 is set
+  std::shared_ptr<Pending> pending;  // while suspended, and until answered
 };
+
+Response Busy(const std::string& why) {
+  Response r = Response::Error(Status::Busy(why));
+  r.headers["Retry-After"] = "1";
+  return r;
+}
 
 // Closes connections that have not sent a request's headers by their
 // deadline: MHD's own timeout only measures silence, which a client that
@@ -353,8 +385,10 @@ size_t UnescapeKeepingNul(void*, MHD_Connection*, char* s) {
   return static_cast<size_t>(w - s);
 }
 
-// Thread-safety: MHD calls handler_ concurrently, one thread per connection;
-// everything else is immutable once Start() returns.
+// Thread-safety: MHD calls OnRequest, OnCompleted and OnConnection on its
+// event threads; handler_ runs on the workers, one request at a time each.
+// mu_ guards the job queue, the set of suspended requests and stopping_;
+// a Pending's own mutex is taken after mu_, never before it.
 class MhdServer final : public Server {
  public:
   MhdServer(const ServerOptions& opts, Admit admit, Handler handler)
@@ -364,7 +398,24 @@ class MhdServer final : public Server {
         watchdog_(std::chrono::seconds(opts.header_timeout_s),
                   std::chrono::seconds(opts.idle_timeout_s)) {}
   ~MhdServer() override {
-    daemon_.reset();  // joins the connection threads first
+    // MHD cannot stop with suspended connections: finish the workers, answer
+    // what waits (queued requests, long-polls) with 503, then stop MHD.
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+      work_.notify_all();
+    }
+    for (auto& t : workers_) t.join();
+    std::vector<std::shared_ptr<Pending>> left;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& job : queue_) left.push_back(std::move(job.pending));
+      queue_.clear();
+      for (auto& [p, weak] : suspended_)
+        if (auto sp = weak.lock()) left.push_back(std::move(sp));
+    }
+    for (auto& p : left) p->Complete(Busy("the server is stopping; ask again"));
+    daemon_.reset();  // joins the event threads
     watchdog_.Stop();
     if (watchdog_thread_.joinable()) watchdog_thread_.join();
   }
@@ -380,11 +431,10 @@ class MhdServer final : public Server {
                                      "\" is not an IPv4 or IPv6 literal");
     std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> ai(raw, freeaddrinfo);
 
-    // poll(), not select(): select cannot watch a descriptor above FD_SETSIZE
-    // (1024), which a busy leaf passes. MHD has no epoll with a thread per
-    // connection.
-    unsigned flags =
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    // epoll: no descriptor limit (select stops at FD_SETSIZE) and no cost per
+    // idle connection; a few event threads share the connections (TLS works
+    // in this mode too).
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (opts_.tls) flags |= MHD_USE_TLS;
     const std::vector<MHD_OptionItem> tls_options = TlsDaemonOptions(opts_.tls ? &*opts_.tls : nullptr);
     if (ai->ai_family == AF_INET6) {
@@ -392,10 +442,14 @@ class MhdServer final : public Server {
       // "::" serves IPv4 too, as "0.0.0.0" users would expect.
       flags |= IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
     }
+    const unsigned event_threads = std::max(1u, opts_.event_threads);
+    for (unsigned i = 0; i < std::max(1u, opts_.workers); ++i)
+      workers_.emplace_back([this] { Work(); });
     errno = 0;
     daemon_.reset(MHD_start_daemon(
         flags, opts_.port, nullptr, nullptr, &MhdServer::OnRequest, this, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(opts_.max_connections),
+        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, event_threads > 1 ? event_threads : 0u,
+        MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(opts_.max_connections),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned>(opts_.per_address_connections),
         MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(opts_.idle_timeout_s),
         MHD_OPTION_NOTIFY_COMPLETED, &MhdServer::OnCompleted, this, MHD_OPTION_NOTIFY_CONNECTION,
@@ -416,6 +470,11 @@ class MhdServer final : public Server {
   uint16_t port() const override { return port_; }
 
  private:
+  struct Job {
+    Request req;
+    std::shared_ptr<Pending> pending;
+  };
+
   static MHD_Result OnRequest(void* cls, MHD_Connection* conn, const char* url, const char* method,
                               const char* /*version*/, const char* upload_data,
                               size_t* upload_data_size, void** con_cls) {
@@ -429,9 +488,12 @@ class MhdServer final : public Server {
 
   static void OnCompleted(void* cls, MHD_Connection* conn, void** con_cls,
                           MHD_RequestTerminationCode) {
-    delete static_cast<RequestState*>(*con_cls);
+    auto* self = static_cast<MhdServer*>(cls);
+    auto* st = static_cast<RequestState*>(*con_cls);
+    if (st != nullptr && st->pending) self->Forget(st->pending);
+    delete st;
     *con_cls = nullptr;
-    static_cast<MhdServer*>(cls)->watchdog_.RequestDone(conn);
+    self->watchdog_.RequestDone(conn);
   }
 
   static void OnConnection(void* cls, MHD_Connection* conn, void**,
@@ -460,6 +522,70 @@ class MhdServer final : public Server {
   MHD_Result Refuse(MHD_Connection* conn, RequestState* st, Response resp) {
     resp.headers["Connection"] = "close";
     return Reply(conn, st, std::move(resp));
+  }
+
+  // The worker loop: runs a queued request's handler; a long-poll's answer
+  // is left to whoever completes it, without this thread.
+  void Work() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        work_.wait(l, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Response resp;
+      try {
+        resp = handler_(job.req);
+      } catch (...) {
+        resp = Response::Error(Status::Corruption("internal error: request handler threw for " +
+                                                  job.req.method + " " + job.req.path));
+      }
+      if (!resp.later) {
+        job.pending->Complete(std::move(resp));
+        continue;
+      }
+      std::shared_ptr<Pending> p = job.pending;
+      try {
+        resp.later([p](Response r) {
+          if (r.later) {
+            r = Response::Error(Status::Corruption("internal error: a long-poll answered later"));
+          }
+          p->Complete(std::move(r));
+        });
+      } catch (...) {
+        p->Complete(Response::Error(Status::Corruption("internal error: long-poll of " +
+                                                       job.req.method + " " + job.req.path +
+                                                       " threw")));
+      }
+    }
+  }
+
+  // Parks the connection and queues its request for a worker; 503 when the
+  // queue is full or the server stops (the client waits and asks again).
+  MHD_Result Dispatch(MHD_Connection* conn, RequestState* st) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!stopping_ && queue_.size() < std::max(1u, opts_.max_queued)) {
+        st->pending = std::make_shared<Pending>();
+        st->pending->conn = conn;
+        suspended_.emplace(st->pending.get(), st->pending);
+        MHD_suspend_connection(conn);  // before any worker can resume it
+        queue_.push_back({std::move(st->req), st->pending});
+        work_.notify_one();
+        return MHD_YES;
+      }
+    }
+    return Reply(conn, st,
+                 Busy("the server is busy (" + std::to_string(opts_.max_queued) +
+                      " requests waiting); ask again after Retry-After"));
+  }
+
+  void Forget(const std::shared_ptr<Pending>& p) {
+    std::lock_guard<std::mutex> l(mu_);
+    suspended_.erase(p.get());
   }
 
   MHD_Result Handle(MHD_Connection* conn, const char* url, const char* method,
@@ -517,17 +643,20 @@ class MhdServer final : public Server {
       return MHD_YES;
     }
     if (st->responded) return MHD_YES;
+    if (st->pending) {
+      // Resumed: a worker or a long-poll's completion left the answer.
+      std::optional<Response> answer;
+      {
+        std::lock_guard<std::mutex> l(st->pending->mu);
+        answer = std::move(st->pending->answer);
+      }
+      Forget(st->pending);
+      if (!answer) return MHD_NO;  // resumed without an answer: cannot happen
+      return Reply(conn, st, std::move(*answer));
+    }
     if (st->hasher && st->hasher->Finish() != *st->limit.sha256)
       return Reply(conn, st, BodyMismatch(st->limit));
-
-    Response resp;
-    try {
-      resp = handler_(st->req);
-    } catch (...) {
-      resp = Response::Error(Status::Corruption("internal error: request handler threw for " +
-                                                st->req.method + " " + st->req.path));
-    }
-    return Reply(conn, st, std::move(resp));
+    return Dispatch(conn, st);
   }
 
   const ServerOptions opts_;
@@ -536,10 +665,22 @@ class MhdServer final : public Server {
   uint16_t port_ = 0;
   HeaderWatchdog watchdog_;
   std::thread watchdog_thread_;
-  MhdDaemonPtr daemon_;  // stopped (threads joined) first, by the destructor
+  std::mutex mu_;
+  std::condition_variable work_;
+  std::deque<Job> queue_;  // GUARDED_BY(mu_)
+  std::map<const Pending*, std::weak_ptr<Pending>> suspended_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;  // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;
+  MhdDaemonPtr daemon_;  // stopped (event threads joined) by the destructor
 };
 
 }  // namespace
+
+Response Response::Later(std::function<void(Completion)> later) {
+  Response r;
+  r.later = std::move(later);
+  return r;
+}
 
 Response Response::Json(int status, std::string json) {
   Response r;
@@ -586,7 +727,23 @@ Response Serve(const Admit& admit, const Handler& handler, Request req) {
   if (body.size() > limit.max_bytes) return BodyTooLarge(limit.max_bytes);
   if (limit.sha256 && Sha256Of(body) != *limit.sha256) return BodyMismatch(limit);
   req.body = std::move(body);
-  return handler(req);
+  Response resp = handler(req);
+  if (!resp.later) return resp;
+  // A long-poll: wait here for its answer, as a client would.
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Response> r;
+  };
+  auto w = std::make_shared<Waiter>();
+  resp.later([w](Response r) {
+    std::lock_guard<std::mutex> l(w->mu);
+    if (!w->r) w->r = std::move(r);
+    w->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> l(w->mu);
+  w->cv.wait(l, [&] { return w->r.has_value(); });
+  return std::move(*w->r);
 }
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& opts, Handler handler) {

@@ -12,6 +12,10 @@ valid and the flip reaches dim's parsers); MODE "raw" flips a byte of the
 compressed answer as it travels. KIND is delta, snapshot or any. COUNT -1
 corrupts every answer. An empty or missing file forwards untouched. Each
 flip is logged as "KIND MODE OFFSET PATH" in LOG_FILE.
+
+"objects busy COUNT" plays a saturated server instead: the next COUNT
+requests for objects (/v1/objects...) are answered 503 with "Retry-After: 1"
+and not forwarded, each logged as "503 PATH".
 """
 import http.client
 import http.server
@@ -49,6 +53,25 @@ def decide(path):
         return kind, words[1]
 
 
+def busy(path):
+    """Whether to answer this request 503 (objects busy COUNT); counts down."""
+    if not path.startswith("/v1/objects"):
+        return False
+    with LOCK:
+        try:
+            with open(CONTROL) as f:
+                words = f.read().split()
+        except FileNotFoundError:
+            return False
+        if len(words) != 3 or words[:2] != ["objects", "busy"] or int(words[2]) <= 0:
+            return False
+        with open(CONTROL, "w") as f:
+            f.write("objects busy %d\n" % (int(words[2]) - 1))
+        with open(LOG, "a") as f:
+            f.write("503 %s\n" % path)
+        return True
+
+
 def flip(body, kind, mode, path):
     if mode == "payload":
         raw = subprocess.run(["zstd", "-d", "-q", "-c"], input=body, capture_output=True, check=True).stdout
@@ -72,6 +95,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def forward(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        if busy(self.path):
+            msg = b'{"error": "the server is busy; ask again after Retry-After", "code": "busy"}'
+            self.send_response(503)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(msg)))
+            self.end_headers()
+            self.wfile.write(msg)
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
         conn = http.client.HTTPConnection(UP.hostname, UP.port, timeout=120)
         try:

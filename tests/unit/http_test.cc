@@ -76,8 +76,11 @@ std::string ReadAll(const dim::Fd& fd) {
 }
 
 // Sends raw bytes and returns everything the server answers until it closes
-// the connection (or 5 s pass).
-std::string RawExchange(uint16_t port, const std::string& data) {
+// the connection (or 5 s pass). half_close: shut our sending side down after
+// the bytes. A request handed to a worker is answered only if the client
+// keeps its side open (libmicrohttpd takes the end of the stream for an
+// abort when it resumes the connection); dim's clients and iPXE do.
+std::string RawExchange(uint16_t port, const std::string& data, bool half_close = true) {
   dim::Fd fd = Connect(port, 5);
   size_t sent = 0;
   while (sent < data.size()) {
@@ -85,7 +88,7 @@ std::string RawExchange(uint16_t port, const std::string& data) {
     if (n <= 0) break;  // the server may answer and close before reading everything
     sent += static_cast<size_t>(n);
   }
-  ::shutdown(fd.get(), SHUT_WR);
+  if (half_close) ::shutdown(fd.get(), SHUT_WR);
   return ReadAll(fd);
 }
 
@@ -277,7 +280,7 @@ TEST_CASE("http: file responses send the file's bytes exactly") {
   CHECK(too_long->status == 500);
 }
 
-TEST_CASE("http: a blocked handler does not stop other requests (thread per connection)") {
+TEST_CASE("http: a blocked handler does not stop other requests (a pool of workers)") {
   std::promise<void> fast_served;
   std::shared_future<void> fast_done = fast_served.get_future().share();
   std::atomic<bool> entered{false};
@@ -395,7 +398,8 @@ TEST_CASE("http: malformed and hostile requests get 4xx and the server keeps ser
   CHECK(RawExchange(port, std::string("\0\xff\r\n\r\n\r\n", 8)).rfind("HTTP/1.1 2", 0) != 0);
 
   // %00 stays literal rather than cutting the path short.
-  const std::string nul = RawExchange(port, "GET /a%00/../b HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string nul =
+      RawExchange(port, "GET /a%00/../b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false);
   CHECK(nul.rfind("HTTP/1.1 200", 0) == 0);
   {
     std::lock_guard lock(mu);
@@ -535,4 +539,117 @@ TEST_CASE("http: a handler longer than the idle timeout (a long-poll) still answ
     CHECK(r->status == 200);
     CHECK(r->body == "late");
   }
+}
+
+TEST_CASE("http: a long-poll (Response::Later) holds no worker and is answered when completed") {
+  ServerOptions opts;
+  opts.workers = 1;  // the only worker must stay free for other requests
+  std::mutex mu;
+  std::vector<dim::http::Completion> parked;
+  auto server = StartServer(
+      [&](const Request& req) {
+        if (req.path != "/poll") return Text(200, "fast");
+        return Response::Later([&](dim::http::Completion done) {
+          std::lock_guard<std::mutex> l(mu);
+          parked.push_back(std::move(done));
+        });
+      },
+      opts);
+  std::vector<std::future<dim::Result<ClientResponse>>> polls;
+  for (int i = 0; i < 3; i++) {
+    polls.push_back(std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/poll", {}); }));
+  }
+  for (int i = 0; i < 1000; i++) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (parked.size() == 3) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto fast = NewClient()->Get(Base(*server) + "/fast", {});
+  REQUIRE(fast.ok());
+  CHECK(fast->body == "fast");
+  {
+    std::lock_guard<std::mutex> l(mu);
+    REQUIRE(parked.size() == 3);
+    for (auto& done : parked) {
+      done(Text(200, "version 2"));
+      done(Text(200, "a second answer is ignored"));
+    }
+  }
+  for (auto& p : polls) {
+    auto r = p.get();
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    CHECK(r->body == "version 2");
+  }
+}
+
+TEST_CASE("http: requests beyond max_queued get 503 with Retry-After, the rest are served") {
+  ServerOptions opts;
+  opts.workers = 1;
+  opts.max_queued = 1;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> entered{0};
+  auto server = StartServer(
+      [&](const Request& req) {
+        if (req.path == "/block") {
+          entered++;
+          released.wait_for(std::chrono::seconds(20));
+        }
+        return Text(200, "done " + req.path);
+      },
+      opts);
+  // One on the worker; of five more, one fits the queue, four are refused at once.
+  auto first = std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/block", {}); });
+  while (entered == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::atomic<int> finished{0};
+  std::vector<std::future<dim::Result<ClientResponse>>> more;
+  for (int i = 0; i < 5; i++) {
+    more.push_back(std::async(std::launch::async, [&, i] {
+      auto r = NewClient()->Get(Base(*server) + "/more" + std::to_string(i), {});
+      finished++;
+      return r;
+    }));
+  }
+  // The queued one cannot finish while the worker is blocked.
+  while (finished < 4) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  release.set_value();
+  int refused = 0, served = 0;
+  for (auto& f : more) {
+    auto r = f.get();
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    if (r->status == 503) {
+      refused++;
+      CHECK(r->headers["retry-after"] == "1");
+    } else {
+      served++;
+      CHECK(r->body.rfind("done /more", 0) == 0);
+    }
+  }
+  CHECK(refused == 4);
+  CHECK(served == 1);
+  auto a = first.get();
+  REQUIRE(a.ok());
+  CHECK(a->body == "done /block");
+}
+
+TEST_CASE("http: a server stopping with parked long-polls answers them and does not hang") {
+  std::atomic<int> parked{0};
+  dim::http::Completion kept;
+  std::mutex mu;
+  auto server = StartServer([&](const Request&) {
+    return Response::Later([&](dim::http::Completion done) {
+      std::lock_guard<std::mutex> l(mu);
+      kept = std::move(done);  // never completed before the stop
+      parked++;
+    });
+  });
+  auto poll = std::async(std::launch::async, [&] { return NewClient()->Get(Base(*server) + "/poll", {}); });
+  while (parked == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  server.reset();
+  auto r = poll.get();
+  if (r.ok()) CHECK(r->status == 503);  // or the connection closed: either way no hang
+  std::lock_guard<std::mutex> l(mu);
+  kept(Text(200, "too late"));  // after the stop: does nothing
 }

@@ -40,8 +40,11 @@ class ApiClient {
                            const std::string& body, long timeout_ms = 0,
                            int* http_status = nullptr);  // 0 when no answer came
   // Objects are fetched unsigned (any HTTP cache may serve them).
-  Result<std::string> GetObject(const std::string& hex);
+  Result<std::string> GetObject(const std::string& hex, long timeout_ms = 0, int* http_status = nullptr);
   const std::string& base() const { return base_; }
+  // Seconds the last answer asked to wait before asking again (a busy
+  // server's 503 Retry-After); 0 when it named none.
+  int retry_after_s() const { return retry_after_s_; }
   // Another client of the same server, identity and options (TLS included),
   // with its own connection: for parallel fetches.
   Result<std::unique_ptr<ApiClient>> Clone() const { return Create(base_, key_, identity_, opts_); }
@@ -61,6 +64,7 @@ class ApiClient {
   std::string base_, key_, identity_;
   http::ClientOptions opts_;
   std::unique_ptr<http::Client> client_;
+  int retry_after_s_ = 0;
 };
 
 // A tiny JSON reader for the flat answers of the API: the value of "key" as a

@@ -34,6 +34,11 @@ struct Request {
   std::string tls_client, tls_client_error;
 };
 
+struct Response;
+// Answers a request whose handler deferred it (Response::Later): call it once,
+// from any thread; later calls, and calls after the server stopped, do nothing.
+using Completion = std::function<void(Response)>;
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
@@ -43,14 +48,20 @@ struct Response {
   Fd file;
   uint64_t file_size = 0;
   std::map<std::string, std::string> headers;
+  // A long-poll: when set, the server parks the connection (no thread waits
+  // for it) and calls later(done); the request is answered when done is
+  // called. Every other field is ignored.
+  std::function<void(Completion)> later;
 
   static Response Json(int status, std::string json);
+  static Response Later(std::function<void(Completion)> later);
   // {"error": message} with the HTTP status that fits the Status code.
   static Response Error(const Status& s);
 };
 
-// Called on the server's worker threads (one per connection, so a handler
-// may block, e.g. for a long-poll). Must not throw.
+// Called on the server's worker threads (a bounded pool, docs/design.md
+// "Serving"): a handler may block on disk or SQLite, but a long-poll must
+// return Response::Later instead of holding its worker. Must not throw.
 using Handler = std::function<Response(const Request&)>;
 
 // What the server reads of a request's body: at most max_bytes (413 beyond),
@@ -64,7 +75,8 @@ struct BodyLimit {
 // Decides from the request line and headers alone (req.body is empty), before
 // any byte of the body is read, whether the request may go on: a Response
 // refuses it (the body is never read and the connection closes), nullopt
-// admits it within `limit`. May set req.identity. Must not throw.
+// admits it within `limit`. May set req.identity. Must not throw. Runs on an
+// event thread, so it must be quick (a MAC and at most a point query).
 using Admit = std::function<std::optional<Response>(Request& req, BodyLimit* limit)>;
 
 // The 413 and 403 answers for a body outside its BodyLimit.
@@ -85,6 +97,13 @@ struct ServerOptions {
   // it opened (after the previous request: idle_timeout_s), however slowly
   // they trickle in; then it is closed.
   unsigned header_timeout_s = 20;
+  // The serving model (docs/design.md "Serving"): event threads multiplex
+  // every connection with epoll; handlers run on a bounded pool of workers;
+  // requests beyond max_queued waiting for a worker are answered 503 with
+  // Retry-After, which clients wait out.
+  unsigned event_threads = 2;
+  unsigned workers = 16;
+  unsigned max_queued = 4096;
   // Speak TLS with these credentials (docs/imaged.md, "TLS"); clients that
   // present a certificate have it checked against tls->verify.
   std::optional<tls::ServerCredentials> tls;
