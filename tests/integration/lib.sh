@@ -194,21 +194,23 @@ else:
 
 # node_put URL NODE PATH < DATA: writes DATA as NODE's file PATH through the
 # node API, signed with the node's key (generation 0) derived from $DIM_SECRET
-# as imaged derives it, the body's SHA-256 declared in the header (what a node's mount sends for a whole file).
+# as imaged derives it, in the form a node's mount sends (form 2: a fresh
+# nonce and the addressed host:port in the MAC, the body's SHA-256 declared).
 node_put() {
   python3 -c '
-import hashlib, hmac, os, sys, time, urllib.request
+import hashlib, hmac, os, sys, time, urllib.parse, urllib.request
 url, node, path = sys.argv[1:4]
 body = sys.stdin.buffer.read()
 secret = open(os.environ["DIM_SECRET"], "rb").read()
 key = hmac.new(secret, b"node:" + node.encode(), hashlib.sha256).digest()
 target = "/v1/nodes/" + node + "/overlay" + path
-now = str(int(time.time()))
+now, nonce = str(int(time.time())), os.urandom(16).hex()
+to = urllib.parse.urlsplit(url).netloc.lower()
 digest = hashlib.sha256(body).hexdigest()
-msg = "\n".join(["node:" + node, "PUT", target, now, digest]).encode()
+msg = "\n".join(["dim-auth-2", "node:" + node, "PUT", target, now, nonce, to, digest]).encode()
 mac = hmac.new(key, msg, hashlib.sha256).hexdigest()
 req = urllib.request.Request(url + target, data=body, method="PUT",
-                             headers={"X-Dim-Auth": "node:%s %s %s %s" % (node, now, digest, mac)})
+                             headers={"X-Dim-Auth": "node:%s %s %s %s %s %s" % (node, now, nonce, to, digest, mac)})
 urllib.request.urlopen(req, timeout=30).read()' "$@"
 }
 
