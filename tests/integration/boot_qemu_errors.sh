@@ -104,7 +104,7 @@ closed2=$(free_port)
 # dim.key= is no longer read (the key is fetched from the server): a warning.
 boot params "dim.server=ftp://somewhere dim.node=r01c1n01 dim.key=xyz dim.timeout=soon"
 console_has params "dim: FATAL: missing dim.image= on the kernel command line"
-console_has params "dim: FATAL: bad dim.server=ftp://somewhere (expected http://HOST[:PORT])"
+console_has params "dim: FATAL: bad dim.server=ftp://somewhere (expected http://HOST[:PORT] or https://HOST[:PORT])"
 console_has params "dim: warning: dim.key= is ignored: rootfs-fuse fetches the node's key from the image server now"
 console_lacks params "bad dim.key="
 console_has params "dim: FATAL: bad dim.timeout=soon"
