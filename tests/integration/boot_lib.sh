@@ -119,8 +119,12 @@ start_imaged() {
   local listen=$1 extra=${2:-}
   shift 2
   [[ ${1:-} == -- ]] && shift
-  printf 'role = top\nname = host\nlisten = %s\nstore = %s\nsecret = %s\n%s\n' \
-    "$listen" "$DIM_ROOT" "$DIM_SECRET" "$extra" > "$TEST_TMP/imaged.conf"
+  # A qemu node on user networking reaches the host as 10.0.2.2 and signs
+  # its requests for that address (a signature binds the addressed server);
+  # $BOOT_EXTRA_ADDRESSES: more such names (a second listener's).
+  printf 'role = top\nname = host\nlisten = %s\nstore = %s\nsecret = %s\naddresses = 10.0.2.2:%s%s\n%s\n' \
+    "$listen" "$DIM_ROOT" "$DIM_SECRET" "${listen##*:}" "${BOOT_EXTRA_ADDRESSES:+,$BOOT_EXTRA_ADDRESSES}" \
+    "$extra" > "$TEST_TMP/imaged.conf"
   "$@" "$BOOT_IMAGED" --config "$TEST_TMP/imaged.conf" --foreground >> "$TEST_TMP/imaged.log" 2>&1 &
   BOOT_IMAGED_PID=$!
   on_cleanup _stop_imaged

@@ -60,8 +60,8 @@ console_lacks() {
 start_imaged() {  # start_imaged NAME PORT: a top server on 127.0.0.1:PORT (10.0.2.2 for the guest)
   [[ -x $IMAGED ]] || die "imaged not built"
   [[ -f $TEST_TMP/secret ]] || "$DIMCTL" store secret "$TEST_TMP/secret" > /dev/null
-  printf 'role = top\nname = %s\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\n' \
-    "$1" "$2" "$TEST_TMP/$1" "$TEST_TMP/secret" > "$TEST_TMP/$1.conf"
+  printf 'role = top\nname = %s\nlisten = 127.0.0.1:%s\nstore = %s\nsecret = %s\naddresses = 10.0.2.2:%s\n' \
+    "$1" "$2" "$TEST_TMP/$1" "$TEST_TMP/secret" "$2" > "$TEST_TMP/$1.conf"
   "$DIMCTL" --root "$TEST_TMP/$1" store init > /dev/null
   imaged_start "$1"
 }

@@ -24,6 +24,10 @@ for i in $(seq 8); do
   mkdir "$m/data/d$i"
   head -c $((i * 70000)) /dev/urandom > "$m/data/d$i/f"
 done
+# The busy-server proxy below forwards requests signed for its own address:
+# the server must know that name (a signature binds the addressed server).
+proxy_port=$(free_port)
+export RF_ADDRESSES=127.0.0.1:$proxy_port
 rf_setup_store "$m"
 direct_url=$TOP_URL
 
@@ -42,7 +46,6 @@ mount_logged() {
 }
 
 log "a busy server (503, Retry-After: 1) for longer than --timeout 2 is waited out"
-proxy_port=$(free_port)
 python3 "$(dirname "${BASH_SOURCE[0]}")/flip_proxy.py" "$proxy_port" "$direct_url" \
   "$TEST_TMP/busy" "$TEST_TMP/busy.log" > /dev/null 2>&1 &
 proxy_pid=$!

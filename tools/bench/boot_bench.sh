@@ -86,6 +86,7 @@ if ((tls)); then
   pport=$(free_port)
   extra+=$'\n'"tls_cert = $TEST_TMP/host.crt"$'\n'"tls_key = $TEST_TMP/host.key"$'\n'"tls_ca = $ca/ca.crt"
   extra+=$'\n'"plain_listen = 127.0.0.1:$pport"$'\n'"plain_serves = nodes"
+  export BOOT_EXTRA_ADDRESSES=10.0.2.2:$pport
   export DIM_SERVER=https://127.0.0.1:$port DIM_TLS_CA=$ca/ca.crt
   export DIM_TLS_CERT=$TEST_TMP/dimctl.crt DIM_TLS_KEY=$TEST_TMP/dimctl.key
   boot_script_url=http://127.0.0.1:$pport
