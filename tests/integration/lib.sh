@@ -156,13 +156,14 @@ imaged_config() {
 # imaged_start NAME [PREFIX...]: starts imaged with $TEST_TMP/NAME.conf,
 # logging to $TEST_TMP/NAME.log, under the command PREFIX if given (e.g.
 # setpriv to run it as another user), and waits until it serves; it is
-# killed at cleanup.
+# killed at cleanup. IMAGED_PID is its pid (for /proc/PID/status).
 imaged_start() {
   local name=$1
   shift
   "$@" "${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}" --config "$TEST_TMP/$name.conf" --foreground \
     >> "$TEST_TMP/$name.log" 2>&1 &
   local pid=$!
+  IMAGED_PID=$pid
   on_cleanup _imaged_stop "$pid"
   for _ in $(seq 200); do
     grep -q "serving" "$TEST_TMP/$name.log" 2>/dev/null && return 0

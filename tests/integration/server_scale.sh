@@ -33,12 +33,9 @@ secret = $secret
 idle_timeout = 300
 header_timeout = 300
 CONF
-"$IMAGED" --config "$TEST_TMP/top.conf" --foreground > "$TEST_TMP/imaged.log" 2>&1 &
-imaged_pid=$!
+imaged_start top
+imaged_pid=$IMAGED_PID
 stop_pid() { kill "$@" 2> /dev/null || true; }
-on_cleanup stop_pid -KILL "$imaged_pid"
-for _ in $(seq 200); do grep -q serving "$TEST_TMP/imaged.log" && break; sleep 0.05; done
-grep -q serving "$TEST_TMP/imaged.log" || die "imaged did not start: $(cat "$TEST_TMP/imaged.log")"
 "$DIMCTL" push deb --server "$url" > /dev/null || die "push of v1 failed"
 threads_before=$(awk '/^Threads:/ {print $2}' "/proc/$imaged_pid/status")
 rss_before=$(awk '/^VmRSS:/ {print $2}' "/proc/$imaged_pid/status")
