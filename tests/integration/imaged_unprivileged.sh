@@ -111,16 +111,14 @@ cmp "$TEST_TMP/got-boot" "$TEST_TMP/vmlinuz-test" || die "boot file differs"
 # signed_get URL IDENTITY PATH: a signed GET (node:NAME with the node's key,
 # server:NAME with the site secret); prints the body.
 signed_get() {
-  python3 -c '
-import hashlib, hmac, os, sys, time, urllib.parse, urllib.request
+  PYTHONPATH="$DIM_REPO_ROOT/tests/integration" python3 -c '
+import hashlib, os, sys, urllib.parse, urllib.request
+import dim_sign
 url, ident, target = sys.argv[1:4]
 secret = open(os.environ["DIM_SECRET"], "rb").read()
-key = hmac.new(secret, ident.encode(), hashlib.sha256).digest() if ident.startswith("node:") else secret
-now, digest, nonce = str(int(time.time())), hashlib.sha256(b"").hexdigest(), os.urandom(16).hex()
-to = urllib.parse.urlsplit(url).netloc.lower()  # form 2: nonce and addressed server in the MAC
-msg = "\n".join(["dim-auth-2", ident, "GET", target, now, nonce, to, digest])
-mac = hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
-req = urllib.request.Request(url + target, headers={"X-Dim-Auth": "%s %s %s %s %s %s" % (ident, now, nonce, to, digest, mac)})
+key = dim_sign.node_key(secret, ident[len("node:"):]) if ident.startswith("node:") else secret
+auth = dim_sign.header(ident, key, "GET", target, urllib.parse.urlsplit(url).netloc, hashlib.sha256(b"").hexdigest())
+req = urllib.request.Request(url + target, headers={"X-Dim-Auth": auth})
 sys.stdout.buffer.write(urllib.request.urlopen(req, timeout=30).read())' "$@"
 }
 assert_eq "$(signed_get "$top_url" node:r01c1n01 /v1/nodes/r01c1n01/overlay/etc/hostname)" r01c1n01 \

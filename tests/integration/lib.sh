@@ -198,20 +198,16 @@ else:
 # as imaged derives it, in the form a node's mount sends (form 2: a fresh
 # nonce and the addressed host:port in the MAC, the body's SHA-256 declared).
 node_put() {
-  python3 -c '
-import hashlib, hmac, os, sys, time, urllib.parse, urllib.request
+  PYTHONPATH="$DIM_REPO_ROOT/tests/integration" python3 -c '
+import hashlib, os, sys, urllib.parse, urllib.request
+import dim_sign
 url, node, path = sys.argv[1:4]
 body = sys.stdin.buffer.read()
-secret = open(os.environ["DIM_SECRET"], "rb").read()
-key = hmac.new(secret, b"node:" + node.encode(), hashlib.sha256).digest()
+key = dim_sign.node_key(open(os.environ["DIM_SECRET"], "rb").read(), node)
 target = "/v1/nodes/" + node + "/overlay" + path
-now, nonce = str(int(time.time())), os.urandom(16).hex()
-to = urllib.parse.urlsplit(url).netloc.lower()
-digest = hashlib.sha256(body).hexdigest()
-msg = "\n".join(["dim-auth-2", "node:" + node, "PUT", target, now, nonce, to, digest]).encode()
-mac = hmac.new(key, msg, hashlib.sha256).hexdigest()
-req = urllib.request.Request(url + target, data=body, method="PUT",
-                             headers={"X-Dim-Auth": "node:%s %s %s %s %s %s" % (node, now, nonce, to, digest, mac)})
+auth = dim_sign.header("node:" + node, key, "PUT", target, urllib.parse.urlsplit(url).netloc,
+                       hashlib.sha256(body).hexdigest())
+req = urllib.request.Request(url + target, data=body, method="PUT", headers={"X-Dim-Auth": auth})
 urllib.request.urlopen(req, timeout=30).read()' "$@"
 }
 

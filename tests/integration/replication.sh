@@ -158,17 +158,16 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$top_url/v1/../../etc/passwd")
 [[ $code == 404 || $code == 400 ]] || die "path traversal answered $code"
 # An oversized body: refused before it is read, unsigned (403) or signed (413).
 oversized() {  # oversized [SECRET_FILE]
-  python3 - "$top_port" "${1:-}" <<'PY'
-import hashlib, hmac, os, socket, sys, time
+  PYTHONPATH="$DIM_REPO_ROOT/tests/integration" python3 - "$top_port" "${1:-}" <<'PY'
+import socket, sys
+import dim_sign
 port, secret = int(sys.argv[1]), sys.argv[2]
 head = "POST /v1/report HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n"
 if secret:
-    key, now, nonce = open(secret, "rb").read(), str(int(time.time())), os.urandom(16).hex()
-    to = "127.0.0.1:%d" % port  # form 2: the addressed server and a nonce in the MAC
-    body = "0" * 64  # any declared hash: the length is refused first
-    msg = "\n".join(["dim-auth-2", "server:test", "POST", "/v1/report", now, nonce, to, body]).encode()
-    head += "X-Dim-Auth: server:test %s %s %s %s %s\r\n" % (
-        now, nonce, to, body, hmac.new(key, msg, hashlib.sha256).hexdigest())
+    # Any declared body hash: the length is refused first.
+    auth = dim_sign.header("server:test", open(secret, "rb").read(), "POST", "/v1/report",
+                           "127.0.0.1:%d" % port, "0" * 64)
+    head += "X-Dim-Auth: %s\r\n" % auth
 s = socket.create_connection(("127.0.0.1", port), timeout=30)
 s.sendall((head + "\r\n").encode())  # no body byte: the answer must come anyway
 try:

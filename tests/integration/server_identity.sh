@@ -30,13 +30,12 @@ signed() {
 # sign_header: as signed, but only writes $TEST_TMP/last.{header,body}.
 sign_header() {
   local url=$1 method=$2 path=$3 id=$4 key=$5 body=${6:-} to=${7:-${1#http://}}
-  python3 - "$method" "$path" "$id" "$key" "$to" "$body" > "$TEST_TMP/last.header" << 'PY'
-import hashlib, hmac, os, sys, time
+  PYTHONPATH="$DIM_REPO_ROOT/tests/integration" python3 - "$method" "$path" "$id" "$key" "$to" "$body" \
+    > "$TEST_TMP/last.header" << 'PY'
+import hashlib, sys
+import dim_sign
 method, path, who, key, to, body = sys.argv[1:7]
-now, nonce = str(int(time.time())), os.urandom(16).hex()
-bh = hashlib.sha256(body.encode()).hexdigest()
-msg = "\n".join(["dim-auth-2", who, method, path, now, nonce, to, bh])
-print(who, now, nonce, to, bh, hmac.new(bytes.fromhex(key), msg.encode(), hashlib.sha256).hexdigest())
+print(dim_sign.header(who, bytes.fromhex(key), method, path, to, hashlib.sha256(body.encode()).hexdigest()))
 PY
   printf '%s' "$body" > "$TEST_TMP/last.body"
 }
