@@ -18,6 +18,8 @@ packages=(
   libzstd-dev libssl-dev libmicrohttpd-dev
   # the typed protocol's one JSON library (header-only) and the TLS library libmicrohttpd uses
   nlohmann-json3-dev libgnutls28-dev
+  # the TLS and signed-copy tests drive openssl s_server, s_client and pkeyutl
+  openssl
   # masters, trees and their metadata
   debootstrap rsync attr acl libcap2-bin python3 cpio util-linux kmod curl diffutils
   # the imaged unit's checks (systemd-analyze) and the unprivileged-server test (useradd)
