@@ -142,8 +142,8 @@ void Buddy::Loop() {
 Status Buddy::Reconcile() {
   auto client = Acquire(60000);
   if (client == nullptr) return Status::IOError("cannot create an HTTP client for " + url_);
-  DIM_ASSIGN_OR_RETURN(std::string body, client->Get("/v1/buddy/state"));
-  DIM_ASSIGN_OR_RETURN(auto theirs, dim::ParseReplicaStates(body));
+  DIM_ASSIGN_OR_RETURN(auto states, client->Call(dim::proto::RouteId::kBuddyState, {}));
+  DIM_ASSIGN_OR_RETURN(auto theirs, dim::ParseReplicaStates(states.body));
   DIM_ASSIGN_OR_RETURN(auto mine, nodes_->States());
   for (const auto& t : theirs) {
     std::optional<dim::NodeOverlay::ReplicaState> m;
@@ -159,8 +159,8 @@ Status Buddy::Reconcile() {
     // are decided by the greater chain, the same on both servers. The other
     // server takes this copy in its own round.
     if (m && (m->seq > ts.seq || (m->seq == ts.seq && m->chain > ts.chain))) continue;
-    DIM_ASSIGN_OR_RETURN(std::string snap_body, client->Get("/v1/buddy/nodes/" + t.node + "/snapshot"));
-    DIM_ASSIGN_OR_RETURN(auto snap, dim::ParseOverlaySnapshot(snap_body));
+    DIM_ASSIGN_OR_RETURN(auto snap_reply, client->Call(dim::proto::RouteId::kBuddySnapshot, {t.node}));
+    DIM_ASSIGN_OR_RETURN(auto snap, dim::ParseOverlaySnapshot(snap_reply.body));
     DIM_ASSIGN_OR_RETURN(bool taken, nodes_->TakeSnapshot(t.node, m, snap));
     if (taken) {
       if (log_) {

@@ -14,6 +14,7 @@
 #include "dim/store.h"
 #include "dim/wire.h"
 #include "dim/overlay_wire.h"
+#include "dim/proto.h"
 #include "dim/api_client.h"
 #include "dim/hash.h"
 #include "buddy.h"
@@ -240,7 +241,7 @@ Response NodeApi::Ops(dim::NodeOverlay& overlay, const Request& req) {
   // A batch id the overlay has applied is a retry: answered, not applied again.
   auto applied = overlay.Apply(*ops, *objects_, batch);
   if (!applied.ok()) return Response::Error(applied.status().Annotate("node " + overlay.node()));
-  return Response::Json(200, "{\"applied\":" + std::to_string(*applied) + "}");
+  return Response::Json(200, dim::proto::Encode(dim::proto::OverlayOpsAnswer{static_cast<int64_t>(*applied)}));
 }
 
 Response NodeApi::File(dim::NodeOverlay& overlay, const std::string& path, const Request& req) {
@@ -273,7 +274,7 @@ Response NodeApi::File(dim::NodeOverlay& overlay, const std::string& path, const
     s = overlay.WriteFile(path, req.body);
   }
   if (!s.ok()) return Response::Error(s.Annotate("node " + overlay.node()));
-  return Response::Json(200, "{\"written\":" + std::to_string(req.body.size()) + "}");
+  return Response::Json(200, dim::proto::Encode(dim::proto::OverlayWriteAnswer{static_cast<int64_t>(req.body.size())}));
 }
 
 Response NodeApi::Provision(const std::string& node, const Request& req, const std::string& who) {
@@ -296,11 +297,10 @@ Response NodeApi::Provision(const std::string& node, const Request& req, const s
   return Write(node, req, who, true, [&](dim::NodeOverlay& overlay) {
     auto result = overlay.Provision(**store, id, img->head, *compiled);
     if (!result.ok()) return Response::Error(result.status().Annotate("node " + node));
-    return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + id.image +
-                                 "\",\"version\":" + std::to_string(img->head) +
-                                 ",\"copied\":" + std::to_string(result->kept_out_copied) +
-                                 ",\"present\":" + std::to_string(result->kept_out_present) +
-                                   ",\"identity_files\":" + std::to_string(result->identity_files.size()) + "}");
+    return Response::Json(200, dim::proto::Encode(dim::proto::ProvisionAnswer{
+                                   node, id.image, img->head, static_cast<int64_t>(result->kept_out_copied),
+                                   static_cast<int64_t>(result->kept_out_present),
+                                   static_cast<int64_t>(result->identity_files.size())}));
   });
 }
 
@@ -334,7 +334,7 @@ Response NodeApi::Prefetch(const std::string& node, const Request& req) {
   // A list that is not the overlay: copied to the buddy as it is, on a best
   // effort (a node without one boots without prefetching).
   if (buddy_ != nullptr && !IsReplica(req)) (void)buddy_->Forward(node, {}, req);
-  return Response::Json(200, "{}");
+  return Response::Json(200, dim::proto::EncodeEmpty());
 }
 
 }  // namespace imaged

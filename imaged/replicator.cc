@@ -132,14 +132,14 @@ class Fetcher {
     std::string body;
     for (const auto& id : ids) body += id.Raw();
     std::set<dim::Digest> got;
-    auto pack = client.Send("POST", "/v1/objects/batch", {{"packed", "1"}}, body);
+    auto pack = client.Call(dim::proto::RouteId::kObjectPack, {}, {{"packed", "1"}}, body);
     if (pack.ok()) {
       // A pack that cannot be decoded is fetched object by object instead.
-      auto raw = dim::DecompressFrame(*pack, kMaxPackBytes, "object pack from the parent");
+      auto raw = dim::DecompressFrame(pack->body, kMaxPackBytes, "object pack from the parent");
       if (raw.ok()) {
         DIM_RETURN_IF_ERROR(StorePack(*raw, &got));
         std::lock_guard<std::mutex> l(mu_);
-        bytes_fetched_ += pack->size();
+        bytes_fetched_ += pack->body.size();
       }
     }
     for (const auto& id : ids) {
@@ -187,7 +187,8 @@ class Fetcher {
     }
     if (base.size() < kMinDeltaBase) return false;  // a delta would save little over the object
     int http_status = 0;
-    auto patch = client.Send("GET", "/v1/objects/" + id.Hex(), {{"base", query}}, "", 0, &http_status);
+    auto patch = client.Send("GET", dim::proto::PathOf(dim::proto::RouteId::kObjectDelta, {id.Hex()}),
+                             {{"base", query}}, "", 0, &http_status);
     if (!patch.ok()) {
       // A parent from before bases of several chunks refuses them; it still
       // serves whole objects and single-blob deltas.
@@ -277,8 +278,8 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   int64_t head = local.ok() ? local->head : 0;
   result.from = result.to = head;
   if (target == 0) {
-    DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/images/" + image + "/head"));
-    target = std::atoll(dim::JsonField(body, "published").c_str());
+    DIM_ASSIGN_OR_RETURN(auto head_answer, parent.Head(image));
+    target = head_answer.published;
   }
   if (heal) target = std::max(target, head);
   if (target <= head && !heal) return result;
@@ -286,8 +287,8 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // The parent may have pruned our version: then start over from nothing.
   bool resync = heal;
   auto fetch = [&](int64_t from) {
-    return parent.Get("/v1/images/" + image + "/delta",
-                      {{"from", std::to_string(from)}, {"to", std::to_string(target)}, {"form", "2"}});
+    return parent.Send("GET", dim::proto::PathOf(dim::proto::RouteId::kImageDelta, {image}),
+                       {{"from", std::to_string(from)}, {"to", std::to_string(target)}, {"form", "2"}}, "");
   };
   auto compressed = fetch(heal ? 0 : head);
   if (!compressed.ok() && head > 0 && compressed.status().code() == dim::Code::kNotFound) {
@@ -317,19 +318,18 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // Each is signed by the top server (dim/identity.h): with publish_key a
   // copy that does not verify is refused and nothing of this version applied.
   std::map<std::string, std::string> signatures;  // kind -> the top's signature, passed on to nodes
-  auto optional_get = [&](const std::string& what) -> dim::Result<std::optional<std::string>> {
-    std::string signature;
-    auto body = parent.Get("/v1/images/" + image + "/" + what, {}, 0, &signature);
-    if (body.ok()) {
-      DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, what, image, dim::Sha256Of(*body), signature,
-                                                   parent_base));
-      if (!signature.empty()) signatures[what] = signature;
-      return std::optional<std::string>(std::move(*body));
+  auto optional_get = [&](dim::proto::RouteId route, const std::string& what) -> dim::Result<std::optional<std::string>> {
+    auto reply = parent.Call(route, {image});
+    if (reply.ok()) {
+      DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, what, image, dim::Sha256Of(reply->body),
+                                                   reply->signature, parent_base));
+      if (!reply->signature.empty()) signatures[what] = reply->signature;
+      return std::optional<std::string>(std::move(reply->body));
     }
-    if (body.status().code() == dim::Code::kNotFound) return std::optional<std::string>();
-    return body.status();
+    if (reply.status().code() == dim::Code::kNotFound) return std::optional<std::string>();
+    return reply.status();
   };
-  DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get("keepout"));
+  DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get(dim::proto::RouteId::kImageKeepout, "keepout"));
   std::optional<std::vector<std::string>> keepout;
   if (keep_body) {
     auto patterns = dim::keepout::DecodeList(*keep_body);
@@ -337,14 +337,14 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
     keepout = std::move(*patterns);
   }
 
-  DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get("policy"));
+  DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get(dim::proto::RouteId::kImagePolicy, "policy"));
   std::optional<std::vector<dim::policy::Rule>> policy;
   if (policy_body) {
     auto rules = dim::policy::Decode(*policy_body);
     if (!rules.ok()) return rules.status().Annotate("policy of " + image + " from the parent");
     policy = std::move(*rules);
   }
-  DIM_ASSIGN_OR_RETURN(auto pins_body, optional_get("pins"));
+  DIM_ASSIGN_OR_RETURN(auto pins_body, optional_get(dim::proto::RouteId::kImagePinsGet, "pins"));
   std::optional<std::map<std::string, int64_t>> pins;
   if (pins_body) {
     pins.emplace();
@@ -415,31 +415,31 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   return result;
 }
 
-Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std::string& info) {
+Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim::proto::InfoAnswer& info) {
   // The node registry, when the parent's generation differs from ours: this
   // server then answers its nodes' iPXE requests like the top does.
-  int64_t theirs = std::atoll(dim::JsonField(info, "registry").c_str());
+  int64_t theirs = info.registry;
   dim::cluster::Registry registry(store.catalog().db());
   DIM_ASSIGN_OR_RETURN(int64_t ours, registry.Generation());
   if (theirs > 0 && theirs != ours) {
-    std::string signature;
-    DIM_ASSIGN_OR_RETURN(std::string body, parent.Get("/v1/registry", {}, 0, &signature));
+    DIM_ASSIGN_OR_RETURN(auto reply, parent.Call(dim::proto::RouteId::kRegistry, {}));
     DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "registry", "-",
-                                                 dim::Sha256Of(body), signature, config_.parent));
-    DIM_RETURN_IF_ERROR(registry.Import(body));
+                                                 dim::Sha256Of(reply.body), reply.signature, config_.parent));
+    DIM_RETURN_IF_ERROR(registry.Import(reply.body));
     DIM_ASSIGN_OR_RETURN(ours, registry.Generation());
   }
   // An enrolled server holds the keys of its nodes, not the secret they
   // derive from: taken again whenever the registry changed (a rekey, a node
   // moved to another server).
   if (service_->identity().enrolled() && node_keys_for_ != ours) {
-    DIM_ASSIGN_OR_RETURN(std::string keys, parent.Get("/v1/servers/" + config_.name + "/node-keys"));
-    DIM_RETURN_IF_ERROR(service_->identity().InstallNodeKeys(keys));
+    DIM_ASSIGN_OR_RETURN(auto keys, parent.Call(dim::proto::RouteId::kServerNodeKeys, {config_.name}));
+    DIM_RETURN_IF_ERROR(service_->identity().InstallNodeKeys(keys.body));
     node_keys_for_ = ours;
   }
   // Boot files (kernels, initrds) that differ in size or time, staged and
   // renamed; they may be larger than API answers.
-  DIM_ASSIGN_OR_RETURN(std::string list, parent.Get("/v1/boot/files"));
+  DIM_ASSIGN_OR_RETURN(auto files, parent.Call(dim::proto::RouteId::kBootFiles, {}));
+  const std::string& list = files.body;
   dim::http::ClientOptions boot_opts = ClientOptions();
   boot_opts.max_body = kMaxBootFile;
   DIM_ASSIGN_OR_RETURN(auto boot_client, dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, boot_opts));
@@ -465,8 +465,9 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const std
         static_cast<long long>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == mtime_ns) {
       continue;
     }
-    std::string signature;
-    DIM_ASSIGN_OR_RETURN(std::string data, boot_client->Get(std::string("/v1/boot/files/") + name, {}, 0, &signature));
+    DIM_ASSIGN_OR_RETURN(auto file, boot_client->Call(dim::proto::RouteId::kBootFile, {name}));
+    const std::string& data = file.body;
+    const std::string& signature = file.signature;
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
     DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "boot-file", name,
                                                  dim::Sha256Of(data), signature, config_.parent));
@@ -505,10 +506,9 @@ void Replicator::Run() {
   std::string last_problem;
   while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
-    std::string info_body;
-    std::string parent = ChooseParent(&info_body);
+    std::string parent = ChooseParent();
     auto client = dim::ApiClient::Create(parent, key_, identity, ClientOptions());
-    auto info = client.ok() ? (*client)->Get("/v1/info") : dim::Result<std::string>(client.status());
+    auto info = client.ok() ? (*client)->Info() : dim::Result<dim::proto::InfoAnswer>(client.status());
     // A parent that refuses this server (its TLS certificate, its key) is
     // said once per change, not every round.
     const std::string problem = info.ok() ? "" : info.status().ToString();
@@ -517,7 +517,7 @@ void Replicator::Run() {
     }
     last_problem = problem;
     if (info.ok()) {
-      if (Status e = CheckEpoch(parent, EpochOf(*info)); !e.ok()) info = e;
+      if (Status e = CheckEpoch(parent, info->epoch); !e.ok()) info = e;
     }
     if (info.ok()) {
       Status s = Status::Ok();
@@ -534,12 +534,7 @@ void Replicator::Run() {
     }
     if (images.empty()) {
       if (info.ok()) {
-        const std::string& body = *info;
-        for (size_t p = body.find("{\"name\":\""); p != std::string::npos;
-             p = body.find("{\"name\":\"", p + 1)) {
-          size_t start = p + 9, end = body.find('"', start);
-          if (end != std::string::npos) images.push_back(body.substr(start, end - start));
-        }
+        for (const auto& img : info->images) images.push_back(img.name);
       }
     }
     for (const auto& img : images) {
@@ -561,14 +556,14 @@ void Replicator::FollowImage(const std::string& image) {
   auto parent = dim::ApiClient::Create(parent_url, key_, identity, copts);
   if (!store.ok() || !parent.ok()) {
     std::lock_guard<std::mutex> l(mu_);
-    state_[image] = "{\"head\":0,\"error\":\"cannot open the store or the parent client\"}";
+    state_[image] = {.head = 0, .error = "cannot open the store or the parent client"};
     return;
   }
   {
     // Report at once, so a push sees this server before its first long-poll ends.
     auto img = (*store)->catalog().GetImage(image);
     std::lock_guard<std::mutex> l(mu_);
-    state_[image] = "{\"head\":" + std::to_string(img.ok() ? img->head : 0) + ",\"error\":\"\"}";
+    state_[image] = {.head = img.ok() ? img->head : 0};
   }
   ReportState();
   // A stored version that no longer hashes to its root (a damaged disk, an
@@ -592,16 +587,15 @@ void Replicator::FollowImage(const std::string& image) {
     }
     auto img = (*store)->catalog().GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
-    auto answer = (*parent)->Get("/v1/images/" + image + "/head",
-                                 {{"after", std::to_string(head)},
-                                  {"wait", std::to_string(config_.poll_wait_s)}});
+    auto answer = (*parent)->Head(image, {{"after", std::to_string(head)},
+                                          {"wait", std::to_string(config_.poll_wait_s)}});
     Status st = answer.status();
-    if (answer.ok()) st = CheckEpoch(parent_url, EpochOf(*answer));
+    if (answer.ok()) st = CheckEpoch(parent_url, answer->epoch);
     // Applied under the follow lock, never once this server was promoted.
     auto follow = service_->FollowLock();
     if (service_->IsTop()) break;
     if (answer.ok() && st.ok()) {
-      int64_t published = std::atoll(dim::JsonField(*answer, "published").c_str());
+      int64_t published = answer->published;
       if (published > head || heal) {
         auto t0 = std::chrono::steady_clock::now();
         auto r = SyncImage(**store, **parent, parent_url, key_, identity, image, published,
@@ -627,14 +621,13 @@ void Replicator::FollowImage(const std::string& image) {
     }
     {
       std::lock_guard<std::mutex> l(mu_);
-      std::string err = st.ok() ? "" : st.ToString();
-      std::string esc;
-      for (char c : err) esc += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c == '\n' ? ' ' : c);
-      char sync[160];
-      std::snprintf(sync, sizeof sync, ",\"from\":%lld,\"bytes\":%llu,\"objects\":%llu,\"seconds\":%.3f",
-                    static_cast<long long>(last.from), static_cast<unsigned long long>(last.bytes_fetched),
-                    static_cast<unsigned long long>(last.objects_fetched), last_seconds);
-      state_[image] = "{\"head\":" + std::to_string(head) + ",\"error\":\"" + esc + "\"" + sync + "}";
+      dim::proto::ReplicaState& state = state_[image];
+      state.head = head;
+      state.error = st.ok() ? "" : st.ToString();
+      state.from = last.from;
+      state.bytes = last.bytes_fetched;
+      state.objects = last.objects_fetched;
+      state.seconds = last_seconds;
     }
     follow.unlock();
     ReportState();
@@ -665,19 +658,13 @@ Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {
 }
 
 void Replicator::ReportState() {
-  std::string body = "{\"server\":\"" + config_.name + "\",\"url\":\"" + config_.advertise + "\",\"poll_wait\":" +
-                     std::to_string(config_.poll_wait_s) + ",\"images\":{";
+  dim::proto::ReportRequest report{config_.name, config_.advertise, config_.poll_wait_s, {}, service_->SeenNodes()};
   {
     std::lock_guard<std::mutex> l(mu_);
-    bool first = true;
-    for (const auto& [img, st] : state_) {
-      body += std::string(first ? "" : ",") + "\"" + img + "\":" + st;
-      first = false;
-    }
+    report.images = state_;
   }
-  body += "},\"nodes\":" + service_->NodesJson() + "}";
   auto client = dim::ApiClient::Create(Parent(), key_, "server:" + config_.name, ClientOptions());
-  if (client.ok()) (void)(*client)->Post("/v1/report", body);
+  if (client.ok()) (void)(*client)->Report(report);
 }
 
 std::string Replicator::Parent() {
@@ -685,7 +672,7 @@ std::string Replicator::Parent() {
   return parent_.empty() ? config_.parent : parent_;
 }
 
-std::string Replicator::ChooseParent(std::string* info) {
+std::string Replicator::ChooseParent() {
   if (config_.parent_standby.empty()) return config_.parent;
   // The top of the highest epoch; the configured parent on a tie.
   std::string best = Parent();
@@ -696,13 +683,11 @@ std::string Replicator::ChooseParent(std::string* info) {
     o.timeout_ms = 5000;
     auto client = dim::ApiClient::Create(url, key_, "server:" + config_.name, o);
     if (!client.ok()) continue;
-    auto answer = (*client)->Get("/v1/info");
-    if (!answer.ok() || dim::JsonField(*answer, "role") != "top") continue;
-    int64_t e = EpochOf(*answer);
-    if (e > best_epoch) {
+    auto answer = (*client)->Info();
+    if (!answer.ok() || answer->role != "top") continue;
+    if (answer->epoch > best_epoch) {
       best = url;
-      best_epoch = e;
-      *info = *answer;
+      best_epoch = answer->epoch;
     }
   }
   std::lock_guard<std::mutex> l(mu_);

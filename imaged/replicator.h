@@ -59,13 +59,13 @@ class Replicator {
   void ReportState();
   // The parent to follow: the configured one, or (with parent_standby) the
   // one of the two that is a top of the highest epoch; also its /v1/info.
-  std::string ChooseParent(std::string* info);
+  std::string ChooseParent();
   std::string Parent();
   // Ok to follow a parent at `epoch`: not below the highest this server saw
   // (a top a promoted standby replaced is fenced); records a higher one.
   dim::Status CheckEpoch(const std::string& parent, int64_t epoch);
   // Copies the parent's node registry and boot files when they differ.
-  dim::Status SyncSite(dim::Store& store, dim::ApiClient& parent, const std::string& info);
+  dim::Status SyncSite(dim::Store& store, dim::ApiClient& parent, const dim::proto::InfoAnswer& info);
 
   dim::http::ClientOptions ClientOptions() const {
     dim::http::ClientOptions o;
@@ -83,7 +83,7 @@ class Replicator {
   std::thread run_thread_;
   std::mutex mu_;
   std::vector<std::thread> followers_;        // GUARDED_BY(mu_)
-  std::map<std::string, std::string> state_;  // image -> JSON fragment, GUARDED_BY(mu_)
+  std::map<std::string, dim::proto::ReplicaState> state_;  // what the reports say, GUARDED_BY(mu_)
   std::string parent_;                        // the parent followed now, GUARDED_BY(mu_)
   std::set<std::string> fenced_logged_;       // stale tops refused (logged once), GUARDED_BY(mu_)
 };

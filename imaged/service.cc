@@ -18,6 +18,7 @@
 #include "dim/identity.h"
 #include "dim/image.h"
 #include "dim/object_delta.h"
+#include "dim/proto.h"
 #include "dim/policy.h"
 #include "dim/root.h"
 #include "dim/sign.h"
@@ -346,12 +347,12 @@ Status Service::CheckNotReplaced() {
   o.timeout_ms = 3000;
   auto client = dim::ApiClient::Create(config_.standby_url, identity_.parent_key(), "server:" + config_.name, o);
   if (!client.ok()) return Status::Ok();
-  auto info = (*client)->Get("/v1/info");
+  auto info = (*client)->Info();
   if (!info.ok()) return Status::Ok();
-  int64_t theirs = EpochOf(*info);
-  if (dim::JsonField(*info, "role") == "top" && theirs > fence_.epoch()) {
-    DIM_RETURN_IF_ERROR(fence_.SetReplacedBy("server " + dim::JsonField(*info, "name") + " (" + config_.standby_url +
-                                             ") at epoch " + std::to_string(theirs)));
+  int64_t theirs = info->epoch;
+  if (info->role == "top" && theirs > fence_.epoch()) {
+    DIM_RETURN_IF_ERROR(fence_.SetReplacedBy("server " + info->name + " (" + config_.standby_url + ") at epoch " +
+                                             std::to_string(theirs)));
     return fenced();
   }
   return Status::Ok();
@@ -381,33 +382,32 @@ Response Service::Promote() {
     top_ = true;
   }
   Notify();
-  return Response::Json(200, "{\"server\":\"" + config_.name + "\",\"epoch\":" + std::to_string(fence_.epoch()) + "}");
+  return Response::Json(200, dim::proto::Encode(dim::proto::PromoteAnswer{config_.name, fence_.epoch()}));
+}
+
+dim::Result<dim::proto::InfoAnswer> Service::BuildInfo() {
+  DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+  DIM_ASSIGN_OR_RETURN(auto images, cat->ListImages());
+  auto registry = dim::cluster::Registry(cat->db()).Generation();
+  std::string role = IsTop() ? (fence_.replaced_by().empty() ? "top" : "replaced") : config_.standby ? "standby" : "leaf";
+  dim::proto::InfoAnswer out;
+  out.name = config_.name;
+  out.role = role;
+  out.epoch = fence_.epoch();
+  out.registry = registry.ok() ? *registry : 0;
+  for (const auto& img : images) {
+    auto pub = Published(img.name);
+    auto pins = cat->Pins(img.id);
+    out.images.push_back({img.name, img.head, pub.ok() ? *pub : 0,
+                          pins.ok() ? *pins : std::map<std::string, int64_t>{}});
+  }
+  return out;
 }
 
 Response Service::Info() {
-  auto cat = catalogs_.Acquire();
-  if (!cat.ok()) return Response::Error(cat.status());
-  auto images = (*cat)->ListImages();
-  if (!images.ok()) return Response::Error(images.status());
-  auto registry = dim::cluster::Registry((*cat)->db()).Generation();
-  std::string role = IsTop() ? (fence_.replaced_by().empty() ? "top" : "replaced") : config_.standby ? "standby" : "leaf";
-  std::string out = "{\"api\":[1],\"name\":\"" + config_.name + "\",\"role\":\"" + role +
-                    "\",\"epoch\":" + std::to_string(fence_.epoch()) + ",\"registry\":" +
-                    std::to_string(registry.ok() ? *registry : 0) + ",\"images\":[";
-  bool first = true;
-  for (const auto& img : *images) {
-    auto pub = Published(img.name);
-    auto pins = (*cat)->Pins(img.id);
-    std::string held;
-    for (const auto& [node, v] : pins.ok() ? *pins : std::map<std::string, int64_t>{}) {
-      held += std::string(held.empty() ? "" : ",") + "\"" + node + "\":" + std::to_string(v);
-    }
-    out += std::string(first ? "" : ",") + "{\"name\":\"" + img.name +
-           "\",\"head\":" + std::to_string(img.head) +
-           ",\"published\":" + std::to_string(pub.ok() ? *pub : 0) + ",\"pins\":{" + held + "}}";
-    first = false;
-  }
-  return Response::Json(200, out + "]}");
+  auto info = BuildInfo();
+  if (!info.ok()) return Response::Error(info.status());
+  return Response::Json(200, dim::proto::Encode(*info));
 }
 
 dim::Result<LongPolls::ImageState> Service::PollState(const std::string& image) {
@@ -444,8 +444,7 @@ Response Service::Head(const std::string& image, const Request& req) {
       image, wait_s, [after](const LongPolls::ImageState& s) { return s.published > after; },
       [this, image](const dim::Result<LongPolls::ImageState>& s) {
         if (!s.ok()) return Response::Error(s.status());
-        return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + std::to_string(s->published) +
-                                       ",\"epoch\":" + std::to_string(fence_.epoch()) + "}");
+        return Response::Json(200, dim::proto::Encode(dim::proto::HeadAnswer{image, s->published, fence_.epoch()}));
       });
 }
 
@@ -490,9 +489,7 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
         if (!s.ok()) return Response::Error(s.status());
         seen();
         const int64_t v = target(*s);
-        return Response::Json(200, "{\"node\":\"" + node + "\",\"image\":\"" + image + "\",\"version\":" +
-                                       std::to_string(v) + ",\"pinned\":" + (v != s->published ? "true" : "false") +
-                                       "}");
+        return Response::Json(200, dim::proto::Encode(dim::proto::NodeVersionAnswer{node, image, v, v != s->published}));
       });
 }
 
@@ -684,7 +681,7 @@ Response Service::Pins(const std::string& image, const Request& req, bool is_ser
   }
   if (Status s = (*cat)->PinsReplace(img->id, pins); !s.ok()) return Response::Error(s);
   Notify();  // nodes long-polling their version see the change now
-  return Response::Json(200, "{\"pins\":" + std::to_string(pins.size()) + "}");
+  return Response::Json(200, dim::proto::Encode(dim::proto::PinsAnswer{static_cast<int64_t>(pins.size())}));
 }
 
 Response Service::Object(const std::string& hex) {
@@ -778,17 +775,15 @@ Response Service::Publish(const std::string& image, const Request& req) {
     return Response::Error(Status::Conflict("only the top server publishes; leaves follow it"));
   }
   if (Status s = CheckNotReplaced(); !s.ok()) return Response::Error(s);
-  std::string v = dim::JsonField(req.body, "version");
-  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 18) {
-    return BadRequest("body must be {\"version\": N}");
-  }
-  int64_t version = std::stoll(v);
+  auto publish = dim::proto::DecodePublishRequest(req.body);
+  if (!publish.ok()) return Response::Error(publish.status());
+  const int64_t version = publish->version;
   // Publishing goes forward; going back must be asked for (dimctl push
   // --rollback), so a replayed or stale publish cannot turn nodes back.
   auto published = Published(image);
   if (!published.ok()) return Response::Error(published.status());
-  if (version < *published && dim::JsonField(req.body, "rollback") != "true") {
-    return Response::Error(Status::Conflict("version " + v + " of " + image + " is older than the published " +
+  if (version < *published && !publish->rollback) {
+    return Response::Error(Status::Conflict("version " + std::to_string(version) + " of " + image + " is older than the published " +
                                             std::to_string(*published) +
                                             ": publishing goes forward; to go back, push with --rollback"));
   }
@@ -801,7 +796,7 @@ Response Service::Publish(const std::string& image, const Request& req) {
   if (Status s = Seal(**cat, *img, *ver); !s.ok()) return Response::Error(s);
   if (Status s = SetPublished(image, version); !s.ok()) return Response::Error(s);
   Notify();
-  return Response::Json(200, "{\"image\":\"" + image + "\",\"published\":" + v + "}");
+  return Response::Json(200, dim::proto::Encode(dim::proto::PublishAnswer{image, version}));
 }
 
 Response Service::Signed(Response r, const std::string& kind, const std::string& subject) {
@@ -842,46 +837,40 @@ Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::Ve
 }
 
 Response Service::Report(const Request& req, const std::string& who) {
+  auto report = dim::proto::DecodeReportRequest(req.body);
+  if (!report.ok()) return Response::Error(report.status());
   {
     std::lock_guard<std::mutex> l(mu_);
-    std::string body = req.body;
-    while (!body.empty() && (body.back() == '\n' || body.back() == ' ')) body.pop_back();
-    if (body.size() < 2 || body.front() != '{' || body.back() != '}') {
-      return BadRequest("a report is a JSON object");
-    }
-    reports_[who] = {body, std::chrono::steady_clock::now()};
+    reports_[who] = {std::move(*report), std::chrono::steady_clock::now()};
   }
-  return Response::Json(200, "{}");
+  return Response::Json(200, dim::proto::EncodeEmpty());
 }
 
-std::string Service::NodesJson() {
+std::vector<dim::proto::SeenNode> Service::SeenNodes() {
   std::lock_guard<std::mutex> l(mu_);
   auto now = std::chrono::steady_clock::now();
-  std::string out = "[";
+  std::vector<dim::proto::SeenNode> out;
   for (const auto& [node, s] : seen_) {
-    long age = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(now - s.when).count());
-    out += std::string(out.size() > 1 ? "," : "") + "{\"node\":\"" + node + "\",\"server\":\"" + config_.name +
-           "\",\"image\":\"" + s.image + "\",\"version\":" + std::to_string(s.version) +
-           ",\"seen_s\":" + std::to_string(age) + "}";
+    int64_t age = std::chrono::duration_cast<std::chrono::seconds>(now - s.when).count();
+    out.push_back({node, config_.name, s.image, s.version, age});
   }
-  return out + "]";
+  return out;
 }
 
 Response Service::StatusPage() {
-  Response info = Info();
-  if (info.status != 200) return info;
-  std::string out = info.body.substr(0, info.body.size() - 1) + ",\"nodes\":" + NodesJson() + ",\"children\":[";
+  dim::proto::StatusAnswer out;
+  auto info = BuildInfo();
+  if (!info.ok()) return Response::Error(info.status());
+  out.info = std::move(*info);
+  out.nodes = SeenNodes();
   std::lock_guard<std::mutex> l(mu_);
-  bool first = true;
   auto now = std::chrono::steady_clock::now();
   for (const auto& [who, report] : reports_) {
-    // The child's own JSON, with how long ago it last reported.
-    long age = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count());
-    out += std::string(first ? "" : ",") + report.json.substr(0, report.json.size() - 1) +
-           ",\"age_s\":" + std::to_string(age) + "}";
-    first = false;
+    // The child's own report, with how long ago it came.
+    out.children.push_back(
+        {report.report, std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count()});
   }
-  return Response::Json(200, out + "]}");
+  return Response::Json(200, dim::proto::Encode(out));
 }
 
 }  // namespace imaged

@@ -30,6 +30,7 @@
 #include "dim/catalog.h"
 #include "dim/http.h"
 #include "dim/object_store.h"
+#include "dim/proto.h"
 
 namespace imaged {
 
@@ -99,9 +100,8 @@ class Service {
   // the HTTP server can stop without waiting out their deadlines.
   void Shutdown();
   dim::Result<int64_t> Published(const std::string& image);
-  // The nodes whose mounts asked this server for their version, as a JSON
-  // array: [{"node":…,"image":…,"version":V,"seen_s":S},…]. Reports carry it up.
-  std::string NodesJson();
+  // The nodes whose mounts asked this server for their version. Reports carry it up.
+  std::vector<dim::proto::SeenNode> SeenNodes();
 
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
@@ -109,6 +109,7 @@ class Service {
 
  private:
   dim::http::Response Info();
+  dim::Result<dim::proto::InfoAnswer> BuildInfo();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
   dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req, const std::string& who);
@@ -166,7 +167,7 @@ class Service {
   uint64_t generation_ = 0;                     // GUARDED_BY(mu_)
   bool stopping_ = false;                       // GUARDED_BY(mu_)
   struct ChildReport {
-    std::string json;
+    dim::proto::ReportRequest report;
     std::chrono::steady_clock::time_point when;
   };
   std::map<std::string, ChildReport> reports_;  // child -> its last report, GUARDED_BY(mu_)

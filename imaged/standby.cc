@@ -1,6 +1,5 @@
 #include "standby.h"
 
-#include "dim/api_client.h"
 #include "dim/atomic_file.h"
 #include "dim/env.h"
 
@@ -41,12 +40,6 @@ dim::Status Fence::SetReplacedBy(const std::string& what) {
   DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(dim::Env::Posix(), store_ + "/replaced-by", what));
   replaced_by_ = what;
   return dim::Status::Ok();
-}
-
-int64_t EpochOf(const std::string& json) {
-  std::string v = dim::JsonField(json, "epoch");
-  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) return 0;
-  return std::atoll(v.c_str());
 }
 
 }  // namespace imaged

@@ -34,8 +34,4 @@ class Fence {
   std::string replaced_by_;   // GUARDED_BY(mu_)
 };
 
-// The epoch in an answer of /v1/info or /v1/images/NAME/head (0 when absent:
-// a server of an older release, before any promotion).
-int64_t EpochOf(const std::string& json);
-
 }  // namespace imaged

@@ -284,7 +284,7 @@ Filesystem::Inode* Filesystem::Get(fuse_ino_t ino) {
 // ---------------------------------------------------------------- overlay load
 
 Status Filesystem::LoadOverlay() {
-  auto list = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay-list", {}, "", true);
+  auto list = remote_->Call(dim::proto::RouteId::kNodeOverlayList, {opts_.node}, {}, "", true);
   if (!list.ok()) {
     if (list.status().code() == dim::Code::kNotFound) {
       return Status::NotFound("node " + opts_.node + " unknown to " + remote_->options().servers[0] +
@@ -342,7 +342,7 @@ Status Filesystem::LoadOverlay() {
         dim::Fd f(::openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         if (!f.valid()) return dim::PosixError("create " + e.path);
         if (e.size > 0) {
-          DIM_ASSIGN_OR_RETURN(std::string data, remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay" + e.path, {}, "", true));
+          DIM_ASSIGN_OR_RETURN(std::string data, remote_->Call(dim::proto::RouteId::kNodeOverlayGet, {opts_.node, e.path}, {}, "", true));
           DIM_RETURN_IF_ERROR(PWriteAll(f.get(), data, 0, e.path));
         }
         if (::ftruncate(f.get(), static_cast<off_t>(e.size)) != 0) return dim::PosixError("size " + e.path);
@@ -763,18 +763,17 @@ Status Filesystem::Refused(const Status& s, const std::string& what) {
 
 Status Filesystem::Mirror(const std::vector<dim::OverlayOp>& ops) {
   std::lock_guard<std::mutex> l(mirror_mu_);
-  // Each batch has its own id, which the retries of Remote::Send keep: a
+  // Each batch has its own id, which the retries of Remote::Call keep: a
   // batch whose answer was lost is answered again, not applied twice.
   std::string batch = batch_ids_ ? mount_id_ + ":" + std::to_string(++batch_seq_) : "";
-  const std::string where = "/v1/nodes/" + opts_.node + "/overlay-ops";
-  auto r = remote_->Send("POST", where, {}, dim::EncodeOverlayOps(ops, batch), true);
+  auto r = remote_->Call(dim::proto::RouteId::kNodeOverlayOps, {opts_.node}, {}, dim::EncodeOverlayOps(ops, batch), true);
   if (!r.ok() && !batch.empty() && r.status().code() == dim::Code::kInvalidArgument &&
       r.status().posix_errno() == 0) {
     // A server of an older release reads no batch ids: it refuses the body
     // (400, no errno) and applied nothing. It gets this batch and the rest
     // of the mount's without one; a batch a newer server finds malformed is
     // refused again and stays refused.
-    auto plain = remote_->Send("POST", where, {}, dim::EncodeOverlayOps(ops), true);
+    auto plain = remote_->Call(dim::proto::RouteId::kNodeOverlayOps, {opts_.node}, {}, dim::EncodeOverlayOps(ops), true);
     if (plain.ok()) {
       batch_ids_ = false;
       std::fprintf(stderr, "rootfs-fuse: %s takes no batch ids (an older release): a retried change may apply twice\n",
@@ -845,7 +844,7 @@ Status Filesystem::UploadTree(const std::string& local, const std::string& path)
       ssize_t n = ::pread(f.get(), buf.data(), buf.size(), static_cast<off_t>(off));
       if (n <= 0) return dim::PosixError("read " + local);
       buf.resize(static_cast<size_t>(n));
-      auto r = remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
+      auto r = remote_->Call(dim::proto::RouteId::kNodeOverlayPut, {opts_.node, path},
                              {{"offset", std::to_string(off)}, {"size", std::to_string(e.size)}}, buf, true);
       if (!r.ok()) return Refused(r.status(), "the node's overlay refused or lost " + path);
       off += static_cast<uint64_t>(n);
@@ -892,7 +891,7 @@ Status Filesystem::FlushDirty(Handle* h) {
       if (n < 0) return dim::PosixError("read " + path);
       buf.resize(static_cast<size_t>(n));
     }
-    auto r = remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/overlay" + path,
+    auto r = remote_->Call(dim::proto::RouteId::kNodeOverlayPut, {opts_.node, path},
                            {{"offset", std::to_string(off)}, {"size", std::to_string(size)}}, buf, true);
     if (!r.ok()) {
       Status refused = Refused(r.status(), "the node's overlay refused or lost the data of " + path);
@@ -915,7 +914,7 @@ Status Filesystem::FlushDirty(Handle* h) {
 }
 
 Status Filesystem::Reload(Handle* h, const std::string& path) {
-  auto data = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/overlay" + path, {}, "", true);
+  auto data = remote_->Call(dim::proto::RouteId::kNodeOverlayGet, {opts_.node, path}, {}, "", true);
   if (!data.ok() && data.status().code() != dim::Code::kNotFound) return data.status();
   std::string content = data.ok() ? std::move(*data) : std::string();
   if (::ftruncate(h->fd.get(), 0) != 0) return dim::PosixError("reload " + path);
@@ -2078,7 +2077,7 @@ Status Filesystem::Update(int64_t target) {
 
 std::vector<dim::Digest> Filesystem::PrefetchObjects() {
   std::vector<dim::Digest> out;
-  auto list = remote_->Send("GET", "/v1/nodes/" + opts_.node + "/prefetch", {}, "", true);
+  auto list = remote_->Call(dim::proto::RouteId::kNodePrefetchGet, {opts_.node}, {}, "", true);
   if (!list.ok()) return out;
   size_t start = 0;
   while (start < list->size()) {
@@ -2101,7 +2100,7 @@ Status Filesystem::SavePrefetch() {
     }
   }
   if (body.empty()) return Status::Ok();
-  return remote_->Send("PUT", "/v1/nodes/" + opts_.node + "/prefetch", {}, body, true).status();
+  return remote_->Call(dim::proto::RouteId::kNodePrefetchPut, {opts_.node}, {}, body, true).status();
 }
 
 // ---------------------------------------------------------------- trampolines

@@ -28,6 +28,7 @@
 #include "dim/identity.h"
 #include "dim/sign.h"
 #include "dim/http.h"
+#include "dim/proto.h"
 #include "dim/random.h"
 #include "dim/upper.h"
 #include "fs.h"
@@ -268,7 +269,7 @@ std::string FetchKey(const Args& a, const std::vector<std::string>& servers, con
   std::string last;
   for (size_t i = 0; i < servers.size(); i++) {
     const std::string& server = servers[i];
-    const std::string url = server + "/v1/boot/nodes/" + dim::http::UrlEncode(a.node) + "/key";
+    const std::string url = server + dim::proto::UrlPath(dim::proto::PathOf(dim::proto::RouteId::kBootNodeKey, {a.node}));
     auto r = (*client)->Get(url, {}, 1000L * a.timeout_s);
     if (!r.ok()) {
       if (r.status().code() == dim::Code::kPermissionDenied) {
@@ -278,7 +279,8 @@ std::string FetchKey(const Args& a, const std::vector<std::string>& servers, con
       last = server + " unreachable: " + r.status().message();
       continue;
     }
-    std::string why = dim::JsonField(r->body, "error");
+    auto error = dim::proto::DecodeErrorAnswer(r->body);
+    std::string why = error.ok() ? error->error : "HTTP " + std::to_string(r->status);
     if (r->status == 404) Die("node " + a.node + " is not registered on " + server + ": " + why);
     if (r->status == 403) Die("node " + a.node + ": " + server + " refuses to hand out its key: " + why);
     if (r->status != 200) {
@@ -338,11 +340,15 @@ dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t a
   std::map<std::string, std::string> q = {{"after", std::to_string(after)}, {"wait", std::to_string(wait_s)}};
   auto with_image = q;
   with_image["image"] = a.image;
-  auto r = remote.Send("GET", "/v1/nodes/" + a.node + "/version", with_image, "", false, timeout_ms);
-  if (r.ok()) return static_cast<int64_t>(std::atoll(dim::JsonField(*r, "version").c_str()));
+  auto r = remote.Call(dim::proto::RouteId::kNodeVersion, {a.node}, with_image, "", false, timeout_ms);
+  if (r.ok()) {
+    DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeNodeVersionAnswer(*r));
+    return answer.version;
+  }
   if (r.status().code() != dim::Code::kNotFound) return r.status();
-  DIM_ASSIGN_OR_RETURN(std::string head, remote.Send("GET", "/v1/images/" + a.image + "/head", q, "", false, timeout_ms));
-  return static_cast<int64_t>(std::atoll(dim::JsonField(head, "published").c_str()));
+  DIM_ASSIGN_OR_RETURN(std::string head, remote.Call(dim::proto::RouteId::kImageHead, {a.image}, q, "", false, timeout_ms));
+  DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeHeadAnswer(head));
+  return answer.published;
 }
 
 }  // namespace
@@ -503,7 +509,7 @@ int main(int argc, char** argv) {
   std::vector<dim::policy::Rule> rules = dim::policy::BuiltinRules();
   std::string policy_file = cache_path + "/policy";
   std::string signature;
-  dim::Result<std::string> body = synced.ok() ? remote.GetSigned("/v1/images/" + a.image + "/policy", &signature)
+  dim::Result<std::string> body = synced.ok() ? remote.GetSigned(dim::proto::RouteId::kImagePolicy, {a.image}, &signature)
                                               : dim::Result<std::string>(dim::Status::IOError("offline"));
   if (body.ok()) {
     // Signed by the top server, passed on by a leaf: a policy changed on the

@@ -26,7 +26,7 @@ Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string&
   std::map<std::string, std::string> query = {{"schema", std::to_string(dim::Catalog::SchemaVersion())}};
   if (version > 0) query["version"] = std::to_string(version);
   else query["node"] = node;
-  DIM_ASSIGN_OR_RETURN(std::string z, remote.Get("/v1/images/" + image + "/snapshot", query));
+  DIM_ASSIGN_OR_RETURN(std::string z, remote.Get(dim::proto::RouteId::kImageSnapshot, {image}, query));
   const std::string what = "catalogue snapshot of " + image + " from " + remote.current_server();
   DIM_ASSIGN_OR_RETURN(std::string db, dim::DecompressFrame(z, dim::kMaxCatalogBytes, what));
   // A hostile or damaged file is never opened as the cache: checked from
@@ -113,8 +113,9 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
   if (!local.ok() && local.status().code() != dim::Code::kNotFound) return local.status();
   int64_t head = local.ok() ? local->head : 0;
   if (target == 0) {
-    DIM_ASSIGN_OR_RETURN(std::string body, remote.Get("/v1/images/" + image_ + "/head"));
-    target = std::atoll(dim::JsonField(body, "published").c_str());
+    DIM_ASSIGN_OR_RETURN(std::string body, remote.Get(dim::proto::RouteId::kImageHead, {image_}));
+    DIM_ASSIGN_OR_RETURN(auto head_answer, dim::proto::DecodeHeadAnswer(body));
+    target = head_answer.published;
     if (target == 0) return Status::NotFound("image " + image_ + " has no published version yet");
   }
   if (target == head) {
@@ -126,7 +127,7 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
   // head on the server start over from nothing.
   int64_t from = target > head ? head : 0;
   auto fetch = [&](int64_t f) {
-    return remote.Get("/v1/images/" + image_ + "/delta",
+    return remote.Get(dim::proto::RouteId::kImageDelta, {image_},
                       {{"from", std::to_string(f)}, {"to", std::to_string(target)}, {"form", "2"}});
   };
   // One delta fetched, checked and applied; Corruption when it is damaged,

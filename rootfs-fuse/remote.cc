@@ -165,19 +165,25 @@ auto Remote::Retry(bool home_only, long poll_ms, const std::string& what, Fn fn)
   }
 }
 
-dim::Result<std::string> Remote::Send(const std::string& method, const std::string& path,
-                                      const std::map<std::string, std::string>& query,
-                                      const std::string& body, bool home_only, long poll_ms) {
-  return Retry(home_only, poll_ms, method + " " + path, [&](dim::ApiClient& c, long timeout_ms, int* st) {
-    return c.Send(method, path, query, body, timeout_ms, st);
+dim::Result<std::string> Remote::Call(dim::proto::RouteId route, const std::vector<std::string>& params,
+                                      const std::map<std::string, std::string>& query, const std::string& body,
+                                      bool home_only, long poll_ms) {
+  const dim::proto::Route& r = dim::proto::RouteOf(route);
+  const std::string path = dim::proto::PathOf(route, params);
+  return Retry(home_only, poll_ms, std::string(r.method) + " " + path, [&](dim::ApiClient& c, long timeout_ms, int* st) {
+    return c.Send(r.method, path, query, body, timeout_ms, st);
   });
 }
 
-dim::Result<std::string> Remote::GetSigned(const std::string& path, std::string* signature) {
-  return Retry(false, 0, "GET " + path, [&](dim::ApiClient& c, long timeout_ms, int* st) {
-    auto r = c.Get(path, {}, timeout_ms, signature);
-    *st = r.ok() ? 200 : r.status().code() == dim::Code::kNotFound ? 404 : 0;
-    return r;
+dim::Result<std::string> Remote::GetSigned(dim::proto::RouteId route, const std::vector<std::string>& params,
+                                           std::string* signature) {
+  return Retry(false, 0, "GET " + dim::proto::PathOf(route, params), [&](dim::ApiClient& c, long timeout_ms, int* st) {
+    auto r = c.Call(route, params, {}, "", timeout_ms);
+    *st = r.ok() ? r->http_status : r.status().code() == dim::Code::kNotFound ? 404 : 0;
+    signature->clear();
+    if (!r.ok()) return dim::Result<std::string>(r.status());
+    *signature = std::move(r->signature);
+    return dim::Result<std::string>(std::move(r->body));
   });
 }
 
@@ -190,7 +196,7 @@ dim::Result<std::string> Remote::Object(const dim::Digest& id) {
 dim::Result<std::map<dim::Digest, std::string>> Remote::Objects(const std::vector<dim::Digest>& ids) {
   std::string body;
   for (const auto& id : ids) body += id.Raw();
-  DIM_ASSIGN_OR_RETURN(std::string answer, Send("POST", "/v1/objects/batch", {}, body, false));
+  DIM_ASSIGN_OR_RETURN(std::string answer, Call(dim::proto::RouteId::kObjectBatch, {}, {}, body, false));
   std::vector<dim::wire::ObjectRecord> records;
   if (!dim::wire::DecodeObjectRecords(answer, false, &records)) return Status::Corruption("truncated object batch");
   std::map<dim::Digest, std::string> out;

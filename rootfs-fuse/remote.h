@@ -53,15 +53,17 @@ class Remote {
   // server (and its buddy) has. poll_ms > 0: a long-poll that may rightly
   // stay silent that long; its silence does not count as the server's, and
   // it is tried once.
-  dim::Result<std::string> Send(const std::string& method, const std::string& path,
-                                const std::map<std::string, std::string>& query,
-                                const std::string& body, bool home_only, long poll_ms = 0);
-  dim::Result<std::string> Get(const std::string& path,
+  // route and params: dim/proto.h.
+  dim::Result<std::string> Call(dim::proto::RouteId route, const std::vector<std::string>& params,
+                                const std::map<std::string, std::string>& query, const std::string& body,
+                                bool home_only, long poll_ms = 0);
+  dim::Result<std::string> Get(dim::proto::RouteId route, const std::vector<std::string>& params,
                                const std::map<std::string, std::string>& query = {}) {
-    return Send("GET", path, query, "", false);
+    return Call(route, params, query, "", false);
   }
   // A GET whose answer the top server signs (X-Dim-Signature, dim/identity.h).
-  dim::Result<std::string> GetSigned(const std::string& path, std::string* signature);
+  dim::Result<std::string> GetSigned(dim::proto::RouteId route, const std::vector<std::string>& params,
+                                     std::string* signature);
   // An object's stored bytes (caller verifies them against id).
   dim::Result<std::string> Object(const dim::Digest& id);
   // Several objects at once: id -> stored bytes for those the server had.

@@ -35,77 +35,12 @@
 
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "dim/json.h"
 #include "http_tls.h"
 
 namespace dim::http {
 
 namespace {
-
-// Appends s as the inside of a JSON string: quotes, backslashes and control
-// characters escaped; bytes that are not UTF-8 become U+FFFD so the document
-// stays valid (messages may quote file names with arbitrary bytes).
-void AppendJsonString(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 15];
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    // Length and lower bound of the second byte reject overlong forms and
-    // surrogates; 0xf4 caps code points at U+10FFFF.
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    }
-    bool valid = len > 0 && i + len <= s.size();
-    for (size_t k = 1; valid && k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      valid = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xbf);
-    }
-    if (valid) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\\ufffd";
-      ++i;
-    }
-  }
-}
 
 int HttpStatusFor(Code code) {
   switch (code) {
@@ -690,26 +625,22 @@ Response Response::Json(int status, std::string json) {
   return r;
 }
 
+// The error answer of docs/protocol.md, decoded by dim::proto::DecodeErrorAnswer.
+// Bytes of the message that are not UTF-8 (a quoted file name) become U+FFFD,
+// so the document stays valid.
 Response Response::Error(const Status& s) {
-  std::string body = "{\"error\": \"";
-  AppendJsonString(body, s.ok() ? "internal error: error response for an ok status" : s.message());
-  body += "\", \"code\": \"";
-  AppendJsonString(body, CodeName(s.ok() ? Code::kCorruption : s.code()));
-  body += "\"";
+  json::Json body{{"error", s.ok() ? "internal error: error response for an ok status" : s.message()},
+                  {"code", CodeName(s.ok() ? Code::kCorruption : s.code())}};
   // The exact POSIX error of a refusal, by name: a node answers it to the
   // program whose change was refused (EDQUOT, EROFS, ENAMETOOLONG, ...).
-  if (const char* name = ErrnoName(s.posix_errno()); *name != '\0') {
-    body += ", \"errno\": \"";
-    body += name;
-    body += "\"";
-  }
-  body += "}";
-  return Json(HttpStatusFor(s.code()), std::move(body));
+  if (const char* name = ErrnoName(s.posix_errno()); *name != '\0') body["errno"] = name;
+  return Json(HttpStatusFor(s.code()), json::Dump(body));
 }
 
 Response BodyTooLarge(size_t max_bytes) {
-  return Response::Json(413, "{\"error\": \"request body larger than " + std::to_string(max_bytes) +
-                                 " bytes\", \"code\": \"too large\"}");
+  return Response::Json(413, json::Dump(json::Json{
+                                 {"error", "request body larger than " + std::to_string(max_bytes) + " bytes"},
+                                 {"code", "too large"}}));
 }
 
 Response BodyMismatch(const BodyLimit& limit) {

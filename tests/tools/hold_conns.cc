@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
 
   // Idle: one answered request each, then kept alive.
   std::vector<int> idle_fds;
-  const std::string object_get = "GET /v1/objects/" + std::string(64, '0') + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string object_get =
+      "GET " + dim::proto::PathOf(dim::proto::RouteId::kObject, {std::string(64, '0')}) + " HTTP/1.1\r\nHost: x\r\n\r\n";
   for (int i = 0; i < idle; i++) {
     int fd = Connect(port, i % sources);
     SendAll(fd, object_get);
@@ -102,7 +103,8 @@ int main(int argc, char** argv) {
   std::map<int, std::string> answers;
   std::map<int, int> node_of;
   auto ask = [&](int fd) {
-    const std::string path = "/v1/nodes/n" + std::to_string(node_of[fd]) + "/version";
+    const std::string path =
+        dim::proto::PathOf(dim::proto::RouteId::kNodeVersion, {"n" + std::to_string(node_of[fd])});
     const std::map<std::string, std::string> q = {{"image", a["--image"]}, {"after", a["--after"]}, {"wait", "60"}};
     const std::string target = dim::CanonicalTarget(path, q);
     SendAll(fd, "GET " + target + " HTTP/1.1\r\nHost: x\r\nX-Dim-Auth: " +
@@ -141,14 +143,16 @@ int main(int argc, char** argv) {
       if (!Whole(buf)) continue;
       const std::string status = buf.substr(9, 3);
       const std::string body = buf.substr(buf.find("\r\n\r\n") + 4);
-      if (status == "200" && dim::JsonField(body, "version") == a["--after"]) {
+      auto answer = dim::proto::DecodeNodeVersionAnswer(body);
+      const std::string version = answer.ok() ? std::to_string(answer->version) : std::string("-");
+      if (status == "200" && version == a["--after"]) {
         buf.clear();  // the wait ran out: ask again, as a node does
         ask(fd);
         continue;
       }
       ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
       done++;
-      versions[status + " version " + dim::JsonField(body, "version")]++;
+      versions[status + " version " + version]++;
     }
   }
   int idle_open = 0;

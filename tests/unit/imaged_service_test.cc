@@ -318,8 +318,8 @@ TEST_CASE("imaged: a node follows its pin, else the published version; only serv
   };
   auto v = version("n1", "node:n1");
   REQUIRE(v.status == 200);
-  CHECK(dim::JsonField(v.body, "version") == "3");
-  CHECK(v.body.find("\"pinned\":false") != std::string::npos);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(v.body)->version == 3);
+  CHECK_FALSE(dim::proto::DecodeNodeVersionAnswer(v.body)->pinned);
   CHECK(version("n1", "node:n2").status == 403);
   CHECK(s.Call("PUT", "/v1/images/deb/pins", "node:n1", dim::wire::EncodePins({{"n1", 2}})).status == 403);
   CHECK(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", "junk").status == 400);
@@ -328,16 +328,16 @@ TEST_CASE("imaged: a node follows its pin, else the published version; only serv
   CHECK(beyond.body.find("does not have") != std::string::npos);
   REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 2}})).status == 200);
   v = version("n1", "node:n1");
-  CHECK(dim::JsonField(v.body, "version") == "2");
-  CHECK(v.body.find("\"pinned\":true") != std::string::npos);
-  CHECK(dim::JsonField(version("n2", "node:n2").body, "version") == "3");
+  CHECK(dim::proto::DecodeNodeVersionAnswer(v.body)->version == 2);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(v.body)->pinned);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(version("n2", "node:n2").body)->version == 3);
   auto pins = s.Call("GET", "/v1/images/deb/pins", "server:ss1");
   std::map<std::string, int64_t> back;
   REQUIRE(dim::wire::DecodePins(pins.body, &back));
   CHECK(back == std::map<std::string, int64_t>{{"n1", 2}});
   // A long-poll answers at once when the target differs from what the node runs.
   auto now = s.Call("GET", "/v1/nodes/n1/version", "node:n1", "", {{"image", "deb"}, {"after", "3"}, {"wait", "30"}});
-  CHECK(dim::JsonField(now.body, "version") == "2");
+  CHECK(dim::proto::DecodeNodeVersionAnswer(now.body)->version == 2);
   CHECK(s.Call("GET", "/v1/nodes/n1/version", "node:n1").status == 400);  // no image
   CHECK(s.Call("GET", "/v1/nodes/n1/version", "node:n1", "", {{"image", "nope"}}).status == 404);
 }
@@ -425,7 +425,7 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   CHECK(put.status == 403);
   CHECK(put.body.find("/usr/bin/evil is shared read-only in image deb (rule '/usr/')") != std::string::npos);
   // The node answers the exact error: EROFS, not the EACCES of a 403 alone.
-  CHECK(put.body.find("\"errno\": \"EROFS\"") != std::string::npos);
+  CHECK(dim::proto::DecodeErrorAnswer(put.body)->errno_name == "EROFS");
   CHECK(s.Call("GET", "/v1/nodes/n1/overlay/usr/bin/evil", "node:n1").status == 404);
   CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1", "x").status == 200);
   // One refused operation refuses the batch: the directory before it is not made.
@@ -436,7 +436,7 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   dim::OverlayOp wh{dim::OverlayOp::kWhiteout, {}, "/usr/bin/ls", ""};
   auto ops = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mk, wh}));
   CHECK(ops.status == 403);
-  CHECK(ops.body.find("\"errno\": \"EROFS\"") != std::string::npos);
+  CHECK(dim::proto::DecodeErrorAnswer(ops.body)->errno_name == "EROFS");
   CHECK(ListOverlay(s, "n1").count("/opt") == 0);
   // Directories may be made there (parents of writable paths); renames out may not.
   dim::OverlayOp usr{dim::OverlayOp::kMake, {}, "", ""};
@@ -832,7 +832,7 @@ TEST_CASE("overlay quota: a batch or write past a node's quota is refused whole 
   auto full = s.Call("PUT", "/v1/nodes/n1/overlay/var/b", "node:n1", data);
   CHECK(full.status == 507);
   CHECK(full.body.find("overlay quota of 1000") != std::string::npos);
-  CHECK(full.body.find("\"errno\": \"EDQUOT\"") != std::string::npos);
+  CHECK(dim::proto::DecodeErrorAnswer(full.body)->errno_name == "EDQUOT");
   // A ranged write that grows a file, and a sparse file, count their size.
   CHECK(s.Call("PUT", "/v1/nodes/n1/overlay/var/a", "node:n1", "x", {{"offset", "999"}, {"size", "1000"}}).status == 507);
   auto sparse = Make("/var/sparse", dim::EntryType::kFile, 0644);
@@ -903,11 +903,11 @@ TEST_CASE("node API: a path too long is refused with ENAMETOOLONG, a retried bat
   while (deep.size() <= 4096) deep += "/" + std::string(250, 'd');
   auto put = s.Call("PUT", "/v1/nodes/n1/overlay" + deep, "node:n1", "x");
   CHECK(put.status == 400);
-  CHECK(put.body.find("\"errno\": \"ENAMETOOLONG\"") != std::string::npos);
+  CHECK(dim::proto::DecodeErrorAnswer(put.body)->errno_name == "ENAMETOOLONG");
   auto ops = s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1",
                     dim::EncodeOverlayOps({Make(deep, dim::EntryType::kDir, 0755)}, "m:1"));
   CHECK(ops.status == 400);
-  CHECK(ops.body.find("\"errno\": \"ENAMETOOLONG\"") != std::string::npos);
+  CHECK(dim::proto::DecodeErrorAnswer(ops.body)->errno_name == "ENAMETOOLONG");
   // The same batch twice: the second answer is the first, the rename ran once.
   REQUIRE(s.Call("PUT", "/v1/nodes/n1/overlay/srv/a", "node:n1", "a").status == 200);
   std::string body = dim::EncodeOverlayOps({dim::OverlayOp{dim::OverlayOp::kRename, {}, "/srv/a", "/srv/b"}}, "m:2");

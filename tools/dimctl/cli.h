@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dim/json.h"
 #include "dim/status.h"
 
 namespace dimctl {
@@ -86,7 +87,8 @@ constexpr int kExitUsage = 2;
 constexpr int kExitBusy = 3;  // another dimctl holds the image lock; retry later
 
 // Output helpers shared by commands.
-std::string JsonEscape(const std::string& s);  // returns a quoted JSON string
+using Json = dim::json::Json;
+void PrintJson(const Json& j);                // one line of JSON on stdout (--json)
 std::string HumanBytes(uint64_t n);           // "1.5 GiB"
 std::string FormatTime(int64_t ns_since_epoch);  // "2026-11-21 05:08:24 UTC"
 

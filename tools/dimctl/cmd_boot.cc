@@ -97,12 +97,9 @@ Status List(Invocation& inv) {
   }
   std::sort(files.begin(), files.end());
   if (inv.json()) {
-    std::cout << "[";
-    for (size_t i = 0; i < files.size(); ++i) {
-      std::cout << (i ? "," : "") << "{\"name\":" << JsonEscape(files[i].first)
-                << ",\"size\":" << files[i].second << "}";
-    }
-    std::cout << "]\n";
+    Json list = Json::array();
+    for (const auto& [name, size] : files) list.push_back(Json{{"name", name}, {"size", size}});
+    PrintJson(list);
     return Status::Ok();
   }
   for (const auto& [n, size] : files) std::printf("%-40s %10s\n", n.c_str(), HumanBytes(size).c_str());

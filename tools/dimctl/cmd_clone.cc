@@ -29,19 +29,6 @@ namespace {
 using dim::Status;
 namespace clone = dim::clone;
 
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else out += c;
-  }
-  return out;
-}
-
 Result<uint32_t> NumberOption(const Invocation& inv, const std::string& name, uint64_t fallback, uint64_t max) {
   auto v = inv.get(name);
   if (!v) return static_cast<uint32_t>(fallback);
@@ -277,18 +264,23 @@ Status Clone(Invocation& inv) {
     if (r.state != clone::State::kDone) failed.push_back(targets[i].name + " (" + targets[i].address + "): " + r.message);
   }
   if (inv.json()) {
-    std::string out = "{\"what\":\"" + JsonEscape(what) + "\",\"mode\":\"" + clone::ModeName(mode) +
-                      "\",\"bytes\":" + std::to_string(result.bytes) + ",\"chunks\":" + std::to_string(result.chunks) +
-                      ",\"seconds\":" + std::to_string(secs) + ",\"receivers\":[";
+    Json receivers = Json::array();
     for (size_t i = 0; i < result.receivers.size(); i++) {
       const auto& r = result.receivers[i];
-      out += std::string(i ? "," : "") + "{\"name\":\"" + JsonEscape(targets[i].name) + "\",\"address\":\"" +
-             JsonEscape(targets[i].address) + "\",\"target\":\"" + JsonEscape(targets[i].path) + "\",\"state\":\"" +
-             clone::StateName(r.state) + "\",\"bytes\":" + std::to_string(r.bytes) + ",\"rejoined\":" +
-             (std::count(result.rejoined.begin(), result.rejoined.end(), targets[i].name) ? "true" : "false") +
-             ",\"message\":\"" + JsonEscape(r.message) + "\"}";
+      receivers.push_back(Json{{"name", targets[i].name},
+                               {"address", targets[i].address},
+                               {"target", targets[i].path},
+                               {"state", clone::StateName(r.state)},
+                               {"bytes", r.bytes},
+                               {"rejoined", std::count(result.rejoined.begin(), result.rejoined.end(), targets[i].name) > 0},
+                               {"message", r.message}});
     }
-    std::cout << out << "]}\n";
+    PrintJson(Json{{"what", what},
+                   {"mode", clone::ModeName(mode)},
+                   {"bytes", result.bytes},
+                   {"chunks", result.chunks},
+                   {"seconds", secs},
+                   {"receivers", std::move(receivers)}});
   } else {
     std::printf("%s: %s to %zu receivers in %.1f s (%s/s)\n", what.c_str(), Human(static_cast<double>(result.bytes)).c_str(),
                 result.receivers.size(), secs, Human(result.bytes / std::max(secs, 0.001)).c_str());

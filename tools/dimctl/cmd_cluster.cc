@@ -139,37 +139,40 @@ Status Show(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(dc::Cluster c, dc::LoadValidCluster(inv.args[0]));
   const Membership members(c);
   if (inv.json()) {
-    std::string o = "{\"name\":" + JsonEscape(c.name) + ",\"domain\":" + JsonEscape(c.domain) +
-                    ",\"nodes\":" + std::to_string(c.nodes.size()) + ",\"networks\":[";
-    for (size_t i = 0; i < c.networks.size(); ++i) {
-      const auto& n = c.networks[i];
-      o += (i ? "," : "") + std::string("{\"name\":") + JsonEscape(n.name) +
-           ",\"subnet\":" + JsonEscape(n.subnet.ToString()) +
-           ",\"gateway\":" + (n.gateway ? JsonEscape(n.gateway->ToString()) : "null") +
-           ",\"node_base\":" + (n.node_base ? JsonEscape(n.node_base->ToString()) : "null") +
-           ",\"dynamic\":" +
-           (n.dynamic ? JsonEscape(n.dynamic->first.ToString() + "-" + n.dynamic->last.ToString())
-                      : "null") +
-           ",\"vlan\":" + std::to_string(n.vlan) + ",\"mtu\":" + std::to_string(n.mtu) +
-           ",\"ipv6_prefix\":" + (n.ipv6_prefix ? JsonEscape(n.ipv6_prefix->ToString()) : "null") + "}";
+    // An optional address as its text, or null.
+    auto text = [](const auto& v) { return v ? Json(v->ToString()) : Json(nullptr); };
+    Json networks = Json::array();
+    for (const auto& n : c.networks) {
+      networks.push_back(Json{
+          {"name", n.name},
+          {"subnet", n.subnet.ToString()},
+          {"gateway", text(n.gateway)},
+          {"node_base", text(n.node_base)},
+          {"dynamic", n.dynamic ? Json(n.dynamic->first.ToString() + "-" + n.dynamic->last.ToString()) : Json(nullptr)},
+          {"vlan", n.vlan},
+          {"mtu", n.mtu},
+          {"ipv6_prefix", text(n.ipv6_prefix)}});
     }
-    o += "],\"servers\":[";
-    for (size_t i = 0; i < c.servers.size(); ++i) {
-      const auto& s = c.servers[i];
+    Json servers = Json::array();
+    for (const auto& s : c.servers) {
       size_t count = 0;
       std::string nodes = members.ServerNodes(s.name, &count);
-      o += (i ? "," : "") + std::string("{\"name\":") + JsonEscape(s.name) + ",\"role\":" +
-           JsonEscape(s.role == dc::ServerRole::kTop ? "top" : "second-level") +
-           ",\"address\":" + JsonEscape(s.address.ToString()) +
-           ",\"address6\":" + (s.address6 ? JsonEscape(s.address6->ToString()) : "null") + ",\"boot_url\":" +
-           JsonEscape(s.boot_url) + ",\"node_count\":" + std::to_string(count) +
-           ",\"nodes\":" + JsonEscape(nodes) + "}";
+      servers.push_back(Json{{"name", s.name},
+                             {"role", s.role == dc::ServerRole::kTop ? "top" : "second-level"},
+                             {"address", s.address.ToString()},
+                             {"address6", text(s.address6)},
+                             {"boot_url", s.boot_url},
+                             {"node_count", count},
+                             {"nodes", nodes}});
     }
-    o += "],\"groups\":[";
-    for (size_t i = 0; i < c.groups.size(); ++i) {
-      o += (i ? "," : "") + JsonEscape(c.groups[i].name);
-    }
-    std::cout << o << "]}\n";
+    Json groups = Json::array();
+    for (const auto& g : c.groups) groups.push_back(g.name);
+    PrintJson(Json{{"name", c.name},
+                   {"domain", c.domain},
+                   {"nodes", c.nodes.size()},
+                   {"networks", std::move(networks)},
+                   {"servers", std::move(servers)},
+                   {"groups", std::move(groups)}});
     return Status::Ok();
   }
   std::cout << "site " << c.name << (c.domain.empty() ? "" : " (" + c.domain + ")") << ": "
@@ -227,20 +230,14 @@ std::string DiffSummary(const dc::RegistryDiff& diff) {
   return out.empty() ? "no changes" : out;
 }
 
-std::string DiffJson(const dc::RegistryDiff& diff) {
-  std::string o = "[";
-  for (size_t i = 0; i < diff.changes.size(); ++i) {
-    const auto& c = diff.changes[i];
-    o += (i ? ",\n " : "") + std::string("{\"kind\":") + JsonEscape(KindName(c.kind)) +
-         ",\"what\":" + JsonEscape(c.what) + ",\"name\":" + JsonEscape(c.name) + ",\"fields\":[";
-    for (size_t j = 0; j < c.fields.size(); ++j) {
-      const auto& f = c.fields[j];
-      o += (j ? "," : "") + std::string("{\"field\":") + JsonEscape(f.field) +
-           ",\"before\":" + JsonEscape(f.before) + ",\"after\":" + JsonEscape(f.after) + "}";
-    }
-    o += "]}";
+Json DiffJson(const dc::RegistryDiff& diff) {
+  Json changes = Json::array();
+  for (const auto& c : diff.changes) {
+    Json fields = Json::array();
+    for (const auto& f : c.fields) fields.push_back(Json{{"field", f.field}, {"before", f.before}, {"after", f.after}});
+    changes.push_back(Json{{"kind", KindName(c.kind)}, {"what", c.what}, {"name", c.name}, {"fields", std::move(fields)}});
   }
-  return o + "]";
+  return changes;
 }
 
 // --max-removals: the share of registered nodes one apply may deregister
@@ -297,12 +294,12 @@ Status Apply(Invocation& inv) {
   dc::RegistryDiff diff = dc::DiffClusters(before.cluster, after);
   auto report = [&](bool applied) {
     if (inv.json()) {
-      std::cout << "{\"registry\":" << JsonEscape(inv.global.root + "/catalog.db")
-                << ",\"dry_run\":" << (dry_run ? "true" : "false")
-                << ",\"applied\":" << (applied ? "true" : "false")
-                << ",\"generation\":" << before.generation + (applied ? 1 : 0)
-                << ",\"summary\":" << JsonEscape(DiffSummary(diff)) << ",\"changes\":" << DiffJson(diff)
-                << "}\n";
+      PrintJson(Json{{"registry", inv.global.root + "/catalog.db"},
+                     {"dry_run", dry_run},
+                     {"applied", applied},
+                     {"generation", before.generation + (applied ? 1 : 0)},
+                     {"summary", DiffSummary(diff)},
+                     {"changes", DiffJson(diff)}});
     }
   };
   if (!inv.json()) {

@@ -8,7 +8,6 @@
 #include <optional>
 #include <cstdlib>
 #include <iostream>
-#include <sstream>
 
 #include "cli.h"
 #include "common.h"
@@ -29,14 +28,18 @@ std::string Octal(uint32_t mode) {
 void PrintCommit(const Invocation& inv, const std::string& image, const dim::CommitResult& r,
                  double secs) {
   if (inv.json()) {
-    std::cout << "{\"image\":" << JsonEscape(image) << ",\"committed\":"
-              << (r.committed ? "true" : "false");
-    if (r.committed) std::cout << ",\"version\":" << r.version.number;
-    std::cout << ",\"scanned\":" << r.scanned << ",\"read\":" << r.candidates
-              << ",\"added\":" << r.version.added << ",\"removed\":" << r.version.removed
-              << ",\"modified\":" << r.version.modified << ",\"new_objects\":" << r.put.objects_new
-              << ",\"stored_bytes\":" << r.put.bytes_stored
-              << ",\"queued_objects\":" << r.put.objects_queued << ",\"seconds\":" << secs << "}\n";
+    Json o{{"image", image}, {"committed", r.committed}};
+    if (r.committed) o["version"] = r.version.number;
+    o["scanned"] = r.scanned;
+    o["read"] = r.candidates;
+    o["added"] = r.version.added;
+    o["removed"] = r.version.removed;
+    o["modified"] = r.version.modified;
+    o["new_objects"] = r.put.objects_new;
+    o["stored_bytes"] = r.put.bytes_stored;
+    o["queued_objects"] = r.put.objects_queued;
+    o["seconds"] = secs;
+    PrintJson(o);
     return;
   }
   if (inv.global.verbosity < 0) return;
@@ -135,8 +138,7 @@ Status Commit(Invocation& inv) {
 Status List(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   DIM_ASSIGN_OR_RETURN(auto images, store->catalog().ListImages());
-  if (inv.json()) std::cout << "[";
-  bool first = true;
+  Json list = Json::array();
   if (!inv.json()) {
     std::printf("%-20s %7s %9s %10s  %-23s %s\n", "IMAGE", "HEAD", "ENTRIES", "SIZE", "UPDATED",
                 "MASTER");
@@ -147,30 +149,27 @@ Status List(Invocation& inv) {
       DIM_ASSIGN_OR_RETURN(v, store->catalog().GetVersion(img, img.head));
     }
     if (inv.json()) {
-      std::cout << (first ? "" : ",") << "{\"name\":" << JsonEscape(img.name)
-                << ",\"head\":" << img.head << ",\"entries\":" << v.entries
-                << ",\"bytes\":" << v.bytes << ",\"updated_ns\":" << v.time_ns
-                << ",\"master\":" << JsonEscape(img.master_dir) << "}";
+      list.push_back(Json{{"name", img.name},
+                          {"head", img.head},
+                          {"entries", v.entries},
+                          {"bytes", v.bytes},
+                          {"updated_ns", v.time_ns},
+                          {"master", img.master_dir}});
     } else {
       std::printf("%-20s %7lld %9llu %10s  %-23s %s\n", img.name.c_str(),
                   static_cast<long long>(img.head), static_cast<unsigned long long>(v.entries),
                   HumanBytes(v.bytes).c_str(), FormatTime(v.time_ns).c_str(),
                   dim::QuotePath(img.master_dir).c_str());
     }
-    first = false;
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(list);
   return Status::Ok();
 }
 
-std::string VersionJson(const dim::VersionInfo& v) {
-  std::ostringstream o;
-  o << "{\"version\":" << v.number << ",\"parent\":" << v.parent
-    << ",\"message\":" << JsonEscape(v.message) << ",\"author\":" << JsonEscape(v.author)
-    << ",\"time_ns\":" << v.time_ns << ",\"entries\":" << v.entries << ",\"bytes\":" << v.bytes
-    << ",\"added\":" << v.added << ",\"removed\":" << v.removed << ",\"modified\":" << v.modified
-    << "}";
-  return o.str();
+Json VersionJson(const dim::VersionInfo& v) {
+  return Json{{"version", v.number}, {"parent", v.parent},   {"message", v.message},   {"author", v.author},
+              {"time_ns", v.time_ns}, {"entries", v.entries}, {"bytes", v.bytes},      {"added", v.added},
+              {"removed", v.removed}, {"modified", v.modified}};
 }
 
 Status Log(Invocation& inv) {
@@ -178,13 +177,13 @@ Status Log(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto image, store->catalog().GetImage(inv.args[0]));
   DIM_ASSIGN_OR_RETURN(auto versions, store->catalog().ListVersions(image.id));
   long limit = std::stol(inv.get_or("limit", "0"));
-  if (inv.json()) std::cout << "[";
+  Json log = Json::array();
   long shown = 0;
   for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
     if (limit > 0 && shown == limit) break;
     const auto& v = *it;
     if (inv.json()) {
-      std::cout << (shown ? "," : "") << VersionJson(v);
+      log.push_back(VersionJson(v));
     } else {
       std::printf("version %lld%s\n  Date:   %s\n  Author: %s\n  Change: +%llu -%llu ~%llu; "
                   "%llu entries, %s\n\n    %s\n\n",
@@ -198,7 +197,7 @@ Status Log(Invocation& inv) {
     }
     shown++;
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(log);
   return Status::Ok();
 }
 
@@ -255,8 +254,7 @@ Status Diff(Invocation& inv) {
   DIM_RETURN_IF_ERROR(store->catalog().GetVersion(image, b).status());
   DIM_ASSIGN_OR_RETURN(auto items, store->catalog().Diff(image.id, a, b));
   bool with_mtime = inv.flag("mtime");
-  if (inv.json()) std::cout << "[";
-  bool first = true;
+  Json diff = Json::array();
   size_t shown = 0;
   for (const auto& d : items) {
     // A changed file moves its directory's mtime; hide mtime-only noise unless asked.
@@ -267,52 +265,44 @@ Status Diff(Invocation& inv) {
                        : d.kind == dim::DiffItem::kRemoved ? "removed"
                                                            : "modified";
     if (inv.json()) {
-      std::cout << (first ? "" : ",") << "{\"path\":" << JsonEscape(d.path) << ",\"change\":\""
-                << kind << "\"";
+      Json item{{"path", d.path}, {"change", kind}};
       if (d.kind == dim::DiffItem::kModified) {
-        std::cout << ",\"what\":[";
+        Json what = Json::array();
         std::string w = dim::DescribeChanges(d.changes);
-        size_t start = 0;
-        bool f2 = true;
-        while (start < w.size()) {
+        for (size_t start = 0; start < w.size();) {
           size_t end = w.find(',', start);
           if (end == std::string::npos) end = w.size();
-          std::cout << (f2 ? "" : ",") << JsonEscape(w.substr(start, end - start));
-          f2 = false;
+          what.push_back(w.substr(start, end - start));
           start = end + 1;
         }
-        std::cout << "]";
+        item["what"] = std::move(what);
       }
       const auto& e = d.after ? *d.after : *d.before;
-      std::cout << ",\"type\":\"" << dim::EntryTypeName(e.type) << "\"}";
+      item["type"] = dim::EntryTypeName(e.type);
+      diff.push_back(std::move(item));
     } else {
       char tag = d.kind == dim::DiffItem::kAdded ? 'A' : d.kind == dim::DiffItem::kRemoved ? 'D' : 'M';
       std::cout << tag << "  " << dim::QuotePath(d.path);
       if (d.kind == dim::DiffItem::kModified) std::cout << "  (" << DescribeModified(d) << ")";
       std::cout << "\n";
     }
-    first = false;
     shown++;
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(diff);
   return Status::Ok();
 }
 
-std::string EntryJson(const dim::Entry& e) {
-  std::ostringstream o;
-  o << "{\"path\":" << JsonEscape(e.path) << ",\"type\":\"" << dim::EntryTypeName(e.type)
-    << "\",\"mode\":\"" << Octal(e.mode) << "\",\"uid\":" << e.uid << ",\"gid\":" << e.gid
-    << ",\"mtime_ns\":" << e.mtime_ns << ",\"size\":" << e.size;
-  if (e.type == dim::EntryType::kSymlink) o << ",\"target\":" << JsonEscape(e.target);
-  if (!e.object.IsZero()) o << ",\"object\":\"" << e.object.Hex() << "\"";
-  if (e.type == dim::EntryType::kChar || e.type == dim::EntryType::kBlock) {
-    o << ",\"rdev\":" << e.rdev;
-  }
-  if (!e.link_group.empty()) o << ",\"hardlink_group\":" << JsonEscape(e.link_group);
-  o << ",\"xattrs\":[";
-  for (size_t i = 0; i < e.xattrs.size(); i++) o << (i ? "," : "") << JsonEscape(e.xattrs[i].name);
-  o << "]}";
-  return o.str();
+Json EntryJson(const dim::Entry& e) {
+  Json o{{"path", e.path}, {"type", dim::EntryTypeName(e.type)}, {"mode", Octal(e.mode)}, {"uid", e.uid},
+         {"gid", e.gid},   {"mtime_ns", e.mtime_ns},           {"size", e.size}};
+  if (e.type == dim::EntryType::kSymlink) o["target"] = e.target;
+  if (!e.object.IsZero()) o["object"] = e.object.Hex();
+  if (e.type == dim::EntryType::kChar || e.type == dim::EntryType::kBlock) o["rdev"] = e.rdev;
+  if (!e.link_group.empty()) o["hardlink_group"] = e.link_group;
+  Json xattrs = Json::array();
+  for (const auto& x : e.xattrs) xattrs.push_back(x.name);
+  o["xattrs"] = std::move(xattrs);
+  return o;
 }
 
 void PrintEntry(const dim::Entry& e) {
@@ -334,10 +324,11 @@ Status Show(Invocation& inv) {
     DIM_ASSIGN_OR_RETURN(auto v, store->catalog().GetVersion(image, number));
     DIM_ASSIGN_OR_RETURN(auto keepout, store->catalog().KeepoutList(image.id));
     if (inv.json()) {
-      std::cout << "{\"image\":" << JsonEscape(image.name) << ",\"head\":" << image.head
-                << ",\"master\":" << JsonEscape(image.master_dir)
-                << ",\"keepout_rules\":" << keepout.size() << ",\"version\":" << VersionJson(v)
-                << "}\n";
+      PrintJson(Json{{"image", image.name},
+                     {"head", image.head},
+                     {"master", image.master_dir},
+                     {"keepout_rules", keepout.size()},
+                     {"version", VersionJson(v)}});
     } else {
       std::printf("image:    %s\nversion:  %lld of %lld\nmaster:   %s\nmessage:  %s\nauthor:   "
                   "%s\ndate:     %s\nentries:  %llu\nsize:     %s\nkeep-out: %zu rules\n",
@@ -364,13 +355,13 @@ Status Show(Invocation& inv) {
     }));
   }
   if (inv.json()) {
-    std::cout << EntryJson(*e);
-    if (!children.empty()) {
-      std::cout << ",[";
-      for (size_t i = 0; i < children.size(); i++) std::cout << (i ? "," : "") << EntryJson(children[i]);
-      std::cout << "]";
+    Json entry = EntryJson(*e);
+    if (inv.flag("list") && e->type == dim::EntryType::kDir) {
+      Json list = Json::array();
+      for (const auto& c : children) list.push_back(EntryJson(c));
+      entry["children"] = std::move(list);
     }
-    std::cout << "\n";
+    PrintJson(entry);
     return Status::Ok();
   }
   PrintEntry(*e);

@@ -50,12 +50,6 @@ std::vector<std::string> SplitList(const std::vector<std::string>& values) {
   return out;
 }
 
-std::string JsonList(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); i++) out += (i ? "," : "") + JsonEscape(v[i]);
-  return out + "]";
-}
-
 std::string Words(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : " ") + s;
@@ -123,15 +117,17 @@ Status Build(Invocation& inv) {
   }
   DIM_ASSIGN_OR_RETURN(auto r, dim::initrd::BuildInitrd(*dim::Env::Posix(), opt));
   if (inv.json()) {
-    std::cout << "{\"output\":" << JsonEscape(opt.output) << ",\"bytes\":" << r.output_bytes
-              << ",\"cpio_bytes\":" << r.cpio_bytes << ",\"entries\":" << r.entries
-              << ",\"kernel\":" << JsonEscape(r.kernel_version)
-              << ",\"kernel_image\":" << JsonEscape(r.kernel_image)
-              << ",\"rootfs_fuse\":" << JsonEscape(opt.rootfs_fuse)
-              << ",\"modules\":" << JsonList(r.modules)
-              << ",\"builtin\":" << JsonList(r.builtin_modules)
-              << ",\"skipped\":" << JsonList(r.skipped_modules)
-              << ",\"libraries\":" << JsonList(r.libraries) << "}\n";
+    PrintJson(Json{{"output", opt.output},
+                   {"bytes", r.output_bytes},
+                   {"cpio_bytes", r.cpio_bytes},
+                   {"entries", r.entries},
+                   {"kernel", r.kernel_version},
+                   {"kernel_image", r.kernel_image},
+                   {"rootfs_fuse", opt.rootfs_fuse},
+                   {"modules", r.modules},
+                   {"builtin", r.builtin_modules},
+                   {"skipped", r.skipped_modules},
+                   {"libraries", r.libraries}});
     return Status::Ok();
   }
   if (inv.global.verbosity < 0) return Status::Ok();

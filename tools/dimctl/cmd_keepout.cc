@@ -74,14 +74,11 @@ Status Effective(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, inv.args[0], &image));
   DIM_ASSIGN_OR_RETURN(auto compiled, dim::keepout::RuleSet::Compile(rules));
   if (inv.json()) {
-    std::cout << "{\"node\":" << JsonEscape(inv.args[0]) << ",\"image\":" << JsonEscape(image)
-              << ",\"rules\":[";
-    for (size_t i = 0; i < rules.size(); i++) {
-      std::cout << (i ? "," : "") << "{\"position\":" << rules[i].position
-                << ",\"pattern\":" << JsonEscape(rules[i].pattern)
-                << ",\"source\":" << JsonEscape(rules[i].source) << "}";
+    Json list = Json::array();
+    for (const auto& r : rules) {
+      list.push_back(Json{{"position", r.position}, {"pattern", r.pattern}, {"source", r.source}});
     }
-    std::cout << "]}\n";
+    PrintJson(Json{{"node", inv.args[0]}, {"image", image}, {"rules", std::move(list)}});
     return Status::Ok();
   }
   std::printf("node %s, image %s: %zu keep-out rules (later rules win)\n", inv.args[0].c_str(),
@@ -133,13 +130,11 @@ Status List(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto image, store->catalog().GetImage(inv.args[0]));
   DIM_ASSIGN_OR_RETURN(auto patterns, store->catalog().KeepoutList(image.id));
   if (inv.json()) {
-    std::cout << "[";
+    Json list = Json::array();
     for (size_t i = 0; i < patterns.size(); i++) {
-      std::cout << (i ? "," : "") << "{\"position\":" << i + 1
-                << ",\"pattern\":" << JsonEscape(patterns[i]) << ",\"source\":"
-                << JsonEscape("image " + image.name) << "}";
+      list.push_back(Json{{"position", i + 1}, {"pattern", patterns[i]}, {"source", "image " + image.name}});
     }
-    std::cout << "]\n";
+    PrintJson(list);
     return Status::Ok();
   }
   for (size_t i = 0; i < patterns.size(); i++) {
@@ -163,26 +158,24 @@ Status Check(Invocation& inv) {
   } else {
     DIM_ASSIGN_OR_RETURN(rules, ImageRules(*store, image));
   }
-  if (inv.json()) std::cout << "[";
+  Json checks = Json::array();
   for (size_t i = 1; i < inv.args.size(); i++) {
     bool is_dir = false;
     std::string path = PathArgument(*store, image, inv.args[i], &is_dir);
     auto m = rules.Check(path, is_dir);
     if (inv.json()) {
-      std::cout << (i > 1 ? "," : "") << "{\"path\":" << JsonEscape(path)
-                << ",\"kept_out\":" << (m.kept_out ? "true" : "false");
+      Json c{{"path", path}, {"kept_out", m.kept_out}};
       if (m.rule) {
-        std::cout << ",\"rule\":{\"position\":" << m.rule->position
-                  << ",\"pattern\":" << JsonEscape(m.rule->pattern)
-                  << ",\"source\":" << JsonEscape(m.rule->source) << "}"
-                  << ",\"matched\":" << JsonEscape(m.matched_path);
+        c["rule"] = Json{{"position", m.rule->position}, {"pattern", m.rule->pattern}, {"source", m.rule->source}};
+        c["matched"] = m.matched_path;
       }
-      std::cout << ",\"explanation\":" << JsonEscape(m.explanation) << "}";
+      c["explanation"] = m.explanation;
+      checks.push_back(std::move(c));
     } else {
       std::printf("%s\n", m.explanation.c_str());
     }
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(checks);
   return Status::Ok();
 }
 

@@ -60,49 +60,56 @@ namespace {
 // The range argument is the first one.
 Status Select(const Invocation& inv, Selection& sel) { return SelectNodes(inv, inv.args[0], sel); }
 
-std::string NodeJson(const dc::Cluster& c, const dc::Node& n, bool full) {
-  std::string o = "{\"name\":" + JsonEscape(n.name);
+Json NodeJson(const dc::Cluster& c, const dc::Node& n, bool full) {
+  Json o{{"name", n.name}};
   if (!n.interfaces.empty()) {
-    o += ",\"ip\":" + JsonEscape(n.boot().ip.ToString()) + ",\"mac\":" +
-         JsonEscape(n.boot().mac.ToString());
+    o["ip"] = n.boot().ip.ToString();
+    o["mac"] = n.boot().mac.ToString();
   }
-  o += ",\"server\":" + JsonEscape(n.server) + ",\"image\":" + JsonEscape(n.image) +
-       ",\"group\":" + JsonEscape(n.group);
-  if (!full) return o + "}";
-  auto pos = [](const std::optional<int>& v) { return v ? std::to_string(*v) : std::string("null"); };
-  o += ",\"position\":{\"rack\":" + pos(n.position.rack) + ",\"chassis\":" + pos(n.position.chassis) +
-       ",\"slot\":" + pos(n.position.slot) + "}";
-  o += ",\"server_by_rack\":" + std::string(n.server_by_rack ? "true" : "false");
-  o += ",\"kernel_args\":" + JsonEscape(n.kernel_args) + ",\"keepout\":[";
-  for (size_t i = 0; i < n.keepout.size(); ++i) o += (i ? "," : "") + JsonEscape(n.keepout[i]);
-  o += "],\"ipxe_url\":" + JsonEscape(dc::IpxeScriptUrl(c, n)) + ",\"interfaces\":[";
-  for (size_t i = 0; i < n.interfaces.size(); ++i) {
-    const auto& itf = n.interfaces[i];
-    o += (i ? "," : "") + std::string("{\"network\":") + JsonEscape(itf.network) +
-         ",\"mac\":" + JsonEscape(itf.mac.ToString()) + ",\"ip\":" + JsonEscape(itf.ip.ToString()) +
-         ",\"ip_explicit\":" + (itf.ip_explicit ? "true" : "false") +
-         ",\"ip6\":" + (itf.ip6 ? JsonEscape(itf.ip6->ToString()) : "null") +
-         ",\"hostname\":" + JsonEscape(itf.hostname) + ",\"fqdn\":" + JsonEscape(c.Fqdn(itf)) + "}";
+  o["server"] = n.server;
+  o["image"] = n.image;
+  o["group"] = n.group;
+  if (!full) return o;
+  auto pos = [](const std::optional<int>& v) { return v ? Json(*v) : Json(nullptr); };
+  o["position"] = Json{{"rack", pos(n.position.rack)}, {"chassis", pos(n.position.chassis)}, {"slot", pos(n.position.slot)}};
+  o["server_by_rack"] = n.server_by_rack;
+  o["kernel_args"] = n.kernel_args;
+  o["keepout"] = n.keepout;
+  o["ipxe_url"] = dc::IpxeScriptUrl(c, n);
+  Json interfaces = Json::array();
+  for (const auto& itf : n.interfaces) {
+    interfaces.push_back(Json{{"network", itf.network},
+                              {"mac", itf.mac.ToString()},
+                              {"ip", itf.ip.ToString()},
+                              {"ip_explicit", itf.ip_explicit},
+                              {"ip6", itf.ip6 ? Json(itf.ip6->ToString()) : Json(nullptr)},
+                              {"hostname", itf.hostname},
+                              {"fqdn", c.Fqdn(itf)}});
   }
-  o += "],\"bmc\":";
-  if (!n.bmc) return o + "null}";
+  o["interfaces"] = std::move(interfaces);
+  if (!n.bmc) {
+    o["bmc"] = nullptr;
+    return o;
+  }
   const dc::Bmc& b = *n.bmc;
-  return o + "{\"network\":" + JsonEscape(b.network) + ",\"address\":" +
-         JsonEscape(b.address.ToString()) + ",\"origin\":" + JsonEscape(b.origin) +
-         ",\"type\":" + JsonEscape(dc::BmcTypeName(b.type)) + ",\"port\":" + std::to_string(b.port) +
-         ",\"user\":" + JsonEscape(b.user) + ",\"credentials\":" + JsonEscape(b.credentials) +
-         ",\"cipher_suite\":" + (b.cipher_suite < 0 ? "null" : std::to_string(b.cipher_suite)) + "}}";
+  o["bmc"] = Json{{"network", b.network},
+                  {"address", b.address.ToString()},
+                  {"origin", b.origin},
+                  {"type", dc::BmcTypeName(b.type)},
+                  {"port", b.port},
+                  {"user", b.user},
+                  {"credentials", b.credentials},
+                  {"cipher_suite", b.cipher_suite < 0 ? Json(nullptr) : Json(b.cipher_suite)}};
+  return o;
 }
 
 Status List(Invocation& inv) {
   Selection sel;
   DIM_RETURN_IF_ERROR(Select(inv, sel));
   if (inv.json()) {
-    std::cout << "[";
-    for (size_t i = 0; i < sel.nodes.size(); ++i) {
-      std::cout << (i ? ",\n " : "") << NodeJson(sel.cluster, *sel.nodes[i], false);
-    }
-    std::cout << "]\n";
+    Json out = Json::array();
+    for (const dc::Node* n : sel.nodes) out.push_back(NodeJson(sel.cluster, *n, false));
+    PrintJson(out);
     return Status::Ok();
   }
   char line[256];
@@ -123,11 +130,9 @@ Status Show(Invocation& inv) {
   DIM_RETURN_IF_ERROR(Select(inv, sel));
   const dc::Cluster& c = sel.cluster;
   if (inv.json()) {
-    std::cout << "[";
-    for (size_t i = 0; i < sel.nodes.size(); ++i) {
-      std::cout << (i ? ",\n " : "") << NodeJson(c, *sel.nodes[i], true);
-    }
-    std::cout << "]\n";
+    Json out = Json::array();
+    for (const dc::Node* n : sel.nodes) out.push_back(NodeJson(c, *n, true));
+    PrintJson(out);
     return Status::Ok();
   }
   for (size_t i = 0; i < sel.nodes.size(); ++i) {
@@ -166,18 +171,20 @@ Status Wake(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto sender, dc::UdpBroadcastSender::Open(inv.get_or("device", "")));
   // Try every node and report failures together: one unreachable network
   // should not keep the rest asleep.
-  std::string failures, json;
+  std::string failures;
+  Json json = Json::array();
   size_t failed = 0;
   for (const dc::Node* n : sel.nodes) {
     Status s = dc::WakeNode(sel.cluster, *n, *sender);
     const dc::Network* net = sel.cluster.FindNetwork(n->boot().network);
     std::string broadcast = net ? net->subnet.Broadcast().ToString() : "";
     if (inv.json()) {
-      json += (json.empty() ? "[" : ",\n ") + std::string("{\"name\":") + JsonEscape(n->name) +
-              ",\"mac\":" + JsonEscape(n->boot().mac.ToString()) + ",\"broadcast\":" +
-              JsonEscape(broadcast) + ",\"port\":" + std::to_string(dc::kWakeOnLanPort) +
-              ",\"ok\":" + (s.ok() ? "true" : "false") +
-              ",\"error\":" + (s.ok() ? "null" : JsonEscape(s.ToString())) + "}";
+      json.push_back(Json{{"name", n->name},
+                          {"mac", n->boot().mac.ToString()},
+                          {"broadcast", broadcast},
+                          {"port", dc::kWakeOnLanPort},
+                          {"ok", s.ok()},
+                          {"error", s.ok() ? Json(nullptr) : Json(s.ToString())}});
     }
     if (!s.ok()) {
       failures += "\n  " + s.ToString();
@@ -189,7 +196,7 @@ Status Wake(Invocation& inv) {
                 << ":" << dc::kWakeOnLanPort << "\n";
     }
   }
-  if (inv.json()) std::cout << json << "]\n";
+  if (inv.json()) PrintJson(json);
   if (failed) {
     return Status::IOError(std::to_string(failed) + " of " + std::to_string(sel.nodes.size()) +
                            " nodes could not be woken:" + failures);
@@ -250,8 +257,7 @@ Status Key(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto secret, dim::auth::Secret::Load(path));
   const std::string hex = dim::auth::KeyToHex(dim::auth::NodeKey(secret, node, generation));
   if (inv.json()) {
-    std::cout << "{\"node\":" << JsonEscape(node) << ",\"generation\":" << generation
-              << ",\"key\":\"" << hex << "\"}\n";
+    PrintJson(Json{{"node", node}, {"generation", generation}, {"key", hex}});
   } else {
     std::cout << hex << "\n";
   }
@@ -267,12 +273,9 @@ Status Rekey(Invocation& inv) {
   const auto& names = sel.names;
   DIM_ASSIGN_OR_RETURN(auto generations, registry.Rekey(names, NowNs()));
   if (inv.json()) {
-    std::cout << "[";
-    for (size_t i = 0; i < names.size(); ++i) {
-      std::cout << (i ? "," : "") << "{\"name\":" << JsonEscape(names[i])
-                << ",\"generation\":" << generations[i] << "}";
-    }
-    std::cout << "]\n";
+    Json out = Json::array();
+    for (size_t i = 0; i < names.size(); ++i) out.push_back(Json{{"name", names[i]}, {"generation", generations[i]}});
+    PrintJson(out);
   } else if (inv.global.verbosity >= 0) {
     for (size_t i = 0; i < names.size(); ++i) {
       std::cout << names[i] << ": key generation " << generations[i] - 1 << " -> " << generations[i] << "\n";
@@ -299,12 +302,9 @@ Status SetImage(Invocation& inv) {
   const auto& nodes = sel.nodes;
   DIM_RETURN_IF_ERROR(registry.SetNodeImage(sel.names, image, NowNs()));
   if (inv.json()) {
-    std::cout << "[";
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      std::cout << (i ? "," : "") << "{\"name\":" << JsonEscape(nodes[i]->name)
-                << ",\"before\":" << JsonEscape(nodes[i]->image) << ",\"image\":" << JsonEscape(image) << "}";
-    }
-    std::cout << "]\n";
+    Json out = Json::array();
+    for (const dc::Node* n : nodes) out.push_back(Json{{"name", n->name}, {"before", n->image}, {"image", image}});
+    PrintJson(out);
   } else if (inv.global.verbosity >= 0) {
     for (const dc::Node* n : nodes) {
       std::cout << n->name << ": " << n->image << " -> " << image

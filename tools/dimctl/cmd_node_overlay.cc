@@ -65,13 +65,13 @@ Status ProvisionRemote(Invocation& inv, const ChildState& server, const dim::Nod
   }
   std::string body = dim::EncodeProvision({id, rules});
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv, server.url, server.server));
-  DIM_ASSIGN_OR_RETURN(std::string answer,
-                       client->Send("POST", "/v1/nodes/" + id.name + "/provision", {}, body));
+  DIM_ASSIGN_OR_RETURN(auto reply, client->Call(dim::proto::RouteId::kNodeProvision, {id.name}, {}, body));
+  DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeProvisionAnswer(reply.body));
   if (inv.global.verbosity >= 0) {
-    std::printf("%s: %s@%s on %s, %s kept-out entries copied, %s already the node's, %s identity files\n",
-                id.name.c_str(), id.image.c_str(), dim::JsonField(answer, "version").c_str(),
-                server.server.c_str(), dim::JsonField(answer, "copied").c_str(),
-                dim::JsonField(answer, "present").c_str(), dim::JsonField(answer, "identity_files").c_str());
+    std::printf("%s: %s@%lld on %s, %lld kept-out entries copied, %lld already the node's, %lld identity files\n",
+                id.name.c_str(), id.image.c_str(), static_cast<long long>(answer.version), server.server.c_str(),
+                static_cast<long long>(answer.copied), static_cast<long long>(answer.present),
+                static_cast<long long>(answer.identity_files));
   }
   return Status::Ok();
 }
@@ -95,8 +95,8 @@ Status Provision(Invocation& inv) {
     if (routed && srv != nullptr && srv->role == dc::ServerRole::kSecondLevel) {
       if (!asked) {
         DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
-        DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
-        top_name = dim::JsonField(status, "name");
+        DIM_ASSIGN_OR_RETURN(auto status, client->GetStatus());
+        top_name = status.info.name;
         children = Children(status, "");
         asked = true;
       }
@@ -133,14 +133,12 @@ Status Diff(Invocation& inv) {
   int64_t version = nv.version;
   DIM_ASSIGN_OR_RETURN(auto overlay, dim::NodeOverlay::Open(store->root(), n->name));
   DIM_ASSIGN_OR_RETURN(auto items, overlay->Diff(*store, n->image, version));
-  if (inv.json()) std::cout << "[";
-  bool first = true;
+  Json diff = Json::array();
   for (const auto& i : items) {
     const char* kind = i.kind == dim::OverlayItem::kNodeOnly ? "node-only"
                        : i.kind == dim::OverlayItem::kDeleted ? "deleted" : "shadows";
     if (inv.json()) {
-      std::cout << (first ? "" : ",") << "{\"path\":" << JsonEscape(i.path) << ",\"kind\":\""
-                << kind << "\",\"same_as_image\":" << (i.same_as_image ? "true" : "false") << "}";
+      diff.push_back(Json{{"path", i.path}, {"kind", kind}, {"same_as_image", i.same_as_image}});
     } else {
       char tag = i.kind == dim::OverlayItem::kNodeOnly ? 'A' : i.kind == dim::OverlayItem::kDeleted ? 'D' : 'M';
       std::printf("%c  %s%s\n", tag, dim::QuotePath(i.path).c_str(),
@@ -148,9 +146,8 @@ Status Diff(Invocation& inv) {
                       ? (i.same_as_image ? "  (node's copy, same as image)" : "  (node's copy differs)")
                       : "");
     }
-    first = false;
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(diff);
   return Status::Ok();
 }
 
@@ -203,33 +200,36 @@ Status Ls(Invocation& inv) {
   std::string under = inv.args.size() > 1 ? inv.args[1] : "/";
   if (!dim::CleanEntryPath(under)) return Status::InvalidArgument("'" + under + "' is not an absolute path");
   DIM_ASSIGN_OR_RETURN(auto items, overlay->List());
-  if (inv.json()) std::cout << "[";
-  bool first = true;
+  Json list = Json::array();
   for (const auto& item : items) {
     const std::string& p = item.entry.path;
     if (under != "/" && p != under && p.compare(0, under.size() + 1, under + "/") != 0) continue;
     if (inv.json()) {
       const dim::Entry& e = item.entry;
-      std::cout << (first ? "" : ",") << "{\"path\":" << JsonEscape(p);
+      Json o{{"path", p}};
       if (item.whiteout) {
-        std::cout << ",\"type\":\"whiteout\"}";
+        o["type"] = "whiteout";
       } else {
-        std::cout << ",\"type\":\"" << dim::EntryTypeName(e.type) << "\",\"mode\":" << e.mode
-                  << ",\"uid\":" << e.uid << ",\"gid\":" << e.gid << ",\"size\":" << e.size
-                  << ",\"rdev\":" << e.rdev << ",\"mtime_ns\":" << e.mtime_ns
-                  << ",\"opaque\":" << (item.opaque ? "true" : "false");
-        if (e.type == dim::EntryType::kSymlink) std::cout << ",\"target\":" << JsonEscape(e.target);
-        if (!e.link_group.empty()) std::cout << ",\"link_group\":" << JsonEscape(e.link_group);
-        std::cout << ",\"xattrs\":[";
-        for (size_t i = 0; i < e.xattrs.size(); i++) std::cout << (i ? "," : "") << JsonEscape(e.xattrs[i].name);
-        std::cout << "]}";
+        o["type"] = dim::EntryTypeName(e.type);
+        o["mode"] = e.mode;
+        o["uid"] = e.uid;
+        o["gid"] = e.gid;
+        o["size"] = e.size;
+        o["rdev"] = e.rdev;
+        o["mtime_ns"] = e.mtime_ns;
+        o["opaque"] = item.opaque;
+        if (e.type == dim::EntryType::kSymlink) o["target"] = e.target;
+        if (!e.link_group.empty()) o["link_group"] = e.link_group;
+        Json xattrs = Json::array();
+        for (const auto& x : e.xattrs) xattrs.push_back(x.name);
+        o["xattrs"] = std::move(xattrs);
       }
+      list.push_back(std::move(o));
     } else {
       std::printf("%s\n", LsLine(item).c_str());
     }
-    first = false;
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(list);
   return Status::Ok();
 }
 

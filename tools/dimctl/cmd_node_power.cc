@@ -70,18 +70,20 @@ Status Power(Invocation& inv) {
     r.error = f.error;
     by_node[f.node] = std::move(r);
   }
-  std::string json, failures;
+  std::string failures;
+  Json json = Json::array();
   size_t failed = 0;
   for (const auto* n : p.sel.nodes) {
     const bmc::NodeResult& r = by_node[n->name];
     if (inv.json()) {
-      json += (json.empty() ? "[" : ",\n ") + std::string("{\"name\":") + JsonEscape(r.node) +
-              ",\"action\":" + JsonEscape(bmc::PowerActionName(*action)) +
-              ",\"bmc\":" + (r.bmc.empty() ? "null" : JsonEscape(r.bmc)) +
-              ",\"ok\":" + (r.ok ? "true" : "false") +
-              ",\"power\":" + (r.power.empty() ? "null" : JsonEscape(r.power)) +
-              ",\"failure\":" + (r.ok ? "null" : JsonEscape(bmc::FailureName(r.failure))) +
-              ",\"error\":" + (r.ok ? "null" : JsonEscape(r.error)) + "}";
+      auto or_null = [](bool none, const std::string& v) { return none ? Json(nullptr) : Json(v); };
+      json.push_back(Json{{"name", r.node},
+                          {"action", bmc::PowerActionName(*action)},
+                          {"bmc", or_null(r.bmc.empty(), r.bmc)},
+                          {"ok", r.ok},
+                          {"power", or_null(r.power.empty(), r.power)},
+                          {"failure", or_null(r.ok, r.ok ? "" : bmc::FailureName(r.failure))},
+                          {"error", or_null(r.ok, r.error)}});
     }
     if (!r.ok) {
       ++failed;
@@ -97,7 +99,7 @@ Status Power(Invocation& inv) {
       }
     }
   }
-  if (inv.json()) std::cout << json << (json.empty() ? "[" : "") << "]\n";
+  if (inv.json()) PrintJson(json);
   if (failed) {
     return Status::IOError(std::to_string(failed) + " of " + std::to_string(p.sel.nodes.size()) +
                            " nodes failed (the others succeeded):" + failures);

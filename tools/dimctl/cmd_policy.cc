@@ -56,13 +56,14 @@ Status List(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto image, store->catalog().GetImage(inv.args[0]));
   DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, image));
   if (inv.json()) {
-    std::cout << "[";
+    Json list = Json::array();
     for (size_t i = 0; i < rules.size(); i++) {
-      std::cout << (i ? "," : "") << "{\"position\":" << i + 1 << ",\"policy\":" << JsonEscape(policy::Name(rules[i].kind))
-                << ",\"pattern\":" << JsonEscape(rules[i].pattern) << ",\"source\":" << JsonEscape(rules[i].source)
-                << "}";
+      list.push_back(Json{{"position", i + 1},
+                          {"policy", policy::Name(rules[i].kind)},
+                          {"pattern", rules[i].pattern},
+                          {"source", rules[i].source}});
     }
-    std::cout << "]\n";
+    PrintJson(list);
     return Status::Ok();
   }
   std::printf("image %s: %zu path policy rules (the last one matching a path or its directory wins;\n"
@@ -79,16 +80,17 @@ Status Check(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto image, store->catalog().GetImage(inv.args[0]));
   DIM_ASSIGN_OR_RETURN(auto rules, EffectiveRules(*store, image));
   DIM_ASSIGN_OR_RETURN(auto set, policy::PolicySet::Compile(std::move(rules)));
-  if (inv.json()) std::cout << "[";
+  Json checks = Json::array();
   for (size_t i = 1; i < inv.args.size(); i++) {
     bool is_dir = false;
     std::string path = PathArgument(*store, image, inv.args[i], &is_dir);
     const policy::Rule* rule = nullptr;
     policy::Kind kind = set.Decide(path, is_dir, &rule);
     if (inv.json()) {
-      std::cout << (i > 1 ? "," : "") << "{\"path\":" << JsonEscape(path) << ",\"policy\":"
-                << JsonEscape(policy::Name(kind)) << ",\"pattern\":" << JsonEscape(rule ? rule->pattern : "")
-                << ",\"source\":" << JsonEscape(rule ? rule->source : "") << "}";
+      checks.push_back(Json{{"path", path},
+                            {"policy", policy::Name(kind)},
+                            {"pattern", rule ? rule->pattern : ""},
+                            {"source", rule ? rule->source : ""}});
     } else if (rule) {
       std::printf("%s is %s: rule '%s' (%s)\n", dim::QuotePath(path).c_str(), policy::Name(kind),
                   rule->pattern.c_str(), rule->source.c_str());
@@ -96,7 +98,7 @@ Status Check(Invocation& inv) {
       std::printf("%s is persistent: no rule matches it\n", dim::QuotePath(path).c_str());
     }
   }
-  if (inv.json()) std::cout << "]\n";
+  if (inv.json()) PrintJson(checks);
   return Status::Ok();
 }
 

@@ -67,28 +67,20 @@ Result<std::shared_ptr<const dim::tls::Context>> ClientTls() {
                                   pick("DIM_TLS_CERT", "dimctl.crt"), pick("DIM_TLS_KEY", "dimctl.key")});
 }
 
-std::vector<ChildState> Children(const std::string& status, const std::string& image) {
+std::vector<ChildState> Children(const dim::proto::StatusAnswer& status, const std::string& image) {
   std::vector<ChildState> out;
-  size_t p = status.find("\"children\":[");
-  if (p == std::string::npos) return out;
-  for (p = status.find("{\"server\":\"", p); p != std::string::npos;
-       p = status.find("{\"server\":\"", p + 1)) {
+  for (const auto& child : status.children) {
     ChildState c;
-    size_t end = status.find('"', p + 11);
-    c.server = status.substr(p + 11, end - p - 11);
-    size_t next = status.find("{\"server\":\"", p + 1);
-    std::string chunk = status.substr(p, next == std::string::npos ? std::string::npos : next - p);
-    size_t ip = chunk.find("\"" + image + "\":{");
-    if (ip != std::string::npos) {
-      std::string sub = chunk.substr(ip + image.size() + 3);
-      c.head = std::atoll(dim::JsonField(sub, "head").c_str());
-      c.error = dim::JsonField(sub, "error");
-      c.bytes = std::strtoull(dim::JsonField(sub, "bytes").c_str(), nullptr, 10);
-      c.seconds = std::atof(dim::JsonField(sub, "seconds").c_str());
+    c.server = child.report.server;
+    c.url = child.report.url;
+    c.age_s = child.age_s;
+    if (child.report.poll_wait > 0) c.poll_wait_s = child.report.poll_wait;
+    if (auto it = child.report.images.find(image); it != child.report.images.end()) {
+      c.head = it->second.head;
+      c.error = it->second.error;
+      c.bytes = it->second.bytes;
+      c.seconds = it->second.seconds;
     }
-    c.age_s = std::atol(dim::JsonField(chunk, "age_s").c_str());
-    c.url = dim::JsonField(chunk, "url");
-    if (long w = std::atol(dim::JsonField(chunk, "poll_wait").c_str()); w > 0) c.poll_wait_s = w;
     out.push_back(c);
   }
   return out;
@@ -182,12 +174,12 @@ Result<std::map<std::string, int64_t>> PlanPins(dim::Store& store, const dim::Im
 Status SendPins(const Invocation& inv, dim::ApiClient& top, const std::string& image,
                 const std::map<std::string, int64_t>& pins) {
   std::string body = dim::wire::EncodePins(pins);
-  DIM_RETURN_IF_ERROR(top.Send("PUT", "/v1/images/" + image + "/pins", {}, body).status());
-  DIM_ASSIGN_OR_RETURN(std::string status, top.Get("/v1/status"));
+  DIM_RETURN_IF_ERROR(top.Call(dim::proto::RouteId::kImagePinsPut, {image}, {}, body).status());
+  DIM_ASSIGN_OR_RETURN(auto status, top.GetStatus());
   for (const auto& c : Children(status, image)) {
     if (c.url.empty() || c.offline()) continue;
     auto client = Connect(inv, c.url, c.server);
-    Status s = client.ok() ? (*client)->Send("PUT", "/v1/images/" + image + "/pins", {}, body).status()
+    Status s = client.ok() ? (*client)->Call(dim::proto::RouteId::kImagePinsPut, {image}, {}, body).status()
                            : client.status();
     if (!s.ok() && inv.global.verbosity >= 0) {
       std::fprintf(stderr, "dimctl: server %s did not take the node pins now (%s); it gets them with the version\n",
@@ -205,8 +197,8 @@ Status Push(Invocation& inv) {
   if (auto v = inv.get("version")) version = std::atoll(v->c_str());
   DIM_RETURN_IF_ERROR(store->catalog().GetVersion(img, version).status());
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
-  DIM_ASSIGN_OR_RETURN(std::string head, client->Get("/v1/images/" + image + "/head"));
-  int64_t published = std::atoll(dim::JsonField(head, "published").c_str());
+  DIM_ASSIGN_OR_RETURN(auto head, client->Head(image));
+  const int64_t published = head.published;
   DIM_ASSIGN_OR_RETURN(auto pins, PlanPins(*store, img, published, inv));
   if (version < published && !inv.flag("rollback")) {
     return Status::Conflict("version " + std::to_string(version) + " of " + image + " is older than the published " +
@@ -244,10 +236,7 @@ Status Push(Invocation& inv) {
   // Pins before the publication: held nodes must never see the new version.
   DIM_ASSIGN_OR_RETURN(auto old_pins, store->catalog().Pins(img.id));
   if (pins != old_pins) DIM_RETURN_IF_ERROR(SendPins(inv, *client, image, pins));
-  DIM_RETURN_IF_ERROR(client->Post("/v1/images/" + image + "/publish",
-                                   "{\"version\":" + std::to_string(version) +
-                                       (version < published ? ",\"rollback\":true}" : "}"))
-                          .status());
+  DIM_RETURN_IF_ERROR(client->Publish(image, {version, version < published}).status());
   // Wait until every second-level server that reports to this one has it.
   double wait_s = std::atof(inv.get_or("wait", "60").c_str());
   std::vector<ChildState> children;
@@ -256,8 +245,8 @@ Status Push(Invocation& inv) {
   size_t last_ready = SIZE_MAX;
   double last_drawn = 0;
   for (;;) {
-    DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
-    top_name = dim::JsonField(status, "name");
+    DIM_ASSIGN_OR_RETURN(auto status, client->GetStatus());
+    top_name = status.info.name;
     children = Children(status, image);
     bool done = true;
     size_t ready = 0;
@@ -285,26 +274,21 @@ Status Push(Invocation& inv) {
 
   bool all = true;
   if (inv.json()) {
-    std::cout << "{\"image\":" << JsonEscape(image) << ",\"version\":" << version
-              << ",\"seconds\":" << secs << ",\"servers\":[";
-    for (size_t i = 0; i < children.size(); i++) {
-      const auto& c = children[i];
+    Json servers = Json::array();
+    for (const auto& c : children) {
       all &= c.head >= version || c.offline();
-      std::cout << (i ? "," : "") << "{\"server\":" << JsonEscape(c.server) << ",\"version\":"
-                << c.head << ",\"bytes\":" << c.bytes << ",\"seconds\":" << c.seconds
-                << ",\"error\":" << JsonEscape(c.error) << "}";
+      servers.push_back(Json{
+          {"server", c.server}, {"version", c.head}, {"bytes", c.bytes}, {"seconds", c.seconds}, {"error", c.error}});
     }
-    std::cout << "],\"nodes\":[";
-    for (size_t i = 0; i < nodes.size(); i++) {
-      std::cout << (i ? "," : "") << "{\"node\":" << JsonEscape(nodes[i].name) << ",\"server\":"
-                << JsonEscape(nodes[i].server) << ",\"version\":" << nodes[i].version
-                << ",\"conflicts\":[";
-      for (size_t j = 0; j < nodes[i].conflicts.size(); j++) {
-        std::cout << (j ? "," : "") << JsonEscape(nodes[i].conflicts[j]);
-      }
-      std::cout << "]}";
+    Json node_list = Json::array();
+    for (const auto& n : nodes) {
+      node_list.push_back(Json{{"node", n.name}, {"server", n.server}, {"version", n.version}, {"conflicts", n.conflicts}});
     }
-    std::cout << "]}\n";
+    PrintJson(Json{{"image", image},
+                   {"version", version},
+                   {"seconds", secs},
+                   {"servers", std::move(servers)},
+                   {"nodes", std::move(node_list)}});
   } else {
     std::printf("%s@%lld published on %s\n", image.c_str(), static_cast<long long>(version),
                 client->base().c_str());
@@ -336,20 +320,10 @@ Status Push(Invocation& inv) {
   return Status::Ok();
 }
 
-// A node's mount as its server last saw it: {"node":…,"server":…,"image":…,"version":V,"seen_s":S}.
-struct SeenNode {
-  std::string node, server, image;
-  int64_t version = 0;
-  long seen_s = 0;
-};
-
-std::vector<SeenNode> SeenNodes(const std::string& status) {
-  std::vector<SeenNode> out;
-  for (size_t p = status.find("{\"node\":\""); p != std::string::npos; p = status.find("{\"node\":\"", p + 1)) {
-    std::string chunk = status.substr(p, status.find('}', p) - p + 1);
-    out.push_back({dim::JsonField(chunk, "node"), dim::JsonField(chunk, "server"), dim::JsonField(chunk, "image"),
-                   std::atoll(dim::JsonField(chunk, "version").c_str()), std::atol(dim::JsonField(chunk, "seen_s").c_str())});
-  }
+// Every node's mount as a server last saw it: the top's and its children's.
+std::vector<dim::proto::SeenNode> SeenNodes(const dim::proto::StatusAnswer& status) {
+  std::vector<dim::proto::SeenNode> out = status.nodes;
+  for (const auto& c : status.children) out.insert(out.end(), c.report.nodes.begin(), c.report.nodes.end());
   return out;
 }
 
@@ -359,39 +333,22 @@ constexpr long kNodeSilentS = 120;
 
 Status StatusCmd(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv));
-  DIM_ASSIGN_OR_RETURN(std::string status, client->Get("/v1/status"));
+  DIM_ASSIGN_OR_RETURN(auto status, client->GetStatus());
   if (inv.json()) {
-    std::cout << status << "\n";
+    std::cout << dim::proto::Encode(status) << "\n";
     return Status::Ok();
   }
-  std::printf("server %s (%s) at %s\n", dim::JsonField(status, "name").c_str(),
-              dim::JsonField(status, "role").c_str(), client->base().c_str());
+  std::printf("server %s (%s) at %s\n", status.info.name.c_str(), status.info.role.c_str(), client->base().c_str());
   std::printf("%-20s %8s %10s\n", "IMAGE", "HEAD", "PUBLISHED");
-  size_t images_end = status.find("\"children\":[");
-  std::string images = status.substr(0, images_end);
   std::vector<std::pair<std::string, int64_t>> published;
-  for (size_t p = images.find("{\"name\":\""); p != std::string::npos;
-       p = images.find("{\"name\":\"", p + 1)) {
-    std::string chunk = images.substr(p, images.find('}', p) - p + 1);
-    std::string name = dim::JsonField(chunk, "name");
-    int64_t pub = std::atoll(dim::JsonField(chunk, "published").c_str());
-    published.push_back({name, pub});
-    std::printf("%-20s %8s %10lld\n", name.c_str(), dim::JsonField(chunk, "head").c_str(),
-                static_cast<long long>(pub));
-    // Nodes held back by `push --nodes`: "pins":{"node":version,...}
-    size_t pins = chunk.find("\"pins\":{");
-    std::string held = pins == std::string::npos ? "" : chunk.substr(pins + 8, chunk.find('}', pins) - pins - 8);
-    if (!held.empty()) {
+  for (const auto& img : status.info.images) {
+    published.push_back({img.name, img.published});
+    std::printf("%-20s %8lld %10lld\n", img.name.c_str(), static_cast<long long>(img.head),
+                static_cast<long long>(img.published));
+    // Nodes held back by `push --nodes`.
+    if (!img.pins.empty()) {
       std::printf("  pinned:");
-      for (size_t start = 0; start < held.size();) {  // "NODE":V, node names need no escapes
-        size_t comma = std::min(held.find(',', start), held.size());
-        std::string pair = held.substr(start, comma - start);
-        size_t colon = pair.find("\":");
-        if (colon != std::string::npos) {
-          std::printf(" %s@%lld", pair.substr(1, colon - 1).c_str(), std::atoll(pair.c_str() + colon + 2));
-        }
-        start = comma + 1;
-      }
+      for (const auto& [node, v] : img.pins) std::printf(" %s@%lld", node.c_str(), static_cast<long long>(v));
       std::printf("\n");
     }
   }
@@ -406,7 +363,7 @@ Status StatusCmd(Invocation& inv) {
   }
   // Nodes: what each mount runs, as its server saw it; registered nodes of
   // this store that no server has heard from are listed too.
-  std::map<std::string, SeenNode> nodes;
+  std::map<std::string, dim::proto::SeenNode> nodes;
   for (auto& n : SeenNodes(status)) {
     auto it = nodes.find(n.node);
     if (it == nodes.end() || n.seen_s < it->second.seen_s) nodes[n.node] = n;

@@ -69,12 +69,12 @@ Status Promote(Invocation& inv) {
     return Status::InvalidArgument("'" + url + "' is not a server URL like http://10.0.0.2:7480");
   }
   DIM_ASSIGN_OR_RETURN(auto client, Connect(inv, url));
-  DIM_ASSIGN_OR_RETURN(std::string answer, client->Post("/v1/server/promote", "{}"));
+  DIM_ASSIGN_OR_RETURN(auto answer, client->Promote());
   if (inv.json()) {
-    std::cout << answer << "\n";
+    std::cout << dim::proto::Encode(answer) << "\n";
   } else {
-    std::printf("%s is the top server now (epoch %s); point dimctl at it (DIM_SERVER=%s)\n",
-                dim::JsonField(answer, "server").c_str(), dim::JsonField(answer, "epoch").c_str(), url.c_str());
+    std::printf("%s is the top server now (epoch %lld); point dimctl at it (DIM_SERVER=%s)\n", answer.server.c_str(),
+                static_cast<long long>(answer.epoch), url.c_str());
   }
   return Status::Ok();
 }

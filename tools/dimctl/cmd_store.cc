@@ -156,10 +156,12 @@ Status Info(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto images, store->catalog().ListImages());
   DIM_ASSIGN_OR_RETURN(uint64_t queued, store->objects().QueuedForCompression());
   if (inv.json()) {
-    std::cout << "{\"root\":" << JsonEscape(store->root()) << ",\"schema\":"
-              << dim::Catalog::SchemaVersion() << ",\"images\":" << images.size()
-              << ",\"objects\":" << objects << ",\"object_bytes\":" << bytes
-              << ",\"queued_for_compression\":" << queued << "}\n";
+    PrintJson(Json{{"root", store->root()},
+                   {"schema", dim::Catalog::SchemaVersion()},
+                   {"images", images.size()},
+                   {"objects", objects},
+                   {"object_bytes", bytes},
+                   {"queued_for_compression", queued}});
   } else {
     std::printf("root:     %s\nschema:   %d\nimages:   %zu\nobjects:  %llu (%s on disk)\n",
                 store->root().c_str(), dim::Catalog::SchemaVersion(), images.size(),
@@ -178,9 +180,12 @@ Status Gc(Invocation& inv) {
   bool dry = inv.flag("dry-run");
   DIM_ASSIGN_OR_RETURN(auto st, dim::CollectGarbage(*store, dry));
   if (inv.json()) {
-    std::cout << "{\"referenced\":" << st.referenced << ",\"present\":" << st.present
-              << ",\"removed\":" << st.removed << ",\"bytes_freed\":" << st.bytes_freed
-              << ",\"temps_removed\":" << st.temps_removed << ",\"dry_run\":" << (dry ? "true" : "false") << "}\n";
+    PrintJson(Json{{"referenced", st.referenced},
+                   {"present", st.present},
+                   {"removed", st.removed},
+                   {"bytes_freed", st.bytes_freed},
+                   {"temps_removed", st.temps_removed},
+                   {"dry_run", dry}});
   } else if (inv.global.verbosity >= 0) {
     std::printf("%s %llu of %llu objects (%s); %llu referenced\n",
                 dry ? "would remove" : "removed", static_cast<unsigned long long>(st.removed),
@@ -200,9 +205,11 @@ Status Compact(Invocation& inv) {
   o.all = inv.flag("all");
   DIM_ASSIGN_OR_RETURN(auto st, dim::CompactStore(*store, o, /*wait=*/true));
   if (inv.json()) {
-    std::cout << "{\"examined\":" << st.examined << ",\"compressed\":" << st.compressed
-              << ",\"bytes_before\":" << st.bytes_before << ",\"bytes_after\":" << st.bytes_after
-              << ",\"damaged\":" << st.damaged << "}\n";
+    PrintJson(Json{{"examined", st.examined},
+                   {"compressed", st.compressed},
+                   {"bytes_before", st.bytes_before},
+                   {"bytes_after", st.bytes_after},
+                   {"damaged", st.damaged}});
   } else if (inv.global.verbosity >= 0) {
     std::printf("compressed %llu of %llu objects examined: %s -> %s\n",
                 static_cast<unsigned long long>(st.compressed),
@@ -221,14 +228,13 @@ Status Fsck(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   DIM_ASSIGN_OR_RETURN(auto report, dim::CheckStore(*store));
   if (inv.json()) {
-    std::cout << "{\"versions_checked\":" << report.versions_checked << ",\"objects_checked\":"
-              << report.objects_checked << ",\"problems\":[";
-    for (size_t i = 0; i < report.problems.size(); i++) {
-      const auto& p = report.problems[i];
-      std::cout << (i ? "," : "") << "{\"object\":\"" << p.object << "\",\"used_by\":"
-                << JsonEscape(p.what) << ",\"problem\":" << JsonEscape(p.problem) << "}";
+    Json problems = Json::array();
+    for (const auto& p : report.problems) {
+      problems.push_back(Json{{"object", p.object}, {"used_by", p.what}, {"problem", p.problem}});
     }
-    std::cout << "]}\n";
+    PrintJson(Json{{"versions_checked", report.versions_checked},
+                   {"objects_checked", report.objects_checked},
+                   {"problems", std::move(problems)}});
   } else {
     for (const auto& p : report.problems) {
       if (p.object.empty()) {

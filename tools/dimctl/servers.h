@@ -21,8 +21,7 @@ Result<std::shared_ptr<const dim::tls::Context>> ClientTls();
 Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url = "",
                                                 const std::string& server = "");
 
-// One child of the top's status answer:
-// {"server":"a","url":"http://…","images":{"deb":{"head":3,"error":""}},"age_s":2}.
+// One child of the top's status answer (dim::proto::ChildReport), for one image.
 struct ChildState {
   std::string server, error, url;
   int64_t head = 0;
@@ -35,6 +34,6 @@ struct ChildState {
   bool offline() const { return age_s > 2 * poll_wait_s + 10; }
 };
 // The children of a /v1/status answer, with their state for image (may be "").
-std::vector<ChildState> Children(const std::string& status, const std::string& image);
+std::vector<ChildState> Children(const dim::proto::StatusAnswer& status, const std::string& image);
 
 }  // namespace dimctl

@@ -1,6 +1,7 @@
-// A client of the imaged API: builds URLs, signs requests with the shared
-// secret (dim/auth.h) and turns error answers into Status values. Used by
-// second-level servers to follow their parent and by dimctl.
+// A client of the imaged API (dim/proto.h): builds URLs from the route table,
+// signs requests with the shared secret (dim/auth.h), decodes the JSON
+// answers and turns error answers into Status values. Used by second-level
+// servers to follow their parent, by dimctl and by rootfs-fuse.
 #pragma once
 
 #include <map>
@@ -9,6 +10,7 @@
 
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "dim/proto.h"
 
 namespace dim {
 
@@ -27,14 +29,27 @@ class ApiClient {
   // hands its TLS connection on instead of a second handshake).
   static std::unique_ptr<ApiClient> Adopt(std::string base, std::string key, std::string identity,
                                           http::ClientOptions opts, std::unique_ptr<http::Client> client);
-  // 2xx answers return the body; others become a Status carrying the
-  // server's error message and the URL.
-  // signature: where to put the answer's X-Dim-Signature ("" when none).
-  Result<std::string> Get(const std::string& path, const std::map<std::string, std::string>& query = {},
-                          long timeout_ms = 0, std::string* signature = nullptr);
-  Result<std::string> Post(const std::string& path, const std::string& body,
-                           long timeout_ms = 0);
-  // Any signed request; body may be empty for GET.
+  // A 2xx answer: its body and X-Dim-Signature ("" when none), which a
+  // follower checks against the top's publish key (dim/identity.h).
+  struct Reply {
+    std::string body, signature;
+    int http_status = 0;
+  };
+  // A request to one route of the table: its path parameters in pattern
+  // order. Public routes go unsigned (any HTTP cache may answer them). Non-2xx
+  // answers become a Status carrying the server's error message and the URL.
+  Result<Reply> Call(proto::RouteId route, const std::vector<std::string>& params,
+                     const std::map<std::string, std::string>& query = {}, const std::string& body = "",
+                     long timeout_ms = 0);
+  // The JSON endpoints, decoded.
+  Result<proto::InfoAnswer> Info(long timeout_ms = 0);
+  Result<proto::StatusAnswer> GetStatus(long timeout_ms = 0);
+  Result<proto::HeadAnswer> Head(const std::string& image, const std::map<std::string, std::string>& query = {},
+                                 long timeout_ms = 0);
+  Result<proto::PublishAnswer> Publish(const std::string& image, const proto::PublishRequest& req);
+  Status Report(const proto::ReportRequest& req);
+  Result<proto::PromoteAnswer> Promote();
+  // Any signed request to a decoded path (proto::PathOf); body may be empty for GET.
   Result<std::string> Send(const std::string& method, const std::string& path,
                            const std::map<std::string, std::string>& query,
                            const std::string& body, long timeout_ms = 0,
@@ -55,6 +70,9 @@ class ApiClient {
       : base_(std::move(base)), key_(std::move(key)), identity_(std::move(identity)),
         opts_(std::move(opts)), client_(std::move(client)) {}
   Result<std::string> Check(const std::string& url, Result<http::ClientResponse> r);
+  Result<http::ClientResponse> Request(const std::string& method, const std::string& path,
+                                       const std::map<std::string, std::string>& query, const std::string& body,
+                                       bool sign, long timeout_ms, std::string* url);
   // Signs (form 2) and sends; signs anew once if the server saw the nonce.
   Result<http::ClientResponse> Exchange(const std::string& method, const std::string& url,
                                         const std::string& target, const std::string& body,
@@ -66,9 +84,5 @@ class ApiClient {
   std::unique_ptr<http::Client> client_;
   int retry_after_s_ = 0;
 };
-
-// A tiny JSON reader for the flat answers of the API: the value of "key" as a
-// string or number literal in a JSON object, or "" when absent.
-std::string JsonField(const std::string& json, const std::string& key);
 
 }  // namespace dim

@@ -226,7 +226,7 @@ void Sim::StartNode(Node& n) {
   auto r = std::make_unique<Req>();
   r->step = Step::kBootScript;
   r->stat = "boot-script";
-  r->target = o_.static_mode ? "/static/boot.ipxe" : "/v1/boot/nodes/" + n.name + ".ipxe";
+  r->target = o_.static_mode ? "/static/boot.ipxe" : dim::proto::PathOf(dim::proto::RouteId::kBootNodeScript, {n.name});
   r->sign = false;
   r->keep_body = true;
   Enqueue(n, trace_conns_, std::move(r));
@@ -271,7 +271,7 @@ void Sim::Issue(Node& n, int i) {
     r->expect_status = t.status >= 200 && t.status < 300 ? 0 : -1;
     if (t.kind == Kind::kBatch) {
       for (size_t p = 0; p + 32 <= t.body.size(); p += 32) {
-        r->parts.push_back("/v1/objects/" + dim::Digest::FromRaw(t.body.substr(p, 32))->Hex());
+        r->parts.push_back(dim::proto::PathOf(dim::proto::RouteId::kObject, {dim::Digest::FromRaw(t.body.substr(p, 32))->Hex()}));
       }
       if (r->parts.empty()) return TraceDone(n, i);
       r->target = r->parts.back();
@@ -319,7 +319,7 @@ void Sim::Poll(Node& n) {
   r->stat = "version-poll";
   // The first asks at once which version runs (a seeded mount knows it from
   // the snapshot); then a long-poll as rootfs-fuse's follower makes it.
-  r->target = dim::CanonicalTarget("/v1/nodes/" + n.name + "/version",
+  r->target = dim::CanonicalTarget(dim::proto::PathOf(dim::proto::RouteId::kNodeVersion, {n.name}),
                                    {{"after", std::to_string(n.version)},
                                     {"image", o_.image},
                                     {"wait", n.version == 0 ? "0" : "20"}});
@@ -332,7 +332,7 @@ void Sim::Delta(Node& n, int64_t to) {
   auto r = std::make_unique<Req>();
   r->step = Step::kDelta;
   r->stat = "delta";
-  r->target = dim::CanonicalTarget("/v1/images/" + o_.image + "/delta",
+  r->target = dim::CanonicalTarget(dim::proto::PathOf(dim::proto::RouteId::kImageDelta, {o_.image}),
                                    {{"from", std::to_string(n.version)}, {"to", std::to_string(to)}, {"form", "2"}});
   r->keep_body = true;
   Enqueue(n, trace_conns_ + 2, std::move(r));
@@ -398,7 +398,7 @@ void Sim::Done(Conn& c, std::unique_ptr<Req> r, const dim::http::ClientResponse&
         auto f = std::make_unique<Req>();
         f->step = Step::kBootFile;
         f->stat = "boot-file";
-        f->target = "/v1/boot/files/" + file;
+        f->target = dim::proto::PathOf(dim::proto::RouteId::kBootFile, {file});
         f->sign = false;
         Enqueue(n, trace_conns_, std::move(f));
       }
@@ -416,7 +416,13 @@ void Sim::Done(Conn& c, std::unique_ptr<Req> r, const dim::http::ClientResponse&
         At(Now() + 1, [this, &n] { Poll(n); });  // rootfs-fuse waits 1 s after a failed poll
         return;
       }
-      int64_t v = std::atoll(dim::JsonField(resp.body, "version").c_str());
+      auto answer = dim::proto::DecodeNodeVersionAnswer(resp.body);
+      if (!answer.ok()) {
+        Fail(n, *r, answer.status().ToString());
+        At(Now() + 1, [this, &n] { Poll(n); });
+        return;
+      }
+      int64_t v = answer->version;
       if (n.version == 0 && v > 0) {
         n.version = v;
         return Poll(n);
@@ -440,7 +446,7 @@ void Sim::Done(Conn& c, std::unique_ptr<Req> r, const dim::http::ClientResponse&
         auto g = std::make_unique<Req>();
         g->step = Step::kLiveObject;
         g->stat = "live-object";
-        g->target = "/v1/objects/" + id.Hex();
+        g->target = dim::proto::PathOf(dim::proto::RouteId::kObject, {id.Hex()});
         g->sign = false;
         Enqueue(n, trace_conns_ + 2, std::move(g));
       }
@@ -830,7 +836,7 @@ Status ProvisionAll(const Options& o, const dim::auth::Secret& secret) {
       char ip[INET_ADDRSTRLEN];
       req.node.ip = inet_ntop(AF_INET, &a, ip, sizeof ip);
       for (const auto& p : o.keepout) req.rules.push_back({p, "image " + o.image});
-      auto r = clients[server]->Post("/v1/nodes/" + std::string(name) + "/provision", dim::EncodeProvision(req));
+      auto r = clients[server]->Call(dim::proto::RouteId::kNodeProvision, {name}, {}, dim::EncodeProvision(req));
       if (!r.ok()) {
         failed = true;
         std::lock_guard<std::mutex> l(mu);

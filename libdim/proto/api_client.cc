@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <ctime>
 
+#include "dim/proto.h"
+
 namespace dim {
 
 std::string CanonicalTarget(const std::string& path,
@@ -48,8 +50,9 @@ Result<std::string> ApiClient::Check(const std::string& url, Result<http::Client
       retry_after_s_ = std::min(std::stoi(v), 60);
   }
   if (r->status >= 200 && r->status < 300) return std::move(r->body);
-  std::string msg = JsonField(r->body, "error");
-  if (msg.empty()) msg = "HTTP " + std::to_string(r->status);
+  // A proxy's or an older server's error page is no error answer: say the status.
+  auto answer = proto::DecodeErrorAnswer(r->body);
+  std::string msg = answer.ok() ? answer->error : "HTTP " + std::to_string(r->status);
   msg = url + ": " + msg;
   Status s;
   switch (r->status) {
@@ -62,7 +65,7 @@ Result<std::string> ApiClient::Check(const std::string& url, Result<http::Client
     default: s = Status::IOError(msg); break;
   }
   // A refusal that names its POSIX error keeps it (older servers name none).
-  return s.WithErrno(ErrnoFromName(JsonField(r->body, "errno")));
+  return answer.ok() ? s.WithErrno(ErrnoFromName(answer->errno_name)) : s;
 }
 
 Result<http::ClientResponse> ApiClient::Exchange(const std::string& method, const std::string& url,
@@ -83,79 +86,91 @@ Result<http::ClientResponse> ApiClient::Exchange(const std::string& method, cons
   return r;
 }
 
-Result<std::string> ApiClient::Get(const std::string& path,
-                                   const std::map<std::string, std::string>& query,
-                                   long timeout_ms, std::string* signature) {
+Result<http::ClientResponse> ApiClient::Request(const std::string& method, const std::string& path,
+                                                const std::map<std::string, std::string>& query,
+                                                const std::string& body, bool sign, long timeout_ms,
+                                                std::string* url) {
+  // Signed over the decoded path; sent percent-encoded (overlay paths hold any byte).
   std::string target = CanonicalTarget(path, query);
-  std::string url = base_ + target;
-  auto r = Exchange("GET", url, target, "", {}, timeout_ms);
-  if (signature != nullptr) {
-    signature->clear();
-    if (r.ok()) {
-      auto it = r->headers.find("x-dim-signature");
-      if (it != r->headers.end()) *signature = it->second;
-    }
-  }
-  return Check(url, std::move(r));
+  *url = base_ + proto::UrlPath(path) + target.substr(path.size());
+  if (!sign) return client_->Get(*url, {}, timeout_ms);
+  std::map<std::string, std::string> headers;
+  if (method != "GET" && !body.empty() && body.front() == '{') headers["Content-Type"] = "application/json";
+  return Exchange(method, *url, target, body, std::move(headers), timeout_ms);
 }
 
-Result<std::string> ApiClient::Post(const std::string& path, const std::string& body,
-                                    long timeout_ms) {
-  std::string url = base_ + path;
-  return Check(url, Exchange("POST", url, path, body, {{"Content-Type", "application/json"}}, timeout_ms));
+Result<ApiClient::Reply> ApiClient::Call(proto::RouteId route, const std::vector<std::string>& params,
+                                         const std::map<std::string, std::string>& query, const std::string& body,
+                                         long timeout_ms) {
+  const proto::Route& r = proto::RouteOf(route);
+  const bool sign = r.auth != proto::Auth::kPublic && r.auth != proto::Auth::kNodeKey;
+  std::string url;
+  auto answer = Request(r.method, proto::PathOf(route, params), query, body, sign, timeout_ms, &url);
+  Reply reply;
+  if (answer.ok()) {
+    reply.http_status = answer->status;
+    if (auto it = answer->headers.find("x-dim-signature"); it != answer->headers.end()) reply.signature = it->second;
+  }
+  DIM_ASSIGN_OR_RETURN(reply.body, Check(url, std::move(answer)));
+  return reply;
+}
+
+namespace {
+
+// A decoded answer, or why it could not be decoded and from which server.
+template <typename T>
+Result<T> Answer(Result<T> decoded, const std::string& base) {
+  if (!decoded.ok()) return decoded.status().Annotate("answer from " + base);
+  return decoded;
+}
+
+}  // namespace
+
+Result<proto::InfoAnswer> ApiClient::Info(long timeout_ms) {
+  DIM_ASSIGN_OR_RETURN(Reply r, Call(proto::RouteId::kInfo, {}, {}, "", timeout_ms));
+  return Answer(proto::DecodeInfoAnswer(r.body), base_);
+}
+
+Result<proto::StatusAnswer> ApiClient::GetStatus(long timeout_ms) {
+  DIM_ASSIGN_OR_RETURN(Reply r, Call(proto::RouteId::kStatus, {}, {}, "", timeout_ms));
+  return Answer(proto::DecodeStatusAnswer(r.body), base_);
+}
+
+Result<proto::HeadAnswer> ApiClient::Head(const std::string& image, const std::map<std::string, std::string>& query,
+                                          long timeout_ms) {
+  DIM_ASSIGN_OR_RETURN(Reply r, Call(proto::RouteId::kImageHead, {image}, query, "", timeout_ms));
+  return Answer(proto::DecodeHeadAnswer(r.body), base_);
+}
+
+Result<proto::PublishAnswer> ApiClient::Publish(const std::string& image, const proto::PublishRequest& req) {
+  DIM_ASSIGN_OR_RETURN(Reply r, Call(proto::RouteId::kImagePublish, {image}, {}, proto::Encode(req)));
+  return Answer(proto::DecodePublishAnswer(r.body), base_);
+}
+
+Status ApiClient::Report(const proto::ReportRequest& req) {
+  return Call(proto::RouteId::kReport, {}, {}, proto::Encode(req)).status();
+}
+
+Result<proto::PromoteAnswer> ApiClient::Promote() {
+  DIM_ASSIGN_OR_RETURN(Reply r, Call(proto::RouteId::kPromote, {}));
+  return Answer(proto::DecodePromoteAnswer(r.body), base_);
 }
 
 Result<std::string> ApiClient::Send(const std::string& method, const std::string& path,
                                     const std::map<std::string, std::string>& query,
                                     const std::string& body, long timeout_ms,
                                     int* http_status) {
-  std::string target = CanonicalTarget(path, query);
-  // Signed over the decoded path; sent percent-encoded (overlay paths hold any byte).
-  std::string url = base_;
-  for (unsigned char c : path) {
-    if (c == '/') {
-      url += '/';
-    } else {
-      std::string enc = http::UrlEncode(std::string(1, static_cast<char>(c)));
-      url += enc;
-    }
-  }
-  url += target.substr(path.size());
-  auto r = Exchange(method, url, target, body, {}, timeout_ms);
+  std::string url;
+  auto r = Request(method, path, query, body, true, timeout_ms, &url);
   if (http_status != nullptr) *http_status = r.ok() ? r->status : 0;
   return Check(url, std::move(r));
 }
 
 Result<std::string> ApiClient::GetObject(const std::string& hex, long timeout_ms, int* http_status) {
-  std::string url = base_ + "/v1/objects/" + hex;
-  auto r = client_->Get(url, {}, timeout_ms);
+  std::string url;
+  auto r = Request("GET", proto::PathOf(proto::RouteId::kObject, {hex}), {}, "", false, timeout_ms, &url);
   if (http_status != nullptr) *http_status = r.ok() ? r->status : 0;
   return Check(url, std::move(r));
-}
-
-std::string JsonField(const std::string& json, const std::string& key) {
-  std::string needle = "\"" + key + "\":";
-  size_t p = json.find(needle);
-  if (p == std::string::npos) return "";
-  p += needle.size();
-  while (p < json.size() && json[p] == ' ') p++;
-  if (p >= json.size()) return "";
-  if (json[p] == '"') {
-    std::string out;
-    for (size_t i = p + 1; i < json.size(); i++) {
-      char c = json[i];
-      if (c == '"') return out;
-      if (c == '\\' && i + 1 < json.size()) {
-        char n = json[++i];
-        out += n == 'n' ? '\n' : n == 't' ? '\t' : n;
-        continue;
-      }
-      out += c;
-    }
-    return out;
-  }
-  size_t e = json.find_first_of(",}]", p);
-  return json.substr(p, e == std::string::npos ? std::string::npos : e - p);
 }
 
 }  // namespace dim

@@ -1,0 +1,146 @@
+// JSON for dim's messages and command output, over nlohmann-json (header
+// only, so the static node binary needs no library): Dump writes compact
+// JSON with fields in insertion order (bytes that are not UTF-8 become
+// U+FFFD), Parse reads a document, and Fields reads an object's fields with
+// one clear error for the first missing or mistyped one.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "dim/status.h"
+
+namespace dim::json {
+
+using Json = nlohmann::ordered_json;
+
+inline std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+// what: the document, for the error ("head answer").
+inline Result<Json> Parse(std::string_view text, const std::string& what) {
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const Json::exception& e) {
+    std::string why = e.what();
+    if (size_t p = why.find("] "); why.starts_with("[json.") && p != std::string::npos) why.erase(0, p + 2);
+    return Status::InvalidArgument(what + " is not valid JSON: " + why);
+  }
+}
+
+enum Need { kRequired, kOptional };
+
+// Reads the fields of one object. A missing optional field reads as empty,
+// 0 or false. The first error is kept (status()), naming the document and
+// the field's path ("status answer: field children[1].images.base.head: …");
+// later reads after an error return empty values.
+class Fields {
+ public:
+  Fields(const Json& j, std::string what) : j_(j), what_(std::move(what)), sink_(&status_) {
+    if (!j_.is_object()) Fail("", "expected a JSON object, found " + std::string(j_.type_name()));
+  }
+  Fields(const Fields&) = delete;
+  Fields& operator=(const Fields&) = delete;
+
+  const Status& status() const { return *sink_; }
+  bool Has(const char* key) const { return j_.is_object() && j_.contains(key); }
+
+  std::string Str(const char* key, Need need = kRequired) {
+    const Json* v = Get(key, need);
+    if (v == nullptr) return {};
+    if (!v->is_string()) return Wrong(key, "a string", *v), std::string();
+    return v->get<std::string>();
+  }
+  // Integers in messages are versions, epochs, counts and ages: never negative.
+  int64_t Int(const char* key, Need need = kRequired) {
+    const Json* v = Get(key, need);
+    return v == nullptr ? 0 : AsInt(*v, key);
+  }
+  double Double(const char* key, Need need = kRequired) {
+    const Json* v = Get(key, need);
+    if (v == nullptr) return 0;
+    if (!v->is_number()) return Wrong(key, "a number", *v), 0;
+    return v->get<double>();
+  }
+  bool Bool(const char* key, Need need = kRequired) {
+    const Json* v = Get(key, need);
+    if (v == nullptr) return false;
+    if (!v->is_boolean()) return Wrong(key, "true or false", *v), false;
+    return v->get<bool>();
+  }
+  // This value itself as an integer (an array element, an object entry).
+  int64_t SelfInt() { return AsInt(j_, ""); }
+
+  // fn(element) for each element of the array `key`.
+  void Each(const char* key, Need need, const std::function<void(Fields&)>& fn) {
+    const Json* v = Get(key, need);
+    if (v == nullptr) return;
+    if (!v->is_array()) return Wrong(key, "an array", *v);
+    for (size_t i = 0; i < v->size() && sink_->ok(); i++) {
+      Fields e(this, (*v)[i], Path(key) + "[" + std::to_string(i) + "]", false);
+      fn(e);
+    }
+  }
+  void Each(const char* key, const std::function<void(Fields&)>& fn) { Each(key, kRequired, fn); }
+  // fn(name, value) for each entry of the object `key`; each value an object.
+  void Entries(const char* key, Need need, const std::function<void(const std::string&, Fields&)>& fn,
+               bool values_are_objects = true) {
+    const Json* v = Get(key, need);
+    if (v == nullptr) return;
+    if (!v->is_object()) return Wrong(key, "an object", *v);
+    for (auto it = v->begin(); it != v->end() && sink_->ok(); ++it) {
+      Fields e(this, it.value(), Path(key) + "." + it.key(), values_are_objects);
+      fn(it.key(), e);
+    }
+  }
+
+ private:
+  Fields(Fields* parent, const Json& j, std::string path, bool object)
+      : j_(j), what_(parent->what_), path_(std::move(path)), sink_(parent->sink_) {
+    if (object && !j_.is_object()) Fail("", "expected a JSON object, found " + std::string(j_.type_name()));
+  }
+  std::string Path(const char* key) const {
+    if (*key == '\0') return path_;
+    return path_.empty() ? std::string(key) : path_ + "." + key;
+  }
+  void Fail(const char* key, const std::string& why) {
+    if (!sink_->ok()) return;
+    std::string field = Path(key);
+    *sink_ = Status::InvalidArgument(what_ + (field.empty() ? "" : ": field " + field) + ": " + why);
+  }
+  void Wrong(const char* key, const char* want, const Json& v) {
+    Fail(key, std::string("expected ") + want + ", found " + (v.is_number() ? "a number" : v.type_name()));
+  }
+  const Json* Get(const char* key, Need need) {
+    if (!sink_->ok() || !j_.is_object()) return nullptr;
+    auto it = j_.find(key);
+    if (it == j_.end() || (need == kOptional && it->is_null())) {
+      if (need == kRequired) Fail(key, "missing");
+      return nullptr;
+    }
+    return &*it;
+  }
+  int64_t AsInt(const Json& v, const char* key) {
+    if (!sink_->ok()) return 0;
+    if (!v.is_number_integer()) return Wrong(key, "an integer", v), 0;
+    if (v.is_number_unsigned()) {
+      if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Fail(key, "too large"), 0;
+      }
+      return static_cast<int64_t>(v.get<uint64_t>());
+    }
+    if (v.get<int64_t>() < 0) return Fail(key, "must not be negative"), 0;
+    return v.get<int64_t>();
+  }
+
+  const Json& j_;
+  std::string what_, path_;
+  Status status_;
+  Status* sink_;  // the root's status_: one error for the whole document
+};
+
+}  // namespace dim::json

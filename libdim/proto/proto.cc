@@ -1,0 +1,453 @@
+// The route table, path matching and building, and the JSON messages of
+// dim/proto.h, over nlohmann-json (ordered_json: fields in the order written).
+#include "dim/proto.h"
+
+#include <limits>
+
+#include "dim/http.h"
+#include "dim/json.h"
+
+namespace dim::proto {
+
+const char* AuthName(Auth a) {
+  switch (a) {
+    case Auth::kPublic: return "public";
+    case Auth::kNodeKey: return "node address";
+    case Auth::kSigned: return "signed";
+    case Auth::kServer: return "server";
+    case Auth::kServerOrLeaf: return "server or leaf";
+    case Auth::kNodeOrServer: return "node or server";
+    case Auth::kLeafSelf: return "that leaf or a server";
+  }
+  return "?";
+}
+
+const std::vector<Route>& Routes() {
+  using enum RouteId;
+  using enum Auth;
+  // Immutable after its first use.
+  static const std::vector<Route> kRoutes = {
+      {kInfo, "GET", "/v1/info", "", "info", kSigned, "-", "InfoAnswer"},
+      {kImageHead, "GET", "/v1/images/{image}/head", "", "head", kSigned, "-", "HeadAnswer"},
+      {kImageDelta, "GET", "/v1/images/{image}/delta", "", "delta", kSigned, "-", "catalogue delta (dim/delta.h)"},
+      {kImageSnapshot, "GET", "/v1/images/{image}/snapshot", "", "snapshot", kSigned, "-", "catalogue (SQLite, zstd)"},
+      {kImageKeepout, "GET", "/v1/images/{image}/keepout", "", "keepout", kSigned, "-", "DIMKEEP1 (dim/wire.h)"},
+      {kImagePolicy, "GET", "/v1/images/{image}/policy", "", "policy", kSigned, "-", "DIMPOL1 (dim/policy.h)"},
+      {kImagePinsGet, "GET", "/v1/images/{image}/pins", "", "pins", kSigned, "-", "DIMPIN1 (dim/wire.h)"},
+      {kImagePinsPut, "PUT", "/v1/images/{image}/pins", "", "set pins", kServer, "DIMPIN1 (dim/wire.h)",
+       "PinsAnswer"},
+      {kNodeVersion, "GET", "/v1/nodes/{node}/version", "", "node version", kNodeOrServer, "-",
+       "NodeVersionAnswer"},
+      {kObject, "GET", "/v1/objects/{hex}", "", "object", kPublic, "-", "object file (dim/object_store.h)"},
+      {kBootFiles, "GET", "/v1/boot/files", "", "boot files", kPublic, "-", "text lines"},
+      {kRegistry, "GET", "/v1/registry", "", "registry", kServerOrLeaf, "-", "DIMREG1 (dim/registry.h)"},
+      {kBootFile, "GET", "/v1/boot/files/{file}", "", "boot file", kPublic, "-", "file"},
+      {kBootNodeScript, "GET", "/v1/boot/nodes/{node}.ipxe", "", "node iPXE script", kPublic, "-", "iPXE script"},
+      {kBootMacScript, "GET", "/v1/boot/ipxe", "", "iPXE script by MAC", kPublic, "-", "iPXE script"},
+      {kBootNodeKey, "GET", "/v1/boot/nodes/{node}/key", "", "node key", kNodeKey, "-", "hex line"},
+      {kImagePublish, "POST", "/v1/images/{image}/publish", "", "publish", kServer, "PublishRequest",
+       "PublishAnswer"},
+      {kServerNodeKeys, "GET", "/v1/servers/{server}/node-keys", "", "node keys", kLeafSelf, "-",
+       "node key list (dim/identity.h)"},
+      {kReport, "POST", "/v1/report", "", "report", kServerOrLeaf, "ReportRequest", "{}"},
+      {kStatus, "GET", "/v1/status", "", "status", kSigned, "-", "StatusAnswer"},
+      {kNodeOverlayGet, "GET", "/v1/nodes/{node}/overlay/{path*}", "", "overlay read", kNodeOrServer, "-",
+       "file"},
+      {kNodeOverlayPut, "PUT", "/v1/nodes/{node}/overlay/{path*}", "", "overlay write", kNodeOrServer, "file",
+       "OverlayWriteAnswer"},
+      {kNodeOverlayList, "GET", "/v1/nodes/{node}/overlay-list", "", "overlay list", kNodeOrServer, "-",
+       "overlay listing (dim/overlay_wire.h)"},
+      {kNodeOverlayOps, "POST", "/v1/nodes/{node}/overlay-ops", "", "overlay ops", kNodeOrServer,
+       "DIMOPS1/2 (dim/overlay_wire.h)", "OverlayOpsAnswer"},
+      {kNodeProvision, "POST", "/v1/nodes/{node}/provision", "", "provision", kServer,
+       "DIMPROV1 (dim/node_overlay.h)", "ProvisionAnswer"},
+      {kNodePrefetchGet, "GET", "/v1/nodes/{node}/prefetch", "", "prefetch list", kNodeOrServer, "-", "text lines"},
+      {kNodePrefetchPut, "PUT", "/v1/nodes/{node}/prefetch", "", "set prefetch list", kNodeOrServer, "text lines",
+       "{}"},
+      {kBuddyState, "GET", "/v1/buddy/state", "", "buddy state", kServer, "-", "DIMRST1 (buddy)"},
+      {kBuddySnapshot, "GET", "/v1/buddy/nodes/{node}/snapshot", "", "buddy snapshot", kServer, "-",
+       "DIMSNAP1 (dim/overlay_snapshot.h)"},
+      {kPromote, "POST", "/v1/server/promote", "", "promote", kServer, "-", "PromoteAnswer"},
+      {kObjectDelta, "GET", "/v1/objects/{hex}", "base", "object delta", kSigned, "-", "zstd patch"},
+      {kObjectPack, "POST", "/v1/objects/batch", "packed", "packed object batch", kSigned, "object ids",
+       "object records (zstd, dim/wire.h)"},
+      {kObjectBatch, "POST", "/v1/objects/batch", "", "object batch", kSigned, "object ids",
+       "object records (dim/wire.h)"},
+  };
+  return kRoutes;
+}
+
+const Route& RouteOf(RouteId id) {
+  for (const Route& r : Routes()) {
+    if (r.id == id) return r;
+  }
+  return Routes().front();  // unreachable: every RouteId has a row (proto_test)
+}
+
+const std::string& Match::param(const std::string& name) const {
+  static const std::string kEmpty;
+  auto it = params.find(name);
+  return it == params.end() ? kEmpty : it->second;
+}
+
+namespace {
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> out;
+  if (path.empty() || path[0] != '/') return out;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+// Whether path fits pattern; its parameters into *params.
+bool Fits(std::string_view pattern, std::string_view path, std::map<std::string, std::string>* params) {
+  auto want = SplitPath(pattern);
+  auto have = SplitPath(path);
+  params->clear();
+  for (size_t i = 0; i < want.size(); i++) {
+    std::string_view w = want[i];
+    if (w.size() > 2 && w.front() == '{') {
+      size_t close = w.find('}');
+      std::string name(w.substr(1, close - 1));
+      std::string_view suffix = w.substr(close + 1);
+      if (name.ends_with('*')) {  // the rest of the path, at least one component
+        if (i >= have.size()) return false;
+        std::string rest;
+        for (size_t k = i; k < have.size(); k++) rest += (k > i ? "/" : "") + std::string(have[k]);
+        name.pop_back();
+        (*params)[name] = rest;
+        return true;
+      }
+      if (i >= have.size()) return false;
+      std::string_view h = have[i];
+      if (h.size() <= suffix.size() || !h.ends_with(suffix)) return false;
+      (*params)[name] = std::string(h.substr(0, h.size() - suffix.size()));
+      continue;
+    }
+    if (i >= have.size() || have[i] != w) return false;
+  }
+  return want.size() == have.size();
+}
+
+}  // namespace
+
+Result<Match> MatchRoute(std::string_view method, std::string_view path,
+                         const std::map<std::string, std::string>& query) {
+  Match m;
+  const Route* plain = nullptr;
+  std::map<std::string, std::string> plain_params;
+  for (const Route& r : Routes()) {
+    if (method != r.method || !Fits(r.pattern, path, &m.params)) continue;
+    if (*r.variant != '\0') {
+      if (query.count(r.variant) == 0) continue;
+      m.route = &r;
+      return m;
+    }
+    if (plain == nullptr) {
+      plain = &r;
+      plain_params = m.params;
+    }
+  }
+  if (plain == nullptr) {
+    if (!path.starts_with("/v1/")) {
+      return Status::NotFound("unknown path " + std::string(path) + " (this server speaks /v1/)");
+    }
+    return Status::NotFound("no endpoint " + std::string(method) + " " + std::string(path));
+  }
+  m.route = plain;
+  m.params = std::move(plain_params);
+  return m;
+}
+
+bool PathKnown(std::string_view path) {
+  std::map<std::string, std::string> ignored;
+  for (const Route& r : Routes()) {
+    if (Fits(r.pattern, path, &ignored)) return true;
+  }
+  return false;
+}
+
+std::string PathOf(RouteId id, const std::vector<std::string>& params) {
+  std::string_view pattern = RouteOf(id).pattern;
+  std::string out;
+  size_t next = 0;
+  for (size_t i = 0; i < pattern.size();) {
+    if (pattern[i] != '{') {
+      out += pattern[i++];
+      continue;
+    }
+    size_t close = pattern.find('}', i);
+    std::string_view name = pattern.substr(i + 1, close - i - 1);
+    std::string value = next < params.size() ? params[next] : std::string();
+    next++;
+    // {path*} takes an overlay path with its leading slash ("/etc/hosts").
+    if (name.ends_with('*') && value.starts_with('/')) value.erase(0, 1);
+    out += value;
+    i = close + 1;
+  }
+  return out;
+}
+
+std::string UrlPath(std::string_view decoded) {
+  std::string out;
+  size_t start = 0;
+  while (start <= decoded.size()) {
+    size_t slash = decoded.find('/', start);
+    if (slash == std::string_view::npos) slash = decoded.size();
+    out += http::UrlEncode(std::string(decoded.substr(start, slash - start)));
+    if (slash < decoded.size()) out += '/';
+    start = slash + 1;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// JSON messages
+
+namespace {
+
+using json::Fields;
+using json::Json;
+using json::Parse;
+
+Json PinsJson(const std::map<std::string, int64_t>& pins) {
+  Json j = Json::object();
+  for (const auto& [node, v] : pins) j[node] = v;
+  return j;
+}
+
+Json InfoJson(const InfoAnswer& m) {
+  Json images = Json::array();
+  for (const auto& img : m.images) {
+    images.push_back(Json{{"name", img.name}, {"head", img.head}, {"published", img.published},
+                          {"pins", PinsJson(img.pins)}});
+  }
+  return Json{{"api", m.api},           {"name", m.name},           {"role", m.role},
+              {"epoch", m.epoch},       {"registry", m.registry},   {"images", std::move(images)}};
+}
+
+Status ReadInfo(Fields& f, InfoAnswer* m) {
+  m->api.clear();
+  f.Each("api", [&](Fields& e) { m->api.push_back(e.SelfInt()); });
+  m->name = f.Str("name");
+  m->role = f.Str("role");
+  m->epoch = f.Int("epoch", json::kOptional);
+  m->registry = f.Int("registry", json::kOptional);
+  f.Each("images", [&](Fields& e) {
+    ImageSummary img;
+    img.name = e.Str("name");
+    img.head = e.Int("head");
+    img.published = e.Int("published");
+    e.Entries(
+        "pins", json::kOptional, [&](const std::string& node, Fields& v) { img.pins[node] = v.SelfInt(); },
+        false);
+    m->images.push_back(std::move(img));
+  });
+  return f.status();
+}
+
+Json SeenJson(const SeenNode& n) {
+  return Json{{"node", n.node}, {"server", n.server}, {"image", n.image}, {"version", n.version},
+              {"seen_s", n.seen_s}};
+}
+
+void ReadSeen(Fields& f, std::vector<SeenNode>* out) {
+  f.Each("nodes", json::kOptional, [&](Fields& e) {
+    out->push_back({e.Str("node"), e.Str("server", json::kOptional), e.Str("image"), e.Int("version"),
+                    e.Int("seen_s", json::kOptional)});
+  });
+}
+
+Json ReportJson(const ReportRequest& m) {
+  Json images = Json::object();
+  for (const auto& [name, s] : m.images) {
+    Json st{{"head", s.head}, {"error", s.error}};
+    if (s.from) {
+      st["from"] = *s.from;
+      st["bytes"] = s.bytes;
+      st["objects"] = s.objects;
+      st["seconds"] = s.seconds;
+    }
+    images[name] = std::move(st);
+  }
+  Json nodes = Json::array();
+  for (const auto& n : m.nodes) nodes.push_back(SeenJson(n));
+  return Json{{"server", m.server}, {"url", m.url},        {"poll_wait", m.poll_wait},
+              {"images", std::move(images)}, {"nodes", std::move(nodes)}};
+}
+
+void ReadReport(Fields& f, ReportRequest* m) {
+  m->server = f.Str("server");
+  m->url = f.Str("url", json::kOptional);
+  m->poll_wait = f.Int("poll_wait", json::kOptional);
+  f.Entries("images", json::kOptional, [&](const std::string& name, Fields& e) {
+    ReplicaState s;
+    s.head = e.Int("head");
+    s.error = e.Str("error", json::kOptional);
+    if (e.Has("from")) {
+      s.from = e.Int("from");
+      s.bytes = static_cast<uint64_t>(e.Int("bytes", json::kOptional));
+      s.objects = static_cast<uint64_t>(e.Int("objects", json::kOptional));
+      s.seconds = e.Double("seconds", json::kOptional);
+    }
+    m->images[name] = std::move(s);
+  });
+  ReadSeen(f, &m->nodes);
+}
+
+// Decodes a one-object message with read(fields, &message).
+template <typename M, typename Read>
+Result<M> DecodeWith(std::string_view text, const char* what, Read read) {
+  DIM_ASSIGN_OR_RETURN(Json j, Parse(text, what));
+  Fields f(j, what);  // refuses anything but an object
+  M m;
+  read(f, m);
+  DIM_RETURN_IF_ERROR(f.status());
+  return m;
+}
+
+}  // namespace
+
+Result<ErrorAnswer> DecodeErrorAnswer(std::string_view text) {
+  return DecodeWith<ErrorAnswer>(text, "error answer", [](Fields& f, ErrorAnswer& m) {
+    m.error = f.Str("error");
+    m.code = f.Str("code", json::kOptional);
+    m.errno_name = f.Str("errno", json::kOptional);
+  });
+}
+
+std::string Encode(const InfoAnswer& m) { return json::Dump(InfoJson(m)); }
+Result<InfoAnswer> DecodeInfoAnswer(std::string_view text) {
+  return DecodeWith<InfoAnswer>(text, "info answer", [](Fields& f, InfoAnswer& m) { (void)ReadInfo(f, &m); });
+}
+
+std::string Encode(const HeadAnswer& m) {
+  return json::Dump(Json{{"image", m.image}, {"published", m.published}, {"epoch", m.epoch}});
+}
+Result<HeadAnswer> DecodeHeadAnswer(std::string_view text) {
+  return DecodeWith<HeadAnswer>(text, "head answer", [](Fields& f, HeadAnswer& m) {
+    m.image = f.Str("image");
+    m.published = f.Int("published");
+    m.epoch = f.Int("epoch", json::kOptional);  // servers before standbys sent none
+  });
+}
+
+std::string Encode(const NodeVersionAnswer& m) {
+  return json::Dump(Json{{"node", m.node}, {"image", m.image}, {"version", m.version}, {"pinned", m.pinned}});
+}
+Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
+  return DecodeWith<NodeVersionAnswer>(text, "node version answer", [](Fields& f, NodeVersionAnswer& m) {
+    m.node = f.Str("node");
+    m.image = f.Str("image");
+    m.version = f.Int("version");
+    m.pinned = f.Bool("pinned", json::kOptional);
+  });
+}
+
+std::string Encode(const PublishRequest& m) {
+  Json j{{"version", m.version}};
+  if (m.rollback) j["rollback"] = true;
+  return json::Dump(j);
+}
+Result<PublishRequest> DecodePublishRequest(std::string_view text) {
+  return DecodeWith<PublishRequest>(text, "publish request", [](Fields& f, PublishRequest& m) {
+    m.version = f.Int("version");
+    m.rollback = f.Bool("rollback", json::kOptional);
+  });
+}
+
+std::string Encode(const PublishAnswer& m) {
+  return json::Dump(Json{{"image", m.image}, {"published", m.published}});
+}
+Result<PublishAnswer> DecodePublishAnswer(std::string_view text) {
+  return DecodeWith<PublishAnswer>(text, "publish answer", [](Fields& f, PublishAnswer& m) {
+    m.image = f.Str("image");
+    m.published = f.Int("published");
+  });
+}
+
+std::string Encode(const PinsAnswer& m) { return json::Dump(Json{{"pins", m.pins}}); }
+Result<PinsAnswer> DecodePinsAnswer(std::string_view text) {
+  return DecodeWith<PinsAnswer>(text, "pins answer", [](Fields& f, PinsAnswer& m) { m.pins = f.Int("pins"); });
+}
+
+std::string Encode(const PromoteAnswer& m) { return json::Dump(Json{{"server", m.server}, {"epoch", m.epoch}}); }
+Result<PromoteAnswer> DecodePromoteAnswer(std::string_view text) {
+  return DecodeWith<PromoteAnswer>(text, "promote answer", [](Fields& f, PromoteAnswer& m) {
+    m.server = f.Str("server");
+    m.epoch = f.Int("epoch");
+  });
+}
+
+std::string Encode(const ReportRequest& m) { return json::Dump(ReportJson(m)); }
+Result<ReportRequest> DecodeReportRequest(std::string_view text) {
+  return DecodeWith<ReportRequest>(text, "report", [](Fields& f, ReportRequest& m) { ReadReport(f, &m); });
+}
+
+std::string Encode(const StatusAnswer& m) {
+  Json j = InfoJson(m.info);
+  Json nodes = Json::array();
+  for (const auto& n : m.nodes) nodes.push_back(SeenJson(n));
+  j["nodes"] = std::move(nodes);
+  Json children = Json::array();
+  for (const auto& c : m.children) {
+    Json r = ReportJson(c.report);
+    r["age_s"] = c.age_s;
+    children.push_back(std::move(r));
+  }
+  j["children"] = std::move(children);
+  return json::Dump(j);
+}
+Result<StatusAnswer> DecodeStatusAnswer(std::string_view text) {
+  return DecodeWith<StatusAnswer>(text, "status answer", [](Fields& f, StatusAnswer& m) {
+    (void)ReadInfo(f, &m.info);
+    ReadSeen(f, &m.nodes);
+    f.Each("children", json::kOptional, [&](Fields& e) {
+      ChildReport c;
+      ReadReport(e, &c.report);
+      c.age_s = e.Int("age_s", json::kOptional);
+      m.children.push_back(std::move(c));
+    });
+  });
+}
+
+std::string Encode(const OverlayOpsAnswer& m) { return json::Dump(Json{{"applied", m.applied}}); }
+Result<OverlayOpsAnswer> DecodeOverlayOpsAnswer(std::string_view text) {
+  return DecodeWith<OverlayOpsAnswer>(text, "overlay ops answer",
+                                      [](Fields& f, OverlayOpsAnswer& m) { m.applied = f.Int("applied"); });
+}
+
+std::string Encode(const OverlayWriteAnswer& m) { return json::Dump(Json{{"written", m.written}}); }
+Result<OverlayWriteAnswer> DecodeOverlayWriteAnswer(std::string_view text) {
+  return DecodeWith<OverlayWriteAnswer>(text, "overlay write answer",
+                                        [](Fields& f, OverlayWriteAnswer& m) { m.written = f.Int("written"); });
+}
+
+std::string Encode(const ProvisionAnswer& m) {
+  return json::Dump(Json{{"node", m.node},
+                         {"image", m.image},
+                         {"version", m.version},
+                         {"copied", m.copied},
+                         {"present", m.present},
+                         {"identity_files", m.identity_files}});
+}
+Result<ProvisionAnswer> DecodeProvisionAnswer(std::string_view text) {
+  return DecodeWith<ProvisionAnswer>(text, "provision answer", [](Fields& f, ProvisionAnswer& m) {
+    m.node = f.Str("node");
+    m.image = f.Str("image");
+    m.version = f.Int("version");
+    m.copied = f.Int("copied");
+    m.present = f.Int("present");
+    m.identity_files = f.Int("identity_files");
+  });
+}
+
+std::string EncodeEmpty() { return "{}"; }
+
+}  // namespace dim::proto
