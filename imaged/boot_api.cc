@@ -68,30 +68,25 @@ std::string IpxeRefusal(const std::string& why, const std::string& what_to_do) {
          "exit 1\n";
 }
 
-Response BootApi::Handle(const std::vector<std::string>& parts, const Request& req) {
-  if (req.method != "GET") {
-    return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path +
-                                            " (boot files and scripts are GET only)"));
-  }
-  if (parts.size() == 4 && parts[2] == "files") return File(parts[3]);
-  if (parts.size() == 3 && parts[2] == "files") return Files();
-  if (parts.size() == 5 && parts[2] == "nodes" && parts[4] == "key") return Key(parts[3], req);
-  if (parts.size() == 4 && parts[2] == "nodes" && parts[3].size() > 5 &&
-      parts[3].ends_with(".ipxe")) {
-    return Script(parts[3].substr(0, parts[3].size() - 5), "");
-  }
-  if (parts.size() == 3 && parts[2] == "ipxe") {
-    auto mac = req.query.find("mac");
-    if (mac == req.query.end() || mac->second.empty()) {
-      return Response::Error(Status::InvalidArgument(
-          "/v1/boot/ipxe needs ?mac=aa:bb:cc:dd:ee:ff (in iPXE: ?mac=${net0/mac})"));
+Response BootApi::Handle(dim::proto::RouteId route, const dim::proto::Match& m, const Request& req) {
+  using dim::proto::RouteId;
+  switch (route) {
+    case RouteId::kBootFile: return File(m.param("file"));
+    case RouteId::kBootFiles: return Files();
+    case RouteId::kBootNodeKey: return Key(m.param("node"), req);
+    case RouteId::kBootNodeScript: return Script(m.param("node"), "");
+    case RouteId::kBootMacScript: {
+      auto mac = req.query.find("mac");
+      if (mac == req.query.end() || mac->second.empty()) {
+        return Response::Error(Status::InvalidArgument(
+            "/v1/boot/ipxe needs ?mac=aa:bb:cc:dd:ee:ff (in iPXE: ?mac=${net0/mac})"));
+      }
+      return Script("", mac->second);
     }
-    return Script("", mac->second);
+    default:
+      break;
   }
-  return Response::Error(Status::NotFound(
-      "no endpoint GET " + req.path +
-      " (boot: /v1/boot/files/NAME, /v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC, "
-      "/v1/boot/nodes/NODE/key)"));
+  return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
 }
 
 Response BootApi::Files() {

@@ -21,6 +21,7 @@
 #include "identity.h"
 #include "dim/auth.h"
 #include "dim/http.h"
+#include "dim/proto.h"
 #include "dim/sqlite.h"
 
 namespace imaged {
@@ -32,12 +33,13 @@ class BootApi {
   BootApi(const Config& config, const Identity& identity, CatalogPool* catalogs)
       : config_(config), identity_(identity), catalogs_(catalogs) {}
 
-  // parts: the request path split at '/', starting with "v1", "boot".
+  // The boot routes of dim/proto.h:
+  //   GET /v1/boot/files                the boot files, a line each
   //   GET /v1/boot/files/NAME           a kernel or initrd (sendfile)
   //   GET /v1/boot/nodes/NODE.ipxe      the node's iPXE script
   //   GET /v1/boot/ipxe?mac=MAC         the script of the node with that MAC
   //   GET /v1/boot/nodes/NODE/key       the node's key (64 hex digits), see above
-  dim::http::Response Handle(const std::vector<std::string>& parts, const dim::http::Request& req);
+  dim::http::Response Handle(dim::proto::RouteId route, const dim::proto::Match& m, const dim::http::Request& req);
 
  private:
   dim::http::Response File(const std::string& name);

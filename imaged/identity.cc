@@ -49,7 +49,9 @@ std::vector<std::string> HostAuthorities(uint16_t port) {
 // Requests that change nothing on the server: a form-1 signature may still
 // ask them under legacy_auth = reads.
 bool IsRead(const dim::http::Request& req) {
-  return req.method == "GET" || (req.method == "POST" && req.path == "/v1/objects/batch");
+  if (req.method == "GET") return true;
+  auto m = dim::proto::MatchRoute(req.method, req.path, req.query);
+  return m.ok() && (m->route->id == dim::proto::RouteId::kObjectBatch || m->route->id == dim::proto::RouteId::kObjectPack);
 }
 
 }  // namespace

@@ -78,15 +78,11 @@ std::string WriteTag(const Request& req) {
 
 }  // namespace
 
-Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& req,
-                         const std::string& who) {
-  const std::string& node = parts[2];
-  if (Status s = dim::ValidateImageName(node); !s.ok()) {
-    return BadRequest("'" + node + "' is not a node name");
-  }
-  if (!MayUse(who, node)) {
-    return Response::Error(Status::PermissionDenied(who + " may not use the resources of node " + node));
-  }
+Response NodeApi::Handle(dim::proto::RouteId route, const std::string& node, const std::string& rel_path,
+                         const Request& req, const std::string& who) {
+  using dim::proto::RouteId;
+  // The route table let only the node itself and servers through; a server
+  // provisions (dim::proto::Auth).
   bool replica = IsReplica(req);
   if (replica && who.rfind("server:", 0) != 0) {
     return Response::Error(Status::PermissionDenied("only a buddy server sends copies of overlay writes"));
@@ -97,32 +93,33 @@ Response NodeApi::Handle(const std::vector<std::string>& parts, const Request& r
     return Response::Error(Status::Busy("this server is reconciling node " + node +
                                         "'s overlay with its buddy server; try again shortly"));
   }
-  if (parts.size() == 4 && parts[3] == "prefetch") return Prefetch(node, req);
-  if (parts.size() == 4 && parts[3] == "provision" && req.method == "POST") {
-    if (who.rfind("server:", 0) != 0) {
-      return Response::Error(Status::PermissionDenied("only servers and dimctl provision nodes"));
-    }
-    return Provision(node, req, who);
-  }
-  if (parts.size() == 4 && parts[3] == "overlay-ops" && req.method == "POST") {
-    return Write(node, req, who, false, [&](dim::NodeOverlay& o) { return Ops(o, req); });
-  }
-  std::string path;
-  if (parts.size() >= 5 && parts[3] == "overlay") {
-    for (size_t i = 4; i < parts.size(); i++) path += "/" + parts[i];
-    if (Status s = dim::CheckEntryPath(path, "overlay path"); !s.ok()) return Response::Error(s);
-    if (req.method == "PUT") {
+  const std::string path = "/" + rel_path;
+  switch (route) {
+    case RouteId::kNodePrefetchGet:
+    case RouteId::kNodePrefetchPut:
+      return Prefetch(node, req);
+    case RouteId::kNodeProvision:
+      return Provision(node, req, who);
+    case RouteId::kNodeOverlayOps:
+      return Write(node, req, who, false, [&](dim::NodeOverlay& o) { return Ops(o, req); });
+    case RouteId::kNodeOverlayPut:
+      if (Status s = dim::CheckEntryPath(path, "overlay path"); !s.ok()) return Response::Error(s);
       return Write(node, req, who, false, [&](dim::NodeOverlay& o) { return File(o, path, req); });
+    case RouteId::kNodeOverlayGet:
+    case RouteId::kNodeOverlayList: {
+      if (route == RouteId::kNodeOverlayGet) {
+        if (Status s = dim::CheckEntryPath(path, "overlay path"); !s.ok()) return Response::Error(s);
+      }
+      auto slot = Slot(node);
+      std::lock_guard<std::timed_mutex> l(slot->mu);
+      auto overlay = Use(*slot, node, false);
+      if (!overlay.ok()) return Response::Error(overlay.status());
+      if (route == RouteId::kNodeOverlayList) return List(**overlay);
+      return File(**overlay, path, req);
     }
+    default:
+      break;
   }
-  auto slot = Slot(node);
-  std::lock_guard<std::timed_mutex> l(slot->mu);
-  auto overlay = Use(*slot, node, false);
-  if (!overlay.ok()) return Response::Error(overlay.status());
-  if (parts.size() == 4 && parts[3] == "overlay-list" && req.method == "GET") {
-    return List(**overlay);
-  }
-  if (!path.empty()) return File(**overlay, path, req);
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
 }
 

@@ -20,6 +20,7 @@
 #include "dim/object_store.h"
 #include "dim/overlay_snapshot.h"
 #include "dim/policy.h"
+#include "dim/proto.h"
 
 namespace imaged {
 
@@ -47,9 +48,10 @@ class NodeApi {
     return who == "node:" + node || who.rfind("server:", 0) == 0;
   }
 
-  // parts: the request path split at '/', starting with "v1", "nodes", NODE.
-  dim::http::Response Handle(const std::vector<std::string>& parts, const dim::http::Request& req,
-                             const std::string& who);
+  // A request to one of the node routes of dim/proto.h for node (a valid
+  // name the caller may use); rel_path: an overlay path without its leading slash.
+  dim::http::Response Handle(dim::proto::RouteId route, const std::string& node, const std::string& rel_path,
+                             const dim::http::Request& req, const std::string& who);
 
   // Buddy replication (imaged/buddy.h). With a buddy, every committed write
   // is applied there too before it is answered. A request from a server that

@@ -122,18 +122,6 @@ void Service::StartSnapshotBuilder() {
 
 namespace {
 
-std::vector<std::string> Split(const std::string& path) {
-  std::vector<std::string> out;
-  size_t start = 1;
-  while (start <= path.size()) {
-    size_t slash = path.find('/', start);
-    if (slash == std::string::npos) slash = path.size();
-    out.push_back(path.substr(start, slash - start));
-    start = slash + 1;
-  }
-  return out;
-}
-
 bool ParseVersion(const std::map<std::string, std::string>& q, const std::string& key,
                   int64_t* out) {
   auto it = q.find(key);
@@ -163,29 +151,62 @@ constexpr size_t kMaxBatchIds = 65536;
 // Other signed bodies: overlay files, publish and report documents.
 constexpr size_t kMaxSignedBody = 64 << 20;
 
-bool IsObjectGet(const Request& req, const std::vector<std::string>& parts) {
-  return req.method == "GET" && parts.size() == 3 && parts[1] == "objects";
+using dim::proto::Auth;
+using dim::proto::RouteId;
+
+// Whether `who` may call the route, as its row in the table says.
+Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const std::string& who) {
+  // "server:": the site secret (dimctl, a leaf not yet enrolled) or, on an
+  // enrolled leaf, its own key; "leaf:": an enrolled second-level server at
+  // its parent, which may only replicate (docs/protocol.md).
+  const bool server = who.starts_with("server:");
+  const bool leaf = who.starts_with("leaf:");
+  const std::string what = std::string(route.method) + " " + route.pattern + " (" + route.name + ")";
+  switch (route.auth) {
+    case Auth::kPublic:
+    case Auth::kNodeKey:
+      return Status::Ok();  // BootApi::Key checks the caller's address itself
+    case Auth::kSigned:
+      break;
+    case Auth::kServer:
+      if (!server) return Status::PermissionDenied(who + " may not use " + what + ": only servers and dimctl may");
+      break;
+    case Auth::kServerOrLeaf:
+      if (!server && !leaf) return Status::PermissionDenied(who + " may not use " + what + ": only servers may");
+      break;
+    case Auth::kNodeOrServer:
+      if (!NodeApi::MayUse(who, m.param("node"))) {
+        return Status::PermissionDenied(who + " may not use the resources of node " + m.param("node"));
+      }
+      break;
+    case Auth::kLeafSelf:
+      if (!server && who != "leaf:" + m.param("server")) {
+        return Status::PermissionDenied(who + " may not read the node keys of server " + m.param("server"));
+      }
+      break;
+  }
+  // Admit let nothing else through unsigned.
+  if (who.empty()) return Status::PermissionDenied("missing X-Dim-Auth header");
+  return Status::Ok();
 }
 
 }  // namespace
 
 std::optional<Response> Service::Admit(Request& req, dim::http::BodyLimit* limit) {
-  const auto parts = Split(req.path);
   limit->max_bytes = 0;  // public requests have no body to read
-  if (parts.size() < 2 || parts[0] != "v1") {
-    return Response::Error(Status::NotFound("unknown path " + req.path + " (this server speaks /v1/)"));
-  }
+  auto match = dim::proto::MatchRoute(req.method, req.path, req.query);
+  if (!match.ok()) return Response::Error(match.status());
   // Objects are public by design (docs/protocol.md), so any HTTP cache can
-  // serve them; deltas and batches cost the server work and are signed.
-  if (IsObjectGet(req, parts) && req.query.count("base") == 0) return std::nullopt;
-  if (parts[1] == "boot") return std::nullopt;  // iPXE cannot sign
+  // serve them, and so are boot files and scripts (iPXE cannot sign); object
+  // deltas and batches cost the server work and are signed.
+  const dim::proto::Route& route = *match->route;
+  if (route.auth == Auth::kPublic || route.auth == Auth::kNodeKey) return std::nullopt;
   auto claim = identity_.Check(req, dim::CanonicalTarget(req.path, req.query));
   if (!claim.ok()) return Response::Error(claim.status());
   req.identity = claim->identity;
   limit->signer = claim->identity;
   limit->sha256 = claim->body_sha256;
-  const bool batch = req.method == "POST" && parts.size() == 3 && parts[1] == "objects" &&
-                     parts[2] == "batch";
+  const bool batch = route.id == RouteId::kObjectBatch || route.id == RouteId::kObjectPack;
   limit->max_bytes = batch ? 32 * kMaxBatchIds : kMaxSignedBody;
   return std::nullopt;
 }
@@ -196,92 +217,79 @@ Response Service::Handle(Request req) {
 }
 
 Response Service::Route(const Request& req) {
-  auto parts = Split(req.path);
-  if (IsObjectGet(req, parts)) {
-    auto base = req.query.find("base");
-    if (base != req.query.end()) return ObjectDelta(parts[2], base->second);
-    return Object(parts[2]);
-  }
-  if (req.method == "POST" && parts.size() == 3 && parts[1] == "objects" && parts[2] == "batch") {
-    return req.query.count("packed") ? ObjectPack(req) : ObjectBatch(req);
-  }
-  if (parts[1] == "boot") return boot_.Handle(parts, req);
-  // Admit let nothing else through unsigned.
-  if (req.identity.empty()) return Response::Error(Status::PermissionDenied("missing X-Dim-Auth header"));
+  auto match = dim::proto::MatchRoute(req.method, req.path, req.query);
+  if (!match.ok()) return Response::Error(match.status());
+  const dim::proto::Route& route = *match->route;
   const std::string& who = req.identity;
-  // "server:": the site secret (dimctl, a leaf not yet enrolled) or, on an
-  // enrolled leaf, its own key; "leaf:": an enrolled second-level server at
-  // its parent, which may only replicate (docs/protocol.md).
-  bool is_server = who.rfind("server:", 0) == 0;
-  bool is_leaf = who.rfind("leaf:", 0) == 0;
-  if (req.method == "GET" && parts.size() == 4 && parts[1] == "servers" && parts[3] == "node-keys") {
-    if (who != "leaf:" + parts[2] && !is_server) {
-      return Response::Error(Status::PermissionDenied(who + " may not read the node keys of server " + parts[2]));
-    }
-    auto body = identity_.NodeKeysFor(parts[2]);
-    if (!body.ok()) return Response::Error(body.status());
-    Response r;
-    r.content_type = "application/x-dim-node-keys";
-    r.body = std::move(*body);
-    r.headers["Cache-Control"] = "no-store";
-    return r;
+  if (Status s = MayCall(route, *match, who); !s.ok()) return Response::Error(s);
+  const std::string& image = match->param("image");
+  if (match->params.count("image")) {
+    if (Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
   }
-  if (req.method == "GET" && parts.size() == 2 && parts[1] == "info") return Info();
-  if (req.method == "GET" && parts.size() == 2 && parts[1] == "status") return StatusPage();
-  if (req.method == "GET" && parts.size() == 2 && parts[1] == "registry") {
-    // Second-level servers copy the node registry to serve their nodes' boot scripts.
-    if (!is_server && !is_leaf) return Response::Error(Status::PermissionDenied("only servers read the registry"));
-    auto cat = catalogs_.Acquire();
-    if (!cat.ok()) return Response::Error(cat.status());
-    auto body = dim::cluster::Registry((*cat)->db()).Export();
-    if (!body.ok()) return Response::Error(body.status());
-    Response r;
-    r.content_type = "application/x-dim-registry";
-    r.body = std::move(*body);
-    return Signed(std::move(r), "registry", "-");
+  // Boot scripts answer an unknown node with a script that says so.
+  const std::string& node = match->param("node");
+  if (route.auth != Auth::kPublic && match->params.count("node") && !dim::ValidateImageName(node).ok()) {
+    return BadRequest("'" + node + "' is not a node name");
   }
-  if (parts.size() == 4 && parts[1] == "images") {
-    const std::string& image = parts[2];
-    if (dim::Status s = dim::ValidateImageName(image); !s.ok()) return Response::Error(s);
-    if (req.method == "GET" && parts[3] == "head") return Head(image, req);
-    if (req.method == "GET" && parts[3] == "delta") return Delta(image, req);
-    if (req.method == "GET" && parts[3] == "snapshot") return Snapshot(image, req, who);
-    if (req.method == "GET" && parts[3] == "keepout") return Signed(Keepout(image), "keepout", image);
-    if (req.method == "GET" && parts[3] == "policy") return Signed(Policy(image), "policy", image);
-    if (parts[3] == "pins") {
-      Response r = Pins(image, req, is_server);
-      if (req.method == "GET") return Signed(std::move(r), "pins", image);
-      return r;
-    }
-    if (req.method == "POST" && parts[3] == "publish") {
-      if (!is_server) return Response::Error(Status::PermissionDenied("only servers may publish"));
-      return Publish(image, req);
-    }
-  }
-  if (req.method == "GET" && parts.size() == 4 && parts[1] == "nodes" && parts[3] == "version") {
-    if (!NodeApi::MayUse(who, parts[2])) {
-      return Response::Error(Status::PermissionDenied(who + " may not ask for node " + parts[2] + "'s version"));
-    }
-    return NodeVersion(parts[2], req);
-  }
-  if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, who);
-  if (req.method == "POST" && parts.size() == 3 && parts[1] == "server" && parts[2] == "promote") {
-    if (!is_server) return Response::Error(Status::PermissionDenied("only servers and dimctl promote a standby"));
-    return Promote();
-  }
-  if (parts.size() >= 3 && parts[1] == "buddy") {
-    // A buddy server reconciling node overlays (imaged/buddy.h).
-    if (!is_server) return Response::Error(Status::PermissionDenied("only servers read overlay replicas"));
-    if (req.method == "GET" && parts.size() == 3 && parts[2] == "state") return nodes_.BuddyState();
-    if (req.method == "GET" && parts.size() == 5 && parts[2] == "nodes" && parts[4] == "snapshot") {
-      return nodes_.BuddySnapshot(parts[3]);
-    }
-  }
-  if (req.method == "POST" && parts.size() == 2 && parts[1] == "report") {
-    if (!is_server && !is_leaf) return Response::Error(Status::PermissionDenied("only servers report"));
-    return Report(req, who);
+  // One handler per route; the compiler checks that none is missing (-Wswitch).
+  switch (route.id) {
+    case RouteId::kInfo: return Info();
+    case RouteId::kStatus: return StatusPage();
+    case RouteId::kRegistry: return Signed(Registry(), "registry", "-");
+    case RouteId::kReport: return Report(req, who);
+    case RouteId::kPromote: return Promote();
+    case RouteId::kServerNodeKeys: return NodeKeys(match->param("server"));
+    case RouteId::kImageHead: return Head(image, req);
+    case RouteId::kImageDelta: return Delta(image, req);
+    case RouteId::kImageSnapshot: return Snapshot(image, req, who);
+    case RouteId::kImageKeepout: return Signed(Keepout(image), "keepout", image);
+    case RouteId::kImagePolicy: return Signed(Policy(image), "policy", image);
+    case RouteId::kImagePinsGet: return Signed(Pins(image, req), "pins", image);
+    case RouteId::kImagePinsPut: return Pins(image, req);
+    case RouteId::kImagePublish: return Publish(image, req);
+    case RouteId::kObject: return Object(match->param("hex"));
+    case RouteId::kObjectDelta: return ObjectDelta(match->param("hex"), req.query.at("base"));
+    case RouteId::kObjectBatch: return ObjectBatch(req);
+    case RouteId::kObjectPack: return ObjectPack(req);
+    case RouteId::kBootFiles:
+    case RouteId::kBootFile:
+    case RouteId::kBootNodeScript:
+    case RouteId::kBootMacScript:
+    case RouteId::kBootNodeKey: return boot_.Handle(route.id, *match, req);
+    case RouteId::kNodeVersion: return NodeVersion(node, req);
+    case RouteId::kNodeOverlayGet:
+    case RouteId::kNodeOverlayPut:
+    case RouteId::kNodeOverlayList:
+    case RouteId::kNodeOverlayOps:
+    case RouteId::kNodeProvision:
+    case RouteId::kNodePrefetchGet:
+    case RouteId::kNodePrefetchPut: return nodes_.Handle(route.id, node, match->param("path"), req, who);
+    case RouteId::kBuddyState: return nodes_.BuddyState();
+    case RouteId::kBuddySnapshot: return nodes_.BuddySnapshot(node);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
+}
+
+Response Service::Registry() {
+  // Second-level servers copy the node registry to serve their nodes' boot scripts.
+  auto cat = catalogs_.Acquire();
+  if (!cat.ok()) return Response::Error(cat.status());
+  auto body = dim::cluster::Registry((*cat)->db()).Export();
+  if (!body.ok()) return Response::Error(body.status());
+  Response r;
+  r.content_type = "application/x-dim-registry";
+  r.body = std::move(*body);
+  return r;
+}
+
+Response Service::NodeKeys(const std::string& server) {
+  auto body = identity_.NodeKeysFor(server);
+  if (!body.ok()) return Response::Error(body.status());
+  Response r;
+  r.content_type = "application/x-dim-node-keys";
+  r.body = std::move(*body);
+  r.headers["Cache-Control"] = "no-store";
+  return r;
 }
 
 void Service::Shutdown() {
@@ -652,11 +660,7 @@ Response Service::Policy(const std::string& image) {
   return r;
 }
 
-Response Service::Pins(const std::string& image, const Request& req, bool is_server) {
-  if (req.method != "GET" && req.method != "PUT") return BadRequest("pins take GET or PUT");
-  if (req.method == "PUT" && !is_server) {
-    return Response::Error(Status::PermissionDenied("only servers and dimctl pin nodes"));
-  }
+Response Service::Pins(const std::string& image, const Request& req) {
   auto cat = catalogs_.Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   auto img = (*cat)->GetImage(image);

@@ -109,6 +109,9 @@ class Service {
 
  private:
   dim::http::Response Info();
+  // GET /v1/registry and GET /v1/servers/NAME/node-keys.
+  dim::http::Response Registry();
+  dim::http::Response NodeKeys(const std::string& server);
   dim::Result<dim::proto::InfoAnswer> BuildInfo();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
@@ -118,7 +121,7 @@ class Service {
   dim::http::Response Object(const std::string& hex);
   dim::http::Response Keepout(const std::string& image);
   dim::http::Response Policy(const std::string& image);
-  dim::http::Response Pins(const std::string& image, const dim::http::Request& req, bool is_server);
+  dim::http::Response Pins(const std::string& image, const dim::http::Request& req);
   dim::http::Response NodeVersion(const std::string& node, const dim::http::Request& req);
   // The version `node` runs of `image`: its pin, or the published version.
   dim::Result<int64_t> NodeTarget(const std::string& image, const std::string& node);

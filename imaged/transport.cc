@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "dim/proto.h"
+
 namespace imaged {
 
 namespace {
@@ -13,8 +15,12 @@ bool IsBootFileRequest(const dim::http::Request& req) {
   // The iPXE scripts and the boot files; not a node's key, which travels
   // only where node requests may.
   if (req.method != "GET" && req.method != "HEAD") return false;
-  if (!req.path.starts_with("/v1/boot/")) return false;
-  return !(req.path.starts_with("/v1/boot/nodes/") && req.path.ends_with("/key"));
+  auto m = dim::proto::MatchRoute("GET", req.path, req.query);
+  if (!m.ok()) return false;
+  using dim::proto::RouteId;
+  const RouteId id = m->route->id;
+  return id == RouteId::kBootFiles || id == RouteId::kBootFile || id == RouteId::kBootNodeScript ||
+         id == RouteId::kBootMacScript;
 }
 
 }  // namespace
