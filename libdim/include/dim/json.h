@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -64,6 +65,8 @@ class Fields {
     const Json* v = Get(key, need);
     if (v == nullptr) return 0;
     if (!v->is_number()) return Wrong(key, "a number", *v), 0;
+    // 1e999 parses as infinity, which JSON cannot carry back.
+    if (!std::isfinite(v->get<double>())) return Fail(key, "out of range"), 0;
     return v->get<double>();
   }
   bool Bool(const char* key, Need need = kRequired) {
