@@ -658,7 +658,8 @@ Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {
 }
 
 void Replicator::ReportState() {
-  dim::proto::ReportRequest report{config_.name, config_.advertise, config_.poll_wait_s, {}, service_->SeenNodes()};
+  dim::proto::ReportRequest report{config_.name, config_.advertise, config_.poll_wait_s, {}, service_->SeenNodes(),
+                                   service_->Installs()};
   {
     std::lock_guard<std::mutex> l(mu_);
     report.images = state_;

@@ -75,6 +75,8 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
              },
              config_.overlay_quota),
       boot_(config_, identity_, &catalogs_),
+      install_(config_, &catalogs_,
+               [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); }),
       fence_(config_.store),
       top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()),
       polls_([this](const std::string& image) { return PollState(image); }) {
@@ -179,6 +181,14 @@ Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const
         return Status::PermissionDenied(who + " may not use the resources of node " + m.param("node"));
       }
       break;
+    case Auth::kNodeSelf:
+      // Only the node reports how its own install went: a success switches
+      // its boot to the local disk.
+      if (who != "node:" + m.param("node")) {
+        return Status::PermissionDenied(who + " may not use " + what + " for node " + m.param("node") +
+                                        "; only the node itself (signed with its key) may");
+      }
+      break;
     case Auth::kLeafSelf:
       if (!server && who != "leaf:" + m.param("server")) {
         return Status::PermissionDenied(who + " may not read the node keys of server " + m.param("server"));
@@ -264,6 +274,8 @@ Response Service::Route(const Request& req) {
     case RouteId::kNodeProvision:
     case RouteId::kNodePrefetchGet:
     case RouteId::kNodePrefetchPut: return nodes_.Handle(route.id, node, match->param("path"), req, who);
+    case RouteId::kNodeInstall:
+    case RouteId::kNodeInstallReport: return install_.Handle(route.id, node, req);
     case RouteId::kBuddyState: return nodes_.BuddyState();
     case RouteId::kBuddySnapshot: return nodes_.BuddySnapshot(node);
   }
@@ -867,6 +879,7 @@ Response Service::StatusPage() {
   if (!info.ok()) return Response::Error(info.status());
   out.info = std::move(*info);
   out.nodes = SeenNodes();
+  out.installs = install_.Installs();
   std::lock_guard<std::mutex> l(mu_);
   auto now = std::chrono::steady_clock::now();
   for (const auto& [who, report] : reports_) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "boot_api.h"
+#include "install_api.h"
 #include "buddy.h"
 #include "standby.h"
 #include "config.h"
@@ -102,6 +103,8 @@ class Service {
   dim::Result<int64_t> Published(const std::string& image);
   // The nodes whose mounts asked this server for their version. Reports carry it up.
   std::vector<dim::proto::SeenNode> SeenNodes();
+  // The nodes marked for installation and their state here (InstallApi).
+  std::vector<dim::proto::InstallState> Installs() { return install_.Installs(); }
 
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
@@ -161,6 +164,7 @@ class Service {
   NodeApi nodes_;
   std::unique_ptr<Buddy> buddy_;  // null without a buddy
   BootApi boot_;
+  InstallApi install_;
   Fence fence_;
   std::atomic<bool> top_;
   std::shared_mutex follow_mu_;

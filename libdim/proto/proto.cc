@@ -18,6 +18,7 @@ const char* AuthName(Auth a) {
     case Auth::kServerOrLeaf: return "server or leaf";
     case Auth::kNodeOrServer: return "node or server";
     case Auth::kLeafSelf: return "that leaf or a server";
+    case Auth::kNodeSelf: return "that node";
   }
   return "?";
 }
@@ -49,6 +50,10 @@ const std::vector<Route>& Routes() {
        "PublishAnswer"},
       {kServerNodeKeys, "GET", "/v1/servers/{server}/node-keys", "", "node keys", kLeafSelf, "-",
        "node key list (dim/identity.h)"},
+      {kNodeInstall, "GET", "/v1/nodes/{node}/install", "", "install plan", kNodeOrServer, "-",
+       "install plan (dim/install/messages.h)"},
+      {kNodeInstallReport, "POST", "/v1/nodes/{node}/install-report", "", "install report", kNodeSelf,
+       "install report (dim/install/messages.h)", "InstallReportAnswer"},
       {kReport, "POST", "/v1/report", "", "report", kServerOrLeaf, "ReportRequest", "{}"},
       {kStatus, "GET", "/v1/status", "", "status", kSigned, "-", "StatusAnswer"},
       {kNodeOverlayGet, "GET", "/v1/nodes/{node}/overlay/{path*}", "", "overlay read", kNodeOrServer, "-",
@@ -264,6 +269,23 @@ void ReadSeen(Fields& f, std::vector<SeenNode>* out) {
   });
 }
 
+Json InstallsJson(const std::vector<InstallState>& installs) {
+  Json out = Json::array();
+  for (const auto& i : installs) {
+    out.push_back(Json{{"install", i.install}, {"server", i.server}, {"request", i.request}, {"image", i.image},
+                       {"state", i.state},     {"step", i.step},     {"version", i.version}, {"reason", i.reason}});
+  }
+  return out;
+}
+
+void ReadInstalls(Fields& f, std::vector<InstallState>* out) {
+  f.Each("installs", json::kOptional, [&](Fields& e) {
+    out->push_back({e.Str("install"), e.Str("server", json::kOptional), e.Int("request"), e.Str("image"),
+                    e.Str("state"), e.Str("step", json::kOptional), e.Int("version", json::kOptional),
+                    e.Str("reason", json::kOptional)});
+  });
+}
+
 Json ReportJson(const ReportRequest& m) {
   Json images = Json::object();
   for (const auto& [name, s] : m.images) {
@@ -278,8 +300,9 @@ Json ReportJson(const ReportRequest& m) {
   }
   Json nodes = Json::array();
   for (const auto& n : m.nodes) nodes.push_back(SeenJson(n));
-  return Json{{"server", m.server}, {"url", m.url},        {"poll_wait", m.poll_wait},
-              {"images", std::move(images)}, {"nodes", std::move(nodes)}};
+  return Json{{"server", m.server},         {"url", m.url},
+              {"poll_wait", m.poll_wait},   {"images", std::move(images)},
+              {"nodes", std::move(nodes)},  {"installs", InstallsJson(m.installs)}};
 }
 
 void ReadReport(Fields& f, ReportRequest* m) {
@@ -299,6 +322,7 @@ void ReadReport(Fields& f, ReportRequest* m) {
     m->images[name] = std::move(s);
   });
   ReadSeen(f, &m->nodes);
+  ReadInstalls(f, &m->installs);
 }
 
 // Decodes a one-object message with read(fields, &message).
@@ -395,6 +419,7 @@ std::string Encode(const StatusAnswer& m) {
   Json nodes = Json::array();
   for (const auto& n : m.nodes) nodes.push_back(SeenJson(n));
   j["nodes"] = std::move(nodes);
+  j["installs"] = InstallsJson(m.installs);
   Json children = Json::array();
   for (const auto& c : m.children) {
     Json r = ReportJson(c.report);
@@ -408,6 +433,7 @@ Result<StatusAnswer> DecodeStatusAnswer(std::string_view text) {
   return DecodeWith<StatusAnswer>(text, "status answer", [](Fields& f, StatusAnswer& m) {
     (void)ReadInfo(f, &m.info);
     ReadSeen(f, &m.nodes);
+    ReadInstalls(f, &m.installs);
     f.Each("children", json::kOptional, [&](Fields& e) {
       ChildReport c;
       ReadReport(e, &c.report);
@@ -445,6 +471,14 @@ Result<ProvisionAnswer> DecodeProvisionAnswer(std::string_view text) {
     m.copied = f.Int("copied");
     m.present = f.Int("present");
     m.identity_files = f.Int("identity_files");
+  });
+}
+
+std::string Encode(const InstallReportAnswer& m) { return json::Dump(Json{{"node", m.node}, {"state", m.state}}); }
+Result<InstallReportAnswer> DecodeInstallReportAnswer(std::string_view text) {
+  return DecodeWith<InstallReportAnswer>(text, "install report answer", [](Fields& f, InstallReportAnswer& m) {
+    m.node = f.Str("node");
+    m.state = f.Str("state");
   });
 }
 

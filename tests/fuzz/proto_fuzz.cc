@@ -74,6 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RoundTrip<OverlayOpsAnswer>(in, "overlay ops answer", DecodeOverlayOpsAnswer);
   RoundTrip<OverlayWriteAnswer>(in, "overlay write answer", DecodeOverlayWriteAnswer);
   RoundTrip<ProvisionAnswer>(in, "provision answer", DecodeProvisionAnswer);
+  RoundTrip<InstallReportAnswer>(in, "install report answer", DecodeInstallReportAnswer);
   Path(in);
   return 0;
 }

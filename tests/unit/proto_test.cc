@@ -156,9 +156,9 @@ TEST_CASE("proto: messages encode with fields in a fixed order and decode back")
   CHECK(json ==
         "{\"api\":[1],\"name\":\"top\",\"role\":\"top\",\"epoch\":0,\"registry\":0,\"images\":[{\"name\":\"deb\","
         "\"head\":3,\"published\":2,\"pins\":{\"n1\":1}}],\"nodes\":[{\"node\":\"n1\",\"server\":\"top\",\"image\":"
-        "\"deb\",\"version\":1,\"seen_s\":4}],\"children\":[{\"server\":\"leaf1\",\"url\":\"http://10.0.0.2:7480\","
-        "\"poll_wait\":30,\"images\":{\"deb\":{\"head\":2,\"error\":\"\",\"from\":1,\"bytes\":100,\"objects\":3,"
-        "\"seconds\":0.5}},\"nodes\":[],\"age_s\":7}]}");
+        "\"deb\",\"version\":1,\"seen_s\":4}],\"installs\":[],\"children\":[{\"server\":\"leaf1\",\"url\":"
+        "\"http://10.0.0.2:7480\",\"poll_wait\":30,\"images\":{\"deb\":{\"head\":2,\"error\":\"\",\"from\":1,"
+        "\"bytes\":100,\"objects\":3,\"seconds\":0.5}},\"nodes\":[],\"installs\":[],\"age_s\":7}]}");
   auto back = DecodeStatusAnswer(json);
   REQUIRE(back.ok());
   CHECK(Encode(*back) == json);

@@ -327,6 +327,34 @@ std::vector<dim::proto::SeenNode> SeenNodes(const dim::proto::StatusAnswer& stat
   return out;
 }
 
+// Nodes marked for installation, from this server and every child. The top
+// knows every request; the server a node installs from knows how it went, so
+// a reported state wins.
+void PrintInstalls(const dim::proto::StatusAnswer& status) {
+  std::map<std::string, dim::proto::InstallState> installs;
+  auto take = [&](const dim::proto::InstallState& i) {
+    auto [it, fresh] = installs.try_emplace(i.install, i);
+    const dim::proto::InstallState& was = it->second;
+    if (!fresh && (i.request > was.request || (i.request == was.request && was.state == "pending"))) {
+      it->second = i;
+    }
+  };
+  for (const auto& i : status.installs) take(i);
+  for (const auto& c : status.children) {
+    for (const auto& i : c.report.installs) take(i);
+  }
+  if (installs.empty()) return;
+  std::printf("\n%-20s %-20s %-20s %8s  %s\n", "INSTALL", "SERVER", "IMAGE", "REQUEST", "STATE");
+  for (const auto& [node, i] : installs) {
+    const std::string state = i.state == "installed" ? "installed @" + std::to_string(i.version)
+                              : i.state == "failed"  ? "failed at " + i.step + ": " + i.reason
+                              : i.state == "running" ? "installing (" + i.step + ")"
+                                                     : "pending (boots the installer at its next boot)";
+    std::printf("%-20s %-20s %-20s %8lld  %s\n", node.c_str(), i.server.c_str(), i.image.c_str(),
+                static_cast<long long>(i.request), state.c_str());
+  }
+}
+
 // Nodes' mounts ask for their version at least every 20 s and servers report
 // every poll_wait (30 s by default): beyond this a node is probably down.
 constexpr long kNodeSilentS = 120;
@@ -375,6 +403,7 @@ Status StatusCmd(Invocation& inv) {
       }
     }
   }
+  PrintInstalls(status);
   if (nodes.empty()) return Status::Ok();
   std::printf("\n%-20s %-20s %-20s %8s %6s  %s\n", "NODE", "SERVER", "IMAGE", "VERSION", "LAG", "SEEN");
   for (const auto& [name, n] : nodes) {

@@ -25,6 +25,7 @@ enum class Auth {
   kServerOrLeaf,  // server:NAME or an enrolled second-level server (leaf:NAME)
   kNodeOrServer,  // node:NODE for its own NODE, or a server
   kLeafSelf,      // leaf:NAME for its own NAME, or a server
+  kNodeSelf,      // node:NODE for its own NODE only
 };
 const char* AuthName(Auth a);
 
@@ -60,6 +61,8 @@ enum class RouteId {
   kNodeProvision,
   kNodePrefetchGet,
   kNodePrefetchPut,
+  kNodeInstall,
+  kNodeInstallReport,
   kBuddyState,
   kBuddySnapshot,
 };
@@ -192,12 +195,24 @@ struct ReplicaState {
   uint64_t bytes = 0, objects = 0;
   double seconds = 0;
 };
+// A node marked for installation and its state on one server (docs/install.md).
+struct InstallState {
+  std::string install;  // the node
+  std::string server;
+  int64_t request = 0;
+  std::string image;
+  std::string state;  // pending, running, installed, failed
+  std::string step;
+  int64_t version = 0;
+  std::string reason;
+};
 // POST /v1/report: a child's state, kept by its parent.
 struct ReportRequest {
   std::string server, url;
   int64_t poll_wait = 0;
   std::map<std::string, ReplicaState> images;
   std::vector<SeenNode> nodes;
+  std::vector<InstallState> installs;
 };
 std::string Encode(const ReportRequest& m);
 Result<ReportRequest> DecodeReportRequest(std::string_view json);
@@ -211,6 +226,7 @@ struct ChildReport {
 struct StatusAnswer {
   InfoAnswer info;
   std::vector<SeenNode> nodes;
+  std::vector<InstallState> installs;
   std::vector<ChildReport> children;
 };
 std::string Encode(const StatusAnswer& m);
@@ -237,6 +253,13 @@ struct ProvisionAnswer {
 };
 std::string Encode(const ProvisionAnswer& m);
 Result<ProvisionAnswer> DecodeProvisionAnswer(std::string_view json);
+
+// POST /v1/nodes/NODE/install-report
+struct InstallReportAnswer {
+  std::string node, state;
+};
+std::string Encode(const InstallReportAnswer& m);
+Result<InstallReportAnswer> DecodeInstallReportAnswer(std::string_view json);
 
 // The empty answer {} (a report taken).
 std::string EncodeEmpty();
