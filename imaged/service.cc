@@ -76,6 +76,7 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
       boot_(config_, identity_, &catalogs_),
       fence_(config_.store),
       top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()),
+      deltas_(config_.delta_cache_bytes),
       polls_([this](const std::string& image) { return PollState(image); }) {
   if (!config_.buddy.empty()) {
     // The buddy checks this server's signature as it checks its parent's:
@@ -506,19 +507,45 @@ Response Service::Delta(const std::string& image, const Request& req) {
   if (!cat.ok()) return Response::Error(cat.status());
   auto img = (*cat)->GetImage(image);
   if (!img.ok()) return Response::Error(img.status());
-  auto delta = dim::ExportDelta(**cat, *img, from, to);
-  if (!delta.ok()) return Response::Error(delta.status());
   // form=2: the version's root hash and signature travel with it. Clients
   // before root hashes ask without and read form 1.
-  auto form = req.query.find("form");
-  std::string raw = delta->Serialize(form != req.query.end() && form->second == "2" ? 2 : 1);
+  auto form_arg = req.query.find("form");
+  const int form = form_arg != req.query.end() && form_arg->second == "2" ? 2 : 1;
+  auto build = [&]() -> dim::Result<std::string> {
+    DIM_ASSIGN_OR_RETURN(auto delta, dim::ExportDelta(**cat, *img, from, to));
+    std::string raw = delta.Serialize(form);
+    std::string z(ZSTD_compressBound(raw.size()), '\0');
+    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), 3);
+    if (ZSTD_isError(n)) return Status::IOError("compress the delta of " + image);
+    z.resize(n);
+    return z;
+  };
+  auto key = DeltaKey(**cat, *img, from, to, form);
+  if (!key.ok()) return Response::Error(key.status());
+  auto body = deltas_.Get(*key, build);
+  if (!body.ok()) return Response::Error(body.status());
   Response r;
   r.content_type = "application/x-dim-delta+zstd";
-  r.body.resize(ZSTD_compressBound(raw.size()));
-  size_t n = ZSTD_compress(r.body.data(), r.body.size(), raw.data(), raw.size(), 3);
-  if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress delta"));
-  r.body.resize(n);
+  r.body = **body;
   return r;
+}
+
+dim::Result<std::string> Service::DeltaKey(dim::Catalog& cat, const dim::ImageInfo& img, int64_t from, int64_t to,
+                                           int form) {
+  std::string key = img.name + "\n" + std::to_string(from) + "\n" + std::to_string(to) + "\n" + std::to_string(form);
+  // Outside 0 <= from < to <= head there is no delta: the build fails and
+  // says why (failures are not kept).
+  if (from < 0 || to <= from || to > img.head) return key;
+  // Numbers alone could name versions of an image removed and made again
+  // (their commit times differ), and form 2 carries the version's signature,
+  // which a version published before its store had a key gets later.
+  DIM_ASSIGN_OR_RETURN(auto to_info, cat.GetVersion(img, to));
+  int64_t from_time = 0;
+  if (from > 0) {
+    DIM_ASSIGN_OR_RETURN(auto from_info, cat.GetVersion(img, from));
+    from_time = from_info.time_ns;
+  }
+  return key + "\n" + std::to_string(from_time) + "\n" + std::to_string(to_info.time_ns) + "\n" + to_info.signature;
 }
 
 Response Service::Snapshot(const std::string& image, const Request& req, const std::string& who) {
