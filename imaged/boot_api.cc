@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
 #include "dim/cluster/address.h"
 #include "dim/cluster/generate.h"
@@ -175,36 +176,36 @@ Response BootApi::File(const std::string& name) {
 Response BootApi::Script(const std::string& node_name, const std::string& mac_text) {
   auto cat = catalogs_->Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
-  auto snap = dc::Registry((*cat)->db()).Load();
-  if (!snap.ok()) return Response::Error(snap.status());
-  const dc::Cluster& c = snap->cluster;
-  const dc::Node* node = nullptr;
-  if (!node_name.empty()) {
-    node = c.FindNode(node_name);
-    if (!node) {
-      return IpxeText(IpxeRefusal("no node named " + node_name + " is registered on image server " +
-                                      config_.name,
-                                  "register it: add it to the cluster description, then dimctl "
-                                  "cluster apply FILE on the server"));
-    }
-  } else {
-    auto mac = dc::Mac::Parse(mac_text);
+  dc::Registry registry((*cat)->db());
+  // Only the node's part of the registry: a boot storm of a large site must
+  // not read every node per request.
+  std::string name = node_name;
+  std::optional<dc::Mac> mac;
+  if (name.empty()) {
+    mac = dc::Mac::Parse(mac_text);
     if (!mac) {
       return Response::Error(Status::InvalidArgument("bad MAC address '" + mac_text +
                                                      "' (expected aa:bb:cc:dd:ee:ff)"));
     }
-    for (const auto& n : c.nodes) {
-      for (const auto& itf : n.interfaces) {
-        if (itf.mac == *mac) node = &n;
-      }
-      if (node) break;
-    }
-    if (!node) {
-      return IpxeText(IpxeRefusal("no node with MAC " + mac->ToString() +
-                                      " is registered on image server " + config_.name,
-                                  "add the MAC to its node in the cluster description, then dimctl "
-                                  "cluster apply FILE on the server"));
-    }
+    auto found = registry.NodeWithMac(*mac);
+    if (!found.ok()) return Response::Error(found.status());
+    name = *found;
+  }
+  dim::Result<dc::RegistrySnapshot> snap = dc::RegistrySnapshot();
+  if (!name.empty()) snap = registry.LoadNode(name);
+  if (!snap.ok()) return Response::Error(snap.status());
+  const dc::Cluster& c = snap->cluster;
+  const dc::Node* node = c.FindNode(name);
+  if (!node && mac) {
+    return IpxeText(IpxeRefusal("no node with MAC " + mac->ToString() + " is registered on image server " +
+                                    config_.name,
+                                "add the MAC to its node in the cluster description, then dimctl "
+                                "cluster apply FILE on the server"));
+  }
+  if (!node) {
+    return IpxeText(IpxeRefusal("no node named " + node_name + " is registered on image server " + config_.name,
+                                "register it: add it to the cluster description, then dimctl "
+                                "cluster apply FILE on the server"));
   }
   if (auto img = (*cat)->GetImage(node->image); !img.ok()) {
     return IpxeText(IpxeRefusal("node " + node->name + " boots image " + node->image +
@@ -243,7 +244,7 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
   auto cat = catalogs_->Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   dc::Registry registry((*cat)->db());
-  auto snap = registry.Load();
+  auto snap = registry.LoadNode(node_name);
   if (!snap.ok()) return Response::Error(snap.status());
   const dc::Node* node = snap->cluster.FindNode(node_name);
   if (!node) {
