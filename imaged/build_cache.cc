@@ -74,6 +74,14 @@ void BuildCache::Evict(uint64_t incoming) {
   stats_.entries = entries_.size();
 }
 
+void BuildCache::Clear() {
+  std::lock_guard<std::mutex> l(mu_);
+  entries_.clear();
+  lru_.clear();
+  stats_.bytes = 0;
+  stats_.entries = 0;
+}
+
 BuildCache::Stats BuildCache::stats() const {
   std::lock_guard<std::mutex> l(mu_);
   return stats_;

@@ -47,6 +47,8 @@ class BuildCache {
   // larger than the whole cache is answered but not kept.
   dim::Result<Body> Get(const std::string& key, const Build& build);
   Stats stats() const;
+  // Drops every entry (builds running finish, and are kept).
+  void Clear();
 
  private:
   struct Entry {

@@ -86,6 +86,9 @@ class Service {
   uint64_t snapshots_built() const { return snapshots_built_.load(); }
   // Catalogue deltas built and served from memory (imaged.conf delta_cache).
   BuildCache::Stats delta_stats() const { return deltas_.stats(); }
+  // Drops every built delta: the rows they came from were replaced in place
+  // (a leaf healing a damaged version from its parent).
+  void ForgetDeltas() { deltas_.Clear(); }
 
   // Decides from a request's headers, before its body is read, whether it
   // goes on (dim::http::Admit): everything but plain object GETs and boot

@@ -129,3 +129,14 @@ TEST_CASE("build cache: size 0 builds every request") {
   CHECK(runs == 3);
   CHECK(cache.stats().entries == 0);
 }
+
+TEST_CASE("build cache: cleared, every key is built again") {
+  BuildCache cache(1 << 20);
+  std::atomic<int> runs = 0;
+  REQUIRE(cache.Get("k", Counted(&runs, 10, 'z')).ok());
+  cache.Clear();
+  CHECK(cache.stats().bytes == 0);
+  REQUIRE(cache.Get("k", Counted(&runs, 10, 'z')).ok());
+  CHECK(runs == 2);
+  CHECK(cache.stats().entries == 1);
+}
