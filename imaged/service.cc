@@ -158,6 +158,11 @@ dim::Result<std::string> DeltaBlob(const dim::ObjectStore& objects, const dim::D
   return std::move(d.body);
 }
 
+// What HTTP caches in front (docs/cache-tier.md) may keep for a year: content
+// named by what it is. Every other answer goes out as no-store
+// (dim::http::Server's default).
+constexpr char kImmutable[] = "public, max-age=31536000, immutable";
+
 // A batch body: up to 65536 raw 32-byte object ids.
 constexpr size_t kMaxBatchIds = 65536;
 // Other signed bodies: overlay files, publish and report documents.
@@ -527,6 +532,9 @@ Response Service::Delta(const std::string& image, const Request& req) {
   Response r;
   r.content_type = "application/x-dim-delta+zstd";
   r.body = **body;
+  // Named by its versions: the same bytes for every node and forever
+  // (docs/cache-tier.md).
+  r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 
@@ -583,6 +591,8 @@ Response Service::Snapshot(const std::string& image, const Request& req, const s
   Response r;
   r.content_type = "application/x-dim-catalog+zstd";
   r.body = **body;
+  // By version, the same for everyone; by node, that node's alone.
+  if (!by_node) r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 
@@ -648,7 +658,7 @@ Response Service::ObjectDelta(const std::string& hex, const std::string& base_li
   Response r;
   r.content_type = "application/x-dim-delta-object";
   r.body = std::move(*patch);
-  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
+  r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 
@@ -729,7 +739,7 @@ Response Service::Object(const std::string& hex) {
   r.content_type = "application/octet-stream";
   r.file = std::move(fd);
   r.file_size = static_cast<uint64_t>(st.st_size);
-  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
+  r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 

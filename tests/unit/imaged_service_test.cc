@@ -424,6 +424,8 @@ TEST_CASE("imaged: a catalogue delta is built once for all the nodes that ask fo
   CHECK(parsed->to == 3);
   CHECK(s.svc->delta_stats().builds == 1);
   CHECK(s.svc->delta_stats().hits + s.svc->delta_stats().waits == kNodes - 1);
+  // Named by its versions: HTTP caches in front may keep it (docs/cache-tier.md).
+  CHECK(answers[0].headers.at("Cache-Control") == "public, max-age=31536000, immutable");
   // Another pair of versions or another form is another delta.
   CHECK(delta("n1", "2", "2").status == 200);
   auto form1 = delta("n1", "1", "1");

@@ -307,7 +307,7 @@ http {
   server {
     listen 127.0.0.1:$ngx_port;
     location ~ "^/v1/objects/([0-9a-f]{2})([0-9a-f]{62})\$" { alias $T/leaf/objects/\$1/\$2; }
-    location /v1/boot/files/ { alias $T/leaf/boot/; }
+    location ~ "^/v1/boot/files/(?:sha256-[0-9a-f]{64}/)?([^/]+)\$" { alias $T/leaf/boot/\$1; }
     location /static/ { alias $T/static/; }
   }
 }
