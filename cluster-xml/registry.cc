@@ -4,6 +4,8 @@
 
 #include "dim/cluster/bmc.h"
 #include "dim/cluster/values.h"
+#include "dim/image.h"
+#include "dim/install/layout.h"
 #include "dim/wire.h"
 
 #include <map>
@@ -815,6 +817,59 @@ Result<std::vector<int64_t>> Registry::Rekey(const std::vector<std::string>& nod
   return out;
 }
 
+Result<int64_t> Registry::MarkInstall(const std::vector<install::InstallRequest>& requests, int64_t now_ns) {
+  DIM_ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db_));
+  DIM_ASSIGN_OR_RETURN(int64_t generation, Generation());
+  const int64_t request = generation + 1;  // what CountAsApply makes it
+  DIM_ASSIGN_OR_RETURN(sql::Stmt known, db_.Prepare("SELECT 1 FROM cluster_nodes WHERE name = ?1"));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt mark, db_.Prepare(
+      "INSERT OR REPLACE INTO cluster_node_installs(node, request, image, version, disk, layout, requested_ns)"
+      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+  for (const auto& r : requests) {
+    known.Bind(1, r.node);
+    bool registered = known.Step();
+    DIM_RETURN_IF_ERROR(known.status());
+    known.Reset();
+    if (!registered) return Status::NotFound("node '" + r.node + "' is not registered (dimctl node list @all)");
+    DIM_RETURN_IF_ERROR(mark.Bind(1, r.node)
+                            .Bind(2, request)
+                            .Bind(3, r.image)
+                            .Bind(4, r.version)
+                            .Bind(5, r.disk)
+                            .Bind(6, r.layout)
+                            .Bind(7, now_ns)
+                            .Run());
+  }
+  DIM_RETURN_IF_ERROR(CountAsApply(db_, now_ns));
+  DIM_RETURN_IF_ERROR(tx->Commit());
+  return request;
+}
+
+Result<std::vector<std::string>> Registry::CancelInstall(const std::vector<std::string>& nodes, int64_t now_ns) {
+  DIM_ASSIGN_OR_RETURN(auto tx, sql::Transaction::Begin(db_));
+  DIM_ASSIGN_OR_RETURN(sql::Stmt drop, db_.Prepare("DELETE FROM cluster_node_installs WHERE node = ?1"));
+  std::vector<std::string> out;
+  for (const auto& n : nodes) {
+    DIM_RETURN_IF_ERROR(drop.Bind(1, n).Run());
+    if (db_.Changes() > 0) out.push_back(n);
+  }
+  if (!out.empty()) DIM_RETURN_IF_ERROR(CountAsApply(db_, now_ns));
+  DIM_RETURN_IF_ERROR(tx->Commit());
+  return out;
+}
+
+Result<std::map<std::string, install::InstallRequest>> Registry::Installs() {
+  DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare(
+      "SELECT node, request, image, version, disk, layout, requested_ns FROM cluster_node_installs ORDER BY node"));
+  std::map<std::string, install::InstallRequest> out;
+  while (s.Step()) {
+    install::InstallRequest r{s.Text(0), s.Int(1), s.Text(2), s.Int(3), s.Text(4), s.Text(5), s.Int(6)};
+    out[r.node] = std::move(r);
+  }
+  DIM_RETURN_IF_ERROR(s.status());
+  return out;
+}
+
 bool UsesSequentialAllocation(const Cluster& cluster) {
   for (const auto& n : cluster.networks) {
     if (n.allocation == Allocation::kSequential) return true;
@@ -847,7 +902,7 @@ namespace {
 constexpr const char* kRegistryTables[] = {
     "cluster_site",   "cluster_networks",      "cluster_images",       "cluster_servers",   "cluster_groups",
     "cluster_group_keepout", "cluster_nodes", "cluster_node_keepout", "cluster_interfaces",
-    "cluster_node_keys", "cluster_bmcs"};
+    "cluster_node_keys", "cluster_bmcs", "cluster_node_installs"};
 
 enum : uint8_t { kNullValue = 0, kIntValue = 1, kTextValue = 2, kBlobValue = 3 };
 constexpr size_t kMaxRegistryValue = 4096;
@@ -976,6 +1031,16 @@ Status Registry::Import(std::string_view body) {
   if (copy.registered) {
     if (Status s = CheckClusterValues(copy.cluster); !s.ok()) return bad(s.message());
     if (Status s = CheckBmcValues(copy.cluster); !s.ok()) return bad(s.message());
+  }
+  // Install requests reach a node's plan: image, disk and layout as dimctl checks them.
+  DIM_ASSIGN_OR_RETURN(auto installs, Installs());
+  for (const auto& [node, request] : installs) {
+    const std::string what = "install request of node " + node + ": ";
+    if (Status s = ValidateImageName(request.image); !s.ok()) return bad(what + s.message());
+    if (Status s = install::CheckDisk(request.disk); !s.ok()) return bad(what + s.message());
+    auto layout = install::ParseLayout(request.layout, "layout");
+    if (!layout.ok()) return bad(what + layout.status().message());
+    if (install::FormatLayout(*layout) != request.layout) return bad(what + "layout not in canonical form");
   }
   return txn->Commit();
 }

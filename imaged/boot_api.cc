@@ -17,6 +17,7 @@
 #include "dim/cluster/address.h"
 #include "dim/cluster/generate.h"
 #include "dim/cluster/registry.h"
+#include "install_api.h"
 #include "service.h"
 #include "transport.h"
 
@@ -66,6 +67,19 @@ std::string IpxeRefusal(const std::string& why, const std::string& what_to_do) {
          "echo dim: cannot boot this machine: " + Sanitize(why) + "\n"
          "echo dim: " + Sanitize(what_to_do) + "\n"
          "prompt --timeout 30000 dim: press a key within 30 s for the iPXE shell && shell ||\n"
+         "exit 1\n";
+}
+
+std::string IpxeLocalDisk(const std::string& node, const dim::install::InstallRequest& install) {
+  // sanboot of drive 0x80 boots the first hard disk through the BIOS; where
+  // that is not possible (UEFI), exit hands the machine back to the
+  // firmware, which tries its next boot device: the disk, if the boot order
+  // puts it after the network.
+  return "#!ipxe\n"
+         "echo dim: node " + Sanitize(node) + " is installed (install request " + std::to_string(install.request) +
+         ", image " + Sanitize(install.image) + "): booting its local disk\n"
+         "sanboot --no-describe --drive 0x80 ||\n"
+         "echo dim: no BIOS disk to boot: handing back to the firmware's next boot device\n"
          "exit 1\n";
 }
 
@@ -244,11 +258,19 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
                                 "import or push it, or choose another: dimctl node set-image " +
                                     node->name + " IMAGE"));
   }
+  // A node marked for installation boots the initrd in install mode until
+  // it reported success for that request, then its own disk (docs/install.md).
+  dim::install::InstallRequest install;
+  auto mode = NodeBootMode((*cat)->db(), node->name, &install);
+  if (!mode.ok()) return Response::Error(mode.status());
+  if (*mode == dim::install::BootMode::kLocalDisk) return IpxeText(IpxeLocalDisk(node->name, install));
   // The script never carries the key: every user on the node could read it
   // from /proc/cmdline. rootfs-fuse fetches it itself (Key below). The
   // registry may be a parent's copy: a value that could add a command to the
   // script is refused, and the node is told why.
-  auto script = dc::GenerateIpxeScript(c, *node, "", BootFileHashes(c, *node));
+  auto script = dc::GenerateIpxeScript(
+      c, *node, *mode == dim::install::BootMode::kInstall ? "dim.install=" + std::to_string(install.request) : "",
+      BootFileHashes(c, *node));
   if (!script.ok()) {
     return IpxeText(IpxeRefusal("the registry entry of node " + node->name + " on image server " +
                                     config_.name + " is invalid: " + script.status().message(),

@@ -24,6 +24,7 @@
 #include "dim/cluster/model.h"
 #include "dim/http.h"
 #include "dim/sqlite.h"
+#include "dim/install/state.h"
 
 namespace imaged {
 
@@ -73,5 +74,9 @@ class BootApi {
 // console, offers the iPXE shell for 30 s, then ends this boot attempt (the
 // firmware moves on to its next boot device).
 std::string IpxeRefusal(const std::string& why, const std::string& what_to_do);
+
+// The iPXE script of a node installed on its local disk: boot the first BIOS
+// disk, else exit to the firmware's next boot device.
+std::string IpxeLocalDisk(const std::string& node, const dim::install::InstallRequest& install);
 
 }  // namespace imaged

@@ -678,7 +678,7 @@ void Replicator::ReportState() {
       first = false;
     }
   }
-  body += "},\"nodes\":" + service_->NodesJson() + "}";
+  body += "},\"nodes\":" + service_->NodesJson() + ",\"installs\":" + service_->InstallsJson() + "}";
   auto client = dim::ApiClient::Create(Parent(), key_, "server:" + config_.name, ClientOptions());
   if (client.ok()) (void)(*client)->Post("/v1/report", body);
 }

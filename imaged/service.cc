@@ -74,6 +74,8 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
              },
              config_.overlay_quota),
       boot_(config_, identity_, &catalogs_),
+      install_(config_, &catalogs_,
+               [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); }),
       fence_(config_.store),
       top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()),
       deltas_(config_.delta_cache_bytes),
@@ -269,6 +271,7 @@ Response Service::Route(const Request& req) {
     }
     return NodeVersion(parts[2], req);
   }
+  if (InstallApi::Handles(parts)) return install_.Handle(parts, req, who);
   if (parts.size() >= 4 && parts[1] == "nodes") return nodes_.Handle(parts, req, who);
   if (req.method == "POST" && parts.size() == 3 && parts[1] == "server" && parts[2] == "promote") {
     if (!is_server) return Response::Error(Status::PermissionDenied("only servers and dimctl promote a standby"));
@@ -907,7 +910,8 @@ std::string Service::NodesJson() {
 Response Service::StatusPage() {
   Response info = Info();
   if (info.status != 200) return info;
-  std::string out = info.body.substr(0, info.body.size() - 1) + ",\"nodes\":" + NodesJson() + ",\"children\":[";
+  std::string out = info.body.substr(0, info.body.size() - 1) + ",\"nodes\":" + NodesJson() + ",\"installs\":" + InstallsJson() +
+                    ",\"children\":[";
   std::lock_guard<std::mutex> l(mu_);
   bool first = true;
   auto now = std::chrono::steady_clock::now();

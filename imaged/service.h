@@ -21,6 +21,7 @@
 
 #include "boot_api.h"
 #include "build_cache.h"
+#include "install_api.h"
 #include "buddy.h"
 #include "standby.h"
 #include "config.h"
@@ -108,6 +109,8 @@ class Service {
   // The nodes whose mounts asked this server for their version, as a JSON
   // array: [{"node":…,"image":…,"version":V,"seen_s":S},…]. Reports carry it up.
   std::string NodesJson();
+  // The nodes marked for installation and their state here (InstallApi).
+  std::string InstallsJson() { return install_.InstallsJson(); }
 
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
@@ -165,6 +168,7 @@ class Service {
   NodeApi nodes_;
   std::unique_ptr<Buddy> buddy_;  // null without a buddy
   BootApi boot_;
+  InstallApi install_;
   Fence fence_;
   std::atomic<bool> top_;
   std::shared_mutex follow_mu_;

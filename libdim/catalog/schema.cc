@@ -217,6 +217,31 @@ CREATE TABLE cluster_bmcs(
 ALTER TABLE versions ADD COLUMN root BLOB;
 ALTER TABLE versions ADD COLUMN signature BLOB;
 )sql"},
+      // 9: installed nodes (docs/install.md). cluster_node_installs is part of
+      // the node registry: the nodes `dimctl node install` marked, with the
+      // request (the registry generation that marked them), image, version (0:
+      // the one the node follows), disk ('' : the first) and layout text.
+      // node_install_reports is this server's own: each node's last report.
+      {9, R"sql(
+CREATE TABLE cluster_node_installs(
+  node TEXT PRIMARY KEY REFERENCES cluster_nodes(name) ON DELETE CASCADE,
+  request INTEGER NOT NULL CHECK (request > 0),
+  image TEXT NOT NULL,
+  version INTEGER NOT NULL CHECK (version >= 0),
+  disk TEXT NOT NULL,
+  layout TEXT NOT NULL,
+  requested_ns INTEGER NOT NULL
+);
+CREATE TABLE node_install_reports(
+  node TEXT PRIMARY KEY,
+  request INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  step TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  reported_ns INTEGER NOT NULL
+);
+)sql"},
   };
   return kMigrations;
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 
 #include "cli.h"
 #include "common.h"
@@ -15,6 +16,9 @@
 #include "dim/cluster/registry.h"
 #include "dim/cluster/wol.h"
 #include "dim/auth.h"
+#include "dim/env.h"
+#include "dim/install/layout.h"
+#include "dim/install/state.h"
 
 namespace dimctl {
 namespace {
@@ -130,6 +134,14 @@ Status Show(Invocation& inv) {
     std::cout << "]\n";
     return Status::Ok();
   }
+  // Install requests and this server's reports of them (a second-level
+  // server's reports: dimctl status).
+  std::map<std::string, dim::install::InstallRequest> installs;
+  std::map<std::string, dim::install::ReportRow> reports;
+  if (auto store = OpenStore(inv, /*create=*/false); store.ok()) {
+    DIM_ASSIGN_OR_RETURN(installs, dc::Registry((*store)->catalog().db()).Installs());
+    DIM_ASSIGN_OR_RETURN(reports, dim::install::LoadReports((*store)->catalog().db()));
+  }
   for (size_t i = 0; i < sel.nodes.size(); ++i) {
     const dc::Node& n = *sel.nodes[i];
     if (i) std::cout << "\n";
@@ -156,6 +168,13 @@ Status Show(Invocation& inv) {
                 << c.Fqdn(itf) << "\n";
     }
     if (n.bmc) std::cout << "  bmc:         " << dc::BmcText(*n.bmc) << "\n";
+    if (auto it = installs.find(n.name); it != installs.end()) {
+      const auto& r = it->second;
+      auto rep = reports.find(n.name);
+      std::cout << "  install:     " << r.image << (r.version ? "@" + std::to_string(r.version) : "") << " onto "
+                << (r.disk.empty() ? "the first disk" : r.disk) << ", request " << r.request << ": "
+                << dim::install::DescribeState(r, rep == reports.end() ? nullptr : &rep->second) << "\n";
+    }
   }
   return Status::Ok();
 }
@@ -319,6 +338,99 @@ Status SetImage(Invocation& inv) {
   return Status::Ok();
 }
 
+// `node install RANGE [--image IMAGE[@V]] [--disk DEV] [--layout FILE]`:
+// marks nodes for installation on their local disks; `--cancel` unmarks them.
+Status Install(Invocation& inv) {
+  namespace di = dim::install;
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, /*create=*/false));
+  dc::Registry registry(store->catalog().db());
+  RegistrySelection sel;
+  DIM_RETURN_IF_ERROR(SelectRegistered(inv, registry, sel));
+  if (inv.flag("cancel")) {
+    for (const char* o : {"image", "disk", "layout"}) {
+      if (inv.get(o)) return Status::InvalidArgument(std::string("--cancel takes no --") + o);
+    }
+    DIM_ASSIGN_OR_RETURN(auto cancelled, registry.CancelInstall(sel.names, NowNs()));
+    if (inv.json()) {
+      std::cout << "[";
+      for (size_t i = 0; i < cancelled.size(); ++i) std::cout << (i ? "," : "") << JsonEscape(cancelled[i]);
+      std::cout << "]\n";
+    } else if (inv.global.verbosity >= 0) {
+      for (const auto& n : cancelled) std::cout << n << ": no longer marked for installation\n";
+      std::cout << cancelled.size() << " of " << sel.names.size() << " node" << (sel.names.size() == 1 ? "" : "s")
+                << " unmarked: they boot diskless (the network root) from their next boot.\n";
+    }
+    return Status::Ok();
+  }
+  // The layout: the file's, checked whole now, or dim's default.
+  std::string layout_source = "the default layout";
+  std::string layout_text = di::kDefaultLayout;
+  if (auto file = inv.get("layout")) {
+    layout_source = *file;
+    DIM_ASSIGN_OR_RETURN(layout_text, dim::Env::Posix()->ReadFile(*file));
+  }
+  DIM_ASSIGN_OR_RETURN(di::Layout layout, di::ParseLayout(layout_text, layout_source));
+  const std::string disk = inv.get_or("disk", "");
+  if (Status s = di::CheckDisk(disk); !s.ok()) return s.Annotate("--disk");
+  // The image: --image NAME[@V], else each node's own, following its version.
+  std::string image;
+  int64_t version = 0;
+  if (auto spec = inv.get("image")) {
+    const size_t at = spec->find('@');
+    image = spec->substr(0, at);
+    if (at != std::string::npos) {
+      const std::string v = spec->substr(at + 1);
+      if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos || v == "0") {
+        return Status::InvalidArgument("version in --image '" + *spec + "' must be a number above 0");
+      }
+      version = std::stoll(v);
+    }
+  }
+  std::vector<di::InstallRequest> requests;
+  for (const dc::Node* n : sel.nodes) {
+    di::InstallRequest r;
+    r.node = n->name;
+    r.image = image.empty() ? n->image : image;
+    r.version = version;
+    r.disk = disk;
+    r.layout = di::FormatLayout(layout);
+    auto img = store->catalog().GetImage(r.image);
+    if (!img.ok()) {
+      return Status::NotFound("node " + n->name + ": image '" + r.image + "' is not in the store at " +
+                              inv.global.root + " (dimctl image list; --image NAME chooses another)");
+    }
+    if (version > img->head) {
+      return Status::NotFound("image " + r.image + " has no version " + std::to_string(version) + " (head " +
+                              std::to_string(img->head) + ")");
+    }
+    requests.push_back(std::move(r));
+  }
+  DIM_ASSIGN_OR_RETURN(int64_t request, registry.MarkInstall(requests, NowNs()));
+  if (inv.json()) {
+    std::cout << "[";
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const auto& r = requests[i];
+      std::cout << (i ? "," : "") << "{\"name\":" << JsonEscape(r.node) << ",\"request\":" << request
+                << ",\"image\":" << JsonEscape(r.image) << ",\"version\":" << r.version
+                << ",\"disk\":" << JsonEscape(r.disk) << ",\"layout\":" << JsonEscape(r.layout) << "}";
+    }
+    std::cout << "]\n";
+  } else if (inv.global.verbosity >= 0) {
+    const std::string what = (image.empty() ? std::string("its image") : image) +
+                              (version ? "@" + std::to_string(version) : std::string(" (the version it follows)"));
+    for (const auto& r : requests) {
+      std::cout << r.node << ": install " << r.image << (version ? "@" + std::to_string(version) : "") << " onto "
+                << (disk.empty() ? "its first disk" : disk) << " (request " << request << ")\n";
+    }
+    std::cout << requests.size() << " node" << (requests.size() == 1 ? "" : "s") << " marked: at their next network "
+              << "boot they install " << what << " with " << layout_source << " (at least "
+              << (di::MinimumDiskBytes(layout) >> 20) << " MiB of disk),\n"
+              << "then boot from it. Boot them now: dimctl node power '" << inv.args[0]
+              << "' reset (or node wake). Watch: dimctl status.\n";
+  }
+  return Status::Ok();
+}
+
 const Option kClusterOption{"cluster", 'c', "FILE",
                             "read this cluster XML instead of the registry at --root"};
 
@@ -373,6 +485,26 @@ Noun NodeCommands() {
                "not changed: edit it too, or the next 'cluster apply' restores its image.\n\n"
                "Example:\n  dimctl node set-image 'r01c1n[01-04]' debian12-test",
       {kJsonOption}, 2, 2, SetImage});
+  n.verbs.push_back(Verb{
+      "install", "RANGE", "Mark nodes for installation on their local disks (or --cancel)",
+      ranges + "\n\nAt their next network boot the nodes' iPXE scripts boot the dim initrd in\n"
+               "install mode: it partitions the disk (--layout, default: bios 1MiB, esp\n"
+               "512MiB, root rest ext4), writes the image version with all its metadata,\n"
+               "the node's own files and a boot loader, and reports to its server. After\n"
+               "a reported success the node's script boots its local disk; after a failure\n"
+               "it stays in install mode, and dimctl status shows the step and the reason.\n"
+               "Marking a node again starts a new install; --cancel makes it diskless\n"
+               "again. docs/install.md has the layout format and the whole sequence.\n\n"
+               "Examples:\n  dimctl node install 'r01c1n[01-04]'\n"
+               "  dimctl node install r01c1n05 --image debian12@7 --disk /dev/nvme0n1 --layout /etc/dim/big.layout\n"
+               "  dimctl node install r01c1n05 --cancel",
+      {{"image", 0, "IMAGE[@V]", "the image (and version) to install (default: the node's image, at the "
+                                 "version it follows then)"},
+       {"disk", 0, "DEV", "the disk to install onto, e.g. /dev/sda (default: the node's first disk)"},
+       {"layout", 0, "FILE", "the disk layout (docs/install.md; default: dim's default layout)"},
+       {"cancel", 0, "", "unmark the nodes: they boot diskless again"},
+       kJsonOption},
+      1, 1, Install});
   return n;
 }
 

@@ -353,6 +353,41 @@ std::vector<SeenNode> SeenNodes(const std::string& status) {
   return out;
 }
 
+// Nodes marked for installation: {"install":NODE,"server":…,"request":R,"image":…,
+// "state":…,"step":…,"version":V,"reason":…} from this server and every child
+// (reasons carry no quote or brace). The top knows every request; the server
+// a node installs from knows how it went, so a reported state wins.
+void PrintInstalls(const std::string& status) {
+  struct Install {
+    std::string server, image, state, step, reason;
+    long long request = 0, version = 0;
+  };
+  std::map<std::string, Install> installs;
+  for (size_t p = status.find("{\"install\":\""); p != std::string::npos;
+       p = status.find("{\"install\":\"", p + 1)) {
+    const std::string chunk = status.substr(p, status.find('}', p) - p + 1);
+    Install i{dim::JsonField(chunk, "server"), dim::JsonField(chunk, "image"), dim::JsonField(chunk, "state"),
+              dim::JsonField(chunk, "step"),   dim::JsonField(chunk, "reason"),
+              std::atoll(dim::JsonField(chunk, "request").c_str()),
+              std::atoll(dim::JsonField(chunk, "version").c_str())};
+    auto [it, fresh] = installs.try_emplace(dim::JsonField(chunk, "install"), i);
+    const Install& was = it->second;
+    if (!fresh && (i.request > was.request || (i.request == was.request && was.state == "pending"))) {
+      it->second = i;
+    }
+  }
+  if (installs.empty()) return;
+  std::printf("\n%-20s %-20s %-20s %8s  %s\n", "INSTALL", "SERVER", "IMAGE", "REQUEST", "STATE");
+  for (const auto& [node, i] : installs) {
+    const std::string state = i.state == "installed" ? "installed @" + std::to_string(i.version)
+                              : i.state == "failed"  ? "failed at " + i.step + ": " + i.reason
+                              : i.state == "running" ? "installing (" + i.step + ")"
+                                                     : "pending (boots the installer at its next boot)";
+    std::printf("%-20s %-20s %-20s %8lld  %s\n", node.c_str(), i.server.c_str(), i.image.c_str(), i.request,
+                state.c_str());
+  }
+}
+
 // Nodes' mounts ask for their version at least every 20 s and servers report
 // every poll_wait (30 s by default): beyond this a node is probably down.
 constexpr long kNodeSilentS = 120;
@@ -418,6 +453,7 @@ Status StatusCmd(Invocation& inv) {
       }
     }
   }
+  PrintInstalls(status);
   if (nodes.empty()) return Status::Ok();
   std::printf("\n%-20s %-20s %-20s %8s %6s  %s\n", "NODE", "SERVER", "IMAGE", "VERSION", "LAG", "SEEN");
   for (const auto& [name, n] : nodes) {

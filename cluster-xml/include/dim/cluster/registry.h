@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "dim/cluster/load.h"
 #include "dim/cluster/model.h"
+#include "dim/install/state.h"
 #include "dim/sqlite.h"
 #include "dim/status.h"
 
@@ -92,6 +94,19 @@ class Registry {
   // servers copy it), and returns the new generations in order. NotFound
   // names a node that is not registered.
   Result<std::vector<int64_t>> Rekey(const std::vector<std::string>& nodes, int64_t now_ns);
+
+  // Marks nodes for installation on their local disks (`dimctl node
+  // install`): each request's node, image, version, disk and layout are
+  // taken as given (the caller checked them), its request number is the
+  // registry generation this call makes, which it returns. A node marked
+  // before gets the new request (installs again). One transaction that counts
+  // as an apply. NotFound names a node that is not registered.
+  Result<int64_t> MarkInstall(const std::vector<install::InstallRequest>& requests, int64_t now_ns);
+  // Unmarks nodes (`node install --cancel`): they boot diskless again. The
+  // names of those that were marked, in order.
+  Result<std::vector<std::string>> CancelInstall(const std::vector<std::string>& nodes, int64_t now_ns);
+  // Every marked node's request, by node.
+  Result<std::map<std::string, install::InstallRequest>> Installs();
 
   // The registry tables as one body, so second-level servers can serve boot
   // scripts for their nodes: "DIMREG1\n", then per table its name, columns
