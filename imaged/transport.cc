@@ -19,7 +19,8 @@ bool IsBootFileRequest(const dim::http::Request& req) {
   if (!m.ok()) return false;
   using dim::proto::RouteId;
   const RouteId id = m->route->id;
-  return id == RouteId::kBootFiles || id == RouteId::kBootFile || id == RouteId::kBootNodeScript ||
+  return id == RouteId::kBootFiles || id == RouteId::kBootFile || id == RouteId::kBootFileByHash ||
+         id == RouteId::kBootNodeScript ||
          id == RouteId::kBootMacScript;
 }
 

@@ -43,6 +43,8 @@ const std::vector<Route>& Routes() {
       {kBootFiles, "GET", "/v1/boot/files", "", "boot files", kPublic, "-", "text lines"},
       {kRegistry, "GET", "/v1/registry", "", "registry", kServerOrLeaf, "-", "DIMREG1 (dim/registry.h)"},
       {kBootFile, "GET", "/v1/boot/files/{file}", "", "boot file", kPublic, "-", "file"},
+      {kBootFileByHash, "GET", "/v1/boot/files/sha256-{hash}/{file}", "", "boot file by content", kPublic, "-",
+       "file"},
       {kBootNodeScript, "GET", "/v1/boot/nodes/{node}.ipxe", "", "node iPXE script", kPublic, "-", "iPXE script"},
       {kBootMacScript, "GET", "/v1/boot/ipxe", "", "iPXE script by MAC", kPublic, "-", "iPXE script"},
       {kBootNodeKey, "GET", "/v1/boot/nodes/{node}/key", "", "node key", kNodeKey, "-", "hex line"},
@@ -117,10 +119,10 @@ bool Fits(std::string_view pattern, std::string_view path, std::map<std::string,
   params->clear();
   for (size_t i = 0; i < want.size(); i++) {
     std::string_view w = want[i];
-    if (w.size() > 2 && w.front() == '{') {
+    if (size_t open = w.find('{'); open != std::string_view::npos) {
       size_t close = w.find('}');
-      std::string name(w.substr(1, close - 1));
-      std::string_view suffix = w.substr(close + 1);
+      std::string name(w.substr(open + 1, close - open - 1));
+      std::string_view prefix = w.substr(0, open), suffix = w.substr(close + 1);
       if (name.ends_with('*')) {  // the rest of the path, at least one component
         if (i >= have.size()) return false;
         std::string rest;
@@ -131,8 +133,8 @@ bool Fits(std::string_view pattern, std::string_view path, std::map<std::string,
       }
       if (i >= have.size()) return false;
       std::string_view h = have[i];
-      if (h.size() <= suffix.size() || !h.ends_with(suffix)) return false;
-      (*params)[name] = std::string(h.substr(0, h.size() - suffix.size()));
+      if (h.size() <= prefix.size() + suffix.size() || !h.starts_with(prefix) || !h.ends_with(suffix)) return false;
+      (*params)[name] = std::string(h.substr(prefix.size(), h.size() - prefix.size() - suffix.size()));
       continue;
     }
     if (i >= have.size() || have[i] != w) return false;

@@ -26,8 +26,8 @@ struct DocEndpoint {
 
 // "/v1/nodes/NODE.ipxe" and "/v1/nodes/{node}.ipxe" both become "/v1/nodes/{}.ipxe".
 std::string Shape(const std::string& path, bool doc) {
-  static const std::regex kDoc("^[A-Z][A-Z0-9_]*");
-  static const std::regex kPattern("^\\{[a-z_]+\\*?\\}");
+  static const std::regex kDoc("[A-Z][A-Z0-9_]*");
+  static const std::regex kPattern("\\{[a-z_]+\\*?\\}");
   std::string out;
   std::stringstream in(path);
   std::string seg;
@@ -114,6 +114,12 @@ TEST_CASE("proto: matching paths to routes") {
   REQUIRE(m.ok());
   CHECK(m->route->id == RouteId::kBootNodeScript);
   CHECK(m->param("node") == "r01n02");
+  m = MatchRoute("GET", "/v1/boot/files/sha256-abc/vmlinuz", {});
+  REQUIRE(m.ok());
+  CHECK(m->route->id == RouteId::kBootFileByHash);
+  CHECK(m->param("hash") == "abc");
+  CHECK(m->param("file") == "vmlinuz");
+  CHECK_FALSE(MatchRoute("GET", "/v1/boot/files/sha256-/vmlinuz", {}).ok());
   m = MatchRoute("GET", "/v1/boot/nodes/r01n02/key", {});
   REQUIRE(m.ok());
   CHECK(m->route->id == RouteId::kBootNodeKey);

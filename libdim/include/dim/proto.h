@@ -50,6 +50,7 @@ enum class RouteId {
   kObjectPack,
   kBootFiles,
   kBootFile,
+  kBootFileByHash,
   kBootNodeScript,
   kBootMacScript,
   kBootNodeKey,
@@ -71,7 +72,8 @@ enum class RouteId {
 // matches one decoded path component, "{name}.ipxe" one ending so, and a
 // last "{path*}" the rest of the path (with its slashes). variant: a query
 // parameter whose presence selects this route over another on the same
-// method and pattern ("base" for object deltas), "" for none.
+// method and pattern ("base" for object deltas), "" for none. A segment may
+// also hold literal text before the parameter ("sha256-{hash}").
 struct Route {
   RouteId id;
   const char* method;
