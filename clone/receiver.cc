@@ -288,7 +288,8 @@ class Receiver {
     DIM_RETURN_IF_ERROR(CheckChunk(h, f.data, received_, peer));
     last_data_ = Clock::now();
     accept_waiting_ = true;
-    q_cv_.wait(l, [&] { return queue_.size() < opts_.queue_chunks || state_ != State::kReceiving || stopping_; });
+    const size_t limit = std::max<size_t>(1, opts_.queue_bytes / plan_.chunk_size);
+    q_cv_.wait(l, [&] { return queue_.size() < limit || state_ != State::kReceiving || stopping_; });
     accept_waiting_ = false;
     if (state_ != State::kReceiving) return Status::Busy("not receiving");
     queue_.emplace_back(h, std::string(f.data));

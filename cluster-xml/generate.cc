@@ -7,6 +7,7 @@
 #include "dim/cluster/values.h"
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 
 namespace dim::cluster {
@@ -23,15 +24,20 @@ struct BootPaths {
   std::string kernel, initrd, initrd_name, args;
 };
 
-BootPaths Boot(const Cluster& c, const Node& n) {
+BootPaths Boot(const Cluster& c, const Node& n, const std::map<std::string, std::string>& sha256 = {}) {
   BootPaths b;
   const Server* s = c.FindServer(n.server);
   const Image* im = c.FindImage(n.image);
   std::string url = s ? s->boot_url : std::string();
-  std::string base = url + "/v1/boot/files/";
-  b.kernel = base + (im ? im->kernel : "vmlinuz");
+  // By content when known: the name stays the last path component, which
+  // iPXE names the image by (initrd=NAME).
+  auto file = [&](const std::string& name) {
+    auto h = sha256.find(name);
+    return url + "/v1/boot/files/" + (h == sha256.end() ? "" : "sha256-" + h->second + "/") + name;
+  };
+  b.kernel = file(im ? im->kernel : "vmlinuz");
   b.initrd_name = im ? im->initrd : "initrd.img";
-  b.initrd = base + b.initrd_name;
+  b.initrd = file(b.initrd_name);
   b.args = "dim.server=" + url + " dim.image=" + n.image + " dim.node=" + n.name;
   if (!n.kernel_args.empty()) b.args += " " + n.kernel_args;
   return b;
@@ -492,14 +498,14 @@ Result<std::string> GenerateEthers(const Cluster& c) {
   return o;
 }
 
-Result<std::string> GenerateIpxeScript(const Cluster& c, const Node& n,
-                                       const std::string& extra_args) {
+Result<std::string> GenerateIpxeScript(const Cluster& c, const Node& n, const std::string& extra_args,
+                                       const std::map<std::string, std::string>& boot_file_sha256) {
   DIM_RETURN_IF_ERROR(CheckNodeBootValues(c, n));
   if (auto bad = CheckValue(ValueKind::kDimKernelArgs, extra_args)) {
     return Status::InvalidArgument("extra kernel arguments '" + PrintableValue(extra_args) + "' " +
                                    bad->problem);
   }
-  BootPaths b = Boot(c, n);
+  BootPaths b = Boot(c, n, boot_file_sha256);
   // BOOTIF names the interface iPXE booted from, for linuxrc.
   return "#!ipxe\n" + Header(c, "#") +
          "echo dim: booting " + n.name + " with image " + n.image + "\n"

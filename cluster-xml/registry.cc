@@ -283,7 +283,25 @@ std::string FormatDiff(const RegistryDiff& diff) {
   return out;
 }
 
-Result<RegistrySnapshot> Registry::Load() {
+Result<RegistrySnapshot> Registry::Load() { return LoadSome(nullptr); }
+
+Result<RegistrySnapshot> Registry::LoadNode(const std::string& name) { return LoadSome(&name); }
+
+Result<std::string> Registry::NodeWithMac(const Mac& mac) {
+  DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare("SELECT node FROM cluster_interfaces WHERE mac = ?1"));
+  s.Bind(1, mac.ToString());
+  if (s.Step()) return s.Text(0);
+  DIM_RETURN_IF_ERROR(s.status());
+  return std::string();
+}
+
+Result<RegistrySnapshot> Registry::LoadSome(const std::string* only) {
+  // With `only`, the node tables are read for that node alone (point queries
+  // on their keys) and groups not at all: a node's values are resolved.
+  const std::string where_name = only ? " WHERE name = ?1" : "", where_node = only ? " WHERE node = ?1" : "";
+  auto bind = [only](sql::Stmt& s) {
+    if (only) s.Bind(1, *only);
+  };
   RegistrySnapshot snap;
   Cluster& c = snap.cluster;
   {
@@ -378,7 +396,7 @@ Result<RegistrySnapshot> Registry::Load() {
     }
     DIM_RETURN_IF_ERROR(s.status());
   }
-  {
+  if (!only) {
     DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare(
         "SELECT name, parent, image, server, kernel_args FROM cluster_groups ORDER BY ord"));
     while (s.Step()) {
@@ -405,7 +423,8 @@ Result<RegistrySnapshot> Registry::Load() {
   {
     DIM_ASSIGN_OR_RETURN(sql::Stmt s, db_.Prepare(
         "SELECT name, rack, chassis, slot, group_name, image, kernel_args, server, server_by_rack"
-        " FROM cluster_nodes ORDER BY ord"));
+        " FROM cluster_nodes" + where_name + " ORDER BY ord"));
+    bind(s);
     while (s.Step()) {
       Node n;
       n.name = s.Text(0);
@@ -427,7 +446,8 @@ Result<RegistrySnapshot> Registry::Load() {
       return it == by_name.end() ? nullptr : it->second;
     };
     DIM_ASSIGN_OR_RETURN(sql::Stmt k, db_.Prepare(
-        "SELECT node, path FROM cluster_node_keepout ORDER BY node, ord"));
+        "SELECT node, path FROM cluster_node_keepout" + where_node + " ORDER BY node, ord"));
+    bind(k);
     while (k.Step()) {
       Node* n = node(k.Text(0));
       if (!n) return Corrupt(db_, "keep-out of unknown node '" + k.Text(0) + "'");
@@ -435,8 +455,9 @@ Result<RegistrySnapshot> Registry::Load() {
     }
     DIM_RETURN_IF_ERROR(k.status());
     DIM_ASSIGN_OR_RETURN(sql::Stmt i, db_.Prepare(
-        "SELECT node, network, mac, ipv4, origin, hostname, ipv6 FROM cluster_interfaces"
+        "SELECT node, network, mac, ipv4, origin, hostname, ipv6 FROM cluster_interfaces" + where_node +
         " ORDER BY node, ord"));
+    bind(i);
     while (i.Step()) {
       Node* n = node(i.Text(0));
       if (!n) return Corrupt(db_, "interface of unknown node '" + i.Text(0) + "'");
@@ -458,7 +479,8 @@ Result<RegistrySnapshot> Registry::Load() {
     DIM_RETURN_IF_ERROR(i.status());
     DIM_ASSIGN_OR_RETURN(sql::Stmt b, db_.Prepare(
         "SELECT node, network, ipv4, origin, type, port, user, credentials, cipher_suite"
-        " FROM cluster_bmcs"));
+        " FROM cluster_bmcs" + where_node));
+    bind(b);
     while (b.Step()) {
       Node* n = node(b.Text(0));
       if (!n) return Corrupt(db_, "BMC of unknown node '" + b.Text(0) + "'");

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
 #include "dim/cluster/address.h"
 #include "dim/cluster/generate.h"
@@ -87,7 +88,14 @@ Response BootApi::Handle(const std::vector<std::string>& parts, const Request& r
     return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path +
                                             " (boot files and scripts are GET only)"));
   }
-  if (parts.size() == 4 && parts[2] == "files") return File(parts[3]);
+  if (parts.size() == 4 && parts[2] == "files") return File(parts[3], "");
+  if (parts.size() == 5 && parts[2] == "files" && parts[3].starts_with("sha256-")) {
+    const std::string hex = parts[3].substr(7);
+    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return Response::Error(Status::InvalidArgument("/v1/boot/files/sha256-HEX/NAME needs 64 lower-case hex digits"));
+    }
+    return File(parts[4], hex);
+  }
   if (parts.size() == 3 && parts[2] == "files") return Files();
   if (parts.size() == 5 && parts[2] == "nodes" && parts[4] == "key") return Key(parts[3], req);
   if (parts.size() == 4 && parts[2] == "nodes" && parts[3].size() > 5 &&
@@ -104,7 +112,7 @@ Response BootApi::Handle(const std::vector<std::string>& parts, const Request& r
   }
   return Response::Error(Status::NotFound(
       "no endpoint GET " + req.path +
-      " (boot: /v1/boot/files/NAME, /v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC, "
+      " (boot: /v1/boot/files/NAME, /v1/boot/files/sha256-HEX/NAME, /v1/boot/nodes/NODE.ipxe, /v1/boot/ipxe?mac=MAC, "
       "/v1/boot/nodes/NODE/key)"));
 }
 
@@ -131,6 +139,27 @@ Response BootApi::Files() {
   return r;
 }
 
+dim::Result<std::string> BootApi::FileSha256(const std::string& name, int fd, const struct stat& st) {
+  // Hashed once per contents (a file replaced gets another inode or time);
+  // a storm's first requests wait for one hash instead of each reading it.
+  const std::string key = name + "\n" + std::to_string(st.st_size) + "\n" + std::to_string(st.st_ino) + "\n" +
+                          std::to_string(int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec);
+  DIM_ASSIGN_OR_RETURN(auto hex, hashes_.Get(key, [&]() -> dim::Result<std::string> {
+    dim::Sha256 h;
+    std::string buf(1 << 20, '\0');
+    for (off_t at = 0;;) {
+      const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return dim::PosixError("read boot file " + name);
+      if (n == 0) break;
+      h.Update(buf.data(), static_cast<size_t>(n));
+      at += n;
+    }
+    return h.Finish().Hex();
+  }));
+  return *hex;
+}
+
 dim::Result<std::string> BootApi::FileSignature(const std::string& name, int fd, const struct stat& st) {
   if (config_.role != Config::Role::kTop) return std::string();  // leaves pass files on as copied
   const int64_t size = st.st_size, mtime = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
@@ -142,23 +171,15 @@ dim::Result<std::string> BootApi::FileSignature(const std::string& name, int fd,
   }
   DIM_ASSIGN_OR_RETURN(auto key, dim::identity::LoadPublishKey(config_.store));
   if (!key) return std::string();
-  dim::Sha256 h;
-  std::string buf(1 << 20, '\0');
-  for (off_t at = 0;;) {
-    const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return dim::PosixError("read boot file " + name);
-    if (n == 0) break;
-    h.Update(buf.data(), static_cast<size_t>(n));
-    at += n;
-  }
-  DIM_ASSIGN_OR_RETURN(std::string sig, dim::identity::SignCopy(*key, "boot-file", name, h.Finish()));
+  DIM_ASSIGN_OR_RETURN(std::string hex, FileSha256(name, fd, st));
+  DIM_ASSIGN_OR_RETURN(dim::Digest hash, dim::Digest::FromHex(hex));
+  DIM_ASSIGN_OR_RETURN(std::string sig, dim::identity::SignCopy(*key, "boot-file", name, hash));
   std::lock_guard<std::mutex> l(mu_);
   signatures_[name] = {size, mtime, sig};
   return sig;
 }
 
-Response BootApi::File(const std::string& name) {
+Response BootApi::File(const std::string& name, const std::string& sha256) {
   if (!ValidFileName(name)) {
     return Response::Error(Status::InvalidArgument(
         "bad boot file name '" + name + "' (letters, digits, '.', '_', '-', '+'; no '/')"));
@@ -174,6 +195,15 @@ Response BootApi::File(const std::string& name) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Response::Error(dim::PosixError("stat boot file " + name));
   if (!S_ISREG(st.st_mode)) return Response::Error(Status::NotFound("boot file '" + name + "' is not a file"));
+  if (!sha256.empty()) {
+    auto have = FileSha256(name, fd.get(), st);
+    if (!have.ok()) return Response::Error(have.status());
+    if (*have != sha256) {
+      return Response::Error(Status::NotFound("boot file '" + name + "' on server " + config_.name +
+                                              " has other contents now (SHA-256 " + *have +
+                                              "): ask for the node's iPXE script again, it names the new one"));
+    }
+  }
   auto signature = FileSignature(name, fd.get(), st);
   if (!signature.ok()) return Response::Error(signature.status());
   Response r;
@@ -181,44 +211,46 @@ Response BootApi::File(const std::string& name) {
   r.content_type = "application/octet-stream";
   r.file = std::move(fd);
   r.file_size = static_cast<uint64_t>(st.st_size);
-  // Public like objects; but a name may get new contents (a rebuilt initrd).
-  r.headers["Cache-Control"] = "public, max-age=3600";
+  // By content, the same bytes for good: HTTP caches keep it
+  // (docs/cache-tier.md). By name, it may get new contents (a rebuilt
+  // initrd): caches ask again.
+  r.headers["Cache-Control"] = sha256.empty() ? "no-cache" : "public, max-age=31536000, immutable";
   return r;
 }
 
 Response BootApi::Script(const std::string& node_name, const std::string& mac_text) {
   auto cat = catalogs_->Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
-  auto snap = dc::Registry((*cat)->db()).Load();
-  if (!snap.ok()) return Response::Error(snap.status());
-  const dc::Cluster& c = snap->cluster;
-  const dc::Node* node = nullptr;
-  if (!node_name.empty()) {
-    node = c.FindNode(node_name);
-    if (!node) {
-      return IpxeText(IpxeRefusal("no node named " + node_name + " is registered on image server " +
-                                      config_.name,
-                                  "register it: add it to the cluster description, then dimctl "
-                                  "cluster apply FILE on the server"));
-    }
-  } else {
-    auto mac = dc::Mac::Parse(mac_text);
+  dc::Registry registry((*cat)->db());
+  // Only the node's part of the registry: a boot storm of a large site must
+  // not read every node per request.
+  std::string name = node_name;
+  std::optional<dc::Mac> mac;
+  if (name.empty()) {
+    mac = dc::Mac::Parse(mac_text);
     if (!mac) {
       return Response::Error(Status::InvalidArgument("bad MAC address '" + mac_text +
                                                      "' (expected aa:bb:cc:dd:ee:ff)"));
     }
-    for (const auto& n : c.nodes) {
-      for (const auto& itf : n.interfaces) {
-        if (itf.mac == *mac) node = &n;
-      }
-      if (node) break;
-    }
-    if (!node) {
-      return IpxeText(IpxeRefusal("no node with MAC " + mac->ToString() +
-                                      " is registered on image server " + config_.name,
-                                  "add the MAC to its node in the cluster description, then dimctl "
-                                  "cluster apply FILE on the server"));
-    }
+    auto found = registry.NodeWithMac(*mac);
+    if (!found.ok()) return Response::Error(found.status());
+    name = *found;
+  }
+  dim::Result<dc::RegistrySnapshot> snap = dc::RegistrySnapshot();
+  if (!name.empty()) snap = registry.LoadNode(name);
+  if (!snap.ok()) return Response::Error(snap.status());
+  const dc::Cluster& c = snap->cluster;
+  const dc::Node* node = c.FindNode(name);
+  if (!node && mac) {
+    return IpxeText(IpxeRefusal("no node with MAC " + mac->ToString() + " is registered on image server " +
+                                    config_.name,
+                                "add the MAC to its node in the cluster description, then dimctl "
+                                "cluster apply FILE on the server"));
+  }
+  if (!node) {
+    return IpxeText(IpxeRefusal("no node named " + node_name + " is registered on image server " + config_.name,
+                                "register it: add it to the cluster description, then dimctl "
+                                "cluster apply FILE on the server"));
   }
   if (auto img = (*cat)->GetImage(node->image); !img.ok()) {
     return IpxeText(IpxeRefusal("node " + node->name + " boots image " + node->image +
@@ -237,8 +269,8 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
   // registry may be a parent's copy: a value that could add a command to the
   // script is refused, and the node is told why.
   auto script = dc::GenerateIpxeScript(
-      c, *node,
-      *mode == dim::install::BootMode::kInstall ? "dim.install=" + std::to_string(install.request) : "");
+      c, *node, *mode == dim::install::BootMode::kInstall ? "dim.install=" + std::to_string(install.request) : "",
+      BootFileHashes(c, *node));
   if (!script.ok()) {
     return IpxeText(IpxeRefusal("the registry entry of node " + node->name + " on image server " +
                                     config_.name + " is invalid: " + script.status().message(),
@@ -246,6 +278,23 @@ Response BootApi::Script(const std::string& node_name, const std::string& mac_te
                                 "on the top server"));
   }
   return IpxeText(NodeScript(config_, std::move(*script)));  // dim.server= over TLS
+}
+
+std::map<std::string, std::string> BootApi::BootFileHashes(const dim::cluster::Cluster& c,
+                                                           const dim::cluster::Node& node) {
+  // The node's kernel and initrd by content, so an HTTP cache may keep them;
+  // one this server lacks (or cannot read) is named by name, and iPXE's
+  // request for it says what is wrong.
+  const dc::Image* im = c.FindImage(node.image);
+  std::map<std::string, std::string> out;
+  for (const std::string& name : {im ? im->kernel : "vmlinuz", im ? im->initrd : "initrd.img"}) {
+    if (!ValidFileName(name)) continue;
+    dim::Fd fd(::open((config_.store + "/boot/" + name).c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st;
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (auto hex = FileSha256(name, fd.get(), st); hex.ok()) out[name] = *hex;
+  }
+  return out;
 }
 
 namespace {
@@ -265,7 +314,7 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
   auto cat = catalogs_->Acquire();
   if (!cat.ok()) return Response::Error(cat.status());
   dc::Registry registry((*cat)->db());
-  auto snap = registry.Load();
+  auto snap = registry.LoadNode(node_name);
   if (!snap.ok()) return Response::Error(snap.status());
   const dc::Node* node = snap->cluster.FindNode(node_name);
   if (!node) {

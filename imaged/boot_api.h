@@ -17,9 +17,11 @@
 #include <tuple>
 #include <vector>
 
+#include "build_cache.h"
 #include "config.h"
 #include "identity.h"
 #include "dim/auth.h"
+#include "dim/cluster/model.h"
 #include "dim/http.h"
 #include "dim/sqlite.h"
 #include "dim/install/state.h"
@@ -35,13 +37,16 @@ class BootApi {
 
   // parts: the request path split at '/', starting with "v1", "boot".
   //   GET /v1/boot/files/NAME           a kernel or initrd (sendfile)
+  //   GET /v1/boot/files/sha256-HEX/NAME  the same, only while it has that
+  //                                     content (what scripts name: cacheable)
   //   GET /v1/boot/nodes/NODE.ipxe      the node's iPXE script
   //   GET /v1/boot/ipxe?mac=MAC         the script of the node with that MAC
   //   GET /v1/boot/nodes/NODE/key       the node's key (64 hex digits), see above
   dim::http::Response Handle(const std::vector<std::string>& parts, const dim::http::Request& req);
 
  private:
-  dim::http::Response File(const std::string& name);
+  // sha256 empty: by name; else only while the file has that content.
+  dim::http::Response File(const std::string& name, const std::string& sha256);
   dim::http::Response Files();
   // node empty: find it by mac. Unknown nodes get a script that says so.
   dim::http::Response Script(const std::string& node, const std::string& mac);
@@ -49,6 +54,10 @@ class BootApi {
   dim::Status Enrol(dim::sql::Db& db, const std::string& node, int64_t generation,
                     const dim::http::Request& req);
 
+  // A boot file's SHA-256 (hex), computed once per contents.
+  dim::Result<std::string> FileSha256(const std::string& name, int fd, const struct stat& st);
+  // Name -> SHA-256 of the node's kernel and initrd that this server has.
+  std::map<std::string, std::string> BootFileHashes(const dim::cluster::Cluster& c, const dim::cluster::Node& node);
   // The top's signature of a boot file (X-Dim-Signature), computed once per
   // name, size and time; "" without a publish key.
   dim::Result<std::string> FileSignature(const std::string& name, int fd, const struct stat& st);
@@ -56,6 +65,7 @@ class BootApi {
   const Config& config_;
   const Identity& identity_;
   CatalogPool* catalogs_;
+  BuildCache hashes_{1 << 20};  // boot file contents -> SHA-256
   std::mutex mu_;
   std::map<std::string, std::tuple<int64_t, int64_t, std::string>> signatures_;  // name -> size, mtime, sig; GUARDED_BY(mu_)
 };

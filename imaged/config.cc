@@ -238,6 +238,10 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     } else if (key == "overlay_quota_entries") {
       if (!ParseInt(value, 0, int64_t{1} << 40, &n)) err("overlay_quota_entries must be a number, 0 for unlimited");
       else c.overlay_quota.entries = static_cast<uint64_t>(n);
+    } else if (key == "delta_cache") {
+      if (!ParseSize(value, &c.delta_cache_bytes)) {
+        err("delta_cache must be a size like 64M (the default), 1G or 0 (build every delta anew)");
+      }
     } else if (key == "fetch_threads") {
       if (!ParseInt(value, 1, 64, &n)) err("fetch_threads must be 1 to 64");
       else c.fetch_threads = static_cast<int>(n);
@@ -278,7 +282,7 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
           "' (known: role, name, listen, store, secret, credentials, addresses, legacy_auth, parent, advertise, images, retention, "
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
           "idle_timeout, header_timeout, event_threads, workers, max_queued, overlay_quota_bytes, "
-          "overlay_quota_entries, tls_cert, tls_key, tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves, "
+          "overlay_quota_entries, delta_cache, tls_cert, tls_key, tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves, "
           "buddy, buddy_interval, buddy_wait, standby, parent_standby)");
     }
   }

@@ -91,6 +91,9 @@ struct Config {
   // leaf: its parent's standby; the leaf follows whichever of the two is the
   // top of the highest epoch.
   std::string parent_standby;
+  // Memory for catalogue deltas built once and served to every node that
+  // asks for the same one (0: build each request's anew).
+  uint64_t delta_cache_bytes = uint64_t{64} << 20;
   // Per-node limits of its overlay on this server (0: unlimited).
   dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };

@@ -608,6 +608,9 @@ void Replicator::FollowImage(const std::string& image) {
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
         st = r.status();
         if (r.ok()) {
+          // Deltas built from the damaged rows before they were healed must
+          // not be served on: the rows are new, the version numbers not.
+          if (heal) service_->ForgetDeltas();
           heal = false;
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

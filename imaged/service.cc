@@ -78,6 +78,7 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
                [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); }),
       fence_(config_.store),
       top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()),
+      deltas_(config_.delta_cache_bytes),
       polls_([this](const std::string& image) { return PollState(image); }) {
   if (!config_.buddy.empty()) {
     // The buddy checks this server's signature as it checks its parent's:
@@ -158,6 +159,11 @@ dim::Result<std::string> DeltaBlob(const dim::ObjectStore& objects, const dim::D
   }
   return std::move(d.body);
 }
+
+// What HTTP caches in front (docs/cache-tier.md) may keep for a year: content
+// named by what it is. Every other answer goes out as no-store
+// (dim::http::Server's default).
+constexpr char kImmutable[] = "public, max-age=31536000, immutable";
 
 // A batch body: up to 65536 raw 32-byte object ids.
 constexpr size_t kMaxBatchIds = 65536;
@@ -509,19 +515,48 @@ Response Service::Delta(const std::string& image, const Request& req) {
   if (!cat.ok()) return Response::Error(cat.status());
   auto img = (*cat)->GetImage(image);
   if (!img.ok()) return Response::Error(img.status());
-  auto delta = dim::ExportDelta(**cat, *img, from, to);
-  if (!delta.ok()) return Response::Error(delta.status());
   // form=2: the version's root hash and signature travel with it. Clients
   // before root hashes ask without and read form 1.
-  auto form = req.query.find("form");
-  std::string raw = delta->Serialize(form != req.query.end() && form->second == "2" ? 2 : 1);
+  auto form_arg = req.query.find("form");
+  const int form = form_arg != req.query.end() && form_arg->second == "2" ? 2 : 1;
+  auto build = [&]() -> dim::Result<std::string> {
+    DIM_ASSIGN_OR_RETURN(auto delta, dim::ExportDelta(**cat, *img, from, to));
+    std::string raw = delta.Serialize(form);
+    std::string z(ZSTD_compressBound(raw.size()), '\0');
+    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), 3);
+    if (ZSTD_isError(n)) return Status::IOError("compress the delta of " + image);
+    z.resize(n);
+    return z;
+  };
+  auto key = DeltaKey(**cat, *img, from, to, form);
+  if (!key.ok()) return Response::Error(key.status());
+  auto body = deltas_.Get(*key, build);
+  if (!body.ok()) return Response::Error(body.status());
   Response r;
   r.content_type = "application/x-dim-delta+zstd";
-  r.body.resize(ZSTD_compressBound(raw.size()));
-  size_t n = ZSTD_compress(r.body.data(), r.body.size(), raw.data(), raw.size(), 3);
-  if (ZSTD_isError(n)) return Response::Error(Status::IOError("compress delta"));
-  r.body.resize(n);
+  r.body = **body;
+  // Named by its versions: the same bytes for every node and forever
+  // (docs/cache-tier.md).
+  r.headers["Cache-Control"] = kImmutable;
   return r;
+}
+
+dim::Result<std::string> Service::DeltaKey(dim::Catalog& cat, const dim::ImageInfo& img, int64_t from, int64_t to,
+                                           int form) {
+  std::string key = img.name + "\n" + std::to_string(from) + "\n" + std::to_string(to) + "\n" + std::to_string(form);
+  // Outside 0 <= from < to <= head there is no delta: the build fails and
+  // says why (failures are not kept).
+  if (from < 0 || to <= from || to > img.head) return key;
+  // Numbers alone could name versions of an image removed and made again
+  // (their commit times differ), and form 2 carries the version's signature,
+  // which a version published before its store had a key gets later.
+  DIM_ASSIGN_OR_RETURN(auto to_info, cat.GetVersion(img, to));
+  int64_t from_time = 0;
+  if (from > 0) {
+    DIM_ASSIGN_OR_RETURN(auto from_info, cat.GetVersion(img, from));
+    from_time = from_info.time_ns;
+  }
+  return key + "\n" + std::to_string(from_time) + "\n" + std::to_string(to_info.time_ns) + "\n" + to_info.signature;
 }
 
 Response Service::Snapshot(const std::string& image, const Request& req, const std::string& who) {
@@ -559,6 +594,8 @@ Response Service::Snapshot(const std::string& image, const Request& req, const s
   Response r;
   r.content_type = "application/x-dim-catalog+zstd";
   r.body = **body;
+  // By version, the same for everyone; by node, that node's alone.
+  if (!by_node) r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 
@@ -624,7 +661,7 @@ Response Service::ObjectDelta(const std::string& hex, const std::string& base_li
   Response r;
   r.content_type = "application/x-dim-delta-object";
   r.body = std::move(*patch);
-  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
+  r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 
@@ -705,7 +742,7 @@ Response Service::Object(const std::string& hex) {
   r.content_type = "application/octet-stream";
   r.file = std::move(fd);
   r.file_size = static_cast<uint64_t>(st.st_size);
-  r.headers["Cache-Control"] = "public, max-age=31536000, immutable";
+  r.headers["Cache-Control"] = kImmutable;
   return r;
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "boot_api.h"
+#include "build_cache.h"
 #include "install_api.h"
 #include "buddy.h"
 #include "standby.h"
@@ -84,6 +85,11 @@ class Service {
   std::shared_lock<std::shared_mutex> FollowLock() { return std::shared_lock<std::shared_mutex>(follow_mu_); }
   // How many snapshots were built (not served from memory): for tests.
   uint64_t snapshots_built() const { return snapshots_built_.load(); }
+  // Catalogue deltas built and served from memory (imaged.conf delta_cache).
+  BuildCache::Stats delta_stats() const { return deltas_.stats(); }
+  // Drops every built delta: the rows they came from were replaced in place
+  // (a leaf healing a damaged version from its parent).
+  void ForgetDeltas() { deltas_.Clear(); }
 
   // Decides from a request's headers, before its body is read, whether it
   // goes on (dim::http::Admit): everything but plain object GETs and boot
@@ -114,6 +120,8 @@ class Service {
   dim::http::Response Info();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
+  // What names the delta from `from` to `to` in deltas_.
+  dim::Result<std::string> DeltaKey(dim::Catalog& cat, const dim::ImageInfo& img, int64_t from, int64_t to, int form);
   dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req, const std::string& who);
   // The zstd-compressed snapshot of `version`, from memory or built now.
   dim::Result<std::shared_ptr<const std::string>> CachedSnapshot(const std::string& image, int64_t version);
@@ -189,6 +197,9 @@ class Service {
   std::map<SnapshotKey, std::shared_ptr<const std::string>> snapshots_;  // GUARDED_BY(snapshot_mu_)
   std::vector<SnapshotKey> snapshot_order_;                              // oldest first, GUARDED_BY(snapshot_mu_)
   std::thread snapshot_builder_;
+  // Catalogue deltas between two versions: after a push every node asks for
+  // the same one.
+  BuildCache deltas_;
   std::atomic<uint64_t> snapshots_built_{0};
   LongPolls polls_;  // last: stopped (its waiters answered) before the rest goes
 };

@@ -169,13 +169,14 @@ Status AddBusybox(Context& c) {
   return Status::Ok();
 }
 
-// rootfs-fuse as /sbin/rootfs-fuse, with its loader and libraries (as ld.so finds them).
-Status AddRootfsFuse(Context& c) {
-  const std::string& exe = c.opt.rootfs_fuse;
-  if (exe.empty()) return Status::InvalidArgument("no rootfs-fuse given: pass --rootfs-fuse PATH");
+// A program of dim's at DEST, with its loader and libraries (as ld.so finds
+// them) and without its debugging information.
+Status AddProgram(Context& c, const std::string& exe, const std::string& dest, const std::string& name,
+                  const std::string& target) {
+  const std::string hint = ": build it (make -C build " + target + ") or give --" + name + " PATH";
+  if (exe.empty()) return Status::InvalidArgument("no " + name + " given" + hint);
   if (::access(exe.c_str(), X_OK) != 0) {
-    return Status::NotFound("rootfs-fuse not found (or not executable) at " + exe +
-                            ": build it (make -C build rootfs-fuse) or give --rootfs-fuse PATH");
+    return Status::NotFound(name + " not found (or not executable) at " + exe + hint);
   }
   DIM_ASSIGN_OR_RETURN(auto bytes, c.env.ReadFile(exe));
   DIM_ASSIGN_OR_RETURN(auto elf, ParseElf(bytes, exe));
@@ -184,7 +185,7 @@ Status AddRootfsFuse(Context& c) {
   }
   LibraryResolver resolver(SystemLibraryDirs(c.opt.ld_so_conf));
   DIM_RETURN_IF_ERROR(resolver.Resolve(exe, c.libs));
-  return c.cpio.AddFile("/sbin/rootfs-fuse", std::move(bytes), 0755);
+  return c.cpio.AddFile(dest, std::move(bytes), 0755);
 }
 
 Status AddLibraries(Context& c) {
@@ -303,7 +304,10 @@ Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options) {
   DIM_RETURN_IF_ERROR(AddSkeleton(c));            // mount points, /dev/console, /init
   DIM_RETURN_IF_ERROR(AddModules(c));             // kernel modules and their index
   DIM_RETURN_IF_ERROR(AddBusybox(c));             // busybox and applet links
-  DIM_RETURN_IF_ERROR(AddRootfsFuse(c));          // rootfs-fuse
+  DIM_RETURN_IF_ERROR(AddProgram(c, c.opt.rootfs_fuse, "/sbin/rootfs-fuse", "rootfs-fuse", "rootfs-fuse"));
+  if (!c.opt.dim_receive.empty()) {  // install mode's receiver
+    DIM_RETURN_IF_ERROR(AddProgram(c, c.opt.dim_receive, "/sbin/dim-receive", "dim-receive", "dim-receive"));
+  }
   DIM_RETURN_IF_ERROR(AddLibraries(c));           // the loader and shared libraries
   if (!options.publish_key.empty()) {             // the top server's public key
     DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/publish.pub", options.publish_key + "\n", 0644));

@@ -200,6 +200,10 @@ MhdResponsePtr BuildResponse(Response& resp, unsigned* status) {
   if (!problem.empty()) {
     resp = Response::Error(Status::Corruption("internal error: " + problem));
   }
+  // What an HTTP cache in front may keep is the handler's to say, and only
+  // of a whole answer; the rest (errors, answers per client or that change)
+  // is kept nowhere.
+  if (resp.status != 200 || !resp.headers.count("Cache-Control")) resp.headers["Cache-Control"] = "no-store";
 
   MhdResponsePtr r;
   if (resp.file.valid()) {

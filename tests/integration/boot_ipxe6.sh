@@ -62,6 +62,9 @@ head -c 300000 /dev/urandom > "$TEST_TMP/vmlinuz-v6"
 head -c 200000 /dev/urandom > "$TEST_TMP/initrd-v6.img"
 "$DIMCTL" boot add "$TEST_TMP/vmlinuz-v6" vmlinuz-v6 > /dev/null
 "$DIMCTL" boot add "$TEST_TMP/initrd-v6.img" initrd-v6.img > /dev/null
+# The script names them by content (docs/cache-tier.md).
+kernel_url=http://[fd00:20::1]:7480/v1/boot/files/sha256-$(sha256sum < "$TEST_TMP/vmlinuz-v6" | cut -c1-64)/vmlinuz-v6
+initrd_url=http://[fd00:20::1]:7480/v1/boot/files/sha256-$(sha256sum < "$TEST_TMP/initrd-v6.img" | cut -c1-64)/initrd-v6.img
 "$DIMCTL" cluster gen "$TEST_TMP/cluster.xml" --format=dnsmasq -o "$TEST_TMP/dnsmasq.conf"
 url='http://[fd00:20::1]:7480/v1/boot/nodes/n01.ipxe'
 assert_file_contains "$TEST_TMP/dnsmasq.conf" "dhcp-host=$mac,set:node-n01,10.20.0.100,[fd00:20::64],n01"
@@ -73,7 +76,7 @@ printf 'role = top\nname = host\nlisten = [fd00:20::1]:7480\nstore = %s\nsecret 
   "$DIM_ROOT" "$DIM_SECRET" > "$TEST_TMP/imaged.conf"
 imaged_start imaged ip netns exec "$ns"
 netns curl -fsS -g "$url" > "$TEST_TMP/script.ipxe" || die "imaged does not serve the script over IPv6"
-assert_file_contains "$TEST_TMP/script.ipxe" "kernel http://[fd00:20::1]:7480/v1/boot/files/vmlinuz-v6 "
+assert_file_contains "$TEST_TMP/script.ipxe" "kernel $kernel_url "
 
 log "qemu starts iPXE: RA -> DHCPv6 -> script, kernel and initrd over HTTP/IPv6"
 qemu_log=$TEST_TMP/ipxe6.console
@@ -86,9 +89,10 @@ qemu_pid=$!
 stop_qemu() { kill "$qemu_pid" 2> /dev/null || true; wait "$qemu_pid" 2> /dev/null || true; }
 on_cleanup stop_qemu
 # iPXE prints each fetch as "URL... ok" (a slow one with progress between).
-fetched() { tr -d '\r' < "$qemu_log" | tr '\n' ' ' | grep -Eq "${1//[/\\[}[^ ]*\\.\\.\\.[^o]*ok"; }
+# Long URLs (boot files by content) wrap at 80 columns: lines are joined.
+fetched() { tr -d '\r\n' < "$qemu_log" | grep -Eq "${1//[/\\[}[^ ]*\\.\\.\\.[^o]*ok"; }
 for _ in $(seq 1200); do
-  fetched 'http://[fd00:20::1]:7480/v1/boot/files/initrd-v6.img' && break
+  fetched "$initrd_url" && break
   kill -0 "$qemu_pid" 2> /dev/null || break
   sleep 0.1
 done
@@ -98,8 +102,8 @@ for want in "net0: fd00:20::64/64" "Filename: $url" "dim: booting n01 with image
   [[ $console == *"$want"* ]] || die "iPXE console lacks '$want': $(tail -c 2000 "$qemu_log"); dnsmasq: $(tail -20 "$TEST_TMP/dnsmasq.log")"
 done
 fetched "$url" || die "iPXE did not fetch its script over IPv6: $(tail -c 2000 "$qemu_log")"
-fetched 'http://[fd00:20::1]:7480/v1/boot/files/vmlinuz-v6' || die "iPXE did not fetch the kernel: $(tail -c 2000 "$qemu_log")"
-fetched 'http://[fd00:20::1]:7480/v1/boot/files/initrd-v6.img' || die "iPXE did not fetch the initrd: $(tail -c 2000 "$qemu_log")"
+fetched "$kernel_url" || die "iPXE did not fetch the kernel: $(tail -c 2000 "$qemu_log")"
+fetched "$initrd_url" || die "iPXE did not fetch the initrd: $(tail -c 2000 "$qemu_log")"
 grep -q "DHCPREPLY(br0) fd00:20::64 .* n01" "$TEST_TMP/dnsmasq.log" || die "no DHCPv6 reply for n01: $(tail -20 "$TEST_TMP/dnsmasq.log")"
 grep -qF "option: 59 bootfile-url  $url" "$TEST_TMP/dnsmasq.log" || die "option 59 not sent"
 ! grep -q "DHCPACK" "$TEST_TMP/dnsmasq.log" || die "an IPv4 lease was handed out; the test is meant to be IPv6 only"

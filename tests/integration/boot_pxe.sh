@@ -164,9 +164,15 @@ grep -q "option: 67 bootfile-name  $url/v1/boot/nodes/$BOOT_NODE.ipxe" "$TEST_TM
 # iPXE's own console lines: what it fetched, and the script's echo.
 # A slow download shows its progress (percentages and backspaces) between
 # the "..." and the "ok", so those may stand between them on the line.
-for u in "nodes/$BOOT_NODE.ipxe" files/vmlinuz-cloud files/initrd-dim.img; do
-  grep -aqE -- "${url//./\\.}/v1/boot/${u//./\\.}\.\.\..*ok" "$TEST_TMP/pxe.console" ||
-    die "boot pxe: iPXE did not show fetching $url/v1/boot/$u; its lines: $(grep -a "$u" "$TEST_TMP/pxe.console" | cat -A | head -5)"
+# Kernel and initrd come by content (the script names sha256-HEX/NAME); iPXE
+# wraps those long URLs at 80 columns, so lines are joined first (and the
+# "ok" must come before the next URL).
+ksum=$(sha256sum < "$DIM_ROOT/boot/vmlinuz-cloud" | cut -c1-64)
+isum=$(sha256sum < "$DIM_ROOT/boot/initrd-dim.img" | cut -c1-64)
+tr -d '\r\n' < "$TEST_TMP/pxe.console" > "$TEST_TMP/pxe.joined"
+for u in "nodes/$BOOT_NODE.ipxe" "files/sha256-$ksum/vmlinuz-cloud" "files/sha256-$isum/initrd-dim.img"; do
+  grep -aqE -- "${url//./\\.}/v1/boot/${u//./\\.}\.\.\.[^h]*ok" "$TEST_TMP/pxe.joined" ||
+    die "boot pxe: iPXE did not show fetching $url/v1/boot/$u; its lines: $(grep -a "${u##*/}" "$TEST_TMP/pxe.console" | cat -A | head -5)"
 done
 console_has pxe "dim: booting $BOOT_NODE with image tiny"
 check_boot pxe tiny

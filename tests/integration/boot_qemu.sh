@@ -51,11 +51,15 @@ sed 's/^/    /' "$TEST_TMP/node.ipxe" >&2
 key=$("$DIMCTL" node key "$node")
 [[ $key =~ ^[0-9a-f]{64}$ ]] || die "dimctl node key printed '$key'"
 assert_file_contains "$TEST_TMP/node.ipxe" "#!ipxe"
-assert_file_contains "$TEST_TMP/node.ipxe" "kernel http://10.0.2.2:$port/v1/boot/files/vmlinuz-cloud initrd=initrd-dim.img dim.server=http://10.0.2.2:$port dim.image=tiny dim.node=$node "
+# Kernel and initrd by content (cacheable, docs/cache-tier.md); the name
+# stays last, which iPXE names the image by (initrd=initrd-dim.img).
+ksum=$(curl -fsS "$url/v1/boot/files/vmlinuz-cloud" | sha256sum | cut -c1-64)
+isum=$(sha256sum < "$TEST_TMP/initrd.img" | cut -c1-64)
+assert_file_contains "$TEST_TMP/node.ipxe" "kernel http://10.0.2.2:$port/v1/boot/files/sha256-$ksum/vmlinuz-cloud initrd=initrd-dim.img dim.server=http://10.0.2.2:$port dim.image=tiny dim.node=$node "
 grep -q 'dim.key' "$TEST_TMP/node.ipxe" && die "the iPXE script carries dim.key="
 grep -qF "$key" "$TEST_TMP/node.ipxe" && die "the iPXE script carries the node's key"
 [[ $(curl -fsS "$url/v1/boot/nodes/$node/key") == "$key" ]] || die "the key endpoint does not give dimctl node key's key"
-assert_file_contains "$TEST_TMP/node.ipxe" "initrd http://10.0.2.2:$port/v1/boot/files/initrd-dim.img"
+assert_file_contains "$TEST_TMP/node.ipxe" "initrd http://10.0.2.2:$port/v1/boot/files/sha256-$isum/initrd-dim.img"
 curl -fsS "$url/v1/boot/ipxe?mac=52:54:00:00:00:01" > "$TEST_TMP/unknown.ipxe" || die "GET unknown MAC failed"
 assert_file_contains "$TEST_TMP/unknown.ipxe" "echo dim: cannot boot this machine: no node with MAC 52:54:00:00:00:01 is registered on image server host"
 assert_file_contains "$TEST_TMP/unknown.ipxe" "exit 1"

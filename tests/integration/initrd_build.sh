@@ -133,6 +133,22 @@ expect_fail build --busybox "$TEST_TMP/no-busybox" -o "$TEST_TMP/e.img"
 expect_stderr_contains "apt-get install busybox-static"
 expect_fail "$DIMCTL" initrd build --kernel "$kdir" --rootfs-fuse "$TEST_TMP/no-fuse" -o "$TEST_TMP/e.img"
 expect_stderr_contains "rootfs-fuse not found (or not executable) at $TEST_TMP/no-fuse"
+log "install mode: --with-dim-receive adds the clone receiver, which runs from the initrd's tree"
+grep -qx 'sbin/dim-receive' "$TEST_TMP/list" && die "dim-receive is in an initrd that did not ask for it"
+receive_bin=$DIM_BUILD_DIR/clone/dim-receive
+if [[ -x $receive_bin ]]; then
+  build --dim-receive "$receive_bin" -o "$TEST_TMP/r.img" --json > "$TEST_TMP/r.json"
+  grep -q "\"dim_receive\":\"$receive_bin\"" "$TEST_TMP/r.json" || die "report lacks dim-receive: $(cat "$TEST_TMP/r.json")"
+  mkdir "$TEST_TMP/r"
+  (cd "$TEST_TMP/r" && zstd -dc < "$TEST_TMP/r.img" | cpio -idm --quiet --no-absolute-filenames)
+  [[ -x $TEST_TMP/r/sbin/dim-receive ]] || die "--dim-receive: /sbin/dim-receive missing"
+  # Only with the initrd's own loader and libraries, as linuxrc would run it.
+  chroot "$TEST_TMP/r" /sbin/dim-receive --help > "$TEST_TMP/r.help" 2>&1 ||
+    die "dim-receive does not run inside the initrd: $(cat "$TEST_TMP/r.help")"
+  grep -q -- '--listen' "$TEST_TMP/r.help" || die "dim-receive --help in the initrd: $(cat "$TEST_TMP/r.help")"
+fi
+expect_fail build --dim-receive "$TEST_TMP/no-receive" -o "$TEST_TMP/e.img"
+expect_stderr_contains "dim-receive not found (or not executable) at $TEST_TMP/no-receive"
 expect_fail build --compress xz -o "$TEST_TMP/e.img"
 expect_stderr_contains "unknown compression 'xz': use zstd, gzip or none"
 expect_fail build

@@ -26,15 +26,6 @@ flips() {
   n=$(grep -c "^$1 $2 " "$TEST_TMP/flips.log" 2> /dev/null) || true
   echo "${n:-0}"
 }
-mount_via() {  # mount_via NODE MOUNTPOINT CACHE URL
-  mkdir -p "$2"
-  RF_MOUNTS+=("$2")
-  # In the foreground (in the background of this script), so its log stays.
-  "$ROOTFS_FUSE" -f --secret "$SECRET" --cache "$3" "$4" "$IMAGE" "$1" "$2" 2>> "$TEST_TMP/fuse-$1.log" &
-  disown  # rf_cleanup ends it
-  for _ in $(seq 600); do mountpoint -q "$2" && return 0; sleep 0.05; done
-  die "rootfs-fuse $1 did not mount: $(tail -5 "$TEST_TMP/fuse-$1.log")"
-}
 
 log "a small image, a top server and the proxy in front of it"
 m=$TEST_TMP/master
@@ -57,7 +48,7 @@ for _ in $(seq 100); do curl -s -o /dev/null "$PROXY_URL/v1/boot/files" && break
 
 log "a node mounts version 1 through the proxy"
 mntA=$TEST_TMP/mntA
-mount_via r01c1n01 "$mntA" "$TEST_TMP/cacheA" "$PROXY_URL"
+rf_mount_via r01c1n01 "$mntA" "$TEST_TMP/cacheA" "$PROXY_URL"
 v1=$(view "$mntA")
 assert_eq "$(cat "$mntA/etc/issue")" "dim v1" "the node's version 1"
 
@@ -87,7 +78,7 @@ log "the proxy lets deltas through: the node reaches version 2, intact"
 : > "$ctl"
 rf_wait_content "$mntA/etc/issue" "dim v2" "the node's version 2 after the retry"
 mntR=$TEST_TMP/mntR
-mount_via r01c1n01 "$mntR" "$TEST_TMP/cacheR" "$TOP_URL"
+rf_mount_via r01c1n01 "$mntR" "$TEST_TMP/cacheR" "$TOP_URL"
 v2=$(view "$mntR")
 rf_umount "$mntR"
 view "$mntA" > "$TEST_TMP/viewA"
@@ -97,7 +88,7 @@ diff "$TEST_TMP/viewA" "$TEST_TMP/viewR" >&2 || die "the node's version 2 differ
 log "a damaged cached catalogue: the node fetches it again when it mounts"
 rf_umount "$mntA"
 sqlite3 "$TEST_TMP/cacheA/catalog.db" "UPDATE entries SET mode = 511 WHERE path = CAST('/etc/issue' AS BLOB)"
-mount_via r01c1n01 "$mntA" "$TEST_TMP/cacheA" "$PROXY_URL"
+rf_mount_via r01c1n01 "$mntA" "$TEST_TMP/cacheA" "$PROXY_URL"
 grep -q "local catalogue .*hashes to .*fetching it again" "$TEST_TMP/fuse-r01c1n01.log" ||
   die "the node did not notice its damaged catalogue: $(tail -5 "$TEST_TMP/fuse-r01c1n01.log")"
 assert_eq "$(view "$mntA")" "$v2" "the node's view after repairing its catalogue"
@@ -105,13 +96,13 @@ rf_umount "$mntA"
 
 log "snapshots to nodes starting with an empty cache get one byte flipped"
 mntB=$TEST_TMP/mntB
-mount_via r01c1n02 "$mntB" "$TEST_TMP/cacheB0" "$TOP_URL"
+rf_mount_via r01c1n02 "$mntB" "$TEST_TMP/cacheB0" "$TOP_URL"
 ref=$(view "$mntB")
 rf_umount "$mntB"
 for trial in 1 2 3 4; do
   mode=$( ((trial % 2)) && echo payload || echo raw)
   echo "snapshot $mode 1" > "$ctl"
-  mount_via r01c1n02 "$mntB" "$TEST_TMP/cacheB$trial" "$PROXY_URL"
+  rf_mount_via r01c1n02 "$mntB" "$TEST_TMP/cacheB$trial" "$PROXY_URL"
   assert_eq "$(cat "$ctl")" "snapshot $mode 0" "the proxy flipped the snapshot of trial $trial"
   assert_eq "$(view "$mntB")" "$ref" "the view of a node whose snapshot was damaged (trial $trial, $mode)"
   rf_umount "$mntB"

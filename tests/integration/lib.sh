@@ -58,6 +58,13 @@ _remove_test_tmp() {
   if [[ ${DIM_TEST_KEEP:-0} == 1 ]]; then
     log "keeping $TEST_TMP"
   else
+    # A daemon killed in cleanup may still be dropping its own mounts below
+    # (rootfs-fuse's upper tmpfs): wait a little for them, never delete through.
+    local _
+    for _ in $(seq 50); do
+      grep -qF " $TEST_TMP/" /proc/self/mountinfo || break
+      sleep 0.1
+    done
     rm -rf --one-file-system -- "$TEST_TMP"
   fi
 }

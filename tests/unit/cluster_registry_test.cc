@@ -182,6 +182,40 @@ TEST_CASE("registry: an applied cluster reads back identical, and re-applying ch
   CHECK(f.Apply(xml).empty());
 }
 
+TEST_CASE("registry: one node's part reads as the whole registry has it, with the same boot script") {
+  Fixture f;
+  std::string xml = SmallXml(NodeXml(1, 1, " group=\"g\"") + NodeXml(1, 2, "", " ip=\"10.0.0.50\"") +
+                                 NodeXml(2, 1, " kernel-args=\"debug\""),
+                             R"(<group name="g" image="other" kernel-args="quiet"><keepout path="/scratch"/></group>)");
+  f.Apply(xml);
+  RegistrySnapshot all = f.Load();
+  auto just = [](const Node& n) {
+    Cluster c;
+    c.name = "site";  // an unnamed site would diff as added
+    c.nodes = {n};
+    return c;
+  };
+  for (const auto& want : all.cluster.nodes) {
+    auto one = f.registry().LoadNode(want.name);
+    REQUIRE_MESSAGE(one.ok(), one.status().ToString());
+    CHECK(one->generation == all.generation);
+    REQUIRE(one->cluster.nodes.size() == 1);
+    const Node& got = one->cluster.nodes[0];
+    // The node's fields, as the diff compares them, and its boot script.
+    CHECK(FormatDiff(DiffClusters(just(want), just(got))) == "");
+    CHECK(got.keepout == want.keepout);
+    CHECK(GenerateIpxeScript(one->cluster, got).value() == GenerateIpxeScript(all.cluster, want).value());
+    CHECK(one->cluster.groups.empty());  // resolved into the node already
+    auto by_mac = f.registry().NodeWithMac(want.boot().mac);
+    REQUIRE(by_mac.ok());
+    CHECK(*by_mac == want.name);
+  }
+  auto none = f.registry().LoadNode("r09c9n09");
+  REQUIRE(none.ok());
+  CHECK(none->cluster.nodes.empty());
+  CHECK(*f.registry().NodeWithMac(*Mac::Parse("02:00:00:00:00:01")) == "");
+}
+
 TEST_CASE("registry: the diff names added, removed and changed nodes with each changed field") {
   Fixture f;
   f.Apply(SmallXml(NodeXml(1, 1) + NodeXml(1, 2) + NodeXml(1, 3)));

@@ -12,6 +12,8 @@
 #include "cluster_test_util.h"
 #include "config.h"
 #include "dim/api_client.h"
+#include "dim/env.h"
+#include "dim/hash.h"
 #include "dim/catalog.h"
 #include "dim/cluster/registry.h"
 #include "dim/store.h"
@@ -280,4 +282,49 @@ TEST_CASE("boot keys: imaged.conf boot_keys values, and a clear error for others
   CHECK(bad.status().message().find("imaged.conf") != std::string::npos);
   CHECK(bad.status().message().find("'enrol'") != std::string::npos);
   CHECK(bad.status().message().find("not 'enroll'") != std::string::npos);
+}
+
+TEST_CASE("boot files: scripts name them by content, for good; by name they may change") {
+  BootServer s(imaged::Config::BootKeys::kAny);
+  REQUIRE(dim::Env::Posix()->MkdirAll(s.config.store + "/boot", 0755).ok());
+  auto put = [&](const std::string& name, const std::string& data) {
+    REQUIRE(dim::WriteFileAtomic(dim::Env::Posix(), s.config.store + "/boot/" + name, data).ok());
+  };
+  auto read = [](Response& r) {
+    std::string out(r.file_size, '\0');
+    REQUIRE(r.file.valid());
+    REQUIRE(::pread(r.file.get(), out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()));
+    return out;
+  };
+  put("vmlinuz", "kernel v1");
+  put("initrd.img", "initrd v1");
+  auto script = s.Get("/v1/boot/nodes/r01c1n01.ipxe", s.node_ip, 700);
+  REQUIRE(script.status == 200);
+  const std::string v1 = "/v1/boot/files/sha256-" + dim::Sha256Of("kernel v1").Hex() + "/vmlinuz";
+  CHECK(script.body.find(v1 + " initrd=initrd.img ") != std::string::npos);  // iPXE names it initrd.img
+  CHECK(script.body.find("/v1/boot/files/sha256-" + dim::Sha256Of("initrd v1").Hex() + "/initrd.img\n") !=
+        std::string::npos);
+  auto by_hash = s.Get(v1, s.node_ip, 700);
+  REQUIRE(by_hash.status == 200);
+  CHECK(read(by_hash) == "kernel v1");
+  CHECK(by_hash.headers["Cache-Control"] == "public, max-age=31536000, immutable");
+  auto by_name = s.Get("/v1/boot/files/vmlinuz", s.node_ip, 700);
+  REQUIRE(by_name.status == 200);
+  CHECK(by_name.headers["Cache-Control"] == "no-cache");
+  // A rebuilt kernel: the old content's URL is gone, the script names the new one.
+  put("vmlinuz", "kernel v2");
+  auto stale = s.Get(v1, s.node_ip, 700);
+  CHECK(stale.status == 404);
+  CHECK(stale.body.find("ask for the node's iPXE script again") != std::string::npos);
+  script = s.Get("/v1/boot/nodes/r01c1n01.ipxe", s.node_ip, 700);
+  const std::string v2 = "/v1/boot/files/sha256-" + dim::Sha256Of("kernel v2").Hex() + "/vmlinuz";
+  CHECK(script.body.find(v2) != std::string::npos);
+  auto now = s.Get(v2, s.node_ip, 700);
+  REQUIRE(now.status == 200);
+  CHECK(read(now) == "kernel v2");
+  CHECK(s.Get("/v1/boot/files/sha256-XYZ/vmlinuz", s.node_ip, 700).status == 400);
+  // A file the server lacks is named by name: iPXE's request says what is missing.
+  ::unlink((s.config.store + "/boot/initrd.img").c_str());
+  script = s.Get("/v1/boot/nodes/r01c1n01.ipxe", s.node_ip, 700);
+  CHECK(script.body.find("/v1/boot/files/initrd.img\n") != std::string::npos);
 }

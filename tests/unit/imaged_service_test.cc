@@ -21,6 +21,7 @@
 #include "dim/api_client.h"
 #include "dim/atomic_file.h"
 #include "dim/catalog.h"
+#include "dim/delta.h"
 #include "dim/overlay_snapshot.h"
 #include "dim/overlay_wire.h"
 #include "dim/wire.h"
@@ -396,6 +397,45 @@ TEST_CASE("imaged: catalogue snapshots for starting nodes, only for schemas they
   CHECK(by_node("n1", "node:n2").status == 403);
   REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 2}})).status == 200);
   CHECK(head_of(by_node("n1", "node:n1")) == 2);
+}
+
+TEST_CASE("imaged: a catalogue delta is built once for all the nodes that ask for it") {
+  Server s;
+  AddImage(s, {});
+  auto delta = [&](const std::string& node, const std::string& from, const std::string& form) {
+    return s.Call("GET", "/v1/images/deb/delta", "node:" + node, "", {{"from", from}, {"to", "3"}, {"form", form}});
+  };
+  constexpr int kNodes = 8;
+  std::vector<Response> answers(kNodes);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kNodes; i++) {
+    threads.emplace_back([&, i] { answers[i] = delta(i % 2 ? "n1" : "n2", "1", "2"); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& a : answers) {
+    REQUIRE(a.status == 200);
+    CHECK(a.body == answers[0].body);
+  }
+  std::string raw(ZSTD_getFrameContentSize(answers[0].body.data(), answers[0].body.size()), '\0');
+  REQUIRE(ZSTD_decompress(raw.data(), raw.size(), answers[0].body.data(), answers[0].body.size()) == raw.size());
+  auto parsed = dim::CatalogDelta::Parse(raw);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->from == 1);
+  CHECK(parsed->to == 3);
+  CHECK(s.svc->delta_stats().builds == 1);
+  CHECK(s.svc->delta_stats().hits + s.svc->delta_stats().waits == kNodes - 1);
+  // Named by its versions: HTTP caches in front may keep it (docs/cache-tier.md).
+  CHECK(answers[0].headers.at("Cache-Control") == "public, max-age=31536000, immutable");
+  // Another pair of versions or another form is another delta.
+  CHECK(delta("n1", "2", "2").status == 200);
+  auto form1 = delta("n1", "1", "1");
+  CHECK(form1.status == 200);
+  CHECK(form1.body != answers[0].body);
+  CHECK(s.svc->delta_stats().builds == 3);
+  // Errors are answered as before and kept nowhere.
+  CHECK(delta("n1", "3", "2").status == 400);  // from == to
+  CHECK(s.Call("GET", "/v1/images/deb/delta", "node:n1", "", {{"from", "1"}, {"to", "4"}}).status == 404);
+  CHECK(s.svc->delta_stats().entries == 3);
 }
 
 TEST_CASE("imaged: the snapshot of a published version is built before any node asks") {

@@ -40,7 +40,7 @@ RATE=300
 NS_LIST="1 2 4 8 16"
 METHODS="chain tree star udpcast aria2 image fail"
 ARITIES="2"
-CHUNK=1M
+CHUNK=256K
 REPLOT=""
 WORK=${TMPDIR:-/tmp}/clone-bench
 PLOT=$REPO/docs/clone_bench.svg
@@ -49,7 +49,7 @@ BUILD=${DIM_BUILD_DIR:-$REPO/build}
 usage() {
   cat <<EOF
 usage: $PROG [--size MIB] [--rate MBIT] [--n "1 2 4 8 16"] [--methods "$METHODS"]
-             [--arities "2"] [--chunk 1M] [--work DIR] [--plot FILE.svg]
+             [--arities "2"] [--chunk 256K] [--work DIR] [--plot FILE.svg]
              [--replot RESULTS]
 
 Copies one payload of --size MiB (default $SIZE_MB) to N hosts in network
@@ -332,7 +332,9 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 FAIL_LINE=""
 if [[ -n $REPLOT ]]; then
   mapfile -t RESULTS < "$REPLOT"
-  PAYLOAD_BYTES=$(stat -c %s "$WORK/payload.tar")
+  mkdir -p "$WORK"  # for the plot's data
+  # The payload's size travels with the results: the payload itself may be gone.
+  PAYLOAD_BYTES=$(cat "$REPLOT.bytes" 2>/dev/null || stat -c %s "$WORK/payload.tar")
   NS_LIST=""
   METHODS=""
   FAIL_LINE=$(cat "$REPLOT.fail" 2>/dev/null || true)
@@ -360,12 +362,15 @@ if [[ " $METHODS " == *" fail "* ]]; then
   [[ -n $base ]] && run_fail "$MAXN" "$base"
 fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-printf '%s\n' "$FAIL_LINE" > "$WORK/results.txt.fail"
-printf '%s\n' "$LOAD_BEFORE" > "$WORK/results.txt.load"
+if [[ -z $REPLOT ]]; then
+  printf '%s\n' "$FAIL_LINE" > "$WORK/results.txt.fail"
+  printf '%s\n' "$LOAD_BEFORE" > "$WORK/results.txt.load"
+  printf '%s\n' "$PAYLOAD_BYTES" > "$WORK/results.txt.bytes"
+fi
 IDEAL=$(awk -v b="$PAYLOAD_BYTES" -v r="$RATE" 'BEGIN { printf "%.1f", b * 8 / (r * 1e6) }')
 
 # --- the report and the plot ------------------------------------------------
-printf '%s\n' "${RESULTS[@]}" > "$WORK/results.txt"
+[[ -n $REPLOT ]] || printf '%s\n' "${RESULTS[@]}" > "$WORK/results.txt"
 methods=$(printf '%s\n' "${RESULTS[@]}" | awk '$1 != "fail" && $1 != "image" { print $1 }' | awk '!seen[$0]++')
 echo
 echo "Payload $(fmt_bytes "$PAYLOAD_BYTES") (Debian minbase + random files, one tar), links ${RATE} Mbit/s each way;"

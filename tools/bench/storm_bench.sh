@@ -221,23 +221,7 @@ for spec in $sizes; do storm_counts+=("${spec%%:*}"); done
 ((do_tput)) || tput=""
 storm_max=$(maxn "${storm_counts[@]}" $tput 1)
 log "registering $storm_max nodes"
-python3 - "$storm_max" "$T/tftp" > "$T/cluster.xml" <<'PY'
-import sys
-n, tftp = int(sys.argv[1]), sys.argv[2]
-print(f'''<?xml version="1.0" encoding="UTF-8"?>
-<site name="sim" domain="sim.test" image="debsd" server="leaf" tftp-root="{tftp}" kernel-args="console=ttyS0 quiet">
-  <networks><network name="boot" subnet="10.200.0.0/16" gateway="10.200.0.1" node-base="10.200.1.0"/></networks>
-  <images><image name="debsd" kernel="vmlinuz-cloud" initrd="initrd-dim.img"/></images>
-  <servers>
-    <server name="top" role="top" network="boot" address="10.200.0.2"/>
-    <server name="leaf" network="boot" address="10.200.0.3"/>
-  </servers>
-  <naming pattern="sim{{slot:05}}"><level name="slot" first="1" count="{n}"/></naming>
-  <nodes>''')
-for i in range(1, n + 1):
-    print(f'    <node slot="{i}"><interface network="boot" mac="52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"/></node>')
-print('  </nodes>\n</site>')
-PY
+python3 "$here/sim_cluster.py" "$storm_max" debsd "$T/tftp" > "$T/cluster.xml"
 "$DIMCTL" cluster apply "$T/cluster.xml" --yes > /dev/null
 server_conf top top "$top_port"
 server_start top
@@ -323,7 +307,7 @@ http {
   server {
     listen 127.0.0.1:$ngx_port;
     location ~ "^/v1/objects/([0-9a-f]{2})([0-9a-f]{62})\$" { alias $T/leaf/objects/\$1/\$2; }
-    location /v1/boot/files/ { alias $T/leaf/boot/; }
+    location ~ "^/v1/boot/files/(?:sha256-[0-9a-f]{64}/)?([^/]+)\$" { alias $T/leaf/boot/\$1; }
     location /static/ { alias $T/static/; }
   }
 }

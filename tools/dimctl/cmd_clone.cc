@@ -331,7 +331,7 @@ Noun CloneCommands() {
         {"cluster", 0, "FILE", "the cluster description (for --servers, --order rack, and node names in --to)"},
         {"order", 0, "given|rack", "chain order: as given, or by rack position (default: rack for --servers)"},
         {"arity", 0, "K", "a tree of arity K instead of a chain (default 1)"},
-        {"chunk-size", 0, "BYTES", "chunk size, e.g. 4M (default 1M)"},
+        {"chunk-size", 0, "BYTES", "chunk size, e.g. 1M (default 256K)"},
         {"timeout", 0, "SECONDS", "a host silent this long is skipped (default 10)"},
         {"rejoin-wait", 0, "SECONDS", "once the others are done, wait this long for failed hosts to come back (default 0)"},
         {"port", 0, "PORT", "dim-receive's port on --servers (default 7475)"},

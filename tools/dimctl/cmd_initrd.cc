@@ -19,20 +19,20 @@ namespace {
 
 using dim::Status;
 
-// rootfs-fuse when --rootfs-fuse is not given: beside dimctl in the build
-// tree (build/tools/dimctl -> build/rootfs-fuse/rootfs-fuse), then installed.
-std::string DefaultRootfsFuse() {
+// A program of dim's when its option is not given: beside dimctl in the
+// build tree (build/tools/dimctl -> build/SUBDIR/NAME), then installed.
+std::string DefaultProgram(const std::string& subdir, const std::string& name) {
   char self[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
   std::vector<std::string> candidates;
   if (n > 0) {
     std::string dir(self, n);
     dir = dir.substr(0, dir.find_last_of('/'));
-    candidates.push_back(dir + "/../rootfs-fuse/rootfs-fuse");
-    candidates.push_back(dir + "/rootfs-fuse");
+    candidates.push_back(dir + "/../" + subdir + "/" + name);
+    candidates.push_back(dir + "/" + name);
   }
-  candidates.push_back("/usr/local/sbin/rootfs-fuse");
-  candidates.push_back("/usr/sbin/rootfs-fuse");
+  candidates.push_back("/usr/local/sbin/" + name);
+  candidates.push_back("/usr/sbin/" + name);
   for (const auto& c : candidates) {
     if (::access(c.c_str(), X_OK) == 0) return c;
   }
@@ -92,11 +92,21 @@ Status Build(Invocation& inv) {
   opt.rootfs_fuse = inv.get_or("rootfs-fuse", "");
   if (inv.flag("no-strip")) opt.strip.clear();
   if (opt.rootfs_fuse.empty()) {
-    opt.rootfs_fuse = DefaultRootfsFuse();
+    opt.rootfs_fuse = DefaultProgram("rootfs-fuse", "rootfs-fuse");
     if (opt.rootfs_fuse.empty()) {
       return Status::NotFound("rootfs-fuse not found beside dimctl nor in /usr/local/sbin or "
                               "/usr/sbin: build it (make -C build rootfs-fuse) or give "
                               "--rootfs-fuse PATH");
+    }
+  }
+  // The clone receiver (9 MB) only for initrds that install disks through a
+  // clone chain: every diskless boot would download it for nothing.
+  opt.dim_receive = inv.get_or("dim-receive", "");
+  if (opt.dim_receive.empty() && inv.flag("with-dim-receive")) {
+    opt.dim_receive = DefaultProgram("clone", "dim-receive");
+    if (opt.dim_receive.empty()) {
+      return Status::NotFound("dim-receive not found beside dimctl nor in /usr/local/sbin or /usr/sbin: "
+                              "build it (make -C build dim-receive) or give --dim-receive PATH");
     }
   }
   DIM_ASSIGN_OR_RETURN(opt.publish_key, PublishKey(inv));
@@ -128,6 +138,7 @@ Status Build(Invocation& inv) {
               << ",\"kernel\":" << JsonEscape(r.kernel_version)
               << ",\"kernel_image\":" << JsonEscape(r.kernel_image)
               << ",\"rootfs_fuse\":" << JsonEscape(opt.rootfs_fuse)
+              << ",\"dim_receive\":" << JsonEscape(opt.dim_receive)
               << ",\"modules\":" << JsonList(r.modules)
               << ",\"builtin\":" << JsonList(r.builtin_modules)
               << ",\"skipped\":" << JsonList(r.skipped_modules)
@@ -145,6 +156,7 @@ Status Build(Invocation& inv) {
     std::printf("libraries: %s\n", Words(r.libraries).c_str());
   }
   std::printf("rootfs-fuse: %s\n", opt.rootfs_fuse.c_str());
+  if (!opt.dim_receive.empty()) std::printf("dim-receive: %s\n", opt.dim_receive.c_str());
   if (!r.kernel_image.empty()) std::printf("kernel image: %s\n", r.kernel_image.c_str());
   return Status::Ok();
 }
@@ -167,6 +179,8 @@ Noun InitrdCommands() {
        {{"kernel", 'k', "VERSION|DIR", "the kernel whose modules to pack (required)"},
         {"modules", 'm', "M1,M2", "more modules (with their dependencies)", true},
         {"rootfs-fuse", 0, "PATH", "the rootfs-fuse binary (default: beside dimctl, or installed)"},
+        {"with-dim-receive", 0, "", "add the clone receiver (beside dimctl, or installed) for installing disks"},
+        {"dim-receive", 0, "PATH", "add this clone receiver binary (as --with-dim-receive)"},
         {"no-strip", 0, "", "keep rootfs-fuse's debugging information (stripped by default)"},
         {"publish-key", 0, "FILE", "the top server's public key for nodes to check versions with (default: "
                                    "the store's, from 'dimctl key init', when it has one)"},

@@ -125,7 +125,7 @@ struct ReceiverOptions {
   std::string store;   // store root for store-mode streams (else refused)
   std::string under;   // file and tree targets must be at or below this
   int linger_s = 60;   // after the end, how long to wait for the sender's last status request
-  size_t queue_chunks = 8;
+  size_t queue_bytes = 8u << 20;  // verified chunks waiting for the writer (at least one)
 };
 
 // Serves one stream and returns how it ended: OK when the payload is in

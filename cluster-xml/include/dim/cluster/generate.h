@@ -3,6 +3,7 @@
 // no hash-map order), so the same XML always gives byte-identical files.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,8 +46,12 @@ Result<std::string> GenerateRadvd(const Cluster& cluster);
 Result<std::string> GenerateHosts(const Cluster& cluster);
 Result<std::string> GenerateEthers(const Cluster& cluster);
 // extra_args go on the kernel line (imaged adds none: the node's key never goes there).
+// A kernel or initrd named in boot_file_sha256 (name -> SHA-256, hex) is
+// fetched by its content, BOOT-URL/v1/boot/files/sha256-HEX/NAME, which an
+// HTTP cache may keep for good (docs/cache-tier.md); the others by name.
 Result<std::string> GenerateIpxeScript(const Cluster& cluster, const Node& node,
-                                       const std::string& extra_args = "");
+                                       const std::string& extra_args = "",
+                                       const std::map<std::string, std::string>& boot_file_sha256 = {});
 Result<std::string> GeneratePxelinux(const Cluster& cluster, const Node& node);
 
 // URL of the per-node iPXE script on the node's image server

@@ -62,6 +62,13 @@ class Registry {
   explicit Registry(sql::Db& db) : db_(db) {}
 
   Result<RegistrySnapshot> Load();
+  // The registry as far as one node's boot needs it (its iPXE script, its
+  // key): site, networks, images and servers, no groups, and of the nodes
+  // only `name` (none when it is not registered). Point queries, where Load
+  // reads every node: an iPXE request of a 10,000-node site reads one.
+  Result<RegistrySnapshot> LoadNode(const std::string& name);
+  // The node with an interface of this MAC address; "" when there is none.
+  Result<std::string> NodeWithMac(const Mac& mac);
   // The generation alone (0 before any apply): cheap, for change checks.
   Result<int64_t> Generation();
 
@@ -110,6 +117,7 @@ class Registry {
   Status Import(std::string_view body);
 
  private:
+  Result<RegistrySnapshot> LoadSome(const std::string* only);  // only: null for every node
   sql::Db& db_;
 };
 

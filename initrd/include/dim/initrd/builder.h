@@ -25,6 +25,9 @@ struct BuildOptions {
   std::vector<std::string> modules;  // in addition to DefaultModules(); must exist
   std::string busybox = "/bin/busybox";
   std::string rootfs_fuse;           // an executable (ELF or script)
+  // dim-receive (bulk cloning's receiver), for installing a node's disk
+  // through a clone chain from the initrd; empty: not included.
+  std::string dim_receive;
   std::string strip = "/usr/bin/strip";  // drops rootfs-fuse's debug info; empty: keep it
   std::string ld_so_conf = "/etc/ld.so.conf";
   Compression compression = Compression::kZstd;
