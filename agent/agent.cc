@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,6 +91,16 @@ dim::Result<std::unique_ptr<Agent>> Agent::Open(Options opts, rootfs::Remote* re
   a->root_ = dim::Fd(::open(o.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!a->root_.valid()) return dim::PosixError("open the root " + o.root);
   DIM_RETURN_IF_ERROR(dim::Env::Posix()->MkdirAll(o.state, 0700));
+  a->lock_ =
+      dim::Fd(::open((o.state + "/lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!a->lock_.valid()) return dim::PosixError("open " + o.state + "/lock");
+  if (::flock(a->lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::Busy("another dim-agent runs on " + o.state +
+                          " (systemctl status dim-agent); stop it first");
+    }
+    return dim::PosixError("lock " + o.state + "/lock");
+  }
   DIM_ASSIGN_OR_RETURN(a->meta_,
                        rootfs::Meta::Open(o.state + "/catalog.db", o.image, o.publish_key));
   if (Status s = a->meta_->UseCached(); !s.ok() && s.code() != dim::Code::kNotFound) return s;

@@ -42,6 +42,8 @@ struct ApplyStats {
 
 class Agent {
  public:
+  // Busy when another dim-agent holds the state directory (the unit's and a
+  // `--once` by hand would apply the same version at once).
   static dim::Result<std::unique_ptr<Agent>> Open(Options opts, rootfs::Remote* remote);
 
   // The version the root holds durably (0: none recorded).
@@ -72,6 +74,7 @@ class Agent {
   rootfs::Remote* remote_;
   std::unique_ptr<rootfs::Meta> meta_;
   dim::Fd root_;
+  dim::Fd lock_;  // STATE/lock, held (flock) while the agent runs
   int64_t applied_ = 0;
 };
 

@@ -192,6 +192,8 @@ for _ in $(seq 300); do [[ $(applied) == $((v + 1)) ]] && break; sleep 0.1; done
 [[ $(applied) == $((v + 1)) ]] || die "the follower did not apply the push: $(cat "$TEST_TMP/follow.err")"
 same_as $((v + 1))
 node_files_kept
+expect_fail agent --once
+expect_stderr_contains "another dim-agent runs on $state"
 
 log "dimctl status: the installed node with the version its agent applied"
 "$DIMCTL" node install n1 --disk /dev/vda > "$TEST_TMP/mark.out"
