@@ -329,8 +329,10 @@ std::vector<dim::proto::SeenNode> SeenNodes(const dim::proto::StatusAnswer& stat
 
 // Nodes marked for installation, from this server and every child. The top
 // knows every request; the server a node installs from knows how it went, so
-// a reported state wins.
-void PrintInstalls(const dim::proto::StatusAnswer& status) {
+// a reported state wins. An installed node's update agent asks for its
+// version as a mount does: what it applied is shown beside what the
+// installer wrote.
+void PrintInstalls(const dim::proto::StatusAnswer& status, const std::map<std::string, dim::proto::SeenNode>& seen) {
   std::map<std::string, dim::proto::InstallState> installs;
   auto take = [&](const dim::proto::InstallState& i) {
     auto [it, fresh] = installs.try_emplace(i.install, i);
@@ -346,10 +348,14 @@ void PrintInstalls(const dim::proto::StatusAnswer& status) {
   if (installs.empty()) return;
   std::printf("\n%-20s %-20s %-20s %8s  %s\n", "INSTALL", "SERVER", "IMAGE", "REQUEST", "STATE");
   for (const auto& [node, i] : installs) {
-    const std::string state = i.state == "installed" ? "installed @" + std::to_string(i.version)
-                              : i.state == "failed"  ? "failed at " + i.step + ": " + i.reason
-                              : i.state == "running" ? "installing (" + i.step + ")"
-                                                     : "pending (boots the installer at its next boot)";
+    std::string state = i.state == "installed" ? "installed @" + std::to_string(i.version)
+                        : i.state == "failed"  ? "failed at " + i.step + ": " + i.reason
+                        : i.state == "running" ? "installing (" + i.step + ")"
+                                               : "pending (boots the installer at its next boot)";
+    if (auto it = seen.find(node); i.state == "installed" && it != seen.end() && it->second.seen_s >= 0) {
+      state += ", applied @" + std::to_string(it->second.version) + " (dim-agent, " +
+               std::to_string(it->second.seen_s) + "s ago)";
+    }
     std::printf("%-20s %-20s %-20s %8lld  %s\n", node.c_str(), i.server.c_str(), i.image.c_str(),
                 static_cast<long long>(i.request), state.c_str());
   }
@@ -403,15 +409,15 @@ Status StatusCmd(Invocation& inv) {
       }
     }
   }
-  PrintInstalls(status);
+  PrintInstalls(status, nodes);
   if (nodes.empty()) return Status::Ok();
   std::printf("\n%-20s %-20s %-20s %8s %6s  %s\n", "NODE", "SERVER", "IMAGE", "VERSION", "LAG", "SEEN");
   for (const auto& [name, n] : nodes) {
     int64_t pub = 0;
     for (const auto& [img, p] : published) pub = img == n.image ? p : pub;
     if (n.seen_s < 0) {
-      std::printf("%-20s %-20s %-20s %8s %6s  never: no mount has asked for its version\n", name.c_str(),
-                  n.server.c_str(), n.image.c_str(), "-", "-");
+      std::printf("%-20s %-20s %-20s %8s %6s  never: no mount or agent has asked for its version\n",
+                  name.c_str(), n.server.c_str(), n.image.c_str(), "-", "-");
       continue;
     }
     std::printf("%-20s %-20s %-20s %8lld %6lld  %lds ago%s\n", name.c_str(), n.server.c_str(), n.image.c_str(),
