@@ -169,4 +169,21 @@ Result<std::vector<std::string>> ParseKeepoutFile(std::string_view text, const s
   return out;
 }
 
+std::string EncodeApplied(int64_t version) {
+  return std::to_string(version) + "\n";
+}
+
+Result<int64_t> DecodeApplied(std::string_view text, const std::string& source) {
+  const std::string_view digits = text.substr(0, text.empty() ? 0 : text.size() - 1);
+  if (text.empty() || text.back() != '\n' || digits.empty() || digits.size() > 18 ||
+      digits[0] == '0' || digits.find_first_not_of("0123456789") != std::string_view::npos) {
+    return Status::Corruption(
+        source +
+        " is damaged (expected a version number and a newline): the agent cannot "
+        "tell what the root holds; reinstall the node, or record the version it holds with "
+        "`dim-agent --adopt VERSION`");
+  }
+  return static_cast<int64_t>(std::stoll(std::string(digits)));
+}
+
 }  // namespace dim::install

@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -64,12 +65,19 @@ Status FillRandom(unsigned char* p, size_t n) {
 // caller says what the file should hold).
 // `leaked` says what to do if others could read it.
 Result<std::string> ReadPrivateFile(const std::string& path, const std::string& what, size_t max,
-                                    const std::string& leaked) {
+                                    const std::string& leaked,
+                                    std::optional<uid_t> owner = std::nullopt) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return PosixError("open " + what + " " + path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return PosixError("stat " + what + " " + path);
   if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(what + " " + path + " is not a regular file");
+  if (owner && st.st_uid != *owner) {
+    return Status::PermissionDenied(
+        what + " " + path + " belongs to uid " + std::to_string(st.st_uid) + ", not uid " +
+        std::to_string(*owner) + ": run `chown " + std::to_string(*owner) + " " + path + "` (and " +
+        leaked + " if someone else could have written or read it)");
+  }
   if ((st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -113,6 +121,15 @@ std::string Hmac(std::string_view key, std::string_view msg) {
   return out;
 }
 
+Result<std::string> LoadNodeKeyFile(const std::string& path, uid_t owner) {
+  DIM_ASSIGN_OR_RETURN(std::string text,
+                       ReadPrivateFile(path, "node key file", 4096,
+                                       "retire the key with `dimctl node rekey`", owner));
+  auto key = KeyFromHex(text);
+  OPENSSL_cleanse(text.data(), text.size());
+  if (!key.ok()) return key.status().Annotate("node key file " + path);
+  return key;
+}
 
 Result<Secret> Secret::Load(const std::string& path) {
   DIM_ASSIGN_OR_RETURN(std::string data,

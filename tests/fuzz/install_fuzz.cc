@@ -4,7 +4,8 @@
 // reports (POST /v1/nodes/NODE/install-report, read by imaged), keep-out files. Nothing may
 // crash; a plan or report that decodes encodes back to its input, and a
 // layout's canonical text parses to itself. The fourth: the update agent's
-// keep-out file.
+// keep-out file; the fifth its record of the version applied (STATE/applied),
+// which encodes back to its input.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -24,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string in(reinterpret_cast<const char*>(data) + 1, size - 1);
   namespace di = dim::install;
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
     case 0: {
       auto layout = di::ParseLayout(in, "fuzz");
       if (!layout.ok()) break;
@@ -46,6 +47,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (const auto& p : *patterns) {
           if (p.empty() || p[0] == '#' || p.find('\n') != std::string::npos) Fail("a keep-out line kept a comment or break");
         }
+      }
+      break;
+    }
+    case 4: {
+      auto applied = di::DecodeApplied(in, "fuzz");
+      if (applied.ok() && (*applied <= 0 || di::EncodeApplied(*applied) != in)) {
+        Fail("an applied record does not encode back to its input");
       }
       break;
     }

@@ -356,8 +356,10 @@ std::vector<SeenNode> SeenNodes(const std::string& status) {
 // Nodes marked for installation: {"install":NODE,"server":…,"request":R,"image":…,
 // "state":…,"step":…,"version":V,"reason":…} from this server and every child
 // (reasons carry no quote or brace). The top knows every request; the server
-// a node installs from knows how it went, so a reported state wins.
-void PrintInstalls(const std::string& status) {
+// a node installs from knows how it went, so a reported state wins. An
+// installed node's update agent asks for its version as a mount does: what
+// it applied is shown beside what the installer wrote.
+void PrintInstalls(const std::string& status, const std::map<std::string, SeenNode>& seen) {
   struct Install {
     std::string server, image, state, step, reason;
     long long request = 0, version = 0;
@@ -379,10 +381,15 @@ void PrintInstalls(const std::string& status) {
   if (installs.empty()) return;
   std::printf("\n%-20s %-20s %-20s %8s  %s\n", "INSTALL", "SERVER", "IMAGE", "REQUEST", "STATE");
   for (const auto& [node, i] : installs) {
-    const std::string state = i.state == "installed" ? "installed @" + std::to_string(i.version)
-                              : i.state == "failed"  ? "failed at " + i.step + ": " + i.reason
-                              : i.state == "running" ? "installing (" + i.step + ")"
-                                                     : "pending (boots the installer at its next boot)";
+    std::string state = i.state == "installed" ? "installed @" + std::to_string(i.version)
+                        : i.state == "failed"  ? "failed at " + i.step + ": " + i.reason
+                        : i.state == "running" ? "installing (" + i.step + ")"
+                                               : "pending (boots the installer at its next boot)";
+    if (auto it = seen.find(node);
+        i.state == "installed" && it != seen.end() && it->second.seen_s >= 0) {
+      state += ", applied @" + std::to_string(it->second.version) + " (dim-agent, " +
+               std::to_string(it->second.seen_s) + "s ago)";
+    }
     std::printf("%-20s %-20s %-20s %8lld  %s\n", node.c_str(), i.server.c_str(), i.image.c_str(), i.request,
                 state.c_str());
   }
@@ -453,15 +460,15 @@ Status StatusCmd(Invocation& inv) {
       }
     }
   }
-  PrintInstalls(status);
+  PrintInstalls(status, nodes);
   if (nodes.empty()) return Status::Ok();
   std::printf("\n%-20s %-20s %-20s %8s %6s  %s\n", "NODE", "SERVER", "IMAGE", "VERSION", "LAG", "SEEN");
   for (const auto& [name, n] : nodes) {
     int64_t pub = 0;
     for (const auto& [img, p] : published) pub = img == n.image ? p : pub;
     if (n.seen_s < 0) {
-      std::printf("%-20s %-20s %-20s %8s %6s  never: no mount has asked for its version\n", name.c_str(),
-                  n.server.c_str(), n.image.c_str(), "-", "-");
+      std::printf("%-20s %-20s %-20s %8s %6s  never: no mount or agent has asked for its version\n",
+                  name.c_str(), n.server.c_str(), n.image.c_str(), "-", "-");
       continue;
     }
     std::printf("%-20s %-20s %-20s %8lld %6lld  %lds ago%s\n", name.c_str(), n.server.c_str(), n.image.c_str(),

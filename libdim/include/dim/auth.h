@@ -8,6 +8,8 @@
 // them alone. See docs/protocol.md and docs/security.md.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -61,6 +63,11 @@ struct ServerCredentials {
 // endpoint, --key-file). Parse accepts one trailing newline and nothing else.
 std::string KeyToHex(const std::string& raw_key);
 Result<std::string> KeyFromHex(std::string_view text);
+// A node key kept on the node's own disk (an installed node's
+// /etc/dim/node.key, dim-agent --key-file): a regular file owned by `owner`
+// (root), mode 0600 or stricter, holding the key as KeyFromHex reads it.
+// PermissionDenied (saying how to fix it) when the owner or mode is wrong.
+Result<std::string> LoadNodeKeyFile(const std::string& path, uid_t owner);
 
 // Where a verifier learns the key generation a node signs with now: the node
 // registry on a server. Called once per node-signed request.

@@ -62,4 +62,10 @@ Status CheckDisk(const std::string& disk);
 // are. InvalidArgument names the file and the line.
 Result<std::vector<std::string>> ParseKeepoutFile(std::string_view text, const std::string& source);
 
+// The update agent's record of the version its root holds (STATE/applied):
+// the version in decimal (1..10^18) and a newline, nothing else. Corruption
+// names the file and says what to do.
+std::string EncodeApplied(int64_t version);
+Result<int64_t> DecodeApplied(std::string_view text, const std::string& source);
+
 }  // namespace dim::install
