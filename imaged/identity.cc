@@ -172,8 +172,16 @@ dim::Result<dim::auth::Claim> Identity::Check(const dim::http::Request& req, con
                                     "): a request replayed from elsewhere? If clients reach this server by that "
                                     "name (a DNS name, a proxy), add it to 'addresses' in imaged.conf");
   }
-  DIM_RETURN_IF_ERROR(replay_.Admit(claim.identity, claim.nonce, claim.time, now));
+  // Only a request that changes state waits for its nonce to be on disk:
+  // reads stay off the journal (docs/security.md, "Replay").
+  const bool changes_state = !IsRead(req) && req.method != "HEAD";
+  DIM_RETURN_IF_ERROR(replay_.Admit(claim.identity, claim.nonce, claim.time, now, changes_state));
   return claim;
+}
+
+dim::Result<size_t> Identity::OpenReplayJournal() {
+  DIM_RETURN_IF_ERROR(replay_.OpenJournal(config_.store + "/replay.journal", std::time(nullptr)));
+  return replay_.size();
 }
 
 }  // namespace imaged

@@ -39,6 +39,12 @@ class Identity final : public dim::auth::KeySource {
   // the key grants (Claim::identity).
   dim::Result<dim::auth::Claim> Check(const dim::http::Request& req, const std::string& target);
 
+  // Reads <store>/replay.journal and keeps the nonces of state-changing
+  // requests there from now on, so they stay refused after a restart
+  // (dim/replay.h). Called once at start, before serving; an error (a
+  // damaged journal) must stop the start. Returns the nonces kept.
+  dim::Result<size_t> OpenReplayJournal();
+
   // The key `node` signs with at `generation` (the boot key endpoint).
   dim::Result<std::string> NodeKeyOf(const std::string& node, int64_t generation) const;
   // Top: the node key list for enrolled server `server` (the nodes the

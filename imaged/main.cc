@@ -204,6 +204,13 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   imaged::Service service(*config, std::move(secret), std::move(credentials), std::move(*objects));
+  auto kept = service.identity().OpenReplayJournal();
+  if (!kept.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", kept.status().ToString().c_str());
+    return 1;
+  }
+  log(LOG_INFO, "replay journal: " + std::to_string(*kept) +
+                    " nonces of state-changing requests from the last run are still refused");
   dim::http::ServerOptions sopts;
   sopts.address = config->listen_address;
   sopts.port = config->listen_port;

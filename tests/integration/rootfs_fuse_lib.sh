@@ -53,10 +53,11 @@ rf_write_config() {
 
 declare -A RF_PIDS
 rf_start() {  # rf_start NAME: starts imaged NAME, waits until it serves
+  # Counted before the start: a fast start could otherwise log "serving" first.
+  local before
+  before=$(grep -c serving "$TEST_TMP/$1.log" 2> /dev/null) || before=0
   "$IMAGED" --config "$TEST_TMP/$1.conf" --foreground >> "$TEST_TMP/$1.log" 2>&1 &
   RF_PIDS[$1]=$!
-  local before
-  before=$(grep -c serving "$TEST_TMP/$1.log" || true)
   for _ in $(seq 200); do
     (($(grep -c serving "$TEST_TMP/$1.log" || true) > before)) && return 0
     kill -0 "${RF_PIDS[$1]}" 2> /dev/null || { tail -5 "$TEST_TMP/$1.log" >&2; die "imaged $1 exited"; }

@@ -124,6 +124,65 @@ TEST_CASE("replay: a nonce is good once, and forgotten only when its time no lon
   CHECK(cache.size() == 1);
 }
 
+TEST_CASE("replay journal: a write's nonce outlives a restart, a read's does not, expired ones are dropped") {
+  TempDir dir;
+  const std::string path = dir / "replay.journal";
+  {
+    dim::ReplayCache cache;
+    REQUIRE(cache.OpenJournal(path, 1000).ok());  // first start: no journal yet
+    CHECK(cache.Admit("node:a", "w1", 1000, 1000, /*durable=*/true).ok());
+    CHECK(cache.Admit("node:a", "r1", 1000, 1000, /*durable=*/false).ok());
+    CHECK(cache.Admit("node:a", "old", 650, 900, /*durable=*/true).ok());
+    // A node whose clock runs 300 s ahead: its nonce lives as long as its signed time passes.
+    CHECK(cache.Admit("node:b", "ahead", 1300, 1000, /*durable=*/true).ok());
+  }  // the process ends: kill -9 loses nothing appended, as each append was synced before Admit returned
+  dim::ReplayCache restarted;
+  REQUIRE(restarted.OpenJournal(path, 1100).ok());
+  CHECK(restarted.size() == 2);  // w1 and ahead; "old" (650 < 1100 - 300) is gone
+  CHECK(restarted.Admit("node:a", "w1", 1000, 1100, true).code() == dim::Code::kPermissionDenied);
+  CHECK(restarted.Admit("node:a", "r1", 1000, 1100).ok());  // reads are not journalled
+  CHECK(restarted.Admit("node:b", "ahead", 1300, 1500).code() == dim::Code::kPermissionDenied);
+  // The journal was rewritten with the live nonces only.
+  auto j = dim::DecodeReplayJournal(dimtest::ReadFile(path), path);
+  REQUIRE(j.ok());
+  CHECK(j->records.size() == 2);
+}
+
+TEST_CASE("replay journal: a torn last record is ignored, anything else that is not a journal stops the start") {
+  TempDir dir;
+  const std::string path = dir / "replay.journal";
+  {
+    dim::ReplayCache cache;
+    REQUIRE(cache.OpenJournal(path, 1000).ok());
+    CHECK(cache.Admit("node:a", "w1", 1000, 1000, true).ok());
+  }
+  // A crash during an append: that request was never accepted.
+  dimtest::WriteFile(path, dimtest::ReadFile(path) + std::string(17, 'x'));
+  auto torn = dim::DecodeReplayJournal(dimtest::ReadFile(path), path);
+  REQUIRE(torn.ok());
+  CHECK(torn->torn_bytes == 17);
+  CHECK(torn->records.size() == 1);
+  {
+    dim::ReplayCache cache;
+    REQUIRE(cache.OpenJournal(path, 1000).ok());
+    CHECK(cache.Admit("node:a", "w1", 1000, 1000, true).code() == dim::Code::kPermissionDenied);
+  }
+  CHECK(dimtest::ReadFile(path).size() == dim::kReplayJournalHeader.size() + dim::kReplayRecordSize);
+  // Not a journal: a clear error naming the file and what to do; no silent empty start.
+  dimtest::WriteFile(path, "garbage\n");
+  dim::ReplayCache cache;
+  dim::Status s = cache.OpenJournal(path, 1000);
+  CHECK(s.code() == dim::Code::kCorruption);
+  CHECK_MESSAGE(s.message().find(path) != std::string::npos, s.message());
+  CHECK_MESSAGE(s.message().find("restore it from a backup") != std::string::npos, s.message());
+  // Round trip of the record encoding, including times before 1970.
+  dim::ReplayRecord r{{}, -5};
+  r.key[0] = 0xff;
+  auto one = dim::DecodeReplayJournal(std::string(dim::kReplayJournalHeader) + dim::EncodeReplayRecord(r), "x");
+  REQUIRE(one.ok());
+  CHECK(one->records == std::vector<dim::ReplayRecord>{r});
+}
+
 TEST_CASE("replay: imaged refuses a replayed write, a request for another server, and old-form writes") {
   Site s;
   s.Start();
