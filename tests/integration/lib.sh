@@ -36,7 +36,9 @@ on_cleanup() { _DIM_CLEANUPS+=("$(printf '%q ' "$@")"); }
 
 cleanup() {
   local rc=$? i
-  set +e
+  # No step may end the cleanup early: under set -u a step that names an
+  # unset variable would exit the shell and skip every later step.
+  set +eu
   trap - EXIT INT TERM
   for ((i = ${#_DIM_CLEANUPS[@]} - 1; i >= 0; i--)); do
     eval "${_DIM_CLEANUPS[i]}" || log "cleanup step failed: ${_DIM_CLEANUPS[i]}"

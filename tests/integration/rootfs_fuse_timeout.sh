@@ -87,7 +87,7 @@ mount_logged r01c1n02 "$mnt" "$TEST_TMP/cache" --timeout 4
 log=$TEST_TMP/fuse-r01c1n02.log
 cmp "$mnt/data/d1/f" "$m/data/d1/f" || die "d1/f before the stop"
 kill -STOP "${RF_PIDS[top]}"
-resume_top() { kill -CONT "${RF_PIDS[top]}" 2> /dev/null || true; }
+resume_top() { [[ -z ${RF_PIDS[top]:-} ]] || kill -CONT "${RF_PIDS[top]}" 2> /dev/null || true; }
 on_cleanup resume_top
 for i in 2 3 4; do
   expect_fail with_timeout 60 cat "$mnt/data/d$i/f"
