@@ -41,7 +41,7 @@ cat "$mnt"/usr/lib/x/* "$mnt/usr/bin/big" "$mnt/etc/motd" > /dev/null
 echo "written by the recorded node" > "$mnt/var/lib/app/state"
 sync "$mnt/var/lib/app/state"
 rf_umount "$mnt"
-sed -e "s/r01c1n01/@NODE@/g" -e "s/$IMAGE/@IMAGE@/g" "$TEST_TMP/raw.trace" |
+sed -e "s/r01c1n01/@NODE@/g" -e "s/$IMAGE/@IMAGE@/g" -e "s/schema=[0-9]*/schema=@SCHEMA@/g" "$TEST_TMP/raw.trace" |
   awk 'BEGIN { print "# recorded by tests/integration/nodesim.sh" } { print }' > "$TEST_TMP/mount.trace"
 log "$(grep -vc '^#' "$TEST_TMP/mount.trace") requests recorded"
 grep -qE $'\t(PUT|POST)\t/v1/nodes/@NODE@/overlay' "$TEST_TMP/mount.trace" || die "the recording lacks the node's write"

@@ -58,6 +58,6 @@ mkdir -p "$(dirname "$out")"
   echo "# dim-nodesim trace v1: a diskless Debian bookworm minbase+systemd boot to multi-user.target under"
   echo "# qemu TCG ($(date -u +%Y-%m-%d), tools/bench/record_boot.sh; host load $(cut -d' ' -f1-3 /proc/loadavg))."
   echo "# start_ms end_ms connection method target signed status request_bytes answer_bytes request_body_hex"
-  sed -e "s/$BOOT_NODE/@NODE@/g" -e "s/debsd/@IMAGE@/g" "$TEST_TMP/raw.trace"
+  sed -e "s/$BOOT_NODE/@NODE@/g" -e "s/debsd/@IMAGE@/g" -e "s/schema=[0-9]*/schema=@SCHEMA@/g" "$TEST_TMP/raw.trace"
 } | zstd -19 -q -f -o "$out"  # the journal's writes are mostly zeros
 log "$(zstdcat "$out" | grep -vc '^#') requests recorded in $out ($(stat -c %s "$out") bytes)"

@@ -26,6 +26,7 @@
 #include "dim/api_client.h"
 #include "dim/atomic_file.h"
 #include "dim/auth.h"
+#include "dim/catalog.h"
 #include "dim/delta.h"
 #include "dim/env.h"
 #include "dim/node_overlay.h"
@@ -255,7 +256,10 @@ void Sim::Issue(Node& n, int i) {
   r->trace = i;
   r->stat = KindName(t.kind);
   r->method = t.method;
-  r->target = Replace(Replace(t.target, "@NODE@", n.name), "@IMAGE@", o_.image);
+  // A node asks for snapshots in the catalogue schema it reads, which is this
+  // build's, not the one of the build that recorded the trace.
+  static const std::string schema = std::to_string(dim::Catalog::SchemaVersion());
+  r->target = Replace(Replace(Replace(t.target, "@NODE@", n.name), "@IMAGE@", o_.image), "@SCHEMA@", schema);
   r->body = t.body;
   r->expect_status = t.status;
   r->sign = t.sign;
