@@ -242,6 +242,9 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
       if (!ParseSize(value, &c.delta_cache_bytes)) {
         err("delta_cache must be a size like 64M (the default), 1G or 0 (build every delta anew)");
       }
+    } else if (key == "install_gather") {
+      if (!ParseInt(value, 0, 600, &n)) err("install_gather must be seconds, 0 to 600 (default 3)");
+      else c.install_gather_s = static_cast<int>(n);
     } else if (key == "fetch_threads") {
       if (!ParseInt(value, 1, 64, &n)) err("fetch_threads must be 1 to 64");
       else c.fetch_threads = static_cast<int>(n);
@@ -283,7 +286,7 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
           "poll_wait, fetch_threads, boot_keys, publish_key, max_connections, per_address_connections, "
           "idle_timeout, header_timeout, event_threads, workers, max_queued, overlay_quota_bytes, "
           "overlay_quota_entries, delta_cache, tls_cert, tls_key, tls_ca, tls_crl, tls_client_cert, plain_listen, plain_serves, "
-          "buddy, buddy_interval, buddy_wait, standby, parent_standby)");
+          "buddy, buddy_interval, buddy_wait, standby, parent_standby, install_gather)");
     }
   }
   if (!role_set) errors.push_back(file + ": 'role' is missing; write 'role = top' or 'role = leaf'");

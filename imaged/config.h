@@ -94,6 +94,10 @@ struct Config {
   // Memory for catalogue deltas built once and served to every node that
   // asks for the same one (0: build each request's anew).
   uint64_t delta_cache_bytes = uint64_t{64} << 20;
+  // Installing nodes (docs/install.md): after a node asks for its install
+  // stream, how long this server gathers other nodes installing the same
+  // version into one clone chain before it starts sending.
+  int install_gather_s = 3;
   // Per-node limits of its overlay on this server (0: unlimited).
   dim::OverlayQuota overlay_quota{uint64_t{8} << 30, 500000};
 };

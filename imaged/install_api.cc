@@ -51,35 +51,69 @@ Response InstallApi::Handle(dim::proto::RouteId route, const std::string& node, 
   // The route table let through the node itself (or, for the plan, which
   // names nothing secret, a server).
   if (route == dim::proto::RouteId::kNodeInstall) return Plan(node);
+  if (route == dim::proto::RouteId::kNodeInstallStream) return Stream(node, req);
   return Report(node, req);
 }
 
-Response InstallApi::Plan(const std::string& node) {
+dim::Result<di::InstallPlan> InstallApi::PlanOf(const std::string& node) {
   di::InstallPlan plan;
   {
-    auto cat = catalogs_->Acquire();
-    if (!cat.ok()) return Response::Error(cat.status());
-    auto r = RequestOf((*cat)->db(), node, config_.name);
-    if (!r.ok()) return Response::Error(r.status());
-    const di::InstallRequest& req = *r;
-    auto layout = di::ParseLayout(req.layout, "the registry's layout of node " + node);
-    if (!layout.ok()) return Response::Error(layout.status());
-    plan = {req.request, req.image, req.version, req.disk, std::move(*layout)};
+    DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
+    DIM_ASSIGN_OR_RETURN(di::InstallRequest req, RequestOf(cat->db(), node, config_.name));
+    DIM_ASSIGN_OR_RETURN(auto layout, di::ParseLayout(req.layout, "the registry's layout of node " + node));
+    plan = {req.request, req.image, req.version, req.disk, std::move(layout)};
   }
   if (plan.version == 0) {
     auto v = target_(plan.image, node);
-    if (!v.ok()) return Response::Error(v.status().Annotate("install plan of node " + node));
+    if (!v.ok()) return v.status().Annotate("install plan of node " + node);
     if (*v <= 0) {
-      return Response::Error(Status::NotFound("image " + plan.image + " has no published version on server " +
-                                              config_.name + " (dimctl push " + plan.image + ")"));
+      return Status::NotFound("image " + plan.image + " has no published version on server " + config_.name +
+                              " (dimctl push " + plan.image + ")");
     }
     plan.version = *v;
   }
+  return plan;
+}
+
+Response InstallApi::Plan(const std::string& node) {
+  auto plan = PlanOf(node);
+  if (!plan.ok()) return Response::Error(plan.status());
   Response r;
   r.content_type = "text/plain";
-  r.body = di::EncodePlan(plan);
+  r.body = di::EncodePlan(*plan);
   r.headers["Cache-Control"] = "no-store";
   return r;
+}
+
+Response InstallApi::Stream(const std::string& node, const Request& req) {
+  auto ask = di::DecodeStreamRequest(req.body);
+  if (!ask.ok()) return Response::Error(ask.status().Annotate("node " + node));
+  auto plan = PlanOf(node);
+  if (!plan.ok()) return Response::Error(plan.status());
+  if (plan->request != ask->request) {
+    return Response::Error(Status::Conflict(
+        "node " + node + " asks for the stream of install request " + std::to_string(ask->request) +
+        ", but its current request is " + std::to_string(plan->request) +
+        " (marked again since): boot it again to install with the new plan"));
+  }
+  int64_t generation = 0;
+  {
+    auto cat = catalogs_->Acquire();
+    if (!cat.ok()) return Response::Error(cat.status());
+    auto g = dim::cluster::Registry((*cat)->db()).KeyGeneration(node);
+    if (!g.ok()) return Response::Error(g.status());
+    generation = *g;
+  }
+  auto key = key_(node, generation);
+  if (!key.ok()) return Response::Error(key.status());
+  // The receiver listens where the node asks from: the signature says it is the node.
+  const std::string host = req.peer_host.find(':') != std::string::npos ? "[" + req.peer_host + "]" : req.peer_host;
+  dim::clone::Target target{node, host + ":" + std::to_string(ask->port), ask->path};
+  const std::string what = plan->image + "@" + std::to_string(plan->version);
+  std::fprintf(stderr, "imaged: node %s (install request %lld) asks for %s at %s:%s\n", node.c_str(),
+               static_cast<long long>(plan->request), what.c_str(), target.address.c_str(), target.path.c_str());
+  const int gather = sender_.Add(plan->image, plan->version, std::move(target), std::move(*key));
+  return Response::Json(200, dim::proto::Encode(dim::proto::InstallStreamAnswer{node, what, gather}));
 }
 
 Response InstallApi::Report(const std::string& node, const Request& req) {

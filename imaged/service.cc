@@ -76,7 +76,8 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
              config_.overlay_quota),
       boot_(config_, identity_, &catalogs_),
       install_(config_, &catalogs_,
-               [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); }),
+               [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); },
+               [this](const std::string& node, int64_t generation) { return identity_.NodeKeyOf(node, generation); }),
       fence_(config_.store),
       top_(config_.role == Config::Role::kTop || std::ifstream(config_.store + "/promoted").good()),
       deltas_(config_.delta_cache_bytes),
@@ -188,8 +189,9 @@ Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const
       }
       break;
     case Auth::kNodeSelf:
-      // Only the node reports how its own install went: a success switches
-      // its boot to the local disk.
+      // Only the node reports how its own install went (a success switches
+      // its boot to the local disk) and asks for its version's stream (sent
+      // to the address it asks from).
       if (who != "node:" + m.param("node")) {
         return Status::PermissionDenied(who + " may not use " + what + " for node " + m.param("node") +
                                         "; only the node itself (signed with its key) may");
@@ -282,7 +284,8 @@ Response Service::Route(const Request& req) {
     case RouteId::kNodePrefetchGet:
     case RouteId::kNodePrefetchPut: return nodes_.Handle(route.id, node, match->param("path"), req, who);
     case RouteId::kNodeInstall:
-    case RouteId::kNodeInstallReport: return install_.Handle(route.id, node, req);
+    case RouteId::kNodeInstallReport:
+    case RouteId::kNodeInstallStream: return install_.Handle(route.id, node, req);
     case RouteId::kBuddyState: return nodes_.BuddyState();
     case RouteId::kBuddySnapshot: return nodes_.BuddySnapshot(node);
   }

@@ -188,6 +188,54 @@ Status AddProgram(Context& c, const std::string& exe, const std::string& dest, c
   return c.cpio.AddFile(dest, std::move(bytes), 0755);
 }
 
+// A host tool (the first of names found in opt.tool_dirs) at
+// /usr/libexec/dim/DEST (beside busybox's applets of the same name) with
+// its libraries. Not found: NotFound naming the package when required, else
+// skipped (false).
+Result<bool> AddTool(Context& c, const std::vector<std::string>& names, const std::string& dest,
+                     const std::string& package, bool required) {
+  for (const auto& n : names) {
+    for (const auto& d : c.opt.tool_dirs) {
+      const std::string exe = d + "/" + n;
+      if (::access(exe.c_str(), X_OK) != 0) continue;
+      DIM_ASSIGN_OR_RETURN(auto bytes, c.env.ReadFile(exe));
+      LibraryResolver resolver(SystemLibraryDirs(c.opt.ld_so_conf));
+      DIM_RETURN_IF_ERROR(resolver.Resolve(exe, c.libs));
+      DIM_RETURN_IF_ERROR(c.cpio.AddFile("/usr/libexec/dim/" + dest, std::move(bytes), 0755));
+      c.report.tools.push_back(exe);
+      return true;
+    }
+  }
+  if (!required) return false;
+  std::string dirs;
+  for (const auto& d : c.opt.tool_dirs) dirs += (dirs.empty() ? "" : ", ") + d;
+  return Status::NotFound(names[0] + " not found in " + dirs + ": an install initrd needs it to prepare disks (apt-get install " +
+                          package + ")");
+}
+
+// Install mode: the steps, dim's programs, the host's disk tools.
+Status AddInstall(Context& c) {
+  if (c.opt.dim_install.empty() != c.opt.dim_agent.empty()) {
+    return Status::InvalidArgument("an install initrd needs both dim-install and dim-agent");
+  }
+  if (c.opt.dim_install.empty()) return Status::Ok();
+  if (c.opt.dim_receive.empty()) return Status::InvalidArgument("an install initrd needs dim-receive too");
+  DIM_RETURN_IF_ERROR(AddProgram(c, c.opt.dim_install, "/sbin/dim-install", "dim-install", "dim-install"));
+  DIM_RETURN_IF_ERROR(AddProgram(c, c.opt.dim_agent, "/sbin/dim-agent", "dim-agent", "dim-agent"));
+  DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/install.sh", kInstallScript, 0755));
+  DIM_RETURN_IF_ERROR(AddTool(c, {"sfdisk"}, "sfdisk", "fdisk", true).status());
+  DIM_RETURN_IF_ERROR(AddTool(c, {"mke2fs"}, "mke2fs", "e2fsprogs", true).status());
+  DIM_RETURN_IF_ERROR(AddTool(c, {"mkfs.xfs"}, "mkfs.xfs", "xfsprogs", false).status());
+  // Without dosfstools, busybox's mkdosfs makes the EFI partition.
+  DIM_RETURN_IF_ERROR(AddTool(c, {"mkfs.fat", "mkfs.vfat"}, "mkfs.fat", "dosfstools", false).status());
+  // mke2fs's defaults as the host's e2fsprogs has them (features older
+  // boot loaders read), rather than its built-in ones.
+  if (auto conf = c.env.ReadFile("/etc/mke2fs.conf"); conf.ok()) {
+    DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/mke2fs.conf", std::move(*conf), 0644));
+  }
+  return Status::Ok();
+}
+
 Status AddLibraries(Context& c) {
   for (const auto& f : c.libs) {
     DIM_ASSIGN_OR_RETURN(auto bytes, c.env.ReadFile(f.source));
@@ -206,7 +254,9 @@ Status AddModules(Context& c) {
   c.report.kernel_image = kernel.image;
   DIM_ASSIGN_OR_RETURN(auto index, ModuleIndex::Load(kernel.modules_dir));
   std::vector<std::string> wanted;
-  for (const auto& m : DefaultModules()) {
+  std::vector<std::string> defaults = DefaultModules();
+  if (!c.opt.dim_install.empty()) defaults.insert(defaults.end(), InstallModules().begin(), InstallModules().end());
+  for (const auto& m : defaults) {
     if (index.Has(m)) {
       wanted.push_back(m);
     } else if (index.IsBuiltin(m)) {
@@ -298,6 +348,13 @@ const std::vector<std::string>& DefaultModules() {
   return kModules;
 }
 
+const std::vector<std::string>& InstallModules() {
+  static const std::vector<std::string> kModules = {
+      "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8",  // root and EFI file systems
+      "sd_mod", "ahci", "ata_piix", "nvme", "virtio_scsi", "efivarfs"};
+  return kModules;
+}
+
 Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options) {
   if (options.output.empty()) return Status::InvalidArgument("no output file: give -o FILE");
   Context c{env, options, {}, {}, {}};
@@ -308,6 +365,7 @@ Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options) {
   if (!c.opt.dim_receive.empty()) {  // install mode's receiver
     DIM_RETURN_IF_ERROR(AddProgram(c, c.opt.dim_receive, "/sbin/dim-receive", "dim-receive", "dim-receive"));
   }
+  DIM_RETURN_IF_ERROR(AddInstall(c));             // install mode: steps, programs, disk tools
   DIM_RETURN_IF_ERROR(AddLibraries(c));           // the loader and shared libraries
   if (!options.publish_key.empty()) {             // the top server's public key
     DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/publish.pub", options.publish_key + "\n", 0644));

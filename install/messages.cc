@@ -132,6 +132,36 @@ Result<InstallPlan> DecodePlan(std::string_view body) {
   return p;
 }
 
+std::string EncodeStreamRequest(const StreamRequest& r) {
+  return "dim-install-stream 1\nrequest " + std::to_string(r.request) + "\nport " + std::to_string(r.port) +
+         "\npath " + r.path + "\n";
+}
+
+Result<StreamRequest> DecodeStreamRequest(std::string_view body) {
+  const char* what = "install stream request";
+  if (body.size() > 4096) return Status::InvalidArgument("install stream request larger than 4 KiB");
+  std::vector<std::string_view> v;
+  DIM_ASSIGN_OR_RETURN(std::string_view rest, Lines(body, what, {"dim-install-stream", "request", "port", "path"}, &v));
+  if (v[0] != "1") {
+    return Status::Unsupported("install stream request of format " + std::string(v[0].substr(0, 8)) +
+                               "; this dim reads format 1");
+  }
+  if (!rest.empty()) return Status::InvalidArgument("install stream request: bytes after the path line");
+  StreamRequest r;
+  int64_t port = 0;
+  if (!ParseInt(v[1], 1, &r.request)) return Status::InvalidArgument("install stream request: request is not a number above 0");
+  if (!ParseInt(v[2], 1, &port) || port > 65535) return Status::InvalidArgument("install stream request: port is not 1-65535");
+  r.port = static_cast<int>(port);
+  r.path = std::string(v[3]);
+  // Clean and absolute, printable: the receiver checks it against its --under too.
+  bool clean = r.path.size() > 1 && r.path.size() <= 1024 && r.path[0] == '/' && r.path.back() != '/' &&
+               r.path.find("//") == std::string::npos && r.path.find("/./") == std::string::npos &&
+               r.path.find("/../") == std::string::npos && !r.path.ends_with("/..") && !r.path.ends_with("/.");
+  for (unsigned char c : r.path) clean = clean && c > 0x20 && c < 0x7f;
+  if (!clean) return Status::InvalidArgument("install stream request: path is not a clean absolute path");
+  return r;
+}
+
 Status CheckDisk(const std::string& disk) {
   if (disk.empty()) return Status::Ok();
   const auto bad = [&](const std::string& why) {

@@ -321,43 +321,16 @@ Status Filesystem::LoadOverlay() {
       DIM_RETURN_IF_ERROR(dim::upper::WhiteoutAt(dir.get(), name));
       continue;
     }
-    switch (e.type) {
-      case EntryType::kDir:
-        if (::mkdirat(dir.get(), name.c_str(), 0700) != 0 && errno != EEXIST) return dim::PosixError("mkdir " + e.path);
-        if (opaque) {
-          std::string p = dim::upper::FdPath(dir.get(), name, opts_.proc_relative);
-          if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return dim::PosixError("mark opaque " + e.path);
-        }
-        dirs.push_back(e);
-        break;
-      case EntryType::kFile: {
-        if (!e.link_group.empty() && e.link_group != e.path) {
-          std::string first_name;
-          DIM_ASSIGN_OR_RETURN(dim::Fd fdir, dim::upper::OpenParent(upper_fd_, e.link_group, &first_name));
-          if (::linkat(fdir.get(), first_name.c_str(), dir.get(), name.c_str(), 0) != 0) {
-            return dim::PosixError("hardlink " + e.path);
-          }
-          continue;
-        }
-        dim::Fd f(::openat(dir.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (!f.valid()) return dim::PosixError("create " + e.path);
-        if (e.size > 0) {
-          DIM_ASSIGN_OR_RETURN(std::string data, remote_->Call(dim::proto::RouteId::kNodeOverlayGet, {opts_.node, e.path}, {}, "", true));
-          DIM_RETURN_IF_ERROR(PWriteAll(f.get(), data, 0, e.path));
-        }
-        if (::ftruncate(f.get(), static_cast<off_t>(e.size)) != 0) return dim::PosixError("size " + e.path);
-        break;
+    DIM_RETURN_IF_ERROR(dim::upper::MakeOverlayEntryAt(
+        upper_fd_, dir.get(), name, e,
+        [&] { return remote_->Call(dim::proto::RouteId::kNodeOverlayGet, {opts_.node, e.path}, {}, "", true); },
+        xmap_, opts_.proc_relative));
+    if (e.type == EntryType::kDir) {
+      if (opaque) {
+        std::string p = dim::upper::FdPath(dir.get(), name, opts_.proc_relative);
+        if (::lsetxattr(p.c_str(), dim::upper::kOpaqueXattr, "y", 1, 0) != 0) return dim::PosixError("mark opaque " + e.path);
       }
-      case EntryType::kSymlink:
-        if (::symlinkat(e.target.c_str(), dir.get(), name.c_str()) != 0) return dim::PosixError("symlink " + e.path);
-        break;
-      default:
-        if (::mknodat(dir.get(), name.c_str(), dim::ModeTypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev)) != 0) {
-          return dim::PosixError("mknod " + e.path);
-        }
-    }
-    if (e.type != EntryType::kDir) {
-      DIM_RETURN_IF_ERROR(dim::upper::ApplyMetadata(dir.get(), name, e, xmap_, opts_.proc_relative));
+      dirs.push_back(e);
     }
   }
   // Directories last, deepest first, so creating children does not move their times.

@@ -259,44 +259,6 @@ std::vector<std::string> Servers(const Args& a) {
   return servers;
 }
 
-// The connection is kept for the mount's requests (*kept, to servers[*kept_server]).
-std::string FetchKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
-                     std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
-  dim::http::ClientOptions opts = rootfs::NodeClientOptions(remote);
-  opts.privileged_source_port = true;
-  auto client = dim::http::Client::Create(opts);
-  if (!client.ok()) Die(client.status().ToString());
-  std::string last;
-  for (size_t i = 0; i < servers.size(); i++) {
-    const std::string& server = servers[i];
-    const std::string url = server + dim::proto::UrlPath(dim::proto::PathOf(dim::proto::RouteId::kBootNodeKey, {a.node}));
-    auto r = (*client)->Get(url, {}, 1000L * a.timeout_s);
-    if (!r.ok()) {
-      if (r.status().code() == dim::Code::kPermissionDenied) {
-        Die("cannot fetch node " + a.node + "'s key: " + r.status().message() +
-            " (run rootfs-fuse as root, or give --key-file FILE)");
-      }
-      last = server + " unreachable: " + r.status().message();
-      continue;
-    }
-    auto error = dim::proto::DecodeErrorAnswer(r->body);
-    std::string why = error.ok() ? error->error : "HTTP " + std::to_string(r->status);
-    if (r->status == 404) Die("node " + a.node + " is not registered on " + server + ": " + why);
-    if (r->status == 403) Die("node " + a.node + ": " + server + " refuses to hand out its key: " + why);
-    if (r->status != 200) {
-      last = server + " answered HTTP " + std::to_string(r->status) + " to the key request: " + why;
-      continue;
-    }
-    auto key = dim::auth::KeyFromHex(r->body);
-    OPENSSL_cleanse(r->body.data(), r->body.size());
-    if (!key.ok()) Die("node " + a.node + ": " + server + " sent no key: " + key.status().message());
-    *kept = std::move(*client);
-    *kept_server = i;
-    return std::move(*key);
-  }
-  Die("cannot fetch node " + a.node + "'s key: " + last);
-}
-
 // The top server's public key: named, or the initrd's /etc/dim/publish.pub.
 std::optional<dim::sign::PublicKey> LoadPublishKey(const Args& a) {
   const std::string file = a.publish_key_file.empty() ? "/etc/dim/publish.pub" : a.publish_key_file;
@@ -310,7 +272,7 @@ std::optional<dim::sign::PublicKey> LoadPublishKey(const Args& a) {
   return std::move(*k);
 }
 
-std::string LoadKey(const Args& a, const std::vector<std::string>& servers, const rootfs::RemoteOptions& remote,
+std::string LoadKey(const Args& a, const rootfs::RemoteOptions& remote,
                     std::unique_ptr<dim::http::Client>* kept, size_t* kept_server) {
   if (!a.key_file.empty()) {
     auto text = dim::Env::Posix()->ReadFile(a.key_file);
@@ -329,7 +291,14 @@ std::string LoadKey(const Args& a, const std::vector<std::string>& servers, cons
     if (!secret.ok()) Die(secret.status().ToString());
     return dim::auth::NodeKey(*secret, a.node);
   }
-  return FetchKey(a, servers, remote, kept, kept_server);
+  auto key = rootfs::FetchNodeKey(remote, kept, kept_server);
+  if (!key.ok()) {
+    if (key.status().code() == dim::Code::kPermissionDenied && key.status().message().find("refuses") == std::string::npos) {
+      Die(key.status().message() + " (run rootfs-fuse as root, or give --key-file FILE)");
+    }
+    Die(key.status().message());
+  }
+  return std::move(*key);
 }
 
 // The version this node runs: its pin (`dimctl push --nodes`) or the
@@ -364,7 +333,7 @@ int main(int argc, char** argv) {
   rootfs::RemoteOptions remote_opts{servers, !a.buddy.empty(), "", a.node, a.timeout_s, a.tls};
   std::unique_ptr<dim::http::Client> key_connection;
   size_t key_server = 0;
-  std::string key = LoadKey(a, servers, remote_opts, &key_connection, &key_server);
+  std::string key = LoadKey(a, remote_opts, &key_connection, &key_server);
   mark(a.key_file.empty() && a.secret_file.empty() ? "key fetched" : "key read");
   std::optional<dim::sign::PublicKey> publish = LoadPublishKey(a);
   // Entries are created in the upper with the exact modes the kernel asks for.

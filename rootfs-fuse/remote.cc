@@ -6,6 +6,8 @@
 #include <random>
 #include <thread>
 
+#include <openssl/crypto.h>
+
 #include "dim/wire.h"
 
 namespace rootfs {
@@ -202,6 +204,44 @@ dim::Result<std::map<dim::Digest, std::string>> Remote::Objects(const std::vecto
   std::map<dim::Digest, std::string> out;
   for (const auto& rec : records) out[rec.id] = std::string(rec.body);
   return out;
+}
+
+dim::Result<std::string> FetchNodeKey(const RemoteOptions& opts, std::unique_ptr<dim::http::Client>* kept,
+                                      size_t* kept_server) {
+  dim::http::ClientOptions client_opts = NodeClientOptions(opts);
+  client_opts.privileged_source_port = true;
+  DIM_ASSIGN_OR_RETURN(auto client, dim::http::Client::Create(client_opts));
+  const std::string& node = opts.node;
+  std::string last;
+  for (size_t i = 0; i < opts.servers.size(); i++) {
+    const std::string& server = opts.servers[i];
+    const std::string url = server + dim::proto::UrlPath(dim::proto::PathOf(dim::proto::RouteId::kBootNodeKey, {node}));
+    auto r = client->Get(url, {}, 1000L * opts.timeout_s);
+    if (!r.ok()) {
+      if (r.status().code() == dim::Code::kPermissionDenied) {
+        return dim::Status::PermissionDenied("cannot fetch node " + node + "'s key: " + r.status().message());
+      }
+      last = server + " unreachable: " + r.status().message();
+      continue;
+    }
+    auto error = dim::proto::DecodeErrorAnswer(r->body);
+    std::string why = error.ok() ? error->error : "HTTP " + std::to_string(r->status);
+    if (r->status == 404) return dim::Status::NotFound("node " + node + " is not registered on " + server + ": " + why);
+    if (r->status == 403) {
+      return dim::Status::PermissionDenied("node " + node + ": " + server + " refuses to hand out its key: " + why);
+    }
+    if (r->status != 200) {
+      last = server + " answered HTTP " + std::to_string(r->status) + " to the key request: " + why;
+      continue;
+    }
+    auto key = dim::auth::KeyFromHex(r->body);
+    OPENSSL_cleanse(r->body.data(), r->body.size());
+    if (!key.ok()) return dim::Status::Corruption("node " + node + ": " + server + " sent no key: " + key.status().message());
+    *kept = std::move(client);
+    *kept_server = i;
+    return std::move(*key);
+  }
+  return dim::Status::IOError("cannot fetch node " + node + "'s key: " + last);
 }
 
 }  // namespace rootfs

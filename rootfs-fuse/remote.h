@@ -98,6 +98,17 @@ class Remote {
   Clock::time_point silent_since_{};  // GUARDED_BY(mu_)
 };
 
+// The node's key from the key endpoint of the first of opts.servers that
+// answers (GET /v1/boot/nodes/NODE/key from a source port below 1024, which
+// only root can bind: imaged hands a key only to the node itself,
+// docs/boot.md). Returns it raw; the connection that got it is kept in
+// *kept, to servers[*kept_server]. PermissionDenied when this process may
+// not bind such a port; NotFound for a node the server does not know;
+// PermissionDenied "SERVER refuses to hand out its key: WHY" when it refuses;
+// IOError naming the last server tried otherwise.
+dim::Result<std::string> FetchNodeKey(const RemoteOptions& opts, std::unique_ptr<dim::http::Client>* kept,
+                                      size_t* kept_server);
+
 // Whether an error is worth retrying: no answer at all (the network, a
 // server restarting), or a gateway/server saying it is unavailable.
 bool Transient(const dim::Status& s, int http_status);

@@ -34,6 +34,8 @@ packages=(
   ipmitool openipmi
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
+  # install initrds (dimctl initrd build --with-dim-install): sfdisk, mkfs.fat
+  fdisk dosfstools
   # benchmarks and their peers
   hyperfine sshfs openssh-server
   # the HTTP cache tier's tests and the boot-storm benchmark's peer

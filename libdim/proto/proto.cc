@@ -56,6 +56,8 @@ const std::vector<Route>& Routes() {
        "install plan (dim/install/messages.h)"},
       {kNodeInstallReport, "POST", "/v1/nodes/{node}/install-report", "", "install report", kNodeSelf,
        "install report (dim/install/messages.h)", "InstallReportAnswer"},
+      {kNodeInstallStream, "POST", "/v1/nodes/{node}/install-stream", "", "install stream", kNodeSelf,
+       "install stream request (dim/install/messages.h)", "InstallStreamAnswer"},
       {kReport, "POST", "/v1/report", "", "report", kServerOrLeaf, "ReportRequest", "{}"},
       {kStatus, "GET", "/v1/status", "", "status", kSigned, "-", "StatusAnswer"},
       {kNodeOverlayGet, "GET", "/v1/nodes/{node}/overlay/{path*}", "", "overlay read", kNodeOrServer, "-",
@@ -481,6 +483,17 @@ Result<InstallReportAnswer> DecodeInstallReportAnswer(std::string_view text) {
   return DecodeWith<InstallReportAnswer>(text, "install report answer", [](Fields& f, InstallReportAnswer& m) {
     m.node = f.Str("node");
     m.state = f.Str("state");
+  });
+}
+
+std::string Encode(const InstallStreamAnswer& m) {
+  return json::Dump(Json{{"node", m.node}, {"what", m.what}, {"gather_s", m.gather_s}});
+}
+Result<InstallStreamAnswer> DecodeInstallStreamAnswer(std::string_view text) {
+  return DecodeWith<InstallStreamAnswer>(text, "install stream answer", [](Fields& f, InstallStreamAnswer& m) {
+    m.node = f.Str("node");
+    m.what = f.Str("what");
+    m.gather_s = f.Int("gather_s");
   });
 }
 

@@ -258,4 +258,47 @@ Status MakeParents(int root_fd, const std::string& path) {
   return Status::Ok();
 }
 
+Status MakeOverlayEntryAt(int root_fd, int dirfd, const std::string& name, const Entry& e,
+                          const std::function<Result<std::string>()>& content, const XattrMap& map,
+                          bool proc_relative) {
+  switch (e.type) {
+    case EntryType::kDir:
+      if (::mkdirat(dirfd, name.c_str(), 0700) != 0 && errno != EEXIST) return PosixError("mkdir " + e.path);
+      return Status::Ok();
+    case EntryType::kFile: {
+      if (!e.link_group.empty() && e.link_group != e.path) {
+        std::string first;
+        DIM_ASSIGN_OR_RETURN(Fd first_dir, OpenParent(root_fd, e.link_group, &first));
+        if (::linkat(first_dir.get(), first.c_str(), dirfd, name.c_str(), 0) != 0) {
+          return PosixError("hardlink " + e.path);
+        }
+        return Status::Ok();  // a second name shares the first one's metadata
+      }
+      Fd f(::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!f.valid()) return PosixError("create " + e.path);
+      if (e.size > 0) {
+        DIM_ASSIGN_OR_RETURN(std::string data, content());
+        std::string_view rest = data;
+        for (off_t off = 0; !rest.empty();) {
+          ssize_t n = ::pwrite(f.get(), rest.data(), rest.size(), off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) return PosixError("write " + e.path);
+          rest.remove_prefix(static_cast<size_t>(n));
+          off += n;
+        }
+      }
+      if (::ftruncate(f.get(), static_cast<off_t>(e.size)) != 0) return PosixError("size " + e.path);
+      break;
+    }
+    case EntryType::kSymlink:
+      if (::symlinkat(e.target.c_str(), dirfd, name.c_str()) != 0) return PosixError("symlink " + e.path);
+      break;
+    default:
+      if (::mknodat(dirfd, name.c_str(), ModeTypeBits(e.type) | 0600, static_cast<dev_t>(e.rdev)) != 0) {
+        return PosixError("mknod " + e.path);
+      }
+  }
+  return ApplyMetadata(dirfd, name, e, map, proc_relative);
+}
+
 }  // namespace dim::upper

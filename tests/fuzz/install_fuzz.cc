@@ -5,7 +5,8 @@
 // crash; a plan or report that decodes encodes back to its input, and a
 // layout's canonical text parses to itself. The fourth: the update agent's
 // keep-out file; the fifth its record of the version applied (STATE/applied),
-// which encodes back to its input.
+// which encodes back to its input; the sixth the install stream request
+// (POST /v1/nodes/NODE/install-stream, read by imaged).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -25,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string in(reinterpret_cast<const char*>(data) + 1, size - 1);
   namespace di = dim::install;
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
     case 0: {
       auto layout = di::ParseLayout(in, "fuzz");
       if (!layout.ok()) break;
@@ -55,6 +56,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (applied.ok() && (*applied <= 0 || di::EncodeApplied(*applied) != in)) {
         Fail("an applied record does not encode back to its input");
       }
+      break;
+    }
+    case 5: {
+      auto stream = di::DecodeStreamRequest(in);
+      if (stream.ok() && di::EncodeStreamRequest(*stream) != in) Fail("a stream request does not encode back to its input");
       break;
     }
     default: {

@@ -75,6 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RoundTrip<OverlayWriteAnswer>(in, "overlay write answer", DecodeOverlayWriteAnswer);
   RoundTrip<ProvisionAnswer>(in, "provision answer", DecodeProvisionAnswer);
   RoundTrip<InstallReportAnswer>(in, "install report answer", DecodeInstallReportAnswer);
+  RoundTrip<InstallStreamAnswer>(in, "install stream answer", DecodeInstallStreamAnswer);
   Path(in);
   return 0;
 }

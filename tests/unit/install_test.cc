@@ -118,6 +118,28 @@ TEST_CASE("install report: encodes, decodes strictly, and refuses what it cannot
   CHECK(di::CleanReason("say \"no\" {x}\\\x01") == "say 'no' (x)/?");
 }
 
+TEST_CASE("install stream request: encodes, decodes strictly; bad ports and paths are refused") {
+  di::StreamRequest r{42, 7475, "/target/.dim-install-root"};
+  const std::string body = di::EncodeStreamRequest(r);
+  CHECK(body == "dim-install-stream 1\nrequest 42\nport 7475\npath /target/.dim-install-root\n");
+  auto back = di::DecodeStreamRequest(body);
+  REQUIRE(back.ok());
+  CHECK(back->request == 42);
+  CHECK(back->port == 7475);
+  CHECK(back->path == r.path);
+  auto refused = [](const std::string& b) { return !di::DecodeStreamRequest(b).ok(); };
+  CHECK(refused("dim-install-stream 2\nrequest 42\nport 7475\npath /t\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 0\nport 7475\npath /t\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 65536\npath /t\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 0\npath /t\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 7475\npath t\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 7475\npath /t/../etc\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 7475\npath /t/\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 7475\npath /t x\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 7475\npath /t\nmore\n"));
+  CHECK(refused("dim-install-stream 1\nrequest 42\nport 7475\n"));
+}
+
 TEST_CASE("install plan: encodes and decodes with its layout; bad disks and images are refused") {
   auto layout = di::ParseLayout(di::kDefaultLayout, "d");
   REQUIRE(layout.ok());
@@ -277,6 +299,19 @@ TEST_CASE("install endpoints: only the node itself reports, for its current requ
   CHECK(decoded->disk == "/dev/vda");
   CHECK(s.Signed("node:r01c1n02", "GET", std::string("/v1/nodes/") + kNode + "/install").status == 403);
   CHECK(s.Signed("node:r01c1n02", "GET", "/v1/nodes/r01c1n02/install").status == 409);  // not marked
+
+  // The stream request: the node itself, for its current request, a body
+  // that decodes; anyone else, an older request or a bad body is refused
+  // before a sender is started.
+  const std::string stream = std::string("/v1/nodes/") + kNode + "/install-stream";
+  const std::string ask = di::EncodeStreamRequest({req, 7475, "/target/.dim-install-root"});
+  CHECK(s.Signed("node:r01c1n02", "POST", stream, ask).status == 403);
+  CHECK(s.Signed("server:top", "POST", stream, ask).status == 403);
+  CHECK(s.Signed(std::string("node:") + kNode, "POST", stream, "stream me\n").status == 400);
+  auto stale = s.Signed(std::string("node:") + kNode, "POST", stream,
+                        di::EncodeStreamRequest({req - 1, 7475, "/target/.dim-install-root"}));
+  CHECK(stale.status == 409);
+  CHECK(Has(stale.body, "its current request is " + std::to_string(req)));
 
   // Reports: unsigned, by another node, by a server: refused, nothing changes.
   const std::string ok = s.Report(req, di::ReportState::kInstalled, "done", 3);

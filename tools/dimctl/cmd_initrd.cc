@@ -103,6 +103,19 @@ Status Build(Invocation& inv) {
                               "build it (make -C build dim-receive) or give --dim-receive PATH");
     }
   }
+  // Install mode: its steps, dim-install, dim-agent and the host's disk tools
+  // (docs/install.md), with the receiver.
+  if (inv.flag("with-dim-install")) {
+    for (auto [field, name] : {std::pair{&opt.dim_install, "dim-install"}, std::pair{&opt.dim_agent, "dim-agent"},
+                               std::pair{&opt.dim_receive, "dim-receive"}}) {
+      if (!field->empty()) continue;
+      *field = DefaultProgram(name == std::string("dim-receive") ? "clone" : "agent", name);
+      if (field->empty()) {
+        return Status::NotFound(std::string(name) + " not found beside dimctl nor in /usr/local/sbin or /usr/sbin: " +
+                                "build it (make -C build " + name + ")");
+      }
+    }
+  }
   DIM_ASSIGN_OR_RETURN(opt.publish_key, PublishKey(inv));
   // The CA (and CRL) are checked as the node will load them, so a wrong file
   // fails here and not at boot.
@@ -135,6 +148,8 @@ Status Build(Invocation& inv) {
                    {"kernel_image", r.kernel_image},
                    {"rootfs_fuse", opt.rootfs_fuse},
                    {"dim_receive", opt.dim_receive},
+                   {"dim_install", opt.dim_install},
+                   {"tools", r.tools},
                    {"modules", r.modules},
                    {"builtin", r.builtin_modules},
                    {"skipped", r.skipped_modules},
@@ -153,6 +168,10 @@ Status Build(Invocation& inv) {
   }
   std::printf("rootfs-fuse: %s\n", opt.rootfs_fuse.c_str());
   if (!opt.dim_receive.empty()) std::printf("dim-receive: %s\n", opt.dim_receive.c_str());
+  if (!opt.dim_install.empty()) {
+    std::printf("install mode: %s, %s; tools: %s\n", opt.dim_install.c_str(), opt.dim_agent.c_str(),
+                Words(r.tools).c_str());
+  }
   if (!r.kernel_image.empty()) std::printf("kernel image: %s\n", r.kernel_image.c_str());
   return Status::Ok();
 }
@@ -177,6 +196,8 @@ Noun InitrdCommands() {
         {"rootfs-fuse", 0, "PATH", "the rootfs-fuse binary (default: beside dimctl, or installed)"},
         {"with-dim-receive", 0, "", "add the clone receiver (beside dimctl, or installed) for installing disks"},
         {"dim-receive", 0, "PATH", "add this clone receiver binary (as --with-dim-receive)"},
+        {"with-dim-install", 0, "", "install mode (docs/install.md): dim-install, dim-agent, dim-receive, sfdisk, "
+                                    "mke2fs (mkfs.xfs, mkfs.fat if present), file system and disk modules"},
         {"no-strip", 0, "", "keep rootfs-fuse's debugging information (stripped by default)"},
         {"publish-key", 0, "FILE", "the top server's public key for nodes to check versions with (default: "
                                    "the store's, from 'dimctl key init', when it has one)"},

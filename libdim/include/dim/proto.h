@@ -64,6 +64,7 @@ enum class RouteId {
   kNodePrefetchPut,
   kNodeInstall,
   kNodeInstallReport,
+  kNodeInstallStream,
   kBuddyState,
   kBuddySnapshot,
 };
@@ -262,6 +263,16 @@ struct InstallReportAnswer {
 };
 std::string Encode(const InstallReportAnswer& m);
 Result<InstallReportAnswer> DecodeInstallReportAnswer(std::string_view json);
+
+// POST /v1/nodes/NODE/install-stream: the stream the node joins (what,
+// e.g. "debian12@7") and how many seconds the server gathers receivers
+// before it starts sending.
+struct InstallStreamAnswer {
+  std::string node, what;
+  int64_t gather_s = 0;
+};
+std::string Encode(const InstallStreamAnswer& m);
+Result<InstallStreamAnswer> DecodeInstallStreamAnswer(std::string_view json);
 
 // The empty answer {} (a report taken).
 std::string EncodeEmpty();

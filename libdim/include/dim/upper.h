@@ -68,4 +68,16 @@ Status WhiteoutAt(int dirfd, const std::string& name);
 // Creates the directories of path's parents that are missing (mode 0755).
 Status MakeParents(int root_fd, const std::string& path);
 
+// Writes an entry of a node's overlay listing (dim/overlay_wire.h) at
+// dirfd/name, where nothing else is (rootfs-fuse's local upper at mount, an
+// installed disk): a directory (made 0700 when missing; its metadata is the
+// caller's to set after its children), a hardlink to the group's first path
+// (e.link_group, below root_fd, written before it), a file with the bytes
+// content() returns (asked only when e.size > 0; then cut or extended to
+// e.size), a symlink, or a device, fifo or socket. Every kind but a directory
+// and a hardlink then gets its metadata (ApplyMetadata).
+Status MakeOverlayEntryAt(int root_fd, int dirfd, const std::string& name, const Entry& e,
+                          const std::function<Result<std::string>()>& content, const XattrMap& map,
+                          bool proc_relative);
+
 }  // namespace dim::upper

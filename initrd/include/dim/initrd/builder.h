@@ -18,6 +18,9 @@ Result<Compression> ParseCompression(const std::string& name);  // "zstd", "gzip
 // Modules every initrd tries to carry: virtio and common NIC drivers, FUSE,
 // packet sockets for DHCP. Those this kernel lacks (or has built in) are skipped.
 const std::vector<std::string>& DefaultModules();
+// Modules an install initrd also tries to carry: the root's and the EFI
+// partition's file systems and common disk controllers.
+const std::vector<std::string>& InstallModules();
 
 struct BuildOptions {
   std::string kernel;                // a version (under sysroot) or a directory
@@ -28,6 +31,14 @@ struct BuildOptions {
   // dim-receive (bulk cloning's receiver), for installing a node's disk
   // through a clone chain from the initrd; empty: not included.
   std::string dim_receive;
+  // Install mode (initrd/install.sh): dim-install and dim-agent, and the
+  // host's partitioning and mkfs tools (sfdisk, mke2fs; mkfs.xfs and
+  // mkfs.fat when present) with their libraries, plus the file system and
+  // disk modules of InstallModules(). Both empty: not included; both needed
+  // (and dim_receive) for an install initrd.
+  std::string dim_install, dim_agent;
+  // Where the host tools are looked for, in order.
+  std::vector<std::string> tool_dirs = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
   std::string strip = "/usr/bin/strip";  // drops rootfs-fuse's debug info; empty: keep it
   std::string ld_so_conf = "/etc/ld.so.conf";
   Compression compression = Compression::kZstd;
@@ -50,6 +61,7 @@ struct BuildReport {
   std::vector<std::string> skipped_modules;  // default modules this kernel lacks
   std::vector<std::string> builtin_modules;  // default modules built into it
   std::vector<std::string> libraries;        // loader and shared libraries copied
+  std::vector<std::string> tools;            // install mode: host tools packed (their paths)
   size_t entries = 0;
   uint64_t cpio_bytes = 0;
   uint64_t output_bytes = 0;
@@ -60,8 +72,10 @@ struct BuildReport {
 Result<BuildReport> BuildInitrd(Env& env, const BuildOptions& options);
 
 // The linuxrc and DHCP hook packed into every initrd (initrd/linuxrc,
-// initrd/udhcpc.script, embedded at build time).
+// initrd/udhcpc.script, embedded at build time), and the install mode's
+// steps (initrd/install.sh) for install initrds.
 extern const char kLinuxrc[];
 extern const char kUdhcpcScript[];
+extern const char kInstallScript[];
 
 }  // namespace dim::initrd

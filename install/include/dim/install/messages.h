@@ -51,6 +51,19 @@ struct InstallPlan {
 std::string EncodePlan(const InstallPlan& p);
 Result<InstallPlan> DecodePlan(std::string_view body);
 
+// A node in install mode asking its server to stream the plan's version to
+// it through a clone chain (POST /v1/nodes/NODE/install-stream): its
+// dim-receive listens on `port` of the address it asks from, and checks the
+// version out at `path` (a clean absolute path below the node's mounted disk).
+// "dim-install-stream 1\nrequest R\nport P\npath PATH\n"
+struct StreamRequest {
+  int64_t request = 0;  // the plan's request
+  int port = 0;         // 1..65535
+  std::string path;
+};
+std::string EncodeStreamRequest(const StreamRequest& r);
+Result<StreamRequest> DecodeStreamRequest(std::string_view body);
+
 // A target disk as `dimctl node install --disk` takes it: "/dev/" and a
 // name of letters, digits and "/_.-" (no ".." component), at most 64 bytes;
 // "" means the first disk. InvalidArgument names what is wrong.
