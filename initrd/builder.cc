@@ -225,6 +225,7 @@ Status AddInstall(Context& c) {
   DIM_RETURN_IF_ERROR(c.cpio.AddFile("/etc/dim/install.sh", kInstallScript, 0755));
   DIM_RETURN_IF_ERROR(AddTool(c, {"sfdisk"}, "sfdisk", "fdisk", true).status());
   DIM_RETURN_IF_ERROR(AddTool(c, {"mke2fs"}, "mke2fs", "e2fsprogs", true).status());
+  DIM_RETURN_IF_ERROR(AddTool(c, {"partx"}, "partx", "util-linux", false).status());
   DIM_RETURN_IF_ERROR(AddTool(c, {"mkfs.xfs"}, "mkfs.xfs", "xfsprogs", false).status());
   // Without dosfstools, busybox's mkdosfs makes the EFI partition.
   DIM_RETURN_IF_ERROR(AddTool(c, {"mkfs.fat", "mkfs.vfat"}, "mkfs.fat", "dosfstools", false).status());

@@ -16,8 +16,10 @@
 
 # shellcheck shell=sh
 # shellcheck disable=SC2154  # server, node, install, timeout come from linuxrc
-# The host's sfdisk, mke2fs, mkfs.xfs, mkfs.fat (dimctl initrd build --with-dim-install).
-PATH=/usr/libexec/dim:$PATH
+# The host's sfdisk, mke2fs, partx, mkfs.xfs, mkfs.fat (dimctl initrd build
+# --with-dim-install), by path: busybox's shell runs its own applets of the
+# same names whatever PATH says.
+tools=/usr/libexec/dim
 run=/run/dim/install
 target=/target
 sys_block=${DIM_SYS_BLOCK:-/sys/block}
@@ -91,15 +93,15 @@ say "install plan: $plan_image@$plan_version onto ${plan_disk:-the first disk} (
 
 step disk
 # size_of NAME: the size of block device NAME in bytes ($size).
-size_of() { read -r s < "$sys_block/$1/size" 2>/dev/null || return 1; size=$((s * 512)); }
+size_of() { read -r s 2>/dev/null < "$sys_block/$1/size" || return 1; size=$((s * 512)); }
 # Whole disks that can hold a root: not loop, ram, optical, floppy,
 # device-mapper or md devices, not removable, not read-only.
 candidates() {
 	for d in "$sys_block"/*; do
 		n=${d##*/}
 		case "$n" in loop*|ram*|zram*|sr*|fd*|dm-*|md*|nbd*|mmcblk*boot*|'*') continue ;; esac
-		read -r r < "$d/removable" 2>/dev/null && [ "$r" = 1 ] && continue
-		read -r r < "$d/ro" 2>/dev/null && [ "$r" = 1 ] && continue
+		read -r r 2>/dev/null < "$d/removable" && [ "$r" = 1 ] && continue
+		read -r r 2>/dev/null < "$d/ro" && [ "$r" = 1 ] && continue
 		if ! size_of "$n" || [ "$size" -eq 0 ]; then continue; fi
 		echo "$n $size"
 	done
@@ -155,20 +157,26 @@ while read -r line; do
 		*) echo "$line" ;;
 	esac >> "$run/sfdisk.final"
 done < "$run/sfdisk"
-if ! sfdisk --wipe always --wipe-partitions always -q "$dev" < "$run/sfdisk.final" > "$run/sfdisk.log" 2>&1; then
+if ! $tools/sfdisk --wipe always --wipe-partitions always -q "$dev" < "$run/sfdisk.final" > "$run/sfdisk.log" 2>&1; then
 	fail partition "sfdisk could not write the partition table ($(tail_of "$run/sfdisk.log"))" \
 		"see /run/dim/install/sfdisk.log; is the disk in use or write-protected?"
 fi
 # part_dev N: the device of partition N of the disk ($pdev), once the kernel has it.
 part_dev() {
 	for p in "$sys_block/$name/$name"*; do
-		read -r num < "$p/partition" 2>/dev/null || continue
+		[ -e "$p/partition" ] || continue
+		read -r num < "$p/partition" || continue
 		[ "$num" = "$1" ] || continue
 		pdev=/dev/${p##*/}
 		[ -b "$pdev" ] && return 0
 	done
 	return 1
 }
+# A kernel that reads no partition tables itself (no EFI_PARTITION, as some
+# VM kernels) is told them by partx, which reads the GPT in user space.
+if ! part_dev 1 && [ -x $tools/partx ]; then
+	$tools/partx -a "$dev" > "$run/partx.log" 2>&1 || say "warning: partx -a $dev: $(tail_of "$run/partx.log" 1)"
+fi
 i=0 root_dev="" esp_dev="" swap_dev="" root_fs=""
 for part in $plan_parts; do
 	i=$((i + 1))
@@ -186,15 +194,15 @@ done
 step mkfs
 mkfs_log=$run/mkfs.log
 case "$root_fs" in
-	ext4) mke2fs -t ext4 -F -q -L dim-root "$root_dev" > "$mkfs_log" 2>&1 ;;
+	ext4) $tools/mke2fs -t ext4 -F -q -L dim-root "$root_dev" > "$mkfs_log" 2>&1 ;;
 	xfs)
-		command -v mkfs.xfs > /dev/null ||
+		[ -x $tools/mkfs.xfs ] ||
 			fail mkfs "the layout's root is xfs but this initrd has no mkfs.xfs" "install xfsprogs where the initrd is built and build it again, or use ext4"
-		mkfs.xfs -f -q -L dim-root "$root_dev" > "$mkfs_log" 2>&1 ;;
+		$tools/mkfs.xfs -f -q -L dim-root "$root_dev" > "$mkfs_log" 2>&1 ;;
 	*) false ;;
 esac || fail mkfs "cannot make the $root_fs root file system on $root_dev ($(tail_of "$mkfs_log"))" "see /run/dim/install/mkfs.log"
-if command -v mkfs.fat > /dev/null; then
-	mkfs.fat -n DIM-ESP "$esp_dev" > "$mkfs_log" 2>&1
+if [ -x $tools/mkfs.fat ]; then
+	$tools/mkfs.fat -n DIM-ESP "$esp_dev" > "$mkfs_log" 2>&1
 else
 	mkdosfs -n DIM-ESP "$esp_dev" > "$mkfs_log" 2>&1
 fi || fail mkfs "cannot make the EFI system partition's FAT file system on $esp_dev ($(tail_of "$mkfs_log"))" "see /run/dim/install/mkfs.log"

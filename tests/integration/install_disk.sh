@@ -184,7 +184,7 @@ grep -q "dim: INSTALL FAILED at step 'plan' on no disk yet: .*layout of node n1:
 log "the server goes away while it gathers the chain: the receive step says so"
 "$DIMCTL" node install n1 --disk "$disk" > /dev/null
 run_install "$TEST_TMP/gone.log" & ipid=$!
-for _ in $(seq 600); do grep -q "receiving img@1" "$TEST_TMP/gone.log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -qs "receiving img@1" "$TEST_TMP/gone.log" && break; sleep 0.1; done
 grep -q "receiving img@1" "$TEST_TMP/gone.log" || die "never got to the receive step: $(cat "$TEST_TMP/gone.log")"
 _imaged_stop "$IMAGED_PID"
 rc=0; wait "$ipid" || rc=$?
@@ -211,9 +211,10 @@ on_cleanup unmount_mnt
 "$DIMCTL" image checkout img@1 "$TEST_TMP/co" > /dev/null
 # /etc, /var and /boot hold what the installer added (checked below); the
 # metadata the version carries is in /usr and /srv, and the root's own.
-with_timeout 120 "$TREECMP" --ignore etc --ignore var --ignore boot --ignore lost+found \
+with_timeout 120 "$TREECMP" --no-root-times --ignore etc --ignore var --ignore boot --ignore lost+found \
   "$TEST_TMP/co" "$mnt" || die "the installed root differs from img@1"
-[[ $(getfattr -n user.dim --only-values "$mnt/etc/motd") == install ]] || die "/etc/motd lost its xattr"
+[[ $(stat -c '%a %u %g' "$mnt") == "711 0 0" ]] || die "the root's mode and owner: $(stat -c '%a %u %g' "$mnt")"
+[[ $(getfattr --absolute-names -n user.dim --only-values "$mnt/etc/motd") == install ]] || die "/etc/motd lost its xattr"
 [[ $(cat "$mnt/etc/hostname") == n1 ]] || die "identity file /etc/hostname: $(cat "$mnt/etc/hostname")"
 [[ $(cat "$mnt/var/log/n1.log") == "n1's own log" ]] || die "the node's kept-out file is missing"
 [[ $(stat -c '%a %U' "$mnt/etc/dim/node.key") == "600 root" ]] || die "node.key: $(stat -c '%a %U' "$mnt/etc/dim/node.key")"
