@@ -111,7 +111,7 @@ warn() { log "WARNING: $*"; NOTES+=("$*"); }
 
 # ---- servers -----------------------------------------------------------------
 
-# server_conf NAME ROLE PORT [PARENT]: $T/NAME.conf
+# server_conf NAME ROLE PORT [PARENT [IMAGES]]: $T/NAME.conf
 server_conf() {
   {
     echo "role = $2"
@@ -122,6 +122,7 @@ server_conf() {
     echo "poll_wait = 1"
     echo "boot_keys = any"
     if [[ -n ${4:-} ]]; then echo "parent = $4"; fi
+    if [[ -n ${5:-} ]]; then echo "images = $5"; fi
     # Every leaf and dimctl reach the top from 127.0.0.1 here, where a
     # cluster's leaves each have their own address: 10 leaves' long-polls and
     # fetch connections exceed the default 64 per address, and the top then
@@ -363,7 +364,9 @@ if ((do_push)); then
   purls=()
   for ((l = 1; l <= leaves; l++)); do
     port=$(free_port)
-    server_conf "p$l" leaf "$port" "$TOP"
+    # Only the image the push nodes follow: ten leaves copying the 135 MB
+    # Debian master from the top at the same time would be what is measured.
+    server_conf "p$l" leaf "$port" "$TOP" tiny
     server_start "p$l"
     purls+=("http://127.0.0.1:$port")
   done
