@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +37,18 @@ namespace {
 constexpr uint64_t kMaxPackBytes = 64ull << 20;
 // Kernels and initrds copied from the parent.
 constexpr uint64_t kMaxBootFile = 1ull << 30;
+
+// Keeps the top's signature of a copy taken from the parent
+// (<store>/signed/KIND/SUBJECT), so that this server serves the copy with it
+// to its nodes and to the servers below it. Nothing to keep without one.
+Status KeepSignature(const std::string& store, const std::string& kind, const std::string& subject,
+                     const std::string& signature) {
+  if (signature.empty()) return Status::Ok();
+  dim::Env* env = dim::Env::Posix();
+  const std::string dir = store + "/signed/" + kind;
+  DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
+  return dim::WriteFileAtomic(env, dir + "/" + subject, signature);
+}
 
 // A file of up to the chunking threshold as the list of its one chunk.
 dim::ChunkList OneChunk(const dim::Digest& id, uint64_t size) {
@@ -403,12 +416,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   if (pins) DIM_RETURN_IF_ERROR(store.catalog().PinsReplace(applied.id, *pins));
   DIM_RETURN_IF_ERROR(txn->Commit());
   // The signatures checked, kept so this server's nodes can check the copies too.
-  for (const auto& [kind, signature] : signatures) {
-    dim::Env* env = dim::Env::Posix();
-    const std::string dir = store.root() + "/signed/" + kind;
-    DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
-    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, dir + "/" + image, signature));
-  }
+  for (const auto& [kind, signature] : signatures) DIM_RETURN_IF_ERROR(KeepSignature(store.root(), kind, image, signature));
   result.to = target;
   result.objects_fetched = fetcher.objects();
   result.bytes_fetched = fetcher.bytes() + compressed->size();
@@ -425,6 +433,10 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     DIM_ASSIGN_OR_RETURN(auto reply, parent.Call(dim::proto::RouteId::kRegistry, {}));
     DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "registry", "-",
                                                  dim::Sha256Of(reply.body), reply.signature, config_.parent));
+    // The signature first, passed on to servers below this one: a crash in
+    // between leaves it beside the old copy, which they refuse until the
+    // next round imports the new one (never the new copy unsigned).
+    DIM_RETURN_IF_ERROR(KeepSignature(store.root(), "registry", "-", reply.signature));
     DIM_RETURN_IF_ERROR(registry.Import(reply.body));
     DIM_ASSIGN_OR_RETURN(ours, registry.Generation());
   }
@@ -435,6 +447,18 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     DIM_ASSIGN_OR_RETURN(auto keys, parent.Call(dim::proto::RouteId::kServerNodeKeys, {config_.name}));
     DIM_RETURN_IF_ERROR(service_->identity().InstallNodeKeys(keys.body));
     node_keys_for_ = ours;
+  }
+  // The link keys of the servers enrolled below this one (none for most):
+  // asked every round, so a child enrolled or re-enrolled on the top is
+  // let in, or its stolen key refused, within a round. A parent from before
+  // trees of servers answers 404: no children then.
+  if (service_->identity().enrolled()) {
+    auto links = parent.Call(dim::proto::RouteId::kServerLinkKeys, {config_.name});
+    if (links.ok()) {
+      DIM_RETURN_IF_ERROR(service_->identity().InstallLinkKeys(links->body));
+    } else if (links.status().code() != dim::Code::kNotFound) {
+      return links.status().Annotate("link keys of the servers below " + config_.name);
+    }
   }
   // Boot files (kernels, initrds) that differ in size or time, staged and
   // renamed; they may be larger than API answers.
@@ -471,6 +495,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
     DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "boot-file", name,
                                                  dim::Sha256Of(data), signature, config_.parent));
+    DIM_RETURN_IF_ERROR(KeepSignature(store.root(), "boot-file", name, signature));  // first, as the registry's
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
     // With the parent's time, so the next round sees the copy as current.
     dim::AtomicFileOptions opts;
@@ -490,12 +515,43 @@ Replicator::Replicator(Config config, std::string key, Service* service,
 }
 
 Replicator::~Replicator() {
-  stop_ = true;
+  service_->SetUpstream(nullptr, nullptr);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+    report_cv_.notify_all();
+  }
+  if (report_thread_.joinable()) report_thread_.join();
   if (run_thread_.joinable()) run_thread_.join();  // no new followers after this
   for (auto& t : followers_) t.join();
 }
 
-void Replicator::Start() { run_thread_ = std::thread([this] { Run(); }); }
+void Replicator::Start() {
+  // Requests only the top answers (keys of servers below this one) go up
+  // through this server's own parent connection.
+  service_->SetUpstream(
+      [this] { return dim::ApiClient::Create(Parent(), key_, "server:" + config_.name, ClientOptions()); },
+      [this] {
+        std::lock_guard<std::mutex> l(mu_);
+        report_due_ = true;
+        report_cv_.notify_one();
+      });
+  report_thread_ = std::thread([this] { RelayReports(); });
+  run_thread_ = std::thread([this] { Run(); });
+}
+
+void Replicator::RelayReports() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      report_cv_.wait_for(l, std::chrono::milliseconds(500), [&] { return report_due_ || stop_; });
+      if (stop_) return;
+      if (!report_due_) continue;
+      report_due_ = false;
+    }
+    ReportState();
+  }
+}
 
 void Replicator::Run() {
   // Follow the configured images, or every image the parent has (re-checked
@@ -509,16 +565,24 @@ void Replicator::Run() {
     std::string parent = ChooseParent();
     auto client = dim::ApiClient::Create(parent, key_, identity, ClientOptions());
     auto info = client.ok() ? (*client)->Info() : dim::Result<dim::proto::InfoAnswer>(client.status());
+    if (info.ok()) {
+      if (Status e = CheckEpoch(parent, info->epoch); !e.ok()) info = e;
+    }
+    if (info.ok()) {
+      Status loop = CheckLoop(parent, *info);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        loop_ = loop.ok() ? "" : loop.message();
+      }
+      if (!loop.ok()) info = loop;
+    }
     // A parent that refuses this server (its TLS certificate, its key) is
     // said once per change, not every round.
     const std::string problem = info.ok() ? "" : info.status().ToString();
     if (!problem.empty() && problem != last_problem) {
-      std::fprintf(stderr, "imaged: cannot reach the parent %s: %s\n", parent.c_str(), problem.c_str());
+      std::fprintf(stderr, "imaged: not following the parent %s: %s\n", parent.c_str(), problem.c_str());
     }
     last_problem = problem;
-    if (info.ok()) {
-      if (Status e = CheckEpoch(parent, info->epoch); !e.ok()) info = e;
-    }
     if (info.ok()) {
       Status s = Status::Ok();
       if (!store) {
@@ -543,6 +607,10 @@ void Replicator::Run() {
         followers_.emplace_back([this, img] { FollowImage(img); });
       }
     }
+    // Followers report after every poll; a server with no image yet (below
+    // a parent that has none) reports each round, so that its parent, and
+    // through it the top, knows it and a push waits for it.
+    if (following.empty()) ReportState();
     for (int i = 0; i < 50 && !stop_; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -587,8 +655,14 @@ void Replicator::FollowImage(const std::string& image) {
     }
     auto img = (*store)->catalog().GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
-    auto answer = (*parent)->Head(image, {{"after", std::to_string(head)},
-                                          {"wait", std::to_string(config_.poll_wait_s)}});
+    std::string loop;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      loop = loop_;
+    }
+    auto answer = loop.empty() ? (*parent)->Head(image, {{"after", std::to_string(head)},
+                                                         {"wait", std::to_string(config_.poll_wait_s)}})
+                               : dim::Result<dim::proto::HeadAnswer>(Status::Conflict(loop));
     Status st = answer.status();
     if (answer.ok()) st = CheckEpoch(parent_url, answer->epoch);
     // Applied under the follow lock, never once this server was promoted.
@@ -661,8 +735,14 @@ Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {
 }
 
 void Replicator::ReportState() {
-  dim::proto::ReportRequest report{config_.name, config_.advertise, config_.poll_wait_s, {}, service_->SeenNodes(),
-                                   service_->Installs()};
+  {
+    // A parent that closes a loop is no parent: reporting to it would relay
+    // the reports around the loop.
+    std::lock_guard<std::mutex> l(mu_);
+    if (!loop_.empty()) return;
+  }
+  dim::proto::ReportRequest report{config_.name,         config_.advertise,      config_.poll_wait_s, {},
+                                   service_->SeenNodes(), service_->Installs(), service_->ChildReports()};
   {
     std::lock_guard<std::mutex> l(mu_);
     report.images = state_;
@@ -701,6 +781,35 @@ std::string Replicator::ChooseParent() {
   }
   parent_ = best;
   return best;
+}
+
+Status Replicator::CheckLoop(const std::string& parent, const dim::proto::InfoAnswer& info) {
+  std::vector<std::string> chain{info.name};
+  chain.insert(chain.end(), info.upstream.begin(), info.upstream.end());
+  auto loop = std::find(chain.begin(), chain.end(), config_.name);
+  if (loop != chain.end()) {
+    std::string path = config_.name;
+    for (auto it = chain.begin(); it != std::next(loop); ++it) path += " -> " + *it;
+    // Said in this server's /v1/info too, so the others of the loop see it.
+    chain.erase(std::next(loop), chain.end());
+    service_->SetUpstreamChain(chain);
+    return Status::Conflict(
+        info.name == config_.name
+            ? "the parent " + parent + " is this server (" + config_.name + ") itself: a server cannot follow itself; "
+              "set 'parent' in imaged.conf to a server on the way to the top"
+            : "following " + parent + " makes a loop (" + path + "): set 'parent' in imaged.conf of one of them to "
+              "a server on the way to the top");
+  }
+  if (chain.size() > static_cast<size_t>(dim::proto::kMaxReportDepth)) {
+    return Status::Conflict("the parent " + parent + " is " + std::to_string(chain.size()) +
+                            " servers below the top; dim follows at most " +
+                            std::to_string(dim::proto::kMaxReportDepth) + " levels");
+  }
+  // A top has no chain; a server that has not heard from its own parent yet
+  // says an empty one and is completed by the next round.
+  if (info.role == "top" || info.role == "replaced") chain.resize(1);
+  service_->SetUpstreamChain(std::move(chain));
+  return Status::Ok();
 }
 
 Status Replicator::CheckEpoch(const std::string& parent, int64_t epoch) {

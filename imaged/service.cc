@@ -196,8 +196,11 @@ Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const
       }
       break;
     case Auth::kLeafSelf:
-      if (!server && who != "leaf:" + m.param("server")) {
-        return Status::PermissionDenied(who + " may not read the node keys of server " + m.param("server"));
+      // Another server's keys only to relay them down a tree of servers:
+      // the server with the site secret checks its enrolment records
+      // (Identity::MayHaveKeysOf), one without passes the request up.
+      if (!server && !leaf) {
+        return Status::PermissionDenied(who + " may not read the keys of server " + m.param("server"));
       }
       break;
   }
@@ -254,7 +257,8 @@ Response Service::Route(const Request& req) {
     case RouteId::kRegistry: return Signed(Registry(), "registry", "-");
     case RouteId::kReport: return Report(req, who);
     case RouteId::kPromote: return Promote();
-    case RouteId::kServerNodeKeys: return NodeKeys(match->param("server"));
+    case RouteId::kServerNodeKeys:
+    case RouteId::kServerLinkKeys: return ServerKeys(route.id, match->param("server"), who);
     case RouteId::kImageHead: return Head(image, req);
     case RouteId::kImageDelta: return Delta(image, req);
     case RouteId::kImageSnapshot: return Snapshot(image, req, who);
@@ -301,14 +305,45 @@ Response Service::Registry() {
   return r;
 }
 
-Response Service::NodeKeys(const std::string& server) {
-  auto body = identity_.NodeKeysFor(server);
-  if (!body.ok()) return Response::Error(body.status());
+Response Service::ServerKeys(RouteId route, const std::string& server, const std::string& who) {
+  if (!dim::identity::IsName(server)) return BadRequest("'" + server + "' is not a server name");
   Response r;
-  r.content_type = "application/x-dim-node-keys";
-  r.body = std::move(*body);
+  r.content_type = route == RouteId::kServerNodeKeys ? "application/x-dim-node-keys" : "application/x-dim-link-keys";
   r.headers["Cache-Control"] = "no-store";
+  if (identity_.holds_secret()) {
+    if (Status s = identity_.MayHaveKeysOf(who, server); !s.ok()) return Response::Error(s);
+    auto body = route == RouteId::kServerNodeKeys ? identity_.NodeKeysFor(server) : identity_.LinkKeysFor(server);
+    if (!body.ok()) return Response::Error(body.status());
+    r.body = std::move(*body);
+    return r;
+  }
+  // A second-level server cannot make them (and cannot read them): the
+  // parent's answer, MAC'd for `server`, is passed on as it came.
+  Connect connect;
+  {
+    std::lock_guard<std::mutex> l(upstream_mu_);
+    connect = upstream_;
+  }
+  if (!connect) {
+    return Response::Error(Status::NotFound("server " + config_.name + " has no parent to ask for the keys of " + server));
+  }
+  auto client = connect();
+  if (!client.ok()) return Response::Error(client.status());
+  auto reply = (*client)->Call(route, {server});
+  if (!reply.ok()) return Response::Error(reply.status().Annotate("asking the parent for the keys of " + server));
+  r.body = std::move(reply->body);
   return r;
+}
+
+void Service::SetUpstream(Connect upstream, std::function<void()> on_report) {
+  std::lock_guard<std::mutex> l(upstream_mu_);
+  upstream_ = std::move(upstream);
+  on_report_ = std::move(on_report);
+}
+
+void Service::SetUpstreamChain(std::vector<std::string> chain) {
+  std::lock_guard<std::mutex> l(mu_);
+  upstream_chain_ = std::move(chain);
 }
 
 void Service::Shutdown() {
@@ -422,6 +457,10 @@ dim::Result<dim::proto::InfoAnswer> Service::BuildInfo() {
   out.role = role;
   out.epoch = fence_.epoch();
   out.registry = registry.ok() ? *registry : 0;
+  if (!IsTop()) {
+    std::lock_guard<std::mutex> l(mu_);
+    out.upstream = upstream_chain_;
+  }
   for (const auto& img : images) {
     auto pub = Published(img.name);
     auto pins = cat->Pins(img.id);
@@ -893,11 +932,33 @@ Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::Ve
 Response Service::Report(const Request& req, const std::string& who) {
   auto report = dim::proto::DecodeReportRequest(req.body);
   if (!report.ok()) return Response::Error(report.status());
+  // An enrolled server reports for itself only (the tree below it rides in
+  // its report, as it tells it).
+  if (who.starts_with("leaf:") && report->server != who.substr(5)) {
+    return Response::Error(Status::PermissionDenied(who + " may not report as server " + report->server));
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     reports_[who] = {std::move(*report), std::chrono::steady_clock::now()};
   }
+  std::function<void()> on_report;
+  {
+    std::lock_guard<std::mutex> l(upstream_mu_);
+    on_report = on_report_;
+  }
+  if (on_report) on_report();
   return Response::Json(200, dim::proto::EncodeEmpty());
+}
+
+std::vector<dim::proto::ChildReport> Service::ChildReports() {
+  std::vector<dim::proto::ChildReport> out;
+  std::lock_guard<std::mutex> l(mu_);
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [who, report] : reports_) {
+    // The child's own report, with how long ago it came.
+    out.push_back({report.report, std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count()});
+  }
+  return out;
 }
 
 std::vector<dim::proto::SeenNode> Service::SeenNodes() {
@@ -918,13 +979,7 @@ Response Service::StatusPage() {
   out.info = std::move(*info);
   out.nodes = SeenNodes();
   out.installs = install_.Installs();
-  std::lock_guard<std::mutex> l(mu_);
-  auto now = std::chrono::steady_clock::now();
-  for (const auto& [who, report] : reports_) {
-    // The child's own report, with how long ago it came.
-    out.children.push_back(
-        {report.report, std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count()});
-  }
+  out.children = ChildReports();
   return Response::Json(200, dim::proto::Encode(out));
 }
 

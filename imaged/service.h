@@ -28,6 +28,7 @@
 #include "identity.h"
 #include "long_poll.h"
 #include "node_api.h"
+#include "dim/api_client.h"
 #include "dim/auth.h"
 #include "dim/catalog.h"
 #include "dim/http.h"
@@ -111,6 +112,18 @@ class Service {
   std::vector<dim::proto::SeenNode> SeenNodes();
   // The nodes marked for installation and their state here (InstallApi).
   std::vector<dim::proto::InstallState> Installs() { return install_.Installs(); }
+  // The last report of each child, with its age: a second-level server
+  // passes them on in its own report, so the top sees the whole tree.
+  std::vector<dim::proto::ChildReport> ChildReports();
+
+  // Set by the Replicator of a second-level server. upstream: a client for
+  // the parent, to pass up what only the top answers (node and link keys of
+  // servers below this one). on_report: called after a child reported, so
+  // its state travels up without waiting for this server's next report.
+  // chain: the servers from the parent to the top (/v1/info's upstream).
+  using Connect = std::function<dim::Result<std::unique_ptr<dim::ApiClient>>()>;
+  void SetUpstream(Connect upstream, std::function<void()> on_report);
+  void SetUpstreamChain(std::vector<std::string> chain);
 
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
@@ -120,7 +133,10 @@ class Service {
   dim::http::Response Info();
   // GET /v1/registry and GET /v1/servers/NAME/node-keys.
   dim::http::Response Registry();
-  dim::http::Response NodeKeys(const std::string& server);
+  // GET /v1/servers/NAME/node-keys and …/link-keys: made where the site
+  // secret is, passed up from a second-level server (the answer is wrapped
+  // for NAME; only NAME reads it).
+  dim::http::Response ServerKeys(dim::proto::RouteId route, const std::string& server, const std::string& who);
   dim::Result<dim::proto::InfoAnswer> BuildInfo();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
@@ -186,6 +202,10 @@ class Service {
     std::chrono::steady_clock::time_point when;
   };
   std::map<std::string, ChildReport> reports_;  // child -> its last report, GUARDED_BY(mu_)
+  std::vector<std::string> upstream_chain_;     // GUARDED_BY(mu_)
+  std::mutex upstream_mu_;
+  Connect upstream_;                            // GUARDED_BY(upstream_mu_)
+  std::function<void()> on_report_;             // GUARDED_BY(upstream_mu_)
   struct NodeSeen {
     std::string image;
     int64_t version = 0;  // what the node's mount runs, from its long-poll's `after`

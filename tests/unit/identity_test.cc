@@ -5,6 +5,7 @@
 #include <ctime>
 #include <map>
 #include <string>
+#include <tuple>
 
 #include "cluster_test_util.h"
 #include "dim/api_client.h"
@@ -312,6 +313,73 @@ TEST_CASE("identity: an enrolled leaf works with its node keys and no site secre
   CHECK(key.body == dim::auth::KeyToHex(node_key) + "\n");
   // Survives a restart: the list is kept in the store.
   CHECK(leaf.Call("GET", "/v1/info", std::string("node:") + kNode, node_key).status == 200);
+}
+
+TEST_CASE("identity: a server below a second-level server replicates there, and nothing more") {
+  Site top;
+  auto mid = dim::identity::Enrol(top.config.store, top.secret, "ss1");
+  REQUIRE(mid.ok());
+  // Unknown parents and loops are refused at enrolment.
+  CHECK(dim::identity::Enrol(top.config.store, top.secret, "rack", "nosuch").status().code() ==
+        dim::Code::kInvalidArgument);
+  CHECK(dim::identity::Enrol(top.config.store, top.secret, "ss1", "ss1").status().code() ==
+        dim::Code::kInvalidArgument);
+  auto rack = dim::identity::Enrol(top.config.store, top.secret, "rack", "ss1");
+  REQUIRE(rack.ok());
+  CHECK(rack->parent == "ss1");
+  auto loop = dim::identity::Enrol(top.config.store, top.secret, "ss1", "rack");
+  CHECK(loop.status().code() == dim::Code::kInvalidArgument);
+  CHECK_MESSAGE(loop.status().message().find("a loop") != std::string::npos, loop.status().message());
+  CHECK(dim::identity::EnrolledChain(top.config.store, "rack").value() == std::vector<std::string>{"ss1"});
+  CHECK(dim::identity::EnrolledChildren(top.config.store, "ss1").value() == std::vector<std::string>{"rack"});
+  auto parsed = dim::auth::ServerCredentials::Parse(rack->Encode(), "f");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->parent == "ss1");
+  const std::string link = rack->ParentKey();
+  CHECK(link != rack->key);
+
+  top.Start();
+  // The middle takes its children's link keys; the child may not take its parent's.
+  Response links = top.Call("GET", "/v1/servers/ss1/link-keys", "server:ss1", mid->key);
+  REQUIRE(links.status == 200);
+  CHECK(top.Call("GET", "/v1/servers/ss1/link-keys", "server:rack", rack->key).status == 403);
+  CHECK(top.Call("GET", "/v1/servers/ss1/node-keys", "server:rack", rack->key).status == 403);
+  // The middle may pass its child's node keys on, and cannot read them.
+  Response rack_keys = top.Call("GET", "/v1/servers/rack/node-keys", "server:ss1", mid->key);
+  REQUIRE(rack_keys.status == 200);
+  CHECK(!dim::identity::DecodeNodeKeys(*mid, rack_keys.body).ok());
+  CHECK(dim::identity::DecodeNodeKeys(*rack, rack_keys.body).ok());
+
+  Site middle("ss1");
+  middle.Start(*mid);
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 403);  // before the link keys
+  REQUIRE(middle.svc->identity().InstallLinkKeys(links.body).ok());
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 200);
+  CHECK(middle.Call("GET", "/v1/registry", "server:rack", link).status == 200);
+  CHECK(middle.Call("GET", "/v1/images/deb/pins", "server:rack", link).status == 200);
+  CHECK(middle.Call("POST", "/v1/report", "server:rack", link, "{\"server\":\"rack\"}").status == 200);
+  CHECK(middle.Call("POST", "/v1/report", "server:rack", link, "{\"server\":\"ss2\"}").status == 403);
+  REQUIRE(middle.svc->ChildReports().size() == 1);
+  CHECK(middle.svc->ChildReports()[0].report.server == "rack");
+  for (auto [method, path, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"POST", "/v1/images/deb/publish", "{\"version\":1,\"rollback\":true}"},
+           {"PUT", "/v1/images/deb/pins", dim::wire::EncodePins({{kNode, 1}})},
+           {"POST", std::string("/v1/nodes/") + kNode + "/provision", "x"},
+           {"GET", std::string("/v1/nodes/") + kNode + "/overlay-list", ""},
+           {"GET", std::string("/v1/nodes/") + kNode + "/prefetch", ""}}) {
+    Response r = middle.Call(method, path, "server:rack", link, body);
+    CHECK_MESSAGE(r.status == 403, method << " " << path << ": " << r.status << " " << r.body);
+  }
+  // Its own key (for the top) means nothing at the middle, the link key nothing at the top.
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", rack->key).status == 403);
+  CHECK(top.Call("GET", "/v1/info", "server:rack", link).status == 403);
+  // Enrolled again: the old link key is refused once the middle has the new list.
+  auto rack2 = dim::identity::Enrol(top.config.store, top.secret, "rack", "ss1");
+  REQUIRE(rack2.ok());
+  Response links2 = top.Call("GET", "/v1/servers/ss1/link-keys", "server:ss1", mid->key);
+  REQUIRE(middle.svc->identity().InstallLinkKeys(links2.body).ok());
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 403);
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", rack2->ParentKey()).status == 200);
 }
 
 TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out lists; a changed copy is refused") {
