@@ -502,7 +502,7 @@ void Replicator::Run() {
   // periodically, so a new image starts replicating without a restart).
   std::set<std::string> following;
   std::string identity = "server:" + config_.name;
-  std::unique_ptr<dim::Store> store;  // opened once, for the registry and boot files
+  std::optional<CatalogPool::Lease> store;  // taken once, for the registry and boot files
   std::string last_problem;
   while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
@@ -522,11 +522,11 @@ void Replicator::Run() {
     if (info.ok()) {
       Status s = Status::Ok();
       if (!store) {
-        auto opened = dim::Store::Open(dim::Env::Posix(), config_.store, true);
-        if (opened.ok()) store = std::move(*opened);
-        else s = opened.status();
+        auto taken = service_->context().Connect();
+        if (taken.ok()) store.emplace(std::move(*taken));
+        else s = taken.status();
       }
-      if (s.ok()) s = SyncSite(*store, **client, *info);
+      if (s.ok()) s = SyncSite(store->store(), **client, *info);
       if (!s.ok()) {
         std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", parent.c_str(),
                      s.ToString().c_str());
@@ -549,19 +549,20 @@ void Replicator::Run() {
 
 void Replicator::FollowImage(const std::string& image) {
   std::string identity = "server:" + config_.name;
-  auto store = dim::Store::Open(dim::Env::Posix(), config_.store, true);
+  // This thread's own catalogue connection, for as long as it follows.
+  auto store = service_->context().Connect();
   dim::http::ClientOptions copts = ClientOptions();
   copts.timeout_ms = (config_.poll_wait_s + 15) * 1000L;
   std::string parent_url = Parent();
   auto parent = dim::ApiClient::Create(parent_url, key_, identity, copts);
   if (!store.ok() || !parent.ok()) {
     std::lock_guard<std::mutex> l(mu_);
-    state_[image] = {.head = 0, .error = "cannot open the store or the parent client"};
+    state_[image] = {.head = 0, .error = (store.ok() ? parent.status() : store.status()).ToString()};
     return;
   }
   {
     // Report at once, so a push sees this server before its first long-poll ends.
-    auto img = (*store)->catalog().GetImage(image);
+    auto img = (*store)->GetImage(image);
     std::lock_guard<std::mutex> l(mu_);
     state_[image] = {.head = img.ok() ? img->head : 0};
   }
@@ -569,7 +570,7 @@ void Replicator::FollowImage(const std::string& image) {
   // A stored version that no longer hashes to its root (a damaged disk, an
   // edit by hand) is fetched again from the parent, whole.
   bool heal = false;
-  if (Status s = CheckStoredHead((*store)->catalog(), image); !s.ok()) {
+  if (Status s = CheckStoredHead(**store, image); !s.ok()) {
     std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), parent_url.c_str());
     heal = true;
   }
@@ -585,7 +586,7 @@ void Replicator::FollowImage(const std::string& image) {
         parent_url = now;
       }
     }
-    auto img = (*store)->catalog().GetImage(image);
+    auto img = (*store)->GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
     auto answer = (*parent)->Head(image, {{"after", std::to_string(head)},
                                           {"wait", std::to_string(config_.poll_wait_s)}});
@@ -598,7 +599,7 @@ void Replicator::FollowImage(const std::string& image) {
       int64_t published = answer->published;
       if (published > head || heal) {
         auto t0 = std::chrono::steady_clock::now();
-        auto r = SyncImage(**store, **parent, parent_url, key_, identity, image, published,
+        auto r = SyncImage(store->store(), **parent, parent_url, key_, identity, image, published,
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
         st = r.status();
         if (r.ok()) {
@@ -609,11 +610,11 @@ void Replicator::FollowImage(const std::string& image) {
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           auto pruned = [&]() -> Status {
-            DIM_ASSIGN_OR_RETURN(auto now, (*store)->catalog().GetImage(image));
-            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->catalog().db()));
-            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->catalog().Prune(now, config_.retention));
+            DIM_ASSIGN_OR_RETURN(auto now, (*store)->GetImage(image));
+            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->db()));
+            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->Prune(now, config_.retention));
             DIM_RETURN_IF_ERROR(txn->Commit());
-            if (n > 0) (void)dim::CollectGarbage(**store, false);
+            if (n > 0) (void)dim::CollectGarbage(store->store(), false);
             return Status::Ok();
           }();
           if (!pruned.ok()) st = pruned;

@@ -30,36 +30,17 @@ using dim::Status;
 using dim::http::Request;
 using dim::http::Response;
 
-CatalogPool::Lease::~Lease() {
-  if (!c_) return;
-  std::lock_guard<std::mutex> l(pool_->mu_);
-  pool_->idle_.push_back(std::move(c_));
-}
+Service::Service(ServerContext& ctx, Config config, dim::auth::Secret secret)
+    : Service(ctx, std::move(config), std::optional<dim::auth::Secret>(std::move(secret)), std::nullopt) {}
 
-dim::Result<CatalogPool::Lease> CatalogPool::Acquire() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!idle_.empty()) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(this, std::move(c));
-    }
-  }
-  DIM_ASSIGN_OR_RETURN(auto c, dim::Catalog::Open(path_));
-  return Lease(this, std::move(c));
-}
-
-Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects)
-    : Service(std::move(config), std::optional<dim::auth::Secret>(std::move(secret)), std::nullopt,
-              std::move(objects)) {}
-
-Service::Service(Config config, std::optional<dim::auth::Secret> secret,
-                 std::optional<dim::auth::ServerCredentials> credentials, std::unique_ptr<dim::ObjectStore> objects)
-    : config_(std::move(config)),
-      objects_(std::move(objects)),
-      catalogs_(config_.store + "/catalog.db"),
+Service::Service(ServerContext& ctx, Config config, std::optional<dim::auth::Secret> secret,
+                 std::optional<dim::auth::ServerCredentials> credentials)
+    : ctx_(ctx),
+      config_(std::move(config)),
+      objects_(&ctx.objects()),
+      catalogs_(ctx.catalogs()),
       identity_(config_, std::move(secret), std::move(credentials), &catalogs_),
-      nodes_(config_.store, objects_.get(),
+      nodes_(ctx, 
              [this](const std::string& image) -> dim::Result<std::vector<dim::policy::Rule>> {
                DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
                DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
@@ -90,8 +71,8 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
   }
 }
 
-void Service::StartBuddy(Buddy::Log log) {
-  if (buddy_) buddy_->Start(&nodes_, std::move(log));
+void Service::StartBuddy() {
+  if (buddy_) buddy_->Start(&nodes_, ctx_.log());
 }
 
 Service::~Service() {

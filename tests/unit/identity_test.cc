@@ -17,6 +17,7 @@
 #include "dim/sign.h"
 #include "dim/store.h"
 #include "service.h"
+#include "imaged_test_util.h"
 #include "test_util.h"
 
 namespace {
@@ -35,6 +36,7 @@ struct Site {
   TempDir dir;
   dim::auth::Secret secret{std::string(64, 's')};
   imaged::Config config;
+  std::unique_ptr<imaged::ServerContext> ctx;
   std::unique_ptr<imaged::Service> svc;
 
   explicit Site(const std::string& name = "top") {
@@ -51,15 +53,12 @@ struct Site {
     config.store = dir / "store";
   }
   void Start(std::optional<dim::auth::ServerCredentials> creds = std::nullopt) {
-    svc.reset();
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config.store);
-    REQUIRE(objects.ok());
     if (creds) {
       config.role = imaged::Config::Role::kLeaf;
       config.parent = "http://127.0.0.1:1";
-      svc = std::make_unique<imaged::Service>(config, std::nullopt, creds, std::move(*objects));
+      dimtest::StartService(&ctx, &svc, config, std::nullopt, creds);
     } else {
-      svc = std::make_unique<imaged::Service>(config, secret, std::move(*objects));
+      dimtest::StartService(&ctx, &svc, config, secret);
     }
   }
   Request Signed(const std::string& method, const std::string& path, const std::string& who,
