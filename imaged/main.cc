@@ -201,7 +201,7 @@ int main(int argc, char** argv) {
   imaged::Service service(**ctx, *config, std::move(secret), std::move(credentials));
   auto kept = service.identity().OpenReplayJournal();
   if (!kept.ok()) {
-    std::fprintf(stderr, "imaged: %s\n", kept.status().ToString().c_str());
+    log(LOG_ERR, kept.status().ToString());  // detached: stderr is gone
     return 1;
   }
   log(LOG_INFO, "replay journal: " + std::to_string(*kept) +

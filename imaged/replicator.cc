@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <zstd.h>
 
 #include <chrono>
@@ -504,6 +505,7 @@ void Replicator::Run() {
   std::string identity = "server:" + config_.name;
   std::optional<CatalogPool::Lease> store;  // taken once, for the registry and boot files
   std::string last_problem;
+  const Log& log = service_->context().log();
   while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
     std::string parent = ChooseParent();
@@ -513,7 +515,7 @@ void Replicator::Run() {
     // said once per change, not every round.
     const std::string problem = info.ok() ? "" : info.status().ToString();
     if (!problem.empty() && problem != last_problem) {
-      std::fprintf(stderr, "imaged: cannot reach the parent %s: %s\n", parent.c_str(), problem.c_str());
+      log(LOG_WARNING, "cannot reach the parent " + parent + ": " + problem);
     }
     last_problem = problem;
     if (info.ok()) {
@@ -528,8 +530,7 @@ void Replicator::Run() {
       }
       if (s.ok()) s = SyncSite(store->store(), **client, *info);
       if (!s.ok()) {
-        std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", parent.c_str(),
-                     s.ToString().c_str());
+        log(LOG_WARNING, "copying the registry and boot files from " + parent + ": " + s.ToString());
       }
     }
     if (images.empty()) {
@@ -571,7 +572,7 @@ void Replicator::FollowImage(const std::string& image) {
   // edit by hand) is fetched again from the parent, whole.
   bool heal = false;
   if (Status s = CheckStoredHead(**store, image); !s.ok()) {
-    std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), parent_url.c_str());
+    service_->context().log()(LOG_WARNING, s.ToString() + "; fetching it again from " + parent_url);
     heal = true;
   }
   int backoff_ms = 200;
@@ -697,8 +698,8 @@ std::string Replicator::ChooseParent() {
   }
   std::lock_guard<std::mutex> l(mu_);
   if (best != parent_ && !parent_.empty()) {
-    std::fprintf(stderr, "imaged: following %s now (the top of epoch %lld)\n", best.c_str(),
-                 static_cast<long long>(best_epoch));
+    service_->context().log()(LOG_NOTICE,
+                              "following " + best + " now (the top of epoch " + std::to_string(best_epoch) + ")");
   }
   parent_ = best;
   return best;
@@ -711,7 +712,7 @@ Status Replicator::CheckEpoch(const std::string& parent, int64_t epoch) {
                                 ", but this server follows epoch " + std::to_string(mine) +
                                 ": a promoted standby replaced it (dimctl server promote); not following it");
     std::lock_guard<std::mutex> l(mu_);
-    if (fenced_logged_.insert(parent).second) std::fprintf(stderr, "imaged: %s\n", s.message().c_str());
+    if (fenced_logged_.insert(parent).second) service_->context().log()(LOG_WARNING, s.message());
     return s;
   }
   return service_->fence().Raise(epoch);

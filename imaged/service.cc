@@ -40,7 +40,7 @@ Service::Service(ServerContext& ctx, Config config, std::optional<dim::auth::Sec
       objects_(&ctx.objects()),
       catalogs_(ctx.catalogs()),
       identity_(config_, std::move(secret), std::move(credentials), &catalogs_),
-      nodes_(ctx, 
+      nodes_(ctx,
              [this](const std::string& image) -> dim::Result<std::vector<dim::policy::Rule>> {
                DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
                DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
