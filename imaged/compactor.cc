@@ -74,12 +74,12 @@ void Compactor::Run() {
         }
         if (st->compressed) {
           ctx_.log()(LOG_INFO, "compressed " + std::to_string(st->compressed) + " objects: " +
-                             std::to_string(st->bytes_before) + " -> " +
-                             std::to_string(st->bytes_after) + " bytes");
+                                   std::to_string(st->bytes_before) + " -> " +
+                                   std::to_string(st->bytes_after) + " bytes");
         }
         if (st->damaged) {
           ctx_.log()(LOG_ERR, std::to_string(st->damaged) +
-                            " queued objects fail their hash check; run 'dimctl store fsck'");
+                                  " queued objects fail their hash check; run 'dimctl store fsck'");
         }
         last_error.clear();
         continue;

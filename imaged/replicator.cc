@@ -525,8 +525,11 @@ void Replicator::Run() {
       Status s = Status::Ok();
       if (!store) {
         auto taken = service_->context().Connect();
-        if (taken.ok()) store.emplace(std::move(*taken));
-        else s = taken.status();
+        if (taken.ok()) {
+          store.emplace(std::move(*taken));
+        } else {
+          s = taken.status();
+        }
       }
       if (s.ok()) s = SyncSite(store->store(), **client, *info);
       if (!s.ok()) {
