@@ -55,7 +55,7 @@ Service::Service(ServerContext& ctx, Config config, std::optional<dim::auth::Sec
                return std::optional<dim::EntryType>(e->type);
              },
              config_.overlay_quota),
-      boot_(config_, identity_, &catalogs_),
+      boot_(ctx, config_, identity_),
       install_(config_, &catalogs_,
                [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); }),
       fence_(config_.store),
