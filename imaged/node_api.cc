@@ -304,7 +304,7 @@ Response NodeApi::Provision(const std::string& node, const Request& req, const s
 Response NodeApi::Prefetch(const std::string& node, const Request& req) {
   std::string dir = root_ + "/nodes/" + node;
   std::string file = dir + "/prefetch";
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = ctx_.env();
   if (req.method == "GET") {
     auto text = env->ReadFile(file);
     if (!text.ok()) {

@@ -405,7 +405,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   DIM_RETURN_IF_ERROR(txn->Commit());
   // The signatures checked, kept so this server's nodes can check the copies too.
   for (const auto& [kind, signature] : signatures) {
-    dim::Env* env = dim::Env::Posix();
+    dim::Env* env = store.env();
     const std::string dir = store.root() + "/signed/" + kind;
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
     DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, dir + "/" + image, signature));
@@ -444,7 +444,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
   dim::http::ClientOptions boot_opts = ClientOptions();
   boot_opts.max_body = kMaxBootFile;
   DIM_ASSIGN_OR_RETURN(auto boot_client, dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, boot_opts));
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = store.env();
   std::string dir = config_.store + "/boot";
   for (size_t start = 0; start < list.size();) {
     size_t nl = list.find('\n', start);

@@ -315,7 +315,7 @@ dim::Result<int64_t> Service::Published(const std::string& image) {
     DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
     return img.head;
   }
-  auto text = dim::Env::Posix()->ReadFile(config_.store + "/published/" + image);
+  auto text = ctx_.env()->ReadFile(config_.store + "/published/" + image);
   if (!text.ok()) {
     if (text.status().code() != dim::Code::kNotFound) return text.status();
     DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
@@ -333,7 +333,7 @@ Status Service::CheckPublished(const std::string& image, int64_t version) {
 }
 
 Status Service::SetPublished(const std::string& image, int64_t version) {
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = ctx_.env();
   std::string dir = config_.store + "/published";
   DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
   return dim::WriteFileAtomic(env, dir + "/" + image, std::to_string(version) + "\n");
@@ -384,7 +384,7 @@ Response Service::Promote() {
       if (img.head == 0) continue;
       if (Status s = SetPublished(img.name, img.head); !s.ok()) return Response::Error(s);
     }
-    if (Status s = dim::WriteFileAtomic(dim::Env::Posix(), config_.store + "/promoted", "promoted\n"); !s.ok()) {
+    if (Status s = dim::WriteFileAtomic(ctx_.env(), config_.store + "/promoted", "promoted\n"); !s.ok()) {
       return Response::Error(s);
     }
     top_ = true;
@@ -838,7 +838,7 @@ Response Service::Signed(Response r, const std::string& kind, const std::string&
   if (r.status != 200) return r;
   if (config_.role == Config::Role::kLeaf) {
     // The top's signature, checked when this copy was taken.
-    auto sig = dim::Env::Posix()->ReadFile(config_.store + "/signed/" + kind + "/" + subject);
+    auto sig = ctx_.env()->ReadFile(config_.store + "/signed/" + kind + "/" + subject);
     if (sig.ok()) r.headers["X-Dim-Signature"] = *sig;
     return r;
   }
@@ -856,7 +856,7 @@ Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::Ve
   // recorded once; signed with the store's key when it has one.
   DIM_ASSIGN_OR_RETURN(dim::Digest root, dim::RecordedOrComputedRoot(cat, img, v));
   std::string signature = v.signature;
-  auto hex = dim::Env::Posix()->ReadFile(dim::sign::PrivateKeyPath(config_.store));
+  auto hex = ctx_.env()->ReadFile(dim::sign::PrivateKeyPath(config_.store));
   if (!hex.ok() && hex.status().code() != dim::Code::kNotFound) return hex.status();
   if (hex.ok()) {
     DIM_ASSIGN_OR_RETURN(auto key, dim::sign::PrivateKey::FromHex(*hex));
