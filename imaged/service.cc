@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -23,6 +24,7 @@
 #include "dim/root.h"
 #include "dim/sign.h"
 #include "dim/wire.h"
+#include "transport.h"
 
 namespace imaged {
 
@@ -480,6 +482,13 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
   if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
     return BadRequest("'wait' must be a number of seconds");
   }
+  std::string challenge;
+  if (auto c = req.query.find("challenge"); c != req.query.end()) {
+    challenge = c->second;
+    if (challenge.empty() || challenge.size() > 64 || challenge.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return BadRequest("'challenge' must be 1 to 64 lowercase hex digits");
+    }
+  }
   // The node is still running `after` when it asks and when it is answered.
   auto seen = [this, node, image = image->second, after] {
     if (after == 0) return;  // a mount starting: it runs nothing yet
@@ -491,14 +500,62 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
     auto pin = s.pins.find(node);
     return pin != s.pins.end() ? pin->second : s.published;
   };
+  auto answer_of = [node, image = image->second, target](const LongPolls::ImageState& s) {
+    const int64_t v = target(s);
+    return dim::proto::NodeVersionAnswer{node, image, v, v != s.published, ""};
+  };
+  if (!challenge.empty()) {
+    // A node moves back (a pin below what it runs, a rollback) only on the
+    // top's word for its challenge: answered now, not long-polled; a leaf asks
+    // its parent for it (docs/security.md).
+    auto state = PollState(image->second);
+    if (!state.ok()) return Response::Error(state.status());
+    return SignedVersion(answer_of(*state), challenge);
+  }
   return WaitFor(
       image->second, wait_s, [target, after](const LongPolls::ImageState& s) { return target(s) != after; },
-      [seen, target, node, image = image->second](const dim::Result<LongPolls::ImageState>& s) {
+      [seen, answer_of](const dim::Result<LongPolls::ImageState>& s) {
         if (!s.ok()) return Response::Error(s.status());
         seen();
-        const int64_t v = target(*s);
-        return Response::Json(200, dim::proto::Encode(dim::proto::NodeVersionAnswer{node, image, v, v != s->published}));
+        return Response::Json(200, dim::proto::Encode(answer_of(*s)));
       });
+}
+
+Response Service::SignedVersion(dim::proto::NodeVersionAnswer answer, const std::string& challenge) {
+  answer.challenge = challenge;
+  Response r = Response::Json(200, dim::proto::Encode(answer));
+  if (IsTop()) {
+    auto key = dim::identity::LoadPublishKey(config_.store);
+    if (!key.ok()) return Response::Error(key.status());
+    if (!*key) return r;  // a site without a publish key: nodes have none to check with either
+    auto sig = dim::identity::SignCopy(**key, "node-version", answer.node, dim::Sha256Of(r.body));
+    if (!sig.ok()) return Response::Error(sig.status());
+    r.headers["X-Dim-Signature"] = *sig;
+    return r;
+  }
+  // A leaf cannot sign: it passes on its parent's answer to the same
+  // challenge when the two agree, else its own, unsigned (a node holding the
+  // publish key then stays where it is and asks again).
+  auto tls = ClientTls(config_);
+  dim::http::ClientOptions opts;
+  opts.connect_timeout_ms = 2000;
+  opts.timeout_ms = 5000;
+  if (tls.ok()) opts.tls = *tls;
+  auto parent = dim::ApiClient::Create(config_.parent, identity_.parent_key(), "server:" + config_.name, opts);
+  if (!parent.ok()) return r;
+  auto reply = (*parent)->Call(dim::proto::RouteId::kNodeVersion, {answer.node},
+                               {{"image", answer.image}, {"challenge", challenge}});
+  if (!reply.ok()) {
+    ctx_.log()(LOG_WARNING, "node " + answer.node + " moves back to version " + std::to_string(answer.version) +
+                                " of " + answer.image + ", but the parent did not confirm it: " +
+                                reply.status().ToString());
+    return r;
+  }
+  auto theirs = dim::proto::DecodeNodeVersionAnswer(reply->body);
+  if (!theirs.ok() || theirs->version != answer.version || theirs->challenge != challenge) return r;
+  Response passed = Response::Json(200, reply->body);
+  if (!reply->signature.empty()) passed.headers["X-Dim-Signature"] = reply->signature;
+  return passed;
 }
 
 Response Service::Delta(const std::string& image, const Request& req) {

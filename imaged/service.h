@@ -113,6 +113,9 @@ class Service {
   dim::http::Response Policy(const std::string& image);
   dim::http::Response Pins(const std::string& image, const dim::http::Request& req);
   dim::http::Response NodeVersion(const std::string& node, const dim::http::Request& req);
+  // The answer to a node's challenge: signed by the top (kind "node-version"),
+  // or, on a leaf, its parent's signed answer when it names the same version.
+  dim::http::Response SignedVersion(dim::proto::NodeVersionAnswer answer, const std::string& challenge);
   // The version `node` runs of `image`: its pin, or the published version.
   dim::Result<int64_t> NodeTarget(const std::string& image, const std::string& node);
   // What long-polls wait on: the image's published version and pins.
