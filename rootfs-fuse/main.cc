@@ -332,9 +332,6 @@ std::string LoadKey(const Args& a, const std::vector<std::string>& servers, cons
   return FetchKey(a, servers, remote, kept, kept_server);
 }
 
-// The version this node runs: its pin (`dimctl push --nodes`) or the
-// published one, as soon as it differs from `after` (long-poll up to wait_s).
-// Servers older than the node endpoint answer 404: ask for the published head.
 // The version the top says this node runs now, signed for a fresh challenge
 // (a leaf passes its parent's answer on): what a move back must rest on, so
 // that neither a leaf nor the network can send a node to an older version,
@@ -357,6 +354,10 @@ dim::Result<int64_t> SignedTarget(rootfs::Remote& remote, const Args& a, const d
   return answer.version;
 }
 
+// The version this node runs: its pin (`dimctl push --nodes`) or the
+// published one, as soon as it differs from `after` (long-poll up to wait_s).
+// Servers older than the node endpoint answer 404: ask for the published head.
+// With publish_key, a version below `after` must be the top's signed word.
 dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t after, int wait_s,
                                 const dim::sign::PublicKey* publish_key = nullptr) {
   long timeout_ms = (wait_s + 10) * 1000L;
