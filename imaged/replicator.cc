@@ -613,6 +613,14 @@ void Replicator::FollowImage(const std::string& image) {
           heal = false;
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          head = r->to;
+          // Nodes hear of the version now, not after the pruning below,
+          // which may collect garbage across the whole store.
+          service_->Notify();
+          std::fprintf(stderr, "imaged: %s: version %lld from %s in %.2f s (%llu objects, %llu bytes fetched)\n",
+                       image.c_str(), static_cast<long long>(r->to), parent_url.c_str(), last_seconds,
+                       static_cast<unsigned long long>(r->objects_fetched),
+                       static_cast<unsigned long long>(r->bytes_fetched));
           auto pruned = [&]() -> Status {
             DIM_ASSIGN_OR_RETURN(auto now, (*store)->GetImage(image));
             DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->db()));
@@ -622,8 +630,6 @@ void Replicator::FollowImage(const std::string& image) {
             return Status::Ok();
           }();
           if (!pruned.ok()) st = pruned;
-          head = r->to;
-          service_->Notify();
         }
       }
     }

@@ -52,9 +52,10 @@ ReplayCache::~ReplayCache() {
 void ReplayCache::Expire(int64_t now) {
   // A request signed before now - window can no longer pass the time check.
   while (!by_time_.empty() && by_time_.begin()->first < now - auth::kMaxSkewSeconds) {
-    entries_ -= by_time_.begin()->second.size();
+    for (const Key& k : by_time_.begin()->second) keys_.erase(k);
     by_time_.erase(by_time_.begin());
   }
+  entries_ = keys_.size();
 }
 
 Status ReplayCache::OpenJournal(const std::string& path, int64_t now) {
@@ -65,9 +66,10 @@ Status ReplayCache::OpenJournal(const std::string& path, int64_t now) {
     DIM_ASSIGN_OR_RETURN(ReplayJournal journal, DecodeReplayJournal(*bytes, "replay journal " + path));
     for (const ReplayRecord& r : journal.records) {
       if (r.signed_time < now - auth::kMaxSkewSeconds) continue;
-      if (by_time_[r.signed_time].insert(r.key).second) entries_++;
+      if (keys_.insert(r.key).second) by_time_[r.signed_time].push_back(r.key);
     }
   }
+  entries_ = keys_.size();
   path_ = path;
   return Compact();
 }
@@ -121,17 +123,16 @@ Status ReplayCache::Admit(std::string_view identity, std::string_view nonce, int
   {
     std::lock_guard<std::mutex> l(mu_);
     Expire(now);
-    for (const auto& [t, keys] : by_time_) {
-      if (keys.count(key))
-        return Status::PermissionDenied("request from " + std::string(identity) + " with nonce " + std::string(nonce) +
-                                        " was already served: a signed request is good once (a replay, or a client "
-                                        "that reused a nonce)");
-    }
+    if (keys_.count(key))
+      return Status::PermissionDenied("request from " + std::string(identity) + " with nonce " + std::string(nonce) +
+                                      " was already served: a signed request is good once (a replay, or a client "
+                                      "that reused a nonce)");
     if (entries_ >= max_entries_)
       return Status::Busy("this server has accepted " + std::to_string(entries_) + " signed requests in the last " +
                           std::to_string(auth::kMaxSkewSeconds) +
                           " s and cannot remember more nonces; try again shortly");
-    by_time_[signed_time].insert(key);
+    keys_.insert(key);
+    by_time_[signed_time].push_back(key);
     entries_++;
     if (!durable || path_.empty()) return Status::Ok();
     if (fd_ < 0)

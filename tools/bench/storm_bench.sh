@@ -14,7 +14,9 @@
 #   2. Throughput: the same boots without pauses (time scale 0) against the
 #      leaf, then against nginx serving the same bytes as static files from
 #      the same store (objects and boot files by name, the other answers as
-#      saved files); bytes/s of each and the ratio.
+#      saved files); bytes/s of each and the ratio. Both leave out the
+#      boot's writes to the node's overlay (--reads-only): nginx has none to
+#      make durable, so only the bytes served are compared.
 #   3. Push: --push-nodes simulated nodes (default 10,000) spread over
 #      --leaves second-level servers (default 10) follow a small image; a
 #      one-file change is committed and pushed; the time from `dimctl push`
@@ -50,6 +52,8 @@ usage: $PROG [options]
   --leaves L         second-level servers of the push (default 10)
   --idle "N..."      idle-node counts (default "1000 5000")
   --procs P          simulator processes (default: cores)
+  --registry N       register at least N nodes (default: the largest storm or
+                     throughput count)
   --no-storm | --no-throughput | --no-push | --no-idle   skip a part
   --quick            --nodes "50 100:mount:nofiles" --tput 50 --push-nodes 200
                      --leaves 2 --idle 100
@@ -59,7 +63,7 @@ EOF
 }
 
 sizes="1000 5000:mount:nofiles" tput="1000" rss_limit=11000 spread=10 scale=1 push_nodes=10000 leaves=10 idle="1000 5000" procs=$(nproc)
-do_storm=1 do_tput=1 do_push=1 do_idle=1
+do_storm=1 do_tput=1 do_push=1 do_idle=1 registry=1
 while (($#)); do
   case $1 in
     --nodes) sizes=$2; shift 2 ;;
@@ -71,6 +75,7 @@ while (($#)); do
     --leaves) leaves=$2; shift 2 ;;
     --idle) idle=$2; shift 2 ;;
     --procs) procs=$2; shift 2 ;;
+    --registry) registry=$2; shift 2 ;;
     --no-storm) do_storm=0; shift ;;
     --no-throughput) do_tput=0; shift ;;
     --no-push) do_push=0; shift ;;
@@ -106,7 +111,7 @@ warn() { log "WARNING: $*"; NOTES+=("$*"); }
 
 # ---- servers -----------------------------------------------------------------
 
-# server_conf NAME ROLE PORT [PARENT]: $T/NAME.conf
+# server_conf NAME ROLE PORT [PARENT [IMAGES]]: $T/NAME.conf
 server_conf() {
   {
     echo "role = $2"
@@ -117,6 +122,12 @@ server_conf() {
     echo "poll_wait = 1"
     echo "boot_keys = any"
     if [[ -n ${4:-} ]]; then echo "parent = $4"; fi
+    if [[ -n ${5:-} ]]; then echo "images = $5"; fi
+    # Every leaf and dimctl reach the top from 127.0.0.1 here, where a
+    # cluster's leaves each have their own address: 10 leaves' long-polls and
+    # fetch connections exceed the default 64 per address, and the top then
+    # closes new connections (dimctl push saw "connection reset").
+    if [[ $2 == top ]]; then echo "per_address_connections = 0"; fi
   } > "$T/$1.conf"
 }
 declare -A SPID=()
@@ -219,7 +230,7 @@ for spec in $sizes; do storm_counts+=("${spec%%:*}"); done
 # Nodes that boot need a registry entry and an overlay; idle and push nodes only sign.
 ((do_storm)) || storm_counts=()
 ((do_tput)) || tput=""
-storm_max=$(maxn "${storm_counts[@]}" $tput 1)
+storm_max=$(maxn "${storm_counts[@]}" $tput "$registry")
 log "registering $storm_max nodes"
 python3 "$here/sim_cluster.py" "$storm_max" debsd "$T/tftp" > "$T/cluster.xml"
 "$DIMCTL" cluster apply "$T/cluster.xml" --yes > /dev/null
@@ -325,10 +336,10 @@ EOF
       log "throughput: $n nodes, $s (load $(loadavg))"
       if [[ $s == imaged ]]; then
         sim "tput-$s$n" "$n" 1 --server "$LEAF" --image debsd --names 'sim%05d' --trace "$TRACE" \
-          --spread "$spread" --time-scale 0 --no-live
+          --spread "$spread" --time-scale 0 --no-live --reads-only
       else
         sim "tput-$s$n" "$n" 1 --server "http://127.0.0.1:$ngx_port" --image debsd --names 'sim%05d' --trace "$TRACE" \
-          --spread "$spread" --time-scale 0 --no-live --static
+          --spread "$spread" --time-scale 0 --no-live --static --reads-only
       fi
     done
     a=$T/tput-imaged$n.json b=$T/tput-nginx$n.json
@@ -353,7 +364,9 @@ if ((do_push)); then
   purls=()
   for ((l = 1; l <= leaves; l++)); do
     port=$(free_port)
-    server_conf "p$l" leaf "$port" "$TOP"
+    # Only the image the push nodes follow: ten leaves copying the 135 MB
+    # Debian master from the top at the same time would be what is measured.
+    server_conf "p$l" leaf "$port" "$TOP" tiny
     server_start "p$l"
     purls+=("http://127.0.0.1:$port")
   done

@@ -71,8 +71,12 @@ class ReplayCache {
   Status Compact();                           // REQUIRES(mu_)
   const size_t max_entries_;
   mutable std::mutex mu_;
-  std::map<int64_t, std::set<Key>> by_time_;  // signed time -> keys, GUARDED_BY(mu_)
-  size_t entries_ = 0;                        // GUARDED_BY(mu_)
+  // Every live key once, for the lookup each signed request makes (a scan
+  // of the time buckets cost a set lookup per second of the window), and
+  // the same keys by signed time, for expiry. GUARDED_BY(mu_) both.
+  std::set<Key> keys_;
+  std::map<int64_t, std::vector<Key>> by_time_;
+  size_t entries_ = 0;  // keys_.size(), GUARDED_BY(mu_)
   // The journal: fd_ appends; written_ counts records appended, synced_ the
   // first written_ records known durable; records_ those in the file.
   std::string path_;      // GUARDED_BY(mu_)

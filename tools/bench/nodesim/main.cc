@@ -51,6 +51,8 @@ a recorded boot), and reports failures and latency percentiles per phase.
                       bytes: objects by name, batches as object GETs, other
                       answers from /static/N (saved by --save-static)
   --save-static DIR   save the answers of one node's boot there for --static
+  --reads-only        leave out the boot's writes to the node's overlay: what
+                      a static server can be compared on (it has no writes)
   --json              the report as one JSON object (with per-node samples)
 Exit status: 0 when every node finished without a failure, 1 otherwise, 2 on
 a usage or set-up error.
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
     else if (a == "--provision") o.provision = true;
     else if (a == "--keepout") o.keepout.push_back(value());
     else if (a == "--static") o.static_mode = true;
+    else if (a == "--reads-only") o.reads_only = true;
     else if (a == "--save-static") o.save_static = value();
     else if (a == "--json") o.json = true;
     else Usage("unknown argument " + a);

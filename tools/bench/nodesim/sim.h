@@ -43,6 +43,7 @@ struct Options {
   bool provision = false;            // provision every node's overlay first (as a server)
   std::vector<std::string> keepout;  // the image's keep-out patterns, for --provision
   bool static_mode = false;          // against a static HTTP server (nginx): see main.cc
+  bool reads_only = false;           // leave out the boot's overlay writes (a static server has none)
   std::string save_static;           // save the answers a static server needs (one node)
   bool json = false;
 };
