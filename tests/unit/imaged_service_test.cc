@@ -661,7 +661,7 @@ TEST_CASE("imaged: deltas, batches and packs need a signature; plain objects do 
       uint64_t n = 0;
       for (int i = 0; i < 8; i++) n |= static_cast<uint64_t>(static_cast<uint8_t>(answer.body[at + 32 + i])) << (8 * i);
       REQUIRE(at + 40 + n <= answer.body.size());
-      CHECK(answer.body.substr(at + 40, n) == *(*objects)->ReadRaw(expect[k]));
+      CHECK(answer.body.substr(at + 40, n) == *s.ctx->objects().ReadRaw(expect[k]));
       at += 40 + n;
       k++;
     }
