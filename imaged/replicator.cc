@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -467,7 +468,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
   dim::http::ClientOptions boot_opts = ClientOptions();
   boot_opts.max_body = kMaxBootFile;
   DIM_ASSIGN_OR_RETURN(auto boot_client, dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, boot_opts));
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = store.env();
   std::string dir = config_.store + "/boot";
   for (size_t start = 0; start < list.size();) {
     size_t nl = list.find('\n', start);
@@ -558,8 +559,9 @@ void Replicator::Run() {
   // periodically, so a new image starts replicating without a restart).
   std::set<std::string> following;
   std::string identity = "server:" + config_.name;
-  std::unique_ptr<dim::Store> store;  // opened once, for the registry and boot files
+  std::optional<CatalogPool::Lease> store;  // taken once, for the registry and boot files
   std::string last_problem;
+  const Log& log = service_->context().log();
   while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
     std::string parent = ChooseParent();
@@ -580,20 +582,22 @@ void Replicator::Run() {
     // said once per change, not every round.
     const std::string problem = info.ok() ? "" : info.status().ToString();
     if (!problem.empty() && problem != last_problem) {
-      std::fprintf(stderr, "imaged: not following the parent %s: %s\n", parent.c_str(), problem.c_str());
+      log(LOG_WARNING, "not following the parent " + parent + ": " + problem);
     }
     last_problem = problem;
     if (info.ok()) {
       Status s = Status::Ok();
       if (!store) {
-        auto opened = dim::Store::Open(dim::Env::Posix(), config_.store, true);
-        if (opened.ok()) store = std::move(*opened);
-        else s = opened.status();
+        auto taken = service_->context().Connect();
+        if (taken.ok()) {
+          store.emplace(std::move(*taken));
+        } else {
+          s = taken.status();
+        }
       }
-      if (s.ok()) s = SyncSite(*store, **client, *info);
+      if (s.ok()) s = SyncSite(store->store(), **client, *info);
       if (!s.ok()) {
-        std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", parent.c_str(),
-                     s.ToString().c_str());
+        log(LOG_WARNING, "copying the registry and boot files from " + parent + ": " + s.ToString());
       }
     }
     if (images.empty()) {
@@ -617,19 +621,20 @@ void Replicator::Run() {
 
 void Replicator::FollowImage(const std::string& image) {
   std::string identity = "server:" + config_.name;
-  auto store = dim::Store::Open(dim::Env::Posix(), config_.store, true);
+  // This thread's own catalogue connection, for as long as it follows.
+  auto store = service_->context().Connect();
   dim::http::ClientOptions copts = ClientOptions();
   copts.timeout_ms = (config_.poll_wait_s + 15) * 1000L;
   std::string parent_url = Parent();
   auto parent = dim::ApiClient::Create(parent_url, key_, identity, copts);
   if (!store.ok() || !parent.ok()) {
     std::lock_guard<std::mutex> l(mu_);
-    state_[image] = {.head = 0, .error = "cannot open the store or the parent client"};
+    state_[image] = {.head = 0, .error = (store.ok() ? parent.status() : store.status()).ToString()};
     return;
   }
   {
     // Report at once, so a push sees this server before its first long-poll ends.
-    auto img = (*store)->catalog().GetImage(image);
+    auto img = (*store)->GetImage(image);
     std::lock_guard<std::mutex> l(mu_);
     state_[image] = {.head = img.ok() ? img->head : 0};
   }
@@ -637,8 +642,8 @@ void Replicator::FollowImage(const std::string& image) {
   // A stored version that no longer hashes to its root (a damaged disk, an
   // edit by hand) is fetched again from the parent, whole.
   bool heal = false;
-  if (Status s = CheckStoredHead((*store)->catalog(), image); !s.ok()) {
-    std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), parent_url.c_str());
+  if (Status s = CheckStoredHead(**store, image); !s.ok()) {
+    service_->context().log()(LOG_WARNING, s.ToString() + "; fetching it again from " + parent_url);
     heal = true;
   }
   int backoff_ms = 200;
@@ -653,7 +658,7 @@ void Replicator::FollowImage(const std::string& image) {
         parent_url = now;
       }
     }
-    auto img = (*store)->catalog().GetImage(image);
+    auto img = (*store)->GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
     std::string loop;
     {
@@ -672,7 +677,7 @@ void Replicator::FollowImage(const std::string& image) {
       int64_t published = answer->published;
       if (published > head || heal) {
         auto t0 = std::chrono::steady_clock::now();
-        auto r = SyncImage(**store, **parent, parent_url, key_, identity, image, published,
+        auto r = SyncImage(store->store(), **parent, parent_url, key_, identity, image, published,
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
         st = r.status();
         if (r.ok()) {
@@ -686,16 +691,17 @@ void Replicator::FollowImage(const std::string& image) {
           // Nodes hear of the version now, not after the pruning below,
           // which may collect garbage across the whole store.
           service_->Notify();
-          std::fprintf(stderr, "imaged: %s: version %lld from %s in %.2f s (%llu objects, %llu bytes fetched)\n",
-                       image.c_str(), static_cast<long long>(r->to), parent_url.c_str(), last_seconds,
-                       static_cast<unsigned long long>(r->objects_fetched),
-                       static_cast<unsigned long long>(r->bytes_fetched));
+          char took[32];
+          std::snprintf(took, sizeof took, "%.2f", last_seconds);
+          service_->context().log()(LOG_INFO, image + ": version " + std::to_string(r->to) + " from " + parent_url +
+                                                  " in " + took + " s (" + std::to_string(r->objects_fetched) +
+                                                  " objects, " + std::to_string(r->bytes_fetched) + " bytes fetched)");
           auto pruned = [&]() -> Status {
-            DIM_ASSIGN_OR_RETURN(auto now, (*store)->catalog().GetImage(image));
-            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->catalog().db()));
-            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->catalog().Prune(now, config_.retention));
+            DIM_ASSIGN_OR_RETURN(auto now, (*store)->GetImage(image));
+            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->db()));
+            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->Prune(now, config_.retention));
             DIM_RETURN_IF_ERROR(txn->Commit());
-            if (n > 0) (void)dim::CollectGarbage(**store, false);
+            if (n > 0) (void)dim::CollectGarbage(store->store(), false);
             return Status::Ok();
           }();
           if (!pruned.ok()) st = pruned;
@@ -782,8 +788,8 @@ std::string Replicator::ChooseParent() {
   }
   std::lock_guard<std::mutex> l(mu_);
   if (best != parent_ && !parent_.empty()) {
-    std::fprintf(stderr, "imaged: following %s now (the top of epoch %lld)\n", best.c_str(),
-                 static_cast<long long>(best_epoch));
+    service_->context().log()(LOG_NOTICE,
+                              "following " + best + " now (the top of epoch " + std::to_string(best_epoch) + ")");
   }
   parent_ = best;
   return best;
@@ -825,7 +831,7 @@ Status Replicator::CheckEpoch(const std::string& parent, int64_t epoch) {
                                 ", but this server follows epoch " + std::to_string(mine) +
                                 ": a promoted standby replaced it (dimctl server promote); not following it");
     std::lock_guard<std::mutex> l(mu_);
-    if (fenced_logged_.insert(parent).second) std::fprintf(stderr, "imaged: %s\n", s.message().c_str());
+    if (fenced_logged_.insert(parent).second) service_->context().log()(LOG_WARNING, s.message());
     return s;
   }
   return service_->fence().Raise(epoch);

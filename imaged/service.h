@@ -25,6 +25,7 @@
 #include "buddy.h"
 #include "standby.h"
 #include "config.h"
+#include "context.h"
 #include "identity.h"
 #include "long_poll.h"
 #include "node_api.h"
@@ -37,48 +38,25 @@
 
 namespace imaged {
 
-// A few SQLite connections shared by request threads (a connection must not
-// be used by two threads at once).
-class CatalogPool {
- public:
-  explicit CatalogPool(std::string path) : path_(std::move(path)) {}
-  class Lease {
-   public:
-    Lease(CatalogPool* pool, std::unique_ptr<dim::Catalog> c) : pool_(pool), c_(std::move(c)) {}
-    Lease(Lease&&) = default;
-    ~Lease();
-    dim::Catalog& operator*() { return *c_; }
-    dim::Catalog* operator->() { return c_.get(); }
-
-   private:
-    CatalogPool* pool_;
-    std::unique_ptr<dim::Catalog> c_;
-  };
-  dim::Result<Lease> Acquire();
-
- private:
-  std::string path_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<dim::Catalog>> idle_;  // GUARDED_BY(mu_)
-};
-
 // Published versions: on a top server, what `dimctl push` made available to
 // children (a file per image under <store>/published, written atomically); on
 // a leaf, the version it applied last (its head).
 class Service {
  public:
-  Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects);
+  // ctx: the server's context, over the store config.store names; outlives the Service.
+  Service(ServerContext& ctx, Config config, dim::auth::Secret secret);
   // An enrolled second-level server: its credentials instead of the site secret.
-  Service(Config config, std::optional<dim::auth::Secret> secret,
-          std::optional<dim::auth::ServerCredentials> credentials, std::unique_ptr<dim::ObjectStore> objects);
+  Service(ServerContext& ctx, Config config, std::optional<dim::auth::Secret> secret,
+          std::optional<dim::auth::ServerCredentials> credentials);
   ~Service();
   // Builds the catalogue snapshot of each image's published version on a
   // thread of its own as soon as it is published (or applied here), so the
   // first node that boots does not wait for it. Stopped by Shutdown.
   void StartSnapshotBuilder();
   // Starts reconciling node overlays with the buddy server (imaged.conf
-  // `buddy`); until its first round, nodes' overlay requests wait.
-  void StartBuddy(Buddy::Log log);
+  // `buddy`); until its first round, nodes' overlay requests wait. Logs
+  // through the context's logger.
+  void StartBuddy();
   // Whether this server publishes (a top, or a standby since its promotion).
   bool IsTop() const { return top_.load(); }
   Fence& fence() { return fence_; }
@@ -125,6 +103,7 @@ class Service {
   void SetUpstream(Connect upstream, std::function<void()> on_report);
   void SetUpstreamChain(std::vector<std::string> chain);
 
+  ServerContext& context() { return ctx_; }
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
   const Config& config() const { return config_; }
@@ -150,6 +129,9 @@ class Service {
   dim::http::Response Policy(const std::string& image);
   dim::http::Response Pins(const std::string& image, const dim::http::Request& req);
   dim::http::Response NodeVersion(const std::string& node, const dim::http::Request& req);
+  // The answer to a node's challenge: signed by the top (kind "node-version"),
+  // or, on a leaf, its parent's signed answer when it names the same version.
+  dim::http::Response SignedVersion(dim::proto::NodeVersionAnswer answer, const std::string& challenge);
   // The version `node` runs of `image`: its pin, or the published version.
   dim::Result<int64_t> NodeTarget(const std::string& image, const std::string& node);
   // What long-polls wait on: the image's published version and pins.
@@ -181,9 +163,10 @@ class Service {
   // Records a version's root hash and, with <store>/keys/publish.key, its
   // signature (publishing on the top server).
   dim::Status Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v);
+  ServerContext& ctx_;
   Config config_;
-  std::unique_ptr<dim::ObjectStore> objects_;
-  CatalogPool catalogs_;
+  dim::ObjectStore* const objects_;  // ctx_'s
+  CatalogPool& catalogs_;            // ctx_'s
   Identity identity_;
   NodeApi nodes_;
   std::unique_ptr<Buddy> buddy_;  // null without a buddy

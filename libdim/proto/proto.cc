@@ -406,7 +406,9 @@ Result<HeadAnswer> DecodeHeadAnswer(std::string_view text) {
 }
 
 std::string Encode(const NodeVersionAnswer& m) {
-  return json::Dump(Json{{"node", m.node}, {"image", m.image}, {"version", m.version}, {"pinned", m.pinned}});
+  Json j{{"node", m.node}, {"image", m.image}, {"version", m.version}, {"pinned", m.pinned}};
+  if (!m.challenge.empty()) j["challenge"] = m.challenge;
+  return json::Dump(j);
 }
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
   return DecodeWith<NodeVersionAnswer>(text, "node version answer", [](Fields& f, NodeVersionAnswer& m) {
@@ -414,6 +416,7 @@ Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
     m.image = f.Str("image");
     m.version = f.Int("version");
     m.pinned = f.Bool("pinned", json::kOptional);
+    m.challenge = f.Str("challenge", json::kOptional);
   });
 }
 

@@ -155,6 +155,10 @@ struct NodeVersionAnswer {
   std::string node, image;
   int64_t version = 0;
   bool pinned = false;
+  // The asker's challenge, echoed: the top signs an answer that carries one
+  // (X-Dim-Signature, kind "node-version"), so a node can tell the top's
+  // current word from a replayed or forged one before it moves back.
+  std::string challenge;
 };
 std::string Encode(const NodeVersionAnswer& m);
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view json);
