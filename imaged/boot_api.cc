@@ -1,9 +1,12 @@
 #include "boot_api.h"
 
+#include "dim/env.h"
+
 #include "dim/identity.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 
 #include <dirent.h>
 
@@ -156,7 +159,12 @@ dim::Result<std::string> BootApi::FileSha256(const std::string& name, int fd, co
 }
 
 dim::Result<std::string> BootApi::FileSignature(const std::string& name, int fd, const struct stat& st) {
-  if (config_.role != Config::Role::kTop) return std::string();  // leaves pass files on as copied
+  if (config_.role != Config::Role::kTop) {
+    // The top's signature, checked and kept when the file was copied here
+    // (Replicator::SyncSite), passed on to servers below this one.
+    auto sig = dim::Env::Posix()->ReadFile(config_.store + "/signed/boot-file/" + name);
+    return sig.ok() ? *sig : std::string();
+  }
   const int64_t size = st.st_size, mtime = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -296,10 +304,10 @@ namespace {
 
 // A refused key request: the message goes to the client and to imaged's log,
 // with the peer, so an administrator sees who asked.
-Response RefuseKey(const std::string& node, const Request& req, const std::string& why,
+Response RefuseKey(const Log& log, const std::string& node, const Request& req, const std::string& why,
                    const std::string& what_to_do) {
   const std::string msg = "refusing node " + node + "'s key to " + req.peer + ": " + why;
-  std::fprintf(stderr, "imaged: %s; %s\n", msg.c_str(), what_to_do.c_str());
+  log(LOG_WARNING, msg + "; " + what_to_do);
   return Response::Error(Status::PermissionDenied(msg + " (" + what_to_do + ")"));
 }
 
@@ -325,12 +333,12 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
       registered_address |= itf.ip.ToString() == req.peer_host || (peer6 && itf.ip6 == peer6);
     }
     if (!registered_address) {
-      return RefuseKey(node->name, req, "not one of the node's registered addresses",
+      return RefuseKey(ctx_.log(), node->name, req, "not one of the node's registered addresses",
                        "only the node itself gets its key; behind NAT or on a user-mode network "
                        "set boot_keys = any in imaged.conf (insecure)");
     }
     if (req.peer_port == 0 || req.peer_port >= 1024) {
-      return RefuseKey(node->name, req,
+      return RefuseKey(ctx_.log(), node->name, req,
                        "source port " + std::to_string(req.peer_port) +
                            " is not below 1024, so not root on the node",
                        "rootfs-fuse fetches the key as root; unprivileged users may not");
@@ -344,15 +352,15 @@ Response BootApi::Key(const std::string& node_name, const Request& req) {
   if (config_.boot_keys == Config::BootKeys::kEnrol) {
     if (Status s = Enrol((*cat)->db(), node->name, *generation, req); !s.ok()) {
       if (s.code() != dim::Code::kAlreadyExists) return Response::Error(s);
-      return RefuseKey(node->name, req, s.message(),
+      return RefuseKey(ctx_.log(), node->name, req, s.message(),
                        "if the node is really booting again, run `dimctl node rekey " + node->name +
                            "` on the top server to let it enrol once more");
     }
   }
   // Every handout is logged, so an administrator can tell a node's boot from
   // anyone else's request.
-  std::fprintf(stderr, "imaged: handed node %s's key (generation %lld) to %s\n", node->name.c_str(),
-               static_cast<long long>(*generation), req.peer.c_str());
+  ctx_.log()(LOG_NOTICE, "handed node " + node->name + "'s key (generation " + std::to_string(*generation) +
+                            ") to " + req.peer);
   Response r;
   r.content_type = "text/plain";
   r.body = dim::auth::KeyToHex(*key) + "\n";

@@ -19,6 +19,7 @@
 
 #include "build_cache.h"
 #include "config.h"
+#include "context.h"
 #include "identity.h"
 #include "dim/auth.h"
 #include "dim/cluster/model.h"
@@ -29,12 +30,12 @@
 
 namespace imaged {
 
-class CatalogPool;
-
 class BootApi {
  public:
-  BootApi(const Config& config, const Identity& identity, CatalogPool* catalogs)
-      : config_(config), identity_(identity), catalogs_(catalogs) {}
+  // Reads the registry through ctx's catalogue connections and logs every
+  // key it hands out or refuses through ctx's logger.
+  BootApi(ServerContext& ctx, const Config& config, const Identity& identity)
+      : ctx_(ctx), config_(config), identity_(identity), catalogs_(&ctx.catalogs()) {}
 
   // The boot routes of dim/proto.h:
   //   GET /v1/boot/files                the boot files, a line each
@@ -64,9 +65,10 @@ class BootApi {
   // name, size and time; "" without a publish key.
   dim::Result<std::string> FileSignature(const std::string& name, int fd, const struct stat& st);
 
+  ServerContext& ctx_;
   const Config& config_;
   const Identity& identity_;
-  CatalogPool* catalogs_;
+  CatalogPool* catalogs_;  // ctx_'s
   BuildCache hashes_{1 << 20};  // boot file contents -> SHA-256
   std::mutex mu_;
   std::map<std::string, std::tuple<int64_t, int64_t, std::string>> signatures_;  // name -> size, mtime, sig; GUARDED_BY(mu_)

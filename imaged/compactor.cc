@@ -16,8 +16,7 @@ namespace {
 constexpr auto kPollEvery = std::chrono::seconds(3);
 }  // namespace
 
-Compactor::Compactor(std::string store_root, Log log)
-    : root_(std::move(store_root)), log_(std::move(log)) {}
+Compactor::Compactor(ServerContext& ctx) : ctx_(ctx) {}
 
 Compactor::~Compactor() {
   {
@@ -54,14 +53,11 @@ void Compactor::Run() {
       if (stopping_) return;
       kicked_ = false;
     }
-    // An idle server only lists compact/; the store (catalogue included) is
-    // opened when there is work, and nothing stays open or locked between rounds.
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), root_);
-    if (objects.ok()) {
-      auto queued = (*objects)->QueuedForCompression();
-      if (queued.ok() && *queued == 0) continue;
-    }
-    auto store = dim::Store::Open(dim::Env::Posix(), root_);
+    // An idle server only lists compact/; a catalogue connection is taken
+    // when there is work, and nothing stays locked between rounds.
+    auto queued = ctx_.objects().QueuedForCompression();
+    if (queued.ok() && *queued == 0) continue;
+    auto store = ctx_.Connect();
     dim::Status s = store.status();
     if (s.ok()) {
       dim::CompactOptions opts;
@@ -70,20 +66,20 @@ void Compactor::Run() {
         std::lock_guard<std::mutex> l(mu_);
         return stopping_;
       };
-      auto st = dim::CompactStore(**store, opts, /*wait=*/false);
+      auto st = dim::CompactStore(store->store(), opts, /*wait=*/false);
       if (st.ok()) {
         {
           std::lock_guard<std::mutex> l(mu_);
           compressed_ += st->compressed;
         }
         if (st->compressed) {
-          log_(LOG_INFO, "compressed " + std::to_string(st->compressed) + " objects: " +
-                             std::to_string(st->bytes_before) + " -> " +
-                             std::to_string(st->bytes_after) + " bytes");
+          ctx_.log()(LOG_INFO, "compressed " + std::to_string(st->compressed) + " objects: " +
+                                   std::to_string(st->bytes_before) + " -> " +
+                                   std::to_string(st->bytes_after) + " bytes");
         }
         if (st->damaged) {
-          log_(LOG_ERR, std::to_string(st->damaged) +
-                            " queued objects fail their hash check; run 'dimctl store fsck'");
+          ctx_.log()(LOG_ERR, std::to_string(st->damaged) +
+                                  " queued objects fail their hash check; run 'dimctl store fsck'");
         }
         last_error.clear();
         continue;
@@ -94,7 +90,7 @@ void Compactor::Run() {
     // Said once, not every round, until it changes.
     if (s.ToString() != last_error) {
       last_error = s.ToString();
-      log_(LOG_WARNING, "background compression: " + last_error);
+      ctx_.log()(LOG_WARNING, "background compression: " + last_error);
     }
   }
 }

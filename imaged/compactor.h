@@ -11,12 +11,14 @@
 #include <string>
 #include <thread>
 
+#include "context.h"
+
 namespace imaged {
 
 class Compactor {
  public:
-  using Log = std::function<void(int priority, const std::string& message)>;
-  Compactor(std::string store_root, Log log);
+  // Compacts ctx's store and logs through its logger; ctx outlives it.
+  explicit Compactor(ServerContext& ctx);
   ~Compactor();  // stops (between groups of objects) and joins
   Compactor(const Compactor&) = delete;
   Compactor& operator=(const Compactor&) = delete;
@@ -29,8 +31,7 @@ class Compactor {
  private:
   void Run();
 
-  const std::string root_;
-  const Log log_;
+  ServerContext& ctx_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;  // GUARDED_BY(mu_)

@@ -326,6 +326,12 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     c.advertise = std::string(c.tls() ? "https://" : "http://") + (v6 ? "[" + c.listen_address + "]" : c.listen_address) + ":" +
                   std::to_string(c.listen_port);
   }
+  // Caught here when the URLs say so; a loop through other servers (or
+  // another name of this one) when the parent answers (Replicator::CheckLoop).
+  if (!c.parent.empty() && !c.advertise.empty() && c.parent == c.advertise) {
+    errors.push_back(file + ": parent " + c.parent + " is this server itself (its advertise/listen address): a server "
+                            "cannot follow itself; name a server on the way to the top");
+  }
   if (c.per_address_connections > c.max_connections) {
     errors.push_back(file + ": per_address_connections (" + std::to_string(c.per_address_connections) +
                      ") is more than max_connections (" + std::to_string(c.max_connections) +

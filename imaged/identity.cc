@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "dim/cluster/registry.h"
@@ -18,6 +19,7 @@ using dim::Status;
 namespace {
 
 std::string NodeKeysPath(const Config& c) { return c.store + "/keys/node-keys"; }
+std::string LinkKeysPath(const Config& c) { return c.store + "/keys/link-keys"; }
 
 std::string Lower(std::string s) {
   for (char& c : s)
@@ -59,15 +61,17 @@ bool IsRead(const dim::http::Request& req) {
 Identity::Identity(const Config& config, std::optional<dim::auth::Secret> secret,
                    std::optional<dim::auth::ServerCredentials> credentials, CatalogPool* catalogs)
     : config_(config), secret_(std::move(secret)), credentials_(std::move(credentials)), catalogs_(catalogs) {
+  parent_key_ = credentials_ ? credentials_->ParentKey() : secret_ ? secret_->key : std::string();
   if (credentials_) {
-    // The list kept from the last run, until the parent sends a newer one.
+    // The lists kept from the last run, until the parent sends newer ones.
     if (auto body = dim::Env::Posix()->ReadFile(NodeKeysPath(config_)); body.ok()) {
       if (auto keys = dim::identity::DecodeNodeKeys(*credentials_, *body); keys.ok()) node_keys_ = std::move(*keys);
     }
+    if (auto body = dim::Env::Posix()->ReadFile(LinkKeysPath(config_)); body.ok()) {
+      if (auto keys = dim::identity::DecodeLinkKeys(*credentials_, *body); keys.ok()) link_keys_ = std::move(*keys);
+    }
   }
 }
-
-const std::string& Identity::parent_key() const { return credentials_ ? credentials_->key : secret_->key; }
 
 dim::Result<std::vector<dim::auth::SigningKey>> Identity::KeysOf(const std::string& identity) const {
   using dim::auth::SigningKey;
@@ -79,7 +83,16 @@ dim::Result<std::vector<dim::auth::SigningKey>> Identity::KeysOf(const std::stri
     return std::vector<SigningKey>{{std::move(key), identity}};
   }
   const std::string server = identity.substr(7);  // VerifyHeader let only server: and node: through
-  if (credentials_) return std::vector<SigningKey>{{credentials_->key, identity}};
+  if (credentials_) {
+    std::vector<SigningKey> keys;
+    {
+      // A server enrolled below this one: its link key grants replication.
+      std::lock_guard<std::mutex> l(mu_);
+      if (auto it = link_keys_.find(server); it != link_keys_.end()) keys.push_back({it->second.key, "leaf:" + server});
+    }
+    keys.push_back({credentials_->key, identity});
+    return keys;
+  }
   std::vector<SigningKey> keys;
   DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(config_.store, server));
   if (generation > 0) keys.push_back({dim::auth::ServerKey(*secret_, server, generation), "leaf:" + server});
@@ -119,6 +132,52 @@ dim::Result<std::string> Identity::NodeKeysFor(const std::string& server) const 
   }
   dim::auth::ServerCredentials to{server, generation, dim::auth::ServerKey(*secret_, server, generation)};
   return dim::identity::EncodeNodeKeys(to, keys);
+}
+
+dim::Result<std::string> Identity::LinkKeysFor(const std::string& server) const {
+  if (!secret_) return Status::PermissionDenied("only a server with the site secret hands out link keys");
+  DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(config_.store, server));
+  if (generation == 0) return Status::NotFound("server " + server + " is not enrolled here (`dimctl server enrol`)");
+  DIM_ASSIGN_OR_RETURN(auto children, dim::identity::EnrolledChildren(config_.store, server));
+  dim::identity::NodeKeys keys;
+  for (const auto& child : children) {
+    DIM_ASSIGN_OR_RETURN(int64_t g, dim::identity::EnrolledGeneration(config_.store, child));
+    keys[child] = {g, dim::auth::LinkKey(dim::auth::ServerKey(*secret_, child, g), server)};
+  }
+  dim::auth::ServerCredentials to{server, generation, dim::auth::ServerKey(*secret_, server, generation), ""};
+  return dim::identity::EncodeLinkKeys(to, keys);
+}
+
+Status Identity::MayHaveKeysOf(const std::string& caller, const std::string& server) const {
+  if (!caller.starts_with("leaf:") || caller == "leaf:" + server) return Status::Ok();
+  const std::string relay = caller.substr(5);
+  DIM_ASSIGN_OR_RETURN(auto chain, dim::identity::EnrolledChain(config_.store, server));
+  for (const auto& up : chain) {
+    if (up == relay) return Status::Ok();
+  }
+  return Status::PermissionDenied("server " + relay + " may not have the keys of server " + server +
+                                  ": only its own, or those of a server enrolled below it (dimctl server enrol " +
+                                  server + " --parent " + relay + ")");
+}
+
+Status Identity::InstallLinkKeys(std::string_view body) {
+  if (!credentials_) return Status::Ok();  // holds the secret: not a relay of enrolled servers
+  DIM_ASSIGN_OR_RETURN(auto keys, dim::identity::DecodeLinkKeys(*credentials_, body));
+  dim::Env* env = dim::Env::Posix();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (keys.size() == link_keys_.size() &&
+        std::equal(keys.begin(), keys.end(), link_keys_.begin(), [](const auto& a, const auto& b) {
+          return a.first == b.first && a.second.generation == b.second.generation && a.second.key == b.second.key;
+        })) {
+      return Status::Ok();  // asked every round; written only when it changed
+    }
+  }
+  DIM_RETURN_IF_ERROR(env->MkdirAll(config_.store + "/keys", 0700));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, LinkKeysPath(config_), body));
+  std::lock_guard<std::mutex> l(mu_);
+  link_keys_ = std::move(keys);
+  return Status::Ok();
 }
 
 Status Identity::InstallNodeKeys(std::string_view body) {

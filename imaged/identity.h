@@ -30,8 +30,9 @@ class Identity final : public dim::auth::KeySource {
   // dim::auth::KeySource. On a server with the site secret, "server:X" signs
   // with X's enrolled key (granting "leaf:X": replication only) or the
   // secret (granting "server:X"); on an enrolled leaf "server:X" signs with
-  // the leaf's own key (dimctl derives it). "node:N" signs with N's key of
-  // its current registry generation.
+  // the link key of X when X is enrolled below this server (granting
+  // "leaf:X") or the leaf's own key (dimctl derives it). "node:N" signs with
+  // N's key of its current registry generation.
   dim::Result<std::vector<dim::auth::SigningKey>> KeysOf(const std::string& identity) const override;
 
   // Verifies a request's X-Dim-Auth header: the signature, the server it
@@ -53,10 +54,23 @@ class Identity final : public dim::auth::KeySource {
   // Enrolled leaf: a node key list from the parent, checked, then kept in
   // <store>/keys/node-keys and used from now on.
   dim::Status InstallNodeKeys(std::string_view body);
+  // Top: the link keys of the servers enrolled with `server` as their
+  // parent, wrapped for it (GET /v1/servers/NAME/link-keys).
+  dim::Result<std::string> LinkKeysFor(const std::string& server) const;
+  // Enrolled leaf: its children's link keys from the parent, checked, then
+  // kept in <store>/keys/link-keys; their requests verify from now on.
+  dim::Status InstallLinkKeys(std::string_view body);
+  // Ok when `caller` (a leaf:NAME) may have the node or link keys of
+  // `server`: its own, or (relaying them down) those of a server enrolled
+  // below it. Checked where the site secret is; answered there only.
+  dim::Status MayHaveKeysOf(const std::string& caller, const std::string& server) const;
 
-  // The key and identity this server signs its requests to its parent with.
-  const std::string& parent_key() const;
+  // The key this server signs its requests to its parent with: the site
+  // secret, its credentials' key (parent: the top), or its link key (parent:
+  // a second-level server, credentials' `parent`).
+  const std::string& parent_key() const { return parent_key_; }
   bool enrolled() const { return credentials_.has_value(); }
+  bool holds_secret() const { return secret_.has_value(); }
 
  private:
   bool Addressed(const std::string& to);
@@ -67,7 +81,9 @@ class Identity final : public dim::auth::KeySource {
   CatalogPool* catalogs_;
   dim::ReplayCache replay_;
   mutable std::mutex mu_;
+  std::string parent_key_;
   dim::identity::NodeKeys node_keys_;  // enrolled leaf, GUARDED_BY(mu_)
+  dim::identity::NodeKeys link_keys_;  // enrolled leaf: its children's, GUARDED_BY(mu_)
   std::vector<std::string> own_;       // authorities of this host, GUARDED_BY(mu_)
   int64_t own_checked_ = 0;            // when own_ was listed, GUARDED_BY(mu_)
 };

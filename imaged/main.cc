@@ -16,7 +16,7 @@
 
 #include "compactor.h"
 #include "config.h"
-#include "dim/store.h"
+#include "context.h"
 #include "replicator.h"
 #include "service.h"
 #include "transport.h"
@@ -171,21 +171,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "imaged: %s\n", owner.ToString().c_str());
     return 1;
   }
-  auto store = dim::Store::Open(dim::Env::Posix(), config->store, /*create=*/true);
-  if (!store.ok()) {
-    std::fprintf(stderr, "imaged: %s\n", store.status().ToString().c_str());
+  // The store is opened here, once, and handed to every part with the context.
+  auto ctx = imaged::ServerContext::Open(dim::Env::Posix(), config->store, log);
+  if (!ctx.ok()) {
+    std::fprintf(stderr, "imaged: %s\n", ctx.status().ToString().c_str());
     return 1;
   }
-  if ((*store)->tightened()) {
+  if ((*ctx)->tightened()) {
     std::fprintf(stderr, "imaged: note: the store %s was readable by other users; it is now "
                          "private to its owner (directories 0700, files 0600)\n",
                  config->store.c_str());
-  }
-  (void)(*store)->objects().CleanStaging();  // left by a crash
-  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config->store);
-  if (!objects.ok()) {
-    std::fprintf(stderr, "imaged: %s\n", objects.status().ToString().c_str());
-    return 1;
   }
   if (!foreground) {
     if (daemon(0, 0) != 0) {
@@ -203,10 +198,10 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  imaged::Service service(*config, std::move(secret), std::move(credentials), std::move(*objects));
+  imaged::Service service(**ctx, *config, std::move(secret), std::move(credentials));
   auto kept = service.identity().OpenReplayJournal();
   if (!kept.ok()) {
-    std::fprintf(stderr, "imaged: %s\n", kept.status().ToString().c_str());
+    log(LOG_ERR, kept.status().ToString());  // detached: stderr is gone
     return 1;
   }
   log(LOG_INFO, "replay journal: " + std::to_string(*kept) +
@@ -250,9 +245,9 @@ int main(int argc, char** argv) {
     }
   }
   service.StartSnapshotBuilder();
-  service.StartBuddy([&log](int priority, const std::string& message) { log(priority, message); });
+  service.StartBuddy();
   // Compresses what imports and commits into this store left uncompressed.
-  imaged::Compactor compactor(config->store, log);
+  imaged::Compactor compactor(**ctx);
   compactor.Start();
   std::unique_ptr<imaged::Replicator> replicator;
   if (config->role == imaged::Config::Role::kLeaf) {

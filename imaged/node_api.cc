@@ -284,15 +284,15 @@ Response NodeApi::Provision(const std::string& node, const Request& req, const s
   if (Status s = CheckIdentity(id); !s.ok()) return Response::Error(s.Annotate("node " + node));
   auto compiled = dim::keepout::RuleSet::Compile(std::move(rules));
   if (!compiled.ok()) return Response::Error(compiled.status());
-  auto store = dim::Store::Open(dim::Env::Posix(), root_);
+  auto store = ctx_.Connect();
   if (!store.ok()) return Response::Error(store.status());
-  auto img = (*store)->catalog().GetImage(id.image);
+  auto img = (*store)->GetImage(id.image);
   if (!img.ok() || img->head == 0) {
     return Response::Error(Status::NotFound("this server has no version of image " + id.image +
                                             " yet (push it first: dimctl push " + id.image + ")"));
   }
   return Write(node, req, who, true, [&](dim::NodeOverlay& overlay) {
-    auto result = overlay.Provision(**store, id, img->head, *compiled);
+    auto result = overlay.Provision(store->store(), id, img->head, *compiled);
     if (!result.ok()) return Response::Error(result.status().Annotate("node " + node));
     return Response::Json(200, dim::proto::Encode(dim::proto::ProvisionAnswer{
                                    node, id.image, img->head, static_cast<int64_t>(result->kept_out_copied),
@@ -304,7 +304,7 @@ Response NodeApi::Provision(const std::string& node, const Request& req, const s
 Response NodeApi::Prefetch(const std::string& node, const Request& req) {
   std::string dir = root_ + "/nodes/" + node;
   std::string file = dir + "/prefetch";
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = ctx_.env();
   if (req.method == "GET") {
     auto text = env->ReadFile(file);
     if (!text.ok()) {

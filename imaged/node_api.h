@@ -14,6 +14,7 @@
 
 #include <optional>
 
+#include "context.h"
 #include "dim/auth.h"
 #include "dim/http.h"
 #include "dim/node_overlay.h"
@@ -35,10 +36,10 @@ class NodeApi {
   using ImageType = std::function<dim::Result<std::optional<dim::EntryType>>(const std::string& image,
                                                                              const std::string& path)>;
 
-  NodeApi(std::string store_root, dim::ObjectStore* objects, PolicyRules rules, ImageType image_type,
-          dim::OverlayQuota quota)
-      : root_(std::move(store_root)),
-        objects_(objects),
+  NodeApi(ServerContext& ctx, PolicyRules rules, ImageType image_type, dim::OverlayQuota quota)
+      : ctx_(ctx),
+        root_(ctx.root()),
+        objects_(&ctx.objects()),
         rules_(std::move(rules)),
         image_type_(std::move(image_type)),
         quota_(quota) {}
@@ -99,8 +100,9 @@ class NodeApi {
   // The node's overlay, opened (or created) in its locked slot.
   dim::Result<dim::NodeOverlay*> Use(OpenOverlay& slot, const std::string& node, bool create);
 
-  std::string root_;
-  dim::ObjectStore* objects_;
+  ServerContext& ctx_;
+  const std::string root_;
+  dim::ObjectStore* const objects_;
   PolicyRules rules_;
   ImageType image_type_;
   dim::OverlayQuota quota_;

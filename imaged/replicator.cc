@@ -3,8 +3,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +38,18 @@ namespace {
 constexpr uint64_t kMaxPackBytes = 64ull << 20;
 // Kernels and initrds copied from the parent.
 constexpr uint64_t kMaxBootFile = 1ull << 30;
+
+// Keeps the top's signature of a copy taken from the parent
+// (<store>/signed/KIND/SUBJECT), so that this server serves the copy with it
+// to its nodes and to the servers below it. Nothing to keep without one.
+Status KeepSignature(const std::string& store, const std::string& kind, const std::string& subject,
+                     const std::string& signature) {
+  if (signature.empty()) return Status::Ok();
+  dim::Env* env = dim::Env::Posix();
+  const std::string dir = store + "/signed/" + kind;
+  DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
+  return dim::WriteFileAtomic(env, dir + "/" + subject, signature);
+}
 
 // A file of up to the chunking threshold as the list of its one chunk.
 dim::ChunkList OneChunk(const dim::Digest& id, uint64_t size) {
@@ -403,12 +417,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   if (pins) DIM_RETURN_IF_ERROR(store.catalog().PinsReplace(applied.id, *pins));
   DIM_RETURN_IF_ERROR(txn->Commit());
   // The signatures checked, kept so this server's nodes can check the copies too.
-  for (const auto& [kind, signature] : signatures) {
-    dim::Env* env = dim::Env::Posix();
-    const std::string dir = store.root() + "/signed/" + kind;
-    DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
-    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, dir + "/" + image, signature));
-  }
+  for (const auto& [kind, signature] : signatures) DIM_RETURN_IF_ERROR(KeepSignature(store.root(), kind, image, signature));
   result.to = target;
   result.objects_fetched = fetcher.objects();
   result.bytes_fetched = fetcher.bytes() + compressed->size();
@@ -425,6 +434,10 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     DIM_ASSIGN_OR_RETURN(auto reply, parent.Call(dim::proto::RouteId::kRegistry, {}));
     DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "registry", "-",
                                                  dim::Sha256Of(reply.body), reply.signature, config_.parent));
+    // The signature first, passed on to servers below this one: a crash in
+    // between leaves it beside the old copy, which they refuse until the
+    // next round imports the new one (never the new copy unsigned).
+    DIM_RETURN_IF_ERROR(KeepSignature(store.root(), "registry", "-", reply.signature));
     DIM_RETURN_IF_ERROR(registry.Import(reply.body));
     DIM_ASSIGN_OR_RETURN(ours, registry.Generation());
   }
@@ -436,6 +449,18 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     DIM_RETURN_IF_ERROR(service_->identity().InstallNodeKeys(keys.body));
     node_keys_for_ = ours;
   }
+  // The link keys of the servers enrolled below this one (none for most):
+  // asked every round, so a child enrolled or re-enrolled on the top is
+  // let in, or its stolen key refused, within a round. A parent from before
+  // trees of servers answers 404: no children then.
+  if (service_->identity().enrolled()) {
+    auto links = parent.Call(dim::proto::RouteId::kServerLinkKeys, {config_.name});
+    if (links.ok()) {
+      DIM_RETURN_IF_ERROR(service_->identity().InstallLinkKeys(links->body));
+    } else if (links.status().code() != dim::Code::kNotFound) {
+      return links.status().Annotate("link keys of the servers below " + config_.name);
+    }
+  }
   // Boot files (kernels, initrds) that differ in size or time, staged and
   // renamed; they may be larger than API answers.
   DIM_ASSIGN_OR_RETURN(auto files, parent.Call(dim::proto::RouteId::kBootFiles, {}));
@@ -443,7 +468,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
   dim::http::ClientOptions boot_opts = ClientOptions();
   boot_opts.max_body = kMaxBootFile;
   DIM_ASSIGN_OR_RETURN(auto boot_client, dim::ApiClient::Create(config_.parent, key_, "server:" + config_.name, boot_opts));
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = store.env();
   std::string dir = config_.store + "/boot";
   for (size_t start = 0; start < list.size();) {
     size_t nl = list.find('\n', start);
@@ -471,6 +496,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
     DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "boot-file", name,
                                                  dim::Sha256Of(data), signature, config_.parent));
+    DIM_RETURN_IF_ERROR(KeepSignature(store.root(), "boot-file", name, signature));  // first, as the registry's
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
     // With the parent's time, so the next round sees the copy as current.
     dim::AtomicFileOptions opts;
@@ -490,46 +516,88 @@ Replicator::Replicator(Config config, std::string key, Service* service,
 }
 
 Replicator::~Replicator() {
-  stop_ = true;
+  service_->SetUpstream(nullptr, nullptr);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+    report_cv_.notify_all();
+  }
+  if (report_thread_.joinable()) report_thread_.join();
   if (run_thread_.joinable()) run_thread_.join();  // no new followers after this
   for (auto& t : followers_) t.join();
 }
 
-void Replicator::Start() { run_thread_ = std::thread([this] { Run(); }); }
+void Replicator::Start() {
+  // Requests only the top answers (keys of servers below this one) go up
+  // through this server's own parent connection.
+  service_->SetUpstream(
+      [this] { return dim::ApiClient::Create(Parent(), key_, "server:" + config_.name, ClientOptions()); },
+      [this] {
+        std::lock_guard<std::mutex> l(mu_);
+        report_due_ = true;
+        report_cv_.notify_one();
+      });
+  report_thread_ = std::thread([this] { RelayReports(); });
+  run_thread_ = std::thread([this] { Run(); });
+}
+
+void Replicator::RelayReports() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      report_cv_.wait_for(l, std::chrono::milliseconds(500), [&] { return report_due_ || stop_; });
+      if (stop_) return;
+      if (!report_due_) continue;
+      report_due_ = false;
+    }
+    ReportState();
+  }
+}
 
 void Replicator::Run() {
   // Follow the configured images, or every image the parent has (re-checked
   // periodically, so a new image starts replicating without a restart).
   std::set<std::string> following;
   std::string identity = "server:" + config_.name;
-  std::unique_ptr<dim::Store> store;  // opened once, for the registry and boot files
+  std::optional<CatalogPool::Lease> store;  // taken once, for the registry and boot files
   std::string last_problem;
+  const Log& log = service_->context().log();
   while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
     std::string parent = ChooseParent();
     auto client = dim::ApiClient::Create(parent, key_, identity, ClientOptions());
     auto info = client.ok() ? (*client)->Info() : dim::Result<dim::proto::InfoAnswer>(client.status());
-    // A parent that refuses this server (its TLS certificate, its key) is
-    // said once per change, not every round.
-    const std::string problem = info.ok() ? "" : info.status().ToString();
-    if (!problem.empty() && problem != last_problem) {
-      std::fprintf(stderr, "imaged: cannot reach the parent %s: %s\n", parent.c_str(), problem.c_str());
-    }
-    last_problem = problem;
     if (info.ok()) {
       if (Status e = CheckEpoch(parent, info->epoch); !e.ok()) info = e;
     }
     if (info.ok()) {
+      Status loop = CheckLoop(parent, *info);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        loop_ = loop.ok() ? "" : loop.message();
+      }
+      if (!loop.ok()) info = loop;
+    }
+    // A parent that refuses this server (its TLS certificate, its key) is
+    // said once per change, not every round.
+    const std::string problem = info.ok() ? "" : info.status().ToString();
+    if (!problem.empty() && problem != last_problem) {
+      log(LOG_WARNING, "not following the parent " + parent + ": " + problem);
+    }
+    last_problem = problem;
+    if (info.ok()) {
       Status s = Status::Ok();
       if (!store) {
-        auto opened = dim::Store::Open(dim::Env::Posix(), config_.store, true);
-        if (opened.ok()) store = std::move(*opened);
-        else s = opened.status();
+        auto taken = service_->context().Connect();
+        if (taken.ok()) {
+          store.emplace(std::move(*taken));
+        } else {
+          s = taken.status();
+        }
       }
-      if (s.ok()) s = SyncSite(*store, **client, *info);
+      if (s.ok()) s = SyncSite(store->store(), **client, *info);
       if (!s.ok()) {
-        std::fprintf(stderr, "imaged: copying the registry and boot files from %s: %s\n", parent.c_str(),
-                     s.ToString().c_str());
+        log(LOG_WARNING, "copying the registry and boot files from " + parent + ": " + s.ToString());
       }
     }
     if (images.empty()) {
@@ -543,25 +611,30 @@ void Replicator::Run() {
         followers_.emplace_back([this, img] { FollowImage(img); });
       }
     }
+    // Followers report after every poll; a server with no image yet (below
+    // a parent that has none) reports each round, so that its parent, and
+    // through it the top, knows it and a push waits for it.
+    if (following.empty()) ReportState();
     for (int i = 0; i < 50 && !stop_; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 
 void Replicator::FollowImage(const std::string& image) {
   std::string identity = "server:" + config_.name;
-  auto store = dim::Store::Open(dim::Env::Posix(), config_.store, true);
+  // This thread's own catalogue connection, for as long as it follows.
+  auto store = service_->context().Connect();
   dim::http::ClientOptions copts = ClientOptions();
   copts.timeout_ms = (config_.poll_wait_s + 15) * 1000L;
   std::string parent_url = Parent();
   auto parent = dim::ApiClient::Create(parent_url, key_, identity, copts);
   if (!store.ok() || !parent.ok()) {
     std::lock_guard<std::mutex> l(mu_);
-    state_[image] = {.head = 0, .error = "cannot open the store or the parent client"};
+    state_[image] = {.head = 0, .error = (store.ok() ? parent.status() : store.status()).ToString()};
     return;
   }
   {
     // Report at once, so a push sees this server before its first long-poll ends.
-    auto img = (*store)->catalog().GetImage(image);
+    auto img = (*store)->GetImage(image);
     std::lock_guard<std::mutex> l(mu_);
     state_[image] = {.head = img.ok() ? img->head : 0};
   }
@@ -569,8 +642,8 @@ void Replicator::FollowImage(const std::string& image) {
   // A stored version that no longer hashes to its root (a damaged disk, an
   // edit by hand) is fetched again from the parent, whole.
   bool heal = false;
-  if (Status s = CheckStoredHead((*store)->catalog(), image); !s.ok()) {
-    std::fprintf(stderr, "imaged: %s; fetching it again from %s\n", s.ToString().c_str(), parent_url.c_str());
+  if (Status s = CheckStoredHead(**store, image); !s.ok()) {
+    service_->context().log()(LOG_WARNING, s.ToString() + "; fetching it again from " + parent_url);
     heal = true;
   }
   int backoff_ms = 200;
@@ -585,10 +658,16 @@ void Replicator::FollowImage(const std::string& image) {
         parent_url = now;
       }
     }
-    auto img = (*store)->catalog().GetImage(image);
+    auto img = (*store)->GetImage(image);
     int64_t head = img.ok() ? img->head : 0;
-    auto answer = (*parent)->Head(image, {{"after", std::to_string(head)},
-                                          {"wait", std::to_string(config_.poll_wait_s)}});
+    std::string loop;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      loop = loop_;
+    }
+    auto answer = loop.empty() ? (*parent)->Head(image, {{"after", std::to_string(head)},
+                                                         {"wait", std::to_string(config_.poll_wait_s)}})
+                               : dim::Result<dim::proto::HeadAnswer>(Status::Conflict(loop));
     Status st = answer.status();
     if (answer.ok()) st = CheckEpoch(parent_url, answer->epoch);
     // Applied under the follow lock, never once this server was promoted.
@@ -598,7 +677,7 @@ void Replicator::FollowImage(const std::string& image) {
       int64_t published = answer->published;
       if (published > head || heal) {
         auto t0 = std::chrono::steady_clock::now();
-        auto r = SyncImage(**store, **parent, parent_url, key_, identity, image, published,
+        auto r = SyncImage(store->store(), **parent, parent_url, key_, identity, image, published,
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
         st = r.status();
         if (r.ok()) {
@@ -612,16 +691,17 @@ void Replicator::FollowImage(const std::string& image) {
           // Nodes hear of the version now, not after the pruning below,
           // which may collect garbage across the whole store.
           service_->Notify();
-          std::fprintf(stderr, "imaged: %s: version %lld from %s in %.2f s (%llu objects, %llu bytes fetched)\n",
-                       image.c_str(), static_cast<long long>(r->to), parent_url.c_str(), last_seconds,
-                       static_cast<unsigned long long>(r->objects_fetched),
-                       static_cast<unsigned long long>(r->bytes_fetched));
+          char took[32];
+          std::snprintf(took, sizeof took, "%.2f", last_seconds);
+          service_->context().log()(LOG_INFO, image + ": version " + std::to_string(r->to) + " from " + parent_url +
+                                                  " in " + took + " s (" + std::to_string(r->objects_fetched) +
+                                                  " objects, " + std::to_string(r->bytes_fetched) + " bytes fetched)");
           auto pruned = [&]() -> Status {
-            DIM_ASSIGN_OR_RETURN(auto now, (*store)->catalog().GetImage(image));
-            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->catalog().db()));
-            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->catalog().Prune(now, config_.retention));
+            DIM_ASSIGN_OR_RETURN(auto now, (*store)->GetImage(image));
+            DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin((*store)->db()));
+            DIM_ASSIGN_OR_RETURN(int64_t n, (*store)->Prune(now, config_.retention));
             DIM_RETURN_IF_ERROR(txn->Commit());
-            if (n > 0) (void)dim::CollectGarbage(**store, false);
+            if (n > 0) (void)dim::CollectGarbage(store->store(), false);
             return Status::Ok();
           }();
           if (!pruned.ok()) st = pruned;
@@ -667,8 +747,14 @@ Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {
 }
 
 void Replicator::ReportState() {
-  dim::proto::ReportRequest report{config_.name, config_.advertise, config_.poll_wait_s, {}, service_->SeenNodes(),
-                                   service_->Installs()};
+  {
+    // A parent that closes a loop is no parent: reporting to it would relay
+    // the reports around the loop.
+    std::lock_guard<std::mutex> l(mu_);
+    if (!loop_.empty()) return;
+  }
+  dim::proto::ReportRequest report{config_.name,         config_.advertise,      config_.poll_wait_s, {},
+                                   service_->SeenNodes(), service_->Installs(), service_->ChildReports()};
   {
     std::lock_guard<std::mutex> l(mu_);
     report.images = state_;
@@ -702,11 +788,40 @@ std::string Replicator::ChooseParent() {
   }
   std::lock_guard<std::mutex> l(mu_);
   if (best != parent_ && !parent_.empty()) {
-    std::fprintf(stderr, "imaged: following %s now (the top of epoch %lld)\n", best.c_str(),
-                 static_cast<long long>(best_epoch));
+    service_->context().log()(LOG_NOTICE,
+                              "following " + best + " now (the top of epoch " + std::to_string(best_epoch) + ")");
   }
   parent_ = best;
   return best;
+}
+
+Status Replicator::CheckLoop(const std::string& parent, const dim::proto::InfoAnswer& info) {
+  std::vector<std::string> chain{info.name};
+  chain.insert(chain.end(), info.upstream.begin(), info.upstream.end());
+  auto loop = std::find(chain.begin(), chain.end(), config_.name);
+  if (loop != chain.end()) {
+    std::string path = config_.name;
+    for (auto it = chain.begin(); it != std::next(loop); ++it) path += " -> " + *it;
+    // Said in this server's /v1/info too, so the others of the loop see it.
+    chain.erase(std::next(loop), chain.end());
+    service_->SetUpstreamChain(chain);
+    return Status::Conflict(
+        info.name == config_.name
+            ? "the parent " + parent + " is this server (" + config_.name + ") itself: a server cannot follow itself; "
+              "set 'parent' in imaged.conf to a server on the way to the top"
+            : "following " + parent + " makes a loop (" + path + "): set 'parent' in imaged.conf of one of them to "
+              "a server on the way to the top");
+  }
+  if (chain.size() > static_cast<size_t>(dim::proto::kMaxReportDepth)) {
+    return Status::Conflict("the parent " + parent + " is " + std::to_string(chain.size()) +
+                            " servers below the top; dim follows at most " +
+                            std::to_string(dim::proto::kMaxReportDepth) + " levels");
+  }
+  // A top has no chain; a server that has not heard from its own parent yet
+  // says an empty one and is completed by the next round.
+  if (info.role == "top" || info.role == "replaced") chain.resize(1);
+  service_->SetUpstreamChain(std::move(chain));
+  return Status::Ok();
 }
 
 Status Replicator::CheckEpoch(const std::string& parent, int64_t epoch) {
@@ -716,7 +831,7 @@ Status Replicator::CheckEpoch(const std::string& parent, int64_t epoch) {
                                 ", but this server follows epoch " + std::to_string(mine) +
                                 ": a promoted standby replaced it (dimctl server promote); not following it");
     std::lock_guard<std::mutex> l(mu_);
-    if (fenced_logged_.insert(parent).second) std::fprintf(stderr, "imaged: %s\n", s.message().c_str());
+    if (fenced_logged_.insert(parent).second) service_->context().log()(LOG_WARNING, s.message());
     return s;
   }
   return service_->fence().Raise(epoch);

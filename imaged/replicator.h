@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <set>
 #include <mutex>
@@ -66,6 +67,12 @@ class Replicator {
   dim::Status CheckEpoch(const std::string& parent, int64_t epoch);
   // Copies the parent's node registry and boot files when they differ.
   dim::Status SyncSite(dim::Store& store, dim::ApiClient& parent, const dim::proto::InfoAnswer& info);
+  // Ok unless following `parent` (whose /v1/info is `info`) closes a loop:
+  // it is this server, or this server is between it and the top. Records
+  // the chain up to the top for this server's own /v1/info.
+  dim::Status CheckLoop(const std::string& parent, const dim::proto::InfoAnswer& info);
+  // Sends ReportState soon after a child reported (on its own thread).
+  void RelayReports();
 
   dim::http::ClientOptions ClientOptions() const {
     dim::http::ClientOptions o;
@@ -81,6 +88,10 @@ class Replicator {
   int64_t node_keys_for_ = -1;  // the registry generation whose node keys this server holds (Run's thread)
   std::atomic<bool> stop_{false};
   std::thread run_thread_;
+  std::thread report_thread_;
+  std::condition_variable report_cv_;
+  bool report_due_ = false;                   // a child reported, GUARDED_BY(mu_)
+  std::string loop_;                          // why the parent is not followed, GUARDED_BY(mu_)
   std::mutex mu_;
   std::vector<std::thread> followers_;        // GUARDED_BY(mu_)
   std::map<std::string, dim::proto::ReplicaState> state_;  // what the reports say, GUARDED_BY(mu_)

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -24,6 +25,7 @@
 #include "dim/root.h"
 #include "dim/sign.h"
 #include "dim/wire.h"
+#include "transport.h"
 
 namespace imaged {
 
@@ -31,36 +33,17 @@ using dim::Status;
 using dim::http::Request;
 using dim::http::Response;
 
-CatalogPool::Lease::~Lease() {
-  if (!c_) return;
-  std::lock_guard<std::mutex> l(pool_->mu_);
-  pool_->idle_.push_back(std::move(c_));
-}
+Service::Service(ServerContext& ctx, Config config, dim::auth::Secret secret)
+    : Service(ctx, std::move(config), std::optional<dim::auth::Secret>(std::move(secret)), std::nullopt) {}
 
-dim::Result<CatalogPool::Lease> CatalogPool::Acquire() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!idle_.empty()) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(this, std::move(c));
-    }
-  }
-  DIM_ASSIGN_OR_RETURN(auto c, dim::Catalog::Open(path_));
-  return Lease(this, std::move(c));
-}
-
-Service::Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects)
-    : Service(std::move(config), std::optional<dim::auth::Secret>(std::move(secret)), std::nullopt,
-              std::move(objects)) {}
-
-Service::Service(Config config, std::optional<dim::auth::Secret> secret,
-                 std::optional<dim::auth::ServerCredentials> credentials, std::unique_ptr<dim::ObjectStore> objects)
-    : config_(std::move(config)),
-      objects_(std::move(objects)),
-      catalogs_(config_.store + "/catalog.db"),
+Service::Service(ServerContext& ctx, Config config, std::optional<dim::auth::Secret> secret,
+                 std::optional<dim::auth::ServerCredentials> credentials)
+    : ctx_(ctx),
+      config_(std::move(config)),
+      objects_(&ctx.objects()),
+      catalogs_(ctx.catalogs()),
       identity_(config_, std::move(secret), std::move(credentials), &catalogs_),
-      nodes_(config_.store, objects_.get(),
+      nodes_(ctx,
              [this](const std::string& image) -> dim::Result<std::vector<dim::policy::Rule>> {
                DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
                DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
@@ -75,7 +58,7 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
                return std::optional<dim::EntryType>(e->type);
              },
              config_.overlay_quota),
-      boot_(config_, identity_, &catalogs_),
+      boot_(ctx, config_, identity_),
       install_(config_, &catalogs_,
                [this](const std::string& image, const std::string& node) { return NodeTarget(image, node); },
                [this](const std::string& node, int64_t generation) { return identity_.NodeKeyOf(node, generation); }),
@@ -92,8 +75,8 @@ Service::Service(Config config, std::optional<dim::auth::Secret> secret,
   }
 }
 
-void Service::StartBuddy(Buddy::Log log) {
-  if (buddy_) buddy_->Start(&nodes_, std::move(log));
+void Service::StartBuddy() {
+  if (buddy_) buddy_->Start(&nodes_, ctx_.log());
 }
 
 Service::~Service() {
@@ -199,8 +182,11 @@ Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const
       }
       break;
     case Auth::kLeafSelf:
-      if (!server && who != "leaf:" + m.param("server")) {
-        return Status::PermissionDenied(who + " may not read the node keys of server " + m.param("server"));
+      // Another server's keys only to relay them down a tree of servers:
+      // the server with the site secret checks its enrolment records
+      // (Identity::MayHaveKeysOf), one without passes the request up.
+      if (!server && !leaf) {
+        return Status::PermissionDenied(who + " may not read the keys of server " + m.param("server"));
       }
       break;
   }
@@ -257,7 +243,8 @@ Response Service::Route(const Request& req) {
     case RouteId::kRegistry: return Signed(Registry(), "registry", "-");
     case RouteId::kReport: return Report(req, who);
     case RouteId::kPromote: return Promote();
-    case RouteId::kServerNodeKeys: return NodeKeys(match->param("server"));
+    case RouteId::kServerNodeKeys:
+    case RouteId::kServerLinkKeys: return ServerKeys(route.id, match->param("server"), who);
     case RouteId::kImageHead: return Head(image, req);
     case RouteId::kImageDelta: return Delta(image, req);
     case RouteId::kImageSnapshot: return Snapshot(image, req, who);
@@ -305,14 +292,45 @@ Response Service::Registry() {
   return r;
 }
 
-Response Service::NodeKeys(const std::string& server) {
-  auto body = identity_.NodeKeysFor(server);
-  if (!body.ok()) return Response::Error(body.status());
+Response Service::ServerKeys(RouteId route, const std::string& server, const std::string& who) {
+  if (!dim::identity::IsName(server)) return BadRequest("'" + server + "' is not a server name");
   Response r;
-  r.content_type = "application/x-dim-node-keys";
-  r.body = std::move(*body);
+  r.content_type = route == RouteId::kServerNodeKeys ? "application/x-dim-node-keys" : "application/x-dim-link-keys";
   r.headers["Cache-Control"] = "no-store";
+  if (identity_.holds_secret()) {
+    if (Status s = identity_.MayHaveKeysOf(who, server); !s.ok()) return Response::Error(s);
+    auto body = route == RouteId::kServerNodeKeys ? identity_.NodeKeysFor(server) : identity_.LinkKeysFor(server);
+    if (!body.ok()) return Response::Error(body.status());
+    r.body = std::move(*body);
+    return r;
+  }
+  // A second-level server cannot make them (and cannot read them): the
+  // parent's answer, MAC'd for `server`, is passed on as it came.
+  Connect connect;
+  {
+    std::lock_guard<std::mutex> l(upstream_mu_);
+    connect = upstream_;
+  }
+  if (!connect) {
+    return Response::Error(Status::NotFound("server " + config_.name + " has no parent to ask for the keys of " + server));
+  }
+  auto client = connect();
+  if (!client.ok()) return Response::Error(client.status());
+  auto reply = (*client)->Call(route, {server});
+  if (!reply.ok()) return Response::Error(reply.status().Annotate("asking the parent for the keys of " + server));
+  r.body = std::move(reply->body);
   return r;
+}
+
+void Service::SetUpstream(Connect upstream, std::function<void()> on_report) {
+  std::lock_guard<std::mutex> l(upstream_mu_);
+  upstream_ = std::move(upstream);
+  on_report_ = std::move(on_report);
+}
+
+void Service::SetUpstreamChain(std::vector<std::string> chain) {
+  std::lock_guard<std::mutex> l(mu_);
+  upstream_chain_ = std::move(chain);
 }
 
 void Service::Shutdown() {
@@ -338,7 +356,7 @@ dim::Result<int64_t> Service::Published(const std::string& image) {
     DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
     return img.head;
   }
-  auto text = dim::Env::Posix()->ReadFile(config_.store + "/published/" + image);
+  auto text = ctx_.env()->ReadFile(config_.store + "/published/" + image);
   if (!text.ok()) {
     if (text.status().code() != dim::Code::kNotFound) return text.status();
     DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
@@ -356,7 +374,7 @@ Status Service::CheckPublished(const std::string& image, int64_t version) {
 }
 
 Status Service::SetPublished(const std::string& image, int64_t version) {
-  dim::Env* env = dim::Env::Posix();
+  dim::Env* env = ctx_.env();
   std::string dir = config_.store + "/published";
   DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
   return dim::WriteFileAtomic(env, dir + "/" + image, std::to_string(version) + "\n");
@@ -407,7 +425,7 @@ Response Service::Promote() {
       if (img.head == 0) continue;
       if (Status s = SetPublished(img.name, img.head); !s.ok()) return Response::Error(s);
     }
-    if (Status s = dim::WriteFileAtomic(dim::Env::Posix(), config_.store + "/promoted", "promoted\n"); !s.ok()) {
+    if (Status s = dim::WriteFileAtomic(ctx_.env(), config_.store + "/promoted", "promoted\n"); !s.ok()) {
       return Response::Error(s);
     }
     top_ = true;
@@ -426,6 +444,10 @@ dim::Result<dim::proto::InfoAnswer> Service::BuildInfo() {
   out.role = role;
   out.epoch = fence_.epoch();
   out.registry = registry.ok() ? *registry : 0;
+  if (!IsTop()) {
+    std::lock_guard<std::mutex> l(mu_);
+    out.upstream = upstream_chain_;
+  }
   for (const auto& img : images) {
     auto pub = Published(img.name);
     auto pins = cat->Pins(img.id);
@@ -503,6 +525,13 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
   if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
     return BadRequest("'wait' must be a number of seconds");
   }
+  std::string challenge;
+  if (auto c = req.query.find("challenge"); c != req.query.end()) {
+    challenge = c->second;
+    if (challenge.empty() || challenge.size() > 64 || challenge.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return BadRequest("'challenge' must be 1 to 64 lowercase hex digits");
+    }
+  }
   // The node is still running `after` when it asks and when it is answered.
   auto seen = [this, node, image = image->second, after] {
     if (after == 0) return;  // a mount starting: it runs nothing yet
@@ -514,14 +543,62 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
     auto pin = s.pins.find(node);
     return pin != s.pins.end() ? pin->second : s.published;
   };
+  auto answer_of = [node, image = image->second, target](const LongPolls::ImageState& s) {
+    const int64_t v = target(s);
+    return dim::proto::NodeVersionAnswer{node, image, v, v != s.published, ""};
+  };
+  if (!challenge.empty()) {
+    // A node moves back (a pin below what it runs, a rollback) only on the
+    // top's word for its challenge: answered now, not long-polled; a leaf asks
+    // its parent for it (docs/security.md).
+    auto state = PollState(image->second);
+    if (!state.ok()) return Response::Error(state.status());
+    return SignedVersion(answer_of(*state), challenge);
+  }
   return WaitFor(
       image->second, wait_s, [target, after](const LongPolls::ImageState& s) { return target(s) != after; },
-      [seen, target, node, image = image->second](const dim::Result<LongPolls::ImageState>& s) {
+      [seen, answer_of](const dim::Result<LongPolls::ImageState>& s) {
         if (!s.ok()) return Response::Error(s.status());
         seen();
-        const int64_t v = target(*s);
-        return Response::Json(200, dim::proto::Encode(dim::proto::NodeVersionAnswer{node, image, v, v != s->published}));
+        return Response::Json(200, dim::proto::Encode(answer_of(*s)));
       });
+}
+
+Response Service::SignedVersion(dim::proto::NodeVersionAnswer answer, const std::string& challenge) {
+  answer.challenge = challenge;
+  Response r = Response::Json(200, dim::proto::Encode(answer));
+  if (IsTop()) {
+    auto key = dim::identity::LoadPublishKey(config_.store);
+    if (!key.ok()) return Response::Error(key.status());
+    if (!*key) return r;  // a site without a publish key: nodes have none to check with either
+    auto sig = dim::identity::SignCopy(**key, "node-version", answer.node, dim::Sha256Of(r.body));
+    if (!sig.ok()) return Response::Error(sig.status());
+    r.headers["X-Dim-Signature"] = *sig;
+    return r;
+  }
+  // A leaf cannot sign: it passes on its parent's answer to the same
+  // challenge when the two agree, else its own, unsigned (a node holding the
+  // publish key then stays where it is and asks again).
+  auto tls = ClientTls(config_);
+  dim::http::ClientOptions opts;
+  opts.connect_timeout_ms = 2000;
+  opts.timeout_ms = 5000;
+  if (tls.ok()) opts.tls = *tls;
+  auto parent = dim::ApiClient::Create(config_.parent, identity_.parent_key(), "server:" + config_.name, opts);
+  if (!parent.ok()) return r;
+  auto reply = (*parent)->Call(dim::proto::RouteId::kNodeVersion, {answer.node},
+                               {{"image", answer.image}, {"challenge", challenge}});
+  if (!reply.ok()) {
+    ctx_.log()(LOG_WARNING, "node " + answer.node + " moves back to version " + std::to_string(answer.version) +
+                                " of " + answer.image + ", but the parent did not confirm it: " +
+                                reply.status().ToString());
+    return r;
+  }
+  auto theirs = dim::proto::DecodeNodeVersionAnswer(reply->body);
+  if (!theirs.ok() || theirs->version != answer.version || theirs->challenge != challenge) return r;
+  Response passed = Response::Json(200, reply->body);
+  if (!reply->signature.empty()) passed.headers["X-Dim-Signature"] = reply->signature;
+  return passed;
 }
 
 Response Service::Delta(const std::string& image, const Request& req) {
@@ -891,7 +968,7 @@ Response Service::Signed(Response r, const std::string& kind, const std::string&
   if (r.status != 200) return r;
   if (config_.role == Config::Role::kLeaf) {
     // The top's signature, checked when this copy was taken.
-    auto sig = dim::Env::Posix()->ReadFile(config_.store + "/signed/" + kind + "/" + subject);
+    auto sig = ctx_.env()->ReadFile(config_.store + "/signed/" + kind + "/" + subject);
     if (sig.ok()) r.headers["X-Dim-Signature"] = *sig;
     return r;
   }
@@ -909,7 +986,7 @@ Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::Ve
   // recorded once; signed with the store's key when it has one.
   DIM_ASSIGN_OR_RETURN(dim::Digest root, dim::RecordedOrComputedRoot(cat, img, v));
   std::string signature = v.signature;
-  auto hex = dim::Env::Posix()->ReadFile(dim::sign::PrivateKeyPath(config_.store));
+  auto hex = ctx_.env()->ReadFile(dim::sign::PrivateKeyPath(config_.store));
   if (!hex.ok() && hex.status().code() != dim::Code::kNotFound) return hex.status();
   if (hex.ok()) {
     DIM_ASSIGN_OR_RETURN(auto key, dim::sign::PrivateKey::FromHex(*hex));
@@ -927,11 +1004,33 @@ Status Service::Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::Ve
 Response Service::Report(const Request& req, const std::string& who) {
   auto report = dim::proto::DecodeReportRequest(req.body);
   if (!report.ok()) return Response::Error(report.status());
+  // An enrolled server reports for itself only (the tree below it rides in
+  // its report, as it tells it).
+  if (who.starts_with("leaf:") && report->server != who.substr(5)) {
+    return Response::Error(Status::PermissionDenied(who + " may not report as server " + report->server));
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     reports_[who] = {std::move(*report), std::chrono::steady_clock::now()};
   }
+  std::function<void()> on_report;
+  {
+    std::lock_guard<std::mutex> l(upstream_mu_);
+    on_report = on_report_;
+  }
+  if (on_report) on_report();
   return Response::Json(200, dim::proto::EncodeEmpty());
+}
+
+std::vector<dim::proto::ChildReport> Service::ChildReports() {
+  std::vector<dim::proto::ChildReport> out;
+  std::lock_guard<std::mutex> l(mu_);
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& [who, report] : reports_) {
+    // The child's own report, with how long ago it came.
+    out.push_back({report.report, std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count()});
+  }
+  return out;
 }
 
 std::vector<dim::proto::SeenNode> Service::SeenNodes() {
@@ -952,13 +1051,7 @@ Response Service::StatusPage() {
   out.info = std::move(*info);
   out.nodes = SeenNodes();
   out.installs = install_.Installs();
-  std::lock_guard<std::mutex> l(mu_);
-  auto now = std::chrono::steady_clock::now();
-  for (const auto& [who, report] : reports_) {
-    // The child's own report, with how long ago it came.
-    out.children.push_back(
-        {report.report, std::chrono::duration_cast<std::chrono::seconds>(now - report.when).count()});
-  }
+  out.children = ChildReports();
   return Response::Json(200, dim::proto::Encode(out));
 }
 

@@ -25,9 +25,11 @@
 #include "buddy.h"
 #include "standby.h"
 #include "config.h"
+#include "context.h"
 #include "identity.h"
 #include "long_poll.h"
 #include "node_api.h"
+#include "dim/api_client.h"
 #include "dim/auth.h"
 #include "dim/catalog.h"
 #include "dim/http.h"
@@ -36,48 +38,25 @@
 
 namespace imaged {
 
-// A few SQLite connections shared by request threads (a connection must not
-// be used by two threads at once).
-class CatalogPool {
- public:
-  explicit CatalogPool(std::string path) : path_(std::move(path)) {}
-  class Lease {
-   public:
-    Lease(CatalogPool* pool, std::unique_ptr<dim::Catalog> c) : pool_(pool), c_(std::move(c)) {}
-    Lease(Lease&&) = default;
-    ~Lease();
-    dim::Catalog& operator*() { return *c_; }
-    dim::Catalog* operator->() { return c_.get(); }
-
-   private:
-    CatalogPool* pool_;
-    std::unique_ptr<dim::Catalog> c_;
-  };
-  dim::Result<Lease> Acquire();
-
- private:
-  std::string path_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<dim::Catalog>> idle_;  // GUARDED_BY(mu_)
-};
-
 // Published versions: on a top server, what `dimctl push` made available to
 // children (a file per image under <store>/published, written atomically); on
 // a leaf, the version it applied last (its head).
 class Service {
  public:
-  Service(Config config, dim::auth::Secret secret, std::unique_ptr<dim::ObjectStore> objects);
+  // ctx: the server's context, over the store config.store names; outlives the Service.
+  Service(ServerContext& ctx, Config config, dim::auth::Secret secret);
   // An enrolled second-level server: its credentials instead of the site secret.
-  Service(Config config, std::optional<dim::auth::Secret> secret,
-          std::optional<dim::auth::ServerCredentials> credentials, std::unique_ptr<dim::ObjectStore> objects);
+  Service(ServerContext& ctx, Config config, std::optional<dim::auth::Secret> secret,
+          std::optional<dim::auth::ServerCredentials> credentials);
   ~Service();
   // Builds the catalogue snapshot of each image's published version on a
   // thread of its own as soon as it is published (or applied here), so the
   // first node that boots does not wait for it. Stopped by Shutdown.
   void StartSnapshotBuilder();
   // Starts reconciling node overlays with the buddy server (imaged.conf
-  // `buddy`); until its first round, nodes' overlay requests wait.
-  void StartBuddy(Buddy::Log log);
+  // `buddy`); until its first round, nodes' overlay requests wait. Logs
+  // through the context's logger.
+  void StartBuddy();
   // Whether this server publishes (a top, or a standby since its promotion).
   bool IsTop() const { return top_.load(); }
   Fence& fence() { return fence_; }
@@ -111,7 +90,20 @@ class Service {
   std::vector<dim::proto::SeenNode> SeenNodes();
   // The nodes marked for installation and their state here (InstallApi).
   std::vector<dim::proto::InstallState> Installs() { return install_.Installs(); }
+  // The last report of each child, with its age: a second-level server
+  // passes them on in its own report, so the top sees the whole tree.
+  std::vector<dim::proto::ChildReport> ChildReports();
 
+  // Set by the Replicator of a second-level server. upstream: a client for
+  // the parent, to pass up what only the top answers (node and link keys of
+  // servers below this one). on_report: called after a child reported, so
+  // its state travels up without waiting for this server's next report.
+  // chain: the servers from the parent to the top (/v1/info's upstream).
+  using Connect = std::function<dim::Result<std::unique_ptr<dim::ApiClient>>()>;
+  void SetUpstream(Connect upstream, std::function<void()> on_report);
+  void SetUpstreamChain(std::vector<std::string> chain);
+
+  ServerContext& context() { return ctx_; }
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
   const Config& config() const { return config_; }
@@ -120,7 +112,10 @@ class Service {
   dim::http::Response Info();
   // GET /v1/registry and GET /v1/servers/NAME/node-keys.
   dim::http::Response Registry();
-  dim::http::Response NodeKeys(const std::string& server);
+  // GET /v1/servers/NAME/node-keys and …/link-keys: made where the site
+  // secret is, passed up from a second-level server (the answer is wrapped
+  // for NAME; only NAME reads it).
+  dim::http::Response ServerKeys(dim::proto::RouteId route, const std::string& server, const std::string& who);
   dim::Result<dim::proto::InfoAnswer> BuildInfo();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
@@ -134,6 +129,9 @@ class Service {
   dim::http::Response Policy(const std::string& image);
   dim::http::Response Pins(const std::string& image, const dim::http::Request& req);
   dim::http::Response NodeVersion(const std::string& node, const dim::http::Request& req);
+  // The answer to a node's challenge: signed by the top (kind "node-version"),
+  // or, on a leaf, its parent's signed answer when it names the same version.
+  dim::http::Response SignedVersion(dim::proto::NodeVersionAnswer answer, const std::string& challenge);
   // The version `node` runs of `image`: its pin, or the published version.
   dim::Result<int64_t> NodeTarget(const std::string& image, const std::string& node);
   // What long-polls wait on: the image's published version and pins.
@@ -165,9 +163,10 @@ class Service {
   // Records a version's root hash and, with <store>/keys/publish.key, its
   // signature (publishing on the top server).
   dim::Status Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v);
+  ServerContext& ctx_;
   Config config_;
-  std::unique_ptr<dim::ObjectStore> objects_;
-  CatalogPool catalogs_;
+  dim::ObjectStore* const objects_;  // ctx_'s
+  CatalogPool& catalogs_;            // ctx_'s
   Identity identity_;
   NodeApi nodes_;
   std::unique_ptr<Buddy> buddy_;  // null without a buddy
@@ -186,6 +185,10 @@ class Service {
     std::chrono::steady_clock::time_point when;
   };
   std::map<std::string, ChildReport> reports_;  // child -> its last report, GUARDED_BY(mu_)
+  std::vector<std::string> upstream_chain_;     // GUARDED_BY(mu_)
+  std::mutex upstream_mu_;
+  Connect upstream_;                            // GUARDED_BY(upstream_mu_)
+  std::function<void()> on_report_;             // GUARDED_BY(upstream_mu_)
   struct NodeSeen {
     std::string image;
     int64_t version = 0;  // what the node's mount runs, from its long-poll's `after`

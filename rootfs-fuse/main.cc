@@ -301,10 +301,34 @@ std::string LoadKey(const Args& a, const rootfs::RemoteOptions& remote,
   return std::move(*key);
 }
 
+// The version the top says this node runs now, signed for a fresh challenge
+// (a leaf passes its parent's answer on): what a move back must rest on, so
+// that neither a leaf nor the network can send a node to an older version,
+// by a forged answer or a replayed one (docs/security.md).
+dim::Result<int64_t> SignedTarget(rootfs::Remote& remote, const Args& a, const dim::sign::PublicKey* publish_key) {
+  char raw[16];
+  dim::RandomBytesNoWait(raw, sizeof raw);
+  const std::string challenge = dim::auth::KeyToHex(std::string(raw, sizeof raw));
+  std::string signature;
+  DIM_ASSIGN_OR_RETURN(std::string body, remote.GetSigned(dim::proto::RouteId::kNodeVersion, {a.node}, &signature,
+                                                          {{"image", a.image}, {"challenge", challenge}}));
+  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, "node-version", a.node, dim::Sha256Of(body), signature,
+                                               remote.current_server()));
+  DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeNodeVersionAnswer(body));
+  if (answer.node != a.node || answer.image != a.image || answer.challenge != challenge) {
+    return dim::Status::PermissionDenied("the signed version answer from " + remote.current_server() +
+                                         " is not for this request (node " + answer.node + ", image " + answer.image +
+                                         "): a replayed answer, refused");
+  }
+  return answer.version;
+}
+
 // The version this node runs: its pin (`dimctl push --nodes`) or the
 // published one, as soon as it differs from `after` (long-poll up to wait_s).
 // Servers older than the node endpoint answer 404: ask for the published head.
-dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t after, int wait_s) {
+// With publish_key, a version below `after` must be the top's signed word.
+dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t after, int wait_s,
+                                const dim::sign::PublicKey* publish_key = nullptr) {
   long timeout_ms = (wait_s + 10) * 1000L;
   std::map<std::string, std::string> q = {{"after", std::to_string(after)}, {"wait", std::to_string(wait_s)}};
   auto with_image = q;
@@ -312,11 +336,14 @@ dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t a
   auto r = remote.Call(dim::proto::RouteId::kNodeVersion, {a.node}, with_image, "", false, timeout_ms);
   if (r.ok()) {
     DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeNodeVersionAnswer(*r));
+    // Back below the running version only on the top's signed word.
+    if (publish_key != nullptr && after > 0 && answer.version < after) return SignedTarget(remote, a, publish_key);
     return answer.version;
   }
   if (r.status().code() != dim::Code::kNotFound) return r.status();
   DIM_ASSIGN_OR_RETURN(std::string head, remote.Call(dim::proto::RouteId::kImageHead, {a.image}, q, "", false, timeout_ms));
   DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeHeadAnswer(head));
+  if (publish_key != nullptr && after > 0 && answer.published < after) return SignedTarget(remote, a, publish_key);
   return answer.published;
 }
 
@@ -547,6 +574,7 @@ int main(int argc, char** argv) {
   std::thread follower([&] {
     auto begun = std::chrono::steady_clock::now();
     bool saved = false;
+    std::string last_refusal;
     while (!stop) {
       if (!saved && std::chrono::steady_clock::now() - begun > std::chrono::seconds(a.prefetch_window_s)) {
         saved = fs.SavePrefetch().ok();
@@ -555,12 +583,21 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
         continue;
       }
-      auto next = NodeTarget(remote, a, (*meta)->version(), 20);
+      auto next = NodeTarget(remote, a, (*meta)->version(), 20, publish_key);
       if (stop) break;
       if (!next.ok()) {
-        std::this_thread::sleep_for(std::chrono::seconds(1));
+        // A move back without the top's signature is refused: said once, and
+        // asked again every few seconds, not in a tight loop.
+        const bool refused = next.status().code() == dim::Code::kPermissionDenied;
+        if (refused && next.status().message() != last_refusal) {
+          std::fprintf(stderr, "rootfs-fuse: staying at version %lld: %s\n",
+                       static_cast<long long>((*meta)->version()), next.status().ToString().c_str());
+        }
+        if (refused) last_refusal = next.status().message();
+        for (int i = 0; i < (refused ? 50 : 10) && !stop; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }
+      last_refusal.clear();
       int64_t published = *next;
       if (published > 0 && published != (*meta)->version()) {
         dim::Status s = fs.Update(published);

@@ -178,9 +178,10 @@ dim::Result<std::string> Remote::Call(dim::proto::RouteId route, const std::vect
 }
 
 dim::Result<std::string> Remote::GetSigned(dim::proto::RouteId route, const std::vector<std::string>& params,
-                                           std::string* signature) {
-  return Retry(false, 0, "GET " + dim::proto::PathOf(route, params), [&](dim::ApiClient& c, long timeout_ms, int* st) {
-    auto r = c.Call(route, params, {}, "", timeout_ms);
+                                           std::string* signature, const std::map<std::string, std::string>& query,
+                                           long poll_ms) {
+  return Retry(false, poll_ms, "GET " + dim::proto::PathOf(route, params), [&](dim::ApiClient& c, long timeout_ms, int* st) {
+    auto r = c.Call(route, params, query, "", timeout_ms);
     *st = r.ok() ? r->http_status : r.status().code() == dim::Code::kNotFound ? 404 : 0;
     signature->clear();
     if (!r.ok()) return dim::Result<std::string>(r.status());

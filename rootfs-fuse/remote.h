@@ -61,9 +61,11 @@ class Remote {
                                const std::map<std::string, std::string>& query = {}) {
     return Call(route, params, query, "", false);
   }
-  // A GET whose answer the top server signs (X-Dim-Signature, dim/identity.h).
+  // A GET whose answer the top server signs (X-Dim-Signature, dim/identity.h);
+  // query and poll_ms as for Call.
   dim::Result<std::string> GetSigned(dim::proto::RouteId route, const std::vector<std::string>& params,
-                                     std::string* signature);
+                                     std::string* signature, const std::map<std::string, std::string>& query = {},
+                                     long poll_ms = 0);
   // An object's stored bytes (caller verifies them against id).
   dim::Result<std::string> Object(const dim::Digest& id);
   // Several objects at once: id -> stored bytes for those the server had.

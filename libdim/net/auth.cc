@@ -181,9 +181,13 @@ std::string ServerKey(const Secret& site, const std::string& server, int64_t gen
   return Hmac(site.key, "server-key:" + server + "\n" + std::to_string(generation));
 }
 
+std::string LinkKey(const std::string& server_key, const std::string& parent) {
+  return Hmac(server_key, "server-link:" + parent);
+}
+
 std::string ServerCredentials::Encode() const {
   return "dim-server-credentials 1\nname " + name + "\ngeneration " + std::to_string(generation) + "\nkey " +
-         KeyToHex(key) + "\n";
+         KeyToHex(key) + "\n" + (parent.empty() ? "" : "parent " + parent + "\n");
 }
 
 Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const std::string& file) {
@@ -192,7 +196,7 @@ Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const 
                                    "; write a new one on the top server with `dimctl server enrol NAME`");
   };
   ServerCredentials c;
-  bool have_name = false, have_gen = false, have_key = false;
+  bool have_name = false, have_gen = false, have_key = false, have_parent = false;
   size_t line_no = 0;
   for (size_t start = 0; start < text.size();) {
     size_t nl = text.find('\n', start);
@@ -224,11 +228,18 @@ Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const 
       if (!key.ok()) return bad(where + ": " + key.status().message());
       c.key = std::move(*key);
       have_key = true;
+    } else if (field == "parent" && !have_parent) {
+      if (value.empty() || value.size() > 200) return bad(where + ": parent is empty or too long");
+      for (char ch : value)
+        if (!IsIdChar(ch) || ch == ':') return bad(where + ": parent may only hold letters, digits and . _ -");
+      c.parent = std::string(value);
+      have_parent = true;
     } else {
       return bad(where + ": unknown or repeated field '" + std::string(field.substr(0, 40)) + "'");
     }
   }
   if (!have_name || !have_gen || !have_key) return bad("name, generation and key are all needed");
+  if (c.parent == c.name) return bad("the server is named as its own parent");
   return c;
 }
 

@@ -3,7 +3,9 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <charconv>
+#include <filesystem>
 
 #include "dim/env.h"
 #include "dim/hash.h"
@@ -14,8 +16,18 @@ namespace {
 
 constexpr size_t kMaxNodes = 1 << 20;
 
-std::string Pad(const std::string& server_key, const std::string& node, int64_t generation) {
-  return auth::Hmac(auth::Hmac(server_key, "node-key-wrap"), node + "\n" + std::to_string(generation));
+// A key list's kind: its header word and the labels of its wrap and MAC keys.
+struct ListKind {
+  const char* header;
+  const char* wrap;
+  const char* mac;
+  const char* what;
+};
+constexpr ListKind kNodeKeyList{"DIMNODEKEYS1", "node-key-wrap", "node-key-list", "node key list"};
+constexpr ListKind kLinkKeyList{"DIMLINKKEYS1", "link-key-wrap", "link-key-list", "link key list"};
+
+std::string Pad(const ListKind& kind, const std::string& server_key, const std::string& node, int64_t generation) {
+  return auth::Hmac(auth::Hmac(server_key, kind.wrap), node + "\n" + std::to_string(generation));
 }
 
 std::string Xor(std::string a, const std::string& b) {
@@ -23,8 +35,8 @@ std::string Xor(std::string a, const std::string& b) {
   return a;
 }
 
-std::string ListMac(const std::string& server_key, std::string_view text) {
-  return auth::KeyToHex(auth::Hmac(auth::Hmac(server_key, "node-key-list"), text));
+std::string ListMac(const ListKind& kind, const std::string& server_key, std::string_view text) {
+  return auth::KeyToHex(auth::Hmac(auth::Hmac(server_key, kind.mac), text));
 }
 
 bool IsNameChar(char c) {
@@ -56,42 +68,117 @@ bool IsName(std::string_view s) {
   return true;
 }
 
-Result<int64_t> EnrolledGeneration(const std::string& store, const std::string& server) {
-  if (!IsName(server)) return int64_t{0};
-  auto text = Env::Posix()->ReadFile(store + "/servers/" + server);
-  if (!text.ok()) return text.status().code() == Code::kNotFound ? Result<int64_t>(int64_t{0}) : text.status();
+Result<Enrolment> EnrolmentOf(const std::string& store, const std::string& server) {
+  if (!IsName(server)) return Enrolment{};
+  const std::string path = store + "/servers/" + server;
+  auto text = Env::Posix()->ReadFile(path);
+  if (!text.ok()) return text.status().code() == Code::kNotFound ? Result<Enrolment>(Enrolment{}) : text.status();
   std::string_view t = *text;
   if (t.ends_with('\n')) t.remove_suffix(1);
-  int64_t g = 0;
-  if (!ParseCount(t, &g))
-    return Status::Corruption(store + "/servers/" + server + " does not hold a generation number; enrol " + server +
+  Enrolment e;
+  // "G" or "G parent P"
+  const size_t sp = t.find(' ');
+  const std::string_view gen = t.substr(0, sp);
+  bool ok = ParseCount(gen, &e.generation);
+  if (ok && sp != std::string_view::npos) {
+    constexpr std::string_view kParent = " parent ";
+    ok = t.substr(sp).starts_with(kParent) && IsName(t.substr(sp + kParent.size()));
+    if (ok) e.parent = std::string(t.substr(sp + kParent.size()));
+  }
+  if (!ok)
+    return Status::Corruption(path + " does not hold \"GENERATION\" or \"GENERATION parent NAME\"; enrol " + server +
                               " again");
-  return g;
+  return e;
 }
 
-Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server) {
+Result<int64_t> EnrolledGeneration(const std::string& store, const std::string& server) {
+  DIM_ASSIGN_OR_RETURN(Enrolment e, EnrolmentOf(store, server));
+  return e.generation;
+}
+
+// Deeper trees than this are refused: a loop in hand-edited records ends here.
+constexpr size_t kMaxDepth = 16;
+
+Result<std::vector<std::string>> EnrolledChain(const std::string& store, const std::string& server) {
+  std::vector<std::string> chain;
+  for (std::string at = server;;) {
+    DIM_ASSIGN_OR_RETURN(Enrolment e, EnrolmentOf(store, at));
+    if (e.parent.empty()) return chain;
+    if (e.parent == server || std::find(chain.begin(), chain.end(), e.parent) != chain.end() ||
+        chain.size() >= kMaxDepth)
+      return Status::Corruption("the enrolment records in " + store + "/servers make a loop through " + e.parent +
+                                " (or a chain deeper than " + std::to_string(kMaxDepth) + " servers); enrol " + at +
+                                " again with --parent naming a server on the way to the top");
+    chain.push_back(e.parent);
+    at = e.parent;
+  }
+}
+
+Result<std::vector<std::string>> EnrolledChildren(const std::string& store, const std::string& parent) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  std::filesystem::directory_iterator dir(store + "/servers", ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return out;
+    return ErrnoStatus(ec.value(), "list " + store + "/servers");
+  }
+  for (auto it = dir; it != std::filesystem::directory_iterator() && !ec; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!IsName(name)) continue;  // staging files of the atomic writes
+    DIM_ASSIGN_OR_RETURN(Enrolment e, EnrolmentOf(store, name));
+    if (e.generation > 0 && e.parent == parent) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Status CheckParent(const std::string& store, const std::string& server, const std::string& parent) {
+  if (parent.empty()) return Status::Ok();
+  if (parent == server) return Status::InvalidArgument("server " + server + " cannot follow itself (--parent)");
+  if (!IsName(parent)) return Status::InvalidArgument("'" + parent + "' is not a server name (letters, digits, . _ -)");
+  DIM_ASSIGN_OR_RETURN(Enrolment p, EnrolmentOf(store, parent));
+  if (p.generation == 0)
+    return Status::InvalidArgument("--parent " + parent + " is not an enrolled second-level server; enrol " +
+                                   parent + " first (its children check their requests with keys the top "
+                                   "hands it for them)");
+  DIM_ASSIGN_OR_RETURN(auto chain, EnrolledChain(store, parent));
+  for (const auto& up : chain) {
+    if (up == server)
+      return Status::InvalidArgument("server " + server + " cannot follow " + parent + ": " + parent +
+                                     " follows " + server + " (a loop); name a server on the way to the top");
+  }
+  return Status::Ok();
+}
+
+Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server,
+                                      const std::string& parent) {
   if (!IsName(server))
     return Status::InvalidArgument("'" + server + "' is not a server name (letters, digits, . _ -)");
+  DIM_RETURN_IF_ERROR(CheckParent(store, server, parent));
   DIM_ASSIGN_OR_RETURN(int64_t g, EnrolledGeneration(store, server));
   Env* env = Env::Posix();
   DIM_RETURN_IF_ERROR(env->MkdirAll(store + "/servers", 0700));
-  auth::ServerCredentials c{server, g + 1, auth::ServerKey(site, server, g + 1)};
-  DIM_RETURN_IF_ERROR(WriteFileAtomic(env, store + "/servers/" + server, std::to_string(c.generation) + "\n"));
+  auth::ServerCredentials c{server, g + 1, auth::ServerKey(site, server, g + 1), parent};
+  DIM_RETURN_IF_ERROR(WriteFileAtomic(env, store + "/servers/" + server,
+                                      std::to_string(c.generation) + (parent.empty() ? "" : " parent " + parent) +
+                                          "\n"));
   return c;
 }
 
-std::string EncodeNodeKeys(const auth::ServerCredentials& to, const NodeKeys& keys) {
-  std::string out = "DIMNODEKEYS1 " + to.name + " " + std::to_string(keys.size()) + "\n";
+namespace {
+
+std::string EncodeKeys(const ListKind& kind, const auth::ServerCredentials& to, const NodeKeys& keys) {
+  std::string out = std::string(kind.header) + " " + to.name + " " + std::to_string(keys.size()) + "\n";
   for (const auto& [node, k] : keys) {
     out += node + " " + std::to_string(k.generation) + " " +
-           auth::KeyToHex(Xor(k.key, Pad(to.key, node, k.generation))) + "\n";
+           auth::KeyToHex(Xor(k.key, Pad(kind, to.key, node, k.generation))) + "\n";
   }
-  return out + ListMac(to.key, out) + "\n";
+  return out + ListMac(kind, to.key, out) + "\n";
 }
 
-Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string_view body) {
-  auto bad = [](const std::string& why) {
-    return Status::Corruption("node key list from the parent: " + why +
+Result<NodeKeys> DecodeKeys(const ListKind& kind, const auth::ServerCredentials& self, std::string_view body) {
+  auto bad = [&](const std::string& why) {
+    return Status::Corruption(std::string(kind.what) + " from the parent: " + why +
                               " (altered on the way, or this server's credentials are not the ones the top "
                               "enrolled last: run `dimctl server enrol` again)");
   };
@@ -100,16 +187,16 @@ Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string
   const size_t mac_at = body.size() - 65;
   if (mac_at > 0 && body[mac_at - 1] != '\n') return bad("truncated");
   const std::string_view text = body.substr(0, mac_at);
-  const std::string expected = ListMac(self.key, text);
+  const std::string expected = ListMac(kind, self.key, text);
   if (CRYPTO_memcmp(expected.data(), body.data() + mac_at, 64) != 0) return bad("its MAC does not verify");
 
   std::string_view rest = text, line;
   if (!NextLine(&rest, &line)) return bad("no header");
   const size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
   int64_t count = 0;
-  if (sp1 == std::string_view::npos || sp1 == sp2 || line.substr(0, sp1) != "DIMNODEKEYS1" ||
+  if (sp1 == std::string_view::npos || sp1 == sp2 || line.substr(0, sp1) != kind.header ||
       !ParseCount(line.substr(sp2 + 1), &count) || count > static_cast<int64_t>(kMaxNodes))
-    return bad("the header is not \"DIMNODEKEYS1 SERVER COUNT\"");
+    return bad(std::string("the header is not \"") + kind.header + " SERVER COUNT\"");
   if (line.substr(sp1 + 1, sp2 - sp1 - 1) != self.name) return bad("it was made for another server");
   NodeKeys out;
   std::string last;
@@ -123,12 +210,27 @@ Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string
     if (!IsName(node) || !ParseCount(line.substr(a + 1, b - a - 1), &k.generation) || !wrapped.ok() ||
         (!last.empty() && node <= last))
       return bad("line " + std::to_string(i + 2) + " is not \"NODE GEN KEY\" in name order");
-    k.key = Xor(std::move(*wrapped), Pad(self.key, node, k.generation));
+    k.key = Xor(std::move(*wrapped), Pad(kind, self.key, node, k.generation));
     last = node;
     out.emplace(node, std::move(k));
   }
   if (!rest.empty()) return bad("more lines than its header counts");
   return out;
+}
+
+}  // namespace
+
+std::string EncodeNodeKeys(const auth::ServerCredentials& to, const NodeKeys& keys) {
+  return EncodeKeys(kNodeKeyList, to, keys);
+}
+Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string_view body) {
+  return DecodeKeys(kNodeKeyList, self, body);
+}
+std::string EncodeLinkKeys(const auth::ServerCredentials& to, const NodeKeys& keys) {
+  return EncodeKeys(kLinkKeyList, to, keys);
+}
+Result<NodeKeys> DecodeLinkKeys(const auth::ServerCredentials& self, std::string_view body) {
+  return DecodeKeys(kLinkKeyList, self, body);
 }
 
 std::string CopyMessage(std::string_view kind, std::string_view subject, const Digest& body_sha256) {

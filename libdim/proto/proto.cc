@@ -52,6 +52,8 @@ const std::vector<Route>& Routes() {
        "PublishAnswer"},
       {kServerNodeKeys, "GET", "/v1/servers/{server}/node-keys", "", "node keys", kLeafSelf, "-",
        "node key list (dim/identity.h)"},
+      {kServerLinkKeys, "GET", "/v1/servers/{server}/link-keys", "", "link keys", kLeafSelf, "-",
+       "link key list (dim/identity.h)"},
       {kNodeInstall, "GET", "/v1/nodes/{node}/install", "", "install plan", kNodeOrServer, "-",
        "install plan (dim/install/messages.h)"},
       {kNodeInstallReport, "POST", "/v1/nodes/{node}/install-report", "", "install report", kNodeSelf,
@@ -237,8 +239,10 @@ Json InfoJson(const InfoAnswer& m) {
     images.push_back(Json{{"name", img.name}, {"head", img.head}, {"published", img.published},
                           {"pins", PinsJson(img.pins)}});
   }
-  return Json{{"api", m.api},           {"name", m.name},           {"role", m.role},
-              {"epoch", m.epoch},       {"registry", m.registry},   {"images", std::move(images)}};
+  Json j{{"api", m.api},           {"name", m.name},           {"role", m.role},
+         {"epoch", m.epoch},       {"registry", m.registry},   {"images", std::move(images)}};
+  if (!m.upstream.empty()) j["upstream"] = m.upstream;
+  return j;
 }
 
 Status ReadInfo(Fields& f, InfoAnswer* m) {
@@ -257,6 +261,11 @@ Status ReadInfo(Fields& f, InfoAnswer* m) {
         "pins", json::kOptional, [&](const std::string& node, Fields& v) { img.pins[node] = v.SelfInt(); },
         false);
     m->images.push_back(std::move(img));
+  });
+  m->upstream.clear();
+  f.Each("upstream", json::kOptional, [&](Fields& e) {
+    if (m->upstream.size() >= static_cast<size_t>(kMaxReportDepth)) return e.Refuse("more servers than a tree holds");
+    m->upstream.push_back(e.SelfStr());
   });
   return f.status();
 }
@@ -290,6 +299,8 @@ void ReadInstalls(Fields& f, std::vector<InstallState>* out) {
   });
 }
 
+Json ChildrenJson(const std::vector<ChildReport>& children);
+
 Json ReportJson(const ReportRequest& m) {
   Json images = Json::object();
   for (const auto& [name, s] : m.images) {
@@ -304,12 +315,41 @@ Json ReportJson(const ReportRequest& m) {
   }
   Json nodes = Json::array();
   for (const auto& n : m.nodes) nodes.push_back(SeenJson(n));
-  return Json{{"server", m.server},         {"url", m.url},
-              {"poll_wait", m.poll_wait},   {"images", std::move(images)},
-              {"nodes", std::move(nodes)},  {"installs", InstallsJson(m.installs)}};
+  Json j{{"server", m.server},         {"url", m.url},
+         {"poll_wait", m.poll_wait},   {"images", std::move(images)},
+         {"nodes", std::move(nodes)},  {"installs", InstallsJson(m.installs)}};
+  if (!m.children.empty()) j["children"] = ChildrenJson(m.children);
+  return j;
 }
 
-void ReadReport(Fields& f, ReportRequest* m) {
+Json ChildrenJson(const std::vector<ChildReport>& children) {
+  Json out = Json::array();
+  for (const auto& c : children) {
+    Json r = ReportJson(c.report);
+    r["age_s"] = c.age_s;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// depth: how many reports enclose this one; a tree deeper than
+// kMaxReportDepth is refused (a hostile child cannot make its parent recurse
+// without bound).
+void ReadReport(Fields& f, ReportRequest* m, int depth);
+
+void ReadChildren(Fields& f, std::vector<ChildReport>* out, int depth) {
+  f.Each("children", json::kOptional, [&](Fields& e) {
+    if (depth >= kMaxReportDepth) {
+      return e.Refuse("servers nest deeper than " + std::to_string(kMaxReportDepth) + " levels");
+    }
+    ChildReport c;
+    ReadReport(e, &c.report, depth + 1);
+    c.age_s = e.Int("age_s", json::kOptional);
+    out->push_back(std::move(c));
+  });
+}
+
+void ReadReport(Fields& f, ReportRequest* m, int depth) {
   m->server = f.Str("server");
   m->url = f.Str("url", json::kOptional);
   m->poll_wait = f.Int("poll_wait", json::kOptional);
@@ -327,6 +367,7 @@ void ReadReport(Fields& f, ReportRequest* m) {
   });
   ReadSeen(f, &m->nodes);
   ReadInstalls(f, &m->installs);
+  ReadChildren(f, &m->children, depth);
 }
 
 // Decodes a one-object message with read(fields, &message).
@@ -367,7 +408,9 @@ Result<HeadAnswer> DecodeHeadAnswer(std::string_view text) {
 }
 
 std::string Encode(const NodeVersionAnswer& m) {
-  return json::Dump(Json{{"node", m.node}, {"image", m.image}, {"version", m.version}, {"pinned", m.pinned}});
+  Json j{{"node", m.node}, {"image", m.image}, {"version", m.version}, {"pinned", m.pinned}};
+  if (!m.challenge.empty()) j["challenge"] = m.challenge;
+  return json::Dump(j);
 }
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
   return DecodeWith<NodeVersionAnswer>(text, "node version answer", [](Fields& f, NodeVersionAnswer& m) {
@@ -375,6 +418,7 @@ Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
     m.image = f.Str("image");
     m.version = f.Int("version");
     m.pinned = f.Bool("pinned", json::kOptional);
+    m.challenge = f.Str("challenge", json::kOptional);
   });
 }
 
@@ -415,7 +459,7 @@ Result<PromoteAnswer> DecodePromoteAnswer(std::string_view text) {
 
 std::string Encode(const ReportRequest& m) { return json::Dump(ReportJson(m)); }
 Result<ReportRequest> DecodeReportRequest(std::string_view text) {
-  return DecodeWith<ReportRequest>(text, "report", [](Fields& f, ReportRequest& m) { ReadReport(f, &m); });
+  return DecodeWith<ReportRequest>(text, "report", [](Fields& f, ReportRequest& m) { ReadReport(f, &m, 0); });
 }
 
 std::string Encode(const StatusAnswer& m) {
@@ -424,13 +468,7 @@ std::string Encode(const StatusAnswer& m) {
   for (const auto& n : m.nodes) nodes.push_back(SeenJson(n));
   j["nodes"] = std::move(nodes);
   j["installs"] = InstallsJson(m.installs);
-  Json children = Json::array();
-  for (const auto& c : m.children) {
-    Json r = ReportJson(c.report);
-    r["age_s"] = c.age_s;
-    children.push_back(std::move(r));
-  }
-  j["children"] = std::move(children);
+  j["children"] = ChildrenJson(m.children);
   return json::Dump(j);
 }
 Result<StatusAnswer> DecodeStatusAnswer(std::string_view text) {
@@ -438,12 +476,7 @@ Result<StatusAnswer> DecodeStatusAnswer(std::string_view text) {
     (void)ReadInfo(f, &m.info);
     ReadSeen(f, &m.nodes);
     ReadInstalls(f, &m.installs);
-    f.Each("children", json::kOptional, [&](Fields& e) {
-      ChildReport c;
-      ReadReport(e, &c.report);
-      c.age_s = e.Int("age_s", json::kOptional);
-      m.children.push_back(std::move(c));
-    });
+    ReadChildren(f, &m.children, 0);
   });
 }
 

@@ -112,6 +112,13 @@ Result<std::unique_ptr<Store>> Store::Open(Env* env, const std::string& root, bo
   return s;
 }
 
+Result<std::unique_ptr<Store>> Store::Connect() const {
+  std::unique_ptr<Store> s(new Store(env_, root_));
+  s->objects_ = objects_;
+  DIM_ASSIGN_OR_RETURN(s->catalog_, Catalog::Open(root_ + "/catalog.db"));
+  return s;
+}
+
 std::string Store::IndexPath(int64_t image_id) const {
   return root_ + "/index/" + std::to_string(image_id) + ".idx";
 }

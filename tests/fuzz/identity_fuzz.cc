@@ -1,5 +1,6 @@
-// libFuzzer target for what an enrolled server reads from others: node key
-// lists from its parent (dim::identity::DecodeNodeKeys), credentials files
+// libFuzzer target for what an enrolled server reads from others: node and
+// link key lists from its parent (dim::identity::DecodeNodeKeys,
+// DecodeLinkKeys), credentials files
 // and X-Dim-Signature values (CheckCopy). Nothing unsigned may pass: the
 // input as a node key list must fail unless it carries the right MAC, and a
 // list the input is made into (encoded for this server) must decode to
@@ -34,6 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
 
   if (dim::identity::DecodeNodeKeys(self, input).ok()) Fail("a node key list without its MAC was accepted");
+  if (dim::identity::DecodeLinkKeys(self, input).ok()) Fail("a link key list without its MAC was accepted");
   (void)dim::auth::ServerCredentials::Parse(input, "fuzz");
   if (dim::identity::CheckCopy(&pub, "pins", "deb", dim::Sha256Of(input), input, "fuzz").ok())
     Fail("an unsigned copy was accepted");
@@ -65,5 +67,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     changed[size % changed.size()] ^= static_cast<char>(1 + (size % 255));
     if (dim::identity::DecodeNodeKeys(self, changed).ok()) Fail("a changed list was accepted");
   }
+  // The two kinds of list never pass for each other.
+  if (dim::identity::DecodeLinkKeys(self, body).ok()) Fail("a node key list passed as a link key list");
+  if (dim::identity::DecodeNodeKeys(self, dim::identity::EncodeLinkKeys(self, keys)).ok())
+    Fail("a link key list passed as a node key list");
   return 0;
 }

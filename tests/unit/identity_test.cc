@@ -3,8 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <ctime>
+#include <functional>
 #include <map>
+#include <vector>
 #include <string>
+#include <tuple>
 
 #include "cluster_test_util.h"
 #include "dim/api_client.h"
@@ -12,11 +15,14 @@
 #include "dim/catalog.h"
 #include "dim/wire.h"
 #include "dim/cluster/registry.h"
+#include "dim/http.h"
 #include "dim/identity.h"
+#include "dim/proto.h"
 #include "dim/replay.h"
 #include "dim/sign.h"
 #include "dim/store.h"
 #include "service.h"
+#include "imaged_test_util.h"
 #include "test_util.h"
 
 namespace {
@@ -35,6 +41,7 @@ struct Site {
   TempDir dir;
   dim::auth::Secret secret{std::string(64, 's')};
   imaged::Config config;
+  std::unique_ptr<imaged::ServerContext> ctx;
   std::unique_ptr<imaged::Service> svc;
 
   explicit Site(const std::string& name = "top") {
@@ -51,15 +58,12 @@ struct Site {
     config.store = dir / "store";
   }
   void Start(std::optional<dim::auth::ServerCredentials> creds = std::nullopt) {
-    svc.reset();
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config.store);
-    REQUIRE(objects.ok());
     if (creds) {
       config.role = imaged::Config::Role::kLeaf;
       config.parent = "http://127.0.0.1:1";
-      svc = std::make_unique<imaged::Service>(config, std::nullopt, creds, std::move(*objects));
+      dimtest::StartService(&ctx, &svc, config, std::nullopt, creds);
     } else {
-      svc = std::make_unique<imaged::Service>(config, secret, std::move(*objects));
+      dimtest::StartService(&ctx, &svc, config, secret);
     }
   }
   Request Signed(const std::string& method, const std::string& path, const std::string& who,
@@ -314,6 +318,73 @@ TEST_CASE("identity: an enrolled leaf works with its node keys and no site secre
   CHECK(leaf.Call("GET", "/v1/info", std::string("node:") + kNode, node_key).status == 200);
 }
 
+TEST_CASE("identity: a server below a second-level server replicates there, and nothing more") {
+  Site top;
+  auto mid = dim::identity::Enrol(top.config.store, top.secret, "ss1");
+  REQUIRE(mid.ok());
+  // Unknown parents and loops are refused at enrolment.
+  CHECK(dim::identity::Enrol(top.config.store, top.secret, "rack", "nosuch").status().code() ==
+        dim::Code::kInvalidArgument);
+  CHECK(dim::identity::Enrol(top.config.store, top.secret, "ss1", "ss1").status().code() ==
+        dim::Code::kInvalidArgument);
+  auto rack = dim::identity::Enrol(top.config.store, top.secret, "rack", "ss1");
+  REQUIRE(rack.ok());
+  CHECK(rack->parent == "ss1");
+  auto loop = dim::identity::Enrol(top.config.store, top.secret, "ss1", "rack");
+  CHECK(loop.status().code() == dim::Code::kInvalidArgument);
+  CHECK_MESSAGE(loop.status().message().find("a loop") != std::string::npos, loop.status().message());
+  CHECK(dim::identity::EnrolledChain(top.config.store, "rack").value() == std::vector<std::string>{"ss1"});
+  CHECK(dim::identity::EnrolledChildren(top.config.store, "ss1").value() == std::vector<std::string>{"rack"});
+  auto parsed = dim::auth::ServerCredentials::Parse(rack->Encode(), "f");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->parent == "ss1");
+  const std::string link = rack->ParentKey();
+  CHECK(link != rack->key);
+
+  top.Start();
+  // The middle takes its children's link keys; the child may not take its parent's.
+  Response links = top.Call("GET", "/v1/servers/ss1/link-keys", "server:ss1", mid->key);
+  REQUIRE(links.status == 200);
+  CHECK(top.Call("GET", "/v1/servers/ss1/link-keys", "server:rack", rack->key).status == 403);
+  CHECK(top.Call("GET", "/v1/servers/ss1/node-keys", "server:rack", rack->key).status == 403);
+  // The middle may pass its child's node keys on, and cannot read them.
+  Response rack_keys = top.Call("GET", "/v1/servers/rack/node-keys", "server:ss1", mid->key);
+  REQUIRE(rack_keys.status == 200);
+  CHECK(!dim::identity::DecodeNodeKeys(*mid, rack_keys.body).ok());
+  CHECK(dim::identity::DecodeNodeKeys(*rack, rack_keys.body).ok());
+
+  Site middle("ss1");
+  middle.Start(*mid);
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 403);  // before the link keys
+  REQUIRE(middle.svc->identity().InstallLinkKeys(links.body).ok());
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 200);
+  CHECK(middle.Call("GET", "/v1/registry", "server:rack", link).status == 200);
+  CHECK(middle.Call("GET", "/v1/images/deb/pins", "server:rack", link).status == 200);
+  CHECK(middle.Call("POST", "/v1/report", "server:rack", link, "{\"server\":\"rack\"}").status == 200);
+  CHECK(middle.Call("POST", "/v1/report", "server:rack", link, "{\"server\":\"ss2\"}").status == 403);
+  REQUIRE(middle.svc->ChildReports().size() == 1);
+  CHECK(middle.svc->ChildReports()[0].report.server == "rack");
+  for (auto [method, path, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"POST", "/v1/images/deb/publish", "{\"version\":1,\"rollback\":true}"},
+           {"PUT", "/v1/images/deb/pins", dim::wire::EncodePins({{kNode, 1}})},
+           {"POST", std::string("/v1/nodes/") + kNode + "/provision", "x"},
+           {"GET", std::string("/v1/nodes/") + kNode + "/overlay-list", ""},
+           {"GET", std::string("/v1/nodes/") + kNode + "/prefetch", ""}}) {
+    Response r = middle.Call(method, path, "server:rack", link, body);
+    CHECK_MESSAGE(r.status == 403, method << " " << path << ": " << r.status << " " << r.body);
+  }
+  // Its own key (for the top) means nothing at the middle, the link key nothing at the top.
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", rack->key).status == 403);
+  CHECK(top.Call("GET", "/v1/info", "server:rack", link).status == 403);
+  // Enrolled again: the old link key is refused once the middle has the new list.
+  auto rack2 = dim::identity::Enrol(top.config.store, top.secret, "rack", "ss1");
+  REQUIRE(rack2.ok());
+  Response links2 = top.Call("GET", "/v1/servers/ss1/link-keys", "server:ss1", mid->key);
+  REQUIRE(middle.svc->identity().InstallLinkKeys(links2.body).ok());
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 403);
+  CHECK(middle.Call("GET", "/v1/info", "server:rack", rack2->ParentKey()).status == 200);
+}
+
 TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out lists; a changed copy is refused") {
   Site s;
   auto key = dim::sign::PrivateKey::Generate();
@@ -341,6 +412,92 @@ TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out list
   }
   // Without a configured key nothing is checked (a site before signed copies).
   CHECK(dim::identity::CheckCopy(nullptr, "pins", "deb", dim::Sha256Of("x"), "", "t").ok());
+}
+
+TEST_CASE("signed versions: the top signs the version a node is told, for that node's challenge only") {
+  Site s;
+  auto key = dim::sign::PrivateKey::Generate();
+  REQUIRE(key.ok());
+  REQUIRE(dim::Env::Posix()->MkdirAll(s.config.store + "/keys", 0700).ok());
+  dimtest::WriteFile(dim::sign::PrivateKeyPath(s.config.store), key->Hex());
+  s.Start();
+  REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":3}").status == 200);
+  REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", s.secret.key, dim::wire::EncodePins({{"n1", 2}}))
+              .status == 200);
+  auto ask = [&](const std::map<std::string, std::string>& query) {
+    return s.svc->Handle(s.Signed("GET", "/v1/nodes/n1/version", "server:dimctl", s.secret.key, "", s.config.name, query));
+  };
+  // Answered at once even with a wait (a challenge is never long-polled),
+  // with the challenge echoed and the top's signature over the answer.
+  Response r = ask({{"image", "deb"}, {"after", "3"}, {"wait", "30"}, {"challenge", "0a1b"}});
+  REQUIRE(r.status == 200);
+  auto answer = dim::proto::DecodeNodeVersionAnswer(r.body);
+  REQUIRE(answer.ok());
+  CHECK(answer->version == 2);
+  CHECK(answer->pinned);
+  CHECK(answer->challenge == "0a1b");
+  const dim::sign::PublicKey pub = key->Public();
+  const std::string sig = r.headers["X-Dim-Signature"];
+  CHECK(dim::identity::CheckCopy(&pub, "node-version", "n1", dim::Sha256Of(r.body), sig, "t").ok());
+  // The signature fits nothing else: another node, another version, another
+  // challenge (a replay), or no signature at all.
+  CHECK(!dim::identity::CheckCopy(&pub, "node-version", "n2", dim::Sha256Of(r.body), sig, "t").ok());
+  for (auto change : std::vector<std::function<void(dim::proto::NodeVersionAnswer&)>>{
+           [](auto& a) { a.version = 1; }, [](auto& a) { a.challenge = "0a1c"; }, [](auto& a) { a.pinned = false; }}) {
+    dim::proto::NodeVersionAnswer forged = *answer;
+    change(forged);
+    CHECK(dim::identity::CheckCopy(&pub, "node-version", "n1", dim::Sha256Of(dim::proto::Encode(forged)), sig, "t")
+              .code() == dim::Code::kPermissionDenied);
+  }
+  CHECK(!dim::identity::CheckCopy(&pub, "node-version", "n1", dim::Sha256Of(r.body), "", "t").ok());
+  // Without a challenge: the long-poll answer as before, unsigned.
+  Response plain = ask({{"image", "deb"}, {"after", "3"}});
+  REQUIRE(plain.status == 200);
+  CHECK(plain.headers.count("X-Dim-Signature") == 0);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(plain.body)->version == 2);
+  CHECK(ask({{"image", "deb"}, {"challenge", "not hex"}}).status == 400);
+}
+
+TEST_CASE("signed versions: a leaf passes on its parent's signed answer only when it names the same version") {
+  Site top;
+  auto key = dim::sign::PrivateKey::Generate();
+  REQUIRE(key.ok());
+  REQUIRE(dim::Env::Posix()->MkdirAll(top.config.store + "/keys", 0700).ok());
+  dimtest::WriteFile(dim::sign::PrivateKeyPath(top.config.store), key->Hex());
+  auto http = dim::http::Server::Start({}, [&top](const Request& r) { return top.svc->Handle(r); });
+  REQUIRE(http.ok());
+  const std::string url = "http://127.0.0.1:" + std::to_string((*http)->port());
+  top.config.addresses = {"127.0.0.1:" + std::to_string((*http)->port())};  // what the leaf signs for
+  top.Start();
+  auto pin = [](Site& s, int64_t v) {
+    REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", s.secret.key, dim::wire::EncodePins({{"n1", v}}))
+                .status == 200);
+  };
+  REQUIRE(top.Call("POST", "/v1/images/deb/publish", "server:dimctl", top.secret.key, "{\"version\":3}").status == 200);
+  pin(top, 2);
+  Site leaf("leaf");
+  leaf.config.role = imaged::Config::Role::kLeaf;
+  leaf.config.parent = url;
+  leaf.Start();
+  pin(leaf, 2);
+  auto ask = [&](const std::string& challenge) {
+    return leaf.svc->Handle(leaf.Signed("GET", "/v1/nodes/n1/version", "server:dimctl", leaf.secret.key, "", "leaf",
+                                        {{"image", "deb"}, {"after", "3"}, {"challenge", challenge}}));
+  };
+  Response r = ask("beef");
+  REQUIRE(r.status == 200);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(r.body)->version == 2);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(r.body)->challenge == "beef");
+  const dim::sign::PublicKey pub = key->Public();
+  CHECK(dim::identity::CheckCopy(&pub, "node-version", "n1", dim::Sha256Of(r.body), r.headers["X-Dim-Signature"], "t")
+            .ok());
+  // The top says otherwise now (the leaf's pin is stale, or forged): the leaf
+  // answers with its own version, which nobody signed.
+  pin(top, 1);
+  r = ask("cafe");
+  REQUIRE(r.status == 200);
+  CHECK(dim::proto::DecodeNodeVersionAnswer(r.body)->version == 2);
+  CHECK(r.headers.count("X-Dim-Signature") == 0);
 }
 
 TEST_CASE("identity: credentials files are parsed strictly") {

@@ -18,6 +18,7 @@
 #include "dim/cluster/registry.h"
 #include "dim/store.h"
 #include "service.h"
+#include "imaged_test_util.h"
 #include "test_util.h"
 
 using dim::http::Request;
@@ -35,6 +36,7 @@ struct BootServer {
   TempDir dir;
   dim::auth::Secret secret{std::string(64, 's')};
   imaged::Config config;
+  std::unique_ptr<imaged::ServerContext> ctx;
   std::unique_ptr<imaged::Service> svc;
   std::string node_ip;
 
@@ -61,10 +63,7 @@ struct BootServer {
     Restart();
   }
   void Restart() {
-    svc.reset();
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config.store);
-    REQUIRE(objects.ok());
-    svc = std::make_unique<imaged::Service>(config, secret, std::move(*objects));
+    dimtest::StartService(&ctx, &svc, config, secret);
   }
   Response Get(const std::string& path, const std::string& host, uint16_t port) {
     Request r;

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "dim/api_client.h"
@@ -31,6 +32,7 @@
 #include "compactor.h"
 #include "replicator.h"
 #include "service.h"
+#include "imaged_test_util.h"
 #include "test_util.h"
 
 using dim::http::Request;
@@ -42,6 +44,7 @@ namespace {
 struct Server {
   TempDir dir;
   dim::auth::Secret secret{std::string(64, 's')};
+  std::unique_ptr<imaged::ServerContext> ctx;
   std::unique_ptr<imaged::Service> svc;
   explicit Server(std::optional<dim::OverlayQuota> quota = std::nullopt) {
     auto store = dim::Store::Open(dim::Env::Posix(), dir / "store", true);
@@ -56,9 +59,7 @@ struct Server {
     c.name = "top";
     c.store = dir / "store";
     if (quota) c.overlay_quota = *quota;
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), c.store);
-    REQUIRE(objects.ok());
-    svc = std::make_unique<imaged::Service>(c, secret, std::move(*objects));
+    dimtest::StartService(&ctx, &svc, c, secret);
   }
   // A request signed as `who` with the key that identity has.
   Response Call(const std::string& method, const std::string& path, const std::string& who,
@@ -184,9 +185,7 @@ void AddImage(Server& s, const std::vector<dim::policy::Rule>& rules) {
 
 TEST_CASE("imaged: an object as a delta against several blobs the client has") {
   Server s;
-  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), s.dir / "store");
-  REQUIRE(objects.ok());
-  auto batch = (*objects)->NewBatch();
+  auto batch = s.ctx->objects().NewBatch();
   REQUIRE(batch.ok());
   std::string a(300000, 'a'), b;
   for (int i = 0; i < 30000; i++) b += std::to_string(i * 7919) + "\n";
@@ -265,9 +264,7 @@ struct Replication {
       tc.name = "top";
       tc.store = top.dir / "store";
       tc.addresses = {"127.0.0.1:" + std::to_string(http->port())};
-      auto objects = dim::ObjectStore::Open(dim::Env::Posix(), tc.store);
-      REQUIRE(objects.ok());
-      top.svc = std::make_unique<imaged::Service>(tc, top.secret, std::move(*objects));
+      dimtest::StartService(&top.ctx, &top.svc, tc, top.secret);
     }
     auto c = dim::ApiClient::Create(Url(), top.secret.key, "server:leaf");
     REQUIRE(c.ok());
@@ -526,14 +523,46 @@ TEST_CASE("replication: a changed large file travels as chunk deltas; older pare
   }
 }
 
+TEST_CASE("imaged: a server context lends each thread its own catalogue connection over one store") {
+  TempDir dir;
+  auto ctx = imaged::ServerContext::Open(dim::Env::Posix(), dir / "store", nullptr);
+  REQUIRE(ctx.ok());
+  dim::Catalog* first = nullptr;
+  dim::Catalog* second = nullptr;
+  {
+    auto a = (*ctx)->Connect();
+    auto b = (*ctx)->Connect();
+    REQUIRE((a.ok() && b.ok()));
+    first = &**a;
+    second = &**b;
+    CHECK(first != second);  // two threads at once: two connections
+    // One store under both: the same object store, root and locks.
+    CHECK(&a->store().objects() == &(*ctx)->objects());
+    CHECK(&b->store().objects() == &(*ctx)->objects());
+    CHECK(a->store().root() == dir / "store");
+    REQUIRE((*a)->CreateImage("img", "/m").ok());
+    CHECK((*b)->GetImage("img").ok());  // what one connection wrote, the other reads
+  }
+  // Returned connections are lent again, not opened anew.
+  auto again = (*ctx)->Connect();
+  auto other = (*ctx)->Connect();
+  REQUIRE((again.ok() && other.ok()));
+  CHECK(std::set<dim::Catalog*>{&**again, &**other} == std::set<dim::Catalog*>{first, second});
+}
+
 TEST_CASE("imaged: the compactor compresses what a compress-later import stored, in the background") {
   TempDir dir;
-  std::string root = dir / "store";
-  auto store = dim::Store::Open(dim::Env::Posix(), root, true);
-  REQUIRE(store.ok());
+  std::vector<std::string> logged;
+  std::mutex mu;
+  auto ctx = imaged::ServerContext::Open(dim::Env::Posix(), dir / "store", [&](int, const std::string& m) {
+    std::lock_guard<std::mutex> l(mu);
+    logged.push_back(m);
+  });
+  REQUIRE(ctx.ok());
+  dim::ObjectStore& store = (*ctx)->objects();
   std::vector<std::pair<dim::Digest, std::string>> objects;
   {
-    auto batch = (*store)->objects().NewBatch(/*compress_later=*/true);
+    auto batch = store.NewBatch(/*compress_later=*/true);
     REQUIRE(batch.ok());
     for (int i = 0; i < 20; i++) {
       std::string body(20000, static_cast<char>('a' + i));
@@ -541,14 +570,9 @@ TEST_CASE("imaged: the compactor compresses what a compress-later import stored,
     }
     REQUIRE((*batch)->Commit().ok());
   }
-  REQUIRE(*(*store)->objects().QueuedForCompression() == 20);
-  std::vector<std::string> logged;
-  std::mutex mu;
+  REQUIRE(*store.QueuedForCompression() == 20);
   {
-    imaged::Compactor compactor(root, [&](int, const std::string& m) {
-      std::lock_guard<std::mutex> l(mu);
-      logged.push_back(m);
-    });
+    imaged::Compactor compactor(**ctx);
     compactor.Start();
     compactor.Kick();
     for (int i = 0; i < 600 && compactor.compressed() < 20; i++) {
@@ -556,12 +580,12 @@ TEST_CASE("imaged: the compactor compresses what a compress-later import stored,
     }
     CHECK(compactor.compressed() == 20);
   }  // stops and joins
-  CHECK(*(*store)->objects().QueuedForCompression() == 0);
+  CHECK(*store.QueuedForCompression() == 0);
   for (const auto& [id, body] : objects) {
     struct stat st;
-    REQUIRE(::stat((*store)->objects().PathOf(id).c_str(), &st) == 0);
+    REQUIRE(::stat(store.PathOf(id).c_str(), &st) == 0);
     CHECK(static_cast<size_t>(st.st_size) < body.size() / 10);
-    CHECK(*(*store)->objects().ReadBlob(id) == body);
+    CHECK(*store.ReadBlob(id) == body);
   }
   std::lock_guard<std::mutex> l(mu);
   REQUIRE(logged.size() == 1);
@@ -570,9 +594,7 @@ TEST_CASE("imaged: the compactor compresses what a compress-later import stored,
 
 TEST_CASE("imaged: deltas, batches and packs need a signature; plain objects do not") {
   Server s;
-  auto objects = dim::ObjectStore::Open(dim::Env::Posix(), s.dir / "store");
-  REQUIRE(objects.ok());
-  auto batch = (*objects)->NewBatch();
+  auto batch = s.ctx->objects().NewBatch();
   REQUIRE(batch.ok());
   auto a = (*batch)->PutBlob(std::string(100000, 'a'));
   auto b = (*batch)->PutBlob(std::string(99999, 'a') + "b");
@@ -639,7 +661,7 @@ TEST_CASE("imaged: deltas, batches and packs need a signature; plain objects do 
       uint64_t n = 0;
       for (int i = 0; i < 8; i++) n |= static_cast<uint64_t>(static_cast<uint8_t>(answer.body[at + 32 + i])) << (8 * i);
       REQUIRE(at + 40 + n <= answer.body.size());
-      CHECK(answer.body.substr(at + 40, n) == *(*objects)->ReadRaw(expect[k]));
+      CHECK(answer.body.substr(at + 40, n) == *s.ctx->objects().ReadRaw(expect[k]));
       at += 40 + n;
       k++;
     }

@@ -19,6 +19,7 @@
 #include "dim/install/state.h"
 #include "dim/store.h"
 #include "service.h"
+#include "imaged_test_util.h"
 #include "test_util.h"
 
 using dim::http::Request;
@@ -176,6 +177,7 @@ struct InstallServer {
   TempDir dir;
   dim::auth::Secret secret{std::string(64, 's')};
   imaged::Config config;
+  std::unique_ptr<imaged::ServerContext> ctx;
   std::unique_ptr<imaged::Service> svc;
 
   InstallServer() {
@@ -190,9 +192,7 @@ struct InstallServer {
     config.name = "top";
     config.store = dir / "store";
     config.boot_keys = imaged::Config::BootKeys::kAny;
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), config.store);
-    REQUIRE(objects.ok());
-    svc = std::make_unique<imaged::Service>(config, secret, std::move(*objects));
+    dimtest::StartService(&ctx, &svc, config, secret);
   }
   std::unique_ptr<dim::Catalog> Catalog() {
     auto cat = dim::Catalog::Open(config.store + "/catalog.db");
@@ -345,12 +345,7 @@ TEST_CASE("install endpoints: only the node itself reports, for its current requ
   CHECK(Has(script, "exit"));
   CHECK_FALSE(Has(script, "kernel "));
   CHECK(s.svc->Installs().at(0).state == "installed");
-  {
-    s.svc.reset();
-    auto objects = dim::ObjectStore::Open(dim::Env::Posix(), s.config.store);
-    REQUIRE(objects.ok());
-    s.svc = std::make_unique<imaged::Service>(s.config, s.secret, std::move(*objects));
-  }
+  dimtest::StartService(&s.ctx, &s.svc, s.config, s.secret);
   CHECK(Has(s.Script(), "sanboot"));
 
   // Marked again: installs again; cancelled: diskless.

@@ -215,6 +215,43 @@ TEST_CASE("proto: decoders refuse bad input, naming the field") {
                 .status()) == "info answer: field images[0].pins.n1: expected an integer, found boolean");
 }
 
+TEST_CASE("proto: reports carry the tree below a server, to a bounded depth") {
+  // top <- regional (reports rack's report, 3 s old) <- rack
+  ReportRequest rack{"rack1", "http://10.0.1.2:7480", 30, {}, {}};
+  rack.images["deb"].head = 4;
+  ReportRequest regional{"regional1", "http://10.0.0.2:7480", 30, {}, {}};
+  regional.images["deb"].head = 4;
+  regional.children.push_back({rack, 3});
+  auto back = DecodeReportRequest(Encode(regional));
+  REQUIRE(back.ok());
+  REQUIRE(back->children.size() == 1);
+  CHECK(back->children[0].report.server == "rack1");
+  CHECK(back->children[0].report.images["deb"].head == 4);
+  CHECK(back->children[0].age_s == 3);
+  CHECK(Encode(*back) == Encode(regional));
+  InfoAnswer info;
+  info.name = "regional1";
+  info.role = "leaf";
+  info.upstream = {"top"};
+  CHECK(DecodeInfoAnswer(Encode(info)).value().upstream == std::vector<std::string>{"top"});
+
+  // A report nesting deeper than kMaxReportDepth is refused, not recursed into.
+  ReportRequest deep{"s0", "", 30, {}, {}};
+  for (int i = 1; i <= kMaxReportDepth + 1; i++) {
+    ReportRequest up{"s" + std::to_string(i), "", 30, {}, {}};
+    up.children.push_back({deep, 0});
+    deep = up;
+  }
+  auto refused = DecodeReportRequest(Encode(deep));
+  REQUIRE(!refused.ok());
+  CHECK_MESSAGE(refused.status().message().find("deeper than") != std::string::npos, refused.status().message());
+  std::string bomb;
+  for (int i = 0; i < 20000; i++) bomb += "{\"server\":\"a\",\"children\":[";
+  bomb += "{\"server\":\"a\"}";
+  for (int i = 0; i < 20000; i++) bomb += "]}";
+  CHECK(!DecodeReportRequest(bomb).ok());
+}
+
 TEST_CASE("proto: the server's error answers decode with their errno") {
   auto e = dim::http::Response::Error(dim::Status::NoSpace("node n1 over its quota").WithErrno(EDQUOT));
   CHECK(e.status == 507);

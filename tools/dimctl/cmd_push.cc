@@ -67,13 +67,17 @@ Result<std::shared_ptr<const dim::tls::Context>> ClientTls() {
                                   pick("DIM_TLS_CERT", "dimctl.crt"), pick("DIM_TLS_KEY", "dimctl.key")});
 }
 
-std::vector<ChildState> Children(const dim::proto::StatusAnswer& status, const std::string& image) {
-  std::vector<ChildState> out;
-  for (const auto& child : status.children) {
+namespace {
+
+void Flatten(const std::vector<dim::proto::ChildReport>& reports, const std::string& parent, int depth,
+             long parent_age, const std::string& image, std::vector<ChildState>* out) {
+  for (const auto& child : reports) {
     ChildState c;
     c.server = child.report.server;
     c.url = child.report.url;
-    c.age_s = child.age_s;
+    c.parent = parent;
+    c.depth = depth;
+    c.age_s = parent_age + child.age_s;
     if (child.report.poll_wait > 0) c.poll_wait_s = child.report.poll_wait;
     if (auto it = child.report.images.find(image); it != child.report.images.end()) {
       c.head = it->second.head;
@@ -81,9 +85,30 @@ std::vector<ChildState> Children(const dim::proto::StatusAnswer& status, const s
       c.bytes = it->second.bytes;
       c.seconds = it->second.seconds;
     }
-    out.push_back(c);
+    out->push_back(c);
+    Flatten(child.report.children, c.server, depth + 1, c.age_s, image, out);
   }
+}
+
+void EachReport(const std::vector<dim::proto::ChildReport>& reports,
+                const std::function<void(const dim::proto::ReportRequest&)>& fn) {
+  for (const auto& child : reports) {
+    fn(child.report);
+    EachReport(child.report.children, fn);
+  }
+}
+
+}  // namespace
+
+std::vector<ChildState> Children(const dim::proto::StatusAnswer& status, const std::string& image) {
+  std::vector<ChildState> out;
+  Flatten(status.children, status.info.name, 0, 0, image, &out);
   return out;
+}
+
+void ForEachReport(const dim::proto::StatusAnswer& status,
+                   const std::function<void(const dim::proto::ReportRequest&)>& fn) {
+  EachReport(status.children, fn);
 }
 
 namespace {
@@ -277,8 +302,12 @@ Status Push(Invocation& inv) {
     Json servers = Json::array();
     for (const auto& c : children) {
       all &= c.head >= version || c.offline();
-      servers.push_back(Json{
-          {"server", c.server}, {"version", c.head}, {"bytes", c.bytes}, {"seconds", c.seconds}, {"error", c.error}});
+      servers.push_back(Json{{"server", c.server},
+                             {"parent", c.parent},
+                             {"version", c.head},
+                             {"bytes", c.bytes},
+                             {"seconds", c.seconds},
+                             {"error", c.error}});
     }
     Json node_list = Json::array();
     for (const auto& n : nodes) {
@@ -300,8 +329,9 @@ Status Push(Invocation& inv) {
                                               " s; it catches up when it returns"
                           : c.error.empty() ? "syncing"
                                             : c.error;
-      std::printf("%-20s %8lld %12s %7.2fs  %s\n", c.server.c_str(), static_cast<long long>(c.head),
-                  HumanBytes(c.bytes).c_str(), c.seconds, state.c_str());
+      // Servers below a second-level server are indented under it.
+      std::printf("%-20s %8lld %12s %7.2fs  %s\n", (std::string(2 * c.depth, ' ') + c.server).c_str(),
+                  static_cast<long long>(c.head), HumanBytes(c.bytes).c_str(), c.seconds, state.c_str());
     }
     for (const auto& n : nodes) {
       std::printf("node %-15s %8lld  via %s%s", n.name.c_str(), static_cast<long long>(n.version),
@@ -323,7 +353,7 @@ Status Push(Invocation& inv) {
 // Every node's mount as a server last saw it: the top's and its children's.
 std::vector<dim::proto::SeenNode> SeenNodes(const dim::proto::StatusAnswer& status) {
   std::vector<dim::proto::SeenNode> out = status.nodes;
-  for (const auto& c : status.children) out.insert(out.end(), c.report.nodes.begin(), c.report.nodes.end());
+  ForEachReport(status, [&](const dim::proto::ReportRequest& r) { out.insert(out.end(), r.nodes.begin(), r.nodes.end()); });
   return out;
 }
 
@@ -342,9 +372,9 @@ void PrintInstalls(const dim::proto::StatusAnswer& status, const std::map<std::s
     }
   };
   for (const auto& i : status.installs) take(i);
-  for (const auto& c : status.children) {
-    for (const auto& i : c.report.installs) take(i);
-  }
+  ForEachReport(status, [&](const dim::proto::ReportRequest& r) {
+    for (const auto& i : r.installs) take(i);
+  });
   if (installs.empty()) return;
   std::printf("\n%-20s %-20s %-20s %8s  %s\n", "INSTALL", "SERVER", "IMAGE", "REQUEST", "STATE");
   for (const auto& [node, i] : installs) {
@@ -386,13 +416,14 @@ Status StatusCmd(Invocation& inv) {
       std::printf("\n");
     }
   }
-  std::printf("\n%-20s %-20s %8s %6s %9s  %s\n", "SERVER", "IMAGE", "VERSION", "LAG", "REPORTED",
+  // Every server of the tree, each under the server it follows.
+  std::printf("\n%-20s %-16s %-20s %8s %6s %9s  %s\n", "SERVER", "PARENT", "IMAGE", "VERSION", "LAG", "REPORTED",
               "ERROR");
   for (const auto& [name, pub] : published) {
     for (const auto& c : Children(status, name)) {
-      std::printf("%-20s %-20s %8lld %6lld %7lds  %s\n", c.server.c_str(), name.c_str(),
-                  static_cast<long long>(c.head), static_cast<long long>(pub - c.head), c.age_s,
-                  c.offline() ? "offline" : c.error.c_str());
+      std::printf("%-20s %-16s %-20s %8lld %6lld %7lds  %s\n", (std::string(2 * c.depth, ' ') + c.server).c_str(),
+                  c.parent.c_str(), name.c_str(), static_cast<long long>(c.head),
+                  static_cast<long long>(pub - c.head), c.age_s, c.offline() ? "offline" : c.error.c_str());
     }
   }
   // Nodes: what each mount runs, as its server saw it; registered nodes of

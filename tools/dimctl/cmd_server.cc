@@ -38,8 +38,11 @@ Status Enrol(Invocation& inv) {
   opts.mode = 0600;
   opts.hand_to_dir_owner = false;
   opts.replace = inv.flag("force");
+  // A server below another second-level server: checked before anything is written.
+  const std::string parent = inv.get_or("parent", "");
+  DIM_RETURN_IF_ERROR(dim::identity::CheckParent(store->root(), name, parent));
   DIM_ASSIGN_OR_RETURN(int64_t was, dim::identity::EnrolledGeneration(store->root(), name));
-  dim::auth::ServerCredentials next{name, was + 1, dim::auth::ServerKey(secret, name, was + 1)};
+  dim::auth::ServerCredentials next{name, was + 1, dim::auth::ServerKey(secret, name, was + 1), parent};
   auto f = dim::AtomicFile::Create(out, opts);
   if (!f.ok()) {
     if (f.status().code() == dim::Code::kAlreadyExists)
@@ -48,7 +51,7 @@ Status Enrol(Invocation& inv) {
   }
   DIM_RETURN_IF_ERROR(f->Append(next.Encode()));
   DIM_RETURN_IF_ERROR(f->Commit());
-  DIM_ASSIGN_OR_RETURN(auto made, dim::identity::Enrol(store->root(), secret, name));
+  DIM_ASSIGN_OR_RETURN(auto made, dim::identity::Enrol(store->root(), secret, name, parent));
   if (made.generation != next.generation) {
     return Status::Conflict("another enrolment of " + name + " ran at the same time; enrol it again");
   }
@@ -59,6 +62,12 @@ Status Enrol(Invocation& inv) {
                 "from it and restart imaged.\n",
                 name.c_str(), static_cast<long long>(made.generation), out.c_str(),
                 was > 0 ? " (the previous credentials are refused from now on)" : "", name.c_str());
+    if (!parent.empty()) {
+      std::printf("It follows %s: set 'parent' in its imaged.conf to %s's URL. %s lets it in\n"
+                  "(to replicate only) within a few seconds, once it has taken the new link keys from\n"
+                  "its own parent.\n",
+                  parent.c_str(), parent.c_str(), parent.c_str());
+    }
   }
   return Status::Ok();
 }
@@ -90,10 +99,18 @@ Noun ServerCommands() {
        "it and verifies dimctl's requests with it; the top then lets NAME only\n"
        "replicate (no publishing, pinning, provisioning or node overlays) and\n"
        "hands it the keys of the nodes the registry assigns to it. Enrolling NAME\n"
-       "again retires its previous credentials (a stolen copy is refused).\n\n"
-       "Example:\n  dimctl server enrol rack1 --out /root/rack1.cred",
+       "again retires its previous credentials (a stolen copy is refused).\n"
+       "With --parent P, NAME follows the second-level server P instead of the top\n"
+       "(a tree: top, regional, rack): NAME signs to P with a key derived from its\n"
+       "own, which the top hands P (P cannot act as NAME anywhere else), and gets\n"
+       "its nodes' keys through P, wrapped so that only NAME reads them. P must be\n"
+       "enrolled and not below NAME.\n\n"
+       "Examples:\n  dimctl server enrol rack1 --out /root/rack1.cred\n"
+       "  dimctl server enrol regional1 --out /root/regional1.cred\n"
+       "  dimctl server enrol rack7 --parent regional1 --out /root/rack7.cred",
        {kSecretOption,
         {"out", 'o', "FILE", "where to write the credentials (default NAME.cred)"},
+        {"parent", 0, "SERVER", "the enrolled second-level server NAME follows (default: the top)"},
         {"force", 'f', "", "replace FILE if it exists"}},
        1, 1, Enrol});
   n.verbs.push_back({"promote", "URL", "make the standby at URL the top server (the old top is fenced)",

@@ -3,6 +3,7 @@
 // /etc/dim/secret) and the second-level servers it reports.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,9 +22,12 @@ Result<std::shared_ptr<const dim::tls::Context>> ClientTls();
 Result<std::unique_ptr<dim::ApiClient>> Connect(const Invocation& inv, const std::string& url = "",
                                                 const std::string& server = "");
 
-// One child of the top's status answer (dim::proto::ChildReport), for one image.
+// One server below the top in its status answer (dim::proto::ChildReport,
+// children's children included), for one image.
 struct ChildState {
   std::string server, error, url;
+  std::string parent;  // the server it follows (the top's name for the top's children)
+  int depth = 0;       // 0: follows the top
   int64_t head = 0;
   uint64_t bytes = 0;  // fetched by its last replication
   double seconds = 0;
@@ -33,7 +37,12 @@ struct ChildState {
   // is down. It catches up by itself when it returns.
   bool offline() const { return age_s > 2 * poll_wait_s + 10; }
 };
-// The children of a /v1/status answer, with their state for image (may be "").
+// Every server below the top in a /v1/status answer, each after its parent
+// (depth first), with its state for image (may be ""). A server's age
+// counts from when the top heard of it: its parents' report ages added.
 std::vector<ChildState> Children(const dim::proto::StatusAnswer& status, const std::string& image);
+// fn(report) for the report of every server below the top, depth first.
+void ForEachReport(const dim::proto::StatusAnswer& status,
+                   const std::function<void(const dim::proto::ReportRequest&)>& fn);
 
 }  // namespace dimctl

@@ -46,13 +46,26 @@ std::string NodeKey(const Secret& site, const std::string& node, int64_t generat
 // enrolment moves the generation on, so a stolen key dies with the next one.
 std::string ServerKey(const Secret& site, const std::string& server, int64_t generation);
 
+// What an enrolled server whose parent is another second-level server signs
+// its requests to that parent with: HMAC(server key, "server-link:" +
+// parent). The top hands the parent this key (not the server key), so the
+// parent can check the child's requests but cannot act as the child
+// anywhere else, nor open what the top wraps for the child (its node keys).
+std::string LinkKey(const std::string& server_key, const std::string& parent);
+
 // What an enrolled server holds instead of the site secret (a text file,
 // mode 0600): "dim-server-credentials 1", then "name NAME", "generation G"
-// and "key HEX" lines. Written by the top's administrator, loaded by imaged.
+// and "key HEX" lines, and "parent NAME" when it follows another
+// second-level server rather than the top (`dimctl server enrol NAME
+// --parent P`). Written by the top's administrator, loaded by imaged.
 struct ServerCredentials {
   std::string name;
   int64_t generation = 0;
-  std::string key;  // raw 32 bytes
+  std::string key;     // raw 32 bytes
+  std::string parent;  // empty: follows the top
+  // The key this server signs its requests to its parent with: its own key
+  // towards the top, LinkKey(key, parent) towards a second-level parent.
+  std::string ParentKey() const { return parent.empty() ? key : LinkKey(key, parent); }
   std::string Encode() const;
   static Result<ServerCredentials> Parse(std::string_view text, const std::string& file);
   // Parse, after the same mode checks as Secret::Load.

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dim/auth.h"
 #include "dim/hash.h"
@@ -34,8 +35,16 @@ std::string EncodeNodeKeys(const auth::ServerCredentials& to, const NodeKeys& ke
 // MAC, its server name or any line is wrong.
 Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string_view body);
 
+// The link keys of the servers enrolled with this server as their parent
+// (auth::LinkKey), in the same form with "DIMLINKKEYS1" and its own wrap and
+// MAC labels ("link-key-wrap", "link-key-list"); GENERATION is the child's
+// enrolment. A second-level parent checks its children's requests with
+// them (GET /v1/servers/NAME/link-keys).
+std::string EncodeLinkKeys(const auth::ServerCredentials& to, const NodeKeys& keys);
+Result<NodeKeys> DecodeLinkKeys(const auth::ServerCredentials& self, std::string_view body);
+
 // What the top signs for a copy: "dim copy\n" KIND "\n" SUBJECT "\n"
-// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file, SUBJECT the
+// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file|node-version, SUBJECT the
 // image or file name ("-" for the registry).
 std::string CopyMessage(std::string_view kind, std::string_view subject, const Digest& body_sha256);
 // The X-Dim-Signature value: the Ed25519 signature as 128 hex digits.
@@ -55,11 +64,28 @@ Status CheckCopy(const sign::PublicKey* key, std::string_view kind, std::string_
 namespace dim::identity {
 
 // The top's record of enrolled second-level servers: <store>/servers/NAME
-// holds the generation of NAME's current credentials. 0: never enrolled.
+// holds the generation of NAME's current credentials ("G\n"), and the
+// second-level server it follows when that is not the top ("G parent P\n").
+struct Enrolment {
+  int64_t generation = 0;  // 0: never enrolled
+  std::string parent;      // empty: follows the top
+};
+Result<Enrolment> EnrolmentOf(const std::string& store, const std::string& server);
 Result<int64_t> EnrolledGeneration(const std::string& store, const std::string& server);
 // Moves NAME to its next generation (the old credentials are refused from
-// then on) and returns the new credentials.
-Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server);
+// then on) and returns the new credentials; `parent` names the second-level
+// server NAME follows ("" for the top), which must be enrolled and must not
+// be NAME or below it (InvalidArgument naming the loop).
+Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server,
+                                      const std::string& parent = "");
+// Ok when `server` may be enrolled below `parent` ("": the top): an enrolled
+// server other than `server` and not below it.
+Status CheckParent(const std::string& store, const std::string& server, const std::string& parent);
+// The servers enrolled with `parent` as their parent, in name order.
+Result<std::vector<std::string>> EnrolledChildren(const std::string& store, const std::string& parent);
+// The servers between `server` and the top in the records: its parent, that
+// one's parent, …; Corruption when the records hold a loop.
+Result<std::vector<std::string>> EnrolledChain(const std::string& store, const std::string& server);
 // Whether `name` can be a server or node name (letters, digits, . _ -).
 bool IsName(std::string_view name);
 

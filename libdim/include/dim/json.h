@@ -77,6 +77,13 @@ class Fields {
   }
   // This value itself as an integer (an array element, an object entry).
   int64_t SelfInt() { return AsInt(j_, ""); }
+  // This value itself as a string.
+  std::string SelfStr() {
+    if (!j_.is_string()) return Wrong("", "a string", j_), std::string();
+    return j_.get<std::string>();
+  }
+  // Refuses the document at this value, saying why.
+  void Refuse(const std::string& why) { Fail("", why); }
 
   // fn(element) for each element of the array `key`.
   void Each(const char* key, Need need, const std::function<void(Fields&)>& fn) {

@@ -24,7 +24,7 @@ enum class Auth {
   kServer,        // server:NAME (the site secret, dimctl, an enrolled leaf's own key)
   kServerOrLeaf,  // server:NAME or an enrolled second-level server (leaf:NAME)
   kNodeOrServer,  // node:NODE for its own NODE, or a server
-  kLeafSelf,      // leaf:NAME for its own NAME, or a server
+  kLeafSelf,      // leaf:NAME for its own NAME or (relaying) a server below it, or a server
   kNodeSelf,      // node:NODE for its own NODE only
 };
 const char* AuthName(Auth a);
@@ -36,6 +36,7 @@ enum class RouteId {
   kReport,
   kPromote,
   kServerNodeKeys,
+  kServerLinkKeys,
   kImageHead,
   kImageDelta,
   kImageSnapshot,
@@ -134,6 +135,10 @@ struct InfoAnswer {
   std::string name, role;  // role: top, leaf, standby, replaced
   int64_t epoch = 0, registry = 0;
   std::vector<ImageSummary> images;
+  // The servers between this one and the top: its parent first, the top
+  // last; empty on the top (and from servers before trees of servers). A
+  // child that finds itself here follows itself through a loop.
+  std::vector<std::string> upstream;
 };
 std::string Encode(const InfoAnswer& m);
 Result<InfoAnswer> DecodeInfoAnswer(std::string_view json);
@@ -151,6 +156,10 @@ struct NodeVersionAnswer {
   std::string node, image;
   int64_t version = 0;
   bool pinned = false;
+  // The asker's challenge, echoed: the top signs an answer that carries one
+  // (X-Dim-Signature, kind "node-version"), so a node can tell the top's
+  // current word from a replayed or forged one before it moves back.
+  std::string challenge;
 };
 std::string Encode(const NodeVersionAnswer& m);
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view json);
@@ -209,19 +218,26 @@ struct InstallState {
   int64_t version = 0;
   std::string reason;
 };
-// POST /v1/report: a child's state, kept by its parent.
+struct ChildReport;
+// POST /v1/report: a child's state, kept by its parent. A second-level
+// server with children of its own passes their last reports on in
+// `children` (the tree below it), so the top sees every server.
 struct ReportRequest {
   std::string server, url;
   int64_t poll_wait = 0;
   std::map<std::string, ReplicaState> images;
   std::vector<SeenNode> nodes;
   std::vector<InstallState> installs;
+  std::vector<ChildReport> children;
 };
+// Reports nest at most this deep (servers below the reporting one).
+constexpr int kMaxReportDepth = 16;
 std::string Encode(const ReportRequest& m);
 Result<ReportRequest> DecodeReportRequest(std::string_view json);
 
 // GET /v1/status: /v1/info's fields, the nodes seen here, and each child's
-// last report with its age.
+// last report with its age (its own children's ages are as the child saw
+// them when it reported).
 struct ChildReport {
   ReportRequest report;
   int64_t age_s = 0;

@@ -39,6 +39,11 @@ class Store {
   static Result<bool> TightenPermissions(const std::string& root);
   // Whether Open had to tighten an older store's permissions (for a note).
   bool tightened() const { return tightened_; }
+  // Another handle on this open store for a thread of its own: the same
+  // root, Env and object store, and a catalogue connection of its own (a
+  // Catalog is not thread-safe). Creates, checks and tightens nothing: the
+  // store was opened already (imaged's connection pool, imaged/context.h).
+  Result<std::unique_ptr<Store>> Connect() const;
 
   Catalog& catalog() { return *catalog_; }
   ObjectStore& objects() { return *objects_; }
@@ -58,7 +63,7 @@ class Store {
   Env* env_;
   std::string root_;
   std::unique_ptr<Catalog> catalog_;
-  std::unique_ptr<ObjectStore> objects_;
+  std::shared_ptr<ObjectStore> objects_;  // shared with the handles of Connect
   bool tightened_ = false;
 };
 
