@@ -86,7 +86,7 @@ imaged_start ss1
 echo changed > "$T/master/files/motd"
 "$DIMCTL" image commit img > /dev/null
 "$DIMCTL" push img --wait 60 --json > "$T/push.json"
-bytes=$(sed -n 's/.*"server":"ss1","version":2,"bytes":\([0-9]*\).*/\1/p' "$T/push.json")
+bytes=$(sed -n 's/.*"server":"ss1",\("parent":"[^"]*",\)\{0,1\}"version":2,"bytes":\([0-9]*\).*/\2/p' "$T/push.json")
 [[ -n $bytes ]] || die "ss1 did not report version 2: $(cat "$T/push.json")"
 (( bytes < 100000 )) || die "ss1 fetched $bytes bytes for a one-line change after the seed"
 "$DIMCTL" --root "$T/ss1" image checkout img@2 "$T/ss1-v2" > /dev/null

@@ -91,7 +91,7 @@ log "commit a change (a user and a program), push: both serve identical new cont
 "$DIMCTL" image shell deb -m v2 -- sh -c 'useradd -m alice && printf "#!/bin/sh\necho hi\n" > /usr/bin/hi && chmod 755 /usr/bin/hi' > /dev/null
 "$DIMCTL" push deb --json > "$TEST_TMP/push2"
 grep -q '"version":2' "$TEST_TMP/push2" || die "push output: $(cat "$TEST_TMP/push2")"
-grep -q '"server":"leafA","version":2' "$TEST_TMP/push2" || die "leafA not at 2: $(cat "$TEST_TMP/push2")"
+grep -q '"server":"leafA",\("parent":"[^"]*",\)\{0,1\}"version":2' "$TEST_TMP/push2" || die "leafA not at 2: $(cat "$TEST_TMP/push2")"
 same_tree leafA deb@2 "$master"
 same_tree leafB deb@2 "$master"
 "$DIMCTL" --root "$TEST_TMP/leafA" store fsck > /dev/null
@@ -207,7 +207,7 @@ printf '\nA line appended by the test.\n' >> "$master/usr/share/common-licenses/
 "$DIMCTL" image commit deb -m delta > /dev/null
 "$DIMCTL" push deb --json --wait 60 > "$TEST_TMP/push_delta"
 same_tree leafA deb@8 "$master"
-bytes=$(sed -n 's/.*"server":"leafA","version":8,"bytes":\([0-9]*\).*/\1/p' "$TEST_TMP/push_delta")
+bytes=$(sed -n 's/.*"server":"leafA",\("parent":"[^"]*",\)\{0,1\}"version":8,"bytes":\([0-9]*\).*/\2/p' "$TEST_TMP/push_delta")
 [[ -n $bytes ]] || die "no byte count for leafA: $(cat "$TEST_TMP/push_delta")"
 # The object alone is about 7 KB compressed; its delta and the catalogue delta are far less.
 (( bytes < 4000 )) || die "leafA fetched $bytes bytes for a one-line change of a 20 KiB file"
@@ -303,7 +303,7 @@ mv "$big.new" "$big"
 "$DIMCTL" push deb --json --wait 60 > "$TEST_TMP/push_big"
 same_tree leafA deb@11 "$master"
 same_tree leafB deb@11 "$master"
-bytes=$(sed -n 's/.*"server":"leafA","version":11,"bytes":\([0-9]*\).*/\1/p' "$TEST_TMP/push_big")
+bytes=$(sed -n 's/.*"server":"leafA",\("parent":"[^"]*",\)\{0,1\}"version":11,"bytes":\([0-9]*\).*/\2/p' "$TEST_TMP/push_big")
 [[ -n $bytes ]] || die "no byte count for leafA: $(cat "$TEST_TMP/push_big")"
 # Whole, the changed chunk(s) are at least 128 KiB of random bytes; the chunk
 # list (about 2.5 KB), the patch and the catalogue delta are far less.

@@ -327,7 +327,7 @@ push_and_check() {  # STORE URL IMAGE N
   PUSH_INNER=$(sed -n 's/^{"image":"[^"]*","version":[0-9]*,"seconds":\([0-9.e-]*\).*/\1/p' <<<"$out")
   local v up
   v=$(sed -n 's/^{"image":"[^"]*","version":\([0-9]*\).*/\1/p' <<<"$out")
-  up=$(grep -oE "\"server\":\"[^\"]*\",\"version\":$v,[^}]*\"error\":\"\"" <<<"$out" | wc -l)
+  up=$(grep -oE "\"server\":\"[^\"]*\",(\"parent\":\"[^\"]*\",)?\"version\":$v,[^}]*\"error\":\"\"" <<<"$out" | wc -l)
   if [[ $up -ne $4 ]]; then
     warn "dimctl push $3: expected $4 servers at version $v, output: $out"
     return 1
