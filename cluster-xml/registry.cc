@@ -784,11 +784,15 @@ Status Registry::SetNodeImage(const std::vector<std::string>& nodes, const std::
 }
 
 Result<int64_t> Registry::KeyGeneration(const std::string& node) {
-  DIM_ASSIGN_OR_RETURN(sql::Stmt s,
-                       db_.Prepare("SELECT generation FROM cluster_node_keys WHERE node = ?1"));
-  s.Bind(1, node);
-  if (s.Step()) return s.Int(0);
-  DIM_RETURN_IF_ERROR(s.status());
+  // Cached: asked for every signed node request.
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_.Cached("SELECT generation FROM cluster_node_keys WHERE node = ?1"));
+  s->Bind(1, node);
+  if (s->Step()) {
+    int64_t g = s->Int(0);
+    s->Reset();
+    return g;
+  }
+  DIM_RETURN_IF_ERROR(s->status());
   return int64_t{0};
 }
 

@@ -98,11 +98,17 @@ ImageInfo RowToImage(sql::Stmt& s) {
 }  // namespace
 
 Result<ImageInfo> Catalog::GetImage(const std::string& name) {
-  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+  // Cached: asked on every node request; reset after the row so the
+  // connection holds no read snapshot between calls.
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached(
       "SELECT id, name, created_ns, master_dir, head FROM images WHERE name = ?"));
-  s.Bind(1, name);
-  if (s.Step()) return RowToImage(s);
-  DIM_RETURN_IF_ERROR(s.status());
+  s->Bind(1, name);
+  if (s->Step()) {
+    ImageInfo i = RowToImage(*s);
+    s->Reset();
+    return i;
+  }
+  DIM_RETURN_IF_ERROR(s->status());
   return Status::NotFound("no image named '" + name + "' (see 'dimctl image list')");
 }
 
@@ -168,11 +174,15 @@ VersionInfo RowToVersion(sql::Stmt& s) {
 }  // namespace
 
 Result<VersionInfo> Catalog::GetVersion(const ImageInfo& image, int64_t number) {
-  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare(std::string("SELECT ") + kVersionCols +
-                                            " FROM versions WHERE image_id = ? AND number = ?"));
-  s.Bind(1, image.id).Bind(2, number);
-  if (s.Step()) return RowToVersion(s);
-  DIM_RETURN_IF_ERROR(s.status());
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached(std::string("SELECT ") + kVersionCols +
+                                                 " FROM versions WHERE image_id = ? AND number = ?"));
+  s->Bind(1, image.id).Bind(2, number);
+  if (s->Step()) {
+    VersionInfo v = RowToVersion(*s);
+    s->Reset();
+    return v;
+  }
+  DIM_RETURN_IF_ERROR(s->status());
   std::string hint = image.head == 0
                          ? "it has no versions yet"
                          : "its versions are 1.." + std::to_string(image.head) +
@@ -551,11 +561,11 @@ Status Catalog::PolicyReplace(int64_t image_id, const std::vector<policy::Rule>&
 // ---- pins ----
 
 Result<std::map<std::string, int64_t>> Catalog::Pins(int64_t image_id) {
-  DIM_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT node, version FROM pins WHERE image_id = ?"));
-  s.Bind(1, image_id);
+  DIM_ASSIGN_OR_RETURN(sql::Stmt* s, db_->Cached("SELECT node, version FROM pins WHERE image_id = ?"));
+  s->Bind(1, image_id);
   std::map<std::string, int64_t> out;
-  while (s.Step()) out[s.Text(0)] = s.Int(1);
-  DIM_RETURN_IF_ERROR(s.status());
+  while (s->Step()) out[s->Text(0)] = s->Int(1);
+  DIM_RETURN_IF_ERROR(s->status());
   return out;
 }
 

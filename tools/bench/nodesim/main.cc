@@ -44,7 +44,8 @@ a recorded boot), and reports failures and latency percentiles per phase.
   --ready-file FILE   write the time there once every node is mounted and
                       follows its version
   --push-mark FILE    a file with the unix time of a push: update latencies
-                      are counted from it
+                      are counted from it; or lines "VERSION TIME", one per
+                      push (phases update-vVERSION, and update for the last)
   --provision         provision every node's overlay first (signed as a server)
   --keepout PATTERN   the image's keep-out pattern for --provision (repeatable)
   --static            against a static HTTP server (nginx) with the same

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <queue>
 #include <thread>
@@ -732,10 +733,19 @@ int Sim::Run() {
 
 void Sim::Report() {
   double elapsed = Now() - t0_;
-  double push_mark = 0;
+  // The push mark: one unix time (a push of the newest version), or lines
+  // "VERSION TIME", one per push, each timed to that version.
+  std::map<int64_t, double> marks;
   if (!o_.push_mark_file.empty()) {
     auto text = dim::Env::Posix()->ReadFile(o_.push_mark_file);
-    if (text.ok()) push_mark = std::atof(text->c_str());
+    std::istringstream lines(text.ok() ? *text : "");
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream f(line);
+      double a = 0, b = 0;
+      if (!(f >> a)) continue;
+      if (f >> b) marks[static_cast<int64_t>(a)] = b;
+      else marks[0] = a;
+    }
   }
   // Per node: the times of its phases.
   std::map<std::string, std::vector<double>> phases;
@@ -754,8 +764,13 @@ void Sim::Report() {
     if (n.mounted >= 0 && n.booted >= 0 && o_.boot == BootMode::kFull) {
       phases["working-set"].push_back(n.booted - n.mounted);
     }
-    auto s = n.seen.find(o_.until_version > 0 ? o_.until_version : newest);
-    if (s != n.seen.end() && push_mark > 0) phases["update"].push_back(s->second - push_mark);
+    const int64_t last = o_.until_version > 0 ? o_.until_version : newest;
+    for (const auto& [version, at] : marks) {
+      const int64_t v = version == 0 ? last : version;
+      auto s = n.seen.find(v);
+      if (s == n.seen.end()) continue;
+      phases[v == last ? "update" : "update-v" + std::to_string(v)].push_back(s->second - at);
+    }
   }
   uint64_t failures = failed_requests_ + static_cast<uint64_t>(unfinished);
   nlohmann::json j;
