@@ -181,6 +181,8 @@ part fresh && fresh_bytes=$(du -sb "$W/fresh-plain/objects" | cut -f1)
 
 n=0
 part tar && n=$runs && log "rootfs-fuse cold tar, $runs runs"
+# TCP connections this host accepted (each a TLS handshake in tls mode).
+passive_opens() { awk '/^Tcp:/ { if (++n == 2) print $7 }' /proc/net/snmp; }
 mnt=$W/mnt
 mkdir -p "$mnt"
 # Each mount's cache (its upper is a tmpfs below it) goes at the end.
@@ -193,13 +195,15 @@ for ((r = 1; r <= n; r++)); do
     [[ $m == tls ]] && extra=(--tls-ca "$ca/ca.crt")
     "$ROOTFS_FUSE" --secret "$secret" --cache "$cache" "${extra[@]}" "${url[top-$m]}" "$img" r01c1n01 "$mnt" \
       2>> "$W/fuse.log" || die "rootfs-fuse ($m) did not mount: $(tail -3 "$W/fuse.log")"
+    opens0=$(passive_opens)
     t0=$(now)
     bytes=$(tar -C "$mnt" -cf - . | wc -c)
     t=$(elapsed "$t0")
+    conns=$(($(passive_opens) - opens0))
     umount "$mnt"
     for _ in $(seq 100); do pgrep -f -- "--cache $cache " > /dev/null || break; sleep 0.1; done
     T[tar,$m]+="$t "
-    log "  $m run $r: $t s ($bytes bytes of tar); load $(cut -d' ' -f1 /proc/loadavg)"
+    log "  $m run $r: $t s ($bytes bytes of tar, $conns connections accepted); load $(cut -d' ' -f1 /proc/loadavg)"
   done
 done
 
