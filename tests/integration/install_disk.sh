@@ -76,7 +76,7 @@ chmod 0755 "$m/etc/dim/install-bootloader"
 cat > "$m/etc/dim/update-bootloader" << 'EOF'
 #!/bin/sh
 # Run by dim-agent after a version changed /boot: records what it saw there.
-echo "updated for: $(cat /boot/vmlinuz-test)" > /var/log/bootloader-updated
+echo "updated for: $(busybox cat /boot/vmlinuz-test)" > /var/log/bootloader-updated
 EOF
 chmod 0755 "$m/etc/dim/update-bootloader"
 "$DIMCTL" image import img "$m" -m v1 > /dev/null
