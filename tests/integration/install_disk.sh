@@ -15,11 +15,12 @@
 # agent.keepout, dim-agent's record of the version, the master's own boot
 # loader hook run in a chroot with the disk; the report switches the node's
 # iPXE script to its disk and dimctl status shows it installed. Then a
-# push, applied to the installed disk by dim-agent as the unit runs it.
+# push, applied to the installed disk by dim-agent as the unit runs it (a
+# new kernel makes it run the master's update-bootloader; one without, not).
 # Finally three nodes installing at once get the version through one chain.
 # Prints the install time of one node and of the three.
-# (The qemu boot of an installed disk needs a master with a kernel and grub:
-# docs/install.md, "What remains".)
+# The qemu boot of an installed disk through a Debian master's GRUB is
+# boot_install.sh (opt-in).
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
