@@ -381,6 +381,17 @@ dim::Result<ApplyStats> Agent::Catchup() {
   st = *applied;
   // Everything on disk before the version is recorded.
   if (::syncfs(root_.get()) != 0) return dim::PosixError("syncfs " + opts_.root);
+  // A new kernel or initramfs: the boot loader's configuration is made
+  // again before the version counts as applied, as apt's trigger runs
+  // update-grub after it unpacked a kernel.
+  for (const auto& d : items) {
+    const dim::Entry& e = d.after ? *d.after : *d.before;
+    if ((e.path == "/boot" || e.path.rfind("/boot/", 0) == 0) && !kept(e)) {
+      st.boot = true;
+      break;
+    }
+  }
+  if (st.boot && opts_.boot_changed) DIM_RETURN_IF_ERROR(opts_.boot_changed().Annotate(what));
   DIM_RETURN_IF_ERROR(RecordApplied(st.to));
   (void)dim::RemoveTree(objects_dir);
   return st;

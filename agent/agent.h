@@ -32,12 +32,18 @@ struct Options {
   std::string image, node;
   std::vector<std::string> keepout;  // the node's own patterns, after the image's list
   std::optional<dim::sign::PublicKey> publish_key;
+  // Run when a version changes /boot (a kernel, an initramfs), after it is on
+  // disk and before it is recorded: the boot loader's configuration must name
+  // what /boot now holds (update-grub). An error leaves the version
+  // unrecorded, so the next try applies it, and runs this, again.
+  std::function<dim::Status()> boot_changed;
 };
 
 struct ApplyStats {
   int64_t from = 0, to = 0;
   uint64_t written = 0, removed = 0, kept_out = 0, left = 0, bytes = 0;
   bool whole = false;  // every entry rewritten (the old version was not at hand)
+  bool boot = false;   // /boot changed: Options::boot_changed ran
 };
 
 class Agent {

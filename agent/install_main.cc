@@ -346,6 +346,13 @@ int Settle(const Args& a) {
   dim::Fd to(::open(a.to.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!from.valid()) Die(dim::PosixError("open " + a.from).ToString());
   if (!to.valid()) Die(dim::PosixError("open " + a.to).ToString());
+  // The root's metadata as the checkout left it: renaming the entries out
+  // moves the directory's mtime, so it is read before.
+  const auto xmap = dim::upper::IdentityXattrs();
+  struct stat root_st {};
+  if (::fstat(from.get(), &root_st) != 0) Die(dim::PosixError("stat " + a.from).ToString());
+  auto root = dim::upper::EntryAt(from.get(), ".", "/", root_st, xmap, false);
+  if (!root.ok()) Die(root.status().ToString());
   std::vector<std::string> names;
   {
     dim::DirPtr dir(::fdopendir(::dup(from.get())));
@@ -364,11 +371,6 @@ int Settle(const Args& a) {
       Die(dim::PosixError("rename " + a.from + "/" + n + " to " + a.to + "/" + n).ToString());
     }
   }
-  const auto xmap = dim::upper::IdentityXattrs();
-  struct stat st {};
-  if (::fstat(from.get(), &st) != 0) Die(dim::PosixError("stat " + a.from).ToString());
-  auto root = dim::upper::EntryAt(from.get(), ".", "/", st, xmap, false);
-  if (!root.ok()) Die(root.status().ToString());
   if (::rmdir(a.from.c_str()) != 0) Die(dim::PosixError("remove " + a.from).ToString());
   if (Status s = dim::upper::ApplyMetadata(to.get(), ".", *root, xmap, false); !s.ok()) Die(s.ToString());
   if (::syncfs(to.get()) != 0) Die(dim::PosixError("syncfs " + a.to).ToString());

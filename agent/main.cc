@@ -1,11 +1,14 @@
 // dim-agent: keeps an installed node's root at the version its server says
 // (docs/install.md). A driver: parse, open, catch up, follow.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,8 +28,11 @@ Keeps the installed root (default /) at the version of IMAGE that NODE
 follows on its server (its canary pin, else the published version): applies
 only the entries that changed, never a kept-out path, each file staged,
 fsynced and renamed over the old one, and records the version it applied
-(STATE/applied) once everything is on disk. Started again after a crash or a
-power cut, or after the node was off, it first brings the root up to date.
+(STATE/applied) once everything is on disk. A version that changes /boot
+makes the boot loader's configuration again first: the root's own
+/etc/dim/update-bootloader, else update-grub, else grub-mkconfig (chrooted
+into --root when it is not /). Started again after a crash or a power cut, or
+after the node was off, it first brings the root up to date.
 
 options:
   --server URL        the node's image server (http:// or https://)
@@ -140,6 +146,56 @@ std::optional<std::string> ReadOptional(const std::string& named, const std::str
   Die("cannot read " + (named.empty() ? fallback : named) + ": " + text.status().message());
 }
 
+// After a version changed /boot: the master's way of making its boot
+// loader's configuration again, run in the root (chrooted when it is not
+// /): its own ROOT/etc/dim/update-bootloader, else update-grub, else
+// grub-mkconfig. A root with none of them is left as it is, and said so.
+dim::Status UpdateBootloader(const std::string& root) {
+  const std::string r = root == "/" ? "" : root;
+  std::vector<std::string> cmd;
+  if (::access((r + "/etc/dim/update-bootloader").c_str(), X_OK) == 0) {
+    cmd = {"/etc/dim/update-bootloader"};
+  } else if (::access((r + "/usr/sbin/update-grub").c_str(), X_OK) == 0) {
+    cmd = {"/usr/sbin/update-grub"};
+  } else if (::access((r + "/usr/sbin/grub-mkconfig").c_str(), X_OK) == 0) {
+    cmd = {"/usr/sbin/grub-mkconfig", "-o", "/boot/grub/grub.cfg"};
+  } else {
+    std::fprintf(stderr,
+                 "dim-agent: /boot changed, but %s has no /etc/dim/update-bootloader, update-grub or "
+                 "grub-mkconfig: its boot loader configuration is as it was\n",
+                 root.c_str());
+    return dim::Status::Ok();
+  }
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return dim::PosixError("fork for " + cmd[0]);
+  if (pid == 0) {
+    // Its output goes where the agent's does (the journal).
+    ::dup2(2, 1);
+    if (!r.empty() && (::chroot(r.c_str()) != 0 || ::chdir("/") != 0)) {
+      std::fprintf(stderr, "dim-agent: chroot %s: %s\n", r.c_str(), std::strerror(errno));
+      ::_exit(127);
+    }
+    std::vector<char*> argv;
+    for (auto& a : cmd) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "dim-agent: run %s: %s\n", cmd[0].c_str(), std::strerror(errno));
+    ::_exit(127);
+  }
+  int ws = 0;
+  while (::waitpid(pid, &ws, 0) < 0) {
+    if (errno != EINTR) return dim::PosixError("wait for " + cmd[0]);
+  }
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+    const int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    return dim::Status::IOError("/boot changed and " + cmd[0] + " failed (status " + std::to_string(code) +
+                                ", its output is above); the version is applied again at the next try");
+  }
+  std::fprintf(stderr, "dim-agent: /boot changed: ran %s\n", cmd[0].c_str());
+  return dim::Status::Ok();
+}
+
 void Report(const agent::ApplyStats& st) {
   if (st.from == st.to) return;
   std::fprintf(stderr,
@@ -171,6 +227,7 @@ int main(int argc, char** argv) {
   opts.state = a.state;
   opts.image = a.image;
   opts.node = a.node;
+  opts.boot_changed = [root = a.root] { return UpdateBootloader(root); };
   if (auto pub = ReadOptional(a.publish_key_file, "/etc/dim/publish.pub")) {
     auto k = dim::sign::PublicKey::FromHex(*pub);
     if (!k.ok())

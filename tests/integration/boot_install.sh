@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Opt-in (label "slow"): a node with a virtual disk is installed and boots
-# from it under qemu (TCG, user networking: the host is 10.0.2.2).
-#   1. install: Debian's cloud kernel with an install initrd (dimctl initrd
-#      build --with-dim-install) and the kernel line of the node's iPXE
-#      script (dim.install=REQUEST): linuxrc partitions the disk, receives a
-#      Debian master (systemd, its own kernel, GRUB) through a clone chain
-#      from imaged, writes the node's own files, installs GRUB in a chroot,
-#      reports and reboots; the node's script then boots its disk.
-#   2. the disk boots alone (SeaBIOS, the master's GRUB and kernel, no
-#      network root) into systemd; the node's identity and kept-out files are
-#      right; dim-agent (the master's unit) applies a push made while it runs.
-#   3. a push made while the node is off is applied at its next boot.
+# from it under qemu (TCG, user networking: the host is 10.0.2.2). Every
+# boot is a network boot as on a cluster: qemu starts iPXE (ipxe.lkrn), which
+# gets the node's script URL by DHCP (qemu's bootfile=) and runs the script
+# imaged makes for the node.
+#   1. install: the script boots Debian's cloud kernel with an install initrd
+#      (dimctl initrd build --with-dim-install), both fetched over HTTP from
+#      imaged, with dim.install=REQUEST: linuxrc partitions the disk, receives
+#      a Debian master (systemd, its own kernel and initramfs, GRUB) through
+#      a clone chain from imaged, writes the node's own files, installs GRUB
+#      in a chroot, reports and reboots.
+#   2. the node's script now says sanboot: iPXE boots the disk (SeaBIOS, the
+#      master's GRUB, kernel and initramfs, no network root) into systemd;
+#      the node's identity and kept-out files are right, and the root
+#      directory's mtime is the version's; dim-agent (the master's unit)
+#      applies a push made while it runs.
+#   3. a push made while the node is off, with a new file in /boot, is
+#      applied at its next boot, and dim-agent runs update-grub for it.
 # The master is built once into $DIM_TEST_CACHE/bookworm-install (debootstrap
 # --include=systemd-sysv,udev,linux-image-cloud-amd64,grub-pc-bin,…; needs the
 # Debian mirror). Prints the install's timing marks (the install time of one node).
@@ -20,6 +26,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/boot_lib.sh"
 
 boot_requirements qemu-system-x86_64
+lkrn=/usr/lib/ipxe/ipxe.lkrn
+[[ -f $lkrn ]] || { log "SKIP: $lkrn is missing (apt-get install ipxe)"; exit 77; }
 for b in agent/dim-install agent/dim-agent clone/dim-receive; do
   [[ -x $DIM_BUILD_DIR/$b ]] || die "$b not built"
 done
@@ -41,10 +49,18 @@ port=$(free_port) rport=$(free_port)
 url=http://127.0.0.1:$port
 export DIM_SERVER=$url
 boot_store 10.0.2.0/24 10.0.2.15 10.0.2.2 "http://10.0.2.2:$port"
+# imaged connects to the address the node asked from (127.0.0.1 through
+# qemu's user network) at the port it named (dim.install.port, from the
+# site's kernel arguments): forwarded to the guest.
+sed -i "s/kernel-args=\"/kernel-args=\"dim.install.port=$rport /" "$TEST_TMP/cluster.xml"
+"$DIMCTL" cluster apply "$TEST_TMP/cluster.xml" --yes > /dev/null
 
 log "the master: Debian with systemd, its kernel, GRUB, dim-agent and a test unit"
 master=$TEST_TMP/debian
 cp -a "$cached" "$master"
+# Small enough for TCG, which writes every byte slowly: apt's downloads and
+# lists, documentation and translations go (about 180 of 446 MB).
+rm -rf "$master"/var/cache/apt/* "$master"/var/lib/apt/lists/* "$master"/usr/share/{doc,man,locale}/*
 cat > "$master/etc/default/grub" << 'EOF'
 GRUB_DEFAULT=0
 GRUB_TIMEOUT=0
@@ -55,7 +71,7 @@ GRUB_TERMINAL=serial
 GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
 GRUB_DISABLE_OS_PROBER=true
 EOF
-install -m 0755 "$DIM_BUILD_DIR/agent/dim-agent" "$master/usr/local/sbin/dim-agent"
+install -s -m 0755 "$DIM_BUILD_DIR/agent/dim-agent" "$master/usr/local/sbin/dim-agent"  # without its debug info
 install -m 0644 "$DIM_REPO_ROOT/agent/dim-agent.service" "$master/etc/systemd/system/dim-agent.service"
 mkdir -p "$master/etc/systemd/system/multi-user.target.wants" "$master/etc/systemd/system/network-online.target.wants" \
   "$master/etc/systemd/system/sockets.target.wants" "$master/etc/systemd/network" "$master/etc/dim-test"
@@ -85,16 +101,19 @@ ln -sf ../dim-test.service "$master/etc/systemd/system/multi-user.target.wants/d
 cat > "$master/usr/local/sbin/dim-test" << 'SCRIPT'
 want=$(cat /etc/dim-test/wait-for)
 echo "dim-test: root $(findmnt -n -o SOURCE /) $(findmnt -n -o FSTYPE /), node $(cat /etc/hostname), kept $(cat /var/log/dim-test/node-own 2>&1)"
+echo "dim-test: the root's mtime $(stat -c %Y /)"
 echo "dim-test: applied $(cat /var/lib/dim-agent/applied); waiting for version $want"
 for _ in $(seq 600); do
   [ "$(cat /var/lib/dim-agent/applied 2>/dev/null)" -ge "$want" ] 2>/dev/null && break
   sleep 1
 done
 echo "dim-test: applied $(cat /var/lib/dim-agent/applied), motd $(cat /etc/motd), node $(cat /etc/hostname)"
-journalctl -u dim-agent --no-pager -o cat 2>/dev/null | tail -5 | sed 's/^/dim-test: agent: /'
+grep -q dimtest /boot/grub/grub.cfg && echo "dim-test: grub.cfg names 0.0.1-dimtest"
+journalctl -u dim-agent --no-pager -o cat 2>/dev/null | grep dim-agent: | tail -5 | sed 's/^/dim-test: agent: /'
 SCRIPT
 : > "$master/etc/fstab"
 "$DIMCTL" image import deb "$master" -m "Debian with a kernel and GRUB" > /dev/null
+root_mtime=$(stat -c %Y "$master")
 "$DIMCTL" keepout add deb /etc/hostname /etc/machine-id /var/log/ > /dev/null
 "$DIMCTL" node set-image "$BOOT_NODE" deb > /dev/null
 "$DIMCTL" node provision "$BOOT_NODE" > /dev/null
@@ -102,50 +121,49 @@ start_imaged "127.0.0.1:$port" "boot_keys = any"
 echo "the node's own" | node_put "$url" "$BOOT_NODE" /var/log/dim-test/node-own
 "$DIMCTL" push deb > /dev/null
 
-log "the install initrd"
+log "the install initrd, the node's script"
+# The node's image is not in the cluster description: its script names the
+# default boot files, vmlinuz and initrd.img.
 "$DIMCTL" initrd build --kernel "$BOOT_KDIR" --with-dim-install --level 3 -o "$TEST_TMP/install.img" > "$TEST_TMP/ibuild.out" ||
   die "initrd build --with-dim-install: $(cat "$TEST_TMP/ibuild.out")"
+"$DIMCTL" boot add "$BOOT_KDIR/boot/vmlinuz-$BOOT_KVER" vmlinuz > /dev/null
+"$DIMCTL" boot add "$TEST_TMP/install.img" initrd.img > /dev/null
 "$DIMCTL" node install "$BOOT_NODE" > /dev/null
 curl -fsS "$url/v1/boot/nodes/$BOOT_NODE.ipxe" > "$TEST_TMP/install.ipxe"
-grep -q "dim.install=" "$TEST_TMP/install.ipxe" || die "no install mode in the script: $(cat "$TEST_TMP/install.ipxe")"
-args=$(sed -n 's/^kernel [^ ]* initrd=[^ ]* //p' "$TEST_TMP/install.ipxe" | sed 's/ BOOTIF=.*//')
-args="$args dim.install.port=$rport"
+grep -q "dim.install=[0-9]* .*dim.install.port=$rport\|dim.install.port=$rport.*dim.install=[0-9]" "$TEST_TMP/install.ipxe" ||
+  die "no install mode in the script: $(cat "$TEST_TMP/install.ipxe")"
+sed 's/^/    /' "$TEST_TMP/install.ipxe" >&2
 truncate -s 4G "$TEST_TMP/disk.img"
-# imaged connects to the address the node asked from (127.0.0.1 through
-# qemu's user network) at the port it named: forwarded to the guest.
-net=(-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$rport-:$rport" -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC,romfile=")
-disk=(-drive "file=$TEST_TMP/disk.img,format=raw,if=virtio")
 
-log "1. install: $args"
-rc=0 t0=$SECONDS
-timeout --kill-after=5 900 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
-  -kernel "$BOOT_KDIR/boot/vmlinuz-$BOOT_KVER" -initrd "$TEST_TMP/install.img" -append "$args" \
-  "${net[@]}" "${disk[@]}" < /dev/null > "$TEST_TMP/install.console" 2>&1 || rc=$?
-((rc != 124 && rc != 137)) || die "the install still ran after 900 s; console: $(tail -40 "$TEST_TMP/install.console")"
-log "install: qemu ran $((SECONDS - t0)) s"
-print_console_dim install
-console_has install "dim: node $BOOT_NODE is installed: rebooting into its disk"
-grep -a "dim: \[" "$TEST_TMP/install.console" | sed 's/^/    /' >&2
-grep -a "install stream" "$TEST_TMP/imaged.log" | sed 's/^/    imaged: /' >&2
-curl -fsS "$url/v1/boot/nodes/$BOOT_NODE.ipxe" | grep -q sanboot || die "the node's script does not boot its disk"
-
-# boot_disk NAME: the disk alone, until the test unit powers the node off.
-boot_disk() {
+# power_on NAME: the node, powered on until it powers off or reboots (-no-reboot):
+# iPXE, DHCP from qemu, the node's script from imaged. Console in NAME.console.
+power_on() {
   local rc=0 t0=$SECONDS
-  timeout --kill-after=5 900 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot -boot c \
-    -netdev user,id=n0 -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC,romfile=" "${disk[@]}" \
-    < /dev/null > "$TEST_TMP/$1.console" 2>&1 &
-  BOOT_QEMU=$!
-  wait "$BOOT_QEMU" || rc=$?
-  ((rc != 124 && rc != 137)) || die "boot $1 still ran after 900 s; console: $(tail -40 "$TEST_TMP/$1.console")"
-  sed -i 's/\x1b\[[0-9;]*[a-zA-Z]//g' "$TEST_TMP/$1.console"
+  timeout --kill-after=5 1200 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot -kernel "$lkrn" \
+    -netdev "user,id=n0,bootfile=http://10.0.2.2:$port/v1/boot/nodes/$BOOT_NODE.ipxe,hostfwd=tcp:127.0.0.1:$rport-:$rport" \
+    -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC,romfile=" \
+    -drive "file=$TEST_TMP/disk.img,format=raw,if=virtio" \
+    < /dev/null > "$TEST_TMP/$1.console" 2>&1 || rc=$?
+  ((rc != 124 && rc != 137)) || die "boot $1 still ran after 1200 s; console: $(tail -40 "$TEST_TMP/$1.console")"
+  sed -i 's/\x1b\[[0-9;]*[a-zA-Z]//g; s/\r//g' "$TEST_TMP/$1.console"  # iPXE's and systemd's colours
   log "boot $1: qemu ran $((SECONDS - t0)) s"
-  grep -a "dim-test:" "$TEST_TMP/$1.console" | sed 's/^/    /' >&2 || true
 }
 
-log "2. the disk boots alone; a push while it runs is applied by dim-agent"
+log "1. install: iPXE, the install script, the kernel and initrd over HTTP, install mode"
+power_on install
+print_console_dim install
+console_has install "dim: booting $BOOT_NODE with image deb"
+console_has install "dim: node $BOOT_NODE is installed: rebooting into its disk"
+grep -a "install stream" "$TEST_TMP/imaged.log" | sed 's/^/    imaged: /' >&2
+# The install time: linuxrc's first install mark to "installed" (guest uptime).
+took=$(awk 'function t() { match($0, /\[ *[0-9.]+\]/); v = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "", v); return v }
+  /install mode: request/ { s = t() } /\] installed / { e = t() } END { printf "%.1f", e - s }' "$TEST_TMP/install.console")
+log "install time of one node under qemu (TCG): $took s from the first install mark to 'installed' ($(du -sh "$master" | cut -f1) master; load $(cut -d' ' -f1-3 /proc/loadavg))"
+curl -fsS "$url/v1/boot/nodes/$BOOT_NODE.ipxe" | grep -q sanboot || die "the node's script does not boot its disk"
+
+log "2. iPXE boots the disk; systemd; a push while it runs is applied by dim-agent"
 (
-  for _ in $(seq 1800); do
+  for _ in $(seq 2400); do
     grep -aq "dim-test: applied 1; waiting for version 2" "$TEST_TMP/disk1.console" 2> /dev/null && break
     sleep 0.5
   done
@@ -153,17 +171,25 @@ log "2. the disk boots alone; a push while it runs is applied by dim-agent"
   "$DIMCTL" image commit deb -m v2 > /dev/null && "$DIMCTL" push deb > /dev/null
 ) &
 pusher=$!
-boot_disk disk1
+power_on disk1
 kill "$pusher" 2> /dev/null || true
 wait "$pusher" || true
+grep -a "dim-test:\|dim: node" "$TEST_TMP/disk1.console" | sed 's/^/    /' >&2 || true
+console_has disk1 "dim: node $BOOT_NODE is installed"
+grep -aq "no BIOS disk to boot" "$TEST_TMP/disk1.console" && die "iPXE could not boot the disk: $(grep -a -B3 -A3 "no BIOS disk" "$TEST_TMP/disk1.console")"
 console_has disk1 "dim-test: root /dev/vda3 ext4, node $BOOT_NODE, kept the node's own"
+console_has disk1 "dim-test: the root's mtime $root_mtime"
 console_has disk1 "dim-test: applied 2, motd motd 2, node $BOOT_NODE"
-grep -aq "dim: \|rootfs-fuse" "$TEST_TMP/disk1.console" && die "the disk boot went through dim's initrd"
+grep -aq "dim: \[\|rootfs-fuse" "$TEST_TMP/disk1.console" && die "the disk boot went through dim's initrd"
 
-log "3. a push while the node is off is applied at its next boot"
+log "3. a push while the node is off (a new file in /boot) is applied at its next boot, with update-grub"
 echo "motd 3" > "$master/etc/motd"  # wait-for stays 3: the unit may start before or after the catch-up
+echo "not a kernel: grub-mkconfig lists it" > "$master/boot/vmlinuz-0.0.1-dimtest"
 "$DIMCTL" image commit deb -m v3 > /dev/null && "$DIMCTL" push deb > /dev/null
-boot_disk disk2
+power_on disk2
+grep -a "dim-test:" "$TEST_TMP/disk2.console" | sed 's/^/    /' >&2 || true
+console_has disk2 "dim-test: agent: dim-agent: /boot changed: ran /usr/sbin/update-grub"
 console_has disk2 "dim-test: agent: dim-agent: applied version 3 (from 2)"
 console_has disk2 "dim-test: applied 3, motd motd 3, node $BOOT_NODE"
+console_has disk2 "dim-test: grub.cfg names 0.0.1-dimtest"
 "$DIMCTL" status | grep -A3 -i install | sed 's/^/    /' >&2
