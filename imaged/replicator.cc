@@ -12,6 +12,7 @@
 #include <cstring>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -83,14 +84,23 @@ class Fetcher {
     old_files_ = std::move(old_files);
   }
 
-  Status Run(const std::vector<dim::Digest>& roots, int threads, const dim::ApiClient& parent) {
+  // The first worker fetches over the parent's own connection (idle while
+  // its caller waits here); the others open theirs when they first have
+  // work, so a push of a few objects makes no new connection (under TLS, no
+  // handshake).
+  Status Run(const std::vector<dim::Digest>& roots, int threads, dim::ApiClient& parent) {
     for (const auto& id : roots) Add(id);
     std::vector<std::thread> pool;
     for (int i = 0; i < threads; i++) {
-      pool.emplace_back([&] {
-        auto client = parent.Clone();
-        if (!client.ok()) return Fail(client.status());
-        Work(**client);
+      pool.emplace_back([&, i] {
+        std::unique_ptr<dim::ApiClient> own;
+        Work([&]() -> dim::Result<dim::ApiClient*> {
+          if (i == 0) return &parent;
+          if (!own) {
+            DIM_ASSIGN_OR_RETURN(own, parent.Clone());
+          }
+          return own.get();
+        });
       });
     }
     for (auto& t : pool) t.join();
@@ -111,7 +121,7 @@ class Fetcher {
     if (error_.ok()) error_ = s;
     cv_.notify_all();
   }
-  void Work(dim::ApiClient& client) {
+  void Work(const std::function<dim::Result<dim::ApiClient*>()>& connection) {
     for (;;) {
       std::vector<dim::Digest> ids;
       {
@@ -130,7 +140,10 @@ class Fetcher {
         }
         busy_++;
       }
-      Status s = ids.size() == 1 ? FetchOne(client, ids[0]) : FetchPack(client, ids);
+      auto client = connection();
+      Status s = !client.ok()       ? client.status()
+                 : ids.size() == 1 ? FetchOne(**client, ids[0])
+                                   : FetchPack(**client, ids);
       if (!s.ok()) Fail(s);
       std::lock_guard<std::mutex> l(mu_);
       busy_--;
@@ -759,8 +772,17 @@ void Replicator::ReportState() {
     std::lock_guard<std::mutex> l(mu_);
     report.images = state_;
   }
-  auto client = dim::ApiClient::Create(Parent(), key_, "server:" + config_.name, ClientOptions());
-  if (client.ok()) (void)(*client)->Report(report);
+  // One connection for every report, kept between them (under TLS a new one
+  // is a handshake per push); made again for a new parent or after a failure.
+  std::lock_guard<std::mutex> l(report_mu_);
+  const std::string parent = Parent();
+  if (!report_client_ || report_parent_ != parent) {
+    auto client = dim::ApiClient::Create(parent, key_, "server:" + config_.name, ClientOptions());
+    if (!client.ok()) return;
+    report_client_ = std::move(*client);
+    report_parent_ = parent;
+  }
+  if (!report_client_->Report(report).ok()) report_client_.reset();
 }
 
 std::string Replicator::Parent() {

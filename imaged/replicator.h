@@ -97,6 +97,10 @@ class Replicator {
   std::map<std::string, dim::proto::ReplicaState> state_;  // what the reports say, GUARDED_BY(mu_)
   std::string parent_;                        // the parent followed now, GUARDED_BY(mu_)
   std::set<std::string> fenced_logged_;       // stale tops refused (logged once), GUARDED_BY(mu_)
+  // Reports go up one kept connection (ReportState), taken before mu_.
+  std::mutex report_mu_;
+  std::unique_ptr<dim::ApiClient> report_client_;  // GUARDED_BY(report_mu_)
+  std::string report_parent_;                      // where report_client_ goes, GUARDED_BY(report_mu_)
 };
 
 }  // namespace imaged

@@ -38,6 +38,19 @@ bool Transient(const Status& s, int http_status) {
 Remote::Remote(RemoteOptions opts)
     : opts_(std::move(opts)), idle_(opts_.servers.size()), busy_(opts_.servers.size(), 0) {}
 
+std::vector<std::unique_ptr<dim::ApiClient>> Remote::Expired() {
+  std::vector<std::unique_ptr<dim::ApiClient>> out;
+  const auto cutoff = Clock::now() - kLinger;
+  for (auto& idle : idle_) {
+    // Oldest first; the newest stays whatever its age.
+    while (idle.size() > 1 && idle.front().since < cutoff) {
+      out.push_back(std::move(idle.front().client));
+      idle.erase(idle.begin());
+    }
+  }
+  return out;
+}
+
 const std::string& Remote::current_server() const { return opts_.servers[preferred_.load()]; }
 
 void Remote::Stop() {
@@ -47,13 +60,15 @@ void Remote::Stop() {
 }
 
 std::unique_ptr<dim::ApiClient> Remote::Acquire(size_t server) {
+  std::vector<std::unique_ptr<dim::ApiClient>> closing;  // closed after the lock (a TLS close writes)
   {
     std::unique_lock<std::mutex> l(mu_);
+    closing = Expired();
     slot_.wait(l, [&] { return stopped_ || busy_[server] < std::max(1, opts_.max_connections); });
     if (stopped_) return nullptr;
     busy_[server]++;
     if (!idle_[server].empty()) {
-      auto c = std::move(idle_[server].back());
+      auto c = std::move(idle_[server].back().client);  // the most recently used
       idle_[server].pop_back();
       return c;
     }
@@ -79,14 +94,18 @@ void Remote::Adopt(size_t server, std::unique_ptr<dim::http::Client> connection)
   auto c = dim::ApiClient::Adopt(opts_.servers[server], opts_.key, "node:" + opts_.node, NodeClientOptions(opts_),
                                  std::move(connection));
   std::lock_guard<std::mutex> l(mu_);
-  if (idle_[server].empty()) idle_[server].push_back(std::move(c));  // the one kept alive
+  if (idle_[server].empty()) idle_[server].push_back({std::move(c), Clock::now()});  // the one kept alive
 }
 
 void Remote::Release(size_t server, std::unique_ptr<dim::ApiClient> c, bool keep) {
+  std::vector<std::unique_ptr<dim::ApiClient>> closing;  // destroyed after the lock is released
   std::lock_guard<std::mutex> l(mu_);
+  closing = Expired();
   busy_[server]--;
-  // One kept alive: more would sit idle on the server between bursts.
-  if (keep && idle_[server].empty()) idle_[server].push_back(std::move(c));
+  // Kept for the rest of the burst; Reap closes all but one once idle.
+  if (keep && idle_[server].size() < static_cast<size_t>(std::max(1, opts_.max_connections))) {
+    idle_[server].push_back({std::move(c), Clock::now()});
+  }
   slot_.notify_one();
 }
 

@@ -32,8 +32,11 @@ struct RemoteOptions {
   std::string node;
   int timeout_s = 60;                // give up (EIO) after this long without an answer
   std::shared_ptr<const dim::tls::Context> tls;  // for https:// servers: the site CA (and CRL)
-  // Connections to one server at once; one is kept alive between requests,
-  // so an idle node holds two: its long-poll and that one.
+  // Connections to one server at once. Between the requests of a burst all
+  // stay open (a cold read would otherwise open hundreds, each a TLS
+  // handshake); those beyond the newest close at the first request after
+  // kLinger unused, and the follower's long-poll asks at least every 20 s,
+  // so an idle node soon holds two: its long-poll and that one.
   int max_connections = 8;
 };
 
@@ -45,6 +48,8 @@ class Remote {
  public:
   using Clock = std::chrono::steady_clock;
   explicit Remote(RemoteOptions opts);
+  // How long a connection beyond the first stays open unused.
+  static constexpr auto kLinger = std::chrono::seconds(2);
   // Takes a connection to servers[server] made with NodeClientOptions (the
   // key fetch's) as the first idle one: no second TCP and TLS handshake.
   void Adopt(size_t server, std::unique_ptr<dim::http::Client> connection);
@@ -87,14 +92,24 @@ class Remote {
   auto Retry(bool home_only, long poll_ms, const std::string& what, Fn fn)
       -> decltype(fn(std::declval<dim::ApiClient&>(), 0L, nullptr));
 
+  // Takes out of the idle lists the connections beyond each server's newest
+  // that have been unused for kLinger; the caller closes them outside mu_
+  // (no thread: rootfs-fuse forks into the background after its first
+  // requests, and a thread would not survive that).
+  std::vector<std::unique_ptr<dim::ApiClient>> Expired();  // REQUIRES(mu_)
+  struct Idle {
+    std::unique_ptr<dim::ApiClient> client;
+    Clock::time_point since;
+  };
+
   RemoteOptions opts_;
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> preferred_{0};  // the server that answered last
   std::atomic<size_t> overlay_{0};    // the overlay's server that answered last (0 or 1)
   std::mutex mu_;
   std::condition_variable slot_;
-  std::vector<std::vector<std::unique_ptr<dim::ApiClient>>> idle_;  // per server, GUARDED_BY(mu_)
-  std::vector<int> busy_;                                           // per server, GUARDED_BY(mu_)
+  std::vector<std::vector<Idle>> idle_;  // per server, oldest first, GUARDED_BY(mu_)
+  std::vector<int> busy_;                // per server, GUARDED_BY(mu_)
   // When the servers stopped answering: the start of the first attempt that
   // got no answer since the last one that did; {} while they answer.
   Clock::time_point silent_since_{};  // GUARDED_BY(mu_)

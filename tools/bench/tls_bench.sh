@@ -105,6 +105,8 @@ server() {
   die "imaged $name did not start: $(tail -3 "$W/$name.log")"
 }
 head_of() { "$DIMCTL" --root "$W/$1" image list --json 2> /dev/null | sed -n "s/.*\"name\":\"$img\",\"head\":\([0-9]*\).*/\1/p"; }
+# TCP connections this host accepted (each a TLS handshake in tls mode).
+passive_opens() { awk '/^Tcp:/ { if (++n == 2) print $7 }' /proc/net/snmp; }
 # push MODE: `dimctl push IMAGE` on MODE's top, waiting for both leaves; prints seconds.
 push() {
   local t0
@@ -134,9 +136,10 @@ for ((r = 1; r <= n; r++)); do
   echo "change $r $(date +%s.%N)" > "$master/etc/dim-bench"
   for m in "${modes[@]}"; do
     "$DIMCTL" --root "$W/top-$m" image commit "$img" --only /etc/dim-bench -m "run $r" > /dev/null
+    opens0=$(passive_opens)
     t=$(push "$m")
     T[push,$m]+="$t "
-    log "  $m run $r: $t s; load $(cut -d' ' -f1 /proc/loadavg)"
+    log "  $m run $r: $t s, $(($(passive_opens) - opens0)) connections accepted; load $(cut -d' ' -f1 /proc/loadavg)"
   done
 done
 
@@ -181,8 +184,6 @@ part fresh && fresh_bytes=$(du -sb "$W/fresh-plain/objects" | cut -f1)
 
 n=0
 part tar && n=$runs && log "rootfs-fuse cold tar, $runs runs"
-# TCP connections this host accepted (each a TLS handshake in tls mode).
-passive_opens() { awk '/^Tcp:/ { if (++n == 2) print $7 }' /proc/net/snmp; }
 mnt=$W/mnt
 mkdir -p "$mnt"
 # Each mount's cache (its upper is a tmpfs below it) goes at the end.
