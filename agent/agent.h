@@ -21,6 +21,7 @@
 #include "dim/keepout.h"
 #include "dim/object_store.h"
 #include "dim/sign.h"
+#include "follow.h"
 #include "meta.h"
 #include "remote.h"
 
@@ -32,6 +33,8 @@ struct Options {
   std::string image, node;
   std::vector<std::string> keepout;  // the node's own patterns, after the image's list
   std::optional<dim::sign::PublicKey> publish_key;
+  // With publish_key: report a statement of the top older than this (follow.h).
+  int64_t statement_max_age_s = 600;
 };
 
 struct ApplyStats {
@@ -58,7 +61,8 @@ class Agent {
   // Brings the root to `target` (> 0). First finishes an interrupted apply.
   dim::Result<ApplyStats> UpdateTo(int64_t target);
   // What the node follows now: its pin, else the published version; waits up
-  // to wait_s seconds for it to differ from applied().
+  // to wait_s seconds for it to differ from applied(). With publish_key, only
+  // what the top said (rootfs/follow.h): PermissionDenied leaves the root.
   dim::Result<int64_t> Target(int wait_s);
 
  private:
@@ -76,6 +80,7 @@ class Agent {
   dim::Fd root_;
   dim::Fd lock_;  // STATE/lock, held (flock) while the agent runs
   int64_t applied_ = 0;
+  rootfs::FollowState followed_;  // the top's statements seen, across Target calls
 };
 
 // The path of the agent's record of the version applied: STATE/applied, one

@@ -673,6 +673,8 @@ void Replicator::FollowImage(const std::string& image) {
     // Applied under the follow lock, never once this server was promoted.
     auto follow = service_->FollowLock();
     if (service_->IsTop()) break;
+    Status said;
+    bool took_statement = false;
     if (answer.ok() && st.ok()) {
       int64_t published = answer->published;
       if (published > head || heal) {
@@ -688,6 +690,10 @@ void Replicator::FollowImage(const std::string& image) {
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           head = r->to;
+          // With the top's statement of it first: nodes woken with an older
+          // one would each ask the top to confirm the version.
+          said = TakeStatement(**parent, parent_url, image, head);
+          took_statement = true;
           // Nodes hear of the version now, not after the pruning below,
           // which may collect garbage across the whole store.
           service_->Notify();
@@ -708,6 +714,10 @@ void Replicator::FollowImage(const std::string& image) {
         }
       }
     }
+    // The top's word on what is published, passed on to this server's nodes
+    // (and children) once this server holds that version; renewed every
+    // round, so it stays fresh while nothing changes.
+    if (st.ok()) st = took_statement ? said : TakeStatement(**parent, parent_url, image, head);
     {
       std::lock_guard<std::mutex> l(mu_);
       dim::proto::ReplicaState& state = state_[image];
@@ -729,6 +739,24 @@ void Replicator::FollowImage(const std::string& image) {
       backoff_ms = 200;
     }
   }
+}
+
+Status Replicator::TakeStatement(dim::ApiClient& parent, const std::string& parent_url, const std::string& image,
+                                 int64_t head) {
+  auto reply = parent.Call(dim::proto::RouteId::kImageStatement, {image});
+  // A parent before statements, or a site without a publish key: nothing to pass on.
+  if (!reply.ok()) return reply.status().code() == dim::Code::kNotFound ? Status::Ok() : reply.status();
+  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "version-statement", image,
+                                               dim::Sha256Of(reply->body), reply->signature, parent_url));
+  DIM_ASSIGN_OR_RETURN(auto said, dim::proto::DecodeVersionStatement(reply->body));
+  if (said.image != image) {
+    return Status::Corruption("the version statement from " + parent_url + " for " + image + " names image " +
+                              said.image);
+  }
+  // Not yet here: the next round replicates it, then passes the statement on.
+  if (said.published > head) return Status::Ok();
+  service_->KeepStatement(image, {std::move(reply->body), std::move(reply->signature), said.published, said.time});
+  return Status::Ok();
 }
 
 Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {
