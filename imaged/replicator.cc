@@ -678,6 +678,9 @@ void Replicator::FollowImage(const std::string& image) {
     if (answer.ok() && st.ok()) {
       int64_t published = answer->published;
       if (published > head || heal) {
+        // Asked before the version is applied, not between its commit and
+        // the nodes' wake-up below (which readers of the store may race).
+        auto fetched = FetchStatement(**parent, parent_url, image);
         auto t0 = std::chrono::steady_clock::now();
         auto r = SyncImage(store->store(), **parent, parent_url, key_, identity, image, published,
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
@@ -692,7 +695,8 @@ void Replicator::FollowImage(const std::string& image) {
           head = r->to;
           // With the top's statement of it first: nodes woken with an older
           // one would each ask the top to confirm the version.
-          said = TakeStatement(**parent, parent_url, image, head);
+          said = fetched.status();
+          if (fetched.ok()) KeepStatement(image, std::move(*fetched), head);
           took_statement = true;
           // Nodes hear of the version now, not after the pruning below,
           // which may collect garbage across the whole store.
@@ -741,11 +745,15 @@ void Replicator::FollowImage(const std::string& image) {
   }
 }
 
-Status Replicator::TakeStatement(dim::ApiClient& parent, const std::string& parent_url, const std::string& image,
-                                 int64_t head) {
+dim::Result<std::optional<Service::SignedStatement>> Replicator::FetchStatement(dim::ApiClient& parent,
+                                                                               const std::string& parent_url,
+                                                                               const std::string& image) {
   auto reply = parent.Call(dim::proto::RouteId::kImageStatement, {image});
   // A parent before statements, or a site without a publish key: nothing to pass on.
-  if (!reply.ok()) return reply.status().code() == dim::Code::kNotFound ? Status::Ok() : reply.status();
+  if (!reply.ok()) {
+    if (reply.status().code() == dim::Code::kNotFound) return std::optional<Service::SignedStatement>();
+    return reply.status();
+  }
   DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "version-statement", image,
                                                dim::Sha256Of(reply->body), reply->signature, parent_url));
   DIM_ASSIGN_OR_RETURN(auto said, dim::proto::DecodeVersionStatement(reply->body));
@@ -753,9 +761,19 @@ Status Replicator::TakeStatement(dim::ApiClient& parent, const std::string& pare
     return Status::Corruption("the version statement from " + parent_url + " for " + image + " names image " +
                               said.image);
   }
+  return std::optional<Service::SignedStatement>(
+      Service::SignedStatement{std::move(reply->body), std::move(reply->signature), said.published, said.time});
+}
+
+void Replicator::KeepStatement(const std::string& image, std::optional<Service::SignedStatement> said, int64_t head) {
   // Not yet here: the next round replicates it, then passes the statement on.
-  if (said.published > head) return Status::Ok();
-  service_->KeepStatement(image, {std::move(reply->body), std::move(reply->signature), said.published, said.time});
+  if (said && said->published <= head) service_->KeepStatement(image, std::move(*said));
+}
+
+Status Replicator::TakeStatement(dim::ApiClient& parent, const std::string& parent_url, const std::string& image,
+                                 int64_t head) {
+  DIM_ASSIGN_OR_RETURN(auto said, FetchStatement(parent, parent_url, image));
+  KeepStatement(image, std::move(said), head);
   return Status::Ok();
 }
 

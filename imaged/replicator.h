@@ -76,6 +76,12 @@ class Replicator {
   // this server holds the version it names (head).
   dim::Status TakeStatement(dim::ApiClient& parent, const std::string& parent_url, const std::string& image,
                             int64_t head);
+  // Its two halves: the parent's statement, checked (nullopt: the parent
+  // has none), and keeping it when this server holds its version.
+  dim::Result<std::optional<Service::SignedStatement>> FetchStatement(dim::ApiClient& parent,
+                                                                      const std::string& parent_url,
+                                                                      const std::string& image);
+  void KeepStatement(const std::string& image, std::optional<Service::SignedStatement> said, int64_t head);
   // Sends ReportState soon after a child reported (on its own thread).
   void RelayReports();
 
