@@ -128,16 +128,11 @@ Status Agent::Adopt(int64_t version) {
 }
 
 dim::Result<int64_t> Agent::Target(int wait_s) {
-  const long timeout_ms = (wait_s + 10) * 1000L;
   // after= tells the server what this node runs: dimctl status lists it.
-  DIM_ASSIGN_OR_RETURN(std::string body,
-                       remote_->Call(dim::proto::RouteId::kNodeVersion, {opts_.node},
-                                     {{"image", opts_.image},
-                                      {"after", std::to_string(applied_)},
-                                      {"wait", std::to_string(wait_s)}},
-                                     "", false, timeout_ms));
-  DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeNodeVersionAnswer(body));
-  const int64_t v = answer.version;
+  rootfs::FollowOptions follow{opts_.node, opts_.image, opts_.publish_key ? &*opts_.publish_key : nullptr,
+                               opts_.statement_max_age_s,
+                               [](const std::string& msg) { std::fprintf(stderr, "dim-agent: %s\n", msg.c_str()); }};
+  DIM_ASSIGN_OR_RETURN(const int64_t v, rootfs::FollowTarget(*remote_, follow, &followed_, applied_, wait_s));
   if (v <= 0)
     return Status::NotFound("image " + opts_.image + " has no published version on " +
                             remote_->current_server());

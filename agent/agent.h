@@ -21,6 +21,7 @@
 #include "dim/keepout.h"
 #include "dim/object_store.h"
 #include "dim/sign.h"
+#include "follow.h"
 #include "meta.h"
 #include "remote.h"
 
@@ -37,6 +38,8 @@ struct Options {
   // what /boot now holds (update-grub). An error leaves the version
   // unrecorded, so the next try applies it, and runs this, again.
   std::function<dim::Status()> boot_changed;
+  // With publish_key: report a statement of the top older than this (follow.h).
+  int64_t statement_max_age_s = 600;
 };
 
 struct ApplyStats {
@@ -64,7 +67,8 @@ class Agent {
   // Brings the root to `target` (> 0). First finishes an interrupted apply.
   dim::Result<ApplyStats> UpdateTo(int64_t target);
   // What the node follows now: its pin, else the published version; waits up
-  // to wait_s seconds for it to differ from applied().
+  // to wait_s seconds for it to differ from applied(). With publish_key, only
+  // what the top said (rootfs/follow.h): PermissionDenied leaves the root.
   dim::Result<int64_t> Target(int wait_s);
 
  private:
@@ -82,6 +86,7 @@ class Agent {
   dim::Fd root_;
   dim::Fd lock_;  // STATE/lock, held (flock) while the agent runs
   int64_t applied_ = 0;
+  rootfs::FollowState followed_;  // the top's statements seen, across Target calls
 };
 
 // The path of the agent's record of the version applied: STATE/applied, one

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +44,10 @@ options:
   --publish-key FILE  the top server's public key (hex, `dimctl key show`): every
                       version and keep-out list must carry its signature
                       (default: /etc/dim/publish.pub when it exists)
+  --statement-max-age S  report when the top's newest statement of the
+                      published version that the server passes on is older
+                      than S seconds (default 600): the server may be keeping
+                      this node back
   --keepout FILE      the node's own keep-out patterns, one a line, after the
                       image's list (default: /etc/dim/agent.keepout when it exists)
   --root DIR          the installed root (default /)
@@ -62,7 +67,7 @@ options:
 struct Args {
   std::vector<std::string> servers;
   std::string node, image, key_file, publish_key_file, keepout_file, root = "/", state;
-  int64_t adopt = 0;
+  int64_t adopt = 0, statement_max_age_s = 600;
   bool once = false;
   int wait_s = 30, timeout_s = 60;
 };
@@ -102,6 +107,8 @@ Args Parse(int argc, char** argv) {
       a.root = value();
     else if (o == "--state")
       a.state = value();
+    else if (o == "--statement-max-age")
+      a.statement_max_age_s = std::max<int64_t>(Number(o, value()), 1);
     else if (o == "--adopt")
       a.adopt = Number(o, value());
     else if (o == "--once")
@@ -228,6 +235,7 @@ int main(int argc, char** argv) {
   opts.image = a.image;
   opts.node = a.node;
   opts.boot_changed = [root = a.root] { return UpdateBootloader(root); };
+  opts.statement_max_age_s = a.statement_max_age_s;
   if (auto pub = ReadOptional(a.publish_key_file, "/etc/dim/publish.pub")) {
     auto k = dim::sign::PublicKey::FromHex(*pub);
     if (!k.ok())

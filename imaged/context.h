@@ -47,6 +47,10 @@ class CatalogPool {
     std::unique_ptr<dim::Store> s_;
   };
   dim::Result<Lease> Acquire();
+  // A handle that is the caller's for good, never returned to the pool: its
+  // own catalogue connection and a share of the object store, so it may
+  // outlive the pool and the context (a detached thread's, InstallSender).
+  dim::Result<std::unique_ptr<dim::Store>> Detached() const { return origin_->Connect(); }
 
  private:
   const dim::Store* origin_;

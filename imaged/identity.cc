@@ -231,8 +231,8 @@ dim::Result<dim::auth::Claim> Identity::Check(const dim::http::Request& req, con
                                     "): a request replayed from elsewhere? If clients reach this server by that "
                                     "name (a DNS name, a proxy), add it to 'addresses' in imaged.conf");
   }
-  // Only a request that changes state waits for its nonce to be on disk:
-  // reads stay off the journal (docs/security.md, "Replay").
+  // Every nonce goes to the journal; only a request that changes state waits
+  // for it to be on disk (docs/security.md, "Replay across restarts").
   const bool changes_state = !IsRead(req) && req.method != "HEAD";
   DIM_RETURN_IF_ERROR(replay_.Admit(claim.identity, claim.nonce, claim.time, now, changes_state));
   return claim;

@@ -112,8 +112,9 @@ Response InstallApi::Stream(const std::string& node, const Request& req) {
   const std::string what = plan->image + "@" + std::to_string(plan->version);
   std::fprintf(stderr, "imaged: node %s (install request %lld) asks for %s at %s:%s\n", node.c_str(),
                static_cast<long long>(plan->request), what.c_str(), target.address.c_str(), target.path.c_str());
-  const int gather = sender_.Add(plan->image, plan->version, std::move(target), std::move(*key));
-  return Response::Json(200, dim::proto::Encode(dim::proto::InstallStreamAnswer{node, what, gather}));
+  auto gather = sender_.Add(plan->image, plan->version, std::move(target), std::move(*key));
+  if (!gather.ok()) return Response::Error(gather.status());
+  return Response::Json(200, dim::proto::Encode(dim::proto::InstallStreamAnswer{node, what, *gather}));
 }
 
 Response InstallApi::Report(const std::string& node, const Request& req) {

@@ -32,7 +32,7 @@ class InstallApi {
         catalogs_(catalogs),
         target_(std::move(target)),
         key_(std::move(key)),
-        sender_(config.store, config.name, config.install_gather_s) {}
+        sender_(catalogs, config.name, config.install_gather_s) {}
 
   // The install routes of dim/proto.h for a valid node name the caller may use:
   //   GET  /v1/nodes/NODE/install          the node's plan (text, dim/install/messages.h)

@@ -11,18 +11,25 @@
 
 namespace imaged {
 
-InstallSender::InstallSender(std::string store, std::string server, int gather_s)
-    : store_(std::move(store)), server_(std::move(server)), gather_s_(gather_s) {}
+InstallSender::InstallSender(const CatalogPool* catalogs, std::string server, int gather_s)
+    : catalogs_(catalogs), server_(std::move(server)), gather_s_(gather_s) {}
 
-int InstallSender::Add(const std::string& image, int64_t version, dim::clone::Target target, std::string key) {
+dim::Result<int> InstallSender::Add(const std::string& image, int64_t version, dim::clone::Target target,
+                                    std::string key) {
   const std::string what = image + "@" + std::to_string(version);
   std::lock_guard<std::mutex> l(shared_->mu);
   auto& batch = shared_->gathering[what];
   if (!batch) {
+    // The stream's own handle, taken now: the thread may outlive the context.
+    auto store = catalogs_->Detached();
+    if (!store.ok()) {
+      shared_->gathering.erase(what);
+      return store.status();
+    }
     batch = std::make_shared<Batch>();
     batch->image = image;
     batch->version = version;
-    std::thread(Run, shared_, what, store_, server_, gather_s_).detach();
+    std::thread(Run, shared_, what, std::move(*store), server_, gather_s_).detach();
   }
   for (size_t i = 0; i < batch->receivers.size(); i++) {
     if (batch->receivers[i].name == target.name) {
@@ -40,8 +47,8 @@ int InstallSender::Add(const std::string& image, int64_t version, dim::clone::Ta
   return gather_s_;
 }
 
-void InstallSender::Run(std::shared_ptr<Shared> shared, std::string what, std::string store_path, std::string server,
-                        int gather_s) {
+void InstallSender::Run(std::shared_ptr<Shared> shared, std::string what, std::unique_ptr<dim::Store> store,
+                        std::string server, int gather_s) {
   std::this_thread::sleep_for(std::chrono::seconds(gather_s));
   std::shared_ptr<Batch> batch;
   {
@@ -59,18 +66,16 @@ void InstallSender::Run(std::shared_ptr<Shared> shared, std::string what, std::s
     std::fprintf(stderr, "imaged: install stream of %s failed on server %s: %s (the nodes report it and stay in "
                  "install mode)\n", what.c_str(), server.c_str(), why.c_str());
   };
-  auto store = dim::Store::Open(dim::Env::Posix(), store_path);
-  if (!store.ok()) return fail_all(store.status().ToString());
   // Shared, as a commit holds it: garbage collection waits for the stream.
-  auto lock = (*store)->LockStore(false, true);
+  auto lock = store->LockStore(false, true);
   if (!lock.ok()) return fail_all(lock.status().ToString());
   dim::clone::SendOptions opts;
   opts.plan.mode = dim::clone::Mode::kTree;
   opts.plan.what = what;
   opts.plan.receivers = batch->receivers;
   opts.keys = batch->keys;
-  opts.spool_dir = store_path + "/staging";
-  dim::Store* s = store->get();
+  opts.spool_dir = store->root() + "/staging";
+  dim::Store* s = store.get();
   const std::string image = batch->image;
   const int64_t version = batch->version;
   opts.produce = [s, image, version](int fd, const std::function<void(uint64_t)>& grew) {

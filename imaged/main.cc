@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   log(LOG_INFO, "replay journal: " + std::to_string(*kept) +
-                    " nonces of state-changing requests from the last run are still refused");
+                    " nonces of signed requests from the last run are still refused");
   dim::http::ServerOptions sopts;
   sopts.address = config->listen_address;
   sopts.port = config->listen_port;

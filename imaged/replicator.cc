@@ -686,9 +686,14 @@ void Replicator::FollowImage(const std::string& image) {
     // Applied under the follow lock, never once this server was promoted.
     auto follow = service_->FollowLock();
     if (service_->IsTop()) break;
+    Status said;
+    bool took_statement = false;
     if (answer.ok() && st.ok()) {
       int64_t published = answer->published;
       if (published > head || heal) {
+        // Asked before the version is applied, not between its commit and
+        // the nodes' wake-up below (which readers of the store may race).
+        auto fetched = FetchStatement(**parent, parent_url, image);
         auto t0 = std::chrono::steady_clock::now();
         auto r = SyncImage(store->store(), **parent, parent_url, key_, identity, image, published,
                            config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
@@ -701,6 +706,11 @@ void Replicator::FollowImage(const std::string& image) {
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           head = r->to;
+          // With the top's statement of it first: nodes woken with an older
+          // one would each ask the top to confirm the version.
+          said = fetched.status();
+          if (fetched.ok()) KeepStatement(image, std::move(*fetched), head);
+          took_statement = true;
           // Nodes hear of the version now, not after the pruning below,
           // which may collect garbage across the whole store.
           service_->Notify();
@@ -721,6 +731,10 @@ void Replicator::FollowImage(const std::string& image) {
         }
       }
     }
+    // The top's word on what is published, passed on to this server's nodes
+    // (and children) once this server holds that version; renewed every
+    // round, so it stays fresh while nothing changes.
+    if (st.ok()) st = took_statement ? said : TakeStatement(**parent, parent_url, image, head);
     {
       std::lock_guard<std::mutex> l(mu_);
       dim::proto::ReplicaState& state = state_[image];
@@ -742,6 +756,38 @@ void Replicator::FollowImage(const std::string& image) {
       backoff_ms = 200;
     }
   }
+}
+
+dim::Result<std::optional<Service::SignedStatement>> Replicator::FetchStatement(dim::ApiClient& parent,
+                                                                               const std::string& parent_url,
+                                                                               const std::string& image) {
+  auto reply = parent.Call(dim::proto::RouteId::kImageStatement, {image});
+  // A parent before statements, or a site without a publish key: nothing to pass on.
+  if (!reply.ok()) {
+    if (reply.status().code() == dim::Code::kNotFound) return std::optional<Service::SignedStatement>();
+    return reply.status();
+  }
+  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "version-statement", image,
+                                               dim::Sha256Of(reply->body), reply->signature, parent_url));
+  DIM_ASSIGN_OR_RETURN(auto said, dim::proto::DecodeVersionStatement(reply->body));
+  if (said.image != image) {
+    return Status::Corruption("the version statement from " + parent_url + " for " + image + " names image " +
+                              said.image);
+  }
+  return std::optional<Service::SignedStatement>(
+      Service::SignedStatement{std::move(reply->body), std::move(reply->signature), said.published, said.time});
+}
+
+void Replicator::KeepStatement(const std::string& image, std::optional<Service::SignedStatement> said, int64_t head) {
+  // Not yet here: the next round replicates it, then passes the statement on.
+  if (said && said->published <= head) service_->KeepStatement(image, std::move(*said));
+}
+
+Status Replicator::TakeStatement(dim::ApiClient& parent, const std::string& parent_url, const std::string& image,
+                                 int64_t head) {
+  DIM_ASSIGN_OR_RETURN(auto said, FetchStatement(parent, parent_url, image));
+  KeepStatement(image, std::move(said), head);
+  return Status::Ok();
 }
 
 Status CheckStoredHead(dim::Catalog& catalog, const std::string& image) {

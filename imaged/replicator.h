@@ -71,6 +71,17 @@ class Replicator {
   // it is this server, or this server is between it and the top. Records
   // the chain up to the top for this server's own /v1/info.
   dim::Status CheckLoop(const std::string& parent, const dim::proto::InfoAnswer& info);
+  // Takes the parent's signed version statement of `image` (checked with
+  // publish_key) and hands it to the Service for this server's nodes, once
+  // this server holds the version it names (head).
+  dim::Status TakeStatement(dim::ApiClient& parent, const std::string& parent_url, const std::string& image,
+                            int64_t head);
+  // Its two halves: the parent's statement, checked (nullopt: the parent
+  // has none), and keeping it when this server holds its version.
+  dim::Result<std::optional<Service::SignedStatement>> FetchStatement(dim::ApiClient& parent,
+                                                                      const std::string& parent_url,
+                                                                      const std::string& image);
+  void KeepStatement(const std::string& image, std::optional<Service::SignedStatement> said, int64_t head);
   // Sends ReportState soon after a child reported (on its own thread).
   void RelayReports();
 

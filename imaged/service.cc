@@ -246,6 +246,7 @@ Response Service::Route(const Request& req) {
     case RouteId::kServerNodeKeys:
     case RouteId::kServerLinkKeys: return ServerKeys(route.id, match->param("server"), who);
     case RouteId::kImageHead: return Head(image, req);
+    case RouteId::kImageStatement: return Statement(image);
     case RouteId::kImageDelta: return Delta(image, req);
     case RouteId::kImageSnapshot: return Snapshot(image, req, who);
     case RouteId::kImageKeepout: return Signed(Keepout(image), "keepout", image);
@@ -543,9 +544,19 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
     auto pin = s.pins.find(node);
     return pin != s.pins.end() ? pin->second : s.published;
   };
-  auto answer_of = [node, image = image->second, target](const LongPolls::ImageState& s) {
+  // Every answer carries the top's statement of what is published, so a
+  // node with the publish key can tell an answer that keeps it back.
+  auto answer_of = [this, node, image = image->second, target](const LongPolls::ImageState& s) {
     const int64_t v = target(s);
-    return dim::proto::NodeVersionAnswer{node, image, v, v != s.published, ""};
+    dim::proto::NodeVersionAnswer a{node, image, v, v != s.published, "", "", ""};
+    auto said = CurrentStatement(image, s.published);
+    if (said.ok() && *said) {
+      a.statement = (*said)->body;
+      a.statement_signature = (*said)->signature;
+    } else if (!said.ok()) {
+      ctx_.log()(LOG_WARNING, "version statement of " + image + ": " + said.status().ToString());
+    }
+    return a;
   };
   if (!challenge.empty()) {
     // A node moves back (a pin below what it runs, a rollback) only on the
@@ -562,6 +573,64 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
         seen();
         return Response::Json(200, dim::proto::Encode(answer_of(*s)));
       });
+}
+
+Response Service::Statement(const std::string& image) {
+  auto published = Published(image);
+  if (!published.ok()) return Response::Error(published.status());
+  auto said = CurrentStatement(image, *published);
+  if (!said.ok()) return Response::Error(said.status());
+  if (!*said) {
+    return Response::Error(Status::NotFound(
+        "no signed version statement of " + image + " here: " +
+        (IsTop() ? "this top has no publish key (dimctl key init)" : "none has come from the parent yet")));
+  }
+  Response r = Response::Json(200, (*said)->body);
+  r.headers["X-Dim-Signature"] = (*said)->signature;
+  r.headers["Cache-Control"] = "no-store";
+  return r;
+}
+
+dim::Result<std::optional<Service::SignedStatement>> Service::CurrentStatement(const std::string& image,
+                                                                               int64_t published) {
+  const int64_t now = std::time(nullptr);
+  {
+    std::lock_guard<std::mutex> l(statements_mu_);
+    auto it = statements_.find(image);
+    if (!IsTop()) {
+      if (it == statements_.end()) return std::optional<SignedStatement>();
+      return std::optional<SignedStatement>(it->second);
+    }
+    // Kept for 10 s: one signature serves the long-polls a push answers at
+    // once (and one look for the key file, on a site without one).
+    if (it != statements_.end() && it->second.published == published && now - it->second.time < 10 &&
+        it->second.time <= now) {
+      if (it->second.body.empty()) return std::optional<SignedStatement>();
+      return std::optional<SignedStatement>(it->second);
+    }
+  }
+  DIM_ASSIGN_OR_RETURN(auto key, dim::identity::LoadPublishKey(config_.store));
+  SignedStatement said;
+  if (!key) {
+    std::lock_guard<std::mutex> l(statements_mu_);
+    statements_[image] = {"", "", published, now};
+    return std::optional<SignedStatement>();
+  }
+  said.body = dim::proto::Encode(dim::proto::VersionStatement{image, published, now});
+  DIM_ASSIGN_OR_RETURN(said.signature,
+                       dim::identity::SignCopy(*key, "version-statement", image, dim::Sha256Of(said.body)));
+  said.published = published;
+  said.time = now;
+  std::lock_guard<std::mutex> l(statements_mu_);
+  statements_[image] = said;
+  return std::optional<SignedStatement>(std::move(said));
+}
+
+void Service::KeepStatement(const std::string& image, SignedStatement statement) {
+  std::lock_guard<std::mutex> l(statements_mu_);
+  SignedStatement& kept = statements_[image];
+  // Never an older one over a newer: a node refuses to go back in time.
+  if (statement.time >= kept.time) kept = std::move(statement);
 }
 
 Response Service::SignedVersion(dim::proto::NodeVersionAnswer answer, const std::string& challenge) {

@@ -103,6 +103,15 @@ class Service {
   void SetUpstream(Connect upstream, std::function<void()> on_report);
   void SetUpstreamChain(std::vector<std::string> chain);
 
+  // The top's signed word on an image's published version (kind
+  // "version-statement", dim::proto::VersionStatement): its exact bytes and
+  // signature. A leaf keeps the newest one its replicator checked.
+  struct SignedStatement {
+    std::string body, signature;
+    int64_t published = 0, time = 0;
+  };
+  void KeepStatement(const std::string& image, SignedStatement statement);
+
   ServerContext& context() { return ctx_; }
   CatalogPool& catalogs() { return catalogs_; }
   Identity& identity() { return identity_; }
@@ -118,6 +127,12 @@ class Service {
   dim::http::Response ServerKeys(dim::proto::RouteId route, const std::string& server, const std::string& who);
   dim::Result<dim::proto::InfoAnswer> BuildInfo();
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
+  // GET /v1/images/NAME/statement.
+  dim::http::Response Statement(const std::string& image);
+  // The statement for `published` on the top (signed afresh when the
+  // published version changed or the last is 10 s old), the kept one on a
+  // leaf; nullopt without a publish key (or, on a leaf, before one came).
+  dim::Result<std::optional<SignedStatement>> CurrentStatement(const std::string& image, int64_t published);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
   // What names the delta from `from` to `to` in deltas_.
   dim::Result<std::string> DeltaKey(dim::Catalog& cat, const dim::ImageInfo& img, int64_t from, int64_t to, int form);
@@ -195,6 +210,8 @@ class Service {
     std::chrono::steady_clock::time_point when;
   };
   std::map<std::string, NodeSeen> seen_;        // node -> its last version request, GUARDED_BY(mu_)
+  std::mutex statements_mu_;
+  std::map<std::string, SignedStatement> statements_;  // image -> newest, GUARDED_BY(statements_mu_)
 
   // Ready catalogues of recent versions, zstd-compressed: a rack booting at
   // once asks for the same one. Built one at a time under snapshot_mu_.

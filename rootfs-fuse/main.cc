@@ -31,6 +31,7 @@
 #include "dim/proto.h"
 #include "dim/random.h"
 #include "dim/upper.h"
+#include "follow.h"
 #include "fs.h"
 #include "meta.h"
 #include "remote.h"
@@ -54,6 +55,10 @@ options:
   --publish-key FILE  the top server's public key (hex, `dimctl key show`):
                       every version must carry its signature (default:
                       /etc/dim/publish.pub when it exists, as the initrd has it)
+  --statement-max-age S  report when the top's newest statement of the
+                      published version that the server passes on is older
+                      than S seconds (default 600): the server may be keeping
+                      this node back
   --tls-ca FILE       the site CA's certificate (PEM) that https:// servers'
                       certificates must lead to (default: /etc/dim/tls-ca.pem,
                       where the initrd has it); http:// servers speak plain HTTP
@@ -98,7 +103,7 @@ struct Args {
   std::vector<dim::policy::Rule> policy;  // from the command line
   uint64_t cache_mib = 4096;
   int timeout_s = 60, fetch_threads = 4, prefetch_window_s = 120;
-  int64_t version = 0;
+  int64_t version = 0, statement_max_age_s = 600;
   uint64_t upper_mib = 0;  // 0: half of RAM, tmpfs's default
   bool rootfs = false, foreground = false, debug = false, upper_tmpfs = true, marks = false;
   std::string marks_file;  // empty: stderr
@@ -145,6 +150,7 @@ Args Parse(int argc, char** argv) {
     } else if (o == "--key-file") a.key_file = value();
     else if (o == "--secret") a.secret_file = value();
     else if (o == "--publish-key") a.publish_key_file = value();
+    else if (o == "--statement-max-age") a.statement_max_age_s = number(1, 1L << 30);
     else if (o == "--tls-ca") a.tls_ca = value();
     else if (o == "--tls-crl") a.tls_crl = value();
     else if (o == "--alt") a.alts.push_back(value());
@@ -301,52 +307,6 @@ std::string LoadKey(const Args& a, const rootfs::RemoteOptions& remote,
   return std::move(*key);
 }
 
-// The version the top says this node runs now, signed for a fresh challenge
-// (a leaf passes its parent's answer on): what a move back must rest on, so
-// that neither a leaf nor the network can send a node to an older version,
-// by a forged answer or a replayed one (docs/security.md).
-dim::Result<int64_t> SignedTarget(rootfs::Remote& remote, const Args& a, const dim::sign::PublicKey* publish_key) {
-  char raw[16];
-  dim::RandomBytesNoWait(raw, sizeof raw);
-  const std::string challenge = dim::auth::KeyToHex(std::string(raw, sizeof raw));
-  std::string signature;
-  DIM_ASSIGN_OR_RETURN(std::string body, remote.GetSigned(dim::proto::RouteId::kNodeVersion, {a.node}, &signature,
-                                                          {{"image", a.image}, {"challenge", challenge}}));
-  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, "node-version", a.node, dim::Sha256Of(body), signature,
-                                               remote.current_server()));
-  DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeNodeVersionAnswer(body));
-  if (answer.node != a.node || answer.image != a.image || answer.challenge != challenge) {
-    return dim::Status::PermissionDenied("the signed version answer from " + remote.current_server() +
-                                         " is not for this request (node " + answer.node + ", image " + answer.image +
-                                         "): a replayed answer, refused");
-  }
-  return answer.version;
-}
-
-// The version this node runs: its pin (`dimctl push --nodes`) or the
-// published one, as soon as it differs from `after` (long-poll up to wait_s).
-// Servers older than the node endpoint answer 404: ask for the published head.
-// With publish_key, a version below `after` must be the top's signed word.
-dim::Result<int64_t> NodeTarget(rootfs::Remote& remote, const Args& a, int64_t after, int wait_s,
-                                const dim::sign::PublicKey* publish_key = nullptr) {
-  long timeout_ms = (wait_s + 10) * 1000L;
-  std::map<std::string, std::string> q = {{"after", std::to_string(after)}, {"wait", std::to_string(wait_s)}};
-  auto with_image = q;
-  with_image["image"] = a.image;
-  auto r = remote.Call(dim::proto::RouteId::kNodeVersion, {a.node}, with_image, "", false, timeout_ms);
-  if (r.ok()) {
-    DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeNodeVersionAnswer(*r));
-    // Back below the running version only on the top's signed word.
-    if (publish_key != nullptr && after > 0 && answer.version < after) return SignedTarget(remote, a, publish_key);
-    return answer.version;
-  }
-  if (r.status().code() != dim::Code::kNotFound) return r.status();
-  DIM_ASSIGN_OR_RETURN(std::string head, remote.Call(dim::proto::RouteId::kImageHead, {a.image}, q, "", false, timeout_ms));
-  DIM_ASSIGN_OR_RETURN(auto answer, dim::proto::DecodeHeadAnswer(head));
-  if (publish_key != nullptr && after > 0 && answer.published < after) return SignedTarget(remote, a, publish_key);
-  return answer.published;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -480,10 +440,20 @@ int main(int argc, char** argv) {
                            ? seeded
                            : dim::Status::Ok();
   int64_t target = seeded.ok() ? (*meta)->version() : a.version;
+  // What the node follows, checked against the top's signatures (follow.h).
+  rootfs::FollowOptions follow{a.node, a.image, publish_key, a.statement_max_age_s, [](const std::string& msg) {
+                                 std::fprintf(stderr, "rootfs-fuse: %s\n", msg.c_str());
+                               }};
+  rootfs::FollowState followed;
   if (synced.ok() && target == 0) {
-    auto t = NodeTarget(remote, a, 0, 0);
+    auto t = rootfs::FollowTarget(remote, follow, &followed, 0, 0);
     if (t.ok()) target = *t;
     else synced = t.status();
+    // Refused here rather than below: the key may be fine, the answer is not the top's.
+    if (!t.ok() && (t.status().message().find("signature") != std::string::npos ||
+                   t.status().message().find("refused") != std::string::npos)) {
+      fail("node " + a.node + ": no version to mount: " + t.status().message());
+    }
   }
   if (synced.ok()) synced = (*meta)->SyncTo(remote, target, nullptr);
   if (!synced.ok()) {
@@ -583,7 +553,7 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
         continue;
       }
-      auto next = NodeTarget(remote, a, (*meta)->version(), 20, publish_key);
+      auto next = rootfs::FollowTarget(remote, follow, &followed, (*meta)->version(), 20);
       if (stop) break;
       if (!next.ok()) {
         // A move back without the top's signature is refused: said once, and

@@ -75,7 +75,7 @@ Status ReplayCache::OpenJournal(const std::string& path, int64_t now) {
 }
 
 Status ReplayCache::Compact() {
-  // Every nonce still remembered, read ones too: few, and harmless to keep.
+  // Every nonce still remembered, of reads and writes alike.
   std::string bytes(kReplayJournalHeader);
   bytes.reserve(bytes.size() + entries_ * kReplayRecordSize);
   for (const auto& [t, keys] : by_time_)
@@ -106,8 +106,7 @@ Status ReplayCache::Sync(uint64_t seq) {
   }
   synced_ = target;
   std::lock_guard<std::mutex> l(mu_);
-  // Expired nonces are dropped from the file when it holds twice the live ones.
-  if (records_ > 4096 && records_ > 2 * entries_) {
+  if (NeedsCompaction()) {
     DIM_RETURN_IF_ERROR(Compact());
     synced_ = written_;
   }
@@ -120,6 +119,7 @@ Status ReplayCache::Admit(std::string_view identity, std::string_view nonce, int
   const Digest d = Sha256Of(std::string(identity) + "\n" + std::string(nonce));
   std::memcpy(key.data(), d.bytes.data(), key.size());
   uint64_t seq = 0;
+  bool compact = false;
   {
     std::lock_guard<std::mutex> l(mu_);
     Expire(now);
@@ -134,28 +134,44 @@ Status ReplayCache::Admit(std::string_view identity, std::string_view nonce, int
     keys_.insert(key);
     by_time_[signed_time].push_back(key);
     entries_++;
-    if (!durable || path_.empty()) return Status::Ok();
+    if (path_.empty()) return Status::Ok();
     if (fd_ < 0)
       return Status::IOError("replay journal " + path_ + " could not be repaired after a failed append; the "
                              "request is refused, as it could be replayed after a restart: free space, then "
                              "restart imaged");
-    // The nonce stays remembered even if the append fails: the client signs
-    // its retry with a new one.
+    // Reads are appended too, without waiting for the disk: the write(2)
+    // alone outlives a kill -9 or a clean stop (docs/security.md, "Replay
+    // across restarts"). The nonce stays remembered even if the append
+    // fails: the client signs its retry with a new one.
     const std::string rec = EncodeReplayRecord({key, signed_time});
     const ssize_t n = ::write(fd_, rec.data(), rec.size());
     if (n != static_cast<ssize_t>(rec.size())) {
       const int err = n < 0 ? errno : EIO;
       // A partial record would shift every later one: cut it off again.
       if (n > 0 && ::ftruncate(fd_, static_cast<off_t>(kReplayJournalHeader.size() + records_ * kReplayRecordSize)) != 0)
-        ::close(std::exchange(fd_, -1));  // journal now unusable: no write passes until a restart
+        ::close(std::exchange(fd_, -1));  // journal now unusable: no signed request passes until a restart
       return Status::IOError("cannot append to replay journal " + path_ + ": " + std::strerror(err) +
                              "; the request is refused, as it could be replayed after a restart")
           .WithErrno(err);
     }
     seq = ++written_;
     records_++;
+    compact = !durable && NeedsCompaction();
   }
-  return Sync(seq);
+  if (durable) return Sync(seq);
+  if (!compact) return Status::Ok();
+  // Compact replaces fd_, which a concurrent Sync may be using: under sync_mu_.
+  std::lock_guard<std::mutex> s(sync_mu_);
+  std::lock_guard<std::mutex> l(mu_);
+  if (!NeedsCompaction()) return Status::Ok();  // another request compacted it meanwhile
+  DIM_RETURN_IF_ERROR(Compact());
+  synced_ = written_;
+  return Status::Ok();
+}
+
+bool ReplayCache::NeedsCompaction() const {
+  // Expired nonces are dropped from the file when it holds twice the live ones.
+  return records_ > 4096 && records_ > 2 * entries_;
 }
 
 size_t ReplayCache::size() const {

@@ -30,6 +30,8 @@ const std::vector<Route>& Routes() {
   static const std::vector<Route> kRoutes = {
       {kInfo, "GET", "/v1/info", "", "info", kSigned, "-", "InfoAnswer"},
       {kImageHead, "GET", "/v1/images/{image}/head", "", "head", kSigned, "-", "HeadAnswer"},
+      {kImageStatement, "GET", "/v1/images/{image}/statement", "", "version statement", kSigned, "-",
+       "VersionStatement"},
       {kImageDelta, "GET", "/v1/images/{image}/delta", "", "delta", kSigned, "-", "catalogue delta (dim/delta.h)"},
       {kImageSnapshot, "GET", "/v1/images/{image}/snapshot", "", "snapshot", kSigned, "-", "catalogue (SQLite, zstd)"},
       {kImageKeepout, "GET", "/v1/images/{image}/keepout", "", "keepout", kSigned, "-", "DIMKEEP1 (dim/wire.h)"},
@@ -407,9 +409,24 @@ Result<HeadAnswer> DecodeHeadAnswer(std::string_view text) {
   });
 }
 
+std::string Encode(const VersionStatement& m) {
+  return json::Dump(Json{{"image", m.image}, {"published", m.published}, {"time", m.time}});
+}
+Result<VersionStatement> DecodeVersionStatement(std::string_view text) {
+  return DecodeWith<VersionStatement>(text, "version statement", [](Fields& f, VersionStatement& m) {
+    m.image = f.Str("image");
+    m.published = f.Int("published");
+    m.time = f.Int("time");
+  });
+}
+
 std::string Encode(const NodeVersionAnswer& m) {
   Json j{{"node", m.node}, {"image", m.image}, {"version", m.version}, {"pinned", m.pinned}};
   if (!m.challenge.empty()) j["challenge"] = m.challenge;
+  if (!m.statement.empty()) {
+    j["statement"] = m.statement;
+    j["statement_signature"] = m.statement_signature;
+  }
   return json::Dump(j);
 }
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
@@ -419,6 +436,8 @@ Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
     m.version = f.Int("version");
     m.pinned = f.Bool("pinned", json::kOptional);
     m.challenge = f.Str("challenge", json::kOptional);
+    m.statement = f.Str("statement", json::kOptional);
+    m.statement_signature = f.Str("statement_signature", json::kOptional);
   });
 }
 

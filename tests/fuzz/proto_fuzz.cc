@@ -64,6 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)DecodeErrorAnswer(in);
   RoundTrip<InfoAnswer>(in, "info answer", DecodeInfoAnswer);
   RoundTrip<HeadAnswer>(in, "head answer", DecodeHeadAnswer);
+  RoundTrip<VersionStatement>(in, "version statement", DecodeVersionStatement);
   RoundTrip<NodeVersionAnswer>(in, "node version answer", DecodeNodeVersionAnswer);
   RoundTrip<PublishRequest>(in, "publish request", DecodePublishRequest);
   RoundTrip<PublishAnswer>(in, "publish answer", DecodePublishAnswer);

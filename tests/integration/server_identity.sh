@@ -181,7 +181,7 @@ assert_file_contains "$TEST_TMP/answer" "already served"
   die "leafA accepted a request signed for the top"
 assert_file_contains "$TEST_TMP/answer" "not for this one"
 
-log "replays across a restart: a node write captured before kill -9 and before a clean stop"
+log "replays across a restart: a node write and a read captured before kill -9 and before a clean stop"
 # restart_leafA SIGNAL: stops leafA with SIGNAL and starts it again on the same store.
 restart_leafA() {
   kill "-$1" "$a_pid"
@@ -196,11 +196,18 @@ cp "$TEST_TMP/last.header" "$TEST_TMP/captured1.header"
 [[ $(signed "$leafA" GET /v1/info node:na "$key_na") == 200 ]] || die "na's read was refused"
 cp "$TEST_TMP/last.header" "$TEST_TMP/captured_read.header"
 restart_leafA KILL
-grep -q "replay journal: [1-9][0-9]* nonces of state-changing requests" "$TEST_TMP/leafA.log" ||
+grep -q "replay journal: [1-9][0-9]* nonces of signed requests" "$TEST_TMP/leafA.log" ||
   die "leafA did not say it kept the journalled nonces: $(cat "$TEST_TMP/leafA.log")"
 cp "$TEST_TMP/captured1.header" "$TEST_TMP/last.header"
 [[ $(send_again "$leafA" PUT /v1/nodes/na/prefetch) == 403 ]] || die "a node write replayed after kill -9 was accepted"
 assert_file_contains "$TEST_TMP/answer" "already served"
+# Reads' nonces are journalled too (docs/security.md, "Replay across restarts").
+cp "$TEST_TMP/captured_read.header" "$TEST_TMP/last.header"
+[[ $(send_again "$leafA" GET /v1/info) == 403 ]] || die "a read replayed after kill -9 was accepted"
+assert_file_contains "$TEST_TMP/answer" "already served"
+[[ $(signed "$leafA" GET /v1/info node:na "$key_na") == 200 ]] ||
+  die "a fresh read after the restart was refused: $(cat "$TEST_TMP/answer")"
+cp "$TEST_TMP/last.header" "$TEST_TMP/captured_read2.header"
 [[ $(signed "$leafA" PUT /v1/nodes/na/prefetch node:na "$key_na" '') == 200 ]] ||
   die "a fresh node write after the restart was refused: $(cat "$TEST_TMP/answer")"
 cp "$TEST_TMP/last.header" "$TEST_TMP/captured2.header"
@@ -211,9 +218,11 @@ for captured in captured1 captured2; do
     die "a node write ($captured) replayed after a clean stop was accepted"
   assert_file_contains "$TEST_TMP/answer" "already served"
 done
-# Reads are not journalled (docs/security.md, "Replay"): the captured read passes once more.
-cp "$TEST_TMP/captured_read.header" "$TEST_TMP/last.header"
-[[ $(send_again "$leafA" GET /v1/info) == 200 ]] || die "a read after the restart was refused: $(cat "$TEST_TMP/answer")"
+for captured in captured_read captured_read2; do
+  cp "$TEST_TMP/$captured.header" "$TEST_TMP/last.header"
+  [[ $(send_again "$leafA" GET /v1/info) == 403 ]] || die "a read ($captured) replayed after a clean stop was accepted"
+  assert_file_contains "$TEST_TMP/answer" "already served"
+done
 [[ $(signed "$leafA" PUT /v1/nodes/na/prefetch node:na "$key_na" '') == 200 ]] ||
   die "a fresh node write after the clean restart was refused: $(cat "$TEST_TMP/answer")"
 log "a damaged journal stops the start with a message naming it"

@@ -84,6 +84,15 @@ struct Site {
   }
 };
 
+// A publish key in the site's store, as `dimctl key init` makes it (before Start).
+std::optional<dim::sign::PrivateKey> GivePublishKey(Site& s) {
+  auto key = dim::sign::PrivateKey::Generate();
+  REQUIRE(key.ok());
+  REQUIRE(dim::Env::Posix()->MkdirAll(s.config.store + "/keys", 0700).ok());
+  dimtest::WriteFile(dim::sign::PrivateKeyPath(s.config.store), key->Hex());
+  return std::move(*key);
+}
+
 bool Says(const Response& r, const std::string& what) {
   return r.body.find(what) != std::string::npos;
 }
@@ -128,7 +137,7 @@ TEST_CASE("replay: a nonce is good once, and forgotten only when its time no lon
   CHECK(cache.size() == 1);
 }
 
-TEST_CASE("replay journal: a write's nonce outlives a restart, a read's does not, expired ones are dropped") {
+TEST_CASE("replay journal: writes' and reads' nonces outlive a restart, expired ones are dropped") {
   TempDir dir;
   const std::string path = dir / "replay.journal";
   {
@@ -139,17 +148,17 @@ TEST_CASE("replay journal: a write's nonce outlives a restart, a read's does not
     CHECK(cache.Admit("node:a", "old", 650, 900, /*durable=*/true).ok());
     // A node whose clock runs 300 s ahead: its nonce lives as long as its signed time passes.
     CHECK(cache.Admit("node:b", "ahead", 1300, 1000, /*durable=*/true).ok());
-  }  // the process ends: kill -9 loses nothing appended, as each append was synced before Admit returned
+  }  // the process ends: kill -9 loses nothing appended (a read's append is in the page cache)
   dim::ReplayCache restarted;
   REQUIRE(restarted.OpenJournal(path, 1100).ok());
-  CHECK(restarted.size() == 2);  // w1 and ahead; "old" (650 < 1100 - 300) is gone
+  CHECK(restarted.size() == 3);  // w1, r1 and ahead; "old" (650 < 1100 - 300) is gone
   CHECK(restarted.Admit("node:a", "w1", 1000, 1100, true).code() == dim::Code::kPermissionDenied);
-  CHECK(restarted.Admit("node:a", "r1", 1000, 1100).ok());  // reads are not journalled
+  CHECK(restarted.Admit("node:a", "r1", 1000, 1100).code() == dim::Code::kPermissionDenied);
   CHECK(restarted.Admit("node:b", "ahead", 1300, 1500).code() == dim::Code::kPermissionDenied);
   // The journal was rewritten with the live nonces only.
   auto j = dim::DecodeReplayJournal(dimtest::ReadFile(path), path);
   REQUIRE(j.ok());
-  CHECK(j->records.size() == 2);
+  CHECK(j->records.size() == 3);
 }
 
 TEST_CASE("replay journal: a torn last record is ignored, anything else that is not a journal stops the start") {
@@ -387,10 +396,7 @@ TEST_CASE("identity: a server below a second-level server replicates there, and 
 
 TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out lists; a changed copy is refused") {
   Site s;
-  auto key = dim::sign::PrivateKey::Generate();
-  REQUIRE(key.ok());
-  REQUIRE(dim::Env::Posix()->MkdirAll(s.config.store + "/keys", 0700).ok());
-  dimtest::WriteFile(dim::sign::PrivateKeyPath(s.config.store), key->Hex());
+  auto key = GivePublishKey(s);
   s.Start();
   const dim::sign::PublicKey pub = key->Public();
   for (auto [path, kind, subject] : std::vector<std::tuple<std::string, std::string, std::string>>{
@@ -416,10 +422,7 @@ TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out list
 
 TEST_CASE("signed versions: the top signs the version a node is told, for that node's challenge only") {
   Site s;
-  auto key = dim::sign::PrivateKey::Generate();
-  REQUIRE(key.ok());
-  REQUIRE(dim::Env::Posix()->MkdirAll(s.config.store + "/keys", 0700).ok());
-  dimtest::WriteFile(dim::sign::PrivateKeyPath(s.config.store), key->Hex());
+  auto key = GivePublishKey(s);
   s.Start();
   REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":3}").status == 200);
   REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", s.secret.key, dim::wire::EncodePins({{"n1", 2}}))
@@ -458,12 +461,70 @@ TEST_CASE("signed versions: the top signs the version a node is told, for that n
   CHECK(ask({{"image", "deb"}, {"challenge", "not hex"}}).status == 400);
 }
 
+TEST_CASE("version statements: every version answer carries the top's signed word on what is published") {
+  Site s;
+  auto key = GivePublishKey(s);
+  s.Start();
+  REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":3}").status == 200);
+  const dim::sign::PublicKey pub = key->Public();
+  const int64_t before = std::time(nullptr);
+  // The statement route: the top's statement, signed over its exact bytes.
+  Response st = s.Call("GET", "/v1/images/deb/statement", "server:dimctl", s.secret.key, "");
+  REQUIRE(st.status == 200);
+  CHECK(dim::identity::CheckCopy(&pub, "version-statement", "deb", dim::Sha256Of(st.body),
+                                 st.headers["X-Dim-Signature"], "t")
+            .ok());
+  auto said = dim::proto::DecodeVersionStatement(st.body);
+  REQUIRE(said.ok());
+  CHECK(said->published == 3);
+  CHECK(said->time >= before);
+  // A node's long-poll answer carries it, with its signature.
+  Response r = s.svc->Handle(
+      s.Signed("GET", "/v1/nodes/n1/version", "server:dimctl", s.secret.key, "", s.config.name, {{"image", "deb"}}));
+  REQUIRE(r.status == 200);
+  auto answer = dim::proto::DecodeNodeVersionAnswer(r.body);
+  REQUIRE(answer.ok());
+  CHECK(answer->version == 3);
+  CHECK(dim::proto::DecodeVersionStatement(answer->statement)->published == 3);
+  CHECK(dim::identity::CheckCopy(&pub, "version-statement", "deb", dim::Sha256Of(answer->statement),
+                                 answer->statement_signature, "t")
+            .ok());
+  // Not for another image, nor with one byte changed.
+  CHECK(!dim::identity::CheckCopy(&pub, "version-statement", "other", dim::Sha256Of(answer->statement),
+                                  answer->statement_signature, "t")
+             .ok());
+  CHECK(!dim::identity::CheckCopy(&pub, "version-statement", "deb", dim::Sha256Of(answer->statement + " "),
+                                  answer->statement_signature, "t")
+             .ok());
+  // A new published version is a new statement at once (not the kept one).
+  REQUIRE(s.Call("POST", "/v1/images/deb/publish", "server:dimctl", s.secret.key, "{\"version\":2,\"rollback\":true}")
+              .status == 200);
+  st = s.Call("GET", "/v1/images/deb/statement", "server:dimctl", s.secret.key, "");
+  REQUIRE(st.status == 200);
+  CHECK(dim::proto::DecodeVersionStatement(st.body)->published == 2);
+}
+
+TEST_CASE("version statements: a leaf serves the newest statement its parent gave it, never an older one") {
+  Site leaf("leaf");
+  leaf.config.role = imaged::Config::Role::kLeaf;
+  leaf.config.parent = "http://127.0.0.1:1";
+  leaf.Start();
+  Response none = leaf.Call("GET", "/v1/images/deb/statement", "server:dimctl", leaf.secret.key, "");
+  CHECK(none.status == 404);
+  CHECK_MESSAGE(Says(none, "none has come from the parent yet"), none.body);
+  const std::string newer = dim::proto::Encode(dim::proto::VersionStatement{"deb", 3, 2000});
+  const std::string older = dim::proto::Encode(dim::proto::VersionStatement{"deb", 2, 1000});
+  leaf.svc->KeepStatement("deb", {newer, std::string(128, 'a'), 3, 2000});
+  leaf.svc->KeepStatement("deb", {older, std::string(128, 'b'), 2, 1000});
+  Response r = leaf.Call("GET", "/v1/images/deb/statement", "server:dimctl", leaf.secret.key, "");
+  REQUIRE(r.status == 200);
+  CHECK(r.body == newer);
+  CHECK(r.headers["X-Dim-Signature"] == std::string(128, 'a'));
+}
+
 TEST_CASE("signed versions: a leaf passes on its parent's signed answer only when it names the same version") {
   Site top;
-  auto key = dim::sign::PrivateKey::Generate();
-  REQUIRE(key.ok());
-  REQUIRE(dim::Env::Posix()->MkdirAll(top.config.store + "/keys", 0700).ok());
-  dimtest::WriteFile(dim::sign::PrivateKeyPath(top.config.store), key->Hex());
+  auto key = GivePublishKey(top);
   auto http = dim::http::Server::Start({}, [&top](const Request& r) { return top.svc->Handle(r); });
   REQUIRE(http.ok());
   const std::string url = "http://127.0.0.1:" + std::to_string((*http)->port());

@@ -178,6 +178,21 @@ TEST_CASE("proto: messages encode with fields in a fixed order and decode back")
   CHECK(nb->node == "n\"1\n");
   CHECK(nb->image == "d\xef\xbf\xbd");  // U+FFFD
   CHECK(nb->pinned);
+  // A version answer carries the top's statement as its exact bytes: they
+  // come back unchanged, so the signature over them still verifies.
+  const std::string said = Encode(VersionStatement{"deb", 4, 1796000000});
+  n.statement = said;
+  n.statement_signature = std::string(128, 'a');
+  nb = DecodeNodeVersionAnswer(Encode(n));
+  REQUIRE(nb.ok());
+  CHECK(nb->statement == said);
+  CHECK(nb->statement_signature == n.statement_signature);
+  auto st = DecodeVersionStatement(nb->statement);
+  REQUIRE(st.ok());
+  CHECK(st->published == 4);
+  CHECK(st->time == 1796000000);
+  CHECK(DecodeVersionStatement("{\"image\":\"deb\",\"published\":4}").status().message() ==
+        "version statement: field time: missing");
 
   // Fields a newer peer adds are ignored; an older one's missing epoch reads 0.
   auto head = DecodeHeadAnswer("{\"image\":\"deb\",\"published\":3,\"something_new\":[1,2]}");

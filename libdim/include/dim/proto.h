@@ -38,6 +38,7 @@ enum class RouteId {
   kServerNodeKeys,
   kServerLinkKeys,
   kImageHead,
+  kImageStatement,
   kImageDelta,
   kImageSnapshot,
   kImageKeepout,
@@ -151,6 +152,19 @@ struct HeadAnswer {
 std::string Encode(const HeadAnswer& m);
 Result<HeadAnswer> DecodeHeadAnswer(std::string_view json);
 
+// GET /v1/images/NAME/statement: the top's word on an image's published
+// version and when it said so, signed by the top (X-Dim-Signature, kind
+// "version-statement", subject the image). A leaf serves the newest one it
+// took from its parent; a node reads one in every version answer, so a leaf
+// can neither invent a version nor keep a node back unnoticed.
+struct VersionStatement {
+  std::string image;
+  int64_t published = 0;
+  int64_t time = 0;  // the top's clock, Unix seconds, when it signed
+};
+std::string Encode(const VersionStatement& m);
+Result<VersionStatement> DecodeVersionStatement(std::string_view json);
+
 // GET /v1/nodes/NODE/version
 struct NodeVersionAnswer {
   std::string node, image;
@@ -160,6 +174,10 @@ struct NodeVersionAnswer {
   // (X-Dim-Signature, kind "node-version"), so a node can tell the top's
   // current word from a replayed or forged one before it moves back.
   std::string challenge;
+  // The newest VersionStatement of the image the server holds, its exact
+  // bytes and the top's signature over them (128 hex digits); empty from
+  // servers before statements and on sites without a publish key.
+  std::string statement, statement_signature;
 };
 std::string Encode(const NodeVersionAnswer& m);
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view json);

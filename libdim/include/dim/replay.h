@@ -3,12 +3,13 @@
 // as long as its signed time is within the signature window; after that the
 // time check refuses the request anyway. Thread-safe.
 //
-// With a journal (OpenJournal), the nonces of requests that change state
-// outlive the process: each is appended to the journal and made durable
-// (fdatasync, one for all requests waiting at that moment) before Admit
-// accepts it, and read back at the next start, so a write captured before a
-// restart (kill -9 or clean stop) is refused after it too. Reads stay in
-// memory only (docs/security.md, "Replay").
+// With a journal (OpenJournal), every nonce outlives the process: each is
+// appended to the journal before Admit accepts it, and read back at the next
+// start, so a request captured before a restart (kill -9 or clean stop) is
+// refused after it too. A request that changes state also waits until its
+// nonce is durable (fdatasync, one for all requests waiting at that moment),
+// so a power cut cannot forget it; a read does not wait (docs/security.md,
+// "Replay across restarts").
 #pragma once
 
 #include <array>
@@ -58,8 +59,9 @@ class ReplayCache {
 
   // Records (identity, nonce) signed at `signed_time`: PermissionDenied when
   // it was seen before, Busy when the cache holds max_entries live nonces.
-  // `durable` (a request that changes state): with a journal open, returns
-  // only once the nonce is on disk; an I/O error refuses the request.
+  // With a journal open the nonce is appended to it (an I/O error refuses
+  // the request); `durable` (a request that changes state): returns only
+  // once it is on disk.
   Status Admit(std::string_view identity, std::string_view nonce, int64_t signed_time, int64_t now,
                bool durable = false);
   size_t size() const;
@@ -69,6 +71,7 @@ class ReplayCache {
   void Expire(int64_t now);                   // REQUIRES(mu_)
   Status Sync(uint64_t seq);                  // EXCLUDES(mu_, sync_mu_)
   Status Compact();                           // REQUIRES(mu_)
+  bool NeedsCompaction() const;               // REQUIRES(mu_)
   const size_t max_entries_;
   mutable std::mutex mu_;
   // Every live key once, for the lookup each signed request makes (a scan
