@@ -148,7 +148,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, ui
   dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return dim::PosixError("cache object " + id.Hex());
   char kind = static_cast<char>(d.kind);
-  struct iovec iov[2] = {{&kind, 1}, {d.body.data(), d.body.size()}};
+  struct iovec iov[2] = {{&kind, 1}, {const_cast<char*>(d.body.data()), d.body.size()}};
   for (size_t done = 0, total = 1 + d.body.size(); done < total;) {
     ssize_t n = ::pwritev(fd.get(), iov, 2, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;

@@ -132,9 +132,21 @@ Status ObjectSource::Fetch(const std::vector<Digest>& ids) {
   return error_;
 }
 
-void ObjectSource::Add(const Digest& id) {
+void ObjectSource::Add(const Digest& id, bool maybe_list) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!seen_.insert(id).second) return;
+  }
+  if (sink_->Has(id)) {
+    // A chunk list kept by a fetch that failed part way: its chunks may not
+    // all have come (the sink keeps what verified, in any order).
+    std::vector<Digest> chunks;
+    if (maybe_list && opts_.follow_chunks && sink_->Children(id, &chunks).ok()) {
+      for (const auto& c : chunks) Add(c, false);
+    }
+    return;
+  }
   std::lock_guard<std::mutex> l(mu_);
-  if (!seen_.insert(id).second || sink_->Has(id)) return;
   queue_.push_back(id);
   cv_.notify_one();
 }
@@ -263,7 +275,7 @@ Status ObjectSource::FetchBatch(const std::vector<Digest>& ids) {
           DIM_ASSIGN_OR_RETURN(auto list, ChunkList::Parse(decoded.body));
           PlanChunkDeltas(rec.id, list);
           for (const auto& c : list.chunks) {
-            if (!c.hole) Add(c.id);
+            if (!c.hole) Add(c.id, false);
           }
         }
       }
@@ -362,7 +374,7 @@ Status ObjectSource::FetchOne(const Digest& id) {
     DIM_ASSIGN_OR_RETURN(auto list, ChunkList::Parse(decoded->body));
     PlanChunkDeltas(id, list);
     for (const auto& c : list.chunks) {
-      if (!c.hole) Add(c.id);
+      if (!c.hole) Add(c.id, false);
     }
     return Status::Ok();
   }

@@ -42,6 +42,13 @@ class ObjectSink {
   // (dim/object_store.h); empty when it came decoded (a pack, a delta).
   // decoded: its kind and body. Called from the source's workers at once.
   virtual Status Put(const Digest& id, std::string_view raw, const DecodedObject& decoded) = 0;
+  // The chunks of a chunk list the sink holds (nothing for a blob): a list
+  // kept from a fetch that failed part way may lack some of them.
+  virtual Status Children(const Digest& id, std::vector<Digest>* out) {
+    (void)id;
+    (void)out;
+    return Status::Ok();
+  }
   // The body of a blob the sink holds, as a delta base; an error when it has
   // none to offer (the object then travels whole).
   virtual Result<std::string> ReadBlob(const Digest& id) {
@@ -93,6 +100,7 @@ class StoreObjectSink : public ObjectSink {
   bool Has(const Digest& id) override;
   Status Put(const Digest& id, std::string_view raw, const DecodedObject& decoded) override;
   Result<std::string> ReadBlob(const Digest& id) override;
+  Status Children(const Digest& id, std::vector<Digest>* out) override { return objects_.Children(id, out); }
   // Commits what is staged. Called on failure too: what verified is kept.
   Status Commit();
 
@@ -147,7 +155,8 @@ class ObjectSource {
   Result<std::string> Ask(size_t start, proto::RouteId route, const std::vector<std::string>& params,
                           const std::map<std::string, std::string>& query, const std::string& body,
                           int* http_status, bool missing_fails_over = false);
-  void Add(const Digest& id);
+  // maybe_list: id may be a chunk list (not a chunk named by one).
+  void Add(const Digest& id, bool maybe_list = true);
   void Fail(const Status& s);
   void Work();
   Status FetchBatch(const std::vector<Digest>& ids);
