@@ -21,15 +21,6 @@ using dimtest::TempDir;
 
 namespace {
 
-std::string Random(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  for (auto& c : s) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    c = static_cast<char>(seed >> 56);
-  }
-  return s;
-}
-
 // An imaged serving an image of `files` small files and one chunked file,
 // and an empty store to fetch into.
 struct Fixture {
@@ -54,9 +45,9 @@ struct Fixture {
     leaf = std::move(*l);
     REQUIRE(dim::Env::Posix()->MkdirAll(dir / "master", 0755).ok());
     for (int i = 0; i < files; i++) {
-      dimtest::WriteFile(dir / ("master/f" + std::to_string(i)), Random(2000 + 37 * i, i + 1));
+      dimtest::WriteFile(dir / ("master/f" + std::to_string(i)), dimtest::RandomBytes(2000 + 37 * i, i + 1));
     }
-    dimtest::WriteFile(dir / "master/big", Random(3 << 20, 99));
+    dimtest::WriteFile(dir / "master/big", dimtest::RandomBytes(3 << 20, 99));
     auto imported = dim::ImportImage(*top, "img", dir / "master", {});
     REQUIRE_MESSAGE(imported.ok(), imported.status().ToString());
     auto img = top->catalog().GetImage("img");
