@@ -19,6 +19,7 @@
 #include "dim/identity.h"
 #include "dim/image.h"
 #include "dim/install/messages.h"
+#include "dim/object_source.h"
 #include "dim/object_store.h"
 #include "dim/overlay_session.h"
 #include "dim/random.h"
@@ -175,38 +176,19 @@ dim::Result<dim::keepout::RuleSet> Agent::KeepoutRules() {
 }
 
 Status Agent::FetchObjects(dim::ObjectStore& objects, std::vector<dim::Digest> ids) {
-  // Chunk lists first name their chunks: a second round fetches those.
-  while (!ids.empty()) {
-    std::vector<dim::Digest> want;
-    std::set<dim::Digest> seen;
-    for (const auto& id : ids) {
-      if (!objects.Has(id) && seen.insert(id).second) want.push_back(id);
-    }
-    ids.clear();
-    while (!want.empty()) {
-      std::vector<dim::Digest> part(
-          want.begin(), want.begin() + static_cast<long>(std::min(want.size(), kBatchIds)));
-      DIM_ASSIGN_OR_RETURN(auto got, remote_->Objects(part));
-      if (got.empty()) {
-        return Status::NotFound("server " + remote_->current_server() + " lacks object " +
-                                part[0].Hex() + " of image " + opts_.image);
-      }
-      DIM_ASSIGN_OR_RETURN(auto batch, objects.NewBatch());
-      for (const auto& [id, raw] : got) {
-        DIM_ASSIGN_OR_RETURN(dim::DecodedObject d, batch->PutRaw(id, raw));  // verified against id
-        if (d.kind != dim::ObjectKind::kChunkList) continue;
-        DIM_ASSIGN_OR_RETURN(dim::ChunkList list, dim::ChunkList::Parse(d.body));
-        for (const auto& c : list.chunks) {
-          if (!c.hole) ids.push_back(c.id);
-        }
-      }
-      DIM_RETURN_IF_ERROR(batch->Commit());
-      want.erase(std::remove_if(want.begin(), want.end(),
-                                [&](const dim::Digest& id) { return got.count(id) > 0; }),
-                 want.end());
-    }
-  }
-  return Status::Ok();
+  // Through the object source (dim/object_source.h): plain batches, a chunk
+  // list's chunks after it, each object verified; what verified is kept
+  // even when the rest fails, so the next attempt fetches only the rest.
+  rootfs::RemoteObjects server(remote_);
+  DIM_ASSIGN_OR_RETURN(auto sink, dim::StoreObjectSink::Create(objects));
+  dim::ObjectSourceOptions opts;
+  opts.packed = false;
+  opts.batch_objects = kBatchIds;
+  dim::ObjectSource source({&server}, sink.get(), opts);
+  Status fetched = source.Fetch(ids);
+  Status kept = sink->Commit();
+  DIM_RETURN_IF_ERROR(fetched.Annotate("from " + remote_->current_server() + " for image " + opts_.image));
+  return kept;
 }
 
 dim::Result<ApplyStats> ApplyDiff(int root_fd, const dim::ObjectStore& objects,

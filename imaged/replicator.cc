@@ -4,19 +4,15 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <syslog.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <condition_variable>
-#include <deque>
-#include <functional>
 #include <map>
 #include <optional>
 #include <set>
-#include <unordered_set>
 
 #include "dim/delta.h"
 #include "dim/root.h"
@@ -25,6 +21,7 @@
 #include "dim/cluster/registry.h"
 #include "dim/keepout.h"
 #include "dim/object_delta.h"
+#include "dim/object_source.h"
 #include "dim/policy.h"
 #include "dim/wire.h"
 #include "dim/zstd.h"
@@ -35,8 +32,6 @@ using dim::Status;
 
 namespace {
 
-// Decoded object packs: the parent sends about 32 MiB per pack.
-constexpr uint64_t kMaxPackBytes = 64ull << 20;
 // Kernels and initrds copied from the parent.
 constexpr uint64_t kMaxBootFile = 1ull << 30;
 
@@ -67,228 +62,6 @@ dim::Result<dim::ChunkList> OldChunks(const dim::ObjectStore& objects, const dim
   if (e.size > dim::StoreOptions{}.chunk_threshold) return objects.ReadChunkList(e.object);
   return OneChunk(e.object, e.size);
 }
-
-// Fetches objects (and, for chunk lists, their missing chunks) in parallel
-// into batch, each verified against its id.
-class Fetcher {
- public:
-  Fetcher(dim::ObjectStore& objects, dim::ObjectStore::Batch& batch) : objects_(objects), batch_(batch) {}
-  // Objects that replace one this store has at the same path travel as
-  // deltas (zstd with old content as prefix): blobs against the old blobs
-  // named here; chunk lists, once fetched, have their missing chunks
-  // fetched against the old file's chunks at the same place (old_files: new
-  // chunk list -> the old file's chunks). Set before Run.
-  void SetBases(std::map<dim::Digest, std::vector<dim::Digest>> blob_bases,
-                std::map<dim::Digest, dim::ChunkList> old_files) {
-    bases_ = std::move(blob_bases);
-    old_files_ = std::move(old_files);
-  }
-
-  // The first worker fetches over the parent's own connection (idle while
-  // its caller waits here); the others open theirs when they first have
-  // work, so a push of a few objects makes no new connection (under TLS, no
-  // handshake).
-  Status Run(const std::vector<dim::Digest>& roots, int threads, dim::ApiClient& parent) {
-    for (const auto& id : roots) Add(id);
-    std::vector<std::thread> pool;
-    for (int i = 0; i < threads; i++) {
-      pool.emplace_back([&, i] {
-        std::unique_ptr<dim::ApiClient> own;
-        Work([&]() -> dim::Result<dim::ApiClient*> {
-          if (i == 0) return &parent;
-          if (!own) {
-            DIM_ASSIGN_OR_RETURN(own, parent.Clone());
-          }
-          return own.get();
-        });
-      });
-    }
-    for (auto& t : pool) t.join();
-    return error_;
-  }
-  uint64_t objects() const { return objects_fetched_; }
-  uint64_t bytes() const { return bytes_fetched_; }
-
- private:
-  void Add(const dim::Digest& id) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!seen_.insert(id).second || objects_.Has(id)) return;
-    queue_.push_back(id);
-    cv_.notify_one();
-  }
-  void Fail(const Status& s) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (error_.ok()) error_ = s;
-    cv_.notify_all();
-  }
-  void Work(const std::function<dim::Result<dim::ApiClient*>()>& connection) {
-    for (;;) {
-      std::vector<dim::Digest> ids;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [&] { return !queue_.empty() || busy_ == 0 || !error_.ok(); });
-        if (!error_.ok() || queue_.empty()) {
-          cv_.notify_all();
-          return;
-        }
-        // Several at once travel as one pack; deltas and lone objects alone.
-        while (!queue_.empty() && ids.size() < kPackObjects) {
-          if (!ids.empty() && bases_.count(queue_.front())) break;
-          ids.push_back(queue_.front());
-          queue_.pop_front();
-          if (bases_.count(ids.back())) break;
-        }
-        busy_++;
-      }
-      auto client = connection();
-      Status s = !client.ok()       ? client.status()
-                 : ids.size() == 1 ? FetchOne(**client, ids[0])
-                                   : FetchPack(**client, ids);
-      if (!s.ok()) Fail(s);
-      std::lock_guard<std::mutex> l(mu_);
-      busy_--;
-      cv_.notify_all();
-    }
-  }
-
-  static constexpr size_t kPackObjects = 256;
-
-  // A pack of decoded objects in one zstd stream (POST /v1/objects/batch?packed).
-  // Whatever the pack lacks, or a pack that fails, is fetched one by one.
-  Status FetchPack(dim::ApiClient& client, const std::vector<dim::Digest>& ids) {
-    std::string body;
-    for (const auto& id : ids) body += id.Raw();
-    std::set<dim::Digest> got;
-    auto pack = client.Call(dim::proto::RouteId::kObjectPack, {}, {{"packed", "1"}}, body);
-    if (pack.ok()) {
-      // A pack that cannot be decoded is fetched object by object instead.
-      auto raw = dim::DecompressFrame(pack->body, kMaxPackBytes, "object pack from the parent");
-      if (raw.ok()) {
-        DIM_RETURN_IF_ERROR(StorePack(*raw, &got));
-        std::lock_guard<std::mutex> l(mu_);
-        bytes_fetched_ += pack->body.size();
-      }
-    }
-    for (const auto& id : ids) {
-      if (!got.count(id)) DIM_RETURN_IF_ERROR(FetchOne(client, id));
-    }
-    return Status::Ok();
-  }
-
-  Status StorePack(std::string_view raw, std::set<dim::Digest>* got) {
-    std::vector<dim::wire::ObjectRecord> records;
-    if (!dim::wire::DecodeObjectRecords(raw, true, &records)) {
-      return Status::Corruption("truncated object pack from the parent");
-    }
-    for (const auto& rec : records) {
-      const dim::Digest& id = rec.id;
-      if (static_cast<dim::ObjectKind>(rec.kind) != dim::ObjectKind::kBlob) continue;  // chunk lists come one by one
-      if (dim::Sha256Of(rec.body) != id) {
-        return Status::Corruption("object " + id.Hex() + " from the parent's pack fails its hash check");
-      }
-      DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(rec.body));
-      if (stored != id) return Status::Corruption("object " + id.Hex() + " stored under another id");
-      got->insert(id);
-      std::lock_guard<std::mutex> l(mu_);
-      objects_fetched_++;
-    }
-    return Status::Ok();
-  }
-
-  // The delta path: false when it cannot be used (the object is then
-  // fetched whole); errors only for content that fails verification.
-  dim::Result<bool> FetchDelta(dim::ApiClient& client, const dim::Digest& id) {
-    std::vector<dim::Digest> base_ids;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      auto it = bases_.find(id);
-      if (it == bases_.end() || !parent_deltas_ || (it->second.size() > 1 && !multi_base_)) return false;
-      base_ids = it->second;
-    }
-    std::string base, query;
-    for (const auto& b : base_ids) {
-      auto part = objects_.ReadBlob(b);
-      if (!part.ok()) return false;
-      base += *part;
-      query += (query.empty() ? "" : ",") + b.Hex();
-    }
-    if (base.size() < kMinDeltaBase) return false;  // a delta would save little over the object
-    int http_status = 0;
-    auto patch = client.Send("GET", dim::proto::PathOf(dim::proto::RouteId::kObjectDelta, {id.Hex()}),
-                             {{"base", query}}, "", 0, &http_status);
-    if (!patch.ok()) {
-      // A parent from before bases of several chunks refuses them; it still
-      // serves whole objects and single-blob deltas.
-      if (base_ids.size() > 1 && http_status == 400) {
-        std::lock_guard<std::mutex> l(mu_);
-        multi_base_ = false;
-      }
-      return false;
-    }
-    // A parent from before deltas ignores `base` and sends the object itself.
-    if (ZSTD_getFrameContentSize(patch->data(), patch->size()) == ZSTD_CONTENTSIZE_ERROR) {
-      std::lock_guard<std::mutex> l(mu_);
-      parent_deltas_ = false;
-      return false;
-    }
-    auto body = dim::DecodePatch(base, *patch, dim::kMaxPatchTarget);
-    if (!body.ok() || dim::Sha256Of(*body) != id) {
-      return Status::Corruption("object " + id.Hex() + " rebuilt from a delta fails its hash check");
-    }
-    DIM_ASSIGN_OR_RETURN(dim::Digest stored, batch_.PutBlob(*body));
-    if (stored != id) return Status::Corruption("object " + id.Hex() + " stored under another id");
-    std::lock_guard<std::mutex> l(mu_);
-    objects_fetched_++;
-    bytes_fetched_ += patch->size();
-    deltas_++;
-    return true;
-  }
-
-  // The chunks of a changed large file that this store lacks get, as their
-  // bases, the old file's chunks at the same place.
-  void PlanChunkDeltas(const dim::Digest& list_id, const dim::ChunkList& list) {
-    auto old_file = old_files_.find(list_id);
-    if (old_file == old_files_.end()) return;
-    auto planned = dim::ChunkDeltaBases(old_file->second, list,
-                                        [&](const dim::Digest& c) { return !objects_.Has(c); }, dim::kChunkDeltaBase);
-    std::lock_guard<std::mutex> l(mu_);
-    bases_.merge(planned);
-  }
-
-  Status FetchOne(dim::ApiClient& client, const dim::Digest& id) {
-    DIM_ASSIGN_OR_RETURN(bool by_delta, FetchDelta(client, id));
-    if (by_delta) return Status::Ok();
-    DIM_ASSIGN_OR_RETURN(std::string raw, client.GetObject(id.Hex()));
-    DIM_ASSIGN_OR_RETURN(dim::DecodedObject decoded, batch_.PutRaw(id, raw));
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      objects_fetched_++;
-      bytes_fetched_ += raw.size();
-    }
-    if (decoded.kind != dim::ObjectKind::kChunkList) return Status::Ok();
-    DIM_ASSIGN_OR_RETURN(auto list, dim::ChunkList::Parse(decoded.body));
-    PlanChunkDeltas(id, list);
-    for (const auto& c : list.chunks) {
-      if (!c.hole) Add(c.id);
-    }
-    return Status::Ok();
-  }
-
-  dim::ObjectStore& objects_;
-  dim::ObjectStore::Batch& batch_;
-  static constexpr uint64_t kMinDeltaBase = 4096;
-  std::map<dim::Digest, dim::ChunkList> old_files_;  // read-only while fetching
-  std::mutex mu_;
-  std::map<dim::Digest, std::vector<dim::Digest>> bases_;    // GUARDED_BY(mu_)
-  bool parent_deltas_ = true, multi_base_ = true;            // what the parent serves, GUARDED_BY(mu_)
-  std::condition_variable cv_;
-  std::deque<dim::Digest> queue_;                            // GUARDED_BY(mu_)
-  std::unordered_set<dim::Digest, dim::DigestHash> seen_;    // GUARDED_BY(mu_)
-  int busy_ = 0;                                             // GUARDED_BY(mu_)
-  Status error_;                                             // GUARDED_BY(mu_)
-  uint64_t objects_fetched_ = 0, bytes_fetched_ = 0;         // GUARDED_BY(mu_)
-  uint64_t deltas_ = 0;                                      // GUARDED_BY(mu_)
-};
 
 }  // namespace
 
@@ -391,8 +164,15 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   }
 
   // Objects first, durable; then one transaction switches the version.
-  DIM_ASSIGN_OR_RETURN(auto batch, store.objects().NewBatch());
-  Fetcher fetcher(store.objects(), *batch);
+  // Verified objects are committed as they come (every few hundred MiB) and
+  // when fetching fails: a round that fails part way leaves them for the
+  // next, which fetches only the rest (store GC may still collect them, as
+  // objects no version refers to, before that round comes).
+  DIM_ASSIGN_OR_RETURN(auto sink, dim::StoreObjectSink::Create(store.objects()));
+  dim::ApiObjectServer server(parent, dim::ApiObjectServer::Lend{});
+  dim::ObjectSourceOptions source_opts;
+  source_opts.threads = fetch_threads;
+  dim::ObjectSource source({&server}, sink.get(), source_opts);
   if (!resync && local.ok() && head > 0) {
     // Files that changed in place travel as deltas against our copy: small
     // ones whole against the old content at the same place, large ones chunk
@@ -414,10 +194,13 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
       auto planned = dim::ChunkDeltaBases(*was, now, [](const dim::Digest&) { return true; }, dim::kChunkDeltaBase);
       blob_bases.merge(planned);
     }
-    fetcher.SetBases(std::move(blob_bases), std::move(old_files));
+    source.SetBases(std::move(blob_bases), std::move(old_files));
   }
-  DIM_RETURN_IF_ERROR(fetcher.Run(delta.Objects(), fetch_threads, parent));
-  DIM_RETURN_IF_ERROR(batch->Commit());
+  Status fetched = source.Fetch(delta.Objects());
+  Status kept = sink->Commit();
+  DIM_RETURN_IF_ERROR(fetched.Annotate("objects of " + image + " version " + std::to_string(target) + " from " +
+                                       parent_base));
+  DIM_RETURN_IF_ERROR(kept);
   DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(store.catalog().db()));
   if (resync && local.ok()) DIM_RETURN_IF_ERROR(store.catalog().DeleteImage(local->id));
   // The state reached is checked before anyone sees it: a delta damaged on
@@ -432,8 +215,8 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // The signatures checked, kept so this server's nodes can check the copies too.
   for (const auto& [kind, signature] : signatures) DIM_RETURN_IF_ERROR(KeepSignature(store.root(), kind, image, signature));
   result.to = target;
-  result.objects_fetched = fetcher.objects();
-  result.bytes_fetched = fetcher.bytes() + compressed->size();
+  result.objects_fetched = source.stats().objects;
+  result.bytes_fetched = source.stats().bytes + compressed->size();
   return result;
 }
 

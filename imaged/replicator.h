@@ -1,8 +1,9 @@
 // A second-level server follows its parent: for each image it long-polls
 // the parent's published version, fetches the catalogue delta and the
-// objects it lacks (verified, in parallel), and switches versions in one
-// SQLite transaction. Killed at any point, it restarts where the catalogue
-// says it is: staged objects are discarded, the old version stays whole.
+// objects it lacks (verified, in parallel, through dim/object_source.h),
+// and switches versions in one SQLite transaction. Killed at any point, it
+// restarts where the catalogue says it is: the old version stays whole, and
+// the objects it had verified and committed are not fetched again.
 #pragma once
 
 #include <atomic>

@@ -35,7 +35,7 @@ Status PreadAll(int fd, char* buf, size_t n, uint64_t off, const std::string& wh
 }  // namespace
 
 ObjectCache::ObjectCache(int dir_fd, Remote* remote, uint64_t max_bytes, int fetch_threads)
-    : dir_fd_(dir_fd), remote_(remote), max_bytes_(max_bytes), pid_(std::to_string(::getpid())) {
+    : dir_fd_(dir_fd), server_(remote), max_bytes_(max_bytes), pid_(std::to_string(::getpid())) {
   // A cache on disk outlives the mount: account for what is already there.
   for (int i = 0; i < 256; i++) {
     char sub[3];
@@ -110,8 +110,36 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Adopt(const dim::Digest& id, di
   return ObjectPtr(std::move(obj));
 }
 
-dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, const std::string& raw) {
-  DIM_ASSIGN_OR_RETURN(dim::DecodedObject d, dim::DecodeObject(id, raw));  // verifies the hash
+// The cache as the object source's sink: every object it is asked for is
+// one this cache lacks (its callers claimed them in inflight_).
+class ObjectCache::Sink : public dim::ObjectSink {
+ public:
+  Sink(ObjectCache* cache, std::map<dim::Digest, ObjectPtr>* got) : cache_(cache), got_(got) {}
+  bool Has(const dim::Digest&) override { return false; }
+  Status Put(const dim::Digest& id, std::string_view raw, const dim::DecodedObject& decoded) override {
+    DIM_ASSIGN_OR_RETURN((*got_)[id], cache_->Store(id, raw.size(), decoded));
+    return Status::Ok();
+  }
+
+ private:
+  ObjectCache* cache_;
+  std::map<dim::Digest, ObjectPtr>* got_;
+};
+
+Status ObjectCache::Fetch(const std::vector<dim::Digest>& ids, std::map<dim::Digest, ObjectPtr>* got) {
+  Sink sink(this, got);
+  // On the caller's thread (a reader, a prefetcher), in plain batches of
+  // stored objects; chunks of a chunk list are fetched as readers near them.
+  dim::ObjectSourceOptions opts;
+  opts.threads = 1;
+  opts.packed = false;
+  opts.follow_chunks = false;
+  dim::ObjectSource source({&server_}, &sink, opts);
+  return source.Fetch(ids);
+}
+
+dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, uint64_t fetched_bytes,
+                                                       const dim::DecodedObject& d) {
   static std::atomic<uint64_t> counter{0};
   std::string rel = RelPath(id);
   std::string tmp = rel.substr(0, 3) + "tmp." + pid_ + "." + std::to_string(counter.fetch_add(1));
@@ -120,7 +148,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
   dim::Fd fd(::openat(dir_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return dim::PosixError("cache object " + id.Hex());
   char kind = static_cast<char>(d.kind);
-  struct iovec iov[2] = {{&kind, 1}, {d.body.data(), d.body.size()}};
+  struct iovec iov[2] = {{&kind, 1}, {const_cast<char*>(d.body.data()), d.body.size()}};
   for (size_t done = 0, total = 1 + d.body.size(); done < total;) {
     ssize_t n = ::pwritev(fd.get(), iov, 2, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
@@ -145,7 +173,7 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Store(const dim::Digest& id, co
   {
     std::lock_guard<std::mutex> l(mu_);
     stats_.fetched_objects++;
-    stats_.fetched_bytes += raw.size();
+    stats_.fetched_bytes += fetched_bytes;
   }
   Touch(id, d.body.size() + 1);
   return Adopt(id, std::move(fd), d.kind, d.body.size(), d.body);
@@ -229,9 +257,12 @@ dim::Result<ObjectCache::ObjectPtr> ObjectCache::Get(const dim::Digest& id) {
       std::lock_guard<std::mutex> l(mu_);
       if (!inflight_.count(id)) inflight_[id] = std::make_shared<std::condition_variable>();
     }
-    auto raw = remote_->Object(id);
-    if (!raw.ok()) return finish(raw.status());
-    return finish(Store(id, *raw));
+    std::map<dim::Digest, ObjectPtr> got;
+    Status fetched = Fetch({id}, &got);
+    if (!fetched.ok()) return finish(fetched);
+    auto it = got.find(id);
+    if (it == got.end()) return finish(Status::NotFound("object " + id.Hex() + " was not fetched"));
+    return finish(it->second);
   }
 }
 
@@ -289,22 +320,22 @@ void ObjectCache::FetchLoop() {
       queue_.pop_front();
     }
     if (batch.empty()) continue;
-    auto got = remote_->Objects(batch);
+    std::map<dim::Digest, ObjectPtr> got;
+    Status fetched = Fetch(batch, &got);
     std::vector<dim::Digest> chunks;
     for (const auto& id : batch) {
-      dim::Result<ObjectPtr> r = Status::NotFound("not in the batch answer");
-      if (got.ok()) {
-        auto it = got->find(id);
-        if (it != got->end()) r = Store(id, it->second);
-      }
-      if (r.ok() && (*r)->chunks) {
-        for (const auto& c : (*r)->chunks->chunks) {
+      auto r = got.find(id);
+      if (r != got.end() && r->second->chunks) {
+        for (const auto& c : r->second->chunks->chunks) {
           if (!c.hole) chunks.push_back(c.id);
         }
       }
       std::lock_guard<std::mutex> l(mu_);
-      if (r.ok()) KeepOpen(id, *r);  // the reader it was fetched for opens nothing
-      if (!got.ok() && got.status().code() == dim::Code::kIOError) failed_[id] = got.status();
+      if (r != got.end()) {
+        KeepOpen(id, r->second);  // the reader it was fetched for opens nothing
+      } else if (fetched.code() == dim::Code::kIOError) {
+        failed_[id] = fetched;
+      }
       auto f = inflight_.find(id);
       if (f != inflight_.end()) {
         f->second->notify_all();

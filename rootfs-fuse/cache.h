@@ -1,5 +1,5 @@
-// File contents on the node: objects fetched by hash on first read, verified,
-// and kept decoded in a cache directory (tmpfs: RAM; a disk: survives
+// File contents on the node: objects fetched by hash on first read (through
+// the object source, dim/object_source.h), verified, and kept decoded in a cache directory (tmpfs: RAM; a disk: survives
 // reboots) shared by every version, since objects are immutable. Concurrent
 // readers of one missing object wait for a single fetch; reading a chunked
 // file fetches the chunks ahead of the reader in the background.
@@ -71,14 +71,19 @@ class ObjectCache {
   dim::Result<ObjectPtr> Open(const dim::Digest& id);           // from disk, or NotFound
   static dim::Result<ObjectPtr> Adopt(const dim::Digest& id, dim::Fd fd, dim::ObjectKind kind, uint64_t size,
                                       std::string_view chunk_list);  // an open object file
-  dim::Result<ObjectPtr> Store(const dim::Digest& id, const std::string& raw);
+  // A verified object onto the cache disk; fetched_bytes travelled for it.
+  dim::Result<ObjectPtr> Store(const dim::Digest& id, uint64_t fetched_bytes, const dim::DecodedObject& d);
+  // Fetches ids through the object source (dim/object_source.h) into this
+  // cache; what was stored is in *got.
+  class Sink;
+  dim::Status Fetch(const std::vector<dim::Digest>& ids, std::map<dim::Digest, ObjectPtr>* got);
   void Touch(const dim::Digest& id, uint64_t bytes);            // LRU + eviction
   void KeepOpen(const dim::Digest& id, const ObjectPtr& obj);   // into open_; mu_ held
   void Ahead(const ObjectPtr& list, size_t from);               // queue chunks to fetch
   void FetchLoop();
 
   int dir_fd_;
-  Remote* remote_;
+  RemoteObjects server_;
   uint64_t max_bytes_;
   std::string pid_;  // in temporary names: several mounts may share a cache directory
   std::mutex mu_;

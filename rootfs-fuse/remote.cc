@@ -8,7 +8,6 @@
 
 #include <openssl/crypto.h>
 
-#include "dim/wire.h"
 
 namespace rootfs {
 
@@ -215,15 +214,17 @@ dim::Result<std::string> Remote::Object(const dim::Digest& id) {
   });
 }
 
-dim::Result<std::map<dim::Digest, std::string>> Remote::Objects(const std::vector<dim::Digest>& ids) {
-  std::string body;
-  for (const auto& id : ids) body += id.Raw();
-  DIM_ASSIGN_OR_RETURN(std::string answer, Call(dim::proto::RouteId::kObjectBatch, {}, {}, body, false));
-  std::vector<dim::wire::ObjectRecord> records;
-  if (!dim::wire::DecodeObjectRecords(answer, false, &records)) return Status::Corruption("truncated object batch");
-  std::map<dim::Digest, std::string> out;
-  for (const auto& rec : records) out[rec.id] = std::string(rec.body);
-  return out;
+dim::Result<std::string> RemoteObjects::Ask(dim::proto::RouteId route, const std::vector<std::string>& params,
+                                            const std::map<std::string, std::string>& query, const std::string& body,
+                                            int* http_status) {
+  // No status: an IOError here is the servers silent for the whole timeout,
+  // which the source then takes as a batch not worth asking object by object.
+  *http_status = 0;
+  if (route == dim::proto::RouteId::kObject) {
+    DIM_ASSIGN_OR_RETURN(dim::Digest id, dim::Digest::FromHex(params.at(0)));
+    return remote_->Object(id);
+  }
+  return remote_->Call(route, params, query, body, false);
 }
 
 dim::Result<std::string> FetchNodeKey(const RemoteOptions& opts, std::unique_ptr<dim::http::Client>* kept,

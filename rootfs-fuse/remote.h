@@ -21,6 +21,7 @@
 
 #include "dim/api_client.h"
 #include "dim/hash.h"
+#include "dim/object_source.h"
 #include "dim/tls.h"
 
 namespace rootfs {
@@ -73,8 +74,6 @@ class Remote {
                                      long poll_ms = 0);
   // An object's stored bytes (caller verifies them against id).
   dim::Result<std::string> Object(const dim::Digest& id);
-  // Several objects at once: id -> stored bytes for those the server had.
-  dim::Result<std::map<dim::Digest, std::string>> Objects(const std::vector<dim::Digest>& ids);
 
   // Makes every waiting and future request fail at once (unmount).
   void Stop();
@@ -113,6 +112,21 @@ class Remote {
   // When the servers stopped answering: the start of the first attempt that
   // got no answer since the last one that did; {} while they answer.
   Clock::time_point silent_since_{};  // GUARDED_BY(mu_)
+};
+
+// The node's servers as an object source asks them (dim/object_source.h):
+// one ObjectServer behind which Remote retries and fails over as above, so
+// its errors are final (the source asks no other server).
+class RemoteObjects : public dim::ObjectServer {
+ public:
+  explicit RemoteObjects(Remote* remote) : remote_(remote) {}
+  const std::string& name() const override { return remote_->current_server(); }
+  dim::Result<std::string> Ask(dim::proto::RouteId route, const std::vector<std::string>& params,
+                               const std::map<std::string, std::string>& query, const std::string& body,
+                               int* http_status) override;
+
+ private:
+  Remote* remote_;
 };
 
 // The node's key from the key endpoint of the first of opts.servers that

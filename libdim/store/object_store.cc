@@ -628,23 +628,26 @@ Result<DecodedObject> ObjectStore::Batch::PutRaw(const Digest& id, std::string_v
     return Status::Corruption("received object " + id.Hex() + " is corrupt: " +
                               decoded.status().message());
   }
+  DIM_RETURN_IF_ERROR(PutVerifiedRaw(id, raw, *decoded));
+  return decoded;
+}
+
+Status ObjectStore::Batch::PutVerifiedRaw(const Digest& id, std::string_view raw, const DecodedObject& decoded) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!staged_.insert(id).second) return decoded;
+    if (!staged_.insert(id).second) return Status::Ok();
   }
   if (store_->Has(id)) {
     std::lock_guard<std::mutex> l(mu_);
     staged_.erase(id);
-    return decoded;
+    return Status::Ok();
   }
   // A sender that compresses later may send what it has not compressed yet;
   // this store compresses it by its own rule.
-  if (static_cast<uint8_t>(raw[5]) == kCodecRaw && decoded->body.size() >= kMinCompress) {
-    DIM_RETURN_IF_ERROR(Stage(id, decoded->kind, decoded->body));
-  } else {
-    DIM_RETURN_IF_ERROR(StageEncoded(id, raw));
+  if (static_cast<uint8_t>(raw[5]) == kCodecRaw && decoded.body.size() >= kMinCompress) {
+    return Stage(id, decoded.kind, decoded.body);
   }
-  return decoded;
+  return StageEncoded(id, raw);
 }
 
 Result<ObjectStore::Batch::Recompressed> ObjectStore::Batch::Recompress(const Digest& id) {

@@ -239,6 +239,7 @@ struct Replication {
   std::unique_ptr<dim::ApiClient> client;
   std::string master = top.dir / "master";
   Parent parent = Parent::kCurrent;
+  std::atomic<int> object_answers_left{-1};  // then the parent is unavailable (503); -1: never
 
   Replication() {
     auto t = dim::Store::Open(dim::Env::Posix(), top.dir / "store", true);
@@ -247,6 +248,9 @@ struct Replication {
     top_store = std::move(*t);
     leaf = std::move(*l);
     auto h = dim::http::Server::Start({}, [this](const Request& r) {
+      if (r.path.rfind("/v1/objects", 0) == 0 && object_answers_left >= 0 && object_answers_left.fetch_sub(1) <= 0) {
+        return Response::Error(dim::Status::Busy("the parent went away"));
+      }
       auto base = r.query.find("base");
       if (base == r.query.end() || parent == Parent::kCurrent) return top.svc->Handle(r);
       if (parent == Parent::kSingleBase && base->second.find(',') != std::string::npos) {
@@ -272,15 +276,22 @@ struct Replication {
     REQUIRE(dim::Env::Posix()->MkdirAll(master, 0755).ok());
   }
   std::string Url() const { return "http://127.0.0.1:" + std::to_string(http->port()); }
-  // Commits the master as the next version, publishes it and replicates it.
-  imaged::SyncResult Push() {
+  // Commits the master as the next version and publishes it.
+  int64_t Publish() {
     auto img = top_store->catalog().GetImage("img");
     auto r = img.ok() ? dim::CommitImage(*top_store, "img", {}) : dim::ImportImage(*top_store, "img", master, {});
     REQUIRE_MESSAGE(r.ok(), r.status().ToString());
     int64_t v = r->version.number;
     REQUIRE(top.Call("POST", "/v1/images/img/publish", "server:top", "{\"version\":" + std::to_string(v) + "}")
                 .status == 200);
-    auto sync = imaged::SyncImage(*leaf, *client, Url(), top.secret.key, "server:leaf", "img", v, 2);
+    return v;
+  }
+  dim::Result<imaged::SyncResult> Sync(int64_t v) {
+    return imaged::SyncImage(*leaf, *client, Url(), top.secret.key, "server:leaf", "img", v, 2);
+  }
+  // Publishes the master as the next version and replicates it.
+  imaged::SyncResult Push() {
+    auto sync = Sync(Publish());
     REQUIRE_MESSAGE(sync.ok(), sync.status().ToString());
     return *sync;
   }
@@ -484,6 +495,39 @@ TEST_CASE("imaged: shared read-only paths refuse a node's writes, all or nothing
   CHECK(s.Call("POST", "/v1/nodes/n1/overlay-ops", "node:n1", dim::EncodeOverlayOps({mv})).status == 403);
   auto tool = s.Call("GET", "/v1/nodes/n1/overlay/usr/local/bin/tool", "node:n1");
   CHECK(Body(tool) == "x");
+}
+
+TEST_CASE("replication: a replication that fails part way resumes with the objects it verified") {
+  Replication r;
+  // 600 files: three packs of 256 objects.
+  for (int i = 0; i < 600; i++) dimtest::WriteFile(r.master + "/f" + std::to_string(i), RandomBytes(3000, i + 7));
+  const int64_t v = r.Publish();
+  auto count = [](dim::Store& s) {
+    uint64_t n = 0;
+    REQUIRE(s.objects()
+                .ForEach([&](const dim::Digest&, uint64_t) {
+                  n++;
+                  return dim::Status::Ok();
+                })
+                .ok());
+    return n;
+  };
+  const uint64_t all = count(*r.top_store);
+  // The parent answers two object requests, then goes away.
+  r.object_answers_left = 2;
+  auto failed = r.Sync(v);
+  REQUIRE_FALSE(failed.ok());
+  CHECK_MESSAGE(failed.status().message().find("the parent went away") != std::string::npos, failed.status().message());
+  CHECK(r.leaf->catalog().GetImage("img").status().code() == dim::Code::kNotFound);  // nothing applied
+  const uint64_t kept = count(*r.leaf);
+  CHECK(kept >= 256);
+  CHECK(kept < all);
+  r.object_answers_left = -1;
+  auto resumed = r.Sync(v);
+  REQUIRE_MESSAGE(resumed.ok(), resumed.status().ToString());
+  CHECK(resumed->objects_fetched == all - kept);
+  CHECK(count(*r.leaf) == all);
+  CHECK(r.LeafFile("/f599") == RandomBytes(3000, 606));
 }
 
 TEST_CASE("replication: a changed large file travels as chunk deltas; older parents send whole chunks") {

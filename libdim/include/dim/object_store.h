@@ -104,6 +104,9 @@ class ObjectStore {
     // stored there, after verifying it against id. Returns it decoded, so a
     // chunk list need not be decoded again to find its chunks.
     Result<struct DecodedObject> PutRaw(const Digest& id, std::string_view raw);
+    // The same for an object the caller decoded (DecodeObject) and so
+    // verified already: raw is not decoded a second time.
+    Status PutVerifiedRaw(const Digest& id, std::string_view raw, const struct DecodedObject& decoded);
     // Stages the compressed encoding of a stored object that was kept
     // uncompressed, to replace it at Commit(). False when there is nothing
     // to do: the object is gone, already compressed, or does not compress.
