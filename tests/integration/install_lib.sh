@@ -15,17 +15,19 @@ install_requirements() {
   command -v sfdisk > /dev/null || { log "SKIP: sfdisk is not installed (apt-get install fdisk)"; exit 77; }
 }
 
-# install_master DIR: the master at DIR: Debian with systemd, its kernel,
+# install_master DIR [LINGER]: the master at DIR: Debian with systemd, its kernel,
 # GRUB, dim-agent and a test unit (dim-test: prints the root, the node, its
 # kept-out file and the root's mtime, waits for the version in
-# /etc/dim-test/wait-for, prints what the agent applied, powers off),
+# /etc/dim-test/wait-for, prints what the agent applied, stays up LINGER
+# seconds more (default 0) so the agent's next request tells the server what
+# it applied, powers off),
 # imported as image deb with the identity files and /var/log/ kept out;
 # install_root_mtime is its root directory's mtime. The
 # Debian tree is built once into $DIM_TEST_CACHE/bookworm-install
 # (debootstrap --include=systemd-sysv,udev,linux-image-cloud-amd64,
 # grub-pc-bin,…; needs the Debian mirror).
 install_master() {
-  local master=$1 cached=$DIM_TEST_CACHE/bookworm-install
+  local master=$1 linger=${2:-0} cached=$DIM_TEST_CACHE/bookworm-install
   if [[ ! -x $cached/usr/sbin/grub-install ]]; then
     command -v debootstrap > /dev/null || { log "SKIP: debootstrap is not installed"; exit 77; }
     log "building $cached (debootstrap with a kernel and GRUB; once)"
@@ -62,6 +64,7 @@ EOF
   printf '[Match]\nName=en*\n[Network]\nDHCP=ipv4\n' > "$master/etc/systemd/network/10-dhcp.network"
   ln -sf /dev/null "$master/etc/systemd/system/serial-getty@ttyS0.service"
   echo 2 > "$master/etc/dim-test/wait-for"
+  echo "$linger" > "$master/etc/dim-test/linger"
   echo "motd 1" > "$master/etc/motd"
   cat > "$master/etc/systemd/system/dim-test.service" << 'UNIT'
 [Unit]
@@ -90,6 +93,7 @@ done
 echo "dim-test: applied $(cat /var/lib/dim-agent/applied), motd $(cat /etc/motd), node $(cat /etc/hostname)"
 grep -q dimtest /boot/grub/grub.cfg && echo "dim-test: grub.cfg names 0.0.1-dimtest"
 journalctl -u dim-agent --no-pager -o cat 2>/dev/null | grep dim-agent: | tail -5 | sed 's/^/dim-test: agent: /'
+sleep "$(cat /etc/dim-test/linger)"
 SCRIPT
   : > "$master/etc/fstab"
   "$DIMCTL" image import deb "$master" -m "Debian with a kernel and GRUB" > /dev/null
