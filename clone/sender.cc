@@ -124,10 +124,6 @@ std::string NeverReached(const Plan& plan, const std::vector<Report>& reports, u
          ": is that its address as the other nodes see it (not behind NAT or a firewall)?";
 }
 
-namespace {
-
-}  // namespace
-
 Result<SendResult> Send(SendOptions opts) {
   Plan& plan = opts.plan;
   plan.stream_id.resize(kStreamIdBytes);
