@@ -90,7 +90,13 @@ for _ in $(seq 600); do
   [ "$(cat /var/lib/dim-agent/applied 2>/dev/null)" -ge "$want" ] 2>/dev/null && break
   sleep 1
 done
-echo "dim-test: applied $(cat /var/lib/dim-agent/applied), motd $(cat /etc/motd), node $(cat /etc/hostname)"
+a=$(cat /var/lib/dim-agent/applied)
+# The agent records the version, then logs it: journald may not have the line yet.
+for _ in $(seq 60); do
+  journalctl -u dim-agent --no-pager -o cat 2>/dev/null | grep -q "dim-agent: applied version $a (" && break
+  sleep 1
+done
+echo "dim-test: applied $a, motd $(cat /etc/motd), node $(cat /etc/hostname)"
 grep -q dimtest /boot/grub/grub.cfg && echo "dim-test: grub.cfg names 0.0.1-dimtest"
 journalctl -u dim-agent --no-pager -o cat 2>/dev/null | grep dim-agent: | tail -5 | sed 's/^/dim-test: agent: /'
 sleep "$(cat /etc/dim-test/linger)"
