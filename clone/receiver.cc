@@ -140,6 +140,7 @@ class Receiver {
                      f->type == FrameType::kAdopt ? "request to adopt a receiver" : "status request");
         return;
       }
+      NoteAsked();
       if (f->type == FrameType::kAdopt) {
         Status s = AdoptRequested(*f);
         if (!s.ok()) return (void)SendAll(fd.get(), EncodeError(s.message(), signer), {}, "the sender");
@@ -150,6 +151,18 @@ class Receiver {
     if (f->type == FrameType::kHello) Upstream(std::move(fd), std::move(*f));
   }
 
+  // The sender asks before any host upstream has connected: the stream has
+  // started, so a receiver still waiting later was not reached by the host
+  // before it (said once, for whoever reads this host's log, e.g. the
+  // installer deciding what to tell the console).
+  void NoteAsked() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (joined_ || asked_before_joining_) return;
+    asked_before_joining_ = true;
+    std::fprintf(stderr, "dim-receive: %s: the sender has started a stream and asks this host's state; waiting for "
+                 "the host before it in the chain to connect\n", Me().c_str());
+  }
+
   Report Snapshot(bool final, const std::string& stream_id) {
     std::lock_guard<std::mutex> l(mu_);
     Report r;
@@ -158,6 +171,16 @@ class Receiver {
     r.bytes = bytes_;
     r.chunks = received_;
     r.message = message_;
+    // Which hop failed is known only here: the sender then names it for
+    // the receiver this host could not reach.
+    if (fw_) {
+      for (const auto& lost : fw_->lost()) {
+        if (lost.index >= plan_.receivers.size()) continue;
+        const Target& t = plan_.receivers[lost.index];
+        r.message += (r.message.empty() ? "" : "; ") + std::string("could not pass the stream on to ") + t.name +
+                     " (" + t.address + "): " + lost.why;
+      }
+    }
     if (final && joined_ && stream_id == plan_.stream_id) final_seen_ = true;
     return r;
   }
@@ -588,6 +611,7 @@ class Receiver {
   Plan plan_;                // GUARDED_BY(mu_), fixed once joined_
   uint32_t index_ = 0;
   bool joined_ = false;      // GUARDED_BY(mu_)
+  bool asked_before_joining_ = false;  // GUARDED_BY(mu_)
   bool stopping_ = false;    // GUARDED_BY(mu_)
   bool final_seen_ = false;  // GUARDED_BY(mu_)
   State state_ = State::kWaiting;  // GUARDED_BY(mu_)

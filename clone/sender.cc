@@ -107,6 +107,23 @@ bool Over(State s) { return s == State::kDone || s == State::kFailed; }
 
 }  // namespace
 
+std::string NeverReached(const Plan& plan, const std::vector<Report>& reports, uint32_t i) {
+  const Target& t = plan.receivers[i];
+  std::string why = "it waited at " + t.address + " but the stream never reached it: ";
+  // A receiver that could not connect says so in its report (Snapshot).
+  const std::string said = "could not pass the stream on to " + t.name + " (" + t.address + "): ";
+  for (const auto& r : reports) {
+    const size_t at = r.message.find(said);
+    if (at == std::string::npos) continue;
+    const size_t end = r.message.find("; ", at + said.size());
+    return why + r.name + " before it in the chain could not connect to it (" +
+           r.message.substr(at + said.size(), end == std::string::npos ? std::string::npos : end - at - said.size()) +
+           "): is " + t.address + " its address as the other nodes see it (not behind NAT or a firewall)?";
+  }
+  return why + "the host before it in the chain did not connect to " + t.address +
+         ": is that its address as the other nodes see it (not behind NAT or a firewall)?";
+}
+
 Result<SendResult> Send(SendOptions opts) {
   Plan& plan = opts.plan;
   plan.stream_id.resize(kStreamIdBytes);
@@ -255,10 +272,15 @@ Result<SendResult> Send(SendOptions opts) {
         if (unreachable[i].empty()) {
           silent_since[i] = now;
         } else if (now - silent_since[i] > std::chrono::milliseconds(plan.timeout_ms)) {
-          // Seen before: it died or hung mid-stream (its upstream skipped it).
-          reports[i].message = std::string(seen[i] ? "stopped answering during the stream (killed, crashed or hung?): "
-                                                   : "unreachable: ") +
-                               unreachable[i];
+          // Seen before: it died or hung mid-stream (its upstream skipped it),
+          // or, never past waiting, no chunk reached it.
+          if (seen[i] && !active[i]) {
+            reports[i].message = NeverReached(plan, reports, i) + "; then it stopped answering: " + unreachable[i];
+          } else {
+            reports[i].message = std::string(seen[i] ? "stopped answering during the stream (killed, crashed or hung?): "
+                                                     : "unreachable: ") +
+                                 unreachable[i];
+          }
           reports[i].state = State::kFailed;
           continue;
         }

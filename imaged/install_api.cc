@@ -132,9 +132,12 @@ Response InstallApi::Report(const std::string& node, const Request& req) {
   }
   if (Status s = di::RecordReport((*cat)->db(), node, *report, NowNs()); !s.ok()) return Response::Error(s);
   if (report->state != di::ReportState::kRunning) {
+    // "failed at receive: why", "installed: deb@1 onto /dev/vda".
+    const std::string sep = report->state == di::ReportState::kFailed ? " at " + report->step + ": "
+                            : report->reason.empty()                  ? ""
+                                                                      : ": ";
     std::fprintf(stderr, "imaged: node %s install request %lld: %s%s%s\n", node.c_str(),
-                 static_cast<long long>(report->request), di::StateName(report->state),
-                 report->state == di::ReportState::kFailed ? (" at " + report->step + ": ").c_str() : "",
+                 static_cast<long long>(report->request), di::StateName(report->state), sep.c_str(),
                  report->reason.c_str());
   }
   return Response::Json(200, dim::proto::Encode(dim::proto::InstallReportAnswer{node, di::StateName(report->state)}));

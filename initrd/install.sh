@@ -245,6 +245,12 @@ while kill -0 "$rpid" 2>/dev/null; do
 	done
 	read_uptime
 	if [ "$up_s" -ge "$deadline" ]; then
+		# dim-receive logs the server's first status request: then the
+		# stream had started and the hop before this node failed.
+		if grep -q "the sender has started a stream" "$run/receive.log" 2>/dev/null; then
+			fail receive "the server streams $stream_what, but within $((gather + 3 * timeout))s the host before this node in the chain did not connect to port $receive_port of this node" \
+				"see the server's log ('install stream' names the hop and the address that failed); the other nodes must reach this node at the address the server saw it ask from (not through NAT)"
+		fi
 		fail receive "the server did not start streaming $stream_what within $((gather + 3 * timeout))s" \
 			"see the server's log ('install stream'); is port $receive_port of this node reachable from the server?"
 	fi

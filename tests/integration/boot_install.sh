@@ -24,26 +24,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/boot_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/boot_lib.sh"
+# shellcheck source=SCRIPTDIR/install_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/install_lib.sh"
 
 boot_requirements qemu-system-x86_64
-lkrn=/usr/lib/ipxe/ipxe.lkrn
-[[ -f $lkrn ]] || { log "SKIP: $lkrn is missing (apt-get install ipxe)"; exit 77; }
-for b in agent/dim-install agent/dim-agent clone/dim-receive; do
-  [[ -x $DIM_BUILD_DIR/$b ]] || die "$b not built"
-done
-command -v sfdisk > /dev/null || { log "SKIP: sfdisk is not installed (apt-get install fdisk)"; exit 77; }
-
-cached=$DIM_TEST_CACHE/bookworm-install
-if [[ ! -x $cached/usr/sbin/grub-install ]]; then
-  command -v debootstrap > /dev/null || { log "SKIP: debootstrap is not installed"; exit 77; }
-  log "building $cached (debootstrap with a kernel and GRUB; once)"
-  rm -rf "$cached.tmp"
-  debootstrap --variant=minbase \
-    --include=systemd-sysv,udev,linux-image-cloud-amd64,grub-pc-bin,grub2-common,initramfs-tools,libsqlite3-0,libzstd1,libssl3 \
-    bookworm "$cached.tmp" "$DEBIAN_MIRROR" > "$TEST_TMP/debootstrap.log" 2>&1 ||
-    { log "SKIP: debootstrap failed: $(tail -3 "$TEST_TMP/debootstrap.log")"; exit 77; }
-  mv "$cached.tmp" "$cached"
-fi
+install_requirements
+lkrn=$install_lkrn
 
 port=$(free_port) rport=$(free_port)
 url=http://127.0.0.1:$port
@@ -57,64 +43,8 @@ sed -i "s/kernel-args=\"/kernel-args=\"dim.install.port=$rport /" "$TEST_TMP/clu
 
 log "the master: Debian with systemd, its kernel, GRUB, dim-agent and a test unit"
 master=$TEST_TMP/debian
-cp -a "$cached" "$master"
-# Small enough for TCG, which writes every byte slowly: apt's downloads and
-# lists, documentation and translations go (about 180 of 446 MB).
-rm -rf "$master"/var/cache/apt/* "$master"/var/lib/apt/lists/* "$master"/usr/share/{doc,man,locale}/*
-cat > "$master/etc/default/grub" << 'EOF'
-GRUB_DEFAULT=0
-GRUB_TIMEOUT=0
-GRUB_DISTRIBUTOR=Debian
-GRUB_CMDLINE_LINUX_DEFAULT=""
-GRUB_CMDLINE_LINUX="console=ttyS0 panic=-1"
-GRUB_TERMINAL=serial
-GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
-GRUB_DISABLE_OS_PROBER=true
-EOF
-install -s -m 0755 "$DIM_BUILD_DIR/agent/dim-agent" "$master/usr/local/sbin/dim-agent"  # without its debug info
-install -m 0644 "$DIM_REPO_ROOT/agent/dim-agent.service" "$master/etc/systemd/system/dim-agent.service"
-mkdir -p "$master/etc/systemd/system/multi-user.target.wants" "$master/etc/systemd/system/network-online.target.wants" \
-  "$master/etc/systemd/system/sockets.target.wants" "$master/etc/systemd/network" "$master/etc/dim-test"
-ln -sf ../dim-agent.service "$master/etc/systemd/system/multi-user.target.wants/dim-agent.service"
-ln -sf /lib/systemd/system/systemd-networkd.service "$master/etc/systemd/system/multi-user.target.wants/"
-ln -sf /lib/systemd/system/systemd-networkd.socket "$master/etc/systemd/system/sockets.target.wants/"
-ln -sf /lib/systemd/system/systemd-networkd-wait-online.service "$master/etc/systemd/system/network-online.target.wants/"
-printf '[Match]\nName=en*\n[Network]\nDHCP=ipv4\n' > "$master/etc/systemd/network/10-dhcp.network"
-ln -sf /dev/null "$master/etc/systemd/system/serial-getty@ttyS0.service"
-echo 2 > "$master/etc/dim-test/wait-for"
-echo "motd 1" > "$master/etc/motd"
-cat > "$master/etc/systemd/system/dim-test.service" << 'UNIT'
-[Unit]
-Description=dim install test: report, wait for the agent, power off
-After=multi-user.target
-[Service]
-Type=oneshot
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/console
-ExecStart=/bin/sh /usr/local/sbin/dim-test
-ExecStartPost=/bin/systemctl start --no-block --job-mode=replace-irreversibly poweroff.target
-[Install]
-WantedBy=multi-user.target
-UNIT
-ln -sf ../dim-test.service "$master/etc/systemd/system/multi-user.target.wants/dim-test.service"
-cat > "$master/usr/local/sbin/dim-test" << 'SCRIPT'
-want=$(cat /etc/dim-test/wait-for)
-echo "dim-test: root $(findmnt -n -o SOURCE /) $(findmnt -n -o FSTYPE /), node $(cat /etc/hostname), kept $(cat /var/log/dim-test/node-own 2>&1)"
-echo "dim-test: the root's mtime $(stat -c %Y /)"
-echo "dim-test: applied $(cat /var/lib/dim-agent/applied); waiting for version $want"
-for _ in $(seq 600); do
-  [ "$(cat /var/lib/dim-agent/applied 2>/dev/null)" -ge "$want" ] 2>/dev/null && break
-  sleep 1
-done
-echo "dim-test: applied $(cat /var/lib/dim-agent/applied), motd $(cat /etc/motd), node $(cat /etc/hostname)"
-grep -q dimtest /boot/grub/grub.cfg && echo "dim-test: grub.cfg names 0.0.1-dimtest"
-journalctl -u dim-agent --no-pager -o cat 2>/dev/null | grep dim-agent: | tail -5 | sed 's/^/dim-test: agent: /'
-SCRIPT
-: > "$master/etc/fstab"
-"$DIMCTL" image import deb "$master" -m "Debian with a kernel and GRUB" > /dev/null
-root_mtime=$(stat -c %Y "$master")
-"$DIMCTL" keepout add deb /etc/hostname /etc/machine-id /var/log/ > /dev/null
+install_master "$master"
+root_mtime=$install_root_mtime
 "$DIMCTL" node set-image "$BOOT_NODE" deb > /dev/null
 "$DIMCTL" node provision "$BOOT_NODE" > /dev/null
 start_imaged "127.0.0.1:$port" "boot_keys = any"

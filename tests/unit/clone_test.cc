@@ -260,6 +260,34 @@ TEST_CASE("clone pipeline: a file through a chain of real receivers, one of them
   }
   CHECK(result->receivers[1].state == dc::State::kFailed);
   CHECK(result->receivers[1].message.find("unreachable") != std::string::npos);
+  // The hop that failed says which receiver it could not reach, where, and why.
+  const std::string& m0 = result->receivers[0].message;
+  CHECK_MESSAGE(m0.find("could not pass the stream on to r1 (" + opts.plan.receivers[1].address +
+                        "): cannot connect to " + opts.plan.receivers[1].address) != std::string::npos,
+                m0);
+}
+
+TEST_CASE("clone sender: a receiver the stream never reached is blamed on the hop before it, not on itself") {
+  // As when a node behind NAT was seen by the sender at an address the
+  // others cannot reach: n0 received and says it could not connect to n1.
+  dc::Plan p = TestPlan(3);
+  std::vector<dc::Report> reports(3);
+  for (size_t i = 0; i < 3; i++) reports[i].name = p.receivers[i].name;
+  reports[0].state = dc::State::kDone;
+  reports[0].message = "deb@3 checked out at /srv/t0; could not pass the stream on to n1 (127.0.0.1:7001): cannot "
+                       "connect to 127.0.0.1:7001: Connection refused; could not pass the stream on to n2 "
+                       "(127.0.0.1:7002): cannot connect to 127.0.0.1:7002: Connection refused";
+  const std::string m1 = dc::NeverReached(p, reports, 1);
+  CHECK(m1 == "it waited at 127.0.0.1:7001 but the stream never reached it: n0 before it in the chain could not "
+              "connect to it (cannot connect to 127.0.0.1:7001: Connection refused): is 127.0.0.1:7001 its address "
+              "as the other nodes see it (not behind NAT or a firewall)?");
+  CHECK(dc::NeverReached(p, reports, 2).find("n0 before it in the chain could not connect to it (cannot connect to "
+                                             "127.0.0.1:7002: Connection refused)") != std::string::npos);
+  // Nobody said so (the upstream is gone too): the address and what to check.
+  reports[0].message = "deb@3 checked out at /srv/t0";
+  CHECK(dc::NeverReached(p, reports, 1) ==
+        "it waited at 127.0.0.1:7001 but the stream never reached it: the host before it in the chain did not "
+        "connect to 127.0.0.1:7001: is that its address as the other nodes see it (not behind NAT or a firewall)?");
 }
 
 TEST_CASE("clone receiver: a target outside --under is refused, nothing written") {

@@ -118,6 +118,11 @@ struct SendResult {
 // (its source); receivers' failures are in their reports.
 Result<SendResult> Send(SendOptions opts);
 
+// Why receiver i, seen waiting but never sent a chunk, was not reached: the
+// receiver before it that says it could not connect (from the reports'
+// messages), its address, what to check.
+std::string NeverReached(const Plan& plan, const std::vector<Report>& reports, uint32_t i);
+
 struct ReceiverOptions {
   std::string name;    // the name the sender's plan uses for this host
   std::string key;     // its node key (raw bytes)
