@@ -91,7 +91,9 @@ on_cleanup stop_qemu
 # iPXE prints each fetch as "URL... ok" (a slow one with progress between).
 # Long URLs (boot files by content) wrap at 80 columns: lines are joined.
 fetched() { tr -d '\r\n' < "$qemu_log" | grep -Eq "${1//[/\\[}[^ ]*\\.\\.\\.[^o]*ok"; }
-for _ in $(seq 1200); do
+# Up to 10 minutes: TCG's iPXE on a loaded host took more than 2 to fetch
+# the initrd (CI run of session 11); the loop ends as soon as it has.
+for _ in $(seq 6000); do
   fetched "$initrd_url" && break
   kill -0 "$qemu_pid" 2> /dev/null || break
   sleep 0.1
