@@ -358,10 +358,17 @@ void Replicator::Run() {
   std::optional<CatalogPool::Lease> store;  // taken once, for the registry and boot files
   std::string last_problem;
   const Log& log = service_->context().log();
+  // Kept across rounds while the parent stays the same: with TLS each new
+  // connection is a handshake on both sides, every round, on every leaf.
+  std::string client_parent;
+  dim::Result<std::unique_ptr<dim::ApiClient>> client = Status::NotFound("no parent chosen yet");
   while (!stop_ && !service_->IsTop()) {
     std::vector<std::string> images = config_.images;
     std::string parent = ChooseParent();
-    auto client = dim::ApiClient::Create(parent, key_, identity, ClientOptions());
+    if (parent != client_parent || !client.ok()) {
+      client = dim::ApiClient::Create(parent, key_, identity, ClientOptions());
+      client_parent = parent;
+    }
     auto info = client.ok() ? (*client)->Info() : dim::Result<dim::proto::InfoAnswer>(client.status());
     if (info.ok()) {
       if (Status e = CheckEpoch(parent, info->epoch); !e.ok()) info = e;

@@ -440,19 +440,23 @@ class MhdServer final : public Server {
     self->watchdog_.RequestDone(conn);
   }
 
-  static void OnConnection(void* cls, MHD_Connection* conn, void**,
+  static void OnConnection(void* cls, MHD_Connection* conn, void** socket_context,
                            MHD_ConnectionNotificationCode code) {
     auto* self = static_cast<MhdServer*>(cls);
     try {
       if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        delete static_cast<TlsPeerCache*>(*socket_context);
+        *socket_context = nullptr;
         self->watchdog_.Closed(conn);
         return;
       }
+      if (self->opts_.tls) *socket_context = new TlsPeerCache;
       const MHD_ConnectionInfo* ci =
           MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
       if (ci != nullptr) self->watchdog_.Opened(conn, ci->connect_fd);
     } catch (...) {
-      // Out of memory: this connection goes without a header deadline.
+      // Out of memory: this connection goes without a header deadline (or a
+      // certificate cache).
     }
   }
 
@@ -546,7 +550,10 @@ class MhdServer final : public Server {
                       Response::Error(Status::InvalidArgument(
                           "request target must be a path starting with '/'")));
       if (!FillRequest(conn, url, method, &st->req)) return MHD_NO;
-      if (opts_.tls) FillTlsPeer(conn, *opts_.tls, &st->req);
+      if (opts_.tls) {
+        const MHD_ConnectionInfo* ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        FillTlsPeer(conn, *opts_.tls, &st->req, ci ? static_cast<TlsPeerCache*>(ci->socket_context) : nullptr);
+      }
       st->limit.max_bytes = opts_.max_body;
       if (admit_) {
         std::optional<Response> refusal;

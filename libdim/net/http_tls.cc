@@ -24,7 +24,8 @@ std::vector<MHD_OptionItem> TlsDaemonOptions(const tls::ServerCredentials* creds
   return items;
 }
 
-void FillTlsPeer(MHD_Connection* conn, const tls::ServerCredentials& creds, Request* req) {
+void FillTlsPeer(MHD_Connection* conn, const tls::ServerCredentials& creds, Request* req,
+                 TlsPeerCache* cache) {
   req->tls = true;
   const MHD_ConnectionInfo* ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
   if (ci == nullptr || ci->tls_session == nullptr || !creds.verify) return;
@@ -32,6 +33,14 @@ void FillTlsPeer(MHD_Connection* conn, const tls::ServerCredentials& creds, Requ
   unsigned int n = 0;
   const gnutls_datum_t* certs = gnutls_certificate_get_peers(session, &n);
   if (certs == nullptr || n == 0) return;  // no certificate: a node, or dimctl without one
+  const std::string_view leaf(reinterpret_cast<const char*>(certs[0].data), certs[0].size);
+  const auto now = std::chrono::steady_clock::now();
+  if (cache != nullptr && !cache->leaf_der.empty() && cache->leaf_der == leaf &&
+      now - cache->checked < TlsPeerCache::kRecheck) {
+    req->tls_client = cache->client;
+    req->tls_client_error = cache->error;
+    return;
+  }
   std::vector<std::string> chain;
   for (unsigned i = 0; i < n; i++)
     chain.emplace_back(reinterpret_cast<const char*>(certs[i].data), certs[i].size);
@@ -40,6 +49,12 @@ void FillTlsPeer(MHD_Connection* conn, const tls::ServerCredentials& creds, Requ
     req->tls_client = *cn;
   } else {
     req->tls_client_error = cn.status().message();
+  }
+  if (cache != nullptr) {
+    cache->leaf_der.assign(leaf);
+    cache->checked = now;
+    cache->client = req->tls_client;
+    cache->error = req->tls_client_error;
   }
 }
 
