@@ -118,70 +118,109 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return out;
 }
 
-// Whether path fits pattern; its parameters into *params.
-bool Fits(std::string_view pattern, std::string_view path, std::map<std::string, std::string>* params) {
-  auto want = SplitPath(pattern);
-  auto have = SplitPath(path);
-  params->clear();
-  for (size_t i = 0; i < want.size(); i++) {
-    std::string_view w = want[i];
-    if (size_t open = w.find('{'); open != std::string_view::npos) {
-      size_t close = w.find('}');
-      std::string name(w.substr(open + 1, close - open - 1));
-      std::string_view prefix = w.substr(0, open), suffix = w.substr(close + 1);
-      if (name.ends_with('*')) {  // the rest of the path, at least one component
-        if (i >= have.size()) return false;
-        std::string rest;
-        for (size_t k = i; k < have.size(); k++) rest += (k > i ? "/" : "") + std::string(have[k]);
-        name.pop_back();
-        (*params)[name] = rest;
-        return true;
+// A route's pattern split into its components once: every request is
+// matched against the whole table (several times: admission, routing), so
+// matching allocates nothing until a route fits.
+struct Component {
+  std::string_view literal;         // a fixed component, when !param
+  bool param = false, rest = false;  // {name}, {name*}: the rest of the path
+  std::string_view prefix, suffix, name;
+};
+struct Compiled {
+  const Route* route;
+  std::vector<Component> parts;
+};
+
+const std::vector<Compiled>& CompiledRoutes() {
+  static const std::vector<Compiled> table = [] {
+    std::vector<Compiled> out;
+    for (const Route& r : Routes()) {
+      Compiled c{&r, {}};
+      for (std::string_view w : SplitPath(r.pattern)) {
+        Component part;
+        if (size_t open = w.find('{'); open != std::string_view::npos) {
+          size_t close = w.find('}');
+          part.param = true;
+          part.name = w.substr(open + 1, close - open - 1);
+          part.prefix = w.substr(0, open);
+          part.suffix = w.substr(close + 1);
+          if (part.name.ends_with('*')) {
+            part.rest = true;
+            part.name.remove_suffix(1);
+          }
+        } else {
+          part.literal = w;
+        }
+        c.parts.push_back(part);
       }
-      if (i >= have.size()) return false;
-      std::string_view h = have[i];
-      if (h.size() <= prefix.size() + suffix.size() || !h.starts_with(prefix) || !h.ends_with(suffix)) return false;
-      (*params)[name] = std::string(h.substr(prefix.size(), h.size() - prefix.size() - suffix.size()));
+      out.push_back(std::move(c));
+    }
+    return out;
+  }();
+  return table;
+}
+
+// Whether the path's components fit c; its parameters into *params when
+// params is not null.
+bool Fits(const Compiled& c, const std::vector<std::string_view>& have, std::map<std::string, std::string>* params) {
+  for (size_t i = 0; i < c.parts.size(); i++) {
+    const Component& w = c.parts[i];
+    if (i >= have.size()) return false;
+    if (!w.param) {
+      if (have[i] != w.literal) return false;
       continue;
     }
-    if (i >= have.size() || have[i] != w) return false;
+    if (w.rest) {  // the rest of the path, at least one component
+      if (params != nullptr) {
+        std::string rest;
+        for (size_t k = i; k < have.size(); k++) rest += (k > i ? "/" : "") + std::string(have[k]);
+        (*params)[std::string(w.name)] = std::move(rest);
+      }
+      return true;
+    }
+    std::string_view h = have[i];
+    if (h.size() <= w.prefix.size() + w.suffix.size() || !h.starts_with(w.prefix) || !h.ends_with(w.suffix)) {
+      return false;
+    }
+    if (params != nullptr) {
+      (*params)[std::string(w.name)] = std::string(h.substr(w.prefix.size(), h.size() - w.prefix.size() - w.suffix.size()));
+    }
   }
-  return want.size() == have.size();
+  return c.parts.size() == have.size();
 }
 
 }  // namespace
 
 Result<Match> MatchRoute(std::string_view method, std::string_view path,
                          const std::map<std::string, std::string>& query) {
-  Match m;
-  const Route* plain = nullptr;
-  std::map<std::string, std::string> plain_params;
-  for (const Route& r : Routes()) {
-    if (method != r.method || !Fits(r.pattern, path, &m.params)) continue;
+  const std::vector<std::string_view> have = SplitPath(path);
+  const Compiled* found = nullptr;  // a variant whose query parameter is there wins
+  for (const Compiled& c : CompiledRoutes()) {
+    const Route& r = *c.route;
+    if (method != r.method || !Fits(c, have, nullptr)) continue;
     if (*r.variant != '\0') {
       if (query.count(r.variant) == 0) continue;
-      m.route = &r;
-      return m;
+      found = &c;
+      break;
     }
-    if (plain == nullptr) {
-      plain = &r;
-      plain_params = m.params;
-    }
+    if (found == nullptr) found = &c;
   }
-  if (plain == nullptr) {
+  if (found == nullptr) {
     if (!path.starts_with("/v1/")) {
       return Status::NotFound("unknown path " + std::string(path) + " (this server speaks /v1/)");
     }
     return Status::NotFound("no endpoint " + std::string(method) + " " + std::string(path));
   }
-  m.route = plain;
-  m.params = std::move(plain_params);
+  Match m;
+  m.route = found->route;
+  Fits(*found, have, &m.params);
   return m;
 }
 
 bool PathKnown(std::string_view path) {
-  std::map<std::string, std::string> ignored;
-  for (const Route& r : Routes()) {
-    if (Fits(r.pattern, path, &ignored)) return true;
+  const std::vector<std::string_view> have = SplitPath(path);
+  for (const Compiled& c : CompiledRoutes()) {
+    if (Fits(c, have, nullptr)) return true;
   }
   return false;
 }

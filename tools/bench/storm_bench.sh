@@ -386,9 +386,10 @@ if ((do_push)); then
     sleep 0.25
   done
   sleep 2  # the last nodes' first long-poll is out
-  # Two pushes: the first meets leaves that have just started (every node's
-  # fetch connection is new to them, and so is the memory it takes); the
-  # second, leaves that have served their nodes before, as in a cluster.
+  # Two pushes: the first meets leaves that have just started (the memory
+  # their answers take is new to them); the second, leaves that have served
+  # their nodes before, as in a cluster. Nodes fetch on the connection their
+  # long-poll freed, as rootfs-fuse does: a push opens no connections.
   for k in 1 2; do
     echo "pushed $k $(date)" >> "$T/tiny/etc/motd"
     "$DIMCTL" image commit tiny --only /etc/motd -m "one-file change $k" > /dev/null

@@ -343,7 +343,9 @@ void Sim::Delta(Node& n, int64_t to) {
   r->target = dim::CanonicalTarget(dim::proto::PathOf(dim::proto::RouteId::kImageDelta, {o_.image}),
                                    {{"from", std::to_string(n.version)}, {"to", std::to_string(to)}, {"form", "2"}});
   r->keep_body = true;
-  Enqueue(n, trace_conns_ + 2, std::move(r));
+  // On the connection the long-poll just freed: rootfs-fuse's pool lends the
+  // most recently used one, so a push opens no connection on a real node.
+  Enqueue(n, trace_conns_ + 1, std::move(r));
 }
 
 void Sim::UpdateDone(Node& n) {
@@ -453,13 +455,16 @@ void Sim::Done(Conn& c, std::unique_ptr<Req> r, const dim::http::ClientResponse&
       auto ids = delta->Objects();
       n.live_objects_left = static_cast<int>(ids.size());
       if (ids.empty()) return UpdateDone(n);
+      size_t k = 0;
       for (const auto& id : ids) {
         auto g = std::make_unique<Req>();
         g->step = Step::kLiveObject;
         g->stat = "live-object";
         g->target = dim::proto::PathOf(dim::proto::RouteId::kObject, {id.Hex()});
         g->sign = false;
-        Enqueue(n, trace_conns_ + 2, std::move(g));
+        // The first read reuses the free connection, reads at once beside it
+        // take the pool's other one.
+        Enqueue(n, trace_conns_ + (k++ == 0 ? 1 : 2), std::move(g));
       }
       return;
     }
