@@ -181,11 +181,15 @@ Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const
         return Status::PermissionDenied(who + " may not use " + what + ": only servers and this server's buddy may");
       }
       break;
-    case Auth::kNodeOrServer:
-      if (!NodeApi::MayUse(who, m.param("node")) && !who.starts_with("buddy:")) {
+    case Auth::kNodeOrServer: {
+      // A buddy only sends copies of overlay writes (the nodes: Service::BuddyMayUse).
+      const bool copy = route.id == RouteId::kNodeOverlayPut || route.id == RouteId::kNodeOverlayOps ||
+                        route.id == RouteId::kNodePrefetchPut;
+      if (!NodeApi::MayUse(who, m.param("node")) && !(copy && who.starts_with("buddy:"))) {
         return Status::PermissionDenied(who + " may not use the resources of node " + m.param("node"));
       }
       break;
+    }
     case Auth::kNodeSelf:
       // Only the node reports how its own install went (a success switches
       // its boot to the local disk) and asks for its version's stream (sent

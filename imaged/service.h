@@ -182,7 +182,7 @@ class Service {
   // Ok when `who` may use node's overlay: anyone but this server's buddy
   // (buddy:NAME), which may only for nodes the registry assigns to one of
   // the two, and only send copies of writes (docs/security.md).
-  dim::Status BuddyMayUse(const std::string& who, const std::string& node, const Request& req);
+  dim::Status BuddyMayUse(const std::string& who, const std::string& node, const dim::http::Request& req);
   ServerContext& ctx_;
   Config config_;
   dim::ObjectStore* const objects_;  // ctx_'s

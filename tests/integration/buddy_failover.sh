@@ -122,32 +122,42 @@ if ((TLS)); then
   # refused_by_b WHAT CONF-SETUP... : imaged c, configured by the words
   # after WHAT, is refused by b saying WHAT, and never reconciles with it.
   refused_by_b() {
-    local what=$1
+    REFUSAL=$1  # global: wait_for's condition runs where its own locals shadow the caller's
     shift
     "$@"
     : > "$TEST_TMP/c.log"
     rf_start c
-    wait_for "b did not refuse c ($what)" 'grep -q -- "$what" "$TEST_TMP/c.log"'
+    wait_for "b did not refuse c ($REFUSAL)" 'grep -q -- "$REFUSAL" "$TEST_TMP/c.log"'
     rf_stop c
-    ! grep -q "reconciled with buddy" "$TEST_TMP/c.log" || die "c reconciled with b ($what)"
+    ! grep -q "reconciled with buddy" "$TEST_TMP/c.log" || die "c reconciled with b ($REFUSAL)"
   }
   "$DIMCTL" server enrol c --buddy b --out "$TEST_TMP/c.cred" > /dev/null
   c_port=$(free_port)
   log "refused by b: a third enrolled leaf (c) with valid credentials and certificate, which names b as buddy"
-  refused_by_b "bad signature from server:c" enrolled c "$c_port" "$B_URL"
+  refused_by_b "reconcile with buddy $B_URL: .*bad signature from server:c" enrolled c "$c_port" "$B_URL"
   log "refused by b: a plain-HTTP peer"
-  refused_by_b "https://" enrolled c "$c_port" "http://127.0.0.1:$B_PORT" -
+  refused_by_b "reconcile with buddy http://127.0.0.1:$B_PORT: .*use an https:// URL" \
+    enrolled c "$c_port" "http://127.0.0.1:$B_PORT" -
   log "refused by b: a peer whose certificate another CA issued"
   "$DIMCTL" ca init --dir "$TEST_TMP/ca2" > /dev/null
   "$DIMCTL" ca issue c2 --ip 127.0.0.1 --dir "$TEST_TMP/ca2" --out "$certs" > /dev/null
-  refused_by_b "not issued by the site CA" enrolled c "$c_port" "$B_URL" c2
+  # c trusts both CAs (it checks b's certificate, and its own starts); b only the site CA.
+  cat "$CA/ca.crt" "$TEST_TMP/ca2/ca.crt" > "$TEST_TMP/both-cas.crt"
+  with_ca2_cert() {
+    enrolled c "$c_port" "$B_URL" c2
+    sed -i -e "s|^tls_ca = .*|tls_ca = $TEST_TMP/both-cas.crt|" -e '/^tls_crl = /d' "$TEST_TMP/c.conf"
+  }
+  refused_by_b "reconcile with buddy $B_URL: .*not issued by the site CA" with_ca2_cert
   log "refused by b: ss1's credentials (its buddy key) with another server's certificate (c's)"
   as_ss1_with_c_cert() {
     cp "$TEST_TMP/ss1.cred" "$TEST_TMP/c.cred"
     enrolled c "$c_port" "$B_URL"
     sed -i 's/^name = c$/name = ss1/' "$TEST_TMP/c.conf"
   }
-  refused_by_b 'server:ss1 presented the certificate of "c"' as_ss1_with_c_cert
+  refused_by_b "reconcile with buddy $B_URL: .*server:ss1 presented the certificate of \"c\"" as_ss1_with_c_cert
+  # The top refuses it too: an enrolled server's key (leaf:ss1 there) needs ss1's certificate.
+  grep -v "reconcile with buddy" "$TEST_TMP/c.log" | grep -q 'server:ss1 presented the certificate of "c"' ||
+    die "the top did not refuse ss1's credentials with c's certificate: $(cat "$TEST_TMP/c.log")"
 fi
 
 log "a node mounts from $S with b as buddy and writes; $S replicates each write before answering"

@@ -22,6 +22,7 @@
 #include "dim/sign.h"
 #include "dim/store.h"
 #include "service.h"
+#include "transport.h"
 #include "imaged_test_util.h"
 #include "test_util.h"
 
@@ -489,6 +490,23 @@ TEST_CASE("identity: enrolled buddies copy the overlays of the nodes the two ser
   REQUIRE(b.svc->identity().InstallBuddyKeys(keys2b.body).ok());
   CHECK(call(b, "GET", "/v1/buddy/state", "server:ss1", buddy_key).status == 403);
   CHECK(call(b, "GET", "/v1/buddy/state", "server:ss1", dim::auth::BuddyKey(ss1b.key, "ss2")).status == 200);
+  // Mutual TLS: the buddy's key at b, and ss1's own key at the top (leaf:ss1
+  // there), count only with ss1's certificate (a bug let both through with
+  // any certificate of the CA, or none).
+  for (Site* at : {&b, &top}) {
+    imaged::Config tls = at->config;
+    tls.tls_cert = "/etc/dim/tls/t.crt";
+    const std::string key = at == &b ? dim::auth::BuddyKey(ss1b.key, "ss2") : ss1b.key;
+    for (const auto& [cert, admitted] : std::vector<std::pair<std::string, bool>>{{"ss1", true}, {"ss3", false}, {"", false}}) {
+      Request r = at->Signed("GET", at == &b ? "/v1/buddy/state" : "/v1/info", "server:ss1", key, "", at->config.name);
+      r.tls = true;
+      r.tls_client = cert;
+      dim::http::BodyLimit limit;
+      auto refusal = imaged::AdmitOn(tls, *at->svc, false, r, &limit);
+      CHECK_MESSAGE(refusal.has_value() != admitted, at->config.name << " with certificate '" << cert << "'");
+      if (refusal && !cert.empty()) CHECK_MESSAGE(Says(*refusal, "server:ss1 presented the certificate of"), refusal->body);
+    }
+  }
 }
 
 TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out lists; a changed copy is refused") {
