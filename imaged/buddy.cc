@@ -13,12 +13,14 @@ namespace imaged {
 
 using dim::Status;
 
-Buddy::Buddy(std::string url, std::string key, std::string identity, int interval_s, int wait_s)
+Buddy::Buddy(std::string url, std::string key, std::string identity, int interval_s, int wait_s,
+             std::shared_ptr<const dim::tls::Context> tls)
     : url_(std::move(url)),
       key_(std::move(key)),
       identity_(std::move(identity)),
       interval_(interval_s),
-      wait_(wait_s) {}
+      wait_(wait_s),
+      tls_(std::move(tls)) {}
 
 Buddy::~Buddy() { Stop(); }
 
@@ -51,6 +53,7 @@ std::unique_ptr<dim::ApiClient> Buddy::Acquire(long timeout_ms) {
   // answered as single-copy instead (docs/design.md).
   o.connect_timeout_ms = 1000;
   o.timeout_ms = timeout_ms;
+  o.tls = tls_;
   auto c = dim::ApiClient::Create(url_, key_, identity_, o);
   return c.ok() ? std::move(*c) : nullptr;
 }
@@ -197,11 +200,13 @@ dim::Result<std::map<std::string, dim::NodeOverlay::ReplicaState>> NodeApi::Stat
   return out;
 }
 
-dim::http::Response NodeApi::BuddyState() {
+dim::http::Response NodeApi::BuddyState(const std::function<bool(const std::string& node)>& listed) {
   auto states = States();
   if (!states.ok()) return dim::http::Response::Error(states.status());
   std::vector<dim::ReplicaStateEntry> list;
-  for (const auto& [node, s] : *states) list.push_back({node, s.seq, s.chain});
+  for (const auto& [node, s] : *states) {
+    if (listed(node)) list.push_back({node, s.seq, s.chain});
+  }
   dim::http::Response r;
   r.content_type = "application/x-dim-replica-states";
   r.body = dim::EncodeReplicaStates(list);

@@ -18,6 +18,7 @@
 #include "dim/api_client.h"
 #include "dim/http.h"
 #include "dim/node_overlay.h"
+#include "dim/tls.h"
 
 namespace imaged {
 
@@ -26,9 +27,12 @@ class NodeApi;
 class Buddy {
  public:
   using Log = std::function<void(int priority, const std::string& message)>;
-  // url: the buddy's "http://host:port"; key and identity sign requests
-  // (the site secret, "server:<name>").
-  Buddy(std::string url, std::string key, std::string identity, int interval_s, int wait_s);
+  // url: the buddy's "http://host:port" or "https://host:port"; key and
+  // identity sign requests (the site secret or the buddy key of an enrolled
+  // server, "server:<name>"); tls: the client context the parent connection
+  // uses too (the site CA, CRL and this server's certificate), null without TLS.
+  Buddy(std::string url, std::string key, std::string identity, int interval_s, int wait_s,
+        std::shared_ptr<const dim::tls::Context> tls = nullptr);
   ~Buddy();
   Buddy(const Buddy&) = delete;
   Buddy& operator=(const Buddy&) = delete;
@@ -61,6 +65,7 @@ class Buddy {
 
   const std::string url_, key_, identity_;
   const std::chrono::seconds interval_, wait_;
+  const std::shared_ptr<const dim::tls::Context> tls_;
   NodeApi* nodes_ = nullptr;
   Log log_;
   std::mutex mu_;

@@ -317,8 +317,21 @@ dim::Result<Config> ParseConfig(std::string_view text, const std::string& file) 
     errors.push_back(file + ": plain_listen is a second listener beside a TLS one; without tls_cert, "
                             "listen is plain HTTP already");
   }
-  if (!c.tls_ca.empty() && c.parent.rfind("http://", 0) == 0) {
-    errors.push_back(file + ": with tls_ca the parent is reached over TLS; write parent = https://...");
+  // The buddy and the standby are servers like the parent: with tls_ca, each
+  // is reached over TLS with this server's certificate (mutual TLS), never in
+  // clear; without it there is nothing to check an https:// peer with.
+  for (const auto& [key, url] : {std::pair<const char*, const std::string&>{"parent", c.parent},
+                                 {"buddy", c.buddy},
+                                 {"standby", c.standby_url},
+                                 {"parent_standby", c.parent_standby}}) {
+    if (!c.tls_ca.empty() && url.rfind("http://", 0) == 0) {
+      errors.push_back(file + ": with tls_ca the " + key + " is reached over TLS; write " + key + " = https://" +
+                       url.substr(7));
+    }
+    if (c.tls_ca.empty() && url.rfind("https://", 0) == 0) {
+      errors.push_back(file + ": " + key + " = " + url + " needs tls_ca, the site CA's certificate, to check that "
+                       "server's certificate (and tls_cert/tls_key: servers prove themselves to each other)");
+    }
   }
   // Where a specific address is configured, that is where this server is reached.
   if (c.advertise.empty() && c.listen_address != "0.0.0.0" && c.listen_address != "::") {

@@ -20,6 +20,7 @@ namespace {
 
 std::string NodeKeysPath(const Config& c) { return c.store + "/keys/node-keys"; }
 std::string LinkKeysPath(const Config& c) { return c.store + "/keys/link-keys"; }
+std::string BuddyKeysPath(const Config& c) { return c.store + "/keys/buddy-keys"; }
 
 std::string Lower(std::string s) {
   for (char& c : s)
@@ -62,6 +63,10 @@ Identity::Identity(const Config& config, std::optional<dim::auth::Secret> secret
                    std::optional<dim::auth::ServerCredentials> credentials, CatalogPool* catalogs)
     : config_(config), secret_(std::move(secret)), credentials_(std::move(credentials)), catalogs_(catalogs) {
   parent_key_ = credentials_ ? credentials_->ParentKey() : secret_ ? secret_->key : std::string();
+  buddy_key_ = credentials_ ? (credentials_->buddy.empty() ? std::string()
+                                                           : dim::auth::BuddyKey(credentials_->key, credentials_->buddy))
+               : secret_  ? secret_->key
+                          : std::string();
   if (credentials_) {
     // The lists kept from the last run, until the parent sends newer ones.
     if (auto body = dim::Env::Posix()->ReadFile(NodeKeysPath(config_)); body.ok()) {
@@ -69,6 +74,9 @@ Identity::Identity(const Config& config, std::optional<dim::auth::Secret> secret
     }
     if (auto body = dim::Env::Posix()->ReadFile(LinkKeysPath(config_)); body.ok()) {
       if (auto keys = dim::identity::DecodeLinkKeys(*credentials_, *body); keys.ok()) link_keys_ = std::move(*keys);
+    }
+    if (auto body = dim::Env::Posix()->ReadFile(BuddyKeysPath(config_)); body.ok()) {
+      if (auto keys = dim::identity::DecodeBuddyKeys(*credentials_, *body); keys.ok()) buddy_keys_ = std::move(*keys);
     }
   }
 }
@@ -89,6 +97,8 @@ dim::Result<std::vector<dim::auth::SigningKey>> Identity::KeysOf(const std::stri
       // A server enrolled below this one: its link key grants replication.
       std::lock_guard<std::mutex> l(mu_);
       if (auto it = link_keys_.find(server); it != link_keys_.end()) keys.push_back({it->second.key, "leaf:" + server});
+      // This server's buddy: copies of the overlays of the nodes the two serve.
+      if (auto it = buddy_keys_.find(server); it != buddy_keys_.end()) keys.push_back({it->second.key, "buddy:" + server});
     }
     keys.push_back({credentials_->key, identity});
     return keys;
@@ -121,12 +131,14 @@ dim::Result<std::string> Identity::NodeKeysFor(const std::string& server) const 
   if (!secret_) return Status::PermissionDenied("only a server with the site secret hands out node keys");
   DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(config_.store, server));
   if (generation == 0) return Status::NotFound("server " + server + " is not enrolled here (`dimctl server enrol`)");
+  // A buddy serves its buddy's nodes when they fail over to it.
+  DIM_ASSIGN_OR_RETURN(std::string buddy, dim::identity::EnrolledBuddy(config_.store, server));
   DIM_ASSIGN_OR_RETURN(auto cat, catalogs_->Acquire());
   dim::cluster::Registry registry(cat->db());
   DIM_ASSIGN_OR_RETURN(auto snap, registry.Load());
   dim::identity::NodeKeys keys;
   for (const auto& n : snap.cluster.nodes) {
-    if (n.server != server) continue;
+    if (n.server != server && (buddy.empty() || n.server != buddy)) continue;
     DIM_ASSIGN_OR_RETURN(int64_t g, registry.KeyGeneration(n.name));
     keys[n.name] = {g, dim::auth::NodeKey(*secret_, n.name, g)};
   }
@@ -148,6 +160,20 @@ dim::Result<std::string> Identity::LinkKeysFor(const std::string& server) const 
   return dim::identity::EncodeLinkKeys(to, keys);
 }
 
+dim::Result<std::string> Identity::BuddyKeysFor(const std::string& server) const {
+  if (!secret_) return Status::PermissionDenied("only a server with the site secret hands out buddy keys");
+  DIM_ASSIGN_OR_RETURN(int64_t generation, dim::identity::EnrolledGeneration(config_.store, server));
+  if (generation == 0) return Status::NotFound("server " + server + " is not enrolled here (`dimctl server enrol`)");
+  DIM_ASSIGN_OR_RETURN(std::string buddy, dim::identity::EnrolledBuddy(config_.store, server));
+  dim::identity::NodeKeys keys;
+  if (!buddy.empty()) {
+    DIM_ASSIGN_OR_RETURN(int64_t g, dim::identity::EnrolledGeneration(config_.store, buddy));
+    keys[buddy] = {g, dim::auth::BuddyKey(dim::auth::ServerKey(*secret_, buddy, g), server)};
+  }
+  dim::auth::ServerCredentials to{server, generation, dim::auth::ServerKey(*secret_, server, generation)};
+  return dim::identity::EncodeBuddyKeys(to, keys);
+}
+
 Status Identity::MayHaveKeysOf(const std::string& caller, const std::string& server) const {
   if (!caller.starts_with("leaf:") || caller == "leaf:" + server) return Status::Ok();
   const std::string relay = caller.substr(5);
@@ -163,20 +189,31 @@ Status Identity::MayHaveKeysOf(const std::string& caller, const std::string& ser
 Status Identity::InstallLinkKeys(std::string_view body) {
   if (!credentials_) return Status::Ok();  // holds the secret: not a relay of enrolled servers
   DIM_ASSIGN_OR_RETURN(auto keys, dim::identity::DecodeLinkKeys(*credentials_, body));
+  return Keep(std::move(keys), body, LinkKeysPath(config_), &link_keys_);
+}
+
+Status Identity::InstallBuddyKeys(std::string_view body) {
+  if (!credentials_) return Status::Ok();  // holds the secret: its buddy signs with it too
+  DIM_ASSIGN_OR_RETURN(auto keys, dim::identity::DecodeBuddyKeys(*credentials_, body));
+  return Keep(std::move(keys), body, BuddyKeysPath(config_), &buddy_keys_);
+}
+
+Status Identity::Keep(dim::identity::NodeKeys keys, std::string_view body, const std::string& path,
+                      dim::identity::NodeKeys* kept) {
   dim::Env* env = dim::Env::Posix();
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (keys.size() == link_keys_.size() &&
-        std::equal(keys.begin(), keys.end(), link_keys_.begin(), [](const auto& a, const auto& b) {
+    if (keys.size() == kept->size() &&
+        std::equal(keys.begin(), keys.end(), kept->begin(), [](const auto& a, const auto& b) {
           return a.first == b.first && a.second.generation == b.second.generation && a.second.key == b.second.key;
         })) {
       return Status::Ok();  // asked every round; written only when it changed
     }
   }
   DIM_RETURN_IF_ERROR(env->MkdirAll(config_.store + "/keys", 0700));
-  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, LinkKeysPath(config_), body));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, path, body));
   std::lock_guard<std::mutex> l(mu_);
-  link_keys_ = std::move(keys);
+  *kept = std::move(keys);
   return Status::Ok();
 }
 
@@ -211,9 +248,18 @@ bool Identity::Addressed(const std::string& to) {
 dim::Result<dim::auth::Claim> Identity::Check(const dim::http::Request& req, const std::string& target) {
   auto header = req.headers.find("x-dim-auth");
   const int64_t now = std::time(nullptr);
-  DIM_ASSIGN_OR_RETURN(dim::auth::Claim claim,
-                       dim::auth::VerifyHeader(*this, header == req.headers.end() ? "" : header->second, req.method,
-                                               target, now));
+  auto verified = dim::auth::VerifyHeader(*this, header == req.headers.end() ? "" : header->second, req.method,
+                                          target, now);
+  if (!verified.ok() && credentials_ && verified.status().message().starts_with("bad signature from server:")) {
+    // Another server at an enrolled one: its buddy, or one that takes itself for it.
+    const std::string& m = verified.status().message();
+    const std::string peer = m.substr(26, m.find(':', 26) - 26);
+    return Status::PermissionDenied(m + "; if " + peer + " is this server's buddy, enrol both naming each other on "
+                                    "the top (dimctl server enrol " + peer + " --buddy " + config_.name +
+                                    ", dimctl server enrol " + config_.name + " --buddy " + peer +
+                                    ") and install the new credentials");
+  }
+  DIM_ASSIGN_OR_RETURN(dim::auth::Claim claim, std::move(verified));
   if (claim.form == 1) {
     const bool allowed = config_.legacy_auth == Config::LegacyAuth::kYes ||
                          (config_.legacy_auth == Config::LegacyAuth::kReads && IsRead(req));

@@ -31,7 +31,9 @@ class Identity final : public dim::auth::KeySource {
   // with X's enrolled key (granting "leaf:X": replication only) or the
   // secret (granting "server:X"); on an enrolled leaf "server:X" signs with
   // the link key of X when X is enrolled below this server (granting
-  // "leaf:X") or the leaf's own key (dimctl derives it). "node:N" signs with
+  // "leaf:X"), the buddy key of X when X is this server's buddy (granting
+  // "buddy:X": copies of the overlays of the nodes the two serve), or the
+  // leaf's own key (dimctl derives it). "node:N" signs with
   // N's key of its current registry generation.
   dim::Result<std::vector<dim::auth::SigningKey>> KeysOf(const std::string& identity) const override;
 
@@ -49,7 +51,8 @@ class Identity final : public dim::auth::KeySource {
   // The key `node` signs with at `generation` (the boot key endpoint).
   dim::Result<std::string> NodeKeyOf(const std::string& node, int64_t generation) const;
   // Top: the node key list for enrolled server `server` (the nodes the
-  // registry assigns to it), for GET /v1/servers/NAME/node-keys.
+  // registry assigns to it or to its enrolled buddy, which fail over to it),
+  // for GET /v1/servers/NAME/node-keys.
   dim::Result<std::string> NodeKeysFor(const std::string& server) const;
   // Enrolled leaf: a node key list from the parent, checked, then kept in
   // <store>/keys/node-keys and used from now on.
@@ -60,6 +63,13 @@ class Identity final : public dim::auth::KeySource {
   // Enrolled leaf: its children's link keys from the parent, checked, then
   // kept in <store>/keys/link-keys; their requests verify from now on.
   dim::Status InstallLinkKeys(std::string_view body);
+  // Top: the buddy keys of the server whose buddy `server` is (both
+  // enrolled naming each other, dimctl server enrol --buddy), wrapped for
+  // `server` (GET /v1/servers/NAME/buddy-keys).
+  dim::Result<std::string> BuddyKeysFor(const std::string& server) const;
+  // Enrolled server: its buddy's key from the parent, checked, then kept in
+  // <store>/keys/buddy-keys; the buddy's requests verify as buddy:NAME from now on.
+  dim::Status InstallBuddyKeys(std::string_view body);
   // Ok when `caller` (a leaf:NAME) may have the node or link keys of
   // `server`: its own, or (relaying them down) those of a server enrolled
   // below it. Checked where the site secret is; answered there only.
@@ -69,11 +79,17 @@ class Identity final : public dim::auth::KeySource {
   // secret, its credentials' key (parent: the top), or its link key (parent:
   // a second-level server, credentials' `parent`).
   const std::string& parent_key() const { return parent_key_; }
+  // The key this server signs its requests to its buddy with: the site
+  // secret, or the buddy key its credentials name (auth::BuddyKey).
+  const std::string& buddy_key() const { return buddy_key_; }
   bool enrolled() const { return credentials_.has_value(); }
   bool holds_secret() const { return secret_.has_value(); }
 
  private:
   bool Addressed(const std::string& to);
+  // Replaces *kept (GUARDED_BY(mu_)) with keys and body in `path`, unless they are the same.
+  dim::Status Keep(dim::identity::NodeKeys keys, std::string_view body, const std::string& path,
+                   dim::identity::NodeKeys* kept);
 
   const Config& config_;
   std::optional<dim::auth::Secret> secret_;
@@ -81,9 +97,10 @@ class Identity final : public dim::auth::KeySource {
   CatalogPool* catalogs_;
   dim::ReplayCache replay_;
   mutable std::mutex mu_;
-  std::string parent_key_;
+  std::string parent_key_, buddy_key_;
   dim::identity::NodeKeys node_keys_;  // enrolled leaf, GUARDED_BY(mu_)
   dim::identity::NodeKeys link_keys_;  // enrolled leaf: its children's, GUARDED_BY(mu_)
+  dim::identity::NodeKeys buddy_keys_; // enrolled server: its buddy's, GUARDED_BY(mu_)
   std::vector<std::string> own_;       // authorities of this host, GUARDED_BY(mu_)
   int64_t own_checked_ = 0;            // when own_ was listed, GUARDED_BY(mu_)
 };

@@ -144,6 +144,15 @@ int main(int argc, char** argv) {
                    config->credentials.c_str(), c->name.c_str(), config->name.c_str(), config->name.c_str());
       return 1;
     }
+    // Its buddy checks its requests with a key the top makes for the pair:
+    // without --buddy at enrolment there is none, and every copy would be refused.
+    if (!config->buddy.empty() && c->buddy.empty()) {
+      std::fprintf(stderr, "imaged: %s names a buddy (%s), but credentials file %s names none; on the top, enrol "
+                           "both servers naming each other (dimctl server enrol %s --buddy NAME) and install the "
+                           "new credentials\n",
+                   config_path.c_str(), config->buddy.c_str(), config->credentials.c_str(), config->name.c_str());
+      return 1;
+    }
     credentials = std::move(*c);
   } else {
     auto s = dim::auth::Secret::Load(config->secret);

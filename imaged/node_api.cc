@@ -84,7 +84,7 @@ Response NodeApi::Handle(dim::proto::RouteId route, const std::string& node, con
   // The route table let only the node itself and servers through; a server
   // provisions (dim::proto::Auth).
   bool replica = IsReplica(req);
-  if (replica && who.rfind("server:", 0) != 0) {
+  if (replica && who.rfind("server:", 0) != 0 && who.rfind("buddy:", 0) != 0) {
     return Response::Error(Status::PermissionDenied("only a buddy server sends copies of overlay writes"));
   }
   // After a start, and while its copies differ, the buddy may hold a newer

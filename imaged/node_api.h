@@ -60,7 +60,8 @@ class NodeApi {
   // copy's state is the one named (else 409), and not forwarded again.
   void set_buddy(Buddy* b) { buddy_ = b; }
   // GET /v1/buddy/state and GET /v1/buddy/nodes/NODE/snapshot (servers only).
-  dim::http::Response BuddyState();
+  // BuddyState lists the nodes `listed` lets through (the caller's).
+  dim::http::Response BuddyState(const std::function<bool(const std::string& node)>& listed);
   dim::http::Response BuddySnapshot(const std::string& node);
   // The replica state of every node overlay here.
   dim::Result<std::map<std::string, dim::NodeOverlay::ReplicaState>> States();

@@ -237,6 +237,17 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     DIM_RETURN_IF_ERROR(registry.Import(reply.body));
     DIM_ASSIGN_OR_RETURN(ours, registry.Generation());
   }
+  // The key this server's buddy signs with (enrolled pairs, `dimctl server
+  // enrol NAME --buddy B` for both): asked every round like the link keys,
+  // so a re-enrolled buddy is let in, and its old key refused, within one.
+  // A new pairing also brings the buddy's nodes' keys (they fail over here).
+  if (service_->identity().enrolled() && !config_.buddy.empty()) {
+    auto buddies = parent.Call(dim::proto::RouteId::kServerBuddyKeys, {config_.name});
+    if (!buddies.ok()) return buddies.status().Annotate("the key of " + config_.name + "'s buddy server");
+    if (buddies->body != buddy_keys_) node_keys_for_ = -1;
+    DIM_RETURN_IF_ERROR(service_->identity().InstallBuddyKeys(buddies->body));
+    buddy_keys_ = std::move(buddies->body);
+  }
   // An enrolled server holds the keys of its nodes, not the secret they
   // derive from: taken again whenever the registry changed (a rekey, a node
   // moved to another server).

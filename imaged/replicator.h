@@ -98,6 +98,7 @@ class Replicator {
   std::optional<dim::sign::PublicKey> publish_key_;  // the top's, from publish_key
   Service* service_;
   int64_t node_keys_for_ = -1;  // the registry generation whose node keys this server holds (Run's thread)
+  std::string buddy_keys_;      // the buddy key list last taken (Run's thread)
   std::atomic<bool> stop_{false};
   std::thread run_thread_;
   std::thread report_thread_;

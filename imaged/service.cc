@@ -43,6 +43,11 @@ Service::Service(ServerContext& ctx, Config config, std::optional<dim::auth::Sec
       objects_(&ctx.objects()),
       catalogs_(ctx.catalogs()),
       identity_(config_, std::move(secret), std::move(credentials), &catalogs_),
+      // main checked the files before it made the Service (imaged --check too).
+      client_tls_([this] {
+        auto tls = ClientTls(config_);
+        return tls.ok() ? *tls : nullptr;
+      }()),
       nodes_(ctx,
              [this](const std::string& image) -> dim::Result<std::vector<dim::policy::Rule>> {
                DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
@@ -67,10 +72,11 @@ Service::Service(ServerContext& ctx, Config config, std::optional<dim::auth::Sec
       deltas_(config_.delta_cache_bytes),
       polls_([this](const std::string& image) { return PollState(image); }) {
   if (!config_.buddy.empty()) {
-    // The buddy checks this server's signature as it checks its parent's:
-    // with the key this server signs with (the site secret's, or its own).
-    buddy_ = std::make_unique<Buddy>(config_.buddy, identity_.parent_key(), "server:" + config_.name,
-                                     config_.buddy_interval_s, config_.buddy_wait_s);
+    // The buddy checks this server's signature with the site secret, or
+    // (enrolled pairs) with the buddy key the top handed it; with TLS it
+    // checks this server's certificate as a parent does (mutual TLS).
+    buddy_ = std::make_unique<Buddy>(config_.buddy, identity_.buddy_key(), "server:" + config_.name,
+                                     config_.buddy_interval_s, config_.buddy_wait_s, client_tls_);
     nodes_.set_buddy(buddy_.get());
   }
 }
@@ -162,16 +168,28 @@ Status MayCall(const dim::proto::Route& route, const dim::proto::Match& m, const
     case Auth::kSigned:
       break;
     case Auth::kServer:
-      if (!server) return Status::PermissionDenied(who + " may not use " + what + ": only servers and dimctl may");
+      // A buddy copies provisioning too (Service::BuddyMayUse: copies of its nodes only).
+      if (!server && !(route.id == RouteId::kNodeProvision && who.starts_with("buddy:")))
+        return Status::PermissionDenied(who + " may not use " + what + ": only servers and dimctl may");
       break;
     case Auth::kServerOrLeaf:
       if (!server && !leaf) return Status::PermissionDenied(who + " may not use " + what + ": only servers may");
       break;
-    case Auth::kNodeOrServer:
-      if (!NodeApi::MayUse(who, m.param("node"))) {
+    case Auth::kServerOrBuddy:
+      // The buddy's nodes are checked by the handler (Service::BuddyMayUse).
+      if (!server && !who.starts_with("buddy:")) {
+        return Status::PermissionDenied(who + " may not use " + what + ": only servers and this server's buddy may");
+      }
+      break;
+    case Auth::kNodeOrServer: {
+      // A buddy only sends copies of overlay writes (the nodes: Service::BuddyMayUse).
+      const bool copy = route.id == RouteId::kNodeOverlayPut || route.id == RouteId::kNodeOverlayOps ||
+                        route.id == RouteId::kNodePrefetchPut;
+      if (!NodeApi::MayUse(who, m.param("node")) && !(copy && who.starts_with("buddy:"))) {
         return Status::PermissionDenied(who + " may not use the resources of node " + m.param("node"));
       }
       break;
+    }
     case Auth::kNodeSelf:
       // Only the node reports how its own install went (a success switches
       // its boot to the local disk) and asks for its version's stream (sent
@@ -244,7 +262,8 @@ Response Service::Route(const Request& req) {
     case RouteId::kReport: return Report(req, who);
     case RouteId::kPromote: return Promote();
     case RouteId::kServerNodeKeys:
-    case RouteId::kServerLinkKeys: return ServerKeys(route.id, match->param("server"), who);
+    case RouteId::kServerLinkKeys:
+    case RouteId::kServerBuddyKeys: return ServerKeys(route.id, match->param("server"), who);
     case RouteId::kImageHead: return Head(image, req);
     case RouteId::kImageStatement: return Statement(image);
     case RouteId::kImageDelta: return Delta(image, req);
@@ -271,12 +290,17 @@ Response Service::Route(const Request& req) {
     case RouteId::kNodeOverlayOps:
     case RouteId::kNodeProvision:
     case RouteId::kNodePrefetchGet:
-    case RouteId::kNodePrefetchPut: return nodes_.Handle(route.id, node, match->param("path"), req, who);
+    case RouteId::kNodePrefetchPut:
+      if (Status s = BuddyMayUse(who, node, req); !s.ok()) return Response::Error(s);
+      return nodes_.Handle(route.id, node, match->param("path"), req, who);
     case RouteId::kNodeInstall:
     case RouteId::kNodeInstallReport:
     case RouteId::kNodeInstallStream: return install_.Handle(route.id, node, req);
-    case RouteId::kBuddyState: return nodes_.BuddyState();
-    case RouteId::kBuddySnapshot: return nodes_.BuddySnapshot(node);
+    case RouteId::kBuddyState:
+      return nodes_.BuddyState([&](const std::string& n) { return BuddyMayUse(who, n, req).ok(); });
+    case RouteId::kBuddySnapshot:
+      if (Status s = BuddyMayUse(who, node, req); !s.ok()) return Response::Error(s);
+      return nodes_.BuddySnapshot(node);
   }
   return Response::Error(Status::NotFound("no endpoint " + req.method + " " + req.path));
 }
@@ -296,11 +320,15 @@ Response Service::Registry() {
 Response Service::ServerKeys(RouteId route, const std::string& server, const std::string& who) {
   if (!dim::identity::IsName(server)) return BadRequest("'" + server + "' is not a server name");
   Response r;
-  r.content_type = route == RouteId::kServerNodeKeys ? "application/x-dim-node-keys" : "application/x-dim-link-keys";
+  r.content_type = route == RouteId::kServerNodeKeys   ? "application/x-dim-node-keys"
+                   : route == RouteId::kServerLinkKeys ? "application/x-dim-link-keys"
+                                                       : "application/x-dim-buddy-keys";
   r.headers["Cache-Control"] = "no-store";
   if (identity_.holds_secret()) {
     if (Status s = identity_.MayHaveKeysOf(who, server); !s.ok()) return Response::Error(s);
-    auto body = route == RouteId::kServerNodeKeys ? identity_.NodeKeysFor(server) : identity_.LinkKeysFor(server);
+    auto body = route == RouteId::kServerNodeKeys   ? identity_.NodeKeysFor(server)
+                : route == RouteId::kServerLinkKeys ? identity_.LinkKeysFor(server)
+                                                    : identity_.BuddyKeysFor(server);
     if (!body.ok()) return Response::Error(body.status());
     r.body = std::move(*body);
     return r;
@@ -321,6 +349,32 @@ Response Service::ServerKeys(RouteId route, const std::string& server, const std
   if (!reply.ok()) return Response::Error(reply.status().Annotate("asking the parent for the keys of " + server));
   r.body = std::move(reply->body);
   return r;
+}
+
+Status Service::BuddyMayUse(const std::string& who, const std::string& node, const Request& req) {
+  if (!who.starts_with("buddy:")) return Status::Ok();
+  const std::string buddy = who.substr(6);
+  const bool copy = req.query.count("buddy_seq") && req.query.count("buddy_chain");
+  if (req.method != "GET" && !copy) {
+    return Status::PermissionDenied("server " + buddy + " is this server's buddy: it may send copies of writes "
+                                    "(with buddy_seq), not writes of its own, to node " + node + "'s overlay");
+  }
+  const dim::proto::RouteId route = dim::proto::MatchRoute(req.method, req.path, req.query)->route->id;
+  if (req.method == "GET" && route != RouteId::kBuddyState && route != RouteId::kBuddySnapshot) {
+    return Status::PermissionDenied("server " + buddy + " is this server's buddy: it reads node overlays only "
+                                    "through /v1/buddy/ (state and snapshots)");
+  }
+  // The registry (the top's signed copy) says which server serves the node.
+  DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+  DIM_ASSIGN_OR_RETURN(auto snap, dim::cluster::Registry(cat->db()).LoadNode(node));
+  const std::string served_by = snap.cluster.nodes.empty() ? std::string() : snap.cluster.nodes[0].server;
+  if (served_by.empty() || (served_by != buddy && served_by != config_.name)) {
+    return Status::PermissionDenied("server " + buddy + " (this server's buddy) may not use node " + node +
+                                    "'s overlay: the registry assigns the node to " +
+                                    (served_by.empty() ? std::string("no server") : "server " + served_by) +
+                                    ", not to " + buddy + " or " + config_.name + " (<node server=…>)");
+  }
+  return Status::Ok();
 }
 
 void Service::SetUpstream(Connect upstream, std::function<void()> on_report) {
@@ -395,6 +449,7 @@ Status Service::CheckNotReplaced() {
   dim::http::ClientOptions o;
   o.connect_timeout_ms = 1000;
   o.timeout_ms = 3000;
+  o.tls = client_tls_;
   auto client = dim::ApiClient::Create(config_.standby_url, identity_.parent_key(), "server:" + config_.name, o);
   if (!client.ok()) return Status::Ok();
   auto info = (*client)->Info();
@@ -648,11 +703,10 @@ Response Service::SignedVersion(dim::proto::NodeVersionAnswer answer, const std:
   // A leaf cannot sign: it passes on its parent's answer to the same
   // challenge when the two agree, else its own, unsigned (a node holding the
   // publish key then stays where it is and asks again).
-  auto tls = ClientTls(config_);
   dim::http::ClientOptions opts;
   opts.connect_timeout_ms = 2000;
   opts.timeout_ms = 5000;
-  if (tls.ok()) opts.tls = *tls;
+  opts.tls = client_tls_;
   auto parent = dim::ApiClient::Create(config_.parent, identity_.parent_key(), "server:" + config_.name, opts);
   if (!parent.ok()) return r;
   auto reply = (*parent)->Call(dim::proto::RouteId::kNodeVersion, {answer.node},

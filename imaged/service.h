@@ -35,6 +35,7 @@
 #include "dim/http.h"
 #include "dim/object_store.h"
 #include "dim/proto.h"
+#include "dim/tls.h"
 
 namespace imaged {
 
@@ -178,11 +179,18 @@ class Service {
   // Records a version's root hash and, with <store>/keys/publish.key, its
   // signature (publishing on the top server).
   dim::Status Seal(dim::Catalog& cat, const dim::ImageInfo& img, const dim::VersionInfo& v);
+  // Ok when `who` may use node's overlay: anyone but this server's buddy
+  // (buddy:NAME), which may only for nodes the registry assigns to one of
+  // the two, and only send copies of writes (docs/security.md).
+  dim::Status BuddyMayUse(const std::string& who, const std::string& node, const dim::http::Request& req);
   ServerContext& ctx_;
   Config config_;
   dim::ObjectStore* const objects_;  // ctx_'s
   CatalogPool& catalogs_;            // ctx_'s
   Identity identity_;
+  // Checks the parent's, the buddy's and the standby's certificates and
+  // presents this server's (mutual TLS); null without tls_ca.
+  std::shared_ptr<const dim::tls::Context> client_tls_;
   NodeApi nodes_;
   std::unique_ptr<Buddy> buddy_;  // null without a buddy
   BootApi boot_;

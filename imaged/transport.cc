@@ -39,8 +39,16 @@ std::optional<Response> AdmitOn(const Config& config, Service& service, bool pla
   if (!req.tls_client_error.empty())
     return Response::Error(Status::PermissionDenied(req.tls_client_error));
   if (auto refusal = service.Admit(req, limit)) return refusal;
-  const std::string& who = req.identity;
-  if (!who.starts_with("server:")) return std::nullopt;  // nodes, public requests
+  // Every identity a server signs with: the site secret (server:), an
+  // enrolled server at its parent (leaf:, its own or its link key) and a
+  // buddy (buddy:, its buddy key). Each must come with that server's
+  // certificate: checking server: alone let an enrolled key through with
+  // any certificate of the CA, or none.
+  const std::string& grant = req.identity;
+  const size_t colon = grant.find(':');
+  const std::string kind = colon == std::string::npos ? grant : grant.substr(0, colon);
+  if (kind != "server" && kind != "leaf" && kind != "buddy") return std::nullopt;  // nodes, public requests
+  const std::string who = "server:" + grant.substr(colon + 1);  // what the request was signed as
   if (plain_listener) {
     return Response::Error(Status::PermissionDenied(
         who +

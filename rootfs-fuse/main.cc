@@ -115,6 +115,7 @@ struct Args {
 std::shared_ptr<const dim::tls::Context> LoadTls(const Args& a) {
   bool https = a.server.rfind("https://", 0) == 0;
   for (const auto& alt : a.alts) https = https || alt.rfind("https://", 0) == 0;
+  https = https || a.buddy.rfind("https://", 0) == 0;
   if (!https) return nullptr;
   dim::tls::Files files{a.tls_ca.empty() ? "/etc/dim/tls-ca.pem" : a.tls_ca, a.tls_crl, "", ""};
   if (files.crl.empty() && ::access("/etc/dim/tls-crl.pem", F_OK) == 0) files.crl = "/etc/dim/tls-crl.pem";

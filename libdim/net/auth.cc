@@ -185,9 +185,14 @@ std::string LinkKey(const std::string& server_key, const std::string& parent) {
   return Hmac(server_key, "server-link:" + parent);
 }
 
+std::string BuddyKey(const std::string& server_key, const std::string& buddy) {
+  return Hmac(server_key, "server-buddy:" + buddy);
+}
+
 std::string ServerCredentials::Encode() const {
   return "dim-server-credentials 1\nname " + name + "\ngeneration " + std::to_string(generation) + "\nkey " +
-         KeyToHex(key) + "\n" + (parent.empty() ? "" : "parent " + parent + "\n");
+         KeyToHex(key) + "\n" + (parent.empty() ? "" : "parent " + parent + "\n") +
+         (buddy.empty() ? "" : "buddy " + buddy + "\n");
 }
 
 Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const std::string& file) {
@@ -196,7 +201,7 @@ Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const 
                                    "; write a new one on the top server with `dimctl server enrol NAME`");
   };
   ServerCredentials c;
-  bool have_name = false, have_gen = false, have_key = false, have_parent = false;
+  bool have_name = false, have_gen = false, have_key = false, have_parent = false, have_buddy = false;
   size_t line_no = 0;
   for (size_t start = 0; start < text.size();) {
     size_t nl = text.find('\n', start);
@@ -234,12 +239,19 @@ Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const 
         if (!IsIdChar(ch) || ch == ':') return bad(where + ": parent may only hold letters, digits and . _ -");
       c.parent = std::string(value);
       have_parent = true;
+    } else if (field == "buddy" && !have_buddy) {
+      if (value.empty() || value.size() > 200) return bad(where + ": buddy is empty or too long");
+      for (char ch : value)
+        if (!IsIdChar(ch) || ch == ':') return bad(where + ": buddy may only hold letters, digits and . _ -");
+      c.buddy = std::string(value);
+      have_buddy = true;
     } else {
       return bad(where + ": unknown or repeated field '" + std::string(field.substr(0, 40)) + "'");
     }
   }
   if (!have_name || !have_gen || !have_key) return bad("name, generation and key are all needed");
   if (c.parent == c.name) return bad("the server is named as its own parent");
+  if (c.buddy == c.name) return bad("the server is named as its own buddy");
   return c;
 }
 

@@ -25,6 +25,7 @@ struct ListKind {
 };
 constexpr ListKind kNodeKeyList{"DIMNODEKEYS1", "node-key-wrap", "node-key-list", "node key list"};
 constexpr ListKind kLinkKeyList{"DIMLINKKEYS1", "link-key-wrap", "link-key-list", "link key list"};
+constexpr ListKind kBuddyKeyList{"DIMBUDDYKEYS1", "buddy-key-wrap", "buddy-key-list", "buddy key list"};
 
 std::string Pad(const ListKind& kind, const std::string& server_key, const std::string& node, int64_t generation) {
   return auth::Hmac(auth::Hmac(server_key, kind.wrap), node + "\n" + std::to_string(generation));
@@ -76,17 +77,22 @@ Result<Enrolment> EnrolmentOf(const std::string& store, const std::string& serve
   std::string_view t = *text;
   if (t.ends_with('\n')) t.remove_suffix(1);
   Enrolment e;
-  // "G" or "G parent P"
+  // "G", then "parent P" and "buddy B", each at most once, in that order
   const size_t sp = t.find(' ');
-  const std::string_view gen = t.substr(0, sp);
-  bool ok = ParseCount(gen, &e.generation);
-  if (ok && sp != std::string_view::npos) {
-    constexpr std::string_view kParent = " parent ";
-    ok = t.substr(sp).starts_with(kParent) && IsName(t.substr(sp + kParent.size()));
-    if (ok) e.parent = std::string(t.substr(sp + kParent.size()));
+  bool ok = ParseCount(t.substr(0, sp), &e.generation);
+  std::string_view rest = sp == std::string_view::npos ? std::string_view() : t.substr(sp + 1);
+  for (std::string* field : {&e.parent, &e.buddy}) {
+    const std::string_view word = field == &e.parent ? "parent " : "buddy ";
+    if (!ok || !rest.starts_with(word)) continue;
+    rest.remove_prefix(word.size());
+    const size_t end = rest.find(' ');
+    const std::string_view name = rest.substr(0, end);
+    ok = IsName(name);
+    *field = std::string(name);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
   }
-  if (!ok)
-    return Status::Corruption(path + " does not hold \"GENERATION\" or \"GENERATION parent NAME\"; enrol " + server +
+  if (!ok || !rest.empty())
+    return Status::Corruption(path + " does not hold \"GENERATION [parent NAME] [buddy NAME]\"; enrol " + server +
                               " again");
   return e;
 }
@@ -151,18 +157,31 @@ Status CheckParent(const std::string& store, const std::string& server, const st
 }
 
 Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server,
-                                      const std::string& parent) {
+                                      const std::string& parent, const std::string& buddy) {
   if (!IsName(server))
     return Status::InvalidArgument("'" + server + "' is not a server name (letters, digits, . _ -)");
   DIM_RETURN_IF_ERROR(CheckParent(store, server, parent));
+  if (!buddy.empty() && !IsName(buddy))
+    return Status::InvalidArgument("--buddy '" + buddy + "' is not a server name (letters, digits, . _ -)");
+  if (buddy == server) return Status::InvalidArgument("server " + server + " cannot be its own buddy (--buddy)");
   DIM_ASSIGN_OR_RETURN(int64_t g, EnrolledGeneration(store, server));
   Env* env = Env::Posix();
   DIM_RETURN_IF_ERROR(env->MkdirAll(store + "/servers", 0700));
-  auth::ServerCredentials c{server, g + 1, auth::ServerKey(site, server, g + 1), parent};
+  auth::ServerCredentials c{server, g + 1, auth::ServerKey(site, server, g + 1), parent, buddy};
   DIM_RETURN_IF_ERROR(WriteFileAtomic(env, store + "/servers/" + server,
                                       std::to_string(c.generation) + (parent.empty() ? "" : " parent " + parent) +
-                                          "\n"));
+                                          (buddy.empty() ? "" : " buddy " + buddy) + "\n"));
   return c;
+}
+
+Result<std::string> EnrolledBuddy(const std::string& store, const std::string& server) {
+  DIM_ASSIGN_OR_RETURN(Enrolment e, EnrolmentOf(store, server));
+  if (e.generation == 0 || e.buddy.empty()) return std::string();
+  DIM_ASSIGN_OR_RETURN(Enrolment b, EnrolmentOf(store, e.buddy));
+  // Both enrolments must name each other: one enrolment alone cannot make
+  // another server hand its nodes' overlays to it.
+  if (b.generation == 0 || b.buddy != server) return std::string();
+  return e.buddy;
 }
 
 namespace {
@@ -231,6 +250,12 @@ std::string EncodeLinkKeys(const auth::ServerCredentials& to, const NodeKeys& ke
 }
 Result<NodeKeys> DecodeLinkKeys(const auth::ServerCredentials& self, std::string_view body) {
   return DecodeKeys(kLinkKeyList, self, body);
+}
+std::string EncodeBuddyKeys(const auth::ServerCredentials& to, const NodeKeys& keys) {
+  return EncodeKeys(kBuddyKeyList, to, keys);
+}
+Result<NodeKeys> DecodeBuddyKeys(const auth::ServerCredentials& self, std::string_view body) {
+  return DecodeKeys(kBuddyKeyList, self, body);
 }
 
 std::string CopyMessage(std::string_view kind, std::string_view subject, const Digest& body_sha256) {

@@ -17,6 +17,7 @@ const char* AuthName(Auth a) {
     case Auth::kServer: return "server";
     case Auth::kServerOrLeaf: return "server or leaf";
     case Auth::kNodeOrServer: return "node or server";
+    case Auth::kServerOrBuddy: return "server or buddy";
     case Auth::kLeafSelf: return "that leaf or a server";
     case Auth::kNodeSelf: return "that node";
   }
@@ -56,6 +57,8 @@ const std::vector<Route>& Routes() {
        "node key list (dim/identity.h)"},
       {kServerLinkKeys, "GET", "/v1/servers/{server}/link-keys", "", "link keys", kLeafSelf, "-",
        "link key list (dim/identity.h)"},
+      {kServerBuddyKeys, "GET", "/v1/servers/{server}/buddy-keys", "", "buddy keys", kLeafSelf, "-",
+       "buddy key list (dim/identity.h)"},
       {kNodeInstall, "GET", "/v1/nodes/{node}/install", "", "install plan", kNodeOrServer, "-",
        "install plan (dim/install/messages.h)"},
       {kNodeInstallReport, "POST", "/v1/nodes/{node}/install-report", "", "install report", kNodeSelf,
@@ -77,8 +80,8 @@ const std::vector<Route>& Routes() {
       {kNodePrefetchGet, "GET", "/v1/nodes/{node}/prefetch", "", "prefetch list", kNodeOrServer, "-", "text lines"},
       {kNodePrefetchPut, "PUT", "/v1/nodes/{node}/prefetch", "", "set prefetch list", kNodeOrServer, "text lines",
        "{}"},
-      {kBuddyState, "GET", "/v1/buddy/state", "", "buddy state", kServer, "-", "DIMRST1 (buddy)"},
-      {kBuddySnapshot, "GET", "/v1/buddy/nodes/{node}/snapshot", "", "buddy snapshot", kServer, "-",
+      {kBuddyState, "GET", "/v1/buddy/state", "", "buddy state", kServerOrBuddy, "-", "DIMRST1 (buddy)"},
+      {kBuddySnapshot, "GET", "/v1/buddy/nodes/{node}/snapshot", "", "buddy snapshot", kServerOrBuddy, "-",
        "DIMSNAP1 (dim/overlay_snapshot.h)"},
       {kPromote, "POST", "/v1/server/promote", "", "promote", kServer, "-", "PromoteAnswer"},
       {kObjectDelta, "GET", "/v1/objects/{hex}", "base", "object delta", kSigned, "-", "zstd patch"},

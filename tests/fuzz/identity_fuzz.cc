@@ -1,6 +1,6 @@
 // libFuzzer target for what an enrolled server reads from others: node and
-// link key lists from its parent (dim::identity::DecodeNodeKeys,
-// DecodeLinkKeys), credentials files
+// link key lists from its parent and its buddies' keys
+// (dim::identity::DecodeNodeKeys, DecodeLinkKeys, DecodeBuddyKeys), credentials files
 // and X-Dim-Signature values (CheckCopy). Nothing unsigned may pass: the
 // input as a node key list must fail unless it carries the right MAC, and a
 // list the input is made into (encoded for this server) must decode to
@@ -36,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   if (dim::identity::DecodeNodeKeys(self, input).ok()) Fail("a node key list without its MAC was accepted");
   if (dim::identity::DecodeLinkKeys(self, input).ok()) Fail("a link key list without its MAC was accepted");
+  if (dim::identity::DecodeBuddyKeys(self, input).ok()) Fail("a buddy key list without its MAC was accepted");
   (void)dim::auth::ServerCredentials::Parse(input, "fuzz");
   if (dim::identity::CheckCopy(&pub, "pins", "deb", dim::Sha256Of(input), input, "fuzz").ok())
     Fail("an unsigned copy was accepted");
@@ -67,8 +68,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     changed[size % changed.size()] ^= static_cast<char>(1 + (size % 255));
     if (dim::identity::DecodeNodeKeys(self, changed).ok()) Fail("a changed list was accepted");
   }
-  // The two kinds of list never pass for each other.
+  // The kinds of list never pass for each other.
   if (dim::identity::DecodeLinkKeys(self, body).ok()) Fail("a node key list passed as a link key list");
+  if (dim::identity::DecodeBuddyKeys(self, body).ok()) Fail("a node key list passed as a buddy key list");
+  if (dim::identity::DecodeLinkKeys(self, dim::identity::EncodeBuddyKeys(self, keys)).ok())
+    Fail("a buddy key list passed as a link key list");
   if (dim::identity::DecodeNodeKeys(self, dim::identity::EncodeLinkKeys(self, keys)).ok())
     Fail("a link key list passed as a node key list");
   return 0;

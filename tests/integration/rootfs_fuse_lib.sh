@@ -72,7 +72,8 @@ rf_stop() {  # rf_stop NAME [SIGNAL]
   unset "RF_PIDS[$1]"
 }
 
-# rf_mount NODE MOUNTPOINT CACHE [OPTION]...: mounts NODE's view, waits for it.
+# rf_mount NODE MOUNTPOINT CACHE [OPTION]...: mounts NODE's view from the
+# top ($RF_URL: another server), waits for it.
 RF_MOUNTS=()
 rf_mount() {
   local node=$1 mnt=$2 cache=$3
@@ -80,7 +81,7 @@ rf_mount() {
   mkdir -p "$mnt"
   RF_MOUNTS+=("$mnt")
   with_timeout 60 "$ROOTFS_FUSE" --secret "$SECRET" --cache "$cache" "$@" \
-    "$TOP_URL" "$IMAGE" "$node" "$mnt" 2>> "$TEST_TMP/fuse-$node.log" ||
+    "${RF_URL:-$TOP_URL}" "$IMAGE" "$node" "$mnt" 2>> "$TEST_TMP/fuse-$node.log" ||
     die "rootfs-fuse $node did not mount: $(tail -5 "$TEST_TMP/fuse-$node.log")"
   mountpoint -q "$mnt" || die "$mnt is not a mount point"
 }

@@ -6,32 +6,48 @@
 # the old top is fenced: it refuses to publish once it can reach the
 # standby, and a leaf that only knows the old top refuses the versions it
 # publishes anyway (a stale top cannot pass the epoch).
+# With --tls (ctest standby_promote_tls) every server and dimctl talk mutual
+# TLS with certificates from a site CA: the standby follows the top, the top
+# asks the standby before it publishes, and the leaf follows either, all
+# over TLS; a standby URL in plain http:// is refused where tls_ca is set.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=SCRIPTDIR/tls_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tls_lib.sh"
+TLS=0
+[[ ${1:-} != --tls ]] || TLS=1
+scheme=http
+((TLS == 0)) || scheme=https
 
 IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
 [[ -x $IMAGED ]] || die "imaged not built"
 
 secret=$TEST_TMP/secret
 "$DIMCTL" store secret "$secret" > /dev/null
-top_url=http://127.0.0.1:$(free_port)
-standby_url=http://127.0.0.1:$(free_port)
-leaf_url=http://127.0.0.1:$(free_port)
+top_url=$scheme://127.0.0.1:$(free_port)
+standby_url=$scheme://127.0.0.1:$(free_port)
+leaf_url=$scheme://127.0.0.1:$(free_port)
 export DIM_ROOT=$TEST_TMP/top DIM_SERVER=$top_url DIM_SECRET=$secret
+if ((TLS)); then
+  tls_ca_init
+  for n in top standby leaf; do issue "$n" --ip 127.0.0.1; done
+  tls_dimctl
+fi
 
-# write_config NAME ROLE URL [KEY = VALUE]...
+# write_config NAME ROLE URL [KEY = VALUE]...: with --tls, NAME's certificate too
 write_config() {
   local name=$1 role=$2 url=$3
   shift 3
   {
     echo "role = $role"
     echo "name = $name"
-    echo "listen = ${url#http://}"
+    echo "listen = ${url#*://}"
     echo "store = $TEST_TMP/$name"
     echo "secret = $secret"
     echo "poll_wait = 1"
     printf '%s\n' "$@"
   } > "$TEST_TMP/$name.conf"
+  ((TLS == 0)) || add_tls "$name" "$name"
 }
 declare -A pids
 start() {  # start NAME
@@ -65,6 +81,13 @@ echo tool > "$master/usr/bin/tool"
 write_config top top "$top_url" "standby = $standby_url"
 write_config standby standby "$standby_url" "parent = $top_url"
 write_config leaf leaf "$leaf_url" "parent = $top_url" "parent_standby = $standby_url" "retention = 2"
+if ((TLS)); then
+  log "with tls_ca, a standby in plain http:// is refused with what to write"
+  cp "$TEST_TMP/top.conf" "$TEST_TMP/plain.conf"
+  sed -i "s|^standby = https://|standby = http://|" "$TEST_TMP/plain.conf"
+  expect_fail "$IMAGED" --config "$TEST_TMP/plain.conf" --check
+  expect_stderr_contains "with tls_ca the standby is reached over TLS; write standby = https://"
+fi
 start top
 start standby
 start leaf

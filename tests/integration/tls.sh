@@ -10,6 +10,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/rootfs_fuse_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rootfs_fuse_lib.sh"
+# shellcheck source=SCRIPTDIR/tls_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tls_lib.sh"
 
 head_of() { "$DIMCTL" --root "$TEST_TMP/$1" image list --json 2>/dev/null | sed -n "s/.*\"name\":\"$2\",\"head\":\([0-9]*\).*/\1/p"; }
 # expect_dimctl_refusal TEXT: `dimctl status` fails saying TEXT.
@@ -17,18 +19,6 @@ expect_dimctl_refusal() {
   expect_fail with_timeout 30 "$DIMCTL" status
   expect_stderr_contains "$1"
 }
-# add_tls NAME CERT: TLS lines for $TEST_TMP/NAME.conf (CERT empty: none).
-add_tls() {
-  {
-    if [[ -n $2 ]]; then
-      echo "tls_cert = $certs/$2.crt"
-      echo "tls_key = $certs/$2.key"
-    fi
-    echo "tls_ca = $CA/ca.crt"
-    echo "tls_crl = $CA/ca.crl"
-  } >> "$TEST_TMP/$1.conf"
-}
-
 log "a small image on a top server (plain HTTP to set up)"
 m=$TEST_TMP/master
 mkdir -p "$m/etc" "$m/bin"
@@ -38,12 +28,8 @@ rf_setup_store "$m"
 rf_stop top
 
 log "a site CA and certificates"
-CA=$TEST_TMP/ca
-certs=$TEST_TMP/certs
-mkdir -p "$certs"
-"$DIMCTL" ca init --dir "$CA" > /dev/null
+tls_ca_init
 [[ $(stat -c %a "$CA") == 700 && $(stat -c %a "$CA/ca.key") == 600 ]] || die "the CA's key is not private"
-issue() { "$DIMCTL" ca issue "$@" --dir "$CA" --out "$certs" > /dev/null; }
 issue top --ip 127.0.0.1  # not "localhost": connecting by that name must fail
 issue leaf --ip 127.0.0.1
 issue dimctl --ip 127.0.0.1

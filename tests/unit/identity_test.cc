@@ -22,6 +22,7 @@
 #include "dim/sign.h"
 #include "dim/store.h"
 #include "service.h"
+#include "transport.h"
 #include "imaged_test_util.h"
 #include "test_util.h"
 
@@ -392,6 +393,120 @@ TEST_CASE("identity: a server below a second-level server replicates there, and 
   REQUIRE(middle.svc->identity().InstallLinkKeys(links2.body).ok());
   CHECK(middle.Call("GET", "/v1/info", "server:rack", link).status == 403);
   CHECK(middle.Call("GET", "/v1/info", "server:rack", rack2->ParentKey()).status == 200);
+}
+
+TEST_CASE("identity: enrolled buddies copy the overlays of the nodes the two serve, and nothing more") {
+  Site top;
+  auto e = [&](const std::string& name, const std::string& buddy) {
+    auto c = dim::identity::Enrol(top.config.store, top.secret, name, "", buddy);
+    REQUIRE(c.ok());
+    return *c;
+  };
+  const auto ss1 = e("ss1", "ss2"), ss2 = e("ss2", "ss1"), ss3 = e("ss3", "ss4"), ss4 = e("ss4", "ss3");
+  const auto ss5 = e("ss5", "ss2");  // names ss2, which does not name it back
+  CHECK(dim::identity::EnrolledBuddy(top.config.store, "ss1").value() == "ss2");
+  CHECK(dim::identity::EnrolledBuddy(top.config.store, "ss2").value() == "ss1");
+  CHECK(dim::identity::EnrolledBuddy(top.config.store, "ss5").value().empty());
+  CHECK(dim::identity::Enrol(top.config.store, top.secret, "ss6", "", "ss6").status().code() ==
+        dim::Code::kInvalidArgument);
+  auto parsed = dim::auth::ServerCredentials::Parse(ss1.Encode(), "f");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->buddy == "ss2");
+
+  top.Start();
+  // Each takes the key its buddy signs with; nobody takes another server's.
+  Response keys2 = top.Call("GET", "/v1/servers/ss2/buddy-keys", "server:ss2", ss2.key);
+  REQUIRE(keys2.status == 200);
+  CHECK(top.Call("GET", "/v1/servers/ss2/buddy-keys", "server:ss1", ss1.key).status == 403);
+  auto got = dim::identity::DecodeBuddyKeys(ss2, keys2.body);
+  REQUIRE(got.ok());
+  REQUIRE(got->count("ss1") == 1);
+  CHECK(got->at("ss1").key == dim::auth::BuddyKey(ss1.key, "ss2"));
+  CHECK(got->count("ss5") == 0);  // one-sided: not a buddy
+  Response keys5 = top.Call("GET", "/v1/servers/ss5/buddy-keys", "server:ss5", ss5.key);
+  REQUIRE(keys5.status == 200);
+  CHECK(dim::identity::DecodeBuddyKeys(ss5, keys5.body)->empty());
+  CHECK(!dim::identity::DecodeBuddyKeys(ss1, keys2.body).ok());  // wrapped for ss2 only
+  // ss2 holds the keys of ss1's nodes too (they fail over to it); ss4 does not.
+  Response nodes2 = top.Call("GET", "/v1/servers/ss2/node-keys", "server:ss2", ss2.key);
+  REQUIRE(nodes2.status == 200);
+  CHECK(dim::identity::DecodeNodeKeys(ss2, nodes2.body)->count(kNode) == 1);
+  Response nodes4 = top.Call("GET", "/v1/servers/ss4/node-keys", "server:ss4", ss4.key);
+  REQUIRE(nodes4.status == 200);
+  CHECK(dim::identity::DecodeNodeKeys(ss4, nodes4.body)->count(kNode) == 0);
+
+  Site b("ss2");
+  b.Start(ss2);
+  const std::string buddy_key = dim::auth::BuddyKey(ss1.key, "ss2");
+  const std::string node = kNode;  // served by ss1
+  auto call = [&](Site& at, const std::string& method, const std::string& path, const std::string& who,
+                  const std::string& key, const std::map<std::string, std::string>& query = {},
+                  const std::string& body = "") {
+    return at.svc->Handle(at.Signed(method, path, who, key, body, at.config.name, query));
+  };
+  const std::map<std::string, std::string> copy = {{"buddy_seq", "0"}, {"buddy_chain", "-"}};
+  const std::string put = "/v1/nodes/" + node + "/overlay/root/x";
+  CHECK(call(b, "GET", "/v1/buddy/state", "server:ss1", buddy_key).status == 403);  // before its key arrived
+  REQUIRE(b.svc->identity().InstallBuddyKeys(keys2.body).ok());
+  Response state = call(b, "GET", "/v1/buddy/state", "server:ss1", buddy_key);
+  CHECK_MESSAGE(state.status == 200, state.body);
+  Response w = call(b, "PUT", put, "server:ss1", buddy_key, copy, "x");
+  CHECK_MESSAGE(w.status == 200, w.body);
+  CHECK(call(b, "GET", "/v1/buddy/nodes/" + node + "/snapshot", "server:ss1", buddy_key).status == 200);
+  CHECK(call(b, "GET", "/v1/buddy/state", "server:ss1", buddy_key).body.find(node) != std::string::npos);
+  // Its own writes, reads outside /v1/buddy/, provisioning, publishing: refused.
+  for (auto [method, path, query] : std::vector<std::tuple<std::string, std::string, std::map<std::string, std::string>>>{
+           {"PUT", put, {}},
+           {"GET", "/v1/nodes/" + node + "/overlay-list", {}},
+           {"GET", "/v1/nodes/" + node + "/overlay/root/x", {}},
+           {"POST", "/v1/nodes/" + node + "/provision", {}},
+           {"POST", "/v1/images/deb/publish", {}},
+           {"GET", "/v1/servers/ss2/node-keys", {}}}) {
+    Response r = call(b, method, path, "server:ss1", buddy_key, query, "x");
+    CHECK_MESSAGE(r.status == 403, method << " " << path << ": " << r.status << " " << r.body);
+  }
+  // A third server with valid credentials is nobody here: its own key, a
+  // buddy key derived from it, or ss1's own key (meant for the top).
+  for (const auto& [who, key] : std::vector<std::pair<std::string, std::string>>{
+           {"server:ss3", ss3.key}, {"server:ss3", dim::auth::BuddyKey(ss3.key, "ss2")},
+           {"server:ss5", dim::auth::BuddyKey(ss5.key, "ss2")}, {"server:ss1", ss1.key}}) {
+    CHECK(call(b, "GET", "/v1/buddy/state", who, key).status == 403);
+    CHECK(call(b, "PUT", put, who, key, {{"buddy_seq", "1"}, {"buddy_chain", "-"}}, "y").status == 403);
+  }
+  // A buddy pair that does not serve the node: ss3's copy of it at ss4 is refused.
+  Site d("ss4");
+  d.Start(ss4);
+  Response keys4 = top.Call("GET", "/v1/servers/ss4/buddy-keys", "server:ss4", ss4.key);
+  REQUIRE(d.svc->identity().InstallBuddyKeys(keys4.body).ok());
+  const std::string key3 = dim::auth::BuddyKey(ss3.key, "ss4");
+  CHECK(call(d, "GET", "/v1/buddy/state", "server:ss3", key3).status == 200);
+  Response other = call(d, "PUT", put, "server:ss3", key3, copy, "x");
+  CHECK(other.status == 403);
+  CHECK_MESSAGE(Says(other, "assigns the node to server ss1"), other.body);
+  CHECK(call(d, "GET", "/v1/buddy/nodes/" + node + "/snapshot", "server:ss3", key3).status == 403);
+  // Re-enrolled, ss1's old buddy key is refused once ss2 has the new list.
+  const auto ss1b = e("ss1", "ss2");
+  Response keys2b = top.Call("GET", "/v1/servers/ss2/buddy-keys", "server:ss2", ss2.key);
+  REQUIRE(b.svc->identity().InstallBuddyKeys(keys2b.body).ok());
+  CHECK(call(b, "GET", "/v1/buddy/state", "server:ss1", buddy_key).status == 403);
+  CHECK(call(b, "GET", "/v1/buddy/state", "server:ss1", dim::auth::BuddyKey(ss1b.key, "ss2")).status == 200);
+  // Mutual TLS: the buddy's key at b, and ss1's own key at the top (leaf:ss1
+  // there), count only with ss1's certificate (a bug let both through with
+  // any certificate of the CA, or none).
+  for (Site* at : {&b, &top}) {
+    imaged::Config tls = at->config;
+    tls.tls_cert = "/etc/dim/tls/t.crt";
+    const std::string key = at == &b ? dim::auth::BuddyKey(ss1b.key, "ss2") : ss1b.key;
+    for (const auto& [cert, admitted] : std::vector<std::pair<std::string, bool>>{{"ss1", true}, {"ss3", false}, {"", false}}) {
+      Request r = at->Signed("GET", at == &b ? "/v1/buddy/state" : "/v1/info", "server:ss1", key, "", at->config.name);
+      r.tls = true;
+      r.tls_client = cert;
+      dim::http::BodyLimit limit;
+      auto refusal = imaged::AdmitOn(tls, *at->svc, false, r, &limit);
+      CHECK_MESSAGE(refusal.has_value() != admitted, at->config.name << " with certificate '" << cert << "'");
+      if (refusal && !cert.empty()) CHECK_MESSAGE(Says(*refusal, "server:ss1 presented the certificate of"), refusal->body);
+    }
+  }
 }
 
 TEST_CASE("signed copies: the top signs registry, pins, policy and keep-out lists; a changed copy is refused") {

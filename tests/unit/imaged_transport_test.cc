@@ -51,6 +51,16 @@ TEST_CASE("tls config: incomplete or contradictory settings are refused with wha
   const std::string leaf = "role = leaf\nname = l\nparent = http://10.0.0.1:7480\n";
   CHECK(Error(leaf + kTls).find("write parent = https://") != std::string::npos);
   CHECK(Error("role = leaf\nname = l\nparent = https://10.0.0.1:7480\n" + kTls).empty());
+  // The buddy and the standby are reached like the parent: over TLS with tls_ca, never in clear.
+  const std::string tls_leaf = "role = leaf\nname = l\nparent = https://10.0.0.1:7480\n" + kTls;
+  CHECK(Error(tls_leaf + "buddy = http://10.0.0.2:7480\n").find("write buddy = https://10.0.0.2:7480") !=
+        std::string::npos);
+  CHECK(Error(tls_leaf + "parent_standby = http://10.0.0.3:7480\n").find("write parent_standby = https://") !=
+        std::string::npos);
+  CHECK(Error(kTop + kTls + "standby = http://10.0.0.2:7480\n").find("write standby = https://") !=
+        std::string::npos);
+  CHECK(Error(kTop + "standby = https://10.0.0.2:7480\n").find("needs tls_ca") != std::string::npos);
+  CHECK(Error(tls_leaf + "buddy = https://10.0.0.2:7480\n").empty());
 }
 
 TEST_CASE(

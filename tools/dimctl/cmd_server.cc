@@ -41,8 +41,10 @@ Status Enrol(Invocation& inv) {
   // A server below another second-level server: checked before anything is written.
   const std::string parent = inv.get_or("parent", "");
   DIM_RETURN_IF_ERROR(dim::identity::CheckParent(store->root(), name, parent));
+  const std::string buddy = inv.get_or("buddy", "");
+  if (buddy == name) return Status::InvalidArgument("server " + name + " cannot be its own buddy (--buddy)");
   DIM_ASSIGN_OR_RETURN(int64_t was, dim::identity::EnrolledGeneration(store->root(), name));
-  dim::auth::ServerCredentials next{name, was + 1, dim::auth::ServerKey(secret, name, was + 1), parent};
+  dim::auth::ServerCredentials next{name, was + 1, dim::auth::ServerKey(secret, name, was + 1), parent, buddy};
   auto f = dim::AtomicFile::Create(out, opts);
   if (!f.ok()) {
     if (f.status().code() == dim::Code::kAlreadyExists)
@@ -51,7 +53,7 @@ Status Enrol(Invocation& inv) {
   }
   DIM_RETURN_IF_ERROR(f->Append(next.Encode()));
   DIM_RETURN_IF_ERROR(f->Commit());
-  DIM_ASSIGN_OR_RETURN(auto made, dim::identity::Enrol(store->root(), secret, name, parent));
+  DIM_ASSIGN_OR_RETURN(auto made, dim::identity::Enrol(store->root(), secret, name, parent, buddy));
   if (made.generation != next.generation) {
     return Status::Conflict("another enrolment of " + name + " ran at the same time; enrol it again");
   }
@@ -67,6 +69,15 @@ Status Enrol(Invocation& inv) {
                   "(to replicate only) within a few seconds, once it has taken the new link keys from\n"
                   "its own parent.\n",
                   parent.c_str(), parent.c_str(), parent.c_str());
+    }
+    if (!buddy.empty()) {
+      DIM_ASSIGN_OR_RETURN(auto theirs, dim::identity::EnrolmentOf(store->root(), buddy));
+      std::printf("Its buddy is %s: set 'buddy' in its imaged.conf to %s's URL. %s",
+                  buddy.c_str(), buddy.c_str(),
+                  theirs.buddy == name
+                      ? "The two check each other's copies with keys the top hands each (within a round).\n"
+                      : ("Enrol " + buddy + " with --buddy " + name + " too: the pair counts once both name each "
+                         "other.\n").c_str());
     }
   }
   return Status::Ok();
@@ -104,13 +115,20 @@ Noun ServerCommands() {
        "(a tree: top, regional, rack): NAME signs to P with a key derived from its\n"
        "own, which the top hands P (P cannot act as NAME anywhere else), and gets\n"
        "its nodes' keys through P, wrapped so that only NAME reads them. P must be\n"
-       "enrolled and not below NAME.\n\n"
+       "enrolled and not below NAME.\n"
+       "With --buddy B, B keeps the second copy of the overlays of NAME's nodes and\n"
+       "NAME of B's (imaged.conf 'buddy'): enrol both naming each other; each signs\n"
+       "to the other with a key derived from its own, which the top hands the other,\n"
+       "and each lets the other only copy the overlays of the nodes the two serve.\n\n"
        "Examples:\n  dimctl server enrol rack1 --out /root/rack1.cred\n"
        "  dimctl server enrol regional1 --out /root/regional1.cred\n"
-       "  dimctl server enrol rack7 --parent regional1 --out /root/rack7.cred",
+       "  dimctl server enrol rack7 --parent regional1 --out /root/rack7.cred\n"
+       "  dimctl server enrol rack1 --buddy rack2 --out /root/rack1.cred --force\n"
+       "  dimctl server enrol rack2 --buddy rack1 --out /root/rack2.cred --force",
        {kSecretOption,
         {"out", 'o', "FILE", "where to write the credentials (default NAME.cred)"},
         {"parent", 0, "SERVER", "the enrolled second-level server NAME follows (default: the top)"},
+        {"buddy", 0, "SERVER", "the server that keeps copies of NAME's node overlays (enrol it naming NAME too)"},
         {"force", 'f', "", "replace FILE if it exists"}},
        1, 1, Enrol});
   n.verbs.push_back({"promote", "URL", "make the standby at URL the top server (the old top is fenced)",

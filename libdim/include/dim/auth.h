@@ -53,16 +53,25 @@ std::string ServerKey(const Secret& site, const std::string& server, int64_t gen
 // anywhere else, nor open what the top wraps for the child (its node keys).
 std::string LinkKey(const std::string& server_key, const std::string& parent);
 
+// What an enrolled server signs its requests to its buddy server with (the
+// second copy of its nodes' overlays, `dimctl server enrol NAME --buddy B`):
+// HMAC(server key, "server-buddy:" + buddy). As with link keys, the top hands
+// the buddy this key only, so the buddy checks the server's requests but
+// cannot act as it anywhere else.
+std::string BuddyKey(const std::string& server_key, const std::string& buddy);
+
 // What an enrolled server holds instead of the site secret (a text file,
 // mode 0600): "dim-server-credentials 1", then "name NAME", "generation G"
 // and "key HEX" lines, and "parent NAME" when it follows another
 // second-level server rather than the top (`dimctl server enrol NAME
-// --parent P`). Written by the top's administrator, loaded by imaged.
+// --parent P`), "buddy NAME" when it has a buddy server (`--buddy B`).
+// Written by the top's administrator, loaded by imaged.
 struct ServerCredentials {
   std::string name;
   int64_t generation = 0;
   std::string key;     // raw 32 bytes
   std::string parent;  // empty: follows the top
+  std::string buddy;   // the server that keeps copies of its node overlays; empty: none
   // The key this server signs its requests to its parent with: its own key
   // towards the top, LinkKey(key, parent) towards a second-level parent.
   std::string ParentKey() const { return parent.empty() ? key : LinkKey(key, parent); }

@@ -43,6 +43,13 @@ Result<NodeKeys> DecodeNodeKeys(const auth::ServerCredentials& self, std::string
 std::string EncodeLinkKeys(const auth::ServerCredentials& to, const NodeKeys& keys);
 Result<NodeKeys> DecodeLinkKeys(const auth::ServerCredentials& self, std::string_view body);
 
+// The buddy keys (auth::BuddyKey) of the servers whose buddy this server is,
+// in the same form with "DIMBUDDYKEYS1" ("buddy-key-wrap", "buddy-key-list");
+// GENERATION is the buddy's enrolment. A server checks its buddy's requests
+// with them (GET /v1/servers/NAME/buddy-keys).
+std::string EncodeBuddyKeys(const auth::ServerCredentials& to, const NodeKeys& keys);
+Result<NodeKeys> DecodeBuddyKeys(const auth::ServerCredentials& self, std::string_view body);
+
 // What the top signs for a copy: "dim copy\n" KIND "\n" SUBJECT "\n"
 // SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file|node-version, SUBJECT the
 // image or file name ("-" for the registry).
@@ -65,10 +72,12 @@ namespace dim::identity {
 
 // The top's record of enrolled second-level servers: <store>/servers/NAME
 // holds the generation of NAME's current credentials ("G\n"), and the
-// second-level server it follows when that is not the top ("G parent P\n").
+// second-level server it follows when that is not the top ("G parent P\n"),
+// and its buddy server when it has one ("G [parent P] buddy B\n").
 struct Enrolment {
   int64_t generation = 0;  // 0: never enrolled
   std::string parent;      // empty: follows the top
+  std::string buddy;       // empty: none
 };
 Result<Enrolment> EnrolmentOf(const std::string& store, const std::string& server);
 Result<int64_t> EnrolledGeneration(const std::string& store, const std::string& server);
@@ -76,8 +85,12 @@ Result<int64_t> EnrolledGeneration(const std::string& store, const std::string& 
 // then on) and returns the new credentials; `parent` names the second-level
 // server NAME follows ("" for the top), which must be enrolled and must not
 // be NAME or below it (InvalidArgument naming the loop).
+// `buddy` names the server that keeps copies of NAME's node overlays ("":
+// none); the two are buddies once each is enrolled naming the other.
 Result<auth::ServerCredentials> Enrol(const std::string& store, const auth::Secret& site, const std::string& server,
-                                      const std::string& parent = "");
+                                      const std::string& parent = "", const std::string& buddy = "");
+// The buddy of `server` when both enrolments name each other, else "".
+Result<std::string> EnrolledBuddy(const std::string& store, const std::string& server);
 // Ok when `server` may be enrolled below `parent` ("": the top): an enrolled
 // server other than `server` and not below it.
 Status CheckParent(const std::string& store, const std::string& server, const std::string& parent);

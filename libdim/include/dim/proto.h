@@ -23,7 +23,8 @@ enum class Auth {
   kSigned,        // any valid signature
   kServer,        // server:NAME (the site secret, dimctl, an enrolled leaf's own key)
   kServerOrLeaf,  // server:NAME or an enrolled second-level server (leaf:NAME)
-  kNodeOrServer,  // node:NODE for its own NODE, or a server
+  kNodeOrServer,  // node:NODE for its own NODE, a server, or the buddy (buddy:NAME) for a node the two serve
+  kServerOrBuddy, // server:NAME, or this server's enrolled buddy (buddy:NAME), for the nodes the two serve
   kLeafSelf,      // leaf:NAME for its own NAME or (relaying) a server below it, or a server
   kNodeSelf,      // node:NODE for its own NODE only
 };
@@ -37,6 +38,7 @@ enum class RouteId {
   kPromote,
   kServerNodeKeys,
   kServerLinkKeys,
+  kServerBuddyKeys,
   kImageHead,
   kImageStatement,
   kImageDelta,
