@@ -56,7 +56,7 @@ Result<std::optional<sign::PrivateKey>> LoadPublishKey(const std::string& store)
 // Checks a copy against the top's key (nothing to check without one):
 // PermissionDenied naming the copy and where it came from when the
 // signature is missing, malformed or does not verify.
-Status CheckCopy(const sign::PublicKey* key, std::string_view kind, std::string_view subject,
+Status CheckCopy(const sign::Verifier* key, std::string_view kind, std::string_view subject,
                  const Digest& body_sha256, std::string_view signature, const std::string& from);
 
 }  // namespace dim::identity
