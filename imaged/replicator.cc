@@ -221,8 +221,6 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
 }
 
 Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim::proto::InfoAnswer& info) {
-  // The node registry, when the parent's generation differs from ours: this
-  // server then answers its nodes' iPXE requests like the top does.
   // The top's key rotations first, every round: what follows is checked
   // with the newest key. A parent before rotations answers 404.
   if (trust_) {
@@ -237,6 +235,8 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
   // taken again, so servers below this one can check them.
   const uint64_t rotations = trust_ ? trust_->rotations_seen() : 0;
   const bool rotated = rotations != site_rotations_;
+  // The node registry, when the parent's generation differs from ours: this
+  // server then answers its nodes' iPXE requests like the top does.
   int64_t theirs = info.registry;
   dim::cluster::Registry registry(store.catalog().db());
   DIM_ASSIGN_OR_RETURN(int64_t ours, registry.Generation());
@@ -482,6 +482,20 @@ void Replicator::FollowImage(const std::string& image) {
   // key's signature, which this server's nodes (once they follow the
   // rotation) refuse: the image is fetched again, re-signed, like a heal.
   uint64_t rotations = trust_ ? trust_->rotations_seen() : 0;
+  // The same when this server stopped between following a rotation and
+  // fetching the image again: the version it holds is not signed by the
+  // key it trusts now.
+  if (trust_ && !heal) {
+    auto img = (*store)->GetImage(image);
+    auto v = img.ok() && img->head > 0 ? (*store)->GetVersion(*img, img->head)
+                                        : dim::Result<dim::VersionInfo>(Status::NotFound("no version"));
+    if (v.ok() && !v->signature.empty() && !dim::CheckSeal(trust_.get(), image, *v).ok()) {
+      service_->context().log()(LOG_WARNING, image + ": version " + std::to_string(v->number) +
+                                                 " is not signed with the publish key trusted now; fetching it "
+                                                 "again from " + parent_url);
+      heal = true;
+    }
+  }
   int backoff_ms = 200;
   SyncResult last;          // the last replication, reported to the parent
   double last_seconds = 0;

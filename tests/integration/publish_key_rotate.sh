@@ -101,8 +101,10 @@ EVIL_PORT=$(free_port)
 EVIL_URL=http://127.0.0.1:$EVIL_PORT
 rf_write_config evil top "$EVIL_PORT"
 rf_start evil
-echo evil > "$m/etc/motd"
-DIM_ROOT=$TEST_TMP/evil "$DIMCTL" image commit "$IMAGE" -m evil > /dev/null
+for text in evil3 evil4; do
+  echo "$text" > "$m/etc/motd"
+  DIM_ROOT=$TEST_TMP/evil "$DIMCTL" image commit "$IMAGE" -m "$text" > /dev/null
+done
 DIM_ROOT=$TEST_TMP/evil DIM_SERVER=$EVIL_URL "$DIMCTL" push "$IMAGE" --wait 0 > /dev/null 2>&1 || true
 expect_fail agent "$EVIL_URL" --once
 expect_stderr_contains "does not carry a valid signature"
