@@ -44,8 +44,9 @@ std::string EncodeLinkKeys(const auth::ServerCredentials& to, const NodeKeys& ke
 Result<NodeKeys> DecodeLinkKeys(const auth::ServerCredentials& self, std::string_view body);
 
 // What the top signs for a copy: "dim copy\n" KIND "\n" SUBJECT "\n"
-// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file|node-version, SUBJECT the
-// image or file name ("-" for the registry).
+// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file|node-version|
+// version-statement, SUBJECT the image or file name ("-" for the registry);
+// KIND publish-key for a key rotation (dim/publish_keys.h).
 std::string CopyMessage(std::string_view kind, std::string_view subject, const Digest& body_sha256);
 // The X-Dim-Signature value: the Ed25519 signature as 128 hex digits.
 Result<std::string> SignCopy(const sign::PrivateKey& key, std::string_view kind, std::string_view subject,
