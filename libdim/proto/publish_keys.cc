@@ -183,6 +183,9 @@ Result<int> Trust::Advance(std::string_view chain_json, const std::string& sourc
   // Durable before it is used: a restart must not trust less than what was
   // already accepted (nor go back to the retired key).
   if (!chain_file_.empty()) {
+    // A leaf without credentials has no keys/ directory yet.
+    DIM_RETURN_IF_ERROR(env_->MkdirAll(chain_file_.substr(0, chain_file_.rfind('/') + 1), 0700)
+                            .Annotate("keeping the publish key chain"));
     DIM_RETURN_IF_ERROR(WriteFileAtomic(env_, chain_file_, chain_json).Annotate("keeping the publish key chain"));
   }
   const int steps = walked.steps;

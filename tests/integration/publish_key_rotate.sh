@@ -37,15 +37,18 @@ echo two > "$m/etc/motd"
 log "a leaf with publish_key = the old key"
 LEAF_PORT=$(free_port)
 LEAF_URL=http://127.0.0.1:$LEAF_PORT
-rf_write_config leaf leaf "$LEAF_PORT" "$TOP_URL"
-echo "publish_key = $(cat "$TEST_TMP/old.pub")" >> "$TEST_TMP/leaf.conf"
-rf_start leaf
+rf_write_config ss1 leaf "$LEAF_PORT" "$TOP_URL"  # ss1: the server of the rack (small.xml)
+echo "publish_key = $(cat "$TEST_TMP/old.pub")" >> "$TEST_TMP/ss1.conf"
+rf_start ss1
 for _ in $(seq 300); do
-  "$DIMCTL" --root "$TEST_TMP/leaf" image list 2> /dev/null | grep -q "^$IMAGE *2" && break
+  "$DIMCTL" --root "$TEST_TMP/ss1" image list 2> /dev/null | grep -q "^$IMAGE *2" && break
   sleep 0.1
 done
 
 log "a mount through the leaf and a dim-agent root, both holding the old key"
+for _ in $(seq 100); do "$DIMCTL" status --json 2> /dev/null | grep -q '"server":"ss1"' && break; sleep 0.1; done
+"$DIMCTL" node provision r01c1n01 > "$TEST_TMP/prov.out" 2>&1 ||
+  die "provision on the leaf: $(cat "$TEST_TMP/prov.out")"
 mnt=$TEST_TMP/mnt
 mkdir -p "$mnt"
 RF_MOUNTS+=("$mnt")
@@ -84,10 +87,10 @@ log "a push after the rotation reaches the leaf, the mount and the agent"
 echo three > "$m/etc/motd"
 "$DIMCTL" image commit "$IMAGE" -m three > /dev/null
 "$DIMCTL" push "$IMAGE" --wait 60 > "$TEST_TMP/push.out" 2>&1 || die "push: $(cat "$TEST_TMP/push.out")"
-wait_for "$TEST_TMP/leaf.log" "publish key rotated" "the leaf"
+wait_for "$TEST_TMP/ss1.log" "publish key rotated" "the leaf"
 rf_wait_content "$mnt/etc/motd" three "the mount after the rotation"
 wait_for "$TEST_TMP/fuse.log" "publish key rotated" "the mount"
-grep -qF "$new" "$TEST_TMP/leaf/keys/publish.chain" || die "the leaf did not keep the chain"
+grep -qF "$new" "$TEST_TMP/ss1/keys/publish.chain" || die "the leaf did not keep the chain"
 grep -qF "$new" "$TEST_TMP/cache/publish.chain" || die "the mount did not keep the chain"
 [[ $(curl -s "$LEAF_URL/v1/publish-keys") == "$(cat "$TEST_TMP/chain.json")" ]] ||
   die "the leaf does not pass the chain on"
