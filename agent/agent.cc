@@ -102,8 +102,13 @@ dim::Result<std::unique_ptr<Agent>> Agent::Open(Options opts, rootfs::Remote* re
     }
     return dim::PosixError("lock " + o.state + "/lock");
   }
-  DIM_ASSIGN_OR_RETURN(a->meta_,
-                       rootfs::Meta::Open(o.state + "/catalog.db", o.image, o.publish_key));
+  if (o.publish_key) {
+    DIM_ASSIGN_OR_RETURN(a->trust_, rootfs::TrustPublishKey(*remote, *o.publish_key, o.state + "/publish.chain",
+                                                            [](const std::string& msg) {
+                                                              std::fprintf(stderr, "dim-agent: %s\n", msg.c_str());
+                                                            }));
+  }
+  DIM_ASSIGN_OR_RETURN(a->meta_, rootfs::Meta::Open(o.state + "/catalog.db", o.image, a->trust_.get()));
   if (Status s = a->meta_->UseCached(); !s.ok() && s.code() != dim::Code::kNotFound) return s;
   auto text = dim::Env::Posix()->ReadFile(AppliedFile(o.state));
   if (text.ok()) {
@@ -130,7 +135,7 @@ Status Agent::Adopt(int64_t version) {
 
 dim::Result<int64_t> Agent::Target(int wait_s) {
   // after= tells the server what this node runs: dimctl status lists it.
-  rootfs::FollowOptions follow{opts_.node, opts_.image, opts_.publish_key ? &*opts_.publish_key : nullptr,
+  rootfs::FollowOptions follow{opts_.node, opts_.image, trust_.get(),
                                opts_.statement_max_age_s,
                                [](const std::string& msg) { std::fprintf(stderr, "dim-agent: %s\n", msg.c_str()); }};
   DIM_ASSIGN_OR_RETURN(const int64_t v, rootfs::FollowTarget(*remote_, follow, &followed_, applied_, wait_s));
@@ -163,7 +168,7 @@ dim::Result<dim::keepout::RuleSet> Agent::KeepoutRules() {
   std::string signature;
   DIM_ASSIGN_OR_RETURN(std::string body,
                        remote_->GetSigned(dim::proto::RouteId::kImageKeepout, {opts_.image}, &signature));
-  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(opts_.publish_key ? &*opts_.publish_key : nullptr,
+  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(trust_.get(),
                                                "keepout", opts_.image, dim::Sha256Of(body),
                                                signature, remote_->current_server()));
   DIM_ASSIGN_OR_RETURN(auto patterns, dim::keepout::DecodeList(body));

@@ -22,6 +22,7 @@
 #include "dim/object_store.h"
 #include "dim/sign.h"
 #include "follow.h"
+#include "dim/publish_keys.h"
 #include "meta.h"
 #include "remote.h"
 
@@ -32,6 +33,8 @@ struct Options {
   std::string state;       // default: ROOT/var/lib/dim-agent (catalogue, version applied, objects)
   std::string image, node;
   std::vector<std::string> keepout;  // the node's own patterns, after the image's list
+  // The top's key as configured (the initrd's); followed through its
+  // rotations, kept in STATE/publish.chain.
   std::optional<dim::sign::PublicKey> publish_key;
   // Run when a version changes /boot (a kernel, an initramfs), after it is on
   // disk and before it is recorded: the boot loader's configuration must name
@@ -82,6 +85,7 @@ class Agent {
 
   Options opts_;
   rootfs::Remote* remote_;
+  std::unique_ptr<dim::publish::Trust> trust_;  // from publish_key; before meta_, which uses it
   std::unique_ptr<rootfs::Meta> meta_;
   dim::Fd root_;
   dim::Fd lock_;  // STATE/lock, held (flock) while the agent runs

@@ -166,19 +166,23 @@ dim::Result<std::string> BootApi::FileSignature(const std::string& name, int fd,
     return sig.ok() ? *sig : std::string();
   }
   const int64_t size = st.st_size, mtime = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  // The key first: after `dimctl key rotate` a kept signature of the retired
+  // key is signed again.
+  DIM_ASSIGN_OR_RETURN(auto key, dim::identity::LoadPublishKey(config_.store));
+  if (!key) return std::string();
+  const std::string signer = key->Public().Hex();
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = signatures_.find(name);
-    if (it != signatures_.end() && std::get<0>(it->second) == size && std::get<1>(it->second) == mtime)
+    if (it != signatures_.end() && std::get<0>(it->second) == size && std::get<1>(it->second) == mtime &&
+        std::get<3>(it->second) == signer)
       return std::get<2>(it->second);
   }
-  DIM_ASSIGN_OR_RETURN(auto key, dim::identity::LoadPublishKey(config_.store));
-  if (!key) return std::string();
   DIM_ASSIGN_OR_RETURN(std::string hex, FileSha256(name, fd, st));
   DIM_ASSIGN_OR_RETURN(dim::Digest hash, dim::Digest::FromHex(hex));
   DIM_ASSIGN_OR_RETURN(std::string sig, dim::identity::SignCopy(*key, "boot-file", name, hash));
   std::lock_guard<std::mutex> l(mu_);
-  signatures_[name] = {size, mtime, sig};
+  signatures_[name] = {size, mtime, sig, signer};
   return sig;
 }
 

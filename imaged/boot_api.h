@@ -71,7 +71,7 @@ class BootApi {
   CatalogPool* catalogs_;  // ctx_'s
   BuildCache hashes_{1 << 20};  // boot file contents -> SHA-256
   std::mutex mu_;
-  std::map<std::string, std::tuple<int64_t, int64_t, std::string>> signatures_;  // name -> size, mtime, sig; GUARDED_BY(mu_)
+  std::map<std::string, std::tuple<int64_t, int64_t, std::string, std::string>> signatures_;  // name -> size, mtime, sig, signer; GUARDED_BY(mu_)
 };
 
 // The iPXE script for a machine dim cannot boot: it prints why on the

@@ -69,7 +69,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
                                   const std::string& parent_base, const std::string& /*key: parent's*/,
                                   const std::string& /*identity: parent's*/, const std::string& image,
                                   int64_t target, int fetch_threads,
-                                  const dim::sign::PublicKey* publish_key, bool heal) {
+                                  const dim::sign::Verifier* publish_key, bool heal) {
   DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store.LockImage(image, "replication"));
   DIM_ASSIGN_OR_RETURN(dim::FileLock store_lock, store.LockStore(false, true));
   SyncResult result;
@@ -221,14 +221,28 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
 }
 
 Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim::proto::InfoAnswer& info) {
+  // The top's key rotations first, every round: what follows is checked
+  // with the newest key. A parent before rotations answers 404.
+  if (trust_) {
+    auto chain = parent.Call(dim::proto::RouteId::kPublishKeys, {});
+    if (chain.ok()) {
+      DIM_RETURN_IF_ERROR(trust_->Advance(chain->body, config_.parent).status());
+    } else if (chain.status().code() != dim::Code::kNotFound) {
+      return chain.status().Annotate("publish key chain");
+    }
+  }
+  // After a rotation the copies held carry the retired key's signature:
+  // taken again, so servers below this one can check them.
+  const uint64_t rotations = trust_ ? trust_->rotations_seen() : 0;
+  const bool rotated = rotations != site_rotations_;
   // The node registry, when the parent's generation differs from ours: this
   // server then answers its nodes' iPXE requests like the top does.
   int64_t theirs = info.registry;
   dim::cluster::Registry registry(store.catalog().db());
   DIM_ASSIGN_OR_RETURN(int64_t ours, registry.Generation());
-  if (theirs > 0 && theirs != ours) {
+  if (theirs > 0 && (theirs != ours || rotated)) {
     DIM_ASSIGN_OR_RETURN(auto reply, parent.Call(dim::proto::RouteId::kRegistry, {}));
-    DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "registry", "-",
+    DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(trust_.get(), "registry", "-",
                                                  dim::Sha256Of(reply.body), reply.signature, config_.parent));
     // The signature first, passed on to servers below this one: a crash in
     // between leaves it beside the old copy, which they refuse until the
@@ -293,7 +307,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     }
     std::string path = dir + "/" + name;
     struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && static_cast<unsigned long long>(st.st_size) == size &&
+    if (!rotated && ::stat(path.c_str(), &st) == 0 && static_cast<unsigned long long>(st.st_size) == size &&
         static_cast<long long>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec == mtime_ns) {
       continue;
     }
@@ -301,7 +315,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     const std::string& data = file.body;
     const std::string& signature = file.signature;
     if (data.size() != size) return Status::IOError(std::string("boot file ") + name + " changed while copied");
-    DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "boot-file", name,
+    DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(trust_.get(), "boot-file", name,
                                                  dim::Sha256Of(data), signature, config_.parent));
     DIM_RETURN_IF_ERROR(KeepSignature(store.root(), "boot-file", name, signature));  // first, as the registry's
     DIM_RETURN_IF_ERROR(env->MkdirAll(dir, 0700));
@@ -310,6 +324,7 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     opts.mtime_ns = static_cast<int64_t>(mtime_ns);
     DIM_RETURN_IF_ERROR(env->WriteFileAtomic(path, data, opts));
   }
+  site_rotations_ = rotations;
   return Status::Ok();
 }
 
@@ -318,7 +333,28 @@ Replicator::Replicator(Config config, std::string key, Service* service,
     : config_(std::move(config)), key_(std::move(key)), tls_(std::move(tls)), service_(service) {
   // LoadConfig checked the key's form.
   if (!config_.publish_key.empty()) {
-    if (auto k = dim::sign::PublicKey::FromHex(config_.publish_key); k.ok()) publish_key_ = std::move(*k);
+    if (auto k = dim::sign::PublicKey::FromHex(config_.publish_key); k.ok()) {
+      auto trust = dim::publish::Trust::Open(*k, dim::sign::ChainPath(config_.store), dim::Env::Posix());
+      if (!trust.ok()) {
+        // Only the configured key then, and nothing kept: this server may
+        // refuse the top's current signatures until the file is fixed.
+        service_->context().log()(LOG_ERR, trust.status().ToString());
+        trust = dim::publish::Trust::Open(*k, "", dim::Env::Posix());
+      }
+      if (trust.ok()) trust_ = std::move(*trust);
+    }
+  }
+  if (trust_) {
+    // A signature the trusted key does not verify may be the top's after a
+    // rotation: the parent's chain says.
+    trust_->SetFetch(
+        [this]() -> dim::Result<std::pair<std::string, std::string>> {
+          const std::string parent = Parent();
+          DIM_ASSIGN_OR_RETURN(auto client, dim::ApiClient::Create(parent, key_, "server:" + config_.name, ClientOptions()));
+          DIM_ASSIGN_OR_RETURN(auto reply, client->Call(dim::proto::RouteId::kPublishKeys, {}));
+          return std::make_pair(std::move(reply.body), parent);
+        },
+        [this](const std::string& msg) { service_->context().log()(LOG_WARNING, msg); });
   }
 }
 
@@ -460,6 +496,24 @@ void Replicator::FollowImage(const std::string& image) {
     service_->context().log()(LOG_WARNING, s.ToString() + "; fetching it again from " + parent_url);
     heal = true;
   }
+  // After a rotation of the top's key, the versions held carry the retired
+  // key's signature, which this server's nodes (once they follow the
+  // rotation) refuse: the image is fetched again, re-signed, like a heal.
+  uint64_t rotations = trust_ ? trust_->rotations_seen() : 0;
+  // The same when this server stopped between following a rotation and
+  // fetching the image again: the version it holds is not signed by the
+  // key it trusts now.
+  if (trust_ && !heal) {
+    auto img = (*store)->GetImage(image);
+    auto v = img.ok() && img->head > 0 ? (*store)->GetVersion(*img, img->head)
+                                        : dim::Result<dim::VersionInfo>(Status::NotFound("no version"));
+    if (v.ok() && !v->signature.empty() && !dim::CheckSeal(trust_.get(), image, *v).ok()) {
+      service_->context().log()(LOG_WARNING, image + ": version " + std::to_string(v->number) +
+                                                 " is not signed with the publish key trusted now; fetching it "
+                                                 "again from " + parent_url);
+      heal = true;
+    }
+  }
   int backoff_ms = 200;
   SyncResult last;          // the last replication, reported to the parent
   double last_seconds = 0;
@@ -489,6 +543,8 @@ void Replicator::FollowImage(const std::string& image) {
     if (service_->IsTop()) break;
     Status said;
     bool took_statement = false;
+    const uint64_t rotations_now = trust_ ? trust_->rotations_seen() : 0;
+    if (rotations_now != rotations && head > 0) heal = true;
     if (answer.ok() && st.ok()) {
       int64_t published = answer->published;
       if (published > head || heal) {
@@ -497,13 +553,14 @@ void Replicator::FollowImage(const std::string& image) {
         auto fetched = FetchStatement(**parent, parent_url, image);
         auto t0 = std::chrono::steady_clock::now();
         auto r = SyncImage(store->store(), **parent, parent_url, key_, identity, image, published,
-                           config_.fetch_threads, publish_key_ ? &*publish_key_ : nullptr, heal);
+                           config_.fetch_threads, trust_.get(), heal);
         st = r.status();
         if (r.ok()) {
           // Deltas built from the damaged rows before they were healed must
           // not be served on: the rows are new, the version numbers not.
           if (heal) service_->ForgetDeltas();
           heal = false;
+          rotations = rotations_now;
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           head = r->to;
@@ -568,7 +625,7 @@ dim::Result<std::optional<Service::SignedStatement>> Replicator::FetchStatement(
     if (reply.status().code() == dim::Code::kNotFound) return std::optional<Service::SignedStatement>();
     return reply.status();
   }
-  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key_ ? &*publish_key_ : nullptr, "version-statement", image,
+  DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(trust_.get(), "version-statement", image,
                                                dim::Sha256Of(reply->body), reply->signature, parent_url));
   DIM_ASSIGN_OR_RETURN(auto said, dim::proto::DecodeVersionStatement(reply->body));
   if (said.image != image) {

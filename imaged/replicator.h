@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "dim/api_client.h"
+#include "dim/publish_keys.h"
 #include "dim/sign.h"
 #include "dim/store.h"
 #include "service.h"
@@ -40,7 +41,7 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
                                   const std::string& parent_base, const std::string& key,
                                   const std::string& identity, const std::string& image,
                                   int64_t target, int fetch_threads,
-                                  const dim::sign::PublicKey* publish_key = nullptr, bool heal = false);
+                                  const dim::sign::Verifier* publish_key = nullptr, bool heal = false);
 
 // Whether the stored head of an image still hashes to its recorded root
 // (Corruption naming what differs otherwise; Ok for an image without versions).
@@ -95,7 +96,10 @@ class Replicator {
   Config config_;
   std::string key_;
   std::shared_ptr<const dim::tls::Context> tls_;
-  std::optional<dim::sign::PublicKey> publish_key_;  // the top's, from publish_key
+  // The top's publish key from publish_key, followed through its rotations
+  // (kept in the store's keys/publish.chain); null without publish_key.
+  std::unique_ptr<dim::publish::Trust> trust_;
+  uint64_t site_rotations_ = 0;  // rotations the registry and boot files were copied after (Run's thread)
   Service* service_;
   int64_t node_keys_for_ = -1;  // the registry generation whose node keys this server holds (Run's thread)
   std::string buddy_keys_;      // the buddy key list last taken (Run's thread)

@@ -266,6 +266,7 @@ Response Service::Route(const Request& req) {
     case RouteId::kServerBuddyKeys: return ServerKeys(route.id, match->param("server"), who);
     case RouteId::kImageHead: return Head(image, req);
     case RouteId::kImageStatement: return Statement(image);
+    case RouteId::kPublishKeys: return PublishKeys();
     case RouteId::kImageDelta: return Delta(image, req);
     case RouteId::kImageSnapshot: return Snapshot(image, req, who);
     case RouteId::kImageKeepout: return Signed(Keepout(image), "keepout", image);
@@ -628,6 +629,16 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
         seen();
         return Response::Json(200, dim::proto::Encode(answer_of(*s)));
       });
+}
+
+// The rotations of the top's publish key (a KeyChain, dim/publish_keys.h):
+// the top's record, or the chain a second-level server followed from its
+// parent, passed on so nodes with an old key catch up; empty before any.
+// Public: each statement carries its own signature.
+Response Service::PublishKeys() {
+  auto kept = ctx_.env()->ReadFile(dim::sign::ChainPath(config_.store));
+  if (!kept.ok() && kept.status().code() != dim::Code::kNotFound) return Response::Error(kept.status());
+  return Response::Json(200, kept.ok() ? *kept : dim::proto::Encode(dim::proto::KeyChain{}));
 }
 
 Response Service::Statement(const std::string& image) {

@@ -130,6 +130,7 @@ class Service {
   dim::http::Response Head(const std::string& image, const dim::http::Request& req);
   // GET /v1/images/NAME/statement.
   dim::http::Response Statement(const std::string& image);
+  dim::http::Response PublishKeys();
   // The statement for `published` on the top (signed afresh when the
   // published version changed or the last is 10 s old), the kept one on a
   // leaf; nullopt without a publish key (or, on a leaf, before one came).

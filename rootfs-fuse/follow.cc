@@ -128,4 +128,23 @@ dim::Result<int64_t> FollowTarget(Remote& remote, const FollowOptions& o, Follow
   return top.version;
 }
 
+dim::Result<std::unique_ptr<dim::publish::Trust>> TrustPublishKey(Remote& remote,
+                                                                  const dim::sign::PublicKey& configured,
+                                                                  const std::string& chain_file,
+                                                                  std::function<void(const std::string&)> log) {
+  DIM_ASSIGN_OR_RETURN(auto trust, dim::publish::Trust::Open(configured, chain_file, dim::Env::Posix()));
+  auto fetch = [&remote]() -> dim::Result<std::pair<std::string, std::string>> {
+    DIM_ASSIGN_OR_RETURN(std::string body, remote.Get(dim::proto::RouteId::kPublishKeys, {}));
+    return std::make_pair(std::move(body), remote.current_server());
+  };
+  // Before anything signed is used: a node booting an initrd with a retired
+  // key catches up here. A server before rotations (404) or none reachable
+  // (a cached mount): the kept chain stands.
+  trust->SetFetch(fetch, log);
+  if (auto got = fetch(); got.ok()) {
+    if (auto moved = trust->Advance(got->first, got->second); !moved.ok()) log(moved.status().message());
+  }
+  return trust;
+}
+
 }  // namespace rootfs

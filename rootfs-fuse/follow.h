@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "dim/publish_keys.h"
 #include "dim/sign.h"
 #include "dim/status.h"
 #include "remote.h"
@@ -17,7 +19,7 @@ namespace rootfs {
 
 struct FollowOptions {
   std::string node, image;
-  const dim::sign::PublicKey* publish_key = nullptr;  // null: nothing is checked
+  const dim::sign::Verifier* publish_key = nullptr;  // null: nothing is checked
   // A statement older than this (by the node's clock) is reported through
   // warn: the server may be keeping the node back.
   int64_t statement_max_age_s = 600;
@@ -43,5 +45,14 @@ struct FollowState {
 // challenge names.
 dim::Result<int64_t> FollowTarget(Remote& remote, const FollowOptions& o, FollowState* state, int64_t after,
                                   int wait_s);
+
+// The top's publish key as this node trusts it: `configured` (the initrd's)
+// followed through the rotations its server passes on (GET /v1/publish-keys),
+// kept in chain_file so a restart trusts no less. Asks now, and again when a
+// signature does not verify with the newest key. remote outlives the result.
+dim::Result<std::unique_ptr<dim::publish::Trust>> TrustPublishKey(Remote& remote,
+                                                                  const dim::sign::PublicKey& configured,
+                                                                  const std::string& chain_file,
+                                                                  std::function<void(const std::string&)> log);
 
 }  // namespace rootfs

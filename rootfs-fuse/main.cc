@@ -403,12 +403,21 @@ int main(int argc, char** argv) {
   // this node runs (which also tells it that version); otherwise, or when the
   // server offers none, the node asks for its version and fetches a delta.
   const std::string db_path = std::string(cache_abs.get()) + "/catalog.db";
-  const dim::sign::PublicKey* publish_key = publish.has_value() ? &*publish : nullptr;
+  // The initrd's key, followed through the top's rotations (kept beside the
+  // catalogue, so a restart with the cache trusts no less).
+  std::unique_ptr<dim::publish::Trust> trust;
+  if (publish) {
+    auto t = rootfs::TrustPublishKey(remote, *publish, std::string(cache_abs.get()) + "/publish.chain",
+                                     [](const std::string& msg) { std::fprintf(stderr, "rootfs-fuse: %s\n", msg.c_str()); });
+    if (!t.ok()) fail(t.status().ToString());
+    trust = std::move(*t);
+  }
+  const dim::sign::Verifier* publish_key = trust.get();
   dim::Status seeded = dim::Status::NotFound("the cache has a catalogue");
   // A cached catalogue that is damaged (quick_check, or its head no longer
   // hashing to its root hash) is started over from the server.
   if (env->Exists(db_path)) {
-    auto cached = rootfs::Meta::Open(db_path, a.image, publish);
+    auto cached = rootfs::Meta::Open(db_path, a.image, publish_key);
     dim::Status whole = cached.ok() ? (*cached)->CheckCached() : cached.status();
     if (whole.code() == dim::Code::kCorruption) {
       std::fprintf(stderr, "rootfs-fuse: %s; fetching it again\n", whole.ToString().c_str());
@@ -422,7 +431,7 @@ int main(int argc, char** argv) {
     }
     mark(seeded.ok() ? "catalogue seeded" : "no ready catalogue");
   }
-  auto meta = rootfs::Meta::Open(db_path, a.image, publish);
+  auto meta = rootfs::Meta::Open(db_path, a.image, publish_key);
   if (meta.ok() && seeded.ok() &&
       (!(*meta)->UseCached().ok() || (a.version != 0 && (*meta)->version() != a.version))) {
     meta = dim::Status::Corruption("the catalogue snapshot does not hold the version asked for");
@@ -432,7 +441,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rootfs-fuse: local catalogue unusable (%s); starting it over\n", meta.status().ToString().c_str());
     for (const char* suffix : {"", "-wal", "-shm"}) (void)::unlink((db_path + suffix).c_str());
     seeded = dim::Status::NotFound("discarded");
-    meta = rootfs::Meta::Open(db_path, a.image, publish);
+    meta = rootfs::Meta::Open(db_path, a.image, publish_key);
   }
   if (!meta.ok()) fail("local catalogue: " + meta.status().ToString());
   mark("catalogue open");

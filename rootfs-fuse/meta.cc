@@ -13,16 +13,16 @@ namespace rootfs {
 using dim::Status;
 
 dim::Result<std::unique_ptr<Meta>> Meta::Open(const std::string& db_path, const std::string& image,
-                                              std::optional<dim::sign::PublicKey> publish_key) {
+                                              const dim::sign::Verifier* publish_key) {
   std::unique_ptr<Meta> m(new Meta(db_path, image));
-  m->publish_key_ = std::move(publish_key);
+  m->publish_key_ = publish_key;
   DIM_ASSIGN_OR_RETURN(auto c, m->Acquire());  // creates and migrates
   m->Release(std::move(c));
   return m;
 }
 
 Status Meta::Seed(Remote& remote, const std::string& db_path, const std::string& image, const std::string& node,
-                  int64_t version, const dim::sign::PublicKey* publish_key) {
+                  int64_t version, const dim::sign::Verifier* publish_key) {
   std::map<std::string, std::string> query = {{"schema", std::to_string(dim::Catalog::SchemaVersion())}};
   if (version > 0) query["version"] = std::to_string(version);
   else query["node"] = node;
@@ -78,7 +78,7 @@ Status Meta::CheckCached() {
     if (!img.ok()) return img.status().code() == dim::Code::kNotFound ? Status::Ok() : img.status();
     if (img->head == 0) return Status::Ok();
     DIM_ASSIGN_OR_RETURN(auto v, c->GetVersion(*img, img->head));
-    DIM_RETURN_IF_ERROR(dim::CheckSeal(publish_key_ ? &*publish_key_ : nullptr, image_, v));
+    DIM_RETURN_IF_ERROR(dim::CheckSeal(publish_key_, image_, v));
     DIM_ASSIGN_OR_RETURN(dim::Digest now, dim::ScanVersion(*c, img->id, img->head));
     if (now != v.root) {
       return Status::Corruption("version " + std::to_string(img->head) + " hashes to " + now.ShortHex() +
@@ -148,7 +148,7 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
     if (delta.image != image_ || delta.to != target || delta.from != f) {
       return Status::Corruption("the server answered a delta for another image or range");
     }
-    DIM_RETURN_IF_ERROR(dim::CheckSeal(publish_key_ ? &*publish_key_ : nullptr, image_, delta.version).Annotate(what));
+    DIM_RETURN_IF_ERROR(dim::CheckSeal(publish_key_, image_, delta.version).Annotate(what));
     DIM_RETURN_IF_ERROR(Apply(*c, delta, f == 0 && local.ok()).Annotate(what));
     if (changed != nullptr) {
       for (const auto& e : delta.ended) changed->push_back(e.path);

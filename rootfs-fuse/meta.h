@@ -20,10 +20,11 @@ namespace rootfs {
 
 class Meta {
  public:
-  // `publish_key`: the top server's public key (from the initrd); when given,
+  // `publish_key`: the top server's key (from the initrd, followed through
+  // its rotations; owned by the caller and outliving the Meta); when given,
   // every version must carry its signature. Without it, root hashes alone.
   static dim::Result<std::unique_ptr<Meta>> Open(const std::string& db_path, const std::string& image,
-                                                 std::optional<dim::sign::PublicKey> publish_key = std::nullopt);
+                                                 const dim::sign::Verifier* publish_key = nullptr);
   // Starts a cache that has no catalogue (db_path does not exist) from the
   // server's ready one (GET /v1/images/NAME/snapshot): one download instead
   // of a row-by-row delta from nothing. `version` 0 asks for the one `node` runs (its pin or
@@ -33,7 +34,7 @@ class Meta {
   // The snapshot must hash to its version's root hash (signed with
   // publish_key when there is one): Corruption otherwise, and nothing written.
   static dim::Status Seed(Remote& remote, const std::string& db_path, const std::string& image,
-                          const std::string& node, int64_t version, const dim::sign::PublicKey* publish_key);
+                          const std::string& node, int64_t version, const dim::sign::Verifier* publish_key);
 
   int64_t version() const { return version_.load(); }
   int64_t image_id() const { return image_id_; }
@@ -64,7 +65,7 @@ class Meta {
   void Release(std::unique_ptr<dim::Catalog> c);
 
   std::string path_, image_;
-  std::optional<dim::sign::PublicKey> publish_key_;
+  const dim::sign::Verifier* publish_key_ = nullptr;
   int64_t image_id_ = 0;
   std::atomic<int64_t> version_{0};
   std::mutex mu_;

@@ -356,7 +356,7 @@ Result<Digest> SchemaDigest(sql::Db& db) {
 // with; a unit test keeps it equal to what the migrations make.
 std::string_view SnapshotSchemaDigest() { return "8145def962c5408c2d023e7803fef6cbd75d41ca0b473072660d494f4d01ca21"; }
 
-Result<int64_t> CheckSnapshot(std::string_view bytes, const std::string& image, const sign::PublicKey* key) {
+Result<int64_t> CheckSnapshot(std::string_view bytes, const std::string& image, const sign::Verifier* key) {
   auto bad = [&](const std::string& what) {
     return Status::Corruption("catalogue snapshot of image '" + image + "': " + what);
   };

@@ -215,7 +215,7 @@ std::string SealMessage(const std::string& image, int64_t version, const Digest&
   return "dim version\n" + image + "\n" + std::to_string(version) + "\n" + root.Hex() + "\n";
 }
 
-Status CheckSeal(const sign::PublicKey* key, const std::string& image, const VersionInfo& v) {
+Status CheckSeal(const sign::Verifier* key, const std::string& image, const VersionInfo& v) {
   const std::string what = "version " + std::to_string(v.number) + " of image '" + image + "'";
   if (v.root.IsZero()) {
     return Status::Corruption(what + " comes without a root hash: its server predates them (upgrade it) or the "

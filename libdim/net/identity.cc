@@ -278,7 +278,7 @@ Result<std::optional<sign::PrivateKey>> LoadPublishKey(const std::string& store)
   return std::optional<sign::PrivateKey>(std::move(key));
 }
 
-Status CheckCopy(const sign::PublicKey* key, std::string_view kind, std::string_view subject,
+Status CheckCopy(const sign::Verifier* key, std::string_view kind, std::string_view subject,
                  const Digest& body_sha256, std::string_view signature, const std::string& from) {
   if (key == nullptr) return Status::Ok();
   const std::string what = std::string(kind) + (subject == "-" ? "" : " of " + std::string(subject)) + " from " + from;

@@ -33,6 +33,7 @@ const std::vector<Route>& Routes() {
       {kImageHead, "GET", "/v1/images/{image}/head", "", "head", kSigned, "-", "HeadAnswer"},
       {kImageStatement, "GET", "/v1/images/{image}/statement", "", "version statement", kSigned, "-",
        "VersionStatement"},
+      {kPublishKeys, "GET", "/v1/publish-keys", "", "publish keys", kPublic, "-", "KeyChain"},
       {kImageDelta, "GET", "/v1/images/{image}/delta", "", "delta", kSigned, "-", "catalogue delta (dim/delta.h)"},
       {kImageSnapshot, "GET", "/v1/images/{image}/snapshot", "", "snapshot", kSigned, "-", "catalogue (SQLite, zstd)"},
       {kImageKeepout, "GET", "/v1/images/{image}/keepout", "", "keepout", kSigned, "-", "DIMKEEP1 (dim/wire.h)"},
@@ -459,6 +460,36 @@ Result<VersionStatement> DecodeVersionStatement(std::string_view text) {
     m.image = f.Str("image");
     m.published = f.Int("published");
     m.time = f.Int("time");
+  });
+}
+
+std::string Encode(const KeyRotation& m) {
+  return json::Dump(
+      Json{{"generation", m.generation}, {"previous", m.previous}, {"key", m.key}, {"time", m.time}});
+}
+Result<KeyRotation> DecodeKeyRotation(std::string_view text) {
+  return DecodeWith<KeyRotation>(text, "publish key rotation", [](Fields& f, KeyRotation& m) {
+    m.generation = f.Int("generation");
+    m.previous = f.Str("previous");
+    m.key = f.Str("key");
+    m.time = f.Int("time");
+    if (f.status().ok() && m.generation < 1) f.Refuse("generation " + std::to_string(m.generation) + " rotates to no key");
+  });
+}
+
+std::string Encode(const KeyChain& m) {
+  Json rotations = Json::array();
+  for (const auto& r : m.rotations) rotations.push_back(Json{{"statement", r.statement}, {"signature", r.signature}});
+  return json::Dump(Json{{"rotations", std::move(rotations)}});
+}
+Result<KeyChain> DecodeKeyChain(std::string_view text) {
+  return DecodeWith<KeyChain>(text, "publish key chain", [](Fields& f, KeyChain& m) {
+    f.Each("rotations", json::kRequired, [&](Fields& e) {
+      if (m.rotations.size() >= kMaxKeyRotations) {
+        return e.Refuse("more than " + std::to_string(kMaxKeyRotations) + " rotations");
+      }
+      m.rotations.push_back({e.Str("statement"), e.Str("signature")});
+    });
   });
 }
 

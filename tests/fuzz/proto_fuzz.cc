@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dim/proto.h"
+#include "dim/publish_keys.h"
 
 namespace {
 
@@ -66,6 +67,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RoundTrip<HeadAnswer>(in, "head answer", DecodeHeadAnswer);
   RoundTrip<VersionStatement>(in, "version statement", DecodeVersionStatement);
   RoundTrip<NodeVersionAnswer>(in, "node version answer", DecodeNodeVersionAnswer);
+  RoundTrip<KeyRotation>(in, "publish key rotation", DecodeKeyRotation);
+  RoundTrip<KeyChain>(in, "publish key chain", DecodeKeyChain);
+  // A chain walked from a key: it may refuse (a fork), never crash, and a
+  // key it reaches is one the chain names.
+  if (auto chain = DecodeKeyChain(in); chain.ok()) {
+    static const dim::sign::PublicKey kFrom =
+        *dim::sign::PublicKey::FromHex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c");
+    dim::publish::Walk start;
+    start.keys.push_back(kFrom);
+    auto walked = dim::publish::Follow(start, *chain, "fuzz");
+    if (walked.ok() && walked->steps != static_cast<int>(walked->keys.size()) - 1) Die("chain", "steps and keys disagree");
+  }
   RoundTrip<PublishRequest>(in, "publish request", DecodePublishRequest);
   RoundTrip<PublishAnswer>(in, "publish answer", DecodePublishAnswer);
   RoundTrip<PinsAnswer>(in, "pins answer", DecodePinsAnswer);

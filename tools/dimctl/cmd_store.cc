@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 #include "cli.h"
@@ -14,6 +15,10 @@
 #include "dim/auth.h"
 #include "dim/image.h"
 #include "dim/owner.h"
+#include "dim/catalog.h"
+#include "dim/identity.h"
+#include "dim/publish_keys.h"
+#include "dim/root.h"
 #include "dim/sign.h"
 
 namespace dimctl {
@@ -279,6 +284,89 @@ Status KeyInit(Invocation& inv) {
   return Status::Ok();
 }
 
+// The store's rotation record: the chain so far (empty before the first).
+dim::Result<dim::proto::KeyChain> ReadChain(dim::Env* env, const std::string& path) {
+  auto text = env->ReadFile(path);
+  if (!text.ok() && text.status().code() == dim::Code::kNotFound) return dim::proto::KeyChain{};
+  if (!text.ok()) return text.status();
+  auto chain = dim::proto::DecodeKeyChain(*text);
+  if (!chain.ok()) return Status::Corruption(path + ": " + chain.status().message());
+  return chain;
+}
+
+// The newest generation a chain names (0: the first key).
+int64_t NewestGeneration(const dim::proto::KeyChain& chain) {
+  int64_t g = 0;
+  for (const auto& r : chain.rotations) {
+    if (auto said = dim::proto::DecodeKeyRotation(r.statement); said.ok()) g = std::max(g, said->generation);
+  }
+  return g;
+}
+
+// Re-signs every kept version that has a root hash with the current key, so
+// checkers that followed the rotation (and refuse the retired key) can use
+// them. Returns how many.
+dim::Result<int> ResealVersions(dim::Store& store, const dim::sign::PrivateKey& key) {
+  int n = 0;
+  dim::Catalog& cat = store.catalog();
+  DIM_ASSIGN_OR_RETURN(auto images, cat.ListImages());
+  for (const auto& img : images) {
+    DIM_ASSIGN_OR_RETURN(auto versions, cat.ListVersions(img.id));
+    DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(cat.db()));
+    for (const auto& v : versions) {
+      if (v.root.IsZero()) continue;  // never published since roots exist: sealed at its next publish
+      DIM_ASSIGN_OR_RETURN(std::string sig, key.Sign(dim::SealMessage(img.name, v.number, v.root)));
+      DIM_RETURN_IF_ERROR(cat.SetVersionSeal(img.id, v.number, v.root, sig));
+      n++;
+    }
+    DIM_RETURN_IF_ERROR(txn->Commit());
+  }
+  return n;
+}
+
+// A new publish key, announced by a statement the old key signs. The new key
+// is staged first (publish.key.next), then the statement recorded, then the
+// key switched: a crash in between is finished by running it again, and the
+// chain never names a key the store has lost.
+Status KeyRotate(Invocation& inv) {
+  DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
+  dim::Env* env = dim::Env::Posix();
+  const std::string priv = dim::sign::PrivateKeyPath(store->root()), pub = dim::sign::PublicKeyPath(store->root());
+  const std::string chain_path = dim::sign::ChainPath(store->root()), next_path = priv + ".next";
+  DIM_ASSIGN_OR_RETURN(auto old, dim::identity::LoadPublishKey(store->root()));
+  if (!old) return Status::NotFound("this store has no publish key to rotate; create it with 'dimctl key init'");
+  DIM_ASSIGN_OR_RETURN(auto chain, ReadChain(env, chain_path));
+  const int64_t generation = NewestGeneration(chain) + 1;
+  std::optional<dim::sign::PrivateKey> next;
+  if (auto staged = env->ReadFile(next_path); staged.ok()) {
+    auto k = dim::sign::PrivateKey::FromHex(*staged);
+    if (k.ok()) next = std::move(*k);  // an interrupted rotation: the same new key
+  }
+  if (!next) {
+    DIM_ASSIGN_OR_RETURN(auto fresh, dim::sign::PrivateKey::Generate());
+    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, next_path, fresh.Hex() + "\n"));
+    next = std::move(fresh);
+  }
+  DIM_ASSIGN_OR_RETURN(auto statement, dim::publish::SignRotation(*old, next->Public(), generation,
+                                                                  static_cast<int64_t>(::time(nullptr))));
+  chain.rotations.push_back(std::move(statement));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, chain_path, dim::proto::Encode(chain)));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, pub, next->Public().Hex() + "\n"));
+  DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(env, priv, next->Hex() + "\n"));
+  (void)::unlink(next_path.c_str());
+  DIM_ASSIGN_OR_RETURN(int resealed, ResealVersions(*store, *next));
+  if (inv.global.verbosity >= 0) {
+    std::printf("%s\nrotated the publish key to generation %lld (the retired key %s signed the rotation);\n"
+                "re-signed %d kept versions. imaged signs with the new key from now on; second-level\n"
+                "servers, mounts and dim-agents that trust an earlier key follow the rotation on\n"
+                "GET /v1/publish-keys and refuse the retired key's signatures afterwards. Give the new\n"
+                "key to new servers (publish_key) and rebuild the initrd (dimctl initrd build) when you can.\n",
+                next->Public().Hex().c_str(), static_cast<long long>(generation),
+                old->Public().Hex().substr(0, 12).c_str(), resealed);
+  }
+  return Status::Ok();
+}
+
 Status KeyShow(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(auto store, OpenStore(inv, false));
   auto text = dim::Env::Posix()->ReadFile(dim::sign::PublicKeyPath(store->root()));
@@ -302,6 +390,15 @@ Noun KeyCommands() {
                      "versions without a valid signature.",
                      {}, 0, 0, KeyInit});
   n.verbs.push_back({"show", "", "print the public key (for imaged.conf's publish_key)", "", {}, 0, 0, KeyShow});
+  n.verbs.push_back({"rotate", "", "replace the publish key; the old one signs the new one's rotation",
+                     "Makes a new key, records a rotation statement signed by the old key (generation,\n"
+                     "new public key, time) in <store>/keys/publish.chain, switches imaged to the new\n"
+                     "key and re-signs every kept version. Servers and nodes configured with any\n"
+                     "earlier key follow the chain (GET /v1/publish-keys) and from then on refuse\n"
+                     "anything the retired key signs. Every rotation is final: use it yearly, and at\n"
+                     "once when the key may be stolen (docs/security.md, \"Rotating the publish key\").\n"
+                     "Example: dimctl key rotate && dimctl key show",
+                     {}, 0, 0, KeyRotate});
   return n;
 }
 

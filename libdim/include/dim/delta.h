@@ -86,6 +86,6 @@ std::string_view SnapshotSchemaDigest();
 // verify with `key` when there is one (dim/root.h), and the indexes a node
 // lists through must hold exactly those rows. Returns the version it holds;
 // Corruption otherwise.
-Result<int64_t> CheckSnapshot(std::string_view db, const std::string& image, const sign::PublicKey* key);
+Result<int64_t> CheckSnapshot(std::string_view db, const std::string& image, const sign::Verifier* key);
 
 }  // namespace dim

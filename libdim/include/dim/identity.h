@@ -51,8 +51,9 @@ std::string EncodeBuddyKeys(const auth::ServerCredentials& to, const NodeKeys& k
 Result<NodeKeys> DecodeBuddyKeys(const auth::ServerCredentials& self, std::string_view body);
 
 // What the top signs for a copy: "dim copy\n" KIND "\n" SUBJECT "\n"
-// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file|node-version, SUBJECT the
-// image or file name ("-" for the registry).
+// SHA-256-HEX "\n"; KIND registry|pins|policy|keepout|boot-file|node-version|
+// version-statement, SUBJECT the image or file name ("-" for the registry);
+// KIND publish-key for a key rotation (dim/publish_keys.h).
 std::string CopyMessage(std::string_view kind, std::string_view subject, const Digest& body_sha256);
 // The X-Dim-Signature value: the Ed25519 signature as 128 hex digits.
 Result<std::string> SignCopy(const sign::PrivateKey& key, std::string_view kind, std::string_view subject,
@@ -63,7 +64,7 @@ Result<std::optional<sign::PrivateKey>> LoadPublishKey(const std::string& store)
 // Checks a copy against the top's key (nothing to check without one):
 // PermissionDenied naming the copy and where it came from when the
 // signature is missing, malformed or does not verify.
-Status CheckCopy(const sign::PublicKey* key, std::string_view kind, std::string_view subject,
+Status CheckCopy(const sign::Verifier* key, std::string_view kind, std::string_view subject,
                  const Digest& body_sha256, std::string_view signature, const std::string& from);
 
 }  // namespace dim::identity

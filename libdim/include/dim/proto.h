@@ -41,6 +41,7 @@ enum class RouteId {
   kServerBuddyKeys,
   kImageHead,
   kImageStatement,
+  kPublishKeys,
   kImageDelta,
   kImageSnapshot,
   kImageKeepout,
@@ -166,6 +167,31 @@ struct VersionStatement {
 };
 std::string Encode(const VersionStatement& m);
 Result<VersionStatement> DecodeVersionStatement(std::string_view json);
+
+// GET /v1/publish-keys: the top's publish key rotations, oldest first. Each
+// statement names the next key and is signed by the key it retires
+// (identity::CopyMessage, kind "publish-key", subject the new generation), so
+// a checker holding any earlier key can walk to the current one
+// (dim/publish_keys.h). A site's first key is generation 0.
+struct KeyRotation {
+  int64_t generation = 0;     // of the new key, the retired one's plus one
+  std::string previous, key;  // the retired and the new public key, 64 hex digits each
+  int64_t time = 0;           // the top's clock, Unix seconds, when it rotated
+};
+std::string Encode(const KeyRotation& m);
+Result<KeyRotation> DecodeKeyRotation(std::string_view json);
+struct SignedRotation {
+  std::string statement;  // a KeyRotation's exact bytes
+  std::string signature;  // by the retired key, 128 hex digits
+};
+// At most this many rotations in a chain: a hostile server cannot make a
+// checker verify without bound (a yearly rotation takes centuries to reach it).
+constexpr size_t kMaxKeyRotations = 1024;
+struct KeyChain {
+  std::vector<SignedRotation> rotations;
+};
+std::string Encode(const KeyChain& m);
+Result<KeyChain> DecodeKeyChain(std::string_view json);
 
 // GET /v1/nodes/NODE/version
 struct NodeVersionAnswer {

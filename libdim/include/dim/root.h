@@ -52,7 +52,7 @@ std::string SealMessage(const std::string& image, int64_t version, const Digest&
 // A version's seal as a receiver checks it: a root must be recorded, and
 // with `key` (the top server's public key) its signature must verify.
 // Corruption saying which image and version otherwise.
-Status CheckSeal(const sign::PublicKey* key, const std::string& image, const VersionInfo& v);
+Status CheckSeal(const sign::Verifier* key, const std::string& image, const VersionInfo& v);
 
 // Applies a delta (ApplyDelta, inside the caller's transaction) and checks
 // the version it leads to against the root hash the delta carries: on a

@@ -12,12 +12,24 @@
 
 namespace dim::sign {
 
-class PublicKey {
+// What a checker verifies the top's signatures with: one fixed key, or the
+// chain of trust that follows the top's key rotations (dim/publish_keys.h).
+// Verify may be called from several threads at once.
+class Verifier {
+ public:
+  virtual ~Verifier() = default;
+  virtual bool Verify(std::string_view message, std::string_view signature) const = 0;
+  // The key in use now, as 64 hex digits (for messages).
+  virtual std::string Hex() const = 0;
+};
+
+class PublicKey final : public Verifier {
  public:
   // 64 hex digits (spaces and a newline around them are ignored).
   static Result<PublicKey> FromHex(std::string_view hex);
-  bool Verify(std::string_view message, std::string_view signature) const;
-  const std::string& Hex() const { return hex_; }
+  bool Verify(std::string_view message, std::string_view signature) const override;
+  std::string Hex() const override { return hex_; }
+  bool operator==(const PublicKey& o) const { return raw_ == o.raw_; }
 
  private:
   std::string raw_, hex_;
@@ -39,5 +51,9 @@ class PrivateKey {
 // Where a store keeps its signing key pair (the top server's).
 inline std::string PrivateKeyPath(const std::string& store) { return store + "/keys/publish.key"; }
 inline std::string PublicKeyPath(const std::string& store) { return store + "/keys/publish.pub"; }
+// The rotation statements from the first key to the current one (a KeyChain,
+// dim/proto.h): written by `dimctl key rotate` on the top, by a leaf's
+// replicator as it follows its parent's; served on GET /v1/publish-keys.
+inline std::string ChainPath(const std::string& store) { return store + "/keys/publish.chain"; }
 
 }  // namespace dim::sign
