@@ -74,19 +74,18 @@ std::string IpxeRefusal(const std::string& why, const std::string& what_to_do) {
 }
 
 std::string IpxeLocalDisk(const std::string& node, const dim::install::InstallRequest& install) {
-  // sanboot of drive 0x80 boots the first hard disk through the BIOS. An
-  // EFI iPXE cannot boot a drive it did not attach itself, but it can read
-  // the installed disk's EFI system partition by its label (file://, iPXE's
-  // EFI local files) and start the fallback loader grub-install --removable
-  // put there; otherwise exit hands the machine back to the firmware, which
-  // tries its next boot device (on OVMF: its own PXE and HTTP boot first).
+  // sanboot of drive 0x80 boots the first hard disk through the BIOS; where
+  // that is not possible (UEFI), exit hands the machine back to the
+  // firmware, which tries its next boot device: the disk, if the boot order
+  // puts it after the network. (An EFI iPXE could start the disk's
+  // EFI/BOOT/BOOTX64.EFI itself, chain file://LABEL/…, but a GRUB that
+  // grub-install put on the same disk as /boot finds its prefix on the
+  // device it was started from, which is then the NIC: grub rescue.)
   return "#!ipxe\n"
          "echo dim: node " + Sanitize(node) + " is installed (install request " + std::to_string(install.request) +
          ", image " + Sanitize(install.image) + "): booting its local disk\n"
          "sanboot --no-describe --drive 0x80 ||\n"
-         "chain file://DIM-ESP/EFI/BOOT/BOOTX64.EFI ||\n"  // the label initrd/install.sh's mkfs gives it
-         "echo dim: no BIOS disk to boot and no EFI system partition DIM-ESP"
-         " with EFI/BOOT/BOOTX64.EFI: handing back to the firmware's next boot device\n"
+         "echo dim: no BIOS disk to boot: handing back to the firmware's next boot device\n"
          "exit 1\n";
 }
 

@@ -201,8 +201,6 @@ case "$root_fs" in
 		$tools/mkfs.xfs -f -q -L dim-root "$root_dev" > "$mkfs_log" 2>&1 ;;
 	*) false ;;
 esac || fail mkfs "cannot make the $root_fs root file system on $root_dev ($(tail_of "$mkfs_log"))" "see /run/dim/install/mkfs.log"
-# The label DIM-ESP is how an installed node's EFI iPXE finds the fallback
-# loader (imaged/boot_api.cc IpxeLocalDisk: chain file://DIM-ESP/…).
 if [ -x $tools/mkfs.fat ]; then
 	$tools/mkfs.fat -n DIM-ESP "$esp_dev" > "$mkfs_log" 2>&1
 else
