@@ -78,7 +78,8 @@ class Receiver {
       }
       auto now = Clock::now();
       std::unique_lock<std::mutex> l(mu_);
-      if (!joined_) continue;
+      if (!joined_ && !skipped_) continue;
+      if (skipped_) break;  // ends with the skip's reason, below
       const auto timeout = std::chrono::milliseconds(plan_.timeout_ms);
       // Starved by upstream, not held up here: a full queue (this host's disk
       // is slow) is not the upstream's silence.
@@ -141,6 +142,7 @@ class Receiver {
         return;
       }
       NoteAsked();
+      if (f->skip) Skipped(f->message);
       if (f->type == FrameType::kAdopt) {
         Status s = AdoptRequested(*f);
         if (!s.ok()) return (void)SendAll(fd.get(), EncodeError(s.message(), signer), {}, "the sender");
@@ -161,6 +163,24 @@ class Receiver {
     asked_before_joining_ = true;
     std::fprintf(stderr, "dim-receive: %s: the sender has started a stream and asks this host's state; waiting for "
                  "the host before it in the chain to connect\n", Me().c_str());
+  }
+
+  // The sender says no host will connect to this one in its stream (the hop
+  // before it could not reach it): waiting on would only end at whoever
+  // runs this host's timeout, so it fails now, with the sender's reason (its
+  // bytes made printable: it quotes what another receiver reported).
+  void Skipped(std::string why) {
+    for (char& c : why) {
+      if (c < 0x20 || c > 0x7e) c = '?';
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (joined_ || skipped_) return;  // in the stream after all: its upstream's word counts
+      skipped_ = true;
+      state_ = State::kFailed;
+      message_ = "the sender skipped this host: " + why;
+    }
+    std::fprintf(stderr, "dim-receive: %s: the sender skipped this host: %s\n", Me().c_str(), why.c_str());
   }
 
   Report Snapshot(bool final, const std::string& stream_id) {
@@ -612,6 +632,7 @@ class Receiver {
   uint32_t index_ = 0;
   bool joined_ = false;      // GUARDED_BY(mu_)
   bool asked_before_joining_ = false;  // GUARDED_BY(mu_)
+  bool skipped_ = false;               // GUARDED_BY(mu_): never joined, and the sender gave up on it
   bool stopping_ = false;    // GUARDED_BY(mu_)
   bool final_seen_ = false;  // GUARDED_BY(mu_)
   State state_ = State::kWaiting;  // GUARDED_BY(mu_)

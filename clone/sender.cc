@@ -107,6 +107,15 @@ bool Over(State s) { return s == State::kDone || s == State::kFailed; }
 
 }  // namespace
 
+bool HopLost(const Plan& plan, const std::vector<Report>& reports, uint32_t i) {
+  const Target& t = plan.receivers[i];
+  const std::string said = "could not pass the stream on to " + t.name + " (" + t.address + "): ";
+  for (uint32_t j = 0; j < reports.size(); j++) {
+    if (j != i && reports[j].message.find(said) != std::string::npos) return true;
+  }
+  return false;
+}
+
 std::string NeverReached(const Plan& plan, const std::vector<Report>& reports, uint32_t i) {
   const Target& t = plan.receivers[i];
   std::string why = "it waited at " + t.address + " but the stream never reached it: ";
@@ -160,7 +169,7 @@ Result<SendResult> Send(SendOptions opts) {
   // The status poller: every receiver asked directly, twice a second.
   std::vector<Report> reports(plan.receivers.size());
   std::vector<std::string> unreachable(plan.receivers.size());
-  std::vector<bool> seen(plan.receivers.size()), active(plan.receivers.size());
+  std::vector<bool> seen(plan.receivers.size()), active(plan.receivers.size()), skipped(plan.receivers.size());
   std::vector<std::chrono::steady_clock::time_point> adopted_at(plan.receivers.size());
   std::vector<std::string> rejoined;
   for (size_t i = 0; i < reports.size(); i++) reports[i].name = plan.receivers[i].name;
@@ -195,9 +204,37 @@ Result<SendResult> Send(SendOptions opts) {
     std::lock_guard<std::mutex> l(mu);
     if (s.ok()) rejoined.push_back(plan.receivers[i].name);
   };
+  // A receiver still waiting that the host before it reports it could not
+  // connect to will not be reached in this stream (a forwarder that loses a
+  // child never goes back to it; only one that had joined may rejoin): it
+  // fails now with that hop's reason, and is told so, rather than waiting
+  // until it or whoever runs it gives up.
+  auto skip_lost = [&] {
+    std::vector<std::pair<uint32_t, std::string>> skip;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      for (uint32_t i = 0; i < reports.size(); i++) {
+        if (skipped[i] || !seen[i] || active[i] || reports[i].state != State::kWaiting) continue;
+        if (!HopLost(plan, reports, i)) continue;
+        skipped[i] = true;
+        reports[i].state = State::kFailed;
+        reports[i].message = NeverReached(plan, reports, i);
+        skip.emplace_back(i, reports[i].message);
+      }
+    }
+    for (const auto& [i, why] : skip) {
+      Status told = Exchange(plan, opts.keys[i], i, [&](const Signer& s) { return EncodeSkip(why, s); }).status();
+      std::fprintf(stderr, "clone: receiver %s skipped: %s%s\n", plan.receivers[i].name.c_str(), why.c_str(),
+                   told.ok() ? "" : (" (telling it failed: " + told.message() + ")").c_str());
+    }
+  };
   std::thread poller([&] {
     while (!stop.load()) {
       for (uint32_t i = 0; i < plan.receivers.size(); i++) {
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (skipped[i]) continue;
+        }
         auto r = Ask(plan, opts.keys, i, false);
         bool returned = false;
         {
@@ -217,6 +254,7 @@ Result<SendResult> Send(SendOptions opts) {
         }
         if (returned) rejoin(i);
       }
+      skip_lost();
       if (opts.progress) {
         std::lock_guard<std::mutex> l(mu);
         opts.progress(reports, 0);

@@ -243,13 +243,17 @@ Result<Frame> DecodeFrame(FrameType type, std::string_view body) {
       if (!StrMax(r, &f.message, 4096)) return Bad("truncated error");
       break;
     case FrameType::kStatusRequest: {
+      // fin: 0 a poll, 1 the end of the stream, 2 a skip (with its reason
+      // after the nonce); 0 and 1 are as before skips existed.
       uint8_t fin = 0;
-      if (!r.Str(&f.stream_id) || f.stream_id.size() != kStreamIdBytes || !r.U8(&fin) || fin > 1 ||
+      if (!r.Str(&f.stream_id) || f.stream_id.size() != kStreamIdBytes || !r.U8(&fin) || fin > 2 ||
           !r.Raw(kNonceBytes, &raw)) {
         return Bad("malformed status request");
       }
       f.nonce = std::string(raw);
-      f.final = fin == 1;
+      f.final = fin >= 1;
+      f.skip = fin == 2;
+      if (f.skip && (!StrMax(r, &f.message, 4096) || f.message.empty())) return Bad("a skip without its reason");
       break;
     }
     case FrameType::kStatus: {
@@ -349,6 +353,15 @@ std::string EncodeStatusRequest(bool final, const Signer& s) {
   w.Str(s.stream_id);
   w.U8(final ? 1 : 0);
   w.out().append(s.nonce);
+  return Signed(FrameType::kStatusRequest, std::move(w.out()), s);
+}
+
+std::string EncodeSkip(const std::string& why, const Signer& s) {
+  wire::Writer w;
+  w.Str(s.stream_id);
+  w.U8(2);
+  w.out().append(s.nonce);
+  w.Str(why.empty() ? std::string("skipped") : why.substr(0, 4096));
   return Signed(FrameType::kStatusRequest, std::move(w.out()), s);
 }
 

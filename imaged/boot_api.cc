@@ -77,7 +77,10 @@ std::string IpxeLocalDisk(const std::string& node, const dim::install::InstallRe
   // sanboot of drive 0x80 boots the first hard disk through the BIOS; where
   // that is not possible (UEFI), exit hands the machine back to the
   // firmware, which tries its next boot device: the disk, if the boot order
-  // puts it after the network.
+  // puts it after the network. (An EFI iPXE could start the disk's
+  // EFI/BOOT/BOOTX64.EFI itself, chain file://LABEL/…, but a GRUB that
+  // grub-install put on the same disk as /boot finds its prefix on the
+  // device it was started from, which is then the NIC: grub rescue.)
   return "#!ipxe\n"
          "echo dim: node " + Sanitize(node) + " is installed (install request " + std::to_string(install.request) +
          ", image " + Sanitize(install.image) + "): booting its local disk\n"

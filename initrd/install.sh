@@ -258,6 +258,12 @@ while kill -0 "$rpid" 2>/dev/null; do
 done
 if ! wait "$rpid"; then
 	rpid=""
+	# The server skipped this node: the host before it in the chain could
+	# not connect to it (dim-receive logs the server's reason, which names
+	# that host, this node's address and what it could not do).
+	skipped=$(sed -n 's/^dim-receive: .*: the sender skipped this host: //p' "$run/receive.log" 2>/dev/null | head -n 1)
+	[ -z "$skipped" ] || fail receive "the server skipped this node in the stream of $stream_what: $skipped" \
+		"the other nodes must reach this node at the address the server saw it ask from (not through NAT or a firewall); fix that and boot the node again"
 	fail receive "the stream of $stream_what stopped ($(tail_of "$run/receive.log" 2))" \
 		"if the server went away, start it again and boot the node again; see /run/dim/install/receive.log"
 fi

@@ -34,6 +34,8 @@ packages=(
   ipmitool openipmi
   # the initrd and its boot tests: qemu (TCG), zstd, binutils' strip
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
+  # UEFI nodes under qemu (boot_install.sh DIM_UEFI=1): OVMF, the firmware, with its variable store template
+  ovmf
   # install initrds (dimctl initrd build --with-dim-install): sfdisk, mkfs.fat
   fdisk dosfstools
   # benchmarks and their peers

@@ -17,9 +17,17 @@
 #      applies a push made while it runs.
 #   3. a push made while the node is off, with a new file in /boot, is
 #      applied at its next boot, and dim-agent runs update-grub for it.
-# The master is built once into $DIM_TEST_CACHE/bookworm-install (debootstrap
-# --include=systemd-sysv,udev,linux-image-cloud-amd64,grub-pc-bin,…; needs the
-# Debian mirror). Prints the install's timing marks (the install time of one node).
+# DIM_UEFI=1 (ctest boot_install_uefi): the same under UEFI: OVMF (package
+# ovmf) with a variable store of the node's own, network boot through the
+# NIC's option ROM (iPXE's EFI build, package ipxe-qemu), the master's GRUB
+# for x86_64-efi on the EFI system partition (EFI/BOOT/BOOTX64.EFI); the
+# installed node's script cannot sanboot under UEFI and exits to the
+# firmware, which tries its own PXE and HTTP boot, then the disk (second in
+# the boot order).
+# The master is built once into $DIM_TEST_CACHE/bookworm-install-bios-efi
+# (debootstrap --include=systemd-sysv,udev,linux-image-cloud-amd64,grub-pc-bin,
+# grub-efi-amd64-bin,…; needs the Debian mirror). Prints the install's timing
+# marks (the install time of one node).
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/boot_lib.sh
@@ -29,7 +37,24 @@ source "$(dirname "${BASH_SOURCE[0]}")/install_lib.sh"
 
 boot_requirements qemu-system-x86_64
 install_requirements
-lkrn=$install_lkrn
+# firmware: how qemu starts the node's network boot (BIOS: iPXE as its kernel,
+# as boot_qemu.sh; UEFI: OVMF, which runs the NIC's iPXE EFI ROM first).
+if [[ ${DIM_UEFI:-0} == 1 ]]; then
+  firmware=UEFI
+  ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd efi_rom=/usr/lib/ipxe/qemu/efi-virtio.rom
+  for f in "$ovmf_code" "$ovmf_vars"; do [[ -f $f ]] || { log "SKIP: $f is missing (apt-get install ovmf)"; exit 77; }; done
+  [[ -f $efi_rom ]] || { log "SKIP: $efi_rom is missing (apt-get install ipxe-qemu)"; exit 77; }
+  cp "$ovmf_vars" "$TEST_TMP/vars.fd"  # the node's NVRAM, kept across its boots
+  firmware_args=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf_code" -drive "if=pflash,format=raw,file=$TEST_TMP/vars.fd")
+  nic_args=",romfile=$efi_rom,bootindex=0"
+  disk_args=(-drive "file=$TEST_TMP/disk.img,format=raw,if=none,id=disk0" -device virtio-blk-pci,drive=disk0,bootindex=1)
+else
+  firmware=BIOS
+  firmware_args=(-kernel "$install_lkrn")
+  nic_args=",romfile="
+  disk_args=(-drive "file=$TEST_TMP/disk.img,format=raw,if=virtio")
+fi
+log "firmware: $firmware"
 
 port=$(free_port) rport=$(free_port)
 url=http://127.0.0.1:$port
@@ -66,13 +91,13 @@ sed 's/^/    /' "$TEST_TMP/install.ipxe" >&2
 truncate -s 4G "$TEST_TMP/disk.img"
 
 # power_on NAME: the node, powered on until it powers off or reboots (-no-reboot):
-# iPXE, DHCP from qemu, the node's script from imaged. Console in NAME.console.
+# the firmware, iPXE, DHCP from qemu, the node's script from imaged. Console
+# in NAME.console.
 power_on() {
   local rc=0 t0=$SECONDS
-  timeout --kill-after=5 1200 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot -kernel "$lkrn" \
+  timeout --kill-after=5 1200 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot "${firmware_args[@]}" \
     -netdev "user,id=n0,bootfile=http://10.0.2.2:$port/v1/boot/nodes/$BOOT_NODE.ipxe,hostfwd=tcp:127.0.0.1:$rport-:$rport" \
-    -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC,romfile=" \
-    -drive "file=$TEST_TMP/disk.img,format=raw,if=virtio" \
+    -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC$nic_args" "${disk_args[@]}" \
     < /dev/null > "$TEST_TMP/$1.console" 2>&1 || rc=$?
   ((rc != 124 && rc != 137)) || die "boot $1 still ran after 1200 s; console: $(tail -40 "$TEST_TMP/$1.console")"
   sed -i 's/\x1b\[[0-9;]*[a-zA-Z]//g; s/\r//g' "$TEST_TMP/$1.console"  # iPXE's and systemd's colours
@@ -88,7 +113,7 @@ grep -a "install stream" "$TEST_TMP/imaged.log" | sed 's/^/    imaged: /' >&2
 # The install time: linuxrc's first install mark to "installed" (guest uptime).
 took=$(awk 'function t() { match($0, /\[ *[0-9.]+\]/); v = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "", v); return v }
   /install mode: request/ { s = t() } /\] installed / { e = t() } END { printf "%.1f", e - s }' "$TEST_TMP/install.console")
-log "install time of one node under qemu (TCG): $took s from the first install mark to 'installed' ($(du -sh "$master" | cut -f1) master; load $(cut -d' ' -f1-3 /proc/loadavg))"
+log "install time of one node under qemu (TCG, $firmware): $took s from the first install mark to 'installed' ($(du -sh "$master" | cut -f1) master; load $(cut -d' ' -f1-3 /proc/loadavg))"
 curl -fsS "$url/v1/boot/nodes/$BOOT_NODE.ipxe" | grep -q sanboot || die "the node's script does not boot its disk"
 
 log "2. iPXE boots the disk; systemd; a push while it runs is applied by dim-agent"
@@ -106,7 +131,15 @@ kill "$pusher" 2> /dev/null || true
 wait "$pusher" || true
 grep -a "dim-test:\|dim: node" "$TEST_TMP/disk1.console" | sed 's/^/    /' >&2 || true
 console_has disk1 "dim: node $BOOT_NODE is installed"
-grep -aq "no BIOS disk to boot" "$TEST_TMP/disk1.console" && die "iPXE could not boot the disk: $(grep -a -B3 -A3 "no BIOS disk" "$TEST_TMP/disk1.console")"
+if [[ $firmware == UEFI ]]; then
+  # iPXE hands the node back to OVMF, which boots the disk's fallback loader.
+  console_has disk1 "dim: no BIOS disk to boot: handing back to the firmware's next boot device"
+  console_has disk1 "dim-test: firmware UEFI, vfat /boot/efi with EFI/BOOT/BOOTX64.EFI"
+  grep -a "BdsDxe\|>>Start" "$TEST_TMP/disk1.console" | sed 's/^/    [disk1] /' >&2 || true
+else
+  grep -aq "no BIOS disk to boot" "$TEST_TMP/disk1.console" && die "iPXE could not boot the disk: $(grep -a -B3 -A3 "no BIOS disk" "$TEST_TMP/disk1.console")"
+  console_has disk1 "dim-test: firmware BIOS"
+fi
 console_has disk1 "dim-test: root /dev/vda3 ext4, node $BOOT_NODE, kept the node's own"
 console_has disk1 "dim-test: the root's mtime $root_mtime"
 console_has disk1 "dim-test: applied 2, motd motd 2, node $BOOT_NODE"

@@ -5,7 +5,8 @@
 # a tree of arity 2 copies a raw file); a killed middle receiver is skipped
 # and reported while the others finish; a killed middle receiver started
 # again rejoins at the tail, resumes after the chunks it had verified and
-# ends with the same tree; a killed sender leaves nothing visible; a chunk
+# ends with the same tree; a receiver the host before it cannot reach (but
+# the sender can) is skipped at once and told why; a killed sender leaves nothing visible; a chunk
 # forged by a host in the chain is refused by the receiver after it; a host
 # impersonating a receiver without its key (forged acknowledgement and
 # status) is refused by the sender; a receiver with a full disk fails with a
@@ -168,6 +169,37 @@ for n in 1 2 3 4; do
   "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs after the rejoin"
   [[ -z $(find "$T/h$n" -maxdepth 1 -name '.*dim-clone*') ]] || die "receiver $n left staging files or a journal"
 done
+rm -rf "$T"/h?/tree
+
+# --- 2c. a receiver the hop before it cannot reach, but the sender can -----
+# (a node behind a firewall, or seen by the sender at an address the others
+# cannot use): receiver 1 has no route to receiver 2; the sender polls it
+# fine. Receiver 1 reports the lost connection, the sender fails receiver 2
+# with that reason and tells it, so receiver 2 ends by itself (before this
+# change it waited until whoever ran it gave up, and the clone with it).
+log "a receiver the hop before it cannot reach"
+start_receivers 1 2 3
+ip -n "clone-h1-$ID" route add unreachable 10.77.0.12/32
+rc=0
+clone img --to "$(to tree 1 2 3)" --json > "$T/hop.json" 2> "$T/hop.err" || rc=$?
+ip -n "clone-h1-$ID" route del unreachable 10.77.0.12/32
+[[ $rc != 0 ]] || die "clone reported success with a receiver skipped"
+for _ in $(seq 300); do kill -0 "${RPIDS[2]}" 2> /dev/null || break; sleep 0.1; done
+kill -0 "${RPIDS[2]}" 2> /dev/null && die "receiver 2 still waits after the clone ended: it was not told it was skipped: $(cat "$T/h2.log")"
+wait_receivers
+why="it waited at 10.77.0.12:7475 but the stream never reached it: 10.77.0.11 before it in the chain could not connect to it (cannot connect to 10.77.0.12:7475: No route to host): is 10.77.0.12:7475 its address as the other nodes see it (not behind NAT or a firewall)?"
+read -r st msg < <(state_of "$T/hop.json" 10.77.0.12)
+assert_eq "$st" failed "the unreachable receiver's state"
+assert_eq "$msg" "$why" "the unreachable receiver's reason"
+grep -qF "dim-receive: receiver 10.77.0.12: the sender skipped this host: $why" "$T/h2.log" ||
+  die "receiver 2 does not say it was skipped and why: $(cat "$T/h2.log")"
+grep -qF "clone: receiver 10.77.0.12 skipped: $why" "$T/hop.err" || die "the sender does not log the skip: $(cat "$T/hop.err")"
+for n in 1 3; do
+  read -r st _ < <(state_of "$T/hop.json" "10.77.0.1$n")
+  assert_eq "$st" "done" "receiver $n beside the skipped one"
+  "$TREECMP" "$T/checkout" "$T/h$n/tree" > /dev/null || die "receiver $n's tree differs after the skip"
+done
+[[ ! -e $T/h2/tree ]] || die "the skipped receiver shows a tree"
 rm -rf "$T"/h?/tree
 
 # --- 3. the sender killed mid-stream: nothing partial visible --------------

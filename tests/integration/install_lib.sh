@@ -23,17 +23,18 @@ install_requirements() {
 # it applied, powers off),
 # imported as image deb with the identity files and /var/log/ kept out;
 # install_root_mtime is its root directory's mtime. The
-# Debian tree is built once into $DIM_TEST_CACHE/bookworm-install
+# Debian tree is built once into $DIM_TEST_CACHE/bookworm-install-bios-efi
 # (debootstrap --include=systemd-sysv,udev,linux-image-cloud-amd64,
-# grub-pc-bin,…; needs the Debian mirror).
+# grub-pc-bin,grub-efi-amd64-bin,…; needs the Debian mirror): GRUB for both
+# firmwares, so one master serves BIOS and UEFI nodes, as on a cluster.
 install_master() {
-  local master=$1 linger=${2:-0} cached=$DIM_TEST_CACHE/bookworm-install
-  if [[ ! -x $cached/usr/sbin/grub-install ]]; then
+  local master=$1 linger=${2:-0} cached=$DIM_TEST_CACHE/bookworm-install-bios-efi
+  if [[ ! -x $cached/usr/sbin/grub-install || ! -d $cached/usr/lib/grub/x86_64-efi ]]; then
     command -v debootstrap > /dev/null || { log "SKIP: debootstrap is not installed"; exit 77; }
     log "building $cached (debootstrap with a kernel and GRUB; once)"
     rm -rf "$cached.tmp"
     debootstrap --variant=minbase \
-      --include=systemd-sysv,udev,linux-image-cloud-amd64,grub-pc-bin,grub2-common,initramfs-tools,libsqlite3-0,libzstd1,libssl3 \
+      --include=systemd-sysv,udev,linux-image-cloud-amd64,grub-pc-bin,grub-efi-amd64-bin,grub2-common,initramfs-tools,libsqlite3-0,libzstd1,libssl3 \
       bookworm "$cached.tmp" "$DEBIAN_MIRROR" > "$TEST_TMP/debootstrap.log" 2>&1 ||
       { log "SKIP: debootstrap failed: $(tail -3 "$TEST_TMP/debootstrap.log")"; exit 77; }
     mv "$cached.tmp" "$cached"
@@ -85,6 +86,11 @@ UNIT
 want=$(cat /etc/dim-test/wait-for)
 echo "dim-test: root $(findmnt -n -o SOURCE /) $(findmnt -n -o FSTYPE /), node $(cat /etc/hostname), kept $(cat /var/log/dim-test/node-own 2>&1)"
 echo "dim-test: the root's mtime $(stat -c %Y /)"
+if [ -d /sys/firmware/efi ]; then
+  echo "dim-test: firmware UEFI, $(findmnt -n -o FSTYPE /boot/efi) /boot/efi with $(cd /boot/efi && ls EFI/BOOT/*.EFI)"
+else
+  echo "dim-test: firmware BIOS"
+fi
 echo "dim-test: applied $(cat /var/lib/dim-agent/applied); waiting for version $want"
 for _ in $(seq 600); do
   [ "$(cat /var/lib/dim-agent/applied 2>/dev/null)" -ge "$want" ] 2>/dev/null && break

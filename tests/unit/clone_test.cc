@@ -59,6 +59,29 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
+// A file clone of dir/src (holding payload) to n receivers r0.. on loopback,
+// each writing dir/outI; their options (key, free port) in *ropts.
+dc::SendOptions FileClone(const dimtest::TempDir& dir, const std::string& payload, size_t n,
+                          std::vector<dc::ReceiverOptions>* ropts) {
+  dimtest::WriteFile(dir / "src", payload);
+  dc::SendOptions opts;
+  opts.plan.mode = dc::Mode::kFile;
+  opts.plan.chunk_size = 16384;
+  opts.plan.timeout_ms = 2000;
+  opts.plan.what = "src";
+  opts.source_path = dir / "src";
+  dim::auth::Secret site{std::string(32, 'k')};
+  ropts->resize(n);
+  for (size_t i = 0; i < n; i++) {
+    std::string name = "r" + std::to_string(i);
+    std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+    opts.plan.receivers.push_back({name, addr, dir / ("out" + std::to_string(i))});
+    opts.keys.push_back(dim::auth::NodeKey(site, name));
+    (*ropts)[i] = {name, opts.keys.back(), addr, "", dir.path(), 5, 4};
+  }
+  return opts;
+}
+
 }  // namespace
 
 TEST_CASE("clone wire: every frame round-trips, and every truncation is refused") {
@@ -80,7 +103,7 @@ TEST_CASE("clone wire: every frame round-trips, and every truncation is refused"
       dc::EncodeHello(plan, 2, nonce), dc::EncodeHello(plan, 1, nonce, rejoin),
       dc::EncodeCount(dc::FrameType::kReady, 5, signer), dc::EncodeCount(dc::FrameType::kAck, 9, signer),
       dc::EncodeChunkHead(h) + data, dc::EncodeError("no", signer), dc::EncodeStatusRequest(true, signer),
-      dc::EncodeStatus(rep, signer), dc::EncodeAdopt(2, rejoin, signer)};
+      dc::EncodeSkip("n0 could not connect to it", signer), dc::EncodeStatus(rep, signer), dc::EncodeAdopt(2, rejoin, signer)};
   for (const auto& wire : frames) {
     std::string body;
     auto f = Decode(wire, &body);
@@ -110,6 +133,7 @@ TEST_CASE("clone wire: every frame round-trips, and every truncation is refused"
       case dc::FrameType::kStatusRequest:
         CHECK(f->final);
         CHECK(f->nonce == nonce);
+        CHECK(f->message == (f->skip ? "n0 could not connect to it" : ""));
         break;
       case dc::FrameType::kStatus:
         CHECK(f->report.name == "n1");
@@ -225,22 +249,8 @@ TEST_CASE("clone pipeline: a file through a chain of real receivers, one of them
   dimtest::TempDir dir;
   std::string payload;
   for (int i = 0; i < 300000; i++) payload += static_cast<char>(i * 7 + i / 13);
-  dimtest::WriteFile(dir / "src", payload);
-  dc::SendOptions opts;
-  opts.plan.mode = dc::Mode::kFile;
-  opts.plan.chunk_size = 16384;
-  opts.plan.timeout_ms = 2000;
-  opts.plan.what = "src";
-  opts.source_path = dir / "src";
-  dim::auth::Secret site{std::string(32, 'k')};
-  std::vector<dc::ReceiverOptions> ropts(4);
-  for (size_t i = 0; i < 4; i++) {
-    std::string name = "r" + std::to_string(i);
-    std::string addr = "127.0.0.1:" + std::to_string(FreePort());
-    opts.plan.receivers.push_back({name, addr, dir / ("out" + std::to_string(i))});
-    opts.keys.push_back(dim::auth::NodeKey(site, name));
-    ropts[i] = {name, opts.keys.back(), addr, "", dir.path(), 5, 4};
-  }
+  std::vector<dc::ReceiverOptions> ropts;
+  dc::SendOptions opts = FileClone(dir, payload, 4, &ropts);
   // Receiver 1 never starts: its upstream skips to receiver 2.
   std::vector<std::thread> threads;
   std::vector<dim::Status> ended(4);
@@ -278,6 +288,9 @@ TEST_CASE("clone sender: a receiver the stream never reached is blamed on the ho
                        "connect to 127.0.0.1:7001: Connection refused; could not pass the stream on to n2 "
                        "(127.0.0.1:7002): cannot connect to 127.0.0.1:7002: Connection refused";
   const std::string m1 = dc::NeverReached(p, reports, 1);
+  CHECK(dc::HopLost(p, reports, 1));
+  CHECK(dc::HopLost(p, reports, 2));
+  CHECK_FALSE(dc::HopLost(p, reports, 0));
   CHECK(m1 == "it waited at 127.0.0.1:7001 but the stream never reached it: n0 before it in the chain could not "
               "connect to it (cannot connect to 127.0.0.1:7001: Connection refused): is 127.0.0.1:7001 its address "
               "as the other nodes see it (not behind NAT or a firewall)?");
@@ -288,6 +301,35 @@ TEST_CASE("clone sender: a receiver the stream never reached is blamed on the ho
   CHECK(dc::NeverReached(p, reports, 1) ==
         "it waited at 127.0.0.1:7001 but the stream never reached it: the host before it in the chain did not "
         "connect to 127.0.0.1:7001: is that its address as the other nodes see it (not behind NAT or a firewall)?");
+}
+
+TEST_CASE("clone pipeline: a receiver the hop before it cannot reach, but the sender can, is skipped at once") {
+  // r1 answers the sender's status requests (its key) but refuses the hop's
+  // hello (it calls itself r1x), as a node the sender reaches and r0 cannot:
+  // r0 reports the lost connection and the sender fails r1 then and tells
+  // it, so both end without waiting for r1's own timeout.
+  dimtest::TempDir dir;
+  std::vector<dc::ReceiverOptions> ropts;
+  dc::SendOptions opts = FileClone(dir, std::string(100000, 'p'), 3, &ropts);
+  ropts[1].name = "r1x";
+  std::vector<std::thread> threads;
+  std::vector<dim::Status> ended(3);
+  for (size_t i = 0; i < 3; i++) threads.emplace_back([&, i] { ended[i] = dc::Receive(ropts[i]); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // until they listen
+  auto result = dc::Send(opts);
+  for (auto& t : threads) t.join();
+  REQUIRE(result.ok());
+  CHECK_MESSAGE(ended[0].ok(), ended[0].message());
+  CHECK_MESSAGE(ended[2].ok(), ended[2].message());
+  CHECK(result->receivers[2].state == dc::State::kDone);
+  CHECK(result->receivers[1].state == dc::State::kFailed);
+  const std::string& a1 = opts.plan.receivers[1].address;
+  const std::string why = "it waited at " + a1 + " but the stream never reached it: r0 before it in the chain could "
+                          "not connect to it (receiver r1 (" + a1 + ") refused: this host is receiver r1x, not r1)";
+  CHECK_MESSAGE(result->receivers[1].message.find(why) == 0, result->receivers[1].message);
+  // r1 was told, and ends with the sender's reason.
+  CHECK_FALSE(ended[1].ok());
+  CHECK_MESSAGE(ended[1].message().find("the sender skipped this host: " + why) == 0, ended[1].message());
 }
 
 TEST_CASE("clone receiver: a target outside --under is refused, nothing written") {

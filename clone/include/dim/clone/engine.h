@@ -122,6 +122,9 @@ Result<SendResult> Send(SendOptions opts);
 // receiver before it that says it could not connect (from the reports'
 // messages), its address, what to check.
 std::string NeverReached(const Plan& plan, const std::vector<Report>& reports, uint32_t i);
+// Whether another receiver's report says it could not pass the stream on to
+// receiver i (a forwarder never goes back to a child it lost).
+bool HopLost(const Plan& plan, const std::vector<Report>& reports, uint32_t i);
 
 struct ReceiverOptions {
   std::string name;    // the name the sender's plan uses for this host

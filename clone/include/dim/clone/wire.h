@@ -117,9 +117,10 @@ struct Frame {
   uint64_t count = 0;   // ready, ack
   ChunkHeader chunk;    // chunk
   std::string_view data;  // chunk bytes, pointing into the decoded body
-  std::string message;  // error
+  std::string message;  // error; status request: why the sender skips the receiver
   std::string stream_id;  // status request, adopt
   bool final = false;     // status request: the sender is done, the receiver may exit
+  bool skip = false;      // status request: the stream will not reach this receiver (final too)
   Report report;          // status
   // Every frame but hello and chunk ends with a MAC over what precedes it
   // (signed, pointing into the decoded body); check it with MacOk.
@@ -154,6 +155,10 @@ std::string EncodeChunkHead(const ChunkHeader& h);
 std::string EncodeChunkHeadBody(const ChunkHeader& h);
 std::string EncodeError(const std::string& message, const Signer& s);
 std::string EncodeStatusRequest(bool final, const Signer& s);
+// A status request that tells a receiver still waiting that no host will
+// connect to it in this stream, and why (the hop before it could not reach
+// it): it gives up at once rather than at its installer's timeout.
+std::string EncodeSkip(const std::string& why, const Signer& s);
 std::string EncodeStatus(const Report& r, const Signer& s);
 std::string EncodeAdopt(uint32_t index, const Rejoin& rejoin, const Signer& s);
 std::string RandomNonce();
