@@ -195,6 +195,17 @@ std::string ServerCredentials::Encode() const {
          (buddy.empty() ? "" : "buddy " + buddy + "\n");
 }
 
+namespace {
+// What is wrong with a server's name in a credentials file (its own, its
+// parent's, its buddy's), or null.
+const char* BadServerName(std::string_view value) {
+  if (value.empty() || value.size() > 200) return "is empty or too long";
+  for (char ch : value)
+    if (!IsIdChar(ch) || ch == ':') return "may only hold letters, digits and . _ -";
+  return nullptr;
+}
+}  // namespace
+
 Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const std::string& file) {
   auto bad = [&](const std::string& why) {
     return Status::InvalidArgument("credentials file " + file + ": " + why +
@@ -218,9 +229,7 @@ Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const 
     if (sp == std::string_view::npos) return bad(where + " is not \"FIELD VALUE\"");
     const std::string_view field = line.substr(0, sp), value = line.substr(sp + 1);
     if (field == "name" && !have_name) {
-      if (value.empty() || value.size() > 200) return bad(where + ": name is empty or too long");
-      for (char ch : value)
-        if (!IsIdChar(ch) || ch == ':') return bad(where + ": name may only hold letters, digits and . _ -");
+      if (const char* wrong = BadServerName(value)) return bad(where + ": name " + wrong);
       c.name = std::string(value);
       have_name = true;
     } else if (field == "generation" && !have_gen) {
@@ -234,15 +243,11 @@ Result<ServerCredentials> ServerCredentials::Parse(std::string_view text, const 
       c.key = std::move(*key);
       have_key = true;
     } else if (field == "parent" && !have_parent) {
-      if (value.empty() || value.size() > 200) return bad(where + ": parent is empty or too long");
-      for (char ch : value)
-        if (!IsIdChar(ch) || ch == ':') return bad(where + ": parent may only hold letters, digits and . _ -");
+      if (const char* wrong = BadServerName(value)) return bad(where + ": parent " + wrong);
       c.parent = std::string(value);
       have_parent = true;
     } else if (field == "buddy" && !have_buddy) {
-      if (value.empty() || value.size() > 200) return bad(where + ": buddy is empty or too long");
-      for (char ch : value)
-        if (!IsIdChar(ch) || ch == ':') return bad(where + ": buddy may only hold letters, digits and . _ -");
+      if (const char* wrong = BadServerName(value)) return bad(where + ": buddy " + wrong);
       c.buddy = std::string(value);
       have_buddy = true;
     } else {
