@@ -50,13 +50,7 @@ for _ in $(seq 100); do "$DIMCTL" status --json 2> /dev/null | grep -q '"server"
 "$DIMCTL" node provision r01c1n01 > "$TEST_TMP/prov.out" 2>&1 ||
   die "provision on the leaf: $(cat "$TEST_TMP/prov.out")"
 mnt=$TEST_TMP/mnt
-mkdir -p "$mnt"
-RF_MOUNTS+=("$mnt")
-"$ROOTFS_FUSE" -f --publish-key "$TEST_TMP/old.pub" --secret "$SECRET" --cache "$TEST_TMP/cache" \
-  "$LEAF_URL" "$IMAGE" r01c1n01 "$mnt" 2>> "$TEST_TMP/fuse.log" &
-disown
-for _ in $(seq 600); do mountpoint -q "$mnt" && break; sleep 0.05; done
-mountpoint -q "$mnt" || die "rootfs-fuse did not mount: $(tail -5 "$TEST_TMP/fuse.log")"
+rf_mount_via r01c1n01 "$mnt" "$TEST_TMP/cache" "$LEAF_URL" --publish-key "$TEST_TMP/old.pub"
 rf_wait_content "$mnt/etc/motd" two "the mount before the rotation"
 root=$TEST_TMP/root
 mkdir -p "$root/etc"
@@ -89,7 +83,7 @@ echo three > "$m/etc/motd"
 "$DIMCTL" push "$IMAGE" --wait 60 > "$TEST_TMP/push.out" 2>&1 || die "push: $(cat "$TEST_TMP/push.out")"
 wait_for "$TEST_TMP/ss1.log" "publish key rotated" "the leaf"
 rf_wait_content "$mnt/etc/motd" three "the mount after the rotation"
-wait_for "$TEST_TMP/fuse.log" "publish key rotated" "the mount"
+wait_for "$TEST_TMP/fuse-r01c1n01.log" "publish key rotated" "the mount"
 grep -qF "$new" "$TEST_TMP/ss1/keys/publish.chain" || die "the leaf did not keep the chain"
 grep -qF "$new" "$TEST_TMP/cache/publish.chain" || die "the mount did not keep the chain"
 [[ $(curl -s "$LEAF_URL/v1/publish-keys") == "$(cat "$TEST_TMP/chain.json")" ]] ||

@@ -85,16 +85,19 @@ rf_mount() {
     die "rootfs-fuse $node did not mount: $(tail -5 "$TEST_TMP/fuse-$node.log")"
   mountpoint -q "$mnt" || die "$mnt is not a mount point"
 }
-# rf_mount_via NODE MOUNTPOINT CACHE URL: mounts NODE's view from URL (a
-# proxy in front of a server) in the foreground, in the background of the
-# test, so that its messages stay in fuse-NODE.log; rf_cleanup ends it.
+# rf_mount_via NODE MOUNTPOINT CACHE URL [OPTION...]: mounts NODE's view from
+# URL (a proxy in front of a server, a second-level server) in the
+# foreground, in the background of the test, so that its messages stay in
+# fuse-NODE.log; rf_cleanup ends it. OPTIONs go to rootfs-fuse.
 rf_mount_via() {
-  mkdir -p "$2"
-  RF_MOUNTS+=("$2")
-  "$ROOTFS_FUSE" -f --secret "$SECRET" --cache "$3" "$4" "$IMAGE" "$1" "$2" 2>> "$TEST_TMP/fuse-$1.log" &
+  local node=$1 mnt=$2 cache=$3 url=$4
+  shift 4
+  mkdir -p "$mnt"
+  RF_MOUNTS+=("$mnt")
+  "$ROOTFS_FUSE" -f --secret "$SECRET" --cache "$cache" "$@" "$url" "$IMAGE" "$node" "$mnt" 2>> "$TEST_TMP/fuse-$node.log" &
   disown
-  for _ in $(seq 600); do mountpoint -q "$2" && return 0; sleep 0.05; done
-  die "rootfs-fuse $1 did not mount from $4: $(tail -5 "$TEST_TMP/fuse-$1.log")"
+  for _ in $(seq 600); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+  die "rootfs-fuse $node did not mount from $url: $(tail -5 "$TEST_TMP/fuse-$node.log")"
 }
 # rf_wait_content FILE TEXT WHAT: FILE comes to hold TEXT within 20 s (a push
 # reaching a mount), else the test fails naming WHAT.

@@ -141,13 +141,7 @@ log "a real mount of n1 on the rack server, checking the top's key, sees a push"
 "$DIMCTL" node provision n1 > "$TEST_TMP/prov.out" 2>&1 || die "provision n1 on the rack server: $(cat "$TEST_TMP/prov.out")"
 [[ -d $TEST_TMP/rack/nodes/n1 ]] || die "n1's overlay is not on the rack server"
 mnt=$TEST_TMP/mnt
-mkdir -p "$mnt"
-RF_MOUNTS+=("$mnt")
-"$ROOTFS_FUSE" -f --publish-key "$TEST_TMP/publish.pub" --secret "$SECRET" --cache "$TEST_TMP/cache" \
-  "$rack" "$IMAGE" n1 "$mnt" 2>> "$TEST_TMP/fuse-n1.log" &
-disown
-for _ in $(seq 600); do mountpoint -q "$mnt" && break; sleep 0.05; done
-mountpoint -q "$mnt" || die "n1 did not mount from the rack server: $(tail -5 "$TEST_TMP/fuse-n1.log")"
+rf_mount_via n1 "$mnt" "$TEST_TMP/cache" "$rack" --publish-key "$TEST_TMP/publish.pub"
 assert_eq "$(cat "$mnt/etc/motd")" "motd v1" "n1's motd"
 cmp "$mnt/usr/share/data/blob" "$m/usr/share/data/blob" || die "n1 reads another blob"
 echo "motd v2" > "$m/etc/motd"
