@@ -143,6 +143,32 @@ console_has() {
 }
 print_console_dim() { grep -a '^dim\|^rootfs-fuse: \[' "$TEST_TMP/$1.console" | sed "s/^/    [$1] /" >&2 || true; }
 
+# test_unit MASTER DESCRIPTION: a systemd master's test unit, enabled: after
+# multi-user.target it runs /usr/local/sbin/dim-test (the caller writes it)
+# with its output on the console, then powers the machine off. It starts
+# poweroff.target: `systemctl poweroff` would first ask logind over D-Bus,
+# which a minbase master lacks ("Failed to connect to bus: No such file or
+# directory", then a fallback), and that target is what it falls back to.
+test_unit() {
+  local master=$1
+  mkdir -p "$master/etc/systemd/system/multi-user.target.wants" "$master/usr/local/sbin"
+  cat > "$master/etc/systemd/system/dim-test.service" << UNIT
+[Unit]
+Description=$2
+After=multi-user.target
+[Service]
+Type=oneshot
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+ExecStart=/bin/sh /usr/local/sbin/dim-test
+ExecStartPost=/bin/systemctl start --no-block --job-mode=replace-irreversibly poweroff.target
+[Install]
+WantedBy=multi-user.target
+UNIT
+  ln -sf ../dim-test.service "$master/etc/systemd/system/multi-user.target.wants/dim-test.service"
+}
+
 # check_boot NAME IMAGE: the image's init ran and its writes reached the
 # node's overlay on the server.
 check_boot() {

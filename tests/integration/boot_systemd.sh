@@ -31,24 +31,7 @@ boot_store 10.0.2.0/24 10.0.2.15 10.0.2.2 "http://10.0.2.2:$port"
 log "the systemd master"
 master=$TEST_TMP/debian
 cp -a "$cached" "$master"
-cat > "$master/etc/systemd/system/dim-test.service" <<'UNIT'
-[Unit]
-Description=dim boot test: multi-user.target reached
-After=multi-user.target
-[Service]
-Type=oneshot
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/console
-ExecStart=/bin/sh /usr/local/sbin/dim-test
-ExecStartPost=/bin/systemctl start --no-block --job-mode=replace-irreversibly poweroff.target
-[Install]
-WantedBy=multi-user.target
-UNIT
-# `systemctl poweroff` would first ask logind over D-Bus, which a minbase
-# master lacks ("Failed to connect to bus: No such file or directory", then
-# a fallback); starting poweroff.target is what it falls back to.
-mkdir -p "$master/usr/local/sbin"
+test_unit "$master" "dim boot test: multi-user.target reached"
 cat > "$master/usr/local/sbin/dim-test" <<'SCRIPT'
 mkdir -p /var/lib/dim-test && date > /var/lib/dim-test/reached && sync
 echo "dim-test: systemd reached multi-user.target"
@@ -65,8 +48,6 @@ SCRIPT
 # Without udev (not in minbase) no device unit ever appears: the serial
 # getty would wait 90 s for dev-ttyS0.device and fail.
 ln -sf /dev/null "$master/etc/systemd/system/serial-getty@ttyS0.service"
-mkdir -p "$master/etc/systemd/system/multi-user.target.wants"
-ln -sf ../dim-test.service "$master/etc/systemd/system/multi-user.target.wants/dim-test.service"
 : > "$master/etc/fstab"
 "$DIMCTL" image import debsd "$master" -m "Debian with systemd" > /dev/null
 "$DIMCTL" keepout add debsd /etc/hostname /etc/machine-id /var/log/ > /dev/null

@@ -67,21 +67,7 @@ EOF
   echo 2 > "$master/etc/dim-test/wait-for"
   echo "$linger" > "$master/etc/dim-test/linger"
   echo "motd 1" > "$master/etc/motd"
-  cat > "$master/etc/systemd/system/dim-test.service" << 'UNIT'
-[Unit]
-Description=dim install test: report, wait for the agent, power off
-After=multi-user.target
-[Service]
-Type=oneshot
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/console
-ExecStart=/bin/sh /usr/local/sbin/dim-test
-ExecStartPost=/bin/systemctl start --no-block --job-mode=replace-irreversibly poweroff.target
-[Install]
-WantedBy=multi-user.target
-UNIT
-  ln -sf ../dim-test.service "$master/etc/systemd/system/multi-user.target.wants/dim-test.service"
+  test_unit "$master" "dim install test: report, wait for the agent, power off"
   cat > "$master/usr/local/sbin/dim-test" << 'SCRIPT'
 want=$(cat /etc/dim-test/wait-for)
 echo "dim-test: root $(findmnt -n -o SOURCE /) $(findmnt -n -o FSTYPE /), node $(cat /etc/hostname), kept $(cat /var/log/dim-test/node-own 2>&1)"
