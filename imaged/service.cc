@@ -582,6 +582,8 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
   if (req.query.count("wait") && !ParseVersion(req.query, "wait", &wait_s)) {
     return BadRequest("'wait' must be a number of seconds");
   }
+  // delta=2: the node reads a small delta from `after` inline (form 2).
+  const int64_t inline_from = req.query.count("delta") && req.query.at("delta") == "2" ? after : 0;
   std::string challenge;
   if (auto c = req.query.find("challenge"); c != req.query.end()) {
     challenge = c->second;
@@ -602,9 +604,12 @@ Response Service::NodeVersion(const std::string& node, const Request& req) {
   };
   // Every answer carries the top's statement of what is published, so a
   // node with the publish key can tell an answer that keeps it back.
-  auto answer_of = [this, node, image = image->second, target](const LongPolls::ImageState& s) {
+  auto answer_of = [this, node, image = image->second, target, inline_from](const LongPolls::ImageState& s) {
     const int64_t v = target(s);
-    dim::proto::NodeVersionAnswer a{node, image, v, v != s.published, "", "", ""};
+    dim::proto::NodeVersionAnswer a{node, image, v, v != s.published, "", "", "", ""};
+    if (inline_from > 0 && v > inline_from) {
+      if (auto d = InlineDelta(image, inline_from, v)) a.delta = *d;
+    }
     auto said = CurrentStatement(image, s.published);
     if (said.ok() && *said) {
       a.statement = (*said)->body;
@@ -741,26 +746,11 @@ Response Service::Delta(const std::string& image, const Request& req) {
     return BadRequest("delta needs from=VERSION and to=VERSION");
   }
   if (Status s = CheckPublished(image, to); !s.ok()) return Response::Error(s);
-  auto cat = catalogs_.Acquire();
-  if (!cat.ok()) return Response::Error(cat.status());
-  auto img = (*cat)->GetImage(image);
-  if (!img.ok()) return Response::Error(img.status());
   // form=2: the version's root hash and signature travel with it. Clients
   // before root hashes ask without and read form 1.
   auto form_arg = req.query.find("form");
   const int form = form_arg != req.query.end() && form_arg->second == "2" ? 2 : 1;
-  auto build = [&]() -> dim::Result<std::string> {
-    DIM_ASSIGN_OR_RETURN(auto delta, dim::ExportDelta(**cat, *img, from, to));
-    std::string raw = delta.Serialize(form);
-    std::string z(ZSTD_compressBound(raw.size()), '\0');
-    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), 3);
-    if (ZSTD_isError(n)) return Status::IOError("compress the delta of " + image);
-    z.resize(n);
-    return z;
-  };
-  auto key = DeltaKey(**cat, *img, from, to, form);
-  if (!key.ok()) return Response::Error(key.status());
-  auto body = deltas_.Get(*key, build);
+  auto body = DeltaBody(image, from, to, form);
   if (!body.ok()) return Response::Error(body.status());
   Response r;
   r.content_type = "application/x-dim-delta+zstd";
@@ -769,6 +759,37 @@ Response Service::Delta(const std::string& image, const Request& req) {
   // (docs/cache-tier.md).
   r.headers["Cache-Control"] = kImmutable;
   return r;
+}
+
+dim::Result<BuildCache::Body> Service::DeltaBody(const std::string& image, int64_t from, int64_t to, int form) {
+  DIM_ASSIGN_OR_RETURN(auto cat, catalogs_.Acquire());
+  DIM_ASSIGN_OR_RETURN(auto img, cat->GetImage(image));
+  auto build = [&]() -> dim::Result<std::string> {
+    DIM_ASSIGN_OR_RETURN(auto delta, dim::ExportDelta(*cat, img, from, to));
+    std::string raw = delta.Serialize(form);
+    std::string z(ZSTD_compressBound(raw.size()), '\0');
+    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), 3);
+    if (ZSTD_isError(n)) return Status::IOError("compress the delta of " + image);
+    z.resize(n);
+    return z;
+  };
+  DIM_ASSIGN_OR_RETURN(auto key, DeltaKey(*cat, img, from, to, form));
+  return deltas_.Get(key, build);
+}
+
+BuildCache::Body Service::InlineDelta(const std::string& image, int64_t from, int64_t to) {
+  const uint64_t generation = polls_.generation();
+  {
+    std::lock_guard<std::mutex> l(inline_mu_);
+    const InlineMemo& m = inline_memo_;
+    if (m.generation == generation && m.image == image && m.from == from && m.to == to) return m.body;
+  }
+  auto body = DeltaBody(image, from, to, 2);
+  BuildCache::Body out;
+  if (body.ok() && (*body)->size() <= dim::proto::kMaxInlineDeltaBytes) out = *body;
+  std::lock_guard<std::mutex> l(inline_mu_);
+  inline_memo_ = {image, from, to, generation, out};
+  return out;
 }
 
 dim::Result<std::string> Service::DeltaKey(dim::Catalog& cat, const dim::ImageInfo& img, int64_t from, int64_t to,

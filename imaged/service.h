@@ -136,6 +136,12 @@ class Service {
   // leaf; nullopt without a publish key (or, on a leaf, before one came).
   dim::Result<std::optional<SignedStatement>> CurrentStatement(const std::string& image, int64_t published);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);
+  // The zstd-compressed delta in `form`, from deltas_ or built now.
+  dim::Result<BuildCache::Body> DeltaBody(const std::string& image, int64_t from, int64_t to, int form);
+  // The delta a version answer carries (dim::proto::NodeVersionAnswer::delta,
+  // form 2); null when it is larger than kMaxInlineDeltaBytes or cannot be
+  // built (the node then fetches it, and hears why).
+  BuildCache::Body InlineDelta(const std::string& image, int64_t from, int64_t to);
   // What names the delta from `from` to `to` in deltas_.
   dim::Result<std::string> DeltaKey(dim::Catalog& cat, const dim::ImageInfo& img, int64_t from, int64_t to, int form);
   dim::http::Response Snapshot(const std::string& image, const dim::http::Request& req, const std::string& who);
@@ -233,6 +239,17 @@ class Service {
   // Catalogue deltas between two versions: after a push every node asks for
   // the same one.
   BuildCache deltas_;
+  // The last inline delta: a push answers a thousand long-polls with the
+  // same one; good while polls_' generation (bumped by every publish and
+  // pin) stays.
+  struct InlineMemo {
+    std::string image;
+    int64_t from = 0, to = 0;
+    uint64_t generation = 0;
+    BuildCache::Body body;
+  };
+  std::mutex inline_mu_;
+  InlineMemo inline_memo_;  // GUARDED_BY(inline_mu_)
   std::atomic<uint64_t> snapshots_built_{0};
   LongPolls polls_;  // last: stopped (its waiters answered) before the rest goes
 };

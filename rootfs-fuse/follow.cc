@@ -77,15 +77,20 @@ dim::Result<int64_t> CheckStatement(Remote& remote, const FollowOptions& o, Foll
 }  // namespace
 
 dim::Result<int64_t> FollowTarget(Remote& remote, const FollowOptions& o, FollowState* st, int64_t after,
-                                  int wait_s) {
+                                  int wait_s, std::string* inline_delta) {
+  if (inline_delta != nullptr) inline_delta->clear();
   const long timeout_ms = (wait_s + 10) * 1000L;
   std::map<std::string, std::string> q = {{"after", std::to_string(after)}, {"wait", std::to_string(wait_s)}};
   auto with_image = q;
   with_image["image"] = o.image;
+  if (inline_delta != nullptr && after > 0) with_image["delta"] = "2";
   auto r = remote.Call(dim::proto::RouteId::kNodeVersion, {o.node}, with_image, "", false, timeout_ms);
   dim::proto::NodeVersionAnswer a;
   if (r.ok()) {
     DIM_ASSIGN_OR_RETURN(a, dim::proto::DecodeNodeVersionAnswer(*r));
+    // Only for the answer's version: a move the top confirms otherwise
+    // fetches its own delta.
+    if (inline_delta != nullptr) *inline_delta = std::move(a.delta);
   } else {
     if (r.status().code() != dim::Code::kNotFound) return r.status();
     DIM_ASSIGN_OR_RETURN(std::string head,
@@ -117,9 +122,11 @@ dim::Result<int64_t> FollowTarget(Remote& remote, const FollowOptions& o, Follow
   const int64_t now = std::time(nullptr);
   if (published >= 0 && st->confirmed_published == published && st->confirmed_asked == a.version &&
       st->confirmed_pinned == a.pinned && now - st->confirmed_at < o.statement_max_age_s) {
+    if (inline_delta != nullptr && st->confirmed_target != a.version) inline_delta->clear();
     return st->confirmed_target;
   }
   DIM_ASSIGN_OR_RETURN(auto top, SignedTarget(remote, o));
+  if (inline_delta != nullptr && top.version != a.version) inline_delta->clear();
   st->confirmed_published = published;
   st->confirmed_asked = a.version;
   st->confirmed_pinned = a.pinned;

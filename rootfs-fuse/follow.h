@@ -42,9 +42,12 @@ struct FollowState {
 // published head then. With a publish key, refuses (PermissionDenied, the
 // node stays) a statement that is forged or older than one seen before, and
 // a move that neither the statement nor the top's signed answer to a fresh
-// challenge names.
+// challenge names. With inline_delta, asks the server to carry a small
+// catalogue delta from `after` in its answer (dim::proto::NodeVersionAnswer)
+// and returns it there, unchecked (Meta::SyncTo checks it as a fetched
+// one), or empty.
 dim::Result<int64_t> FollowTarget(Remote& remote, const FollowOptions& o, FollowState* state, int64_t after,
-                                  int wait_s);
+                                  int wait_s, std::string* inline_delta = nullptr);
 
 // The top's publish key as this node trusts it: `configured` (the initrd's)
 // followed through the rotations its server passes on (GET /v1/publish-keys),

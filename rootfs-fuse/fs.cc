@@ -1992,9 +1992,9 @@ void Filesystem::RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 
 // ---------------------------------------------------------------- live update
 
-Status Filesystem::Update(int64_t target) {
+Status Filesystem::Update(int64_t target, std::string_view inline_delta) {
   std::vector<std::string> changed;
-  DIM_RETURN_IF_ERROR(meta_->SyncTo(*remote_, target, &changed));
+  DIM_RETURN_IF_ERROR(meta_->SyncTo(*remote_, target, &changed, inline_delta));
   int64_t v = meta_->version();
   if (v == version_) return Status::Ok();
   std::sort(changed.begin(), changed.end());

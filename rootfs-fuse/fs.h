@@ -51,8 +51,9 @@ class Filesystem {
     cache_ = cache;
     se_ = se;
   }
-  // Switches to version `target` (0: the published one) without a remount.
-  dim::Status Update(int64_t target);
+  // Switches to version `target` (0: the published one) without a remount;
+  // inline_delta as Meta::SyncTo takes it.
+  dim::Status Update(int64_t target, std::string_view inline_delta = {});
   // Objects of the recorded boot prefetch list, resolved in the current version.
   std::vector<dim::Digest> PrefetchObjects();
   // Saves the paths read so far as the node's prefetch list.

@@ -563,7 +563,8 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
         continue;
       }
-      auto next = rootfs::FollowTarget(remote, follow, &followed, (*meta)->version(), 20);
+      std::string inline_delta;
+      auto next = rootfs::FollowTarget(remote, follow, &followed, (*meta)->version(), 20, &inline_delta);
       if (stop) break;
       if (!next.ok()) {
         // A move back without the top's signature is refused: said once, and
@@ -580,7 +581,7 @@ int main(int argc, char** argv) {
       last_refusal.clear();
       int64_t published = *next;
       if (published > 0 && published != (*meta)->version()) {
-        dim::Status s = fs.Update(published);
+        dim::Status s = fs.Update(published, inline_delta);
         if (!s.ok()) {
           std::fprintf(stderr, "rootfs-fuse: switching to version %lld: %s\n",
                        static_cast<long long>(published), s.ToString().c_str());

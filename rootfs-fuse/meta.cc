@@ -101,7 +101,8 @@ Status Meta::Apply(dim::Catalog& c, const dim::CatalogDelta& delta, bool from_no
   return txn->Commit();
 }
 
-Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed) {
+Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed,
+                    std::string_view inline_delta) {
   std::lock_guard<std::mutex> sync(sync_mu_);
   DIM_ASSIGN_OR_RETURN(auto c, Acquire());
   struct Return {
@@ -130,17 +131,18 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
     return remote.Get(dim::proto::RouteId::kImageDelta, {image_},
                       {{"from", std::to_string(f)}, {"to", std::to_string(target)}, {"form", "2"}});
   };
-  // One delta fetched, checked and applied; Corruption when it is damaged,
-  // forged, or leads from a local version that is itself damaged.
-  auto step = [&](int64_t f) -> Status {
-    auto compressed = fetch(f);
+  // One delta fetched (or the one that came inline), checked and applied;
+  // Corruption when it is damaged, forged, or leads from a local version
+  // that is itself damaged.
+  auto step = [&](int64_t f, bool use_inline) -> Status {
+    auto compressed = use_inline ? dim::Result<std::string>(std::string(inline_delta)) : fetch(f);
     if (!compressed.ok() && f > 0 && compressed.status().code() == dim::Code::kNotFound) {
       f = 0;
       compressed = fetch(0);
     }
     if (!compressed.ok()) return compressed.status();
-    const std::string what = "catalogue delta of " + image_ + " to version " + std::to_string(target) + " from " +
-                             remote.current_server();
+    const std::string what = std::string(use_inline ? "inline " : "") + "catalogue delta of " + image_ +
+                             " to version " + std::to_string(target) + " from " + remote.current_server();
     DIM_ASSIGN_OR_RETURN(std::string raw, dim::DecompressFrame(*compressed, dim::kMaxCatalogBytes, what));
     auto parsed = dim::CatalogDelta::Parse(raw);
     if (!parsed.ok()) return parsed.status().Annotate(what);
@@ -156,14 +158,21 @@ Status Meta::SyncTo(Remote& remote, int64_t target, std::vector<std::string>* ch
     }
     return Status::Ok();
   };
-  Status applied = step(from);
+  // A damaged inline delta costs one fetch of the same delta, no more.
+  const bool use_inline = !inline_delta.empty() && from > 0 && from == head;
+  Status applied = step(from, use_inline);
+  if (use_inline && applied.code() == dim::Code::kCorruption) {
+    std::fprintf(stderr, "rootfs-fuse: %s; fetching it\n", applied.ToString().c_str());
+    if (changed != nullptr) changed->clear();
+    applied = step(from, false);
+  }
   if (applied.code() == dim::Code::kCorruption && from > 0) {
     // The local version may be what is damaged: the whole version from
     // nothing tells (a damaged transfer fails again and is asked for later).
     std::fprintf(stderr, "rootfs-fuse: %s; fetching version %lld whole\n", applied.ToString().c_str(),
                  static_cast<long long>(target));
     if (changed != nullptr) changed->clear();
-    applied = step(0);
+    applied = step(0, false);
     if (applied.ok() && changed != nullptr) {
       // Every path may differ from what the kernel was told.
       DIM_ASSIGN_OR_RETURN(auto img, c->GetImage(image_));

@@ -41,8 +41,12 @@ class Meta {
 
   // Brings the local catalogue to `target` of the image (0: what the server
   // publishes), fetching one delta. changed receives every path whose entry
-  // differs between the old and the new version.
-  dim::Status SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed);
+  // differs between the old and the new version. inline_delta: the delta
+  // from the current version to `target` that came in a version answer
+  // (compressed, unchecked), used instead of fetching one when it is that
+  // delta and passes the same checks; otherwise fetched.
+  dim::Status SyncTo(Remote& remote, int64_t target, std::vector<std::string>* changed,
+                     std::string_view inline_delta = {});
   // Uses what is already cached (offline start); NotFound if nothing is.
   dim::Status UseCached();
   // Whether the cached catalogue is whole: SQLite's quick_check, and its head

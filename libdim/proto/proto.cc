@@ -500,6 +500,7 @@ std::string Encode(const NodeVersionAnswer& m) {
     j["statement"] = m.statement;
     j["statement_signature"] = m.statement_signature;
   }
+  if (!m.delta.empty()) j["delta"] = json::Base64(m.delta);
   return json::Dump(j);
 }
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
@@ -511,6 +512,7 @@ Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view text) {
     m.challenge = f.Str("challenge", json::kOptional);
     m.statement = f.Str("statement", json::kOptional);
     m.statement_signature = f.Str("statement_signature", json::kOptional);
+    m.delta = f.Bytes("delta", kMaxInlineDeltaBytes, json::kOptional);
   });
 }
 

@@ -93,9 +93,12 @@ rf_mount_via r01c1n02 "$mntB" "$TEST_TMP/cacheB" "$CACHE_URL"
 read_all "$mntB"
 (($(hits /v1/objects/) >= 4)) || die "no object came from nginx's cache: $(grep objects "$ngx/access.log" | head)"
 
-log "a pushed change reaches the mount through nginx"
+log "a pushed change reaches the mounts through nginx; its delta (too large to come inline) from nginx's cache"
 echo "motd v2" > "$m/etc/motd"
-mkdir -p "$m/usr/share/d5" && head -c 70000 /dev/urandom > "$m/usr/share/d5/f"
+mkdir -p "$m/usr/share/d5/many" && head -c 70000 /dev/urandom > "$m/usr/share/d5/f"
+# 1,000 files of their own content: a delta of more than 16 KiB compressed,
+# which nodes fetch (and nginx keeps) instead of reading it inline.
+for i in $(seq 1000); do echo "file $i $RANDOM$RANDOM" > "$m/usr/share/d5/many/f$i"; done
 "$DIMCTL" image commit "$IMAGE" -m v2 > /dev/null
 "$DIMCTL" push "$IMAGE" --wait 5 > /dev/null 2>&1 || true
 rf_wait_content "$mntA/etc/motd" "motd v2" "the pushed motd on node 1"
@@ -103,6 +106,17 @@ rf_wait_content "$mntB/etc/motd" "motd v2" "the pushed motd on node 2"
 cmp "$mntA/usr/share/d5/f" "$m/usr/share/d5/f" || die "the pushed file through nginx"
 cmp "$mntB/usr/share/d5/f" "$m/usr/share/d5/f" || die "the pushed file through nginx (node 2)"
 (($(hits /delta?) >= 1)) || die "both nodes' delta came from the leaf: $(grep delta "$ngx/access.log")"
+
+log "a one-line change: its delta comes inline in each node's version answer, which nginx never keeps"
+echo "motd v3" > "$m/etc/motd"
+"$DIMCTL" image commit "$IMAGE" -m v3 > /dev/null
+"$DIMCTL" push "$IMAGE" --wait 5 > /dev/null 2>&1 || true
+rf_wait_content "$mntA/etc/motd" "motd v3" "the pushed motd on node 1"
+rf_wait_content "$mntB/etc/motd" "motd v3" "the pushed motd on node 2"
+if grep -q 'delta?from=2&' "$ngx/access.log"; then
+  die "a node fetched the small delta instead of reading it inline: $(grep 'delta?' "$ngx/access.log")"
+fi
+(($(hits /version?) == 0)) || die "nginx answered a version long-poll from its cache"
 
 log "a node's writes and signed requests go through nginx"
 echo "written on node 1" > "$mntA/etc/node-note"

@@ -9,7 +9,10 @@ CONTROL_FILE holds "KIND MODE COUNT" (read on every request), e.g.
 "delta payload 3": the next 3 answers to .../delta get one byte flipped in
 the decompressed payload (zstd -d, flip, zstd again, so the frame stays
 valid and the flip reaches dim's parsers); MODE "raw" flips a byte of the
-compressed answer as it travels. KIND is delta, snapshot or any. COUNT -1
+compressed answer as it travels. A delta that comes inline in a node's
+version answer (.../version?..., JSON "delta": base64) counts as a delta
+too: its decoded bytes are flipped the same way and put back, so the
+answer stays valid JSON. KIND is delta, snapshot or any. COUNT -1
 corrupts every answer. An empty or missing file forwards untouched. Each
 flip is logged as "KIND MODE OFFSET PATH" in LOG_FILE.
 
@@ -17,8 +20,10 @@ flip is logged as "KIND MODE OFFSET PATH" in LOG_FILE.
 requests for objects (/v1/objects...) are answered 503 with "Retry-After: 1"
 and not forwarded, each logged as "503 PATH".
 """
+import base64
 import http.client
 import http.server
+import json
 import random
 import subprocess
 import sys
@@ -31,9 +36,21 @@ LOCK = threading.Lock()
 RNG = random.Random(20)
 
 
-def decide(path):
+def inline_delta(path, data):
+    """The parsed version answer when it carries an inline delta, else None."""
+    if "/version?" not in path:
+        return None
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) and answer.get("delta") else None
+
+
+def decide(path, data):
     """The mode to corrupt this answer with, or None; counts the flip down."""
-    kind = "delta" if "/delta?" in path else "snapshot" if "/snapshot?" in path else None
+    kind = ("delta" if "/delta?" in path or inline_delta(path, data) is not None else
+            "snapshot" if "/snapshot?" in path else None)
     if kind is None:
         return None
     with LOCK:
@@ -73,6 +90,10 @@ def busy(path):
 
 
 def flip(body, kind, mode, path):
+    answer = inline_delta(path, body)
+    if answer is not None:
+        answer["delta"] = base64.b64encode(flip(base64.b64decode(answer["delta"]), kind, mode, path)).decode()
+        return json.dumps(answer, separators=(",", ":")).encode()
     if mode == "payload":
         raw = subprocess.run(["zstd", "-d", "-q", "-c"], input=body, capture_output=True, check=True).stdout
         at = RNG.randrange(len(raw))
@@ -115,7 +136,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         finally:
             conn.close()
-        how = decide(self.path) if resp.status == 200 else None
+        how = decide(self.path, data) if resp.status == 200 else None
         if how is not None and data:
             data = flip(data, how[0], how[1], self.path)
         self.send_response(resp.status)

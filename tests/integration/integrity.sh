@@ -52,7 +52,7 @@ rf_mount_via r01c1n01 "$mntA" "$TEST_TMP/cacheA" "$PROXY_URL"
 v1=$(view "$mntA")
 assert_eq "$(cat "$mntA/etc/issue")" "dim v1" "the node's version 1"
 
-log "version 2 is pushed; every delta the node fetches gets one byte flipped"
+log "version 2 is pushed; every delta the node gets (inline, then fetched twice) has one byte flipped"
 echo "dim v2" > "$m/etc/issue"
 head -c 300000 /dev/urandom > "$m/bin/tool"
 rm "$m/usr/share/doc/c"
@@ -60,19 +60,23 @@ echo new > "$m/usr/share/doc/new"
 chmod 0600 "$m/usr/share/doc/a"
 "$DIMCTL" image commit "$IMAGE" -m v2 > /dev/null
 for mode in payload raw; do
-  echo "delta $mode 2" > "$ctl"
+  # One try of the node: the delta inline in its version answer, the same
+  # fetched, then the whole version from nothing.
+  echo "delta $mode 3" > "$ctl"
   [[ $mode == payload ]] && { "$DIMCTL" push "$IMAGE" --wait 1 > /dev/null 2>&1 || true; }
   for _ in $(seq 300); do
-    (($(flips delta "$mode") >= 2)) && break
+    (($(flips delta "$mode") >= 3)) && break
     # Never a mix: the node shows version 1 exactly while only damaged deltas come.
     [[ $(view "$mntA") == "$v1" ]] || die "the node's view changed under a damaged delta ($mode)"
     sleep 0.1
   done
-  (($(flips delta "$mode") >= 2)) || die "the node asked for no delta ($mode): $(tail -3 "$TEST_TMP/fuse-r01c1n01.log")"
+  (($(flips delta "$mode") >= 3)) || die "the node asked for no delta ($mode): $(tail -3 "$TEST_TMP/fuse-r01c1n01.log")"
   [[ $(view "$mntA") == "$v1" ]] || die "the node's view changed under a damaged delta ($mode)"
 done
 grep -q "switching to version 2: .*nothing" "$TEST_TMP/fuse-r01c1n01.log" ||
   die "the node did not report a refused delta: $(tail -5 "$TEST_TMP/fuse-r01c1n01.log")"
+grep -q "inline catalogue delta of .*; fetching it" "$TEST_TMP/fuse-r01c1n01.log" ||
+  die "the node did not get (or report refusing) a damaged inline delta: $(tail -5 "$TEST_TMP/fuse-r01c1n01.log")"
 
 log "the proxy lets deltas through: the node reaches version 2, intact"
 : > "$ctl"

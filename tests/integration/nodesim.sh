@@ -6,8 +6,9 @@
 # mounted and following, a one-file change is pushed. The simulator must
 # report zero failures, and every phase (mounted, boot, working set, update)
 # and every kind of request (snapshot, overlay listing, objects, overlay
-# writes, long-poll, delta, changed object) must have happened for every
-# node. No timing is asserted (storm_bench.sh measures).
+# writes, long-poll, the delta inline in the version answer, changed object)
+# must have happened for every node, and no delta fetched on its own. No
+# timing is asserted (storm_bench.sh measures).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/rootfs_fuse_lib.sh"
 NODESIM=${NODESIM:-$DIM_BUILD_DIR/tools/dim-nodesim}
@@ -71,9 +72,11 @@ assert d["failures"] == 0 and d["unfinished_nodes"] == 0, d["failure_samples"]
 for phase in ("mounted", "boot", "working-set", "update"):
     got = d.get("phases", {}).get(phase, {}).get("count", 0)
     assert got == n, f"phase {phase}: {got} of {n} nodes"
-for kind in ("snapshot", "overlay-list", "object", "overlay-write", "version-poll", "delta", "live-object"):
+for kind in ("snapshot", "overlay-list", "object", "overlay-write", "version-poll", "inline-delta", "live-object"):
     got = d.get("requests", {}).get(kind, {}).get("count", 0)
     assert got >= n, f"requests {kind}: {got} for {n} nodes"
+got = d.get("requests", {}).get("delta", {}).get("count", 0)
+assert got == 0, f"{got} deltas fetched: a one-file change comes inline"
 PY
 # The replayed writes reached each simulated node's own overlay.
 for i in $(seq -f %02g 1 "$NODES"); do

@@ -23,6 +23,7 @@
 #include "dim/atomic_file.h"
 #include "dim/catalog.h"
 #include "dim/delta.h"
+#include "dim/zstd.h"
 #include "dim/overlay_snapshot.h"
 #include "dim/overlay_wire.h"
 #include "dim/wire.h"
@@ -349,6 +350,46 @@ TEST_CASE("imaged: a node follows its pin, else the published version; only serv
   CHECK(dim::proto::DecodeNodeVersionAnswer(now.body)->version == 2);
   CHECK(s.Call("GET", "/v1/nodes/n1/version", "node:n1").status == 400);  // no image
   CHECK(s.Call("GET", "/v1/nodes/n1/version", "node:n1", "", {{"image", "nope"}}).status == 404);
+}
+
+TEST_CASE("imaged: a version answer carries a small forward delta inline when asked") {
+  Server s;
+  AddImage(s, {});
+  auto version = [&](std::map<std::string, std::string> q) {
+    q["image"] = "deb";
+    auto r = s.Call("GET", "/v1/nodes/n1/version", "node:n1", "", q);
+    REQUIRE(r.status == 200);
+    auto a = dim::proto::DecodeNodeVersionAnswer(r.body);
+    REQUIRE(a.ok());
+    return *a;
+  };
+  // The same bytes as the delta endpoint's answer, for the version told.
+  auto fetched = s.Call("GET", "/v1/images/deb/delta", "node:n1", "", {{"from", "1"}, {"to", "3"}, {"form", "2"}});
+  REQUIRE(fetched.status == 200);
+  auto a = version({{"after", "1"}, {"delta", "2"}});
+  CHECK(a.version == 3);
+  CHECK(a.delta == fetched.body);
+  CHECK(version({{"after", "1"}, {"delta", "2"}}).delta == fetched.body);  // from the memo
+  auto raw = dim::DecompressFrame(a.delta, dim::kMaxCatalogBytes, "delta");
+  REQUIRE(raw.ok());
+  auto d = dim::CatalogDelta::Parse(*raw);
+  REQUIRE(d.ok());
+  CHECK(d->from == 1);
+  CHECK(d->to == 3);
+  // Not asked, nothing to move, a starting mount, a move back: none.
+  CHECK(version({{"after", "1"}}).delta.empty());
+  CHECK(version({{"after", "3"}, {"delta", "2"}}).delta.empty());
+  CHECK(version({{"after", "0"}, {"delta", "2"}}).delta.empty());
+  REQUIRE(s.Call("PUT", "/v1/images/deb/pins", "server:dimctl", dim::wire::EncodePins({{"n1", 2}})).status == 200);
+  auto back = version({{"after", "3"}, {"delta", "2"}});
+  CHECK(back.version == 2);
+  CHECK(back.delta.empty());
+  // A pin forward: the delta to the pinned version, not the published one
+  // (the pin bumped the long-polls' generation, so the memo is not used).
+  auto pinned = version({{"after", "1"}, {"delta", "2"}});
+  CHECK(pinned.version == 2);
+  auto to2 = s.Call("GET", "/v1/images/deb/delta", "node:n1", "", {{"from", "1"}, {"to", "2"}, {"form", "2"}});
+  CHECK(pinned.delta == to2.body);
 }
 
 TEST_CASE("imaged: catalogue snapshots for starting nodes, only for schemas they read") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dim/http.h"
+#include "dim/json.h"
 #include "dim/proto.h"
 
 namespace {
@@ -194,6 +195,20 @@ TEST_CASE("proto: messages encode with fields in a fixed order and decode back")
   CHECK(DecodeVersionStatement("{\"image\":\"deb\",\"published\":4}").status().message() ==
         "version statement: field time: missing");
 
+  // An inline delta is bytes: every value survives, the size is bounded.
+  std::string bytes;
+  for (int i = 0; i < 256; i++) bytes += static_cast<char>(i);
+  n.delta = bytes;
+  nb = DecodeNodeVersionAnswer(Encode(n));
+  REQUIRE(nb.ok());
+  CHECK(nb->delta == bytes);
+  n.delta = std::string(kMaxInlineDeltaBytes + 1, 'x');
+  CHECK(DecodeNodeVersionAnswer(Encode(n)).status().message() ==
+        "node version answer: field delta: longer than 16384 bytes");
+  CHECK(DecodeNodeVersionAnswer("{\"node\":\"n\",\"image\":\"d\",\"version\":2,\"delta\":\"AA\"}")
+            .status()
+            .message() == "node version answer: field delta: is not base64 (RFC 4648, padded)");
+
   // Fields a newer peer adds are ignored; an older one's missing epoch reads 0.
   auto head = DecodeHeadAnswer("{\"image\":\"deb\",\"published\":3,\"something_new\":[1,2]}");
   REQUIRE(head.ok());
@@ -276,4 +291,21 @@ TEST_CASE("proto: the server's error answers decode with their errno") {
   CHECK(answer->code == "no space left");
   CHECK(answer->errno_name == "EDQUOT");
   CHECK_FALSE(DecodeErrorAnswer("<html>bad gateway</html>").ok());
+}
+
+TEST_CASE("json: base64 has one accepted text per byte string") {
+  using dim::json::Base64;
+  using dim::json::FromBase64;
+  // RFC 4648's test vectors.
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},         {"f", "Zg=="},     {"fo", "Zm8="},
+                                                         {"foo", "Zm9v"},  {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="},
+                                                         {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, text] : vectors) {
+    CHECK(Base64(plain) == text);
+    CHECK(FromBase64(text) == std::optional<std::string>(plain));
+  }
+  for (const char* bad : {"Zg", "Zg=", "Z===", "Zh==", "Zm9=", "Zg==Zg==", "Zm 9", "Zm9v\n", "====", "Z=g="}) {
+    CAPTURE(bad);
+    CHECK_FALSE(FromBase64(bad).has_value());
+  }
 }

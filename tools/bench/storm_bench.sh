@@ -54,6 +54,8 @@ usage: $PROG [options]
   --procs P          simulator processes (default: cores)
   --registry N       register at least N nodes (default: the largest storm or
                      throughput count)
+  --fetch-delta      push nodes fetch each delta with a request of their own
+                     (as before version answers carried small deltas inline)
   --no-storm | --no-throughput | --no-push | --no-idle   skip a part
   --quick            --nodes "50 100:mount:nofiles" --tput 50 --push-nodes 200
                      --leaves 2 --idle 100
@@ -63,7 +65,7 @@ EOF
 }
 
 sizes="1000 5000:mount:nofiles" tput="1000" rss_limit=11000 spread=10 scale=1 push_nodes=10000 leaves=10 idle="1000 5000" procs=$(nproc)
-do_storm=1 do_tput=1 do_push=1 do_idle=1 registry=1
+do_storm=1 do_tput=1 do_push=1 do_idle=1 registry=1 push_extra=()
 while (($#)); do
   case $1 in
     --nodes) sizes=$2; shift 2 ;;
@@ -79,6 +81,7 @@ while (($#)); do
     --no-storm) do_storm=0; shift ;;
     --no-throughput) do_tput=0; shift ;;
     --no-push) do_push=0; shift ;;
+    --fetch-delta) push_extra+=(--fetch-delta); shift ;;
     --no-idle) do_idle=0; shift ;;
     --quick) sizes="50 100:mount:nofiles" tput=50 push_nodes=200 leaves=2 idle=100; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -379,7 +382,8 @@ if ((do_push)); then
   # Each process writes its own ready file; the push starts when all did.
   np=$((push_nodes < procs ? push_nodes : procs))
   sim push "$push_nodes" 100001 "${args[@]}" --image tiny --names 'p%06d' --boot none --spread "$spread" \
-    --until-version "$((v0 + 2))" --push-mark "$T/push.mark" --ready-file "$T/push.ready.@P@" --duration 600 &
+    --until-version "$((v0 + 2))" --push-mark "$T/push.mark" --ready-file "$T/push.ready.@P@" --duration 600 \
+    ${push_extra[@]+"${push_extra[@]}"} &
   simpid=$!
   for _ in $(seq 2400); do
     [[ $(find "$T" -maxdepth 1 -name 'push.ready.*' | wc -l) -ge $np ]] && break

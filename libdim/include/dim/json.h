@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,57 @@ inline Result<Json> Parse(std::string_view text, const std::string& what) {
 
 enum Need { kRequired, kOptional };
 
+// Bytes in a JSON string (RFC 4648 base64, padded): JSON strings hold
+// UTF-8, not arbitrary bytes.
+inline std::string Base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<uint8_t>(bytes[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+// The bytes of Base64's text; nullopt for anything else (other characters,
+// a length that is not a multiple of 4, padding inside, non-zero bits that
+// padding drops), so each byte string has exactly one accepted text.
+inline std::optional<std::string> FromBase64(std::string_view text) {
+  auto value = [](char ch) -> int {
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+  };
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    const size_t pad = last ? (text[i + 3] == '=') + (text[i + 2] == '=') : 0;
+    if (pad == 1 && text[i + 2] == '=') return std::nullopt;  // "x=y=" style
+    uint32_t n = 0;
+    for (size_t k = 0; k < 4 - pad; k++) {
+      int v = value(text[i + k]);
+      if (v < 0) return std::nullopt;
+      n |= static_cast<uint32_t>(v) << (18 - 6 * k);
+    }
+    if ((pad == 1 && (n & 0xff) != 0) || (pad == 2 && (n & 0xffff) != 0)) return std::nullopt;
+    out += static_cast<char>(n >> 16);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(n & 0xff);
+  }
+  return out;
+}
+
 // Reads the fields of one object. A missing optional field reads as empty,
 // 0 or false. The first error is kept (status()), naming the document and
 // the field's path ("status answer: field children[1].images.base.head: …");
@@ -55,6 +107,18 @@ class Fields {
     if (v == nullptr) return {};
     if (!v->is_string()) return Wrong(key, "a string", *v), std::string();
     return v->get<std::string>();
+  }
+  // Bytes carried as Base64 text, at most max_bytes of them.
+  std::string Bytes(const char* key, size_t max_bytes, Need need = kRequired) {
+    const Json* v = Get(key, need);
+    if (v == nullptr) return {};
+    if (!v->is_string()) return Wrong(key, "a base64 string", *v), std::string();
+    const auto& text = v->get_ref<const std::string&>();
+    if (text.size() / 4 * 3 > max_bytes + 2) return Fail(key, "longer than " + std::to_string(max_bytes) + " bytes"), std::string();
+    auto bytes = FromBase64(text);
+    if (!bytes) return Fail(key, "is not base64 (RFC 4648, padded)"), std::string();
+    if (bytes->size() > max_bytes) return Fail(key, "longer than " + std::to_string(max_bytes) + " bytes"), std::string();
+    return std::move(*bytes);
   }
   // Integers in messages are versions, epochs, counts and ages: never negative.
   int64_t Int(const char* key, Need need = kRequired) {

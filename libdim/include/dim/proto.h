@@ -206,7 +206,15 @@ struct NodeVersionAnswer {
   // bytes and the top's signature over them (128 hex digits); empty from
   // servers before statements and on sites without a publish key.
   std::string statement, statement_signature;
+  // The catalogue delta from the asker's `after` to `version`, as GET
+  // /v1/images/NAME/delta would answer it (form 2, zstd), when the node
+  // asked for it inline (delta=2) and it is small: one request fewer per
+  // node per push. Checked as a fetched one is: it carries its own root
+  // hash and signature, so how it came does not matter.
+  std::string delta;
 };
+// The largest delta a server puts in a version answer, and a node accepts.
+constexpr size_t kMaxInlineDeltaBytes = 16 << 10;
 std::string Encode(const NodeVersionAnswer& m);
 Result<NodeVersionAnswer> DecodeNodeVersionAnswer(std::string_view json);
 

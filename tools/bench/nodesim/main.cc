@@ -54,6 +54,9 @@ a recorded boot), and reports failures and latency percentiles per phase.
   --save-static DIR   save the answers of one node's boot there for --static
   --reads-only        leave out the boot's writes to the node's overlay: what
                       a static server can be compared on (it has no writes)
+  --fetch-delta       fetch every catalogue delta with a request of its own, as
+                      rootfs-fuse did before version answers carried small
+                      deltas inline (delta=2): for comparing the two
   --json              the report as one JSON object (with per-node samples)
 Exit status: 0 when every node finished without a failure, 1 otherwise, 2 on
 a usage or set-up error.
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
     else if (a == "--keepout") o.keepout.push_back(value());
     else if (a == "--static") o.static_mode = true;
     else if (a == "--reads-only") o.reads_only = true;
+    else if (a == "--fetch-delta") o.inline_delta = false;
     else if (a == "--save-static") o.save_static = value();
     else if (a == "--json") o.json = true;
     else Usage("unknown argument " + a);

@@ -43,7 +43,8 @@ struct Options {
   bool provision = false;            // provision every node's overlay first (as a server)
   std::vector<std::string> keepout;  // the image's keep-out patterns, for --provision
   bool static_mode = false;          // against a static HTTP server (nginx): see main.cc
-  bool reads_only = false;           // leave out the boot's overlay writes (a static server has none)
+  bool reads_only = false;
+  bool inline_delta = true;          // ask for small deltas in the version answer (delta=2)           // leave out the boot's overlay writes (a static server has none)
   std::string save_static;           // save the answers a static server needs (one node)
   bool json = false;
 };
