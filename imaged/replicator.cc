@@ -429,18 +429,15 @@ dim::Result<std::unique_ptr<dim::publish::Trust>> Replicator::OpenTrust(const Co
   if (config.publish_key.empty()) return std::unique_ptr<dim::publish::Trust>();
   // LoadConfig checked the key's form.
   DIM_ASSIGN_OR_RETURN(auto configured, dim::sign::PublicKey::FromHex(config.publish_key));
-  const std::string chain = dim::sign::ChainPath(config.store);
-  auto trust = dim::publish::Trust::Open(configured, chain, dim::Env::Posix());
+  auto trust = dim::publish::Trust::Open(configured, dim::sign::ChainPath(config.store), dim::Env::Posix());
   if (trust.ok()) return trust;
   // Never the configured key alone instead: this server would refuse the
   // top's current signatures, or (a chain of forks) trust what it refused.
   // Nothing is changed: the file stays as it is for whoever looks at it.
   return dim::Status(trust.status().code(),
-                     "refusing to start: the publish key chain this server keeps (" + chain +
-                         ", the rotations of the top's publish key it followed) is unusable: " +
-                         trust.status().message() + ". Restore the file from a backup, or remove it: this server "
-                         "then walks the chain again from publish_key in its configuration, through its parent's "
-                         "GET /v1/publish-keys (docs/security.md, \"Rotating the publish key\")");
+                     "refusing to start: the chain of the top's publish key rotations this server followed is "
+                     "unusable: " + trust.status().message() + " (publish_key in " + config.name +
+                         "'s configuration), through the parent's GET /v1/publish-keys");
 }
 
 Replicator::Replicator(Config config, std::string key, Service* service, std::unique_ptr<dim::publish::Trust> trust,

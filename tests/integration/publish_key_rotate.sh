@@ -188,7 +188,7 @@ cp "$chain" "$TEST_TMP/chain.bad"
 expect_fail with_timeout 30 "$IMAGED" --config "$TEST_TMP/ss1.conf" --foreground
 expect_stderr_contains "refusing to start"
 expect_stderr_contains "$chain"
-expect_stderr_contains "Restore the file from a backup, or remove it"
+expect_stderr_contains "restore it from a backup, or remove it"
 cmp -s "$chain" "$TEST_TMP/chain.bad" || die "the refused start changed the kept chain"
 log "restored, the leaf starts and passes the chain on"
 cp "$TEST_TMP/chain.good" "$chain"
