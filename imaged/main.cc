@@ -247,6 +247,16 @@ int main(int argc, char** argv) {
         },
         [&service](const dim::http::Request& r) { return service.Route(r); });
   };
+  // A leaf's trust in the top's publish key, before it serves anything.
+  std::unique_ptr<dim::publish::Trust> trust;
+  if (config->role == imaged::Config::Role::kLeaf) {
+    auto opened = imaged::Replicator::OpenTrust(*config);
+    if (!opened.ok()) {
+      log(LOG_ERR, opened.status().ToString());
+      return 1;
+    }
+    trust = std::move(*opened);
+  }
   auto server = listen(sopts, /*plain=*/false);
   dim::Result<std::unique_ptr<dim::http::Server>> plain_server = std::unique_ptr<dim::http::Server>();
   if (server.ok() && config->plain_port != 0) {
@@ -270,7 +280,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<imaged::Replicator> replicator;
   if (config->role == imaged::Config::Role::kLeaf) {
     replicator = std::make_unique<imaged::Replicator>(*config, service.identity().parent_key(), &service,
-                                                      *client_tls);
+                                                      std::move(trust), *client_tls);
     replicator->Start();
   }
   log(LOG_INFO, config->name + " (" +

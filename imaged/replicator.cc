@@ -63,6 +63,115 @@ dim::Result<dim::ChunkList> OldChunks(const dim::ObjectStore& objects, const dim
   return OneChunk(e.object, e.size);
 }
 
+// The copies the top signs per image besides its versions: each travels with
+// the version (nodes provisioned here get the same kept-out copies, policies
+// and pins as on the top server), checked with the publish key when there is
+// one: a copy that does not verify is refused and nothing of the version
+// applied. A parent older than an endpoint answers 404: the copy held stays,
+// so second-level servers can be upgraded before their parent.
+struct SignedCopies {
+  std::optional<std::vector<std::string>> keepout;
+  std::optional<std::vector<dim::policy::Rule>> policy;
+  std::optional<std::map<std::string, int64_t>> pins;
+  std::map<std::string, std::string> signatures;  // kind -> the top's signature, passed on to nodes
+};
+
+dim::Result<SignedCopies> FetchSignedCopies(dim::ApiClient& parent, const std::string& parent_base,
+                                            const std::string& image, int64_t target,
+                                            const dim::sign::Verifier* publish_key) {
+  SignedCopies out;
+  auto optional_get = [&](dim::proto::RouteId route, const std::string& what) -> dim::Result<std::optional<std::string>> {
+    auto reply = parent.Call(route, {image});
+    if (reply.ok()) {
+      DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, what, image, dim::Sha256Of(reply->body),
+                                                   reply->signature, parent_base));
+      if (!reply->signature.empty()) out.signatures[what] = reply->signature;
+      return std::optional<std::string>(std::move(reply->body));
+    }
+    if (reply.status().code() == dim::Code::kNotFound) return std::optional<std::string>();
+    return reply.status();
+  };
+  DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get(dim::proto::RouteId::kImageKeepout, "keepout"));
+  if (keep_body) {
+    auto patterns = dim::keepout::DecodeList(*keep_body);
+    if (!patterns.ok()) return patterns.status().Annotate("keep-out list of " + image + " from the parent");
+    out.keepout = std::move(*patterns);
+  }
+  DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get(dim::proto::RouteId::kImagePolicy, "policy"));
+  if (policy_body) {
+    auto rules = dim::policy::Decode(*policy_body);
+    if (!rules.ok()) return rules.status().Annotate("policy of " + image + " from the parent");
+    out.policy = std::move(*rules);
+  }
+  DIM_ASSIGN_OR_RETURN(auto pins_body, optional_get(dim::proto::RouteId::kImagePinsGet, "pins"));
+  if (pins_body) {
+    auto& pins = out.pins.emplace();
+    if (!dim::wire::DecodePins(*pins_body, &pins)) {
+      return Status::Corruption("node pins of " + image + " from the parent are malformed");
+    }
+    for (const auto& [node, v] : pins) {
+      if (!dim::ValidateImageName(node).ok()) {
+        return Status::Corruption("node pins of " + image + " from the parent name " + dim::QuotePath(node) +
+                                  ", which is not a node name");
+      }
+    }
+    // Pins to versions this server never had (it skipped them) cannot be served.
+    for (auto it = pins.begin(); it != pins.end();) {
+      it = it->second > target ? pins.erase(it) : std::next(it);
+    }
+  }
+  return out;
+}
+
+// Inside the caller's transaction.
+Status ApplySignedCopies(dim::Catalog& catalog, int64_t image_id, const SignedCopies& copies) {
+  if (copies.keepout) DIM_RETURN_IF_ERROR(catalog.KeepoutReplace(image_id, *copies.keepout));
+  if (copies.policy) DIM_RETURN_IF_ERROR(catalog.PolicyReplace(image_id, *copies.policy));
+  if (copies.pins) DIM_RETURN_IF_ERROR(catalog.PinsReplace(image_id, *copies.pins));
+  return Status::Ok();
+}
+
+// After the commit: the signatures checked, kept so this server's nodes can
+// check the copies too.
+Status KeepSignatures(const std::string& store, const std::string& image, const SignedCopies& copies) {
+  for (const auto& [kind, signature] : copies.signatures) {
+    DIM_RETURN_IF_ERROR(KeepSignature(store, kind, image, signature));
+  }
+  return Status::Ok();
+}
+
+// A catalogue delta of an image from the parent (form 2: with the version's
+// root hash and signature), parsed; from nothing when the parent no longer
+// has `from` (it pruned it): the delta's own `from` says which.
+struct FetchedDelta {
+  dim::CatalogDelta delta;
+  uint64_t bytes = 0;  // compressed, as it travelled
+};
+
+dim::Result<FetchedDelta> FetchDelta(dim::ApiClient& parent, const std::string& parent_base,
+                                     const std::string& image, int64_t from, int64_t to) {
+  auto fetch = [&](int64_t f) {
+    return parent.Send("GET", dim::proto::PathOf(dim::proto::RouteId::kImageDelta, {image}),
+                       {{"from", std::to_string(f)}, {"to", std::to_string(to)}, {"form", "2"}}, "");
+  };
+  auto compressed = fetch(from);
+  if (!compressed.ok() && from > 0 && compressed.status().code() == dim::Code::kNotFound) {
+    from = 0;
+    compressed = fetch(from);
+  }
+  if (!compressed.ok()) return compressed.status();
+  const std::string what = "catalogue delta of " + image + " to version " + std::to_string(to) + " from " +
+                           parent_base;
+  DIM_ASSIGN_OR_RETURN(std::string raw, dim::DecompressFrame(*compressed, dim::kMaxCatalogBytes, what));
+  auto parsed = dim::CatalogDelta::Parse(raw);
+  if (!parsed.ok()) return parsed.status().Annotate(what);
+  if (parsed->image != image || parsed->to != to || parsed->from != from) {
+    return Status::Corruption("the parent " + parent_base + " answered a delta for another image or range than " +
+                              image + " " + std::to_string(from) + ".." + std::to_string(to));
+  }
+  return FetchedDelta{std::move(*parsed), compressed->size()};
+}
+
 }  // namespace
 
 dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
@@ -85,83 +194,15 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   if (target <= head && !heal) return result;
 
   // The parent may have pruned our version: then start over from nothing.
-  bool resync = heal;
-  auto fetch = [&](int64_t from) {
-    return parent.Send("GET", dim::proto::PathOf(dim::proto::RouteId::kImageDelta, {image}),
-                       {{"from", std::to_string(from)}, {"to", std::to_string(target)}, {"form", "2"}}, "");
-  };
-  auto compressed = fetch(heal ? 0 : head);
-  if (!compressed.ok() && head > 0 && compressed.status().code() == dim::Code::kNotFound) {
-    resync = true;
-    compressed = fetch(0);
-  }
-  if (!compressed.ok()) return compressed.status();
-  const std::string delta_what = "catalogue delta of " + image + " to version " + std::to_string(target) + " from " +
-                           parent_base;
-  DIM_ASSIGN_OR_RETURN(std::string raw, dim::DecompressFrame(*compressed, dim::kMaxCatalogBytes, delta_what));
-  auto parsed = dim::CatalogDelta::Parse(raw);
-  if (!parsed.ok()) return parsed.status().Annotate(delta_what);
-  dim::CatalogDelta delta = std::move(*parsed);
-  if (delta.image != image || delta.to != target || delta.from != (resync ? 0 : head)) {
-    return Status::Corruption("the parent answered a delta for another image or range");
-  }
+  DIM_ASSIGN_OR_RETURN(FetchedDelta got, FetchDelta(parent, parent_base, image, heal ? 0 : head, target));
+  dim::CatalogDelta delta = std::move(got.delta);
+  const bool resync = heal || delta.from != head;
   // Checked before any object is fetched for it (ApplyDelta checks again);
   // a delta from 0 (a resync) is checked against nothing.
   DIM_RETURN_IF_ERROR(dim::CheckSeal(publish_key, image, delta.version).Annotate("from " + parent_base));
   DIM_RETURN_IF_ERROR(dim::CheckDelta(store.catalog(), delta).Annotate("from " + parent_base));
 
-  // The keep-out list travels with the version: nodes provisioned here get
-  // the same kept-out copies as on the top server.
-  // A parent older than this endpoint answers 404: keep the list we have, so
-  // second-level servers can be upgraded before their parent.
-  // The same for path policies and node pins.
-  // Each is signed by the top server (dim/identity.h): with publish_key a
-  // copy that does not verify is refused and nothing of this version applied.
-  std::map<std::string, std::string> signatures;  // kind -> the top's signature, passed on to nodes
-  auto optional_get = [&](dim::proto::RouteId route, const std::string& what) -> dim::Result<std::optional<std::string>> {
-    auto reply = parent.Call(route, {image});
-    if (reply.ok()) {
-      DIM_RETURN_IF_ERROR(dim::identity::CheckCopy(publish_key, what, image, dim::Sha256Of(reply->body),
-                                                   reply->signature, parent_base));
-      if (!reply->signature.empty()) signatures[what] = reply->signature;
-      return std::optional<std::string>(std::move(reply->body));
-    }
-    if (reply.status().code() == dim::Code::kNotFound) return std::optional<std::string>();
-    return reply.status();
-  };
-  DIM_ASSIGN_OR_RETURN(auto keep_body, optional_get(dim::proto::RouteId::kImageKeepout, "keepout"));
-  std::optional<std::vector<std::string>> keepout;
-  if (keep_body) {
-    auto patterns = dim::keepout::DecodeList(*keep_body);
-    if (!patterns.ok()) return patterns.status().Annotate("keep-out list of " + image + " from the parent");
-    keepout = std::move(*patterns);
-  }
-
-  DIM_ASSIGN_OR_RETURN(auto policy_body, optional_get(dim::proto::RouteId::kImagePolicy, "policy"));
-  std::optional<std::vector<dim::policy::Rule>> policy;
-  if (policy_body) {
-    auto rules = dim::policy::Decode(*policy_body);
-    if (!rules.ok()) return rules.status().Annotate("policy of " + image + " from the parent");
-    policy = std::move(*rules);
-  }
-  DIM_ASSIGN_OR_RETURN(auto pins_body, optional_get(dim::proto::RouteId::kImagePinsGet, "pins"));
-  std::optional<std::map<std::string, int64_t>> pins;
-  if (pins_body) {
-    pins.emplace();
-    if (!dim::wire::DecodePins(*pins_body, &*pins)) {
-      return Status::Corruption("node pins of " + image + " from the parent are malformed");
-    }
-    for (const auto& [node, v] : *pins) {
-      if (!dim::ValidateImageName(node).ok()) {
-        return Status::Corruption("node pins of " + image + " from the parent name " + dim::QuotePath(node) +
-                                  ", which is not a node name");
-      }
-    }
-    // Pins to versions this server never had (it skipped them) cannot be served.
-    for (auto it = pins->begin(); it != pins->end();) {
-      it = it->second > target ? pins->erase(it) : std::next(it);
-    }
-  }
+  DIM_ASSIGN_OR_RETURN(SignedCopies copies, FetchSignedCopies(parent, parent_base, image, target, publish_key));
 
   // Objects first, durable; then one transaction switches the version.
   // Verified objects are committed as they come (every few hundred MiB) and
@@ -208,15 +249,59 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
   // says, and the transaction rolls back; the next poll fetches it again.
   DIM_RETURN_IF_ERROR(dim::ApplyDeltaChecked(store.catalog(), delta).Annotate("from " + parent_base));
   DIM_ASSIGN_OR_RETURN(auto applied, store.catalog().GetImage(image));
-  if (keepout) DIM_RETURN_IF_ERROR(store.catalog().KeepoutReplace(applied.id, *keepout));
-  if (policy) DIM_RETURN_IF_ERROR(store.catalog().PolicyReplace(applied.id, *policy));
-  if (pins) DIM_RETURN_IF_ERROR(store.catalog().PinsReplace(applied.id, *pins));
+  DIM_RETURN_IF_ERROR(ApplySignedCopies(store.catalog(), applied.id, copies));
   DIM_RETURN_IF_ERROR(txn->Commit());
-  // The signatures checked, kept so this server's nodes can check the copies too.
-  for (const auto& [kind, signature] : signatures) DIM_RETURN_IF_ERROR(KeepSignature(store.root(), kind, image, signature));
+  DIM_RETURN_IF_ERROR(KeepSignatures(store.root(), image, copies));
   result.to = target;
   result.objects_fetched = source.stats().objects;
-  result.bytes_fetched = source.stats().bytes + compressed->size();
+  result.bytes_fetched = source.stats().bytes + got.bytes;
+  return result;
+}
+
+dim::Result<ResealResult> ResealHeld(dim::Store& store, dim::ApiClient& parent, const std::string& parent_base,
+                                     const std::string& image, const dim::sign::Verifier& publish_key) {
+  DIM_ASSIGN_OR_RETURN(dim::FileLock lock, store.LockImage(image, "replication"));
+  DIM_ASSIGN_OR_RETURN(dim::FileLock store_lock, store.LockStore(false, true));
+  ResealResult result;
+  dim::Catalog& cat = store.catalog();
+  auto img = cat.GetImage(image);
+  if (!img.ok() && img.status().code() == dim::Code::kNotFound) return result;  // nothing held yet
+  if (!img.ok()) return img.status();
+  DIM_ASSIGN_OR_RETURN(auto versions, cat.ListVersions(img->id));
+  std::vector<std::pair<int64_t, std::string>> sealed;  // version -> the new signature
+  for (const auto& v : versions) {
+    // Unsigned or rootless versions were never checked by signature here.
+    if (v.root.IsZero() || v.signature.empty() || dim::CheckSeal(&publish_key, image, v).ok()) continue;
+    // The version record a delta carries, from the version before (the
+    // smallest delta) or from nothing.
+    auto theirs = FetchDelta(parent, parent_base, image, v.number - 1, v.number);
+    if (!theirs.ok() && theirs.status().code() != dim::Code::kNotFound) return theirs.status();
+    if (!theirs.ok() || theirs->delta.version.root != v.root) {
+      // Pruned on the parent, or another content under the number: nothing
+      // the parent says vouches for the copy held here.
+      result.unsealed.push_back(v.number);
+      continue;
+    }
+    // Only the signature is taken: it must seal the root hash held here.
+    // A parent that has not taken the new seals yet (a server between this
+    // one and the top) fails here too: asked again next round.
+    DIM_RETURN_IF_ERROR(dim::CheckSeal(&publish_key, image, theirs->delta.version)
+                            .Annotate("the new seal from " + parent_base + " (a parent still catching up with the "
+                                      "rotation, or a forgery; asked again next round)"));
+    sealed.emplace_back(v.number, std::move(theirs->delta.version.signature));
+  }
+  // The copies signed per image (keep-out list, policies, pins) carry the
+  // retired key's signatures too: taken again with the seals.
+  DIM_ASSIGN_OR_RETURN(SignedCopies copies, FetchSignedCopies(parent, parent_base, image, img->head, &publish_key));
+  DIM_ASSIGN_OR_RETURN(auto txn, dim::sql::Transaction::Begin(cat.db()));
+  for (const auto& [number, signature] : sealed) {
+    DIM_ASSIGN_OR_RETURN(auto v, cat.GetVersion(*img, number));
+    DIM_RETURN_IF_ERROR(cat.SetVersionSeal(img->id, number, v.root, signature));
+  }
+  DIM_RETURN_IF_ERROR(ApplySignedCopies(cat, img->id, copies));
+  DIM_RETURN_IF_ERROR(txn->Commit());
+  DIM_RETURN_IF_ERROR(KeepSignatures(store.root(), image, copies));
+  result.resealed = static_cast<int>(sealed.size());
   return result;
 }
 
@@ -232,9 +317,17 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     }
   }
   // After a rotation the copies held carry the retired key's signature:
-  // taken again, so servers below this one can check them.
-  const uint64_t rotations = trust_ ? trust_->rotations_seen() : 0;
-  const bool rotated = rotations != site_rotations_;
+  // taken again, so servers below this one can check them. Which key they
+  // were checked with is kept beside them (signed/publish-key), so a server
+  // stopped before it took them again does so after its restart, and an
+  // upgraded one takes them once.
+  const std::string site_key_file = store.root() + "/signed/publish-key";
+  const std::string trusted = trust_ ? trust_->Hex() : "";
+  if (trust_ && site_key_.empty()) {
+    auto kept = store.env()->ReadFile(site_key_file);
+    site_key_ = kept.ok() ? *kept : "-";
+  }
+  const bool rotated = trust_ && site_key_ != trusted;
   // The node registry, when the parent's generation differs from ours: this
   // server then answers its nodes' iPXE requests like the top does.
   int64_t theirs = info.registry;
@@ -324,26 +417,36 @@ Status Replicator::SyncSite(dim::Store& store, dim::ApiClient& parent, const dim
     opts.mtime_ns = static_cast<int64_t>(mtime_ns);
     DIM_RETURN_IF_ERROR(env->WriteFileAtomic(path, data, opts));
   }
-  site_rotations_ = rotations;
+  if (rotated) {
+    DIM_RETURN_IF_ERROR(store.env()->MkdirAll(store.root() + "/signed", 0700));
+    DIM_RETURN_IF_ERROR(dim::WriteFileAtomic(store.env(), site_key_file, trusted));
+    site_key_ = trusted;
+  }
   return Status::Ok();
 }
 
-Replicator::Replicator(Config config, std::string key, Service* service,
-                       std::shared_ptr<const dim::tls::Context> tls)
-    : config_(std::move(config)), key_(std::move(key)), tls_(std::move(tls)), service_(service) {
+dim::Result<std::unique_ptr<dim::publish::Trust>> Replicator::OpenTrust(const Config& config) {
+  if (config.publish_key.empty()) return std::unique_ptr<dim::publish::Trust>();
   // LoadConfig checked the key's form.
-  if (!config_.publish_key.empty()) {
-    if (auto k = dim::sign::PublicKey::FromHex(config_.publish_key); k.ok()) {
-      auto trust = dim::publish::Trust::Open(*k, dim::sign::ChainPath(config_.store), dim::Env::Posix());
-      if (!trust.ok()) {
-        // Only the configured key then, and nothing kept: this server may
-        // refuse the top's current signatures until the file is fixed.
-        service_->context().log()(LOG_ERR, trust.status().ToString());
-        trust = dim::publish::Trust::Open(*k, "", dim::Env::Posix());
-      }
-      if (trust.ok()) trust_ = std::move(*trust);
-    }
-  }
+  DIM_ASSIGN_OR_RETURN(auto configured, dim::sign::PublicKey::FromHex(config.publish_key));
+  auto trust = dim::publish::Trust::Open(configured, dim::sign::ChainPath(config.store), dim::Env::Posix());
+  if (trust.ok()) return trust;
+  // Never the configured key alone instead: this server would refuse the
+  // top's current signatures, or (a chain of forks) trust what it refused.
+  // Nothing is changed: the file stays as it is for whoever looks at it.
+  return dim::Status(trust.status().code(),
+                     "refusing to start: the chain of the top's publish key rotations this server followed is "
+                     "unusable: " + trust.status().message() + " (publish_key in " + config.name +
+                         "'s configuration), through the parent's GET /v1/publish-keys");
+}
+
+Replicator::Replicator(Config config, std::string key, Service* service, std::unique_ptr<dim::publish::Trust> trust,
+                       std::shared_ptr<const dim::tls::Context> tls)
+    : config_(std::move(config)),
+      key_(std::move(key)),
+      tls_(std::move(tls)),
+      trust_(std::move(trust)),
+      service_(service) {
   if (trust_) {
     // A signature the trusted key does not verify may be the top's after a
     // rotation: the parent's chain says.
@@ -498,22 +601,12 @@ void Replicator::FollowImage(const std::string& image) {
   }
   // After a rotation of the top's key, the versions held carry the retired
   // key's signature, which this server's nodes (once they follow the
-  // rotation) refuse: the image is fetched again, re-signed, like a heal.
+  // rotation) refuse: they take the top's new seals (ResealHeld), the head
+  // and every older version kept for pinned nodes alike. Checked once at
+  // start too: this server may have stopped between following a rotation
+  // and taking the new seals.
   uint64_t rotations = trust_ ? trust_->rotations_seen() : 0;
-  // The same when this server stopped between following a rotation and
-  // fetching the image again: the version it holds is not signed by the
-  // key it trusts now.
-  if (trust_ && !heal) {
-    auto img = (*store)->GetImage(image);
-    auto v = img.ok() && img->head > 0 ? (*store)->GetVersion(*img, img->head)
-                                        : dim::Result<dim::VersionInfo>(Status::NotFound("no version"));
-    if (v.ok() && !v->signature.empty() && !dim::CheckSeal(trust_.get(), image, *v).ok()) {
-      service_->context().log()(LOG_WARNING, image + ": version " + std::to_string(v->number) +
-                                                 " is not signed with the publish key trusted now; fetching it "
-                                                 "again from " + parent_url);
-      heal = true;
-    }
-  }
+  bool reseal = trust_ != nullptr;
   int backoff_ms = 200;
   SyncResult last;          // the last replication, reported to the parent
   double last_seconds = 0;
@@ -544,7 +637,30 @@ void Replicator::FollowImage(const std::string& image) {
     Status said;
     bool took_statement = false;
     const uint64_t rotations_now = trust_ ? trust_->rotations_seen() : 0;
-    if (rotations_now != rotations && head > 0) heal = true;
+    if (rotations_now != rotations) reseal = true;
+    if (answer.ok() && st.ok() && reseal && head > 0 && !heal) {
+      auto r = ResealHeld(store->store(), **parent, parent_url, image, *trust_);
+      st = r.status();
+      if (r.ok()) {
+        reseal = false;
+        rotations = rotations_now;
+        if (r->resealed > 0) {
+          service_->context().log()(LOG_INFO, image + ": " + std::to_string(r->resealed) +
+                                                  " versions held here take the top's seal with its publish key " +
+                                                  trust_->Hex().substr(0, 12) + " from " + parent_url);
+        }
+        for (int64_t v : r->unsealed) {
+          if (v == head) {
+            heal = true;  // fetched again, whole, below
+            continue;
+          }
+          service_->context().log()(LOG_WARNING, image + ": version " + std::to_string(v) + " held here is sealed "
+                                    "only by a publish key the top retired and " + parent_url + " no longer has "
+                                    "it: nodes that followed the rotation refuse it (it goes with retention, or "
+                                    "push a version for its pinned nodes)");
+        }
+      }
+    }
     if (answer.ok() && st.ok()) {
       int64_t published = answer->published;
       if (published > head || heal) {
@@ -560,7 +676,6 @@ void Replicator::FollowImage(const std::string& image) {
           // not be served on: the rows are new, the version numbers not.
           if (heal) service_->ForgetDeltas();
           heal = false;
-          rotations = rotations_now;
           last = *r;
           last_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           head = r->to;
@@ -633,7 +748,7 @@ dim::Result<std::optional<Service::SignedStatement>> Replicator::FetchStatement(
                               said.image);
   }
   return std::optional<Service::SignedStatement>(
-      Service::SignedStatement{std::move(reply->body), std::move(reply->signature), said.published, said.time});
+      Service::SignedStatement{std::move(reply->body), std::move(reply->signature), said.published, said.time, {}});
 }
 
 void Replicator::KeepStatement(const std::string& image, std::optional<Service::SignedStatement> said, int64_t head) {

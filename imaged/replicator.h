@@ -43,6 +43,22 @@ dim::Result<SyncResult> SyncImage(dim::Store& store, dim::ApiClient& parent,
                                   int64_t target, int fetch_threads,
                                   const dim::sign::Verifier* publish_key = nullptr, bool heal = false);
 
+// After the top's publish key rotated (`dimctl key rotate` re-signs every
+// version the top keeps): each version held here whose seal `publish_key`
+// (the key trusted now) does not verify takes the parent's new signature of
+// it, which must seal the root hash held here, so kept and pinned older
+// versions stay usable by nodes that followed the rotation. Only version
+// records travel, no rows or objects. The keep-out list, policies and pins
+// are taken again with their new signatures. A version the parent no longer
+// has (or has with another root) is listed in `unsealed`; nothing vouches for
+// it under the new key.
+struct ResealResult {
+  int resealed = 0;
+  std::vector<int64_t> unsealed;
+};
+dim::Result<ResealResult> ResealHeld(dim::Store& store, dim::ApiClient& parent, const std::string& parent_base,
+                                     const std::string& image, const dim::sign::Verifier& publish_key);
+
 // Whether the stored head of an image still hashes to its recorded root
 // (Corruption naming what differs otherwise; Ok for an image without versions).
 dim::Status CheckStoredHead(dim::Catalog& catalog, const std::string& image);
@@ -51,8 +67,14 @@ class Replicator {
  public:
   // tls: checks the parent's certificate and presents this server's (mutual
   // TLS); null for a plain http:// parent.
-  Replicator(Config config, std::string key, Service* service,
+  // trust: from OpenTrust.
+  Replicator(Config config, std::string key, Service* service, std::unique_ptr<dim::publish::Trust> trust,
              std::shared_ptr<const dim::tls::Context> tls = nullptr);
+  // The top's publish key as this server trusts it (publish_key followed
+  // through the rotations kept in <store>/keys/publish.chain); null without
+  // publish_key. A kept chain that does not decode or forks is an error
+  // naming the file and what to do: imaged then refuses to start.
+  static dim::Result<std::unique_ptr<dim::publish::Trust>> OpenTrust(const Config& config);
   ~Replicator();  // stops and joins
   void Start();
 
@@ -99,7 +121,10 @@ class Replicator {
   // The top's publish key from publish_key, followed through its rotations
   // (kept in the store's keys/publish.chain); null without publish_key.
   std::unique_ptr<dim::publish::Trust> trust_;
-  uint64_t site_rotations_ = 0;  // rotations the registry and boot files were copied after (Run's thread)
+  // The publish key the registry's and boot files' kept signatures were
+  // checked with ("-": unknown, taken again), as in <store>/signed/publish-key;
+  // "" before it was read (Run's thread).
+  std::string site_key_;
   Service* service_;
   int64_t node_keys_for_ = -1;  // the registry generation whose node keys this server holds (Run's thread)
   std::string buddy_keys_;      // the buddy key list last taken (Run's thread)

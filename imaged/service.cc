@@ -665,6 +665,17 @@ Response Service::Statement(const std::string& image) {
 dim::Result<std::optional<Service::SignedStatement>> Service::CurrentStatement(const std::string& image,
                                                                                int64_t published) {
   const int64_t now = std::time(nullptr);
+  // Which key file signs: `dimctl key rotate` renames a new one in, and from
+  // then on no statement of the retired key may go out (checkers that
+  // followed the rotation refuse it). A stat per answer, no read.
+  std::string signer;
+  if (IsTop()) {
+    struct stat st;
+    if (::stat(dim::sign::PrivateKeyPath(config_.store).c_str(), &st) == 0) {
+      signer = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+               std::to_string(int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec);
+    }
+  }
   {
     std::lock_guard<std::mutex> l(statements_mu_);
     auto it = statements_.find(image);
@@ -672,10 +683,11 @@ dim::Result<std::optional<Service::SignedStatement>> Service::CurrentStatement(c
       if (it == statements_.end()) return std::optional<SignedStatement>();
       return std::optional<SignedStatement>(it->second);
     }
-    // Kept for 10 s: one signature serves the long-polls a push answers at
-    // once (and one look for the key file, on a site without one).
+    // Kept for 10 s while the key file stays: one signature serves the
+    // long-polls a push answers at once (and one look for the key file, on a
+    // site without one).
     if (it != statements_.end() && it->second.published == published && now - it->second.time < 10 &&
-        it->second.time <= now) {
+        it->second.time <= now && it->second.signer == signer) {
       if (it->second.body.empty()) return std::optional<SignedStatement>();
       return std::optional<SignedStatement>(it->second);
     }
@@ -684,7 +696,7 @@ dim::Result<std::optional<Service::SignedStatement>> Service::CurrentStatement(c
   SignedStatement said;
   if (!key) {
     std::lock_guard<std::mutex> l(statements_mu_);
-    statements_[image] = {"", "", published, now};
+    statements_[image] = {"", "", published, now, signer};
     return std::optional<SignedStatement>();
   }
   said.body = dim::proto::Encode(dim::proto::VersionStatement{image, published, now});
@@ -692,6 +704,7 @@ dim::Result<std::optional<Service::SignedStatement>> Service::CurrentStatement(c
                        dim::identity::SignCopy(*key, "version-statement", image, dim::Sha256Of(said.body)));
   said.published = published;
   said.time = now;
+  said.signer = signer;
   std::lock_guard<std::mutex> l(statements_mu_);
   statements_[image] = said;
   return std::optional<SignedStatement>(std::move(said));

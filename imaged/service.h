@@ -110,6 +110,7 @@ class Service {
   struct SignedStatement {
     std::string body, signature;
     int64_t published = 0, time = 0;
+    std::string signer;  // on the top: the key file that signed (device, inode, change time)
   };
   void KeepStatement(const std::string& image, SignedStatement statement);
 
@@ -132,7 +133,7 @@ class Service {
   dim::http::Response Statement(const std::string& image);
   dim::http::Response PublishKeys();
   // The statement for `published` on the top (signed afresh when the
-  // published version changed or the last is 10 s old), the kept one on a
+  // published version or the key file changed or the last is 10 s old), the kept one on a
   // leaf; nullopt without a publish key (or, on a leaf, before one came).
   dim::Result<std::optional<SignedStatement>> CurrentStatement(const std::string& image, int64_t published);
   dim::http::Response Delta(const std::string& image, const dim::http::Request& req);

@@ -108,15 +108,16 @@ Result<std::unique_ptr<Trust>> Trust::Open(const sign::PublicKey& configured, st
     if (kept.status().code() == Code::kNotFound) return t;
     return kept.status().Annotate("the publish key chain " + t->chain_file_);
   }
+  // Only written after a walk succeeded: a file that fails now was damaged
+  // or changed, and the walk from the configured key can be made again.
+  const std::string what_to_do =
+      "; restore it from a backup, or remove it: the chain is then walked again from the configured publish key";
   auto chain = proto::DecodeKeyChain(*kept);
-  if (!chain.ok()) {
-    return Status::Corruption(t->chain_file_ + ": " + chain.status().message() +
-                              "; remove it to start again from the configured publish key");
-  }
+  if (!chain.ok()) return Status::Corruption(t->chain_file_ + ": " + chain.status().message() + what_to_do);
   // Walked again from the configured key: a changed file can add nothing
   // the configured key does not lead to.
   auto walk = Follow(t->walk_, *chain, t->chain_file_);
-  if (!walk.ok()) return walk.status();
+  if (!walk.ok()) return Status(walk.status().code(), walk.status().message() + what_to_do);
   t->walk_ = std::move(*walk);
   t->walk_.steps = 0;
   t->chain_ = std::move(*kept);

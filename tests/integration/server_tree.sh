@@ -10,7 +10,10 @@
 # forger (a version of its own, correctly hashed, signed with another key)
 # is refused by the rack server, whose node keeps the top's version. Loops
 # are refused: at enrolment, a server following itself, two servers
-# following each other.
+# following each other. A rotation of the publish key (`dimctl key rotate`)
+# travels down the tree: both servers and n1's mount, configured with the
+# first key, follow it, and the rack server's kept versions take the new
+# seals through the regional one.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/rootfs_fuse_lib.sh
@@ -248,5 +251,24 @@ echo "motd v3" > "$m/etc/motd"
 "$DIMCTL" image commit "$IMAGE" -m v3 > /dev/null
 with_timeout 120 "$DIMCTL" push "$IMAGE" --wait 60 > "$TEST_TMP/push3" || die "push v3: $(cat "$TEST_TMP/push3")"
 rf_wait_content "$mnt/etc/motd" "motd v3" "the pushed motd on n1 after the forger left"
+
+log "a rotation of the publish key reaches n1 through regional and rack"
+"$DIMCTL" key rotate > "$TEST_TMP/rotate.out" || die "rotate: $(cat "$TEST_TMP/rotate.out")"
+new=$("$DIMCTL" key show)
+echo "motd v4" > "$m/etc/motd"
+"$DIMCTL" image commit "$IMAGE" -m v4 > /dev/null
+with_timeout 120 "$DIMCTL" push "$IMAGE" --wait 60 > "$TEST_TMP/push4" || die "push v4: $(cat "$TEST_TMP/push4")"
+assert_eq "$(head_of rack)" 4 "the rack server's version after the rotation"
+rf_wait_content "$mnt/etc/motd" "motd v4" "n1 after the rotation (its key file holds the retired key)"
+for s in regional rack; do
+  grep -qF "$new" "$TEST_TMP/$s/keys/publish.chain" || die "the $s server did not keep the chain"
+done
+grep -qF "$new" "$TEST_TMP/cache/publish.chain" || die "n1 did not keep the chain"
+[[ $(curl -s "$rack/v1/publish-keys") == "$(curl -s "$top/v1/publish-keys")" ]] ||
+  die "the rack server does not pass the chain on"
+# The versions the rack server kept from before take the new seals, which
+# the regional server must have taken first.
+for _ in $(seq 300); do grep -q "take the top's seal" "$TEST_TMP/rack.log" && break; sleep 0.1; done
+grep -q "take the top's seal" "$TEST_TMP/rack.log" || die "the rack server did not seal its kept versions again: $(tail -5 "$TEST_TMP/rack.log")"
 rf_umount "$mnt"
 log "ok"

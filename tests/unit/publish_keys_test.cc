@@ -155,6 +155,15 @@ TEST_CASE("publish keys: a Trust keeps its chain across restarts and refuses the
   auto bad = Trust::Open(k0.Public(), file, env);
   REQUIRE(!bad.ok());
   CHECK(bad.status().message().find(file) != std::string::npos);
+  CHECK(bad.status().message().find("restore it from a backup, or remove it") != std::string::npos);
+  // A kept chain holding a fork of a key it passed: refused the same way,
+  // saying what to do (it was only ever written after a walk succeeded).
+  REQUIRE(env->WriteFileAtomic(file, dim::proto::Encode(KeyChain{{Rotation(k0, k1, 1), Rotation(k0, thief, 1)}}), {})
+              .ok());
+  auto forked = Trust::Open(k0.Public(), file, env);
+  REQUIRE(!forked.ok());
+  CHECK(forked.status().code() == dim::Code::kPermissionDenied);
+  CHECK(forked.status().message().find("restore it from a backup, or remove it") != std::string::npos);
 }
 
 TEST_CASE("publish keys: a signature of a newer key makes the Trust ask its server for the chain") {
