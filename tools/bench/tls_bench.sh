@@ -3,7 +3,8 @@
 # a change in the host's load hits both alike, on the Debian minbase master:
 #
 #   push      `dimctl push` of a one-file change to 2 leaves (time until both
-#             serve it), and of the changes of an `apt-get install` (when the
+#             serve it), and of the changes of three `apt-get install`s, one
+#             per run, each pushed by both modes in turn (when the
 #             Debian mirror answers)
 #   batches   a fresh leaf replicating the whole image from its top: object
 #             batches and packs, MB/s of object bytes
@@ -22,14 +23,16 @@ usage() {
 usage: $PROG [--runs N] [--packages "P..."] [--no-apt] [--parts "push fresh tar"]
 
   --runs N          runs of each measurement and mode (default 5): medians, ranges
-  --packages "P…"   packages of the apt-get install case (default "curl less")
+  --packages "P…"   packages of the apt-get install case, one set per run,
+                    sets separated by commas (default "curl less,file bc,jq tree":
+                    three runs, each a new change of its own)
   --no-apt          skip the apt-get install case (needs the Debian mirror)
   --parts "…"       which measurements (default "push fresh tar"; push includes apt)
 Environment: DIM_BUILD_DIR (default ./build), BENCH_OUT (Markdown report,
 default /var/tmp/dim-bench/tls_bench.md).
 EOF
 }
-runs=5 packages="curl less" apt=1 parts="push fresh tar"
+runs=5 packages="curl less,file bc,jq tree" apt=1 parts="push fresh tar"
 while (($#)); do
   case $1 in
     --runs) runs=$2; shift 2 ;;
@@ -145,21 +148,29 @@ done
 
 apt_note=""
 if ((apt)); then
-  log "push of an apt-get install ($packages)"
-  cmd="apt-get update && apt-get install -y --no-install-recommends $packages && apt-get clean"
-  if "$DIMCTL" --root "$W/top-plain" image shell "$img" -m pkgs -- sh -c "$cmd" > "$W/apt.log" 2>&1; then
-    # The same new tree in the other store: checked out and committed there.
+  # Each run installs another set: the same new tree is pushed by both
+  # modes (committed on the plain top, checked out, committed on the TLS
+  # top), which go first in turn.
+  IFS=, read -r -a apt_sets <<< "$packages"
+  order=("${modes[@]}")
+  for set in "${apt_sets[@]}"; do
+    log "push of an apt-get install ($set)"
+    cmd="apt-get update && apt-get install -y --no-install-recommends $set && apt-get clean"
+    if ! "$DIMCTL" --root "$W/top-plain" image shell "$img" -m "pkgs $set" -- sh -c "$cmd" > "$W/apt.log" 2>&1; then
+      apt_note="apt-get failed (no mirror?): $(tail -2 "$W/apt.log" | tr '\n' ' ')"
+      log "$apt_note"
+      break
+    fi
+    rm -rf "$W/deb2"
     "$DIMCTL" --root "$W/top-plain" image checkout "$img" "$W/deb2" > /dev/null
-    "$DIMCTL" --root "$W/top-tls" image commit "$img" --from "$W/deb2" -m pkgs > /dev/null
-    for m in "${modes[@]}"; do
+    "$DIMCTL" --root "$W/top-tls" image commit "$img" --from "$W/deb2" -m "pkgs $set" > /dev/null
+    for m in "${order[@]}"; do
       t=$(push "$m")
-      T[apt,$m]=$t
+      T[apt,$m]+="$t "
       log "  $m: $t s; load $(cut -d' ' -f1 /proc/loadavg)"
     done
-  else
-    apt_note="apt-get failed (no mirror?): $(tail -2 "$W/apt.log" | tr '\n' ' ')"
-    log "$apt_note"
-  fi
+    order=("${order[1]}" "${order[0]}")
+  done
 fi
 
 n=0
@@ -212,6 +223,12 @@ cost() {  # KEY: "+x.x %" of tls over plain, by medians
   python3 -c 'import statistics, sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; print(f"{(statistics.median(b)/statistics.median(a)-1)*100:+.1f} %")' \
     "${T[$1,plain]}" "${T[$1,tls]}"
 }
+# paired_cost KEY: "+x.x %", the median of TLS/plain per run (runs of
+# different sizes, such as different installs).
+paired_cost() {
+  python3 -c 'import statistics, sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; print(f"{(statistics.median(y/x for x, y in zip(a, b))-1)*100:+.1f} %")' \
+    "${T[$1,plain]}" "${T[$1,tls]}"
+}
 mbs() { python3 -c 'import statistics, sys; print(f"{float(sys.argv[1])/1e6/statistics.median(float(x) for x in sys.argv[2].split()):.1f} MB/s")' "$1" "$2"; }
 {
   echo "# tls_bench: plain HTTP against TLS ($runs runs each, interleaved; medians, ranges)"
@@ -223,8 +240,8 @@ mbs() { python3 -c 'import statistics, sys; print(f"{float(sys.argv[1])/1e6/stat
   echo "| measurement | plain HTTP | TLS | TLS cost |"
   echo "|---|---|---|---|"
   part push && echo "| push of a one-file change to 2 leaves | $(stat "${T[push,plain]}") | $(stat "${T[push,tls]}") | $(cost push) |"
-  if [[ -n ${T[apt,plain]:-} ]]; then
-    echo "| push of an apt-get install ($packages) to 2 leaves | ${T[apt,plain]} s | ${T[apt,tls]} s | $(cost apt) |"
+  if [[ -n ${T[apt,plain]:-} && -n ${T[apt,tls]:-} ]]; then
+    echo "| push of an apt-get install to 2 leaves (one run per install: $packages) | $(sed 's/ *$//; s/ / \/ /g' <<< "${T[apt,plain]}") s | $(sed 's/ *$//; s/ / \/ /g' <<< "${T[apt,tls]}") s | $(paired_cost apt) (median of the runs' ratios) |"
   fi
   part fresh && echo "| a fresh leaf replicating the image (object batches, $fresh_bytes B) | $(stat "${T[fresh,plain]}"), $(mbs "$fresh_bytes" "${T[fresh,plain]}") | $(stat "${T[fresh,tls]}"), $(mbs "$fresh_bytes" "${T[fresh,tls]}") | $(cost fresh) |"
   part tar && echo "| rootfs-fuse cold tar of the whole view | $(stat "${T[tar,plain]}") | $(stat "${T[tar,tls]}") | $(cost tar) |"
