@@ -60,7 +60,7 @@ for f in vmlinuz-cloud initrd-dim.img grub.cfg; do
 done
 
 cat > "$TEST_TMP/dnsmasq.conf" << CONF
-dhcp-range=10.21.0.100,static,255.255.255.0,1h
+dhcp-range=10.21.0.120,10.21.0.150,255.255.255.0,1h
 dhcp-host=$BOOT_MAC,10.21.0.100,$BOOT_NODE
 enable-tftp
 tftp-root=$TEST_TMP/tftp
@@ -103,17 +103,22 @@ netns curl -fsS -o "$TEST_TMP/via-proxy.cfg" "http://$leaf_addr/v1/boot/files/gr
   die "the proxy on $leaf_addr:80 does not answer: $(cat "$TEST_TMP/mitm.out")"
 cmp -s "$TEST_TMP/via-proxy.cfg" "$DIM_ROOT/boot/grub.cfg" || die "the leaf serves another grub.cfg than the top's"
 
-# boot NAME: qemu through iPXE -> TFTP dim-grub.0 -> GRUB; its console in $TEST_TMP/NAME.console.
+# boot NAME MAC: qemu through iPXE -> TFTP dim-grub.0 -> GRUB; its console in
+# $TEST_TMP/NAME.console. Each boot its own MAC and address: GRUB's TCP
+# starts every boot at the same source port, and a connection of the boot
+# before that its server still holds open swallows the new SYN (the server
+# keeps idle connections for a while: imaged 90 s).
 boot() {
   local rc=0 t0=$SECONDS
   : > "$TEST_TMP/mitm.log"
   timeout --kill-after=5 300 ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 512 -nographic \
     -no-reboot -kernel "$lkrn" \
     -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
-    -device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC,romfile=" \
+    -device "virtio-net-pci,netdev=n0,mac=$2,romfile=" \
     < /dev/null > "$TEST_TMP/$1.console" 2>&1 || rc=$?
   ((rc != 124 && rc != 137)) || die "boot $1: qemu still running after 300 s; console: $(tail -30 "$TEST_TMP/$1.console")"
   log "boot $1: qemu ran $((SECONDS - t0)) s; proxy: $(tr '\n' ';' < "$TEST_TMP/mitm.log")"
+  log "boot $1: connections the proxy still holds: $(netns ss -Htn state established "( sport = :80 )" | awk '{print $4}' | tr '\n' ' ')"
 }
 # refused NAME WHAT: GRUB's signature error, and nothing of the image ran.
 refused() {
@@ -127,7 +132,7 @@ refused() {
 
 log "1. untouched: GRUB checks grub.cfg, kernel and initrd, and the node boots from the leaf"
 echo pass > "$TEST_TMP/mitm.control"
-boot good
+boot good "$BOOT_MAC"
 print_console_dim good
 console_has good "dim: GRUB (signatures enforced) loads http://$leaf_addr/v1/boot/files/grub.cfg"
 console_has good "dim: the server's script for MAC $BOOT_MAC: server $leaf, image tiny, node $BOOT_NODE"
@@ -139,20 +144,20 @@ done
 
 log "2. one byte of the initrd flipped on the way"
 echo "flip initrd-dim.img" > "$TEST_TMP/mitm.control"
-boot initrd
-grep -q "initrd-dim.img 200 .* flipped" "$TEST_TMP/mitm.log" || die "the proxy flipped nothing: $(cat "$TEST_TMP/mitm.log")"
+boot initrd 52:54:00:12:35:02
+grep -q "initrd-dim.img 200 .* flipped" "$TEST_TMP/mitm.log" || die "the proxy flipped nothing: $(cat "$TEST_TMP/mitm.log"); console: $(tail -c 3000 "$TEST_TMP/initrd.console")"
 refused initrd "a flipped initrd"
 
 log "3. one byte of the kernel flipped on the way"
 echo "flip vmlinuz-cloud" > "$TEST_TMP/mitm.control"
-boot kernel
+boot kernel 52:54:00:12:35:03
 refused kernel "a flipped kernel"
 
 log "4. an attacker's grub.cfg (a root shell as init) with the real grub.cfg.sig"
 sed 's|dim.boot=|init=/bin/sh dim.boot=|' "$DIM_ROOT/boot/grub.cfg" > "$TEST_TMP/evil.cfg"
 echo "replace grub.cfg $TEST_TMP/evil.cfg" > "$TEST_TMP/mitm.control"
-boot cfg
-grep -q "^/v1/boot/files/grub.cfg 200 .* replaced" "$TEST_TMP/mitm.log" || die "the proxy replaced nothing: $(cat "$TEST_TMP/mitm.log")"
+boot cfg 52:54:00:12:35:04
+grep -q "^/v1/boot/files/grub.cfg 200 .* replaced" "$TEST_TMP/mitm.log" || die "the proxy replaced nothing: $(cat "$TEST_TMP/mitm.log"); console: $(tail -c 3000 "$TEST_TMP/cfg.console")"
 refused cfg "a forged grub.cfg"
 ! grep -aq "vmlinuz-cloud 200" "$TEST_TMP/mitm.log" || die "GRUB went on to the kernel after refusing grub.cfg"
 log "GRUB refused the flipped initrd, the flipped kernel and the forged grub.cfg"

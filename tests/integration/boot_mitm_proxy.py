@@ -36,6 +36,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         conn.request("GET", self.path)
         r = conn.getresponse()
         body = r.read()
+        conn.close()  # imaged limits connections per address: leave none open
         status, note = r.status, ""
         words = control()
         target = "/v1/boot/files/" + words[1] if len(words) > 1 else None
