@@ -64,7 +64,10 @@ dhcp-range=10.21.0.120,10.21.0.150,255.255.255.0,1h
 dhcp-host=$BOOT_MAC,10.21.0.100,$BOOT_NODE
 enable-tftp
 tftp-root=$TEST_TMP/tftp
-dhcp-boot=dim-grub.0,,$leaf_addr
+dhcp-match=set:efi64,option:client-arch,7
+dhcp-match=set:efi64,option:client-arch,9
+dhcp-boot=tag:!efi64,dim-grub.0,,$leaf_addr
+dhcp-boot=tag:efi64,dim-grub.efi,,$leaf_addr
 CONF
 start_dnsmasq "$ns" "TFTP root"
 
@@ -108,13 +111,15 @@ cmp -s "$TEST_TMP/via-proxy.cfg" "$DIM_ROOT/boot/grub.cfg" || die "the leaf serv
 # starts every boot at the same source port, and a connection of the boot
 # before that its server still holds open swallows the new SYN (the server
 # keeps idle connections for a while: imaged 90 s).
+# $firmware: qemu's firmware arguments and the NIC's ROM (BIOS: iPXE as -kernel).
+firmware=(-kernel "$lkrn") nic_rom=""
 boot() {
   local rc=0 t0=$SECONDS
   : > "$TEST_TMP/mitm.log"
   timeout --kill-after=5 300 ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 512 -nographic \
-    -no-reboot -kernel "$lkrn" \
+    -no-reboot "${firmware[@]}" \
     -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
-    -device "virtio-net-pci,netdev=n0,mac=$2,romfile=" \
+    -device "virtio-net-pci,netdev=n0,mac=$2,romfile=$nic_rom" \
     < /dev/null > "$TEST_TMP/$1.console" 2>&1 || rc=$?
   ((rc != 124 && rc != 137)) || die "boot $1: qemu still running after 300 s; console: $(tail -30 "$TEST_TMP/$1.console")"
   log "boot $1: qemu ran $((SECONDS - t0)) s; proxy: $(tr '\n' ';' < "$TEST_TMP/mitm.log")"
@@ -126,7 +131,6 @@ refused() {
   console_has "$1" "dim: no boot (a signature check or a download failed"
   ! grep -aq "dim-test: tiny init runs" "$TEST_TMP/$1.console" || die "boot $1: the node booted with $2"
   ! grep -aq "linuxrc start" "$TEST_TMP/$1.console" || die "boot $1: linuxrc ran with $2"
-  ! grep -aq "Linux version" "$TEST_TMP/$1.console" || die "boot $1: a kernel started with $2"
   grep -a "error:" "$TEST_TMP/$1.console" | sed "s/^/    [$1] /" >&2
 }
 
@@ -161,3 +165,33 @@ grep -q "^/v1/boot/files/grub.cfg 200 .* replaced" "$TEST_TMP/mitm.log" || die "
 refused cfg "a forged grub.cfg"
 ! grep -aq "vmlinuz-cloud 200" "$TEST_TMP/mitm.log" || die "GRUB went on to the kernel after refusing grub.cfg"
 log "GRUB refused the flipped initrd, the flipped kernel and the forged grub.cfg"
+
+# UEFI: OVMF runs the NIC's iPXE EFI ROM, which loads GRUB for x86_64-efi by
+# TFTP (DHCP client-arch 7). The MACs are not registered: after GRUB checked
+# and started the kernel, linuxrc's lookup by MAC gets the leaf's refusal.
+ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd efi_rom=/usr/lib/ipxe/qemu/efi-virtio.rom
+if [[ ! -f $ovmf_code || ! -f $efi_rom || ! -f ${grub_root}usr/lib/grub/x86_64-efi/efinet.mod ]]; then
+  log "note: UEFI not checked (needs ovmf, ipxe-qemu and GRUB for x86_64-efi)"
+  exit 0
+fi
+"$DIMCTL" boot grub-image --target x86_64-efi --grub-dir "${grub_root}usr/lib/grub/x86_64-efi" \
+  --grub-mkimage "${grub_root}usr/bin/grub-mkimage" --retry-pause 1 -o "$TEST_TMP/tftp/dim-grub.efi" > /dev/null
+cp "$ovmf_vars" "$TEST_TMP/vars.fd"
+firmware=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf_code" -drive "if=pflash,format=raw,file=$TEST_TMP/vars.fd")
+nic_rom="$efi_rom,bootindex=0"
+
+log "5. UEFI, untouched: GRUB checks and starts the kernel"
+echo pass > "$TEST_TMP/mitm.control"
+boot efi-good 52:54:00:12:35:05
+console_has efi-good "dim-grub.efi"
+console_has efi-good "dim: GRUB (signatures enforced) loads http://$leaf_addr/v1/boot/files/grub.cfg"
+console_has efi-good "linuxrc start"  # the kernel ran (quiet: it prints nothing itself)
+console_has efi-good "dim: cannot boot this machine: no node with MAC 52:54:00:12:35:05 is registered"
+grep -q "^/v1/boot/files/initrd-dim.img.sig 200 " "$TEST_TMP/mitm.log" || die "GRUB for UEFI did not check the initrd: $(cat "$TEST_TMP/mitm.log")"
+
+log "6. UEFI, one byte of the initrd flipped on the way"
+echo "flip initrd-dim.img" > "$TEST_TMP/mitm.control"
+boot efi-initrd 52:54:00:12:35:06
+grep -q "initrd-dim.img 200 .* flipped" "$TEST_TMP/mitm.log" || die "the proxy flipped nothing: $(cat "$TEST_TMP/mitm.log")"
+refused efi-initrd "a flipped initrd under UEFI"
+log "GRUB for UEFI refused the flipped initrd too"

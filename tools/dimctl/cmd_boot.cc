@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <cstring>
@@ -180,8 +181,12 @@ Status Keygen(Invocation& inv) {
     return Status::AlreadyExists(priv + " exists; a new key needs new GRUB images on every DHCP server (remove it "
                                  "first if that is what you want)");
   }
-  int bits = std::stoi(inv.get_or("bits", "3072"));
-  if (bits < 2048 || bits > 4096) return Status::InvalidArgument("--bits must be 2048 to 4096 (GRUB reads up to 4096)");
+  std::string bits_text = inv.get_or("bits", "3072");
+  int bits = 0;
+  auto [end, ec] = std::from_chars(bits_text.data(), bits_text.data() + bits_text.size(), bits);
+  if (ec != std::errc() || end != bits_text.data() + bits_text.size() || bits < 2048 || bits > 4096) {
+    return Status::InvalidArgument("--bits " + bits_text + ": give 2048 to 4096 (GRUB reads RSA keys up to 4096 bits)");
+  }
   DIM_ASSIGN_OR_RETURN(auto key, dim::openpgp::SigningKey::Generate(bits, static_cast<uint32_t>(::time(nullptr))));
   DIM_ASSIGN_OR_RETURN(std::string exported, key.ExportPublic("dim boot files <" + inv.global.root + ">"));
   DIM_RETURN_IF_ERROR(env->MkdirAll(inv.global.root + "/keys", 0700));
@@ -303,6 +308,8 @@ Status GrubImage(Invocation& inv) {
     if (std::string(m) == "verifiers" && !env->Exists(grub_dir + "/verifiers.mod")) continue;
     argv.push_back(m);
   }
+  // Without a video driver the EFI kernel starts "in blind mode", after an error line.
+  if (platform == "x86_64-efi") argv.push_back("efi_gop");
   auto run = dim::initrd::RunCapture(argv);
   ::unlink(early_path.c_str());
   if (!run.ok()) ::unlink(out.c_str());  // grub-mkimage leaves an empty file behind
@@ -360,7 +367,7 @@ Noun BootCommands() {
       "Example:\n  dimctl boot grub-image -o /srv/tftp/dim-grub.0\n"
       "  dimctl boot grub-image --target x86_64-efi -o /srv/tftp/dim-grub.efi",
       {{"output", 'o', "FILE", "the image to write (required)"},
-       {"target", 0, "T", "i386-pc-pxe (BIOS, default) or x86_64-efi (UEFI; not tested yet)"},
+       {"target", 0, "T", "i386-pc-pxe (BIOS, default) or x86_64-efi (UEFI)"},
        {"boot-server", 0, "ADDRESS", "where GRUB fetches from (default: the DHCP next-server, ${net_default_server})"},
        {"grub-dir", 0, "DIR", "GRUB's modules (default /usr/lib/grub/PLATFORM)"},
        {"grub-mkimage", 0, "PATH", "default /usr/bin/grub-mkimage"},
