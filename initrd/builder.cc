@@ -32,42 +32,6 @@ const char* const kRequiredApplets[] = {"sh",       "mount", "modprobe", "udhcpc
                                         "switch_root", "wget", "timeout", "setsid", "poweroff"};
 
 // Runs argv with stdout captured; stderr passes through. Always reaps the child.
-Result<std::string> RunCapture(const std::vector<std::string>& argv) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return PosixError("pipe");
-  Fd rd(fds[0]), wr(fds[1]);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  std::unique_ptr<posix_spawn_file_actions_t, int (*)(posix_spawn_file_actions_t*)> fa_guard(
-      &fa, posix_spawn_file_actions_destroy);
-  posix_spawn_file_actions_adddup2(&fa, wr.get(), STDOUT_FILENO);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid;
-  int err = ::posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
-  if (err != 0) return ErrnoStatus(err, "run " + argv[0]);
-  wr.Reset();
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(rd.get(), buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, n);
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-    return Status::IOError(argv[0] + " failed (exit status " +
-                           std::to_string(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1) + ")");
-  }
-  return out;
-}
-
 // A temporary file removed when the owner goes out of scope.
 class TempFile {
  public:
@@ -328,6 +292,43 @@ Status WriteOutput(Env& env, const std::string& path, const std::string& bytes) 
 }
 
 }  // namespace
+
+Result<std::string> RunCapture(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return PosixError("pipe");
+  Fd rd(fds[0]), wr(fds[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  std::unique_ptr<posix_spawn_file_actions_t, int (*)(posix_spawn_file_actions_t*)> fa_guard(
+      &fa, posix_spawn_file_actions_destroy);
+  posix_spawn_file_actions_adddup2(&fa, wr.get(), STDOUT_FILENO);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int err = ::posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  if (err != 0) return ErrnoStatus(err, "run " + argv[0]);
+  wr.Reset();
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(rd.get(), buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, n);
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    return Status::IOError(argv[0] + " failed (exit status " +
+                           std::to_string(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1) + ")");
+  }
+  return out;
+}
+
 
 Result<Compression> ParseCompression(const std::string& name) {
   if (name == "zstd") return Compression::kZstd;

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Shared by boot_qemu.sh and boot_pxe.sh (sourced after lib.sh): a tiny
+# Shared by the boot tests (sourced after lib.sh): a tiny
 # master whose init proves the boot, a store with two such images, a cluster
 # with two nodes, the kernel and a real-rootfs-fuse initrd as boot files,
-# imaged, and console checks.
+# imaged, a network namespace for qemu, dnsmasq and imaged, and console checks.
 
 BOOT_IMAGED=${IMAGED:-$DIM_BUILD_DIR/imaged/imaged}
 BOOT_FUSE=${DIM_ROOTFS_FUSE:-$DIM_BUILD_DIR/rootfs-fuse/rootfs-fuse}
@@ -136,6 +136,23 @@ start_imaged() {
   die "imaged did not start: $(cat "$TEST_TMP/imaged.log")"
 }
 _stop_imaged() { kill "$BOOT_IMAGED_PID" 2> /dev/null || true; wait "$BOOT_IMAGED_PID" 2> /dev/null || true; }
+
+# boot_netns NS ADDRESS/PREFIX...: network namespace NS (removed at exit)
+# with a bridge br0 holding the server's addresses and a tap0 on it for qemu.
+boot_netns() {
+  local ns=$1 a
+  shift
+  ip netns add "$ns"
+  on_cleanup _remove_ns "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link add br0 type bridge
+  for a in "$@"; do ip -n "$ns" addr add "$a" dev br0; done
+  ip -n "$ns" link set br0 up
+  ip -n "$ns" tuntap add dev tap0 mode tap
+  ip -n "$ns" link set tap0 master br0
+  ip -n "$ns" link set tap0 up
+}
+_remove_ns() { ip netns del "$1" 2> /dev/null || true; }
 
 console_has() {
   grep -aqF -- "$2" "$TEST_TMP/$1.console" ||

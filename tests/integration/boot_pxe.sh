@@ -42,16 +42,7 @@ srv=10.20.0.1 url=http://10.20.0.1:7480
 netns() { ip netns exec "$ns" "$@"; }
 # Background processes start with `ip netns exec` itself (start_dnsmasq in
 # lib.sh says why), never through netns().
-remove_ns() { ip netns del "$ns" 2> /dev/null || true; }
-ip netns add "$ns"
-on_cleanup remove_ns
-ip -n "$ns" link set lo up
-ip -n "$ns" link add br0 type bridge
-ip -n "$ns" addr add "$srv/24" dev br0
-ip -n "$ns" link set br0 up
-ip -n "$ns" tuntap add dev tap0 mode tap
-ip -n "$ns" link set tap0 master br0
-ip -n "$ns" link set tap0 up
+boot_netns "$ns" "$srv/24"
 
 # Runs as root in the image's init, before its usual writes (see make_master).
 cat > "$TEST_TMP/init-keys.sh" <<'FRAGMENT'

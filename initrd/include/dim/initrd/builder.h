@@ -12,6 +12,10 @@
 
 namespace dim::initrd {
 
+// Runs argv (argv[0] a path) with stdout captured; stderr passes through.
+// Always reaps the child; a non-zero exit is an error naming the program.
+Result<std::string> RunCapture(const std::vector<std::string>& argv);
+
 enum class Compression { kZstd, kGzip, kNone };
 Result<Compression> ParseCompression(const std::string& name);  // "zstd", "gzip", "none"
 
