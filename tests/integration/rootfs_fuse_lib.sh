@@ -145,9 +145,23 @@ rf_cleanup() {
     fi
   done
   for n in "${!RF_PIDS[@]}"; do rf_stop "$n" KILL; done
-  # Daemons still serving a mount of ours (lazily unmounted above).
+  # Daemons still serving a mount of ours (lazily unmounted above): a few
+  # seconds to unmount their upper tmpfs and leave, then killed.
+  local mine=() t
   for p in $(pgrep -x rootfs-fuse); do
-    tr '\0' '\n' < "/proc/$p/cmdline" 2> /dev/null | grep -qF -- "$TEST_TMP/" && kill -KILL "$p"
+    tr '\0' '\n' < "/proc/$p/cmdline" 2> /dev/null | grep -qF -- "$TEST_TMP/" && mine+=("$p")
   done
+  for ((t = 0; t < 50; t++)); do
+    local alive=()
+    for p in "${mine[@]}"; do kill -0 "$p" 2> /dev/null && alive+=("$p"); done
+    mine=("${alive[@]}")
+    ((${#mine[@]})) || break
+    sleep 0.1
+  done
+  ((${#mine[@]} == 0)) || kill -KILL "${mine[@]}" 2> /dev/null
+  # What a killed daemon left mounted (its upper tmpfs): gone before the
+  # test's directory is removed, which never happens through a mount.
+  awk -v t="$TEST_TMP/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2> /dev/null; done
   return 0
 }
