@@ -36,6 +36,8 @@ packages=(
   qemu-system-x86 ipxe-qemu ipxe zstd binutils
   # UEFI nodes under qemu (boot_install.sh DIM_UEFI=1): OVMF, the firmware, with its variable store template
   ovmf
+  # the boot-file signer's real peer (openpgp unit test, boot_grub_signed: gpg --verify)
+  gpg
   # install initrds (dimctl initrd build --with-dim-install): sfdisk, mkfs.fat
   fdisk dosfstools
   # benchmarks and their peers

@@ -82,14 +82,19 @@ dim::Result<dim::Fd> OpenBootDir(const Invocation& inv) {
   return d;
 }
 
-// Signs `name` if the store has a boot-signing key; says so when verbose.
+// Signs `name` with key; says so when verbose.
+Status SignAndSay(const Invocation& inv, int d, const std::string& name, const dim::openpgp::SigningKey& key) {
+  DIM_RETURN_IF_ERROR(SignBootFile(d, BootDir(inv), name, key));
+  if (inv.global.verbosity >= 0) std::printf("signed as /v1/boot/files/%s.sig (key %s)\n", name.c_str(), key.Fingerprint().c_str());
+  return Status::Ok();
+}
+
+// Signs `name` if the store has a boot-signing key.
 Status SignIfKeyed(const Invocation& inv, int d, const std::string& name) {
   auto key = LoadSigningKey(inv);
   if (!key.ok() && key.status().code() == dim::Code::kNotFound) return Status::Ok();
   if (!key.ok()) return key.status();
-  DIM_RETURN_IF_ERROR(SignBootFile(d, BootDir(inv), name, *key));
-  if (inv.global.verbosity >= 0) std::printf("signed as /v1/boot/files/%s.sig (key %s)\n", name.c_str(), key->Fingerprint().c_str());
-  return Status::Ok();
+  return SignAndSay(inv, d, name, *key);
 }
 
 Status Add(Invocation& inv) {
@@ -209,12 +214,13 @@ Status Sign(Invocation& inv) {
   DIM_ASSIGN_OR_RETURN(dim::Fd d, OpenBootDir(inv));
   std::vector<std::string> names = inv.args;
   if (names.empty()) {
-    if (DIR* dir = ::opendir(BootDir(inv).c_str())) {
-      while (dirent* e = ::readdir(dir)) {
-        std::string n = e->d_name;
-        if (ValidName(n) && e->d_type == DT_REG && !(n.size() > 4 && n.compare(n.size() - 4, 4, ".sig") == 0)) names.push_back(n);
-      }
-      ::closedir(dir);
+    // Listed through the directory fd the files are signed through.
+    int listed = ::fcntl(d.get(), F_DUPFD_CLOEXEC, 0);
+    dim::DirPtr dir(listed >= 0 ? ::fdopendir(listed) : nullptr);
+    if (listed >= 0 && !dir) ::close(listed);
+    while (dirent* e = dir ? ::readdir(dir.get()) : nullptr) {
+      std::string n = e->d_name;
+      if (ValidName(n) && e->d_type == DT_REG && !(n.size() > 4 && n.compare(n.size() - 4, 4, ".sig") == 0)) names.push_back(n);
     }
     std::sort(names.begin(), names.end());
   }
@@ -255,7 +261,7 @@ Status GrubCfg(Invocation& inv) {
   if (inv.global.verbosity >= 0) std::printf("%s/grub.cfg: boots %s and %s\n", BootDir(inv).c_str(), kernel.c_str(), initrd.c_str());
   auto key = LoadSigningKey(inv);
   if (!key.ok()) return key.status().Annotate("grub.cfg is written but unsigned: run dimctl boot keygen");
-  return SignIfKeyed(inv, d.get(), "grub.cfg");
+  return SignAndSay(inv, d.get(), "grub.cfg", *key);
 }
 
 // A GRUB network image with the site's boot-signing key built in and
